@@ -1,0 +1,293 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {IFairToken} from "./interfaces/IFairToken.sol";
+import {IParticipantRegistry} from "./interfaces/IParticipantRegistry.sol";
+import {ITaskLedger} from "./interfaces/ITaskLedger.sol";
+
+/// @title TaskLedger
+/// @notice Tasks, rounds, uploads and aggregations of FairFL, with rewards and reputation.
+/// @dev Per-upload data (CID, samples, time) lives in events only; storage keeps what the
+/// contract must check later, packed so that `submitUpdate` touches a single slot of the
+/// participant and one of the round.
+contract TaskLedger is ITaskLedger, AccessControl {
+    /// @inheritdoc ITaskLedger
+    bytes32 public constant TASK_CREATOR_ROLE = keccak256("TASK_CREATOR_ROLE");
+
+    uint8 private constant _MODE_MASK = 0x07; // DP | PRUNING | HOMOMORPHIC
+    uint256 private constant _MAX_BPS = 10_000;
+
+    IFairToken private immutable _token;
+    IParticipantRegistry private immutable _registry;
+
+    uint256 private _taskCount;
+    mapping(uint256 taskId => Task) private _tasks;
+    mapping(uint256 taskId => mapping(uint256 round => Round)) private _rounds;
+    mapping(uint256 taskId => mapping(address participant => Membership)) private _members;
+    mapping(uint256 taskId => address[]) private _participants;
+
+    /// @param admin Receives `DEFAULT_ADMIN_ROLE` and `TASK_CREATOR_ROLE`.
+    /// @param token Reward token; this contract needs its `MINTER_ROLE`.
+    /// @param registry Participant registry; this contract needs its `LEDGER_ROLE`.
+    constructor(address admin, IFairToken token, IParticipantRegistry registry) {
+        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        _grantRole(TASK_CREATOR_ROLE, admin);
+        _token = token;
+        _registry = registry;
+    }
+
+    modifier onlyAggregator(uint256 taskId) {
+        if (_tasks[taskId].aggregator != msg.sender) {
+            if (_tasks[taskId].status == TaskStatus.None) revert TaskLedgerUnknownTask(taskId);
+            revert TaskLedgerNotAggregator(taskId, msg.sender);
+        }
+        _;
+    }
+
+    /// @inheritdoc ITaskLedger
+    function createTask(TaskConfig calldata config)
+        external
+        onlyRole(TASK_CREATOR_ROLE)
+        returns (uint256 taskId)
+    {
+        _validate(config);
+        taskId = ++_taskCount;
+        Task storage t = _tasks[taskId];
+        t.creator = msg.sender;
+        t.aggregator = config.aggregator;
+        t.rounds = config.rounds;
+        t.minParticipants = config.minParticipants;
+        t.submissionWindow = config.submissionWindow;
+        t.trainingMode = config.trainingMode;
+        t.status = TaskStatus.Open;
+        t.rewardPerRound = config.rewardPerRound;
+        t.globalModelCid = config.modelCid;
+        t.specCid = config.specCid;
+        t.metric = config.metric;
+        emit TaskCreated(taskId, msg.sender, config.aggregator, config);
+    }
+
+    /// @inheritdoc ITaskLedger
+    function join(uint256 taskId) external {
+        Task storage t = _openTask(taskId);
+        _requireActive(msg.sender);
+        Membership storage m = _members[taskId][msg.sender];
+        if (m.joined) revert TaskLedgerAlreadyJoined(taskId, msg.sender);
+        m.joined = true;
+        _participants[taskId].push(msg.sender);
+        uint32 count = ++t.participantCount;
+        emit ParticipantJoined(taskId, msg.sender, count);
+    }
+
+    /// @inheritdoc ITaskLedger
+    function startRound(uint256 taskId, string calldata workloadCid)
+        external
+        onlyAggregator(taskId)
+        returns (uint256 roundNumber)
+    {
+        Task storage t = _openTask(taskId);
+        if (bytes(workloadCid).length == 0) revert TaskLedgerEmptyCid();
+        if (t.participantCount < t.minParticipants) {
+            revert TaskLedgerNotEnoughParticipants(taskId, t.participantCount, t.minParticipants);
+        }
+        uint32 current = t.currentRound;
+        if (current != 0 && _rounds[taskId][current].status == RoundStatus.Open) {
+            revert TaskLedgerRoundStillOpen(taskId, current);
+        }
+        roundNumber = current + 1;
+        t.currentRound = uint32(roundNumber);
+        uint64 deadline = uint64(block.number) + t.submissionWindow;
+        _rounds[taskId][roundNumber] = Round({
+            startBlock: uint64(block.number),
+            deadlineBlock: deadline,
+            finalizedBlock: 0,
+            submissions: 0,
+            status: RoundStatus.Open
+        });
+        emit RoundStarted(
+            taskId, roundNumber, t.globalModelCid, workloadCid, deadline, t.trainingMode, uint64(block.timestamp)
+        );
+    }
+
+    /// @inheritdoc ITaskLedger
+    function submitUpdate(
+        uint256 taskId,
+        uint256 roundNumber,
+        string calldata updateCid,
+        uint64 numSamples,
+        uint64 trainingMillis
+    ) external {
+        Task storage t = _tasks[taskId];
+        if (t.status == TaskStatus.None) revert TaskLedgerUnknownTask(taskId);
+        Round storage r = _openRound(taskId, t.currentRound, roundNumber);
+        if (block.number > r.deadlineBlock) revert TaskLedgerSubmissionClosed(taskId, roundNumber, r.deadlineBlock);
+        if (bytes(updateCid).length == 0) revert TaskLedgerEmptyCid();
+        Membership storage m = _members[taskId][msg.sender];
+        if (!m.joined) revert TaskLedgerNotJoined(taskId, msg.sender);
+        if (m.lastSubmittedRound == roundNumber) revert TaskLedgerAlreadySubmitted(taskId, roundNumber, msg.sender);
+        if (_registry.isBlacklisted(msg.sender)) revert TaskLedgerBlacklisted(msg.sender);
+        m.lastSubmittedRound = uint32(roundNumber);
+        r.submissions += 1;
+        emit UpdateSubmitted(
+            taskId, roundNumber, msg.sender, updateCid, numSamples, trainingMillis, t.trainingMode, uint64(block.timestamp)
+        );
+    }
+
+    /// @inheritdoc ITaskLedger
+    function finalizeRound(uint256 taskId, uint256 roundNumber, RoundResult calldata result)
+        external
+        onlyAggregator(taskId)
+    {
+        Task storage t = _tasks[taskId];
+        Round storage r = _openRound(taskId, t.currentRound, roundNumber);
+        if (bytes(result.newModelCid).length == 0) revert TaskLedgerEmptyCid();
+        if (result.contributors.length != result.scoresBps.length) {
+            revert TaskLedgerLengthMismatch(result.contributors.length, result.scoresBps.length);
+        }
+
+        (uint256[] memory rewards, uint16[] memory outcomes, uint256 minted) =
+            _settleContributors(taskId, roundNumber, t.rewardPerRound, result);
+        for (uint256 i; i < result.rejected.length; ++i) {
+            _settle(taskId, roundNumber, result.rejected[i]).rejectedRounds += 1;
+        }
+
+        r.status = RoundStatus.Finalized;
+        r.finalizedBlock = uint64(block.number);
+        t.totalMinted += minted;
+        string memory previousModelCid = t.globalModelCid;
+        t.globalModelCid = result.newModelCid;
+        emit RoundFinalized(taskId, roundNumber, msg.sender, previousModelCid, result, rewards, uint64(block.timestamp));
+        if (roundNumber == t.rounds) {
+            t.status = TaskStatus.Completed;
+            emit TaskCompleted(taskId, result.newModelCid, t.totalMinted);
+        }
+
+        // Interactions last: both callees are our own contracts, fixed at construction.
+        _registry.recordRound(taskId, roundNumber, result.contributors, outcomes, result.rejected);
+        if (minted != 0) _token.mintBatch(result.contributors, rewards);
+    }
+
+    /// @inheritdoc ITaskLedger
+    function taskCount() external view returns (uint256) {
+        return _taskCount;
+    }
+
+    /// @inheritdoc ITaskLedger
+    function task(uint256 taskId) external view returns (Task memory) {
+        return _tasks[taskId];
+    }
+
+    /// @inheritdoc ITaskLedger
+    function round(uint256 taskId, uint256 roundNumber) external view returns (Round memory) {
+        return _rounds[taskId][roundNumber];
+    }
+
+    /// @inheritdoc ITaskLedger
+    function membership(uint256 taskId, address participant) external view returns (Membership memory) {
+        return _members[taskId][participant];
+    }
+
+    /// @inheritdoc ITaskLedger
+    function participants(uint256 taskId) external view returns (address[] memory) {
+        return _participants[taskId];
+    }
+
+    /// @inheritdoc ITaskLedger
+    function contributions(uint256 taskId)
+        external
+        view
+        returns (address[] memory accounts, uint256[] memory earned)
+    {
+        address[] storage all = _participants[taskId];
+        uint256 count;
+        for (uint256 i; i < all.length; ++i) {
+            if (_members[taskId][all[i]].earned != 0) ++count;
+        }
+        accounts = new address[](count);
+        earned = new uint256[](count);
+        uint256 j;
+        for (uint256 i; i < all.length; ++i) {
+            uint96 amount = _members[taskId][all[i]].earned;
+            if (amount != 0) {
+                accounts[j] = all[i];
+                earned[j] = amount;
+                ++j;
+            }
+        }
+    }
+
+    /// @dev Rewards are shares of the round budget; reputation outcomes are the shares relative
+    /// to an equal split (a contributor with at least 1/n of the scores gets a full 10_000).
+    function _settleContributors(
+        uint256 taskId,
+        uint256 roundNumber,
+        uint256 rewardPerRound,
+        RoundResult calldata result
+    ) private returns (uint256[] memory rewards, uint16[] memory outcomes, uint256 minted) {
+        uint256 n = result.contributors.length;
+        rewards = new uint256[](n);
+        outcomes = new uint16[](n);
+        uint256 totalScore;
+        for (uint256 i; i < n; ++i) {
+            uint256 score = result.scoresBps[i];
+            totalScore += score;
+            uint256 reward = (rewardPerRound * score) / _MAX_BPS;
+            Membership storage m = _settle(taskId, roundNumber, result.contributors[i]);
+            m.acceptedRounds += 1;
+            // Cannot overflow: createTask bounds rewardPerRound * rounds by uint96.
+            m.earned += uint96(reward);
+            rewards[i] = reward;
+            minted += reward;
+            uint256 outcome = score * n;
+            outcomes[i] = uint16(outcome > _MAX_BPS ? _MAX_BPS : outcome);
+        }
+        if (totalScore > _MAX_BPS) revert TaskLedgerBudgetExceeded(totalScore);
+    }
+
+    function _settle(uint256 taskId, uint256 roundNumber, address participant)
+        private
+        returns (Membership storage m)
+    {
+        m = _members[taskId][participant];
+        if (m.lastSubmittedRound != roundNumber) revert TaskLedgerNotSubmitted(taskId, roundNumber, participant);
+        if (m.lastSettledRound == roundNumber) revert TaskLedgerDuplicateParticipant(taskId, roundNumber, participant);
+        m.lastSettledRound = uint32(roundNumber);
+    }
+
+    function _openTask(uint256 taskId) private view returns (Task storage t) {
+        t = _tasks[taskId];
+        if (t.status == TaskStatus.None) revert TaskLedgerUnknownTask(taskId);
+        if (t.status == TaskStatus.Completed) revert TaskLedgerTaskCompleted(taskId);
+    }
+
+    function _openRound(uint256 taskId, uint256 current, uint256 roundNumber)
+        private
+        view
+        returns (Round storage r)
+    {
+        if (roundNumber != current || current == 0) revert TaskLedgerWrongRound(taskId, roundNumber, current);
+        r = _rounds[taskId][roundNumber];
+        if (r.status == RoundStatus.Finalized) revert TaskLedgerRoundAlreadyFinalized(taskId, roundNumber);
+    }
+
+    function _requireActive(address account) private view {
+        IParticipantRegistry.Participant memory p = _registry.participant(account);
+        if (p.blacklisted) revert TaskLedgerBlacklisted(account);
+        if (!p.registered) revert TaskLedgerNotRegistered(account);
+    }
+
+    function _validate(TaskConfig calldata config) private pure {
+        if (bytes(config.modelCid).length == 0) revert TaskLedgerInvalidConfig("modelCid");
+        if (bytes(config.specCid).length == 0) revert TaskLedgerInvalidConfig("specCid");
+        if (bytes(config.metric).length == 0) revert TaskLedgerInvalidConfig("metric");
+        if (config.aggregator == address(0)) revert TaskLedgerInvalidConfig("aggregator");
+        if (config.rounds == 0) revert TaskLedgerInvalidConfig("rounds");
+        if (config.minParticipants == 0) revert TaskLedgerInvalidConfig("minParticipants");
+        if (config.submissionWindow == 0) revert TaskLedgerInvalidConfig("submissionWindow");
+        if (config.trainingMode & ~_MODE_MASK != 0) revert TaskLedgerInvalidConfig("trainingMode");
+        if (config.rewardPerRound > type(uint96).max / config.rounds) {
+            revert TaskLedgerInvalidConfig("rewardPerRound");
+        }
+    }
+}

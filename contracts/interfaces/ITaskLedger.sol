@@ -1,0 +1,229 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+/// @title Task and round ledger
+/// @notice The public record of federated training. A task fixes the initial model, its spec,
+/// the metric, the number of rounds, the reward budget per round, the training (privacy) mode,
+/// the aggregator, the quorum and the submission window. Every upload (`UpdateSubmitted`) and
+/// every aggregation (`RoundStarted` + `RoundFinalized`) is an event that carries the whole
+/// record of Figure 1 of the FairFL paper: training mode, time, uploader, previous global model,
+/// the updates aggregated, time spent and the IPFS location. CIDs are stored and emitted as the
+/// exact strings given.
+interface ITaskLedger {
+    /// @notice Training-mode flags (bitwise OR). 0 means plain federated averaging.
+    /// DP = 1 (differential privacy), PRUNING = 2, HOMOMORPHIC = 4.
+    enum TaskStatus {
+        None,
+        Open,
+        Completed
+    }
+
+    enum RoundStatus {
+        None,
+        Open,
+        Finalized
+    }
+
+    /// @notice What a task creator supplies.
+    /// @param modelCid CID of the initial global model (safetensors).
+    /// @param specCid CID of the JSON document describing model architecture and dataset.
+    /// @param metric Name of the validation metric used for scoring, e.g. "accuracy", "f1_macro".
+    /// @param aggregator Address that starts and finalizes rounds.
+    /// @param rounds Number of rounds (>= 1).
+    /// @param minParticipants Participants needed before the first round can start (>= 1).
+    /// @param submissionWindow Blocks after a round starts during which updates are accepted (>= 1).
+    /// @param trainingMode Bitmask of privacy options (DP = 1, PRUNING = 2, HOMOMORPHIC = 4).
+    /// @param rewardPerRound FLT budget minted at most per round.
+    struct TaskConfig {
+        string modelCid;
+        string specCid;
+        string metric;
+        address aggregator;
+        uint32 rounds;
+        uint32 minParticipants;
+        uint32 submissionWindow;
+        uint8 trainingMode;
+        uint256 rewardPerRound;
+    }
+
+    /// @notice A task as stored.
+    struct Task {
+        address creator;
+        address aggregator;
+        uint32 rounds;
+        uint32 currentRound;
+        uint32 minParticipants;
+        uint32 submissionWindow;
+        uint32 participantCount;
+        uint8 trainingMode;
+        TaskStatus status;
+        uint256 rewardPerRound;
+        uint256 totalMinted;
+        string globalModelCid;
+        string specCid;
+        string metric;
+    }
+
+    /// @notice A round as stored (one slot).
+    struct Round {
+        uint64 startBlock;
+        uint64 deadlineBlock;
+        uint64 finalizedBlock;
+        uint32 submissions;
+        RoundStatus status;
+    }
+
+    /// @notice One participant's standing in one task (one slot).
+    /// @param lastSubmittedRound The last round the participant submitted an update in (0: none).
+    /// @param lastSettledRound The last round in which its update was accepted or rejected.
+    /// @param earned Total FLT minted to it by this task.
+    struct Membership {
+        bool joined;
+        uint32 lastSubmittedRound;
+        uint32 lastSettledRound;
+        uint32 acceptedRounds;
+        uint32 rejectedRounds;
+        uint96 earned;
+    }
+
+    /// @notice What the aggregator reports when it closes a round.
+    /// @param newModelCid CID of the new global model.
+    /// @param contributors Participants whose updates were aggregated.
+    /// @param scoresBps Their shares of the round budget in basis points (sum <= 10_000).
+    /// @param rejected Participants whose updates were discarded as malicious or free-riding.
+    /// @param aggregationMillis Time spent aggregating and scoring.
+    struct RoundResult {
+        string newModelCid;
+        address[] contributors;
+        uint16[] scoresBps;
+        address[] rejected;
+        uint64 aggregationMillis;
+    }
+
+    /// @notice Task `taskId` was created; the full configuration is in the event.
+    event TaskCreated(uint256 indexed taskId, address indexed creator, address indexed aggregator, TaskConfig config);
+    /// @notice `participant` joined task `taskId`.
+    event ParticipantJoined(uint256 indexed taskId, address indexed participant, uint32 participantCount);
+    /// @notice The aggregator opened round `round` on `globalModelCid`, with the per-participant
+    /// workload assignment stored at `workloadCid`; submissions close after `deadlineBlock`.
+    event RoundStarted(
+        uint256 indexed taskId,
+        uint256 indexed round,
+        string globalModelCid,
+        string workloadCid,
+        uint64 deadlineBlock,
+        uint8 trainingMode,
+        uint64 timestamp
+    );
+    /// @notice `participant` uploaded `updateCid` (trained from the round's global model).
+    event UpdateSubmitted(
+        uint256 indexed taskId,
+        uint256 indexed round,
+        address indexed participant,
+        string updateCid,
+        uint64 numSamples,
+        uint64 trainingMillis,
+        uint8 trainingMode,
+        uint64 timestamp
+    );
+    /// @notice The aggregator turned `previousModelCid` into `result.newModelCid` from the updates
+    /// of `result.contributors`, paid `rewards[i]` FLT to each, and discarded `result.rejected`.
+    event RoundFinalized(
+        uint256 indexed taskId,
+        uint256 indexed round,
+        address indexed aggregator,
+        string previousModelCid,
+        RoundResult result,
+        uint256[] rewards,
+        uint64 timestamp
+    );
+    /// @notice The last round of task `taskId` was finalized; `finalModelCid` is the result.
+    event TaskCompleted(uint256 indexed taskId, string finalModelCid, uint256 totalMinted);
+
+    /// @notice No task with this id.
+    error TaskLedgerUnknownTask(uint256 taskId);
+    /// @notice The task configuration is invalid (see `TaskConfig`); `field` names the culprit.
+    error TaskLedgerInvalidConfig(string field);
+    /// @notice Only the task's aggregator may do this.
+    error TaskLedgerNotAggregator(uint256 taskId, address caller);
+    /// @notice The account is not a registered participant.
+    error TaskLedgerNotRegistered(address account);
+    /// @notice The account is blacklisted.
+    error TaskLedgerBlacklisted(address account);
+    /// @notice The participant already joined this task.
+    error TaskLedgerAlreadyJoined(uint256 taskId, address participant);
+    /// @notice The participant has not joined this task.
+    error TaskLedgerNotJoined(uint256 taskId, address participant);
+    /// @notice The task has run all its rounds.
+    error TaskLedgerTaskCompleted(uint256 taskId);
+    /// @notice Fewer participants joined than the task's minimum.
+    error TaskLedgerNotEnoughParticipants(uint256 taskId, uint32 joined, uint32 required);
+    /// @notice The previous round is still open.
+    error TaskLedgerRoundStillOpen(uint256 taskId, uint256 round);
+    /// @notice `given` is not the task's open round (`current`).
+    error TaskLedgerWrongRound(uint256 taskId, uint256 given, uint256 current);
+    /// @notice The round was already finalized.
+    error TaskLedgerRoundAlreadyFinalized(uint256 taskId, uint256 round);
+    /// @notice The submission window of the round closed at `deadlineBlock`.
+    error TaskLedgerSubmissionClosed(uint256 taskId, uint256 round, uint64 deadlineBlock);
+    /// @notice The participant already submitted in this round.
+    error TaskLedgerAlreadySubmitted(uint256 taskId, uint256 round, address participant);
+    /// @notice The participant did not submit in this round, so it cannot be scored.
+    error TaskLedgerNotSubmitted(uint256 taskId, uint256 round, address participant);
+    /// @notice The participant appears twice in one finalization.
+    error TaskLedgerDuplicateParticipant(uint256 taskId, uint256 round, address participant);
+    /// @notice The scores add up to more than the whole budget (10_000 bps).
+    error TaskLedgerBudgetExceeded(uint256 totalScoreBps);
+    /// @notice Arrays of different lengths.
+    error TaskLedgerLengthMismatch(uint256 contributors, uint256 scores);
+    /// @notice A CID argument was empty.
+    error TaskLedgerEmptyCid();
+
+    /// @notice Role allowed to create tasks (task budgets mint new FLT).
+    function TASK_CREATOR_ROLE() external view returns (bytes32);
+
+    /// @notice Creates a task. Only `TASK_CREATOR_ROLE`.
+    function createTask(TaskConfig calldata config) external returns (uint256 taskId);
+
+    /// @notice The caller joins task `taskId`. It must be registered and not blacklisted.
+    function join(uint256 taskId) external;
+
+    /// @notice Opens the next round on the current global model. Only the task's aggregator.
+    /// @param workloadCid CID (or hash) of the per-participant workload assignment for this round.
+    function startRound(uint256 taskId, string calldata workloadCid) external returns (uint256 round);
+
+    /// @notice Records the caller's update for the open round, once, within the window.
+    function submitUpdate(
+        uint256 taskId,
+        uint256 round,
+        string calldata updateCid,
+        uint64 numSamples,
+        uint64 trainingMillis
+    ) external;
+
+    /// @notice Closes round `round`: records the new global model, pays the contributors in
+    /// proportion to their scores (shares of the round budget, adding up to at most 10_000),
+    /// moves reputations and counts rejections toward the blacklist. Only the task's aggregator.
+    function finalizeRound(uint256 taskId, uint256 round, RoundResult calldata result) external;
+
+    /// @notice Number of tasks created; ids run from 1 to `taskCount()`.
+    function taskCount() external view returns (uint256);
+
+    /// @notice The stored task.
+    function task(uint256 taskId) external view returns (Task memory);
+
+    /// @notice The stored round.
+    function round(uint256 taskId, uint256 roundNumber) external view returns (Round memory);
+
+    /// @notice The standing of `participant` in task `taskId`.
+    function membership(uint256 taskId, address participant) external view returns (Membership memory);
+
+    /// @notice Every participant of task `taskId`, in joining order.
+    function participants(uint256 taskId) external view returns (address[] memory);
+
+    /// @notice Participants of task `taskId` that earned rewards, with the amounts.
+    function contributions(uint256 taskId)
+        external
+        view
+        returns (address[] memory accounts, uint256[] memory earned);
+}

@@ -1,0 +1,1 @@
+"""FairFL agents: chain and storage clients, training and aggregation."""

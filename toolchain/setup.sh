@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Bootstraps everything FairFL needs, idempotently: the Python venv, the npm toolchain
+# (solc wasm, anvil, OpenZeppelin), the solc bridge for ape-solidity, anvil on PATH, and the
+# ape dependencies. Safe to run again; each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+VENV="$ROOT/.venv"
+SOLC_VERSION=0.8.37
+
+log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
+
+# 1. npm packages, from the lock file.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "npm ci (solc $SOLC_VERSION wasm, anvil, OpenZeppelin, UnixFS importer)"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+# 2. The Python environment, with pinned versions.
+STAMP="$VENV/.fairfl-installed"
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating $VENV"
+  "$PY" -m venv "$VENV"
+fi
+if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] || [ constraints.txt -nt "$STAMP" ]; then
+  log "installing the project and its pinned dependencies into .venv (first time: a few minutes)"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+  touch "$STAMP"
+fi
+
+# 3. anvil on the venv's PATH (ape-foundry looks it up with shutil.which).
+ln -sf "$ROOT/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil" "$VENV/bin/anvil"
+
+# 4. The solc that py-solc-x will find: a native one if installed, else the wasm bridge.
+SOLCX_DIR=${SOLCX_BINARY_PATH:-$HOME/.solcx}
+mkdir -p "$SOLCX_DIR"
+TARGET="$SOLCX_DIR/solc-v$SOLC_VERSION"
+if command -v solc >/dev/null && solc --version 2>/dev/null | grep -q "Version: $SOLC_VERSION"; then
+  [ -e "$TARGET" ] || { log "using native $(command -v solc)"; ln -sf "$(command -v solc)" "$TARGET"; }
+elif [ ! -e "$TARGET" ] || grep -q "fairfl-solc-bridge" "$TARGET" 2>/dev/null; then
+  cat > "$TARGET" <<SH
+#!/bin/sh
+# fairfl-solc-bridge: npm's official solc $SOLC_VERSION (wasm) behind native solc's CLI.
+exec node "$ROOT/toolchain/solc-wasm.cjs" "\$@"
+SH
+  chmod +x "$TARGET"
+fi
+
+# 5. ape's copy of OpenZeppelin (read from node_modules, no network).
+if [ ! -d "$HOME/.ape/packages/projects/openzeppelin" ] && [ ! -d "$HOME/.ape/packages/openzeppelin" ]; then
+  log "ape pm install (OpenZeppelin from node_modules)"
+  "$VENV/bin/ape" pm install >/dev/null
+fi
+log "ready: .venv, anvil $("$VENV/bin/anvil" --version | head -1 | awk '{print $3}'), solc $("$TARGET" --version | tail -1 | awk '{print $2}')"
