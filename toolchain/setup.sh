@@ -48,8 +48,15 @@ SH
   chmod +x "$TARGET"
 fi
 
-# 5. ape's copy of OpenZeppelin (read from node_modules, no network).
-if [ ! -d "$HOME/.ape/packages/projects/openzeppelin" ] && [ ! -d "$HOME/.ape/packages/openzeppelin" ]; then
+# 5. Chromium for the browser tests (Debian's package; Playwright never downloads browsers).
+if [ "${FAIRFL_WITH_BROWSER:-0}" = 1 ] && [ ! -x /usr/bin/chromium ]; then
+  log "installing Debian's chromium for the UI tests"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
+# 6. ape's copy of OpenZeppelin (read from node_modules, no network).
+if [ ! -d "$HOME/.ape/packages/projects/@openzeppelin_contracts/5_7_0" ]; then
   log "ape pm install (OpenZeppelin from node_modules)"
   "$VENV/bin/ape" pm install >/dev/null
 fi

@@ -1,0 +1,53 @@
+# FairFL: every target bootstraps what it needs (venv, npm toolchain, solc bridge, anvil).
+SHELL := /bin/bash
+VENV  := .venv
+BIN   := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+NETWORK ?= ethereum:local:node
+APE_QUIET := -v WARNING
+
+.PHONY: help setup compile test test-contracts test-python gas chain chain-down deploy demo app lint clean
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+setup: ## Install everything: .venv, npm packages, solc bridge, anvil (idempotent)
+	@./toolchain/setup.sh
+
+compile: setup ## Compile the contracts with solc 0.8.37
+	@ape compile $(APE_QUIET)
+
+test: setup ## Run every test: contracts (ape test on anvil), Python, app in Chromium
+	@FAIRFL_WITH_BROWSER=1 ./toolchain/setup.sh
+	@$(MAKE) --no-print-directory test-contracts test-python
+
+test-contracts: setup
+	ape test tests/contracts -q
+
+test-python: setup
+	python -m pytest tests --ignore=tests/contracts -q -p no:ape_test
+
+gas: setup ## Gas used by every contract function (table also in docs/gas.md)
+	@mkdir -p reports && ape test tests/contracts -q --gas | tee reports/gas.txt
+
+chain: setup ## Start the shared local chain (anvil on :8545, state kept in .fairfl/chain)
+	@fl-agent chain up
+
+chain-down: ## Stop the shared local chain (its state is kept)
+	@fl-agent chain down
+
+deploy: chain ## Deploy the contracts to the shared local chain
+	@ape run deploy --network $(NETWORK) --account TEST::0 $(APE_QUIET)
+
+demo: deploy ## Run the scripted story on the shared chain and print what happened
+	@ape run demo --network $(NETWORK) $(APE_QUIET)
+
+app: chain ## Open the Streamlit app on http://localhost:8501
+	streamlit run app/main.py --browser.gatherUsageStats false
+
+lint: setup ## ruff
+	ruff check fl_agent scripts app tests
+
+clean: ## Remove build output and local chain state (not the venv)
+	-@fl-agent chain down 2>/dev/null
+	rm -rf .build contracts/.cache .fairfl reports deployments/local.json

@@ -1,0 +1,253 @@
+"""Typed wrappers around the FairFL contracts, in the manner of ApePay's ``StreamManager``.
+
+Every other module talks to the chain through these classes: they turn ABI tuples into the
+records of :mod:`fl_agent.chain.records`, turn reverts into :class:`ContractRevertError`
+carrying the custom error's name, and read event history. Works on any network ape can
+connect to; the caller connects (``ape.networks.parse_network_choice``) and passes accounts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from fl_agent.chain.deployment import Deployment
+from fl_agent.chain.records import (
+    Listing,
+    Membership,
+    Participant,
+    Round,
+    RoundResult,
+    Task,
+    TaskSpec,
+    TxReceipt,
+)
+from fl_agent.errors import ChainError, ContractRevertError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_project() -> Any:
+    """The ape project holding the compiled FairFL contracts (compiles on first use)."""
+    import ape
+
+    if Path(ape.project.path).resolve() == PROJECT_ROOT:
+        return ape.project
+    return ape.Project(PROJECT_ROOT)
+
+
+def _transact(method: Any, *args: Any, sender: Any, **kwargs: Any) -> TxReceipt:
+    from ape.exceptions import ContractLogicError
+
+    try:
+        receipt = method(*args, sender=sender, **kwargs)
+    except ContractLogicError as err:
+        name = type(err).__name__
+        if name in ("ContractLogicError", "VirtualMachineError"):
+            name = None
+        raise ContractRevertError(f"transaction reverted: {err}", name) from err
+    return TxReceipt(
+        tx_hash=str(receipt.txn_hash),
+        block=int(receipt.block_number),
+        gas_used=int(receipt.gas_used),
+        return_value=receipt.return_value,
+    )
+
+
+class _Wrapper:
+    contract_name: str = ""
+
+    def __init__(self, address: str, project: Any | None = None) -> None:
+        project = project or load_project()
+        self.contract = getattr(project, self.contract_name).at(address)
+
+    @property
+    def address(self) -> str:
+        return str(self.contract.address)
+
+
+class Token(_Wrapper):
+    """The FLT reward token."""
+
+    contract_name = "FairToken"
+
+    def balance_of(self, account: Any) -> int:
+        return int(self.contract.balanceOf(account))
+
+    def total_supply(self) -> int:
+        return int(self.contract.totalSupply())
+
+    def allowance(self, owner: Any, spender: Any) -> int:
+        return int(self.contract.allowance(owner, spender))
+
+    def approve(self, spender: Any, amount: int, *, sender: Any) -> TxReceipt:
+        return _transact(self.contract.approve, spender, amount, sender=sender)
+
+    def mint(self, to: Any, amount: int, *, sender: Any) -> TxReceipt:
+        return _transact(self.contract.mint, to, amount, sender=sender)
+
+
+class Registry(_Wrapper):
+    """Identity, reputation and blacklist."""
+
+    contract_name = "ParticipantRegistry"
+
+    def register(self, metadata_cid: str, *, sender: Any) -> TxReceipt:
+        return _transact(self.contract.register, metadata_cid, sender=sender)
+
+    def blacklist(self, account: Any, evidence_cid: str, *, sender: Any) -> TxReceipt:
+        return _transact(self.contract.blacklist, account, evidence_cid, sender=sender)
+
+    def lift_blacklist(self, account: Any, *, sender: Any) -> TxReceipt:
+        return _transact(self.contract.liftBlacklist, account, sender=sender)
+
+    def participant(self, account: Any) -> Participant:
+        address = str(getattr(account, "address", account))
+        raw = self.contract.participant(address)
+        return Participant.from_chain(address, raw, str(self.contract.metadataOf(address)))
+
+    def is_blacklisted(self, account: Any) -> bool:
+        return bool(self.contract.isBlacklisted(account))
+
+    def participants(self) -> list[Participant]:
+        count = int(self.contract.participantCount())
+        return [self.participant(self.contract.participantAt(i)) for i in range(count)]
+
+    def reputation_history(self, start_block: int = 0) -> Iterator[Any]:
+        """Every ``ReputationUpdated`` event since ``start_block``."""
+        return self.contract.ReputationUpdated.range(start_block, _height() + 1)
+
+    def blacklist_events(self, start_block: int = 0) -> Iterator[Any]:
+        return self.contract.Blacklisted.range(start_block, _height() + 1)
+
+
+class Ledger(_Wrapper):
+    """Tasks, rounds, uploads and aggregations."""
+
+    contract_name = "TaskLedger"
+
+    def create_task(self, spec: TaskSpec, *, sender: Any) -> tuple[int, TxReceipt]:
+        receipt = _transact(self.contract.createTask, spec.as_abi(), sender=sender)
+        return int(receipt.return_value or self.task_count()), receipt
+
+    def join(self, task_id: int, *, sender: Any) -> TxReceipt:
+        return _transact(self.contract.join, task_id, sender=sender)
+
+    def start_round(self, task_id: int, workload_cid: str, *, sender: Any) -> tuple[int, TxReceipt]:
+        receipt = _transact(self.contract.startRound, task_id, workload_cid, sender=sender)
+        return int(receipt.return_value or self.task(task_id).current_round), receipt
+
+    def submit_update(self, task_id: int, round_number: int, update_cid: str, num_samples: int,
+                      training_millis: int, *, sender: Any) -> TxReceipt:
+        return _transact(self.contract.submitUpdate, task_id, round_number, update_cid,
+                         num_samples, training_millis, sender=sender)
+
+    def finalize_round(self, task_id: int, round_number: int, result: RoundResult, *,
+                       sender: Any) -> TxReceipt:
+        return _transact(self.contract.finalizeRound, task_id, round_number, result.as_abi(),
+                         sender=sender)
+
+    def task_count(self) -> int:
+        return int(self.contract.taskCount())
+
+    def task(self, task_id: int) -> Task:
+        task = Task.from_chain(task_id, self.contract.task(task_id))
+        if task.status == 0:
+            raise ChainError(f"task {task_id} does not exist (there are {self.task_count()} tasks)")
+        return task
+
+    def tasks(self) -> list[Task]:
+        return [self.task(i) for i in range(1, self.task_count() + 1)]
+
+    def round(self, task_id: int, round_number: int) -> Round:
+        return Round.from_chain(task_id, round_number, self.contract.round(task_id, round_number))
+
+    def rounds(self, task_id: int) -> list[Round]:
+        return [self.round(task_id, r) for r in range(1, self.task(task_id).current_round + 1)]
+
+    def membership(self, task_id: int, account: Any) -> Membership:
+        return Membership.from_chain(self.contract.membership(task_id, account))
+
+    def participants(self, task_id: int) -> list[str]:
+        return [str(a) for a in self.contract.participants(task_id)]
+
+    def contributions(self, task_id: int) -> dict[str, int]:
+        accounts, earned = self.contract.contributions(task_id)
+        return {str(a): int(e) for a, e in zip(accounts, earned, strict=True)}
+
+    def events(self, name: str, start_block: int = 0, **filters: Any) -> list[Any]:
+        """Logs of event ``name`` (e.g. ``"UpdateSubmitted"``) since ``start_block``, filtered
+        on indexed fields (``taskId=1``)."""
+        event = getattr(self.contract, name)
+        logs = event.range(start_block, _height() + 1, search_topics=filters or None)
+        return list(logs)
+
+
+class Marketplace(_Wrapper):
+    """Listing, buying and revenue sharing."""
+
+    contract_name = "ModelMarketplace"
+
+    def list_task_model(self, task_id: int, encrypted_cid: str, metadata_cid: str,
+                        plaintext_hash: bytes, price: int, *, sender: Any) -> tuple[int, TxReceipt]:
+        receipt = _transact(self.contract.listTaskModel, task_id, encrypted_cid, metadata_cid,
+                            plaintext_hash, price, sender=sender)
+        return int(receipt.return_value or self.model_count()), receipt
+
+    def buy(self, model_id: int, max_price: int, buyer_key: bytes, *, sender: Any) -> TxReceipt:
+        return _transact(self.contract.buy, model_id, max_price, buyer_key, sender=sender)
+
+    def deliver_key(self, model_id: int, buyer: Any, encrypted_key: bytes, *,
+                    sender: Any) -> TxReceipt:
+        return _transact(self.contract.deliverKey, model_id, buyer, encrypted_key, sender=sender)
+
+    def withdraw(self, model_id: int, *, sender: Any) -> TxReceipt:
+        return _transact(self.contract.withdraw, model_id, sender=sender)
+
+    def withdrawable(self, model_id: int, payee: Any) -> int:
+        return int(self.contract.withdrawable(model_id, payee))
+
+    def model_count(self) -> int:
+        return int(self.contract.modelCount())
+
+    def listing(self, model_id: int) -> Listing:
+        raw = self.contract.listing(model_id)
+        if str(raw.seller) == "0x" + "0" * 40:
+            raise ChainError(f"model {model_id} does not exist (there are {self.model_count()})")
+        payees, shares = self.contract.payeesOf(model_id)
+        return Listing.from_chain(model_id, raw, payees, shares)
+
+    def listings(self) -> list[Listing]:
+        return [self.listing(i) for i in range(1, self.model_count() + 1)]
+
+
+class FairFL:
+    """All four contracts of one deployment."""
+
+    def __init__(self, deployment: Deployment, project: Any | None = None) -> None:
+        self.deployment = deployment
+        self._project = project or load_project()
+
+    @cached_property
+    def token(self) -> Token:
+        return Token(self.deployment.address("FairToken"), self._project)
+
+    @cached_property
+    def registry(self) -> Registry:
+        return Registry(self.deployment.address("ParticipantRegistry"), self._project)
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        return Ledger(self.deployment.address("TaskLedger"), self._project)
+
+    @cached_property
+    def marketplace(self) -> Marketplace:
+        return Marketplace(self.deployment.address("ModelMarketplace"), self._project)
+
+
+def _height() -> int:
+    from ape import chain
+
+    return int(chain.blocks.height)

@@ -1,0 +1,138 @@
+"""Deploying the FairFL contracts and remembering where they are.
+
+ape keeps no deployment history of its own, so :func:`deploy_contracts` returns a
+:class:`Deployment` record that :func:`save_deployment` writes to
+``deployments/<network>.json``. The deploy script, the test fixtures and the demo all call
+the same function, so the wiring of roles is written once.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from fl_agent.errors import DeploymentNotFoundError
+
+#: Contract names in deployment order.
+CONTRACTS = ("FairToken", "ParticipantRegistry", "TaskLedger", "ModelMarketplace")
+
+
+class BlacklistPolicy(BaseModel):
+    """Reputation EWMA weight and automatic blacklisting threshold (see ParticipantRegistry)."""
+
+    alpha_bps: int = Field(2_000, ge=1, le=10_000)
+    max_rejections: int = Field(3, ge=1)
+    window_blocks: int = Field(10_000, ge=1)
+
+    def as_tuple(self) -> tuple[int, int, int]:
+        return (self.alpha_bps, self.max_rejections, self.window_blocks)
+
+
+class Deployment(BaseModel):
+    """Where the FairFL contracts of one network live."""
+
+    network: str
+    chain_id: int
+    deployer: str
+    block: int
+    contracts: dict[str, str]
+
+    def address(self, name: str) -> str:
+        try:
+            return self.contracts[name]
+        except KeyError:
+            raise DeploymentNotFoundError(
+                f"{name} is not in the deployment of {self.network}; redeploy with `ape run deploy`"
+            ) from None
+
+
+def deploy_contracts(
+    deployer: Any,
+    project: Any,
+    *,
+    governance: Any | None = None,
+    policy: BlacklistPolicy | None = None,
+    **tx_kwargs: Any,
+) -> tuple[Deployment, dict[str, Any]]:
+    """Deploys token, registry, ledger and marketplace from ``deployer`` and wires the roles.
+
+    ``governance`` (an address or account; default: the deployer) receives the admin,
+    governance, task-creator and pauser roles, and the deployer renounces them. The ledger gets the token's ``MINTER_ROLE`` and the registry's ``LEDGER_ROLE``.
+    Returns the record and the ape contract instances by name.
+    """
+    from ape import chain
+
+    governance_address = str(getattr(governance, "address", governance or deployer.address))
+    policy = policy or BlacklistPolicy()
+    token = deployer.deploy(project.FairToken, deployer, **tx_kwargs)
+    registry = deployer.deploy(
+        project.ParticipantRegistry, deployer, policy.as_tuple(), **tx_kwargs
+    )
+    ledger = deployer.deploy(project.TaskLedger, deployer, token, registry, **tx_kwargs)
+    marketplace = deployer.deploy(
+        project.ModelMarketplace, deployer, token, registry, ledger, **tx_kwargs
+    )
+    token.grantRole(token.MINTER_ROLE(), ledger, sender=deployer, **tx_kwargs)
+    registry.grantRole(registry.LEDGER_ROLE(), ledger, sender=deployer, **tx_kwargs)
+    if governance_address.lower() != str(deployer.address).lower():
+        _hand_over(deployer, governance_address, token, registry, ledger, marketplace, **tx_kwargs)
+
+    instances = {
+        "FairToken": token,
+        "ParticipantRegistry": registry,
+        "TaskLedger": ledger,
+        "ModelMarketplace": marketplace,
+    }
+    record = Deployment(
+        network=chain.provider.network_choice,
+        chain_id=chain.chain_id,
+        deployer=deployer.address,
+        block=chain.blocks.height,
+        contracts={name: str(c.address) for name, c in instances.items()},
+    )
+    return record, instances
+
+
+def _hand_over(deployer: Any, governance: str, token: Any, registry: Any, ledger: Any,
+               marketplace: Any, **tx_kwargs: Any) -> None:
+    """Grants every governance role to ``governance`` and renounces the deployer's."""
+    grants = [
+        (registry, registry.GOVERNANCE_ROLE()),
+        (ledger, ledger.TASK_CREATOR_ROLE()),
+        (marketplace, marketplace.PAUSER_ROLE()),
+    ]
+    for contract in (token, registry, ledger, marketplace):
+        grants.append((contract, contract.DEFAULT_ADMIN_ROLE()))
+    for contract, role in grants:
+        contract.grantRole(role, governance, sender=deployer, **tx_kwargs)
+    for contract, role in grants:
+        contract.renounceRole(role, deployer, sender=deployer, **tx_kwargs)
+
+
+def deployment_path(network: str, folder: Path | str = "deployments") -> Path:
+    """``deployments/<network>.json``, with ``ethereum:local:foundry`` reduced to ``local``."""
+    parts = network.split(":")
+    name = parts[1] if len(parts) > 1 else parts[0]
+    if len(parts) > 0 and parts[0] not in ("ethereum", ""):
+        name = f"{parts[0]}-{name}"
+    return Path(folder) / f"{name}.json"
+
+
+def save_deployment(record: Deployment, folder: Path | str = "deployments") -> Path:
+    path = deployment_path(record.network, folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record.model_dump(), indent=2) + "\n")
+    return path
+
+
+def load_deployment(network: str, folder: Path | str = "deployments") -> Deployment:
+    path = deployment_path(network, folder)
+    if not path.exists():
+        raise DeploymentNotFoundError(
+            f"no deployment for {network} at {path}; run `ape run deploy --network {network}` "
+            "(or `make deploy` for the local chain) first"
+        )
+    return Deployment.model_validate_json(path.read_text())

@@ -1,0 +1,1 @@
+"""The marketplace side of FairFL: sealing model weights and delivering keys to buyers."""

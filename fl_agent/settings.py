@@ -1,0 +1,40 @@
+"""FairFL settings: one pydantic-settings class, read from ``FAIRFL_*`` environment variables.
+
+Command-line options override these; defaults describe the embedded set-up (``make chain``:
+anvil on 127.0.0.1:8545 with its state in ``.fairfl/chain``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fl_agent.chain.client import PROJECT_ROOT
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FAIRFL_", extra="ignore")
+
+    network: str = Field(
+        "ethereum:local:node",
+        description="ape network choice; the default reaches the shared chain of `make chain`.",
+    )
+    rpc_host: str = Field("127.0.0.1", description="Host the local anvil listens on.")
+    rpc_port: int = Field(8545, ge=1, le=65535, description="Port the local anvil listens on.")
+    home: Path = Field(PROJECT_ROOT / ".fairfl", description="Local state: chain, store, cursors.")
+    deployments: Path = Field(PROJECT_ROOT / "deployments", description="Deployment records.")
+    confirmations: int = Field(0, ge=0, description="Blocks to wait before acting on an event.")
+
+    @property
+    def chain_dir(self) -> Path:
+        return self.home / "chain"
+
+    @property
+    def rpc_url(self) -> str:
+        return f"http://{self.rpc_host}:{self.rpc_port}"
+
+
+def get_settings() -> Settings:
+    return Settings()
