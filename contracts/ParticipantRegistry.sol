@@ -193,7 +193,7 @@ contract ParticipantRegistry is IParticipantRegistry, AccessControl {
         emit UpdateRejected(account, taskId, round, p.rejectionsInWindow);
         if (!p.blacklisted && p.rejectionsInWindow >= policy_.maxRejections) {
             p.blacklisted = true;
-            emit Blacklisted(account, tx.origin, true, "");
+            emit Blacklisted(account, msg.sender, true, "");
         }
     }
 }

@@ -115,7 +115,12 @@ def test_register_stores_participant_and_emits_event(registry, trainers, cid):
     assert registry.metadataOf(account) == cid
     p = registry.participant(account)
     assert (p.registered, p.blacklisted, p.reputationBps) == (True, False, 5_000)
-    assert (p.rejectionsInWindow, p.windowStartBlock, p.acceptedUpdates, p.rejectedUpdates) == (0, 0, 0, 0)
+    assert (p.rejectionsInWindow, p.windowStartBlock, p.acceptedUpdates, p.rejectedUpdates) == (
+        0,
+        0,
+        0,
+        0,
+    )
     assert registry.reputationOf(account) == registry.INITIAL_REPUTATION_BPS() == 5_000
 
 
@@ -171,7 +176,9 @@ def test_blacklisted_participant_registering_again_gets_blacklisted_error(regist
 def test_update_metadata_replaces_cid_and_emits_event(registry, alice):
     tx = registry.updateMetadata(CID_META_NEW, sender=alice)
 
-    assert emitted(tx, registry.MetadataUpdated) == [{"account": alice.address, "metadataCid": CID_META_NEW}]
+    assert emitted(tx, registry.MetadataUpdated) == [
+        {"account": alice.address, "metadataCid": CID_META_NEW}
+    ]
     assert registry.metadataOf(alice) == CID_META_NEW
     assert registry.participantCount() == 1
     assert registry.reputationOf(alice) == 5_000
@@ -213,7 +220,14 @@ def test_accepted_update_moves_reputation_by_ewma(registry, record, alice, outco
 
     assert registry.reputationOf(alice) == expected
     assert emitted(tx, registry.ReputationUpdated) == [
-        {"account": alice.address, "taskId": 7, "round": 3, "outcomeBps": outcome, "oldBps": 5_000, "newBps": expected}
+        {
+            "account": alice.address,
+            "taskId": 7,
+            "round": 3,
+            "outcomeBps": outcome,
+            "oldBps": 5_000,
+            "newBps": expected,
+        }
     ]
     assert emitted(tx, registry.UpdateRejected) == []
     p = registry.participant(alice)
@@ -223,7 +237,8 @@ def test_accepted_update_moves_reputation_by_ewma(registry, record, alice, outco
 def test_reputation_compounds_over_rounds(registry, record, alice):
     # 5000 -> 6000 -> 6800 -> 5440 (rejected: target 0) -> 6352
     for round_number, (accepted, outcome, expected) in enumerate(
-        [(True, 10_000, 6_000), (True, 10_000, 6_800), (False, 0, 5_440), (True, 10_000, 6_352)], start=1
+        [(True, 10_000, 6_000), (True, 10_000, 6_800), (False, 0, 5_440), (True, 10_000, 6_352)],
+        start=1,
     ):
         if accepted:
             record(accepted=[alice], outcomes=[outcome], round_number=round_number)
@@ -237,7 +252,14 @@ def test_rejected_update_moves_reputation_toward_zero_and_counts(registry, recor
 
     assert registry.reputationOf(alice) == 4_000
     assert emitted(tx, registry.ReputationUpdated) == [
-        {"account": alice.address, "taskId": 4, "round": 2, "outcomeBps": 0, "oldBps": 5_000, "newBps": 4_000}
+        {
+            "account": alice.address,
+            "taskId": 4,
+            "round": 2,
+            "outcomeBps": 0,
+            "oldBps": 5_000,
+            "newBps": 4_000,
+        }
     ]
     assert emitted(tx, registry.UpdateRejected) == [
         {"account": alice.address, "taskId": 4, "round": 2, "rejectionsInWindow": 1}
@@ -285,8 +307,12 @@ def test_new_alpha_applies_to_later_rounds(registry, record, owner, alice, bob):
 
 @pytest.mark.parametrize("accepted, outcomes", [(2, 1), (1, 2), (0, 1)])
 def test_record_round_length_mismatch_reverts(registry, reporter, trainers, accepted, outcomes):
-    with reverts_with(registry.ParticipantRegistryLengthMismatch, accounts=accepted, outcomes=outcomes):
-        registry.recordRound(1, 1, [t.address for t in trainers[:accepted]], [5_000] * outcomes, [], sender=reporter)
+    with reverts_with(
+        registry.ParticipantRegistryLengthMismatch, accounts=accepted, outcomes=outcomes
+    ):
+        registry.recordRound(
+            1, 1, [t.address for t in trainers[:accepted]], [5_000] * outcomes, [], sender=reporter
+        )
 
 
 def test_record_round_outcome_above_10000_reverts(registry, record, alice, bob):
@@ -298,7 +324,11 @@ def test_record_round_outcome_above_10000_reverts(registry, record, alice, bob):
 @pytest.mark.parametrize("caller", ["owner", "attacker", "aggregator"])
 def test_record_round_requires_ledger_role(registry, alice, caller, request):
     account = request.getfixturevalue(caller)
-    with reverts_with(registry.AccessControlUnauthorizedAccount, account=account, neededRole=registry.LEDGER_ROLE()):
+    with reverts_with(
+        registry.AccessControlUnauthorizedAccount,
+        account=account,
+        neededRole=registry.LEDGER_ROLE(),
+    ):
         registry.recordRound(1, 1, [alice.address], [10_000], [], sender=account)
 
 
@@ -335,11 +365,19 @@ def test_third_rejection_in_window_blacklists_automatically(registry, record, re
     assert emitted(third, registry.Blacklisted) == [
         {"account": alice.address, "by": reporter.address, "automatic": True, "evidenceCid": ""}
     ]
-    assert [log.event_name for log in third.events] == ["ReputationUpdated", "UpdateRejected", "Blacklisted"]
+    assert [log.event_name for log in third.events] == [
+        "ReputationUpdated",
+        "UpdateRejected",
+        "Blacklisted",
+    ]
     assert registry.isBlacklisted(alice)
     assert not registry.isActive(alice)
     p = registry.participant(alice)
-    assert (p.rejectionsInWindow, p.windowStartBlock, p.rejectedUpdates) == (3, first.block_number, 3)
+    assert (p.rejectionsInWindow, p.windowStartBlock, p.rejectedUpdates) == (
+        3,
+        first.block_number,
+        3,
+    )
     assert p.reputationBps == 2_560  # 5000 -> 4000 -> 3200 -> 2560
 
 
@@ -381,7 +419,11 @@ def test_rejection_after_window_closes_opens_new_window(registry, record, chain,
     assert emitted(late, registry.Blacklisted) == []
     assert not registry.isBlacklisted(alice)
     p = registry.participant(alice)
-    assert (p.rejectionsInWindow, p.windowStartBlock, p.rejectedUpdates) == (1, late.block_number, 3)
+    assert (p.rejectionsInWindow, p.windowStartBlock, p.rejectedUpdates) == (
+        1,
+        late.block_number,
+        3,
+    )
 
 
 def test_rejections_spread_beyond_window_never_blacklist(registry, record, chain, alice):
@@ -393,7 +435,9 @@ def test_rejections_spread_beyond_window_never_blacklist(registry, record, chain
     assert registry.participant(alice).rejectedUpdates == MAX_REJECTIONS + 2
 
 
-def test_rejection_of_blacklisted_account_counts_without_second_blacklisting(registry, record, owner, alice):
+def test_rejection_of_blacklisted_account_counts_without_second_blacklisting(
+    registry, record, owner, alice
+):
     registry.blacklist(alice, CID_EVIDENCE, sender=owner)
     record(rejected=[alice])
     record(rejected=[alice])
@@ -403,7 +447,9 @@ def test_rejection_of_blacklisted_account_counts_without_second_blacklisting(reg
     assert registry.participant(alice).rejectedUpdates == 3
 
 
-def test_lower_max_rejections_blacklists_on_first_rejection(registry, record, owner, reporter, alice):
+def test_lower_max_rejections_blacklists_on_first_rejection(
+    registry, record, owner, reporter, alice
+):
     registry.setPolicy((ALPHA, 1, WINDOW), sender=owner)
     tx = record(rejected=[alice])
     assert emitted(tx, registry.Blacklisted) == [
@@ -411,7 +457,9 @@ def test_lower_max_rejections_blacklists_on_first_rejection(registry, record, ow
     ]
 
 
-def test_ledger_rejections_blacklist_automatically(registry, ledger, tasks, aggregator, trainers, attacker):
+def test_ledger_rejections_blacklist_automatically(
+    registry, ledger, tasks, aggregator, trainers, attacker
+):
     """Three rounds of one task, each rejecting the attacker, through TaskLedger.finalizeRound."""
     honest = trainers[0]
     task_id = tasks.started([honest, attacker], rounds=MAX_REJECTIONS, minParticipants=2)
@@ -419,7 +467,9 @@ def test_ledger_rejections_blacklist_automatically(registry, ledger, tasks, aggr
         if round_number > 1:
             ledger.startRound(task_id, CID_WORKLOAD, sender=aggregator)
         for i, account in enumerate((honest, attacker)):
-            ledger.submitUpdate(task_id, round_number, f"{CID_UPDATE}{i}", 100, 5_000, sender=account)
+            ledger.submitUpdate(
+                task_id, round_number, f"{CID_UPDATE}{i}", 100, 5_000, sender=account
+            )
         tx = ledger.finalizeRound(
             task_id,
             round_number,
@@ -427,7 +477,12 @@ def test_ledger_rejections_blacklist_automatically(registry, ledger, tasks, aggr
             sender=aggregator,
         )
         assert emitted(tx, registry.UpdateRejected) == [
-            {"account": attacker.address, "taskId": task_id, "round": round_number, "rejectionsInWindow": round_number}
+            {
+                "account": attacker.address,
+                "taskId": task_id,
+                "round": round_number,
+                "rejectionsInWindow": round_number,
+            }
         ]
 
     assert emitted(tx, registry.Blacklisted) == [
@@ -447,7 +502,12 @@ def test_governance_blacklists_with_evidence(registry, owner, alice):
     tx = registry.blacklist(alice, CID_EVIDENCE, sender=owner)
 
     assert emitted(tx, registry.Blacklisted) == [
-        {"account": alice.address, "by": owner.address, "automatic": False, "evidenceCid": CID_EVIDENCE}
+        {
+            "account": alice.address,
+            "by": owner.address,
+            "automatic": False,
+            "evidenceCid": CID_EVIDENCE,
+        }
     ]
     assert registry.isBlacklisted(alice)
     assert not registry.isActive(alice)
@@ -487,7 +547,9 @@ def test_blacklist_after_automatic_blacklist_reverts(registry, record, owner, al
 def test_blacklist_requires_governance_role(registry, alice, caller, request):
     account = request.getfixturevalue(caller)
     with reverts_with(
-        registry.AccessControlUnauthorizedAccount, account=account, neededRole=registry.GOVERNANCE_ROLE()
+        registry.AccessControlUnauthorizedAccount,
+        account=account,
+        neededRole=registry.GOVERNANCE_ROLE(),
     ):
         registry.blacklist(alice, CID_EVIDENCE, sender=account)
     assert not registry.isBlacklisted(alice)
@@ -504,7 +566,9 @@ def test_lift_blacklist_clears_window_and_keeps_reputation(registry, record, own
 
     tx = registry.liftBlacklist(alice, sender=owner)
 
-    assert emitted(tx, registry.BlacklistLifted) == [{"account": alice.address, "by": owner.address}]
+    assert emitted(tx, registry.BlacklistLifted) == [
+        {"account": alice.address, "by": owner.address}
+    ]
     after = registry.participant(alice)
     assert (after.blacklisted, after.rejectionsInWindow, after.windowStartBlock) == (False, 0, 0)
     assert after.reputationBps == before.reputationBps == 2_560
@@ -546,7 +610,9 @@ def test_lift_blacklist_requires_governance_role(registry, owner, attacker, call
     account = request.getfixturevalue(caller)
     registry.blacklist(attacker, CID_EVIDENCE, sender=owner)
     with reverts_with(
-        registry.AccessControlUnauthorizedAccount, account=account, neededRole=registry.GOVERNANCE_ROLE()
+        registry.AccessControlUnauthorizedAccount,
+        account=account,
+        neededRole=registry.GOVERNANCE_ROLE(),
     ):
         registry.liftBlacklist(attacker, sender=account)
     assert registry.isBlacklisted(attacker)
@@ -594,7 +660,9 @@ def test_set_policy_rejects_out_of_range_values(registry, owner, bad_policy):
 def test_set_policy_requires_governance_role(registry, caller, request):
     account = request.getfixturevalue(caller)
     with reverts_with(
-        registry.AccessControlUnauthorizedAccount, account=account, neededRole=registry.GOVERNANCE_ROLE()
+        registry.AccessControlUnauthorizedAccount,
+        account=account,
+        neededRole=registry.GOVERNANCE_ROLE(),
     ):
         registry.setPolicy((5_000, 1, 1), sender=account)
 
@@ -605,7 +673,12 @@ def test_set_policy_requires_governance_role(registry, caller, request):
 def test_views_of_unknown_address_are_zero(registry, stranger):
     p = registry.participant(stranger)
     assert (p.registered, p.blacklisted, p.reputationBps) == (False, False, 0)
-    assert (p.rejectionsInWindow, p.windowStartBlock, p.acceptedUpdates, p.rejectedUpdates) == (0, 0, 0, 0)
+    assert (p.rejectionsInWindow, p.windowStartBlock, p.acceptedUpdates, p.rejectedUpdates) == (
+        0,
+        0,
+        0,
+        0,
+    )
     assert registry.metadataOf(stranger) == ""
     assert registry.reputationOf(stranger) == 0
     assert not registry.isBlacklisted(stranger)

@@ -68,7 +68,9 @@ def holder(token, minter, trainers):
 @pytest.fixture
 def sign_permit(token, chain):
     """``sign_permit(signer, owner, spender, value, deadline, nonce=None)`` -> (v, r, s)."""
-    domain = EIP712Domain(name="FairFL Token", version="1", chainId=chain.chain_id, verifyingContract=token.address)
+    domain = EIP712Domain(
+        name="FairFL Token", version="1", chainId=chain.chain_id, verifyingContract=token.address
+    )
 
     def _sign(signer, owner, spender, value, deadline, nonce=None):
         message = Permit(
@@ -109,20 +111,26 @@ def test_minter_mints(token, minter, buyer):
 
     assert token.balanceOf(buyer) == 250 * UNIT
     assert token.totalSupply() == 250 * UNIT
-    assert emitted(tx, token.Transfer) == [{"from": ZERO_ADDRESS, "to": buyer.address, "value": 250 * UNIT}]
+    assert emitted(tx, token.Transfer) == [
+        {"from": ZERO_ADDRESS, "to": buyer.address, "value": 250 * UNIT}
+    ]
 
 
 @pytest.mark.parametrize("caller", ["owner", "stranger", "buyer"])
-def test_mint_by_non_minter_reverts(token, caller, request, buyer):
+def test_mint_by_non_minter_reverts(token, caller, request):
     account = request.getfixturevalue(caller)
-    with reverts_with(token.AccessControlUnauthorizedAccount, account=account, neededRole=token.MINTER_ROLE()):
+    with reverts_with(
+        token.AccessControlUnauthorizedAccount, account=account, neededRole=token.MINTER_ROLE()
+    ):
         token.mint(account, UNIT, sender=account)
     assert token.totalSupply() == 0
 
 
 def test_revoked_minter_cannot_mint(token, owner, minter, buyer):
     token.revokeRole(token.MINTER_ROLE(), minter, sender=owner)
-    with reverts_with(token.AccessControlUnauthorizedAccount, account=minter, neededRole=token.MINTER_ROLE()):
+    with reverts_with(
+        token.AccessControlUnauthorizedAccount, account=minter, neededRole=token.MINTER_ROLE()
+    ):
         token.mint(buyer, UNIT, sender=minter)
 
 
@@ -159,14 +167,18 @@ def test_mint_batch_empty_is_a_no_op(token, minter):
 @pytest.mark.parametrize("n_recipients, n_amounts", [(2, 1), (1, 2), (0, 1), (3, 0)])
 def test_mint_batch_length_mismatch_reverts(token, minter, trainers, n_recipients, n_amounts):
     with reverts_with(token.FairTokenLengthMismatch, recipients=n_recipients, amounts=n_amounts):
-        token.mintBatch([t.address for t in trainers[:n_recipients]], [UNIT] * n_amounts, sender=minter)
+        token.mintBatch(
+            [t.address for t in trainers[:n_recipients]], [UNIT] * n_amounts, sender=minter
+        )
     assert token.totalSupply() == 0
 
 
 @pytest.mark.parametrize("caller", ["owner", "stranger"])
 def test_mint_batch_by_non_minter_reverts(token, caller, request, trainers):
     account = request.getfixturevalue(caller)
-    with reverts_with(token.AccessControlUnauthorizedAccount, account=account, neededRole=token.MINTER_ROLE()):
+    with reverts_with(
+        token.AccessControlUnauthorizedAccount, account=account, neededRole=token.MINTER_ROLE()
+    ):
         token.mintBatch([trainers[0].address], [UNIT], sender=account)
     assert token.totalSupply() == 0
 
@@ -181,10 +193,17 @@ def test_mint_batch_to_zero_address_reverts(token, minter, trainers):
 
 
 def test_domain_separator_matches_eip712_domain(token, chain):
-    domain = EIP712Domain(name="FairFL Token", version="1", chainId=chain.chain_id, verifyingContract=token.address)
+    domain = EIP712Domain(
+        name="FairFL Token", version="1", chainId=chain.chain_id, verifyingContract=token.address
+    )
     assert token.DOMAIN_SEPARATOR() == domain.separator
     d = token.eip712Domain()
-    assert (d.name, d.version, d.chainId, d.verifyingContract) == ("FairFL Token", "1", chain.chain_id, token.address)
+    assert (d.name, d.version, d.chainId, d.verifyingContract) == (
+        "FairFL Token",
+        "1",
+        chain.chain_id,
+        token.address,
+    )
 
 
 def test_permit_sets_allowance_and_bumps_nonce(token, holder, buyer, stranger, sign_permit):
@@ -196,7 +215,9 @@ def test_permit_sets_allowance_and_bumps_nonce(token, holder, buyer, stranger, s
 
     assert token.allowance(holder, buyer) == 40 * UNIT
     assert token.nonces(holder) == 1
-    assert emitted(tx, token.Approval) == [{"owner": holder.address, "spender": buyer.address, "value": 40 * UNIT}]
+    assert emitted(tx, token.Approval) == [
+        {"owner": holder.address, "spender": buyer.address, "value": 40 * UNIT}
+    ]
 
     token.transferFrom(holder, buyer, 30 * UNIT, sender=buyer)
     assert token.balanceOf(buyer) == 30 * UNIT
@@ -224,7 +245,7 @@ def test_expired_permit_reverts(token, holder, buyer, chain, sign_permit):
     assert token.nonces(holder) == 0
 
 
-def test_permit_signed_by_someone_else_reverts(token, holder, buyer, attacker, sign_permit):
+def test_permit_signed_by_someone_else_reverts(token, holder, attacker, sign_permit):
     v, r, s = sign_permit(attacker, holder, attacker, 100 * UNIT, FAR_FUTURE)
 
     with reverts_with(token.ERC2612InvalidSigner, signer=attacker, owner=holder):
