@@ -5,6 +5,8 @@
     fl-agent chain down      stop it (its state is kept)
     fl-agent chain reset     stop it and forget its state
     fl-agent status          tasks, rounds, participants and listings read from the chain
+    fl-agent storage add F   store a file, print its CID (same as `ipfs add --cid-version 1`)
+    fl-agent storage get C   fetch and verify content by CID
 """
 
 from __future__ import annotations
@@ -138,6 +140,51 @@ def chain_status() -> None:
         console.print(f"deployment: {path}")
     else:
         console.print("no deployment yet: run `make deploy`")
+
+
+ipfs_option = click.option(
+    "--ipfs", default=None, metavar="URL",
+    help="Kubo RPC URL, e.g. http://127.0.0.1:5001 (default: FAIRFL_IPFS, else the embedded "
+         "store in .fairfl/store).")
+
+
+def _store(ipfs: str | None) -> Any:
+    from fl_agent.storage.store import open_store
+
+    settings = get_settings()
+    try:
+        return open_store(ipfs or settings.ipfs, settings.store_dir, settings.max_content_bytes)
+    except ValueError as err:
+        raise FairFLError(f"bad --ipfs value: {err}") from err
+
+
+@main.group()
+def storage() -> None:
+    """Put files into IPFS and get them back, verified against their CID."""
+
+
+@storage.command("add")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, readable=True))
+@ipfs_option
+def storage_add(file: str, ipfs: str | None) -> None:
+    """Store FILE and print its CID (identical to `ipfs add --cid-version 1 FILE`)."""
+    from pathlib import Path
+
+    click.echo(_store(ipfs).add(Path(file).read_bytes()))
+
+
+@storage.command("get")
+@click.argument("cid")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), required=True,
+              help="Where to write the content.")
+@ipfs_option
+def storage_get(cid: str, output: str, ipfs: str | None) -> None:
+    """Fetch CID, check that the bytes hash to it, and write them to --output."""
+    from pathlib import Path
+
+    data = _store(ipfs).get(cid)
+    Path(output).write_bytes(data)
+    console.print(f"[green]verified[/] {cid}: {len(data):,} bytes written to {output}")
 
 
 @main.command()

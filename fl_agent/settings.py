@@ -26,10 +26,18 @@ class Settings(BaseSettings):
     home: Path = Field(PROJECT_ROOT / ".fairfl", description="Local state: chain, store, cursors.")
     deployments: Path = Field(PROJECT_ROOT / "deployments", description="Deployment records.")
     confirmations: int = Field(0, ge=0, description="Blocks to wait before acting on an event.")
+    ipfs: str | None = Field(
+        None, description="Kubo RPC URL (e.g. http://127.0.0.1:5001); unset: the embedded store.")
+    max_content_bytes: int = Field(256 * 1024 * 1024, gt=0,
+                                   description="Largest file the store accepts or returns.")
 
     @property
     def chain_dir(self) -> Path:
         return self.home / "chain"
+
+    @property
+    def store_dir(self) -> Path:
+        return self.home / "store"
 
     @property
     def rpc_url(self) -> str:
