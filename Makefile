@@ -43,7 +43,7 @@ demo: deploy ## Run the scripted story on the shared chain and print what happen
 	@ape run demo --network $(NETWORK) $(APE_QUIET)
 
 app: chain ## Open the Streamlit app on http://localhost:8501
-	streamlit run app/main.py --browser.gatherUsageStats false
+	streamlit run app/main.py --browser.gatherUsageStats false --client.toolbarMode minimal
 
 lint: setup ## ruff
 	ruff check fl_agent scripts app tests

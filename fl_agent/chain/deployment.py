@@ -113,11 +113,19 @@ def _hand_over(deployer: Any, governance: str, token: Any, registry: Any, ledger
 
 
 def deployment_path(network: str, folder: Path | str = "deployments") -> Path:
-    """``deployments/<network>.json``, with ``ethereum:local:foundry`` reduced to ``local``."""
-    parts = network.split(":")
-    name = parts[1] if len(parts) > 1 else parts[0]
-    if len(parts) > 0 and parts[0] not in ("ethereum", ""):
-        name = f"{parts[0]}-{name}"
+    """``deployments/<name>.json`` for an ape network choice.
+
+    ``ethereum:sepolia:node`` → ``sepolia``; any ``ethereum:local:*`` → ``local``;
+    ``base:sepolia:node`` → ``base-sepolia``; a bare URL ``http://127.0.0.1:8561`` →
+    ``127.0.0.1-8561``, so chains on different ports keep separate records.
+    """
+    if network.startswith(("http://", "https://", "ws://", "wss://")):
+        name = network.split("://", 1)[1].rstrip("/").replace(":", "-").replace("/", "-")
+    else:
+        ecosystem, _, rest = network.partition(":")
+        name = rest.split(":", 1)[0] if rest else ecosystem
+        if ecosystem not in ("ethereum", "") and rest:
+            name = f"{ecosystem}-{name}"
     return Path(folder) / f"{name}.json"
 
 

@@ -1,0 +1,110 @@
+"""Fixtures for the app tests: a private anvil with FairFL deployed and a story written.
+
+These are plain pytest tests (``python -m pytest tests/app``), not ``ape test`` ones. ape's
+pytest plugin would start its own anvil and snapshot/revert "the" active chain around every
+test, which is the chain the app under test is connected to; so when only app tests are
+collected its runner is switched off here (the same as ``-p no:ape_test``). In a mixed
+session with the contract tests, which need that runner, the app tests skip themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from harness import APP_MAIN, REPO, ChainUnderTest, free_port, rpc_answers, stop, wait_until
+from ledger_story import populate
+
+HERE = Path(__file__).resolve().parent
+APE_RUNNER = "ape-test"  # registered by ape's pytest11 plugin `ape_test`
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    mine = [item for item in items if HERE in Path(str(item.path)).parents]
+    if not mine:
+        return
+    runner = config.pluginmanager.get_plugin(APE_RUNNER)
+    if runner is None:
+        return
+    if len(mine) == len(items):
+        config.pluginmanager.unregister(runner)
+        return
+    skip = pytest.mark.skip(reason="app tests run in their own session: "
+                                   "python -m pytest tests/app (ape's test runner is active)")
+    for item in mine:
+        item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def test_chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChainUnderTest]:
+    """anvil on a free port with FairFL deployed (record in a tmp folder) and the story."""
+    anvil = shutil.which("anvil")
+    if anvil is None:
+        pytest.fail("anvil not on PATH; use the venv (`make setup` links it into .venv/bin)")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [anvil, "--host", "127.0.0.1", "--port", str(port), "--hardfork", "prague", "--silent"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_until(lambda: rpc_answers(url), 30, f"anvil at {url}", proc)
+        from ape import accounts, networks
+
+        from fl_agent.chain.client import FairFL, load_project
+        from fl_agent.chain.deployment import deploy_contracts, load_deployment, save_deployment
+
+        folder = tmp_path_factory.mktemp("deployments")
+        with networks.parse_network_choice(url):
+            record, _ = deploy_contracts(accounts.test_accounts[0], load_project())
+            save_deployment(record, folder)
+            # What the app will do: find the record from the network choice alone.
+            fairfl = FairFL(load_deployment(url, folder))
+            story = populate(fairfl, accounts.test_accounts)
+        yield ChainUnderTest(url, folder, story)
+    finally:
+        stop(proc)
+
+
+@pytest.fixture
+def app_env(test_chain: ChainUnderTest, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Points the in-process app (AppTest) at the test chain."""
+    for key, value in test_chain.env.items():
+        monkeypatch.setenv(key, value)
+    return test_chain.env
+
+
+@pytest.fixture(scope="session")
+def streamlit_server(test_chain: ChainUnderTest, tmp_path_factory: pytest.TempPathFactory
+                     ) -> Iterator[str]:
+    """`streamlit run app/main.py` against the test chain; yields the app's URL."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
+    env = {**os.environ, **test_chain.env, "PYTHONUNBUFFERED": "1"}
+    cmd = [shutil.which("streamlit") or "streamlit", "run", str(APP_MAIN),
+           "--server.headless", "true", "--server.port", str(port),
+           "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
+           "--browser.gatherUsageStats", "false"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"{url}/_stcore/health", timeout=1.0).text == "ok"
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(healthy, 30, f"streamlit at {url} (log: {log})", proc)
+        yield url
+    finally:
+        stop(proc)
