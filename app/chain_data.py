@@ -97,7 +97,7 @@ class TaskRow:
     mode: str
     metric: str
     participants: int
-    flt_minted: float
+    flt_rewarded: float
     global_model_cid: str
     aggregator: str
     creator: str
@@ -343,7 +343,7 @@ def tasks(source: ChainSource) -> list[TaskRow]:
             mode=t.training_mode.label(),
             metric=t.metric,
             participants=t.participant_count,
-            flt_minted=flt(t.total_minted),
+            flt_rewarded=flt(t.total_rewarded),
             global_model_cid=t.global_model_cid,
             aggregator=t.aggregator,
             creator=t.creator,

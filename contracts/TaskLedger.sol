@@ -10,7 +10,8 @@ import {ITaskLedger} from "./interfaces/ITaskLedger.sol";
 /// @notice Tasks, rounds, uploads and aggregations of FairFL, with rewards and reputation.
 /// @dev Per-upload data (CID, samples, time) lives in events only; storage keeps what the
 /// contract must check later, packed so that `submitUpdate` touches a single slot of the
-/// participant and one of the round.
+/// participant and one of the round, and `finalizeRound` one slot per settled participant
+/// here and one in the registry. Rewards are credited here and minted on `claimRewards`.
 contract TaskLedger is ITaskLedger, AccessControl {
     /// @inheritdoc ITaskLedger
     bytes32 public constant TASK_CREATOR_ROLE = keccak256("TASK_CREATOR_ROLE");
@@ -26,6 +27,7 @@ contract TaskLedger is ITaskLedger, AccessControl {
     mapping(uint256 taskId => mapping(uint256 round => Round)) private _rounds;
     mapping(uint256 taskId => mapping(address participant => Membership)) private _members;
     mapping(uint256 taskId => address[]) private _participants;
+    mapping(uint256 taskId => mapping(address participant => uint256)) private _claimed;
 
     /// @param admin Receives `DEFAULT_ADMIN_ROLE` and `TASK_CREATOR_ROLE`.
     /// @param token Reward token; this contract needs its `MINTER_ROLE`.
@@ -61,8 +63,8 @@ contract TaskLedger is ITaskLedger, AccessControl {
         t.submissionWindow = config.submissionWindow;
         t.trainingMode = config.trainingMode;
         t.status = TaskStatus.Open;
-        t.rewardPerRound = config.rewardPerRound;
-        t.globalModelCid = config.modelCid;
+        t.rewardPerRound = uint96(config.rewardPerRound); // bounded by _validate
+        t.globalModelHash = keccak256(bytes(config.modelCid));
         t.specCid = config.specCid;
         t.metric = config.metric;
         emit TaskCreated(taskId, msg.sender, config.aggregator, config);
@@ -81,13 +83,14 @@ contract TaskLedger is ITaskLedger, AccessControl {
     }
 
     /// @inheritdoc ITaskLedger
-    function startRound(uint256 taskId, string calldata workloadCid)
+    function startRound(uint256 taskId, string calldata globalModelCid, string calldata workloadCid)
         external
         onlyAggregator(taskId)
         returns (uint256 roundNumber)
     {
         Task storage t = _openTask(taskId);
         if (bytes(workloadCid).length == 0) revert TaskLedgerEmptyCid();
+        if (keccak256(bytes(globalModelCid)) != t.globalModelHash) revert TaskLedgerWrongModel(taskId, globalModelCid);
         if (t.participantCount < t.minParticipants) {
             revert TaskLedgerNotEnoughParticipants(taskId, t.participantCount, t.minParticipants);
         }
@@ -106,7 +109,7 @@ contract TaskLedger is ITaskLedger, AccessControl {
             status: RoundStatus.Open
         });
         emit RoundStarted(
-            taskId, roundNumber, t.globalModelCid, workloadCid, deadline, t.trainingMode, uint64(block.timestamp)
+            taskId, roundNumber, globalModelCid, workloadCid, deadline, t.trainingMode, uint64(block.timestamp)
         );
     }
 
@@ -146,7 +149,7 @@ contract TaskLedger is ITaskLedger, AccessControl {
             revert TaskLedgerLengthMismatch(result.contributors.length, result.scoresBps.length);
         }
 
-        (uint256[] memory rewards, uint16[] memory outcomes, uint256 minted) =
+        (uint256[] memory rewards, uint16[] memory outcomes, uint256 credited) =
             _settleContributors(taskId, roundNumber, t.rewardPerRound, result);
         for (uint256 i; i < result.rejected.length; ++i) {
             _settle(taskId, roundNumber, result.rejected[i]).rejectedRounds += 1;
@@ -154,18 +157,35 @@ contract TaskLedger is ITaskLedger, AccessControl {
 
         r.status = RoundStatus.Finalized;
         r.finalizedBlock = uint64(block.number);
-        t.totalMinted += minted;
-        string memory previousModelCid = t.globalModelCid;
-        t.globalModelCid = result.newModelCid;
-        emit RoundFinalized(taskId, roundNumber, msg.sender, previousModelCid, result, rewards, uint64(block.timestamp));
+        // Cannot overflow: credited <= rewardPerRound and createTask bounds rewardPerRound * rounds.
+        t.totalRewarded += uint96(credited);
+        t.globalModelHash = keccak256(bytes(result.newModelCid));
+        emit RoundFinalized(taskId, roundNumber, msg.sender, result, rewards, uint64(block.timestamp));
         if (roundNumber == t.rounds) {
             t.status = TaskStatus.Completed;
-            emit TaskCompleted(taskId, result.newModelCid, t.totalMinted);
+            emit TaskCompleted(taskId, result.newModelCid, t.totalRewarded);
         }
 
-        // Interactions last: both callees are our own contracts, fixed at construction.
+        // Interaction last; the registry is our own contract, fixed at construction.
         _registry.recordRound(taskId, roundNumber, result.contributors, outcomes, result.rejected);
-        if (minted != 0) _token.mintBatch(result.contributors, rewards);
+    }
+
+    /// @inheritdoc ITaskLedger
+    function claimRewards(uint256 taskId) external returns (uint256 amount) {
+        if (_tasks[taskId].status == TaskStatus.None) revert TaskLedgerUnknownTask(taskId);
+        if (_registry.isBlacklisted(msg.sender)) revert TaskLedgerBlacklisted(msg.sender);
+        uint256 earned = _members[taskId][msg.sender].earned;
+        amount = earned - _claimed[taskId][msg.sender];
+        if (amount == 0) revert TaskLedgerNothingToClaim(taskId, msg.sender);
+        // Effects before the mint, so a re-entrant claim would find nothing left.
+        _claimed[taskId][msg.sender] = earned;
+        emit RewardsClaimed(taskId, msg.sender, amount);
+        _token.mint(msg.sender, amount);
+    }
+
+    /// @inheritdoc ITaskLedger
+    function claimable(uint256 taskId, address participant) external view returns (uint256) {
+        return _members[taskId][participant].earned - _claimed[taskId][participant];
     }
 
     /// @inheritdoc ITaskLedger
@@ -224,7 +244,7 @@ contract TaskLedger is ITaskLedger, AccessControl {
         uint256 roundNumber,
         uint256 rewardPerRound,
         RoundResult calldata result
-    ) private returns (uint256[] memory rewards, uint16[] memory outcomes, uint256 minted) {
+    ) private returns (uint256[] memory rewards, uint16[] memory outcomes, uint256 credited) {
         uint256 n = result.contributors.length;
         rewards = new uint256[](n);
         outcomes = new uint16[](n);
@@ -232,17 +252,26 @@ contract TaskLedger is ITaskLedger, AccessControl {
         for (uint256 i; i < n; ++i) {
             uint256 score = result.scoresBps[i];
             totalScore += score;
+            // Checked before the reward is computed, so that reward <= rewardPerRound below.
+            if (totalScore > _MAX_BPS) revert TaskLedgerBudgetExceeded(_totalScore(result.scoresBps));
             uint256 reward = (rewardPerRound * score) / _MAX_BPS;
             Membership storage m = _settle(taskId, roundNumber, result.contributors[i]);
             m.acceptedRounds += 1;
-            // Cannot overflow: createTask bounds rewardPerRound * rounds by uint96.
+            // Cannot overflow: reward <= rewardPerRound, each participant is settled at most
+            // once per round, and createTask bounds rewardPerRound * rounds by uint96.
             m.earned += uint96(reward);
             rewards[i] = reward;
-            minted += reward;
+            credited += reward;
             uint256 outcome = score * n;
             outcomes[i] = uint16(outcome > _MAX_BPS ? _MAX_BPS : outcome);
         }
-        if (totalScore > _MAX_BPS) revert TaskLedgerBudgetExceeded(totalScore);
+    }
+
+    /// @dev Only on the revert path, so that the error reports the sum of all the scores.
+    function _totalScore(uint16[] calldata scoresBps) private pure returns (uint256 total) {
+        for (uint256 i; i < scoresBps.length; ++i) {
+            total += scoresBps[i];
+        }
     }
 
     function _settle(uint256 taskId, uint256 roundNumber, address participant)

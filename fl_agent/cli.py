@@ -203,13 +203,13 @@ def status(network: str | None) -> None:
 def print_status(fairfl: Any) -> None:
     """Rich tables of everything the contracts hold."""
     tasks = Table(title="Tasks")
-    for col in ("id", "status", "round", "mode", "metric", "participants", "minted",
+    for col in ("id", "status", "round", "mode", "metric", "participants", "rewarded",
                 "global model"):
         tasks.add_column(col)
     for t in fairfl.ledger.tasks():
         tasks.add_row(str(t.task_id), t.status.name.lower(), f"{t.current_round}/{t.rounds}",
                       t.training_mode.label(), t.metric, str(t.participant_count),
-                      fmt_flt(t.total_minted), t.global_model_cid)
+                      fmt_flt(t.total_rewarded), t.global_model_cid)
     console.print(tasks)
 
     people = Table(title="Participants")

@@ -116,6 +116,10 @@ def cli(deployments):
     r = fairfl.ledger.finalize_round(task_id, round_number, result, sender=aggregator)
     step(f"round {round_number} finalized: 3 updates aggregated"
          + (", the cheater's rejected" if cheating else ""), r)
+    for p in honest:
+        amount = fairfl.ledger.claimable(task_id, p)
+        step(f"{people[p.address]} claimed {fmt_flt(amount)} of rewards (minted now)",
+             fairfl.ledger.claim_rewards(task_id, sender=p))
     for p in [*honest, cheater]:
         info = fairfl.registry.participant(p)
         console.print(f"  {people[p.address]:<10} earned {fmt_flt(fairfl.token.balance_of(p)):>16}"

@@ -25,7 +25,7 @@ else:
         hide_index=True,
         alt="Tasks",
         column_order=["task_id", "status", "round", "mode", "metric", "participants",
-                      "flt_minted", "global_model_cid"],
+                      "flt_rewarded", "global_model_cid"],
         column_config={
             "task_id": Col.NumberColumn("Task", format="%d"),
             "status": Col.TextColumn("Status"),
@@ -33,7 +33,7 @@ else:
             "mode": Col.TextColumn("Training mode"),
             "metric": Col.TextColumn("Metric"),
             "participants": Col.NumberColumn("Participants"),
-            "flt_minted": Col.NumberColumn("FLT minted", format="%.2f"),
+            "flt_rewarded": Col.NumberColumn("FLT rewarded", format="%.2f", help="credited to contributors; minted when they claim"),
             "global_model_cid": Col.TextColumn("Global model CID", width="large"),
         },
     )

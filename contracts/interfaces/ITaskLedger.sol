@@ -9,6 +9,10 @@ pragma solidity ^0.8.24;
 /// record of Figure 1 of the FairFL paper: training mode, time, uploader, previous global model,
 /// the updates aggregated, time spent and the IPFS location. CIDs are stored and emitted as the
 /// exact strings given.
+///
+/// Gas: rewards are credited at finalization and minted when the participant claims them
+/// (pull payment), and the current global model is kept as the keccak-256 of its CID (the
+/// strings live in events). That keeps `finalizeRound` near 14k gas per contributor.
 interface ITaskLedger {
     /// @notice Training-mode flags (bitwise OR). 0 means plain federated averaging.
     /// DP = 1 (differential privacy), PRUNING = 2, HOMOMORPHIC = 4.
@@ -33,7 +37,7 @@ interface ITaskLedger {
     /// @param minParticipants Participants needed before the first round can start (>= 1).
     /// @param submissionWindow Blocks after a round starts during which updates are accepted (>= 1).
     /// @param trainingMode Bitmask of privacy options (DP = 1, PRUNING = 2, HOMOMORPHIC = 4).
-    /// @param rewardPerRound FLT budget minted at most per round.
+    /// @param rewardPerRound FLT budget credited at most per round (rewardPerRound * rounds must fit in uint96).
     struct TaskConfig {
         string modelCid;
         string specCid;
@@ -46,20 +50,23 @@ interface ITaskLedger {
         uint256 rewardPerRound;
     }
 
-    /// @notice A task as stored.
+    /// @notice A task as stored (four packed slots, then the spec strings).
+    /// @param globalModelHash keccak256 of the current global model's CID string; the string
+    /// itself is in `TaskCreated` (initial model) and the last `RoundFinalized`.
+    /// @param totalRewarded FLT credited to contributors so far (claimed or not).
     struct Task {
         address creator;
-        address aggregator;
         uint32 rounds;
         uint32 currentRound;
         uint32 minParticipants;
+        address aggregator;
         uint32 submissionWindow;
         uint32 participantCount;
         uint8 trainingMode;
         TaskStatus status;
-        uint256 rewardPerRound;
-        uint256 totalMinted;
-        string globalModelCid;
+        uint96 rewardPerRound;
+        uint96 totalRewarded;
+        bytes32 globalModelHash;
         string specCid;
         string metric;
     }
@@ -76,7 +83,7 @@ interface ITaskLedger {
     /// @notice One participant's standing in one task (one slot).
     /// @param lastSubmittedRound The last round the participant submitted an update in (0: none).
     /// @param lastSettledRound The last round in which its update was accepted or rejected.
-    /// @param earned Total FLT minted to it by this task.
+    /// @param earned Total FLT credited to it by this task (see `claimable` for what is unclaimed).
     struct Membership {
         bool joined;
         uint32 lastSubmittedRound;
@@ -126,19 +133,21 @@ interface ITaskLedger {
         uint8 trainingMode,
         uint64 timestamp
     );
-    /// @notice The aggregator turned `previousModelCid` into `result.newModelCid` from the updates
-    /// of `result.contributors`, paid `rewards[i]` FLT to each, and discarded `result.rejected`.
+    /// @notice The aggregator turned the round's global model (see `RoundStarted`) into
+    /// `result.newModelCid` from the updates of `result.contributors`, credited `rewards[i]` FLT
+    /// to each, and discarded `result.rejected`.
     event RoundFinalized(
         uint256 indexed taskId,
         uint256 indexed round,
         address indexed aggregator,
-        string previousModelCid,
         RoundResult result,
         uint256[] rewards,
         uint64 timestamp
     );
     /// @notice The last round of task `taskId` was finalized; `finalModelCid` is the result.
-    event TaskCompleted(uint256 indexed taskId, string finalModelCid, uint256 totalMinted);
+    event TaskCompleted(uint256 indexed taskId, string finalModelCid, uint256 totalRewarded);
+    /// @notice `participant` claimed `amount` FLT of its rewards from task `taskId`; they were minted.
+    event RewardsClaimed(uint256 indexed taskId, address indexed participant, uint256 amount);
 
     /// @notice No task with this id.
     error TaskLedgerUnknownTask(uint256 taskId);
@@ -178,6 +187,10 @@ interface ITaskLedger {
     error TaskLedgerLengthMismatch(uint256 contributors, uint256 scores);
     /// @notice A CID argument was empty.
     error TaskLedgerEmptyCid();
+    /// @notice `startRound` named a model other than the task's current global model.
+    error TaskLedgerWrongModel(uint256 taskId, string modelCid);
+    /// @notice The participant has no unclaimed rewards in this task.
+    error TaskLedgerNothingToClaim(uint256 taskId, address participant);
 
     /// @notice Role allowed to create tasks (task budgets mint new FLT).
     function TASK_CREATOR_ROLE() external view returns (bytes32);
@@ -189,8 +202,11 @@ interface ITaskLedger {
     function join(uint256 taskId) external;
 
     /// @notice Opens the next round on the current global model. Only the task's aggregator.
+    /// @param globalModelCid CID of the task's current global model; checked against `globalModelHash`.
     /// @param workloadCid CID (or hash) of the per-participant workload assignment for this round.
-    function startRound(uint256 taskId, string calldata workloadCid) external returns (uint256 round);
+    function startRound(uint256 taskId, string calldata globalModelCid, string calldata workloadCid)
+        external
+        returns (uint256 round);
 
     /// @notice Records the caller's update for the open round, once, within the window.
     function submitUpdate(
@@ -201,10 +217,17 @@ interface ITaskLedger {
         uint64 trainingMillis
     ) external;
 
-    /// @notice Closes round `round`: records the new global model, pays the contributors in
+    /// @notice Closes round `round`: records the new global model, credits the contributors in
     /// proportion to their scores (shares of the round budget, adding up to at most 10_000),
     /// moves reputations and counts rejections toward the blacklist. Only the task's aggregator.
     function finalizeRound(uint256 taskId, uint256 round, RoundResult calldata result) external;
+
+    /// @notice Mints to the caller the rewards it was credited in task `taskId` and has not
+    /// claimed yet. Blacklisted addresses cannot claim.
+    function claimRewards(uint256 taskId) external returns (uint256 amount);
+
+    /// @notice Rewards of `participant` in task `taskId` credited but not claimed yet.
+    function claimable(uint256 taskId, address participant) external view returns (uint256);
 
     /// @notice Number of tasks created; ids run from 1 to `taskCount()`.
     function taskCount() external view returns (uint256);

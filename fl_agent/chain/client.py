@@ -135,8 +135,12 @@ class Ledger(_Wrapper):
     def join(self, task_id: int, *, sender: Any) -> TxReceipt:
         return _transact(self.contract.join, task_id, sender=sender)
 
-    def start_round(self, task_id: int, workload_cid: str, *, sender: Any) -> tuple[int, TxReceipt]:
-        receipt = _transact(self.contract.startRound, task_id, workload_cid, sender=sender)
+    def start_round(self, task_id: int, workload_cid: str, *, sender: Any,
+                    global_model_cid: str | None = None) -> tuple[int, TxReceipt]:
+        """Opens the next round on the task's current global model (read from its events
+        unless given)."""
+        model = global_model_cid or self.global_model_cid(task_id)
+        receipt = _transact(self.contract.startRound, task_id, model, workload_cid, sender=sender)
         return int(receipt.return_value or self.task(task_id).current_round), receipt
 
     def submit_update(self, task_id: int, round_number: int, update_cid: str, num_samples: int,
@@ -149,14 +153,40 @@ class Ledger(_Wrapper):
         return _transact(self.contract.finalizeRound, task_id, round_number, result.as_abi(),
                          sender=sender)
 
+    def claim_rewards(self, task_id: int, *, sender: Any) -> TxReceipt:
+        """Mints the sender's unclaimed rewards of ``task_id``."""
+        return _transact(self.contract.claimRewards, task_id, sender=sender)
+
+    def claimable(self, task_id: int, account: Any) -> int:
+        return int(self.contract.claimable(task_id, account))
+
     def task_count(self) -> int:
         return int(self.contract.taskCount())
 
     def task(self, task_id: int) -> Task:
-        task = Task.from_chain(task_id, self.contract.task(task_id))
-        if task.status == 0:
+        raw = self.contract.task(task_id)
+        if int(raw.status) == 0:
             raise ChainError(f"task {task_id} does not exist (there are {self.task_count()} tasks)")
-        return task
+        return Task.from_chain(task_id, raw, self.global_model_cid(task_id))
+
+    def global_model_cid(self, task_id: int) -> str:
+        """The task's current global model: the newest ``RoundFinalized`` model, else the
+        initial model of ``TaskCreated``. Checked against the hash the contract stores."""
+        from eth_utils import keccak
+
+        finalized = self.events("RoundFinalized", taskId=task_id)
+        if finalized:
+            cid = str(_field(finalized[-1].result, "newModelCid", 0))
+        else:
+            created = self.events("TaskCreated", taskId=task_id)
+            if not created:
+                raise ChainError(f"task {task_id} has no TaskCreated event on this chain")
+            cid = str(_field(created[-1].config, "modelCid", 0))
+        stored = bytes(self.contract.task(task_id).globalModelHash)
+        if keccak(text=cid) != stored:
+            raise ChainError(f"task {task_id}: the events name model {cid}, whose hash is not the "
+                             "one stored on chain; the node's event history is incomplete")
+        return cid
 
     def tasks(self) -> list[Task]:
         return [self.task(i) for i in range(1, self.task_count() + 1)]
@@ -245,6 +275,11 @@ class FairFL:
     @cached_property
     def marketplace(self) -> Marketplace:
         return Marketplace(self.deployment.address("ModelMarketplace"), self._project)
+
+
+def _field(struct: Any, name: str, index: int) -> Any:
+    """A field of a struct decoded from an event: ape gives a struct object or a plain list."""
+    return getattr(struct, name) if hasattr(struct, name) else struct[index]
 
 
 def _height() -> int:

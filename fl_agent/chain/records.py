@@ -85,18 +85,22 @@ class Task:
     training_mode: TrainingMode
     status: TaskStatus
     reward_per_round: int
-    total_minted: int
-    global_model_cid: str
+    total_rewarded: int
+    global_model_hash: bytes
     spec_cid: str
     metric: str
+    #: The current global model's CID; the contract keeps only its hash, the client reads the
+    #: string back from the task's events (empty when built from storage alone).
+    global_model_cid: str = ""
 
     @classmethod
-    def from_chain(cls, task_id: int, raw: Any) -> Task:
+    def from_chain(cls, task_id: int, raw: Any, global_model_cid: str = "") -> Task:
         return cls(task_id, _s(raw.creator), _s(raw.aggregator), int(raw.rounds),
                    int(raw.currentRound), int(raw.minParticipants), int(raw.submissionWindow),
                    int(raw.participantCount), TrainingMode(int(raw.trainingMode)),
-                   TaskStatus(int(raw.status)), int(raw.rewardPerRound), int(raw.totalMinted),
-                   str(raw.globalModelCid), str(raw.specCid), str(raw.metric))
+                   TaskStatus(int(raw.status)), int(raw.rewardPerRound), int(raw.totalRewarded),
+                   bytes(raw.globalModelHash), str(raw.specCid), str(raw.metric),
+                   global_model_cid)
 
 
 @dataclass(frozen=True)

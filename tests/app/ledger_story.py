@@ -83,6 +83,8 @@ def populate(fairfl: FairFL, accounts: Any) -> Story:
     ledger.finalize_round(done, round_2, RoundResult(
         CID_ROUND_2, (a.address, b.address, c.address), (4_000, 3_000, 3_000),
         aggregation_millis=790), sender=aggregator)
+    for p in (a, b, c):  # rewards are credited at finalization and minted on claim
+        ledger.claim_rewards(done, sender=p)
 
     plaintext_hash = hashlib.sha256(b"fairfl app test model").digest()
     model_id, _ = market.list_task_model(done, CID_ENCRYPTED, CID_SPEC, plaintext_hash, PRICE,

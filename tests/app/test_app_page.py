@@ -75,7 +75,7 @@ def test_ledger_page_shows_the_chain(app_env: dict, test_chain: ChainUnderTest) 
     assert list(members["accepted_rounds"]) == [2, 2, 1]
     assert list(members["rejected_rounds"]) == [0, 0, 1]
     assert list(members["earned_flt"]) == pytest.approx(list(story.earned_flt))
-    assert sum(story.earned_flt) == pytest.approx(done["flt_minted"])
+    assert sum(story.earned_flt) == pytest.approx(done["flt_rewarded"])
 
     people = table(at, "Participants").set_index("participant")
     addresses = [*story.trainers, story.banned]

@@ -139,7 +139,7 @@ class TaskFactory:
     def started(self, participants, **overrides):
         """A task with round 1 open."""
         task_id = self.joined(participants, **overrides)
-        self.ledger.startRound(task_id, CID_WORKLOAD, sender=self.aggregator)
+        self.ledger.startRound(task_id, CID_MODEL, CID_WORKLOAD, sender=self.aggregator)
         return task_id
 
     def submitted(self, participants, **overrides):
