@@ -244,8 +244,11 @@ def _check_deployment(network: str, deployment: Deployment) -> None:
 
     try:
         chain_id = chain.chain_id
-        missing = [name for name, address in deployment.contracts.items()
-                   if not chain.provider.get_code(address)]
+        missing = [
+            name
+            for name, address in deployment.contracts.items()
+            if not chain.provider.get_code(address)
+        ]
     except Exception as err:
         raise ChainUnavailable(f"Cannot reach the chain ({network}).", _one_line(err)) from err
     if chain_id != deployment.chain_id:
@@ -373,14 +376,16 @@ def task_members(source: ChainSource, task_id: int) -> list[MemberRow]:
     rows = []
     for address in ledger.participants(task_id):
         m = ledger.membership(task_id, address)
-        rows.append(MemberRow(
-            participant=address,
-            joined=m.joined,
-            last_submitted_round=m.last_submitted_round,
-            accepted_rounds=m.accepted_rounds,
-            rejected_rounds=m.rejected_rounds,
-            earned_flt=flt(m.earned),
-        ))
+        rows.append(
+            MemberRow(
+                participant=address,
+                joined=m.joined,
+                last_submitted_round=m.last_submitted_round,
+                accepted_rounds=m.accepted_rounds,
+                rejected_rounds=m.rejected_rounds,
+                earned_flt=flt(m.earned),
+            )
+        )
     return rows
 
 
@@ -413,8 +418,9 @@ def listings(source: ChainSource) -> list[ListingRow]:
             revenue_flt=flt(m.revenue),
             active=m.active,
             payee_count=len(m.payees),
-            payees=[f"{short(p)} · {s / 100:g}%" for p, s in zip(m.payees, m.shares_bps,
-                                                                  strict=True)],
+            payees=[
+                f"{short(p)} · {s / 100:g}%" for p, s in zip(m.payees, m.shares_bps, strict=True)
+            ],
             seller=m.seller,
             encrypted_cid=m.encrypted_cid,
         )

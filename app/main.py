@@ -16,8 +16,7 @@ st.set_page_config(page_title="FairFL", page_icon=":material/hub:", layout="wide
 
 PAGES = {
     "Ledger": [
-        st.Page("pages/ledger.py", title="Overview", icon=":material/account_tree:",
-                default=True),
+        st.Page("pages/ledger.py", title="Overview", icon=":material/account_tree:", default=True),
     ],
     # "Marketplace": [st.Page("pages/marketplace.py", ...)],  # with a wallet, next
 }

@@ -15,8 +15,9 @@ def sidebar(source: data.ChainSource) -> None:
         st.caption("Chain")
         st.code(source.network, language=None)
         st.caption(f"Deployment record: `{source.deployment_file}`")
-        st.button("Refresh now", icon=":material/refresh:", width="stretch",
-                  on_click=data.clear_cache)
+        st.button(
+            "Refresh now", icon=":material/refresh:", width="stretch", on_click=data.clear_cache
+        )
         st.caption(f"Chain reads are cached for {data.TTL_SECONDS} s.")
 
 
@@ -46,8 +47,10 @@ def chain_header(info: data.ChainInfo) -> None:
             hide_index=True,
             alt="Contract addresses",
         )
-        st.caption(f"Deployed by `{info.deployer}` at block {info.deployed_at_block}; "
-                   f"record `{info.deployment_file}`.")
+        st.caption(
+            f"Deployed by `{info.deployer}` at block {info.deployed_at_block}; "
+            f"record `{info.deployment_file}`."
+        )
 
 
 STANDING_COLORS = {"in good standing": "#4e79a7", "blacklisted": "#c53948"}
@@ -55,14 +58,28 @@ STANDING_COLORS = {"in good standing": "#4e79a7", "blacklisted": "#c53948"}
 
 def reputation_chart(people: pd.DataFrame) -> None:
     """Horizontal bars of reputation on a 0-100 % scale, blacklisted participants in red."""
-    chart = alt.Chart(people).mark_bar().encode(
-        x=alt.X("reputation_pct:Q", title="Reputation (%)", scale=alt.Scale(domain=[0, 100]),
-                axis=alt.Axis(values=list(range(0, 101, 10)))),
-        y=alt.Y("label:N", title=None, sort=None),
-        color=alt.Color("standing:N", title=None, legend=alt.Legend(orient="top"),
-                        scale=alt.Scale(domain=list(STANDING_COLORS),
-                                        range=list(STANDING_COLORS.values()))),
-        tooltip=[alt.Tooltip("participant:N", title="Participant"),
-                 alt.Tooltip("reputation_pct:Q", title="Reputation (%)", format=".2f")],
-    ).properties(height=alt.Step(28))
+    chart = (
+        alt.Chart(people)
+        .mark_bar()
+        .encode(
+            x=alt.X(
+                "reputation_pct:Q",
+                title="Reputation (%)",
+                scale=alt.Scale(domain=[0, 100]),
+                axis=alt.Axis(values=list(range(0, 101, 10))),
+            ),
+            y=alt.Y("label:N", title=None, sort=None),
+            color=alt.Color(
+                "standing:N",
+                title=None,
+                legend=alt.Legend(orient="top"),
+                scale=alt.Scale(domain=list(STANDING_COLORS), range=list(STANDING_COLORS.values())),
+            ),
+            tooltip=[
+                alt.Tooltip("participant:N", title="Participant"),
+                alt.Tooltip("reputation_pct:Q", title="Reputation (%)", format=".2f"),
+            ],
+        )
+        .properties(height=alt.Step(28))
+    )
     st.altair_chart(chart, alt="Reputation by participant")

@@ -1,12 +1,12 @@
 """``fl-agent``: the command line of FairFL.
 
-    fl-agent chain up        start the shared local chain (anvil with saved state)
-    fl-agent chain status    is it running, at which block, with which deployment
-    fl-agent chain down      stop it (its state is kept)
-    fl-agent chain reset     stop it and forget its state
-    fl-agent status          tasks, rounds, participants and listings read from the chain
-    fl-agent storage add F   store a file, print its CID (same as `ipfs add --cid-version 1`)
-    fl-agent storage get C   fetch and verify content by CID
+fl-agent chain up        start the shared local chain (anvil with saved state)
+fl-agent chain status    is it running, at which block, with which deployment
+fl-agent chain down      stop it (its state is kept)
+fl-agent chain reset     stop it and forget its state
+fl-agent status          tasks, rounds, participants and listings read from the chain
+fl-agent storage add F   store a file, print its CID (same as `ipfs add --cid-version 1`)
+fl-agent storage get C   fetch and verify content by CID
 """
 
 from __future__ import annotations
@@ -45,8 +45,10 @@ def connected(network: str) -> Iterator[None]:
         raise
     except Exception as err:  # ape raises many types for an unreachable node
         if "connect" in str(err).lower() or "not found" in str(err).lower():
-            raise FairFLError(f"cannot reach network {network!r}: {err}. For the local chain, "
-                              "run `fl-agent chain up` (or `make chain`) first.") from err
+            raise FairFLError(
+                f"cannot reach network {network!r}: {err}. For the local chain, "
+                "run `fl-agent chain up` (or `make chain`) first."
+            ) from err
         raise
 
 
@@ -92,8 +94,12 @@ def chain() -> None:
 
 @chain.command("up")
 @click.option("--port", type=int, default=None, help="Port to listen on (default 8545).")
-@click.option("--block-time", type=int, default=None,
-              help="Mine a block every N seconds (default: a block per transaction).")
+@click.option(
+    "--block-time",
+    type=int,
+    default=None,
+    help="Mine a block every N seconds (default: a block per transaction).",
+)
 def chain_up(port: int | None, block_time: int | None) -> None:
     """Start anvil in the background, loading the saved chain state if there is one."""
     node = _local_chain(get_settings(), port)
@@ -101,8 +107,10 @@ def chain_up(port: int | None, block_time: int | None) -> None:
     pid = node.start(block_time=block_time)
     height = node.block_number()
     what = "resumed saved state" if resumed else "new chain"
-    console.print(f"[green]chain up[/] at {node.url} (pid {pid}, block {height}, {what}); "
-                  f"state in {node.state_file}")
+    console.print(
+        f"[green]chain up[/] at {node.url} (pid {pid}, block {height}, {what}); "
+        f"state in {node.state_file}"
+    )
 
 
 @chain.command("down")
@@ -143,9 +151,12 @@ def chain_status() -> None:
 
 
 ipfs_option = click.option(
-    "--ipfs", default=None, metavar="URL",
+    "--ipfs",
+    default=None,
+    metavar="URL",
     help="Kubo RPC URL, e.g. http://127.0.0.1:5001 (default: FAIRFL_IPFS, else the embedded "
-         "store in .fairfl/store).")
+    "store in .fairfl/store).",
+)
 
 
 def _store(ipfs: str | None) -> Any:
@@ -175,8 +186,13 @@ def storage_add(file: str, ipfs: str | None) -> None:
 
 @storage.command("get")
 @click.argument("cid")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), required=True,
-              help="Where to write the content.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    required=True,
+    help="Where to write the content.",
+)
 @ipfs_option
 def storage_get(cid: str, output: str, ipfs: str | None) -> None:
     """Fetch CID, check that the bytes hash to it, and write them to --output."""
@@ -203,31 +219,58 @@ def status(network: str | None) -> None:
 def print_status(fairfl: Any) -> None:
     """Rich tables of everything the contracts hold."""
     tasks = Table(title="Tasks")
-    for col in ("id", "status", "round", "mode", "metric", "participants", "rewarded",
-                "global model"):
+    for col in (
+        "id",
+        "status",
+        "round",
+        "mode",
+        "metric",
+        "participants",
+        "rewarded",
+        "global model",
+    ):
         tasks.add_column(col)
     for t in fairfl.ledger.tasks():
-        tasks.add_row(str(t.task_id), t.status.name.lower(), f"{t.current_round}/{t.rounds}",
-                      t.training_mode.label(), t.metric, str(t.participant_count),
-                      fmt_flt(t.total_rewarded), t.global_model_cid)
+        tasks.add_row(
+            str(t.task_id),
+            t.status.name.lower(),
+            f"{t.current_round}/{t.rounds}",
+            t.training_mode.label(),
+            t.metric,
+            str(t.participant_count),
+            fmt_flt(t.total_rewarded),
+            t.global_model_cid,
+        )
     console.print(tasks)
 
     people = Table(title="Participants")
     for col in ("address", "reputation", "accepted", "rejected", "blacklisted", "FLT"):
         people.add_column(col)
     for p in fairfl.registry.participants():
-        people.add_row(p.address, f"{p.reputation_bps / 100:.2f}%", str(p.accepted_updates),
-                       str(p.rejected_updates), "yes" if p.blacklisted else "",
-                       fmt_flt(fairfl.token.balance_of(p.address)))
+        people.add_row(
+            p.address,
+            f"{p.reputation_bps / 100:.2f}%",
+            str(p.accepted_updates),
+            str(p.rejected_updates),
+            "yes" if p.blacklisted else "",
+            fmt_flt(fairfl.token.balance_of(p.address)),
+        )
     console.print(people)
 
     models = Table(title="Models for sale")
     for col in ("id", "task", "price", "sales", "revenue", "active", "payees", "encrypted CID"):
         models.add_column(col)
     for m in fairfl.marketplace.listings():
-        models.add_row(str(m.model_id), str(m.task_id or "-"), fmt_flt(m.price), str(m.sales),
-                       fmt_flt(m.revenue), "yes" if m.active else "no", str(len(m.payees)),
-                       m.encrypted_cid)
+        models.add_row(
+            str(m.model_id),
+            str(m.task_id or "-"),
+            fmt_flt(m.price),
+            str(m.sales),
+            fmt_flt(m.revenue),
+            "yes" if m.active else "no",
+            str(len(m.payees)),
+            m.encrypted_cid,
+        )
     console.print(models)
 
 

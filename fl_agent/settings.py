@@ -27,9 +27,11 @@ class Settings(BaseSettings):
     deployments: Path = Field(PROJECT_ROOT / "deployments", description="Deployment records.")
     confirmations: int = Field(0, ge=0, description="Blocks to wait before acting on an event.")
     ipfs: str | None = Field(
-        None, description="Kubo RPC URL (e.g. http://127.0.0.1:5001); unset: the embedded store.")
-    max_content_bytes: int = Field(256 * 1024 * 1024, gt=0,
-                                   description="Largest file the store accepts or returns.")
+        None, description="Kubo RPC URL (e.g. http://127.0.0.1:5001); unset: the embedded store."
+    )
+    max_content_bytes: int = Field(
+        256 * 1024 * 1024, gt=0, description="Largest file the store accepts or returns."
+    )
 
     @property
     def chain_dir(self) -> Path:

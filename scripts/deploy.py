@@ -18,23 +18,39 @@ from fl_agent.chain.deployment import BlacklistPolicy, deploy_contracts, save_de
 
 @click.command(cls=ConnectedProviderCommand, short_help="Deploy the FairFL contracts")
 @account_option()
-@click.option("--governance", default=None,
-              help="Address that receives every admin role (default: the deployer).")
-@click.option("--alpha-bps", default=2_000, show_default=True,
-              help="Weight of the newest round in the reputation EWMA, in basis points.")
-@click.option("--max-rejections", default=3, show_default=True,
-              help="Rejected updates within the window that blacklist a participant.")
-@click.option("--window-blocks", default=10_000, show_default=True,
-              help="Length of the rejection window in blocks.")
-@click.option("--out", "out_dir", default="deployments", show_default=True,
-              help="Folder for <network>.json.")
+@click.option(
+    "--governance",
+    default=None,
+    help="Address that receives every admin role (default: the deployer).",
+)
+@click.option(
+    "--alpha-bps",
+    default=2_000,
+    show_default=True,
+    help="Weight of the newest round in the reputation EWMA, in basis points.",
+)
+@click.option(
+    "--max-rejections",
+    default=3,
+    show_default=True,
+    help="Rejected updates within the window that blacklist a participant.",
+)
+@click.option(
+    "--window-blocks",
+    default=10_000,
+    show_default=True,
+    help="Length of the rejection window in blocks.",
+)
+@click.option(
+    "--out", "out_dir", default="deployments", show_default=True, help="Folder for <network>.json."
+)
 def cli(network, account, governance, alpha_bps, max_rejections, window_blocks, out_dir):
     """Deploy FairToken, ParticipantRegistry, TaskLedger and ModelMarketplace."""
-    policy = BlacklistPolicy(alpha_bps=alpha_bps, max_rejections=max_rejections,
-                             window_blocks=window_blocks)
+    policy = BlacklistPolicy(
+        alpha_bps=alpha_bps, max_rejections=max_rejections, window_blocks=window_blocks
+    )
     record, instances = deploy_contracts(account, project, governance=governance, policy=policy)
     path = save_deployment(record, out_dir)
     for name, contract in instances.items():
         click.echo(f"{name:<20} {contract.address}")
     click.secho(f"Deployed to {record.network} (chain {record.chain_id}); wrote {path}", fg="green")
-

@@ -24,8 +24,16 @@ else:
         data.frame(tasks),
         hide_index=True,
         alt="Tasks",
-        column_order=["task_id", "status", "round", "mode", "metric", "participants",
-                      "flt_rewarded", "global_model_cid"],
+        column_order=[
+            "task_id",
+            "status",
+            "round",
+            "mode",
+            "metric",
+            "participants",
+            "flt_rewarded",
+            "global_model_cid",
+        ],
         column_config={
             "task_id": Col.NumberColumn("Task", format="%d"),
             "status": Col.TextColumn("Status"),
@@ -33,7 +41,11 @@ else:
             "mode": Col.TextColumn("Training mode"),
             "metric": Col.TextColumn("Metric"),
             "participants": Col.NumberColumn("Participants"),
-            "flt_rewarded": Col.NumberColumn("FLT rewarded", format="%.2f", help="credited to contributors; minted when they claim"),
+            "flt_rewarded": Col.NumberColumn(
+                "FLT rewarded",
+                format="%.2f",
+                help="credited to contributors; minted when they claim",
+            ),
             "global_model_cid": Col.TextColumn("Global model CID", width="large"),
         },
     )
@@ -42,15 +54,13 @@ else:
     task_id = st.selectbox(
         "Task details",
         options=list(by_id),
-        format_func=lambda i: f"Task {i} · {by_id[i].metric} · {by_id[i].mode} · "
-                              f"{by_id[i].status}",
+        format_func=lambda i: f"Task {i} · {by_id[i].metric} · {by_id[i].mode} · {by_id[i].status}",
     )
     task = by_id[task_id]
     st.caption(f"Aggregator `{task.aggregator}` · created by `{task.creator}`")
     rounds = data.task_rounds(source, task_id)
     members = data.task_members(source, task_id)
-    rounds_tab, members_tab = st.tabs([f"Rounds ({len(rounds)})",
-                                       f"Participants ({len(members)})"])
+    rounds_tab, members_tab = st.tabs([f"Rounds ({len(rounds)})", f"Participants ({len(members)})"])
     with rounds_tab:
         if not rounds:
             st.info("No round started yet.")
@@ -99,12 +109,19 @@ else:
         data.frame(people),
         hide_index=True,
         alt="Participants",
-        column_order=["participant", "reputation_pct", "accepted", "rejected", "blacklisted",
-                      "flt_balance"],
+        column_order=[
+            "participant",
+            "reputation_pct",
+            "accepted",
+            "rejected",
+            "blacklisted",
+            "flt_balance",
+        ],
         column_config={
             "participant": Col.TextColumn("Participant"),
-            "reputation_pct": Col.ProgressColumn("Reputation", format="%.2f%%",
-                                                 min_value=0, max_value=100),
+            "reputation_pct": Col.ProgressColumn(
+                "Reputation", format="%.2f%%", min_value=0, max_value=100
+            ),
             "accepted": Col.NumberColumn("Accepted updates"),
             "rejected": Col.NumberColumn("Rejected updates"),
             "blacklisted": Col.CheckboxColumn("Blacklisted"),
@@ -124,8 +141,17 @@ else:
         hide_index=True,
         alt="Models for sale",
         placeholder="–",
-        column_order=["model_id", "task_id", "price_flt", "sales", "revenue_flt", "active",
-                      "payee_count", "payees", "encrypted_cid"],
+        column_order=[
+            "model_id",
+            "task_id",
+            "price_flt",
+            "sales",
+            "revenue_flt",
+            "active",
+            "payee_count",
+            "payees",
+            "encrypted_cid",
+        ],
         column_config={
             "model_id": Col.NumberColumn("Model", format="%d"),
             "task_id": Col.NumberColumn("Task", format="%d"),

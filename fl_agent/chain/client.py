@@ -135,23 +135,41 @@ class Ledger(_Wrapper):
     def join(self, task_id: int, *, sender: Any) -> TxReceipt:
         return _transact(self.contract.join, task_id, sender=sender)
 
-    def start_round(self, task_id: int, workload_cid: str, *, sender: Any,
-                    global_model_cid: str | None = None) -> tuple[int, TxReceipt]:
+    def start_round(
+        self, task_id: int, workload_cid: str, *, sender: Any, global_model_cid: str | None = None
+    ) -> tuple[int, TxReceipt]:
         """Opens the next round on the task's current global model (read from its events
         unless given)."""
         model = global_model_cid or self.global_model_cid(task_id)
         receipt = _transact(self.contract.startRound, task_id, model, workload_cid, sender=sender)
         return int(receipt.return_value or self.task(task_id).current_round), receipt
 
-    def submit_update(self, task_id: int, round_number: int, update_cid: str, num_samples: int,
-                      training_millis: int, *, sender: Any) -> TxReceipt:
-        return _transact(self.contract.submitUpdate, task_id, round_number, update_cid,
-                         num_samples, training_millis, sender=sender)
+    def submit_update(
+        self,
+        task_id: int,
+        round_number: int,
+        update_cid: str,
+        num_samples: int,
+        training_millis: int,
+        *,
+        sender: Any,
+    ) -> TxReceipt:
+        return _transact(
+            self.contract.submitUpdate,
+            task_id,
+            round_number,
+            update_cid,
+            num_samples,
+            training_millis,
+            sender=sender,
+        )
 
-    def finalize_round(self, task_id: int, round_number: int, result: RoundResult, *,
-                       sender: Any) -> TxReceipt:
-        return _transact(self.contract.finalizeRound, task_id, round_number, result.as_abi(),
-                         sender=sender)
+    def finalize_round(
+        self, task_id: int, round_number: int, result: RoundResult, *, sender: Any
+    ) -> TxReceipt:
+        return _transact(
+            self.contract.finalizeRound, task_id, round_number, result.as_abi(), sender=sender
+        )
 
     def claim_rewards(self, task_id: int, *, sender: Any) -> TxReceipt:
         """Mints the sender's unclaimed rewards of ``task_id``."""
@@ -184,8 +202,10 @@ class Ledger(_Wrapper):
             cid = str(_field(created[-1].config, "modelCid", 0))
         stored = bytes(self.contract.task(task_id).globalModelHash)
         if keccak(text=cid) != stored:
-            raise ChainError(f"task {task_id}: the events name model {cid}, whose hash is not the "
-                             "one stored on chain; the node's event history is incomplete")
+            raise ChainError(
+                f"task {task_id}: the events name model {cid}, whose hash is not the "
+                "one stored on chain; the node's event history is incomplete"
+            )
         return cid
 
     def tasks(self) -> list[Task]:
@@ -220,17 +240,33 @@ class Marketplace(_Wrapper):
 
     contract_name = "ModelMarketplace"
 
-    def list_task_model(self, task_id: int, encrypted_cid: str, metadata_cid: str,
-                        plaintext_hash: bytes, price: int, *, sender: Any) -> tuple[int, TxReceipt]:
-        receipt = _transact(self.contract.listTaskModel, task_id, encrypted_cid, metadata_cid,
-                            plaintext_hash, price, sender=sender)
+    def list_task_model(
+        self,
+        task_id: int,
+        encrypted_cid: str,
+        metadata_cid: str,
+        plaintext_hash: bytes,
+        price: int,
+        *,
+        sender: Any,
+    ) -> tuple[int, TxReceipt]:
+        receipt = _transact(
+            self.contract.listTaskModel,
+            task_id,
+            encrypted_cid,
+            metadata_cid,
+            plaintext_hash,
+            price,
+            sender=sender,
+        )
         return int(receipt.return_value or self.model_count()), receipt
 
     def buy(self, model_id: int, max_price: int, buyer_key: bytes, *, sender: Any) -> TxReceipt:
         return _transact(self.contract.buy, model_id, max_price, buyer_key, sender=sender)
 
-    def deliver_key(self, model_id: int, buyer: Any, encrypted_key: bytes, *,
-                    sender: Any) -> TxReceipt:
+    def deliver_key(
+        self, model_id: int, buyer: Any, encrypted_key: bytes, *, sender: Any
+    ) -> TxReceipt:
         return _transact(self.contract.deliverKey, model_id, buyer, encrypted_key, sender=sender)
 
     def withdraw(self, model_id: int, *, sender: Any) -> TxReceipt:

@@ -60,8 +60,9 @@ def deploy_contracts(
     """Deploys token, registry, ledger and marketplace from ``deployer`` and wires the roles.
 
     ``governance`` (an address or account; default: the deployer) receives the admin,
-    governance, task-creator and pauser roles, and the deployer renounces them. The ledger gets the token's ``MINTER_ROLE`` and the registry's ``LEDGER_ROLE``.
-    Returns the record and the ape contract instances by name.
+    governance, task-creator and pauser roles, and the deployer renounces them. The ledger
+    gets the token's ``MINTER_ROLE`` and the registry's ``LEDGER_ROLE``. Returns
+    the record and the ape contract instances by name.
     """
     from ape import chain
 
@@ -96,8 +97,15 @@ def deploy_contracts(
     return record, instances
 
 
-def _hand_over(deployer: Any, governance: str, token: Any, registry: Any, ledger: Any,
-               marketplace: Any, **tx_kwargs: Any) -> None:
+def _hand_over(
+    deployer: Any,
+    governance: str,
+    token: Any,
+    registry: Any,
+    ledger: Any,
+    marketplace: Any,
+    **tx_kwargs: Any,
+) -> None:
     """Grants every governance role to ``governance`` and renounces the deployer's."""
     grants = [
         (registry, registry.GOVERNANCE_ROLE()),

@@ -49,9 +49,11 @@ class LocalChain:
     def block_number(self) -> int | None:
         """The chain's height, or None when nothing answers at :attr:`url`."""
         try:
-            reply = httpx.post(self.url, json={"jsonrpc": "2.0", "id": 1,
-                                               "method": "eth_blockNumber", "params": []},
-                               timeout=2.0)
+            reply = httpx.post(
+                self.url,
+                json={"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []},
+                timeout=2.0,
+            )
             return int(reply.json()["result"], 16)
         except (httpx.HTTPError, KeyError, ValueError):
             return None
@@ -64,27 +66,51 @@ class LocalChain:
         except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
             return None
 
-    def start(self, *, accounts: int = 30, block_time: int | None = None,
-              timeout: float = 30.0) -> int:
+    def start(
+        self, *, accounts: int = 30, block_time: int | None = None, timeout: float = 30.0
+    ) -> int:
         """Starts anvil detached, loading the saved state if any. Returns its pid."""
         if (pid := self.pid()) is not None:
             return pid
         if self.block_number() is not None:
-            raise ChainError(f"something else already answers at {self.url}; stop it or pick "
-                             "another port with --port / FAIRFL_RPC_PORT")
+            raise ChainError(
+                f"something else already answers at {self.url}; stop it or pick "
+                "another port with --port / FAIRFL_RPC_PORT"
+            )
         anvil = shutil.which("anvil")
         if anvil is None:
-            raise ConfigError("anvil not found on PATH; run `make setup` (it links the npm "
-                              "anvil into .venv/bin) and use the venv")
+            raise ConfigError(
+                "anvil not found on PATH; run `make setup` (it links the npm "
+                "anvil into .venv/bin) and use the venv"
+            )
         self.directory.mkdir(parents=True, exist_ok=True)
-        cmd = [anvil, "--host", self.host, "--port", str(self.port), "--accounts", str(accounts),
-               "--mnemonic", DEFAULT_MNEMONIC, "--state", str(self.state_file),
-               "--state-interval", "2", "--hardfork", "prague"]
+        cmd = [
+            anvil,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--accounts",
+            str(accounts),
+            "--mnemonic",
+            DEFAULT_MNEMONIC,
+            "--state",
+            str(self.state_file),
+            "--state-interval",
+            "2",
+            "--hardfork",
+            "prague",
+        ]
         if block_time:
             cmd += ["--block-time", str(block_time)]
         with self.log_file.open("ab") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         self.pid_file.write_text(str(proc.pid))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -94,8 +120,9 @@ class LocalChain:
                 return proc.pid
             time.sleep(0.2)
         proc.kill()
-        raise ChainError(f"anvil did not answer at {self.url} within {timeout:.0f}s; "
-                         f"see {self.log_file}")
+        raise ChainError(
+            f"anvil did not answer at {self.url} within {timeout:.0f}s; see {self.log_file}"
+        )
 
     def stop(self, timeout: float = 15.0) -> bool:
         """Stops anvil gracefully so that it dumps its state. False if it was not running."""

@@ -67,9 +67,17 @@ class Participant:
 
     @classmethod
     def from_chain(cls, address: str, raw: Any, metadata_cid: str = "") -> Participant:
-        return cls(_s(address), bool(raw.registered), bool(raw.blacklisted), int(raw.reputationBps),
-                   int(raw.rejectionsInWindow), int(raw.windowStartBlock),
-                   int(raw.acceptedUpdates), int(raw.rejectedUpdates), metadata_cid)
+        return cls(
+            _s(address),
+            bool(raw.registered),
+            bool(raw.blacklisted),
+            int(raw.reputationBps),
+            int(raw.rejectionsInWindow),
+            int(raw.windowStartBlock),
+            int(raw.acceptedUpdates),
+            int(raw.rejectedUpdates),
+            metadata_cid,
+        )
 
 
 @dataclass(frozen=True)
@@ -95,12 +103,24 @@ class Task:
 
     @classmethod
     def from_chain(cls, task_id: int, raw: Any, global_model_cid: str = "") -> Task:
-        return cls(task_id, _s(raw.creator), _s(raw.aggregator), int(raw.rounds),
-                   int(raw.currentRound), int(raw.minParticipants), int(raw.submissionWindow),
-                   int(raw.participantCount), TrainingMode(int(raw.trainingMode)),
-                   TaskStatus(int(raw.status)), int(raw.rewardPerRound), int(raw.totalRewarded),
-                   bytes(raw.globalModelHash), str(raw.specCid), str(raw.metric),
-                   global_model_cid)
+        return cls(
+            task_id,
+            _s(raw.creator),
+            _s(raw.aggregator),
+            int(raw.rounds),
+            int(raw.currentRound),
+            int(raw.minParticipants),
+            int(raw.submissionWindow),
+            int(raw.participantCount),
+            TrainingMode(int(raw.trainingMode)),
+            TaskStatus(int(raw.status)),
+            int(raw.rewardPerRound),
+            int(raw.totalRewarded),
+            bytes(raw.globalModelHash),
+            str(raw.specCid),
+            str(raw.metric),
+            global_model_cid,
+        )
 
 
 @dataclass(frozen=True)
@@ -115,8 +135,15 @@ class Round:
 
     @classmethod
     def from_chain(cls, task_id: int, number: int, raw: Any) -> Round:
-        return cls(task_id, number, int(raw.startBlock), int(raw.deadlineBlock),
-                   int(raw.finalizedBlock), int(raw.submissions), RoundStatus(int(raw.status)))
+        return cls(
+            task_id,
+            number,
+            int(raw.startBlock),
+            int(raw.deadlineBlock),
+            int(raw.finalizedBlock),
+            int(raw.submissions),
+            RoundStatus(int(raw.status)),
+        )
 
 
 @dataclass(frozen=True)
@@ -130,8 +157,14 @@ class Membership:
 
     @classmethod
     def from_chain(cls, raw: Any) -> Membership:
-        return cls(bool(raw.joined), int(raw.lastSubmittedRound), int(raw.lastSettledRound),
-                   int(raw.acceptedRounds), int(raw.rejectedRounds), int(raw.earned))
+        return cls(
+            bool(raw.joined),
+            int(raw.lastSubmittedRound),
+            int(raw.lastSettledRound),
+            int(raw.acceptedRounds),
+            int(raw.rejectedRounds),
+            int(raw.earned),
+        )
 
 
 @dataclass(frozen=True)
@@ -151,10 +184,20 @@ class Listing:
 
     @classmethod
     def from_chain(cls, model_id: int, raw: Any, payees: Any = (), shares: Any = ()) -> Listing:
-        return cls(model_id, _s(raw.seller), bool(raw.active), int(raw.sales), int(raw.price),
-                   int(raw.revenue), int(raw.taskId), bytes(raw.plaintextHash),
-                   str(raw.encryptedCid), str(raw.metadataCid),
-                   tuple(_s(p) for p in payees), tuple(int(s) for s in shares))
+        return cls(
+            model_id,
+            _s(raw.seller),
+            bool(raw.active),
+            int(raw.sales),
+            int(raw.price),
+            int(raw.revenue),
+            int(raw.taskId),
+            bytes(raw.plaintextHash),
+            str(raw.encryptedCid),
+            str(raw.metadataCid),
+            tuple(_s(p) for p in payees),
+            tuple(int(s) for s in shares),
+        )
 
 
 @dataclass(frozen=True)
@@ -168,8 +211,13 @@ class RoundResult:
     aggregation_millis: int = 0
 
     def as_abi(self) -> tuple[Any, ...]:
-        return (self.new_model_cid, list(self.contributors), list(self.scores_bps),
-                list(self.rejected), self.aggregation_millis)
+        return (
+            self.new_model_cid,
+            list(self.contributors),
+            list(self.scores_bps),
+            list(self.rejected),
+            self.aggregation_millis,
+        )
 
 
 @dataclass(frozen=True)

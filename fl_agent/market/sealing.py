@@ -43,7 +43,9 @@ def decrypt_content(ciphertext: bytes, content_key: bytes) -> bytes:
     try:
         return AESGCM(content_key).decrypt(ciphertext[:_NONCE], ciphertext[_NONCE:], None)
     except Exception as err:
-        raise SealingError("content does not decrypt with this key (wrong key or tampered)") from err
+        raise SealingError(
+            "content does not decrypt with this key (wrong key or tampered)"
+        ) from err
 
 
 def plaintext_hash(plaintext: bytes) -> bytes:
@@ -54,14 +56,16 @@ def plaintext_hash(plaintext: bytes) -> bytes:
 def new_buyer_key() -> tuple[X25519PrivateKey, bytes]:
     """A buyer key pair; the 32 raw public-key bytes go into ``buy(..., buyerKey)``."""
     private = X25519PrivateKey.generate()
-    public = private.public_key().public_bytes(serialization.Encoding.Raw,
-                                               serialization.PublicFormat.Raw)
+    public = private.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
     return private, public
 
 
 def _derive(shared: bytes, ephemeral_public: bytes, recipient_public: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=ephemeral_public + recipient_public,
-                info=_INFO).derive(shared)
+    return HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=ephemeral_public + recipient_public, info=_INFO
+    ).derive(shared)
 
 
 def seal_key(content_key: bytes, buyer_public: bytes) -> bytes:
@@ -69,8 +73,9 @@ def seal_key(content_key: bytes, buyer_public: bytes) -> bytes:
     if len(buyer_public) != 32:
         raise SealingError(f"buyer key must be 32 bytes of X25519, got {len(buyer_public)}")
     ephemeral = X25519PrivateKey.generate()
-    ephemeral_public = ephemeral.public_key().public_bytes(serialization.Encoding.Raw,
-                                                           serialization.PublicFormat.Raw)
+    ephemeral_public = ephemeral.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
     shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(buyer_public))
     wrap_key = _derive(shared, ephemeral_public, buyer_public)
     return ephemeral_public + encrypt_content(content_key, wrap_key)
@@ -80,7 +85,8 @@ def open_sealed_key(sealed: bytes, buyer_private: X25519PrivateKey) -> bytes:
     if len(sealed) < 32 + _NONCE + 16:
         raise SealingError(f"sealed key too short ({len(sealed)} bytes)")
     ephemeral_public, box = sealed[:32], sealed[32:]
-    buyer_public = buyer_private.public_key().public_bytes(serialization.Encoding.Raw,
-                                                           serialization.PublicFormat.Raw)
+    buyer_public = buyer_private.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
     shared = buyer_private.exchange(X25519PublicKey.from_public_bytes(ephemeral_public))
     return decrypt_content(box, _derive(shared, ephemeral_public, buyer_public))

@@ -95,15 +95,18 @@ def raw_leaf(chunk: bytes) -> Block:
 def file_node(children: list[Block]) -> Block:
     """A dag-pb UnixFS file node over ``children`` (links first, then data, as dag-pb orders)."""
     links = b"".join(
-        _field_bytes(2, _field_bytes(1, c.cid) + _field_bytes(2, b"") + _field_varint(3, c.tree_size))
+        _field_bytes(
+            2, _field_bytes(1, c.cid) + _field_bytes(2, b"") + _field_varint(3, c.tree_size)
+        )
         for c in children
     )
     file_size = sum(c.file_size for c in children)
     unixfs = _field_varint(1, _UNIXFS_FILE) + _field_varint(3, file_size)
     unixfs += b"".join(_field_varint(4, c.file_size) for c in children)
     data = links + _field_bytes(1, unixfs)
-    return Block(_cid(_DAG_PB, data), data, file_size,
-                 len(data) + sum(c.tree_size for c in children))
+    return Block(
+        _cid(_DAG_PB, data), data, file_size, len(data) + sum(c.tree_size for c in children)
+    )
 
 
 def chunks(data: bytes) -> Iterator[bytes]:
@@ -111,7 +114,7 @@ def chunks(data: bytes) -> Iterator[bytes]:
         yield b""
         return
     for start in range(0, len(data), CHUNK_SIZE):
-        yield data[start:start + CHUNK_SIZE]
+        yield data[start : start + CHUNK_SIZE]
 
 
 def build_dag(pieces: Iterable[bytes]) -> tuple[Block, list[Block]]:
@@ -122,7 +125,7 @@ def build_dag(pieces: Iterable[bytes]) -> tuple[Block, list[Block]]:
     layer = [raw_leaf(p) for p in pieces]
     blocks = list(layer)
     while len(layer) > 1:
-        layer = [file_node(layer[i:i + MAX_LINKS]) for i in range(0, len(layer), MAX_LINKS)]
+        layer = [file_node(layer[i : i + MAX_LINKS]) for i in range(0, len(layer), MAX_LINKS)]
         blocks.extend(layer)
     return layer[0], blocks
 

@@ -96,8 +96,9 @@ class LocalStore:
 
     def add(self, data: bytes) -> str:
         if len(data) > self.max_bytes:
-            raise ContentTooLargeError(f"{len(data):,} bytes exceed the store limit of "
-                                       f"{self.max_bytes:,}")
+            raise ContentTooLargeError(
+                f"{len(data):,} bytes exceed the store limit of {self.max_bytes:,}"
+            )
         cid = compute_cid(data)
         path = self._path(cid)
         if path.exists():
@@ -120,8 +121,9 @@ class LocalStore:
         except FileNotFoundError:
             raise ContentNotFoundError(f"{cid} is not in {self.directory}") from None
         if size > self.max_bytes:
-            raise ContentTooLargeError(f"{cid} holds {size:,} bytes, over the limit of "
-                                       f"{self.max_bytes:,}")
+            raise ContentTooLargeError(
+                f"{cid} holds {size:,} bytes, over the limit of {self.max_bytes:,}"
+            )
         return _verified(cid, path.read_bytes(), str(self.directory))
 
     def has(self, cid: str) -> bool:
@@ -131,16 +133,23 @@ class LocalStore:
 class KuboStore:
     """A Kubo (go-ipfs) node reached through its RPC API."""
 
-    def __init__(self, url: str = "http://127.0.0.1:5001", *, timeout: float = 60.0,
-                 max_bytes: int = DEFAULT_MAX_BYTES, pin: bool = True,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:5001",
+        *,
+        timeout: float = 60.0,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        pin: bool = True,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"Kubo RPC URL must start with http:// or https://, got {url!r}")
         self.url = url.rstrip("/")
         self.max_bytes = max_bytes
         self.pin = pin
-        self._client = httpx.Client(base_url=f"{self.url}/api/v0", timeout=timeout,
-                                    transport=transport)
+        self._client = httpx.Client(
+            base_url=f"{self.url}/api/v0", timeout=timeout, transport=transport
+        )
 
     def __repr__(self) -> str:
         return f"KuboStore({self.url!r})"
@@ -149,8 +158,10 @@ class KuboStore:
         try:
             response = self._client.post(path, **kwargs)  # type: ignore[arg-type]
         except httpx.HTTPError as err:
-            raise StorageError(f"cannot reach the IPFS node at {self.url}: {err}. Is Kubo "
-                               "running (`ipfs daemon`) and is its RPC API on that address?") from err
+            raise StorageError(
+                f"cannot reach the IPFS node at {self.url}: {err}. Is Kubo "
+                "running (`ipfs daemon`) and is its RPC API on that address?"
+            ) from err
         if response.status_code != 200:
             try:
                 message = response.json().get("Message", response.text)
@@ -158,7 +169,9 @@ class KuboStore:
                 message = response.text
             if "not found" in message.lower() or "no link named" in message.lower():
                 raise ContentNotFoundError(message)
-            raise StorageError(f"IPFS node at {self.url} answered {response.status_code}: {message}")
+            raise StorageError(
+                f"IPFS node at {self.url} answered {response.status_code}: {message}"
+            )
         return response
 
     def version(self) -> str:
@@ -166,14 +179,21 @@ class KuboStore:
 
     def add(self, data: bytes) -> str:
         if len(data) > self.max_bytes:
-            raise ContentTooLargeError(f"{len(data):,} bytes exceed the limit of {self.max_bytes:,}")
-        response = self._post("/add", params={"cid-version": "1", "pin": str(self.pin).lower()},
-                              files={"file": ("blob", data, "application/octet-stream")})
+            raise ContentTooLargeError(
+                f"{len(data):,} bytes exceed the limit of {self.max_bytes:,}"
+            )
+        response = self._post(
+            "/add",
+            params={"cid-version": "1", "pin": str(self.pin).lower()},
+            files={"file": ("blob", data, "application/octet-stream")},
+        )
         cid = str(response.json()["Hash"])
         expected = compute_cid(data)
         if cid != expected:
-            raise CidMismatchError(f"the IPFS node stored the content as {cid}, expected "
-                                   f"{expected}; is it configured with non-default chunking?")
+            raise CidMismatchError(
+                f"the IPFS node stored the content as {cid}, expected "
+                f"{expected}; is it configured with non-default chunking?"
+            )
         return cid
 
     def get(self, cid: str) -> bytes:
@@ -210,8 +230,9 @@ class KuboStore:
         self._client.close()
 
 
-def open_store(ipfs: str | None, local_dir: Path | str,
-               max_bytes: int = DEFAULT_MAX_BYTES) -> ContentStore:
+def open_store(
+    ipfs: str | None, local_dir: Path | str, max_bytes: int = DEFAULT_MAX_BYTES
+) -> ContentStore:
     """A Kubo store when ``ipfs`` is an RPC URL, else the embedded store in ``local_dir``."""
     if ipfs:
         return KuboStore(ipfs, max_bytes=max_bytes)

@@ -74,20 +74,36 @@ class FakeKubo:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 try:
                     if url.path == "/api/v0/version":
-                        self._json({"Version": "0.32.1", "Commit": "", "Repo": "16",
-                                    "System": "amd64/linux", "Golang": "go1.23"})
+                        self._json(
+                            {
+                                "Version": "0.32.1",
+                                "Commit": "",
+                                "Repo": "16",
+                                "System": "amd64/linux",
+                                "Golang": "go1.23",
+                            }
+                        )
                     elif url.path == "/api/v0/add":
                         if args.get("cid-version") != ["1"]:
                             raise ValueError("this fake only implements cid-version=1")
                         message = BytesParser(policy=HTTP).parsebytes(
-                            b"Content-Type: " + self.headers["Content-Type"].encode() + b"\r\n\r\n" + body)
+                            b"Content-Type: "
+                            + self.headers["Content-Type"].encode()
+                            + b"\r\n\r\n"
+                            + body
+                        )
                         part = next(iter(message.iter_parts()))
                         data = part.get_payload(decode=True) or b""
                         cid = kubo.store.add(data)
                         if args.get("pin", ["true"]) == ["true"]:
                             kubo.pins.add(cid)
-                        self._json({"Name": part.get_filename() or cid, "Hash": cid,
-                                    "Size": str(len(data))})
+                        self._json(
+                            {
+                                "Name": part.get_filename() or cid,
+                                "Hash": cid,
+                                "Size": str(len(data)),
+                            }
+                        )
                     elif url.path == "/api/v0/cat":
                         cid = args["arg"][0]
                         data = kubo.store.get(cid)

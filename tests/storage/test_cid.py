@@ -11,15 +11,29 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fl_agent.storage.cid import CHUNK_SIZE, MAX_LINKS, build_dag, chunks, cid_from_str, compute_cid, cid_to_str
+from fl_agent.storage.cid import (
+    CHUNK_SIZE,
+    MAX_LINKS,
+    build_dag,
+    chunks,
+    cid_from_str,
+    cid_to_str,
+    compute_cid,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 ORACLE = ROOT / "toolchain" / "cid-oracle.mjs"
 
 
 def oracle(paths: list[Path]) -> list[str]:
-    out = subprocess.run(["node", str(ORACLE), *map(str, paths)], check=True, capture_output=True,
-                         text=True, cwd=ROOT, timeout=120)
+    out = subprocess.run(
+        ["node", str(ORACLE), *map(str, paths)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     return out.stdout.split()
 
 
@@ -45,7 +59,9 @@ def samples(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_hello_world_matches_the_documented_cid():
-    assert compute_cid(b"hello world") == "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e"
+    assert (
+        compute_cid(b"hello world") == "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e"
+    )
 
 
 def test_every_boundary_size_matches_the_js_importer(samples):
@@ -74,8 +90,10 @@ def test_cid_strings_round_trip(data):
     assert cid_to_str(cid_from_str(cid)) == cid
 
 
-@pytest.mark.parametrize("bad", ["", "Qmfoo", "bafkrei", "zb2rhe5P4gXftAwvA4eXQ5HJwsER2owDyS9sKaQRRVQPn93bA",
-                                 "b" + "a" * 58])
+@pytest.mark.parametrize(
+    "bad",
+    ["", "Qmfoo", "bafkrei", "zb2rhe5P4gXftAwvA4eXQ5HJwsER2owDyS9sKaQRRVQPn93bA", "b" + "a" * 58],
+)
 def test_malformed_cids_are_rejected(bad):
     with pytest.raises(ValueError):
         cid_from_str(bad)
