@@ -1,0 +1,260 @@
+"""What every aggregation strategy shares: the result type, input checks and vector helpers.
+
+A round is ``global_params`` (the current global model, a flat vector of length ``d``), the
+participants' ``updates`` (FULL parameter vectors, not deltas, shape ``(n, d)`` or a list of
+``n`` vectors) and ``num_samples`` (how many local examples each update was trained on).
+
+Input rules, the same for every strategy (:func:`prepare_round`):
+
+* raise :class:`~fl_agent.errors.ConfigError` (a ``ValueError``) for a malformed round: no
+  updates; a global model that is not a non-empty, finite, 1-D vector; an update whose length
+  differs from the global model's (or a ragged list); a ``num_samples`` that is not one
+  finite, non-negative number per update;
+* reject (never aggregate) and let the round go on with the others: an update holding NaN or
+  +-Inf (reason ``non_finite``) and an update that claims zero training samples (reason
+  ``no_samples``; it cannot carry weight and is not a contribution).
+
+If every update is rejected the global model is returned unchanged with nothing accepted.
+
+Arithmetic is float64; the new global model has the float dtype of ``global_params``
+(float32 for integer input).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import ClassVar
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from fl_agent.errors import ConfigError
+
+FloatArray = NDArray[np.float64]
+Evaluate = Callable[[NDArray[np.floating]], float]
+"""Maps a parameter vector to a validation score of the aggregator's validation set; higher
+is better (e.g. accuracy, or minus the loss)."""
+UpdatesLike = NDArray[np.floating] | Sequence[ArrayLike]
+
+
+class Reason(StrEnum):
+    """Why an update was rejected (``AggregationResult.reasons``)."""
+
+    NON_FINITE = "non_finite"  # NaN or +-Inf in the update
+    NO_SAMPLES = "no_samples"  # trained on zero samples
+    FREE_RIDER = "free_rider"  # (nearly) re-submitted the global model: zero delta
+    NORM_OUTLIER = "norm_outlier"  # delta far longer than the others' (scaling attack)
+    NOISE = "noise"  # shares no direction with any other update beyond chance (fairfl)
+    DISSIMILAR = "dissimilar"  # direction unlike the aggregate's (fairfl)
+    VALIDATION = "validation"  # including it made the validation score worse (fairfl)
+    OUTLIER_CLUSTER = "outlier_cluster"  # outside the majority cluster (flame)
+    NOT_SELECTED = "not_selected"  # not among the Krum-selected updates
+    ZERO_TRUST = "zero_trust"  # direction opposite / orthogonal to the server's (fltrust)
+
+
+@dataclass(frozen=True)
+class AggregationResult:
+    """The outcome of one aggregation round.
+
+    ``accepted`` and ``rejected`` are disjoint, sorted and together cover every index of the
+    round's ``updates``. ``scores[i]`` is the strategy's per-update score (see each strategy;
+    usually the cosine similarity of the update's delta to the aggregate's delta) and is 0
+    for every rejected update. ``reasons`` maps each rejected index to a :class:`Reason`.
+    """
+
+    params: NDArray[np.floating]
+    accepted: tuple[int, ...]
+    rejected: tuple[int, ...]
+    scores: FloatArray
+    reasons: Mapping[int, Reason] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def free_riders(self) -> tuple[int, ...]:
+        """Indices flagged as free riders (they re-submitted the global model)."""
+        return tuple(i for i in self.rejected if self.reasons.get(i) == Reason.FREE_RIDER)
+
+
+@dataclass(frozen=True)
+class Round:
+    """A validated round (see :func:`prepare_round`); ``valid`` indexes the usable updates."""
+
+    global_params: FloatArray  # (d,)
+    updates: FloatArray  # (n, d); rows of invalid updates may hold non-finite values
+    num_samples: FloatArray  # (n,)
+    valid: NDArray[np.intp]
+    reasons: Mapping[int, Reason]
+    dtype: np.dtype
+
+    @property
+    def n(self) -> int:
+        return int(self.updates.shape[0])
+
+    def result(self, new_params: ArrayLike, accepted: Sequence[int] | NDArray[np.intp],
+               scores: Mapping[int, float] | None = None,
+               reasons: Mapping[int, Reason] | None = None) -> AggregationResult:
+        """Build the result: every index not in ``accepted`` is rejected, with the reason
+        from ``reasons``, else from the input checks."""
+        accepted_set = {int(i) for i in accepted}
+        all_reasons = dict(self.reasons)
+        all_reasons.update(reasons or {})
+        rejected = tuple(i for i in range(self.n) if i not in accepted_set)
+        missing = [i for i in rejected if i not in all_reasons]
+        if missing:
+            raise AssertionError(f"rejected updates {missing} have no reason")  # a bug here
+        score_array = np.zeros(self.n)
+        for i in accepted_set:
+            score_array[i] = float((scores or {}).get(i, 0.0))
+        return AggregationResult(
+            params=np.asarray(new_params, dtype=np.float64).astype(self.dtype),
+            accepted=tuple(sorted(accepted_set)),
+            rejected=rejected,
+            scores=score_array,
+            reasons=MappingProxyType({i: all_reasons[i] for i in rejected}),
+        )
+
+    def unchanged(self) -> AggregationResult:
+        """Nothing usable: keep the global model."""
+        return self.result(self.global_params, ())
+
+
+def _as_global(global_params: ArrayLike) -> tuple[FloatArray, np.dtype]:
+    try:
+        raw = np.asarray(global_params)
+        g = raw.astype(np.float64)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"global_params must be a numeric vector: {err}") from err
+    if g.ndim != 1 or g.size == 0:
+        raise ConfigError(f"global_params must be a non-empty 1-D vector, got shape {g.shape}")
+    if not np.all(np.isfinite(g)):
+        raise ConfigError("global_params holds NaN or Inf")
+    dtype = raw.dtype if np.issubdtype(raw.dtype, np.floating) else np.dtype(np.float32)
+    return g, np.dtype(dtype)
+
+
+def _as_updates(updates: UpdatesLike, d: int) -> FloatArray:
+    if isinstance(updates, np.ndarray):
+        if updates.ndim != 2:
+            raise ConfigError(f"updates must have shape (n, {d}), got {updates.shape}")
+        rows = [updates[i] for i in range(updates.shape[0])]
+    else:
+        rows = list(updates)
+    if not rows:
+        raise ConfigError("updates is empty: a round needs at least one update")
+    out = np.empty((len(rows), d))
+    for i, row in enumerate(rows):
+        try:
+            vector = np.asarray(row, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"update {i} is not a numeric vector: {err}") from err
+        if vector.shape != (d,):
+            raise ConfigError(f"update {i} has shape {vector.shape}; the global model has ({d},)")
+        out[i] = vector
+    return out
+
+
+def _as_num_samples(num_samples: ArrayLike, n: int) -> FloatArray:
+    try:
+        counts = np.asarray(num_samples, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"num_samples must be numbers: {err}") from err
+    if counts.shape != (n,):
+        raise ConfigError(f"num_samples must hold one count per update ({n}), got shape "
+                          f"{counts.shape}")
+    if not np.all(np.isfinite(counts)):
+        raise ConfigError("num_samples holds NaN or Inf")
+    if np.any(counts < 0):
+        bad = np.flatnonzero(counts < 0).tolist()
+        raise ConfigError(f"num_samples must be >= 0; negative for updates {bad}")
+    return counts
+
+
+def prepare_round(global_params: ArrayLike, updates: UpdatesLike,
+                  num_samples: ArrayLike) -> Round:
+    """Check a round and find its usable updates (see the module docstring for the rules)."""
+    g, dtype = _as_global(global_params)
+    u = _as_updates(updates, g.size)
+    counts = _as_num_samples(num_samples, u.shape[0])
+    reasons: dict[int, Reason] = {}
+    finite = np.all(np.isfinite(u), axis=1)
+    for i in range(u.shape[0]):
+        if not finite[i]:
+            reasons[i] = Reason.NON_FINITE
+        elif counts[i] == 0:
+            reasons[i] = Reason.NO_SAMPLES
+    valid = np.array([i for i in range(u.shape[0]) if i not in reasons], dtype=np.intp)
+    return Round(g, u, counts, valid, MappingProxyType(reasons), dtype)
+
+
+# ---------------------------------------------------------------------------- vector helpers
+
+
+def row_norms(vectors: FloatArray) -> FloatArray:
+    return np.linalg.norm(vectors, axis=1)
+
+
+def cosine_to(vectors: FloatArray, direction: FloatArray) -> FloatArray:
+    """Cosine similarity of each row with ``direction``; 0 where either has zero length."""
+    norms = row_norms(vectors) * float(np.linalg.norm(direction))
+    dots = vectors @ direction
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), 0.0)
+    return np.clip(out, -1.0, 1.0)
+
+
+def clip_norms(deltas: FloatArray, bound: float) -> FloatArray:
+    """Scale every row longer than ``bound`` down to length ``bound`` (direction kept)."""
+    norms = row_norms(deltas)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factors = np.where(norms > bound, bound / np.where(norms > 0, norms, 1.0), 1.0)
+    return deltas * factors[:, None]
+
+
+def median_norm_clip(deltas: FloatArray) -> tuple[FloatArray, float]:
+    """Clip every delta to the median delta norm (FLAME's adaptive clipping bound)."""
+    bound = float(np.median(row_norms(deltas)))
+    return clip_norms(deltas, bound), bound
+
+
+# ------------------------------------------------------------------------------ strategy base
+
+
+class Strategy(ABC):
+    """Configuration plus the round logic; the arithmetic lives in plain functions.
+
+    Subclasses are frozen dataclasses whose ``__post_init__`` checks the configuration.
+    """
+
+    name: ClassVar[str] = ""
+
+    def aggregate(self, global_params: ArrayLike, updates: UpdatesLike, num_samples: ArrayLike,
+                  evaluate: Evaluate | None = None) -> AggregationResult:
+        """Aggregate one round; see the module docstring for the input rules."""
+        rnd = prepare_round(global_params, updates, num_samples)
+        if rnd.valid.size == 0:
+            return rnd.unchanged()
+        return self._aggregate(rnd, evaluate)
+
+    @abstractmethod
+    def _aggregate(self, rnd: Round, evaluate: Evaluate | None) -> AggregationResult:
+        """Aggregate a round that has at least one valid update."""
+
+    @abstractmethod
+    def combine(self, global_params: FloatArray, updates: FloatArray,
+                num_samples: FloatArray) -> FloatArray:
+        """The strategy's combination rule applied to a given (valid) subset of updates,
+        without any screening; an empty subset gives ``global_params``. Contribution scoring
+        uses it to value subsets of the accepted updates."""
+
+
+def similarity_scores(global_params: FloatArray, updates: FloatArray, new_params: FloatArray,
+                      indices: Sequence[int] | NDArray[np.intp]) -> dict[int, float]:
+    """Cosine similarity of each listed update's delta to the aggregate's delta."""
+    idx = np.asarray(indices, dtype=np.intp)
+    if idx.size == 0:
+        return {}
+    sims = cosine_to(updates[idx] - global_params, new_params - global_params)
+    return {int(i): float(s) for i, s in zip(idx, sims, strict=True)}

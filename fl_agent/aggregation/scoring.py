@@ -1,0 +1,207 @@
+"""Contribution scoring: each accepted participant's marginal value to the aggregate.
+
+The value of a set ``S`` of accepted updates is ``v(S) = evaluate(combine(S))``: the task's
+validation metric of the model the strategy's own combination rule (``Strategy.combine``)
+builds from ``S`` alone; ``v(empty) = evaluate(global model)`` (:func:`subset_value`, which
+caches every value it computes).
+
+* **Leave-one-out** (:func:`leave_one_out`): ``score_i = max(0, v(A) - v(A - {i}))`` over the
+  accepted set ``A``; ``|A| + 1`` evaluations. It credits what *only* ``i`` brings, so
+  participants with interchangeable data can all score 0.
+* **Shapley** (:func:`shapley_values`): the average marginal value of ``i`` over orders of
+  arrival. Exact (every permutation) when ``|A|! <= num_permutations``, else Monte-Carlo
+  over ``num_permutations`` seeded random permutations, optionally truncated as in
+  Ghorbani & Zou (2019, "Data Shapley"): once a prefix is within ``truncation`` of ``v(A)``
+  the remaining marginals count as 0 and are not evaluated. Without truncation the values of
+  every permutation sum to ``v(A) - v(empty)`` (efficiency), so their average does too.
+
+:func:`to_reward_shares` turns scores into the integer basis points that
+``TaskLedger.finalizeRound`` takes (a ``uint16`` per contributor, sum ``<= 10_000``):
+
+* rejected updates (which includes flagged free riders) get 0, whatever their score;
+* negative scores count as 0 (a participant who made the model worse earns nothing);
+* if some accepted update has a positive score, the shares are proportional to the scores
+  and sum to exactly ``total_bps`` (largest-remainder rounding on exact fractions; ties go to
+  the lower index);
+* if updates were accepted but every score is 0 -- typical of leave-one-out when several
+  participants are interchangeable, or of a round that did not move the validation metric --
+  the accepted updates split ``total_bps`` equally: they passed the robust filter and were
+  aggregated, and a share of 0 would also count against their on-chain reputation;
+* if nothing was accepted, every share is 0.
+
+Hand-written here, because neither numpy nor scipy nor scikit-learn provides them: the
+leave-one-out and permutation-sampling loops (a few lines each) and the largest-remainder
+rounding (with ``fractions.Fraction`` so the sum is exact).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Iterable, Sequence
+from fractions import Fraction
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from fl_agent.aggregation.base import Evaluate, FloatArray, Strategy, UpdatesLike, prepare_round
+from fl_agent.errors import ConfigError
+
+ValueFunction = Callable[[Iterable[int]], float]
+Combine = Callable[[FloatArray, FloatArray, FloatArray], FloatArray]
+
+MAX_TOTAL_BPS = 10_000  # TaskLedger's cap on the sum of a round's scores
+
+
+class _Cached:
+    """Memoises a value function by the set of players."""
+
+    def __init__(self, value: ValueFunction) -> None:
+        self._value = value
+        self._cache: dict[frozenset[int], float] = {}
+
+    def __call__(self, players: Iterable[int]) -> float:
+        key = frozenset(int(p) for p in players)
+        if key not in self._cache:
+            self._cache[key] = float(self._value(sorted(key)))
+        return self._cache[key]
+
+    @property
+    def evaluations(self) -> int:
+        return len(self._cache)
+
+
+def subset_value(strategy: Strategy | Combine, global_params: ArrayLike, updates: UpdatesLike,
+                 num_samples: ArrayLike, evaluate: Evaluate) -> ValueFunction:
+    """``v(S) = evaluate(combine(global, updates[S], num_samples[S]))``, cached by ``S``.
+
+    ``strategy`` is a strategy (its ``combine`` is used) or a combine function. ``S`` may only
+    hold indices of valid updates (finite, trained on > 0 samples)."""
+    combine: Combine = strategy.combine if isinstance(strategy, Strategy) else strategy
+    rnd = prepare_round(global_params, updates, num_samples)
+    valid = set(rnd.valid.tolist())
+
+    def value(players: Iterable[int]) -> float:
+        idx = sorted(int(p) for p in players)
+        bad = [i for i in idx if i not in valid]
+        if bad:
+            raise ConfigError(f"cannot value updates {bad}: out of range, non-finite or "
+                              "trained on no samples")
+        params = combine(rnd.global_params, rnd.updates[idx], rnd.num_samples[idx])
+        score = float(evaluate(np.asarray(params).astype(rnd.dtype)))
+        if not math.isfinite(score):
+            raise ConfigError(f"evaluate returned {score} for the aggregate of updates {idx}")
+        return score
+
+    return _Cached(value)
+
+
+def _players(players: Iterable[int]) -> list[int]:
+    out = [int(p) for p in players]
+    if len(set(out)) != len(out):
+        raise ConfigError(f"players must be distinct, got {out}")
+    return out
+
+
+def leave_one_out(value: ValueFunction, players: Iterable[int]) -> dict[int, float]:
+    """``max(0, v(players) - v(players - {i}))`` for each player."""
+    group = _players(players)
+    v = value if isinstance(value, _Cached) else _Cached(value)
+    if not group:
+        return {}
+    full = v(group)
+    return {i: max(0.0, full - v([p for p in group if p != i])) for i in group}
+
+
+def shapley_values(value: ValueFunction, players: Iterable[int], *, num_permutations: int = 200,
+                   seed: int = 0, truncation: float = 0.0) -> dict[int, float]:
+    """Permutation Shapley values (exact when ``len(players)! <= num_permutations``); raw, so
+    possibly negative. See the module docstring for the truncation rule."""
+    group = _players(players)
+    if not isinstance(num_permutations, int) or num_permutations < 1:
+        raise ConfigError(f"num_permutations must be a positive integer, got "
+                          f"{num_permutations!r}")
+    if not (math.isfinite(truncation) and truncation >= 0):
+        raise ConfigError(f"truncation must be >= 0, got {truncation!r}")
+    if not group:
+        return {}
+    v = value if isinstance(value, _Cached) else _Cached(value)
+    if math.factorial(len(group)) <= num_permutations:
+        orders: Iterable[Sequence[int]] = itertools.permutations(group)
+        count = math.factorial(len(group))
+    else:
+        rng = np.random.default_rng(seed)
+        orders = ([group[k] for k in rng.permutation(len(group))]
+                  for _ in range(num_permutations))
+        count = num_permutations
+    empty, full = v([]), v(group)
+    totals = dict.fromkeys(group, 0.0)
+    for order in orders:
+        previous, prefix = empty, []
+        for player in order:
+            prefix.append(player)
+            if truncation > 0 and abs(full - previous) <= truncation:
+                continue  # truncated: this and later marginals count as 0
+            current = v(prefix)
+            totals[player] += current - previous
+            previous = current
+    return {p: totals[p] / count for p in group}
+
+
+def contribution_scores(strategy: Strategy | Combine, global_params: ArrayLike,
+                        updates: UpdatesLike, num_samples: ArrayLike, accepted: Iterable[int],
+                        evaluate: Evaluate, *, method: Literal["loo", "shapley"] = "shapley",
+                        num_permutations: int = 200, seed: int = 0,
+                        truncation: float = 0.0) -> FloatArray:
+    """Non-negative contribution score of every update of the round (0 for the ones not in
+    ``accepted``), by leave-one-out or Shapley value, clipped at 0."""
+    value = subset_value(strategy, global_params, updates, num_samples, evaluate)
+    n = len(updates)
+    group = _players(accepted)
+    if method == "loo":
+        values = leave_one_out(value, group)
+    elif method == "shapley":
+        values = shapley_values(value, group, num_permutations=num_permutations, seed=seed,
+                                truncation=truncation)
+    else:
+        raise ConfigError(f"method must be 'loo' or 'shapley', got {method!r}")
+    scores = np.zeros(n)
+    for i, s in values.items():
+        scores[i] = max(0.0, s)
+    return scores
+
+
+def to_reward_shares(scores: Sequence[float] | FloatArray, accepted: Iterable[int],
+                     total_bps: int = MAX_TOTAL_BPS) -> list[int]:
+    """Integer basis-point shares, one per update, for ``TaskLedger.finalizeRound`` (rules in
+    the module docstring). The sum is ``total_bps`` when anything was accepted, else 0."""
+    if isinstance(total_bps, bool) or not isinstance(total_bps, int) \
+            or not 0 < total_bps <= MAX_TOTAL_BPS:
+        raise ConfigError(f"total_bps must be an integer in 1..{MAX_TOTAL_BPS} (the ledger caps "
+                          f"a round's shares at {MAX_TOTAL_BPS}), got {total_bps!r}")
+    values = np.asarray(scores, dtype=np.float64)
+    if values.ndim != 1:
+        raise ConfigError(f"scores must be one number per update, got shape {values.shape}")
+    if not np.all(np.isfinite(values)):
+        raise ConfigError("scores hold NaN or Inf")
+    n = values.size
+    chosen = _players(accepted)
+    out_of_range = [i for i in chosen if not 0 <= i < n]
+    if out_of_range:
+        raise ConfigError(f"accepted indices {out_of_range} are outside 0..{n - 1}")
+    shares = [0] * n
+    if not chosen:
+        return shares
+    weights = {i: Fraction(float(max(values[i], 0.0))) for i in chosen}
+    if sum(weights.values()) == 0:
+        weights = dict.fromkeys(chosen, Fraction(1))
+    total = sum(weights.values())
+    quotas = {i: w * total_bps / total for i, w in weights.items()}
+    for i, q in quotas.items():
+        shares[i] = math.floor(q)
+    left = total_bps - sum(shares)
+    by_remainder = sorted(quotas, key=lambda i: (-(quotas[i] - math.floor(quotas[i])), i))
+    for i in by_remainder[:left]:
+        shares[i] += 1
+    return shares

@@ -1,0 +1,124 @@
+"""Crafted rounds: no training, just vectors with a known structure.
+
+A benign delta is ``step * (shared + group_strength * group_g + noise * e_i)`` with unit
+vectors ``shared`` (what every client learns), ``group_g`` (what clients of data group ``g``
+learn: ``groups > 1`` makes the round non-IID) and ``e_i`` (random, norm ~1). The hidden
+target of the round -- what the aggregator's validation set rewards -- is the benign,
+sample-weighted mean: ``evaluate(params) = -||params - target||``.
+
+Attacks (``ATTACKS``):
+
+* ``sign_flip``: ``global - benign-like delta``;
+* ``scaling``: ``global + 20 * benign-like delta``;
+* ``gaussian``: ``global + N(0, s^2 I)`` with ``s`` such that its norm matches a benign one;
+* ``free_rider``: ``global`` itself; ``lazy_rider``: ``global`` plus a delta 1000 times
+  shorter than a benign one;
+* ``collude``: every attacker sends the same malicious delta (``-0.5 shared + 0.87 b`` with a
+  fixed unit ``b``, norm of a benign delta) plus 1 % noise: a tight colluding cluster;
+* ``backdoor``: a benign-like delta plus a shared hidden component ``backdoor_strength * b``
+  (default 0.3): the colluders point almost the same way as the benign clients (cosine ~0.93
+  to the shared direction against ~0.97) and also, together, toward ``b``, which the
+  validation target does not reward -- only the validation gate can tell them apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+ATTACKS = ("sign_flip", "scaling", "gaussian", "free_rider", "lazy_rider", "label_flip", "collude",
+           "backdoor")
+
+
+@dataclass(frozen=True)
+class CraftedRound:
+    global_params: np.ndarray  # float32 (d,)
+    updates: np.ndarray  # float32 (n, d)
+    num_samples: np.ndarray  # int (n,)
+    malicious: frozenset[int]
+    benign_mean: np.ndarray  # float64 (d,), sample-weighted mean of the benign updates
+    step: float  # norm of the shared part of a benign delta
+
+    @property
+    def benign(self) -> frozenset[int]:
+        return frozenset(range(len(self.updates))) - self.malicious
+
+    def evaluate(self, params: np.ndarray) -> float:
+        """The aggregator's validation score: minus the distance to the benign mean."""
+        return -float(np.linalg.norm(np.asarray(params, dtype=np.float64) - self.benign_mean))
+
+    def distance(self, params: np.ndarray) -> float:
+        """Distance to the benign mean, in units of a benign step."""
+        return -self.evaluate(params) / self.step
+
+
+def _unit(rng: np.random.Generator, d: int) -> np.ndarray:
+    v = rng.normal(size=d)
+    return v / np.linalg.norm(v)
+
+
+def crafted_round(seed: int, *, attack: str | tuple[str, ...] | None = None, n_benign: int = 14,
+                  n_malicious: int = 6, d: int = 512, groups: int = 1,
+                  group_strength: float = 0.8, noise: float = 0.25,
+                  step: float = 0.05, backdoor_strength: float = 0.3) -> CraftedRound:
+    """A round of ``n_benign`` benign updates and ``n_malicious`` attackers (at shuffled
+    positions) of ``attack``, or of the kinds of a tuple in turn; the global model has norm
+    ~ sqrt(d)."""
+    rng = np.random.default_rng(seed)
+    g = rng.normal(size=d)
+    shared = _unit(rng, d)
+    group_dirs = [_unit(rng, d) for _ in range(groups)]
+    hidden = _unit(rng, d)
+    hidden -= (hidden @ shared) * shared
+    hidden /= np.linalg.norm(hidden)
+
+    def benign_delta(k: int) -> np.ndarray:
+        part = shared + group_strength * group_dirs[k % groups]
+        return step * (part + noise * rng.normal(size=d) / np.sqrt(d))
+
+    n = n_benign + (n_malicious if attack else 0)
+    order = rng.permutation(n)
+    rows: list[np.ndarray] = [np.empty(0)] * n
+    malicious: set[int] = set()
+    benign_deltas = []
+    for k in range(n_benign):
+        delta = benign_delta(k)
+        benign_deltas.append(delta)
+        rows[int(order[k])] = g + delta
+    typical = float(np.median([np.linalg.norm(x) for x in benign_deltas]))
+    collude = step * (-0.5 * shared + 0.87 * hidden)
+    collude *= typical / np.linalg.norm(collude)
+    kinds = (attack,) if isinstance(attack, str) else tuple(attack or ())
+    for j in range(n - n_benign):
+        k = n_benign + j
+        kind = kinds[j % len(kinds)]
+        if kind == "sign_flip":
+            row = g - benign_delta(k)
+        elif kind == "scaling":
+            row = g + 20 * benign_delta(k)
+        elif kind == "gaussian":
+            row = g + rng.normal(size=d) * typical / np.sqrt(d)
+        elif kind == "free_rider":
+            row = g.copy()
+        elif kind == "lazy_rider":
+            row = g + 1e-3 * typical * _unit(rng, d)
+        elif kind == "label_flip":
+            row = g + step * (shared - group_strength * group_dirs[0]
+                              + noise * rng.normal(size=d) / np.sqrt(d))
+        elif kind == "collude":
+            row = g + collude + 0.01 * typical * _unit(rng, d)
+        elif kind == "backdoor":
+            row = g + benign_delta(k) + backdoor_strength * step * hidden
+        else:
+            raise ValueError(f"unknown attack {kind!r}")
+        rows[int(order[k])] = row
+        malicious.add(int(order[k]))
+    num_samples = rng.integers(20, 120, size=n)
+    updates = np.asarray(rows, dtype=np.float32)
+    g32 = g.astype(np.float32)
+    benign_idx = [i for i in range(n) if i not in malicious]
+    benign_mean = np.average(updates[benign_idx].astype(np.float64), axis=0,
+                             weights=num_samples[benign_idx])
+    return CraftedRound(g32, updates, num_samples, frozenset(malicious), benign_mean,
+                        step)

@@ -1,0 +1,203 @@
+"""Contribution scoring: leave-one-out and Shapley values on games with known answers, the
+value of subsets through a strategy's combination rule, and on-chain reward shares."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from crafted import crafted_round
+
+from fl_agent.aggregation import (
+    FairFL,
+    contribution_scores,
+    get_strategy,
+    leave_one_out,
+    shapley_values,
+    subset_value,
+    to_reward_shares,
+)
+from fl_agent.errors import ConfigError
+
+WEIGHTS = {0: 3.0, 1: 1.0, 2: 0.0, 3: -2.0, 4: 5.5, 5: 0.25}
+
+
+def additive(players):
+    return 10.0 + sum(WEIGHTS[p] for p in players)
+
+
+class Counting:
+    def __init__(self, game):
+        self.game, self.calls = game, 0
+
+    def __call__(self, players):
+        self.calls += 1
+        return self.game(players)
+
+
+def test_leave_one_out_on_an_additive_game():
+    assert leave_one_out(additive, WEIGHTS) == {p: max(0.0, w) for p, w in WEIGHTS.items()}
+
+
+@pytest.mark.parametrize("num_permutations", [1000, 30])  # exact (6! = 720), then sampled
+def test_shapley_on_an_additive_game_is_each_weight(num_permutations):
+    values = shapley_values(additive, WEIGHTS, num_permutations=num_permutations, seed=1)
+    assert values == pytest.approx(WEIGHTS)
+
+
+def test_shapley_of_the_glove_game():
+    """One left glove (player 0), two right gloves: v = number of pairs."""
+    def gloves(players):
+        players = set(players)
+        return float(min(int(0 in players), len(players & {1, 2})))
+
+    assert shapley_values(gloves, [0, 1, 2]) == pytest.approx({0: 2 / 3, 1: 1 / 6, 2: 1 / 6})
+    assert leave_one_out(gloves, [0, 1, 2]) == {0: 1.0, 1: 0.0, 2: 0.0}
+
+
+def test_shapley_efficiency_when_sampled():
+    rng = np.random.default_rng(0)
+    table = {frozenset(s): float(rng.normal()) for k in range(8)
+             for s in itertools.combinations(range(7), k)}
+    table[frozenset(range(7))] = 4.0
+
+    def game(players):
+        return table[frozenset(players)]
+
+    values = shapley_values(game, range(7), num_permutations=50, seed=3)  # 7! > 50: sampled
+    assert sum(values.values()) == pytest.approx(game(range(7)) - game([]))
+
+
+def test_sampled_shapley_is_seeded_and_close_to_exact():
+    rng = np.random.default_rng(1)
+    table = {frozenset(s): float(len(s) ** 2 + rng.normal(scale=0.1)) for k in range(7)
+             for s in itertools.combinations(range(6), k)}
+
+    def game(players):
+        return table[frozenset(players)]
+
+    exact = shapley_values(game, range(6), num_permutations=720)
+    sampled = shapley_values(game, range(6), num_permutations=400, seed=7)
+    assert sampled == shapley_values(game, range(6), num_permutations=400, seed=7)
+    assert sampled != shapley_values(game, range(6), num_permutations=400, seed=8)
+    for p in range(6):
+        assert sampled[p] == pytest.approx(exact[p], abs=0.6)  # ~3.5 standard errors
+
+
+def test_truncation_saves_evaluations():
+    def saturating(players):  # the first three players bring everything
+        return float(min(len(players), 3))
+
+    full, cut = Counting(saturating), Counting(saturating)
+    shapley_values(full, range(8), num_permutations=40, seed=0)
+    values = shapley_values(cut, range(8), num_permutations=40, seed=0, truncation=1e-9)
+    assert cut.calls < full.calls
+    assert sum(values.values()) == pytest.approx(3.0)
+
+
+def test_value_functions_are_evaluated_once_per_subset():
+    game = Counting(additive)
+    shapley_values(game, range(4), num_permutations=24)
+    assert game.calls == 2 ** 4
+
+
+def test_bad_arguments():
+    with pytest.raises(ConfigError):
+        shapley_values(additive, [0, 0])
+    with pytest.raises(ConfigError):
+        shapley_values(additive, [0, 1], num_permutations=0)
+    with pytest.raises(ConfigError):
+        shapley_values(additive, [0, 1], truncation=-1)
+    assert shapley_values(additive, []) == {} and leave_one_out(additive, []) == {}
+
+
+# ------------------------------------------------------------ values through a strategy
+
+
+def test_subset_value_uses_the_strategys_combination_rule():
+    r = crafted_round(0, n_benign=5, n_malicious=0)
+    calls = []
+
+    def evaluate(params):
+        calls.append(params.dtype)
+        return r.evaluate(params)
+
+    value = subset_value(get_strategy("fedavg"), r.global_params, r.updates, r.num_samples,
+                         evaluate)
+    assert value([]) == pytest.approx(r.evaluate(r.global_params))
+    expected = np.average(r.updates[[1, 3]], axis=0, weights=r.num_samples[[1, 3]])
+    assert value([3, 1]) == pytest.approx(r.evaluate(expected), abs=1e-6)  # float32 params
+    value([1, 3])
+    assert len(calls) == 2 and set(calls) == {np.dtype(np.float32)}
+    with pytest.raises(ConfigError, match="cannot value"):
+        value([7])
+
+
+def test_contribution_scores_of_a_fairfl_round():
+    r = crafted_round(1, attack="sign_flip", n_benign=6, n_malicious=2, groups=3)
+    strategy = FairFL()
+    result = strategy.aggregate(r.global_params, r.updates, r.num_samples, r.evaluate)
+    assert set(result.accepted) == r.benign
+    for method in ("loo", "shapley"):
+        scores = contribution_scores(strategy, r.global_params, r.updates, r.num_samples,
+                                     result.accepted, r.evaluate, method=method,
+                                     num_permutations=100)
+        assert all(scores[i] == 0 for i in r.malicious)
+        assert np.all(scores >= 0)
+    shapley = contribution_scores(strategy, r.global_params, r.updates, r.num_samples,
+                                  result.accepted, r.evaluate, num_permutations=100)
+    value = subset_value(strategy, r.global_params, r.updates, r.num_samples, r.evaluate)
+    assert all(shapley[i] > 0 for i in r.benign)
+    assert shapley.sum() == pytest.approx(value(result.accepted) - value([]))
+    shares = to_reward_shares(shapley, result.accepted)
+    assert sum(shares) == 10_000 and all(shares[i] == 0 for i in r.malicious)
+    with pytest.raises(ConfigError):
+        contribution_scores(strategy, r.global_params, r.updates, r.num_samples,
+                            result.accepted, r.evaluate, method="banzhaf")
+
+
+# ------------------------------------------------------------------------ reward shares
+
+
+def test_shares_are_proportional_integers_summing_to_the_total():
+    shares = to_reward_shares([3.0, 1.0, 0.0, 2.0, 5.0], accepted=[0, 1, 2, 3])
+    assert shares == [5000, 1667, 0, 3333, 0]  # 4 was rejected: 0 despite its score
+    assert all(isinstance(s, int) for s in shares)
+
+
+def test_rounding_remainder_goes_to_the_largest_fractions_then_the_lower_index():
+    assert to_reward_shares([1.0, 1.0, 1.0], [0, 1, 2]) == [3334, 3333, 3333]
+    assert sum(to_reward_shares([1.0] * 7, range(7), total_bps=1000)) == 1000
+
+
+def test_negative_scores_count_as_zero():
+    assert to_reward_shares([-1.0, 2.0, 2.0], [0, 1, 2]) == [0, 5000, 5000]
+
+
+def test_all_zero_scores_split_equally_among_the_accepted():
+    assert to_reward_shares([0.0, 0.0, 0.0, 0.0], [1, 2, 3]) == [0, 3334, 3333, 3333]
+    assert to_reward_shares([-1.0, 0.0], [0, 1]) == [5000, 5000]
+
+
+def test_nothing_accepted_means_no_shares():
+    assert to_reward_shares([1.0, 2.0], []) == [0, 0]
+
+
+def test_tiny_and_huge_scores_still_sum_exactly():
+    shares = to_reward_shares([1e-300, 1e300, 3.3e299, math.pi], [0, 1, 2, 3])
+    assert sum(shares) == 10_000 and shares[0] == 0 and shares[3] == 0
+
+
+@pytest.mark.parametrize("scores, accepted, total", [
+    ([1.0, float("nan")], [0, 1], 10_000),
+    ([1.0, 2.0], [0, 2], 10_000),
+    ([1.0, 2.0], [0, 0], 10_000),
+    ([1.0, 2.0], [0, 1], 10_001),
+    ([1.0, 2.0], [0, 1], 0),
+    ([[1.0, 2.0]], [0], 10_000),
+])
+def test_bad_share_arguments(scores, accepted, total):
+    with pytest.raises(ConfigError):
+        to_reward_shares(scores, accepted, total_bps=total)
