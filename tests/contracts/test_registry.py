@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import ape
 import pytest
-from conftest import CID_SPEC, CID_UPDATE, CID_WORKLOAD, POLICY, round_result
+from conftest import CID_NEW_MODEL, CID_SPEC, CID_UPDATE, CID_WORKLOAD, POLICY, round_result
 
 CID_META = CID_SPEC
 CID_META_NEW = "bafkreif7tq2x5x3pqcqjcaxmqzv6rasfh3z5h7ttpjg4u2nkwuz6b2xmli"
@@ -465,7 +465,8 @@ def test_ledger_rejections_blacklist_automatically(
     task_id = tasks.started([honest, attacker], rounds=MAX_REJECTIONS, minParticipants=2)
     for round_number in range(1, MAX_REJECTIONS + 1):
         if round_number > 1:
-            ledger.startRound(task_id, CID_WORKLOAD, sender=aggregator)
+            # each round starts on the previous round's model (round_result's CID_NEW_MODEL)
+            ledger.startRound(task_id, CID_NEW_MODEL, CID_WORKLOAD, sender=aggregator)
         for i, account in enumerate((honest, attacker)):
             ledger.submitUpdate(
                 task_id, round_number, f"{CID_UPDATE}{i}", 100, 5_000, sender=account
