@@ -28,7 +28,8 @@ test-python: setup
 	python -m pytest tests --ignore=tests/contracts -q -p no:ape_test
 
 gas: setup ## Gas used by every contract function (table also in docs/gas.md)
-	@mkdir -p reports && ape test tests/contracts -q --gas | tee reports/gas.txt
+	FAIRFL_GAS_REPORT=docs/gas.md ape test tests/contracts -q
+	@cat docs/gas.md
 
 chain: setup ## Start the shared local chain (anvil on :8545, state kept in .fairfl/chain)
 	@fl-agent chain up

@@ -1,26 +1,1045 @@
+"""Property-based tests (hypothesis) of the invariants of the FairFL contracts.
+
+Each test builds what its examples share once, then runs a nested ``@given`` function whose
+examples each run inside :func:`isolated`: ape reverts the chain after every *test*, not after
+every hypothesis example, so a snapshot keeps examples independent (also while hypothesis
+shrinks a failure). Examples are derandomized, so every run draws the same ones.
+
+Properties:
+
+1. Rewards: the rewards credited in ``RoundFinalized`` equal the task's ``totalRewarded`` and
+   the sum of its members' ``earned``, stay within ``rewardPerRound`` per finalized round, and
+   split exactly into FLT minted by ``claimRewards`` and FLT still ``claimable``; scores adding
+   up to more than 10_000 revert and credit nothing.
+2. Revenue: across buys, price changes, delistings and withdrawals every token paid for a
+   listing is either withdrawn or withdrawable by its payees, and the marketplace holds
+   exactly what its payees can still withdraw.
+3. Blacklist: a blacklisted address (manually or after three rejections) cannot move state
+   through any entry point meant for participants, buyers and payees, and can neither be
+   credited a reward nor claim one credited before.
+4. Reputation: ``recordRound`` moves reputations by the integer EWMA of the policy, keeps them
+   in 0..10_000, counts rejections in a tumbling window and blacklists at the threshold.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import functools
+import types
+from dataclasses import dataclass, field
+
 import ape
+import ape_ethereum.trace
+import eth_abi
 import pytest
-import ape_ethereum.trace as tr
-from conftest import UNIT, CID_SPEC
+from ape.api.transactions import ReceiptAPI
+from conftest import (
+    CID_MODEL,
+    CID_NEW_MODEL,
+    CID_SPEC,
+    CID_UPDATE,
+    CID_WORKLOAD,
+    UNIT,
+    round_result,
+    task_config,
+)
+from eth_account import Account
+from eth_utils import function_abi_to_4byte_selector, to_checksum_address
+from eth_utils.abi import collapse_if_tuple
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+MAX_BPS = 10_000
+MAX_UINT16 = 2**16 - 1
+MAX_UINT64 = 2**64 - 1
+MAX_UINT96 = 2**96 - 1
+MAX_UINT256 = 2**256 - 1
+PRICE_UNIT = 10_000
+BUYER_KEY = bytes(range(32))
+PLAINTEXT_HASH = b"\x11" * 32
+
+
+def examples(n: int):
+    """Hypothesis settings of these tests: ``n`` seeded examples, no deadline, no database."""
+    return settings(
+        max_examples=n,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+
+
+@contextlib.contextmanager
+def isolated(chain):
+    """Runs the block on a snapshot of the chain and reverts to it afterwards.
+
+    Not ``chain.isolate()``: that one swallows every exception raised inside it, failed
+    assertions included (ape 0.8), so a failing example would pass.
+    """
+    snapshot = chain.snapshot()
+    try:
+        yield
+    finally:
+        chain.restore(snapshot)
+
 
 @pytest.fixture(autouse=True)
-def quiet(monkeypatch):
-    monkeypatch.setattr(tr.Trace, "show", lambda self, *a, **k: None)
+def _no_trace_output(monkeypatch):
+    """Stops ape from fetching call traces only to print them.
 
-def test_probe(chain, accounts, token, registry, ledger, tasks, trainers, owner, marketplace, attacker):
-    p = registry.participant(trainers[0])
-    print(type(p), type(p).__mro__, p.items() if hasattr(p, "items") else None, tuple(p))
-    print(p == registry.participant(trainers[0]))
-    l = marketplace.listing(1)
-    print(l, tuple(l))
-    registry.blacklist(attacker, "ev", sender=owner)
-    with ape.reverts(registry.ParticipantRegistryBlacklisted, account=attacker.address):
-        registry.register("x", sender=attacker)
-    try:
-        with ape.reverts(registry.ParticipantRegistryBlacklisted, account=owner.address):
-            registry.register("x", sender=attacker)
-    except AssertionError as e:
-        print("good mismatch:", e)
-    print(attacker.private_key[:6], chain.chain_id, chain.pending_timestamp)
-    tx = token.grantRole(token.MINTER_ROLE(), owner, sender=owner)
-    print(tx.block_number, chain.blocks.height)
+    ape-foundry fetches and prints the call trace of every reverted transaction, and ape
+    fetches the trace of every successful one to print ``console.log`` output (the contracts
+    have none). That triples the cost of a revert; these tests expect hundreds. Error decoding,
+    and so ``ape.reverts``, does not depend on either.
+    """
+    monkeypatch.setattr(ape_ethereum.trace.Trace, "show", lambda self, *args, **kwargs: None)
+    monkeypatch.setattr(ReceiptAPI, "show_debug_logs", lambda self: None)
+
+
+@pytest.fixture
+def read(chain, token, registry, ledger, marketplace):
+    """Fast read access to the views of the four contracts (see :class:`Views`)."""
+    return types.SimpleNamespace(
+        token=Views(chain, token),
+        registry=Views(chain, registry),
+        ledger=Views(chain, ledger),
+        marketplace=Views(chain, marketplace),
+    )
+
+
+def addr(account) -> str:
+    return getattr(account, "address", account)
+
+
+class Views:
+    """The view functions of a deployed contract, called with one raw ``eth_call`` each.
+
+    An ape contract call costs three RPC requests and a web3 call three as well (it checks the
+    chain id twice); these tests make thousands of view calls. Structs come back as named
+    tuples, so they compare equal to the tuples of another call or of a model; addresses are
+    checksummed as ape's are.
+    """
+
+    def __init__(self, chain, contract):
+        self._provider = chain.provider.web3.provider
+        self._address = str(contract.address)
+        abi = contract.contract_type.model_dump(mode="json", by_alias=True)["abi"]
+        self._functions = {item["name"]: item for item in abi if item["type"] == "function"}
+
+    def __getattr__(self, name):
+        if name not in self._functions:
+            raise AttributeError(name)
+        item = self._functions[name]
+        selector = function_abi_to_4byte_selector(item)
+        input_types = [collapse_if_tuple(i) for i in item["inputs"]]
+        outputs = item["outputs"]
+        output_types = [collapse_if_tuple(o) for o in outputs]
+
+        def call(*args):
+            data = selector + eth_abi.encode(input_types, [addr(a) for a in args])
+            params = [{"to": self._address, "data": "0x" + data.hex()}, "latest"]
+            response = self._provider.make_request("eth_call", params)
+            if "error" in response:
+                raise AssertionError(f"{name}{args} failed: {response['error']}")
+            values = eth_abi.decode(output_types, bytes.fromhex(response["result"][2:]))
+            if len(outputs) == 1:
+                return _named(outputs[0], values[0])
+            return tuple(_named(o, v) for o, v in zip(outputs, values, strict=True))
+
+        return call
+
+
+def _named(output: dict, value):
+    kind = output["type"]
+    if kind.endswith("[]"):
+        element = {**output, "type": kind[:-2]}
+        return [_named(element, v) for v in value]
+    if kind == "tuple":
+        names = tuple(c["name"] for c in output["components"])
+        fields = [_named(c, v) for c, v in zip(output["components"], value, strict=True)]
+        return _struct_type(output.get("internalType", "struct"), names)(*fields)
+    if kind == "address":
+        return to_checksum_address(value)
+    return value
+
+
+@functools.cache
+def _struct_type(internal_type: str, names: tuple[str, ...]):
+    return collections.namedtuple(internal_type.split(".")[-1].split(" ")[-1], names)
+
+
+# --------------------------------------------------------------------------------------------
+# Strategies
+# --------------------------------------------------------------------------------------------
+
+
+@st.composite
+def split(draw, parts: int, total: int, min_part: int = 0):
+    """``parts`` integers >= ``min_part`` adding up to exactly ``total``."""
+    if min_part:
+        cuts = draw(
+            st.lists(st.integers(1, total - 1), min_size=parts - 1, max_size=parts - 1, unique=True)
+        )
+    else:
+        cuts = draw(st.lists(st.integers(0, total), min_size=parts - 1, max_size=parts - 1))
+    bounds = [0, *sorted(cuts), total]
+    return [b - a for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+@st.composite
+def scores_within_budget(draw, parts: int):
+    """Scores in basis points whose sum is at most 10_000 (often exactly 10_000)."""
+    total = draw(st.one_of(st.just(MAX_BPS), st.integers(0, MAX_BPS)))
+    return draw(split(parts, total))
+
+
+@st.composite
+def scores_over_budget(draw, parts: int):
+    """uint16 scores whose sum exceeds 10_000 (often by exactly 1)."""
+    scores = draw(split(parts, MAX_BPS))
+    i = draw(st.integers(0, parts - 1))
+    excess = draw(st.one_of(st.just(1), st.integers(1, MAX_UINT16 - scores[i])))
+    scores[i] += excess
+    return scores
+
+
+cids = st.text(alphabet="abcdefghijklmnopqrstuvwxyz234567", min_size=1, max_size=52).map(
+    lambda s: "bafk" + s
+)
+prices = st.one_of(st.integers(1, 1_000), st.integers(1, 2**100 // PRICE_UNIT)).map(
+    lambda units: units * PRICE_UNIT
+)
+hashes = st.binary(min_size=32, max_size=32)
+buyer_keys = st.binary(min_size=32, max_size=32)
+
+
+# --------------------------------------------------------------------------------------------
+# 1. Rewards
+# --------------------------------------------------------------------------------------------
+
+
+@st.composite
+def reward_plans(draw):
+    """Members of a task (trainer indices), its reward per round and, for each of 1-3 rounds,
+    the contributors with their scores, the rejected members and the members that claim
+    their rewards right after the round (everyone claims what is left at the end)."""
+    members = draw(st.lists(st.integers(0, 4), min_size=1, max_size=5, unique=True))
+    rounds = draw(st.integers(1, 3))
+    reward = draw(
+        st.one_of(
+            st.integers(0, 10_000),  # small budgets: rounding matters
+            st.integers(0, 10**6).map(lambda x: x * UNIT),
+            st.integers(0, MAX_UINT96 // rounds),  # up to the uint96 bound of createTask
+        )
+    )
+    plan = []
+    for _ in range(rounds):
+        order = draw(st.permutations(members))
+        k = draw(st.integers(1, len(order)))
+        rejected = [m for m in order[k:] if draw(st.booleans())]
+        claimers = [m for m in members if draw(st.booleans())]
+        plan.append((list(order[:k]), draw(scores_within_budget(k)), rejected, claimers))
+    return members, reward, plan
+
+
+def test_minted_supply_equals_credited_rewards_and_earnings_within_budget(
+    chain, read, token, registry, ledger, tasks, trainers, aggregator
+):
+    """Rewards are credited by ``finalizeRound`` and minted by ``claimRewards``. At every step
+    the credits announced in ``RoundFinalized`` equal the task's ``totalRewarded`` and the sum
+    of the members' ``earned``, and split exactly into what was minted (the supply, the
+    Transfer-from-zero events and the ``RewardsClaimed`` events agree) and what is still
+    ``claimable``; they never exceed ``rewardPerRound`` per finalized round."""
+    tasks.register(*trainers)
+
+    @examples(20)
+    @given(reward_plans())
+    def check(plan):
+        members, reward, rounds = plan
+        accounts = {m: trainers[m] for m in members}
+        with isolated(chain):
+            supply_before = read.token.totalSupply()
+            balances_before = {m: read.token.balanceOf(a) for m, a in accounts.items()}
+            task_id = tasks.create(
+                rounds=len(rounds), minParticipants=1, submissionWindow=100, rewardPerRound=reward
+            )
+            for a in accounts.values():
+                ledger.join(task_id, sender=a)
+
+            earned = dict.fromkeys(members, 0)  # credited, by the RoundFinalized events
+            claimed = dict.fromkeys(members, 0)  # minted, by the Transfer events of the claims
+            model_cid = CID_MODEL
+
+            def claim(m):
+                due = earned[m] - claimed[m]
+                if read.registry.isBlacklisted(accounts[m]):  # rejected in all three rounds
+                    assert due == 0
+                    with ape.reverts(ledger.TaskLedgerBlacklisted):
+                        ledger.claimRewards(task_id, sender=accounts[m])
+                elif due == 0:
+                    with ape.reverts(ledger.TaskLedgerNothingToClaim):
+                        ledger.claimRewards(task_id, sender=accounts[m])
+                else:
+                    tx = ledger.claimRewards(task_id, sender=accounts[m])
+                    [event] = tx.decode_logs(ledger.RewardsClaimed)
+                    assert (event.participant, event.amount) == (addr(accounts[m]), due)
+                    [mint] = tx.decode_logs(token.Transfer)
+                    assert (mint["from"], mint["to"], mint["value"]) == (
+                        ZERO_ADDRESS,
+                        addr(accounts[m]),
+                        due,
+                    )
+                    claimed[m] += mint["value"]
+
+            def check_accounts(finalized_rounds):
+                credited = sum(earned.values())
+                task = read.ledger.task(task_id)
+                assert task.totalRewarded == credited <= reward * finalized_rounds
+                for m, a in accounts.items():
+                    assert read.ledger.membership(task_id, a).earned == earned[m]
+                    assert read.ledger.claimable(task_id, a) == earned[m] - claimed[m]
+                    assert read.token.balanceOf(a) - balances_before[m] == claimed[m]
+                assert read.token.totalSupply() - supply_before == sum(claimed.values())
+
+            for number, (contributors, scores, rejected, claimers) in enumerate(rounds, start=1):
+                ledger.startRound(task_id, model_cid, CID_WORKLOAD, sender=aggregator)
+                for m in contributors + rejected:
+                    ledger.submitUpdate(
+                        task_id, number, f"{CID_UPDATE}{m}", 100, 5, sender=trainers[m]
+                    )
+                model_cid = f"{CID_NEW_MODEL}{number}"
+                result = round_result(
+                    new_cid=model_cid,
+                    contributors=[trainers[m] for m in contributors],
+                    scores=scores,
+                    rejected=[trainers[m] for m in rejected],
+                )
+                tx = ledger.finalizeRound(task_id, number, result, sender=aggregator)
+                [event] = tx.decode_logs(ledger.RoundFinalized)
+                rewards = list(event.rewards)
+                assert rewards == [reward * s // MAX_BPS for s in scores]
+                assert sum(rewards) <= reward
+                assert not list(tx.decode_logs(token.Transfer))  # credited, not minted
+                for m, r in zip(contributors, rewards, strict=True):
+                    earned[m] += r
+                check_accounts(number)
+                for m in claimers:
+                    claim(m)
+                check_accounts(number)
+
+            for m in members:
+                if earned[m] > claimed[m]:
+                    claim(m)
+            check_accounts(len(rounds))
+            assert claimed == earned
+            listed, amounts = read.ledger.contributions(task_id)
+            assert dict(zip(listed, amounts, strict=True)) == {
+                addr(accounts[m]): e for m, e in earned.items() if e
+            }
+
+    check()
+
+
+def test_scores_over_budget_always_revert_and_credit_nothing(
+    chain, read, token, registry, ledger, tasks, trainers, aggregator
+):
+    """Over-budget finalizations of two open rounds: one of a task with a tiny budget, and round
+    2 of a task whose budget is half the uint96 bound, where round 1 already credited the
+    trainers (so an over-budget reward added before the check could overflow ``earned``)."""
+    tiny = tasks.submitted(trainers, rounds=1, rewardPerRound=3)
+    huge = tasks.submitted(trainers, rounds=2, rewardPerRound=MAX_UINT96 // 2)
+    first = round_result(contributors=trainers, scores=[6_000, 1_000, 1_000, 1_000, 1_000])
+    ledger.finalizeRound(huge, 1, first, sender=aggregator)
+    ledger.startRound(huge, CID_NEW_MODEL, CID_WORKLOAD, sender=aggregator)
+    for i, t in enumerate(trainers):
+        ledger.submitUpdate(huge, 2, f"{CID_UPDATE}{i}", 100, 5, sender=t)
+    open_rounds = [(tiny, 1), (huge, 2)]
+
+    def state():
+        return (
+            read.token.totalSupply(),
+            [read.ledger.task(task_id) for task_id, _ in open_rounds],
+            [read.ledger.round(task_id, number) for task_id, number in open_rounds],
+            [read.ledger.membership(task_id, t) for task_id, _ in open_rounds for t in trainers],
+            [read.ledger.claimable(task_id, t) for task_id, _ in open_rounds for t in trainers],
+            [read.registry.participant(t) for t in trainers],
+        )
+
+    before = state()
+
+    @st.composite
+    def over_budget_results(draw):
+        order = draw(st.permutations(range(5)))
+        k = draw(st.integers(1, 5))
+        rejected = [i for i in order[k:] if draw(st.booleans())]
+        return draw(st.sampled_from(open_rounds)), order[:k], draw(scores_over_budget(k)), rejected
+
+    @examples(25)
+    @given(over_budget_results())
+    # trainers[0] earned 30% of the uint96 bound in round 1; 150% of the budget on top of that
+    # would overflow ``earned`` if the reward were added before the budget check.
+    @example(((huge, 2), [0], [15_000], []))
+    def check(case):
+        (task_id, number), contributors, scores, rejected = case
+        result = round_result(
+            contributors=[trainers[i] for i in contributors],
+            scores=scores,
+            rejected=[trainers[i] for i in rejected],
+        )
+        with isolated(chain):
+            with ape.reverts(ledger.TaskLedgerBudgetExceeded, totalScoreBps=sum(scores)):
+                ledger.finalizeRound(task_id, number, result, sender=aggregator)
+            assert state() == before
+
+    check()
+    # Control: the same rounds finalize with the whole budget.
+    for (task_id, number), task_before in zip(open_rounds, before[1], strict=True):
+        result = round_result(contributors=trainers[:2], scores=[9_000, 1_000])
+        ledger.finalizeRound(task_id, number, result, sender=aggregator)
+        credited = read.ledger.task(task_id).totalRewarded - task_before.totalRewarded
+        budget = task_before.rewardPerRound
+        assert credited == budget * 9_000 // MAX_BPS + budget * 1_000 // MAX_BPS
+
+
+# --------------------------------------------------------------------------------------------
+# 2. Revenue
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ListingModel:
+    """What a listing should hold, kept in Python alongside the contract."""
+
+    model_id: int
+    seller: object
+    shares: dict[str, int]  # payee address -> bps
+    price: int
+    active: bool = True
+    paid: dict[str, int] = field(default_factory=dict)  # buyer address -> price paid
+    withdrawn: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def revenue(self) -> int:
+        return sum(self.paid.values())
+
+    def withdrawable(self, payee: str) -> int:
+        return self.revenue * self.shares.get(payee, 0) // MAX_BPS - self.withdrawn.get(payee, 0)
+
+
+@st.composite
+def listing_specs(draw):
+    n = draw(st.integers(1, 6))
+    payees = draw(st.permutations(range(6)))[:n]
+    return {
+        "seller": draw(st.integers(0, 5)),
+        "payees": list(payees),
+        "shares": draw(split(n, MAX_BPS, min_part=1)),
+        "price": draw(prices),
+    }
+
+
+@st.composite
+def market_ops(draw):
+    """One step: (kind, listing index, argument), mostly buys and withdrawals."""
+    kind = draw(st.sampled_from(["buy"] * 5 + ["withdraw"] * 3 + ["setPrice", "delist"]))
+    index = draw(st.integers(0, 2))
+    if kind == "buy":
+        # (buyer, slack, again): the buyer's maxPrice is the price plus the slack (-1: one
+        # unit short); `again` picks a buyer that already bought the model, if any.
+        slack = draw(st.one_of(st.sampled_from([0, 0, 0, -1]), st.integers(1, 10**30)))
+        arg = (draw(st.integers(0, 9)), slack, draw(st.sampled_from([False] * 7 + [True])))
+    elif kind == "withdraw":
+        arg = draw(st.integers(0, 6))  # one of the listing's payees or a non-payee
+    elif kind == "setPrice":
+        arg = draw(prices)
+    else:
+        arg = None
+    return kind, index, arg
+
+
+def test_revenue_paid_equals_withdrawn_plus_withdrawable_and_marketplace_holds_the_rest(
+    chain, read, accounts, token, marketplace, owner, trainers, buyer
+):
+    payee_pool = [*trainers, owner]
+    buyers = [accounts[i] for i in range(10)]  # payees may buy too
+    by_address = {addr(a): a for a in buyers}
+    token.grantRole(token.MINTER_ROLE(), owner, sender=owner)
+    for b in buyers:
+        token.mint(b, 2**120, sender=owner)
+        token.approve(marketplace, MAX_UINT256, sender=b)
+
+    def check_listing(model: ListingModel) -> int:
+        """Checks the revenue identity of one listing; returns what its payees can withdraw."""
+        listing = read.marketplace.listing(model.model_id)
+        assert listing.revenue == model.revenue
+        assert listing.sales == len(model.paid)
+        assert (listing.price, listing.active) == (model.price, model.active)
+        accounted = left = 0
+        for payee, share in model.shares.items():
+            withdrawn = read.marketplace.withdrawn(model.model_id, payee)
+            withdrawable = read.marketplace.withdrawable(model.model_id, payee)
+            assert withdrawn == model.withdrawn.get(payee, 0)
+            assert withdrawn + withdrawable == listing.revenue * share // MAX_BPS
+            accounted += withdrawn + withdrawable
+            left += withdrawable
+        assert accounted == listing.revenue
+        return left
+
+    @examples(20)
+    @given(
+        st.lists(listing_specs(), min_size=1, max_size=2),
+        st.lists(market_ops(), min_size=5, max_size=12),
+    )
+    def check(specs, ops):
+        with isolated(chain):
+            held_before = read.token.balanceOf(marketplace)
+            models: list[ListingModel] = []
+            for spec in specs:
+                payees = [addr(payee_pool[i]) for i in spec["payees"]]
+                seller = payee_pool[spec["seller"]]
+                tx = marketplace.list(
+                    CID_MODEL,
+                    CID_SPEC,
+                    PLAINTEXT_HASH,
+                    spec["price"],
+                    payees,
+                    spec["shares"],
+                    sender=seller,
+                )
+                [event] = tx.decode_logs(marketplace.ModelListed)
+                models.append(
+                    ListingModel(
+                        event.modelId,
+                        seller,
+                        dict(zip(payees, spec["shares"], strict=True)),
+                        spec["price"],
+                    )
+                )
+            withdrawable = {m.model_id: check_listing(m) for m in models}
+
+            for kind, index, arg in ops:
+                # Withdrawals mostly go to a listing that sold something.
+                sold = [m for m in models if m.revenue] if kind == "withdraw" else []
+                model = (sold or models)[index % len(sold or models)]
+                mid = model.model_id
+                if kind == "buy":
+                    pick, slack, again = arg
+                    fresh = [b for b in buyers if addr(b) not in model.paid]
+                    pool = [by_address[b] for b in model.paid] if again and model.paid else fresh
+                    who, max_price = (
+                        (pool or buyers)[pick % len(pool or buyers)],
+                        model.price + slack,
+                    )
+                    if not model.active:
+                        with ape.reverts(marketplace.ModelMarketplaceDelisted):
+                            marketplace.buy(mid, max_price, BUYER_KEY, sender=who)
+                    elif max_price < model.price:
+                        with ape.reverts(marketplace.ModelMarketplacePriceAboveMax):
+                            marketplace.buy(mid, max_price, BUYER_KEY, sender=who)
+                    elif addr(who) in model.paid:
+                        with ape.reverts(marketplace.ModelMarketplaceAlreadyPurchased):
+                            marketplace.buy(mid, max_price, BUYER_KEY, sender=who)
+                    else:
+                        balance = read.token.balanceOf(who)
+                        marketplace.buy(mid, max_price, BUYER_KEY, sender=who)
+                        assert balance - read.token.balanceOf(who) == model.price
+                        model.paid[addr(who)] = model.price
+                        assert read.marketplace.accessOf(mid, who).pricePaid == model.price
+                elif kind == "withdraw":
+                    # One of the listing's payees, or `buyer`, who is none.
+                    candidates = [*model.shares, addr(buyer)]
+                    who = by_address[candidates[arg % len(candidates)]]
+                    due = model.withdrawable(addr(who))
+                    if due == 0:
+                        with ape.reverts(marketplace.ModelMarketplaceNothingToWithdraw):
+                            marketplace.withdraw(mid, sender=who)
+                    else:
+                        balance = read.token.balanceOf(who)
+                        tx = marketplace.withdraw(mid, sender=who)
+                        [event] = tx.decode_logs(marketplace.RevenueWithdrawn)
+                        assert event.amount == due
+                        assert read.token.balanceOf(who) - balance == due
+                        model.withdrawn[addr(who)] = model.withdrawn.get(addr(who), 0) + due
+                elif kind == "setPrice":
+                    if not model.active:
+                        with ape.reverts(marketplace.ModelMarketplaceDelisted):
+                            marketplace.setPrice(mid, arg, sender=model.seller)
+                    else:
+                        marketplace.setPrice(mid, arg, sender=model.seller)
+                        model.price = arg
+                else:  # delist
+                    if not model.active:
+                        with ape.reverts(marketplace.ModelMarketplaceDelisted):
+                            marketplace.delist(mid, sender=model.seller)
+                    else:
+                        marketplace.delist(mid, sender=model.seller)
+                        model.active = False
+
+                # A step touches one listing only; the others keep their checked values
+                # (all of them are checked again at the end).
+                withdrawable[mid] = check_listing(model)
+                held = read.token.balanceOf(marketplace) - held_before
+                assert held == sum(withdrawable.values())
+                assert held == sum(m.revenue - sum(m.withdrawn.values()) for m in models)
+
+            assert {m.model_id: check_listing(m) for m in models} == withdrawable
+
+    check()
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Blacklist
+# --------------------------------------------------------------------------------------------
+
+
+def sign_permit(chain, token, owner_account, spender, value, deadline):
+    """An EIP-2612 permit of ``owner_account`` (a test account), as (v, r, s)."""
+    signed = Account.sign_typed_data(
+        owner_account.private_key,
+        {
+            "name": "FairFL Token",
+            "version": "1",
+            "chainId": chain.chain_id,
+            "verifyingContract": addr(token),
+        },
+        {
+            "Permit": [
+                {"name": "owner", "type": "address"},
+                {"name": "spender", "type": "address"},
+                {"name": "value", "type": "uint256"},
+                {"name": "nonce", "type": "uint256"},
+                {"name": "deadline", "type": "uint256"},
+            ]
+        },
+        {
+            "owner": addr(owner_account),
+            "spender": addr(spender),
+            "value": value,
+            "nonce": token.nonces(owner_account),
+            "deadline": deadline,
+        },
+    )
+    return signed.v, signed.r.to_bytes(32, "big"), signed.s.to_bytes(32, "big")
+
+
+blacklisted_actions = st.one_of(
+    st.tuples(st.just("register"), st.tuples(cids, st.integers(0, 1))),
+    st.tuples(st.just("updateMetadata"), cids),
+    st.tuples(st.just("join"), st.just(None)),
+    st.tuples(
+        st.just("submitUpdate"),
+        st.tuples(cids, st.integers(0, MAX_UINT64), st.integers(0, MAX_UINT64)),
+    ),
+    st.tuples(st.just("list"), st.tuples(cids, cids, hashes, prices, listing_specs())),
+    st.tuples(st.just("listTaskModel"), st.tuples(cids, cids, hashes, prices)),
+    st.tuples(st.just("buy"), st.tuples(st.integers(0, 10**24), buyer_keys)),
+    st.tuples(st.just("buyWithPermit"), st.tuples(st.integers(0, 10**24), buyer_keys)),
+    st.tuples(st.just("withdraw"), st.just(None)),
+    st.tuples(st.just("reward"), st.tuples(st.integers(1, MAX_BPS), st.booleans())),
+    st.tuples(st.just("claimRewards"), st.just(None)),
+)
+
+
+@pytest.mark.parametrize("how", ["governance", "rejections"])
+def test_blacklisted_address_can_never_move_state_nor_be_rewarded(
+    how,
+    chain,
+    read,
+    token,
+    registry,
+    ledger,
+    marketplace,
+    tasks,
+    owner,
+    aggregator,
+    trainers,
+    buyer,
+    attacker,
+    stranger,
+):
+    """``attacker`` is blacklisted by governance or by three rejections through the ledger;
+    with ``governance``, the never-registered ``stranger`` is blacklisted too. Before that,
+    every action is shown to succeed for it (so each revert below is the blacklist's doing)."""
+    honest, seller_trainer = trainers[0], trainers[1]
+    tasks.register(honest, seller_trainer, attacker)
+
+    # Task A: created by the attacker (a task creator) and completed with `honest` and the
+    # attacker as contributors: the attacker may list its model and has rewards to claim.
+    ledger.grantRole(ledger.TASK_CREATOR_ROLE(), attacker, sender=owner)
+    ledger.createTask(
+        task_config(aggregator, rounds=1, minParticipants=1, submissionWindow=1_000),
+        sender=attacker,
+    )
+    task_a = ledger.taskCount()
+    for p in (honest, attacker):
+        ledger.join(task_a, sender=p)
+    ledger.startRound(task_a, CID_MODEL, CID_WORKLOAD, sender=aggregator)
+    for p in (honest, attacker):
+        ledger.submitUpdate(task_a, 1, CID_UPDATE, 1, 1, sender=p)
+    result = round_result(contributors=[honest, attacker], scores=[6_000, 4_000])
+    ledger.finalizeRound(task_a, 1, result, sender=aggregator)
+    assert read.ledger.claimable(task_a, attacker) > 0
+    # Task B: four rounds, joined by the attacker; round 1 open.
+    task_b = tasks.create(rounds=4, minParticipants=1, submissionWindow=1_000)
+    ledger.join(task_b, sender=attacker)
+    ledger.join(task_b, sender=seller_trainer)
+    ledger.startRound(task_b, CID_MODEL, CID_WORKLOAD, sender=aggregator)
+    # Task C: the attacker submitted an update that is still to be scored.
+    task_c = tasks.create(rounds=1, minParticipants=1, submissionWindow=1_000)
+    for p in (attacker, seller_trainer):
+        ledger.join(task_c, sender=p)
+    ledger.startRound(task_c, CID_MODEL, CID_WORKLOAD, sender=aggregator)
+    for p in (attacker, seller_trainer):
+        ledger.submitUpdate(task_c, 1, CID_UPDATE, 1, 1, sender=p)
+    # Task D: open, not joined by the attacker.
+    task_d = tasks.create(rounds=1, minParticipants=1)
+    # Model M: the attacker is a payee with revenue to withdraw, and has FLT to buy with.
+    price = 1_000 * UNIT
+    token.grantRole(token.MINTER_ROLE(), owner, sender=owner)
+    token.mint(buyer, 10**6 * UNIT, sender=owner)
+    token.mint(attacker, 10**6 * UNIT, sender=owner)
+    model = (
+        marketplace.list(
+            CID_MODEL,
+            CID_SPEC,
+            PLAINTEXT_HASH,
+            price,
+            [attacker, seller_trainer],
+            [4_000, 6_000],
+            sender=seller_trainer,
+        )
+        .decode_logs(marketplace.ModelListed)[0]
+        .modelId
+    )
+    token.approve(marketplace, price, sender=buyer)
+    marketplace.buy(model, price, BUYER_KEY, sender=buyer)
+    assert read.marketplace.withdrawable(model, attacker) == 400 * UNIT
+
+    def run(kind, args, actor):
+        """Performs one action of ``actor`` (``reward``: the aggregator pays ``actor``)."""
+        if kind == "register":
+            registry.register(args, sender=actor)
+        elif kind == "updateMetadata":
+            registry.updateMetadata(args, sender=actor)
+        elif kind == "join":
+            ledger.join(task_d, sender=actor)
+        elif kind == "submitUpdate":
+            cid, samples, millis = args
+            ledger.submitUpdate(
+                task_b, read.ledger.task(task_b).currentRound, cid, samples, millis, sender=actor
+            )
+        elif kind == "list":
+            encrypted, metadata, digest, list_price, spec = args
+            payees = [attacker, *trainers, owner][: len(spec["shares"])]
+            marketplace.list(
+                encrypted, metadata, digest, list_price, payees, spec["shares"], sender=actor
+            )
+        elif kind == "listTaskModel":
+            encrypted, metadata, digest, list_price = args
+            marketplace.listTaskModel(task_a, encrypted, metadata, digest, list_price, sender=actor)
+        elif kind == "buy":
+            extra, key = args
+            marketplace.buy(model, price + extra, key, sender=actor)
+        elif kind == "buyWithPermit":
+            extra, key = args
+            deadline = chain.pending_timestamp + 3_600
+            v, r, s = sign_permit(chain, token, actor, marketplace, price + extra, deadline)
+            marketplace.buyWithPermit(model, price + extra, key, deadline, v, r, s, sender=actor)
+        elif kind == "withdraw":
+            marketplace.withdraw(model, sender=actor)
+        elif kind == "reward":  # the aggregator tries to pay the attacker for its task-C update
+            score, with_honest = args
+            contributors = [actor, seller_trainer] if with_honest else [actor]
+            scores = [score, MAX_BPS - score] if with_honest else [score]
+            ledger.finalizeRound(
+                task_c,
+                1,
+                round_result(contributors=contributors, scores=scores),
+                sender=aggregator,
+            )
+        elif kind == "claimRewards":  # what task A credited to the attacker
+            ledger.claimRewards(task_a, sender=actor)
+        else:
+            raise AssertionError(kind)
+
+    def expected_error(kind):
+        """The custom error each action must revert with once ``actor`` is blacklisted."""
+        if kind in ("register", "updateMetadata", "reward"):
+            return registry.ParticipantRegistryBlacklisted
+        if kind in ("join", "submitUpdate", "claimRewards"):
+            return ledger.TaskLedgerBlacklisted
+        return marketplace.ModelMarketplaceBlacklisted
+
+    def prepare(kind, args, actor):
+        """Token-side preparation the marketplace needs (ERC-20 calls are not FairFL state)."""
+        if kind == "buy":
+            token.approve(marketplace, price + args[0], sender=actor)
+
+    # Controls: before the blacklisting, each action succeeds for the same accounts.
+    control_args = {
+        "register": CID_SPEC,
+        "updateMetadata": CID_SPEC,
+        "join": None,
+        "submitUpdate": (CID_UPDATE, 1, 1),
+        "list": (CID_MODEL, CID_SPEC, PLAINTEXT_HASH, price, {"shares": [5_000, 5_000]}),
+        "listTaskModel": (CID_MODEL, CID_SPEC, PLAINTEXT_HASH, price),
+        "buy": (0, BUYER_KEY),
+        "buyWithPermit": (0, BUYER_KEY),
+        "withdraw": None,
+        "reward": (5_000, True),
+        "claimRewards": None,
+    }
+    for kind, args in control_args.items():
+        actor = stranger if kind == "register" else attacker
+        with isolated(chain):
+            prepare(kind, args, actor)
+            run(kind, args, actor)
+
+    # The blacklisting.
+    if how == "governance":
+        registry.blacklist(attacker, CID_SPEC, sender=owner)
+        registry.blacklist(stranger, CID_SPEC, sender=owner)
+        blacklisted = [attacker, stranger]
+    else:
+        for number in (1, 2, 3):
+            if number > 1:
+                ledger.startRound(task_b, CID_NEW_MODEL, CID_WORKLOAD, sender=aggregator)
+            for p in (attacker, seller_trainer):
+                ledger.submitUpdate(task_b, number, CID_UPDATE, 1, 1, sender=p)
+            tx = ledger.finalizeRound(
+                task_b,
+                number,
+                round_result(contributors=[seller_trainer], scores=[MAX_BPS], rejected=[attacker]),
+                sender=aggregator,
+            )
+            assert read.registry.isBlacklisted(attacker) == (number == 3)
+        [event] = tx.decode_logs(registry.Blacklisted)
+        assert (event.account, event.automatic) == (addr(attacker), True)
+        ledger.startRound(task_b, CID_NEW_MODEL, CID_WORKLOAD, sender=aggregator)
+        blacklisted = [attacker]
+
+    def state():
+        """Everything the actions could change."""
+        views = [
+            read.registry.participantCount(),
+            read.ledger.taskCount(),
+            read.marketplace.modelCount(),
+            read.marketplace.listing(model),
+            read.token.totalSupply(),
+            read.token.balanceOf(marketplace),
+            read.token.balanceOf(attacker),
+            read.token.allowance(attacker, marketplace),
+            read.token.nonces(attacker),
+            read.marketplace.accessOf(model, attacker),
+            read.marketplace.withdrawn(model, attacker),
+            read.ledger.round(task_b, read.ledger.task(task_b).currentRound),
+            read.ledger.round(task_c, 1),
+        ]
+        for t in (task_a, task_b, task_c, task_d):
+            views.append(read.ledger.task(t))
+            views.append(read.ledger.membership(t, attacker))
+            views.append(read.ledger.claimable(t, attacker))
+        for b in blacklisted:
+            views.append(read.registry.participant(b))
+            views.append(read.registry.metadataOf(b))
+        return views
+
+    def attempt(actions):
+        """Every action must revert with its custom error and leave the state as it was."""
+        with isolated(chain):
+            before = state()
+            for kind, args, actor in actions:
+                prepare(kind, args, actor)
+                if kind == "buy":
+                    before = state()  # only the allowance moved
+                with ape.reverts(expected_error(kind), account=addr(actor)):
+                    run(kind, args, actor)
+                assert state() == before, kind
+
+    # Each action once, with the arguments that worked before the blacklisting.
+    attempt(
+        [
+            (kind, args, blacklisted[-1] if kind == "register" else attacker)
+            for kind, args in control_args.items()
+        ]
+    )
+
+    # Then random sequences with random arguments.
+    @examples(15)
+    @given(st.lists(blacklisted_actions, min_size=1, max_size=4))
+    def check(actions):
+        resolved = []
+        for kind, args in actions:
+            actor = attacker
+            if kind == "register":
+                args, who = args
+                actor = blacklisted[who % len(blacklisted)]
+            resolved.append((kind, args, actor))
+        attempt(resolved)
+
+    check()
+
+
+# --------------------------------------------------------------------------------------------
+# 4. Reputation
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ParticipantModel:
+    """The expected ``Participant`` record, field by field."""
+
+    registered: bool = True
+    blacklisted: bool = False
+    reputationBps: int = 5_000
+    rejectionsInWindow: int = 0
+    windowStartBlock: int = 0
+    acceptedUpdates: int = 0
+    rejectedUpdates: int = 0
+
+    def as_tuple(self):
+        return (
+            self.registered,
+            self.blacklisted,
+            self.reputationBps,
+            self.rejectionsInWindow,
+            self.windowStartBlock,
+            self.acceptedUpdates,
+            self.rejectedUpdates,
+        )
+
+    def move(self, outcome: int, alpha: int) -> tuple[int, int]:
+        old = self.reputationBps
+        self.reputationBps = (old * (MAX_BPS - alpha) + outcome * alpha) // MAX_BPS
+        return old, self.reputationBps
+
+
+@st.composite
+def reputation_plans(draw):
+    """A policy and 1-8 rounds of outcomes for the five trainers, with blocks mined before each.
+
+    The gaps often put a rejection exactly at the end of a rejection window. A round is
+    ``strict`` now and then: it keeps the blacklisted trainers among the accepted ones (and so
+    must revert); otherwise they are left out when the round is sent."""
+    window = draw(st.integers(1, 12))
+    policy = (
+        draw(
+            st.one_of(st.sampled_from([1, 2_000, 5_000, 9_999, MAX_BPS]), st.integers(1, MAX_BPS))
+        ),
+        draw(st.integers(1, 4)),  # maxRejections
+        window,  # windowBlocks
+    )
+    rounds = []
+    for _ in range(draw(st.integers(1, 8))):
+        accepted, rejected = [], []
+        for t in draw(st.permutations(range(5))):
+            kind = draw(st.sampled_from(["accepted", "accepted", "rejected", "absent"]))
+            if kind == "accepted":
+                outcome = draw(
+                    st.one_of(
+                        st.sampled_from([0, 1, 5_000, 9_999, MAX_BPS]), st.integers(0, MAX_BPS)
+                    )
+                )
+                if draw(st.integers(0, 24)) == 0:  # rarely, an out-of-range outcome
+                    outcome = draw(st.integers(MAX_BPS + 1, MAX_UINT16))
+                accepted.append((t, outcome))
+            elif kind == "rejected":
+                rejected.append(t)
+        gap = draw(st.one_of(st.integers(0, 12), st.sampled_from([window - 2, window - 1])))
+        strict = draw(st.sampled_from([False] * 4 + [True]))
+        rounds.append((accepted, rejected, max(gap, 0), strict))
+    return policy, rounds
+
+
+def test_reputation_follows_integer_ewma_within_bounds_and_rejections_blacklist(
+    chain, read, registry, tasks, owner, aggregator, trainers
+):
+    reporter = aggregator  # stands in for the ledger
+    registry.grantRole(registry.LEDGER_ROLE(), reporter, sender=owner)
+    tasks.register(*trainers)
+
+    @examples(25)
+    @given(reputation_plans())
+    # A 5-block window: trainer 0 rejected at blocks b, b+4, b+5 and at b, b+5, b+9; the
+    # rejection at b+5 is the first one outside the window opened at b.
+    @example(((2_000, 3, 5), [([], [0], 0, False), ([], [0], 3, False), ([], [0], 0, False)]))
+    @example(((2_000, 3, 5), [([], [0], 0, False), ([], [0], 4, False), ([], [0], 3, False)]))
+    # Both ends of the range: alpha = 100% moves a reputation straight to the outcome.
+    @example(((MAX_BPS, 4, 1), [([(0, MAX_BPS), (1, 0)], [], 0, False), ([(0, 0)], [1], 0, False)]))
+    def check(plan):
+        (alpha, max_rejections, window), rounds = plan
+        with isolated(chain):
+            registry.setPolicy((alpha, max_rejections, window), sender=owner)
+            models = [ParticipantModel() for _ in trainers]
+            for number, (accepted, rejected, gap, strict) in enumerate(rounds, start=1):
+                if gap:
+                    chain.mine(gap)
+                if not strict:
+                    accepted = [(t, o) for t, o in accepted if not models[t].blacklisted]
+                args = (
+                    7,
+                    number,
+                    [addr(trainers[t]) for t, _ in accepted],
+                    [o for _, o in accepted],
+                    [addr(trainers[t]) for t in rejected],
+                )
+                failure = None
+                for t, outcome in accepted:
+                    if outcome > MAX_BPS:
+                        failure = (
+                            registry.ParticipantRegistryInvalidOutcome,
+                            {"outcomeBps": outcome},
+                        )
+                    elif models[t].blacklisted:
+                        failure = (
+                            registry.ParticipantRegistryBlacklisted,
+                            {"account": addr(trainers[t])},
+                        )
+                    if failure:
+                        break
+                if failure:
+                    error, inputs = failure
+                    with ape.reverts(error, **inputs):
+                        registry.recordRound(*args, sender=reporter)
+                else:
+                    tx = registry.recordRound(*args, sender=reporter)
+                    moves, counted, blacklisted = [], [], []
+                    for t, outcome in accepted:
+                        models[t].acceptedUpdates += 1
+                        moves.append((addr(trainers[t]), outcome, *models[t].move(outcome, alpha)))
+                    for t in rejected:
+                        m = models[t]
+                        m.rejectedUpdates += 1
+                        moves.append((addr(trainers[t]), 0, *m.move(0, alpha)))
+                        if (
+                            m.rejectionsInWindow == 0
+                            or tx.block_number >= m.windowStartBlock + window
+                        ):
+                            m.windowStartBlock = tx.block_number
+                            m.rejectionsInWindow = 1
+                        else:
+                            m.rejectionsInWindow += 1
+                        counted.append((addr(trainers[t]), m.rejectionsInWindow))
+                        if not m.blacklisted and m.rejectionsInWindow >= max_rejections:
+                            m.blacklisted = True
+                            blacklisted.append((addr(trainers[t]), True))
+                    assert moves == [
+                        (e.account, e.outcomeBps, e.oldBps, e.newBps)
+                        for e in tx.decode_logs(registry.ReputationUpdated)
+                    ]
+                    assert counted == [
+                        (e.account, e.rejectionsInWindow)
+                        for e in tx.decode_logs(registry.UpdateRejected)
+                    ]
+                    assert blacklisted == [
+                        (e.account, e.automatic) for e in tx.decode_logs(registry.Blacklisted)
+                    ]
+                for t, model in zip(trainers, models, strict=True):
+                    record = read.registry.participant(t)
+                    assert 0 <= record.reputationBps <= MAX_BPS
+                    assert record == model.as_tuple()
+
+    check()
