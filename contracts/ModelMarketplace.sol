@@ -118,6 +118,7 @@ contract ModelMarketplace is IModelMarketplace, AccessControl, Pausable, Reentra
 
     /// @inheritdoc IModelMarketplace
     function setPrice(uint256 modelId, uint128 newPrice) external onlySeller(modelId) {
+        _requireNotBlacklisted(msg.sender);
         Listing storage l = _listings[modelId];
         if (!l.active) revert ModelMarketplaceDelisted(modelId);
         _checkPrice(newPrice);

@@ -39,11 +39,14 @@ contract TaskLedger is ITaskLedger, AccessControl {
         _registry = registry;
     }
 
+    /// @dev A blacklisted aggregator can neither open nor close rounds; governance must give
+    /// the task a new one by creating a new task.
     modifier onlyAggregator(uint256 taskId) {
         if (_tasks[taskId].aggregator != msg.sender) {
             if (_tasks[taskId].status == TaskStatus.None) revert TaskLedgerUnknownTask(taskId);
             revert TaskLedgerNotAggregator(taskId, msg.sender);
         }
+        if (_registry.isBlacklisted(msg.sender)) revert TaskLedgerBlacklisted(msg.sender);
         _;
     }
 
@@ -53,6 +56,7 @@ contract TaskLedger is ITaskLedger, AccessControl {
         onlyRole(TASK_CREATOR_ROLE)
         returns (uint256 taskId)
     {
+        if (_registry.isBlacklisted(msg.sender)) revert TaskLedgerBlacklisted(msg.sender);
         _validate(config);
         taskId = ++_taskCount;
         Task storage t = _tasks[taskId];

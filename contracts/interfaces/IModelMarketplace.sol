@@ -130,13 +130,14 @@ interface IModelMarketplace {
         bytes32 s
     ) external;
 
-    /// @notice The seller publishes the content key encrypted for `buyer`.
+    /// @notice The seller publishes the content key encrypted for `buyer`. Allowed even to a
+    /// blacklisted seller, so that buyers who paid are never left without their key.
     function deliverKey(uint256 modelId, address buyer, bytes calldata encryptedKey) external;
 
-    /// @notice The seller changes the price.
+    /// @notice The seller changes the price. Not while the seller is blacklisted.
     function setPrice(uint256 modelId, uint128 newPrice) external;
 
-    /// @notice The seller stops selling the model.
+    /// @notice The seller stops selling the model (allowed while blacklisted: it only stops sales).
     function delist(uint256 modelId) external;
 
     /// @notice Pays the caller its share of the revenue of `modelId` not yet withdrawn.

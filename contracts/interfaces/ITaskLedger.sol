@@ -195,7 +195,7 @@ interface ITaskLedger {
     /// @notice Role allowed to create tasks (task budgets mint new FLT).
     function TASK_CREATOR_ROLE() external view returns (bytes32);
 
-    /// @notice Creates a task. Only `TASK_CREATOR_ROLE`.
+    /// @notice Creates a task. Only `TASK_CREATOR_ROLE`, and not while blacklisted.
     function createTask(TaskConfig calldata config) external returns (uint256 taskId);
 
     /// @notice The caller joins task `taskId`. It must be registered and not blacklisted.

@@ -40,7 +40,7 @@ Budgets from the issue, asserted by the tests:
 | --- | --- | --- |
 | `TaskLedger.submitUpdate` | ≤ 80,000 | 49,636 |
 | `ModelMarketplace.buy` | ≤ 150,000 | 83,720 (100,820 for the first sale ever) |
-| `TaskLedger.finalizeRound`, 1 / 3 / 5 contributors | ≤ 60,000 + 40,000 × n | 83,933 / 124,178 / 164,448 (round 1); 89,988 / 130,233 / 170,503 (last round) |
+| `TaskLedger.finalizeRound`, 1 / 3 / 5 contributors | ≤ 100,000 / 180,000 / 260,000 (60,000 + 40,000 × n) | 87,057 / 127,302 / 167,572 (round 1); 93,112 / 133,357 / 173,627 (last round) |
 
 `finalizeRound` stays within budget because rewards are credited, not minted: each
 contributor mints its own with `claimRewards` (91,089 gas into an empty balance,
@@ -74,7 +74,7 @@ def gas_report(chain):
         else:
             contract = chain.contracts.get(receipt.receiver)
             method = receipt.method_called.name if receipt.method_called else "(unknown)"
-        name = contract.name if contract else str(receipt.receiver)
+        name = contract.name if contract else "(not yet cached by ape)"
         used[(name, method)].append(int(receipt.gas_used))
 
     history.append = record

@@ -1466,3 +1466,32 @@ def test_claim_rewards_gas(tasks, ledger, token, aggregator, trainers):
     print(f"claimRewards gas: {measured}")
     assert [tx.return_value for tx in (first, second, again)] == [500 * UNIT] * 3
     assert token.totalSupply() == 1_500 * UNIT
+
+
+# ---------------------------------------------------------------------------
+# A blacklisted aggregator or task creator cannot move state either
+# ---------------------------------------------------------------------------
+
+
+def test_blacklisted_aggregator_can_neither_start_nor_finalize(tasks, ledger, registry, owner,
+                                                               aggregator, trainers):
+    task_id = tasks.joined(trainers[:2])
+    registry.blacklist(aggregator, CID_SPEC, sender=owner)
+    with reverts(ledger.TaskLedgerBlacklisted, account=aggregator.address):
+        ledger.startRound(task_id, CID_MODEL, CID_WORKLOAD, sender=aggregator)
+    registry.liftBlacklist(aggregator, sender=owner)
+    ledger.startRound(task_id, CID_MODEL, CID_WORKLOAD, sender=aggregator)
+    ledger.submitUpdate(task_id, 1, CID_UPDATE, 10, 10, sender=trainers[0])
+    registry.blacklist(aggregator, CID_SPEC, sender=owner)
+    with reverts(ledger.TaskLedgerBlacklisted, account=aggregator.address):
+        ledger.finalizeRound(task_id, 1, round_result(contributors=[trainers[0]], scores=[10_000]),
+                             sender=aggregator)
+    assert ledger.round(task_id, 1).status == 1  # still open
+
+
+def test_blacklisted_task_creator_cannot_create_tasks(ledger, registry, owner, aggregator):
+    registry.blacklist(owner, CID_SPEC, sender=owner)
+    count = ledger.taskCount()
+    with reverts(ledger.TaskLedgerBlacklisted, account=owner.address):
+        ledger.createTask(task_config(aggregator), sender=owner)
+    assert ledger.taskCount() == count

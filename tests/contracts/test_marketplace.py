@@ -597,6 +597,19 @@ def test_set_price_changes_what_the_next_buyer_pays(marketplace, token, model, s
     assert token.balanceOf(buyer) == PRICE - PRICE_UNIT
 
 
+def test_blacklisted_seller_cannot_change_the_price_but_still_delivers_keys(
+    marketplace, registry, owner, model, seller, buyer, fund
+):
+    fund(buyer, PRICE)
+    marketplace.buy(model, PRICE, KEY, sender=buyer)
+    registry.blacklist(seller, "bafkreievidence", sender=owner)
+    with reverts(marketplace.ModelMarketplaceBlacklisted, account=seller.address):
+        marketplace.setPrice(model, PRICE_UNIT, sender=seller)
+    assert marketplace.listing(model).price == PRICE
+    marketplace.deliverKey(model, buyer, b"sealed", sender=seller)  # the buyer paid: deliver
+    assert marketplace.accessOf(model, buyer).keyDelivered
+
+
 def test_set_price_only_by_the_seller(marketplace, model, payees):
     with reverts(marketplace.ModelMarketplaceNotSeller, modelId=model, caller=payees[1]):
         marketplace.setPrice(model, 2 * PRICE, sender=payees[1])
