@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import statistics
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import ape
 import pytest
 
 from fl_agent.chain.deployment import BlacklistPolicy, deploy_contracts
@@ -25,6 +27,25 @@ CID_UPDATE = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
 CID_NEW_MODEL = "bafkreiabltrd5zm73pvi7plq25pef3hm7jxhbi3kv4hapegrkfpkqtkbme"
 #: The policy every test runs with: 3 rejections within 100 blocks blacklist.
 POLICY = BlacklistPolicy(alpha_bps=2_000, max_rejections=3, window_blocks=100)
+
+
+@contextmanager
+def reverts(error, **inputs):
+    """``ape.reverts(error, **inputs)``, made strict.
+
+    ape 0.8.51 matches the error class and its named inputs, but silently skips an input name
+    the error does not have and lets through a revert it could not decode. Here a misspelled
+    name fails at once, the revert must decode to ``error`` itself, and every named input
+    must equal the given value (accounts compare by address).
+    """
+    names = {i.name for i in error.abi.inputs}
+    assert set(inputs) <= names, f"{error.__name__} has no input(s) {set(inputs) - names}"
+    expected = {name: getattr(value, "address", value) for name, value in inputs.items()}
+    with ape.reverts(error, **expected) as info:
+        yield info
+    assert isinstance(info.value, error), f"expected {error.__name__}, got {info.value!r}"
+    actual = dict(info.value.inputs)
+    assert {name: actual[name] for name in expected} == expected
 
 
 GAS_HEADER = """# Gas used by the FairFL contracts

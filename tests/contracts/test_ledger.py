@@ -9,9 +9,6 @@ on purpose: a regression must fail loudly.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
-import ape
 import pytest
 from conftest import (
     CID_MODEL,
@@ -21,6 +18,7 @@ from conftest import (
     CID_WORKLOAD,
     POLICY,
     UNIT,
+    reverts,
     round_result,
     task_config,
 )
@@ -43,21 +41,6 @@ DP, PRUNING, HOMOMORPHIC = 1, 2, 4
 
 # --------------------------------------------------------------------------------------------
 # helpers
-
-
-@contextmanager
-def reverts(error, **inputs):
-    """``ape.reverts(error, **inputs)`` made strict.
-
-    ape 0.8.51 matches the error class and its named inputs, but silently skips an input name
-    the error does not have and accepts any revert that it could not decode. Here a misspelled
-    name fails at once and the revert must decode to ``error`` itself.
-    """
-    names = {i.name for i in error.abi.inputs}
-    assert set(inputs) <= names, f"{error.__name__} has no input(s) {set(inputs) - names}"
-    with ape.reverts(error, **inputs) as info:
-        yield info
-    assert isinstance(info.value, error), f"expected {error.__name__}, got {info.value!r}"
 
 
 def model_hash(cid: str) -> bytes:

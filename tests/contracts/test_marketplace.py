@@ -10,12 +10,9 @@ revenue is shared by three trainers in 50/30/20 %.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
-import ape
 import pytest
 from ape.utils import ZERO_ADDRESS
-from conftest import CID_MODEL, CID_SPEC, UNIT
+from conftest import CID_MODEL, CID_SPEC, UNIT, reverts
 from eth_account import Account
 from eth_utils import keccak, to_checksum_address
 
@@ -31,21 +28,6 @@ BUY_GAS_BUDGET = 150_000
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-@contextmanager
-def reverts(error, **inputs):
-    """``ape.reverts(error, **inputs)`` made strict.
-
-    ape 0.8.51 matches the error class and its named inputs, but silently skips an input name
-    the error does not have and accepts any revert that it could not decode. Here a misspelled
-    name fails at once and the revert must decode to ``error`` itself.
-    """
-    names = {i.name for i in error.abi.inputs}
-    assert set(inputs) <= names, f"{error.__name__} has no input(s) {set(inputs) - names}"
-    with ape.reverts(error, **inputs) as info:
-        yield info
-    assert isinstance(info.value, error), f"expected {error.__name__}, got {info.value!r}"
 
 
 def only_event(tx, event_type):

@@ -7,11 +7,17 @@ driven once through the real TaskLedger.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import ape
 import pytest
-from conftest import CID_NEW_MODEL, CID_SPEC, CID_UPDATE, CID_WORKLOAD, POLICY, round_result
+from conftest import (
+    CID_NEW_MODEL,
+    CID_SPEC,
+    CID_UPDATE,
+    CID_WORKLOAD,
+    POLICY,
+    reverts,
+    round_result,
+)
 
 CID_META = CID_SPEC
 CID_META_NEW = "bafkreif7tq2x5x3pqcqjcaxmqzv6rasfh3z5h7ttpjg4u2nkwuz6b2xmli"
@@ -23,22 +29,6 @@ WINDOW = POLICY.window_blocks  # 100
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-@contextmanager
-def reverts_with(error, **inputs):
-    """``ape.reverts(error, **inputs)``, made strict.
-
-    ape 0.8.51 lets a revert through when it could not be decoded into a custom error at all,
-    and silently ignores an input name the error does not have; here both fail the test.
-    """
-    expected = {name: getattr(value, "address", value) for name, value in inputs.items()}
-    with ape.reverts(error, **expected) as info:
-        yield info
-    assert isinstance(info.value, error), f"expected {error.__name__}, got {info.value!r}"
-    actual = dict(info.value.inputs)
-    assert set(expected) <= set(actual), f"{error.__name__} has inputs {sorted(actual)}"
-    assert {name: actual[name] for name in expected} == expected
 
 
 def emitted(tx, event):
@@ -143,14 +133,14 @@ def test_participant_at_out_of_range_reverts(registry, alice):
 
 
 def test_register_twice_reverts_already_registered(registry, alice):
-    with reverts_with(registry.ParticipantRegistryAlreadyRegistered, account=alice):
+    with reverts(registry.ParticipantRegistryAlreadyRegistered, account=alice):
         registry.register(CID_META_NEW, sender=alice)
     assert registry.metadataOf(alice) == CID_META
     assert registry.participantCount() == 1
 
 
 def test_register_with_empty_cid_reverts(registry, trainers):
-    with reverts_with(registry.ParticipantRegistryEmptyCid):
+    with reverts(registry.ParticipantRegistryEmptyCid):
         registry.register("", sender=trainers[0])
     assert not registry.participant(trainers[0]).registered
     assert registry.participantCount() == 0
@@ -158,7 +148,7 @@ def test_register_with_empty_cid_reverts(registry, trainers):
 
 def test_blacklisted_address_cannot_register(registry, owner, attacker):
     registry.blacklist(attacker, CID_EVIDENCE, sender=owner)
-    with reverts_with(registry.ParticipantRegistryBlacklisted, account=attacker):
+    with reverts(registry.ParticipantRegistryBlacklisted, account=attacker):
         registry.register(CID_META, sender=attacker)
     assert registry.participantCount() == 0
 
@@ -166,7 +156,7 @@ def test_blacklisted_address_cannot_register(registry, owner, attacker):
 def test_blacklisted_participant_registering_again_gets_blacklisted_error(registry, owner, alice):
     registry.blacklist(alice, CID_EVIDENCE, sender=owner)
     # The blacklist check comes before the duplicate check.
-    with reverts_with(registry.ParticipantRegistryBlacklisted, account=alice):
+    with reverts(registry.ParticipantRegistryBlacklisted, account=alice):
         registry.register(CID_META, sender=alice)
 
 
@@ -185,19 +175,19 @@ def test_update_metadata_replaces_cid_and_emits_event(registry, alice):
 
 
 def test_update_metadata_unregistered_reverts(registry, stranger):
-    with reverts_with(registry.ParticipantRegistryNotRegistered, account=stranger):
+    with reverts(registry.ParticipantRegistryNotRegistered, account=stranger):
         registry.updateMetadata(CID_META, sender=stranger)
 
 
 def test_update_metadata_with_empty_cid_reverts(registry, alice):
-    with reverts_with(registry.ParticipantRegistryEmptyCid):
+    with reverts(registry.ParticipantRegistryEmptyCid):
         registry.updateMetadata("", sender=alice)
     assert registry.metadataOf(alice) == CID_META
 
 
 def test_update_metadata_blacklisted_reverts(registry, owner, alice):
     registry.blacklist(alice, CID_EVIDENCE, sender=owner)
-    with reverts_with(registry.ParticipantRegistryBlacklisted, account=alice):
+    with reverts(registry.ParticipantRegistryBlacklisted, account=alice):
         registry.updateMetadata(CID_META_NEW, sender=alice)
     assert registry.metadataOf(alice) == CID_META
 
@@ -307,7 +297,7 @@ def test_new_alpha_applies_to_later_rounds(registry, record, owner, alice, bob):
 
 @pytest.mark.parametrize("accepted, outcomes", [(2, 1), (1, 2), (0, 1)])
 def test_record_round_length_mismatch_reverts(registry, reporter, trainers, accepted, outcomes):
-    with reverts_with(
+    with reverts(
         registry.ParticipantRegistryLengthMismatch, accounts=accepted, outcomes=outcomes
     ):
         registry.recordRound(
@@ -316,7 +306,7 @@ def test_record_round_length_mismatch_reverts(registry, reporter, trainers, acce
 
 
 def test_record_round_outcome_above_10000_reverts(registry, record, alice, bob):
-    with reverts_with(registry.ParticipantRegistryInvalidOutcome, outcomeBps=10_001):
+    with reverts(registry.ParticipantRegistryInvalidOutcome, outcomeBps=10_001):
         record(accepted=[alice, bob], outcomes=[10_000, 10_001])
     assert registry.reputationOf(alice) == 5_000  # the whole round reverted
 
@@ -324,7 +314,7 @@ def test_record_round_outcome_above_10000_reverts(registry, record, alice, bob):
 @pytest.mark.parametrize("caller", ["owner", "attacker", "aggregator"])
 def test_record_round_requires_ledger_role(registry, alice, caller, request):
     account = request.getfixturevalue(caller)
-    with reverts_with(
+    with reverts(
         registry.AccessControlUnauthorizedAccount,
         account=account,
         neededRole=registry.LEDGER_ROLE(),
@@ -334,7 +324,7 @@ def test_record_round_requires_ledger_role(registry, alice, caller, request):
 
 def test_accepted_blacklisted_account_reverts_whole_round(registry, record, owner, alice, bob):
     registry.blacklist(bob, CID_EVIDENCE, sender=owner)
-    with reverts_with(registry.ParticipantRegistryBlacklisted, account=bob):
+    with reverts(registry.ParticipantRegistryBlacklisted, account=bob):
         record(accepted=[alice, bob], outcomes=[10_000, 10_000])
     assert registry.reputationOf(alice) == 5_000
     assert registry.reputationOf(bob) == 5_000
@@ -527,27 +517,27 @@ def test_blacklisting_unregistered_address_works(registry, owner, stranger):
 
 
 def test_blacklist_with_empty_evidence_reverts(registry, owner, alice):
-    with reverts_with(registry.ParticipantRegistryEmptyCid):
+    with reverts(registry.ParticipantRegistryEmptyCid):
         registry.blacklist(alice, "", sender=owner)
     assert not registry.isBlacklisted(alice)
 
 
 def test_blacklist_twice_reverts(registry, owner, alice):
     registry.blacklist(alice, CID_EVIDENCE, sender=owner)
-    with reverts_with(registry.ParticipantRegistryBlacklisted, account=alice):
+    with reverts(registry.ParticipantRegistryBlacklisted, account=alice):
         registry.blacklist(alice, CID_EVIDENCE, sender=owner)
 
 
 def test_blacklist_after_automatic_blacklist_reverts(registry, record, owner, alice):
     record(rejected=[alice] * MAX_REJECTIONS)
-    with reverts_with(registry.ParticipantRegistryBlacklisted, account=alice):
+    with reverts(registry.ParticipantRegistryBlacklisted, account=alice):
         registry.blacklist(alice, CID_EVIDENCE, sender=owner)
 
 
 @pytest.mark.parametrize("caller", ["attacker", "reporter"])
 def test_blacklist_requires_governance_role(registry, alice, caller, request):
     account = request.getfixturevalue(caller)
-    with reverts_with(
+    with reverts(
         registry.AccessControlUnauthorizedAccount,
         account=account,
         neededRole=registry.GOVERNANCE_ROLE(),
@@ -602,7 +592,7 @@ def test_lift_blacklist_not_blacklisted_reverts(registry, owner, alice, blacklis
     if blacklisted_before:
         registry.blacklist(alice, CID_EVIDENCE, sender=owner)
         registry.liftBlacklist(alice, sender=owner)
-    with reverts_with(registry.ParticipantRegistryNotBlacklisted, account=alice):
+    with reverts(registry.ParticipantRegistryNotBlacklisted, account=alice):
         registry.liftBlacklist(alice, sender=owner)
 
 
@@ -610,7 +600,7 @@ def test_lift_blacklist_not_blacklisted_reverts(registry, owner, alice, blacklis
 def test_lift_blacklist_requires_governance_role(registry, owner, attacker, caller, request):
     account = request.getfixturevalue(caller)
     registry.blacklist(attacker, CID_EVIDENCE, sender=owner)
-    with reverts_with(
+    with reverts(
         registry.AccessControlUnauthorizedAccount,
         account=account,
         neededRole=registry.GOVERNANCE_ROLE(),
@@ -646,7 +636,7 @@ def test_set_policy_updates_and_emits(registry, owner, new_policy):
 )
 def test_set_policy_rejects_out_of_range_values(registry, owner, bad_policy):
     alpha, max_rejections, window = bad_policy
-    with reverts_with(
+    with reverts(
         registry.ParticipantRegistryInvalidPolicy,
         alphaBps=alpha,
         maxRejections=max_rejections,
@@ -660,7 +650,7 @@ def test_set_policy_rejects_out_of_range_values(registry, owner, bad_policy):
 @pytest.mark.parametrize("caller", ["attacker", "reporter"])
 def test_set_policy_requires_governance_role(registry, caller, request):
     account = request.getfixturevalue(caller)
-    with reverts_with(
+    with reverts(
         registry.AccessControlUnauthorizedAccount,
         account=account,
         neededRole=registry.GOVERNANCE_ROLE(),

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
-import ape
 import pytest
-from conftest import UNIT
+from conftest import UNIT, reverts
 from eip712.messages import EIP712Domain, EIP712Message
 from eth_pydantic_types import abi
 
@@ -15,22 +12,6 @@ FAR_FUTURE = 2**64
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-@contextmanager
-def reverts_with(error, **inputs):
-    """``ape.reverts(error, **inputs)``, made strict.
-
-    ape 0.8.51 lets a revert through when it could not be decoded into a custom error at all,
-    and silently ignores an input name the error does not have; here both fail the test.
-    """
-    expected = {name: getattr(value, "address", value) for name, value in inputs.items()}
-    with ape.reverts(error, **expected) as info:
-        yield info
-    assert isinstance(info.value, error), f"expected {error.__name__}, got {info.value!r}"
-    actual = dict(info.value.inputs)
-    assert set(expected) <= set(actual), f"{error.__name__} has inputs {sorted(actual)}"
-    assert {name: actual[name] for name in expected} == expected
 
 
 def emitted(tx, event):
@@ -119,7 +100,7 @@ def test_minter_mints(token, minter, buyer):
 @pytest.mark.parametrize("caller", ["owner", "stranger", "buyer"])
 def test_mint_by_non_minter_reverts(token, caller, request):
     account = request.getfixturevalue(caller)
-    with reverts_with(
+    with reverts(
         token.AccessControlUnauthorizedAccount, account=account, neededRole=token.MINTER_ROLE()
     ):
         token.mint(account, UNIT, sender=account)
@@ -128,7 +109,7 @@ def test_mint_by_non_minter_reverts(token, caller, request):
 
 def test_revoked_minter_cannot_mint(token, owner, minter, buyer):
     token.revokeRole(token.MINTER_ROLE(), minter, sender=owner)
-    with reverts_with(
+    with reverts(
         token.AccessControlUnauthorizedAccount, account=minter, neededRole=token.MINTER_ROLE()
     ):
         token.mint(buyer, UNIT, sender=minter)
@@ -166,7 +147,7 @@ def test_mint_batch_empty_is_a_no_op(token, minter):
 
 @pytest.mark.parametrize("n_recipients, n_amounts", [(2, 1), (1, 2), (0, 1), (3, 0)])
 def test_mint_batch_length_mismatch_reverts(token, minter, trainers, n_recipients, n_amounts):
-    with reverts_with(token.FairTokenLengthMismatch, recipients=n_recipients, amounts=n_amounts):
+    with reverts(token.FairTokenLengthMismatch, recipients=n_recipients, amounts=n_amounts):
         token.mintBatch(
             [t.address for t in trainers[:n_recipients]], [UNIT] * n_amounts, sender=minter
         )
@@ -176,7 +157,7 @@ def test_mint_batch_length_mismatch_reverts(token, minter, trainers, n_recipient
 @pytest.mark.parametrize("caller", ["owner", "stranger"])
 def test_mint_batch_by_non_minter_reverts(token, caller, request, trainers):
     account = request.getfixturevalue(caller)
-    with reverts_with(
+    with reverts(
         token.AccessControlUnauthorizedAccount, account=account, neededRole=token.MINTER_ROLE()
     ):
         token.mintBatch([trainers[0].address], [UNIT], sender=account)
@@ -184,7 +165,7 @@ def test_mint_batch_by_non_minter_reverts(token, caller, request, trainers):
 
 
 def test_mint_batch_to_zero_address_reverts(token, minter, trainers):
-    with reverts_with(token.ERC20InvalidReceiver, receiver=ZERO_ADDRESS):
+    with reverts(token.ERC20InvalidReceiver, receiver=ZERO_ADDRESS):
         token.mintBatch([trainers[0].address, ZERO_ADDRESS], [UNIT, UNIT], sender=minter)
     assert token.balanceOf(trainers[0]) == 0
 
@@ -229,7 +210,7 @@ def test_permit_cannot_be_replayed(token, holder, buyer, stranger, sign_permit):
     token.permit(holder, buyer, 40 * UNIT, FAR_FUTURE, v, r, s, sender=stranger)
     token.approve(buyer, 0, sender=holder)
 
-    with reverts_with(token.ERC2612InvalidSigner, owner=holder):
+    with reverts(token.ERC2612InvalidSigner, owner=holder):
         token.permit(holder, buyer, 40 * UNIT, FAR_FUTURE, v, r, s, sender=stranger)
     assert token.allowance(holder, buyer) == 0
     assert token.nonces(holder) == 1
@@ -239,7 +220,7 @@ def test_expired_permit_reverts(token, holder, buyer, chain, sign_permit):
     deadline = chain.blocks.head.timestamp - 1
     v, r, s = sign_permit(holder, holder, buyer, 40 * UNIT, deadline)
 
-    with reverts_with(token.ERC2612ExpiredSignature, deadline=deadline):
+    with reverts(token.ERC2612ExpiredSignature, deadline=deadline):
         token.permit(holder, buyer, 40 * UNIT, deadline, v, r, s, sender=buyer)
     assert token.allowance(holder, buyer) == 0
     assert token.nonces(holder) == 0
@@ -248,7 +229,7 @@ def test_expired_permit_reverts(token, holder, buyer, chain, sign_permit):
 def test_permit_signed_by_someone_else_reverts(token, holder, attacker, sign_permit):
     v, r, s = sign_permit(attacker, holder, attacker, 100 * UNIT, FAR_FUTURE)
 
-    with reverts_with(token.ERC2612InvalidSigner, signer=attacker, owner=holder):
+    with reverts(token.ERC2612InvalidSigner, signer=attacker, owner=holder):
         token.permit(holder, attacker, 100 * UNIT, FAR_FUTURE, v, r, s, sender=attacker)
     assert token.allowance(holder, attacker) == 0
 
@@ -256,6 +237,6 @@ def test_permit_signed_by_someone_else_reverts(token, holder, attacker, sign_per
 def test_permit_with_altered_value_reverts(token, holder, buyer, sign_permit):
     v, r, s = sign_permit(holder, holder, buyer, 1 * UNIT, FAR_FUTURE)
 
-    with reverts_with(token.ERC2612InvalidSigner, owner=holder):
+    with reverts(token.ERC2612InvalidSigner, owner=holder):
         token.permit(holder, buyer, 100 * UNIT, FAR_FUTURE, v, r, s, sender=buyer)
     assert token.allowance(holder, buyer) == 0
