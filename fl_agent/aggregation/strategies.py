@@ -42,43 +42,46 @@ def _all_valid(rnd: Round, new: FloatArray) -> AggregationResult:
 
 
 @dataclass(frozen=True)
-class FedAvg(Strategy):
+class _CombineAllValid(Strategy):
+    """A strategy that combines every valid update with one rule and rejects nothing else."""
+
+    def _rule(self, updates: FloatArray, num_samples: FloatArray) -> FloatArray:
+        raise NotImplementedError
+
+    def combine(self, global_params: FloatArray, updates: FloatArray,
+                num_samples: FloatArray) -> FloatArray:
+        if updates.shape[0] == 0:
+            return global_params.copy()
+        return self._rule(updates, num_samples)
+
+    def _aggregate(self, rnd: Round, evaluate: Evaluate | None) -> AggregationResult:
+        v = rnd.valid
+        return _all_valid(rnd, self.combine(rnd.global_params, rnd.updates[v],
+                                            rnd.num_samples[v]))
+
+
+@dataclass(frozen=True)
+class FedAvg(_CombineAllValid):
     """Sample-weighted mean of every valid update."""
 
     name: ClassVar[str] = "fedavg"
 
-    def combine(self, global_params: FloatArray, updates: FloatArray,
-                num_samples: FloatArray) -> FloatArray:
-        if updates.shape[0] == 0:
-            return global_params.copy()
+    def _rule(self, updates: FloatArray, num_samples: FloatArray) -> FloatArray:
         return rules.fedavg(updates, num_samples)
-
-    def _aggregate(self, rnd: Round, evaluate: Evaluate | None) -> AggregationResult:
-        v = rnd.valid
-        return _all_valid(rnd, self.combine(rnd.global_params, rnd.updates[v],
-                                            rnd.num_samples[v]))
 
 
 @dataclass(frozen=True)
-class Median(Strategy):
+class Median(_CombineAllValid):
     """Coordinate-wise median of every valid update (sample counts are not used)."""
 
     name: ClassVar[str] = "median"
 
-    def combine(self, global_params: FloatArray, updates: FloatArray,
-                num_samples: FloatArray) -> FloatArray:
-        if updates.shape[0] == 0:
-            return global_params.copy()
+    def _rule(self, updates: FloatArray, num_samples: FloatArray) -> FloatArray:
         return rules.coordinate_median(updates)
-
-    def _aggregate(self, rnd: Round, evaluate: Evaluate | None) -> AggregationResult:
-        v = rnd.valid
-        return _all_valid(rnd, self.combine(rnd.global_params, rnd.updates[v],
-                                            rnd.num_samples[v]))
 
 
 @dataclass(frozen=True)
-class TrimmedMean(Strategy):
+class TrimmedMean(_CombineAllValid):
     """Coordinate-wise mean without the ``floor(beta * n)`` largest and smallest values."""
 
     beta: float = 0.1
@@ -89,16 +92,8 @@ class TrimmedMean(Strategy):
             raise ConfigError(f"beta (fraction trimmed at each end) must be in [0, 0.5), "
                               f"got {self.beta!r}")
 
-    def combine(self, global_params: FloatArray, updates: FloatArray,
-                num_samples: FloatArray) -> FloatArray:
-        if updates.shape[0] == 0:
-            return global_params.copy()
+    def _rule(self, updates: FloatArray, num_samples: FloatArray) -> FloatArray:
         return rules.trimmed_mean(updates, self.beta)
-
-    def _aggregate(self, rnd: Round, evaluate: Evaluate | None) -> AggregationResult:
-        v = rnd.valid
-        return _all_valid(rnd, self.combine(rnd.global_params, rnd.updates[v],
-                                            rnd.num_samples[v]))
 
 
 def _check_optional_count(name: str, value: int | None, minimum: int) -> None:
