@@ -185,9 +185,9 @@ class Ledger(_Wrapper):
         raw = self.contract.task(task_id)
         if int(raw.status) == 0:
             raise ChainError(f"task {task_id} does not exist (there are {self.task_count()} tasks)")
-        return Task.from_chain(task_id, raw, self.global_model_cid(task_id))
+        return Task.from_chain(task_id, raw, self.global_model_cid(task_id, raw.globalModelHash))
 
-    def global_model_cid(self, task_id: int) -> str:
+    def global_model_cid(self, task_id: int, stored_hash: bytes | None = None) -> str:
         """The task's current global model: the newest ``RoundFinalized`` model, else the
         initial model of ``TaskCreated``. Checked against the hash the contract stores."""
         from eth_utils import keccak
@@ -200,7 +200,9 @@ class Ledger(_Wrapper):
             if not created:
                 raise ChainError(f"task {task_id} has no TaskCreated event on this chain")
             cid = str(_field(created[-1].config, "modelCid", 0))
-        stored = bytes(self.contract.task(task_id).globalModelHash)
+        if stored_hash is None:
+            stored_hash = self.contract.task(task_id).globalModelHash
+        stored = bytes(stored_hash)
         if keccak(text=cid) != stored:
             raise ChainError(
                 f"task {task_id}: the events name model {cid}, whose hash is not the "
