@@ -19,7 +19,7 @@ compile: setup ## Compile the contracts with solc 0.8.37
 
 test: setup ## Run every test: contracts (ape test on anvil), Python, app in Chromium
 	@FAIRFL_WITH_BROWSER=1 ./toolchain/setup.sh
-	@$(MAKE) --no-print-directory test-contracts test-python
+	@FAIRFL_WITH_BROWSER=1 $(MAKE) --no-print-directory test-contracts test-python
 
 test-contracts: setup
 	ape test tests/contracts -q

@@ -5,6 +5,7 @@ Run with ``python -m pytest tests/app -q`` (see conftest.py for the chain they r
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -170,7 +171,10 @@ def test_contracts_gone_under_a_running_app(app_env: dict, test_chain: ChainUnde
 def test_ledger_page_in_a_browser(streamlit_server: str, test_chain: ChainUnderTest,
                                   tmp_path_factory: pytest.TempPathFactory) -> None:
     if not CHROMIUM.exists():
-        pytest.skip("no /usr/bin/chromium; install it with `apt-get install -y chromium`")
+        message = "no /usr/bin/chromium; install it with `apt-get install -y chromium`"
+        if os.environ.get("FAIRFL_WITH_BROWSER") == "1":  # `make test` installs it: must run
+            pytest.fail(message)
+        pytest.skip(message)
     from playwright.sync_api import expect, sync_playwright
 
     story = test_chain.story
