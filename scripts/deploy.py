@@ -12,6 +12,7 @@ from __future__ import annotations
 import click
 from ape import project
 from ape.cli import ConnectedProviderCommand, account_option
+from pydantic import ValidationError
 
 from fl_agent.chain.deployment import BlacklistPolicy, deploy_contracts, save_deployment
 
@@ -46,9 +47,13 @@ from fl_agent.chain.deployment import BlacklistPolicy, deploy_contracts, save_de
 )
 def cli(network, account, governance, alpha_bps, max_rejections, window_blocks, out_dir):
     """Deploy FairToken, ParticipantRegistry, TaskLedger and ModelMarketplace."""
-    policy = BlacklistPolicy(
-        alpha_bps=alpha_bps, max_rejections=max_rejections, window_blocks=window_blocks
-    )
+    try:
+        policy = BlacklistPolicy(
+            alpha_bps=alpha_bps, max_rejections=max_rejections, window_blocks=window_blocks
+        )
+    except ValidationError as err:
+        problems = "; ".join(f"--{e['loc'][0].replace('_', '-')}: {e['msg']}" for e in err.errors())
+        raise click.UsageError(f"invalid blacklist policy: {problems}") from None
     record, instances = deploy_contracts(account, project, governance=governance, policy=policy)
     path = save_deployment(record, out_dir)
     for name, contract in instances.items():

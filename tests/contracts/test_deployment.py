@@ -1,0 +1,61 @@
+"""The deployment code that `ape run deploy` runs: roles wired, record written, hand-over."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import POLICY
+
+from fl_agent.chain.deployment import (
+    CONTRACTS,
+    BlacklistPolicy,
+    deploy_contracts,
+    load_deployment,
+    save_deployment,
+)
+from fl_agent.errors import DeploymentNotFoundError
+
+
+def test_deploy_wires_roles_and_policy_and_writes_a_record(owner, project, tmp_path):
+    record, contracts = deploy_contracts(owner, project, policy=POLICY)
+    token, registry, ledger, market = (contracts[n] for n in CONTRACTS)
+    assert token.hasRole(token.MINTER_ROLE(), ledger)
+    assert registry.hasRole(registry.LEDGER_ROLE(), ledger)
+    assert not token.hasRole(token.MINTER_ROLE(), owner)
+    assert tuple(registry.policy()) == POLICY.as_tuple()
+    assert ledger.hasRole(ledger.TASK_CREATOR_ROLE(), owner)
+    assert market.hasRole(market.PAUSER_ROLE(), owner)
+
+    path = save_deployment(record, tmp_path)
+    assert path.name == "local.json"
+    addresses = {n: str(contracts[n].address) for n in CONTRACTS}
+    assert json.loads(path.read_text())["contracts"] == addresses
+    assert load_deployment(record.network, tmp_path) == record
+
+
+def test_governance_hand_over_leaves_the_deployer_without_roles(owner, stranger, project):
+    _, contracts = deploy_contracts(owner, project, governance=stranger.address, policy=POLICY)
+    token, registry, ledger, market = (contracts[n] for n in CONTRACTS)
+    roles = [
+        (registry, registry.GOVERNANCE_ROLE()),
+        (ledger, ledger.TASK_CREATOR_ROLE()),
+        (market, market.PAUSER_ROLE()),
+        *[(c, c.DEFAULT_ADMIN_ROLE()) for c in (token, registry, ledger, market)],
+    ]
+    for contract, role in roles:
+        assert contract.hasRole(role, stranger), (contract, role)
+        assert not contract.hasRole(role, owner), (contract, role)
+    assert token.hasRole(token.MINTER_ROLE(), ledger)  # the wiring survives the hand-over
+
+
+def test_missing_record_says_how_to_deploy(tmp_path):
+    with pytest.raises(DeploymentNotFoundError, match="ape run deploy"):
+        load_deployment("ethereum:sepolia:node", tmp_path)
+
+
+@pytest.mark.parametrize("bad", [{"alpha_bps": 0}, {"alpha_bps": 10_001},
+                                 {"max_rejections": 0}, {"window_blocks": 0}])
+def test_bad_policy_is_refused_before_any_transaction(bad):
+    with pytest.raises(ValueError):
+        BlacklistPolicy(**bad)
