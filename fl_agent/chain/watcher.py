@@ -1,0 +1,136 @@
+"""Watching contract events with a cursor that survives restarts.
+
+An agent processes each event once: the watcher returns the logs after its cursor, in chain
+order (block, then log index), and the agent acknowledges each log once handled; the
+cursor, a small JSON file, then moves past it. After a restart, a new watcher on the same
+file resumes after the last acknowledged log, so nothing is processed twice and nothing is
+missed. On real networks, logs are only returned once ``confirmations`` blocks sit on top
+of them, so a shallow reorganisation cannot make an agent act on a vanished event.
+
+Written by hand because ape's ``poll_logs`` keeps no cursor across processes and gives up
+after ~10 s without a new block on an auto-mining chain (see TOOLCHAIN.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fl_agent.errors import ChainError, FairFLError
+
+
+@dataclass(frozen=True, order=True)
+class Cursor:
+    """The position of the last acknowledged log."""
+
+    block: int
+    log_index: int
+
+
+class CursorFile:
+    """A cursor persisted atomically as JSON."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    def load(self) -> Cursor | None:
+        try:
+            data = json.loads(self.path.read_text())
+            return Cursor(int(data["block"]), int(data["log_index"]))
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError) as err:
+            raise ChainError(f"cursor file {self.path} is corrupt ({err}); delete it to "
+                             "replay events from the start block") from err
+
+    def save(self, cursor: Cursor) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".cursor-")
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"block": cursor.block, "log_index": cursor.log_index}, handle)
+        os.replace(tmp, self.path)
+
+
+def _position(log: Any) -> Cursor:
+    return Cursor(int(log.block_number), int(log.log_index))
+
+
+class EventWatcher:
+    """New logs of some events of one contract, after a persisted cursor.
+
+    ``filters`` narrows on indexed arguments (``{"taskId": 3}``), for every event watched.
+    """
+
+    def __init__(self, contract: Any, events: Iterable[str], cursor_path: Path | str, *,
+                 start_block: int = 0, confirmations: int = 0,
+                 filters: dict[str, Any] | None = None,
+                 height: Callable[[], int] | None = None) -> None:
+        if confirmations < 0:
+            raise ValueError(f"confirmations must be >= 0, got {confirmations}")
+        self.contract = contract
+        self.events = tuple(events)
+        unknown = [e for e in self.events if not hasattr(contract, e)]
+        if unknown:
+            raise ValueError(f"the contract has no event(s) {unknown}")
+        self.cursor_file = CursorFile(cursor_path)
+        self.start_block = start_block
+        self.confirmations = confirmations
+        self.filters = filters or None
+        self._height = height or _chain_height
+        self.cursor = self.cursor_file.load()
+
+    def poll(self) -> list[Any]:
+        """Confirmed logs after the cursor, oldest first (nothing is acknowledged yet)."""
+        last = self._height() - self.confirmations
+        first = self.cursor.block if self.cursor else self.start_block
+        if last < first:
+            return []
+        logs = []
+        for name in self.events:
+            event = getattr(self.contract, name)
+            logs.extend(event.range(first, last + 1, search_topics=self.filters))
+        logs.sort(key=_position)
+        return [log for log in logs if self.cursor is None or _position(log) > self.cursor]
+
+    def ack(self, log: Any) -> None:
+        """Marks ``log`` handled: the cursor moves past it, on disk too."""
+        position = _position(log)
+        if self.cursor is not None and position <= self.cursor:
+            raise ChainError(f"log at {position} acknowledged out of order (cursor at "
+                             f"{self.cursor})")
+        self.cursor = position
+        self.cursor_file.save(position)
+
+    def run(self, handler: Callable[[Any], None], *, poll_interval: float = 1.0,
+            until: Callable[[], bool] = lambda: False,
+            on_rejected: Callable[[Any, FairFLError], None] | None = None) -> None:
+        """Feeds every new log to ``handler`` until ``until()`` is true.
+
+        A :class:`FairFLError` from the handler means the event's input was bad (a wrong CID,
+        malformed weights): it is reported to ``on_rejected`` and acknowledged, so one bad
+        participant cannot stall everyone else. Any other exception propagates with the
+        cursor left before the log, so the log is handled again after a restart.
+        """
+        while not until():
+            for log in self.poll():
+                try:
+                    handler(log)
+                except FairFLError as err:
+                    if on_rejected is not None:
+                        on_rejected(log, err)
+                self.ack(log)
+                if until():
+                    return
+            time.sleep(poll_interval)
+
+
+def _chain_height() -> int:
+    from ape import chain
+
+    return int(chain.blocks.height)
