@@ -210,6 +210,17 @@ class RoundResult:
     rejected: tuple[str, ...] = ()
     aggregation_millis: int = 0
 
+    @classmethod
+    def from_chain(cls, raw: Any) -> RoundResult:
+        """From an event's ``result``: ape gives a struct object or a plain list."""
+        names = ("newModelCid", "contributors", "scoresBps", "rejected", "aggregationMillis")
+        values = [getattr(raw, n) if hasattr(raw, n) else raw[i] for i, n in enumerate(names)]
+        from eth_utils import to_checksum_address
+
+        return cls(str(values[0]), tuple(to_checksum_address(str(a)) for a in values[1]),
+                   tuple(int(s) for s in values[2]),
+                   tuple(to_checksum_address(str(a)) for a in values[3]), int(values[4]))
+
     def as_abi(self) -> tuple[Any, ...]:
         return (
             self.new_model_cid,

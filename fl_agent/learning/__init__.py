@@ -52,6 +52,7 @@ from fl_agent.learning.training import (
     predict,
     predict_proba,
     train_local,
+    validation_loss,
 )
 from fl_agent.learning.weights import (
     WeightsError,
@@ -97,5 +98,6 @@ __all__ = [
     "register_metric",
     "split_dataset",
     "train_local",
+    "validation_loss",
     "vector_to_params",
 ]

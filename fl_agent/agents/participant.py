@@ -1,0 +1,189 @@
+"""The participant agent: joins a task, trains on every round it is given, uploads, submits.
+
+Wiring only: chain access goes through :class:`fl_agent.chain.FairFL`, content through a
+:class:`~fl_agent.storage.store.ContentStore`, and the learning is the pure functions of
+:mod:`fl_agent.learning`. The agent watches ``RoundStarted`` and ``TaskCompleted`` of its
+task with an :class:`~fl_agent.chain.watcher.EventWatcher` whose cursor lives in
+``state_dir``; after a restart it resumes where it stopped, and the ledger's record of its
+last submitted round guards against submitting twice.
+
+A round's global model or workload that cannot be fetched or decoded is reported and the
+round skipped; the agent keeps serving the next rounds. A revert of its submission (the
+window closed, it was blacklisted) is reported the same way; once blacklisted it stops.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fl_agent.chain.client import FairFL
+from fl_agent.chain.records import TaskStatus, TxReceipt
+from fl_agent.chain.watcher import EventWatcher
+from fl_agent.errors import ChainError, ConfigError, ContractRevertError, FairFLError
+from fl_agent.learning.models import check_seed
+from fl_agent.learning.task_doc import TaskDocument
+from fl_agent.learning.training import TrainResult, train_local
+from fl_agent.learning.weights import decode_weights, encode_weights
+from fl_agent.learning.workload import Workload
+from fl_agent.storage.store import ContentStore
+
+#: Turns (global vector, honest training result) into the vector to upload. The simulation
+#: uses it for model-poisoning attacks; a real participant uploads what it trained.
+UpdateHook = Callable[[np.ndarray, TrainResult], np.ndarray]
+
+
+def load_task_document(store: ContentStore, spec_cid: str) -> TaskDocument:
+    """The task document at ``spec_cid`` (raises StorageError / ConfigError when bad)."""
+    return TaskDocument.from_json(store.get(spec_cid))
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One update this agent put on chain."""
+
+    task_id: int
+    round: int
+    update_cid: str
+    num_samples: int
+    steps: int
+    training_millis: int
+    loss: float
+    receipt: TxReceipt
+
+
+@dataclass
+class Skipped:
+    """A round this agent could not serve, and why."""
+
+    round: int
+    reason: str
+
+
+@dataclass
+class ParticipantAgent:
+    """One participant of one task. ``X`` holds raw features (the task's standardisation
+    is applied here), ``y`` integer labels."""
+
+    fairfl: FairFL
+    store: ContentStore
+    account: Any
+    task_id: int
+    X: np.ndarray
+    y: np.ndarray
+    state_dir: Path
+    seed: int = 0
+    confirmations: int = 0
+    update_hook: UpdateHook | None = None
+    train: bool = True  # False: upload the global model untouched (a free rider, for tests)
+    log: Callable[[str], None] = field(default=lambda message: None)
+
+    def __post_init__(self) -> None:
+        check_seed(self.seed)
+        self.address = str(self.account.address)
+        task = self.fairfl.ledger.task(self.task_id)  # ChainError for an unknown task
+        self.document = load_task_document(self.store, task.spec_cid)
+        self.X = self.document.data.standardize(self.X)
+        self.y = np.asarray(self.y)
+        if self.y.shape != (self.X.shape[0],) or not np.issubdtype(self.y.dtype, np.integer):
+            raise ConfigError(f"need one integer label per example: {self.X.shape[0]} "
+                              f"examples, labels {self.y.dtype} {self.y.shape}")
+        if len(self.y) == 0:
+            raise ConfigError("the participant has no training data")
+        if self.y.min() < 0 or self.y.max() >= self.document.data.num_classes:
+            raise ConfigError(f"labels must lie in 0..{self.document.data.num_classes - 1}")
+        self.blacklisted = False
+        self.done = task.status == TaskStatus.COMPLETED
+        self.watcher = EventWatcher(
+            self.fairfl.ledger.contract, ("RoundStarted", "TaskCompleted"),
+            Path(self.state_dir) / f"participant-{self.task_id}-{self.address.lower()}.json",
+            confirmations=self.confirmations, filters={"taskId": self.task_id})
+
+    # -- setup --------------------------------------------------------------------------
+    def join(self) -> list[TxReceipt]:
+        """Registers (if needed) and joins the task (if needed); returns the transactions."""
+        receipts = []
+        me = self.fairfl.registry.participant(self.address)
+        if me.blacklisted:
+            raise ChainError(f"{self.address} is blacklisted; it cannot take part")
+        if not me.registered:
+            metadata = json.dumps({"agent": "fl-agent", "format": "fairfl-participant/1"},
+                                  sort_keys=True).encode()
+            receipts.append(self.fairfl.registry.register(self.store.add(metadata),
+                                                          sender=self.account))
+        if not self.fairfl.ledger.membership(self.task_id, self.address).joined:
+            receipts.append(self.fairfl.ledger.join(self.task_id, sender=self.account))
+        return receipts
+
+    # -- rounds -------------------------------------------------------------------------
+    def handle(self, log: Any) -> Submission | None:
+        """Serves one ``RoundStarted`` (or notes ``TaskCompleted``)."""
+        if log.event_name == "TaskCompleted":
+            self.done = True
+            return None
+        round_number = int(log.round)
+        if self.fairfl.registry.is_blacklisted(self.address):
+            self.blacklisted = True
+            raise ChainError(f"{self.address} is blacklisted; it can no longer submit")
+        membership = self.fairfl.ledger.membership(self.task_id, self.address)
+        if membership.last_submitted_round >= round_number:
+            return None  # already submitted before a restart
+        global_vector = decode_weights(self.store.get(str(log.globalModelCid)),
+                                       self.document.model)
+        workload = Workload.from_json(self.store.get(str(log.workloadCid)))
+        plan = self.document.training
+        steps = workload.steps_for(self.address)
+        if self.train:
+            result = train_local(self.document.model, global_vector, self.X, self.y, steps,
+                                 seed=self.seed * 100_003 + round_number,
+                                 batch_size=workload.batch_size, lr=plan.lr,
+                                 momentum=plan.momentum)
+        else:
+            result = TrainResult(vector=global_vector, num_samples=len(self.y), steps=steps,
+                                 train_millis=1, loss=float("nan"))
+        vector = result.vector
+        if self.update_hook is not None:
+            vector = self.update_hook(global_vector, result)
+        cid = self.store.add(encode_weights(self.document.model, np.asarray(vector, np.float32)))
+        receipt = self.fairfl.ledger.submit_update(
+            self.task_id, round_number, cid, result.num_samples, max(1, result.train_millis),
+            sender=self.account)
+        self.log(f"round {round_number}: submitted {cid} ({result.num_samples} samples, "
+                 f"{steps} steps, {result.train_millis} ms)")
+        return Submission(self.task_id, round_number, cid, result.num_samples, steps,
+                          result.train_millis, result.loss, receipt)
+
+    def step(self) -> tuple[list[Submission], list[Skipped]]:
+        """Handles every new event once; returns what was submitted and what was skipped."""
+        submitted: list[Submission] = []
+        skipped: list[Skipped] = []
+        for log in self.watcher.poll():
+            if self.blacklisted:
+                break
+            try:
+                outcome = self.handle(log)
+                if outcome is not None:
+                    submitted.append(outcome)
+            except ContractRevertError as err:
+                if err.error_name == "TaskLedgerBlacklisted":
+                    self.blacklisted = True
+                skipped.append(Skipped(_round_of(log), str(err)))
+                self.log(f"[yellow]round skipped:[/] {err}")
+            except FairFLError as err:
+                skipped.append(Skipped(_round_of(log), str(err)))
+                self.log(f"[yellow]round skipped:[/] {err}")
+            self.watcher.ack(log)
+        return submitted, skipped
+
+    @property
+    def finished(self) -> bool:
+        return self.done or self.blacklisted
+
+
+def _round_of(log: Any) -> int:
+    return int(log.round) if log.event_name == "RoundStarted" else 0

@@ -1,0 +1,135 @@
+"""The task document: everything a participant needs to train for a task, stored in IPFS.
+
+A task on chain names its initial model (``modelCid``) and this document (``specCid``). It
+holds the model spec (checked again when weights are decoded), the shape of the data and the
+standardisation every participant applies to its own features (mean and scale published by
+the task creator, so that all clients feed the model the same units without sharing data),
+the local training plan, and how the aggregator aggregates and scores. Canonical JSON, so
+equal documents have equal CIDs.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from fl_agent.errors import ConfigError
+from fl_agent.learning.models import ModelSpec
+
+FORMAT = "fairfl-task/1"
+
+
+class DataSpec(BaseModel):
+    """The features participants hold and how they standardise them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1)
+    num_features: int = Field(ge=1)
+    num_classes: int = Field(ge=2)
+    feature_shape: tuple[int, ...] = ()
+    class_names: tuple[str, ...] = ()
+    mean: tuple[float, ...] | None = None
+    scale: tuple[float, ...] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> DataSpec:
+        for name in ("mean", "scale"):
+            values = getattr(self, name)
+            if values is not None and len(values) != self.num_features:
+                raise ValueError(f"{name} has {len(values)} values for {self.num_features} "
+                                 "features")
+        if (self.mean is None) != (self.scale is None):
+            raise ValueError("give both mean and scale, or neither")
+        if self.scale is not None and any(not s > 0 for s in self.scale):
+            raise ValueError("every scale must be > 0")
+        return self
+
+    @classmethod
+    def describe(cls, dataset: Any, reference: np.ndarray | None = None) -> DataSpec:
+        """The spec of ``dataset`` (a :class:`~fl_agent.learning.data.Dataset`), with the
+        mean and scale of ``reference`` features (default: the dataset's own); a constant
+        feature gets scale 1."""
+        X = np.asarray(dataset.X if reference is None else reference, dtype=np.float64)
+        scale = X.std(axis=0)
+        scale[scale == 0] = 1.0
+        return cls(name=dataset.name, num_features=dataset.num_features,
+                   num_classes=dataset.num_classes, feature_shape=dataset.feature_shape,
+                   class_names=tuple(dataset.class_names),
+                   mean=tuple(float(v) for v in X.mean(axis=0)),
+                   scale=tuple(float(v) for v in scale))
+
+    def standardize(self, X: np.ndarray) -> np.ndarray:
+        """``(X - mean) / scale`` when the task publishes them, else ``X`` as float32."""
+        array = np.asarray(X, dtype=np.float32)
+        if array.ndim != 2 or array.shape[1] != self.num_features:
+            raise ConfigError(f"the task expects {self.num_features} features per example, "
+                              f"the data has shape {array.shape}")
+        if self.mean is None or self.scale is None:
+            return array
+        return ((array - np.asarray(self.mean, np.float32))
+                / np.asarray(self.scale, np.float32)).astype(np.float32)
+
+
+class TrainingPlan(BaseModel):
+    """Local SGD settings; ``steps`` is the base workload before balancing."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    steps: int = Field(20, ge=1, le=100_000)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(0.05, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+
+
+class AggregationPlan(BaseModel):
+    """The aggregator's rule (``fl_agent.aggregation.get_strategy``) and scoring."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    strategy: str = "fairfl"
+    options: dict[str, Any] = Field(default_factory=dict)
+    scoring: Literal["loo", "shapley"] = "shapley"
+    permutations: int = Field(40, ge=1)
+
+
+class TaskDocument(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format: Literal["fairfl-task/1"] = FORMAT
+    model: ModelSpec
+    data: DataSpec
+    training: TrainingPlan = TrainingPlan()
+    aggregation: AggregationPlan = AggregationPlan()
+
+    @model_validator(mode="after")
+    def _fits(self) -> TaskDocument:
+        if self.model.num_features != self.data.num_features:
+            raise ValueError(f"the model takes {self.model.num_features} features, the data "
+                             f"has {self.data.num_features}")
+        if self.model.num_classes != self.data.num_classes:
+            raise ValueError(f"the model has {self.model.num_classes} classes, the data "
+                             f"{self.data.num_classes}")
+        return self
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True,
+                          separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> TaskDocument:
+        try:
+            return cls.model_validate_json(data)
+        except (ValidationError, ConfigError) as err:
+            raise ConfigError(f"not a valid FairFL task document: {err}") from err
+
+    @classmethod
+    def build(cls, **fields: Any) -> TaskDocument:
+        """Validates ``fields``; raises :class:`ConfigError` with pydantic's reasons."""
+        try:
+            return cls(**fields)
+        except ValidationError as err:
+            raise ConfigError(f"invalid task document: {err}") from err

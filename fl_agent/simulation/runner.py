@@ -1,0 +1,289 @@
+"""``fl-agent simulate``: the whole system on one machine, for real.
+
+A local anvil runs the real contracts (a private one on a free port, or any ape network
+given with ``network``); the embedded content store (or Kubo) holds every model. One
+aggregator and ``clients`` participants, each with its own account and its own shard of the
+data, run the same agents as ``fl-agent aggregate`` and ``fl-agent train``: the aggregator
+opens each round with a workload assignment, every participant trains with PyTorch, uploads
+safetensors and submits on chain, and the aggregator aggregates with the chosen strategy,
+scores, pays and finalizes. A share of the participants are attackers (see
+:mod:`fl_agent.simulation.attacks`). The run ends with rewards claimed, and returns the
+report (:mod:`fl_agent.simulation.report`) whose numbers all come from the agents and the
+chain.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from fl_agent.aggregation import STRATEGIES
+from fl_agent.errors import ConfigError
+from fl_agent.learning.data import BUILTIN_DATASETS, PARTITION_SCHEMES, load_dataset, partition
+from fl_agent.learning.data import split_dataset
+from fl_agent.simulation.attacks import ATTACKS, Attack
+
+FLT = 10**18
+
+#: Blocks one round takes on an auto-mining chain: start, one submission per client,
+#: finalize, and some slack for joins.
+BLOCKS_PER_ROUND_SLACK = 4
+
+
+class SimulationConfig(BaseModel):
+    """Every knob of a simulation; the report repeats it under ``config``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dataset: str = "digits"
+    model: Literal["mlp", "cnn", "logreg"] | None = None
+    clients: int = Field(20, ge=2, le=200)
+    malicious: float = Field(0.3, ge=0.0, lt=1.0)
+    attack: str = "label_flip"
+    partition: str = "dirichlet"
+    alpha: float = Field(0.5, gt=0)
+    rounds: int = Field(20, ge=1, le=1000)
+    aggregator: str = "fairfl"
+    steps: int = Field(20, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(0.05, gt=0)
+    scoring: Literal["loo", "shapley"] = "shapley"
+    permutations: int = Field(40, ge=1)
+    seed: int = Field(1, ge=0)
+    reward_per_round: int = Field(100 * FLT, gt=0)
+    max_rejections: int = Field(3, ge=1)
+    window_rounds: int = Field(4, ge=1)
+    validation_fraction: float = Field(0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(0.2, gt=0, lt=0.5)
+    list_price: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _known(self) -> SimulationConfig:
+        if self.attack not in ATTACKS:
+            raise ValueError(f"attack must be one of {', '.join(ATTACKS)}")
+        if self.aggregator not in STRATEGIES:
+            raise ValueError(f"aggregator must be one of {', '.join(STRATEGIES)}")
+        if self.partition not in PARTITION_SCHEMES:
+            raise ValueError(f"partition must be one of {', '.join(PARTITION_SCHEMES)}")
+        if self.dataset not in BUILTIN_DATASETS and not Path(self.dataset).is_file():
+            raise ValueError(f"dataset must be one of {', '.join(BUILTIN_DATASETS)} or a "
+                             "CSV/NPZ file")
+        return self
+
+    @classmethod
+    def build(cls, **fields: Any) -> SimulationConfig:
+        try:
+            return cls(**fields)
+        except ValidationError as err:
+            raise ConfigError(f"invalid simulation settings: {err}") from err
+
+    @property
+    def num_malicious(self) -> int:
+        return math.floor(self.malicious * self.clients + 1e-9) if self.attack != "none" else 0
+
+    @property
+    def model_name(self) -> str:
+        return self.model or ("mlp" if self.dataset == "digits" else "logreg")
+
+
+@dataclass(frozen=True)
+class ClientPlan:
+    index: int
+    malicious: bool
+    rows: np.ndarray
+
+
+def plan_clients(config: SimulationConfig, labels: np.ndarray) -> list[ClientPlan]:
+    """Each client's rows of the training data and whether it attacks (seeded)."""
+    parts = partition(labels, config.clients, config.partition, alpha=config.alpha,
+                      seed=config.seed, min_samples=config.batch_size // 2 or 1)
+    rng = np.random.default_rng(config.seed + 7)
+    bad = set(rng.choice(config.clients, size=config.num_malicious, replace=False).tolist())
+    return [ClientPlan(i, i in bad, parts[i]) for i in range(config.clients)]
+
+
+@contextmanager
+def simulation_chain(network: str | None, workdir: Path, accounts: int) -> Iterator[str]:
+    """Connects ape to ``network``, or to a private anvil started (and stopped) here."""
+    from ape import networks
+
+    from fl_agent.chain.node import LocalChain, free_port
+
+    if network:
+        with networks.parse_network_choice(network):
+            yield network
+        return
+    node = LocalChain(workdir / "chain", "127.0.0.1", free_port())
+    node.reset()
+    node.start(accounts=accounts)
+    try:
+        with networks.parse_network_choice(node.url):
+            yield node.url
+    finally:
+        node.stop()
+
+
+def dev_account(index: int) -> Any:
+    """The ``index``-th account of the test mnemonic (funded by ``fl-agent chain up`` and by
+    the simulation's private anvil)."""
+    from ape import accounts
+
+    manager = accounts.test_accounts
+    if index < manager.number_of_accounts:
+        return manager[index]
+    return manager.containers["test"].generate_account(index=index)
+
+
+def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | None = None,
+                   deployments: Path | None = None, store: Any = None,
+                   on_round: Callable[[dict[str, Any]], None] | None = None,
+                   log: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
+    """Runs the simulation and returns the report (see :mod:`fl_agent.simulation.report`)."""
+    import torch
+
+    from fl_agent.agents import AggregatorAgent, ParticipantAgent, RoundOutcome
+    from fl_agent.aggregation import get_strategy
+    from fl_agent.chain.client import FairFL, load_project
+    from fl_agent.chain.deployment import BlacklistPolicy, deploy_contracts, save_deployment
+    from fl_agent.chain.records import TaskSpec, TrainingMode
+    from fl_agent.learning.models import ModelSpec, init_params
+    from fl_agent.learning.task_doc import AggregationPlan, DataSpec, TaskDocument, TrainingPlan
+    from fl_agent.learning.weights import encode_weights
+    from fl_agent.simulation.attacks import Trigger, poison_data, poison_update
+    from fl_agent.simulation.report import ReportBuilder
+    from fl_agent.storage.store import LocalStore
+
+    torch.set_num_threads(1)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    store = store or LocalStore(workdir / "store")
+    started = time.perf_counter()
+
+    # -- data ----------------------------------------------------------------------------
+    dataset = load_dataset(config.dataset)
+    splits = split_dataset(dataset, validation_fraction=config.validation_fraction,
+                           test_fraction=config.test_fraction, seed=config.seed,
+                           standardize=False)
+    spec = ModelSpec.for_features(config.model_name, dataset.feature_shape, dataset.num_classes)
+    document = TaskDocument.build(
+        model=spec,
+        data=DataSpec.describe(dataset, splits.train.X),
+        training=TrainingPlan(steps=config.steps, batch_size=config.batch_size, lr=config.lr),
+        aggregation=AggregationPlan(strategy=config.aggregator, scoring=config.scoring,
+                                    permutations=config.permutations))
+    clients = plan_clients(config, splits.train.y)
+    attack = Attack(config.attack)
+    trigger = None
+    if config.attack == "backdoor":
+        corner = Trigger.corner(dataset.feature_shape)
+        trigger = Trigger(corner.features,
+                          float(splits.train.X[:, list(corner.features)].max()))
+
+    # -- chain ---------------------------------------------------------------------------
+    with simulation_chain(network, workdir, accounts=config.clients + 3) as network_name:
+        from ape import chain
+
+        deployer, aggregator_account = dev_account(0), dev_account(1)
+        blocks_per_round = config.clients + BLOCKS_PER_ROUND_SLACK
+        policy = BlacklistPolicy(max_rejections=config.max_rejections,
+                                 window_blocks=config.window_rounds * blocks_per_round)
+        first_block = int(chain.blocks.height) + 1
+        record, _ = deploy_contracts(deployer, load_project(), policy=policy)
+        save_deployment(record, deployments or workdir / "deployments")
+        fairfl = FairFL(record)
+        log(f"contracts deployed on {network_name}: ledger {record.address('TaskLedger')}")
+
+        model_cid = store.add(encode_weights(spec, init_params(spec, config.seed)))
+        spec_cid = store.add(document.to_json())
+        task_id, _ = fairfl.ledger.create_task(TaskSpec(
+            model_cid=model_cid, spec_cid=spec_cid, metric="accuracy",
+            aggregator=aggregator_account.address, rounds=config.rounds,
+            min_participants=max(1, config.clients // 2),
+            submission_window=blocks_per_round * 2, training_mode=TrainingMode.PLAIN,
+            reward_per_round=config.reward_per_round), sender=deployer)
+
+        participants: list[ParticipantAgent] = []
+        malicious: dict[str, bool] = {}
+        for plan in clients:
+            account = dev_account(2 + plan.index)
+            X, y = splits.train.X[plan.rows], splits.train.y[plan.rows]
+            rng = np.random.default_rng(config.seed * 1000 + plan.index)
+            hook = None
+            if plan.malicious:
+                X, y = poison_data(attack, X, y, dataset.num_classes, trigger=trigger, rng=rng)
+                if config.attack in ("sign_flip", "scaling", "gaussian", "free_rider"):
+                    hook = _hook(attack, rng, poison_update)
+            agent = ParticipantAgent(fairfl, store, account, task_id, X, y,
+                                     workdir / "agents", seed=config.seed * 1000 + plan.index,
+                                     update_hook=hook,
+                                     train=not (plan.malicious and not attack.trains))
+            agent.join()
+            participants.append(agent)
+            malicious[agent.address] = plan.malicious
+
+        strategy = get_strategy(config.aggregator)
+        aggregator = AggregatorAgent(fairfl, store, aggregator_account, task_id,
+                                     splits.validation.X, splits.validation.y,
+                                     workdir / "agents", strategy=strategy)
+        builder = ReportBuilder(config, spec, document, malicious, splits.test, trigger)
+
+        while not aggregator.finished:
+            opened = aggregator.step()
+            if opened is None:
+                raise ConfigError("the aggregator cannot open a round: too few participants")
+            for agent in participants:
+                if not agent.finished:
+                    agent.step()
+            outcome = aggregator.step()
+            while not isinstance(outcome, RoundOutcome):
+                # Some participant did not submit (it skipped the round): let the
+                # submission window run out, then finalize with what arrived.
+                _let_blocks_pass(blocks_per_round)
+                outcome = aggregator.step()
+            row = builder.add_round(outcome)
+            if on_round is not None:
+                on_round(row)
+
+        for agent in participants:
+            if fairfl.ledger.claimable(task_id, agent.address) > 0 and \
+                    not fairfl.registry.is_blacklisted(agent.address):
+                fairfl.ledger.claim_rewards(task_id, sender=agent.account)
+        listed = None
+        if config.list_price is not None:
+            from fl_agent.market.listing import list_task_model
+
+            final = fairfl.ledger.task(task_id).global_model_cid
+            listed = list_task_model(
+                fairfl, store, task_id, store.get(final),
+                {"dataset": dataset.name, "model": spec.name, "metric": "accuracy",
+                 "accuracy": builder.rounds[-1]["accuracy"], "rounds": config.rounds},
+                config.list_price, seller=deployer, keys_dir=workdir / "keys")
+        report = builder.finish(fairfl, task_id, network_name, record, first_block,
+                                int(chain.blocks.height), listed,
+                                seconds=time.perf_counter() - started)
+    return report
+
+
+def _hook(attack: Attack, rng: np.random.Generator, poison: Callable[..., np.ndarray]
+          ) -> Callable[[np.ndarray, Any], np.ndarray]:
+    def hook(global_vector: np.ndarray, result: Any) -> np.ndarray:
+        return poison(attack, global_vector, result.vector, rng=rng)
+    return hook
+
+
+def _let_blocks_pass(blocks: int) -> None:
+    """Mines ``blocks`` on a development chain; on a real network, waits a block time."""
+    from ape import chain
+
+    try:
+        chain.mine(blocks)
+    except Exception:  # noqa: BLE001 - ape raises several types when a node cannot mine
+        time.sleep(12)

@@ -1,0 +1,108 @@
+"""A private anvil for the agent and simulation tests, and a fresh FairFL per test.
+
+Plain pytest tests (``-p no:ape_test``): ape connects to this anvil by URL, the same way
+``fl-agent --network http://...`` would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fl_agent.chain.node import LocalChain, free_port
+
+
+@pytest.fixture(scope="session")
+def anvil_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    node = LocalChain(tmp_path_factory.mktemp("anvil"), "127.0.0.1", free_port())
+    node.start(accounts=16)
+    try:
+        yield node.url
+    finally:
+        node.stop()
+
+
+@pytest.fixture
+def connected(anvil_url: str) -> Iterator[str]:
+    from ape import networks
+
+    with networks.parse_network_choice(anvil_url):
+        yield anvil_url
+
+
+@dataclass
+class World:
+    """A fresh deployment, a store, accounts and a task document on the test chain."""
+
+    fairfl: Any
+    store: Any
+    accounts: list[Any]
+    tmp: Path
+    document: Any
+    splits: Any
+
+    @property
+    def aggregator(self) -> Any:
+        return self.accounts[1]
+
+    def create_task(self, rounds: int = 2, min_participants: int = 2, window: int = 30,
+                    seed: int = 0) -> int:
+        from fl_agent.chain.records import TaskSpec, TrainingMode
+        from fl_agent.learning.models import init_params
+        from fl_agent.learning.weights import encode_weights
+
+        model_cid = self.store.add(encode_weights(self.document.model,
+                                                  init_params(self.document.model, seed)))
+        task_id, _ = self.fairfl.ledger.create_task(TaskSpec(
+            model_cid=model_cid, spec_cid=self.store.add(self.document.to_json()),
+            metric="accuracy", aggregator=self.aggregator.address, rounds=rounds,
+            min_participants=min_participants, submission_window=window,
+            training_mode=TrainingMode.PLAIN, reward_per_round=100 * 10**18),
+            sender=self.accounts[0])
+        return task_id
+
+    def shard(self, index: int, count: int = 4) -> tuple[np.ndarray, np.ndarray]:
+        rows = np.array_split(np.arange(len(self.splits.train.y)), count)[index]
+        return self.splits.train.X[rows], self.splits.train.y[rows]
+
+    def participant(self, task_id: int, index: int, **kwargs: Any) -> Any:
+        from fl_agent.agents import ParticipantAgent
+
+        X, y = self.shard(index)
+        agent = ParticipantAgent(self.fairfl, self.store, self.accounts[2 + index], task_id,
+                                 X, y, self.tmp / "agents", seed=index, **kwargs)
+        agent.join()
+        return agent
+
+    def aggregator_agent(self, task_id: int, **kwargs: Any) -> Any:
+        from fl_agent.agents import AggregatorAgent
+
+        return AggregatorAgent(self.fairfl, self.store, self.aggregator, task_id,
+                               self.splits.validation.X, self.splits.validation.y,
+                               self.tmp / "agents", **kwargs)
+
+
+@pytest.fixture
+def world(connected: str, tmp_path: Path) -> World:
+    from fl_agent.chain.client import FairFL, load_project
+    from fl_agent.chain.deployment import deploy_contracts
+    from fl_agent.learning import ModelSpec, load_dataset, split_dataset
+    from fl_agent.learning.task_doc import DataSpec, TaskDocument, TrainingPlan
+    from fl_agent.simulation.runner import dev_account
+    from fl_agent.storage.store import LocalStore
+
+    accounts = [dev_account(i) for i in range(8)]
+    record, _ = deploy_contracts(accounts[0], load_project())
+    dataset = load_dataset("digits")
+    splits = split_dataset(dataset, seed=0, standardize=False)
+    document = TaskDocument.build(
+        model=ModelSpec.for_features("logreg", dataset.feature_shape, dataset.num_classes),
+        data=DataSpec.describe(dataset, splits.train.X),
+        training=TrainingPlan(steps=5, batch_size=16, lr=0.1))
+    return World(FairFL(record), LocalStore(tmp_path / "store"), accounts, tmp_path,
+                 document, splits)

@@ -1,0 +1,208 @@
+"""Participant and aggregator agents on a real anvil with the real contracts and store."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from safetensors.numpy import save
+
+from fl_agent.agents import RoundOutcome
+from fl_agent.chain.records import RoundResult, RoundStatus, TaskStatus
+from fl_agent.errors import ChainError, ConfigError
+from fl_agent.learning import ModelSpec, decode_weights, encode_weights, init_params
+from fl_agent.learning.workload import Workload
+from fl_agent.storage.cid import compute_cid
+
+
+def finalize(aggregator) -> RoundOutcome:
+    outcome = aggregator.step()
+    assert isinstance(outcome, RoundOutcome), outcome
+    return outcome
+
+
+def test_a_task_runs_to_completion_and_the_chain_records_every_step(world):
+    task_id = world.create_task(rounds=2)
+    people = [world.participant(task_id, i) for i in range(3)]
+    aggregator = world.aggregator_agent(task_id)
+
+    number, _, workload = aggregator.step()
+    assert number == 1 and workload.default_steps == 5
+    for agent in people:
+        submitted, skipped = agent.step()
+        assert len(submitted) == 1 and not skipped
+        assert submitted[0].round == 1 and submitted[0].steps == 5
+    outcome = finalize(aggregator)
+    assert sorted(outcome.accepted) == sorted(p.address for p in people)
+
+    event = world.fairfl.ledger.events("RoundFinalized", taskId=task_id, round=1)[-1]
+    assert str(event.transaction_hash) == outcome.receipt.tx_hash
+    result = RoundResult.from_chain(event.result)
+    assert result.new_model_cid == outcome.new_cid
+    assert list(result.contributors) == [v.participant for v in outcome.verdicts]
+    assert sum(result.scores_bps) == 10_000
+    assert decode_weights(world.store.get(outcome.new_cid), world.document.model).tolist() \
+        == pytest.approx(outcome.params.tolist())
+
+    # round 2 gets a workload balanced from the measured times of round 1
+    number, _, workload = aggregator.step()
+    assert number == 2
+    doc = Workload.from_json(world.store.get(
+        str(world.fairfl.ledger.events("RoundStarted", taskId=task_id, round=2)[-1].workloadCid)))
+    assert set(doc.steps) == {p.address.lower() for p in people}
+    assert all(3 <= s <= 10 for s in doc.steps.values())
+    for agent in people:
+        agent.step()
+    finalize(aggregator)
+    assert world.fairfl.ledger.task(task_id).status == TaskStatus.COMPLETED
+    assert aggregator.finished and aggregator.step() is None
+    for agent in people:
+        agent.step()
+        assert agent.finished
+    assert sum(world.fairfl.ledger.contributions(task_id).values()) == 200 * 10**18
+
+
+def test_a_restarted_participant_neither_misses_nor_repeats_a_round(world):
+    task_id = world.create_task(rounds=2)
+    first = world.participant(task_id, 0)
+    world.participant(task_id, 1)
+    aggregator = world.aggregator_agent(task_id)
+    aggregator.step()
+    assert len(first.step()[0]) == 1
+
+    again = world.participant(task_id, 0)  # same state folder: the cursor is on disk
+    assert again.step() == ([], [])
+    # Lost cursor (crash before the ack): the ledger's record prevents a second submission.
+    again.watcher.cursor_file.path.unlink()
+    fresh = world.participant(task_id, 0)
+    assert fresh.step() == ([], [])
+    assert world.fairfl.ledger.round(task_id, 1).submissions == 1
+
+
+def test_a_restarted_aggregator_finalizes_the_open_round_once(world):
+    task_id = world.create_task(rounds=2)
+    people = [world.participant(task_id, i) for i in range(2)]
+    world.aggregator_agent(task_id).step()
+    for agent in people:
+        agent.step()
+    restarted = world.aggregator_agent(task_id)  # reads the open round's reported times
+    assert set(restarted.measurements) == {p.address.lower() for p in people}
+    outcome = finalize(restarted)
+    assert outcome.round == 1
+    third = world.aggregator_agent(task_id)
+    assert third.measurements == restarted.measurements
+    number, _, _ = third.step()
+    assert number == 2
+    assert world.fairfl.ledger.round(task_id, 1).status == RoundStatus.FINALIZED
+
+
+def _nan_weights(spec: ModelSpec) -> bytes:
+    vector = init_params(spec, 0)
+    good = encode_weights(spec, vector)
+    return good.replace(np.float32(vector[0]).tobytes(), np.float32(np.nan).tobytes(), 1)
+
+
+def test_bad_updates_are_rejected_with_a_reason_and_the_round_goes_on(world):
+    spec = world.document.model
+    task_id = world.create_task(rounds=1, min_participants=1)
+    honest = world.participant(task_id, 0)
+    cheats = [world.accounts[3 + i] for i in range(5)]
+    for account in cheats:
+        world.fairfl.registry.register(world.store.add(b"{}"), sender=account)
+        world.fairfl.ledger.join(task_id, sender=account)
+    aggregator = world.aggregator_agent(task_id)
+    aggregator.step()
+    honest.step()
+
+    nan = _nan_weights(spec)
+    assert b"\x00\x00\xc0\x7f" in nan
+    wrong_shape = encode_weights(ModelSpec(name="logreg", input_shape=(32,), num_classes=10),
+                                 np.zeros(330, np.float32))
+    oversized = b"\x00" * (2 * len(encode_weights(spec, init_params(spec, 0))) + 70_000)
+    missing = compute_cid(b"never stored")
+    tampered = world.store.add(encode_weights(spec, init_params(spec, 5)))
+    path = world.store._path(tampered)
+    path.chmod(0o644)
+    path.write_bytes(encode_weights(spec, init_params(spec, 6)))
+    cids = [world.store.add(nan), world.store.add(wrong_shape), world.store.add(oversized),
+            missing, tampered]
+    for account, cid in zip(cheats, cids, strict=True):
+        world.fairfl.ledger.submit_update(task_id, 1, cid, 10, 5, sender=account)
+
+    outcome = finalize(aggregator)
+    assert outcome.accepted == [honest.address]
+    reasons = {v.participant: v.reason for v in outcome.verdicts if not v.accepted}
+    assert set(reasons) == {a.address for a in cheats}
+    expected = ["NaN", "shape", "limit", "is not in", "hashes to"]
+    for account, word in zip(cheats, expected, strict=True):
+        assert reasons[account.address].startswith("bad_update:")
+        assert word.lower() in reasons[account.address].lower(), reasons[account.address]
+    event = world.fairfl.ledger.events("RoundFinalized", taskId=task_id, round=1)[-1]
+    result = RoundResult.from_chain(event.result)
+    assert list(result.rejected) == [a.address for a in cheats]
+    assert list(result.scores_bps) == [10_000]
+    for account in cheats:
+        assert world.fairfl.registry.participant(account).rejected_updates == 1
+
+
+def test_unknown_task_and_wrong_aggregator_give_clear_errors(world):
+    with pytest.raises(ChainError, match="task 99 does not exist"):
+        world.participant(99, 0)
+    task_id = world.create_task()
+    from fl_agent.agents import AggregatorAgent
+
+    with pytest.raises(ConfigError, match="is not the aggregator"):
+        AggregatorAgent(world.fairfl, world.store, world.accounts[0], task_id,
+                        world.splits.validation.X, world.splits.validation.y, world.tmp)
+
+
+def test_a_participant_with_data_of_the_wrong_shape_is_refused(world):
+    task_id = world.create_task()
+    from fl_agent.agents import ParticipantAgent
+
+    with pytest.raises(ConfigError, match="64 features"):
+        ParticipantAgent(world.fairfl, world.store, world.accounts[2], task_id,
+                         np.zeros((5, 30)), np.zeros(5, np.int64), world.tmp)
+    with pytest.raises(ConfigError, match="labels must lie"):
+        ParticipantAgent(world.fairfl, world.store, world.accounts[2], task_id,
+                         np.zeros((5, 64)), np.full(5, 12), world.tmp)
+
+
+def test_a_blacklisted_participant_stops_and_the_others_go_on(world):
+    task_id = world.create_task(rounds=1, min_participants=1)
+    good, bad = world.participant(task_id, 0), world.participant(task_id, 1)
+    aggregator = world.aggregator_agent(task_id)
+    aggregator.step()
+    world.fairfl.registry.blacklist(bad.address, compute_cid(b"evidence"),
+                                    sender=world.accounts[0])
+    submitted, skipped = bad.step()
+    assert submitted == [] and "blacklisted" in skipped[0].reason and bad.finished
+    assert len(good.step()[0]) == 1
+    outcome = finalize(aggregator)  # the quorum counts active participants only
+    assert outcome.accepted == [good.address]
+    with pytest.raises(ChainError, match="blacklisted"):
+        bad.join()
+
+
+def test_a_free_rider_is_paid_nothing(world):
+    task_id = world.create_task(rounds=1, min_participants=1)
+    people = [world.participant(task_id, i) for i in range(3)]
+    rider = world.participant(task_id, 3, train=False)
+    aggregator = world.aggregator_agent(task_id)
+    aggregator.step()
+    for agent in [*people, rider]:
+        agent.step()
+    outcome = finalize(aggregator)
+    verdict = {v.participant: v for v in outcome.verdicts}[rider.address]
+    assert not verdict.accepted and verdict.reason == "free_rider" and verdict.share_bps == 0
+    assert world.fairfl.ledger.contributions(task_id).get(rider.address, 0) == 0
+
+
+def test_weights_file_on_the_wire_is_safetensors(world):
+    task_id = world.create_task(rounds=1, min_participants=1)
+    agent = world.participant(task_id, 0)
+    world.aggregator_agent(task_id).step()
+    [submission], _ = agent.step()
+    blob = world.store.get(submission.update_cid)
+    assert blob[8:9] == b"{"  # safetensors: 8-byte header length, then JSON
+    assert decode_weights(blob, world.document.model).shape == (650,)
+    assert save({"x": np.zeros(1, np.float32)})[8:9] == b"{"
