@@ -6,7 +6,7 @@ export PATH := $(BIN):$(PATH)
 NETWORK ?= ethereum:local:node
 APE_QUIET := -v WARNING
 
-.PHONY: help setup compile test test-contracts test-python gas chain chain-down deploy demo app lint clean
+.PHONY: help setup compile test test-contracts test-python gas chain chain-down deploy demo story bench app lint clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -40,8 +40,14 @@ chain-down: ## Stop the shared local chain (its state is kept)
 deploy: chain ## Deploy the contracts to the shared local chain
 	@ape run deploy --network $(NETWORK) --account TEST::0 $(APE_QUIET)
 
-demo: deploy ## Run the scripted story on the shared chain and print what happened
-	@ape run demo --network $(NETWORK) $(APE_QUIET)
+demo: chain ## The main job: 20 agents train on the shared chain (6 attack), model listed for sale
+	@fl-agent simulate --network $(NETWORK) --list-price 50 --out reports/demo
+
+story: deploy ## A scripted walk through every contract call (register ... buy, withdraw)
+	@ape run story --network $(NETWORK) $(APE_QUIET)
+
+bench: setup ## Every attack in the target setting, each on its own anvil; table in docs/benchmarks.md
+	@fl-agent bench
 
 app: chain ## Open the Streamlit app on http://localhost:8501
 	streamlit run app/main.py --browser.gatherUsageStats false --client.toolbarMode minimal

@@ -9,8 +9,9 @@ reads the task's state from the chain and does the next thing:
 2. a round open → wait until every active participant submitted (the quorum) or the
    submission window closed; then fetch every update, decode it strictly, run the task's
    strategy with minus the validation loss as the gate, score the accepted updates on
-   validation with the task's metric (Shapley or leave-one-out), store the new global model
-   and ``finalizeRound`` with the contributors' reward shares and the rejected senders.
+   validation with the task's metric (Shapley or leave-one-out), blend the scores with the
+   sample counts (the task's ``base_share``), store the new global model and
+   ``finalizeRound`` with the contributors' reward shares and the rejected senders.
 
 All state lives on chain and in the store, so a restarted aggregator simply carries on: a
 round that was open is finalized, a finalized one is never finalized again. An update that
@@ -28,9 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from fl_agent.aggregation import contribution_scores, get_strategy, to_reward_shares
-from fl_agent.aggregation.base import Strategy
 from fl_agent.agents.participant import load_task_document
+from fl_agent.aggregation import (
+    blend_with_samples,
+    contribution_scores,
+    get_strategy,
+    to_reward_shares,
+)
+from fl_agent.aggregation.base import Strategy
 from fl_agent.chain.client import FairFL, _height
 from fl_agent.chain.records import RoundResult, RoundStatus, TaskStatus, TxReceipt
 from fl_agent.errors import ChainError, ConfigError, FairFLError
@@ -223,7 +229,9 @@ class AggregatorAgent:
                                             method=plan.scoring,
                                             num_permutations=plan.permutations,
                                             seed=round_number)
-                local_shares = to_reward_shares(local, result.accepted)
+                local_shares = to_reward_shares(
+                    blend_with_samples(local, samples, result.accepted, plan.base_share),
+                    result.accepted)
                 for j, i in enumerate(usable):
                     scores[i] = float(local[j])
                     shares[i] = local_shares[j]

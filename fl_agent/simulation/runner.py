@@ -27,8 +27,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from fl_agent.aggregation import STRATEGIES
 from fl_agent.errors import ConfigError
-from fl_agent.learning.data import BUILTIN_DATASETS, PARTITION_SCHEMES, load_dataset, partition
-from fl_agent.learning.data import split_dataset
+from fl_agent.learning.data import (
+    BUILTIN_DATASETS,
+    PARTITION_SCHEMES,
+    load_dataset,
+    partition,
+    split_dataset,
+)
 from fl_agent.simulation.attacks import ATTACKS, Attack
 
 FLT = 10**18

@@ -1,6 +1,6 @@
 """One scripted story through the FairFL contracts on the shared local chain.
 
-    ape run demo --network ethereum:local:node       (what `make demo` runs)
+    ape run story --network ethereum:local:node      (what `make story` runs)
 
 Three honest participants and one cheater register and join a task; the aggregator opens a
 round; everyone uploads; the aggregator rewards the honest updates and rejects the cheater;

@@ -1,0 +1,107 @@
+"""An end-to-end simulation of a few rounds on anvil; the report must match the chain."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fl_agent.chain.records import RoundResult
+from fl_agent.errors import ConfigError
+from fl_agent.simulation.report import save_plots, write_report
+from fl_agent.simulation.runner import SimulationConfig, run_simulation
+
+
+@pytest.fixture(scope="module")
+def simulated(anvil_url, tmp_path_factory):
+    config = SimulationConfig.build(clients=5, malicious=0.2, attack="sign_flip", rounds=3,
+                                    steps=10, scoring="loo", seed=3, list_price=10**18)
+    folder = tmp_path_factory.mktemp("simulation")
+    report = run_simulation(config, workdir=folder, network=anvil_url)
+    return config, folder, report
+
+
+def test_the_report_has_every_field_and_is_json(simulated, tmp_path):
+    config, folder, report = simulated
+    path = write_report(report, tmp_path / "report.json")
+    loaded = json.loads(path.read_text())
+    assert loaded["config"]["attack"] == "sign_flip" and loaded["config"]["seed"] == 3
+    assert [r["round"] for r in loaded["rounds"]] == [1, 2, 3]
+    for row in loaded["rounds"]:
+        assert {"round", "accuracy", "f1_macro", "accepted", "rejected", "global_cid",
+                "tx_hash", "gas_used"} <= set(row)
+        assert 0 <= row["accuracy"] <= 1 and row["gas_used"] > 0
+    assert set(loaded["final"]) == {"accuracy", "f1_macro"}
+    assert set(loaded["detection"]) >= {"tpr", "fpr"}
+    assert len(loaded["rewards"]) == 5 and len(loaded["malicious"]) == 1
+    assert loaded["chain"]["transactions"] > 5 * 3
+    plots = save_plots(loaded, folder)
+    assert [p.name for p in plots] == ["accuracy.png", "participants.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots)
+
+
+def test_the_report_matches_the_chain(simulated, anvil_url):
+    from ape import networks
+
+    from fl_agent.chain.client import FairFL
+    from fl_agent.chain.deployment import Deployment
+
+    _, folder, report = simulated
+    with networks.parse_network_choice(anvil_url):
+        fairfl = FairFL(Deployment(network=anvil_url, chain_id=31337, deployer="0x" + "0" * 40,
+                                   block=0, contracts=report["chain"]["contracts"]))
+        task_id = report["chain"]["task_id"]
+        for row in report["rounds"]:
+            [event] = fairfl.ledger.events("RoundFinalized", taskId=task_id, round=row["round"])
+            result = RoundResult.from_chain(event.result)
+            assert str(event.transaction_hash) == row["tx_hash"]
+            assert result.new_model_cid == row["global_cid"]
+            assert list(result.contributors) == row["accepted"]
+            assert list(result.rejected) == row["rejected"]
+            receipt = fairfl.ledger.contract.provider.get_receipt(row["tx_hash"])
+            assert receipt.gas_used == row["gas_used"]
+        assert fairfl.ledger.task(task_id).global_model_cid == report["rounds"][-1]["global_cid"]
+        earned = {a.lower(): v for a, v in fairfl.ledger.contributions(task_id).items()}
+        assert {a: v for a, v in report["rewards"].items() if v} == \
+            {a: v for a, v in earned.items() if v}
+        assert sum(report["rewards"].values()) == 3 * 100 * 10**18
+        for address, bps in report["reputation"].items():
+            assert fairfl.registry.participant(address).reputation_bps == bps
+        listing = fairfl.marketplace.listing(report["listing"]["model_id"])
+        assert listing.encrypted_cid == report["listing"]["encrypted_cid"]
+        assert listing.task_id == task_id
+
+
+def test_the_attacker_is_caught_and_unpaid(simulated):
+    _, _, report = simulated
+    [attacker] = report["malicious"]
+    assert report["detection"]["malicious_flagged"] == report["detection"][
+        "malicious_submissions"] > 0
+    assert report["rewards"][attacker] == 0
+    assert report["reward_share_malicious"] == 0
+    for row in report["rounds"]:
+        assert attacker not in [a.lower() for a in row["accepted"]]
+
+
+def test_store_holds_every_global_model(simulated):
+    from fl_agent.learning.models import ModelSpec
+    from fl_agent.learning.weights import decode_weights
+    from fl_agent.storage.store import LocalStore
+
+    _, folder, report = simulated
+    store = LocalStore(folder / "store")
+    spec = ModelSpec.for_features("mlp", (1, 8, 8), 10)
+    for row in report["rounds"]:
+        assert decode_weights(store.get(row["global_cid"]), spec).dtype.name == "float32"
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"attack": "bribery"}, "attack must be one of"),
+    ({"aggregator": "mean"}, "aggregator must be one of"),
+    ({"clients": 1}, "clients"),
+    ({"malicious": 1.5}, "malicious"),
+    ({"dataset": "/no/such.csv"}, "dataset must be one of"),
+])
+def test_bad_settings_are_refused_before_anything_runs(fields, message):
+    with pytest.raises(ConfigError, match=message):
+        SimulationConfig.build(**fields)

@@ -1,0 +1,93 @@
+"""The attacks do what their names say (pure functions, seeded)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fl_agent.errors import ConfigError
+from fl_agent.simulation.attacks import (
+    Attack,
+    Trigger,
+    apply_trigger,
+    attack_success_rate,
+    poison_data,
+    poison_update,
+)
+from fl_agent.simulation.report import detection_rates
+
+RNG = np.random.default_rng
+
+
+def test_label_flip_mirrors_the_labels_and_keeps_the_features():
+    X, y = np.arange(12.0).reshape(4, 3), np.array([0, 1, 8, 9])
+    X2, y2 = poison_data(Attack("label_flip"), X, y, 10, rng=RNG(0))
+    assert y2.tolist() == [9, 8, 1, 0] and np.array_equal(X2, X)
+    assert y.tolist() == [0, 1, 8, 9]  # the input is not modified
+
+
+def test_backdoor_stamps_a_fraction_and_relabels_it_to_the_target():
+    X, y = np.zeros((10, 64), np.float32), np.full(10, 5)
+    trigger = Trigger.corner((1, 8, 8), size=2, value=16.0)
+    assert trigger.features == (54, 55, 62, 63)
+    X2, y2 = poison_data(Attack("backdoor", poison_fraction=0.5, target=0), X, y, 10,
+                         trigger=trigger, rng=RNG(0))
+    stamped = np.all(X2[:, list(trigger.features)] == 16.0, axis=1)
+    assert stamped.sum() == 5 and np.all(y2[stamped] == 0) and np.all(y2[~stamped] == 5)
+    with pytest.raises(ConfigError, match="needs a trigger"):
+        poison_data(Attack("backdoor"), X, y, 10, rng=RNG(0))
+    with pytest.raises(ConfigError, match="not a class"):
+        poison_data(Attack("backdoor", target=12), X, y, 10, trigger=trigger, rng=RNG(0))
+
+
+def test_trigger_on_flat_features_takes_the_last_ones():
+    assert Trigger.corner((30,), size=2).features == (26, 27, 28, 29)
+    stamped = apply_trigger(np.zeros((2, 30)), Trigger((0, 29), 7.0))
+    assert stamped[:, [0, 29]].tolist() == [[7.0, 7.0], [7.0, 7.0]] and stamped.sum() == 28
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(-10, 10), min_size=2, max_size=20), st.integers(0, 2**31))
+def test_model_attacks_relative_to_the_honest_delta(values, seed):
+    g = np.zeros(len(values), np.float32)
+    trained = np.asarray(values, np.float32)
+    delta = trained - g
+    flipped = poison_update(Attack("sign_flip"), g, trained, rng=RNG(seed))
+    assert np.allclose(flipped, -delta)
+    boosted = poison_update(Attack("scaling", scale=10), g, trained, rng=RNG(seed))
+    assert np.allclose(boosted, 10 * delta, atol=1e-4)
+    noise = poison_update(Attack("gaussian"), g, trained, rng=RNG(seed))
+    expected = np.linalg.norm(delta) or 1e-3
+    assert np.linalg.norm(noise) == pytest.approx(expected, rel=1e-4)
+    assert np.array_equal(poison_update(Attack("free_rider"), g, trained, rng=RNG(seed)), g)
+    assert np.array_equal(poison_update(Attack("label_flip"), g, trained, rng=RNG(seed)),
+                          trained)
+
+
+def test_attack_success_rate_ignores_inputs_already_of_the_target_class():
+    y = np.array([0, 1, 2, 3])
+    assert attack_success_rate(np.array([0, 0, 0, 3]), y, 0) == pytest.approx(2 / 3)
+    assert attack_success_rate(np.array([0]), np.array([0]), 0) == 0.0
+
+
+@pytest.mark.parametrize("fields", [{"name": "bribe"}, {"scale": 0}, {"flip_scale": -1},
+                                    {"poison_fraction": 0}, {"poison_fraction": 1.5}])
+def test_bad_attack_settings(fields):
+    with pytest.raises(ConfigError):
+        Attack(**fields)
+
+
+def test_free_rider_does_not_train():
+    assert not Attack("free_rider").trains and Attack("label_flip").trains
+
+
+def test_detection_rates_count_flags_over_all_rounds():
+    rounds = [{"submissions": 10, "malicious_submissions": 3, "malicious_flagged": 3,
+               "benign_flagged": 1},
+              {"submissions": 8, "malicious_submissions": 1, "malicious_flagged": 0,
+               "benign_flagged": 0}]
+    rates = detection_rates(rounds)
+    assert rates["tpr"] == pytest.approx(3 / 4) and rates["fpr"] == pytest.approx(1 / 14)
+    assert detection_rates([])["tpr"] == 1.0
