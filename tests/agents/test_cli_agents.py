@@ -1,0 +1,89 @@
+"""The command line end to end: separate `fl-agent` processes cooperate through the chain.
+
+A task is created with `fl-agent task create`; two `fl-agent train` processes and one
+`fl-agent aggregate` process then run it to completion, each on its own, watching events.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from fl_agent.cli import main
+
+
+def fl_agent(*args: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "fl_agent.cli", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_task_create_train_and_aggregate_as_separate_processes(anvil_url, tmp_path: Path):
+    from ape import accounts, networks
+
+    from fl_agent.chain.deployment import deploy_contracts, save_deployment
+    from fl_agent.chain.client import load_project
+
+    deployments = tmp_path / "deployments"
+    with networks.parse_network_choice(anvil_url):
+        record, _ = deploy_contracts(accounts.test_accounts[0], load_project())
+        save_deployment(record, deployments)
+    env = {**os.environ, "FAIRFL_HOME": str(tmp_path / "home"),
+           "FAIRFL_DEPLOYMENTS": str(deployments), "FAIRFL_NETWORK": anvil_url,
+           "COLUMNS": "200"}
+    create = fl_agent("task", "create", "--model", "logreg", "--rounds", "2",
+                      "--min-participants", "2", "--window", "200", "--steps", "5",
+                      "--scoring", "loo", "--account", "TEST::0", "--aggregator", "TEST::1",
+                      env=env)
+    out, _ = create.communicate(timeout=120)
+    assert create.returncode == 0, out
+    assert "task 1 created" in out
+    workers = [fl_agent("train", "--task", "1", "--data", "digits", "--shard", f"{i}/2",
+                        "--account", f"TEST::{2 + i}", "--poll-interval", "0.5", env=env)
+               for i in range(2)]
+    aggregator = fl_agent("aggregate", "--task", "1", "--validation", "digits",
+                          "--account", "TEST::1", "--poll-interval", "0.5", env=env)
+    try:
+        out, _ = aggregator.communicate(timeout=240)
+        assert aggregator.returncode == 0, out
+        assert "round 2 finalized: 2 accepted" in out and "task completed" in out
+        for worker in workers:
+            log, _ = worker.communicate(timeout=60)
+            assert worker.returncode == 0, log
+            assert log.count("submitted") == 2 and "task completed" in log
+    finally:
+        for proc in [*workers, aggregator]:
+            if proc.poll() is None:
+                proc.kill()
+
+    status = CliRunner().invoke(main, ["status"], env=env)
+    assert status.exit_code == 0, status.output
+    assert "completed" in status.output and "2/2" in status.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--task", "1", "--data", "digits", "--shard", "3/2", "--account", "TEST::2"],
+     "--shard must be i/n"),
+    (["task", "create", "--mode", "quantum", "--account", "TEST::0", "--aggregator", "TEST::1"],
+     "unknown training mode"),
+    (["task", "create", "--strategy", "mean", "--account", "TEST::0", "--aggregator",
+      "TEST::1"], "unknown"),
+    (["simulate", "--aggregator", "mean"], "aggregator must be one of"),
+])
+def test_bad_command_lines_say_what_is_wrong(args, message, tmp_path):
+    result = CliRunner().invoke(main, args, env={"FAIRFL_HOME": str(tmp_path),
+                                                 "FAIRFL_DEPLOYMENTS": str(tmp_path),
+                                                 "COLUMNS": "200"})
+    assert result.exit_code != 0
+    assert message in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", ["train", "aggregate", "simulate", "bench", "task create"])
+def test_help_explains_each_command(command):
+    result = CliRunner().invoke(main, [*command.split(), "--help"])
+    assert result.exit_code == 0 and len(result.output) > 300
