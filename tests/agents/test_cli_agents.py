@@ -87,3 +87,21 @@ def test_bad_command_lines_say_what_is_wrong(args, message, tmp_path):
 def test_help_explains_each_command(command):
     result = CliRunner().invoke(main, [*command.split(), "--help"])
     assert result.exit_code == 0 and len(result.output) > 300
+
+
+def test_simulate_command_writes_report_plots_and_summary(tmp_path):
+    import json
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, [
+        "simulate", "--clients", "4", "--malicious", "0.25", "--attack", "free_rider",
+        "--rounds", "2", "--steps", "5", "--scoring", "loo", "--seed", "2", "--out", str(out),
+        "--json", str(tmp_path / "r.json"), "--list-price", "5"],
+        env={"FAIRFL_HOME": str(tmp_path), "COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "Simulation summary" in result.output and "model 1 listed" in result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert len(report["rounds"]) == 2 and report["config"]["attack"] == "free_rider"
+    assert report["detection"]["tpr"] == 1.0  # the free rider is flagged every round
+    assert (out / "accuracy.png").exists() and (out / "participants.png").exists()
+    assert not (out / "chain" / "anvil.pid").exists()  # the private chain was stopped
