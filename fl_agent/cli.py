@@ -221,6 +221,7 @@ def status(network: str | None) -> None:
 
     settings = get_settings()
     network = network or settings.network
+    _quiet_ape()
     with connected(network):
         fairfl = FairFL(load_deployment(network, settings.deployments))
         print_status(fairfl)
