@@ -15,6 +15,7 @@ from fl_agent.aggregation.fairfl import (
     chance_similarity,
     data_driven_eps,
     fairfl_combine,
+    gate_tolerances,
     merge_order,
     norm_screen,
     similarity_outliers,
@@ -35,9 +36,15 @@ EXPECTED_REASON = {
 }
 
 
+# The crafted ``evaluate`` is a distance in units of a 0.05 step, not a validation loss: the
+# default tolerance (0.001, set on the digits loss) would be 2 % of a step there, so these
+# rounds use a gate without slack unless a test says otherwise.
+CRAFTED = {"tolerance": 0.0}
+
+
 def run(r, evaluate=True, **config):
-    return FairFL(**config).aggregate(r.global_params, r.updates, r.num_samples,
-                                      r.evaluate if evaluate else None)
+    return FairFL(**{**CRAFTED, **config}).aggregate(r.global_params, r.updates, r.num_samples,
+                                                     r.evaluate if evaluate else None)
 
 
 @pytest.mark.parametrize("attack", DETECTED)
@@ -119,7 +126,8 @@ def test_the_gate_rejects_a_colluding_cluster_that_lowers_the_validation_score()
         assert r.malicious <= set(report.result.accepted)  # no gate: accepted
         assert r.distance(report.result.params) > 0.2
 
-        gated = FairFL().report(r.global_params, r.updates, r.num_samples, r.evaluate)
+        gated = FairFL(**CRAFTED).report(r.global_params, r.updates, r.num_samples,
+                                         r.evaluate)
         assert r.malicious <= set(gated.result.rejected)
         assert {gated.result.reasons[i] for i in r.malicious} == {Reason.VALIDATION}
         assert set(gated.result.accepted) == r.benign
@@ -263,3 +271,26 @@ def test_merge_order_seeds_with_the_largest_support_then_follows_similarity():
     sims = np.array([0.9, 0.9, 0.5, 0.95, -0.9])
     order = merge_order(deltas, np.ones(5), labels, sims)
     assert order == [((0, 1), 0), ((3,), -1), ((2,), -1), ((4,), -1)]
+
+
+def test_gate_tolerances_scale_with_the_similarity_to_the_global_direction():
+    sims = np.array([0.4, 0.2, 0.1, 0.0, -0.3])
+    np.testing.assert_allclose(gate_tolerances(sims, 0.4, 0.01, 0.5),
+                               [0.01, 0.01, 0.005, 0.0, 0.0])
+    np.testing.assert_allclose(gate_tolerances(sims, 0.4, 0.01, 0.0), [0.01] * 5)
+    np.testing.assert_allclose(gate_tolerances(sims, -0.1, 0.01, 0.5), [0.01] * 5)
+
+
+def test_the_gate_gives_no_slack_to_updates_against_the_global_direction():
+    """A loose tolerance (40 % of a step) lets sign flippers through the gate when everyone
+    gets it; scaled by the similarity to the global direction, they get none and are
+    rejected (the std test is switched off here to isolate the gate)."""
+    for full_at, expected in ((0.0, False), (0.5, True)):
+        caught = []
+        for groups in (1, 3):
+            for seed in SEEDS:
+                r = crafted_round(seed, attack="sign_flip", groups=groups)
+                result = run(r, tolerance=0.02, full_tolerance_at=full_at, similarity_z=100.0)
+                caught.append(r.malicious <= set(result.rejected))
+                assert not set(result.rejected) & r.benign
+        assert all(caught) if expected else not any(caught)

@@ -53,6 +53,7 @@ def test_strategy_names_are_the_issue_list():
     ("fairfl", {"min_samples": 1}),
     ("fairfl", {"eps": 0.0}),
     ("fairfl", {"tolerance": -0.1}),
+    ("fairfl", {"full_tolerance_at": -0.5}),
     ("fairfl", {"free_rider_ratio": 1.0}),
     ("fairfl", {"max_norm_ratio": 1.0}),
     ("fairfl", {"similarity_z": 0}),
