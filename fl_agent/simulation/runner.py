@@ -196,7 +196,15 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
     with simulation_chain(network, workdir, accounts=config.clients + 3) as network_name:
         from ape import chain
 
-        deployer, aggregator_account = dev_account(0), dev_account(1)
+        people = [dev_account(i) for i in range(config.clients + 2)]
+        unfunded = [str(a.address) for a in people if int(a.balance) == 0]
+        if unfunded:
+            raise ConfigError(
+                f"{len(unfunded)} of the {len(people)} test accounts the simulation needs "
+                f"hold no ETH on {network_name} (first: {unfunded[0]}). Simulate on a "
+                "development chain that funds them: the default private anvil, or "
+                "`fl-agent chain up` (30 accounts, so at most 28 clients).")
+        deployer, aggregator_account = people[0], people[1]
         blocks_per_round = config.clients + BLOCKS_PER_ROUND_SLACK
         policy = BlacklistPolicy(max_rejections=config.max_rejections,
                                  window_blocks=config.window_rounds * blocks_per_round)
@@ -218,7 +226,7 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
         participants: list[ParticipantAgent] = []
         malicious: dict[str, bool] = {}
         for plan in clients:
-            account = dev_account(2 + plan.index)
+            account = people[2 + plan.index]
             X, y = splits.train.X[plan.rows], splits.train.y[plan.rows]
             rng = np.random.default_rng(config.seed * 1000 + plan.index)
             hook = None

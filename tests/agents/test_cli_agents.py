@@ -25,8 +25,8 @@ def fl_agent(*args: str, env: dict[str, str]) -> subprocess.Popen:
 def test_task_create_train_and_aggregate_as_separate_processes(anvil_url, tmp_path: Path):
     from ape import accounts, networks
 
-    from fl_agent.chain.deployment import deploy_contracts, save_deployment
     from fl_agent.chain.client import load_project
+    from fl_agent.chain.deployment import deploy_contracts, save_deployment
 
     deployments = tmp_path / "deployments"
     with networks.parse_network_choice(anvil_url):

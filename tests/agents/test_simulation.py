@@ -105,3 +105,10 @@ def test_store_holds_every_global_model(simulated):
 def test_bad_settings_are_refused_before_anything_runs(fields, message):
     with pytest.raises(ConfigError, match=message):
         SimulationConfig.build(**fields)
+
+
+def test_a_chain_without_enough_funded_accounts_is_refused_before_deploying(anvil_url, tmp_path):
+    config = SimulationConfig.build(clients=20, rounds=1)  # the test anvil funds 16 accounts
+    with pytest.raises(ConfigError, match="6 of the 22 test accounts .* hold no ETH"):
+        run_simulation(config, workdir=tmp_path, network=anvil_url)
+    assert not (tmp_path / "deployments").exists()
