@@ -37,7 +37,7 @@ from fl_agent.aggregation import (
     to_reward_shares,
 )
 from fl_agent.aggregation.base import Strategy
-from fl_agent.chain.client import FairFL, _height
+from fl_agent.chain.client import FairFL, chain_height
 from fl_agent.chain.records import RoundResult, RoundStatus, TaskStatus, TxReceipt
 from fl_agent.errors import ChainError, ConfigError, FairFLError
 from fl_agent.learning.metrics import get_metric
@@ -186,7 +186,7 @@ class AggregatorAgent:
         """True once the quorum has submitted or the submission window has closed."""
         rnd = self.fairfl.ledger.round(self.task_id, round_number)
         quorum = self.quorum or max(1, len(self.active_participants()))
-        return rnd.submissions >= quorum or _height() > rnd.deadline_block
+        return rnd.submissions >= quorum or chain_height() > rnd.deadline_block
 
     def finalize(self, round_number: int) -> RoundOutcome:
         """Aggregates, scores and finalizes an open round (see the module docstring)."""

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from fl_agent.chain.client import FairFL
-from fl_agent.chain.records import TaskStatus, TxReceipt
+from fl_agent.chain.client import FairFL, chain_height
+from fl_agent.chain.records import RoundStatus, TaskStatus, TxReceipt
 from fl_agent.chain.watcher import EventWatcher
 from fl_agent.errors import ChainError, ConfigError, ContractRevertError, FairFLError
 from fl_agent.learning.models import check_seed
@@ -133,6 +133,9 @@ class ParticipantAgent:
         membership = self.fairfl.ledger.membership(self.task_id, self.address)
         if membership.last_submitted_round >= round_number:
             return None  # already submitted before a restart
+        if not self._still_open(round_number):
+            self.log(f"round {round_number} is already closed; skipped")
+            return None  # an old round replayed after joining late or a long restart
         global_vector = decode_weights(self.store.get(str(log.globalModelCid)),
                                        self.document.model)
         workload = Workload.from_json(self.store.get(str(log.workloadCid)))
@@ -157,6 +160,12 @@ class ParticipantAgent:
                  f"{steps} steps, {result.train_millis} ms)")
         return Submission(self.task_id, round_number, cid, result.num_samples, steps,
                           result.train_millis, result.loss, receipt)
+
+    def _still_open(self, round_number: int) -> bool:
+        if self.fairfl.ledger.task(self.task_id).current_round != round_number:
+            return False
+        rnd = self.fairfl.ledger.round(self.task_id, round_number)
+        return rnd.status == RoundStatus.OPEN and chain_height() < rnd.deadline_block
 
     def step(self) -> tuple[list[Submission], list[Skipped]]:
         """Handles every new event once; returns what was submitted and what was skipped."""

@@ -117,10 +117,10 @@ class Registry(_Wrapper):
 
     def reputation_history(self, start_block: int = 0) -> Iterator[Any]:
         """Every ``ReputationUpdated`` event since ``start_block``."""
-        return self.contract.ReputationUpdated.range(start_block, _height() + 1)
+        return self.contract.ReputationUpdated.range(start_block, chain_height() + 1)
 
     def blacklist_events(self, start_block: int = 0) -> Iterator[Any]:
-        return self.contract.Blacklisted.range(start_block, _height() + 1)
+        return self.contract.Blacklisted.range(start_block, chain_height() + 1)
 
 
 class Ledger(_Wrapper):
@@ -233,7 +233,7 @@ class Ledger(_Wrapper):
         """Logs of event ``name`` (e.g. ``"UpdateSubmitted"``) since ``start_block``, filtered
         on indexed fields (``taskId=1``)."""
         event = getattr(self.contract, name)
-        logs = event.range(start_block, _height() + 1, search_topics=filters or None)
+        logs = event.range(start_block, chain_height() + 1, search_topics=filters or None)
         return list(logs)
 
 
@@ -320,7 +320,7 @@ def _field(struct: Any, name: str, index: int) -> Any:
     return getattr(struct, name) if hasattr(struct, name) else struct[index]
 
 
-def _height() -> int:
+def chain_height() -> int:
     from ape import chain
 
     return int(chain.blocks.height)

@@ -206,3 +206,18 @@ def test_weights_file_on_the_wire_is_safetensors(world):
     assert blob[8:9] == b"{"  # safetensors: 8-byte header length, then JSON
     assert decode_weights(blob, world.document.model).shape == (650,)
     assert save({"x": np.zeros(1, np.float32)})[8:9] == b"{"
+
+
+def test_a_participant_joining_late_skips_closed_rounds_without_training(world):
+    task_id = world.create_task(rounds=2)
+    people = [world.participant(task_id, i) for i in range(2)]
+    aggregator = world.aggregator_agent(task_id)
+    aggregator.step()
+    for agent in people:
+        agent.step()
+    finalize(aggregator)
+    aggregator.step()  # round 2 opens
+    late = world.participant(task_id, 2)  # its watcher replays RoundStarted 1 and 2
+    submitted, skipped = late.step()
+    assert [s.round for s in submitted] == [2] and skipped == []
+    assert world.fairfl.ledger.membership(task_id, late.address).last_submitted_round == 2
