@@ -162,7 +162,7 @@ class ParticipantAgent:
                           result.train_millis, result.loss, receipt)
 
     def _still_open(self, round_number: int) -> bool:
-        if self.fairfl.ledger.task(self.task_id).current_round != round_number:
+        if int(self.fairfl.ledger.contract.task(self.task_id).currentRound) != round_number:
             return False
         rnd = self.fairfl.ledger.round(self.task_id, round_number)
         return rnd.status == RoundStatus.OPEN and chain_height() < rnd.deadline_block
