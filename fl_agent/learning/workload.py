@@ -12,6 +12,13 @@ Assignments are clamped to ``[min_ratio, max_ratio] * base_steps``: a slow devic
 contributes a real update (a tiny one would look like a free rider), and a fast one cannot
 drift far from the global model. Participants never measured get the base steps.
 
+Timing noise must not move work around: a run shorter than ``min_millis`` (50 ms) is too
+coarse a measurement to tell devices apart (the ledger records whole milliseconds, and a
+small model's round takes a few), so it counts as unmeasured; and a device within
+``dead_band`` (20 %) of the median speed keeps the base steps. Small simulated federations
+on one machine therefore train with the base steps throughout, and their results do not
+depend on the machine's load.
+
 The assignment is a JSON document the aggregator stores in IPFS and names in
 ``startRound``, so it is recorded with the round.
 """
@@ -44,9 +51,12 @@ class Measurement:
 
 
 def assign_steps(participants: list[str], measurements: Mapping[str, Measurement],
-                 base_steps: int, *, min_ratio: float = 0.5,
-                 max_ratio: float = 2.0) -> dict[str, int]:
+                 base_steps: int, *, min_ratio: float = 0.5, max_ratio: float = 2.0,
+                 min_millis: int = 50, dead_band: float = 0.2) -> dict[str, int]:
     """Steps for each of ``participants`` (see the module docstring)."""
+    if not 0 <= dead_band < 1:
+        raise ConfigError(f"dead_band must be in [0, 1), got {dead_band!r}")
+    measurements = {p: m for p, m in measurements.items() if m.training_millis >= min_millis}
     if isinstance(base_steps, bool) or not isinstance(base_steps, int) or base_steps < 1:
         raise ConfigError(f"base_steps must be an integer >= 1, got {base_steps!r}")
     if not 0 < min_ratio <= 1 <= max_ratio or not math.isfinite(max_ratio):
@@ -62,6 +72,8 @@ def assign_steps(participants: list[str], measurements: Mapping[str, Measurement
     for p in participants:
         speed = speeds.get(p)
         if speed is None:
+            steps[p] = base_steps
+        elif abs(speed / median - 1) <= dead_band:
             steps[p] = base_steps
         else:
             wanted = base_steps * (speed / median) if math.isfinite(speed) else high
