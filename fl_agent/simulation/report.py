@@ -161,18 +161,20 @@ def save_plots(report: dict[str, Any], folder: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config = report["config"]
     title = (f"{config['dataset']} · {config['aggregator']} · attack {config['attack']} · "
-             f"{config['clients']} clients, {config['malicious']:.0%} malicious")
+             f"{config['clients']} clients, {len(report['malicious'])} malicious")
     rounds = [r["round"] for r in report["rounds"]]
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
     ax.plot(rounds, [r["accuracy"] for r in report["rounds"]], marker="o", label="accuracy")
     ax.plot(rounds, [r["f1_macro"] for r in report["rounds"]], marker="s", label="macro F1")
     ax.set(xlabel="round", ylabel="test score", ylim=(0, 1), title=title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
