@@ -19,6 +19,7 @@ from fl_agent.aggregation.fairfl import (
     merge_order,
     norm_screen,
     similarity_outliers,
+    strict_noise,
 )
 from fl_agent.errors import ConfigError
 
@@ -294,3 +295,53 @@ def test_the_gate_gives_no_slack_to_updates_against_the_global_direction():
                 caught.append(r.malicious <= set(result.rejected))
                 assert not set(result.rejected) & r.benign
         assert all(caught) if expected else not any(caught)
+
+
+def _a_lone_update_that_barely_helps():
+    """Ten benign clients close to the target ``T``; one (index 10) alone, at cosine ~0.5 to
+    the round: ``0.3 T`` plus an orthogonal part of half ``T``'s length. Added to the
+    aggregate it still shortens the distance to ``T`` a little (a neutral-to-positive gate
+    step), but by ~0.14 of its share of the round's gain."""
+    rng = np.random.default_rng(0)
+    d = 200
+    target = np.zeros(d)
+    target[0] = 0.05
+    benign = target + rng.normal(0.0, 0.002, (10, d))
+    orth = np.zeros(d)
+    orth[1] = 0.025
+    updates = np.vstack([benign, 0.3 * target + orth])
+    return np.zeros(d), updates, np.full(11, 50.0), lambda v: -float(np.linalg.norm(v - target))
+
+
+def test_a_lone_dissimilar_update_must_bring_a_real_gain():
+    g, updates, n, evaluate = _a_lone_update_that_barely_helps()
+    options = {"tolerance": 0.0, "similarity_z": 100.0}  # isolate the gate
+    report = FairFL(**options).report(g, updates, n, evaluate)
+    assert report.labels[10] == -1 and report.reference_similarity[10] < 0.6
+    assert report.result.rejected == (10,)
+    assert report.result.reasons[10] == Reason.VALIDATION
+    # a neutral gain suffices when the rule is off, or once the lone update's share of the
+    # round's gain is within the gate's tolerance (late rounds of a converged model)
+    for off in ({"strict_gain": 0.0}, {"strict_noise_at": 0.0}, {"tolerance": 0.01}):
+        result = FairFL(**{**options, **off}).aggregate(g, updates, n, evaluate)
+        assert result.rejected == ()
+    # a lone update that clearly helps is kept under the strict rule
+    helpful = updates.copy()
+    helpful[10] = 0.9 * updates[0] + updates[10] * 0.3
+    assert FairFL(**options).aggregate(g, helpful, n, evaluate).rejected == ()
+
+
+def test_strict_noise_selects_low_similarity_dbscan_noise_only():
+    labels = np.array([-1, -1, 0, -1])
+    sims = np.array([0.1, 0.3, 0.1, -0.2])
+    np.testing.assert_array_equal(strict_noise(labels, sims, 0.4, 0.6), [True, False, False, True])
+    np.testing.assert_array_equal(strict_noise(labels, sims, 0.4, 0.0), [False] * 4)
+    np.testing.assert_array_equal(strict_noise(labels, sims, -0.1, 0.6), [False] * 4)
+
+
+@pytest.mark.parametrize("option", [{"strict_noise_at": -0.1}, {"strict_noise_at": 1.5},
+                                    {"strict_noise_at": "x"}, {"strict_gain": -1.0},
+                                    {"strict_gain": float("nan")}])
+def test_strict_options_are_validated(option):
+    with pytest.raises(ConfigError):
+        FairFL(**option)
