@@ -4,8 +4,9 @@ Wiring only: chain access goes through :class:`fl_agent.chain.FairFL`, content t
 :class:`~fl_agent.storage.store.ContentStore`, and the learning is the pure functions of
 :mod:`fl_agent.learning`. The agent watches ``RoundStarted`` and ``TaskCompleted`` of its
 task with an :class:`~fl_agent.chain.watcher.EventWatcher` whose cursor lives in
-``state_dir``; after a restart it resumes where it stopped, and the ledger's record of its
-last submitted round guards against submitting twice.
+``state_dir`` (one file per ledger contract, task and account); after a restart it
+resumes where it stopped, and the ledger's record of its last submitted round guards
+against submitting twice.
 
 A round's global model or workload that cannot be fetched or decoded is reported and the
 round skipped; the agent keeps serving the next rounds. A revert of its submission (the
@@ -101,7 +102,8 @@ class ParticipantAgent:
         self.done = task.status == TaskStatus.COMPLETED
         self.watcher = EventWatcher(
             self.fairfl.ledger.contract, ("RoundStarted", "TaskCompleted"),
-            Path(self.state_dir) / f"participant-{self.task_id}-{self.address.lower()}.json",
+            Path(self.state_dir) / (f"participant-{self.fairfl.ledger.address.lower()}-"
+                                    f"{self.task_id}-{self.address.lower()}.json"),
             confirmations=self.confirmations, filters={"taskId": self.task_id})
 
     # -- setup --------------------------------------------------------------------------

@@ -15,6 +15,7 @@ chain.
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fl_agent.aggregation import STRATEGIES
-from fl_agent.errors import ConfigError
+from fl_agent.errors import ChainError, ConfigError
 from fl_agent.learning.data import (
     BUILTIN_DATASETS,
     PARTITION_SCHEMES,
@@ -169,6 +170,8 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
     torch.set_num_threads(1)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    # The agents' event cursors belong to the chain of one run; a rerun starts afresh.
+    shutil.rmtree(workdir / "agents", ignore_errors=True)
     store = store or LocalStore(workdir / "store")
     started = time.perf_counter()
 
@@ -256,10 +259,15 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
                 if not agent.finished:
                     agent.step()
             outcome = aggregator.step()
+            waited = 0
             while not isinstance(outcome, RoundOutcome):
                 # Some participant did not submit (it skipped the round): let the
                 # submission window run out, then finalize with what arrived.
+                if waited > 2 * config.rounds + 10:
+                    raise ChainError("the round's submission window never closed: the chain "
+                                     "is not producing blocks")
                 _let_blocks_pass(blocks_per_round)
+                waited += 1
                 outcome = aggregator.step()
             row = builder.add_round(outcome)
             if on_round is not None:
@@ -293,10 +301,16 @@ def _hook(attack: Attack, rng: np.random.Generator, poison: Callable[..., np.nda
 
 
 def _let_blocks_pass(blocks: int) -> None:
-    """Mines ``blocks`` on a development chain; on a real network, waits a block time."""
+    """Mines ``blocks`` on a development chain (ape's test provider, or anvil reached by URL,
+    whose generic provider does not implement ``mine``); elsewhere waits a block time."""
     from ape import chain
 
     try:
         chain.mine(blocks)
-    except Exception:  # noqa: BLE001 - ape raises several types when a node cannot mine
+        return
+    except Exception:  # noqa: BLE001 - ape raises several types when a provider cannot mine
+        pass
+    try:
+        chain.provider.make_request("anvil_mine", [blocks])
+    except Exception:  # noqa: BLE001 - not anvil: a real chain makes its own blocks
         time.sleep(12)

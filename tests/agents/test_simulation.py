@@ -112,3 +112,23 @@ def test_a_chain_without_enough_funded_accounts_is_refused_before_deploying(anvi
     with pytest.raises(ConfigError, match="6 of the 22 test accounts .* hold no ETH"):
         run_simulation(config, workdir=tmp_path, network=anvil_url)
     assert not (tmp_path / "deployments").exists()
+
+
+def test_a_rerun_in_the_same_folder_starts_afresh(tmp_path):
+    """A second run reuses the folder (store, stale cursors) on a new private chain."""
+    config = SimulationConfig.build(clients=3, malicious=0.0, attack="none", rounds=1,
+                                    steps=5, scoring="loo", aggregator="fedavg")
+    first = run_simulation(config, workdir=tmp_path)
+    second = run_simulation(config, workdir=tmp_path)
+    assert len(second["rounds"]) == 1 and second["rounds"][0]["submissions"] == 3
+    assert second["rounds"][0]["global_cid"] == first["rounds"][0]["global_cid"]
+
+
+def test_blocks_pass_on_anvil_reached_by_url(connected):
+    from ape import chain
+
+    from fl_agent.simulation.runner import _let_blocks_pass
+
+    height = chain.blocks.height
+    _let_blocks_pass(7)
+    assert chain.blocks.height == height + 7
