@@ -16,6 +16,7 @@ fl-agent bench           the target setting for every attack; a Markdown table o
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,6 +58,19 @@ def connected(network: str) -> Iterator[None]:
         raise
 
 
+@contextmanager
+def deployed(network: str | None) -> Iterator[tuple[Settings, Any]]:
+    """Connects to ``network`` (default: FAIRFL_NETWORK) and yields the settings and the
+    FairFL deployment recorded for it."""
+    from fl_agent.chain import FairFL, load_deployment
+
+    settings = get_settings()
+    network = network or settings.network
+    _quiet_ape()
+    with connected(network):
+        yield settings, FairFL(load_deployment(network, settings.deployments))
+
+
 def resolve_account(alias: str) -> Any:
     """``TEST::3`` is ape's 4th test account; anything else is an ape account alias."""
     from ape import accounts
@@ -68,7 +82,13 @@ def resolve_account(alias: str) -> Any:
             return dev_account(int(alias.split("::", 1)[1]))
         except ValueError:
             raise FairFLError(f"bad test account {alias!r}: use TEST::<number>") from None
-    return accounts.load(alias)
+    try:
+        return accounts.load(alias)
+    except Exception as err:  # noqa: BLE001 - ape raises IndexError and its own types
+        raise FairFLError(
+            f"no ape account named {alias!r} ({err}); `ape accounts list` shows them and "
+            "`ape accounts import NAME` adds one; on a local chain use TEST::<number>"
+        ) from err
 
 
 def fmt_flt(amount: int) -> str:
@@ -217,13 +237,7 @@ def storage_get(cid: str, output: str, ipfs: str | None) -> None:
 @click.option("--network", default=None, help="ape network choice (default: FAIRFL_NETWORK).")
 def status(network: str | None) -> None:
     """Print tasks, participants and listed models, read from the chain."""
-    from fl_agent.chain import FairFL, load_deployment
-
-    settings = get_settings()
-    network = network or settings.network
-    _quiet_ape()
-    with connected(network):
-        fairfl = FairFL(load_deployment(network, settings.deployments))
+    with deployed(network) as (_, fairfl):
         print_status(fairfl)
 
 
@@ -368,7 +382,6 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
     applies, training plan, aggregation rule) goes to IPFS; its CID is recorded on chain.
     """
     from fl_agent.aggregation import get_strategy
-    from fl_agent.chain import FairFL, load_deployment
     from fl_agent.chain.records import TaskSpec, TrainingMode
     from fl_agent.learning.data import load_dataset
     from fl_agent.learning.metrics import get_metric
@@ -389,16 +402,12 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
         training=TrainingPlan(steps=steps, batch_size=batch_size, lr=lr),
         aggregation=AggregationPlan(strategy=strategy, scoring=scoring))
     store = _store(ipfs)
-    settings = get_settings()
-    network = network or settings.network
-    _quiet_ape()
-    with connected(network):
-        fairfl = FairFL(load_deployment(network, settings.deployments))
+    with deployed(network) as (_, fairfl):
         creator = resolve_account(account)
-        try:
-            aggregator_address = resolve_account(aggregator_alias).address
-        except Exception:  # noqa: BLE001 - not an alias: take it as an address
+        if re.fullmatch(r"0x[0-9a-fA-F]{40}", aggregator_alias):
             aggregator_address = aggregator_alias
+        else:
+            aggregator_address = resolve_account(aggregator_alias).address
         model_cid = store.add(encode_weights(spec, init_params(spec, seed)))
         spec_cid = store.add(document.to_json())
         task_id, receipt = fairfl.ledger.create_task(TaskSpec(
@@ -439,14 +448,8 @@ def train(task_id: int, data: str, shard: str | None, partition_scheme: str, alp
     import time
 
     from fl_agent.agents import ParticipantAgent
-    from fl_agent.chain import FairFL, load_deployment
-
     X, y = _shard(data, shard, partition_scheme, alpha, seed, "train")
-    settings = get_settings()
-    network = network or settings.network
-    _quiet_ape()
-    with connected(network):
-        fairfl = FairFL(load_deployment(network, settings.deployments))
+    with deployed(network) as (settings, fairfl):
         agent = ParticipantAgent(fairfl, _store(ipfs), resolve_account(account), task_id, X, y,
                                  settings.home / "agents", seed=seed,
                                  confirmations=settings.confirmations, log=console.print)
@@ -486,14 +489,8 @@ def aggregate(task_id: int, validation: str, quorum: int | None, seed: int,
     import time
 
     from fl_agent.agents import AggregatorAgent, RoundOutcome
-    from fl_agent.chain import FairFL, load_deployment
-
     X, y = _shard(validation, None, "iid", 0.5, seed, "validation")
-    settings = get_settings()
-    network = network or settings.network
-    _quiet_ape()
-    with connected(network):
-        fairfl = FairFL(load_deployment(network, settings.deployments))
+    with deployed(network) as (settings, fairfl):
         agent = AggregatorAgent(fairfl, _store(ipfs), resolve_account(account), task_id, X, y,
                                 settings.home / "agents", quorum=quorum, log=console.print)
         while not agent.finished:

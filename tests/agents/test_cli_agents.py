@@ -105,3 +105,13 @@ def test_simulate_command_writes_report_plots_and_summary(tmp_path):
     assert report["detection"]["tpr"] == 1.0  # the free rider is flagged every round
     assert (out / "accuracy.png").exists() and (out / "participants.png").exists()
     assert not (out / "chain" / "anvil.pid").exists()  # the private chain was stopped
+
+
+def test_an_unknown_account_alias_says_how_to_add_one():
+    from fl_agent.cli import resolve_account
+    from fl_agent.errors import FairFLError
+
+    with pytest.raises(FairFLError, match="ape accounts import"):
+        resolve_account("nobody-here")
+    with pytest.raises(FairFLError, match="TEST::<number>"):
+        resolve_account("TEST::two")
