@@ -76,7 +76,7 @@ def resolve_account(alias: str) -> Any:
     from ape import accounts
 
     if alias.upper().startswith("TEST::"):
-        from fl_agent.simulation.runner import dev_account
+        from fl_agent.chain.node import dev_account
 
         try:
             return dev_account(int(alias.split("::", 1)[1]))

@@ -38,7 +38,7 @@ from fl_agent.aggregation import (
 )
 from fl_agent.aggregation.base import Strategy
 from fl_agent.chain.client import FairFL, chain_height
-from fl_agent.chain.records import RoundResult, RoundStatus, TaskStatus, TxReceipt
+from fl_agent.chain.records import RoundResult, RoundStatus, Task, TaskStatus, TxReceipt
 from fl_agent.errors import ChainError, ConfigError, FairFLError
 from fl_agent.learning.metrics import get_metric
 from fl_agent.learning.training import evaluate, validation_loss
@@ -168,9 +168,10 @@ class AggregatorAgent:
             self.measurements[who] = Measurement(workload.steps_for(who), workload.batch_size,
                                                  int(log.trainingMillis))
 
-    def open_round(self) -> tuple[int, TxReceipt, Workload]:
-        """Assigns the workload and starts the next round."""
-        task = self.fairfl.ledger.task(self.task_id)
+    def open_round(self, task: Task | None = None) -> tuple[int, TxReceipt, Workload]:
+        """Assigns the workload and starts the next round (``task``: its state, if just
+        read)."""
+        task = task or self.fairfl.ledger.task(self.task_id)
         plan = self.document.training
         people = [p.lower() for p in self.active_participants()]
         workload = Workload(task.current_round + 1, plan.batch_size,
@@ -270,7 +271,7 @@ class AggregatorAgent:
                 self.fairfl.ledger.round(self.task_id, current).status == RoundStatus.FINALIZED:
             if task.participant_count < task.min_participants:
                 return None
-            return self.open_round()
+            return self.open_round(task)
         if self.ready(current):
             return self.finalize(current)
         return None

@@ -15,6 +15,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -28,6 +29,17 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def dev_account(index: int) -> Any:
+    """The ``index``-th account of the test mnemonic (funded by ``fl-agent chain up`` and by
+    the simulation's private anvil)."""
+    from ape import accounts
+
+    manager = accounts.test_accounts
+    if index < manager.number_of_accounts:
+        return manager[index]
+    return manager.containers["test"].generate_account(index=index)
 
 
 @dataclass(frozen=True)

@@ -94,10 +94,9 @@ class ReportBuilder:
         if self.trigger is not None:
             final["backdoor_asr"] = self.backdoor_asr(self.final_params)
         detection = detection_rates(self.rounds)
-        earned = fairfl.ledger.contributions(task_id)
+        earned = {k.lower(): v for k, v in fairfl.ledger.contributions(task_id).items()}
         addresses = list(self.malicious)
-        rewards = {a: int(next((v for k, v in earned.items() if k.lower() == a), 0))
-                   for a in addresses}
+        rewards = {a: int(earned.get(a, 0)) for a in addresses}
         people = {p.address.lower(): p for p in fairfl.registry.participants()}
         total = sum(rewards.values())
         bad_total = sum(v for a, v in rewards.items() if self.malicious[a])

@@ -137,17 +137,6 @@ def simulation_chain(network: str | None, workdir: Path, accounts: int) -> Itera
         node.stop()
 
 
-def dev_account(index: int) -> Any:
-    """The ``index``-th account of the test mnemonic (funded by ``fl-agent chain up`` and by
-    the simulation's private anvil)."""
-    from ape import accounts
-
-    manager = accounts.test_accounts
-    if index < manager.number_of_accounts:
-        return manager[index]
-    return manager.containers["test"].generate_account(index=index)
-
-
 def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | None = None,
                    deployments: Path | None = None, store: Any = None,
                    on_round: Callable[[dict[str, Any]], None] | None = None,
@@ -159,6 +148,7 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
     from fl_agent.aggregation import get_strategy
     from fl_agent.chain.client import FairFL, load_project
     from fl_agent.chain.deployment import BlacklistPolicy, deploy_contracts, save_deployment
+    from fl_agent.chain.node import dev_account
     from fl_agent.chain.records import TaskSpec, TrainingMode
     from fl_agent.learning.models import ModelSpec, init_params
     from fl_agent.learning.task_doc import AggregationPlan, DataSpec, TaskDocument, TrainingPlan

@@ -91,9 +91,9 @@ class World:
 def world(connected: str, tmp_path: Path) -> World:
     from fl_agent.chain.client import FairFL, load_project
     from fl_agent.chain.deployment import deploy_contracts
+    from fl_agent.chain.node import dev_account
     from fl_agent.learning import ModelSpec, load_dataset, split_dataset
     from fl_agent.learning.task_doc import DataSpec, TaskDocument, TrainingPlan
-    from fl_agent.simulation.runner import dev_account
     from fl_agent.storage.store import LocalStore
 
     accounts = [dev_account(i) for i in range(8)]

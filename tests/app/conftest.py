@@ -18,7 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness import APP_MAIN, REPO, ChainUnderTest, free_port, rpc_answers, stop, wait_until
+from fl_agent.chain.node import free_port
+from harness import APP_MAIN, REPO, ChainUnderTest, rpc_answers, stop, wait_until
 from ledger_story import populate
 
 HERE = Path(__file__).resolve().parent

@@ -1,8 +1,7 @@
-"""Helpers of the app tests: free ports, waiting for servers, stopping what a fixture started."""
+"""Helpers of the app tests: waiting for servers, stopping what a fixture started."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -14,12 +13,6 @@ from ledger_story import Story
 
 REPO = Path(__file__).resolve().parents[2]
 APP_MAIN = REPO / "app" / "main.py"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(check, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:

@@ -13,7 +13,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from harness import APP_MAIN, ChainUnderTest, free_port, rpc
+from fl_agent.chain.node import free_port
+from harness import APP_MAIN, ChainUnderTest, rpc
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
