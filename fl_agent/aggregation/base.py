@@ -48,6 +48,7 @@ class Reason(StrEnum):
     NO_SAMPLES = "no_samples"  # trained on zero samples
     FREE_RIDER = "free_rider"  # (nearly) re-submitted the global model: zero delta
     NORM_OUTLIER = "norm_outlier"  # delta far longer than the others' (scaling attack)
+    TRIGGER = "trigger"  # input-layer change piled on a few input features (backdoor, fairfl)
     NOISE = "noise"  # shares no direction with any other update beyond chance (fairfl)
     DISSIMILAR = "dissimilar"  # direction unlike the aggregate's (fairfl)
     VALIDATION = "validation"  # including it made the validation score worse (fairfl)

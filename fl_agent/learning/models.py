@@ -215,6 +215,18 @@ def param_layout(spec: ModelSpec) -> tuple[ParamSlot, ...]:
     return tuple(slots)
 
 
+def input_layer(spec: ModelSpec) -> tuple[int, int, int] | None:
+    """``(offset, units, features)`` of the dense weight that reads the raw input features
+    (``fc1`` of an ``"mlp"``, the only layer of a ``"logreg"``): the row-major
+    ``units x features`` matrix at ``vector[offset:offset + units * features]``, one column
+    per input feature. ``None`` for a ``"cnn"``, whose first layer is a convolution and has
+    no column per feature."""
+    first = param_layout(spec)[0]
+    if len(first.shape) != 2 or first.shape[1] != spec.num_features:
+        return None
+    return first.offset, first.shape[0], first.shape[1]
+
+
 def param_count(spec: ModelSpec) -> int:
     """Length of the flat parameter vector of ``spec``."""
     last = param_layout(spec)[-1]

@@ -221,3 +221,30 @@ def test_a_participant_joining_late_skips_closed_rounds_without_training(world):
     submitted, skipped = late.step()
     assert [s.round for s in submitted] == [2] and skipped == []
     assert world.fairfl.ledger.membership(task_id, late.address).last_submitted_round == 2
+
+
+def test_the_aggregator_points_fairfl_at_the_models_input_layer(world):
+    from fl_agent.aggregation import FairFL, FedAvg
+    from fl_agent.learning import input_layer
+
+    task_id = world.create_task()
+    from_document = world.aggregator_agent(task_id).strategy
+    assert isinstance(from_document, FairFL)
+    assert from_document.input_layer == input_layer(world.document.model) == (0, 10, 64)
+    given = world.aggregator_agent(task_id, strategy=FairFL(tolerance=0.002)).strategy
+    assert (given.input_layer, given.tolerance) == ((0, 10, 64), 0.002)
+    pinned = world.aggregator_agent(task_id, strategy=FairFL(input_layer=(1, 2, 3))).strategy
+    assert pinned.input_layer == (1, 2, 3)
+    assert world.aggregator_agent(task_id, strategy=FedAvg()).strategy == FedAvg()
+
+
+@pytest.mark.parametrize(("spec", "feature_shape", "layer"), [
+    (ModelSpec(name="mlp", input_shape=(64,), num_classes=10), (8, 8), (0, 64, 64)),
+    (ModelSpec(name="logreg", input_shape=(64,), num_classes=10), (1, 8, 8), (0, 10, 64)),
+    (ModelSpec(name="mlp", input_shape=(30,), num_classes=2), (30,), None),  # tabular
+    (ModelSpec(name="cnn", input_shape=(1, 8, 8), num_classes=10), (1, 8, 8), None),
+])
+def test_the_trigger_screen_reads_image_data_only(spec, feature_shape, layer):
+    from fl_agent.agents.aggregator import trigger_screen_layer
+
+    assert trigger_screen_layer(spec, feature_shape) == layer

@@ -83,6 +83,22 @@ def test_the_attacker_is_caught_and_unpaid(simulated):
         assert attacker not in [a.lower() for a in row["accepted"]]
 
 
+def test_backdoor_attackers_are_stopped_by_the_trigger_screen(anvil_url, tmp_path):
+    config = SimulationConfig.build(clients=6, malicious=0.34, attack="backdoor", rounds=2,
+                                    scoring="loo", seed=1)
+    report = run_simulation(config, workdir=tmp_path, network=anvil_url)
+    attackers = set(report["malicious"])
+    assert len(attackers) == 2
+    for row in report["rounds"]:
+        why = {a.lower(): reason for a, reason in row["reasons"].items()}
+        assert {a for a, reason in why.items() if reason == "trigger"} == attackers
+        assert not attackers & {a.lower() for a in row["accepted"]}
+    assert report["detection"]["tpr"] == 1.0
+    assert all(report["rewards"][a] == 0 for a in attackers)
+    # the backdoor never entered the global model: triggered test inputs keep their class
+    assert report["final"]["backdoor_asr"] < 0.1
+
+
 def test_store_holds_every_global_model(simulated):
     from fl_agent.learning.models import ModelSpec
     from fl_agent.learning.weights import decode_weights

@@ -15,6 +15,7 @@ from fl_agent.learning.models import (
     ModelSpec,
     build_model,
     init_params,
+    input_layer,
     model_from_vector,
     param_count,
     param_layout,
@@ -180,3 +181,29 @@ def test_seeds_are_checked(seed):
 
 def test_largest_seed_is_accepted():
     assert init_params(LOGREG, 2**32 - 1).size == param_count(LOGREG)
+
+
+@pytest.mark.parametrize(("name", "hidden", "units"), [("mlp", (32, 16), 32), ("logreg", (), 3)])
+def test_input_layer_has_one_column_per_input_feature(name, hidden, units):
+    spec = ModelSpec(name=name, input_shape=(2, 5), num_classes=3, hidden=hidden)
+    assert input_layer(spec) == (0, units, 10)
+    offset, rows, features = input_layer(spec)
+    model = build_model(spec, seed=4)
+    block = params_to_vector(model)[offset:offset + rows * features].reshape(rows, features)
+    first = next(model.parameters())  # the dense layer that reads the flattened input
+    assert np.array_equal(block, first.detach().numpy())
+    # column j moves with input feature j: only it changes the output when it is zeroed
+    x = torch.zeros(1, 2, 5)
+    x[0, 1, 2] = 1.0
+    with torch.no_grad():
+        before = model(x)
+        first[:, 7] = 0.0  # feature (1, 2) flattened
+        assert not torch.equal(model(x), before)
+        first[:, 3] = 0.0
+        after = model(x)
+        first[:, 3] = 1.0
+        assert torch.equal(model(x), after)
+
+
+def test_a_cnn_has_no_input_layer():
+    assert input_layer(ModelSpec(name="cnn", input_shape=(1, 8, 8), num_classes=10)) is None
