@@ -20,6 +20,7 @@ from fl_agent.aggregation.fairfl import (
     norm_screen,
     similarity_outliers,
     strict_noise,
+    validation_gate,
 )
 from fl_agent.errors import ConfigError
 
@@ -345,3 +346,25 @@ def test_strict_noise_selects_low_similarity_dbscan_noise_only():
 def test_strict_options_are_validated(option):
     with pytest.raises(ConfigError):
         FairFL(**option)
+
+
+def _two_lone_units(a):
+    """Unit ``a`` comes first in the walk; the second, ``b``, is good alone. The target is
+    (1, 1); the global model is at the origin; ``evaluate`` is minus the squared distance."""
+    target = np.array([1.0, 1.0])
+    deltas = np.array([a, [0.2, 1.6]])
+    return validation_gate([((0,), -1), ((1,), -1)], deltas, np.ones(2),
+                           lambda p: -float(np.sum((p - target) ** 2)), np.zeros(2), -2.0, 0.0)
+
+
+def test_the_rescue_lets_back_an_update_the_walk_judged_on_a_partial_sum():
+    # alone at half weight, a = (2.2, -1) moves away from the target (2.26 > 2), so the walk
+    # turns it away; added to b it helps: (a + b) / 2 is at 0.53, b alone at 1.0
+    kept, steps, dropped, rescued = _two_lone_units([2.2, -1.0])
+    assert [s.kept for s in steps] == [(), (1,)]
+    assert (kept, dropped, rescued) == ([1, 0], [], [0])
+
+
+def test_the_rescue_keeps_out_an_update_that_hurts_the_aggregate():
+    kept, _, dropped, rescued = _two_lone_units([-1.0, -1.0])  # (a + b) / 2 is at 2.45
+    assert (kept, dropped, rescued) == ([1], [], [])

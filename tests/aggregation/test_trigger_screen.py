@@ -149,7 +149,8 @@ def test_the_statistic_ignores_update_length_and_order(deltas, factors, seed):
     order = np.random.default_rng(seed).permutation(deltas.shape[0])
     excess = trigger_excess(deltas, layer)
     assert np.allclose(trigger_excess(deltas[order], layer), excess[order])
-    assert np.all(excess >= -1e-12) and np.all(excess <= 1.0 + 1e-12)
+    assert np.all(np.abs(excess) <= 1.0 + 1e-12)
+    assert np.all(excess[sums == 0.0] <= 0.0)  # no input-layer change is never a trigger
 
 
 # ------------------------------------------------------------------------ real training
