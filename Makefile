@@ -4,6 +4,7 @@ VENV  := .venv
 BIN   := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 NETWORK ?= ethereum:local:node
+BENCH_SEEDS ?= 1,2,3
 APE_QUIET := -v WARNING
 
 .PHONY: help setup compile test test-contracts test-python gas chain chain-down deploy demo story bench app lint clean
@@ -46,8 +47,8 @@ demo: chain ## The main job: 20 agents train on the shared chain (6 attack), mod
 story: deploy ## A scripted walk through every contract call (register ... buy, withdraw)
 	@ape run story --network $(NETWORK) $(APE_QUIET)
 
-bench: setup ## Every attack in the target setting, each on its own anvil; table in docs/benchmarks.md
-	@fl-agent bench
+bench: setup ## Every attack in the target setting on seeds $(BENCH_SEEDS), each run on its own anvil; table in docs/benchmarks.md
+	@fl-agent bench --seeds $(BENCH_SEEDS)
 
 app: chain ## Open the Streamlit app on http://localhost:8501
 	streamlit run app/main.py --browser.gatherUsageStats false --client.toolbarMode minimal

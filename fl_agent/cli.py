@@ -621,14 +621,15 @@ def print_simulation_summary(report: dict[str, Any]) -> None:
               "free_rider", show_default=True, help="Comma-separated attacks to run.")
 @click.option("--aggregators", default="fairfl", show_default=True,
               help="Comma-separated rules to compare (clean FedAvg always runs).")
-@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--seeds", default="1", show_default=True,
+              help="Comma-separated seeds; each runs clean FedAvg and every attack.")
 @click.option("--rounds", type=click.IntRange(1), default=20, show_default=True)
 @click.option("--clients", type=click.IntRange(2, 200), default=20, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default="reports/bench",
               show_default=True, help="Folder for every run's report and plots.")
 @click.option("--markdown", type=click.Path(dir_okay=False), default="docs/benchmarks.md",
               show_default=True, help="Where to write the results table.")
-def bench(attacks: str, aggregators: str, seed: int, rounds: int, clients: int, out: str,
+def bench(attacks: str, aggregators: str, seeds: str, rounds: int, clients: int, out: str,
           markdown: str) -> None:
     """Run the benchmark setting (digits, Dirichlet 0.5, 30% malicious) per attack.
 
@@ -645,26 +646,35 @@ def bench(attacks: str, aggregators: str, seed: int, rounds: int, clients: int, 
     from fl_agent.simulation.report import save_plots, write_report
     from fl_agent.simulation.runner import SimulationConfig, run_simulation
 
-    plan = [("fedavg", "none", 0.0)] + [
-        (rule, attack, 0.3) for rule in aggregators.split(",") for attack in attacks.split(",")]
+    try:
+        seed_list = list(dict.fromkeys(int(s) for s in seeds.split(",")))
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {seeds!r}",
+                                 param_hint="--seeds") from None
+    plan = []
+    for seed in seed_list:
+        plan.append((seed, "fedavg", "none", 0.0))
+        plan += [(seed, rule, attack, 0.3) for rule in aggregators.split(",")
+                 for attack in attacks.split(",")]
     reports = []
     _quiet_ape()
     columns = (TextColumn("{task.description}"), MofNCompleteColumn(), BarColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
         runs = progress.add_task("benchmark runs", total=len(plan))
-        for rule, attack, share in plan:
-            progress.update(runs, description=f"{rule} / {attack}")
+        for seed, rule, attack, share in plan:
+            progress.update(runs, description=f"seed {seed}: {rule} / {attack}")
             config = SimulationConfig.build(aggregator=rule, attack=attack, malicious=share,
                                             seed=seed, rounds=rounds, clients=clients)
-            folder = Path(out) / f"{attack}-{rule}" if share else Path(out) / "clean-fedavg"
+            name = f"{attack}-{rule}" if share else "clean-fedavg"
+            folder = Path(out) / f"seed{seed}" / name
             report = run_simulation(config, workdir=folder)
             write_report(report, folder / "report.json")
             save_plots(report, folder)
             reports.append(report)
             progress.advance(runs)
     rows = bench_rows(reports)
-    text = bench_markdown(rows, seed=seed)
+    text = bench_markdown(rows)
     Path(markdown).parent.mkdir(parents=True, exist_ok=True)
     Path(markdown).write_text(text)
     console.print(text)

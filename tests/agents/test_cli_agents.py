@@ -73,6 +73,7 @@ def test_task_create_train_and_aggregate_as_separate_processes(anvil_url, tmp_pa
     (["task", "create", "--strategy", "mean", "--account", "TEST::0", "--aggregator",
       "TEST::1"], "unknown"),
     (["simulate", "--aggregator", "mean"], "aggregator must be one of"),
+    (["bench", "--seeds", "1,two"], "expected comma-separated integers"),
 ])
 def test_bad_command_lines_say_what_is_wrong(args, message, tmp_path):
     result = CliRunner().invoke(main, args, env={"FAIRFL_HOME": str(tmp_path),
