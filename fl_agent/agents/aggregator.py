@@ -43,7 +43,7 @@ from fl_agent.chain.client import FairFL, chain_height
 from fl_agent.chain.records import RoundResult, RoundStatus, Task, TaskStatus, TxReceipt
 from fl_agent.errors import ChainError, ConfigError, FairFLError
 from fl_agent.learning.metrics import get_metric
-from fl_agent.learning.models import ModelSpec, input_layer
+from fl_agent.learning.models import ModelSpec, input_layer, param_count
 from fl_agent.learning.training import evaluate, validation_loss
 from fl_agent.learning.weights import decode_weights, encode_weights
 from fl_agent.learning.workload import Measurement, Workload, assign_steps
@@ -93,13 +93,13 @@ def trigger_screen_layer(spec: ModelSpec, feature_shape: tuple[int, ...]
     """The input layer FairFL's trigger screen reads (its step 1b), or None to skip it.
 
     Only for image data (``feature_shape``, the data's shape before a dense model flattens
-    it, has two or more axes) read by a dense layer: a trigger patch
-    shows as a few pixel columns carrying most of the change, and pixels are alike enough
-    for that to stand out. Tabular features differ in scale and tail, and an honest client
-    piles its change on a heavy-tailed one (breast_cancer without attack: 3 % of honest MLP
-    and 13 % of honest logistic-regression updates were taken for triggers), so a tabular
-    task is screened only if it names ``input_layer`` in its aggregation options. A CNN has
-    no per-feature input layer."""
+    it, has two or more axes) read by a dense layer: a trigger patch shows as a few pixel
+    columns carrying most of the change, and pixels are alike enough for that to stand out.
+    Tabular features differ in scale and tail, and an honest client piles its change on a
+    heavy-tailed one (breast_cancer without attack: 3 % of honest MLP and 13 % of honest
+    logistic-regression updates were taken for triggers), so a tabular task is screened
+    only if it names ``input_layer`` in its aggregation options. A CNN has no per-feature
+    input layer."""
     return input_layer(spec) if len(feature_shape) >= 2 else None
 
 
@@ -139,6 +139,13 @@ class AggregatorAgent:
             self.strategy = dataclasses.replace(
                 self.strategy, input_layer=trigger_screen_layer(
                     self.document.model, self.document.data.feature_shape))
+        layer = getattr(self.strategy, "input_layer", None)
+        if layer is not None and layer[0] + layer[1] * layer[2] > param_count(
+                self.document.model):
+            raise ConfigError(f"the aggregation option input_layer={list(layer)} does not fit "
+                              f"the task's {self.document.model.name} "
+                              f"({param_count(self.document.model)} parameters); remove it "
+                              "to let the aggregator find the model's input layer")
         if self.quorum is not None and self.quorum < 1:
             raise ConfigError(f"quorum must be >= 1, got {self.quorum}")
         self.measurements: dict[str, Measurement] = {}

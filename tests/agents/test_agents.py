@@ -248,3 +248,11 @@ def test_the_trigger_screen_reads_image_data_only(spec, feature_shape, layer):
     from fl_agent.agents.aggregator import trigger_screen_layer
 
     assert trigger_screen_layer(spec, feature_shape) == layer
+
+
+def test_an_input_layer_that_does_not_fit_the_model_is_refused_at_start(world):
+    from fl_agent.aggregation import FairFL
+
+    task_id = world.create_task()
+    with pytest.raises(ConfigError, match="input_layer=.*does not fit the task's logreg"):
+        world.aggregator_agent(task_id, strategy=FairFL(input_layer=(600, 10, 64)))
