@@ -140,12 +140,11 @@ class AggregatorAgent:
                 self.strategy, input_layer=trigger_screen_layer(
                     self.document.model, self.document.data.feature_shape))
         layer = getattr(self.strategy, "input_layer", None)
-        if layer is not None and layer[0] + layer[1] * layer[2] > param_count(
-                self.document.model):
+        size = param_count(self.document.model)
+        if layer is not None and layer[0] + layer[1] * layer[2] > size:
             raise ConfigError(f"the aggregation option input_layer={list(layer)} does not fit "
-                              f"the task's {self.document.model.name} "
-                              f"({param_count(self.document.model)} parameters); remove it "
-                              "to let the aggregator find the model's input layer")
+                              f"the task's {self.document.model.name} ({size} parameters); "
+                              "remove it to let the aggregator find the model's input layer")
         if self.quorum is not None and self.quorum < 1:
             raise ConfigError(f"quorum must be >= 1, got {self.quorum}")
         self.measurements: dict[str, Measurement] = {}
@@ -246,7 +245,8 @@ class AggregatorAgent:
         shares = [0] * len(logs)
         params = global_vector
         if usable:
-            result = self.strategy.aggregate(global_vector, np.stack(vectors), samples,
+            updates = np.stack(vectors)
+            result = self.strategy.aggregate(global_vector, updates, samples,
                                              evaluate=self.gate)
             params = np.asarray(result.params, dtype=np.float32)
             accepted = {usable[j] for j in result.accepted}
@@ -254,7 +254,7 @@ class AggregatorAgent:
                 reasons[usable[j]] = str(why)
             if result.accepted:
                 plan = self.document.aggregation
-                local = contribution_scores(self.strategy, global_vector, np.stack(vectors),
+                local = contribution_scores(self.strategy, global_vector, updates,
                                             samples, result.accepted, self.score,
                                             method=plan.scoring,
                                             num_permutations=plan.permutations,

@@ -180,12 +180,10 @@ class ParticipantAgent:
                 outcome = self.handle(log)
                 if outcome is not None:
                     submitted.append(outcome)
-            except ContractRevertError as err:
-                if err.error_name == "TaskLedgerBlacklisted":
-                    self.blacklisted = True
-                skipped.append(Skipped(_round_of(log), str(err)))
-                self.log(f"[yellow]round skipped:[/] {err}")
             except FairFLError as err:
+                if isinstance(err, ContractRevertError) \
+                        and err.error_name == "TaskLedgerBlacklisted":
+                    self.blacklisted = True
                 skipped.append(Skipped(_round_of(log), str(err)))
                 self.log(f"[yellow]round skipped:[/] {err}")
             self.watcher.ack(log)

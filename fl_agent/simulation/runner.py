@@ -35,7 +35,14 @@ from fl_agent.learning.data import (
     partition,
     split_dataset,
 )
-from fl_agent.simulation.attacks import ATTACKS, Attack
+from fl_agent.simulation.attacks import (
+    ATTACKS,
+    MODEL_ATTACKS,
+    Attack,
+    Trigger,
+    poison_data,
+    poison_update,
+)
 
 FLT = 10**18
 
@@ -153,7 +160,6 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
     from fl_agent.learning.models import ModelSpec, init_params
     from fl_agent.learning.task_doc import AggregationPlan, DataSpec, TaskDocument, TrainingPlan
     from fl_agent.learning.weights import encode_weights
-    from fl_agent.simulation.attacks import Trigger, poison_data, poison_update
     from fl_agent.simulation.report import ReportBuilder
     from fl_agent.storage.store import LocalStore
 
@@ -225,8 +231,8 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
             hook = None
             if plan.malicious:
                 X, y = poison_data(attack, X, y, dataset.num_classes, trigger=trigger, rng=rng)
-                if config.attack in ("sign_flip", "scaling", "gaussian", "free_rider"):
-                    hook = _hook(attack, rng, poison_update)
+                if config.attack in MODEL_ATTACKS:
+                    hook = _hook(attack, rng)
             agent = ParticipantAgent(fairfl, store, account, task_id, X, y,
                                      workdir / "agents", seed=config.seed * 1000 + plan.index,
                                      update_hook=hook,
@@ -283,10 +289,9 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
     return report
 
 
-def _hook(attack: Attack, rng: np.random.Generator, poison: Callable[..., np.ndarray]
-          ) -> Callable[[np.ndarray, Any], np.ndarray]:
+def _hook(attack: Attack, rng: np.random.Generator) -> Callable[[np.ndarray, Any], np.ndarray]:
     def hook(global_vector: np.ndarray, result: Any) -> np.ndarray:
-        return poison(attack, global_vector, result.vector, rng=rng)
+        return poison_update(attack, global_vector, result.vector, rng=rng)
     return hook
 
 
