@@ -42,6 +42,16 @@ class Settings(BaseSettings):
         return self.home / "store"
 
     @property
+    def keys_dir(self) -> Path:
+        """Content keys of the models this machine listed (its key agent serves them)."""
+        return self.home / "keys"
+
+    @property
+    def agents_dir(self) -> Path:
+        """Event cursors of the agents run on this machine."""
+        return self.home / "agents"
+
+    @property
     def rpc_url(self) -> str:
         return f"http://{self.rpc_host}:{self.rpc_port}"
 

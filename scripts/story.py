@@ -21,7 +21,7 @@ from safetensors.numpy import save
 from fl_agent.chain import FairFL, load_deployment
 from fl_agent.chain.records import RoundResult, TaskSpec, TrainingMode
 from fl_agent.cli import console, fmt_flt, print_status, resolve_account
-from fl_agent.market.sealing import (
+from fl_agent.crypto.sealing import (
     decrypt_content,
     encrypt_content,
     new_buyer_key,

@@ -13,10 +13,18 @@ reads the task's state from the chain and does the next thing:
    sample counts (the task's ``base_share``), store the new global model and
    ``finalizeRound`` with the contributors' reward shares and the rejected senders.
 
+The task's models are encrypted under the task key that the aggregator seals to every member
+in good standing (:mod:`fl_agent.agents.access`; each round's workload names the keyring);
+updates arrive sealed to the aggregator. Each finalization publishes the round's evidence
+document (verdicts, reasons, scores, shares, the new model's validation score) and a reason
+code per rejected sender.
+
 All state lives on chain and in the store, so a restarted aggregator simply carries on: a
-round that was open is finalized, a finalized one is never finalized again. An update that
-cannot be fetched, does not match its CID, or is not valid weights (NaN, wrong shape, too
-large) is rejected with its reason, on chain too; the round goes on with everyone else.
+round that was open is finalized, a finalized one is never finalized again, and the task
+keys are reopened from the last keyring. An update that cannot be fetched, does not match
+its CID, is not sealed to the aggregator by its sender for this round, or is not valid
+weights (NaN, wrong shape, too large) is rejected with its reason, on chain too; the round
+goes on with everyone else.
 """
 
 from __future__ import annotations
@@ -30,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from fl_agent.agents.access import TaskKeyHolder, member_key, published_key
+from fl_agent.agents.evidence import INVALID_UPDATE, RoundEvidence, VerdictRecord, reason_code
 from fl_agent.agents.participant import load_task_document
 from fl_agent.aggregation import (
     blend_with_samples,
@@ -41,6 +51,7 @@ from fl_agent.aggregation.base import Strategy
 from fl_agent.aggregation.fairfl import FairFL as FairFLStrategy
 from fl_agent.chain.client import FairFL, chain_height
 from fl_agent.chain.records import RoundResult, RoundStatus, Task, TaskStatus, TxReceipt
+from fl_agent.crypto.envelopes import decrypt_model, encrypt_model, open_update
 from fl_agent.errors import ChainError, ConfigError, FairFLError
 from fl_agent.learning.metrics import get_metric
 from fl_agent.learning.models import ModelSpec, input_layer, param_count
@@ -78,6 +89,7 @@ class RoundOutcome:
     aggregation_millis: int
     receipt: TxReceipt
     params: np.ndarray = field(repr=False)
+    evidence_cid: str = ""
 
     @property
     def accepted(self) -> list[str]:
@@ -149,6 +161,13 @@ class AggregatorAgent:
             raise ConfigError(f"quorum must be >= 1, got {self.quorum}")
         self.measurements: dict[str, Measurement] = {}
         self._recover_measurements(task.current_round)
+        self.creator = task.creator
+        self.keys = TaskKeyHolder(self.task_id, self.address,
+                                  member_key(self.fairfl, self.account), self.store, self.log)
+        self._member_keys: dict[str, bytes | None] = {}
+        if task.current_round:
+            opened = self._round_started(task.current_round)
+            self.keys.recover(Workload.from_json(self.store.get(str(opened.workloadCid))).keyring)
 
     # -- pure-ish helpers ---------------------------------------------------------------
     def gate(self, vector: np.ndarray) -> float:
@@ -196,14 +215,36 @@ class AggregatorAgent:
             self.measurements[who] = Measurement(workload.steps_for(who), workload.batch_size,
                                                  int(log.trainingMillis))
 
+    def readers(self, active: list[str]) -> dict[str, bytes]:
+        """Who gets the task key this round: every active member that published a member
+        key, and the task's creator (it lists the model). Address -> X25519 public key."""
+        readers: dict[str, bytes] = {}
+        for address in active:
+            metadata = self.fairfl.registry.participant(address).metadata_cid
+            if metadata not in self._member_keys:
+                self._member_keys[metadata] = published_key(self.store, metadata)
+            public = self._member_keys[metadata]
+            if public is None:
+                self.log(f"[yellow]{address} published no member key; it cannot read the "
+                         "task's models[/]")
+            else:
+                readers[address.lower()] = public
+        access = self.document.access
+        if access is not None:
+            readers[self.creator.lower()] = bytes.fromhex(access.creator_key)
+        return readers
+
     def open_round(self, task: Task | None = None) -> tuple[int, TxReceipt, Workload]:
-        """Assigns the workload and starts the next round (``task``: its state, if just
-        read)."""
+        """Assigns the workload, seals the task key to the round's readers and starts the
+        next round (``task``: its state, if just read)."""
         task = task or self.fairfl.ledger.task(self.task_id)
         plan = self.document.training
-        people = [p.lower() for p in self.active_participants()]
+        active = self.active_participants()
+        people = [p.lower() for p in active]
+        keyring, epoch = self.keys.keyring_for(self.readers(active))
         workload = Workload(task.current_round + 1, plan.batch_size,
-                            assign_steps(people, self.measurements, plan.steps), plan.steps)
+                            assign_steps(people, self.measurements, plan.steps), plan.steps,
+                            keyring=keyring, key_epoch=epoch, aggregator_key=self.keys.public)
         workload_cid = self.store.add(workload.to_json())
         number, receipt = self.fairfl.ledger.start_round(
             self.task_id, workload_cid, sender=self.account,
@@ -224,7 +265,8 @@ class AggregatorAgent:
         opened = self._round_started(round_number)
         global_cid = str(opened.globalModelCid)
         spec = self.document.model
-        global_vector = decode_weights(self.store.get(global_cid), spec)
+        global_vector = decode_weights(
+            decrypt_model(self.store.get(global_cid), self.keys.keys, self.task_id), spec)
         logs = self._submissions(round_number, rnd.start_block)
 
         vectors: list[np.ndarray] = []
@@ -232,10 +274,12 @@ class AggregatorAgent:
         problems: dict[int, str] = {}
         for i, log in enumerate(logs):
             try:
-                vectors.append(decode_weights(self.store.get(str(log.updateCid)), spec))
+                plain = open_update(self.store.get(str(log.updateCid)), self.keys.private,
+                                    self.task_id, round_number, str(log.participant))
+                vectors.append(decode_weights(plain, spec))
                 usable.append(i)
             except FairFLError as err:
-                problems[i] = f"bad_update: {err}"
+                problems[i] = f"{INVALID_UPDATE}: {err}"
                 self.log(f"[yellow]round {round_number}: update of {log.participant} "
                          f"rejected:[/] {err}")
         samples = np.array([int(logs[i].numSamples) for i in usable], dtype=np.float64)
@@ -265,30 +309,44 @@ class AggregatorAgent:
                 for j, i in enumerate(usable):
                     scores[i] = float(local[j])
                     shares[i] = local_shares[j]
-        new_cid = self.store.add(encode_weights(spec, params))
-        millis = round((time.perf_counter() - started) * 1000)
-        contributors = [i for i in range(len(logs)) if i in accepted]
-        outcome = RoundResult(
-            new_model_cid=new_cid,
-            contributors=tuple(str(logs[i].participant) for i in contributors),
-            scores_bps=tuple(shares[i] for i in contributors),
-            rejected=tuple(str(logs[i].participant) for i in range(len(logs))
-                           if i not in accepted),
-            aggregation_millis=millis)
-        receipt = self.fairfl.ledger.finalize_round(self.task_id, round_number, outcome,
-                                                    sender=self.account)
-        workload = Workload.from_json(self.store.get(str(opened.workloadCid)))
-        self._measure(workload, logs)
+        epoch, task_key = self.keys.current_key()
+        new_cid = self.store.add(encrypt_model(encode_weights(spec, params), task_key, epoch,
+                                               self.task_id))
+        validation = self.score(params)
         verdicts = tuple(
             Verdict(str(log.participant), str(log.updateCid), int(log.numSamples),
                     int(log.trainingMillis), i in accepted, reasons.get(i),
                     float(scores[i]), int(shares[i]))
             for i, log in enumerate(logs))
-        self.log(f"round {round_number} finalized: {len(contributors)} accepted, "
-                 f"{len(logs) - len(contributors)} rejected, new model {new_cid}")
+        millis = round((time.perf_counter() - started) * 1000)
+        evidence_cid = self.store.add(RoundEvidence(
+            task=self.task_id, round=round_number, global_model=global_cid, new_model=new_cid,
+            strategy=type(self.strategy).__name__, metric=self.metric.name,
+            validation=validation if self.metric.higher_is_better else -validation,
+            verdicts=tuple(VerdictRecord(
+                participant=v.participant, update=v.update_cid, samples=v.num_samples,
+                training_millis=v.training_millis, accepted=v.accepted, reason=v.reason,
+                code=0 if v.accepted else reason_code(v.reason), score=v.score,
+                share_bps=v.share_bps) for v in verdicts),
+            aggregation_millis=millis).to_json())
+        rejected = [v for v in verdicts if not v.accepted]
+        outcome = RoundResult(
+            new_model_cid=new_cid,
+            contributors=tuple(v.participant for v in verdicts if v.accepted),
+            scores_bps=tuple(v.share_bps for v in verdicts if v.accepted),
+            rejected=tuple(v.participant for v in rejected),
+            reasons=tuple(reason_code(v.reason) for v in rejected),
+            evidence_cid=evidence_cid,
+            aggregation_millis=millis)
+        receipt = self.fairfl.ledger.finalize_round(self.task_id, round_number, outcome,
+                                                    sender=self.account)
+        workload = Workload.from_json(self.store.get(str(opened.workloadCid)))
+        self._measure(workload, logs)
+        self.log(f"round {round_number} finalized: {len(outcome.contributors)} accepted, "
+                 f"{len(rejected)} rejected, new model {new_cid}")
         return RoundOutcome(self.task_id, round_number, global_cid, new_cid,
-                            str(opened.workloadCid), verdicts, self.score(params), millis,
-                            receipt, params)
+                            str(opened.workloadCid), verdicts, validation, millis,
+                            receipt, params, evidence_cid)
 
     def step(self) -> RoundOutcome | tuple[int, TxReceipt, Workload] | None:
         """Does the next thing the task needs (see the module docstring); None: wait."""

@@ -8,14 +8,17 @@ task with an :class:`~fl_agent.chain.watcher.EventWatcher` whose cursor lives in
 resumes where it stopped, and the ledger's record of its last submitted round guards
 against submitting twice.
 
-A round's global model or workload that cannot be fetched or decoded is reported and the
-round skipped; the agent keeps serving the next rounds. A revert of its submission (the
+The task's models are encrypted (:mod:`fl_agent.crypto.envelopes`): the agent publishes its
+member key in its registry metadata when it joins, opens the task key from each round's
+keyring, decrypts the global model, and seals its update to the aggregator's key, bound to
+its address and the round. A round's global model, workload or keyring that cannot be
+fetched, opened or decoded is reported and the round skipped; the agent keeps serving the
+next rounds. A revert of its submission (the
 window closed, it was blacklisted) is reported the same way; once blacklisted it stops.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +26,12 @@ from typing import Any
 
 import numpy as np
 
+from fl_agent.agents.access import member_key, participant_metadata
 from fl_agent.chain.client import FairFL, chain_height
 from fl_agent.chain.records import RoundStatus, TaskStatus, TxReceipt
 from fl_agent.chain.watcher import EventWatcher
+from fl_agent.crypto.envelopes import Keyring, decrypt_model, seal_update
+from fl_agent.crypto.sealing import public_bytes
 from fl_agent.errors import ChainError, ConfigError, ContractRevertError, FairFLError
 from fl_agent.learning.models import check_seed
 from fl_agent.learning.task_doc import TaskDocument
@@ -100,6 +106,8 @@ class ParticipantAgent:
             raise ConfigError(f"labels must lie in 0..{self.document.data.num_classes - 1}")
         self.blacklisted = False
         self.done = task.status == TaskStatus.COMPLETED
+        self.member_key = member_key(self.fairfl, self.account)
+        self._keyrings: dict[str, dict[int, bytes]] = {}
         self.watcher = EventWatcher(
             self.fairfl.ledger.contract, ("RoundStarted", "TaskCompleted"),
             Path(self.state_dir) / (f"participant-{self.fairfl.ledger.address.lower()}-"
@@ -108,16 +116,19 @@ class ParticipantAgent:
 
     # -- setup --------------------------------------------------------------------------
     def join(self) -> list[TxReceipt]:
-        """Registers (if needed) and joins the task (if needed); returns the transactions."""
+        """Registers (if needed) with its member key in the metadata, publishes the key if
+        an earlier registration lacks it, and joins the task (if needed); returns the
+        transactions."""
         receipts = []
         me = self.fairfl.registry.participant(self.address)
         if me.blacklisted:
             raise ChainError(f"{self.address} is blacklisted; it cannot take part")
+        metadata_cid = self.store.add(participant_metadata(public_bytes(self.member_key)))
         if not me.registered:
-            metadata = json.dumps({"agent": "fl-agent", "format": "fairfl-participant/1"},
-                                  sort_keys=True).encode()
-            receipts.append(self.fairfl.registry.register(self.store.add(metadata),
-                                                          sender=self.account))
+            receipts.append(self.fairfl.registry.register(metadata_cid, sender=self.account))
+        elif me.metadata_cid != metadata_cid:
+            receipts.append(self.fairfl.registry.update_metadata(metadata_cid,
+                                                                 sender=self.account))
         if not self.fairfl.ledger.membership(self.task_id, self.address).joined:
             receipts.append(self.fairfl.ledger.join(self.task_id, sender=self.account))
         return receipts
@@ -138,9 +149,14 @@ class ParticipantAgent:
         if not self._still_open(round_number):
             self.log(f"round {round_number} is already closed; skipped")
             return None  # an old round replayed after joining late or a long restart
-        global_vector = decode_weights(self.store.get(str(log.globalModelCid)),
-                                       self.document.model)
         workload = Workload.from_json(self.store.get(str(log.workloadCid)))
+        if workload.aggregator_key is None:
+            raise ConfigError(f"round {round_number}'s workload names no aggregator key to "
+                              "seal the update to")
+        keys = self._task_keys(workload)
+        global_vector = decode_weights(
+            decrypt_model(self.store.get(str(log.globalModelCid)), keys, self.task_id),
+            self.document.model)
         plan = self.document.training
         steps = workload.steps_for(self.address)
         if self.train:
@@ -154,7 +170,9 @@ class ParticipantAgent:
         vector = result.vector
         if self.update_hook is not None:
             vector = self.update_hook(global_vector, result)
-        cid = self.store.add(encode_weights(self.document.model, np.asarray(vector, np.float32)))
+        sealed = seal_update(encode_weights(self.document.model, np.asarray(vector, np.float32)),
+                             workload.aggregator_key, self.task_id, round_number, self.address)
+        cid = self.store.add(sealed)
         receipt = self.fairfl.ledger.submit_update(
             self.task_id, round_number, cid, result.num_samples, max(1, result.train_millis),
             sender=self.account)
@@ -162,6 +180,21 @@ class ParticipantAgent:
                  f"{steps} steps, {result.train_millis} ms)")
         return Submission(self.task_id, round_number, cid, result.num_samples, steps,
                           result.train_millis, result.loss, receipt)
+
+    def _task_keys(self, workload: Workload) -> dict[int, bytes]:
+        """The task keys this member holds, from the round's keyring."""
+        if workload.keyring is None:
+            return {}
+        if workload.keyring not in self._keyrings:
+            ring = Keyring.from_json(self.store.get(workload.keyring))
+            self._keyrings[workload.keyring] = ring.open(self.address, self.member_key)
+        return self._keyrings[workload.keyring]
+
+    def read_global_model(self) -> np.ndarray:
+        """The task's current global model, decrypted with this member's task keys."""
+        return decode_weights(read_task_model_bytes(self.fairfl, self.store, self.task_id,
+                                                    self.address, self.member_key,
+                                                    self.document), self.document.model)
 
     def _still_open(self, round_number: int) -> bool:
         if int(self.fairfl.ledger.contract.task(self.task_id).currentRound) != round_number:
@@ -192,6 +225,26 @@ class ParticipantAgent:
     @property
     def finished(self) -> bool:
         return self.done or self.blacklisted
+
+
+def read_task_model_bytes(fairfl: FairFL, store: ContentStore, task_id: int, address: str,
+                          private: Any, document: TaskDocument) -> bytes:
+    """Task ``task_id``'s current global model (safetensors, checked against the task's
+    model spec) as a member or the creator reads it: the newest round's keyring opens every
+    epoch's task key."""
+    task = fairfl.ledger.task(task_id)
+    blob = store.get(task.global_model_cid)
+    keys: dict[int, bytes] = {}
+    if task.current_round:
+        started = fairfl.ledger.events("RoundStarted", taskId=task_id, round=task.current_round)
+        if not started:
+            raise ChainError(f"task {task_id} round {task.current_round} has no RoundStarted")
+        workload = Workload.from_json(store.get(str(started[-1].workloadCid)))
+        if workload.keyring is not None:
+            keys = Keyring.from_json(store.get(workload.keyring)).open(address, private)
+    plain = decrypt_model(blob, keys, task_id)
+    decode_weights(plain, document.model)
+    return plain
 
 
 def _round_of(log: Any) -> int:

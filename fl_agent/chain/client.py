@@ -97,6 +97,9 @@ class Registry(_Wrapper):
     def register(self, metadata_cid: str, *, sender: Any) -> TxReceipt:
         return _transact(self.contract.register, metadata_cid, sender=sender)
 
+    def update_metadata(self, metadata_cid: str, *, sender: Any) -> TxReceipt:
+        return _transact(self.contract.updateMetadata, metadata_cid, sender=sender)
+
     def blacklist(self, account: Any, evidence_cid: str, *, sender: Any) -> TxReceipt:
         return _transact(self.contract.blacklist, account, evidence_cid, sender=sender)
 

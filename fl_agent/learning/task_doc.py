@@ -4,8 +4,9 @@ A task on chain names its initial model (``modelCid``) and this document (``spec
 holds the model spec (checked again when weights are decoded), the shape of the data and the
 standardisation every participant applies to its own features (mean and scale published by
 the task creator, so that all clients feed the model the same units without sharing data),
-the local training plan, and how the aggregator aggregates and scores. Canonical JSON, so
-equal documents have equal CIDs.
+the local training plan, how the aggregator aggregates and scores, and the creator's key
+(so that it can read, and sell, the task's encrypted models). Canonical JSON, so equal
+documents have equal CIDs.
 """
 
 from __future__ import annotations
@@ -99,6 +100,16 @@ class AggregationPlan(BaseModel):
     base_share: float = Field(0.5, ge=0, le=1)
 
 
+class AccessPlan(BaseModel):
+    """Who may read the task's models besides its members: the creator, who lists the final
+    model for sale, publishes its X25519 member key here (hex, see
+    :mod:`fl_agent.crypto.wallet_keys`) so that the aggregator seals the task key to it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    creator_key: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 class TaskDocument(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -107,6 +118,7 @@ class TaskDocument(BaseModel):
     data: DataSpec
     training: TrainingPlan = TrainingPlan()
     aggregation: AggregationPlan = AggregationPlan()
+    access: AccessPlan | None = None
 
     @model_validator(mode="after")
     def _fits(self) -> TaskDocument:

@@ -83,21 +83,32 @@ def assign_steps(participants: list[str], measurements: Mapping[str, Measurement
 
 @dataclass(frozen=True)
 class Workload:
-    """The steps assigned for one round, keyed by lower-case address."""
+    """The steps assigned for one round, keyed by lower-case address, and how the round's
+    models are protected: the keyring that hands members the task key of ``key_epoch``
+    (a CID) and the aggregator's X25519 key that updates are sealed to (see
+    :mod:`fl_agent.crypto.envelopes`). The aggregator signs all of it by naming the
+    document in ``startRound``."""
 
     round: int
     batch_size: int
     steps: Mapping[str, int]
     default_steps: int
+    keyring: str | None = None
+    key_epoch: int = 0
+    aggregator_key: bytes | None = None
 
     def steps_for(self, address: str) -> int:
         return int(self.steps.get(address.lower(), self.default_steps))
 
     def to_json(self) -> bytes:
-        return json.dumps({"format": FORMAT, "round": self.round, "batch_size": self.batch_size,
-                           "default_steps": self.default_steps,
-                           "steps": {k.lower(): int(v) for k, v in sorted(self.steps.items())}},
-                          sort_keys=True, separators=(",", ":")).encode()
+        doc: dict[str, object] = {
+            "format": FORMAT, "round": self.round, "batch_size": self.batch_size,
+            "default_steps": self.default_steps,
+            "steps": {k.lower(): int(v) for k, v in sorted(self.steps.items())}}
+        if self.keyring is not None:
+            doc["access"] = {"keyring": self.keyring, "key_epoch": self.key_epoch,
+                             "aggregator_key": (self.aggregator_key or b"").hex()}
+        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> Workload:
@@ -106,8 +117,15 @@ class Workload:
             if doc.get("format") != FORMAT:
                 raise ValueError(f"format is {doc.get('format')!r}, expected {FORMAT!r}")
             steps = {str(k).lower(): int(v) for k, v in dict(doc["steps"]).items()}
+            access = doc.get("access")
+            keyring, epoch, aggregator_key = None, 0, None
+            if access is not None:
+                keyring, epoch = str(access["keyring"]), int(access["key_epoch"])
+                aggregator_key = bytes.fromhex(str(access["aggregator_key"]))
+                if len(aggregator_key) != 32 or epoch < 1:
+                    raise ValueError("access names a malformed aggregator key or epoch")
             workload = cls(int(doc["round"]), int(doc["batch_size"]), steps,
-                           int(doc["default_steps"]))
+                           int(doc["default_steps"]), keyring, epoch, aggregator_key)
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise ConfigError(f"not a workload document: {err}") from err
         if workload.default_steps < 1 or workload.batch_size < 1 or \

@@ -130,7 +130,8 @@ class ReportBuilder:
             report["listing"] = {"model_id": listed.model_id, "price": listing.price,
                                  "encrypted_cid": listed.encrypted_cid,
                                  "metadata_cid": listed.metadata_cid,
-                                 "payees": len(listing.payees), "tx_hash": listed.receipt.tx_hash}
+                                 "payees": listed.metadata.contributors,
+                                 "tx_hash": listed.receipt.tx_hash}
         return report
 
 

@@ -146,19 +146,30 @@ def simulation_chain(network: str | None, workdir: Path, accounts: int) -> Itera
 
 def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | None = None,
                    deployments: Path | None = None, store: Any = None,
+                   keys_dir: Path | None = None,
                    on_round: Callable[[dict[str, Any]], None] | None = None,
                    log: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
-    """Runs the simulation and returns the report (see :mod:`fl_agent.simulation.report`)."""
+    """Runs the simulation and returns the report (see :mod:`fl_agent.simulation.report`).
+    With ``list_price`` the final model is listed by the task's creator (the deployer),
+    whose content key goes to ``keys_dir`` (default ``workdir/keys``)."""
     import torch
 
     from fl_agent.agents import AggregatorAgent, ParticipantAgent, RoundOutcome
+    from fl_agent.agents.access import member_key
     from fl_agent.aggregation import get_strategy
     from fl_agent.chain.client import FairFL, load_project
     from fl_agent.chain.deployment import BlacklistPolicy, deploy_contracts, save_deployment
     from fl_agent.chain.node import dev_account
     from fl_agent.chain.records import TaskSpec, TrainingMode
+    from fl_agent.crypto.sealing import public_bytes
     from fl_agent.learning.models import ModelSpec, init_params
-    from fl_agent.learning.task_doc import AggregationPlan, DataSpec, TaskDocument, TrainingPlan
+    from fl_agent.learning.task_doc import (
+        AccessPlan,
+        AggregationPlan,
+        DataSpec,
+        TaskDocument,
+        TrainingPlan,
+    )
     from fl_agent.learning.weights import encode_weights
     from fl_agent.simulation.report import ReportBuilder
     from fl_agent.storage.store import LocalStore
@@ -212,6 +223,9 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
         save_deployment(record, deployments or workdir / "deployments")
         fairfl = FairFL(record)
         log(f"contracts deployed on {network_name}: ledger {record.address('TaskLedger')}")
+        # The creator (the deployer here) lists the final model, so it must read it too.
+        document = document.model_copy(update={"access": AccessPlan(
+            creator_key=public_bytes(member_key(fairfl, deployer)).hex())})
 
         model_cid = store.add(encode_weights(spec, init_params(spec, config.seed)))
         spec_cid = store.add(document.to_json())
@@ -277,12 +291,8 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
         if config.list_price is not None:
             from fl_agent.market.listing import list_task_model
 
-            final = fairfl.ledger.task(task_id).global_model_cid
-            listed = list_task_model(
-                fairfl, store, task_id, store.get(final),
-                {"dataset": dataset.name, "model": spec.name, "metric": "accuracy",
-                 "accuracy": builder.rounds[-1]["accuracy"], "rounds": config.rounds},
-                config.list_price, seller=deployer, keys_dir=workdir / "keys")
+            listed = list_task_model(fairfl, store, task_id, config.list_price,
+                                     seller=deployer, keys_dir=keys_dir or workdir / "keys")
         report = builder.finish(fairfl, task_id, network_name, record, first_block,
                                 int(chain.blocks.height), listed,
                                 seconds=time.perf_counter() - started)

@@ -1,0 +1,94 @@
+"""The evidence of a round: why each update was accepted or rejected, in public.
+
+The aggregator stores this JSON document in IPFS and names it in ``finalizeRound``
+(``evidenceCid``), with one reason code per rejected sender in the same transaction, so
+anyone can see why a participant lost reputation and what each update earned. It holds
+figures only (scores, shares, the new model's validation score), never weights.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fl_agent.aggregation.base import Reason
+from fl_agent.errors import ConfigError
+
+FORMAT = "fairfl-round-evidence/1"
+
+#: A sent update that could not be fetched, opened (not sealed to the aggregator, copied
+#: from another sender) or decoded as the task's weights.
+INVALID_UPDATE = "invalid_update"
+
+#: The reason codes of ``RoundResult.reasons`` (ITaskLedger); 0 is any other reason.
+REASON_CODES: dict[str, int] = {
+    INVALID_UPDATE: 1,
+    Reason.NON_FINITE: 2,
+    Reason.NO_SAMPLES: 3,
+    Reason.FREE_RIDER: 4,
+    Reason.NORM_OUTLIER: 5,
+    Reason.TRIGGER: 6,
+    Reason.NOISE: 7,
+    Reason.DISSIMILAR: 8,
+    Reason.VALIDATION: 9,
+    Reason.OUTLIER_CLUSTER: 10,
+    Reason.NOT_SELECTED: 11,
+    Reason.ZERO_TRUST: 12,
+}
+REASON_NAMES: dict[int, str] = {code: str(name) for name, code in REASON_CODES.items()}
+
+
+def reason_code(reason: str | None) -> int:
+    """The on-chain code of a rejection reason (``"invalid_update: ..."`` counts as
+    :data:`INVALID_UPDATE`)."""
+    if reason is None:
+        return 0
+    return REASON_CODES.get(reason.split(":", 1)[0].strip(), 0)
+
+
+def reason_name(code: int) -> str:
+    return REASON_NAMES.get(code, "other")
+
+
+class VerdictRecord(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    participant: str
+    update: str
+    samples: int
+    training_millis: int
+    accepted: bool
+    reason: str | None = None
+    code: int = 0
+    score: float = 0.0
+    share_bps: int = 0
+
+
+class RoundEvidence(BaseModel):
+    """What the aggregator decided in one round, and on what figures."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format: str = Field(FORMAT, pattern=r"^fairfl-round-evidence/1$")
+    task: int
+    round: int
+    global_model: str
+    new_model: str
+    strategy: str
+    metric: str
+    #: The task metric of the new model on the aggregator's validation split.
+    validation: float
+    verdicts: tuple[VerdictRecord, ...]
+    aggregation_millis: int = 0
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True,
+                          separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> RoundEvidence:
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError as err:
+            raise ConfigError(f"not a FairFL round evidence document: {err}") from err

@@ -1,0 +1,5 @@
+"""``python -m fl_agent.cli`` is ``fl-agent``."""
+
+from fl_agent.cli import main
+
+main()

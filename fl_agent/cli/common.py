@@ -1,0 +1,122 @@
+"""What every ``fl-agent`` command group shares: the console, the options, connecting to a
+deployment, resolving accounts and opening the content store."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+from rich.console import Console
+
+from fl_agent.chain.node import LocalChain
+from fl_agent.errors import FairFLError
+from fl_agent.settings import Settings, get_settings
+
+# Wide enough for CIDs and addresses when the output goes to a log rather than a terminal.
+console = Console(width=None if sys.stdout.isatty() else 160)
+FLT = 10**18
+
+network_option = click.option(
+    "--network", default=None, help="ape network choice (default: FAIRFL_NETWORK, the shared "
+    "local chain of `fl-agent chain up`).")
+account_option = click.option(
+    "--account", required=True, metavar="ALIAS",
+    help="ape account alias that signs (TEST::n for the n-th local test account).")
+ipfs_option = click.option(
+    "--ipfs",
+    default=None,
+    metavar="URL",
+    help="Kubo RPC URL, e.g. http://127.0.0.1:5001 (default: FAIRFL_IPFS, else the embedded "
+    "store in .fairfl/store).",
+)
+
+
+def local_chain(settings: Settings, port: int | None = None) -> LocalChain:
+    return LocalChain(settings.chain_dir, settings.rpc_host, port or settings.rpc_port)
+
+
+def quiet_ape() -> None:
+    from ape.logging import logger
+
+    logger.set_level("WARNING")
+
+
+@contextmanager
+def connected(network: str) -> Iterator[None]:
+    """Connects ape to ``network`` for the duration of the block."""
+    from ape import networks
+
+    try:
+        with networks.parse_network_choice(network):
+            yield
+    except FairFLError:
+        raise
+    except Exception as err:  # ape raises many types for an unreachable node
+        if "connect" in str(err).lower() or "not found" in str(err).lower():
+            raise FairFLError(
+                f"cannot reach network {network!r}: {err}. For the local chain, "
+                "run `fl-agent chain up` (or `make chain`) first."
+            ) from err
+        raise
+
+
+@contextmanager
+def deployed(network: str | None) -> Iterator[tuple[Settings, Any]]:
+    """Connects to ``network`` (default: FAIRFL_NETWORK) and yields the settings and the
+    FairFL deployment recorded for it."""
+    from fl_agent.chain import FairFL, load_deployment
+
+    settings = get_settings()
+    network = network or settings.network
+    quiet_ape()
+    with connected(network):
+        yield settings, FairFL(load_deployment(network, settings.deployments))
+
+
+def resolve_account(alias: str) -> Any:
+    """``TEST::3`` is ape's 4th test account; anything else is an ape account alias."""
+    from ape import accounts
+
+    if alias.upper().startswith("TEST::"):
+        from fl_agent.chain.node import dev_account
+
+        try:
+            return dev_account(int(alias.split("::", 1)[1]))
+        except ValueError:
+            raise FairFLError(f"bad test account {alias!r}: use TEST::<number>") from None
+    try:
+        return accounts.load(alias)
+    except Exception as err:  # noqa: BLE001 - ape raises IndexError and its own types
+        raise FairFLError(
+            f"no ape account named {alias!r} ({err}); `ape accounts list` shows them and "
+            "`ape accounts import NAME` adds one; on a local chain use TEST::<number>"
+        ) from err
+
+
+def open_store(ipfs: str | None) -> Any:
+    """The content store: Kubo at ``ipfs`` (or FAIRFL_IPFS), else the embedded one."""
+    from fl_agent.storage.store import open_store as _open
+
+    settings = get_settings()
+    try:
+        return _open(ipfs or settings.ipfs, settings.store_dir, settings.max_content_bytes)
+    except ValueError as err:
+        raise FairFLError(f"bad --ipfs value: {err}") from err
+
+
+def fmt_flt(amount: int) -> str:
+    return f"{amount / FLT:,.4f} FLT"
+
+
+class FairFLGroup(click.Group):
+    """Turns FairFL errors into one readable line and exit code 1, instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FairFLError as err:
+            console.print(f"[bold red]error:[/] {err}")
+            sys.exit(1)

@@ -1,0 +1,221 @@
+"""``fl-agent task create``, ``fl-agent train`` and ``fl-agent aggregate``: the task creator,
+a participant and the aggregator, each its own process with its own account."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import click
+
+from fl_agent.cli.common import (
+    FLT,
+    account_option,
+    console,
+    deployed,
+    ipfs_option,
+    network_option,
+    open_store,
+    resolve_account,
+)
+from fl_agent.errors import FairFLError
+
+
+def _shard(data: str, shard: str | None, partition_scheme: str, alpha: float, seed: int,
+           part: str) -> tuple[Any, Any]:
+    """Features and labels from ``data``: a built-in dataset's ``part`` split (train or
+    validation), optionally one client's shard ``i/n`` of it; or a whole CSV/NPZ file."""
+    from fl_agent.learning.data import BUILTIN_DATASETS, load_dataset, partition, split_dataset
+
+    dataset = load_dataset(data)
+    if data in BUILTIN_DATASETS:
+        splits = split_dataset(dataset, seed=seed, standardize=False)
+        dataset = getattr(splits, part)
+    if shard:
+        try:
+            index, count = (int(v) for v in shard.split("/"))
+            if not 0 <= index < count:
+                raise ValueError
+        except ValueError:
+            raise FairFLError(f"--shard must be i/n with 0 <= i < n, got {shard!r}") from None
+        rows = partition(dataset.y, count, partition_scheme, alpha=alpha, seed=seed)[index]
+        dataset = dataset.subset(rows)
+    return dataset.X, dataset.y
+
+
+@click.group()
+def task() -> None:
+    """Create federated learning tasks."""
+
+
+@task.command("create")
+@click.option("--model", "model_name", type=click.Choice(["mlp", "cnn", "logreg"]),
+              default="mlp", show_default=True, help="Named architecture to train.")
+@click.option("--dataset", default="digits", show_default=True,
+              help="digits, breast_cancer, wine, or a CSV/NPZ file: fixes the input shape, "
+              "the classes and the standardisation participants apply.")
+@click.option("--rounds", type=click.IntRange(1), default=10, show_default=True)
+@click.option("--min-participants", type=click.IntRange(1), default=3, show_default=True)
+@click.option("--window", type=click.IntRange(1), default=100, show_default=True,
+              help="Blocks a round stays open for submissions.")
+@click.option("--reward", type=float, default=100.0, show_default=True,
+              help="FLT paid per round, shared by contribution.")
+@click.option("--steps", type=click.IntRange(1), default=20, show_default=True,
+              help="Base local SGD steps per round (balanced per participant).")
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--lr", type=float, default=0.05, show_default=True)
+@click.option("--strategy", default="fairfl", show_default=True,
+              help="Aggregation rule: fairfl, fedavg, median, trimmed_mean, krum, multikrum, "
+              "fltrust, flame.")
+@click.option("--scoring", type=click.Choice(["shapley", "loo"]), default="shapley",
+              show_default=True, help="How contributions are valued for rewards.")
+@click.option("--metric", default="accuracy", show_default=True,
+              help="Task metric for scoring (accuracy, f1_macro, ...).")
+@click.option("--mode", default="plain", show_default=True,
+              help="Training mode recorded on chain: plain, or dp/pruning/homomorphic joined "
+              "by '+'.")
+@click.option("--aggregator", "aggregator_alias", required=True, metavar="ALIAS",
+              help="Account (alias or address) that will aggregate.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Initial weights' seed.")
+@account_option
+@network_option
+@ipfs_option
+def task_create(model_name: str, dataset: str, rounds: int, min_participants: int,
+                window: int, reward: float, steps: int, batch_size: int, lr: float,
+                strategy: str, scoring: str, metric: str, mode: str, aggregator_alias: str,
+                seed: int, account: str, network: str | None, ipfs: str | None) -> None:
+    """Store the initial model and the task document, then create the task on chain.
+
+    The task document (model spec, data spec with the standardisation every participant
+    applies, training plan, aggregation rule, and your member key so that you can read and
+    list the task's encrypted models) goes to IPFS; its CID is recorded on chain.
+    """
+    from fl_agent.agents.access import member_key
+    from fl_agent.aggregation import get_strategy
+    from fl_agent.chain.records import TaskSpec, TrainingMode
+    from fl_agent.crypto.sealing import public_bytes
+    from fl_agent.learning.data import load_dataset
+    from fl_agent.learning.metrics import get_metric
+    from fl_agent.learning.models import ModelSpec, init_params
+    from fl_agent.learning.task_doc import (
+        AccessPlan,
+        AggregationPlan,
+        DataSpec,
+        TaskDocument,
+        TrainingPlan,
+    )
+    from fl_agent.learning.weights import encode_weights
+
+    try:
+        training_mode = TrainingMode.parse(mode)
+    except ValueError as err:
+        raise FairFLError(str(err)) from err
+    get_strategy(strategy)  # fails early on an unknown rule
+    get_metric(metric)
+    data = load_dataset(dataset)
+    spec = ModelSpec.for_features(model_name, data.feature_shape, data.num_classes)
+    document = TaskDocument.build(
+        model=spec, data=DataSpec.describe(data),
+        training=TrainingPlan(steps=steps, batch_size=batch_size, lr=lr),
+        aggregation=AggregationPlan(strategy=strategy, scoring=scoring))
+    store = open_store(ipfs)
+    with deployed(network) as (_, fairfl):
+        creator = resolve_account(account)
+        if re.fullmatch(r"0x[0-9a-fA-F]{40}", aggregator_alias):
+            aggregator_address = aggregator_alias
+        else:
+            aggregator_address = resolve_account(aggregator_alias).address
+        document = document.model_copy(update={"access": AccessPlan(
+            creator_key=public_bytes(member_key(fairfl, creator)).hex())})
+        model_cid = store.add(encode_weights(spec, init_params(spec, seed)))
+        spec_cid = store.add(document.to_json())
+        task_id, receipt = fairfl.ledger.create_task(TaskSpec(
+            model_cid=model_cid, spec_cid=spec_cid, metric=metric,
+            aggregator=str(aggregator_address), rounds=rounds,
+            min_participants=min_participants, submission_window=window,
+            training_mode=training_mode, reward_per_round=int(reward * FLT)), sender=creator)
+    console.print(f"[green]task {task_id} created[/] (tx {receipt.tx_hash}, gas "
+                  f"{receipt.gas_used:,})\n  model    {model_cid}\n  document {spec_cid}")
+
+
+@click.command()
+@click.option("--task", "task_id", type=click.IntRange(1), required=True, help="Task id.")
+@click.option("--data", required=True,
+              help="Your training data: a CSV/NPZ file, or a built-in dataset name "
+              "(its training split) for trying things out.")
+@click.option("--shard", default=None, metavar="I/N",
+              help="Use only client I of N of the data (simulating one of N sites).")
+@click.option("--partition", "partition_scheme", type=click.Choice(["iid", "dirichlet",
+              "shards"]), default="iid", show_default=True, help="How --shard splits.")
+@click.option("--alpha", type=float, default=0.5, show_default=True,
+              help="Dirichlet concentration for --partition dirichlet.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--poll-interval", type=float, default=2.0, show_default=True,
+              help="Seconds between looks at the chain.")
+@account_option
+@network_option
+@ipfs_option
+def train(task_id: int, data: str, shard: str | None, partition_scheme: str, alpha: float,
+          seed: int, poll_interval: float, account: str, network: str | None,
+          ipfs: str | None) -> None:
+    """Take part in a task: join it, then train and submit on every round until it ends.
+
+    Each round's global model and workload come from IPFS; the update is uploaded as
+    safetensors and submitted with its sample count and training time. Stop with Ctrl-C;
+    a restart resumes after the last handled event (cursor in FAIRFL_HOME/agents).
+    """
+
+    from fl_agent.agents import ParticipantAgent
+    X, y = _shard(data, shard, partition_scheme, alpha, seed, "train")
+    with deployed(network) as (settings, fairfl):
+        agent = ParticipantAgent(fairfl, open_store(ipfs), resolve_account(account), task_id, X, y,
+                                 settings.agents_dir, seed=seed,
+                                 confirmations=settings.confirmations, log=console.print)
+        for receipt in agent.join():
+            console.print(f"joined (tx {receipt.tx_hash})")
+        console.print(f"[green]participant {agent.address}[/] on task {task_id} with "
+                      f"{len(y)} examples; waiting for rounds")
+        while not agent.finished:
+            agent.step()
+            if not agent.finished:
+                time.sleep(poll_interval)
+    console.print("blacklisted: stopping" if agent.blacklisted else "task completed")
+
+
+@click.command()
+@click.option("--task", "task_id", type=click.IntRange(1), required=True, help="Task id.")
+@click.option("--validation", required=True,
+              help="The aggregator's validation data: a CSV/NPZ file, or a built-in dataset "
+              "name (its validation split).")
+@click.option("--quorum", type=click.IntRange(1), default=None,
+              help="Submissions that close a round early (default: every active participant).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the built-in dataset's split.")
+@click.option("--poll-interval", type=float, default=2.0, show_default=True)
+@account_option
+@network_option
+@ipfs_option
+def aggregate(task_id: int, validation: str, quorum: int | None, seed: int,
+              poll_interval: float, account: str, network: str | None,
+              ipfs: str | None) -> None:
+    """Run a task as its aggregator until its last round is finalized.
+
+    Opens each round with a workload assignment balanced by measured throughput; when the
+    quorum has submitted or the window has closed, fetches and checks every update,
+    aggregates with the task's rule, scores contributions and finalizes on chain.
+    """
+
+    from fl_agent.agents import AggregatorAgent, RoundOutcome
+    X, y = _shard(validation, None, "iid", 0.5, seed, "validation")
+    with deployed(network) as (settings, fairfl):
+        agent = AggregatorAgent(fairfl, open_store(ipfs), resolve_account(account), task_id, X, y,
+                                settings.agents_dir, quorum=quorum, log=console.print)
+        while not agent.finished:
+            outcome = agent.step()
+            if isinstance(outcome, RoundOutcome):
+                console.print(f"  validation {agent.metric.name}: {outcome.validation:.4f}")
+            elif outcome is None:
+                time.sleep(poll_interval)
+    console.print("[green]task completed[/]")
+

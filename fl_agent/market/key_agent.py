@@ -1,0 +1,130 @@
+"""The seller's key agent: every paid purchase gets its key, without a person.
+
+``fl-agent market serve --account SELLER`` runs :class:`KeyAgent`. It follows the
+marketplace's ``ModelPurchased`` and ``BuyerKeyUpdated`` events of its seller with an
+:class:`~fl_agent.chain.watcher.EventWatcher` whose cursor survives restarts, so purchases
+made while it was down are served when it comes back. For each, it reads the purchase as it
+stands now (a refunded or already served purchase is skipped; a replaced key is used), seals
+the listing's content key to the buyer's X25519 key and delivers the keys of one model in
+batches (``deliverKeys``): a burst of purchases costs one transaction per model, not one
+per buyer.
+
+A buyer key that is not a usable X25519 point, or a listing whose content key this machine
+does not hold, is reported and skipped: retrying cannot help, and the buyer can replace its
+key (``updateBuyerKey``, which wakes the agent again) or take a refund after the deadline.
+A chain error is not skipped: the cursor stays, and the next poll retries.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fl_agent.chain.client import FairFL
+from fl_agent.chain.records import PurchaseStatus, TxReceipt
+from fl_agent.chain.watcher import EventWatcher
+from fl_agent.crypto.sealing import SealingError, seal_key
+from fl_agent.errors import ContractRevertError
+from fl_agent.market.listing import key_file
+
+#: Keys delivered per transaction at most (about 30k gas each).
+BATCH = 50
+
+
+@dataclass(frozen=True)
+class Delivery:
+    model_id: int
+    buyers: tuple[str, ...]
+    receipt: TxReceipt
+
+
+@dataclass(frozen=True)
+class Skip:
+    model_id: int
+    buyer: str
+    reason: str
+
+
+@dataclass
+class KeyAgent:
+    fairfl: FairFL
+    account: Any
+    keys_dir: Path
+    state_dir: Path
+    confirmations: int = 0
+    batch: int = BATCH
+    log: Callable[[str], None] = field(default=lambda message: None)
+
+    def __post_init__(self) -> None:
+        if self.batch < 1:
+            raise ValueError(f"batch must be >= 1, got {self.batch}")
+        self.address = str(self.account.address)
+        market = self.fairfl.marketplace
+        self.watcher = EventWatcher(
+            market.contract, ("ModelPurchased", "BuyerKeyUpdated"),
+            Path(self.state_dir) / f"key-agent-{market.address.lower()}-"
+                                   f"{self.address.lower()}.json",
+            confirmations=self.confirmations, filters={"seller": self.address})
+        self._content_keys: dict[int, bytes | None] = {}
+
+    def content_key(self, model_id: int) -> bytes | None:
+        if model_id not in self._content_keys:
+            path = key_file(self.keys_dir, self.fairfl.marketplace.listing(model_id)
+                            .encrypted_cid)
+            self._content_keys[model_id] = path.read_bytes() if path.exists() else None
+        return self._content_keys[model_id]
+
+    def step(self) -> tuple[list[Delivery], list[Skip]]:
+        """Serves every purchase event after the cursor; returns what was delivered and
+        what was skipped (and why)."""
+        logs = self.watcher.poll()
+        pending: OrderedDict[int, OrderedDict[str, bytes]] = OrderedDict()
+        skipped: list[Skip] = []
+        for log in logs:
+            model_id, buyer = int(log.modelId), str(log.buyer)
+            purchase = self.fairfl.marketplace.purchase(model_id, buyer)
+            if purchase.status != PurchaseStatus.PENDING:
+                continue  # refunded, or served already (a replay after a restart)
+            key = self.content_key(model_id)
+            if key is None:
+                skipped.append(Skip(model_id, buyer, f"no content key for model {model_id} "
+                                    f"in {self.keys_dir} (listed from another machine?)"))
+                continue
+            try:
+                pending.setdefault(model_id, OrderedDict())[buyer] = seal_key(
+                    key, purchase.buyer_key)
+            except SealingError as err:
+                skipped.append(Skip(model_id, buyer, str(err)))
+        deliveries = []
+        for model_id, sealed in pending.items():
+            buyers = list(sealed)
+            for start in range(0, len(buyers), self.batch):
+                chunk = buyers[start:start + self.batch]
+                deliveries.append(self._deliver(model_id, chunk, [sealed[b] for b in chunk]))
+        for skip in skipped:
+            self.log(f"[yellow]model {skip.model_id}: purchase of {skip.buyer} skipped:[/] "
+                     f"{skip.reason}")
+        if logs:
+            self.watcher.ack(logs[-1])
+        return [d for d in deliveries if d.buyers], skipped
+
+    def _deliver(self, model_id: int, buyers: list[str], sealed: list[bytes]) -> Delivery:
+        market = self.fairfl.marketplace
+        try:
+            receipt = market.deliver_keys(model_id, buyers, sealed, sender=self.account)
+        except ContractRevertError as err:
+            if err.error_name != "ModelMarketplaceNotPending":
+                raise
+            # Someone was refunded between our read and the transaction: serve the rest.
+            still = [i for i, b in enumerate(buyers)
+                     if market.purchase(model_id, b).status == PurchaseStatus.PENDING]
+            if not still:
+                return Delivery(model_id, (), None)  # type: ignore[arg-type]
+            buyers, sealed = [buyers[i] for i in still], [sealed[i] for i in still]
+            receipt = market.deliver_keys(model_id, buyers, sealed, sender=self.account)
+        self.log(f"model {model_id}: key delivered to {len(buyers)} buyer(s) in block "
+                 f"{receipt.block} (gas {receipt.gas_used:,})")
+        return Delivery(model_id, tuple(buyers), receipt)
