@@ -1,14 +1,17 @@
-"""What the app reads from the chain, as plain rows ready for ``pandas.DataFrame``.
+"""What the app reads from the chain and the store.
 
 One place for the connection and the caching, so that pages only describe what they show:
 
 * :func:`client` connects ape once per process (``st.cache_resource``) and builds the
   :class:`~fl_agent.chain.client.FairFL` client for the deployment record on disk; a new
   deployment record gives a new client.
-* The readers (:func:`chain_info`, :func:`tasks`, :func:`participants`, ...) are
-  ``st.cache_data(ttl=5)`` functions that return frozen dataclasses of plain values. They
-  take a :class:`ChainSource` (network and deployments folder) so that the cache never
-  mixes two chains.
+* History comes from the :class:`~fl_agent.chain.index.EventIndex` of the deployment
+  (``FAIRFL_HOME/index``), synced incrementally on each render: :func:`views` returns the
+  folded tasks, listings and participants (:mod:`fl_agent.chain.history`), recomputed only
+  when new events arrived. Pages never query the node's logs themselves.
+* Documents (listing metadata, round evidence) come from the content store, cached by CID
+  (content never changes under a CID). Live state that events do not carry (balances) is
+  read with short-lived caches (:func:`chain_read`, ``ttl=5``).
 * When the chain does not answer, there is no deployment record, or the contracts are not
   on the chain (it was reset), the readers raise :class:`ChainUnavailable`, whose ``hint``
   says what to run; the entry point shows it for every page. Other errors are bugs and
@@ -20,20 +23,24 @@ No Streamlit widgets here (Streamlit's rule for cached functions).
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-import pandas as pd
 import streamlit as st
 
+from fl_agent.agents.evidence import RoundEvidence
+from fl_agent.chain import history
 from fl_agent.chain.client import PROJECT_ROOT, FairFL, load_project
 from fl_agent.chain.deployment import CONTRACTS, Deployment, deployment_path, load_deployment
-from fl_agent.errors import DeploymentNotFoundError
+from fl_agent.chain.index import EventIndex, JsonRpc, ape_decoder
+from fl_agent.errors import ChainError, DeploymentNotFoundError, FairFLError
+from fl_agent.market.listing import ListingMetadata
 from fl_agent.settings import get_settings
+from fl_agent.storage.store import ContentStore, open_store
 
-FLT = 10**18
 #: Seconds a chain read stays cached; pages see new blocks at most this late.
 TTL_SECONDS = 5
 START_HINT = "Start the chain with `make chain` and deploy with `make deploy`."
@@ -66,101 +73,6 @@ class ChainSource:
     @property
     def deployment_file(self) -> Path:
         return deployment_path(self.network, self.deployments)
-
-
-# ---------------------------------------------------------------------------------------------
-# Rows
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ChainInfo:
-    network: str
-    rpc_url: str
-    chain_id: int
-    block: int
-    deployment_file: str
-    deployed_at_block: int
-    deployer: str
-    contracts: dict[str, str]
-    flt_supply: float
-    task_count: int
-    participant_count: int
-    model_count: int
-
-
-@dataclass(frozen=True)
-class TaskRow:
-    task_id: int
-    status: str
-    round: str
-    mode: str
-    metric: str
-    participants: int
-    flt_rewarded: float
-    global_model_cid: str
-    aggregator: str
-    creator: str
-
-
-@dataclass(frozen=True)
-class RoundRow:
-    round: int
-    status: str
-    start_block: int
-    deadline_block: int
-    finalized_block: int | None
-    submissions: int
-
-
-@dataclass(frozen=True)
-class MemberRow:
-    participant: str
-    joined: bool
-    last_submitted_round: int
-    accepted_rounds: int
-    rejected_rounds: int
-    earned_flt: float
-
-
-@dataclass(frozen=True)
-class ParticipantRow:
-    participant: str
-    label: str
-    reputation_pct: float
-    accepted: int
-    rejected: int
-    blacklisted: bool
-    flt_balance: float
-    standing: str
-
-
-@dataclass(frozen=True)
-class ListingRow:
-    model_id: int
-    task_id: int | None
-    price_flt: float
-    sales: int
-    revenue_flt: float
-    active: bool
-    payee_count: int
-    payees: list[str] = field(default_factory=list)
-    seller: str = ""
-    encrypted_cid: str = ""
-
-
-def frame(rows: list[Any]) -> pd.DataFrame:
-    """Rows (dataclasses) as a DataFrame whose columns are the field names."""
-    return pd.DataFrame([asdict(r) for r in rows])
-
-
-def short(address: str) -> str:
-    """``0xf39Fd6e5…92266`` → ``0xf39F…2266``, for chart labels."""
-    return f"{address[:6]}…{address[-4:]}" if len(address) > 12 else address
-
-
-def flt(amount: int) -> float:
-    return amount / FLT
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,13 +213,121 @@ def chain_read(func: Callable[P, R]) -> Callable[P, R]:
 
 
 def clear_cache() -> None:
-    """Forget every cached read (the connection stays)."""
+    """Forget every cached read and sync the event index on the next one (the connection
+    stays)."""
     st.cache_data.clear()
+    _last_sync.clear()
+
+
 
 
 # ---------------------------------------------------------------------------------------------
-# Reads
+# The event index and the content store
 # ---------------------------------------------------------------------------------------------
+
+
+def rpc_url() -> str:
+    """The URL of the node ape is connected to."""
+    from ape import chain
+
+    provider = chain.provider
+    return str(getattr(provider, "http_uri", None) or getattr(provider, "uri", "") or "")
+
+
+@st.cache_resource(show_spinner=False)
+def _index(network: str, deployment_json: str) -> EventIndex:
+    """One event index per deployment, kept in FAIRFL_HOME/index across app restarts."""
+    deployment = Deployment.model_validate_json(deployment_json)
+    settings = get_settings()
+    ledger = deployment.contracts.get("TaskLedger", "unknown").lower()
+    path = settings.home / "index" / f"{deployment.chain_id}-{ledger}.sqlite"
+    return EventIndex(path, deployment, JsonRpc(rpc_url()), ape_decoder(_project()),
+                      confirmations=settings.confirmations)
+
+
+def index(source: ChainSource) -> EventIndex:
+    """The event index of ``source``'s deployment, synced with the chain (at most once per
+    :data:`SYNC_SECONDS`, so that one render's several reads share one sync)."""
+    fairfl = client(source)
+    idx = _index(source.network, fairfl.deployment.model_dump_json())
+    now = time.monotonic()
+    if now - _last_sync.get(idx.path, -1e9) >= SYNC_SECONDS:
+        try:
+            idx.sync()
+        except ChainError as err:
+            _diagnose(source)
+            raise ChainUnavailable(f"Cannot read the chain's events ({source.network}).",
+                                   _one_line(err)) from err
+        _last_sync[idx.path] = now
+    return idx
+
+
+SYNC_SECONDS = 1.0
+_last_sync: dict[Path, float] = {}
+
+
+@st.cache_resource(show_spinner=False)
+def store() -> ContentStore:
+    """The content store named by the settings (Kubo, or the embedded store)."""
+    settings = get_settings()
+    return open_store(settings.ipfs, settings.store_dir, settings.max_content_bytes)
+
+
+@dataclass(frozen=True)
+class Views:
+    """Everything the events say, folded (see :mod:`fl_agent.chain.history`)."""
+
+    block: int
+    tasks: dict[int, history.TaskView]
+    listings: dict[int, history.ListingView]
+    participants: dict[str, history.ParticipantView]
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _fold(_idx: EventIndex, key: tuple[str, int, int]) -> Views:
+    """The views at one cursor (``key``: index file, cursor, event count): recomputed only
+    when new events arrived."""
+    events = _idx.events()
+    tasks = history.tasks(e for e in events if e.contract == "TaskLedger")
+    return Views(
+        block=key[1],
+        tasks=tasks,
+        listings=history.listings(e for e in events if e.contract == "ModelMarketplace"),
+        participants=history.participants(
+            (e for e in events if e.contract == "ParticipantRegistry"), tasks),
+    )
+
+
+def views(source: ChainSource) -> Views:
+    """The folded history of ``source``, up to date with the chain."""
+    idx = index(source)
+    return _fold(idx, (str(idx.path), idx.cursor or 0, idx.count()))
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def document(cid: str) -> bytes | None:
+    """A document from the store (immutable, so cached without expiry); None when the
+    store does not have it or it does not match its CID."""
+    try:
+        return store().get(cid)
+    except FairFLError:
+        return None
+
+
+def listing_metadata(cid: str) -> ListingMetadata | None:
+    raw = document(cid)
+    try:
+        return None if raw is None else ListingMetadata.from_json(raw)
+    except FairFLError:
+        return None
+
+
+def round_evidence(cid: str | None) -> RoundEvidence | None:
+    raw = document(cid) if cid else None
+    try:
+        return None if raw is None else RoundEvidence.from_json(raw)
+    except FairFLError:
+        return None
 
 
 @chain_read
@@ -319,110 +339,115 @@ def chain_info(source: ChainSource) -> ChainInfo:
     # Calls to an address without code return zeros, not errors: after a chain reset the
     # page would show an empty ledger. Every page reads this first, so check here.
     _check_deployment(source.network, deployment)
-    provider = chain.provider
+    token = fairfl.payment_token.contract
     return ChainInfo(
         network=source.network,
-        rpc_url=str(getattr(provider, "http_uri", None) or getattr(provider, "uri", "") or ""),
+        rpc_url=rpc_url(),
         chain_id=int(chain.chain_id),
         block=int(chain.blocks.height),
         deployment_file=str(source.deployment_file),
         deployed_at_block=deployment.block,
         deployer=deployment.deployer,
         contracts=dict(deployment.contracts),
-        flt_supply=flt(fairfl.token.total_supply()),
-        task_count=fairfl.ledger.task_count(),
-        participant_count=int(fairfl.registry.contract.participantCount()),
-        model_count=fairfl.marketplace.model_count(),
+        payment_token=str(token.address),
+        payment_symbol=str(token.symbol()),
+        payment_decimals=int(token.decimals()),
+        delivery_window=fairfl.marketplace.delivery_window(),
     )
 
 
-@chain_read
-def tasks(source: ChainSource) -> list[TaskRow]:
-    return [
-        TaskRow(
-            task_id=t.task_id,
-            status=t.status.name.lower(),
-            round=f"{t.current_round}/{t.rounds}",
-            mode=t.training_mode.label(),
-            metric=t.metric,
-            participants=t.participant_count,
-            flt_rewarded=flt(t.total_rewarded),
-            global_model_cid=t.global_model_cid,
-            aggregator=t.aggregator,
-            creator=t.creator,
-        )
-        for t in client(source).ledger.tasks()
-    ]
+@dataclass(frozen=True)
+class ChainInfo:
+    network: str
+    rpc_url: str
+    chain_id: int
+    block: int
+    deployment_file: str
+    deployed_at_block: int
+    deployer: str
+    contracts: dict[str, str]
+    payment_token: str
+    payment_symbol: str
+    payment_decimals: int
+    delivery_window: int
+
+    @property
+    def local(self) -> bool:
+        """A development chain (anvil's chain id), where dev accounts and the faucet exist."""
+        return self.chain_id == LOCAL_CHAIN_ID
+
+    def amount(self, base_units: int) -> float:
+        return base_units / 10**self.payment_decimals
+
+
+LOCAL_CHAIN_ID = 31337
 
 
 @chain_read
-def task_rounds(source: ChainSource, task_id: int) -> list[RoundRow]:
-    return [
-        RoundRow(
-            round=r.round,
-            status=r.status.name.lower(),
-            start_block=r.start_block,
-            deadline_block=r.deadline_block,
-            finalized_block=r.finalized_block or None,
-            submissions=r.submissions,
-        )
-        for r in client(source).ledger.rounds(task_id)
-    ]
+def balance(source: ChainSource, account: str) -> int:
+    """``account``'s balance of the payment token, in base units."""
+    return client(source).payment_token.balance_of(account)
 
 
-@chain_read
-def task_members(source: ChainSource, task_id: int) -> list[MemberRow]:
-    ledger = client(source).ledger
-    rows = []
-    for address in ledger.participants(task_id):
-        m = ledger.membership(task_id, address)
-        rows.append(
-            MemberRow(
-                participant=address,
-                joined=m.joined,
-                last_submitted_round=m.last_submitted_round,
-                accepted_rounds=m.accepted_rounds,
-                rejected_rounds=m.rejected_rounds,
-                earned_flt=flt(m.earned),
-            )
-        )
-    return rows
+def gas_used(source: ChainSource, txs: tuple[str, ...]) -> dict[str, int]:
+    """Gas used by each transaction (receipts never change, so they are cached for good)."""
+    return _receipts_gas(index(source).rpc, txs)
 
 
-@chain_read
-def participants(source: ChainSource) -> list[ParticipantRow]:
+@st.cache_data(show_spinner=False, max_entries=64)
+def _receipts_gas(_rpc: JsonRpc, txs: tuple[str, ...]) -> dict[str, int]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(tx: str) -> tuple[str, int]:
+        receipt = _rpc.call("eth_getTransactionReceipt", tx)
+        return tx, int(receipt["gasUsed"], 16) if receipt else 0
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return dict(pool.map(one, txs))
+
+
+def browser_rpc_url(info: ChainInfo) -> str:
+    """The RPC URL users' browsers use (FAIRFL_PUBLIC_RPC_URL, else the app's own node)."""
+    return get_settings().public_rpc_url or info.rpc_url
+
+
+def app_domain() -> str:
+    """The host the user's browser sees the app at (Sign-In with Ethereum's ``domain``)."""
+    host = st.context.headers.get("host") if st.context.headers else None
+    return host or "localhost:8501"
+
+
+def app_uri() -> str:
+    return f"http://{app_domain()}"
+
+
+@st.cache_data(show_spinner=False, ttl=60)
+def dev_accounts() -> list[str]:
+    """The local node's unlocked accounts (anvil's test accounts)."""
+    from eth_utils import to_checksum_address
+
+    return [to_checksum_address(a) for a in JsonRpc(rpc_url()).call("eth_accounts")]
+
+
+def dev_faucet(account: str, amount: int = 1_000 * 10**18) -> None:
+    """Local chain only: the deployer (an unlocked dev account and FLT's admin) mints FLT to
+    ``account`` and tops up its ETH for gas. Never offered on another chain."""
+    source = ChainSource.from_settings()
     fairfl = client(source)
-    return [
-        ParticipantRow(
-            participant=p.address,
-            label=short(p.address),
-            reputation_pct=p.reputation_bps / 100,
-            accepted=p.accepted_updates,
-            rejected=p.rejected_updates,
-            blacklisted=p.blacklisted,
-            flt_balance=flt(fairfl.token.balance_of(p.address)),
-            standing="blacklisted" if p.blacklisted else "in good standing",
-        )
-        for p in fairfl.registry.participants()
-    ]
-
-
-@chain_read
-def listings(source: ChainSource) -> list[ListingRow]:
-    return [
-        ListingRow(
-            model_id=m.model_id,
-            task_id=m.task_id or None,
-            price_flt=flt(m.price),
-            sales=m.sales,
-            revenue_flt=flt(m.revenue),
-            active=m.active,
-            payee_count=len(m.payees),
-            payees=[
-                f"{short(p)} · {s / 100:g}%" for p, s in zip(m.payees, m.shares_bps, strict=True)
-            ],
-            seller=m.seller,
-            encrypted_cid=m.encrypted_cid,
-        )
-        for m in client(source).marketplace.listings()
-    ]
+    rpc = JsonRpc(rpc_url())
+    if int(rpc.call("eth_chainId"), 16) != LOCAL_CHAIN_ID:
+        raise ChainUnavailable("The dev faucet exists only on the local chain.")
+    token, deployer = fairfl.token.contract, fairfl.deployment.deployer
+    minter = token.MINTER_ROLE()
+    calls = []
+    if not token.hasRole(minter, deployer):
+        calls.append(token.grantRole.encode_input(minter, deployer))
+    calls.append(token.mint.encode_input(account, amount))
+    for calldata in calls:
+        tx = rpc.call("eth_sendTransaction", {"from": deployer, "to": str(token.address),
+                                              "data": "0x" + bytes(calldata).hex()})
+        while rpc.call("eth_getTransactionReceipt", tx) is None:
+            time.sleep(0.1)
+    if int(rpc.call("eth_getBalance", account, "latest"), 16) < 10**18:
+        rpc.call("anvil_setBalance", account, hex(100 * 10**18))
+    clear_cache()

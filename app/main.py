@@ -1,8 +1,9 @@
 """FairFL app: ``streamlit run app/main.py`` (or ``make app``).
 
 Reads the chain named by ``FAIRFL_NETWORK`` (default: the shared anvil of ``make chain``)
-with the deployment record in ``FAIRFL_DEPLOYMENTS`` (default: ``deployments/``).
-Pages live in ``app/pages``; add them to ``PAGES``.
+with the deployment record in ``FAIRFL_DEPLOYMENTS`` (default: ``deployments/``), and the
+content store of ``FAIRFL_IPFS`` (default: the embedded store). Pages live in
+``app/pages``; add them to ``PAGES``.
 """
 
 from __future__ import annotations
@@ -11,14 +12,27 @@ import streamlit as st
 
 import chain_data as data
 import ui
+import wallet_flows as flows
 
 st.set_page_config(page_title="FairFL", page_icon=":material/hub:", layout="wide")
 
 PAGES = {
-    "Ledger": [
-        st.Page("pages/ledger.py", title="Overview", icon=":material/account_tree:", default=True),
+    "Marketplace": [
+        st.Page("pages/models.py", title="Models", icon=":material/storefront:",
+                url_path="models", default=True),
+        st.Page("pages/model.py", title="Model detail", icon=":material/model_training:",
+                url_path="model"),
     ],
-    # "Marketplace": [st.Page("pages/marketplace.py", ...)],  # with a wallet, next
+    "Training": [
+        st.Page("pages/tasks.py", title="Tasks", icon=":material/account_tree:",
+                url_path="tasks"),
+        st.Page("pages/participants.py", title="Participants", icon=":material/groups:",
+                url_path="participants"),
+    ],
+    "You": [
+        st.Page("pages/account.py", title="My account", icon=":material/account_balance_wallet:",
+                url_path="account"),
+    ],
 }
 
 page = st.navigation(PAGES)
@@ -26,6 +40,13 @@ source = data.ChainSource.from_settings()
 ui.sidebar(source)
 
 try:
+    info = data.chain_info(source)
+    with st.sidebar:
+        st.caption("Wallet")
+        # Mounted on every run, before the page, so that a purchase or download in progress
+        # gets its wallet's answers whichever page is open.
+        flows.mount(source, info)
+        flows.sidebar_wallet(info)
     page.run()
 except data.ChainUnavailable as err:
     ui.unavailable(err)

@@ -1,4 +1,5 @@
-"""Small pieces shared by the pages: the sidebar, the chain header, the "no chain" notice."""
+"""Small pieces shared by the pages: the sidebar, the chain header, formatting, charts and
+the "no chain" notice."""
 
 from __future__ import annotations
 
@@ -7,6 +8,13 @@ import pandas as pd
 import streamlit as st
 
 import chain_data as data
+
+Col = st.column_config
+
+
+def short(address: str) -> str:
+    """``0xf39Fd6e5…92266`` → ``0xf39F…2266``, for labels."""
+    return f"{address[:6]}…{address[-4:]}" if len(address) > 12 else address
 
 
 def sidebar(source: data.ChainSource) -> None:
@@ -18,7 +26,8 @@ def sidebar(source: data.ChainSource) -> None:
         st.button(
             "Refresh now", icon=":material/refresh:", width="stretch", on_click=data.clear_cache
         )
-        st.caption(f"Chain reads are cached for {data.TTL_SECONDS} s.")
+        st.caption(f"History is indexed as blocks arrive; balances are cached for "
+                   f"{data.TTL_SECONDS} s.")
 
 
 def unavailable(err: data.ChainUnavailable) -> None:
@@ -32,25 +41,25 @@ def unavailable(err: data.ChainUnavailable) -> None:
 
 
 def chain_header(info: data.ChainInfo) -> None:
-    """Network, height and totals, with the contract addresses folded away."""
+    """Network, height and contracts, in one line with the addresses folded away."""
     where = f" · {info.rpc_url}" if info.rpc_url and info.rpc_url != info.network else ""
-    st.caption(f"**{info.network}**{where} · chain id {info.chain_id}")
-    cols = st.columns(5)
-    cols[0].metric("Block height", f"{info.block:,}")
-    cols[1].metric("Tasks", info.task_count)
-    cols[2].metric("Participants", info.participant_count)
-    cols[3].metric("Models listed", info.model_count)
-    cols[4].metric("FLT supply", f"{info.flt_supply:,.2f}")
+    st.caption(f"**{info.network}**{where} · chain id {info.chain_id} · block "
+               f"{info.block:,} · payments in {info.payment_symbol}")
     with st.expander("Contracts"):
-        st.dataframe(
-            [{"contract": name, "address": address} for name, address in info.contracts.items()],
-            hide_index=True,
-            alt="Contract addresses",
-        )
+        rows = [{"contract": name, "address": address}
+                for name, address in info.contracts.items()]
+        rows.append({"contract": f"payment token ({info.payment_symbol})",
+                     "address": info.payment_token})
+        st.dataframe(rows, hide_index=True, alt="Contract addresses")
         st.caption(
             f"Deployed by `{info.deployer}` at block {info.deployed_at_block}; "
-            f"record `{info.deployment_file}`."
+            f"record `{info.deployment_file}`. A buyer's key is due within "
+            f"{info.delivery_window:,} blocks of the purchase, else the buyer is refunded."
         )
+
+
+def money(info: data.ChainInfo, base_units: int) -> str:
+    return f"{info.amount(base_units):,.2f} {info.payment_symbol}"
 
 
 STANDING_COLORS = {"in good standing": "#4e79a7", "blacklisted": "#c53948"}
@@ -68,7 +77,7 @@ def reputation_chart(people: pd.DataFrame) -> None:
                 scale=alt.Scale(domain=[0, 100]),
                 axis=alt.Axis(values=list(range(0, 101, 10))),
             ),
-            y=alt.Y("label:N", title=None, sort=None),
+            y=alt.Y("label:N", title=None, sort="-x"),
             color=alt.Color(
                 "standing:N",
                 title=None,
@@ -80,6 +89,37 @@ def reputation_chart(people: pd.DataFrame) -> None:
                 alt.Tooltip("reputation_pct:Q", title="Reputation (%)", format=".2f"),
             ],
         )
-        .properties(height=alt.Step(28))
+        .properties(height=alt.Step(22))
     )
     st.altair_chart(chart, alt="Reputation by participant")
+
+
+def history_chart(steps: pd.DataFrame) -> None:
+    """Reputation over blocks, one line per participant."""
+    chart = (
+        alt.Chart(steps)
+        .mark_line(point=True, interpolate="step-after")
+        .encode(
+            x=alt.X("block:Q", title="Block"),
+            y=alt.Y("reputation_pct:Q", title="Reputation (%)", scale=alt.Scale(domain=[0, 100])),
+            color=alt.Color("label:N", title="Participant"),
+            tooltip=["label:N", "task:Q", "round:Q", "reputation_pct:Q", "block:Q"],
+        )
+        .properties(height=320)
+    )
+    st.altair_chart(chart, alt="Reputation history")
+
+
+def accuracy_chart(rounds: pd.DataFrame, metric: str) -> None:
+    """The task metric on the aggregator's validation split, per round."""
+    chart = (
+        alt.Chart(rounds)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("round:Q", title="Round", axis=alt.Axis(tickMinStep=1, format="d")),
+            y=alt.Y("validation:Q", title=f"Validation {metric}", scale=alt.Scale(zero=False)),
+            tooltip=["round:Q", alt.Tooltip("validation:Q", format=".4f")],
+        )
+        .properties(height=260)
+    )
+    st.altair_chart(chart, alt=f"Validation {metric} per round")

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     rpc_port: int = Field(8545, ge=1, le=65535, description="Port the local anvil listens on.")
     home: Path = Field(PROJECT_ROOT / ".fairfl", description="Local state: chain, store, cursors.")
     deployments: Path = Field(PROJECT_ROOT / "deployments", description="Deployment records.")
+    public_rpc_url: str | None = Field(
+        None, description="RPC URL that users' browsers reach (for their wallet and the app's "
+        "dev accounts); default: the node the app itself reads.")
     confirmations: int = Field(0, ge=0, description="Blocks to wait before acting on an event.")
     ipfs: str | None = Field(
         None, description="Kubo RPC URL (e.g. http://127.0.0.1:5001); unset: the embedded store."

@@ -1,0 +1,104 @@
+"""One model: what it is and where it came from (every round of its task, from the chain),
+who is paid when it sells, and the buy button."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import chain_data as data
+import rows
+import ui
+import wallet_flows as flows
+
+Col = st.column_config
+source = data.ChainSource.from_settings()
+info = data.chain_info(source)
+views = data.views(source)
+
+if not views.listings:
+    st.title("Model detail")
+    st.info("No model is listed yet.", icon=":material/info:")
+    st.stop()
+
+ids = sorted(views.listings)
+asked = st.query_params.get("model")
+default = int(asked) if asked and asked.isdigit() and int(asked) in views.listings else ids[-1]
+model_id = st.selectbox("Model", ids, index=ids.index(default), key="model_choice",
+                        format_func=lambda i: f"Model {i} · task {views.listings[i].task_id}")
+st.query_params["model"] = str(model_id)
+listing = views.listings[model_id]
+task = views.tasks[listing.task_id]
+meta = data.listing_metadata(listing.metadata_cid)
+
+st.title(meta.title if meta else f"Model {model_id}")
+ui.chain_header(info)
+main, side = st.columns([2, 1], gap="large")
+
+with side:
+    with st.container(border=True):
+        st.subheader("Buy")
+        flows.buy_panel(source, info, listing, meta.title if meta else "")
+
+with main:
+    cols = st.columns(4)
+    cols[0].metric("Price", ui.money(info, listing.price))
+    cols[1].metric(meta.metric.capitalize() if meta else "Score",
+                   f"{meta.accuracy:.4f}" if meta and meta.accuracy is not None else "–",
+                   help="the task metric on the aggregator's validation split, last round")
+    cols[2].metric("Sales", listing.sales)
+    cols[3].metric("Contributors", len(task.earned))
+    if not listing.active:
+        st.warning("This model was delisted: it cannot be bought any more. Past buyers "
+                   "keep their access.", icon=":material/block:")
+    described = [("Task", f"{task.task_id} ({task.status}, {task.current_round}/"
+                          f"{task.rounds_planned} rounds)"),
+                 ("Seller", listing.seller),
+                 ("Encrypted weights (CID)", listing.encrypted_cid),
+                 ("Metadata (CID)", listing.metadata_cid),
+                 ("Plaintext SHA-256", listing.plaintext_hash)]
+    if meta is not None:
+        described[1:1] = [("Dataset / architecture", f"{meta.dataset} / {meta.model.name}"),
+                          ("License", meta.license)]
+    st.dataframe([{"": k, "value": v} for k, v in described], hide_index=True,
+                 alt="Model description", column_config={"": Col.TextColumn(width="small")})
+
+st.header("Lineage")
+st.caption("Every round of the task, read from the ledger's events: the global model it "
+           "started from, the model it produced, who was aggregated, who was rejected and "
+           "why (the aggregator's evidence document), its transactions and their gas.")
+gas = data.gas_used(source, tuple(tx for r in task.rounds for tx in r.transactions))
+lineage = rows.lineage(task, gas)
+if lineage["validation"].notna().any():
+    ui.accuracy_chart(lineage.dropna(subset=["validation"]), task.metric)
+st.dataframe(
+    lineage, hide_index=True, alt=f"Lineage of model {model_id}", placeholder="–",
+    column_config={
+        "round": Col.NumberColumn("Round", format="%d"),
+        "status": Col.TextColumn("Status"),
+        "global_model_cid": Col.TextColumn("Started from (CID)"),
+        "new_model_cid": Col.TextColumn("Produced (CID)"),
+        "submissions": Col.NumberColumn("Updates"),
+        "contributors": Col.NumberColumn("Aggregated"),
+        "rejected": Col.ListColumn("Rejected (reason)", width="medium"),
+        "validation": Col.NumberColumn(f"Validation {task.metric}", format="%.4f"),
+        "transactions": Col.NumberColumn("Transactions"),
+        "gas": Col.NumberColumn("Gas", format="%d"),
+        "start_block": Col.NumberColumn("Start block", format="%d"),
+        "finalized_block": Col.NumberColumn("Finalized block", format="%d"),
+        "evidence_cid": Col.TextColumn("Evidence (CID)"),
+    },
+)
+
+st.header("Who is paid")
+st.caption("The task's contributors share every sale in proportion to the rewards they "
+           "earned in training (read from the ledger when they withdraw).")
+st.dataframe(
+    rows.payees(listing, task, info), hide_index=True, alt=f"Payees of model {model_id}",
+    column_config={
+        "payee": Col.TextColumn("Payee"),
+        "share_pct": Col.ProgressColumn("Share", format="%.2f%%", min_value=0, max_value=100),
+        "earned_in_task": Col.NumberColumn("Earned in training", format="%.4f"),
+        "revenue": Col.NumberColumn(f"Revenue ({info.payment_symbol})", format="%.4f"),
+        "withdrawn": Col.NumberColumn("Withdrawn", format="%.4f"),
+    },
+)
