@@ -12,7 +12,10 @@ import { requester, runAction } from "./actions.js";
 import { devProvider } from "./dev_provider.js";
 import { classify, errorPayload, WalletFailure } from "./errors.js";
 
-export { checkSafetensors, keyFromSignature, openModel, openSealedKey } from "./crypto.js";
+// The protocol functions, for the parity tests that run this bundle under node.
+export {
+  checkSafetensors, decryptContent, keyFromSignature, openModel, openSealedKey,
+} from "./crypto.js";
 
 const LOCAL_CHAIN_ID = 31337;
 
