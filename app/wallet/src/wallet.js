@@ -21,6 +21,8 @@ const LOCAL_CHAIN_ID = 31337;
 
 /** Request ids taken, ever, in this page. */
 const taken = new Set();
+/** The answers, by request id: a wallet mounted again (its state reset) gets them again. */
+const answers = new Map();
 /** One request at a time, in the order they came. */
 let queue = Promise.resolve();
 /** Per mounted wallet (Python's key): the latest Streamlit callbacks, status and view. */
@@ -131,6 +133,7 @@ async function run(instance, request) {
     if (failure.kind === "rpc") console.error("FairFL wallet:", request.action, err);
     response = { id: request.id, ok: false, error: errorPayload(failure) };
   }
+  answers.set(request.id, response);
   // The mount that asked may have been replaced by now: answer through the latest one.
   const current = instances.get(instance.id) ?? instance;
   await refresh(current);
@@ -150,12 +153,15 @@ export default function mountWallet({ data, parentElement, setStateValue }) {
   }
   const { provider, mode } = providerFor(chain, dev);
   const previous = instances.get(key);
+  // Streamlit calls this again when `data` changes (same view) and when the wallet is
+  // mounted anew (a new view, and a component state Streamlit has reset).
+  const newMount = !previous || previous.view !== view;
   const sameWallet = previous && previous.provider === provider;
   const instance = {
     id: key, chain, dev, provider, view, setStateValue,
     status: sameWallet ? previous.status : { available: !!provider, account: null,
                                              chain_id: null, mode },
-    reported: sameWallet && previous.view === view ? previous.reported : undefined,
+    reported: sameWallet && !newMount ? previous.reported : undefined,
   };
   instances.set(key, instance);
   if (provider) listen(provider);
@@ -164,6 +170,8 @@ export default function mountWallet({ data, parentElement, setStateValue }) {
   if (request && !taken.has(request.id)) {
     taken.add(request.id);
     queue = queue.then(() => run(instance, request));
+  } else if (request && newMount && answers.has(request.id)) {
+    setStateValue("response", answers.get(request.id));  // answered before; never run twice
   }
   return () => {
     if (instances.get(key) === instance) instances.delete(key);
