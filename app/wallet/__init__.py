@@ -104,6 +104,24 @@ def _hex(name: str, value: bytes | str) -> str:
     raise ConfigError(f"{name} must be bytes or 0x-prefixed hex, got {value!r}")
 
 
+#: Integers beyond this lose precision as JSON numbers in the browser.
+_JS_SAFE_INTEGER = 2**53 - 1
+
+
+def _browser_json(value: Any) -> Any:
+    """``value`` with big integers as decimal strings and bytes as hex, which wallets accept
+    for EIP-712 ``uint``/``bytes`` fields and which the page's JSON keeps exactly."""
+    if isinstance(value, Mapping):
+        return {str(k): _browser_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_browser_json(v) for v in value]
+    if isinstance(value, bytes | bytearray):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > _JS_SAFE_INTEGER:
+        return str(value)
+    return value
+
+
 # ---------------------------------------------------------------------------------------------
 # What Python sends
 # ---------------------------------------------------------------------------------------------
@@ -178,8 +196,12 @@ class WalletRequest:
 
     @classmethod
     def sign_typed_data(cls, typed_data: Mapping[str, Any]) -> WalletRequest:
-        """``eth_signTypedData_v4`` of a full EIP-712 document (types, domain, message)."""
-        return cls._new("sign_typed_data", typedData=typed_data)
+        """``eth_signTypedData_v4`` of a full EIP-712 document (types, domain, message).
+
+        Integers above 2**53 are sent as decimal strings and bytes as hex, so the browser
+        signs exactly the values given.
+        """
+        return cls._new("sign_typed_data", typedData=_browser_json(typed_data))
 
     @classmethod
     def send_transaction(cls, sender: str, to: str, data: bytes | str,
