@@ -308,6 +308,16 @@ def test_sign_in_message_and_a_rejected_signature(wallet_page):
     assert once_more.result["signature"] == signed.result["signature"]  # RFC 6979
 
 
+def test_a_wallet_busy_with_another_request(wallet_page):
+    page = wallet_page(wallet={"account": account_address(BUYER)})
+    page.page.evaluate("window.__testWallet.failNext('eth_requestAccounts', -32002, "
+                       "'Request of type wallet_requestPermissions already pending')")
+    busy = page.ask(WalletRequest.connect())
+    assert (busy.error.kind, busy.error.code) == ("pending", -32002)
+    assert "answer it first" in busy.error.hint
+    assert page.ask(WalletRequest.connect()).ok
+
+
 def test_derive_key_in_the_browser_equals_python(wallet_page, test_chain, contracts):
     """The key parity of issue 8: the browser wallet and ape's account derive one key."""
     from ape import accounts

@@ -9,7 +9,8 @@
 //   wallet_switchEthereumChain (4902 for a chain it does not know) and wallet_addEthereumChain,
 //   emitting chainChanged;
 // - window.__testWallet.rejectNext("personal_sign") makes the next call of that method fail
-//   with 4001, as a user pressing "Reject" does;
+//   with 4001, as a user pressing "Reject" does; failNext(method, code, message) with any
+//   EIP-1193 error (e.g. -32002 while another request waits in the wallet);
 // - window.__testWallet.calls lists every method asked, in order.
 //
 // Configuration: window.__testWalletConfig = {rpcUrl, account, chainId, connected, canAddChains}
@@ -22,7 +23,7 @@
   const known = new Set([config.chainId]);
   let chainId = config.chainId;
   let connected = config.connected;
-  const rejections = new Set();
+  const failures = new Map();
   const listeners = { accountsChanged: new Set(), chainChanged: new Set() };
   const calls = [];
   let nextId = 1;
@@ -107,7 +108,11 @@
     isTestWallet: true,
     async request({ method, params = [] }) {
       calls.push(method);
-      if (rejections.delete(method)) throw rpcError(4001, "User rejected the request.");
+      const failure = failures.get(method);
+      if (failure) {
+        failures.delete(method);
+        throw rpcError(failure.code, failure.message);
+      }
       return handle(method, params);
     },
     on(event, fn) {
@@ -124,7 +129,10 @@
   window.__testWallet = {
     calls,
     rejectNext(method) {
-      rejections.add(method);
+      failures.set(method, { code: 4001, message: "User rejected the request." });
+    },
+    failNext(method, code, message) {
+      failures.set(method, { code, message });
     },
     get chainId() {
       return chainId;

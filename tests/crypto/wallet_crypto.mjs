@@ -1,4 +1,5 @@
-// Runs the wallet bundle's protocol functions under node for test_js_parity.py.
+// Runs the wallet bundle's protocol functions under node for test_js_parity.py and
+// test_js_error_kinds.py.
 //   node wallet_crypto.mjs <bundle>  < {"cases": [{"op": ..., ...}, ...]}
 // Answers {"results": [{...} | {"error": {"kind", "message"}}, ...]} on stdout. Bytes travel
 // as hex (keys, signatures) or base64 (files).
@@ -29,6 +30,18 @@ const ops = {
     });
     return { plaintext: Buffer.from(plaintext).toString("base64"), sha256 };
   },
+  // What a provider's error becomes once it went through viem's EIP-1193 request, as in the
+  // page: its kind, code and revert data.
+  classify: async (c) => {
+    const provider = { request: async () => { throw c.error; } };
+    try {
+      await wallet.requester(provider)("eth_sendTransaction", []);
+    } catch (err) {
+      const { kind, code, data } = wallet.classify(err);
+      return { kind, code, data };
+    }
+    return { kind: null };
+  },
   check_weights: (c) => {
     wallet.checkSafetensors(b64(c.bytes), c.tensors);
     return { ok: true };
@@ -36,11 +49,12 @@ const ops = {
 };
 
 const { cases } = JSON.parse(readFileSync(0, "utf8"));
-const results = cases.map((c) => {
+const results = [];
+for (const c of cases) {
   try {
-    return ops[c.op](c);
+    results.push(await ops[c.op](c));
   } catch (err) {
-    return { error: { kind: err.kind ?? "exception", message: String(err.message ?? err) } };
+    results.push({ error: { kind: err.kind ?? "exception", message: String(err.message ?? err) } });
   }
-});
+}
 process.stdout.write(JSON.stringify({ results }));

@@ -12,10 +12,12 @@ import { requester, runAction } from "./actions.js";
 import { devProvider } from "./dev_provider.js";
 import { classify, errorPayload, WalletFailure } from "./errors.js";
 
-// The protocol functions, for the parity tests that run this bundle under node.
+// The protocol functions and the error kinds, for the tests that run this bundle under node.
+export { requester } from "./actions.js";
 export {
   checkSafetensors, decryptContent, keyFromSignature, openModel, openSealedKey,
 } from "./crypto.js";
+export { classify } from "./errors.js";
 
 const LOCAL_CHAIN_ID = 31337;
 
