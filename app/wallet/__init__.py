@@ -312,9 +312,6 @@ class WalletState:
             return None
         return self.response
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 # ---------------------------------------------------------------------------------------------
 # The component

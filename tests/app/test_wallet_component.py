@@ -498,4 +498,7 @@ def test_dev_account_on_the_local_chain(wallet_page, test_chain):
     assert int(mined["status"], 16) == 1 and mined["from"].lower() == dev.lower()
     assert int(rpc(url, "eth_getBalance", other, "latest"), 16) == balance + 12345
     print(f"screenshot: {page.screenshot('wallet-dev-account.png')}")
+    # anvil would sign for any of its accounts; the dev wallet only for the one it holds.
+    not_mine = page.ask(WalletRequest.send_transaction(other, dev, b"", value=1))
+    assert (not_mine.error.kind, not_mine.error.code) == ("rpc", 4100)
     assert asdict(page.status())["mode"] == "dev"

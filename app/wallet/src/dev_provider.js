@@ -4,6 +4,11 @@
 // in the page. Never point it at a node holding real keys.
 import { getAddress } from "viem";
 
+const LOCAL_CHAIN_ID = 31337n;
+/** What a dev account may ask the node to sign or send. */
+const SIGNING = new Set(["personal_sign", "eth_sign", "eth_signTypedData_v4",
+                         "eth_sendTransaction"]);
+
 /**
  * @param {string} rpcUrl
  * @param {string} account the dev account to act as
@@ -11,6 +16,7 @@ import { getAddress } from "viem";
 export function devProvider(rpcUrl, account) {
   const address = getAddress(account);
   let nextId = 1;
+  let checked;
 
   async function rpc(method, params) {
     let reply;
@@ -27,6 +33,19 @@ export function devProvider(rpcUrl, account) {
     const body = await reply.json();
     if (body.error) throw Object.assign(new Error(body.error.message), body.error);
     return body.result;
+  }
+
+  /** The node itself must be the local chain before it is asked to sign anything. */
+  function requireLocalNode() {
+    checked ??= rpc("eth_chainId", []).then((id) => {
+      if (BigInt(id) !== LOCAL_CHAIN_ID) {
+        throw Object.assign(
+          new Error(`the dev node at ${rpcUrl} is chain ${BigInt(id)}, not the local chain ` +
+                    `${LOCAL_CHAIN_ID}: dev accounts are refused`), { code: 4901 });
+      }
+    });
+    checked.catch(() => { checked = undefined; });  // ask again next time (node restarted)
+    return checked;
   }
 
   return {
@@ -46,6 +65,16 @@ export function devProvider(rpcUrl, account) {
         case "wallet_addEthereumChain":
           throw Object.assign(new Error("a dev account cannot add chains"), { code: 4200 });
         default:
+          if (SIGNING.has(method)) {
+            // Like a wallet, sign only as the account it holds (anvil signs for all ten).
+            const signer = method === "eth_sendTransaction" ? params[0]?.from
+              : method === "personal_sign" ? params[1] : params[0];
+            if (String(signer).toLowerCase() !== address.toLowerCase()) {
+              throw Object.assign(new Error(`the dev account is ${address}, not ${signer}`),
+                                  { code: 4100 });
+            }
+            await requireLocalNode();
+          }
           return rpc(method, params);
       }
     },
