@@ -171,7 +171,9 @@ export default function mountWallet({ data, parentElement, setStateValue }) {
 
   if (request && !taken.has(request.id)) {
     taken.add(request.id);
-    queue = queue.then(() => run(instance, request));
+    // A failure here must not stop the queue: later requests still run.
+    queue = queue.then(() => run(instance, request))
+      .catch((err) => console.error("FairFL wallet: cannot answer", request.id, err));
   } else if (request && newMount && answers.has(request.id)) {
     setStateValue("response", answers.get(request.id));  // answered before; never run twice
   }
