@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Bootstraps everything FairFL needs, idempotently: the Python venv, the npm toolchain
-# (solc wasm, anvil, OpenZeppelin), the solc bridge for ape-solidity, anvil on PATH, and the
-# ape dependencies. Safe to run again; each step is skipped when already done.
+# (solc wasm, anvil, OpenZeppelin), the app's wallet component bundle, the solc bridge for
+# ape-solidity, anvil on PATH, and the ape dependencies. Safe to run again; each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -14,11 +14,19 @@ log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
 
 # 1. npm packages, from the lock file.
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  log "npm ci (solc $SOLC_VERSION wasm, anvil, OpenZeppelin, UnixFS importer)"
+  log "npm ci (solc $SOLC_VERSION wasm, anvil, OpenZeppelin, UnixFS importer, esbuild, viem, @noble)"
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
-# 2. The Python environment, with pinned versions.
+# 2. The app's wallet component: its JS and npm dependencies bundled into one file (never
+#    committed), rebuilt when a source or the lock file is newer than the bundle.
+WALLET_JS=app/wallet/dist/wallet.js
+if [ ! -f "$WALLET_JS" ] || [ -n "$(find app/wallet/src app/wallet/build.mjs package-lock.json -newer "$WALLET_JS" -print -quit)" ]; then
+  log "bundling the wallet component (esbuild: viem, @noble) into $WALLET_JS"
+  npm run --silent build:wallet
+fi
+
+# 3. The Python environment, with pinned versions.
 STAMP="$VENV/.fairfl-installed"
 if [ ! -x "$VENV/bin/python" ]; then
   log "creating $VENV"
@@ -30,10 +38,10 @@ if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] || [ constraints.txt -nt
   touch "$STAMP"
 fi
 
-# 3. anvil on the venv's PATH (ape-foundry looks it up with shutil.which).
+# 4. anvil on the venv's PATH (ape-foundry looks it up with shutil.which).
 ln -sf "$ROOT/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil" "$VENV/bin/anvil"
 
-# 4. The solc that py-solc-x will find: a native one if installed, else the wasm bridge.
+# 5. The solc that py-solc-x will find: a native one if installed, else the wasm bridge.
 SOLCX_DIR=${SOLCX_BINARY_PATH:-$HOME/.solcx}
 mkdir -p "$SOLCX_DIR"
 TARGET="$SOLCX_DIR/solc-v$SOLC_VERSION"
@@ -48,14 +56,14 @@ SH
   chmod +x "$TARGET"
 fi
 
-# 5. Chromium for the browser tests (Debian's package; Playwright never downloads browsers).
+# 6. Chromium for the browser tests (Debian's package; Playwright never downloads browsers).
 if [ "${FAIRFL_WITH_BROWSER:-0}" = 1 ] && [ ! -x /usr/bin/chromium ]; then
   log "installing Debian's chromium for the UI tests"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 
-# 6. ape's copy of OpenZeppelin (read from node_modules, no network).
+# 7. ape's copy of OpenZeppelin (read from node_modules, no network).
 if [ ! -d "$HOME/.ape/packages/projects/@openzeppelin_contracts/5_7_0" ]; then
   log "ape pm install (OpenZeppelin from node_modules)"
   "$VENV/bin/ape" pm install >/dev/null

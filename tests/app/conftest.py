@@ -23,6 +23,9 @@ from harness import APP_MAIN, REPO, ChainUnderTest, rpc_answers, stop, wait_unti
 from ledger_story import populate
 
 HERE = Path(__file__).resolve().parent
+WALLET_PAGE = HERE / "wallet_page.py"
+WALLET_BUILD = REPO / "app" / "wallet" / "build.mjs"
+WALLET_BUNDLE = REPO / "app" / "wallet" / "dist" / "wallet.js"
 APE_RUNNER = "ape-test"  # registered by ape's pytest11 plugin `ape_test`
 
 
@@ -82,20 +85,17 @@ def app_env(test_chain: ChainUnderTest, monkeypatch: pytest.MonkeyPatch) -> dict
     return test_chain.env
 
 
-@pytest.fixture(scope="session")
-def streamlit_server(test_chain: ChainUnderTest, tmp_path_factory: pytest.TempPathFactory
-                     ) -> Iterator[str]:
-    """`streamlit run app/main.py` against the test chain; yields the app's URL."""
+def _run_streamlit(script: Path, env: dict[str, str], log: Path) -> Iterator[str]:
+    """`streamlit run script` on a free port with ``env`` added; yields its URL."""
     port = free_port()
-    log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
-    env = {**os.environ, **test_chain.env, "PYTHONUNBUFFERED": "1"}
-    cmd = [shutil.which("streamlit") or "streamlit", "run", str(APP_MAIN),
+    cmd = [shutil.which("streamlit") or "streamlit", "run", str(script),
            "--server.headless", "true", "--server.port", str(port),
            "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
            "--browser.gatherUsageStats", "false"]
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     url = f"http://127.0.0.1:{port}"
 
     def healthy() -> bool:
@@ -109,3 +109,26 @@ def streamlit_server(test_chain: ChainUnderTest, tmp_path_factory: pytest.TempPa
         yield url
     finally:
         stop(proc)
+
+
+@pytest.fixture(scope="session")
+def streamlit_server(test_chain: ChainUnderTest, tmp_path_factory: pytest.TempPathFactory
+                     ) -> Iterator[str]:
+    """`streamlit run app/main.py` against the test chain; yields the app's URL."""
+    log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
+    yield from _run_streamlit(APP_MAIN, test_chain.env, log)
+
+
+@pytest.fixture(scope="session")
+def wallet_bundle() -> Path:
+    """app/wallet/dist/wallet.js, built now if a source is newer (what `make setup` does)."""
+    subprocess.run(["node", str(WALLET_BUILD), "--if-stale"], cwd=REPO, check=True)
+    return WALLET_BUNDLE
+
+
+@pytest.fixture(scope="session")
+def wallet_server(test_chain: ChainUnderTest, wallet_bundle: Path,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`streamlit run tests/app/wallet_page.py` (the wallet alone) against the test chain."""
+    log = tmp_path_factory.mktemp("streamlit-wallet") / "streamlit.log"
+    yield from _run_streamlit(WALLET_PAGE, {"FAIRFL_WALLET_RPC": test_chain.url}, log)
