@@ -22,13 +22,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from eth_account.messages import encode_defunct
 from eth_utils import to_checksum_address
 
+from fl_agent.crypto.sealing import public_bytes
 from fl_agent.errors import ConfigError
+
+__all__ = ["buyer_key_message", "derive_key", "key_from_signature", "member_key_message",
+           "public_bytes"]
 
 #: HKDF salt of the derivation; a new version of the scheme gets a new salt.
 SALT = b"fairfl/wallet-key/v1"
@@ -112,12 +116,6 @@ def key_from_signature(signature: bytes, message: str) -> X25519PrivateKey:
     seed = HKDF(algorithm=hashes.SHA256(), length=32, salt=SALT,
                 info=message.encode("utf-8")).derive(signature[:64])
     return X25519PrivateKey.from_private_bytes(seed)
-
-
-def public_bytes(private: X25519PrivateKey) -> bytes:
-    """The 32 raw bytes of ``private``'s public key (what ``buy(..., buyerKey)`` takes)."""
-    return private.public_key().public_bytes(serialization.Encoding.Raw,
-                                             serialization.PublicFormat.Raw)
 
 
 def derive_key(account: Any, message: str) -> X25519PrivateKey:

@@ -13,6 +13,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fl_agent.crypto.sealing import (
+    encrypt_content,
+    new_buyer_key,
+    new_content_key,
+    seal_key,
+)
 from safetensors.numpy import save
 
 from fl_agent.crypto.wallet_keys import (
@@ -23,12 +29,6 @@ from fl_agent.crypto.wallet_keys import (
 )
 from fl_agent.learning.models import ModelSpec, init_params, param_layout
 from fl_agent.learning.weights import encode_weights
-from fl_agent.market.sealing import (
-    encrypt_content,
-    new_buyer_key,
-    new_content_key,
-    seal_key,
-)
 
 MARKETPLACE = "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0"
 LEDGER = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"
