@@ -25,6 +25,10 @@ CID_SPEC = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 CID_WORKLOAD = "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq"
 CID_UPDATE = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
 CID_NEW_MODEL = "bafkreiabltrd5zm73pvi7plq25pef3hm7jxhbi3kv4hapegrkfpkqtkbme"
+#: A round's evidence document (verdicts, scores, statistics).
+CID_ROUND_EVIDENCE = "bafkreidrkzxzmxsbyyv5mfuvblzpn4kzsdgbmpbkvaz5gvdfgm5bzfkdrq"
+#: Reason code the helpers give a rejected update unless told otherwise (5: norm outlier).
+REASON_NORM_OUTLIER = 5
 #: The policy every test runs with: 3 rejections within 100 blocks blacklist.
 POLICY = BlacklistPolicy(alpha_bps=2_000, max_rejections=3, window_blocks=100)
 
@@ -189,13 +193,26 @@ def task_config(aggregator, **overrides):
     return config
 
 
-def round_result(new_cid=CID_NEW_MODEL, contributors=(), scores=(), rejected=(), millis=1234):
-    """A RoundResult tuple in ABI order."""
+def round_result(
+    new_cid=CID_NEW_MODEL,
+    contributors=(),
+    scores=(),
+    rejected=(),
+    millis=1234,
+    reasons=None,
+    evidence=CID_ROUND_EVIDENCE,
+):
+    """A RoundResult tuple in ABI order; ``reasons`` defaults to one norm-outlier code per
+    rejected address."""
+    if reasons is None:
+        reasons = [REASON_NORM_OUTLIER] * len(rejected)
     return (
         new_cid,
         [getattr(a, "address", a) for a in contributors],
         list(scores),
         [getattr(a, "address", a) for a in rejected],
+        list(reasons),
+        evidence,
         millis,
     )
 
