@@ -17,7 +17,6 @@ from pathlib import Path
 
 import ape
 import pytest
-
 from eth_utils import to_checksum_address
 
 from fl_agent.chain.deployment import BlacklistPolicy, deploy_contracts

@@ -282,7 +282,9 @@ def test_unknown_model_views_are_empty(marketplace, model, buyer, payees):
 @pytest.mark.parametrize("encrypted_cid, metadata_cid", [("", CID_META), (CID_MODEL, "")])
 def test_list_rejects_an_empty_cid(marketplace, task_id, seller, encrypted_cid, metadata_cid):
     with reverts(marketplace.ModelMarketplaceEmptyCid):
-        list_task_model(marketplace, task_id, seller, encrypted_cid=encrypted_cid, meta=metadata_cid)
+        list_task_model(
+            marketplace, task_id, seller, encrypted_cid=encrypted_cid, meta=metadata_cid
+        )
     assert marketplace.modelCount() == 0
 
 
