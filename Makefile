@@ -4,6 +4,8 @@ VENV  := .venv
 BIN   := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 NETWORK ?= ethereum:local:node
+# Blocks a seller has to deliver a bought model's key before the buyer may take a refund.
+DELIVERY_WINDOW ?= 7200
 BENCH_SEEDS ?= 1,2,3
 APE_QUIET := -v WARNING
 
@@ -39,12 +41,14 @@ chain-down: ## Stop the shared local chain (its state is kept)
 	@fl-agent chain down
 
 deploy: chain ## Deploy the contracts to the shared local chain
-	@ape run deploy --network $(NETWORK) --account TEST::0 $(APE_QUIET)
+	@ape run deploy --network $(NETWORK) --account TEST::0 --delivery-window $(DELIVERY_WINDOW) $(APE_QUIET)
 
 demo: chain ## The main job: 20 agents train on the shared chain (6 attack), model listed for sale
 	@fl-agent simulate --network $(NETWORK) --list-price 50 --out reports/demo
 
-story: deploy ## A scripted walk through every contract call (register ... buy, withdraw)
+# The story lets a delivery window pass to show a refund: it deploys with a short one.
+story: DELIVERY_WINDOW = 20
+story: deploy ## A scripted walk through every contract call (register ... buy, refund, withdraw)
 	@ape run story --network $(NETWORK) $(APE_QUIET)
 
 bench: setup ## Every attack in the target setting on seeds $(BENCH_SEEDS), each run on its own anvil; table in docs/benchmarks.md

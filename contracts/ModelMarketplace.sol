@@ -6,49 +6,56 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
-import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {IModelMarketplace} from "./interfaces/IModelMarketplace.sol";
 import {IParticipantRegistry} from "./interfaces/IParticipantRegistry.sol";
 import {ITaskLedger} from "./interfaces/ITaskLedger.sol";
 
 /// @title ModelMarketplace
-/// @notice Lists and sells trained models for FLT; revenue is pulled by the payees.
-/// @dev Payee balances are computed lazily, as in OpenZeppelin 4's PaymentSplitter:
-/// withdrawable = revenue * share / 10_000 - withdrawn. Prices are multiples of `PRICE_UNIT`
-/// (= 10_000 base units) so that this division is exact and no dust is ever stranded.
-contract ModelMarketplace is IModelMarketplace, AccessControl, Pausable, ReentrancyGuard {
+/// @notice Sells the final models of FairFL tasks with an escrow for key delivery; revenue is
+/// pulled by the task's contributors.
+/// @dev Payee balances are computed lazily, as in OpenZeppelin 4's PaymentSplitter, with the
+/// ledger's rewards as shares: withdrawable = revenue * earned / totalRewarded - withdrawn.
+/// A listed task is completed, so its shares never change.
+contract ModelMarketplace is IModelMarketplace, AccessControl, Pausable, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
     /// @inheritdoc IModelMarketplace
     bytes32 public constant PAUSER_ROLE = keccak256("PAUSER_ROLE");
-    /// @inheritdoc IModelMarketplace
-    uint256 public constant PRICE_UNIT = 10_000;
 
-    uint16 private constant _TOTAL_SHARES = 10_000;
-    uint256 private constant _BUYER_KEY_LENGTH = 32;
-
-    struct Payee {
-        uint16 shareBps;
-        uint128 withdrawn;
-    }
-
-    IERC20 private immutable _token;
+    IERC20 private immutable _paymentToken;
     IParticipantRegistry private immutable _registry;
     ITaskLedger private immutable _ledger;
+    uint64 private immutable _deliveryWindow;
 
     uint256 private _modelCount;
     mapping(uint256 modelId => Listing) private _listings;
-    mapping(uint256 modelId => address[]) private _payees;
-    mapping(uint256 modelId => mapping(address payee => Payee)) private _shares;
-    mapping(uint256 modelId => mapping(address buyer => Access)) private _access;
+    mapping(uint256 taskId => uint256 modelId) private _modelOfTask;
+    mapping(uint256 modelId => mapping(address buyer => Purchase)) private _purchases;
+    mapping(uint256 modelId => mapping(address payee => uint256)) private _withdrawn;
 
     /// @param admin Receives `DEFAULT_ADMIN_ROLE` and `PAUSER_ROLE`.
-    constructor(address admin, IERC20 token, IParticipantRegistry registry, ITaskLedger ledger) {
+    /// @param paymentToken_ Any ERC-20 that moves exact amounts, with or without permit.
+    /// @param deliveryWindowBlocks Blocks a seller has to deliver a key before the buyer may
+    /// take a refund.
+    constructor(
+        address admin,
+        IERC20 paymentToken_,
+        IParticipantRegistry registry,
+        ITaskLedger ledger,
+        uint64 deliveryWindowBlocks
+    ) {
+        if (admin == address(0)) revert ModelMarketplaceInvalidConfig("admin");
+        if (address(paymentToken_) == address(0)) revert ModelMarketplaceInvalidConfig("paymentToken");
+        if (address(registry) == address(0)) revert ModelMarketplaceInvalidConfig("registry");
+        if (address(ledger) == address(0)) revert ModelMarketplaceInvalidConfig("ledger");
+        if (deliveryWindowBlocks == 0) revert ModelMarketplaceInvalidConfig("deliveryWindowBlocks");
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _grantRole(PAUSER_ROLE, admin);
-        _token = token;
+        _paymentToken = paymentToken_;
         _registry = registry;
         _ledger = ledger;
+        _deliveryWindow = deliveryWindowBlocks;
     }
 
     modifier onlySeller(uint256 modelId) {
@@ -56,19 +63,6 @@ contract ModelMarketplace is IModelMarketplace, AccessControl, Pausable, Reentra
         if (seller == address(0)) revert ModelMarketplaceUnknownModel(modelId);
         if (seller != msg.sender) revert ModelMarketplaceNotSeller(modelId, msg.sender);
         _;
-    }
-
-    /// @inheritdoc IModelMarketplace
-    function list(
-        string calldata encryptedCid,
-        string calldata metadataCid,
-        bytes32 plaintextHash,
-        uint128 price,
-        address[] calldata payees,
-        uint16[] calldata sharesBps
-    ) external whenNotPaused returns (uint256 modelId) {
-        _requireNotBlacklisted(msg.sender);
-        return _list(0, encryptedCid, metadataCid, plaintextHash, price, payees, sharesBps);
     }
 
     /// @inheritdoc IModelMarketplace
@@ -83,12 +77,27 @@ contract ModelMarketplace is IModelMarketplace, AccessControl, Pausable, Reentra
         ITaskLedger.Task memory t = _ledger.task(taskId);
         if (t.creator != msg.sender) revert ModelMarketplaceNotTaskCreator(taskId, msg.sender);
         if (t.status != ITaskLedger.TaskStatus.Completed) revert ModelMarketplaceTaskNotCompleted(taskId);
-        (address[] memory payees, uint16[] memory shares) = _contributorShares(taskId);
-        return _list(taskId, encryptedCid, metadataCid, plaintextHash, price, payees, shares);
+        uint256 listed = _modelOfTask[taskId];
+        if (listed != 0) revert ModelMarketplaceTaskAlreadyListed(taskId, listed);
+        if (t.totalRewarded == 0) revert ModelMarketplaceNoContributors(taskId);
+        if (bytes(encryptedCid).length == 0 || bytes(metadataCid).length == 0) revert ModelMarketplaceEmptyCid();
+        if (price == 0) revert ModelMarketplaceInvalidPrice(price);
+
+        modelId = ++_modelCount;
+        _modelOfTask[taskId] = modelId;
+        Listing storage l = _listings[modelId];
+        l.seller = msg.sender;
+        l.active = true;
+        l.price = price;
+        l.taskId = taskId;
+        l.plaintextHash = plaintextHash;
+        l.encryptedCid = encryptedCid;
+        l.metadataCid = metadataCid;
+        emit ModelListed(modelId, msg.sender, taskId, price, encryptedCid, metadataCid, plaintextHash);
     }
 
     /// @inheritdoc IModelMarketplace
-    function buy(uint256 modelId, uint256 maxPrice, bytes calldata buyerKey) external nonReentrant whenNotPaused {
+    function buy(uint256 modelId, uint256 maxPrice, bytes32 buyerKey) external nonReentrant whenNotPaused {
         _buy(modelId, maxPrice, buyerKey);
     }
 
@@ -96,24 +105,60 @@ contract ModelMarketplace is IModelMarketplace, AccessControl, Pausable, Reentra
     function buyWithPermit(
         uint256 modelId,
         uint256 maxPrice,
-        bytes calldata buyerKey,
+        bytes32 buyerKey,
         uint256 deadline,
         uint8 v,
         bytes32 r,
         bytes32 s
     ) external nonReentrant whenNotPaused {
-        // A front-runner may submit the same permit first; the allowance is then already there,
-        // so a failing permit is ignored and `_buy` checks the allowance itself.
-        try IERC20Permit(address(_token)).permit(msg.sender, address(this), maxPrice, deadline, v, r, s) {} catch {}
+        // A front-runner may submit the same permit first, or the token may have no permit at
+        // all; a failing permit is ignored and `_buy` checks the allowance itself.
+        try IERC20Permit(address(_paymentToken)).permit(msg.sender, address(this), maxPrice, deadline, v, r, s) {}
+            catch {}
         _buy(modelId, maxPrice, buyerKey);
     }
 
     /// @inheritdoc IModelMarketplace
-    function deliverKey(uint256 modelId, address buyer, bytes calldata encryptedKey) external onlySeller(modelId) {
-        Access storage a = _access[modelId][buyer];
-        if (a.purchasedBlock == 0) revert ModelMarketplaceNotPurchased(modelId, buyer);
-        a.keyDelivered = true;
-        emit KeyDelivered(modelId, buyer, encryptedKey);
+    function updateBuyerKey(uint256 modelId, bytes32 newKey) external {
+        Purchase storage p = _pendingPurchase(modelId, msg.sender);
+        if (newKey == bytes32(0)) revert ModelMarketplaceInvalidBuyerKey();
+        uint64 deadline = uint64(block.number) + _deliveryWindow;
+        p.buyerKey = newKey;
+        p.deadlineBlock = deadline;
+        emit BuyerKeyUpdated(modelId, msg.sender, _listings[modelId].seller, newKey, deadline);
+    }
+
+    /// @inheritdoc IModelMarketplace
+    function deliverKey(uint256 modelId, address buyer, bytes calldata sealedKey)
+        external
+        nonReentrant
+        onlySeller(modelId)
+    {
+        _deliver(modelId, buyer, sealedKey);
+    }
+
+    /// @inheritdoc IModelMarketplace
+    function deliverKeys(uint256 modelId, address[] calldata buyers, bytes[] calldata sealedKeys)
+        external
+        nonReentrant
+        onlySeller(modelId)
+    {
+        if (buyers.length != sealedKeys.length) revert ModelMarketplaceLengthMismatch(buyers.length, sealedKeys.length);
+        for (uint256 i; i < buyers.length; ++i) {
+            _deliver(modelId, buyers[i], sealedKeys[i]);
+        }
+    }
+
+    /// @inheritdoc IModelMarketplace
+    function refund(uint256 modelId) external nonReentrant returns (uint128 amount) {
+        Purchase storage p = _pendingPurchase(modelId, msg.sender);
+        if (block.number <= p.deadlineBlock) revert ModelMarketplaceRefundNotYet(modelId, msg.sender, p.deadlineBlock);
+        amount = p.pricePaid;
+        p.status = PurchaseStatus.Refunded;
+        _listings[modelId].escrowed -= amount;
+        emit PurchaseRefunded(modelId, msg.sender, amount);
+        // Effects before the transfer: a re-entering buyer would find nothing pending.
+        _paymentToken.safeTransfer(msg.sender, amount);
     }
 
     /// @inheritdoc IModelMarketplace
@@ -121,7 +166,7 @@ contract ModelMarketplace is IModelMarketplace, AccessControl, Pausable, Reentra
         _requireNotBlacklisted(msg.sender);
         Listing storage l = _listings[modelId];
         if (!l.active) revert ModelMarketplaceDelisted(modelId);
-        _checkPrice(newPrice);
+        if (newPrice == 0) revert ModelMarketplaceInvalidPrice(newPrice);
         uint128 old = l.price;
         l.price = newPrice;
         emit PriceChanged(modelId, old, newPrice);
@@ -142,9 +187,9 @@ contract ModelMarketplace is IModelMarketplace, AccessControl, Pausable, Reentra
         amount = _withdrawable(modelId, msg.sender);
         if (amount == 0) revert ModelMarketplaceNothingToWithdraw(modelId, msg.sender);
         // Effects before the transfer: a re-entering payee would find nothing left.
-        _shares[modelId][msg.sender].withdrawn += uint128(amount);
+        _withdrawn[modelId][msg.sender] += amount;
         emit RevenueWithdrawn(modelId, msg.sender, amount);
-        _token.safeTransfer(msg.sender, amount);
+        _paymentToken.safeTransfer(msg.sender, amount);
     }
 
     /// @inheritdoc IModelMarketplace
@@ -158,6 +203,16 @@ contract ModelMarketplace is IModelMarketplace, AccessControl, Pausable, Reentra
     }
 
     /// @inheritdoc IModelMarketplace
+    function paymentToken() external view returns (address) {
+        return address(_paymentToken);
+    }
+
+    /// @inheritdoc IModelMarketplace
+    function deliveryWindow() external view returns (uint64) {
+        return _deliveryWindow;
+    }
+
+    /// @inheritdoc IModelMarketplace
     function modelCount() external view returns (uint256) {
         return _modelCount;
     }
@@ -168,136 +223,94 @@ contract ModelMarketplace is IModelMarketplace, AccessControl, Pausable, Reentra
     }
 
     /// @inheritdoc IModelMarketplace
-    function payeesOf(uint256 modelId) external view returns (address[] memory payees, uint16[] memory sharesBps) {
-        payees = _payees[modelId];
-        sharesBps = new uint16[](payees.length);
-        for (uint256 i; i < payees.length; ++i) {
-            sharesBps[i] = _shares[modelId][payees[i]].shareBps;
-        }
+    function modelOfTask(uint256 taskId) external view returns (uint256) {
+        return _modelOfTask[taskId];
     }
 
     /// @inheritdoc IModelMarketplace
-    function accessOf(uint256 modelId, address buyer) external view returns (Access memory) {
-        return _access[modelId][buyer];
+    function purchase(uint256 modelId, address buyer) external view returns (Purchase memory) {
+        return _purchases[modelId][buyer];
     }
 
     /// @inheritdoc IModelMarketplace
     function hasAccess(uint256 modelId, address buyer) external view returns (bool) {
-        return _access[modelId][buyer].purchasedBlock != 0;
+        return _purchases[modelId][buyer].status == PurchaseStatus.Delivered;
     }
 
     /// @inheritdoc IModelMarketplace
     function withdrawable(uint256 modelId, address payee) external view returns (uint256) {
+        if (_listings[modelId].seller == address(0)) return 0;
         return _withdrawable(modelId, payee);
     }
 
     /// @inheritdoc IModelMarketplace
     function withdrawn(uint256 modelId, address payee) external view returns (uint256) {
-        return _shares[modelId][payee].withdrawn;
+        return _withdrawn[modelId][payee];
     }
 
-    function _buy(uint256 modelId, uint256 maxPrice, bytes calldata buyerKey) private {
+    function _buy(uint256 modelId, uint256 maxPrice, bytes32 buyerKey) private {
         Listing storage l = _listings[modelId];
-        if (l.seller == address(0)) revert ModelMarketplaceUnknownModel(modelId);
+        address seller = l.seller;
+        if (seller == address(0)) revert ModelMarketplaceUnknownModel(modelId);
         if (!l.active) revert ModelMarketplaceDelisted(modelId);
         _requireNotBlacklisted(msg.sender);
         uint128 price = l.price;
         if (price > maxPrice) revert ModelMarketplacePriceAboveMax(price, maxPrice);
-        if (buyerKey.length != _BUYER_KEY_LENGTH) revert ModelMarketplaceInvalidBuyerKey(buyerKey.length);
-        Access storage a = _access[modelId][msg.sender];
-        if (a.purchasedBlock != 0) revert ModelMarketplaceAlreadyPurchased(modelId, msg.sender);
-        uint256 allowance = _token.allowance(msg.sender, address(this));
+        if (buyerKey == bytes32(0)) revert ModelMarketplaceInvalidBuyerKey();
+        Purchase storage p = _purchases[modelId][msg.sender];
+        PurchaseStatus status = p.status;
+        if (status == PurchaseStatus.Pending || status == PurchaseStatus.Delivered) {
+            revert ModelMarketplaceAlreadyPurchased(modelId, msg.sender);
+        }
+        uint256 balance = _paymentToken.balanceOf(msg.sender);
+        if (balance < price) revert ModelMarketplaceInsufficientBalance(balance, price);
+        uint256 allowance = _paymentToken.allowance(msg.sender, address(this));
         if (allowance < price) revert ModelMarketplaceInsufficientAllowance(allowance, price);
 
-        a.purchasedBlock = uint64(block.number);
-        a.pricePaid = price;
-        uint64 sales = ++l.sales;
+        uint64 deadline = uint64(block.number) + _deliveryWindow;
+        p.status = PurchaseStatus.Pending;
+        p.purchasedBlock = uint64(block.number);
+        p.deadlineBlock = deadline;
+        p.pricePaid = price;
+        p.buyerKey = buyerKey;
+        l.escrowed += price;
+        emit ModelPurchased(modelId, msg.sender, seller, price, buyerKey, deadline);
+
+        // Checks-effects-interactions: the payment comes last, under `nonReentrant`. Measuring
+        // what arrived only reverts, so the state written above stands only for an exact amount.
+        uint256 before = _paymentToken.balanceOf(address(this));
+        _paymentToken.safeTransferFrom(msg.sender, address(this), price);
+        uint256 received = _paymentToken.balanceOf(address(this)) - before;
+        if (received != price) revert ModelMarketplaceUnsupportedToken(price, received);
+    }
+
+    /// @dev The caller checked that the sender is the seller. No token moves: the price goes
+    /// from the listing's escrow to its revenue.
+    function _deliver(uint256 modelId, address buyer, bytes calldata sealedKey) private {
+        if (sealedKey.length == 0) revert ModelMarketplaceEmptySealedKey();
+        Purchase storage p = _purchases[modelId][buyer];
+        if (p.status != PurchaseStatus.Pending) revert ModelMarketplaceNotPending(modelId, buyer);
+        uint128 price = p.pricePaid;
+        p.status = PurchaseStatus.Delivered;
+        Listing storage l = _listings[modelId];
+        l.escrowed -= price;
         l.revenue += price;
-        emit ModelPurchased(modelId, msg.sender, l.seller, price, buyerKey, sales);
-        // Checks-effects-interactions: the payment comes last, under `nonReentrant`.
-        _token.safeTransferFrom(msg.sender, address(this), price);
+        uint64 sales = ++l.sales;
+        emit KeyDelivered(modelId, buyer, sealedKey, sales);
     }
 
-    function _list(
-        uint256 taskId,
-        string calldata encryptedCid,
-        string calldata metadataCid,
-        bytes32 plaintextHash,
-        uint128 price,
-        address[] memory payees,
-        uint16[] memory sharesBps
-    ) private returns (uint256 modelId) {
-        if (bytes(encryptedCid).length == 0 || bytes(metadataCid).length == 0) revert ModelMarketplaceEmptyCid();
-        _checkPrice(price);
-        if (payees.length == 0 || payees.length != sharesBps.length) revert ModelMarketplaceInvalidShares();
-        modelId = ++_modelCount;
-        uint256 total;
-        for (uint256 i; i < payees.length; ++i) {
-            Payee storage p = _shares[modelId][payees[i]];
-            // A repeated payee would be counted twice; a zero share would be a payee for nothing.
-            if (payees[i] == address(0) || sharesBps[i] == 0 || p.shareBps != 0) revert ModelMarketplaceInvalidShares();
-            p.shareBps = sharesBps[i];
-            total += sharesBps[i];
-        }
-        if (total != _TOTAL_SHARES) revert ModelMarketplaceInvalidShares();
-        _payees[modelId] = payees;
-        _listings[modelId] = Listing({
-            seller: msg.sender,
-            active: true,
-            sales: 0,
-            price: price,
-            revenue: 0,
-            taskId: taskId,
-            plaintextHash: plaintextHash,
-            encryptedCid: encryptedCid,
-            metadataCid: metadataCid
-        });
-        emit ModelListed(modelId, msg.sender, taskId, price, encryptedCid, metadataCid, plaintextHash, payees, sharesBps);
+    function _pendingPurchase(uint256 modelId, address buyer) private view returns (Purchase storage p) {
+        p = _purchases[modelId][buyer];
+        if (p.status != PurchaseStatus.Pending) revert ModelMarketplaceNotPending(modelId, buyer);
     }
 
-    /// @dev Shares in proportion to earned rewards, rounded down; the rounding remainder goes to
-    /// the largest earner. Blacklisted contributors and those whose share rounds to zero are left out.
-    function _contributorShares(uint256 taskId)
-        private
-        view
-        returns (address[] memory payees, uint16[] memory shares)
-    {
-        (address[] memory accounts, uint256[] memory earned) = _ledger.contributions(taskId);
-        uint256 total;
-        for (uint256 i; i < accounts.length; ++i) {
-            if (_registry.isBlacklisted(accounts[i])) earned[i] = 0;
-            total += earned[i];
-        }
-        if (total == 0) revert ModelMarketplaceNoContributors(taskId);
-        payees = new address[](accounts.length);
-        shares = new uint16[](accounts.length);
-        uint256 count;
-        uint256 assigned;
-        uint256 largest;
-        for (uint256 i; i < accounts.length; ++i) {
-            uint256 share = (earned[i] * _TOTAL_SHARES) / total;
-            if (share == 0) continue;
-            if (count == 0 || share > shares[largest]) largest = count;
-            payees[count] = accounts[i];
-            shares[count] = uint16(share);
-            assigned += share;
-            ++count;
-        }
-        shares[largest] += uint16(_TOTAL_SHARES - assigned);
-        // Trim the arrays to `count` entries in place.
-        assembly ("memory-safe") {
-            mstore(payees, count)
-            mstore(shares, count)
-        }
-    }
-
+    /// @dev Rounded down per payee, so the payees' entitlements never add up to more than the
+    /// revenue. Entitlements only grow (revenue only grows, shares are fixed), so the
+    /// subtraction cannot underflow.
     function _withdrawable(uint256 modelId, address payee) private view returns (uint256) {
-        Payee storage p = _shares[modelId][payee];
-        return (uint256(_listings[modelId].revenue) * p.shareBps) / _TOTAL_SHARES - p.withdrawn;
-    }
-
-    function _checkPrice(uint256 price) private pure {
-        if (price == 0 || price % PRICE_UNIT != 0) revert ModelMarketplaceInvalidPrice(price);
+        Listing storage l = _listings[modelId];
+        (uint256 earned, uint256 totalRewarded) = _ledger.rewardShare(l.taskId, payee);
+        return (uint256(l.revenue) * earned) / totalRewarded - _withdrawn[modelId][payee];
     }
 
     function _requireNotBlacklisted(address account) private view {

@@ -148,9 +148,14 @@ contract TaskLedger is ITaskLedger, AccessControl {
     {
         Task storage t = _tasks[taskId];
         Round storage r = _openRound(taskId, t.currentRound, roundNumber);
-        if (bytes(result.newModelCid).length == 0) revert TaskLedgerEmptyCid();
+        if (bytes(result.newModelCid).length == 0 || bytes(result.evidenceCid).length == 0) {
+            revert TaskLedgerEmptyCid();
+        }
         if (result.contributors.length != result.scoresBps.length) {
             revert TaskLedgerLengthMismatch(result.contributors.length, result.scoresBps.length);
+        }
+        if (result.rejected.length != result.reasons.length) {
+            revert TaskLedgerLengthMismatch(result.rejected.length, result.reasons.length);
         }
 
         (uint256[] memory rewards, uint16[] memory outcomes, uint256 credited) =
@@ -215,6 +220,15 @@ contract TaskLedger is ITaskLedger, AccessControl {
     /// @inheritdoc ITaskLedger
     function participants(uint256 taskId) external view returns (address[] memory) {
         return _participants[taskId];
+    }
+
+    /// @inheritdoc ITaskLedger
+    function rewardShare(uint256 taskId, address account)
+        external
+        view
+        returns (uint256 earned, uint256 totalRewarded)
+    {
+        return (_members[taskId][account].earned, _tasks[taskId].totalRewarded);
     }
 
     /// @inheritdoc ITaskLedger

@@ -3,10 +3,11 @@
     ape run story --network ethereum:local:node      (what `make story` runs)
 
 Three honest participants and one cheater register and join a task; the aggregator opens a
-round; everyone uploads; the aggregator rewards the honest updates and rejects the cheater;
-the task's model is listed, bought with a sealed key, and its revenue withdrawn by the
-contributors. The weights are real safetensors files and every CID is the one
-``ipfs add --cid-version 1`` gives for them.
+round; everyone uploads; the aggregator rewards the honest updates and rejects the cheater,
+with a reason code and an evidence document; the task's model is listed; one buyer pays into
+escrow and gets the content key sealed to its key, another gets no key and takes a refund
+once the delivery window has passed; the contributors withdraw the revenue. The weights are
+real safetensors files and every CID is the one ``ipfs add --cid-version 1`` gives for them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ape.cli import ConnectedProviderCommand
 from safetensors.numpy import save
 
 from fl_agent.chain import FairFL, load_deployment
-from fl_agent.chain.records import RoundResult, TaskSpec, TrainingMode
+from fl_agent.chain.records import PurchaseStatus, RejectReason, RoundResult, TaskSpec, TrainingMode
 from fl_agent.cli import console, fmt_flt, print_status, resolve_account
 from fl_agent.crypto.sealing import (
     decrypt_content,
@@ -33,6 +34,9 @@ from fl_agent.crypto.sealing import (
 from fl_agent.storage.cid import compute_cid
 
 FLT = 10**18
+#: anvil mines a block in a time that grows with the chain's length: beyond this many blocks
+#: the story does not wait for the delivery window to pass.
+MAX_BLOCKS_TO_MINE = 1_000
 
 
 def weights(seed: int) -> bytes:
@@ -48,6 +52,17 @@ def weights(seed: int) -> bytes:
 
 def doc(payload: dict) -> str:
     return compute_cid(json.dumps(payload, sort_keys=True).encode())
+
+
+def let_blocks_pass(blocks: int) -> None:
+    """Mines ``blocks`` on a development chain: ape's test provider, or anvil reached by URL
+    (whose generic provider does not implement ``mine``)."""
+    from ape import chain
+
+    try:
+        chain.mine(blocks)
+    except Exception:  # noqa: BLE001 - ape raises several types when a provider cannot mine
+        chain.provider.make_request("anvil_mine", [blocks])
 
 
 def step(title: str, receipt) -> None:
@@ -72,10 +87,12 @@ def cli(deployments):
     owner, aggregator = resolve_account("TEST::0"), resolve_account("TEST::1")
     honest = [resolve_account(f"TEST::{i}") for i in (2, 3, 4)]
     cheater, buyer = resolve_account("TEST::5"), resolve_account("TEST::6")
+    late_buyer = resolve_account("TEST::7")
     people = {
         **{p.address: f"trainer-{i}" for i, p in enumerate(honest)},
         cheater.address: "cheater",
         buyer.address: "buyer",
+        late_buyer.address: "buyer-2",
     }
 
     console.rule("[bold]1. Registration")
@@ -135,11 +152,22 @@ def cli(deployments):
 
     console.rule("[bold]4. Aggregation, rewards, reputation")
     new_model = weights(1)
+    scores = (4_000, 3_500, 2_500)
+    verdicts = [
+        {"participant": p.address, "accepted": True, "reason": None, "share_bps": score}
+        for p, score in zip(honest, scores, strict=True)
+    ]
+    if cheating:
+        verdicts.append(
+            {"participant": cheater.address, "accepted": False, "reason": "norm_outlier"}
+        )
     result = RoundResult(
         new_model_cid=compute_cid(new_model),
         contributors=tuple(p.address for p in honest),
-        scores_bps=(4_000, 3_500, 2_500),
+        scores_bps=scores,
         rejected=(cheater.address,) if cheating else (),
+        reasons=(RejectReason.NORM_OUTLIER,) if cheating else (),
+        evidence_cid=doc({"task": task_id, "round": round_number, "verdicts": verdicts}),
         aggregation_millis=820,
     )
     r = fairfl.ledger.finalize_round(task_id, round_number, result, sender=aggregator)
@@ -162,9 +190,15 @@ def cli(deployments):
         )
 
     console.rule("[bold]5. Marketplace")
+    market, money = fairfl.marketplace, fairfl.payment_token
+    if money.address != fairfl.token.address:
+        raise click.ClickException(
+            f"the marketplace takes payment in {money.address}, not FLT: the story can only "
+            "fund its buyers with FLT; deploy without --payment-token"
+        )
     content_key = new_content_key()
     sealed_model = encrypt_content(new_model, content_key)
-    model_id, r = fairfl.marketplace.list_task_model(
+    model_id, r = market.list_task_model(
         task_id,
         compute_cid(sealed_model),
         doc({"task": task_id, "metric": "accuracy"}),
@@ -172,41 +206,71 @@ def cli(deployments):
         50 * FLT,
         sender=owner,
     )
-    listing = fairfl.marketplace.listing(model_id)
-    shares = ", ".join(
-        f"{people[a]} {s / 100:.0f}%"
-        for a, s in zip(listing.payees, listing.shares_bps, strict=True)
-    )
-    step(f"model {model_id} listed for {fmt_flt(listing.price)}; revenue shares: {shares}", r)
+    listing = market.listing(model_id)
+    step(f"model {model_id} of task {task_id} listed for {fmt_flt(listing.price)}", r)
+    shares = []
+    for p in honest:
+        earned, total = fairfl.ledger.reward_share(task_id, p)
+        shares.append(f"{people[p.address]} {100 * earned / total:.0f}%")
+    console.print(f"  revenue goes to the contributors, by what they earned: {', '.join(shares)}")
+    window = market.delivery_window()
 
-    fairfl.token.contract.transfer(buyer, 60 * FLT, sender=honest[0])
-    console.print("  trainer-0 sold 60 FLT to the buyer")
+    for b in (buyer, late_buyer):
+        money.transfer(b, 60 * FLT, sender=honest[0])
+        console.print(f"  trainer-0 sold 60 FLT to {people[b.address]}")
+        step(
+            f"{people[b.address]} approved the marketplace",
+            money.approve(market.address, listing.price, sender=b),
+        )
+
     buyer_private, buyer_public = new_buyer_key()
     step(
-        "buyer approved the marketplace",
-        fairfl.token.approve(fairfl.marketplace.address, listing.price, sender=buyer),
+        f"buyer paid {fmt_flt(listing.price)} into escrow for model {model_id} "
+        f"(key due within {window} blocks)",
+        market.buy(model_id, listing.price, buyer_public, sender=buyer),
     )
-    step(
-        f"buyer bought model {model_id}",
-        fairfl.marketplace.buy(model_id, listing.price, buyer_public, sender=buyer),
-    )
-    step(
-        "seller delivered the content key sealed to the buyer's key",
-        fairfl.marketplace.deliver_key(
-            model_id, buyer, seal_key(content_key, buyer_public), sender=owner
-        ),
-    )
-    delivered = fairfl.marketplace.contract.KeyDelivered.range(r.block, r.block + 5)
-    key = open_sealed_key(bytes(list(delivered)[-1].encryptedKey), buyer_private)
+    console.print(f"  escrowed: {fmt_flt(market.listing(model_id).escrowed)}")
+    r = market.deliver_key(model_id, buyer, seal_key(content_key, buyer_public), sender=owner)
+    step("seller delivered the content key sealed to the buyer's key; escrow → revenue", r)
+    delivered = market.contract.KeyDelivered.range(r.block, r.block + 1, search_topics={
+        "modelId": model_id, "buyer": buyer.address})
+    key = open_sealed_key(bytes(list(delivered)[-1].sealedKey), buyer_private)
     ok = plaintext_hash(decrypt_content(sealed_model, key)) == listing.plaintext_hash
     console.print(f"  buyer decrypted the model; plaintext hash matches the listing: {ok}")
 
+    _, late_public = new_buyer_key()
+    step(
+        f"buyer-2 paid {fmt_flt(listing.price)} into escrow",
+        market.buy(model_id, listing.price, late_public, sender=late_buyer),
+    )
+    deadline = market.purchase(model_id, late_buyer).deadline_block
+    console.print(f"  the seller never answers; the window closes after block {deadline}")
+    if window > MAX_BLOCKS_TO_MINE:
+        console.print(
+            f"  [yellow]a {window}-block window takes too long to mine here; buyer-2 can take "
+            f"its refund after block {deadline} (`make story` deploys with a short window)[/]"
+        )
+    else:
+        # One block past the deadline: gas is estimated on the latest block, not the next one.
+        let_blocks_pass(deadline + 1 - chain.blocks.height)
+        before = money.balance_of(late_buyer)
+        r = market.refund(model_id, sender=late_buyer)
+        back = money.balance_of(late_buyer) - before
+        status = market.purchase(model_id, late_buyer).status
+        step(f"buyer-2 took back {fmt_flt(back)} ({status.name.lower()})", r)
+        assert status is PurchaseStatus.REFUNDED
+
     for p in honest:
-        amount = fairfl.marketplace.withdrawable(model_id, p)
+        amount = market.withdrawable(model_id, p)
         step(
             f"{people[p.address]} withdrew {fmt_flt(amount)}",
-            fairfl.marketplace.withdraw(model_id, sender=p),
+            market.withdraw(model_id, sender=p),
         )
+    final = market.listing(model_id)
+    console.print(
+        f"  model {model_id}: {final.sales} sale, revenue {fmt_flt(final.revenue)}, "
+        f"escrowed {fmt_flt(final.escrowed)}"
+    )
 
     console.rule("[bold]State of the ledger")
     print_status(fairfl)

@@ -98,12 +98,22 @@ interface ITaskLedger {
     /// @param contributors Participants whose updates were aggregated.
     /// @param scoresBps Their shares of the round budget in basis points (sum <= 10_000).
     /// @param rejected Participants whose updates were discarded as malicious or free-riding.
+    /// @param reasons Why each of `rejected` was discarded, one code per address, in the same
+    /// order. The codes are recorded and emitted, not interpreted by the contract:
+    /// 0 other, 1 invalid update (cannot be fetched, opened or decoded), 2 non-finite values,
+    /// 3 no samples, 4 free rider, 5 norm outlier, 6 trigger (backdoor), 7 noise, 8 dissimilar,
+    /// 9 validation, 10 outlier cluster, 11 not selected, 12 zero trust.
+    /// @param evidenceCid CID of the round's evidence document (required): the verdict on every
+    /// update (participant, update CID, accepted, reason, score, reward share), the validation
+    /// score of the new model and the aggregation rule's statistics.
     /// @param aggregationMillis Time spent aggregating and scoring.
     struct RoundResult {
         string newModelCid;
         address[] contributors;
         uint16[] scoresBps;
         address[] rejected;
+        uint8[] reasons;
+        string evidenceCid;
         uint64 aggregationMillis;
     }
 
@@ -135,7 +145,8 @@ interface ITaskLedger {
     );
     /// @notice The aggregator turned the round's global model (see `RoundStarted`) into
     /// `result.newModelCid` from the updates of `result.contributors`, credited `rewards[i]` FLT
-    /// to each, and discarded `result.rejected`.
+    /// to each, and discarded `result.rejected` for `result.reasons`; the round's evidence is at
+    /// `result.evidenceCid`.
     event RoundFinalized(
         uint256 indexed taskId,
         uint256 indexed round,
@@ -183,8 +194,9 @@ interface ITaskLedger {
     error TaskLedgerDuplicateParticipant(uint256 taskId, uint256 round, address participant);
     /// @notice The scores add up to more than the whole budget (10_000 bps).
     error TaskLedgerBudgetExceeded(uint256 totalScoreBps);
-    /// @notice Arrays of different lengths.
-    error TaskLedgerLengthMismatch(uint256 contributors, uint256 scores);
+    /// @notice An array of a `RoundResult` has `actual` entries where `expected` are due: one
+    /// score per contributor, one reason per rejected address.
+    error TaskLedgerLengthMismatch(uint256 expected, uint256 actual);
     /// @notice A CID argument was empty.
     error TaskLedgerEmptyCid();
     /// @notice `startRound` named a model other than the task's current global model.
@@ -243,6 +255,14 @@ interface ITaskLedger {
 
     /// @notice Every participant of task `taskId`, in joining order.
     function participants(uint256 taskId) external view returns (address[] memory);
+
+    /// @notice What `account` earned in task `taskId` and what the task credited to all its
+    /// contributors, claimed or not. `earned / totalRewarded` is the account's share of the
+    /// task's rewards; both are final once the task is completed.
+    function rewardShare(uint256 taskId, address account)
+        external
+        view
+        returns (uint256 earned, uint256 totalRewarded);
 
     /// @notice Participants of task `taskId` that earned rewards, with the amounts.
     function contributions(uint256 taskId)

@@ -5,7 +5,8 @@ import {ERC20} from "@openzeppelin/contracts/token/ERC20/ERC20.sol";
 
 /// @title ReentrantToken (test only)
 /// @notice A hostile ERC-20 that calls back into a target during every transfer, with calldata
-/// chosen by the test. Used to prove that the marketplace's `buy` and `withdraw` cannot be re-entered.
+/// chosen by the test. Used to prove that the marketplace's `buy`, `withdraw` and `refund` cannot be
+/// re-entered.
 contract ReentrantToken is ERC20 {
     address public target;
     bytes public callbackData;

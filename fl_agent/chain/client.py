@@ -18,6 +18,7 @@ from fl_agent.chain.records import (
     Listing,
     Membership,
     Participant,
+    Purchase,
     Round,
     RoundResult,
     Task,
@@ -69,9 +70,19 @@ class _Wrapper:
 
 
 class Token(_Wrapper):
-    """The FLT reward token."""
+    """An ERC-20: FLT, or whatever token the marketplace takes payment in.
+
+    Only ERC-20 functions are called here, through the FairToken ABI, whose ERC-20 part is the
+    standard one; ``mint`` exists on FLT only.
+    """
 
     contract_name = "FairToken"
+
+    def symbol(self) -> str:
+        return str(self.contract.symbol())
+
+    def decimals(self) -> int:
+        return int(self.contract.decimals())
 
     def balance_of(self, account: Any) -> int:
         return int(self.contract.balanceOf(account))
@@ -84,6 +95,9 @@ class Token(_Wrapper):
 
     def approve(self, spender: Any, amount: int, *, sender: Any) -> TxReceipt:
         return _transact(self.contract.approve, spender, amount, sender=sender)
+
+    def transfer(self, to: Any, amount: int, *, sender: Any) -> TxReceipt:
+        return _transact(self.contract.transfer, to, amount, sender=sender)
 
     def mint(self, to: Any, amount: int, *, sender: Any) -> TxReceipt:
         return _transact(self.contract.mint, to, amount, sender=sender)
@@ -228,6 +242,12 @@ class Ledger(_Wrapper):
     def participants(self, task_id: int) -> list[str]:
         return [str(a) for a in self.contract.participants(task_id)]
 
+    def reward_share(self, task_id: int, account: Any) -> tuple[int, int]:
+        """``(earned, total_rewarded)``: the account's share of the task's rewards, which is
+        also its share of the revenue of the task's model."""
+        earned, total = self.contract.rewardShare(task_id, account)
+        return int(earned), int(total)
+
     def contributions(self, task_id: int) -> dict[str, int]:
         accounts, earned = self.contract.contributions(task_id)
         return {str(a): int(e) for a, e in zip(accounts, earned, strict=True)}
@@ -241,7 +261,7 @@ class Ledger(_Wrapper):
 
 
 class Marketplace(_Wrapper):
-    """Listing, buying and revenue sharing."""
+    """Listing task models, escrowed purchases, key delivery, refunds and revenue sharing."""
 
     contract_name = "ModelMarketplace"
 
@@ -267,18 +287,92 @@ class Marketplace(_Wrapper):
         return int(receipt.return_value or self.model_count()), receipt
 
     def buy(self, model_id: int, max_price: int, buyer_key: bytes, *, sender: Any) -> TxReceipt:
-        return _transact(self.contract.buy, model_id, max_price, buyer_key, sender=sender)
+        """Pays the price (at most ``max_price``) into escrow from the sender's allowance and
+        asks for the content key sealed to ``buyer_key`` (32 bytes, X25519)."""
+        return _transact(
+            self.contract.buy, model_id, max_price, _key32(buyer_key), sender=sender
+        )
+
+    def buy_with_permit(
+        self,
+        model_id: int,
+        max_price: int,
+        buyer_key: bytes,
+        deadline: int,
+        v: int,
+        r: bytes,
+        s: bytes,
+        *,
+        sender: Any,
+    ) -> TxReceipt:
+        """``buy`` after an EIP-2612 permit of ``max_price`` signed by the sender."""
+        return _transact(
+            self.contract.buyWithPermit,
+            model_id,
+            max_price,
+            _key32(buyer_key),
+            deadline,
+            v,
+            r,
+            s,
+            sender=sender,
+        )
+
+    def update_buyer_key(self, model_id: int, new_key: bytes, *, sender: Any) -> TxReceipt:
+        """Replaces the key of the sender's pending purchase; the deadline restarts."""
+        return _transact(self.contract.updateBuyerKey, model_id, _key32(new_key), sender=sender)
 
     def deliver_key(
-        self, model_id: int, buyer: Any, encrypted_key: bytes, *, sender: Any
+        self, model_id: int, buyer: Any, sealed_key: bytes, *, sender: Any
     ) -> TxReceipt:
-        return _transact(self.contract.deliverKey, model_id, buyer, encrypted_key, sender=sender)
+        return _transact(self.contract.deliverKey, model_id, buyer, sealed_key, sender=sender)
+
+    def deliver_keys(
+        self, model_id: int, buyers: list[Any], sealed_keys: list[bytes], *, sender: Any
+    ) -> TxReceipt:
+        """Delivers to several pending buyers at once; reverts as a whole if one is not pending."""
+        if len(buyers) != len(sealed_keys):
+            raise ValueError(f"{len(buyers)} buyers but {len(sealed_keys)} sealed keys")
+        return _transact(
+            self.contract.deliverKeys, model_id, list(buyers), list(sealed_keys), sender=sender
+        )
+
+    def refund(self, model_id: int, *, sender: Any) -> TxReceipt:
+        """Takes back the price of the sender's pending purchase once its deadline has passed."""
+        return _transact(self.contract.refund, model_id, sender=sender)
 
     def withdraw(self, model_id: int, *, sender: Any) -> TxReceipt:
         return _transact(self.contract.withdraw, model_id, sender=sender)
 
     def withdrawable(self, model_id: int, payee: Any) -> int:
         return int(self.contract.withdrawable(model_id, payee))
+
+    def withdrawn(self, model_id: int, payee: Any) -> int:
+        return int(self.contract.withdrawn(model_id, payee))
+
+    def set_price(self, model_id: int, price: int, *, sender: Any) -> TxReceipt:
+        return _transact(self.contract.setPrice, model_id, price, sender=sender)
+
+    def delist(self, model_id: int, *, sender: Any) -> TxReceipt:
+        return _transact(self.contract.delist, model_id, sender=sender)
+
+    def purchase(self, model_id: int, buyer: Any) -> Purchase:
+        address = str(getattr(buyer, "address", buyer))
+        return Purchase.from_chain(model_id, address, self.contract.purchase(model_id, address))
+
+    def has_access(self, model_id: int, buyer: Any) -> bool:
+        return bool(self.contract.hasAccess(model_id, buyer))
+
+    def model_of_task(self, task_id: int) -> int:
+        """The model listed for ``task_id``, or 0 if none is."""
+        return int(self.contract.modelOfTask(task_id))
+
+    def payment_token(self) -> str:
+        return str(self.contract.paymentToken())
+
+    def delivery_window(self) -> int:
+        """Blocks the seller has to deliver a key before the buyer may take a refund."""
+        return int(self.contract.deliveryWindow())
 
     def model_count(self) -> int:
         return int(self.contract.modelCount())
@@ -287,11 +381,18 @@ class Marketplace(_Wrapper):
         raw = self.contract.listing(model_id)
         if str(raw.seller) == "0x" + "0" * 40:
             raise ChainError(f"model {model_id} does not exist (there are {self.model_count()})")
-        payees, shares = self.contract.payeesOf(model_id)
-        return Listing.from_chain(model_id, raw, payees, shares)
+        return Listing.from_chain(model_id, raw)
 
     def listings(self) -> list[Listing]:
         return [self.listing(i) for i in range(1, self.model_count() + 1)]
+
+
+def _key32(key: bytes) -> bytes:
+    """A buyer key as the contract's ``bytes32``; anything but 32 bytes is a caller's bug."""
+    key = bytes(key)
+    if len(key) != 32:
+        raise ValueError(f"a buyer key is a 32-byte X25519 public key, got {len(key)} bytes")
+    return key
 
 
 class FairFL:
@@ -316,6 +417,11 @@ class FairFL:
     @cached_property
     def marketplace(self) -> Marketplace:
         return Marketplace(self.deployment.address("ModelMarketplace"), self._project)
+
+    @cached_property
+    def payment_token(self) -> Token:
+        """The ERC-20 the marketplace takes payment in (FLT unless deployed with another)."""
+        return Token(self.marketplace.payment_token(), self._project)
 
 
 def _field(struct: Any, name: str, index: int) -> Any:

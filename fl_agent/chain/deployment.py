@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from eth_utils import to_checksum_address
 from pydantic import BaseModel, Field
 
 from fl_agent.errors import DeploymentNotFoundError
@@ -31,6 +32,10 @@ class BlacklistPolicy(BaseModel):
         return (self.alpha_bps, self.max_rejections, self.window_blocks)
 
 
+#: Default delivery window of the marketplace: 7200 blocks, about a day at 12 s per block.
+DEFAULT_DELIVERY_WINDOW = 7_200
+
+
 class Deployment(BaseModel):
     """Where the FairFL contracts of one network live."""
 
@@ -39,6 +44,11 @@ class Deployment(BaseModel):
     deployer: str
     block: int
     contracts: dict[str, str]
+    #: The ERC-20 the marketplace takes payment in ("" in records older than the escrow).
+    payment_token: str = ""
+    #: Blocks a seller has to deliver a key before the buyer may take a refund (0 in records
+    #: older than the escrow).
+    delivery_window: int = 0
 
     def address(self, name: str) -> str:
         try:
@@ -55,17 +65,28 @@ def deploy_contracts(
     *,
     governance: Any | None = None,
     policy: BlacklistPolicy | None = None,
+    payment_token: Any | None = None,
+    delivery_window: int = DEFAULT_DELIVERY_WINDOW,
     **tx_kwargs: Any,
 ) -> tuple[Deployment, dict[str, Any]]:
     """Deploys token, registry, ledger and marketplace from ``deployer`` and wires the roles.
 
     ``governance`` (an address or account; default: the deployer) receives the admin,
     governance, task-creator and pauser roles, and the deployer renounces them. The ledger
-    gets the token's ``MINTER_ROLE`` and the registry's ``LEDGER_ROLE``. Returns
-    the record and the ape contract instances by name.
+    gets the token's ``MINTER_ROLE`` and the registry's ``LEDGER_ROLE``. The marketplace
+    takes payment in ``payment_token`` (the address of any ERC-20, e.g. a stablecoin; default:
+    FLT) and gives sellers ``delivery_window`` blocks to deliver a key before a buyer may take
+    a refund. Returns the record and the ape contract instances by name.
     """
     from ape import chain
 
+    if delivery_window < 1:
+        raise ValueError(f"delivery_window must be at least 1 block, got {delivery_window}")
+    given_token = None
+    if payment_token is not None:
+        given_token = to_checksum_address(str(getattr(payment_token, "address", payment_token)))
+        if not chain.provider.get_code(given_token):
+            raise ValueError(f"payment token {given_token} has no code on this chain")
     governance_address = str(getattr(governance, "address", governance or deployer.address))
     policy = policy or BlacklistPolicy()
     token = deployer.deploy(project.FairToken, deployer, **tx_kwargs)
@@ -73,8 +94,15 @@ def deploy_contracts(
         project.ParticipantRegistry, deployer, policy.as_tuple(), **tx_kwargs
     )
     ledger = deployer.deploy(project.TaskLedger, deployer, token, registry, **tx_kwargs)
+    payment = given_token or to_checksum_address(str(token.address))
     marketplace = deployer.deploy(
-        project.ModelMarketplace, deployer, token, registry, ledger, **tx_kwargs
+        project.ModelMarketplace,
+        deployer,
+        payment,
+        registry,
+        ledger,
+        delivery_window,
+        **tx_kwargs,
     )
     token.grantRole(token.MINTER_ROLE(), ledger, sender=deployer, **tx_kwargs)
     registry.grantRole(registry.LEDGER_ROLE(), ledger, sender=deployer, **tx_kwargs)
@@ -93,6 +121,8 @@ def deploy_contracts(
         deployer=deployer.address,
         block=chain.blocks.height,
         contracts={name: str(c.address) for name, c in instances.items()},
+        payment_token=payment,
+        delivery_window=delivery_window,
     )
     return record, instances
 

@@ -23,6 +23,39 @@ class RoundStatus(IntEnum):
     FINALIZED = 2
 
 
+class PurchaseStatus(IntEnum):
+    """Where a buyer's purchase stands (IModelMarketplace.PurchaseStatus)."""
+
+    NONE = 0
+    #: Paid into escrow, waiting for the seller's key.
+    PENDING = 1
+    #: The key was delivered; the price counts as the model's revenue.
+    DELIVERED = 2
+    #: No key by the deadline: the buyer took its money back (and may buy again).
+    REFUNDED = 3
+
+
+class RejectReason(IntEnum):
+    """Why an aggregator rejected an update (``RoundResult.reasons``, spec section 6).
+
+    The ledger records these codes without interpreting them.
+    """
+
+    OTHER = 0
+    INVALID_UPDATE = 1
+    NON_FINITE = 2
+    NO_SAMPLES = 3
+    FREE_RIDER = 4
+    NORM_OUTLIER = 5
+    TRIGGER = 6
+    NOISE = 7
+    DISSIMILAR = 8
+    VALIDATION = 9
+    OUTLIER_CLUSTER = 10
+    NOT_SELECTED = 11
+    ZERO_TRUST = 12
+
+
 class TrainingMode(IntFlag):
     """Privacy options of a task (the paper's "training mode"); combine with ``|``."""
 
@@ -169,64 +202,119 @@ class Membership:
 
 @dataclass(frozen=True)
 class Listing:
+    """A task's model for sale. Its payees are the task's contributors, weighted by what they
+    earned (see ``Ledger.reward_share``); the contract stores no payee list."""
+
     model_id: int
     seller: str
     active: bool
     sales: int
     price: int
+    escrowed: int
     revenue: int
     task_id: int
     plaintext_hash: bytes
     encrypted_cid: str
     metadata_cid: str
-    payees: tuple[str, ...] = ()
-    shares_bps: tuple[int, ...] = ()
 
     @classmethod
-    def from_chain(cls, model_id: int, raw: Any, payees: Any = (), shares: Any = ()) -> Listing:
+    def from_chain(cls, model_id: int, raw: Any) -> Listing:
         return cls(
             model_id,
             _s(raw.seller),
             bool(raw.active),
             int(raw.sales),
             int(raw.price),
+            int(raw.escrowed),
             int(raw.revenue),
             int(raw.taskId),
             bytes(raw.plaintextHash),
             str(raw.encryptedCid),
             str(raw.metadataCid),
-            tuple(_s(p) for p in payees),
-            tuple(int(s) for s in shares),
+        )
+
+
+@dataclass(frozen=True)
+class Purchase:
+    """One buyer's purchase of one model (IModelMarketplace.Purchase)."""
+
+    model_id: int
+    buyer: str
+    status: PurchaseStatus
+    purchased_block: int
+    #: Last block for the seller's key; the buyer may take a refund after it.
+    deadline_block: int
+    price_paid: int
+    buyer_key: bytes
+
+    @classmethod
+    def from_chain(cls, model_id: int, buyer: str, raw: Any) -> Purchase:
+        return cls(
+            model_id,
+            _s(buyer),
+            PurchaseStatus(int(raw.status)),
+            int(raw.purchasedBlock),
+            int(raw.deadlineBlock),
+            int(raw.pricePaid),
+            bytes(raw.buyerKey),
         )
 
 
 @dataclass(frozen=True)
 class RoundResult:
-    """What an aggregator reports when it closes a round (ITaskLedger.RoundResult)."""
+    """What an aggregator reports when it closes a round (ITaskLedger.RoundResult).
+
+    ``reasons`` holds one :class:`RejectReason` code per ``rejected`` address; ``evidence_cid``
+    names the round's evidence document, which the ledger requires.
+    """
 
     new_model_cid: str
     contributors: tuple[str, ...]
     scores_bps: tuple[int, ...]
     rejected: tuple[str, ...] = ()
     aggregation_millis: int = 0
+    reasons: tuple[int, ...] = ()
+    evidence_cid: str = ""
+
+    #: Field names in ABI order.
+    ABI_FIELDS = (
+        "newModelCid",
+        "contributors",
+        "scoresBps",
+        "rejected",
+        "reasons",
+        "evidenceCid",
+        "aggregationMillis",
+    )
 
     @classmethod
     def from_chain(cls, raw: Any) -> RoundResult:
         """From an event's ``result``: ape gives a struct object or a plain list."""
-        names = ("newModelCid", "contributors", "scoresBps", "rejected", "aggregationMillis")
-        values = [getattr(raw, n) if hasattr(raw, n) else raw[i] for i, n in enumerate(names)]
         from eth_utils import to_checksum_address
 
-        return cls(str(values[0]), tuple(to_checksum_address(str(a)) for a in values[1]),
-                   tuple(int(s) for s in values[2]),
-                   tuple(to_checksum_address(str(a)) for a in values[3]), int(values[4]))
+        values = [
+            getattr(raw, n) if hasattr(raw, n) else raw[i] for i, n in enumerate(cls.ABI_FIELDS)
+        ]
+        cid, contributors, scores, rejected, reasons, evidence, millis = values
+        return cls(
+            new_model_cid=str(cid),
+            contributors=tuple(to_checksum_address(str(a)) for a in contributors),
+            scores_bps=tuple(int(s) for s in scores),
+            rejected=tuple(to_checksum_address(str(a)) for a in rejected),
+            aggregation_millis=int(millis),
+            reasons=tuple(int(r) for r in reasons),
+            evidence_cid=str(evidence),
+        )
 
     def as_abi(self) -> tuple[Any, ...]:
+        """The struct as a tuple in ABI order."""
         return (
             self.new_model_cid,
             list(self.contributors),
             list(self.scores_bps),
             list(self.rejected),
+            [int(r) for r in self.reasons],
+            self.evidence_cid,
             self.aggregation_millis,
         )
 

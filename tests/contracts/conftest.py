@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import time
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import ape
 import pytest
+from eth_utils import to_checksum_address
 
 from fl_agent.chain.deployment import BlacklistPolicy, deploy_contracts
 
@@ -25,8 +27,15 @@ CID_SPEC = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 CID_WORKLOAD = "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq"
 CID_UPDATE = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
 CID_NEW_MODEL = "bafkreiabltrd5zm73pvi7plq25pef3hm7jxhbi3kv4hapegrkfpkqtkbme"
+#: A round's evidence document (verdicts, scores, statistics).
+CID_ROUND_EVIDENCE = "bafkreidrkzxzmxsbyyv5mfuvblzpn4kzsdgbmpbkvaz5gvdfgm5bzfkdrq"
+#: Reason code the helpers give a rejected update unless told otherwise (5: norm outlier).
+REASON_NORM_OUTLIER = 5
 #: The policy every test runs with: 3 rejections within 100 blocks blacklist.
 POLICY = BlacklistPolicy(alpha_bps=2_000, max_rejections=3, window_blocks=100)
+#: The marketplace's delivery window in the tests. Short, because anvil mines a block in a
+#: time that grows with the chain's length: letting the default 7200 blocks pass takes a minute.
+DELIVERY_WINDOW = 30
 
 
 @contextmanager
@@ -148,7 +157,9 @@ def stranger(accounts):
 
 @pytest.fixture(scope="session")
 def deployed(owner, project):
-    _record, instances = deploy_contracts(owner, project, policy=POLICY)
+    _record, instances = deploy_contracts(
+        owner, project, policy=POLICY, delivery_window=DELIVERY_WINDOW
+    )
     return instances
 
 
@@ -189,13 +200,26 @@ def task_config(aggregator, **overrides):
     return config
 
 
-def round_result(new_cid=CID_NEW_MODEL, contributors=(), scores=(), rejected=(), millis=1234):
-    """A RoundResult tuple in ABI order."""
+def round_result(
+    new_cid=CID_NEW_MODEL,
+    contributors=(),
+    scores=(),
+    rejected=(),
+    millis=1234,
+    reasons=None,
+    evidence=CID_ROUND_EVIDENCE,
+):
+    """A RoundResult tuple in ABI order; ``reasons`` defaults to one norm-outlier code per
+    rejected address."""
+    if reasons is None:
+        reasons = [REASON_NORM_OUTLIER] * len(rejected)
     return (
         new_cid,
         [getattr(a, "address", a) for a in contributors],
         list(scores),
         [getattr(a, "address", a) for a in rejected],
+        list(reasons),
+        evidence,
         millis,
     )
 
@@ -253,3 +277,68 @@ class TaskFactory:
 @pytest.fixture
 def tasks(ledger, registry, owner, aggregator):
     return TaskFactory(ledger, registry, owner, aggregator)
+
+
+@dataclass
+class Crowd:
+    """Hundreds of contributors for one task, at the least cost per account.
+
+    Accounts are plain addresses (no keys): anvil impersonates them, and with its zero gas
+    price they need no ether. Each sends exactly what a contributor must, ``register``,
+    ``join`` and ``submitUpdate``, as a raw ``eth_sendTransaction`` with a fixed gas limit:
+    no signing, no gas estimation, no receipt decoding. The round is then finalized in one
+    ape transaction, so the contracts do the real work.
+    """
+
+    chain: object
+    tasks: TaskFactory
+
+    def addresses(self, n, offset=0):
+        return [to_checksum_address(f"0x{0xC20D0000 + offset + i:040x}") for i in range(n)]
+
+    def _send(self, sender, nonce, contract, data):
+        # The nonce is explicit: anvil would otherwise read it from the latest block, and a
+        # transaction sent before the sender's previous one is mined would reuse it.
+        request = {"from": sender, "to": str(contract.address), "data": "0x" + bytes(data).hex(),
+                   "gas": hex(400_000), "gasPrice": "0x0", "nonce": hex(nonce)}
+        self.chain.provider.make_request("eth_sendTransaction", [request])
+
+    def _wait(self):
+        """Until anvil has mined every transaction sent so far."""
+        while int(self.chain.provider.make_request("txpool_status", [])["pending"], 16):
+            time.sleep(0.01)
+
+    def completed(self, n, offset=0, scores=None, **overrides):
+        """A one-round task completed with ``n`` fresh contributors (equal scores unless
+        given); returns ``(task_id, addresses)``. Two crowds of one test need different
+        ``offset`` values, so that their addresses differ."""
+        ledger, registry = self.tasks.ledger, self.tasks.registry
+        people = self.addresses(n, offset)
+        overrides = {"rounds": 1, "minParticipants": 1, "submissionWindow": n + 10, **overrides}
+        task_id = self.tasks.create(**overrides)
+        provider = self.chain.provider
+        provider.make_request("anvil_autoImpersonateAccount", [True])
+        try:
+            register = registry.register.encode_input(CID_SPEC)
+            join = ledger.join.encode_input(task_id)
+            for p in people:
+                self._send(p, 0, registry, register)
+                self._send(p, 1, ledger, join)
+            self._wait()
+            ledger.startRound(task_id, CID_MODEL, CID_WORKLOAD, sender=self.tasks.aggregator)
+            submit = ledger.submitUpdate.encode_input(task_id, 1, CID_UPDATE, 100, 5_000)
+            for p in people:
+                self._send(p, 2, ledger, submit)
+            self._wait()
+        finally:
+            provider.make_request("anvil_autoImpersonateAccount", [False])
+        assert ledger.round(task_id, 1).submissions == n, "a crowd transaction failed"
+        scores = scores or [10_000 // n] * n
+        result = round_result(contributors=people, scores=scores)
+        ledger.finalizeRound(task_id, 1, result, sender=self.tasks.aggregator)
+        return task_id, people
+
+
+@pytest.fixture
+def crowd(chain, tasks):
+    return Crowd(chain, tasks)

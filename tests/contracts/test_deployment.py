@@ -9,6 +9,7 @@ from conftest import POLICY
 
 from fl_agent.chain.deployment import (
     CONTRACTS,
+    DEFAULT_DELIVERY_WINDOW,
     BlacklistPolicy,
     deploy_contracts,
     load_deployment,
@@ -27,11 +28,52 @@ def test_deploy_wires_roles_and_policy_and_writes_a_record(owner, project, tmp_p
     assert ledger.hasRole(ledger.TASK_CREATOR_ROLE(), owner)
     assert market.hasRole(market.PAUSER_ROLE(), owner)
 
+    # FLT is the payment token unless another is given; the default window is about a day.
+    assert market.paymentToken() == token.address == record.payment_token
+    assert market.deliveryWindow() == DEFAULT_DELIVERY_WINDOW == record.delivery_window == 7_200
+
     path = save_deployment(record, tmp_path)
     assert path.name == "local.json"
     addresses = {n: str(contracts[n].address) for n in CONTRACTS}
-    assert json.loads(path.read_text())["contracts"] == addresses
+    saved = json.loads(path.read_text())
+    assert saved["contracts"] == addresses
+    assert (saved["payment_token"], saved["delivery_window"]) == (token.address, 7_200)
     assert load_deployment(record.network, tmp_path) == record
+
+
+def test_deploy_with_another_payment_token_and_window(owner, project):
+    plain = project.load_contracts("contracts/mocks/PlainToken.sol")["PlainToken"]
+    usd = owner.deploy(plain)
+    record, contracts = deploy_contracts(
+        owner, project, policy=POLICY, payment_token=usd.address, delivery_window=25
+    )
+    market = contracts["ModelMarketplace"]
+    assert market.paymentToken() == usd.address == record.payment_token
+    assert market.deliveryWindow() == 25 == record.delivery_window
+    assert contracts["FairToken"].address != usd.address  # FLT is still the reward token
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"delivery_window": 0}, "delivery_window"),
+        ({"payment_token": "0x000000000000000000000000000000000000dEaD"}, "no code"),
+    ],
+)
+def test_bad_market_settings_are_refused_before_any_transaction(owner, project, chain, kwargs,
+                                                                 message):
+    height = chain.blocks.height
+    with pytest.raises(ValueError, match=message):
+        deploy_contracts(owner, project, policy=POLICY, **kwargs)
+    assert chain.blocks.height == height
+
+
+def test_a_record_from_before_the_escrow_still_loads(tmp_path):
+    old = {"network": "ethereum:local:node", "chain_id": 31337, "deployer": "0x" + "11" * 20,
+           "block": 7, "contracts": {n: "0x" + "22" * 20 for n in CONTRACTS}}
+    (tmp_path / "local.json").write_text(json.dumps(old))
+    record = load_deployment("ethereum:local:node", tmp_path)
+    assert (record.payment_token, record.delivery_window) == ("", 0)
 
 
 def test_governance_hand_over_leaves_the_deployer_without_roles(owner, stranger, project):

@@ -13,10 +13,12 @@ import pytest
 from conftest import (
     CID_MODEL,
     CID_NEW_MODEL,
+    CID_ROUND_EVIDENCE,
     CID_SPEC,
     CID_UPDATE,
     CID_WORKLOAD,
     POLICY,
+    REASON_NORM_OUTLIER,
     UNIT,
     reverts,
     round_result,
@@ -95,19 +97,23 @@ def finalize(
     rejected=(),
     new_cid=CID_NEW_MODEL,
     millis=1_234,
+    reasons=None,
+    evidence=CID_ROUND_EVIDENCE,
 ):
-    result = round_result(new_cid, contributors, scores, rejected, millis)
+    result = round_result(new_cid, contributors, scores, rejected, millis, reasons, evidence)
     return ledger.finalizeRound(task_id, round_number, result, sender=aggregator)
 
 
 def decoded_result(result):
     """A RoundResult decoded from an event (a list with lower-case addresses), normalised."""
-    new_cid, contributors, scores, rejected, millis = result
+    new_cid, contributors, scores, rejected, reasons, evidence, millis = result
     return (
         new_cid,
         [a.lower() for a in contributors],
         list(scores),
         [a.lower() for a in rejected],
+        list(reasons),
+        evidence,
         millis,
     )
 
@@ -680,6 +686,8 @@ def test_finalize_round_emits_aggregation_record(tasks, ledger, chain, aggregato
         [trainers[2]],
         new_cid=CID_NEW_MODEL,
         millis=4_321,
+        reasons=[6],  # trigger
+        evidence=CID_EVIDENCE,
     )
 
     event = only(tx, ledger.RoundFinalized)
@@ -702,6 +710,8 @@ def test_finalize_round_emits_aggregation_record(tasks, ledger, chain, aggregato
         [addr(trainers[0]), addr(trainers[1])],
         [6_000, 3_000],
         [addr(trainers[2])],
+        [6],
+        CID_EVIDENCE,
         4_321,
     )
     assert list(event.rewards) == [600 * UNIT, 300 * UNIT]
@@ -770,7 +780,9 @@ def test_finalize_round_without_contributors(tasks, ledger, token, registry, agg
     tx = finalize(ledger, aggregator, task_id, 1)
 
     event = only(tx, ledger.RoundFinalized)
-    assert decoded_result(event.result) == (CID_NEW_MODEL, [], [], [], 1_234)
+    assert decoded_result(event.result) == (
+        CID_NEW_MODEL, [], [], [], [], CID_ROUND_EVIDENCE, 1_234
+    )
     assert list(event.rewards) == []
     assert tx.events.filter(token.Transfer) == []
     assert tx.events.filter(registry.ReputationUpdated) == []
@@ -973,8 +985,52 @@ def test_finalize_requires_new_model_cid(tasks, ledger, aggregator, trainers):
 def test_finalize_requires_one_score_per_contributor(tasks, ledger, aggregator, trainers, n_scores):
     task_id = tasks.submitted(trainers[:2])
 
-    with reverts(ledger.TaskLedgerLengthMismatch, contributors=2, scores=n_scores):
+    with reverts(ledger.TaskLedgerLengthMismatch, expected=2, actual=n_scores):
         finalize(ledger, aggregator, task_id, 1, trainers[:2], [1_000] * n_scores)
+
+
+@pytest.mark.parametrize("n_reasons", [0, 1, 3])
+def test_finalize_requires_one_reason_per_rejected_update(
+    tasks, ledger, aggregator, trainers, n_reasons
+):
+    task_id = tasks.submitted(trainers[:3])
+    rejected = trainers[1:3]
+
+    with reverts(ledger.TaskLedgerLengthMismatch, expected=2, actual=n_reasons):
+        finalize(
+            ledger,
+            aggregator,
+            task_id,
+            1,
+            trainers[:1],
+            [MAX_BPS],
+            rejected,
+            reasons=[REASON_NORM_OUTLIER] * n_reasons,
+        )
+    assert ledger.round(task_id, 1).status == OPEN
+
+
+def test_finalize_requires_an_evidence_cid(tasks, ledger, aggregator, trainers):
+    task_id = tasks.submitted(trainers[:2])
+
+    with reverts(ledger.TaskLedgerEmptyCid):
+        finalize(ledger, aggregator, task_id, 1, trainers[:2], [5_000, 5_000], evidence="")
+    assert ledger.round(task_id, 1).status == OPEN
+
+
+def test_reason_codes_are_recorded_not_interpreted(tasks, ledger, registry, aggregator, trainers):
+    """Every uint8 is accepted, also codes beyond the 13 the spec names: a rejection counts
+    the same whatever its reason."""
+    task_id = tasks.submitted(trainers[:4])
+    reasons = [0, 12, 255]
+
+    tx = finalize(ledger, aggregator, task_id, 1, trainers[:1], [MAX_BPS], trainers[1:4],
+                  reasons=reasons)
+
+    assert decoded_result(only(tx, ledger.RoundFinalized).result)[4] == reasons
+    for trainer in trainers[1:4]:
+        assert ledger.membership(task_id, trainer).rejectedRounds == 1
+        assert registry.participant(trainer).rejectionsInWindow == 1
 
 
 @pytest.mark.parametrize("as_", ["contributor", "rejected"])
@@ -1221,6 +1277,27 @@ def test_views_of_unknown_ids_are_empty(ledger, trainers):
     assert ledger.claimable(42, trainers[0]) == 0
 
 
+def test_reward_share_is_what_an_account_earned_out_of_the_task_total(
+    tasks, ledger, aggregator, trainers, stranger
+):
+    task_id = tasks.submitted(trainers[:3])  # two rounds
+    assert tuple(ledger.rewardShare(task_id, trainers[0])) == (0, 0)
+    finalize(ledger, aggregator, task_id, 1, trainers[:2], [6_000, 3_000], trainers[2:3])
+    start(ledger, aggregator, task_id, model=CID_NEW_MODEL)
+    for trainer in trainers[:2]:
+        submit(ledger, task_id, 2, trainer)
+    finalize(ledger, aggregator, task_id, 2, trainers[:2], [1_000, 4_000], new_cid=CID_MODEL_2)
+    claim(ledger, task_id, trainers[0])  # claiming changes neither figure
+
+    total = 1_400 * UNIT
+    assert tuple(ledger.rewardShare(task_id, trainers[0])) == (700 * UNIT, total)
+    assert tuple(ledger.rewardShare(task_id, trainers[1])) == (700 * UNIT, total)
+    assert tuple(ledger.rewardShare(task_id, trainers[2])) == (0, total)  # rejected
+    assert tuple(ledger.rewardShare(task_id, stranger)) == (0, total)  # never joined
+    assert ledger.task(task_id).totalRewarded == total
+    assert tuple(ledger.rewardShare(task_id + 1, trainers[0])) == (0, 0)  # unknown task
+
+
 def test_contributions_list_only_paid_participants(tasks, ledger, aggregator, trainers):
     paid, unpaid, rejected, idle = trainers[:4]
     task_id = tasks.started([paid, unpaid, rejected, idle])
@@ -1356,7 +1433,10 @@ def test_figure1_record_is_readable_from_chain(tasks, ledger, chain, aggregator,
         assert upload.numSamples == 512
 
         # the aggregation
-        new_cid, contributors, _scores, _rejected, millis = decoded_result(aggregation.result)
+        new_cid, contributors, _scores, _rejected, _reasons, evidence, millis = decoded_result(
+            aggregation.result
+        )
+        assert evidence == CID_ROUND_EVIDENCE  # the round's verdicts and statistics
         assert started.trainingMode == DP | PRUNING  # training mode
         assert emitted_time(aggregation) == chain.blocks[aggregation.block_number].timestamp  # time
         assert aggregation.aggregator == aggregator  # uploader of the new model
