@@ -253,9 +253,13 @@ class AggregatorAgent:
         return number, receipt, workload
 
     def ready(self, round_number: int) -> bool:
-        """True once the quorum has submitted or the submission window has closed."""
+        """True once the quorum has submitted or the submission window has closed. The
+        default quorum is every active participant that holds this round's task key (one
+        that joined after the round opened cannot train in it)."""
         rnd = self.fairfl.ledger.round(self.task_id, round_number)
-        quorum = self.quorum or max(1, len(self.active_participants()))
+        holders = self.keys.holders
+        able = [p for p in self.active_participants() if not holders or p.lower() in holders]
+        quorum = self.quorum or max(1, len(able))
         return rnd.submissions >= quorum or chain_height() > rnd.deadline_block
 
     def finalize(self, round_number: int) -> RoundOutcome:

@@ -13,6 +13,7 @@ import json
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fl_agent.aggregation.base import Reason
+from fl_agent.chain.records import RejectReason
 from fl_agent.errors import ConfigError
 
 FORMAT = "fairfl-round-evidence/1"
@@ -21,34 +22,27 @@ FORMAT = "fairfl-round-evidence/1"
 #: from another sender) or decoded as the task's weights.
 INVALID_UPDATE = "invalid_update"
 
-#: The reason codes of ``RoundResult.reasons`` (ITaskLedger); 0 is any other reason.
-REASON_CODES: dict[str, int] = {
-    INVALID_UPDATE: 1,
-    Reason.NON_FINITE: 2,
-    Reason.NO_SAMPLES: 3,
-    Reason.FREE_RIDER: 4,
-    Reason.NORM_OUTLIER: 5,
-    Reason.TRIGGER: 6,
-    Reason.NOISE: 7,
-    Reason.DISSIMILAR: 8,
-    Reason.VALIDATION: 9,
-    Reason.OUTLIER_CLUSTER: 10,
-    Reason.NOT_SELECTED: 11,
-    Reason.ZERO_TRUST: 12,
+#: Each rejection reason's on-chain code (``RoundResult.reasons``, ITaskLedger).
+REASON_CODES: dict[str, RejectReason] = {
+    INVALID_UPDATE: RejectReason.INVALID_UPDATE,
+    **{str(reason): RejectReason[reason.name] for reason in Reason},
 }
-REASON_NAMES: dict[int, str] = {code: str(name) for name, code in REASON_CODES.items()}
 
 
 def reason_code(reason: str | None) -> int:
     """The on-chain code of a rejection reason (``"invalid_update: ..."`` counts as
     :data:`INVALID_UPDATE`)."""
     if reason is None:
-        return 0
-    return REASON_CODES.get(reason.split(":", 1)[0].strip(), 0)
+        return int(RejectReason.OTHER)
+    return int(REASON_CODES.get(reason.split(":", 1)[0].strip(), RejectReason.OTHER))
 
 
 def reason_name(code: int) -> str:
-    return REASON_NAMES.get(code, "other")
+    """``9`` -> ``"validation"``: the name of an on-chain reason code."""
+    try:
+        return RejectReason(code).name.lower()
+    except ValueError:
+        return "other"
 
 
 class VerdictRecord(BaseModel):

@@ -68,6 +68,13 @@ class _Wrapper:
     def address(self) -> str:
         return str(self.contract.address)
 
+    def events(self, name: str, start_block: int = 0, **filters: Any) -> list[Any]:
+        """Logs of event ``name`` (e.g. ``"UpdateSubmitted"``) since ``start_block``, filtered
+        on indexed fields (``taskId=1``)."""
+        event = getattr(self.contract, name)
+        logs = event.range(start_block, chain_height() + 1, search_topics=filters or None)
+        return list(logs)
+
 
 class Token(_Wrapper):
     """An ERC-20: FLT, or whatever token the marketplace takes payment in.
@@ -251,13 +258,6 @@ class Ledger(_Wrapper):
     def contributions(self, task_id: int) -> dict[str, int]:
         accounts, earned = self.contract.contributions(task_id)
         return {str(a): int(e) for a, e in zip(accounts, earned, strict=True)}
-
-    def events(self, name: str, start_block: int = 0, **filters: Any) -> list[Any]:
-        """Logs of event ``name`` (e.g. ``"UpdateSubmitted"``) since ``start_block``, filtered
-        on indexed fields (``taskId=1``)."""
-        event = getattr(self.contract, name)
-        logs = event.range(start_block, chain_height() + 1, search_topics=filters or None)
-        return list(logs)
 
 
 class Marketplace(_Wrapper):

@@ -96,7 +96,7 @@ def world(connected: str, tmp_path: Path) -> World:
     from fl_agent.learning.task_doc import DataSpec, TaskDocument, TrainingPlan
     from fl_agent.storage.store import LocalStore
 
-    accounts = [dev_account(i) for i in range(8)]
+    accounts = [dev_account(i) for i in range(10)]
     record, _ = deploy_contracts(accounts[0], load_project())
     dataset = load_dataset("digits")
     splits = split_dataset(dataset, seed=0, standardize=False)

@@ -7,7 +7,10 @@ import pytest
 from safetensors.numpy import save
 
 from fl_agent.agents import RoundOutcome
-from fl_agent.chain.records import RoundResult, RoundStatus, TaskStatus
+from fl_agent.agents.evidence import RoundEvidence
+from fl_agent.chain.records import RejectReason, RoundResult, RoundStatus, TaskStatus
+from fl_agent.crypto.envelopes import Keyring, decrypt_model, model_epoch, seal_update
+from fl_agent.crypto.sealing import SealingError, new_buyer_key
 from fl_agent.errors import ChainError, ConfigError
 from fl_agent.learning import ModelSpec, decode_weights, encode_weights, init_params
 from fl_agent.learning.workload import Workload
@@ -40,8 +43,16 @@ def test_a_task_runs_to_completion_and_the_chain_records_every_step(world):
     assert result.new_model_cid == outcome.new_cid
     assert list(result.contributors) == [v.participant for v in outcome.verdicts]
     assert sum(result.scores_bps) == 10_000
-    assert decode_weights(world.store.get(outcome.new_cid), world.document.model).tolist() \
-        == pytest.approx(outcome.params.tolist())
+    blob = world.store.get(outcome.new_cid)
+    assert model_epoch(blob) == 1  # encrypted under the task key: not readable as weights
+    assert decode_weights(decrypt_model(blob, aggregator.keys.keys, task_id),
+                          world.document.model).tolist() == pytest.approx(outcome.params.tolist())
+    assert people[0].read_global_model().tolist() == pytest.approx(outcome.params.tolist())
+    evidence = RoundEvidence.from_json(world.store.get(result.evidence_cid))
+    assert (evidence.task, evidence.round, evidence.new_model) == (task_id, 1, outcome.new_cid)
+    assert [v.participant for v in evidence.verdicts] == [v.participant for v in outcome.verdicts]
+    assert [v.share_bps for v in evidence.verdicts] == list(result.scores_bps)
+    assert evidence.validation == pytest.approx(outcome.validation)
 
     # round 2 gets a workload balanced from the measured times of round 1
     number, _, workload = aggregator.step()
@@ -105,13 +116,16 @@ def test_bad_updates_are_rejected_with_a_reason_and_the_round_goes_on(world):
     spec = world.document.model
     task_id = world.create_task(rounds=1, min_participants=1)
     honest = world.participant(task_id, 0)
-    cheats = [world.accounts[3 + i] for i in range(5)]
+    cheats = world.accounts[3:9]
     for account in cheats:
         world.fairfl.registry.register(world.store.add(b"{}"), sender=account)
         world.fairfl.ledger.join(task_id, sender=account)
     aggregator = world.aggregator_agent(task_id)
-    aggregator.step()
-    honest.step()
+    _, _, workload = aggregator.step()
+    [honest_update], _ = honest.step()
+
+    def sealed(payload: bytes, account) -> bytes:
+        return seal_update(payload, workload.aggregator_key, task_id, 1, account.address)
 
     nan = _nan_weights(spec)
     assert b"\x00\x00\xc0\x7f" in nan
@@ -119,12 +133,14 @@ def test_bad_updates_are_rejected_with_a_reason_and_the_round_goes_on(world):
                                  np.zeros(330, np.float32))
     oversized = b"\x00" * (2 * len(encode_weights(spec, init_params(spec, 0))) + 70_000)
     missing = compute_cid(b"never stored")
-    tampered = world.store.add(encode_weights(spec, init_params(spec, 5)))
+    tampered = world.store.add(sealed(encode_weights(spec, init_params(spec, 5)), cheats[4]))
     path = world.store._path(tampered)
     path.chmod(0o644)
-    path.write_bytes(encode_weights(spec, init_params(spec, 6)))
-    cids = [world.store.add(nan), world.store.add(wrong_shape), world.store.add(oversized),
-            missing, tampered]
+    path.write_bytes(sealed(encode_weights(spec, init_params(spec, 6)), cheats[4]))
+    cids = [world.store.add(sealed(nan, cheats[0])),
+            world.store.add(sealed(wrong_shape, cheats[1])),
+            world.store.add(sealed(oversized, cheats[2])), missing, tampered,
+            honest_update.update_cid]  # the last one resubmits the honest participant's update
     for account, cid in zip(cheats, cids, strict=True):
         world.fairfl.ledger.submit_update(task_id, 1, cid, 10, 5, sender=account)
 
@@ -132,16 +148,35 @@ def test_bad_updates_are_rejected_with_a_reason_and_the_round_goes_on(world):
     assert outcome.accepted == [honest.address]
     reasons = {v.participant: v.reason for v in outcome.verdicts if not v.accepted}
     assert set(reasons) == {a.address for a in cheats}
-    expected = ["NaN", "shape", "limit", "is not in", "hashes to"]
+    expected = ["NaN", "shape", "limit", "is not in", "hashes to", "copied from another sender"]
     for account, word in zip(cheats, expected, strict=True):
-        assert reasons[account.address].startswith("bad_update:")
+        assert reasons[account.address].startswith("invalid_update:")
         assert word.lower() in reasons[account.address].lower(), reasons[account.address]
     event = world.fairfl.ledger.events("RoundFinalized", taskId=task_id, round=1)[-1]
     result = RoundResult.from_chain(event.result)
     assert list(result.rejected) == [a.address for a in cheats]
+    assert list(result.reasons) == [RejectReason.INVALID_UPDATE] * len(cheats)
     assert list(result.scores_bps) == [10_000]
+    evidence = RoundEvidence.from_json(world.store.get(result.evidence_cid))
+    assert {v.participant: v.code for v in evidence.verdicts if not v.accepted} == \
+        {a.address: RejectReason.INVALID_UPDATE for a in cheats}
     for account in cheats:
         assert world.fairfl.registry.participant(account).rejected_updates == 1
+
+
+def test_a_plain_update_is_refused_the_aggregator_never_reads_unsealed_weights(world):
+    task_id = world.create_task(rounds=1, min_participants=1)
+    honest = world.participant(task_id, 0)
+    plain = world.participant(task_id, 1)
+    aggregator = world.aggregator_agent(task_id)
+    aggregator.step()
+    honest.step()
+    cid = world.store.add(encode_weights(world.document.model, init_params(world.document.model,
+                                                                           1)))
+    world.fairfl.ledger.submit_update(task_id, 1, cid, 10, 5, sender=plain.account)
+    outcome = finalize(aggregator)
+    reason = {v.participant: v.reason for v in outcome.verdicts}[plain.address]
+    assert reason.startswith("invalid_update:") and "not sealed to the aggregator" in reason
 
 
 def test_unknown_task_and_wrong_aggregator_give_clear_errors(world):
@@ -197,30 +232,79 @@ def test_a_free_rider_is_paid_nothing(world):
     assert world.fairfl.ledger.contributions(task_id).get(rider.address, 0) == 0
 
 
-def test_weights_file_on_the_wire_is_safetensors(world):
-    task_id = world.create_task(rounds=1, min_participants=1)
+def test_only_the_aggregator_reads_updates_and_only_members_read_models(world):
+    task_id = world.create_task(rounds=2, min_participants=1)
     agent = world.participant(task_id, 0)
-    world.aggregator_agent(task_id).step()
+    aggregator = world.aggregator_agent(task_id)
+    _, _, workload = aggregator.step()
     [submission], _ = agent.step()
     blob = world.store.get(submission.update_cid)
-    assert blob[8:9] == b"{"  # safetensors: 8-byte header length, then JSON
-    assert decode_weights(blob, world.document.model).shape == (650,)
+    assert blob.startswith(b"FFLU") and b'"dtype"' not in blob  # sealed, not safetensors
     assert save({"x": np.zeros(1, np.float32)})[8:9] == b"{"
+    outcome = finalize(aggregator)
+    model = world.store.get(outcome.new_cid)
+    assert model.startswith(b"FFLM") and b'"dtype"' not in model
+    # The round's keyring gives the task key to members, the creator and the aggregator.
+    aggregator.step()
+    workload = Workload.from_json(world.store.get(str(world.fairfl.ledger.events(
+        "RoundStarted", taskId=task_id, round=2)[-1].workloadCid)))
+    ring = Keyring.from_json(world.store.get(workload.keyring))
+    assert ring.holders() == {agent.address.lower(), aggregator.address.lower()}
+    outsider, _ = new_buyer_key()
+    with pytest.raises(SealingError, match="holds no key"):
+        ring.open(world.accounts[7].address, outsider)
+    assert decode_weights(decrypt_model(model, ring.open(agent.address, agent.member_key),
+                                        task_id), world.document.model).shape == (650,)
+
+
+def test_a_blacklisted_member_is_left_out_of_the_next_key_epoch(world):
+    task_id = world.create_task(rounds=3, min_participants=1)
+    good, bad = world.participant(task_id, 0), world.participant(task_id, 1)
+    aggregator = world.aggregator_agent(task_id)
+    aggregator.step()
+    good.step()
+    bad.step()
+    finalize(aggregator)
+    world.fairfl.registry.blacklist(bad.address, compute_cid(b"evidence"),
+                                    sender=world.accounts[0])
+    aggregator.step()
+    good.step()
+    outcome = finalize(aggregator)
+    new_model = world.store.get(outcome.new_cid)
+    assert model_epoch(new_model) == 2
+    bad_keys = Keyring.from_json(world.store.get(Workload.from_json(world.store.get(str(
+        world.fairfl.ledger.events("RoundStarted", taskId=task_id, round=1)[-1].workloadCid
+    ))).keyring)).open(bad.address, bad.member_key)
+    with pytest.raises(SealingError, match="epoch 2"):
+        decrypt_model(new_model, bad_keys, task_id)
+    assert good.read_global_model().tolist() == pytest.approx(outcome.params.tolist())
+    # A restarted aggregator reopens both epochs from its own keyring entry.
+    restarted = world.aggregator_agent(task_id)
+    assert set(restarted.keys.keys) == {1, 2}
 
 
 def test_a_participant_joining_late_skips_closed_rounds_without_training(world):
-    task_id = world.create_task(rounds=2)
+    task_id = world.create_task(rounds=3)
     people = [world.participant(task_id, i) for i in range(2)]
     aggregator = world.aggregator_agent(task_id)
     aggregator.step()
     for agent in people:
         agent.step()
     finalize(aggregator)
-    aggregator.step()  # round 2 opens
+    aggregator.step()  # round 2 opens, its keyring sealed to the two members
     late = world.participant(task_id, 2)  # its watcher replays RoundStarted 1 and 2
     submitted, skipped = late.step()
-    assert [s.round for s in submitted] == [2] and skipped == []
-    assert world.fairfl.ledger.membership(task_id, late.address).last_submitted_round == 2
+    # Round 1 is closed (skipped without a word); round 2's task key was sealed before it
+    # joined, so it waits for round 3, whose keyring includes it.
+    assert submitted == [] and [s.round for s in skipped] == [2]
+    assert "holds no key" in skipped[0].reason
+    for agent in people:
+        agent.step()
+    finalize(aggregator)
+    aggregator.step()
+    submitted, skipped = late.step()
+    assert [s.round for s in submitted] == [3] and skipped == []
+    assert world.fairfl.ledger.membership(task_id, late.address).last_submitted_round == 3
 
 
 def test_the_aggregator_points_fairfl_at_the_models_input_layer(world):

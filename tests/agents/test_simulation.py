@@ -99,16 +99,34 @@ def test_backdoor_attackers_are_stopped_by_the_trigger_screen(anvil_url, tmp_pat
     assert report["final"]["backdoor_asr"] < 0.1
 
 
-def test_store_holds_every_global_model(simulated):
+def test_store_holds_every_global_model_encrypted_for_the_members(simulated, anvil_url):
+    from ape import networks
+
+    from fl_agent.agents.access import member_key
+    from fl_agent.chain.client import FairFL
+    from fl_agent.chain.deployment import load_deployment
+    from fl_agent.chain.node import dev_account
+    from fl_agent.crypto.envelopes import Keyring, decrypt_model, model_epoch
     from fl_agent.learning.models import ModelSpec
     from fl_agent.learning.weights import decode_weights
+    from fl_agent.learning.workload import Workload
     from fl_agent.storage.store import LocalStore
 
     _, folder, report = simulated
     store = LocalStore(folder / "store")
     spec = ModelSpec.for_features("mlp", (1, 8, 8), 10)
-    for row in report["rounds"]:
-        assert decode_weights(store.get(row["global_cid"]), spec).dtype.name == "float32"
+    blobs = [store.get(row["global_cid"]) for row in report["rounds"]]
+    assert all(model_epoch(blob) is not None for blob in blobs)  # nothing readable in public
+    with networks.parse_network_choice(anvil_url):
+        fairfl = FairFL(load_deployment(anvil_url, folder / "deployments"))
+        task = fairfl.ledger.task(1)
+        started = fairfl.ledger.events("RoundStarted", taskId=1, round=task.current_round)[-1]
+        ring = Keyring.from_json(store.get(Workload.from_json(
+            store.get(str(started.workloadCid))).keyring))
+        # The creator (the deployer, who lists the model) reads every round's model.
+        keys = ring.open(dev_account(0).address, member_key(fairfl, dev_account(0)))
+    for blob in blobs:
+        assert decode_weights(decrypt_model(blob, keys, 1), spec).dtype.name == "float32"
 
 
 @pytest.mark.parametrize("fields, message", [
@@ -137,7 +155,9 @@ def test_a_rerun_in_the_same_folder_starts_afresh(tmp_path):
     first = run_simulation(config, workdir=tmp_path)
     second = run_simulation(config, workdir=tmp_path)
     assert len(second["rounds"]) == 1 and second["rounds"][0]["submissions"] == 3
-    assert second["rounds"][0]["global_cid"] == first["rounds"][0]["global_cid"]
+    # The same training (models are encrypted under a fresh task key, so their CIDs differ).
+    assert second["rounds"][0]["accuracy"] == first["rounds"][0]["accuracy"]
+    assert second["rounds"][0]["global_cid"] != first["rounds"][0]["global_cid"]
 
 
 def test_blocks_pass_on_anvil_reached_by_url(connected):
