@@ -451,3 +451,11 @@ def dev_faucet(account: str, amount: int = 1_000 * 10**18) -> None:
     if int(rpc.call("eth_getBalance", account, "latest"), 16) < 10**18:
         rpc.call("anvil_setBalance", account, hex(100 * 10**18))
     clear_cache()
+
+
+@st.cache_data(show_spinner=False, ttl=300)
+def supports_permit(source: ChainSource) -> bool:
+    """Whether the payment token takes EIP-2612 permits (one-transaction purchases)."""
+    from fl_agent.market.payment import permit_domain
+
+    return permit_domain(client(source).payment_token.contract) is not None

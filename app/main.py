@@ -3,7 +3,8 @@
 Reads the chain named by ``FAIRFL_NETWORK`` (default: the shared anvil of ``make chain``)
 with the deployment record in ``FAIRFL_DEPLOYMENTS`` (default: ``deployments/``), and the
 content store of ``FAIRFL_IPFS`` (default: the embedded store). Pages live in
-``app/pages``; add them to ``PAGES``.
+``app/app_pages`` (not ``pages/``, which Streamlit would also serve on its own, bypassing
+this entry point); add them to ``PAGES``.
 """
 
 from __future__ import annotations
@@ -18,20 +19,20 @@ st.set_page_config(page_title="FairFL", page_icon=":material/hub:", layout="wide
 
 PAGES = {
     "Marketplace": [
-        st.Page("pages/models.py", title="Models", icon=":material/storefront:",
+        st.Page("app_pages/models.py", title="Models", icon=":material/storefront:",
                 url_path="models", default=True),
-        st.Page("pages/model.py", title="Model detail", icon=":material/model_training:",
+        st.Page("app_pages/model.py", title="Model detail", icon=":material/model_training:",
                 url_path="model"),
     ],
     "Training": [
-        st.Page("pages/tasks.py", title="Tasks", icon=":material/account_tree:",
+        st.Page("app_pages/tasks.py", title="Tasks", icon=":material/account_tree:",
                 url_path="tasks"),
-        st.Page("pages/participants.py", title="Participants", icon=":material/groups:",
+        st.Page("app_pages/participants.py", title="Participants", icon=":material/groups:",
                 url_path="participants"),
     ],
     "You": [
-        st.Page("pages/account.py", title="My account", icon=":material/account_balance_wallet:",
-                url_path="account"),
+        st.Page("app_pages/account.py", title="My account",
+                icon=":material/account_balance_wallet:", url_path="account"),
     ],
 }
 

@@ -76,7 +76,7 @@ def earnings(views: data.Views, info: data.ChainInfo) -> pd.DataFrame:
 def payees(listing: history.ListingView, task: history.TaskView,
            info: data.ChainInfo) -> pd.DataFrame:
     """The model's payees: the task's contributors, by the share of rewards they earned."""
-    rows = [{"payee": who, "share_pct": 100 * task.share_of(who),
+    rows = [{"payee": task.address_of(who), "share_pct": 100 * task.share_of(who),
              "earned_in_task": info.amount(amount),
              "revenue": info.amount(history.entitlement(listing, task, who)),
              "withdrawn": info.amount(listing.withdrawn.get(who, 0))}

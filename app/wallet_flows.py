@@ -20,7 +20,6 @@ from typing import Any
 
 import streamlit as st
 from siwe import SiweMessage
-from wallet import ChainParams, DevMode, WalletError, WalletRequest, WalletState, wallet
 
 import chain_data as data
 from fl_agent.chain import history
@@ -34,8 +33,10 @@ from fl_agent.market.payment import (
     permit_typed_data,
     split_signature,
 )
+from wallet import ChainParams, DevMode, WalletError, WalletRequest, WalletState, wallet
 
 FLOW = "wallet_flow"
+PERMIT, APPROVE = "permit (one transaction)", "approve"
 SIGNED_IN = "signed_in_account"
 DEV_ACCOUNT = "dev_account"
 #: Seconds one run waits for a receipt before showing the page and trying again.
@@ -110,9 +111,14 @@ def mount(source: data.ChainSource, info: data.ChainInfo) -> WalletState:
     return state
 
 
-def start(kind: str, model_id: int | None = None, max_price: int | None = None) -> None:
-    """Starts a flow (a button's callback); the next run hands it to the wallet."""
-    st.session_state[FLOW] = Flow(kind, model_id, max_price)
+def start(kind: str, model_id: int | None = None, max_price: int | None = None,
+          pay_with: str | None = None) -> None:
+    """Starts a flow (a button's callback); the next run hands it to the wallet.
+    ``pay_with`` is "approve" to pay with an allowance even if the token has permits."""
+    flow = Flow(kind, model_id, max_price)
+    if pay_with == APPROVE:
+        flow.values["approve_only"] = True
+    st.session_state[FLOW] = flow
 
 
 def current(kind: str | None = None, model_id: int | None = None) -> Flow | None:
@@ -333,7 +339,7 @@ def _check(flow: Flow, source: data.ChainSource, info: data.ChainInfo) -> None:
 def _pay(flow: Flow, source: data.ChainSource, info: data.ChainInfo) -> None:
     fairfl = data.client(source)
     token, market = fairfl.payment_token, fairfl.marketplace
-    domain = permit_domain(token.contract)
+    domain = None if flow.values.get("approve_only") else permit_domain(token.contract)
     if domain is not None:
         deadline = int(time.time()) + PERMIT_LIFETIME_SECONDS
         nonce = int(token.contract.nonces(flow.account))
@@ -589,9 +595,16 @@ def buy_panel(source: data.ChainSource, info: data.ChainInfo, listing: history.L
             return
         st.markdown(f"**{_money(info, listing.price)}** · paid into escrow, released to the "
                     "contributors when your key is delivered, refundable if it is not.")
+        pay_with = PERMIT
+        if data.supports_permit(source):
+            pay_with = st.radio("Pay with", [PERMIT, APPROVE], horizontal=True,
+                                key=f"pay-{listing.model_id}",
+                                help="A permit is a free signature plus one transaction; "
+                                "approve + buy is two transactions, for wallets that cannot "
+                                "sign typed data.")
         st.button(f"Buy for {_money(info, listing.price)}", type="primary",
                   icon=":material/shopping_cart:", key=f"buy-{listing.model_id}",
-                  on_click=start, args=("buy", listing.model_id, listing.price),
+                  on_click=start, args=("buy", listing.model_id, listing.price, pay_with),
                   width="stretch")
         if me is None:
             st.caption("Buying connects your wallet (or a dev account on the local chain), "
@@ -600,11 +613,9 @@ def buy_panel(source: data.ChainSource, info: data.ChainInfo, listing: history.L
     _purchase_status(source, info, listing.model_id, me)
 
 
-@st.fragment(run_every=2.0)
 def _purchase_status(source: data.ChainSource, info: data.ChainInfo, model_id: int,
                      buyer: str) -> None:
-    """Pending (key not delivered yet), delivered (download) or refundable; refreshes until
-    the key agent delivers."""
+    """Pending (key not delivered yet), delivered (download) or refundable."""
     views = data.views(source)
     mine = views.listings[model_id].purchase_of(buyer)
     if mine is None:
@@ -627,6 +638,16 @@ def _purchase_status(source: data.ChainSource, info: data.ChainInfo, model_id: i
             st.info(f"Key pending: paid at block {mine.purchased_block}; the seller's key "
                     f"agent delivers it by block {mine.deadline_block} (now {views.block}), "
                     "else you can take a refund.", icon=":material/hourglass_top:")
+            _await_delivery(source, model_id, buyer)
+
+
+@st.fragment(run_every=2.0)
+def _await_delivery(source: data.ChainSource, model_id: int, buyer: str) -> None:
+    """Watches the purchase every 2 s; reruns the page when the key arrives (the download
+    button belongs to the page, not to this fragment, so that its flow runs in full)."""
+    mine = data.views(source).listings[model_id].purchase_of(buyer)
+    if mine is not None and mine.status != history.PENDING:
+        st.rerun(scope="app")
 
 
 def sidebar_wallet(info: data.ChainInfo) -> None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from eth_utils import to_checksum_address
+
 from fl_agent.chain.index import Event
 
 # Purchase states, as ModelMarketplace's PurchaseStatus names them.
@@ -21,6 +23,12 @@ PENDING, DELIVERED, REFUNDED = "pending", "delivered", "refunded"
 
 def _lower(address: str) -> str:
     return str(address).lower()
+
+
+def _checksum(address: object) -> str:
+    """Addresses inside decoded structs come back in lower case; show them as the chain
+    spells them elsewhere."""
+    return to_checksum_address(str(address))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,6 +118,10 @@ class TaskView:
                 return rnd.new_model_cid
         return self.initial_model_cid
 
+    def address_of(self, account: str) -> str:
+        """``account`` as the chain spells it (checksummed), for display."""
+        return next((p for p in self.participants if _lower(p) == _lower(account)), account)
+
     def share_of(self, account: str) -> float:
         """``account``'s share of the task's rewards: its share of the model's revenue."""
         total = self.total_rewarded
@@ -153,9 +165,9 @@ def tasks(events: Iterable[Event]) -> dict[int, TaskView]:
             rnd, r = task.rounds[-1], e["result"]
             rnd.finalized_block, rnd.finalize_tx = e.block, e.tx
             rnd.new_model_cid = str(_field(r, "newModelCid", 0))
-            rnd.contributors = list(_field(r, "contributors", 1))  # type: ignore[call-overload]
+            rnd.contributors = [_checksum(a) for a in _field(r, "contributors", 1)]  # type: ignore[attr-defined]
             rnd.scores_bps = [int(s) for s in _field(r, "scoresBps", 2)]  # type: ignore[attr-defined]
-            rnd.rejected = list(_field(r, "rejected", 3))  # type: ignore[call-overload]
+            rnd.rejected = [_checksum(a) for a in _field(r, "rejected", 3)]  # type: ignore[attr-defined]
             rnd.reasons = [int(s) for s in _field(r, "reasons", 4)]  # type: ignore[attr-defined]
             rnd.evidence_cid = str(_field(r, "evidenceCid", 5))
             rnd.aggregation_millis = int(_field(r, "aggregationMillis", 6))  # type: ignore[arg-type]

@@ -1,4 +1,6 @@
-"""Fixtures for the app tests: a private anvil with FairFL deployed and a story written.
+"""Fixtures for the app tests: a private anvil where agents trained and sold a model (the
+story of :mod:`market_story`), the app as a real `streamlit run` server, and the seller's
+key agent as its own process.
 
 These are plain pytest tests (``python -m pytest tests/app``), not ``ape test`` ones. ape's
 pytest plugin would start its own anvil and snapshot/revert "the" active chain around every
@@ -20,7 +22,7 @@ import pytest
 
 from fl_agent.chain.node import free_port
 from harness import APP_MAIN, REPO, ChainUnderTest, rpc_answers, stop, wait_until
-from ledger_story import populate
+from market_story import populate
 
 HERE = Path(__file__).resolve().parent
 WALLET_PAGE = HERE / "wallet_page.py"
@@ -47,32 +49,44 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def test_chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChainUnderTest]:
-    """anvil on a free port with FairFL deployed (record in a tmp folder) and the story."""
+    """anvil on a free port (12 funded accounts) with the market story written on it."""
     anvil = shutil.which("anvil")
     if anvil is None:
         pytest.fail("anvil not on PATH; use the venv (`make setup` links it into .venv/bin)")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
-        [anvil, "--host", "127.0.0.1", "--port", str(port), "--hardfork", "prague", "--silent"],
+        [anvil, "--host", "127.0.0.1", "--port", str(port), "--hardfork", "prague", "--silent",
+         "--accounts", "12"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     try:
         wait_until(lambda: rpc_answers(url), 30, f"anvil at {url}", proc)
-        from ape import accounts, networks
-
-        from fl_agent.chain.client import FairFL, load_project
-        from fl_agent.chain.deployment import deploy_contracts, load_deployment, save_deployment
-
-        folder = tmp_path_factory.mktemp("deployments")
-        with networks.parse_network_choice(url):
-            record, _ = deploy_contracts(accounts.test_accounts[0], load_project())
-            save_deployment(record, folder)
-            # What the app will do: find the record from the network choice alone.
-            fairfl = FairFL(load_deployment(url, folder))
-            story = populate(fairfl, accounts.test_accounts)
+        home = tmp_path_factory.mktemp("fairfl-home")
+        folder = home / "deployments"
+        story = populate(url, home, folder)
         yield ChainUnderTest(url, folder, story)
+    finally:
+        stop(proc)
+
+
+@pytest.fixture(scope="session")
+def key_agent(test_chain: ChainUnderTest, tmp_path_factory: pytest.TempPathFactory
+              ) -> Iterator[subprocess.Popen]:
+    """`fl-agent market serve --account TEST::0`: the seller's key agent, its own process."""
+    log = tmp_path_factory.mktemp("key-agent") / "key-agent.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [shutil.which("fl-agent") or "fl-agent", "market", "serve", "--account", "TEST::0",
+             "--poll-interval", "0.5"],
+            cwd=REPO, env={**os.environ, **test_chain.env, "PYTHONUNBUFFERED": "1"},
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True)
+    try:
+        wait_until(lambda: b"key agent for" in log.read_bytes(), 60,
+                   f"the key agent (log: {log})", proc)
+        yield proc
     finally:
         stop(proc)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from ledger_story import Story
+from market_story import Story
 
 REPO = Path(__file__).resolve().parents[2]
 APP_MAIN = REPO / "app" / "main.py"
@@ -45,8 +45,10 @@ class ChainUnderTest:
 
     @property
     def env(self) -> dict[str, str]:
-        """Environment that points the app at this chain."""
-        return {"FAIRFL_NETWORK": self.url, "FAIRFL_DEPLOYMENTS": str(self.deployments)}
+        """Environment that points the app (and the key agent) at this chain, its store,
+        the seller's keys and an event index of its own."""
+        return {"FAIRFL_NETWORK": self.url, "FAIRFL_DEPLOYMENTS": str(self.deployments),
+                "FAIRFL_HOME": str(self.story.home)}
 
 
 def rpc(url: str, method: str, *params: object) -> object:

@@ -27,9 +27,9 @@ from eth_abi import encode
 from eth_account import Account
 from eth_account.messages import encode_defunct, encode_typed_data
 from eth_utils import function_signature_to_4byte_selector
-from fl_agent.crypto.sealing import encrypt_content, new_content_key, seal_key
 
 from fl_agent.chain.deployment import load_deployment
+from fl_agent.crypto.sealing import encrypt_content, new_content_key, seal_key
 from fl_agent.crypto.wallet_keys import buyer_key_message, derive_key, public_bytes
 from fl_agent.learning.models import ModelSpec, init_params, param_layout
 from fl_agent.learning.weights import encode_weights

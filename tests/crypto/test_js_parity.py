@@ -13,14 +13,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from safetensors.numpy import save
+
 from fl_agent.crypto.sealing import (
     encrypt_content,
     new_buyer_key,
     new_content_key,
     seal_key,
 )
-from safetensors.numpy import save
-
 from fl_agent.crypto.wallet_keys import (
     buyer_key_message,
     key_from_signature,

@@ -131,3 +131,16 @@ def test_ape_account_matches_the_signature_path():
 
     message = member_key_message(31337, LEDGER)
     assert public_bytes(derive_key(accounts.test_accounts[0], message)) == PUBLIC_KEY
+
+
+def test_sign_in_with_ethereum_messages_round_trip():
+    """siwe parses what it prepares (abnf 2.9 broke that for siwe 4.4: constraints pin 2.7)."""
+    from siwe import SiweMessage, generate_nonce
+
+    message = SiweMessage(domain="localhost:8501", address="0xf39Fd6e51aad88F6F4ce6aB8827279"
+                          "cffFb92266", uri="http://localhost:8501", version="1", chain_id=31337,
+                          nonce=generate_nonce(), issued_at="2026-12-01T00:00:00Z",
+                          statement="Sign in to the FairFL marketplace.")
+    again = SiweMessage.from_message(message.prepare_message())
+    assert (again.address, again.chain_id, again.nonce) == (message.address, 31337,
+                                                           message.nonce)

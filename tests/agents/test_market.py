@@ -1,0 +1,250 @@
+"""Selling a trained model for real: list, buy, key agent, download, refund, withdraw.
+
+A small simulation trains and lists a model on the test anvil; buyers are ape test accounts
+(funded with FLT by governance, which on a test chain may mint). Every check reads the
+chain or the store, never the code under test's own view of them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fl_agent.chain.records import PurchaseStatus
+from fl_agent.crypto.sealing import SealingError, plaintext_hash
+from fl_agent.errors import ConfigError
+from fl_agent.simulation.runner import SimulationConfig, run_simulation
+
+FLT = 10**18
+PRICE = 20 * FLT
+
+
+@pytest.fixture(scope="module")
+def market(anvil_url, tmp_path_factory):
+    """A completed, listed task on the test anvil: (url, home folder, report)."""
+    from fl_agent.storage.store import LocalStore
+
+    home = tmp_path_factory.mktemp("market-home")  # FAIRFL_HOME of the seller and buyers
+    config = SimulationConfig.build(clients=4, malicious=0.0, attack="none", rounds=2,
+                                    steps=5, scoring="loo", seed=5, list_price=PRICE)
+    report = run_simulation(config, workdir=home / "sim", network=anvil_url,
+                            deployments=home / "deployments", keys_dir=home / "keys",
+                            store=LocalStore(home / "store"))
+    return anvil_url, home, report
+
+
+@pytest.fixture
+def shop(market):
+    """Connected to the market's chain: the client, the store, the model id and helpers."""
+    from ape import networks
+
+    from fl_agent.chain.client import FairFL
+    from fl_agent.chain.deployment import load_deployment
+    from fl_agent.storage.store import LocalStore
+
+    url, home, report = market
+    with networks.parse_network_choice(url):
+        fairfl = FairFL(load_deployment(url, home / "deployments"))
+        yield Shop(fairfl, LocalStore(home / "store"), report["listing"]["model_id"], home, url)
+
+
+class Shop:
+    def __init__(self, fairfl, store, model_id, home, url):
+        self.fairfl, self.store, self.model_id, self.home, self.url = (fairfl, store, model_id,
+                                                                         home, url)
+
+    def buyer(self, index: int, tokens: int = 100):
+        """Dev account ``index`` with ETH for gas and ``tokens`` FLT."""
+        from ape import chain
+
+        from fl_agent.chain.node import dev_account
+
+        account = dev_account(index)
+        chain.provider.make_request("anvil_setBalance", [account.address, hex(10**20)])
+        owner = dev_account(0)
+        token = self.fairfl.token
+        if not token.contract.hasRole(token.contract.MINTER_ROLE(), owner):
+            token.contract.grantRole(token.contract.MINTER_ROLE(), owner, sender=owner)
+        token.mint(account.address, tokens * FLT, sender=owner)
+        return account
+
+    def agent(self, **kwargs):
+        from fl_agent.chain.node import dev_account
+        from fl_agent.market.key_agent import KeyAgent
+
+        return KeyAgent(self.fairfl, dev_account(0), self.home / "keys", self.home / "agents",
+                        **kwargs)
+
+    def weights(self) -> bytes:
+        """The final model as its creator reads it (the reference a download must equal)."""
+        from fl_agent.agents.access import member_key
+        from fl_agent.agents.participant import load_task_document, read_task_model_bytes
+        from fl_agent.chain.node import dev_account
+
+        task = self.fairfl.ledger.task(1)
+        return read_task_model_bytes(self.fairfl, self.store, 1, dev_account(0).address,
+                                     member_key(self.fairfl, dev_account(0)),
+                                     load_task_document(self.store, task.spec_cid))
+
+
+def test_a_buyer_pays_into_escrow_gets_its_key_and_downloads_the_exact_model(shop):
+    from fl_agent.market.buyer import KeyPendingError, buy_model, download_model
+
+    buyer = shop.buyer(20)
+    market, token = shop.fairfl.marketplace, shop.fairfl.token
+    before = token.balance_of(buyer.address)
+    bought = buy_model(shop.fairfl, buyer, shop.model_id)
+    assert bought.via == "permit" and len(bought.receipts) == 1
+    assert token.balance_of(buyer.address) == before - PRICE
+    listing = market.listing(shop.model_id)
+    assert (listing.escrowed, listing.revenue) == (PRICE, 0)  # held until the key comes
+    with pytest.raises(KeyPendingError, match="has not delivered the key"):
+        download_model(shop.fairfl, shop.store, buyer, shop.model_id)
+
+    deliveries, skipped = shop.agent().step()
+    assert skipped == [] and [d.buyers for d in deliveries] == [(buyer.address,)]
+    assert market.purchase(shop.model_id, buyer.address).status == PurchaseStatus.DELIVERED
+    listing = market.listing(shop.model_id)
+    assert (listing.escrowed, listing.revenue, listing.sales) == (0, PRICE, 1)
+
+    plain = download_model(shop.fairfl, shop.store, buyer, shop.model_id)
+    assert plain == shop.weights()
+    assert plaintext_hash(plain) == listing.plaintext_hash
+    # The public ciphertext is not the model.
+    assert shop.store.get(listing.encrypted_cid) != plain
+
+
+def test_another_account_cannot_open_a_buyers_key(shop):
+    from fl_agent.market.buyer import buy_model, download_model
+
+    buyer, thief = shop.buyer(21), shop.buyer(22)
+    buy_model(shop.fairfl, buyer, shop.model_id, permit=False)  # approve + buy
+    shop.agent().step()
+    with pytest.raises(ConfigError, match="has not bought"):
+        download_model(shop.fairfl, shop.store, thief, shop.model_id)
+    from fl_agent.crypto.sealing import open_sealed_key
+    from fl_agent.market.buyer import buyer_key, sealed_key_for
+
+    sealed = sealed_key_for(shop.fairfl, shop.model_id, buyer.address)
+    with pytest.raises(SealingError):
+        open_sealed_key(sealed, buyer_key(shop.fairfl, thief, shop.model_id))
+
+
+def test_purchases_made_while_the_key_agent_was_down_are_all_served_in_one_batch(shop):
+    from ape import chain
+
+    from fl_agent.market.buyer import buy_model
+
+    agent = shop.agent()
+    agent.step()  # whatever earlier tests left is served first
+    buyers = [shop.buyer(30 + i) for i in range(12)]
+    for buyer in buyers:
+        buy_model(shop.fairfl, buyer, shop.model_id)
+    restarted = shop.agent()  # a new process: only its cursor file remembers
+    deliveries, skipped = restarted.step()
+    assert skipped == [] and len(deliveries) == 1
+    assert set(deliveries[0].buyers) == {b.address for b in buyers}
+    for buyer in buyers:
+        purchase = shop.fairfl.marketplace.purchase(shop.model_id, buyer.address)
+        assert purchase.status == PurchaseStatus.DELIVERED
+    assert restarted.step() == ([], [])  # nothing is delivered twice
+    assert int(chain.blocks.height) == deliveries[0].receipt.block
+
+
+def test_a_malformed_buyer_key_is_reported_and_skipped_and_a_replaced_key_is_served(shop):
+    agent = shop.agent()
+    agent.step()
+    market, token = shop.fairfl.marketplace, shop.fairfl.token
+    odd, fine = shop.buyer(23), shop.buyer(24)
+    for who in (odd, fine):
+        token.approve(market.address, PRICE, sender=who)
+    market.buy(shop.model_id, PRICE, (1).to_bytes(32, "little"), sender=odd)  # order-1 point
+    from fl_agent.crypto.sealing import public_bytes
+    from fl_agent.market.buyer import buyer_key
+
+    market.buy(shop.model_id, PRICE, public_bytes(buyer_key(shop.fairfl, fine, shop.model_id)),
+               sender=fine)
+    deliveries, skipped = agent.step()
+    assert [d.buyers for d in deliveries] == [(fine.address,)]
+    assert [(s.buyer, "not a usable X25519" in s.reason) for s in skipped] == [(odd.address, True)]
+    assert agent.step() == ([], [])  # skipped, not retried forever
+    market.update_buyer_key(shop.model_id, public_bytes(buyer_key(shop.fairfl, odd,
+                                                                  shop.model_id)), sender=odd)
+    deliveries, skipped = agent.step()
+    assert [d.buyers for d in deliveries] == [(odd.address,)] and skipped == []
+
+
+def test_a_buyer_whose_key_never_comes_takes_the_money_back(shop):
+    from ape import chain
+
+    from fl_agent.market.buyer import buy_model
+
+    shop.agent().step()
+    buyer = shop.buyer(25)
+    market, token = shop.fairfl.marketplace, shop.fairfl.token
+    start = token.balance_of(buyer.address)
+    buy_model(shop.fairfl, buyer, shop.model_id)
+    purchase = market.purchase(shop.model_id, buyer.address)
+    from fl_agent.errors import ContractRevertError
+
+    with pytest.raises(ContractRevertError) as refused:
+        market.refund(shop.model_id, sender=buyer)
+    assert refused.value.error_name == "ModelMarketplaceRefundNotYet"
+    chain.provider.make_request("anvil_mine", [purchase.deadline_block - int(chain.blocks.height)
+                                               + 1])
+    market.refund(shop.model_id, sender=buyer)
+    assert token.balance_of(buyer.address) == start
+    assert market.purchase(shop.model_id, buyer.address).status == PurchaseStatus.REFUNDED
+    assert shop.agent().step() == ([], [])  # the agent does not deliver a refunded purchase
+
+
+def test_contributors_withdraw_exactly_their_share_of_the_revenue(shop):
+    market, token = shop.fairfl.marketplace, shop.fairfl.token
+    shop.agent().step()
+    revenue = market.listing(shop.model_id).revenue
+    earned = shop.fairfl.ledger.contributions(1)
+    total = sum(earned.values())
+    from fl_agent.chain.node import dev_account
+
+    for index in range(2, 6):
+        payee = dev_account(index)
+        owed = revenue * earned.get(payee.address, 0) // total - market.withdrawn(
+            shop.model_id, payee.address)
+        if owed == 0:
+            continue
+        before = token.balance_of(payee.address)
+        market.withdraw(shop.model_id, sender=payee)
+        assert token.balance_of(payee.address) - before == owed
+
+
+def test_the_market_commands_walk_the_whole_sale(shop, tmp_path):
+    """`fl-agent market` as a person would use it, each command its own process."""
+    env = {"FAIRFL_HOME": str(shop.home), "FAIRFL_DEPLOYMENTS": str(shop.home / "deployments"),
+           "FAIRFL_NETWORK": shop.url, "PATH": str(Path(sys.executable).parent),
+           "HOME": str(Path.home())}
+    shop.buyer(26)
+
+    def run(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "fl_agent.cli", "market", *args],
+                              env=env, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    listing = run("ls")
+    assert "digits mlp, 2 rounds" in listing and "20.0000 FLT" in listing
+    shown = run("show", str(shop.model_id))
+    assert "Payees" in shown and shop.fairfl.marketplace.listing(shop.model_id).encrypted_cid \
+        in shown
+    bought = run("buy", str(shop.model_id), "--account", "TEST::26", "--approve")
+    assert "approve" in bought and "bought model" in bought
+    run("serve", "--account", "TEST::0", "--once")
+    out = tmp_path / "model.safetensors"
+    run("download", str(shop.model_id), "--account", "TEST::26", "-o", str(out))
+    assert out.read_bytes() == shop.weights()
+    failed = subprocess.run([sys.executable, "-m", "fl_agent.cli", "market", "buy",
+                             str(shop.model_id), "--account", "TEST::26"], env=env,
+                            capture_output=True, text=True, timeout=180)
+    assert failed.returncode == 1 and "already bought model" in failed.stdout
