@@ -1327,3 +1327,45 @@ def test_buy_stays_within_the_gas_budget(
     print(f"buy gas: first {first}, later {later}, again after a refund {again}")
     for gas in (first, later, again):
         assert gas <= BUY_GAS_BUDGET, f"buy used {gas} gas"
+
+
+def test_gas_of_the_escrow_path_on_record(
+    marketplace, token, chain, model, seller, payees, accounts, mint, fund, sold, deadline
+):
+    """No budget: the figures docs/gas.md quotes, each in a stated situation. Every buyer
+    buys the model for the first time and spends its whole balance and allowance."""
+    a, b, c, d, e, f = accounts[4:10]
+    for x in (a, b, c, d, f):
+        fund(x, PRICE)
+    marketplace.buy(model, PRICE, KEY, sender=a)
+    first_delivery = marketplace.deliverKey(model, a, SEALED_KEY, sender=seller)  # revenue 0 -> x
+    buy = marketplace.buy(model, PRICE, KEY, sender=b)
+    mint(e, PRICE)
+    v, r, s = sign_permit(token, e, marketplace, PRICE, deadline)
+    permit = marketplace.buyWithPermit(model, PRICE, KEY, deadline, v, r, s, sender=e)
+    update = marketplace.updateBuyerKey(model, OTHER_KEY, sender=b)
+    later_delivery = marketplace.deliverKey(model, b, SEALED_KEY, sender=seller)
+    marketplace.buy(model, PRICE, KEY, sender=c)
+    marketplace.buy(model, PRICE, KEY, sender=d)
+    batch = marketplace.deliverKeys(model, [c, d, e], [SEALED_KEY] * 3, sender=seller)
+    empty = marketplace.deliverKeys(model, [], [], sender=seller)  # the batch's fixed cost
+    marketplace.buy(model, PRICE, KEY, sender=f)
+    chain.mine(WINDOW)
+    refund = marketplace.refund(model, sender=f)
+    first_withdrawal = marketplace.withdraw(model, sender=payees[0])  # withdrawn 0 -> x
+    sold(f, model)
+    later_withdrawal = marketplace.withdraw(model, sender=payees[0])
+    figures = {
+        "buy": buy.gas_used,
+        "buyWithPermit": permit.gas_used,
+        "updateBuyerKey": update.gas_used,
+        "deliverKey (first sale of the model)": first_delivery.gas_used,
+        "deliverKey (later sale)": later_delivery.gas_used,
+        "deliverKeys, 3 buyers": batch.gas_used,
+        "deliverKeys, per buyer": (batch.gas_used - empty.gas_used) // 3,
+        "refund": refund.gas_used,
+        "withdraw (first)": first_withdrawal.gas_used,
+        "withdraw (later)": later_withdrawal.gas_used,
+    }
+    print(f"marketplace gas: {figures}")
+    assert marketplace.listing(model).sales == 6
