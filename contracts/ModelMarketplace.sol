@@ -23,6 +23,9 @@ contract ModelMarketplace is IModelMarketplace, AccessControl, Pausable, Reentra
     /// @inheritdoc IModelMarketplace
     bytes32 public constant PAUSER_ROLE = keccak256("PAUSER_ROLE");
 
+    /// @dev About 1,600 years of 12-second blocks; keeps every deadline far inside 56 bits.
+    uint64 private constant _MAX_DELIVERY_WINDOW = type(uint32).max;
+
     IERC20 private immutable _paymentToken;
     IParticipantRegistry private immutable _registry;
     ITaskLedger private immutable _ledger;
@@ -49,7 +52,9 @@ contract ModelMarketplace is IModelMarketplace, AccessControl, Pausable, Reentra
         if (address(paymentToken_) == address(0)) revert ModelMarketplaceInvalidConfig("paymentToken");
         if (address(registry) == address(0)) revert ModelMarketplaceInvalidConfig("registry");
         if (address(ledger) == address(0)) revert ModelMarketplaceInvalidConfig("ledger");
-        if (deliveryWindowBlocks == 0) revert ModelMarketplaceInvalidConfig("deliveryWindowBlocks");
+        if (deliveryWindowBlocks == 0 || deliveryWindowBlocks > _MAX_DELIVERY_WINDOW) {
+            revert ModelMarketplaceInvalidConfig("deliveryWindowBlocks");
+        }
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _grantRole(PAUSER_ROLE, admin);
         _paymentToken = paymentToken_;
@@ -122,7 +127,7 @@ contract ModelMarketplace is IModelMarketplace, AccessControl, Pausable, Reentra
     function updateBuyerKey(uint256 modelId, bytes32 newKey) external {
         Purchase storage p = _pendingPurchase(modelId, msg.sender);
         if (newKey == bytes32(0)) revert ModelMarketplaceInvalidBuyerKey();
-        uint64 deadline = uint64(block.number) + _deliveryWindow;
+        uint56 deadline = _deadline();
         p.buyerKey = newKey;
         p.deadlineBlock = deadline;
         emit BuyerKeyUpdated(modelId, msg.sender, _listings[modelId].seller, newKey, deadline);
@@ -267,9 +272,9 @@ contract ModelMarketplace is IModelMarketplace, AccessControl, Pausable, Reentra
         uint256 allowance = _paymentToken.allowance(msg.sender, address(this));
         if (allowance < price) revert ModelMarketplaceInsufficientAllowance(allowance, price);
 
-        uint64 deadline = uint64(block.number) + _deliveryWindow;
+        uint56 deadline = _deadline();
         p.status = PurchaseStatus.Pending;
-        p.purchasedBlock = uint64(block.number);
+        p.purchasedBlock = uint56(block.number);
         p.deadlineBlock = deadline;
         p.pricePaid = price;
         p.buyerKey = buyerKey;
@@ -297,6 +302,12 @@ contract ModelMarketplace is IModelMarketplace, AccessControl, Pausable, Reentra
         l.revenue += price;
         uint64 sales = ++l.sales;
         emit KeyDelivered(modelId, buyer, sealedKey, sales);
+    }
+
+    /// @dev Block numbers stay below 2^56 for billions of years and the window below 2^32
+    /// (checked at construction), so the casts cannot truncate.
+    function _deadline() private view returns (uint56) {
+        return uint56(block.number + _deliveryWindow);
     }
 
     function _pendingPurchase(uint256 modelId, address buyer) private view returns (Purchase storage p) {

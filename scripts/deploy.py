@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from fl_agent.chain.deployment import (
     DEFAULT_DELIVERY_WINDOW,
+    MAX_DELIVERY_WINDOW,
     BlacklistPolicy,
     deploy_contracts,
     save_deployment,
@@ -61,7 +62,7 @@ from fl_agent.chain.deployment import (
     "--delivery-window",
     default=DEFAULT_DELIVERY_WINDOW,
     show_default=True,
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_DELIVERY_WINDOW),
     metavar="BLOCKS",
     help="Blocks a seller has to deliver the key after a purchase (about a day at 12 s blocks). "
     "Once they pass without a key, the buyer can take its money back with a refund.",

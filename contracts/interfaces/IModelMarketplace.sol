@@ -68,7 +68,10 @@ interface IModelMarketplace {
         string metadataCid;
     }
 
-    /// @notice One buyer's purchase of one model (three storage slots).
+    /// @notice One buyer's purchase of one model, in two storage slots: block numbers take
+    /// 56 bits (enough for billions of years of blocks), so that status, blocks and price share
+    /// one slot and a first purchase writes two fresh slots instead of three. Events and errors
+    /// report block numbers as `uint64`.
     /// @param purchasedBlock Block of the last `buy`.
     /// @param deadlineBlock Last block in which the key may be delivered; a refund is possible
     /// from the next block on.
@@ -76,8 +79,8 @@ interface IModelMarketplace {
     /// @param buyerKey The buyer's X25519 public key that the content key is sealed to.
     struct Purchase {
         PurchaseStatus status;
-        uint64 purchasedBlock;
-        uint64 deadlineBlock;
+        uint56 purchasedBlock;
+        uint56 deadlineBlock;
         uint128 pricePaid;
         bytes32 buyerKey;
     }
@@ -118,7 +121,8 @@ interface IModelMarketplace {
     /// @notice `payee` withdrew `amount` of its share of the revenue of model `modelId`.
     event RevenueWithdrawn(uint256 indexed modelId, address indexed payee, uint256 amount);
 
-    /// @notice A constructor argument is zero; `field` names it.
+    /// @notice A constructor argument is zero, or the delivery window is longer than
+    /// 2^32 - 1 blocks; `field` names it.
     error ModelMarketplaceInvalidConfig(string field);
     /// @notice No model with this id.
     error ModelMarketplaceUnknownModel(uint256 modelId);

@@ -34,6 +34,8 @@ class BlacklistPolicy(BaseModel):
 
 #: Default delivery window of the marketplace: 7200 blocks, about a day at 12 s per block.
 DEFAULT_DELIVERY_WINDOW = 7_200
+#: The longest window the marketplace accepts (about 1,600 years of 12 s blocks).
+MAX_DELIVERY_WINDOW = 2**32 - 1
 
 
 class Deployment(BaseModel):
@@ -80,8 +82,10 @@ def deploy_contracts(
     """
     from ape import chain
 
-    if delivery_window < 1:
-        raise ValueError(f"delivery_window must be at least 1 block, got {delivery_window}")
+    if not 1 <= delivery_window <= MAX_DELIVERY_WINDOW:
+        raise ValueError(
+            f"delivery_window must be 1 to {MAX_DELIVERY_WINDOW} blocks, got {delivery_window}"
+        )
     given_token = None
     if payment_token is not None:
         given_token = to_checksum_address(str(getattr(payment_token, "address", payment_token)))

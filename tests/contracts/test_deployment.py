@@ -57,6 +57,7 @@ def test_deploy_with_another_payment_token_and_window(owner, project):
     "kwargs, message",
     [
         ({"delivery_window": 0}, "delivery_window"),
+        ({"delivery_window": 2**32}, "delivery_window"),
         ({"payment_token": "0x000000000000000000000000000000000000dEaD"}, "no code"),
     ],
 )

@@ -11,12 +11,17 @@ Properties:
    the sum of its members' ``earned``, stay within ``rewardPerRound`` per finalized round, and
    split exactly into FLT minted by ``claimRewards`` and FLT still ``claimable``; scores adding
    up to more than 10_000 revert and credit nothing.
-2. Revenue: across buys, price changes, delistings and withdrawals every token paid for a
-   listing is either withdrawn or withdrawable by its payees, and the marketplace holds
-   exactly what its payees can still withdraw.
+   The reason codes and the evidence CID of every round are recorded as given.
+2. Money: across random interleavings of buy, buyWithPermit, key updates, deliverKey(s),
+   refunds, withdrawals, price changes, delistings, blocks passing and blacklistings, the
+   marketplace holds exactly sum(escrowed) + sum(revenue) - sum(withdrawn); every buyer's
+   payment is in escrow (Pending), in revenue (Delivered) or back with the buyer (Refunded);
+   the payees' shares add up to the revenue less under one base unit per payee; and a
+   blacklisted buyer or payee moves nothing.
 3. Blacklist: a blacklisted address (manually or after three rejections) cannot move state
-   through any entry point meant for participants, buyers and payees, and can neither be
-   credited a reward nor claim one credited before.
+   through any entry point meant for participants, buyers, sellers and payees, and can neither
+   be credited a reward nor claim one credited before. (What serves buyers who already paid,
+   key delivery, key updates and refunds, stays open to it by design: see property 2.)
 4. Reputation: ``recordRound`` moves reputations by the integer EWMA of the policy, keeps them
    in 0..10_000, counts rejections in a tumbling window and blacklists at the threshold.
 """
@@ -40,6 +45,7 @@ from conftest import (
     CID_SPEC,
     CID_UPDATE,
     CID_WORKLOAD,
+    DELIVERY_WINDOW,
     UNIT,
     round_result,
     task_config,
@@ -56,7 +62,6 @@ MAX_UINT16 = 2**16 - 1
 MAX_UINT64 = 2**64 - 1
 MAX_UINT96 = 2**96 - 1
 MAX_UINT256 = 2**256 - 1
-PRICE_UNIT = 10_000
 BUYER_KEY = bytes(range(32))
 PLAINTEXT_HASH = b"\x11" * 32
 
@@ -209,9 +214,7 @@ def scores_over_budget(draw, parts: int):
 cids = st.text(alphabet="abcdefghijklmnopqrstuvwxyz234567", min_size=1, max_size=52).map(
     lambda s: "bafk" + s
 )
-prices = st.one_of(st.integers(1, 1_000), st.integers(1, 2**100 // PRICE_UNIT)).map(
-    lambda units: units * PRICE_UNIT
-)
+prices = st.one_of(st.integers(1, 1_000), st.integers(1, 2**100))
 hashes = st.binary(min_size=32, max_size=32)
 buyer_keys = st.binary(min_size=32, max_size=32)
 
@@ -224,8 +227,9 @@ buyer_keys = st.binary(min_size=32, max_size=32)
 @st.composite
 def reward_plans(draw):
     """Members of a task (trainer indices), its reward per round and, for each of 1-3 rounds,
-    the contributors with their scores, the rejected members and the members that claim
-    their rewards right after the round (everyone claims what is left at the end)."""
+    the contributors with their scores, the rejected members with a reason code each and the
+    members that claim their rewards right after the round (everyone claims what is left at
+    the end)."""
     members = draw(st.lists(st.integers(0, 4), min_size=1, max_size=5, unique=True))
     rounds = draw(st.integers(1, 3))
     reward = draw(
@@ -240,8 +244,11 @@ def reward_plans(draw):
         order = draw(st.permutations(members))
         k = draw(st.integers(1, len(order)))
         rejected = [m for m in order[k:] if draw(st.booleans())]
+        reasons = [draw(st.integers(0, 255)) for _ in rejected]
         claimers = [m for m in members if draw(st.booleans())]
-        plan.append((list(order[:k]), draw(scores_within_budget(k)), rejected, claimers))
+        plan.append(
+            (list(order[:k]), draw(scores_within_budget(k)), rejected, reasons, claimers)
+        )
     return members, reward, plan
 
 
@@ -304,7 +311,9 @@ def test_minted_supply_equals_credited_rewards_and_earnings_within_budget(
                     assert read.token.balanceOf(a) - balances_before[m] == claimed[m]
                 assert read.token.totalSupply() - supply_before == sum(claimed.values())
 
-            for number, (contributors, scores, rejected, claimers) in enumerate(rounds, start=1):
+            for number, (contributors, scores, rejected, reasons, claimers) in enumerate(
+                rounds, start=1
+            ):
                 ledger.startRound(task_id, model_cid, CID_WORKLOAD, sender=aggregator)
                 for m in contributors + rejected:
                     ledger.submitUpdate(
@@ -316,9 +325,13 @@ def test_minted_supply_equals_credited_rewards_and_earnings_within_budget(
                     contributors=[trainers[m] for m in contributors],
                     scores=scores,
                     rejected=[trainers[m] for m in rejected],
+                    reasons=reasons,
+                    evidence=f"{CID_SPEC}{number}",
                 )
                 tx = ledger.finalizeRound(task_id, number, result, sender=aggregator)
                 [event] = tx.decode_logs(ledger.RoundFinalized)
+                # The reason codes and the evidence are recorded as given (fields 4 and 5).
+                assert (list(event.result[4]), event.result[5]) == (reasons, f"{CID_SPEC}{number}")
                 rewards = list(event.rewards)
                 assert rewards == [reward * s // MAX_BPS for s in scores]
                 assert sum(rewards) <= reward
@@ -405,8 +418,22 @@ def test_scores_over_budget_always_revert_and_credit_nothing(
 
 
 # --------------------------------------------------------------------------------------------
-# 2. Revenue
+# 2. Money in the marketplace
 # --------------------------------------------------------------------------------------------
+
+PENDING, DELIVERED, REFUNDED = 1, 2, 3
+OTHER_KEY = bytes([7]) * 32
+SEALED_KEY = b"\x5e" * 92
+
+
+@dataclass
+class PurchaseModel:
+    """The expected purchase of one buyer."""
+
+    status: int = 0
+    paid: int = 0
+    deadline: int = 0
+    key: bytes = b"\x00" * 32
 
 
 @dataclass
@@ -414,146 +441,261 @@ class ListingModel:
     """What a listing should hold, kept in Python alongside the contract."""
 
     model_id: int
-    seller: object
-    shares: dict[str, int]  # payee address -> bps
+    earned: dict[str, int]  # the task's contributors -> what each earned in the ledger
     price: int
     active: bool = True
-    paid: dict[str, int] = field(default_factory=dict)  # buyer address -> price paid
+    purchases: dict[str, PurchaseModel] = field(default_factory=dict)
+    revenue: int = 0
+    sales: int = 0
     withdrawn: dict[str, int] = field(default_factory=dict)
 
+    def purchase(self, buyer: str) -> PurchaseModel:
+        return self.purchases.setdefault(buyer, PurchaseModel())
+
     @property
-    def revenue(self) -> int:
-        return sum(self.paid.values())
+    def escrowed(self) -> int:
+        return sum(p.paid for p in self.purchases.values() if p.status == PENDING)
+
+    @property
+    def payees(self) -> int:
+        return sum(1 for e in self.earned.values() if e)
 
     def withdrawable(self, payee: str) -> int:
-        return self.revenue * self.shares.get(payee, 0) // MAX_BPS - self.withdrawn.get(payee, 0)
+        entitled = self.revenue * self.earned.get(payee, 0) // sum(self.earned.values())
+        return entitled - self.withdrawn.get(payee, 0)
 
 
 @st.composite
-def listing_specs(draw):
-    n = draw(st.integers(1, 6))
-    payees = draw(st.permutations(range(6)))[:n]
-    return {
-        "seller": draw(st.integers(0, 5)),
-        "payees": list(payees),
-        "shares": draw(split(n, MAX_BPS, min_part=1)),
-        "price": draw(prices),
-    }
-
-
-@st.composite
-def market_ops(draw):
-    """One step: (kind, listing index, argument), mostly buys and withdrawals."""
-    kind = draw(st.sampled_from(["buy"] * 5 + ["withdraw"] * 3 + ["setPrice", "delist"]))
-    index = draw(st.integers(0, 2))
-    if kind == "buy":
-        # (buyer, slack, again): the buyer's maxPrice is the price plus the slack (-1: one
-        # unit short); `again` picks a buyer that already bought the model, if any.
-        slack = draw(st.one_of(st.sampled_from([0, 0, 0, -1]), st.integers(1, 10**30)))
-        arg = (draw(st.integers(0, 9)), slack, draw(st.sampled_from([False] * 7 + [True])))
-    elif kind == "withdraw":
-        arg = draw(st.integers(0, 6))  # one of the listing's payees or a non-payee
+def money_ops(draw):
+    """One step: (kind, listing index, actor index, argument)."""
+    kind = draw(
+        st.sampled_from(
+            ["buy"] * 4
+            + ["buyWithPermit"] * 2
+            + ["deliverKey"] * 3
+            + ["deliverKeys"] * 2
+            + ["refund"] * 3
+            + ["mine"] * 2
+            + ["withdraw"] * 3
+            + ["updateBuyerKey", "setPrice", "delist", "blacklist"]
+        )
+    )
+    index, actor = draw(st.integers(0, 1)), draw(st.integers(0, 8))
+    arg = None
+    if kind in ("buy", "buyWithPermit"):
+        # The buyer's maxPrice is the price plus this slack (-1: one unit short).
+        arg = draw(st.one_of(st.sampled_from([0, 0, 0, -1]), st.integers(1, 10**30)))
+    elif kind == "deliverKeys":
+        arg = draw(st.lists(st.integers(0, 3), min_size=1, max_size=4, unique=True))
+    elif kind == "mine":
+        arg = draw(st.sampled_from([1, DELIVERY_WINDOW // 2, DELIVERY_WINDOW, DELIVERY_WINDOW + 1]))
     elif kind == "setPrice":
         arg = draw(prices)
-    else:
-        arg = None
-    return kind, index, arg
+    return kind, index, actor, arg
 
 
-def test_revenue_paid_equals_withdrawn_plus_withdrawable_and_marketplace_holds_the_rest(
-    chain, read, accounts, token, marketplace, owner, trainers, buyer
+def test_every_token_is_in_escrow_in_revenue_or_back_with_its_buyer(
+    chain, read, accounts, token, registry, marketplace, tasks, owner, aggregator, trainers
 ):
-    payee_pool = [*trainers, owner]
-    buyers = [accounts[i] for i in range(10)]  # payees may buy too
-    by_address = {addr(a): a for a in buyers}
+    """Random interleavings of every call that moves tokens (buy, buyWithPermit, deliverKey,
+    deliverKeys, refund, withdraw) with key updates, price changes, delisting, blocks passing
+    and blacklistings, on two listed tasks, against a model kept in Python. After every step:
+
+    - the marketplace holds exactly sum(escrowed) + sum(revenue) - sum(withdrawn);
+    - every buyer's payment is in escrow (Pending), in revenue (Delivered) or back with the
+      buyer (Refunded), and its balance says so;
+    - per model, the payees' withdrawable + withdrawn add up to at most the revenue, and to
+      less than one base unit per payee below it;
+    - a blacklisted buyer or payee moves nothing with buy, buyWithPermit or withdraw.
+    """
+    seller = owner
+    buyers = [aggregator, accounts[7], accounts[8], accounts[9]]  # neither payees nor seller
+    # Task A: three equal contributors. Task B: uneven, with a 1 bp earner and a zero one.
+    task_specs = [(trainers[0:3], [3_000, 3_000, 3_000]), (trainers[1:5], [1, 2_999, 6_000, 0])]
+    task_ids = [tasks.completed(list(c), scores=s, minParticipants=1) for c, s in task_specs]
+    earned = [
+        {addr(t): read.ledger.membership(task_id, t).earned for t in contributors}
+        for task_id, (contributors, _) in zip(task_ids, task_specs, strict=True)
+    ]
     token.grantRole(token.MINTER_ROLE(), owner, sender=owner)
+    start_balance = 2**120
     for b in buyers:
-        token.mint(b, 2**120, sender=owner)
+        token.mint(b, start_balance, sender=owner)
         token.approve(marketplace, MAX_UINT256, sender=b)
 
-    def check_listing(model: ListingModel) -> int:
-        """Checks the revenue identity of one listing; returns what its payees can withdraw."""
-        listing = read.marketplace.listing(model.model_id)
-        assert listing.revenue == model.revenue
-        assert listing.sales == len(model.paid)
-        assert (listing.price, listing.active) == (model.price, model.active)
-        accounted = left = 0
-        for payee, share in model.shares.items():
-            withdrawn = read.marketplace.withdrawn(model.model_id, payee)
-            withdrawable = read.marketplace.withdrawable(model.model_id, payee)
-            assert withdrawn == model.withdrawn.get(payee, 0)
-            assert withdrawn + withdrawable == listing.revenue * share // MAX_BPS
-            accounted += withdrawn + withdrawable
-            left += withdrawable
-        assert accounted == listing.revenue
-        return left
+    def check(models, balances, held_before):
+        """Every view against the model, and the money identities."""
+        for m in models:
+            listing = read.marketplace.listing(m.model_id)
+            assert (listing.price, listing.active, listing.sales) == (m.price, m.active, m.sales)
+            assert (listing.escrowed, listing.revenue) == (m.escrowed, m.revenue)
+            for b in buyers:
+                expected = m.purchases.get(addr(b), PurchaseModel())
+                stored = read.marketplace.purchase(m.model_id, b)
+                assert (stored.status, stored.pricePaid) == (expected.status, expected.paid)
+                if expected.status == PENDING:
+                    assert (stored.deadlineBlock, stored.buyerKey) == (
+                        expected.deadline,
+                        expected.key,
+                    )
+                assert read.marketplace.hasAccess(m.model_id, b) == (expected.status == DELIVERED)
+            accounted = 0
+            for payee in {addr(t) for t in trainers} | {addr(buyers[0])}:
+                withdrawn = read.marketplace.withdrawn(m.model_id, payee)
+                withdrawable = read.marketplace.withdrawable(m.model_id, payee)
+                assert withdrawn == m.withdrawn.get(payee, 0)
+                assert withdrawable == m.withdrawable(payee)
+                accounted += withdrawn + withdrawable
+            assert accounted <= m.revenue
+            assert m.revenue - accounted < m.payees
+        for b in buyers:
+            # Whatever a buyer paid is in escrow or revenue; a refund gave it back.
+            spent = sum(
+                m.purchases[addr(b)].paid
+                for m in models
+                if m.purchases.get(addr(b), PurchaseModel()).status in (PENDING, DELIVERED)
+            )
+            assert read.token.balanceOf(b) == balances[addr(b)] == start_balance - spent
+        held = read.token.balanceOf(marketplace) - held_before
+        assert held == sum(
+            m.escrowed + m.revenue - sum(m.withdrawn.values()) for m in models
+        )
+
+    def frozen(models, actor):
+        """What a blacklisted actor's buy or withdraw could change."""
+        return (
+            [read.marketplace.listing(m.model_id) for m in models],
+            [read.marketplace.purchase(m.model_id, actor) for m in models],
+            [read.marketplace.withdrawn(m.model_id, actor) for m in models],
+            read.token.balanceOf(actor),
+            read.token.balanceOf(marketplace),
+            read.token.allowance(actor, marketplace),
+            read.token.nonces(actor),
+        )
 
     @examples(20)
-    @given(
-        st.lists(listing_specs(), min_size=1, max_size=2),
-        st.lists(market_ops(), min_size=5, max_size=12),
-    )
-    def check(specs, ops):
+    @given(st.tuples(prices, prices), st.lists(money_ops(), min_size=6, max_size=14))
+    def run(list_prices, ops):
         with isolated(chain):
             held_before = read.token.balanceOf(marketplace)
-            models: list[ListingModel] = []
-            for spec in specs:
-                payees = [addr(payee_pool[i]) for i in spec["payees"]]
-                seller = payee_pool[spec["seller"]]
-                tx = marketplace.list(
-                    CID_MODEL,
-                    CID_SPEC,
-                    PLAINTEXT_HASH,
-                    spec["price"],
-                    payees,
-                    spec["shares"],
-                    sender=seller,
+            models = []
+            for task_id, price, shares in zip(task_ids, list_prices, earned, strict=True):
+                tx = marketplace.listTaskModel(
+                    task_id, CID_MODEL, CID_SPEC, PLAINTEXT_HASH, price, sender=seller
                 )
                 [event] = tx.decode_logs(marketplace.ModelListed)
-                models.append(
-                    ListingModel(
-                        event.modelId,
-                        seller,
-                        dict(zip(payees, spec["shares"], strict=True)),
-                        spec["price"],
-                    )
-                )
-            withdrawable = {m.model_id: check_listing(m) for m in models}
+                models.append(ListingModel(event.modelId, shares, price))
+            balances = {addr(b): start_balance for b in buyers}
+            allowances = {addr(b): MAX_UINT256 for b in buyers}
+            blacklisted: set[str] = set()
+            check(models, balances, held_before)
 
-            for kind, index, arg in ops:
-                # Withdrawals mostly go to a listing that sold something.
-                sold = [m for m in models if m.revenue] if kind == "withdraw" else []
-                model = (sold or models)[index % len(sold or models)]
-                mid = model.model_id
-                if kind == "buy":
-                    pick, slack, again = arg
-                    fresh = [b for b in buyers if addr(b) not in model.paid]
-                    pool = [by_address[b] for b in model.paid] if again and model.paid else fresh
-                    who, max_price = (
-                        (pool or buyers)[pick % len(pool or buyers)],
-                        model.price + slack,
-                    )
-                    if not model.active:
-                        with ape.reverts(marketplace.ModelMarketplaceDelisted):
-                            marketplace.buy(mid, max_price, BUYER_KEY, sender=who)
-                    elif max_price < model.price:
-                        with ape.reverts(marketplace.ModelMarketplacePriceAboveMax):
-                            marketplace.buy(mid, max_price, BUYER_KEY, sender=who)
-                    elif addr(who) in model.paid:
-                        with ape.reverts(marketplace.ModelMarketplaceAlreadyPurchased):
-                            marketplace.buy(mid, max_price, BUYER_KEY, sender=who)
+            for kind, index, actor, arg in ops:
+                m = models[index]
+                mid = m.model_id
+                next_block = chain.blocks.height + 1  # ape sends even a failing transaction
+                if kind in ("buy", "buyWithPermit"):
+                    who = buyers[actor % len(buyers)]
+                    b = addr(who)
+                    max_price = max(m.price + arg, 0)
+                    permit = kind == "buyWithPermit"
+                    allowance = max_price if permit else allowances[b]
+                    if not m.active:
+                        error = (marketplace.ModelMarketplaceDelisted, {"modelId": mid})
+                    elif b in blacklisted:
+                        error = (marketplace.ModelMarketplaceBlacklisted, {"account": b})
+                    elif m.price > max_price:
+                        error = (marketplace.ModelMarketplacePriceAboveMax, {"maxPrice": max_price})
+                    elif m.purchase(b).status in (PENDING, DELIVERED):
+                        error = (marketplace.ModelMarketplaceAlreadyPurchased, {"buyer": b})
+                    elif allowance < m.price:
+                        error = (marketplace.ModelMarketplaceInsufficientAllowance, {})
                     else:
-                        balance = read.token.balanceOf(who)
-                        marketplace.buy(mid, max_price, BUYER_KEY, sender=who)
-                        assert balance - read.token.balanceOf(who) == model.price
-                        model.paid[addr(who)] = model.price
-                        assert read.marketplace.accessOf(mid, who).pricePaid == model.price
+                        error = None
+                    if permit:
+                        deadline = chain.pending_timestamp + 3_600
+                        v, r, s = sign_permit(chain, token, who, marketplace, max_price, deadline)
+                        call = functools.partial(
+                            marketplace.buyWithPermit, mid, max_price, BUYER_KEY, deadline, v, r, s
+                        )
+                    else:
+                        call = functools.partial(marketplace.buy, mid, max_price, BUYER_KEY)
+                    if error:
+                        before = frozen(models, who)
+                        with ape.reverts(error[0], **error[1]):
+                            call(sender=who)
+                        assert frozen(models, who) == before
+                    else:
+                        tx = call(sender=who)
+                        m.purchases[b] = PurchaseModel(
+                            PENDING, m.price, tx.block_number + DELIVERY_WINDOW, BUYER_KEY
+                        )
+                        balances[b] -= m.price
+                        if allowance != MAX_UINT256:
+                            allowances[b] = allowance - m.price
+                elif kind == "updateBuyerKey":
+                    who = buyers[actor % len(buyers)]
+                    p = m.purchase(addr(who))
+                    if p.status != PENDING:
+                        with ape.reverts(marketplace.ModelMarketplaceNotPending, buyer=addr(who)):
+                            marketplace.updateBuyerKey(mid, OTHER_KEY, sender=who)
+                    else:  # also while blacklisted: the buyer paid
+                        tx = marketplace.updateBuyerKey(mid, OTHER_KEY, sender=who)
+                        p.deadline, p.key = tx.block_number + DELIVERY_WINDOW, OTHER_KEY
+                elif kind in ("deliverKey", "deliverKeys"):
+                    batch = [buyers[i] for i in arg] if arg else [buyers[actor % len(buyers)]]
+                    stuck = [b for b in batch if m.purchase(addr(b)).status != PENDING]
+                    if kind == "deliverKey":
+                        call = functools.partial(marketplace.deliverKey, mid, batch[0], SEALED_KEY)
+                    else:
+                        call = functools.partial(
+                            marketplace.deliverKeys, mid, batch, [SEALED_KEY] * len(batch)
+                        )
+                    if stuck:
+                        with ape.reverts(
+                            marketplace.ModelMarketplaceNotPending, buyer=addr(stuck[0])
+                        ):
+                            call(sender=seller)
+                    else:
+                        tx = call(sender=seller)
+                        for b in batch:
+                            p = m.purchases[addr(b)]
+                            p.status = DELIVERED
+                            m.revenue += p.paid
+                            m.sales += 1
+                        assert [e.sales for e in tx.decode_logs(marketplace.KeyDelivered)] == list(
+                            range(m.sales - len(batch) + 1, m.sales + 1)
+                        )
+                elif kind == "refund":
+                    who = buyers[actor % len(buyers)]
+                    p = m.purchase(addr(who))
+                    if p.status != PENDING:
+                        with ape.reverts(marketplace.ModelMarketplaceNotPending, buyer=addr(who)):
+                            marketplace.refund(mid, sender=who)
+                    elif next_block <= p.deadline:
+                        with ape.reverts(
+                            marketplace.ModelMarketplaceRefundNotYet, deadlineBlock=p.deadline
+                        ):
+                            marketplace.refund(mid, sender=who)
+                    else:  # also while blacklisted: it is the buyer's own money
+                        tx = marketplace.refund(mid, sender=who)
+                        [event] = tx.decode_logs(marketplace.PurchaseRefunded)
+                        assert event.amount == p.paid
+                        p.status = REFUNDED
+                        balances[addr(who)] += p.paid
+                elif kind == "mine":
+                    chain.mine(arg)
                 elif kind == "withdraw":
-                    # One of the listing's payees, or `buyer`, who is none.
-                    candidates = [*model.shares, addr(buyer)]
-                    who = by_address[candidates[arg % len(candidates)]]
-                    due = model.withdrawable(addr(who))
-                    if due == 0:
+                    who = [*trainers, buyers[0]][actor % (len(trainers) + 1)]
+                    due = m.withdrawable(addr(who))
+                    if addr(who) in blacklisted:
+                        before = frozen(models, who)
+                        with ape.reverts(
+                            marketplace.ModelMarketplaceBlacklisted, account=addr(who)
+                        ):
+                            marketplace.withdraw(mid, sender=who)
+                        assert frozen(models, who) == before
+                    elif due == 0:
                         with ape.reverts(marketplace.ModelMarketplaceNothingToWithdraw):
                             marketplace.withdraw(mid, sender=who)
                     else:
@@ -562,32 +704,34 @@ def test_revenue_paid_equals_withdrawn_plus_withdrawable_and_marketplace_holds_t
                         [event] = tx.decode_logs(marketplace.RevenueWithdrawn)
                         assert event.amount == due
                         assert read.token.balanceOf(who) - balance == due
-                        model.withdrawn[addr(who)] = model.withdrawn.get(addr(who), 0) + due
+                        m.withdrawn[addr(who)] = m.withdrawn.get(addr(who), 0) + due
+                        if addr(who) in balances:
+                            balances[addr(who)] += due
                 elif kind == "setPrice":
-                    if not model.active:
+                    if not m.active:
                         with ape.reverts(marketplace.ModelMarketplaceDelisted):
-                            marketplace.setPrice(mid, arg, sender=model.seller)
+                            marketplace.setPrice(mid, arg, sender=seller)
                     else:
-                        marketplace.setPrice(mid, arg, sender=model.seller)
-                        model.price = arg
-                else:  # delist
-                    if not model.active:
+                        marketplace.setPrice(mid, arg, sender=seller)
+                        m.price = arg
+                elif kind == "delist":
+                    if not m.active:
                         with ape.reverts(marketplace.ModelMarketplaceDelisted):
-                            marketplace.delist(mid, sender=model.seller)
+                            marketplace.delist(mid, sender=seller)
                     else:
-                        marketplace.delist(mid, sender=model.seller)
-                        model.active = False
+                        marketplace.delist(mid, sender=seller)
+                        m.active = False
+                else:  # blacklist, or lift a blacklisting, of a buyer or a payee
+                    who = addr([*buyers, *trainers][actor % (len(buyers) + len(trainers))])
+                    if who in blacklisted:
+                        registry.liftBlacklist(who, sender=owner)
+                        blacklisted.discard(who)
+                    else:
+                        registry.blacklist(who, CID_SPEC, sender=owner)
+                        blacklisted.add(who)
+                check(models, balances, held_before)
 
-                # A step touches one listing only; the others keep their checked values
-                # (all of them are checked again at the end).
-                withdrawable[mid] = check_listing(model)
-                held = read.token.balanceOf(marketplace) - held_before
-                assert held == sum(withdrawable.values())
-                assert held == sum(m.revenue - sum(m.withdrawn.values()) for m in models)
-
-            assert {m.model_id: check_listing(m) for m in models} == withdrawable
-
-    check()
+    run()
 
 
 # --------------------------------------------------------------------------------------------
@@ -633,7 +777,6 @@ blacklisted_actions = st.one_of(
         st.just("submitUpdate"),
         st.tuples(cids, st.integers(0, MAX_UINT64), st.integers(0, MAX_UINT64)),
     ),
-    st.tuples(st.just("list"), st.tuples(cids, cids, hashes, prices, listing_specs())),
     st.tuples(st.just("listTaskModel"), st.tuples(cids, cids, hashes, prices)),
     st.tuples(st.just("buy"), st.tuples(st.integers(0, 10**24), buyer_keys)),
     st.tuples(st.just("buyWithPermit"), st.tuples(st.integers(0, 10**24), buyer_keys)),
@@ -696,26 +839,25 @@ def test_blacklisted_address_can_never_move_state_nor_be_rewarded(
         ledger.submitUpdate(task_c, 1, CID_UPDATE, 1, 1, sender=p)
     # Task D: open, not joined by the attacker.
     task_d = tasks.create(rounds=1, minParticipants=1)
-    # Model M: the attacker is a payee with revenue to withdraw, and has FLT to buy with.
+    # Model M, of task E: the attacker contributed 40 % and has revenue to withdraw, and it
+    # has FLT to buy with.
+    task_e = tasks.create(rounds=1, minParticipants=1, submissionWindow=1_000)
+    for p in (attacker, seller_trainer):
+        ledger.join(task_e, sender=p)
+    ledger.startRound(task_e, CID_MODEL, CID_WORKLOAD, sender=aggregator)
+    for p in (attacker, seller_trainer):
+        ledger.submitUpdate(task_e, 1, CID_UPDATE, 1, 1, sender=p)
+    result = round_result(contributors=[attacker, seller_trainer], scores=[4_000, 6_000])
+    ledger.finalizeRound(task_e, 1, result, sender=aggregator)
     price = 1_000 * UNIT
     token.grantRole(token.MINTER_ROLE(), owner, sender=owner)
     token.mint(buyer, 10**6 * UNIT, sender=owner)
     token.mint(attacker, 10**6 * UNIT, sender=owner)
-    model = (
-        marketplace.list(
-            CID_MODEL,
-            CID_SPEC,
-            PLAINTEXT_HASH,
-            price,
-            [attacker, seller_trainer],
-            [4_000, 6_000],
-            sender=seller_trainer,
-        )
-        .decode_logs(marketplace.ModelListed)[0]
-        .modelId
-    )
+    tx = marketplace.listTaskModel(task_e, CID_MODEL, CID_SPEC, PLAINTEXT_HASH, price, sender=owner)
+    model = tx.decode_logs(marketplace.ModelListed)[0].modelId
     token.approve(marketplace, price, sender=buyer)
     marketplace.buy(model, price, BUYER_KEY, sender=buyer)
+    marketplace.deliverKey(model, buyer, SEALED_KEY, sender=owner)
     assert read.marketplace.withdrawable(model, attacker) == 400 * UNIT
 
     def run(kind, args, actor):
@@ -730,12 +872,6 @@ def test_blacklisted_address_can_never_move_state_nor_be_rewarded(
             cid, samples, millis = args
             ledger.submitUpdate(
                 task_b, read.ledger.task(task_b).currentRound, cid, samples, millis, sender=actor
-            )
-        elif kind == "list":
-            encrypted, metadata, digest, list_price, spec = args
-            payees = [attacker, *trainers, owner][: len(spec["shares"])]
-            marketplace.list(
-                encrypted, metadata, digest, list_price, payees, spec["shares"], sender=actor
             )
         elif kind == "listTaskModel":
             encrypted, metadata, digest, list_price = args
@@ -784,7 +920,6 @@ def test_blacklisted_address_can_never_move_state_nor_be_rewarded(
         "updateMetadata": CID_SPEC,
         "join": None,
         "submitUpdate": (CID_UPDATE, 1, 1),
-        "list": (CID_MODEL, CID_SPEC, PLAINTEXT_HASH, price, {"shares": [5_000, 5_000]}),
         "listTaskModel": (CID_MODEL, CID_SPEC, PLAINTEXT_HASH, price),
         "buy": (0, BUYER_KEY),
         "buyWithPermit": (0, BUYER_KEY),
@@ -833,7 +968,7 @@ def test_blacklisted_address_can_never_move_state_nor_be_rewarded(
             read.token.balanceOf(attacker),
             read.token.allowance(attacker, marketplace),
             read.token.nonces(attacker),
-            read.marketplace.accessOf(model, attacker),
+            read.marketplace.purchase(model, attacker),
             read.marketplace.withdrawn(model, attacker),
             read.ledger.round(task_b, read.ledger.task(task_b).currentRound),
             read.ledger.round(task_c, 1),
