@@ -20,7 +20,7 @@ st.set_page_config(page_title="FairFL", page_icon=":material/hub:", layout="wide
 PAGES = {
     "Marketplace": [
         st.Page("app_pages/models.py", title="Models", icon=":material/storefront:",
-                url_path="models", default=True),
+                default=True),
         st.Page("app_pages/model.py", title="Model detail", icon=":material/model_training:",
                 url_path="model"),
     ],

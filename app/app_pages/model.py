@@ -20,6 +20,7 @@ if not views.listings:
     st.info("No model is listed yet.", icon=":material/info:")
     st.stop()
 
+st.title("Model detail")
 ids = sorted(views.listings)
 asked = st.query_params.get("model")
 default = int(asked) if asked and asked.isdigit() and int(asked) in views.listings else ids[-1]
@@ -30,7 +31,7 @@ listing = views.listings[model_id]
 task = views.tasks[listing.task_id]
 meta = data.listing_metadata(listing.metadata_cid)
 
-st.title(meta.title if meta else f"Model {model_id}")
+st.header(meta.title if meta else f"Model {model_id}", divider="gray")
 ui.chain_header(info)
 main, side = st.columns([2, 1], gap="large")
 
@@ -41,7 +42,7 @@ with side:
 
 with main:
     cols = st.columns(4)
-    cols[0].metric("Price", ui.money(info, listing.price))
+    cols[0].metric(f"Price ({info.payment_symbol})", f"{info.amount(listing.price):,.2f}")
     cols[1].metric(meta.metric.capitalize() if meta else "Score",
                    f"{meta.accuracy:.4f}" if meta and meta.accuracy is not None else "–",
                    help="the task metric on the aggregator's validation split, last round")
@@ -60,7 +61,9 @@ with main:
         described[1:1] = [("Dataset / architecture", f"{meta.dataset} / {meta.model.name}"),
                           ("License", meta.license)]
     st.dataframe([{"": k, "value": v} for k, v in described], hide_index=True,
-                 alt="Model description", column_config={"": Col.TextColumn(width="small")})
+                 alt="Model description",
+                 column_config={"": Col.TextColumn(width="medium"),
+                                "value": Col.TextColumn("", width="large")})
 
 st.header("Lineage")
 st.caption("Every round of the task, read from the ledger's events: the global model it "

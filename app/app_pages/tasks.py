@@ -66,7 +66,13 @@ def live_task() -> None:
                 f"block {rnd.deadline_block} ({left} blocks from now).",
                 icon=":material/hourglass_top:")
         st.dataframe(rows.submissions(rnd), hide_index=True,
-                     alt=f"Submissions of round {rnd.round}")
+                     alt=f"Submissions of round {rnd.round}",
+                     column_config={
+                         "participant": Col.TextColumn("Participant"),
+                         "update_cid": Col.TextColumn("Update (CID, sealed to the aggregator)"),
+                         "samples": Col.NumberColumn("Samples"),
+                         "training_ms": Col.NumberColumn("Training (ms)"),
+                         "block": Col.NumberColumn("Block", format="%d")})
     rounds_tab, members_tab, rejected_tab = st.tabs(
         [f"Rounds ({task.current_round})", f"Participants ({len(task.participants)})",
          f"Rejections ({sum(len(r.rejected) for r in task.rounds)})"])
@@ -79,6 +85,13 @@ def live_task() -> None:
             placeholder="–",
             column_config={
                 "round": Col.NumberColumn("Round", format="%d"),
+                "status": Col.TextColumn("Status"),
+                "global_model_cid": Col.TextColumn("Started from (CID)"),
+                "new_model_cid": Col.TextColumn("Produced (CID)"),
+                "submissions": Col.NumberColumn("Updates"),
+                "contributors": Col.NumberColumn("Aggregated"),
+                "transactions": Col.NumberColumn("Transactions"),
+                "evidence_cid": Col.TextColumn("Evidence (CID)"),
                 "rejected": Col.ListColumn("Rejected (reason)"),
                 "validation": Col.NumberColumn(f"Validation {task.metric}", format="%.4f"),
                 "start_block": Col.NumberColumn("Start block", format="%d"),
@@ -105,6 +118,9 @@ def live_task() -> None:
         else:
             st.dataframe(rejected, hide_index=True, alt=f"Rejections in task {task_id}",
                          column_config={"round": Col.NumberColumn("Round", format="%d"),
+                                        "participant": Col.TextColumn("Participant"),
+                                        "reason": Col.TextColumn("Reason"),
+                                        "evidence_cid": Col.TextColumn("Evidence (CID)"),
                                         "block": Col.NumberColumn("Block", format="%d")})
 
 

@@ -127,17 +127,19 @@ def print_status(fairfl: Any) -> None:
     console.print(people)
 
     models = Table(title="Models for sale")
-    for col in ("id", "task", "price", "sales", "revenue", "active", "payees", "encrypted CID"):
+    for col in ("id", "task", "price", "sales", "revenue", "in escrow", "active", "payees",
+                "encrypted CID"):
         models.add_column(col)
     for m in fairfl.marketplace.listings():
         models.add_row(
             str(m.model_id),
-            str(m.task_id or "-"),
+            str(m.task_id),
             fmt_flt(m.price),
             str(m.sales),
             fmt_flt(m.revenue),
+            fmt_flt(m.escrowed),
             "yes" if m.active else "no",
-            str(len(m.payees)),
+            str(len(fairfl.ledger.contributions(m.task_id))),
             m.encrypted_cid,
         )
     console.print(models)

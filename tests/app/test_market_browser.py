@@ -209,6 +209,9 @@ def test_a_contributor_withdraws_exactly_its_share(app_page, test_chain, contrac
     owed = (2 * PRICE * story.earned[payee]) // total
     before = erc20(url, token, "balanceOf(address)", payee)
     page = app_page("account", index)
+    page.get_by_role("button", name="Connect and sign in").click()
+    expect(page.get_by_test_id("stExpander").filter(has_text="Signing in")
+           ).to_contain_text("Sign in with Ethereum", timeout=TIMEOUT)
     button = page.get_by_role("button", name=f"Withdraw {owed / FLT:,.4f} FLT from model "
                                              f"{story.model_id}")
     expect(button).to_be_visible(timeout=TIMEOUT)
@@ -272,7 +275,7 @@ def test_a_price_raised_after_the_page_loaded_is_refused(app_page, test_chain, c
 
 
 def test_screenshots_of_every_page(app_page):
-    for path, name in (("models", "models.png"), ("tasks", "tasks.png"),
+    for path, name in (("", "models.png"), ("tasks", "tasks.png"),
                        ("participants", "participants.png")):
         page = app_page(path, BUYER)
         page.get_by_role("heading").first.wait_for(timeout=TIMEOUT)
