@@ -9,7 +9,7 @@ DELIVERY_WINDOW ?= 7200
 BENCH_SEEDS ?= 1,2,3
 APE_QUIET := -v WARNING
 
-.PHONY: help setup compile test test-contracts test-python gas chain chain-down deploy demo story bench app lint clean
+.PHONY: help setup compile test test-contracts test-python gas chain chain-down deploy demo story bench bench-sim bench-market bench-app app key-agent lint clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -51,14 +51,25 @@ story: DELIVERY_WINDOW = 20
 story: deploy ## A scripted walk through every contract call (register ... buy, refund, withdraw)
 	@ape run story --network $(NETWORK) $(APE_QUIET)
 
-bench: setup ## Every attack in the target setting on seeds $(BENCH_SEEDS), each run on its own anvil; table in docs/benchmarks.md
+bench: bench-sim bench-market bench-app ## All benchmarks (about 40 min on 2 cores)
+
+bench-sim: setup ## Every attack in the target setting on seeds $(BENCH_SEEDS), each run on its own anvil; table in docs/benchmarks.md
 	@fl-agent bench --seeds $(BENCH_SEEDS)
 
-app: chain ## Open the Streamlit app on http://localhost:8501
-	streamlit run app/main.py --browser.gatherUsageStats false --client.toolbarMode minimal
+bench-market: setup ## Key delivery latency for 50 purchases made while the key agent was down, purchase gas
+	@python -m benchmarks.market --purchases 50
+
+bench-app: setup ## Render time of every app page on the demo's chain and on 100 tasks / 10,000 blocks
+	@python -m benchmarks.app_pages
+
+app: chain ## The Streamlit app on http://localhost:8501 (and, locally, the seller's key agent)
+	@./toolchain/app.sh
+
+key-agent: chain ## The seller's key agent alone (delivers the keys of paid purchases)
+	@fl-agent market serve --account $${FAIRFL_SELLER:-TEST::0}
 
 lint: setup ## ruff
-	ruff check fl_agent scripts app tests
+	ruff check fl_agent scripts app tests benchmarks
 
 clean: ## Remove build output and local chain state (not the venv)
 	-@fl-agent chain down 2>/dev/null

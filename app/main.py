@@ -14,6 +14,7 @@ import streamlit as st
 import chain_data as data
 import ui
 import wallet_flows as flows
+import wallet_panels as panels
 
 st.set_page_config(page_title="FairFL", page_icon=":material/hub:", layout="wide")
 
@@ -47,7 +48,7 @@ try:
         # Mounted on every run, before the page, so that a purchase or download in progress
         # gets its wallet's answers whichever page is open.
         flows.mount(source, info)
-        flows.sidebar_wallet(info)
+        panels.sidebar_wallet(info)
     page.run()
 except data.ChainUnavailable as err:
     ui.unavailable(err)

@@ -15,17 +15,21 @@ left by an approve whose purchase did not follow is reported.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import streamlit as st
-from siwe import SiweMessage
+
+with warnings.catch_warnings():  # abnf warns while siwe builds its EIP-4361 grammar
+    warnings.simplefilter("ignore")
+    from siwe import SiweMessage
 
 import chain_data as data
-from fl_agent.chain import history
+import flow_messages as msg
 from fl_agent.chain.index import RpcError
 from fl_agent.chain.records import PurchaseStatus
-from fl_agent.chain.reverts import Revert, decode_revert, error_table
+from fl_agent.chain.reverts import Revert, decode_revert
 from fl_agent.crypto.wallet_keys import buyer_key_message
 from fl_agent.market.payment import (
     PERMIT_LIFETIME_SECONDS,
@@ -33,7 +37,7 @@ from fl_agent.market.payment import (
     permit_typed_data,
     split_signature,
 )
-from wallet import ChainParams, DevMode, WalletError, WalletRequest, WalletState, wallet
+from wallet import ChainParams, DevMode, WalletRequest, WalletState, wallet
 
 FLOW = "wallet_flow"
 PERMIT, APPROVE = "permit (one transaction)", "approve"
@@ -151,7 +155,8 @@ def drive(flow: Flow, state: WalletState, source: data.ChainSource,
             return  # the wallet is still asking the user
         flow.request = None
         if not response.ok:
-            flow.fail(_wallet_message(response.error, flow, source, info))
+            flow.fail(msg.wallet_message(response.error, flow.stage,
+                                          bool(flow.values.get("approved")), info))
             return
         _take(flow, response.result or {}, source, info)
     while not flow.finished and flow.request is None:
@@ -210,7 +215,7 @@ def _advance(flow: Flow, state: WalletState, source: data.ChainSource,
     if stage == "connect":
         if not status.available:
             flow.begin("Connect your wallet")
-            flow.fail(_hint("no_wallet", info))
+            flow.fail(msg.hint("no_wallet", info))
         elif status.connected:
             flow.account = status.account
             flow.begin("Wallet connected")
@@ -244,7 +249,7 @@ def _advance(flow: Flow, state: WalletState, source: data.ChainSource,
     elif stage == "send_approve":
         market = data.client(source).marketplace
         token = data.client(source).payment_token.contract
-        flow.begin(f"Allow the marketplace to take {_money(info, flow.max_price)} "
+        flow.begin(f"Allow the marketplace to take {msg.money(info, flow.max_price)} "
                    f"(approve)")
         flow.request = _tx(flow, token.address, token.approve.encode_input(
             market.address, flow.max_price))
@@ -300,20 +305,20 @@ def _check(flow: Flow, source: data.ChainSource, info: data.ChainInfo) -> None:
             return flow.fail("You already bought this model; see its status below.")
         if listing.price > int(flow.max_price or 0):
             return flow.fail(
-                f"The price changed to {_money(info, listing.price)} after the page showed "
-                f"{_money(info, flow.max_price)}. Nothing was paid: review the new price "
+                f"The price changed to {msg.money(info, listing.price)} after the page showed "
+                f"{msg.money(info, flow.max_price)}. Nothing was paid: review the new price "
                 "and click Buy again.")
         balance = fairfl.payment_token.balance_of(account)
         if balance < listing.price:
             return flow.fail(
-                f"You hold {_money(info, balance)}; the price is "
-                f"{_money(info, listing.price)}. Nothing was paid."
+                f"You hold {msg.money(info, balance)}; the price is "
+                f"{msg.money(info, listing.price)}. Nothing was paid."
                 + (" Use the dev faucet (local chain) to get tokens." if info.local else ""))
-        flow.complete(f"price {_money(info, listing.price)}, balance {_money(info, balance)}")
+        flow.complete(f"price {msg.money(info, listing.price)}, balance {msg.money(info, balance)}")
         flow.stage = "key"
     elif flow.kind == "download":
         if purchase.status != PurchaseStatus.DELIVERED:
-            return flow.fail(_pending_text(purchase, info))
+            return flow.fail(msg.pending_text(purchase, info))
         flow.complete("key delivered")
         flow.stage = "decrypt"
     elif flow.kind == "refund":
@@ -332,7 +337,7 @@ def _check(flow: Flow, source: data.ChainSource, info: data.ChainInfo) -> None:
                              "governance lifts the blacklisting.")
         if amount == 0:
             return flow.fail("Nothing to withdraw from this model yet.")
-        flow.complete(f"{_money(info, amount)} to withdraw")
+        flow.complete(f"{msg.money(info, amount)} to withdraw")
         flow.stage = "send_withdraw"
 
 
@@ -344,7 +349,7 @@ def _pay(flow: Flow, source: data.ChainSource, info: data.ChainInfo) -> None:
         deadline = int(time.time()) + PERMIT_LIFETIME_SECONDS
         nonce = int(token.contract.nonces(flow.account))
         flow.values["deadline"] = deadline
-        flow.begin(f"Sign a permit for {_money(info, flow.max_price)} (EIP-2612, free)")
+        flow.begin(f"Sign a permit for {msg.money(info, flow.max_price)} (EIP-2612, free)")
         flow.stage = "permit"
         flow.request = WalletRequest.sign_typed_data(permit_typed_data(
             domain, str(flow.account), market.address, int(flow.max_price or 0), nonce,
@@ -367,8 +372,9 @@ def _send_buy(flow: Flow, source: data.ChainSource, info: data.ChainInfo) -> Non
     revert = _dry_run(source, str(flow.account), str(market.address), bytes(calldata))
     if revert is not None:
         flow.begin("Check the purchase")
-        return flow.fail(_revert_text(revert, info) + _allowance_note(flow))
-    flow.begin(f"Pay {_money(info, flow.max_price)} into escrow (buy)")
+        return flow.fail(msg.revert_text(revert, info)
+                         + msg.allowance_note(bool(flow.values.get("approved"))))
+    flow.begin(f"Pay {msg.money(info, flow.max_price)} into escrow (buy)")
     flow.stage = "send_buy"
     flow.request = _tx(flow, market.address, calldata)
 
@@ -387,7 +393,7 @@ def _receipt(flow: Flow, source: data.ChainSource, info: data.ChainInfo) -> bool
             time.sleep(0.25)
     if int(receipt["status"], 16) != 1:
         flow.fail(f"Transaction {tx} was mined but reverted: nothing was done."
-                  + _allowance_note(flow))
+                  + msg.allowance_note(bool(flow.values.get("approved"))))
         return True
     gas = int(receipt["gasUsed"], 16)
     flow.values.setdefault("gas", []).append(gas)
@@ -422,17 +428,7 @@ def _dry_run(source: data.ChainSource, sender: str, to: str, calldata: bytes) ->
                                                  "data": "0x" + calldata.hex()}, "latest")
         return None
     except RpcError as err:
-        return decode_revert(err.data, _errors()) or Revert("unknown", {"message": str(err)})
-
-
-@st.cache_resource(show_spinner=False)
-def _errors() -> dict[bytes, Any]:
-    return error_table(data._project())
-
-
-# ---------------------------------------------------------------------------------------------
-# Messages
-# ---------------------------------------------------------------------------------------------
+        return decode_revert(err.data, msg.errors()) or Revert("unknown", {"message": str(err)})
 
 
 def siwe_message(account: str, info: data.ChainInfo) -> str:
@@ -446,226 +442,3 @@ def siwe_message(account: str, info: data.ChainInfo) -> str:
         issued_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", now),
         statement="Sign in to the FairFL marketplace. This signature costs nothing.",
     ).prepare_message()
-
-
-def _money(info: data.ChainInfo, amount: int | None) -> str:
-    return f"{info.amount(int(amount or 0)):,.2f} {info.payment_symbol}"
-
-
-def _pending_text(purchase: Any, info: data.ChainInfo) -> str:
-    if purchase.status == PurchaseStatus.PENDING:
-        return (f"The seller has not delivered your key yet (due by block "
-                f"{purchase.deadline_block}); the download opens as soon as it does.")
-    return "You have not bought this model (or it was refunded)."
-
-
-def _hint(kind: str, info: data.ChainInfo) -> str:
-    from wallet import ERROR_HINTS
-
-    text = ERROR_HINTS.get(kind, ERROR_HINTS["rpc"])
-    if kind == "no_wallet" and info.local:
-        text += " Turn on “Use a dev account” in the sidebar."
-    return text
-
-
-def _wallet_message(error: WalletError | None, flow: Flow, source: data.ChainSource,
-                    info: data.ChainInfo) -> str:
-    if error is None:
-        return "The wallet gave no answer."
-    if error.kind == "rejected":
-        what = {"signin": "sign-in", "key": "key signature", "permit": "permit",
-                "chain": "chain switch", "connect": "connection"}.get(flow.stage, "request")
-        return (f"You rejected the {what} in your wallet. Nothing was sent"
-                + (" (the allowance you approved stays; the next purchase reuses it)"
-                   if flow.values.get("approved") else "") + ". Click again to retry.")
-    if error.kind == "reverted":
-        revert = decode_revert(error.data, _errors())
-        if revert is not None:
-            return _revert_text(revert, info) + _allowance_note(flow)
-    return f"{_hint(error.kind, info)} ({error.message})"
-
-
-def _allowance_note(flow: Flow) -> str:
-    return (" Your approve went through, so the marketplace may take up to the approved "
-            "amount on your next purchase; nothing was paid." if flow.values.get("approved")
-            else "")
-
-
-def _revert_text(revert: Revert, info: data.ChainInfo) -> str:
-    a = revert.args
-    texts = {
-        "ModelMarketplacePriceAboveMax": lambda: (
-            f"The price is now {_money(info, a.get('price'))}, above the "
-            f"{_money(info, a.get('maxPrice'))} you agreed to. Nothing was paid: review the "
-            "new price and buy again."),
-        "ModelMarketplaceInsufficientBalance": lambda: (
-            f"You hold {_money(info, a.get('balance'))}; the price is "
-            f"{_money(info, a.get('price'))}. Nothing was paid."),
-        "ModelMarketplaceInsufficientAllowance": lambda: (
-            f"The marketplace may take only {_money(info, a.get('allowance'))} of your "
-            "tokens; approve the price first. Nothing was paid."),
-        "ModelMarketplaceBlacklisted": lambda: "This account is blacklisted and cannot buy.",
-        "ModelMarketplaceDelisted": lambda: "The model was delisted. Nothing was paid.",
-        "ModelMarketplaceAlreadyPurchased": lambda: "You already bought this model.",
-        "ModelMarketplaceRefundNotYet": lambda: (
-            f"The seller has until block {a.get('deadlineBlock')} to deliver the key."),
-        "ModelMarketplaceNothingToWithdraw": lambda: "Nothing to withdraw yet.",
-        "EnforcedPause": lambda: "Trading is paused by governance; try again later.",
-    }
-    make = texts.get(revert.name)
-    return make() if make else f"The contract refused the transaction ({revert.name})."
-
-
-# ---------------------------------------------------------------------------------------------
-# Showing a flow
-# ---------------------------------------------------------------------------------------------
-
-
-def panel(flow: Flow, model_title: str = "") -> None:
-    """The flow's steps with their state; polls while it waits for a block."""
-    title = TITLES[flow.kind].format(m=flow.model_id) + (f" · {model_title}"
-                                                         if model_title else "")
-    state = "error" if flow.error else "complete" if flow.done else "running"
-    with st.status(title, state=state, expanded=True):
-        for step in flow.steps:
-            icon = {"complete": ":material/check_circle:", "error": ":material/error:",
-                    "running": ":material/pending:"}[step.state]
-            st.markdown(f"{icon} {step.label}" + (f" — `{step.detail}`" if step.detail else ""))
-        if flow.error:
-            st.error(flow.error)
-        elif flow.done and flow.kind == "buy":
-            gas = flow.values.get("gas", [])
-            how = "permit + buy" if "permit" in flow.values else \
-                "approve + buy" if len(gas) > 1 else "buy"
-            st.success(f"Paid into escrow ({how}, gas {sum(gas):,}). The seller's key agent "
-                       "delivers your key; the download opens then.")
-        elif flow.request is not None:
-            st.caption("Waiting for your wallet…")
-    if flow.finished:
-        st.button("Close", key=f"close-{flow.kind}", on_click=dismiss)
-    elif flow.stage == "receipt":
-        _poll()
-
-
-def _poll() -> None:
-    """Reruns the whole app about every second while a transaction waits to be mined."""
-    st.session_state["_rendered_at"] = time.monotonic()
-    _tick()
-
-
-@st.fragment(run_every=1.0)
-def _tick() -> None:
-    flow: Flow | None = st.session_state.get(FLOW)
-    waited = time.monotonic() - st.session_state.get("_rendered_at", time.monotonic())
-    if flow is not None and flow.stage == "receipt" and not flow.finished and waited > 0.5:
-        st.rerun(scope="app")
-
-
-def purchase_of(views: data.Views, model_id: int, account: str | None
-                ) -> history.PurchaseView | None:
-    if account is None:
-        return None
-    return views.listings[model_id].purchase_of(account)
-
-
-# ---------------------------------------------------------------------------------------------
-# Panels the pages show
-# ---------------------------------------------------------------------------------------------
-
-
-def account() -> str | None:
-    """The connected wallet account (None before the user connects)."""
-    status = st.session_state.get("wallet_status")
-    return None if status is None else status.account
-
-
-def buy_panel(source: data.ChainSource, info: data.ChainInfo, listing: history.ListingView,
-              title: str) -> None:
-    """Price, the buyer's purchase state and the button for the next thing to do."""
-    flow = current(model_id=listing.model_id)
-    if flow is not None:
-        panel(flow, title)
-        if not flow.finished:
-            return
-    me = account()
-    mine = listing.purchase_of(me) if me else None
-    if mine is None or mine.status == history.REFUNDED:
-        if not listing.active:
-            st.info("Delisted: no longer for sale.", icon=":material/block:")
-            return
-        st.markdown(f"**{_money(info, listing.price)}** · paid into escrow, released to the "
-                    "contributors when your key is delivered, refundable if it is not.")
-        pay_with = PERMIT
-        if data.supports_permit(source):
-            pay_with = st.radio("Pay with", [PERMIT, APPROVE], horizontal=True,
-                                key=f"pay-{listing.model_id}",
-                                help="A permit is a free signature plus one transaction; "
-                                "approve + buy is two transactions, for wallets that cannot "
-                                "sign typed data.")
-        st.button(f"Buy for {_money(info, listing.price)}", type="primary",
-                  icon=":material/shopping_cart:", key=f"buy-{listing.model_id}",
-                  on_click=start, args=("buy", listing.model_id, listing.price, pay_with),
-                  width="stretch")
-        if me is None:
-            st.caption("Buying connects your wallet (or a dev account on the local chain), "
-                       "signs you in and derives your model key from a free signature.")
-        return
-    _purchase_status(source, info, listing.model_id, me)
-
-
-def _purchase_status(source: data.ChainSource, info: data.ChainInfo, model_id: int,
-                     buyer: str) -> None:
-    """Pending (key not delivered yet), delivered (download) or refundable."""
-    views = data.views(source)
-    mine = views.listings[model_id].purchase_of(buyer)
-    if mine is None:
-        return
-    if mine.status == history.DELIVERED:
-        st.success(f"Bought; your key was delivered at block {mine.delivered_block}.",
-                   icon=":material/key:")
-        st.button("Download and decrypt", type="primary", icon=":material/download:",
-                  key=f"download-{model_id}", on_click=start, args=("download", model_id),
-                  width="stretch")
-        st.caption("The model is decrypted in your browser with the key your wallet "
-                   "derives; the server never sees it.")
-    elif mine.status == history.PENDING:
-        if views.block > mine.deadline_block:
-            st.warning(f"The key was due by block {mine.deadline_block} and has not come: "
-                       "take your money back.", icon=":material/timer_off:")
-            st.button("Refund", key=f"refund-{model_id}", on_click=start,
-                      args=("refund", model_id), width="stretch")
-        else:
-            st.info(f"Key pending: paid at block {mine.purchased_block}; the seller's key "
-                    f"agent delivers it by block {mine.deadline_block} (now {views.block}), "
-                    "else you can take a refund.", icon=":material/hourglass_top:")
-            _await_delivery(source, model_id, buyer)
-
-
-@st.fragment(run_every=2.0)
-def _await_delivery(source: data.ChainSource, model_id: int, buyer: str) -> None:
-    """Watches the purchase every 2 s; reruns the page when the key arrives (the download
-    button belongs to the page, not to this fragment, so that its flow runs in full)."""
-    mine = data.views(source).listings[model_id].purchase_of(buyer)
-    if mine is not None and mine.status != history.PENDING:
-        st.rerun(scope="app")
-
-
-def sidebar_wallet(info: data.ChainInfo) -> None:
-    """Dev accounts and the faucet, on the local chain only."""
-    if not info.local:
-        return
-    st.caption("Local chain")
-    dev = st.toggle("Use a dev account", key="use_dev_account",
-                    help="No wallet needed: act as one of the local node's unlocked test "
-                    "accounts. Local chain only.")
-    if dev:
-        choices = data.dev_accounts()
-        picked = st.selectbox("Dev account", choices, index=min(9, len(choices) - 1),
-                              format_func=lambda a: f"{choices.index(a)}: {a[:8]}…{a[-4:]}")
-        st.session_state[DEV_ACCOUNT] = picked
-    else:
-        st.session_state.pop(DEV_ACCOUNT, None)
-    me = account()
-    if me is not None and info.payment_symbol == "FLT":
-        st.button(f"Dev faucet: 1,000 FLT to {me[:6]}…", key="faucet", width="stretch",
-                  on_click=lambda: data.dev_faucet(me))

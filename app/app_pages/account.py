@@ -9,6 +9,7 @@ import chain_data as data
 import rows
 import ui
 import wallet_flows as flows
+import wallet_panels as panels
 
 Col = st.column_config
 source = data.ChainSource.from_settings()
@@ -16,10 +17,10 @@ source = data.ChainSource.from_settings()
 st.title("My account")
 info = data.chain_info(source)
 ui.chain_header(info)
-me = flows.account()
+me = panels.account()
 flow = flows.current()
 if flow is not None and flow.kind in ("signin", "download", "refund", "withdraw"):
-    flows.panel(flow)
+    panels.panel(flow)
 
 if me is None:
     st.info("Connect your wallet to see your purchases and revenue"

@@ -8,7 +8,7 @@ import streamlit as st
 import chain_data as data
 import rows
 import ui
-import wallet_flows as flows
+import wallet_panels as panels
 
 Col = st.column_config
 source = data.ChainSource.from_settings()
@@ -38,7 +38,7 @@ main, side = st.columns([2, 1], gap="large")
 with side:
     with st.container(border=True):
         st.subheader("Buy")
-        flows.buy_panel(source, info, listing, meta.title if meta else "")
+        panels.buy_panel(source, info, listing, meta.title if meta else "")
 
 with main:
     cols = st.columns(4)

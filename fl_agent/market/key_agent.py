@@ -98,20 +98,23 @@ class KeyAgent:
                     key, purchase.buyer_key)
             except SealingError as err:
                 skipped.append(Skip(model_id, buyer, str(err)))
-        deliveries = []
+        deliveries: list[Delivery] = []
         for model_id, sealed in pending.items():
             buyers = list(sealed)
             for start in range(0, len(buyers), self.batch):
                 chunk = buyers[start:start + self.batch]
-                deliveries.append(self._deliver(model_id, chunk, [sealed[b] for b in chunk]))
+                delivery = self._deliver(model_id, chunk, [sealed[b] for b in chunk])
+                if delivery is not None:
+                    deliveries.append(delivery)
         for skip in skipped:
             self.log(f"[yellow]model {skip.model_id}: purchase of {skip.buyer} skipped:[/] "
                      f"{skip.reason}")
         if logs:
             self.watcher.ack(logs[-1])
-        return [d for d in deliveries if d.buyers], skipped
+        return deliveries, skipped
 
-    def _deliver(self, model_id: int, buyers: list[str], sealed: list[bytes]) -> Delivery:
+    def _deliver(self, model_id: int, buyers: list[str], sealed: list[bytes]
+                 ) -> Delivery | None:
         market = self.fairfl.marketplace
         try:
             receipt = market.deliver_keys(model_id, buyers, sealed, sender=self.account)
@@ -122,7 +125,7 @@ class KeyAgent:
             still = [i for i, b in enumerate(buyers)
                      if market.purchase(model_id, b).status == PurchaseStatus.PENDING]
             if not still:
-                return Delivery(model_id, (), None)  # type: ignore[arg-type]
+                return None
             buyers, sealed = [buyers[i] for i in still], [sealed[i] for i in still]
             receipt = market.deliver_keys(model_id, buyers, sealed, sender=self.account)
         self.log(f"model {model_id}: key delivered to {len(buyers)} buyer(s) in block "

@@ -93,7 +93,7 @@ class Shop:
 def test_a_buyer_pays_into_escrow_gets_its_key_and_downloads_the_exact_model(shop):
     from fl_agent.market.buyer import KeyPendingError, buy_model, download_model
 
-    buyer = shop.buyer(20)
+    buyer = shop.buyer(220)
     market, token = shop.fairfl.marketplace, shop.fairfl.token
     before = token.balance_of(buyer.address)
     bought = buy_model(shop.fairfl, buyer, shop.model_id)
@@ -120,7 +120,7 @@ def test_a_buyer_pays_into_escrow_gets_its_key_and_downloads_the_exact_model(sho
 def test_another_account_cannot_open_a_buyers_key(shop):
     from fl_agent.market.buyer import buy_model, download_model
 
-    buyer, thief = shop.buyer(21), shop.buyer(22)
+    buyer, thief = shop.buyer(221), shop.buyer(222)
     buy_model(shop.fairfl, buyer, shop.model_id, permit=False)  # approve + buy
     shop.agent().step()
     with pytest.raises(ConfigError, match="has not bought"):
@@ -140,7 +140,7 @@ def test_purchases_made_while_the_key_agent_was_down_are_all_served_in_one_batch
 
     agent = shop.agent()
     agent.step()  # whatever earlier tests left is served first
-    buyers = [shop.buyer(30 + i) for i in range(12)]
+    buyers = [shop.buyer(230 + i) for i in range(12)]
     for buyer in buyers:
         buy_model(shop.fairfl, buyer, shop.model_id)
     restarted = shop.agent()  # a new process: only its cursor file remembers
@@ -158,7 +158,7 @@ def test_a_malformed_buyer_key_is_reported_and_skipped_and_a_replaced_key_is_ser
     agent = shop.agent()
     agent.step()
     market, token = shop.fairfl.marketplace, shop.fairfl.token
-    odd, fine = shop.buyer(23), shop.buyer(24)
+    odd, fine = shop.buyer(223), shop.buyer(224)
     for who in (odd, fine):
         token.approve(market.address, PRICE, sender=who)
     market.buy(shop.model_id, PRICE, (1).to_bytes(32, "little"), sender=odd)  # order-1 point
@@ -183,7 +183,7 @@ def test_a_buyer_whose_key_never_comes_takes_the_money_back(shop):
     from fl_agent.market.buyer import buy_model
 
     shop.agent().step()
-    buyer = shop.buyer(25)
+    buyer = shop.buyer(225)
     market, token = shop.fairfl.marketplace, shop.fairfl.token
     start = token.balance_of(buyer.address)
     buy_model(shop.fairfl, buyer, shop.model_id)
@@ -225,7 +225,7 @@ def test_the_market_commands_walk_the_whole_sale(shop, tmp_path):
     env = {"FAIRFL_HOME": str(shop.home), "FAIRFL_DEPLOYMENTS": str(shop.home / "deployments"),
            "FAIRFL_NETWORK": shop.url, "PATH": str(Path(sys.executable).parent),
            "HOME": str(Path.home())}
-    shop.buyer(26)
+    shop.buyer(226)
 
     def run(*args: str) -> str:
         done = subprocess.run([sys.executable, "-m", "fl_agent.cli", "market", *args],
@@ -238,13 +238,13 @@ def test_the_market_commands_walk_the_whole_sale(shop, tmp_path):
     shown = run("show", str(shop.model_id))
     assert "Payees" in shown and shop.fairfl.marketplace.listing(shop.model_id).encrypted_cid \
         in shown
-    bought = run("buy", str(shop.model_id), "--account", "TEST::26", "--approve")
+    bought = run("buy", str(shop.model_id), "--account", "TEST::226", "--approve")
     assert "approve" in bought and "bought model" in bought
     run("serve", "--account", "TEST::0", "--once")
     out = tmp_path / "model.safetensors"
-    run("download", str(shop.model_id), "--account", "TEST::26", "-o", str(out))
+    run("download", str(shop.model_id), "--account", "TEST::226", "-o", str(out))
     assert out.read_bytes() == shop.weights()
     failed = subprocess.run([sys.executable, "-m", "fl_agent.cli", "market", "buy",
-                             str(shop.model_id), "--account", "TEST::26"], env=env,
+                             str(shop.model_id), "--account", "TEST::226"], env=env,
                             capture_output=True, text=True, timeout=180)
     assert failed.returncode == 1 and "already bought model" in failed.stdout

@@ -40,9 +40,10 @@ NO_FLT, PRICE_WATCHER = 8, 9  # ape test accounts that hold no FLT / watch the p
 
 
 def address(index: int) -> str:
-    from ape import accounts
+    """The address of anvil's ``index``-th account (the test mnemonic's, like ape's)."""
+    from fl_agent.chain.node import dev_account
 
-    return accounts.test_accounts[index].address
+    return dev_account(index).address
 
 
 def erc20(url: str, token: str, signature: str, *args: Any) -> int:

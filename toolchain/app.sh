@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# `make app`: the Streamlit app on http://localhost:8501. On the local chain it also runs the
+# seller's key agent (`fl-agent market serve --account TEST::0`, the account `make demo` lists
+# with) in the background, so that a model bought in the app gets its key; both stop together.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+NETWORK=${FAIRFL_NETWORK:-ethereum:local:node}
+AGENT_PID=""
+if [ "$NETWORK" = "ethereum:local:node" ] && [ -f deployments/local.json ]; then
+  mkdir -p .fairfl
+  fl-agent market serve --account "${FAIRFL_SELLER:-TEST::0}" >> .fairfl/key-agent.log 2>&1 &
+  AGENT_PID=$!
+  echo "key agent running (pid $AGENT_PID, log .fairfl/key-agent.log)"
+fi
+trap '[ -n "$AGENT_PID" ] && kill "$AGENT_PID" 2>/dev/null || true' EXIT
+streamlit run app/main.py --browser.gatherUsageStats false --client.toolbarMode minimal "$@"
