@@ -58,6 +58,34 @@ def chain_header(info: data.ChainInfo) -> None:
         )
 
 
+def page(title: str) -> tuple[data.ChainSource, data.ChainInfo, data.Views]:
+    """A page's start: its title, the chain it reads (in one line) and the indexed history."""
+    source = data.ChainSource.from_settings()
+    st.title(title)
+    info = data.chain_info(source)
+    chain_header(info)
+    return source, info, data.views(source)
+
+
+def lineage_columns(metric: str) -> dict[str, object]:
+    """Column names of a task's rounds (:func:`rows.lineage`), for the model and task pages."""
+    return {
+        "round": Col.NumberColumn("Round", format="%d"),
+        "status": Col.TextColumn("Status"),
+        "global_model_cid": Col.TextColumn("Started from (CID)"),
+        "new_model_cid": Col.TextColumn("Produced (CID)"),
+        "submissions": Col.NumberColumn("Updates"),
+        "contributors": Col.NumberColumn("Aggregated"),
+        "rejected": Col.ListColumn("Rejected (reason)", width="medium"),
+        "validation": Col.NumberColumn(f"Validation {metric}", format="%.4f"),
+        "transactions": Col.NumberColumn("Transactions"),
+        "gas": Col.NumberColumn("Gas", format="%d"),
+        "start_block": Col.NumberColumn("Start block", format="%d"),
+        "finalized_block": Col.NumberColumn("Finalized block", format="%d"),
+        "evidence_cid": Col.TextColumn("Evidence (CID)"),
+    }
+
+
 def money(info: data.ChainInfo, base_units: int) -> str:
     return f"{info.amount(base_units):,.2f} {info.payment_symbol}"
 

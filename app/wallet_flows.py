@@ -116,11 +116,13 @@ def mount(source: data.ChainSource, info: data.ChainInfo) -> WalletState:
 
 
 def start(kind: str, model_id: int | None = None, max_price: int | None = None,
-          pay_with: str | None = None) -> None:
+          pay_with_key: str | None = None) -> None:
     """Starts a flow (a button's callback); the next run hands it to the wallet.
-    ``pay_with`` is "approve" to pay with an allowance even if the token has permits."""
+    ``pay_with_key`` names the widget that chose how to pay: its value is read here, when
+    the button is pressed, not when the button was drawn (the choice may have changed in
+    between); "approve" pays with an allowance even if the token takes permits."""
     flow = Flow(kind, model_id, max_price)
-    if pay_with == APPROVE:
+    if pay_with_key is not None and st.session_state.get(pay_with_key) == APPROVE:
         flow.values["approve_only"] = True
     st.session_state[FLOW] = flow
 

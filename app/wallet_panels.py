@@ -94,13 +94,11 @@ def buy_panel(source: data.ChainSource, info: data.ChainInfo, listing: history.L
             return
         st.markdown(f"**{msg.money(info, listing.price)}** · paid into escrow, released to the "
                     "contributors when your key is delivered, refundable if it is not.")
-        pay_with = PERMIT
+        pay_with = f"pay-{listing.model_id}"
         if data.supports_permit(source):
-            pay_with = st.radio("Pay with", [PERMIT, APPROVE], horizontal=True,
-                                key=f"pay-{listing.model_id}",
-                                help="A permit is a free signature plus one transaction; "
-                                "approve + buy is two transactions, for wallets that cannot "
-                                "sign typed data.")
+            st.radio("Pay with", [PERMIT, APPROVE], horizontal=True, key=pay_with,
+                     help="A permit is a free signature plus one transaction; approve + buy "
+                     "is two transactions, for wallets that cannot sign typed data.")
         st.button(f"Buy for {msg.money(info, listing.price)}", type="primary",
                   icon=":material/shopping_cart:", key=f"buy-{listing.model_id}",
                   on_click=start, args=("buy", listing.model_id, listing.price, pay_with),

@@ -12,11 +12,7 @@ import wallet_flows as flows
 import wallet_panels as panels
 
 Col = st.column_config
-source = data.ChainSource.from_settings()
-
-st.title("My account")
-info = data.chain_info(source)
-ui.chain_header(info)
+source, info, views = ui.page("My account")
 me = panels.account()
 flow = flows.current()
 if flow is not None and flow.kind in ("signin", "download", "refund", "withdraw"):
@@ -38,7 +34,6 @@ cols[2].metric("Signed in", "yes" if signed and signed.lower() == me.lower() els
 if not (signed and signed.lower() == me.lower()):
     st.button("Sign in with Ethereum", on_click=flows.start, args=("signin",))
 
-views = data.views(source)
 
 st.header("Purchases")
 bought = rows.purchases(views, me, info)

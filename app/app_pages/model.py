@@ -73,24 +73,8 @@ gas = data.gas_used(source, tuple(tx for r in task.rounds for tx in r.transactio
 lineage = rows.lineage(task, gas)
 if lineage["validation"].notna().any():
     ui.accuracy_chart(lineage.dropna(subset=["validation"]), task.metric)
-st.dataframe(
-    lineage, hide_index=True, alt=f"Lineage of model {model_id}", placeholder="–",
-    column_config={
-        "round": Col.NumberColumn("Round", format="%d"),
-        "status": Col.TextColumn("Status"),
-        "global_model_cid": Col.TextColumn("Started from (CID)"),
-        "new_model_cid": Col.TextColumn("Produced (CID)"),
-        "submissions": Col.NumberColumn("Updates"),
-        "contributors": Col.NumberColumn("Aggregated"),
-        "rejected": Col.ListColumn("Rejected (reason)", width="medium"),
-        "validation": Col.NumberColumn(f"Validation {task.metric}", format="%.4f"),
-        "transactions": Col.NumberColumn("Transactions"),
-        "gas": Col.NumberColumn("Gas", format="%d"),
-        "start_block": Col.NumberColumn("Start block", format="%d"),
-        "finalized_block": Col.NumberColumn("Finalized block", format="%d"),
-        "evidence_cid": Col.TextColumn("Evidence (CID)"),
-    },
-)
+st.dataframe(lineage, hide_index=True, alt=f"Lineage of model {model_id}", placeholder="–",
+             column_config=ui.lineage_columns(task.metric))
 
 st.header("Who is paid")
 st.caption("The task's contributors share every sale in proportion to the rewards they "

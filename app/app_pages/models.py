@@ -5,17 +5,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-import chain_data as data
 import rows
 import ui
 
 Col = st.column_config
-source = data.ChainSource.from_settings()
-
-st.title("Models for sale")
-info = data.chain_info(source)
-ui.chain_header(info)
-views = data.views(source)
+source, info, views = ui.page("Models for sale")
 models = rows.models(views, info)
 
 cols = st.columns(4)

@@ -5,17 +5,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-import chain_data as data
 import rows
 import ui
 
 Col = st.column_config
-source = data.ChainSource.from_settings()
-
-st.title("Participants")
-info = data.chain_info(source)
-ui.chain_header(info)
-views = data.views(source)
+source, info, views = ui.page("Participants")
 if not views.participants:
     st.info("No participant has registered yet.", icon=":material/info:")
     st.stop()

@@ -10,12 +10,7 @@ import rows
 import ui
 
 Col = st.column_config
-source = data.ChainSource.from_settings()
-
-st.title("Tasks")
-info = data.chain_info(source)
-ui.chain_header(info)
-views = data.views(source)
+source, info, views = ui.page("Tasks")
 if not views.tasks:
     st.info("No task on the ledger yet: `fl-agent task create` creates one, `make demo` runs "
             "one.", icon=":material/info:")
@@ -80,24 +75,9 @@ def live_task() -> None:
         lineage = rows.lineage(task, {})
         if lineage["validation"].notna().any():
             ui.accuracy_chart(lineage.dropna(subset=["validation"]), task.metric)
-        st.dataframe(
-            lineage.drop(columns=["gas"]), hide_index=True, alt=f"Rounds of task {task_id}",
-            placeholder="–",
-            column_config={
-                "round": Col.NumberColumn("Round", format="%d"),
-                "status": Col.TextColumn("Status"),
-                "global_model_cid": Col.TextColumn("Started from (CID)"),
-                "new_model_cid": Col.TextColumn("Produced (CID)"),
-                "submissions": Col.NumberColumn("Updates"),
-                "contributors": Col.NumberColumn("Aggregated"),
-                "transactions": Col.NumberColumn("Transactions"),
-                "evidence_cid": Col.TextColumn("Evidence (CID)"),
-                "rejected": Col.ListColumn("Rejected (reason)"),
-                "validation": Col.NumberColumn(f"Validation {task.metric}", format="%.4f"),
-                "start_block": Col.NumberColumn("Start block", format="%d"),
-                "finalized_block": Col.NumberColumn("Finalized block", format="%d"),
-            },
-        )
+        st.dataframe(lineage.drop(columns=["gas"]), hide_index=True,
+                     alt=f"Rounds of task {task_id}", placeholder="–",
+                     column_config=ui.lineage_columns(task.metric))
     with members_tab:
         st.dataframe(
             rows.members(task, now, info), hide_index=True,

@@ -8,13 +8,11 @@ figures only (scores, shares, the new model's validation score), never weights.
 
 from __future__ import annotations
 
-import json
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from fl_agent.aggregation.base import Reason
 from fl_agent.chain.records import RejectReason
-from fl_agent.errors import ConfigError
+from fl_agent.documents import Document
 
 FORMAT = "fairfl-round-evidence/1"
 
@@ -59,10 +57,10 @@ class VerdictRecord(BaseModel):
     share_bps: int = 0
 
 
-class RoundEvidence(BaseModel):
+class RoundEvidence(Document):
     """What the aggregator decided in one round, and on what figures."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    KIND = "FairFL round evidence document"
 
     format: str = Field(FORMAT, pattern=r"^fairfl-round-evidence/1$")
     task: int
@@ -75,14 +73,3 @@ class RoundEvidence(BaseModel):
     validation: float
     verdicts: tuple[VerdictRecord, ...]
     aggregation_millis: int = 0
-
-    def to_json(self) -> bytes:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True,
-                          separators=(",", ":")).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes | str) -> RoundEvidence:
-        try:
-            return cls.model_validate_json(data)
-        except ValidationError as err:
-            raise ConfigError(f"not a FairFL round evidence document: {err}") from err

@@ -11,12 +11,12 @@ documents have equal CIDs.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from fl_agent.documents import Document
 from fl_agent.errors import ConfigError
 from fl_agent.learning.models import ModelSpec
 
@@ -110,8 +110,8 @@ class AccessPlan(BaseModel):
     creator_key: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
-class TaskDocument(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class TaskDocument(Document):
+    KIND = "FairFL task document"
 
     format: Literal["fairfl-task/1"] = FORMAT
     model: ModelSpec
@@ -129,17 +129,6 @@ class TaskDocument(BaseModel):
             raise ValueError(f"the model has {self.model.num_classes} classes, the data "
                              f"{self.data.num_classes}")
         return self
-
-    def to_json(self) -> bytes:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True,
-                          separators=(",", ":")).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes | str) -> TaskDocument:
-        try:
-            return cls.model_validate_json(data)
-        except (ValidationError, ConfigError) as err:
-            raise ConfigError(f"not a valid FairFL task document: {err}") from err
 
     @classmethod
     def build(cls, **fields: Any) -> TaskDocument:

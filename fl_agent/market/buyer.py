@@ -77,8 +77,8 @@ def buy_model(fairfl: FairFL, account: Any, model_id: int, max_price: int | None
         nonce = int(token.contract.nonces(account.address))
         typed = permit_typed_data(domain, str(account.address), market, limit, nonce, deadline)
         signature = account.sign_message(encode_typed_data(full_message=typed))
-        v, r, s = split_signature(bytes(signature.r) + bytes(signature.s)
-                                  + bytes([int(signature.v)]))
+        # encode_rsv pads r and s to 32 bytes (one signature in 128 has a leading zero)
+        v, r, s = split_signature(signature.encode_rsv())
         receipt = fairfl.marketplace.buy_with_permit(model_id, limit, key, deadline, v, r, s,
                                                      sender=account)
         return Bought(model_id, listing.price, "permit", (receipt,))

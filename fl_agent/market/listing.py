@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from fl_agent.agents.access import member_key
 from fl_agent.agents.evidence import RoundEvidence
@@ -26,6 +26,7 @@ from fl_agent.agents.participant import load_task_document, read_task_model_byte
 from fl_agent.chain.client import FairFL
 from fl_agent.chain.records import TaskStatus, TxReceipt
 from fl_agent.crypto.sealing import encrypt_content, new_content_key, plaintext_hash
+from fl_agent.documents import Document
 from fl_agent.errors import ConfigError
 from fl_agent.learning.models import ModelSpec
 from fl_agent.storage.store import ContentStore
@@ -43,10 +44,10 @@ class TensorLayout(BaseModel):
     shape: tuple[int, ...]
 
 
-class ListingMetadata(BaseModel):
+class ListingMetadata(Document):
     """The public description of a listed model (``metadataCid``)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    KIND = "FairFL listing document"
 
     format: str = Field(FORMAT, pattern=r"^fairfl-listing/2$")
     task: int
@@ -63,16 +64,6 @@ class ListingMetadata(BaseModel):
     plaintext_sha256: str
     ciphertext_bytes: int
 
-    def to_json(self) -> bytes:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True,
-                          separators=(",", ":")).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes | str) -> ListingMetadata:
-        try:
-            return cls.model_validate_json(data)
-        except ValidationError as err:
-            raise ConfigError(f"not a FairFL listing document: {err}") from err
 
 
 def tensor_layout(safetensors: bytes) -> tuple[TensorLayout, ...]:

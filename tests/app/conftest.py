@@ -21,7 +21,16 @@ import httpx
 import pytest
 
 from fl_agent.chain.node import free_port
-from harness import APP_MAIN, REPO, ChainUnderTest, rpc_answers, stop, wait_until
+from harness import (
+    APP_MAIN,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    REPO,
+    ChainUnderTest,
+    rpc_answers,
+    stop,
+    wait_until,
+)
 from market_story import populate
 
 HERE = Path(__file__).resolve().parent
@@ -146,3 +155,21 @@ def wallet_server(test_chain: ChainUnderTest, wallet_bundle: Path,
     """`streamlit run tests/app/wallet_page.py` (the wallet alone) against the test chain."""
     log = tmp_path_factory.mktemp("streamlit-wallet") / "streamlit.log"
     yield from _run_streamlit(WALLET_PAGE, {"FAIRFL_WALLET_RPC": test_chain.url}, log)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """Debian's Chromium through Playwright. `make test` installs it, so there it must run."""
+    if not CHROMIUM.exists():
+        message = "no /usr/bin/chromium; install it with `apt-get install -y chromium`"
+        if os.environ.get("FAIRFL_WITH_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()

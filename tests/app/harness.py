@@ -13,6 +13,13 @@ from market_story import Story
 
 REPO = Path(__file__).resolve().parents[2]
 APP_MAIN = REPO / "app" / "main.py"
+CHROMIUM = Path("/usr/bin/chromium")
+#: Debian's Chromium on a closed network (TOOLCHAIN.md); Playwright never downloads one.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+#: The test EIP-1193 wallet that browser tests inject before the page's scripts.
+PROVIDER_JS = Path(__file__).resolve().parent / "wallet_provider.js"
+SCREENS = REPO / "reports" / "screens"
 
 
 def wait_until(check, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:

@@ -18,7 +18,6 @@ to reports/screens/.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,14 +25,9 @@ from typing import Any
 
 import pytest
 
-from harness import REPO, ChainUnderTest, rpc
+from harness import PROVIDER_JS, SCREENS, ChainUnderTest, rpc
 from market_story import BUYER, FLT, PRICE, SECOND_BUYER
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-PROVIDER_JS = Path(__file__).resolve().parent / "wallet_provider.js"
-SCREENS = REPO / "reports" / "screens"
 #: ms; generous: 2 cores may be shared with another run, and nothing here is timed.
 TIMEOUT = 120_000
 NO_FLT, PRICE_WATCHER = 8, 9  # ape test accounts that hold no FLT / watch the price move
@@ -53,23 +47,6 @@ def erc20(url: str, token: str, signature: str, *args: Any) -> int:
     types = [t for t in signature[signature.index("(") + 1:-1].split(",") if t]
     data = function_signature_to_4byte_selector(signature) + encode(types, list(args))
     return int(rpc(url, "eth_call", {"to": token, "data": "0x" + data.hex()}, "latest"), 16)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        message = "no /usr/bin/chromium; install it with `apt-get install -y chromium`"
-        if os.environ.get("FAIRFL_WITH_BROWSER") == "1":  # `make test` installs it: must run
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture(scope="module")

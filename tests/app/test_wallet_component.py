@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -33,7 +32,7 @@ from fl_agent.crypto.sealing import encrypt_content, new_content_key, seal_key
 from fl_agent.crypto.wallet_keys import buyer_key_message, derive_key, public_bytes
 from fl_agent.learning.models import ModelSpec, init_params, param_layout
 from fl_agent.learning.weights import encode_weights
-from harness import REPO, ChainUnderTest, rpc
+from harness import PROVIDER_JS, REPO, SCREENS, ChainUnderTest, rpc
 
 sys.path.insert(0, str(REPO / "app"))  # the app's modules are top-level there
 from wallet import (  # noqa: E402
@@ -47,11 +46,6 @@ from wallet import (  # noqa: E402
     wallet,
 )
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-PROVIDER_JS = Path(__file__).resolve().parent / "wallet_provider.js"
-SCREENS = REPO / "reports" / "screens"
 #: ms; generous: 2 cores may be shared with another run, and nothing here is timed.
 TIMEOUT = 90_000
 UNIT = 10**18
@@ -119,23 +113,6 @@ def test_requests_are_json_the_browser_keeps_exactly():
 # --------------------------------------------------------------------------------------------
 # In Chromium
 # --------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        message = "no /usr/bin/chromium; install it with `apt-get install -y chromium`"
-        if os.environ.get("FAIRFL_WITH_BROWSER") == "1":  # `make test` installs it: must run
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture(autouse=True)

@@ -144,3 +144,19 @@ def test_sign_in_with_ethereum_messages_round_trip():
     again = SiweMessage.from_message(message.prepare_message())
     assert (again.address, again.chain_id, again.nonce) == (message.address, 31337,
                                                            message.nonce)
+
+
+def test_a_signature_whose_s_has_a_leading_zero_still_splits_into_v_r_s():
+    """One ECDSA signature in 128 has r or s below 2**248; ape then hands out 31 bytes. The
+    permit path once lost that byte (found by benchmarks/market.py)."""
+    from eth_account.messages import encode_defunct
+
+    from fl_agent.chain.node import dev_account
+    from fl_agent.market.payment import split_signature
+
+    account = dev_account(3)
+    signature = account.sign_message(encode_defunct(text="m347"))  # s has a leading zero
+    assert len(bytes(signature.s)) == 31
+    v, r, s = split_signature(signature.encode_rsv())
+    assert (len(r), len(s), v) == (32, 32, int(signature.v))
+    assert int.from_bytes(s, "big") == int.from_bytes(bytes(signature.s), "big")
