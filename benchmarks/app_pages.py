@@ -55,26 +55,42 @@ def demo_chain(url: str, home: Path) -> None:
 
 
 class Writer:
-    """Sends transactions from anvil's unlocked accounts without waiting on ape."""
+    """Sends transactions from anvil's unlocked accounts without ape's overhead, checking
+    each receipt (anvil mines a reverting transaction instead of refusing it)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, project: Any) -> None:
         from fl_agent.chain.index import JsonRpc
+        from fl_agent.chain.reverts import error_table
 
         self.rpc = JsonRpc(url)
+        self.errors = error_table(project)
 
     def send(self, sender: str, contract: Any, method: str, *args: Any) -> str:
-        data = getattr(contract, method).encode_input(*args)
-        return self.rpc.call("eth_sendTransaction", {"from": sender, "to": str(contract.address),
-                                                     "data": "0x" + bytes(data).hex(),
-                                                     "gas": hex(8_000_000)})
+        from fl_agent.chain.index import RpcError
+        from fl_agent.chain.reverts import decode_revert
+
+        tx = {"from": sender, "to": str(contract.address),
+              "data": "0x" + bytes(getattr(contract, method).encode_input(*args)).hex()}
+        try:
+            self.rpc.call("eth_call", tx, "latest")
+        except RpcError as err:
+            raise RuntimeError(f"{method}{args!r} would revert: "
+                               f"{decode_revert(err.data, self.errors) or err}") from err
+        tx_hash = self.rpc.call("eth_sendTransaction", {**tx, "gas": hex(8_000_000)})
+        while (receipt := self.rpc.call("eth_getTransactionReceipt", tx_hash)) is None:
+            time.sleep(0.005)
+        if receipt["status"] != "0x1":
+            raise RuntimeError(f"{method}{args!r} reverted in {tx_hash}")
+        return tx_hash
 
 
 def large_chain(url: str, home: Path, tasks: int, blocks: int) -> None:
-    from ape import accounts, networks
+    from ape import networks
 
     from fl_agent.agents.evidence import RoundEvidence, VerdictRecord
     from fl_agent.chain.client import load_project
     from fl_agent.chain.deployment import deploy_contracts, save_deployment
+    from fl_agent.chain.node import dev_account
     from fl_agent.learning.models import ModelSpec, param_layout
     from fl_agent.market.listing import ListingMetadata, TensorLayout
     from fl_agent.storage.cid import compute_cid
@@ -85,16 +101,17 @@ def large_chain(url: str, home: Path, tasks: int, blocks: int) -> None:
     tensors = tuple(TensorLayout(name=t.name, dtype="F32", shape=tuple(t.shape))
                     for t in param_layout(spec))
     with networks.parse_network_choice(url):
-        people = [a.address for a in accounts.test_accounts][:22]
-        owner, aggregator, members = people[0], people[1], people[2:]
-        record, c = deploy_contracts(accounts.test_accounts[0], load_project())
+        people = [dev_account(i).address for i in range(30)]
+        owner, aggregator, members, attackers = people[0], people[1], people[2:22], people[22:]
+        record, c = deploy_contracts(dev_account(0), load_project())
         save_deployment(record, home / "deployments")
         token, registry, ledger, market = (c["FairToken"], c["ParticipantRegistry"],
                                            c["TaskLedger"], c["ModelMarketplace"])
-        w = Writer(url)
+        w = Writer(url, load_project())
         w.send(owner, token, "grantRole", token.MINTER_ROLE(), owner)
-        for who in members:
+        for who in members + attackers:
             w.send(who, registry, "register", compute_cid(who.encode()))
+        for who in members:
             w.send(owner, token, "mint", who, 1_000 * FLT)
             w.send(who, token, "approve", market.address, 2**255)
         for t in range(1, tasks + 1):
@@ -103,7 +120,11 @@ def large_chain(url: str, home: Path, tasks: int, blocks: int) -> None:
                 "modelCid": model, "specCid": compute_cid(b"spec"), "metric": "accuracy",
                 "aggregator": aggregator, "rounds": 3, "minParticipants": 3,
                 "submissionWindow": 1_000, "trainingMode": 0, "rewardPerRound": 100 * FLT})
-            crew = [members[(t + k) % len(members)] for k in range(5)]
+            # Four honest members, and in one task of 12 an attacker, rejected every round
+            # (and so blacklisted after its third rejection), else a fifth honest member.
+            crew = [members[(t + k) % len(members)] for k in range(4)]
+            attacker = attackers[t // 12] if t % 12 == 0 and t // 12 < len(attackers) else None
+            crew.append(attacker or members[(t + 4) % len(members)])
             for who in crew:
                 w.send(who, ledger, "join", t)
             current = model
@@ -114,18 +135,21 @@ def large_chain(url: str, home: Path, tasks: int, blocks: int) -> None:
                 for who, update in zip(crew, updates, strict=True):
                     w.send(who, ledger, "submitUpdate", t, r, update, 100, 50)
                 new = compute_cid(f"model {t} {r}".encode())
+                accepted = crew if attacker is None else crew[:4]
+                rejected = [] if attacker is None else [attacker]
+                share = 10_000 // len(accepted)
                 evidence = store.add(RoundEvidence(
                     task=t, round=r, global_model=current, new_model=new, strategy="FairFL",
                     metric="accuracy", validation=0.5 + 0.1 * r,
                     verdicts=tuple(VerdictRecord(participant=who, update=u, samples=100,
-                                                 training_millis=50, accepted=k < 4,
-                                                 reason=None if k < 4 else "validation",
-                                                 code=0 if k < 4 else 9,
-                                                 share_bps=2_500 if k < 4 else 0)
-                                   for k, (who, u) in enumerate(zip(crew, updates,
-                                                                    strict=True)))).to_json())
+                                                 training_millis=50, accepted=who in accepted,
+                                                 reason=None if who in accepted else "validation",
+                                                 code=0 if who in accepted else 9,
+                                                 share_bps=share if who in accepted else 0)
+                                   for who, u in zip(crew, updates, strict=True))).to_json())
                 w.send(aggregator, ledger, "finalizeRound", t, r,
-                       (new, crew[:4], [2_500] * 4, crew[4:], [9], evidence, 40))
+                       (new, accepted, [share] * len(accepted), rejected, [9] * len(rejected),
+                        evidence, 40))
                 current = new
             listing = store.add(ListingMetadata(
                 task=t, title=f"synthetic model {t}", dataset="digits", model=spec,
@@ -136,8 +160,10 @@ def large_chain(url: str, home: Path, tasks: int, blocks: int) -> None:
             if t % 3 == 0:
                 w.send(members[t % len(members)], market, "buy", t, 10 * FLT, b"\x07" * 32)
         height = w.rpc.block_number()
-        if height < blocks:
-            w.rpc.call("anvil_mine", hex(blocks - height))
+        while height < blocks:  # in steps: anvil mines a long run slowly
+            step = min(500, blocks - height)
+            w.rpc.call("anvil_mine", hex(step))
+            height += step
 
 
 # -- timing the pages ---------------------------------------------------------------------------
@@ -153,6 +179,8 @@ def render(path: str, query: dict[str, str]) -> float:
     seconds = time.perf_counter() - started
     if at.exception or at.error:
         raise RuntimeError(f"{path} failed: {at.exception or [e.value for e in at.error]}")
+    if path != PAGES["My account"][0] and not any(len(df.value) for df in at.dataframe):
+        raise RuntimeError(f"{path} rendered no data: the chain was not built as intended")
     return seconds
 
 

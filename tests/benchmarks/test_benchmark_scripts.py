@@ -1,0 +1,40 @@
+"""The benchmark scripts still run (on tiny settings), so the figures in the docs can be
+reproduced. Their numbers are not checked here: timings belong in the benchmarks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(module: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=600,
+                          env={"PATH": str(Path(sys.executable).parent), "HOME": str(Path.home())})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def test_the_market_benchmark_delivers_every_key(tmp_path):
+    out = tmp_path / "market.json"
+    table = run("benchmarks.market", "--purchases", "2", "--json", str(out))
+    result = json.loads(out.read_text())
+    assert result["purchases"] == 3 and result["delivered"] == 3 and result["missing"] == []
+    assert result["delivery_transactions"] == 1
+    assert result["latency_blocks_from_agent_start"]["max"] == 1
+    assert "latency from the purchase" in table
+
+
+def test_the_page_benchmark_renders_every_page(tmp_path):
+    out = tmp_path / "pages.json"
+    table = run("benchmarks.app_pages", "--tasks", "2", "--blocks", "120", "--skip-demo",
+                "--json", str(out))
+    result = json.loads(out.read_text())["2 tasks"]
+    assert result["blocks"] >= 120
+    assert set(result["pages"]) == {"Models", "Model detail", "Tasks", "Participants",
+                                    "My account"}
+    assert "index built from nothing" in table
