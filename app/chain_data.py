@@ -429,14 +429,15 @@ def dev_accounts() -> list[str]:
     return [to_checksum_address(a) for a in JsonRpc(rpc_url()).call("eth_accounts")]
 
 
-def dev_faucet(account: str, amount: int = 1_000 * 10**18) -> None:
+def dev_faucet(account: str, amount: int = 1_000 * 10**18) -> str | None:
     """Local chain only: the deployer (an unlocked dev account and FLT's admin) mints FLT to
-    ``account`` and tops up its ETH for gas. Never offered on another chain."""
+    ``account`` and tops up its ETH for gas. Returns why it could not, or None. Never
+    offered on another chain."""
     source = ChainSource.from_settings()
     fairfl = client(source)
     rpc = JsonRpc(rpc_url())
     if int(rpc.call("eth_chainId"), 16) != LOCAL_CHAIN_ID:
-        raise ChainUnavailable("The dev faucet exists only on the local chain.")
+        return "The dev faucet exists only on the local chain."
     token, deployer = fairfl.token.contract, fairfl.deployment.deployer
     minter = token.MINTER_ROLE()
     calls = []
@@ -444,13 +445,20 @@ def dev_faucet(account: str, amount: int = 1_000 * 10**18) -> None:
         calls.append(token.grantRole.encode_input(minter, deployer))
     calls.append(token.mint.encode_input(account, amount))
     for calldata in calls:
-        tx = rpc.call("eth_sendTransaction", {"from": deployer, "to": str(token.address),
-                                              "data": "0x" + bytes(calldata).hex()})
-        while rpc.call("eth_getTransactionReceipt", tx) is None:
+        try:
+            tx = rpc.call("eth_sendTransaction", {"from": deployer, "to": str(token.address),
+                                                  "data": "0x" + bytes(calldata).hex()})
+        except ChainError as err:
+            return f"The deployer {deployer} cannot mint on this node ({err})."
+        while (receipt := rpc.call("eth_getTransactionReceipt", tx)) is None:
             time.sleep(0.1)
+        if receipt["status"] != "0x1":
+            return (f"The deployer {deployer} is no longer FLT's admin (governance was handed "
+                    "over), so the dev faucet cannot mint; transfer FLT instead.")
     if int(rpc.call("eth_getBalance", account, "latest"), 16) < 10**18:
         rpc.call("anvil_setBalance", account, hex(100 * 10**18))
     clear_cache()
+    return None
 
 
 @st.cache_data(show_spinner=False, ttl=300)

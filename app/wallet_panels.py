@@ -165,4 +165,10 @@ def sidebar_wallet(info: data.ChainInfo) -> None:
     me = account()
     if me is not None and info.payment_symbol == "FLT":
         st.button(f"Dev faucet: 1,000 FLT to {me[:6]}…", key="faucet", width="stretch",
-                  on_click=lambda: data.dev_faucet(me))
+                  on_click=_faucet, args=(me,))
+        if problem := st.session_state.pop("faucet_problem", None):
+            st.error(problem)
+
+
+def _faucet(account: str) -> None:
+    st.session_state["faucet_problem"] = data.dev_faucet(account)

@@ -223,3 +223,31 @@ def test_contracts_gone_under_a_running_app(app_env: dict, test_chain: ChainUnde
     at = AppTest.from_file(str(APP_MAIN), default_timeout=TIMEOUT).run()
     assert not at.error
     assert len(table(at, "Models for sale")) == 1
+
+
+def test_the_dev_faucet_mints_on_the_local_chain_only(app_env, test_chain, chain_state):
+    import sys
+
+    from harness import REPO
+
+    sys.path.insert(0, str(REPO / "app"))
+    import chain_data
+
+    from fl_agent.chain.node import dev_account
+
+    someone = dev_account(250).address
+    before = int(rpc(test_chain.url, "eth_call", {
+        "to": _contracts(test_chain)["FairToken"],
+        "data": "0x70a08231" + "00" * 12 + someone[2:].lower()}, "latest"), 16)
+    assert chain_data.dev_faucet(someone) is None
+    after = int(rpc(test_chain.url, "eth_call", {
+        "to": _contracts(test_chain)["FairToken"],
+        "data": "0x70a08231" + "00" * 12 + someone[2:].lower()}, "latest"), 16)
+    assert after - before == 1_000 * 10**18
+    assert int(rpc(test_chain.url, "eth_getBalance", someone, "latest"), 16) >= 10**18
+
+
+def _contracts(test_chain: ChainUnderTest) -> dict[str, str]:
+    from fl_agent.chain.deployment import load_deployment
+
+    return load_deployment(test_chain.url, test_chain.deployments).contracts
