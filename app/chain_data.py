@@ -284,9 +284,9 @@ class Views:
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def _fold(_idx: EventIndex, key: tuple[str, int, int]) -> Views:
-    """The views at one cursor (``key``: index file, cursor, event count): recomputed only
-    when new events arrived."""
+def _fold(_idx: EventIndex, key: tuple[str, int, str, int]) -> Views:
+    """The views at one cursor (``key``: index file, cursor block and hash, event count):
+    recomputed only when new events arrived or the chain under them changed."""
     events = _idx.events()
     tasks = history.tasks(e for e in events if e.contract == "TaskLedger")
     return Views(
@@ -301,7 +301,7 @@ def _fold(_idx: EventIndex, key: tuple[str, int, int]) -> Views:
 def views(source: ChainSource) -> Views:
     """The folded history of ``source``, up to date with the chain."""
     idx = index(source)
-    return _fold(idx, (str(idx.path), idx.cursor or 0, idx.count()))
+    return _fold(idx, (str(idx.path), idx.cursor or 0, idx.cursor_hash or "", idx.count()))
 
 
 @st.cache_data(show_spinner=False, max_entries=512)

@@ -5,10 +5,19 @@
   here), so an agent restarted anywhere holds the same key without a key file. A
   participant publishes the public half in its registry metadata document.
 * The aggregator's :class:`TaskKeyHolder` keeps the task keys. Before each round it seals
-  the current epoch's key to every member in good standing that published a key, to the
-  task's creator and to itself (the keyring, stored in IPFS and named by the round's
-  workload); a member that left good standing (blacklisted) starts a new epoch. Its keys
-  are not kept on disk: after a restart it reopens its own entry of the last keyring.
+  the current epoch's key to the round's readers (the keyring, stored in IPFS and named by
+  the round's workload); whenever a holder is left out, a new epoch starts. Its keys are
+  not kept on disk: after a restart it reopens its own entry of the last keyring.
+
+Who reads (:func:`readers`): joining a task is open, so holding the key must be earned. A
+member in good standing that published a member key gets it for its first
+:data:`TRIAL_ROUNDS` rounds (it needs the model to train its first update), and after that
+only once it has had an update accepted. The task's creator (who lists the model) and the
+aggregator always read. A new model is encrypted for the readers of the round that made
+it, less the members whose update that round rejected; the task's *final* model only for
+members with an accepted update (and the creator and aggregator): a member that never
+contributed, or was rejected in the last round (and maybe blacklisted by it), cannot read
+what is sold.
 """
 
 from __future__ import annotations
@@ -21,12 +30,38 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from fl_agent.crypto.envelopes import Keyring
-from fl_agent.crypto.sealing import SealingError, check_public_key, new_content_key, public_bytes
+from fl_agent.crypto.sealing import check_public_key, new_content_key, public_bytes
 from fl_agent.crypto.wallet_keys import derive_key, member_key_message
 from fl_agent.errors import FairFLError
 from fl_agent.storage.store import ContentStore
 
 PARTICIPANT_FORMAT = "fairfl-participant/2"
+#: Rounds a member may hold the task key without an accepted update.
+TRIAL_ROUNDS = 2
+
+
+@dataclass(frozen=True)
+class Member:
+    """What the chain says about one member in good standing, for :func:`readers`."""
+
+    address: str
+    public: bytes | None  # its published member key
+    accepted_rounds: int  # rounds whose update was accepted
+    rounds_held: int  # rounds that opened since it joined (each one a chance to contribute)
+
+
+def readers(members: list[Member], *, excluded: frozenset[str] = frozenset(),
+            contributors_only: bool = False) -> dict[str, bytes]:
+    """Address -> public key of the members who may read the next model (see the module
+    docstring). ``excluded``: lower-case addresses left out whatever their record."""
+    chosen = {}
+    for m in members:
+        if m.public is None or m.address.lower() in excluded:
+            continue
+        trial = m.accepted_rounds == 0 and m.rounds_held < TRIAL_ROUNDS
+        if m.accepted_rounds > 0 or (trial and not contributors_only):
+            chosen[m.address.lower()] = m.public
+    return chosen
 
 
 def member_key(fairfl: Any, account: Any) -> X25519PrivateKey:
@@ -108,7 +143,28 @@ class TaskKeyHolder:
         self.holders = readers
         return self.keyring_cid, self.epoch
 
-    def current_key(self) -> tuple[int, bytes]:
-        if not self.keys:
-            raise SealingError(f"task {self.task_id} has no task key yet")
-        return self.epoch, self.keys[self.epoch]
+
+
+def latest_keyring(fairfl: Any, store: ContentStore, task_id: int) -> str | None:
+    """The CID of the task's newest keyring: the one named by the last round's workload, or
+    the one its finalization started (named by the round's evidence), whichever came last.
+    Every keyring carries the earlier epochs, so it opens every model its holders may read."""
+    from fl_agent.agents.evidence import RoundEvidence
+    from fl_agent.learning.workload import Workload
+
+    ledger = fairfl.ledger
+    started = ledger.events("RoundStarted", taskId=task_id)
+    finalized = ledger.events("RoundFinalized", taskId=task_id)
+    candidates: list[tuple[int, str | None]] = []
+    if started:
+        log = started[-1]
+        candidates.append((int(log.block_number),
+                           Workload.from_json(store.get(str(log.workloadCid))).keyring))
+    if finalized:
+        log = finalized[-1]
+        result = log.result
+        evidence = getattr(result, "evidenceCid", None) or result[-2]
+        candidates.append((int(log.block_number),
+                           RoundEvidence.from_json(store.get(str(evidence))).keyring))
+    candidates = [c for c in candidates if c[1]]
+    return max(candidates)[1] if candidates else None

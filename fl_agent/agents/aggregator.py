@@ -38,7 +38,14 @@ from typing import Any
 
 import numpy as np
 
-from fl_agent.agents.access import TaskKeyHolder, member_key, published_key
+from fl_agent.agents.access import (
+    Member,
+    TaskKeyHolder,
+    latest_keyring,
+    member_key,
+    published_key,
+    readers,
+)
 from fl_agent.agents.evidence import INVALID_UPDATE, RoundEvidence, VerdictRecord, reason_code
 from fl_agent.agents.participant import load_task_document
 from fl_agent.aggregation import (
@@ -165,9 +172,10 @@ class AggregatorAgent:
         self.keys = TaskKeyHolder(self.task_id, self.address,
                                   member_key(self.fairfl, self.account), self.store, self.log)
         self._member_keys: dict[str, bytes | None] = {}
-        if task.current_round:
-            opened = self._round_started(task.current_round)
-            self.keys.recover(Workload.from_json(self.store.get(str(opened.workloadCid))).keyring)
+        self._joined: dict[str, int] = {}
+        self._round_starts: list[int] = []
+        self.rounds = task.rounds
+        self.keys.recover(latest_keyring(self.fairfl, self.store, self.task_id))
 
     # -- pure-ish helpers ---------------------------------------------------------------
     def gate(self, vector: np.ndarray) -> float:
@@ -215,24 +223,44 @@ class AggregatorAgent:
             self.measurements[who] = Measurement(workload.steps_for(who), workload.batch_size,
                                                  int(log.trainingMillis))
 
-    def readers(self, active: list[str]) -> dict[str, bytes]:
-        """Who gets the task key this round: every active member that published a member
-        key, and the task's creator (it lists the model). Address -> X25519 public key."""
-        readers: dict[str, bytes] = {}
+    def members(self, active: list[str], accepted_now: frozenset[str] = frozenset()
+                ) -> list[Member]:
+        """The chain's record of each active member, for :func:`access.readers`
+        (``accepted_now``: lower-case addresses accepted in a round not yet finalized)."""
+        ledger = self.fairfl.ledger
+        current = ledger.task(self.task_id).current_round
+        while len(self._round_starts) < current:
+            self._round_starts.append(ledger.round(self.task_id,
+                                                   len(self._round_starts) + 1).start_block)
+        if any(a.lower() not in self._joined for a in active):
+            self._joined = {str(e.participant).lower(): int(e.block_number) for e in
+                            ledger.events("ParticipantJoined", taskId=self.task_id)}
+        records = []
         for address in active:
             metadata = self.fairfl.registry.participant(address).metadata_cid
             if metadata not in self._member_keys:
                 self._member_keys[metadata] = published_key(self.store, metadata)
-            public = self._member_keys[metadata]
-            if public is None:
-                self.log(f"[yellow]{address} published no member key; it cannot read the "
-                         "task's models[/]")
-            else:
-                readers[address.lower()] = public
+                if self._member_keys[metadata] is None:
+                    self.log(f"[yellow]{address} published no member key; it cannot read "
+                             "the task's models[/]")
+            accepted = ledger.membership(self.task_id, address).accepted_rounds
+            joined = self._joined.get(address.lower(), 0)
+            records.append(Member(address, self._member_keys[metadata],
+                                  accepted + (address.lower() in accepted_now),
+                                  sum(1 for start in self._round_starts if start > joined)))
+        return records
+
+    def readers(self, active: list[str], *, excluded: frozenset[str] = frozenset(),
+                accepted_now: frozenset[str] = frozenset(),
+                contributors_only: bool = False) -> dict[str, bytes]:
+        """Who may read the next model: the members :func:`access.readers` lets in, and the
+        task's creator (it lists the model). Address -> X25519 public key."""
+        chosen = readers(self.members(active, accepted_now), excluded=excluded,
+                         contributors_only=contributors_only)
         access = self.document.access
         if access is not None:
-            readers[self.creator.lower()] = bytes.fromhex(access.creator_key)
-        return readers
+            chosen[self.creator.lower()] = bytes.fromhex(access.creator_key)
+        return chosen
 
     def open_round(self, task: Task | None = None) -> tuple[int, TxReceipt, Workload]:
         """Assigns the workload, seals the task key to the round's readers and starts the
@@ -313,9 +341,16 @@ class AggregatorAgent:
                 for j, i in enumerate(usable):
                     scores[i] = float(local[j])
                     shares[i] = local_shares[j]
-        epoch, task_key = self.keys.current_key()
-        new_cid = self.store.add(encrypt_model(encode_weights(spec, params), task_key, epoch,
-                                               self.task_id))
+        # The new model's readers: this round's, less those it rejected; for the final model
+        # only members with an accepted update (see fl_agent.agents.access).
+        addresses = [str(log.participant).lower() for log in logs]
+        keyring, epoch = self.keys.keyring_for(self.readers(
+            self.active_participants(),
+            excluded=frozenset(a for i, a in enumerate(addresses) if i not in accepted),
+            accepted_now=frozenset(addresses[i] for i in accepted),
+            contributors_only=round_number == self.rounds))
+        new_cid = self.store.add(encrypt_model(encode_weights(spec, params),
+                                               self.keys.keys[epoch], epoch, self.task_id))
         validation = self.score(params)
         verdicts = tuple(
             Verdict(str(log.participant), str(log.updateCid), int(log.numSamples),
@@ -332,7 +367,7 @@ class AggregatorAgent:
                 training_millis=v.training_millis, accepted=v.accepted, reason=v.reason,
                 code=0 if v.accepted else reason_code(v.reason), score=v.score,
                 share_bps=v.share_bps) for v in verdicts),
-            aggregation_millis=millis).to_json())
+            aggregation_millis=millis, keyring=keyring, key_epoch=epoch).to_json())
         rejected = [v for v in verdicts if not v.accepted]
         outcome = RoundResult(
             new_model_cid=new_cid,

@@ -73,3 +73,6 @@ class RoundEvidence(Document):
     validation: float
     verdicts: tuple[VerdictRecord, ...]
     aggregation_millis: int = 0
+    #: The keyring that opens ``new_model`` (its readers: see fl_agent.agents.access).
+    keyring: str | None = None
+    key_epoch: int = 0

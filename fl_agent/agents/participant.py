@@ -112,7 +112,8 @@ class ParticipantAgent:
             self.fairfl.ledger.contract, ("RoundStarted", "TaskCompleted"),
             Path(self.state_dir) / (f"participant-{self.fairfl.ledger.address.lower()}-"
                                     f"{self.task_id}-{self.address.lower()}.json"),
-            confirmations=self.confirmations, filters={"taskId": self.task_id})
+            start_block=self.fairfl.deployment.block, confirmations=self.confirmations,
+            filters={"taskId": self.task_id})
 
     # -- setup --------------------------------------------------------------------------
     def join(self) -> list[TxReceipt]:
@@ -230,18 +231,14 @@ class ParticipantAgent:
 def read_task_model_bytes(fairfl: FairFL, store: ContentStore, task_id: int, address: str,
                           private: Any, document: TaskDocument) -> bytes:
     """Task ``task_id``'s current global model (safetensors, checked against the task's
-    model spec) as a member or the creator reads it: the newest round's keyring opens every
-    epoch's task key."""
+    model spec) as a member or the creator reads it: the newest keyring opens every epoch's
+    task key this reader was given."""
+    from fl_agent.agents.access import latest_keyring
+
     task = fairfl.ledger.task(task_id)
     blob = store.get(task.global_model_cid)
-    keys: dict[int, bytes] = {}
-    if task.current_round:
-        started = fairfl.ledger.events("RoundStarted", taskId=task_id, round=task.current_round)
-        if not started:
-            raise ChainError(f"task {task_id} round {task.current_round} has no RoundStarted")
-        workload = Workload.from_json(store.get(str(started[-1].workloadCid)))
-        if workload.keyring is not None:
-            keys = Keyring.from_json(store.get(workload.keyring)).open(address, private)
+    keyring = latest_keyring(fairfl, store, task_id)
+    keys = Keyring.from_json(store.get(keyring)).open(address, private) if keyring else {}
     plain = decrypt_model(blob, keys, task_id)
     decode_weights(plain, document.model)
     return plain

@@ -60,19 +60,22 @@ def _transact(method: Any, *args: Any, sender: Any, **kwargs: Any) -> TxReceipt:
 class _Wrapper:
     contract_name: str = ""
 
-    def __init__(self, address: str, project: Any | None = None) -> None:
+    def __init__(self, address: str, project: Any | None = None, start_block: int = 0) -> None:
         project = project or load_project()
         self.contract = getattr(project, self.contract_name).at(address)
+        #: Where event queries start by default: the deployment's block (none before it).
+        self.start_block = start_block
 
     @property
     def address(self) -> str:
         return str(self.contract.address)
 
-    def events(self, name: str, start_block: int = 0, **filters: Any) -> list[Any]:
-        """Logs of event ``name`` (e.g. ``"UpdateSubmitted"``) since ``start_block``, filtered
-        on indexed fields (``taskId=1``)."""
+    def events(self, name: str, start_block: int | None = None, **filters: Any) -> list[Any]:
+        """Logs of event ``name`` (e.g. ``"UpdateSubmitted"``) since ``start_block`` (default:
+        the deployment's block), filtered on indexed fields (``taskId=1``)."""
         event = getattr(self.contract, name)
-        logs = event.range(start_block, chain_height() + 1, search_topics=filters or None)
+        first = self.start_block if start_block is None else max(start_block, self.start_block)
+        logs = event.range(first, chain_height() + 1, search_topics=filters or None)
         return list(logs)
 
 
@@ -401,27 +404,31 @@ class FairFL:
     def __init__(self, deployment: Deployment, project: Any | None = None) -> None:
         self.deployment = deployment
         self._project = project or load_project()
+        # Nothing of FairFL's happened before its contracts were deployed and wired.
+        self._first_block = deployment.block
 
     @cached_property
     def token(self) -> Token:
-        return Token(self.deployment.address("FairToken"), self._project)
+        return Token(self.deployment.address("FairToken"), self._project, self._first_block)
 
     @cached_property
     def registry(self) -> Registry:
-        return Registry(self.deployment.address("ParticipantRegistry"), self._project)
+        return Registry(self.deployment.address("ParticipantRegistry"), self._project,
+                        self._first_block)
 
     @cached_property
     def ledger(self) -> Ledger:
-        return Ledger(self.deployment.address("TaskLedger"), self._project)
+        return Ledger(self.deployment.address("TaskLedger"), self._project, self._first_block)
 
     @cached_property
     def marketplace(self) -> Marketplace:
-        return Marketplace(self.deployment.address("ModelMarketplace"), self._project)
+        return Marketplace(self.deployment.address("ModelMarketplace"), self._project,
+                           self._first_block)
 
     @cached_property
     def payment_token(self) -> Token:
         """The ERC-20 the marketplace takes payment in (FLT unless deployed with another)."""
-        return Token(self.marketplace.payment_token(), self._project)
+        return Token(self.marketplace.payment_token(), self._project, self._first_block)
 
 
 def _field(struct: Any, name: str, index: int) -> Any:

@@ -33,8 +33,11 @@ import httpx
 from fl_agent.chain.deployment import CONTRACTS, Deployment
 from fl_agent.errors import ChainError
 
-#: Blocks per ``eth_getLogs`` call (public RPC providers cap ranges at a few thousand).
+#: Blocks per ``eth_getLogs`` call (public RPC providers cap ranges at a few thousand); a
+#: node that refuses a range (too many results) gets half of it, down to one block.
 CHUNK_BLOCKS = 2_000
+#: The contracts whose events the views need (the token's transfers are not history here).
+INDEXED = ("ParticipantRegistry", "TaskLedger", "ModelMarketplace")
 SCHEMA_VERSION = "1"
 
 _SCHEMA = """
@@ -162,7 +165,7 @@ class EventIndex:
         self.rpc = rpc
         self.decoder = decoder
         self.confirmations = confirmations
-        self._names = {deployment.contracts[n].lower(): n for n in CONTRACTS
+        self._names = {deployment.contracts[n].lower(): n for n in INDEXED
                        if n in deployment.contracts}
         self._lock = threading.RLock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -193,6 +196,10 @@ class EventIndex:
             self._db.execute("DELETE FROM meta WHERE key IN ('cursor_block', 'cursor_hash')")
 
     # -- sync ---------------------------------------------------------------------------
+    @property
+    def cursor_hash(self) -> str | None:
+        return self._meta("cursor_hash")
+
     def sync(self) -> int:
         """Indexes every confirmed block after the cursor; returns the number of new
         events. Safe to call from several threads."""
@@ -203,18 +210,29 @@ class EventIndex:
                 self._reset()  # the chain under the cursor changed: rebuild
                 cursor = None
             first = self.deployment.block if cursor is None else cursor + 1
-            added = 0
+            added, chunk = 0, CHUNK_BLOCKS
             while first <= head:
-                last = min(head, first + CHUNK_BLOCKS - 1)
-                rows = list(self._decode(self.rpc.logs(list(self._names), first, last)))
-                last_hash = self.rpc.block_hash(last)
+                last = min(head, first + chunk - 1)
+                # The hash of the chunk's last block is read before and after its logs: if
+                # it moved, a reorganisation happened in between and the chunk is read again.
+                before = self.rpc.block_hash(last)
+                try:
+                    logs = self.rpc.logs(list(self._names), first, last)
+                except RpcError:
+                    if chunk == 1:
+                        raise
+                    chunk = max(1, chunk // 2)
+                    continue
+                if self.rpc.block_hash(last) != before:
+                    continue
+                rows = list(self._decode(logs))
                 with self._db:
                     self._db.executemany(
                         "INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         rows)
                     self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                                          [("cursor_block", str(last)),
-                                          ("cursor_hash", str(last_hash))])
+                                          ("cursor_hash", str(before))])
                 added += len(rows)
                 first = last + 1
             return added

@@ -18,7 +18,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +27,12 @@ from fl_agent.errors import ChainError, FairFLError
 
 @dataclass(frozen=True, order=True)
 class Cursor:
-    """The position of the last acknowledged log."""
+    """The position of the last acknowledged log, and the hash of its block (to notice a
+    chain that was reset or reorganised under the cursor)."""
 
     block: int
     log_index: int
+    block_hash: str = field(default="", compare=False)
 
 
 class CursorFile:
@@ -42,7 +44,8 @@ class CursorFile:
     def load(self) -> Cursor | None:
         try:
             data = json.loads(self.path.read_text())
-            return Cursor(int(data["block"]), int(data["log_index"]))
+            return Cursor(int(data["block"]), int(data["log_index"]),
+                          str(data.get("block_hash", "")))
         except FileNotFoundError:
             return None
         except (ValueError, KeyError, TypeError) as err:
@@ -53,12 +56,19 @@ class CursorFile:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".cursor-")
         with os.fdopen(fd, "w") as handle:
-            json.dump({"block": cursor.block, "log_index": cursor.log_index}, handle)
+            json.dump({"block": cursor.block, "log_index": cursor.log_index,
+                       "block_hash": cursor.block_hash}, handle)
         os.replace(tmp, self.path)
 
 
 def _position(log: Any) -> Cursor:
-    return Cursor(int(log.block_number), int(log.log_index))
+    return Cursor(int(log.block_number), int(log.log_index), _hex(getattr(log, "block_hash", "")))
+
+
+def _hex(value: Any) -> str:
+    if isinstance(value, bytes | bytearray):
+        return "0x" + bytes(value).hex()
+    return str(value or "").lower()
 
 
 class EventWatcher:
@@ -70,7 +80,8 @@ class EventWatcher:
     def __init__(self, contract: Any, events: Iterable[str], cursor_path: Path | str, *,
                  start_block: int = 0, confirmations: int = 0,
                  filters: dict[str, Any] | None = None,
-                 height: Callable[[], int] | None = None) -> None:
+                 height: Callable[[], int] | None = None,
+                 block_hash: Callable[[int], str | None] | None = None) -> None:
         if confirmations < 0:
             raise ValueError(f"confirmations must be >= 0, got {confirmations}")
         self.contract = contract
@@ -83,10 +94,20 @@ class EventWatcher:
         self.confirmations = confirmations
         self.filters = filters or None
         self._height = height or _chain_height
+        self._block_hash = block_hash or _chain_block_hash
         self.cursor = self.cursor_file.load()
+        #: Set when the chain under the cursor changed and the watcher started over.
+        self.rewound = False
 
     def poll(self) -> list[Any]:
-        """Confirmed logs after the cursor, oldest first (nothing is acknowledged yet)."""
+        """Confirmed logs after the cursor, oldest first (nothing is acknowledged yet). If the
+        cursor's block is gone or has another hash (the chain was reset and rebuilt, or
+        reorganised deeper than the confirmations), the watcher starts over from
+        ``start_block``: handlers must be idempotent, as the agents are (they check the
+        chain's state before acting)."""
+        if self.cursor is not None and self.cursor.block_hash and \
+                self._block_hash(self.cursor.block) != self.cursor.block_hash:
+            self.cursor, self.rewound = None, True
         last = self._height() - self.confirmations
         first = self.cursor.block if self.cursor else self.start_block
         if last < first:
@@ -134,3 +155,12 @@ def _chain_height() -> int:
     from ape import chain
 
     return int(chain.blocks.height)
+
+
+def _chain_block_hash(number: int) -> str | None:
+    from ape import chain
+
+    try:
+        return _hex(chain.provider.get_block(number).hash)
+    except Exception:  # noqa: BLE001 - no such block (the chain is shorter than the cursor)
+        return None

@@ -32,6 +32,8 @@ from fl_agent.cli.common import (
 from fl_agent.errors import FairFLError
 
 model_argument = click.argument("model_id", metavar="MODEL", type=click.IntRange(1))
+#: Seconds the key agent waits at most between attempts while the chain fails.
+MAX_BACKOFF = 60.0
 
 
 class Money:
@@ -189,7 +191,9 @@ def market_serve(once: bool, poll_interval: float, account: str, network: str | 
 
     Follows the purchases of your models (cursor in FAIRFL_HOME/agents: purchases made while
     it was stopped are served when it starts), seals each model's content key (from
-    FAIRFL_HOME/keys) to the buyer's key and delivers the keys in batches. Stop with Ctrl-C.
+    FAIRFL_HOME/keys) to the buyer's key and delivers the keys in batches. When the chain
+    does not answer it retries with a growing pause (up to a minute), acknowledging nothing
+    it did not serve. Stop with Ctrl-C.
     """
     from fl_agent.market.key_agent import KeyAgent
 
@@ -199,11 +203,19 @@ def market_serve(once: bool, poll_interval: float, account: str, network: str | 
                          log=console.print)
         console.print(f"[green]key agent for {agent.address}[/] on marketplace "
                       f"{fairfl.marketplace.address}")
+        delay = poll_interval
         while True:
-            agent.step()
             if once:
+                agent.step()
                 break
-            time.sleep(poll_interval)
+            try:
+                agent.step()
+                delay = poll_interval
+            except Exception as err:  # noqa: BLE001 - a node hiccup must not stop the service
+                delay = min(MAX_BACKOFF, max(delay, poll_interval) * 2)
+                console.print(f"[yellow]{type(err).__name__}: {err}; nothing was acknowledged, "
+                              f"retrying in {delay:.0f} s[/]")
+            time.sleep(delay)
 
 
 @market.command("buy")

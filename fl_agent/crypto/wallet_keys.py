@@ -6,7 +6,8 @@ deterministic (RFC 6979, low s), so the same account derives the same X25519 key
 device, and the browser (``app/wallet/src/crypto.js``) derives the same pair as this module.
 The derivation (section 1 of the marketplace protocol, issue 8)::
 
-    ikm     = r || s                      (v is dropped: wallets encode it as 0/1 or 27/28)
+    ikm     = r || low_s(s)               (v is dropped: wallets encode it as 0/1 or 27/28;
+                                           s is taken in its low form, EIP-2)
     private = HKDF-SHA256(ikm, salt=b"fairfl/wallet-key/v1", info=message as UTF-8, L=32)
     public  = X25519(private, basepoint)
 
@@ -114,8 +115,22 @@ def key_from_signature(signature: bytes, message: str) -> X25519PrivateKey:
     if not isinstance(message, str) or not message:
         raise ConfigError("message must be the non-empty text that was signed")
     seed = HKDF(algorithm=hashes.SHA256(), length=32, salt=SALT,
-                info=message.encode("utf-8")).derive(signature[:64])
+                info=message.encode("utf-8")).derive(low_s(signature[:64]))
     return X25519PrivateKey.from_private_bytes(seed)
+
+
+#: The order of secp256k1's group.
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def low_s(r_s: bytes) -> bytes:
+    """``r || s`` with ``s`` in the lower half of the group (EIP-2). ``(r, s)`` and
+    ``(r, n - s)`` are both valid signatures of the same message: a wallet that hands out the
+    high form must still derive the same key."""
+    s = int.from_bytes(r_s[32:64], "big")
+    if s > SECP256K1_N // 2:
+        s = SECP256K1_N - s
+    return r_s[:32] + s.to_bytes(32, "big")
 
 
 def derive_key(account: Any, message: str) -> X25519PrivateKey:

@@ -9,10 +9,13 @@ the listing's content key to the buyer's X25519 key and delivers the keys of one
 batches (``deliverKeys``): a burst of purchases costs one transaction per model, not one
 per buyer.
 
-A buyer key that is not a usable X25519 point, or a listing whose content key this machine
-does not hold, is reported and skipped: retrying cannot help, and the buyer can replace its
-key (``updateBuyerKey``, which wakes the agent again) or take a refund after the deadline.
-A chain error is not skipped: the cursor stays, and the next poll retries.
+A buyer key that is not a usable X25519 point is reported and skipped: retrying cannot
+help, and the buyer can replace its key (``updateBuyerKey``, which wakes the agent again)
+or take a refund after the deadline. A listing whose content key this machine does not hold
+is reported on every poll and its purchases are served as soon as the key file is back (the
+cursor waits before them). A chain error is not skipped either: the cursor stays, and the
+next poll retries. A chain that was reset under the cursor is replayed from the deployment
+(only purchases still pending are served).
 """
 
 from __future__ import annotations
@@ -67,7 +70,8 @@ class KeyAgent:
             market.contract, ("ModelPurchased", "BuyerKeyUpdated"),
             Path(self.state_dir) / f"key-agent-{market.address.lower()}-"
                                    f"{self.address.lower()}.json",
-            confirmations=self.confirmations, filters={"seller": self.address})
+            start_block=self.fairfl.deployment.block, confirmations=self.confirmations,
+            filters={"seller": self.address})
         self._content_keys: dict[int, bytes | None] = {}
 
     def content_key(self, model_id: int) -> bytes | None:
@@ -83,15 +87,19 @@ class KeyAgent:
         logs = self.watcher.poll()
         pending: OrderedDict[int, OrderedDict[str, bytes]] = OrderedDict()
         skipped: list[Skip] = []
-        for log in logs:
+        hold: int | None = None  # the first log to see again (its content key is missing)
+        for position, log in enumerate(logs):
             model_id, buyer = int(log.modelId), str(log.buyer)
             purchase = self.fairfl.marketplace.purchase(model_id, buyer)
             if purchase.status != PurchaseStatus.PENDING:
                 continue  # refunded, or served already (a replay after a restart)
             key = self.content_key(model_id)
             if key is None:
+                self._content_keys.pop(model_id, None)  # look on disk again next time
+                hold = position if hold is None else hold
                 skipped.append(Skip(model_id, buyer, f"no content key for model {model_id} "
-                                    f"in {self.keys_dir} (listed from another machine?)"))
+                                    f"in {self.keys_dir} (listed from another machine?); "
+                                    "retried on every poll until the key is there"))
                 continue
             try:
                 pending.setdefault(model_id, OrderedDict())[buyer] = seal_key(
@@ -109,8 +117,9 @@ class KeyAgent:
         for skip in skipped:
             self.log(f"[yellow]model {skip.model_id}: purchase of {skip.buyer} skipped:[/] "
                      f"{skip.reason}")
-        if logs:
-            self.watcher.ack(logs[-1])
+        acked = logs if hold is None else logs[:hold]
+        if acked:
+            self.watcher.ack(acked[-1])
         return deliveries, skipped
 
     def _deliver(self, model_id: int, buyers: list[str], sealed: list[bytes]

@@ -340,3 +340,45 @@ def test_an_input_layer_that_does_not_fit_the_model_is_refused_at_start(world):
     task_id = world.create_task()
     with pytest.raises(ConfigError, match="input_layer=.*does not fit the task's logreg"):
         world.aggregator_agent(task_id, strategy=FairFL(input_layer=(600, 10, 64)))
+
+
+def test_holding_the_key_is_earned_and_the_final_model_is_for_contributors_only(world):
+    """Joining is open, so a member that never trains keeps the task key for its trial rounds
+    only, and the final model (the one sold) opens for contributors, not for a member whose
+    last update was rejected (a free rider here)."""
+    from fl_agent.agents.access import TRIAL_ROUNDS, latest_keyring
+
+    task_id = world.create_task(rounds=4, min_participants=1)
+    honest = [world.participant(task_id, i) for i in range(2)]
+    idle = world.participant(task_id, 2)  # joins, never submits
+    rider = world.participant(task_id, 3, train=False)  # re-submits the model: rejected
+    aggregator = world.aggregator_agent(task_id)
+    holders = []
+    for _ in range(4):
+        _, _, workload = aggregator.step()
+        holders.append(Keyring.from_json(world.store.get(workload.keyring)).holders())
+        for agent in [*honest, rider]:
+            agent.step()
+        finalize_with_window(world, aggregator)
+    assert all(idle.address.lower() in h for h in holders[:TRIAL_ROUNDS])
+    assert all(idle.address.lower() not in h for h in holders[TRIAL_ROUNDS:])
+    final = Keyring.from_json(world.store.get(latest_keyring(world.fairfl, world.store,
+                                                             task_id)))
+    assert {p.address.lower() for p in honest} <= final.holders()
+    assert idle.address.lower() not in final.holders()
+    assert rider.address.lower() not in final.holders()
+    model = world.store.get(world.fairfl.ledger.task(task_id).global_model_cid)
+    with pytest.raises(SealingError):
+        decrypt_model(model, final.open(rider.address, rider.member_key), task_id)
+    assert honest[0].read_global_model().shape == (650,)
+
+
+def finalize_with_window(world, aggregator) -> RoundOutcome:
+    """Finalizes the open round, letting the window run out if a member did not submit."""
+    from ape import chain
+
+    outcome = aggregator.step()
+    while not isinstance(outcome, RoundOutcome):
+        chain.provider.make_request("anvil_mine", [40])
+        outcome = aggregator.step()
+    return outcome

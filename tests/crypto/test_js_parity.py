@@ -22,6 +22,7 @@ from fl_agent.crypto.sealing import (
     seal_key,
 )
 from fl_agent.crypto.wallet_keys import (
+    SECP256K1_N,
     buyer_key_message,
     key_from_signature,
     member_key_message,
@@ -71,7 +72,9 @@ def test_js_derives_the_same_key(run_js):
                         member_key_message(1, LEDGER)):
             signature = _signature(accounts.test_accounts[index], message)
             low_v = signature[:64] + bytes([signature[64] - 27])
-            for sig in (signature, low_v):
+            high_s = signature[:32] + (SECP256K1_N - int.from_bytes(signature[32:64], "big")
+                                       ).to_bytes(32, "big") + bytes([55 - signature[64]])
+            for sig in (signature, low_v, high_s):
                 cases.append({"op": "derive", "signature": sig.hex(), "message": message})
                 expected.append(public_bytes(key_from_signature(signature, message)).hex())
     assert [r["publicKey"] for r in run_js(cases)] == expected

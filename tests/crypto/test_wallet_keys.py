@@ -160,3 +160,25 @@ def test_a_signature_whose_s_has_a_leading_zero_still_splits_into_v_r_s():
     v, r, s = split_signature(signature.encode_rsv())
     assert (len(r), len(s), v) == (32, 32, int(signature.v))
     assert int.from_bytes(s, "big") == int.from_bytes(bytes(signature.s), "big")
+
+
+def test_the_high_s_twin_of_a_signature_derives_the_same_key():
+    """(r, s) and (r, n - s) both sign the message (ECDSA malleability, EIP-2); a wallet that
+    returns the high form must not lose the buyer its key."""
+    from eth_account import Account
+    from eth_account.messages import encode_defunct
+
+    from fl_agent.chain.node import dev_account
+    from fl_agent.crypto.wallet_keys import SECP256K1_N, key_from_signature, public_bytes
+
+    message = "FairFL: unlock a model you buy\n\ntest"
+    signature = dev_account(2).sign_message(encode_defunct(text=message)).encode_rsv()
+    s = int.from_bytes(signature[32:64], "big")
+    assert s <= SECP256K1_N // 2  # eth-account signs low-s
+    twin = signature[:32] + (SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - signature[64]])
+    # The twin is a valid signature of the same message by the same account...
+    assert Account.recover_message(encode_defunct(text=message), signature=twin) == \
+        dev_account(2).address
+    # ...and derives the same key.
+    assert public_bytes(key_from_signature(twin, message)) == \
+        public_bytes(key_from_signature(signature, message))

@@ -14,6 +14,9 @@ import { classify, WalletFailure } from "./errors.js";
  * @typedef {{id: string, action: string, params: Record<string, any>}} WalletRequest
  */
 
+/** The first lines of the key messages (fl_agent/crypto/wallet_keys.py). */
+const KEY_MESSAGES = ["FairFL: unlock a model you buy", "FairFL: read the models you train"];
+
 /** Derived X25519 private keys, by account and key message; module memory only. */
 const derivedKeys = new Map();
 const keyId = (account, message) => `${account.toLowerCase()}\n${message}`;
@@ -171,8 +174,16 @@ export async function runAction(call, chain, request) {
       }
       case "ensure_chain":
         return await ensureChain(call, chain);
-      case "sign_message":
-        return await personalSign(call, need(params, "message", isText));
+      case "sign_message": {
+        const message = need(params, "message", isText);
+        // A key message's signature IS the key: it only ever goes through derive_key, which
+        // keeps the derived key in this page and returns the public half.
+        if (KEY_MESSAGES.some((head) => message.startsWith(head))) {
+          throw new WalletFailure("bad_request",
+                                  "refused: this text derives a key; use derive_key");
+        }
+        return await personalSign(call, message);
+      }
       case "derive_key":
         return await deriveKey(call, need(params, "message", isText));
       case "sign_typed_data": {

@@ -11,7 +11,7 @@ import { gcm } from "@noble/ciphers/aes.js";
 import { x25519 } from "@noble/curves/ed25519.js";
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
-import { bytesToHex, utf8ToBytes } from "@noble/hashes/utils.js";
+import { bytesToHex, hexToBytes, utf8ToBytes } from "@noble/hashes/utils.js";
 
 import { WalletFailure } from "./errors.js";
 
@@ -35,9 +35,26 @@ export function keyFromSignature(signature, message) {
         "a key can only be derived from a plain account's (EOA) signature",
     );
   }
-  const privateKey = hkdf(sha256, signature.subarray(0, 64), WALLET_KEY_SALT,
+  const privateKey = hkdf(sha256, lowS(signature.subarray(0, 64)), WALLET_KEY_SALT,
                           utf8ToBytes(message), 32);
   return { privateKey, publicKey: x25519.getPublicKey(privateKey) };
+}
+
+// The order of secp256k1's group.
+const SECP256K1_N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
+
+/**
+ * `r || s` with `s` in the lower half of the group (EIP-2): `(r, s)` and `(r, n - s)` sign the
+ * same message, and a wallet that returns the high form must derive the same key.
+ * @param {Uint8Array} rs
+ */
+export function lowS(rs) {
+  let s = BigInt(`0x${bytesToHex(rs.subarray(32, 64))}`);
+  if (s > SECP256K1_N / 2n) s = SECP256K1_N - s;
+  const out = new Uint8Array(64);
+  out.set(rs.subarray(0, 32), 0);
+  out.set(hexToBytes(s.toString(16).padStart(64, "0")), 32);
+  return out;
 }
 
 function concat(...parts) {
