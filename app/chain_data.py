@@ -371,6 +371,10 @@ class ChainInfo:
     payment_decimals: int
     delivery_window: int
 
+    def pays_in_flt(self) -> bool:
+        """Whether the marketplace takes FLT (the only token the dev faucet can mint)."""
+        return self.payment_token.lower() == self.contracts.get("FairToken", "").lower()
+
     @property
     def local(self) -> bool:
         """A development chain (anvil's chain id), where dev accounts and the faucet exist."""

@@ -15,6 +15,7 @@ import chain_data as data
 import ui
 import wallet_flows as flows
 import wallet_panels as panels
+from fl_agent.errors import ChainError
 
 st.set_page_config(page_title="FairFL", page_icon=":material/hub:", layout="wide")
 
@@ -52,3 +53,5 @@ try:
     page.run()
 except data.ChainUnavailable as err:
     ui.unavailable(err)
+except ChainError as err:  # the node stopped answering mid-run (a receipt, a dry run...)
+    ui.unavailable(data.ChainUnavailable("The chain stopped answering.", str(err)))

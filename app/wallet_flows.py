@@ -89,6 +89,7 @@ class Flow:
 
 
 TITLES = {"buy": "Buying model {m}", "download": "Downloading model {m}",
+          "rekey": "Replacing your key for model {m}",
           "refund": "Refund of model {m}", "withdraw": "Withdrawing revenue of model {m}",
           "signin": "Signing in"}
 
@@ -193,12 +194,12 @@ def _take(flow: Flow, result: dict[str, Any], source: data.ChainSource,
     elif stage == "key":
         flow.values["buyer_key"] = str(result["publicKey"])
         flow.complete("X25519 key derived from your signature")
-        flow.stage = "pay"
+        flow.stage = "send_rekey" if flow.kind == "rekey" else "pay"
     elif stage == "permit":
         flow.values["permit"] = str(result["signature"])
         flow.complete("permit signed")
         flow.stage = "send_buy"
-    elif stage in ("send_approve", "send_buy", "send_refund", "send_withdraw"):
+    elif stage in ("send_approve", "send_buy", "send_refund", "send_withdraw", "send_rekey"):
         flow.values["tx"] = str(result["hash"])
         flow.complete(f"transaction {result['hash']}")
         flow.values["after_receipt"] = {"send_approve": "send_buy"}.get(stage, "end")
@@ -269,6 +270,12 @@ def _advance(flow: Flow, state: WalletState, source: data.ChainSource,
         market = data.client(source).marketplace.contract
         flow.begin("Send the withdrawal")
         flow.request = _tx(flow, market.address, market.withdraw.encode_input(flow.model_id))
+    elif stage == "send_rekey":
+        market = data.client(source).marketplace.contract
+        key = bytes.fromhex(flow.values["buyer_key"].removeprefix("0x"))
+        flow.begin("Replace the purchase's key (updateBuyerKey)")
+        flow.request = _tx(flow, market.address, market.updateBuyerKey.encode_input(
+            flow.model_id, key))
     elif stage == "end":
         flow.done = True
         data.clear_cache()
@@ -323,6 +330,12 @@ def _check(flow: Flow, source: data.ChainSource, info: data.ChainInfo) -> None:
             return flow.fail(msg.pending_text(purchase, info))
         flow.complete("key delivered")
         flow.stage = "decrypt"
+    elif flow.kind == "rekey":
+        if purchase.status != PurchaseStatus.PENDING:
+            return flow.fail("Only a purchase whose key was not delivered yet can change its "
+                             "key.")
+        flow.complete("key not delivered yet")
+        flow.stage = "key"
     elif flow.kind == "refund":
         if purchase.status != PurchaseStatus.PENDING:
             return flow.fail("Only a purchase whose key was not delivered can be refunded.")
@@ -420,7 +433,7 @@ def _decrypt(flow: Flow, source: data.ChainSource, info: data.ChainInfo) -> None
     flow.request = WalletRequest.decrypt_download(
         _key_message(flow, source, info), purchase.sealed_key, ciphertext,
         listing.plaintext_hash, [t.model_dump(mode="json") for t in meta.tensors],
-        f"fairfl-model-{listing.model_id}.safetensors")
+        f"fairfl-model-{listing.model_id}.safetensors", buyer_key=purchase.buyer_key)
 
 
 def _dry_run(source: data.ChainSource, sender: str, to: str, calldata: bytes) -> Revert | None:

@@ -49,7 +49,16 @@ def panel(flow: Flow, model_title: str = "") -> None:
             st.caption("Waiting for your wallet…")
     if flow.finished:
         st.button("Close", key=f"close-{flow.kind}", on_click=dismiss)
-    elif flow.stage == "receipt":
+        return
+    if "tx" in flow.values:
+        st.button("Stop following", key=f"stop-{flow.kind}", on_click=dismiss,
+                  help="The transaction was sent and stays sent; its outcome shows on the "
+                  "model's page and in My account once it is mined.")
+    else:
+        st.button("Cancel", key=f"cancel-{flow.kind}", on_click=dismiss,
+                  help="Nothing has been sent; a request still open in your wallet can be "
+                  "rejected there.")
+    if flow.stage == "receipt":
         _poll()
 
 
@@ -135,6 +144,11 @@ def _purchase_status(source: data.ChainSource, info: data.ChainInfo, model_id: i
             st.info(f"Key pending: paid at block {mine.purchased_block}; the seller's key "
                     f"agent delivers it by block {mine.deadline_block} (now {views.block}), "
                     "else you can take a refund.", icon=":material/hourglass_top:")
+            st.button("Replace my key", key=f"rekey-{model_id}", on_click=start,
+                      args=("rekey", model_id),
+                      help="If you bought from another device or wallet, or the seller's agent "
+                      "could not use your key: your wallet derives the key again and the "
+                      "purchase takes it (the deadline restarts).")
             _await_delivery(source, model_id, buyer)
 
 
@@ -163,7 +177,7 @@ def sidebar_wallet(info: data.ChainInfo) -> None:
     else:
         st.session_state.pop(DEV_ACCOUNT, None)
     me = account()
-    if me is not None and info.payment_symbol == "FLT":
+    if me is not None and info.pays_in_flt():
         st.button(f"Dev faucet: 1,000 FLT to {me[:6]}…", key="faucet", width="stretch",
                   on_click=_faucet, args=(me,))
         if problem := st.session_state.pop("faucet_problem", None):

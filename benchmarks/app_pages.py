@@ -3,7 +3,7 @@
 Two chains, each on its own private anvil:
 
 * **demo**: what ``make demo`` produces (the default simulation: 20 participants, 20 rounds,
-  the model listed), plus one purchase;
+  the model listed), plus one purchase whose key the seller's agent delivered;
 * **large**: 100 tasks of 3 rounds with 5 of 20 participants each (a rejection per round,
   each round's evidence document in the store), every completed task's model listed, some
   bought, and empty blocks mined up to 10,000 blocks. It is written straight through
@@ -46,12 +46,28 @@ PAGES = {
 
 # -- building the chains ------------------------------------------------------------------------
 def demo_chain(url: str, home: Path) -> None:
+    from ape import networks
+
+    from fl_agent.chain.client import FairFL
+    from fl_agent.chain.deployment import load_deployment
+    from fl_agent.chain.node import dev_account
+    from fl_agent.market.buyer import buy_model
+    from fl_agent.market.key_agent import KeyAgent
     from fl_agent.simulation.runner import SimulationConfig, run_simulation
     from fl_agent.storage.store import LocalStore
 
     config = SimulationConfig.build(list_price=50 * FLT)
-    run_simulation(config, workdir=home / "sim", network=url, deployments=home / "deployments",
-                   keys_dir=home / "keys", store=LocalStore(home / "store"))
+    report = run_simulation(config, workdir=home / "sim", network=url,
+                            deployments=home / "deployments", keys_dir=home / "keys",
+                            store=LocalStore(home / "store"))
+    with networks.parse_network_choice(url):
+        fairfl = FairFL(load_deployment(url, home / "deployments"))
+        owner, buyer = dev_account(0), dev_account(ACCOUNT_INDEX)
+        token = fairfl.token
+        token.contract.grantRole(token.contract.MINTER_ROLE(), owner, sender=owner)
+        token.mint(buyer.address, 100 * FLT, sender=owner)
+        buy_model(fairfl, buyer, report["listing"]["model_id"])
+        KeyAgent(fairfl, owner, home / "keys", home / "agents").step()
 
 
 class Writer:
@@ -167,19 +183,30 @@ def large_chain(url: str, home: Path, tasks: int, blocks: int) -> None:
 
 
 # -- timing the pages ---------------------------------------------------------------------------
+#: The account "My account" is rendered for: a contributor (signed in, as after
+#: Sign-In with Ethereum), so the page shows its purchases and revenue, not the sign-in prompt.
+ACCOUNT_INDEX = 2
+
+
 def render(path: str, query: dict[str, str]) -> float:
     from streamlit.testing.v1 import AppTest
+
+    from fl_agent.chain.node import dev_account
 
     at = AppTest.from_file(str(APP_MAIN), default_timeout=600)
     at.switch_page(path)
     for key, value in query.items():
         at.query_params[key] = value
+    account = dev_account(ACCOUNT_INDEX).address
+    at.session_state["wallet"] = {"status": {"available": True, "account": account,
+                                             "chain_id": 31337, "mode": "dev"}}
+    at.session_state["signed_in_account"] = account
     started = time.perf_counter()
     at.run()
     seconds = time.perf_counter() - started
     if at.exception or at.error:
         raise RuntimeError(f"{path} failed: {at.exception or [e.value for e in at.error]}")
-    if path != PAGES["My account"][0] and not any(len(df.value) for df in at.dataframe):
+    if not any(len(df.value) for df in at.dataframe):
         raise RuntimeError(f"{path} rendered no data: the chain was not built as intended")
     return seconds
 

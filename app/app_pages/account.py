@@ -15,7 +15,7 @@ Col = st.column_config
 source, info, views = ui.page("My account")
 me = panels.account()
 flow = flows.current()
-if flow is not None and flow.kind in ("signin", "download", "refund", "withdraw"):
+if flow is not None and flow.kind in ("signin", "download", "refund", "withdraw", "rekey"):
     panels.panel(flow)
 
 if me is None:
@@ -32,7 +32,11 @@ cols[1].metric(f"{info.payment_symbol} balance", f"{info.amount(data.balance(sou
 cols[2].metric("Signed in", "yes" if signed and signed.lower() == me.lower() else "no",
                help="Sign-In with Ethereum (EIP-4361) for this session")
 if not (signed and signed.lower() == me.lower()):
-    st.button("Sign in with Ethereum", on_click=flows.start, args=("signin",))
+    st.info("Sign in with Ethereum (a free signature, EIP-4361) to show this account's "
+            "purchases and revenue: the app shows them only to whoever proves it holds the "
+            "account.", icon=":material/login:")
+    st.button("Sign in with Ethereum", type="primary", on_click=flows.start, args=("signin",))
+    st.stop()
 
 
 st.header("Purchases")

@@ -60,7 +60,8 @@ COMPONENT_NAME = "fairfl_wallet"
 Action = Literal["connect", "ensure_chain", "sign_message", "derive_key", "sign_typed_data",
                  "send_transaction", "decrypt_download"]
 ErrorKind = Literal["no_wallet", "rejected", "unknown_chain", "pending", "reverted",
-                    "wrong_key", "hash_mismatch", "bad_weights", "bad_request", "rpc"]
+                    "wrong_key", "key_changed", "hash_mismatch", "bad_weights", "bad_request",
+                    "rpc"]
 Mode = Literal["injected", "dev", "none"]
 
 #: What to tell the user for each error kind.
@@ -72,8 +73,13 @@ ERROR_HINTS: dict[str, str] = {
                      "network in your wallet and try again.",
     "pending": "Your wallet is already showing a request: open the wallet and answer it first.",
     "reverted": "The contract would refuse this transaction, so nothing was sent.",
-    "wrong_key": "The model does not open with your wallet's key: use the account that "
-                 "bought it, or wait for the seller to deliver the key again.",
+    "wrong_key": "The model does not open with the key your wallet derives: the seller's key "
+                 "agent sealed the wrong key, or this is not the account that bought it. "
+                 "Nothing was saved.",
+    "key_changed": "Your wallet now derives a different key than the one you bought with "
+                   "(another device, or a wallet whose signatures are not deterministic). "
+                   "While the key is not delivered you can replace it; once delivered, only "
+                   "the wallet that signed at purchase time can open it. Nothing was saved.",
     "hash_mismatch": "The decrypted model is not the one the listing commits to; nothing was "
                      "saved.",
     "bad_weights": "The decrypted file does not hold the tensors the listing describes; "
@@ -215,7 +221,7 @@ class WalletRequest:
     @classmethod
     def decrypt_download(cls, message: str, sealed_key: bytes | str, ciphertext: bytes,
                          plaintext_sha256: bytes | str, tensors: Sequence[Mapping[str, Any]],
-                         filename: str) -> WalletRequest:
+                         filename: str, buyer_key: bytes | str | None = None) -> WalletRequest:
         """Open ``sealed_key`` with the key derived from ``message``, decrypt, check against
         the listing (sha256, ``tensors``) and save as ``filename`` in the browser.
 
@@ -227,7 +233,8 @@ class WalletRequest:
                         sealedKey=_hex("sealed_key", sealed_key),
                         ciphertext=base64.b64encode(bytes(ciphertext)).decode("ascii"),
                         plaintextSha256=digest, tensors=[dict(t) for t in tensors],
-                        filename=filename)
+                        filename=filename,
+                        buyerKey=None if buyer_key is None else _hex("buyer_key", buyer_key))
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "action": self.action, "params": dict(self.params)}

@@ -6,6 +6,7 @@
     fl-agent market serve --account TEST::0     the seller's key agent
     fl-agent market buy 1 --account TEST::9     buy (permit, or approve + buy)
     fl-agent market download 1 --account TEST::9 -o model.safetensors
+    fl-agent market rekey 1 --account TEST::9   a pending purchase takes the key derived now
     fl-agent market refund 1 --account TEST::9  money back if the key never came
     fl-agent market withdraw --account TEST::4  a contributor takes its revenue
 """
@@ -281,6 +282,24 @@ def market_download(model_id: int, output: str, wait: float, account: str,
     Path(output).write_bytes(plain)
     console.print(f"[green]verified[/] model {model_id}: {len(plain):,} bytes written to "
                   f"{output}")
+
+
+@market.command("rekey")
+@model_argument
+@account_option
+@network_option
+def market_rekey(model_id: int, account: str, network: str | None) -> None:
+    """Replace the key of a purchase that is still waiting for delivery.
+
+    For a buyer whose wallet now derives another key (another device, a wallet whose
+    signatures are not deterministic), or whose key the seller's agent reported unusable.
+    The delivery deadline restarts; the key agent serves the new key.
+    """
+    from fl_agent.market.buyer import rekey
+
+    with deployed(network) as (_, fairfl):
+        receipt = rekey(fairfl, resolve_account(account), model_id)
+    console.print(f"[green]key replaced[/] for model {model_id} (tx {receipt.tx_hash})")
 
 
 @market.command("refund")

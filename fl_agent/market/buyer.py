@@ -110,6 +110,19 @@ def check_can_buy(fairfl: FairFL, listing: Listing, buyer: str, max_price: int |
                           f"price is {listing.price}; get more tokens first")
 
 
+def rekey(fairfl: FairFL, account: Any, model_id: int) -> TxReceipt:
+    """Replaces the key of a pending purchase by the one ``account`` derives now (a new
+    device whose wallet signs differently, or a key the seller's agent could not use); the
+    delivery deadline restarts."""
+    purchase = fairfl.marketplace.purchase(model_id, account.address)
+    if purchase.status != PurchaseStatus.PENDING:
+        raise ConfigError(f"only a purchase whose key was not delivered yet can change its "
+                          f"key; {account.address}'s purchase of model {model_id} is "
+                          f"{purchase.status.name.lower()}")
+    return fairfl.marketplace.update_buyer_key(
+        model_id, public_bytes(buyer_key(fairfl, account, model_id)), sender=account)
+
+
 def sealed_key_for(fairfl: FairFL, model_id: int, buyer: str) -> bytes:
     """The content key the seller sealed to ``buyer``, from the last ``KeyDelivered`` event;
     :class:`KeyPendingError` (with what to do) while it is not delivered."""
@@ -136,7 +149,15 @@ def download_model(fairfl: FairFL, store: ContentStore, account: Any, model_id: 
     """The plaintext weights of a bought model, verified (see the module docstring)."""
     listing = fairfl.marketplace.listing(model_id)
     sealed = sealed_key_for(fairfl, model_id, str(account.address))
-    content_key = open_sealed_key(sealed, buyer_key(fairfl, account, model_id))
+    private = buyer_key(fairfl, account, model_id)
+    bought_with = fairfl.marketplace.purchase(model_id, account.address).buyer_key
+    if public_bytes(private) != bought_with:
+        raise ConfigError(
+            f"{account.address} now derives the key 0x{public_bytes(private).hex()} for model "
+            f"{model_id}, but bought it with 0x{bought_with.hex()}: the account signs the key "
+            "message differently than it did (a wallet whose signatures are not "
+            "deterministic), so the delivered key cannot be opened with it")
+    content_key = open_sealed_key(sealed, private)
     plain = decrypt_content(store.get(listing.encrypted_cid), content_key)
     if plaintext_hash(plain) != listing.plaintext_hash:
         raise ChainError(f"model {model_id} decrypted to bytes whose SHA-256 is not the one "

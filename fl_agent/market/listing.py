@@ -13,6 +13,7 @@ seller (``keys_dir/<encrypted CID>.key``, mode 600) for its key agent to seal to
 from __future__ import annotations
 
 import json
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,8 +121,10 @@ def list_task_model(fairfl: FairFL, store: ContentStore, task_id: int, price: in
     encrypted_cid = store.add(ciphertext)
     keys_dir.mkdir(parents=True, exist_ok=True)
     path = key_file(keys_dir, encrypted_cid)
-    path.write_bytes(key)
-    path.chmod(0o600)
+    # Created readable by the seller only from the first byte (no window with the umask's mode).
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key)
     spec = document.model
     metadata = ListingMetadata(
         task=task_id, title=title or f"{document.data.name} {spec.name}, {task.rounds} rounds",

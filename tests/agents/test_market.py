@@ -48,13 +48,31 @@ def shop(market):
     url, home, report = market
     with networks.parse_network_choice(url):
         fairfl = FairFL(load_deployment(url, home / "deployments"))
-        yield Shop(fairfl, LocalStore(home / "store"), report["listing"]["model_id"], home, url)
+        yield Shop(fairfl, LocalStore(home / "store"), report["listing"]["model_id"], home, url,
+                   report)
 
 
 class Shop:
-    def __init__(self, fairfl, store, model_id, home, url):
+    def __init__(self, fairfl, store, model_id, home, url, report):
         self.fairfl, self.store, self.model_id, self.home, self.url = (fairfl, store, model_id,
                                                                          home, url)
+        self.report = report
+
+    def test_accuracy(self, weights: bytes) -> float:
+        """``weights``' accuracy on the simulation's test split, which no agent saw."""
+        from fl_agent.agents.participant import load_task_document
+        from fl_agent.learning import load_dataset, split_dataset
+        from fl_agent.learning.training import evaluate
+        from fl_agent.learning.weights import decode_weights
+
+        document = load_task_document(self.store, self.fairfl.ledger.task(1).spec_cid)
+        config = self.report["config"]
+        test = split_dataset(load_dataset("digits"),
+                             validation_fraction=config["validation_fraction"],
+                             test_fraction=config["test_fraction"], seed=config["seed"],
+                             standardize=False).test
+        return evaluate(document.model, decode_weights(weights, document.model),
+                        document.data.standardize(test.X), test.y, "accuracy")
 
     def buyer(self, index: int, tokens: int = 100):
         """Dev account ``index`` with ETH for gas and ``tokens`` FLT."""
@@ -112,9 +130,13 @@ def test_a_buyer_pays_into_escrow_gets_its_key_and_downloads_the_exact_model(sho
 
     plain = download_model(shop.fairfl, shop.store, buyer, shop.model_id)
     assert plain == shop.weights()
+    # What was sold is what the task trained: it scores on the held-out test split exactly
+    # what the simulation's report measured on the aggregator's final parameters.
+    assert shop.test_accuracy(plain) == shop.report["final"]["accuracy"]
     assert plaintext_hash(plain) == listing.plaintext_hash
-    # The public ciphertext is not the model.
+    # The public ciphertext is not the model, and the seller's content key is its own.
     assert shop.store.get(listing.encrypted_cid) != plain
+    assert (shop.home / "keys" / f"{listing.encrypted_cid}.key").stat().st_mode & 0o777 == 0o600
 
 
 def test_another_account_cannot_open_a_buyers_key(shop):
@@ -202,13 +224,18 @@ def test_a_buyer_whose_key_never_comes_takes_the_money_back(shop):
 
 
 def test_contributors_withdraw_exactly_their_share_of_the_revenue(shop):
+    from fl_agent.market.buyer import buy_model
+
     market, token = shop.fairfl.marketplace, shop.fairfl.token
+    buy_model(shop.fairfl, shop.buyer(229), shop.model_id)  # a sale of its own
     shop.agent().step()
     revenue = market.listing(shop.model_id).revenue
     earned = shop.fairfl.ledger.contributions(1)
     total = sum(earned.values())
     from fl_agent.chain.node import dev_account
 
+    assert revenue >= PRICE, "no sale was delivered: nothing to share"
+    paid = 0
     for index in range(2, 6):
         payee = dev_account(index)
         owed = revenue * earned.get(payee.address, 0) // total - market.withdrawn(
@@ -218,6 +245,8 @@ def test_contributors_withdraw_exactly_their_share_of_the_revenue(shop):
         before = token.balance_of(payee.address)
         market.withdraw(shop.model_id, sender=payee)
         assert token.balance_of(payee.address) - before == owed
+        paid += owed
+    assert paid > 0  # at least one contributor was paid here
 
 
 def test_the_market_commands_walk_the_whole_sale(shop, tmp_path):
@@ -248,3 +277,25 @@ def test_the_market_commands_walk_the_whole_sale(shop, tmp_path):
                              str(shop.model_id), "--account", "TEST::226"], env=env,
                             capture_output=True, text=True, timeout=180)
     assert failed.returncode == 1 and "already bought model" in failed.stdout
+
+
+def test_a_buyer_whose_wallet_derives_another_key_is_told_and_can_rekey_while_pending(shop):
+    """A purchase made with a key the account no longer derives (another wallet that signs
+    differently): download says so instead of failing obscurely, and while the purchase is
+    pending `rekey` puts the key derived now in its place."""
+    from fl_agent.crypto.sealing import new_buyer_key
+    from fl_agent.market.buyer import download_model, rekey
+
+    shop.agent().step()
+    market, token = shop.fairfl.marketplace, shop.fairfl.token
+    lost, kept = shop.buyer(227), shop.buyer(228)
+    for who in (lost, kept):
+        token.approve(market.address, PRICE, sender=who)
+        market.buy(shop.model_id, PRICE, new_buyer_key()[1], sender=who)  # not its derived key
+    rekey(shop.fairfl, kept, shop.model_id)
+    shop.agent().step()
+    assert download_model(shop.fairfl, shop.store, kept, shop.model_id) == shop.weights()
+    with pytest.raises(ConfigError, match="now derives the key .* but bought it with"):
+        download_model(shop.fairfl, shop.store, lost, shop.model_id)
+    with pytest.raises(ConfigError, match="only a purchase whose key was not delivered"):
+        rekey(shop.fairfl, lost, shop.model_id)

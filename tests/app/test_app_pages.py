@@ -35,11 +35,19 @@ def text(at: AppTest) -> str:
                                             *at.warning, *at.success, *at.title])
 
 
-def open_page(path: str, **query: str) -> AppTest:
+def open_page(path: str, *, account: str | None = None, signed_in: bool = False,
+              **query: str) -> AppTest:
+    """Runs the app on ``path``; ``account`` is what the wallet component reports (its JS
+    does not run in AppTest), ``signed_in`` as after Sign-In with Ethereum."""
     at = AppTest.from_file(str(APP_MAIN), default_timeout=TIMEOUT)
     at.switch_page(path)
     for key, value in query.items():
         at.query_params[key] = value
+    if account is not None:
+        at.session_state["wallet"] = {"status": {"available": True, "account": account,
+                                                 "chain_id": 31337, "mode": "injected"}}
+    if signed_in:
+        at.session_state["signed_in_account"] = account
     at.run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
@@ -173,6 +181,21 @@ def test_account_page_asks_to_connect_without_a_wallet(app_env, test_chain):
     at = open_page("app_pages/account.py")
     assert "Connect your wallet" in text(at)
     assert "Connect and sign in" in [b.label for b in at.button]
+
+
+def test_account_page_shows_purchases_and_revenue_only_after_sign_in(app_env, test_chain):
+    story = test_chain.story
+    payee = max(story.earned, key=story.earned.get)
+    connected = open_page("app_pages/account.py", account=payee)
+    assert "Sign in with Ethereum" in [b.label for b in connected.button]
+    assert "My revenue" not in [df.proto.alt for df in connected.dataframe]
+
+    at = open_page("app_pages/account.py", account=payee, signed_in=True)
+    revenue = table(at, "My revenue").set_index("model_id")
+    total = sum(story.earned.values())
+    assert revenue.loc[story.model_id, "share_pct"] == pytest.approx(
+        100 * story.earned[payee] / total)
+    assert revenue.loc[story.model_id, "task_id"] == story.completed_task
 
 
 def test_unreachable_chain_says_what_to_run(monkeypatch: pytest.MonkeyPatch,

@@ -6,6 +6,8 @@
 import { bytesToHex, custom, getAddress, hexToBytes, isHex, numberToHex, stringToHex }
   from "viem";
 
+import { x25519 } from "@noble/curves/ed25519.js";
+
 import { keyFromSignature, openModel } from "./crypto.js";
 import { classify, WalletFailure } from "./errors.js";
 
@@ -144,6 +146,15 @@ async function decryptDownload(call, params) {
   if (!privateKey) {
     await deriveKey(call, message);
     privateKey = derivedKeys.get(keyId(account, message));
+  }
+  // The key the purchase was made with, when Python passes it: a wallet that signs the key
+  // message differently now (another device, non-deterministic signatures) gets told so.
+  if (params.buyerKey !== undefined && params.buyerKey !== null) {
+    const now = bytesToHex(x25519.getPublicKey(privateKey));
+    if (now.toLowerCase() !== String(params.buyerKey).toLowerCase()) {
+      throw new WalletFailure("key_changed", `this wallet now derives the key ${now}, but the ` +
+        `purchase was made with ${params.buyerKey}`);
+    }
   }
   const { plaintext, sha256 } = openModel({
     privateKey,
