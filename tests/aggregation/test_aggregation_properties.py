@@ -64,16 +64,16 @@ def test_order_of_updates_does_not_matter(round_, name):
 
 @PROFILE
 @given(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=30),
-       st.data(), st.integers(1, 10_000))
-def test_reward_shares_are_valid_uint16_shares(scores, data, total):
+       st.data(), st.integers(1, 1_000_000), st.integers(0, 1_000))
+def test_reward_shares_are_valid_ledger_shares(scores, data, total, tie_break):
     accepted = data.draw(st.lists(st.integers(0, len(scores) - 1), unique=True))
-    shares = to_reward_shares(scores, accepted, total_bps=total)
+    shares = to_reward_shares(scores, accepted, total=total, tie_break=tie_break)
     assert len(shares) == len(scores)
     assert all(isinstance(s, int) and 0 <= s <= total for s in shares)
     assert sum(shares) == (total if accepted else 0)
     assert all(shares[i] == 0 for i in range(len(scores)) if i not in accepted)
     positive = [i for i in accepted if scores[i] > 0]
-    for i in positive:  # within one basis point of the exact proportion
+    for i in positive:  # within one unit of the exact proportion
         exact = scores[i] / sum(scores[j] for j in positive) * total
         assert abs(shares[i] - exact) < 1 + 1e-9
 
