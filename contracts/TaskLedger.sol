@@ -17,7 +17,10 @@ contract TaskLedger is ITaskLedger, AccessControl {
     bytes32 public constant TASK_CREATOR_ROLE = keccak256("TASK_CREATOR_ROLE");
 
     uint8 private constant _MODE_MASK = 0x07; // DP | PRUNING | HOMOMORPHIC
+    /// @dev Reputation outcomes are basis points, as the registry expects.
     uint256 private constant _MAX_BPS = 10_000;
+    /// @dev Scores are parts per million of the round budget.
+    uint256 private constant _MAX_PPM = 1_000_000;
 
     IFairToken private immutable _token;
     IParticipantRegistry private immutable _registry;
@@ -151,8 +154,9 @@ contract TaskLedger is ITaskLedger, AccessControl {
         if (bytes(result.newModelCid).length == 0 || bytes(result.evidenceCid).length == 0) {
             revert TaskLedgerEmptyCid();
         }
-        if (result.contributors.length != result.scoresBps.length) {
-            revert TaskLedgerLengthMismatch(result.contributors.length, result.scoresBps.length);
+        if (result.modelHash == bytes32(0)) revert TaskLedgerEmptyModelHash();
+        if (result.contributors.length != result.scoresPpm.length) {
+            revert TaskLedgerLengthMismatch(result.contributors.length, result.scoresPpm.length);
         }
         if (result.rejected.length != result.reasons.length) {
             revert TaskLedgerLengthMismatch(result.rejected.length, result.reasons.length);
@@ -169,6 +173,8 @@ contract TaskLedger is ITaskLedger, AccessControl {
         // Cannot overflow: credited <= rewardPerRound and createTask bounds rewardPerRound * rounds.
         t.totalRewarded += uint96(credited);
         t.globalModelHash = keccak256(bytes(result.newModelCid));
+        // `result.modelHash` is emitted, not stored: a fresh slot (22,100 gas) would push a
+        // one-contributor round over its 100k budget, and nothing on chain reads it back.
         emit RoundFinalized(taskId, roundNumber, msg.sender, result, rewards, uint64(block.timestamp));
         if (roundNumber == t.rounds) {
             t.status = TaskStatus.Completed;
@@ -255,8 +261,9 @@ contract TaskLedger is ITaskLedger, AccessControl {
         }
     }
 
-    /// @dev Rewards are shares of the round budget; reputation outcomes are the shares relative
-    /// to an equal split (a contributor with at least 1/n of the scores gets a full 10_000).
+    /// @dev Rewards are shares of the round budget in parts per million. Reputation outcomes are
+    /// the shares relative to an equal split, in basis points, capped at a full 10_000 (reached
+    /// with at least 1/n of the budget): `(score / 1_000_000) / (1 / n) * 10_000 = score * n / 100`.
     function _settleContributors(
         uint256 taskId,
         uint256 roundNumber,
@@ -268,11 +275,11 @@ contract TaskLedger is ITaskLedger, AccessControl {
         outcomes = new uint16[](n);
         uint256 totalScore;
         for (uint256 i; i < n; ++i) {
-            uint256 score = result.scoresBps[i];
+            uint256 score = result.scoresPpm[i];
             totalScore += score;
             // Checked before the reward is computed, so that reward <= rewardPerRound below.
-            if (totalScore > _MAX_BPS) revert TaskLedgerBudgetExceeded(_totalScore(result.scoresBps));
-            uint256 reward = (rewardPerRound * score) / _MAX_BPS;
+            if (totalScore > _MAX_PPM) revert TaskLedgerBudgetExceeded(_totalScore(result.scoresPpm));
+            uint256 reward = (rewardPerRound * score) / _MAX_PPM;
             Membership storage m = _settle(taskId, roundNumber, result.contributors[i]);
             m.acceptedRounds += 1;
             // Cannot overflow: reward <= rewardPerRound, each participant is settled at most
@@ -280,15 +287,15 @@ contract TaskLedger is ITaskLedger, AccessControl {
             m.earned += uint96(reward);
             rewards[i] = reward;
             credited += reward;
-            uint256 outcome = score * n;
+            uint256 outcome = (score * n) / (_MAX_PPM / _MAX_BPS);
             outcomes[i] = uint16(outcome > _MAX_BPS ? _MAX_BPS : outcome);
         }
     }
 
     /// @dev Only on the revert path, so that the error reports the sum of all the scores.
-    function _totalScore(uint16[] calldata scoresBps) private pure returns (uint256 total) {
-        for (uint256 i; i < scoresBps.length; ++i) {
-            total += scoresBps[i];
+    function _totalScore(uint32[] calldata scoresPpm) private pure returns (uint256 total) {
+        for (uint256 i; i < scoresPpm.length; ++i) {
+            total += scoresPpm[i];
         }
     }
 

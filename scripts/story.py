@@ -152,9 +152,9 @@ def cli(deployments):
 
     console.rule("[bold]4. Aggregation, rewards, reputation")
     new_model = weights(1)
-    scores = (4_000, 3_500, 2_500)
+    scores = (400_000, 350_000, 250_000)  # parts per million of the round's budget
     verdicts = [
-        {"participant": p.address, "accepted": True, "reason": None, "share_bps": score}
+        {"participant": p.address, "accepted": True, "reason": None, "share_ppm": score}
         for p, score in zip(honest, scores, strict=True)
     ]
     if cheating:
@@ -163,8 +163,9 @@ def cli(deployments):
         )
     result = RoundResult(
         new_model_cid=compute_cid(new_model),
+        model_hash=plaintext_hash(new_model),
         contributors=tuple(p.address for p in honest),
-        scores_bps=scores,
+        scores_ppm=scores,
         rejected=(cheater.address,) if cheating else (),
         reasons=(RejectReason.NORM_OUTLIER,) if cheating else (),
         evidence_cid=doc({"task": task_id, "round": round_number, "verdicts": verdicts}),
@@ -208,6 +209,12 @@ def cli(deployments):
     )
     listing = market.listing(model_id)
     step(f"model {model_id} of task {task_id} listed for {fmt_flt(listing.price)}", r)
+    # What a buyer checks before paying: the listing commits to the model the last round made.
+    [finalized] = fairfl.ledger.events("RoundFinalized", taskId=task_id)  # a one-round task
+    last_round = RoundResult.from_chain(finalized.result)
+    matches = last_round.model_hash == listing.plaintext_hash
+    console.print(f"  plaintext hash matches the last round's model hash: {matches}")
+    assert matches
     shares = []
     for p in honest:
         earned, total = fairfl.ledger.reward_share(task_id, p)

@@ -95,8 +95,16 @@ interface ITaskLedger {
 
     /// @notice What the aggregator reports when it closes a round.
     /// @param newModelCid CID of the new global model.
+    /// @param modelHash SHA-256 of the new global model's plaintext weights (required). The
+    /// aggregator may publish the model encrypted; this commits to what was encrypted. It is
+    /// emitted in `RoundFinalized`, not stored. Members who can decrypt the round's model check
+    /// it against this hash, and a buyer compares a listing's `plaintextHash` with the
+    /// `modelHash` of its task's last `RoundFinalized` (the app and `fl-agent market` refuse to
+    /// buy a listing that does not match).
     /// @param contributors Participants whose updates were aggregated.
-    /// @param scoresBps Their shares of the round budget in basis points (sum <= 10_000).
+    /// @param scoresPpm Their shares of the round budget in parts per million (sum <= 1_000_000):
+    /// each is credited `rewardPerRound * score / 1_000_000`, rounded down. Parts per million, so
+    /// that an equal split among hundreds of contributors leaves them at most one part apart.
     /// @param rejected Participants whose updates were discarded as malicious or free-riding.
     /// @param reasons Why each of `rejected` was discarded, one code per address, in the same
     /// order. The codes are recorded and emitted, not interpreted by the contract:
@@ -109,8 +117,9 @@ interface ITaskLedger {
     /// @param aggregationMillis Time spent aggregating and scoring.
     struct RoundResult {
         string newModelCid;
+        bytes32 modelHash;
         address[] contributors;
-        uint16[] scoresBps;
+        uint32[] scoresPpm;
         address[] rejected;
         uint8[] reasons;
         string evidenceCid;
@@ -144,9 +153,10 @@ interface ITaskLedger {
         uint64 timestamp
     );
     /// @notice The aggregator turned the round's global model (see `RoundStarted`) into
-    /// `result.newModelCid` from the updates of `result.contributors`, credited `rewards[i]` FLT
-    /// to each, and discarded `result.rejected` for `result.reasons`; the round's evidence is at
-    /// `result.evidenceCid`.
+    /// `result.newModelCid`, whose plaintext weights hash to `result.modelHash` (SHA-256), from
+    /// the updates of `result.contributors`, credited `rewards[i]` FLT to each, and discarded
+    /// `result.rejected` for `result.reasons`; the round's evidence is at `result.evidenceCid`.
+    /// The last round's event is where clients read the final model's `modelHash`.
     event RoundFinalized(
         uint256 indexed taskId,
         uint256 indexed round,
@@ -192,13 +202,16 @@ interface ITaskLedger {
     error TaskLedgerNotSubmitted(uint256 taskId, uint256 round, address participant);
     /// @notice The participant appears twice in one finalization.
     error TaskLedgerDuplicateParticipant(uint256 taskId, uint256 round, address participant);
-    /// @notice The scores add up to more than the whole budget (10_000 bps).
-    error TaskLedgerBudgetExceeded(uint256 totalScoreBps);
+    /// @notice The scores add up to `totalScore` parts per million, more than the whole budget
+    /// (1_000_000).
+    error TaskLedgerBudgetExceeded(uint256 totalScore);
     /// @notice An array of a `RoundResult` has `actual` entries where `expected` are due: one
     /// score per contributor, one reason per rejected address.
     error TaskLedgerLengthMismatch(uint256 expected, uint256 actual);
     /// @notice A CID argument was empty.
     error TaskLedgerEmptyCid();
+    /// @notice A `RoundResult` named no model hash (zero).
+    error TaskLedgerEmptyModelHash();
     /// @notice `startRound` named a model other than the task's current global model.
     error TaskLedgerWrongModel(uint256 taskId, string modelCid);
     /// @notice The participant has no unclaimed rewards in this task.
@@ -229,9 +242,12 @@ interface ITaskLedger {
         uint64 trainingMillis
     ) external;
 
-    /// @notice Closes round `round`: records the new global model, credits the contributors in
-    /// proportion to their scores (shares of the round budget, adding up to at most 10_000),
-    /// moves reputations and counts rejections toward the blacklist. Only the task's aggregator.
+    /// @notice Closes round `round`: records the new global model (the keccak-256 of its CID;
+    /// its plaintext hash is only emitted), credits the contributors in proportion to their
+    /// scores (parts per million of the round budget, adding up to at most 1_000_000), moves
+    /// reputations and counts rejections toward the blacklist. A contributor's reputation
+    /// outcome is its share relative to an equal split, in basis points:
+    /// `min(10_000, score * contributors / 100)`. Only the task's aggregator.
     function finalizeRound(uint256 taskId, uint256 round, RoundResult calldata result) external;
 
     /// @notice Mints to the caller the rewards it was credited in task `taskId` and has not

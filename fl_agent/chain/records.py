@@ -260,32 +260,50 @@ class Purchase:
         )
 
 
+#: A zero ``RoundResult.model_hash``: the ledger refuses it (``TaskLedgerEmptyModelHash``).
+NO_MODEL_HASH = b"\0" * 32
+#: Scores are parts per million of a round's reward budget (``RoundResult.scores_ppm``).
+PPM = 1_000_000
+
+
 @dataclass(frozen=True)
 class RoundResult:
     """What an aggregator reports when it closes a round (ITaskLedger.RoundResult).
 
-    ``reasons`` holds one :class:`RejectReason` code per ``rejected`` address; ``evidence_cid``
-    names the round's evidence document, which the ledger requires.
+    Fields are in ABI order. ``model_hash`` is the SHA-256 of the new model's plaintext
+    weights, required by the ledger (the default, all zero, is refused: it is there so that a
+    result can be built step by step). ``scores_ppm`` are the contributors' shares of the
+    round's budget in parts per million, adding up to at most :data:`PPM`. ``reasons`` holds one
+    :class:`RejectReason` code per ``rejected`` address; ``evidence_cid`` names the round's
+    evidence document, which the ledger requires.
     """
 
     new_model_cid: str
-    contributors: tuple[str, ...]
-    scores_bps: tuple[int, ...]
+    model_hash: bytes = NO_MODEL_HASH
+    contributors: tuple[str, ...] = ()
+    scores_ppm: tuple[int, ...] = ()
     rejected: tuple[str, ...] = ()
-    aggregation_millis: int = 0
     reasons: tuple[int, ...] = ()
     evidence_cid: str = ""
+    aggregation_millis: int = 0
 
     #: Field names in ABI order.
     ABI_FIELDS = (
         "newModelCid",
+        "modelHash",
         "contributors",
-        "scoresBps",
+        "scoresPpm",
         "rejected",
         "reasons",
         "evidenceCid",
         "aggregationMillis",
     )
+
+    def __post_init__(self) -> None:
+        if len(self.model_hash) != 32:
+            raise ValueError(
+                f"model_hash is a 32-byte SHA-256 digest, got {len(self.model_hash)} bytes"
+            )
 
     @classmethod
     def from_chain(cls, raw: Any) -> RoundResult:
@@ -295,23 +313,25 @@ class RoundResult:
         values = [
             getattr(raw, n) if hasattr(raw, n) else raw[i] for i, n in enumerate(cls.ABI_FIELDS)
         ]
-        cid, contributors, scores, rejected, reasons, evidence, millis = values
+        cid, model_hash, contributors, scores, rejected, reasons, evidence, millis = values
         return cls(
             new_model_cid=str(cid),
+            model_hash=bytes(model_hash),
             contributors=tuple(to_checksum_address(str(a)) for a in contributors),
-            scores_bps=tuple(int(s) for s in scores),
+            scores_ppm=tuple(int(s) for s in scores),
             rejected=tuple(to_checksum_address(str(a)) for a in rejected),
-            aggregation_millis=int(millis),
             reasons=tuple(int(r) for r in reasons),
             evidence_cid=str(evidence),
+            aggregation_millis=int(millis),
         )
 
     def as_abi(self) -> tuple[Any, ...]:
         """The struct as a tuple in ABI order."""
         return (
             self.new_model_cid,
+            bytes(self.model_hash),
             list(self.contributors),
-            list(self.scores_bps),
+            list(self.scores_ppm),
             list(self.rejected),
             [int(r) for r in self.reasons],
             self.evidence_cid,

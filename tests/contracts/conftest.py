@@ -7,6 +7,7 @@ ape reverts the chain to a snapshot after every test, so each test starts from t
 
 from __future__ import annotations
 
+import hashlib
 import os
 import statistics
 import time
@@ -29,6 +30,10 @@ CID_UPDATE = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
 CID_NEW_MODEL = "bafkreiabltrd5zm73pvi7plq25pef3hm7jxhbi3kv4hapegrkfpkqtkbme"
 #: A round's evidence document (verdicts, scores, statistics).
 CID_ROUND_EVIDENCE = "bafkreidrkzxzmxsbyyv5mfuvblzpn4kzsdgbmpbkvaz5gvdfgm5bzfkdrq"
+#: SHA-256 of the new global model's plaintext weights (``RoundResult.modelHash``).
+MODEL_HASH = hashlib.sha256(b"plaintext weights of the new global model").digest()
+#: Scores are parts per million of the round's budget.
+PPM = 1_000_000
 #: Reason code the helpers give a rejected update unless told otherwise (5: norm outlier).
 REASON_NORM_OUTLIER = 5
 #: The policy every test runs with: 3 rejections within 100 blocks blacklist.
@@ -222,13 +227,15 @@ def round_result(
     millis=1234,
     reasons=None,
     evidence=CID_ROUND_EVIDENCE,
+    model_hash=MODEL_HASH,
 ):
-    """A RoundResult tuple in ABI order; ``reasons`` defaults to one norm-outlier code per
-    rejected address."""
+    """A RoundResult tuple in ABI order; ``scores`` are in parts per million, ``reasons``
+    defaults to one norm-outlier code per rejected address."""
     if reasons is None:
         reasons = [REASON_NORM_OUTLIER] * len(rejected)
     return (
         new_cid,
+        model_hash,
         [getattr(a, "address", a) for a in contributors],
         list(scores),
         [getattr(a, "address", a) for a in rejected],
@@ -281,7 +288,7 @@ class TaskFactory:
         """A one-round task, finalized with ``participants`` as contributors."""
         overrides.setdefault("rounds", 1)
         task_id = self.submitted(participants, **overrides)
-        scores = scores or [10_000 // len(participants)] * len(participants)
+        scores = scores or [PPM // len(participants)] * len(participants)
         self.ledger.finalizeRound(
             task_id, 1, round_result(contributors=participants, scores=scores), sender=self.aggregator
         )
@@ -347,7 +354,7 @@ class Crowd:
         finally:
             provider.make_request("anvil_autoImpersonateAccount", [False])
         assert ledger.round(task_id, 1).submissions == n, "a crowd transaction failed"
-        scores = scores or [10_000 // n] * n
+        scores = scores or [PPM // n] * n
         result = round_result(contributors=people, scores=scores)
         ledger.finalizeRound(task_id, 1, result, sender=self.tasks.aggregator)
         return task_id, people

@@ -7,11 +7,19 @@ own views, plus the records' ABI round trips and the errors the client turns rev
 from __future__ import annotations
 
 import pytest
-from conftest import CID_MODEL, CID_ROUND_EVIDENCE, DELIVERY_WINDOW, UNIT
+from conftest import CID_MODEL, CID_ROUND_EVIDENCE, DELIVERY_WINDOW, MODEL_HASH, UNIT
 
 from fl_agent.chain.client import FairFL
 from fl_agent.chain.deployment import CONTRACTS, Deployment
-from fl_agent.chain.records import Listing, Purchase, PurchaseStatus, RejectReason, RoundResult
+from fl_agent.chain.records import (
+    NO_MODEL_HASH,
+    PPM,
+    Listing,
+    Purchase,
+    PurchaseStatus,
+    RejectReason,
+    RoundResult,
+)
 from fl_agent.errors import ContractRevertError
 
 PRICE = 20 * UNIT
@@ -54,27 +62,47 @@ def test_round_result_round_trips_through_the_abi_in_the_new_field_order(
     task_id = tasks.submitted(trainers[:3])
     result = RoundResult(
         new_model_cid=CID_MODEL,
+        model_hash=MODEL_HASH,
         contributors=(trainers[0].address, trainers[1].address),
-        scores_bps=(6_000, 4_000),
+        scores_ppm=(600_000, 400_000),
         rejected=(trainers[2].address,),
-        aggregation_millis=77,
         reasons=(RejectReason.TRIGGER,),
         evidence_cid=CID_ROUND_EVIDENCE,
+        aggregation_millis=77,
     )
     assert result.as_abi() == (
         CID_MODEL,
+        MODEL_HASH,
         [trainers[0].address, trainers[1].address],
-        [6_000, 4_000],
+        [600_000, 400_000],
         [trainers[2].address],
         [6],
         CID_ROUND_EVIDENCE,
         77,
     )
+    # positionally, too: the dataclass fields are in ABI order
+    assert RoundResult(*result.as_abi()).as_abi() == result.as_abi()
     fairfl.ledger.finalize_round(task_id, 1, result, sender=aggregator)
     [event] = fairfl.ledger.events("RoundFinalized", taskId=task_id)
     assert RoundResult.from_chain(event.result) == result
-    defaults = RoundResult("cid", (), ())
-    assert (defaults.reasons, defaults.evidence_cid) == ((), "")
+    assert list(event.rewards) == [1_000 * UNIT * s // PPM for s in result.scores_ppm]
+
+
+def test_round_result_defaults_and_a_missing_model_hash(fairfl, tasks, aggregator, trainers):
+    defaults = RoundResult("cid")
+    assert defaults.as_abi() == ("cid", NO_MODEL_HASH, [], [], [], [], "", 0)
+    with pytest.raises(ValueError, match="32-byte"):
+        RoundResult("cid", model_hash=b"\x01" * 31)
+    task_id = tasks.submitted(trainers[:2])
+    unhashed = RoundResult(
+        CID_MODEL,
+        contributors=(trainers[0].address,),
+        scores_ppm=(PPM,),
+        evidence_cid=CID_ROUND_EVIDENCE,
+    )
+    with pytest.raises(ContractRevertError) as info:
+        fairfl.ledger.finalize_round(task_id, 1, unhashed, sender=aggregator)
+    assert info.value.error_name == "TaskLedgerEmptyModelHash"
 
 
 def test_the_marketplace_client_walks_through_escrow_delivery_refund_and_withdrawal(
@@ -82,7 +110,7 @@ def test_the_marketplace_client_walks_through_escrow_delivery_refund_and_withdra
 ):
     market, ledger = fairfl.marketplace, fairfl.ledger
     payees = trainers[:2]
-    task_id = tasks.completed(payees, scores=[6_000, 4_000])
+    task_id = tasks.completed(payees, scores=[600_000, 400_000])
     assert market.payment_token() == fairfl.token.address == fairfl.payment_token.address
     assert fairfl.payment_token.symbol() == "FLT"
     assert market.delivery_window() == DELIVERY_WINDOW

@@ -9,6 +9,8 @@ on purpose: a regression must fail loudly.
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from conftest import (
     CID_MODEL,
@@ -17,7 +19,9 @@ from conftest import (
     CID_SPEC,
     CID_UPDATE,
     CID_WORKLOAD,
+    MODEL_HASH,
     POLICY,
+    PPM,
     REASON_NORM_OUTLIER,
     UNIT,
     reverts,
@@ -28,6 +32,8 @@ from eth_utils import keccak
 
 ZERO_ADDRESS = "0x" + "00" * 20
 UINT96_MAX = 2**96 - 1
+UINT32_MAX = 2**32 - 1
+#: Reputations and reputation outcomes are in basis points; scores are in parts per million.
 MAX_BPS = 10_000
 INITIAL_REPUTATION = 5_000
 #: CID of the governance evidence when a test blacklists someone by hand (CIDv1, 59 chars).
@@ -99,16 +105,20 @@ def finalize(
     millis=1_234,
     reasons=None,
     evidence=CID_ROUND_EVIDENCE,
+    model_hash=MODEL_HASH,
 ):
-    result = round_result(new_cid, contributors, scores, rejected, millis, reasons, evidence)
+    result = round_result(
+        new_cid, contributors, scores, rejected, millis, reasons, evidence, model_hash
+    )
     return ledger.finalizeRound(task_id, round_number, result, sender=aggregator)
 
 
 def decoded_result(result):
     """A RoundResult decoded from an event (a list with lower-case addresses), normalised."""
-    new_cid, contributors, scores, rejected, reasons, evidence, millis = result
+    new_cid, digest, contributors, scores, rejected, reasons, evidence, millis = result
     return (
         new_cid,
+        bytes(digest),
         [a.lower() for a in contributors],
         list(scores),
         [a.lower() for a in rejected],
@@ -119,7 +129,14 @@ def decoded_result(result):
 
 
 def reward(reward_per_round, score):
-    return reward_per_round * score // MAX_BPS
+    """What a score of ``score`` parts per million of the budget is credited."""
+    return reward_per_round * score // PPM
+
+
+def share_outcome(score, contributors):
+    """The reputation outcome of a score: its share (``score / PPM``) relative to an equal
+    split (``1 / contributors``), in basis points, at most a full mark."""
+    return min(MAX_BPS, score * contributors * MAX_BPS // PPM)
 
 
 def ewma(old, outcome, alpha=POLICY.alpha_bps):
@@ -496,7 +513,9 @@ def test_start_round_on_a_wrong_model_reverts(tasks, ledger, aggregator, trainer
 def test_start_round_on_the_stale_initial_model_reverts(tasks, ledger, aggregator, trainers):
     """Round 2 must start on round 1's result, not again on the initial model."""
     task_id = tasks.submitted(trainers[:2])  # two rounds
-    finalize(ledger, aggregator, task_id, 1, trainers[:2], [5_000, 5_000], new_cid=CID_NEW_MODEL)
+    finalize(
+        ledger, aggregator, task_id, 1, trainers[:2], [500_000, 500_000], new_cid=CID_NEW_MODEL
+    )
 
     with reverts(ledger.TaskLedgerWrongModel, taskId=task_id, modelCid=CID_MODEL):
         start(ledger, aggregator, task_id, model=CID_MODEL)
@@ -509,7 +528,7 @@ def test_start_round_on_the_stale_initial_model_reverts(tasks, ledger, aggregato
 def test_start_round_of_another_tasks_model_reverts(tasks, ledger, aggregator, trainers):
     """Each task tracks its own global model."""
     other = tasks.submitted(trainers[:2])
-    finalize(ledger, aggregator, other, 1, trainers[:2], [5_000, 5_000], new_cid=CID_NEW_MODEL)
+    finalize(ledger, aggregator, other, 1, trainers[:2], [500_000, 500_000], new_cid=CID_NEW_MODEL)
     task_id = tasks.joined(trainers[:2])  # same initial model, still untrained
 
     with reverts(ledger.TaskLedgerWrongModel, taskId=task_id, modelCid=CID_NEW_MODEL):
@@ -536,7 +555,7 @@ def test_global_model_hash_follows_the_latest_model(tasks, ledger, aggregator, t
             task_id,
             round_number,
             trainers[:2],
-            [5_000, 5_000],
+            [500_000, 500_000],
             new_cid=new_model,
         )
         assert ledger.task(task_id).globalModelHash == model_hash(new_model)
@@ -600,7 +619,7 @@ def test_submit_update_before_any_round_reverts(tasks, ledger, trainers):
 def test_submit_update_after_finalize_reverts(tasks, ledger, aggregator, trainers):
     task_id = tasks.started(trainers[:3])  # two rounds: the task stays open
     submit(ledger, task_id, 1, trainers[0])
-    finalize(ledger, aggregator, task_id, 1, [trainers[0]], [MAX_BPS])
+    finalize(ledger, aggregator, task_id, 1, [trainers[0]], [PPM])
 
     with reverts(ledger.TaskLedgerRoundAlreadyFinalized, taskId=task_id, round=1):
         submit(ledger, task_id, 1, trainers[1])
@@ -675,6 +694,7 @@ def test_submit_update_by_blacklisted_member_reverts(tasks, ledger, trainers, bl
 
 def test_finalize_round_emits_aggregation_record(tasks, ledger, chain, aggregator, trainers):
     task_id = tasks.submitted(trainers[:3])
+    digest = hashlib.sha256(b"the weights of round 1").digest()
 
     tx = finalize(
         ledger,
@@ -682,12 +702,13 @@ def test_finalize_round_emits_aggregation_record(tasks, ledger, chain, aggregato
         task_id,
         1,
         trainers[:2],
-        [6_000, 3_000],
+        [600_000, 300_000],
         [trainers[2]],
         new_cid=CID_NEW_MODEL,
         millis=4_321,
         reasons=[6],  # trigger
         evidence=CID_EVIDENCE,
+        model_hash=digest,
     )
 
     event = only(tx, ledger.RoundFinalized)
@@ -707,8 +728,9 @@ def test_finalize_round_emits_aggregation_record(tasks, ledger, chain, aggregato
     assert started.globalModelCid == CID_MODEL
     assert decoded_result(event.result) == (
         CID_NEW_MODEL,
+        digest,
         [addr(trainers[0]), addr(trainers[1])],
-        [6_000, 3_000],
+        [600_000, 300_000],
         [addr(trainers[2])],
         [6],
         CID_EVIDENCE,
@@ -718,15 +740,40 @@ def test_finalize_round_emits_aggregation_record(tasks, ledger, chain, aggregato
     assert emitted_time(event) == block_time(chain, tx)
 
 
+def test_the_final_model_hash_is_read_from_the_last_rounds_event(
+    tasks, ledger, chain, aggregator, trainers
+):
+    """What a buyer compares a listing's plaintextHash with: the modelHash of the task's last
+    RoundFinalized, recovered from the logs alone. The task itself keeps only the hash of the
+    model's CID."""
+    task_id = tasks.submitted(trainers[:2])  # two rounds
+    digests = [hashlib.sha256(f"weights of round {r}".encode()).digest() for r in (1, 2)]
+    finalize(ledger, aggregator, task_id, 1, trainers[:2], [500_000, 500_000],
+             model_hash=digests[0])
+    start(ledger, aggregator, task_id, model=CID_NEW_MODEL)
+    for trainer in trainers[:2]:
+        submit(ledger, task_id, 2, trainer)
+    finalize(ledger, aggregator, task_id, 2, trainers[:2], [500_000, 500_000],
+             new_cid=CID_MODEL_2, model_hash=digests[1])
+
+    logs = chain_logs(chain, ledger.RoundFinalized, taskId=task_id)
+    assert [decoded_result(log.result)[1] for log in logs] == digests
+    last = max(logs, key=lambda log: log.round)
+    assert (last.round, decoded_result(last.result)[1]) == (2, digests[1])
+    assert ledger.task(task_id).status == COMPLETED
+    assert ledger.task(task_id).globalModelHash == model_hash(CID_MODEL_2)
+
+
 def test_finalize_round_credits_rewards_pro_rata(tasks, ledger, token, aggregator, trainers):
     budget = 1_000 * UNIT + 7  # not divisible, so the rounding down shows
-    scores = [3_333, 3_333, 3_334]
+    scores = [333_333, 333_333, 333_334]
     task_id = tasks.submitted(trainers[:3], rewardPerRound=budget)
 
     tx = finalize(ledger, aggregator, task_id, 1, trainers[:3], scores)
 
     expected = [reward(budget, s) for s in scores]
-    assert expected[0] == 333_300_000_000_000_000_002  # floor(budget * 3333 / 10000)
+    assert expected[0] == 333_333_000_000_000_000_002  # floor(budget * 333333 / 1000000)
+    assert expected[2] - expected[0] == budget // PPM  # one part per million apart
     assert list(only(tx, ledger.RoundFinalized).rewards) == expected
     # credited, not minted: finalizeRound never touches the token
     assert tx.events.filter(token.Transfer) == []
@@ -749,7 +796,7 @@ def test_finalize_round_credits_rewards_pro_rata(tasks, ledger, token, aggregato
 def test_finalize_round_pays_nothing_for_a_zero_score(tasks, ledger, token, aggregator, trainers):
     task_id = tasks.submitted(trainers[:2])
 
-    tx = finalize(ledger, aggregator, task_id, 1, trainers[:2], [5_000, 0])
+    tx = finalize(ledger, aggregator, task_id, 1, trainers[:2], [500_000, 0])
 
     assert list(only(tx, ledger.RoundFinalized).rewards) == [500 * UNIT, 0]
     assert tx.events.filter(token.Transfer) == []
@@ -766,7 +813,7 @@ def test_finalize_round_pays_nothing_for_a_zero_score(tasks, ledger, token, aggr
 def test_finalize_round_keeps_unspent_budget(tasks, ledger, token, aggregator, trainers):
     task_id = tasks.submitted(trainers[:2])
 
-    finalize(ledger, aggregator, task_id, 1, trainers[:2], [2_000, 1_000])
+    finalize(ledger, aggregator, task_id, 1, trainers[:2], [200_000, 100_000])
 
     assert ledger.task(task_id).totalRewarded == 300 * UNIT
     for trainer in trainers[:2]:
@@ -781,7 +828,7 @@ def test_finalize_round_without_contributors(tasks, ledger, token, registry, agg
 
     event = only(tx, ledger.RoundFinalized)
     assert decoded_result(event.result) == (
-        CID_NEW_MODEL, [], [], [], [], CID_ROUND_EVIDENCE, 1_234
+        CID_NEW_MODEL, MODEL_HASH, [], [], [], [], CID_ROUND_EVIDENCE, 1_234
     )
     assert list(event.rewards) == []
     assert tx.events.filter(token.Transfer) == []
@@ -794,17 +841,22 @@ def test_finalize_round_without_contributors(tasks, ledger, token, registry, agg
 @pytest.mark.parametrize(
     "scores,outcomes",
     [
-        ([4_000], [4_000]),
-        ([6_000, 3_000, 1_000], [10_000, 9_000, 3_000]),
-        ([2_000, 2_001, 1_999, 0, 4_000], [10_000, 10_000, 9_995, 0, 10_000]),
+        ([400_000], [4_000]),
+        ([600_000, 300_000, 100_000], [10_000, 9_000, 3_000]),
+        ([200_000, 200_100, 199_900, 0, 400_000], [10_000, 10_000, 9_995, 0, 10_000]),
+        # a largest-remainder split of the budget: one part per million short of 1/3 is
+        # just short of a full mark
+        ([333_334, 333_333, 333_333], [10_000, 9_999, 9_999]),
+        ([199_999, 1, 800_000], [5_999, 0, 10_000]),
     ],
-    ids=["1", "3", "5"],
+    ids=["1", "3", "5", "3-equal", "3-ppm"],
 )
 def test_finalize_round_moves_reputation_by_share(
     tasks, ledger, registry, aggregator, trainers, scores, outcomes
 ):
-    """Outcome = min(10_000, score * contributors): an equal share is a full mark."""
+    """Outcome = min(10_000, share relative to an equal split): an equal share is a full mark."""
     contributors = trainers[: len(scores)]
+    assert [share_outcome(s, len(scores)) for s in scores] == outcomes
     task_id = tasks.submitted(contributors, minParticipants=1)
 
     tx = finalize(ledger, aggregator, task_id, 1, contributors, scores)
@@ -822,7 +874,7 @@ def test_finalize_round_moves_reputation_by_share(
 def test_finalize_round_counts_rejections(tasks, ledger, registry, token, aggregator, trainers):
     task_id = tasks.submitted(trainers[:3])
 
-    tx = finalize(ledger, aggregator, task_id, 1, trainers[:1], [MAX_BPS], trainers[1:3])
+    tx = finalize(ledger, aggregator, task_id, 1, trainers[:1], [PPM], trainers[1:3])
 
     for trainer in trainers[1:3]:
         member = ledger.membership(task_id, trainer)
@@ -862,7 +914,7 @@ def test_repeated_rejections_blacklist_the_uploader(tasks, ledger, registry, agg
         submit(ledger, task_id, round_number, cheat)
         model = f"{CID_NEW_MODEL}{round_number}"
         tx = finalize(
-            ledger, aggregator, task_id, round_number, [honest], [MAX_BPS], [cheat], new_cid=model
+            ledger, aggregator, task_id, round_number, [honest], [PPM], [cheat], new_cid=model
         )
 
     blacklisted = only(tx, registry.Blacklisted)  # who counts as `by` is the registry's test
@@ -885,7 +937,7 @@ def test_finalize_round_may_reject_a_blacklisted_uploader(
     task_id = tasks.submitted(trainers[:2])
     blacklist(trainers[1])
 
-    finalize(ledger, aggregator, task_id, 1, trainers[:1], [MAX_BPS], trainers[1:2])
+    finalize(ledger, aggregator, task_id, 1, trainers[:1], [PPM], trainers[1:2])
 
     assert ledger.membership(task_id, trainers[1]).rejectedRounds == 1
 
@@ -893,7 +945,7 @@ def test_finalize_round_may_reject_a_blacklisted_uploader(
 def test_finalize_round_updates_memberships_task_and_round(tasks, ledger, aggregator, trainers):
     task_id = tasks.submitted(trainers[:3])  # two rounds
 
-    tx = finalize(ledger, aggregator, task_id, 1, trainers[:2], [7_000, 3_000], trainers[2:3])
+    tx = finalize(ledger, aggregator, task_id, 1, trainers[:2], [700_000, 300_000], trainers[2:3])
 
     assert ledger.membership(task_id, trainers[0]) == (True, 1, 1, 1, 0, 700 * UNIT)
     assert ledger.membership(task_id, trainers[1]) == (True, 1, 1, 1, 0, 300 * UNIT)
@@ -917,7 +969,9 @@ def test_finalize_round_updates_memberships_task_and_round(tasks, ledger, aggreg
 def test_last_round_completes_task(tasks, ledger, aggregator, trainers):
     task_id = tasks.submitted(trainers[:2], rounds=1)
 
-    tx = finalize(ledger, aggregator, task_id, 1, trainers[:2], [4_000, 4_000], new_cid=CID_MODEL_2)
+    tx = finalize(
+        ledger, aggregator, task_id, 1, trainers[:2], [400_000, 400_000], new_cid=CID_MODEL_2
+    )
 
     event = only(tx, ledger.TaskCompleted)
     assert (event.taskId, event.finalModelCid, event.totalRewarded) == (
@@ -943,7 +997,7 @@ def test_finalize_round_only_aggregator(tasks, ledger, owner, trainers, caller):
     task_id = tasks.submitted(trainers[:2])
 
     with reverts(ledger.TaskLedgerNotAggregator, taskId=task_id, caller=account):
-        finalize(ledger, account, task_id, 1, trainers[:2], [5_000, 5_000])
+        finalize(ledger, account, task_id, 1, trainers[:2], [500_000, 500_000])
 
 
 def test_finalize_round_unknown_task_reverts(ledger, aggregator):
@@ -968,17 +1022,29 @@ def test_finalize_before_any_round_reverts(tasks, ledger, aggregator, trainers):
 
 def test_finalize_twice_reverts(tasks, ledger, aggregator, trainers):
     task_id = tasks.submitted(trainers[:2])  # two rounds, so the task stays open
-    finalize(ledger, aggregator, task_id, 1, trainers[:2], [5_000, 5_000])
+    finalize(ledger, aggregator, task_id, 1, trainers[:2], [500_000, 500_000])
 
     with reverts(ledger.TaskLedgerRoundAlreadyFinalized, taskId=task_id, round=1):
-        finalize(ledger, aggregator, task_id, 1, trainers[:2], [5_000, 5_000])
+        finalize(ledger, aggregator, task_id, 1, trainers[:2], [500_000, 500_000])
 
 
 def test_finalize_requires_new_model_cid(tasks, ledger, aggregator, trainers):
     task_id = tasks.submitted(trainers[:2])
 
     with reverts(ledger.TaskLedgerEmptyCid):
-        finalize(ledger, aggregator, task_id, 1, trainers[:2], [5_000, 5_000], new_cid="")
+        finalize(ledger, aggregator, task_id, 1, trainers[:2], [500_000, 500_000], new_cid="")
+
+
+def test_finalize_requires_a_model_hash(tasks, ledger, aggregator, trainers):
+    task_id = tasks.submitted(trainers[:2])
+
+    with reverts(ledger.TaskLedgerEmptyModelHash):
+        finalize(
+            ledger, aggregator, task_id, 1, trainers[:2], [500_000, 500_000],
+            model_hash=b"\0" * 32,
+        )
+    assert ledger.round(task_id, 1).status == OPEN
+    assert ledger.membership(task_id, trainers[0]).earned == 0
 
 
 @pytest.mark.parametrize("n_scores", [1, 3])
@@ -986,7 +1052,7 @@ def test_finalize_requires_one_score_per_contributor(tasks, ledger, aggregator, 
     task_id = tasks.submitted(trainers[:2])
 
     with reverts(ledger.TaskLedgerLengthMismatch, expected=2, actual=n_scores):
-        finalize(ledger, aggregator, task_id, 1, trainers[:2], [1_000] * n_scores)
+        finalize(ledger, aggregator, task_id, 1, trainers[:2], [100_000] * n_scores)
 
 
 @pytest.mark.parametrize("n_reasons", [0, 1, 3])
@@ -1003,7 +1069,7 @@ def test_finalize_requires_one_reason_per_rejected_update(
             task_id,
             1,
             trainers[:1],
-            [MAX_BPS],
+            [PPM],
             rejected,
             reasons=[REASON_NORM_OUTLIER] * n_reasons,
         )
@@ -1014,7 +1080,7 @@ def test_finalize_requires_an_evidence_cid(tasks, ledger, aggregator, trainers):
     task_id = tasks.submitted(trainers[:2])
 
     with reverts(ledger.TaskLedgerEmptyCid):
-        finalize(ledger, aggregator, task_id, 1, trainers[:2], [5_000, 5_000], evidence="")
+        finalize(ledger, aggregator, task_id, 1, trainers[:2], [500_000, 500_000], evidence="")
     assert ledger.round(task_id, 1).status == OPEN
 
 
@@ -1024,10 +1090,10 @@ def test_reason_codes_are_recorded_not_interpreted(tasks, ledger, registry, aggr
     task_id = tasks.submitted(trainers[:4])
     reasons = [0, 12, 255]
 
-    tx = finalize(ledger, aggregator, task_id, 1, trainers[:1], [MAX_BPS], trainers[1:4],
+    tx = finalize(ledger, aggregator, task_id, 1, trainers[:1], [PPM], trainers[1:4],
                   reasons=reasons)
 
-    assert decoded_result(only(tx, ledger.RoundFinalized).result)[4] == reasons
+    assert decoded_result(only(tx, ledger.RoundFinalized).result)[5] == reasons
     for trainer in trainers[1:4]:
         assert ledger.membership(task_id, trainer).rejectedRounds == 1
         assert registry.participant(trainer).rejectionsInWindow == 1
@@ -1039,9 +1105,9 @@ def test_finalize_with_a_non_submitter_reverts(tasks, ledger, aggregator, traine
     submit(ledger, task_id, 1, trainers[0])
     idle = trainers[1]  # joined, never submitted
     contributors, scores, rejected = (
-        ([trainers[0], idle], [5_000, 5_000], [])
+        ([trainers[0], idle], [500_000, 500_000], [])
         if as_ == "contributor"
-        else ([trainers[0]], [5_000], [idle])
+        else ([trainers[0]], [500_000], [idle])
     )
 
     with reverts(ledger.TaskLedgerNotSubmitted, taskId=task_id, round=1, participant=idle):
@@ -1052,18 +1118,18 @@ def test_finalize_with_an_outsider_reverts(tasks, ledger, aggregator, trainers, 
     task_id = tasks.submitted(trainers[:2])
 
     with reverts(ledger.TaskLedgerNotSubmitted, taskId=task_id, round=1, participant=stranger):
-        finalize(ledger, aggregator, task_id, 1, [stranger], [1_000])
+        finalize(ledger, aggregator, task_id, 1, [stranger], [100_000])
 
 
 def test_finalize_with_last_rounds_submitter_reverts(tasks, ledger, aggregator, trainers):
     """An update of round 1 does not count in round 2."""
     task_id = tasks.submitted(trainers[:2])
-    finalize(ledger, aggregator, task_id, 1, trainers[:2], [5_000, 5_000])
+    finalize(ledger, aggregator, task_id, 1, trainers[:2], [500_000, 500_000])
     start(ledger, aggregator, task_id, model=CID_NEW_MODEL)
     submit(ledger, task_id, 2, trainers[0])
 
     with reverts(ledger.TaskLedgerNotSubmitted, taskId=task_id, round=2, participant=trainers[1]):
-        finalize(ledger, aggregator, task_id, 2, trainers[:2], [5_000, 5_000])
+        finalize(ledger, aggregator, task_id, 2, trainers[:2], [500_000, 500_000])
 
 
 @pytest.mark.parametrize(
@@ -1086,19 +1152,24 @@ def test_finalize_with_duplicate_participant_reverts(
             task_id,
             1,
             [trainers[i] for i in contributors],
-            [1_000] * len(contributors),
+            [100_000] * len(contributors),
             [trainers[i] for i in rejected],
         )
 
 
 @pytest.mark.parametrize(
-    "scores,total", [([5_001, 5_000], 10_001), ([10_001], 10_001), ([65_535, 65_535], 131_070)]
+    "scores,total",
+    [
+        ([500_001, 500_000], 1_000_001),
+        ([1_000_001], 1_000_001),
+        ([UINT32_MAX, UINT32_MAX], 2 * UINT32_MAX),  # the sum is reported beyond uint32
+    ],
 )
 def test_finalize_over_budget_reverts(tasks, ledger, aggregator, trainers, scores, total):
     contributors = trainers[: len(scores)]
     task_id = tasks.submitted(contributors, minParticipants=1)
 
-    with reverts(ledger.TaskLedgerBudgetExceeded, totalScoreBps=total):
+    with reverts(ledger.TaskLedgerBudgetExceeded, totalScore=total):
         finalize(ledger, aggregator, task_id, 1, contributors, scores)
 
 
@@ -1106,12 +1177,12 @@ def test_finalize_over_budget_reverts_even_at_maximal_reward(tasks, ledger, aggr
     """A single huge score must be reported as a budget excess, not as an arithmetic panic."""
     budget = UINT96_MAX // 2
     task_id = tasks.submitted(trainers[:1], minParticipants=1, rewardPerRound=budget)
-    finalize(ledger, aggregator, task_id, 1, trainers[:1], [MAX_BPS])
+    finalize(ledger, aggregator, task_id, 1, trainers[:1], [PPM])
     start(ledger, aggregator, task_id, model=CID_NEW_MODEL)
     submit(ledger, task_id, 2, trainers[0])
 
-    with reverts(ledger.TaskLedgerBudgetExceeded, totalScoreBps=35_000):
-        finalize(ledger, aggregator, task_id, 2, trainers[:1], [35_000])
+    with reverts(ledger.TaskLedgerBudgetExceeded, totalScore=3_500_000):
+        finalize(ledger, aggregator, task_id, 2, trainers[:1], [3_500_000])
 
 
 def test_finalize_paying_a_blacklisted_contributor_reverts(
@@ -1121,7 +1192,7 @@ def test_finalize_paying_a_blacklisted_contributor_reverts(
     blacklist(trainers[1])  # after the upload: governance caught it late
 
     with reverts(registry.ParticipantRegistryBlacklisted, account=trainers[1]):
-        finalize(ledger, aggregator, task_id, 1, trainers[:2], [5_000, 5_000])
+        finalize(ledger, aggregator, task_id, 1, trainers[:2], [500_000, 500_000])
 
 
 # --------------------------------------------------------------------------------------------
@@ -1130,7 +1201,7 @@ def test_finalize_paying_a_blacklisted_contributor_reverts(
 
 def test_claim_rewards_mints_what_was_credited(tasks, ledger, token, aggregator, trainers):
     winner, runner_up = trainers[:2]
-    task_id = tasks.completed([winner, runner_up], scores=[6_000, 3_000])
+    task_id = tasks.completed([winner, runner_up], scores=[600_000, 300_000])
     assert ledger.claimable(task_id, winner) == 600 * UNIT
 
     tx = claim(ledger, task_id, winner)
@@ -1167,7 +1238,7 @@ def test_claims_accumulate_across_rounds(tasks, ledger, token, aggregator, train
     """One participant claims after each round, the other once at the end: both get it all."""
     early, late = trainers[:2]
     task_id = tasks.submitted([early, late])  # two rounds
-    finalize(ledger, aggregator, task_id, 1, [early, late], [7_000, 3_000])
+    finalize(ledger, aggregator, task_id, 1, [early, late], [700_000, 300_000])
 
     assert claim(ledger, task_id, early).return_value == 700 * UNIT
     assert ledger.claimable(task_id, early) == 0
@@ -1177,7 +1248,7 @@ def test_claims_accumulate_across_rounds(tasks, ledger, token, aggregator, train
     start(ledger, aggregator, task_id, model=CID_NEW_MODEL)
     for trainer in (early, late):
         submit(ledger, task_id, 2, trainer)
-    finalize(ledger, aggregator, task_id, 2, [early, late], [2_000, 8_000], new_cid=CID_MODEL_2)
+    finalize(ledger, aggregator, task_id, 2, [early, late], [200_000, 800_000], new_cid=CID_MODEL_2)
 
     assert [ledger.claimable(task_id, t) for t in (early, late)] == [200 * UNIT, 1_100 * UNIT]
     for trainer, amount, total in ((early, 200, 900), (late, 1_100, 1_100)):
@@ -1227,7 +1298,7 @@ def test_claim_by_a_non_contributor_reverts(
     task_id = tasks.started([paid, zero, rejected, idle])
     for trainer in (paid, zero, rejected):
         submit(ledger, task_id, 1, trainer)
-    finalize(ledger, aggregator, task_id, 1, [paid, zero], [MAX_BPS, 0], [rejected])
+    finalize(ledger, aggregator, task_id, 1, [paid, zero], [PPM, 0], [rejected])
     account = {
         "stranger": stranger,
         "idle-member": idle,
@@ -1282,11 +1353,11 @@ def test_reward_share_is_what_an_account_earned_out_of_the_task_total(
 ):
     task_id = tasks.submitted(trainers[:3])  # two rounds
     assert tuple(ledger.rewardShare(task_id, trainers[0])) == (0, 0)
-    finalize(ledger, aggregator, task_id, 1, trainers[:2], [6_000, 3_000], trainers[2:3])
+    finalize(ledger, aggregator, task_id, 1, trainers[:2], [600_000, 300_000], trainers[2:3])
     start(ledger, aggregator, task_id, model=CID_NEW_MODEL)
     for trainer in trainers[:2]:
         submit(ledger, task_id, 2, trainer)
-    finalize(ledger, aggregator, task_id, 2, trainers[:2], [1_000, 4_000], new_cid=CID_MODEL_2)
+    finalize(ledger, aggregator, task_id, 2, trainers[:2], [100_000, 400_000], new_cid=CID_MODEL_2)
     claim(ledger, task_id, trainers[0])  # claiming changes neither figure
 
     total = 1_400 * UNIT
@@ -1303,14 +1374,14 @@ def test_contributions_list_only_paid_participants(tasks, ledger, aggregator, tr
     task_id = tasks.started([paid, unpaid, rejected, idle])
     for trainer in (paid, unpaid, rejected):
         submit(ledger, task_id, 1, trainer)
-    finalize(ledger, aggregator, task_id, 1, [paid, unpaid], [7_000, 0], [rejected])
+    finalize(ledger, aggregator, task_id, 1, [paid, unpaid], [700_000, 0], [rejected])
 
     assert ledger.contributions(task_id) == ([paid.address], [700 * UNIT])
 
     start(ledger, aggregator, task_id, model=CID_NEW_MODEL)
     submit(ledger, task_id, 2, unpaid)  # joined second, listed second
     submit(ledger, task_id, 2, paid)
-    finalize(ledger, aggregator, task_id, 2, [unpaid, paid], [6_000, 4_000])
+    finalize(ledger, aggregator, task_id, 2, [unpaid, paid], [600_000, 400_000])
 
     accounts, earned = ledger.contributions(task_id)
     assert accounts == [paid.address, unpaid.address]
@@ -1322,7 +1393,9 @@ def test_second_round_trains_on_first_rounds_model(
     tasks, ledger, token, chain, aggregator, trainers
 ):
     task_id = tasks.submitted(trainers[:2])  # two rounds
-    finalize(ledger, aggregator, task_id, 1, trainers[:2], [5_000, 5_000], new_cid=CID_NEW_MODEL)
+    finalize(
+        ledger, aggregator, task_id, 1, trainers[:2], [500_000, 500_000], new_cid=CID_NEW_MODEL
+    )
 
     started = only(
         start(ledger, aggregator, task_id, model=CID_NEW_MODEL, workload=CID_WORKLOAD + "2"),
@@ -1335,7 +1408,9 @@ def test_second_round_trains_on_first_rounds_model(
     )
     for trainer in trainers[:2]:
         submit(ledger, task_id, 2, trainer)  # the round-1 upload does not block round 2
-    tx = finalize(ledger, aggregator, task_id, 2, trainers[:2], [8_000, 2_000], new_cid=CID_MODEL_2)
+    tx = finalize(
+        ledger, aggregator, task_id, 2, trainers[:2], [800_000, 200_000], new_cid=CID_MODEL_2
+    )
 
     finalized = only(tx, ledger.RoundFinalized)
     assert (finalized.round, finalized.result[0]) == (2, CID_MODEL_2)
@@ -1398,7 +1473,7 @@ def test_figure1_record_is_readable_from_chain(tasks, ledger, chain, aggregator,
             task_id,
             round_number,
             [uploader, other],
-            [6_000, 4_000],
+            [600_000, 400_000],
             new_cid=new_model,
             millis=aggregation_millis,
         )
@@ -1433,8 +1508,8 @@ def test_figure1_record_is_readable_from_chain(tasks, ledger, chain, aggregator,
         assert upload.numSamples == 512
 
         # the aggregation
-        new_cid, contributors, _scores, _rejected, _reasons, evidence, millis = decoded_result(
-            aggregation.result
+        new_cid, _hash, contributors, _scores, _rejected, _reasons, evidence, millis = (
+            decoded_result(aggregation.result)
         )
         assert evidence == CID_ROUND_EVIDENCE  # the round's verdicts and statistics
         assert started.trainingMode == DP | PRUNING  # training mode
@@ -1466,7 +1541,7 @@ def test_submit_update_gas(tasks, ledger, aggregator, trainers):
     gas = {}
     for round_number in (1, 2):
         if round_number == 2:
-            finalize(ledger, aggregator, task_id, 1, trainers, [2_000] * 5)
+            finalize(ledger, aggregator, task_id, 1, trainers, [200_000] * 5)
             start(ledger, aggregator, task_id, model=CID_NEW_MODEL)
         for position, trainer in enumerate(trainers):
             tx = submit(ledger, task_id, round_number, trainer)
@@ -1486,7 +1561,7 @@ def test_submit_update_gas(tasks, ledger, aggregator, trainers):
 @pytest.mark.parametrize("round_number", [1, 2], ids=["round1-first-credit", "round2-final"])
 def test_finalize_round_gas(tasks, ledger, aggregator, trainers, n, round_number):
     contributors = trainers[:n]
-    scores = [MAX_BPS // n] * n
+    scores = [PPM // n] * n
     task_id = tasks.submitted(contributors, minParticipants=1, rounds=2)
     if round_number == 2:
         finalize(ledger, aggregator, task_id, 1, contributors, scores)
@@ -1512,13 +1587,13 @@ def test_claim_rewards_gas(tasks, ledger, token, aggregator, trainers):
     the third, after round 2, to an account that already holds FLT and claimed before.
     """
     task_id = tasks.submitted(trainers[:2])  # two rounds
-    finalize(ledger, aggregator, task_id, 1, trainers[:2], [5_000, 5_000])
+    finalize(ledger, aggregator, task_id, 1, trainers[:2], [500_000, 500_000])
     first = claim(ledger, task_id, trainers[0])
     second = claim(ledger, task_id, trainers[1])
     start(ledger, aggregator, task_id, model=CID_NEW_MODEL)
     for trainer in trainers[:2]:
         submit(ledger, task_id, 2, trainer)
-    finalize(ledger, aggregator, task_id, 2, trainers[:2], [5_000, 5_000], new_cid=CID_MODEL_2)
+    finalize(ledger, aggregator, task_id, 2, trainers[:2], [500_000, 500_000], new_cid=CID_MODEL_2)
     again = claim(ledger, task_id, trainers[0])
 
     measured = {
@@ -1547,7 +1622,7 @@ def test_blacklisted_aggregator_can_neither_start_nor_finalize(tasks, ledger, re
     ledger.submitUpdate(task_id, 1, CID_UPDATE, 10, 10, sender=trainers[0])
     registry.blacklist(aggregator, CID_SPEC, sender=owner)
     with reverts(ledger.TaskLedgerBlacklisted, account=aggregator.address):
-        ledger.finalizeRound(task_id, 1, round_result(contributors=[trainers[0]], scores=[10_000]),
+        ledger.finalizeRound(task_id, 1, round_result(contributors=[trainers[0]], scores=[PPM]),
                              sender=aggregator)
     assert ledger.round(task_id, 1).status == 1  # still open
 

@@ -18,12 +18,12 @@ import ape
 import eth_abi
 import pytest
 from ape.utils import ZERO_ADDRESS
-from conftest import CID_MODEL, CID_SPEC, DELIVERY_WINDOW, UNIT, TaskFactory, reverts
+from conftest import CID_MODEL, CID_SPEC, DELIVERY_WINDOW, PPM, UNIT, TaskFactory, reverts
 from eth_account import Account
 from eth_utils import keccak
 
 PRICE = 20 * UNIT
-SCORES = [5_000, 3_000, 2_000]
+SCORES = [500_000, 300_000, 200_000]  # parts per million of the round budget
 CID_META = "bafkreidgvpkjawlxz6sffxzwgooowe5yt7i6wsyg236mfoks77nywkptdq"
 PLAINTEXT_HASH = keccak(b"plaintext of the final model")
 KEY = bytes(range(1, 33))  # a buyer's X25519 public key
@@ -967,14 +967,14 @@ def test_shares_follow_the_rewards_earned_over_all_rounds(
     a, b, c = trainers[:3]
     task_id = tasks.submitted([a, b, c], rounds=2)
     ledger.finalizeRound(
-        task_id, 1, round_result(contributors=[a, b], scores=[7_000, 3_000], rejected=[c]),
+        task_id, 1, round_result(contributors=[a, b], scores=[700_000, 300_000], rejected=[c]),
         sender=aggregator,
     )
     ledger.startRound(task_id, CID_NEW_MODEL, CID_WORKLOAD, sender=aggregator)
     for p in (a, b, c):
         ledger.submitUpdate(task_id, 2, CID_UPDATE, 1, 1, sender=p)
     ledger.finalizeRound(
-        task_id, 2, round_result(contributors=[a, b, c], scores=[1_000, 4_000, 2_000]),
+        task_id, 2, round_result(contributors=[a, b, c], scores=[100_000, 400_000, 200_000]),
         sender=aggregator,
     )
     model = list_task_model(marketplace, task_id, owner).return_value
@@ -1026,6 +1026,36 @@ def test_three_hundred_equal_contributors_get_equal_shares(
     dust = price - sum(marketplace.withdrawable(model, p) for p in people)
     assert 0 <= dust < 300
     assert dust == 299
+
+
+def test_a_largest_remainder_split_among_three_hundred_leaves_them_one_ppm_apart(
+    marketplace, ledger, crowd, owner, buyer, sold
+):
+    """300 equal contributors: splitting 1_000_000 ppm by largest remainder gives 100 of them
+    3_334 and 200 of them 3_333. What they earn, and so what they withdraw from the model's
+    revenue, differs by at most ``rewardPerRound / 1e6 + 1`` base units. (In basis points the
+    same split was 34 or 33: a 3 % edge for whoever won the ties.)"""
+    budget = 1_000 * UNIT + 7  # not divisible, so the rounding down shows
+    scores = [3_334] * 100 + [3_333] * 200
+    assert sum(scores) == PPM
+    task_id, people = crowd.completed(300, scores=scores, rewardPerRound=budget)
+    bound = budget // PPM + 1
+
+    earned = [ledger.membership(task_id, p).earned for p in people]
+    assert earned == [budget * s // PPM for s in scores]
+    assert max(earned) - min(earned) <= bound
+    assert (max(earned) - min(earned)) * 3_000 < min(earned)  # under 1/3_000 apart, not 3 %
+    total = ledger.task(task_id).totalRewarded
+    assert total == sum(earned)
+
+    model = list_task_model(marketplace, task_id, owner).return_value
+    price = budget  # each payee's share of it is close to what it earned
+    sold(buyer, model, price=price)
+
+    amounts = [marketplace.withdrawable(model, p) for p in people]
+    assert amounts == [price * e // total for e in earned]
+    assert max(amounts) - min(amounts) <= bound
+    assert 0 <= price - sum(amounts) < 300
 
 
 @pytest.mark.parametrize("model_id", [0, 2])

@@ -10,7 +10,7 @@ Properties:
 1. Rewards: the rewards credited in ``RoundFinalized`` equal the task's ``totalRewarded`` and
    the sum of its members' ``earned``, stay within ``rewardPerRound`` per finalized round, and
    split exactly into FLT minted by ``claimRewards`` and FLT still ``claimable``; scores adding
-   up to more than 10_000 revert and credit nothing.
+   up to more than 1_000_000 parts per million revert and credit nothing.
    The reason codes and the evidence CID of every round are recorded as given.
 2. Money: across random interleavings of buy, buyWithPermit, key updates, deliverKey(s),
    refunds, withdrawals, price changes, delistings, blocks passing and blacklistings, the
@@ -46,6 +46,7 @@ from conftest import (
     CID_UPDATE,
     CID_WORKLOAD,
     DELIVERY_WINDOW,
+    MODEL_HASH,
     UNIT,
     round_result,
     task_config,
@@ -57,8 +58,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+#: Reputations and reputation outcomes are in basis points.
 MAX_BPS = 10_000
+#: Scores are in parts per million of the round's budget.
+PPM = 1_000_000
 MAX_UINT16 = 2**16 - 1
+MAX_UINT32 = 2**32 - 1
 MAX_UINT64 = 2**64 - 1
 MAX_UINT96 = 2**96 - 1
 MAX_UINT256 = 2**256 - 1
@@ -196,17 +201,17 @@ def split(draw, parts: int, total: int, min_part: int = 0):
 
 @st.composite
 def scores_within_budget(draw, parts: int):
-    """Scores in basis points whose sum is at most 10_000 (often exactly 10_000)."""
-    total = draw(st.one_of(st.just(MAX_BPS), st.integers(0, MAX_BPS)))
+    """Scores in parts per million whose sum is at most 1_000_000 (often exactly)."""
+    total = draw(st.one_of(st.just(PPM), st.integers(0, PPM)))
     return draw(split(parts, total))
 
 
 @st.composite
 def scores_over_budget(draw, parts: int):
-    """uint16 scores whose sum exceeds 10_000 (often by exactly 1)."""
-    scores = draw(split(parts, MAX_BPS))
+    """uint32 scores whose sum exceeds 1_000_000 (often by exactly 1)."""
+    scores = draw(split(parts, PPM))
     i = draw(st.integers(0, parts - 1))
-    excess = draw(st.one_of(st.just(1), st.integers(1, MAX_UINT16 - scores[i])))
+    excess = draw(st.one_of(st.just(1), st.integers(1, MAX_UINT32 - scores[i])))
     scores[i] += excess
     return scores
 
@@ -330,10 +335,15 @@ def test_minted_supply_equals_credited_rewards_and_earnings_within_budget(
                 )
                 tx = ledger.finalizeRound(task_id, number, result, sender=aggregator)
                 [event] = tx.decode_logs(ledger.RoundFinalized)
-                # The reason codes and the evidence are recorded as given (fields 4 and 5).
-                assert (list(event.result[4]), event.result[5]) == (reasons, f"{CID_SPEC}{number}")
+                # The model hash, the reason codes and the evidence are recorded as given
+                # (fields 1, 5 and 6).
+                assert (event.result[1], list(event.result[5]), event.result[6]) == (
+                    MODEL_HASH,
+                    reasons,
+                    f"{CID_SPEC}{number}",
+                )
                 rewards = list(event.rewards)
-                assert rewards == [reward * s // MAX_BPS for s in scores]
+                assert rewards == [reward * s // PPM for s in scores]
                 assert sum(rewards) <= reward
                 assert not list(tx.decode_logs(token.Transfer))  # credited, not minted
                 for m, r in zip(contributors, rewards, strict=True):
@@ -364,7 +374,9 @@ def test_scores_over_budget_always_revert_and_credit_nothing(
     trainers (so an over-budget reward added before the check could overflow ``earned``)."""
     tiny = tasks.submitted(trainers, rounds=1, rewardPerRound=3)
     huge = tasks.submitted(trainers, rounds=2, rewardPerRound=MAX_UINT96 // 2)
-    first = round_result(contributors=trainers, scores=[6_000, 1_000, 1_000, 1_000, 1_000])
+    first = round_result(
+        contributors=trainers, scores=[600_000, 100_000, 100_000, 100_000, 100_000]
+    )
     ledger.finalizeRound(huge, 1, first, sender=aggregator)
     ledger.startRound(huge, CID_NEW_MODEL, CID_WORKLOAD, sender=aggregator)
     for i, t in enumerate(trainers):
@@ -394,7 +406,7 @@ def test_scores_over_budget_always_revert_and_credit_nothing(
     @given(over_budget_results())
     # trainers[0] earned 30% of the uint96 bound in round 1; 150% of the budget on top of that
     # would overflow ``earned`` if the reward were added before the budget check.
-    @example(((huge, 2), [0], [15_000], []))
+    @example(((huge, 2), [0], [1_500_000], []))
     def check(case):
         (task_id, number), contributors, scores, rejected = case
         result = round_result(
@@ -403,18 +415,18 @@ def test_scores_over_budget_always_revert_and_credit_nothing(
             rejected=[trainers[i] for i in rejected],
         )
         with isolated(chain):
-            with ape.reverts(ledger.TaskLedgerBudgetExceeded, totalScoreBps=sum(scores)):
+            with ape.reverts(ledger.TaskLedgerBudgetExceeded, totalScore=sum(scores)):
                 ledger.finalizeRound(task_id, number, result, sender=aggregator)
             assert state() == before
 
     check()
     # Control: the same rounds finalize with the whole budget.
     for (task_id, number), task_before in zip(open_rounds, before[1], strict=True):
-        result = round_result(contributors=trainers[:2], scores=[9_000, 1_000])
+        result = round_result(contributors=trainers[:2], scores=[900_000, 100_000])
         ledger.finalizeRound(task_id, number, result, sender=aggregator)
         credited = read.ledger.task(task_id).totalRewarded - task_before.totalRewarded
         budget = task_before.rewardPerRound
-        assert credited == budget * 9_000 // MAX_BPS + budget * 1_000 // MAX_BPS
+        assert credited == budget * 900_000 // PPM + budget * 100_000 // PPM
 
 
 # --------------------------------------------------------------------------------------------
@@ -510,8 +522,11 @@ def test_every_token_is_in_escrow_in_revenue_or_back_with_its_buyer(
     """
     seller = owner
     buyers = [aggregator, accounts[7], accounts[8], accounts[9]]  # neither payees nor seller
-    # Task A: three equal contributors. Task B: uneven, with a 1 bp earner and a zero one.
-    task_specs = [(trainers[0:3], [3_000, 3_000, 3_000]), (trainers[1:5], [1, 2_999, 6_000, 0])]
+    # Task A: three equal contributors. Task B: uneven, with a 100 ppm earner and a zero one.
+    task_specs = [
+        (trainers[0:3], [300_000, 300_000, 300_000]),
+        (trainers[1:5], [100, 299_900, 600_000, 0]),
+    ]
     task_ids = [tasks.completed(list(c), scores=s, minParticipants=1) for c, s in task_specs]
     earned = [
         {addr(t): read.ledger.membership(task_id, t).earned for t in contributors}
@@ -781,7 +796,7 @@ blacklisted_actions = st.one_of(
     st.tuples(st.just("buy"), st.tuples(st.integers(0, 10**24), buyer_keys)),
     st.tuples(st.just("buyWithPermit"), st.tuples(st.integers(0, 10**24), buyer_keys)),
     st.tuples(st.just("withdraw"), st.just(None)),
-    st.tuples(st.just("reward"), st.tuples(st.integers(1, MAX_BPS), st.booleans())),
+    st.tuples(st.just("reward"), st.tuples(st.integers(1, PPM), st.booleans())),
     st.tuples(st.just("claimRewards"), st.just(None)),
 )
 
@@ -822,7 +837,7 @@ def test_blacklisted_address_can_never_move_state_nor_be_rewarded(
     ledger.startRound(task_a, CID_MODEL, CID_WORKLOAD, sender=aggregator)
     for p in (honest, attacker):
         ledger.submitUpdate(task_a, 1, CID_UPDATE, 1, 1, sender=p)
-    result = round_result(contributors=[honest, attacker], scores=[6_000, 4_000])
+    result = round_result(contributors=[honest, attacker], scores=[600_000, 400_000])
     ledger.finalizeRound(task_a, 1, result, sender=aggregator)
     assert read.ledger.claimable(task_a, attacker) > 0
     # Task B: four rounds, joined by the attacker; round 1 open.
@@ -847,7 +862,7 @@ def test_blacklisted_address_can_never_move_state_nor_be_rewarded(
     ledger.startRound(task_e, CID_MODEL, CID_WORKLOAD, sender=aggregator)
     for p in (attacker, seller_trainer):
         ledger.submitUpdate(task_e, 1, CID_UPDATE, 1, 1, sender=p)
-    result = round_result(contributors=[attacker, seller_trainer], scores=[4_000, 6_000])
+    result = round_result(contributors=[attacker, seller_trainer], scores=[400_000, 600_000])
     ledger.finalizeRound(task_e, 1, result, sender=aggregator)
     price = 1_000 * UNIT
     token.grantRole(token.MINTER_ROLE(), owner, sender=owner)
@@ -889,7 +904,7 @@ def test_blacklisted_address_can_never_move_state_nor_be_rewarded(
         elif kind == "reward":  # the aggregator tries to pay the attacker for its task-C update
             score, with_honest = args
             contributors = [actor, seller_trainer] if with_honest else [actor]
-            scores = [score, MAX_BPS - score] if with_honest else [score]
+            scores = [score, PPM - score] if with_honest else [score]
             ledger.finalizeRound(
                 task_c,
                 1,
@@ -924,7 +939,7 @@ def test_blacklisted_address_can_never_move_state_nor_be_rewarded(
         "buy": (0, BUYER_KEY),
         "buyWithPermit": (0, BUYER_KEY),
         "withdraw": None,
-        "reward": (5_000, True),
+        "reward": (500_000, True),
         "claimRewards": None,
     }
     for kind, args in control_args.items():
@@ -947,7 +962,7 @@ def test_blacklisted_address_can_never_move_state_nor_be_rewarded(
             tx = ledger.finalizeRound(
                 task_b,
                 number,
-                round_result(contributors=[seller_trainer], scores=[MAX_BPS], rejected=[attacker]),
+                round_result(contributors=[seller_trainer], scores=[PPM], rejected=[attacker]),
                 sender=aggregator,
             )
             assert read.registry.isBlacklisted(attacker) == (number == 3)

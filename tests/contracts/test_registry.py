@@ -15,6 +15,7 @@ from conftest import (
     CID_UPDATE,
     CID_WORKLOAD,
     POLICY,
+    PPM,
     reverts,
     round_result,
 )
@@ -464,7 +465,7 @@ def test_ledger_rejections_blacklist_automatically(
         tx = ledger.finalizeRound(
             task_id,
             round_number,
-            round_result(contributors=[honest], scores=[10_000], rejected=[attacker]),
+            round_result(contributors=[honest], scores=[PPM], rejected=[attacker]),
             sender=aggregator,
         )
         assert emitted(tx, registry.UpdateRejected) == [
