@@ -471,3 +471,12 @@ def supports_permit(source: ChainSource) -> bool:
     from fl_agent.market.payment import permit_domain
 
     return permit_domain(client(source).payment_token.contract) is not None
+
+
+def listing_matches_training(source: ChainSource, model_id: int) -> bool:
+    """Whether a listing sells the model its task's last round produced (its plaintext hash
+    is the round's ``modelHash``)."""
+    now = views(source)
+    listing = now.listings[model_id]
+    task = now.tasks.get(listing.task_id)
+    return bool(task and task.rounds and task.rounds[-1].model_hash == listing.plaintext_hash)

@@ -312,6 +312,9 @@ def _check(flow: Flow, source: data.ChainSource, info: data.ChainInfo) -> None:
                              "longer be bought. Nothing was paid.")
         if purchase.status in (PurchaseStatus.PENDING, PurchaseStatus.DELIVERED):
             return flow.fail("You already bought this model; see its status below.")
+        if not data.listing_matches_training(source, listing.model_id):
+            return flow.fail("This listing does not sell the model its task trained (its hash "
+                             "is not the last round's): nothing was paid.")
         if listing.price > int(flow.max_price or 0):
             return flow.fail(
                 f"The price changed to {msg.money(info, listing.price)} after the page showed "

@@ -101,6 +101,11 @@ def buy_panel(source: data.ChainSource, info: data.ChainInfo, listing: history.L
         if not listing.active:
             st.info("Delisted: no longer for sale.", icon=":material/block:")
             return
+        if not data.listing_matches_training(source, listing.model_id):
+            st.error("This listing's hash is not the one the task's last round committed to: "
+                     "it does not sell the trained model. Buying is disabled.",
+                     icon=":material/gpp_bad:")
+            return
         st.markdown(f"**{msg.money(info, listing.price)}** · paid into escrow, released to the "
                     "contributors when your key is delivered, refundable if it is not.")
         pay_with = f"pay-{listing.model_id}"

@@ -23,6 +23,7 @@ Markdown table.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
@@ -153,7 +154,7 @@ def large_chain(url: str, home: Path, tasks: int, blocks: int) -> None:
                 new = compute_cid(f"model {t} {r}".encode())
                 accepted = crew if attacker is None else crew[:4]
                 rejected = [] if attacker is None else [attacker]
-                share = 10_000 // len(accepted)
+                share = 1_000_000 // len(accepted)
                 evidence = store.add(RoundEvidence(
                     task=t, round=r, global_model=current, new_model=new, strategy="FairFL",
                     metric="accuracy", validation=0.5 + 0.1 * r,
@@ -161,18 +162,19 @@ def large_chain(url: str, home: Path, tasks: int, blocks: int) -> None:
                                                  training_millis=50, accepted=who in accepted,
                                                  reason=None if who in accepted else "validation",
                                                  code=0 if who in accepted else 9,
-                                                 share_bps=share if who in accepted else 0)
+                                                 share_ppm=share if who in accepted else 0)
                                    for who, u in zip(crew, updates, strict=True))).to_json())
                 w.send(aggregator, ledger, "finalizeRound", t, r,
-                       (new, accepted, [share] * len(accepted), rejected, [9] * len(rejected),
-                        evidence, 40))
+                       (new, hashlib.sha256(new.encode()).digest(), accepted,
+                        [share] * len(accepted), rejected, [9] * len(rejected), evidence, 40))
                 current = new
             listing = store.add(ListingMetadata(
                 task=t, title=f"synthetic model {t}", dataset="digits", model=spec,
                 tensors=tensors, metric="accuracy", accuracy=0.8, rounds=3, contributors=4,
-                license="benchmark", plaintext_sha256="00" * 32, ciphertext_bytes=100).to_json())
+                license="benchmark", plaintext_sha256=hashlib.sha256(current.encode()).hexdigest(),
+                ciphertext_bytes=100).to_json())
             w.send(owner, market, "listTaskModel", t, compute_cid(f"sealed {t}".encode()),
-                   listing, b"\x00" * 32, 10 * FLT)
+                   listing, hashlib.sha256(current.encode()).digest(), 10 * FLT)
             if t % 3 == 0:
                 w.send(members[t % len(members)], market, "buy", t, 10 * FLT, b"\x07" * 32)
         height = w.rpc.block_number()

@@ -150,6 +150,7 @@ def latest_keyring(fairfl: Any, store: ContentStore, task_id: int) -> str | None
     the one its finalization started (named by the round's evidence), whichever came last.
     Every keyring carries the earlier epochs, so it opens every model its holders may read."""
     from fl_agent.agents.evidence import RoundEvidence
+    from fl_agent.chain.records import RoundResult
     from fl_agent.learning.workload import Workload
 
     ledger = fairfl.ledger
@@ -162,9 +163,8 @@ def latest_keyring(fairfl: Any, store: ContentStore, task_id: int) -> str | None
                            Workload.from_json(store.get(str(log.workloadCid))).keyring))
     if finalized:
         log = finalized[-1]
-        result = log.result
-        evidence = getattr(result, "evidenceCid", None) or result[-2]
+        evidence = RoundResult.from_chain(log.result).evidence_cid
         candidates.append((int(log.block_number),
-                           RoundEvidence.from_json(store.get(str(evidence))).keyring))
+                           RoundEvidence.from_json(store.get(evidence)).keyring))
     candidates = [c for c in candidates if c[1]]
     return max(candidates)[1] if candidates else None

@@ -59,6 +59,7 @@ from fl_agent.aggregation.fairfl import FairFL as FairFLStrategy
 from fl_agent.chain.client import FairFL, chain_height
 from fl_agent.chain.records import RoundResult, RoundStatus, Task, TaskStatus, TxReceipt
 from fl_agent.crypto.envelopes import decrypt_model, encrypt_model, open_update
+from fl_agent.crypto.sealing import plaintext_hash
 from fl_agent.errors import ChainError, ConfigError, FairFLError
 from fl_agent.learning.metrics import get_metric
 from fl_agent.learning.models import ModelSpec, input_layer, param_count
@@ -79,7 +80,7 @@ class Verdict:
     accepted: bool
     reason: str | None
     score: float
-    share_bps: int
+    share_ppm: int
 
 
 @dataclass(frozen=True)
@@ -337,7 +338,7 @@ class AggregatorAgent:
                                             seed=round_number)
                 local_shares = to_reward_shares(
                     blend_with_samples(local, samples, result.accepted, plan.base_share),
-                    result.accepted)
+                    result.accepted, tie_break=round_number)
                 for j, i in enumerate(usable):
                     scores[i] = float(local[j])
                     shares[i] = local_shares[j]
@@ -349,8 +350,10 @@ class AggregatorAgent:
             excluded=frozenset(a for i, a in enumerate(addresses) if i not in accepted),
             accepted_now=frozenset(addresses[i] for i in accepted),
             contributors_only=round_number == self.rounds))
-        new_cid = self.store.add(encrypt_model(encode_weights(spec, params),
-                                               self.keys.keys[epoch], epoch, self.task_id))
+        plain = encode_weights(spec, params)
+        model_hash = plaintext_hash(plain)  # committed on chain: what a listing must sell
+        new_cid = self.store.add(encrypt_model(plain, self.keys.keys[epoch], epoch,
+                                               self.task_id))
         validation = self.score(params)
         verdicts = tuple(
             Verdict(str(log.participant), str(log.updateCid), int(log.numSamples),
@@ -361,18 +364,20 @@ class AggregatorAgent:
         evidence_cid = self.store.add(RoundEvidence(
             task=self.task_id, round=round_number, global_model=global_cid, new_model=new_cid,
             strategy=type(self.strategy).__name__, metric=self.metric.name,
+            new_model_sha256=model_hash.hex(),
             validation=validation if self.metric.higher_is_better else -validation,
             verdicts=tuple(VerdictRecord(
                 participant=v.participant, update=v.update_cid, samples=v.num_samples,
                 training_millis=v.training_millis, accepted=v.accepted, reason=v.reason,
                 code=0 if v.accepted else reason_code(v.reason), score=v.score,
-                share_bps=v.share_bps) for v in verdicts),
+                share_ppm=v.share_ppm) for v in verdicts),
             aggregation_millis=millis, keyring=keyring, key_epoch=epoch).to_json())
         rejected = [v for v in verdicts if not v.accepted]
         outcome = RoundResult(
             new_model_cid=new_cid,
             contributors=tuple(v.participant for v in verdicts if v.accepted),
-            scores_bps=tuple(v.share_bps for v in verdicts if v.accepted),
+            model_hash=model_hash,
+            scores_ppm=tuple(v.share_ppm for v in verdicts if v.accepted),
             rejected=tuple(v.participant for v in rejected),
             reasons=tuple(reason_code(v.reason) for v in rejected),
             evidence_cid=evidence_cid,

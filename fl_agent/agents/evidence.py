@@ -54,7 +54,8 @@ class VerdictRecord(BaseModel):
     reason: str | None = None
     code: int = 0
     score: float = 0.0
-    share_bps: int = 0
+    #: The update's share of the round's reward budget, in parts per million.
+    share_ppm: int = 0
 
 
 class RoundEvidence(Document):
@@ -69,6 +70,8 @@ class RoundEvidence(Document):
     new_model: str
     strategy: str
     metric: str
+    #: SHA-256 (hex) of the new model's plaintext, as in the round's ``modelHash``.
+    new_model_sha256: str = ""
     #: The task metric of the new model on the aggregator's validation split.
     validation: float
     verdicts: tuple[VerdictRecord, ...]

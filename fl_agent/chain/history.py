@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from eth_utils import to_checksum_address
 
 from fl_agent.chain.index import Event
+from fl_agent.chain.records import RoundResult
 
 # Purchase states, as ModelMarketplace's PurchaseStatus names them.
 PENDING, DELIVERED, REFUNDED = "pending", "delivered", "refunded"
@@ -60,7 +61,9 @@ class RoundView:
     finalize_tx: str | None = None
     new_model_cid: str | None = None
     contributors: list[str] = field(default_factory=list)
-    scores_bps: list[int] = field(default_factory=list)
+    scores_ppm: list[int] = field(default_factory=list)
+    #: SHA-256 of the new model's plaintext (0x-hex), as the aggregator committed to it.
+    model_hash: str | None = None
     rewards: list[int] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
     reasons: list[int] = field(default_factory=list)
@@ -164,13 +167,15 @@ def tasks(events: Iterable[Event]) -> dict[int, TaskView]:
         elif e.name == "RoundFinalized" and task.rounds:
             rnd, r = task.rounds[-1], e["result"]
             rnd.finalized_block, rnd.finalize_tx = e.block, e.tx
-            rnd.new_model_cid = str(_field(r, "newModelCid", 0))
-            rnd.contributors = [_checksum(a) for a in _field(r, "contributors", 1)]  # type: ignore[attr-defined]
-            rnd.scores_bps = [int(s) for s in _field(r, "scoresBps", 2)]  # type: ignore[attr-defined]
-            rnd.rejected = [_checksum(a) for a in _field(r, "rejected", 3)]  # type: ignore[attr-defined]
-            rnd.reasons = [int(s) for s in _field(r, "reasons", 4)]  # type: ignore[attr-defined]
-            rnd.evidence_cid = str(_field(r, "evidenceCid", 5))
-            rnd.aggregation_millis = int(_field(r, "aggregationMillis", 6))  # type: ignore[arg-type]
+            result = RoundResult.from_chain(r)
+            rnd.new_model_cid = result.new_model_cid
+            rnd.model_hash = "0x" + result.model_hash.hex()
+            rnd.contributors = list(result.contributors)
+            rnd.scores_ppm = list(result.scores_ppm)
+            rnd.rejected = list(result.rejected)
+            rnd.reasons = list(result.reasons)
+            rnd.evidence_cid = result.evidence_cid
+            rnd.aggregation_millis = result.aggregation_millis
             rnd.rewards = [int(x) for x in e["rewards"]]
             for who, amount in zip(rnd.contributors, rnd.rewards, strict=False):
                 task.earned[_lower(who)] = task.earned.get(_lower(who), 0) + amount

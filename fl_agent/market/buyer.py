@@ -17,7 +17,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from fl_agent.chain.client import FairFL
-from fl_agent.chain.records import Listing, PurchaseStatus, TxReceipt
+from fl_agent.chain.records import Listing, PurchaseStatus, RoundResult, TxReceipt
 from fl_agent.crypto.sealing import decrypt_content, open_sealed_key, plaintext_hash, public_bytes
 from fl_agent.crypto.wallet_keys import buyer_key_message, derive_key
 from fl_agent.errors import ChainError, ConfigError, FairFLError
@@ -104,6 +104,12 @@ def check_can_buy(fairfl: FairFL, listing: Listing, buyer: str, max_price: int |
         raise ConfigError(f"{buyer} already bought model {listing.model_id} "
                           f"({status.name.lower()}); download it with `fl-agent market "
                           f"download {listing.model_id}`")
+    trained = trained_model_hash(fairfl, listing.task_id)
+    if trained != listing.plaintext_hash:
+        raise ConfigError(f"model {listing.model_id} is not the model task {listing.task_id} "
+                          f"trained: the listing commits to 0x{listing.plaintext_hash.hex()}, "
+                          f"the task's last round produced 0x{(trained or b'').hex()}; refusing "
+                          "to buy it")
     balance = token.balance_of(buyer)
     if balance < listing.price:
         raise ConfigError(f"{buyer} holds {balance} base units of the payment token, the "
@@ -121,6 +127,13 @@ def rekey(fairfl: FairFL, account: Any, model_id: int) -> TxReceipt:
                           f"{purchase.status.name.lower()}")
     return fairfl.marketplace.update_buyer_key(
         model_id, public_bytes(buyer_key(fairfl, account, model_id)), sender=account)
+
+
+def trained_model_hash(fairfl: FairFL, task_id: int) -> bytes | None:
+    """The SHA-256 of the task's final model as its aggregator committed to it on chain (the
+    last round's ``modelHash``), or None before any round was finalized."""
+    finalized = fairfl.ledger.events("RoundFinalized", taskId=task_id)
+    return RoundResult.from_chain(finalized[-1].result).model_hash if finalized else None
 
 
 def sealed_key_for(fairfl: FairFL, model_id: int, buyer: str) -> bytes:

@@ -25,7 +25,7 @@ from fl_agent.agents.access import member_key
 from fl_agent.agents.evidence import RoundEvidence
 from fl_agent.agents.participant import load_task_document, read_task_model_bytes
 from fl_agent.chain.client import FairFL
-from fl_agent.chain.records import TaskStatus, TxReceipt
+from fl_agent.chain.records import RoundResult, TaskStatus, TxReceipt
 from fl_agent.crypto.sealing import encrypt_content, new_content_key, plaintext_hash
 from fl_agent.documents import Document
 from fl_agent.errors import ConfigError
@@ -97,10 +97,9 @@ def last_validation(fairfl: FairFL, store: ContentStore, task_id: int) -> float 
     finalized = fairfl.ledger.events("RoundFinalized", taskId=task_id)
     if not finalized:
         return None
-    result = finalized[-1].result
-    cid = getattr(result, "evidenceCid", None) or result[5]
+    cid = RoundResult.from_chain(finalized[-1].result).evidence_cid
     try:
-        return RoundEvidence.from_json(store.get(str(cid))).validation
+        return RoundEvidence.from_json(store.get(cid)).validation
     except Exception:  # noqa: BLE001 - a figure for the description, not a reason to fail
         return None
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 from safetensors.numpy import save
@@ -42,7 +44,7 @@ def test_a_task_runs_to_completion_and_the_chain_records_every_step(world):
     result = RoundResult.from_chain(event.result)
     assert result.new_model_cid == outcome.new_cid
     assert list(result.contributors) == [v.participant for v in outcome.verdicts]
-    assert sum(result.scores_bps) == 10_000
+    assert sum(result.scores_ppm) == 1_000_000
     blob = world.store.get(outcome.new_cid)
     assert model_epoch(blob) == 1  # encrypted under the task key: not readable as weights
     assert decode_weights(decrypt_model(blob, aggregator.keys.keys, task_id),
@@ -51,7 +53,10 @@ def test_a_task_runs_to_completion_and_the_chain_records_every_step(world):
     evidence = RoundEvidence.from_json(world.store.get(result.evidence_cid))
     assert (evidence.task, evidence.round, evidence.new_model) == (task_id, 1, outcome.new_cid)
     assert [v.participant for v in evidence.verdicts] == [v.participant for v in outcome.verdicts]
-    assert [v.share_bps for v in evidence.verdicts] == list(result.scores_bps)
+    assert [v.share_ppm for v in evidence.verdicts] == list(result.scores_ppm)
+    # The ledger's model hash is the SHA-256 of what the encrypted model holds.
+    assert result.model_hash.hex() == evidence.new_model_sha256 == hashlib.sha256(
+        decrypt_model(blob, aggregator.keys.keys, task_id)).hexdigest()
     assert evidence.validation == pytest.approx(outcome.validation)
 
     # round 2 gets a workload balanced from the measured times of round 1
@@ -156,7 +161,7 @@ def test_bad_updates_are_rejected_with_a_reason_and_the_round_goes_on(world):
     result = RoundResult.from_chain(event.result)
     assert list(result.rejected) == [a.address for a in cheats]
     assert list(result.reasons) == [RejectReason.INVALID_UPDATE] * len(cheats)
-    assert list(result.scores_bps) == [10_000]
+    assert list(result.scores_ppm) == [1_000_000]
     evidence = RoundEvidence.from_json(world.store.get(result.evidence_cid))
     assert {v.participant: v.code for v in evidence.verdicts if not v.accepted} == \
         {a.address: RejectReason.INVALID_UPDATE for a in cheats}
@@ -228,7 +233,7 @@ def test_a_free_rider_is_paid_nothing(world):
         agent.step()
     outcome = finalize(aggregator)
     verdict = {v.participant: v for v in outcome.verdicts}[rider.address]
-    assert not verdict.accepted and verdict.reason == "free_rider" and verdict.share_bps == 0
+    assert not verdict.accepted and verdict.reason == "free_rider" and verdict.share_ppm == 0
     assert world.fairfl.ledger.contributions(task_id).get(rider.address, 0) == 0
 
 
