@@ -85,7 +85,8 @@ class KeyAgent:
         """Serves every purchase event after the cursor; returns what was delivered and
         what was skipped (and why)."""
         logs = self.watcher.poll()
-        pending: OrderedDict[int, OrderedDict[str, bytes]] = OrderedDict()
+        # model -> buyer -> (the buyer key read from the purchase, the content key sealed to it)
+        pending: OrderedDict[int, OrderedDict[str, tuple[bytes, bytes]]] = OrderedDict()
         skipped: list[Skip] = []
         hold: int | None = None  # the first log to see again (its content key is missing)
         for position, log in enumerate(logs):
@@ -102,8 +103,8 @@ class KeyAgent:
                                     "retried on every poll until the key is there"))
                 continue
             try:
-                pending.setdefault(model_id, OrderedDict())[buyer] = seal_key(
-                    key, purchase.buyer_key)
+                pending.setdefault(model_id, OrderedDict())[buyer] = (
+                    purchase.buyer_key, seal_key(key, purchase.buyer_key))
             except SealingError as err:
                 skipped.append(Skip(model_id, buyer, str(err)))
         deliveries: list[Delivery] = []
@@ -111,7 +112,7 @@ class KeyAgent:
             buyers = list(sealed)
             for start in range(0, len(buyers), self.batch):
                 chunk = buyers[start:start + self.batch]
-                delivery = self._deliver(model_id, chunk, [sealed[b] for b in chunk])
+                delivery = self._deliver(model_id, {b: sealed[b] for b in chunk})
                 if delivery is not None:
                     deliveries.append(delivery)
         for skip in skipped:
@@ -122,21 +123,36 @@ class KeyAgent:
             self.watcher.ack(acked[-1])
         return deliveries, skipped
 
-    def _deliver(self, model_id: int, buyers: list[str], sealed: list[bytes]
+    def _deliver(self, model_id: int, sealed: dict[str, tuple[bytes, bytes]]
                  ) -> Delivery | None:
+        """One ``deliverKeys``. If a buyer was refunded or replaced its key between the read
+        and the transaction (the contract refuses both, and nothing moves), the purchases are
+        read again and the rest is delivered, sealed to the keys as they are now."""
         market = self.fairfl.marketplace
-        try:
-            receipt = market.deliver_keys(model_id, buyers, sealed, sender=self.account)
-        except ContractRevertError as err:
-            if err.error_name != "ModelMarketplaceNotPending":
-                raise
-            # Someone was refunded between our read and the transaction: serve the rest.
-            still = [i for i, b in enumerate(buyers)
-                     if market.purchase(model_id, b).status == PurchaseStatus.PENDING]
-            if not still:
-                return None
-            buyers, sealed = [buyers[i] for i in still], [sealed[i] for i in still]
-            receipt = market.deliver_keys(model_id, buyers, sealed, sender=self.account)
+        content_key = self.content_key(model_id)
+        for attempt in range(2):
+            buyers = list(sealed)
+            try:
+                receipt = market.deliver_keys(model_id, buyers, [k for k, _ in sealed.values()],
+                                              [s for _, s in sealed.values()],
+                                              sender=self.account)
+                break
+            except ContractRevertError as err:
+                if attempt or err.error_name not in ("ModelMarketplaceNotPending",
+                                                     "ModelMarketplaceBuyerKeyChanged"):
+                    raise
+                fresh = {}
+                for buyer in buyers:
+                    purchase = market.purchase(model_id, buyer)
+                    if purchase.status == PurchaseStatus.PENDING and content_key is not None:
+                        try:
+                            fresh[buyer] = (purchase.buyer_key,
+                                            seal_key(content_key, purchase.buyer_key))
+                        except SealingError:
+                            continue  # now malformed: reported on its BuyerKeyUpdated event
+                if not fresh:
+                    return None
+                sealed = fresh
         self.log(f"model {model_id}: key delivered to {len(buyers)} buyer(s) in block "
                  f"{receipt.block} (gas {receipt.gas_used:,})")
         return Delivery(model_id, tuple(buyers), receipt)

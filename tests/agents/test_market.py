@@ -299,3 +299,25 @@ def test_a_buyer_whose_wallet_derives_another_key_is_told_and_can_rekey_while_pe
         download_model(shop.fairfl, shop.store, lost, shop.model_id)
     with pytest.raises(ConfigError, match="only a purchase whose key was not delivered"):
         rekey(shop.fairfl, lost, shop.model_id)
+
+
+def test_a_key_replaced_while_the_agent_delivers_is_served_to_the_new_key(shop):
+    """The buyer replaces its key between the agent's read and its transaction: the contract
+    refuses the stale delivery (nothing moves) and the agent seals to the new key."""
+    from fl_agent.crypto.sealing import new_buyer_key, seal_key
+    from fl_agent.market.buyer import buyer_key, download_model, public_bytes
+
+    agent = shop.agent()
+    agent.step()
+    market, token = shop.fairfl.marketplace, shop.fairfl.token
+    buyer = shop.buyer(231)
+    token.approve(market.address, PRICE, sender=buyer)
+    stale = new_buyer_key()[1]
+    market.buy(shop.model_id, PRICE, stale, sender=buyer)
+    market.update_buyer_key(shop.model_id, public_bytes(buyer_key(shop.fairfl, buyer,
+                                                                   shop.model_id)), sender=buyer)
+    content_key = agent.content_key(shop.model_id)
+    delivery = agent._deliver(shop.model_id, {buyer.address: (stale, seal_key(content_key,
+                                                                               stale))})
+    assert delivery is not None and delivery.buyers == (buyer.address,)
+    assert download_model(shop.fairfl, shop.store, buyer, shop.model_id) == shop.weights()
