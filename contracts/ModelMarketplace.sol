@@ -25,6 +25,8 @@ contract ModelMarketplace is IModelMarketplace, AccessControl, Pausable, Reentra
 
     /// @dev About 1,600 years of 12-second blocks; keeps every deadline far inside 56 bits.
     uint64 private constant _MAX_DELIVERY_WINDOW = type(uint32).max;
+    /// @dev Ephemeral X25519 public key (32) + AES-GCM nonce (12) + content key (32) + tag (16).
+    uint256 private constant _SEALED_KEY_LENGTH = 92;
 
     IERC20 private immutable _paymentToken;
     IParticipantRegistry private immutable _registry;
@@ -134,23 +136,26 @@ contract ModelMarketplace is IModelMarketplace, AccessControl, Pausable, Reentra
     }
 
     /// @inheritdoc IModelMarketplace
-    function deliverKey(uint256 modelId, address buyer, bytes calldata sealedKey)
+    function deliverKey(uint256 modelId, address buyer, bytes32 buyerKey, bytes calldata sealedKey)
         external
         nonReentrant
         onlySeller(modelId)
     {
-        _deliver(modelId, buyer, sealedKey);
+        _deliver(modelId, buyer, buyerKey, sealedKey);
     }
 
     /// @inheritdoc IModelMarketplace
-    function deliverKeys(uint256 modelId, address[] calldata buyers, bytes[] calldata sealedKeys)
-        external
-        nonReentrant
-        onlySeller(modelId)
-    {
-        if (buyers.length != sealedKeys.length) revert ModelMarketplaceLengthMismatch(buyers.length, sealedKeys.length);
+    function deliverKeys(
+        uint256 modelId,
+        address[] calldata buyers,
+        bytes32[] calldata buyerKeys,
+        bytes[] calldata sealedKeys
+    ) external nonReentrant onlySeller(modelId) {
+        if (buyers.length != buyerKeys.length || buyers.length != sealedKeys.length) {
+            revert ModelMarketplaceLengthMismatch(buyers.length, buyerKeys.length, sealedKeys.length);
+        }
         for (uint256 i; i < buyers.length; ++i) {
-            _deliver(modelId, buyers[i], sealedKeys[i]);
+            _deliver(modelId, buyers[i], buyerKeys[i], sealedKeys[i]);
         }
     }
 
@@ -290,11 +295,14 @@ contract ModelMarketplace is IModelMarketplace, AccessControl, Pausable, Reentra
     }
 
     /// @dev The caller checked that the sender is the seller. No token moves: the price goes
-    /// from the listing's escrow to its revenue.
-    function _deliver(uint256 modelId, address buyer, bytes calldata sealedKey) private {
-        if (sealedKey.length == 0) revert ModelMarketplaceEmptySealedKey();
+    /// from the listing's escrow to its revenue. The key check makes a delivery that raced an
+    /// `updateBuyerKey` revert, so the escrow stays for a delivery the buyer can open, or for a
+    /// refund.
+    function _deliver(uint256 modelId, address buyer, bytes32 buyerKey, bytes calldata sealedKey) private {
+        if (sealedKey.length != _SEALED_KEY_LENGTH) revert ModelMarketplaceInvalidSealedKey(sealedKey.length);
         Purchase storage p = _purchases[modelId][buyer];
         if (p.status != PurchaseStatus.Pending) revert ModelMarketplaceNotPending(modelId, buyer);
+        if (p.buyerKey != buyerKey) revert ModelMarketplaceBuyerKeyChanged(modelId, buyer);
         uint128 price = p.pricePaid;
         p.status = PurchaseStatus.Delivered;
         Listing storage l = _listings[modelId];

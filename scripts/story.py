@@ -237,7 +237,10 @@ def cli(deployments):
         market.buy(model_id, listing.price, buyer_public, sender=buyer),
     )
     console.print(f"  escrowed: {fmt_flt(market.listing(model_id).escrowed)}")
-    r = market.deliver_key(model_id, buyer, seal_key(content_key, buyer_public), sender=owner)
+    sealed_to = market.purchase(model_id, buyer).buyer_key  # the key the purchase names now
+    r = market.deliver_key(
+        model_id, buyer, sealed_to, seal_key(content_key, sealed_to), sender=owner
+    )
     step("seller delivered the content key sealed to the buyer's key; escrow → revenue", r)
     delivered = market.contract.KeyDelivered.range(r.block, r.block + 1, search_topics={
         "modelId": model_id, "buyer": buyer.address})

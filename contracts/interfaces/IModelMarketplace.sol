@@ -6,16 +6,22 @@ pragma solidity ^0.8.24;
 /// EIP-2612 permit), and shares the revenue among the task's contributors.
 ///
 /// A listing points to the encrypted weights and a metadata document (IPFS CIDs) and commits to
-/// the plaintext with `plaintextHash`. Only the task's creator lists, once per task.
+/// the plaintext with `plaintextHash`. Only the task's creator lists, once per task. The
+/// contract does not check `plaintextHash`: clients compare it with the `modelHash` of the
+/// task's last `ITaskLedger.RoundFinalized` and refuse to buy a listing that does not match.
 ///
 /// Escrow. `buy` moves the price into the marketplace and opens a `Pending` purchase that names
 /// the buyer's X25519 public key (`buyerKey`). The seller answers with `deliverKey`: the content
 /// key sealed to that public key is published in `KeyDelivered`, the purchase becomes
-/// `Delivered` and its price moves from the listing's `escrowed` to its `revenue`. If no key is
-/// delivered by `deadlineBlock` (`block.number + deliveryWindow()` at purchase or at the last
-/// `updateBuyerKey`), the buyer takes its money back with `refund` from the next block on; the
-/// purchase is then `Refunded` and the buyer may buy again. So every token a buyer pays is
-/// always in exactly one place: in escrow, in the model's revenue, or back with the buyer.
+/// `Delivered` and its price moves from the listing's `escrowed` to its `revenue`. The seller
+/// names the key it sealed to, and the delivery reverts unless it is still the purchase's key:
+/// a delivery racing an `updateBuyerKey` must not release the escrow for a key the buyer can no
+/// longer open. A delivered purchase's `buyerKey` is final, so it is the key the published
+/// content key was sealed to. If no key is delivered by `deadlineBlock` (`block.number +
+/// deliveryWindow()` at purchase or at the last `updateBuyerKey`), the buyer takes its money back
+/// with `refund` from the next block on; the purchase is then `Refunded` and the buyer may buy
+/// again. So every token a buyer pays is always in exactly one place: in escrow, in the model's
+/// revenue, or back with the buyer.
 ///
 /// Lazy shares. Payees are not stored: the payees of a model are the contributors of its task,
 /// weighted by what they earned in the ledger (`ITaskLedger.rewardShare`, fixed once the task
@@ -113,8 +119,9 @@ interface IModelMarketplace {
     event BuyerKeyUpdated(
         uint256 indexed modelId, address indexed buyer, address indexed seller, bytes32 buyerKey, uint64 deadlineBlock
     );
-    /// @notice The seller published the content key sealed to the buyer's key; the price moved
-    /// from escrow to revenue and the model has now made `sales` sales.
+    /// @notice The seller published the content key sealed to the buyer's key (the purchase's
+    /// `buyerKey`, which can no longer change); the price moved from escrow to revenue and the
+    /// model has now made `sales` sales.
     event KeyDelivered(uint256 indexed modelId, address indexed buyer, bytes sealedKey, uint64 sales);
     /// @notice No key came by the deadline: `buyer` took back the `amount` it paid.
     event PurchaseRefunded(uint256 indexed modelId, address indexed buyer, uint128 amount);
@@ -151,10 +158,13 @@ interface IModelMarketplace {
     error ModelMarketplaceNotPending(uint256 modelId, address buyer);
     /// @notice The delivery window runs until `deadlineBlock`; a refund is possible after it.
     error ModelMarketplaceRefundNotYet(uint256 modelId, address buyer, uint64 deadlineBlock);
-    /// @notice The sealed key is empty.
-    error ModelMarketplaceEmptySealedKey();
-    /// @notice `deliverKeys` got `buyers` buyers and `sealedKeys` keys.
-    error ModelMarketplaceLengthMismatch(uint256 buyers, uint256 sealedKeys);
+    /// @notice A sealed key is `length` bytes long instead of 92 (see `deliverKey`).
+    error ModelMarketplaceInvalidSealedKey(uint256 length);
+    /// @notice The key the seller sealed to is no longer the buyer's key for this purchase: the
+    /// buyer replaced it with `updateBuyerKey`. Seal the content key to the current key.
+    error ModelMarketplaceBuyerKeyChanged(uint256 modelId, address buyer);
+    /// @notice `deliverKeys` got `buyers` buyers, `buyerKeys` buyer keys and `sealedKeys` sealed keys.
+    error ModelMarketplaceLengthMismatch(uint256 buyers, uint256 buyerKeys, uint256 sealedKeys);
     /// @notice The caller has nothing to withdraw from this model.
     error ModelMarketplaceNothingToWithdraw(uint256 modelId, address payee);
     /// @notice Only the task's creator may list its model.
@@ -205,17 +215,30 @@ interface IModelMarketplace {
     ) external;
 
     /// @notice The buyer of a pending purchase replaces its key (e.g. the first one was
-    /// malformed); the delivery deadline restarts from this block.
+    /// malformed); the delivery deadline restarts from this block. A delivery sealed to the old
+    /// key reverts from now on (`ModelMarketplaceBuyerKeyChanged`).
     function updateBuyerKey(uint256 modelId, bytes32 newKey) external;
 
-    /// @notice The seller publishes the content key sealed to the key of `buyer`, whose purchase
-    /// must be pending; its price moves from escrow to revenue. Allowed to a blacklisted seller
-    /// and while paused, so that buyers who paid are served.
-    function deliverKey(uint256 modelId, address buyer, bytes calldata sealedKey) external;
+    /// @notice The seller publishes the content key sealed to `buyerKey`, the key of `buyer`'s
+    /// pending purchase; its price moves from escrow to revenue. Reverts if the buyer has
+    /// replaced `buyerKey` since the seller read it, so that the escrow is only released for a
+    /// key the buyer can open. Allowed to a blacklisted seller and while paused, so that buyers
+    /// who paid are served.
+    /// @param buyerKey The X25519 public key the content key was sealed to; must equal the
+    /// purchase's current `buyerKey`.
+    /// @param sealedKey The sealed content key, exactly 92 bytes: the 32-byte ephemeral X25519
+    /// public key, the 12-byte AES-GCM nonce, the 32-byte content key encrypted with AES-256-GCM
+    /// and its 16-byte tag.
+    function deliverKey(uint256 modelId, address buyer, bytes32 buyerKey, bytes calldata sealedKey) external;
 
-    /// @notice `deliverKey` for several buyers in one transaction; reverts as a whole if one of
-    /// them cannot be served.
-    function deliverKeys(uint256 modelId, address[] calldata buyers, bytes[] calldata sealedKeys) external;
+    /// @notice `deliverKey` for several buyers in one transaction, one buyer key and one sealed
+    /// key per buyer; reverts as a whole if one of them cannot be served.
+    function deliverKeys(
+        uint256 modelId,
+        address[] calldata buyers,
+        bytes32[] calldata buyerKeys,
+        bytes[] calldata sealedKeys
+    ) external;
 
     /// @notice The caller takes back the price of its pending purchase once the delivery
     /// deadline has passed. Allowed while blacklisted and while paused: it is the buyer's money.

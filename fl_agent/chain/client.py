@@ -334,18 +334,44 @@ class Marketplace(_Wrapper):
         return _transact(method, model_id, key, sender=sender, gas=gas)
 
     def deliver_key(
-        self, model_id: int, buyer: Any, sealed_key: bytes, *, sender: Any
+        self, model_id: int, buyer: Any, buyer_key: bytes, sealed_key: bytes, *, sender: Any
     ) -> TxReceipt:
-        return _transact(self.contract.deliverKey, model_id, buyer, sealed_key, sender=sender)
+        """Publishes the content key sealed to ``buyer_key`` (92 bytes, see
+        :func:`fl_agent.crypto.sealing.seal_key`). ``buyer_key`` is the key read from the
+        purchase: if the buyer has replaced it since, the contract reverts with
+        ``ModelMarketplaceBuyerKeyChanged`` and the escrow stays; seal to the new key."""
+        return _transact(
+            self.contract.deliverKey,
+            model_id,
+            buyer,
+            _key32(buyer_key),
+            bytes(sealed_key),
+            sender=sender,
+        )
 
     def deliver_keys(
-        self, model_id: int, buyers: list[Any], sealed_keys: list[bytes], *, sender: Any
+        self,
+        model_id: int,
+        buyers: list[Any],
+        buyer_keys: list[bytes],
+        sealed_keys: list[bytes],
+        *,
+        sender: Any,
     ) -> TxReceipt:
-        """Delivers to several pending buyers at once; reverts as a whole if one is not pending."""
-        if len(buyers) != len(sealed_keys):
-            raise ValueError(f"{len(buyers)} buyers but {len(sealed_keys)} sealed keys")
+        """Delivers to several pending buyers at once, each key sealed to the buyer key given
+        for it; reverts as a whole if one buyer is not pending or changed its key."""
+        if not len(buyers) == len(buyer_keys) == len(sealed_keys):
+            raise ValueError(
+                f"{len(buyers)} buyers, {len(buyer_keys)} buyer keys and "
+                f"{len(sealed_keys)} sealed keys: give one of each per buyer"
+            )
         return _transact(
-            self.contract.deliverKeys, model_id, list(buyers), list(sealed_keys), sender=sender
+            self.contract.deliverKeys,
+            model_id,
+            list(buyers),
+            [_key32(k) for k in buyer_keys],
+            [bytes(k) for k in sealed_keys],
+            sender=sender,
         )
 
     def refund(self, model_id: int, *, sender: Any) -> TxReceipt:

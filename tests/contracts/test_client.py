@@ -144,8 +144,12 @@ def test_the_marketplace_client_walks_through_escrow_delivery_refund_and_withdra
     assert market.purchase(model_id, third).buyer_key == bytes(32 * [9])
     assert market.listing(model_id).escrowed == 3 * PRICE
 
-    market.deliver_key(model_id, first, SEALED, sender=owner)
-    market.deliver_keys(model_id, [second], [SEALED], sender=owner)
+    market.deliver_key(model_id, first, KEY, SEALED, sender=owner)
+    market.deliver_keys(model_id, [second], [KEY], [SEALED], sender=owner)
+    with pytest.raises(ContractRevertError) as info:  # sealed to the key third replaced
+        market.deliver_key(model_id, third, KEY, SEALED, sender=owner)
+    assert info.value.error_name == "ModelMarketplaceBuyerKeyChanged"
+    assert market.purchase(model_id, third).status is PurchaseStatus.PENDING
     assert market.has_access(model_id, second)
     assert market.purchase(model_id, second).status is PurchaseStatus.DELIVERED
     chain.mine(DELIVERY_WINDOW)
@@ -180,5 +184,12 @@ def test_the_client_names_the_custom_error_and_checks_its_arguments(
     assert info.value.error_name == "ModelMarketplaceNotPending"
     with pytest.raises(ValueError, match="32-byte"):
         fairfl.marketplace.buy(1, PRICE, b"\x01" * 31, sender=buyer)
-    with pytest.raises(ValueError, match="2 buyers but 1 sealed keys"):
-        fairfl.marketplace.deliver_keys(1, [buyer, owner], [SEALED], sender=owner)
+    with pytest.raises(ValueError, match="2 buyers, 2 buyer keys and 1 sealed keys"):
+        fairfl.marketplace.deliver_keys(1, [buyer, owner], [KEY, KEY], [SEALED], sender=owner)
+    with pytest.raises(ValueError, match="2 buyers, 1 buyer keys and 2 sealed keys"):
+        fairfl.marketplace.deliver_keys(1, [buyer, owner], [KEY], [SEALED] * 2, sender=owner)
+    with pytest.raises(ValueError, match="32-byte"):
+        fairfl.marketplace.deliver_key(1, buyer, KEY[:31], SEALED, sender=owner)
+    with pytest.raises(ContractRevertError) as info:
+        fairfl.marketplace.deliver_key(1, buyer, KEY, SEALED[:91], sender=owner)
+    assert info.value.error_name == "ModelMarketplaceInvalidSealedKey"

@@ -182,7 +182,7 @@ def sold(purchase, marketplace, seller):
         if marketplace.listing(model_id).price != price:
             marketplace.setPrice(model_id, price, sender=seller)
         purchase(account, model_id, price)
-        return marketplace.deliverKey(model_id, account, SEALED_KEY, sender=seller)
+        return marketplace.deliverKey(model_id, account, KEY, SEALED_KEY, sender=seller)
 
     return _sold
 
@@ -465,7 +465,7 @@ def test_buy_rejects_a_zero_buyer_key(marketplace, model, buyer, fund):
 def test_buy_twice_is_rejected(marketplace, token, model, seller, buyer, purchase, fund, delivered):
     purchase(buyer, model)
     if delivered:
-        marketplace.deliverKey(model, buyer, SEALED_KEY, sender=seller)
+        marketplace.deliverKey(model, buyer, KEY, SEALED_KEY, sender=seller)
     fund(buyer)
     with reverts(marketplace.ModelMarketplaceAlreadyPurchased, modelId=model, buyer=buyer):
         marketplace.buy(model, PRICE, OTHER_KEY, sender=buyer)
@@ -602,7 +602,7 @@ def test_update_buyer_key_only_while_pending(
     with reverts(marketplace.ModelMarketplaceNotPending, modelId=model, buyer=stranger):
         marketplace.updateBuyerKey(model, OTHER_KEY, sender=stranger)  # never bought
     purchase(buyer, model)
-    marketplace.deliverKey(model, buyer, SEALED_KEY, sender=seller)
+    marketplace.deliverKey(model, buyer, KEY, SEALED_KEY, sender=seller)
     with reverts(marketplace.ModelMarketplaceNotPending, modelId=model, buyer=buyer):
         marketplace.updateBuyerKey(model, OTHER_KEY, sender=buyer)
     assert marketplace.purchase(model, buyer).buyerKey == KEY
@@ -631,7 +631,7 @@ def test_deliver_key_moves_the_price_from_escrow_to_revenue(
     purchase(buyer, model)
     purchase(attacker, model)
 
-    tx = marketplace.deliverKey(model, buyer, SEALED_KEY, sender=seller)
+    tx = marketplace.deliverKey(model, buyer, KEY, SEALED_KEY, sender=seller)
 
     assert only_event(tx, marketplace.KeyDelivered) == {
         "modelId": model,
@@ -651,9 +651,9 @@ def test_deliver_key_moves_the_price_from_escrow_to_revenue(
 def test_deliver_key_only_by_the_seller(marketplace, model, payees, buyer, purchase):
     purchase(buyer, model)
     with reverts(marketplace.ModelMarketplaceNotSeller, modelId=model, caller=payees[1]):
-        marketplace.deliverKey(model, buyer, SEALED_KEY, sender=payees[1])
+        marketplace.deliverKey(model, buyer, KEY, SEALED_KEY, sender=payees[1])
     with reverts(marketplace.ModelMarketplaceUnknownModel, modelId=2):
-        marketplace.deliverKey(2, buyer, SEALED_KEY, sender=payees[1])
+        marketplace.deliverKey(2, buyer, KEY, SEALED_KEY, sender=payees[1])
     assert marketplace.purchase(model, buyer).status == PENDING
 
 
@@ -661,23 +661,74 @@ def test_deliver_key_only_to_a_pending_buyer(
     marketplace, chain, model, seller, buyer, attacker, stranger, purchase
 ):
     with reverts(marketplace.ModelMarketplaceNotPending, modelId=model, buyer=stranger):
-        marketplace.deliverKey(model, stranger, SEALED_KEY, sender=seller)  # never bought
+        marketplace.deliverKey(model, stranger, KEY, SEALED_KEY, sender=seller)  # never bought
     purchase(buyer, model)
-    marketplace.deliverKey(model, buyer, SEALED_KEY, sender=seller)
+    marketplace.deliverKey(model, buyer, KEY, SEALED_KEY, sender=seller)
     with reverts(marketplace.ModelMarketplaceNotPending, modelId=model, buyer=buyer):
-        marketplace.deliverKey(model, buyer, SEALED_KEY, sender=seller)  # already delivered
+        marketplace.deliverKey(model, buyer, KEY, SEALED_KEY, sender=seller)  # already delivered
     purchase(attacker, model)
     chain.mine(WINDOW)
     marketplace.refund(model, sender=attacker)
     with reverts(marketplace.ModelMarketplaceNotPending, modelId=model, buyer=attacker):
-        marketplace.deliverKey(model, attacker, SEALED_KEY, sender=seller)  # refunded
+        marketplace.deliverKey(model, attacker, KEY, SEALED_KEY, sender=seller)  # refunded
     assert marketplace.listing(model).sales == 1
 
 
-def test_deliver_key_rejects_an_empty_key(marketplace, model, seller, buyer, purchase):
+@pytest.mark.parametrize("length", [0, 1, 32, 91, 93, 184])
+def test_deliver_key_takes_only_a_92_byte_sealed_key(
+    marketplace, model, seller, buyer, purchase, length
+):
     purchase(buyer, model)
-    with reverts(marketplace.ModelMarketplaceEmptySealedKey):
-        marketplace.deliverKey(model, buyer, b"", sender=seller)
+    with reverts(marketplace.ModelMarketplaceInvalidSealedKey, length=length):
+        marketplace.deliverKey(model, buyer, KEY, b"\x5e" * length, sender=seller)
+    assert marketplace.purchase(model, buyer).status == PENDING
+    assert marketplace.listing(model).escrowed == PRICE
+
+
+@pytest.mark.parametrize("then", ["served with the new key", "refunded"])
+def test_a_delivery_sealed_to_a_replaced_key_reverts_and_the_escrow_stays(
+    marketplace, token, chain, model, seller, buyer, purchase, then
+):
+    """The race: the buyer replaces its key while a delivery sealed to the old one is in
+    flight. The delivery reverts, so the price stays in escrow for a delivery the buyer can
+    open, or for its refund."""
+    bought = purchase(buyer, model, key=KEY)
+    update = marketplace.updateBuyerKey(model, OTHER_KEY, sender=buyer)
+
+    with reverts(marketplace.ModelMarketplaceBuyerKeyChanged, modelId=model, buyer=buyer):
+        marketplace.deliverKey(model, buyer, KEY, SEALED_KEY, sender=seller)
+
+    assert marketplace.purchase(model, buyer) == (
+        PENDING,
+        bought.block_number,
+        update.block_number + WINDOW,
+        PRICE,
+        OTHER_KEY,
+    )
+    stored = marketplace.listing(model)
+    assert (stored.escrowed, stored.revenue, stored.sales) == (PRICE, 0, 0)
+    if then == "refunded":
+        mine_until(chain, update.block_number + WINDOW + 1)
+        marketplace.refund(model, sender=buyer)
+        assert marketplace.purchase(model, buyer).status == REFUNDED
+        assert token.balanceOf(buyer) == PRICE
+    else:
+        tx = marketplace.deliverKey(model, buyer, OTHER_KEY, SEALED_KEY, sender=seller)
+        assert only_event(tx, marketplace.KeyDelivered)["sales"] == 1
+        assert marketplace.hasAccess(model, buyer) is True
+        assert marketplace.purchase(model, buyer).buyerKey == OTHER_KEY  # final now
+        stored = marketplace.listing(model)
+        assert (stored.escrowed, stored.revenue, stored.sales) == (0, PRICE, 1)
+
+
+def test_a_delivery_sealed_to_a_key_the_buyer_never_named_reverts(
+    marketplace, model, seller, buyer, purchase
+):
+    purchase(buyer, model, key=KEY)
+    for wrong in (OTHER_KEY, b"\x00" * 32):
+        with reverts(marketplace.ModelMarketplaceBuyerKeyChanged, modelId=model, buyer=buyer):
+            marketplace.deliverKey(model, buyer, wrong, SEALED_KEY, sender=seller)
+    assert marketplace.purchase(model, buyer).status == PENDING
 
 
 def test_a_late_key_is_still_delivered_until_the_buyer_takes_a_refund(
@@ -685,7 +736,7 @@ def test_a_late_key_is_still_delivered_until_the_buyer_takes_a_refund(
 ):
     purchase(buyer, model)
     chain.mine(WINDOW + 10)
-    marketplace.deliverKey(model, buyer, SEALED_KEY, sender=seller)
+    marketplace.deliverKey(model, buyer, KEY, SEALED_KEY, sender=seller)
     assert marketplace.hasAccess(model, buyer) is True
     with reverts(marketplace.ModelMarketplaceNotPending, modelId=model, buyer=buyer):
         marketplace.refund(model, sender=buyer)
@@ -705,8 +756,9 @@ def test_deliver_keys_serves_many_buyers_at_once(
     for b in crowd_of_buyers:
         purchase(b, model)
     keys = [bytes([i + 1]) * 92 for i in range(len(crowd_of_buyers))]
+    buyer_keys = [KEY] * len(crowd_of_buyers)
 
-    tx = marketplace.deliverKeys(model, crowd_of_buyers, keys, sender=seller)
+    tx = marketplace.deliverKeys(model, crowd_of_buyers, buyer_keys, keys, sender=seller)
 
     events = tx.events.filter(marketplace.KeyDelivered)
     assert [(e.buyer, e.sealedKey, e.sales) for e in events] == [
@@ -727,7 +779,7 @@ def test_deliver_keys_reverts_as_a_whole_on_a_buyer_that_is_not_pending(
     purchase(buyer, model)
     purchase(attacker, model)
     if culprit == "delivered":
-        marketplace.deliverKey(model, attacker, SEALED_KEY, sender=seller)
+        marketplace.deliverKey(model, attacker, KEY, SEALED_KEY, sender=seller)
         batch, bad = [buyer, attacker], attacker
     elif culprit == "never bought":
         batch, bad = [buyer, stranger, attacker], stranger
@@ -736,24 +788,68 @@ def test_deliver_keys_reverts_as_a_whole_on_a_buyer_that_is_not_pending(
     before = marketplace.listing(model)
 
     with reverts(marketplace.ModelMarketplaceNotPending, modelId=model, buyer=bad):
-        marketplace.deliverKeys(model, batch, [SEALED_KEY] * len(batch), sender=seller)
+        marketplace.deliverKeys(
+            model, batch, [KEY] * len(batch), [SEALED_KEY] * len(batch), sender=seller
+        )
 
     assert marketplace.listing(model) == before
     assert marketplace.purchase(model, buyer).status == PENDING
 
 
-def test_deliver_keys_checks_lengths_keys_and_seller(
-    marketplace, model, seller, payees, buyer, attacker, purchase
+@pytest.mark.parametrize(
+    "n_buyer_keys,n_sealed_keys", [(2, 1), (1, 2), (1, 1), (3, 2), (2, 3), (0, 0)]
+)
+def test_deliver_keys_needs_one_buyer_key_and_one_sealed_key_per_buyer(
+    marketplace, model, seller, buyer, attacker, purchase, n_buyer_keys, n_sealed_keys
 ):
     purchase(buyer, model)
     purchase(attacker, model)
-    with reverts(marketplace.ModelMarketplaceLengthMismatch, buyers=2, sealedKeys=1):
-        marketplace.deliverKeys(model, [buyer, attacker], [SEALED_KEY], sender=seller)
-    with reverts(marketplace.ModelMarketplaceEmptySealedKey):
-        marketplace.deliverKeys(model, [buyer, attacker], [SEALED_KEY, b""], sender=seller)
-    with reverts(marketplace.ModelMarketplaceNotSeller, modelId=model, caller=payees[0]):
-        marketplace.deliverKeys(model, [buyer], [SEALED_KEY], sender=payees[0])
+    with reverts(
+        marketplace.ModelMarketplaceLengthMismatch,
+        buyers=2,
+        buyerKeys=n_buyer_keys,
+        sealedKeys=n_sealed_keys,
+    ):
+        marketplace.deliverKeys(
+            model, [buyer, attacker], [KEY] * n_buyer_keys, [SEALED_KEY] * n_sealed_keys,
+            sender=seller,
+        )
     assert marketplace.listing(model).sales == 0
+
+
+@pytest.mark.parametrize("length", [0, 91, 93])
+def test_deliver_keys_checks_every_sealed_key_and_the_seller(
+    marketplace, model, seller, payees, buyer, attacker, purchase, length
+):
+    purchase(buyer, model)
+    purchase(attacker, model)
+    with reverts(marketplace.ModelMarketplaceInvalidSealedKey, length=length):
+        marketplace.deliverKeys(
+            model, [buyer, attacker], [KEY, KEY], [SEALED_KEY, b"\x5e" * length], sender=seller
+        )
+    with reverts(marketplace.ModelMarketplaceNotSeller, modelId=model, caller=payees[0]):
+        marketplace.deliverKeys(model, [buyer], [KEY], [SEALED_KEY], sender=payees[0])
+    assert marketplace.listing(model).sales == 0
+    assert marketplace.purchase(model, buyer).status == PENDING
+
+
+def test_deliver_keys_reverts_as_a_whole_when_one_buyer_changed_its_key(
+    marketplace, chain, model, seller, buyer, attacker, stranger, purchase
+):
+    for b in (buyer, attacker, stranger):
+        purchase(b, model, key=KEY)
+    marketplace.updateBuyerKey(model, OTHER_KEY, sender=attacker)  # while the batch is sealed
+    batch = [buyer, attacker, stranger]
+    before = marketplace.listing(model)
+
+    with reverts(marketplace.ModelMarketplaceBuyerKeyChanged, modelId=model, buyer=attacker):
+        marketplace.deliverKeys(model, batch, [KEY] * 3, [SEALED_KEY] * 3, sender=seller)
+
+    assert marketplace.listing(model) == before
+    assert [marketplace.purchase(model, b).status for b in batch] == [PENDING] * 3
+    # Resealed to the current keys, the same batch goes through.
+    marketplace.deliverKeys(model, batch, [KEY, OTHER_KEY, KEY], [SEALED_KEY] * 3, sender=seller)
+    assert [marketplace.hasAccess(model, b) for b in batch] == [True] * 3
 
 
 # --------------------------------------------------------------------------- refund
@@ -817,7 +913,7 @@ def test_a_refunded_buyer_may_buy_again(marketplace, chain, token, model, seller
         PRICE,
         OTHER_KEY,
     )
-    marketplace.deliverKey(model, buyer, SEALED_KEY, sender=seller)
+    marketplace.deliverKey(model, buyer, OTHER_KEY, SEALED_KEY, sender=seller)
     assert marketplace.hasAccess(model, buyer) is True
     assert token.balanceOf(buyer) == 0
 
@@ -826,7 +922,7 @@ def test_no_refund_after_delivery_nor_without_a_purchase(
     marketplace, chain, model, seller, buyer, stranger, purchase
 ):
     purchase(buyer, model)
-    marketplace.deliverKey(model, buyer, SEALED_KEY, sender=seller)
+    marketplace.deliverKey(model, buyer, KEY, SEALED_KEY, sender=seller)
     chain.mine(WINDOW)
     with reverts(marketplace.ModelMarketplaceNotPending, modelId=model, buyer=buyer):
         marketplace.refund(model, sender=buyer)
@@ -871,7 +967,7 @@ def test_blacklisted_seller_cannot_change_the_price_but_still_delivers_keys(
     with reverts(marketplace.ModelMarketplaceBlacklisted, account=seller):
         marketplace.setPrice(model, 1, sender=seller)
     assert marketplace.listing(model).price == PRICE
-    marketplace.deliverKey(model, buyer, SEALED_KEY, sender=seller)  # the buyer paid: deliver
+    marketplace.deliverKey(model, buyer, KEY, SEALED_KEY, sender=seller)  # the buyer paid: deliver
     assert marketplace.hasAccess(model, buyer)
 
 
@@ -909,7 +1005,7 @@ def test_delist_stops_sales_but_serves_the_buyers_who_paid(
     with reverts(marketplace.ModelMarketplaceDelisted, modelId=model):
         marketplace.buy(model, PRICE, KEY, sender=stranger)
     # One pending buyer still gets its key, the other its money back; the payees get paid.
-    marketplace.deliverKey(model, buyer, SEALED_KEY, sender=seller)
+    marketplace.deliverKey(model, buyer, KEY, SEALED_KEY, sender=seller)
     assert marketplace.hasAccess(model, buyer) is True
     chain.mine(WINDOW)
     marketplace.refund(model, sender=attacker)
@@ -1166,7 +1262,9 @@ def test_pause_serves_the_buyers_who_paid_and_the_payees(
     marketplace.pause(sender=owner)
 
     marketplace.updateBuyerKey(model, OTHER_KEY, sender=second)
-    marketplace.deliverKeys(model, [second, third], [SEALED_KEY, SEALED_KEY], sender=seller)
+    marketplace.deliverKeys(
+        model, [second, third], [OTHER_KEY, KEY], [SEALED_KEY, SEALED_KEY], sender=seller
+    )
     chain.mine(WINDOW)
     marketplace.refund(model, sender=late)
     marketplace.withdraw(model, sender=payees[0])
@@ -1233,7 +1331,7 @@ def test_a_token_without_permit_works_with_approve_and_buy(
     with reverts(market.ModelMarketplaceInsufficientAllowance, allowance=0, price=PRICE):
         market.buyWithPermit(1, PRICE, KEY, deadline, v, r, s, sender=stranger)
 
-    market.deliverKeys(1, [buyer, attacker], [SEALED_KEY, SEALED_KEY], sender=seller)
+    market.deliverKeys(1, [buyer, attacker], [KEY, KEY], [SEALED_KEY, SEALED_KEY], sender=seller)
     market.withdraw(1, sender=payees[0])
     assert usd.balanceOf(payees[0]) == share(2 * PRICE, SCORES[0])
     assert usd.balanceOf(market) == 2 * PRICE - share(2 * PRICE, SCORES[0])
@@ -1269,7 +1367,7 @@ def reentry_calls(market):
         "buy": market.buy.encode_input(1, PRICE, KEY),
         "withdraw": market.withdraw.encode_input(1),
         "refund": market.refund.encode_input(1),
-        "deliverKey": market.deliverKey.encode_input(1, ZERO_ADDRESS, SEALED_KEY),
+        "deliverKey": market.deliverKey.encode_input(1, ZERO_ADDRESS, KEY, SEALED_KEY),
     }
 
 
@@ -1296,7 +1394,7 @@ def test_withdraw_cannot_be_reentered(hostile, seller, buyer, payees, reentered)
     evil.mint(buyer, PRICE, sender=buyer)
     evil.approve(market, PRICE, sender=buyer)
     market.buy(1, PRICE, KEY, sender=buyer)  # unarmed: revenue to withdraw
-    market.deliverKey(1, buyer, SEALED_KEY, sender=seller)
+    market.deliverKey(1, buyer, KEY, SEALED_KEY, sender=seller)
     payee, due = payees[0], share(PRICE, SCORES[0])
     evil.arm(market, reentry_calls(market)[reentered], sender=payee)
 
@@ -1368,17 +1466,18 @@ def test_gas_of_the_escrow_path_on_record(
     for x in (a, b, c, d, f):
         fund(x, PRICE)
     marketplace.buy(model, PRICE, KEY, sender=a)
-    first_delivery = marketplace.deliverKey(model, a, SEALED_KEY, sender=seller)  # revenue 0 -> x
+    # revenue 0 -> x
+    first_delivery = marketplace.deliverKey(model, a, KEY, SEALED_KEY, sender=seller)
     buy = marketplace.buy(model, PRICE, KEY, sender=b)
     mint(e, PRICE)
     v, r, s = sign_permit(token, e, marketplace, PRICE, deadline)
     permit = marketplace.buyWithPermit(model, PRICE, KEY, deadline, v, r, s, sender=e)
     update = marketplace.updateBuyerKey(model, OTHER_KEY, sender=b)
-    later_delivery = marketplace.deliverKey(model, b, SEALED_KEY, sender=seller)
+    later_delivery = marketplace.deliverKey(model, b, OTHER_KEY, SEALED_KEY, sender=seller)
     marketplace.buy(model, PRICE, KEY, sender=c)
     marketplace.buy(model, PRICE, KEY, sender=d)
-    batch = marketplace.deliverKeys(model, [c, d, e], [SEALED_KEY] * 3, sender=seller)
-    empty = marketplace.deliverKeys(model, [], [], sender=seller)  # the batch's fixed cost
+    batch = marketplace.deliverKeys(model, [c, d, e], [KEY] * 3, [SEALED_KEY] * 3, sender=seller)
+    empty = marketplace.deliverKeys(model, [], [], [], sender=seller)  # the batch's fixed cost
     marketplace.buy(model, PRICE, KEY, sender=f)
     chain.mine(WINDOW)
     refund = marketplace.refund(model, sender=f)

@@ -11,13 +11,14 @@ Properties:
    the sum of its members' ``earned``, stay within ``rewardPerRound`` per finalized round, and
    split exactly into FLT minted by ``claimRewards`` and FLT still ``claimable``; scores adding
    up to more than 1_000_000 parts per million revert and credit nothing.
-   The reason codes and the evidence CID of every round are recorded as given.
+   The model hash, the reason codes and the evidence CID of every round are recorded as given.
 2. Money: across random interleavings of buy, buyWithPermit, key updates, deliverKey(s),
    refunds, withdrawals, price changes, delistings, blocks passing and blacklistings, the
    marketplace holds exactly sum(escrowed) + sum(revenue) - sum(withdrawn); every buyer's
    payment is in escrow (Pending), in revenue (Delivered) or back with the buyer (Refunded);
-   the payees' shares add up to the revenue less under one base unit per payee; and a
-   blacklisted buyer or payee moves nothing.
+   the payees' shares add up to the revenue less under one base unit per payee; a delivery
+   sealed to a key the purchase no longer names reverts; and a blacklisted buyer or payee
+   moves nothing. Every path that moves tokens is shown to succeed, and counted.
 3. Blacklist: a blacklisted address (manually or after three rejections) cannot move state
    through any entry point meant for participants, buyers, sellers and payees, and can neither
    be credited a reward nor claim one credited before. (What serves buyers who already paid,
@@ -54,7 +55,7 @@ from conftest import (
 from eth_account import Account
 from eth_utils import function_abi_to_4byte_selector, to_checksum_address
 from eth_utils.abi import collapse_if_tuple
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
@@ -477,33 +478,61 @@ class ListingModel:
         return entitled - self.withdrawn.get(payee, 0)
 
 
+def pick_actor(actor: int, aim: bool, pool: list, *preferred: list):
+    """The ``actor``-th of the first non-empty ``preferred`` list when aiming, else of
+    ``pool``."""
+    for candidates in preferred if aim else ():
+        if candidates:
+            return candidates[actor % len(candidates)]
+    return pool[actor % len(pool)]
+
+
 @st.composite
 def money_ops(draw):
-    """One step: (kind, listing index, actor index, argument)."""
+    """One step: (kind, listing index, actor index, argument, aim).
+
+    With ``aim``, refund, deliverKey(s), withdraw and updateBuyerKey pick their actor among
+    those the call can succeed for, when there is one (a refund among the pending buyers,
+    those past their deadline first; a withdrawal among the payees with something due).
+    Drawn blindly, those calls nearly always revert: a refund needs a purchase of the same
+    buyer, of the same model, a delivery window earlier, and nothing delivered since.
+    """
     kind = draw(
         st.sampled_from(
             ["buy"] * 4
             + ["buyWithPermit"] * 2
-            + ["deliverKey"] * 3
-            + ["deliverKeys"] * 2
+            + ["deliverKey"] * 2
+            + ["deliverKeys"] * 3
             + ["refund"] * 3
-            + ["mine"] * 2
-            + ["withdraw"] * 3
-            + ["updateBuyerKey", "setPrice", "delist", "blacklist"]
+            + ["mine"] * 3
+            + ["withdraw"] * 4
+            + ["updateBuyerKey"] * 2
+            + ["setPrice", "delist", "blacklist"]
         )
     )
     index, actor = draw(st.integers(0, 1)), draw(st.integers(0, 8))
+    aim = draw(st.sampled_from([True, True, True, False]))
     arg = None
     if kind in ("buy", "buyWithPermit"):
         # The buyer's maxPrice is the price plus this slack (-1: one unit short).
         arg = draw(st.one_of(st.sampled_from([0, 0, 0, -1]), st.integers(1, 10**30)))
-    elif kind == "deliverKeys":
-        arg = draw(st.lists(st.integers(0, 3), min_size=1, max_size=4, unique=True))
+    elif kind in ("deliverKey", "deliverKeys"):
+        # The buyers served (deliverKey: the actor), and now and then the position of one
+        # whose key the seller sealed to a key the purchase does not name (the buyer replaced
+        # it after the seller read it).
+        batch = None
+        if kind == "deliverKeys":
+            batch = draw(st.lists(st.integers(0, 3), min_size=1, max_size=4, unique=True))
+        stale = draw(st.sampled_from([None, None, None, 0, 1]))
+        arg = (batch, stale)
     elif kind == "mine":
         arg = draw(st.sampled_from([1, DELIVERY_WINDOW // 2, DELIVERY_WINDOW, DELIVERY_WINDOW + 1]))
+    elif kind == "refund":
+        # Whether the buyer waits for its deadline to pass first (blocks are mined).
+        arg = draw(st.booleans())
     elif kind == "setPrice":
         arg = draw(prices)
-    return kind, index, actor, arg
+    return kind, index, actor, arg, aim
 
 
 def test_every_token_is_in_escrow_in_revenue_or_back_with_its_buyer(
@@ -518,7 +547,13 @@ def test_every_token_is_in_escrow_in_revenue_or_back_with_its_buyer(
       buyer (Refunded), and its balance says so;
     - per model, the payees' withdrawable + withdrawn add up to at most the revenue, and to
       less than one base unit per payee below it;
+    - a delivery sealed to a key other than the purchase's (the buyer replaced it) reverts
+      and moves nothing, also in a batch;
     - a blacklisted buyer or payee moves nothing with buy, buyWithPermit or withdraw.
+
+    The successful calls of each path are counted over all examples and must be at least
+    three: a path that always reverts would prove nothing. Three explicit examples make sure
+    of it; the random ones, whose calls aim at an actor they can succeed for, add more.
     """
     seller = owner
     buyers = [aggregator, accounts[7], accounts[8], accounts[9]]  # neither payees nor seller
@@ -576,6 +611,34 @@ def test_every_token_is_in_escrow_in_revenue_or_back_with_its_buyer(
             m.escrowed + m.revenue - sum(m.withdrawn.values()) for m in models
         )
 
+    # Successful calls of each path that moves tokens, over all examples: the property says
+    # little about a path that never succeeds.
+    exercised = collections.Counter()
+
+    def tally(path):
+        exercised[path] += 1
+        event(path)  # shown by --hypothesis-show-statistics
+
+    payees = [*trainers, buyers[0]]  # buyers[0] never earned anything
+
+    def targets(kind, m, next_block):
+        """Who ``kind`` can succeed for on model ``m`` now (before blacklistings)."""
+        pending = [b for b in buyers if m.purchase(addr(b)).status == PENDING]
+        if kind in ("updateBuyerKey", "deliverKey", "deliverKeys"):
+            return pending
+        if kind == "refund":
+            return [b for b in pending if m.purchase(addr(b)).deadline < next_block]
+        if kind == "withdraw":
+            return [p for p in payees if m.withdrawable(addr(p))]
+        return buyers
+
+    def sealed_to(m, buyer, stale):
+        """The buyer key the seller names: the purchase's, or another one if ``stale``."""
+        current = m.purchase(addr(buyer)).key
+        if not stale:
+            return current if current != b"\x00" * 32 else BUYER_KEY
+        return OTHER_KEY if current != OTHER_KEY else BUYER_KEY
+
     def frozen(models, actor):
         """What a blacklisted actor's buy or withdraw could change."""
         return (
@@ -588,8 +651,55 @@ def test_every_token_is_in_escrow_in_revenue_or_back_with_its_buyer(
             read.token.nonces(actor),
         )
 
-    @examples(20)
-    @given(st.tuples(prices, prices), st.lists(money_ops(), min_size=6, max_size=14))
+    @examples(50)
+    @given(st.tuples(prices, prices), st.lists(money_ops(), min_size=6, max_size=16))
+    # Every path that moves tokens, and the race of a key update with a delivery sealed to
+    # the old key, in each of three examples, whatever hypothesis draws.
+    @example(
+        (7, 10**18 + 1),
+        [
+            ("buy", 0, 1, 0, False),
+            ("buyWithPermit", 0, 2, 0, False),
+            ("updateBuyerKey", 0, 1, None, False),
+            ("deliverKey", 0, 1, (None, 0), False),  # sealed to the key just replaced
+            ("deliverKeys", 0, 0, ([1, 2], None), False),
+            ("buy", 0, 3, 5, False),
+            ("deliverKey", 0, 3, (None, None), False),
+            ("withdraw", 0, 0, None, False),
+            ("buy", 1, 3, 0, False),
+            ("mine", 1, 0, DELIVERY_WINDOW + 1, False),
+            ("refund", 1, 3, False, False),
+        ],
+    )
+    @example(
+        (2**100, 1),
+        [
+            ("buy", 1, 0, 0, False),
+            ("buyWithPermit", 1, 1, 10**30, False),
+            ("deliverKey", 1, 0, (None, None), False),
+            ("updateBuyerKey", 1, 1, None, False),
+            ("deliverKeys", 1, 0, ([1], 0), False),  # sealed to the key just replaced
+            ("deliverKeys", 1, 0, ([1], None), False),
+            ("withdraw", 1, 3, None, False),
+            ("buyWithPermit", 0, 2, 0, False),
+            ("refund", 0, 2, True, False),  # after waiting for the deadline
+        ],
+    )
+    @example(
+        (1_000, 3),
+        [
+            ("buy", 0, 2, 0, False),
+            ("buy", 1, 2, 0, False),
+            ("updateBuyerKey", 1, 2, None, False),
+            ("deliverKey", 1, 2, (None, 0), False),  # sealed to the key just replaced
+            ("deliverKey", 1, 2, (None, None), False),
+            ("deliverKeys", 0, 0, ([2], None), False),
+            ("buyWithPermit", 0, 3, 0, False),
+            ("refund", 0, 3, True, False),
+            ("withdraw", 1, 3, None, False),
+            ("withdraw", 0, 1, None, False),
+        ],
+    )
     def run(list_prices, ops):
         with isolated(chain):
             held_before = read.token.balanceOf(marketplace)
@@ -605,10 +715,14 @@ def test_every_token_is_in_escrow_in_revenue_or_back_with_its_buyer(
             blacklisted: set[str] = set()
             check(models, balances, held_before)
 
-            for kind, index, actor, arg in ops:
+            for kind, index, actor, arg, aim in ops:
+                next_block = chain.blocks.height + 1  # ape sends even a failing transaction
+                if aim and not targets(kind, models[index], next_block):
+                    index = 1 - index  # the other model, if the call can succeed there
                 m = models[index]
                 mid = m.model_id
-                next_block = chain.blocks.height + 1  # ape sends even a failing transaction
+                pending = targets("deliverKey", m, next_block)
+                pick = functools.partial(pick_actor, actor, aim)
                 if kind in ("buy", "buyWithPermit"):
                     who = buyers[actor % len(buyers)]
                     b = addr(who)
@@ -642,6 +756,7 @@ def test_every_token_is_in_escrow_in_revenue_or_back_with_its_buyer(
                         assert frozen(models, who) == before
                     else:
                         tx = call(sender=who)
+                        tally(kind)
                         m.purchases[b] = PurchaseModel(
                             PENDING, m.price, tx.block_number + DELIVERY_WINDOW, BUYER_KEY
                         )
@@ -649,30 +764,51 @@ def test_every_token_is_in_escrow_in_revenue_or_back_with_its_buyer(
                         if allowance != MAX_UINT256:
                             allowances[b] = allowance - m.price
                 elif kind == "updateBuyerKey":
-                    who = buyers[actor % len(buyers)]
+                    who = pick(buyers, pending)
                     p = m.purchase(addr(who))
+                    new_key = OTHER_KEY if p.key != OTHER_KEY else BUYER_KEY
                     if p.status != PENDING:
                         with ape.reverts(marketplace.ModelMarketplaceNotPending, buyer=addr(who)):
-                            marketplace.updateBuyerKey(mid, OTHER_KEY, sender=who)
+                            marketplace.updateBuyerKey(mid, new_key, sender=who)
                     else:  # also while blacklisted: the buyer paid
-                        tx = marketplace.updateBuyerKey(mid, OTHER_KEY, sender=who)
-                        p.deadline, p.key = tx.block_number + DELIVERY_WINDOW, OTHER_KEY
+                        tx = marketplace.updateBuyerKey(mid, new_key, sender=who)
+                        p.deadline, p.key = tx.block_number + DELIVERY_WINDOW, new_key
                 elif kind in ("deliverKey", "deliverKeys"):
-                    batch = [buyers[i] for i in arg] if arg else [buyers[actor % len(buyers)]]
-                    stuck = [b for b in batch if m.purchase(addr(b)).status != PENDING]
+                    indices, stale = arg
+                    if indices is None:
+                        batch = [pick(buyers, pending)]
+                    else:
+                        batch = [buyers[i] for i in indices]
+                        if aim and pending:
+                            batch = [b for b in batch if b in pending] or pending
+                    keys = [
+                        sealed_to(m, b, stale is not None and i == stale % len(batch))
+                        for i, b in enumerate(batch)
+                    ]
+                    error = None
+                    for b, key in zip(batch, keys, strict=True):  # in order, as the contract
+                        if m.purchase(addr(b)).status != PENDING:
+                            error = (marketplace.ModelMarketplaceNotPending, addr(b))
+                            break
+                        if key != m.purchase(addr(b)).key:
+                            error = (marketplace.ModelMarketplaceBuyerKeyChanged, addr(b))
+                            break
                     if kind == "deliverKey":
-                        call = functools.partial(marketplace.deliverKey, mid, batch[0], SEALED_KEY)
+                        call = functools.partial(
+                            marketplace.deliverKey, mid, batch[0], keys[0], SEALED_KEY
+                        )
                     else:
                         call = functools.partial(
-                            marketplace.deliverKeys, mid, batch, [SEALED_KEY] * len(batch)
+                            marketplace.deliverKeys, mid, batch, keys, [SEALED_KEY] * len(batch)
                         )
-                    if stuck:
-                        with ape.reverts(
-                            marketplace.ModelMarketplaceNotPending, buyer=addr(stuck[0])
-                        ):
+                    if error:
+                        with ape.reverts(error[0], modelId=mid, buyer=error[1]):
                             call(sender=seller)
+                        if error[0] == marketplace.ModelMarketplaceBuyerKeyChanged:
+                            tally("delivery to a replaced key refused")
                     else:
                         tx = call(sender=seller)
+                        tally(kind)
                         for b in batch:
                             p = m.purchases[addr(b)]
                             p.status = DELIVERED
@@ -682,8 +818,11 @@ def test_every_token_is_in_escrow_in_revenue_or_back_with_its_buyer(
                             range(m.sales - len(batch) + 1, m.sales + 1)
                         )
                 elif kind == "refund":
-                    who = buyers[actor % len(buyers)]
+                    who = pick(buyers, targets(kind, m, next_block), pending)
                     p = m.purchase(addr(who))
+                    if arg and p.status == PENDING and next_block <= p.deadline:
+                        chain.mine(p.deadline - chain.blocks.height)  # the window passes
+                        next_block = chain.blocks.height + 1
                     if p.status != PENDING:
                         with ape.reverts(marketplace.ModelMarketplaceNotPending, buyer=addr(who)):
                             marketplace.refund(mid, sender=who)
@@ -694,6 +833,7 @@ def test_every_token_is_in_escrow_in_revenue_or_back_with_its_buyer(
                             marketplace.refund(mid, sender=who)
                     else:  # also while blacklisted: it is the buyer's own money
                         tx = marketplace.refund(mid, sender=who)
+                        tally(kind)
                         [event] = tx.decode_logs(marketplace.PurchaseRefunded)
                         assert event.amount == p.paid
                         p.status = REFUNDED
@@ -701,7 +841,7 @@ def test_every_token_is_in_escrow_in_revenue_or_back_with_its_buyer(
                 elif kind == "mine":
                     chain.mine(arg)
                 elif kind == "withdraw":
-                    who = [*trainers, buyers[0]][actor % (len(trainers) + 1)]
+                    who = pick(payees, targets(kind, m, next_block))
                     due = m.withdrawable(addr(who))
                     if addr(who) in blacklisted:
                         before = frozen(models, who)
@@ -716,6 +856,7 @@ def test_every_token_is_in_escrow_in_revenue_or_back_with_its_buyer(
                     else:
                         balance = read.token.balanceOf(who)
                         tx = marketplace.withdraw(mid, sender=who)
+                        tally(kind)
                         [event] = tx.decode_logs(marketplace.RevenueWithdrawn)
                         assert event.amount == due
                         assert read.token.balanceOf(who) - balance == due
@@ -747,6 +888,10 @@ def test_every_token_is_in_escrow_in_revenue_or_back_with_its_buyer(
                 check(models, balances, held_before)
 
     run()
+    print(f"money paths exercised: {dict(exercised)}")
+    paths = ["buy", "buyWithPermit", "deliverKey", "deliverKeys", "refund", "withdraw"]
+    paths.append("delivery to a replaced key refused")
+    assert {p: exercised[p] for p in paths if exercised[p] < 3} == {}, dict(exercised)
 
 
 # --------------------------------------------------------------------------------------------
@@ -872,7 +1017,7 @@ def test_blacklisted_address_can_never_move_state_nor_be_rewarded(
     model = tx.decode_logs(marketplace.ModelListed)[0].modelId
     token.approve(marketplace, price, sender=buyer)
     marketplace.buy(model, price, BUYER_KEY, sender=buyer)
-    marketplace.deliverKey(model, buyer, SEALED_KEY, sender=owner)
+    marketplace.deliverKey(model, buyer, BUYER_KEY, SEALED_KEY, sender=owner)
     assert read.marketplace.withdrawable(model, attacker) == 400 * UNIT
 
     def run(kind, args, actor):
