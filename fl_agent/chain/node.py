@@ -22,6 +22,8 @@ import httpx
 from fl_agent.errors import ChainError, ConfigError
 
 DEFAULT_MNEMONIC = "test test test test test test test test test test test junk"
+#: Recent states anvil keeps (in memory); older ones are dropped, not written to disk.
+KEPT_STATES = 256
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -120,6 +122,11 @@ class LocalChain:
             "2",
             "--hardfork",
             "prague",
+            # Keep recent states in memory only: by default anvil spills every old state to
+            # ~/.foundry/anvil/tmp (gigabytes for a long simulation) and nothing here reads
+            # state at old blocks.
+            "--prune-history",
+            str(KEPT_STATES),
         ]
         if block_time:
             cmd += ["--block-time", str(block_time)]

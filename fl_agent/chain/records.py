@@ -6,6 +6,7 @@ reports never index into raw ABI output.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 from typing import Any
@@ -307,13 +308,19 @@ class RoundResult:
 
     @classmethod
     def from_chain(cls, raw: Any) -> RoundResult:
-        """From an event's ``result``: ape gives a struct object or a plain list."""
+        """From an event's ``result``: ape gives a struct object or a plain list; the event
+        index gives a dict of JSON values (bytes as 0x-hex)."""
         from eth_utils import to_checksum_address
 
-        values = [
-            getattr(raw, n) if hasattr(raw, n) else raw[i] for i, n in enumerate(cls.ABI_FIELDS)
-        ]
+        def field(i: int, name: str) -> Any:
+            if isinstance(raw, Mapping):
+                return raw[name]
+            return getattr(raw, name) if hasattr(raw, name) else raw[i]
+
+        values = [field(i, n) for i, n in enumerate(cls.ABI_FIELDS)]
         cid, model_hash, contributors, scores, rejected, reasons, evidence, millis = values
+        if isinstance(model_hash, str):
+            model_hash = bytes.fromhex(model_hash.removeprefix("0x"))
         return cls(
             new_model_cid=str(cid),
             model_hash=bytes(model_hash),

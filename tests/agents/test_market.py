@@ -310,7 +310,7 @@ def test_a_key_replaced_while_the_agent_delivers_is_served_to_the_new_key(shop):
     agent = shop.agent()
     agent.step()
     market, token = shop.fairfl.marketplace, shop.fairfl.token
-    buyer = shop.buyer(231)
+    buyer = shop.buyer(260)
     token.approve(market.address, PRICE, sender=buyer)
     stale = new_buyer_key()[1]
     market.buy(shop.model_id, PRICE, stale, sender=buyer)

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fl_agent.chain.node import free_port
+from fl_agent.chain.node import KEPT_STATES, free_port
 from harness import (
     APP_MAIN,
     CHROMIUM,
@@ -66,7 +66,7 @@ def test_chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChainUnderT
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [anvil, "--host", "127.0.0.1", "--port", str(port), "--hardfork", "prague", "--silent",
-         "--accounts", "12"],
+         "--accounts", "12", "--prune-history", str(KEPT_STATES)],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
