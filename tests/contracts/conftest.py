@@ -74,28 +74,29 @@ Budgets from the issue, asserted by the tests:
 
 | function | budget | measured |
 | --- | --- | --- |
-| `TaskLedger.submitUpdate` | ≤ 80,000 | 49,614 |
+| `TaskLedger.submitUpdate` | ≤ 80,000 | 49,636 |
 | `ModelMarketplace.buy` | ≤ 150,000 | 102,383 (129,083 for the first sale ever, the marketplace's balance starting at zero; 65,383 to buy again after a refund) |
-| `TaskLedger.finalizeRound`, 1 / 3 / 5 contributors | ≤ 100,000 / 180,000 / 260,000 (60,000 + 40,000 × n) | 91,504 / 131,773 / 172,007 (round 1); 97,559 / 137,828 / 178,062 (last round) |
+| `TaskLedger.finalizeRound`, 1 / 3 / 5 contributors | ≤ 100,000 / 180,000 / 260,000 (60,000 + 40,000 × n) | 92,547 / 133,076 / 173,582 (round 1); 98,602 / 139,131 / 179,637 (last round) |
 
 `finalizeRound` stays within budget because rewards are credited, not minted: each
 contributor mints its own with `claimRewards` (91,089 gas into an empty balance,
-56,889 into a funded one). Its maximum below is the 300-contributor round of the
-marketplace's equal-shares test.
+56,889 into a funded one), and because the new model's plaintext hash (`modelHash`) is
+emitted, not stored (a fresh slot would cost 22,100 more). Its maximum below is a
+300-contributor round of the marketplace's tests.
 
 The marketplace's escrow path (`test_gas_of_the_escrow_path_on_record` and the gas tests of
 `test_marketplace.py`; each buyer spends its whole balance and allowance):
 
 | step | gas |
 | --- | --- |
-| `listTaskModel`, 1 / 60 contributors | 313,767 / 313,767 (no loop over contributors: shares are read from the ledger at withdrawal); 330,867 for the first listing ever (the model counter starts at zero) |
+| `listTaskModel`, 1 / 60 contributors | 313,789 / 313,789 (no loop over contributors: shares are read from the ledger at withdrawal); 330,889 for the first listing ever (the model counter starts at zero) |
 | `buy` into escrow | 102,383 (two fresh slots for the purchase) |
-| `buyWithPermit` | 135,924 |
-| `updateBuyerKey` | 37,307 |
-| `deliverKey` | 49,844 (66,944 for the model's first sale: its revenue starts at zero) |
-| `deliverKeys` | 17,453 per buyer on top of about 25,400 (77,727 for 3 buyers) |
-| `refund` | 67,813 |
-| `withdraw` | 99,688 the first time (two slots start at zero), 65,488 later |
+| `buyWithPermit` | 135,946 |
+| `updateBuyerKey` | 37,329 |
+| `deliverKey` | 52,480 (69,580 for the model's first sale: its revenue starts at zero); it reads the purchase's `buyerKey` slot to check the key the seller sealed to |
+| `deliverKeys` | 20,153 per buyer on top of about 26,000 (86,418 for 3 buyers) |
+| `refund` | 67,835 |
+| `withdraw` | 99,622 the first time (two slots start at zero), 65,422 later |
 
 """
 
