@@ -11,7 +11,9 @@ against submitting twice.
 The task's models are encrypted (:mod:`fl_agent.crypto.envelopes`): the agent publishes its
 member key in its registry metadata when it joins, opens the task key from each round's
 keyring, decrypts the global model, and seals its update to the aggregator's key, bound to
-its address and the round. A round's global model, workload or keyring that cannot be
+its address and the round. A member left out of a round's readers (no accepted update
+after its trial rounds, see :func:`fl_agent.agents.access.readers`) trains on the newest
+model it could read, so an honest member can earn its way back. A round's global model, workload or keyring that cannot be
 fetched, opened or decoded is reported and the round skipped; the agent keeps serving the
 next rounds. A revert of its submission (the
 window closed, it was blacklisted) is reported the same way; once blacklisted it stops.
@@ -30,7 +32,7 @@ from fl_agent.agents.access import member_key, participant_metadata
 from fl_agent.chain.client import FairFL, chain_height
 from fl_agent.chain.records import RoundStatus, TaskStatus, TxReceipt
 from fl_agent.chain.watcher import EventWatcher
-from fl_agent.crypto.envelopes import Keyring, decrypt_model, seal_update
+from fl_agent.crypto.envelopes import Keyring, NotAReaderError, decrypt_model, seal_update
 from fl_agent.crypto.sealing import public_bytes
 from fl_agent.errors import ChainError, ConfigError, ContractRevertError, FairFLError
 from fl_agent.learning.models import check_seed
@@ -108,6 +110,7 @@ class ParticipantAgent:
         self.done = task.status == TaskStatus.COMPLETED
         self.member_key = member_key(self.fairfl, self.account)
         self._keyrings: dict[str, dict[int, bytes]] = {}
+        self._last_read: tuple[int, np.ndarray] | None = None  # round, its global model
         self.watcher = EventWatcher(
             self.fairfl.ledger.contract, ("RoundStarted", "TaskCompleted"),
             Path(self.state_dir) / (f"participant-{self.fairfl.ledger.address.lower()}-"
@@ -154,10 +157,7 @@ class ParticipantAgent:
         if workload.aggregator_key is None:
             raise ConfigError(f"round {round_number}'s workload names no aggregator key to "
                               "seal the update to")
-        keys = self._task_keys(workload)
-        global_vector = decode_weights(
-            decrypt_model(self.store.get(str(log.globalModelCid)), keys, self.task_id),
-            self.document.model)
+        global_vector = self._model_to_train_on(workload, str(log.globalModelCid), round_number)
         plan = self.document.training
         steps = workload.steps_for(self.address)
         if self.train:
@@ -181,6 +181,25 @@ class ParticipantAgent:
                  f"{steps} steps, {result.train_millis} ms)")
         return Submission(self.task_id, round_number, cid, result.num_samples, steps,
                           result.train_millis, result.loss, receipt)
+
+    def _model_to_train_on(self, workload: Workload, model_cid: str,
+                           round_number: int) -> np.ndarray:
+        """The round's global model; for a member that was not given its key (see
+        :func:`fl_agent.agents.access.readers`), the newest one it could read, so that it can
+        still earn its way back with an accepted update."""
+        try:
+            keys = self._task_keys(workload)
+            vector = decode_weights(decrypt_model(self.store.get(model_cid), keys, self.task_id),
+                                    self.document.model)
+        except NotAReaderError as err:
+            if self._last_read is None:
+                raise
+            read_round, vector = self._last_read
+            self.log(f"round {round_number}: {err}; training on round {read_round}'s model, "
+                     "the newest this member could read")
+            return vector
+        self._last_read = (round_number, vector)
+        return vector
 
     def _task_keys(self, workload: Workload) -> dict[int, bytes]:
         """The task keys this member holds, from the round's keyring."""

@@ -56,6 +56,11 @@ _UPDATE_HEADER = struct.Struct(">4sB")  # magic, version
 _HISTORY_AAD = b"FFLK"
 
 
+class NotAReaderError(SealingError):
+    """This member was not given the task key a model is encrypted under (it was not among
+    the readers of the round, see :func:`fl_agent.agents.access.readers`)."""
+
+
 def _address_bytes(address: str) -> bytes:
     text = address[2:] if address.lower().startswith("0x") else address
     try:
@@ -97,7 +102,7 @@ def decrypt_model(blob: bytes, keys: dict[int, bytes], task_id: int) -> bytes:
     if epoch is None:
         return blob
     if epoch not in keys:
-        raise SealingError(f"the model is encrypted under key epoch {epoch} of task "
+        raise NotAReaderError(f"the model is encrypted under key epoch {epoch} of task "
                            f"{task_id}, which this member was not given")
     header = blob[:_MODEL_HEADER.size]
     return decrypt_content(blob[_MODEL_HEADER.size:], keys[epoch],
@@ -189,7 +194,7 @@ class Keyring:
         """Every task key (epoch -> key) that ``address`` can read with ``private``."""
         sealed = self.recipients.get(address.lower())
         if sealed is None:
-            raise SealingError(f"{address} holds no key of task {self.task_id} epoch "
+            raise NotAReaderError(f"{address} holds no key of task {self.task_id} epoch "
                                f"{self.epoch} (not a member in good standing when the round "
                                "opened, or no member key published)")
         current = open_sealed_key(sealed, private)

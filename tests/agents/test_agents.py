@@ -358,13 +358,19 @@ def test_holding_the_key_is_earned_and_the_final_model_is_for_contributors_only(
     idle = world.participant(task_id, 2)  # joins, never submits
     rider = world.participant(task_id, 3, train=False)  # re-submits the model: rejected
     aggregator = world.aggregator_agent(task_id)
-    holders = []
+    holders, rider_rounds = [], []
     for _ in range(4):
         _, _, workload = aggregator.step()
         holders.append(Keyring.from_json(world.store.get(workload.keyring)).holders())
-        for agent in [*honest, rider]:
+        for agent in honest:
             agent.step()
+        rider_rounds += [s.round for s in rider.step()[0]]
         finalize_with_window(world, aggregator)
+    # Left out from round 3, the rider goes on with the newest model it could read (round
+    # 2's), is rejected a third time and blacklisted: losing the key does not let an
+    # attacker slip away from the blacklist.
+    assert rider_rounds == [1, 2, 3] and rider.blacklisted
+    assert world.fairfl.registry.is_blacklisted(rider.address)
     assert all(idle.address.lower() in h for h in holders[:TRIAL_ROUNDS])
     assert all(idle.address.lower() not in h for h in holders[TRIAL_ROUNDS:])
     final = Keyring.from_json(world.store.get(latest_keyring(world.fairfl, world.store,
