@@ -65,7 +65,10 @@ def live_task() -> None:
                      column_config={
                          "participant": Col.TextColumn("Participant"),
                          "update_cid": Col.TextColumn("Update (CID, sealed to the aggregator)"),
-                         "samples": Col.NumberColumn("Samples"),
+                         "samples": Col.NumberColumn(
+                             "Samples (reported)",
+                             help="what the participant says it trained on; unchecked, so it "
+                                  "weighs nothing in the aggregate or the pay"),
                          "training_ms": Col.NumberColumn("Training (ms)"),
                          "block": Col.NumberColumn("Block", format="%d")})
     rounds_tab, members_tab, rejected_tab = st.tabs(

@@ -10,14 +10,17 @@
   not kept on disk: after a restart it reopens its own entry of the last keyring.
 
 Who reads (:func:`readers`): joining a task is open, so holding the key must be earned. A
-member in good standing that published a member key gets it for its first
-:data:`TRIAL_ROUNDS` rounds (it needs the model to train its first update), and after that
-only once it has had an update accepted. The task's creator (who lists the model) and the
-aggregator always read. A new model is encrypted for the readers of the round that made
-it, less the members whose update that round rejected; the task's *final* model only for
-members with an accepted update (and the creator and aggregator): a member that never
-contributed, or was rejected in the last round (and maybe blacklisted by it), cannot read
-what is sold.
+member in good standing that published a member key and joined before the first round
+opened gets it for its first :data:`TRIAL_ROUNDS` rounds (it needs the model to train its
+first update), and after that only once it has had an update accepted. A member that
+joins once training has begun is never given a key: whoever holds the key reads the
+current global model, and a late joiner would get round ``N - 1``'s model, nearly the one
+that is sold, for the price of a ``join``. Training is closed to newcomers once it
+starts. The task's creator (who lists the model) and the aggregator always read. A new
+model is encrypted for the readers of the round that made it, less the members whose
+update that round rejected; the task's *final* model only for members with an accepted
+update (and the creator and aggregator): a member that never contributed, or was rejected
+in the last round (and maybe blacklisted by it), cannot read what is sold.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class Member:
     public: bytes | None  # its published member key
     accepted_rounds: int  # rounds whose update was accepted
     rounds_held: int  # rounds that opened since it joined (each one a chance to contribute)
+    late: bool = False  # joined after the task's first round opened
 
 
 def readers(members: list[Member], *, excluded: frozenset[str] = frozenset(),
@@ -58,7 +62,7 @@ def readers(members: list[Member], *, excluded: frozenset[str] = frozenset(),
     for m in members:
         if m.public is None or m.address.lower() in excluded:
             continue
-        trial = m.accepted_rounds == 0 and m.rounds_held < TRIAL_ROUNDS
+        trial = m.accepted_rounds == 0 and m.rounds_held < TRIAL_ROUNDS and not m.late
         if m.accepted_rounds > 0 or (trial and not contributors_only):
             chosen[m.address.lower()] = m.public
     return chosen

@@ -9,9 +9,11 @@ reads the task's state from the chain and does the next thing:
 2. a round open → wait until every active participant submitted (the quorum) or the
    submission window closed; then fetch every update, decode it strictly, run the task's
    strategy with minus the validation loss as the gate, score the accepted updates on
-   validation with the task's metric (Shapley or leave-one-out), blend the scores with the
-   sample counts (the task's ``base_share``), store the new global model and
-   ``finalizeRound`` with the contributors' reward shares and the rejected senders.
+   validation with the task's metric (Shapley or leave-one-out), share the round's budget
+   by those scores (:func:`fl_agent.aggregation.rounds.decide_round`: every update counts
+   once, the sample count a participant reports weighs nothing), store the new global
+   model and ``finalizeRound`` with the contributors' reward shares and the rejected
+   senders.
 
 The task's models are encrypted under the task key that the aggregator seals to every member
 in good standing (:mod:`fl_agent.agents.access`; each round's workload names the keyring);
@@ -48,14 +50,10 @@ from fl_agent.agents.access import (
 )
 from fl_agent.agents.evidence import INVALID_UPDATE, RoundEvidence, VerdictRecord, reason_code
 from fl_agent.agents.participant import load_task_document
-from fl_agent.aggregation import (
-    blend_with_samples,
-    contribution_scores,
-    get_strategy,
-    to_reward_shares,
-)
+from fl_agent.aggregation import get_strategy
 from fl_agent.aggregation.base import Strategy
 from fl_agent.aggregation.fairfl import FairFL as FairFLStrategy
+from fl_agent.aggregation.rounds import decide_round
 from fl_agent.chain.client import FairFL, chain_height
 from fl_agent.chain.records import RoundResult, RoundStatus, Task, TaskStatus, TxReceipt
 from fl_agent.crypto.envelopes import decrypt_model, encrypt_model, open_update
@@ -248,7 +246,8 @@ class AggregatorAgent:
             joined = self._joined.get(address.lower(), 0)
             records.append(Member(address, self._member_keys[metadata],
                                   accepted + (address.lower() in accepted_now),
-                                  sum(1 for start in self._round_starts if start > joined)))
+                                  sum(1 for start in self._round_starts if start > joined),
+                                  late=bool(self._round_starts) and joined > self._round_starts[0]))
         return records
 
     def readers(self, active: list[str], *, excluded: frozenset[str] = frozenset(),
@@ -315,33 +314,22 @@ class AggregatorAgent:
                 problems[i] = f"{INVALID_UPDATE}: {err}"
                 self.log(f"[yellow]round {round_number}: update of {log.participant} "
                          f"rejected:[/] {err}")
-        samples = np.array([int(logs[i].numSamples) for i in usable], dtype=np.float64)
         accepted: set[int] = set()
         reasons: dict[int, str] = dict(problems)
         scores = np.zeros(len(logs))
         shares = [0] * len(logs)
         params = global_vector
         if usable:
-            updates = np.stack(vectors)
-            result = self.strategy.aggregate(global_vector, updates, samples,
-                                             evaluate=self.gate)
-            params = np.asarray(result.params, dtype=np.float32)
-            accepted = {usable[j] for j in result.accepted}
-            for j, why in result.reasons.items():
-                reasons[usable[j]] = str(why)
-            if result.accepted:
-                plan = self.document.aggregation
-                local = contribution_scores(self.strategy, global_vector, updates,
-                                            samples, result.accepted, self.score,
-                                            method=plan.scoring,
-                                            num_permutations=plan.permutations,
-                                            seed=round_number)
-                local_shares = to_reward_shares(
-                    blend_with_samples(local, samples, result.accepted, plan.base_share),
-                    result.accepted, tie_break=round_number)
-                for j, i in enumerate(usable):
-                    scores[i] = float(local[j])
-                    shares[i] = local_shares[j]
+            plan = self.document.aggregation
+            decision = decide_round(self.strategy, global_vector, np.stack(vectors),
+                                    gate=self.gate, score=self.score, scoring=plan.scoring,
+                                    permutations=plan.permutations, round_number=round_number)
+            params = np.asarray(decision.params, dtype=np.float32)
+            accepted = {usable[j] for j in decision.accepted}
+            reasons.update({usable[j]: why for j, why in decision.reasons.items()})
+            for j, i in enumerate(usable):
+                scores[i] = float(decision.scores[j])
+                shares[i] = decision.shares[j]
         # The new model's readers: this round's, less those it rejected; for the final model
         # only members with an accepted update (see fl_agent.agents.access).
         addresses = [str(log.participant).lower() for log in logs]

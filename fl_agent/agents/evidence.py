@@ -48,7 +48,7 @@ class VerdictRecord(BaseModel):
 
     participant: str
     update: str
-    samples: int
+    samples: int  # as the participant reported it: unchecked, unused by the decision
     training_millis: int
     accepted: bool
     reason: str | None = None

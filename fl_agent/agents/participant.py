@@ -13,10 +13,10 @@ member key in its registry metadata when it joins, opens the task key from each 
 keyring, decrypts the global model, and seals its update to the aggregator's key, bound to
 its address and the round. A member left out of a round's readers (no accepted update
 after its trial rounds, see :func:`fl_agent.agents.access.readers`) trains on the newest
-model it could read, so an honest member can earn its way back. A round's global model, workload or keyring that cannot be
-fetched, opened or decoded is reported and the round skipped; the agent keeps serving the
-next rounds. A revert of its submission (the
-window closed, it was blacklisted) is reported the same way; once blacklisted it stops.
+model it could read, so an honest member can earn its way back. A round's global model,
+workload or keyring that cannot be fetched, opened or decoded is reported and the round
+skipped; the agent keeps serving the next rounds. A revert of its submission (the window
+closed, it was blacklisted) is reported the same way; once blacklisted it stops.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from fl_agent.crypto.sealing import public_bytes
 from fl_agent.errors import ChainError, ConfigError, ContractRevertError, FairFLError
 from fl_agent.learning.models import check_seed
 from fl_agent.learning.task_doc import TaskDocument
-from fl_agent.learning.training import TrainResult, train_local
+from fl_agent.learning.training import TrainResult, round_seed, train_local
 from fl_agent.learning.weights import decode_weights, encode_weights
 from fl_agent.learning.workload import Workload
 from fl_agent.storage.store import ContentStore
@@ -162,7 +162,7 @@ class ParticipantAgent:
         steps = workload.steps_for(self.address)
         if self.train:
             result = train_local(self.document.model, global_vector, self.X, self.y, steps,
-                                 seed=self.seed * 100_003 + round_number,
+                                 seed=round_seed(self.seed, round_number),
                                  batch_size=workload.batch_size, lr=plan.lr,
                                  momentum=plan.momentum)
         else:

@@ -93,6 +93,12 @@ def _positive(name: str, value: float, integer: bool = False) -> None:
                           f"got {value!r}")
 
 
+def round_seed(client_seed: int, round_number: int) -> int:
+    """The training seed of one client's round: distinct per client and round, in range for
+    any client seed."""
+    return (int(client_seed) * 100_003 + int(round_number)) % 2**32
+
+
 def train_local(spec: ModelSpec, global_vector: np.ndarray, X: np.ndarray, y: np.ndarray,
                 steps: int, *, seed: int, batch_size: int = 32, lr: float = 0.05,
                 momentum: float = 0.0, weight_decay: float = 0.0,

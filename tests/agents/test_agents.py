@@ -288,7 +288,9 @@ def test_a_blacklisted_member_is_left_out_of_the_next_key_epoch(world):
     assert set(restarted.keys.keys) == {1, 2}
 
 
-def test_a_participant_joining_late_skips_closed_rounds_without_training(world):
+def test_a_member_joining_once_training_began_is_never_given_the_model(world):
+    """Whoever holds the task key reads the current global model: a newcomer in round 2
+    would get round 1's model for the price of a join, so it gets no key at all."""
     task_id = world.create_task(rounds=3)
     people = [world.participant(task_id, i) for i in range(2)]
     aggregator = world.aggregator_agent(task_id)
@@ -296,20 +298,21 @@ def test_a_participant_joining_late_skips_closed_rounds_without_training(world):
     for agent in people:
         agent.step()
     finalize(aggregator)
-    aggregator.step()  # round 2 opens, its keyring sealed to the two members
-    late = world.participant(task_id, 2)  # its watcher replays RoundStarted 1 and 2
-    submitted, skipped = late.step()
-    # Round 1 is closed (skipped without a word); round 2's task key was sealed before it
-    # joined, so it waits for round 3, whose keyring includes it.
-    assert submitted == [] and [s.round for s in skipped] == [2]
-    assert "holds no key" in skipped[0].reason
-    for agent in people:
-        agent.step()
-    finalize(aggregator)
-    aggregator.step()
-    submitted, skipped = late.step()
-    assert [s.round for s in submitted] == [3] and skipped == []
-    assert world.fairfl.ledger.membership(task_id, late.address).last_submitted_round == 3
+    late = world.participant(task_id, 2)  # its watcher replays RoundStarted 1
+    for _ in (2, 3):
+        _, _, workload = aggregator.step()
+        assert late.address.lower() not in \
+            Keyring.from_json(world.store.get(workload.keyring)).holders()
+        submitted, skipped = late.step()
+        # Round 1 is closed (skipped without a word); the open round's key is not its.
+        assert submitted == [] and len(skipped) == 1 and "holds no key" in skipped[0].reason
+        for agent in people:
+            agent.step()
+        finalize(aggregator)
+    assert world.fairfl.ledger.membership(task_id, late.address).last_submitted_round == 0
+    model = world.store.get(world.fairfl.ledger.task(task_id).global_model_cid)
+    with pytest.raises(SealingError):
+        decrypt_model(model, {}, task_id)
 
 
 def test_the_aggregator_points_fairfl_at_the_models_input_layer(world):
@@ -393,3 +396,37 @@ def finalize_with_window(world, aggregator) -> RoundOutcome:
         chain.provider.make_request("anvil_mine", [40])
         outcome = aggregator.step()
     return outcome
+
+
+def test_a_claimed_sample_count_changes_neither_the_model_nor_the_pay(world, monkeypatch):
+    """The same round twice, once with participant 0 reporting its true sample count and
+    once reporting 10^6: the aggregator must build the same model and pay the same shares
+    (under the old rule the claim weighted the mean and half of the pay)."""
+    import dataclasses
+
+    import fl_agent.agents.participant as participant_module
+
+    truthful = participant_module.train_local
+
+    def lying(*args, **kwargs):
+        return dataclasses.replace(truthful(*args, **kwargs), num_samples=10**6)
+
+    outcomes = []
+    for lie in (False, True):
+        task_id = world.create_task(rounds=1)
+        people = [world.participant(task_id, i) for i in range(3)]
+        aggregator = world.aggregator_agent(task_id)
+        aggregator.step()
+        for agent in people:
+            with monkeypatch.context() as m:
+                if lie and agent is people[0]:
+                    m.setattr(participant_module, "train_local", lying)
+                agent.step()
+        outcomes.append(finalize(aggregator))
+    honest, lied = outcomes
+    claims = {v.participant: v.num_samples for v in lied.verdicts}
+    assert claims[lied.verdicts[0].participant] == 10**6  # the lie reached the chain
+    assert claims[lied.verdicts[1].participant] < 1_000
+    assert np.array_equal(honest.params, lied.params)
+    assert [v.share_ppm for v in honest.verdicts] == [v.share_ppm for v in lied.verdicts]
+    assert sum(v.share_ppm for v in lied.verdicts) == 1_000_000

@@ -1,0 +1,159 @@
+"""What a participant gains by lying about itself: a false sample count, or sybil accounts.
+
+Offline (:mod:`fl_agent.simulation.offline`: the simulation's data, training and round
+decision without the chain), digits, 20 clients, Dirichlet 0.5, no attackers, 20 rounds.
+The *subject* is the honest client with the median amount of data. Per seed, five runs:
+
+* ``honest``: everyone tells the truth (the reference);
+* ``claims 1e6``: the subject reports 1,000,000 samples in every submission;
+* ``sybil copies``: the subject runs 3 accounts, each training on all of its data;
+* ``sybil split``: the subject runs 3 accounts, each with a third of its data;
+
+each under two rules: ``claims`` (the rule until December 2026: the aggregate, the gate
+and the Shapley values weighted by the reported sample count, and half of each round's
+budget paid by it) and ``on chain`` (:func:`fl_agent.aggregation.rounds.decide_round`:
+every update counts once, pay by contribution score alone). Reported per rule and
+scenario: the subject's share of all rewards (its accounts' together), and the final test
+accuracy.
+
+    python -m benchmarks.claims --seeds 11,12,13        # the evaluation seeds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fl_agent.aggregation import contribution_scores, to_reward_shares
+from fl_agent.aggregation.base import Strategy
+from fl_agent.aggregation.rounds import RoundDecision
+from fl_agent.simulation.offline import (
+    Client,
+    Federation,
+    decide_as_on_chain,
+    federation,
+    run_offline,
+)
+from fl_agent.simulation.runner import SimulationConfig
+
+LIE = 1_000_000
+ACCOUNTS = 3
+#: Seeds the rules were designed and checked on, and the seeds the docs report.
+TUNING_SEEDS = (101, 102, 103)
+EVALUATION_SEEDS = (11, 12, 13)
+SCENARIOS = ("honest", "claims 1e6", "sybil copies", "sybil split")
+
+
+def decide_by_claims(strategy: Strategy, global_params: np.ndarray, updates: np.ndarray,
+                     claims: np.ndarray, *, gate: Any, score: Any, scoring: str,
+                     permutations: int, round_number: int) -> RoundDecision:
+    """The rule before ``decide_round``: weights and half of the pay by the claimed sample
+    count (kept here as the reference the new rule is measured against)."""
+    from types import MappingProxyType
+
+    result = strategy.aggregate(global_params, updates, claims, evaluate=gate)
+    n = len(updates)
+    scores = np.zeros(n)
+    shares: tuple[int, ...] = (0,) * n
+    if result.accepted:
+        scores = contribution_scores(strategy, global_params, updates, claims, result.accepted,
+                                     score, method=scoring, num_permutations=permutations,
+                                     seed=round_number)
+        mask = np.zeros(n, dtype=bool)
+        mask[list(result.accepted)] = True
+        size = claims * mask / (claims * mask).sum()
+        merit = np.clip(scores, 0, None) * mask
+        blended = size if merit.sum() <= 0 else 0.5 * size + 0.5 * merit / merit.sum()
+        shares = tuple(to_reward_shares(blended, result.accepted, tie_break=round_number))
+    return RoundDecision(np.asarray(result.params), tuple(result.accepted),
+                         MappingProxyType({int(i): str(w) for i, w in result.reasons.items()}),
+                         scores, shares)
+
+
+RULES = {"claims": decide_by_claims, "on chain": decide_as_on_chain}
+
+
+def subject_of(fed: Federation) -> int:
+    """The honest client with the median amount of data (lowest index on a tie)."""
+    sizes = sorted((len(c.y), i) for i, c in enumerate(fed.clients) if not c.malicious)
+    return sizes[(len(sizes) - 1) // 2][1]
+
+
+def scenario(fed: Federation, name: str, subject: int) -> tuple[list[Client], list[int]]:
+    """The clients of one scenario and the indices of the subject's accounts."""
+    clients = list(fed.clients)
+    me = clients[subject]
+    if name == "honest":
+        return clients, [subject]
+    if name == "claims 1e6":
+        clients[subject] = Client(me.X, me.y, me.seed, group=me.group, claimed_samples=LIE)
+        return clients, [subject]
+    if name == "sybil copies":
+        parts = [np.arange(len(me.y))] * ACCOUNTS
+    elif name == "sybil split":
+        order = np.random.default_rng(me.seed).permutation(len(me.y))
+        parts = np.array_split(order, ACCOUNTS)
+    else:
+        raise ValueError(f"unknown scenario {name!r}")
+    accounts = [Client(me.X[rows], me.y[rows], me.seed + 7919 * k, group=me.group)
+                for k, rows in enumerate(parts)]
+    clients[subject] = accounts[0]
+    clients += accounts[1:]
+    return clients, [subject, *range(len(fed.clients), len(clients))]
+
+
+def measure(seeds: Iterable[int], rounds: int) -> list[dict[str, Any]]:
+    rows = []
+    for seed in seeds:
+        config = SimulationConfig(attack="none", seed=seed, rounds=rounds)
+        fed = federation(config)
+        subject = subject_of(fed)
+        for rule, decide in RULES.items():
+            for name in SCENARIOS:
+                clients, mine = scenario(fed, name, subject)
+                run = run_offline(fed, clients, decide=decide)
+                earned = run.earned()
+                rows.append({"seed": seed, "rule": rule, "scenario": name,
+                             "subject_samples": len(fed.clients[subject].y),
+                             "share": float(earned[mine].sum() / earned.sum()),
+                             "accuracy": run.test_accuracy})
+                print(f"seed {seed} {rule:8} {name:13} share {rows[-1]['share']:.3f} "
+                      f"accuracy {run.test_accuracy:.4f}", flush=True)
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    seeds = sorted({r["seed"] for r in rows})
+    lines = ["| rule | scenario | subject's share of all rewards | final accuracy |",
+             "| --- | --- | --- | --- |"]
+    for rule in RULES:
+        for name in SCENARIOS:
+            got = {r["seed"]: r for r in rows if r["rule"] == rule and r["scenario"] == name}
+            share = " / ".join(f"{100 * got[s]['share']:.1f} %" for s in seeds)
+            acc = " / ".join(f"{got[s]['accuracy']:.3f}" for s in seeds)
+            lines.append(f"| {rule} | {name} | {share} | {acc} |")
+    return "\n".join(lines) + f"\n\nseeds {', '.join(map(str, seeds))} (one figure per seed)"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", default=",".join(map(str, EVALUATION_SEEDS)),
+                        help="comma-separated seeds (default: the evaluation seeds)")
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--json", type=Path, default=Path("reports/bench/claims.json"))
+    args = parser.parse_args(argv)
+    rows = measure([int(s) for s in args.seeds.split(",")], args.rounds)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    print(markdown(rows))
+    print(f"\nwritten to {args.json}")
+
+
+if __name__ == "__main__":
+    main()

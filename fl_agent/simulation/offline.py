@@ -1,0 +1,215 @@
+"""The simulation without the chain: the same data, training, attacks and round decision as
+``fl-agent simulate``, in one process, for experiments over many seeds.
+
+What is the same as on chain: the data split and the clients' shards
+(:func:`~fl_agent.simulation.runner.plan_clients`), the task's standardisation, local
+training (:func:`~fl_agent.learning.training.train_local` with the participant's seeds),
+the attacks, and the aggregator's decision (:func:`~fl_agent.aggregation.rounds.
+decide_round` with minus the validation loss as the gate and accuracy as the score).
+What is left out: encryption, the chain, workload balancing (every client trains the
+base steps) and reputation. Blacklisting follows the registry's rule (``max_rejections``
+rejections within ``window_rounds`` rounds) when ``blacklist`` is on.
+
+Experiments change the federation through :class:`Client` (its data, its seed, its
+attack) rather than through options here: a client that lies about its sample count, or
+one person behind several accounts, is a list of clients.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fl_agent.aggregation import get_strategy
+from fl_agent.aggregation.base import Strategy
+from fl_agent.aggregation.fairfl import FairFL
+from fl_agent.aggregation.rounds import RoundDecision, decide_round
+from fl_agent.learning.data import DatasetSplits, load_dataset, split_dataset
+from fl_agent.learning.models import ModelSpec, init_params
+from fl_agent.learning.task_doc import DataSpec
+from fl_agent.learning.training import evaluate, round_seed, train_local, validation_loss
+from fl_agent.simulation.attacks import MODEL_ATTACKS, Attack, Trigger, poison_data, poison_update
+from fl_agent.simulation.runner import SimulationConfig, plan_clients
+
+#: A round's decision: the strategy, the global model, the stacked updates and the sample
+#: counts the submitters report (keywords: ``gate``, ``score``, ``scoring``,
+#: ``permutations``, ``round_number``); a :class:`RoundDecision` out.
+Decide = Callable[..., RoundDecision]
+
+
+def decide_as_on_chain(strategy: Strategy, global_params: np.ndarray, updates: np.ndarray,
+                       claims: np.ndarray, **options: Any) -> RoundDecision:
+    """The aggregator's rule: :func:`decide_round`, which reads no claim."""
+    return decide_round(strategy, global_params, updates, **options)
+
+
+@dataclass(frozen=True)
+class Client:
+    """One account of the federation: its (raw) training data, its training seed and, for an
+    attacker, what it does to its update. ``group`` names the person behind the account (a
+    sybil's accounts share one)."""
+
+    X: np.ndarray = field(repr=False)
+    y: np.ndarray = field(repr=False)
+    seed: int
+    malicious: bool = False
+    group: int = -1
+    claimed_samples: int | None = None  # what it reports in submitUpdate (None: the truth)
+    poison: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = field(default=None,
+                                                                        repr=False)
+
+
+@dataclass(frozen=True)
+class Federation:
+    """The task as the simulation sets it up: splits, model, standardisation, clients."""
+
+    config: SimulationConfig
+    splits: DatasetSplits
+    spec: ModelSpec
+    data: DataSpec
+    clients: tuple[Client, ...]
+    trigger: Trigger | None = None
+
+
+def federation(config: SimulationConfig) -> Federation:
+    """The clients ``fl-agent simulate`` would run for ``config`` (same shards, seeds and
+    attacks)."""
+    dataset = load_dataset(config.dataset)
+    splits = split_dataset(dataset, validation_fraction=config.validation_fraction,
+                           test_fraction=config.test_fraction, seed=config.seed,
+                           standardize=False)
+    spec = ModelSpec.for_features(config.model_name, dataset.feature_shape, dataset.num_classes)
+    attack = Attack(config.attack)
+    trigger = None
+    if config.attack == "backdoor":
+        corner = Trigger.corner(dataset.feature_shape)
+        trigger = Trigger(corner.features, float(splits.train.X[:, list(corner.features)].max()))
+    clients = []
+    for plan in plan_clients(config, splits.train.y):
+        X, y = splits.train.X[plan.rows], splits.train.y[plan.rows]
+        rng = np.random.default_rng(config.seed * 1000 + plan.index)
+        poison = None
+        if plan.malicious:
+            X, y = poison_data(attack, X, y, dataset.num_classes, trigger=trigger, rng=rng)
+            if config.attack in MODEL_ATTACKS:
+                poison = _poisoner(attack, rng)
+        clients.append(Client(X, y, config.seed * 1000 + plan.index, plan.malicious,
+                              plan.index, poison))
+    return Federation(config, splits, spec, DataSpec.describe(dataset, splits.train.X),
+                      tuple(clients), trigger)
+
+
+def _poisoner(attack: Attack, rng: np.random.Generator
+              ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    def poison(global_vector: np.ndarray, trained: np.ndarray) -> np.ndarray:
+        return poison_update(attack, global_vector, trained, rng=rng)
+    return poison
+
+
+def aggregator_strategy(fed: Federation) -> Strategy:
+    """The task's strategy as the aggregator agent sets it up (FairFL's trigger screen
+    pointed at the model's input layer)."""
+    from fl_agent.agents.aggregator import trigger_screen_layer
+
+    strategy = get_strategy(fed.config.aggregator)
+    if isinstance(strategy, FairFL) and strategy.input_layer is None:
+        strategy = dataclasses.replace(
+            strategy, input_layer=trigger_screen_layer(fed.spec, fed.data.feature_shape))
+    return strategy
+
+
+@dataclass(frozen=True)
+class OfflineRound:
+    """One round: who submitted (client indices), the decision, the new model's accuracy."""
+
+    round: int
+    submitted: tuple[int, ...]
+    decision: RoundDecision
+    test_accuracy: float
+
+
+@dataclass(frozen=True)
+class OfflineRun:
+    rounds: tuple[OfflineRound, ...]
+    params: np.ndarray = field(repr=False)
+    test_accuracy: float
+    blacklisted: tuple[int, ...]
+
+    def earned(self, clients: Sequence[int] | None = None) -> np.ndarray:
+        """Parts per million earned per client over the run (the ledger pays a round's
+        budget by these shares)."""
+        n = 1 + max((max(r.submitted, default=-1) for r in self.rounds), default=-1)
+        total = np.zeros(n)
+        for r in self.rounds:
+            for j, i in enumerate(r.submitted):
+                total[i] += r.decision.shares[j]
+        return total if clients is None else total[list(clients)]
+
+
+def run_offline(fed: Federation, clients: Sequence[Client] | None = None, *,
+                blacklist: bool = True, decide: Decide = decide_as_on_chain,
+                strategy: Strategy | None = None,
+                on_round: Callable[[OfflineRound], Any] | None = None) -> OfflineRun:
+    """Runs ``fed.config.rounds`` rounds with ``clients`` (default: the federation's)."""
+    import torch
+
+    torch.set_num_threads(1)
+    config = fed.config
+    members = list(fed.clients if clients is None else clients)
+    spec = fed.spec
+    X_val = fed.data.standardize(fed.splits.validation.X)
+    y_val = np.asarray(fed.splits.validation.y, dtype=np.int64)
+    X_test = fed.data.standardize(fed.splits.test.X)
+    y_test = np.asarray(fed.splits.test.y, dtype=np.int64)
+    shards = [(fed.data.standardize(c.X), np.asarray(c.y, dtype=np.int64)) for c in members]
+    strategy = strategy or aggregator_strategy(fed)
+
+    def gate(vector: np.ndarray) -> float:
+        return -validation_loss(spec, vector, X_val, y_val)
+
+    def score(vector: np.ndarray) -> float:
+        return evaluate(spec, vector, X_val, y_val, "accuracy")
+
+    params = init_params(spec, config.seed)
+    rejections: dict[int, list[int]] = {}
+    blacklisted: set[int] = set()
+    rounds = []
+    for number in range(1, config.rounds + 1):
+        submitted = tuple(i for i in range(len(members)) if i not in blacklisted)
+        updates = []
+        for i in submitted:
+            client, (X, y) = members[i], shards[i]
+            trained = train_local(spec, params, X, y, config.steps,
+                                  seed=round_seed(client.seed, number),
+                                  batch_size=config.batch_size, lr=config.lr).vector
+            if client.poison is not None:
+                trained = client.poison(params, trained)
+            updates.append(np.asarray(trained, dtype=np.float32))
+        claims = np.array([members[i].claimed_samples or len(members[i].y) for i in submitted],
+                          dtype=np.float64)
+        decision = decide(strategy, params, np.stack(updates), claims, gate=gate, score=score,
+                          scoring=config.scoring, permutations=config.permutations,
+                          round_number=number)
+        params = np.asarray(decision.params, dtype=np.float32)
+        accepted = {submitted[j] for j in decision.accepted}
+        for i in submitted:
+            if i not in accepted:
+                rejections.setdefault(i, []).append(number)
+                recent = [r for r in rejections[i] if r > number - config.window_rounds]
+                if blacklist and len(recent) >= config.max_rejections:
+                    blacklisted.add(i)
+        row = OfflineRound(number, submitted, decision,
+                           evaluate(spec, params, X_test, y_test, "accuracy"))
+        rounds.append(row)
+        if on_round is not None:
+            on_round(row)
+    return OfflineRun(tuple(rounds), params, rounds[-1].test_accuracy if rounds else 0.0,
+                      tuple(sorted(blacklisted)))
+
+
+__all__ = ["Client", "Federation", "OfflineRound", "OfflineRun", "aggregator_strategy",
+           "decide_as_on_chain", "federation", "run_offline"]
