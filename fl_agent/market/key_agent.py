@@ -37,6 +37,10 @@ from fl_agent.market.listing import key_file
 BATCH = 50
 
 
+#: Reverts that mean the purchase changed under the agent (refunded, or a new buyer key).
+_STALE = ("ModelMarketplaceNotPending", "ModelMarketplaceBuyerKeyChanged")
+
+
 @dataclass(frozen=True)
 class Delivery:
     model_id: int
@@ -112,9 +116,7 @@ class KeyAgent:
             buyers = list(sealed)
             for start in range(0, len(buyers), self.batch):
                 chunk = buyers[start:start + self.batch]
-                delivery = self._deliver(model_id, {b: sealed[b] for b in chunk})
-                if delivery is not None:
-                    deliveries.append(delivery)
+                deliveries += self._deliver(model_id, {b: sealed[b] for b in chunk})
         for skip in skipped:
             self.log(f"[yellow]model {skip.model_id}: purchase of {skip.buyer} skipped:[/] "
                      f"{skip.reason}")
@@ -124,35 +126,64 @@ class KeyAgent:
         return deliveries, skipped
 
     def _deliver(self, model_id: int, sealed: dict[str, tuple[bytes, bytes]]
-                 ) -> Delivery | None:
+                 ) -> list[Delivery]:
         """One ``deliverKeys``. If a buyer was refunded or replaced its key between the read
         and the transaction (the contract refuses both, and nothing moves), the purchases are
-        read again and the rest is delivered, sealed to the keys as they are now."""
+        read again and the rest is delivered, sealed to the keys as they are now. If that
+        batch is refused too (a buyer replacing its key before every batch), the keys go
+        one ``deliverKey`` at a time, so that one buyer cannot hold up the others; a buyer
+        refused then is served on its ``BuyerKeyUpdated`` event."""
         market = self.fairfl.marketplace
-        content_key = self.content_key(model_id)
         for attempt in range(2):
             buyers = list(sealed)
             try:
                 receipt = market.deliver_keys(model_id, buyers, [k for k, _ in sealed.values()],
                                               [s for _, s in sealed.values()],
                                               sender=self.account)
-                break
             except ContractRevertError as err:
-                if attempt or err.error_name not in ("ModelMarketplaceNotPending",
-                                                     "ModelMarketplaceBuyerKeyChanged"):
+                if err.error_name not in _STALE:
                     raise
-                fresh = {}
-                for buyer in buyers:
-                    purchase = market.purchase(model_id, buyer)
-                    if purchase.status == PurchaseStatus.PENDING and content_key is not None:
-                        try:
-                            fresh[buyer] = (purchase.buyer_key,
-                                            seal_key(content_key, purchase.buyer_key))
-                        except SealingError:
-                            continue  # now malformed: reported on its BuyerKeyUpdated event
-                if not fresh:
-                    return None
-                sealed = fresh
+                sealed = self._reread(model_id, buyers)
+                if not sealed:
+                    return []
+                if attempt:
+                    return self._deliver_one_by_one(model_id, sealed)
+                continue
+            self._logged(model_id, buyers, receipt)
+            return [Delivery(model_id, tuple(buyers), receipt)]
+        return []
+
+    def _reread(self, model_id: int, buyers: list[str]) -> dict[str, tuple[bytes, bytes]]:
+        """The buyers' purchases still pending, sealed to their keys as they are now."""
+        market = self.fairfl.marketplace
+        content_key = self.content_key(model_id)
+        fresh = {}
+        for buyer in buyers:
+            purchase = market.purchase(model_id, buyer)
+            if purchase.status == PurchaseStatus.PENDING and content_key is not None:
+                try:
+                    fresh[buyer] = (purchase.buyer_key, seal_key(content_key, purchase.buyer_key))
+                except SealingError:
+                    continue  # now malformed: reported on its BuyerKeyUpdated event
+        return fresh
+
+    def _deliver_one_by_one(self, model_id: int, sealed: dict[str, tuple[bytes, bytes]]
+                            ) -> list[Delivery]:
+        deliveries = []
+        for buyer, (buyer_key, sealed_key) in sealed.items():
+            try:
+                receipt = self.fairfl.marketplace.deliver_key(model_id, buyer, buyer_key,
+                                                              sealed_key, sender=self.account)
+            except ContractRevertError as err:
+                if err.error_name not in _STALE:
+                    raise
+                self.log(f"[yellow]model {model_id}: {buyer} changed its purchase again; "
+                         "served on its next key update[/]")
+                continue
+            self._logged(model_id, [buyer], receipt)
+            deliveries.append(Delivery(model_id, (buyer,), receipt))
+        return deliveries
+
+    def _logged(self, model_id: int, buyers: list[str], receipt: TxReceipt) -> None:
         self.log(f"model {model_id}: key delivered to {len(buyers)} buyer(s) in block "
                  f"{receipt.block} (gas {receipt.gas_used:,})")
-        return Delivery(model_id, tuple(buyers), receipt)

@@ -317,7 +317,40 @@ def test_a_key_replaced_while_the_agent_delivers_is_served_to_the_new_key(shop):
     market.update_buyer_key(shop.model_id, public_bytes(buyer_key(shop.fairfl, buyer,
                                                                    shop.model_id)), sender=buyer)
     content_key = agent.content_key(shop.model_id)
-    delivery = agent._deliver(shop.model_id, {buyer.address: (stale, seal_key(content_key,
-                                                                               stale))})
-    assert delivery is not None and delivery.buyers == (buyer.address,)
+    [delivery] = agent._deliver(shop.model_id, {buyer.address: (stale, seal_key(content_key,
+                                                                                 stale))})
+    assert delivery.buyers == (buyer.address,)
     assert download_model(shop.fairfl, shop.store, buyer, shop.model_id) == shop.weights()
+
+
+def test_a_buyer_who_replaces_its_key_before_every_batch_holds_up_nobody_else(shop,
+                                                                              monkeypatch):
+    """A griefer changes its key after each of the agent's reads, so that every
+    ``deliverKeys`` is refused: the agent falls back to one ``deliverKey`` per buyer and
+    the honest buyer in the same batch is served in the same step."""
+    from fl_agent.crypto.sealing import new_buyer_key
+    from fl_agent.market.buyer import buyer_key, public_bytes
+
+    agent = shop.agent()
+    agent.step()
+    market, token = shop.fairfl.marketplace, shop.fairfl.token
+    griefer, honest = shop.buyer(270), shop.buyer(271)
+    for account in (griefer, honest):
+        token.approve(market.address, PRICE, sender=account)
+        market.buy(shop.model_id, PRICE, public_bytes(buyer_key(shop.fairfl, account,
+                                                                shop.model_id)), sender=account)
+    real_purchase = type(market).purchase
+
+    def purchase_then_grief(self, model_id, buyer):
+        found = real_purchase(self, model_id, buyer)
+        if str(buyer).lower() == griefer.address.lower():  # the griefer's real transaction
+            real_update(self, model_id, new_buyer_key()[1], sender=griefer)
+        return found
+
+    real_update = type(market).update_buyer_key
+    monkeypatch.setattr(type(market), "purchase", purchase_then_grief)
+    deliveries, _ = agent.step()
+    monkeypatch.undo()
+    assert [d.buyers for d in deliveries] == [(honest.address,)]
+    assert market.purchase(shop.model_id, honest.address).status == PurchaseStatus.DELIVERED
+    assert market.purchase(shop.model_id, griefer.address).status == PurchaseStatus.PENDING
