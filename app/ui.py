@@ -3,6 +3,8 @@ the "no chain" notice."""
 
 from __future__ import annotations
 
+import re
+
 import altair as alt
 import pandas as pd
 import streamlit as st
@@ -10,6 +12,15 @@ import streamlit as st
 import chain_data as data
 
 Col = st.column_config
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def plain(text: str) -> str:
+    """``text`` shown as it is where Streamlit renders Markdown: a seller's title cannot
+    add links, images or formatting next to the Buy button."""
+    return _MARKDOWN.sub(r"\\\1", " ".join(str(text).split()))
 
 
 def short(address: str) -> str:

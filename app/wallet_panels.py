@@ -9,6 +9,7 @@ import streamlit as st
 
 import chain_data as data
 import flow_messages as msg
+import ui
 from fl_agent.chain import history
 from wallet_flows import (
     APPROVE,
@@ -29,7 +30,7 @@ from wallet_flows import (
 
 def panel(flow: Flow, model_title: str = "") -> None:
     """The flow's steps with their state; polls while it waits for a block."""
-    title = TITLES[flow.kind].format(m=flow.model_id) + (f" · {model_title}"
+    title = TITLES[flow.kind].format(m=flow.model_id) + (f" · {ui.plain(model_title)}"
                                                          if model_title else "")
     state = "error" if flow.error else "complete" if flow.done else "running"
     with st.status(title, state=state, expanded=True):

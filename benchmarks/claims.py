@@ -9,12 +9,12 @@ The *subject* is the honest client with the median amount of data. Per seed, fiv
 * ``sybil copies``: the subject runs 3 accounts, each training on all of its data;
 * ``sybil split``: the subject runs 3 accounts, each with a third of its data;
 
-each under two rules: ``claims`` (the rule until December 2026: the aggregate, the gate
-and the Shapley values weighted by the reported sample count, and half of each round's
-budget paid by it) and ``on chain`` (:func:`fl_agent.aggregation.rounds.decide_round`:
-every update counts once, pay by contribution score alone). Reported per rule and
-scenario: the subject's share of all rewards (its accounts' together), and the final test
-accuracy.
+each under two rules: ``on chain`` (what the aggregator runs,
+:func:`fl_agent.aggregation.rounds.decide_round`: the aggregate, the gate and the Shapley
+values weighted by the reported sample count, and half of each round's budget paid by it)
+and ``uniform`` (a candidate: every update counts once, pay by contribution score alone).
+Reported per rule and scenario: the subject's share of all rewards (its accounts
+together), and the final test accuracy.
 
     python -m benchmarks.claims --seeds 11,12,13        # the evaluation seeds
 """
@@ -29,9 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from fl_agent.aggregation import contribution_scores, to_reward_shares
 from fl_agent.aggregation.base import Strategy
-from fl_agent.aggregation.rounds import RoundDecision
+from fl_agent.aggregation.rounds import RoundDecision, decide_round
 from fl_agent.simulation.offline import (
     Client,
     Federation,
@@ -49,33 +48,18 @@ EVALUATION_SEEDS = (11, 12, 13)
 SCENARIOS = ("honest", "claims 1e6", "sybil copies", "sybil split")
 
 
-def decide_by_claims(strategy: Strategy, global_params: np.ndarray, updates: np.ndarray,
-                     claims: np.ndarray, *, gate: Any, score: Any, scoring: str,
-                     permutations: int, round_number: int) -> RoundDecision:
-    """The rule before ``decide_round``: weights and half of the pay by the claimed sample
-    count (kept here as the reference the new rule is measured against)."""
-    from types import MappingProxyType
-
-    result = strategy.aggregate(global_params, updates, claims, evaluate=gate)
-    n = len(updates)
-    scores = np.zeros(n)
-    shares: tuple[int, ...] = (0,) * n
-    if result.accepted:
-        scores = contribution_scores(strategy, global_params, updates, claims, result.accepted,
-                                     score, method=scoring, num_permutations=permutations,
-                                     seed=round_number)
-        mask = np.zeros(n, dtype=bool)
-        mask[list(result.accepted)] = True
-        size = claims * mask / (claims * mask).sum()
-        merit = np.clip(scores, 0, None) * mask
-        blended = size if merit.sum() <= 0 else 0.5 * size + 0.5 * merit / merit.sum()
-        shares = tuple(to_reward_shares(blended, result.accepted, tie_break=round_number))
-    return RoundDecision(np.asarray(result.params), tuple(result.accepted),
-                         MappingProxyType({int(i): str(w) for i, w in result.reasons.items()}),
-                         scores, shares)
+def decide_uniform(strategy: Strategy, global_params: np.ndarray, updates: np.ndarray,
+                   claims: np.ndarray, *, gate: Any, score: Any, scoring: str,
+                   permutations: int, round_number: int) -> RoundDecision:
+    """The candidate rule: every update counts once and pay follows the contribution score
+    alone (``base_share = 0``); the claims are never read."""
+    ones = np.ones(len(updates))
+    return decide_round(strategy, global_params, updates, ones, gate=gate, score=score,
+                        scoring=scoring, permutations=permutations, base_share=0.0,
+                        round_number=round_number)
 
 
-RULES = {"claims": decide_by_claims, "on chain": decide_as_on_chain}
+RULES = {"on chain": decide_as_on_chain, "uniform": decide_uniform}
 
 
 def subject_of(fed: Federation) -> int:
@@ -107,10 +91,10 @@ def scenario(fed: Federation, name: str, subject: int) -> tuple[list[Client], li
     return clients, [subject, *range(len(fed.clients), len(clients))]
 
 
-def measure(seeds: Iterable[int], rounds: int) -> list[dict[str, Any]]:
+def measure(seeds: Iterable[int], rounds: int, clients: int = 20) -> list[dict[str, Any]]:
     rows = []
     for seed in seeds:
-        config = SimulationConfig(attack="none", seed=seed, rounds=rounds)
+        config = SimulationConfig(attack="none", seed=seed, rounds=rounds, clients=clients)
         fed = federation(config)
         subject = subject_of(fed)
         for rule, decide in RULES.items():
@@ -146,9 +130,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", default=",".join(map(str, EVALUATION_SEEDS)),
                         help="comma-separated seeds (default: the evaluation seeds)")
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--json", type=Path, default=Path("reports/bench/claims.json"))
     args = parser.parse_args(argv)
-    rows = measure([int(s) for s in args.seeds.split(",")], args.rounds)
+    rows = measure([int(s) for s in args.seeds.split(",")], args.rounds, args.clients)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(rows, indent=2) + "\n")
     print(markdown(rows))

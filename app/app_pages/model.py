@@ -31,7 +31,7 @@ listing = views.listings[model_id]
 task = views.tasks[listing.task_id]
 meta = data.listing_metadata(listing.metadata_cid)
 
-st.header(meta.title if meta else f"Model {model_id}", divider="gray")
+st.header(ui.plain(meta.title) if meta else f"Model {model_id}", divider="gray")
 ui.chain_header(info)
 main, side = st.columns([2, 1], gap="large")
 

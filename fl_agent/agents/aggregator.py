@@ -9,11 +9,10 @@ reads the task's state from the chain and does the next thing:
 2. a round open → wait until every active participant submitted (the quorum) or the
    submission window closed; then fetch every update, decode it strictly, run the task's
    strategy with minus the validation loss as the gate, score the accepted updates on
-   validation with the task's metric (Shapley or leave-one-out), share the round's budget
-   by those scores (:func:`fl_agent.aggregation.rounds.decide_round`: every update counts
-   once, the sample count a participant reports weighs nothing), store the new global
-   model and ``finalizeRound`` with the contributors' reward shares and the rejected
-   senders.
+   validation with the task's metric (Shapley or leave-one-out), blend the scores with the
+   reported sample counts (the task's ``base_share``; all of it in
+   :func:`fl_agent.aggregation.rounds.decide_round`), store the new global model and
+   ``finalizeRound`` with the contributors' reward shares and the rejected senders.
 
 The task's models are encrypted under the task key that the aggregator seals to every member
 in good standing (:mod:`fl_agent.agents.access`; each round's workload names the keyring);
@@ -321,9 +320,11 @@ class AggregatorAgent:
         params = global_vector
         if usable:
             plan = self.document.aggregation
-            decision = decide_round(self.strategy, global_vector, np.stack(vectors),
+            samples = np.array([int(logs[i].numSamples) for i in usable], dtype=np.float64)
+            decision = decide_round(self.strategy, global_vector, np.stack(vectors), samples,
                                     gate=self.gate, score=self.score, scoring=plan.scoring,
-                                    permutations=plan.permutations, round_number=round_number)
+                                    permutations=plan.permutations,
+                                    base_share=plan.base_share, round_number=round_number)
             params = np.asarray(decision.params, dtype=np.float32)
             accepted = {usable[j] for j in decision.accepted}
             reasons.update({usable[j]: why for j, why in decision.reasons.items()})

@@ -13,6 +13,7 @@ from __future__ import annotations
 from fl_agent.aggregation.base import AggregationResult, Evaluate, Reason, Strategy
 from fl_agent.aggregation.fairfl import FairFL, FairFLReport
 from fl_agent.aggregation.scoring import (
+    blend_with_samples,
     contribution_scores,
     leave_one_out,
     shapley_values,
@@ -46,6 +47,7 @@ __all__ = [
     "Reason",
     "Strategy",
     "TrimmedMean",
+    "blend_with_samples",
     "contribution_scores",
     "get_strategy",
     "leave_one_out",

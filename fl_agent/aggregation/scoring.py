@@ -32,8 +32,13 @@ got 34 and the rest 33, a 3 % edge to whoever won the ties):
   aggregated, and a share of 0 would also count against their on-chain reputation;
 * if nothing was accepted, every share is 0.
 
-No other input counts: the sample counts that participants report are not paid for (see
-:mod:`fl_agent.aggregation.rounds`).
+:func:`blend_with_samples` mixes the scores with the accepted updates' sample counts before
+:func:`to_reward_shares`: with ``base_share = b``, a fraction ``b`` of the round's budget is
+shared by data size among the accepted updates and ``1 - b`` by contribution score. Marginal
+values of a converged model are small and noisy from round to round; the base share keeps
+an accepted honest participant's pay and on-chain reputation (which the ledger derives from
+the share) from swinging to zero on noise, while the score part still rewards the updates
+that helped most.
 
 Hand-written here, because neither numpy nor scipy nor scikit-learn provides them: the
 leave-one-out and permutation-sampling loops (a few lines each) and the largest-remainder
@@ -176,6 +181,31 @@ def contribution_scores(strategy: Strategy | Combine, global_params: ArrayLike,
     for i, s in values.items():
         scores[i] = max(0.0, s)
     return scores
+
+
+def blend_with_samples(scores: Sequence[float] | FloatArray, num_samples: ArrayLike,
+                       accepted: Iterable[int], base_share: float) -> FloatArray:
+    """``base_share * samples_i / sum(samples) + (1 - base_share) * score_i / sum(scores)``
+    over the accepted updates (0 elsewhere); with no positive score, all by samples."""
+    if not (isinstance(base_share, int | float) and 0.0 <= base_share <= 1.0):
+        raise ConfigError(f"base_share must be in [0, 1], got {base_share!r}")
+    values = np.clip(np.asarray(scores, dtype=np.float64), 0.0, None)
+    samples = np.asarray(num_samples, dtype=np.float64)
+    if values.shape != samples.shape or values.ndim != 1:
+        raise ConfigError(f"need one score and one sample count per update, got "
+                          f"{values.shape} and {samples.shape}")
+    chosen = _players(accepted)
+    out = np.zeros(values.size)
+    if not chosen:
+        return out
+    mask = np.zeros(values.size, dtype=bool)
+    mask[chosen] = True
+    size = samples * mask
+    merit = values * mask
+    size_part = size / size.sum() if size.sum() > 0 else mask / mask.sum()
+    if merit.sum() <= 0:
+        return size_part
+    return base_share * size_part + (1.0 - base_share) * merit / merit.sum()
 
 
 def to_reward_shares(scores: Sequence[float] | FloatArray, accepted: Iterable[int],

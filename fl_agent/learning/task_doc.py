@@ -95,6 +95,9 @@ class AggregationPlan(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     scoring: Literal["loo", "shapley"] = "shapley"
     permutations: int = Field(40, ge=1)
+    #: Share of each round's budget paid by data size among accepted updates; the rest
+    #: goes by contribution score (see fl_agent.aggregation.scoring.blend_with_samples).
+    base_share: float = Field(0.5, ge=0, le=1)
 
 
 class AccessPlan(BaseModel):

@@ -30,10 +30,16 @@ from fl_agent.aggregation.fairfl import FairFL
 from fl_agent.aggregation.rounds import RoundDecision, decide_round
 from fl_agent.learning.data import DatasetSplits, load_dataset, split_dataset
 from fl_agent.learning.models import ModelSpec, init_params
-from fl_agent.learning.task_doc import DataSpec
+from fl_agent.learning.task_doc import AggregationPlan, DataSpec
 from fl_agent.learning.training import evaluate, round_seed, train_local, validation_loss
-from fl_agent.simulation.attacks import MODEL_ATTACKS, Attack, Trigger, poison_data, poison_update
-from fl_agent.simulation.runner import SimulationConfig, plan_clients
+from fl_agent.simulation.attacks import Trigger
+from fl_agent.simulation.runner import (
+    SimulationConfig,
+    backdoor_trigger,
+    client_data,
+    client_seed,
+    plan_clients,
+)
 
 #: A round's decision: the strategy, the global model, the stacked updates and the sample
 #: counts the submitters report (keywords: ``gate``, ``score``, ``scoring``,
@@ -43,8 +49,10 @@ Decide = Callable[..., RoundDecision]
 
 def decide_as_on_chain(strategy: Strategy, global_params: np.ndarray, updates: np.ndarray,
                        claims: np.ndarray, **options: Any) -> RoundDecision:
-    """The aggregator's rule: :func:`decide_round`, which reads no claim."""
-    return decide_round(strategy, global_params, updates, **options)
+    """The aggregator's rule: :func:`decide_round` on the reported sample counts, with the
+    task document's default ``base_share``."""
+    return decide_round(strategy, global_params, updates, claims,
+                        base_share=AggregationPlan().base_share, **options)
 
 
 @dataclass(frozen=True)
@@ -83,31 +91,12 @@ def federation(config: SimulationConfig) -> Federation:
                            test_fraction=config.test_fraction, seed=config.seed,
                            standardize=False)
     spec = ModelSpec.for_features(config.model_name, dataset.feature_shape, dataset.num_classes)
-    attack = Attack(config.attack)
-    trigger = None
-    if config.attack == "backdoor":
-        corner = Trigger.corner(dataset.feature_shape)
-        trigger = Trigger(corner.features, float(splits.train.X[:, list(corner.features)].max()))
-    clients = []
-    for plan in plan_clients(config, splits.train.y):
-        X, y = splits.train.X[plan.rows], splits.train.y[plan.rows]
-        rng = np.random.default_rng(config.seed * 1000 + plan.index)
-        poison = None
-        if plan.malicious:
-            X, y = poison_data(attack, X, y, dataset.num_classes, trigger=trigger, rng=rng)
-            if config.attack in MODEL_ATTACKS:
-                poison = _poisoner(attack, rng)
-        clients.append(Client(X, y, config.seed * 1000 + plan.index, plan.malicious,
-                              plan.index, poison))
+    trigger = backdoor_trigger(config, dataset.feature_shape, splits.train.X)
+    clients = [Client(X, y, client_seed(config, plan), plan.malicious, plan.index, poison=poison)
+               for plan, X, y, poison in client_data(config, plan_clients(config, splits.train.y),
+                                                     splits.train, dataset.num_classes, trigger)]
     return Federation(config, splits, spec, DataSpec.describe(dataset, splits.train.X),
                       tuple(clients), trigger)
-
-
-def _poisoner(attack: Attack, rng: np.random.Generator
-              ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    def poison(global_vector: np.ndarray, trained: np.ndarray) -> np.ndarray:
-        return poison_update(attack, global_vector, trained, rng=rng)
-    return poison
 
 
 def aggregator_strategy(fed: Federation) -> Strategy:

@@ -123,6 +123,50 @@ def plan_clients(config: SimulationConfig, labels: np.ndarray) -> list[ClientPla
     return [ClientPlan(i, i in bad, parts[i]) for i in range(config.clients)]
 
 
+#: What a model-poisoning attacker does to its trained vector, given the global model.
+Poison = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def backdoor_trigger(config: SimulationConfig, feature_shape: tuple[int, ...],
+                     train_X: np.ndarray) -> Trigger | None:
+    """The backdoor's trigger (a corner patch at the largest value the training data takes
+    there), or None for another attack."""
+    if config.attack != "backdoor":
+        return None
+    corner = Trigger.corner(feature_shape)
+    return Trigger(corner.features, float(train_X[:, list(corner.features)].max()))
+
+
+def client_seed(config: SimulationConfig, plan: ClientPlan) -> int:
+    """The client's training seed (its rounds derive theirs from it)."""
+    return config.seed * 1000 + plan.index
+
+
+def client_data(config: SimulationConfig, plans: list[ClientPlan], train: Any,
+                num_classes: int, trigger: Trigger | None
+                ) -> list[tuple[ClientPlan, np.ndarray, np.ndarray, Poison | None]]:
+    """Each client's training data as it trains on it (poisoned for a data attacker) and,
+    for a model attacker, what it does to its update (seeded per client)."""
+    attack = Attack(config.attack)
+    out = []
+    for plan in plans:
+        X, y = train.X[plan.rows], train.y[plan.rows]
+        rng = np.random.default_rng(client_seed(config, plan))
+        poison = None
+        if plan.malicious:
+            X, y = poison_data(attack, X, y, num_classes, trigger=trigger, rng=rng)
+            if config.attack in MODEL_ATTACKS:
+                poison = _poisoner(attack, rng)
+        out.append((plan, X, y, poison))
+    return out
+
+
+def _poisoner(attack: Attack, rng: np.random.Generator) -> Poison:
+    def poison(global_vector: np.ndarray, trained: np.ndarray) -> np.ndarray:
+        return poison_update(attack, global_vector, trained, rng=rng)
+    return poison
+
+
 @contextmanager
 def simulation_chain(network: str | None, workdir: Path, accounts: int) -> Iterator[str]:
     """Connects ape to ``network``, or to a private anvil started (and stopped) here."""
@@ -196,11 +240,7 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
                                     permutations=config.permutations))
     clients = plan_clients(config, splits.train.y)
     attack = Attack(config.attack)
-    trigger = None
-    if config.attack == "backdoor":
-        corner = Trigger.corner(dataset.feature_shape)
-        trigger = Trigger(corner.features,
-                          float(splits.train.X[:, list(corner.features)].max()))
+    trigger = backdoor_trigger(config, dataset.feature_shape, splits.train.X)
 
     # -- chain ---------------------------------------------------------------------------
     with simulation_chain(network, workdir, accounts=config.clients + 3) as network_name:
@@ -238,17 +278,11 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
 
         participants: list[ParticipantAgent] = []
         malicious: dict[str, bool] = {}
-        for plan in clients:
-            account = people[2 + plan.index]
-            X, y = splits.train.X[plan.rows], splits.train.y[plan.rows]
-            rng = np.random.default_rng(config.seed * 1000 + plan.index)
-            hook = None
-            if plan.malicious:
-                X, y = poison_data(attack, X, y, dataset.num_classes, trigger=trigger, rng=rng)
-                if config.attack in MODEL_ATTACKS:
-                    hook = _hook(attack, rng)
-            agent = ParticipantAgent(fairfl, store, account, task_id, X, y,
-                                     workdir / "agents", seed=config.seed * 1000 + plan.index,
+        for plan, X, y, poison in client_data(config, clients, splits.train,
+                                              dataset.num_classes, trigger):
+            hook = None if poison is None else _hook(poison)
+            agent = ParticipantAgent(fairfl, store, people[2 + plan.index], task_id, X, y,
+                                     workdir / "agents", seed=client_seed(config, plan),
                                      update_hook=hook,
                                      train=not (plan.malicious and not attack.trains))
             agent.join()
@@ -299,9 +333,9 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
     return report
 
 
-def _hook(attack: Attack, rng: np.random.Generator) -> Callable[[np.ndarray, Any], np.ndarray]:
+def _hook(poison: Poison) -> Callable[[np.ndarray, Any], np.ndarray]:
     def hook(global_vector: np.ndarray, result: Any) -> np.ndarray:
-        return poison_update(attack, global_vector, result.vector, rng=rng)
+        return poison(global_vector, result.vector)
     return hook
 
 

@@ -168,3 +168,17 @@ def test_blocks_pass_on_anvil_reached_by_url(connected):
     height = chain.blocks.height
     _let_blocks_pass(7)
     assert chain.blocks.height == height + 7
+
+
+def test_the_offline_harness_replays_the_chain_run(simulated):
+    """benchmarks/ measure offline; that only counts if offline is what runs on chain: the
+    same config gives the same rounds (model accuracy, accepted count) without the chain."""
+    from fl_agent.simulation.offline import federation, run_offline
+
+    config, _, report = simulated
+    run = run_offline(federation(config))
+    assert [round(r.test_accuracy, 6) for r in run.rounds] == \
+        [round(r["accuracy"], 6) for r in report["rounds"]]
+    assert [len(r.decision.accepted) for r in run.rounds] == \
+        [len(r["accepted"]) for r in report["rounds"]]
+    assert run.test_accuracy == pytest.approx(report["final"]["accuracy"], abs=1e-12)

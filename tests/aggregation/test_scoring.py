@@ -214,3 +214,17 @@ def test_tiny_and_huge_scores_still_sum_exactly():
 def test_bad_share_arguments(scores, accepted, total):
     with pytest.raises(ConfigError):
         to_reward_shares(scores, accepted, total=total)
+
+
+def test_blend_with_samples_mixes_size_and_merit_over_the_accepted():
+    from fl_agent.aggregation import blend_with_samples
+
+    out = blend_with_samples([0.0, 3.0, 1.0, 9.0], [10, 30, 60, 100], [0, 1, 2], 0.5)
+    assert out.tolist() == pytest.approx([0.05, 0.15 + 0.375, 0.3 + 0.125, 0.0])
+    assert blend_with_samples([0, 0], [1, 3], [0, 1], 0.2).tolist() == [0.25, 0.75]
+    assert blend_with_samples([1, 1], [1, 1], [], 0.5).tolist() == [0.0, 0.0]
+    assert blend_with_samples([2, 1], [5, 5], [0, 1], 0.0).tolist() == pytest.approx([2 / 3, 1 / 3])
+    with pytest.raises(ConfigError):
+        blend_with_samples([1], [1], [0], 1.5)
+    with pytest.raises(ConfigError):
+        blend_with_samples([1, 2], [1], [0], 0.5)

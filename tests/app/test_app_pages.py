@@ -274,3 +274,27 @@ def _contracts(test_chain: ChainUnderTest) -> dict[str, str]:
     from fl_agent.chain.deployment import load_deployment
 
     return load_deployment(test_chain.url, test_chain.deployments).contracts
+
+
+@pytest.mark.parametrize("title", [
+    "[Claim your refund](http://e.vil/phish) ![x](http://e.vil/t.png)",
+    "**urgent** <img src=x> `code` # not a heading",
+    "plain title v1.2 (digits, 3 rounds)",
+])
+def test_a_sellers_title_is_shown_as_text_not_markdown(title):
+    import sys
+
+    from markdown_it import MarkdownIt
+
+    from harness import REPO
+
+    sys.path.insert(0, str(REPO / "app"))
+    import ui
+
+    html = MarkdownIt("commonmark").render(ui.plain(title))
+    assert "<a " not in html and "<img" not in html and "<strong>" not in html
+    assert "<code>" not in html and "<h1>" not in html
+    text = html.removeprefix("<p>").removesuffix("</p>\n")
+    import html as html_module
+
+    assert html_module.unescape(text) == title

@@ -38,3 +38,17 @@ def test_the_page_benchmark_renders_every_page(tmp_path):
     assert set(result["pages"]) == {"Models", "Model detail", "Tasks", "Participants",
                                     "My account"}
     assert "index built from nothing" in table
+
+
+def test_the_claims_benchmark_shows_what_a_claim_buys_under_each_rule(tmp_path):
+    out = tmp_path / "claims.json"
+    table = run("benchmarks.claims", "--seeds", "101", "--rounds", "1", "--clients", "8",
+                "--json", str(out))
+    rows = {(r["rule"], r["scenario"]): r for r in json.loads(out.read_text())}
+    assert len(rows) == 8
+    # The candidate reads no claim: the liar's run is the honest run, to the bit.
+    assert rows["uniform", "claims 1e6"]["share"] == rows["uniform", "honest"]["share"]
+    assert rows["uniform", "claims 1e6"]["accuracy"] == rows["uniform", "honest"]["accuracy"]
+    # The rule on chain pays for the lie (issue 11): the harness can tell the rules apart.
+    assert rows["on chain", "claims 1e6"]["share"] > rows["on chain", "honest"]["share"]
+    assert "sybil split" in table
