@@ -112,11 +112,11 @@ def lineage(task: history.TaskView, gas: dict[str, int]) -> pd.DataFrame:
             "global_model_cid": rnd.global_model_cid,
             "new_model_cid": rnd.new_model_cid,
             "submissions": len(rnd.submissions),
-            "contributors": len(rnd.contributors),
+            "contributors": [short(c) for c in rnd.contributors],
             "rejected": [f"{short(w)} · {reason_name(c)}"
                          for w, c in zip(rnd.rejected, rnd.reasons, strict=False)],
             "validation": evidence.validation if evidence else None,
-            "transactions": len(rnd.transactions),
+            "transactions": [short(tx) for tx in rnd.transactions],
             "gas": sum(gas.get(tx, 0) for tx in rnd.transactions) or None,
             "start_block": rnd.started_block,
             "finalized_block": rnd.finalized_block,

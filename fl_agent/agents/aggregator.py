@@ -49,7 +49,7 @@ from fl_agent.agents.access import (
 )
 from fl_agent.agents.evidence import INVALID_UPDATE, RoundEvidence, VerdictRecord, reason_code
 from fl_agent.agents.participant import load_task_document
-from fl_agent.aggregation import get_strategy
+from fl_agent.aggregation import FLTrust, get_strategy
 from fl_agent.aggregation.base import Strategy
 from fl_agent.aggregation.fairfl import FairFL as FairFLStrategy
 from fl_agent.aggregation.rounds import decide_round
@@ -60,7 +60,8 @@ from fl_agent.crypto.sealing import plaintext_hash
 from fl_agent.errors import ChainError, ConfigError, FairFLError
 from fl_agent.learning.metrics import get_metric
 from fl_agent.learning.models import ModelSpec, input_layer, param_count
-from fl_agent.learning.training import evaluate, validation_loss
+from fl_agent.learning.task_doc import TaskDocument
+from fl_agent.learning.training import evaluate, train_local, validation_loss
 from fl_agent.learning.weights import decode_weights, encode_weights
 from fl_agent.learning.workload import Measurement, Workload, assign_steps
 from fl_agent.storage.store import ContentStore
@@ -120,6 +121,32 @@ def trigger_screen_layer(spec: ModelSpec, feature_shape: tuple[int, ...]
     return input_layer(spec) if len(feature_shape) >= 2 else None
 
 
+def task_strategy(document: TaskDocument, X_val: np.ndarray, y_val: np.ndarray,
+                  strategy: Strategy | None = None) -> Strategy:
+    """The task's rule (``strategy``, else the task document's) as the aggregator runs it:
+    FairFL's trigger screen pointed at the model's input layer, and FLTrust's server update
+    trained from the global model on the aggregator's own validation split (its root data
+    set, as in Cao et al. 2021; ``X_val`` standardised), with the task's training plan and
+    a fixed seed."""
+    if strategy is None:
+        plan = document.aggregation
+        options = dict(plan.options)
+        if plan.strategy == FLTrust.name and "server_update" not in options:
+            training = document.training
+
+            def root_data_update(global_params: np.ndarray) -> np.ndarray:
+                return train_local(document.model, global_params, X_val, y_val,
+                                   training.steps, seed=0, batch_size=training.batch_size,
+                                   lr=training.lr, momentum=training.momentum).vector
+
+            options["server_update"] = root_data_update
+        strategy = get_strategy(plan.strategy, **options)
+    if isinstance(strategy, FairFLStrategy) and strategy.input_layer is None:
+        strategy = dataclasses.replace(strategy, input_layer=trigger_screen_layer(
+            document.model, document.data.feature_shape))
+    return strategy
+
+
 @dataclass
 class AggregatorAgent:
     """The aggregator of one task; ``X_val``/``y_val`` is its own validation data (raw
@@ -149,13 +176,7 @@ class AggregatorAgent:
         if len(self.y_val) == 0 or self.y_val.shape != (self.X_val.shape[0],):
             raise ConfigError("the aggregator needs a non-empty validation set with one label "
                               "per example")
-        if self.strategy is None:
-            plan = self.document.aggregation
-            self.strategy = get_strategy(plan.strategy, **plan.options)
-        if isinstance(self.strategy, FairFLStrategy) and self.strategy.input_layer is None:
-            self.strategy = dataclasses.replace(
-                self.strategy, input_layer=trigger_screen_layer(
-                    self.document.model, self.document.data.feature_shape))
+        self.strategy = task_strategy(self.document, self.X_val, self.y_val, self.strategy)
         layer = getattr(self.strategy, "input_layer", None)
         size = param_count(self.document.model)
         if layer is not None and layer[0] + layer[1] * layer[2] > size:

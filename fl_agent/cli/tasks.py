@@ -92,7 +92,7 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
     list the task's encrypted models) goes to IPFS; its CID is recorded on chain.
     """
     from fl_agent.agents.access import member_key
-    from fl_agent.aggregation import get_strategy
+    from fl_agent.aggregation import STRATEGIES
     from fl_agent.chain.records import TaskSpec, TrainingMode
     from fl_agent.crypto.sealing import public_bytes
     from fl_agent.learning.data import load_dataset
@@ -111,7 +111,8 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
         training_mode = TrainingMode.parse(mode)
     except ValueError as err:
         raise FairFLError(str(err)) from err
-    get_strategy(strategy)  # fails early on an unknown rule
+    if strategy not in STRATEGIES:  # fails early on an unknown rule
+        raise FairFLError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
     get_metric(metric)
     data = load_dataset(dataset)
     spec = ModelSpec.for_features(model_name, data.feature_shape, data.num_classes)

@@ -17,16 +17,13 @@ one person behind several accounts, is a list of clients.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from fl_agent.aggregation import get_strategy
 from fl_agent.aggregation.base import Strategy
-from fl_agent.aggregation.fairfl import FairFL
 from fl_agent.aggregation.rounds import RoundDecision, decide_round
 from fl_agent.learning.data import DatasetSplits, load_dataset, split_dataset
 from fl_agent.learning.models import ModelSpec, init_params
@@ -100,15 +97,19 @@ def federation(config: SimulationConfig) -> Federation:
 
 
 def aggregator_strategy(fed: Federation) -> Strategy:
-    """The task's strategy as the aggregator agent sets it up (FairFL's trigger screen
-    pointed at the model's input layer)."""
-    from fl_agent.agents.aggregator import trigger_screen_layer
+    """The task's strategy as the aggregator agent sets it up
+    (:func:`fl_agent.agents.aggregator.task_strategy`)."""
+    from fl_agent.agents.aggregator import task_strategy
+    from fl_agent.learning.task_doc import AggregationPlan, TaskDocument, TrainingPlan
 
-    strategy = get_strategy(fed.config.aggregator)
-    if isinstance(strategy, FairFL) and strategy.input_layer is None:
-        strategy = dataclasses.replace(
-            strategy, input_layer=trigger_screen_layer(fed.spec, fed.data.feature_shape))
-    return strategy
+    config = fed.config
+    document = TaskDocument.build(
+        model=fed.spec, data=fed.data,
+        training=TrainingPlan(steps=config.steps, batch_size=config.batch_size, lr=config.lr),
+        aggregation=AggregationPlan(strategy=config.aggregator, scoring=config.scoring,
+                                    permutations=config.permutations))
+    return task_strategy(document, fed.data.standardize(fed.splits.validation.X),
+                         np.asarray(fed.splits.validation.y, dtype=np.int64))
 
 
 @dataclass(frozen=True)

@@ -200,7 +200,6 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
 
     from fl_agent.agents import AggregatorAgent, ParticipantAgent, RoundOutcome
     from fl_agent.agents.access import member_key
-    from fl_agent.aggregation import get_strategy
     from fl_agent.chain.client import FairFL, load_project
     from fl_agent.chain.deployment import BlacklistPolicy, deploy_contracts, save_deployment
     from fl_agent.chain.node import dev_account
@@ -289,10 +288,9 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
             participants.append(agent)
             malicious[agent.address] = plan.malicious
 
-        strategy = get_strategy(config.aggregator)
         aggregator = AggregatorAgent(fairfl, store, aggregator_account, task_id,
                                      splits.validation.X, splits.validation.y,
-                                     workdir / "agents", strategy=strategy)
+                                     workdir / "agents")
         builder = ReportBuilder(config, spec, document, malicious, splits.test, trigger)
 
         while not aggregator.finished:
