@@ -9,7 +9,7 @@ DELIVERY_WINDOW ?= 7200
 BENCH_SEEDS ?= 1,2,3
 APE_QUIET := -v WARNING
 
-.PHONY: help setup compile test test-contracts test-python gas chain chain-down deploy demo story bench bench-sim bench-market bench-app bench-claims app key-agent lint clean
+.PHONY: help setup compile test test-contracts test-python gas chain chain-down deploy demo story bench bench-sim bench-market bench-app bench-claims bench-rules app key-agent lint clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -51,13 +51,16 @@ story: DELIVERY_WINDOW = 20
 story: deploy ## A scripted walk through every contract call (register ... buy, refund, withdraw)
 	@ape run story --network $(NETWORK) $(APE_QUIET)
 
-bench: bench-sim bench-market bench-app bench-claims ## All benchmarks (about 55 min on 2 cores)
+bench: bench-sim bench-market bench-app bench-claims bench-rules ## All benchmarks (about 75 min on 2 cores)
 
 bench-sim: setup ## Every attack in the target setting on seeds $(BENCH_SEEDS), each run on its own anvil; table in docs/benchmarks.md
 	@fl-agent bench --seeds $(BENCH_SEEDS)
 
 bench-claims: setup ## What a false sample count or sybil accounts earn, old rule vs the current one (docs/fairness.md)
 	@python -m benchmarks.claims
+
+bench-rules: setup ## The aggregation rules alone, attackers in every round, against a perfect detector (docs/rules-alone.md)
+	@python -m benchmarks.rule_alone
 
 bench-market: setup ## Key delivery latency for 50 purchases made while the key agent was down, purchase gas
 	@python -m benchmarks.market --purchases 50

@@ -52,3 +52,16 @@ def test_the_claims_benchmark_shows_what_a_claim_buys_under_each_rule(tmp_path):
     # The rule on chain pays for the lie (issue 11): the harness can tell the rules apart.
     assert rows["on chain", "claims 1e6"]["share"] > rows["on chain", "honest"]["share"]
     assert "sybil split" in table
+
+
+def test_the_rule_alone_benchmark_compares_every_rule_with_the_perfect_detector(tmp_path):
+    out = tmp_path / "rule_alone.json"
+    table = run("benchmarks.rule_alone", "--seeds", "101", "--attacks", "sign_flip,backdoor",
+                "--rules", "fairfl,fedavg", "--rounds", "1", "--json", str(out))
+    rows = json.loads(out.read_text())
+    assert {(r["attack"], r["rule"]) for r in rows} == {
+        (a, r) for a in ("sign_flip", "backdoor")
+        for r in ("fairfl", "fedavg", "perfect detector")}
+    assert all(0 <= r["accuracy"] <= 1 for r in rows)
+    assert all((r["asr"] is None) == (r["attack"] != "backdoor") for r in rows)
+    assert "| sign_flip |" in table and "perfect detector" in table
