@@ -5,9 +5,10 @@ Offline (:mod:`fl_agent.simulation.offline`: the simulation's data, shards, trai
 attacks, the aggregator's strategy set-up, without the chain), digits, MLP, 20 clients,
 Dirichlet α = 0.5, 30 % malicious, 20 rounds. For every attack, every rule runs on the same
 clients, plus a **perfect detector**: FedAvg over the honest clients only (the benchmark
-knows who attacks), the limit for any defence. Reported: final test accuracy per rule,
-and for the backdoor the attack success rate (share of triggered test inputs, not of the
-target class, sent to the target).
+knows who attacks), the limit for any defence. Reported: final test accuracy per rule;
+for the backdoor the attack success rate (share of triggered test inputs, not of the
+target class, sent to the target), and for the targeted flip the share of the source
+class's test inputs put in the flip's target.
 
 Weights are the clients' true sample counts (what honest participants report). No
 contribution scoring: it does not change the aggregate.
@@ -30,7 +31,7 @@ from fl_agent.aggregation import STRATEGIES, get_strategy
 from fl_agent.aggregation.base import Strategy
 from fl_agent.aggregation.rounds import RoundDecision
 from fl_agent.learning.training import predict
-from fl_agent.simulation.attacks import ATTACKS, apply_trigger, attack_success_rate
+from fl_agent.simulation.attacks import ATTACKS, Attack, apply_trigger, attack_success_rate
 from fl_agent.simulation.offline import (
     Federation,
     OfflineRun,
@@ -55,11 +56,21 @@ def decide_aggregate_only(strategy: Strategy, global_params: np.ndarray, updates
                          np.zeros(n), (0,) * n)
 
 
-def backdoor_asr(fed: Federation, run: OfflineRun) -> float | None:
-    if fed.trigger is None:
-        return None
-    X_test = fed.data.standardize(apply_trigger(fed.splits.test.X, fed.trigger))
-    return attack_success_rate(predict(fed.spec, run.params, X_test), fed.splits.test.y, 0)
+def attack_rate(fed: Federation, run: OfflineRun) -> float | None:
+    """For the backdoor, its attack success rate on triggered test inputs; for the targeted
+    flip, the share of the source class's test inputs put in the flip's target; else
+    None."""
+    attack = Attack(fed.config.attack)
+    y_test = np.asarray(fed.splits.test.y)
+    if fed.trigger is not None:
+        X_test = fed.data.standardize(apply_trigger(fed.splits.test.X, fed.trigger))
+        return attack_success_rate(predict(fed.spec, run.params, X_test), y_test,
+                                   attack.target)
+    if attack.name == "targeted_flip":
+        source = y_test == attack.source
+        predicted = predict(fed.spec, run.params, fed.data.standardize(fed.splits.test.X))
+        return float(np.mean(predicted[source] == attack.flip_target))
+    return None
 
 
 def run_rule(fed: Federation, rule: str) -> OfflineRun:
@@ -82,7 +93,7 @@ def measure(seeds: list[int], attacks: list[str], rules: list[str], rounds: int
             for rule in [*rules, PERFECT]:
                 run = run_rule(fed, rule)
                 rows.append({"seed": seed, "attack": attack, "rule": rule,
-                             "accuracy": run.test_accuracy, "asr": backdoor_asr(fed, run)})
+                             "accuracy": run.test_accuracy, "asr": attack_rate(fed, run)})
                 asr = "" if rows[-1]["asr"] is None else f" asr {rows[-1]['asr']:.3f}"
                 print(f"seed {seed} {attack:11} {rule:16} accuracy {run.test_accuracy:.4f}{asr}",
                       flush=True)

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from fl_agent.cli.common import FLT, console, fmt_flt, ipfs_option, open_store, quiet_ape
 from fl_agent.settings import get_settings
+from fl_agent.simulation.attacks import ATTACKS
 
 
 @click.command()
@@ -22,8 +23,11 @@ from fl_agent.settings import get_settings
 @click.option("--clients", type=click.IntRange(2, 200), default=20, show_default=True)
 @click.option("--malicious", type=click.FloatRange(0, 1, max_open=True), default=0.3,
               show_default=True, help="Share of clients that attack.")
-@click.option("--attack", type=click.Choice(["none", "label_flip", "sign_flip", "scaling",
-              "gaussian", "backdoor", "free_rider"]), default="label_flip", show_default=True)
+@click.option("--attack", type=click.Choice(list(ATTACKS)), default="label_flip",
+              show_default=True,
+              help="What the malicious share does (fl_agent/simulation/attacks.py): alie and "
+                   "ipm are adaptive attacks crafted by colluders, noisy_free_rider hides "
+                   "free riding under noise, targeted_flip relabels class 1 as 7.")
 @click.option("--partition", type=click.Choice(["iid", "dirichlet", "shards"]),
               default="dirichlet", show_default=True)
 @click.option("--alpha", type=float, default=0.5, show_default=True,

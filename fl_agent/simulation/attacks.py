@@ -9,13 +9,28 @@ Two kinds, as in the robust-aggregation literature:
 * **model poisoning** changes the update the attacker uploads: ``sign_flip`` (the opposite
   of its honest delta), ``scaling`` (its delta boosted ``scale`` times), ``gaussian`` (a
   random direction of the honest delta's length) and ``free_rider`` (it re-submits the
-  global model without training).
+  global model without training);
+* **disguised free riding**: ``noisy_free_rider`` uploads the global model plus Gaussian
+  noise as long as the global model's last step (it never trains, but its update is not
+  zero and has a plausible length);
+* **a targeted label flip**: ``targeted_flip`` relabels one class as another (``source``
+  into ``target``) and trains honestly on the rest;
+* **adaptive, colluding attacks** that craft one update from the honest updates of all the
+  attackers (each trains honestly first, as the literature's threat model allows: the
+  attackers know their own benign updates, not the honest clients'), and all submit it:
+  ``alie``, "A Little Is Enough" (Baruch, Baruch and Goldberg, NeurIPS 2019): the
+  coordinate-wise mean of the colluders' deltas minus ``z`` standard deviations, with
+  ``z`` the largest deviation that still leaves the crafted update inside the honest
+  majority (:func:`alie_z`); ``ipm``, inner product manipulation (Xie, Koyejo and Gupta,
+  "Fall of Empires", UAI 2020): ``-epsilon`` times the mean of the colluders' deltas, a
+  small step against the honest direction (``epsilon = 0.5``).
 
 Written by hand: they are the standard definitions and a few lines each.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,11 +40,15 @@ from numpy.typing import NDArray
 from fl_agent.errors import ConfigError
 
 AttackName = Literal["none", "label_flip", "sign_flip", "scaling", "gaussian", "backdoor",
-                     "free_rider"]
+                     "free_rider", "noisy_free_rider", "targeted_flip", "alie", "ipm"]
 ATTACKS: tuple[str, ...] = ("none", "label_flip", "sign_flip", "scaling", "gaussian",
-                            "backdoor", "free_rider")
-DATA_ATTACKS = frozenset({"label_flip", "backdoor"})
-MODEL_ATTACKS = frozenset({"sign_flip", "scaling", "gaussian", "free_rider"})
+                            "backdoor", "free_rider", "noisy_free_rider", "targeted_flip",
+                            "alie", "ipm")
+DATA_ATTACKS = frozenset({"label_flip", "backdoor", "targeted_flip"})
+MODEL_ATTACKS = frozenset({"sign_flip", "scaling", "gaussian", "free_rider",
+                           "noisy_free_rider"})
+#: Attacks whose update is crafted from all the attackers' honest updates together.
+COLLUDING_ATTACKS = frozenset({"alie", "ipm"})
 
 
 @dataclass(frozen=True)
@@ -65,6 +84,9 @@ class Attack:
     flip_scale: float = 1.0
     poison_fraction: float = 0.5
     target: int = 0
+    source: int = 1  # targeted_flip: this class is relabelled as ``flip_target``
+    flip_target: int = 7
+    epsilon: float = 0.5  # ipm
 
     def __post_init__(self) -> None:
         if self.name not in ATTACKS:
@@ -78,8 +100,8 @@ class Attack:
 
     @property
     def trains(self) -> bool:
-        """False for the free rider, who uploads without training."""
-        return self.name != "free_rider"
+        """False for the free riders, who upload without training."""
+        return self.name not in ("free_rider", "noisy_free_rider")
 
 
 def apply_trigger(X: NDArray[np.floating], trigger: Trigger) -> NDArray[np.float32]:
@@ -97,6 +119,11 @@ def poison_data(attack: Attack, X: NDArray[np.floating], y: NDArray[np.integer],
     y_out = np.array(y, dtype=np.int64, copy=True)
     if attack.name == "label_flip":
         y_out = (num_classes - 1 - y_out).astype(np.int64)
+    elif attack.name == "targeted_flip":
+        if not (0 <= attack.source < num_classes and 0 <= attack.flip_target < num_classes):
+            raise ConfigError(f"targeted_flip needs classes in 0..{num_classes - 1}, got "
+                              f"{attack.source} -> {attack.flip_target}")
+        y_out[y_out == attack.source] = attack.flip_target
     elif attack.name == "backdoor":
         if trigger is None:
             raise ConfigError("the backdoor attack needs a trigger")
@@ -129,6 +156,43 @@ def poison_update(attack: Attack, global_params: NDArray[np.floating],
     else:
         out = np.asarray(trained, dtype=np.float64)
     return out.astype(np.float32)
+
+
+def noisy_free_ride(global_params: NDArray[np.floating], previous: NDArray[np.floating] | None,
+                    *, rng: np.random.Generator) -> NDArray[np.float32]:
+    """The global model plus Gaussian noise as long as its last step (``global -
+    previous``), or 1e-3 of its norm in the first round."""
+    base = np.asarray(global_params, dtype=np.float64)
+    step = float(np.linalg.norm(base - previous)) if previous is not None else 0.0
+    length = step or 1e-3 * float(np.linalg.norm(base))
+    noise = rng.standard_normal(base.shape)
+    return (base + noise / np.linalg.norm(noise) * length).astype(np.float32)
+
+
+def alie_z(num_clients: int, num_malicious: int) -> float:
+    """ALIE's ``z_max`` (Baruch et al. 2019): with ``s = floor(n / 2 + 1) - m`` honest
+    clients the attackers need on their side, the largest ``z`` with
+    ``Phi(z) <= (n - s) / n``."""
+    from scipy.stats import norm
+
+    s = math.floor(num_clients / 2 + 1) - num_malicious
+    return float(norm.ppf((num_clients - s) / num_clients))
+
+
+def collude(attack: Attack, global_params: NDArray[np.floating],
+            colluders: NDArray[np.floating], *, num_clients: int) -> NDArray[np.float32]:
+    """The one update every colluder submits, from their honest trained vectors (one per
+    row of ``colluders``)."""
+    base = np.asarray(global_params, dtype=np.float64)
+    deltas = np.asarray(colluders, dtype=np.float64) - base
+    mean = deltas.mean(axis=0)
+    if attack.name == "alie":
+        crafted = mean - alie_z(num_clients, len(deltas)) * deltas.std(axis=0)
+    elif attack.name == "ipm":
+        crafted = -attack.epsilon * mean
+    else:
+        raise ConfigError(f"{attack.name!r} is not a colluding attack")
+    return (base + crafted).astype(np.float32)
 
 
 def attack_success_rate(predictions_on_triggered: NDArray[np.integer],

@@ -35,6 +35,7 @@ from fl_agent.simulation.runner import (
     backdoor_trigger,
     client_data,
     client_seed,
+    colluder_trainer,
     plan_clients,
 )
 
@@ -89,10 +90,13 @@ def federation(config: SimulationConfig) -> Federation:
                            standardize=False)
     spec = ModelSpec.for_features(config.model_name, dataset.feature_shape, dataset.num_classes)
     trigger = backdoor_trigger(config, dataset.feature_shape, splits.train.X)
+    data = DataSpec.describe(dataset, splits.train.X)
+    plans = plan_clients(config, splits.train.y)
     clients = [Client(X, y, client_seed(config, plan), plan.malicious, plan.index, poison=poison)
-               for plan, X, y, poison in client_data(config, plan_clients(config, splits.train.y),
-                                                     splits.train, dataset.num_classes, trigger)]
-    return Federation(config, splits, spec, DataSpec.describe(dataset, splits.train.X),
+               for plan, X, y, poison in client_data(config, plans, splits.train,
+                                                     dataset.num_classes, trigger,
+                                                     colluder_trainer(config, spec, data))]
+    return Federation(config, splits, spec, data,
                       tuple(clients), trigger)
 
 

@@ -37,9 +37,12 @@ from fl_agent.learning.data import (
 )
 from fl_agent.simulation.attacks import (
     ATTACKS,
+    COLLUDING_ATTACKS,
     MODEL_ATTACKS,
     Attack,
     Trigger,
+    collude,
+    noisy_free_ride,
     poison_data,
     poison_update,
 )
@@ -137,32 +140,91 @@ def backdoor_trigger(config: SimulationConfig, feature_shape: tuple[int, ...],
     return Trigger(corner.features, float(train_X[:, list(corner.features)].max()))
 
 
+def colluder_trainer(config: SimulationConfig, spec: Any, data: Any) -> Trainer:
+    """How a colluding attacker trains honestly: the participant's training, on the task's
+    standardised features, with the base steps and its round's seed."""
+    from fl_agent.learning.training import round_seed, train_local
+
+    def train(global_vector: np.ndarray, X: np.ndarray, y: np.ndarray, seed: int,
+              round_number: int) -> np.ndarray:
+        return train_local(spec, global_vector, data.standardize(X), np.asarray(y),
+                           config.steps, seed=round_seed(seed, round_number),
+                           batch_size=config.batch_size, lr=config.lr).vector
+    return train
+
+
 def client_seed(config: SimulationConfig, plan: ClientPlan) -> int:
     """The client's training seed (its rounds derive theirs from it)."""
     return config.seed * 1000 + plan.index
 
 
+#: Honest local training for a colluding attacker: (global, raw X, y, client seed, round)
+#: -> trained vector, as the participant itself would train.
+Trainer = Callable[[np.ndarray, np.ndarray, np.ndarray, int, int], np.ndarray]
+
+
 def client_data(config: SimulationConfig, plans: list[ClientPlan], train: Any,
-                num_classes: int, trigger: Trigger | None
+                num_classes: int, trigger: Trigger | None, trainer: Trainer | None = None
                 ) -> list[tuple[ClientPlan, np.ndarray, np.ndarray, Poison | None]]:
     """Each client's training data as it trains on it (poisoned for a data attacker) and,
-    for a model attacker, what it does to its update (seeded per client)."""
+    for a model attacker, what it does to its update (seeded per client). Colluding
+    attackers share one :class:`Collusion`, which needs ``trainer``."""
     attack = Attack(config.attack)
     out = []
+    colluders: list[tuple[np.ndarray, np.ndarray, int]] = []
+    collusion = None
+    if config.attack in COLLUDING_ATTACKS:
+        if trainer is None:
+            raise ConfigError(f"{config.attack} needs a trainer for the colluders")
+        collusion = Collusion(attack, colluders, trainer, config.clients)
     for plan in plans:
         X, y = train.X[plan.rows], train.y[plan.rows]
         rng = np.random.default_rng(client_seed(config, plan))
-        poison = None
+        poison: Poison | None = None
         if plan.malicious:
             X, y = poison_data(attack, X, y, num_classes, trigger=trigger, rng=rng)
-            if config.attack in MODEL_ATTACKS:
+            if collusion is not None:
+                colluders.append((X, y, client_seed(config, plan)))
+                poison = collusion.crafted
+            elif config.attack in MODEL_ATTACKS:
                 poison = _poisoner(attack, rng)
         out.append((plan, X, y, poison))
     return out
 
 
+class Collusion:
+    """The colluding attackers of one run: the first of them to submit in a round trains
+    every colluder's honest update (with their own data and seeds) and crafts the update
+    they all submit (:func:`~fl_agent.simulation.attacks.collude`)."""
+
+    def __init__(self, attack: Attack, colluders: list[tuple[np.ndarray, np.ndarray, int]],
+                 trainer: Trainer, num_clients: int) -> None:
+        self.attack, self.colluders, self.trainer = attack, colluders, trainer
+        self.num_clients = num_clients
+        self._round, self._key, self._crafted = 0, b"", np.zeros(0, np.float32)
+
+    def crafted(self, global_vector: np.ndarray, trained: np.ndarray) -> np.ndarray:
+        key = np.ascontiguousarray(global_vector, dtype=np.float32).tobytes()
+        if key != self._key:
+            self._round += 1
+            honest = np.stack([self.trainer(global_vector, X, y, seed, self._round)
+                               for X, y, seed in self.colluders])
+            self._key = key
+            self._crafted = collude(self.attack, global_vector, honest,
+                                    num_clients=self.num_clients)
+        return self._crafted
+
+
 def _poisoner(attack: Attack, rng: np.random.Generator) -> Poison:
+    previous: list[np.ndarray] = []  # the global model of the last round (noisy_free_rider)
+
     def poison(global_vector: np.ndarray, trained: np.ndarray) -> np.ndarray:
+        if attack.name == "noisy_free_rider":
+            last = previous[-1] if previous else None
+            if last is None or not np.array_equal(last, global_vector):
+                previous.append(np.array(global_vector, dtype=np.float64))
+            before = previous[-2] if len(previous) > 1 else None
+            return noisy_free_ride(global_vector, before, rng=rng)
         return poison_update(attack, global_vector, trained, rng=rng)
     return poison
 
@@ -278,7 +340,8 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
         participants: list[ParticipantAgent] = []
         malicious: dict[str, bool] = {}
         for plan, X, y, poison in client_data(config, clients, splits.train,
-                                              dataset.num_classes, trigger):
+                                              dataset.num_classes, trigger,
+                                              colluder_trainer(config, spec, document.data)):
             hook = None if poison is None else _hook(poison)
             agent = ParticipantAgent(fairfl, store, people[2 + plan.index], task_id, X, y,
                                      workdir / "agents", seed=client_seed(config, plan),

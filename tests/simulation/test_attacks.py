@@ -94,3 +94,44 @@ def test_detection_rates_count_flags_over_all_rounds():
     rates = detection_rates(rounds)
     assert rates["tpr"] == pytest.approx(3 / 4) and rates["fpr"] == pytest.approx(1 / 14)
     assert detection_rates([])["tpr"] == 1.0
+
+
+def test_targeted_flip_relabels_only_the_source_class():
+    X, y = np.zeros((6, 2)), np.array([0, 1, 1, 7, 2, 1])
+    _, y2 = poison_data(Attack("targeted_flip"), X, y, 10, rng=RNG(0))
+    assert y2.tolist() == [0, 7, 7, 7, 2, 7]
+    with pytest.raises(ConfigError, match="targeted_flip needs classes"):
+        poison_data(Attack("targeted_flip", flip_target=12), X, y, 10, rng=RNG(0))
+
+
+def test_alie_z_is_the_normal_quantile_of_the_majority_it_needs():
+    from fl_agent.simulation.attacks import alie_z
+
+    # n = 20, m = 6: s = floor(11) - 6 = 5 honest needed, z = Phi^-1(15 / 20) = 0.6745.
+    assert alie_z(20, 6) == pytest.approx(0.674490, abs=1e-6)
+    # n = 50, m = 12: s = 14, z = Phi^-1(36 / 50) = 0.5828.
+    assert alie_z(50, 12) == pytest.approx(0.582842, abs=1e-6)
+
+
+def test_colluders_submit_the_crafted_update_from_their_own_deltas():
+    from fl_agent.simulation.attacks import alie_z, collude
+
+    g = np.array([1.0, 1.0, 1.0])
+    honest = g + np.array([[1.0, 0.0, 2.0], [3.0, 0.0, 2.0]])  # mean (2, 0, 2), std (1, 0, 0)
+    ipm = collude(Attack("ipm"), g, honest, num_clients=20)
+    assert ipm.tolist() == pytest.approx([1 - 1.0, 1.0, 1 - 1.0])  # g - 0.5 * mean
+    alie = collude(Attack("alie"), g, honest, num_clients=20)
+    assert alie.tolist() == pytest.approx([1 + 2 - alie_z(20, 2), 1.0, 3.0], abs=1e-6)
+    with pytest.raises(ConfigError):
+        collude(Attack("sign_flip"), g, honest, num_clients=20)
+
+
+def test_a_noisy_free_rider_moves_as_far_as_the_last_global_step():
+    from fl_agent.simulation.attacks import noisy_free_ride
+
+    g, before = np.full(100, 2.0), np.full(100, 1.9)
+    out = noisy_free_ride(g, before, rng=RNG(1))
+    assert np.linalg.norm(out - g) == pytest.approx(np.linalg.norm(g - before), rel=1e-5)
+    first = noisy_free_ride(g, None, rng=RNG(1))
+    assert np.linalg.norm(first - g) == pytest.approx(1e-3 * np.linalg.norm(g), rel=1e-5)
+    assert not Attack("noisy_free_rider").trains
