@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import statistics
 import tempfile
@@ -32,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks import publish
 from fl_agent.chain.node import LocalChain, free_port
 
 APP_MAIN = Path(__file__).resolve().parents[1] / "app" / "main.py"
@@ -276,10 +276,7 @@ def main(argv: list[str] | None = None) -> None:
                 results[name] = time_pages(node.url, home)
             finally:
                 node.stop()
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2) + "\n")
-    print(markdown(results))
-    print(f"\nwritten to {args.json}")
+    publish(results, args.json, markdown(results))
 
 
 if __name__ == "__main__":

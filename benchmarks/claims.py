@@ -22,13 +22,13 @@ together), and the final test accuracy.
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks import publish
 from fl_agent.aggregation.base import Strategy
 from fl_agent.aggregation.rounds import RoundDecision, decide_round
 from fl_agent.simulation.offline import (
@@ -134,10 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, default=Path("reports/bench/claims.json"))
     args = parser.parse_args(argv)
     rows = measure([int(s) for s in args.seeds.split(",")], args.rounds, args.clients)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(rows, indent=2) + "\n")
-    print(markdown(rows))
-    print(f"\nwritten to {args.json}")
+    publish(rows, args.json, markdown(rows))
 
 
 if __name__ == "__main__":

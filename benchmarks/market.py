@@ -14,7 +14,6 @@ Markdown table (``docs/marketplace.md`` quotes it).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -23,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks import publish
 
 FLT = 10**18
 PRICE = 20 * FLT
@@ -135,10 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--purchases must be >= 1")
     with tempfile.TemporaryDirectory(prefix="fairfl-bench-market-") as tmp:
         result = run(args.purchases, Path(tmp))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(markdown(result))
-    print(f"\nwritten to {args.json}")
+    publish(result, args.json, markdown(result))
 
 
 if __name__ == "__main__":

@@ -20,13 +20,13 @@ contribution scoring: it does not change the aggregate.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
+from benchmarks import publish
 from fl_agent.aggregation import STRATEGIES, get_strategy
 from fl_agent.aggregation.base import Strategy
 from fl_agent.aggregation.rounds import RoundDecision
@@ -135,10 +135,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown rules {unknown}; use {', '.join(STRATEGIES)}")
     rows = measure([int(s) for s in args.seeds.split(",")], args.attacks.split(","), rules,
                    args.rounds)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(rows, indent=2) + "\n")
-    print(markdown(rows))
-    print(f"\nwritten to {args.json}")
+    publish(rows, args.json, markdown(rows))
 
 
 if __name__ == "__main__":
