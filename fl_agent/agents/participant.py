@@ -90,6 +90,10 @@ class ParticipantAgent:
     confirmations: int = 0
     update_hook: UpdateHook | None = None
     train: bool = True  # False: upload the global model untouched (a free rider, for tests)
+    #: Simulation only: report ``steps * device_millis_per_step`` as the training time (a
+    #: simulated device of that speed) instead of the wall clock, which on one machine is
+    #: the same for everybody.
+    device_millis_per_step: float | None = None
     log: Callable[[str], None] = field(default=lambda message: None)
 
     def __post_init__(self) -> None:
@@ -174,13 +178,15 @@ class ParticipantAgent:
         sealed = seal_update(encode_weights(self.document.model, np.asarray(vector, np.float32)),
                              workload.aggregator_key, self.task_id, round_number, self.address)
         cid = self.store.add(sealed)
+        millis = result.train_millis if self.device_millis_per_step is None \
+            else round(steps * self.device_millis_per_step)
         receipt = self.fairfl.ledger.submit_update(
-            self.task_id, round_number, cid, result.num_samples, max(1, result.train_millis),
+            self.task_id, round_number, cid, result.num_samples, max(1, millis),
             sender=self.account)
         self.log(f"round {round_number}: submitted {cid} ({result.num_samples} samples, "
-                 f"{steps} steps, {result.train_millis} ms)")
+                 f"{steps} steps, {millis} ms)")
         return Submission(self.task_id, round_number, cid, result.num_samples, steps,
-                          result.train_millis, result.loss, receipt)
+                          millis, result.loss, receipt)
 
     def _model_to_train_on(self, workload: Workload, model_cid: str,
                            round_number: int) -> np.ndarray:

@@ -50,11 +50,17 @@ from fl_agent.simulation.attacks import ATTACKS
               "ethereum:local:node, the shared chain; its accounts TEST::0.. sign).")
 @click.option("--list-price", type=float, default=None,
               help="List the final model on the marketplace for this many FLT.")
+@click.option("--device-spread", type=click.FloatRange(1, 100), default=1.0,
+              show_default=True,
+              help="Simulated device speeds: 1 reports the wall clock (the same for every "
+                   "client on one machine); e.g. 4 spreads the clients' speeds over a 4x "
+                   "range, so workload balancing gives fast devices more steps.")
 @ipfs_option
 def simulate(dataset: str, model: str | None, clients: int, malicious: float, attack: str,
              partition: str, alpha: float, rounds: int, aggregator: str, steps: int,
              scoring: str, seed: int, json_path: str | None, out: str | None,
-             network: str | None, list_price: float | None, ipfs: str | None) -> None:
+             network: str | None, list_price: float | None, device_spread: float,
+             ipfs: str | None) -> None:
     """Run federated learning for real on one machine and report what happened.
 
     Deploys the contracts on a private anvil (or --network), then one aggregator and
@@ -75,7 +81,7 @@ def simulate(dataset: str, model: str | None, clients: int, malicious: float, at
     config = SimulationConfig.build(
         dataset=dataset, model=model, clients=clients, malicious=malicious, attack=attack,
         partition=partition, alpha=alpha, rounds=rounds, aggregator=aggregator, steps=steps,
-        scoring=scoring, seed=seed,
+        scoring=scoring, seed=seed, device_spread=device_spread,
         list_price=None if list_price is None else int(list_price * FLT))
     folder = Path(out or f"reports/{attack}-{aggregator}-seed{seed}")
     settings = get_settings()

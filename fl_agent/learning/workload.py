@@ -17,7 +17,9 @@ coarse a measurement to tell devices apart (the ledger records whole millisecond
 small model's round takes a few), so it counts as unmeasured; and a device within
 ``dead_band`` (20 %) of the median speed keeps the base steps. Small simulated federations
 on one machine therefore train with the base steps throughout, and their results do not
-depend on the machine's load.
+depend on the machine's load, unless the simulation gives its clients device speeds
+(``fl-agent simulate --device-spread``): then each reports the time its device would
+take, and the assignment follows.
 
 The assignment is a JSON document the aggregator stores in IPFS and names in
 ``startRound``, so it is recorded with the round.

@@ -62,6 +62,8 @@ class ReportBuilder:
             "rejected": outcome.rejected,
             "reasons": {v.participant: v.reason for v in outcome.verdicts if not v.accepted},
             "submissions": len(outcome.verdicts),
+            # The slowest reported training time: how long the round's training took.
+            "round_millis": max((v.training_millis for v in outcome.verdicts), default=0),
             "malicious_submissions": sum(1 for v in outcome.verdicts
                                          if self.malicious.get(v.participant.lower())),
             "malicious_flagged": flagged_bad,

@@ -80,6 +80,10 @@ class SimulationConfig(BaseModel):
     validation_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0, lt=0.5)
     list_price: int | None = Field(None, ge=0)
+    #: Simulated device speeds: 1 (the default) reports the wall clock, the same for every
+    #: client on one machine; above 1, client speeds spread log-uniformly over a range of
+    #: that ratio (see :func:`device_speeds`) and each reports the time its device would take.
+    device_spread: float = Field(1.0, ge=1.0, le=100.0)
 
     @model_validator(mode="after")
     def _known(self) -> SimulationConfig:
@@ -151,6 +155,19 @@ def colluder_trainer(config: SimulationConfig, spec: Any, data: Any) -> Trainer:
                            config.steps, seed=round_seed(seed, round_number),
                            batch_size=config.batch_size, lr=config.lr).vector
     return train
+
+
+#: Simulated training time of one local step on a device of speed 1, in milliseconds.
+STEP_MILLIS = 10.0
+
+
+def device_speeds(config: SimulationConfig) -> list[float] | None:
+    """Each client's simulated device speed (1 is the reference device), log-uniform over
+    ``[spread**-0.5, spread**0.5]`` and seeded; None when ``device_spread`` is 1."""
+    if config.device_spread <= 1.0:
+        return None
+    u = np.random.default_rng(config.seed + 11).uniform(-0.5, 0.5, size=config.clients)
+    return [float(config.device_spread ** x) for x in u]
 
 
 def client_seed(config: SimulationConfig, plan: ClientPlan) -> int:
@@ -339,6 +356,7 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
 
         participants: list[ParticipantAgent] = []
         malicious: dict[str, bool] = {}
+        speeds = device_speeds(config)
         for plan, X, y, poison in client_data(config, clients, splits.train,
                                               dataset.num_classes, trigger,
                                               colluder_trainer(config, spec, document.data)):
@@ -346,7 +364,9 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
             agent = ParticipantAgent(fairfl, store, people[2 + plan.index], task_id, X, y,
                                      workdir / "agents", seed=client_seed(config, plan),
                                      update_hook=hook,
-                                     train=not (plan.malicious and not attack.trains))
+                                     train=not (plan.malicious and not attack.trains),
+                                     device_millis_per_step=None if speeds is None
+                                     else STEP_MILLIS / speeds[plan.index])
             agent.join()
             participants.append(agent)
             malicious[agent.address] = plan.malicious

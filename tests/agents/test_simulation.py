@@ -182,3 +182,31 @@ def test_the_offline_harness_replays_the_chain_run(simulated):
     assert [len(r.decision.accepted) for r in run.rounds] == \
         [len(r["accepted"]) for r in report["rounds"]]
     assert run.test_accuracy == pytest.approx(report["final"]["accuracy"], abs=1e-12)
+
+
+def test_workload_balancing_acts_on_simulated_device_speeds(anvil_url, tmp_path):
+    """With device speeds spread over 4x (seed 4: two clients below 0.8x the median speed,
+    two above 1.2x), round 2 gives the slow devices fewer steps and the fast ones more,
+    and the round's training ends sooner than round 1's, where everyone had the base
+    steps (what happens without balancing)."""
+    from fl_agent.simulation.runner import STEP_MILLIS, device_speeds
+    from fl_agent.storage.store import LocalStore
+
+    config = SimulationConfig.build(clients=6, malicious=0.0, attack="none", rounds=2,
+                                    steps=20, seed=4, device_spread=4.0, permutations=5)
+    report = run_simulation(config, workdir=tmp_path, network=anvil_url)
+    speeds = device_speeds(config)
+    store = LocalStore(tmp_path / "store")
+    steps = [json.loads(store.get(r["workload_cid"]))["steps"] for r in report["rounds"]]
+    by_speed = sorted(range(6), key=lambda i: speeds[i])
+    from fl_agent.chain.node import dev_account
+
+    addresses = [str(dev_account(2 + i).address) for i in range(6)]  # client i's account
+    first = [steps[0][addresses[i].lower()] for i in by_speed]
+    second = [steps[1][addresses[i].lower()] for i in by_speed]
+    assert first == [20] * 6
+    assert second[0] < 20 and second[1] < 20 and second[-1] > 20 and second[-2] > 20
+    assert second == sorted(second)  # never more steps for a slower device
+    slowest = by_speed[0]
+    assert report["rounds"][0]["round_millis"] == round(20 * STEP_MILLIS / speeds[slowest])
+    assert report["rounds"][1]["round_millis"] < 0.8 * report["rounds"][0]["round_millis"]
