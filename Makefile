@@ -56,7 +56,7 @@ bench: bench-sim bench-market bench-app bench-claims bench-rules ## All benchmar
 bench-sim: setup ## Every attack in the target setting on seeds $(BENCH_SEEDS), each run on its own anvil; table in docs/benchmarks.md
 	@fl-agent bench --seeds $(BENCH_SEEDS)
 
-bench-claims: setup ## What a false sample count or sybil accounts earn, old rule vs the current one (docs/fairness.md)
+bench-claims: setup ## What a false sample count or sybil accounts earn: the rule on chain vs a uniform candidate (docs/fairness.md)
 	@python -m benchmarks.claims
 
 bench-rules: setup ## The aggregation rules alone, attackers in every round, against a perfect detector (docs/rules-alone.md)
