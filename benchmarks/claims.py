@@ -75,7 +75,7 @@ def scenario(fed: Federation, name: str, subject: int) -> tuple[list[Client], li
     if name == "honest":
         return clients, [subject]
     if name == "claims 1e6":
-        clients[subject] = Client(me.X, me.y, me.seed, group=me.group, claimed_samples=LIE)
+        clients[subject] = Client(me.X, me.y, me.seed, claimed_samples=LIE)
         return clients, [subject]
     if name == "sybil copies":
         parts = [np.arange(len(me.y))] * ACCOUNTS
@@ -84,7 +84,7 @@ def scenario(fed: Federation, name: str, subject: int) -> tuple[list[Client], li
         parts = np.array_split(order, ACCOUNTS)
     else:
         raise ValueError(f"unknown scenario {name!r}")
-    accounts = [Client(me.X[rows], me.y[rows], me.seed + 7919 * k, group=me.group)
+    accounts = [Client(me.X[rows], me.y[rows], me.seed + 7919 * k)
                 for k, rows in enumerate(parts)]
     clients[subject] = accounts[0]
     clients += accounts[1:]

@@ -37,6 +37,7 @@ from fl_agent.simulation.runner import (
     client_seed,
     colluder_trainer,
     plan_clients,
+    task_document,
 )
 
 #: A round's decision: the strategy, the global model, the stacked updates and the sample
@@ -56,14 +57,12 @@ def decide_as_on_chain(strategy: Strategy, global_params: np.ndarray, updates: n
 @dataclass(frozen=True)
 class Client:
     """One account of the federation: its (raw) training data, its training seed and, for an
-    attacker, what it does to its update. ``group`` names the person behind the account (a
-    sybil's accounts share one)."""
+    attacker, what it does to its update."""
 
     X: np.ndarray = field(repr=False)
     y: np.ndarray = field(repr=False)
     seed: int
     malicious: bool = False
-    group: int = -1
     claimed_samples: int | None = None  # what it reports in submitUpdate (None: the truth)
     poison: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = field(default=None,
                                                                         repr=False)
@@ -92,7 +91,7 @@ def federation(config: SimulationConfig) -> Federation:
     trigger = backdoor_trigger(config, dataset.feature_shape, splits.train.X)
     data = DataSpec.describe(dataset, splits.train.X)
     plans = plan_clients(config, splits.train.y)
-    clients = [Client(X, y, client_seed(config, plan), plan.malicious, plan.index, poison=poison)
+    clients = [Client(X, y, client_seed(config, plan), plan.malicious, poison=poison)
                for plan, X, y, poison in client_data(config, plans, splits.train,
                                                      dataset.num_classes, trigger,
                                                      colluder_trainer(config, spec, data))]
@@ -104,14 +103,8 @@ def aggregator_strategy(fed: Federation) -> Strategy:
     """The task's strategy as the aggregator agent sets it up
     (:func:`fl_agent.agents.aggregator.task_strategy`)."""
     from fl_agent.agents.aggregator import task_strategy
-    from fl_agent.learning.task_doc import AggregationPlan, TaskDocument, TrainingPlan
 
-    config = fed.config
-    document = TaskDocument.build(
-        model=fed.spec, data=fed.data,
-        training=TrainingPlan(steps=config.steps, batch_size=config.batch_size, lr=config.lr),
-        aggregation=AggregationPlan(strategy=config.aggregator, scoring=config.scoring,
-                                    permutations=config.permutations))
+    document = task_document(fed.config, fed.spec, fed.data)
     return task_strategy(document, fed.data.standardize(fed.splits.validation.X),
                          np.asarray(fed.splits.validation.y, dtype=np.int64))
 

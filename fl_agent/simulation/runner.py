@@ -170,6 +170,17 @@ def device_speeds(config: SimulationConfig) -> list[float] | None:
     return [float(config.device_spread ** x) for x in u]
 
 
+def task_document(config: SimulationConfig, spec: Any, data: Any) -> Any:
+    """The task document a simulation publishes (model, data, training and aggregation)."""
+    from fl_agent.learning.task_doc import AggregationPlan, TaskDocument, TrainingPlan
+
+    return TaskDocument.build(
+        model=spec, data=data,
+        training=TrainingPlan(steps=config.steps, batch_size=config.batch_size, lr=config.lr),
+        aggregation=AggregationPlan(strategy=config.aggregator, scoring=config.scoring,
+                                    permutations=config.permutations))
+
+
 def client_seed(config: SimulationConfig, plan: ClientPlan) -> int:
     """The client's training seed (its rounds derive theirs from it)."""
     return config.seed * 1000 + plan.index
@@ -233,15 +244,13 @@ class Collusion:
 
 
 def _poisoner(attack: Attack, rng: np.random.Generator) -> Poison:
-    previous: list[np.ndarray] = []  # the global model of the last round (noisy_free_rider)
+    seen: list[np.ndarray] = []  # noisy_free_rider: the last two global models it saw
 
     def poison(global_vector: np.ndarray, trained: np.ndarray) -> np.ndarray:
         if attack.name == "noisy_free_rider":
-            last = previous[-1] if previous else None
-            if last is None or not np.array_equal(last, global_vector):
-                previous.append(np.array(global_vector, dtype=np.float64))
-            before = previous[-2] if len(previous) > 1 else None
-            return noisy_free_ride(global_vector, before, rng=rng)
+            if not seen or not np.array_equal(seen[-1], global_vector):
+                seen[:] = [*seen[-1:], np.array(global_vector, dtype=np.float64)]
+            return noisy_free_ride(global_vector, seen[0] if len(seen) == 2 else None, rng=rng)
         return poison_update(attack, global_vector, trained, rng=rng)
     return poison
 
@@ -287,10 +296,7 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
     from fl_agent.learning.models import ModelSpec, init_params
     from fl_agent.learning.task_doc import (
         AccessPlan,
-        AggregationPlan,
         DataSpec,
-        TaskDocument,
-        TrainingPlan,
     )
     from fl_agent.learning.weights import encode_weights
     from fl_agent.simulation.report import ReportBuilder
@@ -310,12 +316,7 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
                            test_fraction=config.test_fraction, seed=config.seed,
                            standardize=False)
     spec = ModelSpec.for_features(config.model_name, dataset.feature_shape, dataset.num_classes)
-    document = TaskDocument.build(
-        model=spec,
-        data=DataSpec.describe(dataset, splits.train.X),
-        training=TrainingPlan(steps=config.steps, batch_size=config.batch_size, lr=config.lr),
-        aggregation=AggregationPlan(strategy=config.aggregator, scoring=config.scoring,
-                                    permutations=config.permutations))
+    document = task_document(config, spec, DataSpec.describe(dataset, splits.train.X))
     clients = plan_clients(config, splits.train.y)
     attack = Attack(config.attack)
     trigger = backdoor_trigger(config, dataset.feature_shape, splits.train.X)
