@@ -2,9 +2,16 @@
 
 A benign delta is ``step * (shared + group_strength * group_g + noise * e_i)`` with unit
 vectors ``shared`` (what every client learns), ``group_g`` (what clients of data group ``g``
-learn: ``groups > 1`` makes the round non-IID) and ``e_i`` (random, norm ~1). The hidden
-target of the round -- what the aggregator's validation set rewards -- is the benign,
-sample-weighted mean: ``evaluate(params) = -||params - target||``.
+learn: ``groups > 1`` makes the round non-IID) and ``e_i`` (random, norm ~1).
+
+The aggregator's validation split is data of its own, drawn like a client's but from the
+whole population (every group): its optimum is ``global + step * (shared + group_strength *
+mean_g group_g + noise * e_val)`` with noise ``e_val`` of its own, and ``evaluate(params)``
+is minus the distance to that optimum (the loss of a quadratic model on that split). Nothing
+in it is computed from the round's updates or from who attacks: the gate sees a noisy
+estimate of the truth, as a real validation split is. ``benign_mean`` (the sample-weighted
+mean of the benign updates) is the ground truth that tests measure the outcome against;
+no strategy is given it.
 
 Attacks (``ATTACKS``):
 
@@ -39,18 +46,23 @@ class CraftedRound:
     malicious: frozenset[int]
     benign_mean: np.ndarray  # float64 (d,), sample-weighted mean of the benign updates
     step: float  # norm of the shared part of a benign delta
+    validation_optimum: np.ndarray  # float64 (d,), where the validation loss is lowest
+    root_update: np.ndarray  # float32 (d,), the model FLTrust's server trains on it
 
     @property
     def benign(self) -> frozenset[int]:
         return frozenset(range(len(self.updates))) - self.malicious
 
     def evaluate(self, params: np.ndarray) -> float:
-        """The aggregator's validation score: minus the distance to the benign mean."""
-        return -float(np.linalg.norm(np.asarray(params, dtype=np.float64) - self.benign_mean))
+        """The aggregator's validation score: minus the distance to the validation split's
+        optimum."""
+        return -float(np.linalg.norm(np.asarray(params, dtype=np.float64)
+                                     - self.validation_optimum))
 
     def distance(self, params: np.ndarray) -> float:
-        """Distance to the benign mean, in units of a benign step."""
-        return -self.evaluate(params) / self.step
+        """Distance to the benign mean (the ground truth), in units of a benign step."""
+        return float(np.linalg.norm(np.asarray(params, dtype=np.float64) - self.benign_mean)
+                     / self.step)
 
 
 def _unit(rng: np.random.Generator, d: int) -> np.ndarray:
@@ -120,5 +132,44 @@ def crafted_round(seed: int, *, attack: str | tuple[str, ...] | None = None, n_b
     benign_idx = [i for i in range(n) if i not in malicious]
     benign_mean = np.average(updates[benign_idx].astype(np.float64), axis=0,
                              weights=num_samples[benign_idx])
+    population = shared + group_strength * np.mean(group_dirs, axis=0)
+    own = np.random.default_rng([seed, 1]).normal(size=d) / np.sqrt(d)
+    validation_optimum = g + step * (population + noise * own)
+    # FLTrust's server update: trained on the validation split as a client trains on its
+    # shard, it lands on that split's optimum (as a benign update lands on its client's).
+    root_update = validation_optimum.astype(np.float32)
     return CraftedRound(g32, updates, num_samples, frozenset(malicious), benign_mean,
-                        step)
+                        step, validation_optimum, root_update)
+
+
+def tolerance_sweep(seeds: range = range(100, 108),
+                    tolerances: tuple[float, ...] = (0.0, 0.0005, 0.001, 0.002)) -> None:
+    """How FairFL's gate tolerance trades benign losses against caught attackers on these
+    rounds (how ``test_fairfl.CRAFTED`` was chosen; run on seeds no test uses)."""
+    from fl_agent.aggregation import FairFL
+
+    for tolerance in tolerances:
+        cells = []
+        for attack in (None, "sign_flip", "gaussian", "free_rider", "label_flip", "collude",
+                       "backdoor"):
+            tp = fp = malicious = benign = 0
+            worst = 0.0
+            for groups in (1, 3):
+                for seed in seeds:
+                    r = crafted_round(seed, attack=attack, groups=groups,
+                                      **({} if attack else {"n_benign": 20}))
+                    result = FairFL(tolerance=tolerance).aggregate(
+                        r.global_params, r.updates, r.num_samples, r.evaluate)
+                    rejected = set(result.rejected)
+                    tp += len(rejected & r.malicious)
+                    fp += len(rejected - r.malicious)
+                    malicious += len(r.malicious)
+                    benign += len(r.benign)
+                    worst = max(worst, r.distance(result.params))
+            cells.append(f"{attack}: TPR {tp / max(malicious, 1):.2f} FPR {fp / benign:.3f} "
+                         f"worst distance {worst:.3f}")
+        print(f"tolerance {tolerance}: " + " | ".join(cells))
+
+
+if __name__ == "__main__":
+    tolerance_sweep()

@@ -1,8 +1,11 @@
 """FairFL on crafted rounds: detection rates, each rejection reason, the validation gate.
 
 Rounds have 20 participants, 30 % malicious (6 attackers of one kind) unless said otherwise,
-IID (one data group) or non-IID (three groups of complementary directions); ``evaluate`` is
-minus the distance to the benign mean (the hidden target of the round)."""
+IID (one data group) or non-IID (three groups of complementary directions). ``evaluate`` is
+the aggregator's validation score: minus the distance to the optimum of its own validation
+split, a draw from the whole population as noisy as one client's shard (0.25-0.31 of a step
+from the benign mean on seeds 0-7). The gate never sees the ground truth; the tests measure
+the outcome against it (``distance``: to the benign mean, in units of a step)."""
 
 from __future__ import annotations
 
@@ -38,15 +41,28 @@ EXPECTED_REASON = {
 }
 
 
-# The crafted ``evaluate`` is a distance in units of a 0.05 step, not a validation loss: the
-# default tolerance (0.001, set on the digits loss) would be 2 % of a step there, so these
-# rounds use a gate without slack unless a test says otherwise.
-CRAFTED = {"tolerance": 0.0}
+# The crafted ``evaluate`` is a distance (a benign step is 0.05 long), not a validation loss,
+# so the gate's tolerance is set for it here: 0.0005, 1 % of a step. It was chosen on crafted
+# seeds 100-107, which no test runs (``python tests/aggregation/crafted.py``): tolerance 0
+# rejected 5-9 % of benign updates for the noise of the validation split, 0.0005 none while
+# catching 94 % of label flippers, 0.001 only 81 %. The tests run seeds 0-7 (``SEEDS``), so
+# the bounds below are measured on seeds the tolerance was not tuned on; keep them apart.
+CRAFTED = {"tolerance": 0.0005}
 
 
 def run(r, evaluate=True, **config):
     return FairFL(**{**CRAFTED, **config}).aggregate(r.global_params, r.updates, r.num_samples,
                                                      r.evaluate if evaluate else None)
+
+
+# Label flippers are the one attack left to the gate (non-IID, they look like benign
+# clients of other groups) and the gate sees them through a noisy validation split: on seeds
+# 0-7 it catches 90 of 96 (42 of 48 non-IID); the ones it misses cost the score about the
+# tolerance and leave the aggregate up to 0.062 of a step from the benign mean (0.150 on the
+# tuning seeds 100-107, hence the bound 0.2). Without the gate: 48 of 96, up to 0.365 of a
+# step. Every other attack: 96 of 96, distance 0.
+MIN_TPR = {"label_flip": 0.9}
+MAX_DISTANCE = {"label_flip": 0.2}
 
 
 @pytest.mark.parametrize("attack", DETECTED)
@@ -61,19 +77,29 @@ def test_detection_rates_on_the_crafted_benchmark(attack):
             fp += len(rejected - r.malicious)
             malicious += len(r.malicious)
             benign += len(r.benign)
-            assert {result.reasons[i] for i in r.malicious} <= EXPECTED_REASON[attack]
-            assert r.distance(result.params) < 0.05
-    assert tp / malicious >= 0.95 and fp / benign <= 0.05, (tp / malicious, fp / benign)
+            assert {result.reasons[i] for i in rejected & r.malicious} \
+                <= EXPECTED_REASON[attack]
+            assert r.distance(result.params) < MAX_DISTANCE.get(attack, 0.05), (groups, seed)
+    assert tp / malicious >= MIN_TPR.get(attack, 0.95) and fp / benign <= 0.05, \
+        (tp / malicious, fp / benign)
 
 
 def test_a_round_with_every_kind_of_attacker():
+    """The screens (norm, noise, similarity) reject every one of these attackers before the
+    gate; what the gate adds is the noise of its validation split: on seeds 0-7 it turns
+    away 1 of 224 benign updates (non-IID seed 1, distance 0.047), where a gate without
+    slack (``tolerance=0``) turns away 10 (5 in one round, distance 0.50)."""
     mix = ("sign_flip", "scaling", "gaussian", "free_rider", "collude", "collude")
+    lost = benign = 0
     for groups in (1, 3):
         for seed in SEEDS:
             r = crafted_round(seed, attack=mix, groups=groups)
             result = run(r)
-            assert set(result.rejected) == r.malicious
-            assert r.distance(result.params) < 0.05
+            assert r.malicious <= set(result.rejected)
+            lost += len(set(result.rejected) - r.malicious)
+            benign += len(r.benign)
+            assert r.distance(result.params) < 0.05, (groups, seed)
+    assert lost / benign <= 0.01, (lost, benign)
 
 
 @pytest.mark.parametrize("groups", [1, 3])
@@ -120,8 +146,16 @@ def test_nan_update_is_rejected_among_attackers_and_the_rest_aggregated():
 
 def test_the_gate_rejects_a_colluding_cluster_that_lowers_the_validation_score():
     """Coordinated label flippers (one data group, its direction reversed) look like benign
-    clients of the other groups, so similarity alone lets them in; the gate does not."""
-    whole_clusters = 0
+    clients of the other groups, so similarity alone lets them all in (without the gate the
+    aggregate ends 0.31-0.37 of a step from the benign mean). Known limit: with a validation
+    split as noisy as one client's shard, the gate catches 42 of the 48 flippers of seeds 0-7
+    (4-6 a round). Their cost to the score is about the tolerance: taken out of the aggregate,
+    five of the six it misses gain it 0.00036-0.0005, those it catches 0.0005-0.002; the
+    rescue lets the sixth back in. The aggregate is bounded: at most 0.062 of a step from the
+    benign mean, no benign update lost. Where the flippers form one DBSCAN cluster (4 seeds),
+    the gate turns away 23 of its 24 members."""
+    caught = flippers = lost = benign = 0
+    clusters = cluster_caught = 0
     for seed in SEEDS:
         r = crafted_round(seed, attack="label_flip", groups=3)
         report = FairFL().report(r.global_params, r.updates, r.num_samples)
@@ -130,33 +164,48 @@ def test_the_gate_rejects_a_colluding_cluster_that_lowers_the_validation_score()
 
         gated = FairFL(**CRAFTED).report(r.global_params, r.updates, r.num_samples,
                                          r.evaluate)
-        assert r.malicious <= set(gated.result.rejected)
-        assert {gated.result.reasons[i] for i in r.malicious} == {Reason.VALIDATION}
-        assert set(gated.result.accepted) == r.benign
-        assert r.distance(gated.result.params) < 0.05
+        rejected = set(gated.result.rejected)
+        caught += len(rejected & r.malicious)
+        flippers += len(r.malicious)
+        lost += len(rejected - r.malicious)
+        benign += len(r.benign)
+        assert {gated.result.reasons[i] for i in rejected & r.malicious} <= {Reason.VALIDATION}
+        assert r.distance(gated.result.params) < MAX_DISTANCE["label_flip"], seed
         assert gated.baseline_value == r.evaluate(r.global_params)
-        # Where the colluders formed one DBSCAN cluster, the gate turned the whole cluster
-        # away: on the way up (a step that kept none of it) or in the final check.
         labels = {gated.labels[i] for i in r.malicious}
-        if len(labels) == 1 and labels != {-1}:
-            whole_clusters += 1
-            step = next(s for s in gated.gate if set(s.members) == r.malicious)
-            assert step.kept == () or r.malicious <= set(gated.dropped)
-    assert whole_clusters >= len(SEEDS) // 2
+        if len(labels) == 1 and labels != {-1}:  # the flippers form one DBSCAN cluster
+            clusters += 1
+            cluster_caught += len(rejected & r.malicious)
+    assert caught / flippers >= 0.85, (caught, flippers)
+    assert lost / benign <= 0.02, (lost, benign)
+    assert clusters >= len(SEEDS) // 2
+    assert cluster_caught / (clusters * 6) >= 0.9, (cluster_caught, clusters)
 
 
 def test_a_stealthy_backdoor_is_only_bounded():
     """Known limit: colluders that add a hidden direction small enough to stay within the
     benign spread of similarities (cosine 0.93 against 0.97) pass, and the hidden direction
-    does not hurt the partial aggregate enough for the gate; their pull is then bounded by
-    their share of the weight. A stronger one is rejected."""
+    does not hurt the aggregate enough for the gate; their pull is then bounded by their
+    share of the weight (0.084-0.110 of a step on seeds 0-7, with or without the gate). A
+    stronger one (0.8) costs the validation score more: the gate turns away 43 of its 48
+    colluders (4-6 a round; the rest cost less than the tolerance) and the aggregate stays
+    within 0.043 of a step of the benign mean, where without the gate it ends 0.21-0.28
+    away."""
+    caught = colluders = lost = benign = 0
     for seed in SEEDS:
         weak = crafted_round(seed, attack="backdoor", backdoor_strength=0.3)
         assert weak.distance(run(weak).params) < 0.15
         strong = crafted_round(seed, attack="backdoor", backdoor_strength=0.8)
+        assert strong.distance(run(strong, evaluate=False).params) > 0.15  # no gate
         result = run(strong)
-        assert strong.malicious <= set(result.rejected)
-        assert strong.distance(result.params) < 0.05
+        rejected = set(result.rejected)
+        caught += len(rejected & strong.malicious)
+        colluders += len(strong.malicious)
+        lost += len(rejected - strong.malicious)
+        benign += len(strong.benign)
+        assert strong.distance(result.params) < 0.05, seed
+    assert caught / colluders >= 0.85, (caught, colluders)
+    assert lost / benign <= 0.02, (lost, benign)
 
 
 def test_evaluate_failing_on_the_global_model_is_an_error():

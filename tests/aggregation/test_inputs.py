@@ -16,7 +16,7 @@ def build(name: str, round_=None):
     """Each strategy with the configuration the tests use (fltrust needs a server update)."""
     if name == "fltrust":
         r = round_ if round_ is not None else crafted_round(0)
-        return get_strategy(name, server_update=r.benign_mean.astype(np.float32))
+        return get_strategy(name, server_update=r.root_update)
     return get_strategy(name)
 
 

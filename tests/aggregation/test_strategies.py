@@ -32,8 +32,8 @@ DETECTING = {"fairfl", "krum", "multikrum", "flame"}
 
 def build(name, r):
     config, _, _ = BOUNDS[name]
-    if name == "fltrust":  # the server's root-data model lands near the benign mean
-        config = {"server_update": r.benign_mean.astype(np.float32)}
+    if name == "fltrust":  # the server trains on the aggregator's validation split
+        config = {"server_update": r.root_update}
     return get_strategy(name, **config)
 
 
@@ -112,7 +112,7 @@ def test_fltrust_calls_a_server_callable_once_per_global_model():
 
     def server(global_params):
         calls.append(global_params)
-        return r.benign_mean
+        return r.root_update
 
     strategy = get_strategy("fltrust", server_update=server)
     strategy.aggregate(r.global_params, r.updates, r.num_samples)
