@@ -12,6 +12,7 @@ from rich.table import Table
 
 from fl_agent.cli.common import FLT, console, fmt_flt, ipfs_option, open_store, quiet_ape
 from fl_agent.settings import get_settings
+from fl_agent.simulation import BENCH_ATTACKS, DEFAULT_DEVICE_SPREAD
 from fl_agent.simulation.attacks import ATTACKS
 
 
@@ -50,17 +51,32 @@ from fl_agent.simulation.attacks import ATTACKS
               "ethereum:local:node, the shared chain; its accounts TEST::0.. sign).")
 @click.option("--list-price", type=float, default=None,
               help="List the final model on the marketplace for this many FLT.")
-@click.option("--device-spread", type=click.FloatRange(1, 100), default=1.0,
-              show_default=True,
-              help="Simulated device speeds: 1 reports the wall clock (the same for every "
-                   "client on one machine); e.g. 4 spreads the clients' speeds over a 4x "
-                   "range, so workload balancing gives fast devices more steps.")
+@click.option("--device-spread", type=click.FloatRange(1, 100),
+              default=DEFAULT_DEVICE_SPREAD, show_default=True,
+              help="Simulated device speeds, spread over this ratio (4: the fastest client "
+                   "is up to 4x as fast as the slowest); each client reports the time its "
+                   "device would take, and workload balancing gives fast devices more "
+                   "steps and slow ones fewer. 1 reports the wall clock instead (the same "
+                   "for every client on one machine, so balancing does not act).")
+@click.option("--attack-every", type=click.IntRange(1, 100), default=1, show_default=True,
+              help="Attackers attack in rounds 1, 1+K, 1+2K, ... and train honestly in "
+                   "between (2: every other round, to stay under the blacklist threshold).")
+@click.option("--trigger-position", type=click.Choice(["corner", "centre"]),
+              default="corner", show_default=True,
+              help="backdoor: where the 2x2 trigger patch sits in the image.")
+@click.option("--trigger-value", type=click.Choice(["in_range", "out_of_range"]),
+              default="in_range", show_default=True,
+              help="backdoor: the patch's value, the largest the data takes there, or twice "
+                   "the largest it takes anywhere.")
+@click.option("--poison-fraction", type=click.FloatRange(0, 1, min_open=True), default=0.5,
+              show_default=True, help="backdoor: share of an attacker's examples stamped.")
 @ipfs_option
 def simulate(dataset: str, model: str | None, clients: int, malicious: float, attack: str,
              partition: str, alpha: float, rounds: int, aggregator: str, steps: int,
              scoring: str, seed: int, json_path: str | None, out: str | None,
              network: str | None, list_price: float | None, device_spread: float,
-             ipfs: str | None) -> None:
+             attack_every: int, trigger_position: str, trigger_value: str,
+             poison_fraction: float, ipfs: str | None) -> None:
     """Run federated learning for real on one machine and report what happened.
 
     Deploys the contracts on a private anvil (or --network), then one aggregator and
@@ -81,7 +97,9 @@ def simulate(dataset: str, model: str | None, clients: int, malicious: float, at
     config = SimulationConfig.build(
         dataset=dataset, model=model, clients=clients, malicious=malicious, attack=attack,
         partition=partition, alpha=alpha, rounds=rounds, aggregator=aggregator, steps=steps,
-        scoring=scoring, seed=seed, device_spread=device_spread,
+        scoring=scoring, seed=seed, device_spread=device_spread, attack_every=attack_every,
+        trigger_position=trigger_position, trigger_value=trigger_value,
+        poison_fraction=poison_fraction,
         list_price=None if list_price is None else int(list_price * FLT))
     folder = Path(out or f"reports/{attack}-{aggregator}-seed{seed}")
     settings = get_settings()
@@ -138,8 +156,11 @@ def print_simulation_summary(report: dict[str, Any]) -> None:
 
 
 @click.command()
-@click.option("--attacks", default="none,label_flip,sign_flip,scaling,gaussian,backdoor,"
-              "free_rider", show_default=True, help="Comma-separated attacks to run.")
+@click.option("--attacks", default=",".join(BENCH_ATTACKS), show_default=True,
+              help="Comma-separated attacks to run: any of --attack's names, or a variant "
+                   "(backdoor-centre, backdoor-out-of-range, backdoor-centre-10%, "
+                   "backdoor-centre-20%, label_flip-every-2, sign_flip-every-2, "
+                   "alie-every-2).")
 @click.option("--aggregators", default="fairfl", show_default=True,
               help="Comma-separated rules to compare (clean FedAvg always runs).")
 @click.option("--seeds", default="1", show_default=True,
@@ -161,7 +182,9 @@ def bench(attacks: str, aggregators: str, seeds: str, rounds: int, clients: int,
     """
 
 
+    from fl_agent.errors import ConfigError
     from fl_agent.simulation.bench import bench_markdown, bench_rows
+    from fl_agent.simulation.config import attack_settings
     from fl_agent.simulation.report import save_plots, write_report
     from fl_agent.simulation.runner import SimulationConfig, run_simulation
 
@@ -183,11 +206,16 @@ def bench(attacks: str, aggregators: str, seeds: str, rounds: int, clients: int,
         runs = progress.add_task("benchmark runs", total=len(plan))
         for seed, rule, attack, share in plan:
             progress.update(runs, description=f"seed {seed}: {rule} / {attack}")
-            config = SimulationConfig.build(aggregator=rule, attack=attack, malicious=share,
-                                            seed=seed, rounds=rounds, clients=clients)
+            try:
+                settings = attack_settings(attack)
+            except ConfigError as err:
+                raise click.BadParameter(str(err), param_hint="--attacks") from None
+            config = SimulationConfig.build(aggregator=rule, malicious=share, seed=seed,
+                                            rounds=rounds, clients=clients, **settings)
             name = f"{attack}-{rule}" if share else "clean-fedavg"
             folder = Path(out) / f"seed{seed}" / name
             report = run_simulation(config, workdir=folder)
+            report["scenario"] = attack
             write_report(report, folder / "report.json")
             save_plots(report, folder)
             reports.append(report)

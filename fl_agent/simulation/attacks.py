@@ -72,6 +72,22 @@ class Trigger:
         total = int(np.prod(shape))
         return cls(tuple(range(max(0, total - size * size), total)), value)
 
+    @classmethod
+    def centre(cls, feature_shape: tuple[int, ...], size: int = 2,
+               value: float = 3.0) -> Trigger:
+        """A ``size`` x ``size`` patch in the middle of an image-like input (rows and columns
+        ``(h - size) // 2`` on); the ``size**2`` middle features otherwise."""
+        shape = tuple(int(d) for d in feature_shape)
+        if len(shape) >= 2 and min(shape[-2:]) >= size:
+            height, width = shape[-2:]
+            top, left = (height - size) // 2, (width - size) // 2
+            grid = np.arange(int(np.prod(shape))).reshape(shape)
+            patch = grid[..., top:top + size, left:left + size]
+            return cls(tuple(int(i) for i in np.sort(patch.ravel())), value)
+        total = int(np.prod(shape))
+        start = max(0, (total - size * size) // 2)
+        return cls(tuple(range(start, min(total, start + size * size))), value)
+
 
 @dataclass(frozen=True)
 class Attack:

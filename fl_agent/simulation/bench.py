@@ -48,7 +48,7 @@ def bench_rows(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
             checks["clean_gap"] = base - accuracy <= CLEAN_GAP_MAX
         rows.append({
             "seed": config["seed"], "aggregator": config["aggregator"],
-            "attack": config["attack"],
+            "attack": report.get("scenario", config["attack"]),
             "accuracy": accuracy, "ratio": accuracy / base if base else 0.0,
             "tpr": detection["tpr"] if bad else None, "fpr": detection["fpr"],
             "malicious_reward": report["reward_share_malicious"],

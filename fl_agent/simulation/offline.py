@@ -6,8 +6,9 @@ What is the same as on chain: the data split and the clients' shards
 training (:func:`~fl_agent.learning.training.train_local` with the participant's seeds),
 the attacks, and the aggregator's decision (:func:`~fl_agent.aggregation.rounds.
 decide_round` with minus the validation loss as the gate and accuracy as the score).
-What is left out: encryption, the chain, workload balancing (every client trains the
-base steps) and reputation. Blacklisting follows the registry's rule (``max_rejections``
+Workload balancing is the aggregator's (:func:`~fl_agent.learning.workload.assign_steps`)
+on the times the simulated devices report (:attr:`Client.speed`). What is left out:
+encryption, the chain and reputation. Blacklisting follows the registry's rule (``max_rejections``
 rejections within ``window_rounds`` rounds) when ``blacklist`` is on.
 
 Experiments change the federation through :class:`Client` (its data, its seed, its
@@ -29,13 +30,14 @@ from fl_agent.learning.data import DatasetSplits, load_dataset, split_dataset
 from fl_agent.learning.models import ModelSpec, init_params
 from fl_agent.learning.task_doc import AggregationPlan, DataSpec
 from fl_agent.learning.training import evaluate, round_seed, train_local, validation_loss
+from fl_agent.learning.workload import Measurement, assign_steps
+from fl_agent.simulation.attackers import backdoor_trigger, client_data, colluder_trainer
 from fl_agent.simulation.attacks import Trigger
-from fl_agent.simulation.runner import (
+from fl_agent.simulation.config import (
+    STEP_MILLIS,
     SimulationConfig,
-    backdoor_trigger,
-    client_data,
     client_seed,
-    colluder_trainer,
+    device_speeds,
     plan_clients,
     task_document,
 )
@@ -64,6 +66,9 @@ class Client:
     seed: int
     malicious: bool = False
     claimed_samples: int | None = None  # what it reports in submitUpdate (None: the truth)
+    #: Its simulated device speed (``runner.device_speeds``); None: a real device, whose
+    #: wall-clock time offline counts as unmeasured (every round gets the base steps).
+    speed: float | None = None
     poison: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = field(default=None,
                                                                         repr=False)
 
@@ -91,7 +96,9 @@ def federation(config: SimulationConfig) -> Federation:
     trigger = backdoor_trigger(config, dataset.feature_shape, splits.train.X)
     data = DataSpec.describe(dataset, splits.train.X)
     plans = plan_clients(config, splits.train.y)
-    clients = [Client(X, y, client_seed(config, plan), plan.malicious, poison=poison)
+    speeds = device_speeds(config)
+    clients = [Client(X, y, client_seed(config, plan), plan.malicious, poison=poison,
+                      speed=None if speeds is None else speeds[plan.index])
                for plan, X, y, poison in client_data(config, plans, splits.train,
                                                      dataset.num_classes, trigger,
                                                      colluder_trainer(config, spec, data))]
@@ -164,15 +171,20 @@ def run_offline(fed: Federation, clients: Sequence[Client] | None = None, *,
     params = init_params(spec, config.seed)
     rejections: dict[int, list[int]] = {}
     blacklisted: set[int] = set()
+    measured: dict[str, Measurement] = {}
     rounds = []
     for number in range(1, config.rounds + 1):
         submitted = tuple(i for i in range(len(members)) if i not in blacklisted)
+        steps = assign_steps([str(i) for i in submitted], measured, config.steps)
         updates = []
         for i in submitted:
-            client, (X, y) = members[i], shards[i]
-            trained = train_local(spec, params, X, y, config.steps,
+            client, (X, y), work = members[i], shards[i], steps[str(i)]
+            trained = train_local(spec, params, X, y, work,
                                   seed=round_seed(client.seed, number),
                                   batch_size=config.batch_size, lr=config.lr).vector
+            if client.speed is not None:  # what its device reports, as the participant does
+                millis = max(1, round(work * (STEP_MILLIS / client.speed)))
+                measured[str(i)] = Measurement(work, config.batch_size, millis)
             if client.poison is not None:
                 trained = client.poison(params, trained)
             updates.append(np.asarray(trained, dtype=np.float32))

@@ -4,8 +4,10 @@ Report fields::
 
     config      the SimulationConfig
     rounds      [{round, accuracy, f1_macro, validation, accepted, rejected, reasons,
+                  submissions, attack_round, round_millis, malicious_submissions,
                   malicious_flagged, benign_flagged, global_cid, workload_cid, tx_hash,
-                  gas_used, block, aggregation_millis}]
+                  gas_used, block, aggregation_millis}]; with ``attack_every`` > 1 the
+                  attackers' honest rounds count in no submission figure
     final       {accuracy, f1_macro, backdoor_asr?}
     detection   {tpr, fpr, malicious_submissions, malicious_flagged, benign_submissions,
                  benign_flagged}: flagged = rejected by the aggregator, over all rounds
@@ -50,10 +52,14 @@ class ReportBuilder:
                 "f1_macro": evaluate(self.spec, params, self.X_test, self.y_test, "f1_macro")}
 
     def add_round(self, outcome: Any) -> dict[str, Any]:
+        # An attacker that attacks every k-th round submits honest updates in between: those
+        # count neither as attacks (TPR) nor as benign submissions (FPR).
+        attacking = (outcome.round - 1) % getattr(self.config, "attack_every", 1) == 0
         flagged_bad = sum(1 for v in outcome.verdicts
                           if not v.accepted and self.malicious.get(v.participant.lower()))
         flagged_good = sum(1 for v in outcome.verdicts
                            if not v.accepted and not self.malicious.get(v.participant.lower()))
+        bad = sum(1 for v in outcome.verdicts if self.malicious.get(v.participant.lower()))
         row = {
             "round": outcome.round,
             **self._quality(outcome.params),
@@ -61,12 +67,12 @@ class ReportBuilder:
             "accepted": outcome.accepted,
             "rejected": outcome.rejected,
             "reasons": {v.participant: v.reason for v in outcome.verdicts if not v.accepted},
-            "submissions": len(outcome.verdicts),
+            "submissions": len(outcome.verdicts) - (0 if attacking else bad),
+            "attack_round": attacking,
             # The slowest reported training time: how long the round's training took.
             "round_millis": max((v.training_millis for v in outcome.verdicts), default=0),
-            "malicious_submissions": sum(1 for v in outcome.verdicts
-                                         if self.malicious.get(v.participant.lower())),
-            "malicious_flagged": flagged_bad,
+            "malicious_submissions": bad if attacking else 0,
+            "malicious_flagged": flagged_bad if attacking else 0,
             "benign_flagged": flagged_good,
             "global_cid": outcome.new_cid,
             "workload_cid": outcome.workload_cid,

@@ -14,245 +14,43 @@ chain.
 
 from __future__ import annotations
 
-import math
 import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from fl_agent.aggregation import STRATEGIES
 from fl_agent.errors import ChainError, ConfigError
-from fl_agent.learning.data import (
-    BUILTIN_DATASETS,
-    PARTITION_SCHEMES,
-    load_dataset,
-    partition,
-    split_dataset,
+from fl_agent.learning.data import load_dataset, split_dataset
+from fl_agent.simulation.attackers import (
+    Collusion,
+    Poison,
+    backdoor_trigger,
+    client_data,
+    colluder_trainer,
 )
-from fl_agent.simulation.attacks import (
-    ATTACKS,
-    COLLUDING_ATTACKS,
-    MODEL_ATTACKS,
-    Attack,
-    Trigger,
-    collude,
-    noisy_free_ride,
-    poison_data,
-    poison_update,
+from fl_agent.simulation.attacks import Attack
+from fl_agent.simulation.config import (
+    BLOCKS_PER_ROUND_SLACK,
+    FLT,
+    STEP_MILLIS,
+    ClientPlan,
+    SimulationConfig,
+    client_seed,
+    device_speeds,
+    plan_clients,
+    task_document,
 )
 
-FLT = 10**18
-
-#: Blocks one round takes on an auto-mining chain: start, one submission per client,
-#: finalize, and some slack for joins.
-BLOCKS_PER_ROUND_SLACK = 4
-
-
-class SimulationConfig(BaseModel):
-    """Every knob of a simulation; the report repeats it under ``config``."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    dataset: str = "digits"
-    model: Literal["mlp", "cnn", "logreg"] | None = None
-    clients: int = Field(20, ge=2, le=200)
-    malicious: float = Field(0.3, ge=0.0, lt=1.0)
-    attack: str = "label_flip"
-    partition: str = "dirichlet"
-    alpha: float = Field(0.5, gt=0)
-    rounds: int = Field(20, ge=1, le=1000)
-    aggregator: str = "fairfl"
-    steps: int = Field(20, ge=1)
-    batch_size: int = Field(32, ge=1)
-    lr: float = Field(0.05, gt=0)
-    scoring: Literal["loo", "shapley"] = "shapley"
-    permutations: int = Field(40, ge=1)
-    seed: int = Field(1, ge=0)
-    reward_per_round: int = Field(100 * FLT, gt=0)
-    max_rejections: int = Field(3, ge=1)
-    window_rounds: int = Field(4, ge=1)
-    validation_fraction: float = Field(0.15, gt=0, lt=0.5)
-    test_fraction: float = Field(0.2, gt=0, lt=0.5)
-    list_price: int | None = Field(None, ge=0)
-    #: Simulated device speeds: 1 (the default) reports the wall clock, the same for every
-    #: client on one machine; above 1, client speeds spread log-uniformly over a range of
-    #: that ratio (see :func:`device_speeds`) and each reports the time its device would take.
-    device_spread: float = Field(1.0, ge=1.0, le=100.0)
-
-    @model_validator(mode="after")
-    def _known(self) -> SimulationConfig:
-        if self.attack not in ATTACKS:
-            raise ValueError(f"attack must be one of {', '.join(ATTACKS)}")
-        if self.aggregator not in STRATEGIES:
-            raise ValueError(f"aggregator must be one of {', '.join(STRATEGIES)}")
-        if self.partition not in PARTITION_SCHEMES:
-            raise ValueError(f"partition must be one of {', '.join(PARTITION_SCHEMES)}")
-        if self.dataset not in BUILTIN_DATASETS and not Path(self.dataset).is_file():
-            raise ValueError(f"dataset must be one of {', '.join(BUILTIN_DATASETS)} or a "
-                             "CSV/NPZ file")
-        return self
-
-    @classmethod
-    def build(cls, **fields: Any) -> SimulationConfig:
-        try:
-            return cls(**fields)
-        except ValidationError as err:
-            raise ConfigError(f"invalid simulation settings: {err}") from err
-
-    @property
-    def num_malicious(self) -> int:
-        return math.floor(self.malicious * self.clients + 1e-9) if self.attack != "none" else 0
-
-    @property
-    def model_name(self) -> str:
-        return self.model or ("mlp" if self.dataset == "digits" else "logreg")
-
-
-@dataclass(frozen=True)
-class ClientPlan:
-    index: int
-    malicious: bool
-    rows: np.ndarray
-
-
-def plan_clients(config: SimulationConfig, labels: np.ndarray) -> list[ClientPlan]:
-    """Each client's rows of the training data and whether it attacks (seeded)."""
-    parts = partition(labels, config.clients, config.partition, alpha=config.alpha,
-                      seed=config.seed, min_samples=config.batch_size // 2 or 1)
-    rng = np.random.default_rng(config.seed + 7)
-    bad = set(rng.choice(config.clients, size=config.num_malicious, replace=False).tolist())
-    return [ClientPlan(i, i in bad, parts[i]) for i in range(config.clients)]
-
-
-#: What a model-poisoning attacker does to its trained vector, given the global model.
-Poison = Callable[[np.ndarray, np.ndarray], np.ndarray]
-
-
-def backdoor_trigger(config: SimulationConfig, feature_shape: tuple[int, ...],
-                     train_X: np.ndarray) -> Trigger | None:
-    """The backdoor's trigger (a corner patch at the largest value the training data takes
-    there), or None for another attack."""
-    if config.attack != "backdoor":
-        return None
-    corner = Trigger.corner(feature_shape)
-    return Trigger(corner.features, float(train_X[:, list(corner.features)].max()))
-
-
-def colluder_trainer(config: SimulationConfig, spec: Any, data: Any) -> Trainer:
-    """How a colluding attacker trains honestly: the participant's training, on the task's
-    standardised features, with the base steps and its round's seed."""
-    from fl_agent.learning.training import round_seed, train_local
-
-    def train(global_vector: np.ndarray, X: np.ndarray, y: np.ndarray, seed: int,
-              round_number: int) -> np.ndarray:
-        return train_local(spec, global_vector, data.standardize(X), np.asarray(y),
-                           config.steps, seed=round_seed(seed, round_number),
-                           batch_size=config.batch_size, lr=config.lr).vector
-    return train
-
-
-#: Simulated training time of one local step on a device of speed 1, in milliseconds.
-STEP_MILLIS = 10.0
-
-
-def device_speeds(config: SimulationConfig) -> list[float] | None:
-    """Each client's simulated device speed (1 is the reference device), log-uniform over
-    ``[spread**-0.5, spread**0.5]`` and seeded; None when ``device_spread`` is 1."""
-    if config.device_spread <= 1.0:
-        return None
-    u = np.random.default_rng(config.seed + 11).uniform(-0.5, 0.5, size=config.clients)
-    return [float(config.device_spread ** x) for x in u]
-
-
-def task_document(config: SimulationConfig, spec: Any, data: Any) -> Any:
-    """The task document a simulation publishes (model, data, training and aggregation)."""
-    from fl_agent.learning.task_doc import AggregationPlan, TaskDocument, TrainingPlan
-
-    return TaskDocument.build(
-        model=spec, data=data,
-        training=TrainingPlan(steps=config.steps, batch_size=config.batch_size, lr=config.lr),
-        aggregation=AggregationPlan(strategy=config.aggregator, scoring=config.scoring,
-                                    permutations=config.permutations))
-
-
-def client_seed(config: SimulationConfig, plan: ClientPlan) -> int:
-    """The client's training seed (its rounds derive theirs from it)."""
-    return config.seed * 1000 + plan.index
-
-
-#: Honest local training for a colluding attacker: (global, raw X, y, client seed, round)
-#: -> trained vector, as the participant itself would train.
-Trainer = Callable[[np.ndarray, np.ndarray, np.ndarray, int, int], np.ndarray]
-
-
-def client_data(config: SimulationConfig, plans: list[ClientPlan], train: Any,
-                num_classes: int, trigger: Trigger | None, trainer: Trainer | None = None
-                ) -> list[tuple[ClientPlan, np.ndarray, np.ndarray, Poison | None]]:
-    """Each client's training data as it trains on it (poisoned for a data attacker) and,
-    for a model attacker, what it does to its update (seeded per client). Colluding
-    attackers share one :class:`Collusion`, which needs ``trainer``."""
-    attack = Attack(config.attack)
-    out = []
-    colluders: list[tuple[np.ndarray, np.ndarray, int]] = []
-    collusion = None
-    if config.attack in COLLUDING_ATTACKS:
-        if trainer is None:
-            raise ConfigError(f"{config.attack} needs a trainer for the colluders")
-        collusion = Collusion(attack, colluders, trainer, config.clients)
-    for plan in plans:
-        X, y = train.X[plan.rows], train.y[plan.rows]
-        rng = np.random.default_rng(client_seed(config, plan))
-        poison: Poison | None = None
-        if plan.malicious:
-            X, y = poison_data(attack, X, y, num_classes, trigger=trigger, rng=rng)
-            if collusion is not None:
-                colluders.append((X, y, client_seed(config, plan)))
-                poison = collusion.crafted
-            elif config.attack in MODEL_ATTACKS:
-                poison = _poisoner(attack, rng)
-        out.append((plan, X, y, poison))
-    return out
-
-
-class Collusion:
-    """The colluding attackers of one run: the first of them to submit in a round trains
-    every colluder's honest update (with their own data and seeds) and crafts the update
-    they all submit (:func:`~fl_agent.simulation.attacks.collude`)."""
-
-    def __init__(self, attack: Attack, colluders: list[tuple[np.ndarray, np.ndarray, int]],
-                 trainer: Trainer, num_clients: int) -> None:
-        self.attack, self.colluders, self.trainer = attack, colluders, trainer
-        self.num_clients = num_clients
-        self._round, self._key, self._crafted = 0, b"", np.zeros(0, np.float32)
-
-    def crafted(self, global_vector: np.ndarray, trained: np.ndarray) -> np.ndarray:
-        key = np.ascontiguousarray(global_vector, dtype=np.float32).tobytes()
-        if key != self._key:
-            self._round += 1
-            honest = np.stack([self.trainer(global_vector, X, y, seed, self._round)
-                               for X, y, seed in self.colluders])
-            self._key = key
-            self._crafted = collude(self.attack, global_vector, honest,
-                                    num_clients=self.num_clients)
-        return self._crafted
-
-
-def _poisoner(attack: Attack, rng: np.random.Generator) -> Poison:
-    seen: list[np.ndarray] = []  # noisy_free_rider: the last two global models it saw
-
-    def poison(global_vector: np.ndarray, trained: np.ndarray) -> np.ndarray:
-        if attack.name == "noisy_free_rider":
-            if not seen or not np.array_equal(seen[-1], global_vector):
-                seen[:] = [*seen[-1:], np.array(global_vector, dtype=np.float64)]
-            return noisy_free_ride(global_vector, seen[0] if len(seen) == 2 else None, rng=rng)
-        return poison_update(attack, global_vector, trained, rng=rng)
-    return poison
+# The simulation's settings and attackers live in .config and .attackers; these names stay
+# importable from here, where the agents' wiring uses them.
+__all__ = ["BLOCKS_PER_ROUND_SLACK", "FLT", "STEP_MILLIS", "ClientPlan", "Collusion",
+           "SimulationConfig", "backdoor_trigger", "client_data", "client_seed",
+           "colluder_trainer", "device_speeds", "plan_clients", "run_simulation",
+           "simulation_chain", "task_document"]
 
 
 @contextmanager
@@ -365,7 +163,8 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
             agent = ParticipantAgent(fairfl, store, people[2 + plan.index], task_id, X, y,
                                      workdir / "agents", seed=client_seed(config, plan),
                                      update_hook=hook,
-                                     train=not (plan.malicious and not attack.trains),
+                                     train=not (plan.malicious and not attack.trains
+                                                and config.attack_every == 1),
                                      device_millis_per_step=None if speeds is None
                                      else STEP_MILLIS / speeds[plan.index])
             agent.join()

@@ -1,0 +1,176 @@
+"""Who attacks and how, client by client: the poisoned data an attacker trains on, the hook
+that replaces its update, colluders sharing one crafted update, and attackers that attack
+only in some rounds. The attacks themselves are pure functions in :mod:`.attacks`; the run
+on chain (:mod:`.runner`) and the run without it (:mod:`.offline`) wire clients through
+:func:`client_data`.
+
+A hook sees only the global model it trains from and what it trained; it counts rounds by
+the global models it sees (a round in which nothing was accepted keeps the model, and then
+counts as the same round)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from fl_agent.errors import ConfigError
+from fl_agent.simulation.attacks import (
+    COLLUDING_ATTACKS,
+    DATA_ATTACKS,
+    MODEL_ATTACKS,
+    Attack,
+    Trigger,
+    collude,
+    noisy_free_ride,
+    poison_data,
+    poison_update,
+)
+from fl_agent.simulation.config import ClientPlan, SimulationConfig, client_seed
+
+#: What a model-poisoning attacker does to its trained vector, given the global model.
+Poison = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+#: Honest local training for a colluding attacker: (global, raw X, y, client seed, round)
+#: -> trained vector, as the participant itself would train.
+Trainer = Callable[[np.ndarray, np.ndarray, np.ndarray, int, int], np.ndarray]
+
+
+def backdoor_trigger(config: SimulationConfig, feature_shape: tuple[int, ...],
+                     train_X: np.ndarray) -> Trigger | None:
+    """The backdoor's trigger (``config.trigger_position`` and ``trigger_value``), or None
+    for another attack."""
+    if config.attack != "backdoor":
+        return None
+    place = Trigger.corner if config.trigger_position == "corner" else Trigger.centre
+    features = place(feature_shape).features
+    X = np.asarray(train_X, dtype=np.float64)
+    value = float(X[:, list(features)].max()) if config.trigger_value == "in_range" \
+        else 2.0 * float(np.abs(X).max())
+    return Trigger(features, value)
+
+
+def colluder_trainer(config: SimulationConfig, spec: Any, data: Any) -> Trainer:
+    """How a colluding attacker trains honestly: the participant's training, on the task's
+    standardised features, with the base steps and its round's seed."""
+    from fl_agent.learning.training import round_seed, train_local
+
+    def train(global_vector: np.ndarray, X: np.ndarray, y: np.ndarray, seed: int,
+              round_number: int) -> np.ndarray:
+        return train_local(spec, global_vector, data.standardize(X), np.asarray(y),
+                           config.steps, seed=round_seed(seed, round_number),
+                           batch_size=config.batch_size, lr=config.lr).vector
+    return train
+
+
+def client_data(config: SimulationConfig, plans: list[ClientPlan], train: Any,
+                num_classes: int, trigger: Trigger | None, trainer: Trainer | None = None
+                ) -> list[tuple[ClientPlan, np.ndarray, np.ndarray, Poison | None]]:
+    """Each client's training data as it trains on it (poisoned for a data attacker) and,
+    for a model attacker, what it does to its update (seeded per client). Colluding
+    attackers share one :class:`Collusion`, which needs ``trainer``, as does a data attacker
+    that attacks only in some rounds (``config.attack_every > 1``): it keeps its clean
+    data, and in its attack rounds its hook trains on the poisoned copy instead."""
+    attack = Attack(config.attack, poison_fraction=config.poison_fraction)
+    sometimes = config.attack_every > 1
+    if trainer is None and (config.attack in COLLUDING_ATTACKS
+                            or (sometimes and config.attack in DATA_ATTACKS)):
+        raise ConfigError(f"{config.attack} needs a trainer for the attackers")
+    out = []
+    colluders: list[tuple[np.ndarray, np.ndarray, int]] = []
+    collusion = None
+    if config.attack in COLLUDING_ATTACKS:
+        assert trainer is not None
+        collusion = Collusion(attack, colluders, trainer, config.clients)
+    for plan in plans:
+        X, y = train.X[plan.rows], train.y[plan.rows]
+        seed = client_seed(config, plan)
+        rng = np.random.default_rng(seed)
+        poison: Poison | None = None
+        if plan.malicious:
+            X_bad, y_bad = poison_data(attack, X, y, num_classes, trigger=trigger, rng=rng)
+            if collusion is not None:
+                colluders.append((X_bad, y_bad, seed))
+                poison = collusion.crafted
+            elif config.attack in MODEL_ATTACKS:
+                poison = poisoner(attack, rng)
+            elif sometimes and config.attack in DATA_ATTACKS:
+                assert trainer is not None
+                poison = _trains_on(trainer, X_bad, y_bad, seed)
+            if sometimes and poison is not None:
+                poison = Intermittent(poison, config.attack_every)
+            elif not sometimes:
+                X, y = X_bad, y_bad
+        out.append((plan, X, y, poison))
+    return out
+
+
+class Collusion:
+    """The colluding attackers of one run: the first of them to submit in a round trains
+    every colluder's honest update (with their own data and seeds) and crafts the update
+    they all submit (:func:`~fl_agent.simulation.attacks.collude`)."""
+
+    def __init__(self, attack: Attack, colluders: list[tuple[np.ndarray, np.ndarray, int]],
+                 trainer: Trainer, num_clients: int) -> None:
+        self.attack, self.colluders, self.trainer = attack, colluders, trainer
+        self.num_clients = num_clients
+        self._round, self._key, self._crafted = 0, b"", np.zeros(0, np.float32)
+
+    def crafted(self, global_vector: np.ndarray, trained: np.ndarray) -> np.ndarray:
+        key = np.ascontiguousarray(global_vector, dtype=np.float32).tobytes()
+        if key != self._key:
+            self._round += 1
+            honest = np.stack([self.trainer(global_vector, X, y, seed, self._round)
+                               for X, y, seed in self.colluders])
+            self._key = key
+            self._crafted = collude(self.attack, global_vector, honest,
+                                    num_clients=self.num_clients)
+        return self._crafted
+
+
+def poisoner(attack: Attack, rng: np.random.Generator) -> Poison:
+    """A model attacker's hook: its update replaced by ``attack`` (seeded by ``rng``)."""
+    seen: list[np.ndarray] = []  # noisy_free_rider: the last two global models it saw
+
+    def poison(global_vector: np.ndarray, trained: np.ndarray) -> np.ndarray:
+        if attack.name == "noisy_free_rider":
+            if not seen or not np.array_equal(seen[-1], global_vector):
+                seen[:] = [*seen[-1:], np.array(global_vector, dtype=np.float64)]
+            return noisy_free_ride(global_vector, seen[0] if len(seen) == 2 else None, rng=rng)
+        return poison_update(attack, global_vector, trained, rng=rng)
+    return poison
+
+
+def _trains_on(trainer: Trainer, X: np.ndarray, y: np.ndarray, seed: int) -> Poison:
+    """A data attacker's hook: trains on its poisoned data instead (rounds counted from 1)."""
+    seen: list[bytes] = []
+
+    def poison(global_vector: np.ndarray, trained: np.ndarray) -> np.ndarray:
+        key = np.ascontiguousarray(global_vector, dtype=np.float32).tobytes()
+        if not seen or seen[-1] != key:
+            seen.append(key)
+        return trainer(global_vector, X, y, seed, len(seen))
+    return poison
+
+
+class Intermittent:
+    """An attacker that attacks in rounds 1, 1 + ``every``, 1 + 2 ``every``, ... and submits
+    its honest update in between, so that it is rejected at most every other round (the
+    registry blacklists ``max_rejections`` rejections within ``window_rounds``). ``poison``
+    is what it does in an attack round; it is called in every round, so that a hook that
+    counts rounds by itself keeps count."""
+
+    def __init__(self, poison: Poison, every: int) -> None:
+        if every < 1:
+            raise ConfigError(f"every must be >= 1, got {every!r}")
+        self.poison, self.every = poison, every
+        self._key, self._round = b"", 0
+
+    def __call__(self, global_vector: np.ndarray, trained: np.ndarray) -> np.ndarray:
+        key = np.ascontiguousarray(global_vector, dtype=np.float32).tobytes()
+        if key != self._key:
+            self._key, self._round = key, self._round + 1
+        attacked = self.poison(global_vector, trained)
+        return attacked if (self._round - 1) % self.every == 0 else \
+            np.asarray(trained, dtype=np.float32)

@@ -1,0 +1,87 @@
+"""Who attacks and how (fl_agent.simulation.attackers): trigger variants, attackers that
+attack only in some rounds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fl_agent.errors import ConfigError
+from fl_agent.simulation.attackers import Intermittent, backdoor_trigger, client_data
+from fl_agent.simulation.attacks import Trigger
+from fl_agent.simulation.config import SimulationConfig, plan_clients
+from fl_agent.simulation.offline import federation
+
+
+def test_the_centre_trigger_sits_in_the_middle_of_the_image():
+    # 8x8 digits: rows and columns 3 and 4.
+    assert Trigger.centre((8, 8)).features == (27, 28, 35, 36)
+    assert Trigger.corner((8, 8)).features == (54, 55, 62, 63)
+    assert Trigger.centre((10,)).features == (3, 4, 5, 6)
+
+
+@pytest.mark.parametrize("position, value, expected", [
+    ("corner", "in_range", None), ("centre", "in_range", 16.0),
+    ("corner", "out_of_range", 32.0), ("centre", "out_of_range", 32.0)])
+def test_trigger_variants_take_their_place_and_value_from_the_data(position, value, expected):
+    config = SimulationConfig(attack="backdoor", trigger_position=position,
+                              trigger_value=value)
+    fed = federation(config)
+    X = fed.splits.train.X
+    trigger = backdoor_trigger(config, (8, 8), X)
+    place = Trigger.corner if position == "corner" else Trigger.centre
+    assert trigger.features == place((8, 8)).features
+    in_range = float(X[:, list(trigger.features)].max())
+    assert trigger.value == (in_range if expected is None else expected)
+    assert X.max() == 16.0  # digits' pixels are 0-16: 32 is out of range anywhere
+
+
+def test_an_intermittent_attacker_attacks_every_other_round():
+    calls = []
+
+    def poison(global_vector, trained):
+        calls.append(float(global_vector[0]))
+        return global_vector - 1.0
+
+    hook = Intermittent(poison, every=2)
+    trained = np.full(3, 5.0, np.float32)
+    out = [hook(np.full(3, float(r), np.float32), trained)[0] for r in (1, 1, 2, 3, 4, 5)]
+    # Rounds 1 (twice: one model), 3, 5 attack; 2 and 4 submit the honest update.
+    assert out == [0.0, 0.0, 5.0, 2.0, 5.0, 4.0]
+    assert calls == [1.0, 1.0, 2.0, 3.0, 4.0, 5.0]  # called every round: it keeps count
+    with pytest.raises(ConfigError):
+        Intermittent(poison, every=0)
+
+
+def test_an_intermittent_data_attacker_keeps_its_clean_data_and_trains_on_the_poison():
+    config = SimulationConfig(clients=6, malicious=0.34, attack="label_flip", attack_every=2)
+    fed = federation(config)
+    plans = plan_clients(config, fed.splits.train.y)
+    trained_on = []
+
+    def trainer(global_vector, X, y, seed, round_number):
+        trained_on.append((y.copy(), round_number))
+        return global_vector + 1.0
+
+    clients = client_data(config, plans, fed.splits.train, 10, None, trainer)
+    bad = [(plan, y, poison) for plan, _, y, poison in clients if plan.malicious]
+    assert len(bad) == 2
+    plan, y, poison = bad[0]
+    np.testing.assert_array_equal(y, fed.splits.train.y[plan.rows])  # clean
+    g = np.zeros(4, np.float32)
+    honest = np.full(4, 0.5, np.float32)
+    np.testing.assert_array_equal(poison(g, honest), g + 1.0)  # round 1: trains on flips
+    np.testing.assert_array_equal(trained_on[0][0], 9 - y)
+    np.testing.assert_array_equal(poison(g + 3, honest), honest)  # round 2: honest
+    with pytest.raises(ConfigError, match="trainer"):
+        client_data(config, plans, fed.splits.train, 10, None)
+
+
+def test_an_intermittent_free_rider_is_honest_between_its_attacks():
+    config = SimulationConfig(clients=6, malicious=0.34, attack="free_rider", attack_every=2)
+    fed = federation(config)
+    bad = [c for c in fed.clients if c.malicious]
+    g = np.zeros(4, np.float32)
+    honest = np.full(4, 0.5, np.float32)
+    np.testing.assert_array_equal(bad[0].poison(g, honest), g)
+    np.testing.assert_array_equal(bad[0].poison(g + 1, honest), honest)
