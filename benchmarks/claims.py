@@ -2,35 +2,44 @@
 
 Offline (:mod:`fl_agent.simulation.offline`: the simulation's data, training and round
 decision without the chain), digits, 20 clients, Dirichlet 0.5, no attackers, 20 rounds.
-The *subject* is the honest client with the median amount of data. Per seed, five runs:
+The *subject* is the honest client with the median amount of data; the *small* client is
+the one with the least. Per seed, six runs:
 
-* ``honest``: everyone tells the truth (the reference);
+* ``honest``: everyone tells the truth (the reference for both);
 * ``claims 1e6``: the subject reports 1,000,000 samples in every submission;
+* ``small claims 1e6``: the small client does;
 * ``sybil copies``: the subject runs 3 accounts, each training on all of its data;
 * ``sybil split``: the subject runs 3 accounts, each with a third of its data;
 
-each under two rules: ``on chain`` (what the aggregator runs,
-:func:`fl_agent.aggregation.rounds.decide_round`: the aggregate, the gate and the Shapley
-values weighted by the reported sample count, and half of each round's budget paid by it)
-and ``uniform`` (a candidate: every update counts once, pay by contribution score alone).
-Reported per rule and scenario: the subject's share of all rewards (its accounts
-together), and the final test accuracy.
+each under two rules: ``before`` (the rule until issue 11: the aggregate, the gate and the
+Shapley values weighted by the reported sample count, half of each round's budget paid by
+it) and ``on chain`` (what the aggregator runs now,
+:func:`fl_agent.aggregation.rounds.decide_round`: claims capped at the others' median,
+copies counted once). Reported per rule and scenario: the liar's share of all rewards (its
+accounts together), its share when honest, and the final test accuracy.
 
-    python -m benchmarks.claims --seeds 11,12,13        # the evaluation seeds
+    python -m benchmarks.claims --seeds 11,12,13,14,15   # the evaluation seeds
+    python -m benchmarks.claims --seeds 101,102,103      # the tuning seeds
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from benchmarks import publish
 from fl_agent.aggregation.base import Strategy
-from fl_agent.aggregation.rounds import RoundDecision, decide_round
+from fl_agent.aggregation.rounds import RoundDecision
+from fl_agent.aggregation.scoring import (
+    blend_with_samples,
+    contribution_scores,
+    to_reward_shares,
+)
 from fl_agent.simulation.offline import (
     Client,
     Federation,
@@ -44,22 +53,29 @@ LIE = 1_000_000
 ACCOUNTS = 3
 #: Seeds the rules were designed and checked on, and the seeds the docs report.
 TUNING_SEEDS = (101, 102, 103)
-EVALUATION_SEEDS = (11, 12, 13)
-SCENARIOS = ("honest", "claims 1e6", "sybil copies", "sybil split")
+EVALUATION_SEEDS = (11, 12, 13, 14, 15)
+SCENARIOS = ("honest", "claims 1e6", "small claims 1e6", "sybil copies", "sybil split")
 
 
-def decide_uniform(strategy: Strategy, global_params: np.ndarray, updates: np.ndarray,
-                   claims: np.ndarray, *, gate: Any, score: Any, scoring: str,
-                   permutations: int, round_number: int) -> RoundDecision:
-    """The candidate rule: every update counts once and pay follows the contribution score
-    alone (``base_share = 0``); the claims are never read."""
-    ones = np.ones(len(updates))
-    return decide_round(strategy, global_params, updates, ones, gate=gate, score=score,
-                        scoring=scoring, permutations=permutations, base_share=0.0,
-                        round_number=round_number)
+def decide_before(strategy: Strategy, global_params: np.ndarray, updates: np.ndarray,
+                  claims: np.ndarray, *, gate: Any, score: Any, scoring: Literal["loo", "shapley"],
+                  permutations: int, round_number: int) -> RoundDecision:
+    """The rule before issue 11, for comparison: the reported claims are the weights, and
+    half of the budget is paid by them."""
+    result = strategy.aggregate(global_params, updates, claims, evaluate=gate)
+    n = len(updates)
+    scores, shares = np.zeros(n), [0] * n
+    if result.accepted:
+        scores = contribution_scores(strategy, global_params, updates, claims,
+                                     result.accepted, score, method=scoring,
+                                     num_permutations=permutations, seed=round_number)
+        shares = to_reward_shares(blend_with_samples(scores, claims, result.accepted, 0.5),
+                                  result.accepted, tie_break=round_number)
+    return RoundDecision(np.asarray(result.params), tuple(result.accepted),
+                         dict(result.reasons), scores, tuple(shares))
 
 
-RULES = {"on chain": decide_as_on_chain, "uniform": decide_uniform}
+RULES = {"before": decide_before, "on chain": decide_as_on_chain}
 
 
 def subject_of(fed: Federation) -> int:
@@ -68,14 +84,24 @@ def subject_of(fed: Federation) -> int:
     return sizes[(len(sizes) - 1) // 2][1]
 
 
+def smallest_of(fed: Federation) -> int:
+    """The honest client with the least data (lowest index on a tie)."""
+    return min((len(c.y), i) for i, c in enumerate(fed.clients) if not c.malicious)[1]
+
+
+def liar_of(fed: Federation, name: str) -> int:
+    """The client a scenario is about."""
+    return smallest_of(fed) if name.startswith("small") else subject_of(fed)
+
+
 def scenario(fed: Federation, name: str, subject: int) -> tuple[list[Client], list[int]]:
-    """The clients of one scenario and the indices of the subject's accounts."""
+    """The clients of one scenario and the indices of the ``subject``'s accounts."""
     clients = list(fed.clients)
     me = clients[subject]
     if name == "honest":
         return clients, [subject]
-    if name == "claims 1e6":
-        clients[subject] = Client(me.X, me.y, me.seed, claimed_samples=LIE)
+    if name.endswith("claims 1e6"):
+        clients[subject] = replace(me, claimed_samples=LIE)
         return clients, [subject]
     if name == "sybil copies":
         parts = [np.arange(len(me.y))] * ACCOUNTS
@@ -84,7 +110,7 @@ def scenario(fed: Federation, name: str, subject: int) -> tuple[list[Client], li
         parts = np.array_split(order, ACCOUNTS)
     else:
         raise ValueError(f"unknown scenario {name!r}")
-    accounts = [Client(me.X[rows], me.y[rows], me.seed + 7919 * k)
+    accounts = [replace(me, X=me.X[rows], y=me.y[rows], seed=me.seed + 7919 * k)
                 for k, rows in enumerate(parts)]
     clients[subject] = accounts[0]
     clients += accounts[1:]
@@ -96,31 +122,38 @@ def measure(seeds: Iterable[int], rounds: int, clients: int = 20) -> list[dict[s
     for seed in seeds:
         config = SimulationConfig(attack="none", seed=seed, rounds=rounds, clients=clients)
         fed = federation(config)
-        subject = subject_of(fed)
         for rule, decide in RULES.items():
+            reference = run_offline(fed, decide=decide)
+            honest = reference.earned()
             for name in SCENARIOS:
-                clients, mine = scenario(fed, name, subject)
-                run = run_offline(fed, clients, decide=decide)
+                liar = liar_of(fed, name)
+                accounts, mine = scenario(fed, name, liar)
+                run = reference if name == "honest" else run_offline(fed, accounts,
+                                                                     decide=decide)
                 earned = run.earned()
                 rows.append({"seed": seed, "rule": rule, "scenario": name,
-                             "subject_samples": len(fed.clients[subject].y),
+                             "samples": len(fed.clients[liar].y),
                              "share": float(earned[mine].sum() / earned.sum()),
+                             "honest_share": float(honest[liar] / honest.sum()),
                              "accuracy": run.test_accuracy})
-                print(f"seed {seed} {rule:8} {name:13} share {rows[-1]['share']:.3f} "
+                print(f"seed {seed} {rule:8} {name:16} share {rows[-1]['share']:.3f} "
+                      f"(honest {rows[-1]['honest_share']:.3f}) "
                       f"accuracy {run.test_accuracy:.4f}", flush=True)
     return rows
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     seeds = sorted({r["seed"] for r in rows})
-    lines = ["| rule | scenario | subject's share of all rewards | final accuracy |",
-             "| --- | --- | --- | --- |"]
+    lines = ["| rule | scenario | liar's share of all rewards | same client, honest | "
+             "ratio (median) | final accuracy |", "| --- | --- | --- | --- | --- | --- |"]
     for rule in RULES:
         for name in SCENARIOS:
             got = {r["seed"]: r for r in rows if r["rule"] == rule and r["scenario"] == name}
-            share = " / ".join(f"{100 * got[s]['share']:.1f} %" for s in seeds)
+            share = " / ".join(f"{100 * got[s]['share']:.1f}" for s in seeds)
+            truth = " / ".join(f"{100 * got[s]['honest_share']:.1f}" for s in seeds)
+            ratio = np.median([got[s]["share"] / got[s]["honest_share"] for s in seeds])
             acc = " / ".join(f"{got[s]['accuracy']:.3f}" for s in seeds)
-            lines.append(f"| {rule} | {name} | {share} | {acc} |")
+            lines.append(f"| {rule} | {name} | {share} % | {truth} % | {ratio:.2f} | {acc} |")
     return "\n".join(lines) + f"\n\nseeds {', '.join(map(str, seeds))} (one figure per seed)"
 
 

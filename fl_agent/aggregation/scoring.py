@@ -164,22 +164,35 @@ def contribution_scores(strategy: Strategy | Combine, global_params: ArrayLike,
                         updates: UpdatesLike, num_samples: ArrayLike, accepted: Iterable[int],
                         evaluate: Evaluate, *, method: Literal["loo", "shapley"] = "shapley",
                         num_permutations: int = 200, seed: int = 0,
-                        truncation: float = 0.0) -> FloatArray:
+                        truncation: float = 0.0,
+                        groups: Sequence[int] | None = None) -> FloatArray:
     """Non-negative contribution score of every update of the round (0 for the ones not in
-    ``accepted``), by leave-one-out or Shapley value, clipped at 0."""
+    ``accepted``), by leave-one-out or Shapley value, clipped at 0.
+
+    ``groups`` (one label per update) makes the accepted updates that share a label one
+    player: the game is played between groups, and a group's value is split equally among
+    its accepted members. Without it every update is its own player."""
     value = subset_value(strategy, global_params, updates, num_samples, evaluate)
     n = len(updates)
-    group = _players(accepted)
+    chosen = _players(accepted)
+    labels = list(range(n)) if groups is None else [int(g) for g in groups]
+    if len(labels) != n:
+        raise ConfigError(f"need one group label per update, got {len(labels)} for {n}")
+    members: dict[int, list[int]] = {}
+    for i in chosen:
+        members.setdefault(labels[i], []).append(i)
+    by_group = _Cached(lambda gs: value([i for g in gs for i in members[g]]))
     if method == "loo":
-        values = leave_one_out(value, group)
+        values = leave_one_out(by_group, list(members))
     elif method == "shapley":
-        values = shapley_values(value, group, num_permutations=num_permutations, seed=seed,
-                                truncation=truncation)
+        values = shapley_values(by_group, list(members), num_permutations=num_permutations,
+                                seed=seed, truncation=truncation)
     else:
         raise ConfigError(f"method must be 'loo' or 'shapley', got {method!r}")
     scores = np.zeros(n)
-    for i, s in values.items():
-        scores[i] = max(0.0, s)
+    for g, s in values.items():
+        for i in members[g]:
+            scores[i] = max(0.0, s) / len(members[g])
     return scores
 
 

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -45,13 +47,15 @@ def test_the_claims_benchmark_shows_what_a_claim_buys_under_each_rule(tmp_path):
     table = run("benchmarks.claims", "--seeds", "101", "--rounds", "1", "--clients", "8",
                 "--json", str(out))
     rows = {(r["rule"], r["scenario"]): r for r in json.loads(out.read_text())}
-    assert len(rows) == 8
-    # The candidate reads no claim: the liar's run is the honest run, to the bit.
-    assert rows["uniform", "claims 1e6"]["share"] == rows["uniform", "honest"]["share"]
-    assert rows["uniform", "claims 1e6"]["accuracy"] == rows["uniform", "honest"]["accuracy"]
-    # The rule on chain pays for the lie (issue 11): the harness can tell the rules apart.
-    assert rows["on chain", "claims 1e6"]["share"] > rows["on chain", "honest"]["share"]
-    assert "sybil split" in table
+    assert len(rows) == 10
+    # The rule before issue 11 paid for the lie: the harness can tell the rules apart.
+    before = rows["before", "claims 1e6"]
+    assert before["share"] > 2 * before["honest_share"]
+    # The subject has the median amount of data: the cap leaves its lie without effect.
+    now = rows["on chain", "claims 1e6"]
+    assert now["share"] == pytest.approx(now["honest_share"], rel=0.05)
+    assert rows["on chain", "honest"]["share"] == rows["on chain", "honest"]["honest_share"]
+    assert "sybil split" in table and "ratio (median)" in table
 
 
 def test_the_rule_alone_benchmark_compares_every_rule_with_the_perfect_detector(tmp_path):

@@ -53,3 +53,58 @@ def test_colluders_train_honestly_then_all_submit_one_crafted_update(attack):
     # Wired into the federation: every colluder's poison is the shared collusion.
     assert all(c.poison is not None for c in bad)
     assert len({c.poison.__self__ for c in bad}) == 1
+
+
+@pytest.fixture(scope="module")
+def eight_clients():
+    """Digits, 8 honest clients, 3 rounds, Shapley scoring (the default), the rule on chain;
+    the subject is the client with the most data."""
+    fed = federation(SimulationConfig(clients=8, attack="none", seed=4, rounds=3))
+    assert fed.config.scoring == "shapley"
+    subject = max(range(8), key=lambda i: len(fed.clients[i].y))
+    return fed, subject, run_offline(fed)
+
+
+def _share(run, accounts):
+    earned = run.earned()
+    return earned[accounts].sum() / earned.sum()
+
+
+def test_claiming_a_million_samples_buys_nothing(eight_clients):
+    """The subject has more data than the others' median, so its inflated claim is capped
+    to what it would count anyway: the run is the honest run, bit for bit."""
+    from benchmarks.claims import scenario
+
+    fed, subject, honest = eight_clients
+    clients, mine = scenario(fed, "claims 1e6", subject)
+    assert clients[subject].claimed_samples == 10**6
+    lied = run_offline(fed, clients)
+    assert _share(lied, mine) == _share(honest, [subject])
+    np.testing.assert_array_equal(lied.params, honest.params)
+
+
+def test_three_accounts_on_the_same_data_earn_what_one_would(eight_clients):
+    """Three accounts training on the subject's data (each with its own seed, so their
+    updates differ) are grouped as copies: together they earn within 2 % of the subject's
+    honest share, and the model is no worse. Under the rule before issue 11 the same
+    accounts took 24.5 % against 19.7 %."""
+    from benchmarks.claims import scenario
+
+    fed, subject, honest = eight_clients
+    clients, mine = scenario(fed, "sybil copies", subject)
+    assert len(mine) == 3
+    run = run_offline(fed, clients)
+    assert _share(run, mine) <= 1.02 * _share(honest, [subject])
+    assert run.test_accuracy >= honest.test_accuracy - 0.01
+
+
+def test_the_harness_sees_what_the_old_rule_paid_for_a_lie(eight_clients):
+    """The control: the rule before issue 11, on the same clients, pays the liar more than
+    twice its honest share."""
+    from benchmarks.claims import decide_before, scenario
+
+    fed, subject, _ = eight_clients
+    honest = run_offline(fed, decide=decide_before)
+    clients, mine = scenario(fed, "claims 1e6", subject)
+    assert _share(run_offline(fed, clients, decide=decide_before), mine) > \
+        2 * _share(honest, [subject])

@@ -1,0 +1,131 @@
+"""One round's decision (fl_agent.aggregation.rounds): what a false sample count or copied
+accounts can buy in a round, worked by hand and on crafted rounds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from crafted import crafted_round
+
+from fl_agent.aggregation import get_strategy
+from fl_agent.aggregation.rounds import (
+    COPY_CLOSENESS,
+    capped_claims,
+    copy_groups,
+    decide_round,
+    round_weights,
+)
+from fl_agent.errors import ConfigError
+
+
+def test_a_claim_is_capped_at_the_median_of_the_others():
+    # others of 10: (50, 60, 1e6) -> 60; of 50: (10, 60, 1e6) -> 60; of 60: (10, 50, 1e6)
+    # -> 50; of 1e6: (10, 50, 60) -> 50.
+    np.testing.assert_array_equal(capped_claims([10, 50, 60, 1e6]), [10, 50, 50, 50])
+    np.testing.assert_array_equal(capped_claims([7]), [7])
+    np.testing.assert_array_equal(capped_claims([30, 1e6]), [30, 30])
+
+
+def test_copies_are_linked_through_chains_of_close_deltas():
+    g = np.ones(6)
+    updates = g + np.array([[1.0, 0, 0, 0, 0, 0],
+                            [1.0, 0.4, 0, 0, 0, 0],  # cosine 0.93 to the first
+                            [1.0, 0.9, 0, 0, 0, 0],  # 0.94 to the second, 0.74 to the first
+                            [0, 0, 1.0, 0, 0, 0],
+                            [0, 0, 0, 1.0, 0, 0],
+                            [0, 0, 0, 0, 1.0, 0],
+                            [0, 0, 0, 0, 0, 0]])  # does not move the model: alone
+    # Most pairs are orthogonal: the median cosine distance is 1, so pairs within 0.1 link.
+    assert COPY_CLOSENESS == 0.1
+    labels = copy_groups(g, updates)
+    assert labels[0] == labels[1] == labels[2]
+    assert len(set(labels.tolist())) == 5
+    # Where participants are alike, copies must be closer still: the same three, among
+    # updates that all lie within 0.4 of the first direction, are three groups.
+    alike = 1.0 + np.array([[1.0, 0, 0], [1.0, 0.4, 0], [1.0, 0.9, 0], [1.0, 0, 0.9],
+                          [1.0, -0.5, 0.5], [1.0, 0.3, -0.6]])
+    assert len(set(copy_groups(np.ones(3), alike).tolist())) == 6
+
+
+def test_a_group_of_copies_shares_one_weight():
+    g = np.zeros(3)
+    updates = np.array([[1.0, 0, 0], [1.0, 0, 0], [1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
+    weights, groups = round_weights(g, updates, [40, 40, 40, 10, 90])
+    # Capped: 40 (others' median 40), ... , 10, 40; the three copies share their mean.
+    # The group claims 40 (its mean); groups' claims 40, 10, 90 are capped at the others'
+    # median: 50, 65, 25.
+    np.testing.assert_allclose(weights, [40 / 3, 40 / 3, 40 / 3, 10, 25])
+    assert len(set(groups.tolist())) == 3
+    # Invalid updates (the strategy rejects them) neither cap nor are capped.
+    weights, _ = round_weights(g, updates[3:], [0, 90], valid=[1])
+    np.testing.assert_array_equal(weights, [0, 90])
+
+
+def _round(seed=3):
+    """Four honest updates of four data groups (pairwise cosine 0.4-0.6: no copies)."""
+    r = crafted_round(seed, n_benign=4, n_malicious=0, groups=4)
+    assert len(set(copy_groups(r.global_params, r.updates).tolist())) == 4
+    return r, np.array([30, 60, 90, 120])
+
+
+def _decide(r, updates, claims, strategy="fedavg"):
+    return decide_round(get_strategy(strategy), r.global_params, updates, claims,
+                        gate=r.evaluate, score=r.evaluate, scoring="shapley",
+                        permutations=40, round_number=1)
+
+
+@pytest.mark.parametrize("strategy", ["fedavg", "fairfl"])
+def test_overstating_data_at_or_above_the_median_changes_nothing(strategy):
+    r, claims = _round()
+    honest = _decide(r, r.updates, claims, strategy)
+    for liar in (2, 3):  # 90 and 120 samples: at or above the others' median
+        lied = claims.copy()
+        lied[liar] = 10**6
+        decision = _decide(r, r.updates, lied, strategy)
+        np.testing.assert_array_equal(decision.params, honest.params)
+        assert decision.shares == honest.shares
+
+
+def test_a_small_participant_overstating_gains_at_most_up_to_the_median():
+    r, claims = _round()
+    lied = claims.copy()
+    lied[0] = 10**6  # 30 samples; the others' median is 90
+    weights, _ = round_weights(r.global_params, r.updates, lied)
+    assert weights[0] == 90 and weights[1:].tolist() == [60, 90, 90]
+    assert _decide(r, r.updates, lied).shares[0] <= max(_decide(r, r.updates, claims).shares)
+
+
+def test_three_copied_accounts_weigh_and_earn_what_one_would():
+    r, claims = _round()
+    single = _decide(r, r.updates, claims)
+    copies = np.vstack([r.updates, r.updates[1], r.updates[1]])  # account 1 three times
+    decision = _decide(r, copies, np.append(claims, [60, 60]))
+    np.testing.assert_allclose(decision.params, single.params, rtol=0, atol=1e-6)
+    mine = decision.shares[1] + decision.shares[4] + decision.shares[5]
+    assert abs(mine - single.shares[1]) <= 2  # parts per million, rounding
+    for i in (0, 2, 3):
+        assert abs(decision.shares[i] - single.shares[i]) <= 1
+
+
+def test_without_the_copy_rule_the_copies_would_earn_more():
+    """The control for the test above: three copies scored as three players (the rule before
+    issue 11) take more than one account."""
+    from fl_agent.aggregation.scoring import contribution_scores
+
+    r, claims = _round()
+    copies = np.vstack([r.updates, r.updates[1], r.updates[1]])
+    samples = np.append(claims, [60, 60]).astype(float)
+    strategy = get_strategy("fedavg")
+    apart = contribution_scores(strategy, r.global_params, copies, samples, range(6),
+                                r.evaluate, num_permutations=720)
+    alone = contribution_scores(strategy, r.global_params, r.updates, claims, range(4),
+                                r.evaluate, num_permutations=720)
+    assert apart[[1, 4, 5]].sum() / apart.sum() > 1.2 * alone[1] / alone.sum()
+
+
+def test_a_malformed_round_is_refused_before_any_weight_is_computed():
+    r, claims = _round()
+    with pytest.raises(ConfigError):
+        _decide(r, r.updates, claims[:3])
+    with pytest.raises(ConfigError):
+        _decide(r, r.updates, [30, 60, -1, 90])
