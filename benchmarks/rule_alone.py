@@ -13,7 +13,7 @@ class's test inputs put in the flip's target.
 Weights are the clients' true sample counts (what honest participants report). No
 contribution scoring: it does not change the aggregate.
 
-    python -m benchmarks.rule_alone                          # evaluation seeds 11,12,13
+    python -m benchmarks.rule_alone                          # evaluation seeds 11-15
     python -m benchmarks.rule_alone --seeds 101 --attacks label_flip --rules fairfl,median
 """
 
@@ -31,6 +31,7 @@ from fl_agent.aggregation import STRATEGIES, get_strategy
 from fl_agent.aggregation.base import Strategy
 from fl_agent.aggregation.rounds import RoundDecision
 from fl_agent.learning.training import predict
+from fl_agent.simulation import DEFAULT_DEVICE_SPREAD
 from fl_agent.simulation.attacks import ATTACKS, Attack, apply_trigger, attack_success_rate
 from fl_agent.simulation.offline import (
     Federation,
@@ -43,7 +44,7 @@ from fl_agent.simulation.runner import SimulationConfig
 
 RULES = ("fairfl", "fedavg", "median", "trimmed_mean", "krum", "multikrum", "fltrust", "flame")
 PERFECT = "perfect detector"
-EVALUATION_SEEDS = (11, 12, 13)
+EVALUATION_SEEDS = (11, 12, 13, 14, 15)
 
 
 def decide_aggregate_only(strategy: Strategy, global_params: np.ndarray, updates: np.ndarray,
@@ -84,12 +85,13 @@ def run_rule(fed: Federation, rule: str) -> OfflineRun:
                        strategy=aggregator_strategy(fed_rule))
 
 
-def measure(seeds: list[int], attacks: list[str], rules: list[str], rounds: int
-            ) -> list[dict[str, Any]]:
+def measure(seeds: list[int], attacks: list[str], rules: list[str], rounds: int,
+            device_spread: float = DEFAULT_DEVICE_SPREAD) -> list[dict[str, Any]]:
     rows = []
     for seed in seeds:
         for attack in attacks:
-            fed = federation(SimulationConfig(attack=attack, seed=seed, rounds=rounds))
+            fed = federation(SimulationConfig(attack=attack, seed=seed, rounds=rounds,
+                                              device_spread=device_spread))
             for rule in [*rules, PERFECT]:
                 run = run_rule(fed, rule)
                 rows.append({"seed": seed, "attack": attack, "rule": rule,
@@ -127,6 +129,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--attacks", default=",".join(a for a in ATTACKS if a != "none"))
     parser.add_argument("--rules", default=",".join(RULES))
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--device-spread", type=float, default=DEFAULT_DEVICE_SPREAD,
+                        help="simulated device speeds (1: equal devices, every client the "
+                             "base steps)")
     parser.add_argument("--json", type=Path, default=Path("reports/bench/rule_alone.json"))
     args = parser.parse_args(argv)
     rules = args.rules.split(",")
@@ -134,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown rules {unknown}; use {', '.join(STRATEGIES)}")
     rows = measure([int(s) for s in args.seeds.split(",")], args.attacks.split(","), rules,
-                   args.rounds)
+                   args.rounds, args.device_spread)
     publish(rows, args.json, markdown(rows))
 
 

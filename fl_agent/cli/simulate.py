@@ -26,9 +26,10 @@ from fl_agent.simulation.attacks import ATTACKS
               show_default=True, help="Share of clients that attack.")
 @click.option("--attack", type=click.Choice(list(ATTACKS)), default="label_flip",
               show_default=True,
-              help="What the malicious share does (fl_agent/simulation/attacks.py): alie and "
-                   "ipm are adaptive attacks crafted by colluders, noisy_free_rider hides "
-                   "free riding under noise, targeted_flip relabels class 1 as 7.")
+              help="What the malicious share does (fl_agent/simulation/attacks.py): alie, "
+                   "ipm and minmax are adaptive attacks crafted by colluders, "
+                   "noisy_free_rider hides free riding under noise, targeted_flip relabels "
+                   "class 1 as 7.")
 @click.option("--partition", type=click.Choice(["iid", "dirichlet", "shards"]),
               default="dirichlet", show_default=True)
 @click.option("--alpha", type=float, default=0.5, show_default=True,

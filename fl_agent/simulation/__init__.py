@@ -12,7 +12,7 @@ DEFAULT_DEVICE_SPREAD = 4.0
 #: What ``fl-agent bench`` runs by default: every attack, then the named variants
 #: (``config.ATTACK_VARIANTS``).
 BENCH_ATTACKS = ("none", "label_flip", "sign_flip", "scaling", "gaussian", "backdoor",
-                 "free_rider", "noisy_free_rider", "targeted_flip", "alie", "ipm",
+                 "free_rider", "noisy_free_rider", "targeted_flip", "alie", "ipm", "minmax",
                  "backdoor-centre", "backdoor-out-of-range", "backdoor-centre-10%",
                  "backdoor-centre-20%", "label_flip-every-2", "sign_flip-every-2",
                  "alie-every-2")

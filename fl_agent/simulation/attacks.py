@@ -23,7 +23,13 @@ Two kinds, as in the robust-aggregation literature:
   ``z`` the largest deviation that still leaves the crafted update inside the honest
   majority (:func:`alie_z`); ``ipm``, inner product manipulation (Xie, Koyejo and Gupta,
   "Fall of Empires", UAI 2020): ``-epsilon`` times the mean of the colluders' deltas, a
-  small step against the honest direction (``epsilon = 0.5``).
+  small step against the honest direction (``epsilon = 0.5``); ``minmax``, the min-max
+  attack (Shejwalkar and Houmansadr, "Manipulating the Byzantine", NDSS 2021, in its
+  partial-knowledge form): the mean of the colluders' deltas pushed against their
+  coordinate-wise standard deviation by the largest ``gamma`` that keeps it no farther
+  from any colluder's delta than the two farthest colluders' deltas are from each other,
+  so that distance- and similarity-based screens see it inside the benign spread
+  (:func:`minmax_gamma`).
 
 Written by hand: they are the standard definitions and a few lines each.
 """
@@ -40,15 +46,16 @@ from numpy.typing import NDArray
 from fl_agent.errors import ConfigError
 
 AttackName = Literal["none", "label_flip", "sign_flip", "scaling", "gaussian", "backdoor",
-                     "free_rider", "noisy_free_rider", "targeted_flip", "alie", "ipm"]
+                     "free_rider", "noisy_free_rider", "targeted_flip", "alie", "ipm",
+                     "minmax"]
 ATTACKS: tuple[str, ...] = ("none", "label_flip", "sign_flip", "scaling", "gaussian",
                             "backdoor", "free_rider", "noisy_free_rider", "targeted_flip",
-                            "alie", "ipm")
+                            "alie", "ipm", "minmax")
 DATA_ATTACKS = frozenset({"label_flip", "backdoor", "targeted_flip"})
 MODEL_ATTACKS = frozenset({"sign_flip", "scaling", "gaussian", "free_rider",
                            "noisy_free_rider"})
 #: Attacks whose update is crafted from all the attackers' honest updates together.
-COLLUDING_ATTACKS = frozenset({"alie", "ipm"})
+COLLUDING_ATTACKS = frozenset({"alie", "ipm", "minmax"})
 
 
 @dataclass(frozen=True)
@@ -195,6 +202,31 @@ def alie_z(num_clients: int, num_malicious: int) -> float:
     return float(norm.ppf((num_clients - s) / num_clients))
 
 
+def minmax_gamma(deltas: NDArray[np.floating], perturbation: NDArray[np.floating], *,
+                 steps: int = 40) -> float:
+    """The min-max attack's scale (Shejwalkar and Houmansadr 2021): the largest ``gamma``
+    (bisection from 0 to an upper bound found by doubling) with
+    ``max_i ||mean + gamma * p - delta_i|| <= max_ij ||delta_i - delta_j||``."""
+    d = np.asarray(deltas, dtype=np.float64)
+    p = np.asarray(perturbation, dtype=np.float64)
+    mean = d.mean(axis=0)
+    spread = max((float(np.linalg.norm(a - b)) for a in d for b in d), default=0.0)
+
+    def fits(gamma: float) -> bool:
+        return float(np.linalg.norm(mean + gamma * p - d, axis=1).max()) <= spread
+
+    if not np.any(p) or not fits(0.0):
+        return 0.0
+    high = 1.0
+    while fits(high) and high < 1e6:
+        high *= 2.0
+    low = 0.0
+    for _ in range(steps):
+        middle = (low + high) / 2.0
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low
+
+
 def collude(attack: Attack, global_params: NDArray[np.floating],
             colluders: NDArray[np.floating], *, num_clients: int) -> NDArray[np.float32]:
     """The one update every colluder submits, from their honest trained vectors (one per
@@ -206,6 +238,10 @@ def collude(attack: Attack, global_params: NDArray[np.floating],
         crafted = mean - alie_z(num_clients, len(deltas)) * deltas.std(axis=0)
     elif attack.name == "ipm":
         crafted = -attack.epsilon * mean
+    elif attack.name == "minmax":
+        std = deltas.std(axis=0)
+        perturbation = -std / (np.linalg.norm(std) or 1.0)
+        crafted = mean + minmax_gamma(deltas, perturbation) * perturbation
     else:
         raise ConfigError(f"{attack.name!r} is not a colluding attack")
     return (base + crafted).astype(np.float32)

@@ -13,12 +13,23 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-def run(module: str, *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True,
+def _call(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True,
                           text=True, timeout=600,
                           env={"PATH": str(Path(sys.executable).parent), "HOME": str(Path.home())})
+
+
+def run(module: str, *args: str) -> str:
+    done = _call(module, *args)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout
+
+
+def run_fails(module: str, *args: str) -> str:
+    """A run that must stop with a usage error; its message."""
+    done = _call(module, *args)
+    assert done.returncode == 2, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stderr
 
 
 def test_the_market_benchmark_delivers_every_key(tmp_path):
@@ -70,3 +81,25 @@ def test_the_rule_alone_benchmark_compares_every_rule_with_the_perfect_detector(
     assert all((r["asr"] is None) == (r["attack"] not in ("backdoor", "targeted_flip"))
                for r in rows)
     assert "| sign_flip |" in table and "perfect detector" in table
+
+
+def test_the_closeness_harness_measures_copies_against_honest_pairs(tmp_path):
+    out = tmp_path / "claims.json"
+    run("benchmarks.claims", "--closeness", "--seeds", "101", "--rounds", "1",
+        "--json", str(out))
+    rows = json.loads((tmp_path / "closeness.json").read_text())
+    assert len(rows) == 4
+    assert all(r["farthest_copies"] < r["closest_honest"] for r in rows)
+
+
+def test_the_held_out_benchmark_scores_every_run_against_the_targets(tmp_path):
+    out = tmp_path / "held_out.json"
+    table = run("benchmarks.held_out", "--seeds", "101", "--rounds", "2", "--attacks",
+                "none,sign_flip-every-2", "--json", str(out))
+    rows = {r["attack"]: r for r in json.loads(out.read_text())}
+    assert rows["none"]["tpr"] is None and rows["sign_flip-every-2"]["tpr"] is not None
+    assert {"ratio", "fpr", "malicious_reward", "benign_blacklisted", "failed"} \
+        <= set(rows["none"])
+    assert "sign_flip-every-2" in table
+    bad = run_fails("benchmarks.held_out", "--attacks", "no_such_attack")
+    assert "unknown attack 'no_such_attack'" in bad

@@ -135,3 +135,22 @@ def test_a_noisy_free_rider_moves_as_far_as_the_last_global_step():
     first = noisy_free_ride(g, None, rng=RNG(1))
     assert np.linalg.norm(first - g) == pytest.approx(1e-3 * np.linalg.norm(g), rel=1e-5)
     assert not Attack("noisy_free_rider").trains
+
+
+def test_minmax_goes_as_far_against_the_spread_as_the_colluders_own_distances_allow():
+    from fl_agent.simulation.attacks import collude, minmax_gamma
+
+    # Colluders at (+-1, 0): the farthest pair is 2 apart. Pushing the mean (0, 0) along
+    # (0, -1) by gamma puts it sqrt(1 + gamma^2) from each: at most 2 for gamma <= sqrt(3).
+    deltas = np.array([[1.0, 0.0], [-1.0, 0.0]])
+    assert minmax_gamma(deltas, np.array([0.0, -1.0])) == pytest.approx(np.sqrt(3), rel=1e-6)
+    assert minmax_gamma(deltas, np.zeros(2)) == 0.0
+    rng = np.random.default_rng(3)
+    g = rng.normal(size=50)
+    colluders = g + rng.normal(size=(4, 50))
+    crafted = collude(Attack("minmax"), g, colluders, num_clients=10).astype(np.float64)
+    d = colluders - g
+    spread = max(np.linalg.norm(a - b) for a in d for b in d)
+    farthest = np.linalg.norm(crafted - g - d, axis=1).max()
+    assert farthest == pytest.approx(spread, rel=1e-4)  # on the boundary, not inside
+    assert np.linalg.norm(crafted - g - d.mean(axis=0)) > 0.5 * spread  # and far from the mean

@@ -1,0 +1,167 @@
+"""The held-out table: FairFL on the evaluation seeds, every attack and variant, with the
+registry's blacklisting, against clean FedAvg and the targets of ``fl-agent bench``.
+
+Offline (:mod:`fl_agent.simulation.offline`: the simulation's data, shards, device speeds,
+workload balancing, training, attacks and round decision, without the chain, which the
+agents' test ``test_the_offline_harness_replays_the_chain_run`` shows gives the same
+rounds), digits, MLP, 20 clients, Dirichlet α = 0.5, 30 % malicious, 20 rounds. Every
+attack of :data:`fl_agent.simulation.BENCH_ATTACKS` (the ten attacks and the named
+variants: the backdoor's trigger in the centre, out of range, on 10 or 20 % of the
+examples; attackers that attack every other round), plus clean FedAvg per seed.
+
+Per run: final test accuracy and its ratio to clean FedAvg; TPR (rejected attack
+submissions over attack submissions; for ``-every-2`` only the attack rounds count) and
+FPR (rejected honest submissions over honest submissions); the attackers' share of all
+rewards; honest and malicious participants blacklisted; the backdoor's attack success
+rate and the targeted flip's success (share of class 1 put in 7).
+
+The thresholds of FairFL were chosen on seeds 1-5 and on crafted rounds; the claims rule
+on seeds 101-103. The evaluation seeds 11-15 were used for none of them.
+
+    python -m benchmarks.held_out                          # seeds 11-15, every attack
+    python -m benchmarks.held_out --seeds 11 --attacks label_flip-every-2
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks import publish
+from benchmarks.rule_alone import attack_rate
+from fl_agent.aggregation import get_strategy
+from fl_agent.errors import ConfigError
+from fl_agent.simulation import BENCH_ATTACKS
+from fl_agent.simulation.bench import (
+    ACCURACY_RATIO,
+    CLEAN_GAP_MAX,
+    FPR_MAX,
+    MALICIOUS_REWARD_MAX,
+    TPR_MIN,
+)
+from fl_agent.simulation.config import SimulationConfig, attack_settings
+from fl_agent.simulation.offline import Federation, OfflineRun, federation, run_offline
+
+EVALUATION_SEEDS = (11, 12, 13, 14, 15)
+
+
+def clean_fedavg(seed: int, rounds: int) -> float:
+    """Clean FedAvg's final accuracy: no attackers, plain FedAvg, as ``fl-agent bench``."""
+    fed = federation(SimulationConfig(attack="none", malicious=0.0, aggregator="fedavg",
+                                      seed=seed, rounds=rounds))
+    return run_offline(fed, strategy=get_strategy("fedavg")).test_accuracy
+
+
+def detection(fed: Federation, run: OfflineRun) -> dict[str, Any]:
+    """TPR, FPR, the attackers' reward share and who was blacklisted."""
+    bad = {i for i, c in enumerate(fed.clients) if c.malicious}
+    every = fed.config.attack_every
+    caught = attacks = flagged = honest = 0
+    for r in run.rounds:
+        accepted = {r.submitted[j] for j in r.decision.accepted}
+        attacking = (r.round - 1) % every == 0
+        for i in r.submitted:
+            if i in bad:
+                if attacking:
+                    attacks += 1
+                    caught += i not in accepted
+            else:
+                honest += 1
+                flagged += i not in accepted
+    earned = run.earned()
+    total = float(earned.sum())
+    return {"tpr": caught / attacks if attacks else None,
+            "fpr": flagged / honest if honest else 0.0,
+            "malicious_reward": float(earned[sorted(bad)].sum()) / total
+            if total and bad else 0.0,
+            "benign_blacklisted": len(set(run.blacklisted) - bad),
+            "malicious_blacklisted": len(set(run.blacklisted) & bad)}
+
+
+def measure(seeds: list[int], attacks: list[str], rounds: int) -> list[dict[str, Any]]:
+    rows = []
+    for seed in seeds:
+        base = clean_fedavg(seed, rounds)
+        print(f"seed {seed} clean fedavg accuracy {base:.4f}", flush=True)
+        for name in attacks:
+            config = SimulationConfig(seed=seed, rounds=rounds, **attack_settings(name))
+            fed = federation(config)
+            run = run_offline(fed)
+            row = {"seed": seed, "attack": name, "accuracy": run.test_accuracy,
+                   "clean": base, "ratio": run.test_accuracy / base,
+                   "asr": attack_rate(fed, run), **detection(fed, run)}
+            checks = {"accuracy": row["ratio"] >= ACCURACY_RATIO,
+                      "tpr": row["tpr"] is None or row["tpr"] >= TPR_MIN,
+                      "fpr": row["fpr"] <= FPR_MAX,
+                      "blacklist": row["benign_blacklisted"] == 0,
+                      "rewards": row["malicious_reward"] <= MALICIOUS_REWARD_MAX}
+            if name == "none":
+                checks["clean_gap"] = base - run.test_accuracy <= CLEAN_GAP_MAX
+            row["failed"] = [k for k, ok in checks.items() if not ok]
+            rows.append(row)
+            tpr = "–" if row["tpr"] is None else f"{row['tpr']:.3f}"
+            print(f"seed {seed} {name:22} accuracy {row['accuracy']:.4f} "
+                  f"({row['ratio']:.3f}) TPR {tpr} FPR {row['fpr']:.3f} "
+                  f"attackers {row['malicious_reward']:.1%} blacklisted "
+                  f"{row['benign_blacklisted']}/{row['malicious_blacklisted']} "
+                  f"{'ok' if not row['failed'] else 'MISSED ' + ','.join(row['failed'])}",
+                  flush=True)
+    return rows
+
+
+def _span(values: list[float], fmt: str) -> str:
+    low, high = min(values), max(values)
+    return format(low, fmt) if low == high else f"{format(low, fmt)}-{format(high, fmt)}"
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    seeds = sorted({r["seed"] for r in rows})
+    lines = ["| attack | × clean FedAvg (median, range) | TPR | FPR | attackers' rewards | "
+             "blacklisted honest / malicious (total) | attack success | targets met |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name in dict.fromkeys(r["attack"] for r in rows):
+        got = [r for r in rows if r["attack"] == name]
+        ratio = [r["ratio"] for r in got]
+        tprs = [r["tpr"] for r in got if r["tpr"] is not None]
+        asr = [r["asr"] for r in got if r["asr"] is not None]
+        met = sum(1 for r in got if not r["failed"])
+        missed = sorted({f for r in got for f in r["failed"]})
+        lines.append(
+            f"| {name} | {np.median(ratio):.3f} ({_span(ratio, '.3f')}) | "
+            f"{_span(tprs, '.2f') if tprs else '–'} | {_span([r['fpr'] for r in got], '.3f')} | "
+            f"{_span([100 * r['malicious_reward'] for r in got], '.1f')} % | "
+            f"{sum(r['benign_blacklisted'] for r in got)} / "
+            f"{sum(r['malicious_blacklisted'] for r in got)} | "
+            f"{_span(asr, '.2f') if asr else '–'} | {met} of {len(got)}"
+            + (f" (missed: {', '.join(missed)})" if missed else "") + " |")
+    clean = {r["seed"]: r["clean"] for r in rows}
+    return "\n".join(lines) + (
+        f"\n\nseeds {', '.join(map(str, seeds))}; clean FedAvg "
+        + " / ".join(f"{clean[s]:.3f}" for s in seeds))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", default=",".join(map(str, EVALUATION_SEEDS)),
+                        help="comma-separated seeds (default: the evaluation seeds)")
+    parser.add_argument("--attacks", default=",".join(BENCH_ATTACKS),
+                        help="comma-separated attacks and variants")
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--json", type=Path, default=Path("reports/bench/held_out.json"))
+    args = parser.parse_args(argv)
+    attacks = args.attacks.split(",")
+    for name in attacks:
+        try:
+            attack_settings(name)  # an unknown name fails here, before any run
+        except ConfigError as err:
+            parser.error(str(err))
+    rows = measure([int(s) for s in args.seeds.split(",")], attacks, args.rounds)
+    publish(rows, args.json, markdown(rows))
+
+
+if __name__ == "__main__":
+    main()
