@@ -10,16 +10,22 @@ same person can register several accounts. Two rules bound what such lies buy
 counts):
 
 * **Claims are capped at the others' median.** An update weighs
-  ``min(claim_i, median of the other submitters' claims)``. A participant with at least
-  the median amount of data gains nothing by overstating it: its weight, and so the whole
-  round, is the same bit for bit. One with less can raise its weight to the median at most
-  (never beyond what most participants report), and a minority of liars cannot move the
-  median. The cost: participants with more than the median count only as the median.
+  ``min(claim_i, median of the other accepted updates' claims)`` (the upper middle claim
+  when the others are even in number: always a claim somebody made). A participant whose
+  true count is above every other participant's cap gains nothing by overstating it: the
+  whole round is the same bit for bit. One with less can raise its own weight to the
+  median at most, and each lying account moves the others' caps by at most one rank.
 * **Copies count once.** Updates whose deltas point far more alike than the round's
-  participants usually do (:data:`COPY_CLOSENESS`) are one *group*: the group makes one claim (its
-  members' mean, capped like any other), its members share that weight equally, and they
-  share one player's contribution score. Three accounts that train on the same data
-  therefore weigh and earn what one would.
+  participants usually do (:data:`COPY_CLOSENESS`) are one *group*: the group makes one
+  claim (its members' mean, capped like any other), its members share that weight equally,
+  and they share one player's contribution score. Three accounts that train on the same
+  data therefore weigh and earn what one would.
+
+Both rules count only the updates the strategy accepts: the strategy decides on
+provisional weights computed among the usable updates, then the weights are computed again
+among the accepted ones (and the accepted updates recombined if that changes the model).
+So accounts that are turned away, and earn nothing, can neither raise the cap nor stretch
+the round's typical distance until honest participants look like copies.
 
 The strategy aggregates the updates with those weights; the accepted updates are scored
 by their contribution on validation (Shapley or leave-one-out over groups, with the same
@@ -71,46 +77,76 @@ COPY_CLOSENESS = 0.1
 
 
 def capped_claims(claims: ArrayLike) -> FloatArray:
-    """``min(claim_i, median of the other claims)``; a lone claim is kept as it is."""
+    """``min(claim_i, median of the other claims)``, where the median of an even number of
+    claims is the upper middle one: a claim some other participant made, never an average
+    of two (which two colluders could steer); a lone claim is kept as it is."""
     c = np.asarray(claims, dtype=np.float64)
     if c.size <= 1:
         return c.copy()
-    others = np.array([np.median(np.delete(c, i)) for i in range(c.size)])
+    order = np.sort(c)
+    k = (c.size - 1) // 2  # the median's index among the n - 1 others
+    # Without claim i, the k-th smallest of the others is order[k] if claim i sits above
+    # it in the sorted claims, else order[k + 1].
+    rank = np.argsort(np.argsort(c, kind="stable"), kind="stable")
+    others = np.where(rank > k, order[k], order[min(k + 1, c.size - 1)])
     return np.minimum(c, others)
 
 
+#: Cosine distances up to this count as copies even when the round's median distance is 0
+#: (every update the same): float rounding of identical vectors.
+_SAME = 1e-9
+_CHUNK = 1 << 16  # columns per block of the Gram matrix (bounded memory for large models)
+
+
+def _cosine_distances(global_params: FloatArray, updates: FloatArray) -> FloatArray:
+    """``1 - cos`` between the deltas, through their Gram matrix in column blocks (memory
+    ``n x n`` plus one block, not another ``n x d`` copy); NaN where a delta is zero."""
+    n, d = updates.shape
+    gram = np.zeros((n, n))
+    for start in range(0, d, _CHUNK):
+        block = updates[:, start:start + _CHUNK] - global_params[start:start + _CHUNK]
+        gram += block @ block.T
+    norms = np.sqrt(np.clip(np.diag(gram), 0.0, None))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 1.0 - gram / np.outer(norms, norms)
+
+
 def copy_groups(global_params: ArrayLike, updates: UpdatesLike,
+                members: ArrayLike | None = None,
                 closeness: float = COPY_CLOSENESS) -> NDArray[np.intp]:
-    """A group label per update: updates linked by a chain of pairs whose cosine distance is
-    at most ``closeness`` times the median cosine distance of the round's pairs share one.
-    An update that does not move the model is alone."""
+    """A group label per update: among ``members`` (default: all), updates linked by a chain
+    of pairs whose cosine distance is at most ``closeness`` times the median cosine distance
+    of the members' pairs share one. Non-members, and updates that hold a non-finite value
+    or do not move the model, are alone."""
     g = np.asarray(global_params, dtype=np.float64)
-    deltas = np.asarray(updates, dtype=np.float64) - g
-    norms = np.linalg.norm(deltas, axis=1)
-    moved = np.flatnonzero(np.isfinite(norms) & (norms > 0))
-    labels = np.arange(len(deltas))
-    if moved.size < 2:
+    rows = np.asarray(updates, dtype=np.float64)
+    labels = np.arange(rows.shape[0])
+    chosen = labels if members is None else np.asarray(members, dtype=np.intp)
+    chosen = chosen[np.all(np.isfinite(rows[chosen]), axis=1)]
+    if chosen.size < 2:
         return labels
-    unit = deltas[moved] / norms[moved, None]
-    distance = 1.0 - unit @ unit.T
-    typical = float(np.median(distance[np.triu_indices(moved.size, 1)]))
-    linked = distance <= closeness * typical
+    distance = _cosine_distances(g, rows[chosen])
+    moved = np.isfinite(np.diag(distance))
+    chosen, distance = chosen[moved], distance[np.ix_(moved, moved)]
+    if chosen.size < 2:
+        return labels
+    typical = float(np.median(distance[np.triu_indices(chosen.size, 1)]))
+    linked = distance <= max(closeness * typical, _SAME)
     np.fill_diagonal(linked, True)
     _, parts = connected_components(linked, directed=False)
-    labels[moved] = len(deltas) + parts  # apart from the labels of the updates left alone
+    labels[chosen] = rows.shape[0] + parts  # apart from the labels of the updates left alone
     return np.unique(labels, return_inverse=True)[1]
 
 
 def round_weights(global_params: ArrayLike, updates: UpdatesLike, claims: ArrayLike,
-                  valid: ArrayLike | None = None) -> tuple[FloatArray, NDArray[np.intp]]:
-    """Each update's weight and its copy group. A group's claim is the mean of its members'
-    claims; the groups' claims are capped at the others' median (:func:`capped_claims`, so
-    copies cannot move the cap either) and split equally among the members. Only the
-    ``valid`` updates (default: all) take part; the others, which the strategy rejects
-    anyway, keep their claim."""
+                  members: ArrayLike | None = None) -> tuple[FloatArray, NDArray[np.intp]]:
+    """Each update's weight and its copy group, among ``members`` (default: all): a group's
+    claim is the mean of its members' claims; the groups' claims are capped at the others'
+    lower median (:func:`capped_claims`, so copies cannot move the cap either) and split
+    equally among the members. Non-members keep their claim and a group of their own."""
     c = np.asarray(claims, dtype=np.float64)
-    groups = copy_groups(global_params, updates)
-    chosen = np.arange(c.size) if valid is None else np.asarray(valid, dtype=np.intp)
+    chosen = np.arange(c.size) if members is None else np.asarray(members, dtype=np.intp)
+    groups = copy_groups(global_params, updates, chosen)
     weights = c.copy()
     if chosen.size:
         labels, inverse, size = np.unique(groups[chosen], return_inverse=True,
@@ -143,20 +179,31 @@ def decide_round(strategy: Strategy, global_params: ArrayLike, updates: UpdatesL
     score (ties rotate with ``round_number``, which also seeds the Shapley permutations)."""
     n = len(updates)
     rnd = prepare_round(global_params, updates, num_samples)  # a malformed round raises here
-    weights, groups = round_weights(rnd.global_params, rnd.updates, rnd.num_samples,
-                                    rnd.valid)
-    result = strategy.aggregate(global_params, updates, weights, evaluate=gate)
+    # Provisional weights among the usable updates, for the strategy's decision...
+    provisional, _ = round_weights(rnd.global_params, rnd.updates, rnd.num_samples,
+                                   rnd.valid)
+    result = strategy.aggregate(global_params, updates, provisional, evaluate=gate)
+    accepted = list(result.accepted)
+    # ...and the final ones among the accepted: accounts that were turned away (and earn
+    # nothing) neither move the cap nor make anyone a copy.
+    weights, groups = round_weights(rnd.global_params, rnd.updates, rnd.num_samples, accepted)
+    params = np.asarray(result.params)
+    if accepted and not np.array_equal(weights[accepted], provisional[accepted]):
+        chosen = rnd.updates[accepted]
+        final = strategy.combine(rnd.global_params, chosen, weights[accepted])
+        if not np.array_equal(final, strategy.combine(rnd.global_params, chosen,
+                                                      provisional[accepted])):
+            params = np.asarray(final).astype(rnd.dtype)  # the weights matter to this rule
     scores = np.zeros(n)
     shares: tuple[int, ...] = (0,) * n
-    if result.accepted:
-        scores = contribution_scores(strategy, global_params, updates, weights,
-                                     result.accepted, score, method=scoring,
-                                     num_permutations=permutations, seed=round_number,
-                                     groups=groups.tolist())
+    if accepted:
+        scores = contribution_scores(strategy, global_params, updates, weights, accepted,
+                                     score, method=scoring, num_permutations=permutations,
+                                     seed=round_number, groups=groups.tolist())
         shares = tuple(to_reward_shares(
-            blend_with_samples(scores, weights, result.accepted, base_share),
-            result.accepted, tie_break=round_number))
-    return RoundDecision(np.asarray(result.params), tuple(int(i) for i in result.accepted),
+            blend_with_samples(scores, weights, accepted, base_share),
+            accepted, tie_break=round_number))
+    return RoundDecision(params, tuple(int(i) for i in accepted),
                          MappingProxyType({int(i): str(why) for i, why in result.reasons.items()}),
                          scores, shares)
 

@@ -22,8 +22,28 @@ def test_a_claim_is_capped_at_the_median_of_the_others():
     # others of 10: (50, 60, 1e6) -> 60; of 50: (10, 60, 1e6) -> 60; of 60: (10, 50, 1e6)
     # -> 50; of 1e6: (10, 50, 60) -> 50.
     np.testing.assert_array_equal(capped_claims([10, 50, 60, 1e6]), [10, 50, 50, 50])
+    # An even number of others: the upper middle claim, never an average (others of 100:
+    # (10, 20, 90, 200) -> 90).
+    np.testing.assert_array_equal(capped_claims([10, 20, 90, 100, 200]), [10, 20, 90, 90, 90])
     np.testing.assert_array_equal(capped_claims([7]), [7])
     np.testing.assert_array_equal(capped_claims([30, 1e6]), [30, 30])
+
+
+def test_raising_a_claim_above_every_cap_changes_no_weight():
+    rng = np.random.default_rng(7)
+    checked = 0
+    for _ in range(3000):
+        claims = rng.integers(1, 100, size=int(rng.integers(2, 12))).astype(float)
+        caps = capped_claims(claims)
+        i = int(rng.integers(claims.size))
+        others = [np.sort(np.delete(claims, j))[(claims.size - 1) // 2]
+                  for j in range(claims.size) if j != i]
+        if all(claims[i] > cap for cap in others):
+            lied = claims.copy()
+            lied[i] = 1e6
+            np.testing.assert_array_equal(capped_claims(lied), caps)
+            checked += 1
+    assert checked > 500
 
 
 def test_copies_are_linked_through_chains_of_close_deltas():
@@ -51,14 +71,21 @@ def test_a_group_of_copies_shares_one_weight():
     g = np.zeros(3)
     updates = np.array([[1.0, 0, 0], [1.0, 0, 0], [1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
     weights, groups = round_weights(g, updates, [40, 40, 40, 10, 90])
-    # Capped: 40 (others' median 40), ... , 10, 40; the three copies share their mean.
-    # The group claims 40 (its mean); groups' claims 40, 10, 90 are capped at the others'
-    # median: 50, 65, 25.
-    np.testing.assert_allclose(weights, [40 / 3, 40 / 3, 40 / 3, 10, 25])
+    # The group claims 40 (its mean); the groups' claims 40, 10, 90 are capped at the
+    # others' median: 90, 90, 40.
+    np.testing.assert_allclose(weights, [40 / 3, 40 / 3, 40 / 3, 10, 40])
     assert len(set(groups.tolist())) == 3
-    # Invalid updates (the strategy rejects them) neither cap nor are capped.
-    weights, _ = round_weights(g, updates[3:], [0, 90], valid=[1])
-    np.testing.assert_array_equal(weights, [0, 90])
+    # Only members cap each other and form groups; the others keep their claim.
+    weights, groups = round_weights(g, updates, [40, 40, 40, 10, 90], members=[0, 3, 4])
+    np.testing.assert_allclose(weights, [40, 40, 40, 10, 40])
+    assert len(set(groups.tolist())) == 5
+
+
+def test_identical_updates_are_copies_even_when_every_update_is_the_same():
+    g = np.zeros(3)
+    assert len(set(copy_groups(g, np.ones((4, 3))).tolist())) == 1
+    assert copy_groups(g, np.vstack([np.ones((4, 3)), [[1.0, 0, 0]]])).tolist() == \
+        [0, 0, 0, 0, 1]
 
 
 def _round(seed=3):
@@ -91,8 +118,29 @@ def test_a_small_participant_overstating_gains_at_most_up_to_the_median():
     lied = claims.copy()
     lied[0] = 10**6  # 30 samples; the others' median is 90
     weights, _ = round_weights(r.global_params, r.updates, lied)
-    assert weights[0] == 90 and weights[1:].tolist() == [60, 90, 90]
-    assert _decide(r, r.updates, lied).shares[0] <= max(_decide(r, r.updates, claims).shares)
+    assert weights.tolist() == [90, 60, 90, 90]  # 90: the median of the others' claims
+
+
+def test_accounts_that_are_turned_away_neither_move_the_cap_nor_make_copies():
+    """Sybils that submit the global model (free riders, rejected and unpaid) with huge
+    claims would push the median up for a liar; noise accounts would push the round's
+    median distance up until honest participants look like copies. Neither counts: the
+    final weights are computed among the accepted updates."""
+    r, claims = _round()
+    lied = claims.copy()
+    lied[0] = 10**6
+    alone = _decide(r, r.updates, lied, "fairfl")
+    rng = np.random.default_rng(0)
+    riders = np.repeat(r.global_params[None, :], 5, axis=0)
+    length = np.linalg.norm(r.updates[0] - r.global_params)  # as long as an honest step
+    directions = rng.normal(size=(5, r.updates.shape[1]))
+    noise = r.global_params + (length * directions / np.linalg.norm(
+        directions, axis=1, keepdims=True)).astype(np.float32)
+    crowd = np.vstack([r.updates, riders, noise])
+    decision = _decide(r, crowd, np.concatenate([lied, [10**9] * 10]), "fairfl")
+    assert set(decision.accepted) == {0, 1, 2, 3}
+    np.testing.assert_array_equal(decision.params, alone.params)
+    assert decision.shares[:4] == alone.shares
 
 
 def test_three_copied_accounts_weigh_and_earn_what_one_would():

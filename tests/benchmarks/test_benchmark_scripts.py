@@ -65,7 +65,6 @@ def test_the_claims_benchmark_shows_what_a_claim_buys_under_each_rule(tmp_path):
     # The subject has the median amount of data: the cap leaves its lie without effect.
     now = rows["on chain", "claims 1e6"]
     assert now["share"] == pytest.approx(now["honest_share"], rel=0.05)
-    assert rows["on chain", "honest"]["share"] == rows["on chain", "honest"]["honest_share"]
     assert "sybil split" in table and "ratio (median)" in table
 
 
