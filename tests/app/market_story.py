@@ -34,6 +34,12 @@ class Story:
     #: The final model's plaintext (safetensors), read back as the creator: what a buyer
     #: must end up with.
     weights: bytes
+    #: The two trainers that join the open task (the first two the completed task did not
+    #: blacklist), the first of them with its update submitted.
+    open_members: tuple[str, str]
+    #: The final model's score on the aggregator's validation split, as the simulation's
+    #: report has it (what a listing must show).
+    validation: float
     #: What each trainer earned in the completed task (base units), by address.
     earned: dict[str, int]
     home: Path
@@ -89,7 +95,11 @@ def populate(url: str, home: Path, deployments: Path) -> Story:
             reward_per_round=100 * FLT), sender=owner)
         splits = split_dataset(load_dataset("digits"), seed=0, standardize=False)
         agents = []
-        for index in (2, 3):
+        # In five clients FairFL's similarity screen can turn a small honest client away
+        # three times (seed 3: the 100-example client), and a blacklisted one cannot join.
+        usable = [i for i in range(2, 7)
+                  if not fairfl.registry.participant(dev_account(i).address).blacklisted]
+        for index in usable[:2]:
             agent = ParticipantAgent(fairfl, store, dev_account(index), open_task,
                                      splits.train.X[:200], splits.train.y[:200],
                                      home / "agents", seed=index)
@@ -107,4 +117,6 @@ def populate(url: str, home: Path, deployments: Path) -> Story:
             buyer=dev_account(BUYER).address, completed_task=done, open_task=open_task,
             model_id=listing.model_id, final_model_cid=fairfl.ledger.task(done).global_model_cid,
             encrypted_cid=listing.encrypted_cid, weights=weights,
+            open_members=(agents[0].address, agents[1].address),
+            validation=float(report["rounds"][-1]["validation"]),
             earned=fairfl.ledger.contributions(done), home=home)
