@@ -86,6 +86,8 @@ def bench_markdown(rows: list[dict[str, Any]]) -> str:
             f"seed {seed} accuracy **{clean[seed][0]:.4f}** ({clean[seed][1]:.0f} s)"
             for seed in seeds) + ".",
         "",
+        "The same code offline on all five evaluation seeds: [held-out.md](held-out.md).",
+        "",
         "Targets: accuracy ≥ 0.97 × clean FedAvg; TPR ≥ 0.95; FPR ≤ 0.05; no benign "
         "participant blacklisted; attackers receive ≤ 5 % of rewards; without attack at most "
         "1 point below FedAvg.",
