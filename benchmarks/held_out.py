@@ -34,7 +34,7 @@ from benchmarks import publish
 from benchmarks.rule_alone import attack_rate
 from fl_agent.aggregation import get_strategy
 from fl_agent.errors import ConfigError
-from fl_agent.simulation import BENCH_ATTACKS
+from fl_agent.simulation import BENCH_ATTACKS, DEFAULT_DEVICE_SPREAD
 from fl_agent.simulation.bench import (
     ACCURACY_RATIO,
     CLEAN_GAP_MAX,
@@ -48,10 +48,10 @@ from fl_agent.simulation.offline import Federation, OfflineRun, federation, run_
 EVALUATION_SEEDS = (11, 12, 13, 14, 15)
 
 
-def clean_fedavg(seed: int, rounds: int) -> float:
+def clean_fedavg(seed: int, rounds: int, device_spread: float) -> float:
     """Clean FedAvg's final accuracy: no attackers, plain FedAvg, as ``fl-agent bench``."""
     fed = federation(SimulationConfig(attack="none", malicious=0.0, aggregator="fedavg",
-                                      seed=seed, rounds=rounds))
+                                      seed=seed, rounds=rounds, device_spread=device_spread))
     return run_offline(fed, strategy=get_strategy("fedavg")).test_accuracy
 
 
@@ -81,13 +81,15 @@ def detection(fed: Federation, run: OfflineRun) -> dict[str, Any]:
             "malicious_blacklisted": len(set(run.blacklisted) & bad)}
 
 
-def measure(seeds: list[int], attacks: list[str], rounds: int) -> list[dict[str, Any]]:
+def measure(seeds: list[int], attacks: list[str], rounds: int,
+            device_spread: float = DEFAULT_DEVICE_SPREAD) -> list[dict[str, Any]]:
     rows = []
     for seed in seeds:
-        base = clean_fedavg(seed, rounds)
+        base = clean_fedavg(seed, rounds, device_spread)
         print(f"seed {seed} clean fedavg accuracy {base:.4f}", flush=True)
         for name in attacks:
-            config = SimulationConfig(seed=seed, rounds=rounds, **attack_settings(name))
+            config = SimulationConfig(seed=seed, rounds=rounds, device_spread=device_spread,
+                                      **attack_settings(name))
             fed = federation(config)
             run = run_offline(fed)
             row = {"seed": seed, "attack": name, "accuracy": run.test_accuracy,
@@ -151,6 +153,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--attacks", default=",".join(BENCH_ATTACKS),
                         help="comma-separated attacks and variants")
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--device-spread", type=float, default=DEFAULT_DEVICE_SPREAD,
+                        help="simulated device speeds (1: equal devices, as when FairFL's "
+                             "thresholds were tuned)")
     parser.add_argument("--json", type=Path, default=Path("reports/bench/held_out.json"))
     args = parser.parse_args(argv)
     attacks = args.attacks.split(",")
@@ -159,7 +164,8 @@ def main(argv: list[str] | None = None) -> None:
             attack_settings(name)  # an unknown name fails here, before any run
         except ConfigError as err:
             parser.error(str(err))
-    rows = measure([int(s) for s in args.seeds.split(",")], attacks, args.rounds)
+    rows = measure([int(s) for s in args.seeds.split(",")], attacks, args.rounds,
+                   args.device_spread)
     publish(rows, args.json, markdown(rows))
 
 

@@ -145,46 +145,30 @@ gate (more attackers pass, and some benign updates are still lost to the noise).
 
 Defaults (``min_samples=3``, ``chance_z=4``, ``similarity_z=5``, ``min_std=0.05``,
 ``tolerance=0.001``, ``full_tolerance_at=0.5``, ``strict_noise_at=0.6``, ``strict_gain=0.2``,
-``free_rider_ratio=0.1``,
-``max_norm_ratio=3``, ``clip_ratio=2``, ``trigger_share=0.2``) were chosen on the crafted rounds of
-``tests/aggregation`` and on a digits simulation kept outside this package (scikit-learn
-digits, 20 clients, Dirichlet(0.5) label split, a 64-64-10 MLP, 20 rounds of 20 local SGD
-steps, 6 of 20 clients attacking in every round, ``evaluate`` = minus the validation loss,
-seeds 1-3; figures below are over all 20 rounds). ``similarity_z=3`` made one benign client
-with an unusual label mix a ``dissimilar`` outlier in 8 rounds of one run (enough to be
-blacklisted); the gate, not the std test, is what stops label and sign flippers there.
-Clean FedAvg reached 0.961 / 0.956 / 0.956 test accuracy. Without attack FairFL reached the
-same (0.961 / 0.956 / 0.956) at FPR 0.005 / 0 / 0, no benign client rejected twice. Under
-attack: sign flip, scaling (x10), Gaussian noise and free riders TPR 0.975-1.00, label flip
-0.967-0.983, all at FPR 0-0.021 and accuracy 0.971-0.991 of clean FedAvg (sign flip the
-lowest: the flippers missed are late-round ones that cost the loss nothing either way).
-With on-chain blacklisting (a participant rejected 3 times within 4 rounds stops
-submitting; rates over submitted updates only), before ``strict_noise_at``/``strict_gain``
-one or two small label flippers per seed were accepted in rounds 1-3 (label flip TPR
-0.83-0.90 on seeds 1-5); with them label flip TPR is 1.00 on seeds 1-4 (0.90 on seed 5,
-whose flipper missed in rounds 1-2 has a benign-looking similarity and is not DBSCAN
-noise), and every other attack, the accuracy, FPR and blacklisting are unchanged (sign flip,
-scaling, Gaussian, free riders TPR 1.00, FPR 0-0.02, accuracy 0.974-1.00 of clean FedAvg;
-no benign client blacklisted on seeds 1-4; on seed 5 one is, as before the change).
-With step 1b and the rescue added (seeds 1-5, all seven attacks, blacklisting on): backdoor
-TPR 1.00 and attack success rate 0.00 on every seed, every other figure unchanged on seeds
-1-4, and without attack seed 5 no longer blacklists anyone (FPR 0.02 -> 0.007). Under
-attack seed 5 still blacklists one honest client (labels mostly 3, 8 and 2): once the
-attackers are gone its update costs the 14-client aggregate 0.004-0.005 of validation loss
-in rounds 10-13, as much as a label flipper's does, and the gate cannot tell the two apart
-by cost.
-Without blacklisting, on held-out seeds 4-5 the same held (TPR 0.958-1.00, FPR <= 0.05,
-accuracy >= 0.979 of FedAvg), except that in seed 5 one benign client's update raised the
-converged model's loss by more than 0.001 in most late rounds: rejected 8 times without
-attack (FPR 0.022), which on chain blacklists it (also with blacklisting on seed 5, above).
-Known limits: without step 1b the backdoor (a trigger patch on half of an attacker's
-examples, relabelled to class 0) is NOT detected (TPR 0.00, attack success rate 0.97-1.00
-while accuracy stays at 0.974-0.997 of FedAvg): the validation set carries no trigger, so
-the gate sees only a harmless update, and the attackers' extra direction stays inside the
-benign spread of similarities of a non-IID federation. Step 1b catches that trigger (TPR
-1.00, attack success rate 0.00 on seeds 1-5); a backdoor it cannot see (above) is bounded
-only by the attackers' share of the weight. Benign updates whose contribution raises the
-validation loss by more than their tolerance are still dropped (most of the remaining FPR),
+``free_rider_ratio=0.1``, ``max_norm_ratio=3``, ``clip_ratio=2``, ``trigger_share=0.2``) were
+chosen on the crafted rounds of ``tests/aggregation`` and on the digits simulation
+(scikit-learn digits, 20 clients, Dirichlet(0.5) label split, a 64-64-10 MLP, 20 rounds of
+20 local SGD steps, 6 of 20 clients attacking, ``evaluate`` = minus the validation loss,
+blacklisting on) on the **tuning seeds 1-5**, with devices of equal speed:
+``python -m benchmarks.held_out --seeds 1,2,3,4,5 --device-spread 1`` reruns that setting
+with the current code. The figures quoted in the steps above (the attackers' and honest
+updates' trigger excess, what a benign update or a label flipper costs the validation loss,
+the strict rule's gain shares) were observed while tuning, with earlier versions of this
+module; no harness in the repository records those per-update statistics yet, so treat them
+as the reasons for the defaults, not as measurements to cite. ``similarity_z=3`` made one
+benign client with an unusual label mix a ``dissimilar`` outlier in 8 rounds of one tuning
+run (enough to be blacklisted), which is why it is 5; the gate, not the std test, is what
+stops label and sign flippers.
+
+The evaluation, on seeds 11-15 that no constant was chosen on, is in ``docs/held-out.md``
+(with blacklisting, every attack and variant) and ``docs/rules-alone.md`` (without
+blacklisting, against the other rules and a perfect detector). Known limits found there
+and while tuning: attacks crafted to sit inside the honest spread (ALIE, min-max) and a
+targeted flip of one class are mostly accepted, and are bounded only by the attackers'
+share of the weight; the trigger screen catches the corner trigger it was designed on, not
+a trigger where digits have ink, nor one on few examples; a benign client whose update
+costs the converged model's validation loss more than ``tolerance`` is rejected round
+after round and, on chain, blacklisted (seed 5 while tuning, seed 11 in the evaluation);
 and with accuracy as ``evaluate`` (``tolerance=0.01``) the FPR was 0.2-0.36 in an earlier
 version.
 
