@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import publish
+from benchmarks.claims import RULES
 from benchmarks.rule_alone import attack_rate
 from fl_agent.aggregation import get_strategy
 from fl_agent.errors import ConfigError
@@ -43,7 +44,14 @@ from fl_agent.simulation.bench import (
     TPR_MIN,
 )
 from fl_agent.simulation.config import SimulationConfig, attack_settings
-from fl_agent.simulation.offline import Federation, OfflineRun, federation, run_offline
+from fl_agent.simulation.offline import (
+    Decide,
+    Federation,
+    OfflineRun,
+    decide_as_on_chain,
+    federation,
+    run_offline,
+)
 
 EVALUATION_SEEDS = (11, 12, 13, 14, 15)
 
@@ -82,7 +90,8 @@ def detection(fed: Federation, run: OfflineRun) -> dict[str, Any]:
 
 
 def measure(seeds: list[int], attacks: list[str], rounds: int,
-            device_spread: float = DEFAULT_DEVICE_SPREAD) -> list[dict[str, Any]]:
+            device_spread: float = DEFAULT_DEVICE_SPREAD,
+            decide: Decide = decide_as_on_chain) -> list[dict[str, Any]]:
     rows = []
     for seed in seeds:
         base = clean_fedavg(seed, rounds, device_spread)
@@ -91,7 +100,7 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
             config = SimulationConfig(seed=seed, rounds=rounds, device_spread=device_spread,
                                       **attack_settings(name))
             fed = federation(config)
-            run = run_offline(fed)
+            run = run_offline(fed, decide=decide)
             row = {"seed": seed, "attack": name, "accuracy": run.test_accuracy,
                    "clean": base, "ratio": run.test_accuracy / base,
                    "asr": attack_rate(fed, run), **detection(fed, run)}
@@ -156,6 +165,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device-spread", type=float, default=DEFAULT_DEVICE_SPREAD,
                         help="simulated device speeds (1: equal devices, as when FairFL's "
                              "thresholds were tuned)")
+    parser.add_argument("--rule", choices=sorted(RULES), default="on chain",
+                        help="the round decision: the aggregator's (default) or the one "
+                             "before issue 11 (claims as weights)")
     parser.add_argument("--json", type=Path, default=Path("reports/bench/held_out.json"))
     args = parser.parse_args(argv)
     attacks = args.attacks.split(",")
@@ -165,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
         except ConfigError as err:
             parser.error(str(err))
     rows = measure([int(s) for s in args.seeds.split(",")], attacks, args.rounds,
-                   args.device_spread)
+                   args.device_spread, RULES[args.rule])
     publish(rows, args.json, markdown(rows))
 
 
