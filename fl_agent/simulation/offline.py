@@ -8,8 +8,11 @@ the attacks, and the aggregator's decision (:func:`~fl_agent.aggregation.rounds.
 decide_round` with minus the validation loss as the gate and accuracy as the score).
 Workload balancing is the aggregator's (:func:`~fl_agent.learning.workload.assign_steps`)
 on the times the simulated devices report (:attr:`Client.speed`). What is left out:
-encryption, the chain and reputation. Blacklisting follows the registry's rule (``max_rejections``
-rejections within ``window_rounds`` rounds) when ``blacklist`` is on.
+encryption, the chain and reputation. Blacklisting follows the registry's rule when
+``blacklist`` is on: ``max_rejections`` rejections within a tumbling window of
+``window_rounds * (clients + 4)`` blocks that opens at a rejection, counted in the blocks an
+auto-mining chain spends (each round: its start, one submission per participant, its
+finalization), as the simulation deploys the registry.
 
 Experiments change the federation through :class:`Client` (its data, its seed, its
 attack) rather than through options here: a client that lies about its sample count, or
@@ -34,6 +37,7 @@ from fl_agent.learning.workload import Measurement, assign_steps
 from fl_agent.simulation.attackers import backdoor_trigger, client_data, colluder_trainer
 from fl_agent.simulation.attacks import Trigger
 from fl_agent.simulation.config import (
+    BLOCKS_PER_ROUND_SLACK,
     STEP_MILLIS,
     SimulationConfig,
     client_seed,
@@ -169,7 +173,9 @@ def run_offline(fed: Federation, clients: Sequence[Client] | None = None, *,
         return evaluate(spec, vector, X_val, y_val, "accuracy")
 
     params = init_params(spec, config.seed)
-    rejections: dict[int, list[int]] = {}
+    window = config.window_rounds * (config.clients + BLOCKS_PER_ROUND_SLACK)
+    opened: dict[int, tuple[int, int]] = {}  # client -> (window's first block, rejections)
+    block = 0
     blacklisted: set[int] = set()
     measured: dict[str, Measurement] = {}
     rounds = []
@@ -194,12 +200,15 @@ def run_offline(fed: Federation, clients: Sequence[Client] | None = None, *,
                           scoring=config.scoring, permutations=config.permutations,
                           round_number=number)
         params = np.asarray(decision.params, dtype=np.float32)
+        block += len(submitted) + 2  # startRound, the submissions, finalizeRound
         accepted = {submitted[j] for j in decision.accepted}
         for i in submitted:
             if i not in accepted:
-                rejections.setdefault(i, []).append(number)
-                recent = [r for r in rejections[i] if r > number - config.window_rounds]
-                if blacklist and len(recent) >= config.max_rejections:
+                start, count = opened.get(i, (block, 0))
+                if count == 0 or block >= start + window:  # ParticipantRegistry's window
+                    start, count = block, 0
+                opened[i] = (start, count + 1)
+                if blacklist and count + 1 >= config.max_rejections:
                     blacklisted.add(i)
         row = OfflineRound(number, submitted, decision,
                            evaluate(spec, params, X_test, y_test, "accuracy"))
