@@ -108,3 +108,25 @@ def test_the_harness_sees_what_the_old_rule_paid_for_a_lie(eight_clients):
     clients, mine = scenario(fed, "claims 1e6", subject)
     assert _share(run_offline(fed, clients, decide=decide_before), mine) > \
         2 * _share(honest, [subject])
+
+
+@pytest.mark.parametrize("window_rounds, blacklisted", [(4, (0,)), (2, ())])
+def test_blacklisting_counts_blocks_as_the_registry_does(window_rounds, blacklisted):
+    """Client 0 is rejected in rounds 1, 3 and 5. Each round spends 2 + 4 blocks, and the
+    registry's window is window_rounds x (4 clients + 4) blocks from the first rejection:
+    32 blocks hold all three rejections (blacklisted after round 5, as on chain, where
+    the sliding window of 4 rounds would not); 16 blocks hold two."""
+    from fl_agent.aggregation.rounds import RoundDecision
+
+    config = SimulationConfig(clients=4, attack="none", seed=1, rounds=6, steps=1,
+                              window_rounds=window_rounds)
+    fed = federation(config)
+
+    def decide(strategy, global_params, updates, claims, *, round_number, **_):
+        accepted = tuple(j for j in range(len(updates)) if j or round_number % 2 == 0)
+        return RoundDecision(global_params, accepted, {}, np.zeros(len(updates)),
+                             (0,) * len(updates))
+
+    run = run_offline(fed, decide=decide, strategy=aggregator_strategy(fed))
+    assert run.blacklisted == blacklisted
+    assert len(run.rounds[-1].submitted) == 4 - len(blacklisted)
