@@ -98,17 +98,20 @@ _SAME = 1e-9
 _CHUNK = 1 << 16  # columns per block of the Gram matrix (bounded memory for large models)
 
 
-def _cosine_distances(global_params: FloatArray, updates: FloatArray) -> FloatArray:
-    """``1 - cos`` between the deltas, through their Gram matrix in column blocks (memory
-    ``n x n`` plus one block, not another ``n x d`` copy); NaN where a delta is zero."""
-    n, d = updates.shape
-    gram = np.zeros((n, n))
-    for start in range(0, d, _CHUNK):
-        block = updates[:, start:start + _CHUNK] - global_params[start:start + _CHUNK]
-        gram += block @ block.T
-    norms = np.sqrt(np.clip(np.diag(gram), 0.0, None))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return 1.0 - gram / np.outer(norms, norms)
+def _cosine_distances(global_params: FloatArray, updates: FloatArray,
+                      rows: NDArray[np.intp]) -> tuple[FloatArray, NDArray[np.bool_]]:
+    """``1 - cos`` between the deltas of ``updates[rows]``, through their Gram matrix built in
+    column blocks (memory ``n x n`` plus one block, never another ``n x d`` copy), and which
+    of them are usable (finite and not zero)."""
+    gram = np.zeros((rows.size, rows.size))
+    with np.errstate(invalid="ignore", over="ignore"):  # a NaN or Inf update: not usable
+        for start in range(0, updates.shape[1], _CHUNK):
+            block = updates[rows, start:start + _CHUNK] - global_params[start:start + _CHUNK]
+            gram += block @ block.T
+        squared = np.diag(gram).copy()
+        usable = np.isfinite(squared) & (squared > 0)
+        norms = np.sqrt(np.where(usable, squared, 1.0))
+        return 1.0 - gram / np.outer(norms, norms), usable
 
 
 def copy_groups(global_params: ArrayLike, updates: UpdatesLike,
@@ -122,12 +125,10 @@ def copy_groups(global_params: ArrayLike, updates: UpdatesLike,
     rows = np.asarray(updates, dtype=np.float64)
     labels = np.arange(rows.shape[0])
     chosen = labels if members is None else np.asarray(members, dtype=np.intp)
-    chosen = chosen[np.all(np.isfinite(rows[chosen]), axis=1)]
     if chosen.size < 2:
         return labels
-    distance = _cosine_distances(g, rows[chosen])
-    moved = np.isfinite(np.diag(distance))
-    chosen, distance = chosen[moved], distance[np.ix_(moved, moved)]
+    distance, usable = _cosine_distances(g, rows, chosen)
+    chosen, distance = chosen[usable], distance[np.ix_(usable, usable)]
     if chosen.size < 2:
         return labels
     typical = float(np.median(distance[np.triu_indices(chosen.size, 1)]))
@@ -142,7 +143,7 @@ def round_weights(global_params: ArrayLike, updates: UpdatesLike, claims: ArrayL
                   members: ArrayLike | None = None) -> tuple[FloatArray, NDArray[np.intp]]:
     """Each update's weight and its copy group, among ``members`` (default: all): a group's
     claim is the mean of its members' claims; the groups' claims are capped at the others'
-    lower median (:func:`capped_claims`, so copies cannot move the cap either) and split
+    median (:func:`capped_claims`, so copies cannot move the cap either) and split
     equally among the members. Non-members keep their claim and a group of their own."""
     c = np.asarray(claims, dtype=np.float64)
     chosen = np.arange(c.size) if members is None else np.asarray(members, dtype=np.intp)

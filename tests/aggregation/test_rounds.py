@@ -86,6 +86,11 @@ def test_identical_updates_are_copies_even_when_every_update_is_the_same():
     assert len(set(copy_groups(g, np.ones((4, 3))).tolist())) == 1
     assert copy_groups(g, np.vstack([np.ones((4, 3)), [[1.0, 0, 0]]])).tolist() == \
         [0, 0, 0, 0, 1]
+    # An update holding NaN or Inf, or one that does not move the model, is nobody's copy.
+    odd = np.array([[1.0, 0, 0], [1.0, 0, 0], [np.nan, 1, 0], [0, 0, 0], [np.inf, 0, 0],
+                    [0, 1.0, 0], [0, 0, 1.0]])
+    labels = copy_groups(g, odd).tolist()
+    assert labels[0] == labels[1] and len(set(labels)) == 6
 
 
 def _round(seed=3):
