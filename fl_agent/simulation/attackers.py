@@ -37,6 +37,20 @@ Poison = Callable[[np.ndarray, np.ndarray], np.ndarray]
 Trainer = Callable[[np.ndarray, np.ndarray, np.ndarray, int, int], np.ndarray]
 
 
+class RoundCounter:
+    """Counts rounds from 1 by the global models a hook is shown: a new model, a new round."""
+
+    def __init__(self) -> None:
+        self._key, self.round = b"", 0
+
+    def __call__(self, global_vector: np.ndarray) -> int:
+        """The round ``global_vector`` belongs to (a new model starts the next one)."""
+        key = np.ascontiguousarray(global_vector, dtype=np.float32).tobytes()
+        if key != self._key:
+            self._key, self.round = key, self.round + 1
+        return self.round
+
+
 def backdoor_trigger(config: SimulationConfig, feature_shape: tuple[int, ...],
                      train_X: np.ndarray) -> Trigger | None:
     """The backdoor's trigger (``config.trigger_position`` and ``trigger_value``), or None
@@ -115,15 +129,15 @@ class Collusion:
                  trainer: Trainer, num_clients: int) -> None:
         self.attack, self.colluders, self.trainer = attack, colluders, trainer
         self.num_clients = num_clients
-        self._round, self._key, self._crafted = 0, b"", np.zeros(0, np.float32)
+        self._rounds, self._crafted_in = RoundCounter(), 0
+        self._crafted = np.zeros(0, np.float32)
 
     def crafted(self, global_vector: np.ndarray, trained: np.ndarray) -> np.ndarray:
-        key = np.ascontiguousarray(global_vector, dtype=np.float32).tobytes()
-        if key != self._key:
-            self._round += 1
-            honest = np.stack([self.trainer(global_vector, X, y, seed, self._round)
+        number = self._rounds(global_vector)
+        if number != self._crafted_in:
+            honest = np.stack([self.trainer(global_vector, X, y, seed, number)
                                for X, y, seed in self.colluders])
-            self._key = key
+            self._crafted_in = number
             self._crafted = collude(self.attack, global_vector, honest,
                                     num_clients=self.num_clients)
         return self._crafted
@@ -144,20 +158,17 @@ def poisoner(attack: Attack, rng: np.random.Generator) -> Poison:
 
 def _trains_on(trainer: Trainer, X: np.ndarray, y: np.ndarray, seed: int) -> Poison:
     """A data attacker's hook: trains on its poisoned data instead (rounds counted from 1)."""
-    seen: list[bytes] = []
+    rounds = RoundCounter()
 
     def poison(global_vector: np.ndarray, trained: np.ndarray) -> np.ndarray:
-        key = np.ascontiguousarray(global_vector, dtype=np.float32).tobytes()
-        if not seen or seen[-1] != key:
-            seen.append(key)
-        return trainer(global_vector, X, y, seed, len(seen))
+        return trainer(global_vector, X, y, seed, rounds(global_vector))
     return poison
 
 
 class Intermittent:
     """An attacker that attacks in rounds 1, 1 + ``every``, 1 + 2 ``every``, ... and submits
     its honest update in between, so that it is rejected at most every other round (the
-    registry blacklists ``max_rejections`` rejections within ``window_rounds``). ``poison``
+    registry blacklists ``max_rejections`` rejections within its window). ``poison``
     is what it does in an attack round; it is called in every round, so that a hook that
     counts rounds by itself keeps count."""
 
@@ -165,12 +176,10 @@ class Intermittent:
         if every < 1:
             raise ConfigError(f"every must be >= 1, got {every!r}")
         self.poison, self.every = poison, every
-        self._key, self._round = b"", 0
+        self._rounds = RoundCounter()
 
     def __call__(self, global_vector: np.ndarray, trained: np.ndarray) -> np.ndarray:
-        key = np.ascontiguousarray(global_vector, dtype=np.float32).tobytes()
-        if key != self._key:
-            self._key, self._round = key, self._round + 1
+        number = self._rounds(global_vector)
         attacked = self.poison(global_vector, trained)
-        return attacked if (self._round - 1) % self.every == 0 else \
+        return attacked if (number - 1) % self.every == 0 else \
             np.asarray(trained, dtype=np.float32)
