@@ -11,7 +11,7 @@ DELIVERY_WINDOW ?= 7200
 BENCH_SEEDS ?= 11
 APE_QUIET := -v WARNING
 
-.PHONY: help setup compile test test-contracts test-python gas chain chain-down deploy demo story bench bench-sim bench-held-out bench-market bench-app bench-claims bench-rules app key-agent lint clean
+.PHONY: help setup compile test test-contracts test-python gas chain chain-down deploy demo story bench bench-sim bench-held-out bench-gate bench-market bench-app bench-claims bench-rules app key-agent lint clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -53,13 +53,16 @@ story: DELIVERY_WINDOW = 20
 story: deploy ## A scripted walk through every contract call (register ... buy, refund, withdraw)
 	@ape run story --network $(NETWORK) $(APE_QUIET)
 
-bench: bench-sim bench-held-out bench-market bench-app bench-claims bench-rules ## All benchmarks (several hours on 2 cores; each target alone below)
+bench: bench-sim bench-held-out bench-gate bench-market bench-app bench-claims bench-rules ## All benchmarks (several hours on 2 cores; each target alone below)
 
 bench-sim: setup ## Every attack and variant in the target setting on seed $(BENCH_SEEDS), each run on its own anvil; table in docs/benchmarks.md
 	@fl-agent bench --seeds $(BENCH_SEEDS)
 
 bench-held-out: setup ## FairFL on evaluation seeds 11-15, every attack and variant, offline with blacklisting (docs/held-out.md)
 	@python -m benchmarks.held_out
+
+bench-gate: setup ## Does the gate's verdict depend on the unit of its score? Loss, expected accuracy, soft macro-F1 on the same rounds, seeds 11-15 (docs/held-out.md)
+	@python -m benchmarks.gate_units
 
 bench-claims: setup ## What a false sample count or sybil accounts earn: the rule before issue 11 vs now, seeds 11-15 (docs/fairness.md)
 	@python -m benchmarks.claims

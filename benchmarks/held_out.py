@@ -20,11 +20,14 @@ on seeds 101-103. The evaluation seeds 11-15 were used for none of them.
 
     python -m benchmarks.held_out                          # seeds 11-15, every attack
     python -m benchmarks.held_out --seeds 11 --attacks label_flip-every-2
+    python -m benchmarks.held_out --seeds 1,2,3,4,5 --attacks none,label_flip,sign_flip \
+        --tolerance 3 --json reports/bench/tuning.json       # how the gate was tuned
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,7 @@ from fl_agent.simulation.offline import (
     Decide,
     Federation,
     OfflineRun,
+    aggregator_strategy,
     decide_as_on_chain,
     federation,
     run_offline,
@@ -91,7 +95,8 @@ def detection(fed: Federation, run: OfflineRun) -> dict[str, Any]:
 
 def measure(seeds: list[int], attacks: list[str], rounds: int,
             device_spread: float = DEFAULT_DEVICE_SPREAD,
-            decide: Decide = decide_as_on_chain) -> list[dict[str, Any]]:
+            decide: Decide = decide_as_on_chain,
+            tolerance: float | None = None) -> list[dict[str, Any]]:
     rows = []
     for seed in seeds:
         base = clean_fedavg(seed, rounds, device_spread)
@@ -100,7 +105,10 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
             config = SimulationConfig(seed=seed, rounds=rounds, device_spread=device_spread,
                                       **attack_settings(name))
             fed = federation(config)
-            run = run_offline(fed, decide=decide)
+            strategy = aggregator_strategy(fed)
+            if tolerance is not None:
+                strategy = replace(strategy, tolerance=tolerance)
+            run = run_offline(fed, decide=decide, strategy=strategy)
             row = {"seed": seed, "attack": name, "accuracy": run.test_accuracy,
                    "clean": base, "ratio": run.test_accuracy / base,
                    "asr": attack_rate(fed, run), **detection(fed, run)}
@@ -168,6 +176,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rule", choices=sorted(RULES), default="on chain",
                         help="the round decision: the aggregator's (default) or the one "
                              "before issue 11 (claims as weights)")
+    parser.add_argument("--tolerance", type=float, default=None,
+                        help="FairFL's gate tolerance in standard errors (default: FairFL's "
+                             "own; set it only to tune, on tuning seeds)")
     parser.add_argument("--json", type=Path, default=Path("reports/bench/held_out.json"))
     args = parser.parse_args(argv)
     attacks = args.attacks.split(",")
@@ -177,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
         except ConfigError as err:
             parser.error(str(err))
     rows = measure([int(s) for s in args.seeds.split(",")], attacks, args.rounds,
-                   args.device_spread, RULES[args.rule])
+                   args.device_spread, RULES[args.rule], args.tolerance)
     publish(rows, args.json, markdown(rows))
 
 

@@ -8,7 +8,7 @@ reads the task's state from the chain and does the next thing:
    (:mod:`fl_agent.learning.workload`), store the assignment, ``startRound``;
 2. a round open → wait until every active participant submitted (the quorum) or the
    submission window closed; then fetch every update, decode it strictly, run the task's
-   strategy with minus the validation loss as the gate, score the accepted updates on
+   strategy with each validation example's loss as the gate, score the accepted updates on
    validation with the task's metric (Shapley or leave-one-out), blend the scores with the
    reported sample counts (the task's ``base_share``; all of it in
    :func:`fl_agent.aggregation.rounds.decide_round`), store the new global model and
@@ -61,7 +61,7 @@ from fl_agent.errors import ChainError, ConfigError, FairFLError
 from fl_agent.learning.metrics import get_metric
 from fl_agent.learning.models import ModelSpec, input_layer, param_count
 from fl_agent.learning.task_doc import TaskDocument
-from fl_agent.learning.training import evaluate, train_local, validation_loss
+from fl_agent.learning.training import evaluate, train_local, validation_scores
 from fl_agent.learning.weights import decode_weights, encode_weights
 from fl_agent.learning.workload import Measurement, Workload, assign_steps
 from fl_agent.storage.store import ContentStore
@@ -197,9 +197,9 @@ class AggregatorAgent:
         self.keys.recover(latest_keyring(self.fairfl, self.store, self.task_id))
 
     # -- pure-ish helpers ---------------------------------------------------------------
-    def gate(self, vector: np.ndarray) -> float:
-        """The validation gate of robust aggregation: minus the validation loss."""
-        return -validation_loss(self.document.model, vector, self.X_val, self.y_val)
+    def gate(self, vector: np.ndarray) -> np.ndarray:
+        """The validation gate's scores: minus the cross-entropy of each validation example."""
+        return validation_scores(self.document.model, vector, self.X_val, self.y_val)
 
     def score(self, vector: np.ndarray) -> float:
         """The task's metric on validation, oriented so that higher is better."""

@@ -35,9 +35,13 @@ from numpy.typing import ArrayLike, NDArray
 from fl_agent.errors import ConfigError
 
 FloatArray = NDArray[np.float64]
-Evaluate = Callable[[NDArray[np.floating]], float]
-"""Maps a parameter vector to a validation score of the aggregator's validation set; higher
-is better (e.g. accuracy, or minus the loss)."""
+Evaluate = Callable[[NDArray[np.floating]], "float | NDArray[np.floating]"]
+"""Maps a parameter vector to its scores on the aggregator's validation set, higher is
+better: one value per validation example (whose mean is the score, or for a score that is
+not a mean, such as macro-F1, its jackknife estimate), which FairFL's gate
+needs to tell a difference from the noise of the examples
+(:func:`fl_agent.learning.gate_scores.example_scores`); a strategy that only compares means
+may also be given one number."""
 UpdatesLike = NDArray[np.floating] | Sequence[ArrayLike]
 
 

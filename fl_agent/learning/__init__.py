@@ -54,6 +54,7 @@ from fl_agent.learning.training import (
     predict_proba,
     train_local,
     validation_loss,
+    validation_scores,
 )
 from fl_agent.learning.weights import (
     WeightsError,
@@ -101,5 +102,6 @@ __all__ = [
     "split_dataset",
     "train_local",
     "validation_loss",
+    "validation_scores",
     "vector_to_params",
 ]

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from fl_agent.errors import ConfigError
+from fl_agent.learning.gate_scores import example_scores
 from fl_agent.learning.metrics import Metric, get_metric
 from fl_agent.learning.models import (
     ModelSpec,
@@ -185,3 +186,16 @@ def validation_loss(spec: ModelSpec, vector: np.ndarray, X: np.ndarray, y: np.nd
     if logits.shape[0] == 0:
         raise ConfigError("cannot evaluate on an empty dataset")
     return float(nn.functional.cross_entropy(logits, labels))
+
+
+def validation_scores(spec: ModelSpec, vector: np.ndarray, X: np.ndarray, y: np.ndarray,
+                      kind: str = "loss") -> np.ndarray:
+    """One score per example of ``(X, y)`` (``float64``, higher is better), for FairFL's gate:
+    ``kind`` is ``"loss"`` (minus the cross-entropy, from the log-softmax of the logits),
+    ``"accuracy"`` (the predicted probability of the true class) or ``"f1_macro"`` (soft
+    macro-F1 pseudo-values); see :mod:`fl_agent.learning.gate_scores`."""
+    logits = _logits(spec, vector, X).double()  # float32 rounds confident p(true) to 1
+    labels = _labels(spec, y, logits.shape[0])
+    if kind == "loss" and logits.shape[0] >= 2:
+        return -nn.functional.cross_entropy(logits, labels, reduction="none").numpy()
+    return example_scores(torch.softmax(logits, dim=1).numpy(), labels.numpy(), kind)

@@ -5,7 +5,8 @@ What is the same as on chain: the data split and the clients' shards
 (:func:`~fl_agent.simulation.runner.plan_clients`), the task's standardisation, local
 training (:func:`~fl_agent.learning.training.train_local` with the participant's seeds),
 the attacks, and the aggregator's decision (:func:`~fl_agent.aggregation.rounds.
-decide_round` with minus the validation loss as the gate and accuracy as the score).
+decide_round` with each validation example's loss as the gate, or another
+:mod:`~fl_agent.learning.gate_scores` score, and accuracy as the score).
 Workload balancing is the aggregator's (:func:`~fl_agent.learning.workload.assign_steps`)
 on the times the simulated devices report (:attr:`Client.speed`). What is left out:
 encryption, the chain and reputation. Blacklisting follows the registry's rule when
@@ -32,7 +33,7 @@ from fl_agent.aggregation.rounds import RoundDecision, decide_round
 from fl_agent.learning.data import DatasetSplits, load_dataset, split_dataset
 from fl_agent.learning.models import ModelSpec, init_params
 from fl_agent.learning.task_doc import AggregationPlan, DataSpec
-from fl_agent.learning.training import evaluate, round_seed, train_local, validation_loss
+from fl_agent.learning.training import evaluate, round_seed, train_local, validation_scores
 from fl_agent.learning.workload import Measurement, assign_steps
 from fl_agent.simulation.attackers import backdoor_trigger, client_data, colluder_trainer
 from fl_agent.simulation.attacks import Trigger
@@ -151,8 +152,11 @@ class OfflineRun:
 def run_offline(fed: Federation, clients: Sequence[Client] | None = None, *,
                 blacklist: bool = True, decide: Decide = decide_as_on_chain,
                 strategy: Strategy | None = None,
-                on_round: Callable[[OfflineRound], Any] | None = None) -> OfflineRun:
-    """Runs ``fed.config.rounds`` rounds with ``clients`` (default: the federation's)."""
+                on_round: Callable[[OfflineRound], Any] | None = None,
+                gate_score: str = "loss") -> OfflineRun:
+    """Runs ``fed.config.rounds`` rounds with ``clients`` (default: the federation's).
+    ``gate_score`` is the per-example validation score the gate reads
+    (:mod:`fl_agent.learning.gate_scores`; the agents use ``"loss"``)."""
     import torch
 
     torch.set_num_threads(1)
@@ -166,8 +170,8 @@ def run_offline(fed: Federation, clients: Sequence[Client] | None = None, *,
     shards = [(fed.data.standardize(c.X), np.asarray(c.y, dtype=np.int64)) for c in members]
     strategy = strategy or aggregator_strategy(fed)
 
-    def gate(vector: np.ndarray) -> float:
-        return -validation_loss(spec, vector, X_val, y_val)
+    def gate(vector: np.ndarray) -> np.ndarray:
+        return validation_scores(spec, vector, X_val, y_val, gate_score)
 
     def score(vector: np.ndarray) -> float:
         return evaluate(spec, vector, X_val, y_val, "accuracy")

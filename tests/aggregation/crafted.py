@@ -34,6 +34,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+EXAMPLE_NOISE = 1.0  # how far an example's optimum lies from the split's, per coordinate,
+# in steps
+
 ATTACKS = ("sign_flip", "scaling", "gaussian", "free_rider", "lazy_rider", "label_flip", "collude",
            "backdoor")
 
@@ -53,11 +56,20 @@ class CraftedRound:
     def benign(self) -> frozenset[int]:
         return frozenset(range(len(self.updates))) - self.malicious
 
+    examples: np.ndarray  # float64 (m, d), each validation example's own optimum
+
     def evaluate(self, params: np.ndarray) -> float:
         """The aggregator's validation score: minus the distance to the validation split's
         optimum."""
         return -float(np.linalg.norm(np.asarray(params, dtype=np.float64)
                                      - self.validation_optimum))
+
+    def gate_scores(self, params: np.ndarray) -> np.ndarray:
+        """The same split, example by example, as FairFL's gate reads it: minus each
+        example's squared distance to its own optimum (their mean is minus the squared
+        distance to ``validation_optimum`` plus a constant)."""
+        x = np.asarray(params, dtype=np.float64)
+        return -np.square(self.examples - x).sum(axis=1)
 
     def distance(self, params: np.ndarray) -> float:
         """Distance to the benign mean (the ground truth), in units of a benign step."""
@@ -73,7 +85,8 @@ def _unit(rng: np.random.Generator, d: int) -> np.ndarray:
 def crafted_round(seed: int, *, attack: str | tuple[str, ...] | None = None, n_benign: int = 14,
                   n_malicious: int = 6, d: int = 512, groups: int = 1,
                   group_strength: float = 0.8, noise: float = 0.25,
-                  step: float = 0.05, backdoor_strength: float = 0.3) -> CraftedRound:
+                  step: float = 0.05, backdoor_strength: float = 0.3,
+                 examples: int = 256, example_noise: float = EXAMPLE_NOISE) -> CraftedRound:
     """A round of ``n_benign`` benign updates and ``n_malicious`` attackers (at shuffled
     positions) of ``attack``, or of the kinds of a tuple in turn; the global model has norm
     ~ sqrt(d)."""
@@ -138,37 +151,43 @@ def crafted_round(seed: int, *, attack: str | tuple[str, ...] | None = None, n_b
     # FLTrust's server update: trained on the validation split as a client trains on its
     # shard, it lands on that split's optimum (as a benign update lands on its client's).
     root_update = validation_optimum.astype(np.float32)
+    scatter = np.random.default_rng([seed, 2]).normal(size=(examples, d))
+    scatter -= scatter.mean(axis=0)  # the examples' mean optimum is the split's
     return CraftedRound(g32, updates, num_samples, frozenset(malicious), benign_mean,
-                        step, validation_optimum, root_update)
+                        step, validation_optimum, root_update,
+                        validation_optimum + step * example_noise * scatter)
 
 
-def tolerance_sweep(seeds: range = range(100, 108),
-                    tolerances: tuple[float, ...] = (0.0, 0.0005, 0.001, 0.002)) -> None:
+def tolerance_sweep(seeds: range = range(100, 132),
+                    tolerances: tuple[float, ...] = (0.0, 0.5, 0.75, 1.0, 1.5, 2.0)) -> None:
     """How FairFL's gate tolerance trades benign losses against caught attackers on these
-    rounds (how ``test_fairfl.CRAFTED`` was chosen; run on seeds no test uses)."""
+    rounds, IID and non-IID (how ``test_fairfl.CRAFTED`` was chosen; run on seeds no test
+    uses)."""
     from fl_agent.aggregation import FairFL
 
+    kinds = ((None, {"n_benign": 20}), ("sign_flip", {}), ("gaussian", {}), ("free_rider", {}),
+             ("label_flip", {}), ("collude", {}), ("backdoor", {}),
+             ("backdoor", {"backdoor_strength": 0.8}))
     for tolerance in tolerances:
         cells = []
-        for attack in (None, "sign_flip", "gaussian", "free_rider", "label_flip", "collude",
-                       "backdoor"):
+        for attack, options in kinds:
             tp = fp = malicious = benign = 0
             worst = 0.0
             for groups in (1, 3):
                 for seed in seeds:
-                    r = crafted_round(seed, attack=attack, groups=groups,
-                                      **({} if attack else {"n_benign": 20}))
+                    r = crafted_round(seed, attack=attack, groups=groups, **options)
                     result = FairFL(tolerance=tolerance).aggregate(
-                        r.global_params, r.updates, r.num_samples, r.evaluate)
+                        r.global_params, r.updates, r.num_samples, r.gate_scores)
                     rejected = set(result.rejected)
                     tp += len(rejected & r.malicious)
                     fp += len(rejected - r.malicious)
                     malicious += len(r.malicious)
                     benign += len(r.benign)
                     worst = max(worst, r.distance(result.params))
-            cells.append(f"{attack}: TPR {tp / max(malicious, 1):.2f} FPR {fp / benign:.3f} "
+            name = f"{attack} {options.get('backdoor_strength', '')}".strip()
+            cells.append(f"{name}: TPR {tp / max(malicious, 1):.3f} FPR {fp}/{benign} "
                          f"worst distance {worst:.3f}")
-        print(f"tolerance {tolerance}: " + " | ".join(cells))
+        print(f"tolerance {tolerance}:\n  " + "\n  ".join(cells), flush=True)
 
 
 if __name__ == "__main__":

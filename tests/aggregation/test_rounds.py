@@ -102,7 +102,7 @@ def _round(seed=3):
 
 def _decide(r, updates, claims, strategy="fedavg"):
     return decide_round(get_strategy(strategy), r.global_params, updates, claims,
-                        gate=r.evaluate, score=r.evaluate, scoring="shapley",
+                        gate=r.gate_scores, score=r.evaluate, scoring="shapley",
                         permutations=40, round_number=1)
 
 

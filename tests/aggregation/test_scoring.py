@@ -138,7 +138,7 @@ def test_subset_value_uses_the_strategys_combination_rule():
 def test_contribution_scores_of_a_fairfl_round():
     r = crafted_round(1, attack="sign_flip", n_benign=6, n_malicious=2, groups=3)
     strategy = FairFL()
-    result = strategy.aggregate(r.global_params, r.updates, r.num_samples, r.evaluate)
+    result = strategy.aggregate(r.global_params, r.updates, r.num_samples, r.gate_scores)
     assert set(result.accepted) == r.benign
     for method in ("loo", "shapley"):
         scores = contribution_scores(strategy, r.global_params, r.updates, r.num_samples,

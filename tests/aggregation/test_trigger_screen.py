@@ -25,7 +25,7 @@ from fl_agent.learning import (
     partition,
     split_dataset,
     train_local,
-    validation_loss,
+    validation_scores,
 )
 from fl_agent.learning.task_doc import DataSpec
 from fl_agent.simulation.attacks import Attack, Trigger, poison_data
@@ -204,14 +204,14 @@ def test_backdoor_attackers_are_caught_by_the_screen_on_real_training(warmup_rou
     layer = input_layer(r.spec)
     report = FairFL(input_layer=layer).report(
         r.global_params, r.updates, r.num_samples,
-        lambda v: -validation_loss(r.spec, v, r.X_val, r.y_val))
+        lambda v: validation_scores(r.spec, v, r.X_val, r.y_val))
     trigger = {i for i, why in report.result.reasons.items() if why == Reason.TRIGGER}
     assert trigger == set(r.attackers)
     assert not set(r.attackers) & set(report.result.accepted)
     assert len(report.result.accepted) >= len(r.updates) - len(r.attackers) - 1
     # without the screen, the same attackers pass every other step of FairFL
     unscreened = FairFL().aggregate(r.global_params, r.updates, r.num_samples,
-                                    lambda v: -validation_loss(r.spec, v, r.X_val, r.y_val))
+                                    lambda v: validation_scores(r.spec, v, r.X_val, r.y_val))
     assert set(r.attackers) <= set(unscreened.accepted)
 
 
