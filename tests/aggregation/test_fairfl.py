@@ -395,6 +395,30 @@ def test_a_lone_dissimilar_update_must_bring_a_real_gain():
     assert FairFL(**options).aggregate(g, helpful, n, evaluate).rejected == ()
 
 
+def test_the_strict_rule_is_off_when_an_update_s_share_is_within_its_own_noise():
+    """The strict rule's switch is per update: the lone update of the test above, read by a
+    validation split whose examples scatter widely along the lone update's own direction
+    (and little elsewhere). The round's gain stands clear of its noise (t = 14), but the
+    lone update's share of it is within 1.4 standard errors of its own contribution, so it
+    keeps its ordinary slack and is accepted; with little scatter on that direction its
+    share is resolved (23 standard errors) and it must bring a real gain."""
+    g, updates, n, _ = _a_lone_update_that_barely_helps()
+    target = np.zeros(g.size)
+    target[0] = 0.05
+    verdicts = {}
+    for wide in (0.01, 0.3):
+        spread = np.full(g.size, 0.01)
+        spread[1] = wide  # the lone update's orthogonal direction
+        scatter = np.random.default_rng(1).normal(0.0, 1.0, (64, g.size)) * spread
+        examples = target + scatter - scatter.mean(axis=0)
+
+        def evaluate(v, examples=examples):
+            return -np.square(examples - v).sum(axis=1)
+
+        verdicts[wide] = FairFL(similarity_z=100.0).aggregate(g, updates, n, evaluate).rejected
+    assert verdicts == {0.01: (10,), 0.3: ()}
+
+
 def test_strict_noise_selects_low_similarity_dbscan_noise_only():
     labels = np.array([-1, -1, 0, -1])
     sims = np.array([0.1, 0.3, 0.1, -0.2])
