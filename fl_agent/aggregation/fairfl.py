@@ -224,6 +224,16 @@ from fl_agent.aggregation.base import (
     prepare_round,
     row_norms,
 )
+from fl_agent.aggregation.gate import (
+    GateStep,
+    Unit,
+    Values,
+    gate_tolerances,
+    paired_margin,
+    standard_error,
+    strict_noise,
+    validation_gate,
+)
 from fl_agent.errors import ConfigError
 
 _ROUNDING = float(np.finfo(np.float32).eps)
@@ -318,10 +328,6 @@ def similarity_outliers(similarity: FloatArray, z: float, min_std: float) -> NDA
     return similarity < median - z * max(spread, min_std)
 
 
-Unit = tuple[tuple[int, ...], int]
-"""A merge unit: its members (candidate positions) and its DBSCAN label (-1: a unit of one)."""
-
-
 def merge_order(deltas: FloatArray, weights: FloatArray, labels: NDArray[np.intp],
                 reference_sim: FloatArray) -> list[Unit]:
     """Step 4's bottom-up order over candidate positions ``0..k-1``: the seed is the unit of
@@ -347,42 +353,6 @@ def merge_order(deltas: FloatArray, weights: FloatArray, labels: NDArray[np.intp
     return order
 
 
-def gate_tolerances(reference_sim: FloatArray, median_sim: float, tolerance: float,
-                    full_tolerance_at: float) -> FloatArray:
-    """The gate's tolerance for each update: ``tolerance`` for an update whose similarity
-    ``s_i`` to the global direction reaches ``full_tolerance_at * median_sim``, scaled down
-    linearly below that to 0 at ``s_i <= 0`` (an update that does not point the way the round
-    moves must not cost anything). ``full_tolerance_at=0``, or a round whose median similarity
-    is not positive, gives everyone the full tolerance."""
-    sims = np.asarray(reference_sim, dtype=float)
-    if full_tolerance_at <= 0 or median_sim <= 0:
-        return np.full(sims.shape, float(tolerance))
-    return tolerance * np.clip(sims / (full_tolerance_at * median_sim), 0.0, 1.0)
-
-
-def strict_noise(labels: NDArray[np.intp], reference_sim: FloatArray, median_sim: float,
-                 strict_noise_at: float) -> NDArray[np.bool_]:
-    """The updates the gate treats strictly: DBSCAN noise (label ``-1``, no neighbours) whose
-    similarity ``s_i`` to the global direction is below ``strict_noise_at * median_sim``.
-    Such an update must *raise* ``evaluate`` to join, not merely keep it (module docstring,
-    step 5).
-    ``strict_noise_at=0``, or a round whose median similarity is not positive, selects none."""
-    sims = np.asarray(reference_sim, dtype=float)
-    if strict_noise_at <= 0 or median_sim <= 0:
-        return np.zeros(sims.shape, dtype=bool)
-    return (np.asarray(labels) == -1) & (sims < strict_noise_at * median_sim)
-
-
-@dataclass(frozen=True)
-class GateStep:
-    """The validation gate's decision on one unit (positions as given to the gate)."""
-
-    members: tuple[int, ...]
-    cluster: int
-    kept: tuple[int, ...]  # the members that joined
-    value: float  # best value of the running aggregate after the step
-
-
 @dataclass(frozen=True)
 class FairFLReport:
     """What FairFL saw and decided in a round; every index is a round index."""
@@ -397,124 +367,6 @@ class FairFLReport:
     rescued: tuple[int, ...]  # turned away by the gate's walk, then let back in (rescue)
     baseline_value: float | None  # the current global model's score (mean over examples)
     trigger_excess: Mapping[int, float]  # step 1b's statistic (empty when it did not run)
-
-
-Values = NDArray[np.float64]
-"""A model's per-example validation scores (higher is better; the score is their mean)."""
-
-
-def paired_margin(candidate: Values, reference: Values, slack: float) -> float:
-    """How far ``candidate`` is above ``reference`` on the validation examples, allowing
-    ``slack`` standard errors of noise: ``mean(d) + slack * se(d)`` with ``d`` the paired
-    per-example differences (``-inf`` if a candidate's value is not finite, ``+inf`` if
-    only the reference's is). Unit-free: it scales with
-    the score, so ``margin >= required`` gives the same verdict for any positive multiple
-    (and any shift) of the per-example scores, with ``required`` in the same units."""
-    if not np.isfinite(candidate).all():
-        return -math.inf
-    if not np.isfinite(reference).all():
-        return math.inf
-    d = candidate - reference
-    return float(d.mean()) + slack * standard_error(d)
-
-
-def standard_error(d: Values) -> float:
-    """The standard error of the mean of ``d`` (sample standard deviation over ``sqrt(n)``)."""
-    return float(np.std(d, ddof=1)) / math.sqrt(d.size) if d.size > 1 else 0.0
-
-
-def validation_gate(order: list[Unit], deltas: FloatArray, weights: FloatArray,
-                    score: Callable[[FloatArray], Values], global_params: FloatArray,
-                    baseline: Values, slack: float | FloatArray,
-                    required: float | FloatArray = 0.0
-                    ) -> tuple[list[int], list[GateStep], list[int], list[int]]:
-    """Step 5 over the units in merge order (positions into ``deltas`` and ``weights``).
-
-    ``score`` gives a model's per-example validation scores. A state "holds" against a
-    reference state if :func:`paired_margin` with the member's ``slack`` (standard errors,
-    one number or one per position) reaches its ``required`` gain (score units, 0 by
-    default; a unit uses its members' smallest slack and largest requirement).
-
-    Bottom-up: units join a running sum ``sum(w_i * delta_i)``; a state is valued as
-    ``score(global + running / W)`` with ``W`` the weight of *all* merged units, so each unit
-    is judged by the contribution it would make to the full aggregate (a subset valued on its
-    own would be judged for the classes it lacks, which in a non-IID federation says nothing
-    about its quality). A unit joins if the new state holds against the best state so far
-    (the current global model's at first); a cluster that fails is retried member by member,
-    most similar to the sum first. Then the final check: at the scale of the accepted
-    aggregate, every member is dropped whose aggregate does not hold against the same
-    aggregate without it. Last the rescue, the same test the other way round: a member the
-    walk turned away (not one the final check dropped) rejoins, most similar to the
-    aggregate first, if the aggregate with it holds against the aggregate without it. The
-    walk judges a unit against a partial sum; early in the order that is a step towards a
-    few clients' classes, which can cost the validation loss even when the same update
-    helps the full aggregate.
-    Returns ``(kept, steps, dropped, rescued)``."""
-    weighted = deltas * weights[:, None]
-    slacks = np.broadcast_to(np.asarray(slack, dtype=float), (deltas.shape[0],))
-    needs = np.broadcast_to(np.asarray(required, dtype=float), (deltas.shape[0],))
-
-    def value(members: list[int], scale: float) -> Values:
-        if not members:
-            return baseline
-        return score(global_params + weighted[members].sum(axis=0) / scale)
-
-    def holds(candidate: Values, reference: Values, members: list[int]) -> bool:
-        return paired_margin(candidate, reference, float(slacks[members].min())) \
-            >= float(needs[members].max())
-
-    total = float(weights.sum())
-    kept: list[int] = []
-    best = baseline
-    steps: list[GateStep] = []
-
-    def better(candidate: Values) -> Values:
-        return candidate if paired_margin(candidate, best, 0.0) > 0 else best
-
-    for members, label in order:
-        candidate = value(kept + list(members), total)
-        if holds(candidate, best, list(members)):
-            kept += members
-            best = better(candidate)
-            steps.append(GateStep(members, label, members, float(best.mean())))
-            continue
-        back: list[int] = []
-        if len(members) > 1:
-            running = weighted[kept].sum(axis=0)
-            sims = cosine_to(deltas[list(members)], running)
-            for pos in np.argsort(-sims, kind="stable"):
-                member = members[int(pos)]
-                candidate = value(kept + [member], total)
-                if holds(candidate, best, [member]):
-                    kept.append(member)
-                    back.append(member)
-                    best = better(candidate)
-        steps.append(GateStep(members, label, tuple(back), float(best.mean())))
-
-    dropped: list[int] = []
-    if kept:
-        scale = float(weights[kept].sum())
-        final = value(kept, scale)
-        dropped += [m for m in kept
-                    if not holds(final, value([k for k in kept if k != m], scale), [m])]
-    kept = [m for m in kept if m not in dropped]
-
-    rescued: list[int] = []
-    turned_away = [m for members, _ in order for m in members
-                   if m not in kept and m not in dropped]
-    if kept and turned_away:
-        aggregate = weighted[kept].sum(axis=0)
-        sims = cosine_to(deltas[turned_away], aggregate)
-        current = value(kept, float(weights[kept].sum()))
-        for pos in np.argsort(-sims, kind="stable"):
-            member = turned_away[int(pos)]
-            joined = kept + [member]
-            candidate = value(joined, float(weights[joined].sum()))
-            if holds(candidate, current, [member]):
-                kept.append(member)
-                rescued.append(member)
-                current = candidate
-    return kept, steps, dropped, rescued
 
 
 # --------------------------------------------------------------------------------- strategy
