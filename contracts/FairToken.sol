@@ -1,21 +1,29 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.37;
 
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {ERC20} from "@openzeppelin/contracts/token/ERC20/ERC20.sol";
+import {ERC20Capped} from "@openzeppelin/contracts/token/ERC20/extensions/ERC20Capped.sol";
 import {ERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/ERC20Permit.sol";
 import {IFairToken} from "./interfaces/IFairToken.sol";
+import {Governed} from "./utils/Governed.sol";
 
 /// @title FairToken
 /// @notice "FairFL Token" (FLT): the reward and payment currency of FairFL.
-contract FairToken is IFairToken, ERC20, ERC20Permit, AccessControl {
+/// @dev Supply is capped at `MAX_SUPPLY`; the task ledger reserves each task's whole reward
+/// budget under the cap when the task is created, so a credited reward can always be minted.
+contract FairToken is IFairToken, ERC20, ERC20Capped, ERC20Permit, Governed {
     /// @inheritdoc IFairToken
     bytes32 public constant MINTER_ROLE = keccak256("MINTER_ROLE");
+    /// @notice The most FLT that can ever exist: one billion tokens.
+    uint256 public constant MAX_SUPPLY = 1_000_000_000 ether;
 
     /// @param admin Receives `DEFAULT_ADMIN_ROLE` and so decides who may mint.
-    constructor(address admin) ERC20("FairFL Token", "FLT") ERC20Permit("FairFL Token") {
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
-    }
+    constructor(address admin)
+        ERC20("FairFL Token", "FLT")
+        ERC20Capped(MAX_SUPPLY)
+        ERC20Permit("FairFL Token")
+        Governed(admin)
+    {}
 
     /// @inheritdoc IFairToken
     function mint(address to, uint256 amount) external onlyRole(MINTER_ROLE) {
@@ -23,15 +31,11 @@ contract FairToken is IFairToken, ERC20, ERC20Permit, AccessControl {
     }
 
     /// @inheritdoc IFairToken
-    function mintBatch(address[] calldata recipients, uint256[] calldata amounts)
-        external
-        onlyRole(MINTER_ROLE)
-    {
-        if (recipients.length != amounts.length) {
-            revert FairTokenLengthMismatch(recipients.length, amounts.length);
-        }
-        for (uint256 i; i < recipients.length; ++i) {
-            if (amounts[i] != 0) _mint(recipients[i], amounts[i]);
-        }
+    function cap() public view override(IFairToken, ERC20Capped) returns (uint256) {
+        return super.cap();
+    }
+
+    function _update(address from, address to, uint256 value) internal override(ERC20, ERC20Capped) {
+        super._update(from, to, value);
     }
 }

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.37;
 
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
@@ -10,6 +9,7 @@ import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/Reentrancy
 import {IModelMarketplace} from "./interfaces/IModelMarketplace.sol";
 import {IParticipantRegistry} from "./interfaces/IParticipantRegistry.sol";
 import {ITaskLedger} from "./interfaces/ITaskLedger.sol";
+import {Governed} from "./utils/Governed.sol";
 
 /// @title ModelMarketplace
 /// @notice Sells the final models of FairFL tasks with an escrow for key delivery; revenue is
@@ -17,7 +17,7 @@ import {ITaskLedger} from "./interfaces/ITaskLedger.sol";
 /// @dev Payee balances are computed lazily, as in OpenZeppelin 4's PaymentSplitter, with the
 /// ledger's rewards as shares: withdrawable = revenue * earned / totalRewarded - withdrawn.
 /// A listed task is completed, so its shares never change.
-contract ModelMarketplace is IModelMarketplace, AccessControl, Pausable, ReentrancyGuardTransient {
+contract ModelMarketplace is IModelMarketplace, Governed, Pausable, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
     /// @inheritdoc IModelMarketplace
@@ -49,15 +49,13 @@ contract ModelMarketplace is IModelMarketplace, AccessControl, Pausable, Reentra
         IParticipantRegistry registry,
         ITaskLedger ledger,
         uint64 deliveryWindowBlocks
-    ) {
-        if (admin == address(0)) revert ModelMarketplaceInvalidConfig("admin");
+    ) Governed(admin) {
         if (address(paymentToken_) == address(0)) revert ModelMarketplaceInvalidConfig("paymentToken");
         if (address(registry) == address(0)) revert ModelMarketplaceInvalidConfig("registry");
         if (address(ledger) == address(0)) revert ModelMarketplaceInvalidConfig("ledger");
         if (deliveryWindowBlocks == 0 || deliveryWindowBlocks > _MAX_DELIVERY_WINDOW) {
             revert ModelMarketplaceInvalidConfig("deliveryWindowBlocks");
         }
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _grantRole(PAUSER_ROLE, admin);
         _paymentToken = paymentToken_;
         _registry = registry;
@@ -244,6 +242,7 @@ contract ModelMarketplace is IModelMarketplace, AccessControl, Pausable, Reentra
 
     /// @inheritdoc IModelMarketplace
     function hasAccess(uint256 modelId, address buyer) external view returns (bool) {
+        // slither-disable-next-line incorrect-equality
         return _purchases[modelId][buyer].status == PurchaseStatus.Delivered;
     }
 

@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.37;
 
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {IParticipantRegistry} from "./interfaces/IParticipantRegistry.sol";
+import {Governed} from "./utils/Governed.sol";
 
 /// @title ParticipantRegistry
 /// @notice Identity, reputation and blacklist of FairFL participants.
-contract ParticipantRegistry is IParticipantRegistry, AccessControl {
+contract ParticipantRegistry is IParticipantRegistry, Governed {
     /// @inheritdoc IParticipantRegistry
     bytes32 public constant GOVERNANCE_ROLE = keccak256("GOVERNANCE_ROLE");
     /// @inheritdoc IParticipantRegistry
@@ -18,13 +18,13 @@ contract ParticipantRegistry is IParticipantRegistry, AccessControl {
 
     mapping(address account => Participant) private _participants;
     mapping(address account => string) private _metadata;
+    mapping(address account => AppealStatus) private _appeals;
     address[] private _registered;
     Policy private _policy;
 
     /// @param governance Receives `DEFAULT_ADMIN_ROLE` and `GOVERNANCE_ROLE`.
     /// @param initialPolicy Reputation and blacklist policy in force from the start.
-    constructor(address governance, Policy memory initialPolicy) {
-        _grantRole(DEFAULT_ADMIN_ROLE, governance);
+    constructor(address governance, Policy memory initialPolicy) Governed(governance) {
         _grantRole(GOVERNANCE_ROLE, governance);
         _setPolicy(initialPolicy);
     }
@@ -53,32 +53,17 @@ contract ParticipantRegistry is IParticipantRegistry, AccessControl {
     }
 
     /// @inheritdoc IParticipantRegistry
-    function recordRound(
-        uint256 taskId,
-        uint256 round,
-        address[] calldata accepted,
-        uint16[] calldata outcomesBps,
-        address[] calldata rejected
-    ) external onlyRole(LEDGER_ROLE) {
-        if (accepted.length != outcomesBps.length) {
-            revert ParticipantRegistryLengthMismatch(accepted.length, outcomesBps.length);
-        }
+    function recordRound(RoundRecord calldata record) external onlyRole(LEDGER_ROLE) {
         Policy memory policy_ = _policy;
-        for (uint256 i; i < accepted.length; ++i) {
-            uint16 outcome = outcomesBps[i];
-            if (outcome > _MAX_BPS) revert ParticipantRegistryInvalidOutcome(outcome);
-            Participant storage p = _participants[accepted[i]];
-            // A blacklisted address must never gain anything, not even through the ledger.
-            if (p.blacklisted) revert ParticipantRegistryBlacklisted(accepted[i]);
-            p.acceptedUpdates += 1;
-            _moveReputation(p, accepted[i], taskId, round, outcome, policy_.alphaBps);
-        }
+        _recordAccepted(record.taskId, record.round, record.accepted, record.outcomesBps, policy_.alphaBps);
+        address[] calldata rejected = record.rejected;
+        uint8[] calldata reasons = record.reasons;
+        if (rejected.length != reasons.length) revert ParticipantRegistryLengthMismatch(rejected.length, reasons.length);
         for (uint256 i; i < rejected.length; ++i) {
-            address account = rejected[i];
-            Participant storage p = _participants[account];
+            Participant storage p = _participants[rejected[i]];
             p.rejectedUpdates += 1;
-            _moveReputation(p, account, taskId, round, 0, policy_.alphaBps);
-            _countRejection(p, account, taskId, round, policy_);
+            _moveReputation(p, rejected[i], record.taskId, record.round, 0, policy_.alphaBps);
+            _countRejection(p, rejected[i], record, reasons[i], policy_);
         }
     }
 
@@ -87,18 +72,45 @@ contract ParticipantRegistry is IParticipantRegistry, AccessControl {
         if (bytes(evidenceCid).length == 0) revert ParticipantRegistryEmptyCid();
         Participant storage p = _participants[account];
         if (p.blacklisted) revert ParticipantRegistryBlacklisted(account);
-        p.blacklisted = true;
-        emit Blacklisted(account, msg.sender, false, evidenceCid);
+        _blacklist(p, account, msg.sender, 0, 0, false, evidenceCid);
     }
 
     /// @inheritdoc IParticipantRegistry
     function liftBlacklist(address account) external onlyRole(GOVERNANCE_ROLE) {
         Participant storage p = _participants[account];
         if (!p.blacklisted) revert ParticipantRegistryNotBlacklisted(account);
-        p.blacklisted = false;
-        p.rejectionsInWindow = 0;
-        p.windowStartBlock = 0;
-        emit BlacklistLifted(account, msg.sender);
+        _lift(p, account);
+    }
+
+    /// @inheritdoc IParticipantRegistry
+    function fileAppeal(string calldata statementCid) external {
+        if (!_participants[msg.sender].blacklisted) revert ParticipantRegistryNotBlacklisted(msg.sender);
+        if (bytes(statementCid).length == 0) revert ParticipantRegistryEmptyCid();
+        AppealStatus status = _appeals[msg.sender];
+        if (status != AppealStatus.None) revert ParticipantRegistryAlreadyAppealed(msg.sender, status);
+        _appeals[msg.sender] = AppealStatus.Pending;
+        emit AppealFiled(msg.sender, statementCid);
+    }
+
+    /// @inheritdoc IParticipantRegistry
+    function resolveAppeal(address account, bool granted, string calldata decisionCid)
+        external
+        onlyRole(GOVERNANCE_ROLE)
+    {
+        if (_appeals[account] != AppealStatus.Pending) revert ParticipantRegistryNoPendingAppeal(account);
+        if (bytes(decisionCid).length == 0) revert ParticipantRegistryEmptyCid();
+        emit AppealResolved(account, msg.sender, granted, decisionCid);
+        if (granted) {
+            _lift(_participants[account], account);
+            _appeals[account] = AppealStatus.Granted;
+        } else {
+            _appeals[account] = AppealStatus.Denied;
+        }
+    }
+
+    /// @inheritdoc IParticipantRegistry
+    function appealOf(address account) external view returns (AppealStatus) {
+        return _appeals[account];
     }
 
     /// @inheritdoc IParticipantRegistry
@@ -158,6 +170,27 @@ contract ParticipantRegistry is IParticipantRegistry, AccessControl {
         emit PolicyUpdated(newPolicy.alphaBps, newPolicy.maxRejections, newPolicy.windowBlocks);
     }
 
+    function _recordAccepted(
+        uint256 taskId,
+        uint256 round,
+        address[] calldata accepted,
+        uint16[] calldata outcomesBps,
+        uint16 alphaBps
+    ) private {
+        if (accepted.length != outcomesBps.length) {
+            revert ParticipantRegistryLengthMismatch(accepted.length, outcomesBps.length);
+        }
+        for (uint256 i; i < accepted.length; ++i) {
+            uint16 outcome = outcomesBps[i];
+            if (outcome > _MAX_BPS) revert ParticipantRegistryInvalidOutcome(outcome);
+            Participant storage p = _participants[accepted[i]];
+            // A blacklisted address must never gain anything, not even through the ledger.
+            if (p.blacklisted) revert ParticipantRegistryBlacklisted(accepted[i]);
+            p.acceptedUpdates += 1;
+            _moveReputation(p, accepted[i], taskId, round, outcome, alphaBps);
+        }
+    }
+
     function _moveReputation(
         Participant storage p,
         address account,
@@ -176,24 +209,47 @@ contract ParticipantRegistry is IParticipantRegistry, AccessControl {
     }
 
     /// @dev Tumbling window: it opens at the first rejection and lasts `windowBlocks` blocks;
-    /// a rejection after it closes opens a new one.
+    /// a rejection after it closes opens a new one. The window's end is summed in 256 bits:
+    /// `windowBlocks` may be as large as 2^64 - 1.
     function _countRejection(
         Participant storage p,
         address account,
-        uint256 taskId,
-        uint256 round,
+        RoundRecord calldata record,
+        uint8 reason,
         Policy memory policy_
     ) private {
-        if (p.rejectionsInWindow == 0 || block.number >= p.windowStartBlock + policy_.windowBlocks) {
+        if (p.rejectionsInWindow == 0 || block.number >= uint256(p.windowStartBlock) + policy_.windowBlocks) {
             p.windowStartBlock = uint64(block.number);
             p.rejectionsInWindow = 1;
         } else {
             p.rejectionsInWindow += 1;
         }
-        emit UpdateRejected(account, taskId, round, p.rejectionsInWindow);
+        emit UpdateRejected(
+            account, record.taskId, record.round, record.aggregator, reason, p.rejectionsInWindow, record.evidenceCid
+        );
         if (!p.blacklisted && p.rejectionsInWindow >= policy_.maxRejections) {
-            p.blacklisted = true;
-            emit Blacklisted(account, msg.sender, true, "");
+            _blacklist(p, account, record.aggregator, record.taskId, record.round, true, record.evidenceCid);
         }
+    }
+
+    function _blacklist(
+        Participant storage p,
+        address account,
+        address by,
+        uint256 taskId,
+        uint256 round,
+        bool automatic,
+        string calldata evidenceCid
+    ) private {
+        p.blacklisted = true;
+        delete _appeals[account]; // a new blacklisting may be appealed anew
+        emit Blacklisted(account, by, taskId, round, automatic, evidenceCid);
+    }
+
+    function _lift(Participant storage p, address account) private {
+        p.blacklisted = false;
+        p.rejectionsInWindow = 0;
+        p.windowStartBlock = 0;
+        emit BlacklistLifted(account, msg.sender);
     }
 }

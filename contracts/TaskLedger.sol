@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.37;
 
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {IAccessControl} from "@openzeppelin/contracts/access/IAccessControl.sol";
 import {IFairToken} from "./interfaces/IFairToken.sol";
 import {IParticipantRegistry} from "./interfaces/IParticipantRegistry.sol";
 import {ITaskLedger} from "./interfaces/ITaskLedger.sol";
+import {Governed} from "./utils/Governed.sol";
 
 /// @title TaskLedger
 /// @notice Tasks, rounds, uploads and aggregations of FairFL, with rewards and reputation.
@@ -12,9 +13,12 @@ import {ITaskLedger} from "./interfaces/ITaskLedger.sol";
 /// contract must check later, packed so that `submitUpdate` touches a single slot of the
 /// participant and one of the round, and `finalizeRound` one slot per settled participant
 /// here and one in the registry. Rewards are credited here and minted on `claimRewards`.
-contract TaskLedger is ITaskLedger, AccessControl {
+/// Governance is whoever holds the registry's `GOVERNANCE_ROLE`, so there is one list of it.
+contract TaskLedger is ITaskLedger, Governed {
     /// @inheritdoc ITaskLedger
     bytes32 public constant TASK_CREATOR_ROLE = keccak256("TASK_CREATOR_ROLE");
+    /// @inheritdoc ITaskLedger
+    uint64 public constant AGGREGATOR_DELAY = 1 days;
 
     uint8 private constant _MODE_MASK = 0x07; // DP | PRUNING | HOMOMORPHIC
     /// @dev Reputation outcomes are basis points, as the registry expects.
@@ -31,19 +35,27 @@ contract TaskLedger is ITaskLedger, AccessControl {
     mapping(uint256 taskId => mapping(address participant => Membership)) private _members;
     mapping(uint256 taskId => address[]) private _participants;
     mapping(uint256 taskId => mapping(address participant => uint256)) private _claimed;
+    mapping(uint256 taskId => ProposedAggregator) private _proposed;
+    /// @dev FLT reserved under the token's cap and not minted yet: the budgets of open tasks
+    /// and the unclaimed credits of ended ones.
+    uint256 private _reserved;
+
+    struct ProposedAggregator {
+        address account;
+        uint64 readyTime;
+    }
 
     /// @param admin Receives `DEFAULT_ADMIN_ROLE` and `TASK_CREATOR_ROLE`.
     /// @param token Reward token; this contract needs its `MINTER_ROLE`.
     /// @param registry Participant registry; this contract needs its `LEDGER_ROLE`.
-    constructor(address admin, IFairToken token, IParticipantRegistry registry) {
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+    constructor(address admin, IFairToken token, IParticipantRegistry registry) Governed(admin) {
         _grantRole(TASK_CREATOR_ROLE, admin);
         _token = token;
         _registry = registry;
     }
 
-    /// @dev A blacklisted aggregator can neither open nor close rounds; governance must give
-    /// the task a new one by creating a new task.
+    /// @dev A blacklisted aggregator can neither open nor close rounds; governance or the
+    /// task's creator replaces it (`replaceAggregator`).
     modifier onlyAggregator(uint256 taskId) {
         if (_tasks[taskId].aggregator != msg.sender) {
             if (_tasks[taskId].status == TaskStatus.None) revert TaskLedgerUnknownTask(taskId);
@@ -61,6 +73,7 @@ contract TaskLedger is ITaskLedger, AccessControl {
     {
         if (_registry.isBlacklisted(msg.sender)) revert TaskLedgerBlacklisted(msg.sender);
         _validate(config);
+        _reserve(uint256(config.rewardPerRound) * config.rounds);
         taskId = ++_taskCount;
         Task storage t = _tasks[taskId];
         t.creator = msg.sender;
@@ -151,6 +164,9 @@ contract TaskLedger is ITaskLedger, AccessControl {
     {
         Task storage t = _tasks[taskId];
         Round storage r = _openRound(taskId, t.currentRound, roundNumber);
+        if (r.submissions < t.minParticipants) {
+            revert TaskLedgerQuorumNotReached(taskId, roundNumber, r.submissions, t.minParticipants);
+        }
         if (bytes(result.newModelCid).length == 0 || bytes(result.evidenceCid).length == 0) {
             revert TaskLedgerEmptyCid();
         }
@@ -172,17 +188,86 @@ contract TaskLedger is ITaskLedger, AccessControl {
         r.finalizedBlock = uint64(block.number);
         // Cannot overflow: credited <= rewardPerRound and createTask bounds rewardPerRound * rounds.
         t.totalRewarded += uint96(credited);
+        uint32 finalized = ++t.finalizedRounds;
         t.globalModelHash = keccak256(bytes(result.newModelCid));
         // `result.modelHash` is emitted, not stored: a fresh slot (22,100 gas) would push a
         // one-contributor round over its 100k budget, and nothing on chain reads it back.
         emit RoundFinalized(taskId, roundNumber, msg.sender, result, rewards, uint64(block.timestamp));
-        if (roundNumber == t.rounds) {
+        if (finalized == t.rounds) {
             t.status = TaskStatus.Completed;
+            _releaseUnspent(t);
             emit TaskCompleted(taskId, result.newModelCid, t.totalRewarded);
         }
 
         // Interaction last; the registry is our own contract, fixed at construction.
-        _registry.recordRound(taskId, roundNumber, result.contributors, outcomes, result.rejected);
+        _registry.recordRound(
+            IParticipantRegistry.RoundRecord({
+                taskId: taskId,
+                round: roundNumber,
+                aggregator: msg.sender,
+                evidenceCid: result.evidenceCid,
+                accepted: result.contributors,
+                outcomesBps: outcomes,
+                rejected: result.rejected,
+                reasons: result.reasons
+            })
+        );
+    }
+
+    /// @inheritdoc ITaskLedger
+    function proposeAggregator(uint256 taskId, address aggregator) external {
+        Task storage t = _openTask(taskId);
+        if (msg.sender != t.creator) revert TaskLedgerNotCreatorOrGovernance(taskId, msg.sender);
+        if (_registry.isBlacklisted(msg.sender)) revert TaskLedgerBlacklisted(msg.sender);
+        _checkAggregator(aggregator);
+        uint64 ready = uint64(block.timestamp) + AGGREGATOR_DELAY;
+        _proposed[taskId] = ProposedAggregator(aggregator, ready);
+        emit AggregatorProposed(taskId, aggregator, ready);
+    }
+
+    /// @inheritdoc ITaskLedger
+    function replaceAggregator(uint256 taskId, address aggregator) external {
+        Task storage t = _openTask(taskId);
+        if (!_isGovernance(msg.sender)) {
+            if (msg.sender != t.creator) revert TaskLedgerNotCreatorOrGovernance(taskId, msg.sender);
+            if (_registry.isBlacklisted(msg.sender)) revert TaskLedgerBlacklisted(msg.sender);
+            ProposedAggregator memory p = _proposed[taskId];
+            if (p.account != aggregator || p.account == address(0) || block.timestamp < p.readyTime) {
+                revert TaskLedgerAggregatorNotReady(taskId, aggregator, p.readyTime);
+            }
+        }
+        _checkAggregator(aggregator);
+        delete _proposed[taskId];
+        address previous = t.aggregator;
+        t.aggregator = aggregator;
+        emit AggregatorReplaced(taskId, previous, aggregator, msg.sender);
+    }
+
+    /// @inheritdoc ITaskLedger
+    function closeRound(uint256 taskId, uint256 roundNumber) external {
+        Task storage t = _tasks[taskId];
+        if (t.status == TaskStatus.None) revert TaskLedgerUnknownTask(taskId);
+        Round storage r = _openRound(taskId, t.currentRound, roundNumber);
+        uint256 allowedAfter = uint256(r.deadlineBlock);
+        bool byAggregator = msg.sender == t.aggregator && !_registry.isBlacklisted(msg.sender);
+        if (!byAggregator) allowedAfter += t.submissionWindow; // the aggregator's grace period
+        if (block.number <= allowedAfter) revert TaskLedgerTooEarlyToClose(taskId, roundNumber, allowedAfter);
+        _close(taskId, roundNumber, r);
+    }
+
+    /// @inheritdoc ITaskLedger
+    function cancelTask(uint256 taskId) external {
+        Task storage t = _openTask(taskId);
+        if (msg.sender != t.creator && !_isGovernance(msg.sender)) {
+            revert TaskLedgerNotCreatorOrGovernance(taskId, msg.sender);
+        }
+        uint32 current = t.currentRound;
+        if (current != 0 && _rounds[taskId][current].status == RoundStatus.Open) {
+            _close(taskId, current, _rounds[taskId][current]);
+        }
+        t.status = TaskStatus.Cancelled;
+        _releaseUnspent(t);
+        emit TaskCancelled(taskId, msg.sender, t.totalRewarded);
     }
 
     /// @inheritdoc ITaskLedger
@@ -194,6 +279,7 @@ contract TaskLedger is ITaskLedger, AccessControl {
         if (amount == 0) revert TaskLedgerNothingToClaim(taskId, msg.sender);
         // Effects before the mint, so a re-entrant claim would find nothing left.
         _claimed[taskId][msg.sender] = earned;
+        _reserved -= amount;
         emit RewardsClaimed(taskId, msg.sender, amount);
         _token.mint(msg.sender, amount);
     }
@@ -244,13 +330,13 @@ contract TaskLedger is ITaskLedger, AccessControl {
         returns (address[] memory accounts, uint256[] memory earned)
     {
         address[] storage all = _participants[taskId];
-        uint256 count;
+        uint256 count = 0;
         for (uint256 i; i < all.length; ++i) {
             if (_members[taskId][all[i]].earned != 0) ++count;
         }
         accounts = new address[](count);
         earned = new uint256[](count);
-        uint256 j;
+        uint256 j = 0;
         for (uint256 i; i < all.length; ++i) {
             uint96 amount = _members[taskId][all[i]].earned;
             if (amount != 0) {
@@ -273,7 +359,7 @@ contract TaskLedger is ITaskLedger, AccessControl {
         uint256 n = result.contributors.length;
         rewards = new uint256[](n);
         outcomes = new uint16[](n);
-        uint256 totalScore;
+        uint256 totalScore = 0;
         for (uint256 i; i < n; ++i) {
             uint256 score = result.scoresPpm[i];
             totalScore += score;
@@ -313,6 +399,36 @@ contract TaskLedger is ITaskLedger, AccessControl {
         t = _tasks[taskId];
         if (t.status == TaskStatus.None) revert TaskLedgerUnknownTask(taskId);
         if (t.status == TaskStatus.Completed) revert TaskLedgerTaskCompleted(taskId);
+        if (t.status == TaskStatus.Cancelled) revert TaskLedgerTaskCancelled(taskId);
+    }
+
+    function _close(uint256 taskId, uint256 roundNumber, Round storage r) private {
+        r.status = RoundStatus.Closed;
+        r.finalizedBlock = uint64(block.number);
+        emit RoundClosed(taskId, roundNumber, msg.sender, r.submissions);
+    }
+
+    /// @dev Reserves `budget` FLT under the token's cap; supply minted by anyone else counts.
+    function _reserve(uint256 budget) private {
+        uint256 supplyCap = _token.cap();
+        uint256 taken = _token.totalSupply() + _reserved;
+        uint256 available = supplyCap > taken ? supplyCap - taken : 0;
+        if (budget > available) revert TaskLedgerBudgetOverCap(budget, available);
+        _reserved += budget;
+    }
+
+    /// @dev A task that ends keeps reserved only what it credited and is not claimed yet.
+    function _releaseUnspent(Task storage t) private {
+        _reserved -= uint256(t.rewardPerRound) * t.rounds - t.totalRewarded;
+    }
+
+    function _checkAggregator(address aggregator) private view {
+        if (aggregator == address(0)) revert TaskLedgerInvalidConfig("aggregator");
+        if (_registry.isBlacklisted(aggregator)) revert TaskLedgerBlacklisted(aggregator);
+    }
+
+    function _isGovernance(address account) private view returns (bool) {
+        return IAccessControl(address(_registry)).hasRole(_registry.GOVERNANCE_ROLE(), account);
     }
 
     function _openRound(uint256 taskId, uint256 current, uint256 roundNumber)
@@ -323,6 +439,7 @@ contract TaskLedger is ITaskLedger, AccessControl {
         if (roundNumber != current || current == 0) revert TaskLedgerWrongRound(taskId, roundNumber, current);
         r = _rounds[taskId][roundNumber];
         if (r.status == RoundStatus.Finalized) revert TaskLedgerRoundAlreadyFinalized(taskId, roundNumber);
+        if (r.status == RoundStatus.Closed) revert TaskLedgerRoundClosed(taskId, roundNumber);
     }
 
     function _requireActive(address account) private view {

@@ -110,3 +110,9 @@ def cli(
     click.echo(f"{'payment token':<20} {record.payment_token}")
     click.echo(f"{'delivery window':<20} {record.delivery_window} blocks")
     click.secho(f"Deployed to {record.network} (chain {record.chain_id}); wrote {path}", fg="green")
+    if governance and str(governance).lower() != str(account.address).lower():
+        click.echo(
+            f"Governance {governance} holds every operational role. The admin role moves to it "
+            "in two steps: in two days it calls acceptDefaultAdminTransfer() on each contract "
+            "(fl_agent.chain.deployment.accept_admin); until then the deployer stays admin."
+        )

@@ -6,9 +6,20 @@ pragma solidity ^0.8.24;
 /// data; the address is the identity. Each participant carries a reputation in basis points,
 /// moved after every round by an exponentially weighted moving average (EWMA) of its round
 /// outcome. Rejected updates are counted in a block window; reaching the policy's threshold
-/// blacklists the sender automatically. Governance can blacklist any address with an evidence
-/// CID, and only governance lifts a blacklisting.
+/// blacklists the sender automatically. Every rejection names the task, the round, the
+/// aggregator, its reason and the CID of the round's evidence, so that anyone can re-run the
+/// rule. Governance can blacklist any address with an evidence CID, and only governance lifts
+/// a blacklisting. A blacklisted address may file one appeal per blacklisting; governance
+/// grants it (the blacklisting is lifted) or denies it.
 interface IParticipantRegistry {
+    /// @notice Where an address's appeal against its current blacklisting stands.
+    enum AppealStatus {
+        None,
+        Pending,
+        Granted,
+        Denied
+    }
+
     /// @notice Everything the registry stores about one address (one storage slot).
     /// @param registered Whether the address called `register`.
     /// @param blacklisted Whether the address is blacklisted (it may be unregistered).
@@ -45,10 +56,34 @@ interface IParticipantRegistry {
     event ReputationUpdated(
         address indexed account, uint256 indexed taskId, uint256 round, uint16 outcomeBps, uint16 oldBps, uint16 newBps
     );
-    /// @notice An update of `account` was rejected; `rejectionsInWindow` counts toward the blacklist.
-    event UpdateRejected(address indexed account, uint256 indexed taskId, uint256 round, uint32 rejectionsInWindow);
-    /// @notice `account` was blacklisted by `by`, automatically or by governance with `evidenceCid`.
-    event Blacklisted(address indexed account, address indexed by, bool automatic, string evidenceCid);
+    /// @notice `aggregator` rejected the update of `account` in round `round` of task `taskId`
+    /// for `reason` (a `RoundResult.reasons` code of the ledger); the scores and similarities
+    /// its rule used are at `evidenceCid`. `rejectionsInWindow` counts toward the blacklist.
+    event UpdateRejected(
+        address indexed account,
+        uint256 indexed taskId,
+        uint256 round,
+        address indexed aggregator,
+        uint8 reason,
+        uint32 rejectionsInWindow,
+        string evidenceCid
+    );
+    /// @notice `account` was blacklisted by `by`: automatically by the rejection of aggregator
+    /// `by` in round `round` of task `taskId`, or by governance member `by` (task and round 0).
+    /// The evidence is at `evidenceCid`.
+    event Blacklisted(
+        address indexed account,
+        address indexed by,
+        uint256 indexed taskId,
+        uint256 round,
+        bool automatic,
+        string evidenceCid
+    );
+    /// @notice `account` appealed its blacklisting; its statement is at `statementCid`.
+    event AppealFiled(address indexed account, string statementCid);
+    /// @notice Governance member `by` granted (the blacklisting was lifted) or denied the
+    /// appeal of `account`; the decision is at `decisionCid`.
+    event AppealResolved(address indexed account, address indexed by, bool granted, string decisionCid);
     /// @notice Governance member `by` lifted the blacklisting of `account`.
     event BlacklistLifted(address indexed account, address indexed by);
     /// @notice Governance changed the reputation and blacklist policy.
@@ -70,6 +105,10 @@ interface IParticipantRegistry {
     error ParticipantRegistryLengthMismatch(uint256 accounts, uint256 outcomes);
     /// @notice An outcome above 10_000 basis points.
     error ParticipantRegistryInvalidOutcome(uint16 outcomeBps);
+    /// @notice The account already appealed its current blacklisting (`status`).
+    error ParticipantRegistryAlreadyAppealed(address account, AppealStatus status);
+    /// @notice The account has no pending appeal.
+    error ParticipantRegistryNoPendingAppeal(address account);
 
     /// @notice Role of governance: manual blacklist, lift, policy.
     function GOVERNANCE_ROLE() external view returns (bytes32);
@@ -84,24 +123,44 @@ interface IParticipantRegistry {
     /// @notice Replaces the caller's metadata CID.
     function updateMetadata(string calldata metadataCid) external;
 
-    /// @notice Applies one round's outcomes. Only `LEDGER_ROLE`.
+    /// @notice What one round did to reputations, as the ledger reports it.
+    /// @param aggregator The task's aggregator that finalized the round.
+    /// @param evidenceCid CID of the round's evidence document.
     /// @param accepted Participants whose updates were aggregated; they must not be blacklisted.
     /// @param outcomesBps Quality of each accepted update, 0..10_000, the EWMA target.
     /// @param rejected Participants whose updates were rejected; their EWMA target is 0 and the
     /// rejection counts toward automatic blacklisting.
-    function recordRound(
-        uint256 taskId,
-        uint256 round,
-        address[] calldata accepted,
-        uint16[] calldata outcomesBps,
-        address[] calldata rejected
-    ) external;
+    /// @param reasons Why each of `rejected` was rejected (same order).
+    struct RoundRecord {
+        uint256 taskId;
+        uint256 round;
+        address aggregator;
+        string evidenceCid;
+        address[] accepted;
+        uint16[] outcomesBps;
+        address[] rejected;
+        uint8[] reasons;
+    }
+
+    /// @notice Applies one round's outcomes. Only `LEDGER_ROLE`.
+    function recordRound(RoundRecord calldata record) external;
 
     /// @notice Blacklists `account` with the CID of the evidence. Only `GOVERNANCE_ROLE`.
     function blacklist(address account, string calldata evidenceCid) external;
 
     /// @notice Lifts the blacklisting of `account` and clears its rejection window. Only `GOVERNANCE_ROLE`.
     function liftBlacklist(address account) external;
+
+    /// @notice The caller, blacklisted, appeals against it with the CID of its statement. Once
+    /// per blacklisting.
+    function fileAppeal(string calldata statementCid) external;
+
+    /// @notice Grants (lifts the blacklisting, as `liftBlacklist`) or denies the pending appeal
+    /// of `account`, with the CID of the decision. Only `GOVERNANCE_ROLE`.
+    function resolveAppeal(address account, bool granted, string calldata decisionCid) external;
+
+    /// @notice Where the appeal of `account` against its current blacklisting stands.
+    function appealOf(address account) external view returns (AppealStatus);
 
     /// @notice Sets the reputation and blacklist policy. Only `GOVERNANCE_ROLE`.
     function setPolicy(Policy calldata newPolicy) external;

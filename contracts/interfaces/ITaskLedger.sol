@@ -10,6 +10,16 @@ pragma solidity ^0.8.24;
 /// the updates aggregated, time spent and the IPFS location. CIDs are stored and emitted as the
 /// exact strings given.
 ///
+/// Liveness: a task can always move on. Governance (the registry's `GOVERNANCE_ROLE`) can
+/// replace a task's aggregator at once, and the task creator `AGGREGATOR_DELAY` after proposing it;
+/// the aggregator can close a round that did not reach its quorum once the window has passed,
+/// and anyone can close a round the aggregator left open for one more window; the creator or
+/// governance can cancel a task, and what it credited stays claimable. A closed round credits
+/// nothing and keeps the global model; the task runs until `rounds` rounds are finalized.
+///
+/// Quorum: a round is finalized only if at least `minParticipants` members submitted to it;
+/// only joined members that are not blacklisted can submit.
+///
 /// Gas: rewards are credited at finalization and minted when the participant claims them
 /// (pull payment), and the current global model is kept as the keccak-256 of its CID (the
 /// strings live in events). That keeps `finalizeRound` near 14k gas per contributor.
@@ -19,13 +29,15 @@ interface ITaskLedger {
     enum TaskStatus {
         None,
         Open,
-        Completed
+        Completed,
+        Cancelled
     }
 
     enum RoundStatus {
         None,
         Open,
-        Finalized
+        Finalized,
+        Closed
     }
 
     /// @notice What a task creator supplies.
@@ -34,7 +46,7 @@ interface ITaskLedger {
     /// @param metric Name of the validation metric used for scoring, e.g. "accuracy", "f1_macro".
     /// @param aggregator Address that starts and finalizes rounds.
     /// @param rounds Number of rounds (>= 1).
-    /// @param minParticipants Participants needed before the first round can start (>= 1).
+    /// @param minParticipants Members needed to start a round, and submissions needed to finalize one (>= 1).
     /// @param submissionWindow Blocks after a round starts during which updates are accepted (>= 1).
     /// @param trainingMode Bitmask of privacy options (DP = 1, PRUNING = 2, HOMOMORPHIC = 4).
     /// @param rewardPerRound FLT budget credited at most per round (rewardPerRound * rounds must fit in uint96).
@@ -54,6 +66,8 @@ interface ITaskLedger {
     /// @param globalModelHash keccak256 of the current global model's CID string; the string
     /// itself is in `TaskCreated` (initial model) and the last `RoundFinalized`.
     /// @param totalRewarded FLT credited to contributors so far (claimed or not).
+    /// @param finalizedRounds Rounds finalized so far; the task completes when it reaches
+    /// `rounds` (closed rounds do not count, so `currentRound` may run past `rounds`).
     struct Task {
         address creator;
         uint32 rounds;
@@ -66,12 +80,14 @@ interface ITaskLedger {
         TaskStatus status;
         uint96 rewardPerRound;
         uint96 totalRewarded;
+        uint32 finalizedRounds;
         bytes32 globalModelHash;
         string specCid;
         string metric;
     }
 
-    /// @notice A round as stored (one slot).
+    /// @notice A round as stored (one slot). `finalizedBlock` is the block it was finalized or
+    /// closed in.
     struct Round {
         uint64 startBlock;
         uint64 deadlineBlock;
@@ -167,6 +183,18 @@ interface ITaskLedger {
     );
     /// @notice The last round of task `taskId` was finalized; `finalModelCid` is the result.
     event TaskCompleted(uint256 indexed taskId, string finalModelCid, uint256 totalRewarded);
+    /// @notice Round `round` of task `taskId` was closed by `by` without a new model and without
+    /// rewards, with `submissions` updates submitted.
+    event RoundClosed(uint256 indexed taskId, uint256 indexed round, address indexed by, uint32 submissions);
+    /// @notice The creator of task `taskId` proposed `aggregator` as its next aggregator, which
+    /// it may install from time `readyTime` (a block timestamp) on.
+    event AggregatorProposed(uint256 indexed taskId, address indexed aggregator, uint64 readyTime);
+    /// @notice `by` replaced the aggregator of task `taskId`: `previous` by `aggregator`.
+    event AggregatorReplaced(
+        uint256 indexed taskId, address indexed previous, address indexed aggregator, address by
+    );
+    /// @notice `by` cancelled task `taskId`; what it credited stays claimable.
+    event TaskCancelled(uint256 indexed taskId, address indexed by, uint256 totalRewarded);
     /// @notice `participant` claimed `amount` FLT of its rewards from task `taskId`; they were minted.
     event RewardsClaimed(uint256 indexed taskId, address indexed participant, uint256 amount);
 
@@ -216,12 +244,50 @@ interface ITaskLedger {
     error TaskLedgerWrongModel(uint256 taskId, string modelCid);
     /// @notice The participant has no unclaimed rewards in this task.
     error TaskLedgerNothingToClaim(uint256 taskId, address participant);
+    /// @notice The task was cancelled.
+    error TaskLedgerTaskCancelled(uint256 taskId);
+    /// @notice The round was closed without a result.
+    error TaskLedgerRoundClosed(uint256 taskId, uint256 round);
+    /// @notice Only `submissions` members submitted to the round; `required` must, to finalize it.
+    error TaskLedgerQuorumNotReached(uint256 taskId, uint256 round, uint32 submissions, uint32 required);
+    /// @notice The round cannot be closed by this caller before block `allowedAfter` has passed.
+    error TaskLedgerTooEarlyToClose(uint256 taskId, uint256 round, uint256 allowedAfter);
+    /// @notice Only the task's creator or governance may do this.
+    error TaskLedgerNotCreatorOrGovernance(uint256 taskId, address caller);
+    /// @notice The creator proposed no such aggregator, or its delay runs until `readyTime`
+    /// (a block timestamp).
+    error TaskLedgerAggregatorNotReady(uint256 taskId, address aggregator, uint64 readyTime);
+    /// @notice Creating the task would reserve more FLT than the token's cap leaves: `requested`
+    /// on top of `available`.
+    error TaskLedgerBudgetOverCap(uint256 requested, uint256 available);
 
     /// @notice Role allowed to create tasks (task budgets mint new FLT).
     function TASK_CREATOR_ROLE() external view returns (bytes32);
 
-    /// @notice Creates a task. Only `TASK_CREATOR_ROLE`, and not while blacklisted.
+    /// @notice Seconds a task creator waits between proposing and installing a new aggregator.
+    function AGGREGATOR_DELAY() external view returns (uint64);
+
+    /// @notice Creates a task. Only `TASK_CREATOR_ROLE`, and not while blacklisted. Reserves the
+    /// whole reward budget (`rewardPerRound * rounds`) under the token's cap.
     function createTask(TaskConfig calldata config) external returns (uint256 taskId);
+
+    /// @notice The task's creator proposes `aggregator` as the task's next aggregator; it can
+    /// install it with `replaceAggregator` after `AGGREGATOR_DELAY`. A new proposal
+    /// replaces the previous one.
+    function proposeAggregator(uint256 taskId, address aggregator) external;
+
+    /// @notice Makes `aggregator` the task's aggregator, also for an open round. Governance at
+    /// once; the task's creator only for the aggregator it proposed, once the delay has passed.
+    function replaceAggregator(uint256 taskId, address aggregator) external;
+
+    /// @notice Closes open round `roundNumber` without a new model and without rewards. The task's
+    /// aggregator once the submission window has passed; anyone once one more window (the
+    /// grace period) has passed.
+    function closeRound(uint256 taskId, uint256 roundNumber) external;
+
+    /// @notice Cancels an open task (and closes its open round). What the task credited stays
+    /// claimable; the rest of its budget is released. Its creator or governance.
+    function cancelTask(uint256 taskId) external;
 
     /// @notice The caller joins task `taskId`. It must be registered and not blacklisted.
     function join(uint256 taskId) external;
@@ -231,24 +297,25 @@ interface ITaskLedger {
     /// @param workloadCid CID (or hash) of the per-participant workload assignment for this round.
     function startRound(uint256 taskId, string calldata globalModelCid, string calldata workloadCid)
         external
-        returns (uint256 round);
+        returns (uint256 roundNumber);
 
     /// @notice Records the caller's update for the open round, once, within the window.
     function submitUpdate(
         uint256 taskId,
-        uint256 round,
+        uint256 roundNumber,
         string calldata updateCid,
         uint64 numSamples,
         uint64 trainingMillis
     ) external;
 
-    /// @notice Closes round `round`: records the new global model (the keccak-256 of its CID;
+    /// @notice Finalizes round `roundNumber`, which at least `minParticipants` members submitted to:
+    /// records the new global model (the keccak-256 of its CID;
     /// its plaintext hash is only emitted), credits the contributors in proportion to their
     /// scores (parts per million of the round budget, adding up to at most 1_000_000), moves
     /// reputations and counts rejections toward the blacklist. A contributor's reputation
     /// outcome is its share relative to an equal split, in basis points:
     /// `min(10_000, score * contributors / 100)`. Only the task's aggregator.
-    function finalizeRound(uint256 taskId, uint256 round, RoundResult calldata result) external;
+    function finalizeRound(uint256 taskId, uint256 roundNumber, RoundResult calldata result) external;
 
     /// @notice Mints to the caller the rewards it was credited in task `taskId` and has not
     /// claimed yet. Blacklisted addresses cannot claim.

@@ -58,6 +58,7 @@ from fl_agent.chain.records import RoundResult, RoundStatus, Task, TaskStatus, T
 from fl_agent.crypto.envelopes import decrypt_model, encrypt_model, open_update
 from fl_agent.crypto.sealing import plaintext_hash
 from fl_agent.errors import ChainError, ConfigError, FairFLError
+from fl_agent.faults import failpoint
 from fl_agent.learning.metrics import get_metric
 from fl_agent.learning.models import ModelSpec, input_layer, param_count
 from fl_agent.learning.task_doc import TaskDocument
@@ -334,6 +335,7 @@ class AggregatorAgent:
                 problems[i] = f"{INVALID_UPDATE}: {err}"
                 self.log(f"[yellow]round {round_number}: update of {log.participant} "
                          f"rejected:[/] {err}")
+        failpoint("aggregator:fetched")
         accepted: set[int] = set()
         reasons: dict[int, str] = dict(problems)
         scores = np.zeros(len(logs))
@@ -359,11 +361,13 @@ class AggregatorAgent:
             self.active_participants(),
             excluded=frozenset(a for i, a in enumerate(addresses) if i not in accepted),
             accepted_now=frozenset(addresses[i] for i in accepted),
-            contributors_only=round_number == self.rounds))
+            contributors_only=self.fairfl.ledger.task(self.task_id).finalized_rounds + 1
+            == self.rounds))
         plain = encode_weights(spec, params)
         model_hash = plaintext_hash(plain)  # committed on chain: what a listing must sell
         new_cid = self.store.add(encrypt_model(plain, self.keys.keys[epoch], epoch,
                                                self.task_id))
+        failpoint("aggregator:model-uploaded")
         validation = self.score(params)
         verdicts = tuple(
             Verdict(str(log.participant), str(log.updateCid), int(log.numSamples),
@@ -392,6 +396,7 @@ class AggregatorAgent:
             reasons=tuple(reason_code(v.reason) for v in rejected),
             evidence_cid=evidence_cid,
             aggregation_millis=millis)
+        failpoint("aggregator:before-finalize")
         receipt = self.fairfl.ledger.finalize_round(self.task_id, round_number, outcome,
                                                     sender=self.account)
         workload = Workload.from_json(self.store.get(str(opened.workloadCid)))
@@ -402,22 +407,33 @@ class AggregatorAgent:
                             str(opened.workloadCid), verdicts, validation, millis,
                             receipt, params, evidence_cid)
 
-    def step(self) -> RoundOutcome | tuple[int, TxReceipt, Workload] | None:
-        """Does the next thing the task needs (see the module docstring); None: wait."""
+    def step(self) -> RoundOutcome | tuple[int, TxReceipt, Workload] | TxReceipt | None:
+        """Does the next thing the task needs (see the module docstring); None: wait. A
+        round whose window passed with fewer submissions than the task's quorum is closed
+        without a model (the receipt is returned) and the next one opens on the same model."""
         task = self.fairfl.ledger.task(self.task_id)
-        if task.status == TaskStatus.COMPLETED:
+        if task.status in (TaskStatus.COMPLETED, TaskStatus.CANCELLED):
             return None
         current = task.current_round
-        if current == 0 or \
-                self.fairfl.ledger.round(self.task_id, current).status == RoundStatus.FINALIZED:
+        status = RoundStatus.NONE if current == 0 else \
+            self.fairfl.ledger.round(self.task_id, current).status
+        if status != RoundStatus.OPEN:
             if task.participant_count < task.min_participants:
                 return None
             return self.open_round(task)
         if self.ready(current):
+            rnd = self.fairfl.ledger.round(self.task_id, current)
+            if rnd.submissions < task.min_participants:
+                if chain_height() <= rnd.deadline_block:
+                    return None  # fewer members than the quorum can train: wait for the window
+                self.log(f"[yellow]round {current}: {rnd.submissions} of the "
+                         f"{task.min_participants} submissions needed; closed without a model[/]")
+                return self.fairfl.ledger.close_round(self.task_id, current, sender=self.account)
             return self.finalize(current)
         return None
 
     @property
     def finished(self) -> bool:
-        return self.fairfl.ledger.task(self.task_id).status == TaskStatus.COMPLETED
+        status = self.fairfl.ledger.task(self.task_id).status
+        return status in (TaskStatus.COMPLETED, TaskStatus.CANCELLED)
 

@@ -35,6 +35,7 @@ from fl_agent.chain.watcher import EventWatcher
 from fl_agent.crypto.envelopes import Keyring, NotAReaderError, decrypt_model, seal_update
 from fl_agent.crypto.sealing import public_bytes
 from fl_agent.errors import ChainError, ConfigError, ContractRevertError, FairFLError
+from fl_agent.faults import failpoint
 from fl_agent.learning.models import check_seed
 from fl_agent.learning.task_doc import TaskDocument
 from fl_agent.learning.training import TrainResult, round_seed, train_local
@@ -111,12 +112,12 @@ class ParticipantAgent:
         if self.y.min() < 0 or self.y.max() >= self.document.data.num_classes:
             raise ConfigError(f"labels must lie in 0..{self.document.data.num_classes - 1}")
         self.blacklisted = False
-        self.done = task.status == TaskStatus.COMPLETED
+        self.done = task.status in (TaskStatus.COMPLETED, TaskStatus.CANCELLED)
         self.member_key = member_key(self.fairfl, self.account)
         self._keyrings: dict[str, dict[int, bytes]] = {}
         self._last_read: tuple[int, np.ndarray] | None = None  # round, its global model
         self.watcher = EventWatcher(
-            self.fairfl.ledger.contract, ("RoundStarted", "TaskCompleted"),
+            self.fairfl.ledger.contract, ("RoundStarted", "TaskCompleted", "TaskCancelled"),
             Path(self.state_dir) / (f"participant-{self.fairfl.ledger.address.lower()}-"
                                     f"{self.task_id}-{self.address.lower()}.json"),
             start_block=self.fairfl.deployment.block, confirmations=self.confirmations,
@@ -143,8 +144,8 @@ class ParticipantAgent:
 
     # -- rounds -------------------------------------------------------------------------
     def handle(self, log: Any) -> Submission | None:
-        """Serves one ``RoundStarted`` (or notes ``TaskCompleted``)."""
-        if log.event_name == "TaskCompleted":
+        """Serves one ``RoundStarted`` (or notes ``TaskCompleted`` or ``TaskCancelled``)."""
+        if log.event_name in ("TaskCompleted", "TaskCancelled"):
             self.done = True
             return None
         round_number = int(log.round)
@@ -178,11 +179,13 @@ class ParticipantAgent:
         sealed = seal_update(encode_weights(self.document.model, np.asarray(vector, np.float32)),
                              workload.aggregator_key, self.task_id, round_number, self.address)
         cid = self.store.add(sealed)
+        failpoint("participant:uploaded")
         millis = result.train_millis if self.device_millis_per_step is None \
             else round(steps * self.device_millis_per_step)
         receipt = self.fairfl.ledger.submit_update(
             self.task_id, round_number, cid, result.num_samples, max(1, millis),
             sender=self.account)
+        failpoint("participant:submitted")
         self.log(f"round {round_number}: submitted {cid} ({result.num_samples} samples, "
                  f"{steps} steps, {millis} ms)")
         return Submission(self.task_id, round_number, cid, result.num_samples, steps,

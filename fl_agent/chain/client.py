@@ -15,6 +15,7 @@ from typing import Any
 
 from fl_agent.chain.deployment import Deployment
 from fl_agent.chain.records import (
+    AppealStatus,
     Listing,
     Membership,
     Participant,
@@ -130,6 +131,19 @@ class Registry(_Wrapper):
     def lift_blacklist(self, account: Any, *, sender: Any) -> TxReceipt:
         return _transact(self.contract.liftBlacklist, account, sender=sender)
 
+    def file_appeal(self, statement_cid: str, *, sender: Any) -> TxReceipt:
+        """The sender, blacklisted, appeals (once per blacklisting) with its statement's CID."""
+        return _transact(self.contract.fileAppeal, statement_cid, sender=sender)
+
+    def resolve_appeal(self, account: Any, granted: bool, decision_cid: str, *,
+                       sender: Any) -> TxReceipt:
+        """Governance grants (lifts the blacklisting) or denies the pending appeal."""
+        return _transact(self.contract.resolveAppeal, account, granted, decision_cid,
+                         sender=sender)
+
+    def appeal_of(self, account: Any) -> AppealStatus:
+        return AppealStatus(int(self.contract.appealOf(account)))
+
     def participant(self, account: Any) -> Participant:
         address = str(getattr(account, "address", account))
         raw = self.contract.participant(address)
@@ -197,6 +211,23 @@ class Ledger(_Wrapper):
         return _transact(
             self.contract.finalizeRound, task_id, round_number, result.as_abi(), sender=sender
         )
+
+    def close_round(self, task_id: int, round_number: int, *, sender: Any) -> TxReceipt:
+        """Closes an open round without a model or rewards: the aggregator once its window
+        has passed, anyone after one more window."""
+        return _transact(self.contract.closeRound, task_id, round_number, sender=sender)
+
+    def propose_aggregator(self, task_id: int, aggregator: Any, *, sender: Any) -> TxReceipt:
+        """The task's creator proposes a new aggregator (installable after the delay)."""
+        return _transact(self.contract.proposeAggregator, task_id, aggregator, sender=sender)
+
+    def replace_aggregator(self, task_id: int, aggregator: Any, *, sender: Any) -> TxReceipt:
+        """Governance (at once) or the creator (its proposal, after the delay)."""
+        return _transact(self.contract.replaceAggregator, task_id, aggregator, sender=sender)
+
+    def cancel_task(self, task_id: int, *, sender: Any) -> TxReceipt:
+        """The creator or governance cancels the task; its credits stay claimable."""
+        return _transact(self.contract.cancelTask, task_id, sender=sender)
 
     def claim_rewards(self, task_id: int, *, sender: Any) -> TxReceipt:
         """Mints the sender's unclaimed rewards of ``task_id``."""

@@ -140,18 +140,30 @@ def _hand_over(
     marketplace: Any,
     **tx_kwargs: Any,
 ) -> None:
-    """Grants every governance role to ``governance`` and renounces the deployer's."""
+    """Grants every operational role to ``governance``, renounces the deployer's, and starts
+    the delayed hand-over of each contract's admin role: ``governance`` completes it with
+    :func:`accept_admin` once ``ADMIN_TRANSFER_DELAY`` (two days) has passed."""
     grants = [
         (registry, registry.GOVERNANCE_ROLE()),
         (ledger, ledger.TASK_CREATOR_ROLE()),
         (marketplace, marketplace.PAUSER_ROLE()),
     ]
-    for contract in (token, registry, ledger, marketplace):
-        grants.append((contract, contract.DEFAULT_ADMIN_ROLE()))
     for contract, role in grants:
         contract.grantRole(role, governance, sender=deployer, **tx_kwargs)
     for contract, role in grants:
         contract.renounceRole(role, deployer, sender=deployer, **tx_kwargs)
+    for contract in (token, registry, ledger, marketplace):
+        contract.beginDefaultAdminTransfer(governance, sender=deployer, **tx_kwargs)
+
+
+def accept_admin(governance: Any, contracts: dict[str, Any], **tx_kwargs: Any) -> None:
+    """``governance`` takes over the admin role of every contract that a deployment with
+    ``governance=`` offered it, once the two-day delay has passed (the contracts revert
+    with ``AccessControlEnforcedDefaultAdminDelay`` before that)."""
+    for contract in contracts.values():
+        pending, _ = contract.pendingDefaultAdmin()
+        if str(pending).lower() == str(governance.address).lower():
+            contract.acceptDefaultAdminTransfer(sender=governance, **tx_kwargs)
 
 
 def deployment_path(network: str, folder: Path | str = "deployments") -> Path:

@@ -69,6 +69,8 @@ class RoundView:
     reasons: list[int] = field(default_factory=list)
     evidence_cid: str | None = None
     aggregation_millis: int | None = None
+    #: Closed without a model or rewards (no quorum, or its aggregator did not finalize it).
+    closed_block: int | None = None
 
     @property
     def finalized(self) -> bool:
@@ -97,6 +99,7 @@ class TaskView:
     participants: list[str] = field(default_factory=list)
     rounds: list[RoundView] = field(default_factory=list)
     completed_block: int | None = None
+    cancelled_block: int | None = None
     final_model_cid: str | None = None
     #: What each account was credited (from RoundFinalized's rewards), and has claimed.
     earned: dict[str, int] = field(default_factory=dict)
@@ -104,7 +107,9 @@ class TaskView:
 
     @property
     def status(self) -> str:
-        return "completed" if self.completed_block is not None else "open"
+        if self.completed_block is not None:
+            return "completed"
+        return "cancelled" if self.cancelled_block is not None else "open"
 
     @property
     def current_round(self) -> int:
@@ -181,6 +186,12 @@ def tasks(events: Iterable[Event]) -> dict[int, TaskView]:
                 task.earned[_lower(who)] = task.earned.get(_lower(who), 0) + amount
         elif e.name == "TaskCompleted":
             task.completed_block, task.final_model_cid = e.block, e["finalModelCid"]
+        elif e.name == "TaskCancelled":
+            task.cancelled_block = e.block
+        elif e.name == "RoundClosed" and task.rounds:
+            task.rounds[-1].closed_block = e.block
+        elif e.name == "AggregatorReplaced":
+            task.aggregator = e["aggregator"]
         elif e.name == "RewardsClaimed":
             who = _lower(e["participant"])
             task.claimed[who] = task.claimed.get(who, 0) + int(e["amount"])

@@ -16,12 +16,26 @@ class TaskStatus(IntEnum):
     NONE = 0
     OPEN = 1
     COMPLETED = 2
+    #: Its creator or governance stopped it; what it credited stays claimable.
+    CANCELLED = 3
 
 
 class RoundStatus(IntEnum):
     NONE = 0
     OPEN = 1
     FINALIZED = 2
+    #: Closed without a new model or rewards (no quorum, or the aggregator did not finalize).
+    CLOSED = 3
+
+
+class AppealStatus(IntEnum):
+    """Where a blacklisted address's appeal stands (IParticipantRegistry.AppealStatus)."""
+
+    NONE = 0
+    PENDING = 1
+    #: Governance lifted the blacklisting.
+    GRANTED = 2
+    DENIED = 3
 
 
 class PurchaseStatus(IntEnum):
@@ -131,6 +145,9 @@ class Task:
     global_model_hash: bytes
     spec_cid: str
     metric: str
+    #: Rounds finalized so far; the task completes at ``rounds`` (closed rounds do not count,
+    #: so ``current_round`` may run past ``rounds``).
+    finalized_rounds: int = 0
     #: The current global model's CID; the contract keeps only its hash, the client reads the
     #: string back from the task's events (empty when built from storage alone).
     global_model_cid: str = ""
@@ -153,6 +170,7 @@ class Task:
             bytes(raw.globalModelHash),
             str(raw.specCid),
             str(raw.metric),
+            int(raw.finalizedRounds),
             global_model_cid,
         )
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from fl_agent.chain.records import TxReceipt
 from fl_agent.errors import ChainError, ConfigError
 from fl_agent.learning.data import load_dataset, split_dataset
 from fl_agent.simulation.attackers import (
@@ -185,7 +186,7 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
                     agent.step()
             outcome = aggregator.step()
             waited = 0
-            while not isinstance(outcome, RoundOutcome):
+            while not isinstance(outcome, (RoundOutcome, TxReceipt)):
                 # Some participant did not submit (it skipped the round): let the
                 # submission window run out, then finalize with what arrived.
                 if waited > 2 * config.rounds + 10:
@@ -194,6 +195,8 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
                 _let_blocks_pass(blocks_per_round)
                 waited += 1
                 outcome = aggregator.step()
+            if not isinstance(outcome, RoundOutcome):
+                continue  # closed without quorum; the next round opens on the same model
             row = builder.add_round(outcome)
             if on_round is not None:
                 on_round(row)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import ape
 import pytest
 from conftest import POLICY
 
@@ -11,6 +12,7 @@ from fl_agent.chain.deployment import (
     CONTRACTS,
     DEFAULT_DELIVERY_WINDOW,
     BlacklistPolicy,
+    accept_admin,
     deploy_contracts,
     load_deployment,
     save_deployment,
@@ -77,19 +79,37 @@ def test_a_record_from_before_the_escrow_still_loads(tmp_path):
     assert (record.payment_token, record.delivery_window) == ("", 0)
 
 
-def test_governance_hand_over_leaves_the_deployer_without_roles(owner, stranger, project):
+def test_governance_hand_over_leaves_the_deployer_without_roles(owner, stranger, project, chain):
     _, contracts = deploy_contracts(owner, project, governance=stranger.address, policy=POLICY)
     token, registry, ledger, market = (contracts[n] for n in CONTRACTS)
     roles = [
         (registry, registry.GOVERNANCE_ROLE()),
         (ledger, ledger.TASK_CREATOR_ROLE()),
         (market, market.PAUSER_ROLE()),
-        *[(c, c.DEFAULT_ADMIN_ROLE()) for c in (token, registry, ledger, market)],
     ]
     for contract, role in roles:
         assert contract.hasRole(role, stranger), (contract, role)
         assert not contract.hasRole(role, owner), (contract, role)
     assert token.hasRole(token.MINTER_ROLE(), ledger)  # the wiring survives the hand-over
+    # The admin role moves only after the delay (AccessControlDefaultAdminRules).
+    admins = (token, registry, ledger, market)
+    assert all(c.defaultAdmin() == owner.address for c in admins)
+    assert all(c.pendingDefaultAdmin()[0] == stranger.address for c in admins)
+    with ape.reverts(token.AccessControlEnforcedDefaultAdminDelay):
+        accept_admin(stranger, contracts)
+    chain.pending_timestamp += token.ADMIN_TRANSFER_DELAY() + 1
+    accept_admin(stranger, contracts)
+    for contract in admins:
+        assert contract.defaultAdmin() == stranger.address
+        assert contract.hasRole(contract.DEFAULT_ADMIN_ROLE(), stranger)
+        assert not contract.hasRole(contract.DEFAULT_ADMIN_ROLE(), owner)
+
+
+def test_the_admin_role_cannot_be_granted_outright(owner, stranger, project):
+    _, contracts = deploy_contracts(owner, project, policy=POLICY)
+    for contract in contracts.values():
+        with ape.reverts(contract.AccessControlEnforcedDefaultAdminRules):
+            contract.grantRole(contract.DEFAULT_ADMIN_ROLE(), stranger, sender=owner)
 
 
 def test_missing_record_says_how_to_deploy(tmp_path):

@@ -32,6 +32,7 @@ from eth_utils import keccak
 
 ZERO_ADDRESS = "0x" + "00" * 20
 UINT96_MAX = 2**96 - 1
+FLT_CAP = 10**9 * UNIT  # FairToken.MAX_SUPPLY
 UINT32_MAX = 2**32 - 1
 #: Reputations and reputation outcomes are in basis points; scores are in parts per million.
 MAX_BPS = 10_000
@@ -312,8 +313,8 @@ def test_create_task_rejects_invalid_config(ledger, owner, aggregator, field, ov
     [
         {"trainingMode": 0},
         {"trainingMode": DP | PRUNING | HOMOMORPHIC},
-        {"rounds": 1, "rewardPerRound": UINT96_MAX},
-        {"rounds": 3, "rewardPerRound": UINT96_MAX // 3},
+        {"rounds": 1, "rewardPerRound": FLT_CAP},
+        {"rounds": 3, "rewardPerRound": FLT_CAP // 3},
         {"rewardPerRound": 0},
         {"rounds": 1, "minParticipants": 1, "submissionWindow": 1},
     ],
@@ -617,7 +618,7 @@ def test_submit_update_before_any_round_reverts(tasks, ledger, trainers):
 
 
 def test_submit_update_after_finalize_reverts(tasks, ledger, aggregator, trainers):
-    task_id = tasks.started(trainers[:3])  # two rounds: the task stays open
+    task_id = tasks.started(trainers[:3], minParticipants=1)  # two rounds: the task stays open
     submit(ledger, task_id, 1, trainers[0])
     finalize(ledger, aggregator, task_id, 1, [trainers[0]], [PPM])
 
@@ -822,7 +823,9 @@ def test_finalize_round_keeps_unspent_budget(tasks, ledger, token, aggregator, t
 
 
 def test_finalize_round_without_contributors(tasks, ledger, token, registry, aggregator, trainers):
-    task_id = tasks.started(trainers[:2])
+    """Every update may be left out (for instance, none could be opened) once the quorum
+    submitted."""
+    task_id = tasks.submitted(trainers[:2])
 
     tx = finalize(ledger, aggregator, task_id, 1)
 
@@ -918,10 +921,10 @@ def test_repeated_rejections_blacklist_the_uploader(tasks, ledger, registry, agg
         )
 
     blacklisted = only(tx, registry.Blacklisted)  # who counts as `by` is the registry's test
-    assert (blacklisted.account, blacklisted.automatic, blacklisted.evidenceCid) == (
-        cheat.address,
-        True,
-        "",
+    assert (blacklisted.account, blacklisted.by, blacklisted.taskId, blacklisted.round,
+            blacklisted.automatic, blacklisted.evidenceCid) == (
+        cheat.address, aggregator.address, task_id, POLICY.max_rejections, True,
+        CID_ROUND_EVIDENCE,
     )
     assert registry.isBlacklisted(cheat)
     assert not registry.isBlacklisted(honest)
@@ -1101,7 +1104,7 @@ def test_reason_codes_are_recorded_not_interpreted(tasks, ledger, registry, aggr
 
 @pytest.mark.parametrize("as_", ["contributor", "rejected"])
 def test_finalize_with_a_non_submitter_reverts(tasks, ledger, aggregator, trainers, as_):
-    task_id = tasks.started(trainers[:3])
+    task_id = tasks.started(trainers[:3], minParticipants=1)
     submit(ledger, task_id, 1, trainers[0])
     idle = trainers[1]  # joined, never submitted
     contributors, scores, rejected = (
@@ -1123,7 +1126,7 @@ def test_finalize_with_an_outsider_reverts(tasks, ledger, aggregator, trainers, 
 
 def test_finalize_with_last_rounds_submitter_reverts(tasks, ledger, aggregator, trainers):
     """An update of round 1 does not count in round 2."""
-    task_id = tasks.submitted(trainers[:2])
+    task_id = tasks.submitted(trainers[:2], minParticipants=1)
     finalize(ledger, aggregator, task_id, 1, trainers[:2], [500_000, 500_000])
     start(ledger, aggregator, task_id, model=CID_NEW_MODEL)
     submit(ledger, task_id, 2, trainers[0])
@@ -1175,7 +1178,7 @@ def test_finalize_over_budget_reverts(tasks, ledger, aggregator, trainers, score
 
 def test_finalize_over_budget_reverts_even_at_maximal_reward(tasks, ledger, aggregator, trainers):
     """A single huge score must be reported as a budget excess, not as an arithmetic panic."""
-    budget = UINT96_MAX // 2
+    budget = FLT_CAP // 2
     task_id = tasks.submitted(trainers[:1], minParticipants=1, rewardPerRound=budget)
     finalize(ledger, aggregator, task_id, 1, trainers[:1], [PPM])
     start(ledger, aggregator, task_id, model=CID_NEW_MODEL)
@@ -1532,7 +1535,9 @@ SUBMIT_BUDGET = 80_000
 
 
 def finalize_budget(contributors):
-    return 60_000 + 40_000 * contributors
+    # 60k before the round named its aggregator and evidence with each rejection, checked its
+    # quorum and, in the last round, released the task's unspent budget under FLT's cap.
+    return 65_000 + 40_000 * contributors
 
 
 def test_submit_update_gas(tasks, ledger, aggregator, trainers):

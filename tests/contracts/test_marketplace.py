@@ -237,6 +237,10 @@ def test_constructor_rejects_zero_arguments_and_an_endless_window(
     with ape.reverts() as info:
         owner.deploy(project.ModelMarketplace, *args.values())
     data = bytes.fromhex(info.value.revert_message.removeprefix("0x"))
+    if field == "admin":  # AccessControlDefaultAdminRules refuses it before our checks run
+        assert data[:4] == keccak(text="AccessControlInvalidDefaultAdmin(address)")[:4]
+        assert eth_abi.decode(["address"], data[4:]) == (ZERO_ADDRESS,)
+        return
     assert [i.type for i in project.ModelMarketplace.ModelMarketplaceInvalidConfig.abi.inputs] == [
         "string"
     ]

@@ -63,10 +63,13 @@ ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 MAX_BPS = 10_000
 #: Scores are in parts per million of the round's budget.
 PPM = 1_000_000
+#: What a reported round names as its evidence, and the reason code of its rejections.
+CID_EVIDENCE_OF_ROUND = "bafkreidrkzxzmxsbyyv5mfuvblzpn4kzsdgbmpbkvaz5gvdfgm5bzfkdrq"
+REASON_VALIDATION = 9
 MAX_UINT16 = 2**16 - 1
 MAX_UINT32 = 2**32 - 1
 MAX_UINT64 = 2**64 - 1
-MAX_UINT96 = 2**96 - 1
+FLT_CAP = 10**9 * UNIT  # FairToken.MAX_SUPPLY: createTask reserves each budget under it
 MAX_UINT256 = 2**256 - 1
 BUYER_KEY = bytes(range(32))
 PLAINTEXT_HASH = b"\x11" * 32
@@ -220,7 +223,8 @@ def scores_over_budget(draw, parts: int):
 cids = st.text(alphabet="abcdefghijklmnopqrstuvwxyz234567", min_size=1, max_size=52).map(
     lambda s: "bafk" + s
 )
-prices = st.one_of(st.integers(1, 1_000), st.integers(1, 2**100))
+# Large prices stay under FLT's cap: four buyers hold 2**86 each, up to 64 purchases apiece.
+prices = st.one_of(st.integers(1, 1_000), st.integers(1, 2**80))
 hashes = st.binary(min_size=32, max_size=32)
 buyer_keys = st.binary(min_size=32, max_size=32)
 
@@ -242,7 +246,7 @@ def reward_plans(draw):
         st.one_of(
             st.integers(0, 10_000),  # small budgets: rounding matters
             st.integers(0, 10**6).map(lambda x: x * UNIT),
-            st.integers(0, MAX_UINT96 // rounds),  # up to the uint96 bound of createTask
+            st.integers(0, FLT_CAP // rounds),  # up to the cap createTask reserves under
         )
     )
     plan = []
@@ -371,10 +375,10 @@ def test_scores_over_budget_always_revert_and_credit_nothing(
     chain, read, token, registry, ledger, tasks, trainers, aggregator
 ):
     """Over-budget finalizations of two open rounds: one of a task with a tiny budget, and round
-    2 of a task whose budget is half the uint96 bound, where round 1 already credited the
-    trainers (so an over-budget reward added before the check could overflow ``earned``)."""
+    2 of a task whose budget is a third of FLT's cap, where round 1 already credited the
+    trainers (an over-budget reward added before the check would show in ``earned``)."""
     tiny = tasks.submitted(trainers, rounds=1, rewardPerRound=3)
-    huge = tasks.submitted(trainers, rounds=2, rewardPerRound=MAX_UINT96 // 2)
+    huge = tasks.submitted(trainers, rounds=2, rewardPerRound=FLT_CAP // 3)
     first = round_result(
         contributors=trainers, scores=[600_000, 100_000, 100_000, 100_000, 100_000]
     )
@@ -405,8 +409,8 @@ def test_scores_over_budget_always_revert_and_credit_nothing(
 
     @examples(25)
     @given(over_budget_results())
-    # trainers[0] earned 30% of the uint96 bound in round 1; 150% of the budget on top of that
-    # would overflow ``earned`` if the reward were added before the budget check.
+    # trainers[0] earned 60% of the budget in round 1; 150% of the budget on top of that must
+    # revert as a budget excess before anything is credited.
     @example(((huge, 2), [0], [1_500_000], []))
     def check(case):
         (task_id, number), contributors, scores, rejected = case
@@ -568,7 +572,7 @@ def test_every_token_is_in_escrow_in_revenue_or_back_with_its_buyer(
         for task_id, (contributors, _) in zip(task_ids, task_specs, strict=True)
     ]
     token.grantRole(token.MINTER_ROLE(), owner, sender=owner)
-    start_balance = 2**120
+    start_balance = 2**86
     for b in buyers:
         token.mint(b, start_balance, sender=owner)
         token.approve(marketplace, MAX_UINT256, sender=b)
@@ -672,7 +676,7 @@ def test_every_token_is_in_escrow_in_revenue_or_back_with_its_buyer(
         ],
     )
     @example(
-        (2**100, 1),
+        (2**80, 1),
         [
             ("buy", 1, 0, 0, False),
             ("buyWithPermit", 1, 1, 10**30, False),
@@ -1274,13 +1278,16 @@ def test_reputation_follows_integer_ewma_within_bounds_and_rejections_blacklist(
                     chain.mine(gap)
                 if not strict:
                     accepted = [(t, o) for t, o in accepted if not models[t].blacklisted]
-                args = (
-                    7,
-                    number,
-                    [addr(trainers[t]) for t, _ in accepted],
-                    [o for _, o in accepted],
-                    [addr(trainers[t]) for t in rejected],
-                )
+                args = ({
+                    "taskId": 7,
+                    "round": number,
+                    "aggregator": addr(aggregator),
+                    "evidenceCid": CID_EVIDENCE_OF_ROUND,
+                    "accepted": [addr(trainers[t]) for t, _ in accepted],
+                    "outcomesBps": [o for _, o in accepted],
+                    "rejected": [addr(trainers[t]) for t in rejected],
+                    "reasons": [REASON_VALIDATION] * len(rejected),
+                },)
                 failure = None
                 for t, outcome in accepted:
                     if outcome > MAX_BPS:
@@ -1332,6 +1339,15 @@ def test_reputation_follows_integer_ewma_within_bounds_and_rejections_blacklist(
                     assert blacklisted == [
                         (e.account, e.automatic) for e in tx.decode_logs(registry.Blacklisted)
                     ]
+                    # Each rejection and blacklisting names its round, aggregator and evidence.
+                    for e in [*tx.decode_logs(registry.UpdateRejected),
+                              *tx.decode_logs(registry.Blacklisted)]:
+                        assert (e.taskId, e.round, e.evidenceCid) == (7, number,
+                                                                      CID_EVIDENCE_OF_ROUND)
+                    assert all(e.aggregator == addr(aggregator) and e.reason == REASON_VALIDATION
+                               for e in tx.decode_logs(registry.UpdateRejected))
+                    assert all(e.by == addr(aggregator)
+                               for e in tx.decode_logs(registry.Blacklisted))
                 for t, model in zip(trainers, models, strict=True):
                     record = read.registry.participant(t)
                     assert 0 <= record.reputationBps <= MAX_BPS

@@ -11,11 +11,13 @@ import ape
 import pytest
 from conftest import (
     CID_NEW_MODEL,
+    CID_ROUND_EVIDENCE,
     CID_SPEC,
     CID_UPDATE,
     CID_WORKLOAD,
     POLICY,
     PPM,
+    REASON_NORM_OUTLIER,
     reverts,
     round_result,
 )
@@ -71,17 +73,32 @@ def bob(registry, trainers):
     return trainers[1]
 
 
+VALIDATION = 9  # a rejection reason code (ITaskLedger.RoundResult.reasons)
+
+
+def round_record(accepted=(), outcomes=(), rejected=(), task_id=1, round_number=1,
+                 aggregator=None, reasons=None):
+    """An IParticipantRegistry.RoundRecord as a dict (accounts or addresses)."""
+    return {
+        "taskId": task_id,
+        "round": round_number,
+        "aggregator": str(getattr(aggregator, "address", aggregator or ZERO_ADDRESS)),
+        "evidenceCid": CID_ROUND_EVIDENCE,
+        "accepted": [getattr(a, "address", a) for a in accepted],
+        "outcomesBps": list(outcomes),
+        "rejected": [getattr(a, "address", a) for a in rejected],
+        "reasons": [VALIDATION] * len(rejected) if reasons is None else list(reasons),
+    }
+
+
 @pytest.fixture
-def record(registry, reporter):
-    """``record(accepted=..., outcomes=..., rejected=...)`` reports a round as ``reporter``."""
+def record(registry, reporter, aggregator):
+    """``record(accepted=..., outcomes=..., rejected=...)`` reports a round as ``reporter``,
+    finalized by ``aggregator``."""
 
     def _record(accepted=(), outcomes=(), rejected=(), task_id=1, round_number=1):
         return registry.recordRound(
-            task_id,
-            round_number,
-            [a.address for a in accepted],
-            list(outcomes),
-            [a.address for a in rejected],
+            round_record(accepted, outcomes, rejected, task_id, round_number, aggregator),
             sender=reporter,
         )
 
@@ -238,7 +255,8 @@ def test_reputation_compounds_over_rounds(registry, record, alice):
         assert registry.reputationOf(alice) == expected
 
 
-def test_rejected_update_moves_reputation_toward_zero_and_counts(registry, record, alice):
+def test_rejected_update_moves_reputation_toward_zero_and_counts(registry, record, alice,
+                                                                aggregator):
     tx = record(rejected=[alice], task_id=4, round_number=2)
 
     assert registry.reputationOf(alice) == 4_000
@@ -253,7 +271,8 @@ def test_rejected_update_moves_reputation_toward_zero_and_counts(registry, recor
         }
     ]
     assert emitted(tx, registry.UpdateRejected) == [
-        {"account": alice.address, "taskId": 4, "round": 2, "rejectionsInWindow": 1}
+        {"account": alice.address, "taskId": 4, "round": 2, "aggregator": aggregator.address,
+         "reason": VALIDATION, "rejectionsInWindow": 1, "evidenceCid": CID_ROUND_EVIDENCE}
     ]
     assert emitted(tx, registry.Blacklisted) == []
     p = registry.participant(alice)
@@ -302,7 +321,7 @@ def test_record_round_length_mismatch_reverts(registry, reporter, trainers, acce
         registry.ParticipantRegistryLengthMismatch, accounts=accepted, outcomes=outcomes
     ):
         registry.recordRound(
-            1, 1, [t.address for t in trainers[:accepted]], [5_000] * outcomes, [], sender=reporter
+            round_record(trainers[:accepted], [5_000] * outcomes), sender=reporter
         )
 
 
@@ -320,7 +339,7 @@ def test_record_round_requires_ledger_role(registry, alice, caller, request):
         account=account,
         neededRole=registry.LEDGER_ROLE(),
     ):
-        registry.recordRound(1, 1, [alice.address], [10_000], [], sender=account)
+        registry.recordRound(round_record([alice], [10_000]), sender=account)
 
 
 def test_accepted_blacklisted_account_reverts_whole_round(registry, record, owner, alice, bob):
@@ -341,7 +360,7 @@ def test_empty_round_changes_nothing(registry, record, alice):
 # --- automatic blacklist ------------------------------------------------------------------
 
 
-def test_third_rejection_in_window_blacklists_automatically(registry, record, reporter, alice):
+def test_third_rejection_in_window_blacklists_automatically(registry, record, aggregator, alice):
     first = record(rejected=[alice], round_number=1)
     second = record(rejected=[alice], round_number=2)
     assert not registry.isBlacklisted(alice)
@@ -351,10 +370,12 @@ def test_third_rejection_in_window_blacklists_automatically(registry, record, re
     third = record(rejected=[alice], round_number=3)
 
     assert emitted(third, registry.UpdateRejected) == [
-        {"account": alice.address, "taskId": 1, "round": 3, "rejectionsInWindow": 3}
+        {"account": alice.address, "taskId": 1, "round": 3, "aggregator": aggregator.address,
+         "reason": VALIDATION, "rejectionsInWindow": 3, "evidenceCid": CID_ROUND_EVIDENCE}
     ]
     assert emitted(third, registry.Blacklisted) == [
-        {"account": alice.address, "by": reporter.address, "automatic": True, "evidenceCid": ""}
+        {"account": alice.address, "by": aggregator.address, "taskId": 1, "round": 3,
+         "automatic": True, "evidenceCid": CID_ROUND_EVIDENCE}
     ]
     assert [log.event_name for log in third.events] == [
         "ReputationUpdated",
@@ -439,12 +460,13 @@ def test_rejection_of_blacklisted_account_counts_without_second_blacklisting(
 
 
 def test_lower_max_rejections_blacklists_on_first_rejection(
-    registry, record, owner, reporter, alice
+    registry, record, owner, aggregator, alice
 ):
     registry.setPolicy((ALPHA, 1, WINDOW), sender=owner)
     tx = record(rejected=[alice])
     assert emitted(tx, registry.Blacklisted) == [
-        {"account": alice.address, "by": reporter.address, "automatic": True, "evidenceCid": ""}
+        {"account": alice.address, "by": aggregator.address, "taskId": 1, "round": 1,
+         "automatic": True, "evidenceCid": CID_ROUND_EVIDENCE}
     ]
 
 
@@ -473,12 +495,17 @@ def test_ledger_rejections_blacklist_automatically(
                 "account": attacker.address,
                 "taskId": task_id,
                 "round": round_number,
+                "aggregator": aggregator.address,
+                "reason": REASON_NORM_OUTLIER,
                 "rejectionsInWindow": round_number,
+                "evidenceCid": CID_ROUND_EVIDENCE,
             }
         ]
 
+    # The blacklisting names the aggregator (not the ledger), the task, the round and its evidence.
     assert emitted(tx, registry.Blacklisted) == [
-        {"account": attacker.address, "by": ledger.address, "automatic": True, "evidenceCid": ""}
+        {"account": attacker.address, "by": aggregator.address, "taskId": task_id,
+         "round": MAX_REJECTIONS, "automatic": True, "evidenceCid": CID_ROUND_EVIDENCE}
     ]
     assert registry.isBlacklisted(attacker)
     assert not registry.isActive(attacker)
@@ -497,6 +524,8 @@ def test_governance_blacklists_with_evidence(registry, owner, alice):
         {
             "account": alice.address,
             "by": owner.address,
+            "taskId": 0,
+            "round": 0,
             "automatic": False,
             "evidenceCid": CID_EVIDENCE,
         }

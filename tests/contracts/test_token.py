@@ -115,60 +115,17 @@ def test_revoked_minter_cannot_mint(token, owner, minter, buyer):
         token.mint(buyer, UNIT, sender=minter)
 
 
-# --- mintBatch ----------------------------------------------------------------------------
+# --- supply cap ---------------------------------------------------------------------------
 
 
-def test_mint_batch_pays_everyone_and_skips_zero_amounts(token, minter, trainers):
-    a, b, c = trainers[:3]
-    recipients = [a, b, c, a]
-    amounts = [100 * UNIT, 0, 250 * UNIT, 5]
+def test_supply_is_capped_at_one_billion(token, minter, buyer):
+    assert token.cap() == token.MAX_SUPPLY() == 10**9 * UNIT
+    token.mint(buyer, token.cap() - 1, sender=minter)
+    token.mint(buyer, 1, sender=minter)  # exactly the cap
 
-    tx = token.mintBatch([r.address for r in recipients], amounts, sender=minter)
-
-    assert [token.balanceOf(x) for x in (a, b, c)] == [100 * UNIT + 5, 0, 250 * UNIT]
-    assert token.totalSupply() == 350 * UNIT + 5
-    assert emitted(tx, token.Transfer) == [
-        {"from": ZERO_ADDRESS, "to": a.address, "value": 100 * UNIT},
-        {"from": ZERO_ADDRESS, "to": c.address, "value": 250 * UNIT},
-        {"from": ZERO_ADDRESS, "to": a.address, "value": 5},
-    ]
-
-
-def test_mint_batch_of_only_zero_amounts_emits_nothing(token, minter, trainers):
-    tx = token.mintBatch([t.address for t in trainers[:2]], [0, 0], sender=minter)
-    assert emitted(tx, token.Transfer) == []
-    assert token.totalSupply() == 0
-
-
-def test_mint_batch_empty_is_a_no_op(token, minter):
-    tx = token.mintBatch([], [], sender=minter)
-    assert list(tx.events) == []
-
-
-@pytest.mark.parametrize("n_recipients, n_amounts", [(2, 1), (1, 2), (0, 1), (3, 0)])
-def test_mint_batch_length_mismatch_reverts(token, minter, trainers, n_recipients, n_amounts):
-    with reverts(token.FairTokenLengthMismatch, recipients=n_recipients, amounts=n_amounts):
-        token.mintBatch(
-            [t.address for t in trainers[:n_recipients]], [UNIT] * n_amounts, sender=minter
-        )
-    assert token.totalSupply() == 0
-
-
-@pytest.mark.parametrize("caller", ["owner", "stranger"])
-def test_mint_batch_by_non_minter_reverts(token, caller, request, trainers):
-    account = request.getfixturevalue(caller)
-    with reverts(
-        token.AccessControlUnauthorizedAccount, account=account, neededRole=token.MINTER_ROLE()
-    ):
-        token.mintBatch([trainers[0].address], [UNIT], sender=account)
-    assert token.totalSupply() == 0
-
-
-def test_mint_batch_to_zero_address_reverts(token, minter, trainers):
-    with reverts(token.ERC20InvalidReceiver, receiver=ZERO_ADDRESS):
-        token.mintBatch([trainers[0].address, ZERO_ADDRESS], [UNIT, UNIT], sender=minter)
-    assert token.balanceOf(trainers[0]) == 0
-
+    with reverts(token.ERC20ExceededCap, increasedSupply=token.cap() + 1, cap=token.cap()):
+        token.mint(buyer, 1, sender=minter)
+    assert token.totalSupply() == token.cap()
 
 # --- permit -------------------------------------------------------------------------------
 
