@@ -4,7 +4,8 @@ deployment, resolving accounts and opening the content store."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -32,6 +33,53 @@ ipfs_option = click.option(
     help="Kubo RPC URL, e.g. http://127.0.0.1:5001 (default: FAIRFL_IPFS, else the embedded "
     "store in .fairfl/store).",
 )
+
+
+#: The longest pause between two attempts when the node or the store does not answer.
+MAX_BACKOFF = 60.0
+
+
+def transient(err: BaseException) -> bool:
+    """Whether ``err`` (or what caused it) is a node or store that did not answer: a refused
+    connection, a timeout, a dropped socket. Reverts and bad input are not."""
+    import httpx
+    import requests
+    from ape.exceptions import ProviderNotConnectedError
+
+    kinds = (ConnectionError, TimeoutError, requests.exceptions.ConnectionError,
+             requests.exceptions.Timeout, httpx.TransportError, ProviderNotConnectedError)
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, kinds):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def serve(step: Callable[[], object], finished: Callable[[], bool], poll_interval: float,
+          log: Callable[[str], None], sleep: Callable[[float], None] = time.sleep) -> None:
+    """Runs an agent until ``finished()``: ``step()``, then a pause of ``poll_interval``
+    (none if ``step`` returned True: it did something and may have more to do).
+    When the chain node or the store does not answer (see :func:`transient`), the pause
+    doubles up to :data:`MAX_BACKOFF` and the agent tries again; the agent acknowledges an
+    event only once it was handled, so nothing is lost meanwhile. Any other error stops it."""
+    delay = poll_interval
+    while True:
+        try:
+            if finished():
+                return
+            busy = step()
+            delay = poll_interval
+            if busy is True:
+                continue
+        except Exception as err:
+            if not transient(err):
+                raise
+            delay = min(MAX_BACKOFF, max(delay, poll_interval) * 2)
+            log(f"[yellow]the node or the store did not answer ({type(err).__name__}); "
+                f"retrying in {delay:.0f} s[/]")
+        sleep(delay)
 
 
 def local_chain(settings: Settings, port: int | None = None) -> LocalChain:

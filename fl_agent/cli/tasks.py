@@ -4,7 +4,6 @@ a participant and the aggregator, each its own process with its own account."""
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
 import click
@@ -18,6 +17,7 @@ from fl_agent.cli.common import (
     network_option,
     open_store,
     resolve_account,
+    serve,
 )
 from fl_agent.errors import FairFLError
 
@@ -177,10 +177,7 @@ def train(task_id: int, data: str, shard: str | None, partition_scheme: str, alp
             console.print(f"joined (tx {receipt.tx_hash})")
         console.print(f"[green]participant {agent.address}[/] on task {task_id} with "
                       f"{len(y)} examples; waiting for rounds")
-        while not agent.finished:
-            agent.step()
-            if not agent.finished:
-                time.sleep(poll_interval)
+        serve(agent.step, lambda: agent.finished, poll_interval, console.print)
     console.print("blacklisted: stopping" if agent.blacklisted else "task completed")
 
 
@@ -212,11 +209,12 @@ def aggregate(task_id: int, validation: str, quorum: int | None, seed: int,
     with deployed(network) as (settings, fairfl):
         agent = AggregatorAgent(fairfl, open_store(ipfs), resolve_account(account), task_id, X, y,
                                 settings.agents_dir, quorum=quorum, log=console.print)
-        while not agent.finished:
+        def step() -> bool:
             outcome = agent.step()
             if isinstance(outcome, RoundOutcome):
                 console.print(f"  validation {agent.metric.name}: {outcome.validation:.4f}")
-            elif outcome is None:
-                time.sleep(poll_interval)
+            return outcome is not None
+
+        serve(step, lambda: agent.finished, poll_interval, console.print)
     console.print("[green]task completed[/]")
 

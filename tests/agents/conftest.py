@@ -6,7 +6,7 @@ Plain pytest tests (``-p no:ape_test``): ape connects to this anvil by URL, the 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,8 +87,8 @@ class World:
                                self.tmp / "agents", **kwargs)
 
 
-@pytest.fixture
-def world(connected: str, tmp_path: Path) -> World:
+def build_world(tmp_path: Path) -> World:
+    """A fresh deployment on the network ape is connected to, with a store in ``tmp_path``."""
     from fl_agent.chain.client import FairFL, load_project
     from fl_agent.chain.deployment import deploy_contracts
     from fl_agent.chain.node import dev_account
@@ -106,3 +106,14 @@ def world(connected: str, tmp_path: Path) -> World:
         training=TrainingPlan(steps=5, batch_size=16, lr=0.1))
     return World(FairFL(record), LocalStore(tmp_path / "store"), accounts, tmp_path,
                  document, splits)
+
+
+@pytest.fixture
+def world(connected: str, tmp_path: Path) -> World:
+    return build_world(tmp_path)
+
+
+@pytest.fixture
+def world_builder() -> Callable[[Path], World]:
+    """:func:`build_world`, for a test that runs its own node."""
+    return build_world

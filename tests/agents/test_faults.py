@@ -1,0 +1,180 @@
+"""Faults on the real local stack: agents killed with SIGKILL at the worst moments and
+restarted, and the chain node restarted under running agents.
+
+Agents die through failpoints (:mod:`fl_agent.faults`): the process kills itself with SIGKILL
+at a named place, exactly as a crash there would leave things. Each test then restarts it and
+checks the chain: nothing lost, nothing done twice, the same result as a run without the fault.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from fl_agent.chain.records import RoundResult, RoundStatus, TaskStatus
+
+AGGREGATOR_POINTS = ["aggregator:fetched", "aggregator:model-uploaded",
+                     "aggregator:before-finalize"]
+
+
+def cli(world, anvil_url: str, *args: str, failpoint: str | None = None) -> subprocess.Popen:
+    """``fl-agent ARGS`` as its own process on ``world``'s deployment and store."""
+    from fl_agent.chain.deployment import save_deployment
+
+    deployments = world.tmp / "deployments"
+    if not deployments.exists():
+        save_deployment(world.fairfl.deployment, deployments)
+    env = {**os.environ, "FAIRFL_HOME": str(world.tmp), "FAIRFL_DEPLOYMENTS": str(deployments),
+           "FAIRFL_NETWORK": anvil_url, "COLUMNS": "200"}
+    env.pop("FAIRFL_FAILPOINT", None)
+    if failpoint:
+        env["FAIRFL_FAILPOINT"] = failpoint
+    return subprocess.Popen([sys.executable, "-m", "fl_agent.cli", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def aggregate(world, anvil_url: str, task_id: int, failpoint: str | None = None):
+    return cli(world, anvil_url, "aggregate", "--task", str(task_id), "--validation", "digits",
+               "--account", "TEST::1", "--poll-interval", "0.2", failpoint=failpoint)
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def finished(proc: subprocess.Popen, timeout: float = 180.0) -> tuple[int, str]:
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, out
+
+
+def finalized(world, task_id: int) -> list[RoundResult]:
+    logs = world.fairfl.ledger.contract.RoundFinalized.range(
+        world.fairfl.deployment.block, world.fairfl.ledger.contract.chain_manager.blocks.height + 1,
+        search_topics={"taskId": task_id})
+    return [RoundResult.from_chain(log.result) for log in logs]
+
+
+def verdict(result: RoundResult) -> tuple:
+    """What must not change when the aggregator crashed and ran again: the model's plaintext
+    hash, who was paid how much, who was rejected and why (CIDs differ: fresh encryption)."""
+    return (result.model_hash, [c.lower() for c in result.contributors], result.scores_ppm,
+            [r.lower() for r in result.rejected], result.reasons)
+
+
+def one_round_with(world, anvil_url: str, failpoint: str | None) -> tuple[RoundResult, str]:
+    """A one-round task: two in-process participants, the aggregator as a process that dies
+    at ``failpoint`` (if any) and is restarted. Returns the round's result and the logs."""
+    task_id = world.create_task(rounds=1, window=200)
+    people = [world.participant(task_id, i) for i in range(2)]
+    proc = aggregate(world, anvil_url, task_id, failpoint)
+    wait_for(lambda: world.fairfl.ledger.task(task_id).current_round == 1, "round 1 to open")
+    for person in people:
+        assert len(person.step()[0]) == 1
+    code, log = finished(proc)
+    if failpoint:
+        assert code == -signal.SIGKILL, log
+        rnd = world.fairfl.ledger.round(task_id, 1)
+        assert (rnd.status, rnd.submissions) == (RoundStatus.OPEN, 2)  # nothing half-done
+        code, again = finished(aggregate(world, anvil_url, task_id))
+        log += again
+    assert code == 0, log
+    assert world.fairfl.ledger.task(task_id).status == TaskStatus.COMPLETED
+    [result] = finalized(world, task_id)  # finalized exactly once
+    return result, log
+
+
+def test_an_aggregator_killed_at_any_point_finalizes_the_round_once_with_the_same_result(
+        world, anvil_url):
+    reference, _ = one_round_with(world, anvil_url, None)
+    assert len(reference.contributors) == 2
+    for point in AGGREGATOR_POINTS:
+        result, log = one_round_with(world, anvil_url, point)
+        assert verdict(result) == verdict(reference), (point, log)
+
+
+@pytest.mark.parametrize("point", ["participant:uploaded", "participant:submitted"])
+def test_a_participant_killed_mid_round_submits_exactly_once_after_a_restart(
+        world, anvil_url, point):
+    task_id = world.create_task(rounds=1, window=200)
+    steady = world.participant(task_id, 0)
+    train = ("train", "--task", str(task_id), "--data", "digits", "--shard", "1/2",
+             "--account", "TEST::3", "--poll-interval", "0.2")
+    crashing = cli(world, anvil_url, *train, failpoint=point)
+    wait_for(lambda: world.fairfl.ledger.task(task_id).participant_count == 2, "the join")
+    aggregator = world.aggregator_agent(task_id)
+    aggregator.step()  # opens round 1
+    steady.step()
+
+    code, log = finished(crashing)
+
+    assert code == -signal.SIGKILL, log
+    submitted = 2 if point == "participant:submitted" else 1
+    assert world.fairfl.ledger.round(task_id, 1).submissions == submitted
+    restarted = cli(world, anvil_url, *train)
+    wait_for(lambda: world.fairfl.ledger.round(task_id, 1).submissions == 2,
+             "the restarted participant's update")
+    outcome = aggregator.step()  # every member submitted: finalize
+    assert len(outcome.verdicts) == 2 and all(v.accepted for v in outcome.verdicts)
+    code, log = finished(restarted)
+    assert code == 0, log
+    assert log.count("submitted") == (0 if point == "participant:submitted" else 1), log
+    assert world.fairfl.ledger.membership(task_id, world.accounts[3].address) \
+        .last_submitted_round == 1
+
+
+def test_agents_ride_out_a_restart_of_the_chain_node(tmp_path: Path, world_builder):
+    """The node stops (dumping its state) while the agents run, and comes back on the same
+    port: every round gets both updates exactly once and is finalized once."""
+    from ape import networks
+
+    from fl_agent.chain.node import LocalChain, free_port
+
+    node = LocalChain(tmp_path / "chain", "127.0.0.1", free_port())
+    node.start(accounts=16)
+    try:
+        with networks.parse_network_choice(node.url):
+            world = world_builder(tmp_path)
+            task_id = world.create_task(rounds=3, window=400)
+            procs = [cli(world, node.url, "train", "--task", str(task_id), "--data", "digits",
+                         "--shard", f"{i}/2", "--account", f"TEST::{2 + i}",
+                         "--poll-interval", "0.2") for i in range(2)]
+            procs.append(aggregate(world, node.url, task_id))
+            try:
+                wait_for(lambda: world.fairfl.ledger.task(task_id).current_round >= 2,
+                         "round 2 to open")
+                node.stop()
+                time.sleep(3)  # the agents find nobody there and back off
+                assert all(p.poll() is None for p in procs), "an agent died with the node"
+                node.start(accounts=16)
+                logs = [finished(p, timeout=300) for p in procs]
+            finally:
+                for p in procs:
+                    if p.poll() is None:
+                        p.kill()
+            for code, log in logs:
+                assert code == 0, log
+            assert any("did not answer" in log for _, log in logs)
+            assert world.fairfl.ledger.task(task_id).status == TaskStatus.COMPLETED
+            results = finalized(world, task_id)
+            assert len(results) == 3
+            for number in (1, 2, 3):
+                assert world.fairfl.ledger.round(task_id, number).submissions == 2
+            for result in results:
+                assert len(result.contributors) + len(result.rejected) == 2
+    finally:
+        node.stop()
