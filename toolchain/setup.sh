@@ -37,6 +37,10 @@ if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] || [ constraints.txt -nt
   "$VENV/bin/pip" install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
   touch "$STAMP"
 fi
+# slither-analyzer (dev) depends on solc-select, whose `solc` console script would shadow every
+# solc on PATH and try to download a compiler from binaries.soliditylang.org (step 5 would wait
+# ~30 s for it on every run). Slither is given the wasm bridge explicitly (toolchain/slither.sh).
+if grep -qs solc_select "$VENV/bin/solc"; then rm -f "$VENV/bin/solc"; fi
 
 # 4. anvil on the venv's PATH (ape-foundry looks it up with shutil.which).
 ln -sf "$ROOT/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil" "$VENV/bin/anvil"
