@@ -18,7 +18,7 @@ from fl_agent.storage.store import (
     InvalidCidError,
     KuboStore,
     LocalStore,
-    StorageError,
+    NodeUnavailableError,
     open_store,
 )
 
@@ -78,8 +78,9 @@ def test_kubo_store_detects_a_node_returning_other_bytes(kubo):
     client = KuboStore(kubo.url)
     cid = client.add(b"honest weights")
     kubo.corrupt.add(cid)
-    with pytest.raises(CidMismatchError):
+    with pytest.raises(CidMismatchError, match=f"node at {kubo.url} returned content for {cid}"):
         client.get(cid)
+    assert kubo.requests.count("/api/v0/cat") == 2  # fetched once more before refusing
 
 
 def test_oversized_content_is_refused(tmp_path, kubo):
@@ -106,9 +107,12 @@ def test_kubo_add_pins_and_speaks_the_documented_endpoints(kubo):
 
 
 def test_unreachable_kubo_says_what_to_do():
-    client = KuboStore("http://127.0.0.1:9")
-    with pytest.raises(StorageError, match="Is Kubo running"):
+    sleeps: list[float] = []
+    client = KuboStore("http://127.0.0.1:9", sleep=sleeps.append)
+    with pytest.raises(NodeUnavailableError, match="did not answer /add after 4 attempts.*"
+                       "Is Kubo running"):
         client.add(b"x")
+    assert sleeps == [0.5, 1.0, 2.0]
 
 
 def test_kubo_transport_is_injectable():
