@@ -103,9 +103,15 @@ def connected(network: str) -> Iterator[None]:
     except FairFLError:
         raise
     except Exception as err:  # ape raises many types for an unreachable node
-        if "connect" in str(err).lower() or "not found" in str(err).lower():
+        from ape.exceptions import NetworkError, ProviderError
+
+        # NetworkError: an unknown ecosystem, network or provider; ProviderError: no node.
+        if isinstance(err, NetworkError | ProviderError) or "connect" in str(err).lower() \
+                or "not found" in str(err).lower():
+            reason = str(err).splitlines()[0].rstrip(".") if str(err) else type(err).__name__
             raise FairFLError(
-                f"cannot reach network {network!r}: {err}. For the local chain, "
+                f"cannot reach network {network!r}: {reason}. Check --network (or "
+                "FAIRFL_NETWORK; `ape networks list` shows the names); for the local chain, "
                 "run `fl-agent chain up` (or `make chain`) first."
             ) from err
         raise
@@ -124,8 +130,16 @@ def deployed(network: str | None) -> Iterator[tuple[Settings, Any]]:
         yield settings, FairFL(load_deployment(network, settings.deployments))
 
 
-def resolve_account(alias: str) -> Any:
-    """``TEST::3`` is ape's 4th test account; anything else is an ape account alias."""
+def resolve_account(alias: str, unattended: bool = False) -> Any:
+    """``TEST::3`` is ape's 4th test account (local chains); anything else is an ape account
+    alias, an encrypted keyfile (``ape accounts import NAME``). The key never leaves ape: it
+    is decrypted in memory to sign and never printed or written.
+
+    ``unattended``: a service (agent) that signs many transactions unlocks the keyfile once,
+    with the passphrase from ``APE_ACCOUNTS_<alias>_PASSPHRASE`` or, in a terminal, asked
+    once; without either it stops with what to do rather than wait for a prompt."""
+    import os
+
     from ape import accounts
 
     if alias.upper().startswith("TEST::"):
@@ -136,12 +150,25 @@ def resolve_account(alias: str) -> Any:
         except ValueError:
             raise FairFLError(f"bad test account {alias!r}: use TEST::<number>") from None
     try:
-        return accounts.load(alias)
+        account = accounts.load(alias)
     except Exception as err:  # noqa: BLE001 - ape raises IndexError and its own types
         raise FairFLError(
             f"no ape account named {alias!r} ({err}); `ape accounts list` shows them and "
             "`ape accounts import NAME` adds one; on a local chain use TEST::<number>"
         ) from err
+    if unattended and hasattr(account, "set_autosign"):
+        variable = f"APE_ACCOUNTS_{alias}_PASSPHRASE"
+        if variable not in os.environ and not sys.stdin.isatty():
+            raise FairFLError(
+                f"account {alias!r} is an encrypted keyfile and this agent signs without a "
+                f"terminal: set {variable} to its passphrase (from a secret store, not a "
+                "shell history), or start the agent in a terminal to be asked once"
+            )
+        try:
+            account.set_autosign(True)
+        except Exception as err:  # noqa: BLE001 - ape raises its own types for a bad passphrase
+            raise FairFLError(f"cannot unlock account {alias!r}: {err}") from err
+    return account
 
 
 def open_store(ipfs: str | None) -> Any:

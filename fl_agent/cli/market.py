@@ -199,7 +199,7 @@ def market_serve(once: bool, poll_interval: float, account: str, network: str | 
     from fl_agent.market.key_agent import KeyAgent
 
     with deployed(network) as (settings, fairfl):
-        agent = KeyAgent(fairfl, resolve_account(account), settings.keys_dir,
+        agent = KeyAgent(fairfl, resolve_account(account, unattended=True), settings.keys_dir,
                          settings.agents_dir, confirmations=settings.confirmations,
                          log=console.print)
         console.print(f"[green]key agent for {agent.address}[/] on marketplace "

@@ -3,6 +3,7 @@ a participant and the aggregator, each its own process with its own account."""
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -20,6 +21,19 @@ from fl_agent.cli.common import (
     serve,
 )
 from fl_agent.errors import FairFLError
+
+#: The contract stores rounds, participants and the window as uint32.
+UINT32_MAX = 2**32 - 1
+
+
+class Finite(click.FloatRange):
+    """A number in the range that is also finite (click's FloatRange lets nan and inf in)."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 
 def _shard(data: str, shard: str | None, partition_scheme: str, alpha: float, seed: int,
@@ -55,16 +69,17 @@ def task() -> None:
 @click.option("--dataset", default="digits", show_default=True,
               help="digits, breast_cancer, wine, or a CSV/NPZ file: fixes the input shape, "
               "the classes and the standardisation participants apply.")
-@click.option("--rounds", type=click.IntRange(1), default=10, show_default=True)
-@click.option("--min-participants", type=click.IntRange(1), default=3, show_default=True)
-@click.option("--window", type=click.IntRange(1), default=100, show_default=True,
+@click.option("--rounds", type=click.IntRange(1, UINT32_MAX), default=10, show_default=True)
+@click.option("--min-participants", type=click.IntRange(1, UINT32_MAX), default=3,
+              show_default=True)
+@click.option("--window", type=click.IntRange(1, UINT32_MAX), default=100, show_default=True,
               help="Blocks a round stays open for submissions.")
-@click.option("--reward", type=float, default=100.0, show_default=True,
+@click.option("--reward", type=Finite(min=0), default=100.0, show_default=True,
               help="FLT paid per round, shared by contribution.")
 @click.option("--steps", type=click.IntRange(1), default=20, show_default=True,
               help="Base local SGD steps per round (balanced per participant).")
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
-@click.option("--lr", type=float, default=0.05, show_default=True)
+@click.option("--lr", type=Finite(min=0, min_open=True), default=0.05, show_default=True)
 @click.option("--strategy", default="fairfl", show_default=True,
               help="Aggregation rule: fairfl, fedavg, median, trimmed_mean, krum, multikrum, "
               "fltrust, flame.")
@@ -103,7 +118,6 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
         AggregationPlan,
         DataSpec,
         TaskDocument,
-        TrainingPlan,
     )
     from fl_agent.learning.weights import encode_weights
 
@@ -118,7 +132,7 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
     spec = ModelSpec.for_features(model_name, data.feature_shape, data.num_classes)
     document = TaskDocument.build(
         model=spec, data=DataSpec.describe(data),
-        training=TrainingPlan(steps=steps, batch_size=batch_size, lr=lr),
+        training={"steps": steps, "batch_size": batch_size, "lr": lr},  # checked by build
         aggregation=AggregationPlan(strategy=strategy, scoring=scoring))
     store = open_store(ipfs)
     with deployed(network) as (_, fairfl):
@@ -152,7 +166,7 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
 @click.option("--alpha", type=float, default=0.5, show_default=True,
               help="Dirichlet concentration for --partition dirichlet.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--poll-interval", type=float, default=2.0, show_default=True,
+@click.option("--poll-interval", type=Finite(min=0), default=2.0, show_default=True,
               help="Seconds between looks at the chain.")
 @account_option
 @network_option
@@ -170,7 +184,8 @@ def train(task_id: int, data: str, shard: str | None, partition_scheme: str, alp
     from fl_agent.agents import ParticipantAgent
     X, y = _shard(data, shard, partition_scheme, alpha, seed, "train")
     with deployed(network) as (settings, fairfl):
-        agent = ParticipantAgent(fairfl, open_store(ipfs), resolve_account(account), task_id, X, y,
+        signer = resolve_account(account, unattended=True)
+        agent = ParticipantAgent(fairfl, open_store(ipfs), signer, task_id, X, y,
                                  settings.agents_dir, seed=seed,
                                  confirmations=settings.confirmations, log=console.print)
         for receipt in agent.join():
@@ -190,7 +205,7 @@ def train(task_id: int, data: str, shard: str | None, partition_scheme: str, alp
               help="Submissions that close a round early (default: every active participant).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the built-in dataset's split.")
-@click.option("--poll-interval", type=float, default=2.0, show_default=True)
+@click.option("--poll-interval", type=Finite(min=0), default=2.0, show_default=True)
 @account_option
 @network_option
 @ipfs_option
@@ -207,7 +222,8 @@ def aggregate(task_id: int, validation: str, quorum: int | None, seed: int,
     from fl_agent.agents import AggregatorAgent, RoundOutcome
     X, y = _shard(validation, None, "iid", 0.5, seed, "validation")
     with deployed(network) as (settings, fairfl):
-        agent = AggregatorAgent(fairfl, open_store(ipfs), resolve_account(account), task_id, X, y,
+        signer = resolve_account(account, unattended=True)
+        agent = AggregatorAgent(fairfl, open_store(ipfs), signer, task_id, X, y,
                                 settings.agents_dir, quorum=quorum, log=console.print)
         def step() -> bool:
             outcome = agent.step()

@@ -153,7 +153,7 @@ def test_bad_updates_are_rejected_with_a_reason_and_the_round_goes_on(world):
     assert outcome.accepted == [honest.address]
     reasons = {v.participant: v.reason for v in outcome.verdicts if not v.accepted}
     assert set(reasons) == {a.address for a in cheats}
-    expected = ["NaN", "shape", "limit", "is not in", "hashes to", "copied from another sender"]
+    expected = ["NaN", "shape", "limit", "is not in", "hash to", "copied from another sender"]
     for account, word in zip(cheats, expected, strict=True):
         assert reasons[account.address].startswith("invalid_update:")
         assert word.lower() in reasons[account.address].lower(), reasons[account.address]
