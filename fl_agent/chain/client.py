@@ -26,7 +26,7 @@ from fl_agent.chain.records import (
     TaskSpec,
     TxReceipt,
 )
-from fl_agent.errors import ChainError, ContractRevertError
+from fl_agent.errors import ChainError, ConfigError, ContractRevertError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,22 +40,106 @@ def load_project() -> Any:
     return ape.Project(PROJECT_ROOT)
 
 
-def _transact(method: Any, *args: Any, sender: Any, **kwargs: Any) -> TxReceipt:
-    from ape.exceptions import ContractLogicError
+#: How many times a transaction that is not mined in time is sent again with a higher fee.
+REPLACEMENTS = 5
 
+
+def _transact(method: Any, *args: Any, sender: Any, **kwargs: Any) -> TxReceipt:
+    """Sends ``method(*args)`` from ``sender`` and waits for its receipt.
+
+    A revert becomes :class:`ContractRevertError` with the custom error's name. A transaction
+    that is not mined within the network's acceptance timeout (``transaction_acceptance_timeout``
+    in ape's config; fees rose after it was priced) is replaced: sent again with the same nonce
+    and fees raised by at least the 12.5 % nodes require, up to :data:`REPLACEMENTS` times, so
+    that the agent is never stuck behind it."""
+    from ape.exceptions import ContractLogicError, TransactionNotFoundError
+
+    sent: list[str] = []
     try:
-        receipt = method(*args, sender=sender, **kwargs)
+        try:
+            receipt = method(*args, sender=sender, **kwargs)
+        except TransactionNotFoundError as err:
+            receipt = _replace(method, args, sender, kwargs, _hash_of(err), sent)
     except ContractLogicError as err:
         name = type(err).__name__
         if name in ("ContractLogicError", "VirtualMachineError"):
             name = None
-        raise ContractRevertError(f"transaction reverted: {err}", name) from err
+        said = f"transaction reverted with {name}: {err}" if name else \
+            f"transaction reverted: {err}"
+        raise ContractRevertError(said, name) from err
     return TxReceipt(
         tx_hash=str(receipt.txn_hash),
         block=int(receipt.block_number),
         gas_used=int(receipt.gas_used),
         return_value=receipt.return_value,
     )
+
+
+def _hash_of(err: Exception) -> str:
+    import re
+
+    found = re.search(r"0x[0-9a-fA-F]{64}", str(err))
+    if found is None:
+        raise ChainError(f"a transaction was not mined in time and ape did not say which: {err}")
+    return found.group(0)
+
+
+def _replace(method: Any, args: tuple, sender: Any, kwargs: dict, stuck: str,
+             sent: list[str]) -> Any:
+    """Sends the call again with ``stuck``'s nonce and higher fees until one is mined."""
+    from ape import chain
+    from ape.exceptions import TransactionNotFoundError
+
+    provider = chain.provider
+    sent.append(stuck)
+    try:
+        original = provider.web3.eth.get_transaction(stuck)
+    except Exception:  # noqa: BLE001 - the node dropped it from its pool: price it afresh
+        original = None
+    if original is None:
+        nonce = int(provider.get_nonce(sender.address))
+        fee = tip = 0
+    else:
+        nonce = int(original["nonce"])
+        fee = int(original.get("maxFeePerGas", original.get("gasPrice", 0)))
+        tip = int(original.get("maxPriorityFeePerGas", 0))
+    for _ in range(REPLACEMENTS):
+        mined = _mined(provider, sent)
+        if mined is not None:
+            return mined
+        base = int(provider.base_fee)
+        tip = max(tip + tip // 8 + 1, int(provider.priority_fee))
+        fee = max(fee + fee // 8 + 1, 2 * base + tip)
+        try:
+            return method(*args, sender=sender, nonce=nonce, max_fee=fee, max_priority_fee=tip,
+                          **kwargs)
+        except TransactionNotFoundError as err:
+            sent.append(_hash_of(err))
+        except Exception as err:
+            if "nonce" not in str(err).lower():
+                raise
+            mined = _mined(provider, sent)  # an earlier one was mined meanwhile
+            if mined is not None:
+                return mined
+            raise
+    mined = _mined(provider, sent)
+    if mined is not None:
+        return mined
+    raise ChainError(f"transaction with nonce {nonce} from {sender.address} was not mined after "
+                     f"{REPLACEMENTS} replacements up to {fee:,} wei per gas; the network may "
+                     "be congested: try again later")
+
+
+def _mined(provider: Any, hashes: list[str]) -> Any | None:
+    """The ape receipt of whichever of ``hashes`` was mined, if any."""
+    for tx_hash in hashes:
+        try:
+            found = provider.web3.eth.get_transaction_receipt(tx_hash)
+        except Exception:  # noqa: BLE001 - web3 raises TransactionNotFound for a pending one
+            continue
+        if found is not None:
+            return provider.get_receipt(tx_hash)
+    return None
 
 
 class _Wrapper:
@@ -392,7 +476,7 @@ class Marketplace(_Wrapper):
         """Delivers to several pending buyers at once, each key sealed to the buyer key given
         for it; reverts as a whole if one buyer is not pending or changed its key."""
         if not len(buyers) == len(buyer_keys) == len(sealed_keys):
-            raise ValueError(
+            raise ConfigError(
                 f"{len(buyers)} buyers, {len(buyer_keys)} buyer keys and "
                 f"{len(sealed_keys)} sealed keys: give one of each per buyer"
             )
@@ -459,7 +543,7 @@ def _key32(key: bytes) -> bytes:
     """A buyer key as the contract's ``bytes32``; anything but 32 bytes is a caller's bug."""
     key = bytes(key)
     if len(key) != 32:
-        raise ValueError(f"a buyer key is a 32-byte X25519 public key, got {len(key)} bytes")
+        raise ConfigError(f"a buyer key is a 32-byte X25519 public key, got {len(key)} bytes")
     return key
 
 

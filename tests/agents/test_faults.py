@@ -178,3 +178,54 @@ def test_agents_ride_out_a_restart_of_the_chain_node(tmp_path: Path, world_build
                 assert len(result.contributors) + len(result.rejected) == 2
     finally:
         node.stop()
+
+
+def test_a_transaction_stuck_behind_a_fee_rise_is_replaced_and_the_agent_goes_on(
+        world, monkeypatch):
+    """Fees rise 1,000-fold right after the agent priced its transaction: it is never mined.
+    After the acceptance timeout the agent sends it again with the same nonce and a fee that
+    the new base fee allows, and carries on."""
+    import threading
+    import traceback
+
+    from ape import chain
+
+    rpc = chain.provider.make_request
+    network = chain.provider.network
+    # ape's setting `transaction_acceptance_timeout`, shortened for the test
+    monkeypatch.setattr(type(network), "transaction_acceptance_timeout", property(lambda _: 3))
+    signer = world.accounts[5]
+    nonce = chain.provider.get_nonce(signer.address)
+    base = int(chain.provider.base_fee)
+    done: dict[str, object] = {}
+
+    def register() -> None:
+        try:
+            done["receipt"] = world.fairfl.registry.register(
+                "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy", sender=signer)
+        except Exception:  # noqa: BLE001 - reported by the assertion below
+            done["error"] = traceback.format_exc()
+
+    rpc("evm_setAutomine", [False])
+    try:
+        sender = threading.Thread(target=register)
+        sender.start()
+        wait_for(lambda: rpc("txpool_content", [])["pending"], "the transaction to be sent")
+        pending = {a.lower(): txs for a, txs in rpc("txpool_content", [])["pending"].items()}
+        [stuck] = pending[signer.address.lower()].values()
+        rpc("anvil_setNextBlockBaseFeePerGas", [hex(int(stuck["maxFeePerGas"], 16) * 1000)])
+        rpc("evm_setIntervalMining", [1])
+        sender.join(timeout=120)
+        assert not sender.is_alive() and "error" not in done, done.get("error")
+    finally:
+        rpc("evm_setIntervalMining", [0])
+        rpc("evm_setAutomine", [True])
+        rpc("anvil_setNextBlockBaseFeePerGas", [hex(base)])
+
+    receipt = done["receipt"]
+    mined = chain.provider.web3.eth.get_transaction(receipt.tx_hash)
+    assert mined["hash"].hex().removeprefix("0x") != stuck["hash"].removeprefix("0x")
+    assert int(mined["nonce"]) == nonce  # a replacement, not a second transaction
+    assert int(mined["maxFeePerGas"]) > int(stuck["maxFeePerGas"], 16)
+    assert world.fairfl.registry.participant(signer.address).registered
+    assert chain.provider.get_nonce(signer.address) == nonce + 1
