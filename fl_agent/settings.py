@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fl_agent.chain.client import PROJECT_ROOT
+from fl_agent.errors import ConfigError
 
 
 class Settings(BaseSettings):
@@ -60,4 +61,13 @@ class Settings(BaseSettings):
 
 
 def get_settings() -> Settings:
-    return Settings()
+    """The settings from the environment; a malformed ``FAIRFL_*`` variable raises
+    :class:`~fl_agent.errors.ConfigError` naming it."""
+    try:
+        return Settings()
+    except ValidationError as err:
+        problems = "; ".join(
+            f"FAIRFL_{'_'.join(str(part) for part in e['loc']).upper()}={e.get('input')!r}: "
+            f"{e['msg']}" for e in err.errors())
+        raise ConfigError(f"bad setting {problems} (fix or unset the environment variable)"
+                          ) from None

@@ -3,6 +3,7 @@ deployment, resolving accounts and opening the content store."""
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -82,6 +83,16 @@ def serve(step: Callable[[], object], finished: Callable[[], bool], poll_interva
         sleep(delay)
 
 
+class Finite(click.FloatRange):
+    """A number in the range that is also finite (click's FloatRange lets nan and inf in)."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
 def local_chain(settings: Settings, port: int | None = None) -> LocalChain:
     return LocalChain(settings.chain_dir, settings.rpc_host, port or settings.rpc_port)
 
@@ -108,7 +119,8 @@ def connected(network: str) -> Iterator[None]:
         # NetworkError: an unknown ecosystem, network or provider; ProviderError: no node.
         if isinstance(err, NetworkError | ProviderError) or "connect" in str(err).lower() \
                 or "not found" in str(err).lower():
-            reason = str(err).splitlines()[0].rstrip(".") if str(err) else type(err).__name__
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            reason = first.removesuffix("Options:").strip().rstrip(".")  # ape lists them all
             raise FairFLError(
                 f"cannot reach network {network!r}: {reason}. Check --network (or "
                 "FAIRFL_NETWORK; `ape networks list` shows the names); for the local chain, "

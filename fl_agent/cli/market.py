@@ -22,6 +22,7 @@ import click
 from rich.table import Table
 
 from fl_agent.cli.common import (
+    Finite,
     account_option,
     console,
     deployed,
@@ -183,7 +184,7 @@ def market_list(task_id: int, price: str, title: str | None, license_text: str |
 
 @market.command("serve")
 @click.option("--once", is_flag=True, help="Serve what is pending, then exit.")
-@click.option("--poll-interval", type=float, default=2.0, show_default=True,
+@click.option("--poll-interval", type=Finite(min=0), default=2.0, show_default=True,
               help="Seconds between looks at the chain.")
 @account_option
 @network_option
@@ -253,7 +254,7 @@ def market_buy(model_id: int, max_price: str | None, use_permit: bool | None, ac
 @model_argument
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), required=True,
               help="Where to write the decrypted weights (safetensors).")
-@click.option("--wait", type=float, default=0.0, show_default=True,
+@click.option("--wait", type=Finite(min=0), default=0.0, show_default=True,
               help="Seconds to wait for the seller's key agent if the key is not there yet.")
 @account_option
 @network_option

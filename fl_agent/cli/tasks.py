@@ -3,7 +3,6 @@ a participant and the aggregator, each its own process with its own account."""
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
@@ -11,6 +10,7 @@ import click
 
 from fl_agent.cli.common import (
     FLT,
+    Finite,
     account_option,
     console,
     deployed,
@@ -24,16 +24,6 @@ from fl_agent.errors import FairFLError
 
 #: The contract stores rounds, participants and the window as uint32.
 UINT32_MAX = 2**32 - 1
-
-
-class Finite(click.FloatRange):
-    """A number in the range that is also finite (click's FloatRange lets nan and inf in)."""
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> float:
-        number = super().convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number", param, ctx)
-        return number
 
 
 def _shard(data: str, shard: str | None, partition_scheme: str, alpha: float, seed: int,

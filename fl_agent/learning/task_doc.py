@@ -26,7 +26,8 @@ FORMAT = "fairfl-task/1"
 class DataSpec(BaseModel):
     """The features participants hold and how they standardise them."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # NaN or infinite statistics would turn every participant's data into NaN.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     name: str = Field(min_length=1)
     num_features: int = Field(ge=1)
@@ -78,7 +79,7 @@ class DataSpec(BaseModel):
 class TrainingPlan(BaseModel):
     """Local SGD settings; ``steps`` is the base workload before balancing."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     steps: int = Field(20, ge=1, le=100_000)
     batch_size: int = Field(32, ge=1)
