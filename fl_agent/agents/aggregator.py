@@ -66,6 +66,7 @@ from fl_agent.learning.training import evaluate, train_local, validation_scores
 from fl_agent.learning.weights import decode_weights, encode_weights
 from fl_agent.learning.workload import Measurement, Workload, assign_steps
 from fl_agent.storage.store import ContentStore
+from fl_agent.timings import Stopwatch
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,7 @@ class AggregatorAgent:
         self._member_keys: dict[str, bytes | None] = {}
         self._joined: dict[str, int] = {}
         self._round_starts: list[int] = []
+        self._opened_by: dict[int, bool] = {}  # round -> opened with this aggregator's key
         self.rounds = task.rounds
         self.keys.recover(latest_keyring(self.fairfl, self.store, self.task_id))
 
@@ -261,8 +263,8 @@ class AggregatorAgent:
             if metadata not in self._member_keys:
                 self._member_keys[metadata] = published_key(self.store, metadata)
                 if self._member_keys[metadata] is None:
-                    self.log(f"[yellow]{address} published no member key; it cannot read "
-                             "the task's models[/]")
+                    self.log(f"[yellow]{address} published no usable member key (a 32-byte "
+                             "X25519 key); it cannot read the task's models[/]")
             accepted = ledger.membership(self.task_id, address).accepted_rounds
             joined = self._joined.get(address.lower(), 0)
             records.append(Member(address, self._member_keys[metadata],
@@ -287,17 +289,21 @@ class AggregatorAgent:
         """Assigns the workload, seals the task key to the round's readers and starts the
         next round (``task``: its state, if just read)."""
         task = task or self.fairfl.ledger.task(self.task_id)
+        clock = Stopwatch("open", task=self.task_id, round=task.current_round + 1)
         plan = self.document.training
         active = self.active_participants()
         people = [p.lower() for p in active]
         keyring, epoch = self.keys.keyring_for(self.readers(active))
+        clock.lap("readers")
         workload = Workload(task.current_round + 1, plan.batch_size,
                             assign_steps(people, self.measurements, plan.steps), plan.steps,
                             keyring=keyring, key_epoch=epoch, aggregator_key=self.keys.public)
         workload_cid = self.store.add(workload.to_json())
+        clock.lap("workload")
         number, receipt = self.fairfl.ledger.start_round(
             self.task_id, workload_cid, sender=self.account,
             global_model_cid=task.global_model_cid)
+        clock.done("start_round")
         self.log(f"round {number} opened on {task.global_model_cid}")
         return number, receipt, workload
 
@@ -314,6 +320,7 @@ class AggregatorAgent:
     def finalize(self, round_number: int) -> RoundOutcome:
         """Aggregates, scores and finalizes an open round (see the module docstring)."""
         started = time.perf_counter()
+        clock = Stopwatch("finalize", task=self.task_id, round=round_number)
         rnd = self.fairfl.ledger.round(self.task_id, round_number)
         opened = self._round_started(round_number)
         global_cid = str(opened.globalModelCid)
@@ -336,6 +343,7 @@ class AggregatorAgent:
                 self.log(f"[yellow]round {round_number}: update of {log.participant} "
                          f"rejected:[/] {err}")
         failpoint("aggregator:fetched")
+        clock.lap("fetch")
         accepted: set[int] = set()
         reasons: dict[int, str] = dict(problems)
         scores = np.zeros(len(logs))
@@ -397,8 +405,10 @@ class AggregatorAgent:
             evidence_cid=evidence_cid,
             aggregation_millis=millis)
         failpoint("aggregator:before-finalize")
+        clock.lap("aggregate")
         receipt = self.fairfl.ledger.finalize_round(self.task_id, round_number, outcome,
                                                     sender=self.account)
+        clock.done("finalize")
         workload = Workload.from_json(self.store.get(str(opened.workloadCid)))
         self._measure(workload, logs)
         self.log(f"round {round_number} finalized: {len(outcome.contributors)} accepted, "
@@ -421,6 +431,16 @@ class AggregatorAgent:
             if task.participant_count < task.min_participants:
                 return None
             return self.open_round(task)
+        if not self._opened_by_me(current):
+            # Opened by the aggregator this one replaced: its updates are sealed to that
+            # aggregator's key, so nobody can be judged on them. Close it once its window has
+            # passed; the next round opens with this aggregator's key.
+            rnd = self.fairfl.ledger.round(self.task_id, current)
+            if chain_height() <= rnd.deadline_block:
+                return None
+            self.log(f"[yellow]round {current} was opened by the previous aggregator; "
+                     "closed without a model, nobody judged[/]")
+            return self.fairfl.ledger.close_round(self.task_id, current, sender=self.account)
         if self.ready(current):
             rnd = self.fairfl.ledger.round(self.task_id, current)
             if rnd.submissions < task.min_participants:
@@ -431,6 +451,14 @@ class AggregatorAgent:
                 return self.fairfl.ledger.close_round(self.task_id, current, sender=self.account)
             return self.finalize(current)
         return None
+
+    def _opened_by_me(self, round_number: int) -> bool:
+        """Whether the open round's workload names this aggregator's sealing key."""
+        if round_number not in self._opened_by:
+            opened = self._round_started(round_number)
+            workload = Workload.from_json(self.store.get(str(opened.workloadCid)))
+            self._opened_by[round_number] = workload.aggregator_key in (None, self.keys.public)
+        return self._opened_by[round_number]
 
     @property
     def finished(self) -> bool:

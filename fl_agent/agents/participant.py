@@ -34,7 +34,7 @@ from fl_agent.chain.records import RoundStatus, TaskStatus, TxReceipt
 from fl_agent.chain.watcher import EventWatcher
 from fl_agent.crypto.envelopes import Keyring, NotAReaderError, decrypt_model, seal_update
 from fl_agent.crypto.sealing import public_bytes
-from fl_agent.errors import ChainError, ConfigError, ContractRevertError, FairFLError
+from fl_agent.errors import ChainError, ConfigError, ContractRevertError, FairFLError, StorageError
 from fl_agent.faults import failpoint
 from fl_agent.learning.models import check_seed
 from fl_agent.learning.task_doc import TaskDocument
@@ -42,6 +42,7 @@ from fl_agent.learning.training import TrainResult, round_seed, train_local
 from fl_agent.learning.weights import decode_weights, encode_weights
 from fl_agent.learning.workload import Workload
 from fl_agent.storage.store import ContentStore
+from fl_agent.timings import Stopwatch
 
 #: Turns (global vector, honest training result) into the vector to upload. The simulation
 #: uses it for model-poisoning attacks; a real participant uploads what it trained.
@@ -50,7 +51,12 @@ UpdateHook = Callable[[np.ndarray, TrainResult], np.ndarray]
 
 def load_task_document(store: ContentStore, spec_cid: str) -> TaskDocument:
     """The task document at ``spec_cid`` (raises StorageError / ConfigError when bad)."""
-    return TaskDocument.from_json(store.get(spec_cid))
+    try:
+        raw = store.get(spec_cid)
+    except StorageError as err:
+        raise StorageError(f"the task document {spec_cid!r} named on chain cannot be read: "
+                           f"{err}") from err
+    return TaskDocument.from_json(raw)
 
 
 @dataclass(frozen=True)
@@ -149,6 +155,8 @@ class ParticipantAgent:
             self.done = True
             return None
         round_number = int(log.round)
+        clock = Stopwatch("participant", task=self.task_id, round=round_number,
+                          participant=self.address)
         if self.fairfl.registry.is_blacklisted(self.address):
             self.blacklisted = True
             raise ChainError(f"{self.address} is blacklisted; it can no longer submit")
@@ -158,11 +166,13 @@ class ParticipantAgent:
         if not self._still_open(round_number):
             self.log(f"round {round_number} is already closed; skipped")
             return None  # an old round replayed after joining late or a long restart
+        clock.lap("checks")
         workload = Workload.from_json(self.store.get(str(log.workloadCid)))
         if workload.aggregator_key is None:
             raise ConfigError(f"round {round_number}'s workload names no aggregator key to "
                               "seal the update to")
         global_vector = self._model_to_train_on(workload, str(log.globalModelCid), round_number)
+        clock.lap("fetch")
         plan = self.document.training
         steps = workload.steps_for(self.address)
         if self.train:
@@ -178,13 +188,16 @@ class ParticipantAgent:
             vector = self.update_hook(global_vector, result)
         sealed = seal_update(encode_weights(self.document.model, np.asarray(vector, np.float32)),
                              workload.aggregator_key, self.task_id, round_number, self.address)
+        clock.lap("train_and_seal")
         cid = self.store.add(sealed)
+        clock.lap("upload")
         failpoint("participant:uploaded")
         millis = result.train_millis if self.device_millis_per_step is None \
             else round(steps * self.device_millis_per_step)
         receipt = self.fairfl.ledger.submit_update(
             self.task_id, round_number, cid, result.num_samples, max(1, millis),
             sender=self.account)
+        clock.done("submit")
         failpoint("participant:submitted")
         self.log(f"round {round_number}: submitted {cid} ({result.num_samples} samples, "
                  f"{steps} steps, {millis} ms)")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import click
 
-from fl_agent.cli import chain, market, simulate, storage, tasks
+from fl_agent.cli import chain, governance, market, simulate, storage, tasks
 from fl_agent.cli.chain import print_status
 from fl_agent.cli.common import FairFLGroup, console, fmt_flt, resolve_account
 
@@ -49,3 +49,6 @@ main.add_command(tasks.aggregate)
 main.add_command(simulate.simulate)
 main.add_command(simulate.bench)
 main.add_command(market.market)
+main.add_command(governance.appeal)
+for command in (governance.close_round, governance.replace_aggregator, governance.cancel):
+    tasks.task.add_command(command)

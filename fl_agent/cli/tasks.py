@@ -50,7 +50,7 @@ def _shard(data: str, shard: str | None, partition_scheme: str, alpha: float, se
 
 @click.group()
 def task() -> None:
-    """Create federated learning tasks."""
+    """Create tasks and keep them moving (close a round, replace an aggregator, cancel)."""
 
 
 @task.command("create")

@@ -315,7 +315,7 @@ def test_a_member_key_of_the_wrong_length_leaves_that_member_out_and_the_others_
     assert {a.address.lower() for a in honest} <= holders
     for account in odd:
         assert account.address.lower() not in holders
-        assert any(account.address in m and "published no member key" in m
+        assert any(account.address in m and "published no usable member key" in m
                    for m in messages), messages
     X, y = world.shard(3)
     agent = ParticipantAgent(world.fairfl, world.store, odd[0], task_id, X, y,
