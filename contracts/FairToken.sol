@@ -10,7 +10,9 @@ import {Governed} from "./utils/Governed.sol";
 /// @title FairToken
 /// @notice "FairFL Token" (FLT): the reward and payment currency of FairFL.
 /// @dev Supply is capped at `MAX_SUPPLY`; the task ledger reserves each task's whole reward
-/// budget under the cap when the task is created, so a credited reward can always be minted.
+/// budget under the cap when the task is created, so a credited reward can always be minted
+/// while the ledger is the only minter (as deployed). Another account given `MINTER_ROLE`
+/// (the local dev faucet) could mint into those reservations.
 contract FairToken is IFairToken, ERC20, ERC20Capped, ERC20Permit, Governed {
     /// @inheritdoc IFairToken
     bytes32 public constant MINTER_ROLE = keccak256("MINTER_ROLE");

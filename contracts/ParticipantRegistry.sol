@@ -79,6 +79,7 @@ contract ParticipantRegistry is IParticipantRegistry, Governed {
     function liftBlacklist(address account) external onlyRole(GOVERNANCE_ROLE) {
         Participant storage p = _participants[account];
         if (!p.blacklisted) revert ParticipantRegistryNotBlacklisted(account);
+        delete _appeals[account]; // a pending appeal is moot once the blacklisting is lifted
         _lift(p, account);
     }
 

@@ -73,6 +73,7 @@ contract TaskLedger is ITaskLedger, Governed {
     {
         if (_registry.isBlacklisted(msg.sender)) revert TaskLedgerBlacklisted(msg.sender);
         _validate(config);
+        if (_registry.isBlacklisted(config.aggregator)) revert TaskLedgerBlacklisted(config.aggregator);
         _reserve(uint256(config.rewardPerRound) * config.rounds);
         taskId = ++_taskCount;
         Task storage t = _tasks[taskId];
@@ -258,8 +259,9 @@ contract TaskLedger is ITaskLedger, Governed {
     /// @inheritdoc ITaskLedger
     function cancelTask(uint256 taskId) external {
         Task storage t = _openTask(taskId);
-        if (msg.sender != t.creator && !_isGovernance(msg.sender)) {
-            revert TaskLedgerNotCreatorOrGovernance(taskId, msg.sender);
+        if (!_isGovernance(msg.sender)) {
+            if (msg.sender != t.creator) revert TaskLedgerNotCreatorOrGovernance(taskId, msg.sender);
+            if (_registry.isBlacklisted(msg.sender)) revert TaskLedgerBlacklisted(msg.sender);
         }
         uint32 current = t.currentRound;
         if (current != 0 && _rounds[taskId][current].status == RoundStatus.Open) {

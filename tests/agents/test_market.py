@@ -162,7 +162,7 @@ def test_purchases_made_while_the_key_agent_was_down_are_all_served_in_one_batch
 
     agent = shop.agent()
     agent.step()  # whatever earlier tests left is served first
-    buyers = [shop.buyer(230 + i) for i in range(50)]  # the "50 purchases"
+    buyers = [shop.buyer(300 + i) for i in range(50)]  # the "50 purchases"
     for buyer in buyers:
         buy_model(shop.fairfl, buyer, shop.model_id)
     restarted = shop.agent()  # a new process: only its cursor file remembers

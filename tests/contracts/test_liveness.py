@@ -383,3 +383,44 @@ def test_the_longest_rejection_window_does_not_overflow(
     assert registry.participant(cheat).rejectionsInWindow == 3
     assert registry.isBlacklisted(cheat)
 
+
+
+def test_a_blacklisted_creator_cannot_cancel_but_governance_can(
+    tasks, ledger, registry, owner, aggregator, trainers, stranger
+):
+    """Found by the lifecycle fuzz: a blacklisted creator could still cancel its task."""
+    creator = trainers[4]
+    ledger.grantRole(ledger.TASK_CREATOR_ROLE(), creator, sender=owner)
+    from conftest import task_config
+
+    task_id = ledger.createTask(task_config(aggregator), sender=creator).return_value
+    registry.blacklist(creator, CID_ROUND_EVIDENCE, sender=owner)
+    with reverts(ledger.TaskLedgerBlacklisted, account=creator):
+        ledger.cancelTask(task_id, sender=creator)
+    ledger.cancelTask(task_id, sender=owner)
+    assert ledger.task(task_id).status == CANCELLED
+
+
+def test_no_task_is_created_for_a_blacklisted_aggregator(tasks, ledger, registry, owner, attacker):
+    """Found by the lifecycle fuzz: createTask took an aggregator replaceAggregator refuses."""
+    from conftest import task_config
+
+    registry.blacklist(attacker, CID_ROUND_EVIDENCE, sender=owner)
+    with reverts(ledger.TaskLedgerBlacklisted, account=attacker):
+        ledger.createTask(task_config(attacker), sender=owner)
+
+
+def test_lifting_a_blacklisting_ends_a_pending_appeal(
+    tasks, ledger, registry, owner, aggregator, trainers
+):
+    """Found by the lifecycle fuzz: an appeal left pending across a lift could later be
+    granted, resetting the rejection window of an account that was no longer blacklisted."""
+    honest, cheat = trainers[:2]
+    rejected_until_blacklisted(tasks, ledger, aggregator, honest, cheat)
+    registry.fileAppeal(CID_STATEMENT, sender=cheat)
+
+    registry.liftBlacklist(cheat, sender=owner)
+
+    assert registry.appealOf(cheat) == APPEAL_NONE
+    with reverts(registry.ParticipantRegistryNoPendingAppeal, account=cheat):
+        registry.resolveAppeal(cheat, True, CID_DECISION, sender=owner)
