@@ -22,6 +22,7 @@ import click
 from rich.table import Table
 
 from fl_agent.cli.common import (
+    MAX_BACKOFF,
     Finite,
     account_option,
     console,
@@ -34,8 +35,6 @@ from fl_agent.cli.common import (
 from fl_agent.errors import FairFLError
 
 model_argument = click.argument("model_id", metavar="MODEL", type=click.IntRange(1))
-#: Seconds the key agent waits at most between attempts while the chain fails.
-MAX_BACKOFF = 60.0
 
 
 class Money:
