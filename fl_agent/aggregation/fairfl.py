@@ -208,8 +208,6 @@ from typing import ClassVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from sklearn.cluster import DBSCAN
-from sklearn.metrics.pairwise import cosine_similarity
 
 from fl_agent.aggregation.base import (
     AggregationResult,
@@ -316,6 +314,8 @@ def dbscan_labels(similarity: FloatArray, eps: float, min_samples: int) -> NDArr
     """DBSCAN on cosine distance; ``-1`` marks noise."""
     distances = np.clip(1.0 - similarity, 0.0, 2.0)
     np.fill_diagonal(distances, 0.0)
+    from sklearn.cluster import DBSCAN  # imported here: participants never cluster
+
     model = DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed")
     return model.fit_predict(distances).astype(np.intp)
 
@@ -524,6 +524,8 @@ class FairFL(Strategy):
                              self.clip_ratio * float(np.median(row_norms(deltas[keep]))))
 
         # 2. Similarities: pairwise, and to the global model's (median) direction.
+        from sklearn.metrics.pairwise import cosine_similarity
+
         similarity = cosine_similarity(clipped)
         reference_sim = cosine_to(clipped, np.median(clipped, axis=0))
         reference = _by_index(candidates, reference_sim)

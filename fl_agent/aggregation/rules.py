@@ -18,8 +18,6 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 from scipy.stats import trim_mean
-from sklearn.cluster import HDBSCAN
-from sklearn.metrics.pairwise import cosine_distances, euclidean_distances
 
 from fl_agent.aggregation.base import FloatArray, clip_norms, cosine_to, row_norms
 
@@ -47,6 +45,8 @@ def krum_scores(updates: FloatArray, num_byzantine: int) -> FloatArray:
     n = updates.shape[0]
     if n == 1:
         return np.zeros(1)
+    from sklearn.metrics.pairwise import euclidean_distances  # participants never need it
+
     squared = euclidean_distances(updates, squared=True)
     np.fill_diagonal(squared, np.inf)
     k = min(max(n - num_byzantine - 2, 1), n - 1)
@@ -89,6 +89,9 @@ def flame_admitted(deltas: FloatArray, min_cluster_size: int | None = None) -> N
     if n < 3:
         return np.ones(n, dtype=bool)
     size = n // 2 + 1 if min_cluster_size is None else min_cluster_size
+    from sklearn.cluster import HDBSCAN
+    from sklearn.metrics.pairwise import cosine_distances
+
     distances = np.clip(cosine_distances(deltas), 0.0, 2.0)
     labels = HDBSCAN(min_cluster_size=max(2, min(size, n)), min_samples=1, metric="precomputed",
                      allow_single_cluster=True, copy=True).fit_predict(distances)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn import metrics as skm
 
 from fl_agent.errors import ConfigError
 
@@ -74,15 +73,25 @@ class MetricRegistry:
         return name in self._metrics
 
 
-def _f1_macro(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    return float(skm.f1_score(y_true, y_pred, average="macro", zero_division=0))
+def _sklearn(name: str, **options: Any) -> MetricFn:
+    """scikit-learn's ``metrics.<name>``, imported on first use (a participant that never
+    evaluates saves the import)."""
+
+    def metric(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+        from sklearn import metrics
+
+        return float(getattr(metrics, name)(y_true, y_pred, **options))
+
+    metric.__name__ = name
+    return metric
 
 
 BUILTIN_METRICS: tuple[Metric, ...] = (
-    Metric("accuracy", skm.accuracy_score, higher_is_better=True),
-    Metric("f1_macro", _f1_macro, higher_is_better=True),
-    Metric("mse", skm.mean_squared_error, higher_is_better=False),
-    Metric("r2", skm.r2_score, higher_is_better=True),
+    Metric("accuracy", _sklearn("accuracy_score"), higher_is_better=True),
+    Metric("f1_macro", _sklearn("f1_score", average="macro", zero_division=0),
+           higher_is_better=True),
+    Metric("mse", _sklearn("mean_squared_error"), higher_is_better=False),
+    Metric("r2", _sklearn("r2_score"), higher_is_better=True),
 )
 
 #: The registry :func:`register_metric` and :func:`get_metric` use.
@@ -103,8 +112,10 @@ def get_metric(name: str) -> Metric:
 def classification_report(y_true: np.ndarray, y_pred: np.ndarray,
                           target_names: list[str] | None = None) -> dict[str, Any]:
     """scikit-learn's per-class precision, recall, F1 and support, as a dict."""
+    from sklearn.metrics import classification_report as report_of
+
     labels = None if target_names is None else list(range(len(target_names)))
-    report: dict[str, Any] = skm.classification_report(
+    report: dict[str, Any] = report_of(
         y_true, y_pred, labels=labels, target_names=target_names, output_dict=True,
         zero_division=0)
     return report
