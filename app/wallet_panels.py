@@ -175,13 +175,16 @@ def sidebar_wallet(info: data.ChainInfo) -> None:
     dev = st.toggle("Use a dev account", key="use_dev_account",
                     help="No wallet needed: act as one of the local node's unlocked test "
                     "accounts. Local chain only.")
+    picked = None
     if dev:
         choices = data.dev_accounts()
         picked = st.selectbox("Dev account", choices, index=min(9, len(choices) - 1),
                               format_func=lambda a: f"{choices.index(a)}: {a[:8]}…{a[-4:]}")
+    if st.session_state.get(DEV_ACCOUNT) != picked:
+        # The wallet was mounted earlier in this run with the previous choice: run again, or
+        # it keeps showing the old wallet ("No wallet found") until the next click.
         st.session_state[DEV_ACCOUNT] = picked
-    else:
-        st.session_state.pop(DEV_ACCOUNT, None)
+        st.rerun()
     me = account()
     if me is not None and info.pays_in_flt():
         st.button(f"Dev faucet: 1,000 FLT to {me[:6]}…", key="faucet", width="stretch",

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
+import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,3 +17,42 @@ def publish(result: Any, path: Path, table: str) -> None:
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(table)
     print(f"\nwritten to {path}")
+
+
+def percentiles(values: Sequence[float], digits: int = 3) -> dict[str, float]:
+    """``n``, ``p50``, ``p90``, ``p99``, ``max`` (and ``min``, ``mean``) of ``values``, with
+    numpy's linear interpolation; empty for no values."""
+    import numpy as np
+
+    if not len(values):
+        return {}
+    data = np.asarray(values, dtype=float)
+    p50, p90, p99 = np.percentile(data, [50, 90, 99])
+    return {"n": int(data.size), "min": round(float(data.min()), digits),
+            "mean": round(float(data.mean()), digits), "p50": round(float(p50), digits),
+            "p90": round(float(p90), digits), "p99": round(float(p99), digits),
+            "max": round(float(data.max()), digits)}
+
+
+def machine() -> dict[str, Any]:
+    """The machine a benchmark ran on, and how busy it was when it started."""
+    import psutil
+
+    cpuinfo = Path("/proc/cpuinfo")
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                if line.startswith("model name")), "") if cpuinfo.exists() else ""
+    return {"cores": os.cpu_count(), "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "cpu": cpu or platform.processor(), "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_average_before": [round(x, 2) for x in os.getloadavg()]}
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """Stops a process the benchmark started (and only it): terminate, then kill after 10 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)

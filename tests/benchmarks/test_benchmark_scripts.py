@@ -4,6 +4,7 @@ reproduced. Their numbers are not checked here: timings belong in the benchmarks
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
 
 
 def _call(module: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -34,12 +36,52 @@ def run_fails(module: str, *args: str) -> str:
 
 def test_the_market_benchmark_delivers_every_key(tmp_path):
     out = tmp_path / "market.json"
-    table = run("benchmarks.market", "--purchases", "2", "--json", str(out))
+    table = run("benchmarks.market", "--purchases", "5", "--live", "5", "--rate", "20",
+                "--poll-interval", "0.5", "--json", str(out))
     result = json.loads(out.read_text())
-    assert result["purchases"] == 3 and result["delivered"] == 3 and result["missing"] == []
+    # Agent down: 5 permits and 1 approve, served in one deliverKeys once it starts.
+    assert result["purchases"] == 6 and result["delivered"] == 6 and result["missing"] == []
     assert result["delivery_transactions"] == 1
     assert result["latency_blocks_from_agent_start"]["max"] == 1
+    # Live: the running agent serves the 5 that arrive while it polls.
+    assert result["live"]["purchases"] == 5 and result["live"]["delivered"] == 5
+    assert len(result["live"]["timeline"]) == 5
+    # Every purchase DELIVERED on chain, with exactly one KeyDelivered each.
+    accounting = result["accounting"]
+    assert accounting["complete"]
+    assert accounting["buyers"] == accounting["delivered_on_chain"] == 11
+    assert accounting["key_delivered_events"] == 11
+    assert accounting["not_delivered"] == accounting["buyers_served_twice"] == []
+    assert {"p50", "p90", "p99", "max"} <= set(result["live"]["latency_s"])
+    assert result["gas"]["permit_and_buy"]["n"] == 10 and result["gas"]["per_delivered_key"] > 0
+    assert out.with_suffix(".png").stat().st_size > 0
     assert "latency from the purchase" in table
+
+
+def test_the_app_load_benchmark_renders_every_page_in_every_session(tmp_path):
+    # The app tests' rule (tests/app/conftest.py): no Chromium skips, unless the run asked
+    # for the browser tests (`make test`), where it must be there.
+    if not CHROMIUM.exists():
+        message = "no /usr/bin/chromium; install it with `apt-get install -y chromium`"
+        if os.environ.get("FAIRFL_WITH_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    out = tmp_path / "app_load.json"
+    table = run("benchmarks.app_load", "--tasks", "2", "--blocks", "120", "--sessions", "2",
+                "--single-seconds", "2", "--seconds", "3", "--think", "0.2",
+                "--json", str(out))
+    result = json.loads(out.read_text())
+    assert result["server_survived"]
+    assert list(result["phases"]) == ["1 session", "2 sessions"]
+    pages = {"Models", "Model detail", "Tasks", "Participants", "My account"}
+    for phase in result["phases"].values():
+        assert phase["errors"] == 0, phase["error_samples"]
+        assert {page for page, spread in phase["pages_s"].items() if spread} == pages
+    # Each of the two sessions walked through every page at least once.
+    assert result["phases"]["2 sessions"]["renders"] >= 2 * len(pages)
+    assert result["target"]["errors"] == 0
+    assert out.with_suffix(".png").stat().st_size > 0
+    assert "every page" in table
 
 
 def test_the_page_benchmark_renders_every_page(tmp_path):
@@ -102,3 +144,24 @@ def test_the_held_out_benchmark_scores_every_run_against_the_targets(tmp_path):
     assert "sign_flip-every-2" in table
     bad = run_fails("benchmarks.held_out", "--attacks", "no_such_attack")
     assert "unknown attack 'no_such_attack'" in bad
+
+
+def test_the_load_benchmark_accounts_for_every_submission_of_every_process(tmp_path):
+    out = tmp_path / "load.json"
+    table = run("benchmarks.load", "--participants", "3", "--rounds", "2", "--poll-interval",
+                "0.5", "--json", str(out))
+    result = json.loads(out.read_text())
+    accounting = result["accounting"]
+    assert accounting["complete"] is True
+    assert accounting["expected"] == accounting["submitted"] == accounting["accounted"] == 6
+    assert accounting["lost"] == accounting["duplicated"] == accounting["unaccounted"] == []
+    assert set(result["exit_codes"]) == {"create", "aggregator", "participant-00",
+                                         "participant-01", "participant-02"}
+    assert all(code == 0 for code in result["exit_codes"].values())
+    latency = result["latency_ms"]
+    assert len(latency["updates"]) == 6 and len(latency["rounds"]) == 2  # every stopwatch joined
+    for component in (*latency["per_update"].values(), *latency["per_round"].values()):
+        assert {"p50", "p90", "p99", "max"} <= set(component)
+    assert {"cores", "ram_gb", "versions"} <= set(result["machine"])
+    assert (tmp_path / "load.png").stat().st_size > 0
+    assert "every submission accounted for" in table and "| p50 |" in table

@@ -1,0 +1,587 @@
+"""The app under concurrent sessions, in a real browser (``make bench-app-load``).
+
+Builds the large chain of :mod:`benchmarks.app_pages` (100 tasks, 10,000 blocks; ``--demo``
+for the demo's chain instead) on a private anvil, starts the real server (``streamlit run
+app/main.py``) and drives it with Playwright and Debian's Chromium: one browser, one context
+(a separate user, with its own Streamlit session) per session. Each session opens the app,
+turns on the dev account of the sidebar (anvil's account 9; on the large chain a member of
+many tasks, with purchases and revenue) and signs in with Ethereum, then walks the five
+pages through the sidebar (Models, Model detail, Tasks, Participants, My account) again and
+again, pausing ``--think`` seconds after each page, until the phase's time is up and it has
+seen every page at least once. Session k starts at page k mod 5, and the sessions' first
+clicks are spread over a think time and a second, so the pages and the clicks are mixed.
+
+Two phases on the same server: one session alone (``--single-seconds``), then ``--sessions``
+together (``--seconds``), all signed in before the clock starts. A page's render time is
+from the click on its link to the end of the script run that click started, as the browser
+sees it (the ``data-test-script-state`` of Streamlit's root element, noted by an observer in
+the page), with the page's title on screen. An error is a render that shows an exception or
+an error notice, does not finish within ``--timeout``, or a session that loses its
+connection. CPU (in cores, from the processes' CPU time) and RSS are sampled every second
+for the server, anvil, and the browser with Playwright's driver: all on the same machine.
+
+Target (``docs/load.md``): no errors, and the p90 of all renders under the full load
+within :data:`TARGET_RATIO` times the p90 with one session (each page's ratio is shown too;
+with one session a page is seen only a dozen times, so its own p90 is a rough figure).
+Writes ``reports/bench/app_load.json`` and ``app_load.png``, prints a Markdown table, and
+exits with 1 if a render failed (the target is reported, not enforced).
+
+    python -m benchmarks.app_load                      # 1 session for 90 s, 20 for 120 s
+    python -m benchmarks.app_load --tasks 5 --blocks 600 --sessions 3 --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks import machine, percentiles, publish
+from benchmarks import stop_process as stop
+from benchmarks.app_pages import APP_MAIN, demo_chain, large_chain
+from fl_agent.chain.node import LocalChain, free_port
+
+REPO = APP_MAIN.parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+#: As in tests/app/harness.py: Debian's Chromium on a closed network.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+#: The sidebar's link to each page, and the title the page shows.
+PAGES = {"Models": "Models for sale", "Model detail": "Model detail", "Tasks": "Tasks",
+         "Participants": "Participants", "My account": "My account"}
+#: Under the full load, the p90 of all renders within this many times the p90 with one session.
+TARGET_RATIO = 4.0
+
+#: Runs in every page before Streamlit's scripts. ``arm(title)`` before a click; the click
+#: notes its time (``performance.now()``, ms) and the first DOM change after it at which no
+#: script runs and ``title`` is among the page's headings notes the render's end. Checked on
+#: every DOM change, not by watching the script state go "running" then "notRunning": when a
+#: run is quick and the page busy, React may commit both in one go and the attribute never
+#: shows "running".
+OBSERVER = """
+(() => {
+  const w = window.__fairfl = {armed: null, lastChange: performance.now()};
+  const idle = () => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    return app !== null && app.getAttribute("data-test-script-state") === "notRunning";
+  };
+  const check = () => {
+    const a = w.armed;
+    if (a === null || a.click === null || a.done !== null || !idle()) return;
+    for (const h of document.querySelectorAll("h1")) {
+      if (h.textContent.trim().startsWith(a.title)) { a.done = performance.now(); return; }
+    }
+  };
+  let last;
+  new MutationObserver(() => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    const state = app ? app.getAttribute("data-test-script-state") : null;
+    if (state !== last) { last = state; w.lastChange = performance.now(); }
+    check();
+  }).observe(document, {subtree: true, childList: true, characterData: true, attributes: true,
+                        attributeFilter: ["data-test-script-state"]});
+  document.addEventListener("click", () => {
+    if (w.armed !== null && w.armed.click === null) { w.armed.click = performance.now(); }
+  }, true);
+  w.arm = (title) => { w.armed = {title, click: null, done: null}; };
+})();
+"""
+#: The render's time once it has ended, else false (asked every 50 ms); a page reloaded under
+#: the click has no armed render and fails.
+FINISHED = """
+() => {
+  const a = window.__fairfl.armed;
+  if (a === null) throw new Error("the page was reloaded");
+  return a.done !== null && {ms: a.done - a.click};
+}
+"""
+#: What the page shows, for an error message.
+STATE = """
+() => ({script: document.querySelector('[data-testid="stApp"]')
+          ?.getAttribute("data-test-script-state"),
+        titles: [...document.querySelectorAll("h1")].map(h => h.textContent.trim()),
+        armed: window.__fairfl.armed})
+"""
+#: Connected, and no script run for half a second.
+IDLE = """
+() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  return app !== null && app.getAttribute("data-test-script-state") === "notRunning"
+    && app.getAttribute("data-test-connection-state") === "CONNECTED"
+    && performance.now() - window.__fairfl.lastChange > 500;
+}
+"""
+
+
+# -- the server and what it uses ----------------------------------------------------------------
+def start_server(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
+    """``streamlit run app/main.py`` on a free port, as the app tests start it."""
+    port = free_port()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(APP_MAIN), "--server.headless", "true",
+             "--server.port", str(port), "--server.address", "127.0.0.1",
+             "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
+            cwd=REPO, env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/_stcore/health", timeout=1.0).text == "ok":
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop(proc)
+            raise RuntimeError(f"streamlit did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
+class Usage(threading.Thread):
+    """CPU seconds of the server, anvil, the browser (Chromium and Playwright's driver: every
+    other process this script started), this script, and everything else on the machine (the
+    machine's busy time less all of those: on a shared machine, what competed with the run),
+    and the server's RSS, every second."""
+
+    def __init__(self, server: int, anvil: int | None) -> None:
+        super().__init__(name="usage", daemon=True)
+        import psutil
+
+        self.server, self.anvil = psutil.Process(server), anvil
+        self.cpu = {"server": 0.0, "anvil": 0.0, "browser": 0.0, "benchmark": 0.0,
+                    "others": 0.0}
+        self.rss: list[tuple[float, float]] = []  # (time, server RSS MB)
+        self.marks: dict[str, tuple[float, dict[str, float]]] = {}
+        self._last: dict[int, float] = {}
+        self._primed = False
+        self._busy: float | None = None
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+
+    def _group(self, proc: Any) -> str:
+        if proc.pid == self.server.pid:
+            return "server"
+        if proc.pid == self.anvil:
+            return "anvil"
+        return "browser"
+
+    def sample(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        with self._lock:
+            mine = 0.0
+            for proc in [me, *me.children(recursive=True)]:
+                try:
+                    times = proc.cpu_times()
+                except psutil.Error:
+                    continue
+                total = times.user + times.system
+                # A process first seen after the first sample was started since: all its
+                # CPU time counts.
+                before = self._last.get(proc.pid, 0.0 if self._primed else total)
+                self.cpu["benchmark" if proc.pid == me.pid else self._group(proc)] += \
+                    total - before
+                mine += total - before
+                self._last[proc.pid] = total
+            machine = psutil.cpu_times()
+            busy = (machine.user + machine.system + getattr(machine, "nice", 0.0)
+                    + getattr(machine, "irq", 0.0) + getattr(machine, "softirq", 0.0))
+            if self._busy is not None:
+                self.cpu["others"] += max(0.0, busy - self._busy - mine)
+            self._busy = busy
+            self._primed = True
+            try:
+                self.rss.append((time.monotonic(), self.server.memory_info().rss / 2**20))
+            except psutil.Error:
+                pass
+
+    def run(self) -> None:
+        while not self._stopped.wait(1.0):
+            self.sample()
+
+    def mark(self, name: str) -> None:
+        self.sample()
+        with self._lock:
+            self.marks[name] = (time.monotonic(), dict(self.cpu))
+
+    def between(self, start: str, end: str) -> dict[str, Any]:
+        (t0, c0), (t1, c1) = self.marks[start], self.marks[end]
+        rss = [mb for t, mb in self.rss if t0 <= t <= t1]
+        return {"seconds": round(t1 - t0, 1),
+                "cores": {g: round((c1[g] - c0[g]) / (t1 - t0), 2) for g in c0},
+                "server_rss_mb": {"start": round(rss[0]) if rss else None,
+                                  "max": round(max(rss)) if rss else None,
+                                  "end": round(rss[-1]) if rss else None}}
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join(timeout=5)
+
+
+# -- sessions -----------------------------------------------------------------------------------
+@dataclass
+class Render:
+    phase: str
+    session: int
+    page: str
+    seconds: float | None
+    error: str | None = None
+
+
+@dataclass
+class Session:
+    number: int
+    context: Any
+    page: Any
+    renders: list[Render] = field(default_factory=list)
+
+    @classmethod
+    async def open(cls, browser: Any, url: str, number: int, timeout: float,
+                   evidence: Path) -> Session:
+        """A new user: opens the app, turns on the dev account and signs in. If that fails,
+        a screenshot goes to ``evidence`` and the error says what the page showed."""
+        context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = await context.new_page()
+        await page.add_init_script(script=OBSERVER)
+        session = cls(number, context, page)
+        try:
+            await session.sign_in(url, timeout)
+        except Exception as err:
+            evidence.parent.mkdir(parents=True, exist_ok=True)
+            await page.screenshot(path=str(evidence), full_page=True)
+            shown = " | ".join((await page.get_by_test_id("stMain").inner_text()).split("\n"))
+            raise RuntimeError(f"session {number} could not sign in ({err}); the page showed: "
+                               f"{shown[:1500]}; screenshot {evidence}") from err
+        session.renders.clear()
+        return session
+
+    async def sign_in(self, url: str, timeout: float) -> None:
+        page = self.page
+        await page.goto(url, wait_until="domcontentloaded", timeout=timeout * 1000)
+        await page.get_by_role("heading", name=PAGES["Models"]).first.wait_for(
+            timeout=timeout * 1000)
+        await self.settle(timeout)
+        await page.get_by_text("Use a dev account", exact=True).click(timeout=timeout * 1000)
+        await page.get_by_text(re.compile("DEV ACCOUNT")).first.wait_for(timeout=timeout * 1000)
+        await self.settle(timeout)
+        render = await self.visit("setup", "My account", timeout)
+        if render.error:
+            raise RuntimeError(f"My account did not render: {render.error}")
+        await page.get_by_role("button", name=re.compile(
+            r"^(Connect and sign in|Sign in with Ethereum)$")).click(timeout=timeout * 1000)
+        await page.get_by_role("heading", name="Purchases").first.wait_for(
+            timeout=timeout * 1000)
+        await self.settle(timeout)
+
+    async def settle(self, timeout: float) -> None:
+        """Waits until the app is connected and no script ran for half a second."""
+        await self.page.wait_for_function(IDLE, polling=100, timeout=timeout * 1000)
+
+    async def visit(self, phase: str, name: str, timeout: float) -> Render:
+        """Clicks the sidebar's link to page ``name``; times the render it starts."""
+        page = self.page
+        try:
+            await page.evaluate("title => window.__fairfl.arm(title)", PAGES[name])
+            # The link's text is its icon's name (a font ligature) followed by the title.
+            await page.get_by_test_id("stSidebarNavLink").filter(
+                has_text=re.compile(f"{re.escape(name)}$")).click(timeout=timeout * 1000)
+            done = await page.wait_for_function(FINISHED, polling=50, timeout=timeout * 1000)
+            seconds = (await done.json_value())["ms"] / 1000
+            problem = await self.problem()
+            render = Render(phase, self.number, name, round(seconds, 4), problem)
+        except Exception as err:  # noqa: BLE001 - a timeout or a closed page is a result here
+            try:
+                shown = await page.evaluate(STATE)
+            except Exception:  # noqa: BLE001 - the page is gone
+                shown = None
+            render = Render(phase, self.number, name, None,
+                            f"{type(err).__name__}: {str(err).splitlines()[0][:200]} "
+                            f"(page: {shown})")
+        self.renders.append(render)
+        return render
+
+    async def problem(self) -> str | None:
+        """What is wrong with the page as it stands, or None."""
+        page = self.page
+        state = await page.get_attribute('[data-testid="stApp"]', "data-test-connection-state")
+        if state != "CONNECTED":
+            return f"connection {state}"
+        if await page.get_by_test_id("stException").count():
+            return "exception: " + (await page.get_by_test_id("stException").first
+                                    .inner_text())[:300]
+        if await page.get_by_test_id("stAlertContentError").count():
+            return "error notice: " + (await page.get_by_test_id("stAlertContentError").first
+                                       .inner_text())[:300]
+        return None
+
+    async def walk(self, phase: str, until: float, think: float, timeout: float,
+                   delay: float = 0.0) -> None:
+        """After ``delay`` seconds, visits the pages in turn from page ``number`` mod 5 until
+        ``until`` (monotonic time) has passed and every page was seen."""
+        await asyncio.sleep(delay)
+        names = list(PAGES)
+        step = self.number % len(names)
+        seen: set[str] = set()
+        current = await self.current_page()
+        while time.monotonic() < until or len(seen) < len(names):
+            name = names[step % len(names)]
+            step += 1
+            if name == current:  # a click on the page that is open does not render it
+                continue
+            render = await self.visit(phase, name, timeout)
+            seen.add(name)
+            current = name
+            if render.error and render.error.startswith(("connection", "TargetClosed")):
+                return
+            await asyncio.sleep(think)
+
+    async def current_page(self) -> str | None:
+        titles = await self.page.locator("h1").all_inner_texts()
+        return next((name for name, title in PAGES.items()
+                     if any(t.strip().startswith(title) for t in titles)), None)
+
+
+async def drive(url: str, sessions: int, single_seconds: float, seconds: float, think: float,
+                timeout: float, usage: Usage, evidence: Path) -> dict[str, Any]:
+    """The two phases; screenshots of a session that could not sign in go to ``evidence``."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            started = time.monotonic()
+            first = await Session.open(browser, url, 0, timeout, evidence / "session-0.png")
+            setup = {"first_session_s": round(time.monotonic() - started, 1)}
+            usage.mark("single")
+            await first.walk("1 session", time.monotonic() + single_seconds, think, timeout)
+            usage.mark("single end")
+            started = time.monotonic()
+            others: list[Session] = []
+            for k in range(1, sessions, 4):  # four at a time: signing in is not measured
+                others += await asyncio.gather(*(
+                    Session.open(browser, url, n, timeout, evidence / f"session-{n}.png")
+                    for n in range(k, min(k + 4, sessions))))
+            setup["other_sessions_s"] = round(time.monotonic() - started, 1)
+            everyone = [first, *others]
+            phase = f"{sessions} sessions"
+            usage.mark("load")
+            until = time.monotonic() + seconds
+            # Staggered over one think time and a second, not all 20 clicks at once.
+            await asyncio.gather(*(s.walk(phase, until, think, timeout,
+                                          delay=k * (think + 1) / len(everyone))
+                                   for k, s in enumerate(everyone)))
+            usage.mark("load end")
+            return {"setup": setup,
+                    "renders": [r for s in everyone for r in s.renders]}
+        finally:
+            await browser.close()
+
+
+# -- the run ------------------------------------------------------------------------------------
+def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
+    node = LocalChain(home / "chain", "127.0.0.1", free_port())
+    node.start(accounts=30)
+    server: subprocess.Popen | None = None
+    try:
+        started = time.monotonic()
+        if args.demo:
+            demo_chain(node.url, home)
+        else:
+            large_chain(node.url, home, args.tasks, args.blocks)
+        built = time.monotonic() - started
+        env = {"FAIRFL_NETWORK": node.url, "FAIRFL_HOME": str(home),
+               "FAIRFL_DEPLOYMENTS": str(home / "deployments")}
+        server, url = start_server(env, home / "streamlit.log")
+        usage = Usage(server.pid, node.pid())
+        usage.start()
+        try:
+            driven = asyncio.run(drive(url, args.sessions, args.single_seconds, args.seconds,
+                                       args.think, args.timeout, usage,
+                                       args.json.parent / "app_load-failures"))
+        finally:
+            usage.stop()
+        alive = server.poll() is None
+        blocks = int(httpx.post(node.url, json={"jsonrpc": "2.0", "id": 1,
+                                                "method": "eth_blockNumber",
+                                                "params": []}).json()["result"], 16)
+    finally:
+        if server is not None:
+            stop(server)
+        node.stop()
+    return summarise(args, driven, usage, {"chain_build_s": round(built, 1), "blocks": blocks,
+                                           "server_survived": alive})
+
+
+def summarise(args: argparse.Namespace, driven: dict[str, Any], usage: Usage,
+              extra: dict[str, Any]) -> dict[str, Any]:
+    phases = {"1 session": ("single", "single end"),
+              f"{args.sessions} sessions": ("load", "load end")}
+    result: dict[str, Any] = {
+        "settings": {"chain": "demo" if args.demo else f"{args.tasks} tasks",
+                     "sessions": args.sessions, "single_seconds": args.single_seconds,
+                     "seconds": args.seconds, "think_s": args.think, "timeout_s": args.timeout,
+                     "dev_account": 9},
+        **extra, "setup_s": driven["setup"], "phases": {},
+    }
+    renders: list[Render] = driven["renders"]
+    for phase, (start, end) in phases.items():
+        mine = [r for r in renders if r.phase == phase]
+        ok = [r for r in mine if r.error is None]
+        used = usage.between(start, end)
+        result["phases"][phase] = {
+            "renders": len(mine), "errors": len(mine) - len(ok),
+            "error_samples": sorted({f"{r.page}: {r.error}" for r in mine if r.error})[:10],
+            "renders_per_s": round(len(ok) / used["seconds"], 2),
+            "server_cpu_s_per_render": round(used["cores"]["server"] * used["seconds"]
+                                             / max(1, len(ok)), 3),
+            "all_pages_s": percentiles([r.seconds for r in ok]),
+            "pages_s": {page: percentiles([r.seconds for r in ok if r.page == page])
+                        for page in PAGES},
+            "usage": used,
+            "samples": {page: [r.seconds for r in ok if r.page == page] for page in PAGES},
+        }
+    single, loaded = (result["phases"][p] for p in phases)
+    ratios = {page: (round(loaded["pages_s"][page]["p90"] / single["pages_s"][page]["p90"], 2)
+                     if loaded["pages_s"][page] and single["pages_s"][page] else None)
+              for page in PAGES}
+    errors = single["errors"] + loaded["errors"]
+    overall = (round(loaded["all_pages_s"]["p90"] / single["all_pages_s"]["p90"], 2)
+               if loaded["all_pages_s"] and single["all_pages_s"] else None)
+    result["target"] = {
+        "rule": f"no errors, and the p90 of every render with {args.sessions} sessions within "
+                f"{TARGET_RATIO:g}x the p90 with one session",
+        "ratio_limit": TARGET_RATIO, "p90_ratio_all_pages": overall, "p90_ratio": ratios,
+        "errors": errors,
+        "met": errors == 0 and overall is not None and overall <= TARGET_RATIO,
+    }
+    return result
+
+
+def markdown(result: dict[str, Any]) -> str:
+    names = list(result["phases"])
+    single, loaded = (result["phases"][n] for n in names)
+    lines = [f"| page | {names[0]}: p50 / p90 / p99 / max | {names[1]}: p50 / p90 / p99 / max "
+             "| p90 ratio |", "| --- | --- | --- | --- |"]
+
+    def cell(d: dict[str, float]) -> str:
+        if not d:
+            return "–"
+        return " / ".join(f"{d[k]:.2f}" for k in ("p50", "p90", "p99", "max")) + f" s ({d['n']})"
+
+    for page in PAGES:
+        ratio = result["target"]["p90_ratio"][page]
+        lines.append(f"| {page} | {cell(single['pages_s'][page])} | "
+                     f"{cell(loaded['pages_s'][page])} | "
+                     f"{'–' if ratio is None else f'{ratio:.1f}×'} |")
+    overall = result["target"]["p90_ratio_all_pages"]
+    lines.append(f"| **every page** | {cell(single['all_pages_s'])} | "
+                 f"{cell(loaded['all_pages_s'])} | "
+                 f"{'–' if overall is None else f'**{overall:.1f}×**'} |")
+    usage = [("server CPU, cores", lambda u: f"{u['cores']['server']:.2f}"),
+             ("browser CPU (Chromium + driver), cores",
+              lambda u: f"{u['cores']['browser']:.2f}"),
+             ("anvil CPU, cores", lambda u: f"{u['cores']['anvil']:.2f}"),
+             ("this script, cores", lambda u: f"{u['cores']['benchmark']:.2f}"),
+             ("other processes on the machine, cores",
+              lambda u: f"{u['cores']['others']:.2f}"),
+             ("server RSS, MB: start → max",
+              lambda u: f"{u['server_rss_mb']['start']} → {u['server_rss_mb']['max']}")]
+    for label, show in usage:
+        lines.append(f"| {label} | {show(single['usage'])} | {show(loaded['usage'])} | |")
+    lines.append(f"| server CPU per render | {single['server_cpu_s_per_render']:.2f} s | "
+                 f"{loaded['server_cpu_s_per_render']:.2f} s | |")
+    lines.append(f"| renders (errors), renders per second | {single['renders']} "
+                 f"({single['errors']}), {single['renders_per_s']}/s | {loaded['renders']} "
+                 f"({loaded['errors']}), {loaded['renders_per_s']}/s | |")
+    target = result["target"]
+    s = result["settings"]
+    lines += ["", f"Target: {target['rule']}: **{'met' if target['met'] else 'not met'}**.",
+              f"Chain: {s['chain']} ({result['blocks']:,} blocks); think time {s['think_s']} s "
+              f"between pages; {s['single_seconds']:g} s alone, then {s['seconds']:g} s with "
+              f"{s['sessions']} sessions."]
+    return "\n".join(lines)
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(result["phases"])
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    positions, data, labels = [], [], []
+    for i, page in enumerate(PAGES):
+        for j, phase in enumerate(names):
+            samples = result["phases"][phase]["samples"][page]
+            if samples:
+                positions.append(i * 3 + j)
+                data.append(samples)
+                labels.append(f"{page}\n{phase}")
+    parts = ax.boxplot(data, positions=positions, whis=(10, 90), showfliers=True,
+                       flierprops={"ms": 2}, patch_artist=True, widths=0.8)
+    for box, label in zip(parts["boxes"], labels, strict=True):
+        box.set_facecolor("#9ecae1" if label.endswith(names[0]) else "#fdae6b")
+    single = result["phases"][names[0]]["all_pages_s"]
+    if single:
+        ax.axhline(TARGET_RATIO * single["p90"], color="grey", ls="--", lw=1,
+                   label=f"target: {TARGET_RATIO:g}x the p90 of one session")
+        ax.legend(fontsize=8, loc="upper left")
+    ax.set_xticks(positions, labels, fontsize=7)
+    ax.set(yscale="log", ylabel="seconds, click to rendered",
+           title="Page render time in Chromium: one session vs. "
+                 f"{result['settings']['sessions']} (whiskers p10-p90)")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=120.0,
+                        help="how long the sessions walk together")
+    parser.add_argument("--single-seconds", type=float, default=90.0,
+                        help="how long one session walks alone first")
+    parser.add_argument("--think", type=float, default=1.0,
+                        help="pause after each page, seconds")
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="a render not finished after this many seconds is an error")
+    parser.add_argument("--tasks", type=int, default=100, help="tasks on the large chain")
+    parser.add_argument("--blocks", type=int, default=10_000, help="blocks of the large chain")
+    parser.add_argument("--demo", action="store_true", help="the demo's chain instead")
+    parser.add_argument("--json", type=Path, default=Path("reports/bench/app_load.json"))
+    args = parser.parse_args(argv)
+    if args.sessions < 2 or args.seconds <= 0 or args.single_seconds <= 0 or args.think < 0:
+        parser.error("--sessions must be >= 2, --seconds and --single-seconds > 0")
+    if not CHROMIUM.exists():
+        parser.error(f"no {CHROMIUM}; install it with `apt-get install -y chromium`")
+    about = machine()
+    with tempfile.TemporaryDirectory(prefix="fairfl-bench-app-load-") as tmp:
+        result = run(args, Path(tmp))
+    result["machine"] = {**about, "load_average_after": [round(x, 2) for x in os.getloadavg()]}
+    publish(result, args.json, markdown(result))
+    plot(result, args.json.with_suffix(".png"))
+    print(f"plot: {args.json.with_suffix('.png')}")
+    if result["target"]["errors"] or not result["server_survived"]:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
