@@ -150,7 +150,7 @@ def large_chain(url: str, home: Path, tasks: int, blocks: int) -> None:
                        compute_cid(f"workload {t} {r}".encode()))
                 updates = [compute_cid(f"update {t} {r} {who}".encode()) for who in crew]
                 for who, update in zip(crew, updates, strict=True):
-                    w.send(who, ledger, "submitUpdate", t, r, update, 100, 50)
+                    w.send(who, ledger, "submitUpdate", t, r, update, 100, 50, "")
                 new = compute_cid(f"model {t} {r}".encode())
                 accepted = crew if attacker is None else crew[:4]
                 rejected = [] if attacker is None else [attacker]

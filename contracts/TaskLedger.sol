@@ -20,7 +20,7 @@ contract TaskLedger is ITaskLedger, Governed {
     /// @inheritdoc ITaskLedger
     uint64 public constant AGGREGATOR_DELAY = 1 days;
 
-    uint8 private constant _MODE_MASK = 0x07; // DP | PRUNING | HOMOMORPHIC
+    uint8 private constant _MODE_MASK = 0x0f; // DP | PRUNING | HOMOMORPHIC | WATERMARK
     /// @dev Reputation outcomes are basis points, as the registry expects.
     uint256 private constant _MAX_BPS = 10_000;
     /// @dev Scores are parts per million of the round budget.
@@ -36,6 +36,7 @@ contract TaskLedger is ITaskLedger, Governed {
     mapping(uint256 taskId => address[]) private _participants;
     mapping(uint256 taskId => mapping(address participant => uint256)) private _claimed;
     mapping(uint256 taskId => ProposedAggregator) private _proposed;
+    mapping(uint256 taskId => mapping(address participant => WatermarkCommitment)) private _watermarks;
     /// @dev FLT reserved under the token's cap and not minted yet: the budgets of open tasks
     /// and the unclaimed credits of ended ones.
     uint256 private _reserved;
@@ -43,6 +44,11 @@ contract TaskLedger is ITaskLedger, Governed {
     struct ProposedAggregator {
         address account;
         uint64 readyTime;
+    }
+
+    struct WatermarkCommitment {
+        bytes32 commitment;
+        uint64 blockNumber;
     }
 
     /// @param admin Receives `DEFAULT_ADMIN_ROLE` and `TASK_CREATOR_ROLE`.
@@ -140,7 +146,8 @@ contract TaskLedger is ITaskLedger, Governed {
         uint256 roundNumber,
         string calldata updateCid,
         uint64 numSamples,
-        uint64 trainingMillis
+        uint64 trainingMillis,
+        string calldata privacyCid
     ) external {
         Task storage t = _tasks[taskId];
         if (t.status == TaskStatus.None) revert TaskLedgerUnknownTask(taskId);
@@ -154,8 +161,39 @@ contract TaskLedger is ITaskLedger, Governed {
         m.lastSubmittedRound = uint32(roundNumber);
         r.submissions += 1;
         emit UpdateSubmitted(
-            taskId, roundNumber, msg.sender, updateCid, numSamples, trainingMillis, t.trainingMode, uint64(block.timestamp)
+            taskId,
+            roundNumber,
+            msg.sender,
+            updateCid,
+            numSamples,
+            trainingMillis,
+            t.trainingMode,
+            uint64(block.timestamp),
+            privacyCid
         );
+    }
+
+    /// @inheritdoc ITaskLedger
+    function commitWatermark(uint256 taskId, bytes32 commitment) external {
+        _openTask(taskId);
+        if (commitment == bytes32(0)) revert TaskLedgerEmptyCommitment();
+        if (!_members[taskId][msg.sender].joined) revert TaskLedgerNotJoined(taskId, msg.sender);
+        _requireActive(msg.sender);
+        WatermarkCommitment storage w = _watermarks[taskId][msg.sender];
+        if (w.commitment != bytes32(0)) revert TaskLedgerWatermarkCommitted(taskId, msg.sender);
+        w.commitment = commitment;
+        w.blockNumber = uint64(block.number);
+        emit WatermarkCommitted(taskId, msg.sender, commitment);
+    }
+
+    /// @inheritdoc ITaskLedger
+    function watermarkCommitment(uint256 taskId, address participant)
+        external
+        view
+        returns (bytes32 commitment, uint64 blockNumber)
+    {
+        WatermarkCommitment storage w = _watermarks[taskId][participant];
+        return (w.commitment, w.blockNumber);
     }
 
     /// @inheritdoc ITaskLedger

@@ -52,10 +52,17 @@ TARGET="$SOLCX_DIR/solc-v$SOLC_VERSION"
 if command -v solc >/dev/null && solc --version 2>/dev/null | grep -q "Version: $SOLC_VERSION"; then
   [ -e "$TARGET" ] || { log "using native $(command -v solc)"; ln -sf "$(command -v solc)" "$TARGET"; }
 elif [ ! -e "$TARGET" ] || grep -q "fairfl-solc-bridge" "$TARGET" 2>/dev/null; then
+  # Shared by every clone on the machine (py-solc-x looks in one folder), so it prefers the
+  # clone it is run from (ape runs it in the project folder) and only then the clone that
+  # wrote it, which may since have been deleted.
   cat > "$TARGET" <<SH
 #!/bin/sh
 # fairfl-solc-bridge: npm's official solc $SOLC_VERSION (wasm) behind native solc's CLI.
-exec node "$ROOT/toolchain/solc-wasm.cjs" "\$@"
+for bridge in "\$PWD/toolchain/solc-wasm.cjs" "$ROOT/toolchain/solc-wasm.cjs"; do
+  [ -f "\$bridge" ] && exec node "\$bridge" "\$@"
+done
+echo "fairfl-solc-bridge: no FairFL clone here or at $ROOT; run make setup in yours" >&2
+exit 1
 SH
   chmod +x "$TARGET"
 fi

@@ -48,7 +48,8 @@ interface ITaskLedger {
     /// @param rounds Number of rounds (>= 1).
     /// @param minParticipants Members needed to start a round, and submissions needed to finalize one (>= 1).
     /// @param submissionWindow Blocks after a round starts during which updates are accepted (>= 1).
-    /// @param trainingMode Bitmask of privacy options (DP = 1, PRUNING = 2, HOMOMORPHIC = 4).
+    /// @param trainingMode Bitmask of privacy options (DP = 1, PRUNING = 2, HOMOMORPHIC = 4,
+    /// WATERMARK = 8); their parameters are in the task document at `specCid`.
     /// @param rewardPerRound FLT budget credited at most per round (rewardPerRound * rounds must fit in uint96).
     struct TaskConfig {
         string modelCid;
@@ -157,7 +158,9 @@ interface ITaskLedger {
         uint8 trainingMode,
         uint64 timestamp
     );
-    /// @notice `participant` uploaded `updateCid` (trained from the round's global model).
+    /// @notice `participant` uploaded `updateCid` (trained from the round's global model);
+    /// `privacyCid` is its public privacy receipt (the protections applied to this update and
+    /// the privacy budget spent so far), empty in plain mode.
     event UpdateSubmitted(
         uint256 indexed taskId,
         uint256 indexed round,
@@ -166,8 +169,12 @@ interface ITaskLedger {
         uint64 numSamples,
         uint64 trainingMillis,
         uint8 trainingMode,
-        uint64 timestamp
+        uint64 timestamp,
+        string privacyCid
     );
+    /// @notice `participant` committed to the key of the ownership watermark it embeds in its
+    /// updates of task `taskId` (a hash binding the key, the account and the task).
+    event WatermarkCommitted(uint256 indexed taskId, address indexed participant, bytes32 commitment);
     /// @notice The aggregator turned the round's global model (see `RoundStarted`) into
     /// `result.newModelCid`, whose plaintext weights hash to `result.modelHash` (SHA-256), from
     /// the updates of `result.contributors`, credited `rewards[i]` FLT to each, and discarded
@@ -260,6 +267,10 @@ interface ITaskLedger {
     /// @notice Creating the task would reserve more FLT than the token's cap leaves: `requested`
     /// on top of `available`.
     error TaskLedgerBudgetOverCap(uint256 requested, uint256 available);
+    /// @notice `participant` already committed a watermark key for task `taskId`.
+    error TaskLedgerWatermarkCommitted(uint256 taskId, address participant);
+    /// @notice A watermark commitment must not be zero.
+    error TaskLedgerEmptyCommitment();
 
     /// @notice Role allowed to create tasks (task budgets mint new FLT).
     function TASK_CREATOR_ROLE() external view returns (bytes32);
@@ -300,13 +311,27 @@ interface ITaskLedger {
         returns (uint256 roundNumber);
 
     /// @notice Records the caller's update for the open round, once, within the window.
+    /// @param privacyCid CID of the update's public privacy receipt (may be empty).
     function submitUpdate(
         uint256 taskId,
         uint256 roundNumber,
         string calldata updateCid,
         uint64 numSamples,
-        uint64 trainingMillis
+        uint64 trainingMillis,
+        string calldata privacyCid
     ) external;
+
+    /// @notice The caller, a member of open task `taskId`, commits once to its watermark key,
+    /// so that a later ownership claim can be checked against what it committed before the
+    /// model existed.
+    function commitWatermark(uint256 taskId, bytes32 commitment) external;
+
+    /// @notice The watermark commitment of `participant` in task `taskId` and the block it was
+    /// made in (zero when there is none).
+    function watermarkCommitment(uint256 taskId, address participant)
+        external
+        view
+        returns (bytes32 commitment, uint64 blockNumber);
 
     /// @notice Finalizes round `roundNumber`, which at least `minParticipants` members submitted to:
     /// records the new global model (the keccak-256 of its CID;

@@ -278,7 +278,10 @@ class Ledger(_Wrapper):
         training_millis: int,
         *,
         sender: Any,
+        privacy_cid: str = "",
     ) -> TxReceipt:
+        """Records an update; ``privacy_cid`` names its public privacy receipt (see
+        :mod:`fl_agent.privacy.receipt`), empty in plain mode."""
         return _transact(
             self.contract.submitUpdate,
             task_id,
@@ -286,8 +289,19 @@ class Ledger(_Wrapper):
             update_cid,
             num_samples,
             training_millis,
+            privacy_cid,
             sender=sender,
         )
+
+    def commit_watermark(self, task_id: int, commitment: bytes, *, sender: Any) -> TxReceipt:
+        """Commits, once per member and task, to the key of the watermark it embeds."""
+        return _transact(self.contract.commitWatermark, task_id, commitment, sender=sender)
+
+    def watermark_commitment(self, task_id: int, participant: str) -> tuple[bytes, int]:
+        """``(commitment, block)`` of ``participant``'s watermark key in the task; 32 zero
+        bytes and block 0 when it committed none."""
+        commitment, block = self.contract.watermarkCommitment(task_id, participant)
+        return bytes(commitment), int(block)
 
     def finalize_round(
         self, task_id: int, round_number: int, result: RoundResult, *, sender: Any

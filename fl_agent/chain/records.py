@@ -71,6 +71,9 @@ class RejectReason(IntEnum):
     ZERO_TRUST = 12
 
 
+_MODE_ALIASES = {"prune": "pruning", "he": "homomorphic"}
+
+
 class TrainingMode(IntFlag):
     """Privacy options of a task (the paper's "training mode"); combine with ``|``."""
 
@@ -78,14 +81,17 @@ class TrainingMode(IntFlag):
     DP = 1
     PRUNING = 2
     HOMOMORPHIC = 4
+    WATERMARK = 8
 
     @classmethod
     def parse(cls, text: str) -> TrainingMode:
-        """``"dp+pruning"`` → ``DP | PRUNING``; ``"plain"`` or ``""`` → ``PLAIN``."""
+        """``"dp+pruning"`` → ``DP | PRUNING``; ``"plain"`` or ``""`` → ``PLAIN``; ``prune``
+        and ``he`` are short for ``pruning`` and ``homomorphic``."""
         mode = cls.PLAIN
         for part in filter(None, (p.strip().lower() for p in text.replace(",", "+").split("+"))):
             if part == "plain":
                 continue
+            part = _MODE_ALIASES.get(part, part)
             try:
                 mode |= cls[part.upper()]
             except KeyError:

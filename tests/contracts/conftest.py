@@ -282,7 +282,7 @@ class TaskFactory:
         """A task with round 1 open and an update from every participant."""
         task_id = self.started(participants, **overrides)
         for i, p in enumerate(participants):
-            self.ledger.submitUpdate(task_id, 1, f"{CID_UPDATE}{i}", 100 + i, 5_000, sender=p)
+            self.ledger.submitUpdate(task_id, 1, f"{CID_UPDATE}{i}", 100 + i, 5_000, "", sender=p)
         return task_id
 
     def completed(self, participants, scores=None, **overrides):
@@ -348,7 +348,7 @@ class Crowd:
                 self._send(p, 1, ledger, join)
             self._wait()
             ledger.startRound(task_id, CID_MODEL, CID_WORKLOAD, sender=self.tasks.aggregator)
-            submit = ledger.submitUpdate.encode_input(task_id, 1, CID_UPDATE, 100, 5_000)
+            submit = ledger.submitUpdate.encode_input(task_id, 1, CID_UPDATE, 100, 5_000, "")
             for p in people:
                 self._send(p, 2, ledger, submit)
             self._wait()

@@ -45,7 +45,7 @@ CID_MODEL_2 = "bafkreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm"
 # enum TaskStatus / RoundStatus
 NONE, OPEN, COMPLETED = 0, 1, 2
 FINALIZED = 2
-DP, PRUNING, HOMOMORPHIC = 1, 2, 4
+DP, PRUNING, HOMOMORPHIC, WATERMARK = 1, 2, 4, 8
 
 
 # --------------------------------------------------------------------------------------------
@@ -91,7 +91,7 @@ def emitted_time(log) -> int:
 
 
 def submit(ledger, task_id, round_number, participant, cid=CID_UPDATE, samples=100, millis=5_000):
-    return ledger.submitUpdate(task_id, round_number, cid, samples, millis, sender=participant)
+    return ledger.submitUpdate(task_id, round_number, cid, samples, millis, "", sender=participant)
 
 
 def finalize(
@@ -281,7 +281,7 @@ def test_create_task_requires_task_creator_role(ledger, aggregator, stranger, ca
         ("rounds", {"rounds": 0}),
         ("minParticipants", {"minParticipants": 0}),
         ("submissionWindow", {"submissionWindow": 0}),
-        ("trainingMode", {"trainingMode": 8}),
+        ("trainingMode", {"trainingMode": 16}),
         ("rewardPerRound", {"rounds": 1, "rewardPerRound": UINT96_MAX + 1}),
         ("rewardPerRound", {"rounds": 3, "rewardPerRound": UINT96_MAX // 3 + 1}),
     ],
@@ -293,7 +293,7 @@ def test_create_task_requires_task_creator_role(ledger, aggregator, stranger, ca
         "rounds",
         "minParticipants",
         "submissionWindow",
-        "trainingMode-8",
+        "trainingMode-16",
         "reward-1-round",
         "reward-3-rounds",
     ],
@@ -312,7 +312,7 @@ def test_create_task_rejects_invalid_config(ledger, owner, aggregator, field, ov
     "overrides",
     [
         {"trainingMode": 0},
-        {"trainingMode": DP | PRUNING | HOMOMORPHIC},
+        {"trainingMode": DP | PRUNING | HOMOMORPHIC | WATERMARK},
         {"rounds": 1, "rewardPerRound": FLT_CAP},
         {"rounds": 3, "rewardPerRound": FLT_CAP // 3},
         {"rewardPerRound": 0},
@@ -583,6 +583,57 @@ def test_submit_update_emits_upload_record(tasks, ledger, chain, trainers):
     assert event.trainingMillis == 73_512
     assert event.trainingMode == PRUNING
     assert emitted_time(event) == block_time(chain, tx)
+
+
+def test_submit_update_records_the_privacy_receipt(tasks, ledger, trainers):
+    task_id = tasks.started(trainers[:2], trainingMode=DP | WATERMARK)
+    receipt = "bafkreiprivacyreceipt"
+
+    tx = ledger.submitUpdate(task_id, 1, CID_UPDATE, 100, 5_000, receipt, sender=trainers[0])
+    plain = submit(ledger, task_id, 1, trainers[1])
+
+    assert only(tx, ledger.UpdateSubmitted).privacyCid == receipt
+    assert only(tx, ledger.UpdateSubmitted).trainingMode == DP | WATERMARK
+    assert only(plain, ledger.UpdateSubmitted).privacyCid == ""
+
+
+# --------------------------------------------------------------------------------------------
+# commitWatermark
+
+
+def test_a_member_commits_its_watermark_key_once(tasks, ledger, chain, trainers):
+    task_id = tasks.joined(trainers[:2], trainingMode=WATERMARK)
+    commitment = keccak(text="watermark key of trainer 0")
+
+    tx = ledger.commitWatermark(task_id, commitment, sender=trainers[0])
+
+    event = only(tx, ledger.WatermarkCommitted)
+    assert (event.taskId, event.participant, event.commitment) == (task_id, trainers[0],
+                                                                   commitment)
+    assert ledger.watermarkCommitment(task_id, trainers[0]) == (commitment, tx.block_number)
+    assert ledger.watermarkCommitment(task_id, trainers[1]) == (b"\0" * 32, 0)
+    with reverts(ledger.TaskLedgerWatermarkCommitted, taskId=task_id, participant=trainers[0]):
+        ledger.commitWatermark(task_id, keccak(text="a later key"), sender=trainers[0])
+    assert ledger.watermarkCommitment(task_id, trainers[0])[0] == commitment
+
+
+def test_a_watermark_commitment_needs_a_member_a_key_and_an_open_task(
+        tasks, ledger, trainers, stranger, blacklist):
+    task_id = tasks.joined(trainers[:2])
+    commitment = keccak(text="key")
+
+    with reverts(ledger.TaskLedgerEmptyCommitment):
+        ledger.commitWatermark(task_id, b"\0" * 32, sender=trainers[0])
+    with reverts(ledger.TaskLedgerNotJoined, taskId=task_id, participant=stranger):
+        ledger.commitWatermark(task_id, commitment, sender=stranger)
+    with reverts(ledger.TaskLedgerUnknownTask, taskId=task_id + 1):
+        ledger.commitWatermark(task_id + 1, commitment, sender=trainers[0])
+    blacklist(trainers[1])
+    with reverts(ledger.TaskLedgerBlacklisted, account=trainers[1]):
+        ledger.commitWatermark(task_id, commitment, sender=trainers[1])
+    done = tasks.completed(trainers[:1], minParticipants=1)
+    with reverts(ledger.TaskLedgerTaskCompleted, taskId=done):
+        ledger.commitWatermark(done, commitment, sender=trainers[0])
 
 
 def test_submit_update_counts_submissions_and_marks_member(tasks, ledger, trainers):
@@ -1624,7 +1675,7 @@ def test_blacklisted_aggregator_can_neither_start_nor_finalize(tasks, ledger, re
         ledger.startRound(task_id, CID_MODEL, CID_WORKLOAD, sender=aggregator)
     registry.liftBlacklist(aggregator, sender=owner)
     ledger.startRound(task_id, CID_MODEL, CID_WORKLOAD, sender=aggregator)
-    ledger.submitUpdate(task_id, 1, CID_UPDATE, 10, 10, sender=trainers[0])
+    ledger.submitUpdate(task_id, 1, CID_UPDATE, 10, 10, "", sender=trainers[0])
     registry.blacklist(aggregator, CID_SPEC, sender=owner)
     with reverts(ledger.TaskLedgerBlacklisted, account=aggregator.address):
         ledger.finalizeRound(task_id, 1, round_result(contributors=[trainers[0]], scores=[PPM]),

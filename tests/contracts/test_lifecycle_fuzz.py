@@ -872,7 +872,7 @@ def build_machine(ctx):
                 if error is None and who in self.blacklisted:
                     error = ledger.TaskLedgerBlacklisted, {"account": who}
                 error, inputs = error or (None, {})
-                args = [t.task_id, number, CID_UPDATE, 100, 5_000]
+                args = [t.task_id, number, CID_UPDATE, 100, 5_000, ""]
                 self.send(ledger.submitUpdate, args, who, error, inputs)
                 if error is None:
                     t.submitted.append(who)
@@ -1654,7 +1654,7 @@ def build_machine(ctx):
                             if who not in blacklisted and (
                                 submitted[who].lastSubmittedRound != number
                             ):
-                                args = [task_id, number, CID_UPDATE, 1, 1]
+                                args = [task_id, number, CID_UPDATE, 1, 1, ""]
                                 fast(ledger.submitUpdate, args, who)
                         rnd = read.ledger.round(task_id, number)
                         if rnd.submissions >= stored.minParticipants:

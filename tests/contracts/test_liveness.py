@@ -35,7 +35,7 @@ REWARD = 1_000 * UNIT  # task_config's rewardPerRound
 
 def submit(ledger, task_id, round_number, *participants):
     for i, p in enumerate(participants):
-        ledger.submitUpdate(task_id, round_number, f"{CID_UPDATE}{i}", 100, 5_000, sender=p)
+        ledger.submitUpdate(task_id, round_number, f"{CID_UPDATE}{i}", 100, 5_000, "", sender=p)
 
 
 def finalize(ledger, sender, task_id, round_number, contributors, rejected=(),
@@ -222,7 +222,7 @@ def test_a_blacklisted_member_cannot_help_make_a_quorum(
     registry.blacklist(trainers[1], CID_ROUND_EVIDENCE, sender=owner)
     submit(ledger, task_id, 1, trainers[0])
     with reverts(ledger.TaskLedgerBlacklisted, account=trainers[1]):
-        ledger.submitUpdate(task_id, 1, CID_UPDATE, 100, 5_000, sender=trainers[1])
+        ledger.submitUpdate(task_id, 1, CID_UPDATE, 100, 5_000, "", sender=trainers[1])
     with reverts(ledger.TaskLedgerQuorumNotReached, taskId=task_id, round=1, submissions=1,
                  required=2):
         finalize(ledger, aggregator, task_id, 1, trainers[:1])

@@ -1072,7 +1072,7 @@ def test_shares_follow_the_rewards_earned_over_all_rounds(
     )
     ledger.startRound(task_id, CID_NEW_MODEL, CID_WORKLOAD, sender=aggregator)
     for p in (a, b, c):
-        ledger.submitUpdate(task_id, 2, CID_UPDATE, 1, 1, sender=p)
+        ledger.submitUpdate(task_id, 2, CID_UPDATE, 1, 1, "", sender=p)
     ledger.finalizeRound(
         task_id, 2, round_result(contributors=[a, b, c], scores=[100_000, 400_000, 200_000]),
         sender=aggregator,

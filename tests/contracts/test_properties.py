@@ -327,7 +327,7 @@ def test_minted_supply_equals_credited_rewards_and_earnings_within_budget(
                 ledger.startRound(task_id, model_cid, CID_WORKLOAD, sender=aggregator)
                 for m in contributors + rejected:
                     ledger.submitUpdate(
-                        task_id, number, f"{CID_UPDATE}{m}", 100, 5, sender=trainers[m]
+                        task_id, number, f"{CID_UPDATE}{m}", 100, 5, "", sender=trainers[m]
                     )
                 model_cid = f"{CID_NEW_MODEL}{number}"
                 result = round_result(
@@ -385,7 +385,7 @@ def test_scores_over_budget_always_revert_and_credit_nothing(
     ledger.finalizeRound(huge, 1, first, sender=aggregator)
     ledger.startRound(huge, CID_NEW_MODEL, CID_WORKLOAD, sender=aggregator)
     for i, t in enumerate(trainers):
-        ledger.submitUpdate(huge, 2, f"{CID_UPDATE}{i}", 100, 5, sender=t)
+        ledger.submitUpdate(huge, 2, f"{CID_UPDATE}{i}", 100, 5, "", sender=t)
     open_rounds = [(tiny, 1), (huge, 2)]
 
     def state():
@@ -947,6 +947,7 @@ blacklisted_actions = st.one_of(
     st.tuples(st.just("withdraw"), st.just(None)),
     st.tuples(st.just("reward"), st.tuples(st.integers(1, PPM), st.booleans())),
     st.tuples(st.just("claimRewards"), st.just(None)),
+    st.tuples(st.just("commitWatermark"), hashes.filter(any)),  # zero: TaskLedgerEmptyCommitment
 )
 
 
@@ -985,7 +986,7 @@ def test_blacklisted_address_can_never_move_state_nor_be_rewarded(
         ledger.join(task_a, sender=p)
     ledger.startRound(task_a, CID_MODEL, CID_WORKLOAD, sender=aggregator)
     for p in (honest, attacker):
-        ledger.submitUpdate(task_a, 1, CID_UPDATE, 1, 1, sender=p)
+        ledger.submitUpdate(task_a, 1, CID_UPDATE, 1, 1, "", sender=p)
     result = round_result(contributors=[honest, attacker], scores=[600_000, 400_000])
     ledger.finalizeRound(task_a, 1, result, sender=aggregator)
     assert read.ledger.claimable(task_a, attacker) > 0
@@ -1000,7 +1001,7 @@ def test_blacklisted_address_can_never_move_state_nor_be_rewarded(
         ledger.join(task_c, sender=p)
     ledger.startRound(task_c, CID_MODEL, CID_WORKLOAD, sender=aggregator)
     for p in (attacker, seller_trainer):
-        ledger.submitUpdate(task_c, 1, CID_UPDATE, 1, 1, sender=p)
+        ledger.submitUpdate(task_c, 1, CID_UPDATE, 1, 1, "", sender=p)
     # Task D: open, not joined by the attacker.
     task_d = tasks.create(rounds=1, minParticipants=1)
     # Model M, of task E: the attacker contributed 40 % and has revenue to withdraw, and it
@@ -1010,7 +1011,7 @@ def test_blacklisted_address_can_never_move_state_nor_be_rewarded(
         ledger.join(task_e, sender=p)
     ledger.startRound(task_e, CID_MODEL, CID_WORKLOAD, sender=aggregator)
     for p in (attacker, seller_trainer):
-        ledger.submitUpdate(task_e, 1, CID_UPDATE, 1, 1, sender=p)
+        ledger.submitUpdate(task_e, 1, CID_UPDATE, 1, 1, "", sender=p)
     result = round_result(contributors=[attacker, seller_trainer], scores=[400_000, 600_000])
     ledger.finalizeRound(task_e, 1, result, sender=aggregator)
     price = 1_000 * UNIT
@@ -1035,7 +1036,7 @@ def test_blacklisted_address_can_never_move_state_nor_be_rewarded(
         elif kind == "submitUpdate":
             cid, samples, millis = args
             ledger.submitUpdate(
-                task_b, read.ledger.task(task_b).currentRound, cid, samples, millis, sender=actor
+                task_b, read.ledger.task(task_b).currentRound, cid, samples, millis, "", sender=actor
             )
         elif kind == "listTaskModel":
             encrypted, metadata, digest, list_price = args
@@ -1062,6 +1063,8 @@ def test_blacklisted_address_can_never_move_state_nor_be_rewarded(
             )
         elif kind == "claimRewards":  # what task A credited to the attacker
             ledger.claimRewards(task_a, sender=actor)
+        elif kind == "commitWatermark":
+            ledger.commitWatermark(task_b, args, sender=actor)
         else:
             raise AssertionError(kind)
 
@@ -1069,7 +1072,7 @@ def test_blacklisted_address_can_never_move_state_nor_be_rewarded(
         """The custom error each action must revert with once ``actor`` is blacklisted."""
         if kind in ("register", "updateMetadata", "reward"):
             return registry.ParticipantRegistryBlacklisted
-        if kind in ("join", "submitUpdate", "claimRewards"):
+        if kind in ("join", "submitUpdate", "claimRewards", "commitWatermark"):
             return ledger.TaskLedgerBlacklisted
         return marketplace.ModelMarketplaceBlacklisted
 
@@ -1090,6 +1093,7 @@ def test_blacklisted_address_can_never_move_state_nor_be_rewarded(
         "withdraw": None,
         "reward": (500_000, True),
         "claimRewards": None,
+        "commitWatermark": PLAINTEXT_HASH,
     }
     for kind, args in control_args.items():
         actor = stranger if kind == "register" else attacker
@@ -1107,7 +1111,7 @@ def test_blacklisted_address_can_never_move_state_nor_be_rewarded(
             if number > 1:
                 ledger.startRound(task_b, CID_NEW_MODEL, CID_WORKLOAD, sender=aggregator)
             for p in (attacker, seller_trainer):
-                ledger.submitUpdate(task_b, number, CID_UPDATE, 1, 1, sender=p)
+                ledger.submitUpdate(task_b, number, CID_UPDATE, 1, 1, "", sender=p)
             tx = ledger.finalizeRound(
                 task_b,
                 number,
@@ -1136,6 +1140,7 @@ def test_blacklisted_address_can_never_move_state_nor_be_rewarded(
             read.marketplace.withdrawn(model, attacker),
             read.ledger.round(task_b, read.ledger.task(task_b).currentRound),
             read.ledger.round(task_c, 1),
+            read.ledger.watermarkCommitment(task_b, attacker),
         ]
         for t in (task_a, task_b, task_c, task_d):
             views.append(read.ledger.task(t))

@@ -482,7 +482,7 @@ def test_ledger_rejections_blacklist_automatically(
             ledger.startRound(task_id, CID_NEW_MODEL, CID_WORKLOAD, sender=aggregator)
         for i, account in enumerate((honest, attacker)):
             ledger.submitUpdate(
-                task_id, round_number, f"{CID_UPDATE}{i}", 100, 5_000, sender=account
+                task_id, round_number, f"{CID_UPDATE}{i}", 100, 5_000, "", sender=account
             )
         tx = ledger.finalizeRound(
             task_id,
