@@ -1,0 +1,1 @@
+"""Privacy and ownership computations on models and updates (pure: no chain, no storage)."""

@@ -1,0 +1,381 @@
+"""Homomorphic FLTrust: the decrypted results match numpy, the aggregator never holds a secret
+key, and documents from another context, truncated or crafted are refused with clear errors."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+import pytest
+import tenseal as ts
+import tenseal.sealapi as sealapi
+
+from fl_agent.aggregation.base import Reason
+from fl_agent.aggregation.strategies import FLTrust
+from fl_agent.errors import ConfigError, FairFLError
+from fl_agent.privacy.he import (
+    CKKSParameters,
+    EncryptedUpdate,
+    HEError,
+    KeyHolder,
+    PublicContext,
+    RoundScalars,
+    decode_update,
+    encrypt_update,
+    encrypted_scalars,
+    fltrust_round,
+    fltrust_weights,
+    weighted_sum,
+)
+from fl_agent.privacy.he_format import ciphertext_bytes, pack, proto_ciphertexts, unpack
+
+D = 9_000  # three ciphertexts, the last one partly filled
+SIGN_FLIP, ZERO, SCALED = 4, 5, 6
+
+
+@pytest.fixture(scope="module")
+def key_holder() -> KeyHolder:
+    return KeyHolder.create()
+
+
+@pytest.fixture(scope="module")
+def other_key_holder() -> KeyHolder:
+    """Another task's key holder, with the same parameters."""
+    return KeyHolder.create()
+
+
+@pytest.fixture(scope="module")
+def aggregator_context(key_holder) -> PublicContext:
+    """The aggregator's view: only the public bytes the task document names."""
+    return PublicContext(key_holder.public_context)
+
+
+@pytest.fixture(scope="module")
+def round_data():
+    """Global model, the aggregator's server model and seven deltas: four honest ones of
+    different lengths, a sign-flipped one, a free rider and honest update 0 scaled by 100."""
+    rng = np.random.default_rng(7)
+    global_params = rng.normal(size=D).astype(np.float32)
+    reference = rng.normal(0, 0.01, D)
+    honest = [reference * rng.uniform(0.5, 2.0) + rng.normal(0, 0.01, D) for _ in range(4)]
+    deltas = np.array(honest + [-3.0 * honest[0], np.zeros(D), 100.0 * honest[0]])
+    return global_params, global_params + reference, deltas
+
+
+@pytest.fixture(scope="module")
+def documents(aggregator_context, round_data):
+    return [encrypt_update(aggregator_context, delta) for delta in round_data[2]]
+
+
+@pytest.fixture(scope="module")
+def decided(key_holder, round_data, documents):
+    global_params, server, _ = round_data
+    return fltrust_round(key_holder, global_params, documents, server, verify=True)
+
+
+def numpy_fltrust(global_params, server, deltas):
+    """FLTrust written out in numpy, independently of the module under test."""
+    g0 = server.astype(np.float64) - global_params.astype(np.float64)
+    norms = np.linalg.norm(deltas, axis=1)
+    safe = np.where(norms > 0, norms, 1.0)
+    cosines = np.where(norms > 0, deltas @ g0 / (safe * np.linalg.norm(g0)), 0.0)
+    trust = np.maximum(cosines, 0.0)
+    weights = trust * np.linalg.norm(g0) / safe / trust.sum()
+    return weights, weights @ deltas
+
+
+def test_decrypted_aggregate_matches_numpy(decided, round_data):
+    decision, delta = decided
+    weights, expected = numpy_fltrust(*round_data)
+    assert delta.shape == (D,)
+    assert np.max(np.abs(delta - expected)) < 1e-5  # the requirement is 1e-3
+    np.testing.assert_allclose(decision.weights, weights, rtol=1e-6, atol=1e-12)
+
+
+def test_inner_products_and_squared_norms_match_numpy(key_holder, aggregator_context,
+                                                      round_data, documents):
+    global_params, server, deltas = round_data
+    reference = server.astype(np.float64) - global_params
+    scalars = key_holder.decrypt_scalars(
+        encrypted_scalars(aggregator_context, documents, reference))
+    np.testing.assert_allclose(scalars.dots, deltas @ reference, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(scalars.squared_norms, (deltas ** 2).sum(axis=1), rtol=1e-6,
+                               atol=1e-7)
+
+
+def test_it_agrees_with_the_plaintext_fltrust_strategy(decided, round_data):
+    global_params, server, deltas = round_data
+    decision, delta = decided
+    encrypted = decision.result(global_params, delta)
+    plain = FLTrust(server_update=server).aggregate(global_params, global_params + deltas,
+                                                    np.ones(len(deltas)))
+    assert encrypted.accepted == plain.accepted == (0, 1, 2, 3, SCALED)
+    assert encrypted.rejected == plain.rejected == (SIGN_FLIP, ZERO)
+    # The one difference in the rule: a zero delta is a free rider here, zero trust there.
+    assert dict(encrypted.reasons) == {SIGN_FLIP: Reason.ZERO_TRUST, ZERO: Reason.FREE_RIDER}
+    assert dict(plain.reasons) == {SIGN_FLIP: Reason.ZERO_TRUST, ZERO: Reason.ZERO_TRUST}
+    assert encrypted.params.dtype == np.float32
+    np.testing.assert_allclose(encrypted.params, plain.params, atol=1e-5)
+    np.testing.assert_allclose(encrypted.scores, plain.scores, atol=1e-6)
+
+
+def test_sign_flipped_update_gets_zero_trust_and_scaled_one_is_norm_scaled(decided,
+                                                                          round_data):
+    global_params, server, _ = round_data
+    decision, _ = decided
+    assert decision.trust[SIGN_FLIP] == 0 and decision.weights[SIGN_FLIP] == 0
+    assert decision.cosines[SIGN_FLIP] == pytest.approx(-decision.cosines[0], abs=1e-6)
+    # 100 x update 0 has its direction, so its trust, and after rescaling to |g0| the same
+    # pull on the aggregate: its weight is a hundredth.
+    assert decision.trust[SCALED] == pytest.approx(decision.trust[0], rel=1e-6)
+    assert decision.weights[SCALED] * 100 == pytest.approx(decision.weights[0], rel=1e-6)
+    # Every accepted delta is rescaled to |g0| and averaged: the total pull is |g0|.
+    reference_norm = np.linalg.norm(server.astype(np.float64) - global_params)
+    assert np.nansum(decision.weights * decision.norms) == pytest.approx(reference_norm)
+
+
+def test_the_aggregators_objects_hold_no_secret_key(key_holder, aggregator_context):
+    public = aggregator_context.tenseal_context
+    assert not public.is_private() and not public.has_secret_key()
+    assert not ts.context_from(key_holder.public_context).is_private()
+    vector = ts.ckks_vector(public, [1.0, 2.0])
+    with pytest.raises(ValueError, match="secret"):
+        vector.decrypt()
+    with pytest.raises(HEError, match="secret key"):
+        PublicContext(key_holder.secret_context)
+
+
+def test_tenseal_alone_accepts_a_ciphertext_of_another_key():
+    """Why the fingerprint is checked first: same parameters, another key, no complaint."""
+    ours, theirs = (ts.context(ts.SCHEME_TYPE.CKKS, poly_modulus_degree=8192,
+                               coeff_mod_bit_sizes=[60, 60, 60]) for _ in range(2))
+    ours.global_scale = theirs.global_scale = 2.0 ** 40
+    foreign = ts.ckks_vector(theirs, [1.0, 2.0, 3.0]).serialize()
+    garbage = ts.ckks_vector_from(ours, foreign).decrypt()
+    assert not np.allclose(garbage, [1.0, 2.0, 3.0], atol=1.0)
+
+
+def test_an_update_made_under_another_context_is_refused_before_any_math(aggregator_context,
+                                                                          other_key_holder):
+    foreign = encrypt_update(other_key_holder.public_context, np.ones(D))
+    with pytest.raises(HEError, match="another context|not this task's context") as caught:
+        decode_update(aggregator_context, foreign, D)
+    assert isinstance(caught.value, FairFLError) and isinstance(caught.value, ValueError)
+    with pytest.raises(HEError, match="not this task's context"):
+        encrypted_scalars(aggregator_context, [foreign], np.ones(D))
+    # Relabelled with our fingerprint but made under other parameters: SEAL refuses it.
+    small = KeyHolder.create(coeff_mod_bit_sizes=(60, 40, 60))
+    header, frames = unpack(encrypt_update(small.public_context, np.ones(D)),
+                            "fairfl-ckks-update/1", {"chunks": int, "context": str,
+                                                     "length": int, "slots": int}, 10**7)
+    forged = pack({**header, "context": aggregator_context.fingerprint}, frames)
+    with pytest.raises(HEError, match="not a ciphertext of this task's context"):
+        decode_update(aggregator_context, forged, D)
+
+
+def _reframe(document: bytes, header_change=None, frames_change=None) -> bytes:
+    header, frames = unpack(document, "fairfl-ckks-update/1", {"chunks": int, "context": str,
+                                                               "length": int, "slots": int},
+                            10**7)
+    return pack({**header, **(header_change or {})},
+                frames if frames_change is None else frames_change(frames))
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda doc: doc[:-10], "truncated"),
+    (lambda doc: doc[:3], "too short"),
+    (lambda doc: doc + b"\x00\x00", "truncated"),
+    (lambda doc: doc + struct.pack(">I", 5) + b"12345", "must have 3 ciphertexts"),
+    (lambda doc: _reframe(doc, frames_change=lambda f: f[:2]), "must have 3 ciphertexts"),
+    (lambda doc: _reframe(doc, {"chunks": 2}, lambda f: f[:2]), "must have 3 ciphertexts"),
+    (lambda doc: _reframe(doc, {"length": D + 1}), "model has 9000 parameters"),
+    (lambda doc: _reframe(doc, {"format": "fairfl-ckks-update/2"}), "format is"),
+    (lambda doc: _reframe(doc, frames_change=lambda f: [f[0][:-1], *f[1:]]),
+     "not a ciphertext of this task's context"),
+    (lambda doc: _reframe(doc, frames_change=lambda f: [f[1], f[0], b"junk"]),
+     "not a ciphertext of this task's context"),
+    (lambda doc: struct.pack(">I", 2) + b"{}" + doc[4 + struct.unpack(">I", doc[:4])[0]:],
+     "format is"),
+    (lambda doc: struct.pack(">I", 10**6) + doc[4:], "header length"),
+    (lambda doc: doc + b"\x00" * 10**6, "more than the"),
+])
+def test_malformed_update_documents_are_refused(aggregator_context, documents, mutate,
+                                                message):
+    with pytest.raises(HEError, match=message):
+        decode_update(aggregator_context, mutate(documents[0]), D)
+
+
+def test_a_non_canonical_header_is_refused(aggregator_context, documents):
+    head_length = struct.unpack(">I", documents[0][:4])[0]
+    header = json.loads(documents[0][4:4 + head_length])
+    spaced = json.dumps(header, indent=1).encode()
+    document = struct.pack(">I", len(spaced)) + spaced + documents[0][4 + head_length:]
+    with pytest.raises(HEError, match="canonical"):
+        decode_update(aggregator_context, document, D)
+
+
+def test_a_stale_chunk_scale_is_refused(aggregator_context):
+    """A ciphertext at the right level but another scale is not a fresh encryption."""
+    context = aggregator_context.tenseal_context
+    vector = ts.ckks_vector(context, [0.5] * aggregator_context.slots, 2.0 ** 30)
+    _, (frame,), _ = proto_ciphertexts(vector.serialize())
+    document = pack({"chunks": 1, "context": aggregator_context.fingerprint,
+                     "format": "fairfl-ckks-update/1", "length": 10, "slots": 4096}, [frame])
+    with pytest.raises(HEError, match="scale"):
+        decode_update(aggregator_context, document, 10)
+
+
+def test_the_key_holder_refuses_to_decrypt_an_update_passed_off_as_scalars(
+        key_holder, aggregator_context, documents):
+    _, frames = unpack(documents[0], "fairfl-ckks-update/1", {"chunks": int, "context": str,
+                                                             "length": int, "slots": int},
+                       10**7)
+    disguised = pack({"context": key_holder.fingerprint, "format": "fairfl-ckks-scalars/1",
+                      "updates": 1}, frames[:2])
+    with pytest.raises(HEError, match="scale"):  # a fresh ciphertext, not a product
+        key_holder.decrypt_scalars(disguised)
+    # Multiplied by 1, the chunk has a product's scale, but not one value in every slot.
+    unit = weighted_sum(aggregator_context, documents[:1], [1.0], D)
+    _, chunks = unpack(unit, "fairfl-ckks-aggregate/1", {"chunks": int, "context": str,
+                                                         "length": int, "slots": int}, 10**7)
+    disguised = pack({"context": key_holder.fingerprint, "format": "fairfl-ckks-scalars/1",
+                      "updates": 1}, chunks[:2])
+    with pytest.raises(HEError, match="not one value in every slot"):
+        key_holder.decrypt_scalars(disguised)
+
+
+def test_the_key_holder_checks_the_aggregate_when_given_the_round(
+        key_holder, aggregator_context, round_data, documents, decided):
+    decision, _ = decided
+    honest = weighted_sum(aggregator_context, documents, decision.weights, D)
+    values = key_holder.decrypt_aggregate(honest, D, updates=documents,
+                                          weights=decision.weights)
+    assert values.shape == (D,)
+    # An aggregator that asks for update 0 times 1 instead of the aggregate:
+    single = weighted_sum(aggregator_context, documents[:1], [1.0], D)
+    assert np.max(np.abs(key_holder.decrypt_aggregate(single, D) - round_data[2][0])) < 1e-6
+    with pytest.raises(HEError, match="not the weighted sum"):
+        key_holder.decrypt_aggregate(single, D, updates=documents, weights=decision.weights)
+    with pytest.raises(HEError, match="must hold 9001 values"):
+        key_holder.decrypt_aggregate(honest, D + 1)
+
+
+def test_aggregator_results_are_deterministic(aggregator_context, round_data, documents):
+    global_params, server, _ = round_data
+    reference = server.astype(np.float64) - global_params
+    decoded = [decode_update(aggregator_context, doc, D) for doc in documents[:3]]
+    assert isinstance(decoded[0], EncryptedUpdate)
+    first = encrypted_scalars(aggregator_context, decoded, reference)
+    assert encrypted_scalars(aggregator_context, documents[:3], reference) == first
+    weights = [0.5, 0.0, 0.25]
+    assert weighted_sum(aggregator_context, decoded, weights, D) == \
+        weighted_sum(aggregator_context, documents[:3], weights, D)
+    with pytest.raises(ConfigError, match="differ in number"):
+        weighted_sum(aggregator_context, documents[:3], [0.5, 0.5], D)
+    with pytest.raises(ConfigError, match="every weight is 0"):
+        weighted_sum(aggregator_context, documents[:3], [0.0, 0.0, 0.0], D)
+
+
+def test_participants_cannot_encrypt_what_the_context_cannot_carry(aggregator_context):
+    with pytest.raises(HEError, match="NaN"):
+        encrypt_update(aggregator_context, [0.0, float("nan")])
+    with pytest.raises(HEError, match="wrap around"):
+        encrypt_update(aggregator_context, np.full(10, 1e6))
+
+
+def test_key_pairs_are_checked(key_holder, other_key_holder):
+    with pytest.raises(HEError, match="different keys|do not match"):
+        KeyHolder(key_holder.secret_context, other_key_holder.public_context)
+    with pytest.raises(HEError, match="no secret key"):
+        KeyHolder(key_holder.public_context, key_holder.public_context)
+    with pytest.raises(HEError, match="not a TenSEAL context"):
+        PublicContext(b"not a context")
+    with pytest.raises(ConfigError, match="bits"):
+        CKKSParameters(coeff_mod_bit_sizes=(60, 60, 60, 60))  # 240 > 218 bits
+
+
+def test_the_rule_refuses_scalars_no_real_vector_has():
+    scalars = RoundScalars(dots=np.array([1.0, 5.0, 1.0, float("nan"), 1.0, 0.5]),
+                           squared_norms=np.array([4.0, 4.0, -1.0, 1.0, 1e-14, 1.0]))
+    decision = fltrust_weights(scalars, reference_norm=1.0, sample_weights=[1, 1, 1, 1, 1, 0])
+    assert decision.accepted == (0,)
+    assert dict(decision.reasons) == {1: Reason.NON_FINITE,  # cos 2.5: Cauchy-Schwarz
+                                      2: Reason.NON_FINITE,  # negative squared norm
+                                      3: Reason.NON_FINITE, 4: Reason.FREE_RIDER,
+                                      5: Reason.NO_SAMPLES}
+    assert decision.weights[0] == pytest.approx(0.5)  # |g0| / |delta_0|
+
+
+def test_sample_weights_keep_the_aggregate_within_the_reference_norm():
+    scalars = RoundScalars(dots=np.array([1.0, 2.0, -1.0]),
+                           squared_norms=np.array([4.0, 16.0, 1.0]))
+    plain = fltrust_weights(scalars, reference_norm=2.0)
+    weighted = fltrust_weights(scalars, reference_norm=2.0, sample_weights=[30, 10, 5])
+    for decision in (plain, weighted):
+        assert decision.accepted == (0, 1)
+        # Each delta rescaled to |g0| = 2, then a convex combination: total pull 2.
+        assert float(np.sum(decision.weights * np.nan_to_num(decision.norms))) == \
+            pytest.approx(2.0)
+    assert weighted.weights[0] / weighted.weights[1] == pytest.approx(
+        3 * plain.weights[0] / plain.weights[1])
+
+
+def test_nothing_accepted_keeps_the_global_model(key_holder, round_data, documents):
+    global_params, server, _ = round_data
+    decision, delta = fltrust_round(key_holder, global_params, [documents[SIGN_FLIP]], server)
+    assert decision.accepted == () and not np.any(delta)
+    result = decision.result(global_params, delta)
+    np.testing.assert_array_equal(result.params, global_params)
+    assert dict(result.reasons) == {0: Reason.ZERO_TRUST}
+    # A zero reference: every update has zero trust, without any ciphertext arithmetic.
+    decision, _ = fltrust_round(key_holder, global_params, documents[:2], global_params)
+    assert dict(decision.reasons) == {0: Reason.ZERO_TRUST, 1: Reason.ZERO_TRUST}
+
+
+def test_a_crafted_complex_ciphertext_is_held_to_the_reference_norm(key_holder,
+                                                                    aggregator_context):
+    """A participant that encrypts complex slots ``a + ib`` (not possible through
+    encrypt_update, easy with SEAL) has the squared norm ``sum(a^2 - b^2)`` while its real part
+    ``a`` enters the aggregate. The rule cannot see that; the bound on the aggregate does."""
+    size = aggregator_context.slots
+    rng = np.random.default_rng(3)
+    global_params = np.zeros(size)
+    g0 = rng.normal(0, 0.01, size)
+    unit = g0 / np.linalg.norm(g0)
+    other = rng.normal(size=size)
+    other -= (other @ unit) * unit
+    other /= np.linalg.norm(other)
+    real = 10 * np.linalg.norm(g0) * (0.1 * unit + np.sqrt(0.99) * other)  # cos 0.1
+    apparent = (real @ g0) / (0.9 * np.linalg.norm(g0))  # makes its cosine look like 0.9
+    imaginary = other * np.sqrt(real @ real - apparent ** 2)
+    seal_context = aggregator_context.tenseal_context.seal_context().data
+    plaintext, crafted = sealapi.Plaintext(), sealapi.Ciphertext()
+    sealapi.CKKSEncoder(seal_context).encode(
+        [complex(a, b) for a, b in zip(real, imaginary, strict=True)],
+        seal_context.first_parms_id(), aggregator_context.scale, plaintext)
+    sealapi.Encryptor(seal_context, aggregator_context.tenseal_context.data.public_key()
+                      ).encrypt(plaintext, crafted)
+    document = pack({"chunks": 1, "context": aggregator_context.fingerprint,
+                     "format": "fairfl-ckks-update/1", "length": size, "slots": size},
+                    ciphertext_bytes([crafted]))
+    honest = encrypt_update(aggregator_context, g0 + rng.normal(0, 0.005, size))
+    decision, delta = fltrust_round(key_holder, global_params, [honest, document], g0)
+    assert decision.accepted == (0, 1)
+    assert decision.cosines[1] == pytest.approx(0.9, abs=1e-6)
+    assert np.linalg.norm(delta) > 2 * np.linalg.norm(g0)  # it pulls several times |g0|...
+    moved = decision.result(global_params, delta).params
+    assert np.linalg.norm(moved) <= np.linalg.norm(g0) * (1 + 1e-6)  # ...held to |g0|
+
+
+def test_released_values_carry_noise_above_the_ckks_error(key_holder, aggregator_context,
+                                                          documents):
+    """Exact decryptions of ciphertexts the aggregator made would leak the secret key
+    (Li-Micciancio); the key holder adds 2^-30 noise to whatever it releases."""
+    document = weighted_sum(aggregator_context, documents[:1], [1.0], D)
+    first, second = (key_holder.decrypt_aggregate(document, D) for _ in range(2))
+    assert not np.array_equal(first, second)
+    assert np.std(first - second) == pytest.approx(np.sqrt(2) * 2.0 ** -30, rel=0.1)
+    exact = KeyHolder(key_holder.secret_context, key_holder.public_context, release_noise=0)
+    assert np.array_equal(exact.decrypt_aggregate(document, D),
+                          exact.decrypt_aggregate(document, D))
