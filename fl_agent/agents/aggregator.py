@@ -12,7 +12,9 @@ reads the task's state from the chain and does the next thing:
    validation with the task's metric (Shapley or leave-one-out), blend the scores with the
    reported sample counts (the task's ``base_share``; all of it in
    :func:`fl_agent.aggregation.rounds.decide_round`), store the new global model and
-   ``finalizeRound`` with the contributors' reward shares and the rejected senders.
+   ``finalizeRound`` with the contributors' reward shares and the rejected senders. A
+   homomorphic task's round runs FLTrust on ciphertexts instead, over several steps, with
+   the task's key holder (:mod:`fl_agent.agents.he_round`).
 
 The task's models are encrypted under the task key that the aggregator seals to every member
 in good standing (:mod:`fl_agent.agents.access`; each round's workload names the keyring);
@@ -197,7 +199,15 @@ class AggregatorAgent:
         self._round_starts: list[int] = []
         self._opened_by: dict[int, bool] = {}  # round -> opened with this aggregator's key
         self.rounds = task.rounds
+        self._dp_noise: float | None = None  # participant-level DP, calibrated on first use
         self.keys.recover(latest_keyring(self.fairfl, self.store, self.task_id))
+        #: Homomorphic tasks: FLTrust on ciphertexts with the task's key holder
+        #: (:mod:`fl_agent.agents.he_round`); None otherwise.
+        self.he: Any = None
+        if self.document.privacy is not None and self.document.privacy.he is not None:
+            from fl_agent.agents.he_round import EncryptedRounds
+
+            self.he = EncryptedRounds(self)
 
     # -- pure-ish helpers ---------------------------------------------------------------
     def gate(self, vector: np.ndarray) -> np.ndarray:
@@ -336,7 +346,7 @@ class AggregatorAgent:
             try:
                 plain = open_update(self.store.get(str(log.updateCid)), self.keys.private,
                                     self.task_id, round_number, str(log.participant))
-                vectors.append(decode_weights(plain, spec))
+                vectors.append(self._decode_update(plain, global_vector))
                 usable.append(i)
             except FairFLError as err:
                 problems[i] = f"{INVALID_UPDATE}: {err}"
@@ -357,6 +367,9 @@ class AggregatorAgent:
                                     permutations=plan.permutations,
                                     base_share=plan.base_share, round_number=round_number)
             params = np.asarray(decision.params, dtype=np.float32)
+            dp = self.document.privacy.dp if self.document.privacy else None
+            if dp is not None and dp.level == "participant" and decision.accepted:
+                params = self._dp_fedavg(global_vector, [vectors[j] for j in decision.accepted])
             accepted = {usable[j] for j in decision.accepted}
             reasons.update({usable[j]: why for j, why in decision.reasons.items()})
             for j, i in enumerate(usable):
@@ -417,10 +430,42 @@ class AggregatorAgent:
                             str(opened.workloadCid), verdicts, validation, millis,
                             receipt, params, evidence_cid)
 
-    def step(self) -> RoundOutcome | tuple[int, TxReceipt, Workload] | TxReceipt | None:
+    def _decode_update(self, plain: bytes, global_vector: np.ndarray) -> np.ndarray:
+        """An update's full parameter vector: weights, or a sparse delta on the global model
+        when the task prunes (strictly checked either way)."""
+        spec = self.document.model
+        privacy = self.document.privacy
+        if privacy is not None and privacy.prune is not None:
+            from fl_agent.privacy.sparse import decode_sparse, densify
+
+            return densify(decode_sparse(plain, spec), global_vector)
+        if privacy is not None and privacy.he is not None:
+            raise ConfigError("this task aggregates ciphertexts (he): its rounds are "
+                              "finalized by fl_agent.agents.he_round, not here")
+        return decode_weights(plain, spec)
+
+    def _dp_fedavg(self, global_vector: np.ndarray, accepted: list[np.ndarray]) -> np.ndarray:
+        """Participant-level DP: the accepted updates' DP-FedAvg aggregate, with the noise
+        calibrated so that the task's rounds spend its ε (every member sampled each round)."""
+        from fl_agent.privacy.dp import dp_fedavg, noise_for_budget
+
+        dp = self.document.privacy.dp
+        if self._dp_noise is None:
+            self._dp_noise = noise_for_budget(dp.epsilon, dp.delta, 1.0, self.rounds,
+                                              dp.accountant)
+        params, info = dp_fedavg(global_vector, np.stack(accepted), dp.clip, self._dp_noise,
+                                 seed=None)
+        self.log(f"DP-FedAvg: {len(info.clipped)} of {info.participants} updates clipped to "
+                 f"{dp.clip}, noise std {info.noise_std:.4g} per coordinate")
+        return np.asarray(params, dtype=np.float32)
+
+    def step(self) -> RoundOutcome | tuple[int, TxReceipt, Workload] | TxReceipt | Any | None:
         """Does the next thing the task needs (see the module docstring); None: wait. A
         round whose window passed with fewer submissions than the task's quorum is closed
-        without a model (the receipt is returned) and the next one opens on the same model."""
+        without a model (the receipt is returned) and the next one opens on the same model.
+        A homomorphic task's round takes several steps (an
+        :class:`~fl_agent.agents.he_round.HERequest` each time the key holder is asked to
+        decrypt, None while it works)."""
         task = self.fairfl.ledger.task(self.task_id)
         if task.status in (TaskStatus.COMPLETED, TaskStatus.CANCELLED):
             return None
@@ -449,6 +494,8 @@ class AggregatorAgent:
                 self.log(f"[yellow]round {current}: {rnd.submissions} of the "
                          f"{task.min_participants} submissions needed; closed without a model[/]")
                 return self.fairfl.ledger.close_round(self.task_id, current, sender=self.account)
+            if self.he is not None:
+                return self.he.advance(current)
             return self.finalize(current)
         return None
 

@@ -17,6 +17,14 @@ model it could read, so an honest member can earn its way back. A round's global
 workload or keyring that cannot be fetched, opened or decoded is reported and the round
 skipped; the agent keeps serving the next rounds. A revert of its submission (the window
 closed, it was blacklisted) is reported the same way; once blacklisted it stops.
+
+A task with a privacy plan (:mod:`fl_agent.privacy.plan`) is served through
+:class:`~fl_agent.privacy.local.LocalPrivacy`: DP-SGD with a budget, sparse or encrypted
+updates, a watermark whose key the agent commits to on chain when it joins. Its state (the
+ε spent, the pruning residual, the watermark key) lives next to the cursor and is saved
+right after training, before anything is uploaded, so that a crash can only over-count the
+privacy spent. Each update goes with a public privacy receipt, named on chain. A
+participant whose budget is spent stops and says so.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from fl_agent.learning.task_doc import TaskDocument
 from fl_agent.learning.training import TrainResult, round_seed, train_local
 from fl_agent.learning.weights import decode_weights, encode_weights
 from fl_agent.learning.workload import Workload
+from fl_agent.privacy.local import BudgetExhausted, LocalPrivacy
 from fl_agent.storage.store import ContentStore
 from fl_agent.timings import Stopwatch
 
@@ -118,7 +127,9 @@ class ParticipantAgent:
         if self.y.min() < 0 or self.y.max() >= self.document.data.num_classes:
             raise ConfigError(f"labels must lie in 0..{self.document.data.num_classes - 1}")
         self.blacklisted = False
+        self.exhausted = False  # its privacy budget is spent
         self.done = task.status in (TaskStatus.COMPLETED, TaskStatus.CANCELLED)
+        self.privacy = self._load_privacy(task.rounds)
         self.member_key = member_key(self.fairfl, self.account)
         self._keyrings: dict[str, dict[int, bytes]] = {}
         self._last_read: tuple[int, np.ndarray] | None = None  # round, its global model
@@ -146,7 +157,59 @@ class ParticipantAgent:
                                                                  sender=self.account))
         if not self.fairfl.ledger.membership(self.task_id, self.address).joined:
             receipts.append(self.fairfl.ledger.join(self.task_id, sender=self.account))
+        commitment = self.watermark_commitment()
+        if commitment is not None:
+            committed, _ = self.fairfl.ledger.watermark_commitment(self.task_id, self.address)
+            if committed == bytes(32):
+                receipts.append(self.fairfl.ledger.commit_watermark(
+                    self.task_id, commitment, sender=self.account))
+            elif committed != commitment:
+                raise ConfigError(
+                    f"{self.address} committed another watermark key to task {self.task_id} "
+                    f"than the one in {self._privacy_dir()}; restore that key file")
         return receipts
+
+    # -- privacy ------------------------------------------------------------------------
+    def _privacy_dir(self) -> Path:
+        return Path(self.state_dir) / (f"privacy-{self.fairfl.ledger.address.lower()}-"
+                                       f"{self.task_id}-{self.address.lower()}")
+
+    def _load_privacy(self, rounds: int) -> LocalPrivacy | None:
+        plan = self.document.privacy
+        if plan is None:
+            return None
+        folder = self._privacy_dir()
+        files = {p.name: p.read_bytes() for p in folder.glob("*")} if folder.exists() else {}
+        context = None
+        if plan.he is not None:
+            from fl_agent.privacy.he_context import PublicContext, context_fingerprint
+
+            raw = self.store.get(plan.he.context_cid)
+            if context_fingerprint(raw) != plan.he.fingerprint:
+                raise ConfigError(f"the CKKS context at {plan.he.context_cid} is not the one "
+                                  "the task document names (fingerprint mismatch)")
+            context = PublicContext(raw)
+        privacy = LocalPrivacy.restore(plan, self.document.model, rounds,
+                                       self.document.training.steps, files, context)
+        self._save_privacy(privacy)  # a new watermark key is kept before it is committed
+        return privacy
+
+    def _save_privacy(self, privacy: LocalPrivacy) -> None:
+        folder = self._privacy_dir()
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for name, data in privacy.state().items():
+            partial = folder / f".{name}.partial"
+            partial.write_bytes(data)
+            partial.chmod(0o600)  # the watermark key is a secret
+            partial.replace(folder / name)
+
+    def watermark_commitment(self) -> bytes | None:
+        """The commitment to this participant's watermark key, when the task watermarks."""
+        if self.privacy is None or self.privacy.watermark_key is None:
+            return None
+        from fl_agent.privacy.watermark import commitment
+
+        return commitment(self.privacy.watermark_key, self.address, self.task_id)
 
     # -- rounds -------------------------------------------------------------------------
     def handle(self, log: Any) -> Submission | None:
@@ -175,19 +238,36 @@ class ParticipantAgent:
         clock.lap("fetch")
         plan = self.document.training
         steps = workload.steps_for(self.address)
-        if self.train:
-            result = train_local(self.document.model, global_vector, self.X, self.y, steps,
-                                 seed=round_seed(self.seed, round_number),
-                                 batch_size=workload.batch_size, lr=plan.lr,
-                                 momentum=plan.momentum)
-        else:
+        seed = round_seed(self.seed, round_number)
+        if not self.train:
             result = TrainResult(vector=global_vector, num_samples=len(self.y), steps=steps,
                                  train_millis=1, loss=float("nan"))
+        elif self.privacy is not None:
+            try:
+                result = self.privacy.train(global_vector, self.X, self.y, steps, seed=seed,
+                                            batch_size=workload.batch_size, lr=plan.lr,
+                                            momentum=plan.momentum)
+            except BudgetExhausted:
+                self.exhausted = True
+                raise
+        else:
+            result = train_local(self.document.model, global_vector, self.X, self.y, steps,
+                                 seed=seed, batch_size=workload.batch_size, lr=plan.lr,
+                                 momentum=plan.momentum)
         vector = result.vector
         if self.update_hook is not None:
             vector = self.update_hook(global_vector, result)
-        sealed = seal_update(encode_weights(self.document.model, np.asarray(vector, np.float32)),
-                             workload.aggregator_key, self.task_id, round_number, self.address)
+        privacy_cid = ""
+        if self.privacy is None:
+            payload = encode_weights(self.document.model, np.asarray(vector, np.float32))
+        else:
+            payload, fields = self.privacy.encode(global_vector, vector)
+            self._save_privacy(self.privacy)  # before anything leaves this machine
+            privacy_cid = self.store.add(self.privacy.receipt(
+                self.task_id, round_number, self.address, payload, fields,
+                self.watermark_commitment()).to_json())
+        sealed = seal_update(payload, workload.aggregator_key, self.task_id, round_number,
+                             self.address)
         clock.lap("train_and_seal")
         cid = self.store.add(sealed)
         clock.lap("upload")
@@ -196,7 +276,7 @@ class ParticipantAgent:
             else round(steps * self.device_millis_per_step)
         receipt = self.fairfl.ledger.submit_update(
             self.task_id, round_number, cid, result.num_samples, max(1, millis),
-            sender=self.account)
+            sender=self.account, privacy_cid=privacy_cid)
         clock.done("submit")
         failpoint("participant:submitted")
         self.log(f"round {round_number}: submitted {cid} ({result.num_samples} samples, "
@@ -249,7 +329,7 @@ class ParticipantAgent:
         submitted: list[Submission] = []
         skipped: list[Skipped] = []
         for log in self.watcher.poll():
-            if self.blacklisted:
+            if self.blacklisted or self.exhausted:
                 break
             try:
                 outcome = self.handle(log)
@@ -266,7 +346,7 @@ class ParticipantAgent:
 
     @property
     def finished(self) -> bool:
-        return self.done or self.blacklisted
+        return self.done or self.blacklisted or self.exhausted
 
 
 def read_task_model_bytes(fairfl: FairFL, store: ContentStore, task_id: int, address: str,

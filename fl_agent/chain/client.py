@@ -9,6 +9,8 @@ connect to; the caller connects (``ape.networks.parse_network_choice``) and pass
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import IntEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -553,6 +555,89 @@ class Marketplace(_Wrapper):
         return [self.listing(i) for i in range(1, self.model_count() + 1)]
 
 
+class DecryptionKind(IntEnum):
+    """What a homomorphic task's aggregator asks its key holder to decrypt (IKeyHolderDesk)."""
+
+    SCALARS = 0
+    AGGREGATE = 1
+
+
+@dataclass(frozen=True)
+class DecryptionRequest:
+    """A decryption request as the desk stores it; the CIDs are in its events."""
+
+    request_id: int
+    task_id: int
+    round: int
+    kind: DecryptionKind
+    answered: bool
+    requested_block: int
+    answered_block: int
+
+
+class KeyHolderDesk(_Wrapper):
+    """Decryption requests and answers between a homomorphic task's aggregator and its key
+    holder (see :mod:`fl_agent.agents.keyholder`)."""
+
+    contract_name = "KeyHolderDesk"
+
+    def set_key_holder(self, task_id: int, key_holder: Any, *, sender: Any) -> TxReceipt:
+        """The task's creator names its key holder (before round 1; default: the creator)."""
+        return _transact(self.contract.setKeyHolder, task_id, key_holder, sender=sender)
+
+    def request_decryption(self, task_id: int, round_number: int, kind: DecryptionKind,
+                           document_cid: str, *, sender: Any) -> tuple[int, TxReceipt]:
+        """The task's aggregator asks, once per round and kind, for the decryption that the
+        request document at ``document_cid`` describes; returns the request's id."""
+        receipt = _transact(self.contract.requestDecryption, task_id, round_number, int(kind),
+                            document_cid, sender=sender)
+        request_id = receipt.return_value or self.request_of(task_id, round_number, kind)
+        return int(request_id), receipt
+
+    def answer_decryption(self, request_id: int, result_cid: str, *, sender: Any) -> TxReceipt:
+        """The task's key holder answers a request, once, with its result document's CID."""
+        return _transact(self.contract.answerDecryption, request_id, result_cid, sender=sender)
+
+    def key_holder_of(self, task_id: int) -> str:
+        return str(self.contract.keyHolderOf(task_id))
+
+    def request(self, request_id: int) -> DecryptionRequest:
+        raw = self.contract.request(request_id)
+        if int(raw.requestedBlock) == 0:
+            raise ChainError(f"decryption request {request_id} does not exist (there are "
+                             f"{self.request_count()})")
+        return DecryptionRequest(request_id, int(raw.taskId), int(raw.round),
+                                 DecryptionKind(int(raw.kind)), bool(raw.answered),
+                                 int(raw.requestedBlock), int(raw.answeredBlock))
+
+    def request_of(self, task_id: int, round_number: int, kind: DecryptionKind) -> int:
+        """The id of the round's request of ``kind`` (0: none yet)."""
+        return int(self.contract.requestOf(task_id, round_number, int(kind)))
+
+    def request_count(self) -> int:
+        return int(self.contract.requestCount())
+
+    def document_cid(self, request: DecryptionRequest) -> str:
+        """The request document's CID, from its ``DecryptionRequested`` event."""
+        logs = self.events("DecryptionRequested", request.requested_block,
+                           requestId=request.request_id)
+        if not logs:
+            raise ChainError(f"decryption request {request.request_id} has no "
+                             "DecryptionRequested event on this node")
+        return str(logs[-1].documentCid)
+
+    def result_cid(self, request: DecryptionRequest) -> str | None:
+        """The answer's result document CID, from ``DecryptionAnswered`` (None: unanswered)."""
+        if not request.answered:
+            return None
+        logs = self.events("DecryptionAnswered", request.answered_block,
+                           requestId=request.request_id)
+        if not logs:
+            raise ChainError(f"decryption request {request.request_id} is answered but its "
+                             "DecryptionAnswered event is not on this node")
+        return str(logs[-1].resultCid)
+
+
 def _key32(key: bytes) -> bytes:
     """A buyer key as the contract's ``bytes32``; anything but 32 bytes is a caller's bug."""
     key = bytes(key)
@@ -562,7 +647,7 @@ def _key32(key: bytes) -> bytes:
 
 
 class FairFL:
-    """All four contracts of one deployment."""
+    """All the contracts of one deployment."""
 
     def __init__(self, deployment: Deployment, project: Any | None = None) -> None:
         self.deployment = deployment
@@ -587,6 +672,12 @@ class FairFL:
     def marketplace(self) -> Marketplace:
         return Marketplace(self.deployment.address("ModelMarketplace"), self._project,
                            self._first_block)
+
+    @cached_property
+    def desk(self) -> KeyHolderDesk:
+        """The KeyHolderDesk (homomorphic tasks); a record from before it has none: redeploy."""
+        return KeyHolderDesk(self.deployment.address("KeyHolderDesk"), self._project,
+                             self._first_block)
 
     @cached_property
     def payment_token(self) -> Token:

@@ -19,6 +19,9 @@ from fl_agent.errors import DeploymentNotFoundError
 
 #: Contract names in deployment order.
 CONTRACTS = ("FairToken", "ParticipantRegistry", "TaskLedger", "ModelMarketplace")
+#: Contracts deployed after them that hold no role and grant none: they only read the
+#: ledger (the KeyHolderDesk of homomorphic tasks). Recorded under ``Deployment.addons``.
+ADDONS = ("KeyHolderDesk",)
 
 
 class BlacklistPolicy(BaseModel):
@@ -51,10 +54,12 @@ class Deployment(BaseModel):
     #: Blocks a seller has to deliver a key before the buyer may take a refund (0 in records
     #: older than the escrow).
     delivery_window: int = 0
+    #: The :data:`ADDONS` by name (empty in records older than the KeyHolderDesk).
+    addons: dict[str, str] = Field(default_factory=dict)
 
     def address(self, name: str) -> str:
         try:
-            return self.contracts[name]
+            return self.contracts[name] if name in self.contracts else self.addons[name]
         except KeyError:
             raise DeploymentNotFoundError(
                 f"{name} is not in the deployment of {self.network}; redeploy with `ape run deploy`"
@@ -71,14 +76,16 @@ def deploy_contracts(
     delivery_window: int = DEFAULT_DELIVERY_WINDOW,
     **tx_kwargs: Any,
 ) -> tuple[Deployment, dict[str, Any]]:
-    """Deploys token, registry, ledger and marketplace from ``deployer`` and wires the roles.
+    """Deploys token, registry, ledger and marketplace from ``deployer`` and wires the roles,
+    then the :data:`ADDONS` (the KeyHolderDesk, on the ledger).
 
     ``governance`` (an address or account; default: the deployer) receives the admin,
     governance, task-creator and pauser roles, and the deployer renounces them. The ledger
     gets the token's ``MINTER_ROLE`` and the registry's ``LEDGER_ROLE``. The marketplace
     takes payment in ``payment_token`` (the address of any ERC-20, e.g. a stablecoin; default:
     FLT) and gives sellers ``delivery_window`` blocks to deliver a key before a buyer may take
-    a refund. Returns the record and the ape contract instances by name.
+    a refund. Returns the record and the ape contract instances of :data:`CONTRACTS` by name
+    (an addon's instance: ``project.<name>.at(record.address(name))``).
     """
     from ape import chain
 
@@ -112,6 +119,7 @@ def deploy_contracts(
     registry.grantRole(registry.LEDGER_ROLE(), ledger, sender=deployer, **tx_kwargs)
     if governance_address.lower() != str(deployer.address).lower():
         _hand_over(deployer, governance_address, token, registry, ledger, marketplace, **tx_kwargs)
+    desk = deployer.deploy(project.KeyHolderDesk, ledger, **tx_kwargs)
 
     instances = {
         "FairToken": token,
@@ -127,6 +135,7 @@ def deploy_contracts(
         contracts={name: str(c.address) for name, c in instances.items()},
         payment_token=payment,
         delivery_window=delivery_window,
+        addons={"KeyHolderDesk": str(desk.address)},
     )
     return record, instances
 

@@ -10,9 +10,11 @@ fl-agent storage get C   fetch and verify content by CID
 fl-agent task create     publish a model spec + dataset spec and create a task on chain
 fl-agent train           be a participant: join a task, train every round, submit updates
 fl-agent aggregate       be a task's aggregator: open rounds, aggregate robustly, pay
+fl-agent keyholder       hold a homomorphic task's secret key: decrypt scalars and aggregates
 fl-agent simulate        run the whole system (chain, store, N agents, attacks) and report
 fl-agent bench           the target setting for every attack; a Markdown table of results
 fl-agent market ...      sell, buy, download models; the seller's key agent; withdraw revenue
+fl-agent watermark verify  does a model carry your ownership watermark (and your commitment)
 
 One module per command group (``chain``, ``storage``, ``tasks``, ``simulate``, ``market``);
 what they share (options, connecting, accounts, the store) is in :mod:`fl_agent.cli.common`.
@@ -22,7 +24,16 @@ from __future__ import annotations
 
 import click
 
-from fl_agent.cli import chain, governance, market, simulate, storage, tasks
+from fl_agent.cli import (
+    chain,
+    governance,
+    keyholder,
+    market,
+    simulate,
+    storage,
+    tasks,
+    watermark,
+)
 from fl_agent.cli.chain import print_status
 from fl_agent.cli.common import FairFLGroup, console, fmt_flt, resolve_account
 
@@ -46,9 +57,11 @@ main.add_command(storage.storage)
 main.add_command(tasks.task)
 main.add_command(tasks.train)
 main.add_command(tasks.aggregate)
+main.add_command(keyholder.keyholder)
 main.add_command(simulate.simulate)
 main.add_command(simulate.bench)
 main.add_command(market.market)
 main.add_command(governance.appeal)
+main.add_command(watermark.watermark)
 for command in (governance.close_round, governance.replace_aggregator, governance.cancel):
     tasks.task.add_command(command)

@@ -3,6 +3,7 @@ deployment, resolving accounts and opening the content store."""
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
@@ -91,6 +92,41 @@ class Finite(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return number
+
+
+def privacy_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The privacy options shared by ``task create`` and ``simulate``; the command receives
+    ``mode`` (already joined with ``--watermark``), ``epsilon``, ``delta``, ``dp_level`` and
+    ``prune_ratio`` (see :func:`fl_agent.privacy.plan.build_plan`)."""
+    options = [
+        click.option("--mode", default="plain", show_default=True,
+                     help="Privacy modes: plain, or dp, prune, he joined by '+' (dp+prune). "
+                     "Recorded on chain; their settings go in the task document."),
+        click.option("--watermark", is_flag=True,
+                     help="Every participant embeds its own ownership watermark and commits "
+                     "to its key on chain when it joins (any mode)."),
+        click.option("--epsilon", type=Finite(min=0, min_open=True), default=None,
+                     help="dp: the privacy budget epsilon each participant may spend over "
+                     "the whole task (required with dp)."),
+        click.option("--delta", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+                     default=1e-5, show_default=True, help="dp: the delta of (epsilon, delta)."),
+        click.option("--dp-level", type=click.Choice(["example", "participant"]),
+                     default="example", show_default=True,
+                     help="dp: DP-SGD on each participant's examples, or DP-FedAvg at the "
+                     "aggregator protecting whole participants."),
+        click.option("--prune-ratio", type=click.FloatRange(0, 1, min_open=True,
+                                                            max_open=True), default=None,
+                     help="prune: the fraction of each update's entries dropped (top-k with "
+                     "error feedback), e.g. 0.9."),
+    ]
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, mode: str, watermark: bool, **kwargs: Any) -> Any:
+        return command(*args, mode=f"{mode}+watermark" if watermark else mode, **kwargs)
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
 
 
 def local_chain(settings: Settings, port: int | None = None) -> LocalChain:

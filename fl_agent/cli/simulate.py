@@ -10,7 +10,15 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fl_agent.cli.common import FLT, console, fmt_flt, ipfs_option, open_store, quiet_ape
+from fl_agent.cli.common import (
+    FLT,
+    console,
+    fmt_flt,
+    ipfs_option,
+    open_store,
+    privacy_options,
+    quiet_ape,
+)
 from fl_agent.settings import get_settings
 from fl_agent.simulation import BENCH_ATTACKS, DEFAULT_DEVICE_SPREAD
 from fl_agent.simulation.attacks import ATTACKS
@@ -71,13 +79,15 @@ from fl_agent.simulation.attacks import ATTACKS
                    "the largest it takes anywhere.")
 @click.option("--poison-fraction", type=click.FloatRange(0, 1, min_open=True), default=0.5,
               show_default=True, help="backdoor: share of an attacker's examples stamped.")
+@privacy_options
 @ipfs_option
 def simulate(dataset: str, model: str | None, clients: int, malicious: float, attack: str,
              partition: str, alpha: float, rounds: int, aggregator: str, steps: int,
              scoring: str, seed: int, json_path: str | None, out: str | None,
              network: str | None, list_price: float | None, device_spread: float,
              attack_every: int, trigger_position: str, trigger_value: str,
-             poison_fraction: float, ipfs: str | None) -> None:
+             poison_fraction: float, mode: str, epsilon: float | None, delta: float,
+             dp_level: str, prune_ratio: float | None, ipfs: str | None) -> None:
     """Run federated learning for real on one machine and report what happened.
 
     Deploys the contracts on a private anvil (or --network), then one aggregator and
@@ -89,6 +99,7 @@ def simulate(dataset: str, model: str | None, clients: int, malicious: float, at
     Example:
       fl-agent simulate --dataset digits --clients 20 --malicious 0.3 \\
         --attack label_flip --alpha 0.5 --rounds 20 --aggregator fairfl --seed 1
+      fl-agent simulate --mode dp+prune --epsilon 8 --prune-ratio 0.9 --watermark
     """
 
 
@@ -100,7 +111,8 @@ def simulate(dataset: str, model: str | None, clients: int, malicious: float, at
         partition=partition, alpha=alpha, rounds=rounds, aggregator=aggregator, steps=steps,
         scoring=scoring, seed=seed, device_spread=device_spread, attack_every=attack_every,
         trigger_position=trigger_position, trigger_value=trigger_value,
-        poison_fraction=poison_fraction,
+        poison_fraction=poison_fraction, mode=mode, epsilon=epsilon, delta=delta,
+        dp_level=dp_level, prune_ratio=prune_ratio,
         list_price=None if list_price is None else int(list_price * FLT))
     folder = Path(out or f"reports/{attack}-{aggregator}-seed{seed}")
     settings = get_settings()
@@ -152,6 +164,18 @@ def print_simulation_summary(report: dict[str, Any]) -> None:
         listing = report["listing"]
         table.add_row("marketplace", f"model {listing['model_id']} listed for "
                       f"{fmt_flt(listing['price'])}, {listing['payees']} payees")
+    privacy = report.get("privacy")
+    if privacy is not None:
+        parts = [privacy["mode"]]
+        if "epsilon_spent_max" in privacy:
+            parts.append(f"ε spent ≤ {privacy['epsilon_spent_max']:.2f} per participant "
+                         f"(δ = {privacy['delta']:g})")
+        if "bytes_per_update_mean" in privacy:
+            parts.append(f"{privacy['bytes_per_update_mean'] / 1024:.1f} KiB per update")
+        if "watermarks" in privacy:
+            parts.append(f"{privacy['watermarks_verified']}/{len(privacy['watermarks'])} "
+                         "watermarks verified on the final model")
+        table.add_row("privacy", ", ".join(parts))
     table.add_row("time", f"{report['seconds']:.0f} s")
     console.print(table)
 

@@ -17,6 +17,7 @@ from fl_agent.cli.common import (
     ipfs_option,
     network_option,
     open_store,
+    privacy_options,
     resolve_account,
     serve,
 )
@@ -70,31 +71,40 @@ def task() -> None:
               help="Base local SGD steps per round (balanced per participant).")
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--lr", type=Finite(min=0, min_open=True), default=0.05, show_default=True)
-@click.option("--strategy", default="fairfl", show_default=True,
+@click.option("--strategy", default=None,
               help="Aggregation rule: fairfl, fedavg, median, trimmed_mean, krum, multikrum, "
-              "fltrust, flame.")
+              "fltrust, flame.  [default: fairfl; fltrust, the only one, with --mode he]")
 @click.option("--scoring", type=click.Choice(["shapley", "loo"]), default="shapley",
               show_default=True, help="How contributions are valued for rewards.")
 @click.option("--metric", default="accuracy", show_default=True,
               help="Task metric for scoring (accuracy, f1_macro, ...).")
-@click.option("--mode", default="plain", show_default=True,
-              help="Training mode recorded on chain: plain, or dp/pruning/homomorphic joined "
-              "by '+'.")
 @click.option("--aggregator", "aggregator_alias", required=True, metavar="ALIAS",
               help="Account (alias or address) that will aggregate.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Initial weights' seed.")
+@click.option("--key-holder", "key_holder_alias", default=None, metavar="ALIAS",
+              help="he: the account (alias or address) that decrypts the round's scalars and "
+              "aggregate; it runs `fl-agent keyholder` on this machine, where the secret key "
+              "is kept.  [default: you]")
+@privacy_options
 @account_option
 @network_option
 @ipfs_option
 def task_create(model_name: str, dataset: str, rounds: int, min_participants: int,
                 window: int, reward: float, steps: int, batch_size: int, lr: float,
-                strategy: str, scoring: str, metric: str, mode: str, aggregator_alias: str,
-                seed: int, account: str, network: str | None, ipfs: str | None) -> None:
+                strategy: str | None, scoring: str, metric: str, aggregator_alias: str,
+                seed: int, key_holder_alias: str | None, mode: str, epsilon: float | None,
+                delta: float, dp_level: str, prune_ratio: float | None, account: str,
+                network: str | None, ipfs: str | None) -> None:
     """Store the initial model and the task document, then create the task on chain.
 
     The task document (model spec, data spec with the standardisation every participant
     applies, training plan, aggregation rule, and your member key so that you can read and
     list the task's encrypted models) goes to IPFS; its CID is recorded on chain.
+
+    With --mode he, the task's CKKS keys are made here: the secret key stays in
+    FAIRFL_HOME/keys/ckks (never in the store), the public context goes to the store and
+    the task document. Run `fl-agent keyholder --task N` as the key holder for the rounds
+    to finish.
     """
     from fl_agent.agents.access import member_key
     from fl_agent.aggregation import STRATEGIES
@@ -110,27 +120,46 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
         TaskDocument,
     )
     from fl_agent.learning.weights import encode_weights
+    from fl_agent.privacy.plan import build_plan
 
     try:
         training_mode = TrainingMode.parse(mode)
     except ValueError as err:
         raise FairFLError(str(err)) from err
+    he = TrainingMode.HOMOMORPHIC in training_mode
+    strategy = strategy or ("fltrust" if he else "fairfl")
     if strategy not in STRATEGIES:  # fails early on an unknown rule
         raise FairFLError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+    if he and strategy != "fltrust":
+        raise FairFLError(f"--mode he aggregates ciphertexts, where only FLTrust's rule runs; "
+                          f"drop --strategy {strategy} (or give fltrust)")
+    if key_holder_alias is not None and not he:
+        raise FairFLError("--key-holder is for --mode he only")
     get_metric(metric)
     data = load_dataset(dataset)
     spec = ModelSpec.for_features(model_name, data.feature_shape, data.num_classes)
+    store = open_store(ipfs)
+
+    def plan(he_plan: Any = None) -> Any:
+        return build_plan(training_mode, epsilon=epsilon, delta=delta, dp_level=dp_level,
+                          prune_ratio=prune_ratio, he=he_plan)
+
+    privacy = None if he else plan()  # he: once the key holder's context exists, below
     document = TaskDocument.build(
         model=spec, data=DataSpec.describe(data),
         training={"steps": steps, "batch_size": batch_size, "lr": lr},  # checked by build
-        aggregation=AggregationPlan(strategy=strategy, scoring=scoring))
-    store = open_store(ipfs)
-    with deployed(network) as (_, fairfl):
+        aggregation=AggregationPlan(strategy=strategy, scoring=scoring), privacy=privacy)
+    with deployed(network) as (settings, fairfl):
         creator = resolve_account(account)
-        if re.fullmatch(r"0x[0-9a-fA-F]{40}", aggregator_alias):
-            aggregator_address = aggregator_alias
-        else:
-            aggregator_address = resolve_account(aggregator_alias).address
+        aggregator_address = _address(aggregator_alias)
+        key_holder = None
+        if he:
+            from fl_agent.agents.keyholder import create_context
+
+            key_holder = _address(key_holder_alias) if key_holder_alias else creator.address
+            console.print("creating the task's CKKS keys...")
+            he_plan = create_context(store, settings.keys_dir, str(key_holder))
+            document = document.model_copy(update={"privacy": plan(he_plan)})
         document = document.model_copy(update={"access": AccessPlan(
             creator_key=public_bytes(member_key(fairfl, creator)).hex())})
         model_cid = store.add(encode_weights(spec, init_params(spec, seed)))
@@ -140,8 +169,21 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
             aggregator=str(aggregator_address), rounds=rounds,
             min_participants=min_participants, submission_window=window,
             training_mode=training_mode, reward_per_round=int(reward * FLT)), sender=creator)
+        if key_holder is not None and str(key_holder).lower() != creator.address.lower():
+            fairfl.desk.set_key_holder(task_id, key_holder, sender=creator)
     console.print(f"[green]task {task_id} created[/] (tx {receipt.tx_hash}, gas "
                   f"{receipt.gas_used:,})\n  model    {model_cid}\n  document {spec_cid}")
+    if key_holder is not None:
+        console.print(f"  key holder {key_holder}: run `fl-agent keyholder --task {task_id} "
+                      "--account <its alias>` on this machine (its secret key is in "
+                      f"{settings.keys_dir / 'ckks'})")
+
+
+def _address(alias: str) -> str:
+    """An address given as such, or the address of an ape account alias."""
+    if re.fullmatch(r"0x[0-9a-fA-F]{40}", alias):
+        return alias
+    return str(resolve_account(alias).address)
 
 
 @click.command()

@@ -4,7 +4,8 @@ A task on chain names its initial model (``modelCid``) and this document (``spec
 holds the model spec (checked again when weights are decoded), the shape of the data and the
 standardisation every participant applies to its own features (mean and scale published by
 the task creator, so that all clients feed the model the same units without sharing data),
-the local training plan, how the aggregator aggregates and scores, and the creator's key
+the local training plan, how the aggregator aggregates and scores, the privacy modes
+(:mod:`fl_agent.privacy.plan`) and the creator's key
 (so that it can read, and sell, the task's encrypted models). Canonical JSON, so equal
 documents have equal CIDs.
 """
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from fl_agent.documents import Document
 from fl_agent.errors import ConfigError
 from fl_agent.learning.models import ModelSpec
+from fl_agent.privacy.plan import PrivacyPlan
 
 FORMAT = "fairfl-task/1"
 
@@ -120,6 +122,8 @@ class TaskDocument(Document):
     training: TrainingPlan = TrainingPlan()
     aggregation: AggregationPlan = AggregationPlan()
     access: AccessPlan | None = None
+    #: The privacy modes every participant and the aggregator apply (None: plain).
+    privacy: PrivacyPlan | None = None
 
     @model_validator(mode="after")
     def _fits(self) -> TaskDocument:

@@ -67,6 +67,13 @@ class SimulationConfig(BaseModel):
     #: Attackers attack in rounds 1, 1 + k, 1 + 2k, ... and train honestly in between (k = 2:
     #: every other round, to stay below a blacklist threshold).
     attack_every: int = Field(1, ge=1, le=100)
+    #: Privacy modes (``plain``, or ``dp``, ``prune``, ``he``, ``watermark`` joined by ``+``)
+    #: and their settings: see :func:`fl_agent.privacy.plan.build_plan`.
+    mode: str = "plain"
+    epsilon: float | None = Field(None, gt=0)
+    delta: float = Field(1e-5, gt=0, lt=1)
+    dp_level: Literal["example", "participant"] = "example"
+    prune_ratio: float | None = Field(None, gt=0, lt=1)
 
     @model_validator(mode="after")
     def _known(self) -> SimulationConfig:
@@ -79,7 +86,15 @@ class SimulationConfig(BaseModel):
         if self.dataset not in BUILTIN_DATASETS and not Path(self.dataset).is_file():
             raise ValueError(f"dataset must be one of {', '.join(BUILTIN_DATASETS)} or a "
                              "CSV/NPZ file")
+        self.training_mode  # noqa: B018 - raises for an unknown mode
         return self
+
+    @property
+    def training_mode(self) -> Any:
+        """:attr:`mode` as the ledger's ``TrainingMode`` bitmask."""
+        from fl_agent.chain.records import TrainingMode
+
+        return TrainingMode.parse(self.mode)
 
     @classmethod
     def build(cls, **fields: Any) -> SimulationConfig:
@@ -126,15 +141,19 @@ def device_speeds(config: SimulationConfig) -> list[float] | None:
     return [float(config.device_spread ** x) for x in u]
 
 
-def task_document(config: SimulationConfig, spec: Any, data: Any) -> Any:
-    """The task document a simulation publishes (model, data, training and aggregation)."""
+def task_document(config: SimulationConfig, spec: Any, data: Any, he: Any = None) -> Any:
+    """The task document a simulation publishes (model, data, training, aggregation and the
+    privacy plan; ``he`` is the key holder's :class:`~fl_agent.privacy.plan.HEPlan`)."""
     from fl_agent.learning.task_doc import AggregationPlan, TaskDocument, TrainingPlan
+    from fl_agent.privacy.plan import build_plan
 
     return TaskDocument.build(
         model=spec, data=data,
         training=TrainingPlan(steps=config.steps, batch_size=config.batch_size, lr=config.lr),
         aggregation=AggregationPlan(strategy=config.aggregator, scoring=config.scoring,
-                                    permutations=config.permutations))
+                                    permutations=config.permutations),
+        privacy=build_plan(config.training_mode, epsilon=config.epsilon, delta=config.delta,
+                           dp_level=config.dp_level, prune_ratio=config.prune_ratio, he=he))
 
 
 def client_seed(config: SimulationConfig, plan: ClientPlan) -> int:

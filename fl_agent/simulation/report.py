@@ -93,7 +93,8 @@ class ReportBuilder:
 
     def finish(self, fairfl: Any, task_id: int, network: str, deployment: Any,
                first_block: int, last_block: int, listed: Any = None, *,
-               seconds: float = 0.0) -> dict[str, Any]:
+               seconds: float = 0.0, privacy: dict[str, Any] | None = None
+               ) -> dict[str, Any]:
         from ape import chain
 
         if self.final_params is None:
@@ -133,6 +134,8 @@ class ReportBuilder:
             },
             "seconds": round(seconds, 1),
         }
+        if privacy is not None:
+            report["privacy"] = privacy
         if listed is not None:
             listing = fairfl.marketplace.listing(listed.model_id)
             report["listing"] = {"model_id": listed.model_id, "price": listing.price,
@@ -208,3 +211,54 @@ def save_plots(report: dict[str, Any], folder: Path) -> list[Path]:
     fig.savefig(participants)
     plt.close(fig)
     return [accuracy, participants]
+
+
+def privacy_section(fairfl: Any, store: Any, task_id: int, document: Any,
+                    final_params: np.ndarray, watermark_keys: dict[str, Any]) -> dict[str, Any]:
+    """The report's ``privacy`` section, read back from the chain and the store, not from
+    the agents: the mode, each participant's ε spent (the last receipt it published) and
+    bytes per update (mean over its receipts), and, when the task watermarks, each
+    participant's watermark verified on the final model with its key, the key checked
+    against its on-chain commitment."""
+    from fl_agent.privacy.plan import PrivacyReceipt
+
+    plan = document.privacy
+    section: dict[str, Any] = {"mode": plan.mode().label() if plan else "plain",
+                               "plan": plan.model_dump(mode="json") if plan else None}
+    people: dict[str, dict[str, Any]] = {}
+    for log in fairfl.ledger.events("UpdateSubmitted", taskId=task_id):
+        cid = str(log.privacyCid)
+        if not cid:
+            continue
+        receipt = PrivacyReceipt.from_json(store.get(cid))
+        entry = people.setdefault(str(log.participant).lower(), {"updates": 0, "bytes": 0})
+        entry["updates"] += 1
+        entry["bytes"] += receipt.update_bytes
+        if receipt.epsilon_spent is not None:
+            entry["epsilon_spent"] = receipt.epsilon_spent
+    for entry in people.values():
+        entry["bytes_per_update"] = entry.pop("bytes") / entry["updates"]
+    section["participants"] = people
+    spent = [e["epsilon_spent"] for e in people.values() if "epsilon_spent" in e]
+    if spent:
+        section["epsilon_spent_max"] = max(spent)
+        section["delta"] = plan.dp.delta
+    sizes = [e["bytes_per_update"] for e in people.values()]
+    if sizes:
+        section["bytes_per_update_mean"] = float(np.mean(sizes))
+    if watermark_keys:
+        from fl_agent.privacy.watermark import commitment, verify
+
+        marks = {}
+        for address, key in watermark_keys.items():
+            result = verify(document.model, final_params, key)
+            committed, block = fairfl.ledger.watermark_commitment(task_id, address)
+            marks[address.lower()] = {
+                "match_rate": result.match_rate, "p_value": result.p_value,
+                "verified": result.verified,
+                "commitment_matches": committed == commitment(key, address, task_id),
+                "committed_in_block": block}
+        section["watermarks"] = marks
+        section["watermarks_verified"] = sum(m["verified"] and m["commitment_matches"]
+                                             for m in marks.values())
+    return section

@@ -10,6 +10,11 @@ scores, pays and finalizes. A share of the participants are attackers (see
 :mod:`fl_agent.simulation.attacks`). The run ends with rewards claimed, and returns the
 report (:mod:`fl_agent.simulation.report`) whose numbers all come from the agents and the
 chain.
+
+With ``mode`` ``he`` the task's creator (the deployer) is its key holder: its CKKS keys are
+made here (the secret in ``keys_dir``), and a :class:`~fl_agent.agents.keyholder.
+KeyHolderAgent` runs in this process beside the others, stepped whenever the aggregator waits
+for a decryption. The aggregation rule is FLTrust, the only one that runs on ciphertexts.
 """
 
 from __future__ import annotations
@@ -98,10 +103,14 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
         DataSpec,
     )
     from fl_agent.learning.weights import encode_weights
-    from fl_agent.simulation.report import ReportBuilder
+    from fl_agent.simulation.report import ReportBuilder, privacy_section
     from fl_agent.storage.store import LocalStore
 
     torch.set_num_threads(1)
+    he = TrainingMode.HOMOMORPHIC in config.training_mode
+    if he and config.aggregator != "fltrust":
+        log(f"mode he aggregates ciphertexts with FLTrust's rule, not {config.aggregator}")
+        config = config.model_copy(update={"aggregator": "fltrust"})
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     # The agents' event cursors belong to the chain of one run; a rerun starts afresh.
@@ -115,7 +124,9 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
                            test_fraction=config.test_fraction, seed=config.seed,
                            standardize=False)
     spec = ModelSpec.for_features(config.model_name, dataset.feature_shape, dataset.num_classes)
-    document = task_document(config, spec, DataSpec.describe(dataset, splits.train.X))
+    data_spec = DataSpec.describe(dataset, splits.train.X)
+    # Checked before any chain work; an he plan exists only once its keys are made, below.
+    document = None if he else task_document(config, spec, data_spec)
     clients = plan_clients(config, splits.train.y)
     attack = Attack(config.attack)
     trigger = backdoor_trigger(config, dataset.feature_shape, splits.train.X)
@@ -141,6 +152,13 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
         save_deployment(record, deployments or workdir / "deployments")
         fairfl = FairFL(record)
         log(f"contracts deployed on {network_name}: ledger {record.address('TaskLedger')}")
+        keys = Path(keys_dir or workdir / "keys")
+        if document is None:
+            from fl_agent.agents.keyholder import create_context
+
+            he_plan = create_context(store, keys, deployer.address)
+            log(f"CKKS keys made: context {he_plan.context_cid}, key holder {deployer.address}")
+            document = task_document(config, spec, data_spec, he=he_plan)
         # The creator (the deployer here) lists the final model, so it must read it too.
         document = document.model_copy(update={"access": AccessPlan(
             creator_key=public_bytes(member_key(fairfl, deployer)).hex())})
@@ -151,7 +169,7 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
             model_cid=model_cid, spec_cid=spec_cid, metric="accuracy",
             aggregator=aggregator_account.address, rounds=config.rounds,
             min_participants=max(1, config.clients // 2),
-            submission_window=blocks_per_round * 2, training_mode=TrainingMode.PLAIN,
+            submission_window=blocks_per_round * 2, training_mode=config.training_mode,
             reward_per_round=config.reward_per_round), sender=deployer)
 
         participants: list[ParticipantAgent] = []
@@ -159,7 +177,7 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
         speeds = device_speeds(config)
         for plan, X, y, poison in client_data(config, clients, splits.train,
                                               dataset.num_classes, trigger,
-                                              colluder_trainer(config, spec, document.data)):
+                                              colluder_trainer(config, spec, data_spec)):
             hook = None if poison is None else _hook(poison)
             agent = ParticipantAgent(fairfl, store, people[2 + plan.index], task_id, X, y,
                                      workdir / "agents", seed=client_seed(config, plan),
@@ -175,6 +193,12 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
         aggregator = AggregatorAgent(fairfl, store, aggregator_account, task_id,
                                      splits.validation.X, splits.validation.y,
                                      workdir / "agents")
+        key_holder = None
+        if he:
+            from fl_agent.agents.keyholder import KeyHolderAgent
+
+            key_holder = KeyHolderAgent(fairfl, store, deployer, task_id, keys,
+                                        workdir / "agents")
         builder = ReportBuilder(config, spec, document, malicious, splits.test, trigger)
 
         while not aggregator.finished:
@@ -187,6 +211,9 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
             outcome = aggregator.step()
             waited = 0
             while not isinstance(outcome, (RoundOutcome, TxReceipt)):
+                if key_holder is not None and key_holder.step():
+                    outcome = aggregator.step()  # a decryption answered: the round goes on
+                    continue
                 # Some participant did not submit (it skipped the round): let the
                 # submission window run out, then finalize with what arrived.
                 if waited > 2 * config.rounds + 10:
@@ -210,10 +237,16 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
             from fl_agent.market.listing import list_task_model
 
             listed = list_task_model(fairfl, store, task_id, config.list_price,
-                                     seller=deployer, keys_dir=keys_dir or workdir / "keys")
+                                     seller=deployer, keys_dir=keys)
+        privacy = None
+        if document.privacy is not None:
+            privacy = privacy_section(
+                fairfl, store, task_id, document, builder.final_params,
+                {a.address: a.privacy.watermark_key for a in participants
+                 if a.privacy is not None and a.privacy.watermark_key is not None})
         report = builder.finish(fairfl, task_id, network_name, record, first_block,
                                 int(chain.blocks.height), listed,
-                                seconds=time.perf_counter() - started)
+                                seconds=time.perf_counter() - started, privacy=privacy)
     return report
 
 

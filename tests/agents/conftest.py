@@ -51,18 +51,22 @@ class World:
         return self.accounts[1]
 
     def create_task(self, rounds: int = 2, min_participants: int = 2, window: int = 30,
-                    seed: int = 0) -> int:
+                    seed: int = 0, document: Any = None) -> int:
+        """A task on ``document`` (default: the world's plain one); its training mode is the
+        document's privacy plan's."""
         from fl_agent.chain.records import TaskSpec, TrainingMode
         from fl_agent.learning.models import init_params
         from fl_agent.learning.weights import encode_weights
 
-        model_cid = self.store.add(encode_weights(self.document.model,
-                                                  init_params(self.document.model, seed)))
+        document = document or self.document
+        model_cid = self.store.add(encode_weights(document.model,
+                                                  init_params(document.model, seed)))
+        mode = document.privacy.mode() if document.privacy else TrainingMode.PLAIN
         task_id, _ = self.fairfl.ledger.create_task(TaskSpec(
-            model_cid=model_cid, spec_cid=self.store.add(self.document.to_json()),
+            model_cid=model_cid, spec_cid=self.store.add(document.to_json()),
             metric="accuracy", aggregator=self.aggregator.address, rounds=rounds,
             min_participants=min_participants, submission_window=window,
-            training_mode=TrainingMode.PLAIN, reward_per_round=100 * 10**18),
+            training_mode=mode, reward_per_round=100 * 10**18),
             sender=self.accounts[0])
         return task_id
 

@@ -1035,9 +1035,8 @@ def test_blacklisted_address_can_never_move_state_nor_be_rewarded(
             ledger.join(task_d, sender=actor)
         elif kind == "submitUpdate":
             cid, samples, millis = args
-            ledger.submitUpdate(
-                task_b, read.ledger.task(task_b).currentRound, cid, samples, millis, "", sender=actor
-            )
+            number = read.ledger.task(task_b).currentRound
+            ledger.submitUpdate(task_b, number, cid, samples, millis, "", sender=actor)
         elif kind == "listTaskModel":
             encrypted, metadata, digest, list_price = args
             marketplace.listTaskModel(task_a, encrypted, metadata, digest, list_price, sender=actor)

@@ -1,0 +1,256 @@
+"""Homomorphic mode end to end on a real anvil: participants encrypt, the aggregator runs
+FLTrust on ciphertexts and asks the key holder, through the KeyHolderDesk, to decrypt only the
+round's scalars and its aggregate.
+
+The new model is checked against plaintext FLTrust computed here from the vectors the
+participants encrypted (captured by an update hook) and a reference direction trained here
+the way FLTrust's server does; the aggregator is checked to hold no secret key.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import pytest
+import tenseal as ts
+
+from fl_agent.agents import RoundOutcome
+from fl_agent.agents.evidence import RoundEvidence
+from fl_agent.agents.he_round import (
+    DecryptionOrder,
+    DecryptionResult,
+    HERequest,
+    decode_aggregate,
+)
+from fl_agent.agents.keyholder import KeyHolderAgent, create_context, secret_context_path
+from fl_agent.aggregation import rules
+from fl_agent.chain.client import DecryptionKind
+from fl_agent.chain.records import RejectReason, RoundResult, TaskSpec, TaskStatus, TrainingMode
+from fl_agent.crypto.envelopes import decrypt_model, seal_update
+from fl_agent.learning import decode_weights, encode_weights, init_params
+from fl_agent.learning.models import param_count
+from fl_agent.learning.task_doc import AggregationPlan
+from fl_agent.learning.training import train_local
+from fl_agent.privacy.he import KeyHolder, PublicContext, encrypt_update
+from fl_agent.privacy.plan import PrivacyPlan, PrivacyReceipt
+from fl_agent.storage.cid import compute_cid
+
+
+@pytest.fixture(scope="module")
+def holder() -> KeyHolder:
+    """One key pair for the module (each task's context is put in its own world's store)."""
+    return KeyHolder.create()
+
+
+def he_task(world, holder: KeyHolder, rounds: int, min_participants: int) -> int:
+    """A homomorphic FLTrust task created by accounts[0], which holds the key."""
+    plan = create_context(world.store, world.tmp / "keys", world.accounts[0].address,
+                          holder=holder)
+    world.document = world.document.model_copy(update={
+        "aggregation": AggregationPlan(strategy="fltrust"), "privacy": PrivacyPlan(he=plan)})
+    spec = world.document.model
+    task_id, _ = world.fairfl.ledger.create_task(TaskSpec(
+        model_cid=world.store.add(encode_weights(spec, init_params(spec, 0))),
+        spec_cid=world.store.add(world.document.to_json()), metric="accuracy",
+        aggregator=world.aggregator.address, rounds=rounds, min_participants=min_participants,
+        submission_window=30, training_mode=TrainingMode.HOMOMORPHIC,
+        reward_per_round=100 * 10**18), sender=world.accounts[0])
+    return task_id
+
+
+def key_holder_agent(world, task_id: int) -> KeyHolderAgent:
+    return KeyHolderAgent(world.fairfl, world.store, world.accounts[0], task_id,
+                          world.tmp / "keys", world.tmp / "agents")
+
+
+def secrets_in(root: Any) -> tuple[list[Any], list[ts.Context]]:
+    """Every KeyHolder and every TenSEAL context reachable from ``root`` through FairFL's
+    own objects and plain containers."""
+    holders, contexts, seen, stack = [], [], set(), [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, KeyHolder):
+            holders.append(obj)
+        elif isinstance(obj, ts.Context):
+            contexts.append(obj)
+        elif isinstance(obj, dict):
+            stack.extend(obj.values())
+        elif isinstance(obj, list | tuple | set | frozenset):
+            stack.extend(obj)
+        elif type(obj).__module__.startswith("fl_agent") and hasattr(obj, "__dict__"):
+            stack.extend(vars(obj).values())
+    return holders, contexts
+
+
+def plaintext_fltrust(world, global_vector: np.ndarray, vectors: list[np.ndarray]
+                      ) -> np.ndarray:
+    """FLTrust on the plain vectors, with the server update trained here on the aggregator's
+    validation data as FLTrust's server does (seed 0, the task's training plan)."""
+    document = world.document
+    plan = document.training
+    X_val = document.data.standardize(world.splits.validation.X)
+    server = train_local(document.model, global_vector, X_val,
+                         np.asarray(world.splits.validation.y, np.int64), plan.steps, seed=0,
+                         batch_size=plan.batch_size, lr=plan.lr, momentum=plan.momentum).vector
+    new, _ = rules.fltrust(global_vector.astype(np.float64),
+                           np.stack(vectors).astype(np.float64),
+                           np.asarray(server, np.float64))
+    return new
+
+
+def test_an_encrypted_fltrust_task_runs_to_completion_and_matches_plaintext_fltrust(
+        world, holder):
+    task_id = he_task(world, holder, rounds=2, min_participants=3)
+    captured: dict[str, list[np.ndarray]] = defaultdict(list)
+
+    def capture(index: int, flip: bool):
+        def hook(global_vector, result):
+            vector = np.asarray(result.vector, np.float64)
+            if flip:  # sign flip: the opposite of what it trained
+                vector = 2 * np.asarray(global_vector, np.float64) - vector
+            captured[world.accounts[2 + index].address].append(vector)
+            return vector
+        return hook
+
+    people = [world.participant(task_id, i, update_hook=capture(i, flip=i == 2))
+              for i in range(3)]
+    attacker = people[2].address
+    aggregator = world.aggregator_agent(task_id)
+    keyholder = key_holder_agent(world, task_id)
+    desk = world.fairfl.desk
+
+    for number in (1, 2):
+        opened, _, _ = aggregator.step()
+        assert opened == number
+        for agent in people:
+            submitted, skipped = agent.step()
+            assert len(submitted) == 1 and not skipped
+        asked = aggregator.step()
+        assert isinstance(asked, HERequest) and asked.kind == DecryptionKind.SCALARS
+        assert aggregator.step() is None  # polled while the key holder works: no blocking
+        if number == 2:  # both restart mid-round and resume from the chain and the store
+            aggregator = world.aggregator_agent(task_id)
+            keyholder = key_holder_agent(world, task_id)
+            assert aggregator.step() is None
+        [answer] = keyholder.step()
+        assert answer.kind == DecryptionKind.SCALARS and answer.refused is None
+        asked = aggregator.step()
+        assert isinstance(asked, HERequest) and asked.kind == DecryptionKind.AGGREGATE
+        [answer] = keyholder.step()
+        assert answer.kind == DecryptionKind.AGGREGATE and answer.refused is None
+        assert keyholder.step() == []
+        outcome = aggregator.step()
+        assert isinstance(outcome, RoundOutcome) and outcome.round == number
+
+        # The attacker gets zero trust, the honest share the round's budget by trust.
+        verdicts = {v.participant: v for v in outcome.verdicts}
+        assert verdicts[attacker].reason == "zero_trust" and verdicts[attacker].score == 0
+        assert verdicts[attacker].share_ppm == 0
+        assert sorted(outcome.accepted) == sorted(p.address for p in people[:2])
+        assert sum(v.share_ppm for v in outcome.verdicts) == 1_000_000
+        result = RoundResult.from_chain(world.fairfl.ledger.events(
+            "RoundFinalized", taskId=task_id, round=number)[-1].result)
+        assert list(result.rejected) == [attacker]
+        assert list(result.reasons) == [RejectReason.ZERO_TRUST]
+
+        # The new model is plaintext FLTrust's on the vectors the participants encrypted.
+        global_vector = decode_weights(decrypt_model(world.store.get(outcome.global_cid),
+                                                     aggregator.keys.keys, task_id),
+                                       world.document.model)
+        expected = plaintext_fltrust(world, global_vector,
+                                     [captured[p.address][number - 1] for p in people])
+        assert np.max(np.abs(outcome.params - expected)) < 1e-3
+        assert people[0].read_global_model().tolist() == pytest.approx(outcome.params.tolist())
+        evidence = RoundEvidence.from_json(world.store.get(result.evidence_cid))
+        assert evidence.strategy == "FLTrust (CKKS)"
+        assert {v.participant: v.code for v in evidence.verdicts} == {
+            people[0].address: 0, people[1].address: 0, attacker: RejectReason.ZERO_TRUST}
+
+        # What the key holder released: three pairs of scalars, then one aggregate, on chain.
+        scalars_id = desk.request_of(task_id, number, DecryptionKind.SCALARS)
+        aggregate_id = desk.request_of(task_id, number, DecryptionKind.AGGREGATE)
+        released = DecryptionResult.from_json(world.store.get(desk.result_cid(
+            desk.request(scalars_id))))
+        assert len(released.dots) == len(released.squared_norms) == 3
+        order = DecryptionOrder.from_json(world.store.get(desk.document_cid(
+            desk.request(aggregate_id))))
+        assert order.scalars_request == scalars_id and order.weights[2] == 0.0
+        aggregate = DecryptionResult.from_json(world.store.get(desk.result_cid(
+            desk.request(aggregate_id))))
+        delta = decode_aggregate(world.store.get(aggregate.aggregate),
+                                 param_count(world.document.model))
+        assert np.max(np.abs(global_vector + delta - expected)) < 1e-3
+
+    assert world.fairfl.ledger.task(task_id).status == TaskStatus.COMPLETED
+    assert aggregator.finished and keyholder.finished
+    logs = desk.events("DecryptionRequested", taskId=task_id)
+    assert [(int(log.round), int(log.kind)) for log in logs] == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    assert {str(log.aggregator) for log in logs} == {world.aggregator.address}
+    assert len(desk.events("DecryptionAnswered", taskId=task_id)) == 4
+
+    # Participants published what they encrypted under; the aggregator never held a key
+    # that decrypts: only the public context, whose decryption raises.
+    receipts = [PrivacyReceipt.from_json(world.store.get(str(log.privacyCid)))
+                for log in world.fairfl.ledger.events("UpdateSubmitted", taskId=task_id)]
+    assert {r.he_fingerprint for r in receipts} == {holder.fingerprint}
+    assert isinstance(aggregator.he.context, PublicContext)
+    holders, contexts = secrets_in(aggregator)
+    assert not holders and contexts
+    assert not any(c.is_private() or c.has_secret_key() for c in contexts)
+    with pytest.raises(ValueError):
+        ts.ckks_vector(aggregator.he.context.tenseal_context, [1.0]).decrypt()
+    secret = secret_context_path(world.tmp / "keys", holder.fingerprint)
+    assert secret.stat().st_mode & 0o777 == 0o600
+    assert not world.store.has(compute_cid(holder.secret_context))  # never in the store
+
+
+def test_bad_ciphertexts_are_rejected_with_a_reason_and_the_round_goes_on(world, holder):
+    task_id = he_task(world, holder, rounds=1, min_participants=1)
+    honest = world.participant(task_id, 0)
+    cheats = world.accounts[3:6]
+    for account in cheats:
+        world.fairfl.registry.register(world.store.add(b"{}"), sender=account)
+        world.fairfl.ledger.join(task_id, sender=account)
+    aggregator = world.aggregator_agent(task_id)
+    keyholder = key_holder_agent(world, task_id)
+    _, _, workload = aggregator.step()
+    honest.step()
+
+    spec = world.document.model
+    delta = np.full(param_count(spec), 0.01)
+    stranger = KeyHolder.create()  # another key pair: its fingerprint is not the task's
+    good = encrypt_update(holder.public, delta)
+    payloads = [encrypt_update(stranger.public, delta),  # another context
+                good[:-1000],  # truncated
+                encode_weights(spec, init_params(spec, 3))]  # plain weights in an he task
+    for account, payload in zip(cheats, payloads, strict=True):
+        cid = world.store.add(seal_update(payload, workload.aggregator_key, task_id, 1,
+                                          account.address))
+        world.fairfl.ledger.submit_update(task_id, 1, cid, 10, 5, sender=account)
+
+    asked = aggregator.step()
+    assert isinstance(asked, HERequest)
+    order = DecryptionOrder.from_json(world.store.get(asked.order_cid))
+    assert order.participants == (honest.address,)  # only the honest update is computed on
+    keyholder.step()
+    aggregator.step()
+    keyholder.step()
+    outcome = aggregator.step()
+    assert isinstance(outcome, RoundOutcome)
+    assert outcome.accepted == [honest.address]
+    reasons = {v.participant: v.reason for v in outcome.verdicts if not v.accepted}
+    expected = ["not this task's context", "truncated", "not a fairfl-ckks-update/1 document"]
+    for account, words in zip(cheats, expected, strict=True):
+        assert reasons[account.address].startswith("invalid_update:")
+        assert words in reasons[account.address], reasons[account.address]
+    result = RoundResult.from_chain(world.fairfl.ledger.events(
+        "RoundFinalized", taskId=task_id, round=1)[-1].result)
+    assert list(result.rejected) == [a.address for a in cheats]
+    assert list(result.reasons) == [RejectReason.INVALID_UPDATE] * 3
+    assert list(result.scores_ppm) == [1_000_000]
+    assert world.fairfl.ledger.task(task_id).status == TaskStatus.COMPLETED

@@ -1,0 +1,157 @@
+"""Privacy modes on the real local chain: what each participant applies, what the chain
+records about it, and that the aggregator reads sparse updates.
+
+Each check reads the chain (events, the watermark commitments) and the store (the public
+receipts), not the agents' own view. Whether the robust rule keeps honest noisy or sparse
+updates is measured in the privacy benchmarks (docs/privacy-*.md); here the task aggregates
+with fedavg so that the plumbing is tested apart from that.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fl_agent.chain.records import RoundResult, TaskStatus, TrainingMode
+from fl_agent.learning.models import param_count
+from fl_agent.privacy.plan import PrivacyReceipt, build_plan
+from fl_agent.privacy.watermark import commitment
+
+
+def private_task(world, mode: str, rounds: int = 2, **settings) -> int:
+    from fl_agent.learning.task_doc import AggregationPlan
+
+    document = world.document.model_copy(update={
+        "aggregation": AggregationPlan(strategy="fedavg", scoring="loo"),
+        "privacy": build_plan(TrainingMode.parse(mode), **settings)})
+    return world.create_task(rounds=rounds, window=60, document=document)
+
+
+def run_task(world, task_id: int, people: list, aggregator) -> list[RoundResult]:
+    results = []
+    for _ in range(20):  # a round that never finalizes fails the test, not the suite
+        if aggregator.finished:
+            break
+        aggregator.step()
+        for person in people:
+            person.step()
+        outcome = aggregator.step()
+        if outcome is not None and hasattr(outcome, "evidence_cid"):
+            results.append(outcome)
+    assert aggregator.finished, "the task did not complete"
+    return results
+
+
+def test_dp_prune_and_watermark_are_applied_recorded_and_audited_on_chain(world):
+    task_id = private_task(world, "dp+prune+watermark", epsilon=8.0, prune_ratio=0.9)
+    assert world.fairfl.ledger.task(task_id).training_mode == (
+        TrainingMode.DP | TrainingMode.PRUNING | TrainingMode.WATERMARK)
+    people = [world.participant(task_id, i) for i in range(3)]
+    aggregator = world.aggregator_agent(task_id)
+    outcomes = run_task(world, task_id, people, aggregator)
+
+    assert world.fairfl.ledger.task(task_id).status == TaskStatus.COMPLETED
+    assert len(outcomes) == 2
+    for outcome in outcomes:  # every sparse update was read and aggregated, none invalid
+        assert all(v.accepted for v in outcome.verdicts), [v.reason for v in outcome.verdicts]
+
+    d = param_count(world.document.model)
+    logs = world.fairfl.ledger.events("UpdateSubmitted", taskId=task_id)
+    assert len(logs) == 6
+    spent: dict[str, list[float]] = {}
+    for log in logs:
+        assert int(log.trainingMode) == 11
+        receipt = PrivacyReceipt.from_json(world.store.get(str(log.privacyCid)))
+        who = str(log.participant).lower()
+        assert (receipt.task, receipt.round, receipt.participant) == (task_id, int(log.round),
+                                                                      who)
+        assert receipt.mode == "dp+pruning+watermark"
+        assert (receipt.kept, receipt.length) == (round(0.1 * d), d)
+        assert receipt.update_bytes < 0.4 * 4 * d
+        assert receipt.delta == 1e-5 and receipt.accountant == "rdp"
+        spent.setdefault(who, []).append(receipt.epsilon_spent)
+    for history in spent.values():  # grows each round, never past the budget
+        assert history[0] < history[1] <= 8.0 + 1e-6
+
+    for person in people:  # the key each participant keeps is the one it committed
+        committed, block = world.fairfl.ledger.watermark_commitment(task_id, person.address)
+        assert committed == commitment(person.privacy.watermark_key, person.address, task_id)
+        assert committed == person.watermark_commitment() and block > 0
+
+
+def test_participant_level_dp_noises_the_aggregate_and_nothing_on_the_participants(world):
+    task_id = private_task(world, "dp", rounds=1, epsilon=4.0, dp_level="participant")
+    sent: list[np.ndarray] = []
+
+    def capture(global_vector, result):
+        sent.append(np.asarray(result.vector, np.float64))
+        return result.vector
+
+    people = [world.participant(task_id, i, update_hook=capture) for i in range(3)]
+    start = people[0].read_global_model().astype(np.float64)
+    aggregator = world.aggregator_agent(task_id)
+    [outcome] = run_task(world, task_id, people, aggregator)
+
+    for log in world.fairfl.ledger.events("UpdateSubmitted", taskId=task_id):
+        receipt = PrivacyReceipt.from_json(world.store.get(str(log.privacyCid)))
+        assert receipt.epsilon_spent is None  # no DP-SGD at the participants
+    # The model is the mean of the deltas clipped to 1 (computed here), plus Gaussian noise
+    # of std sigma / 3 per coordinate: the distance to that mean is the noise's length.
+    deltas = [v - start for v in sent]
+    clipped = [d * min(1.0, 1.0 / np.linalg.norm(d)) for d in deltas]
+    plain = start + np.mean(clipped, axis=0)
+    sigma = aggregator._dp_noise
+    expected = sigma / 3 * np.sqrt(start.size)
+    distance = float(np.linalg.norm(outcome.params.astype(np.float64) - plain))
+    assert sigma > 0.5 and 0.8 * expected < distance < 1.2 * expected
+
+
+def test_watermark_verify_confirms_the_owner_and_refuses_a_stranger(world, tmp_path,
+                                                                    anvil_url):
+    task_id = private_task(world, "watermark", rounds=3)
+    people = [world.participant(task_id, i) for i in range(2)]
+    run_task(world, task_id, people, world.aggregator_agent(task_id))
+    owner = people[0]
+    key_file = owner._privacy_dir() / "watermark-key.json"
+    assert key_file.stat().st_mode & 0o077 == 0  # the secret is the owner's alone
+
+    def verify(*args: str) -> subprocess.CompletedProcess[str]:
+        from fl_agent.chain.deployment import save_deployment
+
+        deployments = tmp_path / "deployments"
+        save_deployment(world.fairfl.deployment, deployments)
+        env = {"FAIRFL_HOME": str(world.tmp), "FAIRFL_DEPLOYMENTS": str(deployments),
+               "FAIRFL_NETWORK": anvil_url, "COLUMNS": "200"}
+
+        return subprocess.run([sys.executable, "-m", "fl_agent.cli", "watermark", "verify",
+                               "--task", str(task_id), *args], capture_output=True, text=True,
+                              env={**os.environ, **env}, timeout=120)
+
+    mine = verify("--key", str(key_file), "--account", "TEST::2")
+    assert mine.returncode == 0, mine.stdout + mine.stderr
+    assert "commitment: matches" in mine.stdout and "verified" in mine.stdout
+    # The same key claimed by another member: the model may carry it, the commitment is not
+    # that member's.
+    other = verify("--key", str(key_file), "--account", "TEST::3")
+    assert other.returncode == 1 and "does not match" in other.stdout
+    from fl_agent.privacy.watermark import WatermarkKey
+
+    stranger = tmp_path / "stranger.json"
+    WatermarkKey.generate(owner.privacy.watermark_key.bits).save(stranger)
+    refused = verify("--key", str(stranger), "--account", "TEST::2")
+    assert refused.returncode == 1 and "not verified" in refused.stdout
+
+
+@pytest.mark.parametrize("mode, settings, message", [
+    ("dp", {}, "--epsilon"),
+    ("prune", {}, "--prune-ratio"),
+])
+def test_a_privacy_mode_without_its_settings_is_refused(mode, settings, message):
+    from fl_agent.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        build_plan(TrainingMode.parse(mode), **settings)
