@@ -33,6 +33,7 @@ goes on with everyone else.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -148,6 +149,14 @@ def task_strategy(document: TaskDocument, X_val: np.ndarray, y_val: np.ndarray,
     if isinstance(strategy, FairFLStrategy) and strategy.input_layer is None:
         strategy = dataclasses.replace(strategy, input_layer=trigger_screen_layer(
             document.model, document.data.feature_shape))
+    privacy = document.privacy
+    if isinstance(strategy, FairFLStrategy) and privacy is not None and privacy.dp is not None \
+            and privacy.dp.level == "example":
+        # An honest DP-SGD update is mostly isotropic noise: FairFL's NOISE check (agreement
+        # beyond chance) rejected every one of them at every epsilon; without it honest FPR
+        # was 0.010-0.020 at epsilon 8 (docs/privacy-dp.md). A chance level of 1 turns it off.
+        strategy = dataclasses.replace(strategy,
+                                       chance_z=math.sqrt(param_count(document.model)))
     return strategy
 
 

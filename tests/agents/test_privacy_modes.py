@@ -155,3 +155,22 @@ def test_a_privacy_mode_without_its_settings_is_refused(mode, settings, message)
 
     with pytest.raises(ConfigError, match=message):
         build_plan(TrainingMode.parse(mode), **settings)
+
+
+def test_fairfl_does_not_run_its_noise_check_on_dp_sgd_updates(world):
+    """Honest DP-SGD updates are mostly noise: the NOISE check refused all of them in the
+    benchmark (docs/privacy-dp.md), so a DP task's aggregator turns it off; other tasks
+    keep it."""
+    from fl_agent.agents.aggregator import task_strategy
+    from fl_agent.aggregation.fairfl import chance_similarity
+
+    d = param_count(world.document.model)
+    X, y = world.splits.validation.X, world.splits.validation.y
+    plain = task_strategy(world.document, X, y)
+    dp = task_strategy(world.document.model_copy(update={
+        "privacy": build_plan(TrainingMode.DP, epsilon=8)}), X, y)
+    sparse = task_strategy(world.document.model_copy(update={
+        "privacy": build_plan(TrainingMode.PRUNING, prune_ratio=0.9)}), X, y)
+    assert chance_similarity(d, plain.chance_z) == pytest.approx(4 / np.sqrt(d))
+    assert chance_similarity(d, sparse.chance_z) == chance_similarity(d, plain.chance_z)
+    assert chance_similarity(d, dp.chance_z) == 1.0  # nothing is beyond a chance level of 1
