@@ -14,7 +14,7 @@ Everything derives from the key, deterministically:
   (first on ties): ``fc1.weight`` of the digits MLP (64 x 64), the only weight of a
   ``logreg``, the output layer of the digits CNN. The largest tensor because twenty
   participants share it: more weights carry more bits for the same change to each weight
-  (the benchmark measured this; docs/privacy-watermark.md).
+  (on the MLP's 640-weight output layer at most 1 key in 20 verified; docs/privacy-watermark.md).
 * **the signature** ``b in {-1, +1}^bits``: the bits of ``HKDF-SHA256(key, info="signature")``.
 * **the projection** ``E`` (``bits x m``, ``m`` the carrier's size): standard normal entries
   divided by ``sqrt(m)`` (rows of length ~1), from a numpy ``Generator`` (PCG64) seeded with
@@ -32,7 +32,8 @@ weight, so a participant with a small share (a few per cent of the data, out of 
 may not get its mark into the global model; and a push strong enough to make it makes the
 update look like noise to FairFL's rule (a direction no other update shares), which then
 rejects it. The defaults sit where FairFL rejected about as few honest updates as without
-watermarks on the tuning seeds.
+watermarks on the tuning seeds. The mark is tied to weight positions: permuting hidden units
+(the same function) erases it, and whoever learns the key can train it away.
 
 Verification counts the bits that match. For a model that never saw the key, the signs of
 ``E w`` are independent fair coins (``E`` is Gaussian and independent of ``w``), so the
@@ -94,8 +95,8 @@ DOMAIN = keccak(text="FairFL.watermark.v1")
 #: Signature bits per participant, chosen on the tuning seeds 1-3 of
 #: ``benchmarks.privacy_watermark`` (docs/privacy-watermark.md): 20 participants share the
 #: carrier, and at 64 bits each one's mark is longer, so FairFL took more honest updates for
-#: noise (FPR up to 10 % against at most 1 % at 32 bits, for no more keys verified). 32 bits
-#: verify from 30 matches (the tail at 29 is 1.3e-6); 16 can never reach ALPHA.
+#: noise (FPR 9-19 % against 0-1 % at 32 bits, same margin and strength), for no more keys
+#: verified. 32 bits verify from 30 matches (the tail at 29 is 1.3e-6); 16 never reach ALPHA.
 DEFAULT_BITS = 32
 #: The hinge's margin gamma on ``b_i (E w)_i`` (E's rows have length ~1, so it is a distance
 #: in weight space; a weight of the digits MLP's fc1 is ~0.07) and its weight lambda in the
@@ -182,6 +183,7 @@ class WatermarkKey:
         """Writes the key file, readable by its owner only."""
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600, exist_ok=True)
+        path.chmod(0o600)
         path.write_text(self.to_json() + "\n")
 
     @classmethod

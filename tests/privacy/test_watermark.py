@@ -68,7 +68,6 @@ def test_derivation_is_deterministic_and_specific_to_the_key():
     assert np.array_equal(first.signature, again.signature)
     other = derive(MLP, key(2))
     assert not np.array_equal(first.signature, other.signature)
-    assert np.abs(first.projection - other.projection).min() >= 0  # same shape
     # Independent draws: the two projections are nearly orthogonal, row by row.
     cosines = np.sum(first.projection * other.projection, axis=1) / (
         np.linalg.norm(first.projection, axis=1) * np.linalg.norm(other.projection, axis=1))
