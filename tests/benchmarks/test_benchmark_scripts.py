@@ -165,3 +165,21 @@ def test_the_load_benchmark_accounts_for_every_submission_of_every_process(tmp_p
     assert {"cores", "ram_gb", "versions"} <= set(result["machine"])
     assert (tmp_path / "load.png").stat().st_size > 0
     assert "every submission accounted for" in table and "| p50 |" in table
+
+
+def test_the_privacy_benchmarks_run_on_tiny_settings(tmp_path):
+    """DP, HE and watermarks, each as small as its options allow (figures: docs/privacy*)."""
+    dp = tmp_path / "dp.json"
+    run("benchmarks.privacy_dp", "--seeds", "1", "--epsilons", "8", "--clients", "3",
+        "--rounds", "2", "--steps", "2", "--strategies", "fedavg", "--json", str(dp),
+        "--plot", str(tmp_path / "dp.png"))
+    assert {"settings", "calibrations", "runs"} <= set(json.loads(dp.read_text()))
+    he = tmp_path / "he.json"
+    run("benchmarks.privacy_he", "--clients", "3", "--sizes", "5000", "--no-federation",
+        "--json", str(he))
+    assert json.loads(he.read_text())["rounds"]
+    wm = tmp_path / "wm.json"
+    run("benchmarks.privacy_watermark", "--seeds", "1", "--rounds", "2",
+        "--fine-tune-steps", "5", "--wrong-keys", "2", "--no-fairfl", "--json", str(wm),
+        "--plot", str(tmp_path / "wm.png"))
+    assert json.loads(wm.read_text())["rows"]
