@@ -4,14 +4,22 @@ One place for the connection and the caching, so that pages only describe what t
 
 * :func:`client` connects ape once per process (``st.cache_resource``) and builds the
   :class:`~fl_agent.chain.client.FairFL` client for the deployment record on disk; a new
-  deployment record gives a new client.
+  deployment record gives a new client (:mod:`chain_connection`, re-exported here).
 * History comes from the :class:`~fl_agent.chain.index.EventIndex` of the deployment
   (``FAIRFL_HOME/index``), synced incrementally on each render: :func:`views` returns the
   folded tasks, listings and participants (:mod:`fl_agent.chain.history`), recomputed only
   when new events arrived. Pages never query the node's logs themselves.
+* What depends only on the chain state (the folded views, the pages' tables in
+  :mod:`page_tables`) is computed once per state and shared by every session
+  (``st.cache_resource`` keyed on the state: no copy per session and render). Shared
+  objects are **read-only**: the views' mappings are read-only proxies; nothing in the app
+  may modify a view or a table it was given (take a copy first).
 * Documents (listing metadata, round evidence) come from the content store, cached by CID
   (content never changes under a CID). Live state that events do not carry (balances) is
-  read with short-lived caches (:func:`chain_read`, ``ttl=5``).
+  read with short-lived caches (:func:`chain_read`, ``ttl=5``); what cannot change for a
+  deployment (the payment token's symbol and decimals, the delivery window) is read once.
+* The server serves every session from one process; :func:`freeze_heap` keeps Streamlit's
+  garbage collection after each script run from walking the whole (mostly static) heap.
 * When the chain does not answer, there is no deployment record, or the contracts are not
   on the chain (it was reset), the readers raise :class:`ChainUnavailable`, whose ``hint``
   says what to run; the entry point shows it for every page. Other errors are bugs and
@@ -23,171 +31,38 @@ No Streamlit widgets here (Streamlit's rule for cached functions).
 from __future__ import annotations
 
 import functools
+import gc
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, ParamSpec, TypeVar
 
 import streamlit as st
 
+import chain_connection as conn
+from chain_connection import (  # noqa: F401 - re-exported for the pages
+    DEPLOY_HINT,
+    START_HINT,
+    ChainSource,
+    ChainUnavailable,
+    _project,
+    client,
+    rpc_url,
+)
 from fl_agent.agents.evidence import RoundEvidence
 from fl_agent.chain import history
-from fl_agent.chain.client import PROJECT_ROOT, FairFL, load_project
-from fl_agent.chain.deployment import CONTRACTS, Deployment, deployment_path, load_deployment
+from fl_agent.chain.deployment import Deployment
 from fl_agent.chain.index import EventIndex, JsonRpc, ape_decoder
-from fl_agent.errors import ChainError, DeploymentNotFoundError, FairFLError
+from fl_agent.errors import ChainError, FairFLError
 from fl_agent.market.listing import ListingMetadata
 from fl_agent.settings import get_settings
 from fl_agent.storage.store import ContentStore, open_store
 
 #: Seconds a chain read stays cached; pages see new blocks at most this late.
 TTL_SECONDS = 5
-START_HINT = "Start the chain with `make chain` and deploy with `make deploy`."
-DEPLOY_HINT = "Deploy the contracts with `make deploy` (start the chain first with `make chain`)."
-
-
-class ChainUnavailable(Exception):
-    """The chain or the FairFL contracts cannot be read. ``hint`` says what to run."""
-
-    def __init__(self, title: str, detail: str = "", hint: str = START_HINT) -> None:
-        super().__init__(title)
-        self.title = title
-        self.detail = detail
-        self.hint = hint
-
-
-@dataclass(frozen=True)
-class ChainSource:
-    """Which chain the app reads: an ape network choice and the deployments folder."""
-
-    network: str
-    deployments: str
-
-    @classmethod
-    def from_settings(cls) -> ChainSource:
-        """From ``FAIRFL_NETWORK`` and ``FAIRFL_DEPLOYMENTS`` (see fl_agent/settings.py)."""
-        settings = get_settings()
-        return cls(settings.network, str(settings.deployments))
-
-    @property
-    def deployment_file(self) -> Path:
-        return deployment_path(self.network, self.deployments)
-
-
-# ---------------------------------------------------------------------------------------------
-# Connection
-# ---------------------------------------------------------------------------------------------
-
-
-@st.cache_resource(show_spinner="Connecting to the chain…")
-def _connect(network: str) -> Any:
-    """Enters ape's provider context for ``network`` once per process and keeps it open.
-
-    ape keeps the active provider per process, so every session's script thread uses it.
-    A failed connection raises and is not cached: the next rerun tries again.
-    """
-    from ape import networks
-
-    try:
-        return networks.parse_network_choice(network).__enter__()
-    except Exception as err:  # ape raises many types for an unreachable node
-        raise ChainUnavailable(f"Cannot reach the chain ({network}).", _one_line(err)) from err
-
-
-class _CompiledContracts:
-    """The contract types of ape's last compile (``.build/``), read without compiling.
-
-    ``FairFL`` only needs ``project.<Name>.at(address)``. A viewer should not compile: a
-    contract being edited while the app runs would otherwise break the page (or take seconds).
-    """
-
-    def __init__(self, contract_types: dict[str, Any]) -> None:
-        self._types = contract_types
-
-    def __getattr__(self, name: str) -> Any:
-        from ape.contracts import ContractContainer
-
-        try:
-            return ContractContainer(self._types[name])
-        except KeyError:
-            raise AttributeError(name) from None
-
-
-def _project() -> Any:
-    import ape
-
-    types = ape.Project(PROJECT_ROOT).manifest.contract_types or {}
-    if all(name in types for name in CONTRACTS):
-        return _CompiledContracts(dict(types))
-    return load_project()  # never compiled here yet: compile once
-
-
-@st.cache_resource(show_spinner=False)
-def _fairfl(network: str, deployment_json: str) -> FairFL:
-    """The client for one deployment record; a redeploy changes the record, so the key."""
-    deployment = Deployment.model_validate_json(deployment_json)
-    _check_deployment(network, deployment)
-    return FairFL(deployment, _project())
-
-
-def client(source: ChainSource) -> FairFL:
-    """The FairFL client for ``source``, connecting on first use.
-
-    Raises :class:`ChainUnavailable` when the chain does not answer, there is no deployment
-    record, or the record does not describe this chain (for example after `chain reset`).
-    """
-    _connect(source.network)
-    return _fairfl(source.network, _deployment(source).model_dump_json())
-
-
-def _deployment(source: ChainSource) -> Deployment:
-    try:
-        return load_deployment(source.network, source.deployments)
-    except DeploymentNotFoundError as err:
-        raise ChainUnavailable(
-            f"No FairFL deployment for {source.network}.", str(err), DEPLOY_HINT
-        ) from err
-
-
-def _check_deployment(network: str, deployment: Deployment) -> None:
-    """Raises :class:`ChainUnavailable` unless the chain answers and holds the contracts."""
-    from ape import chain
-
-    try:
-        chain_id = chain.chain_id
-        missing = [
-            name
-            for name, address in deployment.contracts.items()
-            if not chain.provider.get_code(address)
-        ]
-    except Exception as err:
-        raise ChainUnavailable(f"Cannot reach the chain ({network}).", _one_line(err)) from err
-    if chain_id != deployment.chain_id:
-        raise ChainUnavailable(
-            "The deployment record is for another chain.",
-            f"the record says chain {deployment.chain_id}, the node is chain {chain_id}",
-            DEPLOY_HINT,
-        )
-    if missing:
-        raise ChainUnavailable(
-            "The deployed contracts are not on this chain (was it reset?).",
-            "no code at " + ", ".join(f"{n} {deployment.contracts[n]}" for n in missing),
-            DEPLOY_HINT,
-        )
-
-
-def _diagnose(source: ChainSource) -> None:
-    """After a failed read: is the chain down, or are the contracts gone (chain reset)?
-    Returns if neither, so that the original error (a bug) propagates."""
-    _check_deployment(source.network, _deployment(source))
-
-
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return f"{type(err).__name__}: {text[:400]}"
-
-
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -206,32 +81,59 @@ def chain_read(func: Callable[P, R]) -> Callable[P, R]:
         except Exception:
             source = next((a for a in args if isinstance(a, ChainSource)), None)
             if source is not None:
-                _diagnose(source)
+                conn.diagnose(source)
             raise
 
     return st.cache_data(ttl=TTL_SECONDS, show_spinner=False)(read)
 
 
 def clear_cache() -> None:
-    """Forget every cached read and sync the event index on the next one (the connection
-    stays)."""
+    """Forget every cached read and what was computed from them (views, tables) and sync
+    the event index on the next one (the connection stays)."""
     st.cache_data.clear()
     _last_sync.clear()
+    for forget in _per_state_caches:
+        forget()
 
 
+#: ``clear`` of every cache keyed on the chain state (see :func:`per_state_cache`).
+_per_state_caches: list[Callable[[], None]] = []
+
+
+def per_state_cache(cached: Any) -> Any:
+    """Registers a ``st.cache_resource`` function keyed on the chain state, so that "Refresh
+    now" forgets it too (a document missing when it was built may be in the store now)."""
+    _per_state_caches.append(cached.clear)
+    return cached
+
+
+_frozen = threading.Lock()
+_heap_frozen = False
+
+
+def freeze_heap() -> None:
+    """Once per process, once the app is connected: collect, then move every live object to
+    the garbage collector's permanent generation (``gc.freeze``).
+
+    Streamlit runs a full ``gc.collect()`` after every script run, holding the interpreter
+    lock, and the heap of ape, web3, pandas and the contracts' ABIs is over 400,000 objects
+    that live as long as the process: that walk alone cost about 0.3 CPU seconds per render,
+    more than the page. Frozen objects are still freed by reference counting; only a cycle
+    among them would never be collected, and they are the process's modules and caches.
+    """
+    global _heap_frozen
+    if _heap_frozen:
+        return
+    with _frozen:
+        if not _heap_frozen:
+            gc.collect()
+            gc.freeze()
+            _heap_frozen = True
 
 
 # ---------------------------------------------------------------------------------------------
 # The event index and the content store
 # ---------------------------------------------------------------------------------------------
-
-
-def rpc_url() -> str:
-    """The URL of the node ape is connected to."""
-    from ape import chain
-
-    provider = chain.provider
-    return str(getattr(provider, "http_uri", None) or getattr(provider, "uri", "") or "")
 
 
 @st.cache_resource(show_spinner=False)
@@ -255,9 +157,9 @@ def index(source: ChainSource) -> EventIndex:
         try:
             idx.sync()
         except ChainError as err:
-            _diagnose(source)
+            conn.diagnose(source)
             raise ChainUnavailable(f"Cannot read the chain's events ({source.network}).",
-                                   _one_line(err)) from err
+                                   conn.one_line(err)) from err
         _last_sync[idx.path] = now
     return idx
 
@@ -275,26 +177,35 @@ def store() -> ContentStore:
 
 @dataclass(frozen=True)
 class Views:
-    """Everything the events say, folded (see :mod:`fl_agent.chain.history`)."""
+    """Everything the events say, folded (see :mod:`fl_agent.chain.history`), at the chain
+    state ``state``. Shared by every session: read-only (the mappings are read-only proxies;
+    the views in them must not be modified either)."""
 
     block: int
-    tasks: dict[int, history.TaskView]
-    listings: dict[int, history.ListingView]
-    participants: dict[str, history.ParticipantView]
+    tasks: Mapping[int, history.TaskView]
+    listings: Mapping[int, history.ListingView]
+    participants: Mapping[str, history.ParticipantView]
+    #: The index file, cursor block and hash, and event count: what the views were folded
+    #: from, the key of everything computed from them.
+    state: tuple[str, int, str, int] = ("", 0, "", 0)
 
 
-@st.cache_data(show_spinner=False, max_entries=4)
+@per_state_cache
+@st.cache_resource(show_spinner=False, max_entries=4)
 def _fold(_idx: EventIndex, key: tuple[str, int, str, int]) -> Views:
     """The views at one cursor (``key``: index file, cursor block and hash, event count):
-    recomputed only when new events arrived or the chain under them changed."""
+    recomputed only when new events arrived or the chain under them changed, once for every
+    session (``cache_resource``: the same object, not a copy per session and render)."""
     events = _idx.events()
     tasks = history.tasks(e for e in events if e.contract == "TaskLedger")
     return Views(
         block=key[1],
-        tasks=tasks,
-        listings=history.listings(e for e in events if e.contract == "ModelMarketplace"),
-        participants=history.participants(
-            (e for e in events if e.contract == "ParticipantRegistry"), tasks),
+        tasks=MappingProxyType(tasks),
+        listings=MappingProxyType(
+            history.listings(e for e in events if e.contract == "ModelMarketplace")),
+        participants=MappingProxyType(history.participants(
+            (e for e in events if e.contract == "ParticipantRegistry"), tasks)),
+        state=key,
     )
 
 
@@ -332,28 +243,35 @@ def round_evidence(cid: str | None) -> RoundEvidence | None:
 
 @chain_read
 def chain_info(source: ChainSource) -> ChainInfo:
-    from ape import chain
-
     fairfl = client(source)
     deployment = fairfl.deployment
     # Calls to an address without code return zeros, not errors: after a chain reset the
     # page would show an empty ledger. Every page reads this first, so check here.
-    _check_deployment(source.network, deployment)
-    token = fairfl.payment_token.contract
+    block = conn.check_deployment(source.network, deployment)
+    fixed = _fixed(source.network, deployment.model_dump_json())
     return ChainInfo(
         network=source.network,
-        rpc_url=rpc_url(),
-        chain_id=int(chain.chain_id),
-        block=int(chain.blocks.height),
+        rpc_url=conn.node(source.network).url,
+        chain_id=deployment.chain_id,  # check_deployment compared it with the node's
+        block=block,
         deployment_file=str(source.deployment_file),
         deployed_at_block=deployment.block,
         deployer=deployment.deployer,
         contracts=dict(deployment.contracts),
-        payment_token=str(token.address),
-        payment_symbol=str(token.symbol()),
-        payment_decimals=int(token.decimals()),
-        delivery_window=fairfl.marketplace.delivery_window(),
+        **fixed,
     )
+
+
+@st.cache_resource(show_spinner=False)
+def _fixed(network: str, deployment_json: str) -> dict[str, Any]:
+    """What cannot change for a deployment (the marketplace's payment token and delivery
+    window are immutable), read once: through ape, these calls cost a tenth of a CPU
+    second. Called only after :func:`chain_connection.check_deployment` passed."""
+    fairfl = conn.deployment_client(network, deployment_json)
+    token = fairfl.payment_token.contract
+    return {"payment_token": str(token.address),
+            "payment_symbol": str(token.symbol()), "payment_decimals": int(token.decimals()),
+            "delivery_window": fairfl.marketplace.delivery_window()}
 
 
 @dataclass(frozen=True)
@@ -389,8 +307,11 @@ LOCAL_CHAIN_ID = 31337
 
 @chain_read
 def balance(source: ChainSource, account: str) -> int:
-    """``account``'s balance of the payment token, in base units."""
-    return client(source).payment_token.balance_of(account)
+    """``account``'s balance of the payment token, in base units (``balanceOf`` in plain
+    JSON-RPC: through ape, building the token's contract object costs more than the page)."""
+    token = chain_info(source).payment_token
+    call = {"to": token, "data": "0x70a08231" + account.lower().removeprefix("0x").rjust(64, "0")}
+    return int(conn.node(source.network).call("eth_call", call, "latest"), 16)
 
 
 def gas_used(source: ChainSource, txs: tuple[str, ...]) -> dict[str, int]:
@@ -412,7 +333,7 @@ def _receipts_gas(_rpc: JsonRpc, txs: tuple[str, ...]) -> dict[str, int]:
 
 def browser_rpc_url(info: ChainInfo) -> str:
     """The RPC URL users' browsers use (FAIRFL_PUBLIC_RPC_URL, else the app's own node)."""
-    return get_settings().public_rpc_url or info.rpc_url
+    return conn.current_settings().public_rpc_url or info.rpc_url
 
 
 def app_domain() -> str:

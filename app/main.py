@@ -44,6 +44,7 @@ ui.sidebar(source)
 
 try:
     info = data.chain_info(source)
+    data.freeze_heap()  # once per process, connected: see its docstring
     with st.sidebar:
         st.caption("Wallet")
         # Mounted on every run, before the page, so that a purchase or download in progress

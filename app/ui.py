@@ -4,6 +4,7 @@ the "no chain" notice."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import altair as alt
 import pandas as pd
@@ -105,62 +106,91 @@ def money(info: data.ChainInfo, base_units: int) -> str:
 
 STANDING_COLORS = {"in good standing": "#4e79a7", "blacklisted": "#c53948"}
 
+# The charts are Vega-Lite specs written out: what Altair writes for the same chart, field for
+# field (tests/app/test_charts.py compares them with Altair's and with st.bar_chart's). Building
+# an Altair chart validates every channel against the JSON schema and converting it validates
+# the whole chart again: tens of CPU milliseconds per chart and render, under the interpreter
+# lock that every session shares; a dict costs nothing.
+
+
+def _chart(frame: pd.DataFrame, spec: dict[str, Any], alt_text: str) -> None:
+    """Draws ``spec`` over ``frame`` (passed as a named dataset, as st.altair_chart does)."""
+    st.vega_lite_chart(spec={"data": {"name": "table"}, **spec, "$schema": alt.SCHEMA_URL,
+                             "datasets": {"table": frame}}, alt=alt_text)
+
+
+def _q(field: str, **more: Any) -> dict[str, Any]:
+    """A quantitative channel (keys in Altair's order: sorted)."""
+    return dict(sorted({"field": field, **more, "type": "quantitative"}.items()))
+
+
+def _n(field: str, **more: Any) -> dict[str, Any]:
+    """A nominal channel."""
+    return dict(sorted({"field": field, **more, "type": "nominal"}.items()))
+
 
 def reputation_chart(people: pd.DataFrame) -> None:
     """Horizontal bars of reputation on a 0-100 % scale, blacklisted participants in red."""
-    chart = (
-        alt.Chart(people)
-        .mark_bar()
-        .encode(
-            x=alt.X(
-                "reputation_pct:Q",
-                title="Reputation (%)",
-                scale=alt.Scale(domain=[0, 100]),
-                axis=alt.Axis(values=list(range(0, 101, 10))),
-            ),
-            y=alt.Y("label:N", title=None, sort="-x"),
-            color=alt.Color(
-                "standing:N",
-                title=None,
-                legend=alt.Legend(orient="top"),
-                scale=alt.Scale(domain=list(STANDING_COLORS), range=list(STANDING_COLORS.values())),
-            ),
-            tooltip=[
-                alt.Tooltip("participant:N", title="Participant"),
-                alt.Tooltip("reputation_pct:Q", title="Reputation (%)", format=".2f"),
-            ],
-        )
-        .properties(height=alt.Step(22))
-    )
-    st.altair_chart(chart, alt="Reputation by participant")
+    _chart(people, {
+        "mark": {"type": "bar"},
+        "encoding": {
+            "color": _n("standing", legend={"orient": "top"},
+                        scale={"domain": list(STANDING_COLORS),
+                               "range": list(STANDING_COLORS.values())}, title=None),
+            "tooltip": [_n("participant", title="Participant"),
+                        _q("reputation_pct", format=".2f", title="Reputation (%)")],
+            "x": _q("reputation_pct", axis={"values": list(range(0, 101, 10))},
+                    scale={"domain": [0, 100]}, title="Reputation (%)"),
+            "y": _n("label", sort="-x", title=None),
+        },
+        "height": {"step": 22},
+    }, "Reputation by participant")
 
 
 def history_chart(steps: pd.DataFrame) -> None:
     """Reputation over blocks, one line per participant."""
-    chart = (
-        alt.Chart(steps)
-        .mark_line(point=True, interpolate="step-after")
-        .encode(
-            x=alt.X("block:Q", title="Block"),
-            y=alt.Y("reputation_pct:Q", title="Reputation (%)", scale=alt.Scale(domain=[0, 100])),
-            color=alt.Color("label:N", title="Participant"),
-            tooltip=["label:N", "task:Q", "round:Q", "reputation_pct:Q", "block:Q"],
-        )
-        .properties(height=320)
-    )
-    st.altair_chart(chart, alt="Reputation history")
+    _chart(steps, {
+        "mark": {"type": "line", "interpolate": "step-after", "point": True},
+        "encoding": {
+            "color": _n("label", title="Participant"),
+            "tooltip": [_n("label"), _q("task"), _q("round"), _q("reputation_pct"),
+                        _q("block")],
+            "x": _q("block", title="Block"),
+            "y": _q("reputation_pct", scale={"domain": [0, 100]}, title="Reputation (%)"),
+        },
+        "height": 320,
+    }, "Reputation history")
 
 
 def accuracy_chart(rounds: pd.DataFrame, metric: str) -> None:
     """The task metric on the aggregator's validation split, per round."""
-    chart = (
-        alt.Chart(rounds)
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("round:Q", title="Round", axis=alt.Axis(tickMinStep=1, format="d")),
-            y=alt.Y("validation:Q", title=f"Validation {metric}", scale=alt.Scale(zero=False)),
-            tooltip=["round:Q", alt.Tooltip("validation:Q", format=".4f")],
-        )
-        .properties(height=260)
-    )
-    st.altair_chart(chart, alt=f"Validation {metric} per round")
+    _chart(rounds, {
+        "mark": {"type": "line", "point": True},
+        "encoding": {
+            "tooltip": [_q("round"), _q("validation", format=".4f")],
+            "x": _q("round", axis={"format": "d", "tickMinStep": 1}, title="Round"),
+            "y": _q("validation", scale={"zero": False}, title=f"Validation {metric}"),
+        },
+        "height": 260,
+    }, f"Validation {metric} per round")
+
+
+def sales_chart(models: pd.DataFrame) -> None:
+    """Sales per model: the chart ``st.bar_chart(models.set_index("model_id")[["sales"]],
+    x_label="Model", y_label="Sales", height=240)`` draws."""
+    st.vega_lite_chart(spec={
+        "data": {"name": "table"},
+        "mark": {"type": "bar"},
+        "encoding": {
+            "tooltip": [_q("model_id"), _q("sales")],
+            "x": {"axis": {"grid": False, "tickMinStep": 1}, "field": "model_id", "scale": {},
+                  "title": "Model", "type": "ordinal"},
+            "y": _q("sales", axis={"grid": True, "tickMinStep": 1}, scale={}, title="Sales"),
+        },
+        "height": 240,
+        "params": [{"name": "param_1", "select": {"type": "interval", "encodings": ["x", "y"]},
+                    "bind": "scales"}],
+        "width": 0,
+        "$schema": alt.SCHEMA_URL,
+        "datasets": {"table": models[["model_id", "sales"]].reset_index(drop=True)},
+    }, height=240)

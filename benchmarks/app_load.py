@@ -165,6 +165,7 @@ class Usage(threading.Thread):
                     "others": 0.0}
         self.rss: list[tuple[float, float]] = []  # (time, server RSS MB)
         self.marks: dict[str, tuple[float, dict[str, float]]] = {}
+        self.load: dict[str, float] = {}  # the 1-minute load average at each mark
         self._last: dict[int, float] = {}
         self._primed = False
         self._busy: float | None = None
@@ -217,12 +218,14 @@ class Usage(threading.Thread):
         self.sample()
         with self._lock:
             self.marks[name] = (time.monotonic(), dict(self.cpu))
+            self.load[name] = round(os.getloadavg()[0], 2)
 
     def between(self, start: str, end: str) -> dict[str, Any]:
         (t0, c0), (t1, c1) = self.marks[start], self.marks[end]
         rss = [mb for t, mb in self.rss if t0 <= t <= t1]
         return {"seconds": round(t1 - t0, 1),
                 "cores": {g: round((c1[g] - c0[g]) / (t1 - t0), 2) for g in c0},
+                "load_average_1min": {"start": self.load[start], "end": self.load[end]},
                 "server_rss_mb": {"start": round(rss[0]) if rss else None,
                                   "max": round(max(rss)) if rss else None,
                                   "end": round(rss[-1]) if rss else None}}
@@ -498,6 +501,8 @@ def markdown(result: dict[str, Any]) -> str:
              ("this script, cores", lambda u: f"{u['cores']['benchmark']:.2f}"),
              ("other processes on the machine, cores",
               lambda u: f"{u['cores']['others']:.2f}"),
+             ("load average (1 min), machine: start → end",
+              lambda u: f"{u['load_average_1min']['start']} → {u['load_average_1min']['end']}"),
              ("server RSS, MB: start → max",
               lambda u: f"{u['server_rss_mb']['start']} → {u['server_rss_mb']['max']}")]
     for label, show in usage:

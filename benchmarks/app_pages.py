@@ -177,10 +177,15 @@ def large_chain(url: str, home: Path, tasks: int, blocks: int) -> None:
                    listing, hashlib.sha256(current.encode()).digest(), 10 * FLT)
             if t % 3 == 0:
                 w.send(members[t % len(members)], market, "buy", t, 10 * FLT, b"\x07" * 32)
-        height = w.rpc.block_number()
-        while height < blocks:  # in steps: anvil mines a long run slowly
-            step = min(500, blocks - height)
-            w.rpc.call("anvil_mine", hex(step))
+        from fl_agent.chain.index import JsonRpc
+
+        # In steps, with a patient client: anvil mines a long run slowly, and on a busy
+        # machine 500 blocks took longer than the default 20 s timeout.
+        miner = JsonRpc(url, timeout=180.0)
+        height = miner.block_number()
+        while height < blocks:
+            step = min(200, blocks - height)
+            miner.call("anvil_mine", hex(step))
             height += step
 
 
@@ -231,8 +236,13 @@ def time_pages(url: str, home: Path, repeats: int = 5) -> dict[str, Any]:
     result: dict[str, Any] = {"blocks": JsonRpc(url).block_number(),
                               "first_render_with_index_build_s": round(first_visit, 2),
                               "pages": {}}
+    import sys
+
+    sys.path.insert(0, str(APP_MAIN.parent))
+    import chain_data  # the module the app runs with (AppTest runs in this process)
+
     for name, (path, query) in PAGES.items():
-        st.cache_data.clear()  # documents and folded views: cold
+        chain_data.clear_cache()  # documents, folded views and tables: cold
         cold = render(path, query)
         warm = [render(path, query) for _ in range(repeats)]
         result["pages"][name] = {"cold_s": round(cold, 3),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 import chain_data as data
-import rows
+import page_tables as tables
 import ui
 import wallet_flows as flows
 import wallet_panels as panels
@@ -40,7 +40,7 @@ if not (signed and signed.lower() == me.lower()):
 
 
 st.header("Purchases")
-bought = rows.purchases(views, me, info)
+bought = tables.purchases(views, info, me)
 if bought.empty:
     st.info("You have not bought a model yet: see **Models**.", icon=":material/storefront:")
 else:
@@ -66,7 +66,7 @@ else:
             st.caption(f"{label}: key pending (due by block {row.deadline_block}).")
 
 st.header("Revenue")
-earned = rows.revenue(views, me, info)
+earned = tables.revenue(views, info, me)
 if earned.empty:
     st.info("You have no revenue: payees are the contributors of a sold model's task.",
             icon=":material/payments:")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 import chain_data as data
-import rows
+import page_tables as tables
 import ui
 import wallet_panels as panels
 
@@ -70,7 +70,7 @@ st.caption("Every round of the task, read from the ledger's events: the global m
            "started from, the model it produced, who was aggregated, who was rejected and "
            "why (the aggregator's evidence document), its transactions and their gas.")
 gas = data.gas_used(source, tuple(tx for r in task.rounds for tx in r.transactions))
-lineage = rows.lineage(task, gas)
+lineage = tables.lineage(views, info, task.task_id, gas)
 if lineage["validation"].notna().any():
     ui.accuracy_chart(lineage.dropna(subset=["validation"]), task.metric)
 st.dataframe(lineage, hide_index=True, alt=f"Lineage of model {model_id}", placeholder="–",
@@ -80,7 +80,7 @@ st.header("Who is paid")
 st.caption("The task's contributors share every sale in proportion to the rewards they "
            "earned in training (read from the ledger when they withdraw).")
 st.dataframe(
-    rows.payees(listing, task, info), hide_index=True, alt=f"Payees of model {model_id}",
+    tables.payees(views, info, model_id), hide_index=True, alt=f"Payees of model {model_id}",
     column_config={
         "payee": Col.TextColumn("Payee"),
         "share_pct": Col.ProgressColumn("Share", format="%.2f%%", min_value=0, max_value=100),

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-import rows
+import page_tables as tables
 import ui
 
 Col = st.column_config
 source, info, views = ui.page("Models for sale")
-models = rows.models(views, info)
+models = tables.models(views, info)
 
 cols = st.columns(4)
 cols[0].metric("Models listed", len(models))
@@ -76,11 +76,10 @@ st.caption(f"{len(shown)} of {len(models)} models. The price waits in escrow unt
 left, right = st.columns(2)
 with left:
     st.subheader("Sales per model")
-    st.bar_chart(models.set_index("model_id")[["sales"]], x_label="Model", y_label="Sales",
-                 height=240)
+    ui.sales_chart(models)
 with right:
     st.subheader("Contributors' earnings across models")
-    earnings = rows.earnings(views, info)
+    earnings = tables.earnings(views, info)
     st.dataframe(
         earnings, hide_index=True, alt="Contributors' earnings",
         column_config={

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-import rows
+import page_tables as tables
 import ui
 
 Col = st.column_config
@@ -14,7 +14,7 @@ if not views.participants:
     st.info("No participant has registered yet.", icon=":material/info:")
     st.stop()
 
-board = rows.leaderboard(views, info)
+board = tables.leaderboard(views, info)
 cols = st.columns(3)
 cols[0].metric("Registered", len(board))
 cols[1].metric("In good standing", int((~board["blacklisted"]).sum()))
@@ -44,10 +44,10 @@ with right:
     picked = st.multiselect("History of", list(board["participant"]),
                             default=list(board["participant"][:3]), format_func=ui.short)
     if picked:
-        ui.history_chart(rows.reputation_history(views, picked))
+        ui.history_chart(tables.reputation_history(views, info, picked))
 
 st.header("Blacklist")
-listed = rows.blacklist(views)
+listed = tables.blacklist(views, info)
 if listed.empty:
     st.info("Nobody has been blacklisted.", icon=":material/verified_user:")
 else:

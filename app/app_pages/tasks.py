@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 import chain_data as data
-import rows
+import page_tables as tables
 import ui
 
 Col = st.column_config
@@ -17,7 +17,7 @@ if not views.tasks:
     st.stop()
 
 st.dataframe(
-    rows.task_list(views, info), hide_index=True, alt="Tasks",
+    tables.task_list(views, info), hide_index=True, alt="Tasks",
     column_config={
         "task_id": Col.NumberColumn("Task", format="%d"),
         "status": Col.TextColumn("Status"),
@@ -60,7 +60,7 @@ def live_task() -> None:
                 f"{len(task.participants)} participants submitted; submissions close at "
                 f"block {rnd.deadline_block} ({left} blocks from now).",
                 icon=":material/hourglass_top:")
-        st.dataframe(rows.submissions(rnd), hide_index=True,
+        st.dataframe(tables.submissions(now, info, task_id), hide_index=True,
                      alt=f"Submissions of round {rnd.round}",
                      column_config={
                          "participant": Col.TextColumn("Participant"),
@@ -75,7 +75,7 @@ def live_task() -> None:
         [f"Rounds ({task.current_round})", f"Participants ({len(task.participants)})",
          f"Rejections ({sum(len(r.rejected) for r in task.rounds)})"])
     with rounds_tab:
-        lineage = rows.lineage(task, {})
+        lineage = tables.lineage(now, info, task_id)
         if lineage["validation"].notna().any():
             ui.accuracy_chart(lineage.dropna(subset=["validation"]), task.metric)
         st.dataframe(lineage.drop(columns=["gas"]), hide_index=True,
@@ -83,7 +83,7 @@ def live_task() -> None:
                      column_config=ui.lineage_columns(task.metric))
     with members_tab:
         st.dataframe(
-            rows.members(task, now, info), hide_index=True,
+            tables.members(now, info, task_id), hide_index=True,
             alt=f"Participants of task {task_id}",
             column_config={
                 "participant": Col.TextColumn("Participant"),
@@ -95,7 +95,7 @@ def live_task() -> None:
             },
         )
     with rejected_tab:
-        rejected = rows.rejections(task)
+        rejected = tables.rejections(now, info, task_id)
         if rejected.empty:
             st.info("The aggregator has rejected no update of this task.")
         else:
