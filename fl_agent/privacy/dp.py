@@ -110,15 +110,21 @@ from fl_agent.learning.models import (
 )
 from fl_agent.learning.training import GradientHook, TrainResult, as_model_input
 
-__all__ = ["ACCOUNTANTS", "AccountantKind", "DPFedAvgInfo", "DPSGDSettings", "DPTrainResult",
-           "PrivacyBudget", "PrivacyStep", "PrivacyUnit", "dp_fedavg", "epsilon_spent",
-           "noise_for_budget", "train_local_dp"]
+__all__ = ["ACCOUNTANTS", "PRV_RANGE", "AccountantKind", "DPFedAvgInfo", "DPSGDSettings",
+           "DPTrainResult", "PrivacyBudget", "PrivacyStep", "PrivacyUnit", "dp_fedavg",
+           "epsilon_spent", "noise_for_budget", "train_local_dp"]
 
 AccountantKind = Literal["rdp", "prv"]
 PrivacyUnit = Literal["example", "participant"]
 
 #: The accountants a budget may name (Opacus's; its ``"gdp"`` is only asymptotic).
 ACCOUNTANTS: tuple[str, ...] = ("rdp", "prv")
+
+#: Beyond this ε (by RDP), a ``"prv"`` budget reports the RDP bound: Opacus's PRV
+#: accountant discretises the privacy loss on a grid that grows with ε (for σ = 0.3, q = 1
+#: and 1000 steps it ran for minutes; with less noise it asks for terabytes), and any budget
+#: is long spent there. The RDP value is a valid upper bound.
+PRV_RANGE = 64.0
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -167,16 +173,26 @@ def _check_delta(delta: float) -> None:
 def epsilon_spent(history: Sequence[PrivacyStep], delta: float,
                   accountant: AccountantKind = "rdp") -> float:
     """ε after ``history`` at ``delta``, by Opacus's ``accountant``: 0 for no history,
-    infinite if any step had no noise."""
+    infinite if any step had no noise, the RDP bound above :data:`PRV_RANGE`."""
     _check_accountant(accountant)
     _check_delta(delta)
     if not history:
         return 0.0
     if any(step.noise_multiplier == 0 for step in history):
         return math.inf
+    entries = [(s.noise_multiplier, s.sample_rate, s.steps) for s in history]
+    bound = _epsilon("rdp", entries, delta)
+    if accountant == "rdp" or bound > PRV_RANGE:
+        return bound
+    return _epsilon("prv", entries, delta)
+
+
+def _epsilon(accountant: str, entries: list[tuple[float, float, int]], delta: float) -> float:
     counter = create_accountant(mechanism=accountant)
-    counter.history = [(s.noise_multiplier, s.sample_rate, s.steps) for s in history]
-    return float(counter.get_epsilon(delta=delta))
+    counter.history = entries
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Optimal order is the")
+        return float(counter.get_epsilon(delta=delta))
 
 
 def noise_for_budget(target_epsilon: float, delta: float, sample_rate: float, total_steps: int,

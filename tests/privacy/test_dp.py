@@ -14,6 +14,7 @@ from fl_agent.learning.data import load_dataset, split_dataset
 from fl_agent.learning.models import ModelSpec, init_params
 from fl_agent.learning.training import train_local
 from fl_agent.privacy.dp import (
+    PRV_RANGE,
     PrivacyBudget,
     PrivacyStep,
     dp_fedavg,
@@ -189,6 +190,13 @@ def test_epsilon_grows_with_every_step_and_without_noise_it_is_infinite():
     mixed = budget.record(1.0, 0.1, 10).record(2.0, 0.1, 10)
     assert len(mixed.history) == 2
     assert mixed.spent() == epsilon_spent(mixed.history, DELTA, "rdp")
+
+
+def test_a_prv_budget_far_past_any_target_reports_the_rdp_bound_instead_of_hanging():
+    # Opacus's PRV accountant runs for minutes (or asks for terabytes) this far out.
+    budget = PrivacyBudget.build(8.0, DELTA, "prv").record(0.3, 1.0, 1000)
+    assert budget.spent() == PrivacyBudget.build(8.0, DELTA).record(0.3, 1.0, 1000).spent()
+    assert budget.spent() > PRV_RANGE and budget.would_exceed(0.3, 1.0, 1)
 
 
 def test_the_budget_round_trips_through_json():

@@ -1,0 +1,547 @@
+"""Example-level differential privacy (DP-SGD) on digits: final accuracy at ε = 1, 2, 4, 8
+against no DP, with FedAvg and with FairFL's rule, the training time it costs, and the honest
+updates FairFL's rule turns away once they carry DP noise.
+
+Offline, on the simulation's federation (:func:`fl_agent.simulation.offline.federation`:
+its split, standardisation, Dirichlet α = 0.5 shards, seeds and model, the digits MLP), every
+client honest, leave-one-out scoring (the reward shares play no part here), blacklisting off
+so that every client submits in every round and each round counts (the honest clients the
+registry would have blacklisted are replayed from the record). FairFL is configured as the
+aggregator agent does (:func:`~fl_agent.simulation.offline.aggregator_strategy`: validation
+gate on each example's loss, trigger screen); the round is decided as on chain
+(:func:`~fl_agent.simulation.offline.decide_as_on_chain`).
+
+The loop is written here rather than taken from :func:`~fl_agent.simulation.offline.
+run_offline` because DP replaces the two things it does per client: training
+(:func:`fl_agent.privacy.dp.train_local_dp` instead of ``train_local``) and workload
+balancing (each client's steps must be fixed before the task for the accountant, so every
+client runs the same steps in every round).
+
+Privacy: each client holds its own budget (ε, δ = 1e-5, Opacus's RDP accountant) for the
+whole task. With ``n`` local examples it samples at ``q = batch_size / n`` and takes the
+noise multiplier that spends its budget in exactly ``rounds * steps`` steps
+(:func:`fl_agent.privacy.dp.noise_for_budget`); the run checks that the last round still
+fits and that one more would exceed it (:meth:`PrivacyBudget.would_exceed`). Levels: no DP
+(``train_local`` with the simulation's lr), σ = 0 (DP-SGD's Poisson sampling and clipping
+without noise, ε infinite: what clipping alone costs) and each ε.
+
+Per run: final test accuracy and the curve over rounds; the honest false-positive rate
+(rejected submissions over submissions; every submission here is honest) with the
+rejections by reason; the honest clients the registry would have blacklisted; the training
+time per local step. The table shows the median over the seeds and the range.
+
+The constants (the DP learning rate and clip norm, steps, rounds, clients) were chosen on
+seeds 1-3 (``--seeds 1,2,3``); the table in docs/privacy-dp.md is on seeds 11-13, used for
+nothing else.
+
+    python -m benchmarks.privacy_dp                        # seeds 11-13, the published table
+    python -m benchmarks.privacy_dp --seeds 1,2,3 --json reports/bench/privacy_dp_tuning.json \\
+        --plot reports/bench/privacy_dp_tuning.png          # the tuning runs
+    python -m benchmarks.privacy_dp --seeds 1 --epsilons 8 --rounds 2 --clients 4   # a check
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from benchmarks import machine, publish
+
+EVALUATION_SEEDS = (11, 12, 13)
+TUNING_SEEDS = (1, 2, 3)
+EPSILONS = (1.0, 2.0, 4.0, 8.0)
+#: ``fairfl-no-noise-check`` is FairFL with its NOISE check (step 2) switched off: a
+#: diagnostic of what the rule's other steps do with DP updates, not a tuned variant.
+NO_NOISE_CHECK = "fairfl-no-noise-check"
+STRATEGIES = ("fedavg", "fairfl", NO_NOISE_CHECK)
+DELTA = 1e-5
+#: The issue's goals: at ε = 8 within 5 points of no DP; FairFL's FPR on honest updates.
+GAP_AT_8_MAX = 0.05
+FPR_MAX = 0.05
+NO_DP, CLIP_ONLY = "no DP", "σ = 0"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The federation and training constants of every run (chosen on seeds 1-3)."""
+
+    clients: int = 10
+    rounds: int = 20
+    steps: int = 20
+    batch_size: int = 32
+    lr: float = 0.2  # without DP
+    dp_lr: float = 0.15
+    clip: float = 1.0
+    momentum: float = 0.0
+    accountant: str = "rdp"
+    delta: float = DELTA
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """One seed's clients at one ε: their sample rates and noise, and the check that the
+    task's last round fits the budget and one more would not."""
+
+    epsilon: float
+    sample_rates: tuple[float, ...]
+    sigmas: tuple[float, ...]
+    spent: tuple[float, ...]  # after the task, per client
+    last_round_fits: bool
+    one_more_exceeds: bool
+
+
+def calibrate(sizes: list[int], setting: Setting, epsilon: float) -> Calibration:
+    from fl_agent.privacy.dp import PrivacyBudget, noise_for_budget
+
+    rates, sigmas, spent = [], [], []
+    fits = exceeds = True
+    total = setting.rounds * setting.steps
+    for n in sizes:
+        q = min(setting.batch_size, n) / n
+        sigma = noise_for_budget(epsilon, setting.delta, q, total, setting.accountant)
+        budget = PrivacyBudget.build(epsilon, setting.delta, setting.accountant)
+        budget = budget.record(sigma, q, total - setting.steps)
+        fits &= not budget.would_exceed(sigma, q, setting.steps)
+        budget = budget.record(sigma, q, setting.steps)
+        exceeds &= budget.would_exceed(sigma, q, setting.steps)
+        rates.append(q)
+        sigmas.append(sigma)
+        spent.append(budget.spent())
+    return Calibration(epsilon, tuple(rates), tuple(sigmas), tuple(spent), fits, exceeds)
+
+
+def would_blacklist(rejected: list[set[int]], clients: int, window_rounds: int,
+                    max_rejections: int, slack: int) -> list[int]:
+    """The clients the registry would have blacklisted: its tumbling window of
+    ``window_rounds * (clients + slack)`` blocks replayed on each round's rejections (a
+    round spends its start, one block per submission and its finalisation)."""
+    window = window_rounds * (clients + slack)
+    opened: dict[int, tuple[int, int]] = {}
+    block, out = 0, set()
+    for rejections in rejected:
+        block += clients + 2
+        for i in sorted(rejections):
+            start, count = opened.get(i, (block, 0))
+            if count == 0 or block >= start + window:
+                start, count = block, 0
+            opened[i] = (start, count + 1)
+            if count + 1 >= max_rejections:
+                out.add(i)
+    return sorted(out)
+
+
+def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
+                calibration: Calibration | None,
+                on_round: Callable[[], None] = lambda: None) -> dict[str, Any]:
+    """One task: ``level`` is :data:`NO_DP`, :data:`CLIP_ONLY` or ``"ε = <x>"`` (then
+    ``calibration`` gives each client's noise)."""
+    from sklearn.metrics.pairwise import cosine_similarity
+
+    from fl_agent.aggregation import FairFL, get_strategy
+    from fl_agent.aggregation.fairfl import chance_similarity
+    from fl_agent.learning.models import init_params, param_count
+    from fl_agent.learning.training import (
+        evaluate,
+        round_seed,
+        train_local,
+        validation_scores,
+    )
+    from fl_agent.privacy.dp import train_local_dp
+    from fl_agent.simulation.config import BLOCKS_PER_ROUND_SLACK
+    from fl_agent.simulation.offline import aggregator_strategy, decide_as_on_chain
+
+    config, spec = fed.config, fed.spec
+    if strategy_name.startswith("fairfl"):
+        strategy = aggregator_strategy(fed)
+        if strategy_name == NO_NOISE_CHECK:
+            # A chance level above 1/2 (chance_z / sqrt(d) >= 1) makes FairFL skip the
+            # NOISE check and leave DBSCAN's radius uncapped; every other step is as is.
+            strategy = replace(strategy, chance_z=math.sqrt(param_count(spec)))
+    else:
+        strategy = get_strategy(strategy_name)
+    X_val = fed.data.standardize(fed.splits.validation.X)
+    y_val = np.asarray(fed.splits.validation.y, dtype=np.int64)
+    X_test = fed.data.standardize(fed.splits.test.X)
+    y_test = np.asarray(fed.splits.test.y, dtype=np.int64)
+    shards = [(fed.data.standardize(c.X), np.asarray(c.y, dtype=np.int64))
+              for c in fed.clients]
+    claims = np.array([len(y) for _, y in shards], dtype=np.float64)
+
+    def gate(vector: np.ndarray) -> np.ndarray:
+        return validation_scores(spec, vector, X_val, y_val, "loss")
+
+    def score(vector: np.ndarray) -> float:
+        return evaluate(spec, vector, X_val, y_val, "accuracy")
+
+    params = init_params(spec, config.seed)
+    curve, rejected, reasons, closest = [], [], Counter(), []
+    train_millis = local_steps = 0
+    for number in range(1, setting.rounds + 1):
+        updates = []
+        for i, (client, (X, y)) in enumerate(zip(fed.clients, shards, strict=True)):
+            seed = round_seed(client.seed, number)
+            if level == NO_DP:
+                result = train_local(spec, params, X, y, setting.steps, seed=seed,
+                                     batch_size=setting.batch_size, lr=setting.lr)
+            else:
+                sigma = 0.0 if calibration is None else calibration.sigmas[i]
+                result = train_local_dp(spec, params, X, y, setting.steps, seed=seed,
+                                        batch_size=setting.batch_size, lr=setting.dp_lr,
+                                        momentum=setting.momentum, noise_multiplier=sigma,
+                                        max_grad_norm=setting.clip)
+            train_millis += result.train_millis
+            local_steps += result.steps
+            updates.append(np.asarray(result.vector, dtype=np.float32))
+        similar = cosine_similarity(np.stack(updates).astype(np.float64) - params)
+        np.fill_diagonal(similar, -np.inf)
+        closest.extend(similar.max(axis=1).tolist())
+        decision = decide_as_on_chain(strategy, params, np.stack(updates), claims, gate=gate,
+                                      score=score, scoring="loo",
+                                      permutations=config.permutations, round_number=number)
+        params = np.asarray(decision.params, dtype=np.float32)
+        rejected.append(set(decision.reasons))
+        reasons.update(decision.reasons.values())
+        curve.append(evaluate(spec, params, X_test, y_test, "accuracy"))
+        on_round()
+    submissions = setting.rounds * len(fed.clients)
+    flagged = sum(len(r) for r in rejected)
+    return {
+        "seed": config.seed, "strategy": strategy_name, "level": level,
+        "epsilon": None if calibration is None else calibration.epsilon,
+        "accuracy": curve[-1], "curve": curve,
+        "fpr": flagged / submissions, "rejections_by_reason": dict(reasons),
+        "rejected_per_round": [len(r) for r in rejected],
+        "would_blacklist": would_blacklist(rejected, len(fed.clients), config.window_rounds,
+                                           config.max_rejections, BLOCKS_PER_ROUND_SLACK),
+        "train_ms_per_step": train_millis / local_steps,
+        # FairFL's NOISE check compares each update's largest cosine to another update's
+        # with the chance level chance_z / sqrt(d); cosines do not change with clipping.
+        "closest_cosine": statistics.median(closest),
+        "chance": chance_similarity(param_count(spec), FairFL.chance_z),
+    }
+
+
+def training_cost(fed: Any, setting: Setting, repeats: int = 5) -> dict[str, Any]:
+    """CPU time per local step (``time.process_time``, so other jobs on the machine do not
+    count) of ``train_local`` and ``train_local_dp`` on the seed's largest shard, interleaved,
+    ``repeats`` times ``5 * steps`` steps each; the medians."""
+    from fl_agent.learning.models import init_params
+    from fl_agent.learning.training import train_local
+    from fl_agent.privacy.dp import train_local_dp
+
+    client = max(fed.clients, key=lambda c: len(c.y))
+    X, y = fed.data.standardize(client.X), np.asarray(client.y, dtype=np.int64)
+    params = init_params(fed.spec, fed.config.seed)
+    steps = 5 * setting.steps
+    plain, private = [], []
+    for repeat in range(repeats):
+        started = time.process_time()
+        train_local(fed.spec, params, X, y, steps, seed=repeat,
+                    batch_size=setting.batch_size, lr=setting.lr)
+        plain.append((time.process_time() - started) * 1000 / steps)
+        started = time.process_time()
+        train_local_dp(fed.spec, params, X, y, steps, seed=repeat,
+                       batch_size=setting.batch_size, lr=setting.dp_lr, noise_multiplier=1.0,
+                       max_grad_norm=setting.clip)
+        private.append((time.process_time() - started) * 1000 / steps)
+    return {"seed": fed.config.seed, "examples": len(y), "steps": steps, "repeats": repeats,
+            "plain_cpu_ms_per_step": statistics.median(plain),
+            "dp_cpu_ms_per_step": statistics.median(private)}
+
+
+def _span(values: list[float], fmt: str) -> str:
+    low, high = min(values), max(values)
+    return format(low, fmt) if low == high else f"{format(low, fmt)}-{format(high, fmt)}"
+
+
+def _median(values: list[float], fmt: str) -> str:
+    return f"{format(statistics.median(values), fmt)} ({_span(values, fmt)})"
+
+
+def levels_of(rows: list[dict[str, Any]]) -> list[str]:
+    """No DP, then σ = 0, then ε from the largest down (from the least noise to the most)."""
+    def rank(name: str) -> float:
+        if name in (NO_DP, CLIP_ONLY):
+            return -2.0 if name == NO_DP else -1.0
+        return 1 / float(name.split("=")[1])
+    return sorted({r["level"] for r in rows}, key=rank)
+
+
+def markdown(result: dict[str, Any]) -> str:
+    rows, calibrations = result["runs"], result["calibrations"]
+    seeds = sorted({r["seed"] for r in rows})
+    strategies = [s for s in STRATEGIES if any(r["strategy"] == s for r in rows)]
+    screened = [s for s in strategies if s.startswith("fairfl")]
+    levels = levels_of(rows)
+    header = ["privacy", "σ (every client, seed)", *(f"{s} accuracy" for s in strategies),
+              "ms per local step"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    baseline: dict[str, float] = {}
+    for level in levels:
+        got = [r for r in rows if r["level"] == level]
+        sigmas = [s for c in calibrations if c["level"] == level for s in c["sigmas"]]
+        cells = [level, _span(sigmas, ".2f") if sigmas else "–"]
+        for strategy in strategies:
+            accuracy = [r["accuracy"] for r in got if r["strategy"] == strategy]
+            cells.append(_median(accuracy, ".3f") if accuracy else "–")
+            if level == NO_DP and accuracy:
+                baseline[strategy] = statistics.median(accuracy)
+        cells.append(_median([r["train_ms_per_step"] for r in got], ".1f"))
+        lines.append("| " + " | ".join(cells) + " |")
+    if screened:
+        header = ["privacy", f"{screened[0]}: largest cosine to another update (median)"]
+        for strategy in screened:
+            header += [f"{strategy} FPR", "rejections by reason", "would be blacklisted"]
+        lines += ["", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+        for level in levels:
+            cosines = [r["closest_cosine"] for r in rows
+                       if r["level"] == level and r["strategy"] == screened[0]]
+            cells = [level, f"{statistics.median(cosines):.3f}"]
+            for strategy in screened:
+                got = [r for r in rows if r["level"] == level and r["strategy"] == strategy]
+                why: Counter[str] = Counter()
+                for r in got:
+                    why.update(r["rejections_by_reason"])
+                cells += [_median([r["fpr"] for r in got], ".3f") if got else "–",
+                          ", ".join(f"{k} {v}" for k, v in why.most_common()) or "none",
+                          str(sum(len(r["would_blacklist"]) for r in got))]
+            lines.append("| " + " | ".join(cells) + " |")
+    settings = result["settings"]
+    notes = [f"\nseeds {', '.join(map(str, seeds))}; median (range) over the seeds; "
+             f"δ = {settings['delta']:g}; {settings['clients']} clients, "
+             f"{settings['rounds']} rounds of {settings['steps']} steps; FPR over "
+             f"{settings['rounds'] * settings['clients']} honest submissions per run "
+             "(reasons and blacklisting summed over the seeds; blacklisting replayed, not "
+             "applied). FairFL's NOISE check rejects an update whose largest cosine to "
+             f"another is below chance, {rows[0]['chance']:.3f} here."]
+    eight = [r for r in rows if r["level"] == "ε = 8"]
+    for strategy in strategies:
+        at8 = [r["accuracy"] for r in eight if r["strategy"] == strategy]
+        if at8 and strategy in baseline:
+            gap = baseline[strategy] - statistics.median(at8)
+            notes.append(f"{strategy}: ε = 8 is {100 * gap:.1f} points below no DP (goal: "
+                         f"within {100 * GAP_AT_8_MAX:.0f}): "
+                         f"{'met' if gap <= GAP_AT_8_MAX + 1e-9 else 'NOT met'}")
+    for strategy in screened:
+        verdicts = []
+        for level in levels:
+            fprs = [r["fpr"] for r in rows if r["strategy"] == strategy and r["level"] == level]
+            if fprs:
+                verdicts.append(f"{level} {'met' if max(fprs) <= FPR_MAX else 'NOT met'}")
+        notes.append(f"{strategy}: FPR ≤ {FPR_MAX:g} on every seed: {'; '.join(verdicts)}")
+    cost = result.get("cost", [])
+    if cost:
+        plain = statistics.median(c["plain_cpu_ms_per_step"] for c in cost)
+        private = statistics.median(c["dp_cpu_ms_per_step"] for c in cost)
+        notes.append(f"training cost (CPU time, each seed's largest shard, median over the "
+                     f"seeds): {plain:.2f} ms per step without DP, {private:.2f} ms with "
+                     f"DP-SGD (x{private / plain:.1f})")
+    checks = [c for c in calibrations if c["epsilon"] is not None]
+    if checks:
+        worst_spent = max(max(c["spent"]) / c["epsilon"] for c in checks)
+        notes.append(f"budgets: the last round fits in every client's budget: "
+                     f"{all(c['last_round_fits'] for c in checks)}; one more round would "
+                     f"exceed it: {all(c['one_more_exceeds'] for c in checks)}; largest "
+                     f"spent ε / target {worst_spent:.4f}")
+    return "\n".join(lines) + "\n" + "\n".join(notes)
+
+
+def _band(ax: Any, xs: list[float], groups: list[list[float]], **style: Any) -> None:
+    mid = [float(np.median(g)) for g in groups]
+    ax.errorbar(xs, mid, yerr=[[m - min(g) for m, g in zip(mid, groups, strict=True)],
+                               [max(g) - m for m, g in zip(mid, groups, strict=True)]],
+                marker="o", capsize=3, **style)
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["runs"]
+    epsilons = sorted({r["epsilon"] for r in rows if r["epsilon"] is not None})
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4))
+    colours = {"fedavg": "#1f77b4", "fairfl": "#d62728", NO_NOISE_CHECK: "#ff7f0e"}
+    for strategy in STRATEGIES:
+        mine = [r for r in rows if r["strategy"] == strategy]
+        if not mine:
+            continue
+        colour = colours[strategy]
+        if epsilons:
+            _band(left, epsilons, [[r["accuracy"] for r in mine if r["epsilon"] == e]
+                                   for e in epsilons], color=colour, label=strategy)
+        for level, style in ((NO_DP, "--"), (CLIP_ONLY, ":")):
+            base = [r["accuracy"] for r in mine if r["level"] == level]
+            if base and strategy == "fedavg":
+                left.axhline(float(np.median(base)), ls=style, color="grey", lw=1,
+                             label=f"fedavg, {level}")
+        if strategy.startswith("fairfl") and epsilons:
+            _band(right, epsilons, [[r["fpr"] for r in mine if r["epsilon"] == e]
+                                    for e in epsilons], color=colour, label=strategy)
+            clean = [r["fpr"] for r in mine if r["level"] == NO_DP]
+            if clean:
+                right.axhline(float(np.median(clean)), ls="--", color=colour, lw=1,
+                              label=f"{strategy}, no DP")
+    right.axhline(FPR_MAX, color="grey", lw=1, ls=":", label=f"target {FPR_MAX:g}")
+    seeds = ", ".join(map(str, sorted({r["seed"] for r in rows})))
+    for ax in (left, right):
+        if epsilons:
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(epsilons, [f"{e:g}" for e in epsilons])
+        ax.set_xlabel(f"ε per client for the whole task (δ = {result['settings']['delta']:g})")
+        ax.grid(alpha=0.3)
+    left.legend(fontsize=7, loc="lower right")
+    right.legend(fontsize=7, loc="center right")
+    left.set(ylabel="final test accuracy", ylim=(0, 1),
+             title=f"digits, DP-SGD: median and range over seeds {seeds}")
+    right.set(ylabel="honest updates rejected (FPR)", ylim=(-0.02, 1.02),
+              title="FairFL's rule on honest DP updates")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _numbers(kind: type) -> Callable[[click.Context, click.Parameter, str], list[Any]]:
+    def parse(ctx: click.Context, param: click.Parameter, value: str) -> list[Any]:
+        try:
+            out = [kind(x) for x in value.split(",") if x.strip()]
+        except ValueError as err:
+            raise click.BadParameter(f"comma-separated numbers, got {value!r}") from err
+        if not out or any(x <= 0 for x in out):
+            raise click.BadParameter(f"positive numbers, got {value!r}")
+        return out
+    return parse
+
+
+def _strategies(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
+    names = [x.strip() for x in value.split(",") if x.strip()]
+    if not names or any(n not in STRATEGIES for n in names):
+        raise click.BadParameter(f"use some of {', '.join(STRATEGIES)}; got {value!r}")
+    return names
+
+
+def _help(text: str) -> str:
+    """The module docstring as terminal text: Sphinx roles and double backticks dropped."""
+    return re.sub(r":\w+:`~?([^`]+)`", r"\1", text).replace("``", "").replace("\\\n", "\n")
+
+
+DEFAULT = Setting()
+
+
+@click.command(help=_help(__doc__ or ""), context_settings={"max_content_width": 100})
+@click.option("--seeds", default=",".join(map(str, EVALUATION_SEEDS)), show_default=True,
+              callback=_numbers(int), help="comma-separated seeds (default: the evaluation "
+                                           "seeds; tune on 1,2,3)")
+@click.option("--epsilons", default=",".join(f"{e:g}" for e in EPSILONS), show_default=True,
+              callback=_numbers(float), help="per-client ε budgets for the whole task")
+@click.option("--strategies", default=",".join(STRATEGIES), show_default=True,
+              callback=_strategies)
+@click.option("--no-dp/--skip-no-dp", "with_no_dp", default=True, show_default=True,
+              help="also run without DP (the baseline)")
+@click.option("--clip-only/--skip-clip-only", "with_clip_only", default=True,
+              show_default=True, help="also run DP-SGD with σ = 0 (clipping alone)")
+@click.option("--clients", default=DEFAULT.clients, show_default=True,
+              type=click.IntRange(2, 200))
+@click.option("--rounds", default=DEFAULT.rounds, show_default=True,
+              type=click.IntRange(1, 1000))
+@click.option("--steps", default=DEFAULT.steps, show_default=True, type=click.IntRange(1),
+              help="local steps per round (the same for every client)")
+@click.option("--batch-size", default=DEFAULT.batch_size, show_default=True,
+              type=click.IntRange(1), help="expected batch: q = batch / n")
+@click.option("--lr", default=DEFAULT.lr, show_default=True,
+              type=click.FloatRange(0, min_open=True), help="learning rate without DP")
+@click.option("--dp-lr", default=DEFAULT.dp_lr, show_default=True,
+              type=click.FloatRange(0, min_open=True), help="learning rate of DP-SGD")
+@click.option("--clip", default=DEFAULT.clip, show_default=True,
+              type=click.FloatRange(0, min_open=True), help="per-example clip norm")
+@click.option("--momentum", default=DEFAULT.momentum, show_default=True,
+              type=click.FloatRange(0, 1, max_open=True))
+@click.option("--accountant", default=DEFAULT.accountant, show_default=True,
+              type=click.Choice(["rdp", "prv"]))
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("reports/bench/privacy_dp.json"), show_default=True)
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("docs/plots/privacy_dp.png"), show_default=True)
+def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no_dp: bool,
+         with_clip_only: bool, clients: int, rounds: int, steps: int, batch_size: int,
+         lr: float, dp_lr: float, clip: float, momentum: float, accountant: str,
+         json_path: Path, plot_path: Path) -> None:
+    import torch
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from fl_agent.simulation.config import SimulationConfig
+    from fl_agent.simulation.offline import federation
+
+    torch.set_num_threads(1)
+    setting = Setting(clients=clients, rounds=rounds, steps=steps, batch_size=batch_size,
+                      lr=lr, dp_lr=dp_lr, clip=clip, momentum=momentum,
+                      accountant=accountant)
+    levels = ([NO_DP] if with_no_dp else []) + ([CLIP_ONLY] if with_clip_only else []) \
+        + [f"ε = {e:g}" for e in sorted(epsilons, reverse=True)]
+    plan = [(seed, level, strategy) for seed in seeds for level in levels
+            for strategy in strategies]
+    started = time.time()
+    about = machine()
+    rows: list[dict[str, Any]] = []
+    calibrations: list[dict[str, Any]] = []
+    costs: list[dict[str, Any]] = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns) as progress:
+        task = progress.add_task("rounds", total=len(plan) * rounds)
+        for seed in seeds:
+            fed = federation(SimulationConfig(
+                seed=seed, clients=clients, rounds=rounds, steps=steps, attack="none",
+                malicious=0.0, batch_size=batch_size, lr=lr, scoring="loo",
+                device_spread=1.0))
+            sizes = [len(c.y) for c in fed.clients]
+            progress.update(task, description=f"seed {seed}: training cost")
+            costs.append(training_cost(fed, setting))
+            calibrated: dict[str, Calibration] = {}
+            for epsilon in sorted(epsilons, reverse=True):
+                level = f"ε = {epsilon:g}"
+                progress.update(task, description=f"seed {seed}: calibrating {level}")
+                calibrated[level] = calibrate(sizes, setting, epsilon)
+                calibrations.append({"seed": seed, "level": level, "sizes": sizes,
+                                     **asdict(calibrated[level])})
+            for seed_, level, strategy in plan:
+                if seed_ != seed:
+                    continue
+                progress.update(task, description=f"seed {seed} {level} {strategy}")
+                row = measure_run(fed, strategy, level, setting, calibrated.get(level),
+                                  on_round=lambda: progress.advance(task))
+                rows.append(row)
+                progress.console.print(
+                    f"seed {seed} {level:8} {strategy:6} accuracy {row['accuracy']:.3f} "
+                    f"FPR {row['fpr']:.3f} {row['rejections_by_reason'] or ''} "
+                    f"{row['train_ms_per_step']:.1f} ms/step")
+    result = {"settings": {**asdict(setting), "seeds": seeds, "epsilons": epsilons,
+                           "strategies": strategies, "scoring": "loo", "blacklist": False,
+                           "partition": "dirichlet", "alpha": 0.5, "model": "mlp"},
+              "machine": about, "wall_s": round(time.time() - started, 1),
+              "cost": costs, "calibrations": calibrations, "runs": rows}
+    publish(result, json_path, markdown(result))
+    plot(result, plot_path)
+    print(f"plot: {plot_path}")
+
+
+if __name__ == "__main__":
+    main()
