@@ -1797,10 +1797,13 @@ REQUIRED_PATHS = [
     "blacklisted refused: withdraw",
     "blacklisted refused: register",
     "blacklisted refused: finalizeRound",
-    # ... and what stays open to it.
-    "deliverKey by a blacklisted seller",
-    "a blacklisted submitter rejected",
 ]
+#: What stays open to a blacklisted account is tallied when the fuzzer takes it, but it needs
+#: a blacklisting between two rare steps and derandomized runs missed it after unrelated
+#: edits to this file; deterministic tests pin both: test_marketplace.py::
+#: test_blacklisted_seller_cannot_change_the_price_but_still_delivers_keys and
+#: test_ledger.py::test_finalize_round_may_reject_a_blacklisted_uploader.
+RARE_PATHS = ["deliverKey by a blacklisted seller", "a blacklisted submitter rejected"]
 
 
 @pytest.fixture
@@ -1847,5 +1850,7 @@ def test_the_whole_life_cycle_keeps_money_blacklist_liveness_and_cap_invariants(
     module's docstring for the invariants checked after every step and at every teardown."""
     run_state_machine_as_test(build_machine(context), settings=MACHINE_SETTINGS)
     print(f"paths taken: {dict(sorted(context.coverage.items()))}")
+    print(f"rare paths (pinned by deterministic tests): "
+          f"{ {p: context.coverage[p] for p in RARE_PATHS} }")
     missing = [p for p in REQUIRED_PATHS if not context.coverage[p]]
     assert missing == [], dict(context.coverage)
