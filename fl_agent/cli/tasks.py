@@ -138,8 +138,6 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
     get_metric(metric)
     data = load_dataset(dataset)
     spec = ModelSpec.for_features(model_name, data.feature_shape, data.num_classes)
-    store = open_store(ipfs)
-
     def plan(he_plan: Any = None) -> Any:
         return build_plan(training_mode, epsilon=epsilon, delta=delta, dp_level=dp_level,
                           prune_ratio=prune_ratio, he=he_plan)
@@ -149,6 +147,7 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
         model=spec, data=DataSpec.describe(data),
         training={"steps": steps, "batch_size": batch_size, "lr": lr},  # checked by build
         aggregation=AggregationPlan(strategy=strategy, scoring=scoring), privacy=privacy)
+    store = open_store(ipfs)  # only once the arguments are known to be good
     with deployed(network) as (settings, fairfl):
         creator = resolve_account(account)
         aggregator_address = _address(aggregator_alias)
