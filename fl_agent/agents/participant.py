@@ -273,15 +273,15 @@ class ParticipantAgent:
         clock.lap("upload")
         failpoint("participant:uploaded")
         millis = result.train_millis if self.device_millis_per_step is None \
-            else round(steps * self.device_millis_per_step)
+            else round(result.steps * self.device_millis_per_step)  # DP may train fewer
         receipt = self.fairfl.ledger.submit_update(
             self.task_id, round_number, cid, result.num_samples, max(1, millis),
             sender=self.account, privacy_cid=privacy_cid)
         clock.done("submit")
         failpoint("participant:submitted")
         self.log(f"round {round_number}: submitted {cid} ({result.num_samples} samples, "
-                 f"{steps} steps, {millis} ms)")
-        return Submission(self.task_id, round_number, cid, result.num_samples, steps,
+                 f"{result.steps} steps, {millis} ms)")
+        return Submission(self.task_id, round_number, cid, result.num_samples, result.steps,
                           millis, result.loss, receipt)
 
     def _model_to_train_on(self, workload: Workload, model_cid: str,
