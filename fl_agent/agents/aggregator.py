@@ -160,6 +160,20 @@ def task_strategy(document: TaskDocument, X_val: np.ndarray, y_val: np.ndarray,
     return strategy
 
 
+
+def round_result(new_cid: str, model_hash: bytes, verdicts: tuple[Verdict, ...],
+                 evidence_cid: str, millis: int) -> RoundResult:
+    """What ``finalizeRound`` records for these verdicts: contributors with their shares,
+    the rejected with their reason codes."""
+    rejected = [v for v in verdicts if not v.accepted]
+    return RoundResult(
+        new_model_cid=new_cid, model_hash=model_hash,
+        contributors=tuple(v.participant for v in verdicts if v.accepted),
+        scores_ppm=tuple(v.share_ppm for v in verdicts if v.accepted),
+        rejected=tuple(v.participant for v in rejected),
+        reasons=tuple(reason_code(v.reason) for v in rejected),
+        evidence_cid=evidence_cid, aggregation_millis=millis)
+
 @dataclass
 class AggregatorAgent:
     """The aggregator of one task; ``X_val``/``y_val`` is its own validation data (raw
@@ -405,27 +419,11 @@ class AggregatorAgent:
                     float(scores[i]), int(shares[i]))
             for i, log in enumerate(logs))
         millis = round((time.perf_counter() - started) * 1000)
-        evidence_cid = self.store.add(RoundEvidence(
-            task=self.task_id, round=round_number, global_model=global_cid, new_model=new_cid,
-            strategy=type(self.strategy).__name__, metric=self.metric.name,
-            new_model_sha256=model_hash.hex(),
-            validation=validation if self.metric.higher_is_better else -validation,
-            verdicts=tuple(VerdictRecord(
-                participant=v.participant, update=v.update_cid, samples=v.num_samples,
-                training_millis=v.training_millis, accepted=v.accepted, reason=v.reason,
-                code=0 if v.accepted else reason_code(v.reason), score=v.score,
-                share_ppm=v.share_ppm) for v in verdicts),
-            aggregation_millis=millis, keyring=keyring, key_epoch=epoch).to_json())
+        evidence_cid = self.publish_evidence(
+            round_number, global_cid, new_cid, type(self.strategy).__name__, model_hash,
+            validation, verdicts, millis, keyring, epoch)
         rejected = [v for v in verdicts if not v.accepted]
-        outcome = RoundResult(
-            new_model_cid=new_cid,
-            contributors=tuple(v.participant for v in verdicts if v.accepted),
-            model_hash=model_hash,
-            scores_ppm=tuple(v.share_ppm for v in verdicts if v.accepted),
-            rejected=tuple(v.participant for v in rejected),
-            reasons=tuple(reason_code(v.reason) for v in rejected),
-            evidence_cid=evidence_cid,
-            aggregation_millis=millis)
+        outcome = round_result(new_cid, model_hash, verdicts, evidence_cid, millis)
         failpoint("aggregator:before-finalize")
         clock.lap("aggregate")
         receipt = self.fairfl.ledger.finalize_round(self.task_id, round_number, outcome,
@@ -438,6 +436,23 @@ class AggregatorAgent:
         return RoundOutcome(self.task_id, round_number, global_cid, new_cid,
                             str(opened.workloadCid), verdicts, validation, millis,
                             receipt, params, evidence_cid)
+
+    def publish_evidence(self, round_number: int, global_cid: str, new_cid: str,
+                         strategy: str, model_hash: bytes, validation: float,
+                         verdicts: tuple[Verdict, ...], millis: int, keyring: str | None,
+                         epoch: int) -> str:
+        """Stores the round's evidence document (every verdict, its reason and share);
+        returns its CID."""
+        return self.store.add(RoundEvidence(
+            task=self.task_id, round=round_number, global_model=global_cid, new_model=new_cid,
+            strategy=strategy, metric=self.metric.name, new_model_sha256=model_hash.hex(),
+            validation=validation if self.metric.higher_is_better else -validation,
+            verdicts=tuple(VerdictRecord(
+                participant=v.participant, update=v.update_cid, samples=v.num_samples,
+                training_millis=v.training_millis, accepted=v.accepted, reason=v.reason,
+                code=0 if v.accepted else reason_code(v.reason), score=v.score,
+                share_ppm=v.share_ppm) for v in verdicts),
+            aggregation_millis=millis, keyring=keyring, key_epoch=epoch).to_json())
 
     def _decode_update(self, plain: bytes, global_vector: np.ndarray) -> np.ndarray:
         """An update's full parameter vector: weights, or a sparse delta on the global model

@@ -44,9 +44,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import Field
 
-from fl_agent.agents.evidence import INVALID_UPDATE, RoundEvidence, VerdictRecord, reason_code
+from fl_agent.agents.evidence import INVALID_UPDATE
 from fl_agent.chain.client import DecryptionKind, DecryptionRequest, chain_height
-from fl_agent.chain.records import RoundResult, TxReceipt
+from fl_agent.chain.records import TxReceipt
 from fl_agent.crypto.envelopes import decrypt_model, encrypt_model, open_update
 from fl_agent.crypto.sealing import plaintext_hash
 from fl_agent.documents import Document
@@ -375,7 +375,7 @@ class EncryptedRounds:
     def _finalize(self, number: int, order: DecryptionOrder, decision: TrustDecision,
                   delta: np.ndarray | None, *, started: float | None = None) -> RoundOutcome:
         """The new model (global + decrypted delta), rewards by trust, evidence, on chain."""
-        from fl_agent.agents.aggregator import RoundOutcome, Verdict
+        from fl_agent.agents.aggregator import RoundOutcome, Verdict, round_result
         from fl_agent.aggregation.scoring import to_reward_shares
 
         agent = self.agent
@@ -422,26 +422,14 @@ class EncryptedRounds:
         if order.kind == "aggregate":
             millis += self._order(agent.fairfl.desk.document_cid(agent.fairfl.desk.request(
                 order.scalars_request))).millis
-        evidence_cid = agent.store.add(RoundEvidence(
-            task=agent.task_id, round=number, global_model=global_cid, new_model=new_cid,
-            strategy="FLTrust (CKKS)", metric=agent.metric.name,
-            new_model_sha256=model_hash.hex(),
-            validation=validation if agent.metric.higher_is_better else -validation,
-            verdicts=tuple(VerdictRecord(
-                participant=v.participant, update=v.update_cid, samples=v.num_samples,
-                training_millis=v.training_millis, accepted=v.accepted, reason=v.reason,
-                code=0 if v.accepted else reason_code(v.reason), score=v.score,
-                share_ppm=v.share_ppm) for v in verdicts),
-            aggregation_millis=millis, keyring=keyring, key_epoch=epoch).to_json())
+        evidence_cid = agent.publish_evidence(number, global_cid, new_cid, "FLTrust (CKKS)",
+                                              model_hash, validation, verdicts, millis,
+                                              keyring, epoch)
         rejected = [v for v in verdicts if not v.accepted]
         clock.lap("aggregate")
-        receipt = agent.fairfl.ledger.finalize_round(agent.task_id, number, RoundResult(
-            new_model_cid=new_cid, model_hash=model_hash,
-            contributors=tuple(v.participant for v in verdicts if v.accepted),
-            scores_ppm=tuple(v.share_ppm for v in verdicts if v.accepted),
-            rejected=tuple(v.participant for v in rejected),
-            reasons=tuple(reason_code(v.reason) for v in rejected),
-            evidence_cid=evidence_cid, aggregation_millis=millis), sender=agent.account)
+        receipt = agent.fairfl.ledger.finalize_round(
+            agent.task_id, number, round_result(new_cid, model_hash, verdicts, evidence_cid,
+                                                millis), sender=agent.account)
         clock.done("finalize")
         opened = agent._round_started(number)
         agent._measure(Workload.from_json(agent.store.get(str(opened.workloadCid))), logs)
