@@ -49,6 +49,7 @@ contract TaskLedger is ITaskLedger, Governed {
     struct WatermarkCommitment {
         bytes32 commitment;
         uint64 blockNumber;
+        bool claimed;
     }
 
     /// @param admin Receives `DEFAULT_ADMIN_ROLE` and `TASK_CREATOR_ROLE`.
@@ -190,10 +191,24 @@ contract TaskLedger is ITaskLedger, Governed {
     function watermarkCommitment(uint256 taskId, address participant)
         external
         view
-        returns (bytes32 commitment, uint64 blockNumber)
+        returns (bytes32 commitment, uint64 blockNumber, bool claimed)
     {
         WatermarkCommitment storage w = _watermarks[taskId][participant];
-        return (w.commitment, w.blockNumber);
+        return (w.commitment, w.blockNumber, w.claimed);
+    }
+
+    /// @inheritdoc ITaskLedger
+    function claimWatermark(uint256 taskId, string calldata claimCid) external {
+        TaskStatus status = _tasks[taskId].status;
+        if (status == TaskStatus.None) revert TaskLedgerUnknownTask(taskId);
+        if (status != TaskStatus.Completed) revert TaskLedgerTaskNotCompleted(taskId);
+        if (bytes(claimCid).length == 0) revert TaskLedgerEmptyCid();
+        _requireActive(msg.sender);
+        WatermarkCommitment storage w = _watermarks[taskId][msg.sender];
+        if (w.commitment == bytes32(0)) revert TaskLedgerNoWatermarkCommitment(taskId, msg.sender);
+        if (w.claimed) revert TaskLedgerWatermarkClaimed(taskId, msg.sender);
+        w.claimed = true;
+        emit WatermarkClaimed(taskId, msg.sender, w.commitment, claimCid);
     }
 
     /// @inheritdoc ITaskLedger

@@ -175,6 +175,10 @@ interface ITaskLedger {
     /// @notice `participant` committed to the key of the ownership watermark it embeds in its
     /// updates of task `taskId` (a hash binding the key, the account and the task).
     event WatermarkCommitted(uint256 indexed taskId, address indexed participant, bytes32 commitment);
+    /// @notice `participant` claims that task `taskId`'s final model carries its watermark and
+    /// reveals its key in the claim document at `claimCid`; anyone checks the key against
+    /// `commitment`, and anyone who can read the model checks the bits.
+    event WatermarkClaimed(uint256 indexed taskId, address indexed participant, bytes32 commitment, string claimCid);
     /// @notice The aggregator turned the round's global model (see `RoundStarted`) into
     /// `result.newModelCid`, whose plaintext weights hash to `result.modelHash` (SHA-256), from
     /// the updates of `result.contributors`, credited `rewards[i]` FLT to each, and discarded
@@ -271,6 +275,12 @@ interface ITaskLedger {
     error TaskLedgerWatermarkCommitted(uint256 taskId, address participant);
     /// @notice A watermark commitment must not be zero.
     error TaskLedgerEmptyCommitment();
+    /// @notice Only the members' watermarks of a completed task can be claimed.
+    error TaskLedgerTaskNotCompleted(uint256 taskId);
+    /// @notice `participant` committed no watermark key to task `taskId`.
+    error TaskLedgerNoWatermarkCommitment(uint256 taskId, address participant);
+    /// @notice `participant` already claimed its watermark in task `taskId`.
+    error TaskLedgerWatermarkClaimed(uint256 taskId, address participant);
 
     /// @notice Role allowed to create tasks (task budgets mint new FLT).
     function TASK_CREATOR_ROLE() external view returns (bytes32);
@@ -326,12 +336,19 @@ interface ITaskLedger {
     /// model existed.
     function commitWatermark(uint256 taskId, bytes32 commitment) external;
 
-    /// @notice The watermark commitment of `participant` in task `taskId` and the block it was
-    /// made in (zero when there is none).
+    /// @notice The watermark commitment of `participant` in task `taskId`, the block it was
+    /// made in (zero when there is none) and whether it has been claimed.
     function watermarkCommitment(uint256 taskId, address participant)
         external
         view
-        returns (bytes32 commitment, uint64 blockNumber);
+        returns (bytes32 commitment, uint64 blockNumber, bool claimed);
+
+    /// @notice The caller, a member in good standing that committed a watermark key to task
+    /// `taskId`, claims once, after the task completed, that the final model carries its
+    /// watermark, revealing the key in the document at `claimCid` (see `WatermarkClaimed`).
+    /// The contract cannot read the model; what it guarantees is that the key was committed
+    /// before the model existed and that each member claims once.
+    function claimWatermark(uint256 taskId, string calldata claimCid) external;
 
     /// @notice Finalizes round `roundNumber`, which at least `minParticipants` members submitted to:
     /// records the new global model (the keccak-256 of its CID;

@@ -610,8 +610,9 @@ def test_a_member_commits_its_watermark_key_once(tasks, ledger, chain, trainers)
     event = only(tx, ledger.WatermarkCommitted)
     assert (event.taskId, event.participant, event.commitment) == (task_id, trainers[0],
                                                                    commitment)
-    assert ledger.watermarkCommitment(task_id, trainers[0]) == (commitment, tx.block_number)
-    assert ledger.watermarkCommitment(task_id, trainers[1]) == (b"\0" * 32, 0)
+    assert ledger.watermarkCommitment(task_id, trainers[0]) == (commitment, tx.block_number,
+                                                                False)
+    assert ledger.watermarkCommitment(task_id, trainers[1]) == (b"\0" * 32, 0, False)
     with reverts(ledger.TaskLedgerWatermarkCommitted, taskId=task_id, participant=trainers[0]):
         ledger.commitWatermark(task_id, keccak(text="a later key"), sender=trainers[0])
     assert ledger.watermarkCommitment(task_id, trainers[0])[0] == commitment
@@ -634,6 +635,55 @@ def test_a_watermark_commitment_needs_a_member_a_key_and_an_open_task(
     done = tasks.completed(trainers[:1], minParticipants=1)
     with reverts(ledger.TaskLedgerTaskCompleted, taskId=done):
         ledger.commitWatermark(done, commitment, sender=trainers[0])
+
+
+def _finish_one_round(ledger, aggregator, task_id, contributors):
+    ledger.startRound(task_id, CID_MODEL, CID_WORKLOAD, sender=aggregator)
+    for p in contributors:
+        ledger.submitUpdate(task_id, 1, CID_UPDATE, 1, 1, "", sender=p)
+    scores = [PPM // len(contributors)] * len(contributors)
+    result = round_result(contributors=contributors, scores=scores)
+    ledger.finalizeRound(task_id, 1, result, sender=aggregator)
+    assert ledger.task(task_id).status == COMPLETED
+
+
+def test_a_member_claims_its_watermark_once_after_the_task_completed(
+        tasks, ledger, aggregator, trainers):
+    task_id = tasks.joined(trainers[:2], trainingMode=WATERMARK, rounds=1, minParticipants=1)
+    commitment = keccak(text="watermark key of trainer 0")
+    ledger.commitWatermark(task_id, commitment, sender=trainers[0])
+    with reverts(ledger.TaskLedgerTaskNotCompleted, taskId=task_id):
+        ledger.claimWatermark(task_id, "bafkclaim", sender=trainers[0])
+    _finish_one_round(ledger, aggregator, task_id, trainers[:1])
+
+    tx = ledger.claimWatermark(task_id, "bafkclaim", sender=trainers[0])
+
+    event = only(tx, ledger.WatermarkClaimed)
+    assert (event.taskId, event.participant, event.commitment, event.claimCid) == (
+        task_id, trainers[0], commitment, "bafkclaim")
+    assert ledger.watermarkCommitment(task_id, trainers[0])[2] is True
+    with reverts(ledger.TaskLedgerWatermarkClaimed, taskId=task_id, participant=trainers[0]):
+        ledger.claimWatermark(task_id, "bafkother", sender=trainers[0])
+    with reverts(ledger.TaskLedgerNoWatermarkCommitment, taskId=task_id,
+                 participant=trainers[1]):
+        ledger.claimWatermark(task_id, "bafkclaim", sender=trainers[1])
+
+
+def test_a_watermark_claim_needs_a_known_task_a_cid_and_good_standing(
+        tasks, ledger, aggregator, trainers, blacklist):
+    task_id = tasks.joined(trainers[:2], trainingMode=WATERMARK, rounds=1, minParticipants=1)
+    for trainer in trainers[:2]:
+        ledger.commitWatermark(task_id, keccak(text=str(trainer)), sender=trainer)
+    _finish_one_round(ledger, aggregator, task_id, trainers[:2])
+
+    with reverts(ledger.TaskLedgerUnknownTask, taskId=task_id + 1):
+        ledger.claimWatermark(task_id + 1, "bafkclaim", sender=trainers[0])
+    with reverts(ledger.TaskLedgerEmptyCid):
+        ledger.claimWatermark(task_id, "", sender=trainers[0])
+    blacklist(trainers[1])
+    with reverts(ledger.TaskLedgerBlacklisted, account=trainers[1]):
+        ledger.claimWatermark(task_id, "bafkclaim", sender=trainers[1])
+    assert ledger.watermarkCommitment(task_id, trainers[1])[2] is False
 
 
 def test_submit_update_counts_submissions_and_marks_member(tasks, ledger, trainers):

@@ -948,6 +948,7 @@ blacklisted_actions = st.one_of(
     st.tuples(st.just("reward"), st.tuples(st.integers(1, PPM), st.booleans())),
     st.tuples(st.just("claimRewards"), st.just(None)),
     st.tuples(st.just("commitWatermark"), hashes.filter(any)),  # zero: TaskLedgerEmptyCommitment
+    st.tuples(st.just("claimWatermark"), cids),
 )
 
 
@@ -984,6 +985,7 @@ def test_blacklisted_address_can_never_move_state_nor_be_rewarded(
     task_a = ledger.taskCount()
     for p in (honest, attacker):
         ledger.join(task_a, sender=p)
+    ledger.commitWatermark(task_a, PLAINTEXT_HASH, sender=attacker)  # to claim once A completes
     ledger.startRound(task_a, CID_MODEL, CID_WORKLOAD, sender=aggregator)
     for p in (honest, attacker):
         ledger.submitUpdate(task_a, 1, CID_UPDATE, 1, 1, "", sender=p)
@@ -1064,6 +1066,8 @@ def test_blacklisted_address_can_never_move_state_nor_be_rewarded(
             ledger.claimRewards(task_a, sender=actor)
         elif kind == "commitWatermark":
             ledger.commitWatermark(task_b, args, sender=actor)
+        elif kind == "claimWatermark":
+            ledger.claimWatermark(task_a, args, sender=actor)
         else:
             raise AssertionError(kind)
 
@@ -1071,7 +1075,7 @@ def test_blacklisted_address_can_never_move_state_nor_be_rewarded(
         """The custom error each action must revert with once ``actor`` is blacklisted."""
         if kind in ("register", "updateMetadata", "reward"):
             return registry.ParticipantRegistryBlacklisted
-        if kind in ("join", "submitUpdate", "claimRewards", "commitWatermark"):
+        if kind in ("join", "submitUpdate", "claimRewards", "commitWatermark", "claimWatermark"):
             return ledger.TaskLedgerBlacklisted
         return marketplace.ModelMarketplaceBlacklisted
 
@@ -1093,6 +1097,7 @@ def test_blacklisted_address_can_never_move_state_nor_be_rewarded(
         "reward": (500_000, True),
         "claimRewards": None,
         "commitWatermark": PLAINTEXT_HASH,
+        "claimWatermark": CID_SPEC,
     }
     for kind, args in control_args.items():
         actor = stranger if kind == "register" else attacker
@@ -1140,6 +1145,7 @@ def test_blacklisted_address_can_never_move_state_nor_be_rewarded(
             read.ledger.round(task_b, read.ledger.task(task_b).currentRound),
             read.ledger.round(task_c, 1),
             read.ledger.watermarkCommitment(task_b, attacker),
+            read.ledger.watermarkCommitment(task_a, attacker),
         ]
         for t in (task_a, task_b, task_c, task_d):
             views.append(read.ledger.task(t))
