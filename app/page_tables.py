@@ -27,6 +27,8 @@ _BUILD: dict[str, Callable[..., pd.DataFrame]] = {
     "earnings": lambda v, i: rows.earnings(v, i),
     "payees": lambda v, i, model: rows.payees(v.listings[model],
                                               v.tasks[v.listings[model].task_id], i),
+    "watermarks": lambda v, i, model: rows.watermarks(v.listings[model],
+                                                      v.tasks[v.listings[model].task_id]),
     "task_list": lambda v, i: rows.task_list(v, i),
     "lineage": lambda v, i, task, gas: rows.lineage(v.tasks[task], dict(gas)),
     "members": lambda v, i, task: rows.members(v.tasks[task], v, i),
@@ -63,6 +65,10 @@ def earnings(views: data.Views, info: data.ChainInfo) -> pd.DataFrame:
 
 def payees(views: data.Views, info: data.ChainInfo, model_id: int) -> pd.DataFrame:
     return _get("payees", views, info, model_id)
+
+
+def watermarks(views: data.Views, info: data.ChainInfo, model_id: int) -> pd.DataFrame:
+    return _get("watermarks", views, info, model_id)
 
 
 def task_list(views: data.Views, info: data.ChainInfo) -> pd.DataFrame:

@@ -86,6 +86,26 @@ def payees(listing: history.ListingView, task: history.TaskView,
     return frame.sort_values("share_pct", ascending=False, ignore_index=True)
 
 
+def watermarks(listing: history.ListingView, task: history.TaskView) -> pd.DataFrame:
+    """The contributors who claimed that the model carries their ownership watermark, each
+    claim checked as far as anyone without the weights can (:mod:`fl_agent.privacy.claims`):
+    the revealed key against the commitment made before the model existed, the weights it
+    was verified on against the listing's; the bits are the claimant's word."""
+    from fl_agent.privacy.claims import check_claims
+
+    checks = check_claims(task.watermark_claims, data.document,
+                          model_sha256=bytes.fromhex(listing.plaintext_hash.removeprefix("0x")))
+    rows = [{"contributor": task.address_of(c.account),
+             "check": "rejected: " + "; ".join(c.problems) if c.problems
+             else "key matches its commitment",
+             "bits": (f"{c.reported_matched}/{c.reported_bits}"
+                      if c.reported_bits is not None else ""),
+             "chance_without": c.reported_p_value, "claim_cid": c.claim_cid}
+            for c in checks]
+    return pd.DataFrame(rows, columns=["contributor", "check", "bits", "chance_without",
+                                       "claim_cid"])
+
+
 # -- tasks and rounds ---------------------------------------------------------------------------
 def task_list(views: data.Views, info: data.ChainInfo) -> pd.DataFrame:
     rows = [{"task_id": t.task_id, "status": t.status,

@@ -159,7 +159,8 @@ class ParticipantAgent:
             receipts.append(self.fairfl.ledger.join(self.task_id, sender=self.account))
         commitment = self.watermark_commitment()
         if commitment is not None:
-            committed, _ = self.fairfl.ledger.watermark_commitment(self.task_id, self.address)
+            committed = self.fairfl.ledger.watermark_commitment(
+                self.task_id, self.address).commitment
             if committed == bytes(32):
                 receipts.append(self.fairfl.ledger.commit_watermark(
                     self.task_id, commitment, sender=self.account))

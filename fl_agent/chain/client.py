@@ -27,6 +27,8 @@ from fl_agent.chain.records import (
     Task,
     TaskSpec,
     TxReceipt,
+    WatermarkClaim,
+    WatermarkCommitment,
 )
 from fl_agent.errors import ChainError, ConfigError, ContractRevertError
 
@@ -299,11 +301,24 @@ class Ledger(_Wrapper):
         """Commits, once per member and task, to the key of the watermark it embeds."""
         return _transact(self.contract.commitWatermark, task_id, commitment, sender=sender)
 
-    def watermark_commitment(self, task_id: int, participant: str) -> tuple[bytes, int]:
-        """``(commitment, block)`` of ``participant``'s watermark key in the task; 32 zero
-        bytes and block 0 when it committed none."""
-        commitment, block = self.contract.watermarkCommitment(task_id, participant)
-        return bytes(commitment), int(block)
+    def watermark_commitment(self, task_id: int, participant: str) -> WatermarkCommitment:
+        """``participant``'s commitment to its watermark key in the task (32 zero bytes and
+        block 0 when it committed none), and whether it has claimed it."""
+        commitment, block, claimed = self.contract.watermarkCommitment(task_id, participant)
+        return WatermarkCommitment(bytes(commitment), int(block), bool(claimed))
+
+    def claim_watermark(self, task_id: int, claim_cid: str, *, sender: Any) -> TxReceipt:
+        """Once the task completed, reveals the caller's watermark key in the claim document
+        at ``claim_cid`` (see :mod:`fl_agent.privacy.claims`)."""
+        return _transact(self.contract.claimWatermark, task_id, claim_cid, sender=sender)
+
+    def watermark_claims(self, task_id: int) -> list[WatermarkClaim]:
+        """Every ``WatermarkClaimed`` of the task, oldest first."""
+        return [
+            WatermarkClaim(int(log.taskId), str(log.participant), bytes(log.commitment),
+                           str(log.claimCid), int(log.block_number))
+            for log in self.events("WatermarkClaimed", taskId=task_id)
+        ]
 
     def finalize_round(
         self, task_id: int, round_number: int, result: RoundResult, *, sender: Any

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from eth_utils import to_checksum_address
 
 from fl_agent.chain.index import Event
-from fl_agent.chain.records import RoundResult
+from fl_agent.chain.records import RoundResult, WatermarkClaim
 
 # Purchase states, as ModelMarketplace's PurchaseStatus names them.
 PENDING, DELIVERED, REFUNDED = "pending", "delivered", "refunded"
@@ -104,6 +104,8 @@ class TaskView:
     #: What each account was credited (from RoundFinalized's rewards), and has claimed.
     earned: dict[str, int] = field(default_factory=dict)
     claimed: dict[str, int] = field(default_factory=dict)
+    #: Ownership claims on the final model (``WatermarkClaimed``), oldest first.
+    watermark_claims: list[WatermarkClaim] = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -195,6 +197,10 @@ def tasks(events: Iterable[Event]) -> dict[int, TaskView]:
         elif e.name == "RewardsClaimed":
             who = _lower(e["participant"])
             task.claimed[who] = task.claimed.get(who, 0) + int(e["amount"])
+        elif e.name == "WatermarkClaimed":
+            task.watermark_claims.append(WatermarkClaim(
+                task.task_id, e["participant"], bytes.fromhex(e["commitment"].removeprefix("0x")),
+                e["claimCid"], e.block))
     return views
 
 

@@ -226,6 +226,32 @@ class Membership:
 
 
 @dataclass(frozen=True)
+class WatermarkCommitment:
+    """A member's commitment to its watermark key in one task (``commitment`` is 32 zero
+    bytes and ``block`` 0 when it made none) and whether it has claimed it since."""
+
+    commitment: bytes
+    block: int
+    claimed: bool
+
+    @property
+    def exists(self) -> bool:
+        return any(self.commitment)
+
+
+@dataclass(frozen=True)
+class WatermarkClaim:
+    """A ``WatermarkClaimed`` event: ``account`` revealed its key for task ``task_id`` in
+    the claim document at ``claim_cid``, against the on-chain ``commitment``."""
+
+    task_id: int
+    account: str
+    commitment: bytes
+    claim_cid: str
+    block: int
+
+
+@dataclass(frozen=True)
 class Listing:
     """A task's model for sale. Its payees are the task's contributors, weighted by what they
     earned (see ``Ledger.reward_share``); the contract stores no payee list."""

@@ -110,10 +110,15 @@ def market_ls(show_all: bool, network: str | None, ipfs: str | None) -> None:
 
 @market.command("show")
 @model_argument
+@click.option("--model", "model_file", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="The model's plaintext weights (from `market download`), to "
+              "re-check every watermark claim's bits yourself.")
 @network_option
 @ipfs_option
-def market_show(model_id: int, network: str | None, ipfs: str | None) -> None:
-    """Everything about one model: its description, payees and their shares, purchases."""
+def market_show(model_id: int, model_file: str | None, network: str | None,
+                ipfs: str | None) -> None:
+    """Everything about one model: its description, payees and their shares, and the
+    contributors who claimed that it carries their ownership watermark."""
     store = open_store(ipfs)
     with deployed(network) as (_, fairfl):
         money = Money(fairfl)
@@ -147,6 +152,63 @@ def market_show(model_id: int, network: str | None, ipfs: str | None) -> None:
                            money.show(fairfl.marketplace.withdrawable(model_id, address)),
                            money.show(fairfl.marketplace.withdrawn(model_id, address)))
         console.print(payees)
+        _show_watermarks(fairfl, store, listing, meta, model_file)
+
+
+def _show_watermarks(fairfl: Any, store: Any, listing: Any, meta: Any,
+                     model_file: str | None) -> None:
+    """The model's watermark claims (:mod:`fl_agent.privacy.claims`), re-checked on
+    ``model_file`` when given."""
+    import hashlib
+
+    from fl_agent.privacy.claims import check_claims
+
+    spec = vector = None
+    if model_file is not None:
+        plain = Path(model_file).read_bytes()
+        if hashlib.sha256(plain).digest() != listing.plaintext_hash:
+            raise FairFLError(f"{model_file} is not this model's plaintext (its SHA-256 "
+                              "differs from the listing's): download it with `fl-agent "
+                              "market download`")
+        if meta is None:
+            raise FairFLError("the listing's metadata is unreadable, so the model's "
+                              "architecture is unknown and the bits cannot be re-checked")
+        from fl_agent.learning.weights import decode_weights
+
+        spec, vector = meta.model, decode_weights(plain, meta.model)
+
+    def fetch(cid: str) -> bytes | None:
+        try:
+            return store.get(cid)
+        except FairFLError:
+            return None
+
+    checks = check_claims(fairfl.ledger.watermark_claims(listing.task_id), fetch,
+                          model_sha256=listing.plaintext_hash, spec=spec, vector=vector)
+    if not checks:
+        console.print("Ownership watermarks: no contributor has claimed one.")
+        return
+    table = Table(title="Ownership watermarks (contributors who claimed the model carries "
+                  "theirs)")
+    for col in ("contributor", "verdict", "bits", "chance without it"):
+        table.add_column(col)
+    table.add_column("claim document or what is wrong", overflow="fold")
+    verdicts = {"verified": "[green]verified[/] on the weights given",
+                "committed": "[green]key matches commitment[/]; bits as claimed",
+                "rejected": "[red]rejected[/]"}
+    for check in checks:
+        measured = check.rechecked
+        matched, bits = ((measured.matched, measured.bits) if measured else
+                         (check.reported_matched, check.reported_bits))
+        chance = (measured.p_value if measured else check.reported_p_value)
+        table.add_row(check.account, verdicts[check.verdict],
+                      f"{matched}/{bits}" if bits else "",
+                      f"{chance:.2g}" if chance is not None else "",
+                      "; ".join(check.problems) or check.claim_cid)
+    console.print(table)
+    if model_file is None:
+        console.print("The bits are each claimant's word; give --model with the downloaded "
+                      "weights to re-check them.")
 
 
 @market.command("list")

@@ -252,12 +252,12 @@ def privacy_section(fairfl: Any, store: Any, task_id: int, document: Any,
         marks = {}
         for address, key in watermark_keys.items():
             result = verify(document.model, final_params, key)
-            committed, block = fairfl.ledger.watermark_commitment(task_id, address)
+            committed = fairfl.ledger.watermark_commitment(task_id, address)
             marks[address.lower()] = {
                 "match_rate": result.match_rate, "p_value": result.p_value,
                 "verified": result.verified,
-                "commitment_matches": committed == commitment(key, address, task_id),
-                "committed_in_block": block}
+                "commitment_matches": committed.commitment == commitment(key, address, task_id),
+                "committed_in_block": committed.block}
         section["watermarks"] = marks
         section["watermarks_verified"] = sum(m["verified"] and m["commitment_matches"]
                                              for m in marks.values())

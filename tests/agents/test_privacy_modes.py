@@ -10,6 +10,7 @@ with fedavg so that the plumbing is tested apart from that.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -78,9 +79,10 @@ def test_dp_prune_and_watermark_are_applied_recorded_and_audited_on_chain(world)
         assert history[0] < history[1] <= 8.0 + 1e-6
 
     for person in people:  # the key each participant keeps is the one it committed
-        committed, block = world.fairfl.ledger.watermark_commitment(task_id, person.address)
-        assert committed == commitment(person.privacy.watermark_key, person.address, task_id)
-        assert committed == person.watermark_commitment() and block > 0
+        committed = world.fairfl.ledger.watermark_commitment(task_id, person.address)
+        assert committed.commitment == commitment(person.privacy.watermark_key,
+                                                  person.address, task_id)
+        assert committed.commitment == person.watermark_commitment() and committed.block > 0
 
 
 def test_participant_level_dp_noises_the_aggregate_and_nothing_on_the_participants(world):
@@ -110,8 +112,20 @@ def test_participant_level_dp_noises_the_aggregate_and_nothing_on_the_participan
     assert sigma > 0.5 and 0.8 * expected < distance < 1.2 * expected
 
 
-def test_watermark_verify_confirms_the_owner_and_refuses_a_stranger(world, tmp_path,
-                                                                    anvil_url):
+def test_watermarks_verify_then_claimed_are_listed_on_the_model_for_sale(world, tmp_path,
+                                                                          anvil_url):
+    """``watermark verify`` confirms the owner and refuses a stranger; ``watermark claim``
+    reveals the owner's key once, refuses another member's claim on it, and ``market show``
+    lists the claim (re-checked on the weights when given them)."""
+    from fl_agent.agents.access import member_key
+    from fl_agent.agents.participant import load_task_document, read_task_model_bytes
+    from fl_agent.crypto.sealing import public_bytes
+    from fl_agent.learning.task_doc import AccessPlan
+    from fl_agent.market.listing import list_task_model
+
+    seller = world.accounts[0]
+    world.document = world.document.model_copy(update={"access": AccessPlan(
+        creator_key=public_bytes(member_key(world.fairfl, seller)).hex())})
     task_id = private_task(world, "watermark", rounds=3)
     people = [world.participant(task_id, i) for i in range(2)]
     run_task(world, task_id, people, world.aggregator_agent(task_id))
@@ -119,17 +133,22 @@ def test_watermark_verify_confirms_the_owner_and_refuses_a_stranger(world, tmp_p
     key_file = owner._privacy_dir() / "watermark-key.json"
     assert key_file.stat().st_mode & 0o077 == 0  # the secret is the owner's alone
 
-    def verify(*args: str) -> subprocess.CompletedProcess[str]:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
         from fl_agent.chain.deployment import save_deployment
 
         deployments = tmp_path / "deployments"
         save_deployment(world.fairfl.deployment, deployments)
         env = {"FAIRFL_HOME": str(world.tmp), "FAIRFL_DEPLOYMENTS": str(deployments),
-               "FAIRFL_NETWORK": anvil_url, "COLUMNS": "200"}
+               "FAIRFL_NETWORK": anvil_url, "COLUMNS": "250"}
+        return subprocess.run([sys.executable, "-m", "fl_agent.cli", *args],
+                              capture_output=True, text=True, env={**os.environ, **env},
+                              timeout=120)
 
-        return subprocess.run([sys.executable, "-m", "fl_agent.cli", "watermark", "verify",
-                               "--task", str(task_id), *args], capture_output=True, text=True,
-                              env={**os.environ, **env}, timeout=120)
+    def verify(*args: str) -> subprocess.CompletedProcess[str]:
+        return cli("watermark", "verify", "--task", str(task_id), *args)
+
+    def claim(*args: str) -> subprocess.CompletedProcess[str]:
+        return cli("watermark", "claim", "--task", str(task_id), "--yes", *args)
 
     mine = verify("--key", str(key_file), "--account", "TEST::2")
     assert mine.returncode == 0, mine.stdout + mine.stderr
@@ -144,6 +163,42 @@ def test_watermark_verify_confirms_the_owner_and_refuses_a_stranger(world, tmp_p
     WatermarkKey.generate(owner.privacy.watermark_key.bits).save(stranger)
     refused = verify("--key", str(stranger), "--account", "TEST::2")
     assert refused.returncode == 1 and "not verified" in refused.stdout
+
+    # Claims: another member cannot claim the owner's key, a stranger key claims nothing,
+    # the owner claims once.
+    ledger = world.fairfl.ledger
+    theft = claim("--key", str(key_file), "--account", "TEST::3")
+    assert theft.returncode == 1 and "is not the key" in theft.stdout, theft.stdout
+    assert not ledger.watermark_commitment(task_id, people[1].address).claimed
+    assert ledger.watermark_claims(task_id) == []
+    mine = claim("--key", str(key_file), "--account", "TEST::2")
+    assert mine.returncode == 0 and "claimed" in mine.stdout, mine.stdout + mine.stderr
+    (event,) = ledger.watermark_claims(task_id)
+    assert event.account == owner.address
+    assert event.commitment == commitment(owner.privacy.watermark_key, owner.address, task_id)
+    assert ledger.watermark_commitment(task_id, owner.address).claimed
+    again = claim("--key", str(key_file), "--account", "TEST::2")
+    assert again.returncode == 1 and "already claimed" in again.stdout
+
+    # The model for sale lists the claim; with the weights, the bits are re-checked.
+    listed = list_task_model(world.fairfl, world.store, task_id, 10**18, seller=seller,
+                             keys_dir=world.tmp / "keys")
+    shown = cli("market", "show", str(listed.model_id))
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    row = next(line for line in shown.stdout.splitlines() if owner.address in line
+               and "commitment" in line)
+    assert "key matches commitment" in row and re.search(r"\b3[0-2]/32\b", row)
+    assert event.claim_cid in shown.stdout.replace("│", "").replace(" ", "").replace("\n", "")
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(read_task_model_bytes(
+        world.fairfl, world.store, task_id, seller.address, member_key(world.fairfl, seller),
+        load_task_document(world.store, ledger.task(task_id).spec_cid)))
+    rechecked = cli("market", "show", str(listed.model_id), "--model", str(weights))
+    assert rechecked.returncode == 0, rechecked.stdout + rechecked.stderr
+    assert "verified on the weights given" in rechecked.stdout
+    weights.write_bytes(weights.read_bytes() + b" ")
+    wrong = cli("market", "show", str(listed.model_id), "--model", str(weights))
+    assert wrong.returncode == 1 and "not this model's plaintext" in wrong.stdout
 
 
 @pytest.mark.parametrize("mode, settings, message", [
