@@ -80,7 +80,7 @@ bench-app-load: setup ## The app in Chromium, 1 then 20 concurrent sessions on 1
 	@FAIRFL_WITH_BROWSER=1 ./toolchain/setup.sh
 	@python -m benchmarks.app_load
 
-bench-load: setup ## 50 participant processes + the aggregator, 20 rounds on a private anvil: every submission accounted for, round latency split (docs/load.md; ~25 min, about 17 GB of RAM)
+bench-load: setup ## 50 participant processes + the aggregator, 20 rounds on a private anvil: every submission accounted for, round latency split (docs/load.md; about 8 min and 21 GB of RAM on a quiet machine)
 	@python -m benchmarks.load
 
 app: chain ## The Streamlit app on http://localhost:8501 (and, locally, the seller's key agent)
