@@ -22,15 +22,19 @@ setup: ## Install everything: .venv, npm packages, solc bridge, anvil (idempoten
 compile: setup ## Compile the contracts with solc 0.8.37
 	@ape compile $(APE_QUIET)
 
+# The two suites run side by side (each on its own anvil, mostly one core each), their output
+# kept apart; the slowest tests of each are listed at the end.
 test: setup ## Run every test: contracts (ape test on anvil), Python, app in Chromium
 	@FAIRFL_WITH_BROWSER=1 ./toolchain/setup.sh
-	@FAIRFL_WITH_BROWSER=1 $(MAKE) --no-print-directory test-contracts test-python
+	@ape compile $(APE_QUIET)
+	@FAIRFL_WITH_BROWSER=1 $(MAKE) --no-print-directory -j2 --output-sync=target \
+		test-contracts test-python
 
 test-contracts: setup
-	ape test tests/contracts -q
+	ape test tests/contracts -q --durations=15
 
 test-python: setup
-	python -m pytest tests --ignore=tests/contracts -q -p no:ape_test
+	python -m pytest tests --ignore=tests/contracts -q -p no:ape_test --durations=25
 
 gas: setup ## Gas used by every contract function (table also in docs/gas.md)
 	FAIRFL_GAS_REPORT=docs/gas.md ape test tests/contracts -q --ignore=tests/contracts/test_properties.py --ignore=tests/contracts/test_lifecycle_fuzz.py
