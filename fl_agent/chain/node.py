@@ -159,9 +159,7 @@ class LocalChain:
         os.kill(pid, signal.SIGINT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if _exited(pid):
                 break
             time.sleep(0.1)
         else:
@@ -173,3 +171,20 @@ class LocalChain:
         """Stops the chain and deletes its state: the next start is a fresh chain."""
         self.stop()
         self.state_file.unlink(missing_ok=True)
+
+
+def _exited(pid: int) -> bool:
+    """Whether process ``pid`` has exited. A child of this process (a chain it started) stays
+    a zombie until it is reaped, and ``kill(pid, 0)`` succeeds on a zombie: reap it here."""
+    try:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+        if reaped == pid:
+            return True
+    except ChildProcessError:  # started by another process: its parent reaps it
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
