@@ -19,12 +19,16 @@ documents: :mod:`fl_agent.agents.he_round`; the channel: the KeyHolderDesk contr
 
 What the key holder checks before it releases anything: the order is for this task, round,
 kind and context; a scalars document holds one value in every slot (``decrypt_scalars``);
-an aggregate's weights are exactly FLTrust's weights on the scalars this key holder released
-for the round's scalars request (so an aggregator cannot pick a one-hot weight vector to
-have one update decrypted), and the aggregate released is held to the reference norm |g0|,
+an aggregate's declared weights are exactly FLTrust's weights on the scalars this key holder
+released for the round's scalars request (so an aggregator cannot *declare* a one-hot weight
+vector to have one update decrypted), and the aggregate released is held to the reference
+norm |g0|,
 as :meth:`TrustDecision.bounded <fl_agent.privacy.he.TrustDecision.bounded>` does. It cannot
 recompute the weighted sum itself: that needs the update documents, which are sealed to the
-aggregator (see docs/privacy-he.md, threat model). A document that fails a check, or cannot
+aggregator (see docs/privacy-he.md, threat model). So an aggregator that deviates from the
+protocol, declaring FLTrust's weights but sending one update's ciphertext as the aggregate,
+gets that update decrypted (scaled to |g0|): the aggregator is trusted to follow the
+protocol, as PBFL's two servers are. A document that fails a check, or cannot
 be decrypted, is answered with a refusal that says why; a store or node that does not answer
 is retried (the event is not acknowledged).
 """

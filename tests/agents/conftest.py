@@ -90,6 +90,28 @@ class World:
                                self.splits.validation.X, self.splits.validation.y,
                                self.tmp / "agents", **kwargs)
 
+    def he_task(self, holder: Any, rounds: int, min_participants: int) -> int:
+        """A homomorphic FLTrust task under ``holder``'s key pair (its secret context in
+        ``tmp/keys``), created by accounts[0], which holds the key; the world's document
+        becomes the task's."""
+        from fl_agent.agents.keyholder import create_context
+        from fl_agent.learning.task_doc import AggregationPlan
+        from fl_agent.privacy.plan import PrivacyPlan
+
+        plan = create_context(self.store, self.tmp / "keys", self.accounts[0].address,
+                              holder=holder)
+        self.document = self.document.model_copy(update={
+            "aggregation": AggregationPlan(strategy="fltrust"),
+            "privacy": PrivacyPlan(he=plan)})
+        return self.create_task(rounds=rounds, min_participants=min_participants, window=30)
+
+    def key_holder_agent(self, task_id: int) -> Any:
+        """The key holder agent of a task made by :meth:`he_task`."""
+        from fl_agent.agents.keyholder import KeyHolderAgent
+
+        return KeyHolderAgent(self.fairfl, self.store, self.accounts[0], task_id,
+                              self.tmp / "keys", self.tmp / "agents")
+
 
 def build_world(tmp_path: Path) -> World:
     """A fresh deployment on the network ape is connected to, with a store in ``tmp_path``."""
@@ -110,6 +132,15 @@ def build_world(tmp_path: Path) -> World:
         training=TrainingPlan(steps=5, batch_size=16, lr=0.1))
     return World(FairFL(record), LocalStore(tmp_path / "store"), accounts, tmp_path,
                  document, splits)
+
+
+@pytest.fixture(scope="session")
+def holder() -> Any:
+    """One CKKS key pair for the homomorphic tests (each task's context is put in its own
+    world's store, see :meth:`World.he_task`)."""
+    from fl_agent.privacy.he import KeyHolder
+
+    return KeyHolder.create()
 
 
 @pytest.fixture

@@ -24,45 +24,17 @@ from fl_agent.agents.he_round import (
     HERequest,
     decode_aggregate,
 )
-from fl_agent.agents.keyholder import KeyHolderAgent, create_context, secret_context_path
+from fl_agent.agents.keyholder import secret_context_path
 from fl_agent.aggregation import rules
 from fl_agent.chain.client import DecryptionKind
-from fl_agent.chain.records import RejectReason, RoundResult, TaskSpec, TaskStatus, TrainingMode
+from fl_agent.chain.records import RejectReason, RoundResult, TaskStatus
 from fl_agent.crypto.envelopes import decrypt_model, seal_update
 from fl_agent.learning import decode_weights, encode_weights, init_params
 from fl_agent.learning.models import param_count
-from fl_agent.learning.task_doc import AggregationPlan
 from fl_agent.learning.training import train_local
 from fl_agent.privacy.he import KeyHolder, PublicContext, encrypt_update
-from fl_agent.privacy.plan import PrivacyPlan, PrivacyReceipt
+from fl_agent.privacy.plan import PrivacyReceipt
 from fl_agent.storage.cid import compute_cid
-
-
-@pytest.fixture(scope="module")
-def holder() -> KeyHolder:
-    """One key pair for the module (each task's context is put in its own world's store)."""
-    return KeyHolder.create()
-
-
-def he_task(world, holder: KeyHolder, rounds: int, min_participants: int) -> int:
-    """A homomorphic FLTrust task created by accounts[0], which holds the key."""
-    plan = create_context(world.store, world.tmp / "keys", world.accounts[0].address,
-                          holder=holder)
-    world.document = world.document.model_copy(update={
-        "aggregation": AggregationPlan(strategy="fltrust"), "privacy": PrivacyPlan(he=plan)})
-    spec = world.document.model
-    task_id, _ = world.fairfl.ledger.create_task(TaskSpec(
-        model_cid=world.store.add(encode_weights(spec, init_params(spec, 0))),
-        spec_cid=world.store.add(world.document.to_json()), metric="accuracy",
-        aggregator=world.aggregator.address, rounds=rounds, min_participants=min_participants,
-        submission_window=30, training_mode=TrainingMode.HOMOMORPHIC,
-        reward_per_round=100 * 10**18), sender=world.accounts[0])
-    return task_id
-
-
-def key_holder_agent(world, task_id: int) -> KeyHolderAgent:
-    return KeyHolderAgent(world.fairfl, world.store, world.accounts[0], task_id,
-                          world.tmp / "keys", world.tmp / "agents")
 
 
 def secrets_in(root: Any) -> tuple[list[Any], list[ts.Context]]:
@@ -105,7 +77,7 @@ def plaintext_fltrust(world, global_vector: np.ndarray, vectors: list[np.ndarray
 
 def test_an_encrypted_fltrust_task_runs_to_completion_and_matches_plaintext_fltrust(
         world, holder):
-    task_id = he_task(world, holder, rounds=2, min_participants=3)
+    task_id = world.he_task(holder, rounds=2, min_participants=3)
     captured: dict[str, list[np.ndarray]] = defaultdict(list)
 
     def capture(index: int, flip: bool):
@@ -121,7 +93,7 @@ def test_an_encrypted_fltrust_task_runs_to_completion_and_matches_plaintext_fltr
               for i in range(3)]
     attacker = people[2].address
     aggregator = world.aggregator_agent(task_id)
-    keyholder = key_holder_agent(world, task_id)
+    keyholder = world.key_holder_agent(task_id)
     desk = world.fairfl.desk
 
     for number in (1, 2):
@@ -135,7 +107,7 @@ def test_an_encrypted_fltrust_task_runs_to_completion_and_matches_plaintext_fltr
         assert aggregator.step() is None  # polled while the key holder works: no blocking
         if number == 2:  # both restart mid-round and resume from the chain and the store
             aggregator = world.aggregator_agent(task_id)
-            keyholder = key_holder_agent(world, task_id)
+            keyholder = world.key_holder_agent(task_id)
             assert aggregator.step() is None
         [answer] = keyholder.step()
         assert answer.kind == DecryptionKind.SCALARS and answer.refused is None
@@ -210,14 +182,14 @@ def test_an_encrypted_fltrust_task_runs_to_completion_and_matches_plaintext_fltr
 
 
 def test_bad_ciphertexts_are_rejected_with_a_reason_and_the_round_goes_on(world, holder):
-    task_id = he_task(world, holder, rounds=1, min_participants=1)
+    task_id = world.he_task(holder, rounds=1, min_participants=1)
     honest = world.participant(task_id, 0)
     cheats = world.accounts[3:6]
     for account in cheats:
         world.fairfl.registry.register(world.store.add(b"{}"), sender=account)
         world.fairfl.ledger.join(task_id, sender=account)
     aggregator = world.aggregator_agent(task_id)
-    keyholder = key_holder_agent(world, task_id)
+    keyholder = world.key_holder_agent(task_id)
     _, _, workload = aggregator.step()
     honest.step()
 
