@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +58,18 @@ def stop_process(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def versions(*packages: str) -> dict[str, str | None]:
+    """The installed versions of ``packages`` and of anvil (None: not installed)."""
+    found: dict[str, str | None] = {}
+    for package in packages:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = None
+    anvil = shutil.which("anvil")
+    found["anvil"] = subprocess.run([anvil, "--version"], capture_output=True, text=True
+                                    ).stdout.strip().splitlines()[0] if anvil else None
+    return found
+

@@ -46,20 +46,19 @@ import json
 import os
 import re
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmarks import machine, percentiles, publish
+from benchmarks import versions as shared_versions
 
 #: Dev accounts: 0 deploys and creates the task, 1 aggregates, participant i is 2 + i.
 CREATOR, AGGREGATOR, FIRST_PARTICIPANT = 0, 1, 2
@@ -447,16 +446,7 @@ def latency(chain: dict[str, Any], timings: list[dict[str, Any]]) -> dict[str, A
 # -- report -----------------------------------------------------------------------------------
 def versions() -> dict[str, str | None]:
     """The versions that shape the figures: the learning, chain client and node."""
-    found: dict[str, str | None] = {}
-    for package in ("torch", "numpy", "eth-ape", "web3"):
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            found[package] = None
-    anvil = shutil.which("anvil")
-    found["anvil"] = subprocess.run([anvil, "--version"], capture_output=True, text=True
-                                    ).stdout.strip().splitlines()[0] if anvil else None
-    return found
+    return shared_versions("torch", "numpy", "eth-ape", "web3")
 
 
 def _ms(value: float) -> str:

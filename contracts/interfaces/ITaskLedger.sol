@@ -22,7 +22,8 @@ pragma solidity ^0.8.24;
 ///
 /// Gas: rewards are credited at finalization and minted when the participant claims them
 /// (pull payment), and the current global model is kept as the keccak-256 of its CID (the
-/// strings live in events). That keeps `finalizeRound` near 14k gas per contributor.
+/// strings live in events). That keeps `finalizeRound` near 20k gas per contributor
+/// (docs/gas-cost.md: 75,200 + 20,166 per contributor, against a floor of about 13,800).
 interface ITaskLedger {
     /// @notice Training-mode flags (bitwise OR). 0 means plain federated averaging.
     /// DP = 1 (differential privacy), PRUNING = 2, HOMOMORPHIC = 4.

@@ -70,6 +70,10 @@ by contract and function, on anvil (hardfork prague,
 solc 0.8.37, optimizer 200 runs). Figures are total transaction gas, 21,000 intrinsic
 gas included. Reverted transactions are not counted.
 
+Gas per round for 5 to 100 participants, each main function against its floor and what a
+20-participant, 20-round task costs in ETH on mainnet and on an L2: [gas-cost.md](gas-cost.md)
+(`make bench-gas`).
+
 Budgets from the issue, asserted by the tests:
 
 | function | budget | measured |
