@@ -11,7 +11,7 @@ DELIVERY_WINDOW ?= 7200
 BENCH_SEEDS ?= 11
 APE_QUIET := -v WARNING
 
-.PHONY: help setup compile test test-contracts test-python gas chain chain-down deploy demo story bench bench-sim bench-held-out bench-gate bench-market bench-app bench-app-load bench-claims bench-rules bench-load app key-agent lint clean
+.PHONY: help setup compile test test-contracts test-python gas chain chain-down deploy demo story bench bench-sim bench-held-out bench-gate bench-market bench-app bench-app-load bench-app-api bench-claims bench-rules bench-load bench-gas app key-agent lint clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -57,7 +57,7 @@ story: DELIVERY_WINDOW = 20
 story: deploy ## A scripted walk through every contract call (register ... buy, refund, withdraw)
 	@ape run story --network $(NETWORK) $(APE_QUIET)
 
-bench: bench-sim bench-held-out bench-gate bench-market bench-app bench-app-load bench-claims bench-rules bench-load ## All benchmarks (several hours on 2 cores; each target alone below)
+bench: bench-sim bench-held-out bench-gate bench-market bench-app bench-app-load bench-app-api bench-claims bench-rules bench-load bench-gas ## All benchmarks (several hours on 2 cores; each target alone below)
 
 bench-sim: setup ## Every attack and variant in the target setting on seed $(BENCH_SEEDS), each run on its own anvil; table in docs/benchmarks.md
 	@fl-agent bench --seeds $(BENCH_SEEDS)
@@ -84,8 +84,14 @@ bench-app-load: setup ## The app in Chromium, 1 then 20 concurrent sessions on 1
 	@FAIRFL_WITH_BROWSER=1 ./toolchain/setup.sh
 	@python -m benchmarks.app_load
 
+bench-app-api: setup ## The same 1 then 20 sessions through Streamlit's agent API, no browser: the server alone (~10 min)
+	@python -m benchmarks.app_load --client api
+
 bench-load: setup ## 50 participant processes + the aggregator, 20 rounds on a private anvil: every submission accounted for, round latency split (docs/load.md; about 8 min and 21 GB of RAM on a quiet machine)
 	@python -m benchmarks.load
+
+bench-gas: setup ## Gas per round for 5/20/50/100 participants, each function against its floor, a 20-participant 20-round task in ETH on mainnet and an OP-stack L2, on a private anvil (docs/gas-cost.md; ~2 min)
+	@python -m benchmarks.gas_cost
 
 app: chain ## The Streamlit app on http://localhost:8501 (and, locally, the seller's key agent)
 	@./toolchain/app.sh

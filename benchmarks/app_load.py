@@ -26,7 +26,12 @@ with one session a page is seen only a dozen times, so its own p90 is a rough fi
 Writes ``reports/bench/app_load.json`` and ``app_load.png``, prints a Markdown table, and
 exits with 1 if a render failed (the target is reported, not enforced).
 
+``--client api`` drives the same two phases without a browser, through Streamlit's agent API
+(:mod:`benchmarks.app_api_sessions` says how, and what differs): the clients then cost next to
+nothing and the server is what is measured. It writes ``app_load_api.json`` and ``.png``.
+
     python -m benchmarks.app_load                      # 1 session for 90 s, 20 for 120 s
+    python -m benchmarks.app_load --client api         # the same, no browser
     python -m benchmarks.app_load --tasks 5 --blocks 600 --sessions 3 --seconds 20
 """
 
@@ -62,6 +67,9 @@ PAGES = {"Models": "Models for sale", "Model detail": "Model detail", "Tasks": "
          "Participants": "Participants", "My account": "My account"}
 #: Under the full load, the p90 of all renders within this many times the p90 with one session.
 TARGET_RATIO = 4.0
+#: Who drives the sessions (``--client``).
+CLIENTS = {"browser": "Chromium through Playwright, click to page drawn",
+           "api": "Streamlit's agent API, request to snapshot (no browser)"}
 
 #: Runs in every page before Streamlit's scripts. ``arm(title)`` before a click; the click
 #: notes its time (``performance.now()``, ms) and the first DOM change after it at which no
@@ -125,14 +133,16 @@ IDLE = """
 
 
 # -- the server and what it uses ----------------------------------------------------------------
-def start_server(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
+def start_server(env: dict[str, str], log: Path,
+                 extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
     """``streamlit run app/main.py`` on a free port, as the app tests start it."""
     port = free_port()
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(APP_MAIN), "--server.headless", "true",
              "--server.port", str(port), "--server.address", "127.0.0.1",
-             "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
+             "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
+             *extra],
             cwd=REPO, env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True)
@@ -331,27 +341,6 @@ class Session:
                                        .inner_text())[:300]
         return None
 
-    async def walk(self, phase: str, until: float, think: float, timeout: float,
-                   delay: float = 0.0) -> None:
-        """After ``delay`` seconds, visits the pages in turn from page ``number`` mod 5 until
-        ``until`` (monotonic time) has passed and every page was seen."""
-        await asyncio.sleep(delay)
-        names = list(PAGES)
-        step = self.number % len(names)
-        seen: set[str] = set()
-        current = await self.current_page()
-        while time.monotonic() < until or len(seen) < len(names):
-            name = names[step % len(names)]
-            step += 1
-            if name == current:  # a click on the page that is open does not render it
-                continue
-            render = await self.visit(phase, name, timeout)
-            seen.add(name)
-            current = name
-            if render.error and render.error.startswith(("connection", "TargetClosed")):
-                return
-            await asyncio.sleep(think)
-
     async def current_page(self) -> str | None:
         titles = await self.page.locator("h1").all_inner_texts()
         return next((name for name, title in PAGES.items()
@@ -360,38 +349,79 @@ class Session:
 
 async def drive(url: str, sessions: int, single_seconds: float, seconds: float, think: float,
                 timeout: float, usage: Usage, evidence: Path) -> dict[str, Any]:
-    """The two phases; screenshots of a session that could not sign in go to ``evidence``."""
+    """The two phases in Chromium; screenshots of a session that could not sign in go to
+    ``evidence``."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            started = time.monotonic()
-            first = await Session.open(browser, url, 0, timeout, evidence / "session-0.png")
-            setup = {"first_session_s": round(time.monotonic() - started, 1)}
-            usage.mark("single")
-            await first.walk("1 session", time.monotonic() + single_seconds, think, timeout)
-            usage.mark("single end")
-            started = time.monotonic()
-            others: list[Session] = []
-            for k in range(1, sessions, 4):  # four at a time: signing in is not measured
-                others += await asyncio.gather(*(
-                    Session.open(browser, url, n, timeout, evidence / f"session-{n}.png")
-                    for n in range(k, min(k + 4, sessions))))
-            setup["other_sessions_s"] = round(time.monotonic() - started, 1)
-            everyone = [first, *others]
-            phase = f"{sessions} sessions"
-            usage.mark("load")
-            until = time.monotonic() + seconds
-            # Staggered over one think time and a second, not all 20 clicks at once.
-            await asyncio.gather(*(s.walk(phase, until, think, timeout,
-                                          delay=k * (think + 1) / len(everyone))
-                                   for k, s in enumerate(everyone)))
-            usage.mark("load end")
-            return {"setup": setup,
-                    "renders": [r for s in everyone for r in s.renders]}
+            return await phases(
+                lambda n: Session.open(browser, url, n, timeout, evidence / f"session-{n}.png"),
+                sessions, single_seconds, seconds, think, timeout, usage)
         finally:
             await browser.close()
+
+
+async def drive_api(url: str, sessions: int, single_seconds: float, seconds: float,
+                    think: float, timeout: float, usage: Usage) -> dict[str, Any]:
+    """The two phases through Streamlit's agent API (:mod:`benchmarks.app_api_sessions`)."""
+    from benchmarks.app_api_sessions import ApiSession
+
+    limits = httpx.Limits(max_connections=sessions + 4)
+    async with httpx.AsyncClient(limits=limits) as client:
+        return await phases(lambda n: ApiSession.open(client, url, n, timeout), sessions,
+                            single_seconds, seconds, think, timeout, usage)
+
+
+async def walk(session: Any, phase: str, until: float, think: float, timeout: float,
+               delay: float = 0.0) -> None:
+    """After ``delay`` seconds, ``session`` (a browser :class:`Session` or an
+    :class:`~benchmarks.app_api_sessions.ApiSession`) visits the pages in turn from page
+    ``number`` mod 5 until ``until`` (monotonic time) has passed and every page was seen."""
+    await asyncio.sleep(delay)
+    names = list(PAGES)
+    step = session.number % len(names)
+    seen: set[str] = set()
+    current = await session.current_page()
+    while time.monotonic() < until or len(seen) < len(names):
+        name = names[step % len(names)]
+        step += 1
+        if name == current:  # a click on the page that is open does not render it
+            continue
+        render = await session.visit(phase, name, timeout)
+        seen.add(name)
+        current = name
+        if render.error and render.error.startswith(("connection", "TargetClosed")):
+            return
+        await asyncio.sleep(think)
+
+
+async def phases(open_session: Any, sessions: int, single_seconds: float, seconds: float,
+                 think: float, timeout: float, usage: Usage) -> dict[str, Any]:
+    """One session alone, then ``sessions`` together; ``open_session(n)`` makes session n."""
+    started = time.monotonic()
+    first = await open_session(0)
+    setup = {"first_session_s": round(time.monotonic() - started, 1)}
+    usage.mark("single")
+    await walk(first, "1 session", time.monotonic() + single_seconds, think, timeout)
+    usage.mark("single end")
+    started = time.monotonic()
+    others: list[Any] = []
+    for k in range(1, sessions, 4):  # four at a time: signing in is not measured
+        others += await asyncio.gather(*(open_session(n)
+                                         for n in range(k, min(k + 4, sessions))))
+    setup["other_sessions_s"] = round(time.monotonic() - started, 1)
+    everyone = [first, *others]
+    phase = f"{sessions} sessions"
+    usage.mark("load")
+    until = time.monotonic() + seconds
+    # Staggered over one think time and a second, not all 20 clicks at once.
+    await asyncio.gather(*(walk(s, phase, until, think, timeout,
+                                delay=k * (think + 1) / len(everyone))
+                           for k, s in enumerate(everyone)))
+    usage.mark("load end")
+    return {"setup": setup, "renders": [r for s in everyone for r in s.renders]}
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -408,13 +438,19 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         built = time.monotonic() - started
         env = {"FAIRFL_NETWORK": node.url, "FAIRFL_HOME": str(home),
                "FAIRFL_DEPLOYMENTS": str(home / "deployments")}
-        server, url = start_server(env, home / "streamlit.log")
+        api = args.client == "api"
+        server, url = start_server(env, home / "streamlit.log",
+                                   ("--server.enableAgentApi", "true") if api else ())
         usage = Usage(server.pid, node.pid())
         usage.start()
         try:
-            driven = asyncio.run(drive(url, args.sessions, args.single_seconds, args.seconds,
-                                       args.think, args.timeout, usage,
-                                       args.json.parent / "app_load-failures"))
+            if api:
+                driven = asyncio.run(drive_api(url, args.sessions, args.single_seconds,
+                                               args.seconds, args.think, args.timeout, usage))
+            else:
+                driven = asyncio.run(drive(url, args.sessions, args.single_seconds,
+                                           args.seconds, args.think, args.timeout, usage,
+                                           args.json.parent / "app_load-failures"))
         finally:
             usage.stop()
         alive = server.poll() is None
@@ -434,7 +470,8 @@ def summarise(args: argparse.Namespace, driven: dict[str, Any], usage: Usage,
     phases = {"1 session": ("single", "single end"),
               f"{args.sessions} sessions": ("load", "load end")}
     result: dict[str, Any] = {
-        "settings": {"chain": "demo" if args.demo else f"{args.tasks} tasks",
+        "settings": {"client": args.client,
+                     "chain": "demo" if args.demo else f"{args.tasks} tasks",
                      "sessions": args.sessions, "single_seconds": args.single_seconds,
                      "seconds": args.seconds, "think_s": args.think, "timeout_s": args.timeout,
                      "dev_account": 9},
@@ -515,6 +552,7 @@ def markdown(result: dict[str, Any]) -> str:
     target = result["target"]
     s = result["settings"]
     lines += ["", f"Target: {target['rule']}: **{'met' if target['met'] else 'not met'}**.",
+              f"Client: {CLIENTS[s['client']]}.",
               f"Chain: {s['chain']} ({result['blocks']:,} blocks); think time {s['think_s']} s "
               f"between pages; {s['single_seconds']:g} s alone, then {s['seconds']:g} s with "
               f"{s['sessions']} sessions."]
@@ -548,8 +586,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax.legend(fontsize=8, loc="upper left")
     ax.set_xticks(positions, labels, fontsize=7)
     ax.set(yscale="log", ylabel="seconds, click to rendered",
-           title="Page render time in Chromium: one session vs. "
-                 f"{result['settings']['sessions']} (whiskers p10-p90)")
+           title=f"Page render time ({CLIENTS[result['settings']['client']]}): one session "
+                 f"vs. {result['settings']['sessions']} (whiskers p10-p90)")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -571,11 +609,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tasks", type=int, default=100, help="tasks on the large chain")
     parser.add_argument("--blocks", type=int, default=10_000, help="blocks of the large chain")
     parser.add_argument("--demo", action="store_true", help="the demo's chain instead")
-    parser.add_argument("--json", type=Path, default=Path("reports/bench/app_load.json"))
+    parser.add_argument("--client", choices=sorted(CLIENTS), default="browser",
+                        help="browser: Chromium pages through Playwright (client and server "
+                        "share the machine); api: Streamlit's agent API, no browser "
+                        "(benchmarks/app_api_sessions.py says what differs)")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="default: reports/bench/app_load.json, app_load_api.json for "
+                        "--client api")
     args = parser.parse_args(argv)
+    if args.json is None:
+        args.json = Path("reports/bench/app_load.json" if args.client == "browser"
+                         else "reports/bench/app_load_api.json")
     if args.sessions < 2 or args.seconds <= 0 or args.single_seconds <= 0 or args.think < 0:
         parser.error("--sessions must be >= 2, --seconds and --single-seconds > 0")
-    if not CHROMIUM.exists():
+    if args.client == "browser" and not CHROMIUM.exists():
         parser.error(f"no {CHROMIUM}; install it with `apt-get install -y chromium`")
     about = machine()
     with tempfile.TemporaryDirectory(prefix="fairfl-bench-app-load-") as tmp:

@@ -58,10 +58,11 @@ def test_the_market_benchmark_delivers_every_key(tmp_path):
     assert "latency from the purchase" in table
 
 
-def test_the_app_load_benchmark_renders_every_page_in_every_session(tmp_path):
+@pytest.mark.parametrize("client", ["browser", "api"])
+def test_the_app_load_benchmark_renders_every_page_in_every_session(tmp_path, client):
     # The app tests' rule (tests/app/conftest.py): no Chromium skips, unless the run asked
     # for the browser tests (`make test`), where it must be there.
-    if not CHROMIUM.exists():
+    if client == "browser" and not CHROMIUM.exists():
         message = "no /usr/bin/chromium; install it with `apt-get install -y chromium`"
         if os.environ.get("FAIRFL_WITH_BROWSER") == "1":
             pytest.fail(message)
@@ -69,9 +70,9 @@ def test_the_app_load_benchmark_renders_every_page_in_every_session(tmp_path):
     out = tmp_path / "app_load.json"
     table = run("benchmarks.app_load", "--tasks", "2", "--blocks", "120", "--sessions", "2",
                 "--single-seconds", "2", "--seconds", "3", "--think", "0.2",
-                "--json", str(out))
+                "--client", client, "--json", str(out))
     result = json.loads(out.read_text())
-    assert result["server_survived"]
+    assert result["server_survived"] and result["settings"]["client"] == client
     assert list(result["phases"]) == ["1 session", "2 sessions"]
     pages = {"Models", "Model detail", "Tasks", "Participants", "My account"}
     for phase in result["phases"].values():
@@ -165,6 +166,77 @@ def test_the_load_benchmark_accounts_for_every_submission_of_every_process(tmp_p
     assert {"cores", "ram_gb", "versions"} <= set(result["machine"])
     assert (tmp_path / "load.png").stat().st_size > 0
     assert "every submission accounted for" in table and "| p50 |" in table
+
+
+def test_the_gas_benchmark_adds_up_and_never_goes_below_a_floor(tmp_path):
+    from benchmarks.gas_cost import BULK, MAIN_FUNCTIONS
+    from benchmarks.l2_fee import flz_compress_len
+
+    # FastLZ lengths of op-geth's test vectors (the Fjord L1 fee compresses with it).
+    assert flz_compress_len(bytes(1000)) == 21
+    assert flz_compress_len(bytes.fromhex(
+        "dd80808094095e7baea6a6c7c4c2dfeb977efac326af552d878080808080")) == 31
+    out = tmp_path / "gas_cost.json"
+    table = run("benchmarks.gas_cost", "--participants", "2,3", "--rounds", "1",
+                "--json", str(out))
+    result = json.loads(out.read_text())
+    assert [p["participants"] for p in result["passes"]] == [2, 3]
+    for n, rounds in result["rounds"].items():
+        assert [r["kind"] for r in rounds] == ["normal", "rejections", "last"]
+        for r in rounds:
+            assert len(r["submitUpdate"]) == int(n)
+            assert r["submitUpdate_sum"] == sum(r["submitUpdate"])
+            assert r["total"] == r["startRound"] + r["submitUpdate_sum"] + r["finalizeRound"]
+            assert r["per_participant"] == round(r["total"] / int(n))
+            assert r["contributors"] + r["rejected"] == int(n)
+            assert r["rejected"] == (1 if r["kind"] == "rejections" else 0)
+    for p in result["passes"]:
+        once = p["one_time"]["per_participant"]
+        assert once["total"] == once["register"] + once["join"] + once["claimRewards"]
+        m = p["normal_round"]
+        assert m["total"] == m["startRound"] + m["submitUpdate_sum"] + m["finalizeRound"]
+    # Every main function of every pass was traced and set against its floor.
+    floors = result["floors"]
+    assert {(f["participants"], f["function"]) for f in floors} \
+        == {(n, f) for n in (2, 3) for f in MAIN_FUNCTIONS}
+    for f in floors:
+        parts = f["parts"]
+        assert parts["storage"] == sum(w["gas"] for w in f["writes"])
+        assert f["floor"] == max(sum(parts.values()), f["eip7623"]["floor"])
+        assert f["gas"] >= f["floor"], f  # the real check: a floor above the gas is wrong
+        assert not f["eip7623"]["binds_measured"]
+        # The floor counts no write the code did not make (prestateTracer's diff), of any kind.
+        made = f["written"]
+        for kind in ("new", "update", "clear"):
+            assert sum(w["count"] for w in f["writes"] if w["kind"] == kind) <= made[kind], f
+        # measured - floor = writes beyond the floor + the rest (reads, calls, memory).
+        assert f["gas"] - sum(parts.values()) == made["gas"] - parts["storage"] \
+            + f["rest_after_written"]
+    # finalizeRound writes exactly the slots its floor counts: 3 + 2 per settled member (+ the
+    # status and, if some budget is left, the reservation in the last round).
+    for f in floors:
+        if f["function"] == "finalizeRound":
+            ctx = f["context"]
+            assert f["written"]["update"] == 3 + 2 * (ctx["contributors"] + ctx["rejected"]) \
+                + ctx["last"] + (ctx["last"] and ctx["releases_budget"])
+    assert sum(f["function"] in BULK for f in floors) == 2 * 2 * len(BULK)
+    # The priced task adds up, in gas and in ETH.
+    cost = result["cost"]
+    assert cost["participants"] == 3 and cost["rounds"] == 20
+    assert cost["total_gas"] == sum(p["gas"] for p in cost["parts"].values())
+    assert cost["transactions"] == 1 + 3 * 3 + 19 * 5 + 5
+    payers = cost["payers"]
+    assert abs(payers["task creator"]["gas"] + payers["aggregator"]["gas"]
+               + 3 * payers["each participant"]["gas"] - cost["total_gas"]) <= 3
+    for row in cost["mainnet"]:
+        assert row["eth"] == pytest.approx(cost["total_gas"] * row["gwei"] * 1e-9)
+    for row in cost["l2"]:
+        assert row["total_eth"] == pytest.approx(row["execution_eth"] + row["l1_data_eth"])
+        assert 0 < row["l1_data_eth"] < row["total_eth"]
+    assert result["deployment"]["total_gas"] > 0
+    assert {"anvil", "solc", "hardfork"} <= set(result["machine"]["versions"])
+    assert out.with_suffix(".png").stat().st_size > 0
+    assert "against its floor" in table and "| `finalizeRound` (3 contributors) |" in table
 
 
 def test_the_privacy_benchmarks_run_on_tiny_settings(tmp_path):
