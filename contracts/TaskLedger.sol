@@ -176,7 +176,8 @@ contract TaskLedger is ITaskLedger, Governed {
 
     /// @inheritdoc ITaskLedger
     function commitWatermark(uint256 taskId, bytes32 commitment) external {
-        _openTask(taskId);
+        Task storage t = _openTask(taskId);
+        if (t.currentRound != 0) revert TaskLedgerTrainingStarted(taskId, t.currentRound);
         if (commitment == bytes32(0)) revert TaskLedgerEmptyCommitment();
         if (!_members[taskId][msg.sender].joined) revert TaskLedgerNotJoined(taskId, msg.sender);
         _requireActive(msg.sender);

@@ -276,6 +276,9 @@ interface ITaskLedger {
     error TaskLedgerWatermarkCommitted(uint256 taskId, address participant);
     /// @notice A watermark commitment must not be zero.
     error TaskLedgerEmptyCommitment();
+    /// @notice Watermark keys are committed before round 1 starts, so that no key can be
+    /// chosen to match a model the task has already trained; task `taskId` is at `round`.
+    error TaskLedgerTrainingStarted(uint256 taskId, uint256 round);
     /// @notice Only the members' watermarks of a completed task can be claimed.
     error TaskLedgerTaskNotCompleted(uint256 taskId);
     /// @notice `participant` committed no watermark key to task `taskId`.
@@ -332,9 +335,9 @@ interface ITaskLedger {
         string calldata privacyCid
     ) external;
 
-    /// @notice The caller, a member of open task `taskId`, commits once to its watermark key,
-    /// so that a later ownership claim can be checked against what it committed before the
-    /// model existed.
+    /// @notice The caller, a member of task `taskId`, commits once, before round 1 starts, to
+    /// its watermark key, so that a later ownership claim can be checked against a key fixed
+    /// before any training.
     function commitWatermark(uint256 taskId, bytes32 commitment) external;
 
     /// @notice The watermark commitment of `participant` in task `taskId`, the block it was

@@ -637,6 +637,16 @@ def test_a_watermark_commitment_needs_a_member_a_key_and_an_open_task(
         ledger.commitWatermark(done, commitment, sender=trainers[0])
 
 
+def test_a_watermark_key_is_committed_before_round_one_or_never(tasks, ledger, aggregator,
+                                                                trainers):
+    """A key committed once a model of the task exists could be chosen to match it."""
+    task_id = tasks.started(trainers[:2], trainingMode=WATERMARK)
+    with reverts(ledger.TaskLedgerTrainingStarted, taskId=task_id, round=1):
+        ledger.commitWatermark(task_id, keccak(text="a key ground on round 1"),
+                               sender=trainers[0])
+    assert ledger.watermarkCommitment(task_id, trainers[0]) == (b"\0" * 32, 0, False)
+
+
 def _finish_one_round(ledger, aggregator, task_id, contributors):
     ledger.startRound(task_id, CID_MODEL, CID_WORKLOAD, sender=aggregator)
     for p in contributors:
@@ -667,6 +677,14 @@ def test_a_member_claims_its_watermark_once_after_the_task_completed(
     with reverts(ledger.TaskLedgerNoWatermarkCommitment, taskId=task_id,
                  participant=trainers[1]):
         ledger.claimWatermark(task_id, "bafkclaim", sender=trainers[1])
+
+
+def test_a_cancelled_task_s_watermark_cannot_be_claimed(tasks, ledger, owner, trainers):
+    task_id = tasks.joined(trainers[:1], trainingMode=WATERMARK)
+    ledger.commitWatermark(task_id, keccak(text="key"), sender=trainers[0])
+    ledger.cancelTask(task_id, sender=owner)
+    with reverts(ledger.TaskLedgerTaskNotCompleted, taskId=task_id):
+        ledger.claimWatermark(task_id, "bafkclaim", sender=trainers[0])
 
 
 def test_a_watermark_claim_needs_a_known_task_a_cid_and_good_standing(

@@ -997,6 +997,9 @@ def test_blacklisted_address_can_never_move_state_nor_be_rewarded(
     ledger.join(task_b, sender=attacker)
     ledger.join(task_b, sender=seller_trainer)
     ledger.startRound(task_b, CID_MODEL, CID_WORKLOAD, sender=aggregator)
+    # Task F: joined by the attacker, before round 1: where watermark keys are committed.
+    task_f = tasks.create(rounds=1, minParticipants=1)
+    ledger.join(task_f, sender=attacker)
     # Task C: the attacker submitted an update that is still to be scored.
     task_c = tasks.create(rounds=1, minParticipants=1, submissionWindow=1_000)
     for p in (attacker, seller_trainer):
@@ -1065,7 +1068,7 @@ def test_blacklisted_address_can_never_move_state_nor_be_rewarded(
         elif kind == "claimRewards":  # what task A credited to the attacker
             ledger.claimRewards(task_a, sender=actor)
         elif kind == "commitWatermark":
-            ledger.commitWatermark(task_b, args, sender=actor)
+            ledger.commitWatermark(task_f, args, sender=actor)
         elif kind == "claimWatermark":
             ledger.claimWatermark(task_a, args, sender=actor)
         else:
@@ -1144,10 +1147,10 @@ def test_blacklisted_address_can_never_move_state_nor_be_rewarded(
             read.marketplace.withdrawn(model, attacker),
             read.ledger.round(task_b, read.ledger.task(task_b).currentRound),
             read.ledger.round(task_c, 1),
-            read.ledger.watermarkCommitment(task_b, attacker),
+            read.ledger.watermarkCommitment(task_f, attacker),
             read.ledger.watermarkCommitment(task_a, attacker),
         ]
-        for t in (task_a, task_b, task_c, task_d):
+        for t in (task_a, task_b, task_c, task_d, task_f):
             views.append(read.ledger.task(t))
             views.append(read.ledger.membership(t, attacker))
             views.append(read.ledger.claimable(t, attacker))
