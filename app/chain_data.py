@@ -57,7 +57,9 @@ from fl_agent.chain import history
 from fl_agent.chain.deployment import Deployment
 from fl_agent.chain.index import EventIndex, JsonRpc, ape_decoder
 from fl_agent.errors import ChainError, FairFLError
+from fl_agent.learning.task_doc import TaskDocument
 from fl_agent.market.listing import ListingMetadata
+from fl_agent.privacy.plan import PrivacyPlan
 from fl_agent.settings import get_settings
 from fl_agent.storage.store import ContentStore, open_store
 
@@ -91,6 +93,7 @@ def clear_cache() -> None:
     """Forget every cached read and what was computed from them (views, tables) and sync
     the event index on the next one (the connection stays)."""
     st.cache_data.clear()
+    _MISSING.clear()
     _last_sync.clear()
     for forget in _per_state_caches:
         forget()
@@ -216,11 +219,37 @@ def views(source: ChainSource) -> Views:
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
+def _stored(cid: str) -> bytes:
+    return store().get(cid)  # a FairFLError is not cached: the next ask tries again
+
+
+#: Documents the store did not have, and when it was asked: asked again after a minute, so a
+#: document that arrives late (a claim, over IPFS) shows up, and a missing one named on a page
+#: does not cost a store round trip on every render.
+_MISSING: dict[str, float] = {}
+MISSING_RETRY_S = 60.0
+
+
 def document(cid: str) -> bytes | None:
     """A document from the store (immutable, so cached without expiry); None when the
     store does not have it or it does not match its CID."""
+    asked = _MISSING.get(cid)
+    if asked is not None and time.monotonic() - asked < MISSING_RETRY_S:
+        return None
     try:
-        return store().get(cid)
+        raw = _stored(cid)
+    except FairFLError:
+        _MISSING[cid] = time.monotonic()
+        return None
+    _MISSING.pop(cid, None)
+    return raw
+
+
+def task_plan(spec_cid: str) -> PrivacyPlan | None:
+    """The privacy plan of the task document at ``spec_cid`` (None: none, or unreadable)."""
+    raw = document(spec_cid)
+    try:
+        return None if raw is None else TaskDocument.from_json(raw).privacy
     except FairFLError:
         return None
 

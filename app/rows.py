@@ -87,22 +87,22 @@ def payees(listing: history.ListingView, task: history.TaskView,
 
 
 def watermarks(listing: history.ListingView, task: history.TaskView) -> pd.DataFrame:
-    """The contributors who claimed that the model carries their ownership watermark, each
-    claim checked as far as anyone without the weights can (:mod:`fl_agent.privacy.claims`):
-    the revealed key against the commitment made before the model existed, the weights it
-    was verified on against the listing's; the bits are the claimant's word."""
-    from fl_agent.privacy.claims import check_claims
+    """The members who claimed that the model carries their ownership watermark, each claim
+    checked as far as anyone without the weights can (:mod:`fl_agent.privacy.claims`); the
+    bits are the claimant's word."""
+    from fl_agent.privacy.claims import check_claims, task_facts
 
-    checks = check_claims(task.watermark_claims, data.document,
+    facts = task_facts(task.task_id, data.task_plan(task.spec_cid), task.earned)
+    checks = check_claims(task.watermark_claims, data.document, task=facts,
                           model_sha256=bytes.fromhex(listing.plaintext_hash.removeprefix("0x")))
-    rows = [{"contributor": task.address_of(c.account),
+    rows = [{"claimant": task.address_of(c.account),
              "check": "rejected: " + "; ".join(c.problems) if c.problems
-             else "key matches its commitment",
+             else "claimed: key matches its commitment, bits not re-checked",
              "bits": (f"{c.reported_matched}/{c.reported_bits}"
                       if c.reported_bits is not None else ""),
              "chance_without": c.reported_p_value, "claim_cid": c.claim_cid}
             for c in checks]
-    return pd.DataFrame(rows, columns=["contributor", "check", "bits", "chance_without",
+    return pd.DataFrame(rows, columns=["claimant", "check", "bits", "chance_without",
                                        "claim_cid"])
 
 

@@ -93,18 +93,18 @@ st.dataframe(
 st.header("Ownership watermarks")
 marks = tables.watermarks(views, info, model_id)
 if marks.empty:
-    st.caption("No contributor has claimed that this model carries its ownership watermark "
+    st.caption("No member has claimed that this model carries its ownership watermark "
                "(members of tasks trained with watermarks claim theirs with `fl-agent "
                "watermark claim` once the task is complete).")
 else:
-    st.caption("Contributors who claimed that this model carries their watermark. Each "
-               "revealed its key; the key is checked here against the commitment it made "
-               "on chain before the model existed. The bits are the claimant's word until "
-               "you re-check them on the weights you bought: `fl-agent market show "
-               f"{model_id} --model model.safetensors`.")
+    st.caption("Members who claimed that this model carries their watermark, each revealing "
+               "its key. Checked here: the key is the one the member committed on chain "
+               "before round 1, of the task's kind, and the member had updates accepted. The "
+               "bits are the claimant's word until you re-check them on the weights you "
+               f"bought: `fl-agent market show {model_id} --model model.safetensors`.")
     st.dataframe(marks, hide_index=True, alt=f"Watermark claims on model {model_id}",
                  column_config={
-                     "contributor": Col.TextColumn("Contributor"),
+                     "claimant": Col.TextColumn("Claimant"),
                      "check": Col.TextColumn("Check"),
                      "bits": Col.TextColumn("Bits matched (claimed)"),
                      "chance_without": Col.NumberColumn(

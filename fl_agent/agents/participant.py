@@ -162,8 +162,16 @@ class ParticipantAgent:
             committed = self.fairfl.ledger.watermark_commitment(
                 self.task_id, self.address).commitment
             if committed == bytes(32):
-                receipts.append(self.fairfl.ledger.commit_watermark(
-                    self.task_id, commitment, sender=self.account))
+                try:
+                    receipts.append(self.fairfl.ledger.commit_watermark(
+                        self.task_id, commitment, sender=self.account))
+                except ContractRevertError as err:
+                    if err.error_name != "TaskLedgerTrainingStarted":
+                        raise
+                    # Joined after round 1 started (or it started between join and commit).
+                    self.log(f"[yellow]task {self.task_id} has started training: watermark "
+                             "keys are committed before round 1, so this participant's "
+                             "watermark can never be claimed[/]")
             elif committed != commitment:
                 raise ConfigError(
                     f"{self.address} committed another watermark key to task {self.task_id} "

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from fl_agent.cli.common import (
@@ -183,18 +184,27 @@ def _show_watermarks(fairfl: Any, store: Any, listing: Any, meta: Any,
         except FairFLError:
             return None
 
-    checks = check_claims(fairfl.ledger.watermark_claims(listing.task_id), fetch,
-                          model_sha256=listing.plaintext_hash, spec=spec, vector=vector)
-    if not checks:
-        console.print("Ownership watermarks: no contributor has claimed one.")
+    claims = fairfl.ledger.watermark_claims(listing.task_id)
+    if not claims:
+        console.print("Ownership watermarks: no member has claimed one.")
         return
-    table = Table(title="Ownership watermarks (contributors who claimed the model carries "
-                  "theirs)")
-    for col in ("contributor", "verdict", "bits", "chance without it"):
+    from fl_agent.agents.participant import load_task_document
+    from fl_agent.privacy.claims import task_facts
+
+    try:
+        plan = load_task_document(store, fairfl.ledger.task(listing.task_id).spec_cid).privacy
+    except FairFLError:
+        plan = None  # every claim is then refused: the task's kind of key is unknown
+    task = task_facts(listing.task_id, plan, fairfl.ledger.contributions(listing.task_id))
+    checks = check_claims(claims, fetch, task=task, model_sha256=listing.plaintext_hash,
+                          spec=spec, vector=vector)
+    table = Table(title="Ownership watermarks (members who claimed the model carries theirs)")
+    table.add_column("claimant", no_wrap=True, min_width=42)
+    for col in ("verdict", "bits", "chance without it"):
         table.add_column(col)
     table.add_column("claim document or what is wrong", overflow="fold")
     verdicts = {"verified": "[green]verified[/] on the weights given",
-                "committed": "[green]key matches commitment[/]; bits as claimed",
+                "claimed": "claimed: key matches its commitment, bits not re-checked",
                 "rejected": "[red]rejected[/]"}
     for check in checks:
         measured = check.rechecked
@@ -204,10 +214,10 @@ def _show_watermarks(fairfl: Any, store: Any, listing: Any, meta: Any,
         table.add_row(check.account, verdicts[check.verdict],
                       f"{matched}/{bits}" if bits else "",
                       f"{chance:.2g}" if chance is not None else "",
-                      "; ".join(check.problems) or check.claim_cid)
+                      escape("; ".join(check.problems) or check.claim_cid))
     console.print(table)
     if model_file is None:
-        console.print("The bits are each claimant's word; give --model with the downloaded "
+        console.print("The bits are each claimant's word: give --model with the downloaded "
                       "weights to re-check them.")
 
 

@@ -150,6 +150,10 @@ def watermark_claim(task_id: int, key_file: str, yes: bool, account: str, networ
                               "there is nothing to claim")
         if record.claimed:
             raise FairFLError(f"{address} already claimed its watermark in task {task_id}")
+        if address.lower() not in {a.lower() for a, amount in
+                                   fairfl.ledger.contributions(task_id).items() if amount}:
+            raise FairFLError(f"{address} had no update accepted in task {task_id}: readers "
+                              "would reject its claim")
         if record.commitment != commitment(key, address, task_id):
             raise FairFLError(f"{key_file} is not the key {address} committed to task "
                               f"{task_id} in block {record.block}: use the key file its "

@@ -10,10 +10,14 @@ the contract accepts once per member, from members in good standing that committ
 
 What each reader can check (:func:`check_claim`):
 
-* **everyone**, from the chain and the store alone: the document is well formed, names the
-  account and task of the ``WatermarkClaimed`` event, its key hashes to the commitment made
-  before the model existed, and it was verified against the model being sold (same SHA-256);
-  the bits it reports are the claimant's word;
+* **everyone**, from the chain and the store alone: the document is well formed and names
+  the account and task of the ``WatermarkClaimed`` event; its key hashes to the commitment
+  the account made before round 1 (the contract takes no commitment later, so no key can be
+  chosen to fit a model the task trained); the key is of the task's kind (the plan's bit
+  count, the default carrier: a shorter key, or one on a carrier of its choosing, would be
+  cheaper to fit to the initial weights); the claimant had at least one update accepted;
+  the document names the listing's weights (their SHA-256, which anyone can copy: it only
+  ties the claim to one model). The bits it reports are the claimant's word;
 * **whoever can read the model** (its members, its buyers with the downloaded weights): the
   bits themselves, with :func:`fl_agent.privacy.watermark.verify`.
 
@@ -25,7 +29,7 @@ everyone uses ``fl-agent watermark verify`` in front of that arbiter instead.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -46,10 +50,12 @@ from fl_agent.privacy.watermark_key import (
 if TYPE_CHECKING:
     from fl_agent.chain.records import WatermarkClaim
     from fl_agent.learning.models import ModelSpec
+    from fl_agent.privacy.plan import PrivacyPlan
 
-#: A check's outcome. ``verified``: re-verified on the model by this reader; ``committed``:
-#: everything a reader without the model can check holds; ``rejected``: something does not.
-Verdict = Literal["verified", "committed", "rejected"]
+#: A check's outcome. ``verified``: re-verified on the model by this reader; ``claimed``:
+#: everything a reader without the model can check holds, and the bits are the claimant's
+#: word; ``rejected``: something does not hold.
+Verdict = Literal["verified", "claimed", "rejected"]
 
 
 class WatermarkClaimDocument(Document):
@@ -95,10 +101,21 @@ def make_claim(key: WatermarkKey, account: str, task_id: int, model_plaintext: b
 
 
 @dataclass(frozen=True)
+class TaskFacts:
+    """What a reader knows of the task a claim is on, from the chain and its task document:
+    the bit count its plan gives every key (None: the task embeds no watermarks) and the
+    accounts that contributed at least one accepted update (lower case)."""
+
+    task_id: int
+    plan_bits: int | None
+    contributors: frozenset[str]
+
+
+@dataclass(frozen=True)
 class ClaimCheck:
     """One claim as a reader sees it. ``problems`` lists what failed (empty when nothing
-    did); ``reported`` is the claimant's word, ``rechecked`` this reader's own measurement
-    (None without the model)."""
+    did); ``reported_*`` is the claimant's word (None when it is not even well formed),
+    ``rechecked`` this reader's own measurement (None without the model)."""
 
     account: str
     claim_cid: str
@@ -111,7 +128,7 @@ class ClaimCheck:
     def verdict(self) -> Verdict:
         if self.problems:
             return "rejected"
-        return "verified" if self.rechecked is not None else "committed"
+        return "verified" if self.rechecked is not None else "claimed"
 
     @property
     def reported_p_value(self) -> float | None:
@@ -120,53 +137,80 @@ class ClaimCheck:
         return false_match_probability(self.reported_matched, self.reported_bits)
 
 
-def check_claim(raw: bytes | None, *, claim_cid: str, account: str, task_id: int,
-                committed: bytes, model_sha256: bytes, spec: ModelSpec | None = None,
+#: What a hostile document can raise on the way in: a malformed or absurdly nested key, a
+#: carrier the model does not have.
+_BAD_INPUT = (ConfigError, ValueError, RecursionError)
+
+
+def check_claim(raw: bytes | None, *, claim_cid: str, account: str, committed: bytes,
+                task: TaskFacts, model_sha256: bytes, spec: ModelSpec | None = None,
                 vector: np.ndarray | None = None) -> ClaimCheck:
     """Checks the claim document ``raw`` (None: the store does not have it) that ``account``
-    named in its ``WatermarkClaimed`` event for task ``task_id``, against its on-chain
-    ``committed`` key hash and the sold model's plaintext ``model_sha256``; with the model's
-    ``spec`` and weights ``vector``, re-verifies the bits too. Never raises on a bad claim:
-    what is wrong is in ``problems``."""
+    named in its ``WatermarkClaimed`` event, against its on-chain ``committed`` key hash,
+    the ``task`` and the sold model's plaintext ``model_sha256``; with the model's ``spec``
+    and weights ``vector``, re-verifies the bits too. Never raises on a bad claim: what is
+    wrong is in ``problems``."""
     if raw is None:
         return ClaimCheck(account, claim_cid, ("the claim document is not in the store",))
     try:
         document = WatermarkClaimDocument.from_json(raw)
-    except ConfigError as err:
-        return ClaimCheck(account, claim_cid, (str(err),))
+        key = document.watermark_key()
+    except _BAD_INPUT as err:
+        return ClaimCheck(account, claim_cid, (f"not a valid claim: {str(err)[:300]}",))
     problems = []
-    if document.account.lower() != account.lower() or document.task != task_id:
+    if document.account.lower() != account.lower() or document.task != task.task_id:
         problems.append(f"the document is {document.account}'s claim on task {document.task}, "
-                        f"not {account}'s on task {task_id}")
-    key = document.watermark_key()
-    if commitment(key, account, task_id) != committed:
+                        f"not {account}'s on task {task.task_id}")
+    if commitment(key, account, task.task_id) != committed:
         problems.append("the revealed key is not the one committed on chain")
+    if task.plan_bits is None:
+        problems.append(f"task {task.task_id} embeds no watermarks")
+    elif (key.bits, key.layer) != (task.plan_bits, None):
+        # A key of its own making (fewer bits, another carrier) is cheaper to grind.
+        problems.append(f"the key is not of the task's kind ({task.plan_bits} bits on the "
+                        f"default carrier; it has {key.bits} bits on "
+                        f"{key.layer or 'the default carrier'})")
+    if account.lower() not in task.contributors:
+        problems.append("the claimant contributed no accepted update to the task")
     if document.model_sha256 != model_sha256.hex():
-        problems.append("the claim was verified on other weights than the model sold")
-    if not (0 <= document.matched <= document.bits == key.bits):
+        problems.append("the claim names other weights than the model sold")
+    if not 0 <= document.matched <= document.bits == key.bits:
         problems.append(f"reports {document.matched} of {document.bits} bits for a "
                         f"{key.bits}-bit key")
+        return ClaimCheck(account, claim_cid, tuple(problems))
     rechecked = None
     if spec is not None and vector is not None and not problems:
         from fl_agent.privacy.watermark import verify  # torch: only for readers of the model
 
-        rechecked = verify(spec, vector, key)
-        if not rechecked.verified:
-            problems.append(f"the model carries {rechecked.matched} of {rechecked.bits} "
-                            "bits: not verified")
+        try:
+            rechecked = verify(spec, vector, key)
+        except _BAD_INPUT as err:
+            problems.append(f"cannot re-check on these weights: {str(err)[:300]}")
+        else:
+            if not rechecked.verified:
+                problems.append(f"the model carries {rechecked.matched} of "
+                                f"{rechecked.bits} bits: not verified")
     elif not problems and not passes(document.matched, document.bits):
         problems.append(f"reports only {document.matched} of {document.bits} bits")
     return ClaimCheck(account, claim_cid, tuple(problems), document.matched, document.bits,
                       rechecked)
 
 
-
 def check_claims(claims: Iterable[WatermarkClaim], fetch: Callable[[str], bytes | None], *,
-                 model_sha256: bytes, spec: ModelSpec | None = None,
+                 task: TaskFacts, model_sha256: bytes, spec: ModelSpec | None = None,
                  vector: np.ndarray | None = None) -> list[ClaimCheck]:
-    """:func:`check_claim` for each ``WatermarkClaimed`` of a task; ``fetch`` reads a claim
+    """:func:`check_claim` for each ``WatermarkClaimed`` of ``task``; ``fetch`` reads a claim
     document from the store (None when it cannot)."""
     return [check_claim(fetch(c.claim_cid), claim_cid=c.claim_cid, account=c.account,
-                        task_id=c.task_id, committed=c.commitment, model_sha256=model_sha256,
+                        committed=c.commitment, task=task, model_sha256=model_sha256,
                         spec=spec, vector=vector)
             for c in claims]
+
+
+def task_facts(task_id: int, plan: PrivacyPlan | None,
+               earned: Mapping[str, int]) -> TaskFacts:
+    """:class:`TaskFacts` from the task document's privacy ``plan`` and what each account
+    earned in the task (the ledger's credits: an account with none had no update accepted)."""
+    bits = plan.watermark.bits if plan is not None and plan.watermark is not None else None
+    return TaskFacts(task_id, bits,
+                     frozenset(a.lower() for a, amount in earned.items() if amount > 0))

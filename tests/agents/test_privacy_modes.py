@@ -139,7 +139,7 @@ def test_watermarks_verify_then_claimed_are_listed_on_the_model_for_sale(world, 
         deployments = tmp_path / "deployments"
         save_deployment(world.fairfl.deployment, deployments)
         env = {"FAIRFL_HOME": str(world.tmp), "FAIRFL_DEPLOYMENTS": str(deployments),
-               "FAIRFL_NETWORK": anvil_url, "COLUMNS": "250"}
+               "FAIRFL_NETWORK": anvil_url}
         return subprocess.run([sys.executable, "-m", "fl_agent.cli", *args],
                               capture_output=True, text=True, env={**os.environ, **env},
                               timeout=120)
@@ -185,10 +185,9 @@ def test_watermarks_verify_then_claimed_are_listed_on_the_model_for_sale(world, 
                              keys_dir=world.tmp / "keys")
     shown = cli("market", "show", str(listed.model_id))
     assert shown.returncode == 0, shown.stdout + shown.stderr
-    row = next(line for line in shown.stdout.splitlines() if owner.address in line
-               and "commitment" in line)
-    assert "key matches commitment" in row and re.search(r"\b3[0-2]/32\b", row)
-    assert event.claim_cid in shown.stdout.replace("│", "").replace(" ", "").replace("\n", "")
+    row = [line for line in shown.stdout.splitlines() if owner.address in line][-1]  # not payees
+    assert "claimed: key matches its" in row and re.search(r"\b3[0-2]/32\b", row), shown.stdout
+    assert event.claim_cid[:30] in row  # the cell folds the rest onto the next line
     weights = tmp_path / "model.safetensors"
     weights.write_bytes(read_task_model_bytes(
         world.fairfl, world.store, task_id, seller.address, member_key(world.fairfl, seller),
@@ -199,6 +198,22 @@ def test_watermarks_verify_then_claimed_are_listed_on_the_model_for_sale(world, 
     weights.write_bytes(weights.read_bytes() + b" ")
     wrong = cli("market", "show", str(listed.model_id), "--model", str(weights))
     assert wrong.returncode == 1 and "not this model's plaintext" in wrong.stdout
+
+
+def test_a_member_joining_after_round_one_trains_without_a_claimable_watermark(world):
+    task_id = private_task(world, "watermark", rounds=2)
+    early = [world.participant(task_id, i) for i in range(2)]
+    aggregator = world.aggregator_agent(task_id)
+    aggregator.step()  # round 1 opens
+    assert world.fairfl.ledger.task(task_id).current_round == 1
+    said: list[str] = []
+    late = world.participant(task_id, 2, log=said.append)  # joins; its commit is refused
+
+    assert world.fairfl.ledger.membership(task_id, late.address).joined
+    assert not world.fairfl.ledger.watermark_commitment(task_id, late.address).exists
+    assert any("watermark can never be claimed" in line for line in said), said
+    assert all(world.fairfl.ledger.watermark_commitment(task_id, p.address).exists
+               for p in early)
 
 
 @pytest.mark.parametrize("mode, settings, message", [

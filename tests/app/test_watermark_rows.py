@@ -36,8 +36,13 @@ def rows(monkeypatch: pytest.MonkeyPatch):
     import chain_data
     import rows as app_rows
 
+    from fl_agent.chain.records import TrainingMode
+    from fl_agent.privacy.plan import build_plan
+
     documents: dict[str, bytes] = {}
     monkeypatch.setattr(chain_data, "document", documents.get)
+    plans = {"bafks": build_plan(TrainingMode.WATERMARK)}  # the task document's plan
+    monkeypatch.setattr(chain_data, "task_plan", plans.get)
     return app_rows, documents
 
 
@@ -62,18 +67,22 @@ def test_claims_are_listed_with_what_a_reader_without_the_weights_can_check(rows
               event("WatermarkClaimed", 11, taskId=1, participant=CAROL,
                     commitment=committed[CAROL], claimCid="bafkcarol")]
     task = history.tasks(events)[1]
+    task.earned.update({ALICE.lower(): 10, BOB.lower(): 10})  # Carol had nothing accepted
     listing = history.ListingView(1, 1, ALICE, 10, "bafke", "bafkmeta",
                                   "0x" + hashlib.sha256(WEIGHTS).hexdigest(), 12, "0x01")
 
-    table = app_rows.watermarks(listing, task).set_index("contributor")
+    table = app_rows.watermarks(listing, task).set_index("claimant")
 
     assert list(table.index) == [ALICE, BOB, CAROL]
-    assert table.loc[ALICE, "check"] == "key matches its commitment"
+    assert table.loc[ALICE, "check"] == "claimed: key matches its commitment, bits not re-checked"
     assert table.loc[ALICE, "bits"] == "31/32"
     assert table.loc[ALICE, "chance_without"] == pytest.approx(33 / 2**32)
     assert table.loc[BOB, "check"].startswith("rejected: ")
     assert "not the one committed" in table.loc[BOB, "check"]
     assert "not in the store" in table.loc[CAROL, "check"]
+    documents["bafkcarol"] = make_claim(keys[CAROL], CAROL, 1, WEIGHTS, honest).to_json()
+    carol = app_rows.watermarks(listing, task).set_index("claimant").loc[CAROL, "check"]
+    assert "contributed no accepted update" in carol
 
     other = history.ListingView(2, 1, ALICE, 10, "bafke", "bafkmeta", "0x" + "00" * 32, 12,
                                 "0x02")
