@@ -6,9 +6,10 @@ equal bytes and so equal CIDs, and read strictly, so that a malformed one is a
 from __future__ import annotations
 
 import json
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import from_json
 
 from fl_agent.errors import ConfigError
 
@@ -30,3 +31,13 @@ class Document(BaseModel):
             return cls.model_validate_json(data)
         except (ValidationError, ConfigError) as err:
             raise ConfigError(f"not a valid {cls.KIND}: {err}") from err
+
+
+def parse_json(data: bytes | str) -> Any:
+    """JSON that anyone may have written (a store document, an update's header), parsed by
+    pydantic's parser, which limits nesting: ``json.loads`` recurses in C once per level,
+    raising RecursionError (not the ValueError callers expect) on deep nesting, or crashing
+    the process when a library has raised the recursion limit. Raises ValueError on bad
+    JSON or nesting deeper than the parser allows."""
+    return from_json(data)
+

@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from fl_agent.crypto.envelopes import Keyring
 from fl_agent.crypto.sealing import check_public_key, new_content_key, public_bytes
 from fl_agent.crypto.wallet_keys import derive_key, member_key_message
+from fl_agent.documents import parse_json
 from fl_agent.errors import FairFLError
 from fl_agent.storage.store import ContentStore
 
@@ -87,7 +88,7 @@ def published_key(store: ContentStore, metadata_cid: str) -> bytes | None:
     if not metadata_cid:
         return None
     try:
-        doc = json.loads(store.get(metadata_cid))
+        doc = parse_json(store.get(metadata_cid))
         public = bytes.fromhex(str(doc["x25519"]))
         check_public_key(public)
         return public

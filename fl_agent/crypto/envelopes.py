@@ -46,6 +46,7 @@ from fl_agent.crypto.sealing import (
     open_sealed_key,
     seal_key,
 )
+from fl_agent.documents import parse_json
 
 MODEL_MAGIC = b"FFLM"
 UPDATE_MAGIC = b"FFLU"
@@ -217,7 +218,7 @@ class Keyring:
     @classmethod
     def from_json(cls, data: bytes) -> Keyring:
         try:
-            doc: dict[str, Any] = json.loads(data)
+            doc: dict[str, Any] = parse_json(data)
             if doc.get("format") != KEYRING_FORMAT:
                 raise ValueError(f"format is {doc.get('format')!r}, expected {KEYRING_FORMAT!r}")
             ring = cls(int(doc["task"]), int(doc["epoch"]), bytes.fromhex(doc["aggregator_key"]),

@@ -32,6 +32,7 @@ import safetensors
 import torch
 from safetensors.numpy import save
 
+from fl_agent.documents import parse_json
 from fl_agent.errors import ConfigError, FairFLError
 from fl_agent.learning.models import ModelSpec, param_count, param_layout
 
@@ -121,12 +122,12 @@ def _check_names(spec: ModelSpec, names: set[str]) -> None:
 def _read_metadata(data: bytes) -> dict[str, object]:
     """The ``fairfl`` metadata entry of a document safetensors has already validated."""
     (header_length,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + header_length])
+    header = parse_json(data[8:8 + header_length])
     text = (header.get("__metadata__") or {}).get(METADATA_KEY)
     if text is None:
         raise WeightsError(f"not FairFL weights: no {METADATA_KEY!r} metadata entry")
     try:
-        metadata = json.loads(text)
+        metadata = parse_json(text)
     except ValueError as err:
         raise WeightsError(f"not FairFL weights: {METADATA_KEY!r} metadata is not JSON") from err
     if not isinstance(metadata, dict):

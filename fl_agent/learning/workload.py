@@ -32,6 +32,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from fl_agent.documents import parse_json
 from fl_agent.errors import ConfigError
 
 FORMAT = "fairfl-workload/1"
@@ -115,7 +116,7 @@ class Workload:
     @classmethod
     def from_json(cls, data: bytes) -> Workload:
         try:
-            doc = json.loads(data)
+            doc = parse_json(data)
             if doc.get("format") != FORMAT:
                 raise ValueError(f"format is {doc.get('format')!r}, expected {FORMAT!r}")
             steps = {str(k).lower(): int(v) for k, v in dict(doc["steps"]).items()}

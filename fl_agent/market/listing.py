@@ -12,7 +12,6 @@ seller (``keys_dir/<encrypted CID>.key``, mode 600) for its key agent to seal to
 
 from __future__ import annotations
 
-import json
 import os
 import struct
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from fl_agent.agents.participant import load_task_document, read_task_model_byte
 from fl_agent.chain.client import FairFL
 from fl_agent.chain.records import RoundResult, TaskStatus, TxReceipt
 from fl_agent.crypto.sealing import encrypt_content, new_content_key, plaintext_hash
-from fl_agent.documents import Document
+from fl_agent.documents import Document, parse_json
 from fl_agent.errors import ConfigError
 from fl_agent.learning.models import ModelSpec
 from fl_agent.storage.store import ContentStore
@@ -70,7 +69,7 @@ class ListingMetadata(Document):
 def tensor_layout(safetensors: bytes) -> tuple[TensorLayout, ...]:
     """The tensors a safetensors file declares, in header order (names, dtypes, shapes)."""
     (length,) = struct.unpack_from("<Q", safetensors)
-    header = json.loads(safetensors[8:8 + length])
+    header = parse_json(safetensors[8:8 + length])
     return tuple(TensorLayout(name=name, dtype=entry["dtype"], shape=tuple(entry["shape"]))
                  for name, entry in header.items() if name != "__metadata__")
 

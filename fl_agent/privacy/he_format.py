@@ -39,6 +39,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from fl_agent.documents import parse_json
 from fl_agent.errors import FairFLError
 
 UPDATE_FORMAT = "fairfl-ckks-update/1"
@@ -110,7 +111,7 @@ def unpack(data: bytes, expected_format: str, fields: Mapping[str, type],
 def _parse_header(raw: bytes, expected_format: str,
                   fields: Mapping[str, type]) -> dict[str, Any]:
     try:
-        header = json.loads(raw)
+        header = parse_json(raw)
     except ValueError as err:
         raise HEError(f"not a {expected_format} document: the header is not JSON") from err
     if not isinstance(header, dict) or canonical_json(header) != raw:

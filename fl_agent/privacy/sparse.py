@@ -89,6 +89,7 @@ import safetensors
 from numpy.typing import ArrayLike, NDArray
 from safetensors.numpy import save
 
+from fl_agent.documents import parse_json
 from fl_agent.errors import ConfigError
 from fl_agent.learning.models import ModelSpec, param_count, param_layout
 from fl_agent.learning.weights import HEADER_ALLOWANCE, WeightsError
@@ -531,14 +532,14 @@ def _parse(data: bytes, spec: ModelSpec, max_bytes: int | None, default_limit: i
     except Exception as err:  # the library raises SafetensorError, and others on odd input
         raise _unparsable(data, what, err) from err
     (header_length,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + header_length])
+    header = parse_json(data[8:8 + header_length])
     entries = header.get("__metadata__") or {}
     if set(entries) != {METADATA_KEY}:
         raise SparseError(f"not a FairFL {what}: the metadata must hold exactly one entry, "
                           f"{METADATA_KEY!r}; found {sorted(entries)}")
     text = entries[METADATA_KEY]
     try:
-        metadata = json.loads(text)
+        metadata = parse_json(text)
     except ValueError as err:
         raise SparseError(f"not a FairFL {what}: {METADATA_KEY!r} metadata is not JSON") \
             from err
@@ -566,7 +567,7 @@ def _unparsable(data: bytes, what: str, err: Exception) -> SparseError:
         return SparseError(f"truncated: the header claims {header_length:,} bytes, only "
                            f"{len(data) - 8:,} follow")
     try:
-        header = json.loads(data[8:8 + header_length])
+        header = parse_json(data[8:8 + header_length])
         end = max((int(v["data_offsets"][1]) for k, v in header.items()
                    if k != "__metadata__"), default=0)
     except Exception:  # not JSON, or not safetensors' layout: say what the library said

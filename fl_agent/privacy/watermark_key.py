@@ -19,6 +19,7 @@ import numpy as np
 from eth_abi import encode as abi_encode
 from eth_utils import is_address, keccak, to_checksum_address
 
+from fl_agent.documents import parse_json
 from fl_agent.errors import ConfigError
 
 #: Version of the scheme (key file, derivation, commitment); a new one changes the salts.
@@ -39,6 +40,8 @@ ALPHA = 1e-6
 #: Bounds on the bit count. Below 20 bits even a full match cannot reach ALPHA (2**-20 is
 #: just below 1e-6); 8 is allowed to measure capacity with.
 MIN_BITS, MAX_BITS = 8, 4096
+#: A key file is about 110 bytes (more with a layer name); anything far longer is not one.
+MAX_KEY_DOCUMENT = 4096
 
 
 @dataclass(frozen=True)
@@ -81,9 +84,15 @@ class WatermarkKey:
     @classmethod
     def from_json(cls, text: str | bytes) -> WatermarkKey:
         """Parses a key document; :class:`ConfigError` says what is wrong with a bad one."""
+        if len(text) > MAX_KEY_DOCUMENT:
+            # Also bounds the nesting that json's C parser would recurse into: a claim
+            # document reveals a key anyone wrote, and deep enough nesting overflows the
+            # C stack when a library has raised the recursion limit.
+            raise ConfigError(f"a watermark key file is at most {MAX_KEY_DOCUMENT} bytes, got "
+                              f"{len(text)}")
         try:
-            document = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            document = parse_json(text)
+        except ValueError as err:  # not JSON, not UTF-8, or nested past the parser's limit
             raise ConfigError(f"a watermark key file is JSON: {err}") from err
         if not isinstance(document, dict):
             raise ConfigError("a watermark key file is a JSON object with version, key, bits")

@@ -143,6 +143,8 @@ BAD = {
     "other format": lambda: craft(MLP, tensors(MLP), metadata(MLP, format="fairfl-weights/2")),
     "metadata not json": lambda: craft(MLP, tensors(MLP), {"fairfl": "{"}),
     "metadata not object": lambda: craft(MLP, tensors(MLP), {"fairfl": "[]"}),
+    # json.loads would raise RecursionError here, or crash under a raised recursion limit.
+    "metadata nested deep": lambda: craft(MLP, tensors(MLP), {"fairfl": "[" * 100_000}),
     "oversized": lambda: _with(extra=np.zeros(max_weights_bytes(MLP) // 4, np.float32)),
 }
 
