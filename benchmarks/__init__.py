@@ -73,3 +73,17 @@ def versions(*packages: str) -> dict[str, str | None]:
                                     ).stdout.strip().splitlines()[0] if anvil else None
     return found
 
+
+def progress_bar() -> Any:
+    """The benchmarks' progress display: description, bar, done of total, time elapsed."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn())
+

@@ -57,7 +57,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import machine, percentiles, publish
+from benchmarks import machine, percentiles, progress_bar, publish
 from benchmarks import versions as shared_versions
 
 #: Dev accounts: 0 deploys and creates the task, 1 aggregates, participant i is 2 + i.
@@ -175,13 +175,6 @@ def run(settings: LoadSettings, workdir: Path) -> dict[str, Any]:
     the run cost."""
     import psutil
     from ape import networks
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
 
     from fl_agent.chain.client import FairFL, load_project
     from fl_agent.chain.deployment import deploy_contracts, save_deployment
@@ -227,10 +220,8 @@ def run(settings: LoadSettings, workdir: Path) -> dict[str, Any]:
                              "--data", "digits", "--shard", f"{i}/{n}",
                              "--account", f"TEST::{FIRST_PARTICIPANT + i}",
                              "--poll-interval", str(settings.poll_interval))
-            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TimeElapsedColumn())
             stopped = None
-            with Progress(*columns) as progress:
+            with progress_bar() as progress:
                 joined = progress.add_task("participants joined", total=n)
                 rounds = progress.add_task("rounds finalized", total=settings.rounds)
                 try:

@@ -55,7 +55,7 @@ from typing import Any
 import click
 import numpy as np
 
-from benchmarks import machine, publish
+from benchmarks import machine, progress_bar, publish
 
 EVALUATION_SEEDS = (11, 12, 13)
 TUNING_SEEDS = (1, 2, 3)
@@ -479,13 +479,6 @@ def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no
          lr: float, dp_lr: float, clip: float, momentum: float, accountant: str,
          json_path: Path, plot_path: Path) -> None:
     import torch
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
 
     from fl_agent.simulation.config import SimulationConfig
     from fl_agent.simulation.offline import federation
@@ -503,9 +496,7 @@ def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no
     rows: list[dict[str, Any]] = []
     calibrations: list[dict[str, Any]] = []
     costs: list[dict[str, Any]] = []
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
-    with Progress(*columns) as progress:
+    with progress_bar() as progress:
         task = progress.add_task("rounds", total=len(plan) * rounds)
         for seed in seeds:
             fed = federation(SimulationConfig(

@@ -37,7 +37,7 @@ from typing import Any
 import click
 import numpy as np
 
-from benchmarks import machine, percentiles, publish
+from benchmarks import machine, percentiles, progress_bar, publish
 
 #: Share of honest clients in a synthetic round; the rest cycle through these attacks.
 HONEST_SHARE = 0.7
@@ -281,13 +281,6 @@ def _ints(_: Any, __: Any, value: str) -> list[int]:
 def main(clients: int, sizes: list[int], federation: bool, federation_clients: int,
          federation_rounds: int, attacks: str, malicious: float, seed: int,
          json_path: Path) -> None:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
 
     from fl_agent.simulation.attacks import ATTACKS as SIMULATED
 
@@ -299,8 +292,7 @@ def main(clients: int, sizes: list[int], federation: bool, federation_clients: i
     if any(size < 1 for size in sizes):
         raise click.BadParameter("sizes must be positive", param_hint="--sizes")
     about = machine()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn()) as progress:
+    with progress_bar() as progress:
         result = {
             "machine": about,
             "rounds": [measure_round(clients, size, seed, progress) for size in sizes],

@@ -53,7 +53,7 @@ from typing import Any
 import click
 import numpy as np
 
-from benchmarks import machine, publish
+from benchmarks import machine, progress_bar, publish
 
 EVALUATION_SEEDS = (11, 12, 13)
 METHODS = ("topk", "topk-tensor", "magnitude")
@@ -421,13 +421,6 @@ def _help(text: str) -> str:
 def main(seeds: str, ratios: str, methods: list[str], strategies: list[str], clients: int,
          rounds: int, attack: str, json_path: Path, plot_path: Path) -> None:
     import torch
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
 
     from fl_agent.errors import ConfigError
     from fl_agent.simulation.config import attack_settings
@@ -450,9 +443,7 @@ def main(seeds: str, ratios: str, methods: list[str], strategies: list[str], cli
     started = time.time()
     about = machine()
     rows = []
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
-    with Progress(*columns) as progress:
+    with progress_bar() as progress:
         task = progress.add_task("runs", total=len(plan))
         for seed, method, ratio, strategy in plan:
             progress.update(task, description=f"seed {seed} {method} {ratio:g} {strategy}")

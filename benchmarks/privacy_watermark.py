@@ -49,7 +49,7 @@ from typing import Any
 import click
 import numpy as np
 
-from benchmarks import machine, publish
+from benchmarks import machine, progress_bar, publish
 
 EVALUATION_SEEDS = (11, 12, 13)
 TUNING_SEEDS = (1, 2, 3)
@@ -457,13 +457,6 @@ def main(seeds: str, bits_text: str, tune: bool, margins: str | None, strengths:
          layers: str, rounds: int, fine_tune_steps: int, wrong_keys: int, fairfl: bool,
          json_path: Path | None, plot_path: Path) -> None:
     import torch
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
 
     from fl_agent.privacy import watermark
 
@@ -486,8 +479,7 @@ def main(seeds: str, bits_text: str, tune: bool, margins: str | None, strengths:
     runs = 2 + 2 * len(grid) if tune else 1 + len(bits_list) + 2 * fairfl
     about = machine()
     rows = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn()) as progress:
+    with progress_bar() as progress:
         task = progress.add_task("federated rounds", total=len(seed_list) * runs * rounds)
         for number in seed_list:
             seed = Seed(number, rounds, lambda: progress.advance(task))

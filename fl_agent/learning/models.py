@@ -253,6 +253,21 @@ def check_vector(vector: np.ndarray, expected_length: int) -> np.ndarray:
     return array.astype(np.float32, copy=False)
 
 
+def finite_vector(value: Any, name: str,
+                  nonfinite: type[Exception] = ConfigError) -> np.ndarray:
+    """``value`` as a non-empty float64 1-D array: :class:`ConfigError` if it is not one,
+    ``nonfinite`` (a module's own error) if it holds NaN or infinite values."""
+    try:
+        vector = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{name} must be a numeric vector: {err}") from err
+    if vector.ndim != 1 or vector.size == 0:
+        raise ConfigError(f"{name} must be a non-empty 1-D vector, got shape {vector.shape}")
+    if not np.all(np.isfinite(vector)):
+        raise nonfinite(f"{name} contains NaN or infinite values")
+    return vector
+
+
 def vector_to_params(model: nn.Module, vector: np.ndarray) -> None:
     """Copies ``vector`` into ``model``'s parameters; its length must match exactly."""
     expected = sum(p.numel() for p in model.parameters())

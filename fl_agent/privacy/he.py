@@ -73,12 +73,12 @@ import tenseal.sealapi as sealapi
 from numpy.typing import ArrayLike, NDArray
 
 from fl_agent.errors import ConfigError
+from fl_agent.learning.models import finite_vector
 from fl_agent.privacy.he_context import (
     CKKSParameters,
     EncryptedUpdate,
     PublicContext,
     _as_context,
-    _as_vector,
     _check_fingerprint,
     _checked_ciphertext,
     _load_context,
@@ -121,7 +121,7 @@ def encrypted_scalars(public_context: PublicContext | bytes,
     the same inputs give the same bytes."""
     context = _as_context(public_context)
     evaluator, _ = context._arithmetic()
-    direction = _as_vector(reference, "reference")
+    direction = finite_vector(reference, "reference", HEError)
     if not np.any(direction):
         raise HEError("the reference direction is zero: FLTrust gives every update zero "
                       "trust, there is nothing to compute")
@@ -162,7 +162,7 @@ def weighted_sum(public_context: PublicContext | bytes,
     never touched). Deterministic: the key holder can recompute it to check it."""
     context = _as_context(public_context)
     evaluator, _ = context._arithmetic()
-    factors = _as_vector(weights, "weights")
+    factors = finite_vector(weights, "weights", HEError)
     if not np.any(factors):
         raise ConfigError("every weight is 0: nothing to aggregate (keep the global model)")
     total: list[Any] | None = None
@@ -339,8 +339,8 @@ def fltrust_round(key_holder: KeyHolder, global_params: ArrayLike,
     model trained from ``global_params`` on its validation data. ``verify`` makes the key
     holder recompute the weighted sum before decrypting it."""
     context = key_holder.public
-    global_vector = _as_vector(global_params, "global_params")
-    reference = _as_vector(server_params, "server_params") - global_vector
+    global_vector = finite_vector(global_params, "global_params", HEError)
+    reference = finite_vector(server_params, "server_params", HEError) - global_vector
     if reference.shape != global_vector.shape:
         raise ConfigError("server_params and global_params must have the same length")
     reference_norm = float(np.linalg.norm(reference))

@@ -21,6 +21,7 @@ import tenseal.sealapi as sealapi
 from numpy.typing import ArrayLike, NDArray
 
 from fl_agent.errors import ConfigError
+from fl_agent.learning.models import finite_vector
 from fl_agent.privacy.he_format import (
     CIPHERTEXT_OVERHEAD,
     MAX_HEADER_BYTES,
@@ -194,18 +195,6 @@ def _check_fingerprint(header: dict[str, Any], fingerprint: str, what: str) -> N
                       "arithmetic (TenSEAL would compute garbage from it)")
 
 
-def _as_vector(values: ArrayLike, what: str) -> FloatArray:
-    try:
-        vector = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{what} must be a numeric vector: {err}") from err
-    if vector.ndim != 1 or vector.size == 0:
-        raise ConfigError(f"{what} must be a non-empty 1-D vector, got shape {vector.shape}")
-    if not np.all(np.isfinite(vector)):
-        raise HEError(f"{what} holds NaN or infinite values")
-    return vector
-
-
 # ------------------------------------------------------------------------------- participant
 
 
@@ -218,7 +207,7 @@ def encrypt_update(public_context: PublicContext | bytes, delta: ArrayLike) -> b
     infinite values, or a delta too long for the context to square
     (``PublicContext.max_squared_norm``)."""
     context = _as_context(public_context)
-    vector = _as_vector(delta, "delta")
+    vector = finite_vector(delta, "delta", HEError)
     squared = float(vector @ vector)
     if squared > context.max_squared_norm:
         raise HEError(f"delta's squared norm {squared:.3g} is more than this context carries "

@@ -91,7 +91,7 @@ from safetensors.numpy import save
 
 from fl_agent.documents import parse_json
 from fl_agent.errors import ConfigError
-from fl_agent.learning.models import ModelSpec, param_count, param_layout
+from fl_agent.learning.models import ModelSpec, finite_vector, param_count, param_layout
 from fl_agent.learning.weights import HEADER_ALLOWANCE, WeightsError
 
 FORMAT = "fairfl-sparse-delta/1"
@@ -262,7 +262,7 @@ def magnitude_prune(local_params: ArrayLike, ratio: float, spec: ModelSpec | Non
     """The local model with its ``ratio`` smallest-magnitude weights zeroed (over the whole
     model, or per tensor of ``spec``), as the sparse vector of the weights that remain
     (``base="zero"``)."""
-    local = _vector("local_params", local_params)
+    local = finite_vector(local_params, "local_params", SparseError)
     chosen = choose_entries(local, ratio, spec)
     return SparseDelta(chosen, local[chosen].astype(np.float32), local.size, "zero")
 
@@ -272,7 +272,7 @@ def densify(delta: SparseDelta, global_params: ArrayLike) -> NDArray[np.floating
     (float32 for integer input): the global model plus the entries for ``base="global"``,
     the entries on zeros for ``base="zero"``. This is what aggregation strategies take."""
     raw = np.asarray(global_params)
-    g = _vector("global_params", raw)
+    g = finite_vector(raw, "global_params", SparseError)
     if g.size != delta.length:
         raise ConfigError(f"the sparse delta has length {delta.length}, the global model "
                           f"{g.size}")
@@ -445,22 +445,10 @@ def _readonly(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def _vector(name: str, value: ArrayLike) -> NDArray[np.float64]:
-    try:
-        vector = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{name} must be a numeric vector: {err}") from err
-    if vector.ndim != 1 or vector.size == 0:
-        raise ConfigError(f"{name} must be a non-empty 1-D vector, got shape {vector.shape}")
-    if not np.all(np.isfinite(vector)):
-        raise SparseError(f"{name} contains NaN or infinite values")
-    return vector
-
-
 def _pair(global_params: ArrayLike, local_params: ArrayLike
           ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    g = _vector("global_params", global_params)
-    local = _vector("local_params", local_params)
+    g = finite_vector(global_params, "global_params", SparseError)
+    local = finite_vector(local_params, "local_params", SparseError)
     if local.size != g.size:
         raise ConfigError(f"local_params has length {local.size}, global_params {g.size}")
     return g, local

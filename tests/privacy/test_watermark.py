@@ -38,12 +38,7 @@ def key(byte: int, bits: int = 64, layer: str | None = None) -> WatermarkKey:
     return WatermarkKey(bytes([byte]) * 32, bits, layer)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
