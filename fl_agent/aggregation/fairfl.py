@@ -400,6 +400,12 @@ class FairFL(Strategy):
     trigger_share: float = 0.2
     name: ClassVar[str] = "fairfl"
 
+    def cluster(self, similarity: FloatArray, eps: float) -> NDArray[np.intp]:
+        """Step 3: a cluster label per update (``-1``: noise) from their pairwise cosine
+        similarities, with DBSCAN at radius ``eps``. The paper's clustering ablation
+        (``benchmarks/ablation.py``) swaps this method for other clusterings."""
+        return dbscan_labels(similarity, eps, self.min_samples)
+
     def __post_init__(self) -> None:
         if isinstance(self.min_samples, bool) or not isinstance(self.min_samples, int) \
                 or self.min_samples < 2:
@@ -548,7 +554,7 @@ class FairFL(Strategy):
                                   self.eps_scale, cap)
         else:
             eps = min(float(self.eps), cap)
-        labels = dbscan_labels(pool_similarity, eps, self.min_samples)
+        labels = self.cluster(pool_similarity, eps)
         pool_index = candidates[pool]
         label_map = {int(i): int(lab) for i, lab in zip(pool_index, labels, strict=True)}
 
