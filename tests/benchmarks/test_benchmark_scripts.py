@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -123,6 +124,73 @@ def test_the_rule_alone_benchmark_compares_every_rule_with_the_perfect_detector(
     assert all((r["asr"] is None) == (r["attack"] not in ("backdoor", "targeted_flip"))
                for r in rows)
     assert "| sign_flip |" in table and "perfect detector" in table
+
+
+def test_the_sweep_resumes_and_reports_every_cell_with_its_heat_maps(tmp_path):
+    runs, out = tmp_path / "runs.jsonl", tmp_path / "sweep.json"
+    grid = ["--datasets", "breast_cancer", "--attacks", "none,sign_flip", "--alphas", "0.5",
+            "--malicious", "0.3", "--rules", "fairfl,median", "--seeds", "101", "--rounds",
+            "2", "--workers", "1", "--runs", str(runs), "--json", str(out),
+            "--plots", str(tmp_path)]
+    table = run("benchmarks.sweep", *grid)
+    lines = runs.read_text().splitlines()
+    # none runs once per α (no attackers), sign_flip once per share; two rules, one seed
+    assert len(lines) == 4
+    result = json.loads(out.read_text())
+    assert [(c["attack"], c["malicious"]) for c in result["cells"]] == [
+        ("none", 0.0), ("sign_flip", 0.3)]
+    assert set(result["cells"][1]["rules"]) == {"fairfl", "median"}
+    assert len(result["goal"]) == 2 and "within 1 point of the best rule" in table
+    assert (tmp_path / "sweep_breast_cancer_fpr.png").stat().st_size > 0
+    run("benchmarks.sweep", *grid)  # resumes: nothing to run again
+    assert runs.read_text().splitlines() == lines
+    assert "unknown rule 'nope'" in run_fails("benchmarks.sweep", "--rules", "fairfl,nope")
+    assert "unknown dataset" in run_fails("benchmarks.sweep", "--datasets", "mnist")
+
+
+def test_the_ablation_swaps_fairfls_clustering(tmp_path):
+    out = tmp_path / "ablation.json"
+    table = run("benchmarks.ablation", "--datasets", "breast_cancer", "--attacks", "sign_flip",
+                "--alphas", "0.5", "--malicious", "0.3", "--rules", "dbscan,kmeans,none",
+                "--seeds", "101", "--rounds", "1", "--workers", "1", "--runs",
+                str(tmp_path / "runs.jsonl"), "--json", str(out), "--plots", str(tmp_path))
+    (cell,) = json.loads(out.read_text())["cells"]
+    assert set(cell["rules"]) == {"dbscan", "kmeans", "none"}
+    assert "dbscan within 1 point" in table
+
+
+def test_the_fidelity_benchmark_ranks_every_estimator_against_exact_shapley(tmp_path):
+    out = tmp_path / "fidelity.json"
+    table = run("benchmarks.fidelity", "--seeds", "101", "--rounds", "1", "--measure", "1",
+                "--clients", "4", "--json", str(out))
+    result = json.loads(out.read_text())
+    assert {r["setting"] for r in result["rounds"]} == {"clean", "25 % label flippers"}
+    assert all(len(r["players"]) in (3, 4) for r in result["rounds"])
+    for row in result["rounds"]:
+        assert set(row["spearman"]) == {"shapley-40", "leave-one-out", "data size", "paid"}
+        # 3 or 4 players have at most 24 orders: the sampler takes every one of them, so
+        # it is exact and must agree with the subset formula.
+        np.testing.assert_allclose(row["estimates"]["shapley-40"], row["exact"], atol=1e-12)
+        assert sum(row["exact"]) == pytest.approx(sum(row["estimates"]["shapley-40"]),
+                                                  abs=1e-9)  # both are efficient
+    assert "exact (2^n subsets)" in table
+    assert "--clients" in run_fails("benchmarks.fidelity", "--clients", "20")
+
+
+def test_the_scale_benchmark_times_every_rule_and_the_store_against_sha256(tmp_path):
+    out = tmp_path / "scale.json"
+    table = run("benchmarks.scale", "--clients", "6,12", "--params", "2000",
+                "--rules", "fairfl,median", "--storage-mb", "1", "--repeat", "1",
+                "--json", str(out))
+    result = json.loads(out.read_text())
+    assert {(r["rule"], r["clients"]) for r in result["aggregation"]} == {
+        (rule, n) for rule in ("fairfl", "median", "copy groups") for n in (6, 12)}
+    fairfl = [r for r in result["aggregation"] if r["rule"] == "fairfl"]
+    assert all(r["gate_calls"] > 0 and r["peak_mb"] > 0 for r in fairfl)
+    (store,) = result["storage"]
+    assert set(store["mb_per_s"]) == {"sha256", "add", "get"}
+    assert "growth in clients" in table and "add / sha256" in table
+    assert "unknown rule" in run_fails("benchmarks.scale", "--rules", "nope")
 
 
 def test_the_closeness_harness_measures_copies_against_honest_pairs(tmp_path):
