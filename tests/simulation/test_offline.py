@@ -98,6 +98,20 @@ def test_three_accounts_on_the_same_data_earn_what_one_would(eight_clients):
     assert run.test_accuracy >= honest.test_accuracy - 0.01
 
 
+def test_an_account_that_copies_anothers_data_does_not_earn_double(eight_clients):
+    """A newcomer trains on a copy of the subject's data (with its own seed): the two are
+    grouped as copies, so together they earn what the subject alone did (within 2 %), not
+    twice that, and the copier takes at most about half."""
+    from dataclasses import replace
+
+    fed, subject, honest = eight_clients
+    copier = replace(fed.clients[subject], seed=fed.clients[subject].seed + 500)
+    run = run_offline(fed, [*fed.clients, copier])
+    alone = _share(honest, [subject])
+    assert _share(run, [subject, 8]) <= 1.02 * alone
+    assert _share(run, [8]) <= 0.6 * alone
+
+
 def test_the_harness_sees_what_the_old_rule_paid_for_a_lie(eight_clients):
     """The control: the rule before issue 11, on the same clients, pays the liar more than
     twice its honest share."""

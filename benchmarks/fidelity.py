@@ -1,0 +1,222 @@
+"""Contribution-score fidelity: how well the scores the aggregator pays by rank the
+participants, against exact Shapley values, and what each costs.
+
+Offline runs (:mod:`fl_agent.simulation.offline`) of 8 clients on digits (MLP, Dirichlet
+α = 0.5, FairFL, 20 rounds, no blacklist), clean and with 25 % label flippers, on the
+evaluation seeds. In the measured rounds, the game is the one the aggregator scored
+(:func:`fl_agent.aggregation.rounds.decide_round`): the players are the accepted updates,
+copies grouped as one player, weighted by the capped claims, and a set's value is the
+validation accuracy of the strategy's combination of its updates (the empty set: the
+current global model). Rounds with fewer than 3 players are skipped.
+
+* **exact**: the Shapley formula over all ``2^n`` subsets, written here independently of
+  the library's permutation sampler: ``phi_i = sum_S |S|! (n-|S|-1)! / n! (v(S+i) - v(S))``;
+* **shapley-40**: the aggregator's estimate, 40 random permutations seeded by the round
+  (exact when ``n! <= 40``), before it is clipped at 0;
+* **leave-one-out**: ``v(all) - v(all - i)``, the other scoring a task can choose, before
+  clipping;
+* **data size**: the players' weights alone (what a reward by data size ranks by);
+* **paid**: the parts per million the ledger pays (half by weight, half by the clipped
+  Shapley estimate).
+
+Per estimator: Spearman's correlation with the exact values in each measured round (a
+round whose exact values are all equal ranks nobody and is counted apart; an estimator
+that is constant where they are not scores 0), and its seconds on a cold cache. Goal:
+Spearman ≥ 0.8.
+
+    python -m benchmarks.fidelity                       # seeds 11-13, rounds 1, 2, 5, 10, 20
+    python -m benchmarks.fidelity --seeds 11 --rounds 2 --measure 1,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks import machine, progress_bar, publish
+from benchmarks.held_out import EVALUATION_SEEDS
+from fl_agent.aggregation.base import Strategy
+from fl_agent.aggregation.rounds import RoundDecision, round_weights
+from fl_agent.aggregation.scoring import shapley_values, subset_value
+from fl_agent.simulation.config import SimulationConfig
+from fl_agent.simulation.offline import decide_as_on_chain, federation, run_offline
+
+ESTIMATORS = ("shapley-40", "leave-one-out", "data size", "paid")
+SETTINGS = {"clean": {"attack": "none"},
+            "25 % label flippers": {"attack": "label_flip", "malicious": 0.25}}
+GOAL = 0.8
+
+
+def exact_shapley(value: Callable[[Sequence[int]], float], n: int) -> np.ndarray:
+    """Shapley values of players ``0..n-1`` by the subset formula (``2^n`` values)."""
+    values = {}
+    for size in range(n + 1):
+        for subset in itertools.combinations(range(n), size):
+            values[subset] = value(list(subset))
+    phi = np.zeros(n)
+    for subset, v in values.items():
+        weight = math.factorial(len(subset)) * math.factorial(n - len(subset) - 1) \
+            if len(subset) < n else 0
+        for i in range(n):
+            if i not in subset:
+                phi[i] += weight * (values[tuple(sorted((*subset, i)))] - v)
+    return phi / math.factorial(n)
+
+
+def _timed(make: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.perf_counter()
+    result = make()
+    return result, time.perf_counter() - start
+
+
+def score_round(strategy: Strategy, global_params: np.ndarray, updates: np.ndarray,
+                claims: np.ndarray, score: Callable[[np.ndarray], float],
+                decision: RoundDecision, round_number: int) -> dict[str, Any] | None:
+    """Every estimator and the exact values on the game the aggregator scored in this round
+    (its accepted updates, copies as one player, its capped weights), each on a fresh
+    cache; None when fewer than 3 players were accepted."""
+    accepted = list(decision.accepted)
+    weights, groups = round_weights(global_params, updates, claims, accepted)
+    members: dict[int, list[int]] = {}
+    for i in accepted:
+        members.setdefault(int(groups[i]), []).append(i)
+    players = sorted(members)
+    if len(players) < 3:
+        return None
+
+    def fresh() -> Callable[[Sequence[int]], float]:
+        value = subset_value(strategy, global_params, updates, weights, score)
+        return lambda chosen: value([i for k in chosen for i in members[players[k]]])
+
+    n = len(players)
+    exact, exact_s = _timed(lambda: exact_shapley(fresh(), n))
+    shapley, shapley_s = _timed(lambda: shapley_values(fresh(), range(n), num_permutations=40,
+                                                       seed=round_number))
+
+    def leave_one_out() -> list[float]:
+        value = fresh()
+        everyone = value(list(range(n)))
+        return [everyone - value([k for k in range(n) if k != j]) for j in range(n)]
+
+    loo, loo_s = _timed(leave_one_out)
+    estimates = {"shapley-40": [shapley[k] for k in range(n)], "leave-one-out": loo,
+                 "data size": [float(weights[members[p]].sum()) for p in players],
+                 "paid": [float(sum(decision.shares[i] for i in members[p])) for p in players]}
+    return {"players": [members[p] for p in players], "exact": exact.tolist(),
+            "estimates": estimates,
+            "seconds": {"exact": exact_s, "shapley-40": shapley_s, "leave-one-out": loo_s}}
+
+
+def spearman(estimate: Sequence[float], exact: Sequence[float]) -> float | None:
+    """Spearman's rank correlation (ties share their mean rank); None when the exact values
+    do not rank the players (all equal), 0 when the estimate ranks nobody where they do."""
+    from scipy.stats import spearmanr
+
+    truth = np.round(np.asarray(exact, dtype=float), 12)  # float noise is no ranking
+    if np.ptp(truth) == 0:
+        return None
+    if np.ptp(estimate) == 0:
+        return 0.0
+    return float(spearmanr(estimate, truth).statistic)
+
+
+def measure(seeds: Sequence[int], rounds: int, measured: Sequence[int],
+            clients: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    jobs = [(name, seed) for name in SETTINGS for seed in seeds]
+    with progress_bar() as bar:
+        task = bar.add_task("runs", total=len(jobs))
+        for name, seed in jobs:
+            config = SimulationConfig(clients=clients, seed=seed, rounds=rounds,
+                                      **{"malicious": 0.0, **SETTINGS[name]})
+            fed = federation(config)
+            bad = [i for i, c in enumerate(fed.clients) if c.malicious]
+
+            def decide(strategy: Strategy, params: np.ndarray, updates: np.ndarray,
+                       claims: np.ndarray, *, name: str = name, seed: int = seed,
+                       bad: list[int] = bad, **options: Any) -> RoundDecision:
+                decision = decide_as_on_chain(strategy, params, updates, claims, **options)
+                number = options["round_number"]
+                if number in measured:
+                    row = score_round(strategy, params, updates, claims, options["score"],
+                                      decision, number)
+                    if row is not None:
+                        row.update(setting=name, seed=seed, round=number, attackers=bad,
+                                   spearman={k: spearman(v, row["exact"])
+                                             for k, v in row["estimates"].items()})
+                        rows.append(row)
+                return decision
+
+            run_offline(fed, decide=decide, blacklist=False)
+            bar.advance(task)
+    return rows
+
+
+def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in SETTINGS:
+        got = [r for r in rows if r["setting"] == name]
+        entry: dict[str, Any] = {"rounds": len(got)}
+        for estimator in ESTIMATORS:
+            values = [r["spearman"][estimator] for r in got
+                      if r["spearman"][estimator] is not None]
+            entry[estimator] = {
+                "median": float(np.median(values)) if values else None,
+                "min": min(values) if values else None,
+                "at_least_goal": sum(v >= GOAL for v in values), "ranked": len(values)}
+        for estimator in ("exact", "shapley-40", "leave-one-out"):
+            entry[f"{estimator}_seconds"] = float(np.median([r["seconds"][estimator]
+                                                             for r in got])) if got else None
+        out[name] = entry
+    return out
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = ["| setting | estimator | Spearman with exact Shapley, median (min) | rounds ≥ 0.8 | "
+             "seconds per round (median) |", "| --- | --- | --- | --- | --- |"]
+    for name, entry in result["summary"].items():
+        for estimator in ESTIMATORS:
+            e = entry[estimator]
+            rho = "–" if e["median"] is None else f"{e['median']:.2f} ({e['min']:.2f})"
+            seconds = entry.get(f"{estimator}_seconds")
+            lines.append(f"| {name} | {estimator} | {rho} | {e['at_least_goal']} of "
+                         f"{e['ranked']} | {'–' if seconds is None else f'{seconds:.2f}'} |")
+        if entry["exact_seconds"] is not None:
+            lines.append(f"| {name} | exact (2^n subsets) | 1 | | "
+                         f"{entry['exact_seconds']:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", default=",".join(map(str, EVALUATION_SEEDS[:3])))
+    parser.add_argument("--rounds", type=int, default=20, help="rounds per run")
+    parser.add_argument("--measure", default="1,2,5,10,20",
+                        help="the rounds whose game is scored every way")
+    parser.add_argument("--clients", type=int, default=8,
+                        help="clients (the exact values take 2^clients evaluations)")
+    parser.add_argument("--json", type=Path, default=Path("reports/bench/fidelity.json"))
+    args = parser.parse_args(argv)
+    if not 3 <= args.clients <= 12:
+        parser.error("--clients must be between 3 and 12 (exact Shapley takes 2^n values)")
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+        measured = [int(r) for r in args.measure.split(",")]
+    except ValueError:
+        parser.error("--seeds and --measure take comma-separated integers")
+    rows = measure(seeds, args.rounds, measured, args.clients)
+    result = {"machine": machine(), "clients": args.clients, "seeds": seeds,
+              "measured_rounds": measured, "summary": summary(rows), "rounds": rows}
+    publish(result, args.json, markdown(result))
+
+
+if __name__ == "__main__":
+    main()

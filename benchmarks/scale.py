@@ -1,0 +1,247 @@
+"""Scale: how each rule's aggregation time and memory grow with clients and parameters, and
+how fast the embedded store adds and gets content against the speed of hashing it.
+
+**Aggregation.** A synthetic round per size: a global model of ``d`` float32 parameters and
+``n`` updates, 70 % honest (a shared step plus noise) and 30 % sign-flipped. Each rule's
+``aggregate`` is timed (wall clock, best of ``--repeat``) with its peak of traced memory
+(``tracemalloc``, which numpy reports to). FairFL's validation gate reads a stand-in score
+(each of 64 "examples" scores minus the squared distance to its own optimum on 4,096 fixed
+coordinates), so the times are the rule's own work; the number of gate calls is reported,
+and each costs one forward pass of the real model on the validation split. FLTrust's server
+update is a stand-in step too. ``copy groups`` is the aggregator's other per-round pass
+over the updates (:func:`fl_agent.aggregation.rounds.round_weights`, run twice a round).
+Contribution scoring is not included: its cost is in ``benchmarks.fidelity``.
+
+**Storage.** :class:`fl_agent.storage.local.LocalStore` ``add`` (CID, atomic write, fsync)
+and ``get`` (read, CID check) of random bytes, 1 MB to 500 MB, against ``hashlib.sha256``
+of the same bytes on the same machine: the ceiling, as both must hash every byte.
+
+    python -m benchmarks.scale
+    python -m benchmarks.scale --clients 10,20 --params 10000 --storage-mb 1 --repeat 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks import machine, progress_bar, publish
+from benchmarks.rule_alone import RULES
+from fl_agent.aggregation import get_strategy
+from fl_agent.aggregation.base import Strategy
+from fl_agent.aggregation.rounds import round_weights
+
+CLIENTS = (10, 50, 100, 200)
+PARAMS = (10_000, 100_000, 1_000_000, 10_000_000)
+#: Sizes above this many update values (n x d, 800 MB of float32) are skipped.
+MAX_VALUES = 200_000_000
+STORAGE_MB = (1, 10, 100, 500)
+COPY_GROUPS = "copy groups"
+
+
+def synthetic_round(n: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                              np.ndarray]:
+    """The global model, ``n`` updates (the last 30 % sign-flipped), sample counts and the
+    honest step direction."""
+    rng = np.random.default_rng(seed)
+    g = rng.standard_normal(d, dtype=np.float32)
+    step = rng.standard_normal(d, dtype=np.float32)
+    step *= 0.5 / np.linalg.norm(step)  # a step of norm 0.5
+    updates = np.empty((n, d), dtype=np.float32)
+    bad = int(0.3 * n)
+    for i in range(n):
+        noise = rng.standard_normal(d, dtype=np.float32) * (0.8 * float(np.abs(step).mean()))
+        delta = step + noise
+        updates[i] = g - delta if i >= n - bad else g + delta
+    samples = rng.integers(30, 120, size=n).astype(np.float64)
+    return g, updates, samples, step
+
+
+def stand_in_gate(g: np.ndarray, step: np.ndarray, seed: int = 1) -> Callable[[np.ndarray],
+                                                                              np.ndarray]:
+    rng = np.random.default_rng(seed)
+    where = rng.choice(g.size, size=min(4096, g.size), replace=False)
+    optima = (g[where] + step[where])[None, :] + rng.normal(
+        scale=float(np.abs(step[where]).mean()), size=(64, where.size))
+
+    def gate(params: np.ndarray) -> np.ndarray:
+        return -np.square(optima - np.asarray(params, dtype=np.float64)[where]).sum(axis=1)
+
+    return gate
+
+
+def strategy_for(rule: str, g: np.ndarray, step: np.ndarray) -> Strategy:
+    if rule == "fltrust":
+        return get_strategy("fltrust", server_update=lambda params: params + step)
+    return get_strategy(rule)
+
+
+class _Counted:
+    """A gate that counts its calls."""
+
+    def __init__(self, gate: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.gate, self.calls = gate, 0
+
+    def __call__(self, params: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        return self.gate(params)
+
+
+def _measured(work: Callable[[], Any], repeat: int) -> tuple[float, float]:
+    """Best wall time of ``repeat`` calls, and the traced memory peak of the first, MB."""
+    tracemalloc.start()
+    work()
+    peak = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        work()
+        best = min(best, time.perf_counter() - start)
+    return best, peak
+
+
+def aggregation(clients: Sequence[int], params: Sequence[int], rules: Sequence[str],
+                repeat: int) -> list[dict[str, Any]]:
+    sizes = [(n, d) for d in params for n in clients if n * d <= MAX_VALUES]
+    rows = []
+    with progress_bar() as bar:
+        task = bar.add_task("aggregation", total=len(sizes) * (len(rules) + 1))
+        for n, d in sizes:
+            g, updates, samples, step = synthetic_round(n, d)
+            gate = stand_in_gate(g, step)
+            for rule in (*rules, COPY_GROUPS):
+                counted = _Counted(gate)
+                work: Callable[[], Any] = (
+                    partial(round_weights, g, updates, samples) if rule == COPY_GROUPS else
+                    partial(strategy_for(rule, g, step).aggregate, g, updates, samples,
+                            evaluate=counted))
+                seconds, peak = _measured(work, repeat)
+                rows.append({"rule": rule, "clients": n, "params": d,
+                             "seconds": round(seconds, 4), "peak_mb": round(peak, 1),
+                             "updates_mb": round(updates.nbytes / 2**20, 1),
+                             "gate_calls": counted.calls // (repeat + 1)
+                             if rule != COPY_GROUPS else None})
+                bar.advance(task)
+    return rows
+
+
+def storage(sizes_mb: Sequence[int], repeat: int, folder: Path | None = None
+            ) -> list[dict[str, Any]]:
+    from fl_agent.storage.local import LocalStore
+
+    rows = []
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        limit = max(sizes_mb) * 2**20 + 1
+        for mb in sizes_mb:
+            data = os.urandom(mb * 2**20)
+            hashing = min(_timed(partial(hashlib.sha256, data)) for _ in range(repeat))
+            adds, gets = [], []
+            for k in range(repeat):  # a fresh store each time: adding again is a no-op
+                store = LocalStore(Path(tmp) / f"{mb}-{k}", max_bytes=limit)
+                adds.append(_timed(partial(store.add, data)))
+                gets.append(_timed(partial(store.get, store.add(data))))
+            rate = {name: round(mb / seconds, 1) for name, seconds in
+                    (("sha256", hashing), ("add", min(adds)), ("get", min(gets)))}
+            rows.append({"mb": mb, "mb_per_s": rate,
+                         "add_share_of_ceiling": round(rate["add"] / rate["sha256"], 3),
+                         "get_share_of_ceiling": round(rate["get"] / rate["sha256"], 3)})
+    return rows
+
+
+def _timed(work: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    work()
+    return time.perf_counter() - start
+
+
+def growth(rows: Sequence[dict[str, Any]], rule: str, axis: str) -> float | None:
+    """The exponent of the time's growth along ``axis`` (``clients`` or ``params``) at the
+    largest size of the other axis measured at two or more points: the slope of log time
+    against log size."""
+    other = "params" if axis == "clients" else "clients"
+    mine = [r for r in rows if r["rule"] == rule]
+    for fixed in sorted({r[other] for r in mine}, reverse=True):
+        line = sorted((r[axis], r["seconds"]) for r in mine if r[other] == fixed)
+        if len(line) >= 2 and all(s > 0 for _, s in line):
+            x, y = np.log([p[0] for p in line]), np.log([p[1] for p in line])
+            return round(float(np.polyfit(x, y, 1)[0]), 2)
+    return None
+
+
+def markdown(result: dict[str, Any]) -> str:
+    rows = result["aggregation"]
+    sizes = sorted({(r["clients"], r["params"]) for r in rows}, key=lambda s: (s[1], s[0]))
+    rules = list(dict.fromkeys(r["rule"] for r in rows))
+    lines = ["| rule | " + " | ".join(f"{n}×{d:,}" for n, d in sizes)
+             + " | growth in clients | growth in params |",
+             "| --- |" + " --- |" * (len(sizes) + 2)]
+    for rule in rules:
+        cells = {(r["clients"], r["params"]): r for r in rows if r["rule"] == rule}
+        lines.append(f"| {rule} | " + " | ".join(
+            f"{cells[s]['seconds']:.3g} s" if s in cells else "–" for s in sizes)
+            + f" | {growth(rows, rule, 'clients')} | {growth(rows, rule, 'params')} |")
+    lines += ["", "| rule | size | peak memory | updates | gate calls |",
+              "| --- | --- | --- | --- | --- |"]
+    biggest = max(sizes, key=lambda s: s[0] * s[1])
+    for r in rows:
+        if (r["clients"], r["params"]) == biggest:
+            lines.append(f"| {r['rule']} | {r['clients']}×{r['params']:,} | "
+                         f"{r['peak_mb']:.0f} MB | {r['updates_mb']:.0f} MB | "
+                         f"{'–' if r['gate_calls'] is None else r['gate_calls']} |")
+    lines += ["", "| size | sha256 | add | get | add / sha256 | get / sha256 |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for r in result["storage"]:
+        m = r["mb_per_s"]
+        lines.append(f"| {r['mb']} MB | {m['sha256']:.0f} MB/s | {m['add']:.0f} MB/s | "
+                     f"{m['get']:.0f} MB/s | {r['add_share_of_ceiling']:.2f} | "
+                     f"{r['get_share_of_ceiling']:.2f} |")
+    return "\n".join(lines)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",")]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", default=",".join(map(str, CLIENTS)))
+    parser.add_argument("--params", default=",".join(map(str, PARAMS)))
+    parser.add_argument("--rules", default=",".join(RULES))
+    parser.add_argument("--storage-mb", default=",".join(map(str, STORAGE_MB)),
+                        help="content sizes for the store, MB")
+    parser.add_argument("--repeat", type=int, default=3, help="timed calls per measurement")
+    parser.add_argument("--json", type=Path, default=Path("reports/bench/scale.json"))
+    args = parser.parse_args(argv)
+    rules = args.rules.split(",")
+    unknown = [r for r in rules if r not in RULES]
+    if unknown:
+        parser.error(f"unknown rule {unknown[0]!r}; use one of {', '.join(RULES)}")
+    try:
+        clients, params, sizes = _ints(args.clients), _ints(args.params), _ints(args.storage_mb)
+    except ValueError:
+        parser.error("--clients, --params and --storage-mb take comma-separated integers")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    result = {"machine": machine(), "threads": torch.get_num_threads(),
+              "aggregation": aggregation(clients, params, rules, args.repeat),
+              "storage": storage(sizes, args.repeat)}
+    publish(result, args.json, markdown(result))
+
+
+if __name__ == "__main__":
+    main()
