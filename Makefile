@@ -11,7 +11,7 @@ DELIVERY_WINDOW ?= 7200
 BENCH_SEEDS ?= 11
 APE_QUIET := -v WARNING
 
-.PHONY: help setup compile test test-contracts test-python gas chain chain-down deploy demo story bench bench-sim bench-held-out bench-gate bench-market bench-app bench-app-load bench-app-api bench-claims bench-rules bench-sweep bench-ablation bench-fidelity bench-load bench-gas app key-agent lint clean
+.PHONY: help setup compile test test-contracts test-python gas chain chain-down deploy demo story bench bench-sim bench-held-out bench-gate bench-market bench-app bench-app-load bench-app-api bench-claims bench-rules bench-sweep bench-ablation bench-fidelity bench-scale bench-quick bench-load bench-gas app key-agent lint clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -57,7 +57,7 @@ story: DELIVERY_WINDOW = 20
 story: deploy ## A scripted walk through every contract call (register ... buy, refund, withdraw)
 	@ape run story --network $(NETWORK) $(APE_QUIET)
 
-bench: bench-sim bench-held-out bench-gate bench-market bench-app bench-app-load bench-app-api bench-claims bench-rules bench-sweep bench-ablation bench-fidelity bench-load bench-gas ## All benchmarks (several hours on 2 cores; each target alone below)
+bench: bench-sim bench-held-out bench-gate bench-market bench-app bench-app-load bench-app-api bench-claims bench-rules bench-sweep bench-ablation bench-fidelity bench-scale bench-load bench-gas ## All benchmarks (several hours on 2 cores; each target alone below)
 
 bench-sim: setup ## Every attack and variant in the target setting on seed $(BENCH_SEEDS), each run on its own anvil; table in docs/benchmarks.md
 	@fl-agent bench --seeds $(BENCH_SEEDS)
@@ -74,14 +74,26 @@ bench-claims: setup ## What a false sample count or sybil accounts earn: the rul
 bench-rules: setup ## The aggregation rules alone, attackers in every round, against a perfect detector (docs/rules-alone.md)
 	@python -m benchmarks.rule_alone
 
-bench-sweep: setup ## Every rule x attack x non-IID alpha x attacker share, digits and breast_cancer, seeds 11-13, offline with blacklisting; heat maps (docs/sweep.md; about 40 hours on 2 cores, resumable)
+bench-sweep: setup ## Every rule x attack x non-IID alpha x attacker share, digits and breast_cancer, seeds 11-13, offline with blacklisting; heat maps (docs/sweep.md; about 16 hours on 2 cores, resumable)
 	@python -m benchmarks.sweep
 
-bench-ablation: setup ## FairFL with DBSCAN replaced by HDBSCAN, OPTICS, KMeans, agglomerative or no clustering, the sweep's settings (docs/sweep.md; resumable)
+bench-ablation: setup ## FairFL with DBSCAN replaced by HDBSCAN, OPTICS, KMeans, agglomerative or no clustering, the sweep's settings at 30 % attackers (docs/sweep.md; about 4 hours, resumable)
 	@python -m benchmarks.ablation
 
 bench-fidelity: setup ## Contribution scores against exact Shapley values on 8 clients: Spearman and seconds (docs/sweep.md; ~3 min)
 	@python -m benchmarks.fidelity
+
+bench-scale: setup ## Aggregation time and memory of every rule, 10-200 clients x 10k-10M parameters, and the store's add/get against sha256 (docs/sweep.md; run it on a quiet machine)
+	@python -m benchmarks.scale
+
+QUICK := reports/bench/quick
+bench-quick: setup ## The offline benchmarks reduced to minutes (one seed, one setting, 5 rounds; writes $(QUICK)/, not the published figures)
+	@rm -rf $(QUICK) && mkdir -p $(QUICK)
+	@python -m benchmarks.held_out --seeds 11 --rounds 5 --attacks none,label_flip,backdoor --json $(QUICK)/held_out.json
+	@python -m benchmarks.sweep --datasets digits --attacks label_flip --alphas 0.5 --malicious 0.3 --seeds 11 --rounds 5 --runs $(QUICK)/sweep_runs.jsonl --json $(QUICK)/sweep.json --plots $(QUICK)
+	@python -m benchmarks.ablation --datasets digits --attacks label_flip --alphas 0.5 --seeds 11 --rounds 5 --runs $(QUICK)/ablation_runs.jsonl --json $(QUICK)/ablation.json --plots $(QUICK)
+	@python -m benchmarks.fidelity --seeds 11 --rounds 5 --measure 1,5 --json $(QUICK)/fidelity.json
+	@python -m benchmarks.scale --clients 10,50 --params 10000,100000 --storage-mb 1,10 --repeat 1 --json $(QUICK)/scale.json
 
 bench-market: setup ## Key delivery for 1,000 purchases made while the key agent was down and 1,000 while it runs: all delivered, latency, gas (~4 min)
 	@python -m benchmarks.market --purchases 1000

@@ -219,13 +219,14 @@ def cells(rows: Iterable[dict[str, Any]]) -> dict[tuple, dict[str, dict[str, Any
     return summary
 
 
-def goal(summary: dict[tuple, dict[str, dict[str, Any]]], subject: str = "fairfl"
-         ) -> list[dict[str, Any]]:
+def goal(summary: dict[tuple, dict[str, dict[str, Any]]], rules: Sequence[str],
+         subject: str = "fairfl") -> list[dict[str, Any]]:
     """Per cell: the best rule by median accuracy, ``subject``'s gap to it, and whether it
-    is within :data:`WITHIN`. Only cells where every rule ran on the same seeds count."""
+    is within :data:`WITHIN`. Only complete cells count: every one of ``rules`` ran, on
+    the same seeds."""
     verdicts = []
     for cell, by_rule in sorted(summary.items()):
-        if subject not in by_rule or len({tuple(e["seeds"]) for e in by_rule.values()}) > 1:
+        if set(rules) - set(by_rule) or len({tuple(e["seeds"]) for e in by_rule.values()}) > 1:
             continue
         best = max(by_rule, key=lambda rule: by_rule[rule]["accuracy"])
         gap = by_rule[best]["accuracy"] - by_rule[subject]["accuracy"]
@@ -267,10 +268,11 @@ def markdown(summary: dict[tuple, dict[str, dict[str, Any]]], rules: Sequence[st
                     text += f" ({tpr} / {entry['fpr']:.2f} / {entry['benign_blacklisted']:g})"
                 row.append(text)
             lines.append(f"| {rule} | " + " | ".join(row) + " |")
-    verdicts = goal(summary, subject)
+    verdicts = goal(summary, rules, subject)
     missed = [v for v in verdicts if not v["met"]]
     lines.append(f"\n{subject} within {WITHIN * 100:g} point of the best rule in "
-                 f"{len(verdicts) - len(missed)} of {len(verdicts)} cells.")
+                 f"{len(verdicts) - len(missed)} of {len(verdicts)} complete cells"
+                 f" ({len(summary) - len(verdicts)} incomplete).")
     lines += [f"- missed: {v['dataset']}, {v['attack']}, {_setting(v['alpha'], v['malicious'])}"
               f": {v['best']} is {100 * v['gap']:.1f} points ahead" for v in missed]
     return "\n".join(lines)
@@ -290,10 +292,12 @@ def heat_maps(summary: dict[tuple, dict[str, dict[str, Any]]], rules: Sequence[s
     for dataset in dict.fromkeys(c[0] for c in keys):
         attacks = list(dict.fromkeys(c[1] for c in keys if c[0] == dataset))
         for metric, (label, fmt, higher) in METRICS.items():
-            columns = 3
+            columns = min(3, len(attacks))
             rows_n = -(-len(attacks) // columns)
+            widest = max(sum(1 for c in keys if c[:2] == (dataset, a)) for a in attacks)
             fig, axes = plt.subplots(rows_n, columns, squeeze=False,
-                                     figsize=(5.2 * columns, 0.42 * len(rules) * rows_n + 1.6))
+                                     figsize=((0.75 * widest + 1.6) * columns,
+                                              0.42 * len(rules) * rows_n + 1.6))
             for ax in axes.flat[len(attacks):]:
                 ax.axis("off")
             for ax, attack in zip(axes.flat, attacks, strict=False):
@@ -334,7 +338,7 @@ def report(rows: dict[Run, dict[str, Any]], rules: Sequence[str], json_path: Pat
               "run_seconds": {"total": round(sum(seconds), 1),
                               "median": float(np.median(seconds)) if seconds else None},
               "seeds": sorted({r.seed for r in rows}), "rules": list(rules),
-              "goal": goal(summary, subject),
+              "goal": goal(summary, rules, subject),
               "cells": [{"dataset": c[0], "attack": c[1], "alpha": c[2], "malicious": c[3],
                          "rules": by_rule} for c, by_rule in sorted(summary.items())],
               "plots": [str(p) for p in written]}
