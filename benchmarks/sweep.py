@@ -186,9 +186,16 @@ def sweep(runs: Sequence[Run], path: Path, workers: int,
         else:
             with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
                                      initializer=_one_thread) as pool:
-                futures = [pool.submit(measure_run, r, strategy_for) for r in todo]
-                for future in as_completed(futures):
-                    keep(future.result())
+                futures = {pool.submit(measure_run, r, strategy_for): r for r in todo}
+                try:
+                    for future in as_completed(futures):
+                        keep(future.result())
+                except BaseException as err:  # stop now, not after every queued run
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    failed = next((futures[f] for f in futures
+                                   if f.done() and not f.cancelled() and f.exception()), None)
+                    raise RuntimeError(f"the sweep stopped at {failed}: {err!r}; the runs "
+                                       f"finished are kept in {path}") from err
     return {r: done[r] for r in runs}
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -185,6 +186,14 @@ def run_offline(fed: Federation, clients: Sequence[Client] | None = None, *,
     rounds = []
     for number in range(1, config.rounds + 1):
         submitted = tuple(i for i in range(len(members)) if i not in blacklisted)
+        if not submitted:  # everyone is blacklisted: nobody submits, the model stays
+            row = OfflineRound(number, (), RoundDecision(params, (), MappingProxyType({}),
+                                                         np.zeros(0), ()),
+                               evaluate(spec, params, X_test, y_test, "accuracy"))
+            rounds.append(row)
+            if on_round is not None:
+                on_round(row)
+            continue
         steps = assign_steps([str(i) for i in submitted], measured, config.steps)
         updates = []
         for i in submitted:

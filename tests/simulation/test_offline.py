@@ -144,3 +144,25 @@ def test_blacklisting_counts_blocks_as_the_registry_does(window_rounds, blacklis
     run = run_offline(fed, decide=decide, strategy=aggregator_strategy(fed))
     assert run.blacklisted == blacklisted
     assert len(run.rounds[-1].submitted) == 4 - len(blacklisted)
+
+
+def test_a_run_goes_on_when_every_client_is_blacklisted():
+    """A rule can reject everyone (FLAME and Multi-Krum did, in the sweep), and the
+    blacklist then takes everyone: the rounds after that have no submissions and leave the
+    model as it was, instead of crashing the run."""
+    from types import MappingProxyType
+
+    from fl_agent.aggregation.rounds import RoundDecision
+
+    def reject_all(strategy, params, updates, claims, **_):
+        n = len(updates)
+        return RoundDecision(params, (), MappingProxyType({i: "test" for i in range(n)}),
+                             np.zeros(n), (0,) * n)
+
+    fed = federation(SimulationConfig(clients=4, attack="none", seed=4, rounds=3,
+                                      max_rejections=1))
+    run = run_offline(fed, decide=reject_all)
+    assert len(run.rounds) == 3 and set(run.blacklisted) == {0, 1, 2, 3}
+    assert [r.submitted for r in run.rounds[1:]] == [(), ()]
+    assert run.test_accuracy == run.rounds[0].test_accuracy
+    np.testing.assert_array_equal(run.params, run.rounds[0].decision.params)
