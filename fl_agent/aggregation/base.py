@@ -22,6 +22,7 @@ Arithmetic is float64; the new global model has the float dtype of ``global_para
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -197,25 +198,77 @@ def prepare_round(global_params: ArrayLike, updates: UpdatesLike,
 # ---------------------------------------------------------------------------- vector helpers
 
 
+_BLOCK_VALUES = 1 << 22  # values per block of the blockwise helpers (32 MB of float64)
+
+
 def row_norms(vectors: FloatArray) -> FloatArray:
-    return np.linalg.norm(vectors, axis=1)
+    """``np.linalg.norm(vectors, axis=1)``, bit for bit, a few rows at a time: on the whole
+    matrix numpy squares it into a temporary of the same size, whose first touch cost 5 s
+    at 200 x 1M against 0.2 s in blocks."""
+    rows = max(1, _BLOCK_VALUES // max(1, vectors.shape[1])) if vectors.ndim == 2 else 0
+    if vectors.ndim != 2 or vectors.shape[0] <= rows:
+        return np.linalg.norm(vectors, axis=1)
+    return np.concatenate([np.linalg.norm(vectors[i:i + rows], axis=1)
+                           for i in range(0, vectors.shape[0], rows)])
 
 
-def cosine_to(vectors: FloatArray, direction: FloatArray) -> FloatArray:
-    """Cosine similarity of each row with ``direction``; 0 where either has zero length."""
-    norms = row_norms(vectors) * float(np.linalg.norm(direction))
+def cosine_to(vectors: FloatArray, direction: FloatArray, norms: FloatArray | None = None,
+              direction_norm: float | None = None) -> FloatArray:
+    """Cosine similarity of each row with ``direction``; 0 where either has zero length.
+    ``norms`` and ``direction_norm``, if given, are the rows' :func:`row_norms` and the
+    direction's norm (for callers that already have them)."""
+    if direction_norm is None:
+        direction_norm = float(np.linalg.norm(direction))
+    norms = (row_norms(vectors) if norms is None else norms) * direction_norm
     dots = vectors @ direction
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), 0.0)
     return np.clip(out, -1.0, 1.0)
 
 
-def clip_norms(deltas: FloatArray, bound: float) -> FloatArray:
-    """Scale every row longer than ``bound`` down to length ``bound`` (direction kept)."""
-    norms = row_norms(deltas)
+def clip_norms(deltas: FloatArray, bound: float, norms: FloatArray | None = None) -> FloatArray:
+    """Scale every row longer than ``bound`` down to length ``bound`` (direction kept).
+    ``norms``, if given, are the rows' :func:`row_norms`."""
+    return deltas * clip_factors(row_norms(deltas) if norms is None else norms, bound)[:, None]
+
+
+def clip_factors(norms: FloatArray, bound: float) -> FloatArray:
+    """The factor :func:`clip_norms` scales each row by: ``bound / norm`` for rows longer
+    than ``bound``, else 1."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        factors = np.where(norms > bound, bound / np.where(norms > 0, norms, 1.0), 1.0)
-    return deltas * factors[:, None]
+        return np.where(norms > bound, bound / np.where(norms > 0, norms, 1.0), 1.0)
+
+
+def weighted_mean(rows: FloatArray, weights: FloatArray,
+                  factors: FloatArray | None = None) -> FloatArray:
+    """``np.average(rows * factors[:, None], axis=0, weights=weights)``, bit for bit, without
+    its two ``n x d`` temporaries (4 of FairFL's 17 s at 200 clients x 1M parameters): the
+    rows are added one by one, as numpy's sum over the first axis adds them."""
+    scale = np.broadcast_to(weights, (1, weights.size)).swapaxes(-1, 0).sum(axis=0)
+    out = np.zeros(rows.shape[1])
+    for i in range(rows.shape[0]):
+        row = rows[i] if factors is None else rows[i] * factors[i]
+        out += row * weights[i]
+    return out / scale
+
+
+def column_median(rows: FloatArray, block: int = 4096) -> FloatArray:
+    """``np.median(rows, axis=0)``, bit for bit, a block of columns at a time, on the
+    machine's cores: numpy's median along the first axis of a wide matrix took 9 s at
+    200 x 1M, 4 s in blocks and 1.8 s in blocks on 2 cores."""
+    if rows.shape[0] == 0 or rows.shape[1] <= block:
+        return np.median(rows, axis=0)
+
+    def median(start: int) -> FloatArray:
+        return np.median(np.ascontiguousarray(rows[:, start:start + block].T), axis=1)
+
+    starts = range(0, rows.shape[1], block)
+    if rows.size < _BLOCK_VALUES:
+        return np.concatenate([median(j) for j in starts])
+    from concurrent.futures import ThreadPoolExecutor  # numpy's partition frees the GIL
+
+    with ThreadPoolExecutor(min(4, len(os.sched_getaffinity(0)))) as pool:
+        return np.concatenate(list(pool.map(median, starts)))
 
 
 def median_norm_clip(deltas: FloatArray) -> tuple[FloatArray, float]:

@@ -217,10 +217,12 @@ from fl_agent.aggregation.base import (
     Round,
     Strategy,
     UpdatesLike,
-    clip_norms,
+    clip_factors,
+    column_median,
     cosine_to,
     prepare_round,
     row_norms,
+    weighted_mean,
 )
 from fl_agent.aggregation.gate import (
     GateStep,
@@ -250,18 +252,25 @@ def fairfl_combine(global_params: FloatArray, updates: FloatArray, num_samples: 
     if updates.shape[0] == 0:
         return global_params.copy()
     deltas = updates - global_params
-    bound = clip_ratio * float(np.median(row_norms(deltas)))
-    return global_params + np.average(clip_norms(deltas, bound), axis=0, weights=num_samples)
+    return global_params + _clipped_mean(deltas, row_norms(deltas), num_samples, clip_ratio)
+
+
+def _clipped_mean(deltas: FloatArray, norms: FloatArray, num_samples: FloatArray,
+                  clip_ratio: float) -> FloatArray:
+    """:func:`fairfl_combine`'s step on deltas whose norms are known."""
+    factors = clip_factors(norms, clip_ratio * float(np.median(norms)))
+    return weighted_mean(deltas, num_samples, factors)
 
 
 def norm_screen(deltas: FloatArray, reference_norm: float, free_rider_ratio: float,
-                max_norm_ratio: float) -> tuple[NDArray[np.bool_], NDArray[np.bool_], float]:
+                max_norm_ratio: float, norms: FloatArray | None = None
+                ) -> tuple[NDArray[np.bool_], NDArray[np.bool_], float]:
     """``(free_rider, norm_outlier, median_norm)`` masks for step 1.
 
     ``reference_norm`` (the global model's norm) sets what counts as "unchanged up to float32
     rounding". The median is taken over the deltas that are not unchanged, so a crowd of
-    exact free riders cannot drag it to zero."""
-    norms = row_norms(deltas)
+    exact free riders cannot drag it to zero. ``norms``, if given, are the deltas' norms."""
+    norms = row_norms(deltas) if norms is None else norms
     unchanged = norms <= 4 * _ROUNDING * max(reference_norm, 1.0)
     moving = norms[~unchanged]
     median = float(np.median(moving)) if moving.size else 0.0
@@ -337,20 +346,32 @@ def merge_order(deltas: FloatArray, weights: FloatArray, labels: NDArray[np.intp
     units: list[Unit] = [(tuple(i for i in range(k) if labels[i] == label), int(label))
                          for label in sorted(set(labels.tolist()) - {-1})]
     units.extend(((i,), -1) for i in range(k) if labels[i] == -1)
-    weighted = deltas * weights[:, None]
-    sums = [weighted[list(members)].sum(axis=0) for members, _ in units]
+    sums = [_weighted_sum(deltas, weights, members) for members, _ in units]
+    norms = [row_norms(total[None, :]) for total in sums]
     remaining = list(range(len(units)))
     running = np.zeros(deltas.shape[1])
     order: list[Unit] = []
     while remaining:
         if order:
-            closeness = [float(cosine_to(sums[u][None, :], running)[0]) for u in remaining]
+            length = float(np.linalg.norm(running))
+            closeness = [float(cosine_to(sums[u][None, :], running, norms[u], length)[0])
+                         for u in remaining]
         else:
             closeness = [float(reference_sim[list(units[u][0])].sum()) for u in remaining]
         unit = remaining.pop(int(np.argmax(closeness)))
         running = running + sums[unit]
         order.append(units[unit])
     return order
+
+
+def _weighted_sum(deltas: FloatArray, weights: FloatArray, members: tuple[int, ...]
+                  ) -> FloatArray:
+    """``(deltas * weights[:, None])[members].sum(axis=0)`` bit for bit, without copying the
+    matrix: the rows are added in order, as numpy's sum over the first axis adds them."""
+    out = deltas[members[0]] * weights[members[0]]
+    for m in members[1:]:
+        out += deltas[m] * weights[m]
+    return out
 
 
 @dataclass(frozen=True)
@@ -495,9 +516,14 @@ class FairFL(Strategy):
                    gate: tuple[GateStep, ...] = (),
                    dropped: tuple[int, ...] = (),
                    rescued: tuple[int, ...] = ()) -> FairFLReport:
-            new = fairfl_combine(g, rnd.updates[accepted], rnd.num_samples[accepted],
-                                 self.clip_ratio)
-            sims = cosine_to(rnd.updates[accepted] - g, new - g) if accepted else np.zeros(0)
+            if accepted:  # fairfl_combine on the deltas and norms of step 1
+                rows = np.searchsorted(valid, accepted)
+                chosen = deltas[rows]
+                new = g + _clipped_mean(chosen, norms[rows], rnd.num_samples[accepted],
+                                        self.clip_ratio)
+                sims = cosine_to(chosen, new - g, norms[rows])
+            else:
+                new, sims = g.copy(), np.zeros(0)
             result = rnd.result(new, accepted, dict(zip(accepted, sims.tolist(), strict=True)),
                                 reasons)
             return FairFLReport(result, eps, MappingProxyType(dict(labels or {})),
@@ -508,8 +534,9 @@ class FairFL(Strategy):
 
         # 1. Norm screening, then clipping to clip_ratio times the median norm.
         deltas = rnd.updates[valid] - g
+        norms = row_norms(deltas)
         free_rider, outlier, _ = norm_screen(deltas, float(np.linalg.norm(g)),
-                                             self.free_rider_ratio, self.max_norm_ratio)
+                                             self.free_rider_ratio, self.max_norm_ratio, norms)
         reasons.update({int(i): Reason.FREE_RIDER for i in valid[free_rider]})
         reasons.update({int(i): Reason.NORM_OUTLIER for i in valid[outlier]})
         keep = ~free_rider & ~outlier
@@ -526,14 +553,15 @@ class FairFL(Strategy):
         candidates = valid[keep]
         if candidates.size == 0:
             return finish([])
-        clipped = clip_norms(deltas[keep],
-                             self.clip_ratio * float(np.median(row_norms(deltas[keep]))))
+        clipped = deltas[keep]  # a copy, clipped in place (clip_norms without a second copy)
+        clipped *= clip_factors(norms[keep], self.clip_ratio * float(np.median(norms[keep])))[
+            :, None]
 
         # 2. Similarities: pairwise, and to the global model's (median) direction.
         from sklearn.metrics.pairwise import cosine_similarity
 
         similarity = cosine_similarity(clipped)
-        reference_sim = cosine_to(clipped, np.median(clipped, axis=0))
+        reference_sim = cosine_to(clipped, column_median(clipped))
         reference = _by_index(candidates, reference_sim)
         chance = chance_similarity(g.size, self.chance_z)
         if candidates.size > 1 and chance <= _MAX_CHANCE:
@@ -563,7 +591,8 @@ class FairFL(Strategy):
         reasons.update({int(i): Reason.DISSIMILAR for i in pool_index[dissimilar]})
         kept = pool[~dissimilar]
         merge_index = candidates[kept]
-        order = merge_order(clipped[kept], rnd.num_samples[merge_index], labels[~dissimilar],
+        merging = clipped if kept.size == clipped.shape[0] else clipped[kept]  # positions 0..k-1
+        order = merge_order(merging, rnd.num_samples[merge_index], labels[~dissimilar],
                             reference_sim[kept])
         round_order = tuple(tuple(int(merge_index[p]) for p in members) for members, _ in order)
         if score is None or baseline is None:
@@ -579,7 +608,7 @@ class FairFL(Strategy):
                               self.strict_noise_at)
         if strict.any() and self.strict_gain > 0:
             weights = rnd.num_samples[merge_index]
-            weighted = clipped[kept] * weights[:, None]
+            weighted = merging * weights[:, None]
             merged = score(g + weighted.sum(axis=0) / weights.sum())
             gain = paired_margin(merged, baseline, 0.0)
             if math.isfinite(gain) and gain > 0:
@@ -595,7 +624,7 @@ class FairFL(Strategy):
                         slack[p] = 0.0
                         required[p] = self.strict_gain * share[p]
         survivors, steps, dropped, rescued = validation_gate(
-            order, clipped[kept], rnd.num_samples[merge_index], score, g, baseline,
+            order, merging, rnd.num_samples[merge_index], score, g, baseline,
             slack, required)
         survived = set(survivors)
         reasons.update({int(merge_index[p]): Reason.VALIDATION
