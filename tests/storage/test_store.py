@@ -9,7 +9,7 @@ import httpx
 import pytest
 from kubo_server import FakeKubo
 
-from fl_agent.storage.cid import CHUNK_SIZE, compute_cid
+from fl_agent.storage.cid import CHUNK_SIZE, PARALLEL_CHUNKS, compute_cid
 from fl_agent.storage.store import (
     CidMismatchError,
     ContentNotFoundError,
@@ -22,7 +22,8 @@ from fl_agent.storage.store import (
     open_store,
 )
 
-PAYLOADS = [b"", b"x", b"hello world", random.Random(1).randbytes(CHUNK_SIZE + 1)]
+PAYLOADS = [b"", b"x", b"hello world", random.Random(1).randbytes(CHUNK_SIZE + 1),
+            random.Random(2).randbytes(PARALLEL_CHUNKS * CHUNK_SIZE)]  # written while hashed
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def store(request, local, kubo) -> ContentStore:
     return local if request.param == "local" else KuboStore(kubo.url)
 
 
-@pytest.mark.parametrize("data", PAYLOADS, ids=["empty", "1B", "11B", "chunk+1"])
+@pytest.mark.parametrize("data", PAYLOADS, ids=["empty", "1B", "11B", "chunk+1", "8MiB"])
 def test_add_returns_the_ipfs_cid_and_get_returns_the_bytes(store, data):
     cid = store.add(data)
     assert cid == compute_cid(data)
@@ -126,6 +127,7 @@ def test_kubo_transport_is_injectable():
 def test_several_writers_share_one_local_store(tmp_path):
     directory = tmp_path / "shared"
     blobs = [random.Random(i).randbytes(5000) for i in range(8)]
+    blobs[0] = random.Random(8).randbytes(PARALLEL_CHUNKS * CHUNK_SIZE + 1)  # the large path
 
     def write(blob: bytes) -> str:
         return LocalStore(directory).add(blob)

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fl_agent.storage.cid import CHUNK_SIZE, compute_cid
+from fl_agent.storage.cid import CHUNK_SIZE, PARALLEL_CHUNKS, compute_cid
 from fl_agent.storage.store import (
     CidMismatchError,
     ContentNotFoundError,
@@ -30,6 +30,9 @@ from fl_agent.storage.store import (
 
 WEIGHTS = random.Random(3).randbytes(CHUNK_SIZE + 100)  # two leaves and a root
 WEIGHTS_CID = compute_cid(WEIGHTS)
+# Large content is written while its CID is computed, by another code path.
+LARGE = random.Random(4).randbytes(PARALLEL_CHUNKS * CHUNK_SIZE + 5)
+SIZES = {"small": b"weights that do not fit", "large": LARGE}
 NODE = "http://ipfs.test:5001"
 
 
@@ -130,11 +133,13 @@ ADVICE = {
 }
 
 
+@pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("code", ADVICE, ids=[errno.errorcode[c] for c in ADVICE])
 @pytest.mark.parametrize("step", WRITE_STEPS, ids=WRITE_STEPS)
-def test_a_failed_write_says_why_and_leaves_nothing_behind(local, monkeypatch, step, code):
+def test_a_failed_write_says_why_and_leaves_nothing_behind(local, monkeypatch, step, code,
+                                                           size):
     kept = local.add(b"stored before the fault")
-    new = b"weights that do not fit"
+    new = SIZES[size]
     new_cid = compute_cid(new)
     owner, name = WRITE_STEPS[step]
     with monkeypatch.context() as patch:
@@ -171,11 +176,12 @@ def test_a_real_full_disk_error_leaves_nothing_behind(local, monkeypatch):
     assert local.get(kept) == WEIGHTS
 
 
-def test_a_full_disk_does_not_stop_adding_content_already_stored(local, monkeypatch):
-    cid = local.add(WEIGHTS)
+@pytest.mark.parametrize("data", [WEIGHTS, LARGE], ids=["small", "large"])
+def test_a_full_disk_does_not_stop_adding_content_already_stored(local, monkeypatch, data):
+    cid = local.add(data)
     monkeypatch.setattr(tempfile, "mkstemp", fail_with(errno.ENOSPC))
-    assert local.add(WEIGHTS) == cid
-    assert local.get(cid) == WEIGHTS
+    assert local.add(data) == cid
+    assert local.get(cid) == data
 
 
 def test_a_store_directory_that_cannot_be_created_is_reported(monkeypatch, tmp_path):
