@@ -256,10 +256,11 @@ def fairfl_combine(global_params: FloatArray, updates: FloatArray, num_samples: 
 
 
 def _clipped_mean(deltas: FloatArray, norms: FloatArray, num_samples: FloatArray,
-                  clip_ratio: float) -> FloatArray:
-    """:func:`fairfl_combine`'s step on deltas whose norms are known."""
+                  clip_ratio: float, which: NDArray[np.intp] | None = None) -> FloatArray:
+    """:func:`fairfl_combine`'s step on the deltas ``which`` (default: all), whose norms
+    are known (one per picked delta, as ``num_samples``)."""
     factors = clip_factors(norms, clip_ratio * float(np.median(norms)))
-    return weighted_mean(deltas, num_samples, factors)
+    return weighted_mean(deltas, num_samples, factors, which)
 
 
 def norm_screen(deltas: FloatArray, reference_norm: float, free_rider_ratio: float,
@@ -516,12 +517,11 @@ class FairFL(Strategy):
                    gate: tuple[GateStep, ...] = (),
                    dropped: tuple[int, ...] = (),
                    rescued: tuple[int, ...] = ()) -> FairFLReport:
-            if accepted:  # fairfl_combine on the deltas and norms of step 1
+            if accepted:  # fairfl_combine on the deltas and norms of step 1, not copied
                 rows = np.searchsorted(valid, accepted)
-                chosen = deltas[rows]
-                new = g + _clipped_mean(chosen, norms[rows], rnd.num_samples[accepted],
-                                        self.clip_ratio)
-                sims = cosine_to(chosen, new - g, norms[rows])
+                new = g + _clipped_mean(deltas, norms[rows], rnd.num_samples[accepted],
+                                        self.clip_ratio, rows)
+                sims = cosine_to(deltas, new - g, norms)[rows]
             else:
                 new, sims = g.copy(), np.zeros(0)
             result = rnd.result(new, accepted, dict(zip(accepted, sims.tolist(), strict=True)),
@@ -533,7 +533,10 @@ class FairFL(Strategy):
                                 MappingProxyType(excess_by_index))
 
         # 1. Norm screening, then clipping to clip_ratio times the median norm.
-        deltas = rnd.updates[valid] - g
+        if valid.size == rnd.n:  # in place: the round's own float64 copy, not read again
+            deltas = np.subtract(rnd.updates, g, out=rnd.updates)
+        else:
+            deltas = rnd.updates[valid] - g
         norms = row_norms(deltas)
         free_rider, outlier, _ = norm_screen(deltas, float(np.linalg.norm(g)),
                                              self.free_rider_ratio, self.max_norm_ratio, norms)
