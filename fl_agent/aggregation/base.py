@@ -22,7 +22,6 @@ Arithmetic is float64; the new global model has the float dtype of ``global_para
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from fl_agent.cores import worker_threads
 from fl_agent.errors import ConfigError
 
 FloatArray = NDArray[np.float64]
@@ -266,11 +266,12 @@ def column_median(rows: FloatArray, block: int = 4096) -> FloatArray:
         return np.median(np.ascontiguousarray(rows[:, start:start + block].T), axis=1)
 
     starts = range(0, rows.shape[1], block)
-    if rows.size < _BLOCK_VALUES:
+    threads = worker_threads()
+    if rows.size < _BLOCK_VALUES or threads < 2:
         return np.concatenate([median(j) for j in starts])
     from concurrent.futures import ThreadPoolExecutor  # numpy's partition frees the GIL
 
-    with ThreadPoolExecutor(min(4, len(os.sched_getaffinity(0)))) as pool:
+    with ThreadPoolExecutor(threads) as pool:
         return np.concatenate(list(pool.map(median, starts)))
 
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+
+from fl_agent.cores import worker_threads
 
 CHUNK_SIZE = 256 * 1024
 MAX_LINKS = 174
@@ -142,7 +143,7 @@ def build_dag(pieces: Iterable[bytes | memoryview]) -> tuple[Block, list[Block]]
 def _leaves(pieces: list[bytes | memoryview]) -> list[Block]:
     """The raw leaves of ``pieces``, in order; large content is split into one contiguous
     run of pieces per core, each hashed in its own thread."""
-    workers = min(4, len(os.sched_getaffinity(0)))
+    workers = worker_threads()
     if workers < 2 or len(pieces) < PARALLEL_CHUNKS:
         return [raw_leaf(p) for p in pieces]
     size = -(-len(pieces) // workers)
