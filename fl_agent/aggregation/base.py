@@ -89,7 +89,8 @@ class Round:
     """A validated round (see :func:`prepare_round`); ``valid`` indexes the usable updates."""
 
     global_params: FloatArray  # (d,)
-    updates: FloatArray  # (n, d); rows of invalid updates may hold non-finite values
+    updates: FloatArray  # (n, d); rows of invalid updates may hold non-finite values. The
+    # round's own copy: FairFL turns it into the deltas in place (see FairFL._run)
     num_samples: FloatArray  # (n,)
     valid: NDArray[np.intp]
     reasons: Mapping[int, Reason]
@@ -247,7 +248,15 @@ def weighted_mean(rows: FloatArray, weights: FloatArray, factors: FloatArray | N
     (default: every row) picks the rows without copying them; ``weights`` and ``factors``
     hold one number per picked row."""
     picked = range(rows.shape[0]) if which is None else [int(i) for i in which]
+    if weights.shape != (len(picked),):
+        raise ValueError(f"{weights.shape} weights for {len(picked)} rows")
+    if rows.shape[1] == 1:  # numpy sums one column pairwise, not row by row
+        chosen = rows[list(picked)] if factors is None else \
+            rows[list(picked)] * factors[:, None]
+        return np.average(chosen, axis=0, weights=weights)
     scale = np.broadcast_to(weights, (1, weights.size)).swapaxes(-1, 0).sum(axis=0)
+    if not scale.all():
+        raise ZeroDivisionError("Weights sum to zero, can't be normalized")  # as numpy says
     out = np.zeros(rows.shape[1])
     for k, i in enumerate(picked):
         row = rows[i] if factors is None else rows[i] * factors[k]

@@ -85,30 +85,36 @@ class LocalStore:
 
     def _add_overlapped(self, data: bytes) -> str:
         """:meth:`add` for large content: the temporary file is written (and flushed to the
-        disk) while another thread computes the CID, then renamed onto it."""
-        with ThreadPoolExecutor(1) as pool:
-            hashing = pool.submit(compute_cid, data)
-            try:
-                tmp = _write_temporary(self.directory, data)
-            except OSError as err:
+        disk) while another thread computes the CID, then renamed onto it. Whatever fails
+        or interrupts it, the temporary file is removed."""
+        tmp: str | None = None
+        try:
+            with ThreadPoolExecutor(1) as pool:
+                hashing = pool.submit(compute_cid, data)
+                try:
+                    tmp = _write_temporary(self.directory, data)
+                except OSError as err:
+                    cid = hashing.result()
+                    if _holds(self._path(cid), data):
+                        return cid  # a full disk does not stop adding what is stored
+                    raise _write_error(err, f"cannot store {cid} ({len(data):,} bytes) in "
+                                       f"{self.directory}", self.directory,
+                                       _NOTHING_LEFT) from err
                 cid = hashing.result()
-                if _holds(self._path(cid), data):
-                    return cid  # a full disk does not stop adding what is stored already
+            path = self._path(cid)
+            try:
+                if not _holds(path, data):
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(tmp, path)  # atomic: readers see all of it or nothing
+                    tmp = None
+            except OSError as err:
                 raise _write_error(err, f"cannot store {cid} ({len(data):,} bytes) in "
                                    f"{self.directory}", self.directory, _NOTHING_LEFT) from err
-            cid = hashing.result()
-        path = self._path(cid)
-        try:
-            if not _holds(path, data):
-                path.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp, path)  # atomic: readers see all of it or nothing
-        except OSError as err:
-            raise _write_error(err, f"cannot store {cid} ({len(data):,} bytes) in "
-                               f"{self.directory}", self.directory, _NOTHING_LEFT) from err
+            return cid
         finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)  # gone already if the rename took it
-        return cid
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
 
     def get(self, cid: str) -> bytes:
         path = self._path(check_cid(cid))

@@ -54,3 +54,22 @@ def test_weighted_mean_is_numpys_average(wide: np.ndarray) -> None:
 def test_clip_factors_shorten_only_the_long_rows() -> None:
     norms = np.array([0.0, 1.0, 2.0, 4.0])
     assert clip_factors(norms, 2.0).tolist() == [1.0, 1.0, 1.0, 0.5]
+
+
+def test_weighted_mean_of_one_column_and_of_picked_rows_is_numpys() -> None:
+    rows = np.random.default_rng(3).standard_normal((40, 1)) * 1e3
+    weights = np.random.default_rng(4).uniform(1, 90, 40)
+    assert np.array_equal(weighted_mean(rows, weights), np.average(rows, axis=0,
+                                                                   weights=weights))
+    wide = np.random.default_rng(5).standard_normal((9, 33))
+    which = np.array([1, 4, 8])
+    assert np.array_equal(weighted_mean(wide, weights[:3], which=which),
+                          np.average(wide[which], axis=0, weights=weights[:3]))
+
+
+def test_weighted_mean_refuses_weights_it_cannot_use() -> None:
+    rows = np.ones((3, 4))
+    with pytest.raises(ValueError, match="weights for 3 rows"):
+        weighted_mean(rows, np.ones(4))
+    with pytest.raises(ZeroDivisionError):
+        weighted_mean(rows, np.zeros(3))

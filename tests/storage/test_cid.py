@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import fl_agent.storage.cid as cid_module
 from fl_agent.storage.cid import (
     CHUNK_SIZE,
     MAX_LINKS,
@@ -58,15 +59,22 @@ def samples(tmp_path_factory) -> dict[str, Path]:
     return files
 
 
+@pytest.fixture(scope="module")
+def expected(samples) -> list[str]:
+    """The JS importer's CIDs of the samples, in their order."""
+    return oracle(list(samples.values()))
+
+
 def test_hello_world_matches_the_documented_cid():
     assert (
         compute_cid(b"hello world") == "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e"
     )
 
 
-def test_every_boundary_size_matches_the_js_importer(samples):
+@pytest.mark.parametrize("threads", [1, 3], ids=["one thread", "leaves on 3 threads"])
+def test_every_boundary_size_matches_the_js_importer(samples, expected, monkeypatch, threads):
+    monkeypatch.setattr(cid_module, "worker_threads", lambda: threads)
     names = list(samples)
-    expected = oracle([samples[n] for n in names])
     got = [compute_cid(samples[n].read_bytes()) for n in names]
     assert dict(zip(names, got, strict=True)) == dict(zip(names, expected, strict=True))
 

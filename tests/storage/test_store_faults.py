@@ -176,6 +176,21 @@ def test_a_real_full_disk_error_leaves_nothing_behind(local, monkeypatch):
     assert local.get(kept) == WEIGHTS
 
 
+def test_a_large_add_interrupted_while_hashing_leaves_nothing_behind(local, monkeypatch):
+    """Large content is written while another thread hashes it: an error (or Ctrl-C) from
+    the hashing must not leave the temporary file in the store."""
+    import fl_agent.storage.local as local_module
+
+    def interrupted(data: bytes) -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(local_module, "compute_cid", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        local.add(LARGE)
+    assert not leftovers(local)
+    assert not [p for p in local.directory.rglob("*") if p.is_file()]
+
+
 @pytest.mark.parametrize("data", [WEIGHTS, LARGE], ids=["small", "large"])
 def test_a_full_disk_does_not_stop_adding_content_already_stored(local, monkeypatch, data):
     cid = local.add(data)
