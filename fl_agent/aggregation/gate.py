@@ -114,8 +114,9 @@ def validation_gate(order: list[Unit], deltas: FloatArray, weights: FloatArray,
     is ``O((n + calls) * d)`` for ``n`` updates of ``d`` parameters (re-summing the kept
     updates for every candidate made it ``O(n^2 * d)``: 53 of 94 s at 200 clients x 1M
     parameters, ``benchmarks.scale``). Sums are added in the order of the merged list, as
-    a sum over the list's rows would; only the final check's "without" differs from that
-    by rounding."""
+    numpy's sum over the list's rows adds them (for two or more parameters; numpy sums a
+    single column pairwise); only the final check's "without" differs from that by
+    rounding."""
     slacks = np.broadcast_to(np.asarray(slack, dtype=float), (deltas.shape[0],))
     needs = np.broadcast_to(np.asarray(required, dtype=float), (deltas.shape[0],))
 

@@ -186,10 +186,11 @@ def test_the_scale_benchmark_times_every_rule_and_the_store_against_sha256(tmp_p
     assert {(r["rule"], r["clients"]) for r in result["aggregation"]} == {
         (rule, n) for rule in ("fairfl", "median", "copy groups") for n in (6, 12)}
     fairfl = [r for r in result["aggregation"] if r["rule"] == "fairfl"]
-    assert all(r["gate_calls"] > 0 and r["peak_mb"] > 0 for r in fairfl)
+    assert all(r["gate_calls"] > 0 and r["peak_mb"] > 0 and r["first_seconds"] > 0
+               for r in fairfl)
     (store,) = result["storage"]
-    assert set(store["mb_per_s"]) == {"sha256", "add", "get"}
-    assert "growth in clients" in table and "add / sha256" in table
+    assert set(store["mb_per_s"]) == {"sha256", "sha256_all_cores", "add", "get"}
+    assert "growth in clients" in table and "add / all cores" in table
     assert "unknown rule" in run_fails("benchmarks.scale", "--rules", "nope")
 
 
