@@ -324,3 +324,16 @@ def test_the_privacy_benchmarks_run_on_tiny_settings(tmp_path):
         "--fine-tune-steps", "5", "--wrong-keys", "2", "--no-fairfl", "--json", str(wm),
         "--plot", str(tmp_path / "wm.png"))
     assert json.loads(wm.read_text())["rows"]
+
+
+def test_round_reasons_splits_each_rounds_rejections_by_kind_of_client():
+    out = run("benchmarks.round_reasons", "--attack", "alie", "--alpha", "0.1",
+              "--malicious", "0.45", "--seed", "12", "--rounds", "2")
+    import ast
+
+    *rounds, summary = [ast.literal_eval(line) for line in out.splitlines()]
+    assert [r["round"] for r in rounds] == [1, 2]
+    # 9 of 20 clients collude and submit one crafted update: their unit seeds the merge
+    assert all(r["honest"] == 11 and r["attackers"] == 9 for r in rounds)
+    assert all(r["seed_unit"] == {"size": 9, "attackers": 9} for r in rounds)
+    assert set(summary) == {"blacklisted_honest", "blacklisted_attackers", "final_accuracy"}
