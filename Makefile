@@ -87,7 +87,7 @@ bench-scale: setup ## Aggregation time and memory of every rule, 10-200 clients 
 	@python -m benchmarks.scale
 
 QUICK := reports/bench/quick
-bench-quick: setup ## The offline benchmarks reduced to minutes (one seed, one setting, 5 rounds; writes $(QUICK)/, not the published figures)
+bench-quick: setup ## The offline benchmarks reduced to minutes (one seed, one setting, 5 rounds; about 2.5 minutes; writes $(QUICK)/, not the published figures)
 	@rm -rf $(QUICK) && mkdir -p $(QUICK)
 	@python -m benchmarks.held_out --seeds 11 --rounds 5 --attacks none,label_flip,backdoor --json $(QUICK)/held_out.json
 	@python -m benchmarks.sweep --datasets digits --attacks label_flip --alphas 0.5 --malicious 0.3 --seeds 11 --rounds 5 --runs $(QUICK)/sweep_runs.jsonl --json $(QUICK)/sweep.json --plots $(QUICK)
