@@ -240,6 +240,18 @@ def clip_factors(norms: FloatArray, bound: float) -> FloatArray:
         return np.where(norms > bound, bound / np.where(norms > 0, norms, 1.0), 1.0)
 
 
+def add_weighted_rows(base: FloatArray | None, rows: FloatArray, weights: FloatArray,
+                      members: Sequence[int]) -> FloatArray:
+    """``base`` (None: nothing) plus ``weights[m] * rows[m]`` for each listed member, added
+    in order as numpy's sum over the first axis adds rows, without copying the matrix; a
+    new array (``base`` is not changed)."""
+    first = members[0]
+    out = rows[first] * weights[first] if base is None else base + rows[first] * weights[first]
+    for m in members[1:]:
+        out += rows[m] * weights[m]
+    return out
+
+
 def weighted_mean(rows: FloatArray, weights: FloatArray, factors: FloatArray | None = None,
                   which: NDArray[np.intp] | None = None) -> FloatArray:
     """``np.average(rows[which] * factors[:, None], axis=0, weights=weights)``, bit for bit,

@@ -217,6 +217,7 @@ from fl_agent.aggregation.base import (
     Round,
     Strategy,
     UpdatesLike,
+    add_weighted_rows,
     clip_factors,
     column_median,
     cosine_to,
@@ -347,7 +348,7 @@ def merge_order(deltas: FloatArray, weights: FloatArray, labels: NDArray[np.intp
     units: list[Unit] = [(tuple(i for i in range(k) if labels[i] == label), int(label))
                          for label in sorted(set(labels.tolist()) - {-1})]
     units.extend(((i,), -1) for i in range(k) if labels[i] == -1)
-    sums = [_weighted_sum(deltas, weights, members) for members, _ in units]
+    sums = [add_weighted_rows(None, deltas, weights, members) for members, _ in units]
     norms = [row_norms(total[None, :]) for total in sums]
     remaining = list(range(len(units)))
     running = np.zeros(deltas.shape[1])
@@ -363,16 +364,6 @@ def merge_order(deltas: FloatArray, weights: FloatArray, labels: NDArray[np.intp
         running = running + sums[unit]
         order.append(units[unit])
     return order
-
-
-def _weighted_sum(deltas: FloatArray, weights: FloatArray, members: tuple[int, ...]
-                  ) -> FloatArray:
-    """``(deltas * weights[:, None])[members].sum(axis=0)`` bit for bit, without copying the
-    matrix: the rows are added in order, as numpy's sum over the first axis adds them."""
-    out = deltas[members[0]] * weights[members[0]]
-    for m in members[1:]:
-        out += deltas[m] * weights[m]
-    return out
 
 
 @dataclass(frozen=True)

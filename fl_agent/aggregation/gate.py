@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from fl_agent.aggregation.base import FloatArray, cosine_to
+from fl_agent.aggregation.base import FloatArray, add_weighted_rows, cosine_to
 
 Unit = tuple[tuple[int, ...], int]
 """A merge unit: its members (candidate positions) and its DBSCAN label (-1: a unit of one)."""
@@ -124,11 +124,7 @@ def validation_gate(order: list[Unit], deltas: FloatArray, weights: FloatArray,
         return deltas[member] * weights[member]
 
     def extended(base: FloatArray | None, members: list[int]) -> FloatArray:
-        """``base`` (the sum of some rows, None for none) plus the listed rows, in order."""
-        out = weighted(members[0]) if base is None else base + weighted(members[0])
-        for member in members[1:]:
-            out += weighted(member)
-        return out
+        return add_weighted_rows(base, deltas, weights, members)
 
     def state(running: FloatArray | None, scale: float) -> Values:
         return baseline if running is None else score(global_params + running / scale)
