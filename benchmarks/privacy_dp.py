@@ -17,8 +17,8 @@ run_offline` because DP replaces the two things it does per client: training
 balancing (each client's steps must be fixed before the task for the accountant, so every
 client runs the same steps in every round).
 
-Privacy: each client holds its own budget (ε, δ = 1e-5, Opacus's RDP accountant) for the
-whole task. With ``n`` local examples it samples at ``q = batch_size / n`` and takes the
+Privacy: each client holds its own budget (ε, δ = 1e-5, Opacus's PRV accountant, the
+task's default) for the whole task. With ``n`` local examples it samples at ``q = batch_size / n`` and takes the
 noise multiplier that spends its budget in exactly ``rounds * steps`` steps
 (:func:`fl_agent.privacy.dp.noise_for_budget`); the run checks that the last round still
 fits and that one more would exceed it (:meth:`PrivacyBudget.would_exceed`). Levels: no DP
@@ -83,7 +83,7 @@ class Setting:
     dp_lr: float = 0.15
     clip: float = 1.0
     momentum: float = 0.0
-    accountant: str = "rdp"
+    accountant: str = "prv"  # the task default (DPPlan); chosen on seeds 1-3 against "rdp"
     delta: float = DELTA
 
 

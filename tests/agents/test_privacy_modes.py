@@ -73,7 +73,7 @@ def test_dp_prune_and_watermark_are_applied_recorded_and_audited_on_chain(world)
         assert receipt.mode == "dp+pruning+watermark"
         assert (receipt.kept, receipt.length) == (round(0.1 * d), d)
         assert receipt.update_bytes < 0.4 * 4 * d
-        assert receipt.delta == 1e-5 and receipt.accountant == "rdp"
+        assert receipt.delta == 1e-5 and receipt.accountant == "prv"
         spent.setdefault(who, []).append(receipt.epsilon_spent)
     for history in spent.values():  # grows each round, never past the budget
         assert history[0] < history[1] <= 8.0 + 1e-6

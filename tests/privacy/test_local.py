@@ -122,7 +122,7 @@ def test_the_receipt_says_what_was_applied_and_spent(digits):
     assert (again.mode, again.participant, again.update_bytes) == ("dp+watermark", "0xabc",
                                                                    len(payload))
     assert again.epsilon_spent == pytest.approx(privacy.budget.spent())
-    assert again.delta == 1e-5 and again.accountant == "rdp"
+    assert again.delta == 1e-5 and again.accountant == "prv"
     assert again.steps == 10 and again.sample_rate == pytest.approx(32 / 200)
     assert again.watermark_commitment == "0x" + "01" * 32
 
