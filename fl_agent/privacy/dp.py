@@ -83,7 +83,8 @@ import math
 import secrets
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -190,9 +191,25 @@ def epsilon_spent(history: Sequence[PrivacyStep], delta: float,
 def _epsilon(accountant: str, entries: list[tuple[float, float, int]], delta: float) -> float:
     counter = create_accountant(mechanism=accountant)
     counter.history = entries
+    with _quiet_accountant():
+        return float(counter.get_epsilon(delta=delta))
+
+
+@contextmanager
+def _quiet_accountant() -> Iterator[None]:
+    """Opacus's warnings that say nothing about the answer, silenced:
+
+    * "Optimal order is the largest/smallest alpha": a bisection tries noise far from the
+      answer, where RDP's best order is at the end of Opacus's range; only the final ε
+      matters;
+    * numpy's "divide by zero encountered in log" from PRV at a sample rate of 1 (DP-FedAvg
+      over every member): its grid takes log(0) where rate 1 never reaches, then masks it.
+    """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Optimal order is the")
-        return float(counter.get_epsilon(delta=delta))
+        warnings.filterwarnings("ignore", category=RuntimeWarning,
+                                module=r"opacus\.accountants\.analysis\.prv")
+        yield
 
 
 def noise_for_budget(target_epsilon: float, delta: float, sample_rate: float, total_steps: int,
@@ -214,10 +231,7 @@ def noise_for_budget(target_epsilon: float, delta: float, sample_rate: float, to
         raise ConfigError(f"epsilon_tolerance ({epsilon_tolerance}) must be below "
                           f"target_epsilon ({target_epsilon})")
     try:
-        with warnings.catch_warnings():
-            # The search tries noise far from the answer, where the best RDP order is at
-            # the end of Opacus's range; only the final ε matters.
-            warnings.filterwarnings("ignore", message="Optimal order is the")
+        with _quiet_accountant():
             return float(get_noise_multiplier(target_epsilon=float(target_epsilon),
                                               target_delta=float(delta),
                                               sample_rate=float(sample_rate),

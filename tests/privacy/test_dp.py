@@ -4,6 +4,7 @@ noise calibration, DP-FedAvg's clipping and noise, and the records' JSON."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -185,6 +186,18 @@ def test_epsilon_grows_with_every_step_and_without_noise_it_is_infinite():
     mixed = budget.record(1.0, 0.1, 10).record(2.0, 0.1, 10)
     assert len(mixed.history) == 2
     assert mixed.spent() == epsilon_spent(mixed.history, DELTA, "rdp")
+
+
+def test_prv_at_sample_rate_one_calibrates_quietly_and_below_rdp():
+    """DP-FedAvg over every member samples at rate 1; PRV's grid then takes log(0) where it
+    masks it out anyway. The aggregator's log must not fill with numpy warnings, and the
+    tighter accountant must still need less noise than RDP for the same budget."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prv = noise_for_budget(8.0, DELTA, 1.0, 20, "prv")
+    rdp = noise_for_budget(8.0, DELTA, 1.0, 20, "rdp")
+    assert 0.8 * rdp < prv < rdp
+    assert epsilon_spent([PrivacyStep.build(prv, 1.0, 20)], DELTA, "prv") <= 8.0
 
 
 def test_a_prv_budget_far_past_any_target_reports_the_rdp_bound_instead_of_hanging():
