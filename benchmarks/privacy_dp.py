@@ -18,11 +18,12 @@ balancing (each client's steps must be fixed before the task for the accountant,
 client runs the same steps in every round).
 
 Privacy: each client holds its own budget (ε, δ = 1e-5, Opacus's PRV accountant, the
-task's default) for the whole task. With ``n`` local examples it samples at ``q = batch_size / n`` and takes the
-noise multiplier that spends its budget in exactly ``rounds * steps`` steps
-(:func:`fl_agent.privacy.dp.noise_for_budget`); the run checks that the last round still
-fits and that one more would exceed it (:meth:`PrivacyBudget.would_exceed`). Levels: no DP
-(``train_local`` with the simulation's lr), σ = 0 (DP-SGD's Poisson sampling and clipping
+task's default) for the whole task. With ``n`` local examples it samples at
+``q = batch_size / n`` and takes the noise multiplier that spends its budget in exactly
+``rounds * steps`` steps (:func:`fl_agent.privacy.dp.noise_for_budget`); the run checks
+that the last round still fits and that one more would exceed it
+(:meth:`PrivacyBudget.would_exceed`). Levels: no DP (``train_local`` with the simulation's
+lr), σ = 0 (DP-SGD's Poisson sampling and clipping
 without noise, ε infinite: what clipping alone costs) and each ε.
 
 Per run: final test accuracy and the curve over rounds; the honest false-positive rate
@@ -142,9 +143,16 @@ def would_blacklist(rejected: list[set[int]], clients: int, window_rounds: int,
 
 def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
                 calibration: Calibration | None,
-                on_round: Callable[[], None] = lambda: None) -> dict[str, Any]:
+                on_round: Callable[[], None] = lambda: None, *,
+                lr_factor: Callable[[int], float] | None = None,
+                tails: tuple[int, ...] = ()) -> dict[str, Any]:
     """One task: ``level`` is :data:`NO_DP`, :data:`CLIP_ONLY` or ``"ε = <x>"`` (then
-    ``calibration`` gives each client's noise)."""
+    ``calibration`` gives each client's noise).
+
+    For ``benchmarks.privacy_dp_explore`` (ideas tried on the tuning seeds):
+    ``lr_factor(round)`` scales the DP learning rate in that round (1-based), and for each
+    ``K`` in ``tails`` the row's ``tail_accuracy`` holds the test accuracy of the mean of the
+    last ``K`` global models (post-processing: it costs no privacy)."""
     from sklearn.metrics.pairwise import cosine_similarity
 
     from fl_agent.aggregation import FairFL, get_strategy
@@ -185,6 +193,7 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
 
     params = init_params(spec, config.seed)
     curve, rejected, reasons, closest = [], [], Counter(), []
+    history: list[np.ndarray] = []  # the last max(tails) global models
     train_millis = local_steps = 0
     for number in range(1, setting.rounds + 1):
         updates = []
@@ -195,8 +204,10 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
                                      batch_size=setting.batch_size, lr=setting.lr)
             else:
                 sigma = 0.0 if calibration is None else calibration.sigmas[i]
+                factor = 1.0 if lr_factor is None else lr_factor(number)
                 result = train_local_dp(spec, params, X, y, setting.steps, seed=seed,
-                                        batch_size=setting.batch_size, lr=setting.dp_lr,
+                                        batch_size=setting.batch_size,
+                                        lr=setting.dp_lr * factor,
                                         momentum=setting.momentum, noise_multiplier=sigma,
                                         max_grad_norm=setting.clip)
             train_millis += result.train_millis
@@ -209,16 +220,22 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
                                       score=score, scoring="loo",
                                       permutations=config.permutations, round_number=number)
         params = np.asarray(decision.params, dtype=np.float32)
+        if tails:
+            history = (history + [params])[-max(tails):]
         rejected.append(set(decision.reasons))
         reasons.update(decision.reasons.values())
         curve.append(evaluate(spec, params, X_test, y_test, "accuracy"))
         on_round()
     submissions = setting.rounds * len(fed.clients)
     flagged = sum(len(r) for r in rejected)
+    tail_accuracy = {k: evaluate(spec, np.mean(history[-k:], axis=0, dtype=np.float64)
+                                 .astype(np.float32), X_test, y_test, "accuracy")
+                     for k in tails}
     return {
         "seed": config.seed, "strategy": strategy_name, "level": level,
         "epsilon": None if calibration is None else calibration.epsilon,
         "accuracy": curve[-1], "curve": curve,
+        **({"tail_accuracy": tail_accuracy} if tails else {}),
         "fpr": flagged / submissions, "rejections_by_reason": dict(reasons),
         "rejected_per_round": [len(r) for r in rejected],
         "would_blacklist": would_blacklist(rejected, len(fed.clients), config.window_rounds,

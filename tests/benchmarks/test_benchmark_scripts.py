@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
 
@@ -315,6 +316,15 @@ def test_the_privacy_benchmarks_run_on_tiny_settings(tmp_path):
         "--rounds", "2", "--steps", "2", "--strategies", "fedavg", "--json", str(dp),
         "--plot", str(tmp_path / "dp.png"))
     assert {"settings", "calibrations", "runs"} <= set(json.loads(dp.read_text()))
+    explore = tmp_path / "explore.json"
+    run("benchmarks.privacy_dp_explore", "--seeds", "1", "--schedules", "const,x2",
+        "--tails", "1,2", "--clients", "3", "--rounds", "2", "--steps", "2",
+        "--json", str(explore))
+    tried = json.loads(explore.read_text())["runs"]
+    assert [r["schedule"] for r in tried] == ["const", "x2"]
+    for row in tried:  # the mean of the last one global model is the final model
+        assert row["tail_accuracy"]["1"] == row["accuracy"] == row["curve"][-1]
+    assert tried[0]["curve"] != tried[1]["curve"]  # twice the lr trained another model
     he = tmp_path / "he.json"
     run("benchmarks.privacy_he", "--clients", "3", "--sizes", "5000", "--no-federation",
         "--json", str(he))
@@ -324,6 +334,19 @@ def test_the_privacy_benchmarks_run_on_tiny_settings(tmp_path):
         "--fine-tune-steps", "5", "--wrong-keys", "2", "--no-fairfl", "--json", str(wm),
         "--plot", str(tmp_path / "wm.png"))
     assert json.loads(wm.read_text())["rows"]
+
+
+def test_the_dp_lr_schedules_start_at_the_task_lr_and_end_where_named():
+    from benchmarks.privacy_dp_explore import lr_factor
+
+    assert lr_factor("const", 20)(7) == 1.0 and lr_factor("x1.5", 20)(20) == 1.5
+    assert lr_factor("cosine", 20)(1) == 1.0 and 0 < lr_factor("cosine", 20)(20) < 0.01
+    assert lr_factor("linear0.1", 20)(1) == 1.0
+    assert lr_factor("linear0.1", 20)(20) == pytest.approx(0.1)
+    assert [lr_factor("step0.3", 4)(r) for r in (1, 2, 3, 4)] == [1.0, 1.0, 0.3, 0.3]
+    for bad in ("linear", "step-1", "xx", "warmup"):
+        with pytest.raises(click.BadParameter):
+            lr_factor(bad, 20)
 
 
 def test_round_reasons_splits_each_rounds_rejections_by_kind_of_client():
