@@ -457,6 +457,21 @@ def _help(text: str) -> str:
 DEFAULT = Setting()
 
 
+def federation_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--clients``, ``--rounds`` and ``--steps``, with the chosen constants as defaults
+    (also used by ``benchmarks.privacy_dp_explore``)."""
+    for option in reversed((
+            click.option("--clients", default=DEFAULT.clients, show_default=True,
+                         type=click.IntRange(2, 200)),
+            click.option("--rounds", default=DEFAULT.rounds, show_default=True,
+                         type=click.IntRange(1, 1000)),
+            click.option("--steps", default=DEFAULT.steps, show_default=True,
+                         type=click.IntRange(1),
+                         help="local steps per round (the same for every client)"))):
+        command = option(command)
+    return command
+
+
 @click.command(help=_help(__doc__ or ""), context_settings={"max_content_width": 100})
 @click.option("--seeds", default=",".join(map(str, EVALUATION_SEEDS)), show_default=True,
               callback=_numbers(int), help="comma-separated seeds (default: the evaluation "
@@ -469,12 +484,7 @@ DEFAULT = Setting()
               help="also run without DP (the baseline)")
 @click.option("--clip-only/--skip-clip-only", "with_clip_only", default=True,
               show_default=True, help="also run DP-SGD with σ = 0 (clipping alone)")
-@click.option("--clients", default=DEFAULT.clients, show_default=True,
-              type=click.IntRange(2, 200))
-@click.option("--rounds", default=DEFAULT.rounds, show_default=True,
-              type=click.IntRange(1, 1000))
-@click.option("--steps", default=DEFAULT.steps, show_default=True, type=click.IntRange(1),
-              help="local steps per round (the same for every client)")
+@federation_options
 @click.option("--batch-size", default=DEFAULT.batch_size, show_default=True,
               type=click.IntRange(1), help="expected batch: q = batch / n")
 @click.option("--lr", default=DEFAULT.lr, show_default=True,

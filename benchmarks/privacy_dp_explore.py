@@ -4,20 +4,22 @@ benchmarks.privacy_dp_explore``).
 ``benchmarks.privacy_dp`` measures DP-SGD at the constants chosen on seeds 1-3 (lr 0.15,
 clip 1, 20 rounds of 20 steps, 10 clients). This harness runs the same tasks (its
 :func:`~benchmarks.privacy_dp.measure_run`, FedAvg, one ε) with one change each, to see
-whether anything cheap moves the accuracy at a fixed budget:
+whether anything cheap moves the accuracy at a fixed budget.
 
-* a **learning-rate schedule over rounds** (``--schedules``): ``const``; ``cosine`` (from
-  1 to 0 over the task); ``linear<x>`` (from 1 to ``x`` at the last round); ``step<x>``
-  (``x`` from the second half on); ``x<k>`` (``k`` times the lr throughout). The noise a
-  step adds is proportional to the lr, and the accountant does not see the lr, so any
-  schedule spends the same ε;
-* **averaging the last K global models** (``--tails``), and the accuracy of that average:
-  post-processing, so it costs no privacy either.
+A learning-rate schedule over rounds (``--schedules``): ``const``; ``cosine`` (from 1 to 0
+over the task); ``linear<x>`` (from 1 to ``x`` at the last round); ``step<x>`` (``x`` from
+the second half on); ``x<k>`` (``k`` times the lr throughout). The noise a step adds is
+proportional to the lr, and the accountant does not see the lr, so any schedule spends the
+same ε.
+
+Averaging the last K global models (``--tails``), and the accuracy of that average:
+post-processing, so it costs no privacy either.
 
 Only the tuning seeds belong here: what this finds is chosen on them, then measured by
 ``benchmarks.privacy_dp`` on seeds 11-13. The findings are in docs/privacy-dp.md.
 
-    python -m benchmarks.privacy_dp_explore                    # seeds 1-3, ε = 8 (~6 min)
+\b
+    python -m benchmarks.privacy_dp_explore          # seeds 1-3, ε = 8 (~6 min)
     python -m benchmarks.privacy_dp_explore --seeds 1 --schedules const,x2 --rounds 2 \\
         --clients 4 --steps 2
 """
@@ -33,7 +35,14 @@ from typing import Any
 import click
 
 from benchmarks import machine, progress_bar, publish
-from benchmarks.privacy_dp import TUNING_SEEDS, Setting, calibrate, measure_run
+from benchmarks.privacy_dp import (
+    TUNING_SEEDS,
+    Setting,
+    _help,
+    calibrate,
+    federation_options,
+    measure_run,
+)
 
 SCHEDULES = ("const", "cosine", "linear0.1", "step0.3", "x1.5", "x2")
 TAILS = (1, 3, 5, 10)
@@ -83,19 +92,14 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@click.command(help=__doc__, context_settings={"max_content_width": 100})
+@click.command(help=_help(__doc__ or ""), context_settings={"max_content_width": 100})
 @click.option("--seeds", default=",".join(map(str, TUNING_SEEDS)), show_default=True,
               help="comma-separated tuning seeds")
 @click.option("--epsilon", default=8.0, show_default=True, type=click.FloatRange(min=0.01))
 @click.option("--schedules", default=",".join(SCHEDULES), show_default=True)
 @click.option("--tails", default=",".join(map(str, TAILS)), show_default=True,
               help="average the last K global models, for each K")
-@click.option("--clients", default=Setting.clients, show_default=True,
-              type=click.IntRange(2, 200))
-@click.option("--rounds", default=Setting.rounds, show_default=True,
-              type=click.IntRange(1, 1000))
-@click.option("--steps", default=Setting.steps, show_default=True, type=click.IntRange(1),
-              help="local steps per round")
+@federation_options
 @click.option("--json", "json_path", default="reports/bench/privacy_dp_explore.json",
               show_default=True, type=click.Path(dir_okay=False, path_type=Path))
 def main(seeds: str, epsilon: float, schedules: str, tails: str, clients: int, rounds: int,
