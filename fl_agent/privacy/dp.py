@@ -203,12 +203,14 @@ def _quiet_accountant() -> Iterator[None]:
       answer, where RDP's best order is at the end of Opacus's range; only the final ε
       matters;
     * numpy's "divide by zero encountered in log" from PRV at a sample rate of 1 (DP-FedAvg
-      over every member): its grid takes log(0) where rate 1 never reaches, then masks it.
+      over every member): it computes the threshold ``log(1 - q)``, which is ``-inf`` there,
+      and the comparison with it still gives the right mask.
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Optimal order is the")
-        warnings.filterwarnings("ignore", category=RuntimeWarning,
-                                module=r"opacus\.accountants\.analysis\.prv")
+        warnings.filterwarnings("ignore", message="divide by zero encountered in log",
+                                category=RuntimeWarning,
+                                module=r"opacus\.accountants\.analysis\.prv\.prvs")
         yield
 
 
@@ -230,6 +232,24 @@ def noise_for_budget(target_epsilon: float, delta: float, sample_rate: float, to
     if epsilon_tolerance >= target_epsilon:
         raise ConfigError(f"epsilon_tolerance ({epsilon_tolerance}) must be below "
                           f"target_epsilon ({target_epsilon})")
+    if accountant == "prv":
+        # epsilon_spent reports the RDP bound where RDP exceeds PRV_RANGE, so the noise must
+        # be calibrated by the rule that will check it: by PRV unless that noise is in the
+        # RDP range, then by RDP (calibrating PRV there would also take minutes and GBs).
+        if target_epsilon <= PRV_RANGE:
+            sigma = _noise_for(target_epsilon, delta, sample_rate, total_steps, "prv",
+                               epsilon_tolerance)
+            step = PrivacyStep.build(sigma, sample_rate, total_steps)
+            if epsilon_spent([step], delta, "prv") <= target_epsilon:
+                return sigma
+        return _noise_for(target_epsilon, delta, sample_rate, total_steps, "rdp",
+                          epsilon_tolerance)
+    return _noise_for(target_epsilon, delta, sample_rate, total_steps, accountant,
+                      epsilon_tolerance)
+
+
+def _noise_for(target_epsilon: float, delta: float, sample_rate: float, total_steps: int,
+               accountant: str, epsilon_tolerance: float) -> float:
     try:
         with _quiet_accountant():
             return float(get_noise_multiplier(target_epsilon=float(target_epsilon),
@@ -290,7 +310,8 @@ class PrivacyBudget(BaseModel):
     def would_exceed(self, noise_multiplier: float, sample_rate: float, steps: int) -> bool:
         """Whether ``steps`` more steps would take the spent ε above the target: the
         participant should then not train or submit."""
-        return self.record(noise_multiplier, sample_rate, steps).spent() > self.target_epsilon
+        spent = self.record(noise_multiplier, sample_rate, steps).spent()
+        return not spent <= self.target_epsilon  # NaN from an accountant: refuse, not allow
 
     def to_json(self) -> str:
         return self.model_dump_json()

@@ -188,6 +188,20 @@ def test_epsilon_grows_with_every_step_and_without_noise_it_is_infinite():
     assert mixed.spent() == epsilon_spent(mixed.history, DELTA, "rdp")
 
 
+@pytest.mark.parametrize("epsilon", [100.0, 1000.0])
+def test_a_prv_task_above_the_prv_range_spends_its_budget_in_exactly_its_rounds(epsilon):
+    """Above PRV_RANGE the budget is checked by the RDP bound, so it must be calibrated by it
+    too: calibrated by PRV, ε = 100 refused round 19 of 20, and ε = 1000 ran out of memory."""
+    q, rounds, steps = 0.3, 20, 20
+    sigma = noise_for_budget(epsilon, DELTA, q, rounds * steps, "prv")
+    budget = PrivacyBudget.build(epsilon, DELTA, "prv")
+    for _ in range(rounds):
+        assert not budget.would_exceed(sigma, q, steps)
+        budget = budget.record(sigma, q, steps)
+    assert budget.would_exceed(sigma, q, steps)
+    assert budget.spent() == pytest.approx(epsilon, rel=1e-3)
+
+
 def test_prv_at_sample_rate_one_calibrates_quietly_and_below_rdp():
     """DP-FedAvg over every member samples at rate 1; PRV's grid then takes log(0) where it
     masks it out anyway. The aggregator's log must not fill with numpy warnings, and the
