@@ -116,6 +116,14 @@ class LocalPrivacy:
                 from fl_agent.privacy.dp import PrivacyBudget
 
                 budget = PrivacyBudget.from_json(json.dumps(saved["budget"]))
+                dp = plan.dp
+                wanted = None if dp is None else (dp.epsilon, dp.delta, dp.accountant)
+                found = (budget.target_epsilon, budget.delta, budget.accountant)
+                if found != wanted:
+                    raise ConfigError(
+                        f"the saved DP budget (ε, δ, accountant) = {found} is not this task's "
+                        f"{wanted}: it belongs to another task or plan. It is not replaced "
+                        "silently, since it records what was spent: move it away knowingly")
             noise = saved.get("noise_multiplier")
         if "residual.safetensors" in files:
             from fl_agent.privacy.sparse import decode_state

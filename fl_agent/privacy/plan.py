@@ -47,8 +47,9 @@ class DPPlan(BaseModel):
     #: Opacus's PRV accountant by default: an upper bound on ε like RDP's, but tighter, so the
     #: same budget needs about 6 % less noise (σ 3.71 against 3.94 at ε = 8, q = 0.3, 400
     #: steps). On the tuning seeds of ``benchmarks.privacy_dp`` it gave FedAvg 0.3 points at
-    #: ε = 8 and 1.1 at ε = 4, by the medians (docs/privacy-dp.md). It costs about 3 s of CPU to calibrate
-    #: and 0.3 s per round to check the budget, against 0.9 and 0.06 s by RDP.
+    #: ε = 8 and 1.1 at ε = 4, by the medians (docs/privacy-dp.md). It costs about 3 s of
+    #: CPU to calibrate and 0.3 s per round to check the budget, against 0.9 and 0.06 s by
+    #: RDP.
     accountant: Literal["rdp", "prv"] = "prv"
     #: Per-example gradient clip (DP-SGD) or per-update clip (DP-FedAvg), L2.
     clip: float = Field(1.0, gt=0)

@@ -85,6 +85,13 @@ def test_the_state_survives_a_restart_and_a_damaged_state_is_not_reset_silently(
 
     with pytest.raises(ConfigError, match="not reset silently"):
         LocalPrivacy.restore(plan, spec, 2, 10, {"privacy.json": b"{not json"})
+    # a budget saved under another plan (a larger ε, another accountant) is not taken on
+    for other in (build_plan(TrainingMode.parse("dp+prune+watermark"), epsilon=40,
+                             prune_ratio=0.9),
+                  plan.model_copy(update={"dp": plan.dp.model_copy(
+                      update={"accountant": "rdp"})})):
+        with pytest.raises(ConfigError, match="not this task's"):
+            LocalPrivacy.restore(other, spec, 2, 10, privacy.state())
 
 
 def test_prune_sends_a_sparse_delta_and_keeps_what_it_dropped(digits):
