@@ -54,6 +54,26 @@ class RoundUpdate:
     receipt: dict[str, Any]
 
 
+def _check_saved_budget(plan: PrivacyPlan, budget: Any) -> None:
+    """A saved budget must be for this plan's (ε, δ): one from another task or plan would be
+    spent against the wrong target. Its accountant may differ from the plan's: the noise was
+    calibrated with it and is saved with it, so it keeps checking the budget (a hand-written
+    task document without ``accountant`` read "rdp" before the default became "prv")."""
+    dp = plan.dp
+    where = ("the saved privacy state (privacy.json in this participant's state folder for "
+             "the task)")
+    if dp is None or dp.level != "example":
+        raise ConfigError(f"{where} holds a DP budget, but this task's plan has no "
+                          "example-level DP: it belongs to another task. Move privacy.json "
+                          "away knowingly (keep watermark-key.json, committed at join)")
+    if (budget.target_epsilon, budget.delta) != (dp.epsilon, dp.delta):
+        raise ConfigError(
+            f"{where} is a budget for ε={budget.target_epsilon}, δ={budget.delta}, not this "
+            f"task's ε={dp.epsilon}, δ={dp.delta}: it belongs to another task or plan. It is "
+            "not replaced silently, since it records what was spent: move privacy.json away "
+            "knowingly (keep watermark-key.json, committed at join)")
+
+
 @dataclass
 class LocalPrivacy:
     """One participant's privacy state for one task (see the module docstring)."""
@@ -116,14 +136,7 @@ class LocalPrivacy:
                 from fl_agent.privacy.dp import PrivacyBudget
 
                 budget = PrivacyBudget.from_json(json.dumps(saved["budget"]))
-                dp = plan.dp
-                wanted = None if dp is None else (dp.epsilon, dp.delta, dp.accountant)
-                found = (budget.target_epsilon, budget.delta, budget.accountant)
-                if found != wanted:
-                    raise ConfigError(
-                        f"the saved DP budget (ε, δ, accountant) = {found} is not this task's "
-                        f"{wanted}: it belongs to another task or plan. It is not replaced "
-                        "silently, since it records what was spent: move it away knowingly")
+                _check_saved_budget(plan, budget)
             noise = saved.get("noise_multiplier")
         if "residual.safetensors" in files:
             from fl_agent.privacy.sparse import decode_state
@@ -200,7 +213,8 @@ class LocalPrivacy:
         if dp is not None and dp.level == "example" and self.budget.history:
             last = self.budget.history[-1]
             extra.update(epsilon_spent=self.budget.spent(), delta=dp.delta,
-                         accountant=dp.accountant, noise_multiplier=last.noise_multiplier,
+                         accountant=self.budget.accountant,
+                         noise_multiplier=last.noise_multiplier,
                          sample_rate=last.sample_rate, steps=last.steps)
         if commitment is not None:
             extra["watermark_commitment"] = "0x" + commitment.hex()

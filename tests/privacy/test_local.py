@@ -85,13 +85,21 @@ def test_the_state_survives_a_restart_and_a_damaged_state_is_not_reset_silently(
 
     with pytest.raises(ConfigError, match="not reset silently"):
         LocalPrivacy.restore(plan, spec, 2, 10, {"privacy.json": b"{not json"})
-    # a budget saved under another plan (a larger ε, another accountant) is not taken on
-    for other in (build_plan(TrainingMode.parse("dp+prune+watermark"), epsilon=40,
-                             prune_ratio=0.9),
-                  plan.model_copy(update={"dp": plan.dp.model_copy(
-                      update={"accountant": "rdp"})})):
-        with pytest.raises(ConfigError, match="not this task's"):
+    # a budget saved under another plan (another ε or δ, or no DP) is not taken on
+    for other, problem in (
+            (build_plan(TrainingMode.parse("dp+prune+watermark"), epsilon=40,
+                        prune_ratio=0.9), "not this task's ε=40"),
+            (plan.model_copy(update={"dp": plan.dp.model_copy(update={"delta": 1e-6})}),
+             "not this task's"),
+            (build_plan(TrainingMode.parse("prune+watermark"), prune_ratio=0.9),
+             "no example-level DP")):
+        with pytest.raises(ConfigError, match=problem):
             LocalPrivacy.restore(other, spec, 2, 10, privacy.state())
+    # ...but its own accountant goes on checking it when the plan names another (a task
+    # document without the field read "rdp" before the default became "prv")
+    other = plan.model_copy(update={"dp": plan.dp.model_copy(update={"accountant": "rdp"})})
+    again = LocalPrivacy.restore(other, spec, 2, 10, privacy.state())
+    assert again.budget == privacy.budget and again.budget.accountant == "prv"
 
 
 def test_prune_sends_a_sparse_delta_and_keeps_what_it_dropped(digits):
