@@ -164,7 +164,8 @@ class LocalPrivacy:
         steps = min(steps, self.steps)
         if self.noise_multiplier is None:
             self.noise_multiplier = noise_for_budget(dp.epsilon, dp.delta, rate,
-                                                     self.rounds * self.steps, dp.accountant)
+                                                     self.rounds * self.steps,
+                                                     self.budget.accountant)
         if self.budget.would_exceed(self.noise_multiplier, rate, steps):
             raise BudgetExhausted(
                 f"one more round ({steps} steps at rate {rate:.3g}) would spend more than "
