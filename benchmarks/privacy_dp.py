@@ -23,8 +23,8 @@ task's default) for the whole task. With ``n`` local examples it samples at
 ``rounds * steps`` steps (:func:`fl_agent.privacy.dp.noise_for_budget`); the run checks
 that the last round still fits and that one more would exceed it
 (:meth:`PrivacyBudget.would_exceed`). Levels: no DP (``train_local`` with the simulation's
-lr), σ = 0 (DP-SGD's Poisson sampling and clipping
-without noise, ε infinite: what clipping alone costs) and each ε.
+lr), σ = 0 (DP-SGD's Poisson sampling and clipping without noise, ε infinite: what
+clipping alone costs) and each ε.
 
 Per run: final test accuracy and the curve over rounds; the honest false-positive rate
 (rejected submissions over submissions; every submission here is honest) with the
@@ -99,6 +99,18 @@ class Calibration:
     spent: tuple[float, ...]  # after the task, per client
     last_round_fits: bool
     one_more_exceeds: bool
+
+
+def honest_federation(seed: int, setting: Setting) -> Any:
+    """The simulation's federation (data, split, shards) for ``seed``, every client honest,
+    with the setting's clients, rounds, steps, batch and no-DP lr."""
+    from fl_agent.simulation.config import SimulationConfig
+    from fl_agent.simulation.offline import federation
+
+    return federation(SimulationConfig(
+        seed=seed, clients=setting.clients, rounds=setting.rounds, steps=setting.steps,
+        attack="none", malicious=0.0, batch_size=setting.batch_size, lr=setting.lr,
+        scoring="loo", device_spread=1.0))
 
 
 def calibrate(sizes: list[int], setting: Setting, epsilon: float) -> Calibration:
@@ -507,9 +519,6 @@ def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no
          json_path: Path, plot_path: Path) -> None:
     import torch
 
-    from fl_agent.simulation.config import SimulationConfig
-    from fl_agent.simulation.offline import federation
-
     torch.set_num_threads(1)
     setting = Setting(clients=clients, rounds=rounds, steps=steps, batch_size=batch_size,
                       lr=lr, dp_lr=dp_lr, clip=clip, momentum=momentum,
@@ -526,10 +535,7 @@ def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no
     with progress_bar() as progress:
         task = progress.add_task("rounds", total=len(plan) * rounds)
         for seed in seeds:
-            fed = federation(SimulationConfig(
-                seed=seed, clients=clients, rounds=rounds, steps=steps, attack="none",
-                malicious=0.0, batch_size=batch_size, lr=lr, scoring="loo",
-                device_spread=1.0))
+            fed = honest_federation(seed, setting)
             sizes = [len(c.y) for c in fed.clients]
             progress.update(task, description=f"seed {seed}: training cost")
             costs.append(training_cost(fed, setting))

@@ -39,8 +39,10 @@ from benchmarks.privacy_dp import (
     TUNING_SEEDS,
     Setting,
     _help,
+    _numbers,
     calibrate,
     federation_options,
+    honest_federation,
     measure_run,
 )
 
@@ -94,41 +96,29 @@ def markdown(result: dict[str, Any]) -> str:
 
 @click.command(help=_help(__doc__ or ""), context_settings={"max_content_width": 100})
 @click.option("--seeds", default=",".join(map(str, TUNING_SEEDS)), show_default=True,
-              help="comma-separated tuning seeds")
+              callback=_numbers(int), help="comma-separated tuning seeds")
 @click.option("--epsilon", default=8.0, show_default=True, type=click.FloatRange(min=0.01))
 @click.option("--schedules", default=",".join(SCHEDULES), show_default=True)
 @click.option("--tails", default=",".join(map(str, TAILS)), show_default=True,
-              help="average the last K global models, for each K")
+              callback=_numbers(int), help="average the last K global models, for each K")
 @federation_options
 @click.option("--json", "json_path", default="reports/bench/privacy_dp_explore.json",
               show_default=True, type=click.Path(dir_okay=False, path_type=Path))
-def main(seeds: str, epsilon: float, schedules: str, tails: str, clients: int, rounds: int,
-         steps: int, json_path: Path) -> None:
+def main(seeds: list[int], epsilon: float, schedules: str, tails: list[int], clients: int,
+         rounds: int, steps: int, json_path: Path) -> None:
     import torch
 
-    from fl_agent.simulation.config import SimulationConfig
-    from fl_agent.simulation.offline import federation
-
     torch.set_num_threads(1)
-    try:
-        seed_list = [int(x) for x in seeds.split(",") if x.strip()]
-        tail_list = tuple(int(x) for x in tails.split(",") if x.strip())
-    except ValueError as err:
-        raise click.BadParameter(f"comma-separated integers: {err}") from err
-    if not seed_list or not tail_list or min(tail_list) < 1:
-        raise click.BadParameter("give at least one seed and tails of 1 or more")
+    tail_list = tuple(tails)
     names = [x.strip() for x in schedules.split(",") if x.strip()]
     factors = {name: lr_factor(name, rounds) for name in names}
     setting = Setting(clients=clients, rounds=rounds, steps=steps)
     level = f"ε = {epsilon:g}"
     rows: list[dict[str, Any]] = []
     with progress_bar() as progress:
-        task = progress.add_task("rounds", total=len(seed_list) * len(names) * rounds)
-        for seed in seed_list:
-            fed = federation(SimulationConfig(
-                seed=seed, clients=clients, rounds=rounds, steps=setting.steps,
-                attack="none", malicious=0.0, batch_size=setting.batch_size, lr=setting.lr,
-                scoring="loo", device_spread=1.0))
+        task = progress.add_task("rounds", total=len(seeds) * len(names) * rounds)
+        for seed in seeds:
+            fed = honest_federation(seed, setting)
             calibration = calibrate([len(c.y) for c in fed.clients], setting, epsilon)
             for name in names:
                 progress.update(task, description=f"seed {seed} {name}")
@@ -139,7 +129,7 @@ def main(seeds: str, epsilon: float, schedules: str, tails: str, clients: int, r
                              "tail_accuracy": {str(k): v
                                                for k, v in row["tail_accuracy"].items()},
                              "curve": row["curve"]})
-    result = {"settings": {"seeds": seed_list, "epsilon": epsilon, "schedules": names,
+    result = {"settings": {"seeds": seeds, "epsilon": epsilon, "schedules": names,
                            "tails": list(tail_list), "clients": clients, "rounds": rounds,
                            "steps": setting.steps, "dp_lr": setting.dp_lr,
                            "clip": setting.clip, "accountant": setting.accountant,
