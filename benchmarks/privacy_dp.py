@@ -64,12 +64,19 @@ EPSILONS = (1.0, 2.0, 4.0, 8.0)
 #: ``fairfl-no-noise-check`` is FairFL with its NOISE check (step 2) switched off: a
 #: diagnostic of what the rule's other steps do with DP updates, not a tuned variant.
 NO_NOISE_CHECK = "fairfl-no-noise-check"
-STRATEGIES = ("fedavg", "fairfl", NO_NOISE_CHECK)
+#: ``fairfl-dp`` is FairFL as an example-level DP task runs it
+#: (:func:`fl_agent.agents.aggregator.task_strategy`): no NOISE check, and the validation
+#: gate's noise control on (each update tested against noise of its own size).
+DP_GATE = "fairfl-dp"
+STRATEGIES = ("fedavg", "fairfl", NO_NOISE_CHECK, DP_GATE)
 DELTA = 1e-5
 #: The issue's goals: at ε = 8 within 5 points of no DP; FairFL's FPR on honest updates.
 GAP_AT_8_MAX = 0.05
 FPR_MAX = 0.05
 NO_DP, CLIP_ONLY = "no DP", "σ = 0"
+#: Attacks that need no collusion and no trigger: a data attacker trains with DP-SGD on its
+#: poisoned data, a model attacker changes its DP-SGD update.
+DP_ATTACKS = ("label_flip", "sign_flip", "gaussian", "free_rider", "noisy_free_rider")
 
 
 @dataclass(frozen=True)
@@ -101,15 +108,18 @@ class Calibration:
     one_more_exceeds: bool
 
 
-def honest_federation(seed: int, setting: Setting) -> Any:
-    """The simulation's federation (data, split, shards) for ``seed``, every client honest,
-    with the setting's clients, rounds, steps, batch and no-DP lr."""
+def honest_federation(seed: int, setting: Setting, attack: str = "none",
+                      malicious: float = 0.0) -> Any:
+    """The simulation's federation (data, split, shards) for ``seed``, every client honest
+    unless ``attack`` names one for a ``malicious`` share of them, with the setting's
+    clients, rounds, steps, batch and no-DP lr. A data attacker trains with DP-SGD on its
+    poisoned data like everyone else; a model attacker changes its DP-SGD update."""
     from fl_agent.simulation.config import SimulationConfig
     from fl_agent.simulation.offline import federation
 
     return federation(SimulationConfig(
         seed=seed, clients=setting.clients, rounds=setting.rounds, steps=setting.steps,
-        attack="none", malicious=0.0, batch_size=setting.batch_size, lr=setting.lr,
+        attack=attack, malicious=malicious, batch_size=setting.batch_size, lr=setting.lr,
         scoring="loo", device_spread=1.0))
 
 
@@ -183,10 +193,11 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
     config, spec = fed.config, fed.spec
     if strategy_name.startswith("fairfl"):
         strategy = aggregator_strategy(fed)
-        if strategy_name == NO_NOISE_CHECK:
+        if strategy_name in (NO_NOISE_CHECK, DP_GATE):
             # A chance level above 1/2 (chance_z / sqrt(d) >= 1) makes FairFL skip the
             # NOISE check and leave DBSCAN's radius uncapped; every other step is as is.
-            strategy = replace(strategy, chance_z=math.sqrt(param_count(spec)))
+            strategy = replace(strategy, chance_z=math.sqrt(param_count(spec)),
+                               noise_control=strategy_name == DP_GATE)
     else:
         strategy = get_strategy(strategy_name)
     X_val = fed.data.standardize(fed.splits.validation.X)
@@ -224,7 +235,10 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
                                         max_grad_norm=setting.clip)
             train_millis += result.train_millis
             local_steps += result.steps
-            updates.append(np.asarray(result.vector, dtype=np.float32))
+            vector = np.asarray(result.vector, dtype=np.float32)
+            if client.poison is not None:  # a model attacker
+                vector = np.asarray(client.poison(params, vector), dtype=np.float32)
+            updates.append(vector)
         similar = cosine_similarity(np.stack(updates).astype(np.float64) - params)
         np.fill_diagonal(similar, -np.inf)
         closest.extend(similar.max(axis=1).tolist())
@@ -238,8 +252,10 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
         reasons.update(decision.reasons.values())
         curve.append(evaluate(spec, params, X_test, y_test, "accuracy"))
         on_round()
-    submissions = setting.rounds * len(fed.clients)
-    flagged = sum(len(r) for r in rejected)
+    bad = {i for i, c in enumerate(fed.clients) if c.malicious}
+    submissions = setting.rounds * (len(fed.clients) - len(bad))
+    flagged = sum(len(r - bad) for r in rejected)
+    caught = sum(len(r & bad) for r in rejected)
     tail_accuracy = {k: evaluate(spec, np.mean(history[-k:], axis=0, dtype=np.float64)
                                  .astype(np.float32), X_test, y_test, "accuracy")
                      for k in tails}
@@ -249,6 +265,8 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
         "accuracy": curve[-1], "curve": curve,
         **({"tail_accuracy": tail_accuracy} if tails else {}),
         "fpr": flagged / submissions, "rejections_by_reason": dict(reasons),
+        **({"tpr": caught / (setting.rounds * len(bad)), "malicious": sorted(bad)}
+           if bad else {}),
         "rejected_per_round": [len(r) for r in rejected],
         "would_blacklist": would_blacklist(rejected, len(fed.clients), config.window_rounds,
                                            config.max_rejections, BLOCKS_PER_ROUND_SLACK),
@@ -329,8 +347,10 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     if screened:
         header = ["privacy", f"{screened[0]}: largest cosine to another update (median)"]
+        attacked = any("tpr" in r for r in rows)
         for strategy in screened:
-            header += [f"{strategy} FPR", "rejections by reason", "would be blacklisted"]
+            header += [f"{strategy} FPR", *([f"{strategy} TPR"] if attacked else []),
+                       "rejections by reason", "would be blacklisted"]
         lines += ["", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
         for level in levels:
             cosines = [r["closest_cosine"] for r in rows
@@ -342,6 +362,8 @@ def markdown(result: dict[str, Any]) -> str:
                 for r in got:
                     why.update(r["rejections_by_reason"])
                 cells += [_median([r["fpr"] for r in got], ".3f") if got else "–",
+                          *([_median([r["tpr"] for r in got], ".3f") if got else "–"]
+                            if attacked else []),
                           ", ".join(f"{k} {v}" for k, v in why.most_common()) or "none",
                           str(sum(len(r["would_blacklist"]) for r in got))]
             lines.append("| " + " | ".join(cells) + " |")
@@ -349,7 +371,12 @@ def markdown(result: dict[str, Any]) -> str:
     notes = [f"\nseeds {', '.join(map(str, seeds))}; median (range) over the seeds; "
              f"δ = {settings['delta']:g}; {settings['clients']} clients, "
              f"{settings['rounds']} rounds of {settings['steps']} steps; FPR over "
-             f"{settings['rounds'] * settings['clients']} honest submissions per run "
+             f"{settings['rounds'] * (settings['clients'] - len(rows[0].get('malicious', [])))}"
+             " honest submissions per run "
+             + (f"(attack: {settings['attack']}, clients "
+                f"{', '.join(map(str, rows[0]['malicious']))}; TPR over their submissions) "
+                if rows[0].get("malicious") else "")
+             + 
              "(reasons and blacklisting summed over the seeds; blacklisting replayed, not "
              "applied). FairFL's NOISE check rejects an update whose largest cosine to "
              f"another is below chance, {rows[0]['chance']:.3f} here."]
@@ -401,7 +428,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
     rows = result["runs"]
     epsilons = sorted({r["epsilon"] for r in rows if r["epsilon"] is not None})
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4))
-    colours = {"fedavg": "#1f77b4", "fairfl": "#d62728", NO_NOISE_CHECK: "#ff7f0e"}
+    colours = {"fedavg": "#1f77b4", "fairfl": "#d62728", NO_NOISE_CHECK: "#ff7f0e",
+               DP_GATE: "#2ca02c"}
     for strategy in STRATEGIES:
         mine = [r for r in rows if r["strategy"] == strategy]
         if not mine:
@@ -509,6 +537,13 @@ def federation_options(command: Callable[..., Any]) -> Callable[..., Any]:
               type=click.FloatRange(0, 1, max_open=True))
 @click.option("--accountant", default=DEFAULT.accountant, show_default=True,
               type=click.Choice(["rdp", "prv"]))
+@click.option("--attack", default="none", show_default=True,
+              type=click.Choice(["none", *DP_ATTACKS]),
+              help="an attack by a --malicious share of the clients (FPR is then over the "
+                   "honest ones, TPR over the attackers)")
+@click.option("--malicious", default=0.3, show_default=True,
+              type=click.FloatRange(0, 0.5, min_open=True, max_open=True),
+              help="the attackers' share, with --attack")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("reports/bench/privacy_dp.json"), show_default=True)
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -516,7 +551,7 @@ def federation_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no_dp: bool,
          with_clip_only: bool, clients: int, rounds: int, steps: int, batch_size: int,
          lr: float, dp_lr: float, clip: float, momentum: float, accountant: str,
-         json_path: Path, plot_path: Path) -> None:
+         attack: str, malicious: float, json_path: Path, plot_path: Path) -> None:
     import torch
 
     torch.set_num_threads(1)
@@ -535,7 +570,8 @@ def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no
     with progress_bar() as progress:
         task = progress.add_task("rounds", total=len(plan) * rounds)
         for seed in seeds:
-            fed = honest_federation(seed, setting)
+            fed = honest_federation(seed, setting, attack,
+                                    malicious if attack != "none" else 0.0)
             sizes = [len(c.y) for c in fed.clients]
             progress.update(task, description=f"seed {seed}: training cost")
             costs.append(training_cost(fed, setting))
@@ -555,10 +591,14 @@ def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no
                 rows.append(row)
                 progress.console.print(
                     f"seed {seed} {level:8} {strategy:6} accuracy {row['accuracy']:.3f} "
-                    f"FPR {row['fpr']:.3f} {row['rejections_by_reason'] or ''} "
+                    f"FPR {row['fpr']:.3f} "
+                    + (f"TPR {row['tpr']:.3f} " if "tpr" in row else "")
+                    + f"{row['rejections_by_reason'] or ''} "
                     f"{row['train_ms_per_step']:.1f} ms/step")
     result = {"settings": {**asdict(setting), "seeds": seeds, "epsilons": epsilons,
                            "strategies": strategies, "scoring": "loo", "blacklist": False,
+                           "attack": attack,
+                           "malicious": malicious if attack != "none" else 0.0,
                            "partition": "dirichlet", "alpha": 0.5, "model": "mlp"},
               "machine": about, "wall_s": round(time.time() - started, 1),
               "cost": costs, "calibrations": calibrations, "runs": rows}

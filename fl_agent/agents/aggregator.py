@@ -153,10 +153,12 @@ def task_strategy(document: TaskDocument, X_val: np.ndarray, y_val: np.ndarray,
     if isinstance(strategy, FairFLStrategy) and privacy is not None and privacy.dp is not None \
             and privacy.dp.level == "example":
         # An honest DP-SGD update is mostly isotropic noise: FairFL's NOISE check (agreement
-        # beyond chance) rejected every one of them at every epsilon; without it honest FPR
-        # was 0.010-0.020 at epsilon 8 (docs/privacy-dp.md). A chance level of 1 turns it off.
+        # beyond chance) rejected every one of them at every epsilon; a chance level of 1
+        # turns it off. The gate's noise control tests each update against noise of its own
+        # size rather than against nothing (docs/privacy-dp.md).
         strategy = dataclasses.replace(strategy,
-                                       chance_z=math.sqrt(param_count(document.model)))
+                                       chance_z=math.sqrt(param_count(document.model)),
+                                       noise_control=True)
     return strategy
 
 

@@ -129,6 +129,16 @@ similarity to the global model itself is ~1 for everyone and says nothing).
    label flippers with a small, mostly benign label mix brought 0-11 % of their share in
    rounds 1-3 (a neutral step), lone benign updates 38-100 %. Rejected updates are
    ``validation``. Without ``evaluate``, every update that passed steps 1-4 is aggregated.
+   **Noise control** (``noise_control``; the aggregator turns it on for a task with
+   example-level DP). An honest DP-SGD update is mostly isotropic noise, which costs the
+   validation score whatever the update's signal, so the plain gate turns away honest
+   updates that help (docs/privacy-dp.md). With the control each test compares the state
+   with the update against its reference moved by noise of the update's own size (its
+   clipped delta's length spread evenly over the coordinates, :func:`update_noise`; no
+   claim is read, and the length is bounded by step 1), valued at ``+z`` and ``-z``: the
+   update must beat noise, not nothing. What it gives up: an update of pure noise of an
+   honest length (a free rider that adds noise) passes like a DP update whose signal is
+   negligible, and a weak harmful signal hides in the noise as a weak honest one does.
 
 6. **Combination rule** (:func:`fairfl_combine`, also used to value subsets for contribution
    scoring): clip the accepted deltas to ``clip_ratio`` times their median norm and take the
@@ -200,6 +210,7 @@ in plain numpy; the pairwise similarities and the clustering are scikit-learn's.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -233,6 +244,7 @@ from fl_agent.aggregation.gate import (
     paired_margin,
     standard_error,
     strict_noise,
+    update_noise,
     validation_gate,
 )
 from fl_agent.errors import ConfigError
@@ -394,7 +406,7 @@ class FairFL(Strategy):
     ``full_tolerance_at``, ``strict_noise_at``, ``strict_gain``; 1b ``input_layer``
     (``(offset, units, features)`` of the dense input weight, see
     :func:`fl_agent.learning.input_layer`; None skips the step), ``trigger_share`` (0 skips
-    it)."""
+    it); ``noise_control`` (step 5 for DP-SGD updates, see the module docstring)."""
 
     min_samples: int = 3
     eps: float | None = None
@@ -411,6 +423,7 @@ class FairFL(Strategy):
     clip_ratio: float = 2.0
     input_layer: tuple[int, int, int] | None = None
     trigger_share: float = 0.2
+    noise_control: bool = False
     name: ClassVar[str] = "fairfl"
 
     def cluster(self, similarity: FloatArray, eps: float) -> NDArray[np.intp]:
@@ -436,6 +449,8 @@ class FairFL(Strategy):
                 and 0.0 <= self.strict_noise_at <= 1.0):
             raise ConfigError(f"strict_noise_at must be in [0, 1], got {self.strict_noise_at!r}")
         _non_negative("strict_gain", self.strict_gain)
+        if not isinstance(self.noise_control, bool):
+            raise ConfigError(f"noise_control must be true or false, got {self.noise_control!r}")
         if not (isinstance(self.free_rider_ratio, int | float)
                 and 0.0 <= self.free_rider_ratio < 1.0):
             raise ConfigError(f"free_rider_ratio must be in [0, 1), got {self.free_rider_ratio!r}")
@@ -617,9 +632,13 @@ class FairFL(Strategy):
                     if share[p] >= _STRICT_RESOLUTION * self.tolerance * noise:
                         slack[p] = 0.0
                         required[p] = self.strict_gain * share[p]
+        control = None
+        if self.noise_control:  # seeded by the round's model: a rerun draws the same noise
+            control = update_noise(merging)
+            seed = int.from_bytes(hashlib.sha256(g.tobytes()).digest()[:8], "big")
         survivors, steps, dropped, rescued = validation_gate(
             order, merging, rnd.num_samples[merge_index], score, g, baseline,
-            slack, required)
+            slack, required, control=control, seed=0 if control is None else seed)
         survived = set(survivors)
         reasons.update({int(merge_index[p]): Reason.VALIDATION
                         for p in range(merge_index.size) if p not in survived})

@@ -84,7 +84,8 @@ def standard_error(d: Values) -> float:
 def validation_gate(order: list[Unit], deltas: FloatArray, weights: FloatArray,
                     score: Callable[[FloatArray], Values], global_params: FloatArray,
                     baseline: Values, slack: float | FloatArray,
-                    required: float | FloatArray = 0.0
+                    required: float | FloatArray = 0.0, *,
+                    control: FloatArray | None = None, seed: int = 0
                     ) -> tuple[list[int], list[GateStep], list[int], list[int]]:
     """Step 5 over the units in merge order (positions into ``deltas`` and ``weights``).
 
@@ -109,6 +110,18 @@ def validation_gate(order: list[Unit], deltas: FloatArray, weights: FloatArray,
     helps the full aggregate.
     Returns ``(kept, steps, dropped, rescued)``.
 
+    ``control`` (one number per position, 0 for none) is the standard deviation per
+    coordinate of the isotropic noise an update may carry (DP-SGD's): each test then compares
+    the state with the member against its reference state moved by the member's share of a
+    fresh draw ``z`` of that noise (the same weight and scale as the member's own delta),
+    valued as the mean of the scores at ``+z`` and ``-z``. That control asks whether the
+    update beats noise of its size, not whether it beats nothing; the antithetic pair
+    cancels the draw's first-order effect on the score, which would otherwise add its own
+    luck to every verdict, and keeps its second-order cost, what noise of that size costs
+    any model (:func:`noise_control`). The draws come from
+    ``numpy.random.default_rng(seed)`` in the walk's order, so a rerun gives the same
+    verdicts.
+
     Cost: the walk keeps the running sum, so each candidate costs one pass over the unit's
     own deltas, and the final check subtracts one member from the aggregate; the whole gate
     is ``O((n + calls) * d)`` for ``n`` updates of ``d`` parameters (re-summing the kept
@@ -117,8 +130,12 @@ def validation_gate(order: list[Unit], deltas: FloatArray, weights: FloatArray,
     numpy's sum over the list's rows adds them (for two or more parameters; numpy sums a
     single column pairwise); only the final check's "without" differs from that by
     rounding."""
-    slacks = np.broadcast_to(np.asarray(slack, dtype=float), (deltas.shape[0],))
-    needs = np.broadcast_to(np.asarray(required, dtype=float), (deltas.shape[0],))
+    n = deltas.shape[0]
+    slacks = np.broadcast_to(np.asarray(slack, dtype=float), (n,))
+    needs = np.broadcast_to(np.asarray(required, dtype=float), (n,))
+    stds = np.zeros(n) if control is None else np.broadcast_to(
+        np.asarray(control, dtype=float), (n,))
+    rng = np.random.default_rng(seed)
 
     def weighted(member: int) -> FloatArray:
         return deltas[member] * weights[member]
@@ -129,26 +146,40 @@ def validation_gate(order: list[Unit], deltas: FloatArray, weights: FloatArray,
     def state(running: FloatArray | None, scale: float) -> Values:
         return baseline if running is None else score(global_params + running / scale)
 
-    def holds(candidate: Values, reference: Values, members: list[int]) -> bool:
+    def holds(candidate: Values, members: list[int], base: FloatArray | None, scale: float,
+              reference: Values | None = None, candidate_scale: float | None = None) -> bool:
+        """``candidate`` against the reference state, the running sum ``base`` at ``scale``
+        (None: the current model; ``reference`` its values if known), or against that state
+        plus the members' noise control at the candidate's scale if they carry noise."""
+        noisy = [m for m in members if stds[m] > 0]
+        if noisy:
+            noise = noise_control(rng, [stds[m] * weights[m] for m in noisy], deltas.shape[1])
+            noise /= candidate_scale or scale
+            point = global_params if base is None else global_params + base / scale
+            reference = (score(point + noise) + score(point - noise)) / 2  # antithetic
+        elif reference is None:
+            reference = state(base, scale)
         return paired_margin(candidate, reference, float(slacks[members].min())) \
             >= float(needs[members].max())
 
     total = float(weights.sum())
     kept: list[int] = []
     running: FloatArray | None = None  # the sum of the kept rows, in the order of kept
-    best = baseline
+    best, best_running = baseline, None
     steps: list[GateStep] = []
 
-    def better(candidate: Values) -> Values:
-        return candidate if paired_margin(candidate, best, 0.0) > 0 else best
+    def better(candidate: Values, joined: FloatArray) -> tuple[Values, FloatArray | None]:
+        if paired_margin(candidate, best, 0.0) > 0:
+            return candidate, joined
+        return best, best_running
 
     for members, label in order:
         joined = extended(running, list(members))
         candidate = state(joined, total)
-        if holds(candidate, best, list(members)):
+        if holds(candidate, list(members), best_running, total, best):
             kept += members
             running = joined
-            best = better(candidate)
+            best, best_running = better(candidate, joined)
             steps.append(GateStep(members, label, members, float(best.mean())))
             continue
         back: list[int] = []
@@ -159,20 +190,21 @@ def validation_gate(order: list[Unit], deltas: FloatArray, weights: FloatArray,
                 member = members[int(pos)]
                 joined = extended(running, [member])
                 candidate = state(joined, total)
-                if holds(candidate, best, [member]):
+                if holds(candidate, [member], best_running, total, best):
                     kept.append(member)
                     back.append(member)
                     running = joined
-                    best = better(candidate)
+                    best, best_running = better(candidate, joined)
         steps.append(GateStep(members, label, tuple(back), float(best.mean())))
 
     dropped: list[int] = []
     if running is not None:
         scale = float(weights[kept].sum())
         final = state(running, scale)
-        dropped += [m for m in kept
-                    if not holds(final, state(running - weighted(m), scale)
-                                 if len(kept) > 1 else baseline, [m])]
+        for m in kept:
+            without = running - weighted(m) if len(kept) > 1 else None
+            if not holds(final, [m], without, scale):
+                dropped.append(m)
     kept = [m for m in kept if m not in dropped]
 
     rescued: list[int] = []
@@ -187,7 +219,8 @@ def validation_gate(order: list[Unit], deltas: FloatArray, weights: FloatArray,
             joined = kept + [member]
             grown = extended(aggregate, [member])
             candidate = state(grown, float(weights[joined].sum()))
-            if holds(candidate, current, [member]):
+            if holds(candidate, [member], aggregate, float(weights[kept].sum()), current,
+                     float(weights[joined].sum())):
                 kept.append(member)
                 rescued.append(member)
                 aggregate = grown
@@ -195,5 +228,24 @@ def validation_gate(order: list[Unit], deltas: FloatArray, weights: FloatArray,
     return kept, steps, dropped, rescued
 
 
-__all__ = ["GateStep", "Unit", "Values", "gate_tolerances", "paired_margin", "standard_error",
-           "strict_noise", "validation_gate"]
+def noise_control(rng: np.random.Generator, scales: list[float], dimension: int) -> FloatArray:
+    """A draw of ``sum_j scales[j] * z_j`` with each ``z_j ~ N(0, I)`` in ``dimension``
+    dimensions: the weighted noise the gate's control adds to a reference state."""
+    total = np.zeros(dimension)
+    for scale in scales:
+        total += scale * rng.standard_normal(dimension)
+    return total
+
+
+def update_noise(deltas: FloatArray) -> FloatArray:
+    """The noise control's standard deviation per coordinate for each update: its delta's
+    length over ``sqrt(d)``, as if all of the delta were isotropic noise. A DP-SGD update is
+    noise plus signal, so this overstates its noise by the signal's share of its squared
+    length (the control is then a little harder on the reference, the gate a little more
+    lenient); it needs no claim from the participant and cannot be inflated beyond the
+    update's own length."""
+    return np.linalg.norm(deltas, axis=1) / math.sqrt(deltas.shape[1])
+
+
+__all__ = ["GateStep", "Unit", "Values", "gate_tolerances", "noise_control", "paired_margin",
+           "standard_error", "strict_noise", "update_noise", "validation_gate"]

@@ -229,8 +229,8 @@ def test_a_privacy_mode_without_its_settings_is_refused(mode, settings, message)
 
 def test_fairfl_does_not_run_its_noise_check_on_dp_sgd_updates(world):
     """Honest DP-SGD updates are mostly noise: the NOISE check refused all of them in the
-    benchmark (docs/privacy-dp.md), so a DP task's aggregator turns it off; other tasks
-    keep it."""
+    benchmark (docs/privacy-dp.md), so a DP task's aggregator turns it off and gates each
+    update against noise of its own size; other tasks keep the check and the plain gate."""
     from fl_agent.agents.aggregator import task_strategy
     from fl_agent.aggregation.fairfl import chance_similarity
 
@@ -244,3 +244,4 @@ def test_fairfl_does_not_run_its_noise_check_on_dp_sgd_updates(world):
     assert chance_similarity(d, plain.chance_z) == pytest.approx(4 / np.sqrt(d))
     assert chance_similarity(d, sparse.chance_z) == chance_similarity(d, plain.chance_z)
     assert chance_similarity(d, dp.chance_z) == 1.0  # nothing is beyond a chance level of 1
+    assert dp.noise_control and not plain.noise_control and not sparse.noise_control

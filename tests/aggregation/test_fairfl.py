@@ -10,6 +10,8 @@ outcome against it (``distance``: to the benign mean, in units of a step)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from crafted import crafted_round
@@ -24,6 +26,7 @@ from fl_agent.aggregation.fairfl import (
     norm_screen,
     similarity_outliers,
     strict_noise,
+    update_noise,
     validation_gate,
 )
 from fl_agent.errors import ConfigError
@@ -493,3 +496,72 @@ def test_a_slack_in_score_units_would_depend_on_them():
         kept[scale] = set(got)
     assert r.malicious & kept[1.0]
     assert not r.malicious & kept[1000.0]
+
+
+def _noisy_lone_units(signal, seeds=range(20), d=200, noise_energy=1.0, control=True):
+    """Lone updates ``signal * t + n`` (``t`` the unit direction to the target, ``n``
+    isotropic noise of squared length ``noise_energy``, as a DP-SGD update carries), each
+    gated alone against the current model at the origin; returns how many were kept."""
+    target = np.zeros(d)
+    target[0] = 1.0
+    score = _examples_around(target, 0.05)
+    kept = 0
+    for seed in seeds:
+        noise = np.random.default_rng(seed).normal(0.0, math.sqrt(noise_energy / d), d)
+        deltas = (signal * target + noise)[None, :]
+        got, *_ = validation_gate([((0,), -1)], deltas, np.ones(1), score, np.zeros(d),
+                                  score(np.zeros(d)), 2.0,
+                                  control=update_noise(deltas) if control else None,
+                                  seed=seed)
+        kept += len(got)
+    return kept
+
+
+def test_the_noise_control_keeps_a_helpful_update_that_carries_more_noise_than_signal():
+    # the expected squared distance to the target moves by s^2 - 2 s + |n|^2 = +0.49 for
+    # s = 0.3: the gate without the control turns every such update away, with the control
+    # (the same reference plus noise of the update's own length) it keeps them
+    assert _noisy_lone_units(0.3, control=False) == 0
+    assert _noisy_lone_units(0.3) == 20
+
+
+def test_the_noise_control_still_turns_away_a_harmful_noisy_update():
+    assert _noisy_lone_units(-0.3) == 0
+
+
+def test_the_noise_control_is_a_rerun_with_the_same_verdicts():
+    first = [_noisy_lone_units(s, seeds=[3]) for s in np.linspace(-0.2, 0.2, 9)]
+    assert first == [_noisy_lone_units(s, seeds=[3]) for s in np.linspace(-0.2, 0.2, 9)]
+
+
+def test_update_noise_reads_the_noise_level_off_the_update():
+    deltas = np.random.default_rng(0).normal(0.0, 0.3, (4, 10_000))
+    np.testing.assert_allclose(update_noise(deltas), 0.3, rtol=0.03)
+
+
+def test_fairfl_with_noise_control_keeps_noisy_helpful_updates():
+    """Through the strategy: eight updates, each a common signal (0.4 towards the target)
+    plus noise of squared length 4. Their mean is better than the current model (squared
+    distance 1 - 0.8 + 0.16 + 0.5 = 0.86 < 1), but each one's noise costs about as much as
+    its share of the signal gains: the gate without the control turns some of them away in
+    every seed, with it none."""
+    d, n = 400, 8
+    target = np.zeros(d)
+    target[0] = 1.0
+    g = np.zeros(d, dtype=np.float32)
+    evaluate = _examples_around(target, 0.05)
+    options = {"chance_z": math.sqrt(d), "similarity_z": 100.0}  # as a DP task: gate only
+    for seed in range(5):
+        noise = np.random.default_rng(seed).normal(0.0, math.sqrt(4.0 / d), (n, d))
+        updates = (0.4 * target + noise).astype(np.float32)
+        plain = FairFL(**options).aggregate(g, updates, np.ones(n), evaluate)
+        controlled = FairFL(noise_control=True, **options).aggregate(g, updates, np.ones(n),
+                                                                    evaluate)
+        assert len(plain.accepted) < n, seed
+        assert controlled.accepted == tuple(range(n)), seed
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_noise_control_is_a_boolean(value):
+    with pytest.raises(ConfigError):
+        FairFL(noise_control=value)

@@ -316,6 +316,14 @@ def test_the_privacy_benchmarks_run_on_tiny_settings(tmp_path):
         "--rounds", "2", "--steps", "2", "--strategies", "fedavg", "--json", str(dp),
         "--plot", str(tmp_path / "dp.png"))
     assert {"settings", "calibrations", "runs"} <= set(json.loads(dp.read_text()))
+    attacked = tmp_path / "dp_attack.json"
+    run("benchmarks.privacy_dp", "--seeds", "1", "--epsilons", "8", "--clients", "3",
+        "--rounds", "2", "--steps", "2", "--strategies", "fairfl-dp", "--skip-no-dp",
+        "--skip-clip-only", "--attack", "sign_flip", "--malicious", "0.34",
+        "--json", str(attacked), "--plot", str(tmp_path / "dp_attack.png"))
+    row, = json.loads(attacked.read_text())["runs"]
+    assert len(row["malicious"]) == 1 and 0.0 <= row["tpr"] <= 1.0  # FPR over the other two
+    assert row["fpr"] in (0.0, 0.25, 0.5, 0.75, 1.0)
     explore = tmp_path / "explore.json"
     run("benchmarks.privacy_dp_explore", "--seeds", "1", "--schedules", "const,x2",
         "--tails", "1,2", "--clients", "3", "--rounds", "2", "--steps", "2",
