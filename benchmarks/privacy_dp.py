@@ -179,6 +179,7 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
 
     from fl_agent.aggregation import FairFL, get_strategy
     from fl_agent.aggregation.fairfl import chance_similarity
+    from fl_agent.chain.records import TrainingMode
     from fl_agent.learning.models import init_params, param_count
     from fl_agent.learning.training import (
         evaluate,
@@ -187,17 +188,19 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
         validation_scores,
     )
     from fl_agent.privacy.dp import train_local_dp
+    from fl_agent.privacy.plan import build_plan
     from fl_agent.simulation.config import BLOCKS_PER_ROUND_SLACK
     from fl_agent.simulation.offline import aggregator_strategy, decide_as_on_chain
 
     config, spec = fed.config, fed.spec
-    if strategy_name.startswith("fairfl"):
+    if strategy_name == DP_GATE:  # what the aggregator of an example-level DP task runs
+        strategy = aggregator_strategy(fed, build_plan(TrainingMode.DP, epsilon=8.0))
+    elif strategy_name.startswith("fairfl"):
         strategy = aggregator_strategy(fed)
-        if strategy_name in (NO_NOISE_CHECK, DP_GATE):
+        if strategy_name == NO_NOISE_CHECK:
             # A chance level above 1/2 (chance_z / sqrt(d) >= 1) makes FairFL skip the
             # NOISE check and leave DBSCAN's radius uncapped; every other step is as is.
-            strategy = replace(strategy, chance_z=math.sqrt(param_count(spec)),
-                               noise_control=strategy_name == DP_GATE)
+            strategy = replace(strategy, chance_z=math.sqrt(param_count(spec)))
     else:
         strategy = get_strategy(strategy_name)
     X_val = fed.data.standardize(fed.splits.validation.X)

@@ -155,10 +155,12 @@ def task_strategy(document: TaskDocument, X_val: np.ndarray, y_val: np.ndarray,
         # An honest DP-SGD update is mostly isotropic noise: FairFL's NOISE check (agreement
         # beyond chance) rejected every one of them at every epsilon; a chance level of 1
         # turns it off. The gate's noise control tests each update against noise of its own
-        # size rather than against nothing (docs/privacy-dp.md).
+        # size rather than against nothing, unless the task's options say otherwise: it
+        # trades detection at small epsilon for honest FPR (docs/privacy-dp.md).
+        control = document.aggregation.options.get("noise_control", True)
         strategy = dataclasses.replace(strategy,
                                        chance_z=math.sqrt(param_count(document.model)),
-                                       noise_control=True)
+                                       noise_control=control)
     return strategy
 
 

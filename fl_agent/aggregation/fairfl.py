@@ -138,7 +138,11 @@ similarity to the global model itself is ~1 for everyone and says nothing).
    claim is read, and the length is bounded by step 1), valued at ``+z`` and ``-z``: the
    update must beat noise, not nothing. What it gives up: an update of pure noise of an
    honest length (a free rider that adds noise) passes like a DP update whose signal is
-   negligible, and a weak harmful signal hides in the noise as a weak honest one does.
+   negligible; a harmful signal about as strong as an honest one hides in the noise as
+   the honest one does; and the allowance grows with the update's length (up to step 1's
+   clip at twice the median) and is isotropic, so an attacker that pads its update in
+   directions where the validation loss is flat earns an allowance it does not pay for
+   (docs/privacy-dp.md has the measured costs under attack).
 
 6. **Combination rule** (:func:`fairfl_combine`, also used to value subsets for contribution
    scoring): clip the accepted deltas to ``clip_ratio`` times their median norm and take the
@@ -167,8 +171,9 @@ chosen with 270 validation examples).
 
 Defaults (``min_samples=3``, ``chance_z=4``, ``similarity_z=5``, ``min_std=0.05``,
 ``tolerance=2``, ``full_tolerance_at=0.5``, ``strict_noise_at=0.6``, ``strict_gain=0.2``,
-``free_rider_ratio=0.1``, ``max_norm_ratio=3``, ``clip_ratio=2``, ``trigger_share=0.2``) were
-chosen on the crafted rounds of ``tests/aggregation`` and on the digits simulation
+``free_rider_ratio=0.1``, ``max_norm_ratio=3``, ``clip_ratio=2``, ``trigger_share=0.2``;
+``noise_control`` off, on in DP tasks, has no constant) were chosen on the crafted rounds
+of ``tests/aggregation`` and on the digits simulation
 (scikit-learn digits, 20 clients, Dirichlet(0.5) label split, a 64-64-10 MLP, 20 rounds of
 20 local SGD steps, 6 of 20 clients attacking, ``evaluate`` = minus each example's loss,
 blacklisting on) on the **tuning seeds 1-5**, with devices of equal speed:

@@ -114,11 +114,14 @@ def validation_gate(order: list[Unit], deltas: FloatArray, weights: FloatArray,
     coordinate of the isotropic noise an update may carry (DP-SGD's): each test then compares
     the state with the member against its reference state moved by the member's share of a
     fresh draw ``z`` of that noise (the same weight and scale as the member's own delta),
-    valued as the mean of the scores at ``+z`` and ``-z``. That control asks whether the
-    update beats noise of its size, not whether it beats nothing; the antithetic pair
-    cancels the draw's first-order effect on the score, which would otherwise add its own
-    luck to every verdict, and keeps its second-order cost, what noise of that size costs
-    any model (:func:`noise_control`). The draws come from
+    valued as the mean of the scores at ``+z`` and ``-z``. The reference is then always the
+    candidate without the member (in the walk: the running sum, not the best state so far,
+    since the running sum carries the noise of every update kept before; judged against
+    the best state, each noisy update would pay for its predecessors' noise). That control
+    asks whether the update beats noise of its size, not whether it beats nothing; the
+    antithetic pair cancels the draw's first-order effect on the score, which would
+    otherwise add its own luck to every verdict, and keeps its second-order cost, what
+    noise of that size costs any model (:func:`noise_control`). The draws come from
     ``numpy.random.default_rng(seed)`` in the walk's order, so a rerun gives the same
     verdicts.
 
@@ -129,7 +132,8 @@ def validation_gate(order: list[Unit], deltas: FloatArray, weights: FloatArray,
     parameters, ``benchmarks.scale``). Sums are added in the order of the merged list, as
     numpy's sum over the list's rows adds them (for two or more parameters; numpy sums a
     single column pairwise); only the final check's "without" differs from that by
-    rounding."""
+    rounding. Under the noise control each test of a noisy member costs two more score
+    calls and a draw of ``d`` normals."""
     n = deltas.shape[0]
     slacks = np.broadcast_to(np.asarray(slack, dtype=float), (n,))
     needs = np.broadcast_to(np.asarray(required, dtype=float), (n,))
@@ -148,9 +152,10 @@ def validation_gate(order: list[Unit], deltas: FloatArray, weights: FloatArray,
 
     def holds(candidate: Values, members: list[int], base: FloatArray | None, scale: float,
               reference: Values | None = None, candidate_scale: float | None = None) -> bool:
-        """``candidate`` against the reference state, the running sum ``base`` at ``scale``
-        (None: the current model; ``reference`` its values if known), or against that state
-        plus the members' noise control at the candidate's scale if they carry noise."""
+        """``candidate`` against ``reference`` (default: the state of running sum ``base``
+        at ``scale``, None being the current model); if the members carry noise, against
+        the state of ``base`` -- the candidate without them -- moved by their noise
+        control at the candidate's scale instead."""
         noisy = [m for m in members if stds[m] > 0]
         if noisy:
             noise = noise_control(rng, [stds[m] * weights[m] for m in noisy], deltas.shape[1])
@@ -165,21 +170,19 @@ def validation_gate(order: list[Unit], deltas: FloatArray, weights: FloatArray,
     total = float(weights.sum())
     kept: list[int] = []
     running: FloatArray | None = None  # the sum of the kept rows, in the order of kept
-    best, best_running = baseline, None
+    best = baseline
     steps: list[GateStep] = []
 
-    def better(candidate: Values, joined: FloatArray) -> tuple[Values, FloatArray | None]:
-        if paired_margin(candidate, best, 0.0) > 0:
-            return candidate, joined
-        return best, best_running
+    def better(candidate: Values) -> Values:
+        return candidate if paired_margin(candidate, best, 0.0) > 0 else best
 
     for members, label in order:
         joined = extended(running, list(members))
         candidate = state(joined, total)
-        if holds(candidate, list(members), best_running, total, best):
+        if holds(candidate, list(members), running, total, best):
             kept += members
             running = joined
-            best, best_running = better(candidate, joined)
+            best = better(candidate)
             steps.append(GateStep(members, label, members, float(best.mean())))
             continue
         back: list[int] = []
@@ -190,11 +193,11 @@ def validation_gate(order: list[Unit], deltas: FloatArray, weights: FloatArray,
                 member = members[int(pos)]
                 joined = extended(running, [member])
                 candidate = state(joined, total)
-                if holds(candidate, [member], best_running, total, best):
+                if holds(candidate, [member], running, total, best):
                     kept.append(member)
                     back.append(member)
                     running = joined
-                    best, best_running = better(candidate, joined)
+                    best = better(candidate)
         steps.append(GateStep(members, label, tuple(back), float(best.mean())))
 
     dropped: list[int] = []

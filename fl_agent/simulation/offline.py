@@ -112,12 +112,15 @@ def federation(config: SimulationConfig) -> Federation:
                       tuple(clients), trigger)
 
 
-def aggregator_strategy(fed: Federation) -> Strategy:
+def aggregator_strategy(fed: Federation, privacy: Any = None) -> Strategy:
     """The task's strategy as the aggregator agent sets it up
-    (:func:`fl_agent.agents.aggregator.task_strategy`)."""
+    (:func:`fl_agent.agents.aggregator.task_strategy`), for a task with the ``privacy``
+    plan (:func:`fl_agent.privacy.plan.build_plan`; None: plain)."""
     from fl_agent.agents.aggregator import task_strategy
 
     document = task_document(fed.config, fed.spec, fed.data)
+    if privacy is not None:
+        document = document.model_copy(update={"privacy": privacy})
     return task_strategy(document, fed.data.standardize(fed.splits.validation.X),
                          np.asarray(fed.splits.validation.y, dtype=np.int64))
 

@@ -245,3 +245,8 @@ def test_fairfl_does_not_run_its_noise_check_on_dp_sgd_updates(world):
     assert chance_similarity(d, sparse.chance_z) == chance_similarity(d, plain.chance_z)
     assert chance_similarity(d, dp.chance_z) == 1.0  # nothing is beyond a chance level of 1
     assert dp.noise_control and not plain.noise_control and not sparse.noise_control
+    dp_document = world.document.model_copy(update={
+        "privacy": build_plan(TrainingMode.DP, epsilon=8)})
+    chosen = dp_document.model_copy(update={"aggregation": dp_document.aggregation.model_copy(
+        update={"options": {**dp_document.aggregation.options, "noise_control": False}})})
+    assert not task_strategy(chosen, X, y).noise_control  # the task's explicit choice holds

@@ -565,3 +565,99 @@ def test_fairfl_with_noise_control_keeps_noisy_helpful_updates():
 def test_noise_control_is_a_boolean(value):
     with pytest.raises(ConfigError):
         FairFL(noise_control=value)
+
+
+def _first_unit_verdict(signal, weights, d=20_000, antithetic=True):
+    """The walk's verdict on its first unit, of weight ``weights[0]`` among ``weights``:
+    an update ``signal * t + n`` with ``n`` orthogonal to ``t`` (squared length 1), on a
+    quadratic validation loss around ``t``, with no slack. Moving the reference by noise
+    ``z`` of the update's share, valued at ``+z`` and ``-z``, gives the verdict
+    ``2 k signal >= 0`` for any share ``k``: the test is exactly "is the signal helpful"."""
+    target = np.zeros(d)
+    target[0] = 1.0
+    noise = np.random.default_rng(7).normal(0.0, 1.0, d)
+    noise[0] = 0.0
+    noise /= np.linalg.norm(noise)
+    deltas = np.stack([signal * target + noise, target])
+    score = _examples_around(target, 0.05, m=8)
+    w = np.asarray(weights, dtype=float)
+    _, steps, _, _ = validation_gate([((0,), -1), ((1,), -1)], deltas, w, score, np.zeros(d),
+                                     score(np.zeros(d)), 0.0,
+                                     control=update_noise(deltas) * np.array([1.0, 0.0]),
+                                     seed=3)
+    return steps[0].kept == (0,)
+
+
+@pytest.mark.parametrize("weights", [(1.0, 1.0), (3.0, 1.0), (1.0, 9.0)])
+def test_the_noise_control_scales_with_the_members_share(weights):
+    """A control drawn at the wrong scale (forgetting the member's weight or the
+    aggregate's normaliser) moves the verdict off ``signal >= 0``: too small a control
+    turns away the helpful update, too large one lets the harmful one in."""
+    assert _first_unit_verdict(0.1, weights)
+    assert not _first_unit_verdict(-0.1, weights)
+
+
+def test_the_noise_control_cancels_the_draws_first_order_effect():
+    """On a linear score the antithetic control is the reference itself, whatever the
+    draw: with it the verdicts are those of the plain gate, update by update (a single
+    draw would add its own luck, larger than the update's effect here)."""
+    d = 2_000
+    direction = np.random.default_rng(0).normal(0.0, 1.0, d)
+    offsets = np.random.default_rng(1).normal(0.0, 0.01, 32)
+
+    def score(v):
+        return offsets + float(direction @ np.asarray(v, dtype=float)) / d
+
+    rng = np.random.default_rng(2)
+    for _ in range(30):
+        deltas = rng.normal(0.0, 1.0, (1, d)) + 0.01 * direction
+        plain, *_ = validation_gate([((0,), -1)], deltas, np.ones(1), score, np.zeros(d),
+                                    score(np.zeros(d)), 0.0)
+        controlled, *_ = validation_gate([((0,), -1)], deltas, np.ones(1), score,
+                                         np.zeros(d), score(np.zeros(d)), 0.0,
+                                         control=update_noise(deltas), seed=4)
+        assert plain == controlled
+
+
+def test_the_walk_tests_a_noisy_update_against_the_aggregate_without_it():
+    """Ten updates, each a small helpful signal plus much more noise: judged against the
+    best state so far, each one after the first paid for the noise of those kept before
+    it, and the round could end with none; judged against the running sum without it,
+    most are kept in every seed."""
+    d, n = 400, 10
+    target = np.zeros(d)
+    target[0] = 1.0
+    score = _examples_around(target, 0.05)
+    order = [((i,), -1) for i in range(n)]
+    for seed in range(5):
+        noise = np.random.default_rng(seed).normal(0.0, math.sqrt(16.0 / d), (n, d))
+        deltas = 0.3 * target + noise
+        kept, *_ = validation_gate(order, deltas, np.ones(n), score, np.zeros(d),
+                                   score(np.zeros(d)), 2.0, control=update_noise(deltas),
+                                   seed=seed)
+        assert len(kept) >= 8, (seed, kept)
+
+
+def test_fairfl_seeds_the_control_with_the_round_model(monkeypatch):
+    """The draws are seeded by the round's global model: the same model (as float32 or
+    float64) gives the same seed, so a rerun on the same updates gives the same verdicts;
+    another model, other draws."""
+    from fl_agent.aggregation import fairfl
+
+    seeds = []
+    real = fairfl.validation_gate
+
+    def spy(*args, **kwargs):
+        seeds.append(kwargs["seed"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fairfl, "validation_gate", spy)
+    r = crafted_round(0, attack="label_flip")
+    strategy = FairFL(noise_control=True, **CRAFTED)
+    first = strategy.aggregate(r.global_params, r.updates, r.num_samples, r.gate_scores)
+    again = strategy.aggregate(r.global_params.astype(np.float64), r.updates, r.num_samples,
+                               r.gate_scores)
+    moved = r.global_params + np.float32(0.01)
+    strategy.aggregate(moved, r.updates, r.num_samples, r.gate_scores)
+    assert first.accepted == again.accepted
+    assert seeds[0] == seeds[1] != seeds[2]
