@@ -115,9 +115,11 @@ def validation_gate(order: list[Unit], deltas: FloatArray, weights: FloatArray,
     the state with the member against its reference state moved by the member's share of a
     fresh draw ``z`` of that noise (the same weight and scale as the member's own delta),
     valued as the mean of the scores at ``+z`` and ``-z``. The reference is then always the
-    candidate without the member (in the walk: the running sum, not the best state so far,
-    since the running sum carries the noise of every update kept before; judged against
-    the best state, each noisy update would pay for its predecessors' noise). That control
+    candidate with the member's delta replaced by that noise, at the candidate's scale: in
+    the walk the running sum, not the best state so far (the running sum carries the noise
+    of every update kept before; judged against the best state, each noisy update would
+    pay for its predecessors' noise); in the rescue the aggregate diluted as the candidate
+    is (at the aggregate's own scale its noise would count twice). That control
     asks whether the update beats noise of its size, not whether it beats nothing; the
     antithetic pair cancels the draw's first-order effect on the score, which would
     otherwise add its own luck to every verdict, and keeps its second-order cost, what
@@ -154,8 +156,8 @@ def validation_gate(order: list[Unit], deltas: FloatArray, weights: FloatArray,
               reference: Values | None = None, candidate_scale: float | None = None) -> bool:
         """``candidate`` against ``reference`` (default: the state of running sum ``base``
         at ``scale``, None being the current model); if the members carry noise, against
-        the state of ``base`` -- the candidate without them -- moved by their noise
-        control at the candidate's scale instead."""
+        the state of ``base`` at ``scale`` moved by their noise control at the candidate's
+        scale instead."""
         noisy = [m for m in members if stds[m] > 0]
         if noisy:
             noise = noise_control(rng, [stds[m] * weights[m] for m in noisy], deltas.shape[1])
@@ -222,8 +224,8 @@ def validation_gate(order: list[Unit], deltas: FloatArray, weights: FloatArray,
             joined = kept + [member]
             grown = extended(aggregate, [member])
             candidate = state(grown, float(weights[joined].sum()))
-            if holds(candidate, [member], aggregate, float(weights[kept].sum()), current,
-                     float(weights[joined].sum())):
+            scale = float(weights[joined].sum())  # the control: the member's delta as noise
+            if holds(candidate, [member], aggregate, scale, current, scale):
                 kept.append(member)
                 rescued.append(member)
                 aggregate = grown
