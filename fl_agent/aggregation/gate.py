@@ -247,8 +247,9 @@ def update_noise(deltas: FloatArray) -> FloatArray:
     length over ``sqrt(d)``, as if all of the delta were isotropic noise. A DP-SGD update is
     noise plus signal, so this overstates its noise by the signal's share of its squared
     length (the control is then a little harder on the reference, the gate a little more
-    lenient); it needs no claim from the participant and cannot be inflated beyond the
-    update's own length."""
+    lenient). It needs no claim from the participant, but the participant chooses its
+    length, up to the clip at twice the round's median (step 1): a longer update earns a
+    larger allowance (docs/privacy-dp.md, "Under attack")."""
     return np.linalg.norm(deltas, axis=1) / math.sqrt(deltas.shape[1])
 
 
