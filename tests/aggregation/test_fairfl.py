@@ -619,23 +619,30 @@ def test_the_noise_control_cancels_the_draws_first_order_effect():
         assert plain == controlled
 
 
+def _ten_noisy_updates(seed, last_signal=0.3, d=400):
+    """The gate with the control on ten lone updates ``0.3 * t + n`` (the last one
+    ``last_signal * t + n``), ``n`` isotropic noise of squared length 16, on a quadratic
+    validation loss around ``t``."""
+    n = 10
+    target = np.zeros(d)
+    target[0] = 1.0
+    score = _examples_around(target, 0.05)
+    deltas = 0.3 * target + np.random.default_rng(seed).normal(0.0, math.sqrt(16.0 / d),
+                                                                (n, d))
+    deltas[n - 1] += (last_signal - 0.3) * target
+    return validation_gate([((i,), -1) for i in range(n)], deltas, np.ones(n), score,
+                           np.zeros(d), score(np.zeros(d)), 2.0,
+                           control=update_noise(deltas), seed=seed)
+
+
 def test_the_walk_tests_a_noisy_update_against_the_aggregate_without_it():
     """Ten updates, each a small helpful signal plus much more noise: judged against the
     best state so far, each one after the first paid for the noise of those kept before
     it, and the round could end with none; judged against the running sum without it,
     most are kept in every seed (7-10 of 10; the plain gate, without the control, keeps
     none: each one's noise costs more than its signal gains)."""
-    d, n = 400, 10
-    target = np.zeros(d)
-    target[0] = 1.0
-    score = _examples_around(target, 0.05)
-    order = [((i,), -1) for i in range(n)]
     for seed in range(5):
-        noise = np.random.default_rng(seed).normal(0.0, math.sqrt(16.0 / d), (n, d))
-        deltas = 0.3 * target + noise
-        kept, *_ = validation_gate(order, deltas, np.ones(n), score, np.zeros(d),
-                                   score(np.zeros(d)), 2.0, control=update_noise(deltas),
-                                   seed=seed)
+        kept, *_ = _ten_noisy_updates(seed)
         assert len(kept) >= 7, (seed, kept)  # the plain gate keeps none of them
 
 
@@ -670,17 +677,7 @@ def test_the_rescue_does_not_let_a_harmful_noisy_update_back_in():
     aggregate with it against the same aggregate with its delta replaced by noise (at
     the same, diluted scale), must not let it back in. Against the undiluted aggregate
     the noise counted twice and it came back in every seed."""
-    d, n = 400, 10
-    target = np.zeros(d)
-    target[0] = 1.0
-    score = _examples_around(target, 0.05)
-    order = [((i,), -1) for i in range(n)]
     for seed in range(10):
-        noise = np.random.default_rng(seed).normal(0.0, math.sqrt(16.0 / d), (n, d))
-        deltas = 0.3 * target + noise
-        deltas[n - 1] = -1.0 * target + noise[n - 1]
-        kept, _, _, rescued = validation_gate(order, deltas, np.ones(n), score, np.zeros(d),
-                                              score(np.zeros(d)), 2.0,
-                                              control=update_noise(deltas), seed=seed)
-        assert n - 1 not in kept, (seed, rescued)
+        kept, _, _, rescued = _ten_noisy_updates(seed, last_signal=-1.0)
+        assert 9 not in kept, (seed, rescued)
         assert len(kept) >= 5, (seed, kept)  # of the nine helpful ones (5-9 here)
