@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from fl_agent.simulation.runner import SimulationConfig, run_simulation
 
 FLT = 10**18
 PRICE = 20 * FLT
+DELIVERY_WINDOW = 64  # blocks a seller has to deliver a key before the buyer may take a refund
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +29,20 @@ def market(anvil_url, tmp_path_factory):
     """A completed, listed task on the test anvil: (url, home folder, report)."""
     from fl_agent.storage.store import LocalStore
 
+    from fl_agent.chain import deployment
+
     home = tmp_path_factory.mktemp("market-home")  # FAIRFL_HOME of the seller and buyers
     config = SimulationConfig.build(clients=4, malicious=0.0, attack="none", rounds=2,
                                     steps=5, scoring="loo", seed=5, list_price=PRICE)
-    report = run_simulation(config, workdir=home / "sim", network=anvil_url,
-                            deployments=home / "deployments", keys_dir=home / "keys",
-                            store=LocalStore(home / "store"))
+    # A short delivery window, so that the refund test mines DELIVERY_WINDOW blocks and not
+    # the default 7,200: anvil's cost per mined block grows with the chain's height, so 7,200
+    # blocks took 35 s there and slowed every later test on this session's chain.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(deployment, "deploy_contracts",
+                      partial(deployment.deploy_contracts, delivery_window=DELIVERY_WINDOW))
+        report = run_simulation(config, workdir=home / "sim", network=anvil_url,
+                                deployments=home / "deployments", keys_dir=home / "keys",
+                                store=LocalStore(home / "store"))
     return anvil_url, home, report
 
 
@@ -210,6 +220,7 @@ def test_a_buyer_whose_key_never_comes_takes_the_money_back(shop):
     start = token.balance_of(buyer.address)
     buy_model(shop.fairfl, buyer, shop.model_id)
     purchase = market.purchase(shop.model_id, buyer.address)
+    assert market.delivery_window() == DELIVERY_WINDOW
     from fl_agent.errors import ContractRevertError
 
     with pytest.raises(ContractRevertError) as refused:
