@@ -19,6 +19,8 @@ the page), with the page's title on screen. An error is a render that shows an e
 an error notice, does not finish within ``--timeout``, or a session that loses its
 connection. CPU (in cores, from the processes' CPU time) and RSS are sampled every second
 for the server, anvil, and the browser with Playwright's driver: all on the same machine.
+``--workers N`` (N >= 2) runs N servers behind nginx instead, as ``app/serve.py`` does for
+``FAIRFL_APP_WORKERS=N make app``; their CPU and RSS are added up, nginx's is shown apart.
 
 Target (``docs/load.md``): no errors, and the p90 of all renders under the full load
 within :data:`TARGET_RATIO` times the p90 with one session (each page's ratio is shown too;
@@ -39,6 +41,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import importlib.util
 import os
 import re
 import subprocess
@@ -46,6 +50,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,6 +138,17 @@ IDLE = """
 
 
 # -- the server and what it uses ----------------------------------------------------------------
+def app_serve() -> Any:
+    """``app/serve.py`` (several servers behind nginx) as a module: the app's folder is not a
+    package, its modules are top-level as Streamlit runs them."""
+    if (module := sys.modules.get("fairfl_app_serve")) is None:
+        spec = importlib.util.spec_from_file_location("fairfl_app_serve",
+                                                      APP_MAIN.parent / "serve.py")
+        module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return module
+
+
 def start_server(env: dict[str, str], log: Path,
                  extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
     """``streamlit run app/main.py`` on a free port, as the app tests start it."""
@@ -166,14 +182,15 @@ class Usage(threading.Thread):
     machine's busy time less all of those: on a shared machine, what competed with the run),
     and the server's RSS, every second."""
 
-    def __init__(self, server: int, anvil: int | None) -> None:
+    def __init__(self, servers: list[int], anvil: int | None, proxy: int | None = None) -> None:
         super().__init__(name="usage", daemon=True)
         import psutil
 
-        self.server, self.anvil = psutil.Process(server), anvil
-        self.cpu = {"server": 0.0, "anvil": 0.0, "browser": 0.0, "benchmark": 0.0,
-                    "others": 0.0}
-        self.rss: list[tuple[float, float]] = []  # (time, server RSS MB)
+        self.servers = [psutil.Process(pid) for pid in servers]
+        self.anvil, self.proxy = anvil, proxy
+        self.cpu = {"server": 0.0, "proxy": 0.0, "anvil": 0.0, "browser": 0.0,
+                    "benchmark": 0.0, "others": 0.0}
+        self.rss: list[tuple[float, float]] = []  # (time, the servers' RSS MB together)
         self.marks: dict[str, tuple[float, dict[str, float]]] = {}
         self.load: dict[str, float] = {}  # the 1-minute load average at each mark
         self._last: dict[int, float] = {}
@@ -183,8 +200,10 @@ class Usage(threading.Thread):
         self._stopped = threading.Event()
 
     def _group(self, proc: Any) -> str:
-        if proc.pid == self.server.pid:
+        if any(proc.pid == server.pid for server in self.servers):
             return "server"
+        if proc.pid == self.proxy:
+            return "proxy"
         if proc.pid == self.anvil:
             return "anvil"
         return "browser"
@@ -216,7 +235,8 @@ class Usage(threading.Thread):
             self._busy = busy
             self._primed = True
             try:
-                self.rss.append((time.monotonic(), self.server.memory_info().rss / 2**20))
+                self.rss.append((time.monotonic(), sum(server.memory_info().rss
+                                                       for server in self.servers) / 2**20))
             except psutil.Error:
                 pass
 
@@ -368,10 +388,15 @@ async def drive_api(url: str, sessions: int, single_seconds: float, seconds: flo
     """The two phases through Streamlit's agent API (:mod:`benchmarks.app_api_sessions`)."""
     from benchmarks.app_api_sessions import ApiSession
 
-    limits = httpx.Limits(max_connections=sessions + 4)
-    async with httpx.AsyncClient(limits=limits) as client:
-        return await phases(lambda n: ApiSession.open(client, url, n, timeout), sessions,
-                            single_seconds, seconds, think, timeout, usage)
+    async with contextlib.AsyncExitStack() as clients:
+        async def open_session(n: int) -> ApiSession:
+            # A client (and so a cookie jar) per session, as each is a user of its own: behind
+            # several servers (--workers) nginx keeps each on its server by a cookie.
+            client = await clients.enter_async_context(httpx.AsyncClient())
+            return await ApiSession.open(client, url, n, timeout)
+
+        return await phases(open_session, sessions, single_seconds, seconds, think, timeout,
+                            usage)
 
 
 async def walk(session: Any, phase: str, until: float, think: float, timeout: float,
@@ -428,7 +453,6 @@ async def phases(open_session: Any, sessions: int, single_seconds: float, second
 def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     node = LocalChain(home / "chain", "127.0.0.1", free_port())
     node.start(accounts=30)
-    server: subprocess.Popen | None = None
     try:
         started = time.monotonic()
         if args.demo:
@@ -439,30 +463,48 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         env = {"FAIRFL_NETWORK": node.url, "FAIRFL_HOME": str(home),
                "FAIRFL_DEPLOYMENTS": str(home / "deployments")}
         api = args.client == "api"
-        server, url = start_server(env, home / "streamlit.log",
-                                   ("--server.enableAgentApi", "true") if api else ())
-        usage = Usage(server.pid, node.pid())
-        usage.start()
-        try:
-            if api:
-                driven = asyncio.run(drive_api(url, args.sessions, args.single_seconds,
-                                               args.seconds, args.think, args.timeout, usage))
-            else:
-                driven = asyncio.run(drive(url, args.sessions, args.single_seconds,
-                                           args.seconds, args.think, args.timeout, usage,
-                                           args.json.parent / "app_load-failures"))
-        finally:
-            usage.stop()
-        alive = server.poll() is None
+        with app_under_test(args.workers, env, home,
+                            ("--server.enableAgentApi", "true") if api else ()) as (url, procs,
+                                                                                   proxy):
+            usage = Usage([p.pid for p in procs], node.pid(), proxy)
+            usage.start()
+            try:
+                if api:
+                    driven = asyncio.run(drive_api(url, args.sessions, args.single_seconds,
+                                                   args.seconds, args.think, args.timeout,
+                                                   usage))
+                else:
+                    driven = asyncio.run(drive(url, args.sessions, args.single_seconds,
+                                               args.seconds, args.think, args.timeout, usage,
+                                               args.json.parent / "app_load-failures"))
+            finally:
+                usage.stop()
+            alive = all(p.poll() is None for p in procs)
         blocks = int(httpx.post(node.url, json={"jsonrpc": "2.0", "id": 1,
                                                 "method": "eth_blockNumber",
                                                 "params": []}).json()["result"], 16)
     finally:
-        if server is not None:
-            stop(server)
         node.stop()
     return summarise(args, driven, usage, {"chain_build_s": round(built, 1), "blocks": blocks,
                                            "server_survived": alive})
+
+
+@contextlib.contextmanager
+def app_under_test(workers: int, env: dict[str, str], home: Path, extra: tuple[str, ...]
+                   ) -> Iterator[tuple[str, list[subprocess.Popen], int | None]]:
+    """(URL, the servers' processes, nginx's pid or None): one `streamlit run`, or ``workers``
+    of them behind nginx as ``app/serve.py`` runs them."""
+    if workers == 1:
+        server, url = start_server(env, home / "streamlit.log", extra)
+        try:
+            yield url, [server], None
+        finally:
+            stop(server)
+        return
+    with app_serve().app_servers(workers, env=env, directory=home / "servers",
+                                 streamlit_args=("--server.fileWatcherType", "none", *extra)
+                                 ) as started:
+        yield started.url, started.servers, started.nginx.pid
 
 
 def summarise(args: argparse.Namespace, driven: dict[str, Any], usage: Usage,
@@ -472,7 +514,8 @@ def summarise(args: argparse.Namespace, driven: dict[str, Any], usage: Usage,
     result: dict[str, Any] = {
         "settings": {"client": args.client,
                      "chain": "demo" if args.demo else f"{args.tasks} tasks",
-                     "sessions": args.sessions, "single_seconds": args.single_seconds,
+                     "sessions": args.sessions, "workers": args.workers,
+                     "single_seconds": args.single_seconds,
                      "seconds": args.seconds, "think_s": args.think, "timeout_s": args.timeout,
                      "dev_account": 9},
         **extra, "setup_s": driven["setup"], "phases": {},
@@ -531,7 +574,11 @@ def markdown(result: dict[str, Any]) -> str:
     lines.append(f"| **every page** | {cell(single['all_pages_s'])} | "
                  f"{cell(loaded['all_pages_s'])} | "
                  f"{'–' if overall is None else f'**{overall:.1f}×**'} |")
-    usage = [("server CPU, cores", lambda u: f"{u['cores']['server']:.2f}"),
+    workers = result["settings"].get("workers", 1)
+    usage = [("server CPU, cores" + (f" ({workers} servers together)" if workers > 1 else ""),
+              lambda u: f"{u['cores']['server']:.2f}"),
+             *([("nginx CPU, cores", lambda u: f"{u['cores']['proxy']:.2f}")]
+               if workers > 1 else []),
              ("browser CPU (Chromium + driver), cores",
               lambda u: f"{u['cores']['browser']:.2f}"),
              ("anvil CPU, cores", lambda u: f"{u['cores']['anvil']:.2f}"),
@@ -556,6 +603,9 @@ def markdown(result: dict[str, Any]) -> str:
               f"Chain: {s['chain']} ({result['blocks']:,} blocks); think time {s['think_s']} s "
               f"between pages; {s['single_seconds']:g} s alone, then {s['seconds']:g} s with "
               f"{s['sessions']} sessions."]
+    if workers > 1:
+        lines.append(f"Servers: {workers} `streamlit run` processes behind nginx, one per "
+                     "session by a cookie (app/serve.py).")
     return "\n".join(lines)
 
 
@@ -613,6 +663,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="browser: Chromium pages through Playwright (client and server "
                         "share the machine); api: Streamlit's agent API, no browser "
                         "(benchmarks/app_api_sessions.py says what differs)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="app servers: 1 (default) is `streamlit run` alone; 2 or more run "
+                        "behind nginx, one per session by a cookie (app/serve.py)")
     parser.add_argument("--json", type=Path, default=None,
                         help="default: reports/bench/app_load.json, app_load_api.json for "
                         "--client api")
@@ -622,6 +675,8 @@ def main(argv: list[str] | None = None) -> None:
                          else "reports/bench/app_load_api.json")
     if args.sessions < 2 or args.seconds <= 0 or args.single_seconds <= 0 or args.think < 0:
         parser.error("--sessions must be >= 2, --seconds and --single-seconds > 0")
+    if args.workers < 1:
+        parser.error("--workers must be 1 or more")
     if args.client == "browser" and not CHROMIUM.exists():
         parser.error(f"no {CHROMIUM}; install it with `apt-get install -y chromium`")
     about = machine()

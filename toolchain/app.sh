@@ -2,6 +2,8 @@
 # `make app`: the Streamlit app on http://localhost:8501. On the local chain it also runs the
 # seller's key agent (`fl-agent market serve --account TEST::0`, the account `make demo` lists
 # with) in the background, so that a model bought in the app gets its key; both stop together.
+# FAIRFL_APP_WORKERS=N (N >= 2) runs N app servers behind nginx instead of one, each user kept
+# on one server by a cookie (app/serve.py; for many concurrent users, docs/load.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NETWORK=${FAIRFL_NETWORK:-ethereum:local:node}
@@ -13,4 +15,8 @@ if [ "$NETWORK" = "ethereum:local:node" ] && [ -f deployments/local.json ]; then
   echo "key agent running (pid $AGENT_PID, log .fairfl/key-agent.log)"
 fi
 trap '[ -n "$AGENT_PID" ] && kill "$AGENT_PID" 2>/dev/null || true' EXIT
-streamlit run app/main.py --browser.gatherUsageStats false --client.toolbarMode minimal "$@"
+if [ "${FAIRFL_APP_WORKERS:-1}" -gt 1 ]; then
+  python app/serve.py --workers "$FAIRFL_APP_WORKERS" -- --client.toolbarMode minimal "$@"
+else
+  streamlit run app/main.py --browser.gatherUsageStats false --client.toolbarMode minimal "$@"
+fi

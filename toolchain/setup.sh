@@ -67,11 +67,18 @@ SH
   chmod +x "$TARGET"
 fi
 
-# 6. Chromium for the browser tests (Debian's package; Playwright never downloads browsers).
-if [ "${FAIRFL_WITH_BROWSER:-0}" = 1 ] && [ ! -x /usr/bin/chromium ]; then
-  log "installing Debian's chromium for the UI tests"
-  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
+# 6. Chromium for the browser tests (Debian's package; Playwright never downloads browsers),
+#    and nginx, which puts several app servers behind one address (app/serve.py, its tests).
+if [ "${FAIRFL_WITH_BROWSER:-0}" = 1 ]; then
+  MISSING=""
+  [ -x /usr/bin/chromium ] || MISSING="chromium"
+  [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || MISSING="$MISSING nginx-light"
+  if [ -n "$MISSING" ]; then
+    log "installing Debian's$MISSING for the UI tests"
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    # shellcheck disable=SC2086  # one word per package
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq $MISSING >/dev/null
+  fi
 fi
 
 # 7. ape's copy of OpenZeppelin (read from node_modules, no network).

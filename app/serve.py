@@ -1,0 +1,236 @@
+"""Several app servers behind one address: ``python app/serve.py --workers 2``, or
+``FAIRFL_APP_WORKERS=2 make app``.
+
+One Streamlit server runs the script of every session in threads of one Python process, so
+sessions that render at the same time share one interpreter lock: with twenty users clicking,
+about six renders are in flight at once and each takes about six times as long
+(``docs/load.md``). This starts ``--workers`` servers (``streamlit run app/main.py``) on free
+loopback ports and nginx in front of them at ``--address``:``--port``.
+
+nginx keeps each user on one server, because a Streamlit session lives in the memory of the
+process that serves it (its state, its websocket, the files it offers for download). The first
+answer to a browser sets a cookie, ``fairfl_route``, to a random value (nginx's
+``$request_id``), and nginx picks the server by a hash of that cookie, so every later request of
+the same browser (the page, the websocket, static files, downloads) goes to the same server. A
+browser that refuses cookies still works; its requests are spread at random, so it may lose its
+session on a reload, as it would after a server restart.
+
+Each server keeps its own caches (the chain's views, the pages' tables), so memory and the
+chain reads behind a refresh grow with the number of servers.
+
+Hand-written, as no library does it: the nginx configuration and the supervision of the
+processes (start, wait until each answers, stop all of them when one dies or on Ctrl-C).
+Needs nginx on PATH (Debian: ``apt-get install nginx-light``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+APP_MAIN = Path(__file__).resolve().parent / "main.py"
+REPO = APP_MAIN.parents[1]
+COOKIE = "fairfl_route"
+STARTUP_SECONDS = 90.0
+
+
+@dataclass(frozen=True)
+class AppServers:
+    """What :func:`app_servers` started."""
+
+    url: str  #: the address users open (nginx)
+    upstreams: list[str]  #: each server's own address, on the loopback
+    servers: list[subprocess.Popen]  #: each server's process, in the order of ``upstreams``
+    nginx: subprocess.Popen
+
+    @property
+    def processes(self) -> list[subprocess.Popen]:
+        return [*self.servers, self.nginx]
+
+
+def nginx_config(upstreams: Sequence[int], address: str, port: int, directory: Path) -> str:
+    """nginx's configuration: listen at ``address``:``port``, proxy to the servers on the
+    loopback ``upstreams`` ports, one server per browser by the hash of its route cookie."""
+    servers = "\n".join(f"    server 127.0.0.1:{p} max_fails=0;" for p in upstreams)
+    temp = {name: directory / name for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
+    return f"""\
+worker_processes 1;
+pid {directory / "nginx.pid"};
+error_log {directory / "error.log"} warn;
+daemon off;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {temp["body"]};
+  proxy_temp_path {temp["proxy"]};
+  fastcgi_temp_path {temp["fastcgi"]};
+  uwsgi_temp_path {temp["uwsgi"]};
+  scgi_temp_path {temp["scgi"]};
+  client_max_body_size 200m;  # Streamlit's own upload limit
+  map $http_upgrade $connection_upgrade {{ default upgrade; "" close; }}
+  map $cookie_{COOKIE} $fairfl_route {{ "" $request_id; default $cookie_{COOKIE}; }}
+  upstream fairfl_app {{
+    hash $fairfl_route;
+{servers}
+  }}
+  server {{
+    listen {address}:{port};
+    location / {{
+      proxy_pass http://fairfl_app;
+      proxy_http_version 1.1;
+      proxy_set_header Host $http_host;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;
+      proxy_read_timeout 1d;
+      proxy_buffering off;
+      add_header Set-Cookie "{COOKIE}=$fairfl_route; Path=/; HttpOnly; SameSite=Lax" always;
+    }}
+  }}
+}}
+"""
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, log: Path, what: str) -> None:
+    """Returns once ``url``/_stcore/health answers ``ok``; raises if ``proc`` dies first or
+    :data:`STARTUP_SECONDS` pass, with the end of its log."""
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while True:
+        try:
+            if httpx.get(f"{url}/_stcore/health", timeout=1.0).text == "ok":
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+            raise RuntimeError(f"{what} did not start (log {log}):\n{tail}")
+        time.sleep(0.2)
+
+
+def free_port() -> int:
+    from fl_agent.chain.node import free_port as chain_free_port
+
+    return chain_free_port()
+
+
+def _stop(procs: Sequence[subprocess.Popen]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@contextmanager
+def app_servers(workers: int, *, address: str = "127.0.0.1", port: int | None = None,
+                streamlit_args: Sequence[str] = (), env: dict[str, str] | None = None,
+                directory: Path | None = None) -> Iterator[AppServers]:
+    """``workers`` app servers behind nginx at ``address``:``port`` (a free port if None);
+    stops all of them on exit. Logs go to ``directory`` (a temporary folder if None)."""
+    if workers < 2:
+        raise ValueError(f"app_servers runs 2 or more servers behind nginx, not {workers}; "
+                         "for one, run `streamlit run app/main.py`")
+    taken = [a for a in streamlit_args if a.split("=")[0] in ("--server.port", "--server.address")]
+    if taken:
+        raise ValueError(f"{taken[0]} is set for each server here; give nginx's address and "
+                         "port instead (--address, --port)")
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists()
+                                      else None)
+    if nginx is None:
+        raise RuntimeError("nginx not found: install it (Debian: apt-get install nginx-light) "
+                           "or run one server (FAIRFL_APP_WORKERS=1)")
+    with tempfile.TemporaryDirectory(prefix="fairfl-app-") as scratch:
+        folder = Path(directory or scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        procs: list[subprocess.Popen] = []
+        try:
+            ports = [free_port() for _ in range(workers)]
+            for k, p in enumerate(ports):
+                log = folder / f"streamlit-{k}.log"
+                with log.open("wb") as out:
+                    procs.append(subprocess.Popen(
+                        [sys.executable, "-m", "streamlit", "run", str(APP_MAIN),
+                         "--server.headless", "true", "--server.port", str(p),
+                         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+                         *streamlit_args],
+                        cwd=REPO, env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
+                        stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                        start_new_session=True))
+            for k, (p, proc) in enumerate(zip(ports, procs, strict=True)):
+                wait_healthy(f"http://127.0.0.1:{p}", proc, folder / f"streamlit-{k}.log",
+                             f"app server {k}")
+            listen = port or free_port()
+            conf = folder / "nginx.conf"
+            conf.write_text(nginx_config(ports, address, listen, folder))
+            for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+                (folder / name).mkdir(exist_ok=True)
+            log = folder / "error.log"
+            with (folder / "nginx.out").open("wb") as out:
+                procs.append(subprocess.Popen(
+                    [nginx, "-p", str(folder), "-c", str(conf), "-e", str(log)],
+                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                    start_new_session=True))
+            host = "127.0.0.1" if address in ("0.0.0.0", "::") else address
+            url = f"http://{host}:{listen}"
+            wait_healthy(url, procs[-1], log, "nginx")
+            yield AppServers(url, [f"http://127.0.0.1:{p}" for p in ports], procs[:-1],
+                             procs[-1])
+        finally:
+            _stop(procs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Run several FairFL app servers behind nginx, one per user by a cookie "
+                    "(see the module's docstring). Arguments after -- go to each "
+                    "`streamlit run`.")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="app servers, each its own process (default 2: one per core of "
+                             "a 2-core machine)")
+    parser.add_argument("--address", default="127.0.0.1",
+                        help="where nginx listens (default 127.0.0.1; 0.0.0.0 for every "
+                             "interface)")
+    parser.add_argument("--port", type=int, default=8501, help="nginx's port (default 8501)")
+    parser.add_argument("--logs", type=Path, default=REPO / ".fairfl" / "app",
+                        help="folder for the servers' and nginx's logs (default .fairfl/app)")
+    args, extra = parser.parse_known_args(argv)
+    extra = [a for a in extra if a != "--"]
+    if args.workers < 2:
+        parser.error("--workers must be 2 or more; for one server run `make app`")
+    try:
+        with app_servers(args.workers, address=args.address, port=args.port,
+                         streamlit_args=extra, directory=args.logs) as started:
+            procs = started.processes
+            print(f"FairFL app: {started.url} ({args.workers} servers behind nginx; logs in "
+                  f"{args.logs}). Ctrl-C stops them.", flush=True)
+            while all(p.poll() is None for p in procs):
+                time.sleep(1)
+            dead = next(k for k, p in enumerate(procs) if p.poll() is not None)
+            what = "nginx" if dead == len(procs) - 1 else f"app server {dead}"
+            print(f"{what} stopped (exit {procs[dead].returncode}); stopping the others. "
+                  f"Its log is in {args.logs}.", file=sys.stderr)
+            return 1
+    except KeyboardInterrupt:
+        return 0
+    except (RuntimeError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
