@@ -105,8 +105,10 @@ bench-app-load: setup ## The app in Chromium, 1 then 20 concurrent sessions on 1
 	@FAIRFL_WITH_BROWSER=1 ./toolchain/setup.sh
 	@python -m benchmarks.app_load
 
-bench-app-api: setup ## The same 1 then 20 sessions through Streamlit's agent API, no browser: the server alone (~10 min)
+bench-app-api: setup ## The same 1 then 20 sessions through Streamlit's agent API, no browser: the server alone, one process then two behind nginx (~15 min)
+	@FAIRFL_WITH_NGINX=1 ./toolchain/setup.sh
 	@python -m benchmarks.app_load --client api
+	@python -m benchmarks.app_load --client api --workers 2
 
 bench-load: setup ## 50 participant processes + the aggregator, 20 rounds on a private anvil: every submission accounted for, round latency split (docs/load.md; about 8 min and 21 GB of RAM on a quiet machine)
 	@python -m benchmarks.load

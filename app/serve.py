@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -60,9 +61,13 @@ class AppServers:
         return [*self.servers, self.nginx]
 
 
-def nginx_config(upstreams: Sequence[int], address: str, port: int, directory: Path) -> str:
+def nginx_config(upstreams: Sequence[int], address: str, port: int, directory: Path,
+                 token: str = "") -> str:
     """nginx's configuration: listen at ``address``:``port``, proxy to the servers on the
-    loopback ``upstreams`` ports, one server per browser by the hash of its route cookie."""
+    loopback ``upstreams`` ports, one server per browser by the hash of its route cookie.
+    Every answer carries ``X-FairFL-Serve: token``, by which the launcher knows that what
+    answers on the port is its own nginx."""
+    host = f"[{address}]" if ":" in address else address  # an IPv6 address in brackets
     servers = "\n".join(f"    server 127.0.0.1:{p} max_fails=0;" for p in upstreams)
     temp = {name: directory / name for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
     return f"""\
@@ -81,12 +86,16 @@ http {{
   client_max_body_size 200m;  # Streamlit's own upload limit
   map $http_upgrade $connection_upgrade {{ default upgrade; "" close; }}
   map $cookie_{COOKIE} $fairfl_route {{ "" $request_id; default $cookie_{COOKIE}; }}
+  map $cookie_{COOKIE} $fairfl_set_route {{
+    "" "{COOKIE}=$request_id; Path=/; HttpOnly; SameSite=Lax";
+    default "";  # the browser has its route: no Set-Cookie
+  }}
   upstream fairfl_app {{
     hash $fairfl_route;
 {servers}
   }}
   server {{
-    listen {address}:{port};
+    listen {host}:{port};
     location / {{
       proxy_pass http://fairfl_app;
       proxy_http_version 1.1;
@@ -95,23 +104,30 @@ http {{
       proxy_set_header Connection $connection_upgrade;
       proxy_read_timeout 1d;
       proxy_buffering off;
-      add_header Set-Cookie "{COOKIE}=$fairfl_route; Path=/; HttpOnly; SameSite=Lax" always;
+      proxy_request_buffering off;  # stream request bodies: nginx's workers may not write here
+      add_header Set-Cookie $fairfl_set_route always;
+      add_header X-FairFL-Serve "{token}" always;
     }}
   }}
 }}
 """
 
 
-def wait_healthy(url: str, proc: subprocess.Popen, log: Path, what: str) -> None:
-    """Returns once ``url``/_stcore/health answers ``ok``; raises if ``proc`` dies first or
-    :data:`STARTUP_SECONDS` pass, with the end of its log."""
+def wait_healthy(url: str, proc: subprocess.Popen, log: Path, what: str,
+                 token: str | None = None) -> None:
+    """Returns once ``url``/_stcore/health answers ``ok`` (with ``X-FairFL-Serve: token``
+    if given) while ``proc`` runs; raises if ``proc`` dies first or :data:`STARTUP_SECONDS`
+    pass, with the end of its log."""
     deadline = time.monotonic() + STARTUP_SECONDS
     while True:
-        try:
-            if httpx.get(f"{url}/_stcore/health", timeout=1.0).text == "ok":
-                return
-        except httpx.HTTPError:
-            pass
+        if proc.poll() is None:
+            try:
+                reply = httpx.get(f"{url}/_stcore/health", timeout=1.0)
+                if reply.text == "ok" and (token is None
+                                           or reply.headers.get("x-fairfl-serve") == token):
+                    return
+            except httpx.HTTPError:
+                pass
         if proc.poll() is not None or time.monotonic() > deadline:
             tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
             raise RuntimeError(f"{what} did not start (log {log}):\n{tail}")
@@ -159,7 +175,10 @@ def app_servers(workers: int, *, address: str = "127.0.0.1", port: int | None = 
         folder.mkdir(parents=True, exist_ok=True)
         procs: list[subprocess.Popen] = []
         try:
-            ports = [free_port() for _ in range(workers)]
+            ports: list[int] = []
+            while len(ports) < workers:  # distinct, however the OS hands them out
+                if (candidate := free_port()) not in ports:
+                    ports.append(candidate)
             for k, p in enumerate(ports):
                 log = folder / f"streamlit-{k}.log"
                 with log.open("wb") as out:
@@ -175,8 +194,9 @@ def app_servers(workers: int, *, address: str = "127.0.0.1", port: int | None = 
                 wait_healthy(f"http://127.0.0.1:{p}", proc, folder / f"streamlit-{k}.log",
                              f"app server {k}")
             listen = port or free_port()
+            token = secrets.token_hex(8)
             conf = folder / "nginx.conf"
-            conf.write_text(nginx_config(ports, address, listen, folder))
+            conf.write_text(nginx_config(ports, address, listen, folder, token))
             for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
                 (folder / name).mkdir(exist_ok=True)
             log = folder / "error.log"
@@ -185,9 +205,13 @@ def app_servers(workers: int, *, address: str = "127.0.0.1", port: int | None = 
                     [nginx, "-p", str(folder), "-c", str(conf), "-e", str(log)],
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                     start_new_session=True))
-            host = "127.0.0.1" if address in ("0.0.0.0", "::") else address
+            host = ("127.0.0.1" if address in ("0.0.0.0", "::")
+                    else f"[{address}]" if ":" in address else address)
             url = f"http://{host}:{listen}"
-            wait_healthy(url, procs[-1], log, "nginx")
+            wait_healthy(url, procs[-1], log, "nginx", token)
+            if dead := [p for p in procs if p.poll() is not None]:
+                raise RuntimeError(f"a server stopped while nginx started (exit "
+                                   f"{dead[0].returncode}); logs in {folder}")
             yield AppServers(url, [f"http://127.0.0.1:{p}" for p in ports], procs[:-1],
                              procs[-1])
         finally:
@@ -209,6 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--logs", type=Path, default=REPO / ".fairfl" / "app",
                         help="folder for the servers' and nginx's logs (default .fairfl/app)")
     args, extra = parser.parse_known_args(argv)
+
+    def stop_on(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)  # unwinds through app_servers, which stops the rest
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop_on)
     extra = [a for a in extra if a != "--"]
     if args.workers < 2:
         parser.error("--workers must be 2 or more; for one server run `make app`")

@@ -20,7 +20,8 @@ an error notice, does not finish within ``--timeout``, or a session that loses i
 connection. CPU (in cores, from the processes' CPU time) and RSS are sampled every second
 for the server, anvil, and the browser with Playwright's driver: all on the same machine.
 ``--workers N`` (N >= 2) runs N servers behind nginx instead, as ``app/serve.py`` does for
-``FAIRFL_APP_WORKERS=N make app``; their CPU and RSS are added up, nginx's is shown apart.
+``FAIRFL_APP_WORKERS=N make app``; their CPU and RSS are added up, nginx's CPU is shown apart,
+and the JSON records how many sessions each server held at the end.
 
 Target (``docs/load.md``): no errors, and the p90 of all renders under the full load
 within :data:`TARGET_RATIO` times the p90 with one session (each page's ratio is shown too;
@@ -163,17 +164,29 @@ def start_server(env: dict[str, str], log: Path,
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/_stcore/health", timeout=1.0).text == "ok":
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            stop(proc)
-            raise RuntimeError(f"streamlit did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
+    try:
+        app_serve().wait_healthy(url, proc, log, "streamlit")
+    except RuntimeError:
+        stop(proc)
+        raise
+    return proc, url
+
+
+def _parent(proc: Any) -> int | None:
+    try:
+        return proc.ppid()
+    except Exception:  # noqa: BLE001 - a process that ended has no parent to report
+        return None
+
+
+def active_sessions(url: str) -> int | None:
+    """The sessions the server at ``url`` holds, by its own ``/_stcore/metrics``."""
+    try:
+        metrics = httpx.get(f"{url}/_stcore/metrics", timeout=10).text
+    except httpx.HTTPError:
+        return None
+    found = re.search(r"^active_sessions (\d+)", metrics, re.M)
+    return int(found.group(1)) if found else None
 
 
 class Usage(threading.Thread):
@@ -202,8 +215,8 @@ class Usage(threading.Thread):
     def _group(self, proc: Any) -> str:
         if any(proc.pid == server.pid for server in self.servers):
             return "server"
-        if proc.pid == self.proxy:
-            return "proxy"
+        if self.proxy is not None and self.proxy in (proc.pid, _parent(proc)):
+            return "proxy"  # nginx's master or one of its workers
         if proc.pid == self.anvil:
             return "anvil"
         return "browser"
@@ -464,9 +477,9 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
                "FAIRFL_DEPLOYMENTS": str(home / "deployments")}
         api = args.client == "api"
         with app_under_test(args.workers, env, home,
-                            ("--server.enableAgentApi", "true") if api else ()) as (url, procs,
-                                                                                   proxy):
-            usage = Usage([p.pid for p in procs], node.pid(), proxy)
+                            ("--server.enableAgentApi", "true") if api else ()) as started:
+            url, procs, proxy, upstreams = started
+            usage = Usage([p.pid for p in procs], node.pid(), proxy and proxy.pid)
             usage.start()
             try:
                 if api:
@@ -479,32 +492,35 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
                                                args.json.parent / "app_load-failures"))
             finally:
                 usage.stop()
-            alive = all(p.poll() is None for p in procs)
+            alive = all(p.poll() is None for p in [*procs, *([proxy] if proxy else [])])
+            split = [active_sessions(u) for u in upstreams]
         blocks = int(httpx.post(node.url, json={"jsonrpc": "2.0", "id": 1,
                                                 "method": "eth_blockNumber",
                                                 "params": []}).json()["result"], 16)
     finally:
         node.stop()
     return summarise(args, driven, usage, {"chain_build_s": round(built, 1), "blocks": blocks,
-                                           "server_survived": alive})
+                                           "server_survived": alive,
+                                           "sessions_per_server": split})
 
 
 @contextlib.contextmanager
 def app_under_test(workers: int, env: dict[str, str], home: Path, extra: tuple[str, ...]
-                   ) -> Iterator[tuple[str, list[subprocess.Popen], int | None]]:
-    """(URL, the servers' processes, nginx's pid or None): one `streamlit run`, or ``workers``
-    of them behind nginx as ``app/serve.py`` runs them."""
+                   ) -> Iterator[tuple[str, list[subprocess.Popen], subprocess.Popen | None,
+                                       list[str]]]:
+    """(URL, the servers' processes, nginx's or None, each server's own URL): one `streamlit
+    run`, or ``workers`` of them behind nginx as ``app/serve.py`` runs them."""
     if workers == 1:
         server, url = start_server(env, home / "streamlit.log", extra)
         try:
-            yield url, [server], None
+            yield url, [server], None, [url]
         finally:
             stop(server)
         return
     with app_serve().app_servers(workers, env=env, directory=home / "servers",
                                  streamlit_args=("--server.fileWatcherType", "none", *extra)
                                  ) as started:
-        yield started.url, started.servers, started.nginx.pid
+        yield started.url, started.servers, started.nginx, started.upstreams
 
 
 def summarise(args: argparse.Namespace, driven: dict[str, Any], usage: Usage,
@@ -587,7 +603,7 @@ def markdown(result: dict[str, Any]) -> str:
               lambda u: f"{u['cores']['others']:.2f}"),
              ("load average (1 min), machine: start → end",
               lambda u: f"{u['load_average_1min']['start']} → {u['load_average_1min']['end']}"),
-             ("server RSS, MB: start → max",
+             ("server RSS, MB: start → max" + (" (servers together)" if workers > 1 else ""),
               lambda u: f"{u['server_rss_mb']['start']} → {u['server_rss_mb']['max']}")]
     for label, show in usage:
         lines.append(f"| {label} | {show(single['usage'])} | {show(loaded['usage'])} | |")
@@ -605,7 +621,8 @@ def markdown(result: dict[str, Any]) -> str:
               f"{s['sessions']} sessions."]
     if workers > 1:
         lines.append(f"Servers: {workers} `streamlit run` processes behind nginx, one per "
-                     "session by a cookie (app/serve.py).")
+                     "session by a cookie (app/serve.py); sessions each held at the end: "
+                     f"{result.get('sessions_per_server')}.")
     return "\n".join(lines)
 
 
@@ -668,11 +685,13 @@ def main(argv: list[str] | None = None) -> None:
                         "behind nginx, one per session by a cookie (app/serve.py)")
     parser.add_argument("--json", type=Path, default=None,
                         help="default: reports/bench/app_load.json, app_load_api.json for "
-                        "--client api")
+                        "--client api, with _N_servers before .json for --workers N")
     args = parser.parse_args(argv)
     if args.json is None:
-        args.json = Path("reports/bench/app_load.json" if args.client == "browser"
-                         else "reports/bench/app_load_api.json")
+        name = "app_load" if args.client == "browser" else "app_load_api"
+        if args.workers > 1:
+            name += f"_{args.workers}_servers"
+        args.json = Path(f"reports/bench/{name}.json")
     if args.sessions < 2 or args.seconds <= 0 or args.single_seconds <= 0 or args.think < 0:
         parser.error("--sessions must be >= 2, --seconds and --single-seconds > 0")
     if args.workers < 1:

@@ -15,8 +15,14 @@ if [ "$NETWORK" = "ethereum:local:node" ] && [ -f deployments/local.json ]; then
   echo "key agent running (pid $AGENT_PID, log .fairfl/key-agent.log)"
 fi
 trap '[ -n "$AGENT_PID" ] && kill "$AGENT_PID" 2>/dev/null || true' EXIT
-if [ "${FAIRFL_APP_WORKERS:-1}" -gt 1 ]; then
-  python app/serve.py --workers "$FAIRFL_APP_WORKERS" -- --client.toolbarMode minimal "$@"
+WORKERS=${FAIRFL_APP_WORKERS:-1}
+case "$WORKERS" in
+  ''|*[!0-9]*) echo "FAIRFL_APP_WORKERS must be a whole number (1 for one server), not '$WORKERS'" >&2
+               exit 2 ;;
+esac
+if [ "$WORKERS" -gt 1 ]; then
+  # Every interface, as `streamlit run` listens by default.
+  python app/serve.py --workers "$WORKERS" --address 0.0.0.0 -- --client.toolbarMode minimal "$@"
 else
   streamlit run app/main.py --browser.gatherUsageStats false --client.toolbarMode minimal "$@"
 fi

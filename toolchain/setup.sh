@@ -69,15 +69,20 @@ fi
 
 # 6. Chromium for the browser tests (Debian's package; Playwright never downloads browsers),
 #    and nginx, which puts several app servers behind one address (app/serve.py, its tests).
-if [ "${FAIRFL_WITH_BROWSER:-0}" = 1 ]; then
-  MISSING=""
-  [ -x /usr/bin/chromium ] || MISSING="chromium"
+#    FAIRFL_WITH_BROWSER=1 brings both; FAIRFL_WITH_NGINX=1 nginx alone.
+MISSING=""
+if [ "${FAIRFL_WITH_BROWSER:-0}" = 1 ] && [ ! -x /usr/bin/chromium ]; then MISSING="chromium"; fi
+if [ "${FAIRFL_WITH_BROWSER:-0}" = 1 ] || [ "${FAIRFL_WITH_NGINX:-0}" = 1 ]; then
   [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || MISSING="$MISSING nginx-light"
-  if [ -n "$MISSING" ]; then
-    log "installing Debian's$MISSING for the UI tests"
-    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-    # shellcheck disable=SC2086  # one word per package
-    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq $MISSING >/dev/null
+fi
+if [ -n "$MISSING" ]; then
+  log "installing Debian's$MISSING for the UI tests"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  # shellcheck disable=SC2086  # one word per package
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq $MISSING >/dev/null
+  # Debian starts a system nginx on port 80 where systemd runs; FairFL starts its own.
+  if [[ "$MISSING" == *nginx* ]] && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
   fi
 fi
 

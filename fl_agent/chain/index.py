@@ -13,6 +13,12 @@ another hash (a reorganisation deeper than the confirmations, or a local chain t
 reset and rebuilt), the index starts again from the deployment block rather than mixing two
 histories. Only blocks ``confirmations`` deep are indexed.
 
+Several processes may share one file (the app run as several servers, ``app/serve.py``):
+opening it and syncing take a lock file beside it (``<file>.lock``, :mod:`filelock`), so
+one process at a time checks the file's identity, resets it or moves its cursor, and the
+next finds the cursor where the last left it. Reads take no lock: the file is in SQLite's
+WAL mode, where a reader sees the last committed state while a writer writes.
+
 Written by hand: ape's event queries are per event and per call, and keep no state between
 processes; :class:`~fl_agent.chain.watcher.EventWatcher` serves agents that act on each
 event once, while this keeps the whole history queryable.
@@ -29,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from filelock import FileLock
 
 from fl_agent.chain.deployment import CONTRACTS, Deployment
 from fl_agent.errors import ChainError
@@ -167,17 +174,20 @@ class EventIndex:
         self.confirmations = confirmations
         self._names = {deployment.contracts[n].lower(): n for n in INDEXED
                        if n in deployment.contracts}
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # this process's threads
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False)
-        self._db.executescript(_SCHEMA)
+        self._writer = FileLock(self.path.with_name(self.path.name + ".lock"))  # processes
+        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=60.0)
         identity = json.dumps({"schema": SCHEMA_VERSION, "chain": deployment.chain_id,
                                "contracts": deployment.contracts}, sort_keys=True)
-        if self._meta("identity") != identity:
-            self._reset()
-            with self._db:
-                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('identity', ?)",
-                                 (identity,))
+        with self._lock, self._writer:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+            if self._meta("identity") != identity:
+                self._reset()
+                with self._db:
+                    self._db.execute("INSERT OR REPLACE INTO meta VALUES ('identity', ?)",
+                                     (identity,))
 
     # -- state --------------------------------------------------------------------------
     def _meta(self, key: str) -> str | None:
@@ -202,8 +212,8 @@ class EventIndex:
 
     def sync(self) -> int:
         """Indexes every confirmed block after the cursor; returns the number of new
-        events. Safe to call from several threads."""
-        with self._lock:
+        events. Safe to call from several threads and processes."""
+        with self._lock, self._writer:
             head = self.rpc.block_number() - self.confirmations
             cursor = self.cursor
             if cursor is not None and self.rpc.block_hash(cursor) != self._meta("cursor_hash"):

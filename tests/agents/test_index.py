@@ -157,3 +157,35 @@ def test_an_index_file_of_another_deployment_is_not_mixed_in(sold, tmp_path):
     reused = EventIndex(tmp_path / "shared.sqlite", other, JsonRpc(chain.provider.http_uri),
                         ape_decoder(load_project()))
     assert reused.count() == 0 and reused.cursor is None
+
+
+def test_a_process_that_holds_the_index_keeps_every_other_out_until_it_is_done(sold, tmp_path):
+    """Two app servers share one index file (app/serve.py). While one holds the lock beside it
+    (opening the file, resetting it or moving its cursor), another can neither open nor sync
+    it; afterwards the other carries on from where the first left the cursor."""
+    import threading
+
+    from filelock import FileLock
+
+    world, *_ = sold
+    path = tmp_path / "shared.sqlite"
+    first = make_index(world, path)
+    other_process = FileLock(path.with_name(path.name + ".lock"))  # a lock of its own
+    finished: list[str] = []
+
+    def open_then_sync() -> None:
+        finished.append(f"opened {make_index(world, path).cursor}")
+
+    with other_process:
+        syncing = threading.Thread(target=lambda: finished.append(f"synced {first.sync()}"))
+        opening = threading.Thread(target=open_then_sync)
+        syncing.start()
+        opening.start()
+        syncing.join(timeout=3.0)
+        opening.join(timeout=0.1)
+        assert finished == [], "the index was opened or synced while another process held it"
+        assert first.cursor is None  # (its count would wait for the sync's thread lock)
+    syncing.join(timeout=60)
+    opening.join(timeout=60)
+    assert len(finished) == 2 and first.cursor is not None and first.count() > 0
+    assert make_index(world, path).sync() == 0  # the next process finds it up to date

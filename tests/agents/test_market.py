@@ -27,9 +27,8 @@ DELIVERY_WINDOW = 64  # blocks a seller has to deliver a key before the buyer ma
 @pytest.fixture(scope="module")
 def market(anvil_url, tmp_path_factory):
     """A completed, listed task on the test anvil: (url, home folder, report)."""
-    from fl_agent.storage.store import LocalStore
-
     from fl_agent.chain import deployment
+    from fl_agent.storage.store import LocalStore
 
     home = tmp_path_factory.mktemp("market-home")  # FAIRFL_HOME of the seller and buyers
     config = SimulationConfig.build(clients=4, malicious=0.0, attack="none", rounds=2,

@@ -7,9 +7,14 @@ launcher's view.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import shutil
+import signal
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,10 +34,19 @@ def serve() -> Any:
     return serve
 
 
+def need_nginx() -> None:
+    """The browser's rule (conftest.py): `make test` installs nginx, so there it must be;
+    elsewhere its absence skips."""
+    if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
+        message = "no nginx; install it with `apt-get install -y nginx-light`"
+        if os.environ.get("FAIRFL_WITH_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 @pytest.fixture(scope="module")
 def servers(serve: Any, test_chain: ChainUnderTest, tmp_path_factory: pytest.TempPathFactory):
-    if shutil.which("nginx") is None and not shutil.which("/usr/sbin/nginx"):
-        pytest.fail("nginx not found; `make test` installs it (apt-get install nginx-light)")
+    need_nginx()
     with serve.app_servers(2, env=test_chain.env, directory=tmp_path_factory.mktemp("serve"),
                            streamlit_args=("--server.fileWatcherType", "none",
                                            "--server.enableAgentApi", "true")) as started:
@@ -46,12 +60,20 @@ def active_sessions(upstream: str) -> int:
 
 def test_each_user_stays_on_one_server_and_both_servers_get_users(servers):
     before = [active_sessions(u) for u in servers.upstreams]
-    clients = [httpx.Client(base_url=servers.url, timeout=60) for _ in range(SESSIONS)]
+    # Half the users arrive with no route and get a random one; the other half bring routes
+    # 0-3, which nginx's hash sends two to each server, so that both servers surely get users.
+    clients = [httpx.Client(base_url=servers.url, timeout=60,
+                            cookies={} if k % 2 else {"fairfl_route": str(k // 2)})
+               for k in range(SESSIONS)]
     try:
         for client in clients:
+            given = client.cookies.get("fairfl_route")
             opened = client.post("/_stcore/agent/interact", json={})
             assert opened.status_code == 200, opened.text[:300]
-            assert "fairfl_route" in client.cookies
+            # A route is set once, then kept.
+            assert ("set-cookie" in opened.headers) == (given is None)
+            assert client.cookies.get("fairfl_route") == given or given is None
+            assert client.cookies.get("fairfl_route")
             session = opened.json()["session_id"]
             # Every later request must reach the server that holds the session: on the other
             # one Streamlit answers "unknown session".
@@ -95,3 +117,36 @@ def test_what_cannot_work_is_refused_with_what_to_do(serve):
             2, streamlit_args=("--server.port", "9000")):
         pass
 
+
+
+def test_a_terminated_launcher_stops_every_server_and_nginx(test_chain, tmp_path):
+    """SIGTERM (a closed terminal's SIGHUP too) must not leave servers running: they are in
+    sessions of their own, so only the launcher can stop them."""
+    need_nginx()
+    from fl_agent.chain.node import free_port
+
+    port = free_port()
+    logs = tmp_path / "logs"
+    children: list[int] = []
+    proc = subprocess.Popen(
+        [sys.executable, str(APP_MAIN.parent / "serve.py"), "--workers", "2", "--port",
+         str(port), "--logs", str(logs), "--", "--server.fileWatcherType", "none"],
+        env={**os.environ, **test_chain.env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True)
+    try:
+        assert "FairFL app: http://127.0.0.1:" in proc.stdout.readline()
+        children += [int(line.split()[1]) for line in subprocess.run(
+            ["ps", "-o", "ppid=,pid=", "-e"], capture_output=True, text=True).stdout.splitlines()
+            if int(line.split()[0]) == proc.pid]
+        assert len(children) == 3, children  # two servers and nginx's master
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+        for pid in children:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
+    finally:
+        for pid in [proc.pid, *children]:  # each in a session of its own
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)

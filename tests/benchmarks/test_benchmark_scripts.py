@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,19 +63,25 @@ def test_the_market_benchmark_delivers_every_key(tmp_path):
 
 @pytest.mark.parametrize("client", ["browser", "api"])
 def test_the_app_load_benchmark_renders_every_page_in_every_session(tmp_path, client):
-    # The app tests' rule (tests/app/conftest.py): no Chromium skips, unless the run asked
-    # for the browser tests (`make test`), where it must be there.
-    if client == "browser" and not CHROMIUM.exists():
-        message = "no /usr/bin/chromium; install it with `apt-get install -y chromium`"
+    # The app tests' rule (tests/app/conftest.py): no Chromium (or nginx) skips, unless the run
+    # asked for the browser tests (`make test`, which installs both), where it must be there.
+    missing = (client == "browser" and not CHROMIUM.exists() and "/usr/bin/chromium") or (
+        client == "api" and not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists())
+        and "nginx")
+    if missing:
+        message = f"no {missing}; `make test` installs it (apt-get install -y chromium nginx-light)"
         if os.environ.get("FAIRFL_WITH_BROWSER") == "1":
             pytest.fail(message)
         pytest.skip(message)
     out = tmp_path / "app_load.json"
+    # The browser drives one server; the API client two behind nginx (app/serve.py).
+    workers = 1 if client == "browser" else 2
     table = run("benchmarks.app_load", "--tasks", "2", "--blocks", "120", "--sessions", "2",
                 "--single-seconds", "2", "--seconds", "3", "--think", "0.2",
-                "--client", client, "--json", str(out))
+                "--client", client, "--workers", str(workers), "--json", str(out))
     result = json.loads(out.read_text())
     assert result["server_survived"] and result["settings"]["client"] == client
+    assert result["settings"]["workers"] == workers
     assert list(result["phases"]) == ["1 session", "2 sessions"]
     pages = {"Models", "Model detail", "Tasks", "Participants", "My account"}
     for phase in result["phases"].values():
