@@ -41,9 +41,15 @@ ipfs_option = click.option(
 MAX_BACKOFF = 60.0
 
 
+#: HTTP answers that mean "not now" rather than "no": too many requests, and a gateway or
+#: server that is down or overloaded (a hosted RPC endpoint or a Kubo behind a proxy).
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
 def transient(err: BaseException) -> bool:
     """Whether ``err`` (or what caused it) is a node or store that did not answer: a refused
-    connection, a timeout, a dropped socket. Reverts and bad input are not."""
+    connection, a timeout, a dropped socket, or an HTTP answer in :data:`RETRY_STATUSES`.
+    Reverts, other HTTP errors and bad input are not."""
     import httpx
     import requests
     from ape.exceptions import ProviderNotConnectedError
@@ -54,6 +60,10 @@ def transient(err: BaseException) -> bool:
     while err is not None and id(err) not in seen:
         if isinstance(err, kinds):
             return True
+        if isinstance(err, requests.exceptions.HTTPError | httpx.HTTPStatusError):
+            response = getattr(err, "response", None)
+            if getattr(response, "status_code", None) in RETRY_STATUSES:
+                return True
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return False
