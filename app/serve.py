@@ -41,10 +41,14 @@ from pathlib import Path
 
 import httpx
 
+from fl_agent.chain.node import free_port
+
 APP_MAIN = Path(__file__).resolve().parent / "main.py"
 REPO = APP_MAIN.parents[1]
 COOKIE = "fairfl_route"
 STARTUP_SECONDS = 90.0
+#: nginx's temporary folders, all kept in the launcher's own folder (never /var/lib/nginx).
+TEMP_DIRS = ("body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,7 @@ def nginx_config(upstreams: Sequence[int], address: str, port: int, directory: P
     answers on the port is its own nginx."""
     host = f"[{address}]" if ":" in address else address  # an IPv6 address in brackets
     servers = "\n".join(f"    server 127.0.0.1:{p} max_fails=0;" for p in upstreams)
-    temp = {name: directory / name for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
+    temp = {name: directory / name for name in TEMP_DIRS}
     return f"""\
 worker_processes 1;
 pid {directory / "nginx.pid"};
@@ -134,10 +138,18 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path, what: str,
         time.sleep(0.2)
 
 
-def free_port() -> int:
-    from fl_agent.chain.node import free_port as chain_free_port
-
-    return chain_free_port()
+def start_streamlit(port: int, log: Path, env: dict[str, str] | None = None,
+                    streamlit_args: Sequence[str] = ()) -> subprocess.Popen:
+    """``streamlit run app/main.py`` on the loopback ``port``, in a session of its own,
+    writing to ``log``."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(APP_MAIN), "--server.headless", "true",
+             "--server.port", str(port), "--server.address", "127.0.0.1",
+             "--browser.gatherUsageStats", "false", *streamlit_args],
+            cwd=REPO, env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True)
 
 
 def _stop(procs: Sequence[subprocess.Popen]) -> None:
@@ -180,16 +192,8 @@ def app_servers(workers: int, *, address: str = "127.0.0.1", port: int | None = 
                 if (candidate := free_port()) not in ports:
                     ports.append(candidate)
             for k, p in enumerate(ports):
-                log = folder / f"streamlit-{k}.log"
-                with log.open("wb") as out:
-                    procs.append(subprocess.Popen(
-                        [sys.executable, "-m", "streamlit", "run", str(APP_MAIN),
-                         "--server.headless", "true", "--server.port", str(p),
-                         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-                         *streamlit_args],
-                        cwd=REPO, env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
-                        stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                        start_new_session=True))
+                procs.append(start_streamlit(p, folder / f"streamlit-{k}.log", env,
+                                             streamlit_args))
             for k, (p, proc) in enumerate(zip(ports, procs, strict=True)):
                 wait_healthy(f"http://127.0.0.1:{p}", proc, folder / f"streamlit-{k}.log",
                              f"app server {k}")
@@ -197,7 +201,7 @@ def app_servers(workers: int, *, address: str = "127.0.0.1", port: int | None = 
             token = secrets.token_hex(8)
             conf = folder / "nginx.conf"
             conf.write_text(nginx_config(ports, address, listen, folder, token))
-            for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            for name in TEMP_DIRS:
                 (folder / name).mkdir(exist_ok=True)
             log = folder / "error.log"
             with (folder / "nginx.out").open("wb") as out:

@@ -154,15 +154,8 @@ def start_server(env: dict[str, str], log: Path,
                  extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
     """``streamlit run app/main.py`` on a free port, as the app tests start it."""
     port = free_port()
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(APP_MAIN), "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1",
-             "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
-             *extra],
-            cwd=REPO, env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True)
+    proc = app_serve().start_streamlit(port, log, env, ("--server.fileWatcherType", "none",
+                                                        *extra))
     url = f"http://127.0.0.1:{port}"
     try:
         app_serve().wait_healthy(url, proc, log, "streamlit")
