@@ -27,6 +27,7 @@ event once, while this keeps the whole history queryable.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -105,6 +106,21 @@ class RpcError(ChainError):
         super().__init__(message)
         self.code = code
         self.data = data
+
+
+#: How hosted endpoints word "too many requests" when they answer with HTTP 200 and a
+#: JSON-RPC error: Infura ("project ID request rate exceeded", "daily request count exceeded,
+#: request rate limited", code -32005, which it also uses for "query returned more than 10000
+#: results"), QuickNode ("request limit reached", -32007), Ankr and public nodes ("Too many
+#: requests", -32090). Alchemy puts HTTP's 429 in the code itself.
+RATE_LIMIT_WORDS = re.compile(r"rate.?limit|rate exceeded|too many requests|request limit",
+                              re.IGNORECASE)
+
+
+def rate_limited(code: object, message: str) -> bool:
+    """Whether a JSON-RPC error means "not now" (the endpoint rations requests) rather than
+    "no": a caller should wait and ask again, not change its request."""
+    return code == 429 or bool(RATE_LIMIT_WORDS.search(message))
 
 
 class JsonRpc:
@@ -228,9 +244,9 @@ class EventIndex:
                 before = self.rpc.block_hash(last)
                 try:
                     logs = self.rpc.logs(list(self._names), first, last)
-                except RpcError:
-                    if chunk == 1:
-                        raise
+                except RpcError as err:
+                    if chunk == 1 or rate_limited(err.code, str(err)):
+                        raise  # a smaller range would not help
                     chunk = max(1, chunk // 2)
                     continue
                 if self.rpc.block_hash(last) != before:

@@ -48,11 +48,16 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 def transient(err: BaseException) -> bool:
     """Whether ``err`` (or what caused it) is a node or store that did not answer: a refused
-    connection, a timeout, a dropped socket, or an HTTP answer in :data:`RETRY_STATUSES`.
-    Reverts, other HTTP errors and bad input are not."""
+    connection, a timeout, a dropped socket, an HTTP answer in :data:`RETRY_STATUSES`, or a
+    JSON-RPC error that says the endpoint is rate-limiting
+    (:func:`~fl_agent.chain.index.rate_limited`). Reverts, other HTTP and JSON-RPC errors
+    and bad input are not."""
     import httpx
     import requests
-    from ape.exceptions import ProviderNotConnectedError
+    from ape.exceptions import ProviderError, ProviderNotConnectedError
+    from web3.exceptions import Web3RPCError
+
+    from fl_agent.chain.index import RpcError, rate_limited
 
     kinds = (ConnectionError, TimeoutError, requests.exceptions.ConnectionError,
              requests.exceptions.Timeout, httpx.TransportError, ProviderNotConnectedError)
@@ -64,6 +69,15 @@ def transient(err: BaseException) -> bool:
             response = getattr(err, "response", None)
             if getattr(response, "status_code", None) in RETRY_STATUSES:
                 return True
+        if isinstance(err, Web3RPCError):
+            error = (err.rpc_response or {}).get("error")
+            error = error if isinstance(error, dict) else {"message": str(error or err)}
+            if rate_limited(error.get("code"), str(error.get("message", ""))):
+                return True
+        if isinstance(err, RpcError) and rate_limited(err.code, str(err)):
+            return True
+        if isinstance(err, ProviderError) and rate_limited(None, str(err)):
+            return True  # ape's own requests keep the node's message and drop its code
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return False

@@ -1,5 +1,6 @@
 """Faults on the real local stack: agents killed with SIGKILL at the worst moments and
-restarted, and the chain node restarted under running agents.
+restarted, the chain node restarted under running agents, and their RPC endpoint rationing
+requests.
 
 Agents die through failpoints (:mod:`fl_agent.faults`): the process kills itself with SIGKILL
 at a named place, exactly as a crash there would leave things. Each test then restarts it and
@@ -8,12 +9,16 @@ checks the chain: nothing lost, nothing done twice, the same result as a run wit
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -229,3 +234,85 @@ def test_a_transaction_stuck_behind_a_fee_rise_is_replaced_and_the_agent_goes_on
     assert int(mined["maxFeePerGas"]) > int(stuck["maxFeePerGas"], 16)
     assert world.fairfl.registry.participant(signer.address).registered
     assert chain.provider.get_nonce(signer.address) == nonce + 1
+
+
+@contextmanager
+def rationing_endpoint(upstream: str) -> Iterator[tuple[str, dict]]:
+    """A JSON-RPC endpoint in front of ``upstream`` that passes every request on, except
+    while ``state["limited"]``: then it answers each with HTTP 200 and the rate-limit error of
+    a hosted endpoint (Infura's words and code), and counts them in ``state["refused"]``."""
+    import httpx
+
+    state = {"limited": False, "refused": 0}
+    client = httpx.Client(timeout=60)
+    limit = {"code": -32005, "message": "project ID request rate exceeded"}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            raw = self.rfile.read(int(self.headers.get("content-length", 0)))
+            if state["limited"]:
+                state["refused"] += 1
+                request = json.loads(raw)
+                calls = request if isinstance(request, list) else [request]
+                answers = [{"jsonrpc": "2.0", "id": c.get("id"), "error": limit} for c in calls]
+                body = json.dumps(answers if isinstance(request, list) else answers[0]).encode()
+            else:
+                body = client.post(upstream, content=raw,
+                                   headers={"content-type": "application/json"}).content
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", state
+    finally:
+        server.shutdown()
+        client.close()
+
+
+def test_agents_wait_out_an_endpoint_that_rations_requests(world, anvil_url):
+    """Mid-task, the agents' endpoint refuses every call as rate-limited for a few seconds,
+    with HTTP 200 as hosted endpoints do. They back off rather than stop, and every round
+    still gets both updates exactly once and is finalized once."""
+    from fl_agent.chain.deployment import save_deployment
+
+    with rationing_endpoint(anvil_url) as (url, state):
+        save_deployment(world.fairfl.deployment.model_copy(update={"network": url}),
+                        world.tmp / "deployments")  # the same contracts, reached through it
+        task_id = world.create_task(rounds=3, window=400)
+        procs = [cli(world, url, "train", "--task", str(task_id), "--data", "digits",
+                     "--shard", f"{i}/2", "--account", f"TEST::{2 + i}",
+                     "--poll-interval", "0.2") for i in range(2)]
+        procs.append(aggregate(world, url, task_id))
+        try:
+            wait_for(lambda: world.fairfl.ledger.task(task_id).current_round >= 2
+                     or any(p.poll() is not None for p in procs), "round 2 to open")
+            assert all(p.poll() is None for p in procs), [finished(p) for p in procs]
+            state["limited"] = True
+            time.sleep(3)
+            state["limited"] = False
+            stopped = [finished(p)[1] for p in procs if p.poll() is not None]
+            assert not stopped, f"an agent stopped at a rate limit: {stopped}"
+            logs = [finished(p, timeout=300) for p in procs]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+    for code, log in logs:
+        assert code == 0, log
+    assert state["refused"] > 0
+    assert all("did not answer" in log for _, log in logs)
+    assert world.fairfl.ledger.task(task_id).status == TaskStatus.COMPLETED
+    results = finalized(world, task_id)
+    assert len(results) == 3
+    for number in (1, 2, 3):
+        assert world.fairfl.ledger.round(task_id, number).submissions == 2
+    for result in results:
+        assert len(result.contributors) + len(result.rejected) == 2

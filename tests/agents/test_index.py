@@ -189,3 +189,50 @@ def test_a_process_that_holds_the_index_keeps_every_other_out_until_it_is_done(s
     opening.join(timeout=60)
     assert len(finished) == 2 and first.cursor is not None and first.count() > 0
     assert make_index(world, path).sync() == 0  # the next process finds it up to date
+
+
+class Rationed:
+    """The node's JSON-RPC, through an endpoint with limits: ``eth_getLogs`` over more than
+    ``span`` blocks is refused as too many results, and while ``limited`` every call is
+    refused as rate-limited (both as Infura words them, code -32005)."""
+
+    def __init__(self, rpc, span: int) -> None:
+        self.rpc, self.span, self.limited, self.log_calls = rpc, span, False, 0
+
+    def __getattr__(self, name):
+        return getattr(self.rpc, name)
+
+    def logs(self, addresses, first, last):
+        from fl_agent.chain.index import RpcError
+
+        self.log_calls += 1
+        if self.limited:
+            raise RpcError("project ID request rate exceeded", -32005)
+        if last - first + 1 > self.span:
+            raise RpcError("query returned more than 10000 results", -32005)
+        return self.rpc.logs(addresses, first, last)
+
+
+def test_a_range_too_large_is_halved_but_a_rate_limit_is_left_to_the_caller(world, tmp_path):
+    """Halving the range answers "too many results"; under a rate limit it would only send
+    more requests, so the sync stops at once, moves nothing, and the error is retryable."""
+    from fl_agent.chain.index import RpcError
+    from fl_agent.cli.common import transient
+
+    world.create_task(rounds=1)
+    whole = make_index(world, tmp_path / "whole.sqlite")
+    expected = whole.sync()
+    assert expected > 0
+    index = make_index(world, tmp_path / "rationed.sqlite")
+    index.rpc = rationed = Rationed(index.rpc, span=3)
+    assert index.sync() == expected  # in ranges of at most 3 blocks
+    assert index.events() == whole.events()
+    cursor = index.cursor
+    world.create_task(rounds=1)
+    rationed.limited, rationed.log_calls = True, 0
+    with pytest.raises(RpcError) as limited:
+        index.sync()
+    assert rationed.log_calls == 1 and index.cursor == cursor
+    assert transient(limited.value)
+    rationed.limited = False
+    assert index.sync() > 0 and index.cursor > cursor

@@ -8,6 +8,7 @@ of Kubo would when overloaded (429), failing (500) or down behind its gateway (5
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -17,13 +18,37 @@ import httpx
 import pytest
 from web3 import HTTPProvider, Web3
 
+from fl_agent.chain.index import JsonRpc
 from fl_agent.cli.common import MAX_BACKOFF, serve, transient
+from fl_agent.errors import ChainError
+
+#: JSON-RPC errors that hosted endpoints answer with HTTP 200 when they ration requests, as
+#: their documentation and users' reports show them.
+RATE_LIMITS = {
+    "infura": {"code": -32005, "message": "project ID request rate exceeded",
+               "data": {"see": "https://infura.io/dashboard", "backoff_seconds": 30.0}},
+    "infura-daily": {"code": -32005, "message": "daily request count exceeded, request rate "
+                     "limited"},
+    "quicknode": {"code": -32007, "message": "request limit reached - reduce calls per second "
+                  "or upgrade your account at quicknode.com"},
+    "ankr": {"code": -32090, "message": "Too many requests, reason: call rate limit "
+             "exhausted, retry in 10s"},
+    "alchemy": {"code": 429, "message": "Your app has exceeded its compute units per second "
+                "capacity. If you have retries enabled, you can safely ignore this message."},
+}
+#: JSON-RPC errors that mean "no" whatever the wait: asking again gets the same answer.
+REFUSALS = {
+    "revert": {"code": 3, "message": "execution reverted"},
+    "too-many-results": {"code": -32005, "message": "query returned more than 10000 results"},
+    "nonce": {"code": -32000, "message": "nonce too low"},
+}
 
 
 @pytest.fixture(scope="module")
 def answering() -> Iterator[str]:
-    """A server whose answer to ``POST /<status>`` is that HTTP status (or, for 200, a
-    JSON-RPC error: a node that answered and said no)."""
+    """A server whose answer to ``POST /<status>`` is that HTTP status (``/200`` a node that
+    answered and said no), and to ``POST /rpc/<name>`` HTTP 200 with the JSON-RPC error of
+    that name in :data:`RATE_LIMITS` or :data:`REFUSALS`."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
@@ -31,9 +56,15 @@ def answering() -> Iterator[str]:
             if self.path == "/slow":  # a node that takes longer than the client waits
                 time.sleep(2.0)
                 self.path = "/200"
-            status = int(self.path.strip("/"))
-            body = (b'{"jsonrpc":"2.0","id":0,"error":{"code":3,"message":"execution '
-                    b'reverted"}}' if status == 200 else b"busy")
+            if self.path.startswith("/rpc/"):
+                name = self.path.removeprefix("/rpc/")
+                error = {**RATE_LIMITS, **REFUSALS}[name]
+                status, body = 200, json.dumps({"jsonrpc": "2.0", "id": 1,
+                                                "error": error}).encode()
+            else:
+                status = int(self.path.strip("/"))
+                body = (b'{"jsonrpc":"2.0","id":0,"error":{"code":3,"message":"execution '
+                        b'reverted"}}' if status == 200 else b"busy")
             self.send_response(status)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(body)))
@@ -78,6 +109,25 @@ def test_a_refusal_is_not_retried(answering, status):
 
 def test_a_node_that_answered_no_is_not_retried(answering):
     assert not transient(rpc_error(f"{answering}/200"))
+
+
+def app_rpc_error(url: str) -> BaseException:
+    """What the app's own JSON-RPC client (the event index's) raises for ``url``."""
+    with pytest.raises(ChainError) as raised:
+        JsonRpc(url, timeout=5).block_number()
+    return raised.value
+
+
+@pytest.mark.parametrize("endpoint", sorted(RATE_LIMITS))
+def test_a_rate_limit_answered_as_a_json_rpc_error_is_retried(answering, endpoint):
+    assert transient(rpc_error(f"{answering}/rpc/{endpoint}"))
+    assert transient(app_rpc_error(f"{answering}/rpc/{endpoint}"))
+
+
+@pytest.mark.parametrize("refusal", sorted(REFUSALS))
+def test_a_json_rpc_refusal_is_not_retried(answering, refusal):
+    assert not transient(rpc_error(f"{answering}/rpc/{refusal}"))
+    assert not transient(app_rpc_error(f"{answering}/rpc/{refusal}"))
 
 
 def test_a_refused_connection_and_a_timeout_are_retried(answering):
