@@ -27,7 +27,8 @@ round that was open is finalized, a finalized one is never finalized again, and 
 keys are reopened from the last keyring. An update that cannot be fetched, does not match
 its CID, is not sealed to the aggregator by its sender for this round, or is not valid
 weights (NaN, wrong shape, too large) is rejected with its reason, on chain too; the round
-goes on with everyone else.
+goes on with everyone else. A store node that does not answer at all is not a reason to
+reject anyone: the round waits (see :meth:`AggregatorAgent.fetch_update`).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ from fl_agent.chain.client import FairFL, chain_height
 from fl_agent.chain.records import RoundResult, RoundStatus, Task, TaskStatus, TxReceipt
 from fl_agent.crypto.envelopes import decrypt_model, encrypt_model, open_update
 from fl_agent.crypto.sealing import plaintext_hash
-from fl_agent.errors import ChainError, ConfigError, FairFLError
+from fl_agent.errors import ChainError, ConfigError, FairFLError, StorageError
 from fl_agent.faults import failpoint
 from fl_agent.learning.metrics import get_metric
 from fl_agent.learning.models import ModelSpec, input_layer, param_count
@@ -68,7 +69,7 @@ from fl_agent.learning.task_doc import TaskDocument
 from fl_agent.learning.training import evaluate, train_local, validation_scores
 from fl_agent.learning.weights import decode_weights, encode_weights
 from fl_agent.learning.workload import Measurement, Workload, assign_steps
-from fl_agent.storage.store import ContentStore
+from fl_agent.storage.store import ContentStore, NodeUnavailableError
 from fl_agent.timings import Stopwatch
 
 
@@ -178,6 +179,11 @@ def round_result(new_cid: str, model_hash: bytes, verdicts: tuple[Verdict, ...],
         reasons=tuple(reason_code(v.reason) for v in rejected),
         evidence_cid=evidence_cid, aggregation_millis=millis)
 
+
+class UpdateUnavailableError(StorageError):
+    """A submitted update that the store cannot get while it serves everything else."""
+
+
 @dataclass
 class AggregatorAgent:
     """The aggregator of one task; ``X_val``/``y_val`` is its own validation data (raw
@@ -256,6 +262,23 @@ class AggregatorAgent:
         if not logs:
             raise ChainError(f"task {self.task_id} round {round_number} has no RoundStarted")
         return logs[-1]
+
+    def fetch_update(self, cid: str, global_cid: str) -> bytes:
+        """A submitted update's bytes from the store.
+
+        When the store's node does not answer (:class:`NodeUnavailableError`), the aggregator
+        asks it for the round's global model, which it must hold. If that fails too, the node
+        is down: the error goes up, nobody is judged, and the agent tries the round again
+        later (its service loop waits on a ``ConnectionError``). If the node answers, the
+        update alone is out of reach, which is its sender's doing (a CID nobody provides):
+        :class:`UpdateUnavailableError`, and the sender is rejected."""
+        try:
+            return self.store.get(cid)
+        except NodeUnavailableError as err:
+            self.store.get(global_cid)  # raises if the node itself is down
+            raise UpdateUnavailableError(
+                f"{cid} could not be fetched, while the store serves the round's model: "
+                f"nobody provides it ({err})") from err
 
     def _submissions(self, round_number: int, start_block: int) -> list[Any]:
         return self.fairfl.ledger.events("UpdateSubmitted", start_block, taskId=self.task_id,
@@ -371,10 +394,13 @@ class AggregatorAgent:
         problems: dict[int, str] = {}
         for i, log in enumerate(logs):
             try:
-                plain = open_update(self.store.get(str(log.updateCid)), self.keys.private,
-                                    self.task_id, round_number, str(log.participant))
+                plain = open_update(self.fetch_update(str(log.updateCid), global_cid),
+                                    self.keys.private, self.task_id, round_number,
+                                    str(log.participant))
                 vectors.append(self._decode_update(plain, global_vector))
                 usable.append(i)
+            except NodeUnavailableError:
+                raise  # the store is down, not the sender at fault: judge nobody yet
             except FairFLError as err:
                 problems[i] = f"{INVALID_UPDATE}: {err}"
                 self.log(f"[yellow]round {round_number}: update of {log.participant} "

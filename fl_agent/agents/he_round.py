@@ -54,6 +54,7 @@ from fl_agent.errors import ChainError, ConfigError, FairFLError
 from fl_agent.learning.models import param_count
 from fl_agent.learning.weights import decode_weights, encode_weights
 from fl_agent.learning.workload import Workload
+from fl_agent.storage.store import NodeUnavailableError
 from fl_agent.timings import Stopwatch
 
 if TYPE_CHECKING:
@@ -249,9 +250,11 @@ class EncryptedRounds:
         for log in logs:
             who, cid = str(log.participant), str(log.updateCid)
             try:
-                plain = open_update(agent.store.get(cid), agent.keys.private, agent.task_id,
-                                    number, who)
+                plain = open_update(agent.fetch_update(cid, global_cid), agent.keys.private,
+                                    agent.task_id, number, who)
                 decoded.append(decode_update(self.context, plain, self.length))
+            except NodeUnavailableError:
+                raise  # the store is down, not the sender at fault: judge nobody yet
             except FairFLError as err:
                 rejected.append(RejectedUpdate(participant=who, update=cid,
                                                reason=f"{INVALID_UPDATE}: {err}"))

@@ -1,0 +1,121 @@
+"""Storage faults in the middle of a round, with the aggregator on the real local chain.
+
+The store fails the way it really would: the Kubo address it is switched to has nothing
+listening (a refused connection, so the real retry and the real ``NodeUnavailableError``),
+and a block of the embedded store is changed on disk. What must hold: a store that is down
+judges nobody (the round waits and then finalizes as if nothing happened); an update that
+alone cannot be fetched, or fails its CID check, is its sender's rejection with the reason,
+and the round goes on with everyone else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from fl_agent.chain.records import RoundStatus, TaskStatus
+from fl_agent.cli.common import transient
+from fl_agent.storage.store import KuboStore, NodeUnavailableError
+
+
+class FlakyStore:
+    """The world's store, except that while ``down`` every call, and at all times a get of
+    a CID in ``unreachable``, goes to a Kubo address where nothing listens. With
+    ``dies_after`` set, it goes down right after it served that CID; ``back_for_add``, it
+    is back by the time anything is added (a node that restarts while the updates are
+    fetched)."""
+
+    def __init__(self, store: Any) -> None:
+        from fl_agent.chain.node import free_port
+
+        self.store, self.down, self.unreachable = store, False, set[str]()
+        self.dies_after: str | None = None
+        self.back_for_add = False
+        self.dead = KuboStore(f"http://127.0.0.1:{free_port()}", attempts=2, backoff=0.01)
+
+    def get(self, cid: str) -> bytes:
+        data = (self.dead if self.down or cid in self.unreachable else self.store).get(cid)
+        self.down = self.down or cid == self.dies_after
+        return data
+
+    def add(self, data: bytes) -> str:
+        self.down = self.down and not self.back_for_add
+        return (self.dead if self.down else self.store).add(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.dead if self.down else self.store, name)
+
+
+def submitted_round(world) -> tuple[int, Any, list[Any]]:
+    """A one-round task whose two updates are in; the aggregator (in process, on a
+    :class:`FlakyStore`) has opened the round and not yet finalized it."""
+    task_id = world.create_task(rounds=1, window=200)
+    people = [world.participant(task_id, i) for i in range(2)]
+    aggregator = world.aggregator_agent(task_id)
+    aggregator.step()  # opens round 1
+    for person in people:
+        person.step()
+    aggregator.store = FlakyStore(world.store)
+    updates = world.fairfl.ledger.events("UpdateSubmitted", taskId=task_id, round=1)
+    assert len(updates) == 2
+    return task_id, aggregator, updates
+
+
+def standings(world, updates) -> list[Any]:
+    return [world.fairfl.registry.participant(str(u.participant)) for u in updates]
+
+
+@pytest.mark.parametrize("when", ["down", "dies-after-the-round-model",
+                                  "down-while-the-updates-are-fetched"])
+def test_a_store_that_is_down_judges_nobody_and_the_round_finalizes_once_it_is_back(
+        world, when):
+    """The node is down when the round is finalized, or dies just after it served the
+    round's global model (and stays down, or is back before the new model is added)."""
+    task_id, aggregator, updates = submitted_round(world)
+    before = standings(world, updates)
+    if when == "down":
+        aggregator.store.down = True
+    else:
+        [opened] = world.fairfl.ledger.events("RoundStarted", taskId=task_id, round=1)
+        aggregator.store.dies_after = str(opened.globalModelCid)
+        aggregator.store.back_for_add = when == "down-while-the-updates-are-fetched"
+    with pytest.raises(NodeUnavailableError) as down:
+        aggregator.step()
+    assert transient(down.value)  # the agent's loop waits and tries again
+    rnd = world.fairfl.ledger.round(task_id, 1)
+    assert (rnd.status, rnd.submissions) == (RoundStatus.OPEN, 2)
+    assert standings(world, updates) == before  # reputation, rejections, blacklist
+
+    aggregator.store.down, aggregator.store.dies_after = False, None
+    aggregator.store.back_for_add = False
+    outcome = aggregator.step()
+    assert sorted(outcome.accepted) == sorted(str(u.participant) for u in updates)
+    assert world.fairfl.ledger.task(task_id).status == TaskStatus.COMPLETED
+
+
+def test_an_update_nobody_provides_is_its_senders_rejection_and_the_round_goes_on(world):
+    task_id, aggregator, updates = submitted_round(world)
+    missing, kept = updates
+    aggregator.store.unreachable.add(str(missing.updateCid))
+    outcome = aggregator.step()
+    assert outcome.accepted == [str(kept.participant)]
+    [verdict] = [v for v in outcome.verdicts if not v.accepted]
+    assert verdict.participant == str(missing.participant)
+    assert "nobody provides it" in verdict.reason
+    assert world.fairfl.ledger.task(task_id).status == TaskStatus.COMPLETED
+
+
+def test_a_block_changed_on_disk_is_caught_by_its_cid_and_only_its_sender_is_rejected(world):
+    task_id, aggregator, updates = submitted_round(world)
+    damaged, kept = updates
+    path = world.store._path(str(damaged.updateCid))
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit
+    path.write_bytes(bytes(data))
+    outcome = aggregator.step()
+    assert outcome.accepted == [str(kept.participant)]
+    [verdict] = [v for v in outcome.verdicts if not v.accepted]
+    assert verdict.participant == str(damaged.participant)
+    assert "should hold" in verdict.reason and "hash to" in verdict.reason
+    assert world.fairfl.ledger.task(task_id).status == TaskStatus.COMPLETED
