@@ -37,7 +37,13 @@ from fl_agent.crypto.sealing import check_public_key, new_content_key, public_by
 from fl_agent.crypto.wallet_keys import derive_key, member_key_message
 from fl_agent.documents import parse_json
 from fl_agent.errors import FairFLError
-from fl_agent.storage.store import ContentStore
+from fl_agent.storage.store import (
+    CidMismatchError,
+    ContentNotFoundError,
+    ContentStore,
+    ContentTooLargeError,
+    InvalidCidError,
+)
 
 PARTICIPANT_FORMAT = "fairfl-participant/2"
 #: Rounds a member may hold the task key without an accepted update.
@@ -83,12 +89,18 @@ def participant_metadata(public: bytes) -> bytes:
 
 
 def published_key(store: ContentStore, metadata_cid: str) -> bytes | None:
-    """The member key a registry metadata document publishes, or None (no key, unreadable
-    or malformed document: that member cannot be given the task key)."""
+    """The member key a registry metadata document publishes, or None (no key, a document
+    nobody provides, or a malformed one: that member cannot be given the task key). A store
+    that does not answer, or cannot read its own disk, is not the member's doing: that error
+    goes up, and the caller asks again later."""
     if not metadata_cid:
         return None
     try:
-        doc = parse_json(store.get(metadata_cid))
+        raw = store.get(metadata_cid)
+    except (ContentNotFoundError, ContentTooLargeError, CidMismatchError, InvalidCidError):
+        return None
+    try:
+        doc = parse_json(raw)
         public = bytes.fromhex(str(doc["x25519"]))
         check_public_key(public)
         return public

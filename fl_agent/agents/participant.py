@@ -50,6 +50,7 @@ from fl_agent.learning.training import TrainResult, round_seed, train_local
 from fl_agent.learning.weights import decode_weights, encode_weights
 from fl_agent.learning.workload import Workload
 from fl_agent.privacy.local import BudgetExhausted, LocalPrivacy
+from fl_agent.retry import transient
 from fl_agent.storage.store import ContentStore
 from fl_agent.timings import Stopwatch
 
@@ -345,6 +346,8 @@ class ParticipantAgent:
                 if outcome is not None:
                     submitted.append(outcome)
             except FairFLError as err:
+                if transient(err):
+                    raise  # the node or the store did not answer: handled again, not skipped
                 if isinstance(err, ContractRevertError) \
                         and err.error_name == "TaskLedgerBlacklisted":
                     self.blacklisted = True

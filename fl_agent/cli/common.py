@@ -16,6 +16,7 @@ from rich.console import Console
 
 from fl_agent.chain.node import LocalChain
 from fl_agent.errors import FairFLError
+from fl_agent.retry import transient
 from fl_agent.settings import Settings, get_settings
 
 # Wide enough for CIDs and addresses when the output goes to a log rather than a terminal.
@@ -41,55 +42,14 @@ ipfs_option = click.option(
 MAX_BACKOFF = 60.0
 
 
-#: HTTP answers that mean "not now" rather than "no": too many requests, and a gateway or
-#: server that is down or overloaded (a hosted RPC endpoint or a Kubo behind a proxy).
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-
-
-def transient(err: BaseException) -> bool:
-    """Whether ``err`` (or what caused it) is a node or store that did not answer: a refused
-    connection, a timeout, a dropped socket, an HTTP answer in :data:`RETRY_STATUSES`, or a
-    JSON-RPC error that says the endpoint is rate-limiting
-    (:func:`~fl_agent.chain.index.rate_limited`). Reverts, other HTTP and JSON-RPC errors
-    and bad input are not."""
-    import httpx
-    import requests
-    from ape.exceptions import ProviderError, ProviderNotConnectedError
-    from web3.exceptions import Web3RPCError
-
-    from fl_agent.chain.index import RpcError, rate_limited
-
-    kinds = (ConnectionError, TimeoutError, requests.exceptions.ConnectionError,
-             requests.exceptions.Timeout, httpx.TransportError, ProviderNotConnectedError)
-    seen: set[int] = set()
-    while err is not None and id(err) not in seen:
-        if isinstance(err, kinds):
-            return True
-        if isinstance(err, requests.exceptions.HTTPError | httpx.HTTPStatusError):
-            response = getattr(err, "response", None)
-            if getattr(response, "status_code", None) in RETRY_STATUSES:
-                return True
-        if isinstance(err, Web3RPCError):
-            error = (err.rpc_response or {}).get("error")
-            error = error if isinstance(error, dict) else {"message": str(error or err)}
-            if rate_limited(error.get("code"), str(error.get("message", ""))):
-                return True
-        if isinstance(err, RpcError) and rate_limited(err.code, str(err)):
-            return True
-        if isinstance(err, ProviderError) and rate_limited(None, str(err)):
-            return True  # ape's own requests keep the node's message and drop its code
-        seen.add(id(err))
-        err = err.__cause__ or err.__context__
-    return False
-
-
 def serve(step: Callable[[], object], finished: Callable[[], bool], poll_interval: float,
           log: Callable[[str], None], sleep: Callable[[float], None] = time.sleep) -> None:
     """Runs an agent until ``finished()``: ``step()``, then a pause of ``poll_interval``
     (none if ``step`` returned True: it did something and may have more to do).
-    When the chain node or the store does not answer (see :func:`transient`), the pause
-    doubles up to :data:`MAX_BACKOFF` and the agent tries again; the agent acknowledges an
-    event only once it was handled, so nothing is lost meanwhile. Any other error stops it."""
+    When the chain node or the store does not answer (:func:`fl_agent.retry.transient`), the
+    pause doubles up to :data:`MAX_BACKOFF` and the agent tries again; the agent
+    acknowledges an event only once it was handled, so nothing is lost meanwhile. Any other
+    error stops it."""
     delay = poll_interval
     while True:
         try:

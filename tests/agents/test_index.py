@@ -217,7 +217,7 @@ def test_a_range_too_large_is_halved_but_a_rate_limit_is_left_to_the_caller(worl
     """Halving the range answers "too many results"; under a rate limit it would only send
     more requests, so the sync stops at once, moves nothing, and the error is retryable."""
     from fl_agent.chain.index import RpcError
-    from fl_agent.cli.common import transient
+    from fl_agent.retry import transient
 
     world.create_task(rounds=1)
     whole = make_index(world, tmp_path / "whole.sqlite")

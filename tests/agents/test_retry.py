@@ -1,4 +1,4 @@
-"""What an agent retries and how long it waits: :func:`fl_agent.cli.common.transient` and
+"""What an agent retries and how long it waits: :func:`fl_agent.retry.transient` and
 :func:`~fl_agent.cli.common.serve`.
 
 The errors are real: web3's HTTP provider and httpx talking to a real HTTP server on the
@@ -19,8 +19,9 @@ import pytest
 from web3 import HTTPProvider, Web3
 
 from fl_agent.chain.index import JsonRpc
-from fl_agent.cli.common import MAX_BACKOFF, serve, transient
+from fl_agent.cli.common import MAX_BACKOFF, serve
 from fl_agent.errors import ChainError
+from fl_agent.retry import transient
 
 #: JSON-RPC errors that hosted endpoints answer with HTTP 200 when they ration requests, as
 #: their documentation and users' reports show them.

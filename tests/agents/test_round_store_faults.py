@@ -1,11 +1,12 @@
-"""Storage faults in the middle of a round, with the aggregator on the real local chain.
+"""Storage faults in the middle of a round, with the agents on the real local chain.
 
 The store fails the way it really would: the Kubo address it is switched to has nothing
 listening (a refused connection, so the real retry and the real ``NodeUnavailableError``),
 and a block of the embedded store is changed on disk. What must hold: a store that is down
-judges nobody (the round waits and then finalizes as if nothing happened); an update that
-alone cannot be fetched, or fails its CID check, is its sender's rejection with the reason,
-and the round goes on with everyone else.
+costs nobody anything. The aggregator judges nobody and finalizes the round once the store
+is back; when it opens a round, it leaves no member without the task key; a participant
+does not give up its round. An update that alone cannot be fetched, or fails its CID check,
+is its sender's rejection with the reason, and the round goes on with everyone else.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any
 import pytest
 
 from fl_agent.chain.records import RoundStatus, TaskStatus
-from fl_agent.cli.common import transient
+from fl_agent.crypto.envelopes import Keyring
+from fl_agent.retry import transient
 from fl_agent.storage.store import KuboStore, NodeUnavailableError
 
 
@@ -119,3 +121,46 @@ def test_a_block_changed_on_disk_is_caught_by_its_cid_and_only_its_sender_is_rej
     assert verdict.participant == str(damaged.participant)
     assert "should hold" in verdict.reason and "hash to" in verdict.reason
     assert world.fairfl.ledger.task(task_id).status == TaskStatus.COMPLETED
+
+
+def test_a_store_down_when_a_round_opens_leaves_no_member_without_the_task_key(world):
+    """The aggregator reads each member's published key from the store to seal the task key
+    to it. With the store down it opens nothing; once it is back, every member can read."""
+    task_id = world.create_task(rounds=1, window=200)
+    people = [world.participant(task_id, i) for i in range(2)]
+    said: list[str] = []
+    aggregator = world.aggregator_agent(task_id, log=said.append)
+    aggregator.store = FlakyStore(world.store)
+    aggregator.store.down = True
+    with pytest.raises(NodeUnavailableError) as down:
+        aggregator.step()
+    assert transient(down.value)
+    assert world.fairfl.ledger.task(task_id).current_round == 0
+    aggregator.store.down = False
+    _, _, workload = aggregator.step()  # opens round 1
+    readers = Keyring.from_json(world.store.get(workload.keyring)).holders()
+    assert {person.address.lower() for person in people} <= readers
+    assert not [line for line in said if "no usable member key" in line]
+    for person in people:
+        submitted, skipped = person.step()
+        assert len(submitted) == 1 and not skipped
+
+
+def test_a_participant_whose_store_is_down_submits_once_it_is_back(world):
+    """The store is down when the participant handles the round's start: it does not skip
+    the round (nor acknowledge the event), and submits once the store is back, in the
+    window, exactly once."""
+    task_id = world.create_task(rounds=1, window=200)
+    person, other = (world.participant(task_id, i) for i in range(2))
+    world.aggregator_agent(task_id).step()  # opens round 1
+    person.store = FlakyStore(world.store)
+    person.store.down = True
+    with pytest.raises(NodeUnavailableError) as down:
+        person.step()
+    assert transient(down.value)
+    assert world.fairfl.ledger.round(task_id, 1).submissions == 0
+    person.store.down = False
+    submitted, skipped = person.step()
+    assert len(submitted) == 1 and not skipped
+    assert person.step() == ([], [])  # the event was acknowledged once handled
+    assert world.fairfl.ledger.round(task_id, 1).submissions == 1
