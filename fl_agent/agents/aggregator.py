@@ -181,7 +181,13 @@ def round_result(new_cid: str, model_hash: bytes, verdicts: tuple[Verdict, ...],
 
 
 class UpdateUnavailableError(StorageError):
-    """A submitted update that the store cannot get while it serves everything else."""
+    """A submitted update that the store could not get, while it served everything else,
+    until the round's window closed."""
+
+
+class UpdateNotYetAvailableError(NodeUnavailableError):
+    """A submitted update that the store cannot get yet, while the round's window is open:
+    the round waits (a ``ConnectionError``, so the agent's loop tries again later)."""
 
 
 @dataclass
@@ -263,22 +269,28 @@ class AggregatorAgent:
             raise ChainError(f"task {self.task_id} round {round_number} has no RoundStarted")
         return logs[-1]
 
-    def fetch_update(self, cid: str, global_cid: str) -> bytes:
+    def fetch_update(self, cid: str, global_cid: str, deadline_block: int) -> bytes:
         """A submitted update's bytes from the store.
 
         When the store's node does not answer (:class:`NodeUnavailableError`), the aggregator
         asks it for the round's global model, which it must hold. If that fails too, the node
         is down: the error goes up, nobody is judged, and the agent tries the round again
         later (its service loop waits on a ``ConnectionError``). If the node answers, the
-        update alone is out of reach, which is its sender's doing (a CID nobody provides):
+        update alone is out of reach: until the round's window closes its sender may still
+        provide it (a slow or briefly unreachable peer), so the round waits too
+        (:class:`UpdateNotYetAvailableError`); after that it is the sender's doing,
         :class:`UpdateUnavailableError`, and the sender is rejected."""
         try:
             return self.store.get(cid)
         except NodeUnavailableError as err:
             self.store.get(global_cid)  # raises if the node itself is down
+            if chain_height() <= deadline_block:
+                raise UpdateNotYetAvailableError(
+                    f"{cid} could not be fetched yet; waiting for it until block "
+                    f"{deadline_block}, the end of the round's window ({err})") from err
             raise UpdateUnavailableError(
-                f"{cid} could not be fetched, while the store serves the round's model: "
-                f"nobody provides it ({err})") from err
+                f"{cid} could not be fetched, while the store serves the round's model, "
+                f"until the round's window closed: nobody provides it ({err})") from err
 
     def _submissions(self, round_number: int, start_block: int) -> list[Any]:
         return self.fairfl.ledger.events("UpdateSubmitted", start_block, taskId=self.task_id,
@@ -394,9 +406,9 @@ class AggregatorAgent:
         problems: dict[int, str] = {}
         for i, log in enumerate(logs):
             try:
-                plain = open_update(self.fetch_update(str(log.updateCid), global_cid),
-                                    self.keys.private, self.task_id, round_number,
-                                    str(log.participant))
+                plain = open_update(
+                    self.fetch_update(str(log.updateCid), global_cid, rnd.deadline_block),
+                    self.keys.private, self.task_id, round_number, str(log.participant))
                 vectors.append(self._decode_update(plain, global_vector))
                 usable.append(i)
             except NodeUnavailableError:

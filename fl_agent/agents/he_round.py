@@ -243,6 +243,7 @@ class EncryptedRounds:
         started = time.perf_counter()
         clock = Stopwatch("he-scalars", task=agent.task_id, round=number)
         global_cid, global_vector, logs = self._round(number)
+        deadline = agent.fairfl.ledger.round(agent.task_id, number).deadline_block
         decoded: list[EncryptedUpdate] = []
         participants: list[str] = []
         updates: list[str] = []
@@ -250,8 +251,8 @@ class EncryptedRounds:
         for log in logs:
             who, cid = str(log.participant), str(log.updateCid)
             try:
-                plain = open_update(agent.fetch_update(cid, global_cid), agent.keys.private,
-                                    agent.task_id, number, who)
+                plain = open_update(agent.fetch_update(cid, global_cid, deadline),
+                                    agent.keys.private, agent.task_id, number, who)
                 decoded.append(decode_update(self.context, plain, self.length))
             except NodeUnavailableError:
                 raise  # the store is down, not the sender at fault: judge nobody yet

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from fl_agent.agents.aggregator import UpdateNotYetAvailableError
 from fl_agent.chain.records import RoundStatus, TaskStatus
 from fl_agent.crypto.envelopes import Keyring
 from fl_agent.retry import transient
@@ -49,10 +50,10 @@ class FlakyStore:
         return getattr(self.dead if self.down else self.store, name)
 
 
-def submitted_round(world) -> tuple[int, Any, list[Any]]:
+def submitted_round(world, window: int = 200) -> tuple[int, Any, list[Any]]:
     """A one-round task whose two updates are in; the aggregator (in process, on a
     :class:`FlakyStore`) has opened the round and not yet finalized it."""
-    task_id = world.create_task(rounds=1, window=200)
+    task_id = world.create_task(rounds=1, window=window)
     people = [world.participant(task_id, i) for i in range(2)]
     aggregator = world.aggregator_agent(task_id)
     aggregator.step()  # opens round 1
@@ -96,10 +97,23 @@ def test_a_store_that_is_down_judges_nobody_and_the_round_finalizes_once_it_is_b
     assert world.fairfl.ledger.task(task_id).status == TaskStatus.COMPLETED
 
 
-def test_an_update_nobody_provides_is_its_senders_rejection_and_the_round_goes_on(world):
-    task_id, aggregator, updates = submitted_round(world)
+def test_an_update_nobody_provides_is_waited_for_until_the_window_closes_then_rejected(
+        world):
+    """While the window is open its sender may still provide it; after, the sender is
+    rejected with the reason and the round goes on with everyone else."""
+    from ape import chain
+
+    task_id, aggregator, updates = submitted_round(world, window=30)
     missing, kept = updates
     aggregator.store.unreachable.add(str(missing.updateCid))
+    before = standings(world, updates)
+    with pytest.raises(UpdateNotYetAvailableError) as waiting:
+        aggregator.step()
+    assert transient(waiting.value)
+    assert world.fairfl.ledger.round(task_id, 1).status == RoundStatus.OPEN
+    assert standings(world, updates) == before
+    deadline = world.fairfl.ledger.round(task_id, 1).deadline_block
+    chain.provider.make_request("anvil_mine", [deadline - int(chain.blocks.height) + 1])
     outcome = aggregator.step()
     assert outcome.accepted == [str(kept.participant)]
     [verdict] = [v for v in outcome.verdicts if not v.accepted]
