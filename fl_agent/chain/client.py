@@ -129,9 +129,17 @@ def _replace(method: Any, args: tuple, sender: Any, kwargs: dict, stuck: str,
     mined = _mined(provider, sent)
     if mined is not None:
         return mined
-    raise ChainError(f"transaction with nonce {nonce} from {sender.address} was not mined after "
-                     f"{REPLACEMENTS} replacements up to {fee:,} wei per gas; the network may "
-                     "be congested: try again later")
+    raise StuckTransactionError(
+        f"transaction with nonce {nonce} from {sender.address} was not mined after "
+        f"{REPLACEMENTS} replacements up to {fee:,} wei per gas; the network may be "
+        "congested: an agent waits and tries again")
+
+
+class StuckTransactionError(ChainError, TimeoutError):
+    """A transaction still not mined after :data:`REPLACEMENTS` replacements. A
+    ``TimeoutError``, so an agent's service loop waits and tries its step again (the step
+    reads the chain first: if one of the copies was mined meanwhile, it is not sent again)
+    rather than stopping."""
 
 
 def _mined(provider: Any, hashes: list[str]) -> Any | None:

@@ -316,3 +316,43 @@ def test_agents_wait_out_an_endpoint_that_rations_requests(world, anvil_url):
         assert world.fairfl.ledger.round(task_id, number).submissions == 2
     for result in results:
         assert len(result.contributors) + len(result.rejected) == 2
+
+
+def test_a_transaction_never_mined_after_every_replacement_is_waited_out_not_fatal(
+        world, monkeypatch):
+    """Nothing is mined at all (a congested or stalled network): after its replacements the
+    agent gets an error its service loop waits out and retries, not one that stops it."""
+    import threading
+
+    from ape import chain
+
+    from fl_agent.chain import client
+    from fl_agent.retry import transient
+
+    rpc = chain.provider.make_request
+    network = chain.provider.network
+    monkeypatch.setattr(type(network), "transaction_acceptance_timeout", property(lambda _: 2))
+    monkeypatch.setattr(client, "REPLACEMENTS", 2)
+    signer = world.accounts[6]
+    done: dict[str, BaseException] = {}
+
+    def register() -> None:
+        try:
+            world.fairfl.registry.register(
+                "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy", sender=signer)
+        except BaseException as err:  # noqa: BLE001 - checked below
+            done["error"] = err
+
+    rpc("evm_setAutomine", [False])
+    try:
+        sender = threading.Thread(target=register)
+        sender.start()
+        sender.join(timeout=120)
+        assert not sender.is_alive()
+    finally:
+        rpc("evm_setAutomine", [True])
+        rpc("anvil_mine", [1])  # the last copy is mined now; the others were replaced
+    stuck = done.get("error")
+    assert isinstance(stuck, client.StuckTransactionError), stuck
+    assert transient(stuck) and "waits and tries again" in str(stuck)
+    assert world.fairfl.registry.participant(signer.address).registered
