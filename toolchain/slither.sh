@@ -3,8 +3,8 @@
 #
 # The settings live in slither.config.json (read by slither from the repo root): standard-JSON
 # mode, the OpenZeppelin remapping, node_modules and contracts/mocks left out of the findings,
-# the triage database slither.db.json, and failure on any finding of medium or high impact
-# that is not triaged. docs/SECURITY.md says why each triaged finding is accepted.
+# and failure on any finding of medium or high impact (there is no triage database: none is
+# left). docs/SECURITY.md says why each remaining low or informational finding is accepted.
 # This script only supplies the compiler: a solc look-alike around toolchain/solc-wasm.cjs
 # (npm's official wasm build), or $SLITHER_SOLC (e.g. a native solc 0.8.37) when set.
 # Extra arguments go to slither, e.g. `toolchain/slither.sh --json slither.json`.

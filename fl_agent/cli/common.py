@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -26,8 +27,22 @@ FLT = 10**18
 network_option = click.option(
     "--network", default=None, help="ape network choice (default: FAIRFL_NETWORK, the shared "
     "local chain of `fl-agent chain up`).")
+#: What a private key looks like (32 bytes in hex), so that one given as an account name is
+#: refused before anything else happens, and never echoed.
+PRIVATE_KEY = re.compile(r"\s*(0x)?[0-9a-fA-F]{64}\s*")
+NOT_A_KEY = ("this looks like a private key, and --account takes the name of an ape account. "
+             "Never pass a key on the command line (shell history and process lists keep it): "
+             "`ape accounts import NAME` stores it encrypted, then use --account NAME")
+
+
+def _account_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and PRIVATE_KEY.fullmatch(value):
+        raise click.BadParameter(NOT_A_KEY)
+    return value
+
+
 account_option = click.option(
-    "--account", required=True, metavar="ALIAS",
+    "--account", required=True, metavar="ALIAS", callback=_account_name,
     help="ape account alias that signs (TEST::n for the n-th local test account).")
 ipfs_option = click.option(
     "--ipfs",
@@ -174,6 +189,8 @@ def resolve_account(alias: str, unattended: bool = False) -> Any:
 
     from ape import accounts
 
+    if PRIVATE_KEY.fullmatch(alias):
+        raise FairFLError(NOT_A_KEY)  # the value is not echoed
     if alias.upper().startswith("TEST::"):
         from fl_agent.chain.node import dev_account
 

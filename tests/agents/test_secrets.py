@@ -164,3 +164,18 @@ def test_the_key_agent_signs_with_an_encrypted_keyfile_and_never_writes_its_key(
     assert purchase.status == PurchaseStatus.DELIVERED
     assert not _leaks(served.stdout.encode() + served.stderr.encode(), key)
     assert not _leaks(_every_byte_under(tmp_path), key)
+
+
+def test_a_private_key_passed_as_the_account_is_refused_without_being_echoed(tmp_path):
+    """Someone pastes a key where an account name goes: the agent refuses and says what to
+    do, and the key is not in what it prints."""
+    key = "0x" + "5eed" * 16
+    env = {**os.environ, "APE_DATA_FOLDER": str(tmp_path / "ape"), "FAIRFL_HOME": str(tmp_path),
+           "COLUMNS": "200"}
+    for given in (key, key.removeprefix("0x").upper()):
+        said = subprocess.run(
+            [sys.executable, "-m", "fl_agent.cli", "market", "withdraw", "--account", given],
+            env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        assert said.returncode != 0
+        assert "ape accounts import" in said.stdout + said.stderr
+        assert not _leaks((said.stdout + said.stderr).encode(), key)
