@@ -11,7 +11,7 @@ DELIVERY_WINDOW ?= 7200
 BENCH_SEEDS ?= 11
 APE_QUIET := -v WARNING
 
-.PHONY: help setup compile test test-contracts test-python gas chain chain-down deploy demo story bench bench-sim bench-held-out bench-gate bench-market bench-app bench-app-load bench-app-api bench-claims bench-rules bench-sweep bench-ablation bench-fidelity bench-scale bench-quick bench-load bench-gas app key-agent lint clean
+.PHONY: help setup compile test test-contracts test-python test-python-main test-python-benchmarks gas chain chain-down deploy demo story bench bench-sim bench-held-out bench-gate bench-market bench-app bench-app-load bench-app-api bench-claims bench-rules bench-sweep bench-ablation bench-fidelity bench-scale bench-quick bench-load bench-gas app key-agent lint clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -22,19 +22,28 @@ setup: ## Install everything: .venv, npm packages, solc bridge, anvil (idempoten
 compile: setup ## Compile the contracts with solc 0.8.37
 	@ape compile $(APE_QUIET)
 
-# The two suites run side by side (each on its own anvil, mostly one core each), their output
-# kept apart; the slowest tests of each are listed at the end.
+# Three runs share the 2 cores, two at a time, their output kept apart: the contract suite
+# and the Python suite without the benchmark scripts' tests start together, and those tests
+# (about a quarter of the Python suite's time) take the core the contract suite frees. Each
+# lists its slowest tests at the end.
+PYTEST := python -m pytest -q -p no:ape_test
 test: setup ## Run every test: contracts (ape test on anvil), Python, app in Chromium
 	@FAIRFL_WITH_BROWSER=1 ./toolchain/setup.sh
 	@ape compile $(APE_QUIET)
 	@FAIRFL_WITH_BROWSER=1 $(MAKE) --no-print-directory -j2 --output-sync=target \
-		test-contracts test-python
+		test-contracts test-python-main test-python-benchmarks
 
 test-contracts: setup
 	ape test tests/contracts -q --durations=15
 
-test-python: setup
-	python -m pytest tests --ignore=tests/contracts -q -p no:ape_test --durations=25
+test-python: setup ## Run the Python suite alone (agents, app, benchmark scripts, the rest)
+	$(PYTEST) tests --ignore=tests/contracts --durations=25
+
+test-python-main: setup
+	$(PYTEST) tests --ignore=tests/contracts --ignore=tests/benchmarks --durations=20
+
+test-python-benchmarks: setup
+	$(PYTEST) tests/benchmarks --durations=10
 
 gas: setup ## Gas used by every contract function (table also in docs/gas.md)
 	FAIRFL_GAS_REPORT=docs/gas.md ape test tests/contracts -q --ignore=tests/contracts/test_properties.py --ignore=tests/contracts/test_lifecycle_fuzz.py

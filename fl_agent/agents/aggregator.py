@@ -56,7 +56,7 @@ from fl_agent.agents.participant import load_task_document
 from fl_agent.aggregation import FLTrust, get_strategy
 from fl_agent.aggregation.base import Strategy
 from fl_agent.aggregation.fairfl import FairFL as FairFLStrategy
-from fl_agent.aggregation.rounds import decide_round
+from fl_agent.aggregation.rounds import UpdateFigures, decide_round, update_figures
 from fl_agent.chain.client import FairFL, chain_height
 from fl_agent.chain.records import RoundResult, RoundStatus, Task, TaskStatus, TxReceipt
 from fl_agent.crypto.envelopes import decrypt_model, encrypt_model, open_update
@@ -85,6 +85,8 @@ class Verdict:
     reason: str | None
     score: float
     share_ppm: int
+    #: Figures for the evidence, whatever the rule (None: unread, or a homomorphic round).
+    figures: UpdateFigures | None = None
 
 
 @dataclass(frozen=True)
@@ -455,10 +457,12 @@ class AggregatorAgent:
                                                self.task_id))
         failpoint("aggregator:model-uploaded")
         validation = self.score(params)
+        figures = dict(zip(usable, update_figures(global_vector, np.stack(vectors), params,
+                                                  self.score), strict=True)) if usable else {}
         verdicts = tuple(
             Verdict(str(log.participant), str(log.updateCid), int(log.numSamples),
                     int(log.trainingMillis), i in accepted, reasons.get(i),
-                    float(scores[i]), int(shares[i]))
+                    float(scores[i]), int(shares[i]), figures.get(i))
             for i, log in enumerate(logs))
         millis = round((time.perf_counter() - started) * 1000)
         evidence_cid = self.publish_evidence(
@@ -493,7 +497,8 @@ class AggregatorAgent:
                 participant=v.participant, update=v.update_cid, samples=v.num_samples,
                 training_millis=v.training_millis, accepted=v.accepted, reason=v.reason,
                 code=0 if v.accepted else reason_code(v.reason), score=v.score,
-                share_ppm=v.share_ppm) for v in verdicts),
+                share_ppm=v.share_ppm,
+                **(dataclasses.asdict(v.figures) if v.figures else {})) for v in verdicts),
             aggregation_millis=millis, keyring=keyring, key_epoch=epoch).to_json())
 
     def _decode_update(self, plain: bytes, global_vector: np.ndarray) -> np.ndarray:

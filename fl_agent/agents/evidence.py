@@ -3,7 +3,9 @@
 The aggregator stores this JSON document in IPFS and names it in ``finalizeRound``
 (``evidenceCid``), with one reason code per rejected sender in the same transaction, so
 anyone can see why a participant lost reputation and what each update earned. It holds
-figures only (scores, shares, the new model's validation score), never weights.
+figures only (scores, shares, the new model's validation score, and per update its cosine
+to the new model's change, its relative length and its validation score alone), never
+weights.
 """
 
 from __future__ import annotations
@@ -56,6 +58,13 @@ class VerdictRecord(BaseModel):
     score: float = 0.0
     #: The update's share of the round's reward budget, in parts per million.
     share_ppm: int = 0
+    #: Figures about the update whatever the rule (``fl_agent.aggregation.rounds.
+    #: update_figures``), absent for an update that could not be read: the cosine of its
+    #: delta to the new model's delta, its length over the round's median, and the task
+    #: metric of the global model plus this update alone on the aggregator's validation data.
+    cosine: float | None = None
+    norm_ratio: float | None = None
+    alone: float | None = None
 
 
 class RoundEvidence(Document):

@@ -53,6 +53,7 @@ from fl_agent.aggregation.base import (
     FloatArray,
     Strategy,
     UpdatesLike,
+    cosine_to,
     prepare_round,
 )
 from fl_agent.aggregation.scoring import (
@@ -209,5 +210,33 @@ def decide_round(strategy: Strategy, global_params: ArrayLike, updates: UpdatesL
                          scores, shares)
 
 
-__all__ = ["COPY_CLOSENESS", "RoundDecision", "capped_claims", "copy_groups",
-           "decide_round", "round_weights"]
+@dataclass(frozen=True)
+class UpdateFigures:
+    """What the round's evidence says about one update, whatever the rule: figures a
+    rejected participant can set beside the accepted ones' (they are not the rule's own
+    internal values, and re-running the rule needs the updates, which stay sealed)."""
+
+    cosine: float  # of its delta to the new model's delta (0 if either has zero length)
+    norm_ratio: float  # its delta's length over the median length of the round's updates
+    alone: float  # the task metric on validation of the global model plus this update only
+
+
+def update_figures(global_params: ArrayLike, updates: ArrayLike, new_params: ArrayLike,
+                   score: Callable[[FloatArray], float]) -> list[UpdateFigures]:
+    """:class:`UpdateFigures` of each row of ``updates`` (full parameter vectors), against
+    the round's ``global_params`` and the ``new_params`` it produced; ``score`` is the task
+    metric on the aggregator's validation data (one call per update)."""
+    base = np.asarray(global_params, dtype=np.float64)
+    rows = np.atleast_2d(np.asarray(updates, dtype=np.float64))
+    deltas = rows - base
+    lengths = np.linalg.norm(deltas, axis=1)
+    median = float(np.median(lengths))
+    cosines = cosine_to(deltas, np.asarray(new_params, dtype=np.float64) - base, lengths)
+    return [UpdateFigures(cosine=float(cosines[i]),
+                          norm_ratio=float(lengths[i] / median) if median > 0 else 0.0,
+                          alone=float(score(rows[i])))
+            for i in range(len(rows))]
+
+
+__all__ = ["COPY_CLOSENESS", "RoundDecision", "UpdateFigures", "capped_claims", "copy_groups",
+           "decide_round", "round_weights", "update_figures"]

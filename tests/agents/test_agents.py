@@ -58,6 +58,8 @@ def test_a_task_runs_to_completion_and_the_chain_records_every_step(world):
     assert result.model_hash.hex() == evidence.new_model_sha256 == hashlib.sha256(
         decrypt_model(blob, aggregator.keys.keys, task_id)).hexdigest()
     assert evidence.validation == pytest.approx(outcome.validation)
+    for record in evidence.verdicts:  # figures anyone can compare, whatever the rule
+        assert record.cosine > 0 and record.norm_ratio > 0 and 0 < record.alone <= 1
 
     # round 2 gets a workload balanced from the measured times of round 1
     number, _, workload = aggregator.step()
@@ -165,6 +167,8 @@ def test_bad_updates_are_rejected_with_a_reason_and_the_round_goes_on(world):
     evidence = RoundEvidence.from_json(world.store.get(result.evidence_cid))
     assert {v.participant: v.code for v in evidence.verdicts if not v.accepted} == \
         {a.address: RejectReason.INVALID_UPDATE for a in cheats}
+    assert {v.participant for v in evidence.verdicts if v.cosine is not None} == \
+        {honest.address}  # an update that could not be read has no figures
     for account in cheats:
         assert world.fairfl.registry.participant(account).rejected_updates == 1
 
@@ -234,6 +238,8 @@ def test_a_free_rider_is_paid_nothing(world):
     outcome = finalize(aggregator)
     verdict = {v.participant: v for v in outcome.verdicts}[rider.address]
     assert not verdict.accepted and verdict.reason == "free_rider" and verdict.share_ppm == 0
+    assert (verdict.figures.cosine, verdict.figures.norm_ratio) == (0.0, 0.0)  # no change
+    assert all(v.figures.norm_ratio > 0.5 for v in outcome.verdicts if v.accepted)
     assert world.fairfl.ledger.contributions(task_id).get(rider.address, 0) == 0
 
 

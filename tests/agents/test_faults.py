@@ -297,6 +297,7 @@ def test_agents_wait_out_an_endpoint_that_rations_requests(world, anvil_url):
             assert all(p.poll() is None for p in procs), [finished(p) for p in procs]
             state["limited"] = True
             time.sleep(3)
+            wait_for(lambda: state["refused"] >= 10, "the agents to be refused", timeout=60)
             state["limited"] = False
             stopped = [finished(p)[1] for p in procs if p.poll() is not None]
             assert not stopped, f"an agent stopped at a rate limit: {stopped}"
@@ -308,7 +309,7 @@ def test_agents_wait_out_an_endpoint_that_rations_requests(world, anvil_url):
     for code, log in logs:
         assert code == 0, log
     assert state["refused"] > 0
-    assert all("did not answer" in log for _, log in logs)
+    assert any("did not answer" in log for _, log in logs)  # and waited, as none stopped
     assert world.fairfl.ledger.task(task_id).status == TaskStatus.COMPLETED
     results = finalized(world, task_id)
     assert len(results) == 3

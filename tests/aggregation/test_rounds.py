@@ -182,3 +182,17 @@ def test_a_malformed_round_is_refused_before_any_weight_is_computed():
         _decide(r, r.updates, claims[:3])
     with pytest.raises(ConfigError):
         _decide(r, r.updates, [30, 60, -1, 90])
+
+
+def test_update_figures_are_each_updates_direction_length_and_score_alone():
+    from fl_agent.aggregation.rounds import update_figures
+
+    updates = np.array([[1.0, 0.0], [0.0, 2.0], [-1.0, 0.0]])
+    figures = update_figures(np.zeros(2), updates, np.array([1.0, 0.0]), lambda p: float(p[0]))
+    assert [f.cosine for f in figures] == pytest.approx([1.0, 0.0, -1.0])
+    assert [f.norm_ratio for f in figures] == pytest.approx([1.0, 2.0, 1.0])  # median 1
+    assert [f.alone for f in figures] == pytest.approx([1.0, 0.0, -1.0])
+    moved = update_figures(np.ones(2), updates + 1, np.array([2.0, 1.0]), lambda p: 0.0)
+    assert [f.cosine for f in moved] == pytest.approx([1.0, 0.0, -1.0])  # deltas, not weights
+    still = update_figures(np.ones(2), np.ones((2, 2)), np.ones(2), lambda p: 0.5)
+    assert [(f.cosine, f.norm_ratio) for f in still] == [(0.0, 0.0), (0.0, 0.0)]
