@@ -47,6 +47,13 @@ def load_project() -> Any:
 #: How many times a transaction that is not mined in time is sent again with a higher fee.
 REPLACEMENTS = 5
 
+#: How the node says that our nonce is held by a pending transaction that pays more (one an
+#: earlier process of this agent left behind, or a copy of ours): geth, anvil, Nethermind.
+UNDERPRICED = ("replacement transaction underpriced", "replacement fee too low",
+               "already known")
+#: How many times the fees are doubled against such a transaction (each refusal is at once).
+OUTBIDS = 16
+
 
 def _transact(method: Any, *args: Any, sender: Any, **kwargs: Any) -> TxReceipt:
     """Sends ``method(*args)`` from ``sender`` and waits for its receipt.
@@ -55,7 +62,11 @@ def _transact(method: Any, *args: Any, sender: Any, **kwargs: Any) -> TxReceipt:
     that is not mined within the network's acceptance timeout (``transaction_acceptance_timeout``
     in ape's config; fees rose after it was priced) is replaced: sent again with the same nonce
     and fees raised by at least the 12.5 % nodes require, up to :data:`REPLACEMENTS` times, so
-    that the agent is never stuck behind it."""
+    that the agent is never stuck behind it. A transaction refused because a pending one
+    holds its nonce and pays more (:data:`UNDERPRICED`: an earlier process of the agent died
+    with it unmined) takes that nonce over the same way, with fees doubled until the node
+    accepts it: the agent's work is read from the chain again, so whatever the pending one
+    did is redone if it is still needed."""
     from ape.exceptions import ContractLogicError, TransactionNotFoundError
 
     sent: list[str] = []
@@ -64,6 +75,12 @@ def _transact(method: Any, *args: Any, sender: Any, **kwargs: Any) -> TxReceipt:
             receipt = method(*args, sender=sender, **kwargs)
         except TransactionNotFoundError as err:
             receipt = _replace(method, args, sender, kwargs, _hash_of(err), sent)
+        except ContractLogicError:
+            raise
+        except Exception as err:
+            if not _underpriced(err):
+                raise
+            receipt = _replace(method, args, sender, kwargs, None, sent)
     except ContractLogicError as err:
         name = type(err).__name__
         if name in ("ContractLogicError", "VirtualMachineError"):
@@ -88,18 +105,26 @@ def _hash_of(err: Exception) -> str:
     return found.group(0)
 
 
-def _replace(method: Any, args: tuple, sender: Any, kwargs: dict, stuck: str,
+def _underpriced(err: BaseException) -> bool:
+    said = str(err).lower()
+    return any(words in said for words in UNDERPRICED)
+
+
+def _replace(method: Any, args: tuple, sender: Any, kwargs: dict, stuck: str | None,
              sent: list[str]) -> Any:
-    """Sends the call again with ``stuck``'s nonce and higher fees until one is mined."""
+    """Sends the call again with ``stuck``'s nonce (None: the account's next nonce, which a
+    pending transaction holds) and higher fees until one is mined."""
     from ape import chain
     from ape.exceptions import TransactionNotFoundError
 
     provider = chain.provider
-    sent.append(stuck)
-    try:
-        original = provider.web3.eth.get_transaction(stuck)
-    except Exception:  # noqa: BLE001 - the node dropped it from its pool: price it afresh
-        original = None
+    original = None
+    if stuck is not None:
+        sent.append(stuck)
+        try:
+            original = provider.web3.eth.get_transaction(stuck)
+        except Exception:  # noqa: BLE001 - the node dropped it from its pool: price it afresh
+            original = None
     if original is None:
         nonce = int(provider.get_nonce(sender.address))
         fee = tip = 0
@@ -107,7 +132,8 @@ def _replace(method: Any, args: tuple, sender: Any, kwargs: dict, stuck: str,
         nonce = int(original["nonce"])
         fee = int(original.get("maxFeePerGas", original.get("gasPrice", 0)))
         tip = int(original.get("maxPriorityFeePerGas", 0))
-    for _ in range(REPLACEMENTS):
+    attempts, outbids = 0, 0
+    while attempts < REPLACEMENTS:
         mined = _mined(provider, sent)
         if mined is not None:
             return mined
@@ -119,7 +145,16 @@ def _replace(method: Any, args: tuple, sender: Any, kwargs: dict, stuck: str,
                           **kwargs)
         except TransactionNotFoundError as err:
             sent.append(_hash_of(err))
+            attempts += 1
         except Exception as err:
+            if _underpriced(err) and outbids < OUTBIDS:
+                outbids += 1
+                fee, tip = 2 * fee, 2 * tip  # the pending one pays more: outbid it
+                continue
+            if stuck is None and "nonce too low" in str(err).lower():
+                attempts += 1  # the pending one was mined meanwhile: the next nonce is ours
+                nonce = int(provider.get_nonce(sender.address))
+                continue
             if "nonce" not in str(err).lower():
                 raise
             mined = _mined(provider, sent)  # an earlier one was mined meanwhile

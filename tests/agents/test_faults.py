@@ -357,3 +357,38 @@ def test_a_transaction_never_mined_after_every_replacement_is_waited_out_not_fat
     assert isinstance(stuck, client.StuckTransactionError), stuck
     assert transient(stuck) and "waits and tries again" in str(stuck)
     assert world.fairfl.registry.participant(signer.address).registered
+
+
+def test_a_transaction_an_earlier_process_left_pending_does_not_block_the_next(world):
+    """An agent died with a transaction unmined (nothing is mined: a stalled network) that
+    pays ten times what the node now asks for. It holds the account's nonce, so the restarted
+    agent's first transaction is refused as an underpriced replacement; the agent outbids it
+    at that nonce instead of stopping, and is mined once blocks come again."""
+    import threading
+
+    from ape import chain
+    from web3.exceptions import TransactionNotFound
+
+    rpc = chain.provider.make_request
+    signer = world.accounts[7]
+    web3 = chain.provider.web3
+    nonce = web3.eth.get_transaction_count(signer.address)
+    tip = 10 * int(chain.provider.priority_fee)
+    fee = 10 * (2 * int(chain.provider.base_fee)) + tip
+    rpc("evm_setAutomine", [False])
+    blocks_again = threading.Timer(3.0, rpc, ("evm_setIntervalMining", [1]))
+    try:
+        left = web3.eth.send_transaction({  # the dead process's transaction
+            "from": signer.address, "to": signer.address, "value": 0, "nonce": nonce,
+            "gas": 21_000, "maxFeePerGas": fee, "maxPriorityFeePerGas": tip})
+        blocks_again.start()
+        world.fairfl.registry.register(
+            "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy", sender=signer)
+    finally:
+        blocks_again.join()
+        rpc("evm_setIntervalMining", [0])
+        rpc("evm_setAutomine", [True])
+    assert world.fairfl.registry.participant(signer.address).registered
+    assert chain.provider.get_nonce(signer.address) == nonce + 1  # it took the nonce over
+    with pytest.raises(TransactionNotFound):  # and the dead process's one can never be mined
+        web3.eth.get_transaction_receipt(left)
