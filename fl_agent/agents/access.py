@@ -36,14 +36,8 @@ from fl_agent.crypto.envelopes import Keyring
 from fl_agent.crypto.sealing import check_public_key, new_content_key, public_bytes
 from fl_agent.crypto.wallet_keys import derive_key, member_key_message
 from fl_agent.documents import parse_json
-from fl_agent.errors import FairFLError
-from fl_agent.storage.store import (
-    CidMismatchError,
-    ContentNotFoundError,
-    ContentStore,
-    ContentTooLargeError,
-    InvalidCidError,
-)
+from fl_agent.errors import FairFLError, StorageError
+from fl_agent.storage.store import ContentStore, NodeUnavailableError
 
 PARTICIPANT_FORMAT = "fairfl-participant/2"
 #: Rounds a member may hold the task key without an accepted update.
@@ -88,17 +82,30 @@ def participant_metadata(public: bytes) -> bytes:
                        "x25519": public.hex()}, sort_keys=True, separators=(",", ":")).encode()
 
 
-def published_key(store: ContentStore, metadata_cid: str) -> bytes | None:
-    """The member key a registry metadata document publishes, or None (no key, a document
-    nobody provides, or a malformed one: that member cannot be given the task key). A store
-    that does not answer, or cannot read its own disk, is not the member's doing: that error
-    goes up, and the caller asks again later."""
+class KeyOutOfReach(Exception):  # noqa: N818 - a verdict for this round, not a failure
+    """A member's metadata document that the store cannot get while it serves a document it
+    is known to hold: that member is keyless for now, and asked again next time."""
+
+
+def published_key(store: ContentStore, metadata_cid: str, probe_cid: str) -> bytes | None:
+    """The member key a registry metadata document publishes, or None (no key, or a document
+    that is missing, refused or malformed: that member cannot be given the task key).
+
+    When the store does not answer for the document, it is asked for ``probe_cid``, a
+    document it must hold (the task's): if that fails too, the store is down, not the
+    member's doing, and the error goes up for the caller to try again later; if it answers,
+    the member's document alone is out of reach (:class:`KeyOutOfReach`), and the caller
+    treats the member as keyless this time without remembering it. So neither a store that
+    is down nor one member who publishes a CID nobody provides can stop a task."""
     if not metadata_cid:
         return None
     try:
         raw = store.get(metadata_cid)
-    except (ContentNotFoundError, ContentTooLargeError, CidMismatchError, InvalidCidError):
-        return None
+    except NodeUnavailableError:
+        store.get(probe_cid)  # raises if the store itself is down
+        raise KeyOutOfReach(metadata_cid) from None
+    except StorageError:
+        return None  # missing, refused, too large, damaged: the member's document
     try:
         doc = parse_json(raw)
         public = bytes.fromhex(str(doc["x25519"]))

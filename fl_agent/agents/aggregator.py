@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from fl_agent.agents.access import (
+    KeyOutOfReach,
     Member,
     TaskKeyHolder,
     latest_keyring,
@@ -294,6 +295,10 @@ class AggregatorAgent:
                 f"{cid} could not be fetched, while the store serves the round's model, "
                 f"until the round's window closed: nobody provides it ({err})") from err
 
+    def _spec_cid(self) -> str:
+        """The task document's CID: the store must hold it (the agent read it at start)."""
+        return str(self.fairfl.ledger.task(self.task_id).spec_cid)
+
     def _submissions(self, round_number: int, start_block: int) -> list[Any]:
         return self.fairfl.ledger.events("UpdateSubmitted", start_block, taskId=self.task_id,
                                          round=round_number)
@@ -334,14 +339,22 @@ class AggregatorAgent:
         records = []
         for address in active:
             metadata = self.fairfl.registry.participant(address).metadata_cid
+            key = self._member_keys.get(metadata)
             if metadata not in self._member_keys:
-                self._member_keys[metadata] = published_key(self.store, metadata)
-                if self._member_keys[metadata] is None:
-                    self.log(f"[yellow]{address} published no usable member key (a 32-byte "
-                             "X25519 key); it cannot read the task's models[/]")
+                try:
+                    key = self._member_keys[metadata] = published_key(
+                        self.store, metadata, self._spec_cid())
+                except KeyOutOfReach:  # keyless this time only: asked again next time
+                    key = None
+                    self.log(f"[yellow]{address}'s member key document {metadata} is out of "
+                             "reach; it cannot read this round's model[/]")
+                else:
+                    if key is None:
+                        self.log(f"[yellow]{address} published no usable member key (a "
+                                 "32-byte X25519 key); it cannot read the task's models[/]")
             accepted = ledger.membership(self.task_id, address).accepted_rounds
             joined = self._joined.get(address.lower(), 0)
-            records.append(Member(address, self._member_keys[metadata],
+            records.append(Member(address, key,
                                   accepted + (address.lower() in accepted_now),
                                   sum(1 for start in self._round_starts if start > joined),
                                   late=bool(self._round_starts) and joined > self._round_starts[0]))

@@ -14,9 +14,13 @@ keyring, decrypts the global model, and seals its update to the aggregator's key
 its address and the round. A member left out of a round's readers (no accepted update
 after its trial rounds, see :func:`fl_agent.agents.access.readers`) trains on the newest
 model it could read, so an honest member can earn its way back. A round's global model,
-workload or keyring that cannot be fetched, opened or decoded is reported and the round
-skipped; the agent keeps serving the next rounds. A revert of its submission (the window
-closed, it was blacklisted) is reported the same way; once blacklisted it stops.
+workload or keyring that cannot be opened or decoded is reported and the round skipped; the
+agent keeps serving the next rounds. A revert of its submission (the window closed, it was
+blacklisted) is reported the same way; once blacklisted it stops. A node or store that does
+not answer (:func:`fl_agent.retry.transient`) skips nothing: the event is not acknowledged
+and is handled again. The sealed update is kept on disk from before its upload until it is
+on chain, so a retry, or a restart after a crash, sends the same update without training
+(and spending privacy budget) again.
 
 A task with a privacy plan (:mod:`fl_agent.privacy.plan`) is served through
 :class:`~fl_agent.privacy.local.LocalPrivacy`: DP-SGD with a budget, sparse or encrypted
@@ -35,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from fl_agent.agents.access import member_key, participant_metadata
 from fl_agent.chain.client import FairFL, chain_height
@@ -89,6 +94,21 @@ class Skipped:
 
     round: int
     reason: str
+
+
+class PreparedUpdate(BaseModel):
+    """A round's sealed update and what goes with it on chain, as prepared before upload."""
+
+    model_config = ConfigDict(frozen=True, ser_json_bytes="base64", val_json_bytes="base64",
+                              ser_json_inf_nan="constants")  # a free rider's loss is NaN
+
+    round: int
+    sealed: bytes
+    receipt: bytes  # the privacy receipt document (empty without a privacy plan)
+    num_samples: int
+    steps: int
+    millis: int
+    loss: float
 
 
 @dataclass
@@ -240,6 +260,42 @@ class ParticipantAgent:
             self.log(f"round {round_number} is already closed; skipped")
             return None  # an old round replayed after joining late or a long restart
         clock.lap("checks")
+        prepared = self._prepared(round_number)
+        if prepared is None:
+            prepared = self._prepare(log, round_number, clock)
+        privacy_cid = self.store.add(prepared.receipt) if prepared.receipt else ""
+        cid = self.store.add(prepared.sealed)
+        clock.lap("upload")
+        failpoint("participant:uploaded")
+        receipt = self.fairfl.ledger.submit_update(
+            self.task_id, round_number, cid, prepared.num_samples, max(1, prepared.millis),
+            sender=self.account, privacy_cid=privacy_cid)
+        self._prepared_path().unlink(missing_ok=True)
+        clock.done("submit")
+        failpoint("participant:submitted")
+        self.log(f"round {round_number}: submitted {cid} ({prepared.num_samples} samples, "
+                 f"{prepared.steps} steps, {prepared.millis} ms)")
+        return Submission(self.task_id, round_number, cid, prepared.num_samples,
+                          prepared.steps, prepared.millis, prepared.loss, receipt)
+
+    # -- a round's update, kept until it is on chain -----------------------------------
+    def _prepared_path(self) -> Path:
+        return Path(self.state_dir) / (f"prepared-{self.fairfl.ledger.address.lower()}-"
+                                       f"{self.task_id}-{self.address.lower()}.json")
+
+    def _prepared(self, round_number: int) -> PreparedUpdate | None:
+        """The update prepared for ``round_number`` by an earlier attempt that did not get it
+        on chain (the store or the node failed, the process died), if any."""
+        path = self._prepared_path()
+        if not path.exists():
+            return None
+        prepared = PreparedUpdate.model_validate_json(path.read_bytes())
+        return prepared if prepared.round == round_number else None
+
+    def _prepare(self, log: Any, round_number: int, clock: Stopwatch) -> PreparedUpdate:
+        """Trains on the round's model and seals the update; keeps it (and the privacy state)
+        on disk before anything leaves this machine, so that a retry sends the same update
+        and spends no privacy budget twice."""
         workload = Workload.from_json(self.store.get(str(log.workloadCid)))
         if workload.aggregator_key is None:
             raise ConfigError(f"round {round_number}'s workload names no aggregator key to "
@@ -267,32 +323,29 @@ class ParticipantAgent:
         vector = result.vector
         if self.update_hook is not None:
             vector = self.update_hook(global_vector, result)
-        privacy_cid = ""
+        receipt_doc = b""
         if self.privacy is None:
             payload = encode_weights(self.document.model, np.asarray(vector, np.float32))
         else:
             payload, fields = self.privacy.encode(global_vector, vector)
             self._save_privacy(self.privacy)  # before anything leaves this machine
-            privacy_cid = self.store.add(self.privacy.receipt(
+            receipt_doc = self.privacy.receipt(
                 self.task_id, round_number, self.address, payload, fields,
-                self.watermark_commitment()).to_json())
+                self.watermark_commitment()).to_json()
         sealed = seal_update(payload, workload.aggregator_key, self.task_id, round_number,
                              self.address)
-        clock.lap("train_and_seal")
-        cid = self.store.add(sealed)
-        clock.lap("upload")
-        failpoint("participant:uploaded")
         millis = result.train_millis if self.device_millis_per_step is None \
             else round(result.steps * self.device_millis_per_step)  # DP may train fewer
-        receipt = self.fairfl.ledger.submit_update(
-            self.task_id, round_number, cid, result.num_samples, max(1, millis),
-            sender=self.account, privacy_cid=privacy_cid)
-        clock.done("submit")
-        failpoint("participant:submitted")
-        self.log(f"round {round_number}: submitted {cid} ({result.num_samples} samples, "
-                 f"{result.steps} steps, {millis} ms)")
-        return Submission(self.task_id, round_number, cid, result.num_samples, result.steps,
-                          millis, result.loss, receipt)
+        prepared = PreparedUpdate(round=round_number, sealed=sealed, receipt=receipt_doc,
+                                  num_samples=result.num_samples, steps=result.steps,
+                                  millis=millis, loss=result.loss)
+        path = self._prepared_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        partial.write_text(prepared.model_dump_json())
+        partial.replace(path)
+        clock.lap("train_and_seal")
+        return prepared
 
     def _model_to_train_on(self, workload: Workload, model_cid: str,
                            round_number: int) -> np.ndarray:

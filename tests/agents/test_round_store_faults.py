@@ -19,6 +19,7 @@ from fl_agent.agents.aggregator import UpdateNotYetAvailableError
 from fl_agent.chain.records import RoundStatus, TaskStatus
 from fl_agent.crypto.envelopes import Keyring
 from fl_agent.retry import transient
+from fl_agent.storage.cid import compute_cid
 from fl_agent.storage.store import KuboStore, NodeUnavailableError
 
 
@@ -35,6 +36,7 @@ class FlakyStore:
         self.store, self.down, self.unreachable = store, False, set[str]()
         self.dies_after: str | None = None
         self.back_for_add = False
+        self.adds_down = False  # only adds fail (it serves what it holds)
         self.dead = KuboStore(f"http://127.0.0.1:{free_port()}", attempts=2, backoff=0.01)
 
     def get(self, cid: str) -> bytes:
@@ -44,7 +46,7 @@ class FlakyStore:
 
     def add(self, data: bytes) -> str:
         self.down = self.down and not self.back_for_add
-        return (self.dead if self.down else self.store).add(data)
+        return (self.dead if self.down or self.adds_down else self.store).add(data)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.dead if self.down else self.store, name)
@@ -178,3 +180,52 @@ def test_a_participant_whose_store_is_down_submits_once_it_is_back(world):
     assert len(submitted) == 1 and not skipped
     assert person.step() == ([], [])  # the event was acknowledged once handled
     assert world.fairfl.ledger.round(task_id, 1).submissions == 1
+
+
+def test_an_update_whose_upload_failed_is_sent_again_not_trained_again(world):
+    """The store takes no upload when the participant has trained: the retry sends the same
+    sealed update, without training again (a DP participant would spend budget twice)."""
+    trained: list[int] = []
+
+    def count(global_vector, result):
+        trained.append(1)
+        return result.vector
+
+    task_id = world.create_task(rounds=1, window=200)
+    person = world.participant(task_id, 0, update_hook=count)
+    world.participant(task_id, 1)
+    world.aggregator_agent(task_id).step()  # opens round 1
+    person.store = FlakyStore(world.store)
+    person.store.adds_down = True
+    with pytest.raises(NodeUnavailableError):
+        person.step()
+    assert trained == [1]
+    prepared = person._prepared(1)
+    assert prepared is not None  # kept on disk before the upload
+    person.store.adds_down = False
+    [submission], _ = person.step()
+    assert trained == [1]  # not trained again
+    assert submission.update_cid == compute_cid(prepared.sealed)
+    assert person._prepared(1) is None  # gone once on chain
+    [event] = world.fairfl.ledger.events("UpdateSubmitted", taskId=task_id, round=1)
+    assert str(event.updateCid) == submission.update_cid
+
+
+def test_a_member_whose_key_document_is_out_of_reach_stops_nothing(world):
+    """One member published a CID nobody provides: the aggregator opens the round without
+    it (keyless this time, not for good) and the others train; once the document can be
+    fetched, the member is a reader again."""
+    task_id = world.create_task(rounds=2, window=200)
+    people = [world.participant(task_id, i) for i in range(2)]
+    aggregator = world.aggregator_agent(task_id)
+    aggregator.store = FlakyStore(world.store)
+    hidden = world.fairfl.registry.participant(people[0].address).metadata_cid
+    aggregator.store.unreachable.add(hidden)
+    _, _, workload = aggregator.step()  # opens round 1
+    readers = Keyring.from_json(world.store.get(workload.keyring)).holders()
+    assert people[0].address.lower() not in readers
+    assert people[1].address.lower() in readers
+    assert len(people[1].step()[0]) == 1
+    aggregator.store.unreachable.clear()  # the next time the aggregator asks, it is there
+    members = {m.address: m for m in aggregator.members([p.address for p in people])}
+    assert all(members[p.address].public is not None for p in people)
