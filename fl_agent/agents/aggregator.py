@@ -237,6 +237,7 @@ class AggregatorAgent:
         self.keys = TaskKeyHolder(self.task_id, self.address,
                                   member_key(self.fairfl, self.account), self.store, self.log)
         self._member_keys: dict[str, bytes | None] = {}
+        self._unreachable: set[str] = set()  # update CIDs the store could not get
         self._joined: dict[str, int] = {}
         self._round_starts: list[int] = []
         self._opened_by: dict[int, bool] = {}  # round -> opened with this aggregator's key
@@ -283,17 +284,35 @@ class AggregatorAgent:
         provide it (a slow or briefly unreachable peer), so the round waits too
         (:class:`UpdateNotYetAvailableError`); after that it is the sender's doing,
         :class:`UpdateUnavailableError`, and the sender is rejected."""
+        closed = chain_height() > deadline_block
+        if closed and cid in self._unreachable:  # tried in the window: not again (each try
+            raise UpdateUnavailableError(  # can cost minutes, and the grace period runs)
+                f"{cid} could not be fetched, while the store serves the round's model, "
+                "until the round's window closed: nobody provides it")
         try:
             return self.store.get(cid)
         except NodeUnavailableError as err:
             self.store.get(global_cid)  # raises if the node itself is down
-            if chain_height() <= deadline_block:
+            self._unreachable.add(cid)
+            if not closed:
                 raise UpdateNotYetAvailableError(
                     f"{cid} could not be fetched yet; waiting for it until block "
                     f"{deadline_block}, the end of the round's window ({err})") from err
             raise UpdateUnavailableError(
                 f"{cid} could not be fetched, while the store serves the round's model, "
                 f"until the round's window closed: nobody provides it ({err})") from err
+
+    def check_reach(self, unavailable: int, submitted: int) -> None:
+        """Raises when most of a round's updates are out of reach: then the store, not the
+        senders, is at fault (a node that answers but is cut off from its peers), and
+        nobody is judged (a ``ConnectionError``: the agent waits and tries again, every
+        update again)."""
+        if unavailable * 2 > submitted:
+            self._unreachable.clear()
+            raise NodeUnavailableError(
+                f"{unavailable} of the round's {submitted} updates are out of reach while the "
+                "store serves the round's model: the store is likely cut off from its peers "
+                "(check `ipfs swarm peers`); judging nobody until it reaches them")
 
     def _spec_cid(self) -> str:
         """The task document's CID: the store must hold it (the agent read it at start)."""
@@ -419,6 +438,7 @@ class AggregatorAgent:
         vectors: list[np.ndarray] = []
         usable: list[int] = []
         problems: dict[int, str] = {}
+        unavailable = 0
         for i, log in enumerate(logs):
             try:
                 plain = open_update(
@@ -429,9 +449,11 @@ class AggregatorAgent:
             except NodeUnavailableError:
                 raise  # the store is down, not the sender at fault: judge nobody yet
             except FairFLError as err:
+                unavailable += isinstance(err, UpdateUnavailableError)
                 problems[i] = f"{INVALID_UPDATE}: {err}"
                 self.log(f"[yellow]round {round_number}: update of {log.participant} "
                          f"rejected:[/] {err}")
+        self.check_reach(unavailable, len(logs))
         failpoint("aggregator:fetched")
         clock.lap("fetch")
         accepted: set[int] = set()
@@ -496,6 +518,14 @@ class AggregatorAgent:
                             str(opened.workloadCid), verdicts, validation, millis,
                             receipt, params, evidence_cid)
 
+    def _figures(self, figures: UpdateFigures | None) -> dict[str, float]:
+        """An update's figures for its evidence record, ``alone`` in the metric's own sign
+        (:meth:`score` negates a metric where lower is better)."""
+        if figures is None:
+            return {}
+        alone = figures.alone if self.metric.higher_is_better else -figures.alone
+        return {**dataclasses.asdict(figures), "alone": alone}
+
     def publish_evidence(self, round_number: int, global_cid: str, new_cid: str,
                          strategy: str, model_hash: bytes, validation: float,
                          verdicts: tuple[Verdict, ...], millis: int, keyring: str | None,
@@ -510,8 +540,7 @@ class AggregatorAgent:
                 participant=v.participant, update=v.update_cid, samples=v.num_samples,
                 training_millis=v.training_millis, accepted=v.accepted, reason=v.reason,
                 code=0 if v.accepted else reason_code(v.reason), score=v.score,
-                share_ppm=v.share_ppm,
-                **(dataclasses.asdict(v.figures) if v.figures else {})) for v in verdicts),
+                share_ppm=v.share_ppm, **self._figures(v.figures)) for v in verdicts),
             aggregation_millis=millis, keyring=keyring, key_epoch=epoch).to_json())
 
     def _decode_update(self, plain: bytes, global_vector: np.ndarray) -> np.ndarray:

@@ -16,7 +16,9 @@ from fl_agent.aggregation.base import Reason
 from fl_agent.chain.records import RejectReason
 from fl_agent.documents import Document
 
-FORMAT = "fairfl-round-evidence/1"
+#: Version 2 added each update's figures (``cosine``, ``norm_ratio``, ``alone``); a reader
+#: takes both versions, and a record of version 1 has none.
+FORMAT = "fairfl-round-evidence/2"
 
 #: A sent update that could not be fetched, opened (not sealed to the aggregator, copied
 #: from another sender) or decoded as the task's weights.
@@ -72,7 +74,7 @@ class RoundEvidence(Document):
 
     KIND = "FairFL round evidence document"
 
-    format: str = Field(FORMAT, pattern=r"^fairfl-round-evidence/1$")
+    format: str = Field(FORMAT, pattern=r"^fairfl-round-evidence/[12]$")
     task: int
     round: int
     global_model: str

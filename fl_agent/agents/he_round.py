@@ -242,12 +242,15 @@ class EncryptedRounds:
         agent = self.agent
         started = time.perf_counter()
         clock = Stopwatch("he-scalars", task=agent.task_id, round=number)
+        from fl_agent.agents.aggregator import UpdateUnavailableError
+
         global_cid, global_vector, logs = self._round(number)
         deadline = agent.fairfl.ledger.round(agent.task_id, number).deadline_block
         decoded: list[EncryptedUpdate] = []
         participants: list[str] = []
         updates: list[str] = []
         rejected: list[RejectedUpdate] = []
+        unavailable = 0
         for log in logs:
             who, cid = str(log.participant), str(log.updateCid)
             try:
@@ -257,12 +260,14 @@ class EncryptedRounds:
             except NodeUnavailableError:
                 raise  # the store is down, not the sender at fault: judge nobody yet
             except FairFLError as err:
+                unavailable += isinstance(err, UpdateUnavailableError)
                 rejected.append(RejectedUpdate(participant=who, update=cid,
                                                reason=f"{INVALID_UPDATE}: {err}"))
                 agent.log(f"[yellow]round {number}: update of {who} rejected:[/] {err}")
                 continue
             participants.append(who)
             updates.append(cid)
+        agent.check_reach(unavailable, len(logs))
         clock.lap("fetch")
         reference = agent.strategy.server_params(global_vector.astype(np.float64)) \
             - global_vector.astype(np.float64)

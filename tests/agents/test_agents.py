@@ -60,6 +60,13 @@ def test_a_task_runs_to_completion_and_the_chain_records_every_step(world):
     assert evidence.validation == pytest.approx(outcome.validation)
     for record in evidence.verdicts:  # figures anyone can compare, whatever the rule
         assert record.cosine > 0 and record.norm_ratio > 0 and 0 < record.alone <= 1
+    assert evidence.format == "fairfl-round-evidence/2"
+    old = evidence.model_dump(mode="json")
+    old["format"] = "fairfl-round-evidence/1"
+    for record in old["verdicts"]:
+        for name in ("cosine", "norm_ratio", "alone"):
+            del record[name]
+    assert RoundEvidence.model_validate(old).verdicts[0].cosine is None  # version 1 still read
 
     # round 2 gets a workload balanced from the measured times of round 1
     number, _, workload = aggregator.step()
@@ -402,3 +409,21 @@ def finalize_with_window(world, aggregator) -> RoundOutcome:
         chain.provider.make_request("anvil_mine", [40])
         outcome = aggregator.step()
     return outcome
+
+
+def test_an_updates_score_alone_is_published_in_the_metrics_own_sign():
+    """The aggregator scores lower-is-better metrics negated (so higher is better inside);
+    the evidence must show MSE as MSE, as it does the new model's validation."""
+    from types import SimpleNamespace
+
+    from fl_agent.agents.aggregator import AggregatorAgent
+    from fl_agent.aggregation.rounds import UpdateFigures
+    from fl_agent.learning.metrics import get_metric
+
+    figures = UpdateFigures(cosine=0.5, norm_ratio=1.0, alone=-0.41)  # as score() gives MSE
+    mse = AggregatorAgent._figures(SimpleNamespace(metric=get_metric("mse")), figures)
+    assert mse == {"cosine": 0.5, "norm_ratio": 1.0, "alone": 0.41}
+    accuracy = AggregatorAgent._figures(SimpleNamespace(metric=get_metric("accuracy")),
+                                        UpdateFigures(0.5, 1.0, 0.9))
+    assert accuracy["alone"] == 0.9
+    assert AggregatorAgent._figures(SimpleNamespace(metric=get_metric("mse")), None) == {}

@@ -11,6 +11,7 @@ is its sender's rejection with the reason, and the round goes on with everyone e
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -37,9 +38,11 @@ class FlakyStore:
         self.dies_after: str | None = None
         self.back_for_add = False
         self.adds_down = False  # only adds fail (it serves what it holds)
+        self.tries: Counter[str] = Counter()
         self.dead = KuboStore(f"http://127.0.0.1:{free_port()}", attempts=2, backoff=0.01)
 
     def get(self, cid: str) -> bytes:
+        self.tries[cid] += 1
         data = (self.dead if self.down or cid in self.unreachable else self.store).get(cid)
         self.down = self.down or cid == self.dies_after
         return data
@@ -116,7 +119,10 @@ def test_an_update_nobody_provides_is_waited_for_until_the_window_closes_then_re
     assert standings(world, updates) == before
     deadline = world.fairfl.ledger.round(task_id, 1).deadline_block
     chain.provider.make_request("anvil_mine", [deadline - int(chain.blocks.height) + 1])
+    tried = aggregator.store.tries[str(missing.updateCid)]
     outcome = aggregator.step()
+    assert aggregator.store.tries[str(missing.updateCid)] == tried  # not tried again: each
+    # try can cost minutes with a real Kubo, and the round's grace period is running
     assert outcome.accepted == [str(kept.participant)]
     [verdict] = [v for v in outcome.verdicts if not v.accepted]
     assert verdict.participant == str(missing.participant)
@@ -229,3 +235,22 @@ def test_a_member_whose_key_document_is_out_of_reach_stops_nothing(world):
     aggregator.store.unreachable.clear()  # the next time the aggregator asks, it is there
     members = {m.address: m for m in aggregator.members([p.address for p in people])}
     assert all(members[p.address].public is not None for p in people)
+
+
+def test_a_store_cut_off_from_its_peers_judges_nobody(world):
+    """The store serves the round's model (it holds it) but none of the updates, past the
+    window: the store is at fault, not every sender, and nobody is rejected."""
+    from ape import chain
+
+    task_id, aggregator, updates = submitted_round(world, window=30)
+    before = standings(world, updates)
+    aggregator.store.unreachable.update(str(u.updateCid) for u in updates)
+    deadline = world.fairfl.ledger.round(task_id, 1).deadline_block
+    chain.provider.make_request("anvil_mine", [deadline - int(chain.blocks.height) + 1])
+    with pytest.raises(NodeUnavailableError, match="cut off from its peers") as cut_off:
+        aggregator.step()
+    assert transient(cut_off.value)
+    assert world.fairfl.ledger.round(task_id, 1).status == RoundStatus.OPEN
+    assert standings(world, updates) == before
+    aggregator.store.unreachable.clear()
+    assert len(aggregator.step().accepted) == 2
