@@ -30,7 +30,7 @@ PYTEST := python -m pytest -q -p no:ape_test
 test: setup ## Run every test: contracts (ape test on anvil), Python, app in Chromium
 	@FAIRFL_WITH_BROWSER=1 ./toolchain/setup.sh
 	@ape compile $(APE_QUIET)
-	@FAIRFL_WITH_BROWSER=1 $(MAKE) --no-print-directory -j2 --output-sync=target \
+	@FAIRFL_WITH_BROWSER=1 $(MAKE) --no-print-directory -j2 --keep-going --output-sync=target \
 		test-contracts test-python-main test-python-benchmarks
 
 test-contracts: setup

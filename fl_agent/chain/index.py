@@ -112,9 +112,11 @@ class RpcError(ChainError):
 #: JSON-RPC error: Infura ("project ID request rate exceeded", "daily request count exceeded,
 #: request rate limited", code -32005, which it also uses for "query returned more than 10000
 #: results"), QuickNode ("request limit reached", -32007), Ankr and public nodes ("Too many
-#: requests", -32090). Alchemy puts HTTP's 429 in the code itself.
-RATE_LIMIT_WORDS = re.compile(r"rate.?limit|rate exceeded|too many requests|request limit",
-                              re.IGNORECASE)
+#: requests", -32090), Chainstack ("RPS limit"), and "throttled" in general. Alchemy puts
+#: HTTP's 429 in the code itself.
+RATE_LIMIT_WORDS = re.compile(
+    r"\brate[-_ ]?limit|rate exceeded|too many requests|request limit|\brps limit|\bthrottl",
+    re.IGNORECASE)
 
 
 def rate_limited(code: object, message: str) -> bool:

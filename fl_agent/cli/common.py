@@ -29,14 +29,14 @@ network_option = click.option(
     "local chain of `fl-agent chain up`).")
 #: What a private key looks like (32 bytes in hex), so that one given as an account name is
 #: refused before anything else happens, and never echoed.
-PRIVATE_KEY = re.compile(r"\s*(0x)?[0-9a-fA-F]{64}\s*")
+PRIVATE_KEY = re.compile(r"(0[xX])?[0-9a-fA-F]{64}")
 NOT_A_KEY = ("this looks like a private key, and --account takes the name of an ape account. "
              "Never pass a key on the command line (shell history and process lists keep it): "
              "`ape accounts import NAME` stores it encrypted, then use --account NAME")
 
 
 def _account_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    if value is not None and PRIVATE_KEY.fullmatch(value):
+    if value is not None and PRIVATE_KEY.fullmatch(re.sub(r"\s", "", value)):
         raise click.BadParameter(NOT_A_KEY)
     return value
 
@@ -189,7 +189,7 @@ def resolve_account(alias: str, unattended: bool = False) -> Any:
 
     from ape import accounts
 
-    if PRIVATE_KEY.fullmatch(alias):
+    if PRIVATE_KEY.fullmatch(re.sub(r"\s", "", alias)):
         raise FairFLError(NOT_A_KEY)  # the value is not echoed
     if alias.upper().startswith("TEST::"):
         from fl_agent.chain.node import dev_account

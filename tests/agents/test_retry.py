@@ -34,6 +34,7 @@ RATE_LIMITS = {
                   "or upgrade your account at quicknode.com"},
     "ankr": {"code": -32090, "message": "Too many requests, reason: call rate limit "
              "exhausted, retry in 10s"},
+    "chainstack": {"code": -32005, "message": "RPS limit reached, upgrade your plan"},
     "alchemy": {"code": 429, "message": "Your app has exceeded its compute units per second "
                 "capacity. If you have retries enabled, you can safely ignore this message."},
 }
@@ -42,6 +43,7 @@ REFUSALS = {
     "revert": {"code": 3, "message": "execution reverted"},
     "too-many-results": {"code": -32005, "message": "query returned more than 10000 results"},
     "nonce": {"code": -32000, "message": "nonce too low"},
+    "separate-limit": {"code": -32000, "message": "exceeds the separate limit of the block"},
 }
 
 

@@ -172,7 +172,8 @@ def test_a_private_key_passed_as_the_account_is_refused_without_being_echoed(tmp
     key = "0x" + "5eed" * 16
     env = {**os.environ, "APE_DATA_FOLDER": str(tmp_path / "ape"), "FAIRFL_HOME": str(tmp_path),
            "COLUMNS": "200"}
-    for given in (key, key.removeprefix("0x").upper()):
+    raw = key.removeprefix("0x")
+    for given in (key, raw.upper(), "0X" + raw, f"{raw[:32]} {raw[32:]}"):
         said = subprocess.run(
             [sys.executable, "-m", "fl_agent.cli", "market", "withdraw", "--account", given],
             env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
