@@ -202,17 +202,17 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
         builder = ReportBuilder(config, spec, document, malicious, splits.test, trigger)
 
         while not aggregator.finished:
-            opened = aggregator.step()
+            opened = patiently(aggregator.step)
             if opened is None:
                 raise ConfigError("the aggregator cannot open a round: too few participants")
             for agent in participants:
                 if not agent.finished:
-                    agent.step()
-            outcome = aggregator.step()
+                    patiently(agent.step)
+            outcome = patiently(aggregator.step)
             waited = 0
             while not isinstance(outcome, (RoundOutcome, TxReceipt)):
                 if key_holder is not None and key_holder.step():
-                    outcome = aggregator.step()  # a decryption answered: the round goes on
+                    outcome = patiently(aggregator.step)  # a decryption answered: the round goes on
                     continue
                 # Some participant did not submit (it skipped the round): let the
                 # submission window run out, then finalize with what arrived.
@@ -221,7 +221,7 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
                                      "is not producing blocks")
                 _let_blocks_pass(blocks_per_round)
                 waited += 1
-                outcome = aggregator.step()
+                outcome = patiently(aggregator.step)
             if not isinstance(outcome, RoundOutcome):
                 continue  # closed without quorum; the next round opens on the same model
             row = builder.add_round(outcome)
@@ -254,6 +254,23 @@ def _hook(poison: Poison) -> Callable[[np.ndarray, Any], np.ndarray]:
     def hook(global_vector: np.ndarray, result: Any) -> np.ndarray:
         return poison(global_vector, result.vector)
     return hook
+
+
+def patiently(step: Callable[[], Any], attempts: int = 5,
+              sleep: Callable[[float], None] = time.sleep) -> Any:
+    """``step()``, tried again after 1, 2, 4 and 8 s while it fails on an error worth
+    waiting out (:func:`fl_agent.retry.transient`: the private node slow to answer under
+    load), as an agent's service loop would; any other error, or the last one, goes up."""
+    from fl_agent.retry import transient
+
+    for attempt in range(attempts):
+        try:
+            return step()
+        except Exception as err:
+            if attempt == attempts - 1 or not transient(err):
+                raise
+            sleep(2.0 ** attempt)
+    raise AssertionError("unreachable")
 
 
 def _let_blocks_pass(blocks: int) -> None:

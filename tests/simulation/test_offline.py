@@ -166,3 +166,27 @@ def test_a_run_goes_on_when_every_client_is_blacklisted():
     assert [r.submitted for r in run.rounds[1:]] == [(), ()]
     assert run.test_accuracy == run.rounds[0].test_accuracy
     np.testing.assert_array_equal(run.params, run.rounds[0].decision.params)
+
+
+def test_the_simulation_waits_out_a_node_slow_to_answer_and_nothing_else():
+    """The in-process simulation retries a step that failed on a transient error (as the
+    agents' service loop does) with a growing pause, and lets any other error through."""
+    from fl_agent.simulation.runner import patiently
+
+    outcomes: list[BaseException | str] = [TimeoutError("slow"), ConnectionError("down"), "ok"]
+    waits: list[float] = []
+
+    def step() -> str:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    assert patiently(step, sleep=waits.append) == "ok" and waits == [1.0, 2.0]
+    with pytest.raises(ValueError):
+        patiently(lambda: (_ for _ in ()).throw(ValueError("a bug")), sleep=waits.append)
+    assert waits == [1.0, 2.0]  # a bug is not waited on
+    with pytest.raises(TimeoutError):
+        patiently(lambda: (_ for _ in ()).throw(TimeoutError("always")), attempts=3,
+                  sleep=waits.append)
+    assert waits == [1.0, 2.0, 1.0, 2.0]
