@@ -103,6 +103,41 @@ def one_round_with(world, anvil_url: str, failpoint: str | None) -> tuple[RoundR
     return result, log
 
 
+def three_rounds_through(world, url: str, fault: Callable[[list[subprocess.Popen]], None]
+                         ) -> list[tuple[int, str]]:
+    """A 3-round task with two ``train`` processes and the aggregator, all on ``url``; once
+    round 2 opens, ``fault(procs)`` strikes (and must leave the agents running). Every agent
+    must then finish the task with exit 0, and every round get both updates exactly once and
+    be finalized once. Returns each agent's exit code and log."""
+    task_id = world.create_task(rounds=3, window=400)
+    procs = [cli(world, url, "train", "--task", str(task_id), "--data", "digits",
+                 "--shard", f"{i}/2", "--account", f"TEST::{2 + i}", "--poll-interval", "0.2")
+             for i in range(2)]
+    procs.append(aggregate(world, url, task_id))
+    try:
+        wait_for(lambda: world.fairfl.ledger.task(task_id).current_round >= 2
+                 or any(p.poll() is not None for p in procs), "round 2 to open")
+        assert all(p.poll() is None for p in procs), [finished(p) for p in procs]
+        fault(procs)
+        stopped = [finished(p)[1] for p in procs if p.poll() is not None]
+        assert not stopped, f"an agent stopped at the fault: {stopped}"
+        logs = [finished(p, timeout=300) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for code, log in logs:
+        assert code == 0, log
+    assert world.fairfl.ledger.task(task_id).status == TaskStatus.COMPLETED
+    results = finalized(world, task_id)
+    assert len(results) == 3
+    for number in (1, 2, 3):
+        assert world.fairfl.ledger.round(task_id, number).submissions == 2
+    for result in results:
+        assert len(result.contributors) + len(result.rejected) == 2
+    return logs
+
+
 def test_an_aggregator_killed_at_any_point_finalizes_the_round_once_with_the_same_result(
         world, anvil_url):
     reference, _ = one_round_with(world, anvil_url, None)
@@ -154,33 +189,15 @@ def test_agents_ride_out_a_restart_of_the_chain_node(tmp_path: Path, world_build
     try:
         with networks.parse_network_choice(node.url):
             world = world_builder(tmp_path)
-            task_id = world.create_task(rounds=3, window=400)
-            procs = [cli(world, node.url, "train", "--task", str(task_id), "--data", "digits",
-                         "--shard", f"{i}/2", "--account", f"TEST::{2 + i}",
-                         "--poll-interval", "0.2") for i in range(2)]
-            procs.append(aggregate(world, node.url, task_id))
-            try:
-                wait_for(lambda: world.fairfl.ledger.task(task_id).current_round >= 2,
-                         "round 2 to open")
+
+            def restart(procs: list[subprocess.Popen]) -> None:
                 node.stop()
                 time.sleep(3)  # the agents find nobody there and back off
                 assert all(p.poll() is None for p in procs), "an agent died with the node"
                 node.start(accounts=16)
-                logs = [finished(p, timeout=300) for p in procs]
-            finally:
-                for p in procs:
-                    if p.poll() is None:
-                        p.kill()
-            for code, log in logs:
-                assert code == 0, log
+
+            logs = three_rounds_through(world, node.url, restart)
             assert any("did not answer" in log for _, log in logs)
-            assert world.fairfl.ledger.task(task_id).status == TaskStatus.COMPLETED
-            results = finalized(world, task_id)
-            assert len(results) == 3
-            for number in (1, 2, 3):
-                assert world.fairfl.ledger.round(task_id, number).submissions == 2
-            for result in results:
-                assert len(result.contributors) + len(result.rejected) == 2
     finally:
         node.stop()
 
@@ -286,37 +303,15 @@ def test_agents_wait_out_an_endpoint_that_rations_requests(world, anvil_url):
     with rationing_endpoint(anvil_url) as (url, state):
         save_deployment(world.fairfl.deployment.model_copy(update={"network": url}),
                         world.tmp / "deployments")  # the same contracts, reached through it
-        task_id = world.create_task(rounds=3, window=400)
-        procs = [cli(world, url, "train", "--task", str(task_id), "--data", "digits",
-                     "--shard", f"{i}/2", "--account", f"TEST::{2 + i}",
-                     "--poll-interval", "0.2") for i in range(2)]
-        procs.append(aggregate(world, url, task_id))
-        try:
-            wait_for(lambda: world.fairfl.ledger.task(task_id).current_round >= 2
-                     or any(p.poll() is not None for p in procs), "round 2 to open")
-            assert all(p.poll() is None for p in procs), [finished(p) for p in procs]
+
+        def ration(procs: list[subprocess.Popen]) -> None:
             state["limited"] = True
             time.sleep(3)
             wait_for(lambda: state["refused"] >= 10, "the agents to be refused", timeout=60)
             state["limited"] = False
-            stopped = [finished(p)[1] for p in procs if p.poll() is not None]
-            assert not stopped, f"an agent stopped at a rate limit: {stopped}"
-            logs = [finished(p, timeout=300) for p in procs]
-        finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.kill()
-    for code, log in logs:
-        assert code == 0, log
-    assert state["refused"] > 0
+
+        logs = three_rounds_through(world, url, ration)
     assert any("did not answer" in log for _, log in logs)  # and waited, as none stopped
-    assert world.fairfl.ledger.task(task_id).status == TaskStatus.COMPLETED
-    results = finalized(world, task_id)
-    assert len(results) == 3
-    for number in (1, 2, 3):
-        assert world.fairfl.ledger.round(task_id, number).submissions == 2
-    for result in results:
-        assert len(result.contributors) + len(result.rejected) == 2
 
 
 def test_a_transaction_never_mined_after_every_replacement_is_waited_out_not_fatal(
