@@ -219,12 +219,16 @@ def test_a_malformed_setting_names_the_variable_and_what_it_must_be(monkeypatch,
 def test_a_member_key_that_is_not_a_usable_x25519_key_is_not_published(tmp_path, public):
     from fl_agent.agents.access import participant_metadata, published_key
     from fl_agent.crypto.sealing import new_buyer_key
+    from fl_agent.storage.cid import compute_cid
     from fl_agent.storage.store import LocalStore
 
     store = LocalStore(tmp_path)
-    assert published_key(store, store.add(participant_metadata(public))) is None
+    probe = store.add(b"the task document")  # what the store must hold
+    assert published_key(store, store.add(participant_metadata(public)), probe) is None
     good = new_buyer_key()[1]
-    assert published_key(store, store.add(participant_metadata(good))) == good
+    assert published_key(store, store.add(participant_metadata(good)), probe) == good
+    missing = compute_cid(participant_metadata(good) + b" ")  # nobody added it
+    assert published_key(store, missing, probe) is None
 
 
 @pytest.mark.parametrize("length", [0, 31, 33])
