@@ -215,7 +215,8 @@ class AggregatorAgent:
         if task.aggregator.lower() != self.address.lower():
             raise ConfigError(f"{self.address} is not the aggregator of task {self.task_id} "
                               f"(that is {task.aggregator}); use its account")
-        self.document = load_task_document(self.store, task.spec_cid)
+        self.spec_cid = str(task.spec_cid)  # the store must hold it: read just below
+        self.document = load_task_document(self.store, self.spec_cid)
         self.metric = get_metric(task.metric)
         self.X_val = self.document.data.standardize(self.X_val)
         self.y_val = np.asarray(self.y_val, dtype=np.int64)
@@ -314,10 +315,6 @@ class AggregatorAgent:
                 "store serves the round's model: the store is likely cut off from its peers "
                 "(check `ipfs swarm peers`); judging nobody until it reaches them")
 
-    def _spec_cid(self) -> str:
-        """The task document's CID: the store must hold it (the agent read it at start)."""
-        return str(self.fairfl.ledger.task(self.task_id).spec_cid)
-
     def _submissions(self, round_number: int, start_block: int) -> list[Any]:
         return self.fairfl.ledger.events("UpdateSubmitted", start_block, taskId=self.task_id,
                                          round=round_number)
@@ -362,7 +359,7 @@ class AggregatorAgent:
             if metadata not in self._member_keys:
                 try:
                     key = self._member_keys[metadata] = published_key(
-                        self.store, metadata, self._spec_cid())
+                        self.store, metadata, self.spec_cid)
                 except KeyOutOfReach:  # keyless this time only: asked again next time
                     key = None
                     self.log(f"[yellow]{address}'s member key document {metadata} is out of "
