@@ -89,6 +89,8 @@ def deploy_contracts(
     """
     from ape import chain
 
+    from fl_agent.chain.logs import height
+
     if not 1 <= delivery_window <= MAX_DELIVERY_WINDOW:
         raise ValueError(
             f"delivery_window must be 1 to {MAX_DELIVERY_WINDOW} blocks, got {delivery_window}"
@@ -131,7 +133,7 @@ def deploy_contracts(
         network=chain.provider.network_choice,
         chain_id=chain.chain_id,
         deployer=deployer.address,
-        block=chain.blocks.height,
+        block=height(),
         contracts={name: str(c.address) for name, c in instances.items()},
         payment_token=payment,
         delivery_window=delivery_window,

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fl_agent.chain.logs import block_hash, contract_logs, height
 from fl_agent.errors import ChainError, FairFLError
 
 
@@ -114,8 +115,7 @@ class EventWatcher:
             return []
         logs = []
         for name in self.events:
-            event = getattr(self.contract, name)
-            logs.extend(event.range(first, last + 1, search_topics=self.filters))
+            logs.extend(contract_logs(self.contract, name, first, last, self.filters))
         logs.sort(key=_position)
         return [log for log in logs if self.cursor is None or _position(log) > self.cursor]
 
@@ -152,15 +152,10 @@ class EventWatcher:
 
 
 def _chain_height() -> int:
-    from ape import chain
-
-    return int(chain.blocks.height)
+    return height()
 
 
 def _chain_block_hash(number: int) -> str | None:
-    from ape import chain
-
-    try:
-        return _hex(chain.provider.get_block(number).hash)
-    except Exception:  # noqa: BLE001 - no such block (the chain is shorter than the cursor)
-        return None
+    # None only when the chain has no such block: a node that does not answer is an error
+    # (before, it looked like a rewound chain, and the watcher started over).
+    return block_hash(number)

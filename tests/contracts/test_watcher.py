@@ -106,3 +106,37 @@ def test_bad_arguments_and_corrupt_cursor(registry, tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ChainError, match="corrupt"):
         CursorFile(tmp_path / "bad.json").load()
+
+
+def test_a_node_that_stops_answering_is_an_error_not_an_empty_or_rewound_chain(
+        registry, trainers, tmp_path, chain, monkeypatch):
+    """ape's own ``chain.blocks.height`` answers 0 when the node fails, and its event queries
+    clamp to it: during an outage the watcher took its cursor's block for gone (a rewound
+    chain, so it started over from the beginning), a query of events found none, and the
+    height read 0. Now each of them raises an error the agents wait out, and the cursor
+    stays where it was."""
+    import requests
+
+    from fl_agent.chain.client import Registry, chain_height
+    from fl_agent.retry import transient
+
+    start = chain.blocks.height + 1
+    watcher = EventWatcher(registry, ["ParticipantRegistered", "MetadataUpdated"],
+                           tmp_path / "c.json", start_block=start)
+    register(registry, *trainers[:2])
+    watcher.ack(watcher.poll()[0])
+    wrapper = Registry(str(registry.address), start_block=start)
+    assert len(wrapper.events("ParticipantRegistered")) == 2
+
+    def refused(method, request_data):
+        raise requests.exceptions.ConnectionError(f"{method}: connection refused")
+
+    # Under web3's middleware, where every request of ape and of web3 ends (HTTPProvider).
+    monkeypatch.setattr(chain.provider.web3.provider, "_make_request", refused)
+    for read in (watcher.poll, chain_height, lambda: wrapper.events("ParticipantRegistered")):
+        with pytest.raises(Exception) as info:
+            read()
+        assert transient(info.value), info.value
+    assert not watcher.rewound and watcher.cursor.block >= start
+    monkeypatch.undo()
+    assert [log.account for log in watcher.poll()] == [trainers[1].address]
