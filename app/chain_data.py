@@ -200,7 +200,8 @@ def _fold(_idx: EventIndex, key: tuple[str, int, str, int]) -> Views:
     recomputed only when new events arrived or the chain under them changed, once for every
     session (``cache_resource``: the same object, not a copy per session and render)."""
     events = _idx.events()
-    tasks = history.tasks(e for e in events if e.contract == "TaskLedger")
+    tasks = history.tasks(e for e in events if e.contract == "TaskLedger"
+                          or e.name == "UpdateRejected")
     return Views(
         block=key[1],
         tasks=MappingProxyType(tasks),

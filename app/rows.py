@@ -128,7 +128,7 @@ def lineage(task: history.TaskView, gas: dict[str, int]) -> pd.DataFrame:
         evidence = data.round_evidence(rnd.evidence_cid)
         rows.append({
             "round": rnd.round,
-            "status": "finalized" if rnd.finalized else "open",
+            "status": "finalized" if rnd.finalized else "closed" if rnd.closed_block else "open",
             "global_model_cid": rnd.global_model_cid,
             "new_model_cid": rnd.new_model_cid,
             "submissions": len(rnd.submissions),
@@ -166,7 +166,7 @@ def members(task: history.TaskView, views: data.Views, info: data.ChainInfo) -> 
 
 def rejections(task: history.TaskView) -> pd.DataFrame:
     rows = [{"round": rnd.round, "participant": who, "reason": reason_name(code),
-             "evidence_cid": rnd.evidence_cid, "block": rnd.finalized_block}
+             "evidence_cid": rnd.evidence_cid, "block": rnd.finalized_block or rnd.closed_block}
             for rnd in task.rounds for who, code in zip(rnd.rejected, rnd.reasons, strict=False)]
     return pd.DataFrame(rows, columns=["round", "participant", "reason", "evidence_cid",
                                        "block"])

@@ -216,9 +216,11 @@ def run_pass(setup: Setup, label: str, n: int, rounds: int, reject_share: float
         p.note("register", registry.register(cid("metadata", label, i), sender=person))
     first_task = ledger.task_count() == 0
     model = cid("model", label, 0)
+    rejected_count = min(max(1, math.ceil(n * reject_share)), n - 1)  # one contributor left
     spec = TaskSpec(model_cid=model, spec_cid=cid("spec", label), metric="accuracy",
                     aggregator=str(s.aggregator.address), rounds=rounds + 2,
-                    min_participants=n, submission_window=WINDOW,
+                    # the quorum: the contributors left in the round with rejections
+                    min_participants=n - rejected_count, submission_window=WINDOW,
                     training_mode=TrainingMode.PLAIN, reward_per_round=REWARD_PER_ROUND)
     task_id, receipt = ledger.create_task(spec, sender=s.creator)
     p.note("createTask", receipt, first_task=first_task)
@@ -230,7 +232,6 @@ def run_pass(setup: Setup, label: str, n: int, rounds: int, reject_share: float
             task_id, key32("watermark", label, str(person.address)), sender=person))
 
     round_rows = []
-    rejected_count = min(max(1, math.ceil(n * reject_share)), n - 1)  # one contributor left
     credited = 0  # FLT credited so far: the last round releases the rest of the budget
     for number in range(1, rounds + 3):
         kind = "normal" if number <= rounds else "rejections" if number == rounds + 1 \

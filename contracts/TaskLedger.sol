@@ -219,8 +219,9 @@ contract TaskLedger is ITaskLedger, Governed {
     {
         Task storage t = _tasks[taskId];
         Round storage r = _openRound(taskId, t.currentRound, roundNumber);
-        if (r.submissions < t.minParticipants) {
-            revert TaskLedgerQuorumNotReached(taskId, roundNumber, r.submissions, t.minParticipants);
+        // Each contributor is checked to have submitted to this round, once (`_settle`).
+        if (result.contributors.length < t.minParticipants) {
+            revert TaskLedgerQuorumNotReached(taskId, roundNumber, result.contributors.length, t.minParticipants);
         }
         if (bytes(result.newModelCid).length == 0 || bytes(result.evidenceCid).length == 0) {
             revert TaskLedgerEmptyCid();
@@ -308,6 +309,42 @@ contract TaskLedger is ITaskLedger, Governed {
         if (!byAggregator) allowedAfter += t.submissionWindow; // the aggregator's grace period
         if (block.number <= allowedAfter) revert TaskLedgerTooEarlyToClose(taskId, roundNumber, allowedAfter);
         _close(taskId, roundNumber, r);
+    }
+
+    /// @inheritdoc ITaskLedger
+    function closeRoundRejecting(
+        uint256 taskId,
+        uint256 roundNumber,
+        address[] calldata rejected,
+        uint8[] calldata reasons,
+        string calldata evidenceCid
+    ) external onlyAggregator(taskId) {
+        Task storage t = _tasks[taskId];
+        Round storage r = _openRound(taskId, t.currentRound, roundNumber);
+        // As early as finalizeRound once the quorum has submitted; otherwise, as closeRound,
+        // only once the window has passed (members may still submit until then).
+        if (r.submissions < t.minParticipants && block.number <= r.deadlineBlock) {
+            revert TaskLedgerTooEarlyToClose(taskId, roundNumber, r.deadlineBlock);
+        }
+        if (bytes(evidenceCid).length == 0) revert TaskLedgerEmptyCid();
+        if (rejected.length != reasons.length) revert TaskLedgerLengthMismatch(rejected.length, reasons.length);
+        for (uint256 i; i < rejected.length; ++i) {
+            _settle(taskId, roundNumber, rejected[i]).rejectedRounds += 1;
+        }
+        _close(taskId, roundNumber, r);
+        // Interaction last, as in finalizeRound.
+        _registry.recordRound(
+            IParticipantRegistry.RoundRecord({
+                taskId: taskId,
+                round: roundNumber,
+                aggregator: msg.sender,
+                evidenceCid: evidenceCid,
+                accepted: new address[](0),
+                outcomesBps: new uint16[](0),
+                rejected: rejected,
+                reasons: reasons
+            })
+        );
     }
 
     /// @inheritdoc ITaskLedger

@@ -17,8 +17,14 @@ pragma solidity ^0.8.24;
 /// governance can cancel a task, and what it credited stays claimable. A closed round credits
 /// nothing and keeps the global model; the task runs until `rounds` rounds are finalized.
 ///
-/// Quorum: a round is finalized only if at least `minParticipants` members submitted to it;
-/// only joined members that are not blacklisted can submit.
+/// Quorum: a round is finalized only with at least `minParticipants` contributors, each a
+/// member that submitted to the round while in good standing and whose update the aggregator
+/// accepted. So members that never train, blacklisted members (who cannot submit) and members
+/// whose updates are rejected (sybils sending junk) make no quorum, and no model is finalized
+/// with fewer accepted updates than the task asks for. The quorum counts updates, not their
+/// weight in the aggregate: an accepted update the rule gives almost no weight still counts.
+/// A round whose accepted updates fall short is closed with `closeRoundRejecting`: the
+/// rejections count, as in `finalizeRound`, but there is no model and no reward.
 ///
 /// Gas: rewards are credited at finalization and minted when the participant claims them
 /// (pull payment), and the current global model is kept as the keccak-256 of its CID (the
@@ -47,7 +53,8 @@ interface ITaskLedger {
     /// @param metric Name of the validation metric used for scoring, e.g. "accuracy", "f1_macro".
     /// @param aggregator Address that starts and finalizes rounds.
     /// @param rounds Number of rounds (>= 1).
-    /// @param minParticipants Members needed to start a round, and submissions needed to finalize one (>= 1).
+    /// @param minParticipants Members needed to start a round, and accepted updates needed to
+    /// finalize one (>= 1).
     /// @param submissionWindow Blocks after a round starts during which updates are accepted (>= 1).
     /// @param trainingMode Bitmask of privacy options (DP = 1, PRUNING = 2, HOMOMORPHIC = 4,
     /// WATERMARK = 8); their parameters are in the task document at `specCid`.
@@ -260,8 +267,8 @@ interface ITaskLedger {
     error TaskLedgerTaskCancelled(uint256 taskId);
     /// @notice The round was closed without a result.
     error TaskLedgerRoundClosed(uint256 taskId, uint256 round);
-    /// @notice Only `submissions` members submitted to the round; `required` must, to finalize it.
-    error TaskLedgerQuorumNotReached(uint256 taskId, uint256 round, uint32 submissions, uint32 required);
+    /// @notice The round would have `accepted` accepted updates; `required` are needed to finalize it.
+    error TaskLedgerQuorumNotReached(uint256 taskId, uint256 round, uint256 accepted, uint32 required);
     /// @notice The round cannot be closed by this caller before block `allowedAfter` has passed.
     error TaskLedgerTooEarlyToClose(uint256 taskId, uint256 round, uint256 allowedAfter);
     /// @notice Only the task's creator or governance may do this.
@@ -310,6 +317,21 @@ interface ITaskLedger {
     /// grace period) has passed.
     function closeRound(uint256 taskId, uint256 roundNumber) external;
 
+    /// @notice Closes open round `roundNumber` without a new model and without rewards, and
+    /// records the `rejected` as `finalizeRound` does (reputation, the blacklist, `evidenceCid`):
+    /// for a round whose accepted updates fall short of the quorum. Only the task's aggregator,
+    /// once the quorum has submitted or the window has passed; each rejected participant must
+    /// have submitted to the round, once. The contract cannot tell how many updates the
+    /// aggregator accepted: the evidence says, and an aggregator that closes rounds it could
+    /// have finalized is governance's to replace (`replaceAggregator`).
+    function closeRoundRejecting(
+        uint256 taskId,
+        uint256 roundNumber,
+        address[] calldata rejected,
+        uint8[] calldata reasons,
+        string calldata evidenceCid
+    ) external;
+
     /// @notice Cancels an open task (and closes its open round). What the task credited stays
     /// claimable; the rest of its budget is released. Its creator or governance.
     function cancelTask(uint256 taskId) external;
@@ -354,7 +376,8 @@ interface ITaskLedger {
     /// before the model existed and that each member claims once.
     function claimWatermark(uint256 taskId, string calldata claimCid) external;
 
-    /// @notice Finalizes round `roundNumber`, which at least `minParticipants` members submitted to:
+    /// @notice Finalizes round `roundNumber` with at least `minParticipants` contributors (accepted
+    /// updates):
     /// records the new global model (the keccak-256 of its CID;
     /// its plaintext hash is only emitted), credits the contributors in proportion to their
     /// scores (parts per million of the round budget, adding up to at most 1_000_000), moves

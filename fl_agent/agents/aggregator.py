@@ -12,7 +12,10 @@ reads the task's state from the chain and does the next thing:
    validation with the task's metric (Shapley or leave-one-out), blend the scores with the
    reported sample counts (the task's ``base_share``; all of it in
    :func:`fl_agent.aggregation.rounds.decide_round`), store the new global model and
-   ``finalizeRound`` with the contributors' reward shares and the rejected senders. A
+   ``finalizeRound`` with the contributors' reward shares and the rejected senders. Only
+   accepted updates make the task's quorum: when fewer are accepted, the round is closed
+   with ``closeRoundRejecting`` (the rejections and the evidence on record, no model, no
+   rewards) and the next one opens on the same model. A
    homomorphic task's round runs FLTrust on ciphertexts instead, over several steps, with
    the task's key holder (:mod:`fl_agent.agents.he_round`).
 
@@ -420,8 +423,10 @@ class AggregatorAgent:
         quorum = self.quorum or max(1, len(able))
         return rnd.submissions >= quorum or chain_height() > rnd.deadline_block
 
-    def finalize(self, round_number: int) -> RoundOutcome:
-        """Aggregates, scores and finalizes an open round (see the module docstring)."""
+    def finalize(self, round_number: int) -> RoundOutcome | TxReceipt:
+        """Aggregates, scores and finalizes an open round (see the module docstring); a
+        round whose accepted updates fall short of the quorum is closed instead
+        (:meth:`close_short`, its receipt is returned)."""
         started = time.perf_counter()
         clock = Stopwatch("finalize", task=self.task_id, round=round_number)
         rnd = self.fairfl.ledger.round(self.task_id, round_number)
@@ -458,6 +463,7 @@ class AggregatorAgent:
         scores = np.zeros(len(logs))
         shares = [0] * len(logs)
         params = global_vector
+        quorum = self.fairfl.ledger.task(self.task_id).min_participants
         if usable:
             plan = self.document.aggregation
             samples = np.array([int(logs[i].numSamples) for i in usable], dtype=np.float64)
@@ -466,14 +472,26 @@ class AggregatorAgent:
                                     permutations=plan.permutations,
                                     base_share=plan.base_share, round_number=round_number)
             params = np.asarray(decision.params, dtype=np.float32)
-            dp = self.document.privacy.dp if self.document.privacy else None
-            if dp is not None and dp.level == "participant" and decision.accepted:
-                params = self._dp_fedavg(global_vector, [vectors[j] for j in decision.accepted])
             accepted = {usable[j] for j in decision.accepted}
+            dp = self.document.privacy.dp if self.document.privacy else None
+            if dp is not None and dp.level == "participant" and len(accepted) >= quorum:
+                params = self._dp_fedavg(global_vector, [vectors[j] for j in decision.accepted])
             reasons.update({usable[j]: why for j, why in decision.reasons.items()})
             for j, i in enumerate(usable):
                 scores[i] = float(decision.scores[j])
                 shares[i] = decision.shares[j]
+        figures = dict(zip(usable, update_figures(global_vector, np.stack(vectors), params,
+                                                  self.score), strict=True)) if usable else {}
+        verdicts = tuple(
+            Verdict(str(log.participant), str(log.updateCid), int(log.numSamples),
+                    int(log.trainingMillis), i in accepted, reasons.get(i),
+                    float(scores[i]), int(shares[i]), figures.get(i))
+            for i, log in enumerate(logs))
+        if len(accepted) < quorum:
+            # Sybils' junk makes no quorum: no model is the aggregate of fewer updates than
+            # the task promised (see closeRoundRejecting).
+            return self.close_short(round_number, global_cid, global_vector, verdicts,
+                                    quorum, started)
         # The new model's readers: this round's, less those it rejected; for the final model
         # only members with an accepted update (see fl_agent.agents.access).
         addresses = [str(log.participant).lower() for log in logs]
@@ -489,13 +507,6 @@ class AggregatorAgent:
                                                self.task_id))
         failpoint("aggregator:model-uploaded")
         validation = self.score(params)
-        figures = dict(zip(usable, update_figures(global_vector, np.stack(vectors), params,
-                                                  self.score), strict=True)) if usable else {}
-        verdicts = tuple(
-            Verdict(str(log.participant), str(log.updateCid), int(log.numSamples),
-                    int(log.trainingMillis), i in accepted, reasons.get(i),
-                    float(scores[i]), int(shares[i]), figures.get(i))
-            for i, log in enumerate(logs))
         millis = round((time.perf_counter() - started) * 1000)
         evidence_cid = self.publish_evidence(
             round_number, global_cid, new_cid, type(self.strategy).__name__, model_hash,
@@ -515,20 +526,45 @@ class AggregatorAgent:
                             str(opened.workloadCid), verdicts, validation, millis,
                             receipt, params, evidence_cid)
 
-    def _figures(self, figures: UpdateFigures | None) -> dict[str, float]:
+    def close_short(self, round_number: int, global_cid: str, global_vector: np.ndarray,
+                    verdicts: tuple[Verdict, ...], quorum: int, started: float) -> TxReceipt:
+        """Closes a round whose accepted updates fall short of the task's quorum: the
+        evidence (every verdict; no new model) is published and the rejections recorded on
+        chain, nobody is paid, and the next round opens on the same model. The evidence gives
+        no share and no cosine: the aggregate those would be measured against is never
+        released (it is what the quorum keeps from being seen)."""
+        millis = round((time.perf_counter() - started) * 1000)
+        verdicts = tuple(dataclasses.replace(v, share_ppm=0) for v in verdicts)
+        rejected = [v for v in verdicts if not v.accepted]
+        evidence_cid = self.publish_evidence(
+            round_number, global_cid, "", type(self.strategy).__name__, b"",
+            self.score(global_vector), verdicts, millis, None, 0)
+        receipt = self.fairfl.ledger.close_round_rejecting(
+            self.task_id, round_number, [v.participant for v in rejected],
+            [reason_code(v.reason) for v in rejected], evidence_cid, sender=self.account)
+        self.log(f"[yellow]round {round_number} closed short of its quorum: "
+                 f"{len(verdicts) - len(rejected)} update(s) accepted, {quorum} needed; "
+                 f"{len(rejected)} rejected (on record, evidence {evidence_cid}); "
+                 "nobody paid, the model stays[/]")
+        return receipt
+
+    def _figures(self, figures: UpdateFigures | None, *, released: bool = True
+                 ) -> dict[str, float | None]:
         """An update's figures for its evidence record, ``alone`` in the metric's own sign
-        (:meth:`score` negates a metric where lower is better)."""
+        (:meth:`score` negates a metric where lower is better); no cosine when the new model
+        is not ``released`` (a round closed short of its quorum)."""
         if figures is None:
             return {}
         alone = figures.alone if self.metric.higher_is_better else -figures.alone
-        return {**dataclasses.asdict(figures), "alone": alone}
+        cosine = figures.cosine if released else None
+        return {**dataclasses.asdict(figures), "alone": alone, "cosine": cosine}
 
     def publish_evidence(self, round_number: int, global_cid: str, new_cid: str,
                          strategy: str, model_hash: bytes, validation: float,
                          verdicts: tuple[Verdict, ...], millis: int, keyring: str | None,
                          epoch: int) -> str:
         """Stores the round's evidence document (every verdict, its reason and share);
-        returns its CID."""
+        returns its CID. An empty ``new_cid``: the round is closed short of its quorum."""
         return self.store.add(RoundEvidence(
             task=self.task_id, round=round_number, global_model=global_cid, new_model=new_cid,
             strategy=strategy, metric=self.metric.name, new_model_sha256=model_hash.hex(),
@@ -537,7 +573,8 @@ class AggregatorAgent:
                 participant=v.participant, update=v.update_cid, samples=v.num_samples,
                 training_millis=v.training_millis, accepted=v.accepted, reason=v.reason,
                 code=0 if v.accepted else reason_code(v.reason), score=v.score,
-                share_ppm=v.share_ppm, **self._figures(v.figures)) for v in verdicts),
+                share_ppm=v.share_ppm, **self._figures(v.figures, released=bool(new_cid)))
+                for v in verdicts),
             aggregation_millis=millis, keyring=keyring, key_epoch=epoch).to_json())
 
     def _decode_update(self, plain: bytes, global_vector: np.ndarray) -> np.ndarray:

@@ -78,6 +78,8 @@ class RoundEvidence(Document):
     task: int
     round: int
     global_model: str
+    #: Empty when the round was closed short of its quorum (``closeRoundRejecting``): the
+    #: verdicts stand, but no model was made and the global model stays.
     new_model: str
     strategy: str
     metric: str

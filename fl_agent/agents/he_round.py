@@ -58,7 +58,7 @@ from fl_agent.storage.store import NodeUnavailableError
 from fl_agent.timings import Stopwatch
 
 if TYPE_CHECKING:
-    from fl_agent.agents.aggregator import AggregatorAgent, RoundOutcome
+    from fl_agent.agents.aggregator import AggregatorAgent, RoundOutcome, Verdict
     from fl_agent.privacy.he import EncryptedUpdate, PublicContext, TrustDecision
 
 ORDER_FORMAT = "fairfl-decryption-order/1"
@@ -213,8 +213,8 @@ class EncryptedRounds:
         decision = fltrust_weights(RoundScalars(np.array(result.dots),
                                                 np.array(result.squared_norms)),
                                    order.reference_norm)
-        if not decision.accepted:
-            return self._finalize(number, order, decision, None)
+        if len(decision.accepted) < self.quorum:
+            return self._close_short(number, order, decision)
         aggregate_id = desk.request_of(task, number, DecryptionKind.AGGREGATE)
         if aggregate_id == 0:
             return self._ask_aggregate(number, scalars, order, decision)
@@ -282,8 +282,10 @@ class EncryptedRounds:
             # gets zero trust, as in plaintext FLTrust). The round ends on the global model.
             order = DecryptionOrder(kind="scalars", ciphertexts="-", **fields)
             n = len(decoded)
-            return self._finalize(number, order, fltrust_weights(
-                RoundScalars(np.zeros(n), np.zeros(n)), norm), None, started=started)
+            decision = fltrust_weights(RoundScalars(np.zeros(n), np.zeros(n)), norm)
+            if len(decision.accepted) < self.quorum:
+                return self._close_short(number, order, decision, started=started)
+            return self._finalize(number, order, decision, None, started=started)
         ciphertexts = agent.store.add(encrypted_scalars(self.context, decoded, reference))
         clock.lap("scalars")
         self._decoded[number] = tuple(decoded)
@@ -328,6 +330,52 @@ class EncryptedRounds:
             return None
         agent.log(f"[yellow]round {number} closed without a model (decryption refused)[/]")
         return agent.fairfl.ledger.close_round(agent.task_id, number, sender=agent.account)
+
+    def _verdicts(self, number: int, order: DecryptionOrder, decision: TrustDecision,
+                  logs: list[Any]) -> tuple[Verdict, ...]:
+        """Each judged update's verdict: FLTrust's on the decrypted scalars, or the reason
+        it could not be read; updates submitted after the scalars were asked for are not
+        judged (and said so)."""
+        from fl_agent.agents.aggregator import Verdict
+        from fl_agent.aggregation.scoring import to_reward_shares
+
+        shares = to_reward_shares(decision.trust, decision.accepted, tie_break=number)
+        judged: dict[str, tuple[bool, str | None, float, int]] = {}
+        for i, who in enumerate(order.participants):
+            reason = decision.reasons.get(i)
+            judged[who.lower()] = (i in decision.accepted,
+                                   None if reason is None else str(reason),
+                                   float(decision.trust[i]), int(shares[i]))
+        for bad in order.rejected:
+            judged[bad.participant.lower()] = (False, bad.reason, 0.0, 0)
+        late = [str(log.participant) for log in logs
+                if str(log.participant).lower() not in judged]
+        if late:
+            self.agent.log(f"[yellow]round {number}: {len(late)} update(s) arrived after the "
+                           f"scalars were asked for; not judged:[/] {', '.join(late)}")
+        return tuple(
+            Verdict(str(log.participant), str(log.updateCid), int(log.numSamples),
+                    int(log.trainingMillis), *judged[str(log.participant).lower()])
+            for log in logs if str(log.participant).lower() in judged)
+
+    def _close_short(self, number: int, order: DecryptionOrder, decision: TrustDecision, *,
+                     started: float | None = None) -> TxReceipt:
+        """Fewer updates trusted than the task's quorum: the aggregate is never asked for
+        (decrypting it would reveal too few members' updates) and the round is closed with
+        the rejections on record (:meth:`AggregatorAgent.close_short`); updates submitted
+        after the scalars were asked for are not judged."""
+        began = time.perf_counter() if started is None else started
+        global_cid, global_vector, logs = self._round(number)
+        receipt = self.agent.close_short(number, global_cid, global_vector,
+                                         self._verdicts(number, order, decision, logs),
+                                         self.quorum, began - order.millis / 1000)
+        self._decoded.pop(number, None)
+        return receipt
+
+    @property
+    def quorum(self) -> int:
+        """Accepted updates the task needs to finalize a round (``minParticipants``)."""
+        return self.agent.fairfl.ledger.task(self.agent.task_id).min_participants
 
     # -- reading back -----------------------------------------------------------------------
     def _round(self, number: int) -> tuple[str, np.ndarray, list[Any]]:
@@ -384,8 +432,7 @@ class EncryptedRounds:
     def _finalize(self, number: int, order: DecryptionOrder, decision: TrustDecision,
                   delta: np.ndarray | None, *, started: float | None = None) -> RoundOutcome:
         """The new model (global + decrypted delta), rewards by trust, evidence, on chain."""
-        from fl_agent.agents.aggregator import RoundOutcome, Verdict, round_result
-        from fl_agent.aggregation.scoring import to_reward_shares
+        from fl_agent.agents.aggregator import RoundOutcome, round_result
 
         agent = self.agent
         began = time.perf_counter() if started is None else started
@@ -397,24 +444,7 @@ class EncryptedRounds:
         outcome = decision.result(global_vector, np.zeros(self.length) if delta is None
                                   else delta)
         params = np.asarray(outcome.params, dtype=np.float32)
-        shares = to_reward_shares(decision.trust, decision.accepted, tie_break=number)
-        judged: dict[str, tuple[bool, str | None, float, int]] = {}
-        for i, who in enumerate(order.participants):
-            reason = decision.reasons.get(i)
-            judged[who.lower()] = (i in decision.accepted,
-                                   None if reason is None else str(reason),
-                                   float(decision.trust[i]), int(shares[i]))
-        for bad in order.rejected:
-            judged[bad.participant.lower()] = (False, bad.reason, 0.0, 0)
-        late = [str(log.participant) for log in logs
-                if str(log.participant).lower() not in judged]
-        if late:
-            agent.log(f"[yellow]round {number}: {len(late)} update(s) arrived after the "
-                      f"scalars were asked for; not judged:[/] {', '.join(late)}")
-        verdicts = tuple(
-            Verdict(str(log.participant), str(log.updateCid), int(log.numSamples),
-                    int(log.trainingMillis), *judged[str(log.participant).lower()])
-            for log in logs if str(log.participant).lower() in judged)
+        verdicts = self._verdicts(number, order, decision, logs)
         accepted = frozenset(v.participant.lower() for v in verdicts if v.accepted)
         keyring, epoch = agent.keys.keyring_for(agent.readers(
             agent.active_participants(),

@@ -21,8 +21,9 @@ What the key holder checks before it releases anything: the order is for this ta
 kind and context; a scalars document holds one value in every slot (``decrypt_scalars``);
 an aggregate's declared weights are exactly FLTrust's weights on the scalars this key holder
 released for the round's scalars request (so an aggregator cannot *declare* a one-hot weight
-vector to have one update decrypted), and the aggregate released is held to the reference
-norm |g0|,
+vector to have one update decrypted), that they accept at least the task's quorum of
+updates (``minParticipants``: an aggregate of fewer would expose too few members' updates),
+and the aggregate released is held to the reference norm |g0|,
 as :meth:`TrustDecision.bounded <fl_agent.privacy.he.TrustDecision.bounded>` does. It cannot
 recompute the weighted sum itself: that needs the update documents, which are sealed to the
 aggregator (see docs/privacy-he.md, threat model). So an aggregator that deviates from the
@@ -257,9 +258,11 @@ class KeyHolderAgent:
         decision = fltrust_weights(RoundScalars(np.array(released.dots),
                                                 np.array(released.squared_norms)),
                                    order.reference_norm)
-        if not decision.accepted:
-            raise Refusal("FLTrust accepts none of the round's updates on the scalars "
-                          "released: there is no aggregate to decrypt")
+        quorum = self.fairfl.ledger.task(self.task_id).min_participants
+        if len(decision.accepted) < quorum:
+            raise Refusal(f"FLTrust accepts {len(decision.accepted)} of the round's updates "
+                          f"on the scalars released, fewer than the task's quorum of "
+                          f"{quorum}: an aggregate of so few updates is not decrypted")
         weights = np.asarray(order.weights, dtype=np.float64)
         if weights.shape != decision.weights.shape or not np.allclose(
                 weights, decision.weights, rtol=WEIGHT_TOLERANCE, atol=WEIGHT_TOLERANCE):

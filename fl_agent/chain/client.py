@@ -8,7 +8,7 @@ connect to; the caller connects (``ape.networks.parse_network_choice``) and pass
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import cached_property
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fl_agent.chain.deployment import Deployment
+from fl_agent.chain.logs import contract_logs, height
 from fl_agent.chain.records import (
     AppealStatus,
     Listing,
@@ -205,10 +206,8 @@ class _Wrapper:
     def events(self, name: str, start_block: int | None = None, **filters: Any) -> list[Any]:
         """Logs of event ``name`` (e.g. ``"UpdateSubmitted"``) since ``start_block`` (default:
         the deployment's block), filtered on indexed fields (``taskId=1``)."""
-        event = getattr(self.contract, name)
         first = self.start_block if start_block is None else max(start_block, self.start_block)
-        logs = event.range(first, chain_height() + 1, search_topics=filters or None)
-        return list(logs)
+        return contract_logs(self.contract, name, first, chain_height(), filters)
 
 
 class Token(_Wrapper):
@@ -289,10 +288,11 @@ class Registry(_Wrapper):
 
     def reputation_history(self, start_block: int = 0) -> Iterator[Any]:
         """Every ``ReputationUpdated`` event since ``start_block``."""
-        return self.contract.ReputationUpdated.range(start_block, chain_height() + 1)
+        return iter(contract_logs(self.contract, "ReputationUpdated", start_block,
+                                  chain_height()))
 
     def blacklist_events(self, start_block: int = 0) -> Iterator[Any]:
-        return self.contract.Blacklisted.range(start_block, chain_height() + 1)
+        return iter(contract_logs(self.contract, "Blacklisted", start_block, chain_height()))
 
 
 class Ledger(_Wrapper):
@@ -374,6 +374,14 @@ class Ledger(_Wrapper):
         """Closes an open round without a model or rewards: the aggregator once its window
         has passed, anyone after one more window."""
         return _transact(self.contract.closeRound, task_id, round_number, sender=sender)
+
+    def close_round_rejecting(self, task_id: int, round_number: int, rejected: Sequence[str],
+                              reasons: Sequence[int], evidence_cid: str, *,
+                              sender: Any) -> TxReceipt:
+        """Closes an open round whose updates, less the ``rejected`` ones, fall short of the
+        quorum: the rejections count as in ``finalize_round``; no model, no rewards."""
+        return _transact(self.contract.closeRoundRejecting, task_id, round_number,
+                         list(rejected), list(reasons), evidence_cid, sender=sender)
 
     def propose_aggregator(self, task_id: int, aggregator: Any, *, sender: Any) -> TxReceipt:
         """The task's creator proposes a new aggregator (installable after the delay)."""
@@ -749,6 +757,6 @@ def _field(struct: Any, name: str, index: int) -> Any:
 
 
 def chain_height() -> int:
-    from ape import chain
-
-    return int(chain.blocks.height)
+    """The latest block number; raises when the node does not answer (not ape's
+    ``chain.blocks.height``, which answers 0 then: see :mod:`fl_agent.chain.logs`)."""
+    return height()

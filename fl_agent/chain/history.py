@@ -146,7 +146,9 @@ def _field(struct: dict[str, object], name: str, index: int) -> object:
 
 
 def tasks(events: Iterable[Event]) -> dict[int, TaskView]:
-    """Every task with its rounds, members and rewards, from the ledger's events."""
+    """Every task with its rounds, members and rewards, from the ledger's events (and the
+    registry's ``UpdateRejected``, which alone names the rejections of a round closed short
+    of its quorum; those of a finalized round are in its ``RoundFinalized``)."""
     views: dict[int, TaskView] = {}
     for e in events:
         if e.name == "TaskCreated":
@@ -192,6 +194,12 @@ def tasks(events: Iterable[Event]) -> dict[int, TaskView]:
             task.cancelled_block = e.block
         elif e.name == "RoundClosed" and task.rounds:
             task.rounds[-1].closed_block = e.block
+        elif e.name == "UpdateRejected" and task.rounds:
+            rnd = task.rounds[-1]
+            if rnd.round == int(e["round"]) and not rnd.finalized:
+                rnd.rejected.append(e["account"])
+                rnd.reasons.append(int(e["reason"]))
+                rnd.evidence_cid = e["evidenceCid"]
         elif e.name == "AggregatorReplaced":
             task.aggregator = e["aggregator"]
         elif e.name == "RewardsClaimed":

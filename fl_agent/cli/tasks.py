@@ -62,7 +62,10 @@ def task() -> None:
               "the classes and the standardisation participants apply.")
 @click.option("--rounds", type=click.IntRange(1, UINT32_MAX), default=10, show_default=True)
 @click.option("--min-participants", type=click.IntRange(1, UINT32_MAX), default=3,
-              show_default=True)
+              show_default=True,
+              help="The quorum: members needed to open a round, and accepted updates needed "
+              "to finalize one (no model is the average of fewer; a round that falls short "
+              "is closed with its rejections on record and tried again).")
 @click.option("--window", type=click.IntRange(1, UINT32_MAX), default=100, show_default=True,
               help="Blocks a round stays open for submissions.")
 @click.option("--reward", type=Finite(min=0), default=100.0, show_default=True,
@@ -133,6 +136,10 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
     if he and strategy != "fltrust":
         raise FairFLError(f"--mode he aggregates ciphertexts, where only FLTrust's rule runs; "
                           f"drop --strategy {strategy} (or give fltrust)")
+    if strategy == "krum" and min_participants > 1:
+        raise FairFLError(f"krum takes one update a round, so no round could reach a quorum "
+                          f"of {min_participants} accepted updates; give --min-participants 1, "
+                          "or use multikrum")
     if key_holder_alias is not None and not he:
         raise FairFLError("--key-holder is for --mode he only")
     get_metric(metric)

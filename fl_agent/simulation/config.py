@@ -108,6 +108,13 @@ class SimulationConfig(BaseModel):
         return math.floor(self.malicious * self.clients + 1e-9) if self.attack != "none" else 0
 
     @property
+    def quorum(self) -> int:
+        """The simulated task's ``minParticipants``, the accepted updates a round needs: a
+        quarter of the clients, so that no model is the average of fewer; one under Krum,
+        which by design takes a single update a round."""
+        return 1 if self.aggregator == "krum" else max(1, self.clients // 4)
+
+    @property
     def model_name(self) -> str:
         return self.model or ("mlp" if self.dataset == "digits" else "logreg")
 

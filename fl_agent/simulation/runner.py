@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from fl_agent.chain.records import TxReceipt
-from fl_agent.errors import ChainError, ConfigError
+from fl_agent.errors import ChainError, ConfigError, FairFLError
 from fl_agent.learning.data import load_dataset, split_dataset
 from fl_agent.simulation.attackers import (
     Collusion,
@@ -92,7 +92,7 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
 
     from fl_agent.agents import AggregatorAgent, ParticipantAgent, RoundOutcome
     from fl_agent.agents.access import member_key
-    from fl_agent.chain.client import FairFL, load_project
+    from fl_agent.chain.client import FairFL, chain_height, load_project
     from fl_agent.chain.deployment import BlacklistPolicy, deploy_contracts, save_deployment
     from fl_agent.chain.node import dev_account
     from fl_agent.chain.records import TaskSpec, TrainingMode
@@ -133,7 +133,6 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
 
     # -- chain ---------------------------------------------------------------------------
     with simulation_chain(network, workdir, accounts=config.clients + 3) as network_name:
-        from ape import chain
 
         people = [dev_account(i) for i in range(config.clients + 2)]
         unfunded = [str(a.address) for a in people if int(a.balance) == 0]
@@ -147,7 +146,7 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
         blocks_per_round = config.clients + BLOCKS_PER_ROUND_SLACK
         policy = BlacklistPolicy(max_rejections=config.max_rejections,
                                  window_blocks=config.window_rounds * blocks_per_round)
-        first_block = int(chain.blocks.height) + 1
+        first_block = chain_height() + 1
         record, _ = deploy_contracts(deployer, load_project(), policy=policy)
         save_deployment(record, deployments or workdir / "deployments")
         fairfl = FairFL(record)
@@ -168,7 +167,7 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
         task_id, _ = fairfl.ledger.create_task(TaskSpec(
             model_cid=model_cid, spec_cid=spec_cid, metric="accuracy",
             aggregator=aggregator_account.address, rounds=config.rounds,
-            min_participants=max(1, config.clients // 2),
+            min_participants=config.quorum,
             submission_window=blocks_per_round * 2, training_mode=config.training_mode,
             reward_per_round=config.reward_per_round), sender=deployer)
 
@@ -201,6 +200,7 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
                                         workdir / "agents")
         builder = ReportBuilder(config, spec, document, malicious, splits.test, trigger)
 
+        closed = 0  # rounds closed without a model since the last finalized one
         while not aggregator.finished:
             opened = patiently(aggregator.step)
             if opened is None:
@@ -223,7 +223,17 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
                 waited += 1
                 outcome = patiently(aggregator.step)
             if not isinstance(outcome, RoundOutcome):
-                continue  # closed without quorum; the next round opens on the same model
+                # Closed short of its quorum; the next round opens on the same model.
+                closed += 1
+                if closed > config.rounds:
+                    fairfl.ledger.cancel_task(task_id, sender=deployer)
+                    raise FairFLError(
+                        f"{closed} rounds in a row were closed without a model: each had fewer "
+                        f"than the quorum of {config.quorum} accepted updates, so task "
+                        f"{task_id} cannot finish and was cancelled (what it credited stays "
+                        "claimable). The aggregator's log says why the updates were rejected.")
+                continue
+            closed = 0
             row = builder.add_round(outcome)
             if on_round is not None:
                 on_round(row)
@@ -245,7 +255,7 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
                 {a.address: a.privacy.watermark_key for a in participants
                  if a.privacy is not None and a.privacy.watermark_key is not None})
         report = builder.finish(fairfl, task_id, network_name, record, first_block,
-                                int(chain.blocks.height), listed,
+                                chain_height(), listed,
                                 seconds=time.perf_counter() - started, privacy=privacy)
     return report
 

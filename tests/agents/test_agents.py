@@ -180,6 +180,67 @@ def test_bad_updates_are_rejected_with_a_reason_and_the_round_goes_on(world):
         assert world.fairfl.registry.participant(account).rejected_updates == 1
 
 
+def test_sybils_sending_junk_make_no_quorum_and_their_rejections_stand(world):
+    """A quorum of three: one member trains, two sybils send junk. The aggregator does not
+    publish the honest member's update as "the aggregate of three": it closes the round with
+    the sybils' rejections and its evidence on record, pays nobody, and opens the next round
+    on the same model."""
+    spec = world.document.model
+    task_id = world.create_task(rounds=1, min_participants=3)
+    honest = world.participant(task_id, 0)
+    sybils = world.accounts[3:5]
+    for account in sybils:
+        world.fairfl.registry.register(world.store.add(b"{}"), sender=account)
+        world.fairfl.ledger.join(task_id, sender=account)
+    aggregator = world.aggregator_agent(task_id)
+    _, _, workload = aggregator.step()
+    global_cid = world.fairfl.ledger.task(task_id).global_model_cid
+    honest.step()
+    for account in sybils:
+        junk = seal_update(_nan_weights(spec), workload.aggregator_key, task_id, 1,
+                           account.address)
+        world.fairfl.ledger.submit_update(task_id, 1, world.store.add(junk), 10, 5,
+                                          sender=account)
+
+    receipt = aggregator.step()
+
+    assert not isinstance(receipt, RoundOutcome)
+    assert world.fairfl.ledger.round(task_id, 1).status == RoundStatus.CLOSED
+    assert world.fairfl.ledger.events("RoundFinalized", taskId=task_id) == []
+    rejections = world.fairfl.registry.events("UpdateRejected", taskId=task_id)
+    assert sorted(str(e.account) for e in rejections) == sorted(a.address for a in sybils)
+    for account in sybils:
+        assert world.fairfl.registry.participant(account).rejected_updates == 1
+    assert world.fairfl.registry.participant(honest.account).rejected_updates == 0
+    evidence = RoundEvidence.from_json(world.store.get(str(rejections[0].evidenceCid)))
+    assert (evidence.round, evidence.global_model, evidence.new_model) == (1, global_cid, "")
+    assert {v.participant: v.accepted for v in evidence.verdicts} == {
+        honest.address: True, **{a.address: False for a in sybils}}
+    [mine] = [v for v in evidence.verdicts if v.accepted]
+    # Nobody is paid, and the aggregate that was never released is not measured against.
+    assert (mine.share_ppm, mine.cosine) == (0, None) and mine.alone is not None
+    assert all(world.fairfl.ledger.claimable(task_id, a) == 0
+               for a in [honest.account, *sybils])
+    number, _, _ = aggregator.step()
+    assert number == 2
+    assert world.fairfl.ledger.task(task_id).global_model_cid == global_cid
+    # The app's views show the closed round's rejections, from the registry's events.
+    from ape import chain
+
+    from fl_agent.chain import history
+    from fl_agent.chain.client import load_project
+    from fl_agent.chain.index import EventIndex, JsonRpc, ape_decoder
+
+    index = EventIndex(world.tmp / "index.sqlite", world.fairfl.deployment,
+                       JsonRpc(chain.provider.http_uri), ape_decoder(load_project()))
+    index.sync()
+    view = history.tasks(index.events(task=task_id))[task_id].rounds[0]
+    assert (view.finalized, view.closed_block is not None) == (False, True)
+    assert sorted(view.rejected) == sorted(a.address for a in sybils)
+    assert view.reasons == [RejectReason.INVALID_UPDATE] * 2
+    assert view.evidence_cid == str(rejections[0].evidenceCid)
+
+
 def test_a_plain_update_is_refused_the_aggregator_never_reads_unsealed_weights(world):
     task_id = world.create_task(rounds=1, min_participants=1)
     honest = world.participant(task_id, 0)

@@ -72,6 +72,8 @@ def test_task_create_train_and_aggregate_as_separate_processes(anvil_url, tmp_pa
      "unknown training mode"),
     (["task", "create", "--strategy", "mean", "--account", "TEST::0", "--aggregator",
       "TEST::1"], "unknown"),
+    (["task", "create", "--strategy", "krum", "--account", "TEST::0", "--aggregator",
+      "TEST::1"], "krum takes one update a round"),
     (["simulate", "--aggregator", "mean"], "aggregator must be one of"),
     (["bench", "--seeds", "1,two"], "expected comma-separated integers"),
 ])

@@ -98,6 +98,63 @@ def test_a_dishonest_aggregator_cannot_have_one_update_decrypted_with_one_hot_we
     assert world.fairfl.ledger.events("RoundFinalized", taskId=task_id) == []
 
 
+def test_an_aggregate_of_fewer_trusted_updates_than_the_quorum_is_never_decrypted(
+        world, holder):
+    """A quorum of three; one of three members sends its update reversed, which FLTrust
+    does not trust. Asked for the aggregate of the other two with FLTrust's own weights, the
+    key holder refuses (two updates are fewer than the task promised to hide each one among);
+    the aggregator itself never asks: it closes the round with the rejection on record."""
+    from fl_agent.chain.records import RoundStatus
+    from fl_agent.privacy.he import RoundScalars, fltrust_weights
+
+    task_id = world.he_task(holder, rounds=1, min_participants=3)
+
+    def reversed_update(global_vector, result):
+        return global_vector - 3.0 * (np.asarray(result.vector) - global_vector)
+
+    people = [world.participant(task_id, i, update_hook=reversed_update if i == 2 else None)
+              for i in range(3)]
+    aggregator = world.aggregator_agent(task_id)
+    keyholder = world.key_holder_agent(task_id)
+    desk = world.fairfl.desk
+    aggregator.step()
+    for agent in people:
+        agent.step()
+    asked = aggregator.step()
+    [answer] = keyholder.step()
+    assert answer.refused is None
+    scalars = DecryptionOrder.from_json(world.store.get(asked.order_cid))
+    released = DecryptionResult.from_json(world.store.get(answer.result_cid))
+    decision = fltrust_weights(RoundScalars(np.array(released.dots),
+                                            np.array(released.squared_norms)),
+                               scalars.reference_norm)
+    assert len(decision.accepted) == 2
+    assert scalars.participants[sorted(set(range(3)) - set(decision.accepted))[0]] == \
+        people[2].address
+
+    he = aggregator.he
+    ciphertexts = weighted_sum(he.context, he._updates(1, scalars), decision.weights,
+                               he.length)
+    order = scalars.model_copy(update={
+        "kind": "aggregate", "ciphertexts": world.store.add(ciphertexts),
+        "scalars_request": asked.request_id,
+        "weights": tuple(float(w) for w in decision.weights)})
+    request_id, _ = desk.request_decryption(task_id, 1, DecryptionKind.AGGREGATE,
+                                            world.store.add(order.to_json()),
+                                            sender=world.aggregator)
+    [answer] = keyholder.step()
+    result = DecryptionResult.from_json(world.store.get(desk.result_cid(desk.request(request_id))))
+    assert result.refused is not None and "quorum of 3" in result.refused
+    assert result.aggregate is None
+
+    closed = aggregator.step()
+    assert not isinstance(closed, (RoundOutcome, HERequest)) and closed is not None
+    assert world.fairfl.ledger.round(task_id, 1).status == RoundStatus.CLOSED
+    assert world.fairfl.ledger.events("RoundFinalized", taskId=task_id) == []
+    [rejection] = world.fairfl.registry.events("UpdateRejected", taskId=task_id)
+    assert str(rejection.account) == people[2].address
+
+
 @pytest.mark.parametrize("field, value", [("task", 99), ("round", 2), ("kind", "aggregate")])
 def test_an_order_for_another_task_round_or_kind_than_requested_is_refused(
         world, holder, monkeypatch, field, value):

@@ -58,7 +58,7 @@ class FlakyStore:
 def submitted_round(world, window: int = 200) -> tuple[int, Any, list[Any]]:
     """A one-round task whose two updates are in; the aggregator (in process, on a
     :class:`FlakyStore`) has opened the round and not yet finalized it."""
-    task_id = world.create_task(rounds=1, window=window)
+    task_id = world.create_task(rounds=1, window=window, min_participants=1)
     people = [world.participant(task_id, i) for i in range(2)]
     aggregator = world.aggregator_agent(task_id)
     aggregator.step()  # opens round 1

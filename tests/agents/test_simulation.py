@@ -214,3 +214,30 @@ def test_workload_balancing_acts_on_simulated_device_speeds(anvil_url, tmp_path)
     slowest = by_speed[0]
     assert report["rounds"][0]["round_millis"] == round(20 * STEP_MILLIS / speeds[slowest])
     assert report["rounds"][1]["round_millis"] < 0.8 * report["rounds"][0]["round_millis"]
+
+
+def test_a_task_whose_rounds_all_fall_short_of_the_quorum_is_cancelled_and_said_so(
+        anvil_url, tmp_path, monkeypatch):
+    """Every round closed short of its quorum (here: the rule made to reject everyone)
+    leaves the model as it was, so the simulation would wait forever: after as many closed
+    rounds in a row as the task has rounds, it cancels the task and says why."""
+    import dataclasses
+    from types import MappingProxyType
+
+    from fl_agent.agents import aggregator
+    from fl_agent.errors import FairFLError
+
+    real = aggregator.decide_round
+
+    def rejects_everyone(*args, **kwargs):
+        decision = real(*args, **kwargs)
+        everyone = range(len(decision.scores))
+        return dataclasses.replace(decision, accepted=(), shares=tuple(0 for _ in everyone),
+                                   reasons=MappingProxyType({j: "validation" for j in everyone}))
+
+    monkeypatch.setattr(aggregator, "decide_round", rejects_everyone)
+    config = SimulationConfig.build(clients=3, malicious=0.0, attack="none", rounds=1,
+                                    steps=5, scoring="loo", aggregator="fedavg")
+    with pytest.raises(FairFLError, match="2 rounds in a row were closed without a model: "
+                                          "each had fewer than the quorum of 1 accepted"):
+        run_simulation(config, workdir=tmp_path, network=anvil_url)

@@ -96,8 +96,8 @@ def test_round_result_defaults_and_a_missing_model_hash(fairfl, tasks, aggregato
     task_id = tasks.submitted(trainers[:2])
     unhashed = RoundResult(
         CID_MODEL,
-        contributors=(trainers[0].address,),
-        scores_ppm=(PPM,),
+        contributors=(trainers[0].address, trainers[1].address),
+        scores_ppm=(PPM // 2, PPM // 2),
         evidence_cid=CID_ROUND_EVIDENCE,
     )
     with pytest.raises(ContractRevertError) as info:

@@ -44,7 +44,7 @@ CID_MODEL_2 = "bafkreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm"
 
 # enum TaskStatus / RoundStatus
 NONE, OPEN, COMPLETED = 0, 1, 2
-FINALIZED = 2
+FINALIZED, CLOSED = 2, 3
 DP, PRUNING, HOMOMORPHIC, WATERMARK = 1, 2, 4, 8
 
 
@@ -941,23 +941,27 @@ def test_finalize_round_keeps_unspent_budget(tasks, ledger, token, aggregator, t
     assert token.totalSupply() == 300 * UNIT
 
 
-def test_finalize_round_without_contributors(tasks, ledger, token, registry, aggregator, trainers):
-    """Every update may be left out (for instance, none could be opened) once the quorum
-    submitted."""
-    task_id = tasks.submitted(trainers[:2])
+def test_a_round_without_contributors_is_not_finalized_but_closed_with_its_rejections(
+    tasks, ledger, token, registry, aggregator, trainers
+):
+    """Every update may be left out (for instance, none could be opened), but no model is
+    the aggregate of fewer accepted updates than the quorum, not even of none: the round is
+    closed with the rejections on record, and the model stays."""
+    task_id = tasks.submitted(trainers[:2], minParticipants=1)
 
-    tx = finalize(ledger, aggregator, task_id, 1)
+    with reverts(ledger.TaskLedgerQuorumNotReached, taskId=task_id, round=1, accepted=0,
+                 required=1):
+        finalize(ledger, aggregator, task_id, 1, [], [], trainers[:2])
+    tx = ledger.closeRoundRejecting(task_id, 1, trainers[:2], [REASON_NORM_OUTLIER] * 2,
+                                    CID_ROUND_EVIDENCE, sender=aggregator)
 
-    event = only(tx, ledger.RoundFinalized)
-    assert decoded_result(event.result) == (
-        CID_NEW_MODEL, MODEL_HASH, [], [], [], [], CID_ROUND_EVIDENCE, 1_234
-    )
-    assert list(event.rewards) == []
+    assert tx.events.filter(ledger.RoundFinalized) == []
     assert tx.events.filter(token.Transfer) == []
-    assert tx.events.filter(registry.ReputationUpdated) == []
-    assert ledger.task(task_id).globalModelHash == model_hash(CID_NEW_MODEL)
+    assert [u.outcomeBps for u in tx.events.filter(registry.ReputationUpdated)] == [0, 0]
+    assert [ledger.membership(task_id, t).rejectedRounds for t in trainers[:2]] == [1, 1]
+    assert ledger.task(task_id).globalModelHash == model_hash(CID_MODEL)
     assert ledger.task(task_id).totalRewarded == 0
-    assert ledger.round(task_id, 1).status == FINALIZED
+    assert ledger.round(task_id, 1).status == CLOSED
 
 
 @pytest.mark.parametrize(
@@ -994,7 +998,7 @@ def test_finalize_round_moves_reputation_by_share(
 
 
 def test_finalize_round_counts_rejections(tasks, ledger, registry, token, aggregator, trainers):
-    task_id = tasks.submitted(trainers[:3])
+    task_id = tasks.submitted(trainers[:3], minParticipants=1)
 
     tx = finalize(ledger, aggregator, task_id, 1, trainers[:1], [PPM], trainers[1:3])
 
@@ -1028,7 +1032,7 @@ def test_finalize_round_counts_rejections(tasks, ledger, registry, token, aggreg
 
 def test_repeated_rejections_blacklist_the_uploader(tasks, ledger, registry, aggregator, trainers):
     honest, cheat = trainers[:2]
-    task_id = tasks.joined([honest, cheat], rounds=POLICY.max_rejections + 1)
+    task_id = tasks.joined([honest, cheat], rounds=POLICY.max_rejections + 1, minParticipants=1)
     model = CID_MODEL
     for round_number in range(1, POLICY.max_rejections + 1):
         start(ledger, aggregator, task_id, model=model)
@@ -1056,7 +1060,7 @@ def test_repeated_rejections_blacklist_the_uploader(tasks, ledger, registry, agg
 def test_finalize_round_may_reject_a_blacklisted_uploader(
     tasks, ledger, aggregator, trainers, blacklist
 ):
-    task_id = tasks.submitted(trainers[:2])
+    task_id = tasks.submitted(trainers[:2], minParticipants=1)
     blacklist(trainers[1])
 
     finalize(ledger, aggregator, task_id, 1, trainers[:1], [PPM], trainers[1:2])
@@ -1181,7 +1185,7 @@ def test_finalize_requires_one_score_per_contributor(tasks, ledger, aggregator, 
 def test_finalize_requires_one_reason_per_rejected_update(
     tasks, ledger, aggregator, trainers, n_reasons
 ):
-    task_id = tasks.submitted(trainers[:3])
+    task_id = tasks.submitted(trainers[:3], minParticipants=1)
     rejected = trainers[1:3]
 
     with reverts(ledger.TaskLedgerLengthMismatch, expected=2, actual=n_reasons):
@@ -1209,7 +1213,7 @@ def test_finalize_requires_an_evidence_cid(tasks, ledger, aggregator, trainers):
 def test_reason_codes_are_recorded_not_interpreted(tasks, ledger, registry, aggregator, trainers):
     """Every uint8 is accepted, also codes beyond the 13 the spec names: a rejection counts
     the same whatever its reason."""
-    task_id = tasks.submitted(trainers[:4])
+    task_id = tasks.submitted(trainers[:4], minParticipants=1)
     reasons = [0, 12, 255]
 
     tx = finalize(ledger, aggregator, task_id, 1, trainers[:1], [PPM], trainers[1:4],
@@ -1237,7 +1241,7 @@ def test_finalize_with_a_non_submitter_reverts(tasks, ledger, aggregator, traine
 
 
 def test_finalize_with_an_outsider_reverts(tasks, ledger, aggregator, trainers, stranger):
-    task_id = tasks.submitted(trainers[:2])
+    task_id = tasks.submitted(trainers[:2], minParticipants=1)
 
     with reverts(ledger.TaskLedgerNotSubmitted, taskId=task_id, round=1, participant=stranger):
         finalize(ledger, aggregator, task_id, 1, [stranger], [100_000])
@@ -1262,7 +1266,7 @@ def test_finalize_with_last_rounds_submitter_reverts(tasks, ledger, aggregator, 
 def test_finalize_with_duplicate_participant_reverts(
     tasks, ledger, aggregator, trainers, contributors, rejected
 ):
-    task_id = tasks.submitted(trainers[:2])
+    task_id = tasks.submitted(trainers[:2], minParticipants=1)
     duplicate = trainers[0] if contributors.count(0) > 1 else trainers[1]
 
     with reverts(

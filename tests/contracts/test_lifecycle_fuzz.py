@@ -125,6 +125,7 @@ WINDOWS = (3, 5, 10, 20)
 ACTIONS = (
     ["progress"] * 8
     + ["register", "create_task", "join", "start_round", "close_round", "seller_changes_listing"]
+    + ["close_rejecting", "cancel_task"]
     + ["submit", "finalize", "claim", "buy", "withdraw", "governance_blacklists_or_lifts"] * 2
     + ["deliver", "refund", "list_model", "file_appeal", "resolve_appeal", "update_buyer_key"]
     + ["replace_aggregator", "cancel_task", "mine", "test_mints"]
@@ -902,6 +903,11 @@ def build_machine(ctx):
             contributors = [a for a in active if data.draw(st.booleans(), label=f"credit {a}")]
             if active and not contributors and data.draw(st.booleans(), label="at least one"):
                 contributors = [active[0]]
+            if len(contributors) < t.quorum and data.draw(
+                st.sampled_from([True] * 3 + [False]), label="accept a quorum"
+            ):
+                missing = [a for a in active if a not in contributors]
+                contributors += missing[: t.quorum - len(contributors)]
             rest = [a for a in t.submitted if a not in contributors]
             rejected = [a for a in rest if data.draw(st.booleans(), label=f"reject {a}")]
             actor = None  # whose state must stay frozen if the call is refused
@@ -933,22 +939,15 @@ def build_machine(ctx):
             )
 
             error = self.aggregator_error(t, sender) or self.round_error(t, number)
-            if error is None and len(t.submitted) < t.quorum:
+            if error is None and len(contributors) < t.quorum:
+                # Only accepted updates make a quorum: rejected ones (sybils' junk) do not.
                 error = ledger.TaskLedgerQuorumNotReached, {
                     "taskId": t.task_id,
                     "round": number,
-                    "submissions": len(t.submitted),
+                    "accepted": len(contributors),
                     "required": t.quorum,
                 }
-            if error is None:
-                for who in [*contributors, *rejected]:
-                    if who not in t.submitted:
-                        error = ledger.TaskLedgerNotSubmitted, {
-                            "taskId": t.task_id,
-                            "round": number,
-                            "participant": who,
-                        }
-                        break
+            error = error or self.not_submitted_error(t, number, [*contributors, *rejected])
             if error is None:
                 banned = [a for a in contributors if a in self.blacklisted]
                 if banned:  # the registry refuses to credit a blacklisted address
@@ -974,8 +973,29 @@ def build_machine(ctx):
             if t.finalized == t.rounds:
                 t.status = COMPLETED
                 tally("task completed")
-            # The registry counts each rejection in a tumbling window and blacklists at the
-            # policy's threshold.
+            expected = self.rejections_model(tx, t, number, rejected)
+            tally("finalizeRound")
+            if rejected:
+                tally("finalize with rejections")
+            if expected:
+                tally("automatic blacklisting")
+
+        def not_submitted_error(self, t: TaskModel, number: int, settled: list):
+            """The error of ``_settle`` for the first of ``settled`` that did not submit to
+            round ``number``, or None."""
+            for who in settled:
+                if who not in t.submitted:
+                    return ledger.TaskLedgerNotSubmitted, {
+                        "taskId": t.task_id,
+                        "round": number,
+                        "participant": who,
+                    }
+            return None
+
+        def rejections_model(self, tx, t: TaskModel, number: int, rejected: list) -> list:
+            """The registry counts each rejection in a tumbling window and blacklists at the
+            policy's threshold: the model does the same and checks the ``Blacklisted`` events
+            of ``tx``; returns the automatic blacklistings."""
             _, max_rejections, window = self.policy
             expected = []
             for who in rejected:
@@ -994,11 +1014,56 @@ def build_machine(ctx):
                 for e in tx.decode_logs(registry.Blacklisted)
             ]
             assert got == expected
-            tally("finalizeRound")
-            if rejected:
-                tally("finalize with rejections")
-            if expected:
+            return expected
+
+        def close_rejecting(self, data, variant=None):
+            """The aggregator closes a round whose accepted updates fall short of the
+            quorum: the rejections count, no model, no reward. Once the quorum submitted,
+            or after the window."""
+            variant = variant or data.draw(
+                st.sampled_from(["short"] * 4 + ["any", "non-submitter", "wrong sender"]),
+                label="variant",
+            )
+            t = self.task_of(data, [t for t in self.tasks if t.round_status == R_OPEN])
+            number, sender = t.current, t.aggregator
+            # "short": reject enough of the round's updates that fewer than the quorum remain.
+            keep = max(0, t.quorum - 1) if variant == "short" else len(t.submitted)
+            rejected = list(t.submitted)[min(keep, len(t.submitted)):]
+            rejected += [
+                a for a in list(t.submitted)[: min(keep, len(t.submitted))]
+                if data.draw(st.booleans(), label=f"reject {a}")
+            ]
+            if variant == "non-submitter":
+                absent = [a for a in others if a not in t.submitted]
+                rejected.append(data.draw(st.sampled_from(absent), label="absent"))
+            elif variant == "wrong sender":
+                sender = data.draw(st.sampled_from(others), label="sender")
+            reasons = [data.draw(st.integers(0, 12), label="reason") for _ in rejected]
+            if len(t.submitted) < t.quorum and data.draw(st.booleans(), label="wait"):
+                mine_until(t.deadline + 1)
+            error = self.aggregator_error(t, sender) or self.round_error(t, number)
+            if error is None and len(t.submitted) < t.quorum and height() + 1 <= t.deadline:
+                error = ledger.TaskLedgerTooEarlyToClose, {
+                    "taskId": t.task_id,
+                    "round": number,
+                    "allowedAfter": t.deadline,
+                }
+            error = error or self.not_submitted_error(t, number, rejected)
+            args = [t.task_id, number, rejected, reasons, CID_ROUND_EVIDENCE]
+            if error is not None:
+                self.send(ledger.closeRoundRejecting, args, sender, *error)
+                if error[0] == ledger.TaskLedgerTooEarlyToClose:
+                    tally("round closed short before its deadline refused")
+                return
+            tx = fast(ledger.closeRoundRejecting, args, sender)
+            [closed] = tx.decode_logs(ledger.RoundClosed)
+            assert (closed.by, closed.submissions) == (sender, len(t.submitted))
+            t.round_status = R_CLOSED
+            if self.rejections_model(tx, t, number, rejected):
                 tally("automatic blacklisting")
+            tally("round closed short of its quorum")
+            if rejected:
+                tally("closed short with rejections")
 
         def close_round(self, data, wait=None):
             waits = ["none", "exact", "past", "past"]
@@ -1435,9 +1500,15 @@ def build_machine(ctx):
                     elif t.round_status != R_OPEN:
                         self.start_round(data)
                     elif len(t.submitted) < t.quorum and height() < t.deadline:
-                        self.submit(data)
+                        if data.draw(st.sampled_from([True] * 9 + [False]), label="submit"):
+                            self.submit(data)
+                        else:  # the aggregator judges too early (or waits for the window)
+                            self.close_rejecting(data, "short")
                     elif len(t.submitted) >= t.quorum:
-                        self.finalize(data, "valid")
+                        if data.draw(st.sampled_from([True] * 9 + [False]), label="finalize"):
+                            self.finalize(data, "valid")
+                        else:
+                            self.close_rejecting(data)
                     else:
                         self.close_round(data, "past")
                 finally:
@@ -1656,20 +1727,15 @@ def build_machine(ctx):
                             ):
                                 args = [task_id, number, CID_UPDATE, 1, 1, ""]
                                 fast(ledger.submitUpdate, args, who)
-                        rnd = read.ledger.round(task_id, number)
-                        if rnd.submissions >= stored.minParticipants:
-                            submitted = batch(
-                                {
-                                    a: ("ledger", "membership", task_id, a)
-                                    for a in members
-                                }
-                            )
-                            contributors = [
-                                a
-                                for a in members
-                                if a not in blacklisted
-                                and submitted[a].lastSubmittedRound == number
-                            ]
+                        submitted = batch(
+                            {a: ("ledger", "membership", task_id, a) for a in members}
+                        )
+                        contributors = [
+                            a
+                            for a in members
+                            if a not in blacklisted and submitted[a].lastSubmittedRound == number
+                        ]
+                        if len(contributors) >= stored.minParticipants:
                             scores = [PPM // len(contributors)] * len(contributors)
                             credited += sum(t.reward * score // PPM for score in scores)
                             model_cid = f"{CID_NEW_MODEL}live{task_id}.{number}"
@@ -1767,6 +1833,9 @@ REQUIRED_PATHS = [
     "finalizeRound",
     "finalize with rejections",
     "finalize without quorum refused",
+    "round closed short of its quorum",
+    "closed short with rejections",
+    "round closed short before its deadline refused",
     "automatic blacklisting",
     "task completed",
     "round closed by its aggregator",

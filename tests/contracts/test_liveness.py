@@ -1,7 +1,8 @@
 """A task can always move on, a rejection is accountable, and no policy bricks a round.
 
 Each test here failed on the contracts before issue 10: a task whose aggregator went offline
-or was blacklisted could never finish, members that never trained made a quorum, a
+or was blacklisted could never finish, members that never trained (and, until the quorum
+counted accepted updates only, sybils that sent junk) made a quorum, a
 blacklisting named the ledger and no evidence and could not be appealed, a window of 2^64 - 1
 blocks reverted every round that rejected a participant twice, and a task could promise more
 FLT than the token will ever mint.
@@ -207,7 +208,7 @@ def test_members_that_never_train_do_not_make_a_quorum(
     task_id = tasks.started(trainers, minParticipants=3)
     submit(ledger, task_id, 1, trainers[0])
 
-    with reverts(ledger.TaskLedgerQuorumNotReached, taskId=task_id, round=1, submissions=1,
+    with reverts(ledger.TaskLedgerQuorumNotReached, taskId=task_id, round=1, accepted=1,
                  required=3):
         finalize(ledger, aggregator, task_id, 1, trainers[:1])
     past_deadline(chain, ledger, task_id, 1)
@@ -223,9 +224,99 @@ def test_a_blacklisted_member_cannot_help_make_a_quorum(
     submit(ledger, task_id, 1, trainers[0])
     with reverts(ledger.TaskLedgerBlacklisted, account=trainers[1]):
         ledger.submitUpdate(task_id, 1, CID_UPDATE, 100, 5_000, "", sender=trainers[1])
-    with reverts(ledger.TaskLedgerQuorumNotReached, taskId=task_id, round=1, submissions=1,
+    with reverts(ledger.TaskLedgerQuorumNotReached, taskId=task_id, round=1, accepted=1,
                  required=2):
         finalize(ledger, aggregator, task_id, 1, trainers[:1])
+
+
+def test_sybils_whose_updates_are_rejected_make_no_quorum(
+    tasks, ledger, registry, token, aggregator, trainers
+):
+    """One member trains, two sybils send junk: three submissions, but the new model would be
+    the honest member's update alone. The round cannot be finalized; the aggregator closes it
+    with the sybils' rejections on record, and nobody is paid."""
+    honest, *sybils = trainers[:3]
+    task_id = tasks.started(trainers[:3], minParticipants=3, rounds=2)
+    submit(ledger, task_id, 1, honest, *sybils)
+
+    with reverts(ledger.TaskLedgerQuorumNotReached, taskId=task_id, round=1, accepted=1,
+                 required=3):
+        finalize(ledger, aggregator, task_id, 1, [honest], sybils)
+    tx = ledger.closeRoundRejecting(task_id, 1, sybils, [REASON_NORM_OUTLIER] * 2,
+                                    CID_ROUND_EVIDENCE, sender=aggregator)
+
+    assert ledger.round(task_id, 1).status == CLOSED
+    assert [dict(e.event_arguments) for e in tx.events.filter(ledger.RoundClosed)] == [
+        {"taskId": task_id, "round": 1, "by": aggregator.address, "submissions": 3}]
+    rejections = [dict(e.event_arguments) for e in tx.events.filter(registry.UpdateRejected)]
+    assert [(r["account"], r["round"], r["aggregator"], r["evidenceCid"]) for r in rejections] \
+        == [(s.address, 1, aggregator.address, CID_ROUND_EVIDENCE) for s in sybils]
+    assert [registry.participant(s).rejectedUpdates for s in sybils] == [1, 1]
+    assert registry.participant(honest).rejectedUpdates == 0
+    assert [ledger.claimable(task_id, p) for p in trainers[:3]] == [0, 0, 0]
+    assert ledger.task(task_id).finalizedRounds == 0
+    # The next round opens on the model the closed round started from.
+    ledger.startRound(task_id, CID_MODEL, CID_WORKLOAD, sender=aggregator)
+
+
+def test_a_round_closed_short_of_its_quorum_blacklists_at_the_policy_threshold(
+    tasks, ledger, registry, aggregator, trainers
+):
+    honest, sybil = trainers[:2]
+    task_id = tasks.joined([honest, sybil], rounds=1, minParticipants=2)
+    for round_number in range(1, POLICY.max_rejections + 1):
+        ledger.startRound(task_id, CID_MODEL, CID_WORKLOAD, sender=aggregator)
+        submit(ledger, task_id, round_number, honest, sybil)
+        tx = ledger.closeRoundRejecting(task_id, round_number, [sybil], [REASON_NORM_OUTLIER],
+                                        CID_ROUND_EVIDENCE, sender=aggregator)
+    assert registry.isBlacklisted(sybil) and not registry.isBlacklisted(honest)
+    [blacklisting] = [dict(e.event_arguments) for e in tx.events.filter(registry.Blacklisted)]
+    assert (blacklisting["by"], blacklisting["round"], blacklisting["automatic"]) == (
+        aggregator.address, POLICY.max_rejections, True)
+
+
+def test_a_round_is_closed_with_rejections_only_by_its_aggregator_once_it_may_be_judged(
+    tasks, ledger, chain, aggregator, trainers, stranger
+):
+    """Before the quorum has submitted, members may still come: the aggregator must wait for
+    the window, as with closeRound. Each rejected member must have submitted, once."""
+    task_id = tasks.started(trainers[:3], minParticipants=3)
+    submit(ledger, task_id, 1, *trainers[:2])
+    deadline = ledger.round(task_id, 1).deadlineBlock
+    with reverts(ledger.TaskLedgerTooEarlyToClose, taskId=task_id, round=1,
+                 allowedAfter=deadline):
+        ledger.closeRoundRejecting(task_id, 1, [trainers[1]], [REASON_NORM_OUTLIER],
+                                   CID_ROUND_EVIDENCE, sender=aggregator)
+    submit(ledger, task_id, 1, trainers[2])  # the quorum has submitted: judged at once
+    with reverts(ledger.TaskLedgerNotAggregator, taskId=task_id, caller=stranger):
+        ledger.closeRoundRejecting(task_id, 1, trainers[1:3], [REASON_NORM_OUTLIER] * 2,
+                                   CID_ROUND_EVIDENCE, sender=stranger)
+    with reverts(ledger.TaskLedgerNotSubmitted, taskId=task_id, round=1, participant=stranger):
+        ledger.closeRoundRejecting(task_id, 1, [trainers[1], stranger],
+                                   [REASON_NORM_OUTLIER] * 2, CID_ROUND_EVIDENCE,
+                                   sender=aggregator)
+    with reverts(ledger.TaskLedgerDuplicateParticipant, taskId=task_id, round=1,
+                 participant=trainers[1]):
+        ledger.closeRoundRejecting(task_id, 1, [trainers[1], trainers[1]],
+                                   [REASON_NORM_OUTLIER] * 2, CID_ROUND_EVIDENCE,
+                                   sender=aggregator)
+    with reverts(ledger.TaskLedgerLengthMismatch, expected=2, actual=1):
+        ledger.closeRoundRejecting(task_id, 1, trainers[1:3], [REASON_NORM_OUTLIER],
+                                   CID_ROUND_EVIDENCE, sender=aggregator)
+    with reverts(ledger.TaskLedgerEmptyCid):
+        ledger.closeRoundRejecting(task_id, 1, trainers[1:3], [REASON_NORM_OUTLIER] * 2, "",
+                                   sender=aggregator)
+    ledger.closeRoundRejecting(task_id, 1, trainers[1:3], [REASON_NORM_OUTLIER] * 2,
+                               CID_ROUND_EVIDENCE, sender=aggregator)
+    with reverts(ledger.TaskLedgerRoundClosed, taskId=task_id, round=1):
+        finalize(ledger, aggregator, task_id, 1, trainers[:3])
+    # After the window, a round short of submissions is closed with its rejections too.
+    ledger.startRound(task_id, CID_MODEL, CID_WORKLOAD, sender=aggregator)
+    submit(ledger, task_id, 2, trainers[0])
+    past_deadline(chain, ledger, task_id, 2)
+    ledger.closeRoundRejecting(task_id, 2, [trainers[0]], [REASON_NORM_OUTLIER],
+                               CID_ROUND_EVIDENCE, sender=aggregator)
+    assert ledger.membership(task_id, trainers[0]).rejectedRounds == 1
 
 
 # --- cancelling a task ---------------------------------------------------------------------

@@ -377,8 +377,8 @@ def test_scores_over_budget_always_revert_and_credit_nothing(
     """Over-budget finalizations of two open rounds: one of a task with a tiny budget, and round
     2 of a task whose budget is a third of FLT's cap, where round 1 already credited the
     trainers (an over-budget reward added before the check would show in ``earned``)."""
-    tiny = tasks.submitted(trainers, rounds=1, rewardPerRound=3)
-    huge = tasks.submitted(trainers, rounds=2, rewardPerRound=FLT_CAP // 3)
+    tiny = tasks.submitted(trainers, rounds=1, rewardPerRound=3, minParticipants=1)
+    huge = tasks.submitted(trainers, rounds=2, rewardPerRound=FLT_CAP // 3, minParticipants=1)
     first = round_result(
         contributors=trainers, scores=[600_000, 100_000, 100_000, 100_000, 100_000]
     )
