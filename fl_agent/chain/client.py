@@ -8,7 +8,7 @@ connect to; the caller connects (``ape.networks.parse_network_choice``) and pass
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import cached_property
@@ -285,14 +285,6 @@ class Registry(_Wrapper):
     def participants(self) -> list[Participant]:
         count = int(self.contract.participantCount())
         return [self.participant(self.contract.participantAt(i)) for i in range(count)]
-
-    def reputation_history(self, start_block: int = 0) -> Iterator[Any]:
-        """Every ``ReputationUpdated`` event since ``start_block``."""
-        return iter(contract_logs(self.contract, "ReputationUpdated", start_block,
-                                  chain_height()))
-
-    def blacklist_events(self, start_block: int = 0) -> Iterator[Any]:
-        return iter(contract_logs(self.contract, "Blacklisted", start_block, chain_height()))
 
 
 class Ledger(_Wrapper):

@@ -140,3 +140,20 @@ def test_a_node_that_stops_answering_is_an_error_not_an_empty_or_rewound_chain(
     assert not watcher.rewound and watcher.cursor.block >= start
     monkeypatch.undo()
     assert [log.account for log in watcher.poll()] == [trainers[1].address]
+
+
+def test_a_chain_rewound_under_the_cursor_is_noticed_and_read_again_from_the_start(
+        registry, trainers, tmp_path, chain):
+    """The blocks under the cursor are gone (a local chain reset and rebuilt): the watcher
+    starts over from its first block, and sees only what the chain now holds."""
+    start = chain.blocks.height + 1
+    snapshot = chain.snapshot()
+    watcher = EventWatcher(registry, ["ParticipantRegistered"], tmp_path / "c.json",
+                           start_block=start)
+    register(registry, *trainers[:2])
+    for log in watcher.poll():
+        watcher.ack(log)
+    chain.restore(snapshot)  # the two registrations never happened
+    assert watcher.poll() == [] and watcher.rewound
+    register(registry, trainers[2])
+    assert [log.account for log in watcher.poll()] == [trainers[2].address]
