@@ -68,7 +68,8 @@ WRITES: dict[str, Callable[[dict[str, Any]], list[dict[str, Any]]]] = {
     "submitUpdate": lambda ctx: [
         _w("ledger: membership slot (lastSubmittedRound)", "update",
            "no second submission; finalizeRound settles only those who submitted"),
-        _w("ledger: round slot (submissions)", "update", "finalizeRound checks the quorum")],
+        _w("ledger: round slot (submissions)", "update",
+           "closeRoundRejecting waits for the window until the quorum has submitted")],
     "finalizeRound": lambda ctx: [
         _w("ledger: round slot (status, finalizedBlock)", "update", "closes the round"),
         _w("ledger: task slot 2 (totalRewarded, finalizedRounds)", "update",
