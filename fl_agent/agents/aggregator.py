@@ -488,8 +488,8 @@ class AggregatorAgent:
                     float(scores[i]), int(shares[i]), figures.get(i))
             for i, log in enumerate(logs))
         if len(accepted) < quorum:
-            # Sybils' junk makes no quorum: no model is the aggregate of fewer updates than
-            # the task promised (see closeRoundRejecting).
+            # Sybils' junk makes no quorum: no model is finalized with fewer accepted updates
+            # than the task's quorum (see closeRoundRejecting).
             return self.close_short(round_number, global_cid, global_vector, verdicts,
                                     quorum, started)
         # The new model's readers: this round's, less those it rejected; for the final model
