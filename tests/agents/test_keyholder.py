@@ -31,6 +31,19 @@ from fl_agent.learning.models import param_count
 from fl_agent.privacy.he import weighted_sum
 
 
+def scalars_released(world, task_id, people):
+    """Round 1 of an HE task opened, every member's update in, the scalars asked for and
+    answered: the aggregator, the key holder, the request and the answer."""
+    aggregator = world.aggregator_agent(task_id)
+    keyholder = world.key_holder_agent(task_id)
+    aggregator.step()
+    for agent in people:
+        agent.step()
+    asked = aggregator.step()
+    [answer] = keyholder.step()
+    return aggregator, keyholder, asked, answer
+
+
 def test_a_dishonest_aggregator_cannot_have_one_update_decrypted_with_one_hot_weights(
         world, holder):
     """After an honest release of the round's scalars, the aggregator asks the desk to
@@ -49,15 +62,9 @@ def test_a_dishonest_aggregator_cannot_have_one_update_decrypted_with_one_hot_we
         return hook
 
     people = [world.participant(task_id, i, update_hook=capture(i)) for i in range(3)]
-    aggregator = world.aggregator_agent(task_id)
-    keyholder = world.key_holder_agent(task_id)
+    aggregator, keyholder, asked, answer = scalars_released(world, task_id, people)
     desk = world.fairfl.desk
-    aggregator.step()
-    for agent in people:
-        agent.step()
-    asked = aggregator.step()
     assert isinstance(asked, HERequest) and asked.kind == DecryptionKind.SCALARS
-    [answer] = keyholder.step()
     assert answer.refused is None  # the scalars were released honestly
 
     # The aggregator's own arithmetic, with all the weight on one update.
@@ -114,14 +121,8 @@ def test_an_aggregate_of_fewer_trusted_updates_than_the_quorum_is_never_decrypte
 
     people = [world.participant(task_id, i, update_hook=reversed_update if i == 2 else None)
               for i in range(3)]
-    aggregator = world.aggregator_agent(task_id)
-    keyholder = world.key_holder_agent(task_id)
+    aggregator, keyholder, asked, answer = scalars_released(world, task_id, people)
     desk = world.fairfl.desk
-    aggregator.step()
-    for agent in people:
-        agent.step()
-    asked = aggregator.step()
-    [answer] = keyholder.step()
     assert answer.refused is None
     scalars = DecryptionOrder.from_json(world.store.get(asked.order_cid))
     released = DecryptionResult.from_json(world.store.get(answer.result_cid))
