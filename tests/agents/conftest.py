@@ -83,6 +83,14 @@ class World:
         agent.join()
         return agent
 
+    def bare_members(self, task_id: int, accounts: list[Any]) -> list[Any]:
+        """``accounts`` registered and joined to the task with no agent behind them (the
+        test submits for them, as a cheat or a sybil would)."""
+        for account in accounts:
+            self.fairfl.registry.register(self.store.add(b"{}"), sender=account)
+            self.fairfl.ledger.join(task_id, sender=account)
+        return accounts
+
     def aggregator_agent(self, task_id: int, **kwargs: Any) -> Any:
         from fl_agent.agents import AggregatorAgent
 

@@ -130,10 +130,7 @@ def test_bad_updates_are_rejected_with_a_reason_and_the_round_goes_on(world):
     spec = world.document.model
     task_id = world.create_task(rounds=1, min_participants=1)
     honest = world.participant(task_id, 0)
-    cheats = world.accounts[3:9]
-    for account in cheats:
-        world.fairfl.registry.register(world.store.add(b"{}"), sender=account)
-        world.fairfl.ledger.join(task_id, sender=account)
+    cheats = world.bare_members(task_id, world.accounts[3:9])
     aggregator = world.aggregator_agent(task_id)
     _, _, workload = aggregator.step()
     [honest_update], _ = honest.step()
@@ -188,10 +185,7 @@ def test_sybils_sending_junk_make_no_quorum_and_their_rejections_stand(world):
     spec = world.document.model
     task_id = world.create_task(rounds=1, min_participants=3)
     honest = world.participant(task_id, 0)
-    sybils = world.accounts[3:5]
-    for account in sybils:
-        world.fairfl.registry.register(world.store.add(b"{}"), sender=account)
-        world.fairfl.ledger.join(task_id, sender=account)
+    sybils = world.bare_members(task_id, world.accounts[3:5])
     aggregator = world.aggregator_agent(task_id)
     _, _, workload = aggregator.step()
     global_cid = world.fairfl.ledger.task(task_id).global_model_cid

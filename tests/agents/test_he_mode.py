@@ -184,10 +184,7 @@ def test_an_encrypted_fltrust_task_runs_to_completion_and_matches_plaintext_fltr
 def test_bad_ciphertexts_are_rejected_with_a_reason_and_the_round_goes_on(world, holder):
     task_id = world.he_task(holder, rounds=1, min_participants=1)
     honest = world.participant(task_id, 0)
-    cheats = world.accounts[3:6]
-    for account in cheats:
-        world.fairfl.registry.register(world.store.add(b"{}"), sender=account)
-        world.fairfl.ledger.join(task_id, sender=account)
+    cheats = world.bare_members(task_id, world.accounts[3:6])
     aggregator = world.aggregator_agent(task_id)
     keyholder = world.key_holder_agent(task_id)
     _, _, workload = aggregator.step()
