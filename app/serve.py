@@ -18,9 +18,16 @@ session on a reload, as it would after a server restart.
 Each server keeps its own caches (the chain's views, the pages' tables), so memory and the
 chain reads behind a refresh grow with the number of servers.
 
+When a server dies, the launcher starts it again on the same port (:func:`restart_dead`).
+Meanwhile nginx passes its users' requests to another server (``proxy_next_upstream``, on by
+default for a refused connection), where the page reconnects and starts a new session, as
+after a reload. A server that dies ``CRASH_LIMIT`` times within ``CRASH_WINDOW`` seconds is
+not started again: then, as when nginx dies, the launcher stops everything and says why.
+
 Hand-written, as no library does it: the nginx configuration and the supervision of the
-processes (start, wait until each answers, stop all of them when one dies or on Ctrl-C).
-Needs nginx on PATH (Debian: ``apt-get install nginx-light``).
+processes (start, wait until each answers, restart a server that dies, stop all of them
+when nginx dies or on Ctrl-C). Needs nginx on PATH (Debian: ``apt-get install
+nginx-light``).
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -49,20 +56,57 @@ COOKIE = "fairfl_route"
 STARTUP_SECONDS = 90.0
 #: nginx's temporary folders, all kept in the launcher's own folder (never /var/lib/nginx).
 TEMP_DIRS = ("body", "proxy", "fastcgi", "uwsgi", "scgi")
+#: A server that dies this many times within CRASH_WINDOW seconds is not started again.
+CRASH_LIMIT = 5
+CRASH_WINDOW = 60.0
 
 
-@dataclass(frozen=True)
+@dataclass
 class AppServers:
-    """What :func:`app_servers` started."""
+    """What :func:`app_servers` started (``servers`` is kept current by
+    :func:`restart_dead`)."""
 
     url: str  #: the address users open (nginx)
     upstreams: list[str]  #: each server's own address, on the loopback
     servers: list[subprocess.Popen]  #: each server's process, in the order of ``upstreams``
     nginx: subprocess.Popen
+    folder: Path  #: the logs
+    env: dict[str, str] | None = None
+    streamlit_args: Sequence[str] = ()
+    #: When each server died, for the crash-loop limit.
+    deaths: dict[int, list[float]] = field(default_factory=dict)
 
     @property
     def processes(self) -> list[subprocess.Popen]:
         return [*self.servers, self.nginx]
+
+
+class CrashLoop(RuntimeError):
+    """An app server that keeps dying as soon as it is started again."""
+
+
+def restart_dead(started: AppServers, now: float | None = None) -> list[tuple[int, int]]:
+    """Starts every server that has died again, on its own port, appending to its log;
+    returns ``(index, exit code)`` of each. Raises :class:`CrashLoop` for a server that died
+    :data:`CRASH_LIMIT` times within :data:`CRASH_WINDOW` seconds. Does not wait for the
+    new process to answer: nginx sends its users elsewhere until it does."""
+    now = time.monotonic() if now is None else now
+    restarted = []
+    for k, proc in enumerate(started.servers):
+        if proc.poll() is None:
+            continue
+        recent = [t for t in started.deaths.get(k, []) if now - t < CRASH_WINDOW] + [now]
+        started.deaths[k] = recent
+        log = started.folder / f"streamlit-{k}.log"
+        if len(recent) >= CRASH_LIMIT:
+            raise CrashLoop(f"app server {k} died {len(recent)} times within "
+                            f"{CRASH_WINDOW:.0f} s (last exit {proc.returncode}); not starting "
+                            f"it again. Its log: {log}")
+        port = int(started.upstreams[k].rsplit(":", 1)[1])
+        started.servers[k] = start_streamlit(port, log, started.env, started.streamlit_args,
+                                             append=True)
+        restarted.append((k, proc.returncode))
+    return restarted
 
 
 def nginx_config(upstreams: Sequence[int], address: str, port: int, directory: Path,
@@ -103,6 +147,7 @@ http {{
     location / {{
       proxy_pass http://fairfl_app;
       proxy_http_version 1.1;
+      proxy_next_upstream error timeout;  # a dead server's users go to another (restart_dead)
       proxy_set_header Host $http_host;
       proxy_set_header Upgrade $http_upgrade;
       proxy_set_header Connection $connection_upgrade;
@@ -139,10 +184,11 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path, what: str,
 
 
 def start_streamlit(port: int, log: Path, env: dict[str, str] | None = None,
-                    streamlit_args: Sequence[str] = ()) -> subprocess.Popen:
+                    streamlit_args: Sequence[str] = (), *,
+                    append: bool = False) -> subprocess.Popen:
     """``streamlit run app/main.py`` on the loopback ``port``, in a session of its own,
-    writing to ``log``."""
-    with log.open("wb") as out:
+    writing to ``log`` (after what it holds, if ``append``)."""
+    with log.open("ab" if append else "wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(APP_MAIN), "--server.headless", "true",
              "--server.port", str(port), "--server.address", "127.0.0.1",
@@ -186,6 +232,7 @@ def app_servers(workers: int, *, address: str = "127.0.0.1", port: int | None = 
         folder = Path(directory or scratch)
         folder.mkdir(parents=True, exist_ok=True)
         procs: list[subprocess.Popen] = []
+        started: AppServers | None = None
         try:
             ports: list[int] = []
             while len(ports) < workers:  # distinct, however the OS hands them out
@@ -216,10 +263,11 @@ def app_servers(workers: int, *, address: str = "127.0.0.1", port: int | None = 
             if dead := [p for p in procs if p.poll() is not None]:
                 raise RuntimeError(f"a server stopped while nginx started (exit "
                                    f"{dead[0].returncode}); logs in {folder}")
-            yield AppServers(url, [f"http://127.0.0.1:{p}" for p in ports], procs[:-1],
-                             procs[-1])
+            started = AppServers(url, [f"http://127.0.0.1:{p}" for p in ports], procs[:-1],
+                                 procs[-1], folder, env, tuple(streamlit_args))
+            yield started
         finally:
-            _stop(procs)
+            _stop([*procs, *(started.servers if started is not None else [])])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,14 +297,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with app_servers(args.workers, address=args.address, port=args.port,
                          streamlit_args=extra, directory=args.logs) as started:
-            procs = started.processes
             print(f"FairFL app: {started.url} ({args.workers} servers behind nginx; logs in "
                   f"{args.logs}). Ctrl-C stops them.", flush=True)
-            while all(p.poll() is None for p in procs):
+            while started.nginx.poll() is None:
+                for k, code in restart_dead(started):
+                    print(f"app server {k} stopped (exit {code}); started again on "
+                          f"{started.upstreams[k]}. Its users reconnect to another server "
+                          f"meanwhile, in a new session. Its log is in {args.logs}.",
+                          file=sys.stderr, flush=True)
                 time.sleep(1)
-            dead = next(k for k, p in enumerate(procs) if p.poll() is not None)
-            what = "nginx" if dead == len(procs) - 1 else f"app server {dead}"
-            print(f"{what} stopped (exit {procs[dead].returncode}); stopping the others. "
+            print(f"nginx stopped (exit {started.nginx.returncode}); stopping the servers. "
                   f"Its log is in {args.logs}.", file=sys.stderr)
             return 1
     except KeyboardInterrupt:

@@ -150,3 +150,35 @@ def test_a_terminated_launcher_stops_every_server_and_nginx(test_chain, tmp_path
         for pid in [proc.pid, *children]:  # each in a session of its own
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+
+
+def test_a_server_that_dies_is_started_again_and_its_users_are_served_meanwhile(
+        serve, test_chain, tmp_path):
+    need_nginx()
+    with serve.app_servers(2, env=test_chain.env, directory=tmp_path,
+                           streamlit_args=("--server.fileWatcherType", "none")) as started:
+        victim = started.servers[0]
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.wait()
+        # Routes 0-7 hash to both servers (see the test above); nginx passes those of the
+        # dead one to the other.
+        for route in range(8):
+            reply = httpx.get(f"{started.url}/_stcore/health", timeout=10,
+                              cookies={"fairfl_route": str(route)})
+            assert (reply.status_code, reply.text) == (200, "ok"), route
+        assert serve.restart_dead(started) == [(0, -signal.SIGKILL)]
+        assert started.servers[0] is not victim
+        serve.wait_healthy(started.upstreams[0], started.servers[0],
+                           tmp_path / "streamlit-0.log", "app server 0")
+        assert serve.restart_dead(started) == []
+        # A server that keeps dying is given up on, with its log named.
+        clock = 1e6
+        with pytest.raises(serve.CrashLoop, match="streamlit-1.log"):
+            for _ in range(serve.CRASH_LIMIT):
+                proc = started.servers[1]
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                clock += 1.0
+                serve.restart_dead(started, now=clock)
+        assert started.nginx.poll() is None
+    assert all(p.poll() is not None for p in started.processes)  # every restart stopped too
