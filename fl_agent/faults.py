@@ -19,7 +19,7 @@ import signal
 FAILPOINTS = {
     "participant:uploaded": "the update is in the store, not yet submitted on chain",
     "participant:submitted": "the update is on chain, the event not yet acknowledged",
-    "aggregator:fetched": "every update of the round was fetched and opened",
+    "aggregator:fetched": "every update of the round was fetched, opened and judged",
     "aggregator:model-uploaded": "the new global model is in the store",
     "aggregator:before-finalize": "the evidence is in the store; finalizeRound not yet sent",
 }

@@ -39,7 +39,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,14 @@ from fl_agent.agents.access import (
     published_key,
     readers,
 )
-from fl_agent.agents.evidence import INVALID_UPDATE, RoundEvidence, VerdictRecord, reason_code
+from fl_agent.agents.evidence import (
+    INVALID_UPDATE,
+    RoundEvidence,
+    VerdictRecord,
+    reason_code,
+    rule_parameters,
+    validation_digest,
+)
 from fl_agent.agents.participant import load_task_document
 from fl_agent.aggregation import FLTrust, get_strategy
 from fl_agent.aggregation.base import Strategy
@@ -91,6 +98,25 @@ class Verdict:
     share_ppm: int
     #: Figures for the evidence, whatever the rule (None: unread, or a homomorphic round).
     figures: UpdateFigures | None = None
+
+
+@dataclass
+class Judgement:
+    """A round's updates as the aggregator read them and what its rule decided; indices
+    are positions in ``logs`` (the round's submissions, in chain order)."""
+
+    round: int
+    workload_cid: str
+    global_cid: str
+    global_vector: np.ndarray = field(repr=False)
+    logs: list[Any]
+    vectors: list[np.ndarray] = field(repr=False)
+    usable: list[int]  # the submissions in ``vectors``, in order
+    accepted: set[int] = field(default_factory=set)
+    reasons: dict[int, str] = field(default_factory=dict)
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    shares: list[int] = field(default_factory=list)
+    params: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
 
 
 @dataclass(frozen=True)
@@ -221,6 +247,8 @@ class AggregatorAgent:
         self.spec_cid = str(task.spec_cid)  # the store must hold it: read just below
         self.document = load_task_document(self.store, self.spec_cid)
         self.metric = get_metric(task.metric)
+        #: The commitment each round's evidence makes to this validation data, as given.
+        self.validation_sha256 = validation_digest(self.X_val, self.y_val)
         self.X_val = self.document.data.standardize(self.X_val)
         self.y_val = np.asarray(self.y_val, dtype=np.int64)
         if len(self.y_val) == 0 or self.y_val.shape != (self.X_val.shape[0],):
@@ -403,7 +431,8 @@ class AggregatorAgent:
         clock.lap("readers")
         workload = Workload(task.current_round + 1, plan.batch_size,
                             assign_steps(people, self.measurements, plan.steps), plan.steps,
-                            keyring=keyring, key_epoch=epoch, aggregator_key=self.keys.public)
+                            keyring=keyring, key_epoch=epoch, aggregator_key=self.keys.public,
+                            validation_sha256=self.validation_sha256)
         workload_cid = self.store.add(workload.to_json())
         clock.lap("workload")
         number, receipt = self.fairfl.ledger.start_round(
@@ -423,12 +452,13 @@ class AggregatorAgent:
         quorum = self.quorum or max(1, len(able))
         return rnd.submissions >= quorum or chain_height() > rnd.deadline_block
 
-    def finalize(self, round_number: int) -> RoundOutcome | TxReceipt:
-        """Aggregates, scores and finalizes an open round (see the module docstring); a
-        round whose accepted updates fall short of the quorum is closed instead
-        (:meth:`close_short`, its receipt is returned)."""
-        started = time.perf_counter()
-        clock = Stopwatch("finalize", task=self.task_id, round=round_number)
+    def judge(self, round_number: int, clock: Stopwatch | None = None, *,
+              only: Collection[tuple[str, str]] | None = None) -> Judgement:
+        """Fetches, opens and decodes a round's updates and runs the task's rule on them
+        (:func:`~fl_agent.aggregation.rounds.decide_round`): what the round's evidence
+        records, before any noise, upload or transaction. A rerun of a decided round
+        (:mod:`fl_agent.agents.audit`) calls this too, with ``only`` the (lower-case
+        sender, update CID) pairs its evidence judged."""
         rnd = self.fairfl.ledger.round(self.task_id, round_number)
         opened = self._round_started(round_number)
         global_cid = str(opened.globalModelCid)
@@ -436,6 +466,9 @@ class AggregatorAgent:
         global_vector = decode_weights(
             decrypt_model(self.store.get(global_cid), self.keys.keys, self.task_id), spec)
         logs = self._submissions(round_number, rnd.start_block)
+        if only is not None:
+            logs = [log for log in logs
+                    if (str(log.participant).lower(), str(log.updateCid)) in only]
 
         vectors: list[np.ndarray] = []
         usable: list[int] = []
@@ -456,14 +489,12 @@ class AggregatorAgent:
                 self.log(f"[yellow]round {round_number}: update of {log.participant} "
                          f"rejected:[/] {err}")
         self.check_reach(unavailable, len(logs))
-        failpoint("aggregator:fetched")
-        clock.lap("fetch")
-        accepted: set[int] = set()
-        reasons: dict[int, str] = dict(problems)
-        scores = np.zeros(len(logs))
-        shares = [0] * len(logs)
-        params = global_vector
-        quorum = self.fairfl.ledger.task(self.task_id).min_participants
+        if clock is not None:
+            clock.lap("fetch")
+        judgement = Judgement(round_number, str(opened.workloadCid), global_cid,
+                              global_vector, logs, vectors, usable, reasons=dict(problems),
+                              scores=np.zeros(len(logs)), shares=[0] * len(logs),
+                              params=global_vector)
         if usable:
             plan = self.document.aggregation
             samples = np.array([int(logs[i].numSamples) for i in usable], dtype=np.float64)
@@ -471,22 +502,45 @@ class AggregatorAgent:
                                     gate=self.gate, score=self.score, scoring=plan.scoring,
                                     permutations=plan.permutations,
                                     base_share=plan.base_share, round_number=round_number)
-            params = np.asarray(decision.params, dtype=np.float32)
-            accepted = {usable[j] for j in decision.accepted}
-            dp = self.document.privacy.dp if self.document.privacy else None
-            if dp is not None and dp.level == "participant" and len(accepted) >= quorum:
-                params = self._dp_fedavg(global_vector, [vectors[j] for j in decision.accepted])
-            reasons.update({usable[j]: why for j, why in decision.reasons.items()})
+            judgement.params = np.asarray(decision.params, dtype=np.float32)
+            judgement.accepted = {usable[j] for j in decision.accepted}
+            judgement.reasons.update({usable[j]: why for j, why in decision.reasons.items()})
             for j, i in enumerate(usable):
-                scores[i] = float(decision.scores[j])
-                shares[i] = decision.shares[j]
-        figures = dict(zip(usable, update_figures(global_vector, np.stack(vectors), params,
+                judgement.scores[i] = float(decision.scores[j])
+                judgement.shares[i] = decision.shares[j]
+        return judgement
+
+    def verdicts(self, judgement: Judgement, params: np.ndarray) -> tuple[Verdict, ...]:
+        """Each submission's verdict, with its figures measured against ``params`` (the
+        model as released: after any participant-level DP noise)."""
+        logs, usable = judgement.logs, judgement.usable
+        figures = dict(zip(usable, update_figures(judgement.global_vector,
+                                                  np.stack(judgement.vectors), params,
                                                   self.score), strict=True)) if usable else {}
-        verdicts = tuple(
+        return tuple(
             Verdict(str(log.participant), str(log.updateCid), int(log.numSamples),
-                    int(log.trainingMillis), i in accepted, reasons.get(i),
-                    float(scores[i]), int(shares[i]), figures.get(i))
+                    int(log.trainingMillis), i in judgement.accepted, judgement.reasons.get(i),
+                    float(judgement.scores[i]), int(judgement.shares[i]), figures.get(i))
             for i, log in enumerate(logs))
+
+    def finalize(self, round_number: int) -> RoundOutcome | TxReceipt:
+        """Aggregates, scores and finalizes an open round (see the module docstring); a
+        round whose accepted updates fall short of the quorum is closed instead
+        (:meth:`close_short`, its receipt is returned)."""
+        started = time.perf_counter()
+        clock = Stopwatch("finalize", task=self.task_id, round=round_number)
+        judgement = self.judge(round_number, clock)
+        failpoint("aggregator:fetched")
+        logs, accepted, spec = judgement.logs, judgement.accepted, self.document.model
+        global_cid, global_vector = judgement.global_cid, judgement.global_vector
+        params = judgement.params
+        quorum = self.fairfl.ledger.task(self.task_id).min_participants
+        dp = self.document.privacy.dp if self.document.privacy else None
+        if dp is not None and dp.level == "participant" and len(accepted) >= quorum:
+            params = self._dp_fedavg(global_vector, [judgement.vectors[j] for j, i in
+                                                     enumerate(judgement.usable)
+                                                     if i in accepted])
+        verdicts = self.verdicts(judgement, params)
         if len(accepted) < quorum:
             # Sybils' junk makes no quorum: no model is finalized with fewer accepted updates
             # than the task's quorum (see closeRoundRejecting).
@@ -518,12 +572,12 @@ class AggregatorAgent:
         receipt = self.fairfl.ledger.finalize_round(self.task_id, round_number, outcome,
                                                     sender=self.account)
         clock.done("finalize")
-        workload = Workload.from_json(self.store.get(str(opened.workloadCid)))
+        workload = Workload.from_json(self.store.get(judgement.workload_cid))
         self._measure(workload, logs)
         self.log(f"round {round_number} finalized: {len(outcome.contributors)} accepted, "
                  f"{len(rejected)} rejected, new model {new_cid}")
         return RoundOutcome(self.task_id, round_number, global_cid, new_cid,
-                            str(opened.workloadCid), verdicts, validation, millis,
+                            judgement.workload_cid, verdicts, validation, millis,
                             receipt, params, evidence_cid)
 
     def close_short(self, round_number: int, global_cid: str, global_vector: np.ndarray,
@@ -575,7 +629,9 @@ class AggregatorAgent:
                 code=0 if v.accepted else reason_code(v.reason), score=v.score,
                 share_ppm=v.share_ppm, **self._figures(v.figures, released=bool(new_cid)))
                 for v in verdicts),
-            aggregation_millis=millis, keyring=keyring, key_epoch=epoch).to_json())
+            aggregation_millis=millis, keyring=keyring, key_epoch=epoch,
+            rule=rule_parameters(self.strategy),
+            validation_sha256=self.validation_sha256).to_json())
 
     def _decode_update(self, plain: bytes, global_vector: np.ndarray) -> np.ndarray:
         """An update's full parameter vector: weights, or a sparse delta on the global model

@@ -6,19 +6,35 @@ anyone can see why a participant lost reputation and what each update earned. It
 figures only (scores, shares, the new model's validation score, and per update its cosine
 to the new model's change, its relative length and its validation score alone), never
 weights.
+
+It also names everything needed to run the round's decision again (version 3): the rule and
+its every parameter (``rule``), the task document (on chain) for the scoring and sharing
+settings, each update's CID, and a SHA-256 commitment to the aggregator's validation data
+(``validation_sha256``), made when the round was decided. The validation data stays the
+aggregator's, and the updates are sealed to it; whoever holds both (the aggregator, or
+whoever it shows them to on an appeal) reruns the round with ``fl-agent evidence check
+--validation``, and the commitment shows that the data shown is the data the rule used
+(:mod:`fl_agent.agents.audit`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from fl_agent.aggregation.base import Reason
 from fl_agent.chain.records import RejectReason
 from fl_agent.documents import Document
 
-#: Version 2 added each update's figures (``cosine``, ``norm_ratio``, ``alone``); a reader
-#: takes both versions, and a record of version 1 has none.
-FORMAT = "fairfl-round-evidence/2"
+#: Version 2 added each update's figures (``cosine``, ``norm_ratio``, ``alone``), version 3
+#: the rule's parameters and the validation commitment; a reader takes every version, and a
+#: record of an older one lacks what came later.
+FORMAT = "fairfl-round-evidence/3"
 
 #: A sent update that could not be fetched, opened (not sealed to the aggregator, copied
 #: from another sender) or decoded as the task's weights.
@@ -37,6 +53,38 @@ def reason_code(reason: str | None) -> int:
     if reason is None:
         return int(RejectReason.OTHER)
     return int(REASON_CODES.get(reason.split(":", 1)[0].strip(), RejectReason.OTHER))
+
+
+def validation_digest(X: np.ndarray, y: np.ndarray) -> str:
+    """SHA-256 (hex) of a validation set as the aggregator was given it (features as
+    float64, labels as int64, with their shapes): the commitment a round's evidence makes
+    to the data its rule used, checked when the data is shown later."""
+    features = np.ascontiguousarray(X, dtype="<f8")
+    labels = np.ascontiguousarray(y, dtype="<i8")
+    header = json.dumps({"X": list(features.shape), "y": list(labels.shape)},
+                        separators=(",", ":")).encode()
+    digest = hashlib.sha256(b"fairfl-validation/1\n" + header + b"\n")
+    digest.update(features.tobytes())
+    digest.update(labels.tobytes())
+    return digest.hexdigest()
+
+
+def rule_parameters(strategy: Any) -> dict[str, Any]:
+    """The rule as the round ran it: its name and every parameter that is a plain value
+    (a callable, such as FLTrust's server update trained on the validation data, is named
+    by the validation commitment instead)."""
+    plain = (bool, int, float, str, type(None))
+    options: dict[str, Any] = {}
+    if dataclasses.is_dataclass(strategy):
+        for spec in dataclasses.fields(strategy):
+            value = getattr(strategy, spec.name)
+            if isinstance(value, plain):
+                options[spec.name] = value
+            elif isinstance(value, tuple | list) and len(value) <= 64 \
+                    and all(isinstance(v, plain) for v in value):
+                options[spec.name] = list(value)
+    return {"name": str(getattr(strategy, "name", type(strategy).__name__)),
+            "options": options}
 
 
 def reason_name(code: int) -> str:
@@ -74,7 +122,7 @@ class RoundEvidence(Document):
 
     KIND = "FairFL round evidence document"
 
-    format: str = Field(FORMAT, pattern=r"^fairfl-round-evidence/[12]$")
+    format: str = Field(FORMAT, pattern=r"^fairfl-round-evidence/[123]$")
     task: int
     round: int
     global_model: str
@@ -92,3 +140,7 @@ class RoundEvidence(Document):
     #: The keyring that opens ``new_model`` (its readers: see fl_agent.agents.access).
     keyring: str | None = None
     key_epoch: int = 0
+    #: The rule and its parameters (:func:`rule_parameters`); empty before version 3.
+    rule: dict[str, Any] = Field(default_factory=dict)
+    #: :func:`validation_digest` of the aggregator's validation data; empty before version 3.
+    validation_sha256: str = ""

@@ -704,6 +704,12 @@ def _key32(key: bytes) -> bytes:
     return key
 
 
+#: The ledger's events that :meth:`FairFL.task_events` reads (those ``history.tasks`` folds).
+_TASK_EVENTS = ("TaskCreated", "ParticipantJoined", "RoundStarted", "UpdateSubmitted",
+                "RoundFinalized", "RoundClosed", "TaskCompleted", "TaskCancelled",
+                "AggregatorReplaced", "RewardsClaimed", "WatermarkClaimed")
+
+
 class FairFL:
     """All the contracts of one deployment."""
 
@@ -736,6 +742,18 @@ class FairFL:
         """The KeyHolderDesk (homomorphic tasks); a record from before it has none: redeploy."""
         return KeyHolderDesk(self.deployment.address("KeyHolderDesk"), self._project,
                              self._first_block)
+
+    def task_events(self, task_id: int) -> list[Any]:
+        """Every ledger event of task ``task_id``, with the registry's ``UpdateRejected`` in
+        it, as :class:`~fl_agent.chain.index.Event` in chain order: what
+        :func:`fl_agent.chain.history.tasks` folds, without an event index."""
+        from fl_agent.chain.index import event_of
+
+        events = [event_of(log, "TaskLedger") for name in _TASK_EVENTS
+                  for log in self.ledger.events(name, taskId=task_id)]
+        events += [event_of(log, "ParticipantRegistry")
+                   for log in self.registry.events("UpdateRejected", taskId=task_id)]
+        return sorted(events, key=lambda e: (e.block, e.log_index))
 
     @cached_property
     def payment_token(self) -> Token:

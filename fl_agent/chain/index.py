@@ -178,6 +178,15 @@ def ape_decoder(project: Any) -> Decoder:
     return decode
 
 
+def event_of(decoded: Any, contract: str) -> Event:
+    """An ape-decoded log of ``contract`` as an :class:`Event`."""
+    tx = decoded.transaction_hash
+    return Event(int(decoded.block_number), int(decoded.log_index),
+                 "0x" + bytes(tx).hex() if isinstance(tx, bytes) else str(tx), contract,
+                 str(decoded.event_name),
+                 {k: plain(v) for k, v in decoded.event_arguments.items()})
+
+
 class EventIndex:
     """The events of one deployment in a SQLite file (see the module docstring)."""
 
@@ -273,15 +282,12 @@ class EventIndex:
                 by_contract.setdefault(name, []).append(log)
         for contract, raw in by_contract.items():
             for decoded in self.decoder(contract, raw):
-                args = {k: plain(v) for k, v in decoded.event_arguments.items()}
+                event = event_of(decoded, contract)
+                args = event.args
                 account = next((args[k] for k in _ACCOUNT_ARGS if k in args), None)
-                yield (int(decoded.block_number), int(decoded.log_index),
-                       "0x" + bytes(decoded.transaction_hash).hex()
-                       if isinstance(decoded.transaction_hash, bytes)
-                       else str(decoded.transaction_hash),
-                       contract, str(decoded.event_name), args.get("taskId"),
-                       args.get("modelId"), None if account is None else str(account).lower(),
-                       json.dumps(args))
+                yield (event.block, event.log_index, event.tx, contract, event.name,
+                       args.get("taskId"), args.get("modelId"),
+                       None if account is None else str(account).lower(), json.dumps(args))
 
     # -- queries ------------------------------------------------------------------------
     def events(self, *names: str, task: int | None = None, model: int | None = None,

@@ -15,8 +15,9 @@ fl-agent simulate        run the whole system (chain, store, N agents, attacks) 
 fl-agent bench           the target setting for every attack; a Markdown table of results
 fl-agent market ...      sell, buy, download models; the seller's key agent; withdraw revenue
 fl-agent watermark verify  does a model carry your ownership watermark (and your commitment)
+fl-agent evidence check  is a round's evidence the chain's record; run its rule again
 
-One module per command group (``chain``, ``storage``, ``tasks``, ``simulate``, ``market``);
+One module per command group (``chain``, ``storage``, ``tasks``, ``simulate``, ``market``, ...);
 what they share (options, connecting, accounts, the store) is in :mod:`fl_agent.cli.common`.
 """
 
@@ -26,6 +27,7 @@ import click
 
 from fl_agent.cli import (
     chain,
+    evidence,
     governance,
     keyholder,
     market,
@@ -62,6 +64,7 @@ main.add_command(simulate.simulate)
 main.add_command(simulate.bench)
 main.add_command(market.market)
 main.add_command(governance.appeal)
+main.add_command(evidence.evidence)
 main.add_command(watermark.watermark)
 for command in (governance.close_round, governance.replace_aggregator, governance.cancel):
     tasks.task.add_command(command)

@@ -27,7 +27,7 @@ from fl_agent.errors import FairFLError
 UINT32_MAX = 2**32 - 1
 
 
-def _shard(data: str, shard: str | None, partition_scheme: str, alpha: float, seed: int,
+def shard_data(data: str, shard: str | None, partition_scheme: str, alpha: float, seed: int,
            part: str) -> tuple[Any, Any]:
     """Features and labels from ``data``: a built-in dataset's ``part`` split (train or
     validation), optionally one client's shard ``i/n`` of it; or a whole CSV/NPZ file."""
@@ -220,7 +220,7 @@ def train(task_id: int, data: str, shard: str | None, partition_scheme: str, alp
     """
 
     from fl_agent.agents import ParticipantAgent
-    X, y = _shard(data, shard, partition_scheme, alpha, seed, "train")
+    X, y = shard_data(data, shard, partition_scheme, alpha, seed, "train")
     with deployed(network) as (settings, fairfl):
         signer = resolve_account(account, unattended=True)
         agent = ParticipantAgent(fairfl, open_store(ipfs), signer, task_id, X, y,
@@ -258,15 +258,30 @@ def aggregate(task_id: int, validation: str, quorum: int | None, seed: int,
     """
 
     from fl_agent.agents import AggregatorAgent, RoundOutcome
-    X, y = _shard(validation, None, "iid", 0.5, seed, "validation")
+    from fl_agent.chain.records import TxReceipt
+
+    X, y = shard_data(validation, None, "iid", 0.5, seed, "validation")
     with deployed(network) as (settings, fairfl):
         signer = resolve_account(account, unattended=True)
         agent = AggregatorAgent(fairfl, open_store(ipfs), signer, task_id, X, y,
                                 settings.agents_dir, quorum=quorum, log=console.print)
+        closed = 0  # rounds closed without a model since the last finalized one
+
         def step() -> bool:
+            nonlocal closed
             outcome = agent.step()
             if isinstance(outcome, RoundOutcome):
+                closed = 0
                 console.print(f"  validation {agent.metric.name}: {outcome.validation:.4f}")
+            elif isinstance(outcome, TxReceipt):  # a round closed without a model
+                closed += 1
+                if closed % agent.rounds == 0:
+                    console.print(
+                        f"[yellow]{closed} rounds in a row were closed without a model (fewer "
+                        "accepted updates than the task's quorum; the lines above say why "
+                        "each was rejected). If that goes on the task cannot finish: its "
+                        f"creator can cancel it (`fl-agent task cancel --task {task_id}`), "
+                        "which keeps what it credited claimable.[/]")
             return outcome is not None
 
         serve(step, lambda: agent.finished, poll_interval, console.print)

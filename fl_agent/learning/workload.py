@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -99,6 +100,10 @@ class Workload:
     keyring: str | None = None
     key_epoch: int = 0
     aggregator_key: bytes | None = None
+    #: The aggregator's commitment to its validation data (SHA-256 hex, see
+    #: :func:`fl_agent.agents.evidence.validation_digest`), made when the round opens, before
+    #: any update is seen; the round's evidence must name the same.
+    validation_sha256: str | None = None
 
     def steps_for(self, address: str) -> int:
         return int(self.steps.get(address.lower(), self.default_steps))
@@ -111,6 +116,8 @@ class Workload:
         if self.keyring is not None:
             doc["access"] = {"keyring": self.keyring, "key_epoch": self.key_epoch,
                              "aggregator_key": (self.aggregator_key or b"").hex()}
+        if self.validation_sha256 is not None:
+            doc["validation_sha256"] = self.validation_sha256
         return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
@@ -127,8 +134,12 @@ class Workload:
                 aggregator_key = bytes.fromhex(str(access["aggregator_key"]))
                 if len(aggregator_key) != 32 or epoch < 1:
                     raise ValueError("access names a malformed aggregator key or epoch")
+            digest = doc.get("validation_sha256")
+            if digest is not None and not re.fullmatch(r"[0-9a-f]{64}", str(digest)):
+                raise ValueError("validation_sha256 is not a SHA-256 in hex")
             workload = cls(int(doc["round"]), int(doc["batch_size"]), steps,
-                           int(doc["default_steps"]), keyring, epoch, aggregator_key)
+                           int(doc["default_steps"]), keyring, epoch, aggregator_key,
+                           None if digest is None else str(digest))
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise ConfigError(f"not a workload document: {err}") from err
         if workload.default_steps < 1 or workload.batch_size < 1 or \

@@ -31,13 +31,7 @@ AGGREGATOR_POINTS = ["aggregator:fetched", "aggregator:model-uploaded",
 
 def cli(world, anvil_url: str, *args: str, failpoint: str | None = None) -> subprocess.Popen:
     """``fl-agent ARGS`` as its own process on ``world``'s deployment and store."""
-    from fl_agent.chain.deployment import save_deployment
-
-    deployments = world.tmp / "deployments"
-    if not deployments.exists():
-        save_deployment(world.fairfl.deployment, deployments)
-    env = {**os.environ, "FAIRFL_HOME": str(world.tmp), "FAIRFL_DEPLOYMENTS": str(deployments),
-           "FAIRFL_NETWORK": anvil_url, "COLUMNS": "200"}
+    env = {**os.environ, **world.cli_env(anvil_url)}
     env.pop("FAIRFL_FAILPOINT", None)
     if failpoint:
         env["FAIRFL_FAILPOINT"] = failpoint

@@ -4,23 +4,7 @@
 
 from __future__ import annotations
 
-from click.testing import CliRunner
-
 from fl_agent.chain.records import AppealStatus, RoundStatus, TaskStatus
-from fl_agent.cli import main
-
-
-def cli(world, *args: str):
-    from ape import chain
-
-    from fl_agent.chain.deployment import save_deployment
-
-    folder = world.tmp / "deployments"
-    if not folder.exists():
-        save_deployment(world.fairfl.deployment, folder)
-    env = {"FAIRFL_HOME": str(world.tmp), "FAIRFL_DEPLOYMENTS": str(folder),
-           "FAIRFL_NETWORK": chain.provider.uri, "COLUMNS": "200"}
-    return CliRunner().invoke(main, list(args), env=env)
 
 
 def test_governance_hands_a_stalled_round_to_a_new_aggregator(world):
@@ -32,24 +16,24 @@ def test_governance_hands_a_stalled_round_to_a_new_aggregator(world):
     for person in people:
         person.step()
 
-    result = cli(world, "task", "replace-aggregator", "--task", str(task_id),
+    result = world.cli("task", "replace-aggregator", "--task", str(task_id),
                  "--aggregator", "TEST::9", "--account", "TEST::0")
 
     assert result.exit_code == 0, result.output
     assert world.fairfl.ledger.task(task_id).aggregator == world.accounts[9].address
     chain.provider.make_request("anvil_mine", [hex(4)])
-    closed = cli(world, "task", "close-round", "--task", str(task_id), "--account", "TEST::9")
+    closed = world.cli("task", "close-round", "--task", str(task_id), "--account", "TEST::9")
     assert closed.exit_code == 0, closed.output
     assert world.fairfl.ledger.round(task_id, 1).status == RoundStatus.CLOSED
 
 
 def test_a_creator_must_propose_first_and_a_stranger_is_told_why_not(world):
     task_id = world.create_task(rounds=1)
-    stranger = cli(world, "task", "replace-aggregator", "--task", str(task_id),
+    stranger = world.cli("task", "replace-aggregator", "--task", str(task_id),
                    "--aggregator", "TEST::9", "--account", "TEST::8")
     assert stranger.exit_code != 0
     assert "TaskLedgerNotCreatorOrGovernance" in stranger.output
-    proposed = cli(world, "task", "replace-aggregator", "--task", str(task_id),
+    proposed = world.cli("task", "replace-aggregator", "--task", str(task_id),
                    "--aggregator", "TEST::9", "--propose", "--account", "TEST::0")
     assert proposed.exit_code == 0, proposed.output
     assert "in a day" in proposed.output
@@ -62,15 +46,15 @@ def test_an_aggregator_closes_a_round_without_quorum_and_a_creator_cancels(world
     world.participant(task_id, 0)
     world.participant(task_id, 1)
     world.aggregator_agent(task_id).step()  # round 1 opens; nobody trains
-    early = cli(world, "task", "close-round", "--task", str(task_id), "--account", "TEST::1")
+    early = world.cli("task", "close-round", "--task", str(task_id), "--account", "TEST::1")
     assert early.exit_code != 0 and "TaskLedgerTooEarlyToClose" in early.output
     chain.provider.make_request("anvil_mine", [hex(4)])
 
-    closed = cli(world, "task", "close-round", "--task", str(task_id), "--account", "TEST::1")
+    closed = world.cli("task", "close-round", "--task", str(task_id), "--account", "TEST::1")
 
     assert closed.exit_code == 0, closed.output
     assert world.fairfl.ledger.round(task_id, 1).status == RoundStatus.CLOSED
-    cancelled = cli(world, "task", "cancel", "--task", str(task_id), "--account", "TEST::0")
+    cancelled = world.cli("task", "cancel", "--task", str(task_id), "--account", "TEST::0")
     assert cancelled.exit_code == 0, cancelled.output
     assert world.fairfl.ledger.task(task_id).status == TaskStatus.CANCELLED
 
@@ -87,16 +71,16 @@ def test_a_blacklisted_participant_appeals_and_governance_grants_it(world, tmp_p
     decision = tmp_path / "decision.txt"
     decision.write_text("Re-ran the round's evidence: the rejection does not reproduce.")
 
-    filed = cli(world, "appeal", "file", "--statement", str(statement), "--account", "TEST::4")
+    filed = world.cli("appeal", "file", "--statement", str(statement), "--account", "TEST::4")
     assert filed.exit_code == 0, filed.output
     assert world.fairfl.registry.appeal_of(cheat.address) == AppealStatus.PENDING
-    resolved = cli(world, "appeal", "resolve", cheat.address, "--grant", "--decision",
+    resolved = world.cli("appeal", "resolve", cheat.address, "--grant", "--decision",
                    str(decision), "--account", "TEST::0")
 
     assert resolved.exit_code == 0, resolved.output
     assert world.fairfl.registry.appeal_of(cheat.address) == AppealStatus.GRANTED
     assert not world.fairfl.registry.is_blacklisted(cheat.address)
-    again = cli(world, "appeal", "file", "--statement", str(statement), "--account", "TEST::4")
+    again = world.cli("appeal", "file", "--statement", str(statement), "--account", "TEST::4")
     assert again.exit_code != 0 and "ParticipantRegistryNotBlacklisted" in again.output
 
 
@@ -119,7 +103,7 @@ def test_the_creator_takes_over_a_stalled_task_and_finishes_it_without_judging_a
     world.aggregator_agent(task_id).step()
     for person in people:
         person.step()
-    result = cli(world, "task", "replace-aggregator", "--task", str(task_id),
+    result = world.cli("task", "replace-aggregator", "--task", str(task_id),
                  "--aggregator", "TEST::0", "--account", "TEST::0")
     assert result.exit_code == 0, result.output
     creator = AggregatorAgent(world.fairfl, world.store, world.accounts[0], task_id,

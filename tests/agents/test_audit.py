@@ -1,0 +1,244 @@
+"""A round's evidence checked against the chain and by running the round again
+(``fl-agent evidence check``, :mod:`fl_agent.agents.audit`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fl_agent.agents import RoundOutcome
+from fl_agent.agents.audit import (
+    Rerun,
+    changed_commitments,
+    check_against_chain,
+    compare_rerun,
+    rerun_round,
+    unjudged,
+)
+from fl_agent.agents.evidence import RoundEvidence, VerdictRecord, validation_digest
+from fl_agent.chain.history import RoundView, Submission
+from fl_agent.crypto.envelopes import seal_update
+from fl_agent.learning import encode_weights, init_params
+from fl_agent.learning.workload import Workload
+
+CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52z"
+
+
+def reversed_update(global_vector, result):
+    return global_vector - 3.0 * (np.asarray(result.vector) - global_vector)
+
+
+def send_junk(world, task_id: int, round_number: int, aggregator_key: bytes, accounts) -> None:
+    """Submits weights with a NaN for each of ``accounts`` (members with no agent)."""
+    spec = world.document.model
+    vector = init_params(spec, 0)
+    good = encode_weights(spec, vector)
+    bad = good.replace(np.float32(vector[0]).tobytes(), np.float32(np.nan).tobytes(), 1)
+    for account in accounts:
+        sealed = seal_update(bad, aggregator_key, task_id, round_number, account.address)
+        world.fairfl.ledger.submit_update(task_id, round_number, world.store.add(sealed), 10,
+                                          5, sender=account)
+
+
+def test_a_finalized_round_and_a_closed_one_check_out_and_a_forged_verdict_does_not(world):
+    task_id = world.create_task(rounds=1, min_participants=2)
+    people = [world.participant(task_id, i, update_hook=reversed_update if i == 3 else None)
+              for i in range(4)]
+    junk = world.bare_members(task_id, world.accounts[6:7])
+    aggregator = world.aggregator_agent(task_id)
+    _, _, workload = aggregator.step()
+    for person in people:
+        person.step()
+    send_junk(world, task_id, 1, workload.aggregator_key, junk)
+    outcome = aggregator.step()
+    assert isinstance(outcome, RoundOutcome)
+    # One rejection by the rule (the reversed update), one for unreadable weights.
+    assert set(outcome.rejected) == {people[3].address, junk[0].address}
+    evidence = RoundEvidence.from_json(world.store.get(outcome.evidence_cid))
+    assert evidence.format == "fairfl-round-evidence/3"
+    assert evidence.validation_sha256 == validation_digest(world.splits.validation.X,
+                                                           world.splits.validation.y)
+    assert evidence.rule["name"] == "fairfl"
+    assert evidence.rule["options"]["trigger_share"] == 0.2
+    # ... committed to when the round opened, before any update existed
+    assert workload.validation_sha256 == evidence.validation_sha256
+
+    anyone = world.cli("evidence", "check", "--task", str(task_id), "--round", "1")
+    assert anyone.exit_code == 0, anyone.output
+    assert "the evidence is the chain's record" in anyone.output
+    again = world.cli("evidence", "check", "--task", str(task_id), "--round", "1",
+                "--validation", "digits", "--seed", "0", "--account", "TEST::1")
+    assert again.exit_code == 0, again.output
+    assert "decides the same" in again.output
+    other = world.cli("evidence", "check", "--task", str(task_id), "--round", "1",
+                "--validation", "digits", "--seed", "1", "--account", "TEST::1")
+    assert other.exit_code == 1, other.output
+    assert "not what the round committed to" in other.output
+    assert ": score " in other.output  # and the scores on other data differ
+    no_key = world.cli("evidence", "check", "--task", str(task_id), "--round", "1",
+                 "--validation", "digits")
+    assert no_key.exit_code == 2 and "--account" in no_key.output
+
+    # An aggregator that turned an honest member away, and said so in its evidence: the
+    # rerun accepts the member.
+    rerun = rerun_round(world.aggregator_agent(task_id), evidence)
+    assert compare_rerun(evidence, rerun) == []
+    honest = next(i for i, v in enumerate(evidence.verdicts) if v.accepted)
+    records = list(evidence.verdicts)
+    records[honest] = records[honest].model_copy(update={
+        "accepted": False, "reason": "validation", "code": 9, "share_ppm": 0})
+    forged = evidence.model_copy(update={"verdicts": tuple(records)})
+    problems = compare_rerun(forged, rerun)
+    assert problems == [f"{records[honest].participant}: rejected in the evidence, accepted "
+                        "(None) on rerun"]
+
+    # A round closed short of its quorum: its rejections check out too, by both means.
+    short = world.create_task(rounds=1, min_participants=3)
+    person = world.participant(short, 0)
+    sybils = world.bare_members(short, world.accounts[7:9])
+    aggregator = world.aggregator_agent(short)
+    _, _, workload = aggregator.step()
+    person.step()
+    send_junk(world, short, 1, workload.aggregator_key, sybils)
+    assert not isinstance(aggregator.step(), RoundOutcome)  # closed short
+    closed = world.cli("evidence", "check", "--task", str(short), "--round", "1",
+                 "--validation", "digits", "--seed", "0", "--account", "TEST::1")
+    assert closed.exit_code == 0, closed.output
+    assert "(none: closed short)" in closed.output
+
+
+# -- pure checks ------------------------------------------------------------------------
+
+
+def _view(**changes) -> RoundView:
+    view = RoundView(1, 2, 10, "0xa", "bafy-global", "bafy-work", 40, submissions=[
+        Submission("0xAa", "bafy-u1", 100, 5, 11, "0xb"),
+        Submission("0xBb", "bafy-u2", 200, 5, 12, "0xc"),
+        Submission("0xCc", "bafy-u3", 300, 5, 13, "0xd")],
+        finalized_block=20, finalize_tx="0xe", new_model_cid="bafy-new",
+        contributors=["0xAa", "0xBb"], scores_ppm=[400_000, 600_000],
+        model_hash="0x" + "ab" * 32, rejected=["0xCc"], reasons=[9], evidence_cid="bafy-ev")
+    for name, value in changes.items():
+        setattr(view, name, value)
+    return view
+
+
+def _evidence(**changes) -> RoundEvidence:
+    verdicts = (
+        VerdictRecord(participant="0xaa", update="bafy-u1", samples=100, training_millis=5,
+                      accepted=True, share_ppm=400_000),
+        VerdictRecord(participant="0xbb", update="bafy-u2", samples=200, training_millis=5,
+                      accepted=True, share_ppm=600_000),
+        VerdictRecord(participant="0xcc", update="bafy-u3", samples=300, training_millis=5,
+                      accepted=False, reason="validation", code=9))
+    fields = {"task": 1, "round": 2, "global_model": "bafy-global", "new_model": "bafy-new",
+              "strategy": "FairFL", "metric": "accuracy", "new_model_sha256": "ab" * 32,
+              "validation": 0.9, "verdicts": verdicts, "validation_sha256": "cd" * 32}
+    return RoundEvidence(**{**fields, **changes})
+
+
+def _replace(index: int, **changes) -> tuple[VerdictRecord, ...]:
+    records = list(_evidence().verdicts)
+    records[index] = records[index].model_copy(update=changes)
+    return tuple(records)
+
+
+WORKLOAD = Workload(2, 16, {}, 5, aggregator_key=b"k" * 32, validation_sha256="cd" * 32)
+
+
+def test_the_faithful_record_passes_the_chain_check():
+    assert check_against_chain(_evidence(), _view(), 2, WORKLOAD) == []
+    # A submission mined after the aggregator read the round is not judged, and said so.
+    late = Submission("0xDd", "bafy-u4", 50, 5, 14, "0xf")
+    view = _view(submissions=[*_view().submissions, late])
+    assert check_against_chain(_evidence(), view, 2, WORKLOAD) == []
+    assert unjudged(_evidence(), view) == [late]
+    assert unjudged(_evidence(), _view()) == []
+
+
+def test_a_commitment_changed_during_the_task_is_named():
+    again = Workload(3, 16, {}, 5, aggregator_key=b"k" * 32, validation_sha256="cd" * 32)
+    other = Workload(4, 16, {}, 5, aggregator_key=b"k" * 32, validation_sha256="ee" * 32)
+    successor = Workload(5, 16, {}, 5, aggregator_key=b"n" * 32, validation_sha256="ff" * 32)
+    assert changed_commitments([WORKLOAD, again]) == []
+    assert changed_commitments([WORKLOAD, again, other, successor]) == [
+        "round 4: the aggregator's validation commitment changed since round 3"]
+
+
+@pytest.mark.parametrize(("evidence", "view", "expected"), [
+    (_evidence(verdicts=_replace(1, share_ppm=700_000)), _view(), "contributors"),
+    (_evidence(verdicts=_replace(2, code=4, reason="noise")), _view(), "rejections"),
+    (_evidence(verdicts=_replace(2, code=4)), _view(), "reason 'validation' has code 9"),
+    (_evidence(verdicts=_replace(0, update="bafy-other")), _view(), "submissions"),
+    (_evidence(verdicts=_replace(1, samples=2_000)), _view(), "submissions"),
+    (_evidence(verdicts=_evidence().verdicts[::-1]), _view(), "submissions"),
+    (_evidence(new_model_sha256="ef" * 32), _view(), "new model hash"),
+    (_evidence(new_model="bafy-else"), _view(), "finalized with bafy-new"),
+    (_evidence(global_model="bafy-old"), _view(), "the round started on bafy-global"),
+    (_evidence(round=3), _view(), "not task 1 round 2"),
+    (_evidence(), _view(finalized_block=None, closed_block=20), "closed without a model"),
+    (_evidence(), _view(finalized_block=None), "still open"),
+    # closed short, though two accepted updates make the quorum of 2
+    (_evidence(new_model="", verdicts=_replace(0, share_ppm=0)[:1] + _replace(1, share_ppm=0)[1:]),
+     _view(finalized_block=None, closed_block=20), "could have been finalized"),
+    (_evidence(validation_sha256="00" * 32), _view(), "not the one the round opened with"),
+    (_evidence(verdicts=_evidence().verdicts[:2] + _evidence().verdicts[:1]), _view(),
+     "submissions"),
+])
+def test_each_disagreement_with_the_chain_is_named(evidence, view, expected):
+    problems = check_against_chain(evidence, view, 2, WORKLOAD)
+    assert len(problems) >= 1 and any(expected in p for p in problems), problems
+
+
+def _rerun(**changes) -> Rerun:
+    verdicts = tuple({"participant": v.participant, "accepted": v.accepted,
+                      "reason": v.reason, "code": v.code, "share_ppm": v.share_ppm,
+                      "score": v.score, "cosine": None, "norm_ratio": None, "alone": None}
+                     for v in _evidence().verdicts)
+    fields = {"validation_sha256": "cd" * 32, "verdicts": verdicts,
+              "model_sha256": "ab" * 32, "validation": 0.9, "cosines": True,
+              "rule": {"name": "fairfl", "options": {"min_samples": 3}}}
+    return Rerun(**{**fields, **changes})
+
+
+def test_a_rerun_that_agrees_has_nothing_to_say_and_each_difference_is_named():
+    assert compare_rerun(_evidence(), _rerun()) == []
+    shares = list(_rerun().verdicts)
+    shares[0] = {**shares[0], "share_ppm": 300_000}
+    reason = list(_rerun().verdicts)
+    reason[2] = {**reason[2], "reason": "noise", "code": 4}
+    cases = {
+        "not what the round committed to": _rerun(validation_sha256="00" * 32),
+        "share 400000 ppm in the evidence, 300000 on rerun": _rerun(verdicts=tuple(shares)),
+        "reason 'validation' in the evidence, 'noise' on rerun": _rerun(
+            verdicts=tuple(reason)),
+        "new model's hash on rerun": _rerun(model_sha256="ef" * 32),
+        "validation accuracy is 0.8": _rerun(validation=0.8),
+        "1 updates rerun, 3 in the evidence": _rerun(verdicts=_rerun().verdicts[:1]),
+    }
+    figured = _evidence(verdicts=_replace(0, cosine=0.5, norm_ratio=1.0, alone=0.8),
+                        rule={"name": "fairfl", "options": {"min_samples": 3}})
+    same = list(_rerun().verdicts)
+    same[0] = {**same[0], "cosine": 0.5, "norm_ratio": 1.0, "alone": 0.8}
+    assert compare_rerun(figured, _rerun(verdicts=tuple(same))) == []
+    for name in ("cosine", "norm_ratio", "alone"):
+        moved = list(same)
+        moved[0] = {**same[0], name: same[0][name] * 1.001}
+        problems = compare_rerun(figured, _rerun(verdicts=tuple(moved)))
+        assert problems == [f"0xaa: {name} {same[0][name]} in the evidence, "
+                            f"{same[0][name] * 1.001} on rerun"], problems
+    noisy = list(same)
+    noisy[0] = {**same[0], "cosine": 0.1}  # under participant-level DP: not compared
+    assert compare_rerun(figured, _rerun(verdicts=tuple(noisy), cosines=False)) == []
+    assert any("the task's is" in p for p in compare_rerun(
+        figured, _rerun(verdicts=tuple(same), rule={"name": "fairfl", "options": {}})))
+    nudged = list(_rerun().verdicts)
+    nudged[0] = {**nudged[0], "share_ppm": 400_002}  # rounding on another machine
+    assert compare_rerun(_evidence(), _rerun(verdicts=tuple(nudged))) == []
+    for expected, rerun in cases.items():
+        problems = compare_rerun(_evidence(), rerun)
+        assert any(expected in p for p in problems), (expected, problems)
+    old = _evidence(validation_sha256="", format="fairfl-round-evidence/2")
+    assert any("no validation commitment" in p for p in compare_rerun(old, _rerun()))
+    # A rerun under participant-level DP compares no model hash or validation.
+    assert compare_rerun(_evidence(), _rerun(model_sha256=None, validation=None)) == []
