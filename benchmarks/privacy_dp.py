@@ -65,7 +65,7 @@ EPSILONS = (1.0, 2.0, 4.0, 8.0)
 #: diagnostic of what the rule's other steps do with DP updates, not a tuned variant.
 NO_NOISE_CHECK = "fairfl-no-noise-check"
 #: ``fairfl-dp`` is FairFL as an example-level DP task runs it
-#: (:func:`fl_agent.agents.aggregator.task_strategy`): no NOISE check, and the validation
+#: (:func:`fl_agent.agents.task_rule.task_strategy`): no NOISE check, and the validation
 #: gate's noise control on (each update tested against noise of its own size).
 DP_GATE = "fairfl-dp"
 STRATEGIES = ("fedavg", "fairfl", NO_NOISE_CHECK, DP_GATE)

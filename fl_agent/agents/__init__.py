@@ -5,13 +5,14 @@ to the chain (:mod:`fl_agent.chain`) and the content store (:mod:`fl_agent.stora
 ``fl-agent train`` and ``fl-agent aggregate`` run one each; ``fl-agent simulate`` runs many.
 """
 
-from fl_agent.agents.aggregator import AggregatorAgent, RoundOutcome, Verdict
+from fl_agent.agents.aggregator import AggregatorAgent
 from fl_agent.agents.participant import (
     ParticipantAgent,
     Skipped,
     Submission,
     load_task_document,
 )
+from fl_agent.agents.verdicts import RoundOutcome, Verdict
 
 __all__ = ["AggregatorAgent", "ParticipantAgent", "RoundOutcome", "Skipped", "Submission",
            "Verdict", "load_task_document"]

@@ -37,7 +37,6 @@ reject anyone: the round waits (see :meth:`AggregatorAgent.fetch_update`).
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -64,152 +63,23 @@ from fl_agent.agents.evidence import (
     validation_digest,
 )
 from fl_agent.agents.participant import load_task_document
-from fl_agent.aggregation import FLTrust, get_strategy
+from fl_agent.agents.task_rule import task_strategy
+from fl_agent.agents.verdicts import Judgement, RoundOutcome, Verdict, round_result
 from fl_agent.aggregation.base import Strategy
-from fl_agent.aggregation.fairfl import FairFL as FairFLStrategy
 from fl_agent.aggregation.rounds import UpdateFigures, decide_round, update_figures
 from fl_agent.chain.client import FairFL, chain_height
-from fl_agent.chain.records import RoundResult, RoundStatus, Task, TaskStatus, TxReceipt
+from fl_agent.chain.records import RoundStatus, Task, TaskStatus, TxReceipt
 from fl_agent.crypto.envelopes import decrypt_model, encrypt_model, open_update
 from fl_agent.crypto.sealing import plaintext_hash
 from fl_agent.errors import ChainError, ConfigError, FairFLError, StorageError
 from fl_agent.faults import failpoint
 from fl_agent.learning.metrics import get_metric
-from fl_agent.learning.models import ModelSpec, input_layer, param_count
-from fl_agent.learning.task_doc import TaskDocument
-from fl_agent.learning.training import evaluate, train_local, validation_scores
+from fl_agent.learning.models import param_count
+from fl_agent.learning.training import evaluate, validation_scores
 from fl_agent.learning.weights import decode_weights, encode_weights
 from fl_agent.learning.workload import Measurement, Workload, assign_steps
 from fl_agent.storage.store import ContentStore, NodeUnavailableError
 from fl_agent.timings import Stopwatch
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """What the aggregator decided about one submitted update."""
-
-    participant: str
-    update_cid: str
-    num_samples: int
-    training_millis: int
-    accepted: bool
-    reason: str | None
-    score: float
-    share_ppm: int
-    #: Figures for the evidence, whatever the rule (None: unread, or a homomorphic round).
-    figures: UpdateFigures | None = None
-
-
-@dataclass
-class Judgement:
-    """A round's updates as the aggregator read them and what its rule decided; indices
-    are positions in ``logs`` (the round's submissions, in chain order)."""
-
-    round: int
-    workload_cid: str
-    global_cid: str
-    global_vector: np.ndarray = field(repr=False)
-    logs: list[Any]
-    vectors: list[np.ndarray] = field(repr=False)
-    usable: list[int]  # the submissions in ``vectors``, in order
-    accepted: set[int] = field(default_factory=set)
-    reasons: dict[int, str] = field(default_factory=dict)
-    scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    shares: list[int] = field(default_factory=list)
-    params: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
-
-
-@dataclass(frozen=True)
-class RoundOutcome:
-    """One finalized round, as the aggregator saw it."""
-
-    task_id: int
-    round: int
-    global_cid: str
-    new_cid: str
-    workload_cid: str
-    verdicts: tuple[Verdict, ...]
-    validation: float
-    aggregation_millis: int
-    receipt: TxReceipt
-    params: np.ndarray = field(repr=False)
-    evidence_cid: str = ""
-
-    @property
-    def accepted(self) -> list[str]:
-        return [v.participant for v in self.verdicts if v.accepted]
-
-    @property
-    def rejected(self) -> list[str]:
-        return [v.participant for v in self.verdicts if not v.accepted]
-
-
-def trigger_screen_layer(spec: ModelSpec, feature_shape: tuple[int, ...]
-                         ) -> tuple[int, int, int] | None:
-    """The input layer FairFL's trigger screen reads (its step 1b), or None to skip it.
-
-    Only for image data (``feature_shape``, the data's shape before a dense model flattens
-    it, has two or more axes) read by a dense layer: a trigger patch shows as a few pixel
-    columns carrying most of the change, and pixels are alike enough for that to stand out.
-    Tabular features differ in scale and tail, and an honest client piles its change on a
-    heavy-tailed one (breast_cancer without attack: 3 % of honest MLP and 13 % of honest
-    logistic-regression updates were taken for triggers), so a tabular task is screened
-    only if it names ``input_layer`` in its aggregation options. A CNN has no per-feature
-    input layer."""
-    return input_layer(spec) if len(feature_shape) >= 2 else None
-
-
-def task_strategy(document: TaskDocument, X_val: np.ndarray, y_val: np.ndarray,
-                  strategy: Strategy | None = None) -> Strategy:
-    """The task's rule (``strategy``, else the task document's) as the aggregator runs it:
-    FairFL's trigger screen pointed at the model's input layer, and FLTrust's server update
-    trained from the global model on the aggregator's own validation split (its root data
-    set, as in Cao et al. 2021; ``X_val`` standardised), with the task's training plan and
-    a fixed seed."""
-    if strategy is None:
-        plan = document.aggregation
-        options = dict(plan.options)
-        if plan.strategy == FLTrust.name and "server_update" not in options:
-            training = document.training
-
-            def root_data_update(global_params: np.ndarray) -> np.ndarray:
-                return train_local(document.model, global_params, X_val, y_val,
-                                   training.steps, seed=0, batch_size=training.batch_size,
-                                   lr=training.lr, momentum=training.momentum).vector
-
-            options["server_update"] = root_data_update
-        strategy = get_strategy(plan.strategy, **options)
-    if isinstance(strategy, FairFLStrategy) and strategy.input_layer is None:
-        strategy = dataclasses.replace(strategy, input_layer=trigger_screen_layer(
-            document.model, document.data.feature_shape))
-    privacy = document.privacy
-    if isinstance(strategy, FairFLStrategy) and privacy is not None and privacy.dp is not None \
-            and privacy.dp.level == "example":
-        # An honest DP-SGD update is mostly isotropic noise: FairFL's NOISE check (agreement
-        # beyond chance) rejected every one of them at every epsilon; a chance level of 1
-        # turns it off. The gate's noise control tests each update against noise of its own
-        # size rather than against nothing, unless the task's options say otherwise: it
-        # trades detection at small epsilon for honest FPR (docs/privacy-dp.md).
-        control = document.aggregation.options.get("noise_control", True)
-        strategy = dataclasses.replace(strategy,
-                                       chance_z=math.sqrt(param_count(document.model)),
-                                       noise_control=control)
-    return strategy
-
-
-
-def round_result(new_cid: str, model_hash: bytes, verdicts: tuple[Verdict, ...],
-                 evidence_cid: str, millis: int) -> RoundResult:
-    """What ``finalizeRound`` records for these verdicts: contributors with their shares,
-    the rejected with their reason codes."""
-    rejected = [v for v in verdicts if not v.accepted]
-    return RoundResult(
-        new_model_cid=new_cid, model_hash=model_hash,
-        contributors=tuple(v.participant for v in verdicts if v.accepted),
-        scores_ppm=tuple(v.share_ppm for v in verdicts if v.accepted),
-        rejected=tuple(v.participant for v in rejected),
-        reasons=tuple(reason_code(v.reason) for v in rejected),
-        evidence_cid=evidence_cid, aggregation_millis=millis)
 
 
 class UpdateUnavailableError(StorageError):

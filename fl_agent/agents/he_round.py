@@ -58,7 +58,8 @@ from fl_agent.storage.store import NodeUnavailableError
 from fl_agent.timings import Stopwatch
 
 if TYPE_CHECKING:
-    from fl_agent.agents.aggregator import AggregatorAgent, RoundOutcome, Verdict
+    from fl_agent.agents.aggregator import AggregatorAgent
+    from fl_agent.agents.verdicts import RoundOutcome, Verdict
     from fl_agent.privacy.he import EncryptedUpdate, PublicContext, TrustDecision
 
 ORDER_FORMAT = "fairfl-decryption-order/1"
@@ -336,7 +337,7 @@ class EncryptedRounds:
         """Each judged update's verdict: FLTrust's on the decrypted scalars, or the reason
         it could not be read; updates submitted after the scalars were asked for are not
         judged (and said so)."""
-        from fl_agent.agents.aggregator import Verdict
+        from fl_agent.agents.verdicts import Verdict
         from fl_agent.aggregation.scoring import to_reward_shares
 
         shares = to_reward_shares(decision.trust, decision.accepted, tie_break=number)
@@ -432,7 +433,7 @@ class EncryptedRounds:
     def _finalize(self, number: int, order: DecryptionOrder, decision: TrustDecision,
                   delta: np.ndarray | None, *, started: float | None = None) -> RoundOutcome:
         """The new model (global + decrypted delta), rewards by trust, evidence, on chain."""
-        from fl_agent.agents.aggregator import RoundOutcome, round_result
+        from fl_agent.agents.verdicts import RoundOutcome, round_result
 
         agent = self.agent
         began = time.perf_counter() if started is None else started

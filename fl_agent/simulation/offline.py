@@ -114,9 +114,9 @@ def federation(config: SimulationConfig) -> Federation:
 
 def aggregator_strategy(fed: Federation, privacy: Any = None) -> Strategy:
     """The task's strategy as the aggregator agent sets it up
-    (:func:`fl_agent.agents.aggregator.task_strategy`), for a task with the ``privacy``
+    (:func:`fl_agent.agents.task_rule.task_strategy`), for a task with the ``privacy``
     plan (:func:`fl_agent.privacy.plan.build_plan`; None: plain)."""
-    from fl_agent.agents.aggregator import task_strategy
+    from fl_agent.agents.task_rule import task_strategy
 
     document = task_document(fed.config, fed.spec, fed.data)
     if privacy is not None:

@@ -406,7 +406,7 @@ def test_the_aggregator_points_fairfl_at_the_models_input_layer(world):
     (ModelSpec(name="cnn", input_shape=(1, 8, 8), num_classes=10), (1, 8, 8), None),
 ])
 def test_the_trigger_screen_reads_image_data_only(spec, feature_shape, layer):
-    from fl_agent.agents.aggregator import trigger_screen_layer
+    from fl_agent.agents.task_rule import trigger_screen_layer
 
     assert trigger_screen_layer(spec, feature_shape) == layer
 

@@ -231,7 +231,7 @@ def test_fairfl_does_not_run_its_noise_check_on_dp_sgd_updates(world):
     """Honest DP-SGD updates are mostly noise: the NOISE check refused all of them in the
     benchmark (docs/privacy-dp.md), so a DP task's aggregator turns it off and gates each
     update against noise of its own size; other tasks keep the check and the plain gate."""
-    from fl_agent.agents.aggregator import task_strategy
+    from fl_agent.agents.task_rule import task_strategy
     from fl_agent.aggregation.fairfl import chance_similarity
 
     d = param_count(world.document.model)
