@@ -204,17 +204,29 @@ class AggregatorAgent:
                 f"{cid} could not be fetched, while the store serves the round's model, "
                 f"until the round's window closed: nobody provides it ({err})") from err
 
-    def check_reach(self, unavailable: int, submitted: int) -> None:
+    def check_reach(self, unavailable: int, submitted: int, rnd: Any) -> None:
         """Raises when most of a round's updates are out of reach: then the store, not the
-        senders, is at fault (a node that answers but is cut off from its peers), and
+        senders, is likely at fault (a node that answers but is cut off from its peers), and
         nobody is judged (a ``ConnectionError``: the agent waits and tries again, every
-        update again)."""
-        if unavailable * 2 > submitted:
+        update again). But only until half a window past the round's deadline: sybils that
+        are most of a round's senders and submit CIDs nobody provides would otherwise never
+        be judged, and the round would sit until anyone closes it without a verdict. After
+        that the unreachable senders are rejected, which an honest member caught in a real
+        outage of the aggregator's store can appeal."""
+        if unavailable * 2 <= submitted:
+            return
+        patience = rnd.deadline_block + (rnd.deadline_block - rnd.start_block) // 2
+        if chain_height() <= patience:
             self._unreachable.clear()
             raise NodeUnavailableError(
                 f"{unavailable} of the round's {submitted} updates are out of reach while the "
                 "store serves the round's model: the store is likely cut off from its peers "
-                "(check `ipfs swarm peers`); judging nobody until it reaches them")
+                "(check `ipfs swarm peers`); judging nobody until it reaches them, or until "
+                f"block {patience}")
+        self.log(f"[yellow]{unavailable} of the round's {submitted} updates are still out of "
+                 f"reach at block {patience}, half a window past the round's deadline: their "
+                 "senders are rejected (if this store is cut off from its peers, mend it; "
+                 "they can appeal)[/]")
 
     def _submissions(self, round_number: int, start_block: int) -> list[Any]:
         return self.fairfl.ledger.events("UpdateSubmitted", start_block, taskId=self.task_id,
@@ -358,7 +370,7 @@ class AggregatorAgent:
                 problems[i] = f"{INVALID_UPDATE}: {err}"
                 self.log(f"[yellow]round {round_number}: update of {log.participant} "
                          f"rejected:[/] {err}")
-        self.check_reach(unavailable, len(logs))
+        self.check_reach(unavailable, len(logs), rnd)
         if clock is not None:
             clock.lap("fetch")
         judgement = Judgement(round_number, str(opened.workloadCid), global_cid,

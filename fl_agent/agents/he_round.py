@@ -246,7 +246,8 @@ class EncryptedRounds:
         from fl_agent.agents.aggregator import UpdateUnavailableError
 
         global_cid, global_vector, logs = self._round(number)
-        deadline = agent.fairfl.ledger.round(agent.task_id, number).deadline_block
+        rnd = agent.fairfl.ledger.round(agent.task_id, number)
+        deadline = rnd.deadline_block
         decoded: list[EncryptedUpdate] = []
         participants: list[str] = []
         updates: list[str] = []
@@ -268,7 +269,7 @@ class EncryptedRounds:
                 continue
             participants.append(who)
             updates.append(cid)
-        agent.check_reach(unavailable, len(logs))
+        agent.check_reach(unavailable, len(logs), rnd)
         clock.lap("fetch")
         reference = agent.strategy.server_params(global_vector.astype(np.float64)) \
             - global_vector.astype(np.float64)

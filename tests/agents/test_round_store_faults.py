@@ -254,3 +254,42 @@ def test_a_store_cut_off_from_its_peers_judges_nobody(world):
     assert standings(world, updates) == before
     aggregator.store.unreachable.clear()
     assert len(aggregator.step().accepted) == 2
+
+
+def test_sybils_that_withhold_their_updates_are_judged_half_a_window_after_the_deadline(world):
+    """Two sybils of three senders submit CIDs that nobody provides. That looks like a store
+    cut off from its peers, so nobody is judged at first; but not for ever, or the sybils
+    would never be rejected and the task would stall: half a window past the deadline the
+    unreachable senders are rejected and the round goes on with the honest update."""
+    from ape import chain
+
+    from fl_agent.agents import RoundOutcome
+    from fl_agent.crypto.envelopes import seal_update
+
+    task_id = world.create_task(rounds=1, window=30, min_participants=1)
+    honest = world.participant(task_id, 0)
+    sybils = world.bare_members(task_id, world.accounts[6:8])
+    aggregator = world.aggregator_agent(task_id)
+    _, _, workload = aggregator.step()
+    honest.step()
+    aggregator.store = FlakyStore(world.store)
+    for k, account in enumerate(sybils):
+        withheld = compute_cid(seal_update(b"never provided %d" % k, workload.aggregator_key,
+                                           task_id, 1, account.address))
+        aggregator.store.unreachable.add(withheld)
+        world.fairfl.ledger.submit_update(task_id, 1, withheld, 10, 5, sender=account)
+    rnd = world.fairfl.ledger.round(task_id, 1)
+    patience = rnd.deadline_block + (rnd.deadline_block - rnd.start_block) // 2
+    chain.provider.make_request("anvil_mine", [rnd.deadline_block - int(chain.blocks.height) + 1])
+    with pytest.raises(NodeUnavailableError, match=f"or until block {patience}"):
+        aggregator.step()
+    chain.provider.make_request("anvil_mine", [patience - int(chain.blocks.height) + 1])
+
+    outcome = aggregator.step()
+
+    assert isinstance(outcome, RoundOutcome)
+    assert outcome.accepted == [honest.address]
+    assert sorted(outcome.rejected) == sorted(a.address for a in sybils)
+    assert all("could not be fetched" in v.reason for v in outcome.verdicts if not v.accepted)
+    for account in sybils:
+        assert world.fairfl.registry.participant(account).rejected_updates == 1
