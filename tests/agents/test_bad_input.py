@@ -28,6 +28,7 @@ from fl_agent.cli import main
 from fl_agent.crypto.envelopes import Keyring, seal_update
 from fl_agent.errors import ConfigError, ContractRevertError, StorageError
 from fl_agent.learning import encode_weights, init_params
+from fl_agent.learning.weights import max_weights_bytes
 from fl_agent.learning.workload import Workload
 from fl_agent.storage.cid import compute_cid
 
@@ -64,7 +65,8 @@ class _Touch:
 
 def test_every_bad_update_is_rejected_with_its_reason_and_the_task_goes_on(world, tmp_path):
     """Inf, truncated safetensors, a header that lies about its length, two pickles posing
-    as weights, a non-CID and two huge-norm updates, all in one round with three honest
+    as weights, a non-CID, two huge-norm updates, a tensor of the wrong shape and a file
+    over the model's size limit, all in one round with three honest
     participants: each bad one is rejected with a reason that names the problem (on chain
     too), the honest ones are accepted and paid the whole budget, the round is finalized,
     and the next round opens for the honest participants."""
@@ -73,7 +75,7 @@ def test_every_bad_update_is_rejected_with_its_reason_and_the_task_goes_on(world
     spec = world.document.model
     task_id = world.create_task(rounds=2, min_participants=1)
     honest = [world.participant(task_id, i) for i in range(3)]
-    cheats = [outsider(world, i) for i in range(6, 14)]
+    cheats = [outsider(world, i) for i in range(6, 16)]
     for account in cheats:
         world.fairfl.ledger.join(task_id, sender=account)
     aggregator = world.aggregator_agent(task_id)
@@ -96,6 +98,17 @@ def test_every_bad_update_is_rejected_with_its_reason_and_the_task_goes_on(world
     huge_delta = global_vector + 1e4 * rng.normal(size=global_vector.size).astype(np.float32)
     huge_max = np.full(global_vector.size, 3e38, np.float32)  # finite, near float32's max
 
+    # The right tensors and spec, one of them flattened; and valid weights padded past the
+    # size limit for the model (refused before parsing).
+    from safetensors.numpy import load, save
+
+    tensors = load(valid)
+    matrix = next(name for name in sorted(tensors) if tensors[name].ndim >= 2)
+    tensors[matrix] = tensors[matrix].reshape(-1)
+    header = json.loads(valid[8:8 + header_length])
+    wrong_shape = save(tensors, metadata=header["__metadata__"])
+    oversized = valid + b" " * max_weights_bytes(spec)
+
     def sealed(payload: bytes, account) -> str:
         return world.store.add(seal_update(payload, workload.aggregator_key, task_id, 1,
                                            account.address))
@@ -114,6 +127,8 @@ def test_every_bad_update_is_rejected_with_its_reason_and_the_task_goes_on(world
          RejectReason.NORM_OUTLIER),
         (sealed(encode_weights(spec, huge_max), cheats[7]), "norm_outlier",
          RejectReason.NORM_OUTLIER),
+        (sealed(wrong_shape, cheats[8]), "must have shape", RejectReason.INVALID_UPDATE),
+        (sealed(oversized, cheats[9]), "more than the limit", RejectReason.INVALID_UPDATE),
     ]
     for account, (cid, _, _) in zip(cheats, bad, strict=True):
         world.fairfl.ledger.submit_update(task_id, 1, cid, 100, 5, sender=account)
