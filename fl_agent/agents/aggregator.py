@@ -59,6 +59,7 @@ from fl_agent.agents.evidence import (
     RoundEvidence,
     VerdictRecord,
     reason_code,
+    renumbered,
     rule_parameters,
     validation_digest,
 )
@@ -387,6 +388,7 @@ class AggregatorAgent:
             judgement.params = np.asarray(decision.params, dtype=np.float32)
             judgement.accepted = {usable[j] for j in decision.accepted}
             judgement.reasons.update({usable[j]: why for j, why in decision.reasons.items()})
+            judgement.figures = renumbered(decision.figures, usable)
             for j, i in enumerate(usable):
                 judgement.scores[i] = float(decision.scores[j])
                 judgement.shares[i] = decision.shares[j]
@@ -427,7 +429,7 @@ class AggregatorAgent:
             # Sybils' junk makes no quorum: no model is finalized with fewer accepted updates
             # than the task's quorum (see closeRoundRejecting).
             return self.close_short(round_number, global_cid, global_vector, verdicts,
-                                    quorum, started)
+                                    quorum, started, judgement.figures)
         # The new model's readers: this round's, less those it rejected; for the final model
         # only members with an accepted update (see fl_agent.agents.access).
         addresses = [str(log.participant).lower() for log in logs]
@@ -446,7 +448,7 @@ class AggregatorAgent:
         millis = round((time.perf_counter() - started) * 1000)
         evidence_cid = self.publish_evidence(
             round_number, global_cid, new_cid, type(self.strategy).__name__, model_hash,
-            validation, verdicts, millis, keyring, epoch)
+            validation, verdicts, millis, keyring, epoch, judgement.figures)
         rejected = [v for v in verdicts if not v.accepted]
         outcome = round_result(new_cid, model_hash, verdicts, evidence_cid, millis)
         failpoint("aggregator:before-finalize")
@@ -463,7 +465,8 @@ class AggregatorAgent:
                             receipt, params, evidence_cid)
 
     def close_short(self, round_number: int, global_cid: str, global_vector: np.ndarray,
-                    verdicts: tuple[Verdict, ...], quorum: int, started: float) -> TxReceipt:
+                    verdicts: tuple[Verdict, ...], quorum: int, started: float,
+                    figures: dict[str, Any] | None = None) -> TxReceipt:
         """Closes a round whose accepted updates fall short of the task's quorum: the
         evidence (every verdict; no new model) is published and the rejections recorded on
         chain, nobody is paid, and the next round opens on the same model. The evidence gives
@@ -474,7 +477,7 @@ class AggregatorAgent:
         rejected = [v for v in verdicts if not v.accepted]
         evidence_cid = self.publish_evidence(
             round_number, global_cid, "", type(self.strategy).__name__, b"",
-            self.score(global_vector), verdicts, millis, None, 0)
+            self.score(global_vector), verdicts, millis, None, 0, figures)
         receipt = self.fairfl.ledger.close_round_rejecting(
             self.task_id, round_number, [v.participant for v in rejected],
             [reason_code(v.reason) for v in rejected], evidence_cid, sender=self.account)
@@ -498,7 +501,7 @@ class AggregatorAgent:
     def publish_evidence(self, round_number: int, global_cid: str, new_cid: str,
                          strategy: str, model_hash: bytes, validation: float,
                          verdicts: tuple[Verdict, ...], millis: int, keyring: str | None,
-                         epoch: int) -> str:
+                         epoch: int, figures: dict[str, Any] | None = None) -> str:
         """Stores the round's evidence document (every verdict, its reason and share);
         returns its CID. An empty ``new_cid``: the round is closed short of its quorum."""
         return self.store.add(RoundEvidence(
@@ -513,7 +516,7 @@ class AggregatorAgent:
                 for v in verdicts),
             aggregation_millis=millis, keyring=keyring, key_epoch=epoch,
             rule=rule_parameters(self.strategy),
-            validation_sha256=self.validation_sha256).to_json())
+            validation_sha256=self.validation_sha256, rule_figures=figures or {}).to_json())
 
     def _decode_update(self, plain: bytes, global_vector: np.ndarray) -> np.ndarray:
         """An update's full parameter vector: weights, or a sparse delta on the global model

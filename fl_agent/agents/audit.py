@@ -2,7 +2,7 @@
 (whoever holds the aggregator's validation data and its key).
 
 A participant that lost reputation, governance resolving its appeal, or a buyer weighing a
-model can ask two questions of a round's evidence document (:mod:`fl_agent.agents.evidence`):
+model can ask three questions of a round's evidence document (:mod:`fl_agent.agents.evidence`):
 
 1. **Is it the record the chain acted on?** :func:`check_against_chain` needs nothing
    secret: the round's events name the evidence's CID, and the document must list the
@@ -14,7 +14,12 @@ model can ask two questions of a round's evidence document (:mod:`fl_agent.agent
    evidence's validation commitment must be the one the round's workload made when the
    round opened, before any update was seen, and :func:`changed_commitments` names the
    rounds where the same aggregator's commitment changed.
-2. **Does the rule, run again on the same inputs, decide the same?** :func:`rerun_round`
+2. **Do the verdicts follow from the figures the rule recorded?** :func:`replay_screens`
+   (anyone, under FairFL) decides the norm screen, the trigger screen, the chance test, the
+   DBSCAN radius and clusters and the similarity test again from the evidence's figures and
+   the rule's parameters, and checks that only updates that reached the validation gate
+   were turned away by it.
+3. **Does the rule, run again on the same inputs, decide the same?** :func:`rerun_round`
    runs the aggregator's own decision (:meth:`AggregatorAgent.judge`) on the updates the
    evidence judged, with the validation data shown, and :func:`compare_rerun` lists every
    difference: the validation data against the commitment, the rule and its parameters,
@@ -48,7 +53,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fl_agent.agents.evidence import RoundEvidence, reason_code, rule_parameters
@@ -155,6 +160,101 @@ def check_against_chain(evidence: RoundEvidence, view: RoundView, quorum: int,
     return problems
 
 
+def replay_screens(evidence: RoundEvidence) -> tuple[list[str], int]:
+    """FairFL's decision taken again from the figures its evidence records (anyone can:
+    no update, no data): which updates the norm screen, the trigger screen, the chance test
+    and the similarity test turn away, the data-driven DBSCAN radius and clusters, and which
+    of the updates that reached the validation gate it let through. Returns the differences
+    from the evidence's verdicts and the number of verdicts checked.
+
+    What this checks is that the verdicts follow from the figures under the rule's own
+    parameters (``evidence.rule``); that the figures are what the updates and the validation
+    data give is what the rerun checks (:func:`compare_rerun`). The gate's steps are taken
+    as recorded: their per-example scores stay with the aggregator's data."""
+    import numpy as np
+
+    from fl_agent.aggregation.fairfl import (
+        data_driven_eps,
+        dbscan_labels,
+        similarity_outliers,
+    )
+
+    figures, options = evidence.rule_figures, evidence.rule.get("options", {})
+    if evidence.rule.get("name") != "fairfl" or "indices" not in figures:
+        return [], 0
+    reasons = {i: (v.reason or "").split(":", 1)[0] for i, v in enumerate(evidence.verdicts)
+               if not v.accepted}
+    expected: dict[int, str] = {}
+    gated: set[int] = set()  # reached the validation gate
+    problems: list[str] = []
+
+    # 1. Norms against the median of those that moved.
+    indices = figures["indices"]
+    norms = np.asarray(figures["norms"], dtype=float)
+    unchanged = norms <= figures["unchanged_below"]
+    median = float(np.median(norms[~unchanged])) if (~unchanged).any() else 0.0
+    free = unchanged | (norms < options["free_rider_ratio"] * median)
+    long = ~free & (norms > options["max_norm_ratio"] * median)
+    expected.update({indices[k]: "free_rider" for k in np.flatnonzero(free)})
+    expected.update({indices[k]: "norm_outlier" for k in np.flatnonzero(long)})
+    # 1b. The trigger screen.
+    trigger = figures.get("trigger", {"indices": [], "excess": []})
+    expected.update({i: "trigger" for i, x in zip(trigger["indices"], trigger["excess"],
+                                                  strict=True)
+                     if options["trigger_share"] > 0 and x >= options["trigger_share"]})
+    passed = [i for i in indices if i not in expected]
+    if figures.get("candidates", passed) != passed:
+        problems.append(f"the figures' similarities are of updates {figures['candidates']}, "
+                        f"but {passed} passed the norm and trigger screens")
+    elif "candidates" in figures:
+        # 2. Agreement beyond chance with some other update.
+        candidates = figures["candidates"]
+        similarity = np.asarray(figures["similarity"], dtype=float)
+        chance = float(figures["chance"])
+        if figures["noise_checked"]:
+            correlated = (similarity - 3.0 * np.eye(len(candidates))).max(axis=1) > chance
+        else:
+            correlated = np.ones(len(candidates), dtype=bool)
+        expected.update({candidates[k]: "noise" for k in np.flatnonzero(~correlated)})
+        pool = np.flatnonzero(correlated)
+        if pool.size:
+            # 3. DBSCAN at the data-driven radius; 4. the similarity test.
+            block = similarity[np.ix_(pool, pool)]
+            cap = 1.0 - chance if chance <= 0.5 else 2.0
+            eps = data_driven_eps(np.clip(1.0 - block, 0.0, 2.0), options["min_samples"],
+                                  options["eps_scale"], cap) if options.get("eps") is None \
+                else min(float(options["eps"]), cap)
+            if not _close(eps, figures.get("eps")):
+                problems.append(f"the DBSCAN radius from the similarities is {eps}, the "
+                                f"evidence says {figures.get('eps')}")
+            labels = dbscan_labels(block, eps, options["min_samples"]).tolist()
+            if labels != figures.get("labels"):
+                problems.append(f"the clusters from the similarities are {labels}, the "
+                                f"evidence says {figures.get('labels')}")
+            reference = np.asarray(figures["reference_similarity"], dtype=float)[pool]
+            dissimilar = similarity_outliers(reference, options["similarity_z"],
+                                             options["min_std"])
+            expected.update({candidates[pool[k]]: "dissimilar"
+                             for k in np.flatnonzero(dissimilar)})
+            # 5. The gate: whoever reached it is let through or turned away by its steps,
+            # whose scores are the aggregator's; nobody else may be turned away by it.
+            reached = [candidates[pool[k]] for k in np.flatnonzero(~dissimilar)]
+            gated.update(reached)
+            walked = sorted(i for step in figures.get("gate", []) for i in step["members"])
+            if walked and walked != sorted(reached):
+                problems.append(f"the gate walked updates {walked}, but {sorted(reached)} "
+                                "reached it")
+    for i in indices:
+        actual = reasons.get(i)
+        allowed = {expected[i]} if i in expected else \
+            {None, "validation"} if i in gated else {None}
+        if actual not in allowed:
+            problems.append(f"{evidence.verdicts[i].participant}: the figures say "
+                            f"{expected.get(i) or 'accepted'}, the evidence says "
+                            f"{actual or 'accepted'}")
+    return problems, len(indices)
+
+
 def changed_commitments(workloads: Sequence[Workload]) -> list[str]:
     """The rounds (workload documents in round order) where an aggregator's validation
     commitment differs from the one it opened its previous round with: data chosen anew
@@ -183,6 +283,7 @@ class Rerun:
     validation: float | None  # the released model's metric; None: not comparable
     cosines: bool  # whether the cosines to the new model are comparable (no fresh noise)
     rule: dict[str, Any]
+    rule_figures: dict[str, Any] = field(default_factory=dict)  # what the rule measured
 
 
 def compare_rerun(evidence: RoundEvidence, rerun: Rerun) -> list[str]:
@@ -225,6 +326,9 @@ def compare_rerun(evidence: RoundEvidence, rerun: Rerun) -> list[str]:
             if not _close(getattr(record, name), again.get(name)):
                 problems.append(f"{who}: {name} {getattr(record, name)} in the evidence, "
                                 f"{again.get(name)} on rerun")
+    if evidence.rule_figures and not _same(evidence.rule_figures, rerun.rule_figures):
+        problems.append("the rule's figures (norms, similarities, clusters, gate steps) on "
+                        "rerun differ from the evidence's")
     if rerun.model_sha256 is not None and rerun.model_sha256 != evidence.new_model_sha256:
         problems.append(f"the new model's hash on rerun is {rerun.model_sha256}, the evidence "
                         f"says {evidence.new_model_sha256}")
@@ -232,6 +336,17 @@ def compare_rerun(evidence: RoundEvidence, rerun: Rerun) -> list[str]:
         problems.append(f"the new model's validation {evidence.metric} is {rerun.validation} "
                         f"on rerun, {evidence.validation} in the evidence")
     return problems
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal JSON values, floats to :data:`RTOL`."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, int | float) and isinstance(b, int | float) and _close(a, b)
+    return a == b
 
 
 def _close(a: float | None, b: float | None) -> bool:
@@ -277,7 +392,8 @@ def rerun_round(agent: Any, evidence: RoundEvidence) -> Rerun:
         model_sha256=plaintext_hash(encode_weights(agent.document.model, params)).hex()
         if released and not noisy else None,
         validation=None if released and noisy else (value if higher else -value),
-        cosines=not (released and noisy), rule=rule_parameters(agent.strategy))
+        cosines=not (released and noisy), rule=rule_parameters(agent.strategy),
+        rule_figures=judgement.figures)
 
 
 def round_of(views: dict[int, Any], task_id: int, round_number: int) -> RoundView:

@@ -7,13 +7,16 @@ figures only (scores, shares, the new model's validation score, and per update i
 to the new model's change, its relative length and its validation score alone), never
 weights.
 
-It also names everything needed to run the round's decision again (version 3): the rule and
-its every parameter (``rule``), the task document (on chain) for the scoring and sharing
-settings, each update's CID, and a SHA-256 commitment to the aggregator's validation data
-(``validation_sha256``), made when the round was decided. The validation data stays the
-aggregator's, and the updates are sealed to it; whoever holds both (the aggregator, or
-whoever it shows them to on an appeal) reruns the round with ``fl-agent evidence check
---validation``, and the commitment shows that the data shown is the data the rule used
+It also names everything needed to run the round's decision again (version 3): what the
+rule measured (``rule_figures``: under FairFL each update's norm and trigger excess, the
+pairwise similarities, the clusters and the gate's steps, from which anyone decides its
+screens again), the rule and its every parameter (``rule``), the task document (on chain)
+for the scoring and sharing settings, each update's CID, and the SHA-256 commitment to the
+aggregator's validation data (``validation_sha256``) that the round's workload made when
+the round opened, before any update existed. The validation data stays the aggregator's,
+and the updates are sealed to it; whoever holds both (the aggregator, or whoever it shows
+them to on an appeal) reruns the round with ``fl-agent evidence check --validation``, and
+the commitment shows that the data shown is the data the rule used
 (:mod:`fl_agent.agents.audit`).
 """
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -87,6 +91,30 @@ def rule_parameters(strategy: Any) -> dict[str, Any]:
             "options": options}
 
 
+#: The entries of a rule's figures that hold update indices (FairFL's; see
+#: :func:`fl_agent.agents.audit.replay_screens`).
+_INDEX_LISTS = ("indices", "candidates", "pool")
+
+
+def renumbered(figures: Mapping[str, Any], positions: Sequence[int]) -> dict[str, Any]:
+    """A rule's figures (``AggregationResult.figures``, indices into the updates it was
+    given) with every index ``j`` replaced by ``positions[j]``: the position of that update
+    among the round's verdicts."""
+    def at(indices: Sequence[int]) -> list[int]:
+        return [int(positions[j]) for j in indices]
+
+    out = dict(figures)
+    for key in _INDEX_LISTS:
+        if key in out:
+            out[key] = at(out[key])
+    if "trigger" in out:
+        out["trigger"] = {**out["trigger"], "indices": at(out["trigger"]["indices"])}
+    if "gate" in out:
+        out["gate"] = [{**step, "members": at(step["members"]), "kept": at(step["kept"])}
+                       for step in out["gate"]]
+    return out
+
+
 def reason_name(code: int) -> str:
     """``9`` -> ``"validation"``: the name of an on-chain reason code."""
     try:
@@ -144,3 +172,8 @@ class RoundEvidence(Document):
     rule: dict[str, Any] = Field(default_factory=dict)
     #: :func:`validation_digest` of the aggregator's validation data; empty before version 3.
     validation_sha256: str = ""
+    #: What the rule measured to decide, indices being positions in ``verdicts``
+    #: (:func:`renumbered`; FairFL's norms, trigger excess, similarities, clusters and gate
+    #: steps, which :func:`fl_agent.agents.audit.replay_screens` decides again); empty for
+    #: other rules and before version 3.
+    rule_figures: dict[str, Any] = Field(default_factory=dict)

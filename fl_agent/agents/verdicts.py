@@ -47,6 +47,8 @@ class Judgement:
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
     shares: list[int] = field(default_factory=list)
     params: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    #: What the rule measured, indices being positions in ``logs`` (evidence.renumbered).
+    figures: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -77,6 +77,9 @@ class AggregationResult:
     rejected: tuple[int, ...]
     scores: FloatArray
     reasons: Mapping[int, Reason] = field(default_factory=lambda: MappingProxyType({}))
+    #: What the rule measured to decide (JSON values; indices are round indices), for the
+    #: round's evidence; FairFL's is described in :func:`fl_agent.agents.audit.replay_screens`.
+    figures: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def free_riders(self) -> tuple[int, ...]:

@@ -215,12 +215,13 @@ in plain numpy; the pairwise similarities and the clustering are scikit-learn's.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -492,6 +493,8 @@ class FairFL(Strategy):
         g, valid = rnd.global_params, rnd.valid
         reasons: dict[int, Reason] = {}
         excess_by_index: dict[int, float] = {}
+        #: What the screens measured, for the round's evidence (see :meth:`figures`).
+        measured: dict[str, Any] = {}
         if self.input_layer is not None:
             offset, units, features = self.input_layer
             if offset + units * features > g.size:
@@ -537,6 +540,10 @@ class FairFL(Strategy):
                 new, sims = g.copy(), np.zeros(0)
             result = rnd.result(new, accepted, dict(zip(accepted, sims.tolist(), strict=True)),
                                 reasons)
+            if gate:
+                measured["gate"] = [{"members": list(step.members), "kept": list(step.kept),
+                                     "value": step.value} for step in gate]
+            result = dataclasses.replace(result, figures=MappingProxyType(measured))
             return FairFLReport(result, eps, MappingProxyType(dict(labels or {})),
                                 MappingProxyType(dict(reference or {})), order, gate,
                                 dropped, rescued,
@@ -553,6 +560,8 @@ class FairFL(Strategy):
                                              self.free_rider_ratio, self.max_norm_ratio, norms)
         reasons.update({int(i): Reason.FREE_RIDER for i in valid[free_rider]})
         reasons.update({int(i): Reason.NORM_OUTLIER for i in valid[outlier]})
+        measured.update(indices=valid.tolist(), norms=norms.tolist(),
+                        unchanged_below=4 * _ROUNDING * max(float(np.linalg.norm(g)), 1.0))
         keep = ~free_rider & ~outlier
 
         # 1b. Trigger screen: an input-layer change piled on a few input features.
@@ -560,6 +569,7 @@ class FairFL(Strategy):
                 and int(keep.sum()) >= self.min_samples):
             excess = trigger_excess(deltas[keep], self.input_layer)
             excess_by_index.update(_by_index(valid[keep], excess))
+            measured["trigger"] = {"indices": valid[keep].tolist(), "excess": excess.tolist()}
             piled = np.zeros_like(keep)
             piled[np.flatnonzero(keep)] = excess >= self.trigger_share
             reasons.update({int(i): Reason.TRIGGER for i in valid[piled]})
@@ -584,6 +594,9 @@ class FairFL(Strategy):
         else:
             correlated = np.ones(candidates.size, dtype=bool)
         reasons.update({int(i): Reason.NOISE for i in candidates[~correlated]})
+        measured.update(candidates=candidates.tolist(), similarity=similarity.tolist(),
+                        reference_similarity=reference_sim.tolist(), chance=chance,
+                        noise_checked=bool(candidates.size > 1 and chance <= _MAX_CHANCE))
         pool = np.flatnonzero(correlated)
         if pool.size == 0:
             return finish([], reference=reference)
@@ -599,6 +612,7 @@ class FairFL(Strategy):
         labels = self.cluster(pool_similarity, eps)
         pool_index = candidates[pool]
         label_map = {int(i): int(lab) for i, lab in zip(pool_index, labels, strict=True)}
+        measured.update(pool=pool_index.tolist(), eps=eps, labels=labels.tolist())
 
         # 4. The std test, then the bottom-up merge order.
         dissimilar = similarity_outliers(reference_sim[pool], self.similarity_z, self.min_std)

@@ -42,7 +42,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -167,6 +167,8 @@ class RoundDecision:
     reasons: Mapping[int, str]  # why each rejected update was rejected
     scores: FloatArray  # contribution score per update (0 when rejected)
     shares: tuple[int, ...]  # parts per million of the round's budget per update
+    #: What the rule measured to decide (``AggregationResult.figures``).
+    figures: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
 
 def decide_round(strategy: Strategy, global_params: ArrayLike, updates: UpdatesLike,
@@ -207,7 +209,7 @@ def decide_round(strategy: Strategy, global_params: ArrayLike, updates: UpdatesL
             accepted, tie_break=round_number))
     return RoundDecision(params, tuple(int(i) for i in accepted),
                          MappingProxyType({int(i): str(why) for i, why in result.reasons.items()}),
-                         scores, shares)
+                         scores, shares, result.figures)
 
 
 @dataclass(frozen=True)

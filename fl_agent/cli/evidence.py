@@ -44,11 +44,13 @@ def check(task_id: int, round_number: int, validation: str | None, seed: int,
     Without --validation anyone can run it: the evidence named on chain must list the
     round's submissions, contributors, shares, rejections, reason codes and new model
     exactly as the chain recorded them, and repeat the validation commitment the round
-    opened with. With --validation and the aggregator's --account, the round is decided
-    again from its updates (nothing is stored or sent) and every verdict, share, score and
-    figure, and the new model's hash, must come out the same, on validation data that
-    matches the commitment. Exits with status 1 when anything differs. Limits (homomorphic
-    rounds, participant-level DP, another machine's rounding): fl_agent/agents/audit.py.
+    opened with; FairFL's screens are decided again from the figures the evidence records
+    (norms, trigger excess, similarities, clusters). With --validation and the
+    aggregator's --account, the round is decided again from its updates (nothing is
+    stored or sent) and every verdict, share, score and figure, and the new model's hash,
+    must come out the same, on validation data that matches the commitment. Exits with
+    status 1 when anything differs. Limits (homomorphic rounds, participant-level DP,
+    another machine's rounding): fl_agent/agents/audit.py.
     """
     from rich.table import Table
 
@@ -56,6 +58,7 @@ def check(task_id: int, round_number: int, validation: str | None, seed: int,
         changed_commitments,
         check_against_chain,
         compare_rerun,
+        replay_screens,
         rerun_round,
         round_of,
         unjudged,
@@ -80,6 +83,8 @@ def check(task_id: int, round_number: int, validation: str | None, seed: int,
                      for r in views[task_id].rounds[:round_number]]
         problems = check_against_chain(record, view, views[task_id].min_participants,
                                        workloads[-1])
+        replayed, checked = replay_screens(record)
+        problems += replayed
         notes = changed_commitments(workloads)
         notes += [f"{s.participant} submitted {s.update_cid} after the aggregator read the "
                   "round: not judged, neither paid nor rejected" for s in unjudged(record, view)]
@@ -113,6 +118,9 @@ def check(task_id: int, round_number: int, validation: str | None, seed: int,
         console.print(f"[red]{len(problems)} difference(s)[/]")
         sys.exit(1)
     console.print("[green]✓ the evidence is the chain's record of the round[/]")
+    if checked:
+        console.print(f"[green]✓ the rule's screens, decided again from the evidence's "
+                      f"figures, give its {checked} verdicts[/]")
     if rerun is not None:
         console.print("[green]✓ run again on the validation data committed to, the rule "
                       "decides the same[/]")

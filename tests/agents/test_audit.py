@@ -12,6 +12,7 @@ from fl_agent.agents.audit import (
     changed_commitments,
     check_against_chain,
     compare_rerun,
+    replay_screens,
     rerun_round,
     unjudged,
 )
@@ -66,6 +67,20 @@ def test_a_finalized_round_and_a_closed_one_check_out_and_a_forged_verdict_does_
     anyone = world.cli("evidence", "check", "--task", str(task_id), "--round", "1")
     assert anyone.exit_code == 0, anyone.output
     assert "the evidence is the chain's record" in anyone.output
+    assert "decided again from the evidence's figures, give its 4 verdicts" in anyone.output
+    # ... and an aggregator that calls an update noise while its own figures show it agrees
+    # with another beyond chance is caught, by anyone.
+    figures = evidence.rule_figures
+    assert replay_screens(evidence) == ([], 4)
+    reversed_at = next(i for i, v in enumerate(evidence.verdicts) if v.reason == "noise")
+    row = figures["candidates"].index(reversed_at)
+    similarity = [list(r) for r in figures["similarity"]]
+    other = (row + 1) % len(similarity)
+    similarity[row][other] = similarity[other][row] = 0.9
+    lied = evidence.model_copy(update={"rule_figures": {**figures, "similarity": similarity}})
+    problems, _ = replay_screens(lied)
+    assert any(p.startswith(f"{people[3].address}: the figures say ")
+               and p.endswith("the evidence says noise") for p in problems), problems
     again = world.cli("evidence", "check", "--task", str(task_id), "--round", "1",
                 "--validation", "digits", "--seed", "0", "--account", "TEST::1")
     assert again.exit_code == 0, again.output
@@ -242,3 +257,57 @@ def test_a_rerun_that_agrees_has_nothing_to_say_and_each_difference_is_named():
     assert any("no validation commitment" in p for p in compare_rerun(old, _rerun()))
     # A rerun under participant-level DP compares no model hash or validation.
     assert compare_rerun(_evidence(), _rerun(model_sha256=None, validation=None)) == []
+
+
+def _fairfl_round(seed: int) -> RoundEvidence:
+    """FairFL's own decision on a synthetic linear-regression round (honest updates toward
+    the true weights, free riders, a scaled update, noise and reversed updates), as the
+    aggregator would record it."""
+    from fl_agent.agents.evidence import renumbered, rule_parameters
+    from fl_agent.aggregation.fairfl import FairFL
+
+    rng = np.random.default_rng(seed)
+    d, m = 64, 200
+    X = rng.normal(size=(m, d))
+    truth = rng.normal(size=d)
+    y = X @ truth + 0.1 * rng.normal(size=m)
+    g = np.zeros(d)
+    honest = [g + 0.3 * (truth + 0.5 * rng.normal(size=d)) for _ in range(10)]
+    updates = [*honest, g.copy(), g + 1e-9, g + 30 * (truth + 0.5 * rng.normal(size=d)),
+               g + rng.normal(size=d), g + rng.normal(size=d), g - 0.3 * truth, g - 0.3 * truth]
+    rule = FairFL()
+    result = rule.aggregate(g, np.stack(updates), np.full(len(updates), 50.0),
+                            evaluate=lambda w: -(X @ w - y) ** 2)
+    verdicts = tuple(VerdictRecord(participant=f"0x{i:02x}", update=f"bafy-{i}", samples=50,
+                                   training_millis=1, accepted=i in result.accepted,
+                                   reason=None if i in result.accepted else str(result.reasons[i]))
+                     for i in range(len(updates)))
+    positions = list(range(len(updates)))
+    return _evidence(verdicts=verdicts, rule=rule_parameters(rule),
+                     rule_figures=renumbered(result.figures, positions))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fairfls_own_verdicts_are_what_its_figures_give(seed):
+    evidence = _fairfl_round(seed)
+    reasons = {v.reason for v in evidence.verdicts}
+    assert {"free_rider", "norm_outlier", None} <= reasons, reasons
+    assert replay_screens(evidence) == ([], len(evidence.verdicts))
+
+
+def test_a_verdict_its_figures_do_not_give_is_named():
+    evidence = _fairfl_round(0)
+    figures = evidence.rule_figures
+    accepted = next(i for i, v in enumerate(evidence.verdicts) if v.accepted)
+    norms = list(figures["norms"])
+    norms[figures["indices"].index(accepted)] = 0.0  # the figures make it a free rider
+    shrunk = evidence.model_copy(update={"rule_figures": {**figures, "norms": norms}})
+    problems, _ = replay_screens(shrunk)
+    assert f"0x{accepted:02x}: the figures say free_rider, the evidence says accepted" \
+        in problems, problems
+    relabelled = evidence.model_copy(update={"rule_figures": {
+        **figures, "labels": [label + 1 for label in figures["labels"]]}})
+    assert any("the clusters from the similarities" in p
+               for p in replay_screens(relabelled)[0])
+    # A rule other than FairFL has no screens to replay.
+    assert replay_screens(evidence.model_copy(update={"rule": {"name": "fedavg"}})) == ([], 0)
