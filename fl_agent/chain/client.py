@@ -31,7 +31,8 @@ from fl_agent.chain.records import (
     WatermarkClaim,
     WatermarkCommitment,
 )
-from fl_agent.errors import ChainError, ConfigError, ContractRevertError
+from fl_agent.chain.transactions import transact
+from fl_agent.errors import ChainError, ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,151 +44,6 @@ def load_project() -> Any:
     if Path(ape.project.path).resolve() == PROJECT_ROOT:
         return ape.project
     return ape.Project(PROJECT_ROOT)
-
-
-#: How many times a transaction that is not mined in time is sent again with a higher fee.
-REPLACEMENTS = 5
-
-#: How the node says that our nonce is held by a pending transaction that pays more (one an
-#: earlier process of this agent left behind, or a copy of ours): geth, anvil, Nethermind.
-UNDERPRICED = ("replacement transaction underpriced", "replacement fee too low",
-               "already known")
-#: How many times the fees are doubled against such a transaction (each refusal is at once).
-OUTBIDS = 16
-
-
-def _transact(method: Any, *args: Any, sender: Any, **kwargs: Any) -> TxReceipt:
-    """Sends ``method(*args)`` from ``sender`` and waits for its receipt.
-
-    A revert becomes :class:`ContractRevertError` with the custom error's name. A transaction
-    that is not mined within the network's acceptance timeout (``transaction_acceptance_timeout``
-    in ape's config; fees rose after it was priced) is replaced: sent again with the same nonce
-    and fees raised by at least the 12.5 % nodes require, up to :data:`REPLACEMENTS` times, so
-    that the agent is never stuck behind it. A transaction refused because a pending one
-    holds its nonce and pays more (:data:`UNDERPRICED`: an earlier process of the agent died
-    with it unmined) takes that nonce over the same way, with fees doubled until the node
-    accepts it: the agent's work is read from the chain again, so whatever the pending one
-    did is redone if it is still needed."""
-    from ape.exceptions import ContractLogicError, TransactionNotFoundError
-
-    sent: list[str] = []
-    try:
-        try:
-            receipt = method(*args, sender=sender, **kwargs)
-        except TransactionNotFoundError as err:
-            receipt = _replace(method, args, sender, kwargs, _hash_of(err), sent)
-        except ContractLogicError:
-            raise
-        except Exception as err:
-            if not _underpriced(err):
-                raise
-            receipt = _replace(method, args, sender, kwargs, None, sent)
-    except ContractLogicError as err:
-        name = type(err).__name__
-        if name in ("ContractLogicError", "VirtualMachineError"):
-            name = None
-        said = f"transaction reverted with {name}: {err}" if name else \
-            f"transaction reverted: {err}"
-        raise ContractRevertError(said, name) from err
-    return TxReceipt(
-        tx_hash=str(receipt.txn_hash),
-        block=int(receipt.block_number),
-        gas_used=int(receipt.gas_used),
-        return_value=receipt.return_value,
-    )
-
-
-def _hash_of(err: Exception) -> str:
-    import re
-
-    found = re.search(r"0x[0-9a-fA-F]{64}", str(err))
-    if found is None:
-        raise ChainError(f"a transaction was not mined in time and ape did not say which: {err}")
-    return found.group(0)
-
-
-def _underpriced(err: BaseException) -> bool:
-    said = str(err).lower()
-    return any(words in said for words in UNDERPRICED)
-
-
-def _replace(method: Any, args: tuple, sender: Any, kwargs: dict, stuck: str | None,
-             sent: list[str]) -> Any:
-    """Sends the call again with ``stuck``'s nonce (None: the account's next nonce, which a
-    pending transaction holds) and higher fees until one is mined."""
-    from ape import chain
-    from ape.exceptions import TransactionNotFoundError
-
-    provider = chain.provider
-    original = None
-    if stuck is not None:
-        sent.append(stuck)
-        try:
-            original = provider.web3.eth.get_transaction(stuck)
-        except Exception:  # noqa: BLE001 - the node dropped it from its pool: price it afresh
-            original = None
-    if original is None:
-        nonce = int(provider.get_nonce(sender.address))
-        fee = tip = 0
-    else:
-        nonce = int(original["nonce"])
-        fee = int(original.get("maxFeePerGas", original.get("gasPrice", 0)))
-        tip = int(original.get("maxPriorityFeePerGas", 0))
-    attempts, outbids = 0, 0
-    while attempts < REPLACEMENTS:
-        mined = _mined(provider, sent)
-        if mined is not None:
-            return mined
-        base = int(provider.base_fee)
-        tip = max(tip + tip // 8 + 1, int(provider.priority_fee))
-        fee = max(fee + fee // 8 + 1, 2 * base + tip)
-        try:
-            return method(*args, sender=sender, nonce=nonce, max_fee=fee, max_priority_fee=tip,
-                          **kwargs)
-        except TransactionNotFoundError as err:
-            sent.append(_hash_of(err))
-            attempts += 1
-        except Exception as err:
-            if _underpriced(err) and outbids < OUTBIDS:
-                outbids += 1
-                fee, tip = 2 * fee, 2 * tip  # the pending one pays more: outbid it
-                continue
-            if stuck is None and "nonce too low" in str(err).lower():
-                attempts += 1  # the pending one was mined meanwhile: the next nonce is ours
-                nonce = int(provider.get_nonce(sender.address))
-                continue
-            if "nonce" not in str(err).lower():
-                raise
-            mined = _mined(provider, sent)  # an earlier one was mined meanwhile
-            if mined is not None:
-                return mined
-            raise
-    mined = _mined(provider, sent)
-    if mined is not None:
-        return mined
-    raise StuckTransactionError(
-        f"transaction with nonce {nonce} from {sender.address} was not mined after "
-        f"{REPLACEMENTS} replacements up to {fee:,} wei per gas; the network may be "
-        "congested: an agent waits and tries again")
-
-
-class StuckTransactionError(ChainError, TimeoutError):
-    """A transaction still not mined after :data:`REPLACEMENTS` replacements. A
-    ``TimeoutError``, so an agent's service loop waits and tries its step again (the step
-    reads the chain first: if one of the copies was mined meanwhile, it is not sent again)
-    rather than stopping."""
-
-
-def _mined(provider: Any, hashes: list[str]) -> Any | None:
-    """The ape receipt of whichever of ``hashes`` was mined, if any."""
-    for tx_hash in hashes:
-        try:
-            found = provider.web3.eth.get_transaction_receipt(tx_hash)
-        except Exception:  # noqa: BLE001 - web3 raises TransactionNotFound for a pending one
-            continue
-        if found is not None:
-            return provider.get_receipt(tx_hash)
-    return None
 
 
 class _Wrapper:
@@ -235,13 +91,13 @@ class Token(_Wrapper):
         return int(self.contract.allowance(owner, spender))
 
     def approve(self, spender: Any, amount: int, *, sender: Any) -> TxReceipt:
-        return _transact(self.contract.approve, spender, amount, sender=sender)
+        return transact(self.contract.approve, spender, amount, sender=sender)
 
     def transfer(self, to: Any, amount: int, *, sender: Any) -> TxReceipt:
-        return _transact(self.contract.transfer, to, amount, sender=sender)
+        return transact(self.contract.transfer, to, amount, sender=sender)
 
     def mint(self, to: Any, amount: int, *, sender: Any) -> TxReceipt:
-        return _transact(self.contract.mint, to, amount, sender=sender)
+        return transact(self.contract.mint, to, amount, sender=sender)
 
 
 class Registry(_Wrapper):
@@ -250,25 +106,25 @@ class Registry(_Wrapper):
     contract_name = "ParticipantRegistry"
 
     def register(self, metadata_cid: str, *, sender: Any) -> TxReceipt:
-        return _transact(self.contract.register, metadata_cid, sender=sender)
+        return transact(self.contract.register, metadata_cid, sender=sender)
 
     def update_metadata(self, metadata_cid: str, *, sender: Any) -> TxReceipt:
-        return _transact(self.contract.updateMetadata, metadata_cid, sender=sender)
+        return transact(self.contract.updateMetadata, metadata_cid, sender=sender)
 
     def blacklist(self, account: Any, evidence_cid: str, *, sender: Any) -> TxReceipt:
-        return _transact(self.contract.blacklist, account, evidence_cid, sender=sender)
+        return transact(self.contract.blacklist, account, evidence_cid, sender=sender)
 
     def lift_blacklist(self, account: Any, *, sender: Any) -> TxReceipt:
-        return _transact(self.contract.liftBlacklist, account, sender=sender)
+        return transact(self.contract.liftBlacklist, account, sender=sender)
 
     def file_appeal(self, statement_cid: str, *, sender: Any) -> TxReceipt:
         """The sender, blacklisted, appeals (once per blacklisting) with its statement's CID."""
-        return _transact(self.contract.fileAppeal, statement_cid, sender=sender)
+        return transact(self.contract.fileAppeal, statement_cid, sender=sender)
 
     def resolve_appeal(self, account: Any, granted: bool, decision_cid: str, *,
                        sender: Any) -> TxReceipt:
         """Governance grants (lifts the blacklisting) or denies the pending appeal."""
-        return _transact(self.contract.resolveAppeal, account, granted, decision_cid,
+        return transact(self.contract.resolveAppeal, account, granted, decision_cid,
                          sender=sender)
 
     def appeal_of(self, account: Any) -> AppealStatus:
@@ -293,11 +149,11 @@ class Ledger(_Wrapper):
     contract_name = "TaskLedger"
 
     def create_task(self, spec: TaskSpec, *, sender: Any) -> tuple[int, TxReceipt]:
-        receipt = _transact(self.contract.createTask, spec.as_abi(), sender=sender)
+        receipt = transact(self.contract.createTask, spec.as_abi(), sender=sender)
         return int(receipt.return_value or self.task_count()), receipt
 
     def join(self, task_id: int, *, sender: Any) -> TxReceipt:
-        return _transact(self.contract.join, task_id, sender=sender)
+        return transact(self.contract.join, task_id, sender=sender)
 
     def start_round(
         self, task_id: int, workload_cid: str, *, sender: Any, global_model_cid: str | None = None
@@ -305,7 +161,7 @@ class Ledger(_Wrapper):
         """Opens the next round on the task's current global model (read from its events
         unless given)."""
         model = global_model_cid or self.global_model_cid(task_id)
-        receipt = _transact(self.contract.startRound, task_id, model, workload_cid, sender=sender)
+        receipt = transact(self.contract.startRound, task_id, model, workload_cid, sender=sender)
         return int(receipt.return_value or self.task(task_id).current_round), receipt
 
     def submit_update(
@@ -321,7 +177,7 @@ class Ledger(_Wrapper):
     ) -> TxReceipt:
         """Records an update; ``privacy_cid`` names its public privacy receipt (see
         :mod:`fl_agent.privacy.receipt`), empty in plain mode."""
-        return _transact(
+        return transact(
             self.contract.submitUpdate,
             task_id,
             round_number,
@@ -334,7 +190,7 @@ class Ledger(_Wrapper):
 
     def commit_watermark(self, task_id: int, commitment: bytes, *, sender: Any) -> TxReceipt:
         """Commits, once per member and task, to the key of the watermark it embeds."""
-        return _transact(self.contract.commitWatermark, task_id, commitment, sender=sender)
+        return transact(self.contract.commitWatermark, task_id, commitment, sender=sender)
 
     def watermark_commitment(self, task_id: int, participant: str) -> WatermarkCommitment:
         """``participant``'s commitment to its watermark key in the task (32 zero bytes and
@@ -345,7 +201,7 @@ class Ledger(_Wrapper):
     def claim_watermark(self, task_id: int, claim_cid: str, *, sender: Any) -> TxReceipt:
         """Once the task completed, reveals the caller's watermark key in the claim document
         at ``claim_cid`` (see :mod:`fl_agent.privacy.claims`)."""
-        return _transact(self.contract.claimWatermark, task_id, claim_cid, sender=sender)
+        return transact(self.contract.claimWatermark, task_id, claim_cid, sender=sender)
 
     def watermark_claims(self, task_id: int) -> list[WatermarkClaim]:
         """Every ``WatermarkClaimed`` of the task, oldest first."""
@@ -358,38 +214,38 @@ class Ledger(_Wrapper):
     def finalize_round(
         self, task_id: int, round_number: int, result: RoundResult, *, sender: Any
     ) -> TxReceipt:
-        return _transact(
+        return transact(
             self.contract.finalizeRound, task_id, round_number, result.as_abi(), sender=sender
         )
 
     def close_round(self, task_id: int, round_number: int, *, sender: Any) -> TxReceipt:
         """Closes an open round without a model or rewards: the aggregator once its window
         has passed, anyone after one more window."""
-        return _transact(self.contract.closeRound, task_id, round_number, sender=sender)
+        return transact(self.contract.closeRound, task_id, round_number, sender=sender)
 
     def close_round_rejecting(self, task_id: int, round_number: int, rejected: Sequence[str],
                               reasons: Sequence[int], evidence_cid: str, *,
                               sender: Any) -> TxReceipt:
         """Closes an open round whose updates, less the ``rejected`` ones, fall short of the
         quorum: the rejections count as in ``finalize_round``; no model, no rewards."""
-        return _transact(self.contract.closeRoundRejecting, task_id, round_number,
+        return transact(self.contract.closeRoundRejecting, task_id, round_number,
                          list(rejected), list(reasons), evidence_cid, sender=sender)
 
     def propose_aggregator(self, task_id: int, aggregator: Any, *, sender: Any) -> TxReceipt:
         """The task's creator proposes a new aggregator (installable after the delay)."""
-        return _transact(self.contract.proposeAggregator, task_id, aggregator, sender=sender)
+        return transact(self.contract.proposeAggregator, task_id, aggregator, sender=sender)
 
     def replace_aggregator(self, task_id: int, aggregator: Any, *, sender: Any) -> TxReceipt:
         """Governance (at once) or the creator (its proposal, after the delay)."""
-        return _transact(self.contract.replaceAggregator, task_id, aggregator, sender=sender)
+        return transact(self.contract.replaceAggregator, task_id, aggregator, sender=sender)
 
     def cancel_task(self, task_id: int, *, sender: Any) -> TxReceipt:
         """The creator or governance cancels the task; its credits stay claimable."""
-        return _transact(self.contract.cancelTask, task_id, sender=sender)
+        return transact(self.contract.cancelTask, task_id, sender=sender)
 
     def claim_rewards(self, task_id: int, *, sender: Any) -> TxReceipt:
         """Mints the sender's unclaimed rewards of ``task_id``."""
-        return _transact(self.contract.claimRewards, task_id, sender=sender)
+        return transact(self.contract.claimRewards, task_id, sender=sender)
 
     def claimable(self, task_id: int, account: Any) -> int:
         return int(self.contract.claimable(task_id, account))
@@ -467,7 +323,7 @@ class Marketplace(_Wrapper):
         *,
         sender: Any,
     ) -> tuple[int, TxReceipt]:
-        receipt = _transact(
+        receipt = transact(
             self.contract.listTaskModel,
             task_id,
             encrypted_cid,
@@ -481,7 +337,7 @@ class Marketplace(_Wrapper):
     def buy(self, model_id: int, max_price: int, buyer_key: bytes, *, sender: Any) -> TxReceipt:
         """Pays the price (at most ``max_price``) into escrow from the sender's allowance and
         asks for the content key sealed to ``buyer_key`` (32 bytes, X25519)."""
-        return _transact(
+        return transact(
             self.contract.buy, model_id, max_price, _key32(buyer_key), sender=sender
         )
 
@@ -498,7 +354,7 @@ class Marketplace(_Wrapper):
         sender: Any,
     ) -> TxReceipt:
         """``buy`` after an EIP-2612 permit of ``max_price`` signed by the sender."""
-        return _transact(
+        return transact(
             self.contract.buyWithPermit,
             model_id,
             max_price,
@@ -520,7 +376,7 @@ class Marketplace(_Wrapper):
         method = self.contract.updateBuyerKey
         key = _key32(new_key)
         gas = int(method.estimate_gas_cost(model_id, key, sender=sender) * 5 // 4)
-        return _transact(method, model_id, key, sender=sender, gas=gas)
+        return transact(method, model_id, key, sender=sender, gas=gas)
 
     def deliver_key(
         self, model_id: int, buyer: Any, buyer_key: bytes, sealed_key: bytes, *, sender: Any
@@ -529,7 +385,7 @@ class Marketplace(_Wrapper):
         :func:`fl_agent.crypto.sealing.seal_key`). ``buyer_key`` is the key read from the
         purchase: if the buyer has replaced it since, the contract reverts with
         ``ModelMarketplaceBuyerKeyChanged`` and the escrow stays; seal to the new key."""
-        return _transact(
+        return transact(
             self.contract.deliverKey,
             model_id,
             buyer,
@@ -554,7 +410,7 @@ class Marketplace(_Wrapper):
                 f"{len(buyers)} buyers, {len(buyer_keys)} buyer keys and "
                 f"{len(sealed_keys)} sealed keys: give one of each per buyer"
             )
-        return _transact(
+        return transact(
             self.contract.deliverKeys,
             model_id,
             list(buyers),
@@ -565,10 +421,10 @@ class Marketplace(_Wrapper):
 
     def refund(self, model_id: int, *, sender: Any) -> TxReceipt:
         """Takes back the price of the sender's pending purchase once its deadline has passed."""
-        return _transact(self.contract.refund, model_id, sender=sender)
+        return transact(self.contract.refund, model_id, sender=sender)
 
     def withdraw(self, model_id: int, *, sender: Any) -> TxReceipt:
-        return _transact(self.contract.withdraw, model_id, sender=sender)
+        return transact(self.contract.withdraw, model_id, sender=sender)
 
     def withdrawable(self, model_id: int, payee: Any) -> int:
         return int(self.contract.withdrawable(model_id, payee))
@@ -577,10 +433,10 @@ class Marketplace(_Wrapper):
         return int(self.contract.withdrawn(model_id, payee))
 
     def set_price(self, model_id: int, price: int, *, sender: Any) -> TxReceipt:
-        return _transact(self.contract.setPrice, model_id, price, sender=sender)
+        return transact(self.contract.setPrice, model_id, price, sender=sender)
 
     def delist(self, model_id: int, *, sender: Any) -> TxReceipt:
-        return _transact(self.contract.delist, model_id, sender=sender)
+        return transact(self.contract.delist, model_id, sender=sender)
 
     def purchase(self, model_id: int, buyer: Any) -> Purchase:
         address = str(getattr(buyer, "address", buyer))
@@ -641,20 +497,20 @@ class KeyHolderDesk(_Wrapper):
 
     def set_key_holder(self, task_id: int, key_holder: Any, *, sender: Any) -> TxReceipt:
         """The task's creator names its key holder (before round 1; default: the creator)."""
-        return _transact(self.contract.setKeyHolder, task_id, key_holder, sender=sender)
+        return transact(self.contract.setKeyHolder, task_id, key_holder, sender=sender)
 
     def request_decryption(self, task_id: int, round_number: int, kind: DecryptionKind,
                            document_cid: str, *, sender: Any) -> tuple[int, TxReceipt]:
         """The task's aggregator asks, once per round and kind, for the decryption that the
         request document at ``document_cid`` describes; returns the request's id."""
-        receipt = _transact(self.contract.requestDecryption, task_id, round_number, int(kind),
+        receipt = transact(self.contract.requestDecryption, task_id, round_number, int(kind),
                             document_cid, sender=sender)
         request_id = receipt.return_value or self.request_of(task_id, round_number, kind)
         return int(request_id), receipt
 
     def answer_decryption(self, request_id: int, result_cid: str, *, sender: Any) -> TxReceipt:
         """The task's key holder answers a request, once, with its result document's CID."""
-        return _transact(self.contract.answerDecryption, request_id, result_cid, sender=sender)
+        return transact(self.contract.answerDecryption, request_id, result_cid, sender=sender)
 
     def key_holder_of(self, task_id: int) -> str:
         return str(self.contract.keyHolderOf(task_id))

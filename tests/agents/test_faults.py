@@ -316,13 +316,13 @@ def test_a_transaction_never_mined_after_every_replacement_is_waited_out_not_fat
 
     from ape import chain
 
-    from fl_agent.chain import client
+    from fl_agent.chain import transactions
     from fl_agent.retry import transient
 
     rpc = chain.provider.make_request
     network = chain.provider.network
     monkeypatch.setattr(type(network), "transaction_acceptance_timeout", property(lambda _: 2))
-    monkeypatch.setattr(client, "REPLACEMENTS", 2)
+    monkeypatch.setattr(transactions, "REPLACEMENTS", 2)
     signer = world.accounts[6]
     done: dict[str, BaseException] = {}
 
@@ -343,7 +343,7 @@ def test_a_transaction_never_mined_after_every_replacement_is_waited_out_not_fat
         rpc("evm_setAutomine", [True])
         rpc("anvil_mine", [1])  # the last copy is mined now; the others were replaced
     stuck = done.get("error")
-    assert isinstance(stuck, client.StuckTransactionError), stuck
+    assert isinstance(stuck, transactions.StuckTransactionError), stuck
     assert transient(stuck) and "waits and tries again" in str(stuck)
     assert world.fairfl.registry.participant(signer.address).registered
 
