@@ -17,8 +17,8 @@ model can ask three questions of a round's evidence document (:mod:`fl_agent.age
 2. **Do the verdicts follow from the figures the rule recorded?** :func:`replay_screens`
    (anyone, under FairFL) decides the norm screen, the trigger screen, the chance test, the
    DBSCAN radius and clusters and the similarity test again from the evidence's figures and
-   the rule's parameters, and checks that only updates that reached the validation gate
-   were turned away by it.
+   the task's rule, and the gate's verdicts from its recorded steps. The figures themselves
+   are the aggregator's measurements: only the rerun checks them.
 3. **Does the rule, run again on the same inputs, decide the same?** :func:`rerun_round`
    runs the aggregator's own decision (:meth:`AggregatorAgent.judge`) on the updates the
    evidence judged, with the validation data shown, and :func:`compare_rerun` lists every
@@ -160,58 +160,114 @@ def check_against_chain(evidence: RoundEvidence, view: RoundView, quorum: int,
     return problems
 
 
-def replay_screens(evidence: RoundEvidence) -> tuple[list[str], int]:
-    """FairFL's decision taken again from the figures its evidence records (anyone can:
-    no update, no data): which updates the norm screen, the trigger screen, the chance test
-    and the similarity test turn away, the data-driven DBSCAN radius and clusters, and which
-    of the updates that reached the validation gate it let through. Returns the differences
-    from the evidence's verdicts and the number of verdicts checked.
+#: Evidence formats from before the rule's figures were recorded.
+_WITHOUT_FIGURES = ("fairfl-round-evidence/1", "fairfl-round-evidence/2",
+                    "fairfl-round-evidence/3")
+#: Reasons decided before a rule sees an update (it could not be read, or is not usable).
+_BEFORE_THE_RULE = ("invalid_update", "non_finite", "no_samples")
 
-    What this checks is that the verdicts follow from the figures under the rule's own
-    parameters (``evidence.rule``); that the figures are what the updates and the validation
-    data give is what the rerun checks (:func:`compare_rerun`). The gate's steps are taken
-    as recorded: their per-example scores stay with the aggregator's data."""
+
+def replay_screens(evidence: RoundEvidence, rule: dict[str, Any] | None = None,
+                   dimension: int | None = None) -> tuple[list[str], int]:
+    """FairFL's decision taken again from the figures its evidence records (anyone can:
+    no update, no data): the norm screen, the trigger screen, the chance test, the DBSCAN
+    radius and clusters and the similarity test, and, from the gate's recorded steps, who
+    it let through. ``rule`` is the task's rule as the task document makes it (else the
+    evidence's own, unchecked) and ``dimension`` the model's parameter count, from which the
+    chance level is recomputed. Returns the differences from the evidence's verdicts and the
+    number of verdicts decided again (the gate's from its recorded steps).
+
+    What this shows is that the verdicts follow from the figures under the task's rule.
+    That the figures are what the updates and the validation data give (each update's
+    norm, trigger excess, similarity to the others and to the round's median direction, the
+    gate's per-example scores) is what only the rerun checks (:func:`compare_rerun`)."""
+    if evidence.rule.get("name") != "fairfl" and (rule or {}).get("name") != "fairfl":
+        return [], 0
+    problems: list[str] = []
+    if rule is not None and evidence.rule and rule != evidence.rule:
+        problems.append(f"the evidence names the rule {evidence.rule}, but the task's "
+                        f"document makes it {rule}")
+    figures = evidence.rule_figures
+    if not figures:
+        if evidence.format in _WITHOUT_FIGURES:
+            return problems, 0  # made before the figures were recorded
+        return [*problems, "the evidence of a FairFL round records no figures"], 0
+    try:
+        found, decided = _replay(evidence, figures, (rule or evidence.rule)["options"],
+                                 dimension)
+    except (KeyError, IndexError, TypeError, ValueError) as err:
+        return [*problems, f"the evidence's figures are malformed: {err!r}"], 0
+    return problems + found, decided
+
+
+def _replay(evidence: RoundEvidence, figures: dict[str, Any], options: dict[str, Any],
+            dimension: int | None) -> tuple[list[str], int]:
     import numpy as np
 
     from fl_agent.aggregation.fairfl import (
+        _MAX_CHANCE,
+        chance_similarity,
         data_driven_eps,
         dbscan_labels,
         similarity_outliers,
     )
 
-    figures, options = evidence.rule_figures, evidence.rule.get("options", {})
-    if evidence.rule.get("name") != "fairfl" or "indices" not in figures:
-        return [], 0
+    problems: list[str] = []
     reasons = {i: (v.reason or "").split(":", 1)[0] for i, v in enumerate(evidence.verdicts)
                if not v.accepted}
+    indices = [int(i) for i in figures["indices"]]
+    unseen = [i for i in range(len(evidence.verdicts))
+              if i not in indices and reasons.get(i) not in _BEFORE_THE_RULE]
+    if unseen:
+        problems.append(f"updates {unseen} are missing from the rule's figures but were not "
+                        "rejected as unreadable")
     expected: dict[int, str] = {}
-    gated: set[int] = set()  # reached the validation gate
-    problems: list[str] = []
 
     # 1. Norms against the median of those that moved.
-    indices = figures["indices"]
     norms = np.asarray(figures["norms"], dtype=float)
-    unchanged = norms <= figures["unchanged_below"]
+    if norms.shape != (len(indices),):
+        raise ValueError(f"{norms.size} norms for {len(indices)} updates")
+    unchanged = norms <= float(figures["unchanged_below"])
     median = float(np.median(norms[~unchanged])) if (~unchanged).any() else 0.0
     free = unchanged | (norms < options["free_rider_ratio"] * median)
     long = ~free & (norms > options["max_norm_ratio"] * median)
     expected.update({indices[k]: "free_rider" for k in np.flatnonzero(free)})
     expected.update({indices[k]: "norm_outlier" for k in np.flatnonzero(long)})
-    # 1b. The trigger screen.
-    trigger = figures.get("trigger", {"indices": [], "excess": []})
-    expected.update({i: "trigger" for i, x in zip(trigger["indices"], trigger["excess"],
-                                                  strict=True)
-                     if options["trigger_share"] > 0 and x >= options["trigger_share"]})
+    # 1b. The trigger screen runs on exactly those that passed, if there are enough of them.
     passed = [i for i in indices if i not in expected]
-    if figures.get("candidates", passed) != passed:
-        problems.append(f"the figures' similarities are of updates {figures['candidates']}, "
-                        f"but {passed} passed the norm and trigger screens")
-    elif "candidates" in figures:
+    screens = options.get("input_layer") is not None and options["trigger_share"] > 0 \
+        and len(passed) >= options["min_samples"]
+    trigger = figures.get("trigger")
+    if screens != (trigger is not None) or \
+            (trigger is not None and [int(i) for i in trigger["indices"]] != passed):
+        problems.append("the trigger screen's figures are not of the updates that passed the "
+                        f"norm screen ({passed}, screened: {screens})")
+    elif trigger is not None:
+        excess = [float(x) for x in trigger["excess"]]
+        if len(excess) != len(passed):
+            raise ValueError(f"{len(excess)} trigger figures for {len(passed)} updates")
+        expected.update({i: "trigger" for i, x in zip(passed, excess, strict=True)
+                         if x >= options["trigger_share"]})
+    passed = [i for i in passed if i not in expected]
+    candidates = [int(i) for i in figures.get("candidates", [])]
+    if candidates != passed:
+        problems.append(f"the figures' similarities are of updates {candidates}, but "
+                        f"{passed} passed the norm and trigger screens")
+    elif candidates:
         # 2. Agreement beyond chance with some other update.
-        candidates = figures["candidates"]
         similarity = np.asarray(figures["similarity"], dtype=float)
+        if similarity.shape != (len(candidates),) * 2 or not np.allclose(
+                similarity, similarity.T) or not np.allclose(np.diag(similarity), 1.0):
+            raise ValueError("the similarity matrix is not a symmetric one of cosines with "
+                             f"1 on its diagonal, of shape {(len(candidates),) * 2}")
         chance = float(figures["chance"])
-        if figures["noise_checked"]:
+        if dimension is not None:
+            derived = chance_similarity(dimension, options["chance_z"])
+            if not _close(chance, derived):
+                problems.append(f"the chance level for {dimension} parameters is {derived}, "
+                                f"the evidence says {chance}")
+            chance = derived
+        if len(candidates) > 1 and chance <= _MAX_CHANCE:
             correlated = (similarity - 3.0 * np.eye(len(candidates))).max(axis=1) > chance
         else:
             correlated = np.ones(len(candidates), dtype=bool)
@@ -220,7 +276,7 @@ def replay_screens(evidence: RoundEvidence) -> tuple[list[str], int]:
         if pool.size:
             # 3. DBSCAN at the data-driven radius; 4. the similarity test.
             block = similarity[np.ix_(pool, pool)]
-            cap = 1.0 - chance if chance <= 0.5 else 2.0
+            cap = 1.0 - chance if chance <= _MAX_CHANCE else 2.0
             eps = data_driven_eps(np.clip(1.0 - block, 0.0, 2.0), options["min_samples"],
                                   options["eps_scale"], cap) if options.get("eps") is None \
                 else min(float(options["eps"]), cap)
@@ -231,24 +287,27 @@ def replay_screens(evidence: RoundEvidence) -> tuple[list[str], int]:
             if labels != figures.get("labels"):
                 problems.append(f"the clusters from the similarities are {labels}, the "
                                 f"evidence says {figures.get('labels')}")
-            reference = np.asarray(figures["reference_similarity"], dtype=float)[pool]
-            dissimilar = similarity_outliers(reference, options["similarity_z"],
+            reference = np.asarray(figures["reference_similarity"], dtype=float)
+            if reference.shape != (len(candidates),):
+                raise ValueError(f"{reference.size} similarities to the round's direction for "
+                                 f"{len(candidates)} updates")
+            dissimilar = similarity_outliers(reference[pool], options["similarity_z"],
                                              options["min_std"])
             expected.update({candidates[pool[k]]: "dissimilar"
                              for k in np.flatnonzero(dissimilar)})
-            # 5. The gate: whoever reached it is let through or turned away by its steps,
-            # whose scores are the aggregator's; nobody else may be turned away by it.
-            reached = [candidates[pool[k]] for k in np.flatnonzero(~dissimilar)]
-            gated.update(reached)
-            walked = sorted(i for step in figures.get("gate", []) for i in step["members"])
-            if walked and walked != sorted(reached):
-                problems.append(f"the gate walked updates {walked}, but {sorted(reached)} "
-                                "reached it")
+            # 5. The gate's recorded steps decide who of those that reached it got in.
+            reached = sorted(candidates[pool[k]] for k in np.flatnonzero(~dissimilar))
+            steps = figures.get("gate", [])
+            walked = sorted(int(i) for step in steps for i in step["members"])
+            if walked != reached:
+                problems.append(f"the gate walked updates {walked}, but {reached} reached it")
+            kept = {int(i) for step in steps for i in step["kept"]}
+            let_in = (kept - {int(i) for i in figures.get("dropped", [])}) \
+                | {int(i) for i in figures.get("rescued", [])}
+            expected.update({i: "validation" for i in reached if i not in let_in})
     for i in indices:
         actual = reasons.get(i)
-        allowed = {expected[i]} if i in expected else \
-            {None, "validation"} if i in gated else {None}
-        if actual not in allowed:
+        if actual != expected.get(i):
             problems.append(f"{evidence.verdicts[i].participant}: the figures say "
                             f"{expected.get(i) or 'accepted'}, the evidence says "
                             f"{actual or 'accepted'}")
@@ -326,9 +385,12 @@ def compare_rerun(evidence: RoundEvidence, rerun: Rerun) -> list[str]:
             if not _close(getattr(record, name), again.get(name)):
                 problems.append(f"{who}: {name} {getattr(record, name)} in the evidence, "
                                 f"{again.get(name)} on rerun")
-    if evidence.rule_figures and not _same(evidence.rule_figures, rerun.rule_figures):
-        problems.append("the rule's figures (norms, similarities, clusters, gate steps) on "
-                        "rerun differ from the evidence's")
+    if evidence.rule_figures or evidence.format not in _WITHOUT_FIGURES:
+        differ = sorted(k for k in {*evidence.rule_figures, *rerun.rule_figures}
+                        if not _same(evidence.rule_figures.get(k), rerun.rule_figures.get(k)))
+        if differ:
+            problems.append(f"the rule's figures {differ} on rerun differ from the "
+                            "evidence's")
     if rerun.model_sha256 is not None and rerun.model_sha256 != evidence.new_model_sha256:
         problems.append(f"the new model's hash on rerun is {rerun.model_sha256}, the evidence "
                         f"says {evidence.new_model_sha256}")

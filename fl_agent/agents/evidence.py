@@ -36,9 +36,10 @@ from fl_agent.chain.records import RejectReason
 from fl_agent.documents import Document
 
 #: Version 2 added each update's figures (``cosine``, ``norm_ratio``, ``alone``), version 3
-#: the rule's parameters and the validation commitment; a reader takes every version, and a
-#: record of an older one lacks what came later.
-FORMAT = "fairfl-round-evidence/3"
+#: the rule's parameters and the validation commitment, version 4 what the rule measured
+#: (``rule_figures``); a reader takes every version, and a record of an older one lacks
+#: what came later.
+FORMAT = "fairfl-round-evidence/4"
 
 #: A sent update that could not be fetched, opened (not sealed to the aggregator, copied
 #: from another sender) or decoded as the task's weights.
@@ -93,7 +94,7 @@ def rule_parameters(strategy: Any) -> dict[str, Any]:
 
 #: The entries of a rule's figures that hold update indices (FairFL's; see
 #: :func:`fl_agent.agents.audit.replay_screens`).
-_INDEX_LISTS = ("indices", "candidates", "pool")
+_INDEX_LISTS = ("indices", "candidates", "pool", "dropped", "rescued")
 
 
 def renumbered(figures: Mapping[str, Any], positions: Sequence[int]) -> dict[str, Any]:
@@ -150,7 +151,7 @@ class RoundEvidence(Document):
 
     KIND = "FairFL round evidence document"
 
-    format: str = Field(FORMAT, pattern=r"^fairfl-round-evidence/[123]$")
+    format: str = Field(FORMAT, pattern=r"^fairfl-round-evidence/[1-4]$")
     task: int
     round: int
     global_model: str
@@ -175,5 +176,5 @@ class RoundEvidence(Document):
     #: What the rule measured to decide, indices being positions in ``verdicts``
     #: (:func:`renumbered`; FairFL's norms, trigger excess, similarities, clusters and gate
     #: steps, which :func:`fl_agent.agents.audit.replay_screens` decides again); empty for
-    #: other rules and before version 3.
+    #: other rules and before version 4.
     rule_figures: dict[str, Any] = Field(default_factory=dict)

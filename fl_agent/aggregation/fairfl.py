@@ -543,6 +543,7 @@ class FairFL(Strategy):
             if gate:
                 measured["gate"] = [{"members": list(step.members), "kept": list(step.kept),
                                      "value": step.value} for step in gate]
+                measured.update(dropped=list(dropped), rescued=list(rescued))
             result = dataclasses.replace(result, figures=MappingProxyType(measured))
             return FairFLReport(result, eps, MappingProxyType(dict(labels or {})),
                                 MappingProxyType(dict(reference or {})), order, gate,

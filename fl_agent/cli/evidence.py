@@ -52,6 +52,7 @@ def check(task_id: int, round_number: int, validation: str | None, seed: int,
     status 1 when anything differs. Limits (homomorphic rounds, participant-level DP,
     another machine's rounding): fl_agent/agents/audit.py.
     """
+    import numpy as np
     from rich.table import Table
 
     from fl_agent.agents.audit import (
@@ -63,8 +64,11 @@ def check(task_id: int, round_number: int, validation: str | None, seed: int,
         round_of,
         unjudged,
     )
-    from fl_agent.agents.evidence import RoundEvidence
+    from fl_agent.agents.evidence import RoundEvidence, rule_parameters
+    from fl_agent.agents.participant import load_task_document
+    from fl_agent.agents.task_rule import task_strategy
     from fl_agent.chain.history import tasks
+    from fl_agent.learning.models import param_count
     from fl_agent.learning.workload import Workload
 
     if (validation is None) != (account is None):
@@ -83,7 +87,9 @@ def check(task_id: int, round_number: int, validation: str | None, seed: int,
                      for r in views[task_id].rounds[:round_number]]
         problems = check_against_chain(record, view, views[task_id].min_participants,
                                        workloads[-1])
-        replayed, checked = replay_screens(record)
+        document = load_task_document(store, views[task_id].spec_cid)
+        rule = rule_parameters(task_strategy(document, np.zeros((0, 1)), np.zeros(0)))
+        replayed, checked = replay_screens(record, rule, param_count(document.model))
         problems += replayed
         notes = changed_commitments(workloads)
         notes += [f"{s.participant} submitted {s.update_cid} after the aggregator read the "
@@ -119,8 +125,9 @@ def check(task_id: int, round_number: int, validation: str | None, seed: int,
         sys.exit(1)
     console.print("[green]✓ the evidence is the chain's record of the round[/]")
     if checked:
-        console.print(f"[green]✓ the rule's screens, decided again from the evidence's "
-                      f"figures, give its {checked} verdicts[/]")
+        console.print(f"[green]✓ the rule's {checked} verdicts follow from the figures the "
+                      "evidence records, under the task's rule (what the figures are worth, "
+                      "only a rerun shows)[/]")
     if rerun is not None:
         console.print("[green]✓ run again on the validation data committed to, the rule "
                       "decides the same[/]")

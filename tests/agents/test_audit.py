@@ -56,7 +56,7 @@ def test_a_finalized_round_and_a_closed_one_check_out_and_a_forged_verdict_does_
     # One rejection by the rule (the reversed update), one for unreadable weights.
     assert set(outcome.rejected) == {people[3].address, junk[0].address}
     evidence = RoundEvidence.from_json(world.store.get(outcome.evidence_cid))
-    assert evidence.format == "fairfl-round-evidence/3"
+    assert evidence.format == "fairfl-round-evidence/4"
     assert evidence.validation_sha256 == validation_digest(world.splits.validation.X,
                                                            world.splits.validation.y)
     assert evidence.rule["name"] == "fairfl"
@@ -67,7 +67,7 @@ def test_a_finalized_round_and_a_closed_one_check_out_and_a_forged_verdict_does_
     anyone = world.cli("evidence", "check", "--task", str(task_id), "--round", "1")
     assert anyone.exit_code == 0, anyone.output
     assert "the evidence is the chain's record" in anyone.output
-    assert "decided again from the evidence's figures, give its 4 verdicts" in anyone.output
+    assert "the rule's 4 verdicts follow from the figures" in anyone.output
     # ... and an aggregator that calls an update noise while its own figures show it agrees
     # with another beyond chance is caught, by anyone.
     figures = evidence.rule_figures
@@ -259,10 +259,10 @@ def test_a_rerun_that_agrees_has_nothing_to_say_and_each_difference_is_named():
     assert compare_rerun(_evidence(), _rerun(model_sha256=None, validation=None)) == []
 
 
-def _fairfl_round(seed: int) -> RoundEvidence:
+def _fairfl_round(seed: int, input_layer=None) -> RoundEvidence:
     """FairFL's own decision on a synthetic linear-regression round (honest updates toward
     the true weights, free riders, a scaled update, noise and reversed updates), as the
-    aggregator would record it."""
+    aggregator would record it: after an unreadable update at position 0, through JSON."""
     from fl_agent.agents.evidence import renumbered, rule_parameters
     from fl_agent.aggregation.fairfl import FairFL
 
@@ -275,39 +275,87 @@ def _fairfl_round(seed: int) -> RoundEvidence:
     honest = [g + 0.3 * (truth + 0.5 * rng.normal(size=d)) for _ in range(10)]
     updates = [*honest, g.copy(), g + 1e-9, g + 30 * (truth + 0.5 * rng.normal(size=d)),
                g + rng.normal(size=d), g + rng.normal(size=d), g - 0.3 * truth, g - 0.3 * truth]
-    rule = FairFL()
+    if input_layer is not None:  # a "trigger": one input feature's column pushed hard
+        updates.append(g + 0.3 * truth + 1.5 * (np.arange(d) % 8 == 0))
+    rule = FairFL(input_layer=input_layer)
     result = rule.aggregate(g, np.stack(updates), np.full(len(updates), 50.0),
                             evaluate=lambda w: -(X @ w - y) ** 2)
-    verdicts = tuple(VerdictRecord(participant=f"0x{i:02x}", update=f"bafy-{i}", samples=50,
-                                   training_millis=1, accepted=i in result.accepted,
-                                   reason=None if i in result.accepted else str(result.reasons[i]))
-                     for i in range(len(updates)))
-    positions = list(range(len(updates)))
-    return _evidence(verdicts=verdicts, rule=rule_parameters(rule),
-                     rule_figures=renumbered(result.figures, positions))
+    unreadable = VerdictRecord(participant="0xff", update="bafy-x", samples=50,
+                               training_millis=1, accepted=False,
+                               reason="invalid_update: not a safetensors document", code=1)
+    verdicts = (unreadable, *(VerdictRecord(
+        participant=f"0x{i:02x}", update=f"bafy-{i}", samples=50, training_millis=1,
+        accepted=i in result.accepted,
+        reason=None if i in result.accepted else str(result.reasons[i]))
+        for i in range(len(updates))))
+    evidence = _evidence(verdicts=verdicts, rule=rule_parameters(rule), rule_figures=renumbered(
+        result.figures, list(range(1, len(updates) + 1))))
+    return RoundEvidence.from_json(evidence.to_json())
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_fairfls_own_verdicts_are_what_its_figures_give(seed):
-    evidence = _fairfl_round(seed)
+@pytest.mark.parametrize(("seed", "layer"), [(0, None), (1, None), (2, None), (0, (0, 8, 8))])
+def test_fairfls_own_verdicts_are_what_its_figures_give(seed, layer):
+    evidence = _fairfl_round(seed, layer)
     reasons = {v.reason for v in evidence.verdicts}
     assert {"free_rider", "norm_outlier", None} <= reasons, reasons
-    assert replay_screens(evidence) == ([], len(evidence.verdicts))
+    assert layer is None or "trigger" in reasons, reasons
+    assert replay_screens(evidence, evidence.rule, 64) == ([], len(evidence.verdicts) - 1)
+
+
+def _with(evidence: RoundEvidence, **figures) -> RoundEvidence:
+    return evidence.model_copy(update={"rule_figures": {**evidence.rule_figures, **figures}})
+
+
+def _problems(evidence: RoundEvidence, **kwargs) -> list[str]:
+    return replay_screens(evidence, **kwargs)[0]
 
 
 def test_a_verdict_its_figures_do_not_give_is_named():
     evidence = _fairfl_round(0)
     figures = evidence.rule_figures
     accepted = next(i for i, v in enumerate(evidence.verdicts) if v.accepted)
+    who = evidence.verdicts[accepted].participant
     norms = list(figures["norms"])
     norms[figures["indices"].index(accepted)] = 0.0  # the figures make it a free rider
-    shrunk = evidence.model_copy(update={"rule_figures": {**figures, "norms": norms}})
-    problems, _ = replay_screens(shrunk)
-    assert f"0x{accepted:02x}: the figures say free_rider, the evidence says accepted" \
-        in problems, problems
-    relabelled = evidence.model_copy(update={"rule_figures": {
-        **figures, "labels": [label + 1 for label in figures["labels"]]}})
-    assert any("the clusters from the similarities" in p
-               for p in replay_screens(relabelled)[0])
+    assert f"{who}: the figures say free_rider, the evidence says accepted" \
+        in _problems(_with(evidence, norms=norms))
+    relabelled = _with(evidence, labels=[label + 1 for label in figures["labels"]])
+    assert any("the clusters from the similarities" in p for p in _problems(relabelled))
+    # An update left out of the figures, then rejected as if the rule had: named.
+    records = list(evidence.verdicts)
+    records[accepted] = records[accepted].model_copy(update={
+        "accepted": False, "reason": "dissimilar", "share_ppm": 0})
+    keep = [k for k, i in enumerate(figures["indices"]) if i != accepted]
+    hidden = evidence.model_copy(update={"verdicts": tuple(records), "rule_figures": {
+        **figures, "indices": [figures["indices"][k] for k in keep],
+        "norms": [figures["norms"][k] for k in keep]}})
+    assert any(f"updates [{accepted}] are missing from the rule's figures" in p
+               for p in _problems(hidden))
+    # A chance level the model's size does not give (every candidate would be "noise").
+    assert any("the chance level for 64 parameters" in p
+               for p in _problems(_with(evidence, chance=1.0), dimension=64))
+    # A trigger screen where the rule has none.
+    passed = [i for i in figures["indices"] if evidence.verdicts[i].reason not in
+              ("free_rider", "norm_outlier")]
+    assert any("trigger screen's figures" in p for p in _problems(_with(
+        evidence, trigger={"indices": passed, "excess": [0.9] * len(passed)})))
+    # An update the gate's own steps kept, rejected for validation.
+    gate = [dict(step) for step in figures["gate"]]
+    records = list(evidence.verdicts)
+    kept = gate[0]["kept"][0]
+    records[kept] = records[kept].model_copy(update={
+        "accepted": False, "reason": "validation", "share_ppm": 0})
+    assert f"{records[kept].participant}: the figures say accepted, the evidence says " \
+        "validation" in _problems(evidence.model_copy(update={"verdicts": tuple(records)}))
+    # Malformed figures are a finding, not a crash; so are missing ones and another rule.
+    assert "malformed" in _problems(_with(evidence, norms=[1.0]))[0]
+    bare = evidence.model_copy(update={"rule_figures": {}})
+    assert _problems(bare) == ["the evidence of a FairFL round records no figures"]
+    assert replay_screens(bare.model_copy(update={"format": "fairfl-round-evidence/3"})) \
+        == ([], 0)
+    other = {**evidence.rule, "options": {**evidence.rule["options"], "free_rider_ratio": 0.5}}
+    assert any("the task's document makes it" in p
+               for p in _problems(evidence.model_copy(update={"rule": other}),
+                                  rule=evidence.rule))
     # A rule other than FairFL has no screens to replay.
     assert replay_screens(evidence.model_copy(update={"rule": {"name": "fedavg"}})) == ([], 0)
