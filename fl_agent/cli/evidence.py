@@ -128,6 +128,13 @@ def check(task_id: int, round_number: int, validation: str | None, seed: int,
         console.print(f"[green]✓ the rule's {checked} verdicts follow from the figures the "
                       "evidence records, under the task's rule (what the figures are worth, "
                       "only a rerun shows)[/]")
+    elif rule.get("name") == "fairfl":
+        console.print(f"[yellow]note:[/] this evidence ({record.format}) records none of "
+                      "the rule's figures, so its verdicts cannot be decided again without "
+                      "a rerun")
+    else:
+        console.print(f"[yellow]note:[/] the task's rule ({rule.get('name')}) records no "
+                      "figures to decide its verdicts again from; only a rerun checks them")
     if rerun is not None:
         console.print("[green]✓ run again on the validation data committed to, the rule "
                       "decides the same[/]")
