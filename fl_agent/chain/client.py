@@ -46,6 +46,11 @@ def load_project() -> Any:
     return ape.Project(PROJECT_ROOT)
 
 
+class ModelHistoryMismatch(ChainError):
+    """The events name a global model whose hash is not the one the task's state stores: a
+    round was finalized between the two reads, or the node's event history is incomplete."""
+
+
 class _Wrapper:
     contract_name: str = ""
 
@@ -254,10 +259,21 @@ class Ledger(_Wrapper):
         return int(self.contract.taskCount())
 
     def task(self, task_id: int) -> Task:
-        raw = self.contract.task(task_id)
-        if int(raw.status) == 0:
-            raise ChainError(f"task {task_id} does not exist (there are {self.task_count()} tasks)")
-        return Task.from_chain(task_id, raw, self.global_model_cid(task_id, raw.globalModelHash))
+        """The task's state, with its current global model's CID. The state and the events
+        are two reads: a round finalized between them makes the events name a newer model
+        than the state's hash, so the pair is read again (up to three times in all)."""
+        for attempt in range(3):
+            raw = self.contract.task(task_id)
+            if int(raw.status) == 0:
+                raise ChainError(f"task {task_id} does not exist (there are "
+                                 f"{self.task_count()} tasks)")
+            try:
+                return Task.from_chain(task_id, raw,
+                                       self.global_model_cid(task_id, raw.globalModelHash))
+            except ModelHistoryMismatch:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def global_model_cid(self, task_id: int, stored_hash: bytes | None = None) -> str:
         """The task's current global model: the newest ``RoundFinalized`` model, else the
@@ -276,7 +292,7 @@ class Ledger(_Wrapper):
             stored_hash = self.contract.task(task_id).globalModelHash
         stored = bytes(stored_hash)
         if keccak(text=cid) != stored:
-            raise ChainError(
+            raise ModelHistoryMismatch(
                 f"task {task_id}: the events name model {cid}, whose hash is not the "
                 "one stored on chain; the node's event history is incomplete"
             )

@@ -483,3 +483,32 @@ def test_an_updates_score_alone_is_published_in_the_metrics_own_sign():
                                         UpdateFigures(0.5, 1.0, 0.9))
     assert accuracy["alone"] == 0.9
     assert AggregatorAgent._figures(SimpleNamespace(metric=get_metric("mse")), None) == {}
+
+
+def test_a_round_finalized_between_the_state_read_and_the_event_read_is_read_again(
+        world, monkeypatch):
+    """``Ledger.task`` reads the task's state, then its events; a round finalized in
+    between makes the events name a newer model than the state's hash. That is a race, not
+    a gap in the node's history: the pair is read again."""
+    from fl_agent.chain.client import ModelHistoryMismatch
+
+    task_id = world.create_task(rounds=1)
+    ledger = world.fairfl.ledger
+    real = type(ledger).global_model_cid
+    calls = []
+
+    def racing(self, task, stored_hash=None):
+        calls.append(task)
+        if len(calls) == 1:
+            raise ModelHistoryMismatch("a round was finalized between the two reads")
+        return real(self, task, stored_hash)
+
+    monkeypatch.setattr(type(ledger), "global_model_cid", racing)
+    assert ledger.task(task_id).global_model_cid == real(ledger, task_id)
+    assert len(calls) == 2
+    calls.clear()
+    monkeypatch.setattr(type(ledger), "global_model_cid",
+                        lambda self, task, stored_hash=None: (_ for _ in ()).throw(
+                            ModelHistoryMismatch("the node's history is incomplete")))
+    with pytest.raises(ModelHistoryMismatch):
+        ledger.task(task_id)  # three disagreements in a row: a real gap, reported
