@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -198,7 +199,9 @@ def build_model(spec: ModelSpec, seed: int = 0) -> nn.Module:
     """
     seed = check_seed(seed)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        # the CPU generator alone: ``torch.manual_seed`` would also queue a CUDA seeding
+        # with a stack trace on every call, which outlives the fork and costs a millisecond
+        torch.default_generator.manual_seed(seed)
         return _BUILDERS[spec.name](spec)
 
 
@@ -281,8 +284,32 @@ def init_params(spec: ModelSpec, seed: int) -> np.ndarray:
     return params_to_vector(build_model(spec, seed))
 
 
+_TEMPLATES = threading.local()
+
+
+def apply_model(spec: ModelSpec, vector: np.ndarray, inputs: torch.Tensor) -> torch.Tensor:
+    """The output of the model holding ``vector`` on ``inputs``, without gradients.
+
+    No model is built: a template of ``spec`` (one per thread) runs with ``vector``'s
+    slices as its parameters (``torch.func.functional_call``), so that scoring a round's
+    thousands of coalitions costs their forward passes only."""
+    flat = torch.from_numpy(np.array(check_vector(vector, param_count(spec))))
+    params = {slot.name: flat[slot.offset:slot.offset + slot.size].view(slot.shape)
+              for slot in param_layout(spec)}
+    templates = _TEMPLATES.__dict__.setdefault("by_spec", {})
+    if spec not in templates:
+        templates[spec] = build_model(spec).eval()
+    with torch.no_grad():
+        return torch.func.functional_call(templates[spec], params, (inputs,))
+
+
 def model_from_vector(spec: ModelSpec, vector: np.ndarray) -> nn.Module:
-    """A model for ``spec`` holding ``vector``."""
-    model = build_model(spec)
+    """A model for ``spec`` holding ``vector``. It is built without initialising its weights,
+    which ``vector`` overwrites, unless it has buffers, which ``vector`` does not hold:
+    scoring a round's coalitions builds thousands of models."""
+    with torch.device("meta"):
+        model = _BUILDERS[spec.name](spec)
+    model = build_model(spec) if any(True for _ in model.buffers()) else model.to_empty(
+        device="cpu")
     vector_to_params(model, vector)
     return model

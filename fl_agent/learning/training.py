@@ -33,6 +33,7 @@ from fl_agent.learning.gate_scores import example_scores
 from fl_agent.learning.metrics import Metric, get_metric
 from fl_agent.learning.models import (
     ModelSpec,
+    apply_model,
     check_seed,
     check_vector,
     model_from_vector,
@@ -149,11 +150,9 @@ def train_local(spec: ModelSpec, global_vector: np.ndarray, X: np.ndarray, y: np
 
 def _logits(spec: ModelSpec, vector: np.ndarray, X: np.ndarray) -> torch.Tensor:
     inputs = as_model_input(spec, X)
-    model = model_from_vector(spec, vector)
-    model.eval()
-    with torch.no_grad():
-        chunks = [model(inputs[i:i + INFERENCE_BATCH])
-                  for i in range(0, inputs.shape[0], INFERENCE_BATCH)]
+    vector = check_vector(vector, param_count(spec))
+    chunks = [apply_model(spec, vector, inputs[i:i + INFERENCE_BATCH])
+              for i in range(0, inputs.shape[0], INFERENCE_BATCH)]
     return torch.cat(chunks) if chunks else torch.empty(0, spec.num_classes)
 
 

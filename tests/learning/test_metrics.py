@@ -46,6 +46,24 @@ def test_accuracy_values_are_plausible():
     assert get_metric("accuracy")(Y_TRUE, Y_TRUE) == 1.0
 
 
+@pytest.mark.parametrize("n", [1, 7, 200, 1_000])
+def test_the_hand_written_accuracy_is_scikit_learns_to_the_last_bit(n):
+    local = np.random.default_rng(n)
+    y_true = local.integers(0, 10, size=n)
+    y_pred = np.where(local.random(n) < 0.6, y_true, local.integers(0, 10, size=n))
+    assert get_metric("accuracy")(y_true, y_pred) == skm.accuracy_score(y_true, y_pred)
+
+
+@pytest.mark.parametrize("y_true, y_pred", [
+    (np.array([0, 1]), np.array([0, 1, 1])),  # lengths differ
+    (np.zeros((2, 2)), np.zeros((2, 2))),      # not 1-D
+    (np.array([]), np.array([])),              # empty
+])
+def test_accuracy_refuses_labels_it_cannot_compare(y_true, y_pred):
+    with pytest.raises(ConfigError, match="accuracy needs two non-empty 1-D label arrays"):
+        get_metric("accuracy")(y_true, y_pred)
+
+
 def test_better_follows_the_direction():
     assert get_metric("accuracy").better(0.9, 0.8)
     assert not get_metric("accuracy").better(0.8, 0.9)

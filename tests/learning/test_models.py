@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch import nn
 
 from fl_agent.errors import ConfigError
 from fl_agent.learning.models import (
     ModelSpec,
+    apply_model,
     build_model,
     init_params,
     input_layer,
@@ -126,6 +129,46 @@ def test_vector_round_trip_is_exact(spec):
     with torch.no_grad():
         assert torch.equal(model(x), build_model(spec, seed=1)(x))
         assert model(x).shape == (5, spec.num_classes)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_init_draws_torchs_default_initialisation_from_the_seed(spec):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(5)
+        expected = params_to_vector(_torch_default(spec))
+    assert init_params(spec, seed=5).tobytes() == expected.tobytes()
+
+
+def _torch_default(spec):
+    """The same architecture written out with torch's layers, initialised by torch."""
+    if spec.name == "logreg":
+        return nn.Sequential(OrderedDict(flatten=nn.Flatten(), linear=nn.Linear(30, 2)))
+    if spec.name == "mlp":
+        return nn.Sequential(OrderedDict(flatten=nn.Flatten(), fc1=nn.Linear(64, 64),
+                                         relu1=nn.ReLU(), out=nn.Linear(64, 10)))
+    return nn.Sequential(OrderedDict(
+        conv1=nn.Conv2d(1, spec.hidden[0], 3, padding=1), relu1=nn.ReLU(),
+        conv2=nn.Conv2d(spec.hidden[0], spec.hidden[1], 3, padding=1), relu2=nn.ReLU(),
+        pool=nn.MaxPool2d(2), flatten=nn.Flatten(),
+        out=nn.Linear(spec.hidden[1] * 16, 10)))
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_a_model_from_a_vector_and_the_functional_forward_are_the_built_model(spec):
+    vector = init_params(spec, seed=3)
+    built = build_model(spec, seed=3).eval()
+    x = torch.randn(7, *spec.input_shape, generator=torch.Generator().manual_seed(1))
+    from_vector = model_from_vector(spec, vector)
+    assert params_to_vector(from_vector).tobytes() == vector.tobytes()
+    assert all(p.requires_grad for p in from_vector.parameters())  # it can be trained
+    with torch.no_grad():
+        assert torch.equal(from_vector(x), built(x))
+    assert torch.equal(apply_model(spec, vector, x), built(x).detach())
+    other = init_params(spec, seed=4)  # the per-thread template keeps no state between calls
+    assert torch.equal(apply_model(spec, other, x), build_model(spec, seed=4).eval()(x).detach())
+    assert torch.equal(apply_model(spec, vector, x), built(x).detach())
+    with pytest.raises(ConfigError, match="parameter vector"):
+        apply_model(spec, vector[:-1], x)
 
 
 def test_init_is_seeded_and_leaves_global_rng_alone():
