@@ -11,7 +11,7 @@ import pytest
 from crafted import crafted_round
 
 from fl_agent.aggregation import Reason, get_strategy
-from fl_agent.aggregation.rules import krum_scores, multikrum_select
+from fl_agent.aggregation.rules import krum_scores, multikrum_select, trimmed_mean
 from fl_agent.errors import ConfigError
 
 ATTACKS = ("sign_flip", "scaling", "gaussian", "free_rider", "collude", "label_flip")
@@ -162,6 +162,15 @@ def test_trimmed_mean_and_median_by_hand():
     np.testing.assert_allclose(trimmed.params, [3.0, 1.0])  # one value cut from each end
     plain = get_strategy("trimmed_mean", beta=0.0).aggregate(np.zeros(2), updates, [1] * 5)
     np.testing.assert_allclose(plain.params, updates.mean(axis=0))
+
+
+@pytest.mark.parametrize("n, beta", [(1, 0.1), (2, 0.1), (5, 0.2), (9, 0.1), (20, 0.25),
+                                     (20, 0.0), (37, 0.45)])
+def test_the_trimmed_mean_is_scipys_to_the_last_bit(n, beta):
+    from scipy.stats import trim_mean
+
+    updates = np.random.default_rng(n).normal(size=(n, 300)) * np.logspace(-3, 3, 300)
+    assert trimmed_mean(updates, beta).tobytes() == trim_mean(updates, beta, axis=0).tobytes()
 
 
 def test_fedavg_weights_by_samples():
