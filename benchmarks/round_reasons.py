@@ -47,7 +47,7 @@ def explain(dataset: str, attack: str, alpha: float, malicious: float, seed: int
         raise SystemExit("the task's strategy is not FairFL")
     strategy = RecordingFairFL(**{f.name: getattr(base, f.name) for f in fields(base)})
     object.__setattr__(strategy, "reports", [])
-    attacker = [c.poison is not None for c in fed.clients]
+    attacker = [c.malicious for c in fed.clients]  # label flippers poison data, not updates
     rows: list[dict[str, Any]] = []
 
     def on_round(row: OfflineRound) -> None:

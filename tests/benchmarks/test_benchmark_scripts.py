@@ -376,3 +376,10 @@ def test_round_reasons_splits_each_rounds_rejections_by_kind_of_client():
     assert all(r["honest"] == 11 and r["attackers"] == 9 for r in rounds)
     assert all(r["seed_unit"] == {"size": 9, "attackers": 9} for r in rounds)
     assert set(summary) == {"blacklisted_honest", "blacklisted_attackers", "final_accuracy"}
+
+
+def test_round_reasons_counts_attackers_that_poison_their_data_as_attackers():
+    from benchmarks.round_reasons import explain
+
+    first, _summary = explain("breast_cancer", "label_flip", 0.5, 0.3, seed=1, rounds=1)
+    assert (first["honest"], first["attackers"]) == (14, 6)  # it once counted 20 honest
