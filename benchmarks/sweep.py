@@ -25,12 +25,14 @@ an interrupted sweep resumes where it stopped; ``--workers`` processes share the
     python -m benchmarks.sweep                                  # the whole grid (hours)
     python -m benchmarks.sweep --datasets digits --attacks label_flip --seeds 11
     python -m benchmarks.sweep --report-only                    # tables and plots again
+    python -m benchmarks.sweep --runs docs/data/sweep_runs.jsonl --verify 16   # kept rows
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -197,6 +199,34 @@ def sweep(runs: Sequence[Run], path: Path, workers: int,
                     raise RuntimeError(f"the sweep stopped at {failed}: {err!r}; the runs "
                                        f"finished are kept in {path}") from err
     return {r: done[r] for r in runs}
+
+
+def verify(runs: Sequence[Run], kept: dict[Run, dict[str, Any]], count: int,
+           strategy_for: StrategyFor = rule_strategy, seed: int = 0) -> list[dict[str, Any]]:
+    """Measures ``count`` of the kept ``runs`` again, drawn at random in turn from each rule
+    and dataset, and compares every metric with the kept row: whoever doubts a kept row
+    can remake a sample of them. One dict per run: the run, the metrics that differ (kept,
+    now) and both times."""
+    rng = random.Random(seed)
+    groups: dict[tuple[str, str], list[Run]] = {}
+    for run in sorted(r for r in runs if r in kept):
+        groups.setdefault((run.rule, run.dataset), []).append(run)
+    picks: list[Run] = []
+    while len(picks) < count and any(groups.values()):
+        for members in groups.values():
+            if members and len(picks) < count:
+                picks.append(members.pop(rng.randrange(len(members))))
+    checked = []
+    with progress_bar() as bar:
+        task = bar.add_task("runs made again", total=len(picks))
+        for run in picks:
+            row, now = kept[run], measure_run(run, strategy_for)
+            checked.append({"run": asdict(run), "seconds_kept": row.get("seconds"),
+                            "seconds_now": now["seconds"],
+                            "differs": {m: [row.get(m), v] for m, v in now.items()
+                                        if m != "seconds" and row.get(m) != v}})
+            bar.advance(task)
+    return checked
 
 
 # ----------------------------------------------------------------------------- the report
@@ -380,6 +410,10 @@ def arguments(description: str, rules: Sequence[str], prefix: str,
     parser.add_argument("--report-only", action="store_true",
                         help="no new runs: tables and plots from the runs of the grid "
                              "already in --runs")
+    parser.add_argument("--verify", type=int, metavar="N",
+                        help="no new runs: make N of the grid's runs kept in --runs again "
+                             "(drawn at random from each rule and dataset in turn) and "
+                             "compare every metric with the kept row; exit 1 if any differs")
     return parser
 
 
@@ -412,6 +446,20 @@ def run_grid(argv: list[str] | None, description: str, rules: Sequence[str], pre
     parser = arguments(description, rules, prefix, shares)
     args = parser.parse_args(argv)
     runs = parse_grid(parser, args, rules)
+    if args.verify is not None:
+        checked = verify(runs, load_runs(args.runs), args.verify, strategy_for)
+        if not checked:
+            parser.error(f"no run of this grid is kept in {args.runs}")
+        for c in checked:
+            r = c["run"]
+            print(f"{r['dataset']} {r['attack']} α={r['alpha']:g} m={r['malicious']:g} "
+                  f"{r['rule']} seed {r['seed']}: "
+                  f"{'differs ' + json.dumps(c['differs']) if c['differs'] else 'the same'} "
+                  f"({c['seconds_kept']} s kept, {c['seconds_now']} s now)")
+        differ = sum(bool(c["differs"]) for c in checked)
+        print(f"{len(checked) - differ} of {len(checked)} runs made again match their kept "
+              f"rows in every metric")
+        raise SystemExit(1 if differ else 0)
     if args.report_only:
         done = load_runs(args.runs)
         rows = {r: done[r] for r in runs if r in done}

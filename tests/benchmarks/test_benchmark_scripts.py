@@ -152,6 +152,16 @@ def test_the_sweep_resumes_and_reports_every_cell_with_its_heat_maps(tmp_path):
     assert (tmp_path / "sweep_breast_cancer_fpr.png").stat().st_size > 0
     run("benchmarks.sweep", *grid)  # resumes: nothing to run again
     assert runs.read_text().splitlines() == lines
+    # the kept rows are made again and match; a row changed by hand is named, exit 1
+    checked = run("benchmarks.sweep", *grid, "--verify", "2")
+    assert "2 of 2 runs made again match their kept rows in every metric" in checked
+    forged = [json.loads(line) for line in lines]
+    forged[0]["accuracy"] += 0.01
+    runs.write_text("".join(json.dumps(row) + "\n" for row in forged))
+    done = _call("benchmarks.sweep", *grid, "--verify", "4")
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "3 of 4 runs made again match" in done.stdout
+    assert f"differs {{\"accuracy\": [{forged[0]['accuracy']}" in done.stdout
     assert "unknown rule 'nope'" in run_fails("benchmarks.sweep", "--rules", "fairfl,nope")
     assert "unknown dataset" in run_fails("benchmarks.sweep", "--datasets", "mnist")
 
