@@ -388,6 +388,19 @@ def test_round_reasons_splits_each_rounds_rejections_by_kind_of_client():
     assert set(summary) == {"blacklisted_honest", "blacklisted_attackers", "final_accuracy"}
 
 
+def test_the_exact_chance_experiment_runs_fairfl_both_ways(tmp_path):
+    from benchmarks.chance_exact import exact_chance
+
+    # the exact level is below the normal approximation, and below 0.5 at 62 dimensions
+    assert 0.47 < exact_chance(62, 4.0) < 0.49 < 0.5 < 4 / 62 ** 0.5
+    assert 0.0575 < exact_chance(4810, 4.0) < 4 / 4810 ** 0.5
+    table = run("benchmarks.chance_exact", "--seeds", "1", "--cells", "gaussian:0.5:0.3",
+                "--rounds", "2", "--json", str(tmp_path / "runs.jsonl"))
+    rows = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    assert [r["way"] for r in rows] == ["normal", "exact"]
+    assert "| gaussian | 0.5 | 0.3 | 1 | exact |" in table
+
+
 def test_round_reasons_counts_attackers_that_poison_their_data_as_attackers():
     from benchmarks.round_reasons import explain
 
