@@ -12,8 +12,8 @@ This runs FairFL both ways (``normal``: the rule as it is; ``exact``: the chance
 replaced for the run) on breast_cancer cells of the sweep, on the tuning seeds 1-3 by
 default, and prints accuracy, TPR, FPR, the attackers' pay and the honest clients
 banned, run by run. On 2026-12-04 the exact level caught every Gaussian attacker but
-rejected honest updates as noise (FPR up to 0.34, up to 14 honest clients banned in a run
-against 2), so the rule was left as it is.
+rejected honest updates as noise (FPR up to 0.34, up to 14 honest clients banned in a run,
+where the rule as it is banned 2, and at most 5 in any run), so the rule was left as it is.
 
     python -m benchmarks.chance_exact                      # 13 cells x seeds 1-3 x both ways
     python -m benchmarks.chance_exact --seeds 1 --cells gaussian:0.1:0.3 --rounds 5
