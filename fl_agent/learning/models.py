@@ -304,9 +304,9 @@ def apply_model(spec: ModelSpec, vector: np.ndarray, inputs: torch.Tensor) -> to
 
 
 def model_from_vector(spec: ModelSpec, vector: np.ndarray) -> nn.Module:
-    """A model for ``spec`` holding ``vector``. It is built without initialising its weights,
-    which ``vector`` overwrites, unless it has buffers, which ``vector`` does not hold:
-    scoring a round's coalitions builds thousands of models."""
+    """A model for ``spec`` holding ``vector``, to train. It is built without initialising
+    its weights, which ``vector`` overwrites, unless it has buffers, which ``vector`` does
+    not hold. (To evaluate a vector, :func:`apply_model` builds no model at all.)"""
     with torch.device("meta"):
         model = _BUILDERS[spec.name](spec)
     model = build_model(spec) if any(True for _ in model.buffers()) else model.to_empty(
