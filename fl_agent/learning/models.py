@@ -287,8 +287,10 @@ def init_params(spec: ModelSpec, seed: int) -> np.ndarray:
 _TEMPLATES = threading.local()
 
 
-def apply_model(spec: ModelSpec, vector: np.ndarray, inputs: torch.Tensor) -> torch.Tensor:
-    """The output of the model holding ``vector`` on ``inputs``, without gradients.
+def apply_model(spec: ModelSpec, vector: np.ndarray, inputs: torch.Tensor,
+                batch: int | None = None) -> torch.Tensor:
+    """The output of the model holding ``vector`` on ``inputs``, without gradients, in
+    forward passes of at most ``batch`` inputs (all at once if None).
 
     No model is built: a template of ``spec`` (one per thread) runs with ``vector``'s
     slices as its parameters (``torch.func.functional_call``), so that scoring a round's
@@ -299,8 +301,11 @@ def apply_model(spec: ModelSpec, vector: np.ndarray, inputs: torch.Tensor) -> to
     templates = _TEMPLATES.__dict__.setdefault("by_spec", {})
     if spec not in templates:
         templates[spec] = build_model(spec).eval()
+    step = batch or max(1, inputs.shape[0])
     with torch.no_grad():
-        return torch.func.functional_call(templates[spec], params, (inputs,))
+        chunks = [torch.func.functional_call(templates[spec], params, (inputs[i:i + step],))
+                  for i in range(0, inputs.shape[0], step)]
+    return torch.cat(chunks) if chunks else torch.empty(0, spec.num_classes)
 
 
 def model_from_vector(spec: ModelSpec, vector: np.ndarray) -> nn.Module:

@@ -149,11 +149,7 @@ def train_local(spec: ModelSpec, global_vector: np.ndarray, X: np.ndarray, y: np
 
 
 def _logits(spec: ModelSpec, vector: np.ndarray, X: np.ndarray) -> torch.Tensor:
-    inputs = as_model_input(spec, X)
-    vector = check_vector(vector, param_count(spec))
-    chunks = [apply_model(spec, vector, inputs[i:i + INFERENCE_BATCH])
-              for i in range(0, inputs.shape[0], INFERENCE_BATCH)]
-    return torch.cat(chunks) if chunks else torch.empty(0, spec.num_classes)
+    return apply_model(spec, vector, as_model_input(spec, X), INFERENCE_BATCH)
 
 
 def predict_proba(spec: ModelSpec, vector: np.ndarray, X: np.ndarray) -> np.ndarray:
