@@ -82,6 +82,7 @@ class LoadSettings:
     threads: int = 1
     window: int = 1000
     timeout: float = 3 * 3600.0
+    block_time: int | None = None
 
 
 # -- running the agents -------------------------------------------------------------------------
@@ -184,7 +185,7 @@ def run(settings: LoadSettings, workdir: Path) -> dict[str, Any]:
 
     n = settings.participants
     node = LocalChain(workdir / "chain", "127.0.0.1", free_port())
-    node.start(accounts=FIRST_PARTICIPANT + n)
+    node.start(accounts=FIRST_PARTICIPANT + n, block_time=settings.block_time)
     threads = str(settings.threads)
     env = {**os.environ, "FAIRFL_HOME": str(workdir / "home"),
            "FAIRFL_DEPLOYMENTS": str(workdir / "deployments"), "FAIRFL_NETWORK": node.url,
@@ -448,6 +449,33 @@ def latency(chain: dict[str, Any], timings: list[dict[str, Any]]) -> dict[str, A
             "updates": updates, "rounds": rounds}
 
 
+def in_blocks(chain: dict[str, Any], rounds: list[dict[str, Any]],
+              block_time: float) -> dict[str, Any]:
+    """Each round against the block time: the blocks from ``RoundStarted`` to
+    ``RoundFinalized`` and the round's overhead in blocks, that is, its time (from the
+    aggregator starting to open it to ``finalizeRound``'s receipt) less the critical path's
+    training, and less training and aggregation. A round needs at least three blocks of
+    waiting whatever its work: ``startRound``, the last ``submitUpdate`` and
+    ``finalizeRound`` are each mined in a block after the one that carried what they
+    answer."""
+    started = {s["round"]: s["block"] for s in chain["started"]}
+    finalized = {f["round"]: f["block"] for f in chain["finalized"]}
+    rows = []
+    for r in rounds:
+        path, block_ms = r["critical_path_ms"], block_time * 1000
+        beyond_training = r["round_ms"] - path["training"]
+        rows.append({
+            "round": r["round"], "blocks": finalized[r["round"]] - started[r["round"]],
+            "beyond_training_blocks": round(beyond_training / block_ms, 3),
+            "beyond_training_and_aggregation_blocks":
+                round((beyond_training - path["aggregation"]) / block_ms, 3),
+        })
+    return {"block_time_s": block_time, "rounds": rows,
+            **{key: percentiles([row[key] for row in rows])
+               for key in ("blocks", "beyond_training_blocks",
+                           "beyond_training_and_aggregation_blocks")}}
+
+
 # -- report -----------------------------------------------------------------------------------
 def versions() -> dict[str, str | None]:
     """The versions that shape the figures: the learning, chain client and node."""
@@ -488,6 +516,16 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["", "| a round's critical path | mean ms | share |", "| --- | --- | --- |"]
     lines += [f"| {c} | {_ms(lat['critical_path'][c].get('mean', 0))} | "
               f"{lat['critical_path'][c].get('mean', 0) / total:.0%} |" for c in CATEGORIES]
+    if (blocks := result.get("blocks")) is not None:
+        lines += ["", f"| a round in blocks of {blocks['block_time_s']} s | n | p50 | p90 | max |",
+                  "| --- | --- | --- | --- | --- |"]
+        for key, name in (("blocks", "blocks from `RoundStarted` to `RoundFinalized`"),
+                          ("beyond_training_blocks", "overhead beyond training"),
+                          ("beyond_training_and_aggregation_blocks",
+                           "overhead beyond training and aggregation")):
+            d = blocks[key]
+            lines.append(f"| {name} | {d['n']} | {d['p50']:.2f} | {d['p90']:.2f} | "
+                         f"{d['max']:.2f} |")
     verdict = "every submission accounted for" if acc["complete"] else "**SUBMISSIONS MISSING**"
     if result["stopped"]:
         lines += ["", f"**Stopped before the task completed** ({result['stopped']}); the "
@@ -495,7 +533,9 @@ def markdown(result: dict[str, Any]) -> str:
     lines += [
         "",
         f"{s['participants']} participant processes + 1 aggregator, {s['rounds']} rounds, "
-        f"poll interval {s['poll_interval']} s, {s['threads']} torch thread(s) per agent.",
+        f"poll interval {s['poll_interval']} s, {s['threads']} torch thread(s) per agent, "
+        + (f"a block every {s['block_time']} s." if s.get("block_time")
+           else "a block mined for each transaction."),
         f"Accounting, rounds 1-{result['rounds_checked']}: {acc['submitted']} of "
         f"{acc['expected']} submissions on chain, "
         f"{acc['accounted']} in the rounds' results ({acc['accepted']} accepted, "
@@ -569,6 +609,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--window", type=int, default=1000,
                         help="blocks a round stays open (default 1000: every submission mines "
                         "a block, so it must exceed the participants)")
+    parser.add_argument("--block-time", type=int, default=None,
+                        help="seconds between blocks (anvil --block-time; default: a block "
+                        "for each transaction); the report then gives each round in blocks "
+                        "and its overhead beyond training in blocks")
     parser.add_argument("--timeout", type=float, default=3 * 3600.0,
                         help="give up after this many seconds (default 3 h)")
     parser.add_argument("--json", type=Path, default=Path("reports/bench/load.json"),
@@ -579,11 +623,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.participants < 1 or args.rounds < 1:
         parser.error("--participants and --rounds must be >= 1")
-    if args.window <= args.participants:
+    if args.block_time is not None and args.block_time < 1:
+        parser.error("--block-time must be >= 1 second")
+    if args.block_time is None and args.window <= args.participants:
         parser.error("--window must exceed --participants (each submission mines a block)")
     settings = LoadSettings(participants=args.participants, rounds=args.rounds,
                             poll_interval=args.poll_interval, threads=args.threads,
-                            window=args.window, timeout=args.timeout)
+                            window=args.window, timeout=args.timeout,
+                            block_time=args.block_time)
     about = {**machine(), "versions": versions()}
     began = time.time()
     with tempfile.TemporaryDirectory(prefix="fairfl-bench-load-") as tmp:
@@ -605,6 +652,9 @@ def main(argv: list[str] | None = None) -> None:
         "latency_ms": latency(raw["chain"], raw["timings"]),
         "chain": raw["chain"], "timings": raw["timings"],
     }
+    if settings.block_time:
+        result["blocks"] = in_blocks(raw["chain"], result["latency_ms"]["rounds"],
+                                     settings.block_time)
     png = args.json.with_suffix(".png")
     publish(result, args.json, markdown(result))
     if result["latency_ms"]["rounds"]:

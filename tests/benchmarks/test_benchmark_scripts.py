@@ -237,7 +237,7 @@ def test_the_held_out_benchmark_scores_every_run_against_the_targets(tmp_path):
 def test_the_load_benchmark_accounts_for_every_submission_of_every_process(tmp_path):
     out = tmp_path / "load.json"
     table = run("benchmarks.load", "--participants", "3", "--rounds", "2", "--poll-interval",
-                "0.5", "--json", str(out))
+                "0.5", "--block-time", "1", "--json", str(out))
     result = json.loads(out.read_text())
     accounting = result["accounting"]
     assert accounting["complete"] is True
@@ -253,6 +253,16 @@ def test_the_load_benchmark_accounts_for_every_submission_of_every_process(tmp_p
     assert {"cores", "ram_gb", "versions"} <= set(result["machine"])
     assert (tmp_path / "load.png").stat().st_size > 0
     assert "every submission accounted for" in table and "| p50 |" in table
+    # A block a second: RoundFinalized comes at least two blocks after RoundStarted (the
+    # submissions in between), and the round's time, from before startRound was mined,
+    # covers those blocks.
+    blocks = result["blocks"]
+    assert blocks["block_time_s"] == 1 and len(blocks["rounds"]) == 2
+    for row in blocks["rounds"]:
+        assert row["blocks"] >= 2
+        assert row["beyond_training_blocks"] >= row["blocks"] - 1
+        assert row["beyond_training_and_aggregation_blocks"] < row["beyond_training_blocks"]
+    assert "overhead beyond training" in table and "a block every 1 s" in table
 
 
 def test_the_gas_benchmark_adds_up_and_never_goes_below_a_floor(tmp_path):
