@@ -3,7 +3,8 @@
 The sweep's tables say *that* a cell went wrong; this prints *how*: for each round, the
 honest and attacking clients that submitted, FairFL's reason for each rejection
 (``dissimilar``, ``validation``, ...), which unit seeded the bottom-up merge order (and
-whether it held attackers), and who is blacklisted after the round. The run is the sweep's
+whether it held attackers), the updates' lengths (the honest range, each attacker's), and
+who is blacklisted after the round. The run is the sweep's
 (:func:`benchmarks.sweep.measure_run` settings, same data, training and attacks); FairFL's
 :meth:`~fl_agent.aggregation.fairfl.FairFL.report` is recorded as the aggregator decides.
 
@@ -61,6 +62,9 @@ def explain(dataset: str, attack: str, alpha: float, malicious: float, seed: int
             reasons["attacker" if attacker[client[j]] else "honest"][str(why)] += 1
         seed_unit = report.order[0] if report.order else ()
         rejected = {client[j] for j in report.result.rejected}
+        figures = report.result.figures or {}
+        norms = dict(zip(figures.get("indices", []), figures.get("norms", []), strict=True))
+        honest_norms = [n for j, n in norms.items() if not attacker[client[j]]]
         rows.append({
             "round": row.round,
             "honest": sum(not attacker[c] for c in client),
@@ -70,6 +74,12 @@ def explain(dataset: str, attack: str, alpha: float, malicious: float, seed: int
             "seed_unit": {"size": len(seed_unit),
                           "attackers": sum(attacker[client[j]] for j in seed_unit)},
             "rejected": sorted(rejected),
+            # the update's length as FairFL's norm screen saw it: the honest range, and
+            # each attacker's (an attack can look ordinary in one round and not another)
+            "norms": {"honest": [round(min(honest_norms), 3), round(max(honest_norms), 3)]
+                      if honest_norms else [],
+                      "attackers": {client[j]: round(n, 3) for j, n in norms.items()
+                                    if attacker[client[j]]}},
             "test_accuracy": round(row.test_accuracy, 3),
         })
 

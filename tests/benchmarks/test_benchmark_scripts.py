@@ -395,6 +395,10 @@ def test_round_reasons_splits_each_rounds_rejections_by_kind_of_client():
     # 9 of 20 clients collude and submit one crafted update: their unit seeds the merge
     assert all(r["honest"] == 11 and r["attackers"] == 9 for r in rounds)
     assert all(r["seed_unit"] == {"size": 9, "attackers": 9} for r in rounds)
+    for r in rounds:  # the colluders' one crafted update has one length, inside the honest range
+        low, high = r["norms"]["honest"]
+        assert len(r["norms"]["attackers"]) == 9 and len(set(r["norms"]["attackers"].values())) == 1
+        assert 0 < low <= next(iter(r["norms"]["attackers"].values())) <= high
     assert set(summary) == {"blacklisted_honest", "blacklisted_attackers", "final_accuracy"}
 
 
