@@ -258,11 +258,60 @@ def test_the_load_benchmark_accounts_for_every_submission_of_every_process(tmp_p
     # covers those blocks.
     blocks = result["blocks"]
     assert blocks["block_time_s"] == 1 and len(blocks["rounds"]) == 2
-    for row in blocks["rounds"]:
-        assert row["blocks"] >= 2
-        assert row["beyond_training_blocks"] >= row["blocks"] - 1
-        assert row["beyond_training_and_aggregation_blocks"] < row["beyond_training_blocks"]
+    started = {s["round"]: s["block"] for s in result["chain"]["started"]}
+    finalized = {f["round"]: f["block"] for f in result["chain"]["finalized"]}
+    for row, timed in zip(blocks["rounds"], latency["rounds"], strict=True):
+        path = timed["critical_path_ms"]
+        assert row["blocks"] == finalized[row["round"]] - started[row["round"]] >= 2
+        # seconds of the round less training, in blocks of one second
+        assert row["beyond_training_blocks"] == pytest.approx(
+            (timed["round_ms"] - path["training"]) / 1000, abs=1e-3)
+        assert row["beyond_training_and_aggregation_blocks"] == pytest.approx(
+            (timed["round_ms"] - path["training"] - path["aggregation"]) / 1000, abs=1e-3)
+        # the round, counted from before startRound was mined, covers its blocks
+        assert row["blocks"] - 1 <= row["beyond_training_blocks"] <= row["blocks"] + 60
     assert "overhead beyond training" in table and "a block every 1 s" in table
+
+
+def test_the_load_report_counts_blocks_only_when_blocks_are_timed():
+    from benchmarks.load import in_blocks, markdown
+
+    chain = {"started": [{"round": 1, "block": 10}, {"round": 2, "block": 14}],
+             "finalized": [{"round": 1, "block": 13}, {"round": 2, "block": 16}]}
+    rounds = [{"round": 1, "round_ms": 7_000.0,
+               "critical_path_ms": {"training": 1_000.0, "aggregation": 2_000.0}},
+              {"round": 2, "round_ms": 4_500.0,
+               "critical_path_ms": {"training": 500.0, "aggregation": 1_000.0}}]
+    blocks = in_blocks(chain, rounds, block_time=2)
+    assert [(r["blocks"], r["beyond_training_blocks"],
+             r["beyond_training_and_aggregation_blocks"]) for r in blocks["rounds"]] \
+        == [(3, 3.0, 2.0), (2, 2.0, 1.5)]
+    assert blocks["beyond_training_blocks"]["max"] == 3.0
+    # a block per transaction: the report says so and has no table in blocks
+    empty = {"n": 0}
+    result = {"latency_ms": {"per_update": {}, "per_round": {}, "critical_path": {
+                  c: {} for c in ("waiting", "chain", "storage", "training",
+                                  "set-up and sealing", "aggregation")}},
+              "accounting": {"complete": True, "submitted": 0, "expected": 0, "accounted": 0,
+                             "accepted": 0, "rejected": 0, "blacklisted": {}},
+              "resources": {k: 0 for k in ("available_memory_before_gb",
+                                           "min_available_memory_gb",
+                                           "agents_peak_uss_total_gb",
+                                           "agent_peak_uss_median_mb", "cpu_busy_share",
+                                           "agents_cpu_seconds", "anvil_cpu_seconds")},
+              "settings": {"participants": 1, "rounds": 1, "poll_interval": 2.0,
+                           "threads": 1, "block_time": None},
+              "wall_s": {"rounds": 1.0, "startup": 1.0, "total": 2.0},
+              "stopped": None, "rounds_checked": 1, "machine": {"cores": 2, "ram_gb": 1}}
+    result["latency_ms"]["per_update"] = {k: empty for k in ("training", "storage", "chain",
+                                                             "notice", "submitted")}
+    result["latency_ms"]["per_round"] = {k: empty for k in (
+        "aggregation", "aggregator_fetch", "finalize_tx", "open", "aggregator_wait",
+        "all_submitted", "round")}
+    text = markdown(result)
+    assert "a block mined for each transaction" in text and "in blocks of" not in text
+    result["settings"]["block_time"], result["blocks"] = 2, blocks
+    assert "| a round in blocks of 2 s |" in markdown(result)
 
 
 def test_the_gas_benchmark_adds_up_and_never_goes_below_a_floor(tmp_path):
@@ -395,7 +444,7 @@ def test_round_reasons_splits_each_rounds_rejections_by_kind_of_client():
     # 9 of 20 clients collude and submit one crafted update: their unit seeds the merge
     assert all(r["honest"] == 11 and r["attackers"] == 9 for r in rounds)
     assert all(r["seed_unit"] == {"size": 9, "attackers": 9} for r in rounds)
-    for r in rounds:  # the colluders' one crafted update has one length, inside the honest range
+    for r in rounds:  # one crafted update, one length; in these two rounds, inside the honest range
         low, high = r["norms"]["honest"]
         assert len(r["norms"]["attackers"]) == 9 and len(set(r["norms"]["attackers"].values())) == 1
         assert 0 < low <= next(iter(r["norms"]["attackers"].values())) <= high
