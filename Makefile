@@ -83,7 +83,7 @@ bench-claims: setup ## What a false sample count or sybil accounts earn: the rul
 bench-rules: setup ## The aggregation rules alone, attackers in every round, against a perfect detector (docs/rules-alone.md)
 	@python -m benchmarks.rule_alone
 
-bench-sweep: setup ## Every rule x attack x non-IID alpha x attacker share, digits and breast_cancer, seeds 11-13, offline with blacklisting; heat maps (docs/sweep.md; about 4.5 hours on 2 cores, estimated from the runs kept; resumable)
+bench-sweep: setup ## Every rule x attack x non-IID alpha x attacker share, digits and breast_cancer, seeds 11-13, offline with blacklisting; heat maps (docs/sweep.md; about 4 to 5.5 hours on 2 cores, estimated from the runs kept; resumable)
 	@python -m benchmarks.sweep
 
 bench-ablation: setup ## FairFL with DBSCAN replaced by HDBSCAN, OPTICS, KMeans, agglomerative or no clustering, the sweep's settings at 30 % attackers (docs/sweep.md; about 4 hours, resumable)
