@@ -460,9 +460,9 @@ def in_blocks(chain: dict[str, Any], rounds: list[dict[str, Any]],
     answer."""
     started = {s["round"]: s["block"] for s in chain["started"]}
     finalized = {f["round"]: f["block"] for f in chain["finalized"]}
-    rows = []
+    block_ms, rows = block_time * 1000, []
     for r in rounds:
-        path, block_ms = r["critical_path_ms"], block_time * 1000
+        path = r["critical_path_ms"]
         beyond_training = r["round_ms"] - path["training"]
         rows.append({
             "round": r["round"], "blocks": finalized[r["round"]] - started[r["round"]],
