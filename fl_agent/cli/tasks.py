@@ -243,7 +243,10 @@ def train(task_id: int, data: str, shard: str | None, partition_scheme: str, alp
               help="Submissions that close a round early (default: every active participant).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the built-in dataset's split.")
-@click.option("--poll-interval", type=Finite(min=0), default=2.0, show_default=True)
+@click.option("--poll-interval", type=Finite(min=0), default=2.0, show_default=True,
+              help="Seconds between looks at the chain. Enough for 12 s blocks; on a "
+              "chain with 2 s blocks use 0.5, or a round takes a block more "
+              "(docs/sweep.md, §5).")
 @account_option
 @network_option
 @ipfs_option
