@@ -10,7 +10,8 @@ too and reported apart: it touches fresh memory) with its peak of traced memory
 coordinates), so the times are the rule's own work; the number of gate calls is reported,
 and each costs one forward pass of the real model on the validation split. FLTrust's server
 update is a stand-in step too. ``copy groups`` is the aggregator's other per-round pass
-over the updates (:func:`fl_agent.aggregation.rounds.round_weights`, run twice a round).
+over the updates (:func:`fl_agent.aggregation.rounds.round_weights`: one pass a round, whose
+Gram matrix the round's second call reuses).
 Contribution scoring is not included: its cost is in ``benchmarks.fidelity``.
 
 **Storage.** :class:`fl_agent.storage.local.LocalStore` ``add`` (CID, atomic write, fsync)

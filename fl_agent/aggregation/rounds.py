@@ -99,16 +99,26 @@ _SAME = 1e-9
 _CHUNK = 1 << 16  # columns per block of the Gram matrix (bounded memory for large models)
 
 
-def _cosine_distances(global_params: FloatArray, updates: FloatArray,
-                      rows: NDArray[np.intp]) -> tuple[FloatArray, NDArray[np.bool_]]:
-    """``1 - cos`` between the deltas of ``updates[rows]``, through their Gram matrix built in
-    column blocks (memory ``n x n`` plus one block, never another ``n x d`` copy), and which
-    of them are usable (finite and not zero)."""
-    gram = np.zeros((rows.size, rows.size))
+def delta_gram(global_params: ArrayLike, updates: UpdatesLike,
+               rows: ArrayLike) -> FloatArray:
+    """The Gram matrix of the deltas ``updates[rows] - global_params``, built in column
+    blocks (memory ``n x n`` plus one block, never another ``n x d`` copy); NaN or Inf where
+    an update is not finite."""
+    g = np.asarray(global_params, dtype=np.float64)
+    u = np.asarray(updates, dtype=np.float64)
+    chosen = np.asarray(rows, dtype=np.intp)
+    gram = np.zeros((chosen.size, chosen.size))
     with np.errstate(invalid="ignore", over="ignore"):  # a NaN or Inf update: not usable
-        for start in range(0, updates.shape[1], _CHUNK):
-            block = updates[rows, start:start + _CHUNK] - global_params[start:start + _CHUNK]
+        for start in range(0, u.shape[1], _CHUNK):
+            block = u[chosen, start:start + _CHUNK] - g[start:start + _CHUNK]
             gram += block @ block.T
+    return gram
+
+
+def _cosine_distances(gram: FloatArray) -> tuple[FloatArray, NDArray[np.bool_]]:
+    """``1 - cos`` between the deltas whose Gram matrix is ``gram``, and which of them are
+    usable (finite and not zero)."""
+    with np.errstate(invalid="ignore", over="ignore"):
         squared = np.diag(gram).copy()
         usable = np.isfinite(squared) & (squared > 0)
         norms = np.sqrt(np.where(usable, squared, 1.0))
@@ -117,18 +127,23 @@ def _cosine_distances(global_params: FloatArray, updates: FloatArray,
 
 def copy_groups(global_params: ArrayLike, updates: UpdatesLike,
                 members: ArrayLike | None = None,
-                closeness: float = COPY_CLOSENESS) -> NDArray[np.intp]:
+                closeness: float = COPY_CLOSENESS, *,
+                gram: FloatArray | None = None) -> NDArray[np.intp]:
     """A group label per update: among ``members`` (default: all), updates linked by a chain
     of pairs whose cosine distance is at most ``closeness`` times the median cosine distance
     of the members' pairs share one. Non-members, and updates that hold a non-finite value
-    or do not move the model, are alone."""
-    g = np.asarray(global_params, dtype=np.float64)
+    or do not move the model, are alone. ``gram``: the members' :func:`delta_gram`, if
+    already computed (rows in ``members`` order)."""
     rows = np.asarray(updates, dtype=np.float64)
     labels = np.arange(rows.shape[0])
     chosen = labels if members is None else np.asarray(members, dtype=np.intp)
     if chosen.size < 2:
         return labels
-    distance, usable = _cosine_distances(g, rows, chosen)
+    if gram is None:
+        gram = delta_gram(global_params, rows, chosen)
+    elif gram.shape != (chosen.size, chosen.size):
+        raise ValueError(f"gram is {gram.shape}, for {chosen.size} members")
+    distance, usable = _cosine_distances(gram)
     chosen, distance = chosen[usable], distance[np.ix_(usable, usable)]
     if chosen.size < 2:
         return labels
@@ -141,14 +156,16 @@ def copy_groups(global_params: ArrayLike, updates: UpdatesLike,
 
 
 def round_weights(global_params: ArrayLike, updates: UpdatesLike, claims: ArrayLike,
-                  members: ArrayLike | None = None) -> tuple[FloatArray, NDArray[np.intp]]:
+                  members: ArrayLike | None = None, *,
+                  gram: FloatArray | None = None) -> tuple[FloatArray, NDArray[np.intp]]:
     """Each update's weight and its copy group, among ``members`` (default: all): a group's
     claim is the mean of its members' claims; the groups' claims are capped at the others'
     median (:func:`capped_claims`, so copies cannot move the cap either) and split
-    equally among the members. Non-members keep their claim and a group of their own."""
+    equally among the members. Non-members keep their claim and a group of their own.
+    ``gram``: as in :func:`copy_groups`."""
     c = np.asarray(claims, dtype=np.float64)
     chosen = np.arange(c.size) if members is None else np.asarray(members, dtype=np.intp)
-    groups = copy_groups(global_params, updates, chosen)
+    groups = copy_groups(global_params, updates, chosen, gram=gram)
     weights = c.copy()
     if chosen.size:
         labels, inverse, size = np.unique(groups[chosen], return_inverse=True,
@@ -184,13 +201,18 @@ def decide_round(strategy: Strategy, global_params: ArrayLike, updates: UpdatesL
     n = len(updates)
     rnd = prepare_round(global_params, updates, num_samples)  # a malformed round raises here
     # Provisional weights among the usable updates, for the strategy's decision...
+    gram = delta_gram(rnd.global_params, rnd.updates, rnd.valid)  # one pass, used twice
     provisional, _ = round_weights(rnd.global_params, rnd.updates, rnd.num_samples,
-                                   rnd.valid)
+                                   rnd.valid, gram=gram)
     result = strategy.aggregate(global_params, updates, provisional, evaluate=gate)
     accepted = list(result.accepted)
     # ...and the final ones among the accepted: accounts that were turned away (and earn
     # nothing) neither move the cap nor make anyone a copy.
-    weights, groups = round_weights(rnd.global_params, rnd.updates, rnd.num_samples, accepted)
+    position = {int(i): k for k, i in enumerate(rnd.valid)}
+    among = [position.get(int(i), -1) for i in accepted]
+    weights, groups = round_weights(
+        rnd.global_params, rnd.updates, rnd.num_samples, accepted,
+        gram=gram[np.ix_(among, among)] if len(among) > 1 and min(among) >= 0 else None)
     params = np.asarray(result.params)
     if accepted and not np.array_equal(weights[accepted], provisional[accepted]):
         chosen = rnd.updates[accepted]
@@ -241,4 +263,4 @@ def update_figures(global_params: ArrayLike, updates: ArrayLike, new_params: Arr
 
 
 __all__ = ["COPY_CLOSENESS", "RoundDecision", "UpdateFigures", "capped_claims", "copy_groups",
-           "decide_round", "round_weights", "update_figures"]
+           "decide_round", "delta_gram", "round_weights", "update_figures"]

@@ -13,6 +13,7 @@ from fl_agent.aggregation.rounds import (
     capped_claims,
     copy_groups,
     decide_round,
+    delta_gram,
     round_weights,
 )
 from fl_agent.errors import ConfigError
@@ -91,6 +92,24 @@ def test_identical_updates_are_copies_even_when_every_update_is_the_same():
                     [0, 1.0, 0], [0, 0, 1.0]])
     labels = copy_groups(g, odd).tolist()
     assert labels[0] == labels[1] and len(set(labels)) == 6
+
+
+def test_a_gram_computed_once_gives_the_groups_of_a_fresh_pass():
+    # decide_round passes over the updates once and hands each call its members' part.
+    rng = np.random.default_rng(5)
+    g = rng.standard_normal(50)
+    honest = g + rng.standard_normal((6, 50))
+    copy = honest[2] + 1e-3 * rng.standard_normal(50)
+    updates = np.vstack([honest, copy, copy + 1e-3 * rng.standard_normal(50)])
+    everyone = np.arange(len(updates))
+    gram = delta_gram(g, updates, everyone)
+    assert copy_groups(g, updates, gram=gram).tolist() == copy_groups(g, updates).tolist()
+    some = np.array([1, 2, 6, 7])
+    labels = copy_groups(g, updates, some, gram=gram[np.ix_(some, some)])
+    assert labels.tolist() == copy_groups(g, updates, some).tolist()
+    assert labels[2] == labels[6] == labels[7] and len(set(labels.tolist())) == 6
+    with pytest.raises(ValueError, match="for 4 members"):
+        copy_groups(g, updates, some, gram=gram)
 
 
 def _round(seed=3):
