@@ -83,7 +83,9 @@ def score_round(strategy: Strategy, global_params: np.ndarray, updates: np.ndarr
     (its accepted updates, copies as one player, its capped weights), each on a fresh
     cache; None when fewer than 3 players were accepted."""
     accepted = list(decision.accepted)
-    weights, groups = round_weights(global_params, updates, claims, accepted)
+    weights, groups = decision.weights, decision.groups
+    if weights is None or groups is None:  # a decision made by hand, not by decide_round
+        weights, groups = round_weights(global_params, updates, claims, accepted)
     members: dict[int, list[int]] = {}
     for i in accepted:
         members.setdefault(int(groups[i]), []).append(i)

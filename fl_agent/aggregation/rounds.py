@@ -25,7 +25,9 @@ Both rules count only the updates the strategy accepts: the strategy decides on
 provisional weights computed among the usable updates, then the weights are computed again
 among the accepted ones (and the accepted updates recombined if that changes the model).
 So accounts that are turned away, and earn nothing, can neither raise the cap nor stretch
-the round's typical distance until honest participants look like copies.
+the round's typical distance until honest participants look like copies. (The accepted
+updates' distances are read from the Gram matrix of every usable update, made once a
+round: the same as a pass over the accepted alone up to the last bits of rounding.)
 
 The strategy aggregates the updates with those weights; the accepted updates are scored
 by their contribution on validation (Shapley or leave-one-out over groups, with the same
@@ -134,15 +136,14 @@ def copy_groups(global_params: ArrayLike, updates: UpdatesLike,
     of the members' pairs share one. Non-members, and updates that hold a non-finite value
     or do not move the model, are alone. ``gram``: the members' :func:`delta_gram`, if
     already computed (rows in ``members`` order)."""
-    rows = np.asarray(updates, dtype=np.float64)
-    labels = np.arange(rows.shape[0])
+    labels = np.arange(len(updates))
     chosen = labels if members is None else np.asarray(members, dtype=np.intp)
+    if gram is not None and gram.shape != (chosen.size, chosen.size):
+        raise ValueError(f"gram is {gram.shape}, for {chosen.size} members")
     if chosen.size < 2:
         return labels
     if gram is None:
-        gram = delta_gram(global_params, rows, chosen)
-    elif gram.shape != (chosen.size, chosen.size):
-        raise ValueError(f"gram is {gram.shape}, for {chosen.size} members")
+        gram = delta_gram(global_params, updates, chosen)
     distance, usable = _cosine_distances(gram)
     chosen, distance = chosen[usable], distance[np.ix_(usable, usable)]
     if chosen.size < 2:
@@ -151,7 +152,7 @@ def copy_groups(global_params: ArrayLike, updates: UpdatesLike,
     linked = distance <= max(closeness * typical, _SAME)
     np.fill_diagonal(linked, True)
     _, parts = connected_components(linked, directed=False)
-    labels[chosen] = rows.shape[0] + parts  # apart from the labels of the updates left alone
+    labels[chosen] = labels.size + parts  # apart from the labels of the updates left alone
     return np.unique(labels, return_inverse=True)[1]
 
 
@@ -186,6 +187,10 @@ class RoundDecision:
     shares: tuple[int, ...]  # parts per million of the round's budget per update
     #: What the rule measured to decide (``AggregationResult.figures``).
     figures: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: The final weights and copy groups (:func:`round_weights` among the accepted): the
+    #: weights the model was combined with and the players the scores were computed for.
+    weights: FloatArray | None = field(default=None, repr=False)
+    groups: NDArray[np.intp] | None = field(default=None, repr=False)
 
 
 def decide_round(strategy: Strategy, global_params: ArrayLike, updates: UpdatesLike,
@@ -231,7 +236,7 @@ def decide_round(strategy: Strategy, global_params: ArrayLike, updates: UpdatesL
             accepted, tie_break=round_number))
     return RoundDecision(params, tuple(int(i) for i in accepted),
                          MappingProxyType({int(i): str(why) for i, why in result.reasons.items()}),
-                         scores, shares, result.figures)
+                         scores, shares, result.figures, weights, groups)
 
 
 @dataclass(frozen=True)

@@ -245,7 +245,8 @@ def train(task_id: int, data: str, shard: str | None, partition_scheme: str, alp
               help="Seed of the built-in dataset's split.")
 @click.option("--poll-interval", type=Finite(min=0), default=2.0, show_default=True,
               help="Seconds between looks at the chain. Enough for 12 s blocks; on a "
-              "chain with 2 s blocks use 0.5, or a round takes a block more "
+              "chain with 2 s blocks, 0.5 kept every round at three blocks on an "
+              "otherwise idle machine, where 2 let some take a block more "
               "(docs/sweep.md, §5).")
 @account_option
 @network_option

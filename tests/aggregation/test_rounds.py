@@ -108,6 +108,8 @@ def test_a_gram_computed_once_gives_the_groups_of_a_fresh_pass():
     labels = copy_groups(g, updates, some, gram=gram[np.ix_(some, some)])
     assert labels.tolist() == copy_groups(g, updates, some).tolist()
     assert labels[2] == labels[6] == labels[7] and len(set(labels.tolist())) == 6
+    # The Gram matrix given is the one used: orthogonal deltas are nobody's copies.
+    assert len(set(copy_groups(g, updates, some, gram=np.eye(4)).tolist())) == 8
     with pytest.raises(ValueError, match="for 4 members"):
         copy_groups(g, updates, some, gram=gram)
 
@@ -165,6 +167,28 @@ def test_accounts_that_are_turned_away_neither_move_the_cap_nor_make_copies():
     assert set(decision.accepted) == {0, 1, 2, 3}
     np.testing.assert_array_equal(decision.params, alone.params)
     assert decision.shares[:4] == alone.shares
+
+
+def test_the_final_weights_are_those_of_a_fresh_pass_over_the_accepted():
+    """decide_round passes over the updates once and takes the accepted updates' part of
+    that Gram matrix for the final weights: the same groups and weights as a pass over the
+    accepted updates alone, though a non-finite update and turned-away accounts come first."""
+    r, claims = _round()
+    rng = np.random.default_rng(1)
+    length = np.linalg.norm(r.updates[0] - r.global_params)
+    directions = rng.normal(size=(5, r.updates.shape[1]))
+    noise = r.global_params + (length * directions / np.linalg.norm(
+        directions, axis=1, keepdims=True)).astype(np.float32)
+    broken = np.full((1, r.updates.shape[1]), np.nan, dtype=r.updates.dtype)
+    crowd = np.vstack([broken, noise, r.updates, r.updates[1]])  # account 7 twice (7, 10)
+    lied = np.concatenate([[50], [10**9] * 5, claims, [60]])
+    decision = _decide(r, crowd, lied, "fairfl")
+    assert decision.accepted == (6, 7, 8, 9, 10)
+    accepted = list(decision.accepted)
+    weights, groups = round_weights(r.global_params, crowd, lied, accepted)
+    assert decision.groups.tolist() == groups.tolist()
+    assert groups[7] == groups[10] and len(set(groups[accepted].tolist())) == 4
+    np.testing.assert_allclose(decision.weights, weights, rtol=1e-12)
 
 
 def test_three_copied_accounts_weigh_and_earn_what_one_would():
