@@ -66,7 +66,7 @@ story: DELIVERY_WINDOW = 20
 story: deploy ## A scripted walk through every contract call (register ... buy, refund, withdraw)
 	@ape run story --network $(NETWORK) $(APE_QUIET)
 
-bench: bench-sim bench-held-out bench-gate bench-market bench-app bench-app-load bench-app-api bench-claims bench-rules bench-sweep bench-ablation bench-fidelity bench-scale bench-load bench-gas ## All benchmarks (several hours on 2 cores; each target alone below)
+bench: bench-sim bench-held-out bench-gate bench-market bench-app bench-app-load bench-app-api bench-claims bench-rules bench-sweep bench-ablation bench-fidelity bench-scale bench-load bench-gas ## All benchmarks (not timed as a whole; at least 6.3-7.6 hours on 2 cores for its three largest parts, see README; each target alone below)
 
 bench-sim: setup ## Every attack and variant in the target setting on seed $(BENCH_SEEDS), each run on its own anvil; table in docs/benchmarks.md
 	@fl-agent bench --seeds $(BENCH_SEEDS)
