@@ -83,10 +83,10 @@ bench-claims: setup ## What a false sample count or sybil accounts earn: the rul
 bench-rules: setup ## The aggregation rules alone, attackers in every round, against a perfect detector (docs/rules-alone.md)
 	@python -m benchmarks.rule_alone
 
-bench-sweep: setup ## Every rule x attack x non-IID alpha x attacker share, digits and breast_cancer, seeds 11-13, offline with blacklisting; heat maps (docs/sweep.md; about 4 to 5.5 hours on 2 cores, estimated from the runs kept; resumable)
+bench-sweep: setup ## Every rule x attack x non-IID alpha x attacker share, digits and breast_cancer, seeds 11-13, offline with blacklisting; heat maps (docs/sweep.md; about 4.2 to 5.5 hours on 2 cores, estimated from the runs kept; resumable)
 	@python -m benchmarks.sweep
 
-bench-ablation: setup ## FairFL with DBSCAN replaced by HDBSCAN, OPTICS, KMeans, agglomerative or no clustering, the sweep's settings at 30 % attackers, 1,188 runs (docs/sweep.md, docs/ablation.md; about 1.5 hours, resumable)
+bench-ablation: setup ## FairFL with DBSCAN replaced by HDBSCAN, OPTICS, KMeans, agglomerative or no clustering, the sweep's settings at 30 % attackers, 1,188 runs (docs/sweep.md, docs/ablation.md; about 1.4 hours on 2 cores, resumable)
 	@python -m benchmarks.ablation
 
 bench-fidelity: setup ## Contribution scores against exact Shapley values on 8 clients: Spearman and seconds (docs/sweep.md; ~3 min)
