@@ -43,7 +43,7 @@ import numpy as np
 from benchmarks import machine, progress_bar, publish
 from benchmarks.held_out import EVALUATION_SEEDS
 from fl_agent.aggregation.base import Strategy
-from fl_agent.aggregation.rounds import RoundDecision, round_weights
+from fl_agent.aggregation.rounds import RoundDecision
 from fl_agent.aggregation.scoring import shapley_values, subset_value
 from fl_agent.simulation.config import SimulationConfig
 from fl_agent.simulation.offline import decide_as_on_chain, federation, run_offline
@@ -77,15 +77,14 @@ def _timed(make: Callable[[], Any]) -> tuple[Any, float]:
 
 
 def score_round(strategy: Strategy, global_params: np.ndarray, updates: np.ndarray,
-                claims: np.ndarray, score: Callable[[np.ndarray], float],
+                score: Callable[[np.ndarray], float],
                 decision: RoundDecision, round_number: int) -> dict[str, Any] | None:
     """Every estimator and the exact values on the game the aggregator scored in this round
     (its accepted updates, copies as one player, its capped weights), each on a fresh
     cache; None when fewer than 3 players were accepted."""
     accepted = list(decision.accepted)
-    weights, groups = decision.weights, decision.groups
-    if weights is None or groups is None:  # a decision made by hand, not by decide_round
-        weights, groups = round_weights(global_params, updates, claims, accepted)
+    weights, groups = decision.weights, decision.groups  # as decide_round set them
+    assert weights is not None and groups is not None, "a decision of decide_round"
     members: dict[int, list[int]] = {}
     for i in accepted:
         members.setdefault(int(groups[i]), []).append(i)
@@ -147,8 +146,8 @@ def measure(seeds: Sequence[int], rounds: int, measured: Sequence[int],
                 decision = decide_as_on_chain(strategy, params, updates, claims, **options)
                 number = options["round_number"]
                 if number in measured:
-                    row = score_round(strategy, params, updates, claims, options["score"],
-                                      decision, number)
+                    row = score_round(strategy, params, updates, options["score"], decision,
+                                      number)
                     if row is not None:
                         row.update(setting=name, seed=seed, round=number, attackers=bad,
                                    spearman={k: spearman(v, row["exact"])
