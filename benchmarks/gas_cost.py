@@ -49,7 +49,6 @@ than its floor (the floor would then be wrong).
 from __future__ import annotations
 
 import argparse
-import base64
 import hashlib
 import math
 import os
@@ -60,10 +59,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from benchmarks import machine, publish
 from benchmarks import versions as shared_versions
+from benchmarks.gas_chain import BULK, CREATOR, Pass, Rpc, Setup, cid, key32
 from benchmarks.gas_floor import (
     FLOOR_PER_TOKEN,
     INTRINSIC,
@@ -75,8 +73,8 @@ from benchmarks.gas_floor import (
     WRITE_GAS,
     WRITES,
     ZERO_BYTE,
-    floor_of,
 )
+from benchmarks.gas_other import OTHER_FUNCTIONS, run_other
 from benchmarks.l2_fee import (
     FJORD,
     GWEI,
@@ -89,9 +87,6 @@ from benchmarks.l2_fee import (
 )
 
 # -- the scenario -----------------------------------------------------------------------------
-CREATOR, AGGREGATOR = 0, 1
-#: Participants and buyers of each pass are test-mnemonic accounts from here on, never reused.
-FIRST_ACCOUNT = 1_000
 FLT = 10**18
 REWARD_PER_ROUND = 1_000 * FLT
 PRICE = FLT
@@ -102,99 +97,10 @@ REJECT_REASON = 5  # norm outlier
 PPM = 1_000_000
 WATERMARKS = 3
 BUYERS = 3
-#: Functions sent once per participant and per round: only the first two of a pass are
-#: traced and set against their floor (the others are alike).
-BULK = {"register", "join", "submitUpdate", "claimRewards"}
-
-# -- talking to anvil -------------------------------------------------------------------------
-class Rpc:
-    """Plain JSON-RPC to the private node: funding, mining, receipts, traces, raw transactions."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.http = httpx.Client(timeout=300.0)
-
-    def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
-        results: list[Any] = []
-        for start in range(0, len(calls), 200):
-            body = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p}
-                    for i, (m, p) in enumerate(calls[start:start + 200])]
-            for reply in sorted(self.http.post(self.url, json=body).json(),
-                                key=lambda r: r["id"]):
-                if "error" in reply:
-                    raise RuntimeError(f"{body[reply['id']]['method']}: {reply['error']}")
-                results.append(reply["result"])
-        return results
-
-    def call(self, method: str, *params: Any) -> Any:
-        return self.batch([(method, list(params))])[0]
-
-
-def cid(*parts: Any) -> str:
-    """A CIDv1 (raw, sha2-256) of the shape the agents publish: 59 characters."""
-    digest = hashlib.sha256(repr(parts).encode()).digest()
-    return "b" + base64.b32encode(bytes([1, 0x55, 0x12, 0x20]) + digest).decode().lower() \
-        .rstrip("=")
-
-
-def key32(*parts: Any) -> bytes:
-    return hashlib.sha256(repr(parts).encode()).digest()
-
-
-# -- a pass -----------------------------------------------------------------------------------
-class Setup:
-    """The chain and contracts every pass shares."""
-
-    def __init__(self, fairfl: Any, rpc: Rpc) -> None:
-        from fl_agent.chain.node import dev_account
-
-        self.fairfl, self.rpc = fairfl, rpc
-        self.ledger, self.registry = fairfl.ledger, fairfl.registry
-        self.market, self.token = fairfl.marketplace, fairfl.token
-        self.creator, self.aggregator = dev_account(CREATOR), dev_account(AGGREGATOR)
-        self.next_account = FIRST_ACCOUNT
-        self.names = {a.lower(): n for n, a in {**fairfl.deployment.contracts,
-                                                **fairfl.deployment.addons}.items()}
-
-    def accounts(self, count: int) -> list[Any]:
-        from fl_agent.chain.node import dev_account
-
-        found = [dev_account(self.next_account + i) for i in range(count)]
-        self.next_account += count
-        self.rpc.batch([("anvil_setBalance", [str(a.address), hex(100 * 10**18)])
-                        for a in found])
-        return found
-
-
-class Pass:
-    """The transactions of one pass, each with what its floor needs; the first two of each
-    bulk function, and every other, are traced and set against their floor at once (anvil
-    keeps only recent states)."""
-
-    def __init__(self, setup: Setup, label: str, participants: int) -> None:
-        self.setup, self.label, self.participants = setup, label, participants
-        self.txs: list[dict[str, Any]] = []
-        self.floors: list[dict[str, Any]] = []
-        self._seen: dict[str, int] = {}
-
-    def note(self, function: str, receipt: Any, **ctx: Any) -> Any:
-        self.txs.append({"function": function, "tx": receipt.tx_hash, "gas": receipt.gas_used,
-                         **({"round": ctx["round"]} if "round" in ctx else {})})
-        seen = self._seen[function] = self._seen.get(function, 0) + 1
-        if function in WRITES and (function not in BULK or seen <= 2):
-            self.floors.append({**self.analyse(function, receipt, ctx),
-                                "participants": self.participants, "pass": self.label})
-        return receipt
-
-    def analyse(self, function: str, receipt: Any, ctx: dict[str, Any]) -> dict[str, Any]:
-        tx, full, diff = self.setup.rpc.batch([
-            ("eth_getTransactionByHash", [receipt.tx_hash]),
-            ("eth_getTransactionReceipt", [receipt.tx_hash]),
-            ("debug_traceTransaction", [receipt.tx_hash, {"tracer": "prestateTracer",
-                                                          "tracerConfig": {"diffMode": True}}])])
-        data = bytes.fromhex(tx["input"].removeprefix("0x"))
-        return floor_of(function, ctx, int(full["gasUsed"], 16), data, full["logs"], diff,
-                        self.setup.names)
+#: The functions a task pass sets against their floor, in the order of the table.
+MAIN_FUNCTIONS = ("register", "createTask", "join", "commitWatermark", "startRound",
+                  "submitUpdate", "finalizeRound", "claimRewards", "claimWatermark",
+                  "listTaskModel", "buy", "deliverKey", "withdraw", "refund")
 
 
 def run_pass(setup: Setup, label: str, n: int, rounds: int, reject_share: float
@@ -210,7 +116,7 @@ def run_pass(setup: Setup, label: str, n: int, rounds: int, reject_share: float
     buyers = s.accounts(BUYERS)
     for buyer in buyers:
         token.mint(buyer, 100 * PRICE, sender=s.creator)  # setup, not measured
-    p = Pass(s, label, n)
+    p = Pass(s, label, n, MAIN_FUNCTIONS)
 
     for i, person in enumerate(people):
         p.note("register", registry.register(cid("metadata", label, i), sender=person))
@@ -497,6 +403,7 @@ def run(participants: list[int], rounds: int, reject_share: float, cost_particip
             for n in participants:
                 passes.append(run_pass(setup, f"{n} participants", n, rounds, reject_share))
                 print(f"  {n} participants: {passes[-1]['wall_s']} s", file=sys.stderr)
+            other = run_other(setup)
     finally:
         node.stop()
 
@@ -521,6 +428,7 @@ def run(participants: list[int], rounds: int, reject_share: float, cost_particip
         "passes": [summarise_pass(r) for r in passes],
         "rounds": {r["participants"]: r["rounds"] for r in passes},
         "floors": floors,
+        "other_floors": other["floors"],
         "finalize_marginal": finalize_marginal(passes),
         "cost": cost_model(chosen, cost_rounds),
         "wall_s": {"total": round(time.monotonic() - began, 1),
@@ -535,12 +443,6 @@ def _g(value: float) -> str:
 
 def _eth(value: float) -> str:
     return f"{value:.3g}" if value < 0.001 else f"{value:.4f}"
-
-
-#: The order of the floor table.
-MAIN_FUNCTIONS = ("register", "createTask", "join", "commitWatermark", "startRound",
-                  "submitUpdate", "finalizeRound", "claimRewards", "claimWatermark",
-                  "listTaskModel", "buy", "deliverKey", "withdraw", "refund")
 
 
 def floor_rows(result: dict[str, Any], participants: int) -> list[dict[str, Any]]:
@@ -574,6 +476,15 @@ def _label(row: dict[str, Any]) -> str:
             + (", last round)" if ctx["last"] else ")")
     if name == "deliverKey":
         return "`deliverKey` (first sale)" if ctx["first_sale"] else "`deliverKey` (later sale)"
+    if name == "resolveAppeal":
+        return f"`resolveAppeal` ({'granted' if ctx['granted'] else 'denied'})"
+    if name == "deliverKeys":
+        return f"`deliverKeys` ({ctx['buyers']} buyers" \
+            + (", first sale)" if ctx["first_sale"] else ")")
+    if name == "closeRoundRejecting":
+        return f"`closeRoundRejecting` ({ctx['rejected']} rejected)"
+    if name == "cancelTask":
+        return "`cancelTask` (a round open)" if ctx["open_round"] else "`cancelTask`"
     return f"`{name}`"
 
 
@@ -597,13 +508,28 @@ def writes_section() -> str:
                "claimant_had_flt": False, "supply_was_zero": False, "first_model": False,
                "market_had_flt": True, "allowance_cleared": True, "first_sale": True,
                "first_withdrawal": True, "empties_market": False, "payee_had_flt": True,
-               "buyer_had_flt": True}
-    for function in MAIN_FUNCTIONS:
+               "buyer_had_flt": True, "had_proposal": True, "open_round": True,
+               "granted": True, "first_permit": True, "buyers": 2, "pause_slot": "new",
+               "unpause_slot": "clear", "first_request": False, "allowance_was_zero": True,
+               "empties_sender": False, "recipient_had_flt": False}
+    for function in (*MAIN_FUNCTIONS, *OTHER_FUNCTIONS):
         here = "; ".join(
             w["what"] + ", " + w["kind"] + (f" (one per {w['per']})" if w["per"] else "")
             + ": " + w["why"] for w in WRITES[function](example))
         lines.append(f"* `{function}`: {here}. Not counted: {NOT_COUNTED[function]}.")
     return "\n".join(lines)
+
+
+def floor_line(row: dict[str, Any]) -> str:
+    cd, w = row["calldata"], row["written"]
+    return (f"| {_label(row)} | {_g(row['gas'])} | {_g(row['floor'])} | "
+            f"{row['ratio']:.2f} | {_g(row['parts']['calldata'])} ({cd['zero_bytes']} / "
+            f"{cd['nonzero_bytes']}) | {_g(row['parts']['storage'])} ({_writes(row)}) | "
+            f"{_g(row['parts']['events'])} ({row['events']}) | "
+            f"{w['new']} / {w['update']} / {w['clear']} | "
+            f"{_g(w['gas'] - row['parts']['storage'])} | {_g(row['rest_after_written'])} | "
+            f"{_g(row['eip7623']['floor'])}"
+            f"{' **binds**' if row['eip7623']['binds_measured'] else ''} |")
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -640,17 +566,13 @@ def markdown(result: dict[str, Any]) -> str:
               "cleared | writes beyond the floor | rest: reads, calls, memory | "
               "EIP-7623 floor |",
               "| --- | ---: | ---: | ---: | --- | --- | ---: | --- | ---: | ---: | ---: |"]
-    for row in floor_rows(result, reference):
-        cd, w = row["calldata"], row["written"]
-        lines.append(
-            f"| {_label(row)} | {_g(row['gas'])} | {_g(row['floor'])} | "
-            f"{row['ratio']:.2f} | {_g(row['parts']['calldata'])} ({cd['zero_bytes']} / "
-            f"{cd['nonzero_bytes']}) | {_g(row['parts']['storage'])} ({_writes(row)}) | "
-            f"{_g(row['parts']['events'])} ({row['events']}) | "
-            f"{w['new']} / {w['update']} / {w['clear']} | "
-            f"{_g(w['gas'] - row['parts']['storage'])} | {_g(row['rest_after_written'])} | "
-            f"{_g(row['eip7623']['floor'])}"
-            f"{' **binds**' if row['eip7623']['binds_measured'] else ''} |")
+    header = lines[-2:]
+    lines += [floor_line(row) for row in floor_rows(result, reference)]
+    lines += ["", "Every other function against its floor (a pass of its own, one transaction "
+              "each; the scenario is in `benchmarks/gas_other.py`):", "", *header]
+    order = {name: i for i, name in enumerate(OTHER_FUNCTIONS)}
+    lines += [floor_line(row) for row in sorted(result["other_floors"],
+                                                key=lambda r: order[r["function"]])]
     lines += ["", "`finalizeRound` against its floor, by participants:", "",
               "| participants | normal round: measured / floor (ratio) | with rejections | "
               "last round |", "| ---: | --- | --- | --- |"]
@@ -709,7 +631,7 @@ def markdown(result: dict[str, Any]) -> str:
               f"baseFeeScalar {OP_SCALARS['base_fee_scalar']:,}, blobBaseFeeScalar "
               f"{OP_SCALARS['blob_base_fee_scalar']:,}; operator fee 0.",
               f"Wall time {result['wall_s']['total']:,.0f} s."]
-    below = [f for f in result["floors"] if f["gas"] < f["floor"]]
+    below = [f for f in [*result["floors"], *result["other_floors"]] if f["gas"] < f["floor"]]
     if below:
         lines.append(f"**{len(below)} transactions used less gas than their floor.**")
     return "\n".join(lines)
@@ -800,7 +722,8 @@ def main(argv: list[str] | None = None) -> None:
     plot(result, args.json.with_suffix(".png"))
     print(f"plot: {args.json.with_suffix('.png')}")
     below = [f"{f['function']} ({f['pass']}): {f['gas']:,} < {f['floor']:,}"
-             for f in [*result["floors"], *result["first_use"]["floors"]]
+             for f in [*result["floors"], *result["first_use"]["floors"],
+                       *result["other_floors"]]
              if f["gas"] < f["floor"]]
     if below:
         sys.exit("error: used less gas than the floor: " + "; ".join(below))

@@ -31,6 +31,17 @@ def _balance(had: bool) -> str:
     return "update" if had else "new"
 
 
+def _purchase(ctx: dict[str, Any]) -> list[dict[str, Any]]:
+    """What a purchase writes, paid by allowance or by permit."""
+    return [
+        _w("market: purchase slot 0 (status, blocks, pricePaid)", "new",
+           "delivery and refund read it"),
+        _w("market: purchase slot 1 (buyerKey)", "new",
+           "deliverKey checks the key the seller sealed to"),
+        _w("FLT: balance of the buyer", "update", "the payment"),
+        _w("FLT: balance of the marketplace", _balance(ctx["market_had_flt"]), "the escrow")]
+
+
 #: The storage writes each function needs, from the contract code, priced with the layout the
 #: contracts use. A write counts when a contract reads the value later (a check, a payment,
 #: a share) or it is the protocol's on-chain record (reputation); lists and strings that only
@@ -104,12 +115,7 @@ WRITES: dict[str, Callable[[dict[str, Any]], list[dict[str, Any]]]] = {
         _w("market: _modelCount", "new" if ctx["first_model"] else "update",
            "allocates the model id")],
     "buy": lambda ctx: [
-        _w("market: purchase slot 0 (status, blocks, pricePaid)", "new",
-           "delivery and refund read it"),
-        _w("market: purchase slot 1 (buyerKey)", "new",
-           "deliverKey checks the key the seller sealed to"),
-        _w("FLT: balance of the buyer", "update", "the payment"),
-        _w("FLT: balance of the marketplace", _balance(ctx["market_had_flt"]), "the escrow"),
+        *_purchase(ctx),
         _w("FLT: allowance of the marketplace", "clear" if ctx["allowance_cleared"]
            else "update", "transferFrom spends it")],
     "deliverKey": lambda ctx: [
@@ -129,6 +135,93 @@ WRITES: dict[str, Callable[[dict[str, Any]], list[dict[str, Any]]]] = {
            "the repayment"),
         _w("FLT: balance of the buyer", _balance(ctx["buyer_had_flt"]), "the repayment")],
 }
+
+# The functions a task does not need on its happy path (``benchmarks.gas_other`` sends each).
+WRITES.update({
+    "updateMetadata": lambda ctx: [],
+    "proposeAggregator": lambda ctx: [
+        _w("ledger: _proposed[task] (account, readyTime)", "new",
+           "replaceAggregator checks the account and the delay")],
+    "replaceAggregator": lambda ctx: [
+        _w("ledger: task slot 1 (aggregator)", "update", "every round checks the aggregator"),
+        *([_w("ledger: _proposed[task]", "clear",
+              "a proposal used or overruled must not install its account later")]
+          if ctx["had_proposal"] else [])],
+    "closeRound": lambda ctx: [
+        _w("ledger: round slot (status Closed, finalizedBlock)", "update",
+           "no submission, finalization or second close after it; the next startRound "
+           "checks it")],
+    "closeRoundRejecting": lambda ctx: [
+        _w("ledger: round slot (status Closed, finalizedBlock)", "update", "closes the round"),
+        _w("ledger: membership slot of each rejected (lastSettledRound, rejectedRounds)",
+           "update", "no double settlement", ctx["rejected"], "rejected"),
+        _w("registry: participant slot of each rejected (reputation, rejection window)",
+           "update", "counts toward automatic blacklisting", ctx["rejected"], "rejected")],
+    "cancelTask": lambda ctx: [
+        _w("ledger: task slot 1 (status Cancelled)", "update", "every task call checks it"),
+        _w("ledger: _reserved", "update", "releases the budget not credited"),
+        *([_w("ledger: round slot (status Closed)", "update",
+              "no submission or finalization after the cancellation")]
+          if ctx["open_round"] else [])],
+    "blacklist": lambda ctx: [
+        _w("registry: participant slot (blacklisted)", "update",
+           "every contract checks it before letting the account act or earn")],
+    "liftBlacklist": lambda ctx: [
+        _w("registry: participant slot (blacklisted, rejection window reset)", "update",
+           "the account may act again, with a fresh window")],
+    "fileAppeal": lambda ctx: [
+        _w("registry: _appeals[account] (Pending)", "new",
+           "resolveAppeal checks it; one appeal per blacklisting")],
+    "resolveAppeal": lambda ctx: [
+        _w("registry: _appeals[account] (Granted or Denied)", "update",
+           "no second decision, no second appeal"),
+        *([_w("registry: participant slot (blacklisted, rejection window reset)", "update",
+              "the appeal granted lifts the blacklisting")] if ctx["granted"] else [])],
+    "setPolicy": lambda ctx: [
+        _w("registry: _policy (alpha, maxRejections, windowBlocks)", "update",
+           "every recordRound reads it")],
+    "buyWithPermit": lambda ctx: [
+        *_purchase(ctx),
+        _w("FLT: nonces[buyer]", _balance(not ctx["first_permit"]),
+           "a permit is used once (EIP-2612)")],
+    "updateBuyerKey": lambda ctx: [
+        _w("market: purchase slot 0 (deadlineBlock)", "update",
+           "the seller's delivery window restarts; refund checks it"),
+        _w("market: purchase slot 1 (buyerKey)", "update",
+           "deliverKey checks the key the seller sealed to")],
+    "deliverKeys": lambda ctx: [
+        _w("market: purchase slot 0 of each buyer (status Delivered)", "update",
+           "no second delivery, no refund after it", ctx["buyers"], "buyer"),
+        _w("market: listing slot 2 (revenue)", "new" if ctx["first_sale"] else "update",
+           "withdraw pays shares of it")],
+    "setPrice": lambda ctx: [
+        _w("market: listing slot 1 (price)", "update", "buy reads the price")],
+    "delist": lambda ctx: [
+        _w("market: listing slot 0 (active)", "update", "buy checks it")],
+    "pause": lambda ctx: [
+        _w("market: _paused", ctx["pause_slot"], "listTaskModel and buy check it")],
+    "unpause": lambda ctx: [
+        _w("market: _paused", ctx["unpause_slot"], "listTaskModel and buy check it")],
+    "setKeyHolder": lambda ctx: [
+        _w("desk: _keyHolders[task]", "new", "answerDecryption checks the key holder")],
+    "requestDecryption": lambda ctx: [
+        _w("desk: _requestIds[task][round][kind]", "new",
+           "one request per round and kind; the aggregate waits for the scalars' answer"),
+        _w("desk: the request's slot (task, round, kind, requestedBlock)", "new",
+           "answerDecryption checks it exists and is unanswered"),
+        _w("desk: _requestCount", _balance(not ctx["first_request"]),
+           "allocates the request id")],
+    "answerDecryption": lambda ctx: [
+        _w("desk: the request's slot (answered, answeredBlock)", "update",
+           "no second answer; the aggregate request checks the scalars were answered")],
+    "approve": lambda ctx: [
+        _w("FLT: allowance[owner][spender]", _balance(not ctx["allowance_was_zero"]),
+           "transferFrom spends it")],
+    "transfer": lambda ctx: [
+        _w("FLT: balance of the sender", "clear" if ctx["empties_sender"] else "update",
+           "the transfer"),
+        _w("FLT: balance of the recipient", _balance(ctx["recipient_had_flt"]), "the transfer")],
+})
 
 #: What the code writes on top of :data:`WRITES`, and why the floor leaves it out.
 NOT_COUNTED = {
@@ -154,6 +247,32 @@ NOT_COUNTED = {
                   "the escrow is the sum of the pending purchases",
     "withdraw": "nothing",
     "refund": "the listing's escrowed total",
+    "updateMetadata": "the metadata CID string (a length slot and two data slots): only the "
+                      "metadataOf view reads it; MetadataUpdated carries it",
+    "proposeAggregator": "nothing",
+    "replaceAggregator": "nothing",
+    "closeRound": "nothing",
+    "closeRoundRejecting": "nothing",
+    "cancelTask": "nothing",
+    "blacklist": "nothing (the evidence CID is in Blacklisted only)",
+    "liftBlacklist": "the appeal's status, when there is one (cleared: a new blacklisting "
+                     "clears it anyway)",
+    "fileAppeal": "nothing (the statement CID is in AppealFiled only)",
+    "resolveAppeal": "nothing (the decision CID is in AppealResolved only)",
+    "setPolicy": "nothing",
+    "buyWithPermit": "the listing's escrowed total, as for buy; the allowance the permit sets "
+                     "and transferFrom spends in the same transaction (no net change)",
+    "updateBuyerKey": "nothing",
+    "deliverKeys": "the listing's sales counter and escrowed total, as for deliverKey",
+    "setPrice": "nothing",
+    "delist": "nothing",
+    "pause": "nothing",
+    "unpause": "nothing",
+    "setKeyHolder": "nothing",
+    "requestDecryption": "nothing (the document CID is in DecryptionRequested only)",
+    "answerDecryption": "nothing (the result CID is in DecryptionAnswered only)",
+    "approve": "nothing",
+    "transfer": "nothing",
 }
 
 

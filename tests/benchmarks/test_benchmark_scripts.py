@@ -316,6 +316,7 @@ def test_the_load_report_counts_blocks_only_when_blocks_are_timed():
 
 def test_the_gas_benchmark_adds_up_and_never_goes_below_a_floor(tmp_path):
     from benchmarks.gas_cost import BULK, MAIN_FUNCTIONS
+    from benchmarks.gas_other import OTHER_FUNCTIONS
     from benchmarks.l2_fee import flz_compress_len
 
     # FastLZ lengths of op-geth's test vectors (the Fjord L1 fee compresses with it).
@@ -341,11 +342,16 @@ def test_the_gas_benchmark_adds_up_and_never_goes_below_a_floor(tmp_path):
         assert once["total"] == once["register"] + once["join"] + once["claimRewards"]
         m = p["normal_round"]
         assert m["total"] == m["startRound"] + m["submitUpdate_sum"] + m["finalizeRound"]
-    # Every main function of every pass was traced and set against its floor.
+    # Every main function of every pass was traced and set against its floor, and every
+    # other function once (resolveAppeal twice) in the pass of its own.
     floors = result["floors"]
     assert {(f["participants"], f["function"]) for f in floors} \
         == {(n, f) for n in (2, 3) for f in MAIN_FUNCTIONS}
-    for f in floors:
+    others = result["other_floors"]
+    assert sorted(f["function"] for f in others) \
+        == sorted([*OTHER_FUNCTIONS, "resolveAppeal"])
+    assert not set(MAIN_FUNCTIONS) & set(OTHER_FUNCTIONS)
+    for f in [*floors, *others]:
         parts = f["parts"]
         assert parts["storage"] == sum(w["gas"] for w in f["writes"])
         assert f["floor"] == max(sum(parts.values()), f["eip7623"]["floor"])
@@ -383,6 +389,7 @@ def test_the_gas_benchmark_adds_up_and_never_goes_below_a_floor(tmp_path):
     assert {"anvil", "solc", "hardfork"} <= set(result["machine"]["versions"])
     assert out.with_suffix(".png").stat().st_size > 0
     assert "against its floor" in table and "| `finalizeRound` (3 contributors) |" in table
+    assert "| `deliverKeys` (2 buyers, first sale) |" in table
 
 
 def test_the_privacy_benchmarks_run_on_tiny_settings(tmp_path):
