@@ -523,8 +523,9 @@ def writes_section() -> str:
 def floor_line(row: dict[str, Any]) -> str:
     cd, w = row["calldata"], row["written"]
     return (f"| {_label(row)} | {_g(row['gas'])} | {_g(row['floor'])} | "
-            f"{row['ratio']:.2f} | {_g(row['parts']['calldata'])} ({cd['zero_bytes']} / "
-            f"{cd['nonzero_bytes']}) | {_g(row['parts']['storage'])} ({_writes(row)}) | "
+            f"{row['gas'] / row['floor']:.2f} | {_g(row['parts']['calldata'])} "
+            f"({cd['zero_bytes']} / {cd['nonzero_bytes']}) | "
+            f"{_g(row['parts']['storage'])} ({_writes(row)}) | "
             f"{_g(row['parts']['events'])} ({row['events']}) | "
             f"{w['new']} / {w['update']} / {w['clear']} | "
             f"{_g(w['gas'] - row['parts']['storage'])} | {_g(row['rest_after_written'])} | "
@@ -577,7 +578,7 @@ def markdown(result: dict[str, Any]) -> str:
               "| participants | normal round: measured / floor (ratio) | with rejections | "
               "last round |", "| ---: | --- | --- | --- |"]
     for p in passes:
-        cells = [f"{_g(r['gas'])} / {_g(r['floor'])} ({r['ratio']:.2f})"
+        cells = [f"{_g(r['gas'])} / {_g(r['floor'])} ({r['gas'] / r['floor']:.2f})"
                  for r in floor_rows(result, p["participants"])
                  if r["function"] == "finalizeRound"]  # normal, with rejections, last
         lines.append(f"| {p['participants']} | " + " | ".join(cells) + " |")
