@@ -89,8 +89,9 @@ bench-sweep: setup ## Every rule x attack x non-IID alpha x attacker share, digi
 bench-ablation: setup ## FairFL with DBSCAN replaced by HDBSCAN, OPTICS, KMeans, agglomerative or no clustering, the sweep's settings at 30 % attackers, 1,188 runs (docs/sweep.md, docs/ablation.md; about 1.4 hours on 2 cores, resumable)
 	@python -m benchmarks.ablation
 
-bench-fidelity: setup ## Contribution scores against exact Shapley values on 8 clients: Spearman and seconds (docs/sweep.md; ~3 min)
+bench-fidelity: setup ## Contribution scores against exact Shapley values on 8 and on 12 clients: Spearman and seconds (docs/sweep.md; about 6 min)
 	@python -m benchmarks.fidelity
+	@python -m benchmarks.fidelity --clients 12 --json reports/bench/fidelity_12_clients.json
 
 bench-scale: setup ## Aggregation time and memory of every rule, 10-200 clients x 10k-10M parameters, and the store's add/get against sha256 (docs/sweep.md; run it on a quiet machine)
 	@python -m benchmarks.scale

@@ -11,13 +11,18 @@ current global model). Rounds with fewer than 3 players are skipped.
 
 * **exact**: the Shapley formula over all ``2^n`` subsets, written here independently of
   the library's permutation sampler: ``phi_i = sum_S |S|! (n-|S|-1)! / n! (v(S+i) - v(S))``;
-* **shapley-40**: the aggregator's estimate, 40 random permutations seeded by the round
-  (exact when ``n! <= 40``), before it is clipped at 0;
+* **scored**: what the aggregator scores with its 40 permutations
+  (:func:`~fl_agent.aggregation.scoring.shapley_values`): exact when that costs no more
+  evaluations than sampling (up to 8 players), else 40 random permutations seeded by the
+  round; before it is clipped at 0;
+* **sampler-40**: the permutation sampler alone, 40 permutations
+  (:func:`~fl_agent.aggregation.scoring.permutation_shapley_values`; exact when
+  ``n! <= 40``): what is scored above 8 players;
 * **leave-one-out**: ``v(all) - v(all - i)``, the other scoring a task can choose, before
   clipping;
 * **data size**: the players' weights alone (what a reward by data size ranks by);
 * **paid**: the parts per million the ledger pays (half by weight, half by the clipped
-  Shapley estimate).
+  scores).
 
 Per estimator: Spearman's correlation with the exact values in each measured round (a
 round whose exact values are all equal ranks nobody and is counted apart; an estimator
@@ -44,11 +49,15 @@ from benchmarks import machine, progress_bar, publish
 from benchmarks.held_out import EVALUATION_SEEDS
 from fl_agent.aggregation.base import Strategy
 from fl_agent.aggregation.rounds import RoundDecision
-from fl_agent.aggregation.scoring import shapley_values, subset_value
+from fl_agent.aggregation.scoring import (
+    permutation_shapley_values,
+    shapley_values,
+    subset_value,
+)
 from fl_agent.simulation.config import SimulationConfig
 from fl_agent.simulation.offline import decide_as_on_chain, federation, run_offline
 
-ESTIMATORS = ("shapley-40", "leave-one-out", "data size", "paid")
+ESTIMATORS = ("scored", "sampler-40", "leave-one-out", "data size", "paid")
 SETTINGS = {"clean": {"attack": "none"},
             "25 % label flippers": {"attack": "label_flip", "malicious": 0.25}}
 GOAL = 0.8
@@ -98,8 +107,10 @@ def score_round(strategy: Strategy, global_params: np.ndarray, updates: np.ndarr
 
     n = len(players)
     exact, exact_s = _timed(lambda: exact_shapley(fresh(), n))
-    shapley, shapley_s = _timed(lambda: shapley_values(fresh(), range(n), num_permutations=40,
-                                                       seed=round_number))
+    scored, scored_s = _timed(lambda: shapley_values(fresh(), range(n), num_permutations=40,
+                                                     seed=round_number))
+    sampled, sampled_s = _timed(lambda: permutation_shapley_values(
+        fresh(), range(n), num_permutations=40, seed=round_number))
 
     def leave_one_out() -> list[float]:
         value = fresh()
@@ -107,12 +118,14 @@ def score_round(strategy: Strategy, global_params: np.ndarray, updates: np.ndarr
         return [everyone - value([k for k in range(n) if k != j]) for j in range(n)]
 
     loo, loo_s = _timed(leave_one_out)
-    estimates = {"shapley-40": [shapley[k] for k in range(n)], "leave-one-out": loo,
+    estimates = {"scored": [scored[k] for k in range(n)],
+                 "sampler-40": [sampled[k] for k in range(n)], "leave-one-out": loo,
                  "data size": [float(weights[members[p]].sum()) for p in players],
                  "paid": [float(sum(decision.shares[i] for i in members[p])) for p in players]}
     return {"players": [members[p] for p in players], "exact": exact.tolist(),
             "estimates": estimates,
-            "seconds": {"exact": exact_s, "shapley-40": shapley_s, "leave-one-out": loo_s}}
+            "seconds": {"exact": exact_s, "scored": scored_s, "sampler-40": sampled_s,
+                        "leave-one-out": loo_s}}
 
 
 def spearman(estimate: Sequence[float], exact: Sequence[float]) -> float | None:
@@ -164,7 +177,9 @@ def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in SETTINGS:
         got = [r for r in rows if r["setting"] == name]
-        entry: dict[str, Any] = {"rounds": len(got)}
+        sizes = [len(r["players"]) for r in got]
+        entry: dict[str, Any] = {"rounds": len(got),
+                                 "players": {n: sizes.count(n) for n in sorted(set(sizes))}}
         for estimator in ESTIMATORS:
             values = [r["spearman"][estimator] for r in got
                       if r["spearman"][estimator] is not None]
@@ -172,7 +187,7 @@ def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 "median": float(np.median(values)) if values else None,
                 "min": min(values) if values else None,
                 "at_least_goal": sum(v >= GOAL for v in values), "ranked": len(values)}
-        for estimator in ("exact", "shapley-40", "leave-one-out"):
+        for estimator in ("exact", "scored", "sampler-40", "leave-one-out"):
             entry[f"{estimator}_seconds"] = float(np.median([r["seconds"][estimator]
                                                              for r in got])) if got else None
         out[name] = entry
@@ -192,6 +207,10 @@ def markdown(result: dict[str, Any]) -> str:
         if entry["exact_seconds"] is not None:
             lines.append(f"| {name} | exact (2^n subsets) | 1 | | "
                          f"{entry['exact_seconds']:.2f} |")
+    lines.append("")
+    for name, entry in result["summary"].items():
+        counts = ", ".join(f"{n} players in {k}" for n, k in entry["players"].items())
+        lines.append(f"{name}: {counts or 'no round measured'}.")
     return "\n".join(lines)
 
 

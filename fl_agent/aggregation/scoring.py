@@ -9,11 +9,17 @@ caches every value it computes).
   accepted set ``A``; ``|A| + 1`` evaluations. It credits what *only* ``i`` brings, so
   participants with interchangeable data can all score 0.
 * **Shapley** (:func:`shapley_values`): the average marginal value of ``i`` over orders of
-  arrival. Exact (every permutation) when ``|A|! <= num_permutations``, else Monte-Carlo
-  over ``num_permutations`` seeded random permutations, optionally truncated as in
-  Ghorbani & Zou (2019, "Data Shapley"): once a prefix is within ``truncation`` of ``v(A)``
-  the remaining marginals count as 0 and are not evaluated. Without truncation the values of
+  arrival. Exact when that costs no more evaluations of ``v`` than sampling would: over
+  every permutation when ``|A|! <= num_permutations``, else over every subset (the formula
+  ``phi_i = sum_S |S|! (|A|-|S|-1)! / |A|! (v(S+i) - v(S))``, ``2^|A|`` evaluations) when
+  ``2^|A| <= num_permutations * |A|``, the most prefixes the sampler can evaluate (with
+  the aggregator's 40 permutations: up to 8 players). Else Monte-Carlo over
+  ``num_permutations`` seeded random permutations, optionally truncated as in Ghorbani &
+  Zou (2019, "Data Shapley"): once a prefix is within ``truncation`` of ``v(A)`` the
+  remaining marginals count as 0 and are not evaluated. Without truncation the values of
   every permutation sum to ``v(A) - v(empty)`` (efficiency), so their average does too.
+  ``benchmarks/fidelity.py`` measures how the sampled values rank players against exact
+  ones (``docs/sweep.md`` §3).
 
 :func:`to_reward_shares` turns scores into the integer parts per million of the round's
 budget that ``TaskLedger.finalizeRound`` takes (a ``uint32`` per contributor, sum
@@ -41,7 +47,7 @@ the share) from swinging to zero on noise, while the score part still rewards th
 that helped most.
 
 Hand-written here, because neither numpy nor scipy nor scikit-learn provides them: the
-leave-one-out and permutation-sampling loops (a few lines each) and the largest-remainder
+leave-one-out, subset and permutation-sampling loops (a few lines each) and the largest-remainder
 rounding (with ``fractions.Fraction`` so the sum is exact).
 """
 
@@ -127,14 +133,24 @@ def leave_one_out(value: ValueFunction, players: Iterable[int]) -> dict[int, flo
 
 def shapley_values(value: ValueFunction, players: Iterable[int], *, num_permutations: int = 200,
                    seed: int = 0, truncation: float = 0.0) -> dict[int, float]:
-    """Permutation Shapley values (exact when ``len(players)! <= num_permutations``); raw, so
-    possibly negative. See the module docstring for the truncation rule."""
-    group = _players(players)
-    if not isinstance(num_permutations, int) or num_permutations < 1:
-        raise ConfigError(f"num_permutations must be a positive integer, got "
-                          f"{num_permutations!r}")
-    if not (math.isfinite(truncation) and truncation >= 0):
-        raise ConfigError(f"truncation must be >= 0, got {truncation!r}")
+    """Shapley values, exact when affordable (``len(players)! <= num_permutations``, or
+    ``2^len(players) <= num_permutations * len(players)``), else sampled; raw, so possibly
+    negative. See the module docstring for when each applies and for the truncation rule."""
+    group = _checked(players, num_permutations, truncation)
+    n = len(group)
+    if n and math.factorial(n) > num_permutations and 2 ** n <= num_permutations * n:
+        return _exact_by_subsets(value if isinstance(value, _Cached) else _Cached(value), group)
+    return permutation_shapley_values(value, group, num_permutations=num_permutations,
+                                      seed=seed, truncation=truncation)
+
+
+def permutation_shapley_values(value: ValueFunction, players: Iterable[int], *,
+                               num_permutations: int = 200, seed: int = 0,
+                               truncation: float = 0.0) -> dict[int, float]:
+    """Shapley values over every permutation when ``len(players)! <= num_permutations``, else
+    over ``num_permutations`` seeded random ones (never over subsets: the sampler alone, which
+    :func:`shapley_values` uses when the subsets cost more)."""
+    group = _checked(players, num_permutations, truncation)
     if not group:
         return {}
     v = value if isinstance(value, _Cached) else _Cached(value)
@@ -158,6 +174,32 @@ def shapley_values(value: ValueFunction, players: Iterable[int], *, num_permutat
             totals[player] += current - previous
             previous = current
     return {p: totals[p] / count for p in group}
+
+
+def _checked(players: Iterable[int], num_permutations: int, truncation: float) -> list[int]:
+    group = _players(players)
+    if not isinstance(num_permutations, int) or num_permutations < 1:
+        raise ConfigError(f"num_permutations must be a positive integer, got "
+                          f"{num_permutations!r}")
+    if not (math.isfinite(truncation) and truncation >= 0):
+        raise ConfigError(f"truncation must be >= 0, got {truncation!r}")
+    return group
+
+
+def _exact_by_subsets(value: ValueFunction, group: list[int]) -> dict[int, float]:
+    """The Shapley formula over every subset of ``group``: ``2^n`` evaluations, each
+    subset's value used once per player outside it, weighted ``|S|! (n-|S|-1)! / n!``."""
+    n = len(group)
+    weight = [math.factorial(k) * math.factorial(n - k - 1) / math.factorial(n)
+              for k in range(n)]
+    values = [value([group[j] for j in range(n) if mask >> j & 1]) for mask in range(1 << n)]
+    totals = dict.fromkeys(group, 0.0)
+    for mask in range(1 << n):
+        size = mask.bit_count()
+        for j in range(n):
+            if not mask >> j & 1:
+                totals[group[j]] += weight[size] * (values[mask | 1 << j] - values[mask])
+    return totals
 
 
 def contribution_scores(strategy: Strategy | Combine, global_params: ArrayLike,

@@ -15,6 +15,7 @@ from fl_agent.aggregation import (
     contribution_scores,
     get_strategy,
     leave_one_out,
+    permutation_shapley_values,
     shapley_values,
     subset_value,
     to_reward_shares,
@@ -41,7 +42,8 @@ def test_leave_one_out_on_an_additive_game():
     assert leave_one_out(additive, WEIGHTS) == {p: max(0.0, w) for p, w in WEIGHTS.items()}
 
 
-@pytest.mark.parametrize("num_permutations", [1000, 30])  # exact (6! = 720), then sampled
+# 6 players: every permutation (6! <= 1000), every subset (2^6 <= 30 * 6), then sampled
+@pytest.mark.parametrize("num_permutations", [1000, 30, 5])
 def test_shapley_on_an_additive_game_is_each_weight(num_permutations):
     values = shapley_values(additive, WEIGHTS, num_permutations=num_permutations, seed=1)
     assert values == pytest.approx(WEIGHTS)
@@ -66,24 +68,49 @@ def test_shapley_efficiency_when_sampled():
     def game(players):
         return table[frozenset(players)]
 
-    values = shapley_values(game, range(7), num_permutations=50, seed=3)  # 7! > 50: sampled
+    values = shapley_values(game, range(7), num_permutations=10, seed=3)  # 2^7 > 70: sampled
     assert sum(values.values()) == pytest.approx(game(range(7)) - game([]))
 
 
+def _noisy_square_game(n, seed):
+    rng = np.random.default_rng(seed)
+    table = {frozenset(s): float(len(s) ** 2 + rng.normal(scale=0.1)) for k in range(n + 1)
+             for s in itertools.combinations(range(n), k)}
+    return lambda players: table[frozenset(players)]
+
+
 def test_sampled_shapley_is_seeded_and_close_to_exact():
-    rng = np.random.default_rng(1)
-    table = {frozenset(s): float(len(s) ** 2 + rng.normal(scale=0.1)) for k in range(7)
-             for s in itertools.combinations(range(6), k)}
+    game = _noisy_square_game(13, 1)
+    exact = shapley_values(game, range(13), num_permutations=1000)  # 2^13 <= 13,000: exact
+    sampled = shapley_values(game, range(13), num_permutations=400, seed=7)  # 8,192 > 5,200
+    assert sampled == shapley_values(game, range(13), num_permutations=400, seed=7)
+    assert sampled != shapley_values(game, range(13), num_permutations=400, seed=8)
+    for p in range(13):  # a marginal has a standard deviation of 7.5: 0.37 over 400
+        assert sampled[p] == pytest.approx(exact[p], abs=1.3)  # ~3.5 standard errors
 
-    def game(players):
-        return table[frozenset(players)]
 
-    exact = shapley_values(game, range(6), num_permutations=720)
-    sampled = shapley_values(game, range(6), num_permutations=400, seed=7)
-    assert sampled == shapley_values(game, range(6), num_permutations=400, seed=7)
-    assert sampled != shapley_values(game, range(6), num_permutations=400, seed=8)
-    for p in range(6):
-        assert sampled[p] == pytest.approx(exact[p], abs=0.6)  # ~3.5 standard errors
+def test_exact_over_subsets_equals_exact_over_permutations():
+    game = _noisy_square_game(6, 2)
+    over_orders = shapley_values(game, range(6), num_permutations=720)  # 6! orders
+    over_subsets = shapley_values(game, range(6), num_permutations=11)  # 64 <= 66 subsets
+    assert over_subsets == pytest.approx(over_orders, abs=1e-12)
+    assert over_subsets != pytest.approx(shapley_values(game, range(6), num_permutations=10,
+                                                        seed=0), abs=1e-12)  # 64 > 60
+    # the sampler alone, as the fidelity benchmark runs it, never takes the subsets
+    assert permutation_shapley_values(game, range(6), num_permutations=11, seed=0) \
+        != pytest.approx(over_orders, abs=1e-12)
+
+
+@pytest.mark.parametrize(("num_permutations", "exact"), [(32, True), (31, False)])
+def test_subsets_are_taken_when_they_cost_no_more_evaluations_than_sampling(num_permutations,
+                                                                             exact):
+    game = Counting(_noisy_square_game(8, 3))
+    values = shapley_values(game, range(8), num_permutations=num_permutations, seed=0)
+    # 2^8 = 256 subsets against at most 32 * 8 = 256 (31 * 8 = 248) prefixes
+    assert (game.calls == 2 ** 8) is exact
+    assert (values == pytest.approx(shapley_values(_noisy_square_game(8, 3), range(8),
+                                                   num_permutations=40320),
+                                    abs=1e-9)) is exact
 
 
 def test_truncation_saves_evaluations():
@@ -91,8 +118,8 @@ def test_truncation_saves_evaluations():
         return float(min(len(players), 3))
 
     full, cut = Counting(saturating), Counting(saturating)
-    shapley_values(full, range(8), num_permutations=40, seed=0)
-    values = shapley_values(cut, range(8), num_permutations=40, seed=0, truncation=1e-9)
+    shapley_values(full, range(12), num_permutations=40, seed=0)  # 2^12 > 480: sampled
+    values = shapley_values(cut, range(12), num_permutations=40, seed=0, truncation=1e-9)
     assert cut.calls < full.calls
     assert sum(values.values()) == pytest.approx(3.0)
 
