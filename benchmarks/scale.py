@@ -217,6 +217,15 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {rule} | " + " | ".join(
             f"{cells[s]['seconds']:.3g} s" if s in cells else "–" for s in sizes)
             + f" | {growth(rows, rule, 'clients')} | {growth(rows, rule, 'params')} |")
+    lines += ["", "Peak of traced memory, MiB (updates: the float32 updates given to every rule):",
+              "", "| rule | " + " | ".join(f"{n}×{d:,}" for n, d in sizes) + " |",
+              "| --- |" + " --- |" * len(sizes)]
+    updates = {(r["clients"], r["params"]): r["updates_mb"] for r in rows}
+    lines.append("| updates | " + " | ".join(f"{updates[s]:,.0f}" for s in sizes) + " |")
+    for rule in rules:
+        cells = {(r["clients"], r["params"]): r for r in rows if r["rule"] == rule}
+        lines.append(f"| {rule} | " + " | ".join(
+            f"{cells[s]['peak_mb']:,.0f}" if s in cells else "–" for s in sizes) + " |")
     lines += ["", "| rule | size | first call (traced) | peak memory | updates | gate calls |",
               "| --- | --- | --- | --- | --- | --- |"]
     biggest = max(sizes, key=lambda s: s[0] * s[1])
@@ -252,7 +261,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="content sizes for the store, MB")
     parser.add_argument("--repeat", type=int, default=3, help="timed calls per measurement")
     parser.add_argument("--json", type=Path, default=Path("reports/bench/scale.json"))
+    parser.add_argument("--report-only", action="store_true",
+                        help="no measurement: print the tables of the JSON at --json")
     args = parser.parse_args(argv)
+    if args.report_only:
+        import json
+
+        print(markdown(json.loads(args.json.read_text())))
+        return
     rules = args.rules.split(",")
     unknown = [r for r in rules if r not in RULES]
     if unknown:
