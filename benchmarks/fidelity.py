@@ -12,9 +12,9 @@ current global model). Rounds with fewer than 3 players are skipped.
 * **exact**: the Shapley formula over all ``2^n`` subsets, written here independently of
   the library's permutation sampler: ``phi_i = sum_S |S|! (n-|S|-1)! / n! (v(S+i) - v(S))``;
 * **scored**: what the aggregator scores with its 40 permutations
-  (:func:`~fl_agent.aggregation.scoring.shapley_values`): exact when that costs no more
-  evaluations than sampling (up to 8 players), else 40 random permutations seeded by the
-  round; before it is clipped at 0;
+  (:func:`~fl_agent.aggregation.scoring.shapley_values`): exact when ``2^n <= 40 n``, the
+  most evaluations the sampler could make (up to 8 players), else 40 random permutations
+  seeded by the round; before it is clipped at 0;
 * **sampler-40**: the permutation sampler alone, 40 permutations
   (:func:`~fl_agent.aggregation.scoring.permutation_shapley_values`; exact when
   ``n! <= 40``): what is scored above 8 players;

@@ -158,10 +158,12 @@ WRITES.update({
         _w("registry: participant slot of each rejected (reputation, rejection window)",
            "update", "counts toward automatic blacklisting", ctx["rejected"], "rejected")],
     "cancelTask": lambda ctx: [
-        _w("ledger: task slot 1 (status Cancelled)", "update", "every task call checks it"),
+        _w("ledger: task slot 1 (status Cancelled)", "update",
+           "join, startRound, commitWatermark and the aggregator changes check it"),
         _w("ledger: _reserved", "update", "releases the budget not credited"),
         *([_w("ledger: round slot (status Closed)", "update",
-              "no submission or finalization after the cancellation")]
+              "submitUpdate, finalizeRound and closeRoundRejecting check the round's status, "
+              "not the task's: closing the round is what stops them")]
           if ctx["open_round"] else [])],
     "blacklist": lambda ctx: [
         _w("registry: participant slot (blacklisted)", "update",

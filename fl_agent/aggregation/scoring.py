@@ -9,11 +9,13 @@ caches every value it computes).
   accepted set ``A``; ``|A| + 1`` evaluations. It credits what *only* ``i`` brings, so
   participants with interchangeable data can all score 0.
 * **Shapley** (:func:`shapley_values`): the average marginal value of ``i`` over orders of
-  arrival. Exact when that costs no more evaluations of ``v`` than sampling would: over
-  every permutation when ``|A|! <= num_permutations``, else over every subset (the formula
-  ``phi_i = sum_S |S|! (|A|-|S|-1)! / |A|! (v(S+i) - v(S))``, ``2^|A|`` evaluations) when
-  ``2^|A| <= num_permutations * |A|``, the most prefixes the sampler can evaluate (with
-  the aggregator's 40 permutations: up to 8 players). Else Monte-Carlo over
+  arrival. Exact over every permutation when ``|A|! <= num_permutations``; else exact over
+  every subset (the formula ``phi_i = sum_S |S|! (|A|-|S|-1)! / |A|! (v(S+i) - v(S))``,
+  ``2^|A|`` evaluations) when ``2^|A| <= num_permutations * |A|``, the most prefixes the
+  sampler could evaluate (with the aggregator's 40 permutations: up to 8 players). Its cache
+  makes the sampler evaluate fewer in practice (about 147 distinct sets at 8 players and 40
+  permutations, against 256), so exactness costs up to about 1.7 times the sampler's
+  evaluations; truncation does not apply to the exact values. Else Monte-Carlo over
   ``num_permutations`` seeded random permutations, optionally truncated as in Ghorbani &
   Zou (2019, "Data Shapley"): once a prefix is within ``truncation`` of ``v(A)`` the
   remaining marginals count as 0 and are not evaluated. Without truncation the values of

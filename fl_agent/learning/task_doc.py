@@ -98,8 +98,8 @@ class AggregationPlan(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     scoring: Literal["loo", "shapley"] = "shapley"
     #: Random orders the Shapley sampler averages; a round of n players is scored exactly
-    #: instead when that costs no more evaluations (``2^n <= permutations * n``: up to 8
-    #: players at 40), see fl_agent.aggregation.scoring.shapley_values.
+    #: instead when its 2^n sets are no more than the sampler's most (``2^n <= permutations
+    #: * n``: up to 8 players at 40), see fl_agent.aggregation.scoring.shapley_values.
     permutations: int = Field(40, ge=1)
     #: Share of each round's budget paid by data size among accepted updates; the rest
     #: goes by contribution score (see fl_agent.aggregation.scoring.blend_with_samples).

@@ -101,16 +101,18 @@ def test_exact_over_subsets_equals_exact_over_permutations():
         != pytest.approx(over_orders, abs=1e-12)
 
 
-@pytest.mark.parametrize(("num_permutations", "exact"), [(32, True), (31, False)])
-def test_subsets_are_taken_when_they_cost_no_more_evaluations_than_sampling(num_permutations,
-                                                                             exact):
-    game = Counting(_noisy_square_game(8, 3))
-    values = shapley_values(game, range(8), num_permutations=num_permutations, seed=0)
-    # 2^8 = 256 subsets against at most 32 * 8 = 256 (31 * 8 = 248) prefixes
-    assert (game.calls == 2 ** 8) is exact
-    assert (values == pytest.approx(shapley_values(_noisy_square_game(8, 3), range(8),
-                                                   num_permutations=40320),
-                                    abs=1e-9)) is exact
+@pytest.mark.parametrize(("players", "num_permutations", "exact"),
+                         [(8, 32, True), (8, 31, False), (8, 40, True), (9, 40, False)])
+def test_subsets_are_taken_up_to_the_samplers_largest_number_of_evaluations(
+        players, num_permutations, exact):
+    game = Counting(_noisy_square_game(players, 3))
+    values = shapley_values(game, range(players), num_permutations=num_permutations, seed=0)
+    # 2^8 = 256 subsets against at most 32 * 8 = 256 (31 * 8 = 248) prefixes; at the
+    # aggregator's 40 permutations, 8 players are exact and 9 (512 > 360) are sampled
+    assert (game.calls == 2 ** players) is exact
+    exact_values = shapley_values(_noisy_square_game(players, 3), range(players),
+                                  num_permutations=2 ** players)  # over subsets: checked above
+    assert (values == pytest.approx(exact_values, abs=1e-12)) is exact
 
 
 def test_truncation_saves_evaluations():
