@@ -86,8 +86,11 @@ bench-rules: setup ## The aggregation rules alone, attackers in every round, aga
 bench-sweep: setup ## Every rule x attack x non-IID alpha x attacker share, digits and breast_cancer, seeds 11-13, offline with blacklisting; heat maps (docs/sweep.md; about 4.2 to 5.5 hours on 2 cores, estimated from the runs kept; resumable)
 	@python -m benchmarks.sweep
 
-bench-ablation: setup ## FairFL with DBSCAN replaced by HDBSCAN, OPTICS, KMeans, agglomerative or no clustering, the sweep's settings at 30 % attackers, 1,188 runs (docs/sweep.md, docs/ablation.md; about 1.4 hours on 2 cores, resumable)
+ABLATION_ATTACKS := label_flip,sign_flip,scaling,gaussian,free_rider,noisy_free_rider,alie,ipm,minmax,backdoor,targeted_flip
+bench-ablation: setup ## FairFL with DBSCAN replaced by HDBSCAN, OPTICS, KMeans, agglomerative or no clustering, the sweep's settings at 30 % attackers (1,188 runs), at 10 % (1,080) and at 45 % on digits' colluding attacks and label flips (216) (docs/sweep.md, docs/ablation.md; about 3.2 hours on 2 cores, resumable)
 	@python -m benchmarks.ablation
+	@python -m benchmarks.ablation --malicious 0.1 --attacks $(ABLATION_ATTACKS) --json reports/bench/ablation_10.json --plots reports/bench/ablation_10
+	@python -m benchmarks.ablation --datasets digits --attacks alie,minmax,ipm,label_flip --malicious 0.45 --json reports/bench/ablation_45.json --plots reports/bench/ablation_45
 
 bench-fidelity: setup ## Contribution scores against exact Shapley values on 8 and on 12 clients: Spearman and seconds (docs/sweep.md; about 6 min)
 	@python -m benchmarks.fidelity
