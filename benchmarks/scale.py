@@ -267,6 +267,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.report_only:
         import json
 
+        if not args.json.is_file():
+            parser.error(f"--report-only prints a run's tables, and there is no run at "
+                         f"{args.json}: give its JSON with --json")
         print(markdown(json.loads(args.json.read_text())))
         return
     rules = args.rules.split(",")

@@ -211,6 +211,11 @@ def test_the_scale_benchmark_times_every_rule_and_the_store_against_sha256(tmp_p
     (store,) = result["storage"]
     assert set(store["mb_per_s"]) == {"sha256", "sha256_all_cores", "add", "get"}
     assert "growth in clients" in table and "add / all cores" in table
+    assert "Peak of traced memory" in table
+    # the tables again from the JSON alone, and a clear error without one
+    assert run("benchmarks.scale", "--report-only", "--json", str(out)).strip() in table
+    assert "no run at" in run_fails("benchmarks.scale", "--report-only", "--json",
+                                    str(tmp_path / "missing.json"))
     assert "unknown rule" in run_fails("benchmarks.scale", "--rules", "nope")
 
 
