@@ -30,7 +30,9 @@ needed, and which the code makes on top, is spelled out per function in :data:`W
 :data:`NOT_COUNTED`; the writes the code really made come from anvil's ``prestateTracer``
 (diff mode). Prague's EIP-7623 floor (21,000 + 10 gas per calldata token, a token being a
 zero byte or a quarter of a non-zero one) is computed for every transaction and whether it
-binds is reported.
+binds is reported. After the passes, :mod:`benchmarks.gas_other` sends once every function a
+task's happy path does not (governance, recovery, the rest of the marketplace, the key
+holder's desk, FLT's ``approve`` and ``transfer``) and sets each against its floor.
 
 Last, the cost of one task of ``--cost-participants`` participants and ``--cost-rounds``
 rounds (createTask, every register, join, round and claim; the deployment apart) in ETH, on
