@@ -17,6 +17,10 @@ from benchmarks.gas_floor import floor_of
 #: Test-mnemonic accounts from here on are the passes' participants and buyers, never reused.
 FIRST_ACCOUNT = 1_000
 CREATOR, AGGREGATOR = 0, 1
+FLT = 10**18
+#: Scores and shares are in parts per million (TaskLedger.finalizeRound).
+PPM = 1_000_000
+REJECT_REASON = 5  # norm outlier
 #: Functions sent once per participant and per round: only the first two of a pass are
 #: traced and set against their floor (the others are alike).
 BULK = {"register", "join", "submitUpdate", "claimRewards"}

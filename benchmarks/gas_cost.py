@@ -63,7 +63,18 @@ from typing import Any
 
 from benchmarks import machine, publish
 from benchmarks import versions as shared_versions
-from benchmarks.gas_chain import BULK, CREATOR, Pass, Rpc, Setup, cid, key32
+from benchmarks.gas_chain import (
+    BULK,
+    CREATOR,
+    FLT,
+    PPM,
+    REJECT_REASON,
+    Pass,
+    Rpc,
+    Setup,
+    cid,
+    key32,
+)
 from benchmarks.gas_floor import (
     FLOOR_PER_TOKEN,
     INTRINSIC,
@@ -89,14 +100,11 @@ from benchmarks.l2_fee import (
 )
 
 # -- the scenario -----------------------------------------------------------------------------
-FLT = 10**18
 REWARD_PER_ROUND = 1_000 * FLT
 PRICE = FLT
 WINDOW = 1_000_000
 #: Blocks before a buyer may take a refund: short, so that the refund is reached at once.
 DELIVERY_WINDOW = 2
-REJECT_REASON = 5  # norm outlier
-PPM = 1_000_000
 WATERMARKS = 3
 BUYERS = 3
 #: The functions a task pass sets against their floor, in the order of the table.

@@ -34,13 +34,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from benchmarks.gas_chain import Pass, Setup, cid, key32
+from benchmarks.gas_chain import FLT, PPM, REJECT_REASON, Pass, Setup, cid, key32
 
-FLT = 10**18
 PRICE = FLT
 WINDOW = 10
-REASON = 5
-PPM = 1_000_000
 #: In the order of the table.
 OTHER_FUNCTIONS = (
     "updateMetadata", "proposeAggregator", "replaceAggregator", "closeRoundRejecting",
@@ -50,8 +47,7 @@ OTHER_FUNCTIONS = (
     "answerDecryption")
 
 
-def _spec(setup: Setup, label: str, members: int, rounds: int, mode: int, aggregator: Any
-          ) -> Any:
+def _spec(label: str, members: int, rounds: int, mode: int, aggregator: Any) -> Any:
     from fl_agent.chain.records import TaskSpec
 
     return TaskSpec(model_cid=cid("model", label, 0), spec_cid=cid("spec", label),
@@ -99,7 +95,7 @@ def run_other(setup: Setup) -> dict[str, Any]:
 
     # -- recovery: a task whose aggregator is replaced, rounds closed, then cancelled --------
     task_id, _ = ledger.create_task(
-        _spec(s, "recovery", 4, 5, TrainingMode.PLAIN, s.aggregator), sender=creator)
+        _spec("recovery", 4, 5, TrainingMode.PLAIN, s.aggregator), sender=creator)
     for person in people:
         ledger.join(task_id, sender=person)
     p.note("proposeAggregator", ledger.propose_aggregator(task_id, newcomer, sender=creator))
@@ -107,7 +103,7 @@ def run_other(setup: Setup) -> dict[str, Any]:
            had_proposal=True)
     _round(s, task_id, "recovery", 1, people, newcomer)
     p.note("closeRoundRejecting", ledger.close_round_rejecting(
-        task_id, 1, [str(people[3].address)], [REASON], cid("evidence", "recovery", 1),
+        task_id, 1, [str(people[3].address)], [REJECT_REASON], cid("evidence", "recovery", 1),
         sender=newcomer), rejected=1)
     _round(s, task_id, "recovery", 2, people[:2], newcomer)
     _mine(s, WINDOW + 1)
@@ -134,7 +130,7 @@ def run_other(setup: Setup) -> dict[str, Any]:
 
     # -- the rest of the marketplace ---------------------------------------------------------
     sellers_task, _ = ledger.create_task(
-        _spec(s, "sale", 2, 1, TrainingMode.PLAIN, s.aggregator), sender=creator)
+        _spec("sale", 2, 1, TrainingMode.PLAIN, s.aggregator), sender=creator)
     for person in people[:2]:
         ledger.join(sellers_task, sender=person)
     _round(s, sellers_task, "sale", 1, people[:2], s.aggregator)
@@ -191,7 +187,7 @@ def run_other(setup: Setup) -> dict[str, Any]:
 
     # -- the key holder's desk -----------------------------------------------------------------
     he_task, _ = ledger.create_task(
-        _spec(s, "he", 2, 1, TrainingMode.HOMOMORPHIC, s.aggregator), sender=creator)
+        _spec("he", 2, 1, TrainingMode.HOMOMORPHIC, s.aggregator), sender=creator)
     p.note("setKeyHolder", desk.set_key_holder(he_task, keyholder, sender=creator))
     for person in people[:2]:
         ledger.join(he_task, sender=person)

@@ -126,7 +126,7 @@ def _players(players: Iterable[int]) -> list[int]:
 def leave_one_out(value: ValueFunction, players: Iterable[int]) -> dict[int, float]:
     """``max(0, v(players) - v(players - {i}))`` for each player."""
     group = _players(players)
-    v = value if isinstance(value, _Cached) else _Cached(value)
+    v = _cached(value)
     if not group:
         return {}
     full = v(group)
@@ -141,9 +141,8 @@ def shapley_values(value: ValueFunction, players: Iterable[int], *, num_permutat
     group = _checked(players, num_permutations, truncation)
     n = len(group)
     if n and math.factorial(n) > num_permutations and 2 ** n <= num_permutations * n:
-        return _exact_by_subsets(value if isinstance(value, _Cached) else _Cached(value), group)
-    return permutation_shapley_values(value, group, num_permutations=num_permutations,
-                                      seed=seed, truncation=truncation)
+        return _exact_by_subsets(_cached(value), group)
+    return _by_permutations(_cached(value), group, num_permutations, seed, truncation)
 
 
 def permutation_shapley_values(value: ValueFunction, players: Iterable[int], *,
@@ -152,10 +151,18 @@ def permutation_shapley_values(value: ValueFunction, players: Iterable[int], *,
     """Shapley values over every permutation when ``len(players)! <= num_permutations``, else
     over ``num_permutations`` seeded random ones (never over subsets: the sampler alone, which
     :func:`shapley_values` uses when the subsets cost more)."""
-    group = _checked(players, num_permutations, truncation)
+    return _by_permutations(_cached(value), _checked(players, num_permutations, truncation),
+                            num_permutations, seed, truncation)
+
+
+def _cached(value: ValueFunction) -> _Cached:
+    return value if isinstance(value, _Cached) else _Cached(value)
+
+
+def _by_permutations(v: _Cached, group: list[int], num_permutations: int, seed: int,
+                     truncation: float) -> dict[int, float]:
     if not group:
         return {}
-    v = value if isinstance(value, _Cached) else _Cached(value)
     if math.factorial(len(group)) <= num_permutations:
         orders: Iterable[Sequence[int]] = itertools.permutations(group)
         count = math.factorial(len(group))
