@@ -335,6 +335,15 @@ class Strategy(ABC):
         without any screening; an empty subset gives ``global_params``. Contribution scoring
         uses it to value subsets of the accepted updates."""
 
+    def mean_clip_ratio(self) -> float | None:
+        """If :meth:`combine` is the ``num_samples``-weighted mean of the deltas, each first
+        clipped to this ratio times the median delta norm of the updates combined
+        (``math.inf``: none clipped), the ratio; else None. A subclass that changes
+        :meth:`combine` must change this too. Contribution scoring then values a
+        permutation's growing coalitions from a running sum instead of combining each from
+        scratch (:mod:`fl_agent.aggregation.scoring`)."""
+        return None
+
 
 def similarity_scores(global_params: FloatArray, updates: FloatArray, new_params: FloatArray,
                       indices: Sequence[int] | NDArray[np.intp]) -> dict[int, float]:

@@ -481,6 +481,9 @@ class FairFL(Strategy):
                 num_samples: FloatArray) -> FloatArray:
         return fairfl_combine(global_params, updates, num_samples, self.clip_ratio)
 
+    def mean_clip_ratio(self) -> float | None:
+        return self.clip_ratio
+
     def _aggregate(self, rnd: Round, evaluate: Evaluate | None) -> AggregationResult:
         return self._run(rnd, evaluate).result
 

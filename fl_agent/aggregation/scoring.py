@@ -21,7 +21,12 @@ caches every value it computes).
   remaining marginals count as 0 and are not evaluated. Without truncation the values of
   every permutation sum to ``v(A) - v(empty)`` (efficiency), so their average does too.
   ``benchmarks/fidelity.py`` measures how the sampled values rank players against exact
-  ones (``docs/sweep.md`` §3).
+  ones (``docs/sweep.md`` §3). When the strategy's combine is a (clipped) weighted mean of
+  the deltas (:meth:`Strategy.mean_clip_ratio`: FairFL, FedAvg, Krum, Multi-Krum), each
+  permutation's growing coalitions are built from a running sum (:class:`_Running`): one
+  pass over the newcomer's update per prefix instead of one per member, so a prefix of
+  ``k`` updates costs ``O(d)``, not ``O(k d)`` (at 200 updates of 1M parameters, about
+  20 times less). The values equal combining each coalition afresh up to rounding.
 
 :func:`to_reward_shares` turns scores into the integer parts per million of the round's
 budget that ``TaskLedger.finalizeRound`` takes (a ``uint32`` per contributor, sum
@@ -57,14 +62,21 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from fractions import Fraction
 from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from fl_agent.aggregation.base import Evaluate, FloatArray, Strategy, UpdatesLike, prepare_round
+from fl_agent.aggregation.base import (
+    Evaluate,
+    FloatArray,
+    Round,
+    Strategy,
+    UpdatesLike,
+    prepare_round,
+)
 from fl_agent.errors import ConfigError
 
 ValueFunction = Callable[[Iterable[int]], float]
@@ -73,11 +85,63 @@ Combine = Callable[[FloatArray, FloatArray, FloatArray], FloatArray]
 MAX_TOTAL = 1_000_000  # TaskLedger's cap on the sum of a round's scores (parts per million)
 
 
-class _Cached:
-    """Memoises a value function by the set of players."""
+class _Running:
+    """A coalition grown one update at a time, for a combine that is the weighted mean of the
+    deltas each clipped to ``ratio`` times the coalition's median delta norm
+    (:meth:`Strategy.mean_clip_ratio`): the weighted sum of the unclipped deltas is kept, so
+    adding an update costs one pass over it, and building the coalition's model costs one
+    more pass per update the clipping shortens, instead of one pass per member. The result
+    equals the strategy's ``combine`` up to rounding (the deltas are summed in the order they
+    join, not in index order)."""
 
-    def __init__(self, value: ValueFunction) -> None:
+    def __init__(self, rnd: Round, ratio: float, to_value: Callable[[FloatArray], float],
+                 check: Callable[[list[int]], list[int]]) -> None:
+        self._rnd, self._ratio, self._to_value, self._check = rnd, ratio, to_value, check
+        self._total = np.zeros(rnd.global_params.size)
+        self._scratch = np.empty(rnd.global_params.size)
+        self._weight = 0.0
+        self._members: list[int] = []
+        self._norms: list[float] = []
+
+    def _delta(self, i: int) -> FloatArray:
+        return np.subtract(self._rnd.updates[i], self._rnd.global_params, out=self._scratch)
+
+    def add(self, i: int) -> None:
+        self._check([i])
+        delta = self._delta(i)
+        self._norms.append(float(np.linalg.norm(delta)))
+        weight = float(self._rnd.num_samples[i])
+        self._total += np.multiply(delta, weight, out=delta)
+        self._weight += weight
+        self._members.append(i)
+
+    def value(self) -> float:
+        if not self._members:
+            return self._to_value(self._rnd.global_params)
+        mean = self._total.copy()
+        if math.isfinite(self._ratio):
+            norms = np.asarray(self._norms)
+            bound = self._ratio * float(np.median(norms))
+            for k in np.flatnonzero(norms > bound):
+                i = self._members[k]
+                shrink = float(self._rnd.num_samples[i]) * (bound / norms[k] - 1.0)
+                mean += np.multiply(self._delta(i), shrink, out=self._scratch)
+        mean /= self._weight
+        mean += self._rnd.global_params
+        return self._to_value(mean)
+
+
+class _Cached:
+    """Memoises a value function by the set of players. ``start`` (optional) makes an empty
+    :class:`_Running` coalition, and ``members`` names the updates a player adds to it (a
+    group's members; default: the player itself), so that :meth:`prefixes` can grow a
+    permutation's coalitions from running sums."""
+
+    def __init__(self, value: ValueFunction, start: Callable[[], _Running] | None = None,
+                 members: Callable[[int], Sequence[int]] | None = None) -> None:
         self._value = value
+        self.start = start
+        self._members = members or (lambda p: (p,))
         self._cache: dict[frozenset[int], float] = {}
 
     def __call__(self, players: Iterable[int]) -> float:
@@ -85,6 +149,22 @@ class _Cached:
         if key not in self._cache:
             self._cache[key] = float(self._value(sorted(key)))
         return self._cache[key]
+
+    def prefixes(self, order: Sequence[int]) -> Iterator[float]:
+        """``v(order[:1])``, ``v(order[:2])``, ..., computed as they are asked for (a caller
+        that stops early pays for no more), each cached like a call's."""
+        running = self.start() if self.start is not None else None
+        prefix: list[int] = []
+        for player in order:
+            prefix.append(int(player))
+            key = frozenset(prefix)
+            if running is not None:
+                for i in self._members(int(player)):
+                    running.add(i)
+            if key not in self._cache:
+                self._cache[key] = float(running.value() if running is not None
+                                         else self._value(sorted(key)))
+            yield self._cache[key]
 
     @property
     def evaluations(self) -> int:
@@ -98,22 +178,29 @@ def subset_value(strategy: Strategy | Combine, global_params: ArrayLike, updates
     ``strategy`` is a strategy (its ``combine`` is used) or a combine function. ``S`` may only
     hold indices of valid updates (finite, trained on > 0 samples)."""
     combine: Combine = strategy.combine if isinstance(strategy, Strategy) else strategy
+    ratio = strategy.mean_clip_ratio() if isinstance(strategy, Strategy) else None
     rnd = prepare_round(global_params, updates, num_samples)
     valid = set(rnd.valid.tolist())
 
-    def value(players: Iterable[int]) -> float:
-        idx = sorted(int(p) for p in players)
+    def checked(idx: list[int]) -> list[int]:
         bad = [i for i in idx if i not in valid]
         if bad:
             raise ConfigError(f"cannot value updates {bad}: out of range, non-finite or "
                               "trained on no samples")
-        params = combine(rnd.global_params, rnd.updates[idx], rnd.num_samples[idx])
+        return idx
+
+    def to_value(params: FloatArray) -> float:
         score = float(evaluate(np.asarray(params).astype(rnd.dtype)))
         if not math.isfinite(score):
-            raise ConfigError(f"evaluate returned {score} for the aggregate of updates {idx}")
+            raise ConfigError(f"evaluate returned {score} for an aggregate of the updates")
         return score
 
-    return _Cached(value)
+    def value(players: Iterable[int]) -> float:
+        idx = checked(sorted(int(p) for p in players))
+        return to_value(combine(rnd.global_params, rnd.updates[idx], rnd.num_samples[idx]))
+
+    start = None if ratio is None else lambda: _Running(rnd, ratio, to_value, checked)
+    return _Cached(value, start)
 
 
 def _players(players: Iterable[int]) -> list[int]:
@@ -174,12 +261,12 @@ def _by_permutations(v: _Cached, group: list[int], num_permutations: int, seed: 
     empty, full = v([]), v(group)
     totals = dict.fromkeys(group, 0.0)
     for order in orders:
-        previous, prefix = empty, []
+        previous = empty
+        values = v.prefixes(order)
         for player in order:
-            prefix.append(player)
             if truncation > 0 and abs(full - previous) <= truncation:
-                continue  # truncated: this and later marginals count as 0
-            current = v(prefix)
+                break  # truncated: this and later marginals count as 0
+            current = next(values)
             totals[player] += current - previous
             previous = current
     return {p: totals[p] / count for p in group}
@@ -232,7 +319,8 @@ def contribution_scores(strategy: Strategy | Combine, global_params: ArrayLike,
     members: dict[int, list[int]] = {}
     for i in chosen:
         members.setdefault(labels[i], []).append(i)
-    by_group = _Cached(lambda gs: value([i for g in gs for i in members[g]]))
+    by_group = _Cached(lambda gs: value([i for g in gs for i in members[g]]), value.start,
+                       members=lambda g: members[g])
     if method == "loo":
         values = leave_one_out(by_group, list(members))
     elif method == "shapley":

@@ -69,6 +69,9 @@ class FedAvg(_CombineAllValid):
     def _rule(self, updates: FloatArray, num_samples: FloatArray) -> FloatArray:
         return rules.fedavg(updates, num_samples)
 
+    def mean_clip_ratio(self) -> float | None:
+        return math.inf
+
 
 @dataclass(frozen=True)
 class Median(_CombineAllValid):
@@ -128,6 +131,9 @@ class MultiKrum(Strategy):
         if updates.shape[0] == 0:
             return global_params.copy()
         return rules.fedavg(updates, num_samples)
+
+    def mean_clip_ratio(self) -> float | None:
+        return math.inf
 
     def _aggregate(self, rnd: Round, evaluate: Evaluate | None) -> AggregationResult:
         v = rnd.valid

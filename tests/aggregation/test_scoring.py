@@ -187,6 +187,85 @@ def test_contribution_scores_of_a_fairfl_round():
                             result.accepted, r.evaluate, method="banzhaf")
 
 
+def _spread_round(seed: int, n: int = 12, d: int = 50):
+    """Updates whose deltas' lengths span 25x, so FairFL's clipping (2x the coalition's
+    median length) shortens some members of most coalitions."""
+    rng = np.random.default_rng(seed)
+    g = rng.standard_normal(d)
+    lengths = np.geomspace(0.2, 5.0, n)
+    rng.shuffle(lengths)
+    deltas = rng.standard_normal((n, d))
+    deltas *= (lengths / np.linalg.norm(deltas, axis=1))[:, None]
+    target = g + rng.standard_normal(d)
+    return g, g + deltas, rng.integers(1, 40, n).astype(float), target
+
+
+@pytest.mark.parametrize("rule", ["fairfl", "fedavg", "multikrum"])
+def test_growing_coalitions_from_running_sums_equal_combining_each(rule):
+    """The running sums of a permutation's prefixes (the strategies whose combine is a clipped
+    weighted mean) give each prefix the model the strategy's combine gives it."""
+    g, updates, samples, target = _spread_round(3)
+    strategy = get_strategy(rule)
+
+    def evaluate(params):  # continuous, so that any error in the model shows
+        return -float(np.sum((np.asarray(params, dtype=np.float64) - target) ** 2))
+
+    running = subset_value(strategy, g, updates, samples, evaluate)
+    assert running.start is not None
+    order = [int(i) for i in np.random.default_rng(4).permutation(len(updates))]
+    grown = list(running.prefixes(order))
+    for k, got in enumerate(grown, start=1):
+        idx = sorted(order[:k])
+        scratch = evaluate(strategy.combine(g, updates[idx], samples[idx]))
+        assert got == pytest.approx(scratch, rel=1e-12, abs=1e-12), k
+    clipped = [k for k in range(1, len(order) + 1)
+               if np.linalg.norm(updates[order[:k]] - g, axis=1).max()
+               > 2 * np.median(np.linalg.norm(updates[order[:k]] - g, axis=1))]
+    assert rule != "fairfl" or len(clipped) >= 5  # the clipping is exercised
+
+
+def test_shapley_through_running_sums_matches_combining_each_coalition():
+    g, updates, samples, target = _spread_round(5)
+    strategy = FairFL()
+
+    def evaluate(params):
+        return -float(np.sum((np.asarray(params, dtype=np.float64) - target) ** 2))
+
+    def combine(global_params, chosen, weights):  # the same rule, without running sums
+        return strategy.combine(global_params, chosen, weights)
+
+    players = list(range(len(updates)))
+    fast = subset_value(strategy, g, updates, samples, evaluate)
+    slow = subset_value(combine, g, updates, samples, evaluate)
+    assert slow.start is None
+    for truncation in (0.0, 0.5):
+        got = shapley_values(fast, players, num_permutations=30, seed=2, truncation=truncation)
+        expected = shapley_values(slow, players, num_permutations=30, seed=2,
+                                  truncation=truncation)
+        assert got == pytest.approx(expected, rel=1e-9, abs=1e-9)
+    scores = contribution_scores(strategy, g, updates, samples, players, evaluate,
+                                 num_permutations=30, seed=2, groups=[0, 0, 1, 2, 3, 4, 5,
+                                                                      6, 7, 8, 9, 9])
+    expected = contribution_scores(combine, g, updates, samples, players, evaluate,
+                                   num_permutations=30, seed=2, groups=[0, 0, 1, 2, 3, 4, 5,
+                                                                        6, 7, 8, 9, 9])
+    assert scores == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+def test_rules_that_are_not_a_mean_combine_every_coalition_afresh():
+    g, updates, samples, _ = _spread_round(6)
+    for rule in ("median", "trimmed_mean", "flame"):
+        assert subset_value(get_strategy(rule), g, updates, samples, lambda p: 0.0).start is None
+
+
+def test_running_sums_refuse_an_update_that_cannot_be_valued():
+    g, updates, samples, _ = _spread_round(7)
+    samples[4] = 0.0  # trained on no samples: not a valid update
+    value = subset_value(FairFL(), g, updates, samples, lambda p: 0.0)
+    with pytest.raises(ConfigError, match="cannot value updates \\[4\\]"):
+        list(value.prefixes([1, 4]))
+
+
 # ------------------------------------------------------------------------ reward shares
 
 
