@@ -640,16 +640,19 @@ class FairFL(Strategy):
                               self.strict_noise_at)
         if strict.any() and self.strict_gain > 0:
             weights = rnd.num_samples[merge_index]
-            weighted = merging * weights[:, None]
-            merged = score(g + weighted.sum(axis=0) / weights.sum())
+            # (merging * weights[:, None]).sum(axis=0) bit for bit, without the k x d copy
+            total = add_weighted_rows(None, merging, weights, range(kept.size))
+            merged = score(g + total / weights.sum())
             gain = paired_margin(merged, baseline, 0.0)
             if math.isfinite(gain) and gain > 0:
                 share = gain * weights / weights.sum()  # each update's share of the gain
                 for p in np.flatnonzero(strict):
                     # resolved if the share stands out of the noise of the update's own
-                    # contribution by _STRICT_RESOLUTION times the gate's slack
+                    # contribution by _STRICT_RESOLUTION times the gate's slack; the others'
+                    # sum is the total less this update (one pass, not k: equal to summing
+                    # the others up to the last bits of rounding)
                     rest = np.delete(np.arange(kept.size), p)
-                    without = score(g + weighted[rest].sum(axis=0) / weights[rest].sum())
+                    without = score(g + (total - merging[p] * weights[p]) / weights[rest].sum())
                     noise = standard_error(merged - without) if np.isfinite(without).all() \
                         else math.inf
                     if share[p] >= _STRICT_RESOLUTION * self.tolerance * noise:

@@ -239,3 +239,26 @@ def test_update_figures_are_each_updates_direction_length_and_score_alone():
     assert [f.cosine for f in moved] == pytest.approx([1.0, 0.0, -1.0])  # deltas, not weights
     still = update_figures(np.ones(2), np.ones((2, 2)), np.ones(2), lambda p: 0.5)
     assert [(f.cosine, f.norm_ratio) for f in still] == [(0.0, 0.0), (0.0, 0.0)]
+
+
+def test_update_figures_in_blocks_of_rows_are_the_whole_matrixs():
+    """Updates wider than half a block of the helpers are made into deltas a row or two at a
+    time; the figures are those of the whole matrix at once."""
+    from fl_agent.aggregation.base import _BLOCK_VALUES
+    from fl_agent.aggregation.rounds import update_figures
+
+    rng = np.random.default_rng(8)
+    d = _BLOCK_VALUES // 2 + 7  # two rows a block: three blocks for five updates
+    g = rng.standard_normal(d)
+    updates = (g + rng.standard_normal((5, d)) * rng.uniform(0.5, 3.0, (5, 1))).astype(np.float32)
+    new = g + rng.standard_normal(d)
+    seen = []
+    figures = update_figures(g, updates, new, lambda p: seen.append(p.dtype) or float(p[0]))
+    deltas = updates.astype(np.float64) - g
+    lengths = np.linalg.norm(deltas, axis=1)
+    cosines = deltas @ (new - g) / (lengths * np.linalg.norm(new - g))
+    assert [f.cosine for f in figures] == pytest.approx(cosines, rel=1e-12)
+    assert [f.norm_ratio for f in figures] == pytest.approx(lengths / np.median(lengths),
+                                                            rel=1e-12)
+    assert [f.alone for f in figures] == pytest.approx(updates[:, 0].astype(np.float64))
+    assert seen == [np.dtype(np.float64)] * 5
