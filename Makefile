@@ -66,7 +66,7 @@ story: DELIVERY_WINDOW = 20
 story: deploy ## A scripted walk through every contract call (register ... buy, refund, withdraw)
 	@ape run story --network $(NETWORK) $(APE_QUIET)
 
-bench: bench-sim bench-held-out bench-gate bench-market bench-app bench-app-load bench-app-api bench-claims bench-rules bench-sweep bench-ablation bench-fidelity bench-scale bench-load bench-gas ## All benchmarks (not timed as a whole; at least 8.6-10 hours on 2 cores for its three largest parts, see README; each target alone below)
+bench: bench-sim bench-held-out bench-gate bench-market bench-app bench-app-load bench-app-api bench-claims bench-rules bench-sweep bench-ablation bench-fidelity bench-scale bench-load bench-gas ## All benchmarks (not timed as a whole; at least 9-10.5 hours on 2 cores for its three largest parts, see README; each target alone below)
 
 bench-sim: setup ## Every attack and variant in the target setting on seed $(BENCH_SEEDS), each run on its own anvil; table in docs/benchmarks.md
 	@fl-agent bench --seeds $(BENCH_SEEDS)
@@ -87,10 +87,12 @@ bench-sweep: setup ## Every rule x attack x non-IID alpha x attacker share, digi
 	@python -m benchmarks.sweep
 
 ABLATION_ATTACKS := label_flip,sign_flip,scaling,gaussian,free_rider,noisy_free_rider,alie,ipm,minmax,backdoor,targeted_flip
-bench-ablation: setup ## FairFL with DBSCAN replaced by HDBSCAN, OPTICS, KMeans, agglomerative or no clustering, the sweep's settings at 30 % attackers (1,188 runs), at 10 % (1,080) and at 45 % on digits (594) (docs/sweep.md, docs/ablation.md; 3.7 to 3.8 hours on 2 cores, resumable)
+TABULAR_ATTACKS := label_flip,sign_flip,scaling,gaussian,free_rider,noisy_free_rider,alie,ipm,minmax
+bench-ablation: setup ## FairFL with DBSCAN replaced by HDBSCAN, OPTICS, KMeans, agglomerative or no clustering, the sweep's settings at 30 % attackers (1,188 runs), at 10 % (1,080) and at 45 % (1,080) (docs/sweep.md, docs/ablation.md; 4.1 to 4.3 hours on 2 cores, resumable)
 	@python -m benchmarks.ablation
 	@python -m benchmarks.ablation --malicious 0.1 --attacks $(ABLATION_ATTACKS) --json reports/bench/ablation_10.json --plots reports/bench/ablation_10
 	@python -m benchmarks.ablation --datasets digits --attacks $(ABLATION_ATTACKS) --malicious 0.45 --json reports/bench/ablation_45.json --plots reports/bench/ablation_45
+	@python -m benchmarks.ablation --datasets breast_cancer --attacks $(TABULAR_ATTACKS) --malicious 0.45 --json reports/bench/ablation_45_breast_cancer.json --plots reports/bench/ablation_45_breast_cancer
 
 bench-fidelity: setup ## Contribution scores against exact Shapley values on 8 and on 12 clients: Spearman and seconds (docs/sweep.md; about 6 min)
 	@python -m benchmarks.fidelity

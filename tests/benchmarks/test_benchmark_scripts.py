@@ -219,6 +219,22 @@ def test_the_scale_benchmark_times_every_rule_and_the_store_against_sha256(tmp_p
     assert "unknown rule" in run_fails("benchmarks.scale", "--rules", "nope")
 
 
+def test_the_round_benchmark_times_every_part_of_a_real_round(tmp_path):
+    out = tmp_path / "round.json"
+    table = run("benchmarks.round_scale", "--clients", "10", "--hidden", "8", "--rounds", "2",
+                "--json", str(out))
+    result = json.loads(out.read_text())
+    assert result["params"] == 64 * 8 + 8 + 8 * 10 + 10 and len(result["rounds"]) == 2
+    for row in result["rounds"]:
+        assert set(row["seconds"]) == {"copy groups", "rule", "scoring", "evidence"}
+        assert all(value >= 0 for value in row["seconds"].values())
+        assert row["clients"] == 10 and 0 < row["accepted"] <= 10
+        assert row["gate_calls"] > 0 and row["scoring_evaluations"] > 0
+        assert row["total_seconds"] >= row["without_scoring_seconds"]
+    assert "total without scoring" in table
+    assert "--hidden" in run_fails("benchmarks.round_scale", "--hidden", "0")
+
+
 def test_the_closeness_harness_measures_copies_against_honest_pairs(tmp_path):
     out = tmp_path / "claims.json"
     run("benchmarks.claims", "--closeness", "--seeds", "101", "--rounds", "1",

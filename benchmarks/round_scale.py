@@ -1,0 +1,192 @@
+"""One aggregator round at scale, whole: FairFL's default path with a real model, the way
+:func:`fl_agent.aggregation.rounds.decide_round` runs it on chain and offline, split into
+its parts.
+
+``benchmarks.scale`` times each rule alone on synthetic updates with a stand-in gate. This
+runs the round the aggregator runs: ``--clients`` participants (30 % sign-flippers) of
+digits (an IID split: 200 clients share 1,167 training examples, 5-6 each, so the batch is
+8), each training 20 local SGD steps of an MLP whose hidden widths ``--hidden`` set its
+size (``960,960``: 994,570 parameters), for ``--rounds``
+rounds offline (:func:`fl_agent.simulation.offline.run_offline`, no blacklisting); in each
+round the aggregator's rule as the task sets it up (``aggregator_strategy``), its
+validation gate reading the model's loss on the validation split, Shapley scoring with the
+aggregator's 40 permutations, and then the evidence's per-update figures
+(:func:`~fl_agent.aggregation.rounds.update_figures`, one evaluation per update) that the
+aggregator publishes. Per round it reports the wall time of:
+
+* ``copy groups``: the Gram matrix of the deltas and the weights (:func:`~fl_agent.
+  aggregation.rounds.delta_gram`, :func:`~fl_agent.aggregation.rounds.round_weights`);
+* ``rule``: the strategy's ``aggregate`` (and a recombination if the final weights differ),
+  the rest of ``decide_round``; of which ``gate``: the gate's forward passes (counted);
+* ``scoring``: the contribution scores (counted in model evaluations);
+* ``evidence``: the per-update figures.
+
+The parts are timed by wrapping the functions ``decide_round`` calls (``unittest.mock.
+patch``, scoped to the round) and the gate and score callbacks; nothing in them changes.
+Round 1 starts from the model's initialisation and pays the process's first touch of its
+memory; the later rounds are the warm ones.
+
+    python -m benchmarks.round_scale --clients 200 --hidden 960,960
+    python -m benchmarks.round_scale --clients 20 --hidden 64 --rounds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import numpy as np
+
+from benchmarks import machine, publish
+from fl_agent.aggregation import rounds as round_module
+from fl_agent.aggregation.rounds import RoundDecision, update_figures
+from fl_agent.learning.models import ModelSpec, param_count
+from fl_agent.learning.training import evaluate
+from fl_agent.simulation.config import SimulationConfig
+from fl_agent.simulation.offline import (
+    aggregator_strategy,
+    decide_as_on_chain,
+    federation,
+    run_offline,
+)
+
+PARTS = ("copy groups", "rule", "scoring", "evidence")
+
+
+class _Clock:
+    """Wall time and calls of the functions it wraps, by part."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+
+    def wrap(self, part: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - start
+                self.calls[part] = self.calls.get(part, 0) + 1
+        return timed
+
+
+def run(clients: int, hidden: tuple[int, ...], rounds: int, seed: int,
+        on_round: Callable[[dict[str, Any]], Any] | None = None) -> list[dict[str, Any]]:
+    config = SimulationConfig(dataset="digits", model="mlp", clients=clients, malicious=0.3,
+                              attack="sign_flip", partition="iid", batch_size=8, rounds=rounds,
+                              seed=seed)
+    fed = federation(config)
+    spec = ModelSpec(name="mlp", input_shape=fed.spec.input_shape,
+                     num_classes=fed.spec.num_classes, hidden=hidden)
+    fed = dataclasses.replace(fed, spec=spec)
+    strategy = aggregator_strategy(fed)
+    X_val = fed.data.standardize(fed.splits.validation.X)
+    y_val = np.asarray(fed.splits.validation.y, dtype=np.int64)
+    rows: list[dict[str, Any]] = []
+    trained_since = [time.perf_counter()]
+
+    def decide(strategy_: Any, global_params: np.ndarray, updates: np.ndarray,
+               claims: np.ndarray, **options: Any) -> RoundDecision:
+        training = time.perf_counter() - trained_since[0]
+        clock = _Clock()
+        gate = clock.wrap("gate", options.pop("gate"))
+        score = clock.wrap("evaluations", options.pop("score"))
+        start = time.perf_counter()
+        with (mock.patch.object(round_module, "delta_gram",
+                                clock.wrap("copy groups", round_module.delta_gram)),
+              mock.patch.object(round_module, "round_weights",
+                                clock.wrap("copy groups", round_module.round_weights)),
+              mock.patch.object(round_module, "contribution_scores",
+                                clock.wrap("scoring", round_module.contribution_scores))):
+            decision = decide_as_on_chain(strategy_, global_params, updates, claims,
+                                          gate=gate, score=score, **options)
+        decided = time.perf_counter() - start
+        evaluations = clock.calls.get("evaluations", 0)
+        figures_start = time.perf_counter()
+        update_figures(global_params, updates, decision.params,
+                       lambda vector: evaluate(spec, vector, X_val, y_val, "accuracy"))
+        seconds = {
+            "copy groups": clock.seconds.get("copy groups", 0.0),
+            "scoring": clock.seconds.get("scoring", 0.0),
+            "evidence": time.perf_counter() - figures_start,
+        }
+        seconds["rule"] = decided - seconds["copy groups"] - seconds["scoring"]
+        row = {"round": options.get("round_number"), "clients": len(updates),
+               "params": int(updates.shape[1]), "accepted": len(decision.accepted),
+               "players": len(set(decision.groups[list(decision.accepted)].tolist()))
+               if decision.accepted else 0,
+               "training_seconds": round(training, 2),
+               "seconds": {part: round(seconds[part], 3) for part in PARTS},
+               "gate_calls": clock.calls.get("gate", 0),
+               "gate_seconds": round(clock.seconds.get("gate", 0.0), 3),
+               "scoring_evaluations": evaluations,
+               "total_seconds": round(sum(seconds.values()), 3),
+               "without_scoring_seconds": round(sum(seconds.values()) - seconds["scoring"], 3)}
+        rows.append(row)
+        if on_round is not None:
+            on_round(row)
+        trained_since[0] = time.perf_counter()
+        return decision
+
+    run_offline(fed, blacklist=False, decide=decide, strategy=strategy)
+    return rows
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = [f"One round of {result['clients']} clients x {result['params']:,} parameters "
+             f"(MLP {result['hidden']}), seconds:", "",
+             "| round | accepted (players) | copy groups | rule (gate: calls, s) | scoring "
+             "(evaluations) | evidence | total | total without scoring | training, all "
+             "clients |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in result["rounds"]:
+        s = row["seconds"]
+        lines.append(
+            f"| {row['round']} | {row['accepted']} ({row['players']}) | {s['copy groups']:.2f} "
+            f"| {s['rule']:.2f} ({row['gate_calls']}, {row['gate_seconds']:.2f}) | "
+            f"{s['scoring']:.2f} ({row['scoring_evaluations']}) | {s['evidence']:.2f} | "
+            f"{row['total_seconds']:.2f} | {row['without_scoring_seconds']:.2f} | "
+            f"{row['training_seconds']:.1f} |")
+    return "\n".join(lines)
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(part) for part in text.split(","))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"--hidden takes widths like 960,960: {err}") from err
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError("--hidden takes positive widths like 960,960")
+    return widths
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=200, help="participants (2-200)")
+    parser.add_argument("--hidden", type=_widths, default=(960, 960),
+                        help="the MLP's hidden widths (960,960: about 1M parameters)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (the first is cold)")
+    parser.add_argument("--seed", type=int, default=11, help="federation seed (evaluation "
+                        "seeds are 11-15)")
+    parser.add_argument("--json", type=Path, default=Path("reports/bench/round_scale.json"))
+    args = parser.parse_args(argv)
+    size = param_count(ModelSpec(name="mlp", input_shape=(64,), num_classes=10,
+                                 hidden=args.hidden))
+    print(f"{args.clients} clients x {size:,} parameters, {args.rounds} rounds, seed "
+          f"{args.seed}", flush=True)
+    rows = run(args.clients, args.hidden, args.rounds, args.seed,
+               on_round=lambda row: print(row, flush=True))
+    result = {"machine": machine(), "clients": args.clients, "params": size,
+              "hidden": list(args.hidden), "seed": args.seed, "rounds": rows}
+    publish(result, args.json, markdown(result))
+
+
+if __name__ == "__main__":
+    main()
