@@ -21,6 +21,11 @@ aggregator publishes. Per round it reports the wall time of:
 * ``scoring``: the contribution scores (counted in model evaluations);
 * ``evidence``: the per-update figures.
 
+After the last round it also times valuing single coalitions the way scoring did before it
+grew a permutation's coalitions from running sums: the strategy's ``combine`` over all the
+members afresh, at a tenth, a quarter, half, three quarters and all of the accepted
+updates (``afresh_seconds``), to set beside the scoring's seconds per evaluation.
+
 The parts are timed by wrapping the functions ``decide_round`` calls (``unittest.mock.
 patch``, scoped to the round) and the gate and score callbacks; nothing in them changes.
 Round 1 starts from the model's initialisation and pays the process's first touch of its
@@ -35,7 +40,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -45,6 +50,7 @@ import numpy as np
 from benchmarks import machine, publish
 from fl_agent.aggregation import rounds as round_module
 from fl_agent.aggregation.rounds import RoundDecision, update_figures
+from fl_agent.aggregation.scoring import subset_value
 from fl_agent.learning.models import ModelSpec, param_count
 from fl_agent.learning.training import evaluate
 from fl_agent.simulation.config import SimulationConfig
@@ -74,6 +80,24 @@ class _Clock:
                 self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - start
                 self.calls[part] = self.calls.get(part, 0) + 1
         return timed
+
+
+def afresh_seconds(strategy: Any, global_params: np.ndarray, updates: np.ndarray,
+                   weights: np.ndarray, accepted: Sequence[int],
+                   score: Callable[[np.ndarray], float]) -> dict[int, float]:
+    """Seconds to value one coalition by combining its members afresh (a combine function,
+    which :func:`~fl_agent.aggregation.scoring.subset_value` never grows from running sums),
+    per coalition size: seeded prefixes of the accepted updates."""
+    value = subset_value(lambda g, chosen, w: strategy.combine(g, chosen, w), global_params,
+                         updates, weights, score)
+    order = [int(i) for i in np.random.default_rng(0).permutation(list(accepted))]
+    seconds = {}
+    for share in (0.1, 0.25, 0.5, 0.75, 1.0):
+        size = max(1, round(share * len(order)))
+        start = time.perf_counter()
+        value(order[:size])
+        seconds[size] = round(time.perf_counter() - start, 3)
+    return seconds
 
 
 def run(clients: int, hidden: tuple[int, ...], rounds: int, seed: int,
@@ -128,6 +152,11 @@ def run(clients: int, hidden: tuple[int, ...], rounds: int, seed: int,
                "scoring_evaluations": evaluations,
                "total_seconds": round(sum(seconds.values()), 3),
                "without_scoring_seconds": round(sum(seconds.values()) - seconds["scoring"], 3)}
+        if options.get("round_number") == rounds and decision.accepted:
+            row["afresh_seconds"] = afresh_seconds(strategy_, global_params, updates,
+                                                   decision.weights, decision.accepted, score)
+            row["seconds_per_scoring_evaluation"] = round(
+                seconds["scoring"] / max(1, evaluations), 4)
         rows.append(row)
         if on_round is not None:
             on_round(row)
@@ -153,6 +182,12 @@ def markdown(result: dict[str, Any]) -> str:
             f"{s['scoring']:.2f} ({row['scoring_evaluations']}) | {s['evidence']:.2f} | "
             f"{row['total_seconds']:.2f} | {row['without_scoring_seconds']:.2f} | "
             f"{row['training_seconds']:.1f} |")
+    last = result["rounds"][-1] if result["rounds"] else {}
+    if "afresh_seconds" in last:
+        sizes = ", ".join(f"{k} members {v:.2f} s" for k, v in last["afresh_seconds"].items())
+        lines += ["", f"Valuing one coalition afresh in round {last['round']}: {sizes}; "
+                  f"scoring with running sums: {last['seconds_per_scoring_evaluation']:.4f} s "
+                  "an evaluation."]
     return "\n".join(lines)
 
 

@@ -231,7 +231,9 @@ def test_the_round_benchmark_times_every_part_of_a_real_round(tmp_path):
         assert row["clients"] == 10 and 0 < row["accepted"] <= 10
         assert row["gate_calls"] > 0 and row["scoring_evaluations"] > 0
         assert row["total_seconds"] >= row["without_scoring_seconds"]
-    assert "total without scoring" in table
+    last = result["rounds"][-1]
+    assert len(last["afresh_seconds"]) >= 3 and last["seconds_per_scoring_evaluation"] > 0
+    assert "total without scoring" in table and "Valuing one coalition afresh" in table
     assert "--hidden" in run_fails("benchmarks.round_scale", "--hidden", "0")
 
 
