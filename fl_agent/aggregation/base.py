@@ -246,8 +246,8 @@ def clip_factors(norms: FloatArray, bound: float) -> FloatArray:
 def add_weighted_rows(base: FloatArray | None, rows: FloatArray, weights: FloatArray,
                       members: Sequence[int]) -> FloatArray:
     """``base`` (None: nothing) plus ``weights[m] * rows[m]`` for each listed member, added
-    in order as numpy's sum over the first axis adds rows, without copying the matrix; a
-    new array (``base`` is not changed)."""
+    in order as numpy's sum over the first axis adds rows of two or more columns (one column
+    it sums pairwise), without copying the matrix; a new array (``base`` is not changed)."""
     first = members[0]
     out = rows[first] * weights[first] if base is None else base + rows[first] * weights[first]
     for m in members[1:]:

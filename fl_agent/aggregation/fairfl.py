@@ -640,7 +640,8 @@ class FairFL(Strategy):
                               self.strict_noise_at)
         if strict.any() and self.strict_gain > 0:
             weights = rnd.num_samples[merge_index]
-            # (merging * weights[:, None]).sum(axis=0) bit for bit, without the k x d copy
+            # (merging * weights[:, None]).sum(axis=0) without the k x d copy (bit for bit
+            # for models of two or more parameters: numpy sums one column pairwise)
             total = add_weighted_rows(None, merging, weights, range(kept.size))
             merged = score(g + total / weights.sum())
             gain = paired_margin(merged, baseline, 0.0)

@@ -26,10 +26,12 @@ caches every value it computes).
   permutation's growing coalitions are built from a running sum (:class:`_Running`): one
   pass over the newcomer's update per prefix instead of one per member, so a prefix of
   ``k`` updates costs ``O(d)``, not ``O(k d)``: in a round of 140 accepted updates of 994,570
-  parameters, 12 ms a prefix (mostly the model's forward pass) against 0.07 s to 2.2 s
-  afresh for 10 to 139 members, about 1.7 s against 3 minutes a permutation. The values
-  equal combining each coalition afresh up to rounding (``benchmarks/round_scale.py``,
-  ``docs/sweep.md`` §5).
+  parameters, 13-14 ms an evaluation (half of it the model's forward pass) against 0.07-0.09 s
+  to 0.7-2.3 s afresh for 14 to 140 members, about 2 s against 1 to 3 minutes a permutation
+  (by the trapezoid rule over those sizes; ``benchmarks/round_scale.py``, ``docs/sweep.md``
+  §5). The
+  values equal combining each coalition afresh up to rounding
+  (``tests/aggregation/test_scoring.py``).
 
 :func:`to_reward_shares` turns scores into the integer parts per million of the round's
 budget that ``TaskLedger.finalizeRound`` takes (a ``uint32`` per contributor, sum

@@ -11,6 +11,7 @@ import pytest
 from crafted import crafted_round
 
 from fl_agent.aggregation import (
+    STRATEGIES,
     FairFL,
     contribution_scores,
     get_strategy,
@@ -200,18 +201,35 @@ def _spread_round(seed: int, n: int = 12, d: int = 50):
     return g, g + deltas, rng.integers(1, 40, n).astype(float), target
 
 
-@pytest.mark.parametrize("rule", ["fairfl", "fedavg", "multikrum"])
+def _every_strategy():
+    """One of every registered strategy (FLTrust with a server step), and the two FairFL
+    subclasses the benchmarks use."""
+    from benchmarks.ablation import ClusteredFairFL
+    from benchmarks.round_reasons import RecordingFairFL
+
+    out = {name: get_strategy(name, **({"server_update": lambda p: p + 0.1}
+                                       if name == "fltrust" else {}))
+           for name in STRATEGIES}
+    out["ablation"] = ClusteredFairFL(clustering="kmeans")
+    out["round_reasons"] = RecordingFairFL()  # not a dataclass field: set as the script does
+    object.__setattr__(out["round_reasons"], "reports", [])
+    return out
+
+
+@pytest.mark.parametrize("rule", [*STRATEGIES, "ablation", "round_reasons"])
 def test_growing_coalitions_from_running_sums_equal_combining_each(rule):
-    """The running sums of a permutation's prefixes (the strategies whose combine is a clipped
-    weighted mean) give each prefix the model the strategy's combine gives it."""
+    """Every strategy that claims a clipped weighted mean (``mean_clip_ratio``) gets running
+    sums, and they give each prefix of a permutation the model its combine gives it; the
+    others combine afresh."""
     g, updates, samples, target = _spread_round(3)
-    strategy = get_strategy(rule)
+    strategy = _every_strategy()[rule]
 
     def evaluate(params):  # continuous, so that any error in the model shows
         return -float(np.sum((np.asarray(params, dtype=np.float64) - target) ** 2))
 
     running = subset_value(strategy, g, updates, samples, evaluate)
-    assert running.start is not None
+    assert (running.start is not None) == (rule in {"fairfl", "fedavg", "krum", "multikrum",
+                                                    "ablation", "round_reasons"})
     order = [int(i) for i in np.random.default_rng(4).permutation(len(updates))]
     grown = list(running.prefixes(order))
     for k, got in enumerate(grown, start=1):
