@@ -98,8 +98,9 @@ bench-fidelity: setup ## Contribution scores against exact Shapley values on 8 a
 	@python -m benchmarks.fidelity
 	@python -m benchmarks.fidelity --clients 12 --json reports/bench/fidelity_12_clients.json
 
-bench-scale: setup ## Aggregation time and memory of every rule, 10-200 clients x 10k-10M parameters, and the store's add/get against sha256 (docs/sweep.md; run it on a quiet machine)
+bench-scale: setup ## Aggregation time and memory of every rule, 10-200 clients x 10k-10M parameters, the store's add/get against sha256, and one whole round of 200 clients x 1M parameters (docs/sweep.md; run it on a quiet machine)
 	@python -m benchmarks.scale
+	@python -m benchmarks.round_scale
 
 QUICK := reports/bench/quick
 bench-quick: setup ## The offline benchmarks reduced to minutes (one seed, one setting, 5 rounds; about 2.5 minutes; writes $(QUICK)/, not the published figures)

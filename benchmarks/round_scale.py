@@ -21,6 +21,10 @@ aggregator publishes. Per round it reports the wall time of:
 * ``scoring``: the contribution scores (counted in model evaluations);
 * ``evidence``: the per-update figures.
 
+``--profile FILE`` then makes the last round's decision once more without contribution
+scoring (the scores replaced by zeros) under ``cProfile``, writes its statistics to FILE
+and prints where the time went.
+
 After the last round it also times valuing single coalitions the way scoring did before it
 grew a permutation's coalitions from running sums: the strategy's ``combine`` over all the
 members afresh, at a tenth, a quarter, half, three quarters and all of the accepted
@@ -29,7 +33,9 @@ updates (``afresh_seconds``), to set beside the scoring's seconds per evaluation
 The parts are timed by wrapping the functions ``decide_round`` calls (``unittest.mock.
 patch``, scoped to the round) and the gate and score callbacks; nothing in them changes.
 Round 1 starts from the model's initialisation and pays the process's first touch of its
-memory; the later rounds are the warm ones.
+memory; the later rounds are the warm ones. ``training_seconds`` is the wall time from the
+previous round's end (round 1: from the start of the offline run, which also standardises
+the shards) to the decision: all the clients' local training, one after the other.
 
     python -m benchmarks.round_scale --clients 200 --hidden 960,960
     python -m benchmarks.round_scale --clients 20 --hidden 64 --rounds 2
@@ -100,8 +106,29 @@ def afresh_seconds(strategy: Any, global_params: np.ndarray, updates: np.ndarray
     return seconds
 
 
+def profile_decision(path: Path, strategy: Any, global_params: np.ndarray,
+                     updates: np.ndarray, claims: np.ndarray, **options: Any) -> None:
+    """A round's decision without contribution scoring, under cProfile: statistics to
+    ``path``, the 30 largest cumulative times printed."""
+    import cProfile
+    import pstats
+
+    def no_scores(strategy_: Any, global_params_: Any, updates_: Any, *args: Any,
+                  **kwargs: Any) -> np.ndarray:
+        return np.zeros(len(updates_))
+
+    with mock.patch.object(round_module, "contribution_scores", no_scores):
+        profiler = cProfile.Profile()
+        profiler.runcall(decide_as_on_chain, strategy, global_params, updates, claims,
+                         **options)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    profiler.dump_stats(path)
+    pstats.Stats(str(path)).sort_stats("cumulative").print_stats(30)
+
+
 def run(clients: int, hidden: tuple[int, ...], rounds: int, seed: int,
-        on_round: Callable[[dict[str, Any]], Any] | None = None) -> list[dict[str, Any]]:
+        on_round: Callable[[dict[str, Any]], Any] | None = None,
+        profile: Path | None = None) -> list[dict[str, Any]]:
     config = SimulationConfig(dataset="digits", model="mlp", clients=clients, malicious=0.3,
                               attack="sign_flip", partition="iid", batch_size=8, rounds=rounds,
                               seed=seed)
@@ -119,8 +146,9 @@ def run(clients: int, hidden: tuple[int, ...], rounds: int, seed: int,
                claims: np.ndarray, **options: Any) -> RoundDecision:
         training = time.perf_counter() - trained_since[0]
         clock = _Clock()
-        gate = clock.wrap("gate", options.pop("gate"))
-        score = clock.wrap("evaluations", options.pop("score"))
+        options_gate, options_score = options.pop("gate"), options.pop("score")
+        gate = clock.wrap("gate", options_gate)
+        score = clock.wrap("evaluations", options_score)
         start = time.perf_counter()
         with (mock.patch.object(round_module, "delta_gram",
                                 clock.wrap("copy groups", round_module.delta_gram)),
@@ -152,6 +180,9 @@ def run(clients: int, hidden: tuple[int, ...], rounds: int, seed: int,
                "scoring_evaluations": evaluations,
                "total_seconds": round(sum(seconds.values()), 3),
                "without_scoring_seconds": round(sum(seconds.values()) - seconds["scoring"], 3)}
+        if options.get("round_number") == rounds and profile is not None:
+            profile_decision(profile, strategy_, global_params, updates, claims,
+                             gate=options_gate, score=options_score, **options)
         if options.get("round_number") == rounds and decision.accepted:
             row["afresh_seconds"] = afresh_seconds(strategy_, global_params, updates,
                                                    decision.weights, decision.accepted, score)
@@ -160,10 +191,11 @@ def run(clients: int, hidden: tuple[int, ...], rounds: int, seed: int,
         rows.append(row)
         if on_round is not None:
             on_round(row)
-        trained_since[0] = time.perf_counter()
         return decision
 
-    run_offline(fed, blacklist=False, decide=decide, strategy=strategy)
+    # the training clock restarts once a round's bookkeeping (its test accuracy) is done
+    run_offline(fed, blacklist=False, decide=decide, strategy=strategy,
+                on_round=lambda _: trained_since.__setitem__(0, time.perf_counter()))
     return rows
 
 
@@ -211,13 +243,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=11, help="federation seed (evaluation "
                         "seeds are 11-15)")
     parser.add_argument("--json", type=Path, default=Path("reports/bench/round_scale.json"))
+    parser.add_argument("--profile", type=Path, metavar="FILE",
+                        help="profile the last round's decision without scoring into FILE")
     args = parser.parse_args(argv)
     size = param_count(ModelSpec(name="mlp", input_shape=(64,), num_classes=10,
                                  hidden=args.hidden))
     print(f"{args.clients} clients x {size:,} parameters, {args.rounds} rounds, seed "
           f"{args.seed}", flush=True)
     rows = run(args.clients, args.hidden, args.rounds, args.seed,
-               on_round=lambda row: print(row, flush=True))
+               on_round=lambda row: print(row, flush=True), profile=args.profile)
     result = {"machine": machine(), "clients": args.clients, "params": size,
               "hidden": list(args.hidden), "seed": args.seed, "rounds": rows}
     publish(result, args.json, markdown(result))

@@ -45,12 +45,15 @@ from fl_agent.aggregation import get_strategy
 from fl_agent.aggregation.base import Strategy
 from fl_agent.aggregation.rounds import round_weights
 from fl_agent.cores import worker_threads
+from fl_agent.storage.cid import CHUNK_SIZE, PARALLEL_CHUNKS, compute_cid
 
 CLIENTS = (10, 50, 100, 200)
 PARAMS = (10_000, 100_000, 1_000_000, 10_000_000)
 #: Sizes above this many update values (n x d, 800 MB of float32) are skipped.
 MAX_VALUES = 200_000_000
 STORAGE_MB = (1, 10, 100, 500)
+#: From this size on, ``LocalStore.add`` hashes and writes at once (its overlapped path).
+OVERLAPPED_BYTES = PARALLEL_CHUNKS * CHUNK_SIZE
 COPY_GROUPS = "copy groups"
 
 
@@ -160,17 +163,46 @@ def storage(sizes_mb: Sequence[int], repeat: int, folder: Path | None = None
                 store = LocalStore(Path(tmp) / f"{mb}-{k}", max_bytes=limit)
                 adds.append(_timed(partial(store.add, data)))
                 gets.append(_timed(partial(store.get, store.add(data))))
+            parts = None
+            if len(data) < OVERLAPPED_BYTES:  # larger adds hash and write at once
+                parts = _add_parts(data, Path(tmp) / f"{mb}-parts", repeat)
+                parts["add"] = round(min(adds) * 1000, 3)
             rate = {name: round(mb / seconds, 1) for name, seconds in
                     (("sha256", hashing), ("sha256_all_cores", parallel), ("add", min(adds)),
                      ("get", min(gets)))}
             rows.append({"mb": mb, "mb_per_s": rate,
                          "add_share_of_ceiling": round(rate["add"] / rate["sha256"], 3),
                          "get_share_of_ceiling": round(rate["get"] / rate["sha256"], 3),
+                         **({"add_parts_ms": parts} if parts else {}),
                          "add_share_of_all_cores": round(rate["add"] / rate["sha256_all_cores"],
                                                          3),
                          "get_share_of_all_cores": round(rate["get"] / rate["sha256_all_cores"],
                                                          3)})
     return rows
+
+
+def _add_parts(data: bytes, folder: Path, repeat: int) -> dict[str, float]:
+    """Milliseconds (best of ``repeat``) of what ``add`` does below :data:`OVERLAPPED_BYTES`,
+    one after the other, apart: the CID, and the store's write (temporary file, write,
+    fsync, rename); and, for reference only, the same write without the fsync, which the
+    store never skips. (Larger adds hash while they write; and there a write without fsync
+    waits for the earlier writes' data to reach the disk, so it measures nothing.)"""
+    from fl_agent.storage.local import _write_atomically  # the store's own write
+
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def unsynced(path: Path) -> None:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+
+    cid = min(_timed(partial(compute_cid, data)) for _ in range(repeat))
+    synced = min(_timed(partial(_write_atomically, folder / f"synced-{k}", data))
+                 for k in range(repeat))
+    plain = min(_timed(partial(unsynced, folder / f"plain-{k}")) for k in range(repeat))
+    return {"cid": round(cid * 1000, 3), "write": round(synced * 1000, 3),
+            "write_without_fsync": round(plain * 1000, 3)}
 
 
 def _hash_on_cores(data: bytes) -> None:
@@ -244,6 +276,16 @@ def markdown(result: dict[str, Any]) -> str:
                      f"MB/s | {m['add']:.0f} MB/s | {m['get']:.0f} MB/s | "
                      f"{r['add_share_of_ceiling']:.2f} | {r['get_share_of_ceiling']:.2f} | "
                      f"{r['add_share_of_all_cores']:.2f} | {r['get_share_of_all_cores']:.2f} |")
+    parted = [r for r in result["storage"] if "add_parts_ms" in r]
+    if parted:
+        lines += ["", "`add`'s parts below 8 MiB, where they run one after the other, ms "
+                  "(best of each):", "",
+                  "| size | add | CID | write (temporary file, fsync, rename) | the same write "
+                  "without fsync (reference) |", "| --- | --- | --- | --- | --- |"]
+        for r in parted:
+            p = r["add_parts_ms"]
+            lines.append(f"| {r['mb']} MB | {p['add']:.2f} | {p['cid']:.2f} | {p['write']:.2f} "
+                         f"| {p['write_without_fsync']:.2f} |")
     return "\n".join(lines)
 
 

@@ -210,8 +210,10 @@ def test_the_scale_benchmark_times_every_rule_and_the_store_against_sha256(tmp_p
                for r in fairfl)
     (store,) = result["storage"]
     assert set(store["mb_per_s"]) == {"sha256", "sha256_all_cores", "add", "get"}
+    assert set(store["add_parts_ms"]) == {"add", "cid", "write", "write_without_fsync"}
+    assert all(ms > 0 for ms in store["add_parts_ms"].values())
     assert "growth in clients" in table and "add / all cores" in table
-    assert "Peak of traced memory" in table
+    assert "Peak of traced memory" in table and "`add`'s parts" in table
     # the tables again from the JSON alone, and a clear error without one
     assert run("benchmarks.scale", "--report-only", "--json", str(out)).strip() in table
     assert "no run at" in run_fails("benchmarks.scale", "--report-only", "--json",
@@ -222,7 +224,8 @@ def test_the_scale_benchmark_times_every_rule_and_the_store_against_sha256(tmp_p
 def test_the_round_benchmark_times_every_part_of_a_real_round(tmp_path):
     out = tmp_path / "round.json"
     table = run("benchmarks.round_scale", "--clients", "10", "--hidden", "8", "--rounds", "2",
-                "--json", str(out))
+                "--json", str(out), "--profile", str(tmp_path / "round.prof"))
+    assert "validation_gate" in table and (tmp_path / "round.prof").stat().st_size > 0
     result = json.loads(out.read_text())
     assert result["params"] == 64 * 8 + 8 + 8 * 10 + 10 and len(result["rounds"]) == 2
     for row in result["rounds"]:
