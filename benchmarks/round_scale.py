@@ -4,15 +4,15 @@ its parts.
 
 ``benchmarks.scale`` times each rule alone on synthetic updates with a stand-in gate. This
 runs the round the aggregator runs: ``--clients`` participants (30 % sign-flippers) of
-digits (an IID split: 200 clients share 1,167 training examples, 5-6 each, so the batch is
-8), each training 20 local SGD steps of an MLP whose hidden widths ``--hidden`` set its
-size (``960,960``: 994,570 parameters), for ``--rounds``
-rounds offline (:func:`fl_agent.simulation.offline.run_offline`, no blacklisting); in each
-round the aggregator's rule as the task sets it up (``aggregator_strategy``), its
-validation gate reading the model's loss on the validation split, Shapley scoring with the
-aggregator's 40 permutations, and then the evidence's per-update figures
-(:func:`~fl_agent.aggregation.rounds.update_figures`, one evaluation per update) that the
-aggregator publishes. Per round it reports the wall time of:
+digits (an IID split: 200 clients share 1,167 training examples, 5-6 each, so the batch size
+is 8 and each step uses a client's whole shard), each training 20 local SGD steps of an MLP
+whose hidden widths ``--hidden`` set its size (``960,960``: 994,570 parameters), for
+``--rounds`` rounds offline (:func:`fl_agent.simulation.offline.run_offline`, no
+blacklisting); in each round the aggregator's rule as the task sets it up
+(``aggregator_strategy``), its validation gate reading the model's loss on the validation
+split, Shapley scoring with the aggregator's 40 permutations, and then the evidence's
+per-update figures (:func:`~fl_agent.aggregation.rounds.update_figures`, one evaluation per
+update) that the aggregator publishes. Per round it reports the wall time of:
 
 * ``copy groups``: the Gram matrix of the deltas and the weights (:func:`~fl_agent.
   aggregation.rounds.delta_gram`, :func:`~fl_agent.aggregation.rounds.round_weights`);

@@ -26,11 +26,10 @@ caches every value it computes).
   permutation's growing coalitions are built from a running sum (:class:`_Running`): one
   pass over the newcomer's update per prefix instead of one per member, so a prefix of
   ``k`` updates costs ``O(d)``, not ``O(k d)``: in a round of 140 accepted updates of 994,570
-  parameters, 13-14 ms an evaluation (half of it the model's forward pass) against 0.07-0.09 s
+  parameters, 12-14 ms an evaluation (half of it the model's forward pass) against 0.07-0.09 s
   to 0.7-2.3 s afresh for 14 to 140 members, about 2 s against 1 to 3 minutes a permutation
   (by the trapezoid rule over those sizes; ``benchmarks/round_scale.py``, ``docs/sweep.md``
-  §5). The
-  values equal combining each coalition afresh up to rounding
+  §5). The values equal combining each coalition afresh up to rounding
   (``tests/aggregation/test_scoring.py``).
 
 :func:`to_reward_shares` turns scores into the integer parts per million of the round's
