@@ -246,6 +246,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", type=Path, metavar="FILE",
                         help="profile the last round's decision without scoring into FILE")
     args = parser.parse_args(argv)
+    if not 2 <= args.clients <= 200:
+        parser.error(f"--clients must be 2 to 200 (a task's limit), got {args.clients}")
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     size = param_count(ModelSpec(name="mlp", input_shape=(64,), num_classes=10,
                                  hidden=args.hidden))
     print(f"{args.clients} clients x {size:,} parameters, {args.rounds} rounds, seed "

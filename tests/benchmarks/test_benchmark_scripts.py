@@ -238,6 +238,7 @@ def test_the_round_benchmark_times_every_part_of_a_real_round(tmp_path):
     assert len(last["afresh_seconds"]) >= 3 and last["seconds_per_scoring_evaluation"] > 0
     assert "total without scoring" in table and "Valuing one coalition afresh" in table
     assert "--hidden" in run_fails("benchmarks.round_scale", "--hidden", "0")
+    assert "--clients must be 2 to 200" in run_fails("benchmarks.round_scale", "--clients", "1")
 
 
 def test_the_closeness_harness_measures_copies_against_honest_pairs(tmp_path):
