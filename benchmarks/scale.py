@@ -185,8 +185,9 @@ def _add_parts(data: bytes, folder: Path, repeat: int) -> dict[str, float]:
     """Milliseconds (best of ``repeat``) of what ``add`` does below :data:`OVERLAPPED_BYTES`,
     one after the other, apart: the CID, and the store's write (temporary file, write,
     fsync, rename); and, for reference only, the same write without the fsync, which the
-    store never skips. (Larger adds hash while they write; and there a write without fsync
-    waits for the earlier writes' data to reach the disk, so it measures nothing.)"""
+    store never skips. (Larger adds hash while they write; and there, in our runs, a write
+    without fsync took longer than the synced one, apparently waiting behind the earlier
+    writes' data, so it is not measured.)"""
     from fl_agent.storage.local import _write_atomically  # the store's own write
 
     folder.mkdir(parents=True, exist_ok=True)

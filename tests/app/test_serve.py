@@ -102,8 +102,8 @@ def test_a_browser_works_through_the_proxy(servers, browser):
         expect(page.get_by_role("heading", name="Models for sale", exact=True)).to_be_visible(
             timeout=60_000)
         # Let the first run finish before the click (as test_market_browser.settle does): on
-        # busy cores a click while the page is still running was once lost, and the Tasks
-        # page never came.
+        # busy cores the Tasks page once never came after the click, perhaps because the
+        # click landed while the first run was still going (not reproduced since).
         expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=60_000)
         # A click reruns the script over the websocket, which nginx must carry.
         page.get_by_role("link", name="Tasks").click()
