@@ -57,6 +57,7 @@ from fl_agent.aggregation.base import (
     Strategy,
     UpdatesLike,
     cosine_to,
+    delta_gram,
     prepare_round,
 )
 from fl_agent.aggregation.scoring import (
@@ -99,25 +100,6 @@ def capped_claims(claims: ArrayLike) -> FloatArray:
 #: Cosine distances up to this count as copies even when the round's median distance is 0
 #: (every update the same): float rounding of identical vectors.
 _SAME = 1e-9
-_CHUNK = 1 << 16  # columns per block of the Gram matrix (bounded memory for large models)
-
-
-def delta_gram(global_params: ArrayLike, updates: UpdatesLike,
-               rows: ArrayLike) -> FloatArray:
-    """The Gram matrix of the deltas ``updates[rows] - global_params``, built in column
-    blocks (memory ``n x n`` plus one block, never another ``n x d`` copy); NaN or Inf where
-    an update is not finite."""
-    g = np.asarray(global_params, dtype=np.float64)
-    u = np.asarray(updates, dtype=np.float64)
-    chosen = np.asarray(rows, dtype=np.intp)
-    gram = np.zeros((chosen.size, chosen.size))
-    with np.errstate(invalid="ignore", over="ignore"):  # a NaN or Inf update: not usable
-        for start in range(0, u.shape[1], _CHUNK):
-            block = u[chosen, start:start + _CHUNK] - g[start:start + _CHUNK]
-            gram += block @ block.T
-    return gram
-
-
 def _cosine_distances(gram: FloatArray) -> tuple[FloatArray, NDArray[np.bool_]]:
     """``1 - cos`` between the deltas whose Gram matrix is ``gram``, and which of them are
     usable (finite and not zero)."""
@@ -207,21 +189,22 @@ def decide_round(strategy: Strategy, global_params: ArrayLike, updates: UpdatesL
     n = len(updates)
     rnd = prepare_round(global_params, updates, num_samples)  # a malformed round raises here
     # Provisional weights among the usable updates, for the strategy's decision...
-    gram = delta_gram(rnd.global_params, rnd.updates, rnd.valid)  # one pass, used twice
+    gram = rnd.delta_gram()  # one pass, used here, below and by FairFL's similarities
     provisional, _ = round_weights(rnd.global_params, rnd.updates, rnd.num_samples,
                                    rnd.valid, gram=gram)
-    result = strategy.aggregate(global_params, updates, provisional, evaluate=gate)
+    # (the same round, checked once; the strategy may turn rnd.updates into deltas)
+    result = strategy.aggregate_round(rnd.with_num_samples(provisional), evaluate=gate)
     accepted = list(result.accepted)
     # ...and the final ones among the accepted: accounts that were turned away (and earn
     # nothing) neither move the cap nor make anyone a copy.
     position = {int(i): k for k, i in enumerate(rnd.valid)}
     among = [position.get(int(i), -1) for i in accepted]
     weights, groups = round_weights(
-        rnd.global_params, rnd.updates, rnd.num_samples, accepted,
+        rnd.global_params, updates, rnd.num_samples, accepted,
         gram=gram[np.ix_(among, among)] if len(among) > 1 and min(among) >= 0 else None)
     params = np.asarray(result.params)
     if accepted and not np.array_equal(weights[accepted], provisional[accepted]):
-        chosen = rnd.updates[accepted]
+        chosen = np.stack([np.asarray(updates[i], dtype=np.float64) for i in accepted])
         final = strategy.combine(rnd.global_params, chosen, weights[accepted])
         if not np.array_equal(final, strategy.combine(rnd.global_params, chosen,
                                                       provisional[accepted])):

@@ -328,8 +328,40 @@ def test_merge_order_seeds_with_the_largest_support_then_follows_similarity():
     deltas = np.array([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0], [0.7, 0.7], [-1.0, 0.0]])
     labels = np.array([0, 0, -1, -1, -1])
     sims = np.array([0.9, 0.9, 0.5, 0.95, -0.9])
-    order = merge_order(deltas, np.ones(5), labels, sims)
+    order = merge_order(deltas @ deltas.T, np.ones(5), labels, sims)
     assert order == [((0, 1), 0), ((3,), -1), ((2,), -1), ((4,), -1)]
+
+
+def _merge_order_on_vectors(deltas, weights, labels, sims):
+    """The order step 4 describes, computed on the deltas themselves (the reference for
+    merge_order, which reads only their Gram matrix)."""
+    units = [(tuple(np.flatnonzero(labels == label).tolist()), int(label))
+             for label in sorted(set(labels.tolist()) - {-1})]
+    units += [((int(i),), -1) for i in np.flatnonzero(labels == -1)]
+    sums = [sum(weights[m] * deltas[m] for m in members) for members, _ in units]
+    remaining, running, order = list(range(len(units))), np.zeros(deltas.shape[1]), []
+    while remaining:
+        if order:
+            closeness = [sums[u] @ running / (np.linalg.norm(sums[u]) * np.linalg.norm(running))
+                         for u in remaining]
+        else:
+            closeness = [sims[list(units[u][0])].sum() for u in remaining]
+        unit = remaining.pop(int(np.argmax(closeness)))
+        running = running + sums[unit]
+        order.append(units[unit])
+    return order
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_merge_order_from_the_gram_matrix_is_the_order_on_the_vectors(seed):
+    rng = np.random.default_rng(seed)
+    k, d = int(rng.integers(2, 25)), 40
+    deltas = rng.normal(size=(k, d)) + rng.normal(size=d) * rng.uniform(0, 2)
+    weights = rng.uniform(0.5, 5.0, size=k)
+    labels = rng.integers(-1, 3, size=k)
+    sims = rng.uniform(-1, 1, size=k)
+    assert merge_order(deltas @ deltas.T, weights, labels, sims) == \
+        _merge_order_on_vectors(deltas, weights, labels, sims)
 
 
 def test_gate_tolerances_scale_with_the_similarity_to_the_global_direction():
@@ -477,6 +509,38 @@ def test_the_gate_has_no_unit(scale, shift):
                 lambda v, r=r: scale * r.gate_scores(v) + shift)
             assert moved.accepted == plain.accepted, (seed, attack)
             assert dict(moved.reasons) == dict(plain.reasons)
+
+
+@pytest.mark.parametrize("control", [False, True])
+def test_the_gate_reads_picked_scaled_rows_as_it_reads_their_copy(control):
+    """FairFL hands the gate every usable delta with the merged ones' rows and clip factors
+    instead of a copy of the clipped deltas: the same walk, step by step (the running sums
+    differ only by rounding, so the values agree to 1e-12, not bit for bit)."""
+    for seed in SEEDS:
+        r = crafted_round(seed, attack="label_flip", groups=3)
+        deltas = (r.updates - r.global_params).astype(np.float64)
+        rows = np.array([i for i in range(len(deltas)) if i % 4 != 1])  # some left out
+        rng = np.random.default_rng(seed)
+        factors = np.where(rng.random(rows.size) < 0.5, rng.uniform(0.3, 1.0, rows.size), 1.0)
+        copied = deltas[rows] * factors[:, None]
+        weights = r.num_samples[rows].astype(np.float64)
+        order = [((0, 1), 0)] + [((p,), -1) for p in range(2, rows.size)]
+        slack = np.linspace(0.0, 2.0, rows.size)
+        noise = np.linalg.norm(copied, axis=1) / np.sqrt(deltas.shape[1]) if control else None
+        options = dict(control=noise, seed=seed)
+        baseline = r.gate_scores(r.global_params)
+        walked = validation_gate(order, copied, weights, r.gate_scores, r.global_params,
+                                 baseline, slack, **options)
+        read = validation_gate(order, deltas, weights, r.gate_scores, r.global_params,
+                               baseline, slack, rows=rows, factors=factors, **options)
+        assert read[0] == walked[0] and read[2:] == walked[2:], seed
+        assert [(s.members, s.kept) for s in read[1]] == [(s.members, s.kept)
+                                                          for s in walked[1]]
+        np.testing.assert_allclose([s.value for s in read[1]],
+                                   [s.value for s in walked[1]], rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="factors for"):
+        validation_gate(order, deltas, weights, r.gate_scores, r.global_params, baseline,
+                        slack, rows=rows[1:], factors=factors[1:])
 
 
 def test_a_slack_in_score_units_would_depend_on_them():

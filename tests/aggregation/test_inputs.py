@@ -150,3 +150,48 @@ def test_result_partitions_the_updates_and_keeps_the_dtype(name):
     assert result.params.dtype == np.float32 and result.params.shape == r.global_params.shape
     as64 = build(name, r).aggregate(r.global_params.astype(np.float64), r.updates, r.num_samples)
     assert as64.params.dtype == np.float64
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_prepared_round_aggregates_as_the_raw_one(name):
+    """decide_round checks a round once and hands the strategy the checked round."""
+    from fl_agent.aggregation.base import prepare_round
+
+    r = crafted_round(4, attack="sign_flip")
+    strategy = build(name, r)
+    raw = strategy.aggregate(r.global_params, r.updates, r.num_samples, r.gate_scores)
+    prepared = strategy.aggregate_round(
+        prepare_round(r.global_params, r.updates, r.num_samples), r.gate_scores)
+    assert prepared.accepted == raw.accepted and dict(prepared.reasons) == dict(raw.reasons)
+    assert np.array_equal(prepared.params, raw.params)
+
+
+def test_the_gram_matrix_is_made_before_the_updates_become_deltas():
+    from fl_agent.aggregation.base import delta_gram, prepare_round
+
+    r = crafted_round(5)
+    rnd = prepare_round(r.global_params, r.updates, r.num_samples)
+    gram = rnd.delta_gram()
+    assert np.array_equal(gram, delta_gram(r.global_params, r.updates, rnd.valid))
+    weighted = rnd.with_num_samples(np.arange(1.0, rnd.n + 1))
+    assert weighted.delta_gram() is gram  # shared, not made again
+    deltas = weighted.consume_updates()
+    np.testing.assert_array_equal(deltas, r.updates.astype(np.float64) - r.global_params)
+    assert rnd.delta_gram() is gram  # made before: still there
+    late = prepare_round(r.global_params, r.updates, r.num_samples)
+    late.consume_updates()
+    with pytest.raises(RuntimeError, match="before"):
+        late.delta_gram()
+
+
+def test_a_usable_update_cannot_be_given_no_weight():
+    from fl_agent.aggregation.base import prepare_round
+
+    r = crafted_round(5)
+    rnd = prepare_round(r.global_params, r.updates, r.num_samples)
+    weights = np.ones(rnd.n)
+    weights[2] = 0.0
+    with pytest.raises(ConfigError, match="positive weight"):
+        rnd.with_num_samples(weights)
+    with pytest.raises(ConfigError, match="one count per update"):
+        rnd.with_num_samples(np.ones(rnd.n + 1))

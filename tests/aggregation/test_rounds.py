@@ -121,6 +121,15 @@ def _round(seed=3):
     return r, np.array([30, 60, 90, 120])
 
 
+def _noise_accounts(r, count, seed):
+    """``count`` updates of random directions, as long as the first honest one."""
+    rng = np.random.default_rng(seed)
+    length = np.linalg.norm(r.updates[0] - r.global_params)
+    directions = rng.normal(size=(count, r.updates.shape[1]))
+    return r.global_params + (length * directions / np.linalg.norm(
+        directions, axis=1, keepdims=True)).astype(np.float32)
+
+
 def _decide(r, updates, claims, strategy="fedavg"):
     return decide_round(get_strategy(strategy), r.global_params, updates, claims,
                         gate=r.gate_scores, score=r.evaluate, scoring="shapley",
@@ -174,11 +183,7 @@ def test_the_final_weights_are_those_of_a_fresh_pass_over_the_accepted():
     that Gram matrix for the final weights: the same groups and weights as a pass over the
     accepted updates alone, though a non-finite update and turned-away accounts come first."""
     r, claims = _round()
-    rng = np.random.default_rng(1)
-    length = np.linalg.norm(r.updates[0] - r.global_params)
-    directions = rng.normal(size=(5, r.updates.shape[1]))
-    noise = r.global_params + (length * directions / np.linalg.norm(
-        directions, axis=1, keepdims=True)).astype(np.float32)
+    noise = _noise_accounts(r, 5, seed=1)
     broken = np.full((1, r.updates.shape[1]), np.nan, dtype=r.updates.dtype)
     crowd = np.vstack([broken, noise, r.updates, r.updates[1]])  # account 7 twice (7, 10)
     lied = np.concatenate([[50], [10**9] * 5, claims, [60]])
@@ -189,6 +194,27 @@ def test_the_final_weights_are_those_of_a_fresh_pass_over_the_accepted():
     assert decision.groups.tolist() == groups.tolist()
     assert groups[7] == groups[10] and len(set(groups[accepted].tolist())) == 4
     np.testing.assert_allclose(decision.weights, weights, rtol=1e-12)
+
+
+def test_fairfl_recombines_from_the_updates_it_did_not_consume():
+    """Every update usable: FairFL turns the round's float64 copy into deltas in place, and
+    decide_round, whose final weights differ from the provisional ones here, must recombine
+    the accepted updates from the round's input, not from that copy."""
+    r, claims = _round()
+    noise = _noise_accounts(r, 3, seed=2)
+    crowd = np.vstack([noise, r.updates, r.updates[1]])
+    lied = np.concatenate([[10**9] * 3, claims, [60]])
+    decision = _decide(r, crowd, lied, "fairfl")
+    accepted = list(decision.accepted)
+    assert accepted == [3, 4, 5, 6, 7]
+    provisional, _ = round_weights(r.global_params, crowd, lied)
+    assert not np.array_equal(provisional[accepted], decision.weights[accepted])
+    expected = get_strategy("fairfl").combine(
+        r.global_params.astype(np.float64), crowd[accepted].astype(np.float64),
+        decision.weights[accepted])
+    np.testing.assert_array_equal(decision.params, expected.astype(np.float32))
+    assert np.isfinite(crowd).all() and crowd[3:].tolist() == np.vstack(
+        [r.updates, r.updates[1]]).tolist()  # the input is untouched
 
 
 def test_three_copied_accounts_weigh_and_earn_what_one_would():

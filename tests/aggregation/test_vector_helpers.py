@@ -12,6 +12,9 @@ from fl_agent.aggregation.base import (
     clip_factors,
     clip_norms,
     column_median,
+    cosine_to,
+    delta_gram,
+    gram_cosines,
     row_norms,
     weighted_mean,
 )
@@ -73,3 +76,62 @@ def test_weighted_mean_refuses_weights_it_cannot_use() -> None:
         weighted_mean(rows, np.ones(4))
     with pytest.raises(ZeroDivisionError):
         weighted_mean(rows, np.zeros(3))
+
+
+@pytest.mark.parametrize("shape", [(4, 7), (5, 4097), (8, 20_001)])
+def test_column_median_of_picked_scaled_rows_is_numpys(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(shape[1])
+    rows = rng.standard_normal(shape)
+    which = np.array([shape[0] - 1, 0, 2])
+    factors = np.array([0.25, 1.0, 0.7])
+    assert np.array_equal(column_median(rows, block=4096, which=which, factors=factors),
+                          np.median(rows[which] * factors[:, None], axis=0))
+    assert np.array_equal(column_median(rows, block=4096, which=which),
+                          np.median(rows[which], axis=0))
+
+
+def test_column_median_of_picked_rows_of_a_wide_matrix_is_numpys(wide: np.ndarray) -> None:
+    which = np.arange(1, wide.shape[0], 2)
+    factors = np.linspace(0.3, 1.0, which.size)
+    assert np.array_equal(column_median(wide, which=which, factors=factors),
+                          np.median(wide[which] * factors[:, None], axis=0))
+    with pytest.raises(ValueError, match="factors for"):
+        column_median(wide, which=which, factors=factors[1:])
+
+
+def test_cosines_of_picked_rows_are_those_of_the_copied_rows() -> None:
+    rng = np.random.default_rng(11)
+    rows = rng.standard_normal((7, 300))
+    rows[3] = 0.0  # no length: 0
+    direction = rng.standard_normal(300)
+    which = [5, 3, 0]
+    np.testing.assert_allclose(cosine_to(rows, direction, which=which),
+                               cosine_to(rows[which], direction), rtol=0, atol=1e-12)
+    assert cosine_to(rows, direction, which=[]).shape == (0,)
+
+
+def test_cosines_from_the_gram_matrix_are_scikit_learns() -> None:
+    from sklearn.metrics.pairwise import cosine_similarity
+
+    rng = np.random.default_rng(12)
+    g = rng.standard_normal(20_000)
+    updates = g + rng.standard_normal((9, 20_000)) * rng.uniform(0.01, 5, size=(9, 1))
+    gram = delta_gram(g, updates, np.arange(9))
+    rows = np.array([0, 4, 8, 2])
+    expected = cosine_similarity(updates[rows] - g)
+    got = gram_cosines(gram, rows)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    assert np.array_equal(np.diag(got), np.ones(4))
+    # a delta of no length is 0 against everyone, itself included
+    updates[4] = g
+    assert not gram_cosines(delta_gram(g, updates, np.arange(9)), rows)[1].any()
+
+
+def test_the_gram_matrix_of_some_rows_is_the_direct_product() -> None:
+    rng = np.random.default_rng(13)
+    g = rng.standard_normal(20_001)  # more columns than one block, and a ragged last one
+    updates = g + rng.standard_normal((6, 20_001))
+    for rows in (np.arange(6), np.array([5, 1, 3])):
+        deltas = updates[rows] - g
+        np.testing.assert_allclose(delta_gram(g, updates, rows), deltas @ deltas.T,
+                                   rtol=1e-12, atol=1e-9)
