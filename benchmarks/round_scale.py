@@ -14,8 +14,9 @@ split, Shapley scoring with the aggregator's 40 permutations, and then the evide
 per-update figures (:func:`~fl_agent.aggregation.rounds.update_figures`, one evaluation per
 update) that the aggregator publishes. Per round it reports the wall time of:
 
-* ``copy groups``: the Gram matrix of the deltas and the weights (:func:`~fl_agent.
-  aggregation.rounds.delta_gram`, :func:`~fl_agent.aggregation.rounds.round_weights`);
+* ``copy groups``: the round's Gram matrix of the deltas and the weights
+  (:meth:`~fl_agent.aggregation.base.Round.delta_gram`, which FairFL's similarities read
+  too, and :func:`~fl_agent.aggregation.rounds.round_weights`);
 * ``rule``: the strategy's ``aggregate`` (and a recombination if the final weights differ),
   the rest of ``decide_round``; of which ``gate``: the gate's forward passes (counted);
 * ``scoring``: the contribution scores (counted in model evaluations);
@@ -54,6 +55,7 @@ from unittest import mock
 import numpy as np
 
 from benchmarks import machine, publish
+from fl_agent.aggregation import base as base_module
 from fl_agent.aggregation import rounds as round_module
 from fl_agent.aggregation.rounds import RoundDecision, update_figures
 from fl_agent.aggregation.scoring import subset_value
@@ -150,8 +152,8 @@ def run(clients: int, hidden: tuple[int, ...], rounds: int, seed: int,
         gate = clock.wrap("gate", options_gate)
         score = clock.wrap("evaluations", options_score)
         start = time.perf_counter()
-        with (mock.patch.object(round_module, "delta_gram",
-                                clock.wrap("copy groups", round_module.delta_gram)),
+        with (mock.patch.object(base_module, "delta_gram",
+                                clock.wrap("copy groups", base_module.delta_gram)),
               mock.patch.object(round_module, "round_weights",
                                 clock.wrap("copy groups", round_module.round_weights)),
               mock.patch.object(round_module, "contribution_scores",

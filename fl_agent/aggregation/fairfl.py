@@ -572,13 +572,11 @@ class FairFL(Strategy):
                                 MappingProxyType(excess_by_index))
 
         # 1. Norm screening, then clipping to clip_ratio times the median norm.
-        # the similarities of step 2 come from the Gram matrix of the usable deltas: made
-        # here, before the updates become deltas, unless the caller made it already
+        # The usable deltas, read a row or a block at a time, never copied whole; the
+        # similarities of step 2 come from their Gram matrix (made here unless the caller
+        # made it already).
+        deltas = rnd.deltas()
         gram = rnd.delta_gram()
-        if valid.size == rnd.n:  # in place: the round's own float64 copy, not read again
-            deltas = rnd.consume_updates()
-        else:
-            deltas = rnd.updates[valid] - g
         norms = row_norms(deltas)
         free_rider, outlier, _ = norm_screen(deltas, float(np.linalg.norm(g)),
                                              self.free_rider_ratio, self.max_norm_ratio, norms)

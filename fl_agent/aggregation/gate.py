@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from fl_agent.aggregation.base import FloatArray, add_weighted_rows, cosine_to
+from fl_agent.aggregation.base import FloatArray, add_weighted_rows, cosine_to, scaled_row
 
 Unit = tuple[tuple[int, ...], int]
 """A merge unit: its members (candidate positions) and its DBSCAN label (-1: a unit of one)."""
@@ -159,7 +159,7 @@ def validation_gate(order: list[Unit], deltas: FloatArray, weights: FloatArray,
     rng = np.random.default_rng(seed)
 
     def weighted(member: int) -> FloatArray:
-        return deltas[index[member]] * coefficients[member]
+        return scaled_row(deltas, int(index[member]), coefficients[member])
 
     def extended(base: FloatArray | None, members: list[int]) -> FloatArray:
         return add_weighted_rows(base, deltas, by_row, [int(index[m]) for m in members])

@@ -190,9 +190,9 @@ def decide_round(strategy: Strategy, global_params: ArrayLike, updates: UpdatesL
     rnd = prepare_round(global_params, updates, num_samples)  # a malformed round raises here
     # Provisional weights among the usable updates, for the strategy's decision...
     gram = rnd.delta_gram()  # one pass, used here, below and by FairFL's similarities
-    provisional, _ = round_weights(rnd.global_params, rnd.updates, rnd.num_samples,
-                                   rnd.valid, gram=gram)
-    # (the same round, checked once; the strategy may turn rnd.updates into deltas)
+    provisional, _ = round_weights(rnd.global_params, rnd.raw, rnd.num_samples, rnd.valid,
+                                   gram=gram)
+    # (the same round, checked once, handed on with the provisional weights)
     result = strategy.aggregate_round(rnd.with_num_samples(provisional), evaluate=gate)
     accepted = list(result.accepted)
     # ...and the final ones among the accepted: accounts that were turned away (and earn
@@ -200,11 +200,11 @@ def decide_round(strategy: Strategy, global_params: ArrayLike, updates: UpdatesL
     position = {int(i): k for k, i in enumerate(rnd.valid)}
     among = [position.get(int(i), -1) for i in accepted]
     weights, groups = round_weights(
-        rnd.global_params, updates, rnd.num_samples, accepted,
+        rnd.global_params, rnd.raw, rnd.num_samples, accepted,
         gram=gram[np.ix_(among, among)] if len(among) > 1 and min(among) >= 0 else None)
     params = np.asarray(result.params)
     if accepted and not np.array_equal(weights[accepted], provisional[accepted]):
-        chosen = np.stack([np.asarray(updates[i], dtype=np.float64) for i in accepted])
+        chosen = rnd.raw[accepted].astype(np.float64)  # only the accepted rows widened
         final = strategy.combine(rnd.global_params, chosen, weights[accepted])
         if not np.array_equal(final, strategy.combine(rnd.global_params, chosen,
                                                       provisional[accepted])):

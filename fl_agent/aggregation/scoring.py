@@ -108,7 +108,7 @@ class _Running:
         self._norms: list[float] = []
 
     def _delta(self, i: int) -> FloatArray:
-        return np.subtract(self._rnd.updates[i], self._rnd.global_params, out=self._scratch)
+        return np.subtract(self._rnd.raw[i], self._rnd.global_params, out=self._scratch)
 
     def add(self, i: int) -> None:
         self._check([i])
@@ -201,7 +201,8 @@ def subset_value(strategy: Strategy | Combine, global_params: ArrayLike, updates
 
     def value(players: Iterable[int]) -> float:
         idx = checked(sorted(int(p) for p in players))
-        return to_value(combine(rnd.global_params, rnd.updates[idx], rnd.num_samples[idx]))
+        return to_value(combine(rnd.global_params, np.asarray(rnd.raw[idx], dtype=np.float64),
+                                rnd.num_samples[idx]))
 
     start = None if ratio is None else lambda: _Running(rnd, ratio, to_value, checked)
     return _Cached(value, start)

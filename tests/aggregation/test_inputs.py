@@ -166,22 +166,37 @@ def test_a_prepared_round_aggregates_as_the_raw_one(name):
     assert np.array_equal(prepared.params, raw.params)
 
 
-def test_the_gram_matrix_is_made_before_the_updates_become_deltas():
-    from fl_agent.aggregation.base import delta_gram, prepare_round
+def test_a_round_reads_float_updates_without_copying_them():
+    """prepare_round keeps a float array of updates as it is; the float64 copy, the deltas
+    and the Gram matrix are made from it when asked for, the Gram matrix once a round."""
+    from fl_agent.aggregation.base import DeltaRows, delta_gram, prepare_round
 
     r = crafted_round(5)
-    rnd = prepare_round(r.global_params, r.updates, r.num_samples)
+    updates = r.updates.copy()
+    updates[3, 7] = np.nan
+    before = updates.copy()
+    rnd = prepare_round(r.global_params, updates, r.num_samples)
+    assert rnd.raw is updates and rnd.valid.tolist() == [i for i in range(rnd.n) if i != 3]
+    wide = updates.astype(np.float64)
+    assert rnd.updates.dtype == np.float64 and np.array_equal(rnd.updates, wide,
+                                                              equal_nan=True)
+    assert rnd.updates is not updates
+    deltas = rnd.deltas()
+    expected = wide[rnd.valid] - r.global_params.astype(np.float64)
+    assert isinstance(deltas, DeltaRows) and deltas.shape == expected.shape
+    assert np.array_equal(deltas[4], expected[4]) and np.array_equal(deltas[2:6], expected[2:6])
+    assert np.array_equal(deltas[[5, 0]], expected[[5, 0]])
+    mask = np.arange(len(deltas)) % 2 == 0
+    assert np.array_equal(deltas[mask, 3:9], expected[mask, 3:9])
+    assert np.array_equal(np.asarray(deltas), expected)
+    direction = np.random.default_rng(0).standard_normal(expected.shape[1])
+    np.testing.assert_allclose(deltas @ direction, expected @ direction, rtol=1e-12)
     gram = rnd.delta_gram()
-    assert np.array_equal(gram, delta_gram(r.global_params, r.updates, rnd.valid))
+    assert np.array_equal(gram, delta_gram(r.global_params, wide, rnd.valid))
     weighted = rnd.with_num_samples(np.arange(1.0, rnd.n + 1))
-    assert weighted.delta_gram() is gram  # shared, not made again
-    deltas = weighted.consume_updates()
-    np.testing.assert_array_equal(deltas, r.updates.astype(np.float64) - r.global_params)
-    assert rnd.delta_gram() is gram  # made before: still there
-    late = prepare_round(r.global_params, r.updates, r.num_samples)
-    late.consume_updates()
-    with pytest.raises(RuntimeError, match="before"):
-        late.delta_gram()
+    assert weighted.delta_gram() is gram and weighted.updates is rnd.updates  # shared
+    get_strategy("fairfl").aggregate_round(weighted, r.gate_scores)
+    assert np.array_equal(updates, before, equal_nan=True)  # never written to
 
 
 def test_a_usable_update_cannot_be_given_no_weight():
