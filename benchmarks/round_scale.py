@@ -31,6 +31,12 @@ grew a permutation's coalitions from running sums: the strategy's ``combine`` ov
 members afresh, at a tenth, a quarter, half, three quarters and all of the accepted
 updates (``afresh_seconds``), to set beside the scoring's seconds per evaluation.
 
+The decision and the evidence run with ``--threads`` torch threads (default: torch's own
+default, the machine's cores, which is what the aggregator agent runs with: ``fl-agent
+aggregate`` does not pin it); the clients' training runs on one, as the offline harness pins
+it. ``--threads 1`` times the decision on one core's torch, as the runs published before
+2026-12-05 did.
+
 The parts are timed by wrapping the functions ``decide_round`` calls (``unittest.mock.
 patch``, scoped to the round) and the gate and score callbacks; nothing in them changes.
 Round 1 starts from the model's initialisation and pays the process's first touch of its
@@ -130,7 +136,10 @@ def profile_decision(path: Path, strategy: Any, global_params: np.ndarray,
 
 def run(clients: int, hidden: tuple[int, ...], rounds: int, seed: int,
         on_round: Callable[[dict[str, Any]], Any] | None = None,
-        profile: Path | None = None) -> list[dict[str, Any]]:
+        profile: Path | None = None, threads: int | None = None) -> list[dict[str, Any]]:
+    import torch
+
+    threads = threads or torch.get_num_threads()  # before run_offline pins training to one
     config = SimulationConfig(dataset="digits", model="mlp", clients=clients, malicious=0.3,
                               attack="sign_flip", partition="iid", batch_size=8, rounds=rounds,
                               seed=seed)
@@ -147,6 +156,16 @@ def run(clients: int, hidden: tuple[int, ...], rounds: int, seed: int,
     def decide(strategy_: Any, global_params: np.ndarray, updates: np.ndarray,
                claims: np.ndarray, **options: Any) -> RoundDecision:
         training = time.perf_counter() - trained_since[0]
+        pinned = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return timed_decision(strategy_, global_params, updates, claims, training,
+                                  **options)
+        finally:
+            torch.set_num_threads(pinned)
+
+    def timed_decision(strategy_: Any, global_params: np.ndarray, updates: np.ndarray,
+                       claims: np.ndarray, training: float, **options: Any) -> RoundDecision:
         clock = _Clock()
         options_gate, options_score = options.pop("gate"), options.pop("score")
         gate = clock.wrap("gate", options_gate)
@@ -175,7 +194,7 @@ def run(clients: int, hidden: tuple[int, ...], rounds: int, seed: int,
                "params": int(updates.shape[1]), "accepted": len(decision.accepted),
                "players": len(set(decision.groups[list(decision.accepted)].tolist()))
                if decision.accepted else 0,
-               "training_seconds": round(training, 2),
+               "training_seconds": round(training, 2), "torch_threads": threads,
                "seconds": {part: round(seconds[part], 3) for part in PARTS},
                "gate_calls": clock.calls.get("gate", 0),
                "gate_seconds": round(clock.seconds.get("gate", 0.0), 3),
@@ -202,8 +221,10 @@ def run(clients: int, hidden: tuple[int, ...], rounds: int, seed: int,
 
 
 def markdown(result: dict[str, Any]) -> str:
+    threads = {row.get("torch_threads") for row in result["rounds"]} - {None}
+    decided_on = f", the decision on {min(threads)} torch thread(s)" if threads else ""
     lines = [f"One round of {result['clients']} clients x {result['params']:,} parameters "
-             f"(MLP {result['hidden']}), seconds:", "",
+             f"(MLP {result['hidden']}{decided_on}), seconds:", "",
              "| round | accepted (players) | copy groups | rule (gate: calls, s) | scoring "
              "(evaluations) | evidence | total | total without scoring | training, all "
              "clients |",
@@ -245,6 +266,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=11, help="federation seed (evaluation "
                         "seeds are 11-15)")
     parser.add_argument("--json", type=Path, default=Path("reports/bench/round_scale.json"))
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for the decision and the evidence (default: "
+                        "torch's default, as the aggregator agent runs)")
     parser.add_argument("--profile", type=Path, metavar="FILE",
                         help="profile the last round's decision without scoring into FILE")
     args = parser.parse_args(argv)
@@ -252,12 +276,15 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--clients must be 2 to 200 (a task's limit), got {args.clients}")
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, got {args.rounds}")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
     size = param_count(ModelSpec(name="mlp", input_shape=(64,), num_classes=10,
                                  hidden=args.hidden))
     print(f"{args.clients} clients x {size:,} parameters, {args.rounds} rounds, seed "
           f"{args.seed}", flush=True)
     rows = run(args.clients, args.hidden, args.rounds, args.seed,
-               on_round=lambda row: print(row, flush=True), profile=args.profile)
+               on_round=lambda row: print(row, flush=True), profile=args.profile,
+               threads=args.threads)
     result = {"machine": machine(), "clients": args.clients, "params": size,
               "hidden": list(args.hidden), "seed": args.seed, "rounds": rows}
     publish(result, args.json, markdown(result))

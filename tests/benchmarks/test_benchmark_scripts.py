@@ -224,7 +224,7 @@ def test_the_scale_benchmark_times_every_rule_and_the_store_against_sha256(tmp_p
 def test_the_round_benchmark_times_every_part_of_a_real_round(tmp_path):
     out = tmp_path / "round.json"
     table = run("benchmarks.round_scale", "--clients", "10", "--hidden", "8", "--rounds", "2",
-                "--json", str(out), "--profile", str(tmp_path / "round.prof"))
+                "--json", str(out), "--profile", str(tmp_path / "round.prof"), "--threads", "1")
     assert "validation_gate" in table and (tmp_path / "round.prof").stat().st_size > 0
     result = json.loads(out.read_text())
     assert result["params"] == 64 * 8 + 8 + 8 * 10 + 10 and len(result["rounds"]) == 2
@@ -232,7 +232,7 @@ def test_the_round_benchmark_times_every_part_of_a_real_round(tmp_path):
         assert set(row["seconds"]) == {"copy groups", "rule", "scoring", "evidence"}
         assert all(value >= 0 for value in row["seconds"].values())
         assert row["seconds"]["copy groups"] > 0  # the Gram matrix is timed where it is made
-        assert row["clients"] == 10 and 0 < row["accepted"] <= 10
+        assert row["clients"] == 10 and 0 < row["accepted"] <= 10 and row["torch_threads"] == 1
         assert row["gate_calls"] > 0 and row["scoring_evaluations"] > 0
         assert row["total_seconds"] >= row["without_scoring_seconds"]
     last = result["rounds"][-1]
@@ -240,6 +240,8 @@ def test_the_round_benchmark_times_every_part_of_a_real_round(tmp_path):
     assert "total without scoring" in table and "Valuing one coalition afresh" in table
     assert "--hidden" in run_fails("benchmarks.round_scale", "--hidden", "0")
     assert "--clients must be 2 to 200" in run_fails("benchmarks.round_scale", "--clients", "1")
+    assert "--threads must be at least 1" in run_fails("benchmarks.round_scale", "--threads", "0")
+    assert "on 1 torch thread(s)" in table
 
 
 def test_the_closeness_harness_measures_copies_against_honest_pairs(tmp_path):
