@@ -11,7 +11,9 @@ coordinates), so the times are the rule's own work; the number of gate calls is 
 and each costs one forward pass of the real model on the validation split. FLTrust's server
 update is a stand-in step too. ``copy groups`` is the aggregator's other per-round pass
 over the updates (:func:`fl_agent.aggregation.rounds.round_weights`: one pass a round, whose
-Gram matrix the round's second call reuses).
+Gram matrix the round's second call reuses). In a round decided by
+:func:`~fl_agent.aggregation.rounds.decide_round` FairFL's similarities read that same Gram
+matrix; here FairFL's ``aggregate`` makes its own, so the two rows count it twice.
 Contribution scoring is not included: its cost is in ``benchmarks.fidelity``.
 
 **Storage.** :class:`fl_agent.storage.local.LocalStore` ``add`` (CID, atomic write, fsync)
