@@ -108,7 +108,9 @@ class _Running:
         self._norms: list[float] = []
 
     def _delta(self, i: int) -> FloatArray:
-        return np.subtract(self._rnd.raw[i], self._rnd.global_params, out=self._scratch)
+        np.copyto(self._scratch, self._rnd.raw[i])  # widened, then subtracted in place:
+        self._scratch -= self._rnd.global_params  # half the time of a mixed-type subtract
+        return self._scratch
 
     def add(self, i: int) -> None:
         self._check([i])
