@@ -34,7 +34,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from fl_agent.aggregation.vectors import (  # re-exported: the strategies import them here
-    _BLOCK_VALUES,
+    BLOCK_VALUES,
     DeltaRows,
     FloatArray,
     add_weighted_rows,
@@ -313,7 +313,7 @@ def similarity_scores(global_params: FloatArray, updates: FloatArray, new_params
     return {int(i): float(s) for i, s in zip(idx, sims, strict=True)}
 
 
-__all__ = ["_BLOCK_VALUES", "AggregationResult", "DeltaRows", "Evaluate", "FloatArray", "Reason",
+__all__ = ["BLOCK_VALUES", "AggregationResult", "DeltaRows", "Evaluate", "FloatArray", "Reason",
            "Round", "Strategy", "UpdatesLike", "add_weighted_rows", "clip_factors", "clip_norms",
            "column_median", "cosine_to", "delta_gram", "gram_cosines", "median_norm_clip",
            "prepare_round", "row_norms", "scaled_row", "similarity_scores", "weighted_mean"]

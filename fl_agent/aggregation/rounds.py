@@ -51,7 +51,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.sparse.csgraph import connected_components
 
 from fl_agent.aggregation.base import (
-    _BLOCK_VALUES,
+    BLOCK_VALUES,
     Evaluate,
     FloatArray,
     Strategy,
@@ -246,7 +246,7 @@ def update_figures(global_params: ArrayLike, updates: ArrayLike, new_params: Arr
     rows = np.atleast_2d(np.asarray(updates))
     direction = np.asarray(new_params, dtype=np.float64) - base
     direction_norm = float(np.linalg.norm(direction))
-    step = max(1, _BLOCK_VALUES // max(1, rows.shape[1]))
+    step = max(1, BLOCK_VALUES // max(1, rows.shape[1]))
     lengths, cosines = [], []
     for start in range(0, len(rows), step):
         deltas = rows[start:start + step].astype(np.float64) - base

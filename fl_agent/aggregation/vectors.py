@@ -22,7 +22,7 @@ from fl_agent.cores import worker_threads
 
 FloatArray = NDArray[np.float64]
 
-_BLOCK_VALUES = 1 << 22  # values per block of the blockwise helpers (32 MB of float64)
+BLOCK_VALUES = 1 << 22  # values per block of the blockwise helpers (32 MB of float64)
 _CHUNK = 1 << 13  # columns per block of the Gram matrix (bounded memory; 1 << 16 was
 # twice as slow at 200 x 1M, its 100 MB blocks falling out of the caches)
 
@@ -97,7 +97,7 @@ class DeltaRows:
         return out
 
     def __matmul__(self, vector: FloatArray) -> FloatArray:
-        step = max(1, _BLOCK_VALUES // max(1, self.shape[1]))
+        step = max(1, BLOCK_VALUES // max(1, self.shape[1]))
         if not len(self):
             return np.zeros(0)
         return np.concatenate([self[i:i + step] @ vector for i in range(0, len(self), step)])
@@ -125,7 +125,7 @@ def row_norms(vectors: FloatArray) -> FloatArray:
     """``np.linalg.norm(vectors, axis=1)``, bit for bit, a few rows at a time: on the whole
     matrix numpy squares it into a temporary of the same size, whose first touch cost 5 s
     at 200 x 1M against 0.2 s in blocks."""
-    rows = max(1, _BLOCK_VALUES // max(1, vectors.shape[1])) if vectors.ndim == 2 else 0
+    rows = max(1, BLOCK_VALUES // max(1, vectors.shape[1])) if vectors.ndim == 2 else 0
     if vectors.ndim != 2 or vectors.shape[0] <= rows:
         return np.linalg.norm(vectors, axis=1)
     return np.concatenate([np.linalg.norm(vectors[i:i + rows], axis=1)
@@ -251,7 +251,7 @@ def column_median(rows: FloatArray, block: int = 4096, *,
     starts = range(0, rows.shape[1], block)
     threads = worker_threads()
     size = rows.size if picked is None else picked.size * rows.shape[1]
-    if size < _BLOCK_VALUES or threads < 2:
+    if size < BLOCK_VALUES or threads < 2:
         return np.concatenate([median(j) for j in starts])
     from concurrent.futures import ThreadPoolExecutor  # numpy's partition frees the GIL
 

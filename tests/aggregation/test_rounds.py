@@ -270,11 +270,11 @@ def test_update_figures_are_each_updates_direction_length_and_score_alone():
 def test_update_figures_in_blocks_of_rows_are_the_whole_matrixs():
     """Updates wider than half a block of the helpers are made into deltas a row or two at a
     time; the figures are those of the whole matrix at once."""
-    from fl_agent.aggregation.base import _BLOCK_VALUES
+    from fl_agent.aggregation.base import BLOCK_VALUES
     from fl_agent.aggregation.rounds import update_figures
 
     rng = np.random.default_rng(8)
-    d = _BLOCK_VALUES // 2 + 7  # two rows a block: three blocks for five updates
+    d = BLOCK_VALUES // 2 + 7  # two rows a block: three blocks for five updates
     g = rng.standard_normal(d)
     updates = (g + rng.standard_normal((5, d)) * rng.uniform(0.5, 3.0, (5, 1))).astype(np.float32)
     new = g + rng.standard_normal(d)

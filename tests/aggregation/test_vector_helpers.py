@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fl_agent.aggregation.base import (
-    _BLOCK_VALUES,
+    BLOCK_VALUES,
     clip_factors,
     clip_norms,
     column_median,
@@ -25,7 +25,7 @@ def wide() -> np.ndarray:
     """More values than one block, so the blockwise (and threaded) paths run."""
     rng = np.random.default_rng(7)
     rows = 9
-    return rng.standard_normal((rows, _BLOCK_VALUES // rows + 1234)) * rng.uniform(
+    return rng.standard_normal((rows, BLOCK_VALUES // rows + 1234)) * rng.uniform(
         0.1, 10, size=(rows, 1))
 
 
