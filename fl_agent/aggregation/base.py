@@ -116,8 +116,11 @@ class Round:
     reasons: Mapping[int, Reason]
     dtype: np.dtype
     #: What is made once per round on first use (:attr:`updates`, :meth:`delta_gram`);
-    #: shared by the rounds :meth:`with_num_samples` makes from this one.
-    _state: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: shared only by the rounds :meth:`with_num_samples` makes from this one (a
+    #: ``dataclasses.replace`` starts afresh). Not locked: a round belongs to one decision,
+    #: and two threads using one round could each make the same thing once.
+    _state: dict[str, Any] = field(default_factory=dict, init=False, repr=False,
+                                   compare=False)
 
     @property
     def n(self) -> int:
@@ -128,7 +131,7 @@ class Round:
         """The updates as a float64 ``(n, d)`` array of the round's own, made on first use
         (the strategies other than FairFL read it; FairFL reads :meth:`deltas`)."""
         if "updates" not in self._state:
-            self._state["updates"] = np.array(self.raw, dtype=np.float64)
+            self._state["updates"] = np.array(self.raw, dtype=np.float64, order="C")
         updates: FloatArray = self._state["updates"]
         return updates
 
@@ -153,7 +156,9 @@ class Round:
         counts = _as_num_samples(num_samples, self.n)
         if self.valid.size and not (counts[self.valid] > 0).all():
             raise ConfigError("every usable update needs a positive weight")
-        return dataclasses.replace(self, num_samples=counts)
+        weighted = dataclasses.replace(self, num_samples=counts)
+        object.__setattr__(weighted, "_state", self._state)  # the same round: share what is made
+        return weighted
 
     def result(self, new_params: ArrayLike, accepted: Sequence[int] | NDArray[np.intp],
                scores: Mapping[int, float] | None = None,
@@ -197,6 +202,9 @@ def _as_global(global_params: ArrayLike) -> tuple[FloatArray, np.dtype]:
     return g, np.dtype(dtype)
 
 
+_KEPT_AS_GIVEN = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+
 def _as_updates(updates: UpdatesLike, d: int) -> NDArray[np.floating]:
     """The updates as one ``(n, d)`` array: a float array of that shape as it is (not
     copied: at 200 x 1M a float64 copy is 1.6 GB, whose first touch cost 3-5 s on the
@@ -204,8 +212,9 @@ def _as_updates(updates: UpdatesLike, d: int) -> NDArray[np.floating]:
     if isinstance(updates, np.ndarray):
         if updates.ndim != 2:
             raise ConfigError(f"updates must have shape (n, {d}), got {updates.shape}")
-        if updates.dtype.kind == "f" and updates.shape[0] and updates.shape[1] == d:
-            return updates
+        if (type(updates) is np.ndarray and updates.dtype in _KEPT_AS_GIVEN
+                and updates.shape[0] and updates.shape[1] == d):
+            return updates  # not a subclass (a masked array, a matrix), not long double
         rows = [updates[i] for i in range(updates.shape[0])]
     else:
         rows = list(updates)
@@ -276,8 +285,8 @@ class Strategy(ABC):
 
     def aggregate_round(self, rnd: Round, evaluate: Evaluate | None = None
                         ) -> AggregationResult:
-        """:meth:`aggregate` of a round already checked by :func:`prepare_round`. The
-        strategy may consume ``rnd.updates`` (:meth:`Round.consume_updates`)."""
+        """:meth:`aggregate` of a round already checked by :func:`prepare_round` (the
+        strategy reads the round, never writes to it)."""
         if rnd.valid.size == 0:
             return rnd.unchanged()
         return self._aggregate(rnd, evaluate)
@@ -292,6 +301,15 @@ class Strategy(ABC):
         """The strategy's combination rule applied to a given (valid) subset of updates,
         without any screening; an empty subset gives ``global_params``. Contribution scoring
         uses it to value subsets of the accepted updates."""
+
+    def combine_round(self, rnd: Round, rows: Sequence[int],
+                      num_samples: FloatArray) -> FloatArray:
+        """:meth:`combine` of the round's updates ``rows`` (round indices, usable ones):
+        what :func:`fl_agent.aggregation.rounds.decide_round` recombines with the final
+        weights. A strategy may read the rows without widening them all at once (FairFL
+        does); a subclass that changes :meth:`combine` must change this too."""
+        return self.combine(rnd.global_params, np.asarray(rnd.raw[list(rows)], np.float64),
+                            num_samples)
 
     def mean_clip_ratio(self) -> float | None:
         """If :meth:`combine` is the ``num_samples``-weighted mean of the deltas, each first

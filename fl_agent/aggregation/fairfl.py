@@ -214,7 +214,8 @@ after round and, on chain, blacklisted (seeds 1 and 5 while tuning, seed 11 in t
 evaluation).
 
 Hand-written here: the orchestration (screening, the eps rule, the merge order, the gate)
-in plain numpy; the pairwise similarities and the clustering are scikit-learn's.
+in plain numpy, the pairwise similarities from the Gram matrix of the deltas; the
+clustering is scikit-learn's.
 """
 
 from __future__ import annotations
@@ -222,7 +223,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -232,6 +233,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from fl_agent.aggregation.base import (
     AggregationResult,
+    DeltaRows,
     Evaluate,
     FloatArray,
     Reason,
@@ -362,6 +364,9 @@ def similarity_outliers(similarity: FloatArray, z: float, min_std: float) -> NDA
     return similarity < median - z * max(spread, min_std)
 
 
+_TIE = 1e-12  # closeness values of the merge order this close are a tie (rounding)
+
+
 def merge_order(gram: FloatArray, weights: FloatArray, labels: NDArray[np.intp],
                 reference_sim: FloatArray) -> list[Unit]:
     """Step 4's bottom-up order over candidate positions ``0..k-1``: the seed is the unit of
@@ -394,7 +399,11 @@ def merge_order(gram: FloatArray, weights: FloatArray, labels: NDArray[np.intp],
         else:
             closeness = np.array([float(reference_sim[list(units[u][0])].sum())
                                   for u in remaining])
-        unit = remaining.pop(int(np.argmax(closeness)))
+        # the first of the closest: values within _TIE of the largest count as equal (the
+        # order computed on the vectors broke exact ties, such as copies, by the first unit;
+        # from the Gram matrix they come out equal only up to rounding)
+        tie = _TIE if order else 0.0  # the seed's support is summed as it was
+        unit = remaining.pop(int(np.flatnonzero(closeness >= closeness.max() - tie)[0]))
         squared += 2.0 * along[unit] + inner[unit, unit]
         along += inner[:, unit]
         order.append(units[unit])
@@ -497,6 +506,15 @@ class FairFL(Strategy):
     def combine(self, global_params: FloatArray, updates: FloatArray,
                 num_samples: FloatArray) -> FloatArray:
         return fairfl_combine(global_params, updates, num_samples, self.clip_ratio)
+
+    def combine_round(self, rnd: Round, rows: Sequence[int],
+                      num_samples: FloatArray) -> FloatArray:
+        """:meth:`combine` bit for bit, reading the deltas a row at a time."""
+        if not len(rows):
+            return rnd.global_params.copy()
+        deltas = DeltaRows(rnd.raw, rnd.global_params, rows)
+        return rnd.global_params + _clipped_mean(deltas, row_norms(deltas), num_samples,
+                                                 self.clip_ratio)
 
     def mean_clip_ratio(self) -> float | None:
         return self.clip_ratio

@@ -141,13 +141,16 @@ def validation_gate(order: list[Unit], deltas: FloatArray, weights: FloatArray,
     parameters, ``benchmarks.scale``). Sums are added in the order of the merged list, as
     numpy's sum over the list's rows adds them (for two or more parameters; numpy sums a
     single column pairwise); only the final check's "without" differs from that by
-    rounding. Under the noise control each test of a noisy member costs two more score
-    calls and a draw of ``d`` normals."""
+    rounding, and with ``factors`` each term is ``delta * (weight * factor)``, equal to the
+    clipped copy's ``(delta * factor) * weight`` up to rounding. Under the noise control
+    each test of a noisy member costs two more score calls and a draw of ``d`` normals."""
     n = len(weights)
     index = np.arange(n) if rows is None else np.asarray(rows, dtype=np.intp)
     scale = np.ones(n) if factors is None else np.asarray(factors, dtype=float)
     if index.shape != (n,) or scale.shape != (n,):
         raise ValueError(f"{index.shape} rows and {scale.shape} factors for {n} weights")
+    if np.unique(index).size != n:
+        raise ValueError("each position must read its own row of deltas")
     coefficients = weights if factors is None else weights * scale
     by_row = coefficients if rows is None else np.zeros(deltas.shape[0])
     if rows is not None:

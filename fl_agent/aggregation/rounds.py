@@ -100,6 +100,8 @@ def capped_claims(claims: ArrayLike) -> FloatArray:
 #: Cosine distances up to this count as copies even when the round's median distance is 0
 #: (every update the same): float rounding of identical vectors.
 _SAME = 1e-9
+
+
 def _cosine_distances(gram: FloatArray) -> tuple[FloatArray, NDArray[np.bool_]]:
     """``1 - cos`` between the deltas whose Gram matrix is ``gram``, and which of them are
     usable (finite and not zero)."""
@@ -204,10 +206,9 @@ def decide_round(strategy: Strategy, global_params: ArrayLike, updates: UpdatesL
         gram=gram[np.ix_(among, among)] if len(among) > 1 and min(among) >= 0 else None)
     params = np.asarray(result.params)
     if accepted and not np.array_equal(weights[accepted], provisional[accepted]):
-        chosen = rnd.raw[accepted].astype(np.float64)  # only the accepted rows widened
-        final = strategy.combine(rnd.global_params, chosen, weights[accepted])
-        if not np.array_equal(final, strategy.combine(rnd.global_params, chosen,
-                                                      provisional[accepted])):
+        final = strategy.combine_round(rnd, accepted, weights[accepted])
+        if not np.array_equal(final, strategy.combine_round(rnd, accepted,
+                                                            provisional[accepted])):
             params = np.asarray(final).astype(rnd.dtype)  # the weights matter to this rule
     scores = np.zeros(n)
     shares: tuple[int, ...] = (0,) * n

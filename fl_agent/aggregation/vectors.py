@@ -23,8 +23,8 @@ from fl_agent.cores import worker_threads
 FloatArray = NDArray[np.float64]
 
 BLOCK_VALUES = 1 << 22  # values per block of the blockwise helpers (32 MB of float64)
-_CHUNK = 1 << 13  # columns per block of the Gram matrix (bounded memory; 1 << 16 was
-# twice as slow at 200 x 1M, its 100 MB blocks falling out of the caches)
+_CHUNK = 1 << 13  # columns per block of the Gram matrix (bounded memory; blocks of 1 << 16
+# columns, 100 MB at 200 rows, took about twice as long at 200 x 1M, timed once by hand)
 
 
 def delta_gram(global_params: ArrayLike, updates: ArrayLike,
@@ -53,8 +53,10 @@ def delta_gram(global_params: ArrayLike, updates: ArrayLike,
 class DeltaRows:
     """The deltas ``updates[rows] - global_params`` in float64, made a row or a block of
     rows at a time from the round's updates and never all at once. Their values are those
-    of a float64 copy, bit for bit (widening float32 is exact), so the helpers below give
-    what they give on the copy.
+    of a float64 copy, bit for bit (widening float32 is exact), so the helpers below that
+    read rows or blocks (:func:`row_norms`, :func:`weighted_mean`, :func:`column_median`,
+    :func:`add_weighted_rows`) give what they give on the copy; ``@`` goes a block of rows
+    at a time and may differ from the copy's product in the last bit.
 
     What FairFL and the helpers read: ``shape``, ``ndim``, ``len``; ``deltas[i]`` (one
     delta); ``deltas[i:j]``, ``deltas[indices]`` and ``deltas[indices, columns]`` (a block,
@@ -86,7 +88,10 @@ class DeltaRows:
                 raise TypeError("DeltaRows takes a slice of columns")
             return self._widened(self._updates[self._rows[which], columns],
                                  self._global[columns])
-        return self._widened(self._updates[self._rows[np.asarray(key)]], self._global)
+        picked = np.asarray(key)
+        if picked.dtype != bool:
+            picked = picked.astype(np.intp)  # [] is an empty selection, not floats
+        return self._widened(self._updates[self._rows[picked]], self._global)
 
     @staticmethod
     def _widened(values: NDArray[np.floating], global_params: FloatArray) -> FloatArray:
@@ -242,11 +247,11 @@ def column_median(rows: FloatArray, block: int = 4096, *,
 
     def median(start: int) -> FloatArray:
         if picked is None:
-            part = np.ascontiguousarray(rows[:, start:start + block].T)
+            part = np.array(rows[:, start:start + block].T, order="C")  # always a copy
         else:  # the picked rows, scaled, laid out column by column in one pass
             chosen = rows[picked, start:start + block]
             part = np.multiply(chosen.T, scale, out=np.empty(chosen.shape[::-1]))
-        return np.median(part, axis=1, overwrite_input=True)  # part is this block's own
+        return np.median(part, axis=1, overwrite_input=True)  # part is this block's copy
 
     starts = range(0, rows.shape[1], block)
     threads = worker_threads()

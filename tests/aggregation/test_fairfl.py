@@ -334,7 +334,8 @@ def test_merge_order_seeds_with_the_largest_support_then_follows_similarity():
 
 def _merge_order_on_vectors(deltas, weights, labels, sims):
     """The order step 4 describes, computed on the deltas themselves (the reference for
-    merge_order, which reads only their Gram matrix)."""
+    merge_order, which reads only their Gram matrix); closeness values within 1e-12 of the
+    largest are a tie, which the first unit wins."""
     units = [(tuple(np.flatnonzero(labels == label).tolist()), int(label))
              for label in sorted(set(labels.tolist()) - {-1})]
     units += [((int(i),), -1) for i in np.flatnonzero(labels == -1)]
@@ -346,10 +347,26 @@ def _merge_order_on_vectors(deltas, weights, labels, sims):
                          for u in remaining]
         else:
             closeness = [sims[list(units[u][0])].sum() for u in remaining]
-        unit = remaining.pop(int(np.argmax(closeness)))
+        closeness = np.array(closeness)
+        tie = 1e-12 if order else 0.0
+        unit = remaining.pop(int(np.flatnonzero(closeness >= closeness.max() - tie)[0]))
         running = running + sums[unit]
         order.append(units[unit])
     return order
+
+
+def test_merge_order_breaks_ties_between_copies_by_the_first_unit():
+    """Copies left as separate units tie exactly on the vectors (the first goes first);
+    from the Gram matrix they tie only up to rounding, which must not reorder them."""
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        base = rng.normal(size=(3, 40)) + 2.0 * rng.normal(size=40)
+        deltas = base[rng.integers(0, 3, size=8)] * rng.choice([0.5, 1.0, 2.0, 3.0], size=8)[
+            :, None]  # copies, some scaled: exactly parallel
+        labels, sims = np.full(8, -1), rng.uniform(0, 1, 8)
+        weights = rng.choice([1.0, 2.0], size=8)
+        assert merge_order(deltas @ deltas.T, weights, labels, sims) == \
+            _merge_order_on_vectors(deltas, weights, labels, sims), seed
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -541,6 +558,57 @@ def test_the_gate_reads_picked_scaled_rows_as_it_reads_their_copy(control):
     with pytest.raises(ValueError, match="factors for"):
         validation_gate(order, deltas, weights, r.gate_scores, r.global_params, baseline,
                         slack, rows=rows[1:], factors=factors[1:])
+    with pytest.raises(ValueError, match="its own row"):
+        validation_gate(order, deltas, weights, r.gate_scores, r.global_params, baseline,
+                        slack, rows=np.r_[rows[:-1], rows[0]], factors=factors)
+
+
+def _lengthened(r, seed):
+    """The round with five benign deltas made 2.2-2.9 times longer (FairFL clips them to
+    twice the median length, below the scaling screen's 3), and the same round with those
+    deltas already clipped, as FairFL would clip them."""
+    rng = np.random.default_rng(seed)
+    g = r.global_params.astype(np.float64)
+    deltas = r.updates.astype(np.float64) - g
+    benign = [i for i in range(len(deltas)) if i not in r.malicious]
+    long = rng.choice(benign, size=5, replace=False)
+    deltas[long] *= rng.uniform(2.2, 2.9, size=5)[:, None]
+    norms = np.linalg.norm(deltas, axis=1)
+    bound = 2.0 * float(np.median(norms))
+    clipped = deltas * np.minimum(1.0, bound / norms)[:, None]
+    return g + deltas, g + clipped, long
+
+
+@pytest.mark.parametrize("config", [{}, {"noise_control": True},
+                                    # lone updates below the median held to a gain (step 5)
+                                    {"strict_noise_at": 1.0, "min_samples": 4}])
+def test_a_long_delta_counts_only_through_its_clipped_self(config):
+    """FairFL reads the deltas with their clip factors instead of a clipped copy (the
+    median direction, the merge order, the strict check, the gate and its noise control):
+    lengthened deltas give the same similarities, order, gate walk and verdicts as the same
+    deltas clipped beforehand."""
+    strategy = FairFL(**{**CRAFTED, **config})
+    took_part = 0
+    for seed in SEEDS:
+        for attack in ("label_flip", "sign_flip", "gaussian"):
+            r = crafted_round(seed, attack=attack, groups=3)
+            lengthened, clipped, long = _lengthened(r, seed)
+            one = strategy.report(r.global_params, lengthened, r.num_samples, r.gate_scores)
+            two = strategy.report(r.global_params, clipped, r.num_samples, r.gate_scores)
+            assert one.result.accepted == two.result.accepted, (seed, attack)
+            assert dict(one.result.reasons) == dict(two.result.reasons)
+            assert one.order == two.order and one.dropped == two.dropped
+            assert one.rescued == two.rescued
+            assert [(s.members, s.kept) for s in one.gate] == [(s.members, s.kept)
+                                                              for s in two.gate]
+            np.testing.assert_allclose([s.value for s in one.gate],
+                                       [s.value for s in two.gate], rtol=0, atol=1e-9)
+            keys = sorted(one.reference_similarity)
+            np.testing.assert_allclose([one.reference_similarity[i] for i in keys],
+                                       [two.reference_similarity[i] for i in keys],
+                                       rtol=0, atol=1e-12)
+            took_part += bool(set(long.tolist()) & set(one.result.accepted))
+    assert took_part >= 3  # some lengthened delta was accepted (in 4-5 of the 24 rounds)
 
 
 def test_a_slack_in_score_units_would_depend_on_them():

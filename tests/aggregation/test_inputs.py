@@ -210,3 +210,28 @@ def test_a_usable_update_cannot_be_given_no_weight():
         rnd.with_num_samples(weights)
     with pytest.raises(ConfigError, match="one count per update"):
         rnd.with_num_samples(np.ones(rnd.n + 1))
+
+
+@pytest.mark.parametrize("kind", ["masked", "matrix", "longdouble"])
+def test_updates_that_are_not_plain_float_arrays_are_checked_as_before(kind):
+    """Only a plain float16/32/64 array is kept as given; a masked array with NaN under its
+    mask, a matrix or long doubles beyond float64 go through the row-by-row conversion."""
+    from fl_agent.aggregation.base import prepare_round
+
+    r = crafted_round(6)
+    g = r.global_params
+    if kind == "masked":
+        values = r.updates.astype(np.float64)
+        values[2, 5] = np.nan
+        updates = np.ma.masked_array(values, mask=np.isnan(values))
+        rnd = prepare_round(g, updates, r.num_samples)
+        assert rnd.reasons == {2: Reason.NON_FINITE} and type(rnd.raw) is np.ndarray
+    elif kind == "matrix":
+        with pytest.raises(ConfigError, match="has shape"):
+            prepare_round(g, np.asmatrix(r.updates), r.num_samples)
+    else:
+        updates = r.updates.astype(np.longdouble)
+        updates[4, 0] = np.longdouble(10) ** 400 if np.finfo(np.longdouble).maxexp > 1024 \
+            else np.inf
+        rnd = prepare_round(g, updates, r.num_samples)
+        assert rnd.reasons == {4: Reason.NON_FINITE} and rnd.raw.dtype == np.float64

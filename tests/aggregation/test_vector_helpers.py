@@ -135,3 +135,20 @@ def test_the_gram_matrix_of_some_rows_is_the_direct_product() -> None:
         deltas = updates[rows] - g
         np.testing.assert_allclose(delta_gram(g, updates, rows), deltas @ deltas.T,
                                    rtol=1e-12, atol=1e-9)
+
+
+def test_column_median_leaves_a_column_major_matrix_as_it_was() -> None:
+    rows = np.asfortranarray(np.random.default_rng(14).standard_normal((5, 10_000)))
+    before = rows.copy()
+    assert np.array_equal(column_median(rows), np.median(before, axis=0))
+    assert np.array_equal(rows, before)
+
+
+def test_delta_rows_read_an_empty_selection() -> None:
+    from fl_agent.aggregation.vectors import DeltaRows
+
+    deltas = DeltaRows(np.ones((3, 4), dtype=np.float32), np.zeros(4), [0, 2])
+    assert deltas[[]].shape == (0, 4) and deltas[np.array([], dtype=bool)].shape == (0, 4)
+    with pytest.raises(ZeroDivisionError):
+        weighted_mean(DeltaRows(np.ones((3, 1), dtype=np.float32), np.zeros(1), [0, 1]),
+                      np.zeros(0), which=np.zeros(0, dtype=np.intp))
