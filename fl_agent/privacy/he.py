@@ -24,10 +24,18 @@ A round (every arrow is a document of :mod:`fl_agent.privacy.he_format`)::
 
 On ciphertexts the aggregator computes, per update, ``<delta_i, g0>`` (plaintext-ciphertext
 products of every chunk, added, then summed over the slots by rotations), ``|delta_i|^2``
-(each chunk squared, added, relinearized once, summed over the slots) and, once the weights
-are known, ``sum_i w_i delta_i`` (plaintext-scalar products, added). Adding the chunk products
-before the one rotation sum per scalar keeps the cost at 2 x 12 rotations per update however
-long the model is.
+(each chunk times its complex conjugate, added, relinearized once, summed over the slots) and,
+once the weights are known, ``sum_i w_i delta_i`` (plaintext-scalar products, added). Adding
+the chunk products before the one rotation sum per scalar keeps the rotations at 2 x 12 per
+update however long the model is; the conjugates cost one key switch per chunk.
+
+Why the conjugate: CKKS slots are complex, and a participant can encrypt ``a + ib`` (SEAL
+encodes complex numbers; :func:`encrypt_update` never does). Only the real part ``a`` reaches
+the aggregate and the inner product with the real ``g0``; a chunk squared would give
+``sum(a^2 - b^2)``, a norm the participant shortens at will, so an update pulling hard in one
+direction could pass as short and aligned with g0. ``x * conj(x)`` is ``a^2 + b^2`` in every
+slot: the squared norm is never below the real part's, so imaginary parts can only lower
+their sender's cosine and weight.
 
 Parameters (:class:`CKKSParameters`): ring degree 8192 (4096 slots per ciphertext), primes of
 60, 60 and 60 bits (two data primes and the key-switching prime: 180 bits, within the 218 the
@@ -116,7 +124,8 @@ _MISSING: Any = object()
 def encrypted_scalars(public_context: PublicContext | bytes,
                       updates: Iterable[bytes | EncryptedUpdate], reference: ArrayLike) -> bytes:
     """The scalars document: each update's inner product with ``reference`` (g0, the
-    aggregator's own update direction, in the clear) and its squared norm, still encrypted.
+    aggregator's own update direction, in the clear) and its squared norm (of the complex
+    slots: never below the real part's), still encrypted.
     Updates are processed one at a time (documents may be a lazy iterable); deterministic:
     the same inputs give the same bytes."""
     context = _as_context(public_context)
@@ -126,6 +135,8 @@ def encrypted_scalars(public_context: PublicContext | bytes,
         raise HEError("the reference direction is zero: FLTrust gives every update zero "
                       "trust, there is nothing to compute")
     relin = context.tenseal_context.data.relin_keys()
+    galois = context.tenseal_context.data.galois_keys()
+    conjugate = sealapi.Ciphertext()
     plain = [context._encode(chunk.tolist()) if np.any(chunk) else None
              for chunk in (direction[s:s + context.slots]
                            for s in range(0, direction.size, context.slots))]
@@ -141,7 +152,9 @@ def encrypted_scalars(public_context: PublicContext | bytes,
                 evaluator.add_inplace(dot, term)
             first_dot = False
         for j, ciphertext in enumerate(update.ciphertexts):
-            evaluator.square(ciphertext, square if j == 0 else term)
+            # x * conj(x) = a^2 + b^2 per slot, not x^2 = a^2 - b^2 (module docstring)
+            evaluator.complex_conjugate(ciphertext, galois, conjugate)
+            evaluator.multiply(ciphertext, conjugate, square if j == 0 else term)
             if j:
                 evaluator.add_inplace(square, term)
         evaluator.relinearize_inplace(square, relin)

@@ -143,6 +143,12 @@ class PublicContext:
             raise HEError("the public context has no relinearization and Galois keys: the "
                           "aggregator cannot compute norms and sums with it")
         if self._evaluator is None:
+            missing = missing_galois_keys(self._context.data.galois_keys(),
+                                          self.poly_modulus_degree)
+            if missing:
+                raise HEError(f"the public context has no Galois key for {', '.join(missing)}: "
+                              "the aggregator cannot compute norms and sums with it; make the "
+                              "context with KeyHolder.create (fl-agent task create --mode he)")
             self._evaluator = sealapi.Evaluator(self._seal)
             self._encoder = sealapi.CKKSEncoder(self._seal)
         return self._evaluator, self._encoder
@@ -170,6 +176,18 @@ class PublicContext:
         except (ValueError, RuntimeError, TypeError) as err:
             raise HEError(f"{what} is not a ciphertext of this task's context: {err}") from err
         return _checked_ciphertext(vector.ciphertext()[0], self._top, scale, what)
+
+
+def missing_galois_keys(keys: Any, poly_modulus_degree: int) -> list[str]:
+    """What the aggregator's arithmetic needs of the Galois ``keys`` (a SEAL ``GaloisKeys``)
+    and they lack: the rotations of the sum over the slots (left by slots/2, ..., 2, 1) and
+    the complex conjugation of the squared norms. SEAL's Galois element of a left rotation by
+    ``step`` is ``3**step mod 2N``, of the conjugation ``2N - 1`` (``GaloisTool``)."""
+    m = 2 * poly_modulus_degree
+    needed = {f"the rotation by {step}": pow(3, step, m)
+              for step in (2 ** k for k in range(int(math.log2(poly_modulus_degree)) - 2, -1, -1))}
+    needed["complex conjugation"] = m - 1
+    return [name for name, element in needed.items() if not keys.has_key(element)]
 
 
 def _checked_ciphertext(ciphertext: Any, top: Any, scale: float, what: str) -> Any:

@@ -28,6 +28,7 @@ from fl_agent.privacy.he import (
     fltrust_weights,
     weighted_sum,
 )
+from fl_agent.privacy.he_context import missing_galois_keys
 from fl_agent.privacy.he_format import ciphertext_bytes, pack, proto_ciphertexts, unpack
 
 D = 9_000  # three ciphertexts, the last one partly filled
@@ -333,12 +334,15 @@ def test_nothing_accepted_keeps_the_global_model(key_holder, round_data, documen
     assert dict(decision.reasons) == {0: Reason.ZERO_TRUST, 1: Reason.ZERO_TRUST}
 
 
-def test_a_crafted_complex_ciphertext_is_held_to_the_reference_norm(key_holder,
-                                                                    aggregator_context):
+def test_imaginary_slots_lengthen_their_senders_norm(key_holder, aggregator_context):
     """A participant that encrypts complex slots ``a + ib`` (not possible through
-    encrypt_update, easy with SEAL) has the squared norm ``sum(a^2 - b^2)`` while its real part
-    ``a`` enters the aggregate. The rule cannot see that; the bound on the aggregate does."""
-    size = aggregator_context.slots
+    encrypt_update, easy with SEAL): only ``a`` enters the inner product and the aggregate.
+    The squared norm is ``sum(a^2 + b^2)`` (each chunk times its conjugate), so ``b``, here
+    also in the padding past the update's length, only lowers its sender's cosine and weight.
+    Squared chunks would have given ``sum(a^2 - b^2)``: this update, at cosine 0.1, would
+    have passed for 0.9 and pulled several times ``|g0|``."""
+    slots = aggregator_context.slots
+    size = slots - 96  # the last 96 slots are padding
     rng = np.random.default_rng(3)
     global_params = np.zeros(size)
     g0 = rng.normal(0, 0.01, size)
@@ -346,9 +350,11 @@ def test_a_crafted_complex_ciphertext_is_held_to_the_reference_norm(key_holder,
     other = rng.normal(size=size)
     other -= (other @ unit) * unit
     other /= np.linalg.norm(other)
-    real = 10 * np.linalg.norm(g0) * (0.1 * unit + np.sqrt(0.99) * other)  # cos 0.1
-    apparent = (real @ g0) / (0.9 * np.linalg.norm(g0))  # makes its cosine look like 0.9
-    imaginary = other * np.sqrt(real @ real - apparent ** 2)
+    real = np.zeros(slots)
+    real[:size] = 10 * np.linalg.norm(g0) * (0.1 * unit + np.sqrt(0.99) * other)  # cos 0.1
+    imaginary = rng.normal(size=slots)
+    imaginary *= np.sqrt(real @ real - ((real[:size] @ g0) / (0.9 * np.linalg.norm(g0))) ** 2
+                         ) / np.linalg.norm(imaginary)  # sum(a^2 - b^2) would give cos 0.9
     seal_context = aggregator_context.tenseal_context.seal_context().data
     plaintext, crafted = sealapi.Plaintext(), sealapi.Ciphertext()
     sealapi.CKKSEncoder(seal_context).encode(
@@ -357,15 +363,53 @@ def test_a_crafted_complex_ciphertext_is_held_to_the_reference_norm(key_holder,
     sealapi.Encryptor(seal_context, aggregator_context.tenseal_context.data.public_key()
                       ).encrypt(plaintext, crafted)
     document = pack({"chunks": 1, "context": aggregator_context.fingerprint,
-                     "format": "fairfl-ckks-update/1", "length": size, "slots": size},
+                     "format": "fairfl-ckks-update/1", "length": size, "slots": slots},
                     ciphertext_bytes([crafted]))
     honest = encrypt_update(aggregator_context, g0 + rng.normal(0, 0.005, size))
+    scalars = key_holder.decrypt_scalars(encrypted_scalars(aggregator_context, [document], g0))
+    assert scalars.dots[0] == pytest.approx(real[:size] @ g0, rel=1e-6)
+    assert scalars.squared_norms[0] == pytest.approx(real @ real + imaginary @ imaginary,
+                                                     rel=1e-6)
     decision, delta = fltrust_round(key_holder, global_params, [honest, document], g0)
     assert decision.accepted == (0, 1)
-    assert decision.cosines[1] == pytest.approx(0.9, abs=1e-6)
-    assert np.linalg.norm(delta) > 2 * np.linalg.norm(g0)  # it pulls several times |g0|...
-    moved = decision.result(global_params, delta).params
-    assert np.linalg.norm(moved) <= np.linalg.norm(g0) * (1 + 1e-6)  # ...held to |g0|
+    assert decision.cosines[1] == pytest.approx(
+        0.1 * np.linalg.norm(real) / np.hypot(np.linalg.norm(real), np.linalg.norm(imaginary)),
+        rel=1e-6)  # below its real part's 0.1
+    assert decision.norms[1] > np.linalg.norm(real)
+    # What it adds to the aggregate is shorter than its trust's share of |g0|: no bound needed.
+    assert decision.weights[1] * np.linalg.norm(real) < (
+        decision.trust[1] / decision.trust.sum() * np.linalg.norm(g0))
+    assert np.linalg.norm(delta) <= np.linalg.norm(g0) * (1 + 1e-6)
+    np.testing.assert_array_equal(decision.bounded(delta), delta)
+
+
+def test_the_aggregator_needs_the_rotation_and_conjugation_keys(key_holder):
+    """``missing_galois_keys`` names the Galois keys the scalars need and a key set lacks; a
+    key set made by SEAL for the rotations alone lacks the conjugation."""
+    keys = key_holder.public.tenseal_context.data.galois_keys()
+    degree = key_holder.public.poly_modulus_degree
+    assert missing_galois_keys(keys, degree) == []
+    secret = key_holder._secret.seal_context().data
+    rotations_only = sealapi.GaloisKeys()
+    sealapi.KeyGenerator(secret, key_holder._secret.secret_key().data).create_galois_keys(
+        [pow(3, 2 ** k, 2 * degree) for k in range(int(np.log2(degree)) - 2, -1, -1)],
+        rotations_only)
+    assert missing_galois_keys(rotations_only, degree) == ["complex conjugation"]
+    conjugation_only = sealapi.GaloisKeys()
+    sealapi.KeyGenerator(secret, key_holder._secret.secret_key().data).create_galois_keys(
+        [2 * degree - 1], conjugation_only)
+    assert len(missing_galois_keys(conjugation_only, degree)) == 12
+
+
+def test_a_context_without_those_keys_is_refused_before_any_arithmetic(key_holder, documents,
+                                                                         monkeypatch):
+    import fl_agent.privacy.he_context as he_context
+
+    monkeypatch.setattr(he_context, "missing_galois_keys", lambda keys, degree: [
+        "complex conjugation"])
+    context = PublicContext(key_holder.public_context)  # a fresh one: no evaluator yet
+    with pytest.raises(HEError, match="no Galois key for complex conjugation"):
+        encrypted_scalars(context, documents[:1], np.ones(D))
 
 
 def test_released_values_carry_noise_above_the_ckks_error(key_holder, aggregator_context,
