@@ -4,19 +4,22 @@ honest updates rejected, for top-k with error feedback and for magnitude pruning
 Offline (:mod:`fl_agent.simulation.offline`: the simulation's data, shards, device speeds,
 training and the aggregator's round decision, without the chain), digits, MLP, 20 honest
 clients (no attack unless ``--attack``), Dirichlet α = 0.5, 15 rounds, leave-one-out
-scoring (the reward shares play no part here), blacklisting off so that every client
-submits in every round and each round counts. Each client sends its update through the
-wire (:mod:`fl_agent.privacy.sparse`): :class:`Sparsifier` with its residual kept as
-safetensors bytes between rounds, :func:`encode_delta`; the aggregator decodes it with
-:func:`decode_sparse` and gives :func:`densify`'s full vector to the strategy, unchanged.
+scoring (the reward shares play no part here), blacklisting off by default so that every
+client submits in every round and each round counts (``--blacklist``: the registry's rule,
+as on chain; then the screens' statistics below are not recorded). Each client sends its
+update through the wire (:mod:`fl_agent.privacy.sparse`): :class:`Sparsifier` with its
+residual kept as safetensors bytes between rounds, :func:`encode_delta`; the aggregator
+decodes it with :func:`decode_sparse` and gives :func:`densify`'s full vector to the
+strategy, unchanged.
 Ratio 0 is the dense baseline: plain weights (:func:`encode_weights`), no sparsifier.
 
 Methods: ``topk`` (top-k of the update over the whole vector, error feedback), ``topk-tensor``
 (the same per tensor: each layer keeps the same fraction), ``magnitude`` (the local model
 with its smallest weights zeroed, sent as its remaining weights; no residual).
-Strategies: ``fairfl`` configured as the aggregator agent does
-(:func:`~fl_agent.simulation.offline.aggregator_strategy`: validation gate, trigger screen)
-and ``fedavg``.
+Strategies: ``fairfl`` configured as the aggregator agent does for a task that prunes
+(:func:`~fl_agent.simulation.offline.aggregator_strategy`: validation gate, trigger screen
+over each sender's last two rounds; over the update alone for the dense baseline, a plain
+task; ``--trigger-rounds`` sets it) and ``fedavg``.
 
 Per run: bytes per update (mean of the encoded documents), final test accuracy, the honest
 false-positive rate (rejected honest submissions over honest submissions) with the
@@ -38,6 +41,8 @@ the docs is on seeds 11-13, used for nothing else.
         --json reports/bench/privacy_sparse_tuning.json \\
         --plot reports/bench/privacy_sparse_tuning.png      # the tuning runs
     python -m benchmarks.privacy_sparse --seeds 1 --ratios 0,0.99 --methods topk --rounds 3
+    python -m benchmarks.privacy_sparse --attack backdoor --blacklist --strategies fairfl \
+        --ratios 0,0.9,0.99 --methods topk,topk-tensor     # the backdoor, as on chain
 """
 
 from __future__ import annotations
@@ -166,12 +171,17 @@ def would_blacklist(run: Any, clients: int, window_rounds: int, max_rejections: 
 
 
 def measure_run(seed: int, method: str, ratio: float, strategy_name: str, *, clients: int,
-                rounds: int, attack: str) -> dict[str, Any]:
+                rounds: int, attack: str, blacklist: bool = False,
+                trigger_rounds: int | None = None) -> dict[str, Any]:
+    import dataclasses
+
     from benchmarks.rule_alone import attack_rate
     from fl_agent.aggregation import get_strategy
     from fl_agent.aggregation.fairfl import chance_similarity
+    from fl_agent.chain.records import TrainingMode
     from fl_agent.learning.models import input_layer, param_count
     from fl_agent.learning.weights import encode_weights
+    from fl_agent.privacy.plan import build_plan
     from fl_agent.simulation.config import (
         BLOCKS_PER_ROUND_SLACK,
         SimulationConfig,
@@ -190,8 +200,11 @@ def measure_run(seed: int, method: str, ratio: float, strategy_name: str, *, cli
                               **settings)
     fed = federation(config)
     spec = fed.spec
-    if strategy_name == "fairfl":
-        strategy = aggregator_strategy(fed)  # imports the agents: only when needed
+    if strategy_name == "fairfl":  # as the aggregator runs a task that prunes (or a plain one)
+        plan = build_plan(TrainingMode.PRUNING, prune_ratio=ratio) if ratio > 0 else None
+        strategy = aggregator_strategy(fed, plan)  # imports the agents: only when needed
+        if trigger_rounds is not None:
+            strategy = dataclasses.replace(strategy, trigger_rounds=trigger_rounds)
         screened = strategy.input_layer
     else:
         strategy = get_strategy(strategy_name)
@@ -208,11 +221,14 @@ def measure_run(seed: int, method: str, ratio: float, strategy_name: str, *, cli
                claims: np.ndarray, **options: Any) -> Any:
         if ratio == 0:
             sizes.extend(len(encode_weights(spec, u)) for u in updates)
-        deltas = updates.astype(np.float64) - np.asarray(global_params, dtype=np.float64)
-        statistics.append(windows.statistics(deltas, screened))
+        if not blacklist:  # rows are clients only while nobody is blacklisted
+            deltas = updates.astype(np.float64) - np.asarray(global_params, dtype=np.float64)
+            statistics.append(windows.statistics(deltas, screened))
         return decide_as_on_chain(strategy, global_params, updates, claims, **options)
 
-    run = run_offline(fed, members, blacklist=False, decide=decide, strategy=strategy)
+    run = run_offline(fed, members, blacklist=blacklist, decide=decide, strategy=strategy)
+    if blacklist:
+        statistics = [{} for _ in run.rounds]
     bad = {i for i, c in enumerate(fed.clients) if c.malicious}
     chance = chance_similarity(param_count(spec), 4.0)
     trigger_share = 0.2  # FairFL's default, which the aggregator uses
@@ -244,13 +260,15 @@ def measure_run(seed: int, method: str, ratio: float, strategy_name: str, *, cli
                 reasons[reason] += 1
                 rejected_honest.append({"round": r.round, "client": i, "reason": reason,
                                         **{k: round(float(v[j]), 4)
-                                           for k, v in by_window[1].items()}})
+                                           for k, v in by_window.get(1, {}).items()}})
         by_round.append(count)
     blacklisted = would_blacklist(run, clients, config.window_rounds, config.max_rejections,
                                   BLOCKS_PER_ROUND_SLACK)
     return {
         "seed": seed, "method": "dense" if ratio == 0 else method, "ratio": ratio,
-        "strategy": strategy_name, "attack": attack, "accuracy": run.test_accuracy,
+        "strategy": strategy_name, "attack": attack, "blacklist": blacklist,
+        "trigger_rounds": getattr(strategy, "trigger_rounds", None),
+        "accuracy": run.test_accuracy,
         "bytes_per_update": float(np.mean(sizes)), "dense_bytes": len(encode_weights(
             spec, np.zeros(param_count(spec), dtype=np.float32))),
         "params": param_count(spec),
@@ -263,14 +281,15 @@ def measure_run(seed: int, method: str, ratio: float, strategy_name: str, *, cli
         "chance": chance,
         # Share of honest updates each screen would hit, on the update itself (window 1)
         # and on the sum of the client's last w updates (the proposed fix).
+        # (not measured with blacklisting on)
         "honest_noise_by_window": {w: below_chance[w] / honest if honest else 0.0
-                                   for w in WINDOWS},
+                                   for w in WINDOWS} if not blacklist else None,
         "honest_trigger_by_window": {w: piled[w] / honest if honest else 0.0
-                                     for w in WINDOWS},
+                                     for w in WINDOWS} if not blacklist else None,
         "malicious_noise_by_window": {w: bad_below[w] / attacks for w in WINDOWS}
-        if attacks else None,
+        if attacks and not blacklist else None,
         "malicious_trigger_by_window": {w: bad_piled[w] / attacks for w in WINDOWS}
-        if attacks else None,
+        if attacks and not blacklist else None,
         "rejected_honest": rejected_honest,
     }
 
@@ -317,6 +336,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         cells.append(", ".join(f"{k} {v}" for k, v in sorted(reasons.items())) or "none")
         cells.append(str(sum(len(r["honest_would_be_blacklisted"]) for r in fair)))
         for key in ("honest_noise_by_window", "honest_trigger_by_window"):
+            if any(r[key] is None for r in got):  # blacklisting on: not measured
+                cells.append("–")
+                continue
             now = np.mean([r[key][1] for r in got])
             summed = np.mean([r[key][SHOWN_WINDOW] for r in got])
             cells.append(f"{now:.3f} / {summed:.3f}")
@@ -414,12 +436,19 @@ def _help(text: str) -> str:
 @click.option("--rounds", default=15, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--attack", default="none", show_default=True,
               help="an attack of fl-agent bench (30 % malicious); 'none': every client honest")
+@click.option("--blacklist/--no-blacklist", default=False, show_default=True,
+              help="blacklist after the registry's rejections, as on chain (off: every client "
+                   "submits in every round, and the screens' statistics are recorded)")
+@click.option("--trigger-rounds", type=click.IntRange(1, 20), default=None,
+              help="rounds FairFL's trigger screen adds up (default: what the aggregator uses, "
+                   "2 for a task that prunes, 1 for the dense baseline)")
 @click.option("--json", "json_path", type=click.Path(path_type=Path),
               default=Path("reports/bench/privacy_sparse.json"), show_default=True)
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path),
               default=Path("docs/plots/privacy_sparse.png"), show_default=True)
 def main(seeds: str, ratios: str, methods: list[str], strategies: list[str], clients: int,
-         rounds: int, attack: str, json_path: Path, plot_path: Path) -> None:
+         rounds: int, attack: str, blacklist: bool, trigger_rounds: int | None,
+         json_path: Path, plot_path: Path) -> None:
     import torch
 
     from fl_agent.errors import ConfigError
@@ -448,7 +477,7 @@ def main(seeds: str, ratios: str, methods: list[str], strategies: list[str], cli
         for seed, method, ratio, strategy in plan:
             progress.update(task, description=f"seed {seed} {method} {ratio:g} {strategy}")
             row = measure_run(seed, method, ratio, strategy, clients=clients, rounds=rounds,
-                              attack=attack)
+                              attack=attack, blacklist=blacklist, trigger_rounds=trigger_rounds)
             rows.append(row)
             progress.console.print(
                 f"seed {seed} {row['method']:11} {ratio:<4g} {strategy:6} accuracy "
@@ -457,7 +486,8 @@ def main(seeds: str, ratios: str, methods: list[str], strategies: list[str], cli
             progress.advance(task)
     result = {"settings": {"seeds": seed_list, "ratios": ratio_list, "methods": methods,
                            "strategies": strategies, "clients": clients, "rounds": rounds,
-                           "attack": attack, "scoring": "loo", "blacklist": False},
+                           "attack": attack, "scoring": "loo", "blacklist": blacklist,
+                           "trigger_rounds": trigger_rounds},
               "machine": about, "wall_s": round(time.time() - started, 1), "runs": rows}
     publish(result, json_path, markdown(rows))
     plot(rows, plot_path)

@@ -384,7 +384,9 @@ class AggregatorAgent:
             decision = decide_round(self.strategy, global_vector, np.stack(vectors), samples,
                                     gate=self.gate, score=self.score, scoring=plan.scoring,
                                     permutations=plan.permutations,
-                                    base_share=plan.base_share, round_number=round_number)
+                                    base_share=plan.base_share, round_number=round_number,
+                                    earlier=self.earlier(round_number,
+                                                         [logs[i] for i in usable]))
             judgement.params = np.asarray(decision.params, dtype=np.float32)
             judgement.accepted = {usable[j] for j in decision.accepted}
             judgement.reasons.update({usable[j]: why for j, why in decision.reasons.items()})
@@ -393,6 +395,50 @@ class AggregatorAgent:
                 judgement.scores[i] = float(decision.scores[j])
                 judgement.shares[i] = decision.shares[j]
         return judgement
+
+    def earlier(self, round_number: int, logs: list[Any]) -> np.ndarray | None:
+        """What each of ``logs``' senders sent in its earlier rounds within the rule's window
+        (``FairFL.trigger_rounds``), its deltas summed, input layer only: the round's
+        :attr:`~fl_agent.aggregation.base.Round.earlier`. None when the rule screens the
+        update alone. Read back from the chain and the store every time, so a restarted
+        aggregator and a rerun (:mod:`fl_agent.agents.audit`) see what the decision saw.
+        An earlier update that cannot be read or decoded (its sender was rejected for it
+        then) adds nothing; a store that is down raises."""
+        window = int(getattr(self.strategy, "trigger_rounds", 1))
+        layer = getattr(self.strategy, "input_layer", None)
+        if window <= 1 or layer is None:
+            return None
+        width = layer[0] + layer[1] * layer[2]
+        senders = [str(log.participant).lower() for log in logs]
+        sums = np.zeros((len(logs), width))
+        for number in range(max(1, round_number - window + 1), round_number):
+            rnd = self.fairfl.ledger.round(self.task_id, number)
+            global_cid = str(self._round_started(number).globalModelCid)
+            try:
+                before = decode_weights(decrypt_model(self.store.get(global_cid),
+                                                      self.keys.keys, self.task_id),
+                                        self.document.model)
+            except NodeUnavailableError:
+                raise
+            except FairFLError as err:
+                self.log(f"[yellow]round {round_number}: the model of round {number} could "
+                         f"not be read ({err}); the trigger screen leaves that round out[/]")
+                continue
+            for log in self._submissions(number, rnd.start_block):
+                who = str(log.participant).lower()
+                if who not in senders:
+                    continue
+                try:
+                    plain = open_update(self.store.get(str(log.updateCid)), self.keys.private,
+                                        self.task_id, number, str(log.participant))
+                    vector = self._decode_update(plain, before)
+                    delta = vector[:width].astype(np.float64) - before[:width]
+                except NodeUnavailableError:
+                    raise
+                except FairFLError:
+                    continue  # rejected as unreadable in its round: it sent nothing usable
+                sums[senders.index(who)] += delta
+        return sums
 
     def verdicts(self, judgement: Judgement, params: np.ndarray) -> tuple[Verdict, ...]:
         """Each submission's verdict, with its figures measured against ``params`` (the

@@ -115,6 +115,10 @@ class Round:
     valid: NDArray[np.intp]
     reasons: Mapping[int, Reason]
     dtype: np.dtype
+    #: ``(n, c)`` or None: for each update, what its sender sent in its earlier rounds within
+    #: the rule's window (their deltas summed), first ``c`` parameters only; FairFL's trigger
+    #: screen reads it (``FairFL.trigger_rounds``), the other rules ignore it.
+    earlier: FloatArray | None = None
     #: What is made once per round on first use (:attr:`updates`, :meth:`delta_gram`);
     #: shared only by the rounds :meth:`with_num_samples` makes from this one (a
     #: ``dataclasses.replace`` starts afresh). Not locked: a round belongs to one decision,
@@ -250,11 +254,20 @@ def _as_num_samples(num_samples: ArrayLike, n: int) -> FloatArray:
 
 
 def prepare_round(global_params: ArrayLike, updates: UpdatesLike,
-                  num_samples: ArrayLike) -> Round:
-    """Check a round and find its usable updates (see the module docstring for the rules)."""
+                  num_samples: ArrayLike, earlier: ArrayLike | None = None) -> Round:
+    """Check a round and find its usable updates (see the module docstring for the rules);
+    ``earlier`` is :attr:`Round.earlier` (one finite row per update, at most ``d`` wide)."""
     g, dtype = _as_global(global_params)
     u = _as_updates(updates, g.size)
     counts = _as_num_samples(num_samples, u.shape[0])
+    before = None
+    if earlier is not None:
+        before = np.array(earlier, dtype=np.float64)
+        if before.ndim != 2 or before.shape[0] != u.shape[0] or not 0 < before.shape[1] <= g.size:
+            raise ConfigError(f"earlier must have one row per update ({u.shape[0]}) of at most "
+                              f"{g.size} values, got shape {before.shape}")
+        if not np.isfinite(before).all():
+            raise ConfigError("earlier holds NaN or infinite values")
     reasons: dict[int, Reason] = {}
     finite = [bool(np.isfinite(row).all()) for row in u]  # no n x d temporary of flags
     for i in range(u.shape[0]):
@@ -263,7 +276,7 @@ def prepare_round(global_params: ArrayLike, updates: UpdatesLike,
         elif counts[i] == 0:
             reasons[i] = Reason.NO_SAMPLES
     valid = np.array([i for i in range(u.shape[0]) if i not in reasons], dtype=np.intp)
-    return Round(g, u, counts, valid, MappingProxyType(reasons), dtype)
+    return Round(g, u, counts, valid, MappingProxyType(reasons), dtype, before)
 
 
 # ------------------------------------------------------------------------------ strategy base

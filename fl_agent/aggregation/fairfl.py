@@ -50,6 +50,15 @@ similarity to the global model itself is ~1 for everyone and says nothing).
    above 0.19 in any round, with or without an attack (most stay below 0.12);
    ``trigger_share=0.2`` sits in that gap, which is narrow, so treat it as a setting to
    check on a new kind of data.
+   Sparse updates (a task that prunes, :mod:`fl_agent.privacy.sparse`) need more than one
+   round: error feedback spreads a participant's step over its next rounds, the largest
+   entries first, so an attacker's trigger columns go out in one round and its next update
+   carries the rest of its step, with a smaller pile. ``trigger_rounds`` screens the sum
+   of what each sender sent in its latest rounds instead (the round's
+   :attr:`~fl_agent.aggregation.base.Round.earlier`, which the caller keeps; the
+   aggregator agent reads it back from the chain and the store). The aggregator uses 2 for
+   a task that prunes (:data:`fl_agent.agents.task_rule.PRUNE_TRIGGER_ROUNDS`, chosen on
+   tuning seeds 1-3; docs/privacy-sparse.md) and 1, the update alone, otherwise.
    Limits: a trigger made of values the features naturally take, or spread over many
    features, moves the columns the way benign data does and is not seen; fewer poisoned
    examples make a weaker pile (figures in the README); a CNN is not screened.
@@ -438,7 +447,9 @@ class FairFL(Strategy):
     ``full_tolerance_at``, ``strict_noise_at``, ``strict_gain``; 1b ``input_layer``
     (``(offset, units, features)`` of the dense input weight, see
     :func:`fl_agent.learning.input_layer`; None skips the step), ``trigger_share`` (0 skips
-    it); ``noise_control`` (step 5 for DP-SGD updates, see the module docstring)."""
+    it), ``trigger_rounds`` (how many of a sender's latest rounds the screen adds up, from
+    what the round gives in :attr:`~fl_agent.aggregation.base.Round.earlier`; 1: the update
+    alone); ``noise_control`` (step 5 for DP-SGD updates, see the module docstring)."""
 
     min_samples: int = 3
     eps: float | None = None
@@ -455,6 +466,7 @@ class FairFL(Strategy):
     clip_ratio: float = 2.0
     input_layer: tuple[int, int, int] | None = None
     trigger_share: float = 0.2
+    trigger_rounds: int = 1
     noise_control: bool = False
     name: ClassVar[str] = "fairfl"
 
@@ -493,6 +505,10 @@ class FairFL(Strategy):
             raise ConfigError(f"clip_ratio must be >= 1, got {self.clip_ratio!r}")
         if not (isinstance(self.trigger_share, int | float) and 0.0 <= self.trigger_share <= 1.0):
             raise ConfigError(f"trigger_share must be in [0, 1], got {self.trigger_share!r}")
+        if isinstance(self.trigger_rounds, bool) or not isinstance(self.trigger_rounds, int) \
+                or self.trigger_rounds < 1:
+            raise ConfigError(f"trigger_rounds must be an integer >= 1, got "
+                              f"{self.trigger_rounds!r}")
         if self.input_layer is not None:
             layer = self.input_layer
             if (isinstance(layer, str | bytes) or not hasattr(layer, "__len__")
@@ -608,9 +624,19 @@ class FairFL(Strategy):
         if (self.input_layer is not None and self.trigger_share > 0
                 and int(keep.sum()) >= self.min_samples):
             offset, units, features = self.input_layer  # only the input layer is copied
-            excess = trigger_excess(deltas[keep, :offset + units * features], self.input_layer)
+            width = offset + units * features
+            block = deltas[keep, :width]
+            if self.trigger_rounds > 1 and rnd.earlier is not None:
+                # what each sender sent in its earlier rounds of the window, added
+                if rnd.earlier.shape[1] < width:
+                    raise ConfigError(f"earlier holds {rnd.earlier.shape[1]} values per "
+                                      f"update; the trigger screen reads {width}")
+                block = block + rnd.earlier[valid[keep], :width]
+            excess = trigger_excess(block, self.input_layer)
             excess_by_index.update(_by_index(valid[keep], excess))
             measured["trigger"] = {"indices": valid[keep].tolist(), "excess": excess.tolist()}
+            if self.trigger_rounds > 1:
+                measured["trigger"]["rounds"] = self.trigger_rounds
             piled = np.zeros_like(keep)
             piled[np.flatnonzero(keep)] = excess >= self.trigger_share
             reasons.update({int(i): Reason.TRIGGER for i in valid[piled]})

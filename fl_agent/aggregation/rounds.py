@@ -182,14 +182,18 @@ def decide_round(strategy: Strategy, global_params: ArrayLike, updates: UpdatesL
                  num_samples: ArrayLike, *, gate: Evaluate | None,
                  score: Callable[[FloatArray], float],
                  scoring: Literal["loo", "shapley"] = "shapley", permutations: int = 40,
-                 base_share: float = 0.5, round_number: int = 0) -> RoundDecision:
+                 base_share: float = 0.5, round_number: int = 0,
+                 earlier: ArrayLike | None = None) -> RoundDecision:
     """Aggregates ``updates`` with ``strategy`` weighted by :func:`round_weights` of the
     reported ``num_samples`` (``gate``: its validation score, higher is better), scores the
     accepted ones with ``score`` (the task metric on validation) by ``scoring`` with copies
     as one player, and shares the round's budget: ``base_share`` by weight, the rest by
-    score (ties rotate with ``round_number``, which also seeds the Shapley permutations)."""
+    score (ties rotate with ``round_number``, which also seeds the Shapley permutations).
+    ``earlier``: what each update's sender sent in its earlier rounds
+    (:attr:`~fl_agent.aggregation.base.Round.earlier`), for a rule that reads it."""
     n = len(updates)
-    rnd = prepare_round(global_params, updates, num_samples)  # a malformed round raises here
+    # a malformed round raises here
+    rnd = prepare_round(global_params, updates, num_samples, earlier)
     # Provisional weights among the usable updates, for the strategy's decision...
     gram = rnd.delta_gram()  # one pass, used here, below and by FairFL's similarities
     provisional, _ = round_weights(rnd.global_params, rnd.raw, rnd.num_samples, rnd.valid,

@@ -187,6 +187,12 @@ def run_offline(fed: Federation, clients: Sequence[Client] | None = None, *,
     blacklisted: set[int] = set()
     measured: dict[str, Measurement] = {}
     rounds = []
+    # What each client sent in its latest rounds, for a rule that screens them together
+    # (FairFL's trigger_rounds; the aggregator agent reads the same back from the chain).
+    screened = int(getattr(strategy, "trigger_rounds", 1))
+    layer = getattr(strategy, "input_layer", None)
+    width = layer[0] + layer[1] * layer[2] if screened > 1 and layer is not None else 0
+    sent: dict[int, list[tuple[int, np.ndarray]]] = {}  # client -> (round, input-layer delta)
     for number in range(1, config.rounds + 1):
         submitted = tuple(i for i in range(len(members)) if i not in blacklisted)
         if not submitted:  # everyone is blacklisted: nobody submits, the model stays
@@ -212,9 +218,17 @@ def run_offline(fed: Federation, clients: Sequence[Client] | None = None, *,
             updates.append(np.asarray(trained, dtype=np.float32))
         claims = np.array([members[i].claimed_samples or len(members[i].y) for i in submitted],
                           dtype=np.float64)
+        extra: dict[str, Any] = {}
+        if width:
+            extra["earlier"] = np.array([
+                sum((d for r, d in sent.get(i, ()) if r > number - screened), np.zeros(width))
+                for i in submitted])
+            for i, update in zip(submitted, updates, strict=True):
+                kept = [(r, d) for r, d in sent.get(i, ()) if r > number + 1 - screened]
+                sent[i] = [*kept, (number, update[:width].astype(np.float64) - params[:width])]
         decision = decide(strategy, params, np.stack(updates), claims, gate=gate, score=score,
                           scoring=config.scoring, permutations=config.permutations,
-                          round_number=number)
+                          round_number=number, **extra)
         params = np.asarray(decision.params, dtype=np.float32)
         block += len(submitted) + 2  # startRound, the submissions, finalizeRound
         accepted = {submitted[j] for j in decision.accepted}

@@ -250,3 +250,53 @@ def test_fairfl_does_not_run_its_noise_check_on_dp_sgd_updates(world):
     chosen = dp_document.model_copy(update={"aggregation": dp_document.aggregation.model_copy(
         update={"options": {**dp_document.aggregation.options, "noise_control": False}})})
     assert not task_strategy(chosen, X, y).noise_control  # the task's explicit choice holds
+
+
+def test_a_task_that_prunes_screens_each_senders_last_two_rounds_on_chain(world):
+    """Under FairFL a task that prunes screens, for the trigger, each update plus what its
+    sender sent the round before: the aggregator reads that round back from the chain and
+    the store (so a restarted aggregator and a rerun see the same), and the evidence
+    records the two-round statistic, which anyone's replay and the rerun agree with."""
+    from fl_agent.agents.audit import compare_rerun, replay_screens, rerun_round
+    from fl_agent.agents.evidence import RoundEvidence
+    from fl_agent.aggregation.fairfl import trigger_excess
+    from fl_agent.learning.task_doc import AggregationPlan
+
+    document = world.document.model_copy(update={
+        "aggregation": AggregationPlan(strategy="fairfl", scoring="loo"),
+        "privacy": build_plan(TrainingMode.PRUNING, prune_ratio=0.9)})
+    task_id = world.create_task(rounds=2, window=60, document=document)
+    people = [world.participant(task_id, i) for i in range(4)]
+    aggregator = world.aggregator_agent(task_id)
+    assert aggregator.strategy.trigger_rounds == 2
+    outcomes = run_task(world, task_id, people, aggregator)
+    assert len(outcomes) == 2
+
+    restarted = world.aggregator_agent(task_id)  # nothing kept in memory
+    first, second = restarted.judge(1), restarted.judge(2)
+    layer = restarted.strategy.input_layer
+    width = layer[0] + layer[1] * layer[2]
+    sent = {str(first.logs[i].participant).lower():
+            first.vectors[k][:width].astype(np.float64) - first.global_vector[:width]
+            for k, i in enumerate(first.usable)}
+    logs = [second.logs[i] for i in second.usable]
+    earlier = restarted.earlier(2, logs)
+    assert earlier.shape == (4, width) and not np.any(restarted.earlier(1, logs))
+    np.testing.assert_allclose(earlier, [sent[str(log.participant).lower()] for log in logs],
+                               rtol=0, atol=1e-12)
+    evidence = RoundEvidence.from_json(world.store.get(outcomes[1].evidence_cid))
+    trigger = evidence.rule_figures["trigger"]
+    assert trigger["rounds"] == 2 and evidence.rule["options"]["trigger_rounds"] == 2
+    block = np.array([second.vectors[k][:width].astype(np.float64)
+                      - second.global_vector[:width] for k in range(len(logs))]) + earlier
+    order = [second.usable.index(i) for i in trigger["indices"]]
+    np.testing.assert_allclose(trigger["excess"], trigger_excess(block[order], layer),
+                               rtol=1e-9)
+    first_evidence = RoundEvidence.from_json(world.store.get(outcomes[0].evidence_cid))
+    alone = np.array([first.vectors[k][:width].astype(np.float64)
+                      - first.global_vector[:width] for k in range(4)])
+    order = [first.usable.index(i) for i in first_evidence.rule_figures["trigger"]["indices"]]
+    np.testing.assert_allclose(first_evidence.rule_figures["trigger"]["excess"],
+                               trigger_excess(alone[order], layer), rtol=1e-9)
+    assert replay_screens(evidence)[0] == []
+    assert compare_rerun(evidence, rerun_round(restarted, evidence)) == []

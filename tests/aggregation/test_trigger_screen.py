@@ -120,6 +120,83 @@ def test_trigger_share_is_validated(share):
         FairFL(trigger_share=share)
 
 
+def _split_pile():
+    """A round in which update 0's pile is mostly in its earlier round: error feedback sent
+    its trigger column first (``earlier``), and its update now carries the rest of its step.
+    The others' earlier rounds are like their updates."""
+    g, updates = _piled_round(spike=2.0)
+    deltas = updates - g
+    earlier = deltas[:, :8 * 32].copy()
+    earlier[0] = 0.0
+    earlier[0, 5:256:32] = 3 * deltas[0, 5:256:32]
+    return g, updates, earlier
+
+
+def test_over_two_rounds_a_pile_split_between_them_is_seen():
+    from fl_agent.aggregation.base import prepare_round
+
+    g, updates, earlier = _split_pile()
+    alone = FairFL(input_layer=LAYER).report(g, updates, np.ones(8))
+    assert alone.result.rejected == () and max(alone.trigger_excess.values()) < 0.05
+    both = FairFL(input_layer=LAYER, trigger_rounds=2)
+    report = both._run(prepare_round(g, updates, np.ones(8), earlier), None)
+    assert report.result.reasons == {0: Reason.TRIGGER}
+    block = (updates - g)[:, :256] + earlier  # the statistic is of the sums
+    np.testing.assert_allclose([report.trigger_excess[i] for i in range(8)],
+                               trigger_excess(block, LAYER), rtol=1e-12)
+    assert report.result.figures["trigger"]["rounds"] == 2
+    # Through decide_round, as the aggregator calls it
+    from fl_agent.aggregation.rounds import decide_round
+
+    decision = decide_round(both, g, updates, np.ones(8), gate=None, score=lambda v: 0.0,
+                            scoring="loo", earlier=earlier)
+    assert dict(decision.reasons) == {0: "trigger"}
+
+
+def test_one_round_ignores_what_came_before():
+    from fl_agent.aggregation.base import prepare_round
+
+    g, updates, earlier = _split_pile()
+    report = FairFL(input_layer=LAYER)._run(prepare_round(g, updates, np.ones(8), earlier),
+                                            None)
+    alone = FairFL(input_layer=LAYER).report(g, updates, np.ones(8))
+    assert dict(report.trigger_excess) == dict(alone.trigger_excess)
+    assert "rounds" not in report.result.figures["trigger"]
+    # Two rounds without anything before (a sender's first round) screen the update alone.
+    first = FairFL(input_layer=LAYER, trigger_rounds=2).report(g, updates, np.ones(8))
+    assert dict(first.trigger_excess) == dict(alone.trigger_excess)
+
+
+@pytest.mark.parametrize(("earlier", "message"), [
+    (np.zeros((7, 256)), "one row per update"),
+    (np.zeros((8, 0)), "one row per update"),
+    (np.zeros(256), "one row per update"),
+    (np.zeros((8, 8 * 32 + 6)), "one row per update"),
+    (np.full((8, 256), np.nan), "NaN or infinite"),
+])
+def test_earlier_rounds_of_the_wrong_shape_are_refused(earlier, message):
+    from fl_agent.aggregation.base import prepare_round
+
+    g, updates = _piled_round()
+    with pytest.raises(ConfigError, match=message):
+        prepare_round(g, updates, np.ones(8), earlier)
+
+
+def test_earlier_rounds_narrower_than_the_input_layer_are_refused():
+    from fl_agent.aggregation.base import prepare_round
+
+    g, updates = _piled_round()
+    rnd = prepare_round(g, updates, np.ones(8), np.zeros((8, 100)))
+    with pytest.raises(ConfigError, match="the trigger screen reads 256"):
+        FairFL(input_layer=LAYER, trigger_rounds=2)._run(rnd, None)
+
+
+@pytest.mark.parametrize("rounds", [0, -1, 1.5, True, "2"])
+def test_trigger_rounds_is_validated(rounds):
+    with pytest.raises(ConfigError, match="trigger_rounds"):
+        FairFL(trigger_rounds=rounds)
+
+
 def test_an_input_layer_from_json_becomes_a_tuple():
     assert FairFL(input_layer=[3, 4, 8]).input_layer == (3, 4, 8)
 

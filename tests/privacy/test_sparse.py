@@ -417,3 +417,14 @@ def test_the_benchmark_runs_on_tiny_settings(tmp_path):
     assert png.stat().st_size > 0
     refused = CliRunner().invoke(main, ["--methods", "random"])
     assert refused.exit_code == 2 and "use some of" in refused.output
+    # FairFL as the aggregator runs a task that prunes (two rounds in the trigger screen),
+    # with the registry's blacklisting, and with the screen forced back to one round.
+    for extra, rounds in (([], [1, 2]), (["--trigger-rounds", "1"], [1, 1])):
+        done = CliRunner().invoke(main, ["--seeds", "1", "--ratios", "0,0.9", "--methods",
+                                         "topk", "--strategies", "fairfl", "--clients", "4",
+                                         "--rounds", "2", "--blacklist", "--json", str(out),
+                                         "--plot", str(png), *extra])
+        assert done.exit_code == 0, done.output
+        runs = json.loads(out.read_text())["runs"]
+        assert [r["trigger_rounds"] for r in runs] == rounds
+        assert all(r["blacklist"] and r["honest_trigger_by_window"] is None for r in runs)

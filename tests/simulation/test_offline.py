@@ -190,3 +190,45 @@ def test_the_simulation_waits_out_a_node_slow_to_answer_and_nothing_else():
         patiently(lambda: (_ for _ in ()).throw(TimeoutError("always")), attempts=3,
                   sleep=waits.append)
     assert waits == [1.0, 2.0, 1.0, 2.0]
+
+
+def test_a_task_that_prunes_screens_each_senders_latest_two_rounds():
+    """The aggregator's rule for a task that prunes adds up two rounds in FairFL's trigger
+    screen (a plain task's screens the update alone), and the offline harness gives the rule
+    what each sender sent in its round before: its update minus that round's model, input
+    layer only; nothing in round 1 or for a client blacklisted since. Against the updates
+    the harness itself recorded, round by round."""
+    from fl_agent.agents.task_rule import PRUNE_TRIGGER_ROUNDS
+    from fl_agent.chain.records import TrainingMode
+    from fl_agent.privacy.plan import build_plan
+    from fl_agent.simulation.offline import decide_as_on_chain
+
+    config = SimulationConfig(clients=5, seed=3, rounds=3, steps=5)
+    fed = federation(config)
+    assert aggregator_strategy(fed).trigger_rounds == 1
+    strategy = aggregator_strategy(fed, build_plan(TrainingMode.PRUNING, prune_ratio=0.9))
+    assert strategy.trigger_rounds == PRUNE_TRIGGER_ROUNDS == 2
+    offset, units, features = strategy.input_layer
+    width = offset + units * features
+    seen = []
+
+    def decide(strategy, global_params, updates, claims, **options):
+        seen.append((np.array(global_params), np.array(updates), options.get("earlier")))
+        return decide_as_on_chain(strategy, global_params, updates, claims, **options)
+
+    run = run_offline(fed, decide=decide, strategy=strategy)
+    assert len(seen) == 3
+    np.testing.assert_array_equal(seen[0][2], np.zeros((5, width)))
+    for (g, updates, _), (_, _, earlier), before, now in zip(
+            seen, seen[1:], run.rounds, run.rounds[1:], strict=False):
+        sent = {i: updates[j, :width].astype(np.float64) - g[:width]
+                for j, i in enumerate(before.submitted)}
+        expected = np.array([sent.get(i, np.zeros(width)) for i in now.submitted])
+        np.testing.assert_allclose(earlier, expected, rtol=0, atol=1e-12)
+        assert np.abs(earlier).sum() > 0
+    # A plain task's rule is never given earlier rounds.
+    plain = []
+    run_offline(federation(SimulationConfig(clients=5, seed=3, rounds=2, steps=5)),
+                decide=lambda s, g, u, c, **o: plain.append("earlier" in o)
+                or decide_as_on_chain(s, g, u, c, **o))
+    assert plain == [False, False]
