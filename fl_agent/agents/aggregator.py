@@ -141,6 +141,7 @@ class AggregatorAgent:
                                   member_key(self.fairfl, self.account), self.store, self.log)
         self._member_keys: dict[str, bytes | None] = {}
         self._unreachable: set[str] = set()  # update CIDs the store could not get
+        self._unreachable_earlier: set[str] = set()  # the same, of earlier rounds
         self._joined: dict[str, int] = {}
         self._round_starts: list[int] = []
         self._opened_by: dict[int, bool] = {}  # round -> opened with this aggregator's key
@@ -381,29 +382,40 @@ class AggregatorAgent:
         if usable:
             plan = self.document.aggregation
             samples = np.array([int(logs[i].numSamples) for i in usable], dtype=np.float64)
+            history = self.earlier(round_number, [logs[i] for i in usable])
             decision = decide_round(self.strategy, global_vector, np.stack(vectors), samples,
                                     gate=self.gate, score=self.score, scoring=plan.scoring,
                                     permutations=plan.permutations,
                                     base_share=plan.base_share, round_number=round_number,
-                                    earlier=self.earlier(round_number,
-                                                         [logs[i] for i in usable]))
+                                    earlier=None if history is None else history[0])
             judgement.params = np.asarray(decision.params, dtype=np.float32)
             judgement.accepted = {usable[j] for j in decision.accepted}
             judgement.reasons.update({usable[j]: why for j, why in decision.reasons.items()})
             judgement.figures = renumbered(decision.figures, usable)
+            trigger = judgement.figures.get("trigger")
+            if history is not None and trigger is not None:  # which updates each sum holds
+                trigger["earlier_cids"] = [history[1][usable.index(i)]
+                                           for i in trigger["indices"]]
             for j, i in enumerate(usable):
                 judgement.scores[i] = float(decision.scores[j])
                 judgement.shares[i] = decision.shares[j]
         return judgement
 
-    def earlier(self, round_number: int, logs: list[Any]) -> np.ndarray | None:
+    def earlier(self, round_number: int, logs: list[Any]
+                ) -> tuple[np.ndarray, list[list[str]]] | None:
         """What each of ``logs``' senders sent in its earlier rounds within the rule's window
-        (``FairFL.trigger_rounds``), its deltas summed, input layer only: the round's
-        :attr:`~fl_agent.aggregation.base.Round.earlier`. None when the rule screens the
-        update alone. Read back from the chain and the store every time, so a restarted
-        aggregator and a rerun (:mod:`fl_agent.agents.audit`) see what the decision saw.
-        An earlier update that cannot be read or decoded (its sender was rejected for it
-        then) adds nothing; a store that is down raises."""
+        (``FairFL.trigger_rounds``), its deltas summed, input layer only (the round's
+        :attr:`~fl_agent.aggregation.base.Round.earlier`), and for each sender the CIDs of
+        the updates in that sum, which the evidence records. None when the rule screens the
+        update alone.
+
+        Read back from the chain and the store every time, so a restarted aggregator and a
+        rerun (:mod:`fl_agent.agents.audit`) see what the decision saw, as long as the store
+        still serves those updates. An earlier update that cannot be had adds nothing, and is
+        logged: one that does not decode, or that this aggregator cannot open (it was sealed
+        to an aggregator since replaced); one nobody provides while the store serves that
+        round's model (tried once per process: its sender was rejected for it then, and must
+        not hold this round up). Only a store that is down raises."""
         window = int(getattr(self.strategy, "trigger_rounds", 1))
         layer = getattr(self.strategy, "input_layer", None)
         if window <= 1 or layer is None:
@@ -411,10 +423,11 @@ class AggregatorAgent:
         width = layer[0] + layer[1] * layer[2]
         senders = [str(log.participant).lower() for log in logs]
         sums = np.zeros((len(logs), width))
+        sources: list[list[str]] = [[] for _ in logs]
         for number in range(max(1, round_number - window + 1), round_number):
             rnd = self.fairfl.ledger.round(self.task_id, number)
             global_cid = str(self._round_started(number).globalModelCid)
-            try:
+            try:  # a store that is down raises here: judge nobody yet
                 before = decode_weights(decrypt_model(self.store.get(global_cid),
                                                       self.keys.keys, self.task_id),
                                         self.document.model)
@@ -425,20 +438,30 @@ class AggregatorAgent:
                          f"not be read ({err}); the trigger screen leaves that round out[/]")
                 continue
             for log in self._submissions(number, rnd.start_block):
-                who = str(log.participant).lower()
-                if who not in senders:
+                who, cid = str(log.participant).lower(), str(log.updateCid)
+                if who not in senders or cid in self._unreachable_earlier:
                     continue
                 try:
-                    plain = open_update(self.store.get(str(log.updateCid)), self.keys.private,
-                                        self.task_id, number, str(log.participant))
-                    vector = self._decode_update(plain, before)
-                    delta = vector[:width].astype(np.float64) - before[:width]
+                    data = self.store.get(cid)
                 except NodeUnavailableError:
-                    raise
+                    self.store.get(global_cid)  # raises if the node itself is down
+                    self._unreachable_earlier.add(cid)
+                    data = None
                 except FairFLError:
-                    continue  # rejected as unreadable in its round: it sent nothing usable
-                sums[senders.index(who)] += delta
-        return sums
+                    data = None
+                try:
+                    if data is None:
+                        raise StorageError(f"{cid} is not to be had")
+                    plain = open_update(data, self.keys.private, self.task_id, number,
+                                        str(log.participant))
+                    vector = self._decode_update(plain, before)
+                except FairFLError as err:
+                    self.log(f"[yellow]round {round_number}: {who}'s update of round {number} "
+                             f"is left out of its trigger screen ({err})[/]")
+                    continue
+                sums[senders.index(who)] += vector[:width].astype(np.float64) - before[:width]
+                sources[senders.index(who)].append(cid)
+        return sums, sources
 
     def verdicts(self, judgement: Judgement, params: np.ndarray) -> tuple[Verdict, ...]:
         """Each submission's verdict, with its figures measured against ``params`` (the

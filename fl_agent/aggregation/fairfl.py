@@ -53,10 +53,14 @@ similarity to the global model itself is ~1 for everyone and says nothing).
    Sparse updates (a task that prunes, :mod:`fl_agent.privacy.sparse`) need more than one
    round: error feedback spreads a participant's step over its next rounds, the largest
    entries first, so an attacker's trigger columns go out in one round and its next update
-   carries the rest of its step, with a smaller pile. ``trigger_rounds`` screens the sum
-   of what each sender sent in its latest rounds instead (the round's
+   carries the rest of its step, with a smaller pile. ``trigger_rounds`` also screens the
+   sum of what each sender sent in its latest rounds (the round's
    :attr:`~fl_agent.aggregation.base.Round.earlier`, which the caller keeps; the
-   aggregator agent reads it back from the chain and the store). The aggregator uses 2 for
+   aggregator agent reads it back from the chain and the store), and an update's excess is
+   the larger of its own and its sum's: no earlier round can hide a pile in this one. The
+   sum holds earlier updates whether or not they were accepted: it stands for the sender's
+   step over those rounds, as one dense update would show it, so an attacker is turned away
+   every round as with dense updates. The aggregator uses 2 for
    a task that prunes (:data:`fl_agent.agents.task_rule.PRUNE_TRIGGER_ROUNDS`, chosen on
    tuning seeds 1-3; docs/privacy-sparse.md) and 1, the update alone, otherwise.
    Limits: a trigger made of values the features naturally take, or spread over many
@@ -626,17 +630,22 @@ class FairFL(Strategy):
             offset, units, features = self.input_layer  # only the input layer is copied
             width = offset + units * features
             block = deltas[keep, :width]
+            excess = trigger_excess(block, self.input_layer)
+            measured["trigger"] = {"indices": valid[keep].tolist()}
             if self.trigger_rounds > 1 and rnd.earlier is not None:
-                # what each sender sent in its earlier rounds of the window, added
+                # The update plus what its sender sent in its earlier rounds of the window;
+                # an update is screened on the larger of the two, so that no earlier round
+                # can hide a pile in this one.
                 if rnd.earlier.shape[1] < width:
                     raise ConfigError(f"earlier holds {rnd.earlier.shape[1]} values per "
                                       f"update; the trigger screen reads {width}")
-                block = block + rnd.earlier[valid[keep], :width]
-            excess = trigger_excess(block, self.input_layer)
+                summed = trigger_excess(block + rnd.earlier[valid[keep], :width],
+                                        self.input_layer)
+                measured["trigger"].update(rounds=self.trigger_rounds, alone=excess.tolist(),
+                                           summed=summed.tolist())
+                excess = np.maximum(excess, summed)
             excess_by_index.update(_by_index(valid[keep], excess))
-            measured["trigger"] = {"indices": valid[keep].tolist(), "excess": excess.tolist()}
-            if self.trigger_rounds > 1:
-                measured["trigger"]["rounds"] = self.trigger_rounds
+            measured["trigger"]["excess"] = excess.tolist()
             piled = np.zeros_like(keep)
             piled[np.flatnonzero(keep)] = excess >= self.trigger_share
             reasons.update({int(i): Reason.TRIGGER for i in valid[piled]})

@@ -280,18 +280,22 @@ def test_a_task_that_prunes_screens_each_senders_last_two_rounds_on_chain(world)
             first.vectors[k][:width].astype(np.float64) - first.global_vector[:width]
             for k, i in enumerate(first.usable)}
     logs = [second.logs[i] for i in second.usable]
-    earlier = restarted.earlier(2, logs)
-    assert earlier.shape == (4, width) and not np.any(restarted.earlier(1, logs))
+    earlier, sources = restarted.earlier(2, logs)
+    assert earlier.shape == (4, width) and not np.any(restarted.earlier(1, logs)[0])
     np.testing.assert_allclose(earlier, [sent[str(log.participant).lower()] for log in logs],
                                rtol=0, atol=1e-12)
+    cids = {str(log.participant).lower(): str(log.updateCid) for log in first.logs}
+    assert sources == [[cids[str(log.participant).lower()]] for log in logs]
     evidence = RoundEvidence.from_json(world.store.get(outcomes[1].evidence_cid))
     trigger = evidence.rule_figures["trigger"]
     assert trigger["rounds"] == 2 and evidence.rule["options"]["trigger_rounds"] == 2
-    block = np.array([second.vectors[k][:width].astype(np.float64)
-                      - second.global_vector[:width] for k in range(len(logs))]) + earlier
+    own = np.array([second.vectors[k][:width].astype(np.float64)
+                    - second.global_vector[:width] for k in range(len(logs))])
     order = [second.usable.index(i) for i in trigger["indices"]]
-    np.testing.assert_allclose(trigger["excess"], trigger_excess(block[order], layer),
-                               rtol=1e-9)
+    np.testing.assert_allclose(trigger["excess"], np.maximum(
+        trigger_excess(own[order], layer), trigger_excess((own + earlier)[order], layer)),
+        rtol=1e-9)
+    assert trigger["earlier_cids"] == [sources[k] for k in order]
     first_evidence = RoundEvidence.from_json(world.store.get(outcomes[0].evidence_cid))
     alone = np.array([first.vectors[k][:width].astype(np.float64)
                       - first.global_vector[:width] for k in range(4)])
@@ -300,3 +304,59 @@ def test_a_task_that_prunes_screens_each_senders_last_two_rounds_on_chain(world)
                                trigger_excess(alone[order], layer), rtol=1e-9)
     assert replay_screens(evidence)[0] == []
     assert compare_rerun(evidence, rerun_round(restarted, evidence)) == []
+
+
+def test_an_earlier_update_nobody_provides_does_not_hold_the_next_round_up(world):
+    """A member whose round-1 update is a CID nobody provides is rejected for it; its round-2
+    update is screened alone, and round 2 is judged (the store serves the round's model, so
+    the store is up). A reviewer's case: before, the aggregator waited on that CID forever."""
+    from ape import chain
+
+    from fl_agent.agents.evidence import RoundEvidence
+    from fl_agent.chain.node import free_port
+    from fl_agent.learning.task_doc import AggregationPlan
+    from fl_agent.storage.store import KuboStore
+
+    class Store:  # the local store, with some CIDs that no node provides
+        def __init__(self, store):
+            self.store, self.missing = store, set()
+            self.dead = KuboStore(f"http://127.0.0.1:{free_port()}", attempts=1, backoff=0.01)
+
+        def get(self, cid):
+            return (self.dead if cid in self.missing else self.store).get(cid)
+
+        def __getattr__(self, name):
+            return getattr(self.store, name)
+
+    document = world.document.model_copy(update={
+        "aggregation": AggregationPlan(strategy="fairfl", scoring="loo"),
+        "privacy": build_plan(TrainingMode.PRUNING, prune_ratio=0.9)})
+    task_id = world.create_task(rounds=2, window=30, min_participants=1, document=document)
+    people = [world.participant(task_id, i) for i in range(4)]
+    aggregator = world.aggregator_agent(task_id)
+    aggregator.store = Store(world.store)
+    aggregator.step()
+    for person in people:
+        person.step()
+    hidden = next(str(e.updateCid) for e in world.fairfl.ledger.events(
+        "UpdateSubmitted", taskId=task_id, round=1)
+        if str(e.participant).lower() == people[0].address.lower())
+    aggregator.store.missing.add(hidden)
+    deadline = world.fairfl.ledger.round(task_id, 1).deadline_block
+    chain.provider.make_request("anvil_mine", [deadline - int(chain.blocks.height) + 1])
+    first = aggregator.step()
+    assert people[0].address in first.rejected
+    aggregator.step()  # opens round 2
+    for person in people:
+        person.step()
+    second = aggregator.step()
+    assert hasattr(second, "evidence_cid"), second  # judged, not held up
+    evidence = RoundEvidence.from_json(world.store.get(second.evidence_cid))
+    trigger = evidence.rule_figures["trigger"]
+    position = next(k for k, v in enumerate(evidence.verdicts)
+                    if v.participant.lower() == people[0].address.lower())
+    assert trigger["earlier_cids"][trigger["indices"].index(position)] == []
+    assert all(len(c) == 1 for i, c in zip(trigger["indices"], trigger["earlier_cids"],
+                                           strict=True) if i != position)
+    assert trigger["excess"] == [max(a, b) for a, b in zip(trigger["alone"], trigger["summed"],
+                                                          strict=True)]

@@ -141,10 +141,14 @@ def test_over_two_rounds_a_pile_split_between_them_is_seen():
     both = FairFL(input_layer=LAYER, trigger_rounds=2)
     report = both._run(prepare_round(g, updates, np.ones(8), earlier), None)
     assert report.result.reasons == {0: Reason.TRIGGER}
-    block = (updates - g)[:, :256] + earlier  # the statistic is of the sums
+    own = trigger_excess((updates - g)[:, :256], LAYER)
+    summed = trigger_excess((updates - g)[:, :256] + earlier, LAYER)
     np.testing.assert_allclose([report.trigger_excess[i] for i in range(8)],
-                               trigger_excess(block, LAYER), rtol=1e-12)
-    assert report.result.figures["trigger"]["rounds"] == 2
+                               np.maximum(own, summed), rtol=1e-12)
+    figures = report.result.figures["trigger"]
+    assert figures["rounds"] == 2
+    np.testing.assert_allclose(figures["alone"], own, rtol=1e-12)
+    np.testing.assert_allclose(figures["summed"], summed, rtol=1e-12)
     # Through decide_round, as the aggregator calls it
     from fl_agent.aggregation.rounds import decide_round
 
@@ -165,6 +169,23 @@ def test_one_round_ignores_what_came_before():
     # Two rounds without anything before (a sender's first round) screen the update alone.
     first = FairFL(input_layer=LAYER, trigger_rounds=2).report(g, updates, np.ones(8))
     assert dict(first.trigger_excess) == dict(alone.trigger_excess)
+    assert "rounds" not in first.result.figures["trigger"]
+
+
+def test_no_earlier_round_hides_a_pile_in_this_one():
+    """An attacker that sent a large change spread over every input feature the round
+    before dilutes its sum under the threshold; its own pile still counts."""
+    from fl_agent.aggregation.base import prepare_round
+
+    g, updates = _piled_round()
+    deltas = updates - g
+    earlier = deltas[:, :256].copy()
+    earlier[0] = 40 * np.random.default_rng(1).normal(0, 0.05, 256)
+    summed = trigger_excess(deltas[:, :256] + earlier, LAYER)
+    assert summed[0] < 0.2 <= trigger_excess(deltas[:, :256], LAYER)[0]
+    report = FairFL(input_layer=LAYER, trigger_rounds=2)._run(
+        prepare_round(g, updates, np.ones(8), earlier), None)
+    assert report.result.reasons == {0: Reason.TRIGGER}
 
 
 @pytest.mark.parametrize(("earlier", "message"), [
