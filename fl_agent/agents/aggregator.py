@@ -373,6 +373,7 @@ class AggregatorAgent:
                 self.log(f"[yellow]round {round_number}: update of {log.participant} "
                          f"rejected:[/] {err}")
         self.check_reach(unavailable, len(logs), rnd)
+        self._keep_inputs(round_number, logs, usable, vectors, global_vector)
         if clock is not None:
             clock.lap("fetch")
         judgement = Judgement(round_number, str(opened.workloadCid), global_cid,
@@ -407,61 +408,109 @@ class AggregatorAgent:
         (``FairFL.trigger_rounds``), its deltas summed, input layer only (the round's
         :attr:`~fl_agent.aggregation.base.Round.earlier`), and for each sender the CIDs of
         the updates in that sum, which the evidence records. None when the rule screens the
-        update alone.
+        update alone, or in round 1.
 
-        Read back from the chain and the store every time, so a restarted aggregator and a
-        rerun (:mod:`fl_agent.agents.audit`) see what the decision saw, as long as the store
-        still serves those updates. An earlier update that cannot be had adds nothing, and is
-        logged: one that does not decode, or that this aggregator cannot open (it was sealed
-        to an aggregator since replaced); one nobody provides while the store serves that
-        round's model (tried once per process: its sender was rejected for it then, and must
-        not hold this round up). Only a store that is down raises."""
+        Each earlier update is what this aggregator decoded when it judged that round, kept
+        under ``state_dir`` (:meth:`_keep_inputs`): an update its sender stops providing, or
+        that the store's garbage collector drops, still counts, and a restart changes
+        nothing. An update judged elsewhere (before this aggregator took the task over) is
+        read back from the chain and the store. What cannot be had adds nothing and is
+        logged: an update that does not decode, one this aggregator cannot open (sealed to
+        an aggregator since replaced), one or a model nobody provides while the store serves
+        this round's model (tried once per process: it must not hold this round up). Only a
+        store that is down raises."""
         window = int(getattr(self.strategy, "trigger_rounds", 1))
         layer = getattr(self.strategy, "input_layer", None)
-        if window <= 1 or layer is None:
+        if window <= 1 or layer is None or round_number <= 1:
             return None
         width = layer[0] + layer[1] * layer[2]
         senders = [str(log.participant).lower() for log in logs]
         sums = np.zeros((len(logs), width))
         sources: list[list[str]] = [[] for _ in logs]
+        current = str(self._round_started(round_number).globalModelCid)
         for number in range(max(1, round_number - window + 1), round_number):
             rnd = self.fairfl.ledger.round(self.task_id, number)
             global_cid = str(self._round_started(number).globalModelCid)
-            try:  # a store that is down raises here: judge nobody yet
-                before = decode_weights(decrypt_model(self.store.get(global_cid),
-                                                      self.keys.keys, self.task_id),
-                                        self.document.model)
-            except NodeUnavailableError:
-                raise
-            except FairFLError as err:
-                self.log(f"[yellow]round {round_number}: the model of round {number} could "
-                         f"not be read ({err}); the trigger screen leaves that round out[/]")
-                continue
+            before: np.ndarray | None = None
             for log in self._submissions(number, rnd.start_block):
                 who, cid = str(log.participant).lower(), str(log.updateCid)
-                if who not in senders or cid in self._unreachable_earlier:
+                if who not in senders:
                     continue
-                try:
-                    data = self.store.get(cid)
-                except NodeUnavailableError:
-                    self.store.get(global_cid)  # raises if the node itself is down
-                    self._unreachable_earlier.add(cid)
-                    data = None
-                except FairFLError:
-                    data = None
-                try:
-                    if data is None:
-                        raise StorageError(f"{cid} is not to be had")
-                    plain = open_update(data, self.keys.private, self.task_id, number,
-                                        str(log.participant))
-                    vector = self._decode_update(plain, before)
-                except FairFLError as err:
+                delta = self._kept_inputs(number, cid)
+                if delta is None and before is None:
+                    before = self._earlier_model(number, global_cid, current)
+                if delta is None and before is not None:
+                    delta = self._read_inputs(number, log, before, width, current)
+                if delta is None:
                     self.log(f"[yellow]round {round_number}: {who}'s update of round {number} "
-                             f"is left out of its trigger screen ({err})[/]")
+                             "is left out of its trigger screen (it cannot be had)[/]")
                     continue
-                sums[senders.index(who)] += vector[:width].astype(np.float64) - before[:width]
+                sums[senders.index(who)] += delta[:width]
                 sources[senders.index(who)].append(cid)
         return sums, sources
+
+    def _earlier_path(self, number: int, cid: str) -> Path:
+        return self.state_dir / f"task-{self.task_id}-inputs" / f"r{number}-{cid}.npy"
+
+    def _keep_inputs(self, number: int, logs: list[Any], usable: list[int],
+                     vectors: list[np.ndarray], global_vector: np.ndarray) -> None:
+        """Keeps the input-layer deltas of round ``number``'s decoded updates for the trigger
+        screen of the rounds after it (:meth:`earlier`), and drops those out of its window."""
+        window = int(getattr(self.strategy, "trigger_rounds", 1))
+        layer = getattr(self.strategy, "input_layer", None)
+        if window <= 1 or layer is None:
+            return
+        width = layer[0] + layer[1] * layer[2]
+        folder = self._earlier_path(number, "x").parent
+        folder.mkdir(parents=True, exist_ok=True)
+        for k, i in enumerate(usable):
+            path = self._earlier_path(number, str(logs[i].updateCid))
+            delta = vectors[k][:width].astype(np.float64) - global_vector[:width]
+            np.save(path.with_suffix(".tmp.npy"), delta, allow_pickle=False)
+            path.with_suffix(".tmp.npy").replace(path)
+        for old in folder.glob("r*-*.npy"):
+            kept_round = old.name[1:].split("-", 1)[0]
+            if kept_round.isdigit() and int(kept_round) <= number - window:
+                old.unlink(missing_ok=True)
+
+    def _kept_inputs(self, number: int, cid: str) -> np.ndarray | None:
+        path = self._earlier_path(number, cid)
+        try:
+            kept = np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+        return kept if kept.ndim == 1 and np.isfinite(kept).all() else None
+
+    def _earlier_model(self, number: int, global_cid: str, current: str) -> np.ndarray | None:
+        """Round ``number``'s global model, or None when it cannot be had while the store
+        serves this round's model ``current`` (a store that is down raises)."""
+        try:
+            return decode_weights(decrypt_model(self.store.get(global_cid), self.keys.keys,
+                                                self.task_id), self.document.model)
+        except NodeUnavailableError:
+            self.store.get(current)  # raises if the node itself is down
+        except FairFLError:
+            pass
+        return None
+
+    def _read_inputs(self, number: int, log: Any, before: np.ndarray, width: int,
+                     current: str) -> np.ndarray | None:
+        """An earlier update's input-layer delta read back from the store, or None when it
+        cannot be had (see :meth:`earlier`)."""
+        cid = str(log.updateCid)
+        if cid in self._unreachable_earlier:
+            return None
+        try:
+            plain = open_update(self.store.get(cid), self.keys.private, self.task_id, number,
+                                str(log.participant))
+            return self._decode_update(plain, before)[:width].astype(np.float64) - \
+                before[:width]
+        except NodeUnavailableError:
+            self.store.get(current)  # raises if the node itself is down
+            self._unreachable_earlier.add(cid)
+        except FairFLError:
+            pass
+        return None
 
     def verdicts(self, judgement: Judgement, params: np.ndarray) -> tuple[Verdict, ...]:
         """Each submission's verdict, with its figures measured against ``params`` (the

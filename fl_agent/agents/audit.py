@@ -246,6 +246,16 @@ def _replay(evidence: RoundEvidence, figures: dict[str, Any], options: dict[str,
         excess = [float(x) for x in trigger["excess"]]
         if len(excess) != len(passed):
             raise ValueError(f"{len(excess)} trigger figures for {len(passed)} updates")
+        if "summed" in trigger:  # over several rounds: each excess is the larger of the two
+            alone, summed = ([float(x) for x in trigger[k]] for k in ("alone", "summed"))
+            if len(alone) != len(passed) or len(summed) != len(passed):
+                raise ValueError(f"{len(alone)} and {len(summed)} trigger figures (alone, "
+                                 f"summed) for {len(passed)} updates")
+            problems.extend(
+                f"{evidence.verdicts[i].participant}: its trigger excess {x} is not the larger of "
+                f"{a} (alone) and {b} (over {trigger.get('rounds')} rounds)"
+                for i, x, a, b in zip(passed, excess, alone, summed, strict=True)
+                if x != max(a, b))
         expected.update({i: "trigger" for i, x in zip(passed, excess, strict=True)
                          if x >= options["trigger_share"]})
     passed = [i for i in passed if i not in expected]

@@ -253,57 +253,90 @@ def test_fairfl_does_not_run_its_noise_check_on_dp_sgd_updates(world):
 
 
 def test_a_task_that_prunes_screens_each_senders_last_two_rounds_on_chain(world):
-    """Under FairFL a task that prunes screens, for the trigger, each update plus what its
-    sender sent the round before: the aggregator reads that round back from the chain and
-    the store (so a restarted aggregator and a rerun see the same), and the evidence
-    records the two-round statistic, which anyone's replay and the rerun agree with."""
+    """Under FairFL a task that prunes screens, for the trigger, each update alone and plus
+    what its sender sent the round before. The aggregator keeps what it decoded (a restart,
+    or a store that loses the update, changes nothing) and reads from the chain and the store
+    what it did not; the evidence records both statistics and which updates each sum holds,
+    and anyone's replay and the rerun agree with it. A member sending junk first in round 2
+    makes the rule's indices differ from the verdicts' positions."""
     from fl_agent.agents.audit import compare_rerun, replay_screens, rerun_round
     from fl_agent.agents.evidence import RoundEvidence
     from fl_agent.aggregation.fairfl import trigger_excess
+    from fl_agent.crypto.envelopes import seal_update
     from fl_agent.learning.task_doc import AggregationPlan
+    from fl_agent.storage.base import ContentNotFoundError
 
     document = world.document.model_copy(update={
         "aggregation": AggregationPlan(strategy="fairfl", scoring="loo"),
         "privacy": build_plan(TrainingMode.PRUNING, prune_ratio=0.9)})
     task_id = world.create_task(rounds=2, window=60, document=document)
     people = [world.participant(task_id, i) for i in range(4)]
+    junk = world.bare_members(task_id, world.accounts[6:7])
     aggregator = world.aggregator_agent(task_id)
     assert aggregator.strategy.trigger_rounds == 2
-    outcomes = run_task(world, task_id, people, aggregator)
-    assert len(outcomes) == 2
+    outcomes = []
+    for number in (1, 2):
+        _, _, workload = aggregator.step()
+        if number == 2:  # junk, not even a sparse document
+            sealed = seal_update(b"junk", workload.aggregator_key, task_id, 2, junk[0].address)
+            world.fairfl.ledger.submit_update(task_id, 2, world.store.add(sealed), 10, 5,
+                                              sender=junk[0])
+        for person in people:
+            person.step()
+        outcomes.append(aggregator.step())
+    assert junk[0].address in outcomes[1].rejected
 
     restarted = world.aggregator_agent(task_id)  # nothing kept in memory
     first, second = restarted.judge(1), restarted.judge(2)
+    assert second.usable == [1, 2, 3, 4]  # the junk came first
     layer = restarted.strategy.input_layer
     width = layer[0] + layer[1] * layer[2]
     sent = {str(first.logs[i].participant).lower():
             first.vectors[k][:width].astype(np.float64) - first.global_vector[:width]
             for k, i in enumerate(first.usable)}
-    logs = [second.logs[i] for i in second.usable]
-    earlier, sources = restarted.earlier(2, logs)
-    assert earlier.shape == (4, width) and not np.any(restarted.earlier(1, logs)[0])
-    np.testing.assert_allclose(earlier, [sent[str(log.participant).lower()] for log in logs],
-                               rtol=0, atol=1e-12)
     cids = {str(log.participant).lower(): str(log.updateCid) for log in first.logs}
+    logs = [second.logs[i] for i in second.usable]
+    expected = [sent[str(log.participant).lower()] for log in logs]
+    assert restarted.earlier(1, logs) is None
+    earlier, sources = restarted.earlier(2, logs)
+    np.testing.assert_allclose(earlier, expected, rtol=0, atol=1e-12)
     assert sources == [[cids[str(log.participant).lower()]] for log in logs]
+
+    class Losing:  # the store, without round 1's updates
+        def get(self, cid):
+            if cid in cids.values():
+                raise ContentNotFoundError(f"{cid} was collected")
+            return world.store.get(cid)
+
+    restarted.store = Losing()
+    np.testing.assert_allclose(restarted.earlier(2, logs)[0], expected, rtol=0, atol=1e-12)
+    for kept in (world.tmp / "agents" / f"task-{task_id}-inputs").glob("r1-*.npy"):
+        kept.unlink()  # what it did not judge itself, and cannot read, counts for nothing
+    left_out = restarted.earlier(2, logs)
+    assert not np.any(left_out[0]) and left_out[1] == [[]] * 4
+    restarted.store = world.store  # read back from the store instead
+    np.testing.assert_allclose(restarted.earlier(2, logs)[0], expected, rtol=0, atol=1e-12)
+
     evidence = RoundEvidence.from_json(world.store.get(outcomes[1].evidence_cid))
     trigger = evidence.rule_figures["trigger"]
     assert trigger["rounds"] == 2 and evidence.rule["options"]["trigger_rounds"] == 2
     own = np.array([second.vectors[k][:width].astype(np.float64)
                     - second.global_vector[:width] for k in range(len(logs))])
     order = [second.usable.index(i) for i in trigger["indices"]]
-    np.testing.assert_allclose(trigger["excess"], np.maximum(
-        trigger_excess(own[order], layer), trigger_excess((own + earlier)[order], layer)),
-        rtol=1e-9)
+    np.testing.assert_allclose(trigger["alone"], trigger_excess(own[order], layer), rtol=1e-9)
+    np.testing.assert_allclose(trigger["summed"], trigger_excess((own + earlier)[order], layer),
+                               rtol=1e-9)
     assert trigger["earlier_cids"] == [sources[k] for k in order]
     first_evidence = RoundEvidence.from_json(world.store.get(outcomes[0].evidence_cid))
-    alone = np.array([first.vectors[k][:width].astype(np.float64)
-                      - first.global_vector[:width] for k in range(4)])
-    order = [first.usable.index(i) for i in first_evidence.rule_figures["trigger"]["indices"]]
-    np.testing.assert_allclose(first_evidence.rule_figures["trigger"]["excess"],
-                               trigger_excess(alone[order], layer), rtol=1e-9)
+    assert "rounds" not in first_evidence.rule_figures["trigger"]  # round 1: alone
     assert replay_screens(evidence)[0] == []
     assert compare_rerun(evidence, rerun_round(restarted, evidence)) == []
+    # An excess that is not the larger of the two statistics is named by anyone's replay.
+    forged = dict(trigger, excess=[x / 2 for x in trigger["excess"]])
+    lied = evidence.model_copy(update={"rule_figures": {**evidence.rule_figures,
+                                                        "trigger": forged}})
+    problems, _ = replay_screens(lied)
+    assert sum("is not the larger of" in p for p in problems) == 4, problems
 
 
 def test_an_earlier_update_nobody_provides_does_not_hold_the_next_round_up(world):
@@ -358,5 +391,3 @@ def test_an_earlier_update_nobody_provides_does_not_hold_the_next_round_up(world
     assert trigger["earlier_cids"][trigger["indices"].index(position)] == []
     assert all(len(c) == 1 for i, c in zip(trigger["indices"], trigger["earlier_cids"],
                                            strict=True) if i != position)
-    assert trigger["excess"] == [max(a, b) for a, b in zip(trigger["alone"], trigger["summed"],
-                                                          strict=True)]
