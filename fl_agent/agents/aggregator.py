@@ -436,7 +436,7 @@ class AggregatorAgent:
                 who, cid = str(log.participant).lower(), str(log.updateCid)
                 if who not in senders:
                     continue
-                delta = self._kept_inputs(number, cid)
+                delta = self._kept_inputs(number, cid, width)
                 if delta is None and before is None:
                     before = self._earlier_model(number, global_cid, current)
                 if delta is None and before is not None:
@@ -445,7 +445,7 @@ class AggregatorAgent:
                     self.log(f"[yellow]round {round_number}: {who}'s update of round {number} "
                              "is left out of its trigger screen (it cannot be had)[/]")
                     continue
-                sums[senders.index(who)] += delta[:width]
+                sums[senders.index(who)] += delta
                 sources[senders.index(who)].append(cid)
         return sums, sources
 
@@ -473,13 +473,15 @@ class AggregatorAgent:
             if kept_round.isdigit() and int(kept_round) <= number - window:
                 old.unlink(missing_ok=True)
 
-    def _kept_inputs(self, number: int, cid: str) -> np.ndarray | None:
+    def _kept_inputs(self, number: int, cid: str, width: int) -> np.ndarray | None:
+        """What :meth:`_keep_inputs` kept of that update, or None (not kept, or not of
+        this rule's input layer)."""
         path = self._earlier_path(number, cid)
         try:
             kept = np.load(path, allow_pickle=False)
         except (OSError, ValueError):
             return None
-        return kept if kept.ndim == 1 and np.isfinite(kept).all() else None
+        return kept if kept.shape == (width,) and np.isfinite(kept).all() else None
 
     def _earlier_model(self, number: int, global_cid: str, current: str) -> np.ndarray | None:
         """Round ``number``'s global model, or None when it cannot be had while the store

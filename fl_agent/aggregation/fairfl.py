@@ -56,7 +56,8 @@ similarity to the global model itself is ~1 for everyone and says nothing).
    carries the rest of its step, with a smaller pile. ``trigger_rounds`` also screens the
    sum of what each sender sent in its latest rounds (the round's
    :attr:`~fl_agent.aggregation.base.Round.earlier`, which the caller keeps; the
-   aggregator agent reads it back from the chain and the store), and an update's excess is
+   aggregator agent keeps what it decoded, and reads what it did not back from the chain
+   and the store), and an update's excess is
    the larger of its own and its sum's: no earlier round can hide a pile in this one. The
    sum holds earlier updates whether or not they were accepted: it stands for the sender's
    step over those rounds, as one dense update would show it, so an attacker is turned away
