@@ -449,8 +449,12 @@ class AggregatorAgent:
                 sources[senders.index(who)].append(cid)
         return sums, sources
 
+    @property
+    def _inputs_folder(self) -> Path:
+        return self.state_dir / f"task-{self.task_id}-inputs"
+
     def _earlier_path(self, number: int, cid: str) -> Path:
-        return self.state_dir / f"task-{self.task_id}-inputs" / f"r{number}-{cid}.npy"
+        return self._inputs_folder / f"r{number}-{cid}.npy"
 
     def _keep_inputs(self, number: int, logs: list[Any], usable: list[int],
                      vectors: list[np.ndarray], global_vector: np.ndarray) -> None:
@@ -461,7 +465,7 @@ class AggregatorAgent:
         if window <= 1 or layer is None:
             return
         width = layer[0] + layer[1] * layer[2]
-        folder = self._earlier_path(number, "x").parent
+        folder = self._inputs_folder
         folder.mkdir(parents=True, exist_ok=True)
         for k, i in enumerate(usable):
             path = self._earlier_path(number, str(logs[i].updateCid))
