@@ -60,7 +60,7 @@ from fl_agent.timings import Stopwatch
 if TYPE_CHECKING:
     from fl_agent.agents.aggregator import AggregatorAgent
     from fl_agent.agents.verdicts import RoundOutcome, Verdict
-    from fl_agent.privacy.he import EncryptedUpdate, PublicContext, TrustDecision
+    from fl_agent.privacy.he import EncryptedUpdate, PublicContext, RoundScalars, TrustDecision
 
 ORDER_FORMAT = "fairfl-decryption-order/1"
 RESULT_FORMAT = "fairfl-decryption-result/1"
@@ -122,8 +122,21 @@ class DecryptionResult(Document):
     context: str = Field(pattern=r"^[0-9a-f]{64}$")
     dots: tuple[float, ...] = ()
     squared_norms: tuple[float, ...] = ()
+    #: The updates (by position) whose squared norm the key holder found implausible.
+    implausible: tuple[int, ...] = ()
     aggregate: str | None = None
     refused: str | None = None
+
+    def scalars(self) -> RoundScalars:
+        """The released scalars, for :func:`~fl_agent.privacy.he.fltrust_weights`."""
+        from fl_agent.privacy.he import RoundScalars
+
+        flags = np.zeros(len(self.dots), dtype=bool)
+        if any(not 0 <= i < flags.size for i in self.implausible):
+            raise ConfigError(f"the key holder's answer marks updates {self.implausible} "
+                              f"implausible; it has {flags.size}")
+        flags[list(self.implausible)] = True
+        return RoundScalars(np.array(self.dots), np.array(self.squared_norms), flags)
 
 
 def encode_aggregate(delta: np.ndarray) -> bytes:
@@ -209,11 +222,9 @@ class EncryptedRounds:
         result = self._result(scalars, order)
         if result.refused is not None:
             return self._refused(number, result)
-        from fl_agent.privacy.he import RoundScalars, fltrust_weights
+        from fl_agent.privacy.he import fltrust_weights
 
-        decision = fltrust_weights(RoundScalars(np.array(result.dots),
-                                                np.array(result.squared_norms)),
-                                   order.reference_norm)
+        decision = fltrust_weights(result.scalars(), order.reference_norm)
         if len(decision.accepted) < self.quorum:
             return self._close_short(number, order, decision)
         aggregate_id = desk.request_of(task, number, DecryptionKind.AGGREGATE)

@@ -58,7 +58,6 @@ from fl_agent.chain.watcher import EventWatcher
 from fl_agent.errors import ChainError, ConfigError, FairFLError
 from fl_agent.privacy.he import (
     KeyHolder,
-    RoundScalars,
     TrustDecision,
     context_fingerprint,
     fltrust_weights,
@@ -216,7 +215,8 @@ class KeyHolderAgent:
                 raise Refusal(f"the scalars document holds {scalars.dots.size} updates, the "
                               f"order names {len(order.updates)}")
             return {"dots": tuple(float(v) for v in scalars.dots),
-                    "squared_norms": tuple(float(v) for v in scalars.squared_norms)}
+                    "squared_norms": tuple(float(v) for v in scalars.squared_norms),
+                    "implausible": tuple(int(i) for i in np.flatnonzero(scalars.implausible))}
         decision = self._released_decision(request, order)
         delta = self.holder.decrypt_aggregate(ciphertexts, order.length)
         return {"aggregate": self.store.add(encode_aggregate(decision.bounded(delta)))}
@@ -255,9 +255,7 @@ class KeyHolderAgent:
                 (order.updates, order.reference_norm):
             raise Refusal("the aggregate's order names other updates or another reference "
                           "norm than the round's scalars")
-        decision = fltrust_weights(RoundScalars(np.array(released.dots),
-                                                np.array(released.squared_norms)),
-                                   order.reference_norm)
+        decision = fltrust_weights(released.scalars(), order.reference_norm)
         quorum = self.fairfl.ledger.task(self.task_id).min_participants
         if len(decision.accepted) < quorum:
             raise Refusal(f"FLTrust accepts {len(decision.accepted)} of the round's updates "

@@ -24,10 +24,13 @@ A round (every arrow is a document of :mod:`fl_agent.privacy.he_format`)::
 
 On ciphertexts the aggregator computes, per update, ``<delta_i, g0>`` (plaintext-ciphertext
 products of every chunk, added, then summed over the slots by rotations), ``|delta_i|^2``
-(each chunk times its complex conjugate, added, relinearized once, summed over the slots) and,
+(each chunk times its complex conjugate, added, relinearized once, summed over the slots),
+:data:`PROJECTIONS` random projections that let the key holder check that squared norm (as
+the inner product, on random directions) and,
 once the weights are known, ``sum_i w_i delta_i`` (plaintext-scalar products, added). Adding
 the chunk products before the one rotation sum per scalar keeps the rotations at 2 x 12 per
-update however long the model is; the conjugates cost one key switch per chunk.
+update however long the model is (plus 12 per projection); the conjugates cost one key
+switch per chunk.
 
 Why the conjugate: CKKS slots are complex, and a participant can encrypt ``a + ib`` (SEAL
 encodes complex numbers; :func:`encrypt_update` never does). Only the real part ``a`` reaches
@@ -36,6 +39,28 @@ the aggregate and the inner product with the real ``g0``; a chunk squared would 
 direction could pass as short and aligned with g0. ``x * conj(x)`` is ``a^2 + b^2`` in every
 slot: the squared norm is never below the real part's, so imaginary parts can only lower
 their sender's cosine and weight.
+
+Why the random projections: the decrypted scalars are known only modulo the ciphertext
+modulus (about 2^40 for a squared norm, see below). A participant who crafts a ciphertext
+can make its squared norm wrap around to a small value of its choice while the update itself
+is huge, nearly orthogonal to g0, and passes for short and aligned. Nothing computed from the
+squared norm sees this (its every multiple wraps alike). So the aggregator also computes, per
+update, :data:`PROJECTIONS` projections ``Re sum(x * r_j)`` on complex Gaussian directions
+``r_j`` over every slot of every chunk (real and imaginary parts standard normal), drawn
+after the updates are fixed. For any update, wrapped or not, each projection is a normal
+variable of variance ``|x|^2`` (the true squared norm, of the complex slots), so the sum of
+their squares over ``|x|^2`` is chi-squared with :data:`PROJECTIONS` degrees of freedom.
+The key holder decrypts them with the scalars and marks the update implausible when that sum
+exceeds :data:`PROJECTION_BOUND` times the decrypted squared norm: an honest update does so
+with chance :data:`PROJECTION_FALSE_ALARM` (1e-9). A wrapped update with true squared norm
+``R^2`` times the decrypted one passes with chance ``P[chi2_4 <= 47.9 / R^2]``, which the
+rule's norm bound (``MAX_NORM_RATIO``: wrapping then needs ``R^2`` above about 10^6 when
+``|g0|`` is about 1) makes about 3e-10. A projection wraps only where ``|x|`` itself passes
+2^39, and then lands anywhere in the modulus: as good as huge. The projections are linear in
+the update, so they cost one plaintext product per chunk and one rotation sum each
+(:data:`PROJECTIONS` x 12 more rotations per update). The key holder never releases them; it
+learns :data:`PROJECTIONS` random projections of each update a round, beyond the cosine and
+norm.
 
 Parameters (:class:`CKKSParameters`): ring degree 8192 (4096 slots per ciphertext), primes of
 60, 60 and 60 bits (two data primes and the key-switching prime: 180 bits, within the 218 the
@@ -71,6 +96,7 @@ rotation sum); only the rotation sum's loop and the document framing are written
 from __future__ import annotations
 
 import math
+import secrets
 from collections.abc import Iterable, Sequence
 from itertools import zip_longest
 from typing import Any
@@ -79,6 +105,7 @@ import numpy as np
 import tenseal as ts
 import tenseal.sealapi as sealapi
 from numpy.typing import ArrayLike, NDArray
+from scipy.stats import chi2
 
 from fl_agent.errors import ConfigError
 from fl_agent.learning.models import finite_vector
@@ -104,12 +131,21 @@ from fl_agent.privacy.he_format import (
     unpack,
     vector_proto,
 )
-from fl_agent.privacy.he_rule import RoundScalars, TrustDecision, fltrust_weights
+from fl_agent.privacy.he_rule import MIN_NORM, RoundScalars, TrustDecision, fltrust_weights
 
 #: How far apart the slots of a decrypted scalar may be (relative, and absolute below 1).
 SCALAR_SPREAD = 1e-6
 #: Most updates one scalars document may carry.
 MAX_UPDATES = 100_000
+#: Random projections per update that check its squared norm (module docstring).
+PROJECTIONS = 4
+#: The chance that an honest update's projections exceed :data:`PROJECTION_BOUND`.
+PROJECTION_FALSE_ALARM = 1e-9
+#: The key holder refuses an update's scalars when its projections' squares add up to more
+#: than this many times its squared norm: the ``1 - PROJECTION_FALSE_ALARM`` quantile of
+#: chi-squared with :data:`PROJECTIONS` degrees of freedom, their sum's law for an honest
+#: update (about 47.9).
+PROJECTION_BOUND = float(chi2.isf(PROJECTION_FALSE_ALARM, PROJECTIONS))
 #: Standard deviation of the Gaussian noise the key holder adds to every value it releases
 #: (about 30 times the CKKS error at the default parameters; see KeyHolder).
 RELEASE_NOISE = 2.0 ** -30
@@ -122,12 +158,18 @@ _MISSING: Any = object()
 
 
 def encrypted_scalars(public_context: PublicContext | bytes,
-                      updates: Iterable[bytes | EncryptedUpdate], reference: ArrayLike) -> bytes:
-    """The scalars document: each update's inner product with ``reference`` (g0, the
-    aggregator's own update direction, in the clear) and its squared norm (of the complex
-    slots: never below the real part's), still encrypted.
-    Updates are processed one at a time (documents may be a lazy iterable); deterministic:
-    the same inputs give the same bytes."""
+                      updates: Iterable[bytes | EncryptedUpdate], reference: ArrayLike, *,
+                      seed: int | None = None) -> bytes:
+    """The scalars document: for each update, its inner product with ``reference`` (g0, the
+    aggregator's own update direction, in the clear), its squared norm (of the complex
+    slots: never below the real part's) and :data:`PROJECTIONS` random projections that let
+    the key holder check that squared norm (module docstring), all still encrypted.
+
+    The projections' directions are complex Gaussian vectors over every slot of every chunk,
+    drawn from ``seed``; ``None`` (what the aggregator passes) draws a fresh seed from the
+    operating system once the updates are fixed, so no participant can aim at them.
+    Updates are processed one at a time (documents may be a lazy iterable); with a given
+    ``seed``, deterministic: the same inputs give the same bytes."""
     context = _as_context(public_context)
     evaluator, _ = context._arithmetic()
     direction = finite_vector(reference, "reference", HEError)
@@ -140,6 +182,7 @@ def encrypted_scalars(public_context: PublicContext | bytes,
     plain = [context._encode(chunk.tolist()) if np.any(chunk) else None
              for chunk in (direction[s:s + context.slots]
                            for s in range(0, direction.size, context.slots))]
+    directions = _projection_directions(context, len(plain), seed)
     results: list[Any] = []
     for update in _updates(context, updates, direction.size):
         dot, square, term = sealapi.Ciphertext(), sealapi.Ciphertext(), sealapi.Ciphertext()
@@ -159,12 +202,33 @@ def encrypted_scalars(public_context: PublicContext | bytes,
                 evaluator.add_inplace(square, term)
         evaluator.relinearize_inplace(square, relin)
         results += [context._sum_slots(dot), context._sum_slots(square)]
-        if len(results) > 2 * MAX_UPDATES:
+        for chunks in directions:
+            projection = sealapi.Ciphertext()
+            for j, (ciphertext, random_chunk) in enumerate(zip(update.ciphertexts, chunks,
+                                                               strict=True)):
+                evaluator.multiply_plain(ciphertext, random_chunk, projection if j == 0 else term)
+                if j:
+                    evaluator.add_inplace(projection, term)
+            results.append(context._sum_slots(projection))
+        if len(results) > (2 + PROJECTIONS) * MAX_UPDATES:
             raise ConfigError(f"more than {MAX_UPDATES} updates in one round")
     if not results:
         raise ConfigError("no updates: a round needs at least one")
     return pack({"context": context.fingerprint, "format": SCALARS_FORMAT,
-                 "updates": len(results) // 2}, ciphertext_bytes(results))
+                 "projections": PROJECTIONS, "updates": len(results) // (2 + PROJECTIONS)},
+                ciphertext_bytes(results))
+
+
+def _projection_directions(context: PublicContext, chunks: int,
+                           seed: int | None) -> list[list[Any]]:
+    """:data:`PROJECTIONS` directions, each ``chunks`` plaintexts of complex slots ``u + iv``
+    with ``u`` and ``v`` independent standard normal: the real part of ``sum(x * (u + iv))``
+    is ``sum(a u - b v)`` for slots ``x = a + ib``, a normal variable of variance
+    ``sum(a^2 + b^2)``, the squared norm :func:`encrypted_scalars` computes."""
+    rng = np.random.default_rng(secrets.randbits(128) if seed is None else seed)
+    return [[context._encode((rng.standard_normal(context.slots)
+                              + 1j * rng.standard_normal(context.slots)).tolist())
+             for _ in range(chunks)] for _ in range(PROJECTIONS)]
 
 
 def weighted_sum(public_context: PublicContext | bytes,
@@ -284,20 +348,31 @@ class KeyHolder:
         return np.asarray(vector.decrypt(), dtype=np.float64)
 
     def decrypt_scalars(self, document: bytes) -> RoundScalars:
-        """The inner products and squared norms of a scalars document (plus release noise).
+        """The inner products and squared norms of a scalars document (plus release noise),
+        and which updates' squared norms are not to be believed (``RoundScalars.implausible``):
+        a squared norm above what :func:`encrypt_update` lets through, or one that the
+        update's random projections show to be far too short (module docstring). The
+        projections themselves are never released.
         Each ciphertext must hold one value in every slot (what a sum over the slots leaves):
         a ciphertext that does not, such as an update's chunk, is refused, not decrypted for
         the caller."""
-        header, frames = unpack(document, SCALARS_FORMAT, {"context": str, "updates": int},
+        header, frames = unpack(document, SCALARS_FORMAT,
+                                {"context": str, "projections": int, "updates": int},
                                 self.public.max_ciphertext_bytes)
         _check_fingerprint(header, self.fingerprint, "the scalars document")
-        n = header["updates"]
-        if not 1 <= n <= MAX_UPDATES or len(frames) != 2 * n:
-            raise HEError(f"scalars document must hold 2 ciphertexts for each of its {n} "
-                          f"updates (1 to {MAX_UPDATES}), it holds {len(frames)}")
-        values = np.empty(2 * n)
+        n, per_update = header["updates"], 2 + PROJECTIONS
+        if header["projections"] != PROJECTIONS:
+            raise HEError(f"the scalars document carries {header['projections']} random "
+                          f"projections per update, not {PROJECTIONS}: without them no "
+                          "squared norm can be checked")
+        if not 1 <= n <= MAX_UPDATES or len(frames) != per_update * n:
+            raise HEError(f"scalars document must hold {per_update} ciphertexts for each of "
+                          f"its {n} updates (1 to {MAX_UPDATES}), it holds {len(frames)}")
+        names = ["inner product", "squared norm",
+                 *(f"projection {j + 1}" for j in range(PROJECTIONS))]
+        values = np.empty(per_update * n)
         for k, frame in enumerate(frames):
-            what = f"{'squared norm' if k % 2 else 'inner product'} of update {k // 2}"
+            what = f"{names[k % per_update]} of update {k // per_update}"
             slots = self._decrypt(frame, self.public.slots, what)
             value = float(slots.mean())
             if float(np.ptp(slots)) > SCALAR_SPREAD * max(1.0, abs(value)):
@@ -305,8 +380,15 @@ class KeyHolder:
                               f"{float(np.ptp(slots)):.3g}): refusing to decrypt what may be "
                               "an individual update")
             values[k] = value
-        values = self._release(values)
-        return RoundScalars(dots=values[0::2], squared_norms=values[1::2])
+        table = values.reshape(n, per_update)
+        squared = table[:, 1]
+        projected = np.sum(table[:, 2:] ** 2, axis=1)
+        with np.errstate(invalid="ignore"):
+            implausible = (squared > self.public.max_squared_norm) | (
+                projected > PROJECTION_BOUND * np.maximum(squared, MIN_NORM ** 2))
+        released = self._release(table[:, :2].ravel())
+        return RoundScalars(dots=released[0::2], squared_norms=released[1::2],
+                            implausible=implausible)
 
     def decrypt_aggregate(self, document: bytes, length: int, *,
                           updates: Iterable[bytes | EncryptedUpdate] | None = None,

@@ -16,15 +16,23 @@ Rejected (weight 0), with a :class:`~fl_agent.aggregation.base.Reason`:
 * ``non_finite``: scalars no finite real vector has: NaN or infinite, a clearly negative
   squared norm, or ``|cos| > 1 + cosine_tolerance`` (Cauchy-Schwarz). A ciphertext that was
   not an honest encryption decrypts to such scalars more often than not;
+* ``norm_outlier``: a squared norm the key holder marked ``implausible`` (above what an
+  honest encryption carries, or far shorter than the update's random projections show: a
+  ciphertext crafted so that its squared norm wraps around the modulus), or a norm more
+  than :data:`MAX_NORM_RATIO` times the larger of ``|g0|`` and the round's median norm
+  (FLTrust would rescale such an update; here its norm cannot be trusted: the projection
+  check's power grows with how far a wrapped norm is from the true one, and this bound
+  keeps it far, see :mod:`fl_agent.privacy.he`);
 * ``free_rider``: a norm below ``min_norm`` (the participant sent the global model back);
 * ``no_samples``: a sample weight of 0, when sample weights are given;
 * ``zero_trust``: ``cos_i <= 0`` (opposite or orthogonal to g0: a sign-flipped update).
 
 Differences from the plaintext strategy :class:`~fl_agent.aggregation.strategies.FLTrust`:
 it rejects a zero delta as ``zero_trust`` (its cosine is taken as 0) where this rule says
-``free_rider``, and it has no ``non_finite`` check on scalars (it sees the vectors, and
-:func:`~fl_agent.aggregation.base.prepare_round` rejects NaN updates); decisions agree
-otherwise, except for an update whose cosine is within CKKS error (about 1e-9) of 0.
+``free_rider``, it has no ``non_finite`` check on scalars (it sees the vectors, and
+:func:`~fl_agent.aggregation.base.prepare_round` rejects NaN updates) and no
+``norm_outlier`` (it sees the true norms); decisions agree otherwise, except for an update
+whose cosine is within CKKS error (about 1e-9) of 0.
 
 Sample weights: none by default, as in FLTrust (Cao et al. 2021) and the plaintext strategy.
 Sample counts are self-reported and unverifiable; multiplying by them would let a participant
@@ -54,6 +62,11 @@ FloatArray = NDArray[np.float64]
 MIN_NORM = 1e-4
 #: How far past 1 a cosine may be from CKKS error before the scalars are refused.
 COSINE_TOLERANCE = 1e-4
+#: An update longer than this many times the larger of ``|g0|`` and the round's median norm
+#: is refused (``norm_outlier``). Not tuned: a sanity bound, far above any honest update
+#: measured (docs/privacy-he.md), that keeps a squared norm wrapped around the modulus from
+#: passing the key holder's projection check (module docstring).
+MAX_NORM_RATIO = 1e3
 #: How far (relative) the aggregate may exceed the reference norm from CKKS error.
 BOUND_TOLERANCE = 1e-6
 
@@ -61,10 +74,14 @@ BOUND_TOLERANCE = 1e-6
 @dataclass(frozen=True)
 class RoundScalars:
     """What the key holder decrypts: ``dots[i] = <delta_i, g0>``, ``squared_norms[i] =
-    |delta_i|^2``."""
+    |delta_i|^2``, and ``implausible[i]``, true when the key holder found that squared norm
+    not to be believed (above what an honest encryption carries, or far shorter than the
+    update's random projections show; :meth:`fl_agent.privacy.he.KeyHolder.decrypt_scalars`).
+    ``implausible`` defaults to all false."""
 
     dots: FloatArray
     squared_norms: FloatArray
+    implausible: NDArray[np.bool_] | None = None
 
     def __post_init__(self) -> None:
         dots = np.asarray(self.dots, dtype=np.float64)
@@ -72,8 +89,14 @@ class RoundScalars:
         if dots.ndim != 1 or dots.shape != norms.shape:
             raise ConfigError(f"dots and squared_norms must be 1-D of the same length, got "
                               f"{dots.shape} and {norms.shape}")
+        flags = np.zeros(dots.shape, dtype=bool) if self.implausible is None \
+            else np.asarray(self.implausible)
+        if flags.dtype != np.bool_ or flags.shape != dots.shape:
+            raise ConfigError(f"implausible must be {dots.size} booleans, got {flags.dtype} "
+                              f"{flags.shape}")
         object.__setattr__(self, "dots", dots)
         object.__setattr__(self, "squared_norms", norms)
+        object.__setattr__(self, "implausible", flags)
 
 
 @dataclass(frozen=True)
@@ -142,6 +165,10 @@ def fltrust_weights(scalars: RoundScalars, reference_norm: float, *,
     reasons: dict[int, Reason] = {}
     cosines = np.full(n, np.nan)
     norms = np.full(n, np.nan)
+    usable = np.isfinite(scalars.dots) & np.isfinite(scalars.squared_norms) \
+        & ~scalars.implausible & (scalars.squared_norms >= min_norm ** 2)
+    typical = max(reference_norm, float(np.median(np.sqrt(scalars.squared_norms[usable])))
+                  if np.any(usable) else 0.0)
     for i, (dot, squared) in enumerate(zip(scalars.dots, scalars.squared_norms, strict=True)):
         if reference_norm == 0.0:  # no direction to trust: the scalars are not even needed
             reasons[i] = Reason.ZERO_TRUST
@@ -149,9 +176,15 @@ def fltrust_weights(scalars: RoundScalars, reference_norm: float, *,
         if not (math.isfinite(dot) and math.isfinite(squared)) or squared < -min_norm ** 2:
             reasons[i] = Reason.NON_FINITE
             continue
+        if scalars.implausible[i]:
+            reasons[i] = Reason.NORM_OUTLIER
+            continue
         norms[i] = math.sqrt(max(squared, 0.0))
         if norms[i] < min_norm:
             reasons[i] = Reason.FREE_RIDER
+            continue
+        if norms[i] > MAX_NORM_RATIO * typical:
+            reasons[i] = Reason.NORM_OUTLIER
             continue
         cosine = dot / (norms[i] * reference_norm)
         if abs(cosine) > 1.0 + cosine_tolerance:

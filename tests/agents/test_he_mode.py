@@ -223,3 +223,68 @@ def test_bad_ciphertexts_are_rejected_with_a_reason_and_the_round_goes_on(world,
     assert list(result.reasons) == [RejectReason.INVALID_UPDATE] * 3
     assert list(result.scores_ppm) == [1_000_000]
     assert world.fairfl.ledger.task(task_id).status == TaskStatus.COMPLETED
+
+
+def test_a_ciphertext_whose_squared_norm_wraps_around_is_refused_on_chain(world, holder):
+    """A member crafts its ciphertext (SEAL directly) as ``v + h``: ``v`` close to the
+    aggregator's own step g0 (granted to the attacker, the worst case), ``h`` orthogonal to
+    both with ``|h|^2`` one wrap period of the modulus, so its squared norm decrypts to
+    ``|v|^2`` and FLTrust alone would let ``h`` take the round. The key holder's projections
+    expose it: it is rejected as ``norm_outlier`` on chain, the released answer names it
+    implausible, and the new model is plaintext FLTrust's on the honest update alone."""
+    from benchmarks.privacy_he_wrap import wrapped_update
+
+    task_id = world.he_task(holder, rounds=1, min_participants=1)
+    captured: list[np.ndarray] = []
+
+    def capture(global_vector, result):
+        captured.append(np.asarray(result.vector, np.float64))
+        return result.vector
+
+    honest = world.participant(task_id, 0, update_hook=capture)
+    [cheat] = world.bare_members(task_id, world.accounts[3:4])
+    aggregator = world.aggregator_agent(task_id)
+    keyholder = world.key_holder_agent(task_id)
+    _, _, workload = aggregator.step()
+    honest.step()
+    global_vector = honest.read_global_model().astype(np.float64)
+    plan = world.document.training
+    X_val = world.document.data.standardize(world.splits.validation.X)
+    g0 = np.asarray(train_local(world.document.model, global_vector, X_val,
+                                np.asarray(world.splits.validation.y, np.int64), plan.steps,
+                                seed=0, batch_size=plan.batch_size, lr=plan.lr,
+                                momentum=plan.momentum).vector, np.float64) - global_vector
+    rng = np.random.default_rng(5)
+    # Claiming a squared norm of 1 keeps the CKKS error of h (about 0.02 on the squared
+    # norm) from giving the attacker away by a cosine above 1.
+    document, _ = wrapped_update(holder.public, 0.9 * g0 + rng.normal(0, 1e-3, g0.size), g0,
+                                 "hidden", rng, claimed=1.0)
+    cid = world.store.add(seal_update(document, workload.aggregator_key, task_id, 1,
+                                      cheat.address))
+    world.fairfl.ledger.submit_update(task_id, 1, cid, 10, 5, sender=cheat)
+
+    assert isinstance(aggregator.step(), HERequest)
+    keyholder.step()
+    assert isinstance(aggregator.step(), HERequest)  # the aggregate of the honest update
+    keyholder.step()
+    outcome = aggregator.step()
+    assert isinstance(outcome, RoundOutcome)
+    assert outcome.accepted == [honest.address]
+    verdicts = {v.participant: v for v in outcome.verdicts}
+    assert verdicts[cheat.address].reason == "norm_outlier"
+    result = RoundResult.from_chain(world.fairfl.ledger.events(
+        "RoundFinalized", taskId=task_id, round=1)[-1].result)
+    assert list(result.rejected) == [cheat.address]
+    assert list(result.reasons) == [RejectReason.NORM_OUTLIER]
+    desk = world.fairfl.desk
+    released = DecryptionResult.from_json(world.store.get(desk.result_cid(desk.request(
+        desk.request_of(task_id, 1, DecryptionKind.SCALARS)))))
+    order = DecryptionOrder.from_json(world.store.get(desk.document_cid(desk.request(
+        desk.request_of(task_id, 1, DecryptionKind.SCALARS)))))
+    assert released.implausible == (order.participants.index(cheat.address),)
+    # Without the flag the crafted update would have looked honest: a cosine near 0.9.
+    i = order.participants.index(cheat.address)
+    cosine = released.dots[i] / np.sqrt(released.squared_norms[i]) / order.reference_norm
+    assert 0.5 < cosine <= 1.0
+    expected = plaintext_fltrust(world, global_vector.astype(np.float32), captured)
+    assert np.max(np.abs(outcome.params - expected)) < 1e-3

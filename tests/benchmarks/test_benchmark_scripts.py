@@ -453,6 +453,12 @@ def test_the_privacy_benchmarks_run_on_tiny_settings(tmp_path):
     run("benchmarks.privacy_he", "--clients", "3", "--sizes", "5000", "--no-federation",
         "--json", str(he))
     assert json.loads(he.read_text())["rounds"]
+    wrap = tmp_path / "wrap.json"
+    run("benchmarks.privacy_he_wrap", "--trials", "2", "--json", str(wrap))
+    summary = json.loads(wrap.read_text())["summary"]
+    assert summary["honest_marked"] == 0 and summary["honest_updates"] == 8
+    assert summary["kinds"]["hidden"]["marked"] == 2  # the crafted norm is caught...
+    assert summary["kinds"]["hidden"]["accepted_without_check"] == 2  # ...and would pass
     wm = tmp_path / "wm.json"
     run("benchmarks.privacy_watermark", "--seeds", "1", "--rounds", "2",
         "--fine-tune-steps", "5", "--wrong-keys", "2", "--no-fairfl", "--json", str(wm),

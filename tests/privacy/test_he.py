@@ -233,7 +233,7 @@ def test_the_key_holder_refuses_to_decrypt_an_update_passed_off_as_scalars(
                                                              "length": int, "slots": int},
                        10**7)
     disguised = pack({"context": key_holder.fingerprint, "format": "fairfl-ckks-scalars/1",
-                      "updates": 1}, frames[:2])
+                      "projections": 4, "updates": 1}, (frames * 6)[:6])
     with pytest.raises(HEError, match="scale"):  # a fresh ciphertext, not a product
         key_holder.decrypt_scalars(disguised)
     # Multiplied by 1, the chunk has a product's scale, but not one value in every slot.
@@ -241,7 +241,7 @@ def test_the_key_holder_refuses_to_decrypt_an_update_passed_off_as_scalars(
     _, chunks = unpack(unit, "fairfl-ckks-aggregate/1", {"chunks": int, "context": str,
                                                          "length": int, "slots": int}, 10**7)
     disguised = pack({"context": key_holder.fingerprint, "format": "fairfl-ckks-scalars/1",
-                      "updates": 1}, chunks[:2])
+                      "projections": 4, "updates": 1}, (chunks * 6)[:6])
     with pytest.raises(HEError, match="not one value in every slot"):
         key_holder.decrypt_scalars(disguised)
 
@@ -267,8 +267,11 @@ def test_aggregator_results_are_deterministic(aggregator_context, round_data, do
     reference = server.astype(np.float64) - global_params
     decoded = [decode_update(aggregator_context, doc, D) for doc in documents[:3]]
     assert isinstance(decoded[0], EncryptedUpdate)
-    first = encrypted_scalars(aggregator_context, decoded, reference)
-    assert encrypted_scalars(aggregator_context, documents[:3], reference) == first
+    first = encrypted_scalars(aggregator_context, decoded, reference, seed=5)
+    assert encrypted_scalars(aggregator_context, documents[:3], reference, seed=5) == first
+    # Without a seed, the projections' directions are fresh each time: nobody can aim at them.
+    assert encrypted_scalars(aggregator_context, decoded, reference) != \
+        encrypted_scalars(aggregator_context, decoded, reference)
     weights = [0.5, 0.0, 0.25]
     assert weighted_sum(aggregator_context, decoded, weights, D) == \
         weighted_sum(aggregator_context, documents[:3], weights, D)
@@ -423,3 +426,111 @@ def test_released_values_carry_noise_above_the_ckks_error(key_holder, aggregator
     exact = KeyHolder(key_holder.secret_context, key_holder.public_context, release_noise=0)
     assert np.array_equal(exact.decrypt_aggregate(document, D),
                           exact.decrypt_aggregate(document, D))
+
+
+@pytest.mark.parametrize("kind", ["hidden", "padding", "imaginary", "largest"])
+def test_a_squared_norm_wrapped_around_the_modulus_is_refused(key_holder, kind):
+    """A crafted ciphertext ``v + h`` with ``|h|^2`` one wrap period ``W`` (about 2^40):
+    its squared norm decrypts to ``|v|^2``, so FLTrust alone trusts it and, for ``h`` among
+    the update's values and orthogonal to g0 (the attacker is granted g0), lets ``h`` take the
+    round (the control, without the key holder's flags). The random projections see ``|h|``
+    and the key holder marks it implausible, on every projection seed tried; the honest
+    updates of the same rounds are never marked."""
+    from benchmarks.privacy_he_wrap import LENGTH, wrap_period, wrapped_update
+
+    context = key_holder.public
+    assert wrap_period(context) == pytest.approx(2.0 ** 40, rel=1e-9)
+    for seed in range(3):
+        rng = np.random.default_rng(100 + seed)
+        g0 = rng.normal(0, 0.01, LENGTH)
+        norm = float(np.linalg.norm(g0))
+        honest = [g0 * rng.uniform(0.5, 2.0) + rng.normal(0, 0.01, LENGTH) for _ in range(3)]
+        visible = 0.9 * g0 + rng.normal(0, 0.005, LENGTH)
+        claimed = (900 * norm) ** 2 if kind == "largest" else float(visible @ visible)
+        crafted, real = wrapped_update(context, visible, g0, kind, rng, claimed=claimed)
+        documents = [*(encrypt_update(context, delta) for delta in honest), crafted]
+        scalars = key_holder.decrypt_scalars(encrypted_scalars(context, documents, g0,
+                                                               seed=seed))
+        # The premise: the squared norm wrapped around to what the attacker chose.
+        assert scalars.squared_norms[3] == pytest.approx(claimed, rel=0.1)
+        assert scalars.implausible.tolist() == [False, False, False, True]
+        decision = fltrust_weights(scalars, norm)
+        assert decision.accepted == (0, 1, 2)
+        assert dict(decision.reasons) == {3: Reason.NORM_OUTLIER}
+        blind = fltrust_weights(RoundScalars(scalars.dots, scalars.squared_norms), norm)
+        assert blind.accepted == (0, 1, 2, 3)  # what the check prevents
+        if kind in ("hidden", "largest"):
+            step = np.asarray([*honest, real]).T @ blind.weights
+            honest_step = np.asarray(honest).T @ decision.weights[:3]
+            assert np.linalg.norm(step) > 100 * norm  # h takes the round...
+            bounded = step * norm / np.linalg.norm(step)  # ...even held to |g0|
+            assert abs(bounded @ honest_step) < 0.01 * norm * np.linalg.norm(honest_step)
+
+
+def test_honest_projections_follow_chi_squared_with_four_degrees(key_holder):
+    """For any update, honest or crafted, complex slots included, each projection is normal
+    with variance the true squared norm (of the complex slots), so the sum of the four
+    squares over the squared norm has mean 4 and variance 8 (chi-squared, 4 degrees): the law
+    the key holder's bound is the 1 - 1e-9 quantile of. 40 updates, some with imaginary
+    parts and padding, some with all their mass in one value; the sample mean must be within
+    about 3 standard errors of 4 (a scale error of the directions by sqrt(2) fails it)."""
+    from benchmarks.privacy_he_wrap import crafted_update
+
+    context = key_holder.public
+    rng = np.random.default_rng(8)
+    slots = context.slots
+    documents, squares = [], []
+    for i in range(40):
+        values = np.zeros(slots, dtype=np.complex128)
+        if i % 4 == 0:
+            values[rng.integers(slots)] = rng.normal() * 5
+        else:
+            values[:] = rng.normal(size=slots) * rng.uniform(0.01, 3)
+            if i % 4 == 3:
+                values += 1j * rng.normal(size=slots)
+        documents.append(crafted_update(context, values, slots - 7))
+        squares.append(float(np.vdot(values, values).real))
+    frames = unpack(encrypted_scalars(context, documents, np.ones(slots - 7), seed=1),
+                    "fairfl-ckks-scalars/1",
+                    {"context": str, "projections": int, "updates": int}, 10**7)[1]
+    ratios = []
+    for i in range(40):
+        projections = [key_holder._decrypt(frames[6 * i + 2 + j], slots, "p").mean()
+                       for j in range(4)]
+        ratios.append(sum(p * p for p in projections) / squares[i])
+    assert abs(np.mean(ratios) - 4) < 3 * np.sqrt(8 / 40)
+    assert max(ratios) < 47.9  # none near the bound
+
+
+def test_the_key_holder_refuses_scalars_without_the_projections(key_holder, aggregator_context,
+                                                                documents):
+    """An aggregator that leaves the projections out cannot have the squared norms believed:
+    the key holder refuses the document rather than release unchecked norms."""
+    document = encrypted_scalars(aggregator_context, documents[:2], np.ones(D), seed=2)
+    _, frames = unpack(document, "fairfl-ckks-scalars/1",
+                       {"context": str, "projections": int, "updates": int}, 10**7)
+    for projections, kept in ((0, [0, 1, 6, 7]), (2, [0, 1, 2, 3, 6, 7, 8, 9])):
+        stripped = pack({"context": key_holder.fingerprint, "format": "fairfl-ckks-scalars/1",
+                         "projections": projections, "updates": 2}, [frames[k] for k in kept])
+        with pytest.raises(HEError, match="without them no squared norm can be checked"):
+            key_holder.decrypt_scalars(stripped)
+
+
+def test_fltrust_refuses_implausible_and_far_too_long_norms():
+    """``norm_outlier``: a norm the key holder marked implausible, or one more than
+    MAX_NORM_RATIO times the larger of |g0| and the round's median norm. The median keeps a
+    small |g0| from turning long honest updates away."""
+    from fl_agent.privacy.he_rule import MAX_NORM_RATIO
+
+    squared = np.array([1.0, 1.2, 0.8, 1.0, (1.2 * MAX_NORM_RATIO) ** 2])
+    dots = 0.9 * np.sqrt(squared)  # cosine 0.9 with a unit g0
+    flags = np.array([False, False, True, False, False])
+    decision = fltrust_weights(RoundScalars(dots, squared, flags), 1.0)
+    assert dict(decision.reasons) == {2: Reason.NORM_OUTLIER, 4: Reason.NORM_OUTLIER}
+    # |g0| of 1e-3: the median norm (1) sets the scale, so norms near 1 pass.
+    small = fltrust_weights(RoundScalars(dots * 1e-3, squared), 1e-3)
+    assert small.accepted == (0, 1, 2, 3)
+    # A long reference lets the long update through (FLTrust rescales it).
+    assert 4 in fltrust_weights(RoundScalars(dots * 2, squared), 2.0).accepted
+    with pytest.raises(ConfigError, match="implausible must be 5 booleans"):
+        RoundScalars(dots, squared, np.zeros(4, dtype=bool))
