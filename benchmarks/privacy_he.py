@@ -5,7 +5,8 @@ Synthetic rounds, per model size (default 100k and 1M parameters), ``--clients``
 (default 20): the aggregator's reference direction g0 ~ N(0, 0.01²) per coordinate; 70 %
 honest deltas ``a_i * g0 + N(0, 0.01²)``, then sign-flipped (``-3 x`` an honest one), scaled
 (``10 x`` one) and zero deltas in turn. Measured: encryption and decoding per client, the
-aggregator's scalars (inner products and squared norms) and weighted sum, the key holder's
+aggregator's scalars (inner products, squared norms and the random projections that check
+them) and weighted sum, the key holder's
 decryption of the scalars and of the aggregate (and its check, which recomputes the weighted
 sum), document sizes, and the largest error against the plaintext
 :class:`~fl_agent.aggregation.strategies.FLTrust` on the same vectors (and whether both
@@ -187,6 +188,7 @@ def measure_federation(clients: int, rounds: int, attack: str, malicious: float,
     key_holder = KeyHolder.create()
     task = progress.add_task(f"federation, {attack}", total=2 * rounds)
     he_seconds: list[float] = []
+    ratios: list[float] = []  # each round's longest norm over max(|g0|, median norm)
 
     def plaintext(strategy: Any, global_params: np.ndarray, updates: np.ndarray,
                   claims: np.ndarray, **_: Any) -> Any:
@@ -201,6 +203,10 @@ def measure_federation(clients: int, rounds: int, attack: str, malicious: float,
         decision, delta = fltrust_round(key_holder, base, documents,
                                         strategy.server_params(base))
         he_seconds.append(time.perf_counter() - started)
+        norms = decision.norms[np.isfinite(decision.norms)]
+        if norms.size:
+            ratios.append(float(norms.max() / max(decision.reference_norm,
+                                                  float(np.median(norms)))))
         return _as_decision(decision.result(global_params, delta))
 
     def advance(_: Any) -> None:
@@ -220,7 +226,9 @@ def measure_federation(clients: int, rounds: int, attack: str, malicious: float,
             "rounds_with_different_decisions": differing,
             "max_abs_param_difference": float(np.max(np.abs(
                 np.asarray(plain.params, np.float64) - np.asarray(he.params, np.float64)))),
-            "he_seconds_per_round": percentiles(he_seconds, 3)}
+            "he_seconds_per_round": percentiles(he_seconds, 3),
+            # how close the updates came to the rule's MAX_NORM_RATIO (1000)
+            "longest_norm_over_typical": max(ratios, default=None)}
 
 
 def markdown(result: dict[str, Any]) -> str:
