@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, StrictInt
 
 from fl_agent.agents.evidence import INVALID_UPDATE
 from fl_agent.chain.client import DecryptionKind, DecryptionRequest, chain_height
@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     from fl_agent.privacy.he import EncryptedUpdate, PublicContext, RoundScalars, TrustDecision
 
 ORDER_FORMAT = "fairfl-decryption-order/1"
-RESULT_FORMAT = "fairfl-decryption-result/1"
+RESULT_FORMAT = "fairfl-decryption-result/2"  # 2: with implausible
 #: The tensor of a decrypted aggregate's safetensors file.
 AGGREGATE_TENSOR = "delta"
 
@@ -114,7 +114,7 @@ class DecryptionResult(Document):
 
     KIND = "FairFL decryption result"
 
-    format: Literal["fairfl-decryption-result/1"] = RESULT_FORMAT
+    format: Literal["fairfl-decryption-result/2"] = RESULT_FORMAT
     task: int = Field(ge=1)
     round: int = Field(ge=1)
     request: int = Field(ge=1)
@@ -122,8 +122,9 @@ class DecryptionResult(Document):
     context: str = Field(pattern=r"^[0-9a-f]{64}$")
     dots: tuple[float, ...] = ()
     squared_norms: tuple[float, ...] = ()
-    #: The updates (by position) whose squared norm the key holder found implausible.
-    implausible: tuple[int, ...] = ()
+    #: The updates (by position, ascending) whose squared norm the key holder found
+    #: implausible.
+    implausible: tuple[StrictInt, ...] = ()
     aggregate: str | None = None
     refused: str | None = None
 
@@ -132,9 +133,11 @@ class DecryptionResult(Document):
         from fl_agent.privacy.he import RoundScalars
 
         flags = np.zeros(len(self.dots), dtype=bool)
-        if any(not 0 <= i < flags.size for i in self.implausible):
+        if list(self.implausible) != sorted(set(self.implausible)) or \
+                any(not 0 <= i < flags.size for i in self.implausible):
             raise ConfigError(f"the key holder's answer marks updates {self.implausible} "
-                              f"implausible; it has {flags.size}")
+                              f"implausible: they must be distinct positions in ascending "
+                              f"order among its {flags.size}")
         flags[list(self.implausible)] = True
         return RoundScalars(np.array(self.dots), np.array(self.squared_norms), flags)
 

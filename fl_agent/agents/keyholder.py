@@ -18,7 +18,10 @@ documents: :mod:`fl_agent.agents.he_round`; the channel: the KeyHolderDesk contr
   aggregate as safetensors.
 
 What the key holder checks before it releases anything: the order is for this task, round,
-kind and context; a scalars document holds one value in every slot (``decrypt_scalars``);
+kind and context; a scalars document holds one value in every slot and each update's four
+random projections agree with its squared norm (``decrypt_scalars``; an update whose do not,
+or whose squared norm is longer than any participant encrypts, is named ``implausible`` in
+the answer and FLTrust rejects it);
 an aggregate's declared weights are exactly FLTrust's weights on the scalars this key holder
 released for the round's scalars request (so an aggregator cannot *declare* a one-hot weight
 vector to have one update decrypted), that they accept at least the task's quorum of

@@ -40,27 +40,31 @@ direction could pass as short and aligned with g0. ``x * conj(x)`` is ``a^2 + b^
 slot: the squared norm is never below the real part's, so imaginary parts can only lower
 their sender's cosine and weight.
 
-Why the random projections: the decrypted scalars are known only modulo the ciphertext
-modulus (about 2^40 for a squared norm, see below). A participant who crafts a ciphertext
-can make its squared norm wrap around to a small value of its choice while the update itself
-is huge, nearly orthogonal to g0, and passes for short and aligned. Nothing computed from the
-squared norm sees this (its every multiple wraps alike). So the aggregator also computes, per
-update, :data:`PROJECTIONS` projections ``Re sum(x * r_j)`` on complex Gaussian directions
-``r_j`` over every slot of every chunk (real and imaginary parts standard normal), drawn
-after the updates are fixed. For any update, wrapped or not, each projection is a normal
-variable of variance ``|x|^2`` (the true squared norm, of the complex slots), so the sum of
-their squares over ``|x|^2`` is chi-squared with :data:`PROJECTIONS` degrees of freedom.
-The key holder decrypts them with the scalars and marks the update implausible when that sum
-exceeds :data:`PROJECTION_BOUND` times the decrypted squared norm: an honest update does so
-with chance :data:`PROJECTION_FALSE_ALARM` (1e-9). A wrapped update with true squared norm
-``R^2`` times the decrypted one passes with chance ``P[chi2_4 <= 47.9 / R^2]``, which the
-rule's norm bound (``MAX_NORM_RATIO``: wrapping then needs ``R^2`` above about 10^6 when
-``|g0|`` is about 1) makes about 3e-10. A projection wraps only where ``|x|`` itself passes
-2^39, and then lands anywhere in the modulus: as good as huge. The projections are linear in
-the update, so they cost one plaintext product per chunk and one rotation sum each
-(:data:`PROJECTIONS` x 12 more rotations per update). The key holder never releases them; it
-learns :data:`PROJECTIONS` random projections of each update a round, beyond the cosine and
-norm.
+Why the random projections: the decrypted scalars are known only modulo ``W``, the modulus
+over the product's scale (2^40 at the default parameters, below). A participant who crafts a
+ciphertext can make its squared norm wrap around to a value of its choice while the update
+itself is huge, nearly orthogonal to g0, and passes for short and aligned. Nothing computed
+from the squared norm sees this (its every multiple wraps alike). So the aggregator also
+computes, per update, :data:`PROJECTIONS` projections ``Re sum(x * r_j)`` on complex Gaussian
+directions ``r_j``, independent over every slot of every chunk (real and imaginary parts
+standard normal), drawn after the updates are fixed. For any update, wrapped or not, each
+projection is a normal variable of variance ``|x|^2`` (the true squared norm, of the complex
+slots), so the sum of their squares over ``|x|^2`` is chi-squared with :data:`PROJECTIONS`
+degrees of freedom. The key holder decrypts them with the scalars and marks the update
+implausible when that sum exceeds :data:`PROJECTION_BOUND` times the decrypted squared norm
+(an honest update does so with chance :data:`PROJECTION_FALSE_ALARM`, 1e-9), or when the
+decrypted squared norm is above ``PublicContext.max_squared_norm``, ``W / 2^20``, the most
+:func:`encrypt_update` ever encrypts (it shortens a longer delta, which FLTrust does not
+notice). So a wrapped update that is not marked decrypts to at most ``W / 2^20`` while its
+true squared norm is at least ``W``: ``R^2 >= 2^20`` times the decrypted one, and it passes
+with chance at most ``P[chi2_4 <= 47.9 / 2^20]``, about 2.6e-10, whatever the other updates
+of the round. A projection wraps only where ``|x|`` itself approaches ``W / 2`` (2^39), and
+then lands anywhere in the modulus: as good as huge. The projections are linear in the update, so
+they cost one plaintext product per chunk and one rotation sum each (:data:`PROJECTIONS` x 12
+more rotations per update). The key holder never releases them: it learns
+:data:`PROJECTIONS` random projections of each update a round beyond its cosine and norm, and
+the aggregator one flag per update. The aggregator draws the directions; one that chose
+them to let an update through could as well accept that update outright.
 
 Parameters (:class:`CKKSParameters`): ring degree 8192 (4096 slots per ciphertext), primes of
 60, 60 and 60 bits (two data primes and the key-switching prime: 180 bits, within the 218 the
@@ -69,8 +73,8 @@ has exactly one multiplication and its result is *not* rescaled: it stays at sca
 120-bit modulus, so a squared norm, inner product or aggregate coordinate up to 2^39 (5.5e11)
 decrypts correctly. Rescaling would shrink the ciphertexts the key holder receives, but by a
 60-bit prime it leaves scale 2^20 (too coarse) and with a 40-bit data prime instead only 2^19
-(5e5) of room: the squared norm of a scaled-up attack update would wrap around.
-:func:`encrypt_update` refuses a delta whose squared norm would not fit.
+(5e5) of room. :func:`encrypt_update` keeps every squared norm at most 2^20, 2^20 times below
+the wrap (see the projections above).
 
 What is checked, before any arithmetic: a document's header and that its context
 fingerprint (SHA-256 of the public context bytes) is the task's, its size, its chunk count,
@@ -146,6 +150,9 @@ PROJECTION_FALSE_ALARM = 1e-9
 #: chi-squared with :data:`PROJECTIONS` degrees of freedom, their sum's law for an honest
 #: update (about 47.9).
 PROJECTION_BOUND = float(chi2.isf(PROJECTION_FALSE_ALARM, PROJECTIONS))
+#: How far (relative) a decrypted squared norm may exceed ``max_squared_norm`` from CKKS error
+#: (an honest delta at that length decrypts within about 1e-8 of it).
+NORM_TOLERANCE = 1e-6
 #: Standard deviation of the Gaussian noise the key holder adds to every value it releases
 #: (about 30 times the CKKS error at the default parameters; see KeyHolder).
 RELEASE_NOISE = 2.0 ** -30
@@ -225,6 +232,8 @@ def _projection_directions(context: PublicContext, chunks: int,
     with ``u`` and ``v`` independent standard normal: the real part of ``sum(x * (u + iv))``
     is ``sum(a u - b v)`` for slots ``x = a + ib``, a normal variable of variance
     ``sum(a^2 + b^2)``, the squared norm :func:`encrypted_scalars` computes."""
+    if seed is not None and not (isinstance(seed, int) and seed >= 0):
+        raise ConfigError(f"seed must be an integer >= 0 or None, got {seed!r}")
     rng = np.random.default_rng(secrets.randbits(128) if seed is None else seed)
     return [[context._encode((rng.standard_normal(context.slots)
                               + 1j * rng.standard_normal(context.slots)).tolist())
@@ -363,8 +372,8 @@ class KeyHolder:
         n, per_update = header["updates"], 2 + PROJECTIONS
         if header["projections"] != PROJECTIONS:
             raise HEError(f"the scalars document carries {header['projections']} random "
-                          f"projections per update, not {PROJECTIONS}: without them no "
-                          "squared norm can be checked")
+                          f"projections per update; the key holder checks each squared norm "
+                          f"against exactly {PROJECTIONS}")
         if not 1 <= n <= MAX_UPDATES or len(frames) != per_update * n:
             raise HEError(f"scalars document must hold {per_update} ciphertexts for each of "
                           f"its {n} updates (1 to {MAX_UPDATES}), it holds {len(frames)}")
@@ -380,14 +389,15 @@ class KeyHolder:
                               f"{float(np.ptp(slots)):.3g}): refusing to decrypt what may be "
                               "an individual update")
             values[k] = value
-        table = values.reshape(n, per_update)
+        # The check reads noised values too: a flag computed from the exact decryptions
+        # would be a threshold oracle on them (see release_noise).
+        table = self._release(values).reshape(n, per_update)
         squared = table[:, 1]
         projected = np.sum(table[:, 2:] ** 2, axis=1)
         with np.errstate(invalid="ignore"):
-            implausible = (squared > self.public.max_squared_norm) | (
+            implausible = (squared > self.public.max_squared_norm * (1 + NORM_TOLERANCE)) | (
                 projected > PROJECTION_BOUND * np.maximum(squared, MIN_NORM ** 2))
-        released = self._release(table[:, :2].ravel())
-        return RoundScalars(dots=released[0::2], squared_norms=released[1::2],
+        return RoundScalars(dots=table[:, 0].copy(), squared_norms=squared.copy(),
                             implausible=implausible)
 
     def decrypt_aggregate(self, document: bytes, length: int, *,

@@ -33,9 +33,12 @@ from fl_agent.privacy.he_format import (
     vector_proto,
 )
 
-#: Room left between a result's magnitude and the modulus: an honest delta's squared norm
-#: must stay below ``2**(headroom bits - SAFETY_BITS)``.
-SAFETY_BITS = 2
+#: How far below the wrap period ``W = 2**(headroom bits)`` of a decrypted squared norm an
+#: honest one stays: at most ``W / 2**WRAP_MARGIN_BITS`` (``PublicContext.max_squared_norm``,
+#: 2^20 at the default parameters: a norm of 1024). A squared norm that wrapped around the
+#: modulus and decrypts to no more than that is at least ``2**WRAP_MARGIN_BITS`` times too
+#: short, which the key holder's random projections expose (:mod:`fl_agent.privacy.he`).
+WRAP_MARGIN_BITS = 20
 #: Bits of room a context must leave above a product's scale (``2 * scale_bits``).
 MIN_HEADROOM_BITS = 20
 
@@ -113,9 +116,10 @@ class PublicContext:
         self.scale = float(self._context.global_scale)
         self.data_moduli = len(parms.coeff_modulus())
         data_bits = sum(m.bit_count() for m in parms.coeff_modulus())
-        #: Largest squared norm of a delta this context carries safely (see SAFETY_BITS).
-        self.max_squared_norm = 2.0 ** (data_bits - 1 - 2 * math.log2(self.scale)
-                                         - SAFETY_BITS)
+        #: Largest squared norm of an encrypted delta (see WRAP_MARGIN_BITS): encrypt_update
+        #: shortens a longer delta to it, and the key holder refuses a longer one.
+        self.max_squared_norm = 2.0 ** (data_bits - 2 * math.log2(self.scale)
+                                         - WRAP_MARGIN_BITS)
         #: Longest serialized ciphertext (two polynomials of 8-byte words per data prime).
         self.max_ciphertext_bytes = (2 * self.data_moduli * self.poly_modulus_degree * 8
                                      + CIPHERTEXT_OVERHEAD)
@@ -220,16 +224,17 @@ def encrypt_update(public_context: PublicContext | bytes, delta: ArrayLike) -> b
     """The update document of ``delta`` (local model minus global model, length ``d``):
     ``ceil(d / slots)`` fresh ciphertexts under ``public_context``, the last one padded with
     zeros (padding a participant fills otherwise only lengthens its own norm, so lowers its
-    own weight, and lands outside the aggregate's ``d`` values). Encryption is randomized,
-    so the same delta gives different bytes each time. Raises :class:`HEError` for NaN or
-    infinite values, or a delta too long for the context to square
-    (``PublicContext.max_squared_norm``)."""
+    own weight, and lands outside the aggregate's ``d`` values). A delta longer than
+    ``sqrt(PublicContext.max_squared_norm)`` (1024 at the default parameters) is shortened to
+    that length first: FLTrust rescales every accepted update to ``|g0|`` and weighs it by its
+    direction alone, so the round comes out the same, and the key holder refuses a longer
+    one (see WRAP_MARGIN_BITS). Encryption is randomized, so the same delta gives different
+    bytes each time. Raises :class:`HEError` for NaN or infinite values."""
     context = _as_context(public_context)
     vector = finite_vector(delta, "delta", HEError)
     squared = float(vector @ vector)
     if squared > context.max_squared_norm:
-        raise HEError(f"delta's squared norm {squared:.3g} is more than this context carries "
-                      f"({context.max_squared_norm:.3g}); its norm would wrap around")
+        vector = vector * math.sqrt(context.max_squared_norm / squared)
     # Zero-padded to whole ciphertexts: TenSEAL would repeat a short chunk to fill the slots.
     padded = np.zeros(context.chunks(vector.size) * context.slots)
     padded[:vector.size] = vector

@@ -11,10 +11,11 @@ no other allowed, are
 * update (a participant's delta): ``{"chunks": k, "context": "<sha256>",
   "format": "fairfl-ckks-update/1", "length": d, "slots": s}``, then ``k = ceil(d / s)``
   ciphertexts, chunk ``j`` holding values ``j*s`` to ``min(d, (j+1)*s) - 1``;
-* scalars (aggregator to key holder): ``{"context": ..., "format": "fairfl-ckks-scalars/1",
-  "updates": n}``, then ``2n`` ciphertexts: the inner product of update 0 with the reference
-  direction, its squared norm, the same for update 1, and so on. Each holds its value in
-  every slot (a sum over all slots by rotations);
+* scalars (aggregator to key holder): ``{"context": ..., "format": "fairfl-ckks-scalars/2",
+  "projections": 4, "updates": n}``, then ``6n`` ciphertexts: the inner product of update 0
+  with the reference direction, its squared norm, its four random projections, the same for
+  update 1, and so on. Each holds its value in every slot (a sum over all slots by
+  rotations). Version 1 had no projections;
 * aggregate (aggregator to key holder): ``{"chunks": k, "context": ..., "format":
   "fairfl-ckks-aggregate/1", "length": d, "slots": s}``, then ``k`` ciphertexts.
 
@@ -43,7 +44,7 @@ from fl_agent.documents import parse_json
 from fl_agent.errors import FairFLError
 
 UPDATE_FORMAT = "fairfl-ckks-update/1"
-SCALARS_FORMAT = "fairfl-ckks-scalars/1"
+SCALARS_FORMAT = "fairfl-ckks-scalars/2"
 AGGREGATE_FORMAT = "fairfl-ckks-aggregate/1"
 #: Longest header accepted; a real one is about 150 bytes.
 MAX_HEADER_BYTES = 1024

@@ -16,13 +16,10 @@ Rejected (weight 0), with a :class:`~fl_agent.aggregation.base.Reason`:
 * ``non_finite``: scalars no finite real vector has: NaN or infinite, a clearly negative
   squared norm, or ``|cos| > 1 + cosine_tolerance`` (Cauchy-Schwarz). A ciphertext that was
   not an honest encryption decrypts to such scalars more often than not;
-* ``norm_outlier``: a squared norm the key holder marked ``implausible`` (above what an
-  honest encryption carries, or far shorter than the update's random projections show: a
-  ciphertext crafted so that its squared norm wraps around the modulus), or a norm more
-  than :data:`MAX_NORM_RATIO` times the larger of ``|g0|`` and the round's median norm
-  (FLTrust would rescale such an update; here its norm cannot be trusted: the projection
-  check's power grows with how far a wrapped norm is from the true one, and this bound
-  keeps it far, see :mod:`fl_agent.privacy.he`);
+* ``norm_outlier``: a squared norm the key holder marked ``implausible``: longer than an
+  honest participant encrypts, or far shorter than the update's random projections show (a
+  ciphertext crafted so that its squared norm wraps around the modulus; see
+  :mod:`fl_agent.privacy.he`);
 * ``free_rider``: a norm below ``min_norm`` (the participant sent the global model back);
 * ``no_samples``: a sample weight of 0, when sample weights are given;
 * ``zero_trust``: ``cos_i <= 0`` (opposite or orthogonal to g0: a sign-flipped update).
@@ -62,11 +59,6 @@ FloatArray = NDArray[np.float64]
 MIN_NORM = 1e-4
 #: How far past 1 a cosine may be from CKKS error before the scalars are refused.
 COSINE_TOLERANCE = 1e-4
-#: An update longer than this many times the larger of ``|g0|`` and the round's median norm
-#: is refused (``norm_outlier``). Not tuned: a sanity bound, far above any honest update
-#: measured (docs/privacy-he.md), that keeps a squared norm wrapped around the modulus from
-#: passing the key holder's projection check (module docstring).
-MAX_NORM_RATIO = 1e3
 #: How far (relative) the aggregate may exceed the reference norm from CKKS error.
 BOUND_TOLERANCE = 1e-6
 
@@ -81,7 +73,7 @@ class RoundScalars:
 
     dots: FloatArray
     squared_norms: FloatArray
-    implausible: NDArray[np.bool_] | None = None
+    implausible: NDArray[np.bool_] = None  # type: ignore[assignment]  # None: all false
 
     def __post_init__(self) -> None:
         dots = np.asarray(self.dots, dtype=np.float64)
@@ -165,10 +157,6 @@ def fltrust_weights(scalars: RoundScalars, reference_norm: float, *,
     reasons: dict[int, Reason] = {}
     cosines = np.full(n, np.nan)
     norms = np.full(n, np.nan)
-    usable = np.isfinite(scalars.dots) & np.isfinite(scalars.squared_norms) \
-        & ~scalars.implausible & (scalars.squared_norms >= min_norm ** 2)
-    typical = max(reference_norm, float(np.median(np.sqrt(scalars.squared_norms[usable])))
-                  if np.any(usable) else 0.0)
     for i, (dot, squared) in enumerate(zip(scalars.dots, scalars.squared_norms, strict=True)):
         if reference_norm == 0.0:  # no direction to trust: the scalars are not even needed
             reasons[i] = Reason.ZERO_TRUST
@@ -182,9 +170,6 @@ def fltrust_weights(scalars: RoundScalars, reference_norm: float, *,
         norms[i] = math.sqrt(max(squared, 0.0))
         if norms[i] < min_norm:
             reasons[i] = Reason.FREE_RIDER
-            continue
-        if norms[i] > MAX_NORM_RATIO * typical:
-            reasons[i] = Reason.NORM_OUTLIER
             continue
         cosine = dot / (norms[i] * reference_norm)
         if abs(cosine) > 1.0 + cosine_tolerance:

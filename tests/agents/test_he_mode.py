@@ -255,10 +255,11 @@ def test_a_ciphertext_whose_squared_norm_wraps_around_is_refused_on_chain(world,
                                 seed=0, batch_size=plan.batch_size, lr=plan.lr,
                                 momentum=plan.momentum).vector, np.float64) - global_vector
     rng = np.random.default_rng(5)
-    # Claiming a squared norm of 1 keeps the CKKS error of h (about 0.02 on the squared
-    # norm) from giving the attacker away by a cosine above 1.
-    document, _ = wrapped_update(holder.public, 0.9 * g0 + rng.normal(0, 1e-3, g0.size), g0,
-                                 "hidden", rng, claimed=1.0)
+    noise = rng.normal(size=g0.size)
+    noise *= 0.75 * np.linalg.norm(g0) / np.linalg.norm(noise)
+    # Cosine 0.8 with g0, claiming a squared norm of 1: the CKKS error of h (a few hundredths
+    # on the squared norm) cannot give the attacker away by a cosine above 1.
+    document, _ = wrapped_update(holder.public, g0 + noise, g0, "hidden", rng, claimed=1.0)
     cid = world.store.add(seal_update(document, workload.aggregator_key, task_id, 1,
                                       cheat.address))
     world.fairfl.ledger.submit_update(task_id, 1, cid, 10, 5, sender=cheat)
