@@ -31,7 +31,7 @@ along ``h`` with and without the check (in units of ``|g0|``, after the key hold
 of the aggregate to ``|g0|``); and, over the same trials, how often an honest update is
 marked (expected: never; the bound's false alarm is 1e-9).
 
-    python -m benchmarks.privacy_he_wrap                 # 200 trials, about 4 minutes
+    python -m benchmarks.privacy_he_wrap                 # 200 trials, about 3 minutes
     python -m benchmarks.privacy_he_wrap --trials 20     # quick
 """
 
@@ -47,20 +47,10 @@ from benchmarks import machine, progress_bar, publish
 
 #: The crafted kinds, in the order of the table.
 KINDS = ("hidden", "padding", "imaginary", "split", "largest", "beyond")
-#: Honest updates per trial (their norms set the round's median).
+#: Honest updates per trial.
 HONEST = 4
 #: Parameters of the synthetic model: two ciphertexts, with 96 slots of padding.
 LENGTH = 8096
-
-
-def wrap_period(context: Any) -> float:
-    """``W``: the modulus of a decrypted scalar (the top level's data primes over the
-    product's scale, ``scale^2``)."""
-    seal = context.tenseal_context.seal_context().data
-    modulus = 1
-    for prime in seal.first_context_data().parms().coeff_modulus():
-        modulus *= prime.value()
-    return modulus / context.scale ** 2
 
 
 def crafted_update(context: Any, slots: np.ndarray, length: int) -> bytes:
@@ -98,7 +88,7 @@ def wrapped_update(context: Any, visible: np.ndarray, g0: np.ndarray, kind: str,
     if claimed is not None:
         v = v * np.sqrt(claimed) / np.linalg.norm(v)
     squared = float(v @ v)
-    period = wrap_period(context)
+    period = context.wrap_period
     hidden = np.zeros(total, dtype=np.complex128)
     if kind == "imaginary":
         hidden = 1j * rng.normal(size=total)
@@ -206,7 +196,7 @@ def trial(key_holder: Any, rng: np.random.Generator) -> dict[str, Any]:
 
 
 def summarize(trials: list[dict[str, Any]], period: float) -> dict[str, Any]:
-    """Counts and extremes over the trials; ``period`` is :func:`wrap_period`."""
+    """Counts and extremes over the trials; ``period`` is ``PublicContext.wrap_period``."""
     from scipy.stats import chi2
 
     from fl_agent.privacy.he import PROJECTION_BOUND, PROJECTIONS
@@ -274,7 +264,7 @@ def main(trials: int, seed: int, json_path: Path) -> None:
         for _ in range(trials):
             results.append(trial(key_holder, rng))
             progress.advance(task)
-    summary = summarize(results, wrap_period(key_holder.public))
+    summary = summarize(results, key_holder.public.wrap_period)
     result = {"machine": machine(), "seed": seed, "summary": summary, "trials": results}
     publish(result, json_path, markdown(result))
 

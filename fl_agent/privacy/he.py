@@ -47,24 +47,27 @@ itself is huge, nearly orthogonal to g0, and passes for short and aligned. Nothi
 from the squared norm sees this (its every multiple wraps alike). So the aggregator also
 computes, per update, :data:`PROJECTIONS` projections ``Re sum(x * r_j)`` on complex Gaussian
 directions ``r_j``, independent over every slot of every chunk (real and imaginary parts
-standard normal), drawn after the updates are fixed. For any update, wrapped or not, each
+standard normal), from a fresh seed: the aggregator calls it once the round's updates are
+fixed, so no participant can aim at them. For any update, wrapped or not, each
 projection is a normal variable of variance ``|x|^2`` (the true squared norm, of the complex
 slots), so the sum of their squares over ``|x|^2`` is chi-squared with :data:`PROJECTIONS`
 degrees of freedom. The key holder decrypts them with the scalars and marks the update
 implausible when that sum exceeds :data:`PROJECTION_BOUND` times the decrypted squared norm
 (an honest update does so with chance :data:`PROJECTION_FALSE_ALARM`, 1e-9), or when the
-decrypted squared norm is above ``PublicContext.max_squared_norm``, ``W / 2^20``, the most
-:func:`encrypt_update` ever encrypts (it shortens a longer delta, which FLTrust does not
+decrypted squared norm is above ``PublicContext.max_squared_norm``, ``W / 2^20`` (four times
+the most :func:`encrypt_update` encrypts: it shortens a longer delta, which FLTrust does not
 notice). So a wrapped update that is not marked decrypts to at most ``W / 2^20`` while its
 true squared norm is at least ``W``: ``R^2 >= 2^20`` times the decrypted one, and it passes
-with chance at most ``P[chi2_4 <= 47.9 / 2^20]``, about 2.6e-10, whatever the other updates
-of the round. A projection wraps only where ``|x|`` itself approaches ``W / 2`` (2^39), and
-then lands anywhere in the modulus: as good as huge. The projections are linear in the update, so
-they cost one plaintext product per chunk and one rotation sum each (:data:`PROJECTIONS` x 12
-more rotations per update). The key holder never releases them: it learns
-:data:`PROJECTIONS` random projections of each update a round beyond its cosine and norm, and
-the aggregator one flag per update. The aggregator draws the directions; one that chose
-them to let an update through could as well accept that update outright.
+with chance at most ``P[chi2_4 <= 47.9 / 2^20]``, about 2.6e-10 for each crafted update,
+whatever the other updates of the round. A projection wraps only where ``|x|`` itself
+approaches ``W / 2`` (2^39), and then lands anywhere in the modulus: as good as huge. The
+projections are linear in the update, so they cost one plaintext product per chunk and one
+rotation sum each (:data:`PROJECTIONS` x 12 more rotations per update); their directions are
+encoded once a round and held (4 x chunks plaintexts, about 125 MB at 1M parameters). The key
+holder never releases them: it learns :data:`PROJECTIONS` random projections of each update a
+round beyond its cosine and norm, and the aggregator one flag per update. The aggregator
+draws the directions; one that chose them to let an update through could as well accept that
+update outright.
 
 Parameters (:class:`CKKSParameters`): ring degree 8192 (4096 slots per ciphertext), primes of
 60, 60 and 60 bits (two data primes and the key-switching prime: 180 bits, within the 218 the
@@ -73,8 +76,8 @@ has exactly one multiplication and its result is *not* rescaled: it stays at sca
 120-bit modulus, so a squared norm, inner product or aggregate coordinate up to 2^39 (5.5e11)
 decrypts correctly. Rescaling would shrink the ciphertexts the key holder receives, but by a
 60-bit prime it leaves scale 2^20 (too coarse) and with a 40-bit data prime instead only 2^19
-(5e5) of room. :func:`encrypt_update` keeps every squared norm at most 2^20, 2^20 times below
-the wrap (see the projections above).
+(5e5) of room. :func:`encrypt_update` keeps every squared norm at most 2^18, a quarter of the
+cap 2^20 that sits 2^20 times below the wrap (see the projections above).
 
 What is checked, before any arithmetic: a document's header and that its context
 fingerprint (SHA-256 of the public context bytes) is the task's, its size, its chunk count,

@@ -39,8 +39,11 @@ from fl_agent.privacy.he_format import (
 #: modulus and decrypts to no more than that is at least ``2**WRAP_MARGIN_BITS`` times too
 #: short, which the key holder's random projections expose (:mod:`fl_agent.privacy.he`).
 WRAP_MARGIN_BITS = 20
-#: Bits of room a context must leave above a product's scale (``2 * scale_bits``).
-MIN_HEADROOM_BITS = 20
+#: Bits of room a context must leave above a product's scale (``2 * scale_bits``): the
+#: wrap margin, and 10 bits for the updates' norms (up to 2^5 at the least).
+MIN_HEADROOM_BITS = WRAP_MARGIN_BITS + 10
+#: The smallest scale a context may have (a coarser one lets CKKS error reach the rule).
+MIN_SCALE_BITS = 30
 
 FloatArray = NDArray[np.float64]
 
@@ -70,8 +73,9 @@ class CKKSParameters:
         if sum(bits) > limit:
             raise ConfigError(f"coeff_mod_bit_sizes add up to {sum(bits)} bits; degree {degree} "
                               f"allows {limit} at 128-bit security")
-        if not (isinstance(self.scale_bits, int) and 20 <= self.scale_bits <= 60):
-            raise ConfigError(f"scale_bits must be 20 to 60, got {self.scale_bits!r}")
+        if not (isinstance(self.scale_bits, int) and MIN_SCALE_BITS <= self.scale_bits <= 60):
+            raise ConfigError(f"scale_bits must be {MIN_SCALE_BITS} to 60, got "
+                              f"{self.scale_bits!r}")
         headroom = sum(bits[:-1]) - 2 * self.scale_bits
         if headroom < MIN_HEADROOM_BITS:
             raise ConfigError(f"the data primes ({sum(bits[:-1])} bits) leave {headroom} bits "
@@ -115,11 +119,14 @@ class PublicContext:
         self.slots = self.poly_modulus_degree // 2
         self.scale = float(self._context.global_scale)
         self.data_moduli = len(parms.coeff_modulus())
-        data_bits = sum(m.bit_count() for m in parms.coeff_modulus())
-        #: Largest squared norm of an encrypted delta (see WRAP_MARGIN_BITS): encrypt_update
-        #: shortens a longer delta to it, and the key holder refuses a longer one.
-        self.max_squared_norm = 2.0 ** (data_bits - 2 * math.log2(self.scale)
-                                         - WRAP_MARGIN_BITS)
+        modulus = math.prod(m.value() for m in parms.coeff_modulus())
+        #: The period a decrypted product (a squared norm, an inner product) wraps around
+        #: with: the data primes' product over the product's scale, ``scale^2``.
+        self.wrap_period = modulus / self.scale ** 2
+        #: Largest squared norm of an encrypted delta (see WRAP_MARGIN_BITS): the key holder
+        #: marks a longer one implausible, and encrypt_update shortens a delta to a quarter
+        #: of it (half the norm), clear of any CKKS error.
+        self.max_squared_norm = self.wrap_period / 2.0 ** WRAP_MARGIN_BITS
         #: Longest serialized ciphertext (two polynomials of 8-byte words per data prime).
         self.max_ciphertext_bytes = (2 * self.data_moduli * self.poly_modulus_degree * 8
                                      + CIPHERTEXT_OVERHEAD)
@@ -224,17 +231,21 @@ def encrypt_update(public_context: PublicContext | bytes, delta: ArrayLike) -> b
     """The update document of ``delta`` (local model minus global model, length ``d``):
     ``ceil(d / slots)`` fresh ciphertexts under ``public_context``, the last one padded with
     zeros (padding a participant fills otherwise only lengthens its own norm, so lowers its
-    own weight, and lands outside the aggregate's ``d`` values). A delta longer than
-    ``sqrt(PublicContext.max_squared_norm)`` (1024 at the default parameters) is shortened to
+    own weight, and lands outside the aggregate's ``d`` values). A delta longer than half
+    ``sqrt(PublicContext.max_squared_norm)`` (512 at the default parameters) is shortened to
     that length first: FLTrust rescales every accepted update to ``|g0|`` and weighs it by its
-    direction alone, so the round comes out the same, and the key holder refuses a longer
-    one (see WRAP_MARGIN_BITS). Encryption is randomized, so the same delta gives different
-    bytes each time. Raises :class:`HEError` for NaN or infinite values."""
+    direction alone, so the round comes out the same, and the key holder marks anything
+    longer than the cap implausible (see WRAP_MARGIN_BITS). Encryption is randomized, so the
+    same delta gives different bytes each time. Raises :class:`HEError` for NaN or infinite
+    values."""
     context = _as_context(public_context)
     vector = finite_vector(delta, "delta", HEError)
-    squared = float(vector @ vector)
-    if squared > context.max_squared_norm:
-        vector = vector * math.sqrt(context.max_squared_norm / squared)
+    peak = float(np.max(np.abs(vector), initial=0.0))
+    if peak > 0:  # the norm without overflow, for a delta of huge values
+        norm = peak * float(np.linalg.norm(vector / peak))
+        longest = math.sqrt(context.max_squared_norm) / 2
+        if norm > longest:
+            vector = (vector / peak) * (longest / (norm / peak))
     # Zero-padded to whole ciphertexts: TenSEAL would repeat a short chunk to fill the slots.
     padded = np.zeros(context.chunks(vector.size) * context.slots)
     padded[:vector.size] = vector

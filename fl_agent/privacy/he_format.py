@@ -9,7 +9,7 @@ and nothing else: no trailing bytes, never pickle. The headers, with every key r
 no other allowed, are
 
 * update (a participant's delta): ``{"chunks": k, "context": "<sha256>",
-  "format": "fairfl-ckks-update/1", "length": d, "slots": s}``, then ``k = ceil(d / s)``
+  "format": "fairfl-ckks-update/2", "length": d, "slots": s}``, then ``k = ceil(d / s)``
   ciphertexts, chunk ``j`` holding values ``j*s`` to ``min(d, (j+1)*s) - 1``;
 * scalars (aggregator to key holder): ``{"context": ..., "format": "fairfl-ckks-scalars/2",
   "projections": 4, "updates": n}``, then ``6n`` ciphertexts: the inner product of update 0
@@ -43,7 +43,7 @@ from typing import Any
 from fl_agent.documents import parse_json
 from fl_agent.errors import FairFLError
 
-UPDATE_FORMAT = "fairfl-ckks-update/1"
+UPDATE_FORMAT = "fairfl-ckks-update/2"  # 2: deltas shortened to the cap
 SCALARS_FORMAT = "fairfl-ckks-scalars/2"
 AGGREGATE_FORMAT = "fairfl-ckks-aggregate/1"
 #: Longest header accepted; a real one is about 150 bytes.

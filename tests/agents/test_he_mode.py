@@ -213,7 +213,7 @@ def test_bad_ciphertexts_are_rejected_with_a_reason_and_the_round_goes_on(world,
     assert isinstance(outcome, RoundOutcome)
     assert outcome.accepted == [honest.address]
     reasons = {v.participant: v.reason for v in outcome.verdicts if not v.accepted}
-    expected = ["not this task's context", "truncated", "not a fairfl-ckks-update/1 document"]
+    expected = ["not this task's context", "truncated", "not a fairfl-ckks-update/2 document"]
     for account, words in zip(cheats, expected, strict=True):
         assert reasons[account.address].startswith("invalid_update:")
         assert words in reasons[account.address], reasons[account.address]
