@@ -154,7 +154,7 @@ PROJECTION_FALSE_ALARM = 1e-9
 #: update (about 47.9).
 PROJECTION_BOUND = float(chi2.isf(PROJECTION_FALSE_ALARM, PROJECTIONS))
 #: How far (relative) a decrypted squared norm may exceed ``max_squared_norm`` from CKKS error
-#: (an honest delta at that length decrypts within about 1e-8 of it).
+#: (honest deltas stay at a quarter of it: this only spares a vector exactly at the cap).
 NORM_TOLERANCE = 1e-6
 #: Standard deviation of the Gaussian noise the key holder adds to every value it releases
 #: (about 30 times the CKKS error at the default parameters; see KeyHolder).
@@ -362,8 +362,9 @@ class KeyHolder:
     def decrypt_scalars(self, document: bytes) -> RoundScalars:
         """The inner products and squared norms of a scalars document (plus release noise),
         and which updates' squared norms are not to be believed (``RoundScalars.implausible``):
-        a squared norm above what :func:`encrypt_update` lets through, or one that the
-        update's random projections show to be far too short (module docstring). The
+        a squared norm above ``max_squared_norm`` (four times what :func:`encrypt_update`
+        lets through), or one that the update's random projections show to be far too short
+        (module docstring). The
         projections themselves are never released.
         Each ciphertext must hold one value in every slot (what a sum over the slots leaves):
         a ciphertext that does not, such as an update's chunk, is refused, not decrypted for
