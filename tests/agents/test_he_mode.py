@@ -225,7 +225,8 @@ def test_bad_ciphertexts_are_rejected_with_a_reason_and_the_round_goes_on(world,
     assert world.fairfl.ledger.task(task_id).status == TaskStatus.COMPLETED
 
 
-def test_a_ciphertext_whose_squared_norm_wraps_around_is_refused_on_chain(world, holder):
+def test_a_ciphertext_whose_squared_norm_wraps_around_is_refused_on_chain(world, holder,
+                                                                         monkeypatch):
     """A member crafts its ciphertext (SEAL directly) as ``v + h``: ``v`` close to the
     aggregator's own step g0 (granted to the attacker, the worst case), ``h`` orthogonal to
     both with ``|h|^2`` one wrap period of the modulus, so its squared norm decrypts to
@@ -264,7 +265,18 @@ def test_a_ciphertext_whose_squared_norm_wraps_around_is_refused_on_chain(world,
                                       cheat.address))
     world.fairfl.ledger.submit_update(task_id, 1, cid, 10, 5, sender=cheat)
 
+    import fl_agent.privacy.he as he
+
+    seeds: list[Any] = []
+    computed = he.encrypted_scalars
+
+    def spy(*args: Any, **kwargs: Any) -> bytes:
+        seeds.append(kwargs.get("seed"))
+        return computed(*args, **kwargs)
+
+    monkeypatch.setattr(he, "encrypted_scalars", spy)
     assert isinstance(aggregator.step(), HERequest)
+    assert seeds == [None]  # fresh directions, drawn once the round's updates are fixed
     keyholder.step()
     assert isinstance(aggregator.step(), HERequest)  # the aggregate of the honest update
     keyholder.step()
