@@ -54,6 +54,7 @@ from fl_agent.agents.access import (
     published_key,
     readers,
 )
+from fl_agent.agents.earlier_inputs import EarlierInputs
 from fl_agent.agents.evidence import (
     INVALID_UPDATE,
     RoundEvidence,
@@ -141,13 +142,14 @@ class AggregatorAgent:
                                   member_key(self.fairfl, self.account), self.store, self.log)
         self._member_keys: dict[str, bytes | None] = {}
         self._unreachable: set[str] = set()  # update CIDs the store could not get
-        self._unreachable_earlier: set[str] = set()  # the same, of earlier rounds
         self._joined: dict[str, int] = {}
         self._round_starts: list[int] = []
         self._opened_by: dict[int, bool] = {}  # round -> opened with this aggregator's key
         self.rounds = task.rounds
         self._dp_noise: float | None = None  # participant-level DP, calibrated on first use
         self.keys.recover(latest_keyring(self.fairfl, self.store, self.task_id))
+        #: The input-layer deltas of earlier rounds, for a trigger screen over several rounds.
+        self.inputs = EarlierInputs(self)
         #: Homomorphic tasks: FLTrust on ciphertexts with the task's key holder
         #: (:mod:`fl_agent.agents.he_round`); None otherwise.
         self.he: Any = None
@@ -373,7 +375,7 @@ class AggregatorAgent:
                 self.log(f"[yellow]round {round_number}: update of {log.participant} "
                          f"rejected:[/] {err}")
         self.check_reach(unavailable, len(logs), rnd)
-        self._keep_inputs(round_number, logs, usable, vectors, global_vector)
+        self.inputs.keep(round_number, logs, usable, vectors, global_vector)
         if clock is not None:
             clock.lap("fetch")
         judgement = Judgement(round_number, str(opened.workloadCid), global_cid,
@@ -404,119 +406,9 @@ class AggregatorAgent:
 
     def earlier(self, round_number: int, logs: list[Any]
                 ) -> tuple[np.ndarray, list[list[str]]] | None:
-        """What each of ``logs``' senders sent in its earlier rounds within the rule's window
-        (``FairFL.trigger_rounds``), its deltas summed, input layer only (the round's
-        :attr:`~fl_agent.aggregation.base.Round.earlier`), and for each sender the CIDs of
-        the updates in that sum, which the evidence records. None when the rule screens the
-        update alone, or in round 1.
-
-        Each earlier update is what this aggregator decoded when it judged that round, kept
-        under ``state_dir`` (:meth:`_keep_inputs`): an update its sender stops providing, or
-        that the store's garbage collector drops, still counts, and a restart changes
-        nothing. An update judged elsewhere (before this aggregator took the task over) is
-        read back from the chain and the store. What cannot be had adds nothing and is
-        logged: an update that does not decode, one this aggregator cannot open (sealed to
-        an aggregator since replaced), one or a model nobody provides while the store serves
-        this round's model (tried once per process: it must not hold this round up). Only a
-        store that is down raises."""
-        window = int(getattr(self.strategy, "trigger_rounds", 1))
-        layer = getattr(self.strategy, "input_layer", None)
-        if window <= 1 or layer is None or round_number <= 1:
-            return None
-        width = layer[0] + layer[1] * layer[2]
-        senders = [str(log.participant).lower() for log in logs]
-        sums = np.zeros((len(logs), width))
-        sources: list[list[str]] = [[] for _ in logs]
-        current = str(self._round_started(round_number).globalModelCid)
-        for number in range(max(1, round_number - window + 1), round_number):
-            rnd = self.fairfl.ledger.round(self.task_id, number)
-            global_cid = str(self._round_started(number).globalModelCid)
-            before: np.ndarray | None = None
-            for log in self._submissions(number, rnd.start_block):
-                who, cid = str(log.participant).lower(), str(log.updateCid)
-                if who not in senders:
-                    continue
-                delta = self._kept_inputs(number, cid, width)
-                if delta is None and before is None:
-                    before = self._earlier_model(number, global_cid, current)
-                if delta is None and before is not None:
-                    delta = self._read_inputs(number, log, before, width, current)
-                if delta is None:
-                    self.log(f"[yellow]round {round_number}: {who}'s update of round {number} "
-                             "is left out of its trigger screen (it cannot be had)[/]")
-                    continue
-                sums[senders.index(who)] += delta
-                sources[senders.index(who)].append(cid)
-        return sums, sources
-
-    @property
-    def _inputs_folder(self) -> Path:
-        return self.state_dir / f"task-{self.task_id}-inputs"
-
-    def _earlier_path(self, number: int, cid: str) -> Path:
-        return self._inputs_folder / f"r{number}-{cid}.npy"
-
-    def _keep_inputs(self, number: int, logs: list[Any], usable: list[int],
-                     vectors: list[np.ndarray], global_vector: np.ndarray) -> None:
-        """Keeps the input-layer deltas of round ``number``'s decoded updates for the trigger
-        screen of the rounds after it (:meth:`earlier`), and drops those out of its window."""
-        window = int(getattr(self.strategy, "trigger_rounds", 1))
-        layer = getattr(self.strategy, "input_layer", None)
-        if window <= 1 or layer is None:
-            return
-        width = layer[0] + layer[1] * layer[2]
-        folder = self._inputs_folder
-        folder.mkdir(parents=True, exist_ok=True)
-        for k, i in enumerate(usable):
-            path = self._earlier_path(number, str(logs[i].updateCid))
-            delta = vectors[k][:width].astype(np.float64) - global_vector[:width]
-            np.save(path.with_suffix(".tmp.npy"), delta, allow_pickle=False)
-            path.with_suffix(".tmp.npy").replace(path)
-        for old in folder.glob("r*-*.npy"):
-            kept_round = old.name[1:].split("-", 1)[0]
-            if kept_round.isdigit() and int(kept_round) <= number - window:
-                old.unlink(missing_ok=True)
-
-    def _kept_inputs(self, number: int, cid: str, width: int) -> np.ndarray | None:
-        """What :meth:`_keep_inputs` kept of that update, or None (not kept, or not of
-        this rule's input layer)."""
-        path = self._earlier_path(number, cid)
-        try:
-            kept = np.load(path, allow_pickle=False)
-        except (OSError, ValueError):
-            return None
-        return kept if kept.shape == (width,) and np.isfinite(kept).all() else None
-
-    def _earlier_model(self, number: int, global_cid: str, current: str) -> np.ndarray | None:
-        """Round ``number``'s global model, or None when it cannot be had while the store
-        serves this round's model ``current`` (a store that is down raises)."""
-        try:
-            return decode_weights(decrypt_model(self.store.get(global_cid), self.keys.keys,
-                                                self.task_id), self.document.model)
-        except NodeUnavailableError:
-            self.store.get(current)  # raises if the node itself is down
-        except FairFLError:
-            pass
-        return None
-
-    def _read_inputs(self, number: int, log: Any, before: np.ndarray, width: int,
-                     current: str) -> np.ndarray | None:
-        """An earlier update's input-layer delta read back from the store, or None when it
-        cannot be had (see :meth:`earlier`)."""
-        cid = str(log.updateCid)
-        if cid in self._unreachable_earlier:
-            return None
-        try:
-            plain = open_update(self.store.get(cid), self.keys.private, self.task_id, number,
-                                str(log.participant))
-            return self._decode_update(plain, before)[:width].astype(np.float64) - \
-                before[:width]
-        except NodeUnavailableError:
-            self.store.get(current)  # raises if the node itself is down
-            self._unreachable_earlier.add(cid)
-        except FairFLError:
-            pass
-        return None
+        """What each of ``logs``' senders sent in its earlier rounds, for the trigger
+        screen (:meth:`fl_agent.agents.earlier_inputs.EarlierInputs.sums`)."""
+        return self.inputs.sums(round_number, logs)
 
     def verdicts(self, judgement: Judgement, params: np.ndarray) -> tuple[Verdict, ...]:
         """Each submission's verdict, with its figures measured against ``params`` (the
