@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fl_agent.aggregation.fairfl import trigger_window
 from fl_agent.crypto.envelopes import decrypt_model, open_update
 from fl_agent.errors import FairFLError
 from fl_agent.learning.weights import decode_weights
@@ -32,15 +33,6 @@ class EarlierInputs:
 
     agent: AggregatorAgent
     _unreachable: set[str] = field(default_factory=set, init=False, repr=False)
-
-    def _layout(self) -> tuple[int, int] | None:
-        """``(window, width)``: the rule's rounds and its input layer's end, or None when
-        the rule screens the update alone."""
-        window = int(getattr(self.agent.strategy, "trigger_rounds", 1))
-        layer = getattr(self.agent.strategy, "input_layer", None)
-        if window <= 1 or layer is None:
-            return None
-        return window, layer[0] + layer[1] * layer[2]
 
     def sums(self, round_number: int, logs: list[Any]
              ) -> tuple[np.ndarray, list[list[str]]] | None:
@@ -59,7 +51,7 @@ class EarlierInputs:
         replaced), one or a model nobody provides while the store serves this round's model
         (tried once per process: it must not hold this round up). Only a store that is down
         raises."""
-        layout = self._layout()
+        layout = trigger_window(self.agent.strategy)
         if layout is None or round_number <= 1:
             return None
         window, width = layout
@@ -101,7 +93,7 @@ class EarlierInputs:
              vectors: list[np.ndarray], global_vector: np.ndarray) -> None:
         """Keeps the input-layer deltas of round ``number``'s decoded updates for the trigger
         screen of the rounds after it (:meth:`sums`), and drops those out of its window."""
-        layout = self._layout()
+        layout = trigger_window(self.agent.strategy)
         if layout is None:
             return
         window, width = layout

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from fl_agent.aggregation.base import Strategy
+from fl_agent.aggregation.fairfl import trigger_window
 from fl_agent.aggregation.rounds import RoundDecision, decide_round
 from fl_agent.learning.data import DatasetSplits, load_dataset, split_dataset
 from fl_agent.learning.models import ModelSpec, init_params
@@ -189,9 +190,7 @@ def run_offline(fed: Federation, clients: Sequence[Client] | None = None, *,
     rounds = []
     # What each client sent in its latest rounds, for a rule that screens them together
     # (FairFL's trigger_rounds; the aggregator agent reads the same back from the chain).
-    screened = int(getattr(strategy, "trigger_rounds", 1))
-    layer = getattr(strategy, "input_layer", None)
-    width = layer[0] + layer[1] * layer[2] if screened > 1 and layer is not None else 0
+    screened, width = trigger_window(strategy) or (1, 0)
     sent: dict[int, list[tuple[int, np.ndarray]]] = {}  # client -> (round, input-layer delta)
     for number in range(1, config.rounds + 1):
         submitted = tuple(i for i in range(len(members)) if i not in blacklisted)
