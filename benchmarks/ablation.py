@@ -38,7 +38,8 @@ from numpy.typing import NDArray
 
 from benchmarks.sweep import run_grid
 from fl_agent.aggregation.base import Strategy
-from fl_agent.aggregation.fairfl import FairFL, dbscan_labels
+from fl_agent.aggregation.clustering import dbscan_labels
+from fl_agent.aggregation.fairfl import FairFL
 from fl_agent.errors import ConfigError
 from fl_agent.simulation.offline import Federation, aggregator_strategy
 

@@ -178,7 +178,7 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
     from sklearn.metrics.pairwise import cosine_similarity
 
     from fl_agent.aggregation import FairFL, get_strategy
-    from fl_agent.aggregation.fairfl import chance_similarity
+    from fl_agent.aggregation.clustering import chance_similarity
     from fl_agent.chain.records import TrainingMode
     from fl_agent.learning.models import init_params, param_count
     from fl_agent.learning.training import (

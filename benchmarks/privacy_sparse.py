@@ -116,7 +116,7 @@ def screen_statistics(deltas: np.ndarray, input_layer: tuple[int, int, int] | No
     from sklearn.metrics.pairwise import cosine_similarity
 
     from fl_agent.aggregation.base import clip_norms, row_norms
-    from fl_agent.aggregation.fairfl import trigger_excess
+    from fl_agent.aggregation.trigger_screen import trigger_excess
 
     clipped = clip_norms(deltas, 2.0 * float(np.median(row_norms(deltas))))
     pairwise = cosine_similarity(clipped)
@@ -177,7 +177,7 @@ def measure_run(seed: int, method: str, ratio: float, strategy_name: str, *, cli
 
     from benchmarks.rule_alone import attack_rate
     from fl_agent.aggregation import get_strategy
-    from fl_agent.aggregation.fairfl import chance_similarity
+    from fl_agent.aggregation.clustering import chance_similarity
     from fl_agent.chain.records import TrainingMode
     from fl_agent.learning.models import input_layer, param_count
     from fl_agent.learning.weights import encode_weights

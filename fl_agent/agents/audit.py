@@ -204,13 +204,13 @@ def _replay(evidence: RoundEvidence, figures: dict[str, Any], options: dict[str,
             dimension: int | None) -> tuple[list[str], int]:
     import numpy as np
 
-    from fl_agent.aggregation.fairfl import (
-        _MAX_CHANCE,
+    from fl_agent.aggregation.clustering import (
         chance_similarity,
         data_driven_eps,
         dbscan_labels,
         similarity_outliers,
     )
+    from fl_agent.aggregation.fairfl import _MAX_CHANCE
 
     problems: list[str] = []
     reasons = {i: (v.reason or "").split(":", 1)[0] for i, v in enumerate(evidence.verdicts)

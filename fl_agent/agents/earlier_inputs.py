@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fl_agent.aggregation.fairfl import trigger_window
+from fl_agent.aggregation.trigger_screen import trigger_window
 from fl_agent.crypto.envelopes import decrypt_model, open_update
 from fl_agent.errors import FairFLError
 from fl_agent.learning.weights import decode_weights

@@ -30,43 +30,11 @@ similarity to the global model itself is ~1 for everyone and says nothing).
    accuracy points against FedAvg in the digits runs below, ``clip_ratio=2`` none.
 
 1b. **Trigger screen** (not in the paper; only when ``input_layer`` says where the dense
-   weight that reads the raw input features sits in the vector, see
-   :func:`fl_agent.learning.input_layer`: an MLP or a logistic regression has one, a CNN
-   none). The cosine steps cannot see a backdoor: in a non-IID federation its extra
-   direction stays inside the benign spread (see the limits below). What gives it away is
-   *where* the change lands. A trigger stamps a few input features with values the data
-   hardly ever holds (the simulation's 2x2 corner patch is 15 standard deviations out on a
-   pixel that is nearly always blank), and the gradient of the input layer's column ``j`` is
-   proportional to feature ``j``'s value, so a model that learns the trigger piles its
-   input-layer change on those few columns. With ``W_i`` the update's input-layer change,
-   ``share_ij = ||column j of W_i||^2 / ||W_i||^2`` (:func:`input_feature_shares`); the
-   statistic is the largest excess of ``share_ij`` over the round's median share of feature
-   ``j`` (:func:`trigger_excess`), and an update whose excess reaches ``trigger_share`` is
-   rejected (``trigger``). The median is taken over the updates that passed step 1 (a
-   minority of attackers cannot move it) and needs at least ``min_samples`` of them. The
-   statistic ignores an update's length and the order of the updates. In the digits runs
-   (seeds 1-5, 6 of 20 clients with the backdoor, blacklisting on) the attackers' excess was
-   0.23-0.36 in every round they submitted in, and with the screen on no benign update went
-   above 0.19 in any round, with or without an attack (most stay below 0.12);
-   ``trigger_share=0.2`` sits in that gap, which is narrow, so treat it as a setting to
-   check on a new kind of data.
-   Sparse updates (a task that prunes, :mod:`fl_agent.privacy.sparse`) need more than one
-   round: error feedback spreads a participant's step over its next rounds, the largest
-   entries first, so an attacker's trigger columns go out in one round and its next update
-   carries the rest of its step, with a smaller pile. ``trigger_rounds`` also screens the
-   sum of what each sender sent in its latest rounds (the round's
-   :attr:`~fl_agent.aggregation.base.Round.earlier`, which the caller keeps; the
-   aggregator agent keeps what it decoded, and reads what it did not back from the chain
-   and the store), and an update's excess is
-   the larger of its own and its sum's: no earlier round can hide a pile in this one. The
-   sum holds earlier updates whether or not they were accepted: it stands for the sender's
-   step over those rounds, as one dense update would show it, so an attacker is turned away
-   every round as with dense updates. The aggregator uses 2 for
-   a task that prunes (:data:`fl_agent.agents.task_rule.PRUNE_TRIGGER_ROUNDS`, chosen on
-   tuning seeds 1-3; docs/privacy-sparse.md) and 1, the update alone, otherwise.
-   Limits: a trigger made of values the features naturally take, or spread over many
-   features, moves the columns the way benign data does and is not seen; fewer poisoned
-   examples make a weaker pile (figures in the README); a CNN is not screened.
+   weight that reads the raw input features sits in the vector): an update whose change to
+   the input layer piles up on a few input features, far beyond the round's median share
+   of each feature, is rejected (``trigger``); with ``trigger_rounds`` above 1 the sum of
+   each sender's latest rounds is screened too. The statistic, why it finds a backdoor's
+   trigger, the defaults and the limits: :mod:`fl_agent.aggregation.trigger_screen`.
 
 2. **Similarity.** ``S``, the pairwise cosine similarity of the deltas, the similarity
    "between users" (clipping keeps a delta's direction, so these are the clipped deltas'
@@ -229,7 +197,10 @@ evaluation).
 
 Hand-written here: the orchestration (screening, the eps rule, the merge order, the gate)
 in plain numpy, the pairwise similarities from the Gram matrix of the deltas; the
-clustering is scikit-learn's.
+clustering is scikit-learn's. The steps' pure functions live beside this module: the
+trigger screen in :mod:`~fl_agent.aggregation.trigger_screen`, the chance level, DBSCAN,
+the std test and the merge order in :mod:`~fl_agent.aggregation.clustering`, the
+validation gate in :mod:`~fl_agent.aggregation.gate`; this module re-exports them.
 """
 
 from __future__ import annotations
@@ -263,6 +234,13 @@ from fl_agent.aggregation.base import (
     row_norms,
     weighted_mean,
 )
+from fl_agent.aggregation.clustering import (
+    chance_similarity,
+    data_driven_eps,
+    dbscan_labels,
+    merge_order,
+    similarity_outliers,
+)
 from fl_agent.aggregation.gate import (
     GateStep,
     Unit,
@@ -273,6 +251,11 @@ from fl_agent.aggregation.gate import (
     strict_noise,
     update_noise,
     validation_gate,
+)
+from fl_agent.aggregation.trigger_screen import (
+    input_feature_shares,
+    trigger_excess,
+    trigger_window,
 )
 from fl_agent.errors import ConfigError
 
@@ -318,122 +301,6 @@ def norm_screen(deltas: FloatArray, reference_norm: float, free_rider_ratio: flo
     free_rider = unchanged | (norms < free_rider_ratio * median)
     outlier = ~free_rider & (norms > max_norm_ratio * median)
     return free_rider, outlier, median
-
-
-def input_feature_shares(deltas: FloatArray,
-                         input_layer: tuple[int, int, int]) -> FloatArray:
-    """Each delta's input-layer change split by input feature: with ``W_i`` its
-    ``units x features`` slice (``input_layer = (offset, units, features)``), the share of
-    ``||W_i||^2`` in each column (rows sum to 1; an all-zero slice gives zeros)."""
-    offset, units, features = input_layer
-    block = deltas[:, offset:offset + units * features].reshape(-1, units, features)
-    energy = np.square(block, dtype=np.float64).sum(axis=1)
-    total = energy.sum(axis=1, keepdims=True)
-    return np.divide(energy, total, out=np.zeros_like(energy), where=total > 0)
-
-
-def trigger_window(strategy: Strategy) -> tuple[int, int] | None:
-    """``(rounds, width)`` when ``strategy`` screens each sender's latest ``rounds`` rounds
-    added up (``FairFL.trigger_rounds`` above 1, with an input layer): its caller then keeps
-    the first ``width`` values of every delta for :attr:`~fl_agent.aggregation.base.Round.
-    earlier`. None for any other rule."""
-    rounds = int(getattr(strategy, "trigger_rounds", 1))
-    layer = getattr(strategy, "input_layer", None)
-    if rounds <= 1 or layer is None:
-        return None
-    return rounds, layer[0] + layer[1] * layer[2]
-
-
-def trigger_excess(deltas: FloatArray, input_layer: tuple[int, int, int]) -> FloatArray:
-    """Step 1b's statistic: for each delta, the largest excess of an input feature's share
-    (:func:`input_feature_shares`) over that feature's median share in the round."""
-    shares = input_feature_shares(deltas, input_layer)
-    if shares.shape[0] == 0:
-        return np.zeros(0)
-    return (shares - np.median(shares, axis=0)).max(axis=1)
-
-
-def chance_similarity(dimension: int, chance_z: float) -> float:
-    """Cosines above ``chance_z / sqrt(d)`` are unlikely between a random direction and any
-    fixed vector in ``d`` dimensions (the cosine is ~ N(0, 1/d))."""
-    return min(1.0, chance_z / math.sqrt(dimension))
-
-
-def data_driven_eps(distances: FloatArray, min_samples: int, eps_scale: float,
-                    cap: float) -> float:
-    """``eps_scale`` times the median distance of each point to its ``(min_samples - 1)``-th
-    nearest other point, capped at ``cap`` (and kept above 0, as DBSCAN requires)."""
-    n = distances.shape[0]
-    if n < 2:
-        return max(cap, 1e-9)
-    others = np.sort(distances + np.diag(np.full(n, np.inf)), axis=1)
-    k = min(max(min_samples - 1, 1), n - 1)
-    eps = eps_scale * float(np.median(others[:, k - 1]))
-    return float(min(max(eps, 1e-9), cap))
-
-
-def dbscan_labels(similarity: FloatArray, eps: float, min_samples: int) -> NDArray[np.intp]:
-    """DBSCAN on cosine distance; ``-1`` marks noise."""
-    distances = np.clip(1.0 - similarity, 0.0, 2.0)
-    np.fill_diagonal(distances, 0.0)
-    from sklearn.cluster import DBSCAN  # imported here: participants never cluster
-
-    model = DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed")
-    return model.fit_predict(distances).astype(np.intp)
-
-
-def similarity_outliers(similarity: FloatArray, z: float, min_std: float) -> NDArray[np.bool_]:
-    """Low-side outliers of the similarities to the global direction: below
-    ``median - z * max(robust std, min_std)``, the robust std being ``1.4826 * MAD``."""
-    median = float(np.median(similarity))
-    spread = 1.4826 * float(np.median(np.abs(similarity - median)))
-    return similarity < median - z * max(spread, min_std)
-
-
-_TIE = 1e-12  # closeness values of the merge order this close are a tie (rounding)
-
-
-def merge_order(gram: FloatArray, weights: FloatArray, labels: NDArray[np.intp],
-                reference_sim: FloatArray) -> list[Unit]:
-    """Step 4's bottom-up order over candidate positions ``0..k-1``: the seed is the unit of
-    largest support ``sum(s_i)``; then, repeatedly, the unit whose (sample-weighted) mean
-    delta is most similar to the aggregate built so far.
-
-    ``gram`` is the Gram matrix of the deltas being merged: every inner product the order
-    needs (of a unit's weighted sum with the aggregate so far) is a weighted sum of its
-    entries, so the order costs ``O(k^2)`` for ``k`` deltas and none of their ``d``
-    coordinates (summing the units' deltas took 1.6 s at 140 deltas of 1M parameters)."""
-    k = gram.shape[0]
-    units: list[Unit] = [(tuple(i for i in range(k) if labels[i] == label), int(label))
-                         for label in sorted(set(labels.tolist()) - {-1})]
-    units.extend(((i,), -1) for i in range(k) if labels[i] == -1)
-    membership = np.zeros((k, len(units)))  # a unit's sum is membership[:, u] @ deltas
-    for u, (members, _) in enumerate(units):
-        membership[list(members), u] = weights[list(members)]
-    inner = membership.T @ gram @ membership  # the units' sums' Gram matrix
-    lengths = np.sqrt(np.clip(np.diag(inner), 0.0, None))
-    remaining = list(range(len(units)))
-    along = np.zeros(len(units))  # each unit's sum's inner product with the aggregate so far
-    squared = 0.0  # the aggregate's squared length
-    order: list[Unit] = []
-    while remaining:
-        if order:
-            scale = lengths[remaining] * math.sqrt(max(squared, 0.0))
-            with np.errstate(divide="ignore", invalid="ignore"):
-                closeness = np.where(scale > 0, along[remaining] / np.where(
-                    scale > 0, scale, 1.0), 0.0)
-        else:
-            closeness = np.array([float(reference_sim[list(units[u][0])].sum())
-                                  for u in remaining])
-        # the first of the closest: values within _TIE of the largest count as equal (the
-        # order computed on the vectors broke exact ties, such as copies, by the first unit;
-        # from the Gram matrix they come out equal only up to rounding)
-        tie = _TIE if order else 0.0  # the seed's support is summed as it was
-        unit = remaining.pop(int(np.flatnonzero(closeness >= closeness.max() - tie)[0]))
-        squared += 2.0 * along[unit] + inner[unit, unit]
-        along += inner[:, unit]
-        order.append(units[unit])
-    return order
 
 
 @dataclass(frozen=True)

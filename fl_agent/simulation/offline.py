@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from fl_agent.aggregation.base import Strategy
-from fl_agent.aggregation.fairfl import trigger_window
 from fl_agent.aggregation.rounds import RoundDecision, decide_round
+from fl_agent.aggregation.trigger_screen import trigger_window
 from fl_agent.learning.data import DatasetSplits, load_dataset, split_dataset
 from fl_agent.learning.models import ModelSpec, init_params
 from fl_agent.learning.task_doc import AggregationPlan, DataSpec

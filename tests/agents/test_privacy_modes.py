@@ -232,7 +232,7 @@ def test_fairfl_does_not_run_its_noise_check_on_dp_sgd_updates(world):
     benchmark (docs/privacy-dp.md), so a DP task's aggregator turns it off and gates each
     update against noise of its own size; other tasks keep the check and the plain gate."""
     from fl_agent.agents.task_rule import task_strategy
-    from fl_agent.aggregation.fairfl import chance_similarity
+    from fl_agent.aggregation.clustering import chance_similarity
 
     d = param_count(world.document.model)
     X, y = world.splits.validation.X, world.splits.validation.y
@@ -261,7 +261,7 @@ def test_a_task_that_prunes_screens_each_senders_last_two_rounds_on_chain(world)
     makes the rule's indices differ from the verdicts' positions."""
     from fl_agent.agents.audit import compare_rerun, replay_screens, rerun_round
     from fl_agent.agents.evidence import RoundEvidence
-    from fl_agent.aggregation.fairfl import trigger_excess
+    from fl_agent.aggregation.trigger_screen import trigger_excess
     from fl_agent.crypto.envelopes import seal_update
     from fl_agent.learning.task_doc import AggregationPlan
     from fl_agent.storage.base import ContentNotFoundError

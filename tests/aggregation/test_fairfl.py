@@ -17,14 +17,15 @@ import pytest
 from crafted import crafted_round
 
 from fl_agent.aggregation import FairFL, Reason, get_strategy
-from fl_agent.aggregation.fairfl import (
+from fl_agent.aggregation.clustering import (
     chance_similarity,
     data_driven_eps,
-    fairfl_combine,
-    gate_tolerances,
     merge_order,
-    norm_screen,
     similarity_outliers,
+)
+from fl_agent.aggregation.fairfl import fairfl_combine, norm_screen
+from fl_agent.aggregation.gate import (
+    gate_tolerances,
     strict_noise,
     update_noise,
     validation_gate,

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from fl_agent.aggregation import FairFL, Reason
-from fl_agent.aggregation.fairfl import input_feature_shares, trigger_excess
+from fl_agent.aggregation.trigger_screen import input_feature_shares, trigger_excess
 from fl_agent.errors import ConfigError
 from fl_agent.learning import (
     ModelSpec,
