@@ -4,25 +4,28 @@ Every other module talks to the chain through these classes: they turn ABI tuple
 records of :mod:`fl_agent.chain.records`, turn reverts into :class:`ContractRevertError`
 carrying the custom error's name, and read event history. Works on any network ape can
 connect to; the caller connects (``ape.networks.parse_network_choice``) and passes accounts.
+
+Here: the token, the registry, the ledger and :class:`FairFL`, which holds one deployment's
+contracts. The marketplace's wrapper is in :mod:`~fl_agent.chain.marketplace`, the key
+holder desk's in :mod:`~fl_agent.chain.desk`, and what they all share (the contract handle,
+its events, the compiled project) in :mod:`~fl_agent.chain.contract`; this module
+re-exports them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from enum import IntEnum
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
+from fl_agent.chain.contract import PROJECT_ROOT, ContractWrapper, chain_height, load_project
 from fl_agent.chain.deployment import Deployment
-from fl_agent.chain.logs import contract_logs, height
+from fl_agent.chain.desk import DecryptionKind, DecryptionRequest, KeyHolderDesk
+from fl_agent.chain.marketplace import Marketplace
 from fl_agent.chain.records import (
     AppealStatus,
-    Listing,
     Membership,
     Participant,
-    Purchase,
     Round,
     RoundResult,
     Task,
@@ -32,18 +35,7 @@ from fl_agent.chain.records import (
     WatermarkCommitment,
 )
 from fl_agent.chain.transactions import transact
-from fl_agent.errors import ChainError, ConfigError
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_project() -> Any:
-    """The ape project holding the compiled FairFL contracts (compiles on first use)."""
-    import ape
-
-    if Path(ape.project.path).resolve() == PROJECT_ROOT:
-        return ape.project
-    return ape.Project(PROJECT_ROOT)
+from fl_agent.errors import ChainError
 
 
 class ModelHistoryMismatch(ChainError):
@@ -51,27 +43,7 @@ class ModelHistoryMismatch(ChainError):
     round was finalized between the two reads, or the node's event history is incomplete."""
 
 
-class _Wrapper:
-    contract_name: str = ""
-
-    def __init__(self, address: str, project: Any | None = None, start_block: int = 0) -> None:
-        project = project or load_project()
-        self.contract = getattr(project, self.contract_name).at(address)
-        #: Where event queries start by default: the deployment's block (none before it).
-        self.start_block = start_block
-
-    @property
-    def address(self) -> str:
-        return str(self.contract.address)
-
-    def events(self, name: str, start_block: int | None = None, **filters: Any) -> list[Any]:
-        """Logs of event ``name`` (e.g. ``"UpdateSubmitted"``) since ``start_block`` (default:
-        the deployment's block), filtered on indexed fields (``taskId=1``)."""
-        first = self.start_block if start_block is None else max(start_block, self.start_block)
-        return contract_logs(self.contract, name, first, chain_height(), filters)
-
-
-class Token(_Wrapper):
+class Token(ContractWrapper):
     """An ERC-20: FLT, or whatever token the marketplace takes payment in.
 
     Only ERC-20 functions are called here, through the FairToken ABI, whose ERC-20 part is the
@@ -105,7 +77,7 @@ class Token(_Wrapper):
         return transact(self.contract.mint, to, amount, sender=sender)
 
 
-class Registry(_Wrapper):
+class Registry(ContractWrapper):
     """Identity, reputation and blacklist."""
 
     contract_name = "ParticipantRegistry"
@@ -148,7 +120,7 @@ class Registry(_Wrapper):
         return [self.participant(self.contract.participantAt(i)) for i in range(count)]
 
 
-class Ledger(_Wrapper):
+class Ledger(ContractWrapper):
     """Tasks, rounds, uploads and aggregations."""
 
     contract_name = "TaskLedger"
@@ -324,258 +296,6 @@ class Ledger(_Wrapper):
         return {str(a): int(e) for a, e in zip(accounts, earned, strict=True)}
 
 
-class Marketplace(_Wrapper):
-    """Listing task models, escrowed purchases, key delivery, refunds and revenue sharing."""
-
-    contract_name = "ModelMarketplace"
-
-    def list_task_model(
-        self,
-        task_id: int,
-        encrypted_cid: str,
-        metadata_cid: str,
-        plaintext_hash: bytes,
-        price: int,
-        *,
-        sender: Any,
-    ) -> tuple[int, TxReceipt]:
-        receipt = transact(
-            self.contract.listTaskModel,
-            task_id,
-            encrypted_cid,
-            metadata_cid,
-            plaintext_hash,
-            price,
-            sender=sender,
-        )
-        return int(receipt.return_value or self.model_count()), receipt
-
-    def buy(self, model_id: int, max_price: int, buyer_key: bytes, *, sender: Any) -> TxReceipt:
-        """Pays the price (at most ``max_price``) into escrow from the sender's allowance and
-        asks for the content key sealed to ``buyer_key`` (32 bytes, X25519)."""
-        return transact(
-            self.contract.buy, model_id, max_price, _key32(buyer_key), sender=sender
-        )
-
-    def buy_with_permit(
-        self,
-        model_id: int,
-        max_price: int,
-        buyer_key: bytes,
-        deadline: int,
-        v: int,
-        r: bytes,
-        s: bytes,
-        *,
-        sender: Any,
-    ) -> TxReceipt:
-        """``buy`` after an EIP-2612 permit of ``max_price`` signed by the sender."""
-        return transact(
-            self.contract.buyWithPermit,
-            model_id,
-            max_price,
-            _key32(buyer_key),
-            deadline,
-            v,
-            r,
-            s,
-            sender=sender,
-        )
-
-    def update_buyer_key(self, model_id: int, new_key: bytes, *, sender: Any) -> TxReceipt:
-        """Replaces the key of the sender's pending purchase; the deadline restarts.
-
-        Sent with a quarter more gas than estimated: a node estimates at the latest block,
-        where the restarted deadline may equal the stored one (a free write), while the
-        transaction runs in the next block and pays for the write (anvil: 34,507 estimated,
-        37,307 used, right after the purchase)."""
-        method = self.contract.updateBuyerKey
-        key = _key32(new_key)
-        gas = int(method.estimate_gas_cost(model_id, key, sender=sender) * 5 // 4)
-        return transact(method, model_id, key, sender=sender, gas=gas)
-
-    def deliver_key(
-        self, model_id: int, buyer: Any, buyer_key: bytes, sealed_key: bytes, *, sender: Any
-    ) -> TxReceipt:
-        """Publishes the content key sealed to ``buyer_key`` (92 bytes, see
-        :func:`fl_agent.crypto.sealing.seal_key`). ``buyer_key`` is the key read from the
-        purchase: if the buyer has replaced it since, the contract reverts with
-        ``ModelMarketplaceBuyerKeyChanged`` and the escrow stays; seal to the new key."""
-        return transact(
-            self.contract.deliverKey,
-            model_id,
-            buyer,
-            _key32(buyer_key),
-            bytes(sealed_key),
-            sender=sender,
-        )
-
-    def deliver_keys(
-        self,
-        model_id: int,
-        buyers: list[Any],
-        buyer_keys: list[bytes],
-        sealed_keys: list[bytes],
-        *,
-        sender: Any,
-    ) -> TxReceipt:
-        """Delivers to several pending buyers at once, each key sealed to the buyer key given
-        for it; reverts as a whole if one buyer is not pending or changed its key."""
-        if not len(buyers) == len(buyer_keys) == len(sealed_keys):
-            raise ConfigError(
-                f"{len(buyers)} buyers, {len(buyer_keys)} buyer keys and "
-                f"{len(sealed_keys)} sealed keys: give one of each per buyer"
-            )
-        return transact(
-            self.contract.deliverKeys,
-            model_id,
-            list(buyers),
-            [_key32(k) for k in buyer_keys],
-            [bytes(k) for k in sealed_keys],
-            sender=sender,
-        )
-
-    def refund(self, model_id: int, *, sender: Any) -> TxReceipt:
-        """Takes back the price of the sender's pending purchase once its deadline has passed."""
-        return transact(self.contract.refund, model_id, sender=sender)
-
-    def withdraw(self, model_id: int, *, sender: Any) -> TxReceipt:
-        return transact(self.contract.withdraw, model_id, sender=sender)
-
-    def withdrawable(self, model_id: int, payee: Any) -> int:
-        return int(self.contract.withdrawable(model_id, payee))
-
-    def withdrawn(self, model_id: int, payee: Any) -> int:
-        return int(self.contract.withdrawn(model_id, payee))
-
-    def set_price(self, model_id: int, price: int, *, sender: Any) -> TxReceipt:
-        return transact(self.contract.setPrice, model_id, price, sender=sender)
-
-    def delist(self, model_id: int, *, sender: Any) -> TxReceipt:
-        return transact(self.contract.delist, model_id, sender=sender)
-
-    def purchase(self, model_id: int, buyer: Any) -> Purchase:
-        address = str(getattr(buyer, "address", buyer))
-        return Purchase.from_chain(model_id, address, self.contract.purchase(model_id, address))
-
-    def has_access(self, model_id: int, buyer: Any) -> bool:
-        return bool(self.contract.hasAccess(model_id, buyer))
-
-    def model_of_task(self, task_id: int) -> int:
-        """The model listed for ``task_id``, or 0 if none is."""
-        return int(self.contract.modelOfTask(task_id))
-
-    def payment_token(self) -> str:
-        return str(self.contract.paymentToken())
-
-    def delivery_window(self) -> int:
-        """Blocks the seller has to deliver a key before the buyer may take a refund."""
-        return int(self.contract.deliveryWindow())
-
-    def model_count(self) -> int:
-        return int(self.contract.modelCount())
-
-    def listing(self, model_id: int) -> Listing:
-        raw = self.contract.listing(model_id)
-        if str(raw.seller) == "0x" + "0" * 40:
-            raise ChainError(f"model {model_id} does not exist (there are {self.model_count()})")
-        return Listing.from_chain(model_id, raw)
-
-    def listings(self) -> list[Listing]:
-        return [self.listing(i) for i in range(1, self.model_count() + 1)]
-
-
-class DecryptionKind(IntEnum):
-    """What a homomorphic task's aggregator asks its key holder to decrypt (IKeyHolderDesk)."""
-
-    SCALARS = 0
-    AGGREGATE = 1
-
-
-@dataclass(frozen=True)
-class DecryptionRequest:
-    """A decryption request as the desk stores it; the CIDs are in its events."""
-
-    request_id: int
-    task_id: int
-    round: int
-    kind: DecryptionKind
-    answered: bool
-    requested_block: int
-    answered_block: int
-
-
-class KeyHolderDesk(_Wrapper):
-    """Decryption requests and answers between a homomorphic task's aggregator and its key
-    holder (see :mod:`fl_agent.agents.keyholder`)."""
-
-    contract_name = "KeyHolderDesk"
-
-    def set_key_holder(self, task_id: int, key_holder: Any, *, sender: Any) -> TxReceipt:
-        """The task's creator names its key holder (before round 1; default: the creator)."""
-        return transact(self.contract.setKeyHolder, task_id, key_holder, sender=sender)
-
-    def request_decryption(self, task_id: int, round_number: int, kind: DecryptionKind,
-                           document_cid: str, *, sender: Any) -> tuple[int, TxReceipt]:
-        """The task's aggregator asks, once per round and kind, for the decryption that the
-        request document at ``document_cid`` describes; returns the request's id."""
-        receipt = transact(self.contract.requestDecryption, task_id, round_number, int(kind),
-                            document_cid, sender=sender)
-        request_id = receipt.return_value or self.request_of(task_id, round_number, kind)
-        return int(request_id), receipt
-
-    def answer_decryption(self, request_id: int, result_cid: str, *, sender: Any) -> TxReceipt:
-        """The task's key holder answers a request, once, with its result document's CID."""
-        return transact(self.contract.answerDecryption, request_id, result_cid, sender=sender)
-
-    def key_holder_of(self, task_id: int) -> str:
-        return str(self.contract.keyHolderOf(task_id))
-
-    def request(self, request_id: int) -> DecryptionRequest:
-        raw = self.contract.request(request_id)
-        if int(raw.requestedBlock) == 0:
-            raise ChainError(f"decryption request {request_id} does not exist (there are "
-                             f"{self.request_count()})")
-        return DecryptionRequest(request_id, int(raw.taskId), int(raw.round),
-                                 DecryptionKind(int(raw.kind)), bool(raw.answered),
-                                 int(raw.requestedBlock), int(raw.answeredBlock))
-
-    def request_of(self, task_id: int, round_number: int, kind: DecryptionKind) -> int:
-        """The id of the round's request of ``kind`` (0: none yet)."""
-        return int(self.contract.requestOf(task_id, round_number, int(kind)))
-
-    def request_count(self) -> int:
-        return int(self.contract.requestCount())
-
-    def document_cid(self, request: DecryptionRequest) -> str:
-        """The request document's CID, from its ``DecryptionRequested`` event."""
-        logs = self.events("DecryptionRequested", request.requested_block,
-                           requestId=request.request_id)
-        if not logs:
-            raise ChainError(f"decryption request {request.request_id} has no "
-                             "DecryptionRequested event on this node")
-        return str(logs[-1].documentCid)
-
-    def result_cid(self, request: DecryptionRequest) -> str | None:
-        """The answer's result document CID, from ``DecryptionAnswered`` (None: unanswered)."""
-        if not request.answered:
-            return None
-        logs = self.events("DecryptionAnswered", request.answered_block,
-                           requestId=request.request_id)
-        if not logs:
-            raise ChainError(f"decryption request {request.request_id} is answered but its "
-                             "DecryptionAnswered event is not on this node")
-        return str(logs[-1].resultCid)
-
-
-def _key32(key: bytes) -> bytes:
-    """A buyer key as the contract's ``bytes32``; anything but 32 bytes is a caller's bug."""
-    key = bytes(key)
-    if len(key) != 32:
-        raise ConfigError(f"a buyer key is a 32-byte X25519 public key, got {len(key)} bytes")
-    return key
-
-
 #: The ledger's events that :meth:`FairFL.task_events` reads (those ``history.tasks`` folds).
 _TASK_EVENTS = ("TaskCreated", "ParticipantJoined", "RoundStarted", "UpdateSubmitted",
                 "RoundFinalized", "RoundClosed", "TaskCompleted", "TaskCancelled",
@@ -638,7 +358,6 @@ def _field(struct: Any, name: str, index: int) -> Any:
     return getattr(struct, name) if hasattr(struct, name) else struct[index]
 
 
-def chain_height() -> int:
-    """The latest block number; raises when the node does not answer (not ape's
-    ``chain.blocks.height``, which answers 0 then: see :mod:`fl_agent.chain.logs`)."""
-    return height()
+__all__ = ["PROJECT_ROOT", "ContractWrapper", "DecryptionKind", "DecryptionRequest", "FairFL",
+           "KeyHolderDesk", "Ledger", "Marketplace", "ModelHistoryMismatch", "Registry",
+           "Token", "chain_height", "load_project"]
