@@ -10,7 +10,8 @@ whose hidden widths ``--hidden`` set its size (``960,960``: 994,570 parameters),
 ``--rounds`` rounds offline (:func:`fl_agent.simulation.offline.run_offline`, no
 blacklisting); in each round the aggregator's rule as the task sets it up
 (``aggregator_strategy``), its validation gate reading the model's loss on the validation
-split, Shapley scoring with the aggregator's 40 permutations, and then the evidence's
+split, Shapley scoring with the aggregator's 40 permutations (``--scoring loo``: leave-one-out,
+the other scoring a task can choose), and then the evidence's
 per-update figures (:func:`~fl_agent.aggregation.rounds.update_figures`, one evaluation per
 update) that the aggregator publishes. Per round it reports the wall time of:
 
@@ -136,13 +137,14 @@ def profile_decision(path: Path, strategy: Any, global_params: np.ndarray,
 
 def run(clients: int, hidden: tuple[int, ...], rounds: int, seed: int,
         on_round: Callable[[dict[str, Any]], Any] | None = None,
-        profile: Path | None = None, threads: int | None = None) -> list[dict[str, Any]]:
+        profile: Path | None = None, threads: int | None = None,
+        scoring: str = "shapley") -> list[dict[str, Any]]:
     import torch
 
     threads = threads or torch.get_num_threads()  # before run_offline pins training to one
     config = SimulationConfig(dataset="digits", model="mlp", clients=clients, malicious=0.3,
                               attack="sign_flip", partition="iid", batch_size=8, rounds=rounds,
-                              seed=seed)
+                              seed=seed, scoring=scoring)
     fed = federation(config)
     spec = ModelSpec(name="mlp", input_shape=fed.spec.input_shape,
                      num_classes=fed.spec.num_classes, hidden=hidden)
@@ -269,6 +271,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads for the decision and the evidence (default: "
                         "torch's default, as the aggregator agent runs)")
+    parser.add_argument("--scoring", choices=("shapley", "loo"), default="shapley",
+                        help="the task's contribution scores: Shapley values (40 "
+                        "permutations, the default) or leave-one-out")
     parser.add_argument("--profile", type=Path, metavar="FILE",
                         help="profile the last round's decision without scoring into FILE")
     args = parser.parse_args(argv)
@@ -284,8 +289,9 @@ def main(argv: list[str] | None = None) -> None:
           f"{args.seed}", flush=True)
     rows = run(args.clients, args.hidden, args.rounds, args.seed,
                on_round=lambda row: print(row, flush=True), profile=args.profile,
-               threads=args.threads)
+               threads=args.threads, scoring=args.scoring)
     result = {"machine": machine(), "clients": args.clients, "params": size,
+              "scoring": args.scoring,
               "hidden": list(args.hidden), "seed": args.seed, "rounds": rows}
     publish(result, args.json, markdown(result))
 

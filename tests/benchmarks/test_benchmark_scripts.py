@@ -244,6 +244,18 @@ def test_the_round_benchmark_times_every_part_of_a_real_round(tmp_path):
     assert "on 1 torch thread(s)" in table
 
 
+def test_the_round_benchmark_times_leave_one_out_scoring_when_asked(tmp_path):
+    """``--scoring loo`` values each player's absence once: the full set plus one coalition
+    per player, where Shapley values (the default) need more at this size."""
+    out = tmp_path / "round.json"
+    run("benchmarks.round_scale", "--clients", "10", "--hidden", "8", "--rounds", "1",
+        "--json", str(out), "--threads", "1", "--scoring", "loo")
+    result = json.loads(out.read_text())
+    assert result["scoring"] == "loo"
+    row = result["rounds"][0]
+    assert row["players"] >= 3 and row["scoring_evaluations"] == row["players"] + 1
+
+
 def test_the_closeness_harness_measures_copies_against_honest_pairs(tmp_path):
     out = tmp_path / "claims.json"
     run("benchmarks.claims", "--closeness", "--seeds", "101", "--rounds", "1",
