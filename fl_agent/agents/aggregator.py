@@ -31,7 +31,7 @@ keys are reopened from the last keyring. An update that cannot be fetched, does 
 its CID, is not sealed to the aggregator by its sender for this round, or is not valid
 weights (NaN, wrong shape, too large) is rejected with its reason, on chain too; the round
 goes on with everyone else. A store node that does not answer at all is not a reason to
-reject anyone: the round waits (see :meth:`AggregatorAgent.fetch_update`).
+reject anyone: the round waits (see :mod:`fl_agent.agents.update_fetch`).
 """
 
 from __future__ import annotations
@@ -66,6 +66,11 @@ from fl_agent.agents.evidence import (
 )
 from fl_agent.agents.participant import load_task_document
 from fl_agent.agents.task_rule import task_strategy
+from fl_agent.agents.update_fetch import (
+    UpdateFetcher,
+    UpdateNotYetAvailableError,
+    UpdateUnavailableError,
+)
 from fl_agent.agents.verdicts import Judgement, RoundOutcome, Verdict, round_result
 from fl_agent.aggregation.base import Strategy
 from fl_agent.aggregation.rounds import UpdateFigures, decide_round, update_figures
@@ -73,7 +78,7 @@ from fl_agent.chain.client import FairFL, chain_height
 from fl_agent.chain.records import RoundStatus, Task, TaskStatus, TxReceipt
 from fl_agent.crypto.envelopes import decrypt_model, encrypt_model, open_update
 from fl_agent.crypto.sealing import plaintext_hash
-from fl_agent.errors import ChainError, ConfigError, FairFLError, StorageError
+from fl_agent.errors import ChainError, ConfigError, FairFLError
 from fl_agent.faults import failpoint
 from fl_agent.learning.metrics import get_metric
 from fl_agent.learning.models import param_count
@@ -82,16 +87,6 @@ from fl_agent.learning.weights import decode_weights, encode_weights
 from fl_agent.learning.workload import Measurement, Workload, assign_steps
 from fl_agent.storage.store import ContentStore, NodeUnavailableError
 from fl_agent.timings import Stopwatch
-
-
-class UpdateUnavailableError(StorageError):
-    """A submitted update that the store could not get, while it served everything else,
-    until the round's window closed."""
-
-
-class UpdateNotYetAvailableError(NodeUnavailableError):
-    """A submitted update that the store cannot get yet, while the round's window is open:
-    the round waits (a ``ConnectionError``, so the agent's loop tries again later)."""
 
 
 @dataclass
@@ -141,7 +136,8 @@ class AggregatorAgent:
         self.keys = TaskKeyHolder(self.task_id, self.address,
                                   member_key(self.fairfl, self.account), self.store, self.log)
         self._member_keys: dict[str, bytes | None] = {}
-        self._unreachable: set[str] = set()  # update CIDs the store could not get
+        #: Gets the round's updates from the store (:meth:`fetch_update`, :meth:`check_reach`).
+        self.fetcher = UpdateFetcher(self)
         self._joined: dict[str, int] = {}
         self._round_starts: list[int] = []
         self._opened_by: dict[int, bool] = {}  # round -> opened with this aggregator's key
@@ -180,57 +176,13 @@ class AggregatorAgent:
         return logs[-1]
 
     def fetch_update(self, cid: str, global_cid: str, deadline_block: int) -> bytes:
-        """A submitted update's bytes from the store.
-
-        When the store's node does not answer (:class:`NodeUnavailableError`), the aggregator
-        asks it for the round's global model, which it must hold. If that fails too, the node
-        is down: the error goes up, nobody is judged, and the agent tries the round again
-        later (its service loop waits on a ``ConnectionError``). If the node answers, the
-        update alone is out of reach: until the round's window closes its sender may still
-        provide it (a slow or briefly unreachable peer), so the round waits too
-        (:class:`UpdateNotYetAvailableError`); after that it is the sender's doing,
-        :class:`UpdateUnavailableError`, and the sender is rejected."""
-        closed = chain_height() > deadline_block
-        if closed and cid in self._unreachable:  # tried in the window: not again (each try
-            raise UpdateUnavailableError(  # can cost minutes, and the grace period runs)
-                f"{cid} could not be fetched, while the store serves the round's model, "
-                "until the round's window closed: nobody provides it")
-        try:
-            return self.store.get(cid)
-        except NodeUnavailableError as err:
-            self.store.get(global_cid)  # raises if the node itself is down
-            self._unreachable.add(cid)
-            if not closed:
-                raise UpdateNotYetAvailableError(
-                    f"{cid} could not be fetched yet; waiting for it until block "
-                    f"{deadline_block}, the end of the round's window ({err})") from err
-            raise UpdateUnavailableError(
-                f"{cid} could not be fetched, while the store serves the round's model, "
-                f"until the round's window closed: nobody provides it ({err})") from err
+        """A submitted update's bytes (:meth:`UpdateFetcher.fetch`)."""
+        return self.fetcher.fetch(cid, global_cid, deadline_block)
 
     def check_reach(self, unavailable: int, submitted: int, rnd: Any) -> None:
-        """Raises when most of a round's updates are out of reach: then the store, not the
-        senders, is likely at fault (a node that answers but is cut off from its peers), and
-        nobody is judged (a ``ConnectionError``: the agent waits and tries again, every
-        update again). But only until half a window past the round's deadline: sybils that
-        are most of a round's senders and submit CIDs nobody provides would otherwise never
-        be judged, and the round would sit until anyone closes it without a verdict. After
-        that the unreachable senders are rejected, which an honest member caught in a real
-        outage of the aggregator's store can appeal."""
-        if unavailable * 2 <= submitted:
-            return
-        patience = rnd.deadline_block + (rnd.deadline_block - rnd.start_block) // 2
-        if chain_height() <= patience:
-            self._unreachable.clear()
-            raise NodeUnavailableError(
-                f"{unavailable} of the round's {submitted} updates are out of reach while the "
-                "store serves the round's model: the store is likely cut off from its peers "
-                "(check `ipfs swarm peers`); judging nobody until it reaches them, or until "
-                f"block {patience}")
-        self.log(f"[yellow]{unavailable} of the round's {submitted} updates are still out of "
-                 f"reach at block {patience}, half a window past the round's deadline: their "
-                 "senders are rejected (if this store is cut off from its peers, mend it; "
-                 "they can appeal)[/]")
+        """Whether the round can be judged with ``unavailable`` of its ``submitted`` updates
+        out of reach (:meth:`UpdateFetcher.check_reach`)."""
+        self.fetcher.check_reach(unavailable, submitted, rnd)
 
     def _submissions(self, round_number: int, start_block: int) -> list[Any]:
         return self.fairfl.ledger.events("UpdateSubmitted", start_block, taskId=self.task_id,
@@ -616,3 +568,5 @@ class AggregatorAgent:
         status = self.fairfl.ledger.task(self.task_id).status
         return status in (TaskStatus.COMPLETED, TaskStatus.CANCELLED)
 
+
+__all__ = ["AggregatorAgent", "UpdateNotYetAvailableError", "UpdateUnavailableError"]
