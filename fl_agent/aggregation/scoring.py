@@ -7,7 +7,10 @@ caches every value it computes).
 
 * **Leave-one-out** (:func:`leave_one_out`): ``score_i = max(0, v(A) - v(A - {i}))`` over the
   accepted set ``A``; ``|A| + 1`` evaluations. It credits what *only* ``i`` brings, so
-  participants with interchangeable data can all score 0.
+  participants with interchangeable data can all score 0. With a (clipped) weighted-mean
+  combine (below), each ``A - {i}`` is the running sum of ``A`` less ``i``'s update
+  (:meth:`_Cached.all_but_one`): at 140 accepted updates of 994,570 parameters, combining
+  each of them afresh took 0.49 s an evaluation (``benchmarks/round_scale.py --scoring loo``).
 * **Shapley** (:func:`shapley_values`): the average marginal value of ``i`` over orders of
   arrival. Exact over every permutation when ``|A|! <= num_permutations``; else exact over
   every subset (the formula ``phi_i = sum_S |S|! (|A|-|S|-1)! / |A|! (v(S+i) - v(S))``,
@@ -122,17 +125,32 @@ class _Running:
         self._members.append(i)
 
     def value(self) -> float:
-        if not self._members:
+        return self.value_without(())
+
+    def value_without(self, removed: Sequence[int]) -> float:
+        """The value of the coalition less the updates ``removed`` (members of it), from
+        the running sum less theirs: one pass over each removed update, and the clipping
+        recomputed on the median of the members left; the coalition itself is unchanged."""
+        gone = {self._members.index(int(i)) for i in removed}
+        left = [k for k in range(len(self._members)) if k not in gone]
+        if not left:
             return self._to_value(self._rnd.global_params)
         mean = self._total.copy()
+        weight = self._weight
+        for k in sorted(gone):
+            i = self._members[k]
+            w = float(self._rnd.num_samples[i])
+            mean -= np.multiply(self._delta(i), w, out=self._scratch)
+            weight -= w
         if math.isfinite(self._ratio):
             norms = np.asarray(self._norms)
-            bound = self._ratio * float(np.median(norms))
-            for k in np.flatnonzero(norms > bound):
-                i = self._members[k]
-                shrink = float(self._rnd.num_samples[i]) * (bound / norms[k] - 1.0)
-                mean += np.multiply(self._delta(i), shrink, out=self._scratch)
-        mean /= self._weight
+            bound = self._ratio * float(np.median(norms[left]))
+            for k in left:
+                if norms[k] > bound:
+                    i = self._members[k]
+                    shrink = float(self._rnd.num_samples[i]) * (bound / norms[k] - 1.0)
+                    mean += np.multiply(self._delta(i), shrink, out=self._scratch)
+        mean /= weight
         mean += self._rnd.global_params
         return self._to_value(mean)
 
@@ -171,6 +189,28 @@ class _Cached:
                 self._cache[key] = float(running.value() if running is not None
                                          else self._value(sorted(key)))
             yield self._cache[key]
+
+    def all_but_one(self, group: Sequence[int]) -> Iterator[tuple[int, float]]:
+        """``(p, v(group - {p}))`` for each player ``p`` of ``group``, each cached like a
+        call's. With running sums, every value is the full coalition's sum less ``p``'s
+        updates (one pass over them each), not a coalition combined afresh, and the full
+        coalition's value (if not cached yet) comes from the same sum, so that the
+        differences compare like with like."""
+        running = None
+        if self.start is not None:
+            running = self.start()
+            for player in group:
+                for i in self._members(int(player)):
+                    running.add(i)
+            self._cache.setdefault(frozenset(int(p) for p in group), float(running.value()))
+        for player in group:
+            rest = [int(p) for p in group if p != player]
+            key = frozenset(rest)
+            if key not in self._cache:
+                self._cache[key] = float(
+                    running.value_without(self._members(int(player))) if running is not None
+                    else self._value(sorted(key)))
+            yield int(player), self._cache[key]
 
     @property
     def evaluations(self) -> int:
@@ -223,8 +263,9 @@ def leave_one_out(value: ValueFunction, players: Iterable[int]) -> dict[int, flo
     v = _cached(value)
     if not group:
         return {}
+    rests = dict(v.all_but_one(group))
     full = v(group)
-    return {i: max(0.0, full - v([p for p in group if p != i])) for i in group}
+    return {i: max(0.0, full - rests[i]) for i in group}
 
 
 def shapley_values(value: ValueFunction, players: Iterable[int], *, num_permutations: int = 200,

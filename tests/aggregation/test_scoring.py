@@ -270,6 +270,42 @@ def test_shapley_through_running_sums_matches_combining_each_coalition():
     assert scores == pytest.approx(expected, rel=1e-9, abs=1e-9)
 
 
+def test_leave_one_out_through_running_sums_matches_combining_each_coalition(monkeypatch):
+    """Leave-one-out takes each ``A - {i}`` from the full coalition's running sum less
+    ``i``'s updates (the clipping recomputed on the members left, which moves the median
+    here), and gives the values combining each coalition afresh gives, players and groups
+    alike, without calling the strategy's combine once."""
+    g, updates, samples, target = _spread_round(8)
+    strategy = FairFL()
+
+    def evaluate(params):
+        return -float(np.sum((np.asarray(params, dtype=np.float64) - target) ** 2))
+
+    def combine(global_params, chosen, weights):  # the same rule, without running sums
+        return strategy.combine(global_params, chosen, weights)
+
+    players = list(range(len(updates)))
+    groups = [0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9]
+    expected = leave_one_out(subset_value(combine, g, updates, samples, evaluate), players)
+    expected_groups = contribution_scores(combine, g, updates, samples, players, evaluate,
+                                          method="loo", groups=groups)
+    calls = []
+    real = FairFL.combine
+    monkeypatch.setattr(FairFL, "combine", lambda self, *args: calls.append(1) or real(
+        self, *args))
+    fast = subset_value(strategy, g, updates, samples, evaluate)
+    got = leave_one_out(fast, players)
+    assert got == pytest.approx(expected, rel=1e-9, abs=1e-9)
+    assert sum(v > 0 for v in expected.values()) >= 6  # the values are not all the floor 0
+    assert fast.evaluations == len(players) + 1 and not calls
+    scores = contribution_scores(strategy, g, updates, samples, players, evaluate,
+                                 method="loo", groups=groups)
+    assert scores == pytest.approx(expected_groups, rel=1e-9, abs=1e-9) and not calls
+    lengths = np.linalg.norm(updates - g, axis=1)
+    bounds = {2 * np.median(np.delete(lengths, i)) for i in players}
+    assert len(bounds) > 1 and (lengths > min(bounds)).any()  # removal moves the clipping
+
+
 def test_rules_that_are_not_a_mean_combine_every_coalition_afresh():
     g, updates, samples, _ = _spread_round(6)
     for rule in ("median", "trimmed_mean", "flame"):
