@@ -242,16 +242,23 @@ def test_growing_coalitions_from_running_sums_equal_combining_each(rule):
     assert rule != "fairfl" or len(clipped) >= 5  # the clipping is exercised
 
 
-def test_shapley_through_running_sums_matches_combining_each_coalition():
-    g, updates, samples, target = _spread_round(5)
+def _fairfl_game(seed: int):
+    """A spread round, FairFL, a continuous score, and FairFL's combine as a bare function
+    (the same rule, without running sums)."""
+    g, updates, samples, target = _spread_round(seed)
     strategy = FairFL()
 
     def evaluate(params):
         return -float(np.sum((np.asarray(params, dtype=np.float64) - target) ** 2))
 
-    def combine(global_params, chosen, weights):  # the same rule, without running sums
+    def combine(global_params, chosen, weights):
         return strategy.combine(global_params, chosen, weights)
 
+    return g, updates, samples, strategy, evaluate, combine
+
+
+def test_shapley_through_running_sums_matches_combining_each_coalition():
+    g, updates, samples, strategy, evaluate, combine = _fairfl_game(5)
     players = list(range(len(updates)))
     fast = subset_value(strategy, g, updates, samples, evaluate)
     slow = subset_value(combine, g, updates, samples, evaluate)
@@ -275,15 +282,7 @@ def test_leave_one_out_through_running_sums_matches_combining_each_coalition(mon
     ``i``'s updates (the clipping recomputed on the members left, which moves the median
     here), and gives the values combining each coalition afresh gives, players and groups
     alike, without calling the strategy's combine once."""
-    g, updates, samples, target = _spread_round(8)
-    strategy = FairFL()
-
-    def evaluate(params):
-        return -float(np.sum((np.asarray(params, dtype=np.float64) - target) ** 2))
-
-    def combine(global_params, chosen, weights):  # the same rule, without running sums
-        return strategy.combine(global_params, chosen, weights)
-
+    g, updates, samples, strategy, evaluate, combine = _fairfl_game(8)
     players = list(range(len(updates)))
     groups = [0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9]
     expected = leave_one_out(subset_value(combine, g, updates, samples, evaluate), players)
