@@ -20,7 +20,8 @@ update) that the aggregator publishes. Per round it reports the wall time of:
   too, and :func:`~fl_agent.aggregation.rounds.round_weights`);
 * ``rule``: the strategy's ``aggregate`` (and a recombination if the final weights differ),
   the rest of ``decide_round``; of which ``gate``: the gate's forward passes (counted);
-* ``scoring``: the contribution scores (counted in model evaluations);
+* ``scoring``: the contribution scores (counted in model evaluations; ``positive_scores``:
+  how many accepted updates scored above 0);
 * ``evidence``: the per-update figures.
 
 ``--profile FILE`` then makes the last round's decision once more without contribution
@@ -201,6 +202,8 @@ def run(clients: int, hidden: tuple[int, ...], rounds: int, seed: int,
                "gate_calls": clock.calls.get("gate", 0),
                "gate_seconds": round(clock.seconds.get("gate", 0.0), 3),
                "scoring_evaluations": evaluations,
+               "positive_scores": int(np.count_nonzero(
+                   np.asarray(decision.scores)[list(decision.accepted)] > 0)),
                "total_seconds": round(sum(seconds.values()), 3),
                "without_scoring_seconds": round(sum(seconds.values()) - seconds["scoring"], 3)}
         if options.get("round_number") == rounds and profile is not None:

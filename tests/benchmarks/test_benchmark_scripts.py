@@ -254,6 +254,7 @@ def test_the_round_benchmark_times_leave_one_out_scoring_when_asked(tmp_path):
     assert result["scoring"] == "loo"
     row = result["rounds"][0]
     assert row["players"] >= 3 and row["scoring_evaluations"] == row["players"] + 1
+    assert 0 <= row["positive_scores"] <= row["accepted"]
 
 
 def test_the_closeness_harness_measures_copies_against_honest_pairs(tmp_path):
