@@ -202,14 +202,18 @@ def sweep(runs: Sequence[Run], path: Path, workers: int,
 
 
 def verify(runs: Sequence[Run], kept: dict[Run, dict[str, Any]], count: int,
-           strategy_for: StrategyFor = rule_strategy, seed: int = 0) -> list[dict[str, Any]]:
+           strategy_for: StrategyFor = rule_strategy, seed: int = 0,
+           banned: int = 0) -> list[dict[str, Any]]:
     """Measures ``count`` of the kept ``runs`` again, drawn at random in turn from each rule
     and dataset, and compares every metric with the kept row: whoever doubts a kept row
-    can remake a sample of them. One dict per run: the run, the metrics that differ (kept,
-    now) and both times."""
+    can remake a sample of them. ``banned``: draw only runs whose kept row blacklisted at
+    least that many accounts, honest and malicious (the runs whose late rounds have few
+    players). One dict per run: the run, the metrics that differ (kept, now) and both
+    times."""
     rng = random.Random(seed)
     groups: dict[tuple[str, str], list[Run]] = {}
-    for run in sorted(r for r in runs if r in kept):
+    for run in sorted(r for r in runs if r in kept and kept[r]["benign_blacklisted"]
+                      + kept[r]["malicious_blacklisted"] >= banned):
         groups.setdefault((run.rule, run.dataset), []).append(run)
     picks: list[Run] = []
     while len(picks) < count and any(groups.values()):
@@ -414,6 +418,9 @@ def arguments(description: str, rules: Sequence[str], prefix: str,
                         help="no new runs: make N of the grid's runs kept in --runs again "
                              "(drawn at random from each rule and dataset in turn) and "
                              "compare every metric with the kept row; exit 1 if any differs")
+    parser.add_argument("--verify-banned", type=int, default=0, metavar="K",
+                        help="with --verify: draw only runs that blacklisted at least K "
+                             "accounts (their late rounds have few players)")
     return parser
 
 
@@ -447,9 +454,11 @@ def run_grid(argv: list[str] | None, description: str, rules: Sequence[str], pre
     args = parser.parse_args(argv)
     runs = parse_grid(parser, args, rules)
     if args.verify is not None:
-        checked = verify(runs, load_runs(args.runs), args.verify, strategy_for)
+        checked = verify(runs, load_runs(args.runs), args.verify, strategy_for,
+                         banned=args.verify_banned)
         if not checked:
-            parser.error(f"no run of this grid is kept in {args.runs}")
+            parser.error(f"no run of this grid that blacklisted at least "
+                         f"{args.verify_banned} accounts is kept in {args.runs}")
         for c in checked:
             r = c["run"]
             print(f"{r['dataset']} {r['attack']} α={r['alpha']:g} m={r['malicious']:g} "

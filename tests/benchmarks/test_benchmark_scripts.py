@@ -162,6 +162,13 @@ def test_the_sweep_resumes_and_reports_every_cell_with_its_heat_maps(tmp_path):
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
     assert "3 of 4 runs made again match" in done.stdout
     assert f"differs {{\"accuracy\": [{forged[0]['accuracy']}" in done.stdout
+    # --verify-banned draws only the runs that banned that many: here the forged one alone
+    forged[0]["benign_blacklisted"] = 50
+    runs.write_text("".join(json.dumps(row) + "\n" for row in forged))
+    done = _call("benchmarks.sweep", *grid, "--verify", "4", "--verify-banned", "50")
+    assert done.returncode == 1 and "0 of 1 runs made again match" in done.stdout
+    assert "at least 51 accounts" in run_fails("benchmarks.sweep", *grid, "--verify", "4",
+                                               "--verify-banned", "51")
     assert "unknown rule 'nope'" in run_fails("benchmarks.sweep", "--rules", "fairfl,nope")
     assert "unknown dataset" in run_fails("benchmarks.sweep", "--datasets", "mnist")
 
