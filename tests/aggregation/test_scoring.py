@@ -292,14 +292,34 @@ def test_leave_one_out_through_running_sums_matches_combining_each_coalition(mon
     real = FairFL.combine
     monkeypatch.setattr(FairFL, "combine", lambda self, *args: calls.append(1) or real(
         self, *args))
-    fast = subset_value(strategy, g, updates, samples, evaluate)
+    evaluated = []
+
+    def counted(params):
+        evaluated.append(1)
+        return evaluate(params)
+
+    fast = subset_value(strategy, g, updates, samples, counted)
     got = leave_one_out(fast, players)
     assert got == pytest.approx(expected, rel=1e-9, abs=1e-9)
     assert sum(v > 0 for v in expected.values()) >= 6  # the values are not all the floor 0
-    assert fast.evaluations == len(players) + 1 and not calls
+    assert len(evaluated) == fast.evaluations == len(players) + 1 and not calls
+    again = subset_value(strategy, g, updates, samples, counted)
+    again(players)  # the full set valued first (afresh): not valued a second time
+    evaluated.clear()
+    leave_one_out(again, players)
+    assert len(evaluated) == len(players)
+    calls.clear()
     scores = contribution_scores(strategy, g, updates, samples, players, evaluate,
                                  method="loo", groups=groups)
     assert scores == pytest.approx(expected_groups, rel=1e-9, abs=1e-9) and not calls
+    # one player: its absence leaves the global model, v(empty)
+    slow = subset_value(combine, g, updates, samples, evaluate)
+    best = max(players, key=lambda p: slow([p]))  # one whose update alone helps
+    expected_alone = leave_one_out(slow, [best])
+    calls.clear()
+    alone = leave_one_out(subset_value(strategy, g, updates, samples, evaluate), [best])
+    assert alone == pytest.approx(expected_alone, rel=1e-12)
+    assert alone[best] > 0 and not calls
     lengths = np.linalg.norm(updates - g, axis=1)
     bounds = {2 * np.median(np.delete(lengths, i)) for i in players}
     assert len(bounds) > 1 and (lengths > min(bounds)).any()  # removal moves the clipping
