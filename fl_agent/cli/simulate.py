@@ -48,7 +48,8 @@ from fl_agent.simulation.attacks import ATTACKS
 @click.option("--steps", type=click.IntRange(1), default=20, show_default=True,
               help="Base local SGD steps per round.")
 @click.option("--scoring", type=click.Choice(["shapley", "loo"]), default="shapley",
-              show_default=True)
+              show_default=True, help="Contribution scores for rewards (as `task create "
+              "--scoring`): Shapley values, or the cheaper, coarser leave-one-out.")
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Write the report here (default: OUT/report.json).")
