@@ -46,13 +46,10 @@ from typing import Any
 import numpy as np
 
 from fl_agent.agents.access import (
-    KeyOutOfReach,
     Member,
     TaskKeyHolder,
     latest_keyring,
     member_key,
-    published_key,
-    readers,
 )
 from fl_agent.agents.earlier_inputs import EarlierInputs
 from fl_agent.agents.evidence import (
@@ -64,6 +61,7 @@ from fl_agent.agents.evidence import (
     rule_parameters,
     validation_digest,
 )
+from fl_agent.agents.members import MemberRecords
 from fl_agent.agents.participant import load_task_document
 from fl_agent.agents.task_rule import task_strategy
 from fl_agent.agents.update_fetch import (
@@ -135,11 +133,10 @@ class AggregatorAgent:
         self.creator = task.creator
         self.keys = TaskKeyHolder(self.task_id, self.address,
                                   member_key(self.fairfl, self.account), self.store, self.log)
-        self._member_keys: dict[str, bytes | None] = {}
         #: Gets the round's updates from the store (:meth:`fetch_update`, :meth:`check_reach`).
         self.fetcher = UpdateFetcher(self)
-        self._joined: dict[str, int] = {}
-        self._round_starts: list[int] = []
+        #: Who the task's members are and who may read its models (:meth:`readers`).
+        self.member_records = MemberRecords(self)
         self._opened_by: dict[int, bool] = {}  # round -> opened with this aggregator's key
         self.rounds = task.rounds
         self._dp_noise: float | None = None  # participant-level DP, calibrated on first use
@@ -211,51 +208,16 @@ class AggregatorAgent:
 
     def members(self, active: list[str], accepted_now: frozenset[str] = frozenset()
                 ) -> list[Member]:
-        """The chain's record of each active member, for :func:`access.readers`
-        (``accepted_now``: lower-case addresses accepted in a round not yet finalized)."""
-        ledger = self.fairfl.ledger
-        current = ledger.task(self.task_id).current_round
-        while len(self._round_starts) < current:
-            self._round_starts.append(ledger.round(self.task_id,
-                                                   len(self._round_starts) + 1).start_block)
-        if any(a.lower() not in self._joined for a in active):
-            self._joined = {str(e.participant).lower(): int(e.block_number) for e in
-                            ledger.events("ParticipantJoined", taskId=self.task_id)}
-        records = []
-        for address in active:
-            metadata = self.fairfl.registry.participant(address).metadata_cid
-            key = self._member_keys.get(metadata)
-            if metadata not in self._member_keys:
-                try:
-                    key = self._member_keys[metadata] = published_key(
-                        self.store, metadata, self.spec_cid)
-                except KeyOutOfReach:  # keyless this time only: asked again next time
-                    key = None
-                    self.log(f"[yellow]{address}'s member key document {metadata} is out of "
-                             "reach; it cannot read this round's model[/]")
-                else:
-                    if key is None:
-                        self.log(f"[yellow]{address} published no usable member key (a "
-                                 "32-byte X25519 key); it cannot read the task's models[/]")
-            accepted = ledger.membership(self.task_id, address).accepted_rounds
-            joined = self._joined.get(address.lower(), 0)
-            records.append(Member(address, key,
-                                  accepted + (address.lower() in accepted_now),
-                                  sum(1 for start in self._round_starts if start > joined),
-                                  late=bool(self._round_starts) and joined > self._round_starts[0]))
-        return records
+        """The chain's record of each active member (:meth:`MemberRecords.members`)."""
+        return self.member_records.members(active, accepted_now)
 
     def readers(self, active: list[str], *, excluded: frozenset[str] = frozenset(),
                 accepted_now: frozenset[str] = frozenset(),
                 contributors_only: bool = False) -> dict[str, bytes]:
-        """Who may read the next model: the members :func:`access.readers` lets in, and the
-        task's creator (it lists the model). Address -> X25519 public key."""
-        chosen = readers(self.members(active, accepted_now), excluded=excluded,
-                         contributors_only=contributors_only)
-        access = self.document.access
-        if access is not None:
-            chosen[self.creator.lower()] = bytes.fromhex(access.creator_key)
-        return chosen
+        """Who may read the next model (:meth:`MemberRecords.readers`)."""
+        return self.member_records.readers(active, excluded=excluded,
+                                           accepted_now=accepted_now,
+                                           contributors_only=contributors_only)
 
     def open_round(self, task: Task | None = None) -> tuple[int, TxReceipt, Workload]:
         """Assigns the workload, seals the task key to the round's readers and starts the
