@@ -80,10 +80,11 @@ def task() -> None:
 @click.option("--scoring", type=click.Choice(["shapley", "loo"]), default="shapley",
               show_default=True,
               help="How contributions are valued for rewards: Shapley values (about 40 model "
-              "evaluations per accepted update a round; exact up to 8) or leave-one-out (one "
-              "per update: coarser, since interchangeable updates can all score 0, and about "
-              "40 times cheaper; at 200 participants of a 1M-parameter model Shapley took "
-              "58-77 s a round to score, leave-one-out about 1 s, docs/sweep.md).")
+              "evaluations per accepted update a round; exact up to 8 players) or "
+              "leave-one-out (one per update: coarser, since interchangeable updates can all "
+              "score 0, and about 40 times cheaper; at 200 participants of a 1M-parameter "
+              "model Shapley took 58-77 s a round to score, leave-one-out about 1 s, "
+              "docs/sweep.md).")
 @click.option("--metric", default="accuracy", show_default=True,
               help="Task metric for scoring (accuracy, f1_macro, ...).")
 @click.option("--aggregator", "aggregator_alias", required=True, metavar="ALIAS",
