@@ -77,23 +77,25 @@ class KeyHolderDesk(ContractWrapper):
 
     def document_cid(self, request: DecryptionRequest) -> str:
         """The request document's CID, from its ``DecryptionRequested`` event."""
-        logs = self.events("DecryptionRequested", request.requested_block,
-                           requestId=request.request_id)
-        if not logs:
-            raise ChainError(f"decryption request {request.request_id} has no "
-                             "DecryptionRequested event on this node")
-        return str(logs[-1].documentCid)
+        return self._event_cid(request, "DecryptionRequested", request.requested_block,
+                               "documentCid", "has no DecryptionRequested event on this node")
 
     def result_cid(self, request: DecryptionRequest) -> str | None:
         """The answer's result document CID, from ``DecryptionAnswered`` (None: unanswered)."""
         if not request.answered:
             return None
-        logs = self.events("DecryptionAnswered", request.answered_block,
-                           requestId=request.request_id)
+        return self._event_cid(request, "DecryptionAnswered", request.answered_block,
+                               "resultCid", "is answered but its DecryptionAnswered event is "
+                               "not on this node")
+
+    def _event_cid(self, request: DecryptionRequest, event: str, block: int, field: str,
+                   missing: str) -> str:
+        """``field`` of the request's latest ``event`` since ``block``; a ChainError
+        ("decryption request N " + ``missing``) when this node does not have it."""
+        logs = self.events(event, block, requestId=request.request_id)
         if not logs:
-            raise ChainError(f"decryption request {request.request_id} is answered but its "
-                             "DecryptionAnswered event is not on this node")
-        return str(logs[-1].resultCid)
+            raise ChainError(f"decryption request {request.request_id} {missing}")
+        return str(getattr(logs[-1], field))
 
 
 __all__ = ["DecryptionKind", "DecryptionRequest", "KeyHolderDesk"]
