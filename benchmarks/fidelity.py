@@ -18,6 +18,9 @@ current global model). Rounds with fewer than 3 players are skipped.
 * **sampler-40**: the permutation sampler alone, 40 permutations
   (:func:`~fl_agent.aggregation.scoring.permutation_shapley_values`; exact when
   ``n! <= 40``): what is scored above 8 players;
+* **truncated-40**: the same sampler, permutations and seed, truncated as in Ghorbani & Zou
+  once a prefix scores as the whole set does (:data:`SAME_SCORE`); measured, not used by the
+  aggregator (``docs/sweep.md`` §5);
 * **leave-one-out**: ``v(all) - v(all - i)``, the other scoring a task can choose, before
   clipping;
 * **data size**: the players' weights alone (what a reward by data size ranks by);
@@ -26,7 +29,8 @@ current global model). Rounds with fewer than 3 players are skipped.
 
 Per estimator: Spearman's correlation with the exact values in each measured round (a
 round whose exact values are all equal ranks nobody and is counted apart; an estimator
-that is constant where they are not scores 0), and its seconds on a cold cache. Goal:
+that is constant where they are not scores 0), and its seconds on a cold cache (for the two
+samplers also the sets they evaluated). Goal:
 Spearman ≥ 0.8.
 
     python -m benchmarks.fidelity                       # seeds 11-13, rounds 1, 2, 5, 10, 20
@@ -57,7 +61,11 @@ from fl_agent.aggregation.scoring import (
 from fl_agent.simulation.config import SimulationConfig
 from fl_agent.simulation.offline import decide_as_on_chain, federation, run_offline
 
-ESTIMATORS = ("scored", "sampler-40", "leave-one-out", "data size", "paid")
+ESTIMATORS = ("scored", "sampler-40", "truncated-40", "leave-one-out", "data size", "paid")
+#: ``truncated-40`` stops a permutation once its prefix scores as the whole set does (within
+#: float noise): the remaining marginals count as 0 (they sum to 0 exactly) and are not
+#: evaluated.
+SAME_SCORE = 1e-9
 SETTINGS = {"clean": {"attack": "none"},
             "25 % label flippers": {"attack": "label_flip", "malicious": 0.25}}
 GOAL = 0.8
@@ -101,16 +109,25 @@ def score_round(strategy: Strategy, global_params: np.ndarray, updates: np.ndarr
     if len(players) < 3:
         return None
 
-    def fresh() -> Callable[[Sequence[int]], float]:
+    calls: dict[str, int] = {}
+
+    def fresh(name: str = "") -> Callable[[Sequence[int]], float]:
         value = subset_value(strategy, global_params, updates, weights, score)
-        return lambda chosen: value([i for k in chosen for i in members[players[k]]])
+
+        def counted(chosen: Sequence[int]) -> float:
+            calls[name] = calls.get(name, 0) + 1
+            return value([i for k in chosen for i in members[players[k]]])
+        return counted
 
     n = len(players)
     exact, exact_s = _timed(lambda: exact_shapley(fresh(), n))
     scored, scored_s = _timed(lambda: shapley_values(fresh(), range(n), num_permutations=40,
                                                      seed=round_number))
     sampled, sampled_s = _timed(lambda: permutation_shapley_values(
-        fresh(), range(n), num_permutations=40, seed=round_number))
+        fresh("sampler-40"), range(n), num_permutations=40, seed=round_number))
+    truncated, truncated_s = _timed(lambda: permutation_shapley_values(
+        fresh("truncated-40"), range(n), num_permutations=40, seed=round_number,
+        truncation=SAME_SCORE))
 
     def leave_one_out() -> list[float]:
         value = fresh()
@@ -119,13 +136,15 @@ def score_round(strategy: Strategy, global_params: np.ndarray, updates: np.ndarr
 
     loo, loo_s = _timed(leave_one_out)
     estimates = {"scored": [scored[k] for k in range(n)],
-                 "sampler-40": [sampled[k] for k in range(n)], "leave-one-out": loo,
+                 "sampler-40": [sampled[k] for k in range(n)],
+                 "truncated-40": [truncated[k] for k in range(n)], "leave-one-out": loo,
                  "data size": [float(weights[members[p]].sum()) for p in players],
                  "paid": [float(sum(decision.shares[i] for i in members[p])) for p in players]}
     return {"players": [members[p] for p in players], "exact": exact.tolist(),
             "estimates": estimates,
             "seconds": {"exact": exact_s, "scored": scored_s, "sampler-40": sampled_s,
-                        "leave-one-out": loo_s}}
+                        "truncated-40": truncated_s, "leave-one-out": loo_s},
+            "evaluations": {k: calls[k] for k in ("sampler-40", "truncated-40")}}
 
 
 def spearman(estimate: Sequence[float], exact: Sequence[float]) -> float | None:
@@ -187,7 +206,7 @@ def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 "median": float(np.median(values)) if values else None,
                 "min": min(values) if values else None,
                 "at_least_goal": sum(v >= GOAL for v in values), "ranked": len(values)}
-        for estimator in ("exact", "scored", "sampler-40", "leave-one-out"):
+        for estimator in ("exact", "scored", "sampler-40", "truncated-40", "leave-one-out"):
             entry[f"{estimator}_seconds"] = float(np.median([r["seconds"][estimator]
                                                              for r in got])) if got else None
         out[name] = entry

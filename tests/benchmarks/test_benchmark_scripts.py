@@ -192,14 +192,18 @@ def test_the_fidelity_benchmark_ranks_every_estimator_against_exact_shapley(tmp_
     assert {r["setting"] for r in result["rounds"]} == {"clean", "25 % label flippers"}
     assert all(len(r["players"]) in (3, 4) for r in result["rounds"])
     for row in result["rounds"]:
-        assert set(row["spearman"]) == {"scored", "sampler-40", "leave-one-out", "data size",
-                                        "paid"}
+        assert set(row["spearman"]) == {"scored", "sampler-40", "truncated-40",
+                                        "leave-one-out", "data size", "paid"}
         # 3 or 4 players have at most 24 orders: the sampler takes every one of them, so
         # it is exact and must agree with the subset formula written in the benchmark.
         for name in ("scored", "sampler-40"):
             np.testing.assert_allclose(row["estimates"][name], row["exact"], atol=1e-12)
             assert sum(row["exact"]) == pytest.approx(sum(row["estimates"][name]),
                                                       abs=1e-9)  # both are efficient
+        # truncation stops where the prefix scores as the whole set: still efficient
+        assert sum(row["estimates"]["truncated-40"]) == pytest.approx(sum(row["exact"]),
+                                                                      abs=1e-8)
+        assert row["evaluations"]["truncated-40"] <= row["evaluations"]["sampler-40"]
     assert "exact (2^n subsets)" in table
     assert "--clients" in run_fails("benchmarks.fidelity", "--clients", "20")
 
