@@ -538,3 +538,33 @@ def test_round_reasons_counts_attackers_that_poison_their_data_as_attackers():
 
     first, _summary = explain("breast_cancer", "label_flip", 0.5, 0.3, seed=1, rounds=1)
     assert (first["honest"], first["attackers"]) == (14, 6)  # it once counted 20 honest
+
+
+def test_gas_by_function_names_every_transaction_and_adds_up_to_the_run(tmp_path):
+    from benchmarks.gas_by_function import differences
+
+    out = tmp_path / "gas.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.gas_by_function", "HEAD", "--clients", "3",
+         "--rounds", "1", "--attack", "none", "--json", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+        env={"PATH": f"{Path(sys.executable).parent}:{os.defpath}", "HOME": str(Path.home())})
+    # The script itself stops if the transactions it reads back do not add up to the gas
+    # and the transaction count of the simulation's own report.
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (only,) = json.loads(out.read_text())["runs"]
+    table = only["by_function"]
+    # every call is named by its contract and function
+    assert not [name for name in table if "0x" in name]
+    assert table["TaskLedger.submitUpdate"]["calls"] == 3
+    assert table["TaskLedger.startRound"]["calls"] == 1
+    assert table["TaskLedger.finalizeRound"]["calls"] == 1
+    assert table["deploy"]["calls"] >= 4
+    assert sum(r["gas"] for r in table.values()) == only["gas_total"]
+
+    before = {"by_function": {"a": {"calls": 2, "gas": 100}, "b": {"calls": 1, "gas": 7}}}
+    after = {"by_function": {"a": {"calls": 2, "gas": 130}, "b": {"calls": 1, "gas": 7},
+                             "c": {"calls": 1, "gas": 50}}}
+    assert differences(before, after) == [
+        {"function": "c", "calls": 1, "gas": 50, "per_call_before": None, "per_call_after": 50},
+        {"function": "a", "calls": 0, "gas": 30, "per_call_before": 50, "per_call_after": 65}]
