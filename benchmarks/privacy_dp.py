@@ -48,7 +48,7 @@ import re
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -68,7 +68,12 @@ NO_NOISE_CHECK = "fairfl-no-noise-check"
 #: (:func:`fl_agent.agents.task_rule.task_strategy`): no NOISE check, and the validation
 #: gate's noise control on (each update tested against noise of its own size).
 DP_GATE = "fairfl-dp"
-STRATEGIES = ("fedavg", "fairfl", NO_NOISE_CHECK, DP_GATE)
+#: ``fairfl-dp-median-clip``: ``fairfl-dp`` with step 1 clipping every update to the median
+#: length (``clip_ratio=1``, FLAME's clip) instead of twice it. FairFL's factor 2 lets a
+#: client with much data move further; under DP a longer update carries more noise (a
+#: smaller shard, a larger σ), and the factor is the room an attacker pads into (``--pad``).
+DP_MEDIAN_CLIP = "fairfl-dp-median-clip"
+STRATEGIES = ("fedavg", "fairfl", NO_NOISE_CHECK, DP_GATE, DP_MEDIAN_CLIP)
 DELTA = 1e-5
 #: The issue's goals: at ε = 8 within 5 points of no DP; FairFL's FPR on honest updates.
 GAP_AT_8_MAX = 0.05
@@ -77,6 +82,10 @@ NO_DP, CLIP_ONLY = "no DP", "σ = 0"
 #: Attacks that need no collusion and no trigger: a data attacker trains with DP-SGD on its
 #: poisoned data, a model attacker changes its DP-SGD update.
 DP_ATTACKS = ("label_flip", "sign_flip", "gaussian", "free_rider", "noisy_free_rider")
+#: ``--pad``: attackers pad their update to this share of FairFL's clip (``clip_ratio``
+#: times the round's median honest length): just under it, so step 1 keeps it whole and the
+#: noise control's allowance, which grows with the length, is as large as an update can get.
+PAD_SHARE_OF_CLIP = 0.95
 
 
 @dataclass(frozen=True)
@@ -163,13 +172,35 @@ def would_blacklist(rejected: list[set[int]], clients: int, window_rounds: int,
     return sorted(out)
 
 
+def pad_updates(params: np.ndarray, updates: Sequence[np.ndarray], attackers: Sequence[int],
+                length: float, rng: np.random.Generator) -> list[np.ndarray]:
+    """The attackers' updates padded with Gaussian noise orthogonal to their delta, so that
+    each delta is ``length`` long (one already longer is left as it is); the others as
+    given."""
+    out = [np.asarray(u, dtype=np.float32) for u in updates]
+    for i in attackers:
+        delta = out[i].astype(np.float64) - params
+        norm = float(np.linalg.norm(delta))
+        if norm >= length:
+            continue
+        noise = rng.standard_normal(delta.shape)
+        if norm > 0:
+            noise -= (noise @ delta) / norm**2 * delta
+        noise *= math.sqrt(length**2 - norm**2) / float(np.linalg.norm(noise))
+        out[i] = (params + delta + noise).astype(np.float32)
+    return out
+
+
 def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
                 calibration: Calibration | None,
                 on_round: Callable[[], None] = lambda: None, *,
                 lr_factor: Callable[[int], float] | None = None,
-                tails: tuple[int, ...] = ()) -> dict[str, Any]:
+                tails: tuple[int, ...] = (), pad: bool = False) -> dict[str, Any]:
     """One task: ``level`` is :data:`NO_DP`, :data:`CLIP_ONLY` or ``"ε = <x>"`` (then
-    ``calibration`` gives each client's noise).
+    ``calibration`` gives each client's noise). ``pad``: the attackers pad their updates
+    (:func:`pad_updates`) to :data:`PAD_SHARE_OF_CLIP` of FairFL's clip, taking the round's
+    median honest length as known (the honest clients' σ, sample rates and steps are public
+    in their privacy receipts, which give their noise lengths).
 
     For ``benchmarks.privacy_dp_explore`` (ideas tried on the tuning seeds):
     ``lr_factor(round)`` scales the DP learning rate in that round (1-based), and for each
@@ -193,8 +224,10 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
     from fl_agent.simulation.offline import aggregator_strategy, decide_as_on_chain
 
     config, spec = fed.config, fed.spec
-    if strategy_name == DP_GATE:  # what the aggregator of an example-level DP task runs
+    if strategy_name in (DP_GATE, DP_MEDIAN_CLIP):  # what a DP task's aggregator runs
         strategy = aggregator_strategy(fed, build_plan(TrainingMode.DP, epsilon=8.0))
+        if strategy_name == DP_MEDIAN_CLIP:
+            strategy = replace(strategy, clip_ratio=1.0)
     elif strategy_name.startswith("fairfl"):
         strategy = aggregator_strategy(fed)
         if strategy_name == NO_NOISE_CHECK:
@@ -242,6 +275,13 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
             if client.poison is not None:  # a model attacker
                 vector = np.asarray(client.poison(params, vector), dtype=np.float32)
             updates.append(vector)
+        if pad:
+            honest = [float(np.linalg.norm(u.astype(np.float64) - params))
+                      for u, c in zip(updates, fed.clients, strict=True) if not c.malicious]
+            updates = pad_updates(
+                params, updates, [i for i, c in enumerate(fed.clients) if c.malicious],
+                PAD_SHARE_OF_CLIP * FairFL.clip_ratio * float(np.median(honest)),
+                np.random.default_rng([config.seed, number]))
         similar = cosine_similarity(np.stack(updates).astype(np.float64) - params)
         np.fill_diagonal(similar, -np.inf)
         closest.extend(similar.max(axis=1).tolist())
@@ -376,7 +416,8 @@ def markdown(result: dict[str, Any]) -> str:
              f"{settings['rounds']} rounds of {settings['steps']} steps; FPR over "
              f"{settings['rounds'] * (settings['clients'] - len(rows[0].get('malicious', [])))}"
              " honest submissions per run "
-             + (f"(attack: {settings['attack']}, clients "
+             + (f"(attack: {settings['attack']}"
+                f"{', padded to 0.95 of the clip' if settings.get('pad') else ''}, clients "
                 f"{', '.join(map(str, rows[0]['malicious']))}; TPR over their submissions) "
                 if rows[0].get("malicious") else "")
              + 
@@ -432,7 +473,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     epsilons = sorted({r["epsilon"] for r in rows if r["epsilon"] is not None})
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4))
     colours = {"fedavg": "#1f77b4", "fairfl": "#d62728", NO_NOISE_CHECK: "#ff7f0e",
-               DP_GATE: "#2ca02c"}
+               DP_GATE: "#2ca02c", DP_MEDIAN_CLIP: "#9467bd"}
     for strategy in STRATEGIES:
         mine = [r for r in rows if r["strategy"] == strategy]
         if not mine:
@@ -521,7 +562,7 @@ def federation_options(command: Callable[..., Any]) -> Callable[..., Any]:
                                            "seeds; tune on 1,2,3)")
 @click.option("--epsilons", default=",".join(f"{e:g}" for e in EPSILONS), show_default=True,
               callback=_numbers(float), help="per-client ε budgets for the whole task")
-@click.option("--strategies", default=",".join(STRATEGIES), show_default=True,
+@click.option("--strategies", default=",".join(STRATEGIES[:4]), show_default=True,
               callback=_strategies)
 @click.option("--no-dp/--skip-no-dp", "with_no_dp", default=True, show_default=True,
               help="also run without DP (the baseline)")
@@ -544,6 +585,10 @@ def federation_options(command: Callable[..., Any]) -> Callable[..., Any]:
               type=click.Choice(["none", *DP_ATTACKS]),
               help="an attack by a --malicious share of the clients (FPR is then over the "
                    "honest ones, TPR over the attackers)")
+@click.option("--pad", is_flag=True,
+              help="the attackers pad their updates with Gaussian noise to just under "
+                   "FairFL's clip (0.95 x 2 x the round's median honest length), the most "
+                   "noise allowance an update can earn")
 @click.option("--malicious", default=0.3, show_default=True,
               type=click.FloatRange(0, 0.5, min_open=True, max_open=True),
               help="the attackers' share, with --attack")
@@ -554,9 +599,11 @@ def federation_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no_dp: bool,
          with_clip_only: bool, clients: int, rounds: int, steps: int, batch_size: int,
          lr: float, dp_lr: float, clip: float, momentum: float, accountant: str,
-         attack: str, malicious: float, json_path: Path, plot_path: Path) -> None:
+         attack: str, pad: bool, malicious: float, json_path: Path, plot_path: Path) -> None:
     import torch
 
+    if pad and attack == "none":
+        raise click.UsageError("--pad pads the attackers' updates: name an --attack")
     torch.set_num_threads(1)
     setting = Setting(clients=clients, rounds=rounds, steps=steps, batch_size=batch_size,
                       lr=lr, dp_lr=dp_lr, clip=clip, momentum=momentum,
@@ -589,8 +636,14 @@ def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no
                 if seed_ != seed:
                     continue
                 progress.update(task, description=f"seed {seed} {level} {strategy}")
-                row = measure_run(fed, strategy, level, setting, calibrated.get(level),
-                                  on_round=lambda: progress.advance(task))
+                # A fresh federation for every run: a gaussian attacker draws its noise from
+                # a generator made with the federation, so a shared one would give each run
+                # the draws the runs before it left (and a run's figures would depend on which
+                # other strategies and levels the command named).
+                fresh = honest_federation(seed, setting, attack,
+                                          malicious if attack != "none" else 0.0)
+                row = measure_run(fresh, strategy, level, setting, calibrated.get(level),
+                                  on_round=lambda: progress.advance(task), pad=pad)
                 rows.append(row)
                 progress.console.print(
                     f"seed {seed} {level:8} {strategy:6} accuracy {row['accuracy']:.3f} "
@@ -600,7 +653,7 @@ def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no
                     f"{row['train_ms_per_step']:.1f} ms/step")
     result = {"settings": {**asdict(setting), "seeds": seeds, "epsilons": epsilons,
                            "strategies": strategies, "scoring": "loo", "blacklist": False,
-                           "attack": attack,
+                           "attack": attack, "pad": pad,
                            "malicious": malicious if attack != "none" else 0.0,
                            "partition": "dirichlet", "alpha": 0.5, "model": "mlp"},
               "machine": about, "wall_s": round(time.time() - started, 1),

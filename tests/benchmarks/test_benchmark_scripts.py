@@ -490,6 +490,38 @@ def test_the_privacy_benchmarks_run_on_tiny_settings(tmp_path):
     assert json.loads(wm.read_text())["rows"]
 
 
+def test_a_dp_runs_figures_do_not_depend_on_the_other_runs_of_the_command(tmp_path):
+    """A gaussian attacker's noise comes from a generator made with the federation: runs that
+    shared one got the draws their predecessors left."""
+    rows = {}
+    for strategies in ("fedavg,fairfl-dp", "fairfl-dp"):
+        out = tmp_path / f"{strategies}.json"
+        run("benchmarks.privacy_dp", "--seeds", "1", "--epsilons", "8", "--clients", "3",
+            "--rounds", "2", "--steps", "2", "--strategies", strategies, "--skip-no-dp",
+            "--skip-clip-only", "--attack", "gaussian", "--malicious", "0.34",
+            "--accountant", "rdp", "--json", str(out), "--plot", str(tmp_path / "dp.png"))
+        rows[strategies] = next(r for r in json.loads(out.read_text())["runs"]
+                                if r["strategy"] == "fairfl-dp")
+    # the closest cosines are the updates' own, the attacker's too, whether kept or not
+    for key in ("curve", "closest_cosine"):
+        assert rows["fedavg,fairfl-dp"][key] == rows["fairfl-dp"][key]
+
+
+def test_padding_lengthens_only_the_attackers_shorter_deltas_and_keeps_their_own_part():
+    from benchmarks.privacy_dp import pad_updates
+
+    rng = np.random.default_rng(0)
+    params = rng.standard_normal(50)
+    updates = [params + rng.standard_normal(50) * s for s in (0.1, 1.0, 5.0)]
+    out = pad_updates(params, updates, [0, 2], 3.0, np.random.default_rng(1))
+    padded, own = out[0].astype(np.float64) - params, updates[0] - params
+    assert np.linalg.norm(padded) == pytest.approx(3.0, rel=1e-5)
+    assert padded @ own / (own @ own) == pytest.approx(1.0, abs=1e-4)  # the pad is orthogonal
+    np.testing.assert_array_equal(out[1], updates[1].astype(np.float32))  # not an attacker
+    np.testing.assert_array_equal(out[2], updates[2].astype(np.float32))  # already longer
+    assert "--attack" in run_fails("benchmarks.privacy_dp", "--pad")
+
+
 def test_the_dp_lr_schedules_start_at_the_task_lr_and_end_where_named():
     from benchmarks.privacy_dp_explore import lr_factor
 
