@@ -3,6 +3,7 @@ a participant and the aggregator, each its own process with its own account."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -85,6 +86,13 @@ def task() -> None:
               "score 0, and about 40 times cheaper; at 200 participants of a 1M-parameter "
               "model Shapley took 58-77 s a round to score, leave-one-out about 1 s, "
               "docs/sweep.md).")
+@click.option("--rule-option", "rule_options", multiple=True, metavar="KEY=VALUE",
+              help="One of the aggregation rule's options, written into the task document "
+              "(repeatable; VALUE is JSON: true, 2, 0.5). In a dp task FairFL tests each "
+              "update against noise of its own size (noise_control=true) and clips updates "
+              "to twice the median length (clip_ratio=2): noise_control=false turns the "
+              "test off, clip_ratio=1 clips to the median; what each costs is measured in "
+              "docs/privacy-dp.md.")
 @click.option("--metric", default="accuracy", show_default=True,
               help="Task metric for scoring (accuracy, f1_macro, ...).")
 @click.option("--aggregator", "aggregator_alias", required=True, metavar="ALIAS",
@@ -100,7 +108,8 @@ def task() -> None:
 @ipfs_option
 def task_create(model_name: str, dataset: str, rounds: int, min_participants: int,
                 window: int, reward: float, steps: int, batch_size: int, lr: float,
-                strategy: str | None, scoring: str, metric: str, aggregator_alias: str,
+                strategy: str | None, scoring: str, rule_options: tuple[str, ...],
+                metric: str, aggregator_alias: str,
                 seed: int, key_holder_alias: str | None, mode: str, epsilon: float | None,
                 delta: float, dp_level: str, prune_ratio: float | None, account: str,
                 network: str | None, ipfs: str | None) -> None:
@@ -146,6 +155,7 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
         raise FairFLError(f"krum takes one update a round, so no round could reach a quorum "
                           f"of {min_participants} accepted updates; give --min-participants 1, "
                           "or use multikrum")
+    options = rule_options_of(strategy, rule_options)
     if key_holder_alias is not None and not he:
         raise FairFLError("--key-holder is for --mode he only")
     get_metric(metric)
@@ -159,7 +169,8 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
     document = TaskDocument.build(
         model=spec, data=DataSpec.describe(data),
         training={"steps": steps, "batch_size": batch_size, "lr": lr},  # checked by build
-        aggregation=AggregationPlan(strategy=strategy, scoring=scoring), privacy=privacy)
+        aggregation=AggregationPlan(strategy=strategy, scoring=scoring, options=options),
+        privacy=privacy)
     store = open_store(ipfs)  # only once the arguments are known to be good
     with deployed(network) as (settings, fairfl):
         creator = resolve_account(account)
@@ -189,6 +200,30 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
         console.print(f"  key holder {key_holder}: run `fl-agent keyholder --task {task_id} "
                       "--account <its alias>` on this machine (its secret key is in "
                       f"{settings.keys_dir / 'ckks'})")
+
+
+def rule_options_of(strategy: str, pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``--rule-option KEY=VALUE`` pairs as the task document's rule options, each VALUE read
+    as JSON; checked by building the rule with them, so that a task never records options
+    its aggregator would refuse."""
+    from fl_agent.aggregation import get_strategy
+
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise FairFLError(f"--rule-option takes KEY=VALUE, got {pair!r}")
+        try:
+            options[key] = json.loads(text)
+        except json.JSONDecodeError:
+            raise FairFLError(f"--rule-option {key}: {text!r} is not a JSON value (true, "
+                              "false, a number, or a string in double quotes)") from None
+    try:
+        get_strategy(strategy, **options)
+    except (FairFLError, TypeError, ValueError) as err:
+        raise FairFLError(f"--rule-option: {err}") from err
+    return options
 
 
 def _address(alias: str) -> str:

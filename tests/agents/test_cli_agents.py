@@ -74,6 +74,14 @@ def test_task_create_train_and_aggregate_as_separate_processes(anvil_url, tmp_pa
       "TEST::1"], "unknown"),
     (["task", "create", "--strategy", "krum", "--account", "TEST::0", "--aggregator",
       "TEST::1"], "krum takes one update a round"),
+    (["task", "create", "--rule-option", "clip_ratio", "--account", "TEST::0",
+      "--aggregator", "TEST::1"], "takes KEY=VALUE"),
+    (["task", "create", "--rule-option", "noise_control=False", "--account", "TEST::0",
+      "--aggregator", "TEST::1"], "is not a JSON value"),
+    (["task", "create", "--rule-option", "clip=1", "--account", "TEST::0",
+      "--aggregator", "TEST::1"], "unknown option(s) clip for 'fairfl'"),
+    (["task", "create", "--rule-option", "clip_ratio=0.5", "--account", "TEST::0",
+      "--aggregator", "TEST::1"], "clip_ratio must be >= 1"),
     (["simulate", "--aggregator", "mean"], "aggregator must be one of"),
     (["bench", "--seeds", "1,two"], "expected comma-separated integers"),
 ])
@@ -84,6 +92,15 @@ def test_bad_command_lines_say_what_is_wrong(args, message, tmp_path):
     assert result.exit_code != 0
     assert message in result.output, result.output
     assert "Traceback" not in result.output
+
+
+def test_rule_options_are_read_as_json_and_checked_against_the_rule():
+    from fl_agent.cli.tasks import rule_options_of
+
+    assert rule_options_of("fairfl", ("clip_ratio=1", "noise_control=false")) == {
+        "clip_ratio": 1, "noise_control": False}
+    assert rule_options_of("trimmed_mean", ("beta=0.2",)) == {"beta": 0.2}
+    assert rule_options_of("fairfl", ()) == {}
 
 
 @pytest.mark.parametrize("command", ["train", "aggregate", "simulate", "bench", "task create"])
