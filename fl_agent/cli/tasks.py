@@ -4,6 +4,7 @@ a participant and the aggregator, each its own process with its own account."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -87,12 +88,12 @@ def task() -> None:
               "model Shapley took 58-77 s a round to score, leave-one-out about 1 s, "
               "docs/sweep.md).")
 @click.option("--rule-option", "rule_options", multiple=True, metavar="KEY=VALUE",
-              help="One of the aggregation rule's options, written into the task document "
-              "(repeatable; VALUE is JSON: true, 2, 0.5). In a dp task FairFL tests each "
-              "update against noise of its own size (noise_control=true) and clips updates "
-              "to twice the median length (clip_ratio=2): noise_control=false turns the "
-              "test off, clip_ratio=1 clips to the median; what each costs is measured in "
-              "docs/privacy-dp.md.")
+              help="One of the aggregation rule's numeric or true/false options, written "
+              "into the task document (repeatable; VALUE is JSON: true, 2, 0.5). FairFL "
+              "clips updates to clip_ratio (default 2) times the median length; in a task "
+              "with example-level dp it also tests each update against noise of its own "
+              "size (noise_control, default true). What noise_control=false and "
+              "clip_ratio=1 cost in dp tasks is measured in docs/privacy-dp.md.")
 @click.option("--metric", default="accuracy", show_default=True,
               help="Task metric for scoring (accuracy, f1_macro, ...).")
 @click.option("--aggregator", "aggregator_alias", required=True, metavar="ALIAS",
@@ -155,7 +156,8 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
         raise FairFLError(f"krum takes one update a round, so no round could reach a quorum "
                           f"of {min_participants} accepted updates; give --min-participants 1, "
                           "or use multikrum")
-    options = rule_options_of(strategy, rule_options)
+    options = rule_options_of(strategy, rule_options, example_dp=TrainingMode.DP in training_mode
+                              and dp_level == "example")
     if key_holder_alias is not None and not he:
         raise FairFLError("--key-holder is for --mode he only")
     get_metric(metric)
@@ -202,11 +204,27 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
                       f"{settings.keys_dir / 'ckks'})")
 
 
-def rule_options_of(strategy: str, pairs: tuple[str, ...]) -> dict[str, Any]:
-    """``--rule-option KEY=VALUE`` pairs as the task document's rule options, each VALUE read
-    as JSON; checked by building the rule with them, so that a task never records options
-    its aggregator would refuse."""
-    from fl_agent.aggregation import get_strategy
+def rule_options_of(strategy: str, pairs: tuple[str, ...], *,
+                    example_dp: bool = False) -> dict[str, Any]:
+    """``--rule-option KEY=VALUE`` pairs as the task document's rule options. Only the rule's
+    numeric and true/false options can be set this way (not those the aggregator derives:
+    FLTrust's server update, FairFL's input layer, nor, in a task with example-level DP,
+    FairFL's NOISE check level ``chance_z``, which it switches off); each VALUE is read as
+    JSON, must be finite and of the option's type, and the rule is then built with them, so
+    that what the task records is what its aggregator will run."""
+    import dataclasses
+
+    from fl_agent.aggregation import STRATEGIES, get_strategy
+
+    if not pairs:
+        return {}
+    derived = {"chance_z"} if example_dp else set()
+    settable = {f.name: f.default for f in dataclasses.fields(STRATEGIES[strategy])
+                if f.init and isinstance(f.default, (bool, int, float))
+                and f.name not in derived}
+
+    def not_finite(text: str) -> Any:
+        raise FairFLError(f"--rule-option: {text} is not a finite number")
 
     options: dict[str, Any] = {}
     for pair in pairs:
@@ -214,13 +232,30 @@ def rule_options_of(strategy: str, pairs: tuple[str, ...]) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key:
             raise FairFLError(f"--rule-option takes KEY=VALUE, got {pair!r}")
+        if key in options:
+            raise FairFLError(f"--rule-option {key} is given twice")
+        if key in derived:
+            raise FairFLError(f"--rule-option {key}: a task with example-level DP switches "
+                              "FairFL's NOISE check off, so its level cannot be set")
+        if key not in settable:
+            raise FairFLError(f"--rule-option: {strategy} takes no option {key!r} from the "
+                              f"command line; it takes {', '.join(settable) or 'none'}")
         try:
-            options[key] = json.loads(text)
+            value = json.loads(text, parse_constant=not_finite)
         except json.JSONDecodeError:
             raise FairFLError(f"--rule-option {key}: {text!r} is not a JSON value (true, "
-                              "false, a number, or a string in double quotes)") from None
+                              "false, or a number)") from None
+        default = settable[key]
+        kind = ("true or false" if isinstance(default, bool) else
+                "a whole number" if isinstance(default, int) else "a number")
+        if isinstance(default, bool) != isinstance(value, bool) \
+                or not isinstance(value, int if isinstance(default, int) else (int, float)) \
+                or not math.isfinite(value):
+            raise FairFLError(f"--rule-option {key} takes {kind}, got {text!r}")
+        options[key] = value
     try:
-        get_strategy(strategy, **options)
+        get_strategy(strategy, **options,
+                     **({"server_update": lambda g: g} if strategy == "fltrust" else {}))
     except (FairFLError, TypeError, ValueError) as err:
         raise FairFLError(f"--rule-option: {err}") from err
     return options

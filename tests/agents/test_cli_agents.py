@@ -79,9 +79,15 @@ def test_task_create_train_and_aggregate_as_separate_processes(anvil_url, tmp_pa
     (["task", "create", "--rule-option", "noise_control=False", "--account", "TEST::0",
       "--aggregator", "TEST::1"], "is not a JSON value"),
     (["task", "create", "--rule-option", "clip=1", "--account", "TEST::0",
-      "--aggregator", "TEST::1"], "unknown option(s) clip for 'fairfl'"),
+      "--aggregator", "TEST::1"], "fairfl takes no option 'clip'"),
     (["task", "create", "--rule-option", "clip_ratio=0.5", "--account", "TEST::0",
       "--aggregator", "TEST::1"], "clip_ratio must be >= 1"),
+    (["task", "create", "--rule-option", "max_norm_ratio=1e999", "--account", "TEST::0",
+      "--aggregator", "TEST::1"], "max_norm_ratio takes a number"),
+    (["task", "create", "--mode", "dp", "--epsilon", "8", "--rule-option", "chance_z=3",
+      "--account", "TEST::0", "--aggregator", "TEST::1"], "switches FairFL's NOISE check off"),
+    (["task", "create", "--mode", "he", "--rule-option", "server_update=[1]", "--account",
+      "TEST::0", "--aggregator", "TEST::1"], "fltrust takes no option 'server_update'"),
     (["simulate", "--aggregator", "mean"], "aggregator must be one of"),
     (["bench", "--seeds", "1,two"], "expected comma-separated integers"),
 ])
@@ -94,13 +100,35 @@ def test_bad_command_lines_say_what_is_wrong(args, message, tmp_path):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("args", [["--mode", "he"], ["--strategy", "fltrust"]])
+def test_a_task_without_rule_options_is_not_checked_for_them(args, tmp_path):
+    """FLTrust needs the aggregator's root-data update, which no option gives: building the
+    rule to check options it was never given refused every FLTrust and HE task."""
+    result = CliRunner().invoke(main, ["task", "create", *args, "--account", "TEST::0",
+                                       "--aggregator", "TEST::1", "--network", "nowhere"],
+                                env={"FAIRFL_HOME": str(tmp_path),
+                                     "FAIRFL_DEPLOYMENTS": str(tmp_path), "COLUMNS": "200"})
+    assert "rule-option" not in result.output and "server_update" not in result.output
+
+
 def test_rule_options_are_read_as_json_and_checked_against_the_rule():
     from fl_agent.cli.tasks import rule_options_of
+    from fl_agent.errors import FairFLError
 
     assert rule_options_of("fairfl", ("clip_ratio=1", "noise_control=false")) == {
         "clip_ratio": 1, "noise_control": False}
     assert rule_options_of("trimmed_mean", ("beta=0.2",)) == {"beta": 0.2}
     assert rule_options_of("fairfl", ()) == {}
+    assert rule_options_of("fltrust", ()) == {}
+    assert rule_options_of("fairfl", ("min_samples=3",)) == {"min_samples": 3}
+    for pairs, message in [(("min_samples=2.5",), "takes a whole number"),
+                           (("clip_ratio=true",), "takes a number"),
+                           (("noise_control=1",), "takes true or false"),
+                           (("clip_ratio=NaN",), "not a finite number"),
+                           (("tolerance=1", "tolerance=2"), "given twice"),
+                           (("input_layer=[0,1,2]",), "takes no option 'input_layer'")]:
+        with pytest.raises(FairFLError, match=message):
+            rule_options_of("fairfl", pairs)
 
 
 @pytest.mark.parametrize("command", ["train", "aggregate", "simulate", "bench", "task create"])
