@@ -63,8 +63,8 @@ from fl_agent.simulation.offline import decide_as_on_chain, federation, run_offl
 
 ESTIMATORS = ("scored", "sampler-40", "truncated-40", "leave-one-out", "data size", "paid")
 #: ``truncated-40`` stops a permutation once its prefix scores as the whole set does (within
-#: float noise): the remaining marginals count as 0 (they sum to 0 exactly) and are not
-#: evaluated.
+#: float noise): the remaining marginals count as 0 (together they sum to within this of 0)
+#: and are not evaluated.
 SAME_SCORE = 1e-9
 SETTINGS = {"clean": {"attack": "none"},
             "25 % label flippers": {"attack": "label_flip", "malicious": 0.25}}

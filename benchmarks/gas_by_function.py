@@ -3,9 +3,10 @@
 For each git revision named, this takes a clean snapshot of the repository (``git archive``),
 compiles its contracts, starts a fresh anvil, runs ``fl-agent simulate`` of that snapshot on
 it, then reads every transaction of the run back from the node and sums the gas used by
-contract function (or "deploy"). The simulation's own report gives the run's total gas and
-transaction count; the table must add up to them. Consecutive revisions are then set side by
-side, function by function.
+contract function (or "deploy"). The table must add up to the run's total gas and
+transaction count in the simulation's own report: a check that the blocks read back are the
+run's, not of the attribution (both sum the same receipts). Consecutive revisions are then
+set side by side, function by function.
 
 It is how the chain benchmark's gas change between 2026-12-02 and 2026-12-05 was attributed
 (``docs/benchmarks.md``)::
@@ -13,8 +14,9 @@ It is how the chain benchmark's gas change between 2026-12-02 and 2026-12-05 was
     python -m benchmarks.gas_by_function fd5e300 c22305e 8c147d8 86a22f0 cae849b 3013fa5 \\
         1f5675e df9a641 b9cd12f d52351b --json docs/data/gas_by_function_2026-12-05.json
 
-Runs of the same revision agree to within 12 gas (a calldata byte that is zero in one run
-and not in the other costs 4 gas against 16).
+Two passes over those commits agreed to within 12 gas per commit
+(``docs/data/gas_by_function_repeats_2026-12-05.txt``); one non-zero byte of calldata more
+or fewer (16 gas against 4), from a recorded time in milliseconds, is our guess, not traced.
 
 Each revision takes about a minute (compile and a 20-client, 20-round run on 2 cores).
 Hand-written: no library maps a run's transactions back to ABI functions and totals them.

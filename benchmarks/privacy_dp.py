@@ -82,9 +82,10 @@ NO_DP, CLIP_ONLY = "no DP", "σ = 0"
 #: Attacks that need no collusion and no trigger: a data attacker trains with DP-SGD on its
 #: poisoned data, a model attacker changes its DP-SGD update.
 DP_ATTACKS = ("label_flip", "sign_flip", "gaussian", "free_rider", "noisy_free_rider")
-#: ``--pad``: attackers pad their update to this share of FairFL's clip (``clip_ratio``
-#: times the round's median honest length): just under it, so step 1 keeps it whole and the
-#: noise control's allowance, which grows with the length, is as large as an update can get.
+#: ``--pad``: attackers pad their update to this share of the clip of the rule they face
+#: (``clip_ratio`` times the round's median honest length; FairFL's default, 2, against a
+#: rule without one): just under it, so step 1 keeps it whole and the noise control's
+#: allowance, which grows with the length, is as large as an update can get.
 PAD_SHARE_OF_CLIP = 0.95
 
 
@@ -198,7 +199,7 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
                 tails: tuple[int, ...] = (), pad: bool = False) -> dict[str, Any]:
     """One task: ``level`` is :data:`NO_DP`, :data:`CLIP_ONLY` or ``"ε = <x>"`` (then
     ``calibration`` gives each client's noise). ``pad``: the attackers pad their updates
-    (:func:`pad_updates`) to :data:`PAD_SHARE_OF_CLIP` of FairFL's clip, taking the round's
+    (:func:`pad_updates`) to :data:`PAD_SHARE_OF_CLIP` of the rule's clip, taking the round's
     median honest length as known (the honest clients' σ, sample rates and steps are public
     in their privacy receipts, which give their noise lengths).
 
@@ -280,7 +281,8 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
                       for u, c in zip(updates, fed.clients, strict=True) if not c.malicious]
             updates = pad_updates(
                 params, updates, [i for i, c in enumerate(fed.clients) if c.malicious],
-                PAD_SHARE_OF_CLIP * FairFL.clip_ratio * float(np.median(honest)),
+                PAD_SHARE_OF_CLIP * getattr(strategy, "clip_ratio", FairFL.clip_ratio)
+                * float(np.median(honest)),
                 np.random.default_rng([config.seed, number]))
         similar = cosine_similarity(np.stack(updates).astype(np.float64) - params)
         np.fill_diagonal(similar, -np.inf)
@@ -587,8 +589,9 @@ def federation_options(command: Callable[..., Any]) -> Callable[..., Any]:
                    "honest ones, TPR over the attackers)")
 @click.option("--pad", is_flag=True,
               help="the attackers pad their updates with Gaussian noise to just under "
-                   "FairFL's clip (0.95 x 2 x the round's median honest length), the most "
-                   "noise allowance an update can earn")
+                   "the rule's clip (0.95 x clip_ratio x the round's median honest length; "
+                   "FairFL's clip_ratio of 2 against rules without one), the most noise "
+                   "allowance an update can earn")
 @click.option("--malicious", default=0.3, show_default=True,
               type=click.FloatRange(0, 0.5, min_open=True, max_open=True),
               help="the attackers' share, with --attack")

@@ -127,6 +127,20 @@ def test_truncation_saves_evaluations():
     assert sum(values.values()) == pytest.approx(3.0)
 
 
+def test_truncation_scores_nobody_in_a_round_that_leaves_the_score_where_it_was():
+    """Why the aggregator does not truncate (docs/sweep.md §5): when v(A) = v(empty), every
+    permutation stops before its first player, whatever the players did."""
+    def seesaw(players):  # player 0 helps, player 1 harms as much, the others do nothing
+        chosen = set(players)
+        return float((0 in chosen) - (1 in chosen))
+
+    sampled = shapley_values(seesaw, range(12), num_permutations=40, seed=0)
+    game = Counting(seesaw)
+    cut = shapley_values(game, range(12), num_permutations=40, seed=0, truncation=1e-9)
+    assert sampled[0] == pytest.approx(1.0) and sampled[1] == pytest.approx(-1.0)
+    assert set(cut.values()) == {0.0} and game.calls == 2  # the empty and the full set
+
+
 def test_value_functions_are_evaluated_once_per_subset():
     game = Counting(additive)
     shapley_values(game, range(4), num_permutations=24)
