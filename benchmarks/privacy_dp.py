@@ -657,6 +657,9 @@ def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no
     result = {"settings": {**asdict(setting), "seeds": seeds, "epsilons": epsilons,
                            "strategies": strategies, "scoring": "loo", "blacklist": False,
                            "attack": attack, "pad": pad,
+                           "pad_to": f"{PAD_SHARE_OF_CLIP} x the rule's clip_ratio (FairFL's "
+                                     "for a rule without one) x the round's median honest "
+                                     "delta length" if pad else None,
                            "malicious": malicious if attack != "none" else 0.0,
                            "partition": "dirichlet", "alpha": 0.5, "model": "mlp"},
               "machine": about, "wall_s": round(time.time() - started, 1),
