@@ -18,9 +18,9 @@ current global model). Rounds with fewer than 3 players are skipped.
 * **sampler-40**: the permutation sampler alone, 40 permutations
   (:func:`~fl_agent.aggregation.scoring.permutation_shapley_values`; exact when
   ``n! <= 40``): what is scored above 8 players;
-* **truncated-40**: the same sampler, permutations and seed, truncated as in Ghorbani & Zou
-  once a prefix scores as the whole set does (:data:`SAME_SCORE`); measured, not used by the
-  aggregator (``docs/sweep.md`` §5);
+* **truncated-40**: the same sampler, permutations and seed, truncated (after Ghorbani & Zou,
+  at the tightest tolerance, :data:`SAME_SCORE`) once a prefix scores as the whole set does;
+  measured, not used by the aggregator (``docs/sweep.md`` §5);
 * **leave-one-out**: ``v(all) - v(all - i)``, the other scoring a task can choose, before
   clipping;
 * **data size**: the players' weights alone (what a reward by data size ranks by);

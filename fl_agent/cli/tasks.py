@@ -253,9 +253,8 @@ def rule_options_of(strategy: str, pairs: tuple[str, ...], *,
                 or not math.isfinite(value):
             raise FairFLError(f"--rule-option {key} takes {kind}, got {text!r}")
         options[key] = value
-    try:
-        get_strategy(strategy, **options,
-                     **({"server_update": lambda g: g} if strategy == "fltrust" else {}))
+    try:  # (FLTrust, which needs the aggregator's server update, has no option to set)
+        get_strategy(strategy, **options)
     except (FairFLError, TypeError, ValueError) as err:
         raise FairFLError(f"--rule-option: {err}") from err
     return options
