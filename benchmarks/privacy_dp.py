@@ -192,6 +192,16 @@ def pad_updates(params: np.ndarray, updates: Sequence[np.ndarray], attackers: Se
     return out
 
 
+def pad_length(strategy: Any, honest_lengths: Sequence[float]) -> float:
+    """How long a padding attacker makes its update: :data:`PAD_SHARE_OF_CLIP` of the clip of
+    the rule it faces, ``clip_ratio`` times the median honest length (FairFL's ``clip_ratio``
+    for a rule without one)."""
+    from fl_agent.aggregation import FairFL
+
+    ratio = getattr(strategy, "clip_ratio", FairFL.clip_ratio)
+    return PAD_SHARE_OF_CLIP * ratio * float(np.median(honest_lengths))
+
+
 def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
                 calibration: Calibration | None,
                 on_round: Callable[[], None] = lambda: None, *,
@@ -281,9 +291,7 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
                       for u, c in zip(updates, fed.clients, strict=True) if not c.malicious]
             updates = pad_updates(
                 params, updates, [i for i, c in enumerate(fed.clients) if c.malicious],
-                PAD_SHARE_OF_CLIP * getattr(strategy, "clip_ratio", FairFL.clip_ratio)
-                * float(np.median(honest)),
-                np.random.default_rng([config.seed, number]))
+                pad_length(strategy, honest), np.random.default_rng([config.seed, number]))
         similar = cosine_similarity(np.stack(updates).astype(np.float64) - params)
         np.fill_diagonal(similar, -np.inf)
         closest.extend(similar.max(axis=1).tolist())

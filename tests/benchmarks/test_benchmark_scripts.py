@@ -522,6 +522,18 @@ def test_padding_lengthens_only_the_attackers_shorter_deltas_and_keeps_their_own
     assert "--attack" in run_fails("benchmarks.privacy_dp", "--pad")
 
 
+def test_padding_aims_just_under_the_clip_of_the_rule_it_faces():
+    from dataclasses import replace
+
+    from benchmarks.privacy_dp import pad_length
+    from fl_agent.aggregation import FairFL, get_strategy
+
+    honest = [1.0, 2.0, 4.0]  # median 2
+    assert pad_length(FairFL(), honest) == pytest.approx(0.95 * 2 * 2)
+    assert pad_length(replace(FairFL(), clip_ratio=1.0), honest) == pytest.approx(0.95 * 2)
+    assert pad_length(get_strategy("fedavg"), honest) == pytest.approx(0.95 * 2 * 2)
+
+
 def test_the_dp_lr_schedules_start_at_the_task_lr_and_end_where_named():
     from benchmarks.privacy_dp_explore import lr_factor
 
