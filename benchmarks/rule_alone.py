@@ -90,9 +90,12 @@ def measure(seeds: list[int], attacks: list[str], rules: list[str], rounds: int,
     rows = []
     for seed in seeds:
         for attack in attacks:
-            fed = federation(SimulationConfig(attack=attack, seed=seed, rounds=rounds,
-                                              device_spread=device_spread))
             for rule in [*rules, PERFECT]:
+                # A fresh federation for every rule: an attacker that draws noise (gaussian,
+                # noisy free rider) draws from a generator made with the federation, so a
+                # shared one gave each rule the draws the rules before it had left.
+                fed = federation(SimulationConfig(attack=attack, seed=seed, rounds=rounds,
+                                                  device_spread=device_spread))
                 run = run_rule(fed, rule)
                 rows.append({"seed": seed, "attack": attack, "rule": rule,
                              "accuracy": run.test_accuracy, "asr": attack_rate(fed, run)})

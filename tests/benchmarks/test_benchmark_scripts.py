@@ -134,6 +134,19 @@ def test_the_rule_alone_benchmark_compares_every_rule_with_the_perfect_detector(
     assert "| sign_flip |" in table and "perfect detector" in table
 
 
+def test_a_rules_accuracy_does_not_depend_on_the_rules_run_before_it(tmp_path):
+    """A gaussian attacker draws from a generator made with the federation: rules that
+    shared one got the draws the rules before them had left."""
+    accuracy = {}
+    for rules in ("fedavg,median", "median"):
+        out = tmp_path / f"{rules}.json"
+        run("benchmarks.rule_alone", "--seeds", "101", "--attacks", "gaussian", "--rules",
+            rules, "--rounds", "2", "--json", str(out))
+        accuracy[rules] = next(r["accuracy"] for r in json.loads(out.read_text())
+                               if r["rule"] == "median")
+    assert accuracy["fedavg,median"] == accuracy["median"]
+
+
 def test_the_sweep_resumes_and_reports_every_cell_with_its_heat_maps(tmp_path):
     runs, out = tmp_path / "runs.jsonl", tmp_path / "sweep.json"
     grid = ["--datasets", "breast_cancer", "--attacks", "none,sign_flip", "--alphas", "0.5",
