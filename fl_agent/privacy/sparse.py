@@ -57,6 +57,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from fl_agent.errors import ConfigError
 from fl_agent.learning.models import ModelSpec, finite_vector, param_count, param_layout
+from fl_agent.learning.weights import HEADER_ALLOWANCE
 from fl_agent.privacy.sparse_format import (
     BASES,
     FORMAT,
@@ -148,6 +149,32 @@ def magnitude_prune(local_params: ArrayLike, ratio: float, spec: ModelSpec | Non
     local = finite_vector(local_params, "local_params", SparseError)
     chosen = choose_entries(local, ratio, spec)
     return SparseDelta(chosen, local[chosen].astype(np.float32), local.size, "zero")
+
+
+def max_kept(spec: ModelSpec, ratio: float) -> int:
+    """The most entries an update of ``spec`` may hold in a task that drops the fraction
+    ``ratio``: what per-tensor selection keeps (:func:`choose_entries`), summed. A sender may
+    spread them over the tensors as it likes."""
+    return sum(kept_count(slot.size, ratio) for slot in param_layout(spec))
+
+
+def decode_for_plan(data: bytes, spec: ModelSpec, ratio: float, method: Method
+                    ) -> SparseDelta:
+    """:func:`decode_sparse` for a task that prunes with ``ratio`` and ``method``: a document
+    larger than :func:`max_kept` entries and the header allowance need is refused unparsed;
+    one holding more entries than that (a density above the task's ratio) or on the other
+    method's base (top-k sends a delta on the global model, magnitude pruning the weights
+    themselves) is refused too. Raises :class:`SparseError`."""
+    limit = max_kept(spec, ratio)
+    delta = decode_sparse(data, spec, max_bytes=8 * limit + HEADER_ALLOWANCE)
+    if delta.k > limit:
+        raise SparseError(f"the update sends {delta.k:,} of {delta.length:,} entries; this task "
+                          f"drops {ratio:g} of them, so at most {limit:,} may be sent")
+    base = "zero" if method == "magnitude" else "global"
+    if delta.base != base:
+        raise SparseError(f"the update's entries are on base {delta.base!r}; this task prunes "
+                          f"by {method}, whose entries are on {base!r}")
+    return delta
 
 
 def densify(delta: SparseDelta, global_params: ArrayLike) -> NDArray[np.floating]:
@@ -257,6 +284,8 @@ __all__ = [
     "encode_state",
     "kept_count",
     "choose_entries",
+    "decode_for_plan",
+    "max_kept",
     "largest_entries",
     "magnitude_prune",
     "max_sparse_bytes",

@@ -263,7 +263,13 @@ def test_a_ciphertext_whose_squared_norm_wraps_around_is_refused_on_chain(world,
     document, _ = wrapped_update(holder.public, g0 + noise, g0, "hidden", rng, claimed=1.0)
     cid = world.store.add(seal_update(document, workload.aggregator_key, task_id, 1,
                                       cheat.address))
-    world.fairfl.ledger.submit_update(task_id, 1, cid, 10, 5, sender=cheat)
+    # Its privacy receipt is in order: only the squared norm is a lie.
+    privacy = aggregator.document.privacy
+    receipt = PrivacyReceipt(task=task_id, round=1, participant=cheat.address.lower(),
+                             mode=privacy.mode().label(), update_bytes=len(document),
+                             he_fingerprint=privacy.he.fingerprint)
+    world.fairfl.ledger.submit_update(task_id, 1, cid, 10, 5, sender=cheat,
+                                      privacy_cid=world.store.add(receipt.to_json()))
 
     import fl_agent.privacy.he as he
 

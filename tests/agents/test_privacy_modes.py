@@ -85,6 +85,54 @@ def test_dp_prune_and_watermark_are_applied_recorded_and_audited_on_chain(world)
         assert committed.commitment == person.watermark_commitment() and committed.block > 0
 
 
+def test_bad_privacy_submissions_are_refused_with_a_reason_and_the_round_goes_on(world):
+    """A dp+prune task: members submit well-formed sparse updates, but without a privacy
+    receipt, with no ε record, with ε above the task's budget, or denser than the task's
+    ratio (its receipt honest about it). Each is rejected with what is wrong; the honest
+    participants' updates make the round."""
+    from fl_agent.crypto.envelopes import seal_update
+    from fl_agent.privacy.sparse import encode_sparse, max_kept
+
+    task_id = private_task(world, "dp+prune", rounds=1, epsilon=8.0, prune_ratio=0.9)
+    people = [world.participant(task_id, i) for i in range(2)]
+    cheats = world.bare_members(task_id, world.accounts[5:9])
+    aggregator = world.aggregator_agent(task_id)
+    _, _, workload = aggregator.step()
+    spec, plan = world.document.model, aggregator.document.privacy
+    limit = max_kept(spec, 0.9)
+    rng = np.random.default_rng(3)
+    honest_dp = {"epsilon_spent": 1.5, "delta": 1e-5, "accountant": "prv",
+                 "noise_multiplier": 3.0, "sample_rate": 0.2, "steps": 20}
+    cases = [  # (entries sent, receipt fields or None, what the rejection says)
+        (limit, None, "without a privacy receipt"),
+        (limit, {**honest_dp, "epsilon_spent": None}, "no ε record"),
+        (limit, {**honest_dp, "epsilon_spent": 9.0}, "above the task's budget of 8"),
+        (2 * limit, honest_dp, f"at most {limit:,} may be sent"),
+    ]
+    for cheat, (k, fields, _) in zip(cheats, cases, strict=True):
+        indices = np.sort(rng.choice(param_count(spec), size=k, replace=False))
+        plain = encode_sparse(spec, indices, rng.normal(0, 0.01, k).astype(np.float32))
+        cid = world.store.add(seal_update(plain, workload.aggregator_key, task_id, 1,
+                                          cheat.address))
+        receipt = "" if fields is None else world.store.add(PrivacyReceipt(
+            task=task_id, round=1, participant=cheat.address.lower(),
+            mode=plan.mode().label(), update_bytes=len(plain), kept=k,
+            length=param_count(spec), **fields).to_json())
+        world.fairfl.ledger.submit_update(task_id, 1, cid, 10, 5, sender=cheat,
+                                          privacy_cid=receipt)
+    for person in people:
+        person.step()
+    outcome = aggregator.step()
+
+    assert world.fairfl.ledger.task(task_id).status == TaskStatus.COMPLETED
+    verdicts = {v.participant.lower(): v for v in outcome.verdicts}
+    assert all(verdicts[p.address.lower()].accepted for p in people)
+    for cheat, (_, _, message) in zip(cheats, cases, strict=True):
+        verdict = verdicts[cheat.address.lower()]
+        assert not verdict.accepted and verdict.reason.startswith("invalid_update: ")
+        assert message in verdict.reason, verdict.reason
+
+
 def test_participant_level_dp_noises_the_aggregate_and_nothing_on_the_participants(world):
     task_id = private_task(world, "dp", rounds=1, epsilon=4.0, dp_level="participant")
     sent: list[np.ndarray] = []

@@ -15,7 +15,7 @@ from safetensors.numpy import save
 from fl_agent.aggregation import get_strategy
 from fl_agent.errors import ConfigError, FairFLError
 from fl_agent.learning.models import ModelSpec, param_count, param_layout
-from fl_agent.learning.weights import WeightsError, encode_weights
+from fl_agent.learning.weights import HEADER_ALLOWANCE, WeightsError, encode_weights
 from fl_agent.privacy.sparse import (
     FORMAT,
     ErrorFeedbackState,
@@ -23,6 +23,7 @@ from fl_agent.privacy.sparse import (
     SparseError,
     Sparsifier,
     choose_entries,
+    decode_for_plan,
     decode_sparse,
     decode_state,
     densify,
@@ -32,6 +33,7 @@ from fl_agent.privacy.sparse import (
     kept_count,
     largest_entries,
     magnitude_prune,
+    max_kept,
     max_sparse_bytes,
     top_k,
 )
@@ -325,6 +327,30 @@ def test_oversized_input_is_refused_before_parsing():
         decode_sparse(data, SMALL, max_bytes=0)
     with pytest.raises(SparseError, match="must be bytes, got str"):
         decode_sparse("not bytes", SMALL)  # type: ignore[arg-type]
+
+
+def test_a_task_refuses_updates_denser_than_its_ratio_or_of_the_other_method():
+    limit = max_kept(DIGITS, 0.9)
+    assert limit == sum(kept_count(slot.size, 0.9) for slot in param_layout(DIGITS)) == 481
+    global_params, local = _vectors(DIGITS)
+    sent = encode_delta(DIGITS, Sparsifier(0.9, scope="tensor", spec=DIGITS)
+                        .sparsify(global_params, local)[0])
+    assert decode_for_plan(sent, DIGITS, 0.9, "topk").k == limit  # what a participant sends
+    spread = encode_sparse(DIGITS, np.arange(limit), np.ones(limit))  # any layout, up to k
+    assert decode_for_plan(spread, DIGITS, 0.9, "topk").k == limit
+    denser = encode_sparse(DIGITS, np.arange(limit + 1), np.ones(limit + 1))
+    with pytest.raises(SparseError, match="sends 482 of 4,810 entries; this task drops 0.9 "
+                       "of them, so at most 481 may be sent"):
+        decode_for_plan(denser, DIGITS, 0.9, "topk")
+    assert decode_for_plan(denser, DIGITS, 0.5, "topk").k == limit + 1
+    with pytest.raises(SparseError, match="more than the limit"):  # a pickle header, unread
+        decode_for_plan(b"\x80" * (8 * limit + HEADER_ALLOWANCE + 1), DIGITS, 0.9, "topk")
+    with pytest.raises(SparseError, match="prunes by magnitude, whose entries are on 'zero'"):
+        decode_for_plan(sent, DIGITS, 0.9, "magnitude")
+    pruned = encode_delta(DIGITS, magnitude_prune(local, 0.9, DIGITS))
+    assert decode_for_plan(pruned, DIGITS, 0.9, "magnitude").base == "zero"
+    with pytest.raises(SparseError, match="prunes by topk, whose entries are on 'global'"):
+        decode_for_plan(pruned, DIGITS, 0.9, "topk")
 
 
 def test_the_error_is_a_weights_error_a_fairfl_error_and_a_value_error():

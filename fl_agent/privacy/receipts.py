@@ -1,0 +1,105 @@
+"""The aggregator's check of an update's privacy receipt against the task's plan.
+
+Every update of a task with a privacy plan names a public receipt in ``submitUpdate``'s
+``privacyCid`` (:class:`~fl_agent.privacy.plan.PrivacyReceipt`). :func:`check_receipt` refuses
+an update whose receipt is missing, malformed, about another task, round or sender, or
+disagrees with the plan or with the update the aggregator decoded:
+
+* any mode: the receipt's ``mode`` is the plan's, and ``update_bytes`` is the size of the
+  update as opened;
+* example-level dp: an ε record (``epsilon_spent``, finite and positive) that does not exceed
+  the task's budget, for the task's δ and accountant, with a positive noise multiplier, a
+  sample rate in (0, 1] and at least one step;
+* prune: ``kept`` and ``length`` are the entries the decoded sparse update really holds and
+  the model's size (the density limit itself is checked on the update,
+  :func:`fl_agent.privacy.sparse.decode_for_plan`);
+* he: the fingerprint is the task's CKKS context.
+
+What the check cannot do: a receipt is the participant's own statement. The aggregator sees
+that it is complete and consistent with the plan and the update, not that DP-SGD really
+added the noise it reports (noise in an update cannot be told from signal); a participant
+that lies about its ε lies in public, on a record signed by its account.
+
+Pure (bytes in, a receipt or :class:`ReceiptError` out); the agents fetch the receipt.
+Hand-written: the rules are the task's own.
+"""
+
+from __future__ import annotations
+
+import math
+
+from fl_agent.errors import ConfigError, FairFLError
+from fl_agent.privacy.plan import DPPlan, PrivacyPlan, PrivacyReceipt
+
+#: A receipt is a few hundred bytes; anything much larger is not one (refused unparsed).
+MAX_RECEIPT_BYTES = 64 * 1024
+
+
+class ReceiptError(FairFLError, ValueError):
+    """An update's privacy receipt is missing, malformed or disagrees with the task."""
+
+
+def check_receipt(data: bytes | None, plan: PrivacyPlan, *, task: int, round_number: int,
+                  participant: str, update_bytes: int, kept: int | None = None,
+                  length: int | None = None) -> PrivacyReceipt:
+    """The receipt in ``data`` (None: the submission named none), checked as the module
+    docstring says against ``plan`` and the submission (``kept`` and ``length``: the entries
+    of the decoded sparse update and the model's size, for a task that prunes). Raises
+    :class:`ReceiptError` saying what is wrong."""
+    mode = plan.mode().label()
+    if not data:
+        raise ReceiptError(f"submitted without a privacy receipt: every update of a {mode} "
+                           "task names one in privacyCid (the participant agent does)")
+    if len(data) > MAX_RECEIPT_BYTES:
+        raise ReceiptError(f"its privacy receipt is {len(data):,} bytes; a receipt is at most "
+                           f"{MAX_RECEIPT_BYTES:,}")
+    try:
+        receipt = PrivacyReceipt.from_json(data)
+    except ConfigError as err:
+        raise ReceiptError(f"its privacy receipt is malformed: {err}") from err
+    where = (receipt.task, receipt.round, receipt.participant.lower())
+    if where != (task, round_number, participant.lower()):
+        raise ReceiptError(
+            f"its privacy receipt is for task {receipt.task}, round {receipt.round}, sender "
+            f"{receipt.participant}, not task {task}, round {round_number}, sender "
+            f"{participant.lower()}")
+    if receipt.mode != mode:
+        raise ReceiptError(f"its privacy receipt says mode {receipt.mode!r}; the task's is "
+                           f"{mode!r}")
+    if receipt.update_bytes != update_bytes:
+        raise ReceiptError(f"its privacy receipt says the update is {receipt.update_bytes:,} "
+                           f"bytes; it is {update_bytes:,}")
+    if plan.dp is not None and plan.dp.level == "example":
+        _check_epsilon(receipt, plan.dp)
+    if plan.prune is not None and (receipt.kept, receipt.length) != (kept, length):
+        raise ReceiptError(f"its privacy receipt says {receipt.kept} of {receipt.length} "
+                           f"entries were sent; the update holds {kept} of {length}")
+    if plan.he is not None and receipt.he_fingerprint != plan.he.fingerprint:
+        raise ReceiptError(f"its privacy receipt names CKKS context {receipt.he_fingerprint}, "
+                           f"not the task's {plan.he.fingerprint}")
+    return receipt
+
+
+def _check_epsilon(receipt: PrivacyReceipt, dp: DPPlan) -> None:
+    spent = receipt.epsilon_spent
+    if spent is None:
+        raise ReceiptError("its privacy receipt has no ε record (epsilon_spent): a dp task's "
+                           "updates say how much of the budget their sender has spent")
+    if not math.isfinite(spent) or spent <= 0:
+        raise ReceiptError(f"its privacy receipt records ε = {spent}, not a positive number")
+    if spent > dp.epsilon:
+        raise ReceiptError(f"its privacy receipt records ε = {spent:.4g} spent, above the "
+                           f"task's budget of {dp.epsilon:g}: a participant stops submitting "
+                           "before it would exceed the budget")
+    if receipt.delta != dp.delta or receipt.accountant != dp.accountant:
+        raise ReceiptError(f"its privacy receipt accounts with δ = {receipt.delta} by "
+                           f"{receipt.accountant!r}; the task's budget is for δ = {dp.delta} "
+                           f"by {dp.accountant!r}")
+    sigma, rate, steps = receipt.noise_multiplier, receipt.sample_rate, receipt.steps
+    if sigma is None or not (math.isfinite(sigma) and sigma > 0) or rate is None \
+            or not (math.isfinite(rate) and 0 < rate <= 1) or steps is None or steps < 1:
+        raise ReceiptError(f"its privacy receipt's DP-SGD record is incomplete: noise "
+                           f"multiplier {sigma}, sample rate {rate}, steps {steps}")
+
+
+__all__ = ["MAX_RECEIPT_BYTES", "ReceiptError", "check_receipt"]

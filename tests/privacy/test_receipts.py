@@ -1,0 +1,83 @@
+"""The aggregator's check of a privacy receipt (:mod:`fl_agent.privacy.receipts`): every way a
+receipt can be missing, malformed or at odds with the task and the update is refused, with
+what is wrong; an honest participant's receipt passes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fl_agent.chain.records import TrainingMode
+from fl_agent.privacy.plan import HEPlan, PrivacyReceipt, build_plan
+from fl_agent.privacy.receipts import MAX_RECEIPT_BYTES, ReceiptError, check_receipt
+
+SENDER = "0x" + "ab" * 20
+PLAN = build_plan(TrainingMode.DP | TrainingMode.PRUNING, epsilon=8.0, prune_ratio=0.9)
+FIELDS = {"task": 3, "round": 2, "participant": SENDER, "mode": "dp+pruning",
+          "update_bytes": 4312, "epsilon_spent": 2.5, "delta": 1e-5, "accountant": "prv",
+          "noise_multiplier": 3.7, "sample_rate": 0.2, "steps": 40, "kept": 481,
+          "length": 4810}
+SUBMISSION = {"task": 3, "round_number": 2, "participant": SENDER.upper().replace("0X", "0x"),
+              "update_bytes": 4312, "kept": 481, "length": 4810}
+
+
+def receipt_bytes(**changes) -> bytes:
+    fields = {k: v for k, v in {**FIELDS, **changes}.items() if v is not None}
+    return PrivacyReceipt(**fields).to_json()
+
+
+def test_an_honest_receipt_passes_and_is_returned():
+    receipt = check_receipt(receipt_bytes(), PLAN, **SUBMISSION)
+    assert receipt.epsilon_spent == 2.5 and receipt.kept == 481
+    # spending exactly the budget is allowed: the participant stops before exceeding it
+    assert check_receipt(receipt_bytes(epsilon_spent=8.0), PLAN, **SUBMISSION)
+
+
+@pytest.mark.parametrize("data, message", [
+    (None, "without a privacy receipt"),
+    (b"", "without a privacy receipt"),
+    (b"{" + b" " * MAX_RECEIPT_BYTES + b"}", "a receipt is at most"),
+    (b"not json", "malformed"),
+    (receipt_bytes()[:-5], "malformed"),
+    (json.dumps({**FIELDS, "extra": 1}).encode(), "malformed"),
+    (receipt_bytes(task=4), "is for task 4"),
+    (receipt_bytes(round=1), "round 1"),
+    (receipt_bytes(participant="0x" + "cd" * 20), "sender 0x" + "cd" * 20),
+    (receipt_bytes(mode="pruning"), "says mode 'pruning'"),
+    (receipt_bytes(update_bytes=100), "says the update is 100 bytes; it is 4,312"),
+    (receipt_bytes(epsilon_spent=None), "no ε record"),
+    (receipt_bytes(epsilon_spent=0.0), "not a positive number"),
+    (receipt_bytes(epsilon_spent=-1.0), "not a positive number"),
+    (json.dumps({**FIELDS, "epsilon_spent": float("nan")}).encode(), "not a positive number"),
+    (json.dumps({**FIELDS, "epsilon_spent": float("inf")}).encode(), "not a positive number"),
+    (receipt_bytes(epsilon_spent=8.0001), "above the task's budget of 8"),
+    (receipt_bytes(delta=1e-3), "δ = 0.001"),
+    (receipt_bytes(accountant="rdp"), "by 'rdp'"),
+    (receipt_bytes(noise_multiplier=None), "incomplete"),
+    (receipt_bytes(noise_multiplier=0.0), "incomplete"),
+    (receipt_bytes(sample_rate=1.5), "incomplete"),
+    (receipt_bytes(steps=0), "incomplete"),
+    (receipt_bytes(kept=48), "says 48 of 4810 entries were sent; the update holds 481"),
+    (receipt_bytes(length=4811), "the update holds 481 of 4810"),
+])
+def test_a_bad_receipt_is_refused_with_what_is_wrong(data, message):
+    with pytest.raises(ReceiptError) as caught:
+        check_receipt(data, PLAN, **SUBMISSION)
+    assert message in str(caught.value), str(caught.value)
+
+
+def test_participant_level_dp_needs_no_epsilon_and_he_its_context():
+    participant = build_plan(TrainingMode.DP, epsilon=8.0, dp_level="participant")
+    plain = {"task": 3, "round": 2, "participant": SENDER, "mode": "dp", "update_bytes": 10}
+    submission = {**SUBMISSION, "update_bytes": 10}
+    assert check_receipt(PrivacyReceipt(**plain).to_json(), participant, **submission)
+
+    he = HEPlan(context_cid="bafkqaaa", fingerprint="0" * 64, key_holder=SENDER)
+    plan = build_plan(TrainingMode.HOMOMORPHIC, he=he)
+    fields = {**plain, "mode": "homomorphic"}
+    assert check_receipt(PrivacyReceipt(**fields, he_fingerprint="0" * 64).to_json(), plan,
+                         **submission)
+    with pytest.raises(ReceiptError, match="names CKKS context 1111"):
+        check_receipt(PrivacyReceipt(**fields, he_fingerprint="1" * 64).to_json(), plan,
+                      **submission)
