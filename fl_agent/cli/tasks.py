@@ -103,6 +103,10 @@ def task() -> None:
               help="he: the account (alias or address) that decrypts the round's scalars and "
               "aggregate; it runs `fl-agent keyholder` on this machine, where the secret key "
               "is kept.  [default: you]")
+@click.option("--he-context", "he_context_cid", default=None, metavar="CID",
+              help="he: the public CKKS context the key holder made with `fl-agent keyholder "
+              "--new-context` on its own machine, so that you never hold its secret key. "
+              "Without it the keys are made here and the secret key stays on this machine.")
 @privacy_options
 @account_option
 @network_option
@@ -111,7 +115,8 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
                 window: int, reward: float, steps: int, batch_size: int, lr: float,
                 strategy: str | None, scoring: str, rule_options: tuple[str, ...],
                 metric: str, aggregator_alias: str,
-                seed: int, key_holder_alias: str | None, mode: str, epsilon: float | None,
+                seed: int, key_holder_alias: str | None, he_context_cid: str | None,
+                mode: str, epsilon: float | None,
                 delta: float, dp_level: str, prune_ratio: float | None, account: str,
                 network: str | None, ipfs: str | None) -> None:
     """Store the initial model and the task document, then create the task on chain.
@@ -120,10 +125,11 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
     applies, training plan, aggregation rule, and your member key so that you can read and
     list the task's encrypted models) goes to IPFS; its CID is recorded on chain.
 
-    With --mode he, the task's CKKS keys are made here: the secret key stays in
-    FAIRFL_HOME/keys/ckks (never in the store), the public context goes to the store and
-    the task document. Run `fl-agent keyholder --task N` as the key holder for the rounds
-    to finish.
+    With --mode he, the task's CKKS keys are made here unless --he-context names the public
+    context a key holder made on its own machine (`fl-agent keyholder --new-context`): the
+    secret key stays in FAIRFL_HOME/keys/ckks of whoever made it (never in the store), the
+    public context goes to the store and the task document. Run `fl-agent keyholder --task
+    N` as the key holder, where its key is, for the rounds to finish.
     """
     from fl_agent.agents.access import member_key
     from fl_agent.aggregation import STRATEGIES
@@ -158,8 +164,8 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
                           "or use multikrum")
     options = rule_options_of(strategy, rule_options, example_dp=TrainingMode.DP in training_mode
                               and dp_level == "example")
-    if key_holder_alias is not None and not he:
-        raise FairFLError("--key-holder is for --mode he only")
+    if (key_holder_alias is not None or he_context_cid is not None) and not he:
+        raise FairFLError("--key-holder and --he-context are for --mode he only")
     get_metric(metric)
     data = load_dataset(dataset)
     spec = ModelSpec.for_features(model_name, data.feature_shape, data.num_classes)
@@ -182,8 +188,11 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
             from fl_agent.agents.keyholder import create_context
 
             key_holder = _address(key_holder_alias) if key_holder_alias else creator.address
-            console.print("creating the task's CKKS keys...")
-            he_plan = create_context(store, settings.keys_dir, str(key_holder))
+            if he_context_cid is not None:
+                he_plan = public_context_plan(store, he_context_cid, str(key_holder))
+            else:
+                console.print("creating the task's CKKS keys...")
+                he_plan = create_context(store, settings.keys_dir, str(key_holder))
             document = document.model_copy(update={"privacy": plan(he_plan)})
         document = document.model_copy(update={"access": AccessPlan(
             creator_key=public_bytes(member_key(fairfl, creator)).hex())})
@@ -202,6 +211,20 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
         console.print(f"  key holder {key_holder}: run `fl-agent keyholder --task {task_id} "
                       "--account <its alias>` on this machine (its secret key is in "
                       f"{settings.keys_dir / 'ckks'})")
+
+
+def public_context_plan(store: Any, cid: str, key_holder: str) -> Any:
+    """The task document's he plan for a public context already in the store (its key
+    holder's), checked as every participant will read it (a context holding a secret key, or
+    too coarse for the robust rule, is refused)."""
+    from fl_agent.privacy.he_context import PublicContext
+    from fl_agent.privacy.plan import HEPlan
+
+    try:
+        context = PublicContext(store.get(cid))
+    except FairFLError as err:
+        raise FairFLError(f"--he-context {cid}: {err}") from err
+    return HEPlan(context_cid=cid, fingerprint=context.fingerprint, key_holder=key_holder)
 
 
 def rule_options_of(strategy: str, pairs: tuple[str, ...], *,

@@ -123,6 +123,16 @@ class PublicContext:
         #: The period a decrypted product (a squared norm, an inner product) wraps around
         #: with: the data primes' product over the product's scale, ``scale^2``.
         self.wrap_period = modulus / self.scale ** 2
+        # What CKKSParameters requires of a context it makes, required of any context read
+        # (one the task's creator did not make: its key holder's). A prime is a little under
+        # its nominal bits, so the headroom may fall short of them by less than one bit.
+        if self.scale < 2.0 ** MIN_SCALE_BITS or self.wrap_period < 2.0 ** (MIN_HEADROOM_BITS
+                                                                            - 1):
+            raise HEError(
+                f"the context's scale 2^{math.log2(self.scale):.1f} and headroom "
+                f"2^{math.log2(self.wrap_period):.1f} above a product's scale are below the "
+                f"2^{MIN_SCALE_BITS} and 2^{MIN_HEADROOM_BITS} the robust rule needs; make it "
+                "with fl-agent keyholder --new-context (CKKSParameters' defaults)")
         #: Largest squared norm of an encrypted delta (see WRAP_MARGIN_BITS): the key holder
         #: marks a longer one implausible, and encrypt_update shortens a delta to a quarter
         #: of it (half the norm), clear of any CKKS error.

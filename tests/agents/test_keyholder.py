@@ -261,3 +261,57 @@ def test_fl_agent_keyholder_as_its_own_process_serves_a_round_then_exits(world, 
                                    world.document.model)
     assert np.max(np.abs(outcome.params - (global_vector + delta))) < 1e-5
     assert list((world.tmp / "agents").glob(f"keyholder-*-{task_id}-*.json"))  # its cursor
+
+
+def test_a_key_holder_makes_the_keys_on_its_own_machine_and_the_creator_never_sees_them(
+        world, holder, anvil_url):
+    """`fl-agent keyholder --new-context` on the key holder's machine (its own FAIRFL_HOME;
+    the shared store stands for IPFS), then `task create --he-context CID` on the creator's:
+    the task names that context and that key holder, and only the key holder's machine has
+    the secret key, from which its agent serves the task. A context holding a secret key is
+    refused."""
+    import re
+
+    from click.testing import CliRunner
+
+    from fl_agent.agents.keyholder import KeyHolderAgent
+    from fl_agent.agents.participant import load_task_document
+    from fl_agent.cli import main
+    from fl_agent.errors import ConfigError
+
+    home = world.tmp / "key-holder-home"
+    home.mkdir()
+    (home / "store").symlink_to(world.tmp / "store")
+    env = {**cli_env(world, anvil_url), "FAIRFL_HOME": str(home)}
+    made = CliRunner().invoke(main, ["keyholder", "--new-context", "--account", "TEST::4"],
+                              env=env)
+    assert made.exit_code == 0, made.output
+    cid = re.search(r"public context (\S+)", made.output).group(1)
+    assert f"--key-holder {world.accounts[4].address} --he-context {cid}" in made.output
+    assert len(list((home / "keys" / "ckks").glob("*.secret"))) == 1
+
+    created = world.cli("task", "create", "--mode", "he", "--key-holder", "TEST::4",
+                        "--he-context", cid, "--aggregator", "TEST::1", "--account", "TEST::0",
+                        "--model", "logreg", "--rounds", "1")
+    assert created.exit_code == 0, created.output
+    assert "creating the task's CKKS keys" not in created.output
+    task_id = int(re.search(r"task (\d+) created", created.output).group(1))
+    plan = load_task_document(world.store, world.fairfl.ledger.task(task_id).spec_cid
+                              ).privacy.he
+    assert plan.context_cid == cid and plan.key_holder == world.accounts[4].address
+    assert world.fairfl.desk.key_holder_of(task_id) == world.accounts[4].address
+    assert not list((world.tmp / "keys").glob("ckks/*.secret"))  # the creator has none
+    agent = KeyHolderAgent(world.fairfl, world.store, world.accounts[4], task_id,
+                           home / "keys", world.tmp / "agents")
+    assert agent.holder.fingerprint == plan.fingerprint
+    with pytest.raises(ConfigError, match="no secret CKKS context"):
+        KeyHolderAgent(world.fairfl, world.store, world.accounts[4], task_id,
+                       world.tmp / "keys", world.tmp / "agents")
+
+    secret = world.store.add(holder.secret_context)
+    refused = world.cli("task", "create", "--mode", "he", "--he-context", secret,
+                        "--aggregator", "TEST::1", "--account", "TEST::0")
+    assert refused.exit_code != 0 and "holds a secret key" in refused.output, refused.output
+    both = CliRunner().invoke(main, ["keyholder", "--new-context", "--task", "1", "--account",
+                                     "TEST::4"], env=env)
+    assert both.exit_code != 0 and "without --task" in both.output

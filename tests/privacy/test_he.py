@@ -147,6 +147,22 @@ def test_the_aggregators_objects_hold_no_secret_key(key_holder, aggregator_conte
         PublicContext(key_holder.secret_context)
 
 
+@pytest.mark.parametrize("bits, scale_bits, message", [
+    ([60, 60, 60], 20, "scale 2^20.0"),  # CKKS error would reach the rule's scalars
+    ([40, 40, 60], 30, "headroom 2^20.0"),  # a squared norm would wrap around unseen
+])
+def test_a_public_context_too_coarse_for_the_rule_is_refused(bits, scale_bits, message):
+    """A context made elsewhere (a key holder's, `task create --he-context`) must meet what
+    CKKSParameters requires of the contexts FairFL makes."""
+    context = ts.context(ts.SCHEME_TYPE.CKKS, poly_modulus_degree=8192, coeff_mod_bit_sizes=bits)
+    context.global_scale = 2.0 ** scale_bits
+    context.generate_galois_keys()
+    context.make_context_public()
+    with pytest.raises(HEError, match=r"below the 2\^30 and 2\^30 the robust rule") as caught:
+        PublicContext(context.serialize())
+    assert message in str(caught.value)
+
+
 def test_tenseal_alone_accepts_a_ciphertext_of_another_key():
     """Why the fingerprint is checked first: same parameters, another key, no complaint."""
     ours, theirs = (ts.context(ts.SCHEME_TYPE.CKKS, poly_modulus_degree=8192,
