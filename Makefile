@@ -11,7 +11,7 @@ DELIVERY_WINDOW ?= 7200
 BENCH_SEEDS ?= 11
 APE_QUIET := -v WARNING
 
-.PHONY: help setup compile test test-contracts test-python test-python-main test-python-benchmarks gas chain chain-down deploy demo story bench bench-sim bench-held-out bench-gate bench-market bench-app bench-app-load bench-app-api bench-claims bench-rules bench-sweep bench-ablation bench-fidelity bench-scale bench-quick bench-load bench-gas app key-agent lint clean
+.PHONY: help setup compile test test-contracts test-python test-python-main test-python-benchmarks gas chain chain-down deploy demo story bench bench-sim bench-held-out bench-gate bench-market bench-app bench-app-load bench-app-api bench-claims bench-rules bench-sweep bench-ablation bench-fidelity bench-scale bench-quick bench-load bench-gas bench-privacy app key-agent lint clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -66,13 +66,14 @@ story: DELIVERY_WINDOW = 20
 story: deploy ## A scripted walk through every contract call (register ... buy, refund, withdraw)
 	@ape run story --network $(NETWORK) $(APE_QUIET)
 
-bench: bench-sim bench-held-out bench-gate bench-market bench-app bench-app-load bench-app-api bench-claims bench-rules bench-sweep bench-ablation bench-fidelity bench-scale bench-load bench-gas ## All benchmarks (not timed as a whole; at least 9-10.5 hours on 2 cores for its three largest parts, see README; each target alone below)
+bench: bench-sim bench-held-out bench-gate bench-market bench-app bench-app-load bench-app-api bench-claims bench-rules bench-sweep bench-ablation bench-fidelity bench-scale bench-load bench-gas bench-privacy ## All benchmarks (not timed as a whole; at least 9-10.5 hours on 2 cores for its three largest parts, see README; each target alone below)
 
 bench-sim: setup ## Every attack and variant in the target setting on seed $(BENCH_SEEDS), each run on its own anvil; table in docs/benchmarks.md
 	@fl-agent bench --seeds $(BENCH_SEEDS)
 
-bench-held-out: setup ## FairFL on evaluation seeds 11-15, every attack and variant, offline with blacklisting (docs/held-out.md)
+bench-held-out: setup ## FairFL on evaluation seeds 11-15, every attack and variant, offline with blacklisting, on Dirichlet and on equal (IID) shards (docs/held-out.md)
 	@python -m benchmarks.held_out
+	@python -m benchmarks.held_out --partition iid --json reports/bench/held_out_iid.json
 
 bench-gate: setup ## Does the gate's verdict depend on the unit of its score? Loss, expected accuracy, soft macro-F1 on the same rounds, seeds 11-15 (docs/held-out.md)
 	@python -m benchmarks.gate_units
@@ -101,15 +102,19 @@ bench-fidelity: setup ## Contribution scores against exact Shapley values on 8 a
 bench-scale: setup ## Aggregation time and memory of every rule, 10-200 clients x 10k-10M parameters, the store's add/get against sha256, and one whole round of 200 clients x 1M parameters (docs/sweep.md; run it on a quiet machine)
 	@python -m benchmarks.scale
 	@python -m benchmarks.round_scale
+	@python -m benchmarks.round_scale --scoring loo --json reports/bench/round_scale_loo.json
 
 QUICK := reports/bench/quick
-bench-quick: setup ## The offline benchmarks reduced to minutes (one seed, one setting, 5 rounds; about 2.5 minutes; writes $(QUICK)/, not the published figures)
+bench-quick: setup ## The benchmarks reduced to minutes (one seed, one setting, a few rounds; gas on a private anvil; writes $(QUICK)/, not the published figures)
 	@rm -rf $(QUICK) && mkdir -p $(QUICK)
 	@python -m benchmarks.held_out --seeds 11 --rounds 5 --attacks none,label_flip,backdoor --json $(QUICK)/held_out.json
 	@python -m benchmarks.sweep --datasets digits --attacks label_flip --alphas 0.5 --malicious 0.3 --seeds 11 --rounds 5 --runs $(QUICK)/sweep_runs.jsonl --json $(QUICK)/sweep.json --plots $(QUICK)
 	@python -m benchmarks.ablation --datasets digits --attacks label_flip --alphas 0.5 --seeds 11 --rounds 5 --runs $(QUICK)/ablation_runs.jsonl --json $(QUICK)/ablation.json --plots $(QUICK)
 	@python -m benchmarks.fidelity --seeds 11 --rounds 5 --measure 1,5 --json $(QUICK)/fidelity.json
 	@python -m benchmarks.scale --clients 10,50 --params 10000,100000 --storage-mb 1,10 --repeat 1 --json $(QUICK)/scale.json
+	@python -m benchmarks.round_scale --clients 20 --hidden 64 --rounds 2 --json $(QUICK)/round_scale.json
+	@python -m benchmarks.privacy_watermark --seeds 11 --rounds 2 --bits 32 --no-fairfl --json $(QUICK)/privacy_watermark.json --plot $(QUICK)/privacy_watermark.png
+	@python -m benchmarks.gas_cost --participants 2,3 --rounds 1 --cost-participants 3 --cost-rounds 1 --json $(QUICK)/gas_cost.json
 
 bench-market: setup ## Key delivery for 1,000 purchases made while the key agent was down and 1,000 while it runs: all delivered, latency, gas (~4 min)
 	@python -m benchmarks.market --purchases 1000
@@ -126,11 +131,21 @@ bench-app-api: setup ## The same 1 then 20 sessions through Streamlit's agent AP
 	@python -m benchmarks.app_load --client api
 	@python -m benchmarks.app_load --client api --workers 2
 
-bench-load: setup ## 50 participant processes + the aggregator, 20 rounds on a private anvil: every submission accounted for, round latency split (docs/load.md; about 8 min and 21 GB of RAM on a quiet machine)
+bench-load: setup ## 50 participant processes + the aggregator, 20 rounds on a private anvil: every submission accounted for, round latency split; then 20 participants with a block every 12 s and every 2 s, in blocks per round (docs/load.md, docs/sweep.md; about 8 min and 21 GB of RAM on a quiet machine, plus about 20 min)
 	@python -m benchmarks.load
+	@python -m benchmarks.load --participants 20 --rounds 5 --block-time 12 --json reports/bench/load_20_block_12s.json
+	@python -m benchmarks.load --participants 20 --rounds 10 --block-time 2 --poll-interval 0.5 --json reports/bench/load_20_block_2s_poll_0.5s.json
 
 bench-gas: setup ## Gas per round for 5/20/50/100 participants, each function against its floor, a 20-participant 20-round task in ETH on mainnet and an OP-stack L2, on a private anvil (docs/gas-cost.md; ~2 min)
 	@python -m benchmarks.gas_cost
+
+bench-privacy: setup ## The privacy modes on evaluation seeds: DP-SGD accuracy and FPR against epsilon, sparse updates, CKKS aggregation and its wrap check, watermarks on Dirichlet and equal shards (docs/privacy*.md; about 50 min on 2 cores)
+	@python -m benchmarks.privacy_dp
+	@python -m benchmarks.privacy_sparse
+	@python -m benchmarks.privacy_he
+	@python -m benchmarks.privacy_he_wrap
+	@python -m benchmarks.privacy_watermark
+	@python -m benchmarks.privacy_watermark --bits 32 --partition iid --json reports/bench/privacy_watermark_iid.json --plot reports/bench/privacy_watermark_iid.png
 
 app: chain ## The Streamlit app on http://localhost:8501 (and, locally, the seller's key agent)
 	@./toolchain/app.sh

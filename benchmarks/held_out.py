@@ -4,7 +4,8 @@ registry's blacklisting, against clean FedAvg and the targets of ``fl-agent benc
 Offline (:mod:`fl_agent.simulation.offline`: the simulation's data, shards, device speeds,
 workload balancing, training, attacks and round decision, without the chain, which the
 agents' test ``test_the_offline_harness_replays_the_chain_run`` shows gives the same
-rounds), digits, MLP, 20 clients, Dirichlet α = 0.5, 30 % malicious, 20 rounds. Every
+rounds), digits, MLP, 20 clients, Dirichlet α = 0.5 (``--partition iid``: equal shards),
+30 % malicious, 20 rounds. Every
 attack of :data:`fl_agent.simulation.BENCH_ATTACKS` (the ten attacks and the named
 variants: the backdoor's trigger in the centre, out of range, on 10 or 20 % of the
 examples; attackers that attack every other round), plus clean FedAvg per seed.
@@ -60,10 +61,12 @@ from fl_agent.simulation.offline import (
 EVALUATION_SEEDS = (11, 12, 13, 14, 15)
 
 
-def clean_fedavg(seed: int, rounds: int, device_spread: float) -> float:
+def clean_fedavg(seed: int, rounds: int, device_spread: float,
+                 partition: str = "dirichlet") -> float:
     """Clean FedAvg's final accuracy: no attackers, plain FedAvg, as ``fl-agent bench``."""
     fed = federation(SimulationConfig(attack="none", malicious=0.0, aggregator="fedavg",
-                                      seed=seed, rounds=rounds, device_spread=device_spread))
+                                      seed=seed, rounds=rounds, device_spread=device_spread,
+                                      partition=partition))
     return run_offline(fed, strategy=get_strategy("fedavg")).test_accuracy
 
 
@@ -96,20 +99,22 @@ def detection(fed: Federation, run: OfflineRun) -> dict[str, Any]:
 def measure(seeds: list[int], attacks: list[str], rounds: int,
             device_spread: float = DEFAULT_DEVICE_SPREAD,
             decide: Decide = decide_as_on_chain,
-            tolerance: float | None = None) -> list[dict[str, Any]]:
+            tolerance: float | None = None, partition: str = "dirichlet"
+            ) -> list[dict[str, Any]]:
     rows = []
     for seed in seeds:
-        base = clean_fedavg(seed, rounds, device_spread)
+        base = clean_fedavg(seed, rounds, device_spread, partition)
         print(f"seed {seed} clean fedavg accuracy {base:.4f}", flush=True)
         for name in attacks:
             config = SimulationConfig(seed=seed, rounds=rounds, device_spread=device_spread,
-                                      **attack_settings(name))
+                                      partition=partition, **attack_settings(name))
             fed = federation(config)
             strategy = aggregator_strategy(fed)
             if tolerance is not None:
                 strategy = replace(strategy, tolerance=tolerance)
             run = run_offline(fed, decide=decide, strategy=strategy)
-            row = {"seed": seed, "attack": name, "accuracy": run.test_accuracy,
+            row = {"seed": seed, "attack": name, "partition": partition,
+                   "accuracy": run.test_accuracy,
                    "clean": base, "ratio": run.test_accuracy / base,
                    "asr": attack_rate(fed, run), **detection(fed, run)}
             checks = {"accuracy": row["ratio"] >= ACCURACY_RATIO,
@@ -179,6 +184,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tolerance", type=float, default=None,
                         help="FairFL's gate tolerance in standard errors (default: FairFL's "
                              "own; set it only to tune, on tuning seeds)")
+    parser.add_argument("--partition", choices=("dirichlet", "iid"), default="dirichlet",
+                        help="the clients' shards: Dirichlet α = 0.5 (the default, unequal "
+                             "sizes and label mixes) or iid (equal sizes, every label alike)")
     parser.add_argument("--json", type=Path, default=Path("reports/bench/held_out.json"))
     args = parser.parse_args(argv)
     attacks = args.attacks.split(",")
@@ -188,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
         except ConfigError as err:
             parser.error(str(err))
     rows = measure([int(s) for s in args.seeds.split(",")], attacks, args.rounds,
-                   args.device_spread, RULES[args.rule], args.tolerance)
+                   args.device_spread, RULES[args.rule], args.tolerance, args.partition)
     publish(rows, args.json, markdown(rows))
 
 

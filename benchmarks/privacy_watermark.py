@@ -1,7 +1,8 @@
 """Ownership watermarks (:mod:`fl_agent.privacy.watermark`) in a 20-client federation.
 
-Offline, digits, MLP, 20 honest clients, Dirichlet α = 0.5, 20 rounds of 20 local steps,
-equal devices (no workload balancing), the simulation's shards and seeds
+Offline, digits, MLP, 20 honest clients, Dirichlet α = 0.5 (`--partition iid`: equal
+shards), 20 rounds of 20 local steps, equal devices (no workload balancing), the
+simulation's shards and seeds
 (:func:`fl_agent.simulation.offline.federation`). Every client holds its own key and trains
 with :func:`~fl_agent.privacy.watermark.embed_hook`. The round loop is the offline one
 (:func:`~fl_agent.simulation.offline.decide_as_on_chain`; leave-one-out scoring, as the score
@@ -79,12 +80,12 @@ def bench_key(seed: int, client: int, bits: int, layer: str | None) -> Any:
     return WatermarkKey(secret, bits, layer)
 
 
-def setup(seed: int, rounds: int) -> Any:
+def setup(seed: int, rounds: int, partition: str = "dirichlet") -> Any:
     from fl_agent.simulation.config import SimulationConfig
     from fl_agent.simulation.offline import federation
 
     return federation(SimulationConfig(attack="none", malicious=0.0, seed=seed, rounds=rounds,
-                                       device_spread=1.0))
+                                       device_spread=1.0, partition=partition))
 
 
 def federated_run(fed: Any, strategy: Any, hooks: list[Any], rounds: int,
@@ -206,13 +207,14 @@ def rejections(fed: Any, decisions: list[Any]) -> dict[str, Any]:
 class Seed:
     """One seed's federation, with the runs the measurements share cached."""
 
-    def __init__(self, seed: int, rounds: int, advance: Callable[[], Any]) -> None:
+    def __init__(self, seed: int, rounds: int, advance: Callable[[], Any],
+                 partition: str = "dirichlet") -> None:
         from fl_agent.aggregation import get_strategy
         from fl_agent.learning.training import evaluate
         from fl_agent.simulation.offline import aggregator_strategy
 
         self.seed, self.rounds, self.advance = seed, rounds, advance
-        self.fed = setup(seed, rounds)
+        self.fed = setup(seed, rounds, partition)
         self.spec = self.fed.spec
         self.n = len(self.fed.clients)
         X_test = self.fed.data.standardize(self.fed.splits.test.X)
@@ -445,6 +447,9 @@ def _numbers(kind: type, text: str) -> list[Any]:
 @click.option("--rounds", type=click.IntRange(1), default=20, show_default=True)
 @click.option("--fine-tune-steps", type=click.IntRange(1), default=300, show_default=True)
 @click.option("--wrong-keys", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--partition", type=click.Choice(["dirichlet", "iid"]), default="dirichlet",
+              show_default=True, help="the clients' shards: Dirichlet α = 0.5 label skew "
+              "(unequal sizes), or iid (equal sizes, every label alike)")
 @click.option("--fairfl/--no-fairfl", default=True, show_default=True,
               help="also run FairFL's rule with and without watermarks (its false positives)")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
@@ -454,8 +459,8 @@ def _numbers(kind: type, text: str) -> list[Any]:
               default=Path("docs/plots/privacy_watermark.png"), show_default=True,
               help="the evaluation's plot (not drawn with --tune)")
 def main(seeds: str, bits_text: str, tune: bool, margins: str | None, strengths: str | None,
-         layers: str, rounds: int, fine_tune_steps: int, wrong_keys: int, fairfl: bool,
-         json_path: Path | None, plot_path: Path) -> None:
+         layers: str, rounds: int, fine_tune_steps: int, wrong_keys: int, partition: str,
+         fairfl: bool, json_path: Path | None, plot_path: Path) -> None:
     import torch
 
     from fl_agent.privacy import watermark
@@ -482,7 +487,7 @@ def main(seeds: str, bits_text: str, tune: bool, margins: str | None, strengths:
     with progress_bar() as progress:
         task = progress.add_task("federated rounds", total=len(seed_list) * runs * rounds)
         for number in seed_list:
-            seed = Seed(number, rounds, lambda: progress.advance(task))
+            seed = Seed(number, rounds, lambda: progress.advance(task), partition)
             rows.append(tune_seed(seed, grid) if tune
                         else evaluate_seed(seed, bits_list, base, fairfl))
             progress.console.print(f"seed {number} done in {rows[-1]['seconds']} s")
@@ -490,6 +495,7 @@ def main(seeds: str, bits_text: str, tune: bool, margins: str | None, strengths:
                            "grid": [asdict(s) for s in grid], "default": asdict(base),
                            "alpha": watermark.ALPHA,
                            "match_rate_min": watermark.MATCH_RATE_MIN, "clients": 20,
+                           "partition": partition,
                            "dataset": "digits", "model": "mlp"},
               "machine": about, "rows": rows}
     json_path = json_path or Path("reports/bench") / (

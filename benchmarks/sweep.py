@@ -69,6 +69,8 @@ METRICS: dict[str, tuple[str, str, bool]] = {
     "malicious_reward": ("attackers' share of rewards", ".2f", False),
     "benign_blacklisted": ("honest participants blacklisted", ".0f", False),
 }
+#: Beside the medians: the spread over seeds of each cell's accuracy (max - min).
+SPREAD = ("accuracy_spread", ("test accuracy: spread over seeds (max - min)", ".2f", False))
 #: FairFL's goal: its accuracy within this of the best rule's, in every cell.
 WITHIN = 0.01
 
@@ -321,7 +323,8 @@ def markdown(summary: dict[tuple, dict[str, dict[str, Any]]], rules: Sequence[st
 
 def heat_maps(summary: dict[tuple, dict[str, dict[str, Any]]], rules: Sequence[str],
               folder: Path, prefix: str = "sweep") -> list[Path]:
-    """One PNG per dataset and metric: a panel per attack, rules × settings, the median."""
+    """One PNG per dataset and metric: a panel per attack, rules × settings, the median;
+    and one of the accuracy's spread over the seeds (max - min)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -332,7 +335,7 @@ def heat_maps(summary: dict[tuple, dict[str, dict[str, Any]]], rules: Sequence[s
     keys = sorted(summary)
     for dataset in dict.fromkeys(c[0] for c in keys):
         attacks = list(dict.fromkeys(c[1] for c in keys if c[0] == dataset))
-        for metric, (label, fmt, higher) in METRICS.items():
+        for metric, (label, fmt, higher) in [*METRICS.items(), SPREAD]:
             columns = min(3, len(attacks))
             rows_n = -(-len(attacks) // columns)
             widest = max(sum(1 for c in keys if c[:2] == (dataset, a)) for a in attacks)
@@ -343,13 +346,12 @@ def heat_maps(summary: dict[tuple, dict[str, dict[str, Any]]], rules: Sequence[s
                 ax.axis("off")
             for ax, attack in zip(axes.flat, attacks, strict=False):
                 settings = [c for c in keys if c[:2] == (dataset, attack)]
-                data = np.array([[np.nan if summary[c].get(r, {}).get(metric) is None
-                                  else summary[c][r][metric] for c in settings] for r in rules],
-                                dtype=float)
+                data = np.array([[_value(summary[c].get(r, {}), metric) for c in settings]
+                                 for r in rules], dtype=float)
                 cmap = "viridis" if higher else "viridis_r"
-                vmax = 1.0 if metric != "benign_blacklisted" else max(1.0, np.nanmax(data)
-                                                                      if np.isfinite(data).any()
-                                                                      else 1.0)
+                vmax = 1.0 if metric not in ("benign_blacklisted", SPREAD[0]) else max(
+                    1.0 if metric == "benign_blacklisted" else 0.1,
+                    np.nanmax(data) if np.isfinite(data).any() else 0.0)
                 ax.imshow(data, cmap=cmap, vmin=0.0, vmax=vmax, aspect="auto")
                 for (i, j), value in np.ndenumerate(data):
                     if np.isfinite(value):
@@ -360,13 +362,24 @@ def heat_maps(summary: dict[tuple, dict[str, dict[str, Any]]], rules: Sequence[s
                               [_setting(c[2], c[3]).replace(" ", "\n") for c in settings],
                               fontsize=6)
                 ax.set_yticks(range(len(rules)), rules, fontsize=7)
-            fig.suptitle(f"{dataset}: {label} (median over seeds)", fontsize=11)
+            fig.suptitle(f"{dataset}: {label}" + ("" if metric == SPREAD[0]
+                                                  else " (median over seeds)"), fontsize=11)
             fig.tight_layout()
             path = folder / f"{prefix}_{dataset}_{metric}.png"
             fig.savefig(path, dpi=110)
             plt.close(fig)
             written.append(path)
     return written
+
+
+def _value(entry: dict[str, Any], metric: str) -> float:
+    """A heat map's value of a cell's ``entry``: the median of ``metric``, or for the spread
+    the accuracy's range over seeds; NaN when absent."""
+    if metric == SPREAD[0]:
+        span = entry.get("accuracy_range")
+        return np.nan if span is None else span[1] - span[0]
+    value = entry.get(metric)
+    return np.nan if value is None else value
 
 
 def report(rows: dict[Run, dict[str, Any]], rules: Sequence[str], json_path: Path,

@@ -298,7 +298,10 @@ def test_the_held_out_benchmark_scores_every_run_against_the_targets(tmp_path):
     assert rows["none"]["tpr"] is None and rows["sign_flip-every-2"]["tpr"] is not None
     assert {"ratio", "fpr", "malicious_reward", "benign_blacklisted", "failed"} \
         <= set(rows["none"])
-    assert "sign_flip-every-2" in table
+    assert "sign_flip-every-2" in table and rows["none"]["partition"] == "dirichlet"
+    run("benchmarks.held_out", "--seeds", "101", "--rounds", "1", "--attacks", "none",
+        "--partition", "iid", "--json", str(out))
+    assert json.loads(out.read_text())[0]["partition"] == "iid"
     bad = run_fails("benchmarks.held_out", "--attacks", "no_such_attack")
     assert "unknown attack 'no_such_attack'" in bad
 
@@ -501,6 +504,12 @@ def test_the_privacy_benchmarks_run_on_tiny_settings(tmp_path):
         "--fine-tune-steps", "5", "--wrong-keys", "2", "--no-fairfl", "--json", str(wm),
         "--plot", str(tmp_path / "wm.png"))
     assert json.loads(wm.read_text())["rows"]
+    run("benchmarks.privacy_watermark", "--seeds", "1", "--rounds", "1", "--bits", "32",
+        "--fine-tune-steps", "5", "--wrong-keys", "2", "--no-fairfl", "--partition", "iid",
+        "--json", str(wm), "--plot", str(tmp_path / "wm.png"))
+    result = json.loads(wm.read_text())
+    shares = result["rows"][0]["shares"]  # equal shards: 20 clients of about 5 % each
+    assert result["settings"]["partition"] == "iid" and max(shares) - min(shares) < 0.002
 
 
 def test_a_dp_runs_figures_do_not_depend_on_the_other_runs_of_the_command(tmp_path):
