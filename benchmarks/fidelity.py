@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -217,7 +218,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines = ["| setting | estimator | Spearman with exact Shapley, median (min) | rounds ≥ 0.8 | "
              "seconds per round (median) |", "| --- | --- | --- | --- | --- |"]
     for name, entry in result["summary"].items():
-        for estimator in ESTIMATORS:
+        for estimator in (e for e in ESTIMATORS if e in entry):  # older runs lack some
             e = entry[estimator]
             rho = "–" if e["median"] is None else f"{e['median']:.2f} ({e['min']:.2f})"
             seconds = entry.get(f"{estimator}_seconds")
@@ -233,6 +234,37 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def plot(result: dict[str, Any], path: Path) -> Path:
+    """Each estimator's Spearman with the exact values, one point per scored round, a panel
+    per setting, the goal as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = list(result["summary"])
+    fig, axes = plt.subplots(1, len(settings), figsize=(6 * len(settings), 4), squeeze=False)
+    for ax, name in zip(axes[0], settings, strict=True):
+        got = [r for r in result["rounds"] if r["setting"] == name]
+        names = [e for e in ESTIMATORS if any(r["spearman"].get(e) is not None for r in got)]
+        for x, estimator in enumerate(names):
+            values = [r["spearman"][estimator] for r in got
+                      if r["spearman"].get(estimator) is not None]
+            jitter = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else [0.0]
+            ax.scatter(x + np.asarray(jitter), values, s=14, alpha=0.7)
+            ax.hlines(np.median(values), x - 0.3, x + 0.3, color="black")
+        ax.axhline(GOAL, color="red", linestyle="--", linewidth=1, label=f"goal {GOAL}")
+        ax.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
+        ax.set(ylim=(-1.05, 1.05), ylabel="Spearman with exact Shapley",
+               title=f"{name}, {result['clients']} clients (bar: median)")
+        ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -243,7 +275,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=8,
                         help="clients (the exact values take 2^clients evaluations)")
     parser.add_argument("--json", type=Path, default=Path("reports/bench/fidelity.json"))
+    parser.add_argument("--plot", type=Path, default=None,
+                        help="the plot (default: beside the JSON, .png)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="no runs: the table and the plot of the JSON at --json")
     args = parser.parse_args(argv)
+    figure = args.plot or args.json.with_suffix(".png")
+    if args.report_only:
+        if not args.json.is_file():
+            parser.error(f"no run at {args.json}: give its JSON with --json")
+        result = json.loads(args.json.read_text())
+        print(markdown(result) + f"\n\nplot: {plot(result, figure)}")
+        return
     if not 3 <= args.clients <= 12:
         parser.error("--clients must be between 3 and 12 (exact Shapley takes 2^n values)")
     try:
@@ -254,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = measure(seeds, args.rounds, measured, args.clients)
     result = {"machine": machine(), "clients": args.clients, "seeds": seeds,
               "measured_rounds": measured, "summary": summary(rows), "rounds": rows}
-    publish(result, args.json, markdown(result))
+    publish(result, args.json, markdown(result) + f"\n\nplot: {plot(result, figure)}")
 
 
 if __name__ == "__main__":

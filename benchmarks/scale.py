@@ -292,6 +292,51 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def plot(result: dict[str, Any], path: Path) -> Path:
+    """Log-log: each rule's time against the clients at the most parameters measured with
+    two or more client counts, and against the parameters at the most clients, with the
+    storage's add and get beside sha256; one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["aggregation"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    for ax, axis in zip(axes[:2], ("clients", "params"), strict=True):
+        other = "params" if axis == "clients" else "clients"
+        counts: dict[int, int] = {}
+        for r in rows:
+            counts[r[other]] = counts.get(r[other], 0) + (r["rule"] == rows[0]["rule"])
+        fixed = max((v for v, n in counts.items() if n >= 2), default=None)
+        if fixed is None:  # one size along this axis: nothing to draw
+            ax.set_title(f"one {axis} count only")
+            continue
+        for rule in dict.fromkeys(r["rule"] for r in rows):
+            line = sorted((r[axis], r["seconds"]) for r in rows
+                          if r["rule"] == rule and r[other] == fixed)
+            if line:
+                ax.plot(*zip(*line, strict=True), marker="o", label=rule)
+        ax.set(xscale="log", yscale="log", ylabel="seconds (best of the warm calls)",
+               xlabel=axis, title=f"aggregation time against {axis} ({other} = {fixed:,})")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=7)
+    storage = result["storage"]
+    if storage:
+        sizes = [r["mb"] for r in storage]
+        for key, label in (("sha256", "sha256 (the ceiling)"), ("add", "add"), ("get", "get"),
+                           ("sha256_all_cores", "sha256 on all cores")):
+            axes[2].plot(sizes, [r["mb_per_s"][key] for r in storage], marker="o", label=label)
+        axes[2].set(xscale="log", xlabel="MB", ylabel="MB/s", title="the store")
+        axes[2].legend(fontsize=7)
+        axes[2].grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",")]
 
@@ -307,15 +352,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=3, help="timed calls per measurement")
     parser.add_argument("--json", type=Path, default=Path("reports/bench/scale.json"))
     parser.add_argument("--report-only", action="store_true",
-                        help="no measurement: print the tables of the JSON at --json")
+                        help="no measurement: print the tables of the JSON at --json (and "
+                             "draw its plot)")
+    parser.add_argument("--plot", type=Path, default=None,
+                        help="the growth plot (default: beside the JSON, .png)")
     args = parser.parse_args(argv)
+    figure = args.plot or args.json.with_suffix(".png")
     if args.report_only:
         import json
 
         if not args.json.is_file():
             parser.error(f"--report-only prints a run's tables, and there is no run at "
                          f"{args.json}: give its JSON with --json")
-        print(markdown(json.loads(args.json.read_text())))
+        result = json.loads(args.json.read_text())
+        print(markdown(result) + f"\n\nplot: {plot(result, figure)}")
         return
     rules = args.rules.split(",")
     unknown = [r for r in rules if r not in RULES]
@@ -333,7 +383,7 @@ def main(argv: list[str] | None = None) -> None:
     result = {"machine": machine(), "threads": torch.get_num_threads(),
               "aggregation": aggregation(clients, params, rules, args.repeat),
               "storage": storage(sizes, args.repeat)}
-    publish(result, args.json, markdown(result))
+    publish(result, args.json, markdown(result) + f"\n\nplot: {plot(result, figure)}")
 
 
 if __name__ == "__main__":

@@ -219,6 +219,10 @@ def test_the_fidelity_benchmark_ranks_every_estimator_against_exact_shapley(tmp_
         assert row["evaluations"]["truncated-40"] <= row["evaluations"]["sampler-40"]
     assert "exact (2^n subsets)" in table
     assert "--clients" in run_fails("benchmarks.fidelity", "--clients", "20")
+    assert out.with_suffix(".png").stat().st_size > 10_000  # the plot beside the JSON
+    again = run("benchmarks.fidelity", "--report-only", "--json", str(out), "--plot",
+                str(tmp_path / "again.png"))
+    assert again.split("\n\nplot:")[0] in table and (tmp_path / "again.png").exists()
 
 
 def test_the_scale_benchmark_times_every_rule_and_the_store_against_sha256(tmp_path):
@@ -238,6 +242,7 @@ def test_the_scale_benchmark_times_every_rule_and_the_store_against_sha256(tmp_p
     assert all(ms > 0 for ms in store["add_parts_ms"].values())
     assert "growth in clients" in table and "add / all cores" in table
     assert "Peak of traced memory" in table and "`add`'s parts" in table
+    assert out.with_suffix(".png").stat().st_size > 10_000  # the growth plot beside it
     # the tables again from the JSON alone, and a clear error without one
     assert run("benchmarks.scale", "--report-only", "--json", str(out)).strip() in table
     assert "no run at" in run_fails("benchmarks.scale", "--report-only", "--json",
@@ -299,11 +304,27 @@ def test_the_held_out_benchmark_scores_every_run_against_the_targets(tmp_path):
     assert {"ratio", "fpr", "malicious_reward", "benign_blacklisted", "failed"} \
         <= set(rows["none"])
     assert "sign_flip-every-2" in table and rows["none"]["partition"] == "dirichlet"
+    assert rows["none"]["noise_check"] and isinstance(rows["none"]["honest_reasons"], dict)
     run("benchmarks.held_out", "--seeds", "101", "--rounds", "1", "--attacks", "none",
-        "--partition", "iid", "--json", str(out))
-    assert json.loads(out.read_text())[0]["partition"] == "iid"
+        "--partition", "iid", "--no-noise-check", "--json", str(out))
+    [row] = json.loads(out.read_text())
+    assert row["partition"] == "iid" and row["noise_check"] is False
     bad = run_fails("benchmarks.held_out", "--attacks", "no_such_attack")
     assert "unknown attack 'no_such_attack'" in bad
+
+
+def test_the_trigger_pile_benchmark_sets_honest_updates_beside_the_attackers(tmp_path):
+    out = tmp_path / "piles.json"
+    table = run("benchmarks.trigger_piles", "--seeds", "1", "--rounds", "2", "--attacks",
+                "none,backdoor", "--partitions", "iid", "--json", str(out))
+    none, backdoor = json.loads(out.read_text())
+    assert [r["round"] for r in none["rounds"]] == [1, 2]
+    assert none["rounds"][0]["attackers_min"] is None
+    # the corner trigger piles far more than any honest update in the first round
+    first = backdoor["rounds"][0]
+    assert 0 < first["honest_max"] < 0.2 < first["attackers_min"] <= 1
+    assert "| iid | backdoor |" in table
+    assert "unknown split" in run_fails("benchmarks.trigger_piles", "--partitions", "x")
 
 
 def test_the_load_benchmark_accounts_for_every_submission_of_every_process(tmp_path):
