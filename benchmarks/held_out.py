@@ -28,6 +28,7 @@ on seeds 101-103. The evaluation seeds 11-15 were used for none of them.
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from benchmarks.claims import RULES
 from benchmarks.rule_alone import attack_rate
 from fl_agent.aggregation import get_strategy
 from fl_agent.errors import ConfigError
+from fl_agent.learning.models import param_count
 from fl_agent.simulation import BENCH_ATTACKS, DEFAULT_DEVICE_SPREAD
 from fl_agent.simulation.bench import (
     ACCURACY_RATIO,
@@ -96,11 +98,22 @@ def detection(fed: Federation, run: OfflineRun) -> dict[str, Any]:
             "malicious_blacklisted": len(set(run.blacklisted) & bad)}
 
 
+def honest_reasons(fed: Federation, run: OfflineRun) -> dict[str, int]:
+    """Why honest updates were rejected: a count per reason."""
+    reasons: dict[str, int] = {}
+    for r in run.rounds:
+        for j, i in enumerate(r.submitted):
+            if not fed.clients[i].malicious and j in r.decision.reasons:
+                reason = r.decision.reasons[j].split(":")[0]
+                reasons[reason] = reasons.get(reason, 0) + 1
+    return dict(sorted(reasons.items()))
+
+
 def measure(seeds: list[int], attacks: list[str], rounds: int,
             device_spread: float = DEFAULT_DEVICE_SPREAD,
             decide: Decide = decide_as_on_chain,
-            tolerance: float | None = None, partition: str = "dirichlet"
-            ) -> list[dict[str, Any]]:
+            tolerance: float | None = None, partition: str = "dirichlet",
+            noise_check: bool = True) -> list[dict[str, Any]]:
     rows = []
     for seed in seeds:
         base = clean_fedavg(seed, rounds, device_spread, partition)
@@ -112,11 +125,15 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
             strategy = aggregator_strategy(fed)
             if tolerance is not None:
                 strategy = replace(strategy, tolerance=tolerance)
+            if not noise_check:  # a chance level of 1: what DP and watermark tasks run
+                strategy = replace(strategy, chance_z=math.sqrt(param_count(fed.spec)))
             run = run_offline(fed, decide=decide, strategy=strategy)
             row = {"seed": seed, "attack": name, "partition": partition,
+                   "noise_check": noise_check,
                    "accuracy": run.test_accuracy,
                    "clean": base, "ratio": run.test_accuracy / base,
-                   "asr": attack_rate(fed, run), **detection(fed, run)}
+                   "asr": attack_rate(fed, run), **detection(fed, run),
+                   "honest_reasons": honest_reasons(fed, run)}
             checks = {"accuracy": row["ratio"] >= ACCURACY_RATIO,
                       "tpr": row["tpr"] is None or row["tpr"] >= TPR_MIN,
                       "fpr": row["fpr"] <= FPR_MAX,
@@ -187,6 +204,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--partition", choices=("dirichlet", "iid"), default="dirichlet",
                         help="the clients' shards: Dirichlet α = 0.5 (the default, unequal "
                              "sizes and label mixes) or iid (equal sizes, every label alike)")
+    parser.add_argument("--no-noise-check", dest="noise_check", action="store_false",
+                        help="FairFL without its NOISE check (step 2), as a task with "
+                             "example-level DP or watermarks runs it: what the check buys")
     parser.add_argument("--json", type=Path, default=Path("reports/bench/held_out.json"))
     args = parser.parse_args(argv)
     attacks = args.attacks.split(",")
@@ -196,7 +216,8 @@ def main(argv: list[str] | None = None) -> None:
         except ConfigError as err:
             parser.error(str(err))
     rows = measure([int(s) for s in args.seeds.split(",")], attacks, args.rounds,
-                   args.device_spread, RULES[args.rule], args.tolerance, args.partition)
+                   args.device_spread, RULES[args.rule], args.tolerance, args.partition,
+                   args.noise_check)
     publish(rows, args.json, markdown(rows))
 
 
