@@ -18,11 +18,13 @@ On the final global model of a FedAvg run, per seed and per bit count of ``--bit
 * ``--wrong-keys`` keys nobody embedded: bits matched and the verdict;
 * test accuracy against the same run without watermarks.
 
-And FairFL's rule (``aggregator_strategy``) on the same federation with and without the
-watermarks (the default bit count): the share of honest submissions it rejects (all clients
-are honest, so every rejection is a false positive), the clients it rejects three times or
-more (the registry blacklists at three within four rounds; nobody is removed here) and the
-verdicts on its final model.
+And FairFL's rule (``aggregator_strategy``) on the same federation: a plain task's rule
+without watermarks, a watermark task's rule (no NOISE check) with them, and, with them, the
+plain rule a watermark task ran before 2026-12-05 (the default bit count): the share of
+honest submissions it rejects (all clients are honest, so every rejection is a false
+positive), the clients it rejects three times or more (the registry blacklists at three
+within four rounds; nobody is removed here) and the verdicts on its final model. ``--tune``
+runs a watermark task's rule.
 
 ``--tune`` runs a grid instead (``--bits`` x ``--margins`` x ``--strengths`` x ``--layers``):
 per setting, the verdicts on FedAvg's model and FairFL's false positives. The defaults of
@@ -223,7 +225,13 @@ class Seed:
         samples = np.array([len(c.y) for c in self.fed.clients], dtype=float)
         self.shares = (samples / samples.sum()).round(4).tolist()
         self.fedavg = get_strategy("fedavg")
-        self.fairfl = aggregator_strategy(self.fed)
+        from fl_agent.chain.records import TrainingMode
+        from fl_agent.privacy.plan import build_plan
+
+        self.fairfl = aggregator_strategy(self.fed)  # a plain task's rule
+        #: A watermark task's rule, as its aggregator runs it (no NOISE check since
+        #: 2026-12-05), and the plain rule it ran before, kept to show the difference.
+        self.fairfl_marked = aggregator_strategy(self.fed, build_plan(TrainingMode.WATERMARK))
 
     def run(self, strategy: Any, settings: Settings | None) -> tuple[np.ndarray, list[Any]]:
         from fl_agent.privacy.watermark import embed_hook
@@ -279,13 +287,17 @@ def evaluate_seed(seed: Seed, bits_list: list[int], base: Settings,
         row["by_bits"][str(bits)] = result
     if fairfl:
         without, plain_decisions = seed.run(seed.fairfl, None)
-        marked, marked_decisions = seed.run(seed.fairfl, base)
+        marked, marked_decisions = seed.run(seed.fairfl_marked, base)
+        checked, checked_decisions = seed.run(seed.fairfl, base)
         row["fairfl"] = {"bits": base.bits,
                          "without": {**rejections(seed.fed, plain_decisions),
                                      "accuracy": seed.accuracy(without)},
                          "with": {**rejections(seed.fed, marked_decisions),
                                   "accuracy": seed.accuracy(marked),
-                                  **verdicts(seed.spec, marked, seed.keys(base))}}
+                                  **verdicts(seed.spec, marked, seed.keys(base))},
+                         "with_noise_check": {**rejections(seed.fed, checked_decisions),
+                                              "accuracy": seed.accuracy(checked),
+                                              **verdicts(seed.spec, checked, seed.keys(base))}}
     row["seconds"] = round(time.perf_counter() - started, 1)
     return row
 
@@ -301,7 +313,7 @@ def tune_seed(seed: Seed, grid: list[Settings]) -> dict[str, Any]:
     for settings in grid:
         marked, _ = seed.run(seed.fedavg, settings)
         result = watermarked_model(seed, settings, marked, curves=False)
-        _, decisions = seed.run(seed.fairfl, settings)
+        _, decisions = seed.run(seed.fairfl_marked, settings)
         row["grid"].append({"settings": asdict(settings), **result,
                             "accuracy_cost_points": round(100 * (row["accuracy_without"]
                                                                  - result["accuracy"]), 2),
@@ -329,18 +341,21 @@ def markdown(rows: list[dict[str, Any]]) -> str:
                          f"{b['wrong_keys']['verified']}/{b['wrong_keys']['keys']} "
                          f"({b['wrong_keys']['match_rate_max']:.2f}) |")
     if all("fairfl" in r for r in rows):
-        lines += ["", "| seed | FairFL FPR without / with watermarks | rejected with watermarks "
-                  "(reasons) | clients rejected ≥ 3 times | accuracy without / with | "
-                  "verified on FairFL's model |", "| --- | --- | --- | --- | --- | --- |"]
+        lines += ["", "| seed | rule | FairFL FPR without / with watermarks | rejected with "
+                  "watermarks (reasons) | clients rejected ≥ 3 times | accuracy without / "
+                  "with | verified on FairFL's model |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
         for r in rows:
             f = r["fairfl"]
-            reasons = ", ".join(f"{k} {v}" for k, v in sorted(f["with"]["reasons"].items()))
-            lines.append(f"| {r['seed']} | {f['without']['fpr']:.3f} / {f['with']['fpr']:.3f} | "
-                         f"{f['with']['rejected']}/{f['with']['submissions']} "
-                         f"({reasons or 'none'}) | {f['without']['clients_rejected_3_or_more']}"
-                         f" / {f['with']['clients_rejected_3_or_more']} | "
-                         f"{f['without']['accuracy']:.3f} / {f['with']['accuracy']:.3f} | "
-                         f"{_verified(f['with'])} |")
+            for rule, w in (("watermark task's (no NOISE check)", f["with"]),
+                            ("with the NOISE check (before)", f["with_noise_check"])):
+                reasons = ", ".join(f"{k} {v}" for k, v in sorted(w["reasons"].items()))
+                lines.append(
+                    f"| {r['seed']} | {rule} | {f['without']['fpr']:.3f} / {w['fpr']:.3f} | "
+                    f"{w['rejected']}/{w['submissions']} ({reasons or 'none'}) | "
+                    f"{f['without']['clients_rejected_3_or_more']} / "
+                    f"{w['clients_rejected_3_or_more']} | {f['without']['accuracy']:.3f} / "
+                    f"{w['accuracy']:.3f} | {_verified(w)} |")
     return "\n".join(lines)
 
 
@@ -481,7 +496,7 @@ def main(seeds: str, bits_text: str, tune: bool, margins: str | None, strengths:
             for margin in margin_list for strength in strength_list for layer in layer_list]
     base = Settings(watermark.DEFAULT_BITS, margin_list[0], strength_list[0], layer_list[0],
                     **common)
-    runs = 2 + 2 * len(grid) if tune else 1 + len(bits_list) + 2 * fairfl
+    runs = 2 + 2 * len(grid) if tune else 1 + len(bits_list) + 3 * fairfl
     about = machine()
     rows = []
     with progress_bar() as progress:

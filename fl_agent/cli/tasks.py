@@ -163,7 +163,8 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
                           f"of {min_participants} accepted updates; give --min-participants 1, "
                           "or use multikrum")
     options = rule_options_of(strategy, rule_options, example_dp=TrainingMode.DP in training_mode
-                              and dp_level == "example")
+                              and dp_level == "example",
+                              watermark=TrainingMode.WATERMARK in training_mode)
     if (key_holder_alias is not None or he_context_cid is not None) and not he:
         raise FairFLError("--key-holder and --he-context are for --mode he only")
     get_metric(metric)
@@ -228,20 +229,20 @@ def public_context_plan(store: Any, cid: str, key_holder: str) -> Any:
 
 
 def rule_options_of(strategy: str, pairs: tuple[str, ...], *,
-                    example_dp: bool = False) -> dict[str, Any]:
+                    example_dp: bool = False, watermark: bool = False) -> dict[str, Any]:
     """``--rule-option KEY=VALUE`` pairs as the task document's rule options. Only the rule's
     numeric and true/false options can be set this way (not those the aggregator derives:
-    FLTrust's server update, FairFL's input layer, nor, in a task with example-level DP,
-    FairFL's NOISE check level ``chance_z``, which it switches off); each VALUE is read as
-    JSON, must be finite and of the option's type, and the rule is then built with them, so
-    that what the task records is what its aggregator will run."""
+    FLTrust's server update, FairFL's input layer, nor, in a task with example-level DP or
+    watermarks, FairFL's NOISE check level ``chance_z``, which it switches off); each VALUE
+    is read as JSON, must be finite and of the option's type, and the rule is then built
+    with them, so that what the task records is what its aggregator will run."""
     import dataclasses
 
     from fl_agent.aggregation import STRATEGIES, get_strategy
 
     if not pairs:
         return {}
-    derived = {"chance_z"} if example_dp else set()
+    derived = {"chance_z"} if example_dp or watermark else set()
     settable = {f.name: f.default for f in dataclasses.fields(STRATEGIES[strategy])
                 if f.init and isinstance(f.default, (bool, int, float))
                 and f.name not in derived}
@@ -258,8 +259,9 @@ def rule_options_of(strategy: str, pairs: tuple[str, ...], *,
         if key in options:
             raise FairFLError(f"--rule-option {key} is given twice")
         if key in derived:
-            raise FairFLError(f"--rule-option {key}: a task with example-level DP switches "
-                              "FairFL's NOISE check off, so its level cannot be set")
+            raise FairFLError(f"--rule-option {key}: a task with example-level DP or "
+                              "watermarks switches FairFL's NOISE check off, so its level "
+                              "cannot be set")
         if key not in settable:
             raise FairFLError(f"--rule-option: {strategy} takes no option {key!r} from the "
                               f"command line; it takes {', '.join(settable) or 'none'}")

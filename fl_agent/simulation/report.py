@@ -220,6 +220,7 @@ def privacy_section(fairfl: Any, store: Any, task_id: int, document: Any,
     bytes per update (mean over its receipts), and, when the task watermarks, each
     participant's watermark verified on the final model with its key, the key checked
     against its on-chain commitment."""
+    from fl_agent.errors import FairFLError
     from fl_agent.privacy.plan import PrivacyReceipt
 
     plan = document.privacy
@@ -230,20 +231,25 @@ def privacy_section(fairfl: Any, store: Any, task_id: int, document: Any,
         cid = str(log.privacyCid)
         if not cid:
             continue
-        receipt = PrivacyReceipt.from_json(store.get(cid))
         entry = people.setdefault(str(log.participant).lower(), {"updates": 0, "bytes": 0})
+        try:
+            receipt = PrivacyReceipt.from_json(store.get(cid))
+        except FairFLError as err:  # the aggregator refused its update for it too
+            entry.setdefault("bad_receipts", []).append(f"{cid}: {err}")
+            continue
         entry["updates"] += 1
         entry["bytes"] += receipt.update_bytes
         if receipt.epsilon_spent is not None:
             entry["epsilon_spent"] = receipt.epsilon_spent
     for entry in people.values():
-        entry["bytes_per_update"] = entry.pop("bytes") / entry["updates"]
+        read = entry["updates"] - len(entry.get("bad_receipts", ()))
+        entry["bytes_per_update"] = entry.pop("bytes") / read if read else None
     section["participants"] = people
     spent = [e["epsilon_spent"] for e in people.values() if "epsilon_spent" in e]
     if spent:
         section["epsilon_spent_max"] = max(spent)
         section["delta"] = plan.dp.delta
-    sizes = [e["bytes_per_update"] for e in people.values()]
+    sizes = [e["bytes_per_update"] for e in people.values() if e["bytes_per_update"]]
     if sizes:
         section["bytes_per_update_mean"] = float(np.mean(sizes))
     if watermark_keys:

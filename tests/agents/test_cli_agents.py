@@ -86,6 +86,8 @@ def test_task_create_train_and_aggregate_as_separate_processes(anvil_url, tmp_pa
       "--aggregator", "TEST::1"], "max_norm_ratio takes a number"),
     (["task", "create", "--mode", "dp", "--epsilon", "8", "--rule-option", "chance_z=3",
       "--account", "TEST::0", "--aggregator", "TEST::1"], "switches FairFL's NOISE check off"),
+    (["task", "create", "--watermark", "--rule-option", "chance_z=3", "--account", "TEST::0",
+      "--aggregator", "TEST::1"], "switches FairFL's NOISE check off"),
     (["task", "create", "--mode", "he", "--rule-option", "server_update=[1]", "--account",
       "TEST::0", "--aggregator", "TEST::1"], "fltrust takes no option 'server_update'"),
     (["simulate", "--aggregator", "mean"], "aggregator must be one of"),
@@ -153,6 +155,36 @@ def test_simulate_command_writes_report_plots_and_summary(tmp_path):
     assert report["detection"]["tpr"] == 1.0  # the free rider is flagged every round
     assert (out / "accuracy.png").exists() and (out / "participants.png").exists()
     assert not (out / "chain" / "anvil.pid").exists()  # the private chain was stopped
+
+
+def test_simulate_runs_a_privacy_mode_end_to_end_and_reports_it(tmp_path):
+    """`simulate --mode dp+prune --watermark`: the report's privacy section, read back from
+    the chain's receipts and commitments, says what each participant applied and spent."""
+    import json
+
+    from fl_agent.learning import ModelSpec, param_count
+
+    result = CliRunner().invoke(main, [
+        "simulate", "--clients", "3", "--malicious", "0", "--attack", "none", "--rounds", "2",
+        "--steps", "3", "--scoring", "loo", "--seed", "3", "--mode", "dp+prune",
+        "--epsilon", "8", "--prune-ratio", "0.9", "--watermark", "--out", str(tmp_path / "o"),
+        "--json", str(tmp_path / "r.json")], env={"FAIRFL_HOME": str(tmp_path),
+                                                  "COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    privacy = report["privacy"]
+    assert privacy["mode"] == "dp+pruning+watermark" and privacy["delta"] == 1e-5
+    assert len(privacy["participants"]) == 3
+    assert all(p["updates"] == 2 for p in privacy["participants"].values())
+    assert 0 < privacy["epsilon_spent_max"] <= 8
+    d = param_count(ModelSpec.for_features("mlp", (64,), 10))
+    assert privacy["bytes_per_update_mean"] < 0.4 * 4 * d  # a tenth of the entries, 8 B each
+    marks = privacy["watermarks"]
+    assert len(marks) == 3 and all(m["commitment_matches"] for m in marks.values())
+    assert "ε spent" in result.output
+    # every honest update and its receipt passed the aggregator's checks
+    assert report["detection"]["benign_submissions"] == 6
+    assert report["detection"]["benign_flagged"] == 0
 
 
 def test_an_unknown_account_alias_says_how_to_add_one():

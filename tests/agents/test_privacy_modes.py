@@ -278,7 +278,8 @@ def test_a_privacy_mode_without_its_settings_is_refused(mode, settings, message)
 def test_fairfl_does_not_run_its_noise_check_on_dp_sgd_updates(world):
     """Honest DP-SGD updates are mostly noise: the NOISE check refused all of them in the
     benchmark (docs/privacy-dp.md), so a DP task's aggregator turns it off and gates each
-    update against noise of its own size; other tasks keep the check and the plain gate."""
+    update against noise of its own size; a watermark task turns the check off as well; other
+    tasks keep the check and the plain gate."""
     from fl_agent.agents.task_rule import task_strategy
     from fl_agent.aggregation.clustering import chance_similarity
 
@@ -298,6 +299,11 @@ def test_fairfl_does_not_run_its_noise_check_on_dp_sgd_updates(world):
     chosen = dp_document.model_copy(update={"aggregation": dp_document.aggregation.model_copy(
         update={"options": {**dp_document.aggregation.options, "noise_control": False}})})
     assert not task_strategy(chosen, X, y).noise_control  # the task's explicit choice holds
+    # A watermark task turns the NOISE check off too (each mark is a direction nobody else
+    # shares), and keeps the plain gate.
+    marked = task_strategy(world.document.model_copy(update={
+        "privacy": build_plan(TrainingMode.WATERMARK)}), X, y)
+    assert chance_similarity(d, marked.chance_z) == 1.0 and not marked.noise_control
 
 
 def test_a_task_that_prunes_screens_each_senders_last_two_rounds_on_chain(world):
