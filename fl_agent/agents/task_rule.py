@@ -1,7 +1,8 @@
 """The task's aggregation rule as its aggregator runs it: the rule the task document names,
 with what only the aggregator can give it (FLTrust's root data, FairFL's trigger screen
 pointed at the model's input layer and, for sparse updates, over two rounds, the noise
-control for DP-SGD updates, no NOISE check for DP-SGD or watermarked updates)."""
+control and no NOISE check for DP-SGD updates). A watermark task's document records its
+own rule change (no NOISE check, :meth:`fl_agent.learning.task_doc.TaskDocument.build`)."""
 
 from __future__ import annotations
 
@@ -71,16 +72,6 @@ def task_strategy(document: TaskDocument, X_val: np.ndarray, y_val: np.ndarray,
         # Error feedback spreads a sparse update's step over the sender's next rounds: the
         # trigger screen adds up its latest ones (the caller gives Round.earlier).
         strategy = dataclasses.replace(strategy, trigger_rounds=PRUNE_TRIGGER_ROUNDS)
-    if isinstance(strategy, FairFLStrategy) and privacy is not None \
-            and privacy.watermark is not None:
-        # Each participant's mark is a direction no other update shares: once honest updates
-        # are small (late rounds, equal shards) the NOISE check took marked honest updates
-        # for noise, 9-17 % of them with equal shards, and 6-12 of 20 clients would have been
-        # blacklisted. On tuning seeds 1-5, Dirichlet and equal shards, no attack and seven
-        # attacks: the same outcome with and without the check in all 80 runs
-        # (benchmarks.held_out --no-noise-check; docs/privacy-watermark.md).
-        strategy = dataclasses.replace(strategy,
-                                       chance_z=math.sqrt(param_count(document.model)))
     if isinstance(strategy, FairFLStrategy) and privacy is not None and privacy.dp is not None \
             and privacy.dp.level == "example":
         # An honest DP-SGD update is mostly isotropic noise: FairFL's NOISE check (agreement

@@ -167,6 +167,10 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
                               watermark=TrainingMode.WATERMARK in training_mode)
     if (key_holder_alias is not None or he_context_cid is not None) and not he:
         raise FairFLError("--key-holder and --he-context are for --mode he only")
+    if he_context_cid is not None and key_holder_alias is None:
+        raise FairFLError("--he-context names a context another account made: give that "
+                          "account with --key-holder (it holds the secret key and answers "
+                          "the task's decryptions)")
     get_metric(metric)
     data = load_dataset(dataset)
     spec = ModelSpec.for_features(model_name, data.feature_shape, data.num_classes)
@@ -209,9 +213,11 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
     console.print(f"[green]task {task_id} created[/] (tx {receipt.tx_hash}, gas "
                   f"{receipt.gas_used:,})\n  model    {model_cid}\n  document {spec_cid}")
     if key_holder is not None:
+        where = ("on the machine where it ran `fl-agent keyholder --new-context`"
+                 if he_context_cid is not None else
+                 f"on this machine (its secret key is in {settings.keys_dir / 'ckks'})")
         console.print(f"  key holder {key_holder}: run `fl-agent keyholder --task {task_id} "
-                      "--account <its alias>` on this machine (its secret key is in "
-                      f"{settings.keys_dir / 'ckks'})")
+                      f"--account <its alias>` {where}")
 
 
 def public_context_plan(store: Any, cid: str, key_holder: str) -> Any:

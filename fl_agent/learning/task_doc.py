@@ -12,6 +12,7 @@ documents have equal CIDs.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import numpy as np
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from fl_agent.documents import Document
 from fl_agent.errors import ConfigError
-from fl_agent.learning.models import ModelSpec
+from fl_agent.learning.models import ModelSpec, param_count
 from fl_agent.privacy.plan import PrivacyPlan
 
 FORMAT = "fairfl-task/1"
@@ -140,8 +141,21 @@ class TaskDocument(Document):
 
     @classmethod
     def build(cls, **fields: Any) -> TaskDocument:
-        """Validates ``fields``; raises :class:`ConfigError` with pydantic's reasons."""
+        """Validates ``fields`` (raises :class:`ConfigError` with pydantic's reasons) for a new
+        task. A new FairFL task with watermarks records in its rule options that FairFL's
+        NOISE check is off (``chance_z`` = √d, a chance level of 1): each participant's mark
+        is a direction no other update shares, and the check took marked honest updates for
+        noise (docs/privacy-watermark.md). Recorded, not applied by the aggregator's code, so
+        that a task keeps the rule it was created with, and its audits and reruns with it: a
+        document made before 2026-12-05 carries none and keeps the check."""
         try:
-            return cls(**fields)
+            document = cls(**fields)
         except ValidationError as err:
             raise ConfigError(f"invalid task document: {err}") from err
+        options = document.aggregation.options
+        if document.privacy is not None and document.privacy.watermark is not None \
+                and document.aggregation.strategy == "fairfl" and "chance_z" not in options:
+            chance_off = {**options, "chance_z": math.sqrt(param_count(document.model))}
+            document = document.model_copy(update={"aggregation": document.aggregation
+                                                   .model_copy(update={"options": chance_off})})
+        return document

@@ -8,8 +8,9 @@ disagrees with the plan or with the update the aggregator decoded:
 * any mode: the receipt's ``mode`` is the plan's, and ``update_bytes`` is the size of the
   update as opened;
 * example-level dp: an ε record (``epsilon_spent``, finite and positive) that does not exceed
-  the task's budget, for the task's δ and accountant, with a positive noise multiplier, a
-  sample rate in (0, 1] and at least one step;
+  the task's budget, for the task's δ, by RDP or PRV (either bounds ε; a participant's saved
+  budget may predate the plan's accountant), with a positive noise multiplier, a sample rate
+  in (0, 1] and at least one step;
 * prune: ``kept`` and ``length`` are the entries the decoded sparse update really holds and
   the model's size (the density limit itself is checked on the update,
   :func:`fl_agent.privacy.sparse.decode_for_plan`);
@@ -31,6 +32,8 @@ import math
 from fl_agent.errors import ConfigError, FairFLError
 from fl_agent.privacy.plan import DPPlan, PrivacyPlan, PrivacyReceipt
 
+#: The accountants whose ε a receipt may report (Opacus's; both give upper bounds).
+ACCOUNTANTS = ("rdp", "prv")
 #: A receipt is a few hundred bytes; anything much larger is not one (refused unparsed).
 MAX_RECEIPT_BYTES = 64 * 1024
 
@@ -91,10 +94,12 @@ def _check_epsilon(receipt: PrivacyReceipt, dp: DPPlan) -> None:
         raise ReceiptError(f"its privacy receipt records ε = {spent:.4g} spent, above the "
                            f"task's budget of {dp.epsilon:g}: a participant stops submitting "
                            "before it would exceed the budget")
-    if receipt.delta != dp.delta or receipt.accountant != dp.accountant:
+    # Either accountant's ε is an upper bound, so a budget holds under either: a participant
+    # whose saved budget predates the plan's accountant keeps its own (fl_agent.privacy.local).
+    if receipt.delta != dp.delta or receipt.accountant not in ACCOUNTANTS:
         raise ReceiptError(f"its privacy receipt accounts with δ = {receipt.delta} by "
-                           f"{receipt.accountant!r}; the task's budget is for δ = {dp.delta} "
-                           f"by {dp.accountant!r}")
+                           f"{receipt.accountant!r}; the task's budget is for δ = {dp.delta}, "
+                           f"by one of {', '.join(ACCOUNTANTS)}")
     sigma, rate, steps = receipt.noise_multiplier, receipt.sample_rate, receipt.steps
     if sigma is None or not (math.isfinite(sigma) and sigma > 0) or rate is None \
             or not (math.isfinite(rate) and 0 < rate <= 1) or steps is None or steps < 1:
@@ -102,4 +107,4 @@ def _check_epsilon(receipt: PrivacyReceipt, dp: DPPlan) -> None:
                            f"multiplier {sigma}, sample rate {rate}, steps {steps}")
 
 
-__all__ = ["MAX_RECEIPT_BYTES", "ReceiptError", "check_receipt"]
+__all__ = ["ACCOUNTANTS", "MAX_RECEIPT_BYTES", "ReceiptError", "check_receipt"]

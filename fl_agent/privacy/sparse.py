@@ -153,8 +153,7 @@ def magnitude_prune(local_params: ArrayLike, ratio: float, spec: ModelSpec | Non
 
 def max_kept(spec: ModelSpec, ratio: float) -> int:
     """The most entries an update of ``spec`` may hold in a task that drops the fraction
-    ``ratio``: what per-tensor selection keeps (:func:`choose_entries`), summed. A sender may
-    spread them over the tensors as it likes."""
+    ``ratio``: what per-tensor selection keeps (:func:`choose_entries`), summed."""
     return sum(kept_count(slot.size, ratio) for slot in param_layout(spec))
 
 
@@ -162,14 +161,20 @@ def decode_for_plan(data: bytes, spec: ModelSpec, ratio: float, method: Method
                     ) -> SparseDelta:
     """:func:`decode_sparse` for a task that prunes with ``ratio`` and ``method``: a document
     larger than :func:`max_kept` entries and the header allowance need is refused unparsed;
-    one holding more entries than that (a density above the task's ratio) or on the other
-    method's base (top-k sends a delta on the global model, magnitude pruning the weights
-    themselves) is refused too. Raises :class:`SparseError`."""
+    one holding more entries in any tensor than the task keeps of it (:func:`kept_count` of
+    the tensor's size: what a participant sends, so that nobody may pour its whole budget
+    into one layer) or on the other method's base (top-k sends a delta on the global model,
+    magnitude pruning the weights themselves) is refused too. Raises :class:`SparseError`."""
     limit = max_kept(spec, ratio)
     delta = decode_sparse(data, spec, max_bytes=8 * limit + HEADER_ALLOWANCE)
-    if delta.k > limit:
-        raise SparseError(f"the update sends {delta.k:,} of {delta.length:,} entries; this task "
-                          f"drops {ratio:g} of them, so at most {limit:,} may be sent")
+    for slot in param_layout(spec):
+        sent = int(np.count_nonzero((delta.indices >= slot.offset)
+                                    & (delta.indices < slot.offset + slot.size)))
+        allowed = kept_count(slot.size, ratio)
+        if sent > allowed:
+            raise SparseError(f"the update sends {sent:,} entries of {slot.name} "
+                              f"({slot.size:,}); this task drops {ratio:g} of each tensor, "
+                              f"so at most {allowed:,} may be sent")
     base = "zero" if method == "magnitude" else "global"
     if delta.base != base:
         raise SparseError(f"the update's entries are on base {delta.base!r}; this task prunes "

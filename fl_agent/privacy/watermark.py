@@ -29,11 +29,13 @@ after each backward pass. Bit ``i`` is read as ``sign((E w)_i)``.
 What it costs and where it stops (measured by ``benchmarks.privacy_watermark``,
 docs/privacy-watermark.md): FedAvg averages each participant's mark by its share of the
 weight, so a participant with a small share (a few per cent of the data, out of twenty)
-may not get its mark into the global model; and a push strong enough to make it makes the
-update look like noise to FairFL's rule (a direction no other update shares), which then
-rejects it. The defaults sit where FairFL rejected about as few honest updates as without
-watermarks on the tuning seeds. The mark is tied to weight positions: permuting hidden units
-(the same function) erases it, and whoever learns the key can train it away.
+may not get its mark into the global model; and a push strong enough to make it made the
+update look like noise to FairFL's NOISE check (a direction no other update shares), which
+a watermark task now runs without (:meth:`fl_agent.learning.task_doc.TaskDocument.build`).
+The defaults were chosen, with that check still on, where FairFL rejected about as few
+honest updates as without watermarks on the tuning seeds. The mark is tied to weight
+positions: permuting hidden units (the same function) erases it, and whoever learns the key
+can train it away.
 
 Verification counts the bits that match. For a model that never saw the key, the signs of
 ``E w`` are independent fair coins (``E`` is Gaussian and independent of ``w``), so the

@@ -241,8 +241,8 @@ def privacy_section(fairfl: Any, store: Any, task_id: int, document: Any,
         entry["bytes"] += receipt.update_bytes
         if receipt.epsilon_spent is not None:
             entry["epsilon_spent"] = receipt.epsilon_spent
-    for entry in people.values():
-        read = entry["updates"] - len(entry.get("bad_receipts", ()))
+    for entry in people.values():  # "updates" counts the receipts that could be read
+        read = entry["updates"]
         entry["bytes_per_update"] = entry.pop("bytes") / read if read else None
     section["participants"] = people
     spent = [e["epsilon_spent"] for e in people.values() if "epsilon_spent" in e]

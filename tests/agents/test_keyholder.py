@@ -308,10 +308,15 @@ def test_a_key_holder_makes_the_keys_on_its_own_machine_and_the_creator_never_se
         KeyHolderAgent(world.fairfl, world.store, world.accounts[4], task_id,
                        world.tmp / "keys", world.tmp / "agents")
 
+    assert "where it ran `fl-agent keyholder" in created.output
     secret = world.store.add(holder.secret_context)
     refused = world.cli("task", "create", "--mode", "he", "--he-context", secret,
-                        "--aggregator", "TEST::1", "--account", "TEST::0")
+                        "--key-holder", "TEST::4", "--aggregator", "TEST::1", "--account",
+                        "TEST::0")
     assert refused.exit_code != 0 and "holds a secret key" in refused.output, refused.output
+    nobody = world.cli("task", "create", "--mode", "he", "--he-context", cid, "--aggregator",
+                       "TEST::1", "--account", "TEST::0")
+    assert nobody.exit_code != 0 and "give that account with --key-holder" in nobody.output
     both = CliRunner().invoke(main, ["keyholder", "--new-context", "--task", "1", "--account",
                                      "TEST::4"], env=env)
     assert both.exit_code != 0 and "without --task" in both.output

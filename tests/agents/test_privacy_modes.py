@@ -91,7 +91,7 @@ def test_bad_privacy_submissions_are_refused_with_a_reason_and_the_round_goes_on
     ratio (its receipt honest about it). Each is rejected with what is wrong; the honest
     participants' updates make the round."""
     from fl_agent.crypto.envelopes import seal_update
-    from fl_agent.privacy.sparse import encode_sparse, max_kept
+    from fl_agent.privacy.sparse import choose_entries, encode_sparse
 
     task_id = private_task(world, "dp+prune", rounds=1, epsilon=8.0, prune_ratio=0.9)
     people = [world.participant(task_id, i) for i in range(2)]
@@ -99,18 +99,18 @@ def test_bad_privacy_submissions_are_refused_with_a_reason_and_the_round_goes_on
     aggregator = world.aggregator_agent(task_id)
     _, _, workload = aggregator.step()
     spec, plan = world.document.model, aggregator.document.privacy
-    limit = max_kept(spec, 0.9)
     rng = np.random.default_rng(3)
+    kept = choose_entries(rng.normal(size=param_count(spec)), 0.9, spec)  # as one would send
     honest_dp = {"epsilon_spent": 1.5, "delta": 1e-5, "accountant": "prv",
                  "noise_multiplier": 3.0, "sample_rate": 0.2, "steps": 20}
     cases = [  # (entries sent, receipt fields or None, what the rejection says)
-        (limit, None, "without a privacy receipt"),
-        (limit, {**honest_dp, "epsilon_spent": None}, "no ε record"),
-        (limit, {**honest_dp, "epsilon_spent": 9.0}, "above the task's budget of 8"),
-        (2 * limit, honest_dp, f"at most {limit:,} may be sent"),
+        (kept, None, "without a privacy receipt"),
+        (kept, {**honest_dp, "epsilon_spent": None}, "no ε record"),
+        (kept, {**honest_dp, "epsilon_spent": 9.0}, "above the task's budget of 8"),
+        (np.arange(param_count(spec)), honest_dp, "so at most"),  # every entry: dense
     ]
-    for cheat, (k, fields, _) in zip(cheats, cases, strict=True):
-        indices = np.sort(rng.choice(param_count(spec), size=k, replace=False))
+    for cheat, (indices, fields, _) in zip(cheats, cases, strict=True):
+        k = len(indices)
         plain = encode_sparse(spec, indices, rng.normal(0, 0.01, k).astype(np.float32))
         cid = world.store.add(seal_update(plain, workload.aggregator_key, task_id, 1,
                                           cheat.address))
@@ -299,11 +299,18 @@ def test_fairfl_does_not_run_its_noise_check_on_dp_sgd_updates(world):
     chosen = dp_document.model_copy(update={"aggregation": dp_document.aggregation.model_copy(
         update={"options": {**dp_document.aggregation.options, "noise_control": False}})})
     assert not task_strategy(chosen, X, y).noise_control  # the task's explicit choice holds
-    # A watermark task turns the NOISE check off too (each mark is a direction nobody else
-    # shares), and keeps the plain gate.
-    marked = task_strategy(world.document.model_copy(update={
-        "privacy": build_plan(TrainingMode.WATERMARK)}), X, y)
+    # A new watermark task's document turns the NOISE check off too (each mark is a direction
+    # nobody else shares) and keeps the plain gate; a document made before keeps its check.
+    from fl_agent.learning.task_doc import TaskDocument
+
+    new = TaskDocument.build(**{**dict(world.document),
+                                "privacy": build_plan(TrainingMode.WATERMARK)})
+    assert new.aggregation.options["chance_z"] == pytest.approx(np.sqrt(d))
+    marked = task_strategy(new, X, y)
     assert chance_similarity(d, marked.chance_z) == 1.0 and not marked.noise_control
+    older = world.document.model_copy(update={"privacy": build_plan(TrainingMode.WATERMARK)})
+    assert chance_similarity(d, task_strategy(older, X, y).chance_z) == pytest.approx(
+        4 / np.sqrt(d))
 
 
 def test_a_task_that_prunes_screens_each_senders_last_two_rounds_on_chain(world):

@@ -32,6 +32,8 @@ def test_an_honest_receipt_passes_and_is_returned():
     assert receipt.epsilon_spent == 2.5 and receipt.kept == 481
     # spending exactly the budget is allowed: the participant stops before exceeding it
     assert check_receipt(receipt_bytes(epsilon_spent=8.0), PLAN, **SUBMISSION)
+    # RDP's bound under a PRV plan: a budget saved before the plan's accountant changed
+    assert check_receipt(receipt_bytes(accountant="rdp"), PLAN, **SUBMISSION)
 
 
 @pytest.mark.parametrize("data, message", [
@@ -53,7 +55,8 @@ def test_an_honest_receipt_passes_and_is_returned():
     (json.dumps({**FIELDS, "epsilon_spent": float("inf")}).encode(), "not a positive number"),
     (receipt_bytes(epsilon_spent=8.0001), "above the task's budget of 8"),
     (receipt_bytes(delta=1e-3), "δ = 0.001"),
-    (receipt_bytes(accountant="rdp"), "by 'rdp'"),
+    (receipt_bytes(accountant="moments"), "by 'moments'"),
+    (receipt_bytes(accountant=None), "by None"),
     (receipt_bytes(noise_multiplier=None), "incomplete"),
     (receipt_bytes(noise_multiplier=0.0), "incomplete"),
     (receipt_bytes(sample_rate=1.5), "incomplete"),

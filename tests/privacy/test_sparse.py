@@ -336,13 +336,15 @@ def test_a_task_refuses_updates_denser_than_its_ratio_or_of_the_other_method():
     sent = encode_delta(DIGITS, Sparsifier(0.9, scope="tensor", spec=DIGITS)
                         .sparsify(global_params, local)[0])
     assert decode_for_plan(sent, DIGITS, 0.9, "topk").k == limit  # what a participant sends
-    spread = encode_sparse(DIGITS, np.arange(limit), np.ones(limit))  # any layout, up to k
-    assert decode_for_plan(spread, DIGITS, 0.9, "topk").k == limit
-    denser = encode_sparse(DIGITS, np.arange(limit + 1), np.ones(limit + 1))
-    with pytest.raises(SparseError, match="sends 482 of 4,810 entries; this task drops 0.9 "
-                       "of them, so at most 481 may be sent"):
-        decode_for_plan(denser, DIGITS, 0.9, "topk")
-    assert decode_for_plan(denser, DIGITS, 0.5, "topk").k == limit + 1
+    first = param_layout(DIGITS)[0]  # fc1.weight, 4,096 entries: 410 may be sent
+    assert kept_count(first.size, 0.9) == 410
+    fewer = encode_sparse(DIGITS, np.arange(410), np.ones(410))  # fewer than allowed is fine
+    assert decode_for_plan(fewer, DIGITS, 0.9, "topk").k == 410
+    piled = encode_sparse(DIGITS, np.arange(411), np.ones(411))  # one too many in one layer
+    with pytest.raises(SparseError, match="sends 411 entries of fc1.weight \\(4,096\\); this "
+                       "task drops 0.9 of each tensor, so at most 410 may be sent"):
+        decode_for_plan(piled, DIGITS, 0.9, "topk")
+    assert decode_for_plan(piled, DIGITS, 0.5, "topk").k == 411
     with pytest.raises(SparseError, match="more than the limit"):  # a pickle header, unread
         decode_for_plan(b"\x80" * (8 * limit + HEADER_ALLOWANCE + 1), DIGITS, 0.9, "topk")
     with pytest.raises(SparseError, match="prunes by magnitude, whose entries are on 'zero'"):
