@@ -68,6 +68,29 @@ def piles(seed: int, attack: str, partition: str, rounds: int) -> list[dict[str,
     return rows
 
 
+def rare_features(seed: int, below: float = 0.02) -> dict[str, Any]:
+    """The input features that are non-zero in fewer than ``below`` of the training images,
+    with that share and their largest standardised value, and the corner trigger's value
+    standardised on the same features: what a rare honest feature and a trigger look like
+    to the input layer."""
+    fed = federation(SimulationConfig(seed=seed, attack="backdoor"))
+    raw = np.asarray(fed.splits.train.X, np.float64).reshape(len(fed.splits.train.X), -1)
+    scaled = np.asarray(fed.data.standardize(fed.splits.train.X), np.float64).reshape(
+        raw.shape)
+    share = (raw != 0).mean(axis=0)
+    rare = [{"feature": int(j), "share_non_zero": round(float(share[j]), 4),
+             "largest_standardised": round(float(np.abs(scaled[:, j]).max()), 1)}
+            for j in np.flatnonzero((share > 0) & (share < below))]
+    trigger = fed.trigger
+    stamped = np.zeros((1, raw.shape[1]))
+    stamped[0, list(trigger.features)] = trigger.value
+    standard = np.abs(np.asarray(fed.data.standardize(stamped), np.float64)[0])
+    return {"seed": seed, "rare": rare,
+            "trigger": {"features": [int(j) for j in trigger.features],
+                        "standardised": [round(float(standard[j]), 1)
+                                         for j in trigger.features]}}
+
+
 def markdown(results: list[dict[str, Any]]) -> str:
     lines = ["| split | attack | largest honest excess, rounds 1-7 | rounds 8 on | honest "
              "updates at 0.2 or above | smallest attacker's excess, round 1 |",
@@ -114,7 +137,13 @@ def main(argv: list[str] | None = None) -> None:
             results.append({"partition": partition, "attack": attack, "seeds": args.seeds,
                             "rounds": [rounds[k] for k in sorted(rounds)]})
             print(f"{partition} {attack} done", flush=True)
-    publish(results, args.json, markdown(results))
+    rare = rare_features(int(args.seeds.split(",")[0]))
+    values = [f["largest_standardised"] for f in rare["rare"]]
+    note = (f"\n\nseed {rare['seed']}: {len(values)} features are non-zero in fewer than 2 % "
+            f"of the training images, standardised up to {min(values, default=0):g}-"
+            f"{max(values, default=0):g}; the corner trigger, standardised: "
+            f"{rare['trigger']['standardised']}")
+    publish({"piles": results, "rare_features": rare}, args.json, markdown(results) + note)
 
 
 if __name__ == "__main__":

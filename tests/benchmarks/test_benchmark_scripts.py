@@ -317,8 +317,12 @@ def test_the_trigger_pile_benchmark_sets_honest_updates_beside_the_attackers(tmp
     out = tmp_path / "piles.json"
     table = run("benchmarks.trigger_piles", "--seeds", "1", "--rounds", "2", "--attacks",
                 "none,backdoor", "--partitions", "iid", "--json", str(out))
-    none, backdoor = json.loads(out.read_text())
+    result = json.loads(out.read_text())
+    none, backdoor = result["piles"]
     assert [r["round"] for r in none["rounds"]] == [1, 2]
+    rare = result["rare_features"]  # digits' nearly blank pixels, far out once standardised
+    assert rare["rare"] and all(f["largest_standardised"] > 10 for f in rare["rare"])
+    assert len(rare["trigger"]["features"]) == 4
     assert none["rounds"][0]["attackers_min"] is None
     # the corner trigger piles far more than any honest update in the first round
     first = backdoor["rounds"][0]
