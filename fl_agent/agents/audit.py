@@ -167,6 +167,34 @@ _WITHOUT_FIGURES = ("fairfl-round-evidence/1", "fairfl-round-evidence/2",
 _BEFORE_THE_RULE = ("invalid_update", "non_finite", "no_samples")
 
 
+def receipt_problems(evidence: RoundEvidence, view: RoundView, plan: Any,
+                     read: Any) -> list[str]:
+    """The accepted updates whose public privacy receipt the aggregator should have refused
+    (:func:`fl_agent.privacy.receipts.check_receipt`, without what only the opened update
+    shows: its size and entries); ``plan`` is the task's privacy plan (None: nothing to
+    check), ``read(cid)`` the store's bytes. A receipt the store does not serve counts."""
+    from fl_agent.errors import FairFLError
+    from fl_agent.privacy.receipts import check_receipt
+    from fl_agent.storage.base import NodeUnavailableError
+
+    matched = _judged(evidence, view)
+    if plan is None or matched is None:
+        return []
+    problems = []
+    for verdict, submission in zip(evidence.verdicts, matched, strict=True):
+        if not verdict.accepted:
+            continue
+        try:
+            data = read(submission.privacy_cid) if submission.privacy_cid else None
+            check_receipt(data, plan, task=evidence.task, round_number=evidence.round,
+                          participant=submission.participant, update_bytes=None)
+        except NodeUnavailableError:
+            raise  # the reader's store is down: nothing to say about the aggregator
+        except FairFLError as err:
+            problems.append(f"{verdict.participant}: accepted, but {err}")
+    return problems
+
+
 def replay_screens(evidence: RoundEvidence, rule: dict[str, Any] | None = None,
                    dimension: int | None = None) -> tuple[list[str], int]:
     """FairFL's decision taken again from the figures its evidence records (anyone can:

@@ -45,6 +45,8 @@ class Submission:
     training_millis: int
     block: int
     tx: str
+    #: The update's public privacy receipt ("" when its task has no privacy plan).
+    privacy_cid: str = ""
 
 
 @dataclass
@@ -172,7 +174,7 @@ def tasks(events: Iterable[Event]) -> dict[int, TaskView]:
         elif e.name == "UpdateSubmitted" and task.rounds:
             task.rounds[-1].submissions.append(Submission(
                 e["participant"], e["updateCid"], e["numSamples"], e["trainingMillis"],
-                e.block, e.tx))
+                e.block, e.tx, str(e["privacyCid"] or "")))
         elif e.name == "RoundFinalized" and task.rounds:
             rnd, r = task.rounds[-1], e["result"]
             rnd.finalized_block, rnd.finalize_tx = e.block, e.tx

@@ -44,8 +44,10 @@ def check(task_id: int, round_number: int, validation: str | None, seed: int,
     Without --validation anyone can run it: the evidence named on chain must list the
     round's submissions, contributors, shares, rejections, reason codes and new model
     exactly as the chain recorded them, and repeat the validation commitment the round
-    opened with; FairFL's screens are decided again from the figures the evidence records
-    (norms, trigger excess, similarities, clusters). With --validation and the
+    opened with; in a task with a privacy plan, every accepted update's public receipt must
+    pass the aggregator's checks (its ε within the budget, and so on); FairFL's screens are
+    decided again from the figures the evidence records (norms, trigger excess,
+    similarities, clusters). With --validation and the
     aggregator's --account, the round is decided again from its updates (nothing is
     stored or sent) and every verdict, share, score and figure, and the new model's hash,
     must come out the same, on validation data that matches the commitment. Exits with
@@ -59,6 +61,7 @@ def check(task_id: int, round_number: int, validation: str | None, seed: int,
         changed_commitments,
         check_against_chain,
         compare_rerun,
+        receipt_problems,
         replay_screens,
         rerun_round,
         round_of,
@@ -88,6 +91,7 @@ def check(task_id: int, round_number: int, validation: str | None, seed: int,
         problems = check_against_chain(record, view, views[task_id].min_participants,
                                        workloads[-1])
         document = load_task_document(store, views[task_id].spec_cid)
+        problems += receipt_problems(record, view, document.privacy, store.get)
         rule = rule_parameters(task_strategy(document, np.zeros((0, 1)), np.zeros(0)))
         replayed, checked = replay_screens(record, rule, param_count(document.model))
         problems += replayed
@@ -113,8 +117,8 @@ def check(task_id: int, round_number: int, validation: str | None, seed: int,
                       "accepted" if v.accepted else f"rejected: {v.reason}",
                       f"{v.share_ppm / 10_000:.2f} %")
     console.print(table)
-    rule = record.rule.get("name", record.strategy)
-    console.print(f"rule {rule}; new model {record.new_model or '(none: closed short)'}; "
+    name = record.rule.get("name", record.strategy)
+    console.print(f"rule {name}; new model {record.new_model or '(none: closed short)'}; "
                   f"validation commitment {record.validation_sha256 or '(none)'}")
     for note in notes:
         console.print(f"[yellow]note:[/] {note}")
@@ -128,12 +132,12 @@ def check(task_id: int, round_number: int, validation: str | None, seed: int,
         console.print(f"[green]✓ the rule's {checked} verdicts follow from the figures the "
                       "evidence records, under the task's rule (what the figures are worth, "
                       "only a rerun shows)[/]")
-    elif rule.get("name") == "fairfl":
+    elif name == "fairfl":
         console.print(f"[yellow]note:[/] this evidence ({record.format}) records none of "
                       "the rule's figures, so its verdicts cannot be decided again without "
                       "a rerun")
     else:
-        console.print(f"[yellow]note:[/] the task's rule ({rule.get('name')}) records no "
+        console.print(f"[yellow]note:[/] the task's rule ({name}) records no "
                       "figures to decide its verdicts again from; only a rerun checks them")
     if rerun is not None:
         console.print("[green]✓ run again on the validation data committed to, the rule "

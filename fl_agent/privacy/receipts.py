@@ -43,12 +43,14 @@ class ReceiptError(FairFLError, ValueError):
 
 
 def check_receipt(data: bytes | None, plan: PrivacyPlan, *, task: int, round_number: int,
-                  participant: str, update_bytes: int, kept: int | None = None,
+                  participant: str, update_bytes: int | None, kept: int | None = None,
                   length: int | None = None) -> PrivacyReceipt:
     """The receipt in ``data`` (None: the submission named none), checked as the module
     docstring says against ``plan`` and the submission (``kept`` and ``length``: the entries
-    of the decoded sparse update and the model's size, for a task that prunes). Raises
-    :class:`ReceiptError` saying what is wrong."""
+    of the decoded sparse update and the model's size, for a task that prunes). Whoever
+    cannot open the update (anyone but the aggregator: an audit) passes ``update_bytes`` and
+    ``kept`` as None, and what depends on them is not checked. Raises :class:`ReceiptError`
+    saying what is wrong."""
     mode = plan.mode().label()
     if not data:
         raise ReceiptError(f"submitted without a privacy receipt: every update of a {mode} "
@@ -69,12 +71,13 @@ def check_receipt(data: bytes | None, plan: PrivacyPlan, *, task: int, round_num
     if receipt.mode != mode:
         raise ReceiptError(f"its privacy receipt says mode {receipt.mode!r}; the task's is "
                            f"{mode!r}")
-    if receipt.update_bytes != update_bytes:
+    if update_bytes is not None and receipt.update_bytes != update_bytes:
         raise ReceiptError(f"its privacy receipt says the update is {receipt.update_bytes:,} "
                            f"bytes; it is {update_bytes:,}")
     if plan.dp is not None and plan.dp.level == "example":
         _check_epsilon(receipt, plan.dp)
-    if plan.prune is not None and (receipt.kept, receipt.length) != (kept, length):
+    if plan.prune is not None and kept is not None \
+            and (receipt.kept, receipt.length) != (kept, length):
         raise ReceiptError(f"its privacy receipt says {receipt.kept} of {receipt.length} "
                            f"entries were sent; the update holds {kept} of {length}")
     if plan.he is not None and receipt.he_fingerprint != plan.he.fingerprint:

@@ -132,6 +132,24 @@ def test_bad_privacy_submissions_are_refused_with_a_reason_and_the_round_goes_on
         assert not verdict.accepted and verdict.reason.startswith("invalid_update: ")
         assert message in verdict.reason, verdict.reason
 
+    # Anyone can check the receipts of what was accepted: the round's evidence passes; had the
+    # aggregator accepted the three whose receipts are wrong, `evidence check` would name them
+    # (the too-dense update's receipt is in order: only the opened update shows its density).
+    from fl_agent.agents.audit import receipt_problems, round_of
+    from fl_agent.agents.evidence import RoundEvidence
+    from fl_agent.chain.history import tasks
+
+    checked = world.cli("evidence", "check", "--task", str(task_id), "--round", "1")
+    assert checked.exit_code == 0, checked.output
+    assert "rule fedavg" in checked.output and "records no figures" in checked.output
+    view = round_of(tasks(world.fairfl.task_events(task_id)), task_id, 1)
+    evidence = RoundEvidence.from_json(world.store.get(outcome.evidence_cid))
+    lenient = evidence.model_copy(update={"verdicts": tuple(
+        v.model_copy(update={"accepted": True}) for v in evidence.verdicts)})
+    problems = receipt_problems(lenient, view, plan, world.store.get)
+    named = sorted(p.split(":")[0].lower() for p in problems)
+    assert named == sorted(c.address.lower() for c in cheats[:3]), problems
+
 
 def test_participant_level_dp_noises_the_aggregate_and_nothing_on_the_participants(world):
     task_id = private_task(world, "dp", rounds=1, epsilon=4.0, dp_level="participant")
