@@ -279,9 +279,9 @@ class AggregatorAgent:
                 plain = open_update(
                     self.fetch_update(str(log.updateCid), global_cid, rnd.deadline_block),
                     self.keys.private, self.task_id, round_number, str(log.participant))
-                vector, kept = self._decode(plain, global_vector)
-                self.check_receipt(log, round_number, len(plain), kept, global_cid,
-                                   rnd.deadline_block)
+                vector, kept = self.fetcher.decode(plain, global_vector)
+                self.fetcher.check_receipt(log, round_number, len(plain), kept, global_cid,
+                                           rnd.deadline_block)
                 vectors.append(vector)
                 usable.append(i)
             except NodeUnavailableError:
@@ -452,41 +452,8 @@ class AggregatorAgent:
             validation_sha256=self.validation_sha256, rule_figures=figures or {}).to_json())
 
     def _decode_update(self, plain: bytes, global_vector: np.ndarray) -> np.ndarray:
-        """An update's full parameter vector: weights, or a sparse delta on the global model
-        when the task prunes (strictly checked either way)."""
-        return self._decode(plain, global_vector)[0]
-
-    def _decode(self, plain: bytes, global_vector: np.ndarray) -> tuple[np.ndarray, int | None]:
-        """:meth:`_decode_update`, and the entries the update sent when the task prunes (no
-        more than the task's ratio allows: :func:`fl_agent.privacy.sparse.decode_for_plan`)."""
-        spec = self.document.model
-        privacy = self.document.privacy
-        if privacy is not None and privacy.prune is not None:
-            from fl_agent.privacy.sparse import decode_for_plan, densify
-
-            delta = decode_for_plan(plain, spec, privacy.prune.ratio, privacy.prune.method)
-            return densify(delta, global_vector), delta.k
-        if privacy is not None and privacy.he is not None:
-            raise ConfigError("this task aggregates ciphertexts (he): its rounds are "
-                              "finalized by fl_agent.agents.he_round, not here")
-        return decode_weights(plain, spec), None
-
-    def check_receipt(self, log: Any, round_number: int, update_bytes: int, kept: int | None,
-                      global_cid: str, deadline_block: int) -> None:
-        """Refuses a submission to a task with a privacy plan whose receipt (named by its
-        ``privacyCid``) is missing or disagrees with the plan or the update
-        (:func:`fl_agent.privacy.receipts.check_receipt`); fetched like an update, so a
-        receipt not yet reachable makes the round wait as an update does."""
-        plan = self.document.privacy
-        if plan is None:
-            return
-        from fl_agent.privacy.receipts import check_receipt
-
-        cid = str(getattr(log, "privacyCid", "") or "")
-        data = self.fetch_update(cid, global_cid, deadline_block) if cid else None
-        check_receipt(data, plan, task=self.task_id, round_number=round_number,
-                      participant=str(log.participant), update_bytes=update_bytes, kept=kept,
-                      length=param_count(self.document.model))
+        """An update's full parameter vector (:meth:`UpdateFetcher.decode`)."""
+        return self.fetcher.decode(plain, global_vector)[0]
 
     def _dp_fedavg(self, global_vector: np.ndarray, accepted: list[np.ndarray]) -> np.ndarray:
         """Participant-level DP: the accepted updates' DP-FedAvg aggregate, with the noise

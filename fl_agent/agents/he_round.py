@@ -273,7 +273,8 @@ class EncryptedRounds:
                 plain = open_update(agent.fetch_update(cid, global_cid, deadline),
                                     agent.keys.private, agent.task_id, number, who)
                 update = decode_update(self.context, plain, self.length)
-                agent.check_receipt(log, number, len(plain), None, global_cid, deadline)
+                agent.fetcher.check_receipt(log, number, len(plain), None, global_cid,
+                                            deadline)
                 decoded.append(update)
             except NodeUnavailableError:
                 raise  # the store is down, not the sender at fault: judge nobody yet

@@ -1,8 +1,11 @@
 """How the aggregator gets a round's submitted updates from the store, and when an update
-out of reach is its sender's fault rather than the store's.
+out of reach is its sender's fault rather than the store's; then how it reads one: the
+weights or a sparse delta within the task's density, and its privacy receipt checked
+against the task's plan.
 
 Split from :mod:`fl_agent.agents.aggregator`, which (with :mod:`fl_agent.agents.he_round`)
-calls it for every update of a round. I/O only: the store and the chain's height.
+calls it for every update of a round. I/O and wiring: the store and the chain's height here,
+the checks themselves in :mod:`fl_agent.privacy.receipts` and :mod:`fl_agent.privacy.sparse`.
 """
 
 from __future__ import annotations
@@ -10,8 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from fl_agent.chain.client import chain_height
-from fl_agent.errors import StorageError
+from fl_agent.errors import ConfigError, StorageError
+from fl_agent.learning.models import param_count
+from fl_agent.learning.weights import decode_weights
 from fl_agent.storage.store import NodeUnavailableError
 
 if TYPE_CHECKING:
@@ -64,6 +71,42 @@ class UpdateFetcher:
             raise UpdateUnavailableError(
                 f"{cid} could not be fetched, while the store serves the round's model, "
                 f"until the round's window closed: nobody provides it ({err})") from err
+
+    def decode(self, plain: bytes, global_vector: np.ndarray) -> tuple[np.ndarray, int | None]:
+        """An opened update's full parameter vector (weights, or a sparse delta on the global
+        model when the task prunes: no denser than the task's ratio allows,
+        :func:`fl_agent.privacy.sparse.decode_for_plan`), and the entries it sent when
+        sparse. Strictly checked either way."""
+        document = self.agent.document
+        privacy = document.privacy
+        if privacy is not None and privacy.prune is not None:
+            from fl_agent.privacy.sparse import decode_for_plan, densify
+
+            delta = decode_for_plan(plain, document.model, privacy.prune.ratio,
+                                    privacy.prune.method)
+            return densify(delta, global_vector), delta.k
+        if privacy is not None and privacy.he is not None:
+            raise ConfigError("this task aggregates ciphertexts (he): its rounds are "
+                              "finalized by fl_agent.agents.he_round, not here")
+        return decode_weights(plain, document.model), None
+
+    def check_receipt(self, log: Any, round_number: int, update_bytes: int,
+                      kept: int | None, global_cid: str, deadline_block: int) -> None:
+        """Refuses a submission to a task with a privacy plan whose receipt (named by its
+        ``privacyCid``) is missing or disagrees with the plan or the update
+        (:func:`fl_agent.privacy.receipts.check_receipt`); fetched like an update, so a
+        receipt not yet reachable makes the round wait as an update does."""
+        document = self.agent.document
+        if document.privacy is None:
+            return
+        from fl_agent.privacy.receipts import check_receipt
+
+        cid = str(getattr(log, "privacyCid", "") or "")
+        data = self.fetch(cid, global_cid, deadline_block) if cid else None
+        check_receipt(data, document.privacy, task=self.agent.task_id,
+                      round_number=round_number, participant=str(log.participant),
+                      update_bytes=update_bytes, kept=kept,
+                      length=param_count(document.model))
 
     def check_reach(self, unavailable: int, submitted: int, rnd: Any) -> None:
         """Raises when most of a round's updates are out of reach: then the store, not the
