@@ -28,7 +28,6 @@ on seeds 101-103. The evaluation seeds 11-15 were used for none of them.
 from __future__ import annotations
 
 import argparse
-import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from benchmarks import publish
 from benchmarks.claims import RULES
 from benchmarks.rule_alone import attack_rate
 from fl_agent.aggregation import get_strategy
+from fl_agent.aggregation.clustering import chance_z_off
 from fl_agent.errors import ConfigError
 from fl_agent.learning.models import param_count
 from fl_agent.simulation import BENCH_ATTACKS, DEFAULT_DEVICE_SPREAD
@@ -126,7 +126,7 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
             if tolerance is not None:
                 strategy = replace(strategy, tolerance=tolerance)
             if not noise_check:  # a chance level of 1: what DP and watermark tasks run
-                strategy = replace(strategy, chance_z=math.sqrt(param_count(fed.spec)))
+                strategy = replace(strategy, chance_z=chance_z_off(param_count(fed.spec)))
             run = run_offline(fed, decide=decide, strategy=strategy)
             row = {"seed": seed, "attack": name, "partition": partition,
                    "noise_check": noise_check,

@@ -220,7 +220,7 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
     from sklearn.metrics.pairwise import cosine_similarity
 
     from fl_agent.aggregation import FairFL, get_strategy
-    from fl_agent.aggregation.clustering import chance_similarity
+    from fl_agent.aggregation.clustering import chance_similarity, chance_z_off
     from fl_agent.chain.records import TrainingMode
     from fl_agent.learning.models import init_params, param_count
     from fl_agent.learning.training import (
@@ -244,7 +244,7 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
         if strategy_name == NO_NOISE_CHECK:
             # A chance level above 1/2 (chance_z / sqrt(d) >= 1) makes FairFL skip the
             # NOISE check and leave DBSCAN's radius uncapped; every other step is as is.
-            strategy = replace(strategy, chance_z=math.sqrt(param_count(spec)))
+            strategy = replace(strategy, chance_z=chance_z_off(param_count(spec)))
     else:
         strategy = get_strategy(strategy_name)
     X_val = fed.data.standardize(fed.splits.validation.X)

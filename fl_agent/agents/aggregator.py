@@ -451,10 +451,6 @@ class AggregatorAgent:
             rule=rule_parameters(self.strategy),
             validation_sha256=self.validation_sha256, rule_figures=figures or {}).to_json())
 
-    def _decode_update(self, plain: bytes, global_vector: np.ndarray) -> np.ndarray:
-        """An update's full parameter vector (:meth:`UpdateFetcher.decode`)."""
-        return self.fetcher.decode(plain, global_vector)[0]
-
     def _dp_fedavg(self, global_vector: np.ndarray, accepted: list[np.ndarray]) -> np.ndarray:
         """Participant-level DP: the accepted updates' DP-FedAvg aggregate, with the noise
         calibrated so that the task's rounds spend its ε (every member sampled each round)."""

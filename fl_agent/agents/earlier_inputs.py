@@ -141,7 +141,7 @@ class EarlierInputs:
         try:
             plain = open_update(agent.store.get(cid), agent.keys.private, agent.task_id,
                                 number, str(log.participant))
-            return agent._decode_update(plain, before)[:width].astype(np.float64) - \
+            return agent.fetcher.decode(plain, before)[0][:width].astype(np.float64) - \
                 before[:width]
         except NodeUnavailableError:
             agent.store.get(current)  # raises if the node itself is down

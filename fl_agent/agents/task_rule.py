@@ -7,12 +7,12 @@ own rule change (no NOISE check, :meth:`fl_agent.learning.task_doc.TaskDocument.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 
 from fl_agent.aggregation import FLTrust, get_strategy
 from fl_agent.aggregation.base import Strategy
+from fl_agent.aggregation.clustering import chance_z_off
 from fl_agent.aggregation.fairfl import FairFL as FairFLStrategy
 from fl_agent.learning.models import ModelSpec, input_layer, param_count
 from fl_agent.learning.task_doc import TaskDocument
@@ -81,6 +81,6 @@ def task_strategy(document: TaskDocument, X_val: np.ndarray, y_val: np.ndarray,
         # trades detection at small epsilon for honest FPR (docs/privacy-dp.md).
         control = document.aggregation.options.get("noise_control", True)
         strategy = dataclasses.replace(strategy,
-                                       chance_z=math.sqrt(param_count(document.model)),
+                                       chance_z=chance_z_off(param_count(document.model)),
                                        noise_control=control)
     return strategy

@@ -24,6 +24,14 @@ def chance_similarity(dimension: int, chance_z: float) -> float:
     return min(1.0, chance_z / math.sqrt(dimension))
 
 
+def chance_z_off(dimension: int) -> float:
+    """A ``chance_z`` that switches the NOISE check off in ``dimension`` dimensions: a chance
+    level of 1 (:func:`chance_similarity`), which no cosine exceeds. DP and watermark tasks
+    run FairFL so (:mod:`fl_agent.agents.task_rule`, :meth:`fl_agent.learning.task_doc.
+    TaskDocument.build`)."""
+    return math.sqrt(dimension)
+
+
 def data_driven_eps(distances: FloatArray, min_samples: int, eps_scale: float,
                     cap: float) -> float:
     """``eps_scale`` times the median distance of each point to its ``(min_samples - 1)``-th

@@ -12,7 +12,6 @@ documents have equal CIDs.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 import numpy as np
@@ -155,7 +154,9 @@ class TaskDocument(Document):
         options = document.aggregation.options
         if document.privacy is not None and document.privacy.watermark is not None \
                 and document.aggregation.strategy == "fairfl" and "chance_z" not in options:
-            chance_off = {**options, "chance_z": math.sqrt(param_count(document.model))}
+            from fl_agent.aggregation.clustering import chance_z_off
+
+            chance_off = {**options, "chance_z": chance_z_off(param_count(document.model))}
             document = document.model_copy(update={"aggregation": document.aggregation
                                                    .model_copy(update={"options": chance_off})})
         return document
