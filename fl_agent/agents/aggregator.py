@@ -353,10 +353,11 @@ class AggregatorAgent:
         params = judgement.params
         quorum = self.fairfl.ledger.task(self.task_id).min_participants
         dp = self.document.privacy.dp if self.document.privacy else None
+        central = None  # participant-level DP's record of this round
         if dp is not None and dp.level == "participant" and len(accepted) >= quorum:
-            params = self._dp_fedavg(global_vector, [judgement.vectors[j] for j, i in
-                                                     enumerate(judgement.usable)
-                                                     if i in accepted])
+            params, central = self._dp_fedavg(global_vector, [judgement.vectors[j] for j, i in
+                                                              enumerate(judgement.usable)
+                                                              if i in accepted])
         verdicts = self.verdicts(judgement, params)
         if len(accepted) < quorum:
             # Sybils' junk makes no quorum: no model is finalized with fewer accepted updates
@@ -381,7 +382,7 @@ class AggregatorAgent:
         millis = round((time.perf_counter() - started) * 1000)
         evidence_cid = self.publish_evidence(
             round_number, global_cid, new_cid, type(self.strategy).__name__, model_hash,
-            validation, verdicts, millis, keyring, epoch, judgement.figures)
+            validation, verdicts, millis, keyring, epoch, judgement.figures, central)
         rejected = [v for v in verdicts if not v.accepted]
         outcome = round_result(new_cid, model_hash, verdicts, evidence_cid, millis)
         failpoint("aggregator:before-finalize")
@@ -434,9 +435,11 @@ class AggregatorAgent:
     def publish_evidence(self, round_number: int, global_cid: str, new_cid: str,
                          strategy: str, model_hash: bytes, validation: float,
                          verdicts: tuple[Verdict, ...], millis: int, keyring: str | None,
-                         epoch: int, figures: dict[str, Any] | None = None) -> str:
-        """Stores the round's evidence document (every verdict, its reason and share);
-        returns its CID. An empty ``new_cid``: the round is closed short of its quorum."""
+                         epoch: int, figures: dict[str, Any] | None = None,
+                         dp_fedavg: dict[str, Any] | None = None) -> str:
+        """Stores the round's evidence document (every verdict, its reason and share, and
+        participant-level DP's record); returns its CID. An empty ``new_cid``: the round is
+        closed short of its quorum."""
         return self.store.add(RoundEvidence(
             task=self.task_id, round=round_number, global_model=global_cid, new_model=new_cid,
             strategy=strategy, metric=self.metric.name, new_model_sha256=model_hash.hex(),
@@ -449,11 +452,15 @@ class AggregatorAgent:
                 for v in verdicts),
             aggregation_millis=millis, keyring=keyring, key_epoch=epoch,
             rule=rule_parameters(self.strategy),
-            validation_sha256=self.validation_sha256, rule_figures=figures or {}).to_json())
+            validation_sha256=self.validation_sha256, rule_figures=figures or {},
+            dp_fedavg=dp_fedavg).to_json())
 
-    def _dp_fedavg(self, global_vector: np.ndarray, accepted: list[np.ndarray]) -> np.ndarray:
+    def _dp_fedavg(self, global_vector: np.ndarray, accepted: list[np.ndarray]
+                   ) -> tuple[np.ndarray, dict[str, Any]]:
         """Participant-level DP: the accepted updates' DP-FedAvg aggregate, with the noise
-        calibrated so that the task's rounds spend its ε (every member sampled each round)."""
+        calibrated so that the task's rounds spend its ε (every member sampled each round),
+        and the record of it for the round's evidence (:mod:`fl_agent.privacy.central`)."""
+        from fl_agent.privacy.central import record_round
         from fl_agent.privacy.dp import dp_fedavg, noise_for_budget
 
         dp = self.document.privacy.dp
@@ -462,9 +469,12 @@ class AggregatorAgent:
                                               dp.accountant)
         params, info = dp_fedavg(global_vector, np.stack(accepted), dp.clip, self._dp_noise,
                                  seed=None)
+        applications = self.fairfl.ledger.task(self.task_id).finalized_rounds + 1
+        record = record_round(info, dp, applications)
         self.log(f"DP-FedAvg: {len(info.clipped)} of {info.participants} updates clipped to "
-                 f"{dp.clip}, noise std {info.noise_std:.4g} per coordinate")
-        return np.asarray(params, dtype=np.float32)
+                 f"{dp.clip}, noise std {info.noise_std:.4g} per coordinate; ε spent "
+                 f"{record.epsilon:.3g} of {dp.epsilon:g} after {applications} round(s)")
+        return np.asarray(params, dtype=np.float32), record.model_dump(mode="json")
 
     def step(self) -> RoundOutcome | tuple[int, TxReceipt, Workload] | TxReceipt | Any | None:
         """Does the next thing the task needs (see the module docstring); None: wait. A

@@ -76,7 +76,7 @@ def _key(participant: str, update: str, samples: int) -> tuple[str, str, int]:
     return _lower(participant), update, int(samples)
 
 
-def _judged(evidence: RoundEvidence, view: RoundView) -> list[Submission] | None:
+def judged(evidence: RoundEvidence, view: RoundView) -> list[Submission] | None:
     """The submissions the evidence's verdicts stand for, matched in chain order; None if
     some verdict is not one of the round's submissions (or is out of order)."""
     remaining = iter(view.submissions)
@@ -94,7 +94,7 @@ def _judged(evidence: RoundEvidence, view: RoundView) -> list[Submission] | None
 def unjudged(evidence: RoundEvidence, view: RoundView) -> list[Submission]:
     """The round's submissions that its evidence does not judge: mined after the aggregator
     read the round (neither paid nor rejected)."""
-    matched = _judged(evidence, view) or []
+    matched = judged(evidence, view) or []
     return [s for s in view.submissions if not any(s is m for m in matched)]
 
 
@@ -111,7 +111,7 @@ def check_against_chain(evidence: RoundEvidence, view: RoundView, quorum: int,
     if evidence.global_model != view.global_model_cid:
         problems.append(f"global model {evidence.global_model}, but the round started on "
                         f"{view.global_model_cid}")
-    if _judged(evidence, view) is None:
+    if judged(evidence, view) is None:
         problems.append(f"the evidence's {len(evidence.verdicts)} updates are not among the "
                         f"round's {len(view.submissions)} submissions (sender, update CID, "
                         "samples, in chain order)")
@@ -165,34 +165,6 @@ _WITHOUT_FIGURES = ("fairfl-round-evidence/1", "fairfl-round-evidence/2",
                     "fairfl-round-evidence/3")
 #: Reasons decided before a rule sees an update (it could not be read, or is not usable).
 _BEFORE_THE_RULE = ("invalid_update", "non_finite", "no_samples")
-
-
-def receipt_problems(evidence: RoundEvidence, view: RoundView, plan: Any,
-                     read: Any) -> list[str]:
-    """The accepted updates whose public privacy receipt the aggregator should have refused
-    (:func:`fl_agent.privacy.receipts.check_receipt`, without what only the opened update
-    shows: its size and entries); ``plan`` is the task's privacy plan (None: nothing to
-    check), ``read(cid)`` the store's bytes. A receipt the store does not serve counts."""
-    from fl_agent.errors import FairFLError
-    from fl_agent.privacy.receipts import check_receipt
-    from fl_agent.storage.base import NodeUnavailableError
-
-    matched = _judged(evidence, view)
-    if plan is None or matched is None:
-        return []
-    problems = []
-    for verdict, submission in zip(evidence.verdicts, matched, strict=True):
-        if not verdict.accepted:
-            continue
-        try:
-            data = read(submission.privacy_cid) if submission.privacy_cid else None
-            check_receipt(data, plan, task=evidence.task, round_number=evidence.round,
-                          participant=submission.participant, update_bytes=None)
-        except NodeUnavailableError:
-            raise  # the reader's store is down: nothing to say about the aggregator
-        except FairFLError as err:
-            problems.append(f"{verdict.participant}: accepted, but {err}")
-    return problems
 
 
 def replay_screens(evidence: RoundEvidence, rule: dict[str, Any] | None = None,

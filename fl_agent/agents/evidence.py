@@ -37,9 +37,9 @@ from fl_agent.documents import Document
 
 #: Version 2 added each update's figures (``cosine``, ``norm_ratio``, ``alone``), version 3
 #: the rule's parameters and the validation commitment, version 4 what the rule measured
-#: (``rule_figures``); a reader takes every version, and a record of an older one lacks
-#: what came later.
-FORMAT = "fairfl-round-evidence/4"
+#: (``rule_figures``), version 5 participant-level DP's record (``dp_fedavg``); a reader
+#: takes every version, and a record of an older one lacks what came later.
+FORMAT = "fairfl-round-evidence/5"
 
 #: A sent update that could not be fetched, opened (not sealed to the aggregator, copied
 #: from another sender) or decoded as the task's weights.
@@ -151,7 +151,7 @@ class RoundEvidence(Document):
 
     KIND = "FairFL round evidence document"
 
-    format: str = Field(FORMAT, pattern=r"^fairfl-round-evidence/[1-4]$")
+    format: str = Field(FORMAT, pattern=r"^fairfl-round-evidence/[1-5]$")
     task: int
     round: int
     global_model: str
@@ -178,3 +178,9 @@ class RoundEvidence(Document):
     #: steps, which :func:`fl_agent.agents.audit.replay_screens` decides again); empty for
     #: other rules and before version 4.
     rule_figures: dict[str, Any] = Field(default_factory=dict)
+    #: Participant-level DP (a ``dp`` plan at level ``participant``): what the round's
+    #: DP-FedAvg did and the ε the task has spent so far
+    #: (:class:`fl_agent.privacy.central.DPFedAvgRecord`, checked by its
+    #: ``record_problems``); None in other tasks, in a round closed short of its quorum and
+    #: before version 5.
+    dp_fedavg: dict[str, Any] | None = None

@@ -42,6 +42,8 @@ class UpdateFetcher:
 
     agent: AggregatorAgent
     _unreachable: set[str] = field(default_factory=set, init=False, repr=False)
+    #: Earlier rounds' receipts by CID (None: unreadable), for :func:`check_history`.
+    _receipts: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     def fetch(self, cid: str, global_cid: str, deadline_block: int) -> bytes:
         """A submitted update's bytes from the store.
@@ -94,19 +96,55 @@ class UpdateFetcher:
                       kept: int | None, global_cid: str, deadline_block: int) -> None:
         """Refuses a submission to a task with a privacy plan whose receipt (named by its
         ``privacyCid``) is missing or disagrees with the plan or the update
-        (:func:`fl_agent.privacy.receipts.check_receipt`); fetched like an update, so a
-        receipt not yet reachable makes the round wait as an update does."""
+        (:func:`fl_agent.privacy.receipts.check_receipt`), or, in an example-level dp task,
+        whose ε has not grown since its sender's earlier receipts or understates what its
+        DP-SGD records compose to (:func:`~fl_agent.privacy.receipts.check_history`);
+        fetched like an update, so a receipt not yet reachable makes the round wait as an
+        update does."""
         document = self.agent.document
         if document.privacy is None:
             return
-        from fl_agent.privacy.receipts import check_receipt
+        from fl_agent.privacy.receipts import check_history, check_receipt
 
         cid = str(getattr(log, "privacyCid", "") or "")
         data = self.fetch(cid, global_cid, deadline_block) if cid else None
-        check_receipt(data, document.privacy, task=self.agent.task_id,
-                      round_number=round_number, participant=str(log.participant),
-                      update_bytes=update_bytes, kept=kept,
-                      length=param_count(document.model))
+        receipt = check_receipt(data, document.privacy, task=self.agent.task_id,
+                                round_number=round_number, participant=str(log.participant),
+                                update_bytes=update_bytes, kept=kept,
+                                length=param_count(document.model))
+        dp = document.privacy.dp
+        if dp is not None and dp.level == "example":
+            check_history(receipt, self.earlier_receipts(str(log.participant), round_number))
+
+    def earlier_receipts(self, participant: str, round_number: int) -> list[Any]:
+        """The receipts ``participant`` named in the task's rounds before ``round_number``
+        that the store serves and that are what they say (each read once; one the node
+        cannot serve now is left out and tried again next time)."""
+        from fl_agent.errors import FairFLError
+        from fl_agent.privacy.plan import PrivacyReceipt
+        from fl_agent.privacy.receipts import MAX_RECEIPT_BYTES
+
+        task = self.agent.task_id
+        found = []
+        for log in self.agent.fairfl.ledger.events("UpdateSubmitted", taskId=task,
+                                                   participant=participant):
+            number, cid = int(log.round), str(getattr(log, "privacyCid", "") or "")
+            if number >= round_number or not cid:
+                continue
+            if cid not in self._receipts:
+                try:
+                    data = self.agent.store.get(cid)
+                    self._receipts[cid] = PrivacyReceipt.from_json(data) \
+                        if len(data) <= MAX_RECEIPT_BYTES else None
+                except NodeUnavailableError:
+                    continue
+                except FairFLError:
+                    self._receipts[cid] = None
+            receipt = self._receipts[cid]
+            if receipt is not None and (receipt.task, receipt.round, receipt.participant) \
+                    == (task, number, participant.lower()):
+                found.append(receipt)
+        return found
 
     def check_reach(self, unavailable: int, submitted: int, rnd: Any) -> None:
         """Raises when most of a round's updates are out of reach: then the store, not the

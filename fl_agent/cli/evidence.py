@@ -61,7 +61,6 @@ def check(task_id: int, round_number: int, validation: str | None, seed: int,
         changed_commitments,
         check_against_chain,
         compare_rerun,
-        receipt_problems,
         replay_screens,
         rerun_round,
         round_of,
@@ -69,6 +68,7 @@ def check(task_id: int, round_number: int, validation: str | None, seed: int,
     )
     from fl_agent.agents.evidence import RoundEvidence, rule_parameters
     from fl_agent.agents.participant import load_task_document
+    from fl_agent.agents.privacy_audit import dp_fedavg_problems, receipt_problems
     from fl_agent.agents.task_rule import task_strategy
     from fl_agent.chain.history import tasks
     from fl_agent.learning.models import param_count
@@ -91,7 +91,9 @@ def check(task_id: int, round_number: int, validation: str | None, seed: int,
         problems = check_against_chain(record, view, views[task_id].min_participants,
                                        workloads[-1])
         document = load_task_document(store, views[task_id].spec_cid)
-        problems += receipt_problems(record, view, document.privacy, store.get)
+        problems += receipt_problems(record, view, document.privacy, store.get,
+                                     views[task_id].rounds[:round_number - 1])
+        problems += dp_fedavg_problems(record, views[task_id], document.privacy)
         rule = rule_parameters(task_strategy(document, np.zeros((0, 1)), np.zeros(0)))
         replayed, checked = replay_screens(record, rule, param_count(document.model))
         problems += replayed

@@ -16,6 +16,10 @@ disagrees with the plan or with the update the aggregator decoded:
   :func:`fl_agent.privacy.sparse.decode_for_plan`);
 * he: the fingerprint is the task's CKKS context.
 
+:func:`check_history` then holds an example-level dp receipt against its sender's receipts
+of the task's earlier rounds: its ε must exceed theirs, and must be at least what its own
+DP-SGD records in the task compose to.
+
 What the check cannot do: a receipt is the participant's own statement. The aggregator sees
 that it is complete and consistent with the plan and the update, not that DP-SGD really
 added the noise it reports (noise in an update cannot be told from signal); a participant
@@ -28,6 +32,7 @@ Hand-written: the rules are the task's own.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from fl_agent.errors import ConfigError, FairFLError
 from fl_agent.privacy.plan import DPPlan, PrivacyPlan, PrivacyReceipt
@@ -36,6 +41,9 @@ from fl_agent.privacy.plan import DPPlan, PrivacyPlan, PrivacyReceipt
 ACCOUNTANTS = ("rdp", "prv")
 #: A receipt is a few hundred bytes; anything much larger is not one (refused unparsed).
 MAX_RECEIPT_BYTES = 64 * 1024
+#: How far below the composition of its own records a receipt's ε may be (the accountant
+#: run on another machine may differ in its last digits).
+COMPOSITION_RTOL = 1e-6
 
 
 class ReceiptError(FairFLError, ValueError):
@@ -110,4 +118,53 @@ def _check_epsilon(receipt: PrivacyReceipt, dp: DPPlan) -> None:
                            f"multiplier {sigma}, sample rate {rate}, steps {steps}")
 
 
-__all__ = ["ACCOUNTANTS", "MAX_RECEIPT_BYTES", "ReceiptError", "check_receipt"]
+def composed_epsilon(receipts: Sequence[PrivacyReceipt], delta: float,
+                     accountant: str) -> float:
+    """The ε that the DP-SGD records of ``receipts`` compose to at ``delta`` by
+    ``accountant``. A receipt's ``steps`` counts every step its sender has taken at that
+    noise multiplier and sample rate so far (its budget's last entry, which grows round by
+    round), so each pair counts with the most steps any of the receipts reports."""
+    from fl_agent.privacy.accounting import PrivacyStep, epsilon_spent
+
+    steps: dict[tuple[float, float], int] = {}
+    for r in receipts:
+        if r.noise_multiplier is not None and r.sample_rate is not None and r.steps:
+            pair = (r.noise_multiplier, r.sample_rate)
+            steps[pair] = max(steps.get(pair, 0), r.steps)
+    return epsilon_spent([PrivacyStep.build(sigma, rate, n) for (sigma, rate), n
+                          in steps.items()], delta, accountant)
+
+
+def check_history(receipt: PrivacyReceipt, earlier: Sequence[PrivacyReceipt]) -> None:
+    """In an example-level dp task, ``receipt`` (checked by :func:`check_receipt`) against
+    ``earlier``, its sender's receipts of this task's earlier rounds (any that could be read):
+
+    * its ε is above every earlier one: each round of DP-SGD spends more, so a sender whose
+      ε falls or stands has restarted its budget;
+    * its ε is at least what its own DP-SGD records in this task (these receipts' noise,
+      sample rates and steps, :func:`composed_epsilon`) compose to, by its accountant at its
+      δ: a sender may carry a budget from other tasks, so more is fine; less understates
+      what it spent.
+
+    Raises :class:`ReceiptError` saying which."""
+    spent = receipt.epsilon_spent
+    if spent is None or receipt.accountant not in ACCOUNTANTS:
+        return  # check_receipt refuses these
+    before = [r for r in earlier if r.round < receipt.round and r.epsilon_spent is not None]
+    if before:
+        last = max(before, key=lambda r: r.epsilon_spent)
+        if spent <= last.epsilon_spent:
+            raise ReceiptError(
+                f"its privacy receipt records ε = {spent:.6g}, no more than the "
+                f"{last.epsilon_spent:.6g} its receipt of round {last.round} recorded: every "
+                "round of DP-SGD spends more, so a sender's ε only grows")
+    floor = composed_epsilon([*before, receipt], receipt.delta, receipt.accountant)
+    if spent < floor * (1 - COMPOSITION_RTOL):
+        raise ReceiptError(
+            f"its privacy receipt records ε = {spent:.4g}, but its DP-SGD records in this "
+            f"task (this receipt and {len(before)} before it) compose to ε = {floor:.4g} by "
+            f"{receipt.accountant}: it understates what its sender spent")
+
+
+__all__ = ["ACCOUNTANTS", "COMPOSITION_RTOL", "MAX_RECEIPT_BYTES", "ReceiptError",
+           "check_history", "check_receipt", "composed_epsilon"]

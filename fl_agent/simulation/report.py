@@ -213,11 +213,33 @@ def save_plots(report: dict[str, Any], folder: Path) -> list[Path]:
     return [accuracy, participants]
 
 
+def central_records(fairfl: Any, store: Any, task_id: int) -> list[dict[str, Any]]:
+    """Participant-level DP's record of each finalised round, from its evidence (the round
+    and what :class:`fl_agent.privacy.central.DPFedAvgRecord` holds; an evidence that cannot
+    be read, or holds none, gives the round and ``"error"``)."""
+    from fl_agent.agents.evidence import RoundEvidence
+    from fl_agent.chain.records import RoundResult
+    from fl_agent.errors import FairFLError
+
+    records = []
+    for log in fairfl.ledger.events("RoundFinalized", taskId=task_id):
+        number = int(log.round)
+        try:
+            evidence = RoundEvidence.from_json(store.get(
+                RoundResult.from_chain(log.result).evidence_cid))
+        except FairFLError as err:
+            records.append({"round": number, "error": str(err)})
+            continue
+        records.append({"round": number, **(evidence.dp_fedavg or {"error": "no record"})})
+    return records
+
+
 def privacy_section(fairfl: Any, store: Any, task_id: int, document: Any,
                     final_params: np.ndarray, watermark_keys: dict[str, Any]) -> dict[str, Any]:
     """The report's ``privacy`` section, read back from the chain and the store, not from
     the agents: the mode, each participant's ε spent (the last receipt it published) and
-    bytes per update (mean over its receipts), and, when the task watermarks, each
+    bytes per update (mean over its receipts), under participant-level DP each round's
+    DP-FedAvg record and the ε the task has spent, and, when the task watermarks, each
     participant's watermark verified on the final model with its key, the key checked
     against its on-chain commitment."""
     from fl_agent.errors import FairFLError
@@ -249,6 +271,11 @@ def privacy_section(fairfl: Any, store: Any, task_id: int, document: Any,
     if spent:
         section["epsilon_spent_max"] = max(spent)
         section["delta"] = plan.dp.delta
+    if plan and plan.dp and plan.dp.level == "participant":
+        section["dp_fedavg"] = central_records(fairfl, store, task_id)
+        if section["dp_fedavg"]:
+            section["epsilon_spent_max"] = section["dp_fedavg"][-1]["epsilon"]
+            section["delta"] = plan.dp.delta
     sizes = [e["bytes_per_update"] for e in people.values() if e["bytes_per_update"]]
     if sizes:
         section["bytes_per_update_mean"] = float(np.mean(sizes))

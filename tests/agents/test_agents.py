@@ -60,7 +60,7 @@ def test_a_task_runs_to_completion_and_the_chain_records_every_step(world):
     assert evidence.validation == pytest.approx(outcome.validation)
     for record in evidence.verdicts:  # figures anyone can compare, whatever the rule
         assert record.cosine > 0 and record.norm_ratio > 0 and 0 < record.alone <= 1
-    assert evidence.format == "fairfl-round-evidence/4"
+    assert evidence.format == "fairfl-round-evidence/5"
     old = evidence.model_dump(mode="json")
     old["format"] = "fairfl-round-evidence/1"
     del old["rule"], old["validation_sha256"], old["rule_figures"]  # versions 3 and 4

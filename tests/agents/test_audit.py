@@ -56,7 +56,7 @@ def test_a_finalized_round_and_a_closed_one_check_out_and_a_forged_verdict_does_
     # One rejection by the rule (the reversed update), one for unreadable weights.
     assert set(outcome.rejected) == {people[3].address, junk[0].address}
     evidence = RoundEvidence.from_json(world.store.get(outcome.evidence_cid))
-    assert evidence.format == "fairfl-round-evidence/4"
+    assert evidence.format == "fairfl-round-evidence/5"
     assert evidence.validation_sha256 == validation_digest(world.splits.validation.X,
                                                            world.splits.validation.y)
     assert evidence.rule["name"] == "fairfl"

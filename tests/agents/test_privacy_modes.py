@@ -135,8 +135,9 @@ def test_bad_privacy_submissions_are_refused_with_a_reason_and_the_round_goes_on
     # Anyone can check the receipts of what was accepted: the round's evidence passes; had the
     # aggregator accepted the three whose receipts are wrong, `evidence check` would name them
     # (the too-dense update's receipt is in order: only the opened update shows its density).
-    from fl_agent.agents.audit import receipt_problems, round_of
+    from fl_agent.agents.audit import round_of
     from fl_agent.agents.evidence import RoundEvidence
+    from fl_agent.agents.privacy_audit import receipt_problems
     from fl_agent.chain.history import tasks
 
     checked = world.cli("evidence", "check", "--task", str(task_id), "--round", "1")
@@ -151,8 +152,70 @@ def test_bad_privacy_submissions_are_refused_with_a_reason_and_the_round_goes_on
     assert named == sorted(c.address.lower() for c in cheats[:3]), problems
 
 
+def test_a_sender_whose_epsilon_does_not_grow_is_refused_in_its_next_round(world):
+    """A dp task of two rounds: a member's round-1 receipt is in order; in round 2 it reports
+    the same ε again (a budget restarted, or never spent). The aggregator holds the receipt
+    against the sender's round-1 receipt on chain and refuses it; the honest participants'
+    ε grew and their updates make the round; `evidence check` passes both rounds."""
+    from fl_agent.crypto.envelopes import seal_update
+    from fl_agent.learning.weights import encode_weights
+
+    task_id = private_task(world, "dp", rounds=2, epsilon=8.0)
+    people = [world.participant(task_id, i) for i in range(2)]
+    [cheat] = world.bare_members(task_id, world.accounts[5:6])
+    aggregator = world.aggregator_agent(task_id)
+    spec, plan = world.document.model, aggregator.document.privacy
+    record = {"epsilon_spent": 1.5, "delta": 1e-5, "accountant": "prv",
+              "noise_multiplier": 3.0, "sample_rate": 0.2}
+    outcomes = []
+    for number in (1, 2):
+        _, _, workload = aggregator.step()
+        start = people[0].read_global_model()
+        plain = encode_weights(spec, start + np.float32(0.001))
+        cid = world.store.add(seal_update(plain, workload.aggregator_key, task_id, number,
+                                          cheat.address))
+        receipt = world.store.add(PrivacyReceipt(
+            task=task_id, round=number, participant=cheat.address.lower(),
+            mode=plan.mode().label(), update_bytes=len(plain), steps=20 * number,
+            **record).to_json())
+        world.fairfl.ledger.submit_update(task_id, number, cid, 10, 5, sender=cheat,
+                                          privacy_cid=receipt)
+        for person in people:
+            person.step()
+        outcomes.append(aggregator.step())
+
+    first, second = ({v.participant.lower(): v for v in o.verdicts} for o in outcomes)
+    assert all(v.accepted for v in first.values())
+    verdict = second[cheat.address.lower()]
+    assert not verdict.accepted and "no more than the 1.5 its receipt of round 1" \
+        in verdict.reason, verdict.reason
+    assert all(second[p.address.lower()].accepted for p in people)
+    for number in ("1", "2"):
+        checked = world.cli("evidence", "check", "--task", str(task_id), "--round", number)
+        assert checked.exit_code == 0, checked.output
+    # Had the aggregator accepted it, anyone reading the chain would name it.
+    from fl_agent.agents.evidence import RoundEvidence
+    from fl_agent.agents.privacy_audit import receipt_problems
+    from fl_agent.chain.history import tasks
+
+    rounds = tasks(world.fairfl.task_events(task_id))[task_id].rounds
+    evidence = RoundEvidence.from_json(world.store.get(outcomes[1].evidence_cid))
+    lenient = evidence.model_copy(update={"verdicts": tuple(
+        v.model_copy(update={"accepted": True}) for v in evidence.verdicts)})
+    [problem] = receipt_problems(lenient, rounds[1], plan, world.store.get, rounds[:1])
+    assert problem.lower().startswith(cheat.address.lower()) and "no more than" in problem
+    # Without the history its own record still gives it away: 40 steps at σ = 3 spend more.
+    [problem] = receipt_problems(lenient, rounds[1], plan, world.store.get)
+    assert "understates" in problem
+
+
 def test_participant_level_dp_noises_the_aggregate_and_nothing_on_the_participants(world):
-    task_id = private_task(world, "dp", rounds=1, epsilon=4.0, dp_level="participant")
+    from fl_agent.agents.evidence import RoundEvidence
+    from fl_agent.agents.privacy_audit import dp_fedavg_problems
+    from fl_agent.chain.history import tasks
+    from fl_agent.privacy.accounting import PrivacyStep, epsilon_spent
+
+    task_id = private_task(world, "dp", rounds=2, epsilon=4.0, dp_level="participant")
     sent: list[np.ndarray] = []
 
     def capture(global_vector, result):
@@ -162,17 +225,45 @@ def test_participant_level_dp_noises_the_aggregate_and_nothing_on_the_participan
     people = [world.participant(task_id, i, update_hook=capture) for i in range(3)]
     start = people[0].read_global_model().astype(np.float64)
     aggregator = world.aggregator_agent(task_id)
-    [outcome] = run_task(world, task_id, people, aggregator)
+    outcome, second = run_task(world, task_id, people, aggregator)
 
     for log in world.fairfl.ledger.events("UpdateSubmitted", taskId=task_id):
         receipt = PrivacyReceipt.from_json(world.store.get(str(log.privacyCid)))
         assert receipt.epsilon_spent is None  # no DP-SGD at the participants
+    # Each round's evidence (named on chain) records what the aggregation cost: the
+    # accountant's ε for one and two applications of the noise, the second at most the budget.
+    sigma = aggregator._dp_noise
+    plan = aggregator.document.privacy
+    records = [RoundEvidence.from_json(world.store.get(o.evidence_cid)).dp_fedavg
+               for o in (outcome, second)]
+    for k, record in enumerate(records, start=1):
+        assert record["applications"] == k and record["updates"] == 3
+        assert record["epsilon"] == epsilon_spent([PrivacyStep.build(sigma, 1.0, k)], 1e-5,
+                                                  "prv")
+    assert 0 < records[0]["epsilon"] < records[1]["epsilon"] <= 4.0
+    from fl_agent.simulation.report import central_records  # the report reads them back
+    assert central_records(world.fairfl, world.store, task_id) == [
+        {"round": k, **record} for k, record in enumerate(records, start=1)]
+    # Anyone can check it from the chain; a record that understates ε is named.
+    for number in ("1", "2"):
+        checked = world.cli("evidence", "check", "--task", str(task_id), "--round", number)
+        assert checked.exit_code == 0, checked.output
+    task = tasks(world.fairfl.task_events(task_id))[task_id]
+    evidence = RoundEvidence.from_json(world.store.get(second.evidence_cid))
+    assert dp_fedavg_problems(evidence, task, plan) == []
+    understated = evidence.model_copy(update={"dp_fedavg": {**records[1],
+                                                            "epsilon": records[0]["epsilon"]}})
+    [problem] = dp_fedavg_problems(understated, task, plan)
+    assert "records ε" in problem
+    [problem] = dp_fedavg_problems(evidence.model_copy(update={"dp_fedavg": None}), task, plan)
+    assert "no DP-FedAvg record" in problem
+
     # The model is the mean of the deltas clipped to 1 (computed here), plus Gaussian noise
     # of std sigma / 3 per coordinate: the distance to that mean is the noise's length.
+    sent = sent[:3]  # the first round's updates
     deltas = [v - start for v in sent]
     clipped = [d * min(1.0, 1.0 / np.linalg.norm(d)) for d in deltas]
     plain = start + np.mean(clipped, axis=0)
-    sigma = aggregator._dp_noise
     expected = sigma / 3 * np.sqrt(start.size)
     distance = float(np.linalg.norm(outcome.params.astype(np.float64) - plain))
     assert sigma > 0.5 and 0.8 * expected < distance < 1.2 * expected

@@ -84,3 +84,61 @@ def test_participant_level_dp_needs_no_epsilon_and_he_its_context():
     with pytest.raises(ReceiptError, match="names CKKS context 1111"):
         check_receipt(PrivacyReceipt(**fields, he_fingerprint="1" * 64).to_json(), plan,
                       **submission)
+
+
+# ------------------------------------------------------------- a sender's receipts over rounds
+def honest_series(accountant: str, rounds: int = 3, sigma: float = 1.2, rate: float = 0.2,
+                  steps: int = 20) -> list[PrivacyReceipt]:
+    """The receipts a participant writes round after round (fl_agent.privacy.local: ε from
+    its budget, σ, q and the steps of the budget's last entry)."""
+    from fl_agent.privacy.dp import PrivacyBudget
+
+    budget, receipts = PrivacyBudget.build(50.0, 1e-5, accountant), []
+    for number in range(1, rounds + 1):
+        budget = budget.record(sigma, rate, steps)
+        last = budget.history[-1]
+        receipts.append(PrivacyReceipt(**{
+            **FIELDS, "round": number, "epsilon_spent": budget.spent(),
+            "accountant": accountant, "noise_multiplier": last.noise_multiplier,
+            "sample_rate": last.sample_rate, "steps": last.steps}))
+    return receipts
+
+
+@pytest.mark.parametrize("accountant", ["rdp", "prv"])
+def test_an_honest_senders_receipts_pass_round_after_round(accountant):
+    from fl_agent.privacy.receipts import check_history, composed_epsilon
+
+    receipts = honest_series(accountant)
+    assert receipts[-1].steps == 60  # the budget merges a task's rounds into one entry
+    for k, receipt in enumerate(receipts):
+        check_history(receipt, receipts[:k])
+    # Composed from the receipts (most steps per noise and rate), the budget's own figure.
+    assert composed_epsilon(receipts, 1e-5, accountant) == pytest.approx(
+        receipts[-1].epsilon_spent, rel=1e-9)
+
+
+@pytest.mark.parametrize(("lie", "message"), [
+    ("repeat", "no more than"),        # the same ε as the round before
+    ("reset", "no more than"),         # a fresh budget: one round's ε again
+    ("understate", "understates"),     # grows, but by less than its records compose to
+])
+def test_a_sender_whose_epsilon_stands_falls_or_lags_its_records_is_refused(lie, message):
+    from fl_agent.privacy.receipts import check_history
+
+    receipts = honest_series("rdp")
+    honest = receipts[2]
+    reported = {"repeat": receipts[1].epsilon_spent, "reset": receipts[0].epsilon_spent,
+                "understate": (receipts[1].epsilon_spent + honest.epsilon_spent) / 2}[lie]
+    with pytest.raises(ReceiptError, match=message):
+        check_history(honest.model_copy(update={"epsilon_spent": reported}), receipts[:2])
+
+
+def test_a_budget_carried_from_other_tasks_may_report_more():
+    from fl_agent.privacy.receipts import check_history
+
+    receipts = honest_series("rdp")
+    carried = [r.model_copy(update={"epsilon_spent": r.epsilon_spent + 3.0})
+               for r in receipts]
+    for k, receipt in enumerate(carried):
+        check_history(receipt, carried[:k])
+    check_history(receipts[0], [])  # a first round has nothing to grow from
