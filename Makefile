@@ -139,8 +139,9 @@ bench-load: setup ## 50 participant processes + the aggregator, 20 rounds on a p
 bench-gas: setup ## Gas per round for 5/20/50/100 participants, each function against its floor, a 20-participant 20-round task in ETH on mainnet and an OP-stack L2, on a private anvil (docs/gas-cost.md; ~2 min)
 	@python -m benchmarks.gas_cost
 
-bench-privacy: setup ## The privacy modes on evaluation seeds: DP-SGD accuracy and FPR against epsilon, sparse updates, CKKS aggregation and its wrap check, watermarks on Dirichlet and equal shards (docs/privacy*.md; about 50 min on 2 cores)
+bench-privacy: setup ## The privacy modes on evaluation seeds: DP-SGD accuracy and FPR against epsilon, DP-FedAvg accuracy against epsilon, sparse updates, CKKS aggregation and its wrap check, watermarks on Dirichlet and equal shards (docs/privacy*.md; about 50 min on 2 cores)
 	@python -m benchmarks.privacy_dp
+	@python -m benchmarks.privacy_dp_fedavg
 	@python -m benchmarks.privacy_sparse
 	@python -m benchmarks.privacy_he
 	@python -m benchmarks.privacy_he_wrap

@@ -514,6 +514,15 @@ def test_the_privacy_benchmarks_run_on_tiny_settings(tmp_path):
     for row in tried:  # the mean of the last one global model is the final model
         assert row["tail_accuracy"]["1"] == row["accuracy"] == row["curve"][-1]
     assert tried[0]["curve"] != tried[1]["curve"]  # twice the lr trained another model
+    central = tmp_path / "dp_fedavg.json"
+    run("benchmarks.privacy_dp_fedavg", "--seeds", "1", "--epsilons", "8,512", "--clients",
+        "3", "--rounds", "2", "--json", str(central), "--plot", str(tmp_path / "c.png"))
+    rows = {r["level"]: r for r in json.loads(central.read_text())["rows"]}
+    assert list(rows) == ["rule", "clip only", "ε = 8", "ε = 512"]
+    assert rows["clip only"]["noise_length_over_clip"] == 0
+    assert rows["ε = 8"]["sigma"] > rows["ε = 512"]["sigma"] > 0  # less budget, more noise
+    assert rows["ε = 8"]["noise_length_over_clip"] > rows["ε = 512"]["noise_length_over_clip"]
+    assert all(len(r["curve"]) == 2 for r in rows.values())
     he = tmp_path / "he.json"
     run("benchmarks.privacy_he", "--clients", "3", "--sizes", "5000", "--no-federation",
         "--json", str(he))
