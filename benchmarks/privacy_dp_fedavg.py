@@ -19,7 +19,12 @@ the aggregator agent does in a ``dp`` task at level ``participant``
 Levels: ``rule`` (the rule's own sample-weighted aggregate: a plain task), ``clip only``
 (steps 1 and 2 with σ = 0: what the uniform average and the clip cost) and each ε. Per run:
 the final test accuracy, the curve over rounds, the share of accepted updates the clip
-shortened and the noise's length on the averaged update against the clip. Nothing here is
+shortened, the noise's length on the averaged update against the clip, and the honest
+updates the rule rejected. Blacklisting is not applied (every client submits in every
+round, as in ``benchmarks.privacy_dp``): the honest clients the registry would have
+blacklisted are replayed from the rejections and listed, since on chain they would leave,
+and fewer participants mean more noise on the average. σ is by PRV up to ε = 64 and by
+RDP beyond (:data:`fl_agent.privacy.accounting.PRV_RANGE`). Nothing here is
 tuned: every constant is the task's default or ``benchmarks.privacy_dp``'s, so the seeds
 11-13 are published as they came.
 
@@ -39,7 +44,13 @@ import click
 import numpy as np
 
 from benchmarks import machine, progress_bar, publish
-from benchmarks.privacy_dp import DELTA, EVALUATION_SEEDS, Setting, honest_federation
+from benchmarks.privacy_dp import (
+    DELTA,
+    EVALUATION_SEEDS,
+    Setting,
+    honest_federation,
+    would_blacklist,
+)
 
 #: The budgets: the issue's four, and two far larger ones, to show where DP-FedAvg starts to
 #: leave a usable model with ten participants.
@@ -55,6 +66,7 @@ def run(fed: Any, level: str, sigma: float, clip: float,
     from fl_agent.learning.training import evaluate, round_seed, train_local, validation_scores
     from fl_agent.privacy.dp import dp_fedavg
     from fl_agent.privacy.plan import build_plan
+    from fl_agent.simulation.config import BLOCKS_PER_ROUND_SLACK
     from fl_agent.simulation.offline import aggregator_strategy, decide_as_on_chain
 
     config, spec = fed.config, fed.spec
@@ -70,6 +82,7 @@ def run(fed: Any, level: str, sigma: float, clip: float,
     rng_seed = config.seed * 1000 + 17  # the benchmark's noise is seeded to be rerun
     params = init_params(spec, config.seed)
     curve, clipped, accepted_counts, noise_lengths = [], 0, 0, []
+    rejected: list[set[int]] = []  # every client is honest: each rejection is a false one
     for number in range(1, config.rounds + 1):
         updates = np.stack([
             train_local(spec, params, X, y, config.steps, seed=round_seed(client.seed, number),
@@ -80,6 +93,7 @@ def run(fed: Any, level: str, sigma: float, clip: float,
             gate=lambda v: validation_scores(spec, v, X_val, y_val, "loss"),
             score=lambda v: evaluate(spec, v, X_val, y_val, "accuracy"),
             scoring="loo", round_number=number)
+        rejected.append(set(range(len(fed.clients))) - set(decision.accepted))
         if level == RULE:
             params = np.asarray(decision.params, dtype=np.float32)
         else:
@@ -91,8 +105,11 @@ def run(fed: Any, level: str, sigma: float, clip: float,
             noise_lengths.append(info.noise_std * math.sqrt(params.size))
         curve.append(round(evaluate(spec, params, X_test, y_test, "accuracy"), 4))
         on_round()
-    row: dict[str, Any] = {"level": level, "sigma": sigma, "accuracy": curve[-1],
-                           "curve": curve}
+    row: dict[str, Any] = {
+        "level": level, "sigma": sigma, "accuracy": curve[-1], "curve": curve,
+        "fpr": round(sum(map(len, rejected)) / (len(rejected) * len(fed.clients)), 4),
+        "would_blacklist": would_blacklist(rejected, len(fed.clients), config.window_rounds,
+                                           config.max_rejections, BLOCKS_PER_ROUND_SLACK)}
     if level != RULE:
         row["clipped_share"] = round(clipped / accepted_counts, 4) if accepted_counts else 0
         row["noise_length_over_clip"] = round(statistics.mean(noise_lengths) / clip, 3)
@@ -103,16 +120,21 @@ def markdown(result: dict[str, Any]) -> str:
     rows = result["rows"]
     levels = list(dict.fromkeys(r["level"] for r in rows))
     lines = ["| level | σ | accuracy, median (range) | accepted updates clipped | noise "
-             "length on the average / clip |", "| --- | --- | --- | --- | --- |"]
+             "length on the average / clip, median | honest FPR (range) | honest clients the "
+             "registry would blacklist (total) |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for level in levels:
         cells = [r for r in rows if r["level"] == level]
         accuracy = [c["accuracy"] for c in cells]
         sigma = "-" if level == RULE else f"{cells[0]['sigma']:.3g}"
         clipped = "-" if level == RULE else \
             f"{statistics.median(c['clipped_share'] for c in cells):.2f}"
-        noise = "-" if level == RULE else f"{cells[0]['noise_length_over_clip']:.2f}"
+        noise = "-" if level == RULE else \
+            f"{statistics.median(c['noise_length_over_clip'] for c in cells):.2f}"
+        fpr = [c["fpr"] for c in cells]
         lines.append(f"| {level} | {sigma} | {statistics.median(accuracy):.3f} "
-                     f"({min(accuracy):.3f}-{max(accuracy):.3f}) | {clipped} | {noise} |")
+                     f"({min(accuracy):.3f}-{max(accuracy):.3f}) | {clipped} | {noise} | "
+                     f"{min(fpr):.3f}-{max(fpr):.3f} | "
+                     f"{sum(len(c['would_blacklist']) for c in cells)} |")
     return "\n".join(lines)
 
 

@@ -38,7 +38,8 @@ from fl_agent.documents import Document
 #: Version 2 added each update's figures (``cosine``, ``norm_ratio``, ``alone``), version 3
 #: the rule's parameters and the validation commitment, version 4 what the rule measured
 #: (``rule_figures``), version 5 participant-level DP's record (``dp_fedavg``); a reader
-#: takes every version, and a record of an older one lacks what came later.
+#: takes every version up to its own, and a record of an older one lacks what came later
+#: (a reader older than version 5 refuses version 5: documents forbid unknown fields).
 FORMAT = "fairfl-round-evidence/5"
 
 #: A sent update that could not be fetched, opened (not sealed to the aggregator, copied

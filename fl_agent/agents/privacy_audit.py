@@ -28,33 +28,38 @@ _WITHOUT_DP_RECORD = tuple(f"fairfl-round-evidence/{v}" for v in (1, 2, 3, 4))
 
 
 def receipt_problems(evidence: RoundEvidence, view: RoundView, plan: Any, read: Any,
-                     earlier: Sequence[RoundView] = ()) -> list[str]:
+                     earlier: Sequence[RoundView] = (),
+                     base_steps: int | None = None) -> list[str]:
     """The accepted updates whose public privacy receipt the aggregator should have refused
     (:func:`fl_agent.privacy.receipts.check_receipt`, without what only the opened update
     shows: its size and entries; in an example-level dp task also
     :func:`~fl_agent.privacy.receipts.check_history` against the sender's receipts of the
-    ``earlier`` rounds); ``plan`` is the task's privacy plan (None: nothing to check),
-    ``read(cid)`` the store's bytes. A receipt the store does not serve counts."""
-    from fl_agent.errors import FairFLError
-    from fl_agent.privacy.plan import PrivacyReceipt
-    from fl_agent.privacy.receipts import check_history, check_receipt
+    ``earlier`` rounds and the round's workload, with the task's ``base_steps``);
+    ``plan`` is the task's privacy plan (None: nothing to check), ``read(cid)`` the store's
+    bytes. A receipt the store does not serve counts; an earlier one it does not serve is
+    left out of the history, as the aggregator leaves it out."""
+    from fl_agent.errors import FairFLError, StorageError
+    from fl_agent.learning.workload import Workload
+    from fl_agent.privacy.receipts import check_history, check_receipt, read_receipt
     from fl_agent.storage.base import NodeUnavailableError
 
     matched = judged(evidence, view)
     if plan is None or matched is None:
         return []
     history = plan.dp is not None and plan.dp.level == "example"
+    workload = Workload.from_json(read(view.workload_cid)) if history else None
 
-    def before(participant: str) -> list[PrivacyReceipt]:
+    def before(participant: str) -> list[Any]:
         found = []
         for rnd in earlier:
             for s in rnd.submissions:
                 if s.privacy_cid and s.participant.lower() == participant.lower():
                     try:
-                        receipt = PrivacyReceipt.from_json(read(s.privacy_cid))
-                    except FairFLError:
-                        continue  # refused in its own round; says nothing here
-                    if (receipt.task, receipt.round, receipt.participant) == \
+                        receipt = read_receipt(read(s.privacy_cid))
+                    except StorageError:
+                        continue  # not served: the aggregator leaves it out too
+                    if receipt is not None and (receipt.task, receipt.round,
+                                                receipt.participant) == \
                             (evidence.task, rnd.round, participant.lower()):
                         found.append(receipt)
         return found
@@ -69,7 +74,13 @@ def receipt_problems(evidence: RoundEvidence, view: RoundView, plan: Any, read: 
                                     round_number=evidence.round,
                                     participant=submission.participant, update_bytes=None)
             if history:
-                check_history(receipt, before(submission.participant))
+                claimed, assigned = submission.samples, workload.steps_for(
+                    submission.participant)
+                check_history(receipt, before(submission.participant),
+                              sample_rate=min(workload.batch_size, claimed) / claimed
+                              if claimed > 0 else None,
+                              round_steps=None if base_steps is None
+                              else min(assigned, base_steps))
         except NodeUnavailableError:
             raise  # the reader's store is down: nothing to say about the aggregator
         except FairFLError as err:

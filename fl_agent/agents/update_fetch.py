@@ -42,8 +42,13 @@ class UpdateFetcher:
 
     agent: AggregatorAgent
     _unreachable: set[str] = field(default_factory=set, init=False, repr=False)
-    #: Earlier rounds' receipts by CID (None: unreadable), for :func:`check_history`.
+    #: For :func:`~fl_agent.privacy.receipts.check_history`: earlier rounds' receipts by
+    #: CID (None: not a receipt), the receipts each sender named before a round, and the
+    #: rounds' workloads.
     _receipts: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+    _named: tuple[int, dict[str, list[tuple[int, str]]]] = field(
+        default=(0, {}), init=False, repr=False)
+    _workloads: dict[int, Any] = field(default_factory=dict, init=False, repr=False)
 
     def fetch(self, cid: str, global_cid: str, deadline_block: int) -> bytes:
         """A submitted update's bytes from the store.
@@ -114,32 +119,48 @@ class UpdateFetcher:
                                 length=param_count(document.model))
         dp = document.privacy.dp
         if dp is not None and dp.level == "example":
-            check_history(receipt, self.earlier_receipts(str(log.participant), round_number))
+            sender, claimed = str(log.participant), int(log.numSamples)
+            workload = self._workload(round_number)
+            check_history(receipt, self.earlier_receipts(sender, round_number),
+                          sample_rate=min(workload.batch_size, claimed) / claimed
+                          if claimed > 0 else None,
+                          round_steps=min(workload.steps_for(sender),
+                                          document.training.steps))
+
+    def _workload(self, round_number: int) -> Any:
+        """The round's workload document (what it assigned each sender), read once."""
+        from fl_agent.learning.workload import Workload
+
+        if round_number not in self._workloads:
+            opened = self.agent._round_started(round_number)
+            self._workloads[round_number] = Workload.from_json(
+                self.agent.store.get(str(opened.workloadCid)))
+        return self._workloads[round_number]
 
     def earlier_receipts(self, participant: str, round_number: int) -> list[Any]:
         """The receipts ``participant`` named in the task's rounds before ``round_number``
-        that the store serves and that are what they say (each read once; one the node
-        cannot serve now is left out and tried again next time)."""
-        from fl_agent.errors import FairFLError
-        from fl_agent.privacy.plan import PrivacyReceipt
-        from fl_agent.privacy.receipts import MAX_RECEIPT_BYTES
+        that the store serves and that are what they say (each read once; the task's
+        submissions are listed once per round; one the node cannot serve now is left out
+        and tried again next time)."""
+        from fl_agent.errors import StorageError
+        from fl_agent.privacy.receipts import read_receipt
 
         task = self.agent.task_id
+        if self._named[0] != round_number:
+            named: dict[str, list[tuple[int, str]]] = {}
+            for log in self.agent.fairfl.ledger.events("UpdateSubmitted", taskId=task):
+                cid = str(getattr(log, "privacyCid", "") or "")
+                if int(log.round) < round_number and cid:
+                    named.setdefault(str(log.participant).lower(), []).append(
+                        (int(log.round), cid))
+            self._named = (round_number, named)
         found = []
-        for log in self.agent.fairfl.ledger.events("UpdateSubmitted", taskId=task,
-                                                   participant=participant):
-            number, cid = int(log.round), str(getattr(log, "privacyCid", "") or "")
-            if number >= round_number or not cid:
-                continue
+        for number, cid in self._named[1].get(participant.lower(), []):
             if cid not in self._receipts:
                 try:
-                    data = self.agent.store.get(cid)
-                    self._receipts[cid] = PrivacyReceipt.from_json(data) \
-                        if len(data) <= MAX_RECEIPT_BYTES else None
-                except NodeUnavailableError:
-                    continue
-                except FairFLError:
-                    self._receipts[cid] = None
+                    self._receipts[cid] = read_receipt(self.agent.store.get(cid))
+                except StorageError:
+                    continue  # not served now: tried again next time
             receipt = self._receipts[cid]
             if receipt is not None and (receipt.task, receipt.round, receipt.participant) \
                     == (task, number, participant.lower()):

@@ -92,7 +92,8 @@ def check(task_id: int, round_number: int, validation: str | None, seed: int,
                                        workloads[-1])
         document = load_task_document(store, views[task_id].spec_cid)
         problems += receipt_problems(record, view, document.privacy, store.get,
-                                     views[task_id].rounds[:round_number - 1])
+                                     views[task_id].rounds[:round_number - 1],
+                                     document.training.steps)
         problems += dp_fedavg_problems(record, views[task_id], document.privacy)
         rule = rule_parameters(task_strategy(document, np.zeros((0, 1)), np.zeros(0)))
         replayed, checked = replay_screens(record, rule, param_count(document.model))

@@ -17,8 +17,10 @@ disagrees with the plan or with the update the aggregator decoded:
 * he: the fingerprint is the task's CKKS context.
 
 :func:`check_history` then holds an example-level dp receipt against its sender's receipts
-of the task's earlier rounds: its ε must exceed theirs, and must be at least what its own
-DP-SGD records in the task compose to.
+of the task's earlier rounds and the round's workload: its sample rate must be what its
+claimed samples and the batch size give, its step count must have grown by the steps the
+round assigned, its ε must exceed theirs, and must be at least what its own DP-SGD records
+in the task compose to.
 
 What the check cannot do: a receipt is the participant's own statement. The aggregator sees
 that it is complete and consistent with the plan and the update, not that DP-SGD really
@@ -135,10 +137,29 @@ def composed_epsilon(receipts: Sequence[PrivacyReceipt], delta: float,
                           in steps.items()], delta, accountant)
 
 
-def check_history(receipt: PrivacyReceipt, earlier: Sequence[PrivacyReceipt]) -> None:
-    """In an example-level dp task, ``receipt`` (checked by :func:`check_receipt`) against
-    ``earlier``, its sender's receipts of this task's earlier rounds (any that could be read):
+def read_receipt(data: bytes) -> PrivacyReceipt | None:
+    """An earlier round's receipt from its bytes, or None if it is not one (too large or
+    malformed: its own round refused it)."""
+    if len(data) > MAX_RECEIPT_BYTES:
+        return None
+    try:
+        return PrivacyReceipt.from_json(data)
+    except ConfigError:
+        return None
 
+
+def check_history(receipt: PrivacyReceipt, earlier: Sequence[PrivacyReceipt], *,
+                  sample_rate: float | None = None, round_steps: int | None = None) -> None:
+    """In an example-level dp task, ``receipt`` (checked by :func:`check_receipt`) against
+    ``earlier``, its sender's receipts of this task's earlier rounds (any that could be read),
+    and against what the round let it do:
+
+    * its sample rate is ``sample_rate`` when given: ``min(batch, n) / n`` for the round's
+      batch size and the ``n`` samples the sender claims on chain (what a participant
+      samples at);
+    * its steps at this noise and rate grew since its last receipt at them by at least
+      ``round_steps`` when given (the steps the round's workload assigned it, at most the
+      task's base steps: what DP-SGD runs), so a sender cannot keep its step count still;
     * its ε is above every earlier one: each round of DP-SGD spends more, so a sender whose
       ε falls or stands has restarted its budget;
     * its ε is at least what its own DP-SGD records in this task (these receipts' noise,
@@ -146,18 +167,33 @@ def check_history(receipt: PrivacyReceipt, earlier: Sequence[PrivacyReceipt]) ->
       δ: a sender may carry a budget from other tasks, so more is fine; less understates
       what it spent.
 
-    Raises :class:`ReceiptError` saying which."""
+    Raises :class:`ReceiptError` saying which. What it cannot see: receipts of earlier rounds
+    that nobody serves any more (a sender that stops providing them shortens its own
+    history), and a sender that lies about its data size in ``numSamples`` and its rate
+    alike."""
     spent = receipt.epsilon_spent
     if spent is None or receipt.accountant not in ACCOUNTANTS:
         return  # check_receipt refuses these
+    rate, sigma = receipt.sample_rate, receipt.noise_multiplier
+    if sample_rate is not None and not math.isclose(rate, sample_rate, rel_tol=1e-9):
+        raise ReceiptError(f"its privacy receipt's sample rate is {rate:.6g}; the round's "
+                           f"batch size and the samples it claims give {sample_rate:.6g}")
     before = [r for r in earlier if r.round < receipt.round and r.epsilon_spent is not None]
+    if round_steps is not None:
+        last = max((r.steps or 0 for r in before
+                    if (r.noise_multiplier, r.sample_rate) == (sigma, rate)), default=0)
+        if receipt.steps - last < round_steps:
+            raise ReceiptError(
+                f"its privacy receipt counts {receipt.steps} DP-SGD steps at its noise and "
+                f"rate, {receipt.steps - last} more than its receipts before; the round had "
+                f"it run {round_steps}")
     if before:
-        last = max(before, key=lambda r: r.epsilon_spent)
-        if spent <= last.epsilon_spent:
+        last_spent = max(before, key=lambda r: r.epsilon_spent)
+        if spent <= last_spent.epsilon_spent:
             raise ReceiptError(
                 f"its privacy receipt records ε = {spent:.6g}, no more than the "
-                f"{last.epsilon_spent:.6g} its receipt of round {last.round} recorded: every "
-                "round of DP-SGD spends more, so a sender's ε only grows")
+                f"{last_spent.epsilon_spent:.6g} its receipt of round {last_spent.round} "
+                "recorded: every round of DP-SGD spends more, so a sender's ε only grows")
     floor = composed_epsilon([*before, receipt], receipt.delta, receipt.accountant)
     if spent < floor * (1 - COMPOSITION_RTOL):
         raise ReceiptError(
@@ -167,4 +203,4 @@ def check_history(receipt: PrivacyReceipt, earlier: Sequence[PrivacyReceipt]) ->
 
 
 __all__ = ["ACCOUNTANTS", "COMPOSITION_RTOL", "MAX_RECEIPT_BYTES", "ReceiptError",
-           "check_history", "check_receipt", "composed_epsilon"]
+           "check_history", "check_receipt", "composed_epsilon", "read_receipt"]

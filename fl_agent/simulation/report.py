@@ -273,8 +273,9 @@ def privacy_section(fairfl: Any, store: Any, task_id: int, document: Any,
         section["delta"] = plan.dp.delta
     if plan and plan.dp and plan.dp.level == "participant":
         section["dp_fedavg"] = central_records(fairfl, store, task_id)
-        if section["dp_fedavg"]:
-            section["epsilon_spent_max"] = section["dp_fedavg"][-1]["epsilon"]
+        spent = [r["epsilon"] for r in section["dp_fedavg"] if "epsilon" in r]
+        if spent:
+            section["epsilon_spent_max"] = max(spent)
             section["delta"] = plan.dp.delta
     sizes = [e["bytes_per_update"] for e in people.values() if e["bytes_per_update"]]
     if sizes:

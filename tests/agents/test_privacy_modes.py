@@ -118,8 +118,8 @@ def test_bad_privacy_submissions_are_refused_with_a_reason_and_the_round_goes_on
             task=task_id, round=1, participant=cheat.address.lower(),
             mode=plan.mode().label(), update_bytes=len(plain), kept=k,
             length=param_count(spec), **fields).to_json())
-        world.fairfl.ledger.submit_update(task_id, 1, cid, 10, 5, sender=cheat,
-                                          privacy_cid=receipt)
+        world.fairfl.ledger.submit_update(task_id, 1, cid, 80, 5, sender=cheat,
+                                          privacy_cid=receipt)  # 80 samples: rate 16 / 80
     for person in people:
         person.step()
     outcome = aggregator.step()
@@ -164,9 +164,18 @@ def test_a_sender_whose_epsilon_does_not_grow_is_refused_in_its_next_round(world
     people = [world.participant(task_id, i) for i in range(2)]
     [cheat] = world.bare_members(task_id, world.accounts[5:6])
     aggregator = world.aggregator_agent(task_id)
+    from fl_agent.privacy.receipts import composed_epsilon
+
     spec, plan = world.document.model, aggregator.document.privacy
-    record = {"epsilon_spent": 1.5, "delta": 1e-5, "accountant": "prv",
-              "noise_multiplier": 3.0, "sample_rate": 0.2}
+    # 80 claimed samples in the task's batches of 16: DP-SGD samples at rate 0.2; one round
+    # of the task's 5 steps at sigma 3 spends `first`, which the cheat reports (a little more).
+    rate, steps = 16 / 80, world.document.training.steps
+    record = {"delta": 1e-5, "accountant": "prv", "noise_multiplier": 3.0,
+              "sample_rate": rate}
+    first = composed_epsilon([PrivacyReceipt(task=task_id, round=1, participant="0x", mode="dp",
+                                             update_bytes=0, steps=steps, **record)],
+                             1e-5, "prv")
+    record["epsilon_spent"] = round(first * 1.01, 4)
     outcomes = []
     for number in (1, 2):
         _, _, workload = aggregator.step()
@@ -176,9 +185,9 @@ def test_a_sender_whose_epsilon_does_not_grow_is_refused_in_its_next_round(world
                                           cheat.address))
         receipt = world.store.add(PrivacyReceipt(
             task=task_id, round=number, participant=cheat.address.lower(),
-            mode=plan.mode().label(), update_bytes=len(plain), steps=20 * number,
+            mode=plan.mode().label(), update_bytes=len(plain), steps=steps * number,
             **record).to_json())
-        world.fairfl.ledger.submit_update(task_id, number, cid, 10, 5, sender=cheat,
+        world.fairfl.ledger.submit_update(task_id, number, cid, 80, 5, sender=cheat,
                                           privacy_cid=receipt)
         for person in people:
             person.step()
@@ -187,8 +196,8 @@ def test_a_sender_whose_epsilon_does_not_grow_is_refused_in_its_next_round(world
     first, second = ({v.participant.lower(): v for v in o.verdicts} for o in outcomes)
     assert all(v.accepted for v in first.values())
     verdict = second[cheat.address.lower()]
-    assert not verdict.accepted and "no more than the 1.5 its receipt of round 1" \
-        in verdict.reason, verdict.reason
+    assert not verdict.accepted and f"no more than the {record['epsilon_spent']:.6g} its " \
+        "receipt of round 1" in verdict.reason, verdict.reason
     assert all(second[p.address.lower()].accepted for p in people)
     for number in ("1", "2"):
         checked = world.cli("evidence", "check", "--task", str(task_id), "--round", number)
@@ -204,7 +213,7 @@ def test_a_sender_whose_epsilon_does_not_grow_is_refused_in_its_next_round(world
         v.model_copy(update={"accepted": True}) for v in evidence.verdicts)})
     [problem] = receipt_problems(lenient, rounds[1], plan, world.store.get, rounds[:1])
     assert problem.lower().startswith(cheat.address.lower()) and "no more than" in problem
-    # Without the history its own record still gives it away: 40 steps at σ = 3 spend more.
+    # Without the history its own record still gives it away: two rounds' steps spend more.
     [problem] = receipt_problems(lenient, rounds[1], plan, world.store.get)
     assert "understates" in problem
 

@@ -111,7 +111,7 @@ def test_an_honest_senders_receipts_pass_round_after_round(accountant):
     receipts = honest_series(accountant)
     assert receipts[-1].steps == 60  # the budget merges a task's rounds into one entry
     for k, receipt in enumerate(receipts):
-        check_history(receipt, receipts[:k])
+        check_history(receipt, receipts[:k], sample_rate=0.2, round_steps=20)
     # Composed from the receipts (most steps per noise and rate), the budget's own figure.
     assert composed_epsilon(receipts, 1e-5, accountant) == pytest.approx(
         receipts[-1].epsilon_spent, rel=1e-9)
@@ -142,3 +142,23 @@ def test_a_budget_carried_from_other_tasks_may_report_more():
     for k, receipt in enumerate(carried):
         check_history(receipt, carried[:k])
     check_history(receipts[0], [])  # a first round has nothing to grow from
+
+
+def test_a_sender_that_keeps_its_steps_still_or_claims_a_smaller_rate_is_refused():
+    """Two ways to make the records compose to less: report the same step count every round
+    (ε nudged up to pass the growth check), or a sample rate below what the samples it
+    claims and the round's batch size give."""
+    from fl_agent.privacy.receipts import check_history
+
+    receipts = honest_series("rdp")
+    still = [r.model_copy(update={"steps": 20, "epsilon_spent": receipts[0].epsilon_spent
+                                  + 0.001 * k}) for k, r in enumerate(receipts)]
+    check_history(still[1], still[:1])  # without the round's steps the records look fine
+    with pytest.raises(ReceiptError, match="0 more than its receipts before; the round had "
+                                           "it run 20"):
+        check_history(still[1], still[:1], round_steps=20)
+    with pytest.raises(ReceiptError, match="sample rate is 0.2; the round's batch size and "
+                                           "the samples it claims give 0.32"):
+        check_history(receipts[0], [], sample_rate=32 / 100)
+    # A round that assigned fewer steps (a slow device) is met by fewer.
+    check_history(receipts[1].model_copy(update={"steps": 30}), receipts[:1], round_steps=10)

@@ -55,3 +55,36 @@ def test_bad_receipts_are_listed_and_left_out_of_the_figures():
     assert [line.split(":")[0] for line in bob["bad_receipts"]] == ["b2", "b3", "gone"]
     assert section["epsilon_spent_max"] == 2.0
     assert section["bytes_per_update_mean"] == pytest.approx(125.0)
+
+
+def test_participant_level_records_are_read_from_each_rounds_evidence_and_a_gap_is_listed():
+    """Round 1's evidence holds its DP-FedAvg record; round 2's cannot be read: the section
+    lists both, and the ε spent is the largest one read, not a crash on the gap."""
+    from fl_agent.agents.evidence import RoundEvidence
+    from fl_agent.simulation.report import privacy_section
+
+    spec = ModelSpec(name="logreg", input_shape=(4,), num_classes=3)
+    document = TaskDocument.build(
+        model=spec, data=DataSpec(name="toy", num_features=4, num_classes=3),
+        training=TrainingPlan(steps=5, batch_size=8, lr=0.1),
+        privacy=build_plan(TrainingMode.DP, epsilon=8.0, dp_level="participant"))
+    record = {"clip": 1.0, "noise_multiplier": 2.0, "noise_std": 0.5, "updates": 4,
+              "clipped": 1, "applications": 1, "epsilon": 3.25, "delta": 1e-5,
+              "accountant": "prv"}
+    evidence = RoundEvidence(task=1, round=1, global_model="g", new_model="m", strategy="FedAvg",
+                             metric="accuracy", validation=0.5, verdicts=(),
+                             dp_fedavg=record).to_json()
+
+    def finalized(number: int, cid: str) -> SimpleNamespace:
+        fields = dict.fromkeys(("contributors", "scoresPpm", "rejected", "reasons"), [])
+        return SimpleNamespace(round=number, result={
+            **fields, "newModelCid": "m", "modelHash": "0x" + "11" * 32, "evidenceCid": cid,
+            "aggregationMillis": 5})
+
+    logs = {"UpdateSubmitted": [], "RoundFinalized": [finalized(1, "e1"), finalized(2, "gone")]}
+    fairfl = SimpleNamespace(ledger=SimpleNamespace(events=lambda name, **k: logs[name]))
+    section = privacy_section(fairfl, Store({"e1": evidence}), 1, document, np.zeros(15), {})
+    first, second = section["dp_fedavg"]
+    assert first == {"round": 1, **record}
+    assert second["round"] == 2 and "gone" in second["error"]
+    assert section["epsilon_spent_max"] == 3.25 and section["delta"] == 1e-5
