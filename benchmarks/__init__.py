@@ -7,6 +7,7 @@ import os
 import platform
 import shutil
 import subprocess
+import time
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -46,7 +47,25 @@ def machine() -> dict[str, Any]:
     return {"cores": os.cpu_count(), "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "cpu": cpu or platform.processor(), "platform": platform.platform(),
             "python": platform.python_version(),
-            "load_average_before": [round(x, 2) for x in os.getloadavg()]}
+            "load_average_before": [round(x, 2) for x in os.getloadavg()],
+            "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **source_version()}
+
+
+def source_version() -> dict[str, Any]:
+    """The commit the benchmark ran at and whether the tree held changes beyond it (None
+    outside a git checkout), so that a published figure names the code that made it."""
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=Path(__file__).resolve().parent.parent,
+                                  capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "uncommitted_changes": None if status is None else bool(status)}
 
 
 def stop_process(proc: subprocess.Popen) -> None:

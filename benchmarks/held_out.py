@@ -14,7 +14,9 @@ Per run: final test accuracy and its ratio to clean FedAvg; TPR (rejected attack
 submissions over attack submissions; for ``-every-2`` only the attack rounds count) and
 FPR (rejected honest submissions over honest submissions); the attackers' share of all
 rewards; honest and malicious participants blacklisted; the backdoor's attack success
-rate and the targeted flip's success (share of class 1 put in 7).
+rate and the targeted flip's success (share of class 1 put in 7). ``--watermark``: a
+watermark task, every honest client embedding its own key with the task's defaults, and
+the honest keys that verify on the final model.
 
 The thresholds of FairFL were chosen on seeds 1-5 and on crafted rounds; the claims rule
 on seeds 101-103. The evaluation seeds 11-15 were used for none of them.
@@ -109,11 +111,53 @@ def honest_reasons(fed: Federation, run: OfflineRun) -> dict[str, int]:
     return dict(sorted(reasons.items()))
 
 
+def watermark_plan(hinge: str = "reach") -> Any:
+    """A watermark task's privacy plan (FairFL then runs without its NOISE check, as
+    :meth:`~fl_agent.learning.task_doc.TaskDocument.build` records): its defaults
+    (``"reach"``), or with FedIPR's hinge (``"fedipr"``: no reach, margin 0.1), a task's
+    plan before 2026-12-05."""
+    from fl_agent.chain.records import TrainingMode
+    from fl_agent.privacy.plan import WatermarkPlan, build_plan
+
+    plan = build_plan(TrainingMode.WATERMARK)
+    if hinge == "fedipr":
+        old = WatermarkPlan(bits=plan.watermark.bits, strength=plan.watermark.strength)
+        plan = plan.model_copy(update={"watermark": old})
+    return plan
+
+
+def honest_marks(fed: Federation, hinge: str = "reach") -> tuple[dict[int, Any], list[Any]]:
+    """Each honest client's key (``benchmarks.privacy_watermark.bench_key``) and every
+    client's gradient hook: the task's watermark for the honest, none for attackers (whose
+    marks are not what is measured)."""
+    from benchmarks.privacy_watermark import bench_key
+    from fl_agent.privacy.watermark import embed_hook
+
+    mark = watermark_plan(hinge).watermark
+    keys = {i: bench_key(fed.config.seed, i, mark.bits, None)
+            for i, c in enumerate(fed.clients) if not c.malicious}
+    lr = None if mark.reach is None else fed.config.lr  # as the participant agent passes it
+    hooks = [embed_hook(fed.spec, keys[i], mark.strength, mark.margin, mark.reach, lr=lr)
+             if i in keys else None for i in range(len(fed.clients))]
+    return keys, hooks
+
+
+def marks_verified(fed: Federation, run: OfflineRun, keys: dict[int, Any]) -> dict[str, Any]:
+    """How many honest clients' keys verify on the final model, and which do not."""
+    from fl_agent.privacy.watermark import verify
+
+    final = np.asarray(run.rounds[-1].decision.params, dtype=np.float32)
+    results = {i: verify(fed.spec, final, key) for i, key in keys.items()}
+    return {"verified": sum(r.verified for r in results.values()), "honest": len(keys),
+            "not_verified": sorted(i for i, r in results.items() if not r.verified),
+            "match_rate_min": round(min(r.match_rate for r in results.values()), 4)}
+
+
 def measure(seeds: list[int], attacks: list[str], rounds: int,
             device_spread: float = DEFAULT_DEVICE_SPREAD,
             decide: Decide = decide_as_on_chain,
             tolerance: float | None = None, partition: str = "dirichlet",
-            noise_check: bool = True) -> list[dict[str, Any]]:
+            noise_check: bool = True, watermark: str | None = None) -> list[dict[str, Any]]:
     rows = []
     for seed in seeds:
         base = clean_fedavg(seed, rounds, device_spread, partition)
@@ -122,14 +166,16 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
             config = SimulationConfig(seed=seed, rounds=rounds, device_spread=device_spread,
                                       partition=partition, **attack_settings(name))
             fed = federation(config)
-            strategy = aggregator_strategy(fed)
+            strategy = aggregator_strategy(fed, watermark_plan(watermark) if watermark
+                                           else None)
             if tolerance is not None:
                 strategy = replace(strategy, tolerance=tolerance)
             if not noise_check:  # a chance level of 1: what DP and watermark tasks run
                 strategy = replace(strategy, chance_z=chance_z_off(param_count(fed.spec)))
-            run = run_offline(fed, decide=decide, strategy=strategy)
+            keys, hooks = honest_marks(fed, watermark) if watermark else ({}, None)
+            run = run_offline(fed, decide=decide, strategy=strategy, hooks=hooks)
             row = {"seed": seed, "attack": name, "partition": partition,
-                   "noise_check": noise_check,
+                   "noise_check": noise_check, "watermark": watermark,
                    "accuracy": run.test_accuracy,
                    "clean": base, "ratio": run.test_accuracy / base,
                    "asr": attack_rate(fed, run), **detection(fed, run),
@@ -141,6 +187,8 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
                       "rewards": row["malicious_reward"] <= MALICIOUS_REWARD_MAX}
             if name == "none":
                 checks["clean_gap"] = base - run.test_accuracy <= CLEAN_GAP_MAX
+            if watermark:
+                row["watermarks"] = marks_verified(fed, run, keys)
             row["failed"] = [k for k, ok in checks.items() if not ok]
             rows.append(row)
             tpr = "–" if row["tpr"] is None else f"{row['tpr']:.3f}"
@@ -148,8 +196,9 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
                   f"({row['ratio']:.3f}) TPR {tpr} FPR {row['fpr']:.3f} "
                   f"attackers {row['malicious_reward']:.1%} blacklisted "
                   f"{row['benign_blacklisted']}/{row['malicious_blacklisted']} "
-                  f"{'ok' if not row['failed'] else 'MISSED ' + ','.join(row['failed'])}",
-                  flush=True)
+                  f"{'ok' if not row['failed'] else 'MISSED ' + ','.join(row['failed'])}"
+                  + (f" keys {row['watermarks']['verified']}/{row['watermarks']['honest']}"
+                     if watermark else ""), flush=True)
     return rows
 
 
@@ -160,9 +209,11 @@ def _span(values: list[float], fmt: str) -> str:
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     seeds = sorted({r["seed"] for r in rows})
+    marked = any("watermarks" in r for r in rows)
     lines = ["| attack | × clean FedAvg (median, range) | TPR | FPR | attackers' rewards | "
-             "blacklisted honest / malicious (total) | attack success | targets met |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "blacklisted honest / malicious (total) | attack success | targets met |"
+             + (" honest keys verified (total) |" if marked else ""),
+             "| --- | --- | --- | --- | --- | --- | --- | --- |" + (" --- |" if marked else "")]
     for name in dict.fromkeys(r["attack"] for r in rows):
         got = [r for r in rows if r["attack"] == name]
         ratio = [r["ratio"] for r in got]
@@ -177,7 +228,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             f"{sum(r['benign_blacklisted'] for r in got)} / "
             f"{sum(r['malicious_blacklisted'] for r in got)} | "
             f"{_span(asr, '.2f') if asr else '–'} | {met} of {len(got)}"
-            + (f" (missed: {', '.join(missed)})" if missed else "") + " |")
+            + (f" (missed: {', '.join(missed)})" if missed else "") + " |"
+            + (f" {sum(r['watermarks']['verified'] for r in got)} of "
+               f"{sum(r['watermarks']['honest'] for r in got)} |" if marked else ""))
     clean = {r["seed"]: r["clean"] for r in rows}
     return "\n".join(lines) + (
         f"\n\nseeds {', '.join(map(str, seeds))}; clean FedAvg "
@@ -207,6 +260,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-noise-check", dest="noise_check", action="store_false",
                         help="FairFL without its NOISE check (step 2), as a task with "
                              "example-level DP or watermarks runs it: what the check buys")
+    parser.add_argument("--watermark", nargs="?", const="reach", choices=("reach", "fedipr"),
+                        default=None,
+                        help="a watermark task: every honest client embeds its own key (the "
+                             "task defaults, or 'fedipr': FedIPR's hinge, the default before "
+                             "2026-12-05), FairFL runs as such a task's aggregator does, and "
+                             "each row counts the honest keys verified on the final model")
     parser.add_argument("--json", type=Path, default=Path("reports/bench/held_out.json"))
     args = parser.parse_args(argv)
     attacks = args.attacks.split(",")
@@ -217,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(str(err))
     rows = measure([int(s) for s in args.seeds.split(",")], attacks, args.rounds,
                    args.device_spread, RULES[args.rule], args.tolerance, args.partition,
-                   args.noise_check)
+                   args.noise_check, args.watermark)
     publish(rows, args.json, markdown(rows))
 
 

@@ -67,6 +67,7 @@ class Settings:
     margin: float
     strength: float
     layer: str | None = None
+    reach: float | None = None
     rounds: int = 20
     fine_tune_steps: int = 300
     prune: float = 0.5
@@ -237,7 +238,8 @@ class Seed:
         from fl_agent.privacy.watermark import embed_hook
 
         hooks = [None] * self.n if settings is None else [
-            embed_hook(self.spec, key, settings.strength, settings.margin)
+            embed_hook(self.spec, key, settings.strength, settings.margin, settings.reach,
+                       lr=None if settings.reach is None else self.fed.config.lr)
             for key in self.keys(settings)]
         return federated_run(self.fed, strategy, hooks, self.rounds, self.advance)
 
@@ -313,11 +315,13 @@ def tune_seed(seed: Seed, grid: list[Settings]) -> dict[str, Any]:
     for settings in grid:
         marked, _ = seed.run(seed.fedavg, settings)
         result = watermarked_model(seed, settings, marked, curves=False)
-        _, decisions = seed.run(seed.fairfl_marked, settings)
+        robust, decisions = seed.run(seed.fairfl_marked, settings)
         row["grid"].append({"settings": asdict(settings), **result,
                             "accuracy_cost_points": round(100 * (row["accuracy_without"]
                                                                  - result["accuracy"]), 2),
-                            "fairfl": rejections(seed.fed, decisions)})
+                            "fairfl": {**rejections(seed.fed, decisions),
+                                       "accuracy": seed.accuracy(robust),
+                                       **verdicts(seed.spec, robust, seed.keys(settings))}})
     row["seconds"] = round(time.perf_counter() - started, 1)
     return row
 
@@ -360,22 +364,24 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def tuning_markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| bits | margin γ | strength λ | layer | verified (FedAvg, per seed) | "
+    lines = ["| bits | margin γ | strength λ | layer | reach | verified (FedAvg, per seed) | "
              "after fine-tuning | after pruning | accuracy cost (points) | FairFL FPR "
              "(without: " + " / ".join(f"{r['fairfl_without']['fpr']:.3f}" for r in rows)
-             + ") | clients rejected ≥ 3 times |", "| --- | --- | --- | --- | --- | --- | --- "
-             "| --- | --- | --- |"]
+             + ") | clients rejected ≥ 3 times | verified on FairFL's model |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for k, first in enumerate(rows[0]["grid"]):
         s = first["settings"]
         cells = [r["grid"][k] for r in rows]
         lines.append(
             f"| {s['bits']} | {s['margin']} | {s['strength']} | {s['layer'] or 'default'} | "
+            f"{s.get('reach') or 'none'} | "
             + " / ".join(str(c["trained"]["verified"]) for c in cells) + " | "
             + " / ".join(str(c["fine_tuned"]["verified"]) for c in cells) + " | "
             + " / ".join(str(c["pruned"]["verified"]) for c in cells) + " | "
             + " / ".join(f"{c['accuracy_cost_points']:+.1f}" for c in cells) + " | "
             + " / ".join(f"{c['fairfl']['fpr']:.3f}" for c in cells) + " | "
-            + " / ".join(str(c["fairfl"]["clients_rejected_3_or_more"]) for c in cells) + " |")
+            + " / ".join(str(c["fairfl"]["clients_rejected_3_or_more"]) for c in cells) + " | "
+            + " / ".join(str(c["fairfl"].get("verified", "-")) for c in cells) + " |")
     return "\n".join(lines)
 
 
@@ -459,6 +465,10 @@ def _numbers(kind: type, text: str) -> list[Any]:
               "the module's DEFAULT_STRENGTH)")
 @click.option("--layers", default="default", show_default=True,
               help="carrier parameters, comma-separated ('default': the largest weight)")
+@click.option("--reaches", default=None,
+              help="how far past the round's global margin a bit short of it is pushed, "
+              "comma-separated; 'none': FedIPR's hinge, which stops at the local margin (see "
+              "embed_hook; default: the module's DEFAULT_REACH)")
 @click.option("--rounds", type=click.IntRange(1), default=20, show_default=True)
 @click.option("--fine-tune-steps", type=click.IntRange(1), default=300, show_default=True)
 @click.option("--wrong-keys", type=click.IntRange(1), default=20, show_default=True)
@@ -474,8 +484,8 @@ def _numbers(kind: type, text: str) -> list[Any]:
               default=Path("docs/plots/privacy_watermark.png"), show_default=True,
               help="the evaluation's plot (not drawn with --tune)")
 def main(seeds: str, bits_text: str, tune: bool, margins: str | None, strengths: str | None,
-         layers: str, rounds: int, fine_tune_steps: int, wrong_keys: int, partition: str,
-         fairfl: bool, json_path: Path | None, plot_path: Path) -> None:
+         layers: str, reaches: str | None, rounds: int, fine_tune_steps: int, wrong_keys: int,
+         partition: str, fairfl: bool, json_path: Path | None, plot_path: Path) -> None:
     import torch
 
     from fl_agent.privacy import watermark
@@ -491,11 +501,16 @@ def main(seeds: str, bits_text: str, tune: bool, margins: str | None, strengths:
     if min(margin_list) <= 0 or min(strength_list) <= 0:
         raise click.BadParameter("margins and strengths must be positive")
     layer_list = [None if name == "default" else name for name in layers.split(",")]
+    reach_list = [None if part.strip() == "none" else _numbers(float, part)[0]
+                  for part in reaches.split(",")] if reaches else [watermark.DEFAULT_REACH]
+    if any(r is not None and r <= 0 for r in reach_list):
+        raise click.BadParameter("reaches must be positive or 'none'", param_hint="--reaches")
     common = {"rounds": rounds, "fine_tune_steps": fine_tune_steps, "wrong_keys": wrong_keys}
-    grid = [Settings(bits, margin, strength, layer, **common) for bits in bits_list
-            for margin in margin_list for strength in strength_list for layer in layer_list]
+    grid = [Settings(bits, margin, strength, layer, reach, **common) for bits in bits_list
+            for margin in margin_list for strength in strength_list for layer in layer_list
+            for reach in reach_list]
     base = Settings(watermark.DEFAULT_BITS, margin_list[0], strength_list[0], layer_list[0],
-                    **common)
+                    reach_list[0], **common)
     runs = 2 + 2 * len(grid) if tune else 1 + len(bits_list) + 3 * fairfl
     about = machine()
     rows = []

@@ -25,7 +25,7 @@ says so.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -87,7 +87,6 @@ class LocalPrivacy:
     residual: Any = None  # fl_agent.privacy.sparse.ErrorFeedbackState
     watermark_key: Any = None  # fl_agent.privacy.watermark.WatermarkKey
     he_context: Any = None  # the task's public CKKS context, when he
-    _hook: GradientHook | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         dp = self.plan.dp
@@ -96,12 +95,22 @@ class LocalPrivacy:
 
             self.budget = PrivacyBudget.build(dp.epsilon, dp.delta, dp.accountant)
         if self.plan.watermark is not None:
-            from fl_agent.privacy.watermark import WatermarkKey, embed_hook
+            from fl_agent.privacy.watermark import WatermarkKey
 
             if self.watermark_key is None:
                 self.watermark_key = WatermarkKey.generate(self.plan.watermark.bits)
-            self._hook = embed_hook(self.spec, self.watermark_key,
-                                    self.plan.watermark.strength)
+
+    def mark_hook(self, lr: float) -> GradientHook | None:
+        """The watermark's gradient hook for one round's training at ``lr`` (None without a
+        watermark): with the plan's reach, each bit stops at its target; a plan from before
+        the reach runs FedIPR's hinge as it always did."""
+        mark = self.plan.watermark
+        if mark is None:
+            return None
+        from fl_agent.privacy.watermark import embed_hook
+
+        return embed_hook(self.spec, self.watermark_key, mark.strength, mark.margin,
+                          mark.reach, lr=None if mark.reach is None else lr)
 
     # -- state ----------------------------------------------------------------------
     def state(self) -> dict[str, bytes]:
@@ -156,7 +165,7 @@ class LocalPrivacy:
         if dp is None or dp.level != "example":
             return train_local(self.spec, global_vector, X, y, steps, seed=seed,
                                batch_size=batch_size, lr=lr, momentum=momentum,
-                               gradient_hook=self._hook)
+                               gradient_hook=self.mark_hook(lr))
         from fl_agent.privacy.dp import noise_for_budget, train_local_dp
 
         n = len(y)
@@ -174,7 +183,7 @@ class LocalPrivacy:
         result = train_local_dp(self.spec, global_vector, X, y, steps, seed=seed,
                                 batch_size=batch_size, lr=lr, momentum=momentum,
                                 noise_multiplier=self.noise_multiplier,
-                                max_grad_norm=dp.clip, gradient_hook=self._hook)
+                                max_grad_norm=dp.clip, gradient_hook=self.mark_hook(lr))
         self.budget = self.budget.record_step(result.privacy)
         return result
 

@@ -78,12 +78,16 @@ class HEPlan(BaseModel):
 
 class WatermarkPlan(BaseModel):
     """Ownership watermarks: each participant embeds ``bits`` signature bits, pushed with
-    ``strength`` (see :func:`fl_agent.privacy.watermark.embed_hook`)."""
+    ``strength`` to ``margin`` and, with a ``reach``, that far past the global model's margin
+    (see :func:`fl_agent.privacy.watermark.embed_hook`). A plan written before 2026-12-05
+    names no margin or reach: it meant FedIPR's hinge to 0.1, which the defaults keep."""
 
     model_config = _FROZEN
 
     bits: int = Field(ge=8, le=4096)
     strength: float = Field(gt=0)
+    margin: float = Field(0.1, gt=0)
+    reach: float | None = Field(None, gt=0)
 
 
 class PrivacyPlan(BaseModel):
@@ -127,9 +131,9 @@ class PrivacyReceipt(Document):
     round: int = Field(ge=1)
     participant: str
     mode: str
-    #: DP: ε spent by this participant over the task so far (this update included), the δ
-    #: it holds for, the accountant, the noise multiplier, its sample rate and the DP-SGD
-    #: steps taken in the task so far.
+    #: DP: ε spent by this participant so far (this update included), the δ it holds for,
+    #: the accountant, the noise multiplier, its sample rate and the DP-SGD steps taken so
+    #: far at that noise and rate (its budget's last entry).
     epsilon_spent: float | None = None
     delta: float | None = None
     accountant: str | None = None
@@ -152,7 +156,7 @@ def build_plan(mode: TrainingMode, *, epsilon: float | None = None, delta: float
                prune_method: str = "topk", he: HEPlan | None = None) -> PrivacyPlan | None:
     """The plan for ``mode`` (None for plain): ``epsilon`` is needed with dp,
     ``prune_ratio`` with pruning and ``he`` (the key holder's context) with homomorphic; the
-    watermark's bits and strength are the defaults chosen on tuning seeds
+    watermark's bits, strength, margin and reach are the defaults chosen on tuning seeds
     (:mod:`fl_agent.privacy.watermark`). Raises :class:`ConfigError` for what is missing."""
     from pydantic import ValidationError
 
@@ -178,9 +182,15 @@ def build_plan(mode: TrainingMode, *, epsilon: float | None = None, delta: float
                     "one (fl_agent.agents.keyholder.create_context)")
             parts["he"] = he
         if TrainingMode.WATERMARK in mode:
-            from fl_agent.privacy.watermark import DEFAULT_BITS, DEFAULT_STRENGTH
+            from fl_agent.privacy.watermark import (
+                DEFAULT_BITS,
+                DEFAULT_MARGIN,
+                DEFAULT_REACH,
+                DEFAULT_STRENGTH,
+            )
 
-            parts["watermark"] = WatermarkPlan(bits=DEFAULT_BITS, strength=DEFAULT_STRENGTH)
+            parts["watermark"] = WatermarkPlan(bits=DEFAULT_BITS, strength=DEFAULT_STRENGTH,
+                                               margin=DEFAULT_MARGIN, reach=DEFAULT_REACH)
         return PrivacyPlan(**parts) if parts else None
     except ValidationError as err:
         raise ConfigError(f"invalid privacy settings: {err}") from err

@@ -158,10 +158,12 @@ def run_offline(fed: Federation, clients: Sequence[Client] | None = None, *,
                 blacklist: bool = True, decide: Decide = decide_as_on_chain,
                 strategy: Strategy | None = None,
                 on_round: Callable[[OfflineRound], Any] | None = None,
-                gate_score: str = "loss") -> OfflineRun:
+                gate_score: str = "loss",
+                hooks: Sequence[Any] | None = None) -> OfflineRun:
     """Runs ``fed.config.rounds`` rounds with ``clients`` (default: the federation's).
     ``gate_score`` is the per-example validation score the gate reads
-    (:mod:`fl_agent.learning.gate_scores`; the agents use ``"loss"``)."""
+    (:mod:`fl_agent.learning.gate_scores`; the agents use ``"loss"``); ``hooks``, one per
+    client (or None), are their training's ``gradient_hook`` (e.g. a watermark's)."""
     import torch
 
     torch.set_num_threads(1)
@@ -208,7 +210,8 @@ def run_offline(fed: Federation, clients: Sequence[Client] | None = None, *,
             client, (X, y), work = members[i], shards[i], steps[str(i)]
             trained = train_local(spec, params, X, y, work,
                                   seed=round_seed(client.seed, number),
-                                  batch_size=config.batch_size, lr=config.lr).vector
+                                  batch_size=config.batch_size, lr=config.lr,
+                                  gradient_hook=hooks[i] if hooks else None).vector
             if client.speed is not None:  # what its device reports, as the participant does
                 millis = max(1, round(work * (STEP_MILLIS / client.speed)))
                 measured[str(i)] = Measurement(work, config.batch_size, millis)

@@ -309,6 +309,12 @@ def test_the_held_out_benchmark_scores_every_run_against_the_targets(tmp_path):
         "--partition", "iid", "--no-noise-check", "--json", str(out))
     [row] = json.loads(out.read_text())
     assert row["partition"] == "iid" and row["noise_check"] is False
+    table = run("benchmarks.held_out", "--seeds", "101", "--rounds", "1", "--attacks",
+                "sign_flip", "--watermark", "--json", str(out))
+    [row] = json.loads(out.read_text())
+    marks = row["watermarks"]  # 6 of the 20 attack, the other 14 embed their keys
+    assert row["watermark"] and marks["honest"] == 14 and "honest keys verified" in table
+    assert 0 <= marks["verified"] == 14 - len(marks["not_verified"])
     bad = run_fails("benchmarks.held_out", "--attacks", "no_such_attack")
     assert "unknown attack 'no_such_attack'" in bad
 
@@ -544,6 +550,13 @@ def test_the_privacy_benchmarks_run_on_tiny_settings(tmp_path):
     result = json.loads(wm.read_text())
     shares = result["rows"][0]["shares"]  # equal shards: 20 clients of about 5 % each
     assert result["settings"]["partition"] == "iid" and max(shares) - min(shares) < 0.002
+    run("benchmarks.privacy_watermark", "--tune", "--seeds", "1", "--rounds", "1", "--bits",
+        "32", "--reaches", "none,0.25", "--fine-tune-steps", "5", "--wrong-keys", "2",
+        "--json", str(wm))
+    grid = json.loads(wm.read_text())["rows"][0]["grid"]
+    assert [g["settings"]["reach"] for g in grid] == [None, 0.25]
+    assert all(0 <= g["fairfl"]["verified"] <= 20 for g in grid)
+    assert "--reaches" in run_fails("benchmarks.privacy_watermark", "--reaches", "-1")
 
 
 def test_a_dp_runs_figures_do_not_depend_on_the_other_runs_of_the_command(tmp_path):

@@ -122,6 +122,100 @@ def test_the_hook_adds_the_hinge_gradient_exactly():
     assert all(p.grad.abs().sum() == 0 for p in parameters[1:])  # only the carrier
 
 
+def test_a_reach_moves_the_bits_the_round_began_short_of_past_their_start():
+    """At step 0 (the round's global model) some bits are short of the margin. FedIPR's hinge
+    (no reach) stops pushing them once the local weights hold the margin; with a reach they
+    are pushed on until they are ``reach`` past where the round began (at least to the
+    margin), and no further; bits the round began with held are pushed only if they fall
+    below the margin. Each round's step 0 sets the targets again."""
+    margin, reach = 0.1, 0.35
+    mark = derive(MLP, key(3))
+    b = torch.from_numpy(mark.signature.astype(np.float64))
+    E = torch.from_numpy(mark.projection).double()
+    model = model_from_vector(MLP, init_params(MLP, seed=0))
+    start = list(model.parameters())[0].detach().clone()
+    begun = b * (E @ start.reshape(-1).double())
+    begun[0] = -0.5  # one bit far below the margin: its target is the margin, not -0.15
+    short = begun < margin
+    assert 0 < int(short.sum()) < mark.signature.size and not short[1:].all()
+    hooks = {"fedipr": embed_hook(MLP, key(3), 1.0, margin, None),
+             "reach": embed_hook(MLP, key(3), 1.0, margin, reach)}
+
+    def forces(hook, step, margins):
+        """How hard ``hook`` pushes each bit at ``step`` on weights with ``margins``."""
+        w = start.reshape(-1).double() + torch.linalg.lstsq(
+            E, b * margins - E @ start.reshape(-1).double()).solution
+        parameters = [p.detach().clone() for p in model.parameters()]
+        parameters[0] = w.reshape(start.shape).float()
+        for p in parameters:
+            p.grad = torch.zeros_like(p)
+        hook(step, parameters)
+        grad = -parameters[0].grad.reshape(-1).double()
+        return b * torch.linalg.lstsq(E.T, grad).solution  # each bit's push, signed
+
+    pushed = lambda hook, step, margins: forces(hook, step, margins) > 1e-3  # noqa: E731
+    for hook in hooks.values():  # step 0: both push exactly the bits short of the margin
+        assert torch.equal(pushed(hook, 0, begun), short)
+    target = torch.where(short, torch.clamp(begun + reach, min=margin), margin)
+    assert target[0] == margin  # the far bit: at least to the margin, here just that
+    halfway = torch.where(short, torch.clamp((begun + target) / 2, min=margin + 0.01), begun)
+    halfway[0] = margin - 0.05  # the far bit is still short of its target, the margin
+    assert not pushed(hooks["fedipr"], 5, halfway)[short & (halfway > margin)].any()
+    assert torch.equal(pushed(hooks["reach"], 5, halfway), halfway < target)
+    beyond = torch.where(short, target + 0.01, begun)  # every short bit past its target...
+    held = torch.nonzero(~short)[0]
+    beyond[held] = margin - 0.02  # ...and a bit the round began with, fallen below the margin
+    assert torch.equal(pushed(hooks["reach"], 6, beyond), beyond < margin)
+    # A new round from other weights sets the targets anew from them: the short bits start
+    # at 0, so their new targets are 0.35, above some of the old ones.
+    again = torch.where(short, torch.zeros_like(begun), begun)
+    renewed = torch.where(short, reach, margin)
+    assert torch.equal(pushed(hooks["reach"], 0, again), short)
+    between = torch.where(short, reach - 0.05, begun)  # short of the new targets
+    assert (between[short] > target[short]).any()  # past some old ones (bit 0's 0.1)
+    assert torch.equal(pushed(hooks["reach"], 1, between), between < renewed)
+    with pytest.raises(ConfigError, match="reach"):
+        embed_hook(MLP, key(3), reach=0.0)
+
+
+def test_given_the_learning_rate_a_bit_is_pushed_no_further_than_its_target():
+    """With the optimizer's lr, each bit's push is cut to what reaches its target in one
+    SGD step: full strength when it is farther than lr * strength, a fraction when nearer,
+    none once there. Checked by taking that step (plain SGD, no loss) and reading the bits."""
+    margin, reach, lr, strength = 0.05, 0.25, 0.05, 2.0
+    mark = derive(MLP, key(3, DEFAULT_BITS))
+    b = torch.from_numpy(mark.signature.astype(np.float64))
+    E = torch.from_numpy(mark.projection).double()
+    model = model_from_vector(MLP, init_params(MLP, seed=0))
+    weight = list(model.parameters())[0]
+    begun = b * (E @ weight.detach().reshape(-1).double())
+    target = torch.where(begun < margin, torch.clamp(begun + reach, min=margin), margin)
+    hook = embed_hook(MLP, key(3, DEFAULT_BITS), strength, margin, reach, lr=lr)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    moves = []
+    for step in range(20):
+        optimizer.zero_grad(set_to_none=False)
+        hook(step, list(model.parameters()))
+        optimizer.step()
+        now = b * (E @ weight.detach().reshape(-1).double())
+        moves.append(now)
+    final = moves[-1]
+    short = begun < margin
+    # Short bits end at their targets (E's rows are nearly, not exactly, orthogonal).
+    assert torch.allclose(final[short], target[short], atol=0.02)
+    assert (final[short] <= target[short] + 0.02).all()  # no overshoot
+    assert torch.allclose(moves[-2][short], final[short], atol=1e-3)  # and they stay
+    free = embed_hook(MLP, key(3, DEFAULT_BITS), strength, margin, reach)  # no lr: pushes on
+    model2 = model_from_vector(MLP, init_params(MLP, seed=0))
+    optimizer2 = torch.optim.SGD(model2.parameters(), lr=0.5)
+    for step in range(20):
+        optimizer2.zero_grad(set_to_none=False)
+        free(step, list(model2.parameters()))
+        optimizer2.step()
+    overshot = b * (E @ list(model2.parameters())[0].detach().reshape(-1).double())
+    assert (overshot[short] - target[short]).max() > 0.3  # lr 0.5 without the cut: far past
+
+
 def test_embedding_raises_the_match_rate_to_verified(trained, digits):
     start, plain, marked = trained
     marking = key(7, DEFAULT_BITS)
