@@ -111,11 +111,11 @@ def honest_reasons(fed: Federation, run: OfflineRun) -> dict[str, int]:
     return dict(sorted(reasons.items()))
 
 
-def watermark_plan(hinge: str = "reach") -> Any:
+def watermark_plan(hinge: str = "reach", reach: float | None = None) -> Any:
     """A watermark task's privacy plan (FairFL then runs without its NOISE check, as
     :meth:`~fl_agent.learning.task_doc.TaskDocument.build` records): its defaults
-    (``"reach"``), or with FedIPR's hinge (``"fedipr"``: no reach, margin 0.1), a task's
-    plan before 2026-12-05."""
+    (``"reach"``, with another ``reach`` if given), or with FedIPR's hinge (``"fedipr"``: no
+    reach, margin 0.1), a task's plan before 2026-12-05."""
     from fl_agent.chain.records import TrainingMode
     from fl_agent.privacy.plan import WatermarkPlan, build_plan
 
@@ -123,17 +123,21 @@ def watermark_plan(hinge: str = "reach") -> Any:
     if hinge == "fedipr":
         old = WatermarkPlan(bits=plan.watermark.bits, strength=plan.watermark.strength)
         plan = plan.model_copy(update={"watermark": old})
+    elif reach is not None:
+        plan = plan.model_copy(update={"watermark": plan.watermark.model_copy(
+            update={"reach": reach})})
     return plan
 
 
-def honest_marks(fed: Federation, hinge: str = "reach") -> tuple[dict[int, Any], list[Any]]:
+def honest_marks(fed: Federation, hinge: str = "reach",
+                 reach: float | None = None) -> tuple[dict[int, Any], list[Any]]:
     """Each honest client's key (``benchmarks.privacy_watermark.bench_key``) and every
     client's gradient hook: the task's watermark for the honest, none for attackers (whose
     marks are not what is measured)."""
     from benchmarks.privacy_watermark import bench_key
     from fl_agent.privacy.watermark import embed_hook
 
-    mark = watermark_plan(hinge).watermark
+    mark = watermark_plan(hinge, reach).watermark
     keys = {i: bench_key(fed.config.seed, i, mark.bits, None)
             for i, c in enumerate(fed.clients) if not c.malicious}
     lr = None if mark.reach is None else fed.config.lr  # as the participant agent passes it
@@ -157,7 +161,8 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
             device_spread: float = DEFAULT_DEVICE_SPREAD,
             decide: Decide = decide_as_on_chain,
             tolerance: float | None = None, partition: str = "dirichlet",
-            noise_check: bool = True, watermark: str | None = None) -> list[dict[str, Any]]:
+            noise_check: bool = True, watermark: str | None = None,
+            reach: float | None = None) -> list[dict[str, Any]]:
     rows = []
     for seed in seeds:
         base = clean_fedavg(seed, rounds, device_spread, partition)
@@ -172,10 +177,12 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
                 strategy = replace(strategy, tolerance=tolerance)
             if not noise_check:  # a chance level of 1: what DP and watermark tasks run
                 strategy = replace(strategy, chance_z=chance_z_off(param_count(fed.spec)))
-            keys, hooks = honest_marks(fed, watermark) if watermark else ({}, None)
+            keys, hooks = honest_marks(fed, watermark, reach) if watermark else ({}, None)
             run = run_offline(fed, decide=decide, strategy=strategy, hooks=hooks)
             row = {"seed": seed, "attack": name, "partition": partition,
                    "noise_check": noise_check, "watermark": watermark,
+                   "reach": watermark_plan(watermark, reach).watermark.reach
+                   if watermark else None,
                    "accuracy": run.test_accuracy,
                    "clean": base, "ratio": run.test_accuracy / base,
                    "asr": attack_rate(fed, run), **detection(fed, run),
@@ -266,8 +273,13 @@ def main(argv: list[str] | None = None) -> None:
                              "task defaults, or 'fedipr': FedIPR's hinge, the default before "
                              "2026-12-05), FairFL runs as such a task's aggregator does, and "
                              "each row counts the honest keys verified on the final model")
+    parser.add_argument("--reach", type=float, default=None,
+                        help="with --watermark reach: another reach than the task default "
+                             "(how the default was checked under attack; tuning seeds only)")
     parser.add_argument("--json", type=Path, default=Path("reports/bench/held_out.json"))
     args = parser.parse_args(argv)
+    if args.reach is not None and (args.watermark != "reach" or args.reach <= 0):
+        parser.error("--reach needs --watermark reach and a positive number")
     attacks = args.attacks.split(",")
     for name in attacks:
         try:
@@ -276,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(str(err))
     rows = measure([int(s) for s in args.seeds.split(",")], attacks, args.rounds,
                    args.device_spread, RULES[args.rule], args.tolerance, args.partition,
-                   args.noise_check, args.watermark)
+                   args.noise_check, args.watermark, args.reach)
     publish(rows, args.json, markdown(rows))
 
 
