@@ -104,6 +104,20 @@ def create_context(store: ContentStore, keys_dir: Path | str, key_holder: str, *
                   key_holder=str(key_holder))
 
 
+def attest(account: Any, fingerprint: str) -> str:
+    """``account``'s signature (0x-hex) that it made the key pair of ``fingerprint``
+    (:func:`fl_agent.privacy.plan.attestation_message`)."""
+    from eth_account.messages import encode_defunct
+
+    from fl_agent.privacy.plan import attestation_message
+
+    signature = account.sign_message(encode_defunct(
+        text=attestation_message(fingerprint, str(account.address))))
+    if signature is None:
+        raise ConfigError(f"account {account.address} refused to sign the attestation")
+    return "0x" + signature.encode_rsv().hex()
+
+
 def load_key_holder(store: ContentStore, keys_dir: Path | str, plan: HEPlan) -> KeyHolder:
     """The key holder of ``plan``'s context: its secret from ``keys_dir``, its public context
     from the store (checked against the plan's fingerprint)."""
@@ -277,5 +291,5 @@ class KeyHolderAgent:
         return status in (TaskStatus.COMPLETED, TaskStatus.CANCELLED)
 
 
-__all__ = ["Answer", "KeyHolderAgent", "Refusal", "create_context", "load_key_holder",
+__all__ = ["Answer", "KeyHolderAgent", "Refusal", "attest", "create_context", "load_key_holder",
            "secret_context_path"]

@@ -66,17 +66,19 @@ def keyholder(task_id: int | None, new_context: bool, poll_interval: float, acco
 
 def _new_context(account: str, ipfs: str | None) -> None:
     """``--new-context``: a key pair made here, for a task its creator has yet to create."""
-    from fl_agent.agents.keyholder import create_context
+    from fl_agent.agents.keyholder import attest, create_context
     from fl_agent.settings import get_settings
 
     settings = get_settings()
     holder = resolve_account(account)
     console.print("creating a CKKS key pair...")
     plan = create_context(open_store(ipfs), settings.keys_dir, str(holder.address))
+    attestation = attest(holder, plan.fingerprint)
     console.print(f"[green]public context {plan.context_cid}[/] (fingerprint "
                   f"{plan.fingerprint[:16]}...); the secret key is in "
                   f"{settings.keys_dir / 'ckks'} and nowhere else.\n"
                   f"The task's creator runs:\n  fl-agent task create --mode he --key-holder "
-                  f"{holder.address} --he-context {plan.context_cid} ...\n"
+                  f"{holder.address} --he-context {plan.context_cid} --he-attestation "
+                  f"{attestation} ...\n"
                   f"Then you run, on this machine:\n  fl-agent keyholder --task N --account "
                   f"{account}", soft_wrap=True)

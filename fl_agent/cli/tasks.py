@@ -107,6 +107,10 @@ def task() -> None:
               help="he: the public CKKS context the key holder made with `fl-agent keyholder "
               "--new-context` on its own machine, so that you never hold its secret key. "
               "Without it the keys are made here and the secret key stays on this machine.")
+@click.option("--he-attestation", "he_attestation", default=None, metavar="SIGNATURE",
+              help="he, with --he-context: the key holder's signature that it made that key "
+              "pair (`fl-agent keyholder --new-context` prints it); recorded in the task "
+              "document, where every participant checks it against --key-holder.")
 @privacy_options
 @account_option
 @network_option
@@ -116,7 +120,7 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
                 strategy: str | None, scoring: str, rule_options: tuple[str, ...],
                 metric: str, aggregator_alias: str,
                 seed: int, key_holder_alias: str | None, he_context_cid: str | None,
-                mode: str, epsilon: float | None,
+                he_attestation: str | None, mode: str, epsilon: float | None,
                 delta: float, dp_level: str, prune_ratio: float | None, account: str,
                 network: str | None, ipfs: str | None) -> None:
     """Store the initial model and the task document, then create the task on chain.
@@ -171,6 +175,10 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
         raise FairFLError("--he-context names a context another account made: give that "
                           "account with --key-holder (it holds the secret key and answers "
                           "the task's decryptions)")
+    if (he_context_cid is None) != (he_attestation is None):
+        raise FairFLError("--he-context and --he-attestation go together: `fl-agent keyholder "
+                          "--new-context` prints both, the signature being the key holder's "
+                          "word that it made the key pair")
     get_metric(metric)
     data = load_dataset(dataset)
     spec = ModelSpec.for_features(model_name, data.feature_shape, data.num_classes)
@@ -194,7 +202,8 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
 
             key_holder = _address(key_holder_alias) if key_holder_alias else creator.address
             if he_context_cid is not None:
-                he_plan = public_context_plan(store, he_context_cid, str(key_holder))
+                he_plan = public_context_plan(store, he_context_cid, str(key_holder),
+                                              he_attestation)
             else:
                 console.print("creating the task's CKKS keys...")
                 he_plan = create_context(store, settings.keys_dir, str(key_holder))
@@ -220,10 +229,14 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
                       f"--account <its alias>` {where}")
 
 
-def public_context_plan(store: Any, cid: str, key_holder: str) -> Any:
+def public_context_plan(store: Any, cid: str, key_holder: str,
+                        attestation: str | None = None) -> Any:
     """The task document's he plan for a public context already in the store (its key
     holder's), checked as every participant will read it (a context holding a secret key, or
-    too coarse for the robust rule, is refused)."""
+    too coarse for the robust rule, is refused, and so is an attestation the key holder did
+    not sign)."""
+    from pydantic import ValidationError
+
     from fl_agent.privacy.he_context import PublicContext
     from fl_agent.privacy.plan import HEPlan
 
@@ -231,7 +244,12 @@ def public_context_plan(store: Any, cid: str, key_holder: str) -> Any:
         context = PublicContext(store.get(cid))
     except FairFLError as err:
         raise FairFLError(f"--he-context {cid}: {err}") from err
-    return HEPlan(context_cid=cid, fingerprint=context.fingerprint, key_holder=key_holder)
+    try:
+        return HEPlan(context_cid=cid, fingerprint=context.fingerprint, key_holder=key_holder,
+                      attestation=attestation)
+    except ValidationError as err:
+        problem = "; ".join(e["msg"].removeprefix("Value error, ") for e in err.errors())
+        raise FairFLError(f"--he-attestation: {problem}") from err
 
 
 def rule_options_of(strategy: str, pairs: tuple[str, ...], *,

@@ -64,16 +64,46 @@ class PrunePlan(BaseModel):
     method: Literal["topk", "magnitude"] = "topk"
 
 
+def attestation_message(fingerprint: str, key_holder: str) -> str:
+    """What a key holder signs (EIP-191) to say it made the key pair of a public context."""
+    return (f"FairFL CKKS key pair\nI made the key pair of the public context {fingerprint} "
+            f"on my own machine and keep its secret key.\nKey holder: {key_holder.lower()}")
+
+
 class HEPlan(BaseModel):
     """Homomorphic aggregation: the public CKKS context (no secret key) is at
     ``context_cid``; its SHA-256 ``fingerprint`` is what every ciphertext carries; the key
-    holder's account decrypts the scalars of the robust rule and the aggregate."""
+    holder's account decrypts the scalars of the robust rule and the aggregate.
+    ``attestation``, when the key holder made the pair on its own machine (``fl-agent
+    keyholder --new-context``), is its signature of :func:`attestation_message`: a document
+    whose attestation another account signed does not parse. A pair the creator made has
+    none."""
 
     model_config = _FROZEN
 
     context_cid: str = Field(min_length=1)
     fingerprint: str = Field(pattern=r"^[0-9a-f]{64}$")
     key_holder: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
+    attestation: str | None = Field(None, pattern=r"^0x[0-9a-f]{130}$")
+
+    @model_validator(mode="after")
+    def _attested_by_the_key_holder(self) -> HEPlan:
+        if self.attestation is not None:
+            from eth_account import Account
+            from eth_account.messages import encode_defunct
+            from eth_keys.exceptions import BadSignature
+
+            message = encode_defunct(text=attestation_message(self.fingerprint,
+                                                              self.key_holder))
+            try:
+                signer = Account.recover_message(message, signature=self.attestation)
+            except (BadSignature, ValueError) as err:
+                raise ValueError(f"the key holder's attestation is not a signature: {err}") \
+                    from err
+            if signer.lower() != self.key_holder.lower():
+                raise ValueError(f"the attestation of context {self.fingerprint[:16]}... was "
+                                 f"signed by {signer}, not by the key holder {self.key_holder}")
+        return self
 
 
 class WatermarkPlan(BaseModel):

@@ -287,18 +287,32 @@ def test_a_key_holder_makes_the_keys_on_its_own_machine_and_the_creator_never_se
                               env=env)
     assert made.exit_code == 0, made.output
     cid = re.search(r"public context (\S+)", made.output).group(1)
+    signature = re.search(r"--he-attestation (0x[0-9a-f]+)", made.output).group(1)
     assert f"--key-holder {world.accounts[4].address} --he-context {cid}" in made.output
     assert len(list((home / "keys" / "ckks").glob("*.secret"))) == 1
 
-    created = world.cli("task", "create", "--mode", "he", "--key-holder", "TEST::4",
-                        "--he-context", cid, "--aggregator", "TEST::1", "--account", "TEST::0",
-                        "--model", "logreg", "--rounds", "1")
+    def create(*extra: str):
+        return world.cli("task", "create", "--mode", "he", "--aggregator", "TEST::1",
+                         "--account", "TEST::0", "--model", "logreg", "--rounds", "1", *extra)
+
+    # The creator cannot pass the pair off as another's: the attestation must be signed by
+    # the key holder it names, and it must be given.
+    for extra, says in (
+            (("--key-holder", "TEST::5", "--he-context", cid, "--he-attestation", signature),
+             "not by the key holder"),  # (the message names its key holder: another
+            # name recovers some other address)
+            (("--key-holder", "TEST::4", "--he-context", cid), "go together")):
+        refused = create(*extra)
+        assert refused.exit_code != 0 and says in refused.output, refused.output
+    created = create("--key-holder", "TEST::4", "--he-context", cid, "--he-attestation",
+                     signature)
     assert created.exit_code == 0, created.output
     assert "creating the task's CKKS keys" not in created.output
     task_id = int(re.search(r"task (\d+) created", created.output).group(1))
     plan = load_task_document(world.store, world.fairfl.ledger.task(task_id).spec_cid
                               ).privacy.he
     assert plan.context_cid == cid and plan.key_holder == world.accounts[4].address
+    assert plan.attestation == signature  # every participant's copy is checked as it parses
     assert world.fairfl.desk.key_holder_of(task_id) == world.accounts[4].address
     assert not list((world.tmp / "keys").glob("ckks/*.secret"))  # the creator has none
     agent = KeyHolderAgent(world.fairfl, world.store, world.accounts[4], task_id,
@@ -311,8 +325,8 @@ def test_a_key_holder_makes_the_keys_on_its_own_machine_and_the_creator_never_se
     assert "where it ran `fl-agent keyholder" in created.output
     secret = world.store.add(holder.secret_context)
     refused = world.cli("task", "create", "--mode", "he", "--he-context", secret,
-                        "--key-holder", "TEST::4", "--aggregator", "TEST::1", "--account",
-                        "TEST::0")
+                        "--he-attestation", signature, "--key-holder", "TEST::4",
+                        "--aggregator", "TEST::1", "--account", "TEST::0")
     assert refused.exit_code != 0 and "holds a secret key" in refused.output, refused.output
     nobody = world.cli("task", "create", "--mode", "he", "--he-context", cid, "--aggregator",
                        "TEST::1", "--account", "TEST::0")

@@ -598,3 +598,32 @@ def test_fltrust_refuses_what_the_key_holder_marked_implausible():
         RoundScalars(dots, squared, np.zeros(3, dtype=bool))
     with pytest.raises(ConfigError, match="implausible must be 4 booleans"):
         RoundScalars(dots, squared, np.zeros(4))
+
+
+def test_a_key_holders_attestation_must_be_its_own_signature_of_that_context():
+    """A plan names its key holder's signature that it made the pair: the plan parses only
+    if that account signed exactly this context; a creator cannot name another's."""
+    from eth_account import Account
+    from eth_account.messages import encode_defunct
+    from pydantic import ValidationError
+
+    from fl_agent.privacy.plan import HEPlan, attestation_message
+
+    holder, creator = Account.create(), Account.create()
+    fingerprint, other = "ab" * 32, "cd" * 32
+
+    def signed(by, fp: str, named: str) -> str:
+        raw = by.sign_message(encode_defunct(text=attestation_message(fp, named))).signature
+        return "0x" + bytes(raw).hex()
+
+    plan = HEPlan(context_cid="cid", fingerprint=fingerprint, key_holder=holder.address,
+                  attestation=signed(holder, fingerprint, holder.address))
+    assert plan.attestation is not None
+    for bad in (signed(creator, fingerprint, holder.address),  # the creator signs for it
+                signed(holder, other, holder.address),  # the holder's word for another pair
+                "0x" + "00" * 65):
+        with pytest.raises(ValidationError, match="attestation"):
+            HEPlan(context_cid="cid", fingerprint=fingerprint, key_holder=holder.address,
+                   attestation=bad)
+    assert HEPlan(context_cid="cid", fingerprint=fingerprint,
+                  key_holder=creator.address).attestation is None  # the creator's own pair
