@@ -4,9 +4,11 @@ Offline, digits, MLP, 20 honest clients, Dirichlet α = 0.5 (`--partition iid`: 
 shards), 20 rounds of 20 local steps, equal devices (no workload balancing), the
 simulation's shards and seeds
 (:func:`fl_agent.simulation.offline.federation`). Every client holds its own key and trains
-with :func:`~fl_agent.privacy.watermark.embed_hook`. The round loop is the offline one
-(:func:`~fl_agent.simulation.offline.decide_as_on_chain`; leave-one-out scoring, as the score
-does not change the aggregate) with the hook added, which :func:`run_offline` has no place for.
+with :func:`~fl_agent.privacy.watermark.embed_hook` (the settings' margin, strength and
+reach, and the federation's lr, as the participant agent passes them). The round loop is a
+plain one (:func:`~fl_agent.simulation.offline.decide_as_on_chain`; leave-one-out scoring,
+as the score does not change the aggregate; every client in every round, unlike
+:func:`run_offline`, whose blacklisting ``benchmarks.held_out --watermark`` measures).
 
 On the final global model of a FedAvg run, per seed and per bit count of ``--bits``:
 
@@ -26,17 +28,18 @@ positive), the clients it rejects three times or more (the registry blacklists a
 within four rounds; nobody is removed here) and the verdicts on its final model. ``--tune``
 runs a watermark task's rule.
 
-``--tune`` runs a grid instead (``--bits`` x ``--margins`` x ``--strengths`` x ``--layers``):
-per setting, the verdicts on FedAvg's model and FairFL's false positives. The defaults of
-the module were chosen this way on the tuning seeds 1-3.
+``--tune`` runs a grid instead (``--bits`` x ``--margins`` x ``--strengths`` x ``--layers`` x
+``--reaches``): per setting, the verdicts on FedAvg's and FairFL's models and FairFL's false
+positives. The defaults of the module were chosen this way on the tuning seeds 1-3 (and
+checked under attack with ``benchmarks.held_out --watermark`` on seeds 1-5).
 
 Writes ``reports/bench/privacy_watermark.json`` (``privacy_watermark_tuning.json`` with
 ``--tune``; settings, machine, every figure), a plot (``docs/plots/privacy_watermark.png``)
 and prints the tables docs/privacy-watermark.md quotes.
 
     python -m benchmarks.privacy_watermark                       # evaluation seeds 11-13
-    python -m benchmarks.privacy_watermark --tune --seeds 1,2,3 --bits 32,64 \\
-        --margins 0.05,0.1,0.2 --strengths 0.5,2    # the grid the defaults come from
+    python -m benchmarks.privacy_watermark --tune --seeds 1,2,3 --bits 32 --margins 0.05 \\
+        --strengths 2 --reaches none,0.15,0.25,0.35,0.5   # the grid the defaults come from
     python -m benchmarks.privacy_watermark --seeds 11 --rounds 2 --bits 32 --no-fairfl
 """
 

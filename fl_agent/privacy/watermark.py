@@ -178,9 +178,10 @@ def embed_hook(spec: ModelSpec, key: WatermarkKey, strength: float = DEFAULT_STR
     however small that share (FedAvg would otherwise dilute the mark of a participant with
     little data below verification); bits the global model already holds keep the target
     ``margin``. The targets are fixed at step 0 of each local training. Given the
-    optimizer's learning rate ``lr`` (plain SGD), each bit's push is cut to what brings it
-    exactly to its target in one step, so a bit does not overshoot: the move per round is
-    then the reach whatever the task's steps or learning rate. With momentum the
+    optimizer's learning rate ``lr`` (plain SGD), each bit's push is cut to what would bring
+    it to its target in one step, so a bit does not overshoot by more than the rows of ``E``
+    (nearly, not exactly, orthogonal) and the task's own loss move it: the move per round is
+    then about the reach whatever the task's steps or learning rate. With momentum the
     optimizer's velocity can still carry a bit past its target; the task default has
     none."""
     for name, value in (("strength", strength), ("margin", margin), ("reach", reach),
