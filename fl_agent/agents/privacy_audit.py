@@ -47,40 +47,48 @@ def receipt_problems(evidence: RoundEvidence, view: RoundView, plan: Any, read: 
     if plan is None or matched is None:
         return []
     history = plan.dp is not None and plan.dp.level == "example"
-    workload = Workload.from_json(read(view.workload_cid)) if history else None
+    cache: dict[str, Any] = {}
 
-    def before(participant: str) -> list[Any]:
-        found = []
-        for rnd in earlier:
-            for s in rnd.submissions:
-                if s.privacy_cid and s.participant.lower() == participant.lower():
-                    try:
-                        receipt = read_receipt(read(s.privacy_cid))
-                    except StorageError:
-                        continue  # not served: the aggregator leaves it out too
-                    if receipt is not None and (receipt.task, receipt.round,
-                                                receipt.participant) == \
-                            (evidence.task, rnd.round, participant.lower()):
-                        found.append(receipt)
-        return found
+    def receipt_at(cid: str) -> Any:
+        """An earlier receipt, read once (None: not served, or not a receipt)."""
+        if cid not in cache:
+            try:
+                cache[cid] = read_receipt(read(cid))
+            except StorageError:
+                cache[cid] = None  # not served: the aggregator leaves it out too
+        return cache[cid]
+
+    workloads: dict[str, Any] = {}
+
+    def workload_of(rnd: RoundView) -> Any:
+        if rnd.workload_cid not in workloads:
+            workloads[rnd.workload_cid] = Workload.from_json(read(rnd.workload_cid))
+        return workloads[rnd.workload_cid]
 
     problems = []
     for verdict, submission in zip(evidence.verdicts, matched, strict=True):
         if not verdict.accepted:
             continue
+        sender = submission.participant.lower()
         try:
             data = read(submission.privacy_cid) if submission.privacy_cid else None
             receipt = check_receipt(data, plan, task=evidence.task,
                                     round_number=evidence.round,
                                     participant=submission.participant, update_bytes=None)
             if history:
-                claimed, assigned = submission.samples, workload.steps_for(
-                    submission.participant)
-                check_history(receipt, before(submission.participant),
-                              sample_rate=min(workload.batch_size, claimed) / claimed
-                              if claimed > 0 else None,
-                              round_steps=None if base_steps is None
-                              else min(assigned, base_steps))
+                past = [(rnd, s) for rnd in earlier for s in rnd.submissions
+                        if s.participant.lower() == sender]
+                found = [r for rnd, s in past if s.privacy_cid
+                         and (r := receipt_at(s.privacy_cid)) is not None
+                         and (r.task, r.round, r.participant) == (evidence.task, rnd.round,
+                                                                 sender)]
+                floor = None if base_steps is None else sum(
+                    min(workload_of(rnd).steps_for(sender), base_steps)
+                    for rnd in {rnd.round: rnd for rnd, _ in past}.values()) \
+                    + min(workload_of(view).steps_for(sender), base_steps)
+                check_history(receipt, found, claimed=submission.samples,
+                              batch_size=workload_of(view).batch_size,
+                              earlier_claims=[s.samples for _, s in past], steps_floor=floor)
         except NodeUnavailableError:
             raise  # the reader's store is down: nothing to say about the aggregator
         except FairFLError as err:

@@ -43,10 +43,11 @@ class UpdateFetcher:
     agent: AggregatorAgent
     _unreachable: set[str] = field(default_factory=set, init=False, repr=False)
     #: For :func:`~fl_agent.privacy.receipts.check_history`: earlier rounds' receipts by
-    #: CID (None: not a receipt), the receipts each sender named before a round, and the
-    #: rounds' workloads.
+    #: CID (None: not a receipt), those the store could not serve, each sender's earlier
+    #: submissions (for the round they were listed for), and the rounds' workloads.
     _receipts: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
-    _named: tuple[int, dict[str, list[tuple[int, str]]]] = field(
+    _unreadable: set[str] = field(default_factory=set, init=False, repr=False)
+    _named: tuple[int, dict[str, list[tuple[int, str, int]]]] = field(
         default=(0, {}), init=False, repr=False)
     _workloads: dict[int, Any] = field(default_factory=dict, init=False, repr=False)
 
@@ -102,8 +103,8 @@ class UpdateFetcher:
         """Refuses a submission to a task with a privacy plan whose receipt (named by its
         ``privacyCid``) is missing or disagrees with the plan or the update
         (:func:`fl_agent.privacy.receipts.check_receipt`), or, in an example-level dp task,
-        whose ε has not grown since its sender's earlier receipts or understates what its
-        DP-SGD records compose to (:func:`~fl_agent.privacy.receipts.check_history`);
+        that disagrees with what the chain shows of its sender's task or with its earlier
+        receipts (:func:`~fl_agent.privacy.receipts.check_history`);
         fetched like an update, so a receipt not yet reachable makes the round wait as an
         update does."""
         document = self.agent.document
@@ -117,18 +118,22 @@ class UpdateFetcher:
                                 round_number=round_number, participant=str(log.participant),
                                 update_bytes=update_bytes, kept=kept,
                                 length=param_count(document.model))
+        self.agent.store.add(data)  # a copy kept: later rounds and audits read it back
+        self._receipts[cid] = receipt
         dp = document.privacy.dp
         if dp is not None and dp.level == "example":
-            sender, claimed = str(log.participant), int(log.numSamples)
-            workload = self._workload(round_number)
+            sender = str(log.participant)
+            past = self._submitted(round_number).get(sender.lower(), [])
+            base = document.training.steps
+            floor = sum(min(self._workload(number).steps_for(sender), base)
+                        for number in {number for number, _, _ in past} | {round_number})
             check_history(receipt, self.earlier_receipts(sender, round_number),
-                          sample_rate=min(workload.batch_size, claimed) / claimed
-                          if claimed > 0 else None,
-                          round_steps=min(workload.steps_for(sender),
-                                          document.training.steps))
+                          claimed=int(log.numSamples),
+                          batch_size=self._workload(round_number).batch_size,
+                          earlier_claims=[claim for _, _, claim in past], steps_floor=floor)
 
     def _workload(self, round_number: int) -> Any:
-        """The round's workload document (what it assigned each sender), read once."""
+        """A round's workload document (what it assigned each sender), read once."""
         from fl_agent.learning.workload import Workload
 
         if round_number not in self._workloads:
@@ -137,33 +142,41 @@ class UpdateFetcher:
                 self.agent.store.get(str(opened.workloadCid)))
         return self._workloads[round_number]
 
+    def _submitted(self, round_number: int) -> dict[str, list[tuple[int, str, int]]]:
+        """Each sender's submissions to the task's rounds before ``round_number`` (round,
+        receipt CID, claimed samples), from the chain, listed once per round."""
+        if self._named[0] != round_number:
+            named: dict[str, list[tuple[int, str, int]]] = {}
+            for log in self.agent.fairfl.ledger.events("UpdateSubmitted",
+                                                       taskId=self.agent.task_id):
+                if int(log.round) < round_number:
+                    named.setdefault(str(log.participant).lower(), []).append(
+                        (int(log.round), str(getattr(log, "privacyCid", "") or ""),
+                         int(log.numSamples)))
+            self._named = (round_number, named)
+        return self._named[1]
+
     def earlier_receipts(self, participant: str, round_number: int) -> list[Any]:
         """The receipts ``participant`` named in the task's rounds before ``round_number``
-        that the store serves and that are what they say (each read once; the task's
-        submissions are listed once per round; one the node cannot serve now is left out
-        and tried again next time)."""
+        that are what they say: each read once, from the copy kept when it was checked or
+        from the store; one the store could not serve is not tried again (a sender could
+        otherwise make every later round wait on it)."""
         from fl_agent.errors import StorageError
         from fl_agent.privacy.receipts import read_receipt
 
-        task = self.agent.task_id
-        if self._named[0] != round_number:
-            named: dict[str, list[tuple[int, str]]] = {}
-            for log in self.agent.fairfl.ledger.events("UpdateSubmitted", taskId=task):
-                cid = str(getattr(log, "privacyCid", "") or "")
-                if int(log.round) < round_number and cid:
-                    named.setdefault(str(log.participant).lower(), []).append(
-                        (int(log.round), cid))
-            self._named = (round_number, named)
         found = []
-        for number, cid in self._named[1].get(participant.lower(), []):
+        for number, cid, _ in self._submitted(round_number).get(participant.lower(), []):
+            if not cid or cid in self._unreadable:
+                continue
             if cid not in self._receipts:
                 try:
                     self._receipts[cid] = read_receipt(self.agent.store.get(cid))
                 except StorageError:
-                    continue  # not served now: tried again next time
+                    self._unreadable.add(cid)
+                    continue
             receipt = self._receipts[cid]
             if receipt is not None and (receipt.task, receipt.round, receipt.participant) \
-                    == (task, number, participant.lower()):
+                    == (self.agent.task_id, number, participant.lower()):
                 found.append(receipt)
         return found
 

@@ -16,11 +16,11 @@ disagrees with the plan or with the update the aggregator decoded:
   :func:`fl_agent.privacy.sparse.decode_for_plan`);
 * he: the fingerprint is the task's CKKS context.
 
-:func:`check_history` then holds an example-level dp receipt against its sender's receipts
-of the task's earlier rounds and the round's workload: its sample rate must be what its
-claimed samples and the batch size give, its step count must have grown by the steps the
-round assigned, its ε must exceed theirs, and must be at least what its own DP-SGD records
-in the task compose to.
+:func:`check_history` then holds an example-level dp receipt against what the chain shows
+of its sender's task (the samples it claims, the same in every round; the steps the
+rounds' workloads assigned it) and against its receipts of the task's earlier rounds: the
+sample rate its claim gives, the same noise multiplier, at least the steps assigned, an ε
+above theirs and at least what its own DP-SGD records in the task compose to.
 
 What the check cannot do: a receipt is the participant's own statement. The aggregator sees
 that it is complete and consistent with the plan and the update, not that DP-SGD really
@@ -149,17 +149,21 @@ def read_receipt(data: bytes) -> PrivacyReceipt | None:
 
 
 def check_history(receipt: PrivacyReceipt, earlier: Sequence[PrivacyReceipt], *,
-                  sample_rate: float | None = None, round_steps: int | None = None) -> None:
+                  claimed: int | None = None, batch_size: int | None = None,
+                  earlier_claims: Sequence[int] = (), steps_floor: int | None = None) -> None:
     """In an example-level dp task, ``receipt`` (checked by :func:`check_receipt`) against
-    ``earlier``, its sender's receipts of this task's earlier rounds (any that could be read),
-    and against what the round let it do:
+    what the chain shows of its sender's task and against ``earlier``, its sender's receipts
+    of the task's earlier rounds (any that could be read):
 
-    * its sample rate is ``sample_rate`` when given: ``min(batch, n) / n`` for the round's
-      batch size and the ``n`` samples the sender claims on chain (what a participant
-      samples at);
-    * its steps at this noise and rate grew since its last receipt at them by at least
-      ``round_steps`` when given (the steps the round's workload assigned it, at most the
-      task's base steps: what DP-SGD runs), so a sender cannot keep its step count still;
+    * the sender claims the same number of samples in every round (``claimed`` now,
+      ``earlier_claims`` before: its data does not change within a task), at least one;
+    * its sample rate is ``min(batch_size, claimed) / claimed``, what DP-SGD samples at;
+    * its noise multiplier is the one of its earlier receipts (a participant calibrates it
+      once per task);
+    * its step count (at that noise and rate) is at least ``steps_floor``: the steps the
+      workloads of the rounds it submitted in assigned it, each at most the task's base
+      steps, which is what DP-SGD runs; a count kept still, or a history hidden by no
+      longer serving old receipts, falls below it;
     * its ε is above every earlier one: each round of DP-SGD spends more, so a sender whose
       ε falls or stands has restarted its budget;
     * its ε is at least what its own DP-SGD records in this task (these receipts' noise,
@@ -167,26 +171,38 @@ def check_history(receipt: PrivacyReceipt, earlier: Sequence[PrivacyReceipt], *,
       δ: a sender may carry a budget from other tasks, so more is fine; less understates
       what it spent.
 
-    Raises :class:`ReceiptError` saying which. What it cannot see: receipts of earlier rounds
-    that nobody serves any more (a sender that stops providing them shortens its own
-    history), and a sender that lies about its data size in ``numSamples`` and its rate
-    alike."""
+    Raises :class:`ReceiptError` saying which. What it cannot see: a sender that lies about
+    its data size from the first round on, in ``numSamples`` and its rate alike (which also
+    raises its weight and pay: docs/fairness.md)."""
     spent = receipt.epsilon_spent
     if spent is None or receipt.accountant not in ACCOUNTANTS:
         return  # check_receipt refuses these
     rate, sigma = receipt.sample_rate, receipt.noise_multiplier
-    if sample_rate is not None and not math.isclose(rate, sample_rate, rel_tol=1e-9):
-        raise ReceiptError(f"its privacy receipt's sample rate is {rate:.6g}; the round's "
-                           f"batch size and the samples it claims give {sample_rate:.6g}")
+    if claimed is not None:
+        if claimed < 1:
+            raise ReceiptError(f"its submission claims {claimed} samples; DP-SGD samples at "
+                               "min(batch, n) / n of at least one")
+        changed = sorted({c for c in earlier_claims if c != claimed})
+        if changed:
+            raise ReceiptError(f"its submission claims {claimed} samples, its earlier ones "
+                               f"{', '.join(map(str, changed))}: a participant's data, and "
+                               "its DP sample rate, stay the same within a task")
+        if batch_size is not None:
+            expected = min(batch_size, claimed) / claimed
+            if not math.isclose(rate, expected, rel_tol=1e-9):
+                raise ReceiptError(f"its privacy receipt's sample rate is {rate:.6g}; batches "
+                                   f"of {batch_size} from its {claimed} claimed samples give "
+                                   f"{expected:.6g}")
     before = [r for r in earlier if r.round < receipt.round and r.epsilon_spent is not None]
-    if round_steps is not None:
-        last = max((r.steps or 0 for r in before
-                    if (r.noise_multiplier, r.sample_rate) == (sigma, rate)), default=0)
-        if receipt.steps - last < round_steps:
-            raise ReceiptError(
-                f"its privacy receipt counts {receipt.steps} DP-SGD steps at its noise and "
-                f"rate, {receipt.steps - last} more than its receipts before; the round had "
-                f"it run {round_steps}")
+    other = sorted({r.noise_multiplier for r in before if r.noise_multiplier != sigma})
+    if other:
+        raise ReceiptError(f"its privacy receipt's noise multiplier is {sigma:.6g}, its earlier "
+                           f"ones' {', '.join(f'{x:.6g}' for x in other)}: a participant "
+                           "calibrates it once per task")
+    if steps_floor is not None and receipt.steps < steps_floor:
+        raise ReceiptError(
+            f"its privacy receipt counts {receipt.steps} DP-SGD steps; the rounds it submitted "
+            f"in had it run {steps_floor}")
     if before:
         last_spent = max(before, key=lambda r: r.epsilon_spent)
         if spent <= last_spent.epsilon_spent:

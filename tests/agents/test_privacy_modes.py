@@ -152,70 +152,75 @@ def test_bad_privacy_submissions_are_refused_with_a_reason_and_the_round_goes_on
     assert named == sorted(c.address.lower() for c in cheats[:3]), problems
 
 
-def test_a_sender_whose_epsilon_does_not_grow_is_refused_in_its_next_round(world):
-    """A dp task of two rounds: a member's round-1 receipt is in order; in round 2 it reports
-    the same ε again (a budget restarted, or never spent). The aggregator holds the receipt
-    against the sender's round-1 receipt on chain and refuses it; the honest participants'
-    ε grew and their updates make the round; `evidence check` passes both rounds."""
+def test_a_sender_whose_epsilon_or_steps_do_not_grow_is_refused_in_its_next_round(world):
+    """A dp task of two rounds and two cheats whose round-1 receipts are in order. In round
+    2 one reports the same ε again (a budget restarted, or never spent); the other the same
+    step count, its ε nudged up. The aggregator holds each receipt against the sender's
+    round-1 receipt and the steps the chain's workloads assigned, and refuses both; the
+    honest participants' updates make the round; `evidence check` passes both rounds, and
+    would name both cheats had they been accepted."""
+    from fl_agent.agents.evidence import RoundEvidence
+    from fl_agent.agents.privacy_audit import receipt_problems
+    from fl_agent.chain.history import tasks
     from fl_agent.crypto.envelopes import seal_update
     from fl_agent.learning.weights import encode_weights
+    from fl_agent.privacy.receipts import composed_epsilon
 
     task_id = private_task(world, "dp", rounds=2, epsilon=8.0)
     people = [world.participant(task_id, i) for i in range(2)]
-    [cheat] = world.bare_members(task_id, world.accounts[5:6])
+    repeater, still = world.bare_members(task_id, world.accounts[5:7])
     aggregator = world.aggregator_agent(task_id)
-    from fl_agent.privacy.receipts import composed_epsilon
-
     spec, plan = world.document.model, aggregator.document.privacy
     # 80 claimed samples in the task's batches of 16: DP-SGD samples at rate 0.2; one round
-    # of the task's 5 steps at sigma 3 spends `first`, which the cheat reports (a little more).
+    # of the task's 5 steps at sigma 3 spends `first`, which the cheats report (a little more).
     rate, steps = 16 / 80, world.document.training.steps
     record = {"delta": 1e-5, "accountant": "prv", "noise_multiplier": 3.0,
               "sample_rate": rate}
     first = composed_epsilon([PrivacyReceipt(task=task_id, round=1, participant="0x", mode="dp",
                                              update_bytes=0, steps=steps, **record)],
                              1e-5, "prv")
-    record["epsilon_spent"] = round(first * 1.01, 4)
+    spent = round(first * 1.01, 4)
+    lies = {repeater: lambda number: {"steps": steps * number, "epsilon_spent": spent},
+            still: lambda number: {"steps": steps, "epsilon_spent": spent + 0.01 * number}}
     outcomes = []
     for number in (1, 2):
         _, _, workload = aggregator.step()
         start = people[0].read_global_model()
         plain = encode_weights(spec, start + np.float32(0.001))
-        cid = world.store.add(seal_update(plain, workload.aggregator_key, task_id, number,
-                                          cheat.address))
-        receipt = world.store.add(PrivacyReceipt(
-            task=task_id, round=number, participant=cheat.address.lower(),
-            mode=plan.mode().label(), update_bytes=len(plain), steps=steps * number,
-            **record).to_json())
-        world.fairfl.ledger.submit_update(task_id, number, cid, 80, 5, sender=cheat,
-                                          privacy_cid=receipt)
+        for cheat, lie in lies.items():
+            cid = world.store.add(seal_update(plain, workload.aggregator_key, task_id, number,
+                                              cheat.address))
+            receipt = world.store.add(PrivacyReceipt(
+                task=task_id, round=number, participant=cheat.address.lower(),
+                mode=plan.mode().label(), update_bytes=len(plain), **lie(number),
+                **record).to_json())
+            world.fairfl.ledger.submit_update(task_id, number, cid, 80, 5, sender=cheat,
+                                              privacy_cid=receipt)
         for person in people:
             person.step()
         outcomes.append(aggregator.step())
 
-    first, second = ({v.participant.lower(): v for v in o.verdicts} for o in outcomes)
-    assert all(v.accepted for v in first.values())
-    verdict = second[cheat.address.lower()]
-    assert not verdict.accepted and f"no more than the {record['epsilon_spent']:.6g} its " \
-        "receipt of round 1" in verdict.reason, verdict.reason
+    first_round, second = ({v.participant.lower(): v for v in o.verdicts} for o in outcomes)
+    assert all(v.accepted for v in first_round.values())
+    for cheat, says in ((repeater, f"no more than the {spent:.6g} its receipt of round 1"),
+                        (still, f"counts {steps} DP-SGD steps; the rounds it submitted in had "
+                                f"it run {2 * steps}")):
+        verdict = second[cheat.address.lower()]
+        assert not verdict.accepted and says in verdict.reason, verdict.reason
     assert all(second[p.address.lower()].accepted for p in people)
     for number in ("1", "2"):
         checked = world.cli("evidence", "check", "--task", str(task_id), "--round", number)
         assert checked.exit_code == 0, checked.output
-    # Had the aggregator accepted it, anyone reading the chain would name it.
-    from fl_agent.agents.evidence import RoundEvidence
-    from fl_agent.agents.privacy_audit import receipt_problems
-    from fl_agent.chain.history import tasks
-
+    # Had the aggregator accepted them, anyone reading the chain would name them.
     rounds = tasks(world.fairfl.task_events(task_id))[task_id].rounds
     evidence = RoundEvidence.from_json(world.store.get(outcomes[1].evidence_cid))
     lenient = evidence.model_copy(update={"verdicts": tuple(
         v.model_copy(update={"accepted": True}) for v in evidence.verdicts)})
-    [problem] = receipt_problems(lenient, rounds[1], plan, world.store.get, rounds[:1])
-    assert problem.lower().startswith(cheat.address.lower()) and "no more than" in problem
-    # Without the history its own record still gives it away: two rounds' steps spend more.
-    [problem] = receipt_problems(lenient, rounds[1], plan, world.store.get)
-    assert "understates" in problem
+    problems = receipt_problems(lenient, rounds[1], plan, world.store.get, rounds[:1], steps)
+    named = {p.split(":")[0].lower(): p for p in problems}
+    assert set(named) == {repeater.address.lower(), still.address.lower()}, problems
+    assert "no more than" in named[repeater.address.lower()]
+    assert "the rounds it submitted in had it run" in named[still.address.lower()]
 
 
 def test_participant_level_dp_noises_the_aggregate_and_nothing_on_the_participants(world):

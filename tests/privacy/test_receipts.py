@@ -111,7 +111,8 @@ def test_an_honest_senders_receipts_pass_round_after_round(accountant):
     receipts = honest_series(accountant)
     assert receipts[-1].steps == 60  # the budget merges a task's rounds into one entry
     for k, receipt in enumerate(receipts):
-        check_history(receipt, receipts[:k], sample_rate=0.2, round_steps=20)
+        check_history(receipt, receipts[:k], claimed=160, batch_size=32,
+                      earlier_claims=[160] * k, steps_floor=20 * (k + 1))
     # Composed from the receipts (most steps per noise and rate), the budget's own figure.
     assert composed_epsilon(receipts, 1e-5, accountant) == pytest.approx(
         receipts[-1].epsilon_spent, rel=1e-9)
@@ -145,20 +146,27 @@ def test_a_budget_carried_from_other_tasks_may_report_more():
 
 
 def test_a_sender_that_keeps_its_steps_still_or_claims_a_smaller_rate_is_refused():
-    """Two ways to make the records compose to less: report the same step count every round
-    (ε nudged up to pass the growth check), or a sample rate below what the samples it
-    claims and the round's batch size give."""
+    """Ways to make the records compose to less: report the same step count every round (ε
+    nudged up to pass the growth check), a sample rate below what the samples it claims give,
+    other samples than before, another noise multiplier. The steps are held against the
+    chain (the rounds it submitted in), not against receipts a sender can stop serving."""
     from fl_agent.privacy.receipts import check_history
 
     receipts = honest_series("rdp")
     still = [r.model_copy(update={"steps": 20, "epsilon_spent": receipts[0].epsilon_spent
                                   + 0.001 * k}) for k, r in enumerate(receipts)]
-    check_history(still[1], still[:1])  # without the round's steps the records look fine
-    with pytest.raises(ReceiptError, match="0 more than its receipts before; the round had "
-                                           "it run 20"):
-        check_history(still[1], still[:1], round_steps=20)
-    with pytest.raises(ReceiptError, match="sample rate is 0.2; the round's batch size and "
-                                           "the samples it claims give 0.32"):
-        check_history(receipts[0], [], sample_rate=32 / 100)
+    check_history(still[1], still[:1])  # without the chain's steps the records look fine
+    with pytest.raises(ReceiptError, match="counts 20 DP-SGD steps; the rounds it submitted "
+                                           "in had it run 40"):
+        check_history(still[1], [], steps_floor=40)  # its round-1 receipt hidden: no matter
+    with pytest.raises(ReceiptError, match="sample rate is 0.2; batches of 32 from its 100 "
+                                           "claimed samples give 0.32"):
+        check_history(receipts[0], [], claimed=100, batch_size=32)
+    with pytest.raises(ReceiptError, match="claims 200 samples, its earlier ones 160"):
+        check_history(receipts[1], receipts[:1], claimed=200, earlier_claims=[160])
+    with pytest.raises(ReceiptError, match="claims 0 samples"):
+        check_history(receipts[0], [], claimed=0, batch_size=32)
+    with pytest.raises(ReceiptError, match="noise multiplier is 1.3, its earlier ones' 1.2"):
+        check_history(receipts[1].model_copy(update={"noise_multiplier": 1.3}), receipts[:1])
     # A round that assigned fewer steps (a slow device) is met by fewer.
-    check_history(receipts[1].model_copy(update={"steps": 30}), receipts[:1], round_steps=10)
+    check_history(receipts[1].model_copy(update={"steps": 30}), receipts[:1], steps_floor=30)
