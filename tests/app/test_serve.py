@@ -105,10 +105,19 @@ def test_a_browser_works_through_the_proxy(servers, browser):
         # busy cores the Tasks page once never came after the click, perhaps because the
         # click landed while the first run was still going (not reproduced since).
         expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=60_000)
-        # A click reruns the script over the websocket, which nginx must carry.
+        # A click reruns the script over the websocket, which nginx must carry. Under a
+        # fresh clone's full `make test` the first click was lost twice (the page stayed on
+        # the models; not reproduced when the test runs alone, cause not found): the test
+        # clicks once more if the page has not changed after 30 s, so that a lost click no
+        # longer fails it, while a proxy that does not carry the websocket still does.
+        tasks = page.get_by_role("heading", name="Tasks", exact=True)
         page.get_by_role("link", name="Tasks").click()
-        expect(page.get_by_role("heading", name="Tasks", exact=True)).to_be_visible(
-            timeout=60_000)
+        try:
+            expect(tasks).to_be_visible(timeout=30_000)
+        except AssertionError:
+            print("the first click on Tasks was lost; clicking again")
+            page.get_by_role("link", name="Tasks").click()
+            expect(tasks).to_be_visible(timeout=60_000)
         assert any(c["name"] == "fairfl_route" for c in context.cookies())
     finally:
         context.close()
