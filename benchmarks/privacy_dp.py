@@ -202,6 +202,20 @@ def pad_length(strategy: Any, honest_lengths: Sequence[float]) -> float:
     return PAD_SHARE_OF_CLIP * ratio * float(np.median(honest_lengths))
 
 
+def standardized(fed: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                     list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """The federation's validation and test splits and every client's shard, standardised
+    as a participant does, with the labels as int64, and each client's sample count."""
+    X_val = fed.data.standardize(fed.splits.validation.X)
+    y_val = np.asarray(fed.splits.validation.y, dtype=np.int64)
+    X_test = fed.data.standardize(fed.splits.test.X)
+    y_test = np.asarray(fed.splits.test.y, dtype=np.int64)
+    shards = [(fed.data.standardize(c.X), np.asarray(c.y, dtype=np.int64))
+              for c in fed.clients]
+    claims = np.array([len(y) for _, y in shards], dtype=np.float64)
+    return X_val, y_val, X_test, y_test, shards, claims
+
+
 def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
                 calibration: Calibration | None,
                 on_round: Callable[[], None] = lambda: None, *,
@@ -247,13 +261,7 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
             strategy = replace(strategy, chance_z=chance_z_off(param_count(spec)))
     else:
         strategy = get_strategy(strategy_name)
-    X_val = fed.data.standardize(fed.splits.validation.X)
-    y_val = np.asarray(fed.splits.validation.y, dtype=np.int64)
-    X_test = fed.data.standardize(fed.splits.test.X)
-    y_test = np.asarray(fed.splits.test.y, dtype=np.int64)
-    shards = [(fed.data.standardize(c.X), np.asarray(c.y, dtype=np.int64))
-              for c in fed.clients]
-    claims = np.array([len(y) for _, y in shards], dtype=np.float64)
+    X_val, y_val, X_test, y_test, shards, claims = standardized(fed)
 
     def gate(vector: np.ndarray) -> np.ndarray:
         return validation_scores(spec, vector, X_val, y_val, "loss")

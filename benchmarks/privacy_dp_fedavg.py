@@ -48,7 +48,9 @@ from benchmarks.privacy_dp import (
     DELTA,
     EVALUATION_SEEDS,
     Setting,
+    _numbers,
     honest_federation,
+    standardized,
     would_blacklist,
 )
 
@@ -72,13 +74,7 @@ def run(fed: Any, level: str, sigma: float, clip: float,
     config, spec = fed.config, fed.spec
     strategy = aggregator_strategy(fed, build_plan(TrainingMode.DP, epsilon=8.0,
                                                    dp_level="participant"))
-    X_val = fed.data.standardize(fed.splits.validation.X)
-    y_val = np.asarray(fed.splits.validation.y, dtype=np.int64)
-    X_test = fed.data.standardize(fed.splits.test.X)
-    y_test = np.asarray(fed.splits.test.y, dtype=np.int64)
-    shards = [(fed.data.standardize(c.X), np.asarray(c.y, dtype=np.int64))
-              for c in fed.clients]
-    claims = np.array([len(y) for _, y in shards], dtype=np.float64)
+    X_val, y_val, X_test, y_test, shards, claims = standardized(fed)
     rng_seed = config.seed * 1000 + 17  # the benchmark's noise is seeded to be rerun
     params = init_params(spec, config.seed)
     curve, clipped, accepted_counts, noise_lengths = [], 0, 0, []
@@ -176,36 +172,27 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def _numbers(kind: type, text: str) -> list[Any]:
-    try:
-        values = [kind(part) for part in text.split(",") if part.strip()]
-    except ValueError as err:
-        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from err
-    if not values or min(values) <= 0:
-        raise click.BadParameter(f"expected positive numbers, got {text!r}")
-    return values
-
-
 @click.command(help="\n\n".join("\b\n" + paragraph
                                   for paragraph in __doc__.replace("``", "`").split("\n\n")))
-@click.option("--seeds", default=",".join(map(str, EVALUATION_SEEDS)), show_default=True)
+@click.option("--seeds", default=",".join(map(str, EVALUATION_SEEDS)), show_default=True,
+              callback=_numbers(int))
 @click.option("--epsilons", default=",".join(f"{e:g}" for e in EPSILONS), show_default=True,
-              help="the task's ε budgets, comma-separated")
+              callback=_numbers(float), help="the task's ε budgets, comma-separated")
 @click.option("--clients", type=click.IntRange(2), default=Setting.clients, show_default=True)
 @click.option("--rounds", type=click.IntRange(1), default=Setting.rounds, show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("reports/bench/privacy_dp_fedavg.json"), show_default=True)
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("docs/plots/privacy_dp_fedavg.png"), show_default=True)
-def main(seeds: str, epsilons: str, clients: int, rounds: int, json_path: Path,
-         plot_path: Path) -> None:
+def main(seeds: list[int], epsilons: list[float], clients: int, rounds: int,
+         json_path: Path, plot_path: Path) -> None:
     import torch
 
     from fl_agent.privacy.dp import noise_for_budget
     from fl_agent.privacy.plan import DPPlan
 
     torch.set_num_threads(1)
-    seed_list, budgets = _numbers(int, seeds), _numbers(float, epsilons)
+    seed_list, budgets = seeds, epsilons
     setting = Setting(clients=clients, rounds=rounds)
     clip = DPPlan(level="participant", epsilon=8.0).clip  # the task's default
     sigmas = {e: noise_for_budget(e, DELTA, 1.0, rounds, "prv") for e in budgets}
