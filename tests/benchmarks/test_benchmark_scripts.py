@@ -503,14 +503,20 @@ def test_the_privacy_benchmarks_run_on_tiny_settings(tmp_path):
     run("benchmarks.privacy_dp", "--seeds", "1", "--epsilons", "8", "--clients", "3",
         "--rounds", "2", "--steps", "2", "--strategies", "fedavg", "--json", str(dp),
         "--plot", str(tmp_path / "dp.png"))
-    assert {"settings", "calibrations", "runs"} <= set(json.loads(dp.read_text()))
+    made = json.loads(dp.read_text())
+    assert {"settings", "calibrations", "runs"} <= set(made)
+    assert made["settings"]["model"] == "mlp"
+    assert made["runs"][0]["chance"] == pytest.approx(4 / np.sqrt(4810))  # the MLP's size
     attacked = tmp_path / "dp_attack.json"
     run("benchmarks.privacy_dp", "--seeds", "1", "--epsilons", "8", "--clients", "3",
         "--rounds", "2", "--steps", "2", "--strategies", "fairfl-dp", "--skip-no-dp",
         "--skip-clip-only", "--attack", "sign_flip", "--malicious", "0.34",
         "--accountant", "rdp",  # calibrates in a third of PRV's time; not what is tested
-        "--json", str(attacked), "--plot", str(tmp_path / "dp_attack.png"))
-    row, = json.loads(attacked.read_text())["runs"]
+        "--model", "logreg", "--json", str(attacked), "--plot", str(tmp_path / "dp_attack.png"))
+    made = json.loads(attacked.read_text())
+    row, = made["runs"]
+    assert made["settings"]["model"] == "logreg"  # 64 x 10 weights and 10 biases
+    assert row["chance"] == pytest.approx(4 / np.sqrt(650))
     assert len(row["malicious"]) == 1 and 0.0 <= row["tpr"] <= 1.0  # FPR over the other two
     assert row["fpr"] in (0.0, 0.25, 0.5, 0.75, 1.0)
     explore = tmp_path / "explore.json"
