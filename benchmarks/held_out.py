@@ -18,6 +18,10 @@ rate and the targeted flip's success (share of class 1 put in 7). ``--watermark`
 watermark task, every honest client embedding its own key with the task's defaults, and
 the honest keys that verify on the final model.
 
+The JSON holds the command's ``settings``, the ``machine`` with the commit it ran at
+(:func:`benchmarks.machine`) and the ``rows``; files made before 2026-12-05's second
+session are the bare list of rows (their docs name the commit).
+
 The thresholds of FairFL were chosen on seeds 1-5 and on crafted rounds; the claims rule
 on seeds 101-103. The evaluation seeds 11-15 were used for none of them.
 
@@ -36,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import publish
+from benchmarks import machine, publish
 from benchmarks.claims import RULES
 from benchmarks.rule_alone import attack_rate
 from fl_agent.aggregation import get_strategy
@@ -286,10 +290,13 @@ def main(argv: list[str] | None = None) -> None:
             attack_settings(name)  # an unknown name fails here, before any run
         except ConfigError as err:
             parser.error(str(err))
+    about = machine()  # the commit and the machine, taken before the runs
     rows = measure([int(s) for s in args.seeds.split(",")], attacks, args.rounds,
                    args.device_spread, RULES[args.rule], args.tolerance, args.partition,
                    args.noise_check, args.watermark, args.reach)
-    publish(rows, args.json, markdown(rows))
+    settings = {key: str(value) if isinstance(value, Path) else value
+                for key, value in vars(args).items()}
+    publish({"settings": settings, "machine": about, "rows": rows}, args.json, markdown(rows))
 
 
 if __name__ == "__main__":

@@ -299,7 +299,9 @@ def test_the_held_out_benchmark_scores_every_run_against_the_targets(tmp_path):
     out = tmp_path / "held_out.json"
     table = run("benchmarks.held_out", "--seeds", "101", "--rounds", "2", "--attacks",
                 "none,sign_flip-every-2", "--json", str(out))
-    rows = {r["attack"]: r for r in json.loads(out.read_text())}
+    made = json.loads(out.read_text())
+    assert made["settings"]["seeds"] == "101" and "commit" in made["machine"]  # no git on PATH
+    rows = {r["attack"]: r for r in made["rows"]}
     assert rows["none"]["tpr"] is None and rows["sign_flip-every-2"]["tpr"] is not None
     assert {"ratio", "fpr", "malicious_reward", "benign_blacklisted", "failed"} \
         <= set(rows["none"])
@@ -307,11 +309,11 @@ def test_the_held_out_benchmark_scores_every_run_against_the_targets(tmp_path):
     assert rows["none"]["noise_check"] and isinstance(rows["none"]["honest_reasons"], dict)
     run("benchmarks.held_out", "--seeds", "101", "--rounds", "1", "--attacks", "none",
         "--partition", "iid", "--no-noise-check", "--json", str(out))
-    [row] = json.loads(out.read_text())
+    [row] = json.loads(out.read_text())["rows"]
     assert row["partition"] == "iid" and row["noise_check"] is False
     table = run("benchmarks.held_out", "--seeds", "101", "--rounds", "1", "--attacks",
                 "sign_flip", "--watermark", "--json", str(out))
-    [row] = json.loads(out.read_text())
+    [row] = json.loads(out.read_text())["rows"]
     marks = row["watermarks"]  # 6 of the 20 attack, the other 14 embed their keys
     assert row["watermark"] and marks["honest"] == 14 and "honest keys verified" in table
     assert 0 <= marks["verified"] == 14 - len(marks["not_verified"])
