@@ -3,7 +3,8 @@ against no DP, with FedAvg and with FairFL's rule, the training time it costs, a
 updates FairFL's rule turns away once they carry DP noise.
 
 Offline, on the simulation's federation (:func:`fl_agent.simulation.offline.federation`:
-its split, standardisation, Dirichlet α = 0.5 shards, seeds and model, the digits MLP), every
+its split, standardisation, Dirichlet α = 0.5 shards, seeds and model, the digits MLP or,
+with ``--model logreg``, logistic regression), every
 client honest, leave-one-out scoring (the reward shares play no part here), blacklisting off
 so that every client submits in every round and each round counts (the honest clients the
 registry would have blacklisted are replayed from the record). FairFL is configured as the
