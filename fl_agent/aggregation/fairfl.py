@@ -200,7 +200,9 @@ in plain numpy, the pairwise similarities from the Gram matrix of the deltas; th
 clustering is scikit-learn's. The steps' pure functions live beside this module: the
 trigger screen in :mod:`~fl_agent.aggregation.trigger_screen`, the chance level, DBSCAN,
 the std test and the merge order in :mod:`~fl_agent.aggregation.clustering`, the
-validation gate in :mod:`~fl_agent.aggregation.gate`; this module re-exports them.
+validation gate and the strict rule in :mod:`~fl_agent.aggregation.gate`, the norm screen
+and the combination rule in :mod:`~fl_agent.aggregation.norms`; this module re-exports
+them.
 """
 
 from __future__ import annotations
@@ -225,14 +227,12 @@ from fl_agent.aggregation.base import (
     Round,
     Strategy,
     UpdatesLike,
-    add_weighted_rows,
     clip_factors,
     column_median,
     cosine_to,
     gram_cosines,
     prepare_round,
     row_norms,
-    weighted_mean,
 )
 from fl_agent.aggregation.clustering import (
     chance_similarity,
@@ -246,11 +246,16 @@ from fl_agent.aggregation.gate import (
     Unit,
     Values,
     gate_tolerances,
-    paired_margin,
-    standard_error,
     strict_noise,
+    strict_requirements,
     update_noise,
     validation_gate,
+)
+from fl_agent.aggregation.norms import (
+    clipped_mean,
+    fairfl_combine,
+    norm_screen,
+    unchanged_below,
 )
 from fl_agent.aggregation.trigger_screen import (
     input_feature_shares,
@@ -259,48 +264,11 @@ from fl_agent.aggregation.trigger_screen import (
 )
 from fl_agent.errors import ConfigError
 
-_ROUNDING = float(np.finfo(np.float32).eps)
 _MAX_CHANCE = 0.5  # above it (d < 4 * chance_z**2) the chance test says nothing
-_STRICT_RESOLUTION = 2.0  # a gain share below this many slacks is within the gate's noise
 _MIN_EXAMPLES = 10  # fewer validation examples give no standard error worth the name
 
 
 # --------------------------------------------------------------------------- plain functions
-
-
-def fairfl_combine(global_params: FloatArray, updates: FloatArray, num_samples: FloatArray,
-                   clip_ratio: float = 2.0) -> FloatArray:
-    """FairFL's combination rule: deltas clipped to ``clip_ratio`` times their median norm,
-    then their sample-weighted mean."""
-    if updates.shape[0] == 0:
-        return global_params.copy()
-    deltas = updates - global_params
-    return global_params + _clipped_mean(deltas, row_norms(deltas), num_samples, clip_ratio)
-
-
-def _clipped_mean(deltas: FloatArray, norms: FloatArray, num_samples: FloatArray,
-                  clip_ratio: float, which: NDArray[np.intp] | None = None) -> FloatArray:
-    """:func:`fairfl_combine`'s step on the deltas ``which`` (default: all), whose norms
-    are known (one per picked delta, as ``num_samples``)."""
-    factors = clip_factors(norms, clip_ratio * float(np.median(norms)))
-    return weighted_mean(deltas, num_samples, factors, which)
-
-
-def norm_screen(deltas: FloatArray, reference_norm: float, free_rider_ratio: float,
-                max_norm_ratio: float, norms: FloatArray | None = None
-                ) -> tuple[NDArray[np.bool_], NDArray[np.bool_], float]:
-    """``(free_rider, norm_outlier, median_norm)`` masks for step 1.
-
-    ``reference_norm`` (the global model's norm) sets what counts as "unchanged up to float32
-    rounding". The median is taken over the deltas that are not unchanged, so a crowd of
-    exact free riders cannot drag it to zero. ``norms``, if given, are the deltas' norms."""
-    norms = row_norms(deltas) if norms is None else norms
-    unchanged = norms <= 4 * _ROUNDING * max(reference_norm, 1.0)
-    moving = norms[~unchanged]
-    median = float(np.median(moving)) if moving.size else 0.0
-    free_rider = unchanged | (norms < free_rider_ratio * median)
-    outlier = ~free_rider & (norms > max_norm_ratio * median)
-    return free_rider, outlier, median
 
 
 @dataclass(frozen=True)
@@ -413,7 +381,7 @@ class FairFL(Strategy):
         if not len(rows):
             return rnd.global_params.copy()
         deltas = DeltaRows(rnd.raw, rnd.global_params, rows)
-        return rnd.global_params + _clipped_mean(deltas, row_norms(deltas), num_samples,
+        return rnd.global_params + clipped_mean(deltas, row_norms(deltas), num_samples,
                                                  self.clip_ratio)
 
     def mean_clip_ratio(self) -> float | None:
@@ -471,7 +439,7 @@ class FairFL(Strategy):
                    rescued: tuple[int, ...] = ()) -> FairFLReport:
             if accepted:  # fairfl_combine on the deltas and norms of step 1, not copied
                 rows = np.searchsorted(valid, accepted)
-                new = g + _clipped_mean(deltas, norms[rows], rnd.num_samples[accepted],
+                new = g + clipped_mean(deltas, norms[rows], rnd.num_samples[accepted],
                                         self.clip_ratio, rows)
                 sims = cosine_to(deltas, new - g, norms)[rows]
             else:
@@ -501,7 +469,7 @@ class FairFL(Strategy):
         reasons.update({int(i): Reason.FREE_RIDER for i in valid[free_rider]})
         reasons.update({int(i): Reason.NORM_OUTLIER for i in valid[outlier]})
         measured.update(indices=valid.tolist(), norms=norms.tolist(),
-                        unchanged_below=4 * _ROUNDING * max(float(np.linalg.norm(g)), 1.0))
+                        unchanged_below=unchanged_below(float(np.linalg.norm(g))))
         keep = ~free_rider & ~outlier
 
         # 1b. Trigger screen: an input-layer change piled on a few input features.
@@ -588,31 +556,13 @@ class FairFL(Strategy):
         median_sim = float(np.median(reference_sim[pool]))
         slack = gate_tolerances(reference_sim[kept], median_sim, self.tolerance,
                                 self.full_tolerance_at)
-        required = np.zeros(kept.size)
         strict = strict_noise(labels[~dissimilar], reference_sim[kept], median_sim,
                               self.strict_noise_at)
+        required = np.zeros(kept.size)
         if strict.any() and self.strict_gain > 0:
-            weights = rnd.num_samples[merge_index]
-            by_row = np.zeros(len(deltas))  # each merged row's weight times its clip factor
-            by_row[at] = weights * factors
-            total = add_weighted_rows(None, deltas, by_row, at.tolist())
-            merged = score(g + total / weights.sum())
-            gain = paired_margin(merged, baseline, 0.0)
-            if math.isfinite(gain) and gain > 0:
-                share = gain * weights / weights.sum()  # each update's share of the gain
-                for p in np.flatnonzero(strict):
-                    # resolved if the share stands out of the noise of the update's own
-                    # contribution by _STRICT_RESOLUTION times the gate's slack; the others'
-                    # sum is the total less this update (one pass, not k: equal to summing
-                    # the others up to the last bits of rounding)
-                    rest = np.delete(np.arange(kept.size), p)
-                    without = score(g + (total - deltas[at[p]] * by_row[at[p]])
-                                    / weights[rest].sum())
-                    noise = standard_error(merged - without) if np.isfinite(without).all() \
-                        else math.inf
-                    if share[p] >= _STRICT_RESOLUTION * self.tolerance * noise:
-                        slack[p] = 0.0
-                        required[p] = self.strict_gain * share[p]
+            slack, required = strict_requirements(
+                strict, deltas, at, factors, rnd.num_samples[merge_index], score, g,
+                baseline, slack, self.tolerance, self.strict_gain)
         control = None
         if self.noise_control:  # seeded by the round's model: a rerun draws the same noise
             control = update_noise(deltas, norms[at] * factors)  # of the clipped deltas

@@ -17,6 +17,10 @@ from numpy.typing import NDArray
 
 from fl_agent.aggregation.base import FloatArray, add_weighted_rows, cosine_to, scaled_row
 
+#: A strict update's share of the round's gain below this many slacks is within the gate's
+#: noise (:func:`strict_requirements`).
+STRICT_RESOLUTION = 2.0
+
 Unit = tuple[tuple[int, ...], int]
 """A merge unit: its members (candidate positions) and its DBSCAN label (-1: a unit of one)."""
 
@@ -251,6 +255,45 @@ def validation_gate(order: list[Unit], deltas: FloatArray, weights: FloatArray,
     return kept, steps, dropped, rescued
 
 
+def strict_requirements(strict: NDArray[np.bool_], deltas: FloatArray, rows: NDArray[np.intp],
+                        factors: FloatArray, weights: FloatArray,
+                        score: Callable[[FloatArray], Values], global_params: FloatArray,
+                        baseline: Values, slack: FloatArray, tolerance: float,
+                        strict_gain: float) -> tuple[FloatArray, FloatArray]:
+    """The slack and required gain of each merged update (positions into ``rows``, the
+    merged rows of ``deltas``, with their clip ``factors`` and sample ``weights``) once the
+    :func:`strict_noise` units are held to a gain: each ``strict`` update whose share
+    ``w_i / W`` of the round's gain (the mean of all merged updates against the current
+    model, :func:`paired_margin` without slack) stands out of the noise of its own
+    contribution by :data:`STRICT_RESOLUTION` times the gate's ``tolerance`` gets no slack
+    and must raise the score by ``strict_gain`` times that share; the noise is the standard
+    error of the paired difference between the merged aggregate with and without the
+    update. Early in training that holds; late, a benign update's share is within the
+    gate's noise and it keeps its slack. A round whose merged aggregate does not gain
+    changes nothing. Returns new arrays (``slack`` is not changed)."""
+    slack = np.array(slack, dtype=float)
+    required = np.zeros(slack.size)
+    by_row = np.zeros(len(deltas))  # each merged row's weight times its clip factor
+    by_row[rows] = weights * factors
+    total = add_weighted_rows(None, deltas, by_row, rows.tolist())
+    merged = score(global_params + total / weights.sum())
+    gain = paired_margin(merged, baseline, 0.0)
+    if not (math.isfinite(gain) and gain > 0):
+        return slack, required
+    share = gain * weights / weights.sum()  # each update's share of the gain
+    for p in np.flatnonzero(strict):
+        # the others' sum is the total less this update (one pass, not k: equal to summing
+        # the others up to the last bits of rounding)
+        rest = np.delete(np.arange(slack.size), p)
+        without = score(global_params + (total - deltas[rows[p]] * by_row[rows[p]])
+                        / weights[rest].sum())
+        noise = standard_error(merged - without) if np.isfinite(without).all() else math.inf
+        if share[p] >= STRICT_RESOLUTION * tolerance * noise:
+            slack[p] = 0.0
+            required[p] = strict_gain * share[p]
+    return slack, required
+
+
 def noise_control(rng: np.random.Generator, scales: list[float], dimension: int) -> FloatArray:
     """A draw of ``sum_j scales[j] * z_j`` with each ``z_j ~ N(0, I)`` in ``dimension``
     dimensions: the weighted noise the gate's control adds to a reference state."""
@@ -273,5 +316,6 @@ def update_noise(deltas: FloatArray, lengths: FloatArray | None = None) -> Float
     return norms / math.sqrt(deltas.shape[1])
 
 
-__all__ = ["GateStep", "Unit", "Values", "gate_tolerances", "noise_control", "paired_margin",
-           "standard_error", "strict_noise", "update_noise", "validation_gate"]
+__all__ = ["STRICT_RESOLUTION", "GateStep", "Unit", "Values", "gate_tolerances", "noise_control",
+           "paired_margin", "standard_error", "strict_noise", "strict_requirements",
+           "update_noise", "validation_gate"]
