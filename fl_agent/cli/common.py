@@ -106,7 +106,11 @@ def privacy_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      "to its key on chain when it joins (any mode)."),
         click.option("--epsilon", type=Finite(min=0, min_open=True), default=None,
                      help="dp: the privacy budget epsilon each participant may spend over "
-                     "the whole task (required with dp)."),
+                     "the whole task (required with dp). Small budgets cost accuracy fast, "
+                     "and more with more parameters: on digits with 10 participants of "
+                     "40-200 examples, FedAvg reached 0.91 / 0.69 / 0.44 at epsilon 8 / 2 / "
+                     "1 with the MLP and 0.93 / 0.85 / 0.71 with logreg, against 0.96 "
+                     "without DP (docs/privacy-dp.md)."),
         click.option("--delta", type=click.FloatRange(0, 1, min_open=True, max_open=True),
                      default=1e-5, show_default=True, help="dp: the delta of (epsilon, delta)."),
         click.option("--dp-level", type=click.Choice(["example", "participant"]),
