@@ -382,7 +382,7 @@ class FairFL(Strategy):
             return rnd.global_params.copy()
         deltas = DeltaRows(rnd.raw, rnd.global_params, rows)
         return rnd.global_params + clipped_mean(deltas, row_norms(deltas), num_samples,
-                                                 self.clip_ratio)
+                                                self.clip_ratio)
 
     def mean_clip_ratio(self) -> float | None:
         return self.clip_ratio
@@ -440,7 +440,7 @@ class FairFL(Strategy):
             if accepted:  # fairfl_combine on the deltas and norms of step 1, not copied
                 rows = np.searchsorted(valid, accepted)
                 new = g + clipped_mean(deltas, norms[rows], rnd.num_samples[accepted],
-                                        self.clip_ratio, rows)
+                                       self.clip_ratio, rows)
                 sims = cosine_to(deltas, new - g, norms)[rows]
             else:
                 new, sims = g.copy(), np.zeros(0)
@@ -611,6 +611,7 @@ __all__ = [
     "norm_screen",
     "similarity_outliers",
     "strict_noise",
+    "strict_requirements",
     "trigger_excess",
     "trigger_window",
     "validation_gate",

@@ -269,10 +269,13 @@ def strict_requirements(strict: NDArray[np.bool_], deltas: FloatArray, rows: NDA
     and must raise the score by ``strict_gain`` times that share; the noise is the standard
     error of the paired difference between the merged aggregate with and without the
     update. Early in training that holds; late, a benign update's share is within the
-    gate's noise and it keeps its slack. A round whose merged aggregate does not gain
-    changes nothing. Returns new arrays (``slack`` is not changed)."""
+    gate's noise and it keeps its slack. A round whose merged aggregate does not gain, no
+    ``strict`` update or ``strict_gain <= 0`` changes nothing (and scores nothing). Returns
+    new arrays (``slack`` is not changed)."""
     slack = np.array(slack, dtype=float)
     required = np.zeros(slack.size)
+    if not strict.any() or strict_gain <= 0:
+        return slack, required
     by_row = np.zeros(len(deltas))  # each merged row's weight times its clip factor
     by_row[rows] = weights * factors
     total = add_weighted_rows(None, deltas, by_row, rows.tolist())
@@ -316,6 +319,6 @@ def update_noise(deltas: FloatArray, lengths: FloatArray | None = None) -> Float
     return norms / math.sqrt(deltas.shape[1])
 
 
-__all__ = ["STRICT_RESOLUTION", "GateStep", "Unit", "Values", "gate_tolerances", "noise_control",
+__all__ = ["GateStep", "STRICT_RESOLUTION", "Unit", "Values", "gate_tolerances", "noise_control",
            "paired_margin", "standard_error", "strict_noise", "strict_requirements",
            "update_noise", "validation_gate"]

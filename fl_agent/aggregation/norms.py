@@ -35,7 +35,7 @@ def fairfl_combine(global_params: FloatArray, updates: FloatArray, num_samples: 
 
 
 def clipped_mean(deltas: FloatArray, norms: FloatArray, num_samples: FloatArray,
-                  clip_ratio: float, which: NDArray[np.intp] | None = None) -> FloatArray:
+                 clip_ratio: float, which: NDArray[np.intp] | None = None) -> FloatArray:
     """:func:`fairfl_combine`'s step on the deltas ``which`` (default: all), whose norms
     are known (one per picked delta, as ``num_samples``)."""
     factors = clip_factors(norms, clip_ratio * float(np.median(norms)))

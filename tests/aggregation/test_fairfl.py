@@ -27,6 +27,7 @@ from fl_agent.aggregation.fairfl import fairfl_combine, norm_screen
 from fl_agent.aggregation.gate import (
     gate_tolerances,
     strict_noise,
+    strict_requirements,
     update_noise,
     validation_gate,
 )
@@ -428,6 +429,44 @@ def _examples_around(target, spread, m=64):
     scatter = np.random.default_rng(1).normal(0.0, spread, (m, len(target)))
     examples = target + scatter - scatter.mean(axis=0)
     return lambda v: -np.square(examples - np.asarray(v, dtype=float)).sum(axis=1)
+
+
+def test_strict_requirements_hold_a_resolved_lone_update_to_its_share_of_the_gain():
+    """Step 5's strict rule by hand: the round's gain is the merged aggregate's mean
+    per-example gain over the current model; a strict update whose share of it (its weight
+    over the total) stands far out of its own noise loses its slack and must bring
+    strict_gain times that share. No strict update, no strict gain or no gain: nothing."""
+    targets = np.random.default_rng(0).normal(1.0, 0.1, size=(50, 2))
+
+    def score(params):  # one value per example: minus its squared distance to the model
+        return -((params - targets) ** 2).sum(axis=1)
+
+    deltas = np.array([[0.5, 0.5], [0.4, 0.6], [9.0, 9.0]])  # the last row is not merged
+    rows, factors, weights = np.array([0, 1]), np.ones(2), np.array([1.0, 3.0])
+    g, slack = np.zeros(2), np.array([2.0, 2.0])
+    baseline = score(g)
+
+    def strict_of(strict, gain=0.2, moves=deltas, scorer=score):
+        return strict_requirements(np.array(strict), moves, rows, factors, weights, scorer, g,
+                                   baseline, slack, 2.0, gain)
+
+    got_slack, required = strict_of([False, True])
+    gain = float(np.mean(score(g + (deltas[0] + 3 * deltas[1]) / 4) - baseline))
+    assert gain > 1.0
+    assert got_slack.tolist() == [2.0, 0.0] and slack.tolist() == [2.0, 2.0]  # a new array
+    assert required[0] == 0.0 and required[1] == pytest.approx(0.2 * gain * 3 / 4)
+    calls = []
+
+    def counted(params):
+        calls.append(1)
+        return score(params)
+
+    for strict, strict_gain in (([False, False], 0.2), ([False, True], 0.0)):
+        unchanged, none = strict_of(strict, strict_gain, scorer=counted)
+        assert unchanged.tolist() == [2.0, 2.0] and not none.any()
+    assert not calls  # nothing to decide, nothing scored
+    unchanged, none = strict_of([False, True], moves=-deltas)  # the round loses
+    assert unchanged.tolist() == [2.0, 2.0] and not none.any()
 
 
 def test_a_lone_dissimilar_update_must_bring_a_real_gain():
