@@ -268,7 +268,7 @@ _MAX_CHANCE = 0.5  # above it (d < 4 * chance_z**2) the chance test says nothing
 _MIN_EXAMPLES = 10  # fewer validation examples give no standard error worth the name
 
 
-# --------------------------------------------------------------------------- plain functions
+# ----------------------------------------------------------------------------------- report
 
 
 @dataclass(frozen=True)
