@@ -74,7 +74,10 @@ DP_GATE = "fairfl-dp"
 #: client with much data move further; under DP a longer update carries more noise (a
 #: smaller shard, a larger σ), and the factor is the room an attacker pads into (``--pad``).
 DP_MEDIAN_CLIP = "fairfl-dp-median-clip"
-STRATEGIES = ("fedavg", "fairfl", NO_NOISE_CHECK, DP_GATE, DP_MEDIAN_CLIP)
+#: A DP task with FairFL's sequential option (``--rule-option sequential=true``): each test
+#: allows for the noise's own luck, and a sender is judged on its z-scores summed over rounds.
+DP_SEQUENTIAL = "fairfl-dp-seq"
+STRATEGIES = ("fedavg", "fairfl", NO_NOISE_CHECK, DP_GATE, DP_MEDIAN_CLIP, DP_SEQUENTIAL)
 DELTA = 1e-5
 #: The issue's goals: at ε = 8 within 5 points of no DP; FairFL's FPR on honest updates.
 GAP_AT_8_MAX = 0.05
@@ -251,10 +254,12 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
     from fl_agent.simulation.offline import aggregator_strategy, decide_as_on_chain
 
     config, spec = fed.config, fed.spec
-    if strategy_name in (DP_GATE, DP_MEDIAN_CLIP):  # what a DP task's aggregator runs
+    if strategy_name in (DP_GATE, DP_MEDIAN_CLIP, DP_SEQUENTIAL):  # a DP task's aggregator
         strategy = aggregator_strategy(fed, build_plan(TrainingMode.DP, epsilon=8.0))
         if strategy_name == DP_MEDIAN_CLIP:
             strategy = replace(strategy, clip_ratio=1.0)
+        if strategy_name == DP_SEQUENTIAL:
+            strategy = replace(strategy, sequential=True)
     elif strategy_name.startswith("fairfl"):
         strategy = aggregator_strategy(fed)
         if strategy_name == NO_NOISE_CHECK:
@@ -275,6 +280,7 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
     curve, rejected, reasons, closest = [], [], Counter(), []
     history: list[np.ndarray] = []  # the last max(tails) global models
     train_millis = local_steps = 0
+    evidence = np.zeros((len(fed.clients), 2))  # each client's z-scores: sum and count
     for number in range(1, setting.rounds + 1):
         updates = []
         for i, (client, (X, y)) in enumerate(zip(fed.clients, shards, strict=True)):
@@ -307,7 +313,11 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
         closest.extend(similar.max(axis=1).tolist())
         decision = decide_as_on_chain(strategy, params, np.stack(updates), claims, gate=gate,
                                       score=score, scoring="loo",
-                                      permutations=config.permutations, round_number=number)
+                                      permutations=config.permutations, round_number=number,
+                                      **({"evidence": evidence.copy()}
+                                         if getattr(strategy, "sequential", False) else {}))
+        for i, z, _, _ in decision.figures.get("sequential", ()):
+            evidence[i] += (z, 1)
         params = np.asarray(decision.params, dtype=np.float32)
         if tails:
             history = (history + [params])[-max(tails):]
@@ -328,6 +338,7 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
         "accuracy": curve[-1], "curve": curve,
         **({"tail_accuracy": tail_accuracy} if tails else {}),
         "fpr": flagged / submissions, "rejections_by_reason": dict(reasons),
+        **({"evidence": evidence.tolist()} if evidence[:, 1].any() else {}),
         **({"tpr": caught / (setting.rounds * len(bad)), "malicious": sorted(bad)}
            if bad else {}),
         "rejected_per_round": [len(r) for r in rejected],
@@ -493,7 +504,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     epsilons = sorted({r["epsilon"] for r in rows if r["epsilon"] is not None})
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4))
     colours = {"fedavg": "#1f77b4", "fairfl": "#d62728", NO_NOISE_CHECK: "#ff7f0e",
-               DP_GATE: "#2ca02c", DP_MEDIAN_CLIP: "#9467bd"}
+               DP_GATE: "#2ca02c", DP_MEDIAN_CLIP: "#9467bd", DP_SEQUENTIAL: "#e377c2"}
     for strategy in STRATEGIES:
         mine = [r for r in rows if r["strategy"] == strategy]
         if not mine:

@@ -119,6 +119,10 @@ class Round:
     #: the rule's window (their deltas summed), first ``c`` parameters only; FairFL's trigger
     #: screen reads it (``FairFL.trigger_rounds``), the other rules ignore it.
     earlier: FloatArray | None = None
+    #: ``(n, 2)`` or None: for each update, its sender's evidence from earlier rounds of a DP
+    #: task (the sum of its noise-control z-scores and their count); FairFL's sequential
+    #: test reads it (``FairFL.sequential``), the other rules ignore it.
+    evidence: FloatArray | None = None
     #: What is made once per round on first use (:attr:`updates`, :meth:`delta_gram`);
     #: shared only by the rounds :meth:`with_num_samples` makes from this one (a
     #: ``dataclasses.replace`` starts afresh). Not locked: a round belongs to one decision,
@@ -254,7 +258,8 @@ def _as_num_samples(num_samples: ArrayLike, n: int) -> FloatArray:
 
 
 def prepare_round(global_params: ArrayLike, updates: UpdatesLike,
-                  num_samples: ArrayLike, earlier: ArrayLike | None = None) -> Round:
+                  num_samples: ArrayLike, earlier: ArrayLike | None = None,
+                  evidence: ArrayLike | None = None) -> Round:
     """Check a round and find its usable updates (see the module docstring for the rules);
     ``earlier`` is :attr:`Round.earlier` (one finite row per update, at most ``d`` wide)."""
     g, dtype = _as_global(global_params)
@@ -268,6 +273,13 @@ def prepare_round(global_params: ArrayLike, updates: UpdatesLike,
                               f"{g.size} values, got shape {before.shape}")
         if not np.isfinite(before).all():
             raise ConfigError("earlier holds NaN or infinite values")
+    prior = None
+    if evidence is not None:
+        prior = np.array(evidence, dtype=np.float64)
+        if prior.shape != (u.shape[0], 2) or not np.isfinite(prior).all() \
+                or (prior[:, 1] < 0).any():
+            raise ConfigError(f"evidence must be one finite (sum, count >= 0) row per update "
+                              f"({u.shape[0]}), got shape {prior.shape}")
     reasons: dict[int, Reason] = {}
     finite = [bool(np.isfinite(row).all()) for row in u]  # no n x d temporary of flags
     for i in range(u.shape[0]):
@@ -276,7 +288,7 @@ def prepare_round(global_params: ArrayLike, updates: UpdatesLike,
         elif counts[i] == 0:
             reasons[i] = Reason.NO_SAMPLES
     valid = np.array([i for i in range(u.shape[0]) if i not in reasons], dtype=np.intp)
-    return Round(g, u, counts, valid, MappingProxyType(reasons), dtype, before)
+    return Round(g, u, counts, valid, MappingProxyType(reasons), dtype, before, prior)
 
 
 # ------------------------------------------------------------------------------ strategy base

@@ -242,10 +242,13 @@ from fl_agent.aggregation.clustering import (
     similarity_outliers,
 )
 from fl_agent.aggregation.gate import (
+    SEQUENTIAL_DRAWS,
     GateStep,
     Unit,
     Values,
     gate_tolerances,
+    noise_evidence,
+    sequential_out,
     strict_noise,
     strict_requirements,
     update_noise,
@@ -320,6 +323,7 @@ class FairFL(Strategy):
     trigger_share: float = 0.2
     trigger_rounds: int = 1
     noise_control: bool = False
+    sequential: bool = False
     name: ClassVar[str] = "fairfl"
 
     def cluster(self, similarity: FloatArray, eps: float) -> NDArray[np.intp]:
@@ -347,6 +351,8 @@ class FairFL(Strategy):
         _non_negative("strict_gain", self.strict_gain)
         if not isinstance(self.noise_control, bool):
             raise ConfigError(f"noise_control must be true or false, got {self.noise_control!r}")
+        if not isinstance(self.sequential, bool):
+            raise ConfigError(f"sequential must be true or false, got {self.sequential!r}")
         if not (isinstance(self.free_rider_ratio, int | float)
                 and 0.0 <= self.free_rider_ratio < 1.0):
             raise ConfigError(f"free_rider_ratio must be in [0, 1), got {self.free_rider_ratio!r}")
@@ -570,7 +576,19 @@ class FairFL(Strategy):
         survivors, steps, dropped, rescued = validation_gate(
             order, deltas, rnd.num_samples[merge_index], score, g, baseline,
             slack, required, control=control, seed=0 if control is None else seed,
-            rows=at, factors=factors)
+            rows=at, factors=factors, draws=SEQUENTIAL_DRAWS if self.sequential else 1)
+        if self.sequential and control is not None:  # 5b. the sum over the senders' rounds
+            z = noise_evidence(survivors, deltas, rnd.num_samples[merge_index], score, g,
+                               control, np.random.default_rng([seed, 1]), SEQUENTIAL_DRAWS,
+                               at, factors)
+            noisy = np.flatnonzero(np.isfinite(z))
+            prior = np.zeros((rnd.n, 2)) if rnd.evidence is None else rnd.evidence
+            before = prior[merge_index[noisy]]
+            out = set(noisy[sequential_out(before[:, 0], before[:, 1], z[noisy],
+                                           self.tolerance)].tolist())
+            survivors = [p for p in survivors if p not in out]
+            measured["sequential"] = [[int(merge_index[p]), float(z[p]), float(b[0]), int(b[1])]
+                                      for p, b in zip(noisy, before, strict=True)]
         survived = set(survivors)
         reasons.update({int(merge_index[p]): Reason.VALIDATION
                         for p in range(merge_index.size) if p not in survived})

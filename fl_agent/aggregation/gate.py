@@ -17,6 +17,13 @@ from numpy.typing import NDArray
 
 from fl_agent.aggregation.base import FloatArray, add_weighted_rows, cosine_to, scaled_row
 
+#: Antithetic pairs of the noise control per test under FairFL's sequential option: enough
+#: to estimate one draw's own luck (:func:`noise_margin`); the one value run.
+SEQUENTIAL_DRAWS = 8
+#: A z-score's magnitude is capped here (a model with a non-finite score, or a test without
+#: spread): far beyond any threshold, and finite in the round's evidence.
+Z_CAP = 1e6
+
 #: A strict update's share of the round's gain below this many slacks is within the gate's
 #: noise (:func:`strict_requirements`).
 STRICT_RESOLUTION = 2.0
@@ -90,8 +97,8 @@ def validation_gate(order: list[Unit], deltas: FloatArray, weights: FloatArray,
                     baseline: Values, slack: float | FloatArray,
                     required: float | FloatArray = 0.0, *,
                     control: FloatArray | None = None, seed: int = 0,
-                    rows: NDArray[np.intp] | None = None, factors: FloatArray | None = None
-                    ) -> tuple[list[int], list[GateStep], list[int], list[int]]:
+                    rows: NDArray[np.intp] | None = None, factors: FloatArray | None = None,
+                    draws: int = 1) -> tuple[list[int], list[GateStep], list[int], list[int]]:
     """Step 5 over the units in merge order (positions into ``deltas`` and ``weights``).
 
     ``score`` gives a model's per-example validation scores. A state "holds" against a
@@ -182,11 +189,13 @@ def validation_gate(order: list[Unit], deltas: FloatArray, weights: FloatArray,
         scale instead."""
         noisy = [m for m in members if stds[m] > 0]
         if noisy:
-            noise = noise_control(rng, [stds[m] * weights[m] for m in noisy], deltas.shape[1])
-            noise /= candidate_scale or scale
             point = global_params if base is None else global_params + base / scale
-            reference = (score(point + noise) + score(point - noise)) / 2  # antithetic
-        elif reference is None:
+            mean, spread = noise_margin(candidate, point, [stds[m] * weights[m] for m in noisy],
+                                        candidate_scale or scale, score, rng, draws)
+            margin = mean + float(slacks[members].min()) * spread if math.isfinite(mean) \
+                else mean
+            return margin >= float(needs[members].max())
+        if reference is None:
             reference = state(base, scale)
         return paired_margin(candidate, reference, float(slacks[members].min())) \
             >= float(needs[members].max())
@@ -297,6 +306,81 @@ def strict_requirements(strict: NDArray[np.bool_], deltas: FloatArray, rows: NDA
     return slack, required
 
 
+def noise_margin(candidate: Values, point: FloatArray, scales: list[float], divisor: float,
+                 score: Callable[[FloatArray], Values], rng: np.random.Generator,
+                 draws: int = 1) -> tuple[float, float]:
+    """``candidate`` against ``point`` moved by ``draws`` antithetic pairs of the noise
+    control (:func:`noise_control` of ``scales``, over ``divisor``): the mean paired
+    difference and its spread. The reference is the mean of the ``2 * draws`` scores. With
+    one pair the spread is the standard error over the examples (the gate's test); with
+    more it also counts one draw's own luck, estimated from the pairs: the first-order term
+    (the mean square of the pairs' half-differences) and the second-order one (the variance
+    of the pairs' means, times ``1 + 1/draws``). ``(-inf, 0)`` if the candidate's value is
+    not finite, ``(inf, 0)`` if only the reference's is."""
+    plus, minus = [], []
+    for _ in range(draws):
+        noise = noise_control(rng, scales, point.size)
+        noise /= divisor
+        plus.append(score(point + noise))
+        minus.append(score(point - noise))
+    a, b = np.array(plus), np.array(minus)
+    pairs = (a + b) / 2  # antithetic: the draw's first-order effect cancels
+    reference = pairs.mean(axis=0)
+    if not np.isfinite(candidate).all():  # after the draws: the stream does not depend on it
+        return -math.inf, 0.0
+    if not np.isfinite(reference).all():
+        return math.inf, 0.0
+    d = candidate - reference
+    variance = standard_error(d) ** 2
+    if draws > 1:
+        first = float(np.mean(((a - b).mean(axis=1) / 2) ** 2))
+        second = float(np.var(pairs.mean(axis=1), ddof=1))
+        variance += first + second * (1 + 1 / draws)
+    return float(d.mean()), math.sqrt(variance)
+
+
+def noise_evidence(kept: list[int], deltas: FloatArray, weights: FloatArray,
+                   score: Callable[[FloatArray], Values], global_params: FloatArray,
+                   control: FloatArray, rng: np.random.Generator, draws: int,
+                   rows: NDArray[np.intp], factors: FloatArray) -> FloatArray:
+    """For each position with noise (``control > 0``), how the aggregate of ``kept`` with
+    its delta compares with the same aggregate with its delta replaced by noise of its size,
+    in spreads of :func:`noise_margin` (NaN for a position without noise). A kept position
+    is judged against the aggregate of the others; each at the scale of the others plus
+    itself."""
+    coefficients = weights * factors
+    by_row = np.zeros(deltas.shape[0])
+    by_row[rows] = coefficients
+    total = add_weighted_rows(None, deltas, by_row, [int(rows[m]) for m in kept]) if kept \
+        else np.zeros(deltas.shape[1])
+    members = set(kept)
+    z = np.full(len(weights), np.nan)
+    for p in range(len(weights)):
+        if control[p] <= 0:
+            continue
+        own = scaled_row(deltas, int(rows[p]), coefficients[p])
+        base = total - own if p in members else total
+        scale = float(weights[[m for m in kept if m != p]].sum() + weights[p])
+        candidate = score(global_params + (base + own) / scale)
+        mean, spread = noise_margin(candidate, global_params + base / scale,
+                                    [float(control[p] * weights[p])], scale, score, rng, draws)
+        z[p] = mean / spread if spread > 0 else math.copysign(Z_CAP, mean) if mean else 0.0
+    return np.clip(z, -Z_CAP, Z_CAP)
+
+
+def sequential_out(sums: FloatArray, counts: FloatArray, z: FloatArray,
+                   tolerance: float) -> NDArray[np.bool_]:
+    """FairFL's sequential test: which updates to turn away, given their senders' earlier
+    z-scores (their ``sums`` over ``counts`` rounds) and this round's ``z``: those whose
+    ``(sum + z) / sqrt(count + 1)`` is below ``-tolerance``. For an honest sender each z is
+    about N(mu, 1) with mu >= 0 (its signal beats noise of its size, on average), so the
+    statistic stays about N(>= 0, 1) however many rounds it spans; a sender whose updates
+    cost the score round after round drifts down as ``sqrt(rounds)``."""
+    statistic = (np.asarray(sums, dtype=float) + np.asarray(z, dtype=float)) \
+        / np.sqrt(np.asarray(counts, dtype=float) + 1)
+    return statistic < -tolerance
+
+
 def noise_control(rng: np.random.Generator, scales: list[float], dimension: int) -> FloatArray:
     """A draw of ``sum_j scales[j] * z_j`` with each ``z_j ~ N(0, I)`` in ``dimension``
     dimensions: the weighted noise the gate's control adds to a reference state."""
@@ -319,6 +403,7 @@ def update_noise(deltas: FloatArray, lengths: FloatArray | None = None) -> Float
     return norms / math.sqrt(deltas.shape[1])
 
 
-__all__ = ["GateStep", "STRICT_RESOLUTION", "Unit", "Values", "gate_tolerances", "noise_control",
+__all__ = ["GateStep", "SEQUENTIAL_DRAWS", "STRICT_RESOLUTION", "Unit", "Values", "Z_CAP",
+           "gate_tolerances", "noise_control", "noise_evidence", "noise_margin", "sequential_out",
            "paired_margin", "standard_error", "strict_noise", "strict_requirements",
            "update_noise", "validation_gate"]

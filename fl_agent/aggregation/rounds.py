@@ -183,7 +183,8 @@ def decide_round(strategy: Strategy, global_params: ArrayLike, updates: UpdatesL
                  score: Callable[[FloatArray], float],
                  scoring: Literal["loo", "shapley"] = "shapley", permutations: int = 40,
                  base_share: float = 0.5, round_number: int = 0,
-                 earlier: ArrayLike | None = None) -> RoundDecision:
+                 earlier: ArrayLike | None = None,
+                 evidence: ArrayLike | None = None) -> RoundDecision:
     """Aggregates ``updates`` with ``strategy`` weighted by :func:`round_weights` of the
     reported ``num_samples`` (``gate``: its validation score, higher is better), scores the
     accepted ones with ``score`` (the task metric on validation) by ``scoring`` with copies
@@ -193,7 +194,7 @@ def decide_round(strategy: Strategy, global_params: ArrayLike, updates: UpdatesL
     (:attr:`~fl_agent.aggregation.base.Round.earlier`), for a rule that reads it."""
     n = len(updates)
     # a malformed round raises here
-    rnd = prepare_round(global_params, updates, num_samples, earlier)
+    rnd = prepare_round(global_params, updates, num_samples, earlier, evidence)
     # Provisional weights among the usable updates, for the strategy's decision...
     gram = rnd.delta_gram()  # one pass, used here, below and by FairFL's similarities
     provisional, _ = round_weights(rnd.global_params, rnd.raw, rnd.num_samples, rnd.valid,
