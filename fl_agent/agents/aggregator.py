@@ -63,6 +63,7 @@ from fl_agent.agents.evidence import (
 )
 from fl_agent.agents.members import MemberRecords
 from fl_agent.agents.participant import load_task_document
+from fl_agent.agents.sequential import SequentialRecords
 from fl_agent.agents.task_rule import task_strategy
 from fl_agent.agents.update_fetch import (
     UpdateFetcher,
@@ -143,6 +144,8 @@ class AggregatorAgent:
         self.keys.recover(latest_keyring(self.fairfl, self.store, self.task_id))
         #: The input-layer deltas of earlier rounds, for a trigger screen over several rounds.
         self.inputs = EarlierInputs(self)
+        #: The senders' earlier z-scores, for FairFL's sequential test (from the evidence).
+        self.records = SequentialRecords(self)
         #: Homomorphic tasks: FLTrust on ciphertexts with the task's key holder
         #: (:mod:`fl_agent.agents.he_round`); None otherwise.
         self.he: Any = None
@@ -307,7 +310,10 @@ class AggregatorAgent:
                                     gate=self.gate, score=self.score, scoring=plan.scoring,
                                     permutations=plan.permutations,
                                     base_share=plan.base_share, round_number=round_number,
-                                    earlier=None if history is None else history[0])
+                                    earlier=None if history is None else history[0],
+                                    evidence=self.records.prior(
+                                        round_number, [str(logs[i].participant)
+                                                       for i in usable]))
             judgement.params = np.asarray(decision.params, dtype=np.float32)
             judgement.accepted = {usable[j] for j in decision.accepted}
             judgement.reasons.update({usable[j]: why for j, why in decision.reasons.items()})

@@ -211,6 +211,7 @@ def _replay(evidence: RoundEvidence, figures: dict[str, Any], options: dict[str,
         similarity_outliers,
     )
     from fl_agent.aggregation.fairfl import _MAX_CHANCE
+    from fl_agent.aggregation.gate import sequential_out
 
     problems: list[str] = []
     reasons = {i: (v.reason or "").split(":", 1)[0] for i, v in enumerate(evidence.verdicts)
@@ -315,6 +316,19 @@ def _replay(evidence: RoundEvidence, figures: dict[str, Any], options: dict[str,
             let_in = (kept - {int(i) for i in figures.get("dropped", [])}) \
                 | {int(i) for i in figures.get("rescued", [])}
             expected.update({i: "validation" for i in reached if i not in let_in})
+            # 5b. The sequential test (a DP task's option): the sums recorded with z-scores.
+            rows = {int(row[0]): row for row in figures.get("sequential") or []}
+            if options.get("sequential") and options.get("noise_control"):
+                if sorted(rows) != reached:
+                    problems.append(f"the sequential test scored updates {sorted(rows)}, but "
+                                    f"{reached} reached the gate")
+                out = [i for i, (_, z, total, count) in rows.items()
+                       if sequential_out(np.array([float(total)]), np.array([float(count)]),
+                                         np.array([float(z)]), options["tolerance"])[0]]
+                expected.update({i: "validation" for i in out if i in reached})
+            elif rows:
+                problems.append("the figures hold a sequential test the task's rule does "
+                                "not run")
     for i in indices:
         actual = reasons.get(i)
         if actual != expected.get(i):

@@ -114,6 +114,9 @@ def renumbered(figures: Mapping[str, Any], positions: Sequence[int]) -> dict[str
     if "gate" in out:
         out["gate"] = [{**step, "members": at(step["members"]), "kept": at(step["kept"])}
                        for step in out["gate"]]
+    if "sequential" in out:  # [index, z, the sender's earlier sum, their count]
+        out["sequential"] = [[int(positions[int(row[0])]), *row[1:]]
+                             for row in out["sequential"]]
     return out
 
 

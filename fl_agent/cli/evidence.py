@@ -47,7 +47,8 @@ def check(task_id: int, round_number: int, validation: str | None, seed: int,
     opened with; in a task with a privacy plan, every accepted update's public receipt must
     pass the aggregator's checks (its ε within the budget, and so on); FairFL's screens are
     decided again from the figures the evidence records (norms, trigger excess,
-    similarities, clusters). With --validation and the
+    similarities, clusters; under the sequential option, each sender's sum of earlier
+    z-scores against the earlier rounds' evidence). With --validation and the
     aggregator's --account, the round is decided again from its updates (nothing is
     stored or sent) and every verdict, share, score and figure, and the new model's hash,
     must come out the same, on validation data that matches the commitment. Exits with
@@ -69,6 +70,7 @@ def check(task_id: int, round_number: int, validation: str | None, seed: int,
     from fl_agent.agents.evidence import RoundEvidence, rule_parameters
     from fl_agent.agents.participant import load_task_document
     from fl_agent.agents.privacy_audit import dp_fedavg_problems, receipt_problems
+    from fl_agent.agents.sequential import prior_problems
     from fl_agent.agents.task_rule import task_strategy
     from fl_agent.chain.history import tasks
     from fl_agent.learning.models import param_count
@@ -95,6 +97,10 @@ def check(task_id: int, round_number: int, validation: str | None, seed: int,
                                      views[task_id].rounds[:round_number - 1],
                                      document.training.steps)
         problems += dp_fedavg_problems(record, views[task_id], document.privacy)
+        if record.rule_figures.get("sequential"):  # its sums: the earlier rounds' z-scores
+            problems += prior_problems(record, [
+                RoundEvidence.from_json(store.get(r.evidence_cid))
+                for r in views[task_id].rounds[:round_number - 1] if r.evidence_cid])
         rule = rule_parameters(task_strategy(document, np.zeros((0, 1)), np.zeros(0)))
         replayed, checked = replay_screens(record, rule, param_count(document.model))
         problems += replayed

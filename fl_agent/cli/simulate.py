@@ -80,6 +80,10 @@ from fl_agent.simulation.attacks import ATTACKS
                    "the largest it takes anywhere.")
 @click.option("--poison-fraction", type=click.FloatRange(0, 1, min_open=True), default=0.5,
               show_default=True, help="backdoor: share of an attacker's examples stamped.")
+@click.option("--rule-option", "rule_options", multiple=True, metavar="KEY=VALUE",
+              help="One of the aggregation rule's options, as `fl-agent task create "
+                   "--rule-option` writes it into the task document (repeatable; e.g. "
+                   "sequential=true with --mode dp).")
 @privacy_options
 @ipfs_option
 def simulate(dataset: str, model: str | None, clients: int, malicious: float, attack: str,
@@ -88,7 +92,8 @@ def simulate(dataset: str, model: str | None, clients: int, malicious: float, at
              network: str | None, list_price: float | None, device_spread: float,
              attack_every: int, trigger_position: str, trigger_value: str,
              poison_fraction: float, mode: str, epsilon: float | None, delta: float,
-             dp_level: str, prune_ratio: float | None, ipfs: str | None) -> None:
+             dp_level: str, prune_ratio: float | None, rule_options: tuple[str, ...],
+             ipfs: str | None) -> None:
     """Run federated learning for real on one machine and report what happened.
 
     Deploys the contracts on a private anvil (or --network), then one aggregator and
@@ -104,16 +109,25 @@ def simulate(dataset: str, model: str | None, clients: int, malicious: float, at
     """
 
 
+    from fl_agent.chain.records import TrainingMode
+    from fl_agent.cli.tasks import rule_options_of
     from fl_agent.simulation.report import save_plots, write_report
     from fl_agent.simulation.runner import SimulationConfig, run_simulation
 
+    try:
+        modes = TrainingMode.parse(mode)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--mode") from None
+    options = rule_options_of(aggregator, rule_options,
+                              example_dp=TrainingMode.DP in modes and dp_level == "example",
+                              watermark=TrainingMode.WATERMARK in modes)
     config = SimulationConfig.build(
         dataset=dataset, model=model, clients=clients, malicious=malicious, attack=attack,
         partition=partition, alpha=alpha, rounds=rounds, aggregator=aggregator, steps=steps,
         scoring=scoring, seed=seed, device_spread=device_spread, attack_every=attack_every,
         trigger_position=trigger_position, trigger_value=trigger_value,
         poison_fraction=poison_fraction, mode=mode, epsilon=epsilon, delta=delta,
-        dp_level=dp_level, prune_ratio=prune_ratio,
+        dp_level=dp_level, prune_ratio=prune_ratio, rule_options=options,
         list_price=None if list_price is None else int(list_price * FLT))
     folder = Path(out or f"reports/{attack}-{aggregator}-seed{seed}")
     settings = get_settings()

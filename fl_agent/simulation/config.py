@@ -74,6 +74,9 @@ class SimulationConfig(BaseModel):
     delta: float = Field(1e-5, gt=0, lt=1)
     dp_level: Literal["example", "participant"] = "example"
     prune_ratio: float | None = Field(None, gt=0, lt=1)
+    #: The aggregation rule's options, as ``fl-agent task create --rule-option`` writes them
+    #: into the task document (checked by :func:`fl_agent.cli.tasks.rule_options_of`).
+    rule_options: dict[str, bool | int | float] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _known(self) -> SimulationConfig:
@@ -158,7 +161,8 @@ def task_document(config: SimulationConfig, spec: Any, data: Any, he: Any = None
         model=spec, data=data,
         training=TrainingPlan(steps=config.steps, batch_size=config.batch_size, lr=config.lr),
         aggregation=AggregationPlan(strategy=config.aggregator, scoring=config.scoring,
-                                    permutations=config.permutations),
+                                    permutations=config.permutations,
+                                    options=dict(config.rule_options)),
         privacy=build_plan(config.training_mode, epsilon=config.epsilon, delta=config.delta,
                            dp_level=config.dp_level, prune_ratio=config.prune_ratio, he=he))
 

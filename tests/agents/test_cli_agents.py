@@ -90,6 +90,11 @@ def test_task_create_train_and_aggregate_as_separate_processes(anvil_url, tmp_pa
       "--aggregator", "TEST::1"], "switches FairFL's NOISE check off"),
     (["task", "create", "--mode", "he", "--rule-option", "server_update=[1]", "--account",
       "TEST::0", "--aggregator", "TEST::1"], "fltrust takes no option 'server_update'"),
+    (["task", "create", "--rule-option", "sequential=true", "--account", "TEST::0",
+      "--aggregator", "TEST::1"], "needs a task with example-level DP"),
+    (["simulate", "--mode", "dp", "--epsilon", "8", "--rule-option", "sequential=true",
+      "--rule-option", "noise_control=false"], "leave noise_control unset"),
+    (["simulate", "--rule-option", "sequential=1"], "sequential takes true or false"),
     (["simulate", "--aggregator", "mean"], "aggregator must be one of"),
     (["bench", "--seeds", "1,two"], "expected comma-separated integers"),
 ])
@@ -123,6 +128,8 @@ def test_rule_options_are_read_as_json_and_checked_against_the_rule():
     assert rule_options_of("fairfl", ()) == {}
     assert rule_options_of("fltrust", ()) == {}
     assert rule_options_of("fairfl", ("min_samples=3",)) == {"min_samples": 3}
+    assert rule_options_of("fairfl", ("sequential=true",), example_dp=True) == {
+        "sequential": True}
     for pairs, message in [(("min_samples=2.5",), "takes a whole number"),
                            (("clip_ratio=true",), "takes a number"),
                            (("noise_control=1",), "takes true or false"),

@@ -575,3 +575,52 @@ def test_an_earlier_update_nobody_provides_does_not_hold_the_next_round_up(world
     assert trigger["earlier_cids"][trigger["indices"].index(position)] == []
     assert all(len(c) == 1 for i, c in zip(trigger["indices"], trigger["earlier_cids"],
                                            strict=True) if i != position)
+
+
+def test_the_sequential_test_reads_each_senders_record_from_the_published_evidence(world):
+    """A DP task under FairFL with ``--rule-option sequential=true``, three rounds on the
+    chain, one participant sending its DP-SGD update reversed: each round's evidence holds
+    the z-score of every update that reached the gate and the sum it was judged with (the
+    reversed one is turned away before, as dissimilar), and the sums of round 3
+    are rounds 1 and 2's z-scores added up (the aggregator read them from that evidence, not
+    from memory). A fresh aggregator agent runs round 3 again and decides the same, and
+    anyone replays its verdicts from the figures."""
+    from fl_agent.agents.audit import compare_rerun, replay_screens, rerun_round
+    from fl_agent.agents.evidence import RoundEvidence
+    from fl_agent.agents.sequential import prior_problems, scores_of
+    from fl_agent.learning.task_doc import AggregationPlan
+
+    def reversed_update(global_vector, result):
+        return global_vector - (np.asarray(result.vector) - global_vector)
+
+    document = world.document.model_copy(update={
+        "aggregation": AggregationPlan(strategy="fairfl", scoring="loo",
+                                       options={"sequential": True}),
+        "privacy": build_plan(TrainingMode.DP, epsilon=8.0)})
+    task_id = world.create_task(rounds=3, window=60, min_participants=2, document=document)
+    people = [world.participant(task_id, i, update_hook=reversed_update if i == 3 else None)
+              for i in range(4)]
+    aggregator = world.aggregator_agent(task_id)
+    assert aggregator.strategy.sequential and aggregator.strategy.noise_control
+    outcomes = run_task(world, task_id, people, aggregator)
+    assert len(outcomes) == 3
+    records = [RoundEvidence.from_json(world.store.get(o.evidence_cid)) for o in outcomes]
+    for record in records:
+        rows = record.rule_figures["sequential"]
+        judged = {v.participant.lower() for v in record.verdicts
+                  if v.accepted or v.reason == "validation"}
+        assert set(scores_of(record)) == judged and len(rows) == len(judged)
+    third = records[2]
+    assert {int(row[3]) for row in third.rule_figures["sequential"]} == {2}
+    assert prior_problems(third, records[:2]) == []
+    assert prior_problems(third, records[:1])  # a record that leaves a round out is named
+    honest = [p.address.lower() for p in people[:3]]
+    totals = {row[0]: row[1] + row[2] for row in third.rule_figures["sequential"]}
+    by_sender = {third.verdicts[i].participant.lower(): t for i, t in totals.items()}
+    assert all(by_sender[a] > 0 for a in honest), by_sender  # helpful, round after round
+    # the reversed update is turned away before the gate (as dissimilar): never scored
+    assert people[3].address.lower() not in by_sender
+    assert replay_screens(third, third.rule, param_count(world.document.model))[0] == []
+    assert compare_rerun(third, rerun_round(world.aggregator_agent(task_id), third)) == []
+    anyone = world.cli("evidence", "check", "--task", str(task_id), "--round", "3")
+    assert anyone.exit_code == 0, anyone.output
