@@ -74,6 +74,7 @@ from fl_agent.agents.verdicts import Judgement, RoundOutcome, Verdict, round_res
 from fl_agent.aggregation.base import Strategy
 from fl_agent.aggregation.rounds import UpdateFigures, decide_round, update_figures
 from fl_agent.chain.client import FairFL, chain_height
+from fl_agent.chain.history import tasks
 from fl_agent.chain.records import RoundStatus, Task, TaskStatus, TxReceipt
 from fl_agent.crypto.envelopes import decrypt_model, encrypt_model, open_update
 from fl_agent.crypto.sealing import plaintext_hash
@@ -145,7 +146,9 @@ class AggregatorAgent:
         #: The input-layer deltas of earlier rounds, for a trigger screen over several rounds.
         self.inputs = EarlierInputs(self)
         #: The senders' earlier z-scores, for FairFL's sequential test (from the evidence).
-        self.records = SequentialRecords(self)
+        self.records = SequentialRecords(
+            lambda: tasks(self.fairfl.task_events(self.task_id))[self.task_id].rounds,
+            self.store.get, self.log)
         #: Homomorphic tasks: FLTrust on ciphertexts with the task's key holder
         #: (:mod:`fl_agent.agents.he_round`); None otherwise.
         self.he: Any = None
@@ -313,7 +316,8 @@ class AggregatorAgent:
                                     earlier=None if history is None else history[0],
                                     evidence=self.records.prior(
                                         round_number, [str(logs[i].participant)
-                                                       for i in usable]))
+                                                       for i in usable])
+                                    if getattr(self.strategy, "sequential", False) else None)
             judgement.params = np.asarray(decision.params, dtype=np.float32)
             judgement.accepted = {usable[j] for j in decision.accepted}
             judgement.reasons.update({usable[j]: why for j, why in decision.reasons.items()})

@@ -56,7 +56,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fl_agent.agents.evidence import RoundEvidence, reason_code, rule_parameters
+from fl_agent.agents.evidence import RoundEvidence, reason_code, rule_parameters, same_rule
 from fl_agent.chain.history import RoundView, Submission
 from fl_agent.errors import ConfigError
 from fl_agent.learning.workload import Workload
@@ -184,7 +184,7 @@ def replay_screens(evidence: RoundEvidence, rule: dict[str, Any] | None = None,
     if evidence.rule.get("name") != "fairfl" and (rule or {}).get("name") != "fairfl":
         return [], 0
     problems: list[str] = []
-    if rule is not None and evidence.rule and rule != evidence.rule:
+    if rule is not None and evidence.rule and not same_rule(evidence.rule, rule):
         problems.append(f"the evidence names the rule {evidence.rule}, but the task's "
                         f"document makes it {rule}")
     figures = evidence.rule_figures
@@ -380,7 +380,7 @@ def compare_rerun(evidence: RoundEvidence, rerun: Rerun) -> list[str]:
         problems.append("the validation data shown is not what the round committed to "
                         f"(sha256 {rerun.validation_sha256}, committed "
                         f"{evidence.validation_sha256})")
-    if evidence.rule and evidence.rule != rerun.rule:
+    if evidence.rule and not same_rule(evidence.rule, rerun.rule):
         problems.append(f"the evidence names the rule {evidence.rule}, the task's is "
                         f"{rerun.rule}")
     if len(evidence.verdicts) != len(rerun.verdicts):

@@ -93,6 +93,21 @@ def rule_parameters(strategy: Any) -> dict[str, Any]:
             "options": options}
 
 
+#: Options a rule gained after evidence began to record its parameters, with the value every
+#: round before ran at: a record without one names the same rule as one with that value.
+LATER_OPTIONS: dict[str, dict[str, Any]] = {"fairfl": {"sequential": False}}
+
+
+def same_rule(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    """Whether a round's recorded rule (:func:`rule_parameters`) is ``current``, an option
+    of :data:`LATER_OPTIONS` missing from either being at its old value."""
+    def filled(rule: Mapping[str, Any]) -> dict[str, Any]:
+        later = LATER_OPTIONS.get(str(rule.get("name")), {})
+        return {**rule, "options": {**later, **dict(rule.get("options") or {})}}
+
+    return filled(recorded) == filled(current)
+
+
 #: The entries of a rule's figures that hold update indices (FairFL's; see
 #: :func:`fl_agent.agents.audit.replay_screens`).
 _INDEX_LISTS = ("indices", "candidates", "pool", "dropped", "rescued")

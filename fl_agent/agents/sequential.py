@@ -17,12 +17,14 @@ Hand-written: the folding is FairFL's own bookkeeping.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
 from fl_agent.agents.evidence import RoundEvidence
+from fl_agent.chain.history import RoundView
+from fl_agent.errors import FairFLError
+from fl_agent.storage.base import NodeUnavailableError
 
 Record = dict[str, tuple[float, int]]
 """A sender (lower-case address) -> the sum of its z-scores and how many there are."""
@@ -59,7 +61,7 @@ def prior_rows(record: Record, senders: Sequence[str]) -> np.ndarray:
 
 def prior_problems(evidence: RoundEvidence, earlier: Sequence[RoundEvidence]) -> list[str]:
     """Where the sums a round's sequential test used are not its earlier rounds' z-scores
-    added up (``earlier``: the evidence of every earlier round of the task that has some)."""
+    added up (``earlier``: :func:`earlier_evidence` of the round)."""
     rows = evidence.rule_figures.get("sequential") or []
     record = fold(earlier)
     problems = []
@@ -75,34 +77,59 @@ def prior_problems(evidence: RoundEvidence, earlier: Sequence[RoundEvidence]) ->
     return problems
 
 
+def readable(get: Callable[[str], bytes], cid: str,
+             log: Callable[[str], None] = lambda message: None) -> RoundEvidence | None:
+    """A round's evidence whose sequential figures can be read, or None (logged) when the
+    store does not have it or it is malformed: such a round adds nothing to the senders'
+    records, for the aggregator and for whoever checks it alike. A store that is down
+    raises (:class:`~fl_agent.storage.base.NodeUnavailableError`): nobody is judged on a
+    record that is only missing for now."""
+    try:
+        evidence = RoundEvidence.from_json(get(cid))
+        scores_of(evidence)
+    except NodeUnavailableError:
+        raise
+    except (FairFLError, ValueError) as err:
+        log(f"[yellow]the evidence {cid} is left out of the senders' records:[/] {err}")
+        return None
+    return evidence
+
+
+def earlier_evidence(rounds: Iterable[RoundView], round_number: int,
+                     read: Callable[[str], RoundEvidence | None]) -> list[RoundEvidence]:
+    """The evidence that makes the senders' records in ``round_number``: that of every
+    earlier round that was finalized (a round closed short made no model; its z-scores do
+    not count), as ``read`` gives it (:func:`readable`; None leaves the round out)."""
+    out = []
+    for view in rounds:
+        if view.round < round_number and view.finalized and view.evidence_cid:
+            evidence = read(view.evidence_cid)
+            if evidence is not None:
+                out.append(evidence)
+    return out
+
+
 class SequentialRecords:
-    """The aggregator's reader of its task's earlier evidence for the sequential test (one
-    evidence document per earlier round, read once)."""
+    """The aggregator's reader of its task's earlier evidence for the sequential test:
+    ``rounds`` gives the task's round views (:func:`fl_agent.chain.history.tasks`), ``get``
+    the store's documents; each round's evidence is read once."""
 
-    def __init__(self, agent: Any) -> None:
-        self.agent = agent
-        self._rounds: dict[int, RoundEvidence | None] = {}
+    def __init__(self, rounds: Callable[[], Sequence[RoundView]], get: Callable[[str], bytes],
+                 log: Callable[[str], None] = lambda message: None) -> None:
+        self.rounds, self.get, self.log = rounds, get, log
+        self._read: dict[str, RoundEvidence | None] = {}  # evidence CID -> what it gave
 
-    def prior(self, round_number: int, senders: Sequence[str]) -> np.ndarray | None:
-        """``Round.evidence`` for ``senders`` in ``round_number``, or None when the task's
-        rule has no sequential test."""
-        strategy = self.agent.strategy
-        if not (getattr(strategy, "sequential", False)
-                and getattr(strategy, "noise_control", False)):
-            return None
-        from fl_agent.chain.history import tasks
+    def read(self, cid: str) -> RoundEvidence | None:
+        """:func:`readable`, once per document (a store that is down is asked again)."""
+        if cid not in self._read:
+            self._read[cid] = readable(self.get, cid, self.log)
+        return self._read[cid]
 
-        missing = [r for r in range(1, round_number) if r not in self._rounds]
-        if missing:
-            views = tasks(self.agent.fairfl.task_events(self.agent.task_id))
-            task = views[self.agent.task_id]
-            for view in task.rounds[:round_number - 1]:
-                if view.round in self._rounds:
-                    continue
-                self._rounds[view.round] = None if not view.evidence_cid else \
-                    RoundEvidence.from_json(self.agent.store.get(view.evidence_cid))
-        earlier = [self._rounds[r] for r in range(1, round_number) if self._rounds.get(r)]
-        return prior_rows(fold(e for e in earlier if e is not None), senders)
+    def prior(self, round_number: int, senders: Sequence[str]) -> np.ndarray:
+        """``Round.evidence`` for ``senders`` in ``round_number``."""
+        return prior_rows(fold(earlier_evidence(self.rounds(), round_number, self.read)),
+                          senders)
 
 
-__all__ = ["Record", "SequentialRecords", "fold", "prior_problems", "prior_rows", "scores_of"]
+__all__ = ["Record", "SequentialRecords", "earlier_evidence", "fold", "prior_problems",
+           "prior_rows", "readable", "scores_of"]

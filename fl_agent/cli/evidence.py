@@ -70,7 +70,7 @@ def check(task_id: int, round_number: int, validation: str | None, seed: int,
     from fl_agent.agents.evidence import RoundEvidence, rule_parameters
     from fl_agent.agents.participant import load_task_document
     from fl_agent.agents.privacy_audit import dp_fedavg_problems, receipt_problems
-    from fl_agent.agents.sequential import prior_problems
+    from fl_agent.agents.sequential import earlier_evidence, prior_problems, readable
     from fl_agent.agents.task_rule import task_strategy
     from fl_agent.chain.history import tasks
     from fl_agent.learning.models import param_count
@@ -98,13 +98,17 @@ def check(task_id: int, round_number: int, validation: str | None, seed: int,
                                      document.training.steps)
         problems += dp_fedavg_problems(record, views[task_id], document.privacy)
         if record.rule_figures.get("sequential"):  # its sums: the earlier rounds' z-scores
-            problems += prior_problems(record, [
-                RoundEvidence.from_json(store.get(r.evidence_cid))
-                for r in views[task_id].rounds[:round_number - 1] if r.evidence_cid])
+            left_out: list[str] = []
+            problems += prior_problems(record, earlier_evidence(
+                views[task_id].rounds, round_number,
+                lambda cid: readable(store.get, cid, left_out.append)))
+            notes_first = left_out
+        else:
+            notes_first = []
         rule = rule_parameters(task_strategy(document, np.zeros((0, 1)), np.zeros(0)))
         replayed, checked = replay_screens(record, rule, param_count(document.model))
         problems += replayed
-        notes = changed_commitments(workloads)
+        notes = notes_first + changed_commitments(workloads)
         notes += [f"{s.participant} submitted {s.update_cid} after the aggregator read the "
                   "round: not judged, neither paid nor rejected" for s in unjudged(record, view)]
         rerun = None

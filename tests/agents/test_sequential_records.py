@@ -125,3 +125,65 @@ def test_prior_rows_reads_senders_in_any_case():
     rows = prior_rows(record, [SENDERS[0].upper().replace("0X", "0x"), SENDERS[1]])
     assert rows.tolist() == [[2.5, 2.0], [0.0, 0.0]]
     assert prior_rows({}, []).shape == (0, 2)
+
+
+def _view(number: int, cid: str, finalized: bool = True):
+    from fl_agent.chain.history import RoundView
+
+    view = RoundView(1, number, 10 * number, "0xa", "bafy-g", "bafy-w", 10 * number + 5)
+    view.evidence_cid = cid
+    view.finalized_block = 10 * number + 6 if finalized else None
+    return view
+
+
+def test_the_aggregator_reads_finalized_rounds_once_and_leaves_out_what_it_cannot_read():
+    """Round 1 finalized; round 2 closed short (its z-scores do not count); round 3's
+    evidence is not in the store and round 4's names a verdict it does not have: both are
+    left out, said so, and read once; a store that is down stops the round instead."""
+    from fl_agent.agents.sequential import SequentialRecords
+    from fl_agent.storage.base import ContentNotFoundError, NodeUnavailableError
+
+    first, second = _three_rounds()[:2]
+    bad = first.model_copy(update={"rule_figures": {**first.rule_figures,
+                                                    "sequential": [[99, 1.0, 0.0, 0]]}})
+    documents = {"bafy-1": first.to_json(), "bafy-2": second.to_json(), "bafy-4": bad.to_json()}
+    asked: list[str] = []
+    down = False
+
+    def get(cid):
+        asked.append(cid)
+        if down:
+            raise NodeUnavailableError("the node is down")
+        if cid not in documents:
+            raise ContentNotFoundError(cid)
+        return documents[cid]
+
+    views = [_view(1, "bafy-1"), _view(2, "bafy-2", finalized=False), _view(3, "bafy-3"),
+             _view(4, "bafy-4"), _view(5, "")]
+    logged: list[str] = []
+    records = SequentialRecords(lambda: views, get, logged.append)
+    rows = records.prior(5, SENDERS)
+    expected = scores_of(first)
+    assert rows.tolist() == [[expected[s], 1.0] for s in SENDERS]
+    assert sorted(asked) == ["bafy-1", "bafy-3", "bafy-4"]
+    assert len(logged) == 2 and "bafy-3" in logged[0] and "bafy-4" in logged[1]
+    assert records.prior(2, SENDERS).tolist() == [[expected[s], 1.0] for s in SENDERS]
+    assert records.prior(5, SENDERS).tolist() == rows.tolist()
+    assert len(asked) == 3  # each document read once
+    down = True
+    views.append(_view(5, "bafy-5"))
+    with pytest.raises(NodeUnavailableError):
+        records.prior(6, SENDERS)
+    assert records.prior(1, SENDERS).tolist() == [[0.0, 0.0]] * 6
+
+
+def test_a_record_made_before_the_option_names_the_same_rule():
+    from fl_agent.agents.evidence import same_rule
+
+    rule = rule_parameters(FairFL(noise_control=True))
+    older = {**rule, "options": {k: v for k, v in rule["options"].items()
+                                 if k != "sequential"}}
+    assert same_rule(older, rule) and same_rule(rule, older)
+    chosen = rule_parameters(FairFL(noise_control=True, sequential=True))
+    assert not same_rule(older, chosen) and not same_rule(chosen, older)
+    assert not same_rule({**older, "name": "fedavg"}, rule)

@@ -77,6 +77,60 @@ def test_more_pairs_add_one_draws_luck_to_the_spread():
     assert spread > 10 * standard_error(d)  # the luck dwarfs the examples' noise here
 
 
+def test_the_spread_counts_each_pairs_luck_and_the_pairs_spread_by_hand():
+    """On a quadratic score both terms are there: the spread's square is the standard error
+    of the paired differences, plus the mean over pairs of the square of each pair's mean
+    half-difference (first order, one number per pair), plus the variance of the pairs'
+    means times 1 + 1/8 (second order), all computed here from the same draws."""
+    score = _examples_around(_target())
+    point = np.full(D, 0.3)
+    candidate = score(point + 0.1 * _target())
+    mean, spread = noise_margin(candidate, point, [0.8], 2.0, score,
+                                np.random.default_rng(11), draws=8)
+    rng = np.random.default_rng(11)
+    plus, minus = [], []
+    for _ in range(8):
+        z = 0.8 * rng.standard_normal(D) / 2.0
+        plus.append(score(point + z))
+        minus.append(score(point - z))
+    a, b = np.array(plus), np.array(minus)
+    pairs = (a + b) / 2
+    d = candidate - pairs.mean(axis=0)
+    first = np.mean([((a[j] - b[j]).mean() / 2) ** 2 for j in range(8)])
+    second = np.var([pairs[j].mean() for j in range(8)], ddof=1)
+    assert first > 0 and second > 0
+    assert mean == pytest.approx(d.mean(), rel=1e-12)
+    assert spread ** 2 == pytest.approx(
+        np.var(d, ddof=1) / d.size + first + second * (1 + 1 / 8), rel=1e-9)
+
+
+def test_noise_evidence_is_the_aggregate_with_against_without_by_hand():
+    """One position's z-score by hand, with unequal weights and a clip factor: the others'
+    weighted sum, the scale of the others plus this one, noise of this one's weighted size,
+    the same draws."""
+    target = _target()
+    score = _examples_around(target)
+    rng = np.random.default_rng(6)
+    deltas = 0.2 * target + rng.normal(0.0, math.sqrt(1.0 / D), (4, D))
+    weights = np.array([1.0, 3.0, 2.0, 5.0])
+    factors = np.array([1.0, 0.5, 1.0, 1.0])
+    control = update_noise(deltas * factors[:, None])
+    z = noise_evidence([0, 1, 3], deltas, weights, score, np.zeros(D), control,
+                       np.random.default_rng(8), 2, np.arange(4), factors)
+    # position 1 is kept: judged against the others kept (0 and 3), at the scale 1 + 3 + 5
+    others = weights[0] * deltas[0] + weights[3] * deltas[3]
+    own = weights[1] * factors[1] * deltas[1]
+    scale = 9.0
+    draws = np.random.default_rng(8)
+    for _ in range(2):  # position 0's two pairs come first
+        draws.standard_normal(D)
+    mean, spread = noise_margin(score((others + own) / scale), others / scale,
+                                [control[1] * weights[1]], scale, score, draws, 2)
+    assert z[1] == pytest.approx(mean / spread, rel=1e-12)
+    # position 2 was not kept: judged against all the kept, at the scale 1 + 3 + 5 + 2
+    assert np.isfinite(z[2]) and z[2] > 0
+
+
 def test_a_non_finite_candidate_scores_minus_infinity_after_the_draws():
     score = _examples_around(_target())
     rng = np.random.default_rng(0)
@@ -184,25 +238,30 @@ def test_without_the_option_no_sums_are_kept():
 
 
 def test_a_senders_record_alone_can_turn_its_update_away():
-    """The same round twice: with no record every update is kept; with a sender's record
-    of -10 over four rounds its update is turned away, and the figures hold the record."""
+    """The same round twice: with no record every update is kept but the free rider at
+    index 0 (so the gate's positions are the round's indices less one); with the record of
+    the sender at index 3 at -10 over four rounds, that update is turned away, and the
+    figures hold the record under the round's indices."""
     target = _target()
     evaluate = _examples_around(target)
     rng = np.random.default_rng(2)
     g = np.zeros(D, dtype=np.float32)
-    updates = (0.3 * target + rng.normal(0.0, math.sqrt(1.0 / D), (6, D))).astype(np.float32)
+    updates = (0.3 * target + rng.normal(0.0, math.sqrt(1.0 / D), (7, D))).astype(np.float32)
+    updates[0] = g  # a free rider: out before the gate
     strategy = FairFL(chance_z=math.sqrt(D), similarity_z=100.0, noise_control=True,
                       sequential=True)
-    clean = strategy.aggregate_round(prepare_round(g, updates, np.ones(6)), evaluate)
-    assert clean.accepted == tuple(range(6))
-    record = np.zeros((6, 2))
-    record[2] = (-10.0, 4)
-    judged = strategy.aggregate_round(prepare_round(g, updates, np.ones(6), evidence=record),
+    clean = strategy.aggregate_round(prepare_round(g, updates, np.ones(7)), evaluate)
+    assert clean.accepted == tuple(range(1, 7))
+    record = np.zeros((7, 2))
+    record[3] = (-10.0, 4)
+    record[0] = (-10.0, 4)  # the free rider's record changes nothing
+    judged = strategy.aggregate_round(prepare_round(g, updates, np.ones(7), evidence=record),
                                       evaluate)
-    assert judged.rejected == (2,)
+    assert judged.rejected == (0, 3)
+    assert judged.reasons[3] == Reason.VALIDATION and judged.reasons[0] == Reason.FREE_RIDER
     rows = {row[0]: row for row in judged.figures["sequential"]}
-    assert sorted(rows) == list(range(6))
-    assert rows[2][2:] == [-10.0, 4] and rows[0][2:] == [0.0, 0]
+    assert sorted(rows) == list(range(1, 7))
+    assert rows[3][2:] == [-10.0, 4] and rows[1][2:] == [0.0, 0]
 
 
 @pytest.mark.parametrize("evidence", [np.zeros((5, 2)), np.zeros((6, 3)),
