@@ -115,11 +115,12 @@ def honest_reasons(fed: Federation, run: OfflineRun) -> dict[str, int]:
     return dict(sorted(reasons.items()))
 
 
-def watermark_plan(hinge: str = "reach", reach: float | None = None) -> Any:
+def watermark_plan(hinge: str = "reach", reach: float | None = None,
+                   bits: int | None = None) -> Any:
     """A watermark task's privacy plan (FairFL then runs without its NOISE check, as
     :meth:`~fl_agent.learning.task_doc.TaskDocument.build` records): its defaults
-    (``"reach"``, with another ``reach`` if given), or with FedIPR's hinge (``"fedipr"``: no
-    reach, margin 0.1), a task's plan before 2026-12-05."""
+    (``"reach"``, with another ``reach`` or signature length ``bits`` if given), or with
+    FedIPR's hinge (``"fedipr"``: no reach, margin 0.1), a task's plan before 2026-12-05."""
     from fl_agent.chain.records import TrainingMode
     from fl_agent.privacy.plan import WatermarkPlan, build_plan
 
@@ -130,18 +131,21 @@ def watermark_plan(hinge: str = "reach", reach: float | None = None) -> Any:
     elif reach is not None:
         plan = plan.model_copy(update={"watermark": plan.watermark.model_copy(
             update={"reach": reach})})
+    if bits is not None:
+        plan = plan.model_copy(update={"watermark": plan.watermark.model_copy(
+            update={"bits": bits})})
     return plan
 
 
-def honest_marks(fed: Federation, hinge: str = "reach",
-                 reach: float | None = None) -> tuple[dict[int, Any], list[Any]]:
+def honest_marks(fed: Federation, hinge: str = "reach", reach: float | None = None,
+                 bits: int | None = None) -> tuple[dict[int, Any], list[Any]]:
     """Each honest client's key (``benchmarks.privacy_watermark.bench_key``) and every
     client's gradient hook: the task's watermark for the honest, none for attackers (whose
     marks are not what is measured)."""
     from benchmarks.privacy_watermark import bench_key
     from fl_agent.privacy.watermark import embed_hook
 
-    mark = watermark_plan(hinge, reach).watermark
+    mark = watermark_plan(hinge, reach, bits).watermark
     keys = {i: bench_key(fed.config.seed, i, mark.bits, None)
             for i, c in enumerate(fed.clients) if not c.malicious}
     lr = None if mark.reach is None else fed.config.lr  # as the participant agent passes it
@@ -166,7 +170,7 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
             decide: Decide = decide_as_on_chain,
             tolerance: float | None = None, partition: str = "dirichlet",
             noise_check: bool = True, watermark: str | None = None,
-            reach: float | None = None) -> list[dict[str, Any]]:
+            reach: float | None = None, bits: int | None = None) -> list[dict[str, Any]]:
     rows = []
     for seed in seeds:
         base = clean_fedavg(seed, rounds, device_spread, partition)
@@ -181,11 +185,14 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
                 strategy = replace(strategy, tolerance=tolerance)
             if not noise_check:  # a chance level of 1: what DP and watermark tasks run
                 strategy = replace(strategy, chance_z=chance_z_off(param_count(fed.spec)))
-            keys, hooks = honest_marks(fed, watermark, reach) if watermark else ({}, None)
+            keys, hooks = honest_marks(fed, watermark, reach, bits) if watermark \
+                else ({}, None)
             run = run_offline(fed, decide=decide, strategy=strategy, hooks=hooks)
             row = {"seed": seed, "attack": name, "partition": partition,
                    "noise_check": noise_check, "watermark": watermark,
                    "reach": watermark_plan(watermark, reach).watermark.reach
+                   if watermark else None,
+                   "bits": watermark_plan(watermark, reach, bits).watermark.bits
                    if watermark else None,
                    "accuracy": run.test_accuracy,
                    "clean": base, "ratio": run.test_accuracy / base,
@@ -280,8 +287,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reach", type=float, default=None,
                         help="with --watermark reach: another reach than the task default "
                              "(how the default was checked under attack; tuning seeds only)")
+    parser.add_argument("--bits", type=int, default=None,
+                        help="with --watermark: another signature length than the task "
+                             "default (tuning seeds only)")
     parser.add_argument("--json", type=Path, default=Path("reports/bench/held_out.json"))
     args = parser.parse_args(argv)
+    if args.bits is not None and (args.watermark is None or args.bits < 1):
+        parser.error("--bits needs --watermark and a positive number")
     if args.reach is not None and (args.watermark != "reach" or args.reach <= 0):
         parser.error("--reach needs --watermark reach and a positive number")
     attacks = args.attacks.split(",")
@@ -293,7 +305,7 @@ def main(argv: list[str] | None = None) -> None:
     about = machine()  # the commit and the machine, taken before the runs
     rows = measure([int(s) for s in args.seeds.split(",")], attacks, args.rounds,
                    args.device_spread, RULES[args.rule], args.tolerance, args.partition,
-                   args.noise_check, args.watermark, args.reach)
+                   args.noise_check, args.watermark, args.reach, args.bits)
     settings = {key: str(value) if isinstance(value, Path) else value
                 for key, value in vars(args).items()}
     publish({"settings": settings, "machine": about, "rows": rows}, args.json, markdown(rows))
