@@ -357,7 +357,8 @@ def test_watermarks_verify_then_claimed_are_listed_on_the_model_for_sale(world, 
     shown = cli("market", "show", str(listed.model_id))
     assert shown.returncode == 0, shown.stdout + shown.stderr
     row = [line for line in shown.stdout.splitlines() if owner.address in line][-1]  # not payees
-    assert "claimed: key matches its" in row and re.search(r"\b3[0-2]/32\b", row), shown.stdout
+    assert "claimed: key matches its" in row and re.search(r"\b(3[6-9]|40)/40\b", row), \
+        shown.stdout  # verified: at least 90 % of the task's 40 bits
     assert event.claim_cid[:30] in row  # the cell folds the rest onto the next line
     weights = tmp_path / "model.safetensors"
     weights.write_bytes(read_task_model_bytes(

@@ -41,14 +41,17 @@ def rows(monkeypatch: pytest.MonkeyPatch):
 
     documents: dict[str, bytes] = {}
     monkeypatch.setattr(chain_data, "document", documents.get)
-    plans = {"bafks": build_plan(TrainingMode.WATERMARK)}  # the task document's plan
+    plan = build_plan(TrainingMode.WATERMARK)  # the task document's plan, made with 32 bits
+    plans = {"bafks": plan.model_copy(update={"watermark": plan.watermark.model_copy(
+        update={"bits": 32})})}
     monkeypatch.setattr(chain_data, "task_plan", plans.get)
     return app_rows, documents
 
 
 def test_claims_are_listed_with_what_a_reader_without_the_weights_can_check(rows):
     app_rows, documents = rows
-    keys = {who: WatermarkKey(bytes([i + 1]) * 32) for i, who in enumerate((ALICE, BOB, CAROL))}
+    keys = {who: WatermarkKey(bytes([i + 1]) * 32, 32)
+            for i, who in enumerate((ALICE, BOB, CAROL))}
     honest = WatermarkResult(32, 31, 31 / 32, 7.7e-9, True)
     documents["bafkalice"] = make_claim(keys[ALICE], ALICE, 1, WEIGHTS, honest).to_json()
     # Bob reveals a key it never committed (Carol's); Carol's document is missing.

@@ -48,7 +48,7 @@ def marked(key: WatermarkKey, base: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def model():
-    key = WatermarkKey(bytes([9]) * 32)
+    key = WatermarkKey(bytes([9]) * 32, 32)
     vector = marked(key, init_params(MLP, seed=1))
     plain = encode_weights(MLP, vector)
     return key, vector, plain
@@ -111,7 +111,7 @@ def test_a_false_claim_is_rejected_by_a_reader_without_the_model(model, tamper, 
     key, vector, plain = model
     if tamper == "other_key":
         # A key that was never committed: the commitment on chain is the true key's.
-        stolen = WatermarkKey(bytes([10]) * 32)
+        stolen = WatermarkKey(bytes([10]) * 32, 32)
         document = make_claim(stolen, ALICE, TASK, plain, verify(MLP, marked(stolen, vector),
                                                                  stolen))
         result = check(document, model, reread=False)
@@ -158,7 +158,7 @@ def test_a_claim_on_a_model_without_the_mark_fails_the_recheck(model):
 
 def _hostile(**fields) -> bytes:
     good = {"format": "fairfl-watermark-claim/1", "task": TASK, "account": ALICE,
-            "key": WatermarkKey(bytes([9]) * 32).to_json(), "model_sha256": "00" * 32,
+            "key": WatermarkKey(bytes([9]) * 32, 32).to_json(), "model_sha256": "00" * 32,
             "matched": 32, "bits": 32}
     return json.dumps({**good, **fields}).encode()
 
