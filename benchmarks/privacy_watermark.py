@@ -458,7 +458,7 @@ def _numbers(kind: type, text: str) -> list[Any]:
                                   for paragraph in __doc__.replace("``", "`").split("\n\n")))
 @click.option("--seeds", default=",".join(map(str, EVALUATION_SEEDS)), show_default=True,
               help="comma-separated seeds (the defaults were tuned on 1,2,3)")
-@click.option("--bits", "bits_text", default="16,32,64", show_default=True,
+@click.option("--bits", "bits_text", default="16,32,40,64", show_default=True,
               help="signature bits per client, comma-separated (the capacity sweep)")
 @click.option("--tune", is_flag=True, help="run the grid of --bits, --margins, --strengths "
               "and --layers instead of the evaluation")

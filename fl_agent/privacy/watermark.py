@@ -47,7 +47,7 @@ chance that such a model matches at least as many bits is the binomial tail
 ``P[X >= matched | bits, 1/2]`` (scipy's ``binom.sf``). The verdict is *verified* iff the
 match rate is at least :data:`MATCH_RATE_MIN` (0.9) **and** that tail is below
 :data:`ALPHA` (1e-6). The tail needs enough bits: 16 bits can never verify
-(``2**-16 > 1e-6``), 32 bits need 30 matches.
+(``2**-16 > 1e-6``), 32 bits need 30 matches, 40 (the default) 36.
 
 The commitment (``keccak256(abi.encode(DOMAIN, account, taskId, key, bits, layer))``) binds
 the key to one account and one task; the secret stays hidden until the owner reveals it to
@@ -55,7 +55,7 @@ an arbiter. Recorded before the model exists, it also stops a claimant from tryi
 on a finished model until one happens to match: the tail is the chance for *one* key fixed
 in advance.
 
-Key files are small JSON documents (``{"version": 1, "key": "<64 hex>", "bits": 32}`` and,
+Key files are small JSON documents (``{"version": 1, "key": "<64 hex>", "bits": 40}`` and,
 optionally, ``"layer"``), never pickles; a malformed one raises :class:`ConfigError`.
 
 HKDF is ``cryptography``'s, keccak and ABI encoding are eth_utils' and eth_abi's, the tail is
