@@ -126,7 +126,8 @@ def watermark_plan(hinge: str = "reach", reach: float | None = None,
 
     plan = build_plan(TrainingMode.WATERMARK)
     if hinge == "fedipr":
-        old = WatermarkPlan(bits=plan.watermark.bits, strength=plan.watermark.strength)
+        # the plans of the time: 32 bits (the default until 40 replaced it on 2026-12-05)
+        old = WatermarkPlan(bits=32, strength=plan.watermark.strength)
         plan = plan.model_copy(update={"watermark": old})
     elif reach is not None:
         plan = plan.model_copy(update={"watermark": plan.watermark.model_copy(

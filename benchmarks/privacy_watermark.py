@@ -22,7 +22,8 @@ On the final global model of a FedAvg run, per seed and per bit count of ``--bit
 
 And FairFL's rule (``aggregator_strategy``) on the same federation: a plain task's rule
 without watermarks, a watermark task's rule (no NOISE check) with them, and, with them, the
-plain rule a watermark task ran before 2026-12-05 (the default bit count): the share of
+plain rule a watermark task ran before 2026-12-05 (with the default bit count if `--bits`
+has it, else the largest given): the share of
 honest submissions it rejects (all clients are honest, so every rejection is a false
 positive), the clients it rejects three times or more (the registry blacklists at three
 within four rounds; nobody is removed here) and the verdicts on its final model. ``--tune``
@@ -512,7 +513,9 @@ def main(seeds: str, bits_text: str, tune: bool, margins: str | None, strengths:
     grid = [Settings(bits, margin, strength, layer, reach, **common) for bits in bits_list
             for margin in margin_list for strength in strength_list for layer in layer_list
             for reach in reach_list]
-    base = Settings(watermark.DEFAULT_BITS, margin_list[0], strength_list[0], layer_list[0],
+    # FairFL's runs mark with the default bit count if the sweep has it, else its largest
+    base = Settings(watermark.DEFAULT_BITS if watermark.DEFAULT_BITS in bits_list
+                    else max(bits_list), margin_list[0], strength_list[0], layer_list[0],
                     reach_list[0], **common)
     runs = 2 + 2 * len(grid) if tune else 1 + len(bits_list) + 3 * fairfl
     about = machine()
