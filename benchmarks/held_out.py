@@ -186,15 +186,14 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
                 strategy = replace(strategy, tolerance=tolerance)
             if not noise_check:  # a chance level of 1: what DP and watermark tasks run
                 strategy = replace(strategy, chance_z=chance_z_off(param_count(fed.spec)))
+            plan = watermark_plan(watermark, reach, bits) if watermark else None
             keys, hooks = honest_marks(fed, watermark, reach, bits) if watermark \
                 else ({}, None)
             run = run_offline(fed, decide=decide, strategy=strategy, hooks=hooks)
             row = {"seed": seed, "attack": name, "partition": partition,
                    "noise_check": noise_check, "watermark": watermark,
-                   "reach": watermark_plan(watermark, reach).watermark.reach
-                   if watermark else None,
-                   "bits": watermark_plan(watermark, reach, bits).watermark.bits
-                   if watermark else None,
+                   "reach": plan.watermark.reach if plan else None,
+                   "bits": plan.watermark.bits if plan else None,
                    "accuracy": run.test_accuracy,
                    "clean": base, "ratio": run.test_accuracy / base,
                    "asr": attack_rate(fed, run), **detection(fed, run),

@@ -354,13 +354,14 @@ def noise_evidence(kept: list[int], deltas: FloatArray, weights: FloatArray,
     total = add_weighted_rows(None, deltas, by_row, [int(rows[m]) for m in kept]) if kept \
         else np.zeros(deltas.shape[1])
     members = set(kept)
+    kept_weight = float(weights[kept].sum()) if kept else 0.0
     z = np.full(len(weights), np.nan)
     for p in range(len(weights)):
         if control[p] <= 0:
             continue
         own = scaled_row(deltas, int(rows[p]), coefficients[p])
         base = total - own if p in members else total
-        scale = float(weights[[m for m in kept if m != p]].sum() + weights[p])
+        scale = kept_weight if p in members else kept_weight + float(weights[p])
         candidate = score(global_params + (base + own) / scale)
         mean, spread = noise_margin(candidate, global_params + base / scale,
                                     [float(control[p] * weights[p])], scale, score, rng, draws)

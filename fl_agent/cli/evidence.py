@@ -97,18 +97,15 @@ def check(task_id: int, round_number: int, validation: str | None, seed: int,
                                      views[task_id].rounds[:round_number - 1],
                                      document.training.steps)
         problems += dp_fedavg_problems(record, views[task_id], document.privacy)
+        left_out: list[str] = []  # earlier evidence the sequential test's sums leave out
         if record.rule_figures.get("sequential"):  # its sums: the earlier rounds' z-scores
-            left_out: list[str] = []
             problems += prior_problems(record, earlier_evidence(
                 views[task_id].rounds, round_number,
                 lambda cid: readable(store.get, cid, left_out.append)))
-            notes_first = left_out
-        else:
-            notes_first = []
         rule = rule_parameters(task_strategy(document, np.zeros((0, 1)), np.zeros(0)))
         replayed, checked = replay_screens(record, rule, param_count(document.model))
         problems += replayed
-        notes = notes_first + changed_commitments(workloads)
+        notes = left_out + changed_commitments(workloads)
         notes += [f"{s.participant} submitted {s.update_cid} after the aggregator read the "
                   "round: not judged, neither paid nor rejected" for s in unjudged(record, view)]
         rerun = None
