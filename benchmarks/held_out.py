@@ -81,11 +81,10 @@ def clean_fedavg(seed: int, rounds: int, device_spread: float,
 def detection(fed: Federation, run: OfflineRun) -> dict[str, Any]:
     """TPR, FPR, the attackers' reward share and who was blacklisted."""
     bad = {i for i, c in enumerate(fed.clients) if c.malicious}
-    every = fed.config.attack_every
     caught = attacks = flagged = honest = 0
     for r in run.rounds:
         accepted = {r.submitted[j] for j in r.decision.accepted}
-        attacking = (r.round - 1) % every == 0
+        attacking = fed.config.attacks_in(r.round)
         for i in r.submitted:
             if i in bad:
                 if attacking:

@@ -111,6 +111,22 @@ class Setting:
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """When the attackers attack: in rounds ``first``, ``first + every``, ... and honestly
+    (DP-SGD as everyone) in the others; ``noiseless_credit``: in those honest rounds they
+    train with σ = 0, clipped but without noise, whose updates score far above noise of
+    their size (a record a rule that weighs one would credit; nothing on chain shows the
+    noise a participant really added)."""
+
+    every: int = 1
+    first: int = 1
+    noiseless_credit: bool = False
+
+
+ALWAYS = Schedule()
+
+
+@dataclass(frozen=True)
 class Calibration:
     """One seed's clients at one ε: their sample rates and noise, and the check that the
     task's last round fits the budget and one more would not."""
@@ -124,18 +140,27 @@ class Calibration:
 
 
 def honest_federation(seed: int, setting: Setting, attack: str = "none",
-                      malicious: float = 0.0) -> Any:
+                      malicious: float = 0.0, schedule: Schedule = ALWAYS) -> Any:
     """The simulation's federation (data, split, shards) for ``seed``, every client honest
     unless ``attack`` names one for a ``malicious`` share of them, with the setting's
     clients, rounds, steps, batch and no-DP lr. A data attacker trains with DP-SGD on its
-    poisoned data like everyone else; a model attacker changes its DP-SGD update."""
+    poisoned data like everyone else; a model attacker changes its DP-SGD update, in the
+    rounds its ``schedule`` names (model attacks only: the simulation's data attacker on a
+    schedule trains its attack rounds without DP)."""
+    from fl_agent.errors import ConfigError
+    from fl_agent.simulation.attacks import MODEL_ATTACKS
     from fl_agent.simulation.config import SimulationConfig
     from fl_agent.simulation.offline import federation
 
+    if schedule != ALWAYS and attack not in MODEL_ATTACKS:
+        raise ConfigError(f"an attack schedule needs a model attack here, not {attack!r}: "
+                          "the simulation's data attacker on a schedule trains its attack "
+                          "rounds without DP")
     return federation(SimulationConfig(
         seed=seed, clients=setting.clients, rounds=setting.rounds, steps=setting.steps,
         attack=attack, malicious=malicious, batch_size=setting.batch_size, lr=setting.lr,
-        scoring="loo", device_spread=1.0, model=setting.model))
+        scoring="loo", device_spread=1.0, model=setting.model,
+        attack_every=schedule.every, attack_from=schedule.first))
 
 
 def calibrate(sizes: list[int], setting: Setting, epsilon: float) -> Calibration:
@@ -225,12 +250,15 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
                 calibration: Calibration | None,
                 on_round: Callable[[], None] = lambda: None, *,
                 lr_factor: Callable[[int], float] | None = None,
-                tails: tuple[int, ...] = (), pad: bool = False) -> dict[str, Any]:
+                tails: tuple[int, ...] = (), pad: bool = False,
+                noiseless_credit: bool = False) -> dict[str, Any]:
     """One task: ``level`` is :data:`NO_DP`, :data:`CLIP_ONLY` or ``"ε = <x>"`` (then
     ``calibration`` gives each client's noise). ``pad``: the attackers pad their updates
     (:func:`pad_updates`) to :data:`PAD_SHARE_OF_CLIP` of the rule's clip, taking the round's
     median honest length as known (the honest clients' σ, sample rates and steps are public
-    in their privacy receipts, which give their noise lengths).
+    in their privacy receipts, which give their noise lengths). The attackers attack in the
+    rounds the federation's config names (``attacks_in``); ``noiseless_credit``: in the
+    others they train with σ = 0 (:class:`Schedule`). TPR counts their attack rounds only.
 
     For ``benchmarks.privacy_dp_explore`` (ideas tried on the tuning seeds):
     ``lr_factor(round)`` scales the DP learning rate in that round (1-based), and for each
@@ -289,7 +317,9 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
                 result = train_local(spec, params, X, y, setting.steps, seed=seed,
                                      batch_size=setting.batch_size, lr=setting.lr)
             else:
-                sigma = 0.0 if calibration is None else calibration.sigmas[i]
+                sigma = 0.0 if calibration is None or (
+                    noiseless_credit and client.malicious
+                    and not config.attacks_in(number)) else calibration.sigmas[i]
                 factor = 1.0 if lr_factor is None else lr_factor(number)
                 result = train_local_dp(spec, params, X, y, setting.steps, seed=seed,
                                         batch_size=setting.batch_size,
@@ -328,7 +358,9 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
     bad = {i for i, c in enumerate(fed.clients) if c.malicious}
     submissions = setting.rounds * (len(fed.clients) - len(bad))
     flagged = sum(len(r - bad) for r in rejected)
-    caught = sum(len(r & bad) for r in rejected)
+    attacking = [config.attacks_in(number) for number in range(1, setting.rounds + 1)]
+    caught = sum(len(r & bad) for r, a in zip(rejected, attacking, strict=True) if a)
+    caught_honest = sum(len(r & bad) for r, a in zip(rejected, attacking, strict=True) if not a)
     tail_accuracy = {k: evaluate(spec, np.mean(history[-k:], axis=0, dtype=np.float64)
                                  .astype(np.float32), X_test, y_test, "accuracy")
                      for k in tails}
@@ -339,8 +371,11 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
         **({"tail_accuracy": tail_accuracy} if tails else {}),
         "fpr": flagged / submissions, "rejections_by_reason": dict(reasons),
         **({"evidence": evidence.tolist()} if evidence[:, 1].any() else {}),
-        **({"tpr": caught / (setting.rounds * len(bad)), "malicious": sorted(bad)}
+        **({"tpr": caught / (sum(attacking) * len(bad)), "malicious": sorted(bad)}
            if bad else {}),
+        **({"attack_rounds": [n for n, a in enumerate(attacking, 1) if a],
+            "attackers_rejected_when_honest": caught_honest}
+           if bad and not all(attacking) else {}),
         "rejected_per_round": [len(r) for r in rejected],
         "would_blacklist": would_blacklist(rejected, len(fed.clients), config.window_rounds,
                                            config.max_rejections, BLOCKS_PER_ROUND_SLACK),
@@ -378,6 +413,13 @@ def training_cost(fed: Any, setting: Setting, repeats: int = 5) -> dict[str, Any
     return {"seed": fed.config.seed, "examples": len(y), "steps": steps, "repeats": repeats,
             "plain_cpu_ms_per_step": statistics.median(plain),
             "dp_cpu_ms_per_step": statistics.median(private)}
+
+
+def _rounds(numbers: list[int]) -> str:
+    """``[11, 12, ..., 20]`` as "11-20", ``[1, 3, 5]`` as "1, 3, 5"."""
+    if len(numbers) > 2 and numbers == list(range(numbers[0], numbers[-1] + 1)):
+        return f"{numbers[0]}-{numbers[-1]}"
+    return ", ".join(map(str, numbers))
 
 
 def _span(values: list[float], fmt: str) -> str:
@@ -449,7 +491,11 @@ def markdown(result: dict[str, Any]) -> str:
              " honest submissions per run "
              + (f"(attack: {settings['attack']}"
                 f"{', padded to 0.95 of the clip' if settings.get('pad') else ''}, clients "
-                f"{', '.join(map(str, rows[0]['malicious']))}; TPR over their submissions) "
+                f"{', '.join(map(str, rows[0]['malicious']))}; TPR over their submissions"
+                + (f" in their attack rounds {_rounds(rows[0]['attack_rounds'])}"
+                   + (", σ = 0 in the others" if settings.get("schedule", {})
+                      .get("noiseless_credit") else "")
+                   if "attack_rounds" in rows[0] else "") + ") "
                 if rows[0].get("malicious") else "")
              + 
              "(reasons and blacklisting summed over the seeds; blacklisting replayed, not "
@@ -625,6 +671,15 @@ def federation_options(command: Callable[..., Any]) -> Callable[..., Any]:
                    "the rule's clip (0.95 x clip_ratio x the round's median honest length; "
                    "FairFL's clip_ratio of 2 against rules without one), the most noise "
                    "allowance an update can earn")
+@click.option("--attack-every", default=1, show_default=True, type=click.IntRange(1, 100),
+              help="with a model --attack: the attackers attack every K-th round and train "
+                   "honestly (DP-SGD) in between")
+@click.option("--attack-from", default=1, show_default=True, type=click.IntRange(1),
+              help="with a model --attack: the attackers train honestly before this round "
+                   "and attack from it on (a record of good rounds first)")
+@click.option("--credit-without-noise", "noiseless_credit", is_flag=True,
+              help="in their honest rounds the attackers train with σ = 0 (clipped, no "
+                   "noise): updates that score far above noise of their size")
 @click.option("--malicious", default=0.3, show_default=True,
               type=click.FloatRange(0, 0.5, min_open=True, max_open=True),
               help="the attackers' share, with --attack")
@@ -635,11 +690,23 @@ def federation_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no_dp: bool,
          with_clip_only: bool, clients: int, rounds: int, steps: int, batch_size: int,
          lr: float, dp_lr: float, clip: float, momentum: float, accountant: str, model: str,
-         attack: str, pad: bool, malicious: float, json_path: Path, plot_path: Path) -> None:
+         attack: str, pad: bool, attack_every: int, attack_from: int, noiseless_credit: bool,
+         malicious: float, json_path: Path, plot_path: Path) -> None:
     import torch
+
+    from fl_agent.simulation.attacks import MODEL_ATTACKS
 
     if pad and attack == "none":
         raise click.UsageError("--pad pads the attackers' updates: name an --attack")
+    schedule = Schedule(attack_every, attack_from, noiseless_credit)
+    if schedule != ALWAYS and attack not in MODEL_ATTACKS:
+        raise click.UsageError("--attack-every, --attack-from and --credit-without-noise need "
+                               "a model --attack (sign_flip, gaussian, free_rider, "
+                               "noisy_free_rider): a data attacker on a schedule would train "
+                               "its attack rounds without DP")
+    if noiseless_credit and attack_every == 1 and attack_from == 1:
+        raise click.UsageError("--credit-without-noise needs honest rounds: give "
+                               "--attack-from or --attack-every")
     torch.set_num_threads(1)
     setting = Setting(clients=clients, rounds=rounds, steps=steps, batch_size=batch_size,
                       lr=lr, dp_lr=dp_lr, clip=clip, momentum=momentum,
@@ -657,7 +724,7 @@ def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no
         task = progress.add_task("rounds", total=len(plan) * rounds)
         for seed in seeds:
             fed = honest_federation(seed, setting, attack,
-                                    malicious if attack != "none" else 0.0)
+                                    malicious if attack != "none" else 0.0, schedule)
             sizes = [len(c.y) for c in fed.clients]
             progress.update(task, description=f"seed {seed}: training cost")
             costs.append(training_cost(fed, setting))
@@ -677,9 +744,10 @@ def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no
                 # the draws the runs before it left (and a run's figures would depend on which
                 # other strategies and levels the command named).
                 fresh = honest_federation(seed, setting, attack,
-                                          malicious if attack != "none" else 0.0)
+                                          malicious if attack != "none" else 0.0, schedule)
                 row = measure_run(fresh, strategy, level, setting, calibrated.get(level),
-                                  on_round=lambda: progress.advance(task), pad=pad)
+                                  on_round=lambda: progress.advance(task), pad=pad,
+                                  noiseless_credit=noiseless_credit)
                 rows.append(row)
                 progress.console.print(
                     f"seed {seed} {level:8} {strategy:6} accuracy {row['accuracy']:.3f} "
@@ -690,6 +758,7 @@ def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no
     result = {"settings": {**asdict(setting), "seeds": seeds, "epsilons": epsilons,
                            "strategies": strategies, "scoring": "loo", "blacklist": False,
                            "attack": attack, "pad": pad,
+                           **({"schedule": asdict(schedule)} if schedule != ALWAYS else {}),
                            "pad_to": f"{PAD_SHARE_OF_CLIP} x the rule's clip_ratio (FairFL's "
                                      "for a rule without one) x the round's median honest "
                                      "delta length" if pad else None,

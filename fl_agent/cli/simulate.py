@@ -71,6 +71,10 @@ from fl_agent.simulation.attacks import ATTACKS
 @click.option("--attack-every", type=click.IntRange(1, 100), default=1, show_default=True,
               help="Attackers attack in rounds 1, 1+K, 1+2K, ... and train honestly in "
                    "between (2: every other round, to stay under the blacklist threshold).")
+@click.option("--attack-from", type=click.IntRange(1, 10_000), default=1, show_default=True,
+              help="Attackers train honestly before this round and attack from it on (with "
+                   "--attack-every: in rounds F, F+K, F+2K, ...): a record of good rounds "
+                   "first, as an attacker would build credit with a rule that weighs it.")
 @click.option("--trigger-position", type=click.Choice(["corner", "centre"]),
               default="corner", show_default=True,
               help="backdoor: where the 2x2 trigger patch sits in the image.")
@@ -90,7 +94,7 @@ def simulate(dataset: str, model: str | None, clients: int, malicious: float, at
              partition: str, alpha: float, rounds: int, aggregator: str, steps: int,
              scoring: str, seed: int, json_path: str | None, out: str | None,
              network: str | None, list_price: float | None, device_spread: float,
-             attack_every: int, trigger_position: str, trigger_value: str,
+             attack_every: int, attack_from: int, trigger_position: str, trigger_value: str,
              poison_fraction: float, mode: str, epsilon: float | None, delta: float,
              dp_level: str, prune_ratio: float | None, rule_options: tuple[str, ...],
              ipfs: str | None) -> None:
@@ -125,6 +129,7 @@ def simulate(dataset: str, model: str | None, clients: int, malicious: float, at
         dataset=dataset, model=model, clients=clients, malicious=malicious, attack=attack,
         partition=partition, alpha=alpha, rounds=rounds, aggregator=aggregator, steps=steps,
         scoring=scoring, seed=seed, device_spread=device_spread, attack_every=attack_every,
+        attack_from=attack_from,
         trigger_position=trigger_position, trigger_value=trigger_value,
         poison_fraction=poison_fraction, mode=mode, epsilon=epsilon, delta=delta,
         dp_level=dp_level, prune_ratio=prune_ratio, rule_options=options,

@@ -84,10 +84,10 @@ def client_data(config: SimulationConfig, plans: list[ClientPlan], train: Any,
     """Each client's training data as it trains on it (poisoned for a data attacker) and,
     for a model attacker, what it does to its update (seeded per client). Colluding
     attackers share one :class:`Collusion`, which needs ``trainer``, as does a data attacker
-    that attacks only in some rounds (``config.attack_every > 1``): it keeps its clean
+    that attacks only in some rounds (``config.attacks_sometimes``): it keeps its clean
     data, and in its attack rounds its hook trains on the poisoned copy instead."""
     attack = Attack(config.attack, poison_fraction=config.poison_fraction)
-    sometimes = config.attack_every > 1
+    sometimes = config.attacks_sometimes
     if trainer is None and (config.attack in COLLUDING_ATTACKS
                             or (sometimes and config.attack in DATA_ATTACKS)):
         raise ConfigError(f"{config.attack} needs a trainer for the attackers")
@@ -113,7 +113,7 @@ def client_data(config: SimulationConfig, plans: list[ClientPlan], train: Any,
                 assert trainer is not None
                 poison = _trains_on(trainer, X_bad, y_bad, seed)
             if sometimes and poison is not None:
-                poison = Intermittent(poison, config.attack_every)
+                poison = Intermittent(poison, config.attack_every, config.attack_from)
             elif not sometimes:
                 X, y = X_bad, y_bad
         out.append((plan, X, y, poison))
@@ -166,20 +166,21 @@ def _trains_on(trainer: Trainer, X: np.ndarray, y: np.ndarray, seed: int) -> Poi
 
 
 class Intermittent:
-    """An attacker that attacks in rounds 1, 1 + ``every``, 1 + 2 ``every``, ... and submits
-    its honest update in between, so that it is rejected at most every other round (the
-    registry blacklists ``max_rejections`` rejections within its window). ``poison``
-    is what it does in an attack round; it is called in every round, so that a hook that
-    counts rounds by itself keeps count."""
+    """An attacker that attacks in rounds ``first``, ``first + every``, ``first + 2 every``,
+    ... and submits its honest update in the others: with ``every`` 2, so that it is rejected
+    at most every other round (the registry blacklists ``max_rejections`` rejections within
+    its window); with ``first`` > 1, honest first, so that a rule that weighs a sender's
+    record sees a good one. ``poison`` is what it does in an attack round; it is called in
+    every round, so that a hook that counts rounds by itself keeps count."""
 
-    def __init__(self, poison: Poison, every: int) -> None:
-        if every < 1:
-            raise ConfigError(f"every must be >= 1, got {every!r}")
-        self.poison, self.every = poison, every
+    def __init__(self, poison: Poison, every: int, first: int = 1) -> None:
+        if every < 1 or first < 1:
+            raise ConfigError(f"every and first must be >= 1, got {every!r} and {first!r}")
+        self.poison, self.every, self.first = poison, every, first
         self._rounds = RoundCounter()
 
     def __call__(self, global_vector: np.ndarray, trained: np.ndarray) -> np.ndarray:
         number = self._rounds(global_vector)
         attacked = self.poison(global_vector, trained)
-        return attacked if (number - 1) % self.every == 0 else \
-            np.asarray(trained, dtype=np.float32)
+        return attacked if number >= self.first and (number - self.first) % self.every == 0 \
+            else np.asarray(trained, dtype=np.float32)

@@ -64,9 +64,12 @@ class SimulationConfig(BaseModel):
     trigger_value: Literal["in_range", "out_of_range"] = "in_range"
     #: Share of a backdoor attacker's examples that carry the trigger.
     poison_fraction: float = Field(0.5, gt=0.0, le=1.0)
-    #: Attackers attack in rounds 1, 1 + k, 1 + 2k, ... and train honestly in between (k = 2:
-    #: every other round, to stay below a blacklist threshold).
+    #: Attackers attack in rounds f, f + k, f + 2k, ... (``attack_from`` f, ``attack_every``
+    #: k) and train honestly in the other rounds: k = 2 attacks every other round, to stay
+    #: below a blacklist threshold; f > 1 is honest first, to build a record (credit) the
+    #: rule may weigh, and attacks from round f on (:meth:`attacks_in`).
     attack_every: int = Field(1, ge=1, le=100)
+    attack_from: int = Field(1, ge=1, le=10_000)
     #: Privacy modes (``plain``, or ``dp``, ``prune``, ``he``, ``watermark`` joined by ``+``)
     #: and their settings: see :func:`fl_agent.privacy.plan.build_plan`.
     mode: str = "plain"
@@ -105,6 +108,16 @@ class SimulationConfig(BaseModel):
             return cls(**fields)
         except ValidationError as err:
             raise ConfigError(f"invalid simulation settings: {err}") from err
+
+    def attacks_in(self, round_number: int) -> bool:
+        """Whether the attackers attack in round ``round_number`` (from 1)."""
+        return round_number >= self.attack_from \
+            and (round_number - self.attack_from) % self.attack_every == 0
+
+    @property
+    def attacks_sometimes(self) -> bool:
+        """Whether the attackers train honestly in some rounds."""
+        return self.attack_every > 1 or self.attack_from > 1
 
     @property
     def num_malicious(self) -> int:

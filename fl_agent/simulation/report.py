@@ -52,9 +52,9 @@ class ReportBuilder:
                 "f1_macro": evaluate(self.spec, params, self.X_test, self.y_test, "f1_macro")}
 
     def add_round(self, outcome: Any) -> dict[str, Any]:
-        # An attacker that attacks every k-th round submits honest updates in between: those
-        # count neither as attacks (TPR) nor as benign submissions (FPR).
-        attacking = (outcome.round - 1) % getattr(self.config, "attack_every", 1) == 0
+        # An attacker that attacks only in some rounds submits honest updates in the others:
+        # those count neither as attacks (TPR) nor as benign submissions (FPR).
+        attacking = self.config.attacks_in(outcome.round)
         flagged_bad = sum(1 for v in outcome.verdicts
                           if not v.accepted and self.malicious.get(v.participant.lower()))
         flagged_good = sum(1 for v in outcome.verdicts

@@ -182,7 +182,7 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
                                      workdir / "agents", seed=client_seed(config, plan),
                                      update_hook=hook,
                                      train=not (plan.malicious and not attack.trains
-                                                and config.attack_every == 1),
+                                                and not config.attacks_sometimes),
                                      device_millis_per_step=None if speeds is None
                                      else STEP_MILLIS / speeds[plan.index])
             agent.join()

@@ -586,6 +586,33 @@ def test_a_dp_runs_figures_do_not_depend_on_the_other_runs_of_the_command(tmp_pa
         assert rows["fedavg,fairfl-dp"][key] == rows["fairfl-dp"][key]
 
 
+def test_the_dp_benchmark_schedules_attackers_that_build_credit_first(tmp_path):
+    """--attack-from: honest rounds first (with --credit-without-noise, DP-SGD without its
+    noise in them), TPR over the attack rounds only."""
+    curves = {}
+    for name, extra in (("from2", ["--attack-from", "2"]), ("from3", ["--attack-from", "3"]),
+                        ("noiseless", ["--attack-from", "2", "--credit-without-noise"])):
+        out = tmp_path / f"{name}.json"
+        run("benchmarks.privacy_dp", "--seeds", "1", "--epsilons", "8", "--clients", "3",
+            "--rounds", "3", "--steps", "10", "--strategies", "fedavg", "--skip-no-dp",
+            "--skip-clip-only", "--attack", "sign_flip", "--malicious", "0.34",
+            "--accountant", "rdp", *extra, "--json", str(out), "--plot", str(tmp_path / "p.png"))
+        made = json.loads(out.read_text())
+        row, = made["runs"]
+        first = 3 if name == "from3" else 2
+        assert row["attack_rounds"] == list(range(first, 4))
+        assert row["tpr"] in (0.0, 1.0) if first == 3 else row["tpr"] in (0.0, 0.5, 1.0)
+        assert made["settings"]["schedule"]["first"] == first
+        curves[name] = row["curve"]
+    assert curves["from2"][0] == curves["from3"][0]  # round 1: honest in both
+    assert curves["from2"][1] != curves["from3"][1]  # round 2: an attack in one
+    assert curves["noiseless"][0] != curves["from2"][0]  # round 1 without the noise
+    assert "model --attack" in run_fails("benchmarks.privacy_dp", "--attack", "label_flip",
+                                         "--attack-every", "2")
+    assert "honest rounds" in run_fails("benchmarks.privacy_dp", "--attack", "sign_flip",
+                                        "--credit-without-noise")
+
+
 def test_padding_lengthens_only_the_attackers_shorter_deltas_and_keeps_their_own_part():
     from benchmarks.privacy_dp import pad_updates
 

@@ -85,3 +85,38 @@ def test_an_intermittent_free_rider_is_honest_between_its_attacks():
     honest = np.full(4, 0.5, np.float32)
     np.testing.assert_array_equal(bad[0].poison(g, honest), g)
     np.testing.assert_array_equal(bad[0].poison(g + 1, honest), honest)
+
+
+def test_an_attacker_that_builds_credit_is_honest_before_its_first_attack_round():
+    def poison(global_vector, trained):
+        return global_vector - 1.0
+
+    hook = Intermittent(poison, every=1, first=3)
+    trained = np.full(3, 5.0, np.float32)
+    out = [hook(np.full(3, float(r), np.float32), trained)[0] for r in (1, 2, 3, 4, 5)]
+    assert out == [5.0, 5.0, 2.0, 3.0, 4.0]  # honest in 1 and 2, then every round
+    both = Intermittent(poison, every=2, first=2)
+    out = [both(np.full(3, float(r), np.float32), trained)[0] for r in (1, 2, 3, 4, 5)]
+    assert out == [5.0, 1.0, 5.0, 3.0, 5.0]  # rounds 2 and 4
+    with pytest.raises(ConfigError):
+        Intermittent(poison, every=1, first=0)
+
+
+@pytest.mark.parametrize("every, first, rounds", [
+    (1, 1, [1, 2, 3, 4, 5, 6]), (2, 1, [1, 3, 5]), (1, 4, [4, 5, 6]), (3, 2, [2, 5])])
+def test_the_config_names_the_rounds_its_attackers_attack_in(every, first, rounds):
+    config = SimulationConfig(attack="sign_flip", malicious=0.2, attack_every=every,
+                              attack_from=first)
+    assert [r for r in range(1, 7) if config.attacks_in(r)] == rounds
+    assert config.attacks_sometimes == (rounds != [1, 2, 3, 4, 5, 6])
+
+
+def test_a_sign_flipper_from_round_three_submits_its_honest_update_before():
+    config = SimulationConfig(clients=6, malicious=0.34, attack="sign_flip", attack_from=3)
+    bad = [c for c in federation(config).clients if c.malicious]
+    g = np.zeros(4, np.float32)
+    honest = np.full(4, 0.5, np.float32)
+    np.testing.assert_array_equal(bad[0].poison(g, honest), honest)
+    np.testing.assert_array_equal(bad[0].poison(g + 1, honest), honest)
+    flipped = bad[0].poison(g + 2, honest)
+    assert float(np.dot(flipped - (g + 2), honest - (g + 2))) < 0  # round 3: flipped
