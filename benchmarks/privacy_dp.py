@@ -65,17 +65,19 @@ EPSILONS = (1.0, 2.0, 4.0, 8.0)
 #: ``fairfl-no-noise-check`` is FairFL with its NOISE check (step 2) switched off: a
 #: diagnostic of what the rule's other steps do with DP updates, not a tuned variant.
 NO_NOISE_CHECK = "fairfl-no-noise-check"
-#: ``fairfl-dp`` is FairFL as an example-level DP task runs it
-#: (:func:`fl_agent.agents.task_rule.task_strategy`): no NOISE check, and the validation
-#: gate's noise control on (each update tested against noise of its own size).
+#: ``fairfl-dp`` is FairFL as an example-level DP task ran it by default until 2026-12-05
+#: (:func:`fl_agent.agents.task_rule.task_strategy`, ``sequential=false``): no NOISE check,
+#: and the validation gate's noise control on (each update tested against noise of its own
+#: size, round by round).
 DP_GATE = "fairfl-dp"
 #: ``fairfl-dp-median-clip``: ``fairfl-dp`` with step 1 clipping every update to the median
 #: length (``clip_ratio=1``, FLAME's clip) instead of twice it. FairFL's factor 2 lets a
 #: client with much data move further; under DP a longer update carries more noise (a
 #: smaller shard, a larger σ), and the factor is the room an attacker pads into (``--pad``).
 DP_MEDIAN_CLIP = "fairfl-dp-median-clip"
-#: A DP task with FairFL's sequential option (``--rule-option sequential=true``): each test
-#: allows for the noise's own luck, and a sender is judged on its z-scores summed over rounds.
+#: FairFL as a new example-level DP task runs it (the default since 2026-12-05; an option
+#: before): each test allows for the noise's own luck, and a sender is judged on its
+#: z-scores summed over rounds.
 DP_SEQUENTIAL = "fairfl-dp-seq"
 STRATEGIES = ("fedavg", "fairfl", NO_NOISE_CHECK, DP_GATE, DP_MEDIAN_CLIP, DP_SEQUENTIAL)
 DELTA = 1e-5
@@ -284,10 +286,9 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
     config, spec = fed.config, fed.spec
     if strategy_name in (DP_GATE, DP_MEDIAN_CLIP, DP_SEQUENTIAL):  # a DP task's aggregator
         strategy = aggregator_strategy(fed, build_plan(TrainingMode.DP, epsilon=8.0))
+        strategy = replace(strategy, sequential=strategy_name == DP_SEQUENTIAL)
         if strategy_name == DP_MEDIAN_CLIP:
             strategy = replace(strategy, clip_ratio=1.0)
-        if strategy_name == DP_SEQUENTIAL:
-            strategy = replace(strategy, sequential=True)
     elif strategy_name.startswith("fairfl"):
         strategy = aggregator_strategy(fed)
         if strategy_name == NO_NOISE_CHECK:

@@ -1,8 +1,9 @@
 """Each sender's record for FairFL's sequential test, from the task's published evidence.
 
-Under ``FairFL(sequential=True)`` (a DP task created with ``--rule-option sequential=true``)
-an update is also judged on its sender's earlier rounds: the z-scores the rule measured for
-that sender's updates (:func:`fl_agent.aggregation.gate.noise_evidence`), summed
+Under ``FairFL(sequential=True)`` (a DP task created since 2026-12-05, unless it set
+``--rule-option sequential=false``) an update is also judged on its sender's earlier
+rounds: the z-scores the rule measured for that sender's updates
+(:func:`fl_agent.aggregation.gate.noise_evidence`), summed
 (:func:`fl_agent.aggregation.gate.sequential_out`). The record is public: each round's
 evidence document lists, for every update the test scored, its z-score and the sum and
 count it was judged with (``rule_figures["sequential"]``: rows ``[index, z, sum, count]``,

@@ -129,16 +129,17 @@ similarity to the global model itself is ~1 for everyone and says nothing).
    clip at twice the median) and is isotropic, so an attacker that pads its update in
    directions where the validation loss is flat earns an allowance it does not pay for
    (docs/privacy-dp.md has the measured costs under attack).
-   **Sequential option** (``sequential``, with the control; a DP task chooses it, it is not
-   the default). Each test draws :data:`SEQUENTIAL_DRAWS` antithetic pairs and counts one
-   draw's own luck in its spread (:func:`noise_margin`), so that one round's test rejects
-   honest noise rarely; then every update that reached the gate gets a z-score against
-   noise of its size in the gate's aggregate (:func:`noise_evidence`), and an update whose
-   sender's z-scores, this round's and its earlier rounds' (:attr:`Round.evidence`), sum
-   below ``-tolerance * sqrt(count)`` is turned away as ``validation``
-   (:func:`sequential_out`); the figures record each z-score with the sum it was judged
-   with. Honest FPR at most 0.015 in every run measured, attackers who hurt round after
-   round caught, noise-like ones not (docs/privacy-dp.md).
+   **Sequential test** (``sequential``, with the control; off in this class, recorded on by a new
+   example-level DP task's document since 2026-12-05). Each test draws :data:`SEQUENTIAL_DRAWS`
+   antithetic pairs and counts one draw's own luck in its spread (:func:`noise_margin`), so that one
+   round's test rejects honest noise rarely; then every update that reached the gate gets a z-score
+   against noise of its size in the gate's aggregate (:func:`noise_evidence`), and an update whose
+   sender's z-scores, this round's and its earlier rounds' (:attr:`Round.evidence`), sum below
+   ``-tolerance * sqrt(count)`` is turned away as ``validation`` (:func:`sequential_out`); the
+   figures record each z-score with the sum it was judged with. Honest FPR at most 0.015 on the
+   evaluation seeds, honest or under attackers who attack every round; those who hurt round
+   after round caught, noise-like ones not, those with a record of good rounds less
+   (docs/privacy-dp.md).
 
 6. **Combination rule** (:func:`fairfl_combine`, also used to value subsets for contribution
    scoring): clip the accepted deltas to ``clip_ratio`` times their median norm and take the

@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from fl_agent.aggregation.base import FloatArray, add_weighted_rows, cosine_to, scaled_row
 
-#: Antithetic pairs of the noise control per test under FairFL's sequential option: enough
+#: Antithetic pairs of the noise control per test under FairFL's sequential test: enough
 #: to estimate one draw's own luck (:func:`noise_margin`); the one value run.
 SEQUENTIAL_DRAWS = 8
 #: A z-score's magnitude is capped here (a model with a non-finite score, or a test without

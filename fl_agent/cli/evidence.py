@@ -47,7 +47,7 @@ def check(task_id: int, round_number: int, validation: str | None, seed: int,
     opened with; in a task with a privacy plan, every accepted update's public receipt must
     pass the aggregator's checks (its ε within the budget, and so on); FairFL's screens are
     decided again from the figures the evidence records (norms, trigger excess,
-    similarities, clusters; under the sequential option, each sender's sum of earlier
+    similarities, clusters; under the sequential test, each sender's sum of earlier
     z-scores against the earlier rounds' evidence). With --validation and the
     aggregator's --account, the round is decided again from its updates (nothing is
     stored or sent) and every verdict, share, score and figure, and the new model's hash,

@@ -87,7 +87,7 @@ from fl_agent.simulation.attacks import ATTACKS
 @click.option("--rule-option", "rule_options", multiple=True, metavar="KEY=VALUE",
               help="One of the aggregation rule's options, as `fl-agent task create "
                    "--rule-option` writes it into the task document (repeatable; e.g. "
-                   "sequential=true with --mode dp).")
+                   "sequential=false with --mode dp, the single-round noise test).")
 @privacy_options
 @ipfs_option
 def simulate(dataset: str, model: str | None, clients: int, malicious: float, attack: str,

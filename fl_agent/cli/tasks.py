@@ -92,12 +92,13 @@ def task() -> None:
               "into the task document (repeatable; VALUE is JSON: true, 2, 0.5). FairFL "
               "clips updates to clip_ratio (default 2) times the median length; in a task "
               "with example-level dp it also tests each update against noise of its own "
-              "size (noise_control, default true), and sequential=true judges each "
-              "sender on its tests summed over its rounds (honest DP updates turned away "
-              "at most 1.5 % of the time where the default reached 8.5 % at epsilon 1, but "
-              "5-7 points of accuracy lost to label flippers and noise senders at epsilon "
-              "2). What these and noise_control=false and clip_ratio=1 cost in dp tasks is "
-              "measured in docs/privacy-dp.md.")
+              "size (noise_control, default true) and judges each sender on those tests "
+              "summed over its rounds (sequential, default true since 2026-12-05: honest DP "
+              "updates turned away at most 1.5 % of the time, where sequential=false, the "
+              "single-round test, reached 8.5 % at epsilon 1 and banned honest members; "
+              "the cost: 5-7 points of accuracy lost to label flippers and noise senders at "
+              "epsilon 2, and fewer attackers banned). What these, noise_control=false and "
+              "clip_ratio=1 cost in dp tasks is measured in docs/privacy-dp.md.")
 @click.option("--metric", default="accuracy", show_default=True,
               help="Task metric for scoring (accuracy, f1_macro, ...).")
 @click.option("--aggregator", "aggregator_alias", required=True, metavar="ALIAS",

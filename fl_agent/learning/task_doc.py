@@ -146,17 +146,29 @@ class TaskDocument(Document):
         is a direction no other update shares, and the check took marked honest updates for
         noise (docs/privacy-watermark.md). Recorded, not applied by the aggregator's code, so
         that a task keeps the rule it was created with, and its audits and reruns with it: a
-        document made before 2026-12-05 carries none and keeps the check."""
+        document made before 2026-12-05 carries none and keeps the check.
+
+        Likewise a new FairFL task with example-level DP and the gate's noise control records
+        ``sequential: true`` unless its options set ``sequential`` or turn the control off:
+        each sender is judged on its noise tests summed over its rounds, the one rule
+        measured that keeps honest DP updates' FPR under 0.05 (docs/privacy-dp.md, "The
+        sequential test, the default since 2026-12-05"). A DP document made before carries
+        none and keeps the single-round control."""
         try:
             document = cls(**fields)
         except ValidationError as err:
             raise ConfigError(f"invalid task document: {err}") from err
-        options = document.aggregation.options
-        if document.privacy is not None and document.privacy.watermark is not None \
-                and document.aggregation.strategy == "fairfl" and "chance_z" not in options:
-            from fl_agent.aggregation.clustering import chance_z_off
+        options = dict(document.aggregation.options)
+        privacy = document.privacy
+        if document.aggregation.strategy == "fairfl" and privacy is not None:
+            if privacy.watermark is not None and "chance_z" not in options:
+                from fl_agent.aggregation.clustering import chance_z_off
 
-            chance_off = {**options, "chance_z": chance_z_off(param_count(document.model))}
+                options["chance_z"] = chance_z_off(param_count(document.model))
+            if privacy.dp is not None and privacy.dp.level == "example" \
+                    and options.get("noise_control", True) and "sequential" not in options:
+                options["sequential"] = True
+        if options != document.aggregation.options:
             document = document.model_copy(update={"aggregation": document.aggregation
-                                                   .model_copy(update={"options": chance_off})})
+                                                   .model_copy(update={"options": options})})
         return document

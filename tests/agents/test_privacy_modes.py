@@ -437,6 +437,43 @@ def test_fairfl_does_not_run_its_noise_check_on_dp_sgd_updates(world):
         4 / np.sqrt(d))
 
 
+def test_a_new_example_dp_task_records_the_sequential_test_and_an_older_one_keeps_its_rule(
+        world):
+    """Since 2026-12-05 a new FairFL task with example-level DP and the noise control records
+    ``sequential: true`` (docs/privacy-dp.md); the task's explicit choice, participant-level
+    DP, a task without the control and a document made before keep the single-round test."""
+    from fl_agent.agents.task_rule import task_strategy
+    from fl_agent.learning.task_doc import TaskDocument
+
+    X, y = world.splits.validation.X, world.splits.validation.y
+
+    def built(privacy, **options):
+        aggregation = world.document.aggregation.model_copy(update={"options": options})
+        return TaskDocument.build(**{**dict(world.document), "privacy": privacy,
+                                     "aggregation": aggregation})
+
+    dp = build_plan(TrainingMode.DP, epsilon=8)
+    new = built(dp)
+    assert new.aggregation.options == {"sequential": True}
+    assert task_strategy(new, X, y).sequential and task_strategy(new, X, y).noise_control
+    pruned = built(build_plan(TrainingMode.DP | TrainingMode.PRUNING, epsilon=8,
+                              prune_ratio=0.9))
+    assert pruned.aggregation.options["sequential"] is True
+    assert built(dp, sequential=False).aggregation.options == {"sequential": False}
+    assert not task_strategy(built(dp, sequential=False), X, y).sequential
+    assert built(dp, noise_control=False).aggregation.options == {"noise_control": False}
+    assert "sequential" not in built(build_plan(TrainingMode.DP, epsilon=8,
+                                                dp_level="participant")).aggregation.options
+    assert "sequential" not in built(None).aggregation.options
+    older = world.document.model_copy(update={"privacy": dp})  # as read from the store
+    assert not task_strategy(older, X, y).sequential and task_strategy(older, X, y).noise_control
+    # the same document read back from its JSON keeps what it recorded
+    again = TaskDocument.model_validate_json(new.model_dump_json())
+    assert again.aggregation.options == {"sequential": True}
+    marked = built(build_plan(TrainingMode.DP | TrainingMode.WATERMARK, epsilon=8))
+    assert set(marked.aggregation.options) == {"chance_z", "sequential"}
+
+
 def test_a_task_that_prunes_screens_each_senders_last_two_rounds_on_chain(world):
     """Under FairFL a task that prunes screens, for the trigger, each update alone and plus
     what its sender sent the round before. The aggregator keeps what it decoded (a restart,
