@@ -79,7 +79,12 @@ DP_MEDIAN_CLIP = "fairfl-dp-median-clip"
 #: before): each test allows for the noise's own luck, and a sender is judged on its
 #: z-scores summed over rounds.
 DP_SEQUENTIAL = "fairfl-dp-seq"
-STRATEGIES = ("fedavg", "fairfl", NO_NOISE_CHECK, DP_GATE, DP_MEDIAN_CLIP, DP_SEQUENTIAL)
+#: ``fairfl-dp-seq`` without step 1's length outliers (``max_norm_ratio=None``): a DP
+#: update's length is mostly its sender's noise, set by its σ, and the combination's clip
+#: at twice the median still bounds it.
+DP_NO_OUTLIERS = "fairfl-dp-seq-no-outliers"
+STRATEGIES = ("fedavg", "fairfl", NO_NOISE_CHECK, DP_GATE, DP_MEDIAN_CLIP, DP_SEQUENTIAL,
+              DP_NO_OUTLIERS)
 DELTA = 1e-5
 #: The issue's goals: at ε = 8 within 5 points of no DP; FairFL's FPR on honest updates.
 GAP_AT_8_MAX = 0.05
@@ -87,7 +92,8 @@ FPR_MAX = 0.05
 NO_DP, CLIP_ONLY = "no DP", "σ = 0"
 #: Attacks that need no collusion and no trigger: a data attacker trains with DP-SGD on its
 #: poisoned data, a model attacker changes its DP-SGD update.
-DP_ATTACKS = ("label_flip", "sign_flip", "gaussian", "free_rider", "noisy_free_rider")
+DP_ATTACKS = ("label_flip", "sign_flip", "gaussian", "scaling", "free_rider",
+              "noisy_free_rider")
 #: ``--pad``: attackers pad their update to this share of the clip of the rule they face
 #: (``clip_ratio`` times the round's median honest length; FairFL's default, 2, against a
 #: rule without one): just under it, so step 1 keeps it whole and the noise control's
@@ -248,6 +254,43 @@ def standardized(fed: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     return X_val, y_val, X_test, y_test, shards, claims
 
 
+def strategy_for(fed: Any, name: str) -> Any:
+    """The rule ``name`` names (:data:`STRATEGIES`) as the aggregator of ``fed``'s task runs
+    it. The DP variants are built as a DP task's aggregator builds its rule and then pinned
+    in what tells them apart (the sequential test, length outliers, the clip), so that what
+    a new task's document records by default does not change a published row."""
+    from fl_agent.aggregation import FairFL, get_strategy
+    from fl_agent.aggregation.clustering import chance_z_off
+    from fl_agent.chain.records import TrainingMode
+    from fl_agent.learning.models import param_count
+    from fl_agent.privacy.plan import build_plan
+    from fl_agent.simulation.offline import aggregator_strategy
+
+    if name in (DP_GATE, DP_MEDIAN_CLIP, DP_SEQUENTIAL, DP_NO_OUTLIERS):  # a DP task's rule
+        strategy = aggregator_strategy(fed, build_plan(TrainingMode.DP, epsilon=8.0))
+        return replace(strategy, sequential=name in (DP_SEQUENTIAL, DP_NO_OUTLIERS),
+                       max_norm_ratio=None if name == DP_NO_OUTLIERS else FairFL.max_norm_ratio,
+                       clip_ratio=1.0 if name == DP_MEDIAN_CLIP else FairFL.clip_ratio)
+    if name.startswith("fairfl"):
+        strategy = aggregator_strategy(fed)
+        if name == NO_NOISE_CHECK:
+            # A chance level above 1/2 (chance_z / sqrt(d) >= 1) makes FairFL skip the
+            # NOISE check and leave DBSCAN's radius uncapped; every other step is as is.
+            strategy = replace(strategy, chance_z=chance_z_off(param_count(fed.spec)))
+        return strategy
+    return get_strategy(name)
+
+
+def noise_multiplier(calibration: Calibration | None, client: int, malicious: bool,
+                     attacking: bool, noiseless_credit: bool) -> float:
+    """The σ ``client`` trains with in a round: its calibrated one, or 0 without a
+    calibration (σ = 0) or for an attacker with ``noiseless_credit`` in a round it does not
+    attack."""
+    if calibration is None or (noiseless_credit and malicious and not attacking):
+        return 0.0
+    return calibration.sigmas[client]
+
+
 def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
                 calibration: Calibration | None,
                 on_round: Callable[[], None] = lambda: None, *,
@@ -268,9 +311,8 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
     last ``K`` global models (post-processing: it costs no privacy)."""
     from sklearn.metrics.pairwise import cosine_similarity
 
-    from fl_agent.aggregation import FairFL, get_strategy
-    from fl_agent.aggregation.clustering import chance_similarity, chance_z_off
-    from fl_agent.chain.records import TrainingMode
+    from fl_agent.aggregation import FairFL
+    from fl_agent.aggregation.clustering import chance_similarity
     from fl_agent.learning.models import init_params, param_count
     from fl_agent.learning.training import (
         evaluate,
@@ -279,24 +321,11 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
         validation_scores,
     )
     from fl_agent.privacy.dp import train_local_dp
-    from fl_agent.privacy.plan import build_plan
     from fl_agent.simulation.config import BLOCKS_PER_ROUND_SLACK
-    from fl_agent.simulation.offline import aggregator_strategy, decide_as_on_chain
+    from fl_agent.simulation.offline import decide_as_on_chain
 
     config, spec = fed.config, fed.spec
-    if strategy_name in (DP_GATE, DP_MEDIAN_CLIP, DP_SEQUENTIAL):  # a DP task's aggregator
-        strategy = aggregator_strategy(fed, build_plan(TrainingMode.DP, epsilon=8.0))
-        strategy = replace(strategy, sequential=strategy_name == DP_SEQUENTIAL)
-        if strategy_name == DP_MEDIAN_CLIP:
-            strategy = replace(strategy, clip_ratio=1.0)
-    elif strategy_name.startswith("fairfl"):
-        strategy = aggregator_strategy(fed)
-        if strategy_name == NO_NOISE_CHECK:
-            # A chance level above 1/2 (chance_z / sqrt(d) >= 1) makes FairFL skip the
-            # NOISE check and leave DBSCAN's radius uncapped; every other step is as is.
-            strategy = replace(strategy, chance_z=chance_z_off(param_count(spec)))
-    else:
-        strategy = get_strategy(strategy_name)
+    strategy = strategy_for(fed, strategy_name)
     X_val, y_val, X_test, y_test, shards, claims = standardized(fed)
 
     def gate(vector: np.ndarray) -> np.ndarray:
@@ -318,9 +347,8 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
                 result = train_local(spec, params, X, y, setting.steps, seed=seed,
                                      batch_size=setting.batch_size, lr=setting.lr)
             else:
-                sigma = 0.0 if calibration is None or (
-                    noiseless_credit and client.malicious
-                    and not config.attacks_in(number)) else calibration.sigmas[i]
+                sigma = noise_multiplier(calibration, i, client.malicious,
+                                         config.attacks_in(number), noiseless_credit)
                 factor = 1.0 if lr_factor is None else lr_factor(number)
                 result = train_local_dp(spec, params, X, y, setting.steps, seed=seed,
                                         batch_size=setting.batch_size,
@@ -336,8 +364,9 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
         if pad:
             honest = [float(np.linalg.norm(u.astype(np.float64) - params))
                       for u, c in zip(updates, fed.clients, strict=True) if not c.malicious]
-            updates = pad_updates(
-                params, updates, [i for i, c in enumerate(fed.clients) if c.malicious],
+            updates = pad_updates(  # the attackers in their attack rounds
+                params, updates, [i for i, c in enumerate(fed.clients)
+                                  if c.malicious and config.attacks_in(number)],
                 pad_length(strategy, honest), np.random.default_rng([config.seed, number]))
         similar = cosine_similarity(np.stack(updates).astype(np.float64) - params)
         np.fill_diagonal(similar, -np.inf)

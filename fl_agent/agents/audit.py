@@ -231,7 +231,8 @@ def _replay(evidence: RoundEvidence, figures: dict[str, Any], options: dict[str,
     unchanged = norms <= float(figures["unchanged_below"])
     median = float(np.median(norms[~unchanged])) if (~unchanged).any() else 0.0
     free = unchanged | (norms < options["free_rider_ratio"] * median)
-    long = ~free & (norms > options["max_norm_ratio"] * median)
+    ratio = options["max_norm_ratio"]
+    long = ~free & (norms > (np.inf if ratio is None else ratio * median))
     expected.update({indices[k]: "free_rider" for k in np.flatnonzero(free)})
     expected.update({indices[k]: "norm_outlier" for k in np.flatnonzero(long)})
     # 1b. The trigger screen runs on exactly those that passed, if there are enough of them.

@@ -19,15 +19,15 @@ It leaves the details open; this module fixes them as follows. Everything works 
 *deltas* ``delta_i = update_i - global`` (an update is a full parameter vector, so its
 similarity to the global model itself is ~1 for everyone and says nothing).
 
-1. **Screening by norm.** With ``m`` the median delta norm of the usable updates:
-   a delta shorter than ``free_rider_ratio * m`` (or zero up to float rounding) is a
-   *free rider* -- "re-submits the global model unchanged" -- and is rejected
-   (``free_rider``); a delta longer than ``max_norm_ratio * m`` is a scaling attack
-   (``norm_outlier``). The remaining deltas are clipped to ``clip_ratio * m'`` (``m'`` their
-   median norm; median-norm clipping as in FLAME, loosened by ``clip_ratio=2``) so that no
-   update can dominate by its length. The factor 2 is there because a benign client with
-   much data legitimately moves further: plain median clipping (``clip_ratio=1``) cost 1-2
-   accuracy points against FedAvg in the digits runs below, ``clip_ratio=2`` none.
+1. **Screening by norm.** With ``m`` the median delta norm of the usable updates: a delta
+   shorter than ``free_rider_ratio * m`` (or zero up to float rounding) is a *free rider* --
+   "re-submits the global model unchanged" -- and is rejected (``free_rider``); a delta longer than
+   ``max_norm_ratio * m`` is a scaling attack (``norm_outlier``; with ``max_norm_ratio`` None, none
+   is). The remaining deltas are clipped to ``clip_ratio * m'`` (``m'`` their median norm;
+   median-norm clipping as in FLAME, loosened by ``clip_ratio=2``) so that no update can dominate
+   by its length. The factor 2 is there because a benign client with much data legitimately moves
+   further: plain median clipping (``clip_ratio=1``) cost 1-2 accuracy points against FedAvg in the
+   digits runs below, ``clip_ratio=2`` none.
 
 1b. **Trigger screen** (not in the paper; only when ``input_layer`` says where the dense
    weight that reads the raw input features sits in the vector): an update whose change to
@@ -330,7 +330,7 @@ class FairFL(Strategy):
     strict_noise_at: float = 0.6
     strict_gain: float = 0.2
     free_rider_ratio: float = 0.1
-    max_norm_ratio: float = 3.0
+    max_norm_ratio: float | None = 3.0
     clip_ratio: float = 2.0
     input_layer: tuple[int, int, int] | None = None
     trigger_share: float = 0.2
@@ -369,8 +369,12 @@ class FairFL(Strategy):
         if not (isinstance(self.free_rider_ratio, int | float)
                 and 0.0 <= self.free_rider_ratio < 1.0):
             raise ConfigError(f"free_rider_ratio must be in [0, 1), got {self.free_rider_ratio!r}")
-        if not (isinstance(self.max_norm_ratio, int | float) and self.max_norm_ratio > 1.0):
-            raise ConfigError(f"max_norm_ratio must be > 1, got {self.max_norm_ratio!r}")
+        if self.max_norm_ratio is not None and not (
+                isinstance(self.max_norm_ratio, int | float)
+                and not isinstance(self.max_norm_ratio, bool)
+                and math.isfinite(self.max_norm_ratio) and self.max_norm_ratio > 1.0):
+            raise ConfigError(f"max_norm_ratio must be a number > 1 or None (no length "
+                              f"outliers), got {self.max_norm_ratio!r}")
         if not (isinstance(self.clip_ratio, int | float) and math.isfinite(self.clip_ratio)
                 and self.clip_ratio >= 1.0):
             raise ConfigError(f"clip_ratio must be >= 1, got {self.clip_ratio!r}")

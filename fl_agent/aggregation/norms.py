@@ -43,19 +43,22 @@ def clipped_mean(deltas: FloatArray, norms: FloatArray, num_samples: FloatArray,
 
 
 def norm_screen(deltas: FloatArray, reference_norm: float, free_rider_ratio: float,
-                max_norm_ratio: float, norms: FloatArray | None = None
+                max_norm_ratio: float | None, norms: FloatArray | None = None
                 ) -> tuple[NDArray[np.bool_], NDArray[np.bool_], float]:
     """``(free_rider, norm_outlier, median_norm)`` masks for step 1.
 
     ``reference_norm`` (the global model's norm) sets what counts as "unchanged up to float32
     rounding". The median is taken over the deltas that are not unchanged, so a crowd of
-    exact free riders cannot drag it to zero. ``norms``, if given, are the deltas' norms."""
+    exact free riders cannot drag it to zero. ``norms``, if given, are the deltas' norms.
+    ``max_norm_ratio`` None: no delta is an outlier for its length (the combination's clip
+    still bounds it)."""
     norms = row_norms(deltas) if norms is None else norms
     unchanged = norms <= unchanged_below(reference_norm)
     moving = norms[~unchanged]
     median = float(np.median(moving)) if moving.size else 0.0
     free_rider = unchanged | (norms < free_rider_ratio * median)
-    outlier = ~free_rider & (norms > max_norm_ratio * median)
+    outlier = ~free_rider & (norms > (np.inf if max_norm_ratio is None
+                                      else max_norm_ratio * median))
     return free_rider, outlier, median
 
 

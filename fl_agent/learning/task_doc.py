@@ -150,10 +150,10 @@ class TaskDocument(Document):
 
         Likewise a new FairFL task with example-level DP and the gate's noise control records
         ``sequential: true`` unless its options set ``sequential`` or turn the control off:
-        each sender is judged on its noise tests summed over its rounds, the one rule
-        measured that keeps honest DP updates' FPR under 0.05 (docs/privacy-dp.md, "The
-        sequential test, the default since 2026-12-05"). A DP document made before carries
-        none and keeps the single-round control."""
+        each sender is judged on its noise tests summed over its rounds, which kept honest
+        DP updates' FPR under 0.05 wherever the gate decided (docs/privacy-dp.md, "The
+        sequential test ..., the default since 2026-12-05", with what it costs). A DP
+        document made before carries none and keeps the single-round control."""
         try:
             document = cls(**fields)
         except ValidationError as err:

@@ -259,7 +259,7 @@ def test_a_rerun_that_agrees_has_nothing_to_say_and_each_difference_is_named():
     assert compare_rerun(_evidence(), _rerun(model_sha256=None, validation=None)) == []
 
 
-def _fairfl_round(seed: int, input_layer=None) -> RoundEvidence:
+def _fairfl_round(seed: int, input_layer=None, **options) -> RoundEvidence:
     """FairFL's own decision on a synthetic linear-regression round (honest updates toward
     the true weights, free riders, a scaled update, noise and reversed updates), as the
     aggregator would record it: after an unreadable update at position 0, through JSON."""
@@ -277,7 +277,7 @@ def _fairfl_round(seed: int, input_layer=None) -> RoundEvidence:
                g + rng.normal(size=d), g + rng.normal(size=d), g - 0.3 * truth, g - 0.3 * truth]
     if input_layer is not None:  # a "trigger": one input feature's column pushed hard
         updates.append(g + 0.3 * truth + 1.5 * (np.arange(d) % 8 == 0))
-    rule = FairFL(input_layer=input_layer)
+    rule = FairFL(input_layer=input_layer, **options)
     result = rule.aggregate(g, np.stack(updates), np.full(len(updates), 50.0),
                             evaluate=lambda w: -(X @ w - y) ** 2)
     unreadable = VerdictRecord(participant="0xff", update="bafy-x", samples=50,
@@ -300,6 +300,23 @@ def test_fairfls_own_verdicts_are_what_its_figures_give(seed, layer):
     assert {"free_rider", "norm_outlier", None} <= reasons, reasons
     assert layer is None or "trigger" in reasons, reasons
     assert replay_screens(evidence, evidence.rule, 64) == ([], len(evidence.verdicts) - 1)
+
+
+def test_a_rule_without_length_outliers_is_replayed_as_such():
+    """``max_norm_ratio`` None (a DP task's): the scaled update is no norm outlier, the
+    replay agrees, and a norm-outlier verdict the rule could not give is named."""
+    evidence = _fairfl_round(0, max_norm_ratio=None)
+    assert "norm_outlier" not in {v.reason for v in evidence.verdicts}
+    assert evidence.rule["options"]["max_norm_ratio"] is None
+    assert replay_screens(evidence, evidence.rule, 64) == ([], len(evidence.verdicts) - 1)
+    screened = _fairfl_round(0)
+    at = next(i for i, v in enumerate(screened.verdicts) if v.reason == "norm_outlier")
+    records = list(evidence.verdicts)
+    records[at] = records[at].model_copy(update={"accepted": False, "reason": "norm_outlier",
+                                                 "share_ppm": 0})
+    forged = evidence.model_copy(update={"verdicts": tuple(records)})
+    assert any(p.endswith("the evidence says norm_outlier") for p in _problems(forged)), \
+        _problems(forged)
 
 
 def _with(evidence: RoundEvidence, **figures) -> RoundEvidence:

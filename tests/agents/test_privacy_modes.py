@@ -474,6 +474,20 @@ def test_a_new_example_dp_task_records_the_sequential_test_and_an_older_one_keep
     assert set(marked.aggregation.options) == {"chance_z", "sequential"}
 
 
+def test_simulate_publishes_a_dp_task_with_the_sequential_test_unless_told_otherwise():
+    """`fl-agent simulate --mode dp` builds its task document as a new task's: the
+    sequential test recorded, `--rule-option sequential=false` the single-round test."""
+    from fl_agent.simulation.config import SimulationConfig, task_document
+    from fl_agent.simulation.offline import federation
+
+    config = SimulationConfig(mode="dp", epsilon=8.0, clients=4, rounds=1)
+    fed = federation(config)
+    assert task_document(config, fed.spec, fed.data).aggregation.options == {"sequential": True}
+    single = config.model_copy(update={"rule_options": {"sequential": False}})
+    assert task_document(single, fed.spec, fed.data).aggregation.options == {
+        "sequential": False}
+
+
 def test_a_task_that_prunes_screens_each_senders_last_two_rounds_on_chain(world):
     """Under FairFL a task that prunes screens, for the trigger, each update alone and plus
     what its sender sent the round before. The aggregator keeps what it decoded (a restart,
@@ -616,7 +630,7 @@ def test_an_earlier_update_nobody_provides_does_not_hold_the_next_round_up(world
 
 
 def test_the_sequential_test_reads_each_senders_record_from_the_published_evidence(world):
-    """A DP task under FairFL with ``--rule-option sequential=true``, three rounds on the
+    """A DP task under FairFL with the sequential test (its default), three rounds on the
     chain, one participant sending its DP-SGD update reversed: each round's evidence holds
     the z-score of every update that reached the gate and the sum it was judged with (the
     reversed one is turned away before, as dissimilar), and the sums of round 3

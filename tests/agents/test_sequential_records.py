@@ -19,7 +19,7 @@ SENDERS = [f"0x{i:040x}" for i in range(1, 7)]
 
 
 def _round(number: int, record: np.ndarray, seed: int = 0) -> RoundEvidence:
-    """A DP task's round under the sequential option, as the aggregator records it: six
+    """A DP task's round under the sequential test, as the aggregator records it: six
     noisy helpful updates (after an unreadable one at position 0), judged with the senders'
     ``record``, through JSON."""
     target = np.zeros(D)

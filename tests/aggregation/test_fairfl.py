@@ -300,6 +300,23 @@ def test_norm_screen_by_hand():
     assert median == pytest.approx(1.0)  # the two unchanged deltas do not count
     np.testing.assert_array_equal(free, [1, 1, 1, 0, 0, 0, 0])
     np.testing.assert_array_equal(outlier, [0, 0, 0, 0, 0, 0, 1])
+    # without length outliers (max_norm_ratio None) the same deltas: free riders alike
+    free_, outlier, median_ = norm_screen(deltas, 1.0, free_rider_ratio=0.1,
+                                          max_norm_ratio=None)
+    np.testing.assert_array_equal(free_, free)
+    assert not outlier.any() and median_ == median
+
+
+def test_without_length_outliers_a_long_update_is_clipped_not_rejected():
+    g = np.zeros(2)
+    updates = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.5], [40.0, 0.0]])
+    weights = np.ones(5)
+    screened = FairFL(min_samples=2).aggregate(g, updates, weights)
+    assert screened.reasons == {4: Reason.NORM_OUTLIER}
+    kept = FairFL(min_samples=2, max_norm_ratio=None).aggregate(g, updates, weights)
+    assert 4 not in kept.reasons
+    assert 4 in kept.accepted  # clipped to twice the accepted deltas' median length (√2)
+    np.testing.assert_allclose(kept.params, [(1.0 + 1.0 + 2 * math.sqrt(2)) / 3, 1 / 3])
 
 
 def test_chance_similarity():

@@ -56,6 +56,8 @@ def test_strategy_names_are_the_issue_list():
     ("fairfl", {"full_tolerance_at": -0.5}),
     ("fairfl", {"free_rider_ratio": 1.0}),
     ("fairfl", {"max_norm_ratio": 1.0}),
+    ("fairfl", {"max_norm_ratio": float("inf")}),
+    ("fairfl", {"max_norm_ratio": True}),
     ("fairfl", {"similarity_z": 0}),
     ("fairfl", {"clip_ratio": 0.5}),
 ])

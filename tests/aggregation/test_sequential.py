@@ -1,4 +1,5 @@
-"""FairFL's sequential option for DP tasks: the noise control with one draw's luck counted
+"""FairFL's sequential test for DP tasks (a new DP task's default since 2026-12-05): the
+noise control with one draw's luck counted
 (:func:`noise_margin` with several pairs), each update's z-score against noise of its size
 (:func:`noise_evidence`), and the test on a sender's z-scores summed over its rounds
 (:func:`sequential_out`)."""

@@ -594,7 +594,7 @@ def test_the_dp_benchmark_schedules_attackers_that_build_credit_first(tmp_path):
                         ("noiseless", ["--attack-from", "2", "--credit-without-noise"])):
         out = tmp_path / f"{name}.json"
         run("benchmarks.privacy_dp", "--seeds", "1", "--epsilons", "8", "--clients", "3",
-            "--rounds", "3", "--steps", "10", "--strategies", "fedavg", "--skip-no-dp",
+            "--rounds", "3", "--steps", "10", "--strategies", "fairfl-dp", "--skip-no-dp",
             "--skip-clip-only", "--attack", "sign_flip", "--malicious", "0.34",
             "--accountant", "rdp", *extra, "--json", str(out), "--plot", str(tmp_path / "p.png"))
         made = json.loads(out.read_text())
@@ -602,6 +602,10 @@ def test_the_dp_benchmark_schedules_attackers_that_build_credit_first(tmp_path):
         first = 3 if name == "from3" else 2
         assert row["attack_rounds"] == list(range(first, 4))
         assert row["tpr"] in (0.0, 1.0) if first == 3 else row["tpr"] in (0.0, 0.5, 1.0)
+        # its rejections in rounds before `first` are counted apart from the TPR
+        attacked = sum(r for n, r in enumerate(row["rejected_per_round"], 1) if n >= first)
+        assert row["attackers_rejected_when_honest"] <= sum(row["rejected_per_round"]) - attacked
+        assert round(row["tpr"] * (4 - first)) <= attacked
         assert made["settings"]["schedule"]["first"] == first
         curves[name] = row["curve"]
     assert curves["from2"][0] == curves["from3"][0]  # round 1: honest in both
@@ -611,6 +615,36 @@ def test_the_dp_benchmark_schedules_attackers_that_build_credit_first(tmp_path):
                                          "--attack-every", "2")
     assert "honest rounds" in run_fails("benchmarks.privacy_dp", "--attack", "sign_flip",
                                         "--credit-without-noise")
+
+
+def test_an_attacker_drops_its_noise_only_in_its_honest_rounds_and_only_if_told():
+    from benchmarks.privacy_dp import Calibration, noise_multiplier
+
+    calibration = Calibration(8.0, (0.2, 0.3), (2.5, 4.0), (8.0, 8.0), True, True)
+    assert noise_multiplier(calibration, 1, True, False, True) == 0.0  # credit, no noise
+    assert noise_multiplier(calibration, 1, True, True, True) == 4.0  # attacks with noise
+    assert noise_multiplier(calibration, 1, False, False, True) == 4.0  # honest client
+    assert noise_multiplier(calibration, 1, True, False, False) == 4.0  # not told to
+    assert noise_multiplier(None, 0, False, True, False) == 0.0  # σ = 0 (clipping alone)
+
+
+def test_the_dp_benchmarks_rules_keep_their_published_meaning_whatever_a_new_task_records():
+    """fairfl-dp is the single-round test with length outliers, as its published tables
+    were made, though a new DP task's document records the sequential test."""
+    from benchmarks.privacy_dp import Setting, honest_federation, strategy_for
+
+    fed = honest_federation(1, Setting(clients=4, rounds=1, steps=1))
+    rules = {name: strategy_for(fed, name) for name in (
+        "fairfl-dp", "fairfl-dp-seq", "fairfl-dp-median-clip", "fairfl-dp-seq-no-outliers")}
+    assert {n: r.sequential for n, r in rules.items()} == {
+        "fairfl-dp": False, "fairfl-dp-seq": True, "fairfl-dp-median-clip": False,
+        "fairfl-dp-seq-no-outliers": True}
+    assert {n: r.max_norm_ratio for n, r in rules.items()} == {
+        "fairfl-dp": 3.0, "fairfl-dp-seq": 3.0, "fairfl-dp-median-clip": 3.0,
+        "fairfl-dp-seq-no-outliers": None}
+    assert [r.clip_ratio for r in rules.values()] == [2.0, 2.0, 1.0, 2.0]
+    assert all(r.noise_control and r.chance_z > 60 for r in rules.values())  # √4810 ≈ 69
+    assert not strategy_for(fed, "fairfl").noise_control
 
 
 def test_padding_lengthens_only_the_attackers_shorter_deltas_and_keeps_their_own_part():

@@ -120,3 +120,27 @@ def test_a_sign_flipper_from_round_three_submits_its_honest_update_before():
     np.testing.assert_array_equal(bad[0].poison(g + 1, honest), honest)
     flipped = bad[0].poison(g + 2, honest)
     assert float(np.dot(flipped - (g + 2), honest - (g + 2))) < 0  # round 3: flipped
+
+
+def test_held_out_counts_a_credit_builders_attack_rounds_only():
+    """benchmarks.held_out's TPR: an attacker's rejections in its honest rounds count
+    neither as caught nor as honest submissions turned away."""
+    from types import SimpleNamespace
+
+    from benchmarks.held_out import detection
+
+    config = SimulationConfig(clients=4, malicious=0.25, attack="sign_flip", attack_from=3)
+    fed = SimpleNamespace(config=config, clients=[SimpleNamespace(malicious=i == 0)
+                                                   for i in range(4)])
+
+    def rnd(number, accepted):
+        return SimpleNamespace(round=number, submitted=[0, 1, 2, 3],
+                               decision=SimpleNamespace(accepted=accepted))
+
+    # the attacker (0) is turned away in rounds 1, 2 and 3, honest client 1 in round 2
+    run = SimpleNamespace(rounds=[rnd(1, [1, 2, 3]), rnd(2, [2, 3]), rnd(3, [1, 2, 3]),
+                                  rnd(4, [0, 1, 2, 3])],
+                          earned=lambda: np.ones(4), blacklisted=[])
+    found = detection(fed, run)
+    assert found["tpr"] == 0.5  # rounds 3 and 4, caught in 3; rounds 1 and 2 do not count
+    assert found["fpr"] == 1 / 12
