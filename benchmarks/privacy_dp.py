@@ -580,7 +580,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
     epsilons = sorted({r["epsilon"] for r in rows if r["epsilon"] is not None})
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4))
     colours = {"fedavg": "#1f77b4", "fairfl": "#d62728", NO_NOISE_CHECK: "#ff7f0e",
-               DP_GATE: "#2ca02c", DP_MEDIAN_CLIP: "#9467bd", DP_SEQUENTIAL: "#e377c2"}
+               DP_GATE: "#2ca02c", DP_MEDIAN_CLIP: "#9467bd", DP_SEQUENTIAL: "#e377c2",
+               DP_NO_OUTLIERS: "#17becf"}
     for strategy in STRATEGIES:
         mine = [r for r in rows if r["strategy"] == strategy]
         if not mine:
