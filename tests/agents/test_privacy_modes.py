@@ -454,8 +454,11 @@ def test_a_new_example_dp_task_records_the_sequential_test_and_an_older_one_keep
 
     dp = build_plan(TrainingMode.DP, epsilon=8)
     new = built(dp)
-    assert new.aggregation.options == {"sequential": True}
-    assert task_strategy(new, X, y).sequential and task_strategy(new, X, y).noise_control
+    assert new.aggregation.options == {"sequential": True, "max_norm_ratio": None}
+    rule = task_strategy(new, X, y)
+    assert rule.sequential and rule.noise_control and rule.max_norm_ratio is None
+    assert built(dp, max_norm_ratio=3.0).aggregation.options == {
+        "max_norm_ratio": 3.0, "sequential": True}
     pruned = built(build_plan(TrainingMode.DP | TrainingMode.PRUNING, epsilon=8,
                               prune_ratio=0.9))
     assert pruned.aggregation.options["sequential"] is True
@@ -466,12 +469,13 @@ def test_a_new_example_dp_task_records_the_sequential_test_and_an_older_one_keep
                                                 dp_level="participant")).aggregation.options
     assert "sequential" not in built(None).aggregation.options
     older = world.document.model_copy(update={"privacy": dp})  # as read from the store
-    assert not task_strategy(older, X, y).sequential and task_strategy(older, X, y).noise_control
+    old_rule = task_strategy(older, X, y)
+    assert not old_rule.sequential and old_rule.noise_control and old_rule.max_norm_ratio == 3.0
     # the same document read back from its JSON keeps what it recorded
     again = TaskDocument.model_validate_json(new.model_dump_json())
-    assert again.aggregation.options == {"sequential": True}
+    assert again.aggregation.options == {"sequential": True, "max_norm_ratio": None}
     marked = built(build_plan(TrainingMode.DP | TrainingMode.WATERMARK, epsilon=8))
-    assert set(marked.aggregation.options) == {"chance_z", "sequential"}
+    assert set(marked.aggregation.options) == {"chance_z", "sequential", "max_norm_ratio"}
 
 
 def test_simulate_publishes_a_dp_task_with_the_sequential_test_unless_told_otherwise():
@@ -482,7 +486,8 @@ def test_simulate_publishes_a_dp_task_with_the_sequential_test_unless_told_other
 
     config = SimulationConfig(mode="dp", epsilon=8.0, clients=4, rounds=1)
     fed = federation(config)
-    assert task_document(config, fed.spec, fed.data).aggregation.options == {"sequential": True}
+    assert task_document(config, fed.spec, fed.data).aggregation.options == {
+        "sequential": True, "max_norm_ratio": None}
     single = config.model_copy(update={"rule_options": {"sequential": False}})
     assert task_document(single, fed.spec, fed.data).aggregation.options == {
         "sequential": False}
