@@ -96,9 +96,12 @@ def task() -> None:
               "summed over its rounds (sequential, default true since 2026-12-05: honest DP "
               "updates turned away at most 1.5 % of the time, where sequential=false, the "
               "single-round test, reached 8.5 % at epsilon 1 and banned honest members; "
-              "the cost: 5-7 points of accuracy lost to label flippers and noise senders at "
-              "epsilon 2, and fewer attackers banned). What these, noise_control=false and "
-              "clip_ratio=1 cost in dp tasks is measured in docs/privacy-dp.md.")
+              "the cost: 5-8 points of accuracy lost at epsilon 2 to label flippers, noise "
+              "senders and attackers who attack every other round, and fewer attackers "
+              "banned); with it, step 1 rejects no update "
+              "for its length, mostly its sender's noise in a dp task (max_norm_ratio=3 "
+              "keeps the screen). What these, noise_control=false and clip_ratio=1 cost in "
+              "dp tasks is measured in docs/privacy-dp.md.")
 @click.option("--metric", default="accuracy", show_default=True,
               help="Task metric for scoring (accuracy, f1_macro, ...).")
 @click.option("--aggregator", "aggregator_alias", required=True, metavar="ALIAS",
