@@ -149,16 +149,15 @@ class TaskDocument(Document):
         document made before 2026-12-05 carries none and keeps the check.
 
         Likewise a new FairFL task with example-level DP and the gate's noise control records
-        ``sequential: true`` unless its options set ``sequential`` or turn the control off:
-        each sender is judged on its noise tests summed over its rounds, which kept honest
-        DP updates' FPR under 0.05 wherever the gate decided (docs/privacy-dp.md, "The
-        sequential test ..., the default since 2026-12-05", with what it costs). With it,
-        unless the options set ``max_norm_ratio``, the document records ``max_norm_ratio:
+        ``sequential: true`` unless its options set ``sequential`` or turn the control off: each
+        sender is judged on its noise tests summed over its rounds, which kept honest DP updates'
+        FPR under 0.05 wherever the gate decided (docs/privacy-dp.md, "The sequential test ..., the
+        default since 2026-12-05", with what it costs). With the sequential test (by default or
+        named), unless the options set ``max_norm_ratio``, the document records ``max_norm_ratio:
         null``: step 1 turns no update away for its length, which in a DP task is mostly its
-        sender's noise (attackers who shorten the round's median length made the noisiest
-        honest client an outlier; the combination's clip still bounds a long update). A DP
-        document made before carries neither and keeps the single-round control and the
-        length outliers."""
+        sender's noise (attackers who shorten the round's median length made the noisiest honest
+        client an outlier; the combination's clip still bounds a long update). A DP document made
+        before carries neither and keeps the single-round control and the length outliers."""
         try:
             document = cls(**fields)
         except ValidationError as err:
@@ -170,10 +169,10 @@ class TaskDocument(Document):
                 from fl_agent.aggregation.clustering import chance_z_off
 
                 options["chance_z"] = chance_z_off(param_count(document.model))
-            if privacy.dp is not None and privacy.dp.level == "example" \
-                    and options.get("noise_control", True) and "sequential" not in options:
-                options["sequential"] = True
-                if "max_norm_ratio" not in options:
+            if privacy.dp is not None and privacy.dp.level == "example":
+                if options.get("noise_control", True) and "sequential" not in options:
+                    options["sequential"] = True
+                if options.get("sequential") and "max_norm_ratio" not in options:
                     options["max_norm_ratio"] = None
         if options != document.aggregation.options:
             document = document.model_copy(update={"aggregation": document.aggregation

@@ -130,7 +130,13 @@ def test_rule_options_are_read_as_json_and_checked_against_the_rule():
     assert rule_options_of("fairfl", ("min_samples=3",)) == {"min_samples": 3}
     assert rule_options_of("fairfl", ("sequential=true",), example_dp=True) == {
         "sequential": True}
+    # null: no length outliers (a new DP task's default); 3: the screen kept
+    assert rule_options_of("fairfl", ("max_norm_ratio=null",)) == {"max_norm_ratio": None}
+    assert rule_options_of("fairfl", ("max_norm_ratio=3",), example_dp=True) == {
+        "max_norm_ratio": 3}
     for pairs, message in [(("min_samples=2.5",), "takes a whole number"),
+                           (("clip_ratio=null",), "takes a number"),
+                           (("max_norm_ratio=1",), "max_norm_ratio must be"),
                            (("clip_ratio=true",), "takes a number"),
                            (("noise_control=1",), "takes true or false"),
                            (("clip_ratio=NaN",), "not a finite number"),

@@ -463,6 +463,9 @@ def test_a_new_example_dp_task_records_the_sequential_test_and_an_older_one_keep
                               prune_ratio=0.9))
     assert pruned.aggregation.options["sequential"] is True
     assert built(dp, sequential=False).aggregation.options == {"sequential": False}
+    # named, the sequential test brings no length outliers too
+    assert built(dp, sequential=True).aggregation.options == {"sequential": True,
+                                                               "max_norm_ratio": None}
     assert not task_strategy(built(dp, sequential=False), X, y).sequential
     assert built(dp, noise_control=False).aggregation.options == {"noise_control": False}
     assert "sequential" not in built(build_plan(TrainingMode.DP, epsilon=8,
