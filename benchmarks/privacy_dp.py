@@ -155,20 +155,32 @@ def honest_federation(seed: int, setting: Setting, attack: str = "none",
     poisoned data like everyone else; a model attacker changes its DP-SGD update, in the
     rounds its ``schedule`` names (model attacks only: the simulation's data attacker on a
     schedule trains its attack rounds without DP)."""
-    from fl_agent.errors import ConfigError
-    from fl_agent.simulation.attacks import MODEL_ATTACKS
     from fl_agent.simulation.config import SimulationConfig
     from fl_agent.simulation.offline import federation
 
-    if schedule != ALWAYS and attack not in MODEL_ATTACKS:
-        raise ConfigError(f"an attack schedule needs a model attack here, not {attack!r}: "
-                          "the simulation's data attacker on a schedule trains its attack "
-                          "rounds without DP")
+    check_schedule(attack, schedule)
     return federation(SimulationConfig(
         seed=seed, clients=setting.clients, rounds=setting.rounds, steps=setting.steps,
         attack=attack, malicious=malicious, batch_size=setting.batch_size, lr=setting.lr,
         scoring="loo", device_spread=1.0, model=setting.model,
         attack_every=schedule.every, attack_from=schedule.first))
+
+
+def check_schedule(attack: str, schedule: Schedule) -> None:
+    """Raises :class:`ConfigError` unless ``schedule`` fits ``attack``: a schedule needs a
+    model attack (the simulation's data attacker on a schedule trains its attack rounds
+    without DP), and noiseless credit needs honest rounds."""
+    from fl_agent.errors import ConfigError
+    from fl_agent.simulation.attacks import MODEL_ATTACKS
+
+    if schedule != ALWAYS and attack not in MODEL_ATTACKS:
+        raise ConfigError("--attack-every, --attack-from and --credit-without-noise need a "
+                          "model --attack (sign_flip, gaussian, scaling, free_rider, "
+                          "noisy_free_rider): a data attacker on a schedule would train its "
+                          "attack rounds without DP")
+    if schedule.noiseless_credit and schedule.every == 1 and schedule.first == 1:
+        raise ConfigError("--credit-without-noise needs honest rounds: give --attack-from "
+                          "or --attack-every")
 
 
 def calibrate(sizes: list[int], setting: Setting, epsilon: float) -> Calibration:
@@ -725,19 +737,15 @@ def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no
          malicious: float, json_path: Path, plot_path: Path) -> None:
     import torch
 
-    from fl_agent.simulation.attacks import MODEL_ATTACKS
+    from fl_agent.errors import ConfigError
 
     if pad and attack == "none":
         raise click.UsageError("--pad pads the attackers' updates: name an --attack")
     schedule = Schedule(attack_every, attack_from, noiseless_credit)
-    if schedule != ALWAYS and attack not in MODEL_ATTACKS:
-        raise click.UsageError("--attack-every, --attack-from and --credit-without-noise need "
-                               "a model --attack (sign_flip, gaussian, free_rider, "
-                               "noisy_free_rider): a data attacker on a schedule would train "
-                               "its attack rounds without DP")
-    if noiseless_credit and attack_every == 1 and attack_from == 1:
-        raise click.UsageError("--credit-without-noise needs honest rounds: give "
-                               "--attack-from or --attack-every")
+    try:
+        check_schedule(attack, schedule)
+    except ConfigError as err:
+        raise click.UsageError(str(err)) from None
     torch.set_num_threads(1)
     setting = Setting(clients=clients, rounds=rounds, steps=steps, batch_size=batch_size,
                       lr=lr, dp_lr=dp_lr, clip=clip, momentum=momentum,
