@@ -34,6 +34,7 @@ on seeds 101-103. The evaluation seeds 11-15 were used for none of them.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -137,11 +138,51 @@ def watermark_plan(hinge: str = "reach", reach: float | None = None,
     return plan
 
 
+class ShareScaledMarks:
+    """Rule R43's candidate, tried on the tuning seeds and not adopted: each honest client's
+    hook rebuilt at the first step of each round with the reach
+    :func:`benchmarks.privacy_watermark.reach_for` gives its sample count, given the mean
+    weight the round before accepted (:meth:`on_round` reads it from the offline run's
+    decision, as a participant would from the chain)."""
+
+    def __init__(self, fed: Federation, keys: dict[int, Any], mark: Any, lr: float | None,
+                 share_cap: float) -> None:
+        self.fed, self.keys, self.mark, self.lr = fed, keys, mark, lr
+        self.share_cap = share_cap
+        self.mean: float | None = None
+
+    def hook(self, i: int) -> Any:
+        from benchmarks.privacy_watermark import reach_for
+        from fl_agent.privacy.watermark import embed_hook
+
+        client, mark = self.fed.clients[i], self.mark
+        current: list[Any] = [None]
+
+        def hook(step: int, parameters: Any) -> None:
+            if step == 0:
+                current[0] = embed_hook(self.fed.spec, self.keys[i], mark.strength,
+                                        mark.margin, reach_for(mark.reach, len(client.y),
+                                                               self.mean, self.share_cap),
+                                        lr=self.lr)
+            current[0](step, parameters)
+
+        return hook
+
+    def on_round(self, row: Any) -> None:
+        from benchmarks.privacy_watermark import mean_weight
+
+        clients = self.fed.clients
+        claims = [clients[i].claimed_samples or len(clients[i].y) for i in row.submitted]
+        self.mean = mean_weight(claims, row.decision.accepted)
+
+
 def honest_marks(fed: Federation, hinge: str = "reach", reach: float | None = None,
-                 bits: int | None = None) -> tuple[dict[int, Any], list[Any]]:
-    """Each honest client's key (``benchmarks.privacy_watermark.bench_key``) and every
-    client's gradient hook: the task's watermark for the honest, none for attackers (whose
-    marks are not what is measured)."""
+                 bits: int | None = None, share_cap: float | None = None
+                 ) -> tuple[dict[int, Any], list[Any], Callable[[Any], None] | None]:
+    """Each honest client's key (``benchmarks.privacy_watermark.bench_key``), every client's
+    gradient hook (the task's watermark for the honest, none for attackers, whose marks are
+    not what is measured) and, with a ``share_cap`` (:class:`ShareScaledMarks`), the
+    callback the run must call after each round."""
     from benchmarks.privacy_watermark import bench_key
     from fl_agent.privacy.watermark import embed_hook
 
@@ -149,9 +190,13 @@ def honest_marks(fed: Federation, hinge: str = "reach", reach: float | None = No
     keys = {i: bench_key(fed.config.seed, i, mark.bits, None)
             for i, c in enumerate(fed.clients) if not c.malicious}
     lr = None if mark.reach is None else fed.config.lr  # as the participant agent passes it
+    if share_cap is not None:
+        scaled = ShareScaledMarks(fed, keys, mark, lr, share_cap)
+        return keys, [scaled.hook(i) if i in keys else None
+                      for i in range(len(fed.clients))], scaled.on_round
     hooks = [embed_hook(fed.spec, keys[i], mark.strength, mark.margin, mark.reach, lr=lr)
              if i in keys else None for i in range(len(fed.clients))]
-    return keys, hooks
+    return keys, hooks, None
 
 
 def marks_verified(fed: Federation, run: OfflineRun, keys: dict[int, Any]) -> dict[str, Any]:
@@ -170,7 +215,8 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
             decide: Decide = decide_as_on_chain,
             tolerance: float | None = None, partition: str = "dirichlet",
             noise_check: bool = True, watermark: str | None = None,
-            reach: float | None = None, bits: int | None = None) -> list[dict[str, Any]]:
+            reach: float | None = None, bits: int | None = None,
+            share_cap: float | None = None) -> list[dict[str, Any]]:
     rows = []
     for seed in seeds:
         base = clean_fedavg(seed, rounds, device_spread, partition)
@@ -186,13 +232,15 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
             if not noise_check:  # a chance level of 1: what DP and watermark tasks run
                 strategy = replace(strategy, chance_z=chance_z_off(param_count(fed.spec)))
             plan = watermark_plan(watermark, reach, bits) if watermark else None
-            keys, hooks = honest_marks(fed, watermark, reach, bits) if watermark \
-                else ({}, None)
-            run = run_offline(fed, decide=decide, strategy=strategy, hooks=hooks)
+            keys, hooks, after = honest_marks(fed, watermark, reach, bits, share_cap) \
+                if watermark else ({}, None, None)
+            run = run_offline(fed, decide=decide, strategy=strategy, hooks=hooks,
+                              on_round=after)
             row = {"seed": seed, "attack": name, "partition": partition,
                    "noise_check": noise_check, "watermark": watermark,
                    "reach": plan.watermark.reach if plan else None,
                    "bits": plan.watermark.bits if plan else None,
+                   "share_cap": share_cap if plan else None,
                    "accuracy": run.test_accuracy,
                    "clean": base, "ratio": run.test_accuracy / base,
                    "asr": attack_rate(fed, run), **detection(fed, run),
@@ -289,12 +337,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bits", type=int, default=None,
                         help="with --watermark: another signature length than the task "
                              "default (tuning seeds only)")
+    parser.add_argument("--share-cap", type=float, default=None,
+                        help="with --watermark reach: rule R43's candidate, not adopted: a "
+                             "participant below the round's mean weight pushes up to this "
+                             "many times the reach (1: the same reach for all, as the task "
+                             "does; benchmarks.privacy_watermark.reach_for; tuning seeds)")
     parser.add_argument("--json", type=Path, default=Path("reports/bench/held_out.json"))
     args = parser.parse_args(argv)
     if args.bits is not None and (args.watermark is None or args.bits < 1):
         parser.error("--bits needs --watermark and a positive number")
     if args.reach is not None and (args.watermark != "reach" or args.reach <= 0):
         parser.error("--reach needs --watermark reach and a positive number")
+    if args.share_cap is not None and (args.watermark != "reach" or args.share_cap < 1):
+        parser.error("--share-cap needs --watermark reach and a number of at least 1")
     attacks = args.attacks.split(",")
     for name in attacks:
         try:
@@ -304,7 +359,7 @@ def main(argv: list[str] | None = None) -> None:
     about = machine()  # the commit and the machine, taken before the runs
     rows = measure([int(s) for s in args.seeds.split(",")], attacks, args.rounds,
                    args.device_spread, RULES[args.rule], args.tolerance, args.partition,
-                   args.noise_check, args.watermark, args.reach, args.bits)
+                   args.noise_check, args.watermark, args.reach, args.bits, args.share_cap)
     settings = {key: str(value) if isinstance(value, Path) else value
                 for key, value in vars(args).items()}
     publish({"settings": settings, "machine": about, "rows": rows}, args.json, markdown(rows))

@@ -30,9 +30,9 @@ within four rounds; nobody is removed here) and the verdicts on its final model.
 runs a watermark task's rule.
 
 ``--tune`` runs a grid instead (``--bits`` x ``--margins`` x ``--strengths`` x ``--layers`` x
-``--reaches``): per setting, the verdicts on FedAvg's and FairFL's models and FairFL's false
-positives. The defaults of the module were chosen this way on the tuning seeds 1-3 (and
-checked under attack with ``benchmarks.held_out --watermark`` on seeds 1-5).
+``--reaches`` x ``--share-caps``): per setting, the verdicts on FedAvg's and FairFL's models
+and FairFL's false positives. The defaults of the module were chosen this way on the tuning
+seeds 1-3 (and checked under attack with ``benchmarks.held_out --watermark`` on seeds 1-5).
 
 Writes ``reports/bench/privacy_watermark.json`` (``privacy_watermark_tuning.json`` with
 ``--tune``; settings, machine, every figure), a plot (``docs/plots/privacy_watermark.png``)
@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -72,10 +72,41 @@ class Settings:
     strength: float
     layer: str | None = None
     reach: float | None = None
+    share_cap: float | None = None
     rounds: int = 20
     fine_tune_steps: int = 300
     prune: float = 0.5
     wrong_keys: int = 20
+
+
+def mean_weight(claims: Sequence[float], accepted: Sequence[int]) -> float | None:
+    """The mean weight of a round's ``accepted`` updates in its average: their ``claims``
+    capped at the median of the round's other claims, as the aggregator caps them
+    (:func:`fl_agent.aggregation.rounds.capped_claims`; copies, which the aggregator also
+    merges, are not looked for). None when nothing was accepted. What a participant could
+    read from the chain (the round's ``UpdateSubmitted`` claims and ``RoundFinalized``
+    contributors); for :func:`reach_for`."""
+    from fl_agent.aggregation.rounds import capped_claims
+
+    if not len(accepted):
+        return None
+    return float(np.mean(capped_claims(np.asarray(claims, dtype=np.float64))[list(accepted)]))
+
+
+def reach_for(reach: float | None, weight: float, mean: float | None,
+              share_cap: float | None) -> float | None:
+    """Rule R43's candidate, **tried on the tuning seeds and not adopted**
+    (docs/privacy-watermark.md, "A reach that grows as the share shrinks"): a participant
+    whose update weighs ``weight`` (its samples), when the round before accepted updates of
+    ``mean`` weight on average (:func:`mean_weight`), pushes
+    ``reach * min(share_cap, max(1, mean / weight))`` (FedAvg passes a move on in proportion
+    to its weight). Without a cap, a mean (round 1) or a reach: the reach as it is."""
+    if reach is None or share_cap is None or mean is None:
+        return reach
+    if not (weight > 0 and mean > 0 and share_cap >= 1):
+        raise ValueError(f"weights must be positive and the share cap at least 1, got "
+                         f"weight={weight!r}, mean={mean!r}, share_cap={share_cap!r}")
+    return reach * min(share_cap, max(1.0, mean / weight))
 
 
 def bench_key(seed: int, client: int, bits: int, layer: str | None) -> Any:
@@ -95,10 +126,12 @@ def setup(seed: int, rounds: int, partition: str = "dirichlet") -> Any:
                                        device_spread=1.0, partition=partition))
 
 
-def federated_run(fed: Any, strategy: Any, hooks: list[Any], rounds: int,
-                  advance: Callable[[], Any] | None = None) -> tuple[np.ndarray, list[Any]]:
-    """The offline round loop with one gradient hook (or None) per client: the final global
-    vector and each round's decision."""
+def federated_run(fed: Any, strategy: Any, hooks: Callable[[float | None], list[Any]],
+                  rounds: int, advance: Callable[[], Any] | None = None
+                  ) -> tuple[np.ndarray, list[Any]]:
+    """The offline round loop: ``hooks(mean)`` gives each round's gradient hook (or None) per
+    client, given the mean weight of the updates the round before accepted (None in round
+    1; :func:`mean_weight`). Returns the final global vector and each round's decision."""
     from fl_agent.learning.models import init_params
     from fl_agent.learning.training import evaluate, round_seed, train_local, validation_scores
     from fl_agent.simulation.offline import decide_as_on_chain
@@ -109,13 +142,14 @@ def federated_run(fed: Any, strategy: Any, hooks: list[Any], rounds: int,
     shards = [(fed.data.standardize(c.X), np.asarray(c.y, dtype=np.int64)) for c in fed.clients]
     claims = np.array([len(c.y) for c in fed.clients], dtype=np.float64)
     params = init_params(spec, config.seed)
-    decisions = []
+    decisions: list[Any] = []
     for number in range(1, rounds + 1):
+        mean = mean_weight(claims, decisions[-1].accepted) if decisions else None
         updates = np.stack([
             train_local(spec, params, X, y, config.steps,
                         seed=round_seed(client.seed, number), batch_size=config.batch_size,
                         lr=config.lr, gradient_hook=hook).vector
-            for client, (X, y), hook in zip(fed.clients, shards, hooks, strict=True)])
+            for client, (X, y), hook in zip(fed.clients, shards, hooks(mean), strict=True)])
         decision = decide_as_on_chain(
             strategy, params, updates, claims,
             gate=lambda v: validation_scores(spec, v, X_val, y_val, "loss"),
@@ -241,10 +275,15 @@ class Seed:
     def run(self, strategy: Any, settings: Settings | None) -> tuple[np.ndarray, list[Any]]:
         from fl_agent.privacy.watermark import embed_hook
 
-        hooks = [None] * self.n if settings is None else [
-            embed_hook(self.spec, key, settings.strength, settings.margin, settings.reach,
-                       lr=None if settings.reach is None else self.fed.config.lr)
-            for key in self.keys(settings)]
+        def hooks(mean: float | None) -> list[Any]:
+            if settings is None:
+                return [None] * self.n
+            return [embed_hook(self.spec, key, settings.strength, settings.margin,
+                               reach_for(settings.reach, len(client.y), mean,
+                                         settings.share_cap),
+                               lr=None if settings.reach is None else self.fed.config.lr)
+                    for key, client in zip(self.keys(settings), self.fed.clients, strict=True)]
+
         return federated_run(self.fed, strategy, hooks, self.rounds, self.advance)
 
     def keys(self, settings: Settings, wrong: bool = False) -> list[Any]:
@@ -368,17 +407,18 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def tuning_markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| bits | margin γ | strength λ | layer | reach | verified (FedAvg, per seed) | "
+    lines = ["| bits | margin γ | strength λ | layer | reach | share cap | "
+             "verified (FedAvg, per seed) | "
              "after fine-tuning | after pruning | accuracy cost (points) | FairFL FPR "
              "(without: " + " / ".join(f"{r['fairfl_without']['fpr']:.3f}" for r in rows)
              + ") | clients rejected ≥ 3 times | verified on FairFL's model |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for k, first in enumerate(rows[0]["grid"]):
         s = first["settings"]
         cells = [r["grid"][k] for r in rows]
         lines.append(
             f"| {s['bits']} | {s['margin']} | {s['strength']} | {s['layer'] or 'default'} | "
-            f"{s.get('reach') or 'none'} | "
+            f"{s.get('reach') or 'none'} | {s.get('share_cap') or 'none'} | "
             + " / ".join(str(c["trained"]["verified"]) for c in cells) + " | "
             + " / ".join(str(c["fine_tuned"]["verified"]) for c in cells) + " | "
             + " / ".join(str(c["pruned"]["verified"]) for c in cells) + " | "
@@ -473,6 +513,11 @@ def _numbers(kind: type, text: str) -> list[Any]:
               help="how far past the round's global margin a bit short of it is pushed, "
               "comma-separated; 'none': FedIPR's hinge, which stops at the local margin (see "
               "embed_hook; default: the module's DEFAULT_REACH)")
+@click.option("--share-caps", default=None,
+              help="rule R43's candidate, not adopted: how much further a participant below "
+              "the round's mean weight pushes (at most this many times the reach; see "
+              "reach_for), comma-separated; 'none' (the default): no further, as the task "
+              "does")
 @click.option("--rounds", type=click.IntRange(1), default=20, show_default=True)
 @click.option("--fine-tune-steps", type=click.IntRange(1), default=300, show_default=True)
 @click.option("--wrong-keys", type=click.IntRange(1), default=20, show_default=True)
@@ -488,7 +533,8 @@ def _numbers(kind: type, text: str) -> list[Any]:
               default=Path("docs/plots/privacy_watermark.png"), show_default=True,
               help="the evaluation's plot (not drawn with --tune)")
 def main(seeds: str, bits_text: str, tune: bool, margins: str | None, strengths: str | None,
-         layers: str, reaches: str | None, rounds: int, fine_tune_steps: int, wrong_keys: int,
+         layers: str, reaches: str | None, share_caps: str | None, rounds: int,
+         fine_tune_steps: int, wrong_keys: int,
          partition: str, fairfl: bool, json_path: Path | None, plot_path: Path) -> None:
     import torch
 
@@ -509,14 +555,20 @@ def main(seeds: str, bits_text: str, tune: bool, margins: str | None, strengths:
                   for part in reaches.split(",")] if reaches else [watermark.DEFAULT_REACH]
     if any(r is not None and r <= 0 for r in reach_list):
         raise click.BadParameter("reaches must be positive or 'none'", param_hint="--reaches")
+    cap_list = [None if part.strip() == "none" else _numbers(float, part)[0]
+                for part in share_caps.split(",")] if share_caps \
+        else [None]
+    if any(c is not None and c < 1 for c in cap_list):
+        raise click.BadParameter("share caps must be at least 1 or 'none'",
+                                 param_hint="--share-caps")
     common = {"rounds": rounds, "fine_tune_steps": fine_tune_steps, "wrong_keys": wrong_keys}
-    grid = [Settings(bits, margin, strength, layer, reach, **common) for bits in bits_list
-            for margin in margin_list for strength in strength_list for layer in layer_list
-            for reach in reach_list]
+    grid = [Settings(bits, margin, strength, layer, reach, cap, **common)
+            for bits in bits_list for margin in margin_list for strength in strength_list
+            for layer in layer_list for reach in reach_list for cap in cap_list]
     # FairFL's runs mark with the default bit count if the sweep has it, else its largest
     base = Settings(watermark.DEFAULT_BITS if watermark.DEFAULT_BITS in bits_list
                     else max(bits_list), margin_list[0], strength_list[0], layer_list[0],
-                    reach_list[0], **common)
+                    reach_list[0], cap_list[0], **common)
     runs = 2 + 2 * len(grid) if tune else 1 + len(bits_list) + 3 * fairfl
     about = machine()
     rows = []

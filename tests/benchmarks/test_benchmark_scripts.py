@@ -317,6 +317,8 @@ def test_the_held_out_benchmark_scores_every_run_against_the_targets(tmp_path):
     marks = row["watermarks"]  # 6 of the 20 attack, the other 14 embed their keys
     assert row["watermark"] and marks["honest"] == 14 and "honest keys verified" in table
     assert 0 <= marks["verified"] == 14 - len(marks["not_verified"])
+    assert "--share-cap needs --watermark reach" in run_fails("benchmarks.held_out",
+                                                                "--share-cap", "2")
     assert "--reach needs --watermark reach" in run_fails("benchmarks.held_out", "--reach",
                                                           "0.3")
     bad = run_fails("benchmarks.held_out", "--attacks", "no_such_attack")
@@ -567,6 +569,7 @@ def test_the_privacy_benchmarks_run_on_tiny_settings(tmp_path):
     assert [g["settings"]["reach"] for g in grid] == [None, 0.25]
     assert all(0 <= g["fairfl"]["verified"] <= 20 for g in grid)
     assert "--reaches" in run_fails("benchmarks.privacy_watermark", "--reaches", "-1")
+    assert "--share-caps" in run_fails("benchmarks.privacy_watermark", "--share-caps", "0.5")
 
 
 def test_a_dp_runs_figures_do_not_depend_on_the_other_runs_of_the_command(tmp_path):
