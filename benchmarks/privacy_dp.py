@@ -148,10 +148,12 @@ class Calibration:
 
 
 def honest_federation(seed: int, setting: Setting, attack: str = "none",
-                      malicious: float = 0.0, schedule: Schedule = ALWAYS) -> Any:
+                      malicious: float = 0.0, schedule: Schedule = ALWAYS,
+                      flip_scale: float = 1.0) -> Any:
     """The simulation's federation (data, split, shards) for ``seed``, every client honest
-    unless ``attack`` names one for a ``malicious`` share of them, with the setting's
-    clients, rounds, steps, batch and no-DP lr. A data attacker trains with DP-SGD on its
+    unless ``attack`` names one for a ``malicious`` share of them (a sign flipper sends
+    ``flip_scale`` times its delta, reversed), with the setting's clients, rounds, steps,
+    batch and no-DP lr. A data attacker trains with DP-SGD on its
     poisoned data like everyone else; a model attacker changes its DP-SGD update, in the
     rounds its ``schedule`` names (model attacks only: the simulation's data attacker on a
     schedule trains its attack rounds without DP)."""
@@ -163,7 +165,7 @@ def honest_federation(seed: int, setting: Setting, attack: str = "none",
         seed=seed, clients=setting.clients, rounds=setting.rounds, steps=setting.steps,
         attack=attack, malicious=malicious, batch_size=setting.batch_size, lr=setting.lr,
         scoring="loo", device_spread=1.0, model=setting.model,
-        attack_every=schedule.every, attack_from=schedule.first))
+        attack_every=schedule.every, attack_from=schedule.first, flip_scale=flip_scale))
 
 
 def check_schedule(attack: str, schedule: Schedule) -> None:
@@ -723,6 +725,10 @@ def federation_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--credit-without-noise", "noiseless_credit", is_flag=True,
               help="in their honest rounds the attackers train with σ = 0 (clipped, no "
                    "noise): updates that score far above noise of their size")
+@click.option("--flip-scale", default=1.0, show_default=True,
+              type=click.FloatRange(min=1.0, max=1000.0),
+              help="with --attack sign_flip: the attackers send this many times their delta, "
+                   "reversed (10: a scaled poisoned update, as in model replacement)")
 @click.option("--malicious", default=0.3, show_default=True,
               type=click.FloatRange(0, 0.5, min_open=True, max_open=True),
               help="the attackers' share, with --attack")
@@ -734,13 +740,16 @@ def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no
          with_clip_only: bool, clients: int, rounds: int, steps: int, batch_size: int,
          lr: float, dp_lr: float, clip: float, momentum: float, accountant: str, model: str,
          attack: str, pad: bool, attack_every: int, attack_from: int, noiseless_credit: bool,
-         malicious: float, json_path: Path, plot_path: Path) -> None:
+         flip_scale: float, malicious: float, json_path: Path, plot_path: Path) -> None:
     import torch
 
     from fl_agent.errors import ConfigError
 
     if pad and attack == "none":
         raise click.UsageError("--pad pads the attackers' updates: name an --attack")
+    if flip_scale != 1.0 and attack != "sign_flip":
+        raise click.UsageError("--flip-scale scales a sign flipper's update: give --attack "
+                               "sign_flip")
     schedule = Schedule(attack_every, attack_from, noiseless_credit)
     try:
         check_schedule(attack, schedule)
@@ -763,7 +772,8 @@ def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no
         task = progress.add_task("rounds", total=len(plan) * rounds)
         for seed in seeds:
             fed = honest_federation(seed, setting, attack,
-                                    malicious if attack != "none" else 0.0, schedule)
+                                    malicious if attack != "none" else 0.0, schedule,
+                                    flip_scale)
             sizes = [len(c.y) for c in fed.clients]
             progress.update(task, description=f"seed {seed}: training cost")
             costs.append(training_cost(fed, setting))
@@ -783,7 +793,8 @@ def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no
                 # the draws the runs before it left (and a run's figures would depend on which
                 # other strategies and levels the command named).
                 fresh = honest_federation(seed, setting, attack,
-                                          malicious if attack != "none" else 0.0, schedule)
+                                          malicious if attack != "none" else 0.0, schedule,
+                                          flip_scale)
                 row = measure_run(fresh, strategy, level, setting, calibrated.get(level),
                                   on_round=lambda: progress.advance(task), pad=pad,
                                   noiseless_credit=noiseless_credit)
@@ -797,6 +808,7 @@ def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no
     result = {"settings": {**asdict(setting), "seeds": seeds, "epsilons": epsilons,
                            "strategies": strategies, "scoring": "loo", "blacklist": False,
                            "attack": attack, "pad": pad,
+                           **({"flip_scale": flip_scale} if flip_scale != 1.0 else {}),
                            **({"schedule": asdict(schedule)} if schedule != ALWAYS else {}),
                            "pad_to": f"{PAD_SHARE_OF_CLIP} x the rule's clip_ratio (FairFL's "
                                      "for a rule without one) x the round's median honest "

@@ -86,7 +86,8 @@ def client_data(config: SimulationConfig, plans: list[ClientPlan], train: Any,
     attackers share one :class:`Collusion`, which needs ``trainer``, as does a data attacker
     that attacks only in some rounds (``config.attacks_sometimes``): it keeps its clean
     data, and in its attack rounds its hook trains on the poisoned copy instead."""
-    attack = Attack(config.attack, poison_fraction=config.poison_fraction)
+    attack = Attack(config.attack, poison_fraction=config.poison_fraction,
+                    flip_scale=config.flip_scale)
     sometimes = config.attacks_sometimes
     if trainer is None and (config.attack in COLLUDING_ATTACKS
                             or (sometimes and config.attack in DATA_ATTACKS)):

@@ -64,6 +64,9 @@ class SimulationConfig(BaseModel):
     trigger_value: Literal["in_range", "out_of_range"] = "in_range"
     #: Share of a backdoor attacker's examples that carry the trigger.
     poison_fraction: float = Field(0.5, gt=0.0, le=1.0)
+    #: How many times its own (honest) delta a ``sign_flip`` attacker sends, reversed: 1
+    #: flips it; more also boosts it, the sign flip scaled as in model replacement.
+    flip_scale: float = Field(1.0, gt=0.0, le=1000.0)
     #: Attackers attack in rounds f, f + k, f + 2k, ... (``attack_from`` f, ``attack_every``
     #: k) and train honestly in the other rounds: k = 2 attacks every other round, to stay
     #: below a blacklist threshold; f > 1 is honest first, to build a record (credit) the

@@ -128,7 +128,7 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
     # Checked before any chain work; an he plan exists only once its keys are made, below.
     document = None if he else task_document(config, spec, data_spec)
     clients = plan_clients(config, splits.train.y)
-    attack = Attack(config.attack)
+    attack = Attack(config.attack, flip_scale=config.flip_scale)
     trigger = backdoor_trigger(config, dataset.feature_shape, splits.train.X)
 
     # -- chain ---------------------------------------------------------------------------

@@ -618,6 +618,8 @@ def test_the_dp_benchmark_schedules_attackers_that_build_credit_first(tmp_path):
                                          "--attack-every", "2")
     assert "honest rounds" in run_fails("benchmarks.privacy_dp", "--attack", "sign_flip",
                                         "--credit-without-noise")
+    assert "give --attack sign_flip" in run_fails("benchmarks.privacy_dp", "--attack",
+                                                  "gaussian", "--flip-scale", "10")
 
 
 def test_an_attacker_drops_its_noise_only_in_its_honest_rounds_and_only_if_told():

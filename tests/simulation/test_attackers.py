@@ -122,6 +122,14 @@ def test_a_sign_flipper_from_round_three_submits_its_honest_update_before():
     assert float(np.dot(flipped - (g + 2), honest - (g + 2))) < 0  # round 3: flipped
 
 
+@pytest.mark.parametrize("scale", [1.0, 10.0])
+def test_a_sign_flipper_sends_its_delta_reversed_and_scaled_by_the_configs_flip_scale(scale):
+    config = SimulationConfig(clients=6, malicious=0.34, attack="sign_flip", flip_scale=scale)
+    bad = [c for c in federation(config).clients if c.malicious]
+    g = np.ones(4, np.float32)
+    np.testing.assert_allclose(bad[0].poison(g, g + 0.5), g - 0.5 * scale)
+
+
 def test_held_out_counts_a_credit_builders_attack_rounds_only():
     """benchmarks.held_out's TPR: an attacker's rejections in its honest rounds count
     neither as caught nor as honest submissions turned away."""
