@@ -35,9 +35,11 @@ docs/privacy-watermark.md): FedAvg averages each participant's mark by its share
 weight. With FedIPR's hinge alone (``reach=None``), a participant with a small share (a
 few per cent of the data, out of twenty) did not get its mark into the global model; the
 reach fixes most of that, up to what FairFL's norm screen lets an honest update be (a
-participant with well under 2 % of the data may still be diluted). A push that strong made
-an update look like noise to FairFL's NOISE check (a direction no other update shares),
-which a watermark task runs without (:meth:`fl_agent.learning.task_doc.TaskDocument.build`).
+participant with about 3 % of the data or less may still be diluted: pushing further for
+small shares verified more keys but blacklisted a small honest client, rule R43). A push
+that strong made an update look like noise to FairFL's NOISE check (a direction no other
+update shares), which a watermark task runs without
+(:meth:`fl_agent.learning.task_doc.TaskDocument.build`).
 The mark is tied to weight positions: permuting hidden units (the same function) erases
 it, and whoever learns the key can train it away.
 
