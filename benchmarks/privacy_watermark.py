@@ -80,10 +80,11 @@ class Settings:
 
 
 def mean_weight(claims: Sequence[float], accepted: Sequence[int]) -> float | None:
-    """The mean weight of a round's ``accepted`` updates in its average: their ``claims``
-    capped at the median of the round's other claims, as the aggregator caps them
-    (:func:`fl_agent.aggregation.rounds.capped_claims`; copies, which the aggregator also
-    merges, are not looked for). None when nothing was accepted. What a participant could
+    """The mean weight of a round's ``accepted`` updates: their ``claims``, each capped at
+    the median of the round's other submitted claims
+    (:func:`fl_agent.aggregation.rounds.capped_claims`). The aggregator caps among the
+    accepted updates only and merges copies, so its weights can differ when updates are
+    rejected. None when nothing was accepted. What a participant could
     read from the chain (the round's ``UpdateSubmitted`` claims and ``RoundFinalized``
     contributors); for :func:`reach_for`."""
     from fl_agent.aggregation.rounds import capped_claims

@@ -34,9 +34,10 @@ What it costs and where it stops (measured by ``benchmarks.privacy_watermark``,
 docs/privacy-watermark.md): FedAvg averages each participant's mark by its share of the
 weight. With FedIPR's hinge alone (``reach=None``), a participant with a small share (a
 few per cent of the data, out of twenty) did not get its mark into the global model; the
-reach fixes most of that, up to what FairFL's norm screen lets an honest update be (a
-participant with about 3 % of the data or less may still be diluted: pushing further for
-small shares verified more keys but blacklisted a small honest client, rule R43). A push
+reach fixes most of that, up to what FairFL's norm screen lets an honest update be (on
+the evaluation seeds, the keys that still fail belong to clients with 2.0-3.0 % of the
+data; pushing further for small shares verified more keys on the tuning seeds but cost
+accuracy or blacklisted a small honest client, rule R43). A push
 that strong made an update look like noise to FairFL's NOISE check (a direction no other
 update shares), which a watermark task runs without
 (:meth:`fl_agent.learning.task_doc.TaskDocument.build`).

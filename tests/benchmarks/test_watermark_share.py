@@ -12,6 +12,7 @@ import torch
 
 from benchmarks.held_out import honest_marks
 from benchmarks.privacy_watermark import mean_weight, reach_for
+from fl_agent.aggregation.rounds import capped_claims
 from fl_agent.simulation.config import SimulationConfig
 from fl_agent.simulation.offline import federation
 
@@ -50,16 +51,36 @@ def _moved(hook, lr: float, steps: int = 30) -> float:
 
 def test_the_held_out_harness_rebuilds_each_round_with_the_last_rounds_mean_weight():
     fed = federation(SimulationConfig(attack="none", malicious=0.0, seed=1, rounds=2))
-    keys, hooks, after = honest_marks(fed, share_cap=2.0)
+    keys, hooks, after = honest_marks(fed, share_cap=10.0)  # a cap that does not bind here
     plain_keys, plain_hooks, plain_after = honest_marks(fed)
     assert plain_after is None and after is not None and keys.keys() == plain_keys.keys()
-    sizes = [len(c.y) for c in fed.clients]
+    sizes = np.array([len(c.y) for c in fed.clients])
     small, lr = int(np.argmin(sizes)), fed.config.lr
     # round 1: no record yet, the task's reach
     assert _moved(hooks[small], lr) == pytest.approx(_moved(plain_hooks[small], lr))
-    # after a round whose accepted updates weighed over twice this client's: twice as far
-    after(SimpleNamespace(submitted=tuple(range(len(sizes))),
-                          decision=SimpleNamespace(accepted=tuple(range(len(sizes))))))
-    assert mean_weight(sizes, range(len(sizes))) > 2 * sizes[small]
-    assert _moved(hooks[small], lr) == pytest.approx(2 * _moved(plain_hooks[small], lr),
+    # a round in which every other client submitted and the first three of them (positions
+    # in the submitted list, as the decision gives them) were accepted
+    submitted = tuple(range(0, len(sizes), 2))
+    after(SimpleNamespace(submitted=submitted, decision=SimpleNamespace(accepted=(0, 1, 2))))
+    capped = capped_claims(sizes[list(submitted)].astype(float))
+    mean = float(np.mean(capped[:3]))
+    assert after.__self__.mean == pytest.approx(mean)
+    factor = max(1.0, mean / sizes[small])
+    assert factor > 1.5  # the check below tells a scaled reach from the plain one
+    assert _moved(hooks[small], lr) == pytest.approx(factor * _moved(plain_hooks[small], lr),
                                                      rel=0.05)
+
+
+def test_the_watermark_benchmark_hands_each_round_the_mean_weight_the_last_accepted():
+    from benchmarks.privacy_watermark import Seed, federated_run
+
+    seed = Seed(1, 2, lambda: None)
+    seen: list[float | None] = []
+
+    def hooks(mean: float | None) -> list[None]:
+        seen.append(mean)
+        return [None] * seed.n
+
+    _, decisions = federated_run(seed.fed, seed.fedavg, hooks, 2)
+    sizes = [len(c.y) for c in seed.fed.clients]
+    assert seen == [None, pytest.approx(mean_weight(sizes, decisions[0].accepted))]
