@@ -244,6 +244,19 @@ def pad_updates(params: np.ndarray, updates: Sequence[np.ndarray], attackers: Se
     return out
 
 
+def fit_updates(params: np.ndarray, updates: Sequence[np.ndarray], attackers: Sequence[int],
+                length: float) -> list[np.ndarray]:
+    """The attackers' updates with their delta scaled to exactly ``length`` (stretched or
+    shrunk, its direction kept); the others as given."""
+    out = [np.asarray(u, dtype=np.float32) for u in updates]
+    for i in attackers:
+        delta = out[i].astype(np.float64) - params
+        norm = float(np.linalg.norm(delta))
+        if norm > 0:
+            out[i] = (params + delta * (length / norm)).astype(np.float32)
+    return out
+
+
 def pad_length(strategy: Any, honest_lengths: Sequence[float]) -> float:
     """How long a padding attacker makes its update: :data:`PAD_SHARE_OF_CLIP` of the clip of
     the rule it faces, ``clip_ratio`` times the median honest length (FairFL's ``clip_ratio``
@@ -309,13 +322,15 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
                 calibration: Calibration | None,
                 on_round: Callable[[], None] = lambda: None, *,
                 lr_factor: Callable[[int], float] | None = None,
-                tails: tuple[int, ...] = (), pad: bool = False,
+                tails: tuple[int, ...] = (), pad: bool = False, fit: bool = False,
                 noiseless_credit: bool = False) -> dict[str, Any]:
     """One task: ``level`` is :data:`NO_DP`, :data:`CLIP_ONLY` or ``"ε = <x>"`` (then
     ``calibration`` gives each client's noise). ``pad``: the attackers pad their updates
     (:func:`pad_updates`) to :data:`PAD_SHARE_OF_CLIP` of the rule's clip, taking the round's
     median honest length as known (the honest clients' σ, sample rates and steps are public
-    in their privacy receipts, which give their noise lengths). The attackers attack in the
+    in their privacy receipts, which give their noise lengths); ``fit``: they scale their
+    delta to exactly that length instead (:func:`fit_updates`: a scaled poisoned update
+    sized to be no length outlier and to lose nothing to the clip). The attackers attack in the
     rounds the federation's config names (``attacks_in``); ``noiseless_credit``: in the
     others they train with σ = 0 (:class:`Schedule`). TPR counts their attack rounds only.
 
@@ -375,13 +390,15 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
             if client.poison is not None:  # a model attacker
                 vector = np.asarray(client.poison(params, vector), dtype=np.float32)
             updates.append(vector)
-        if pad:
+        if pad or fit:
             honest = [float(np.linalg.norm(u.astype(np.float64) - params))
                       for u, c in zip(updates, fed.clients, strict=True) if not c.malicious]
-            updates = pad_updates(  # the attackers in their attack rounds
-                params, updates, [i for i, c in enumerate(fed.clients)
-                                  if c.malicious and config.attacks_in(number)],
-                pad_length(strategy, honest), np.random.default_rng([config.seed, number]))
+            attacking = [i for i, c in enumerate(fed.clients)
+                         if c.malicious and config.attacks_in(number)]
+            updates = fit_updates(params, updates, attacking, pad_length(strategy, honest)) \
+                if fit else pad_updates(  # the attackers in their attack rounds
+                    params, updates, attacking, pad_length(strategy, honest),
+                    np.random.default_rng([config.seed, number]))
         similar = cosine_similarity(np.stack(updates).astype(np.float64) - params)
         np.fill_diagonal(similar, -np.inf)
         closest.extend(similar.max(axis=1).tolist())
@@ -534,7 +551,8 @@ def markdown(result: dict[str, Any]) -> str:
              f"{settings['rounds'] * (settings['clients'] - len(rows[0].get('malicious', [])))}"
              " honest submissions per run "
              + (f"(attack: {settings['attack']}"
-                f"{', padded to 0.95 of the clip' if settings.get('pad') else ''}, clients "
+                f"{', padded to 0.95 of the clip' if settings.get('pad') else ''}"
+                f"{', scaled to 0.95 of the clip' if settings.get('fit') else ''}, clients "
                 f"{', '.join(map(str, rows[0]['malicious']))}; TPR over their submissions"
                 + (f" in their attack rounds {_rounds(rows[0]['attack_rounds'])}"
                    + (", σ = 0 in the others" if settings.get("schedule", {})
@@ -725,6 +743,10 @@ def federation_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--credit-without-noise", "noiseless_credit", is_flag=True,
               help="in their honest rounds the attackers train with σ = 0 (clipped, no "
                    "noise): updates that score far above noise of their size")
+@click.option("--fit", is_flag=True,
+              help="the attackers scale their delta to exactly the length --pad pads to (0.95 "
+                   "x the rule's clip): a scaled poisoned update that is never a length "
+                   "outlier and loses nothing to the clip")
 @click.option("--flip-scale", default=1.0, show_default=True,
               type=click.FloatRange(min=1.0, max=1000.0),
               help="with --attack sign_flip: the attackers send this many times their delta, "
@@ -740,13 +762,17 @@ def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no
          with_clip_only: bool, clients: int, rounds: int, steps: int, batch_size: int,
          lr: float, dp_lr: float, clip: float, momentum: float, accountant: str, model: str,
          attack: str, pad: bool, attack_every: int, attack_from: int, noiseless_credit: bool,
-         flip_scale: float, malicious: float, json_path: Path, plot_path: Path) -> None:
+         fit: bool, flip_scale: float, malicious: float, json_path: Path,
+         plot_path: Path) -> None:
     import torch
 
     from fl_agent.errors import ConfigError
 
     if pad and attack == "none":
         raise click.UsageError("--pad pads the attackers' updates: name an --attack")
+    if fit and (pad or attack == "none"):
+        raise click.UsageError("--fit scales the attackers' updates: name an --attack, "
+                               "without --pad")
     if flip_scale != 1.0 and attack != "sign_flip":
         raise click.UsageError("--flip-scale scales a sign flipper's update: give --attack "
                                "sign_flip")
@@ -796,7 +822,7 @@ def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no
                                           malicious if attack != "none" else 0.0, schedule,
                                           flip_scale)
                 row = measure_run(fresh, strategy, level, setting, calibrated.get(level),
-                                  on_round=lambda: progress.advance(task), pad=pad,
+                                  on_round=lambda: progress.advance(task), pad=pad, fit=fit,
                                   noiseless_credit=noiseless_credit)
                 rows.append(row)
                 progress.console.print(
@@ -807,7 +833,7 @@ def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no
                     f"{row['train_ms_per_step']:.1f} ms/step")
     result = {"settings": {**asdict(setting), "seeds": seeds, "epsilons": epsilons,
                            "strategies": strategies, "scoring": "loo", "blacklist": False,
-                           "attack": attack, "pad": pad,
+                           "attack": attack, "pad": pad, **({"fit": True} if fit else {}),
                            **({"flip_scale": flip_scale} if flip_scale != 1.0 else {}),
                            **({"schedule": asdict(schedule)} if schedule != ALWAYS else {}),
                            "pad_to": f"{PAD_SHARE_OF_CLIP} x the rule's clip_ratio (FairFL's "

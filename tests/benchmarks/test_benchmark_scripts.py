@@ -667,6 +667,23 @@ def test_padding_lengthens_only_the_attackers_shorter_deltas_and_keeps_their_own
     assert "--attack" in run_fails("benchmarks.privacy_dp", "--pad")
 
 
+def test_fitting_scales_the_attackers_deltas_to_the_length_both_ways_and_keeps_direction():
+    from benchmarks.privacy_dp import fit_updates
+
+    rng = np.random.default_rng(0)
+    params = rng.standard_normal(50)
+    updates = [params + rng.standard_normal(50) * s for s in (0.1, 1.0, 5.0)]
+    out = fit_updates(params, updates, [0, 2], 3.0)
+    for i in (0, 2):  # stretched, and shrunk
+        fitted, own = out[i].astype(np.float64) - params, updates[i] - params
+        assert np.linalg.norm(fitted) == pytest.approx(3.0, rel=1e-5)
+        assert fitted @ own / (np.linalg.norm(fitted) * np.linalg.norm(own)) \
+            == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_array_equal(out[1], updates[1].astype(np.float32))  # not an attacker
+    assert "without --pad" in run_fails("benchmarks.privacy_dp", "--attack", "sign_flip",
+                                        "--pad", "--fit")
+
+
 def test_padding_aims_just_under_the_clip_of_the_rule_it_faces():
     from dataclasses import replace
 
