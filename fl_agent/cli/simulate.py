@@ -84,6 +84,10 @@ from fl_agent.simulation.attacks import ATTACKS
                    "the largest it takes anywhere.")
 @click.option("--poison-fraction", type=click.FloatRange(0, 1, min_open=True), default=0.5,
               show_default=True, help="backdoor: share of an attacker's examples stamped.")
+@click.option("--flip-scale", type=click.FloatRange(0, 1000, min_open=True), default=1.0,
+              show_default=True,
+              help="sign_flip: how many times its delta an attacker sends, reversed (1 flips "
+                   "it; 10 also scales it, as in model replacement).")
 @click.option("--rule-option", "rule_options", multiple=True, metavar="KEY=VALUE",
               help="One of the aggregation rule's options, as `fl-agent task create "
                    "--rule-option` writes it into the task document (repeatable; e.g. "
@@ -95,7 +99,8 @@ def simulate(dataset: str, model: str | None, clients: int, malicious: float, at
              scoring: str, seed: int, json_path: str | None, out: str | None,
              network: str | None, list_price: float | None, device_spread: float,
              attack_every: int, attack_from: int, trigger_position: str, trigger_value: str,
-             poison_fraction: float, mode: str, epsilon: float | None, delta: float,
+             poison_fraction: float, flip_scale: float, mode: str, epsilon: float | None,
+             delta: float,
              dp_level: str, prune_ratio: float | None, rule_options: tuple[str, ...],
              ipfs: str | None) -> None:
     """Run federated learning for real on one machine and report what happened.
@@ -131,7 +136,8 @@ def simulate(dataset: str, model: str | None, clients: int, malicious: float, at
         scoring=scoring, seed=seed, device_spread=device_spread, attack_every=attack_every,
         attack_from=attack_from,
         trigger_position=trigger_position, trigger_value=trigger_value,
-        poison_fraction=poison_fraction, mode=mode, epsilon=epsilon, delta=delta,
+        poison_fraction=poison_fraction, flip_scale=flip_scale, mode=mode, epsilon=epsilon,
+        delta=delta,
         dp_level=dp_level, prune_ratio=prune_ratio, rule_options=options,
         list_price=None if list_price is None else int(list_price * FLT))
     folder = Path(out or f"reports/{attack}-{aggregator}-seed{seed}")

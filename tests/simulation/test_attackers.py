@@ -152,3 +152,25 @@ def test_held_out_counts_a_credit_builders_attack_rounds_only():
     found = detection(fed, run)
     assert found["tpr"] == 0.5  # rounds 3 and 4, caught in 3; rounds 1 and 2 do not count
     assert found["fpr"] == 1 / 12
+
+
+def test_simulate_hands_its_flip_scale_to_the_simulation(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    import fl_agent.simulation.runner as runner
+    from fl_agent.cli import main
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def run(config, **_):
+        seen["config"] = config
+        raise Stop
+
+    monkeypatch.setattr(runner, "run_simulation", run)
+    done = CliRunner().invoke(main, ["simulate", "--attack", "sign_flip", "--flip-scale", "10",
+                                     "--out", str(tmp_path)])
+    assert isinstance(done.exception, Stop) and seen["config"].flip_scale == 10
+    assert CliRunner().invoke(main, ["simulate", "--flip-scale", "0"]).exit_code == 2
