@@ -329,8 +329,9 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
     (:func:`pad_updates`) to :data:`PAD_SHARE_OF_CLIP` of the rule's clip, taking the round's
     median honest length as known (the honest clients' σ, sample rates and steps are public
     in their privacy receipts, which give their noise lengths); ``fit``: they scale their
-    delta to exactly that length instead (:func:`fit_updates`: a scaled poisoned update
-    sized to be no length outlier and to lose nothing to the clip). The attackers attack in the
+    delta to that length instead (:func:`fit_updates`: a scaled poisoned update under the
+    length screen and about at the clip, which the rule takes over every update, the
+    attackers' too). The attackers attack in the
     rounds the federation's config names (``attacks_in``); ``noiseless_credit``: in the
     others they train with σ = 0 (:class:`Schedule`). TPR counts their attack rounds only.
 
@@ -744,11 +745,11 @@ def federation_options(command: Callable[..., Any]) -> Callable[..., Any]:
               help="in their honest rounds the attackers train with σ = 0 (clipped, no "
                    "noise): updates that score far above noise of their size")
 @click.option("--fit", is_flag=True,
-              help="the attackers scale their delta to exactly the length --pad pads to (0.95 "
-                   "x the rule's clip): a scaled poisoned update that is never a length "
-                   "outlier and loses nothing to the clip")
+              help="the attackers scale their delta to the length --pad pads to (0.95 x the "
+                   "rule's clip_ratio x the round's median honest length, taken as known): a "
+                   "scaled poisoned update under the length screen and about at the clip")
 @click.option("--flip-scale", default=1.0, show_default=True,
-              type=click.FloatRange(min=1.0, max=1000.0),
+              type=click.FloatRange(0, 1000, min_open=True),
               help="with --attack sign_flip: the attackers send this many times their delta, "
                    "reversed (10: a scaled poisoned update, as in model replacement)")
 @click.option("--malicious", default=0.3, show_default=True,
@@ -770,9 +771,9 @@ def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no
 
     if pad and attack == "none":
         raise click.UsageError("--pad pads the attackers' updates: name an --attack")
-    if fit and (pad or attack == "none"):
-        raise click.UsageError("--fit scales the attackers' updates: name an --attack, "
-                               "without --pad")
+    if fit and (pad or attack == "none" or flip_scale != 1.0):
+        raise click.UsageError("--fit scales the attackers' updates to a length: name an "
+                               "--attack, without --pad or --flip-scale")
     if flip_scale != 1.0 and attack != "sign_flip":
         raise click.UsageError("--flip-scale scales a sign flipper's update: give --attack "
                                "sign_flip")
@@ -838,7 +839,7 @@ def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no
                            **({"schedule": asdict(schedule)} if schedule != ALWAYS else {}),
                            "pad_to": f"{PAD_SHARE_OF_CLIP} x the rule's clip_ratio (FairFL's "
                                      "for a rule without one) x the round's median honest "
-                                     "delta length" if pad else None,
+                                     "delta length" if pad or fit else None,
                            "malicious": malicious if attack != "none" else 0.0,
                            "partition": "dirichlet", "alpha": 0.5},
               "machine": about, "wall_s": round(time.time() - started, 1),

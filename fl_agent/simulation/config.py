@@ -95,6 +95,9 @@ class SimulationConfig(BaseModel):
         if self.dataset not in BUILTIN_DATASETS and not Path(self.dataset).is_file():
             raise ValueError(f"dataset must be one of {', '.join(BUILTIN_DATASETS)} or a "
                              "CSV/NPZ file")
+        if self.flip_scale != 1.0 and self.attack != "sign_flip":
+            raise ValueError(f"flip_scale scales a sign flipper's update; attack is "
+                             f"{self.attack!r}, not sign_flip")
         self.training_mode  # noqa: B018 - raises for an unknown mode
         return self
 

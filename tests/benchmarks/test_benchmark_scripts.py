@@ -680,8 +680,18 @@ def test_fitting_scales_the_attackers_deltas_to_the_length_both_ways_and_keeps_d
         assert fitted @ own / (np.linalg.norm(fitted) * np.linalg.norm(own)) \
             == pytest.approx(1.0, abs=1e-6)
     np.testing.assert_array_equal(out[1], updates[1].astype(np.float32))  # not an attacker
-    assert "without --pad" in run_fails("benchmarks.privacy_dp", "--attack", "sign_flip",
-                                        "--pad", "--fit")
+    for bad in (["--attack", "sign_flip", "--pad", "--fit"], ["--fit"],
+                ["--attack", "sign_flip", "--flip-scale", "3", "--fit"]):
+        assert "without --pad or --flip-scale" in run_fails("benchmarks.privacy_dp", *bad)
+
+
+def test_the_dp_federation_hands_its_flip_scale_to_the_sign_flippers():
+    from benchmarks.privacy_dp import ALWAYS, Setting, honest_federation
+
+    fed = honest_federation(1, Setting(clients=4, rounds=1), "sign_flip", 0.5, ALWAYS, 10.0)
+    bad = [c for c in fed.clients if c.malicious]
+    g = np.ones(3, np.float32)
+    np.testing.assert_allclose(bad[0].poison(g, g + 0.5), g - 5.0)
 
 
 def test_padding_aims_just_under_the_clip_of_the_rule_it_faces():

@@ -174,3 +174,5 @@ def test_simulate_hands_its_flip_scale_to_the_simulation(monkeypatch, tmp_path):
                                      "--out", str(tmp_path)])
     assert isinstance(done.exception, Stop) and seen["config"].flip_scale == 10
     assert CliRunner().invoke(main, ["simulate", "--flip-scale", "0"]).exit_code == 2
+    with pytest.raises(ConfigError, match="flip_scale"):
+        SimulationConfig.build(attack="label_flip", flip_scale=10)
