@@ -37,10 +37,9 @@ few per cent of the data, out of twenty) did not get its mark into the global mo
 reach fixes most of that, up to what FairFL's norm screen lets an honest update be (on
 the evaluation seeds, the keys that still fail belong to clients with 2.0-3.0 % of the
 data; pushing further for small shares verified more keys on the tuning seeds but cost
-accuracy or blacklisted a small honest client, rule R43). A push
-that strong made an update look like noise to FairFL's NOISE check (a direction no other
-update shares), which a watermark task runs without
-(:meth:`fl_agent.learning.task_doc.TaskDocument.build`).
+accuracy or blacklisted a small honest client, rule R43). A push that strong made an
+update look like noise to FairFL's NOISE check (a direction no other update shares), which
+a watermark task runs without (:meth:`fl_agent.learning.task_doc.TaskDocument.build`).
 The mark is tied to weight positions: permuting hidden units (the same function) erases
 it, and whoever learns the key can train it away.
 
