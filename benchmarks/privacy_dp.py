@@ -153,10 +153,10 @@ def honest_federation(seed: int, setting: Setting, attack: str = "none",
     """The simulation's federation (data, split, shards) for ``seed``, every client honest
     unless ``attack`` names one for a ``malicious`` share of them (a sign flipper sends
     ``flip_scale`` times its delta, reversed), with the setting's clients, rounds, steps,
-    batch and no-DP lr. A data attacker trains with DP-SGD on its
-    poisoned data like everyone else; a model attacker changes its DP-SGD update, in the
-    rounds its ``schedule`` names (model attacks only: the simulation's data attacker on a
-    schedule trains its attack rounds without DP)."""
+    batch and no-DP lr. A data attacker trains with DP-SGD on its poisoned data like
+    everyone else; a model attacker changes its DP-SGD update, in the rounds its
+    ``schedule`` names (model attacks only: the simulation's data attacker on a schedule
+    trains its attack rounds without DP)."""
     from fl_agent.simulation.config import SimulationConfig
     from fl_agent.simulation.offline import federation
 
@@ -331,9 +331,9 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
     in their privacy receipts, which give their noise lengths); ``fit``: they scale their
     delta to that length instead (:func:`fit_updates`: a scaled poisoned update under the
     length screen and about at the clip, which the rule takes over every update, the
-    attackers' too). The attackers attack in the
-    rounds the federation's config names (``attacks_in``); ``noiseless_credit``: in the
-    others they train with σ = 0 (:class:`Schedule`). TPR counts their attack rounds only.
+    attackers' too). The attackers attack in the rounds the federation's config names
+    (``attacks_in``); ``noiseless_credit``: in the others they train with σ = 0
+    (:class:`Schedule`). TPR counts their attack rounds only.
 
     For ``benchmarks.privacy_dp_explore`` (ideas tried on the tuning seeds):
     ``lr_factor(round)`` scales the DP learning rate in that round (1-based), and for each

@@ -84,9 +84,9 @@ def mean_weight(claims: Sequence[float], accepted: Sequence[int]) -> float | Non
     the median of the round's other submitted claims
     (:func:`fl_agent.aggregation.rounds.capped_claims`). The aggregator caps among the
     accepted updates only and merges copies, so its weights can differ when updates are
-    rejected. None when nothing was accepted. What a participant could
-    read from the chain (the round's ``UpdateSubmitted`` claims and ``RoundFinalized``
-    contributors); for :func:`reach_for`."""
+    rejected. None when nothing was accepted. What a participant could read from the chain
+    (the round's ``UpdateSubmitted`` claims and ``RoundFinalized`` contributors); for
+    :func:`reach_for`."""
     from fl_agent.aggregation.rounds import capped_claims
 
     if not len(accepted):
