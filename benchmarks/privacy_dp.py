@@ -369,6 +369,7 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
     history: list[np.ndarray] = []  # the last max(tails) global models
     train_millis = local_steps = 0
     evidence = np.zeros((len(fed.clients), 2))  # each client's z-scores: sum and count
+    over_noise: dict[str, list[float]] = {"honest": [], "attack": []}
     for number in range(1, setting.rounds + 1):
         updates = []
         for i, (client, (X, y)) in enumerate(zip(fed.clients, shards, strict=True)):
@@ -400,6 +401,15 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
                 if fit else pad_updates(  # the attackers in their attack rounds
                     params, updates, attacking, pad_length(strategy, honest),
                     np.random.default_rng([config.seed, number]))
+        if calibration is not None:  # each update's length over its own receipt's noise
+            factor = 1.0 if lr_factor is None else lr_factor(number)
+            for i, (u, c) in enumerate(zip(updates, fed.clients, strict=True)):
+                ratio = float(np.linalg.norm(u.astype(np.float64) - params)) / noise_length(
+                    setting, calibration.sigmas[i], param_count(spec), factor)
+                if not c.malicious:
+                    over_noise["honest"].append(ratio)
+                elif config.attacks_in(number):
+                    over_noise["attack"].append(ratio)
         similar = cosine_similarity(np.stack(updates).astype(np.float64) - params)
         np.fill_diagonal(similar, -np.inf)
         closest.extend(similar.max(axis=1).tolist())
@@ -445,8 +455,29 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
         # FairFL's NOISE check compares each update's largest cosine to another update's
         # with the chance level chance_z / sqrt(d); cosines do not change with clipping.
         "closest_cosine": statistics.median(closest),
+        **({"length_over_noise": {k: quantiles(v) for k, v in over_noise.items() if v}}
+           if calibration is not None else {}),
         "chance": chance_similarity(param_count(spec), FairFL.chance_z),
     }
+
+
+def noise_length(setting: Setting, sigma: float, d: int, lr_factor: float = 1.0) -> float:
+    """The expected length of the DP-SGD noise in one update of ``setting.steps`` steps at
+    noise multiplier ``sigma`` (what a sender's receipt gives): per step Opacus adds
+    N(0, (σC)²) per coordinate to the summed clipped gradients and divides by the expected
+    batch, so over S steps the noise is lr·σ·C·√S / B per coordinate, √d of that in length.
+    Not used by any rule: a diagnostic for a length screen relative to each sender's own
+    noise (docs/privacy-dp.md)."""
+    return (setting.dp_lr * lr_factor * sigma * setting.clip * math.sqrt(setting.steps * d)
+            / setting.batch_size)
+
+
+def quantiles(values: Sequence[float]) -> dict[str, float]:
+    """Smallest, median, 99th percentile and largest of ``values``, rounded."""
+    v = np.asarray(values, dtype=np.float64)
+    return {"n": int(v.size), "min": round(float(v.min()), 3),
+            "median": round(float(np.median(v)), 3),
+            "p99": round(float(np.percentile(v, 99)), 3), "max": round(float(v.max()), 3)}
 
 
 def training_cost(fed: Any, setting: Setting, repeats: int = 5) -> dict[str, Any]:

@@ -783,3 +783,24 @@ def test_gas_by_function_names_every_transaction_and_adds_up_to_the_run(tmp_path
     assert differences(before, after) == [
         {"function": "c", "calls": 1, "gas": 50, "per_call_before": None, "per_call_after": 50},
         {"function": "a", "calls": 0, "gas": 30, "per_call_before": 50, "per_call_after": 65}]
+
+
+def test_the_noise_length_is_the_length_dp_sgd_adds_to_an_update():
+    """With σ large enough to drown the signal, an update's length is its noise's: the
+    diagnostic's expected noise length must match what Opacus adds (within 5 %; the length of
+    4,810 Gaussian coordinates varies by about 1 %)."""
+    from benchmarks.privacy_dp import Setting, honest_federation, noise_length
+    from fl_agent.learning.models import init_params, param_count
+    from fl_agent.privacy.dp import train_local_dp
+
+    setting = Setting(clients=4, rounds=1)
+    fed = honest_federation(1, setting)
+    client = fed.clients[0]
+    X, y = fed.data.standardize(client.X), np.asarray(client.y, dtype=np.int64)
+    params = init_params(fed.spec, 1)
+    trained = train_local_dp(fed.spec, params, X, y, setting.steps, seed=0,
+                             batch_size=setting.batch_size, lr=setting.dp_lr, momentum=0.0,
+                             noise_multiplier=50.0, max_grad_norm=setting.clip).vector
+    length = float(np.linalg.norm(np.asarray(trained, np.float64) - params))
+    assert length / noise_length(setting, 50.0, param_count(fed.spec)) == pytest.approx(1.0,
+                                                                                      abs=0.05)
