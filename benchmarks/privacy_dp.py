@@ -370,7 +370,9 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
     train_millis = local_steps = 0
     evidence = np.zeros((len(fed.clients), 2))  # each client's z-scores: sum and count
     over_noise: dict[str, list[float]] = {"honest": [], "attack": []}
+    d = param_count(spec)
     for number in range(1, setting.rounds + 1):
+        factor = 1.0 if lr_factor is None else lr_factor(number)
         updates = []
         for i, (client, (X, y)) in enumerate(zip(fed.clients, shards, strict=True)):
             seed = round_seed(client.seed, number)
@@ -380,7 +382,6 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
             else:
                 sigma = noise_multiplier(calibration, i, client.malicious,
                                          config.attacks_in(number), noiseless_credit)
-                factor = 1.0 if lr_factor is None else lr_factor(number)
                 result = train_local_dp(spec, params, X, y, setting.steps, seed=seed,
                                         batch_size=setting.batch_size,
                                         lr=setting.dp_lr * factor,
@@ -397,15 +398,13 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
                       for u, c in zip(updates, fed.clients, strict=True) if not c.malicious]
             attacking = [i for i, c in enumerate(fed.clients)
                          if c.malicious and config.attacks_in(number)]
-            updates = fit_updates(params, updates, attacking, pad_length(strategy, honest)) \
-                if fit else pad_updates(  # the attackers in their attack rounds
-                    params, updates, attacking, pad_length(strategy, honest),
-                    np.random.default_rng([config.seed, number]))
+            length = pad_length(strategy, honest)
+            updates = fit_updates(params, updates, attacking, length) if fit else pad_updates(
+                params, updates, attacking, length, np.random.default_rng([config.seed, number]))
         if calibration is not None:  # each update's length over its own receipt's noise
-            factor = 1.0 if lr_factor is None else lr_factor(number)
             for i, (u, c) in enumerate(zip(updates, fed.clients, strict=True)):
                 ratio = float(np.linalg.norm(u.astype(np.float64) - params)) / noise_length(
-                    setting, calibration.sigmas[i], param_count(spec), factor)
+                    setting, calibration.sigmas[i], d, factor)
                 if not c.malicious:
                     over_noise["honest"].append(ratio)
                 elif config.attacks_in(number):
@@ -457,7 +456,7 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
         "closest_cosine": statistics.median(closest),
         **({"length_over_noise": {k: quantiles(v) for k, v in over_noise.items() if v}}
            if calibration is not None else {}),
-        "chance": chance_similarity(param_count(spec), FairFL.chance_z),
+        "chance": chance_similarity(d, FairFL.chance_z),
     }
 
 
