@@ -83,8 +83,13 @@ DP_SEQUENTIAL = "fairfl-dp-seq"
 #: update's length is mostly its sender's noise, set by its σ, and the combination's clip
 #: at twice the median still bounds it.
 DP_NO_OUTLIERS = "fairfl-dp-seq-no-outliers"
+#: ``fairfl-dp-seq-no-outliers`` after the receipt's length check: the aggregator first
+#: refuses an update whose length lies outside the band its privacy receipt allows
+#: (:func:`fl_agent.privacy.dp_length.length_band`; rule R44,
+#: docs/data/dp_receipt_length_rules_2026-12-06.md).
+DP_RECEIPT = "fairfl-dp-receipt"
 STRATEGIES = ("fedavg", "fairfl", NO_NOISE_CHECK, DP_GATE, DP_MEDIAN_CLIP, DP_SEQUENTIAL,
-              DP_NO_OUTLIERS)
+              DP_NO_OUTLIERS, DP_RECEIPT)
 DELTA = 1e-5
 #: The issue's goals: at ε = 8 within 5 points of no DP; FairFL's FPR on honest updates.
 GAP_AT_8_MAX = 0.05
@@ -293,10 +298,11 @@ def strategy_for(fed: Any, name: str) -> Any:
     from fl_agent.privacy.plan import build_plan
     from fl_agent.simulation.offline import aggregator_strategy
 
-    if name in (DP_GATE, DP_MEDIAN_CLIP, DP_SEQUENTIAL, DP_NO_OUTLIERS):  # a DP task's rule
+    if name in (DP_GATE, DP_MEDIAN_CLIP, DP_SEQUENTIAL, DP_NO_OUTLIERS, DP_RECEIPT):  # DP
         strategy = aggregator_strategy(fed, build_plan(TrainingMode.DP, epsilon=8.0))
-        return replace(strategy, sequential=name in (DP_SEQUENTIAL, DP_NO_OUTLIERS),
-                       max_norm_ratio=None if name == DP_NO_OUTLIERS else FairFL.max_norm_ratio,
+        return replace(strategy, sequential=name in (DP_SEQUENTIAL, DP_NO_OUTLIERS, DP_RECEIPT),
+                       max_norm_ratio=None if name in (DP_NO_OUTLIERS, DP_RECEIPT)
+                       else FairFL.max_norm_ratio,
                        clip_ratio=1.0 if name == DP_MEDIAN_CLIP else FairFL.clip_ratio)
     if name.startswith("fairfl"):
         strategy = aggregator_strategy(fed)
@@ -335,6 +341,13 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
     (``attacks_in``); ``noiseless_credit``: in the others they train with σ = 0
     (:class:`Schedule`). TPR counts their attack rounds only.
 
+    :data:`DP_RECEIPT` (with DP): before the rule, the aggregator refuses each update whose
+    length lies outside the band its receipt allows (:func:`fl_agent.privacy.dp_length.
+    length_band`, reason ``receipt``), as a plain example-level dp task's aggregator does
+    (:func:`fl_agent.privacy.receipts.check_update_length`); fitting attackers then scale to
+    the smaller of the rule's clip share and :data:`PAD_SHARE_OF_CLIP` of their own band's
+    top (they know both checks).
+
     For ``benchmarks.privacy_dp_explore`` (ideas tried on the tuning seeds):
     ``lr_factor(round)`` scales the DP learning rate in that round (1-based), and for each
     ``K`` in ``tails`` the row's ``tail_accuracy`` holds the test accuracy of the mean of the
@@ -371,8 +384,11 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
     evidence = np.zeros((len(fed.clients), 2))  # each client's z-scores: sum and count
     over_noise: dict[str, list[float]] = {"honest": [], "attack": []}
     d = param_count(spec)
+    receipt_check = strategy_name == DP_RECEIPT and calibration is not None
     for number in range(1, setting.rounds + 1):
         factor = 1.0 if lr_factor is None else lr_factor(number)
+        bands = [receipt_band(setting, calibration, i, len(y), d, factor)
+                 for i, (_, y) in enumerate(shards)] if receipt_check else []
         updates = []
         for i, (client, (X, y)) in enumerate(zip(fed.clients, shards, strict=True)):
             seed = round_seed(client.seed, number)
@@ -399,8 +415,13 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
             attacking = [i for i, c in enumerate(fed.clients)
                          if c.malicious and config.attacks_in(number)]
             length = pad_length(strategy, honest)
-            updates = fit_updates(params, updates, attacking, length) if fit else pad_updates(
-                params, updates, attacking, length, np.random.default_rng([config.seed, number]))
+            if fit:
+                for i in attacking:  # each to the most both checks let through
+                    cap = PAD_SHARE_OF_CLIP * bands[i].high if bands else math.inf
+                    updates = fit_updates(params, updates, [i], min(length, cap))
+            else:
+                updates = pad_updates(params, updates, attacking, length,
+                                      np.random.default_rng([config.seed, number]))
         if calibration is not None:  # each update's length over its own receipt's noise
             for i, (u, c) in enumerate(zip(updates, fed.clients, strict=True)):
                 ratio = float(np.linalg.norm(u.astype(np.float64) - params)) / noise_length(
@@ -412,18 +433,23 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
         similar = cosine_similarity(np.stack(updates).astype(np.float64) - params)
         np.fill_diagonal(similar, -np.inf)
         closest.extend(similar.max(axis=1).tolist())
-        decision = decide_as_on_chain(strategy, params, np.stack(updates), claims, gate=gate,
-                                      score=score, scoring="loo",
-                                      permutations=config.permutations, round_number=number,
-                                      **({"evidence": evidence.copy()}
-                                         if getattr(strategy, "sequential", False) else {}))
-        for i, z, _, _ in decision.figures.get("sequential", ()):
-            evidence[i] += (z, 1)
-        params = np.asarray(decision.params, dtype=np.float32)
+        kept = [i for i, u in enumerate(updates) if not bands or bands[i].holds(
+            float(np.linalg.norm(u.astype(np.float64) - params)))]
+        refused = {i: "receipt" for i in range(len(updates)) if i not in kept}
+        if kept:
+            decision = decide_as_on_chain(
+                strategy, params, np.stack([updates[i] for i in kept]), claims[kept],
+                gate=gate, score=score, scoring="loo", permutations=config.permutations,
+                round_number=number, **({"evidence": evidence[kept].copy()}
+                                        if getattr(strategy, "sequential", False) else {}))
+            for j, z, _, _ in decision.figures.get("sequential", ()):
+                evidence[kept[j]] += (z, 1)
+            params = np.asarray(decision.params, dtype=np.float32)
+            refused.update({kept[j]: why for j, why in decision.reasons.items()})
         if tails:
             history = (history + [params])[-max(tails):]
-        rejected.append(set(decision.reasons))
-        reasons.update(decision.reasons.values())
+        rejected.append(set(refused))
+        reasons.update(refused.values())
         curve.append(evaluate(spec, params, X_test, y_test, "accuracy"))
         on_round()
     bad = {i for i, c in enumerate(fed.clients) if c.malicious}
@@ -458,6 +484,19 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
            if calibration is not None else {}),
         "chance": chance_similarity(d, FairFL.chance_z),
     }
+
+
+def receipt_band(setting: Setting, calibration: Calibration, client: int, samples: int,
+                 d: int, lr_factor: float = 1.0) -> Any:
+    """The length band ``client``'s receipt allows its update in a round
+    (:func:`fl_agent.privacy.dp_length.length_band`): its calibrated σ and sample rate, the
+    setting's steps, clip and momentum, the round's DP learning rate."""
+    from fl_agent.privacy.dp_length import length_band
+
+    return length_band(params=d, steps=setting.steps, lr=setting.dp_lr * lr_factor,
+                       momentum=setting.momentum, clip=setting.clip,
+                       noise_multiplier=calibration.sigmas[client],
+                       sample_rate=calibration.sample_rates[client], samples=samples)
 
 
 def noise_length(setting: Setting, sigma: float, d: int, lr_factor: float = 1.0) -> float:
@@ -644,7 +683,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4))
     colours = {"fedavg": "#1f77b4", "fairfl": "#d62728", NO_NOISE_CHECK: "#ff7f0e",
                DP_GATE: "#2ca02c", DP_MEDIAN_CLIP: "#9467bd", DP_SEQUENTIAL: "#e377c2",
-               DP_NO_OUTLIERS: "#17becf"}
+               DP_NO_OUTLIERS: "#17becf", DP_RECEIPT: "#8c564b"}
     for strategy in STRATEGIES:
         mine = [r for r in rows if r["strategy"] == strategy]
         if not mine:
