@@ -50,6 +50,7 @@ class UpdateFetcher:
     _named: tuple[int, dict[str, list[tuple[int, str, int]]]] = field(
         default=(0, {}), init=False, repr=False)
     _workloads: dict[int, Any] = field(default_factory=dict, init=False, repr=False)
+    _rounds: int | None = field(default=None, init=False, repr=False)
 
     def fetch(self, cid: str, global_cid: str, deadline_block: int) -> bytes:
         """A submitted update's bytes from the store.
@@ -99,18 +100,26 @@ class UpdateFetcher:
         return decode_weights(plain, document.model), None
 
     def check_receipt(self, log: Any, round_number: int, update_bytes: int,
-                      kept: int | None, global_cid: str, deadline_block: int) -> None:
+                      kept: int | None, global_cid: str, deadline_block: int,
+                      length: float | None = None) -> None:
         """Refuses a submission to a task with a privacy plan whose receipt (named by its
         ``privacyCid``) is missing or disagrees with the plan or the update
         (:func:`fl_agent.privacy.receipts.check_receipt`), or, in an example-level dp task,
         that disagrees with what the chain shows of its sender's task or with its earlier
-        receipts (:func:`~fl_agent.privacy.receipts.check_history`);
+        receipts (:func:`~fl_agent.privacy.receipts.check_history`), or, in a plain one,
+        with the update's ``length`` (its delta's L2 norm;
+        :func:`~fl_agent.privacy.receipts.check_update_length`);
         fetched like an update, so a receipt not yet reachable makes the round wait as an
         update does."""
         document = self.agent.document
         if document.privacy is None:
             return
-        from fl_agent.privacy.receipts import check_history, check_receipt
+        from fl_agent.privacy.receipts import (
+            check_history,
+            check_receipt,
+            check_update_length,
+            length_checked,
+        )
 
         cid = str(getattr(log, "privacyCid", "") or "")
         data = self.fetch(cid, global_cid, deadline_block) if cid else None
@@ -131,6 +140,20 @@ class UpdateFetcher:
                           claimed=int(log.numSamples),
                           batch_size=self._workload(round_number).batch_size,
                           earlier_claims=[claim for _, _, claim in past], steps_floor=floor)
+            if length is not None and length_checked(document.privacy):
+                training = document.training
+                check_update_length(
+                    receipt, length, dp=dp, rounds=self._task_rounds(), base_steps=base,
+                    steps=min(self._workload(round_number).steps_for(sender), base),
+                    lr=training.lr, momentum=training.momentum,
+                    claimed=int(log.numSamples), params=param_count(document.model))
+
+    def _task_rounds(self) -> int:
+        """The task's round count on chain (what participants calibrate their noise for),
+        read once."""
+        if self._rounds is None:
+            self._rounds = int(self.agent.fairfl.ledger.task(self.agent.task_id).rounds)
+        return self._rounds
 
     def _workload(self, round_number: int) -> Any:
         """A round's workload document (what it assigned each sender), read once."""

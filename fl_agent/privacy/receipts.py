@@ -22,10 +22,20 @@ rounds' workloads assigned it) and against its receipts of the task's earlier ro
 sample rate its claim gives, the same noise multiplier, at least the steps assigned, an ε
 above theirs and at least what its own DP-SGD records in the task compose to.
 
+In a plain example-level dp task (no pruning, HE or watermark), :func:`check_update_length`
+then holds the opened update against its receipt (rule R44, docs/privacy-dp.md):
+
+* its noise multiplier spends the task's budget over the task's rounds (a participant
+  calibrates it so, :mod:`fl_agent.privacy.local`; more noise would only buy room);
+* its length lies in the band DP-SGD with that noise, rate, the round's steps and the task's
+  learning rate, momentum and clip can give (:func:`fl_agent.privacy.dp_length.length_band`):
+  a scaled poisoned update is longer, one whose reported noise was not added shorter.
+
 What the check cannot do: a receipt is the participant's own statement. The aggregator sees
 that it is complete and consistent with the plan and the update, not that DP-SGD really
-added the noise it reports (noise in an update cannot be told from signal); a participant
-that lies about its ε lies in public, on a record signed by its account.
+added the noise it reports: noise in an update cannot be told from signal, and the length
+check sees only a length (noise of the right length from a seed the sender keeps passes it).
+A participant that lies about its ε lies in public, on a record signed by its account.
 
 Pure (bytes in, a receipt or :class:`ReceiptError` out); the agents fetch the receipt.
 Hand-written: the rules are the task's own.
@@ -33,6 +43,7 @@ Hand-written: the rules are the task's own.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -46,6 +57,9 @@ MAX_RECEIPT_BYTES = 64 * 1024
 #: How far below the composition of its own records a receipt's ε may be (the accountant
 #: run on another machine may differ in its last digits).
 COMPOSITION_RTOL = 1e-6
+#: How far below the task's ε the noise a receipt reports may spend over the whole task:
+#: twice the calibration's tolerance (``noise_for_budget`` lands within 0.01 of the target).
+BUDGET_SLACK = 0.02
 
 
 class ReceiptError(FairFLError, ValueError):
@@ -218,5 +232,60 @@ def check_history(receipt: PrivacyReceipt, earlier: Sequence[PrivacyReceipt], *,
             f"{receipt.accountant}: it understates what its sender spent")
 
 
-__all__ = ["ACCOUNTANTS", "COMPOSITION_RTOL", "MAX_RECEIPT_BYTES", "ReceiptError",
-           "check_history", "check_receipt", "composed_epsilon", "read_receipt"]
+def length_checked(plan: PrivacyPlan | None) -> bool:
+    """Whether :func:`check_update_length` applies to ``plan``'s updates: example-level dp
+    without pruning (error feedback carries earlier rounds' residual), HE (the aggregator
+    cannot see the update) or a watermark (its hinge is not clipped)."""
+    return (plan is not None and plan.dp is not None and plan.dp.level == "example"
+            and plan.prune is None and plan.he is None and plan.watermark is None)
+
+
+def check_update_length(receipt: PrivacyReceipt, length: float, *, dp: DPPlan, rounds: int,
+                        base_steps: int, steps: int, lr: float, momentum: float,
+                        claimed: int, params: int) -> None:
+    """Refuses an update (``length``: its delta's L2 norm, ``params`` entries) that its
+    receipt, checked by :func:`check_receipt` and :func:`check_history`, does not describe:
+
+    * the receipt's noise multiplier at its sample rate over the task's ``rounds`` ×
+      ``base_steps`` spends less than the task's ε minus :data:`BUDGET_SLACK`, by its
+      accountant (every participant calibrates its noise to spend the budget; a larger one
+      would widen the band below);
+    * ``length`` lies outside :func:`~fl_agent.privacy.dp_length.length_band` for this round's
+      ``steps`` at the task's ``lr``, ``momentum`` and clip on ``claimed`` samples.
+
+    Raises :class:`ReceiptError` saying which."""
+    from fl_agent.privacy.dp_length import TAIL, length_band
+
+    sigma, rate = receipt.noise_multiplier, receipt.sample_rate
+    if sigma is None or rate is None or receipt.accountant not in ACCOUNTANTS:
+        raise ReceiptError("its privacy receipt's DP-SGD record is incomplete")  # see above
+    spends = _task_epsilon(sigma, rate, rounds * base_steps, dp.delta, receipt.accountant)
+    if spends < dp.epsilon - BUDGET_SLACK:
+        raise ReceiptError(
+            f"its privacy receipt's noise multiplier {sigma:.6g} at rate {rate:.6g} would spend "
+            f"only ε = {spends:.4g} of the task's {dp.epsilon:g} over its {rounds} rounds of "
+            f"{base_steps} steps: a participant calibrates its noise to spend the budget "
+            "(fl_agent.privacy.local), and more noise than that would excuse a longer update")
+    band = length_band(params=params, steps=steps, lr=lr, momentum=momentum, clip=dp.clip,
+                       noise_multiplier=sigma, sample_rate=rate, samples=claimed)
+    if not band.holds(length):
+        raise ReceiptError(
+            f"its update is {length:.4g} long; DP-SGD with its receipt's noise (σ {sigma:.4g}, "
+            f"rate {rate:.4g}, {steps} steps at lr {lr:g}, clip {dp.clip:g}) gives "
+            f"{band.low:.4g} to {band.high:.4g} (outside that with probability below "
+            f"{3 * TAIL:.0e}): the update is not what its receipt describes, "
+            + ("longer: scaled" if length > band.high else "shorter: its noise was not added"))
+
+
+@functools.lru_cache(maxsize=1024)
+def _task_epsilon(sigma: float, rate: float, steps: int, delta: float, accountant: str) -> float:
+    """ε of ``steps`` steps at ``sigma`` and ``rate`` (cached: the same for every round of a
+    sender, and PRV takes about 0.3 s)."""
+    from fl_agent.privacy.accounting import PrivacyStep, epsilon_spent
+
+    return epsilon_spent([PrivacyStep.build(sigma, rate, steps)], delta, accountant)
+
+
+__all__ = ["ACCOUNTANTS", "BUDGET_SLACK", "COMPOSITION_RTOL", "MAX_RECEIPT_BYTES",
+           "ReceiptError", "check_history", "check_receipt", "check_update_length",
+           "composed_epsilon", "length_checked", "read_receipt"]

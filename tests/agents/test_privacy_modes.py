@@ -171,10 +171,15 @@ def test_a_sender_whose_epsilon_or_steps_do_not_grow_is_refused_in_its_next_roun
     repeater, still = world.bare_members(task_id, world.accounts[5:7])
     aggregator = world.aggregator_agent(task_id)
     spec, plan = world.document.model, aggregator.document.privacy
-    # 80 claimed samples in the task's batches of 16: DP-SGD samples at rate 0.2; one round
-    # of the task's 5 steps at sigma 3 spends `first`, which the cheats report (a little more).
+    # 80 claimed samples in the task's batches of 16: DP-SGD samples at rate 0.2, with the
+    # noise that spends ε = 8 over the task's 2 rounds of 5 steps (as a participant
+    # calibrates it; the length check holds the update to it); one round spends `first`,
+    # which the cheats report (a little more).
+    from fl_agent.privacy.dp import noise_for_budget
+
     rate, steps = 16 / 80, world.document.training.steps
-    record = {"delta": 1e-5, "accountant": "prv", "noise_multiplier": 3.0,
+    sigma = noise_for_budget(8.0, 1e-5, rate, 2 * steps, "prv")
+    record = {"delta": 1e-5, "accountant": "prv", "noise_multiplier": sigma,
               "sample_rate": rate}
     first = composed_epsilon([PrivacyReceipt(task=task_id, round=1, participant="0x", mode="dp",
                                              update_bytes=0, steps=steps, **record)],
@@ -221,6 +226,67 @@ def test_a_sender_whose_epsilon_or_steps_do_not_grow_is_refused_in_its_next_roun
     assert set(named) == {repeater.address.lower(), still.address.lower()}, problems
     assert "no more than" in named[repeater.address.lower()]
     assert "the rounds it submitted in had it run" in named[still.address.lower()]
+
+
+def test_a_dp_update_its_receipt_does_not_describe_is_refused_and_the_round_goes_on(world):
+    """A plain dp task (rule R44): three members with receipts in order (the calibrated σ,
+    rate, steps and ε) send an update of the noise's length, that update ×10, and one of a
+    hundredth of it (noise the receipt reports but that was not added); a fourth reports
+    twice the noise its budget needs. The aggregator refuses the last three and the fourth,
+    each saying why; the first and the honest participants make the round, and `evidence
+    check` passes. ε = 0.5: the noise (1.4 long) is well above the most the clipped
+    gradients of one round can add (0.75), so an update without it is too short to pass."""
+    from fl_agent.crypto.envelopes import seal_update
+    from fl_agent.learning.weights import encode_weights
+    from fl_agent.privacy.dp import noise_for_budget
+    from fl_agent.privacy.receipts import composed_epsilon
+
+    task_id = private_task(world, "dp", rounds=1, epsilon=0.5)
+    people = [world.participant(task_id, i) for i in range(2)]
+    cheats = world.bare_members(task_id, world.accounts[5:9])
+    aggregator = world.aggregator_agent(task_id)
+    spec, plan = world.document.model, aggregator.document.privacy
+    training = world.document.training
+    rate, steps = training.batch_size / 80, training.steps
+    sigma = noise_for_budget(0.5, 1e-5, rate, steps, "prv")
+    _, _, workload = aggregator.step()
+    start = people[0].read_global_model().astype(np.float64)
+    # DP-SGD's noise over one round: lr·σ·C·√S / B per coordinate.
+    noise = np.random.default_rng(5).normal(
+        0, training.lr * sigma * plan.dp.clip * np.sqrt(steps) / training.batch_size,
+        param_count(spec))
+    cases = [(noise, sigma, None), (10 * noise, sigma, "longer: scaled"),
+             (noise / 100, sigma, "shorter: its noise was not added"),
+             (2 * noise, 2 * sigma, "would spend only")]
+    for cheat, (delta, reported, _) in zip(cheats, cases, strict=True):
+        plain = encode_weights(spec, (start + delta).astype(np.float32))
+        cid = world.store.add(seal_update(plain, workload.aggregator_key, task_id, 1,
+                                          cheat.address))
+        record = {"delta": 1e-5, "accountant": "prv", "noise_multiplier": reported,
+                  "sample_rate": rate, "steps": steps}
+        spent = composed_epsilon([PrivacyReceipt(task=task_id, round=1, participant="0x",
+                                                 mode="dp", update_bytes=0, **record)],
+                                 1e-5, "prv")
+        receipt = world.store.add(PrivacyReceipt(
+            task=task_id, round=1, participant=cheat.address.lower(), mode="dp",
+            update_bytes=len(plain), epsilon_spent=spent, **record).to_json())
+        world.fairfl.ledger.submit_update(task_id, 1, cid, 80, 5, sender=cheat,
+                                          privacy_cid=receipt)
+    for person in people:
+        person.step()
+    outcome = aggregator.step()
+
+    verdicts = {v.participant.lower(): v for v in outcome.verdicts}
+    assert all(verdicts[p.address.lower()].accepted for p in people)
+    for cheat, (_, _, message) in zip(cheats, cases, strict=True):
+        verdict = verdicts[cheat.address.lower()]
+        if message is None:
+            assert verdict.accepted, verdict.reason
+        else:
+            assert not verdict.accepted and verdict.reason.startswith("invalid_update: ")
+            assert message in verdict.reason, verdict.reason
+    checked = world.cli("evidence", "check", "--task", str(task_id), "--round", "1")
+    assert checked.exit_code == 0, checked.output
 
 
 def test_participant_level_dp_noises_the_aggregate_and_nothing_on_the_participants(world):

@@ -170,3 +170,54 @@ def test_a_sender_that_keeps_its_steps_still_or_claims_a_smaller_rate_is_refused
         check_history(receipts[1].model_copy(update={"noise_multiplier": 1.3}), receipts[:1])
     # A round that assigned fewer steps (a slow device) is met by fewer.
     check_history(receipts[1].model_copy(update={"steps": 30}), receipts[:1], steps_floor=30)
+
+
+# ------------------------------------------------- an update's length against its receipt
+def test_the_length_check_holds_a_real_dp_sgd_update_to_its_receipt(one_torch_thread):
+    """A participant's real round (LocalPrivacy: σ calibrated to spend ε = 4 over 5 rounds of
+    10 steps, DP-SGD by Opacus) passes; the same receipt with the update scaled ×3, with the
+    update trained without noise, or with a σ larger than the budget needs is refused, each
+    with what is wrong."""
+    import numpy as np
+
+    from fl_agent.learning.data import load_dataset, split_dataset
+    from fl_agent.learning.models import ModelSpec, init_params, param_count
+    from fl_agent.privacy.dp import train_local_dp
+    from fl_agent.privacy.local import LocalPrivacy
+    from fl_agent.privacy.receipts import check_update_length, length_checked
+
+    spec = ModelSpec(name="mlp", input_shape=(64,), num_classes=10, hidden=(64,))
+    plan = build_plan(TrainingMode.DP, epsilon=4.0)
+    assert length_checked(plan)
+    assert not length_checked(PLAN)  # pruning: error feedback carries other rounds' mass
+    assert not length_checked(build_plan(TrainingMode.DP | TrainingMode.WATERMARK,
+                                         epsilon=4.0))
+    train = split_dataset(load_dataset("digits"), seed=0).train
+    X, y = np.asarray(train.X[:96]), np.asarray(train.y[:96], dtype=np.int64)
+    start = init_params(spec, 1)
+    local = LocalPrivacy.restore(plan, spec, 5, 10, {})
+    trained = local.train(start, X, y, 10, seed=3, batch_size=32, lr=0.1, momentum=0.0)
+    receipt = local.receipt(3, 1, SENDER, b"", {}, None)
+    args = dict(dp=plan.dp, rounds=5, base_steps=10, steps=10, lr=0.1, momentum=0.0,
+                claimed=96, params=param_count(spec))
+
+    def length(vector) -> float:
+        return float(np.linalg.norm(np.asarray(vector, np.float64) - start))
+
+    honest = length(trained.vector)
+    check_update_length(receipt, honest, **args)
+    with pytest.raises(ReceiptError, match="longer: scaled"):
+        check_update_length(receipt, 3 * honest, **args)
+    quiet = train_local_dp(spec, start, X, y, 10, seed=3, batch_size=32, lr=0.1,
+                           noise_multiplier=1e-6, max_grad_norm=1.0)
+    with pytest.raises(ReceiptError, match="shorter: its noise was not added"):
+        check_update_length(receipt, length(quiet.vector), **args)
+    # Twice the noise it needs: ε over the task's 50 steps falls far below 4 (the band would
+    # otherwise widen with it).
+    louder = receipt.model_copy(update={"noise_multiplier": 2 * receipt.noise_multiplier})
+    with pytest.raises(ReceiptError, match="would spend only ε = .* of the task's 4 over its "
+                                           "5 rounds of 10 steps"):
+        check_update_length(louder, 2 * honest, **args)
+    # The task's learning rate sets the band: the same update judged at lr 1 is too short.
+    with pytest.raises(ReceiptError, match="shorter"):
+        check_update_length(receipt, honest, **{**args, "lr": 1.0})
