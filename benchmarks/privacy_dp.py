@@ -85,8 +85,9 @@ DP_SEQUENTIAL = "fairfl-dp-seq"
 DP_NO_OUTLIERS = "fairfl-dp-seq-no-outliers"
 #: ``fairfl-dp-seq-no-outliers`` after the receipt's length check: the aggregator first
 #: refuses an update whose length lies outside the band its privacy receipt allows
-#: (:func:`fl_agent.privacy.dp_length.length_band`; rule R44,
-#: docs/data/dp_receipt_length_rules_2026-12-06.md).
+#: (:func:`fl_agent.privacy.dp_length.length_band`; ``--dp-length-check``, an option of dp
+#: tasks since rule R44, docs/data/dp_receipt_length_rules_2026-12-06.md, kept it out of
+#: the default).
 DP_RECEIPT = "fairfl-dp-receipt"
 STRATEGIES = ("fedavg", "fairfl", NO_NOISE_CHECK, DP_GATE, DP_MEDIAN_CLIP, DP_SEQUENTIAL,
               DP_NO_OUTLIERS, DP_RECEIPT)
@@ -343,10 +344,10 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
 
     :data:`DP_RECEIPT` (with DP): before the rule, the aggregator refuses each update whose
     length lies outside the band its receipt allows (:func:`fl_agent.privacy.dp_length.
-    length_band`, reason ``receipt``), as a plain example-level dp task's aggregator does
-    (:func:`fl_agent.privacy.receipts.check_update_length`); fitting attackers then scale to
-    the smaller of the rule's clip share and :data:`PAD_SHARE_OF_CLIP` of their own band's
-    top (they know both checks).
+    length_band`, reason ``receipt``), as the aggregator of a dp task created with
+    ``--dp-length-check`` does (:func:`fl_agent.privacy.receipts.check_update_length`);
+    fitting attackers then scale to the smaller of the rule's clip share and
+    :data:`PAD_SHARE_OF_CLIP` of their own band's top (they know both checks).
 
     For ``benchmarks.privacy_dp_explore`` (ideas tried on the tuning seeds):
     ``lr_factor(round)`` scales the DP learning rate in that round (1-based), and for each

@@ -95,8 +95,8 @@ class Finite(click.FloatRange):
 
 def privacy_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The privacy options shared by ``task create`` and ``simulate``; the command receives
-    ``mode`` (already joined with ``--watermark``), ``epsilon``, ``delta``, ``dp_level`` and
-    ``prune_ratio`` (see :func:`fl_agent.privacy.plan.build_plan`)."""
+    ``mode`` (already joined with ``--watermark``), ``epsilon``, ``delta``, ``dp_level``,
+    ``dp_length_check`` and ``prune_ratio`` (see :func:`fl_agent.privacy.plan.build_plan`)."""
     options = [
         click.option("--mode", default="plain", show_default=True,
                      help="Privacy modes: plain, or dp, prune, he joined by '+' (dp+prune). "
@@ -117,6 +117,11 @@ def privacy_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      default="example", show_default=True,
                      help="dp: DP-SGD on each participant's examples, or DP-FedAvg at the "
                      "aggregator protecting whole participants."),
+        click.option("--dp-length-check", is_flag=True,
+                     help="dp (plain, example level): refuse an update longer or shorter than "
+                     "its privacy receipt allows (DP-SGD's noise for the stated sigma plus "
+                     "the most its clipped gradients can move it): stops scaled poisoned "
+                     "updates; off by default (rule R44, docs/privacy-dp.md)."),
         click.option("--prune-ratio", type=click.FloatRange(0, 1, min_open=True,
                                                             max_open=True), default=None,
                      help="prune: the fraction of each update's entries dropped (top-k with "

@@ -101,7 +101,8 @@ def simulate(dataset: str, model: str | None, clients: int, malicious: float, at
              attack_every: int, attack_from: int, trigger_position: str, trigger_value: str,
              poison_fraction: float, flip_scale: float, mode: str, epsilon: float | None,
              delta: float,
-             dp_level: str, prune_ratio: float | None, rule_options: tuple[str, ...],
+             dp_level: str, dp_length_check: bool, prune_ratio: float | None,
+             rule_options: tuple[str, ...],
              ipfs: str | None) -> None:
     """Run federated learning for real on one machine and report what happened.
 
@@ -138,7 +139,8 @@ def simulate(dataset: str, model: str | None, clients: int, malicious: float, at
         trigger_position=trigger_position, trigger_value=trigger_value,
         poison_fraction=poison_fraction, flip_scale=flip_scale, mode=mode, epsilon=epsilon,
         delta=delta,
-        dp_level=dp_level, prune_ratio=prune_ratio, rule_options=options,
+        dp_level=dp_level, dp_length_check=dp_length_check, prune_ratio=prune_ratio,
+        rule_options=options,
         list_price=None if list_price is None else int(list_price * FLT))
     folder = Path(out or f"reports/{attack}-{aggregator}-seed{seed}")
     settings = get_settings()

@@ -130,7 +130,8 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
                 metric: str, aggregator_alias: str,
                 seed: int, key_holder_alias: str | None, he_context_cid: str | None,
                 he_attestation: str | None, mode: str, epsilon: float | None,
-                delta: float, dp_level: str, prune_ratio: float | None, account: str,
+                delta: float, dp_level: str, dp_length_check: bool,
+                prune_ratio: float | None, account: str,
                 network: str | None, ipfs: str | None) -> None:
     """Store the initial model and the task document, then create the task on chain.
 
@@ -193,7 +194,8 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
     spec = ModelSpec.for_features(model_name, data.feature_shape, data.num_classes)
     def plan(he_plan: Any = None) -> Any:
         return build_plan(training_mode, epsilon=epsilon, delta=delta, dp_level=dp_level,
-                          prune_ratio=prune_ratio, he=he_plan)
+                          prune_ratio=prune_ratio, he=he_plan,
+                          dp_length_check=dp_length_check)
 
     privacy = None if he else plan()  # he: once the key holder's context exists, below
     document = TaskDocument.build(

@@ -22,8 +22,10 @@ rounds' workloads assigned it) and against its receipts of the task's earlier ro
 sample rate its claim gives, the same noise multiplier, at least the steps assigned, an ε
 above theirs and at least what its own DP-SGD records in the task compose to.
 
-In a plain example-level dp task (no pruning, HE or watermark), :func:`check_update_length`
-then holds the opened update against its receipt (rule R44, docs/privacy-dp.md):
+In a plain example-level dp task (no pruning, HE or watermark) that asks for it
+(``DPPlan.length_check``, ``--dp-length-check``; off by default, rule R44 in
+docs/privacy-dp.md), :func:`check_update_length` then holds the opened update against its
+receipt:
 
 * its noise multiplier spends the task's budget over the task's rounds (a participant
   calibrates it so, :mod:`fl_agent.privacy.local`; more noise would only buy room);
@@ -233,11 +235,13 @@ def check_history(receipt: PrivacyReceipt, earlier: Sequence[PrivacyReceipt], *,
 
 
 def length_checked(plan: PrivacyPlan | None) -> bool:
-    """Whether :func:`check_update_length` applies to ``plan``'s updates: example-level dp
+    """Whether :func:`check_update_length` applies to ``plan``'s updates: the task asked for
+    it (:attr:`~fl_agent.privacy.plan.DPPlan.length_check`, off by default) at example level
     without pruning (error feedback carries earlier rounds' residual), HE (the aggregator
     cannot see the update) or a watermark (its hinge is not clipped)."""
     return (plan is not None and plan.dp is not None and plan.dp.level == "example"
-            and plan.prune is None and plan.he is None and plan.watermark is None)
+            and plan.dp.length_check and plan.prune is None and plan.he is None
+            and plan.watermark is None)
 
 
 def check_update_length(receipt: PrivacyReceipt, length: float, *, dp: DPPlan, rounds: int,

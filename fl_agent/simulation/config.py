@@ -79,6 +79,7 @@ class SimulationConfig(BaseModel):
     epsilon: float | None = Field(None, gt=0)
     delta: float = Field(1e-5, gt=0, lt=1)
     dp_level: Literal["example", "participant"] = "example"
+    dp_length_check: bool = False
     prune_ratio: float | None = Field(None, gt=0, lt=1)
     #: The aggregation rule's options, as ``fl-agent task create --rule-option`` writes them
     #: into the task document (checked by :func:`fl_agent.cli.tasks.rule_options_of`).
@@ -98,7 +99,10 @@ class SimulationConfig(BaseModel):
         if self.flip_scale != 1.0 and self.attack != "sign_flip":
             raise ValueError(f"flip_scale scales a sign flipper's update; attack is "
                              f"{self.attack!r}, not sign_flip")
-        self.training_mode  # noqa: B018 - raises for an unknown mode
+        modes = self.training_mode  # raises for an unknown mode
+        if self.dp_length_check and (modes != type(modes).DP or self.dp_level != "example"):
+            raise ValueError("dp_length_check holds DP-SGD updates to their receipts: it needs "
+                             "mode dp alone at dp_level example")
         return self
 
     @property
@@ -183,7 +187,8 @@ def task_document(config: SimulationConfig, spec: Any, data: Any, he: Any = None
                                     permutations=config.permutations,
                                     options=dict(config.rule_options)),
         privacy=build_plan(config.training_mode, epsilon=config.epsilon, delta=config.delta,
-                           dp_level=config.dp_level, prune_ratio=config.prune_ratio, he=he))
+                           dp_level=config.dp_level, prune_ratio=config.prune_ratio, he=he,
+                           dp_length_check=config.dp_length_check))
 
 
 def client_seed(config: SimulationConfig, plan: ClientPlan) -> int:

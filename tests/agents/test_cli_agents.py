@@ -95,6 +95,13 @@ def test_task_create_train_and_aggregate_as_separate_processes(anvil_url, tmp_pa
     (["simulate", "--mode", "dp", "--epsilon", "8", "--rule-option", "sequential=true",
       "--rule-option", "noise_control=false"], "leave noise_control unset"),
     (["simulate", "--rule-option", "sequential=1"], "sequential takes true or false"),
+    (["task", "create", "--dp-length-check", "--account", "TEST::0", "--aggregator",
+      "TEST::1"], "--dp-length-check is for dp tasks"),
+    (["task", "create", "--mode", "dp+prune", "--epsilon", "8", "--prune-ratio", "0.9",
+      "--dp-length-check", "--account", "TEST::0", "--aggregator", "TEST::1"],
+     "it needs plain example-level dp"),
+    (["simulate", "--mode", "dp", "--epsilon", "8", "--watermark", "--dp-length-check"],
+     "dp_length_check holds DP-SGD updates to their receipts"),
     (["simulate", "--aggregator", "mean"], "aggregator must be one of"),
     (["bench", "--seeds", "1,two"], "expected comma-separated integers"),
 ])

@@ -171,15 +171,10 @@ def test_a_sender_whose_epsilon_or_steps_do_not_grow_is_refused_in_its_next_roun
     repeater, still = world.bare_members(task_id, world.accounts[5:7])
     aggregator = world.aggregator_agent(task_id)
     spec, plan = world.document.model, aggregator.document.privacy
-    # 80 claimed samples in the task's batches of 16: DP-SGD samples at rate 0.2, with the
-    # noise that spends ε = 8 over the task's 2 rounds of 5 steps (as a participant
-    # calibrates it; the length check holds the update to it); one round spends `first`,
-    # which the cheats report (a little more).
-    from fl_agent.privacy.dp import noise_for_budget
-
+    # 80 claimed samples in the task's batches of 16: DP-SGD samples at rate 0.2; one round
+    # of the task's 5 steps at sigma 3 spends `first`, which the cheats report (a little more).
     rate, steps = 16 / 80, world.document.training.steps
-    sigma = noise_for_budget(8.0, 1e-5, rate, 2 * steps, "prv")
-    record = {"delta": 1e-5, "accountant": "prv", "noise_multiplier": sigma,
+    record = {"delta": 1e-5, "accountant": "prv", "noise_multiplier": 3.0,
               "sample_rate": rate}
     first = composed_epsilon([PrivacyReceipt(task=task_id, round=1, participant="0x", mode="dp",
                                              update_bytes=0, steps=steps, **record)],
@@ -229,7 +224,8 @@ def test_a_sender_whose_epsilon_or_steps_do_not_grow_is_refused_in_its_next_roun
 
 
 def test_a_dp_update_its_receipt_does_not_describe_is_refused_and_the_round_goes_on(world):
-    """A plain dp task (rule R44): three members with receipts in order (the calibrated σ,
+    """A plain dp task that asks for the length check (``--dp-length-check``, rule R44):
+    three members with receipts in order (the calibrated σ,
     rate, steps and ε) send an update of the noise's length, that update ×10, and one of a
     hundredth of it (noise the receipt reports but that was not added); a fourth reports
     twice the noise its budget needs. The aggregator refuses the last three and the fourth,
@@ -241,7 +237,7 @@ def test_a_dp_update_its_receipt_does_not_describe_is_refused_and_the_round_goes
     from fl_agent.privacy.dp import noise_for_budget
     from fl_agent.privacy.receipts import composed_epsilon
 
-    task_id = private_task(world, "dp", rounds=1, epsilon=0.5)
+    task_id = private_task(world, "dp", rounds=1, epsilon=0.5, dp_length_check=True)
     people = [world.participant(task_id, i) for i in range(2)]
     cheats = world.bare_members(task_id, world.accounts[5:9])
     aggregator = world.aggregator_agent(task_id)

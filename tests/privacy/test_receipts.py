@@ -187,11 +187,9 @@ def test_the_length_check_holds_a_real_dp_sgd_update_to_its_receipt(one_torch_th
     from fl_agent.privacy.receipts import check_update_length, length_checked
 
     spec = ModelSpec(name="mlp", input_shape=(64,), num_classes=10, hidden=(64,))
-    plan = build_plan(TrainingMode.DP, epsilon=4.0)
-    assert length_checked(plan)
-    assert not length_checked(PLAN)  # pruning: error feedback carries other rounds' mass
-    assert not length_checked(build_plan(TrainingMode.DP | TrainingMode.WATERMARK,
-                                         epsilon=4.0))
+    plan = build_plan(TrainingMode.DP, epsilon=4.0, dp_length_check=True)
+    assert length_checked(plan) and plan.dp.length_check
+    assert not length_checked(build_plan(TrainingMode.DP, epsilon=4.0))  # off by default
     train = split_dataset(load_dataset("digits"), seed=0).train
     X, y = np.asarray(train.X[:96]), np.asarray(train.y[:96], dtype=np.int64)
     start = init_params(spec, 1)
@@ -221,3 +219,17 @@ def test_the_length_check_holds_a_real_dp_sgd_update_to_its_receipt(one_torch_th
     # The task's learning rate sets the band: the same update judged at lr 1 is too short.
     with pytest.raises(ReceiptError, match="shorter"):
         check_update_length(receipt, honest, **{**args, "lr": 1.0})
+
+
+@pytest.mark.parametrize(("mode", "settings"), [
+    (TrainingMode.DP | TrainingMode.PRUNING, {"prune_ratio": 0.9}),  # error feedback
+    (TrainingMode.DP | TrainingMode.WATERMARK, {}),                   # an unclipped hinge
+    (TrainingMode.DP, {"dp_level": "participant"}),                   # no DP-SGD receipts
+    (TrainingMode.PLAIN, {}),
+])
+def test_the_length_check_is_refused_where_its_band_does_not_describe_the_update(mode,
+                                                                                 settings):
+    from fl_agent.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="dp-length-check"):
+        build_plan(mode, epsilon=4.0, dp_length_check=True, **settings)
