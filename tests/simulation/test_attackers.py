@@ -154,7 +154,8 @@ def test_held_out_counts_a_credit_builders_attack_rounds_only():
     assert found["fpr"] == 1 / 12
 
 
-def test_simulate_hands_its_flip_scale_to_the_simulation(monkeypatch, tmp_path):
+def _simulated_config(monkeypatch, *args: str) -> SimulationConfig:
+    """The config ``fl-agent simulate ARGS`` hands the simulation (stopped there)."""
     from click.testing import CliRunner
 
     import fl_agent.simulation.runner as runner
@@ -170,41 +171,35 @@ def test_simulate_hands_its_flip_scale_to_the_simulation(monkeypatch, tmp_path):
         raise Stop
 
     monkeypatch.setattr(runner, "run_simulation", run)
-    done = CliRunner().invoke(main, ["simulate", "--attack", "sign_flip", "--flip-scale", "10",
-                                     "--out", str(tmp_path)])
-    assert isinstance(done.exception, Stop) and seen["config"].flip_scale == 10
+    done = CliRunner().invoke(main, ["simulate", *args])
+    assert isinstance(done.exception, Stop), done.output
+    return seen["config"]
+
+
+def test_simulate_hands_its_flip_scale_to_the_simulation(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from fl_agent.cli import main
+
+    config = _simulated_config(monkeypatch, "--attack", "sign_flip", "--flip-scale", "10",
+                               "--out", str(tmp_path))
+    assert config.flip_scale == 10
     assert CliRunner().invoke(main, ["simulate", "--flip-scale", "0"]).exit_code == 2
     with pytest.raises(ConfigError, match="flip_scale"):
         SimulationConfig.build(attack="label_flip", flip_scale=10)
 
 
 def test_simulate_hands_the_dp_length_check_to_the_task_document(monkeypatch, tmp_path):
-    from click.testing import CliRunner
-
-    import fl_agent.simulation.runner as runner
-    from fl_agent.cli import main
     from fl_agent.learning import ModelSpec, load_dataset
     from fl_agent.learning.task_doc import DataSpec
     from fl_agent.simulation.config import task_document
 
-    seen = {}
-
-    class Stop(Exception):
-        pass
-
-    def run(config, **_):
-        seen["config"] = config
-        raise Stop
-
-    monkeypatch.setattr(runner, "run_simulation", run)
-    done = CliRunner().invoke(main, ["simulate", "--mode", "dp", "--epsilon", "2",
-                                     "--dp-length-check", "--out", str(tmp_path)])
-    assert isinstance(done.exception, Stop), done.output
-    assert seen["config"].dp_length_check
+    config = _simulated_config(monkeypatch, "--mode", "dp", "--epsilon", "2",
+                               "--dp-length-check", "--out", str(tmp_path))
+    assert config.dp_length_check
     data = load_dataset("digits")
     spec = ModelSpec.for_features("mlp", data.feature_shape, data.num_classes)
-    document = task_document(seen["config"], spec, DataSpec.describe(data))
-    assert document.privacy.dp.length_check
+    assert task_document(config, spec, DataSpec.describe(data)).privacy.dp.length_check
     with pytest.raises(ConfigError, match="dp_length_check"):
         SimulationConfig.build(mode="dp+prune", epsilon=2, prune_ratio=0.9, dp_length_check=True)
     with pytest.raises(ConfigError, match="dp_length_check"):
