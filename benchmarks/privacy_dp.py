@@ -346,8 +346,10 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
     length lies outside the band its receipt allows (:func:`fl_agent.privacy.dp_length.
     length_band`, reason ``receipt``), as the aggregator of a dp task created with
     ``--dp-length-check`` does (:func:`fl_agent.privacy.receipts.check_update_length`);
-    fitting attackers then scale to the smaller of the rule's clip share and
-    :data:`PAD_SHARE_OF_CLIP` of their own band's top (they know both checks).
+    fitting attackers then scale to the rule's clip share brought inside their own band
+    (at most :data:`PAD_SHARE_OF_CLIP` of its top, at least its bottom over that share:
+    they know both checks, and the rule clips what the band lets through); the row's
+    ``refused_by_length_check`` counts the honest and attack updates it refused.
 
     For ``benchmarks.privacy_dp_explore`` (ideas tried on the tuning seeds):
     ``lr_factor(round)`` scales the DP learning rate in that round (1-based), and for each
@@ -384,6 +386,7 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
     train_millis = local_steps = 0
     evidence = np.zeros((len(fed.clients), 2))  # each client's z-scores: sum and count
     over_noise: dict[str, list[float]] = {"honest": [], "attack": []}
+    by_check = Counter()  # updates the receipt's length check refused, honest and attack
     d = param_count(spec)
     receipt_check = strategy_name == DP_RECEIPT and calibration is not None
     for number in range(1, setting.rounds + 1):
@@ -418,8 +421,11 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
             length = pad_length(strategy, honest)
             if fit:
                 for i in attacking:  # each to the most both checks let through
-                    cap = PAD_SHARE_OF_CLIP * bands[i].high if bands else math.inf
-                    updates = fit_updates(params, updates, [i], min(length, cap))
+                    fitted = length
+                    if bands:  # inside its own band: the rule clips what the band allows
+                        fitted = min(max(fitted, bands[i].low / PAD_SHARE_OF_CLIP),
+                                     PAD_SHARE_OF_CLIP * bands[i].high)
+                    updates = fit_updates(params, updates, [i], fitted)
             else:
                 updates = pad_updates(params, updates, attacking, length,
                                       np.random.default_rng([config.seed, number]))
@@ -437,6 +443,8 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
         kept = [i for i, u in enumerate(updates) if not bands or bands[i].holds(
             float(np.linalg.norm(u.astype(np.float64) - params)))]
         refused = {i: "receipt" for i in range(len(updates)) if i not in kept}
+        for i in refused:
+            by_check["attack" if fed.clients[i].malicious else "honest"] += 1
         if kept:
             decision = decide_as_on_chain(
                 strategy, params, np.stack([updates[i] for i in kept]), claims[kept],
@@ -483,6 +491,9 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
         "closest_cosine": statistics.median(closest),
         **({"length_over_noise": {k: quantiles(v) for k, v in over_noise.items() if v}}
            if calibration is not None else {}),
+        **({"refused_by_length_check": {"honest": by_check["honest"],
+                                        "attack": by_check["attack"]}}
+           if receipt_check else {}),
         "chance": chance_similarity(d, FairFL.chance_z),
     }
 

@@ -694,6 +694,36 @@ def test_the_dp_federation_hands_its_flip_scale_to_the_sign_flippers():
     np.testing.assert_allclose(bad[0].poison(g, g + 0.5), g - 5.0)
 
 
+def test_the_length_check_strategy_refuses_scaled_flips_before_the_rule_and_no_honest_update():
+    """fairfl-dp-receipt: x10 flips at eps 2 are refused by the receipt's length check in
+    every round (reason receipt, counted as attack), no honest update is; the default rule
+    on the same run has no such count. Fitted flippers facing the check scale into their
+    own band, so the check refuses none of them."""
+    from benchmarks.privacy_dp import (
+        DP_NO_OUTLIERS,
+        DP_RECEIPT,
+        Setting,
+        calibrate,
+        honest_federation,
+        measure_run,
+    )
+
+    setting = Setting(clients=5, rounds=2, steps=5, accountant="rdp")  # rdp: calibrates fast
+    calibration = calibrate([len(c.y) for c in honest_federation(1, setting).clients],
+                            setting, 2.0)
+
+    def run(strategy: str, **kwargs) -> dict:
+        fed = honest_federation(1, setting, "sign_flip", 0.4, flip_scale=kwargs.pop("scale", 1.0))
+        return measure_run(fed, strategy, "ε = 2", setting, calibration, **kwargs)
+
+    checked = run(DP_RECEIPT, scale=10.0)
+    assert checked["refused_by_length_check"] == {"honest": 0, "attack": 4}  # 2 x 2 rounds
+    assert checked["rejections_by_reason"]["receipt"] == 4 and checked["tpr"] == 1.0
+    assert "refused_by_length_check" not in run(DP_NO_OUTLIERS, scale=10.0)
+    fitted = run(DP_RECEIPT, fit=True)
+    assert fitted["refused_by_length_check"] == {"honest": 0, "attack": 0}
+
+
 def test_padding_aims_just_under_the_clip_of_the_rule_it_faces():
     from dataclasses import replace
 
