@@ -263,6 +263,16 @@ def fit_updates(params: np.ndarray, updates: Sequence[np.ndarray], attackers: Se
     return out
 
 
+def in_band(length: float, band: Any | None) -> float:
+    """``length`` (a fitting attacker's aim: its share of the rule's clip) brought inside
+    the receipt's length band it faces (None: no check): at most :data:`PAD_SHARE_OF_CLIP`
+    of the band's top, at least the band's bottom over that share (the rule then clips
+    what the band lets through)."""
+    if band is None:
+        return length
+    return min(max(length, band.low / PAD_SHARE_OF_CLIP), PAD_SHARE_OF_CLIP * band.high)
+
+
 def pad_length(strategy: Any, honest_lengths: Sequence[float]) -> float:
     """How long a padding attacker makes its update: :data:`PAD_SHARE_OF_CLIP` of the clip of
     the rule it faces, ``clip_ratio`` times the median honest length (FairFL's ``clip_ratio``
@@ -421,11 +431,8 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
             length = pad_length(strategy, honest)
             if fit:
                 for i in attacking:  # each to the most both checks let through
-                    fitted = length
-                    if bands:  # inside its own band: the rule clips what the band allows
-                        fitted = min(max(fitted, bands[i].low / PAD_SHARE_OF_CLIP),
-                                     PAD_SHARE_OF_CLIP * bands[i].high)
-                    updates = fit_updates(params, updates, [i], fitted)
+                    updates = fit_updates(params, updates, [i],
+                                          in_band(length, bands[i] if bands else None))
             else:
                 updates = pad_updates(params, updates, attacking, length,
                                       np.random.default_rng([config.seed, number]))

@@ -286,10 +286,8 @@ class AggregatorAgent:
                     self.fetch_update(str(log.updateCid), global_cid, rnd.deadline_block),
                     self.keys.private, self.task_id, round_number, str(log.participant))
                 vector, kept = self.fetcher.decode(plain, global_vector)
-                self.fetcher.check_receipt(
-                    log, round_number, len(plain), kept, global_cid, rnd.deadline_block,
-                    length=float(np.linalg.norm(np.asarray(vector, np.float64)
-                                                - global_vector)))
+                self.fetcher.check_receipt(log, round_number, len(plain), kept, global_cid,
+                                           rnd.deadline_block, vector)
                 vectors.append(vector)
                 usable.append(i)
             except NodeUnavailableError:

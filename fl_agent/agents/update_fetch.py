@@ -51,6 +51,8 @@ class UpdateFetcher:
         default=(0, {}), init=False, repr=False)
     _workloads: dict[int, Any] = field(default_factory=dict, init=False, repr=False)
     _rounds: int | None = field(default=None, init=False, repr=False)
+    _holders: dict[str, frozenset[str]] = field(default_factory=dict, init=False, repr=False)
+    _models: dict[int, np.ndarray] = field(default_factory=dict, init=False, repr=False)
 
     def fetch(self, cid: str, global_cid: str, deadline_block: int) -> bytes:
         """A submitted update's bytes from the store.
@@ -101,13 +103,14 @@ class UpdateFetcher:
 
     def check_receipt(self, log: Any, round_number: int, update_bytes: int,
                       kept: int | None, global_cid: str, deadline_block: int,
-                      length: float | None = None) -> None:
+                      vector: np.ndarray | None = None) -> None:
         """Refuses a submission to a task with a privacy plan whose receipt (named by its
         ``privacyCid``) is missing or disagrees with the plan or the update
         (:func:`fl_agent.privacy.receipts.check_receipt`), or, in an example-level dp task,
         that disagrees with what the chain shows of its sender's task or with its earlier
-        receipts (:func:`~fl_agent.privacy.receipts.check_history`), or, in a plain one,
-        with the update's ``length`` (its delta's L2 norm;
+        receipts (:func:`~fl_agent.privacy.receipts.check_history`), or, in a plain one
+        that asks for it, with the length of the decoded ``vector``'s change from the model
+        its sender trained on (:meth:`trained_from`;
         :func:`~fl_agent.privacy.receipts.check_update_length`);
         fetched like an update, so a receipt not yet reachable makes the round wait as an
         update does."""
@@ -140,13 +143,39 @@ class UpdateFetcher:
                           claimed=int(log.numSamples),
                           batch_size=self._workload(round_number).batch_size,
                           earlier_claims=[claim for _, _, claim in past], steps_floor=floor)
-            if length is not None and length_checked(document.privacy):
+            if vector is not None and length_checked(document.privacy):
                 training = document.training
+                start = self.trained_from(round_number, sender)
+                length = float(np.linalg.norm(np.asarray(vector, np.float64) - start))
                 check_update_length(
                     receipt, length, dp=dp, rounds=self._task_rounds(), base_steps=base,
                     steps=min(self._workload(round_number).steps_for(sender), base),
                     lr=training.lr, momentum=training.momentum,
                     claimed=int(log.numSamples), params=param_count(document.model))
+
+    def trained_from(self, round_number: int, sender: str) -> np.ndarray:
+        """The model ``sender`` trained on in ``round_number``: the round's own, or, for a
+        member its keyring left out, the newest earlier round's model it was given the key to
+        (:meth:`fl_agent.agents.participant.ParticipantAgent._model_to_train_on`; a member that
+        also missed that round trained on an older one still, and its update looks longer)."""
+        from fl_agent.crypto.envelopes import Keyring, decrypt_model
+
+        sender = sender.lower()
+        for number in range(round_number, 0, -1):
+            cid = self._workload(number).keyring
+            if cid is not None and cid not in self._holders:
+                self._holders[cid] = Keyring.from_json(self.agent.store.get(cid)).holders()
+            if cid is None or sender in self._holders[cid]:
+                break
+        else:
+            number = round_number  # it could read no model: nothing else to measure from
+        if number not in self._models:
+            opened = self.agent._round_started(number)
+            self._models = {number: decode_weights(
+                decrypt_model(self.agent.store.get(str(opened.globalModelCid)),
+                              self.agent.keys.keys, self.agent.task_id),
+                self.agent.document.model)}  # one kept: usually this round's
+        return self._models[number]
 
     def _task_rounds(self) -> int:
         """The task's round count on chain (what participants calibrate their noise for),

@@ -120,8 +120,9 @@ def privacy_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--dp-length-check", is_flag=True,
                      help="dp (plain, example level): refuse an update longer or shorter than "
                      "its privacy receipt allows (DP-SGD's noise for the stated sigma plus "
-                     "the most its clipped gradients can move it): stops scaled poisoned "
-                     "updates; off by default (rule R44, docs/privacy-dp.md)."),
+                     "the most its clipped gradients can move it): refuses updates scaled "
+                     "beyond that band and updates without their noise; off by default "
+                     "(rule R44, docs/privacy-dp.md)."),
         click.option("--prune-ratio", type=click.FloatRange(0, 1, min_open=True,
                                                             max_open=True), default=None,
                      help="prune: the fraction of each update's entries dropped (top-k with "

@@ -11,7 +11,8 @@ each step's sum, divided by the expected batch ``B = q·n``, then SGD with learn
 per-coordinate standard deviation ``lr·σ·C·√(Σ c_s²) / B``, so its length is that times a
 χ variable with ``d`` degrees of freedom. The signal part is at most
 ``lr·C·c_max·K / B``, where ``K = Σ |b_s|``, the examples sampled over the round, is
-Binomial(S·n, q). By the triangle inequality ``|Δ|`` lies within ``noise ± signal``;
+Binomial(S·n, q) (beyond 2⁵³ trials, its Poisson bound: Anderson and Samuels, 1967). By
+the triangle inequality ``|Δ|`` lies within ``noise ± signal``;
 :func:`length_band` takes each of the three variables at its ``tail`` quantile, so an honest
 update falls outside the band with probability below ``3 × tail``.
 
@@ -62,7 +63,7 @@ def length_band(*, params: int, steps: int, lr: float, momentum: float, clip: fl
     """The band of :mod:`this module <fl_agent.privacy.dp_length>` for one round of
     ``steps`` DP-SGD steps on ``samples`` examples (so the expected batch is
     ``sample_rate * samples``) of a model with ``params`` parameters."""
-    from scipy.stats import binom, chi
+    from scipy.stats import binom, chi, poisson
 
     for name, value in (("lr", lr), ("clip", clip), ("noise_multiplier", noise_multiplier),
                         ("sample_rate", sample_rate), ("tail", tail)):
@@ -83,7 +84,10 @@ def length_band(*, params: int, steps: int, lr: float, momentum: float, clip: fl
                for s in range(steps)]
     batch = sample_rate * samples
     scale = lr * noise_multiplier * clip * math.sqrt(sum(c * c for c in factors)) / batch
-    sampled = float(binom.isf(tail, steps * samples, sample_rate))  # K, the examples drawn
+    if steps * samples <= 2**53:
+        sampled = float(binom.isf(tail, steps * samples, sample_rate))  # K, the examples drawn
+    else:  # beyond exact integers: Poisson's upper tail bounds the binomial's above its mean
+        sampled = float(poisson.isf(tail, steps * samples * sample_rate))
     signal = lr * clip * max(factors) * sampled / batch
     low = scale * float(chi.ppf(tail, params)) - signal
     high = scale * float(chi.isf(tail, params)) + signal

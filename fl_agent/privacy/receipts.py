@@ -45,9 +45,10 @@ Hand-written: the rules are the task's own.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from fl_agent.errors import ConfigError, FairFLError
 from fl_agent.privacy.plan import DPPlan, PrivacyPlan, PrivacyReceipt
@@ -226,7 +227,8 @@ def check_history(receipt: PrivacyReceipt, earlier: Sequence[PrivacyReceipt], *,
                 f"its privacy receipt records ε = {spent:.6g}, no more than the "
                 f"{last_spent.epsilon_spent:.6g} its receipt of round {last_spent.round} "
                 "recorded: every round of DP-SGD spends more, so a sender's ε only grows")
-    floor = composed_epsilon([*before, receipt], receipt.delta, receipt.accountant)
+    with _numbers_checked():
+        floor = composed_epsilon([*before, receipt], receipt.delta, receipt.accountant)
     if spent < floor * (1 - COMPOSITION_RTOL):
         raise ReceiptError(
             f"its privacy receipt records ε = {spent:.4g}, but its DP-SGD records in this "
@@ -251,27 +253,32 @@ def check_update_length(receipt: PrivacyReceipt, length: float, *, dp: DPPlan, r
     receipt, checked by :func:`check_receipt` and :func:`check_history`, does not describe:
 
     * the receipt's noise multiplier at its sample rate over the task's ``rounds`` ×
-      ``base_steps`` spends less than the task's ε minus :data:`BUDGET_SLACK`, by its
-      accountant (every participant calibrates its noise to spend the budget; a larger one
-      would widen the band below);
+      ``base_steps`` spends less than the task's ε minus :data:`BUDGET_SLACK` by either
+      accountant (every participant calibrates its noise to spend the budget, by PRV or,
+      where PRV's range ends or its saved budget says so, by RDP, whose ε is the larger; a
+      larger noise would widen the band below);
     * ``length`` lies outside :func:`~fl_agent.privacy.dp_length.length_band` for this round's
       ``steps`` at the task's ``lr``, ``momentum`` and clip on ``claimed`` samples.
 
-    Raises :class:`ReceiptError` saying which."""
+    Raises :class:`ReceiptError` saying which, also for numbers no accountant or quantile
+    can take."""
     from fl_agent.privacy.dp_length import TAIL, length_band
 
     sigma, rate = receipt.noise_multiplier, receipt.sample_rate
     if sigma is None or rate is None or receipt.accountant not in ACCOUNTANTS:
         raise ReceiptError("its privacy receipt's DP-SGD record is incomplete")  # see above
-    spends = _task_epsilon(sigma, rate, rounds * base_steps, dp.delta, receipt.accountant)
+    with _numbers_checked():
+        spends = max(_task_epsilon(sigma, rate, rounds * base_steps, dp.delta, accountant)
+                     for accountant in ACCOUNTANTS)
+        band = length_band(params=params, steps=steps, lr=lr, momentum=momentum,
+                           clip=dp.clip, noise_multiplier=sigma, sample_rate=rate,
+                           samples=claimed)
     if spends < dp.epsilon - BUDGET_SLACK:
         raise ReceiptError(
             f"its privacy receipt's noise multiplier {sigma:.6g} at rate {rate:.6g} would spend "
             f"only ε = {spends:.4g} of the task's {dp.epsilon:g} over its {rounds} rounds of "
             f"{base_steps} steps: a participant calibrates its noise to spend the budget "
             "(fl_agent.privacy.local), and more noise than that would excuse a longer update")
-    band = length_band(params=params, steps=steps, lr=lr, momentum=momentum, clip=dp.clip,
-                       noise_multiplier=sigma, sample_rate=rate, samples=claimed)
     if not band.holds(length):
         raise ReceiptError(
             f"its update is {length:.4g} long; DP-SGD with its receipt's noise (σ {sigma:.4g}, "
@@ -279,6 +286,20 @@ def check_update_length(receipt: PrivacyReceipt, length: float, *, dp: DPPlan, r
             f"{band.low:.4g} to {band.high:.4g} (outside that with probability below "
             f"{3 * TAIL:.0e}): the update is not what its receipt describes, "
             + ("longer: scaled" if length > band.high else "shorter: its noise was not added"))
+
+
+@contextlib.contextmanager
+def _numbers_checked() -> Iterator[None]:
+    """Arithmetic on a receipt's numbers that fails (an overflow, a division by zero, a
+    count no quantile takes) as the receipt's fault: a :class:`ReceiptError`, so that the
+    aggregator refuses that update and judges the others."""
+    try:
+        yield
+    except ReceiptError:
+        raise
+    except (ConfigError, ArithmeticError, TypeError, ValueError) as err:
+        raise ReceiptError(f"its privacy receipt's numbers cannot be checked "
+                           f"({type(err).__name__}: {err})") from err
 
 
 @functools.lru_cache(maxsize=1024)

@@ -230,21 +230,23 @@ def test_a_dp_update_its_receipt_does_not_describe_is_refused_and_the_round_goes
     hundredth of it (noise the receipt reports but that was not added); a fourth reports
     twice the noise its budget needs. The aggregator refuses the last three and the fourth,
     each saying why; the first and the honest participants make the round, and `evidence
-    check` passes. ε = 0.5: the noise (1.4 long) is well above the most the clipped
-    gradients of one round can add (0.75), so an update without it is too short to pass."""
+    check` passes. ε = 0.5: the noise is well above the most the clipped gradients of one
+    round can add (0.75), so an update without it is too short to pass."""
     from fl_agent.crypto.envelopes import seal_update
     from fl_agent.learning.weights import encode_weights
     from fl_agent.privacy.dp import noise_for_budget
     from fl_agent.privacy.receipts import composed_epsilon
 
-    task_id = private_task(world, "dp", rounds=1, epsilon=0.5, dp_length_check=True)
+    # Two rounds, judged in the first: every participant calibrates its noise for both, so
+    # a check that took the task for one round would refuse them all as too noisy.
+    task_id = private_task(world, "dp", rounds=2, epsilon=0.5, dp_length_check=True)
     people = [world.participant(task_id, i) for i in range(2)]
     cheats = world.bare_members(task_id, world.accounts[5:9])
     aggregator = world.aggregator_agent(task_id)
     spec, plan = world.document.model, aggregator.document.privacy
     training = world.document.training
     rate, steps = training.batch_size / 80, training.steps
-    sigma = noise_for_budget(0.5, 1e-5, rate, steps, "prv")
+    sigma = noise_for_budget(0.5, 1e-5, rate, 2 * steps, "prv")
     _, _, workload = aggregator.step()
     start = people[0].read_global_model().astype(np.float64)
     # DP-SGD's noise over one round: lr·σ·C·√S / B per coordinate.

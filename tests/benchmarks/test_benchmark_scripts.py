@@ -724,6 +724,17 @@ def test_the_length_check_strategy_refuses_scaled_flips_before_the_rule_and_no_h
     assert fitted["refused_by_length_check"] == {"honest": 0, "attack": 0}
 
 
+def test_a_fitting_attacker_facing_the_length_check_aims_inside_its_own_band():
+    from benchmarks.privacy_dp import PAD_SHARE_OF_CLIP, in_band
+    from fl_agent.privacy.dp_length import LengthBand
+
+    band = LengthBand(low=4.0, high=10.0, noise=7.0, signal=1.0)
+    assert in_band(6.0, None) == 6.0 and in_band(6.0, band) == 6.0
+    assert in_band(20.0, band) == PAD_SHARE_OF_CLIP * 10.0       # the clip is beyond the band
+    assert in_band(2.0, band) == 4.0 / PAD_SHARE_OF_CLIP         # below it: sent at its bottom
+    assert band.holds(in_band(2.0, band)) and band.holds(in_band(20.0, band))
+
+
 def test_padding_aims_just_under_the_clip_of_the_rule_it_faces():
     from dataclasses import replace
 

@@ -233,3 +233,32 @@ def test_the_length_check_is_refused_where_its_band_does_not_describe_the_update
 
     with pytest.raises(ConfigError, match="dp-length-check"):
         build_plan(mode, epsilon=4.0, dp_length_check=True, **settings)
+
+
+def test_the_length_check_takes_either_accountant_and_refuses_numbers_it_cannot_take():
+    """A σ calibrated by RDP (a saved budget, or beyond PRV's range) spends the budget by RDP
+    but less by PRV: the check takes the larger ε, so it passes whatever the receipt names.
+    Numbers no accountant or quantile takes (a claim of 10¹⁸ samples, σ = 1e-300) are the
+    receipt's fault: a ReceiptError, never a crash of the aggregator's round."""
+    from fl_agent.privacy.dp import noise_for_budget
+    from fl_agent.privacy.receipts import check_history, check_update_length
+
+    plan = build_plan(TrainingMode.DP, epsilon=4.0, dp_length_check=True)
+    rate = 32 / 160
+    sigma = noise_for_budget(4.0, 1e-5, rate, 100, "rdp")
+    assert noise_for_budget(4.0, 1e-5, rate, 100, "prv") < 0.97 * sigma
+    receipt = PrivacyReceipt(**{**FIELDS, "mode": "dp", "accountant": "prv",
+                                "noise_multiplier": sigma, "sample_rate": rate, "steps": 20})
+    args = dict(dp=plan.dp, rounds=5, base_steps=20, steps=20, lr=0.05, momentum=0.0,
+                claimed=160, params=4810)
+    noise = 0.05 * sigma * (20 * 4810) ** 0.5 / 32
+    check_update_length(receipt, noise, **args)
+    with pytest.raises(ReceiptError, match="would spend only"):  # 1.5x: past both
+        check_update_length(receipt.model_copy(update={"noise_multiplier": 1.5 * sigma}),
+                            1.5 * noise, **args)
+    huge = receipt.model_copy(update={"sample_rate": 32 / 10**18})
+    with pytest.raises(ReceiptError):
+        check_update_length(huge, noise, **{**args, "claimed": 10**18})
+    tiny = receipt.model_copy(update={"noise_multiplier": 1e-300, "epsilon_spent": 3.0})
+    with pytest.raises(ReceiptError, match="cannot be checked"):
+        check_history(tiny, [])
