@@ -253,8 +253,8 @@ def check_update_length(receipt: PrivacyReceipt, length: float, *, dp: DPPlan, r
     receipt, checked by :func:`check_receipt` and :func:`check_history`, does not describe:
 
     * the receipt's noise multiplier at its sample rate over the task's ``rounds`` ×
-      ``base_steps`` spends less than the task's ε minus :data:`BUDGET_SLACK` by either
-      accountant (every participant calibrates its noise to spend the budget, by PRV or,
+      ``base_steps`` spends less than the task's ε minus :data:`BUDGET_SLACK` by both
+      accountants (every participant calibrates its noise to spend the budget, by PRV or,
       where PRV's range ends or its saved budget says so, by RDP, whose ε is the larger; a
       larger noise would widen the band below);
     * ``length`` lies outside :func:`~fl_agent.privacy.dp_length.length_band` for this round's
