@@ -285,6 +285,22 @@ def test_a_dp_update_its_receipt_does_not_describe_is_refused_and_the_round_goes
             assert message in verdict.reason, verdict.reason
     checked = world.cli("evidence", "check", "--task", str(task_id), "--round", "1")
     assert checked.exit_code == 0, checked.output
+    # The aggregator's rerun (evidence check --validation) opens the updates and replays the
+    # check: it decides the same, and evidence that had accepted the scaled update is caught.
+    from fl_agent.agents.audit import compare_rerun, rerun_round
+    from fl_agent.agents.evidence import RoundEvidence
+
+    evidence = RoundEvidence.from_json(world.store.get(outcome.evidence_cid))
+    rerun = rerun_round(world.aggregator_agent(task_id), evidence)
+    assert compare_rerun(evidence, rerun) == []
+    scaled = next(i for i, v in enumerate(evidence.verdicts)
+                  if v.participant.lower() == cheats[1].address.lower())
+    records = list(evidence.verdicts)
+    records[scaled] = records[scaled].model_copy(update={"accepted": True, "reason": None,
+                                                         "code": 0})
+    problems = compare_rerun(evidence.model_copy(update={"verdicts": tuple(records)}), rerun)
+    assert any(p.startswith(records[scaled].participant) and "accepted in the evidence" in p
+               and "longer: scaled" in p for p in problems), problems
 
 
 def test_participant_level_dp_noises_the_aggregate_and_nothing_on_the_participants(world):
