@@ -436,10 +436,10 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
             else:
                 updates = pad_updates(params, updates, attacking, length,
                                       np.random.default_rng([config.seed, number]))
+        lengths = [float(np.linalg.norm(u.astype(np.float64) - params)) for u in updates]
         if calibration is not None:  # each update's length over its own receipt's noise
-            for i, (u, c) in enumerate(zip(updates, fed.clients, strict=True)):
-                ratio = float(np.linalg.norm(u.astype(np.float64) - params)) / noise_length(
-                    setting, calibration.sigmas[i], d, factor)
+            for i, (length, c) in enumerate(zip(lengths, fed.clients, strict=True)):
+                ratio = length / noise_length(setting, calibration.sigmas[i], d, factor)
                 if not c.malicious:
                     over_noise["honest"].append(ratio)
                 elif config.attacks_in(number):
@@ -447,8 +447,7 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
         similar = cosine_similarity(np.stack(updates).astype(np.float64) - params)
         np.fill_diagonal(similar, -np.inf)
         closest.extend(similar.max(axis=1).tolist())
-        kept = [i for i, u in enumerate(updates) if not bands or bands[i].holds(
-            float(np.linalg.norm(u.astype(np.float64) - params)))]
+        kept = [i for i, length in enumerate(lengths) if not bands or bands[i].holds(length)]
         refused = {i: "receipt" for i in range(len(updates)) if i not in kept}
         for i in refused:
             by_check["attack" if fed.clients[i].malicious else "honest"] += 1

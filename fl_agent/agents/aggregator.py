@@ -287,7 +287,7 @@ class AggregatorAgent:
                     self.keys.private, self.task_id, round_number, str(log.participant))
                 vector, kept = self.fetcher.decode(plain, global_vector)
                 self.fetcher.check_receipt(log, round_number, len(plain), kept, global_cid,
-                                           rnd.deadline_block, vector)
+                                           rnd.deadline_block, vector, global_vector)
                 vectors.append(vector)
                 usable.append(i)
             except NodeUnavailableError:

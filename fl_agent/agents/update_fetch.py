@@ -103,14 +103,16 @@ class UpdateFetcher:
 
     def check_receipt(self, log: Any, round_number: int, update_bytes: int,
                       kept: int | None, global_cid: str, deadline_block: int,
-                      vector: np.ndarray | None = None) -> None:
+                      vector: np.ndarray | None = None,
+                      global_vector: np.ndarray | None = None) -> None:
         """Refuses a submission to a task with a privacy plan whose receipt (named by its
         ``privacyCid``) is missing or disagrees with the plan or the update
         (:func:`fl_agent.privacy.receipts.check_receipt`), or, in an example-level dp task,
         that disagrees with what the chain shows of its sender's task or with its earlier
         receipts (:func:`~fl_agent.privacy.receipts.check_history`), or, in a plain one
         that asks for it, with the length of the decoded ``vector``'s change from the model
-        its sender trained on (:meth:`trained_from`;
+        its sender trained on (:meth:`trained_from`; ``global_vector``, the round's model
+        the caller has decoded already, for every member the round's keyring names;
         :func:`~fl_agent.privacy.receipts.check_update_length`);
         fetched like an update, so a receipt not yet reachable makes the round wait as an
         update does."""
@@ -145,7 +147,7 @@ class UpdateFetcher:
                           earlier_claims=[claim for _, _, claim in past], steps_floor=floor)
             if vector is not None and length_checked(document.privacy):
                 training = document.training
-                start = self.trained_from(round_number, sender)
+                start = self.trained_from(round_number, sender, global_vector)
                 length = float(np.linalg.norm(np.asarray(vector, np.float64) - start))
                 check_update_length(
                     receipt, length, dp=dp, rounds=self._task_rounds(), base_steps=base,
@@ -153,9 +155,11 @@ class UpdateFetcher:
                     lr=training.lr, momentum=training.momentum,
                     claimed=int(log.numSamples), params=param_count(document.model))
 
-    def trained_from(self, round_number: int, sender: str) -> np.ndarray:
-        """The model ``sender`` trained on in ``round_number``: the round's own, or, for a
-        member its keyring left out, the newest earlier round's model it was given the key to
+    def trained_from(self, round_number: int, sender: str,
+                     current: np.ndarray | None = None) -> np.ndarray:
+        """The model ``sender`` trained on in ``round_number``: the round's own (``current``
+        when the caller has it decoded), or, for a member its keyring left out, the newest
+        earlier round's model it was given the key to
         (:meth:`fl_agent.agents.participant.ParticipantAgent._model_to_train_on`; a member that
         also missed that round trained on an older one still, and its update looks longer)."""
         from fl_agent.crypto.envelopes import Keyring, decrypt_model
@@ -169,12 +173,14 @@ class UpdateFetcher:
                 break
         else:
             number = round_number  # it could read no model: nothing else to measure from
+        if number == round_number and current is not None:
+            return current
         if number not in self._models:
             opened = self.agent._round_started(number)
             self._models = {number: decode_weights(
                 decrypt_model(self.agent.store.get(str(opened.globalModelCid)),
                               self.agent.keys.keys, self.agent.task_id),
-                self.agent.document.model)}  # one kept: usually this round's
+                self.agent.document.model)}  # one kept: an earlier round's
         return self._models[number]
 
     def _task_rounds(self) -> int:
