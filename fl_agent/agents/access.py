@@ -69,6 +69,24 @@ def readers(members: list[Member], *, excluded: frozenset[str] = frozenset(),
     return chosen
 
 
+def newest_readable_round(round_number: int, address: str,
+                          keyring_of: Callable[[int], str | None],
+                          holders_of: Callable[[str], frozenset[str]]) -> int | None:
+    """The newest round, counting down from ``round_number``, whose global model ``address``
+    was given the key to: one without a keyring (its model is not encrypted) or whose
+    keyring (``keyring_of(round)``, a CID; ``holders_of(cid)``, the lower-case addresses it
+    names) names it; None if there is none. A member left out of a round's keyring trains on
+    that round's model, and the aggregator measures its update from the same one: both find
+    it on the chain and in the store, so a member that missed a round it was named in, or
+    restarted, trains on what the aggregator expects."""
+    address = address.lower()
+    for number in range(round_number, 0, -1):
+        cid = keyring_of(number)
+        if cid is None or address in holders_of(cid):
+            return number
+    return None
+
+
 def member_key(fairfl: Any, account: Any) -> X25519PrivateKey:
     """``account``'s member key on this deployment (it signs the member-key message)."""
     from ape import chain

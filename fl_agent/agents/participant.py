@@ -13,7 +13,8 @@ member key in its registry metadata when it joins, opens the task key from each 
 keyring, decrypts the global model, and seals its update to the aggregator's key, bound to
 its address and the round. A member left out of a round's readers (no accepted update
 after its trial rounds, see :func:`fl_agent.agents.access.readers`) trains on the newest
-model it could read, so an honest member can earn its way back. A round's global model,
+model it was given the key to, read back from the chain and the store (also after a
+restart), so an honest member can earn its way back. A round's global model,
 workload or keyring that cannot be opened or decoded is reported and the round skipped; the
 agent keeps serving the next rounds. A revert of its submission (the window closed, it was
 blacklisted) is reported the same way; once blacklisted it stops. A node or store that does
@@ -41,7 +42,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from fl_agent.agents.access import member_key, participant_metadata
+from fl_agent.agents.access import member_key, newest_readable_round, participant_metadata
 from fl_agent.chain.client import FairFL, chain_height
 from fl_agent.chain.records import RoundStatus, TaskStatus, TxReceipt
 from fl_agent.chain.watcher import EventWatcher
@@ -350,21 +351,43 @@ class ParticipantAgent:
     def _model_to_train_on(self, workload: Workload, model_cid: str,
                            round_number: int) -> np.ndarray:
         """The round's global model; for a member that was not given its key (see
-        :func:`fl_agent.agents.access.readers`), the newest one it could read, so that it can
-        still earn its way back with an accepted update."""
+        :func:`fl_agent.agents.access.readers`), the newest earlier one it was given the key
+        to (:func:`~fl_agent.agents.access.newest_readable_round`), so that it can still
+        earn its way back with an accepted update. That one is found on the chain and in
+        the store, not in memory: after a restart, or a round it was named in but missed,
+        it trains on the model the aggregator measures its update from."""
         try:
-            keys = self._task_keys(workload)
-            vector = decode_weights(decrypt_model(self.store.get(model_cid), keys, self.task_id),
-                                    self.document.model)
+            return self._read_round_model(round_number, workload, model_cid)
         except NotAReaderError as err:
-            if self._last_read is None:
+            number = newest_readable_round(round_number - 1, self.address,
+                                           lambda n: self._round(n)[1].keyring,
+                                           self._holders_of)
+            if number is None:
                 raise
-            read_round, vector = self._last_read
-            self.log(f"round {round_number}: {err}; training on round {read_round}'s model, "
-                     "the newest this member could read")
-            return vector
-        self._last_read = (round_number, vector)
-        return vector
+            self.log(f"round {round_number}: {err}; training on round {number}'s model, "
+                     "the newest this member was given the key to")
+            log, earlier = self._round(number)
+            return self._read_round_model(number, earlier, str(log.globalModelCid))
+
+    def _read_round_model(self, number: int, workload: Workload, model_cid: str) -> np.ndarray:
+        """Round ``number``'s global model, decrypted with its keyring's keys (the last one
+        read is kept)."""
+        if self._last_read is None or self._last_read[0] != number:
+            vector = decode_weights(decrypt_model(self.store.get(model_cid),
+                                                  self._task_keys(workload), self.task_id),
+                                    self.document.model)
+            self._last_read = (number, vector)
+        return self._last_read[1]
+
+    def _round(self, number: int) -> tuple[Any, Workload]:
+        """An earlier round's ``RoundStarted`` log and workload."""
+        logs = self.fairfl.ledger.events("RoundStarted", taskId=self.task_id, round=number)
+        if not logs:
+            raise ChainError(f"task {self.task_id} round {number} has no RoundStarted")
+        return logs[-1], Workload.from_json(self.store.get(str(logs[-1].workloadCid)))
+
+    def _holders_of(self, keyring_cid: str) -> frozenset[str]:
+        return Keyring.from_json(self.store.get(keyring_cid)).holders()
 
     def _task_keys(self, workload: Workload) -> dict[int, bytes]:
         """The task keys this member holds, from the round's keyring."""

@@ -160,18 +160,14 @@ class UpdateFetcher:
         """The model ``sender`` trained on in ``round_number``: the round's own (``current``
         when the caller has it decoded), or, for a member its keyring left out, the newest
         earlier round's model it was given the key to
-        (:meth:`fl_agent.agents.participant.ParticipantAgent._model_to_train_on`; a member that
-        also missed that round trained on an older one still, and its update looks longer)."""
-        from fl_agent.crypto.envelopes import Keyring, decrypt_model
+        (:func:`fl_agent.agents.access.newest_readable_round`, the rule
+        :meth:`fl_agent.agents.participant.ParticipantAgent._model_to_train_on` follows)."""
+        from fl_agent.agents.access import newest_readable_round
+        from fl_agent.crypto.envelopes import decrypt_model
 
-        sender = sender.lower()
-        for number in range(round_number, 0, -1):
-            cid = self._workload(number).keyring
-            if cid is not None and cid not in self._holders:
-                self._holders[cid] = Keyring.from_json(self.agent.store.get(cid)).holders()
-            if cid is None or sender in self._holders[cid]:
-                break
-        else:
+        number = newest_readable_round(round_number, sender,
+                                       lambda n: self._workload(n).keyring, self._holders_of)
+        if number is None:
             number = round_number  # it could read no model: nothing else to measure from
         if number == round_number and current is not None:
             return current
@@ -182,6 +178,15 @@ class UpdateFetcher:
                               self.agent.keys.keys, self.agent.task_id),
                 self.agent.document.model)}  # one kept: an earlier round's
         return self._models[number]
+
+    def _holders_of(self, keyring_cid: str) -> frozenset[str]:
+        """The members a keyring names, read once."""
+        from fl_agent.crypto.envelopes import Keyring
+
+        if keyring_cid not in self._holders:
+            self._holders[keyring_cid] = Keyring.from_json(
+                self.agent.store.get(keyring_cid)).holders()
+        return self._holders[keyring_cid]
 
     def _task_rounds(self) -> int:
         """The task's round count on chain (what participants calibrate their noise for),

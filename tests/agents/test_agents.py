@@ -456,6 +456,31 @@ def test_holding_the_key_is_earned_and_the_final_model_is_for_contributors_only(
     assert honest[0].read_global_model().shape == (650,)
 
 
+def test_a_member_back_after_its_trial_trains_on_the_last_model_it_was_given(world):
+    """A member named in the trial rounds' keyrings that trained in none of them (offline,
+    or restarted: it remembers no model) and is left out of round 3's trains on round 2's
+    model, read back from the chain and the store: the one the aggregator measures a DP
+    update from. Before, it had no model in memory and skipped the round."""
+    from fl_agent.agents.access import TRIAL_ROUNDS
+
+    task_id = world.create_task(rounds=3, min_participants=1)
+    honest = world.participant(task_id, 0)
+    late = world.participant(task_id, 1)  # joined; its agent first runs in round 3
+    aggregator = world.aggregator_agent(task_id)
+    for _ in range(TRIAL_ROUNDS):
+        aggregator.step()
+        honest.step()
+        finalize_with_window(world, aggregator)
+    _, _, workload = aggregator.step()
+    assert late.address.lower() not in Keyring.from_json(world.store.get(workload.keyring)) \
+        .holders()
+    seen: list[str] = []
+    late.log = seen.append
+    submitted, _ = late.step()
+    assert [s.round for s in submitted] == [TRIAL_ROUNDS + 1]
+    assert any("training on round 2's model" in line for line in seen)
+
+
 def finalize_with_window(world, aggregator) -> RoundOutcome:
     """Finalizes the open round, letting the window run out if a member did not submit."""
     from ape import chain
