@@ -439,7 +439,9 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
         lengths = [float(np.linalg.norm(u.astype(np.float64) - params)) for u in updates]
         if calibration is not None:  # each update's length over its own receipt's noise
             for i, (length, c) in enumerate(zip(lengths, fed.clients, strict=True)):
-                ratio = length / noise_length(setting, calibration.sigmas[i], d, factor)
+                noise = (bands[i] if bands else receipt_band(setting, calibration, i,
+                                                             len(shards[i][1]), d, factor)).noise
+                ratio = length / noise
                 if not c.malicious:
                     over_noise["honest"].append(ratio)
                 elif config.attacks_in(number):
@@ -515,17 +517,6 @@ def receipt_band(setting: Setting, calibration: Calibration, client: int, sample
                        momentum=setting.momentum, clip=setting.clip,
                        noise_multiplier=calibration.sigmas[client],
                        sample_rate=calibration.sample_rates[client], samples=samples)
-
-
-def noise_length(setting: Setting, sigma: float, d: int, lr_factor: float = 1.0) -> float:
-    """The expected length of the DP-SGD noise in one update of ``setting.steps`` steps at
-    noise multiplier ``sigma`` (what a sender's receipt gives): per step Opacus adds
-    N(0, (σC)²) per coordinate to the summed clipped gradients and divides by the expected
-    batch, so over S steps the noise is lr·σ·C·√S / B per coordinate, √d of that in length.
-    Not used by any rule: a diagnostic for a length screen relative to each sender's own
-    noise (docs/privacy-dp.md)."""
-    return (setting.dp_lr * lr_factor * sigma * setting.clip * math.sqrt(setting.steps * d)
-            / setting.batch_size)
 
 
 def quantiles(values: Sequence[float]) -> dict[str, float]:
