@@ -142,6 +142,7 @@ bench-gas: setup ## Gas per round for 5/20/50/100 participants, each function ag
 bench-privacy: setup ## The privacy modes on evaluation seeds: DP-SGD accuracy and FPR against epsilon, DP-FedAvg accuracy against epsilon, sparse updates, CKKS aggregation and its wrap check, watermarks on Dirichlet and equal shards and under attack (docs/privacy*.md; about 75 min on 2 cores: 50 measured before, plus two held-out runs of about 13 min)
 	@python -m benchmarks.privacy_dp
 	@python -m benchmarks.privacy_dp_fedavg
+	@python -m benchmarks.sequential_null
 	@python -m benchmarks.privacy_sparse
 	@python -m benchmarks.privacy_he
 	@python -m benchmarks.privacy_he_wrap

@@ -848,3 +848,17 @@ def test_the_noise_length_is_the_length_dp_sgd_adds_to_an_update():
     calibration = Calibration(8.0, (rate,), (50.0,), (8.0,), True, True)
     noise = receipt_band(setting, calibration, 0, len(y), param_count(fed.spec)).noise
     assert length / noise == pytest.approx(1.0, abs=0.05)
+
+
+def test_the_sequential_test_turns_away_a_noise_like_sender_at_its_nominal_rate_but_bans_more():
+    """A sender whose z-scores are N(0, 1) is turned away in Φ(−2) = 2.28 % of its
+    submissions by the shipped test (its statistic is N(0, 1) every round), and banned far
+    more often than three independent 2.3 % events within a window would be; a sender whose
+    updates beat noise is banned less, one whose updates cost more is banned more."""
+    from benchmarks.sequential_null import null_run
+
+    rows = {drift: null_run(drift, rounds=20, senders=20_000, tolerance=2.0)
+            for drift in (-0.2, 0.0, 0.5)}
+    assert rows[0.0]["share_turned_away"] == pytest.approx(0.02275, abs=0.002)
+    assert 0.03 < rows[0.0]["blacklisted"] < rows[0.0]["turned_away_at_least_once"] < 0.2
+    assert rows[0.5]["blacklisted"] < rows[0.0]["blacklisted"] < rows[-0.2]["blacklisted"]
