@@ -12,7 +12,9 @@ z-scores, runs the shipped test and the registry's window
 of submissions turned away, the chance of being turned away at least once and the chance of
 being blacklisted. A tiny shard at ε = 1 is such a sender: its update is nearly all noise
 (docs/privacy-dp.md). The single round's own gate, which turns away some more, is not
-modelled, so the figures are a floor for the test as shipped.
+modelled, so the figures are a floor for the test as shipped; and a sender is judged in every
+round here, banned or not, so "submissions turned away" is the test's own rate, counting
+rounds a banned sender would not submit.
 
 Pure simulation of the test's arithmetic: no model is trained. Writes
 ``reports/bench/sequential_null.json``.
@@ -32,9 +34,14 @@ import numpy as np
 
 from benchmarks import machine, publish
 from benchmarks.privacy_dp import would_blacklist
+from fl_agent.simulation.config import BLOCKS_PER_ROUND_SLACK
 
-#: The registry's rule as the simulation configures it (SimulationConfig).
+#: The registry's rule as the simulation configures it (SimulationConfig): three rejections
+#: within a window of ``4 * (clients + BLOCKS_PER_ROUND_SLACK)`` blocks, which, as a round
+#: spends ``clients + 2`` blocks, holds five rounds.
 WINDOW_ROUNDS, MAX_REJECTIONS = 4, 3
+#: The DP benchmark's federation (benchmarks.privacy_dp), whose size sets the window's blocks.
+CLIENTS = 10
 
 
 def null_run(drift: float, rounds: int, senders: int, tolerance: float,
@@ -53,7 +60,10 @@ def null_run(drift: float, rounds: int, senders: int, tolerance: float,
         sums += z  # a rejected update's z still counts, as in FairFL
         counts += 1
         rejected.append(set(np.flatnonzero(out[number]).tolist()))
-    banned = would_blacklist(rejected, senders, WINDOW_ROUNDS, MAX_REJECTIONS, 0)
+    # The registry's window in blocks, as benchmarks.privacy_dp replays it for its 10 clients
+    # (the senders here are many draws of one client, not one federation).
+    banned = would_blacklist(rejected, CLIENTS, WINDOW_ROUNDS, MAX_REJECTIONS,
+                             BLOCKS_PER_ROUND_SLACK)
     return {"drift": drift, "rounds": rounds, "senders": senders,
             "share_turned_away": round(float(out.mean()), 4),
             "turned_away_at_least_once": round(float(out.any(axis=0).mean()), 4),
@@ -88,7 +98,8 @@ def main(drifts: list[float], rounds: int, senders: int, tolerance: float,
               f"{row['turned_away_at_least_once']:.3f} | {row['blacklisted']:.3f} |"
               for row in rows]
     publish({"settings": {"rounds": rounds, "senders": senders, "tolerance": tolerance,
-                          "window_rounds": WINDOW_ROUNDS, "max_rejections": MAX_REJECTIONS},
+                          "window_rounds": WINDOW_ROUNDS, "max_rejections": MAX_REJECTIONS,
+                          "clients": CLIENTS, "slack": BLOCKS_PER_ROUND_SLACK},
              "machine": machine(), "rows": rows}, json_path, "\n".join(table))
 
 if __name__ == "__main__":

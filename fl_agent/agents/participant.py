@@ -155,6 +155,8 @@ class ParticipantAgent:
         self.member_key = member_key(self.fairfl, self.account)
         self._keyrings: dict[str, dict[int, bytes]] = {}
         self._last_read: tuple[int, np.ndarray] | None = None  # round, its global model
+        self._earlier: dict[int, tuple[Any, Workload]] = {}  # round -> RoundStarted, workload
+        self._holders: dict[str, frozenset[str]] = {}  # keyring CID -> the members it names
         self.watcher = EventWatcher(
             self.fairfl.ledger.contract, ("RoundStarted", "TaskCompleted", "TaskCancelled"),
             Path(self.state_dir) / (f"participant-{self.fairfl.ledger.address.lower()}-"
@@ -380,14 +382,21 @@ class ParticipantAgent:
         return self._last_read[1]
 
     def _round(self, number: int) -> tuple[Any, Workload]:
-        """An earlier round's ``RoundStarted`` log and workload."""
-        logs = self.fairfl.ledger.events("RoundStarted", taskId=self.task_id, round=number)
-        if not logs:
-            raise ChainError(f"task {self.task_id} round {number} has no RoundStarted")
-        return logs[-1], Workload.from_json(self.store.get(str(logs[-1].workloadCid)))
+        """An earlier round's ``RoundStarted`` log and workload, read once (a round's are
+        fixed: round numbers only grow)."""
+        if number not in self._earlier:
+            logs = self.fairfl.ledger.events("RoundStarted", taskId=self.task_id, round=number)
+            if not logs:
+                raise ChainError(f"task {self.task_id} round {number} has no RoundStarted")
+            self._earlier[number] = (logs[-1], Workload.from_json(
+                self.store.get(str(logs[-1].workloadCid))))
+        return self._earlier[number]
 
     def _holders_of(self, keyring_cid: str) -> frozenset[str]:
-        return Keyring.from_json(self.store.get(keyring_cid)).holders()
+        """The members a keyring names, read once."""
+        if keyring_cid not in self._holders:
+            self._holders[keyring_cid] = Keyring.from_json(self.store.get(keyring_cid)).holders()
+        return self._holders[keyring_cid]
 
     def _task_keys(self, workload: Workload) -> dict[int, bytes]:
         """The task keys this member holds, from the round's keyring."""

@@ -80,7 +80,7 @@ def _stand_in_task(named_in: dict[int, set[str]]):
         member.store = agent.store
         member.task_id, member.address, member.member_key = 7, address, pairs[address][0]
         member.document = agent.document
-        member._keyrings = {}
+        member._keyrings, member._earlier, member._holders = {}, {}, {}
         member._last_read = None if last_read is None else (
             last_read, np.full(param_count(SPEC), last_read, np.float32))
         member.log = lambda message: None
