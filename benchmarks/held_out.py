@@ -216,7 +216,8 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
             tolerance: float | None = None, partition: str = "dirichlet",
             noise_check: bool = True, watermark: str | None = None,
             reach: float | None = None, bits: int | None = None,
-            share_cap: float | None = None) -> list[dict[str, Any]]:
+            share_cap: float | None = None,
+            full_tolerance_at: float | None = None) -> list[dict[str, Any]]:
     rows = []
     for seed in seeds:
         base = clean_fedavg(seed, rounds, device_spread, partition)
@@ -229,6 +230,8 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
                                            else None)
             if tolerance is not None:
                 strategy = replace(strategy, tolerance=tolerance)
+            if full_tolerance_at is not None:
+                strategy = replace(strategy, full_tolerance_at=full_tolerance_at)
             if not noise_check:  # a chance level of 1: what DP and watermark tasks run
                 strategy = replace(strategy, chance_z=chance_z_off(param_count(fed.spec)))
             plan = watermark_plan(watermark, reach, bits) if watermark else None
@@ -319,6 +322,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tolerance", type=float, default=None,
                         help="FairFL's gate tolerance in standard errors (default: FairFL's "
                              "own; set it only to tune, on tuning seeds)")
+    parser.add_argument("--full-tolerance-at", type=float, default=None,
+                        help="FairFL's full_tolerance_at (default: FairFL's own; 0: every "
+                             "update gets the full tolerance, whatever its similarity to the "
+                             "round's direction; a diagnostic, on tuning seeds)")
     parser.add_argument("--partition", choices=("dirichlet", "iid"), default="dirichlet",
                         help="the clients' shards: Dirichlet α = 0.5 (the default, unequal "
                              "sizes and label mixes) or iid (equal sizes, every label alike)")
@@ -348,6 +355,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--bits needs --watermark and a positive number")
     if args.reach is not None and (args.watermark != "reach" or args.reach <= 0):
         parser.error("--reach needs --watermark reach and a positive number")
+    if args.full_tolerance_at is not None and args.full_tolerance_at < 0:
+        parser.error("--full-tolerance-at needs a number of at least 0")
     if args.share_cap is not None and (args.watermark != "reach" or args.share_cap < 1):
         parser.error("--share-cap needs --watermark reach and a number of at least 1")
     attacks = args.attacks.split(",")
@@ -359,7 +368,8 @@ def main(argv: list[str] | None = None) -> None:
     about = machine()  # the commit and the machine, taken before the runs
     rows = measure([int(s) for s in args.seeds.split(",")], attacks, args.rounds,
                    args.device_spread, RULES[args.rule], args.tolerance, args.partition,
-                   args.noise_check, args.watermark, args.reach, args.bits, args.share_cap)
+                   args.noise_check, args.watermark, args.reach, args.bits, args.share_cap,
+                   args.full_tolerance_at)
     settings = {key: str(value) if isinstance(value, Path) else value
                 for key, value in vars(args).items()}
     publish({"settings": settings, "machine": about, "rows": rows}, args.json, markdown(rows))
