@@ -78,7 +78,7 @@ from fl_agent.chain.history import tasks
 from fl_agent.chain.records import RoundStatus, Task, TaskStatus, TxReceipt
 from fl_agent.crypto.envelopes import decrypt_model, encrypt_model, open_update
 from fl_agent.crypto.sealing import plaintext_hash
-from fl_agent.errors import ChainError, ConfigError, FairFLError
+from fl_agent.errors import ConfigError, FairFLError
 from fl_agent.faults import failpoint
 from fl_agent.learning.metrics import get_metric
 from fl_agent.learning.models import param_count
@@ -173,10 +173,7 @@ class AggregatorAgent:
                 if not self.fairfl.registry.is_blacklisted(p)]
 
     def _round_started(self, round_number: int) -> Any:
-        logs = self.fairfl.ledger.events("RoundStarted", taskId=self.task_id, round=round_number)
-        if not logs:
-            raise ChainError(f"task {self.task_id} round {round_number} has no RoundStarted")
-        return logs[-1]
+        return self.fairfl.ledger.round_started(self.task_id, round_number)
 
     def fetch_update(self, cid: str, global_cid: str, deadline_block: int) -> bytes:
         """A submitted update's bytes (:meth:`UpdateFetcher.fetch`)."""

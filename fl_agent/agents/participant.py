@@ -385,11 +385,8 @@ class ParticipantAgent:
         """An earlier round's ``RoundStarted`` log and workload, read once (a round's are
         fixed: round numbers only grow)."""
         if number not in self._earlier:
-            logs = self.fairfl.ledger.events("RoundStarted", taskId=self.task_id, round=number)
-            if not logs:
-                raise ChainError(f"task {self.task_id} round {number} has no RoundStarted")
-            self._earlier[number] = (logs[-1], Workload.from_json(
-                self.store.get(str(logs[-1].workloadCid))))
+            log = self.fairfl.ledger.round_started(self.task_id, number)
+            self._earlier[number] = (log, Workload.from_json(self.store.get(str(log.workloadCid))))
         return self._earlier[number]
 
     def _holders_of(self, keyring_cid: str) -> frozenset[str]:

@@ -276,6 +276,14 @@ class Ledger(ContractWrapper):
     def round(self, task_id: int, round_number: int) -> Round:
         return Round.from_chain(task_id, round_number, self.contract.round(task_id, round_number))
 
+    def round_started(self, task_id: int, round_number: int) -> Any:
+        """The ``RoundStarted`` log of a round (its global model and workload CIDs); a round
+        has one, as round numbers only grow."""
+        logs = self.events("RoundStarted", taskId=task_id, round=round_number)
+        if not logs:
+            raise ChainError(f"task {task_id} round {round_number} has no RoundStarted")
+        return logs[-1]
+
     def rounds(self, task_id: int) -> list[Round]:
         return [self.round(task_id, r) for r in range(1, self.task(task_id).current_round + 1)]
 

@@ -85,7 +85,7 @@ def _stand_in_task(named_in: dict[int, set[str]]):
             last_read, np.full(param_count(SPEC), last_read, np.float32))
         member.log = lambda message: None
         member.fairfl = SimpleNamespace(ledger=SimpleNamespace(
-            events=lambda name, taskId, round: [started[round]]))
+            round_started=lambda task, number: started[number]))
         return member
 
     return fetcher, participant
