@@ -214,10 +214,19 @@ ATTACK_VARIANTS: dict[str, dict[str, Any]] = {
 
 def attack_settings(name: str) -> dict[str, Any]:
     """The :class:`SimulationConfig` fields of an attack (``label_flip``) or of a named
-    variant (:data:`ATTACK_VARIANTS`)."""
+    variant (:data:`ATTACK_VARIANTS`), either optionally with ``-from-F``: honest until
+    round F, attacking from then on (``sign_flip-from-11``: a late attacker, which meets a
+    converged model with a clean record)."""
+    base, sep, first = name.rpartition("-from-")
+    if sep and base:
+        if "-from-" in base or not first.isdigit() or not 1 <= int(first) <= 10_000:
+            raise ConfigError(f"attack {name!r}: -from- takes a round from 1 to 10000, "
+                              f"as in sign_flip-from-11")
+        return {**attack_settings(base), "attack_from": int(first)}
     if name in ATTACKS:
         return {"attack": name}
     if name in ATTACK_VARIANTS:
         return dict(ATTACK_VARIANTS[name])
     raise ConfigError(f"unknown attack {name!r}; use one of {', '.join(ATTACKS)} or a "
-                      f"variant: {', '.join(ATTACK_VARIANTS)}")
+                      f"variant: {', '.join(ATTACK_VARIANTS)}, either followed by -from-F "
+                      f"(attacking from round F)")

@@ -82,6 +82,26 @@ def test_bad_attack_settings(fields):
         Attack(**fields)
 
 
+def test_an_attack_from_a_round_is_honest_before_it():
+    from fl_agent.simulation.config import SimulationConfig, attack_settings
+
+    late = SimulationConfig(**attack_settings("sign_flip-from-11"))
+    assert late.attack == "sign_flip" and late.attack_from == 11
+    assert [r for r in range(1, 16) if late.attacks_in(r)] == list(range(11, 16))
+    both = SimulationConfig(**attack_settings("label_flip-every-2-from-4"))
+    assert [r for r in range(1, 11) if both.attacks_in(r)] == [4, 6, 8, 10]
+
+
+@pytest.mark.parametrize("name", ["sign_flip-from-0", "sign_flip-from-x", "-from-3",
+                                  "bribe-from-3", "sign_flip-from-3-from-4",
+                                  "sign_flip-from-10001"])
+def test_a_bad_attack_name_says_how_to_write_one(name):
+    from fl_agent.simulation.config import attack_settings
+
+    with pytest.raises(ConfigError, match="attack"):
+        attack_settings(name)
+
+
 def test_free_rider_does_not_train():
     assert not Attack("free_rider").trains and Attack("label_flip").trains
 
