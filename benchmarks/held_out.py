@@ -27,6 +27,7 @@ on seeds 101-103. The evaluation seeds 11-15 were used for none of them.
 
     python -m benchmarks.held_out                          # seeds 11-15, every attack
     python -m benchmarks.held_out --seeds 11 --attacks label_flip-every-2
+    python -m benchmarks.held_out --seeds 11 --rounds 60 --attacks sign_flip-from-41
     python -m benchmarks.held_out --seeds 1,2,3,4,5 --attacks none,label_flip,sign_flip \
         --tolerance 3 --json reports/bench/tuning.json       # how the gate was tuned
 """
@@ -311,7 +312,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", default=",".join(map(str, EVALUATION_SEEDS)),
                         help="comma-separated seeds (default: the evaluation seeds)")
     parser.add_argument("--attacks", default=",".join(BENCH_ATTACKS),
-                        help="comma-separated attacks and variants")
+                        help="comma-separated attacks and variants; either may end in "
+                             "-from-F: honest until round F, attacking from then on "
+                             "(sign_flip-from-41)")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--device-spread", type=float, default=DEFAULT_DEVICE_SPREAD,
                         help="simulated device speeds (1: equal devices, as when FairFL's "
@@ -325,7 +328,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--full-tolerance-at", type=float, default=None,
                         help="FairFL's full_tolerance_at (default: FairFL's own; 0: every "
                              "update gets the full tolerance, whatever its similarity to the "
-                             "round's direction; a diagnostic, on tuning seeds)")
+                             "round's direction; rule R46 measured the trade on tuning seeds)")
     parser.add_argument("--partition", choices=("dirichlet", "iid"), default="dirichlet",
                         help="the clients' shards: Dirichlet α = 0.5 (the default, unequal "
                              "sizes and label mixes) or iid (equal sizes, every label alike)")
