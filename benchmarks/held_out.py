@@ -365,8 +365,8 @@ def main(argv: list[str] | None = None) -> None:
     attacks = args.attacks.split(",")
     for name in attacks:
         try:
-            attack_settings(name)  # an unknown name fails here, before any run
-        except ConfigError as err:
+            SimulationConfig.build(rounds=args.rounds, **attack_settings(name))  # an unknown
+        except ConfigError as err:  # name, or attackers who never attack, fail before any run
             parser.error(str(err))
     about = machine()  # the commit and the machine, taken before the runs
     rows = measure([int(s) for s in args.seeds.split(",")], attacks, args.rounds,

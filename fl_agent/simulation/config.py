@@ -96,6 +96,9 @@ class SimulationConfig(BaseModel):
         if self.dataset not in BUILTIN_DATASETS and not Path(self.dataset).is_file():
             raise ValueError(f"dataset must be one of {', '.join(BUILTIN_DATASETS)} or a "
                              "CSV/NPZ file")
+        if self.attack != "none" and self.attack_from > self.rounds:
+            raise ValueError(f"the attackers attack from round {self.attack_from}, after the "
+                             f"last of {self.rounds}: they would never attack")
         if self.flip_scale != 1.0 and self.attack != "sign_flip":
             raise ValueError(f"flip_scale scales a sign flipper's update; attack is "
                              f"{self.attack!r}, not sign_flip")
@@ -219,9 +222,10 @@ def attack_settings(name: str) -> dict[str, Any]:
     converged model with a clean record)."""
     base, sep, first = name.rpartition("-from-")
     if sep and base:
-        if "-from-" in base or not first.isdigit() or not 1 <= int(first) <= 10_000:
-            raise ConfigError(f"attack {name!r}: -from- takes a round from 1 to 10000, "
-                              f"as in sign_flip-from-11")
+        if "-from-" in base or base == "none" or not (first.isascii() and first.isdecimal()) \
+                or first.startswith("0") or int(first) > 10_000:
+            raise ConfigError(f"attack {name!r}: an attack's -from- takes a round from 1 to "
+                              f"10000 without leading zeros, as in sign_flip-from-11")
         return {**attack_settings(base), "attack_from": int(first)}
     if name in ATTACKS:
         return {"attack": name}

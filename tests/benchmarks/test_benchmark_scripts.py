@@ -323,6 +323,8 @@ def test_the_held_out_benchmark_scores_every_run_against_the_targets(tmp_path):
                                                           "0.3")
     bad = run_fails("benchmarks.held_out", "--attacks", "no_such_attack")
     assert "unknown attack 'no_such_attack'" in bad
+    assert "would never attack" in run_fails("benchmarks.held_out", "--rounds", "3",
+                                             "--attacks", "sign_flip-from-4")
 
 
 def test_the_trigger_pile_benchmark_sets_honest_updates_beside_the_attackers(tmp_path):

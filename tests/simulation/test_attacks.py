@@ -94,12 +94,22 @@ def test_an_attack_from_a_round_is_honest_before_it():
 
 @pytest.mark.parametrize("name", ["sign_flip-from-0", "sign_flip-from-x", "-from-3",
                                   "bribe-from-3", "sign_flip-from-3-from-4",
-                                  "sign_flip-from-10001"])
+                                  "sign_flip-from-10001", "sign_flip-from-041",
+                                  "sign_flip-from-\u00b2", "sign_flip-from-\u0664\u0661",
+                                  "sign_flip-from-", "none-from-5"])
 def test_a_bad_attack_name_says_how_to_write_one(name):
     from fl_agent.simulation.config import attack_settings
 
     with pytest.raises(ConfigError, match="attack"):
         attack_settings(name)
+
+
+def test_attackers_who_would_never_attack_are_refused():
+    from fl_agent.simulation.config import SimulationConfig, attack_settings
+
+    with pytest.raises(ConfigError, match="never attack"):
+        SimulationConfig.build(rounds=60, **attack_settings("sign_flip-from-61"))
+    assert SimulationConfig.build(rounds=60, **attack_settings("sign_flip-from-60"))
 
 
 def test_free_rider_does_not_train():
