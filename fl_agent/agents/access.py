@@ -87,6 +87,15 @@ def newest_readable_round(round_number: int, address: str,
     return None
 
 
+def holders_of(get: Callable[[str], bytes], cid: str,
+               cache: dict[str, frozenset[str]]) -> frozenset[str]:
+    """The lower-case addresses the keyring ``cid`` names (``get`` reads the store), read
+    once into ``cache``: a keyring's content is fixed by its CID."""
+    if cid not in cache:
+        cache[cid] = Keyring.from_json(get(cid)).holders()
+    return cache[cid]
+
+
 def member_key(fairfl: Any, account: Any) -> X25519PrivateKey:
     """``account``'s member key on this deployment (it signs the member-key message)."""
     from ape import chain

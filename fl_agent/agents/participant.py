@@ -42,7 +42,12 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from fl_agent.agents.access import member_key, newest_readable_round, participant_metadata
+from fl_agent.agents.access import (
+    holders_of,
+    member_key,
+    newest_readable_round,
+    participant_metadata,
+)
 from fl_agent.chain.client import FairFL, chain_height
 from fl_agent.chain.records import RoundStatus, TaskStatus, TxReceipt
 from fl_agent.chain.watcher import EventWatcher
@@ -361,9 +366,9 @@ class ParticipantAgent:
         try:
             return self._read_round_model(round_number, workload, model_cid)
         except NotAReaderError as err:
-            number = newest_readable_round(round_number - 1, self.address,
-                                           lambda n: self._round(n)[1].keyring,
-                                           self._holders_of)
+            number = newest_readable_round(
+                round_number - 1, self.address, lambda n: self._round(n)[1].keyring,
+                lambda cid: holders_of(self.store.get, cid, self._holders))
             if number is None:
                 raise
             self.log(f"round {round_number}: {err}; training on round {number}'s model, "
@@ -388,12 +393,6 @@ class ParticipantAgent:
             log = self.fairfl.ledger.round_started(self.task_id, number)
             self._earlier[number] = (log, Workload.from_json(self.store.get(str(log.workloadCid))))
         return self._earlier[number]
-
-    def _holders_of(self, keyring_cid: str) -> frozenset[str]:
-        """The members a keyring names, read once."""
-        if keyring_cid not in self._holders:
-            self._holders[keyring_cid] = Keyring.from_json(self.store.get(keyring_cid)).holders()
-        return self._holders[keyring_cid]
 
     def _task_keys(self, workload: Workload) -> dict[int, bytes]:
         """The task keys this member holds, from the round's keyring."""

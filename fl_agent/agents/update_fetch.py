@@ -162,11 +162,12 @@ class UpdateFetcher:
         earlier round's model it was given the key to
         (:func:`fl_agent.agents.access.newest_readable_round`, the rule
         :meth:`fl_agent.agents.participant.ParticipantAgent._model_to_train_on` follows)."""
-        from fl_agent.agents.access import newest_readable_round
+        from fl_agent.agents.access import holders_of, newest_readable_round
         from fl_agent.crypto.envelopes import decrypt_model
 
-        number = newest_readable_round(round_number, sender,
-                                       lambda n: self._workload(n).keyring, self._holders_of)
+        number = newest_readable_round(
+            round_number, sender, lambda n: self._workload(n).keyring,
+            lambda cid: holders_of(self.agent.store.get, cid, self._holders))
         if number is None:
             number = round_number  # it could read no model: nothing else to measure from
         if number == round_number and current is not None:
@@ -178,15 +179,6 @@ class UpdateFetcher:
                               self.agent.keys.keys, self.agent.task_id),
                 self.agent.document.model)}  # one kept: an earlier round's
         return self._models[number]
-
-    def _holders_of(self, keyring_cid: str) -> frozenset[str]:
-        """The members a keyring names, read once."""
-        from fl_agent.crypto.envelopes import Keyring
-
-        if keyring_cid not in self._holders:
-            self._holders[keyring_cid] = Keyring.from_json(
-                self.agent.store.get(keyring_cid)).holders()
-        return self._holders[keyring_cid]
 
     def _task_rounds(self) -> int:
         """The task's round count on chain (what participants calibrate their noise for),
