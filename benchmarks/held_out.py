@@ -81,7 +81,9 @@ def clean_fedavg(seed: int, rounds: int, device_spread: float,
 
 
 def detection(fed: Federation, run: OfflineRun) -> dict[str, Any]:
-    """TPR, FPR, the attackers' reward share and who was blacklisted."""
+    """TPR, FPR, the attackers' reward share and who was blacklisted (how many honest and
+    malicious, and each banned client's last round: the registry bans it in the round of
+    its last rejection, so it submits no more)."""
     bad = {i for i, c in enumerate(fed.clients) if c.malicious}
     caught = attacks = flagged = honest = 0
     for r in run.rounds:
@@ -97,7 +99,9 @@ def detection(fed: Federation, run: OfflineRun) -> dict[str, Any]:
                 flagged += i not in accepted
     earned = run.earned()
     total = float(earned.sum())
-    return {"tpr": caught / attacks if attacks else None,
+    last = {i: r.round for r in run.rounds for i in r.submitted}  # rounds only grow
+    return {"banned_after_round": {str(i): last[i] for i in run.blacklisted},
+            "tpr": caught / attacks if attacks else None,
             "fpr": flagged / honest if honest else 0.0,
             "malicious_reward": float(earned[sorted(bad)].sum()) / total
             if total and bad else 0.0,
@@ -257,7 +261,10 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
             if name == "none":
                 checks["clean_gap"] = base - run.test_accuracy <= CLEAN_GAP_MAX
             if watermark:
-                row["watermarks"] = marks_verified(fed, run, keys)
+                marks = marks_verified(fed, run, keys)
+                marks["not_verified_banned"] = [i for i in marks["not_verified"]
+                                                if str(i) in row["banned_after_round"]]
+                row["watermarks"] = marks
             row["failed"] = [k for k, ok in checks.items() if not ok]
             rows.append(row)
             tpr = "–" if row["tpr"] is None else f"{row['tpr']:.3f}"
