@@ -82,8 +82,10 @@ def clean_fedavg(seed: int, rounds: int, device_spread: float,
 
 def detection(fed: Federation, run: OfflineRun) -> dict[str, Any]:
     """TPR, FPR, the attackers' reward share and who was blacklisted (how many honest and
-    malicious, and each banned client's last round: the registry bans it in the round of
-    its last rejection, so it submits no more)."""
+    malicious, and each banned client's last submitted round, keyed by its index as a
+    string: the registry bans it in the round of its last rejection, so it submits no
+    more; the task's last round if the ban came then, and had no effect; None if it never
+    submitted)."""
     bad = {i for i, c in enumerate(fed.clients) if c.malicious}
     caught = attacks = flagged = honest = 0
     for r in run.rounds:
@@ -100,13 +102,18 @@ def detection(fed: Federation, run: OfflineRun) -> dict[str, Any]:
     earned = run.earned()
     total = float(earned.sum())
     last = {i: r.round for r in run.rounds for i in r.submitted}  # rounds only grow
-    return {"banned_after_round": {str(i): last[i] for i in run.blacklisted},
+    return {"banned_after_round": {str(i): last.get(i) for i in run.blacklisted},
             "tpr": caught / attacks if attacks else None,
             "fpr": flagged / honest if honest else 0.0,
             "malicious_reward": float(earned[sorted(bad)].sum()) / total
             if total and bad else 0.0,
             "benign_blacklisted": len(set(run.blacklisted) - bad),
             "malicious_blacklisted": len(set(run.blacklisted) & bad)}
+
+
+def banned_among(clients: list[int], banned_after_round: dict[str, int | None]) -> list[int]:
+    """Those of ``clients`` (indices) that :func:`detection`'s ``banned_after_round`` names."""
+    return [i for i in clients if str(i) in banned_after_round]
 
 
 def honest_reasons(fed: Federation, run: OfflineRun) -> dict[str, int]:
@@ -262,9 +269,8 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
                 checks["clean_gap"] = base - run.test_accuracy <= CLEAN_GAP_MAX
             if watermark:
                 marks = marks_verified(fed, run, keys)
-                marks["not_verified_banned"] = [i for i in marks["not_verified"]
-                                                if str(i) in row["banned_after_round"]]
-                row["watermarks"] = marks
+                row["watermarks"] = {**marks, "not_verified_banned": banned_among(
+                    marks["not_verified"], row["banned_after_round"])}
             row["failed"] = [k for k, ok in checks.items() if not ok]
             rows.append(row)
             tpr = "–" if row["tpr"] is None else f"{row['tpr']:.3f}"

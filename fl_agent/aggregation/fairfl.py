@@ -95,7 +95,7 @@ similarity to the global model itself is ~1 for everyone and says nothing).
    costs the validation loss about as little as a benign one gains it, and only its
    direction gives it away; a benign update that points the way the round moves keeps the
    slack it needs against the noise of a converged model. Measured (rule R46, tuning seeds,
-   docs/held-out.md): the scaling catches weakly poisoned backdoors and intermittent
+   docs/held-out.md): the scaling bans weakly poisoned backdoors and targeted
    flippers more often than the full slack for all (``full_tolerance_at=0``), and it bans
    more honest clients, the more so the longer a task runs, since a converged round has
    little direction left; it hardly catches sign flippers who start late. A cluster that
