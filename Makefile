@@ -74,6 +74,7 @@ bench-sim: setup ## Every attack and variant in the target setting on seed $(BEN
 bench-held-out: setup ## FairFL on evaluation seeds 11-15, every attack and variant, offline with blacklisting, on Dirichlet and on equal (IID) shards (docs/held-out.md)
 	@python -m benchmarks.held_out
 	@python -m benchmarks.held_out --partition iid --json reports/bench/held_out_iid.json
+	@python -m benchmarks.ban_null
 
 bench-gate: setup ## Does the gate's verdict depend on the unit of its score? Loss, expected accuracy, soft macro-F1 on the same rounds, seeds 11-15 (docs/held-out.md)
 	@python -m benchmarks.gate_units

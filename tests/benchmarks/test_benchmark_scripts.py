@@ -865,3 +865,25 @@ def test_the_sequential_test_turns_away_a_noise_like_sender_at_its_nominal_rate_
     assert rows[0.0]["share_turned_away"] == pytest.approx(0.02275, abs=0.002)
     assert 0.03 < rows[0.0]["blacklisted"] < rows[0.0]["turned_away_at_least_once"] < 0.2
     assert rows[0.5]["blacklisted"] < rows[0.0]["blacklisted"] < rows[-0.2]["blacklisted"]
+
+
+def test_the_registrys_ban_of_independent_rejections_matches_its_arithmetic(tmp_path):
+    """Three rejections within the window, which holds five rounds of 20 clients: over three
+    rounds a client is banned only if turned away in all three (p³), over four if in three of
+    them (4p³(1 − p) + p⁴), over six it can also be banned after a window closes; never
+    banned at p = 0, always within three rounds at p = 1, more often the longer the task."""
+    from benchmarks.ban_null import ban_chance
+
+    assert ban_chance(0.5, rounds=3, senders=40_000) == pytest.approx(0.125, abs=0.006)
+    assert ban_chance(0.5, rounds=4, senders=40_000) == pytest.approx(5 / 16, abs=0.008)
+    assert ban_chance(0.0, rounds=60, senders=1_000) == 0.0
+    assert ban_chance(1.0, rounds=3, senders=1_000) == 1.0
+    assert ban_chance(1.0, rounds=2, senders=1_000) == 0.0
+    chances = [ban_chance(0.1, rounds=n, senders=20_000) for n in (20, 40, 60)]
+    assert chances[0] < chances[1] < chances[2]
+    out = tmp_path / "ban.json"
+    table = run("benchmarks.ban_null", "--rates", "0.1", "--lengths", "5,10", "--senders",
+                "500", "--json", str(out))
+    assert "banned within 10 rounds" in table
+    assert [r["rounds"] for r in json.loads(out.read_text())["rows"]] == [5, 10]
+    assert "rates between 0 and 1" in run_fails("benchmarks.ban_null", "--rates", "1.5")
