@@ -252,7 +252,8 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
             run = run_offline(fed, decide=decide, strategy=strategy, hooks=hooks,
                               on_round=after)
             row = {"seed": seed, "attack": name, "partition": partition,
-                   "noise_check": noise_check, "watermark": watermark,
+                   # a watermark task's document switches the check off (TaskDocument.build)
+                   "noise_check": noise_check and not watermark, "watermark": watermark,
                    "reach": plan.watermark.reach if plan else None,
                    "bits": plan.watermark.bits if plan else None,
                    "share_cap": share_cap if plan else None,

@@ -316,6 +316,7 @@ def test_the_held_out_benchmark_scores_every_run_against_the_targets(tmp_path):
     [row] = json.loads(out.read_text())["rows"]
     marks = row["watermarks"]  # 6 of the 20 attack, the other 14 embed their keys
     assert row["watermark"] and marks["honest"] == 14 and "honest keys verified" in table
+    assert row["noise_check"] is False  # a watermark task runs without the NOISE check
     assert 0 <= marks["verified"] == 14 - len(marks["not_verified"])
     assert set(marks["not_verified_banned"]) <= set(marks["not_verified"])
     assert "--share-cap needs --watermark reach" in run_fails("benchmarks.held_out",
