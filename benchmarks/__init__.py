@@ -3,15 +3,35 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+
+def comma_numbers(kind: type, valid: Callable[[Any], bool] = lambda x: x > 0,
+                  requirement: str = "positive numbers"
+                  ) -> Callable[[Any, Any, str], list[Any]]:
+    """A click callback reading an option's comma-separated numbers of type ``kind``
+    (blank parts ignored); it refuses none, a part that is not a number, or one that fails
+    ``valid`` (saying the ``requirement``)."""
+    import click
+
+    def parse(ctx: Any, param: Any, value: str) -> list[Any]:
+        try:
+            out = [kind(x) for x in value.split(",") if x.strip()]
+        except ValueError as err:
+            raise click.BadParameter(f"comma-separated numbers, got {value!r}") from err
+        if not out or not all(math.isfinite(x) and valid(x) for x in out):
+            raise click.BadParameter(f"{requirement}, got {value!r}")
+        return out
+    return parse
 
 
 def publish(result: Any, path: Path, table: str) -> None:

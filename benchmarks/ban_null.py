@@ -24,18 +24,19 @@ Pure simulation of the registry's arithmetic: no model is trained. Writes
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 import numpy as np
 
-from benchmarks import machine, publish
+from benchmarks import comma_numbers, machine, publish
 from benchmarks.privacy_dp import would_blacklist
-from fl_agent.simulation.config import BLOCKS_PER_ROUND_SLACK
+from fl_agent.simulation.config import BLOCKS_PER_ROUND_SLACK, SimulationConfig
 
-#: The registry's rule as the simulation configures it (SimulationConfig's ``window_rounds``
-#: and ``max_rejections``) for the held-out federation of 20 clients.
-WINDOW_ROUNDS, MAX_REJECTIONS, CLIENTS = 4, 3, 20
+#: The registry's rule as the simulation configures it, for the held-out federation (the
+#: simulation's defaults: 20 clients, three rejections within four rounds' blocks).
+_DEFAULTS = SimulationConfig()
+WINDOW_ROUNDS, MAX_REJECTIONS = _DEFAULTS.window_rounds, _DEFAULTS.max_rejections
+CLIENTS = _DEFAULTS.clients
 
 
 def ban_chance(rate: float, rounds: int, senders: int, seed: int = 0) -> float:
@@ -49,24 +50,12 @@ def ban_chance(rate: float, rounds: int, senders: int, seed: int = 0) -> float:
     return len(banned) / senders
 
 
-def _numbers(kind: type) -> Any:
-    def parse(ctx: click.Context, param: click.Parameter, value: str) -> list[Any]:
-        try:
-            numbers = [kind(part) for part in value.split(",")]
-        except ValueError:
-            raise click.BadParameter(f"comma-separated numbers, got {value!r}") from None
-        if kind is float and not all(0.0 <= n <= 1.0 for n in numbers):
-            raise click.BadParameter(f"rates between 0 and 1, got {value!r}")
-        if kind is int and not all(n >= 1 for n in numbers):
-            raise click.BadParameter(f"rounds of at least 1, got {value!r}")
-        return numbers
-    return parse
-
-
 @click.command(help=__doc__)
-@click.option("--rates", default="0.01,0.02,0.05,0.1,0.2", callback=_numbers(float),
-              show_default=True, help="a client's chance of being turned away in a round")
-@click.option("--lengths", default="20,40,60", callback=_numbers(int), show_default=True,
+@click.option("--rates", default="0.01,0.02,0.05,0.1,0.2", show_default=True,
+              callback=comma_numbers(float, lambda r: 0 <= r <= 1, "rates between 0 and 1"),
+              help="a client's chance of being turned away in a round")
+@click.option("--lengths", default="20,40,60", show_default=True,
+              callback=comma_numbers(int, lambda n: n >= 1, "rounds of at least 1"),
               help="task lengths in rounds")
 @click.option("--senders", default=20_000, show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path),

@@ -32,7 +32,7 @@ from typing import Any
 import click
 import numpy as np
 
-from benchmarks import machine, publish
+from benchmarks import comma_numbers, machine, publish
 from benchmarks.privacy_dp import would_blacklist
 from fl_agent.simulation.config import BLOCKS_PER_ROUND_SLACK
 
@@ -70,18 +70,9 @@ def null_run(drift: float, rounds: int, senders: int, tolerance: float,
             "blacklisted": round(len(banned) / senders, 4)}
 
 
-def _drifts(ctx: click.Context, param: click.Parameter, value: str) -> list[float]:
-    try:
-        drifts = [float(part) for part in value.split(",")]
-    except ValueError:
-        raise click.BadParameter(f"comma-separated numbers, got {value!r}") from None
-    if not all(np.isfinite(drifts)):
-        raise click.BadParameter(f"finite numbers, got {value!r}")
-    return drifts
-
-
 @click.command(help=__doc__)
-@click.option("--drifts", default="0,-0.2,-0.36,0.2,0.5", callback=_drifts, show_default=True,
+@click.option("--drifts", default="0,-0.2,-0.36,0.2,0.5", show_default=True,
+              callback=comma_numbers(float, lambda _: True, "finite numbers"),
               help="mean z-scores per round, comma-separated (0: as good as noise)")
 @click.option("--rounds", default=20, show_default=True)
 @click.option("--senders", default=20_000, show_default=True)
