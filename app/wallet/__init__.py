@@ -20,8 +20,10 @@ the same ``key``)::
         st.session_state.wallet_request = None        # or the flow's next request
         ...                                           # response.unwrap() or response.error
 
-A request whose id was already answered does nothing; send a new one to ask again
-(:meth:`WalletRequest.connect` and the other constructors make a fresh id each call).
+A request whose id was already answered is not run again: its answer comes back (from the
+answers Python has seen in the session, or replayed by the page to a wallet mounted anew).
+Send a new one to ask again (:meth:`WalletRequest.connect` and the other constructors make a
+fresh id each call).
 
 Actions and results: ``connect`` -> ``{account, chainId}``; ``ensure_chain`` ->
 ``{chainId}``; ``sign_message`` (EIP-191) -> ``{account, signature}``; ``derive_key`` ->
@@ -354,6 +356,32 @@ def _mount() -> Any:
     return _renderer(BUNDLE, mtime_ns)
 
 
+#: Where :func:`wallet` keeps the answers Python has seen, per component key.
+ANSWERS_SEEN = "_fairfl_wallet_answers"
+#: How many answers per key it keeps (the oldest go first).
+ANSWERS_KEPT = 16
+
+
+def _remembered(key: str, request: WalletRequest | None,
+                raw_response: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The answer to ``request`` if Python has seen it in this session, else ``raw_response``.
+
+    Streamlit resets a component's state when it is not mounted for a run (another page, a
+    hidden panel), so the component forgets the answers it reported. The page replays an
+    answer to a remounted wallet, but Python should not depend on that race for an answer it
+    has already seen: it keeps the last :data:`ANSWERS_KEPT` answers in the session.
+    """
+    seen: dict[str, Any] = st.session_state.setdefault(ANSWERS_SEEN, {}).setdefault(key, {})
+    if raw_response and isinstance(raw_response.get("id"), str):
+        seen.pop(raw_response["id"], None)
+        seen[raw_response["id"]] = raw_response
+        while len(seen) > ANSWERS_KEPT:
+            seen.pop(next(iter(seen)))
+    if request is not None and (not raw_response or raw_response.get("id") != request.id):
+        return seen.get(request.id, raw_response)
+    return raw_response
+
+
 def wallet(request: WalletRequest | None, *, key: str, chain: ChainParams,
            dev: DevMode | None = None) -> WalletState:
     """Mounts the wallet (a one-line status in the page) and hands it ``request``.
@@ -374,7 +402,7 @@ def wallet(request: WalletRequest | None, *, key: str, chain: ChainParams,
     }
     result = _mount()(key=key, data=data, width="stretch", height="content")
     raw_status = result.get("status") or {}
-    raw_response = result.get("response")
+    raw_response = _remembered(key, request, result.get("response"))
     return WalletState(
         status=WalletStatus(available=bool(raw_status.get("available")),
                             account=raw_status.get("account"),
