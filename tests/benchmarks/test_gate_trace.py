@@ -1,0 +1,60 @@
+"""benchmarks.gate_trace: the effect statistic, the summary, and a short traced run whose
+verdicts must be the round decisions the run made."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from benchmarks.gate_trace import effect_z, summary, trace_run
+
+
+def test_effect_z_is_the_mean_paired_difference_over_its_standard_error():
+    z, mean = effect_z(np.array([1.0, 2.0, 3.0]), np.zeros(3))
+    assert mean == 2.0
+    assert z == pytest.approx(2.0 / (1.0 / math.sqrt(3)))  # sd 1 over sqrt(3)
+    assert effect_z(np.ones(4), np.zeros(4)) == (0.0, 1.0)  # no spread: no z
+
+
+def _update(z_val: float, z_test: float, verdict: str = "accepted",
+            attacker: bool = False) -> dict:
+    return {"z_val": z_val, "z_test": z_test, "verdict": verdict, "attacker": attacker}
+
+
+def test_summary_counts_late_rounds_of_honest_clients_only():
+    rounds = []
+    for number, z in zip(range(1, 6), [-3.0, -1.0, -2.0, -1.5, -2.5], strict=True):
+        rounds.append({"round": number, "updates": {
+            0: _update(z, z / 2, "validation" if z < -1.2 else "accepted"),
+            1: _update(-z, 0.3 * number),
+            2: _update(5.0, 5.0, "validation", attacker=True)}})
+    run = {"seed": 1, "attack": "x", "examples": [10, 20, 30], "attacker": [False, False, True],
+           "would_ban": [0, 2], "per_round": rounds}
+    out = summary(run, late_from=2)
+    assert out["honest_would_ban"] == [0]
+    assert set(out["per_client"]) == {0, 1}  # the attacker is left out
+    zero = out["per_client"][0]
+    assert (zero["rounds"], zero["validation_rejections"], zero["examples"]) == (4, 3, 10)
+    assert zero["z_val"] == pytest.approx(np.mean([-1.0, -2.0, -1.5, -2.5]))
+    assert zero["z_test"] == pytest.approx(zero["z_val"] / 2)
+    # client 0's z test is half its z val, client 1's is unrelated: between 0 and 1
+    assert out["corr_val_test"] is not None and -1.0 < out["corr_val_test"] < 1.0
+    assert out["corr_val_next_round"] is not None
+
+
+def test_a_traced_round_reports_the_decision_the_run_made():
+    run = trace_run(seed=1, attack="sign_flip", rounds=2)
+    assert [r["round"] for r in run["per_round"]] == [1, 2]
+    for r in run["per_round"]:
+        assert r["updates"], "every round traces the screened updates"
+        for client, u in r["updates"].items():
+            assert (u["verdict"] == "accepted") == (client not in r["rejected"])
+            assert u["attacker"] == run["attacker"][client]
+            assert 0.0 <= u["slack"] <= 2.0
+            assert math.isfinite(u["z_val"]) and math.isfinite(u["z_test"])
+    # sign flippers cost the held-out test examples in the first rounds: the statistic
+    # must see it where no rule looked
+    flips = [u["z_test"] for u in run["per_round"][0]["updates"].values() if u["attacker"]]
+    assert flips and max(flips) < -10.0  # -15 to -26 here; honest ones -0.9 to -7.7
