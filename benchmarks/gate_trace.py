@@ -83,7 +83,8 @@ class TracingFairFL(FairFL):
         # the gate's median is over the updates the chance test kept (FairFL's pool)
         pool = [reference[i] for i in screened if result.reasons.get(i) != Reason.NOISE]
         median_sim = float(np.median(pool)) if pool else 0.0
-        slack = gate_tolerances(sims, median_sim, self.tolerance, self.full_tolerance_at)
+        slack = gate_tolerances(sims, median_sim, self.tolerance, self.full_tolerance_at,
+                                self.min_tolerance)
 
         def model(members: list[int]) -> np.ndarray:
             if not members:

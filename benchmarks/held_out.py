@@ -47,6 +47,7 @@ from benchmarks.claims import RULES
 from benchmarks.rule_alone import attack_rate
 from fl_agent.aggregation import get_strategy
 from fl_agent.aggregation.clustering import chance_z_off
+from fl_agent.aggregation.fairfl import FairFL
 from fl_agent.errors import ConfigError
 from fl_agent.learning.models import param_count
 from fl_agent.simulation import BENCH_ATTACKS, DEFAULT_DEVICE_SPREAD
@@ -229,7 +230,8 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
             noise_check: bool = True, watermark: str | None = None,
             reach: float | None = None, bits: int | None = None,
             share_cap: float | None = None,
-            full_tolerance_at: float | None = None) -> list[dict[str, Any]]:
+            full_tolerance_at: float | None = None,
+            min_tolerance: float | None = None) -> list[dict[str, Any]]:
     rows = []
     for seed in seeds:
         base = clean_fedavg(seed, rounds, device_spread, partition)
@@ -244,6 +246,8 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
                 strategy = replace(strategy, tolerance=tolerance)
             if full_tolerance_at is not None:
                 strategy = replace(strategy, full_tolerance_at=full_tolerance_at)
+            if min_tolerance is not None:
+                strategy = replace(strategy, min_tolerance=min_tolerance)
             if not noise_check:  # a chance level of 1: what DP and watermark tasks run
                 strategy = replace(strategy, chance_z=chance_z_off(param_count(fed.spec)))
             plan = watermark_plan(watermark, reach, bits) if watermark else None
@@ -343,6 +347,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="FairFL's full_tolerance_at (default: FairFL's own; 0: every "
                              "update gets the full tolerance, whatever its similarity to the "
                              "round's direction; rule R46 measured the trade on tuning seeds)")
+    parser.add_argument("--min-tolerance", type=float, default=None,
+                        help="FairFL's min_tolerance: the least slack, in standard errors, "
+                             "that the similarity scaling leaves an update (default: the "
+                             "task's own; rule R48's candidates, tuning seeds)")
     parser.add_argument("--partition", choices=("dirichlet", "iid"), default="dirichlet",
                         help="the clients' shards: Dirichlet α = 0.5 (the default, unequal "
                              "sizes and label mixes) or iid (equal sizes, every label alike)")
@@ -374,6 +382,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--reach needs --watermark reach and a positive number")
     if args.full_tolerance_at is not None and args.full_tolerance_at < 0:
         parser.error("--full-tolerance-at needs a number of at least 0")
+    ceiling = FairFL.tolerance if args.tolerance is None else args.tolerance
+    if args.min_tolerance is not None and not 0 <= args.min_tolerance <= ceiling:
+        parser.error(f"--min-tolerance needs a number from 0 to the gate's tolerance ({ceiling})")
     if args.share_cap is not None and (args.watermark != "reach" or args.share_cap < 1):
         parser.error("--share-cap needs --watermark reach and a number of at least 1")
     attacks = args.attacks.split(",")
@@ -386,7 +397,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = measure([int(s) for s in args.seeds.split(",")], attacks, args.rounds,
                    args.device_spread, RULES[args.rule], args.tolerance, args.partition,
                    args.noise_check, args.watermark, args.reach, args.bits, args.share_cap,
-                   args.full_tolerance_at)
+                   args.full_tolerance_at, args.min_tolerance)
     settings = {key: str(value) if isinstance(value, Path) else value
                 for key, value in vars(args).items()}
     publish({"settings": settings, "machine": about, "rows": rows}, args.json, markdown(rows))

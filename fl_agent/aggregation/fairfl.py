@@ -317,8 +317,8 @@ class FairFL(Strategy):
     ``free_rider_ratio``, ``max_norm_ratio``, ``clip_ratio``; 2 ``chance_z``; 3
     ``min_samples``, ``eps`` (None: data-driven), ``eps_scale``; 4 ``similarity_z``,
     ``min_std``; 5 ``tolerance`` (in standard errors, see the module docstring),
-    ``full_tolerance_at``, ``strict_noise_at``, ``strict_gain``; 1b ``input_layer``
-    (``(offset, units, features)`` of the dense input weight, see
+    ``full_tolerance_at``, ``min_tolerance``, ``strict_noise_at``, ``strict_gain``; 1b
+    ``input_layer`` (``(offset, units, features)`` of the dense input weight, see
     :func:`fl_agent.learning.input_layer`; None skips the step), ``trigger_share`` (0 skips
     it), ``trigger_rounds`` (how many of a sender's latest rounds the screen adds up, from
     what the round gives in :attr:`~fl_agent.aggregation.base.Round.earlier`; 1: the update
@@ -334,6 +334,7 @@ class FairFL(Strategy):
     min_std: float = 0.05
     tolerance: float = 2.0
     full_tolerance_at: float = 0.5
+    min_tolerance: float = 0.0
     strict_noise_at: float = 0.6
     strict_gain: float = 0.2
     free_rider_ratio: float = 0.1
@@ -365,6 +366,10 @@ class FairFL(Strategy):
         _non_negative("min_std", self.min_std)
         _non_negative("tolerance", self.tolerance)
         _non_negative("full_tolerance_at", self.full_tolerance_at)
+        if not (isinstance(self.min_tolerance, int | float)
+                and 0.0 <= self.min_tolerance <= self.tolerance):
+            raise ConfigError(f"min_tolerance must be in [0, tolerance={self.tolerance}], got "
+                              f"{self.min_tolerance!r}")
         if not (isinstance(self.strict_noise_at, int | float)
                 and 0.0 <= self.strict_noise_at <= 1.0):
             raise ConfigError(f"strict_noise_at must be in [0, 1], got {self.strict_noise_at!r}")
@@ -585,7 +590,7 @@ class FairFL(Strategy):
         # 5. The validation gate.
         median_sim = float(np.median(reference_sim[pool]))
         slack = gate_tolerances(reference_sim[kept], median_sim, self.tolerance,
-                                self.full_tolerance_at)
+                                self.full_tolerance_at, self.min_tolerance)
         strict = strict_noise(labels[~dissimilar], reference_sim[kept], median_sim,
                               self.strict_noise_at)
         required = np.zeros(kept.size)

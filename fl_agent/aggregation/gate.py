@@ -33,16 +33,18 @@ Unit = tuple[tuple[int, ...], int]
 
 
 def gate_tolerances(reference_sim: FloatArray, median_sim: float, tolerance: float,
-                    full_tolerance_at: float) -> FloatArray:
+                    full_tolerance_at: float, min_tolerance: float = 0.0) -> FloatArray:
     """The gate's tolerance for each update: ``tolerance`` for an update whose similarity
     ``s_i`` to the global direction reaches ``full_tolerance_at * median_sim``, scaled down
-    linearly below that to 0 at ``s_i <= 0`` (an update that does not point the way the round
-    moves must not cost anything). ``full_tolerance_at=0``, or a round whose median similarity
-    is not positive, gives everyone the full tolerance."""
+    linearly below that to ``min_tolerance`` (0 by default) at ``s_i <= 0`` (an update that
+    does not point the way the round moves must not cost anything, or not more than
+    ``min_tolerance`` standard errors). ``full_tolerance_at=0``, or a round whose median
+    similarity is not positive, gives everyone the full tolerance."""
     sims = np.asarray(reference_sim, dtype=float)
     if full_tolerance_at <= 0 or median_sim <= 0:
         return np.full(sims.shape, float(tolerance))
-    return tolerance * np.clip(sims / (full_tolerance_at * median_sim), 0.0, 1.0)
+    scaled = tolerance * np.clip(sims / (full_tolerance_at * median_sim), 0.0, 1.0)
+    return np.maximum(scaled, min(float(min_tolerance), float(tolerance)))
 
 
 def strict_noise(labels: NDArray[np.intp], reference_sim: FloatArray, median_sim: float,

@@ -408,6 +408,17 @@ def test_gate_tolerances_scale_with_the_similarity_to_the_global_direction():
     np.testing.assert_allclose(gate_tolerances(sims, -0.1, 0.01, 0.5), [0.01] * 5)
 
 
+def test_min_tolerance_is_a_floor_under_the_scaled_slack():
+    sims = np.array([0.4, 0.2, 0.1, 0.0, -0.3])
+    np.testing.assert_allclose(gate_tolerances(sims, 0.4, 2.0, 0.5, 1.0),
+                               [2.0, 2.0, 1.0, 1.0, 1.0])  # scaled: 2, 2, 1, 0, 0
+    np.testing.assert_allclose(gate_tolerances(sims, 0.4, 2.0, 0.5, 1.5),
+                               [2.0, 2.0, 1.5, 1.5, 1.5])
+    np.testing.assert_allclose(gate_tolerances(sims, 0.4, 2.0, 0.5, 0.0),
+                               gate_tolerances(sims, 0.4, 2.0, 0.5))  # 0: no floor
+    np.testing.assert_allclose(gate_tolerances(sims, 0.4, 1.0, 0.5, 5.0), [1.0] * 5)
+
+
 def test_the_gate_gives_no_slack_to_updates_against_the_global_direction():
     """A loose tolerance (20 standard errors) lets sign flippers through the gate when
     everyone gets it; scaled by the similarity to the global direction, they get none and are

@@ -54,6 +54,8 @@ def test_strategy_names_are_the_issue_list():
     ("fairfl", {"eps": 0.0}),
     ("fairfl", {"tolerance": -0.1}),
     ("fairfl", {"full_tolerance_at": -0.5}),
+    ("fairfl", {"min_tolerance": -0.5}),
+    ("fairfl", {"min_tolerance": 2.5}),  # above the tolerance (2)
     ("fairfl", {"free_rider_ratio": 1.0}),
     ("fairfl", {"max_norm_ratio": 1.0}),
     ("fairfl", {"max_norm_ratio": float("inf")}),
