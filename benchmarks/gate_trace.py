@@ -9,9 +9,13 @@ sampling luck, the same answer comes back every round. This harness tells the tw
 For every round and every update that passed the norm screen it records:
 
 - FairFL's verdict (accepted, or its reason), the update's similarity ``s_i`` to the round's
-  direction, the round's median, and the slack it was given (:func:`gate_tolerances`);
+  direction, the round's median, and the slack the similarity scaling gives it
+  (:func:`gate_tolerances`; a lone dissimilar update the strict rule holds to a gain gets
+  none instead, so each row also says whether it was a candidate for that rule; the traces
+  published on 2026-12-06 were made before that field);
 - its effect: the aggregate of the accepted updates with it against the aggregate without it
-  (FairFL's combination rule), example by example, as ``z = mean(d) / se(d)`` and the mean,
+  (FairFL's combination rule, with the sample counts FairFL was given; the round's
+  decision may reweigh them), example by example, as ``z = mean(d) / se(d)`` and the mean,
   on the validation split (what the gate sees) and on the test split (a fresh sample of the
   same population, which no rule reads).
 
@@ -42,7 +46,12 @@ from benchmarks import comma_numbers, machine, publish
 from benchmarks.privacy_dp import would_blacklist
 from fl_agent.aggregation.base import AggregationResult, Evaluate, Reason, Round, row_norms
 from fl_agent.aggregation.fairfl import FairFL
-from fl_agent.aggregation.gate import gate_tolerances, paired_margin, standard_error
+from fl_agent.aggregation.gate import (
+    gate_tolerances,
+    paired_margin,
+    standard_error,
+    strict_noise,
+)
 from fl_agent.aggregation.norms import clipped_mean
 from fl_agent.learning.training import validation_scores
 from fl_agent.simulation.config import BLOCKS_PER_ROUND_SLACK, SimulationConfig, attack_settings
@@ -61,6 +70,17 @@ def effect_z(with_: np.ndarray, without: np.ndarray) -> tuple[float, float]:
     return (mean / se if se > 0 else 0.0), mean
 
 
+def combined(global_params: np.ndarray, deltas: np.ndarray, num_samples: np.ndarray,
+             clip_ratio: float, members: list[int]) -> np.ndarray:
+    """FairFL's combination (step 6) of the round's ``members``: their deltas clipped to
+    ``clip_ratio`` times their median norm, sample-weighted; the current model if none."""
+    if not members:
+        return global_params
+    which = np.array(sorted(members))
+    return global_params + clipped_mean(deltas, row_norms(deltas)[which], num_samples[which],
+                                        clip_ratio, which)
+
+
 class TracingFairFL(FairFL):
     """FairFL that, after deciding a round, measures each screened update's effect."""
 
@@ -76,42 +96,45 @@ class TracingFairFL(FairFL):
             return result
         g = rnd.global_params
         deltas = np.asarray(rnd.updates, dtype=np.float64) - g
-        norms = row_norms(deltas)
         accepted = set(result.accepted)
         screened = sorted(reference)  # round indices that passed the norm screen
         sims = np.array([reference[i] for i in screened])
         # the gate's median is over the updates the chance test kept (FairFL's pool)
         pool = [reference[i] for i in screened if result.reasons.get(i) != Reason.NOISE]
         median_sim = float(np.median(pool)) if pool else 0.0
+        # the scaled slack; a lone update held to a gain by the strict rule (a candidate
+        # here: DBSCAN noise below strict_noise_at times the median) may get none instead
         slack = gate_tolerances(sims, median_sim, self.tolerance, self.full_tolerance_at,
                                 self.min_tolerance)
-
-        def model(members: list[int]) -> np.ndarray:
-            if not members:
-                return g
-            which = np.array(sorted(members))
-            return g + clipped_mean(deltas, norms[which], rnd.num_samples[which],
-                                    self.clip_ratio, which)
+        labels = np.array([report.labels.get(i, -1) for i in screened])
+        strict = strict_noise(labels, sims, median_sim, self.strict_noise_at)
 
         def scores(params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             cast = params.astype(rnd.dtype)
             return (np.asarray(evaluate(cast), dtype=np.float64),
                     np.asarray(self.test_score(cast), dtype=np.float64))
 
+        def model(members: set[int]) -> np.ndarray:
+            return combined(g, deltas, rnd.num_samples, self.clip_ratio, sorted(members))
+
         rows = {}
         for k, i in enumerate(screened):
-            with_ = scores(model(sorted(accepted | {i})))
-            without = scores(model(sorted(accepted - {i})))
+            with_ = scores(model(accepted | {i}))
+            without = scores(model(accepted - {i}))
             z_val, mean_val = effect_z(with_[0], without[0])
             z_test, mean_test = effect_z(with_[1], without[1])
             reason = result.reasons.get(i)
             rows[i] = {"verdict": "accepted" if i in accepted else str(reason),
                        "s": float(sims[k]), "slack": float(slack[k]),
+                       "strict_candidate": bool(strict[k]),
                        "cluster": report.labels.get(i),
                        "z_val": z_val, "z_test": z_test,
                        "mean_val": mean_val, "mean_test": mean_test,
                        "margin_val": paired_margin(with_[0], without[0], float(slack[k]))}
-        self.trace.append({"median_s": median_sim, "updates": rows})
+        # the leave-one-out models are the round's own aggregate with one update more or less:
+        # how far the aggregate of the accepted is from FairFL's (0 up to float32 rounding)
+        gap = float(np.max(np.abs(model(accepted) - np.asarray(result.params, np.float64))))
+        self.trace.append({"median_s": median_sim, "aggregate_gap": gap, "updates": rows})
         return result
 
 
@@ -132,7 +155,8 @@ def trace_run(seed: int, attack: str, rounds: int) -> dict[str, Any]:
     per_round: list[dict[str, Any]] = []
 
     def on_round(row: OfflineRound) -> None:
-        traced = strategy.trace[-1] if strategy.trace else {}
+        # one entry per round FairFL decided (none if no update was usable)
+        traced = strategy.trace.pop() if strategy.trace else {}
         updates = {}
         for j, numbers in traced.get("updates", {}).items():
             client = row.submitted[j]
@@ -140,6 +164,7 @@ def trace_run(seed: int, attack: str, rounds: int) -> dict[str, Any]:
         rejected = {row.submitted[j] for j in range(len(row.submitted))
                     if j not in set(row.decision.accepted)}
         per_round.append({"round": row.round, "median_s": traced.get("median_s"),
+                          "aggregate_gap": traced.get("aggregate_gap"),
                           "rejected": sorted(rejected), "updates": updates,
                           "test_accuracy": row.test_accuracy})
 

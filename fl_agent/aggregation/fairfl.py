@@ -102,12 +102,13 @@ similarity to the global model itself is ~1 for everyone and says nothing).
    with attackers from round 41; without attackers as many) and turns away more honest
    updates the longer a task runs; it hardly catches sign flippers who start late. Why
    (``benchmarks.gate_trace``, tuning seeds): in converged rounds the honest updates it
-   turns away are small non-IID clients' whose direction is unusual, so the scaling leaves
-   them almost no slack (median 0) for an effect that is mild (validation ``z`` median
-   -0.93) and the same every round; under ALIE the colluders set the median direction and
-   keep the full slack. A floor under the slack (``min_tolerance`` 1 or 1.5, rule R48)
-   spared most of those honest clients but let more weak backdoor and targeted-flip
-   senders stay than the rule allowed, so it is 0. A cluster that
+   turns away point away from the round's direction, so the scaling leaves them almost no
+   slack (median 0) for an effect that is mild (validation ``z`` median -0.93) and
+   persistent from round to round; under ALIE from round 41 the colluders' identical
+   updates keep the full slack while the honest updates' similarity falls. A floor under
+   the slack (``min_tolerance``, rule R48) at 1.5 standard errors spared 19 of 33 honest
+   bans at 60 rounds but let more weak backdoor and targeted-flip senders stay than the
+   rule allowed (at 1, 14 of 33, with the same problem), so it is 0. A cluster that
    fails is retried member by member, most similar first, so one bad member does not sink
    its neighbours. A final check at the accepted aggregate's own scale drops every member
    without which the aggregate would not hold up (this catches a group whose direction
@@ -118,7 +119,8 @@ similarity to the global model itself is ~1 for everyone and says nothing).
    turn away a benign update for it.
    Stricter for a lone update that points away from the round (:func:`strict_noise`): a
    DBSCAN-noise unit (no neighbours) whose ``s_i`` is below ``strict_noise_at`` times the
-   median ``s`` gets no slack and must *raise* the score by ``strict_gain`` times its share
+   median ``s`` gets no slack (``min_tolerance`` does not apply) and must *raise* the
+   score by ``strict_gain`` times its share
    ``w_i / W`` of the round's gain (the mean of all merged updates against the current
    model), in the gate and in the final check, instead of merely not lowering it. The rule
    applies only while that share stands out of the noise of the update's own contribution

@@ -49,11 +49,25 @@ def test_a_traced_round_reports_the_decision_the_run_made():
     assert [r["round"] for r in run["per_round"]] == [1, 2]
     for r in run["per_round"]:
         assert r["updates"], "every round traces the screened updates"
-        for client, u in r["updates"].items():
-            assert (u["verdict"] == "accepted") == (client not in r["rejected"])
-            assert u["attacker"] == run["attacker"][client]
+        assert r["rejected"], "the flips are turned away: the accepted are a strict subset"
+        # the leave-one-out models are built on FairFL's own aggregate of the accepted
+        assert r["aggregate_gap"] < 1e-5
+        # the decision the run made (the round's rejections) is the verdict traced
+        assert {c for c, u in r["updates"].items() if u["verdict"] != "accepted"} \
+            <= set(r["rejected"])
+        for u in r["updates"].values():
             assert 0.0 <= u["slack"] <= 2.0
             assert math.isfinite(u["z_val"]) and math.isfinite(u["z_test"])
+
+
+def test_the_slack_s_median_leaves_out_the_updates_the_chance_test_turned_away():
+    run = trace_run(seed=1, attack="gaussian", rounds=1)
+    (r,) = run["per_round"]
+    noise = [u["s"] for u in r["updates"].values() if u["verdict"] == "noise"]
+    kept = [u["s"] for u in r["updates"].values() if u["verdict"] != "noise"]
+    assert len(noise) == 6  # the six Gaussian senders, as FairFL decided
+    assert r["median_s"] == pytest.approx(float(np.median(kept)))
+    assert r["median_s"] != pytest.approx(float(np.median(kept + noise)))
     # sign flippers cost the held-out test examples in the first rounds: the statistic
     # must see it where no rule looked
     flips = [u["z_test"] for u in run["per_round"][0]["updates"].values() if u["attacker"]]
