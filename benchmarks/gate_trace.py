@@ -30,10 +30,12 @@ This is a diagnosis on tuning seeds; it decides nothing by itself. Writes
 \b
     python -m benchmarks.gate_trace --seeds 6 --attacks none --rounds 60
     python -m benchmarks.gate_trace --seeds 1,2,3,4,5 --attacks alie-from-41 --rounds 60
+    python -m benchmarks.gate_trace --from-json docs/data/gate_trace_tuning_2026-12-06.json
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import fields
 from pathlib import Path
@@ -138,6 +140,16 @@ class TracingFairFL(FairFL):
         return result
 
 
+def label_distances(fed: Any) -> list[float]:
+    """Each client's label mix against the federation's: the total variation distance
+    between the two label distributions (0: the same mix, 1: no label in common)."""
+    labels = [np.asarray(c.y, dtype=np.int64) for c in fed.clients]
+    k = 1 + max(int(y.max()) for y in labels if y.size)
+    pooled = np.bincount(np.concatenate(labels), minlength=k) / sum(y.size for y in labels)
+    return [float(0.5 * np.abs(np.bincount(y, minlength=k) / y.size - pooled).sum())
+            for y in labels]
+
+
 def trace_run(seed: int, attack: str, rounds: int) -> dict[str, Any]:
     """One offline run of the held-out federation with blacklisting off, traced."""
     config = SimulationConfig(seed=seed, rounds=rounds, **attack_settings(attack))
@@ -174,6 +186,7 @@ def trace_run(seed: int, attack: str, rounds: int) -> dict[str, Any]:
                              BLOCKS_PER_ROUND_SLACK)
     return {"seed": seed, "attack": attack, "rounds": rounds,
             "examples": [int(len(c.y)) for c in fed.clients], "attacker": attacker,
+            "label_distance": label_distances(fed),
             "would_ban": banned, "test_accuracy": run.test_accuracy,
             "validation_examples": int(len(fed.splits.validation.y)),
             "test_examples": int(len(y_test)), "per_round": per_round}
@@ -219,6 +232,45 @@ def _corr(pairs: list[tuple[float, float]]) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def predictors(runs: list[dict[str, Any]], late_from: int = LATE_FROM) -> dict[str, Any]:
+    """Whether a client's size or label mix says which honest clients the gate turns away:
+    the Spearman correlation, over the honest clients of ``runs``, of their validation
+    rejection rate from ``late_from`` on with their number of examples and with their
+    label distance (:func:`label_distances`; recomputed from the run's federation, which
+    its seed fixes, for a run traced before the field)."""
+    from scipy.stats import spearmanr
+
+    rate, size, distance = [], [], []
+    for run in runs:
+        labels = run.get("label_distance")
+        if labels is None:
+            labels = label_distances(federation(SimulationConfig(
+                seed=run["seed"], rounds=run["rounds"], **attack_settings(run["attack"]))))
+        rejected = np.zeros(len(run["examples"]))
+        seen = np.zeros(len(run["examples"]))
+        for r in run["per_round"]:
+            if r["round"] < late_from:
+                continue
+            for client, u in r["updates"].items():
+                seen[int(client)] += 1
+                rejected[int(client)] += u["verdict"] == "validation"
+        for c in range(len(seen)):
+            if not run["attacker"][c] and seen[c]:
+                rate.append(rejected[c] / seen[c])
+                size.append(run["examples"][c])
+                distance.append(labels[c])
+    return {"clients": len(rate),
+            "spearman_size": float(spearmanr(size, rate).statistic),
+            "spearman_label_distance": float(spearmanr(distance, rate).statistic)}
+
+
+def runs_in(path: Path) -> list[dict[str, Any]]:
+    """The traced runs of a file this harness wrote (or of several, published together
+    under ``parts``)."""
+    data = json.loads(path.read_text())
+    return [run for part in data.get("parts", [data]) for run in part["runs"]]
+
+
 def markdown(summaries: list[dict[str, Any]]) -> str:
     lines = ["| seed | attack | honest banned (replayed) | corr(z val, z test) | "
              "corr(z val, next round's) | most rejected honest: examples, rejections, "
@@ -244,7 +296,17 @@ def markdown(summaries: list[dict[str, Any]]) -> str:
               help="the summary's first round")
 @click.option("--json", "json_path", default="reports/bench/gate_trace.json",
               type=click.Path(path_type=Path))
-def main(seeds: list[int], attacks: str, rounds: int, late_from: int, json_path: Path) -> None:
+@click.option("--from-json", "from_json", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="summarise a trace this harness wrote (no training): the table, and "
+                   "whether size or label mix predicts the honest rejections")
+def main(seeds: list[int], attacks: str, rounds: int, late_from: int, json_path: Path,
+         from_json: Path | None) -> None:
+    if from_json is not None:
+        traced = runs_in(from_json)
+        print(markdown([summary(run, late_from) for run in traced]))
+        print(json.dumps(predictors(traced, late_from)))
+        return
     runs, summaries = [], []
     for seed in seeds:
         for attack in [a.strip() for a in attacks.split(",") if a.strip()]:
@@ -254,7 +316,8 @@ def main(seeds: list[int], attacks: str, rounds: int, late_from: int, json_path:
             print(markdown(summaries[-1:]).splitlines()[-1], flush=True)
     publish({"settings": {"seeds": seeds, "attacks": attacks, "rounds": rounds,
                           "late_from": late_from},
-             "machine": machine(), "summaries": summaries, "runs": runs},
+             "machine": machine(), "summaries": summaries,
+             "predictors": predictors(runs, late_from), "runs": runs},
             json_path, markdown(summaries))
 
 

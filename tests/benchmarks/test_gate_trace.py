@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from benchmarks.gate_trace import effect_z, summary, trace_run
+from benchmarks.gate_trace import effect_z, label_distances, predictors, summary, trace_run
 
 
 def test_effect_z_is_the_mean_paired_difference_over_its_standard_error():
@@ -72,3 +72,26 @@ def test_the_slack_s_median_leaves_out_the_updates_the_chance_test_turned_away()
     # must see it where no rule looked
     flips = [u["z_test"] for u in run["per_round"][0]["updates"].values() if u["attacker"]]
     assert flips and max(flips) < -10.0  # -15 to -26 here; honest ones -0.9 to -7.7
+
+
+def test_label_distance_is_the_total_variation_from_the_federations_mix():
+    from types import SimpleNamespace
+
+    fed = SimpleNamespace(clients=[SimpleNamespace(y=[0, 0]), SimpleNamespace(y=[1, 1]),
+                                   SimpleNamespace(y=[0, 1, 0, 1])])
+    assert label_distances(fed) == pytest.approx([0.5, 0.5, 0.0])
+
+
+def test_predictors_rank_the_honest_clients_rejection_rates():
+    rounds = [{"round": number, "updates": {
+        0: _update(0, 0, "validation"), 1: _update(0, 0, "validation" if number % 2 else
+                                                   "accepted"),
+        2: _update(0, 0), 3: _update(0, 0, "validation", attacker=True)}}
+        for number in range(1, 5)]
+    run = {"seed": 1, "attack": "x", "rounds": 4, "examples": [90, 50, 10, 99],
+           "attacker": [False, False, False, True], "label_distance": [0.1, 0.2, 0.3, 0.0],
+           "per_round": rounds}
+    out = predictors([run], late_from=1)
+    assert out["clients"] == 3  # the attacker is left out
+    assert out["spearman_size"] == pytest.approx(1.0)  # the larger, the more rejected
+    assert out["spearman_label_distance"] == pytest.approx(-1.0)
