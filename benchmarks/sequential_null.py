@@ -33,15 +33,16 @@ import click
 import numpy as np
 
 from benchmarks import comma_numbers, machine, publish
-from benchmarks.privacy_dp import would_blacklist
-from fl_agent.simulation.config import BLOCKS_PER_ROUND_SLACK
+from benchmarks.privacy_dp import Setting, would_blacklist
+from fl_agent.simulation.config import BLOCKS_PER_ROUND_SLACK, SimulationConfig
 
-#: The registry's rule as the simulation configures it (SimulationConfig): three rejections
-#: within a window of ``4 * (clients + BLOCKS_PER_ROUND_SLACK)`` blocks, which, as a round
-#: spends ``clients + 2`` blocks, holds five rounds.
-WINDOW_ROUNDS, MAX_REJECTIONS = 4, 3
+#: The registry's rule as the simulation configures it (SimulationConfig's defaults: three
+#: rejections within a window of ``4 * (clients + BLOCKS_PER_ROUND_SLACK)`` blocks, which, as a
+#: round spends ``clients + 2`` blocks, holds five rounds).
+_DEFAULTS = SimulationConfig()
+WINDOW_ROUNDS, MAX_REJECTIONS = _DEFAULTS.window_rounds, _DEFAULTS.max_rejections
 #: The DP benchmark's federation (benchmarks.privacy_dp), whose size sets the window's blocks.
-CLIENTS = 10
+CLIENTS = Setting().clients
 
 
 def null_run(drift: float, rounds: int, senders: int, tolerance: float,
