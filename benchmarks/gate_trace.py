@@ -1,28 +1,29 @@
-"""Why FairFL's gate turns the same honest clients away round after round: each submitted
-update's leave-one-out effect, measured on the validation examples the gate reads *and* on
-test examples it never sees (``python -m benchmarks.gate_trace``).
+"""Why FairFL's gate turns the same honest clients away round after round: each screened
+update's verdict, slack and leave-one-out effect, measured on the validation examples the
+gate reads *and* on test examples it never sees (``python -m benchmarks.gate_trace``).
 
 The gate asks, on one fixed validation split, whether the aggregate with an update is worse
-than without it beyond ``tolerance`` standard errors. The split is the same in every round,
-and so is an honest client's data, so if the question is answered by the split's own
-sampling luck, the same answer comes back every round. This harness tells the two apart.
-For every round and every update that passed the norm screen it records:
+than without it beyond its slack, in standard errors. The split is the same in every round,
+and so is an honest client's data, so the same answer can come back round after round. For
+every round and every update that passed the norm screen this harness records:
 
-- FairFL's verdict (accepted, or its reason), the update's similarity ``s_i`` to the round's
-  direction, the round's median, and the slack the similarity scaling gives it
-  (:func:`gate_tolerances`; a lone dissimilar update the strict rule holds to a gain gets
-  none instead, so each row also says whether it was a candidate for that rule; the traces
-  published on 2026-12-06 were made before that field);
-- its effect: the aggregate of the accepted updates with it against the aggregate without it
-  (FairFL's combination rule, with the sample counts FairFL was given; the round's
-  decision may reweigh them), example by example, as ``z = mean(d) / se(d)`` and the mean,
-  on the validation split (what the gate sees) and on the test split (a fresh sample of the
-  same population, which no rule reads).
+\b
+- FairFL's verdict (accepted, or its reason);
+- the update's similarity s_i to the round's direction, the round's median, and the slack
+  the similarity scaling gives it (gate_tolerances; a lone dissimilar update that the
+  strict rule holds to a gain gets none instead: each row says whether it was a candidate
+  for that rule; the traces published on 2026-12-06 were made before that field);
+- its effect: the aggregate of the accepted updates with it against the aggregate without
+  it (FairFL's combination, with the sample counts FairFL was given; the round's decision
+  may reweigh them), example by example, as z = mean(d) / se(d) and the mean, on the
+  validation split (what the gate sees) and on the test split (which no rule reads).
 
-If the validation ``z`` of a client repeats from round to round while its test ``z`` does
-not follow, the gate is reading the split's luck, not harm. The run has blacklisting off, so
-each client is traced in every round; the registry's rule is replayed on the rejections to
-say whom it would have banned (:func:`benchmarks.privacy_dp.would_blacklist`).
+The run has blacklisting off, so each client is traced in every round; the registry's rule
+is replayed on the rejections to say whom it would have banned
+(:func:`benchmarks.privacy_dp.would_blacklist`). Each run also records its clients' label
+distance from the federation's mix, and the summary says whether size or label mix predicts
+the honest rejections (:func:`predictors`). ``--from-json`` summarises a published trace
+again without training (``--late-from 1`` for a 20-round trace).
 
 This is a diagnosis on tuning seeds; it decides nothing by itself. Writes
 ``reports/bench/gate_trace.json``.
@@ -259,9 +260,14 @@ def predictors(runs: list[dict[str, Any]], late_from: int = LATE_FROM) -> dict[s
                 rate.append(rejected[c] / seen[c])
                 size.append(run["examples"][c])
                 distance.append(labels[c])
-    return {"clients": len(rate),
-            "spearman_size": float(spearmanr(size, rate).statistic),
-            "spearman_label_distance": float(spearmanr(distance, rate).statistic)}
+    def rank(x: list[float]) -> float | None:
+        if len(rate) < 3:
+            return None
+        value = float(spearmanr(x, rate).statistic)
+        return value if math.isfinite(value) else None  # no spread: nothing to rank
+
+    return {"clients": len(rate), "spearman_size": rank(size),
+            "spearman_label_distance": rank(distance)}
 
 
 def runs_in(path: Path) -> list[dict[str, Any]]:

@@ -95,3 +95,5 @@ def test_predictors_rank_the_honest_clients_rejection_rates():
     assert out["clients"] == 3  # the attacker is left out
     assert out["spearman_size"] == pytest.approx(1.0)  # the larger, the more rejected
     assert out["spearman_label_distance"] == pytest.approx(-1.0)
+    none = predictors([run], late_from=99)  # no round that late: nothing to rank, not NaN
+    assert none == {"clients": 0, "spearman_size": None, "spearman_label_distance": None}
