@@ -151,10 +151,16 @@ def label_distances(fed: Any) -> list[float]:
             for y in labels]
 
 
+def held_out_federation(seed: int, attack: str, rounds: int) -> Any:
+    """The held-out benchmark's federation for ``seed`` and ``attack`` (its seed fixes the
+    data, the shards and the attackers)."""
+    return federation(SimulationConfig(seed=seed, rounds=rounds, **attack_settings(attack)))
+
+
 def trace_run(seed: int, attack: str, rounds: int) -> dict[str, Any]:
     """One offline run of the held-out federation with blacklisting off, traced."""
-    config = SimulationConfig(seed=seed, rounds=rounds, **attack_settings(attack))
-    fed = federation(config)
+    fed = held_out_federation(seed, attack, rounds)
+    config = fed.config
     base = aggregator_strategy(fed)
     if not isinstance(base, FairFL):
         raise click.UsageError("the task's strategy is not FairFL")
@@ -243,23 +249,13 @@ def predictors(runs: list[dict[str, Any]], late_from: int = LATE_FROM) -> dict[s
 
     rate, size, distance = [], [], []
     for run in runs:
-        labels = run.get("label_distance")
-        if labels is None:
-            labels = label_distances(federation(SimulationConfig(
-                seed=run["seed"], rounds=run["rounds"], **attack_settings(run["attack"]))))
-        rejected = np.zeros(len(run["examples"]))
-        seen = np.zeros(len(run["examples"]))
-        for r in run["per_round"]:
-            if r["round"] < late_from:
-                continue
-            for client, u in r["updates"].items():
-                seen[int(client)] += 1
-                rejected[int(client)] += u["verdict"] == "validation"
-        for c in range(len(seen)):
-            if not run["attacker"][c] and seen[c]:
-                rate.append(rejected[c] / seen[c])
-                size.append(run["examples"][c])
-                distance.append(labels[c])
+        labels = run.get("label_distance") or label_distances(
+            held_out_federation(run["seed"], run["attack"], run["rounds"]))
+        for c, numbers in summary(run, late_from)["per_client"].items():
+            rate.append(numbers["validation_rejections"] / numbers["rounds"])
+            size.append(numbers["examples"])
+            distance.append(labels[c])
+
     def rank(x: list[float]) -> float | None:
         if len(rate) < 3:
             return None

@@ -90,7 +90,7 @@ def test_predictors_rank_the_honest_clients_rejection_rates():
         for number in range(1, 5)]
     run = {"seed": 1, "attack": "x", "rounds": 4, "examples": [90, 50, 10, 99],
            "attacker": [False, False, False, True], "label_distance": [0.1, 0.2, 0.3, 0.0],
-           "per_round": rounds}
+           "would_ban": [], "per_round": rounds}
     out = predictors([run], late_from=1)
     assert out["clients"] == 3  # the attacker is left out
     assert out["spearman_size"] == pytest.approx(1.0)  # the larger, the more rejected
