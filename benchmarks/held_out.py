@@ -231,7 +231,8 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
             reach: float | None = None, bits: int | None = None,
             share_cap: float | None = None,
             full_tolerance_at: float | None = None,
-            min_tolerance: float | None = None) -> list[dict[str, Any]]:
+            min_tolerance: float | None = None,
+            copies_once: bool = False) -> list[dict[str, Any]]:
     rows = []
     for seed in seeds:
         base = clean_fedavg(seed, rounds, device_spread, partition)
@@ -248,6 +249,8 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
                 strategy = replace(strategy, full_tolerance_at=full_tolerance_at)
             if min_tolerance is not None:
                 strategy = replace(strategy, min_tolerance=min_tolerance)
+            if copies_once:
+                strategy = replace(strategy, copies_once=True)
             if not noise_check:  # a chance level of 1: what DP and watermark tasks run
                 strategy = replace(strategy, chance_z=chance_z_off(param_count(fed.spec)))
             plan = watermark_plan(watermark, reach, bits) if watermark else None
@@ -351,6 +354,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="FairFL's min_tolerance: the least slack, in standard errors, "
                              "that the similarity scaling leaves an update (default: the "
                              "task's own; rule R48's candidates, tuning seeds)")
+    parser.add_argument("--copies-once", action="store_true",
+                        help="FairFL's copies_once: a copy group is one row of the round's "
+                             "median direction and one value of its similarity medians "
+                             "(rule R49's candidate, tuning seeds)")
     parser.add_argument("--partition", choices=("dirichlet", "iid"), default="dirichlet",
                         help="the clients' shards: Dirichlet α = 0.5 (the default, unequal "
                              "sizes and label mixes) or iid (equal sizes, every label alike)")
@@ -397,7 +404,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = measure([int(s) for s in args.seeds.split(",")], attacks, args.rounds,
                    args.device_spread, RULES[args.rule], args.tolerance, args.partition,
                    args.noise_check, args.watermark, args.reach, args.bits, args.share_cap,
-                   args.full_tolerance_at, args.min_tolerance)
+                   args.full_tolerance_at, args.min_tolerance, args.copies_once)
     settings = {key: str(value) if isinstance(value, Path) else value
                 for key, value in vars(args).items()}
     publish({"settings": settings, "machine": about, "rows": rows}, args.json, markdown(rows))

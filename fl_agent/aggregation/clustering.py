@@ -55,11 +55,15 @@ def dbscan_labels(similarity: FloatArray, eps: float, min_samples: int) -> NDArr
     return model.fit_predict(distances).astype(np.intp)
 
 
-def similarity_outliers(similarity: FloatArray, z: float, min_std: float) -> NDArray[np.bool_]:
+def similarity_outliers(similarity: FloatArray, z: float, min_std: float, *,
+                        basis: FloatArray | None = None) -> NDArray[np.bool_]:
     """Low-side outliers of the similarities to the global direction: below
-    ``median - z * max(robust std, min_std)``, the robust std being ``1.4826 * MAD``."""
-    median = float(np.median(similarity))
-    spread = 1.4826 * float(np.median(np.abs(similarity - median)))
+    ``median - z * max(robust std, min_std)``, the robust std being ``1.4826 * MAD``, both
+    of ``basis`` (default: the similarities themselves; FairFL's ``copies_once`` gives one
+    value per copy group)."""
+    of = similarity if basis is None else basis
+    median = float(np.median(of))
+    spread = 1.4826 * float(np.median(np.abs(of - median)))
     return similarity < median - z * max(spread, min_std)
 
 

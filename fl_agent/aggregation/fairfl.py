@@ -287,6 +287,7 @@ from fl_agent.aggregation.norms import (
     norm_screen,
     unchanged_below,
 )
+from fl_agent.aggregation.rounds import close_groups
 from fl_agent.aggregation.trigger_screen import (
     input_feature_shares,
     trigger_excess,
@@ -354,6 +355,7 @@ class FairFL(Strategy):
     trigger_rounds: int = 1
     noise_control: bool = False
     sequential: bool = False
+    copies_once: bool = False
     name: ClassVar[str] = "fairfl"
 
     def cluster(self, similarity: FloatArray, eps: float) -> NDArray[np.intp]:
@@ -387,6 +389,8 @@ class FairFL(Strategy):
             raise ConfigError(f"noise_control must be true or false, got {self.noise_control!r}")
         if not isinstance(self.sequential, bool):
             raise ConfigError(f"sequential must be true or false, got {self.sequential!r}")
+        if not isinstance(self.copies_once, bool):
+            raise ConfigError(f"copies_once must be true or false, got {self.copies_once!r}")
         if not (isinstance(self.free_rider_ratio, int | float)
                 and 0.0 <= self.free_rider_ratio < 1.0):
             raise ConfigError(f"free_rider_ratio must be in [0, 1), got {self.free_rider_ratio!r}")
@@ -552,7 +556,13 @@ class FairFL(Strategy):
 
         # 2. Similarities: pairwise, and to the global model's (median) direction.
         similarity = gram_cosines(gram, rows)
-        reference_sim = cosine_to(deltas, column_median(deltas, which=rows, factors=clipping),
+        # With copies_once, a copy group (rounds.close_groups) is one row of the median and
+        # one value of the medians and spread of steps 4 and 5.
+        groups = close_groups(gram[np.ix_(rows, rows)]) if self.copies_once \
+            else np.full(rows.size, -1, dtype=np.intp)
+        voters = _first_of_groups(groups, np.arange(rows.size))
+        reference_sim = cosine_to(deltas, column_median(deltas, which=rows[voters],
+                                                        factors=clipping[voters]),
                                   norms)[rows]
         reference = _by_index(candidates, reference_sim)
         chance = chance_similarity(g.size, self.chance_z)
@@ -581,9 +591,13 @@ class FairFL(Strategy):
         pool_index = candidates[pool]
         label_map = {int(i): int(lab) for i, lab in zip(pool_index, labels, strict=True)}
         measured.update(pool=pool_index.tolist(), eps=eps, labels=labels.tolist())
+        pool_voters = _first_of_groups(groups, pool)  # pool's positions that vote
+        if self.copies_once:
+            measured["voters"] = candidates[pool_voters].tolist()
 
         # 4. The std test, then the bottom-up merge order.
-        dissimilar = similarity_outliers(reference_sim[pool], self.similarity_z, self.min_std)
+        dissimilar = similarity_outliers(reference_sim[pool], self.similarity_z, self.min_std,
+                                         basis=reference_sim[pool_voters])
         reasons.update({int(i): Reason.DISSIMILAR for i in pool_index[dissimilar]})
         kept = pool[~dissimilar]
         merge_index = candidates[kept]
@@ -597,7 +611,7 @@ class FairFL(Strategy):
                           round_order)
 
         # 5. The validation gate.
-        median_sim = float(np.median(reference_sim[pool]))
+        median_sim = float(np.median(reference_sim[pool_voters]))
         slack = gate_tolerances(reference_sim[kept], median_sim, self.tolerance,
                                 self.full_tolerance_at, self.min_tolerance)
         strict = strict_noise(labels[~dissimilar], reference_sim[kept], median_sim,
@@ -636,6 +650,19 @@ class FairFL(Strategy):
         return finish(sorted(int(merge_index[p]) for p in survivors), eps, label_map, reference,
                       round_order, gate, tuple(int(merge_index[p]) for p in dropped),
                       tuple(int(merge_index[p]) for p in rescued))
+
+
+def _first_of_groups(groups: NDArray[np.intp], among: NDArray[np.intp]) -> NDArray[np.intp]:
+    """The positions of ``among`` (sorted) that vote: each one whose group (``groups``, -1:
+    alone) has no earlier position in ``among``."""
+    seen: set[int] = set()
+    out = []
+    for p in among.tolist():
+        group = int(groups[p])
+        if group < 0 or group not in seen:
+            out.append(p)
+            seen.add(group)
+    return np.asarray(out, dtype=np.intp)
 
 
 def _by_index(indices: NDArray[np.intp], values: FloatArray) -> dict[int, float]:

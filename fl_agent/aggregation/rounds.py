@@ -129,16 +129,29 @@ def copy_groups(global_params: ArrayLike, updates: UpdatesLike,
         return labels
     if gram is None:
         gram = delta_gram(global_params, updates, chosen)
-    distance, usable = _cosine_distances(gram)
-    chosen, distance = chosen[usable], distance[np.ix_(usable, usable)]
-    if chosen.size < 2:
+    parts = close_groups(gram, closeness)
+    if int((parts >= 0).sum()) < 2:
         return labels
-    typical = float(np.median(distance[np.triu_indices(chosen.size, 1)]))
-    linked = distance <= max(closeness * typical, _SAME)
-    np.fill_diagonal(linked, True)
-    _, parts = connected_components(linked, directed=False)
-    labels[chosen] = labels.size + parts  # apart from the labels of the updates left alone
+    labels[chosen[parts >= 0]] = labels.size + parts[parts >= 0]  # apart from the others
     return np.unique(labels, return_inverse=True)[1]
+
+
+def close_groups(gram: FloatArray, closeness: float = COPY_CLOSENESS) -> NDArray[np.intp]:
+    """:func:`copy_groups` on a Gram matrix: a label per row, the same for rows linked by a
+    chain of pairs whose cosine distance is at most ``closeness`` times the median cosine
+    distance of the usable rows' pairs, numbered from 0 in the order of their first row;
+    ``-1`` for a row that holds a non-finite value or is zero (it copies nobody)."""
+    distance, usable = _cosine_distances(gram)
+    out = np.full(gram.shape[0], -1, dtype=np.intp)
+    inner = distance[np.ix_(usable, usable)]
+    if inner.shape[0] == 0:
+        return out
+    typical = float(np.median(inner[np.triu_indices(inner.shape[0], 1)])) \
+        if inner.shape[0] > 1 else 0.0
+    linked = inner <= max(closeness * typical, _SAME)
+    np.fill_diagonal(linked, True)
+    out[usable] = connected_components(linked, directed=False)[1]
+    return out
 
 
 def round_weights(global_params: ArrayLike, updates: UpdatesLike, claims: ArrayLike,
@@ -267,5 +280,6 @@ def update_figures(global_params: ArrayLike, updates: ArrayLike, new_params: Arr
             for i in range(len(rows))]
 
 
-__all__ = ["COPY_CLOSENESS", "RoundDecision", "UpdateFigures", "capped_claims", "copy_groups",
+__all__ = ["COPY_CLOSENESS", "RoundDecision", "UpdateFigures", "capped_claims", "close_groups",
+           "copy_groups",
            "decide_round", "delta_gram", "round_weights", "update_figures"]

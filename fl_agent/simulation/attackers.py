@@ -107,7 +107,8 @@ def client_data(config: SimulationConfig, plans: list[ClientPlan], train: Any,
             X_bad, y_bad = poison_data(attack, X, y, num_classes, trigger=trigger, rng=rng)
             if collusion is not None:
                 colluders.append((X_bad, y_bad, seed))
-                poison = collusion.crafted
+                poison = collusion.crafted if not config.collusion_jitter else \
+                    jittered(collusion.crafted, config.collusion_jitter, rng)
             elif config.attack in MODEL_ATTACKS:
                 poison = poisoner(attack, rng)
             elif sometimes and config.attack in DATA_ATTACKS:
@@ -142,6 +143,19 @@ class Collusion:
             self._crafted = collude(self.attack, global_vector, honest,
                                     num_clients=self.num_clients)
         return self._crafted
+
+
+def jittered(crafted: Poison, jitter: float, rng: np.random.Generator) -> Poison:
+    """A colluder's hook that submits the crafted update plus its own Gaussian noise of
+    ``jitter`` times the crafted delta's length (drawn anew each round from ``rng``)."""
+
+    def poison(global_vector: np.ndarray, trained: np.ndarray) -> np.ndarray:
+        base = np.asarray(global_vector, dtype=np.float64)
+        delta = np.asarray(crafted(global_vector, trained), dtype=np.float64) - base
+        noise = rng.standard_normal(delta.shape)
+        noise *= jitter * float(np.linalg.norm(delta)) / (float(np.linalg.norm(noise)) or 1.0)
+        return (base + delta + noise).astype(np.float32)
+    return poison
 
 
 def poisoner(attack: Attack, rng: np.random.Generator) -> Poison:

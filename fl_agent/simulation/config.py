@@ -16,7 +16,7 @@ from fl_agent.aggregation import STRATEGIES
 from fl_agent.errors import ConfigError
 from fl_agent.learning.data import BUILTIN_DATASETS, PARTITION_SCHEMES, partition
 from fl_agent.simulation import DEFAULT_DEVICE_SPREAD
-from fl_agent.simulation.attacks import ATTACKS
+from fl_agent.simulation.attacks import ATTACKS, COLLUDING_ATTACKS
 
 FLT = 10**18
 
@@ -72,6 +72,11 @@ class SimulationConfig(BaseModel):
     #: below a blacklist threshold; f > 1 is honest first, to build a record (credit) the
     #: rule may weigh, and attacks from round f on (:meth:`attacks_in`).
     attack_every: int = Field(1, ge=1, le=100)
+    #: Colluders (alie, ipm, minmax) each add their own Gaussian noise of this many times
+    #: the crafted delta's length to the update they submit, every round, so that their
+    #: copies no longer look alike (0: identical copies, as in the papers). The adaptive
+    #: attacker of rule R49 (``alie-jitter``) uses 0.5.
+    collusion_jitter: float = Field(0.0, ge=0.0, le=10.0)
     attack_from: int = Field(1, ge=1, le=10_000)
     #: Privacy modes (``plain``, or ``dp``, ``prune``, ``he``, ``watermark`` joined by ``+``)
     #: and their settings: see :func:`fl_agent.privacy.plan.build_plan`.
@@ -99,6 +104,9 @@ class SimulationConfig(BaseModel):
         if self.attack != "none" and self.attack_from > self.rounds:
             raise ValueError(f"the attackers attack from round {self.attack_from}, after the "
                              f"last of {self.rounds}: they would never attack")
+        if self.collusion_jitter and self.attack not in COLLUDING_ATTACKS:
+            raise ValueError(f"collusion_jitter makes colluders' copies differ; attack is "
+                             f"{self.attack!r}, not one of {', '.join(sorted(COLLUDING_ATTACKS))}")
         if self.flip_scale != 1.0 and self.attack != "sign_flip":
             raise ValueError(f"flip_scale scales a sign flipper's update; attack is "
                              f"{self.attack!r}, not sign_flip")
@@ -201,7 +209,8 @@ def client_seed(config: SimulationConfig, plan: ClientPlan) -> int:
 
 #: Named variants of the attacks (benchmarks run them by these names): the backdoor's
 #: trigger moved to where digits really have ink, set out of range, or stamped on fewer
-#: examples; attackers that attack every other round to stay under the blacklist.
+#: examples; attackers that attack every other round to stay under the blacklist; ALIE's
+#: colluders each adding their own noise, so that their copies no longer look alike.
 ATTACK_VARIANTS: dict[str, dict[str, Any]] = {
     "backdoor-centre": {"attack": "backdoor", "trigger_position": "centre"},
     "backdoor-out-of-range": {"attack": "backdoor", "trigger_value": "out_of_range"},
@@ -212,6 +221,7 @@ ATTACK_VARIANTS: dict[str, dict[str, Any]] = {
     "label_flip-every-2": {"attack": "label_flip", "attack_every": 2},
     "sign_flip-every-2": {"attack": "sign_flip", "attack_every": 2},
     "alie-every-2": {"attack": "alie", "attack_every": 2},
+    "alie-jitter": {"attack": "alie", "collusion_jitter": 0.5},
 }
 
 
