@@ -31,6 +31,7 @@ from fl_agent.aggregation.gate import (
     update_noise,
     validation_gate,
 )
+from fl_agent.aggregation.rounds import copy_groups
 from fl_agent.errors import ConfigError
 
 SEEDS = range(8)
@@ -881,3 +882,62 @@ def test_the_rescue_does_not_let_a_harmful_noisy_update_back_in():
         kept, _, _, rescued = _ten_noisy_updates(seed, last_signal=-1.0)
         assert 9 not in kept, (seed, rescued)
         assert len(kept) >= 5, (seed, kept)  # of the nine helpful ones (5-9 here)
+
+
+def _honest_and_copies(seed: int, honest: int = 12, copies: int = 6, d: int = 400):
+    """``honest`` unit deltas around a shared direction, then ``copies`` identical unit
+    deltas pointing elsewhere (ALIE's colluders submit one crafted update each)."""
+    rng = np.random.default_rng(seed)
+    shared = rng.standard_normal(d)
+    rows = [shared / np.linalg.norm(shared) * 0.4 + rng.standard_normal(d) / np.sqrt(d)
+            for _ in range(honest)]
+    crafted = rng.standard_normal(d)
+    rows += [crafted] * copies
+    deltas = np.array([r / np.linalg.norm(r) for r in rows])  # one length: nothing clipped
+    return np.zeros(d), deltas
+
+
+def _cosines(deltas, direction):
+    return deltas @ direction / (np.linalg.norm(deltas, axis=1) * np.linalg.norm(direction))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_copies_once_gives_a_copy_group_one_row_of_the_rounds_median_direction(seed):
+    g, deltas = _honest_and_copies(seed)
+    counts = np.full(len(deltas), 50)
+    for once, voters in ((False, np.arange(18)), (True, np.arange(13))):
+        report = FairFL(copies_once=once).report(g, g + deltas, counts)
+        expected = _cosines(deltas, np.median(deltas[voters], axis=0))
+        got = [report.reference_similarity[i] for i in range(len(deltas))]
+        np.testing.assert_allclose(got, expected, atol=1e-9)
+    # Six votes pull the median towards the copies; one vote leaves it with the others.
+    plain = FairFL().report(g, g + deltas, counts).reference_similarity
+    once = FairFL(copies_once=True).report(g, g + deltas, counts).reference_similarity
+    assert np.median([once[i] for i in range(12)]) > np.median([plain[i] for i in range(12)])
+    assert once[12] < plain[12]
+
+
+def test_copies_once_changes_nothing_without_copies():
+    for seed in SEEDS:
+        g, deltas = _honest_and_copies(seed, honest=16, copies=0)
+        updates, counts = g + deltas, np.arange(16) + 20
+        assert len(set(copy_groups(g, updates).tolist())) == 16  # no two alike
+        a = FairFL().report(g, updates, counts)
+        b = FairFL(copies_once=True).report(g, updates, counts)
+        assert a.reference_similarity == b.reference_similarity
+        assert a.result.accepted == b.result.accepted
+        np.testing.assert_array_equal(a.result.params, b.result.params)
+
+
+def test_the_std_test_reads_its_median_and_spread_from_the_basis_it_is_given():
+    sims = np.array([0.5, 0.5, 0.5, 0.5, 0.1, 0.2, 0.22])
+    # Alone: median 0.5, MAD 0, spread floored at 0.05; the last three are below 0.25.
+    assert similarity_outliers(sims, 5.0, 0.05).tolist() == [False] * 4 + [True] * 3
+    # The four 0.5s as one value: median 0.21, MAD 0.06, the threshold below 0.
+    basis = sims[3:]
+    assert not similarity_outliers(sims, 5.0, 0.05, basis=basis).any()
+
+
+def test_copies_once_is_a_true_or_false_option():
+    with pytest.raises(ConfigError, match="copies_once"):
+        FairFL(copies_once=1)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fl_agent.aggregation.rounds import copy_groups
 from fl_agent.errors import ConfigError
 from fl_agent.simulation.attackers import Intermittent, backdoor_trigger, client_data
 from fl_agent.simulation.attacks import Trigger
-from fl_agent.simulation.config import SimulationConfig, plan_clients
+from fl_agent.simulation.config import SimulationConfig, attack_settings, plan_clients
 from fl_agent.simulation.offline import federation
 
 
@@ -204,3 +205,41 @@ def test_simulate_hands_the_dp_length_check_to_the_task_document(monkeypatch, tm
         SimulationConfig.build(mode="dp+prune", epsilon=2, prune_ratio=0.9, dp_length_check=True)
     with pytest.raises(ConfigError, match="dp_length_check"):
         SimulationConfig.build(dp_length_check=True)  # plain
+
+
+def test_jittered_colluders_submit_the_crafted_update_plus_noise_of_their_own():
+    """alie-jitter (rule R49's adaptive attacker): each colluder adds its own noise of half
+    the crafted delta's length, enough that the weights' copy rule no longer joins them."""
+    d = 200
+    rng = np.random.default_rng(3)
+    directions = rng.standard_normal((4, d))  # what each colluder's honest training gives
+
+    def trainer(global_vector, X, y, seed, round_number):
+        return global_vector + directions[seed % 4] * (1 + round_number)
+
+    g = np.zeros(d, np.float32)
+    submitted = {}
+    for jitter in (0.0, 0.5):
+        config = SimulationConfig.build(clients=12, malicious=0.34,
+                                        **attack_settings("alie-jitter" if jitter else "alie"))
+        assert config.collusion_jitter == jitter
+        fed = federation(config)
+        plans = plan_clients(config, fed.splits.train.y)
+        clients = client_data(config, plans, fed.splits.train, 10, None, trainer)
+        poisons = [poison for plan, _, _, poison in clients if plan.malicious]
+        assert len(poisons) == 4
+        submitted[jitter] = np.stack([p(g, g) for p in poisons]).astype(np.float64)
+    crafted = submitted[0.0][0]
+    assert (submitted[0.0] == crafted).all()  # the papers' colluders: one update, copied
+    noise = submitted[0.5] - crafted
+    np.testing.assert_allclose(np.linalg.norm(noise, axis=1), 0.5 * np.linalg.norm(crafted),
+                               rtol=1e-5)
+    assert len({tuple(row) for row in noise}) == 4  # each its own
+    honest = rng.standard_normal((8, d))  # unrelated updates set the round's typical distance
+    for jitter, groups in ((0.0, 9), (0.5, 12)):
+        assert len(set(copy_groups(g, np.vstack([submitted[jitter], honest])).tolist())) == groups
+
+
+def test_only_colluders_jitter():
+    with pytest.raises(ConfigError, match="collusion_jitter"):
+        SimulationConfig.build(attack="sign_flip", collusion_jitter=0.5)
