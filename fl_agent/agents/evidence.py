@@ -94,8 +94,10 @@ def rule_parameters(strategy: Any) -> dict[str, Any]:
 
 
 #: Options a rule gained after evidence began to record its parameters, with the value every
-#: round before ran at: a record without one names the same rule as one with that value.
-LATER_OPTIONS: dict[str, dict[str, Any]] = {"fairfl": {"sequential": False}}
+#: round before ran at: a record without one names the same rule as one with that value
+#: (FairFL's ``sequential`` 2026-12-05, ``min_tolerance`` and ``copies_once`` 2026-12-06).
+LATER_OPTIONS: dict[str, dict[str, Any]] = {
+    "fairfl": {"sequential": False, "min_tolerance": 0.0, "copies_once": False}}
 
 
 def same_rule(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> bool:

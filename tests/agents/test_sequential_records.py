@@ -187,3 +187,14 @@ def test_a_record_made_before_the_option_names_the_same_rule():
     chosen = rule_parameters(FairFL(noise_control=True, sequential=True))
     assert not same_rule(older, chosen) and not same_rule(chosen, older)
     assert not same_rule({**older, "name": "fedavg"}, rule)
+
+
+@pytest.mark.parametrize("option, chosen", [("min_tolerance", 1.5), ("copies_once", True)])
+def test_a_record_made_before_a_later_option_names_the_rule_at_its_old_value(option, chosen):
+    from fl_agent.agents.evidence import same_rule
+
+    rule = rule_parameters(FairFL())
+    older = {**rule, "options": {k: v for k, v in rule["options"].items() if k != option}}
+    assert same_rule(older, rule) and same_rule(rule, older)
+    other = rule_parameters(FairFL(**{option: chosen}))
+    assert not same_rule(older, other) and not same_rule(other, older)
