@@ -232,7 +232,7 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
             share_cap: float | None = None,
             full_tolerance_at: float | None = None,
             min_tolerance: float | None = None,
-            copies_once: bool = False) -> list[dict[str, Any]]:
+            copies_once: bool | None = None) -> list[dict[str, Any]]:
     rows = []
     for seed in seeds:
         base = clean_fedavg(seed, rounds, device_spread, partition)
@@ -249,8 +249,8 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
                 strategy = replace(strategy, full_tolerance_at=full_tolerance_at)
             if min_tolerance is not None:
                 strategy = replace(strategy, min_tolerance=min_tolerance)
-            if copies_once:
-                strategy = replace(strategy, copies_once=True)
+            if copies_once is not None:
+                strategy = replace(strategy, copies_once=copies_once)
             if not noise_check:  # a chance level of 1: what DP and watermark tasks run
                 strategy = replace(strategy, chance_z=chance_z_off(param_count(fed.spec)))
             plan = watermark_plan(watermark, reach, bits) if watermark else None
@@ -354,10 +354,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="FairFL's min_tolerance: the least slack, in standard errors, "
                              "that the similarity scaling leaves an update (default: the "
                              "task's own; rule R48's candidates, tuning seeds)")
-    parser.add_argument("--copies-once", action="store_true",
+    parser.add_argument("--copies-once", choices=("true", "false"), default=None,
                         help="FairFL's copies_once: a copy group is one row of the round's "
                              "median direction and one value of its similarity medians "
-                             "(rule R49's candidate, tuning seeds)")
+                             "(default: the task's own, true since rule R49; false: every "
+                             "copy votes, the rule before)")
     parser.add_argument("--partition", choices=("dirichlet", "iid"), default="dirichlet",
                         help="the clients' shards: Dirichlet α = 0.5 (the default, unequal "
                              "sizes and label mixes) or iid (equal sizes, every label alike)")
@@ -404,7 +405,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = measure([int(s) for s in args.seeds.split(",")], attacks, args.rounds,
                    args.device_spread, RULES[args.rule], args.tolerance, args.partition,
                    args.noise_check, args.watermark, args.reach, args.bits, args.share_cap,
-                   args.full_tolerance_at, args.min_tolerance, args.copies_once)
+                   args.full_tolerance_at, args.min_tolerance,
+                   None if args.copies_once is None else args.copies_once == "true")
     settings = {key: str(value) if isinstance(value, Path) else value
                 for key, value in vars(args).items()}
     publish({"settings": settings, "machine": about, "rows": rows}, args.json, markdown(rows))

@@ -212,6 +212,7 @@ def _replay(evidence: RoundEvidence, figures: dict[str, Any], options: dict[str,
     )
     from fl_agent.aggregation.fairfl import _MAX_CHANCE
     from fl_agent.aggregation.gate import sequential_out
+    from fl_agent.aggregation.rounds import close_groups, first_of_groups
 
     problems: list[str] = []
     reasons = {i: (v.reason or "").split(":", 1)[0] for i, v in enumerate(evidence.verdicts)
@@ -303,8 +304,16 @@ def _replay(evidence: RoundEvidence, figures: dict[str, Any], options: dict[str,
             if reference.shape != (len(candidates),):
                 raise ValueError(f"{reference.size} similarities to the round's direction for "
                                  f"{len(candidates)} updates")
+            # With copies_once a copy group gives one value to the median and spread.
+            voters = first_of_groups(close_groups(similarity), pool) \
+                if options.get("copies_once") else pool
+            if options.get("copies_once") and \
+                    [candidates[k] for k in voters] != figures.get("voters"):
+                problems.append(f"the copy groups from the similarities leave updates "
+                                f"{[candidates[k] for k in voters]} to stand for the round, the "
+                                f"evidence says {figures.get('voters')}")
             dissimilar = similarity_outliers(reference[pool], options["similarity_z"],
-                                             options["min_std"])
+                                             options["min_std"], basis=reference[voters])
             expected.update({candidates[pool[k]]: "dissimilar"
                              for k in np.flatnonzero(dissimilar)})
             # 5. The gate's recorded steps decide who of those that reached it got in.

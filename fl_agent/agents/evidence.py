@@ -112,7 +112,7 @@ def same_rule(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
 
 #: The entries of a rule's figures that hold update indices (FairFL's; see
 #: :func:`fl_agent.agents.audit.replay_screens`).
-_INDEX_LISTS = ("indices", "candidates", "pool", "dropped", "rescued")
+_INDEX_LISTS = ("indices", "candidates", "pool", "voters", "dropped", "rescued")
 
 
 def renumbered(figures: Mapping[str, Any], positions: Sequence[int]) -> dict[str, Any]:

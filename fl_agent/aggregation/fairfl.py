@@ -287,7 +287,7 @@ from fl_agent.aggregation.norms import (
     norm_screen,
     unchanged_below,
 )
-from fl_agent.aggregation.rounds import close_groups
+from fl_agent.aggregation.rounds import close_groups, first_of_groups
 from fl_agent.aggregation.trigger_screen import (
     input_feature_shares,
     trigger_excess,
@@ -556,11 +556,12 @@ class FairFL(Strategy):
 
         # 2. Similarities: pairwise, and to the global model's (median) direction.
         similarity = gram_cosines(gram, rows)
-        # With copies_once, a copy group (rounds.close_groups) is one row of the median and
-        # one value of the medians and spread of steps 4 and 5.
-        groups = close_groups(gram[np.ix_(rows, rows)]) if self.copies_once \
+        # With copies_once, a copy group (rounds.close_groups, from the cosines an audit
+        # reads too) is one row of the median and one value of the medians and spread of
+        # steps 4 and 5.
+        groups = close_groups(similarity) if self.copies_once \
             else np.full(rows.size, -1, dtype=np.intp)
-        voters = _first_of_groups(groups, np.arange(rows.size))
+        voters = first_of_groups(groups, np.arange(rows.size))
         reference_sim = cosine_to(deltas, column_median(deltas, which=rows[voters],
                                                         factors=clipping[voters]),
                                   norms)[rows]
@@ -591,7 +592,7 @@ class FairFL(Strategy):
         pool_index = candidates[pool]
         label_map = {int(i): int(lab) for i, lab in zip(pool_index, labels, strict=True)}
         measured.update(pool=pool_index.tolist(), eps=eps, labels=labels.tolist())
-        pool_voters = _first_of_groups(groups, pool)  # pool's positions that vote
+        pool_voters = first_of_groups(groups, pool)  # pool's positions that vote
         if self.copies_once:
             measured["voters"] = candidates[pool_voters].tolist()
 
@@ -650,19 +651,6 @@ class FairFL(Strategy):
         return finish(sorted(int(merge_index[p]) for p in survivors), eps, label_map, reference,
                       round_order, gate, tuple(int(merge_index[p]) for p in dropped),
                       tuple(int(merge_index[p]) for p in rescued))
-
-
-def _first_of_groups(groups: NDArray[np.intp], among: NDArray[np.intp]) -> NDArray[np.intp]:
-    """The positions of ``among`` (sorted) that vote: each one whose group (``groups``, -1:
-    alone) has no earlier position in ``among``."""
-    seen: set[int] = set()
-    out = []
-    for p in among.tolist():
-        group = int(groups[p])
-        if group < 0 or group not in seen:
-            out.append(p)
-            seen.add(group)
-    return np.asarray(out, dtype=np.intp)
 
 
 def _by_index(indices: NDArray[np.intp], values: FloatArray) -> dict[int, float]:

@@ -154,6 +154,20 @@ def close_groups(gram: FloatArray, closeness: float = COPY_CLOSENESS) -> NDArray
     return out
 
 
+def first_of_groups(groups: NDArray[np.intp], among: NDArray[np.intp]) -> NDArray[np.intp]:
+    """The positions of ``among`` (sorted) that stand for their group: each one whose group
+    (``groups``, from :func:`close_groups`; -1: alone) has no earlier position in
+    ``among``."""
+    seen: set[int] = set()
+    out = []
+    for p in among.tolist():
+        group = int(groups[p])
+        if group < 0 or group not in seen:
+            out.append(p)
+            seen.add(group)
+    return np.asarray(out, dtype=np.intp)
+
+
 def round_weights(global_params: ArrayLike, updates: UpdatesLike, claims: ArrayLike,
                   members: ArrayLike | None = None, *,
                   gram: FloatArray | None = None) -> tuple[FloatArray, NDArray[np.intp]]:
@@ -281,5 +295,5 @@ def update_figures(global_params: ArrayLike, updates: ArrayLike, new_params: Arr
 
 
 __all__ = ["COPY_CLOSENESS", "RoundDecision", "UpdateFigures", "capped_claims", "close_groups",
-           "copy_groups",
+           "copy_groups", "first_of_groups",
            "decide_round", "delta_gram", "round_weights", "update_figures"]

@@ -157,13 +157,21 @@ class TaskDocument(Document):
         null``: step 1 turns no update away for its length, which in a DP task is mostly its
         sender's noise (attackers who shorten the round's median length made the noisiest honest
         client an outlier; the combination's clip still bounds a long update). A DP document made
-        before carries neither and keeps the single-round control and the length outliers."""
+        before carries neither and keeps the single-round control and the length outliers.
+
+        Every new FairFL task records ``copies_once: true`` unless its options set it (rule R49,
+        2026-12-06): a group of identical updates is one row of the round's median direction
+        and one value of its similarity medians, so that ALIE's or min-max's colluders do not
+        turn the round's direction against the honest clients (docs/held-out.md). A document
+        made before carries none and keeps every copy's vote."""
         try:
             document = cls(**fields)
         except ValidationError as err:
             raise ConfigError(f"invalid task document: {err}") from err
         options = dict(document.aggregation.options)
         privacy = document.privacy
+        if document.aggregation.strategy == "fairfl":
+            options.setdefault("copies_once", True)
         if document.aggregation.strategy == "fairfl" and privacy is not None:
             if privacy.watermark is not None and "chance_z" not in options:
                 from fl_agent.aggregation.clustering import chance_z_off

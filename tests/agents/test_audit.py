@@ -319,6 +319,22 @@ def test_a_rule_without_length_outliers_is_replayed_as_such():
         _problems(forged)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_round_that_counts_copies_once_is_replayed_with_one_vote_per_copy(seed):
+    """The round holds two identical reversed updates: under ``copies_once`` one of them
+    stands for both in the similarity test, and the replay finds the same from the recorded
+    cosines; a forged list of who stood for the round is named."""
+    evidence = _fairfl_round(seed, copies_once=True)
+    figures = evidence.rule_figures
+    twins = [16, 17]  # the last two updates, renumbered after the unreadable one
+    assert set(twins) <= set(figures["pool"])
+    assert figures["voters"] == [i for i in figures["pool"] if i != 17]
+    assert replay_screens(evidence, evidence.rule, 64) == ([], len(evidence.verdicts) - 1)
+    forged = _with(evidence, voters=figures["pool"])
+    assert any("to stand for the round" in p for p in _problems(forged, rule=evidence.rule,
+                                                                   dimension=64))
+
+
 def _with(evidence: RoundEvidence, **figures) -> RoundEvidence:
     return evidence.model_copy(update={"rule_figures": {**evidence.rule_figures, **figures}})
 

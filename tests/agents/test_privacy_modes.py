@@ -22,6 +22,9 @@ from fl_agent.learning.models import param_count
 from fl_agent.privacy.plan import PrivacyReceipt, build_plan
 from fl_agent.privacy.watermark import commitment
 
+#: What every new FairFL task records since rule R49 (2026-12-06).
+NEW = {"copies_once": True}
+
 
 def private_task(world, mode: str, rounds: int = 2, **settings) -> int:
     from fl_agent.learning.task_doc import AggregationPlan
@@ -534,31 +537,36 @@ def test_a_new_example_dp_task_records_the_sequential_test_and_an_older_one_keep
 
     dp = build_plan(TrainingMode.DP, epsilon=8)
     new = built(dp)
-    assert new.aggregation.options == {"sequential": True, "max_norm_ratio": None}
+    assert new.aggregation.options == {**NEW, "sequential": True, "max_norm_ratio": None}
     rule = task_strategy(new, X, y)
     assert rule.sequential and rule.noise_control and rule.max_norm_ratio is None
     assert built(dp, max_norm_ratio=3.0).aggregation.options == {
-        "max_norm_ratio": 3.0, "sequential": True}
+        **NEW, "max_norm_ratio": 3.0, "sequential": True}
     pruned = built(build_plan(TrainingMode.DP | TrainingMode.PRUNING, epsilon=8,
                               prune_ratio=0.9))
     assert pruned.aggregation.options["sequential"] is True
-    assert built(dp, sequential=False).aggregation.options == {"sequential": False}
+    assert built(dp, sequential=False).aggregation.options == {**NEW, "sequential": False}
     # named, the sequential test brings no length outliers too
-    assert built(dp, sequential=True).aggregation.options == {"sequential": True,
-                                                               "max_norm_ratio": None}
+    assert built(dp, sequential=True).aggregation.options == {
+        **NEW, "sequential": True, "max_norm_ratio": None}
     assert not task_strategy(built(dp, sequential=False), X, y).sequential
-    assert built(dp, noise_control=False).aggregation.options == {"noise_control": False}
+    assert built(dp, noise_control=False).aggregation.options == {**NEW, "noise_control": False}
     assert "sequential" not in built(build_plan(TrainingMode.DP, epsilon=8,
                                                 dp_level="participant")).aggregation.options
-    assert "sequential" not in built(None).aggregation.options
+    assert built(None).aggregation.options == NEW  # a plain task: rule R49's option alone
     older = world.document.model_copy(update={"privacy": dp})  # as read from the store
     old_rule = task_strategy(older, X, y)
     assert not old_rule.sequential and old_rule.noise_control and old_rule.max_norm_ratio == 3.0
+    assert rule.copies_once
+    before = world.document.model_copy(update={  # a plain task made before rule R49
+        "aggregation": world.document.aggregation.model_copy(update={"options": {}})})
+    assert not task_strategy(before, X, y).copies_once
     # the same document read back from its JSON keeps what it recorded
     again = TaskDocument.model_validate_json(new.model_dump_json())
-    assert again.aggregation.options == {"sequential": True, "max_norm_ratio": None}
+    assert again.aggregation.options == {**NEW, "sequential": True, "max_norm_ratio": None}
     marked = built(build_plan(TrainingMode.DP | TrainingMode.WATERMARK, epsilon=8))
-    assert set(marked.aggregation.options) == {"chance_z", "sequential", "max_norm_ratio"}
+    assert set(marked.aggregation.options) == {"chance_z", "sequential", "max_norm_ratio",
+                                                "copies_once"}
 
 
 def test_simulate_publishes_a_dp_task_with_the_sequential_test_unless_told_otherwise():
@@ -570,10 +578,10 @@ def test_simulate_publishes_a_dp_task_with_the_sequential_test_unless_told_other
     config = SimulationConfig(mode="dp", epsilon=8.0, clients=4, rounds=1)
     fed = federation(config)
     assert task_document(config, fed.spec, fed.data).aggregation.options == {
-        "sequential": True, "max_norm_ratio": None}
+        **NEW, "sequential": True, "max_norm_ratio": None}
     single = config.model_copy(update={"rule_options": {"sequential": False}})
     assert task_document(single, fed.spec, fed.data).aggregation.options == {
-        "sequential": False}
+        **NEW, "sequential": False}
 
 
 def test_a_task_that_prunes_screens_each_senders_last_two_rounds_on_chain(world):
