@@ -19,7 +19,9 @@ counts):
   participants usually do (:data:`COPY_CLOSENESS`) are one *group*: the group makes one
   claim (its members' mean, capped like any other), its members share that weight equally,
   and they share one player's contribution score. Three accounts that train on the same
-  data therefore weigh and earn what one would.
+  data therefore weigh and earn what one would. FairFL's ``copies_once`` reads the same
+  groups (:func:`close_groups`) among its candidates, so that copies also count once in the
+  round's direction.
 
 Both rules count only the updates the strategy accepts: the strategy decides on
 provisional weights computed among the usable updates, then the weights are computed again
