@@ -212,7 +212,7 @@ def _replay(evidence: RoundEvidence, figures: dict[str, Any], options: dict[str,
     )
     from fl_agent.aggregation.fairfl import _MAX_CHANCE
     from fl_agent.aggregation.gate import sequential_out
-    from fl_agent.aggregation.rounds import close_groups, first_of_groups
+    from fl_agent.aggregation.rounds import EXACT_COPIES, close_groups, first_of_groups
 
     problems: list[str] = []
     reasons = {i: (v.reason or "").split(":", 1)[0] for i, v in enumerate(evidence.verdicts)
@@ -305,7 +305,7 @@ def _replay(evidence: RoundEvidence, figures: dict[str, Any], options: dict[str,
                 raise ValueError(f"{reference.size} similarities to the round's direction for "
                                  f"{len(candidates)} updates")
             # With copies_once a copy group gives one value to the median and spread.
-            voters = first_of_groups(close_groups(similarity), pool) \
+            voters = first_of_groups(close_groups(similarity, EXACT_COPIES), pool) \
                 if options.get("copies_once") else pool
             if options.get("copies_once") and \
                     [candidates[k] for k in voters] != figures.get("voters"):

@@ -298,7 +298,7 @@ from fl_agent.aggregation.norms import (
     norm_screen,
     unchanged_below,
 )
-from fl_agent.aggregation.rounds import close_groups, first_of_groups
+from fl_agent.aggregation.rounds import EXACT_COPIES, close_groups, first_of_groups
 from fl_agent.aggregation.trigger_screen import (
     input_feature_shares,
     trigger_excess,
@@ -567,10 +567,10 @@ class FairFL(Strategy):
 
         # 2. Similarities: pairwise, and to the global model's (median) direction.
         similarity = gram_cosines(gram, rows)
-        # With copies_once, a copy group (rounds.close_groups, from the cosines an audit
-        # reads too) is one row of the median and one value of the medians and spread of
-        # steps 4 and 5.
-        groups = close_groups(similarity) if self.copies_once \
+        # With copies_once, a group of exact copies (rounds.close_groups, from the cosines an
+        # audit reads too) is one row of the median and one value of the medians and spread
+        # of steps 4 and 5.
+        groups = close_groups(similarity, EXACT_COPIES) if self.copies_once \
             else np.full(rows.size, -1, dtype=np.intp)
         voters = first_of_groups(groups, np.arange(rows.size))
         reference_sim = cosine_to(deltas, column_median(deltas, which=rows[voters],

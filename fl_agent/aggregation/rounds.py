@@ -103,6 +103,12 @@ def capped_claims(claims: ArrayLike) -> FloatArray:
 #: (every update the same): float rounding of identical vectors.
 _SAME = 1e-9
 
+#: The ``closeness`` that links exact copies only (distances up to :data:`_SAME`): what
+#: FairFL's ``copies_once`` reads, before any update is screened. The relative rule of
+#: :data:`COPY_CLOSENESS` there would let attackers who send long noisy updates stretch the
+#: round's median distance until alike honest updates chain into one group (rule R49a).
+EXACT_COPIES = 0.0
+
 
 def _cosine_distances(gram: FloatArray) -> tuple[FloatArray, NDArray[np.bool_]]:
     """``1 - cos`` between the deltas whose Gram matrix is ``gram``, and which of them are
@@ -296,6 +302,6 @@ def update_figures(global_params: ArrayLike, updates: ArrayLike, new_params: Arr
             for i in range(len(rows))]
 
 
-__all__ = ["COPY_CLOSENESS", "RoundDecision", "UpdateFigures", "capped_claims", "close_groups",
-           "copy_groups", "first_of_groups",
-           "decide_round", "delta_gram", "round_weights", "update_figures"]
+__all__ = ["COPY_CLOSENESS", "EXACT_COPIES", "RoundDecision", "UpdateFigures", "capped_claims",
+           "close_groups", "copy_groups", "decide_round", "delta_gram", "first_of_groups",
+           "round_weights", "update_figures"]
