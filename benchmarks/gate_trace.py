@@ -102,9 +102,11 @@ class TracingFairFL(FairFL):
         accepted = set(result.accepted)
         screened = sorted(reference)  # round indices that passed the norm screen
         sims = np.array([reference[i] for i in screened])
-        # the gate's median is over the updates the chance test kept (FairFL's pool)
+        # the gate's median is over the updates the chance test kept (FairFL's pool), a
+        # group of exact copies counted once under copies_once: FairFL's own figure
         pool = [reference[i] for i in screened if result.reasons.get(i) != Reason.NOISE]
-        median_sim = float(np.median(pool)) if pool else 0.0
+        median_sim = float(result.figures.get("median_similarity",
+                                              np.median(pool) if pool else 0.0))
         # the scaled slack; a lone update held to a gain by the strict rule (a candidate
         # here: DBSCAN noise below strict_noise_at times the median) may get none instead
         slack = gate_tolerances(sims, median_sim, self.tolerance, self.full_tolerance_at,
@@ -157,14 +159,19 @@ def held_out_federation(seed: int, attack: str, rounds: int) -> Any:
     return federation(SimulationConfig(seed=seed, rounds=rounds, **attack_settings(attack)))
 
 
-def trace_run(seed: int, attack: str, rounds: int) -> dict[str, Any]:
-    """One offline run of the held-out federation with blacklisting off, traced."""
+def trace_run(seed: int, attack: str, rounds: int,
+              copies_once: bool | None = None) -> dict[str, Any]:
+    """One offline run of the held-out federation with blacklisting off, traced
+    (``copies_once``: None, the task's own; the published traces of 2026-12-06 ran before
+    rule R49, as ``False``)."""
     fed = held_out_federation(seed, attack, rounds)
     config = fed.config
     base = aggregator_strategy(fed)
     if not isinstance(base, FairFL):
         raise click.UsageError("the task's strategy is not FairFL")
-    strategy = TracingFairFL(**{f.name: getattr(base, f.name) for f in fields(base)})
+    chosen = {} if copies_once is None else {"copies_once": copies_once}
+    strategy = TracingFairFL(**{**{f.name: getattr(base, f.name) for f in fields(base)},
+                                **chosen})
     X_test = fed.data.standardize(fed.splits.test.X)
     y_test = np.asarray(fed.splits.test.y, dtype=np.int64)
     object.__setattr__(strategy, "test_score",
@@ -296,14 +303,17 @@ def markdown(summaries: list[dict[str, Any]]) -> str:
 @click.option("--rounds", default=60, type=click.IntRange(1))
 @click.option("--late-from", default=LATE_FROM, type=click.IntRange(1),
               help="the summary's first round")
+@click.option("--copies-once", type=click.Choice(["true", "false"]), default=None,
+              help="FairFL's copies_once (default: the task's own, true since rule R49; the "
+                   "published traces ran before it: false reproduces them)")
 @click.option("--json", "json_path", default="reports/bench/gate_trace.json",
               type=click.Path(path_type=Path))
 @click.option("--from-json", "from_json", default=None,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="summarise a trace this harness wrote (no training): the table, and "
                    "whether size or label mix predicts the honest rejections")
-def main(seeds: list[int], attacks: str, rounds: int, late_from: int, json_path: Path,
-         from_json: Path | None) -> None:
+def main(seeds: list[int], attacks: str, rounds: int, late_from: int,
+         copies_once: str | None, json_path: Path, from_json: Path | None) -> None:
     if from_json is not None:
         traced = runs_in(from_json)
         print(markdown([summary(run, late_from) for run in traced]))
@@ -312,12 +322,13 @@ def main(seeds: list[int], attacks: str, rounds: int, late_from: int, json_path:
     runs, summaries = [], []
     for seed in seeds:
         for attack in [a.strip() for a in attacks.split(",") if a.strip()]:
-            run = trace_run(seed, attack, rounds)
+            run = trace_run(seed, attack, rounds,
+                            None if copies_once is None else copies_once == "true")
             runs.append(run)
             summaries.append(summary(run, late_from))
             print(markdown(summaries[-1:]).splitlines()[-1], flush=True)
     publish({"settings": {"seeds": seeds, "attacks": attacks, "rounds": rounds,
-                          "late_from": late_from},
+                          "late_from": late_from, "copies_once": copies_once},
              "machine": machine(), "summaries": summaries,
              "predictors": predictors(runs, late_from), "runs": runs},
             json_path, markdown(summaries))

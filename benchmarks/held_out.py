@@ -264,6 +264,8 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
                    "reach": plan.watermark.reach if plan else None,
                    "bits": plan.watermark.bits if plan else None,
                    "share_cap": share_cap if plan else None,
+                   # the rule that ran (rows from before 2026-12-06 ran it off)
+                   "copies_once": getattr(strategy, "copies_once", None),
                    "accuracy": run.test_accuracy,
                    "clean": base, "ratio": run.test_accuracy / base,
                    "asr": attack_rate(fed, run), **detection(fed, run),
@@ -355,10 +357,11 @@ def main(argv: list[str] | None = None) -> None:
                              "that the similarity scaling leaves an update (default: the "
                              "task's own; rule R48's candidates, tuning seeds)")
     parser.add_argument("--copies-once", choices=("true", "false"), default=None,
-                        help="FairFL's copies_once: a copy group is one row of the round's "
-                             "median direction and one value of its similarity medians "
-                             "(default: the task's own, true since rule R49; false: every "
-                             "copy votes, the rule before)")
+                        help="FairFL's copies_once: a group of exact copies is one row of "
+                             "the round's median direction and one value of its similarity "
+                             "medians (default: the task's own, true since rule R49; false: "
+                             "every copy votes, the rule before, which the rows published "
+                             "before 2026-12-06 ran)")
     parser.add_argument("--partition", choices=("dirichlet", "iid"), default="dirichlet",
                         help="the clients' shards: Dirichlet α = 0.5 (the default, unequal "
                              "sizes and label mixes) or iid (equal sizes, every label alike)")

@@ -624,6 +624,7 @@ class FairFL(Strategy):
 
         # 5. The validation gate.
         median_sim = float(np.median(reference_sim[pool_voters]))
+        measured["median_similarity"] = median_sim  # what the gate's slack is scaled by
         slack = gate_tolerances(reference_sim[kept], median_sim, self.tolerance,
                                 self.full_tolerance_at, self.min_tolerance)
         strict = strict_noise(labels[~dissimilar], reference_sim[kept], median_sim,

@@ -259,10 +259,11 @@ def test_a_rerun_that_agrees_has_nothing_to_say_and_each_difference_is_named():
     assert compare_rerun(_evidence(), _rerun(model_sha256=None, validation=None)) == []
 
 
-def _fairfl_round(seed: int, input_layer=None, **options) -> RoundEvidence:
+def _fairfl_round(seed: int, input_layer=None, updates=None, **options) -> RoundEvidence:
     """FairFL's own decision on a synthetic linear-regression round (honest updates toward
     the true weights, free riders, a scaled update, noise and reversed updates), as the
-    aggregator would record it: after an unreadable update at position 0, through JSON."""
+    aggregator would record it: after an unreadable update at position 0, through JSON.
+    ``updates``: another round, decided the same way."""
     from fl_agent.agents.evidence import renumbered, rule_parameters
     from fl_agent.aggregation.fairfl import FairFL
 
@@ -273,9 +274,12 @@ def _fairfl_round(seed: int, input_layer=None, **options) -> RoundEvidence:
     y = X @ truth + 0.1 * rng.normal(size=m)
     g = np.zeros(d)
     honest = [g + 0.3 * (truth + 0.5 * rng.normal(size=d)) for _ in range(10)]
+    chosen = updates
     updates = [*honest, g.copy(), g + 1e-9, g + 30 * (truth + 0.5 * rng.normal(size=d)),
                g + rng.normal(size=d), g + rng.normal(size=d), g - 0.3 * truth, g - 0.3 * truth]
-    if input_layer is not None:  # a "trigger": one input feature's column pushed hard
+    if chosen is not None:  # the caller's round instead
+        updates = list(chosen)
+    elif input_layer is not None:  # a "trigger": one input feature's column pushed hard
         updates.append(g + 0.3 * truth + 1.5 * (np.arange(d) % 8 == 0))
     rule = FairFL(input_layer=input_layer, **options)
     result = rule.aggregate(g, np.stack(updates), np.full(len(updates), 50.0),
@@ -333,6 +337,24 @@ def test_a_round_that_counts_copies_once_is_replayed_with_one_vote_per_copy(seed
     forged = _with(evidence, voters=figures["pool"])
     assert any("to stand for the round" in p for p in _problems(forged, rule=evidence.rule,
                                                                    dimension=64))
+
+
+def test_the_replay_gives_copies_one_vote_in_the_similarity_test():
+    """Eight exact copies among 15 updates: counted once they are the similarity test's
+    outliers, counted eight times the honest updates would be. The replay agrees with the
+    aggregator under the rule the evidence names, and a replay under the other rule names
+    every verdict that changes."""
+    e, w = np.eye(64)[0], np.eye(64)[1]
+    rng = np.random.default_rng(0)
+    updates = [0.6 * e + 0.8 * w + 0.01 * rng.normal(size=64) for _ in range(7)] + [e] * 8
+    evidence = _fairfl_round(0, updates=updates, copies_once=True)
+    assert [v.reason for v in evidence.verdicts[8:]] == ["dissimilar"] * 8
+    assert replay_screens(evidence, evidence.rule, 64) == ([], len(evidence.verdicts) - 1)
+    every_copy = {**evidence.rule, "options": {**evidence.rule["options"],
+                                               "copies_once": False}}
+    problems = _problems(evidence, rule=every_copy, dimension=64)
+    assert any(p.startswith("the evidence names the rule") for p in problems)
+    assert sum(p.endswith("the evidence says dissimilar") for p in problems) == 8, problems
 
 
 def _with(evidence: RoundEvidence, **figures) -> RoundEvidence:

@@ -31,7 +31,7 @@ from fl_agent.aggregation.gate import (
     update_noise,
     validation_gate,
 )
-from fl_agent.aggregation.rounds import copy_groups
+from fl_agent.aggregation.rounds import COPY_CLOSENESS, close_groups, copy_groups
 from fl_agent.errors import ConfigError
 
 SEEDS = range(8)
@@ -902,7 +902,7 @@ def _cosines(deltas, direction):
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_copies_once_gives_a_copy_group_one_row_of_the_rounds_median_direction(seed):
+def test_copies_once_gives_a_group_of_exact_copies_one_row_of_the_rounds_direction(seed):
     g, deltas = _honest_and_copies(seed)
     counts = np.full(len(deltas), 50)
     for once, voters in ((False, np.arange(18)), (True, np.arange(13))):
@@ -915,6 +915,66 @@ def test_copies_once_gives_a_copy_group_one_row_of_the_rounds_median_direction(s
     once = FairFL(copies_once=True).report(g, g + deltas, counts).reference_similarity
     assert np.median([once[i] for i in range(12)]) > np.median([plain[i] for i in range(12)])
     assert once[12] < plain[12]
+
+
+def _copies_against_the_honest(d: int = 400, honest: int = 7, copies: int = 8):
+    """``honest`` updates close to ``0.6 e + 0.8 w`` and ``copies`` exact copies of ``e``
+    (``e``, ``w`` orthonormal): the copies are most of the round."""
+    rng = np.random.default_rng(0)
+    e, w = np.eye(d)[0], np.eye(d)[1]
+    rows = [0.6 * e + 0.8 * w + 0.05 * rng.standard_normal(d) / np.sqrt(d)
+            for _ in range(honest)] + [e] * copies
+    return np.zeros(d), np.array([r / np.linalg.norm(r) for r in rows])
+
+
+def test_counted_once_the_copies_no_longer_decide_who_is_dissimilar():
+    """Eight exact copies among 15 updates set the coordinate-wise median, the median
+    similarity and a spread of 0: every honest update (similarity about 0.6) is a low
+    outlier. Counted once, the honest updates set the round's direction and the copies are
+    the outliers; the gate's slack is scaled by that median too."""
+    g, deltas = _copies_against_the_honest()
+    counts = np.full(15, 50)
+    plain = FairFL().report(g, g + deltas, counts)
+    assert {plain.result.reasons[i] for i in range(7)} == {Reason.DISSIMILAR}
+    assert not set(range(7, 15)) & set(plain.result.reasons)
+    once = FairFL(copies_once=True).report(g, g + deltas, counts)
+    assert {once.result.reasons[i] for i in range(7, 15)} == {Reason.DISSIMILAR}
+    assert not set(range(7)) & set(once.result.reasons)
+    assert once.result.figures["voters"] == list(range(8))
+    sims = [once.reference_similarity[i] for i in range(8)]
+    # With a validation score, the figures give the median the slack was scaled by.
+    score = lambda w: -np.abs(w - 0.6 * np.eye(400)[0] - 0.8 * np.eye(400)[1])  # noqa: E731
+    for rule, voters in ((FairFL(), range(15)), (FairFL(copies_once=True), range(8))):
+        report = rule.report(g, g + deltas, counts, score)
+        expected = np.median([report.reference_similarity[i] for i in voters])
+        assert report.result.figures["median_similarity"] == pytest.approx(expected)
+    assert np.median(sims) > 0.9
+
+
+def test_attackers_cannot_make_alike_honest_updates_count_once():
+    """Rule R49a: 14 alike honest updates (cosine about 0.96) and 6 noisy reversed ones that
+    stretch the round's median distance, in 30 dimensions (breast_cancer's size, where
+    the noise check does not run). The weights' relative rule, applied to them all, would
+    join the honest updates into one group, one vote against six; copies_once joins exact
+    copies only, and the round is decided as without it."""
+    rng = np.random.default_rng(1)
+    d = 30
+    shared = rng.standard_normal(d)
+    honest = [shared + 0.2 * rng.standard_normal(d) for _ in range(14)]
+    length = float(np.linalg.norm(honest[0]))  # as long as an honest update: no outlier
+    attackers = [v / np.linalg.norm(v) * length
+                 for v in (-shared + 3.0 * rng.standard_normal((6, d)))]
+    deltas = np.array(honest + attackers)
+    g, counts = np.zeros(d), np.full(20, 50)
+    unit = deltas / np.linalg.norm(deltas, axis=1, keepdims=True)
+    relative = close_groups(unit @ unit.T, COPY_CLOSENESS)
+    assert len(set(relative[:14].tolist())) == 1 and len(set(relative.tolist())) == 7
+    plain = FairFL().report(g, g + deltas, counts)
+    once = FairFL(copies_once=True).report(g, g + deltas, counts)
+    assert list(plain.result.accepted) == list(range(14))
+    assert once.result.accepted == plain.result.accepted
+    assert once.result.figures["voters"] == once.result.figures["pool"]
+    np.testing.assert_array_equal(once.result.params, plain.result.params)
 
 
 def test_copies_once_changes_nothing_without_copies():

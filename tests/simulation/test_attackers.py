@@ -235,7 +235,9 @@ def test_jittered_colluders_submit_the_crafted_update_plus_noise_of_their_own():
     np.testing.assert_allclose(np.linalg.norm(noise, axis=1), 0.5 * np.linalg.norm(crafted),
                                rtol=1e-5)
     assert len({tuple(row) for row in noise}) == 4  # each its own
-    honest = rng.standard_normal((8, d))  # unrelated updates set the round's typical distance
+    # Honest updates that share a direction (cosine about 0.3, as digits updates do) set the
+    # round's typical distance.
+    honest = rng.standard_normal(d) + 1.5 * rng.standard_normal((8, d))
     for jitter, groups in ((0.0, 9), (0.5, 12)):
         assert len(set(copy_groups(g, np.vstack([submitted[jitter], honest])).tolist())) == groups
 
