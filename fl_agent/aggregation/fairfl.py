@@ -45,16 +45,19 @@ similarity to the global model itself is ~1 for everyone and says nothing).
    taken to be the direction the global model would move this round under a robust rule:
    the coordinate-wise median ``r`` of the clipped deltas; ``s_i = cos(delta_i, r)``.
    With ``copies_once`` (every task made since rule R49, 2026-12-06; the class default is
-   off so that older tasks keep their rule) a group of copies, linked as the weights' copy
-   groups are (:func:`~fl_agent.aggregation.rounds.close_groups` on ``S``), gives one row,
-   its first, to that median, and one value to the medians and spread of ``s`` that steps 4
-   and 5 read. ALIE's and min-max's colluders all submit one crafted update; counted six
-   times out of 20 they pulled ``r`` towards themselves, and the honest updates lost
-   similarity and with it the gate's slack (R49, tuning seeds: 14 honest clients banned
-   under ALIE from round 41 of 60, 3 with the rule; docs/held-out.md). Colluders who each
-   add noise of their own, by our arithmetic about a third of the update's length or more,
-   are no longer copies and each vote again (``alie-jitter``, half the length: the same
-   verdicts with the option as without it).
+   off so that older tasks keep their rule) a group of exact copies (cosine distance within
+   float rounding, :data:`~fl_agent.aggregation.rounds.EXACT_COPIES`, found from ``S``)
+   gives one row, its first, to that median, and one value to the medians and spread of
+   ``s`` that steps 4 and 5 read; the gate's slack is scaled by that median
+   (``median_similarity`` in the figures). ALIE's and min-max's colluders all submit one
+   crafted update; counted six times out of 20 they pulled ``r`` towards themselves, and
+   the honest updates lost similarity and with it the gate's slack (docs/held-out.md, rule
+   R49). Exact copies only: the weights' relative rule
+   (:data:`~fl_agent.aggregation.rounds.COPY_CLOSENESS`) applied here, before anyone is
+   screened, let attackers whose noisy updates point every which way stretch the round's
+   typical distance until alike honest updates were joined into one vote (R49a). Colluders who each add any noise of their own are
+   not copies and each vote again (``alie-jitter``: the same verdicts with the option as
+   without it).
    An update whose similarity to *every* other update is within chance -- below
    ``chance_z / sqrt(d)``, the spread of the cosine between a random direction and any fixed
    vector in ``d`` dimensions -- is noise in the plainest sense (``noise``): no other

@@ -102,10 +102,11 @@ def task() -> None:
               "for its length, mostly its sender's noise in a dp task (max_norm_ratio=3 "
               "keeps the screen, max_norm_ratio=null drops it in any task). What these, "
               "noise_control=false and clip_ratio=1 cost in dp tasks is measured in "
-              "docs/privacy-dp.md. In every FairFL task identical updates count once in "
-              "the round's direction (copies_once, default true since 2026-12-06: ALIE's "
-              "colluders, attacking from round 41 of 60, banned 3 honest clients over five "
-              "tuning tasks where every copy's vote banned 14, docs/held-out.md).")
+              "docs/privacy-dp.md. In every FairFL task exact copies count once in the "
+              "round's direction (copies_once, default true since 2026-12-06, "
+              "docs/held-out.md: fewer honest clients banned under ALIE and min-max, whose "
+              "colluders submit one update; colluders who add noise of their own are not "
+              "copies and are not stopped by it).")
 @click.option("--metric", default="accuracy", show_default=True,
               help="Task metric for scoring (accuracy, f1_macro, ...).")
 @click.option("--aggregator", "aggregator_alias", required=True, metavar="ALIAS",

@@ -159,10 +159,11 @@ class TaskDocument(Document):
         client an outlier; the combination's clip still bounds a long update). A DP document made
         before carries neither and keeps the single-round control and the length outliers.
 
-        Every new FairFL task records ``copies_once: true`` unless its options set it (rule R49,
-        2026-12-06): a group of identical updates is one row of the round's median direction
-        and one value of its similarity medians, so that ALIE's or min-max's colluders do not
-        turn the round's direction against the honest clients (docs/held-out.md). A document
+        Every new FairFL task records ``copies_once: true`` unless its options set it (rules
+        R49 and R49a, 2026-12-06): a group of exact copies is one row of the round's median
+        direction and one value of its similarity medians, so that colluders who submit one
+        crafted update (ALIE, min-max) do not vote once per account. Colluders who add noise
+        of their own are not copies and are not stopped by it (docs/held-out.md). A document
         made before carries none and keeps every copy's vote."""
         try:
             document = cls(**fields)
