@@ -102,8 +102,9 @@ def task() -> None:
               "for its length, mostly its sender's noise in a dp task (max_norm_ratio=3 "
               "keeps the screen, max_norm_ratio=null drops it in any task). What these, "
               "noise_control=false and clip_ratio=1 cost in dp tasks is measured in "
-              "docs/privacy-dp.md. In every FairFL task exact copies count once in the "
-              "round's direction (copies_once, default true since 2026-12-06, "
+              "docs/privacy-dp.md. In every new FairFL task, unless set off, exact copies "
+              "count once in the round's direction (copies_once, default true since "
+              "2026-12-06, "
               "docs/held-out.md: fewer honest clients banned under ALIE and min-max, whose "
               "colluders submit one update; colluders who add noise of their own are not "
               "copies and are not stopped by it).")
