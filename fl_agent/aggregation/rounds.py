@@ -19,9 +19,10 @@ counts):
   participants usually do (:data:`COPY_CLOSENESS`) are one *group*: the group makes one
   claim (its members' mean, capped like any other), its members share that weight equally,
   and they share one player's contribution score. Three accounts that train on the same
-  data therefore weigh and earn what one would. FairFL's ``copies_once`` reads the same
-  groups (:func:`close_groups`) among its candidates, so that copies also count once in the
-  round's direction.
+  data therefore weigh and earn what one would. FairFL's ``copies_once`` counts *exact*
+  copies once in the round's direction (:func:`close_groups` with :data:`EXACT_COPIES`):
+  it reads all the round's candidates, before anyone is screened, where this relative rule
+  could be turned against alike honest clients (rule R49a).
 
 Both rules count only the updates the strategy accepts: the strategy decides on
 provisional weights computed among the usable updates, then the weights are computed again
@@ -105,8 +106,9 @@ _SAME = 1e-9
 
 #: The ``closeness`` that links exact copies only (distances up to :data:`_SAME`): what
 #: FairFL's ``copies_once`` reads, before any update is screened. The relative rule of
-#: :data:`COPY_CLOSENESS` there would let attackers who send long noisy updates stretch the
-#: round's median distance until alike honest updates chain into one group (rule R49a).
+#: :data:`COPY_CLOSENESS` there would let attackers whose noisy updates point every which
+#: way stretch the round's median distance until alike honest updates chain into one group
+#: (rule R49a).
 EXACT_COPIES = 0.0
 
 

@@ -222,6 +222,7 @@ ATTACK_VARIANTS: dict[str, dict[str, Any]] = {
     "sign_flip-every-2": {"attack": "sign_flip", "attack_every": 2},
     "alie-every-2": {"attack": "alie", "attack_every": 2},
     "alie-jitter": {"attack": "alie", "collusion_jitter": 0.5},
+    "alie-jitter-1%": {"attack": "alie", "collusion_jitter": 0.01},
 }
 
 
