@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fl_agent.aggregation.rounds import copy_groups
+from fl_agent.aggregation.rounds import EXACT_COPIES, close_groups, copy_groups
 from fl_agent.errors import ConfigError
 from fl_agent.simulation.attackers import Intermittent, backdoor_trigger, client_data
 from fl_agent.simulation.attacks import Trigger
@@ -240,6 +240,30 @@ def test_jittered_colluders_submit_the_crafted_update_plus_noise_of_their_own():
     honest = rng.standard_normal(d) + 1.5 * rng.standard_normal((8, d))
     for jitter, groups in ((0.0, 9), (0.5, 12)):
         assert len(set(copy_groups(g, np.vstack([submitted[jitter], honest])).tolist())) == groups
+
+
+def test_a_little_noise_escapes_exact_copies_but_not_the_weights_rule():
+    """alie-jitter-1%: noise of 1 % of the crafted delta's length. FairFL's copies_once
+    (exact copies only) sees four colluders; the weights' relative rule still joins them."""
+    d = 200
+    rng = np.random.default_rng(4)
+    directions = rng.standard_normal((4, d))
+
+    def trainer(global_vector, X, y, seed, round_number):
+        return global_vector + directions[seed % 4]
+
+    config = SimulationConfig.build(clients=12, malicious=0.34,
+                                    **attack_settings("alie-jitter-1%"))
+    fed = federation(config)
+    clients = client_data(config, plan_clients(config, fed.splits.train.y), fed.splits.train,
+                          10, None, trainer)
+    g = np.zeros(d, np.float32)
+    submitted = np.stack([p(g, g) for plan, _, _, p in clients if plan.malicious])
+    honest = rng.standard_normal(d) + 1.5 * rng.standard_normal((8, d))
+    rows = np.vstack([submitted, honest]).astype(np.float64)
+    unit = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    assert len(set(close_groups(unit @ unit.T, EXACT_COPIES)[:4].tolist())) == 4
+    assert len(set(copy_groups(g, rows)[:4].tolist())) == 1
 
 
 def test_only_colluders_jitter():
