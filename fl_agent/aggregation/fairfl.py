@@ -56,8 +56,9 @@ similarity to the global model itself is ~1 for everyone and says nothing).
    (:data:`~fl_agent.aggregation.rounds.COPY_CLOSENESS`) applied here, before anyone is
    screened, let attackers whose noisy updates point every which way stretch the round's
    typical distance until alike honest updates were joined into one vote (R49a).
-   Colluders who each add any noise of their own are not copies and each vote again
-   (``alie-jitter``: the same verdicts with the option as without it).
+   Colluders who each add any noise of their own are not copies and each vote again: with
+   1 % of the update's length (``alie-jitter-1%``) the rounds are decided as without the
+   option, so it stops only colluders who submit the very same update.
    An update whose similarity to *every* other update is within chance -- below
    ``chance_z / sqrt(d)``, the spread of the cosine between a random direction and any fixed
    vector in ``d`` dimensions -- is noise in the plainest sense (``noise``): no other

@@ -106,8 +106,8 @@ def task() -> None:
               "count once in the round's direction (copies_once, default true since "
               "2026-12-06, "
               "docs/held-out.md: fewer honest clients banned under ALIE and min-max, whose "
-              "colluders submit one update; colluders who add noise of their own are not "
-              "copies and are not stopped by it).")
+              "colluders submit one update; colluders who add even 1 % of noise of their "
+              "own are not copies and are not stopped by it).")
 @click.option("--metric", default="accuracy", show_default=True,
               help="Task metric for scoring (accuracy, f1_macro, ...).")
 @click.option("--aggregator", "aggregator_alias", required=True, metavar="ALIAS",

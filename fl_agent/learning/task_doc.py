@@ -162,8 +162,9 @@ class TaskDocument(Document):
         Every new FairFL task records ``copies_once: true`` unless its options set it (rules
         R49 and R49a, 2026-12-06): a group of exact copies is one row of the round's median
         direction and one value of its similarity medians, so that colluders who submit one
-        crafted update (ALIE, min-max) do not vote once per account. Colluders who add noise
-        of their own are not copies and are not stopped by it (docs/held-out.md). A document
+        crafted update (ALIE, min-max) do not vote once per account. Colluders who add even
+        1 % of noise of their own are not copies and are not stopped by it (docs/held-out.md).
+        A document
         made before carries none and keeps every copy's vote."""
         try:
             document = cls(**fields)
