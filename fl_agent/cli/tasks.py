@@ -104,10 +104,9 @@ def task() -> None:
               "noise_control=false and clip_ratio=1 cost in dp tasks is measured in "
               "docs/privacy-dp.md. In every new FairFL task, unless set off, exact copies "
               "count once in the round's direction (copies_once, default true since "
-              "2026-12-06, "
-              "docs/held-out.md: fewer honest clients banned under ALIE and min-max, whose "
-              "colluders submit one update; colluders who add even 1 % of noise of their "
-              "own are not copies and are not stopped by it).")
+              "2026-12-06, docs/held-out.md: fewer honest clients banned under ALIE and "
+              "min-max, whose colluders submit one update; colluders who add even 1 % of "
+              "noise of their own are not copies and are not stopped by it).")
 @click.option("--metric", default="accuracy", show_default=True,
               help="Task metric for scoring (accuracy, f1_macro, ...).")
 @click.option("--aggregator", "aggregator_alias", required=True, metavar="ALIAS",

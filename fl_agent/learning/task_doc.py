@@ -164,8 +164,7 @@ class TaskDocument(Document):
         direction and one value of its similarity medians, so that colluders who submit one
         crafted update (ALIE, min-max) do not vote once per account. Colluders who add even
         1 % of noise of their own are not copies and are not stopped by it (docs/held-out.md).
-        A document
-        made before carries none and keeps every copy's vote."""
+        A document made before carries none and keeps every copy's vote."""
         try:
             document = cls(**fields)
         except ValidationError as err:

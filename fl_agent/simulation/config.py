@@ -74,8 +74,8 @@ class SimulationConfig(BaseModel):
     attack_every: int = Field(1, ge=1, le=100)
     #: Colluders (alie, ipm, minmax) each add their own Gaussian noise of this many times
     #: the crafted delta's length to the update they submit, every round, so that their
-    #: copies no longer look alike (0: identical copies, as in the papers). The adaptive
-    #: attacker of rule R49 (``alie-jitter``) uses 0.5.
+    #: copies no longer look alike (0: identical copies, as in the papers). Rule R49's
+    #: adaptive attackers use 0.5 (``alie-jitter``) and 0.01 (``alie-jitter-1%``).
     collusion_jitter: float = Field(0.0, ge=0.0, le=10.0)
     attack_from: int = Field(1, ge=1, le=10_000)
     #: Privacy modes (``plain``, or ``dp``, ``prune``, ``he``, ``watermark`` joined by ``+``)
