@@ -73,14 +73,15 @@ def effect_z(with_: np.ndarray, without: np.ndarray) -> tuple[float, float]:
     return (mean / se if se > 0 else 0.0), mean
 
 
-def combined(global_params: np.ndarray, deltas: np.ndarray, num_samples: np.ndarray,
-             clip_ratio: float, members: list[int]) -> np.ndarray:
-    """FairFL's combination (step 6) of the round's ``members``: their deltas clipped to
-    ``clip_ratio`` times their median norm, sample-weighted; the current model if none."""
+def combined(global_params: np.ndarray, deltas: np.ndarray, norms: np.ndarray,
+             num_samples: np.ndarray, clip_ratio: float, members: list[int]) -> np.ndarray:
+    """FairFL's combination (step 6) of the round's ``members``: their deltas (of norms
+    ``norms``) clipped to ``clip_ratio`` times their median norm, sample-weighted; the
+    current model if none."""
     if not members:
         return global_params
     which = np.array(sorted(members))
-    return global_params + clipped_mean(deltas, row_norms(deltas)[which], num_samples[which],
+    return global_params + clipped_mean(deltas, norms[which], num_samples[which],
                                         clip_ratio, which)
 
 
@@ -119,8 +120,11 @@ class TracingFairFL(FairFL):
             return (np.asarray(evaluate(cast), dtype=np.float64),
                     np.asarray(self.test_score(cast), dtype=np.float64))
 
+        norms = row_norms(deltas)  # once a round, not for every leave-one-out model
+
         def model(members: set[int]) -> np.ndarray:
-            return combined(g, deltas, rnd.num_samples, self.clip_ratio, sorted(members))
+            return combined(g, deltas, norms, rnd.num_samples, self.clip_ratio,
+                            sorted(members))
 
         rows = {}
         for k, i in enumerate(screened):

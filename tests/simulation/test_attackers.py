@@ -207,6 +207,19 @@ def test_simulate_hands_the_dp_length_check_to_the_task_document(monkeypatch, tm
         SimulationConfig.build(dp_length_check=True)  # plain
 
 
+def _colluders_submit(attack: str, trainer, d: int = 200) -> np.ndarray:
+    """What the four colluders of a 12-client federation under ``attack`` submit, as rows,
+    when ``trainer`` gives their honest updates (global model at 0)."""
+    config = SimulationConfig.build(clients=12, malicious=0.34, **attack_settings(attack))
+    fed = federation(config)
+    clients = client_data(config, plan_clients(config, fed.splits.train.y), fed.splits.train,
+                          10, None, trainer)
+    g = np.zeros(d, np.float32)
+    poisons = [poison for plan, _, _, poison in clients if plan.malicious]
+    assert len(poisons) == 4
+    return np.stack([p(g, g) for p in poisons]).astype(np.float64)
+
+
 def test_jittered_colluders_submit_the_crafted_update_plus_noise_of_their_own():
     """alie-jitter (rule R49's adaptive attacker): each colluder adds its own noise of half
     the crafted delta's length, enough that the weights' copy rule no longer joins them."""
@@ -217,18 +230,10 @@ def test_jittered_colluders_submit_the_crafted_update_plus_noise_of_their_own():
     def trainer(global_vector, X, y, seed, round_number):
         return global_vector + directions[seed % 4] * (1 + round_number)
 
-    g = np.zeros(d, np.float32)
-    submitted = {}
-    for jitter in (0.0, 0.5):
-        config = SimulationConfig.build(clients=12, malicious=0.34,
-                                        **attack_settings("alie-jitter" if jitter else "alie"))
-        assert config.collusion_jitter == jitter
-        fed = federation(config)
-        plans = plan_clients(config, fed.splits.train.y)
-        clients = client_data(config, plans, fed.splits.train, 10, None, trainer)
-        poisons = [poison for plan, _, _, poison in clients if plan.malicious]
-        assert len(poisons) == 4
-        submitted[jitter] = np.stack([p(g, g) for p in poisons]).astype(np.float64)
+    for name, jitter in (("alie", 0.0), ("alie-jitter", 0.5)):
+        assert SimulationConfig.build(**attack_settings(name)).collusion_jitter == jitter
+    submitted = {0.0: _colluders_submit("alie", trainer, d),
+                 0.5: _colluders_submit("alie-jitter", trainer, d)}
     crafted = submitted[0.0][0]
     assert (submitted[0.0] == crafted).all()  # the papers' colluders: one update, copied
     noise = submitted[0.5] - crafted
@@ -237,6 +242,7 @@ def test_jittered_colluders_submit_the_crafted_update_plus_noise_of_their_own():
     assert len({tuple(row) for row in noise}) == 4  # each its own
     # Honest updates that share a direction (cosine about 0.3, as digits updates do) set the
     # round's typical distance.
+    g = np.zeros(d)
     honest = rng.standard_normal(d) + 1.5 * rng.standard_normal((8, d))
     for jitter, groups in ((0.0, 9), (0.5, 12)):
         assert len(set(copy_groups(g, np.vstack([submitted[jitter], honest])).tolist())) == groups
@@ -252,18 +258,12 @@ def test_a_little_noise_escapes_exact_copies_but_not_the_weights_rule():
     def trainer(global_vector, X, y, seed, round_number):
         return global_vector + directions[seed % 4]
 
-    config = SimulationConfig.build(clients=12, malicious=0.34,
-                                    **attack_settings("alie-jitter-1%"))
-    fed = federation(config)
-    clients = client_data(config, plan_clients(config, fed.splits.train.y), fed.splits.train,
-                          10, None, trainer)
-    g = np.zeros(d, np.float32)
-    submitted = np.stack([p(g, g) for plan, _, _, p in clients if plan.malicious])
+    submitted = _colluders_submit("alie-jitter-1%", trainer, d)
     honest = rng.standard_normal(d) + 1.5 * rng.standard_normal((8, d))
-    rows = np.vstack([submitted, honest]).astype(np.float64)
+    rows = np.vstack([submitted, honest])
     unit = rows / np.linalg.norm(rows, axis=1, keepdims=True)
     assert len(set(close_groups(unit @ unit.T, EXACT_COPIES)[:4].tolist())) == 4
-    assert len(set(copy_groups(g, rows)[:4].tolist())) == 1
+    assert len(set(copy_groups(np.zeros(d), rows)[:4].tolist())) == 1
 
 
 def test_only_colluders_jitter():
