@@ -232,7 +232,8 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
             share_cap: float | None = None,
             full_tolerance_at: float | None = None,
             min_tolerance: float | None = None,
-            copies_once: bool | None = None) -> list[dict[str, Any]]:
+            copies_once: bool | None = None,
+            held_back: bool | None = None) -> list[dict[str, Any]]:
     rows = []
     for seed in seeds:
         base = clean_fedavg(seed, rounds, device_spread, partition)
@@ -251,6 +252,8 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
                 strategy = replace(strategy, min_tolerance=min_tolerance)
             if copies_once is not None:
                 strategy = replace(strategy, copies_once=copies_once)
+            if held_back is not None:
+                strategy = replace(strategy, held_back=held_back)
             if not noise_check:  # a chance level of 1: what DP and watermark tasks run
                 strategy = replace(strategy, chance_z=chance_z_off(param_count(fed.spec)))
             plan = watermark_plan(watermark, reach, bits) if watermark else None
@@ -266,6 +269,7 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
                    "share_cap": share_cap if plan else None,
                    # the rule that ran (rows from before 2026-12-06 ran it off)
                    "copies_once": getattr(strategy, "copies_once", None),
+                   "held_back": getattr(strategy, "held_back", None),
                    "accuracy": run.test_accuracy,
                    "clean": base, "ratio": run.test_accuracy / base,
                    "asr": attack_rate(fed, run), **detection(fed, run),
@@ -362,6 +366,11 @@ def main(argv: list[str] | None = None) -> None:
                              "medians (default: the task's own, true since rule R49; false: "
                              "every copy votes, the rule before, which the rows published "
                              "before 2026-12-06 ran)")
+    parser.add_argument("--held-back", choices=("true", "false"), default=None,
+                        help="FairFL's held_back: an update the gate turns away only because "
+                             "the similarity scaling took its slack, and whose harm is within "
+                             "the full tolerance, is held back, which the registry does not "
+                             "count towards a ban (default: the task's own; rule R50)")
     parser.add_argument("--partition", choices=("dirichlet", "iid"), default="dirichlet",
                         help="the clients' shards: Dirichlet α = 0.5 (the default, unequal "
                              "sizes and label mixes) or iid (equal sizes, every label alike)")
@@ -409,7 +418,8 @@ def main(argv: list[str] | None = None) -> None:
                    args.device_spread, RULES[args.rule], args.tolerance, args.partition,
                    args.noise_check, args.watermark, args.reach, args.bits, args.share_cap,
                    args.full_tolerance_at, args.min_tolerance,
-                   None if args.copies_once is None else args.copies_once == "true")
+                   None if args.copies_once is None else args.copies_once == "true",
+                   None if args.held_back is None else args.held_back == "true")
     settings = {key: str(value) if isinstance(value, Path) else value
                 for key, value in vars(args).items()}
     publish({"settings": settings, "machine": about, "rows": rows}, args.json, markdown(rows))

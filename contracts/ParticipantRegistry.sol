@@ -13,6 +13,8 @@ contract ParticipantRegistry is IParticipantRegistry, Governed {
     bytes32 public constant LEDGER_ROLE = keccak256("LEDGER_ROLE");
     /// @inheritdoc IParticipantRegistry
     uint16 public constant INITIAL_REPUTATION_BPS = 5_000;
+    /// @inheritdoc IParticipantRegistry
+    uint8 public constant HELD_BACK = 13;
 
     uint16 private constant _MAX_BPS = 10_000;
 
@@ -62,6 +64,19 @@ contract ParticipantRegistry is IParticipantRegistry, Governed {
         for (uint256 i; i < rejected.length; ++i) {
             Participant storage p = _participants[rejected[i]];
             p.rejectedUpdates += 1;
+            if (reasons[i] == HELD_BACK) {
+                // Left out without evidence of harm: recorded, neither counted nor penalised.
+                emit UpdateRejected(
+                    rejected[i],
+                    record.taskId,
+                    record.round,
+                    record.aggregator,
+                    HELD_BACK,
+                    p.rejectionsInWindow,
+                    record.evidenceCid
+                );
+                continue;
+            }
             _moveReputation(p, rejected[i], record.taskId, record.round, 0, policy_.alphaBps);
             _countRejection(p, rejected[i], record, reasons[i], policy_);
         }

@@ -6,11 +6,13 @@ pragma solidity ^0.8.24;
 /// data; the address is the identity. Each participant carries a reputation in basis points,
 /// moved after every round by an exponentially weighted moving average (EWMA) of its round
 /// outcome. Rejected updates are counted in a block window; reaching the policy's threshold
-/// blacklists the sender automatically. Every rejection names the task, the round, the
-/// aggregator, its reason and the CID of the round's evidence, so that anyone can re-run the
-/// rule. Governance can blacklist any address with an evidence CID, and only governance lifts
-/// a blacklisting. A blacklisted address may file one appeal per blacklisting; governance
-/// grants it (the blacklisting is lifted) or denies it.
+/// blacklists the sender automatically. An update held back (reason `HELD_BACK`: left out of
+/// the aggregate without evidence of harm) is neither counted nor moves the reputation.
+/// Every rejection names the task, the round, the aggregator, its reason and the CID of the
+/// round's evidence, so that anyone can re-run the rule. Governance can blacklist any address
+/// with an evidence CID, and only governance lifts a blacklisting. A blacklisted address may
+/// file one appeal per blacklisting; governance grants it (the blacklisting is lifted) or
+/// denies it.
 interface IParticipantRegistry {
     /// @notice Where an address's appeal against its current blacklisting stands.
     enum AppealStatus {
@@ -58,7 +60,8 @@ interface IParticipantRegistry {
     );
     /// @notice `aggregator` rejected the update of `account` in round `round` of task `taskId`
     /// for `reason` (a `RoundResult.reasons` code of the ledger); the scores and similarities
-    /// its rule used are at `evidenceCid`. `rejectionsInWindow` counts toward the blacklist.
+    /// its rule used are at `evidenceCid`. `rejectionsInWindow` counts toward the blacklist;
+    /// a held-back update (`reason` = `HELD_BACK`) leaves it, and the reputation, unchanged.
     event UpdateRejected(
         address indexed account,
         uint256 indexed taskId,
@@ -116,6 +119,10 @@ interface IParticipantRegistry {
     function LEDGER_ROLE() external view returns (bytes32);
     /// @notice Reputation of a newly registered participant, in basis points.
     function INITIAL_REPUTATION_BPS() external view returns (uint16);
+    /// @notice The rejection reason code of an update held back: left out of the round's
+    /// aggregate without evidence of harm. It counts in `rejectedUpdates`, but neither
+    /// towards the blacklist window nor in the reputation.
+    function HELD_BACK() external view returns (uint8);
 
     /// @notice Registers the caller with the CID of its metadata document.
     function register(string calldata metadataCid) external;

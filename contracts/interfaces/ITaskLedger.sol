@@ -132,10 +132,12 @@ interface ITaskLedger {
     /// that an equal split among hundreds of contributors leaves them at most one part apart.
     /// @param rejected Participants whose updates were discarded as malicious or free-riding.
     /// @param reasons Why each of `rejected` was discarded, one code per address, in the same
-    /// order. The codes are recorded and emitted, not interpreted by the contract:
-    /// 0 other, 1 invalid update (cannot be fetched, opened or decoded), 2 non-finite values,
-    /// 3 no samples, 4 free rider, 5 norm outlier, 6 trigger (backdoor), 7 noise, 8 dissimilar,
-    /// 9 validation, 10 outlier cluster, 11 not selected, 12 zero trust.
+    /// order. The codes are recorded and emitted; the ledger does not interpret them, and the
+    /// registry interprets one: 0 other, 1 invalid update (cannot be fetched, opened or
+    /// decoded), 2 non-finite values, 3 no samples, 4 free rider, 5 norm outlier, 6 trigger
+    /// (backdoor), 7 noise, 8 dissimilar, 9 validation, 10 outlier cluster, 11 not selected,
+    /// 12 zero trust, 13 held back (not aggregated, but no evidence of harm: the registry
+    /// neither counts it towards the blacklist nor moves the sender's reputation).
     /// @param evidenceCid CID of the round's evidence document (required): the verdict on every
     /// update (participant, update CID, accepted, reason, score, reward share), the validation
     /// score of the new model and the aggregation rule's statistics.

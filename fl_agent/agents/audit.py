@@ -200,6 +200,49 @@ def replay_screens(evidence: RoundEvidence, rule: dict[str, Any] | None = None,
     return problems + found, decided
 
 
+def _held_back(evidence: RoundEvidence, figures: dict[str, Any], options: dict[str, Any],
+               expected: dict[int, str], reached: list[int], reference: dict[int, float],
+               voters: list[int], labels: dict[int, int]) -> list[str]:
+    """Step 5c of FairFL's replay: moves the ``validation`` verdicts in ``expected`` that the
+    recorded ``held_back`` rows hold back, and names rows that do not fit the rule (a
+    slack the recorded similarities do not give, an update not tested that had to be)."""
+    import numpy as np
+
+    from fl_agent.aggregation.gate import gate_tolerances, strict_noise
+
+    rows = {int(row[0]): row for row in figures.get("held_back") or []}
+    if not options.get("held_back"):
+        return ["the figures hold updates held back, which the task's rule does not do"] \
+            if rows else []
+    problems: list[str] = []
+    turned = [i for i in reached if expected.get(i) == "validation"]
+    if sorted(set(rows) - set(turned)):
+        problems.append(f"updates {sorted(set(rows) - set(turned))} are recorded as tested for "
+                        "holding back, but the gate did not turn them away")
+    tolerance = float(options["tolerance"])
+    median = float(np.median([reference[i] for i in voters]))
+    sims = np.array([reference[i] for i in turned])
+    slack = gate_tolerances(sims, median, tolerance, options["full_tolerance_at"],
+                            options.get("min_tolerance", 0.0))
+    strict = strict_noise(np.array([labels[i] for i in turned], dtype=np.intp), sims, median,
+                          options["strict_noise_at"])
+    for i, given, lone in zip(turned, slack, strict, strict=True):
+        row = rows.get(i)
+        if row is None:
+            if given < tolerance:
+                problems.append(f"{evidence.verdicts[i].participant}: turned away with a slack "
+                                f"of {given:.4g}, below the full {tolerance}, but not tested "
+                                "for holding back")
+            continue
+        recorded, margin = float(row[1]), float(row[2])
+        if not (_close(recorded, float(given)) or (lone and recorded == 0.0)):
+            problems.append(f"{evidence.verdicts[i].participant}: the similarities give a slack "
+                            f"of {given:.4g}, the evidence says {recorded}")
+        if recorded < tolerance and margin >= 0:
+            expected[i] = "held_back"
+    return problems
+
+
 def _replay(evidence: RoundEvidence, figures: dict[str, Any], options: dict[str, Any],
             dimension: int | None) -> tuple[list[str], int]:
     import numpy as np
@@ -339,6 +382,13 @@ def _replay(evidence: RoundEvidence, figures: dict[str, Any], options: dict[str,
             elif rows:
                 problems.append("the figures hold a sequential test the task's rule does "
                                 "not run")
+            # 5c. Held back (rule R50): turned away with less than the full slack, and within
+            # the full tolerance (the margin only a rerun with the validation data checks).
+            problems += _held_back(evidence, figures, options, expected, reached,
+                                   {candidates[k]: float(reference[k]) for k in range(len(
+                                       candidates))}, [candidates[k] for k in voters],
+                                   dict(zip((candidates[k] for k in pool), labels,
+                                            strict=True)))
     for i in indices:
         actual = reasons.get(i)
         if actual != expected.get(i):

@@ -95,9 +95,11 @@ def rule_parameters(strategy: Any) -> dict[str, Any]:
 
 #: Options a rule gained after evidence began to record its parameters, with the value every
 #: round before ran at: a record without one names the same rule as one with that value
-#: (FairFL's ``sequential`` 2026-12-05, ``min_tolerance`` and ``copies_once`` 2026-12-06).
+#: (FairFL's ``sequential`` 2026-12-05, ``min_tolerance``, ``copies_once`` and
+#: ``held_back`` 2026-12-06).
 LATER_OPTIONS: dict[str, dict[str, Any]] = {
-    "fairfl": {"sequential": False, "min_tolerance": 0.0, "copies_once": False}}
+    "fairfl": {"sequential": False, "min_tolerance": 0.0, "copies_once": False,
+               "held_back": False}}
 
 
 def same_rule(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
@@ -131,9 +133,9 @@ def renumbered(figures: Mapping[str, Any], positions: Sequence[int]) -> dict[str
     if "gate" in out:
         out["gate"] = [{**step, "members": at(step["members"]), "kept": at(step["kept"])}
                        for step in out["gate"]]
-    if "sequential" in out:  # [index, z, the sender's earlier sum, their count]
-        out["sequential"] = [[int(positions[int(row[0])]), *row[1:]]
-                             for row in out["sequential"]]
+    for key in ("sequential", "held_back"):  # rows [index, ...]
+        if key in out:
+            out[key] = [[int(positions[int(row[0])]), *row[1:]] for row in out[key]]
     return out
 
 

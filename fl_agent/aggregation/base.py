@@ -75,6 +75,9 @@ class Reason(StrEnum):
     OUTLIER_CLUSTER = "outlier_cluster"  # outside the majority cluster (flame)
     NOT_SELECTED = "not_selected"  # not among the Krum-selected updates
     ZERO_TRUST = "zero_trust"  # direction opposite / orthogonal to the server's (fltrust)
+    #: Left out by the gate although its harm is within the full tolerance (fairfl's
+    #: ``held_back``): not aggregated, not paid, and not counted towards a ban.
+    HELD_BACK = "held_back"
 
 
 @dataclass(frozen=True)

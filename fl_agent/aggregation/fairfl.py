@@ -172,6 +172,18 @@ similarity to the global model itself is ~1 for everyone and says nothing).
    after round caught, noise-like ones not, those with a record of good rounds less
    (docs/privacy-dp.md).
 
+5c. **Held back** (``held_back``, rule R50; off in this class, and refused with the noise
+   control). The similarity scaling above may keep an update out, but not, on its own,
+   get its sender penalised: each update the gate turned away whose slack was below the
+   full ``tolerance`` is tested once more (:func:`held_back_margins`): the accepted
+   aggregate with it against the aggregate without it, at the full ``tolerance``. If that
+   holds, its reason is ``held_back`` instead of ``validation``: it is still not
+   aggregated and not paid, but the registry counts it neither towards a ban nor in the
+   sender's reputation. The figures record ``[index, slack, margin]`` for each update
+   tested. What it gives up: a sender whose updates are held back may submit again
+   without losing anything, so it can probe round after round for an update the gate
+   lets in (docs/held-out.md, R50).
+
 6. **Combination rule** (:func:`fairfl_combine`, also used to value subsets for contribution
    scoring): clip the accepted deltas to ``clip_ratio`` times their median norm and take the
    sample-weighted mean.
@@ -289,6 +301,7 @@ from fl_agent.aggregation.gate import (
     Unit,
     Values,
     gate_tolerances,
+    held_back_margins,
     noise_evidence,
     sequential_out,
     strict_noise,
@@ -349,7 +362,8 @@ class FairFL(Strategy):
     what the round gives in :attr:`~fl_agent.aggregation.base.Round.earlier`; 1: the update
     alone); ``noise_control`` (step 5 for DP-SGD updates, see the module docstring),
     ``sequential`` (step 5 with the control: senders judged over their rounds, from what the
-    round gives in :attr:`~fl_agent.aggregation.base.Round.evidence`)."""
+    round gives in :attr:`~fl_agent.aggregation.base.Round.evidence`); ``copies_once`` (steps
+    2, 4 and 5: exact copies count once); ``held_back`` (step 5c)."""
 
     min_samples: int = 3
     eps: float | None = None
@@ -371,6 +385,7 @@ class FairFL(Strategy):
     noise_control: bool = False
     sequential: bool = False
     copies_once: bool = False
+    held_back: bool = False
     name: ClassVar[str] = "fairfl"
 
     def cluster(self, similarity: FloatArray, eps: float) -> NDArray[np.intp]:
@@ -406,6 +421,11 @@ class FairFL(Strategy):
             raise ConfigError(f"sequential must be true or false, got {self.sequential!r}")
         if not isinstance(self.copies_once, bool):
             raise ConfigError(f"copies_once must be true or false, got {self.copies_once!r}")
+        if not isinstance(self.held_back, bool):
+            raise ConfigError(f"held_back must be true or false, got {self.held_back!r}")
+        if self.held_back and self.noise_control:
+            raise ConfigError("held_back does not apply under noise_control (a DP task's "
+                              "gate): its verdicts are the noise control's; leave it false")
         if not (isinstance(self.free_rider_ratio, int | float)
                 and 0.0 <= self.free_rider_ratio < 1.0):
             raise ConfigError(f"free_rider_ratio must be in [0, 1), got {self.free_rider_ratio!r}")
@@ -659,8 +679,18 @@ class FairFL(Strategy):
             measured["sequential"] = [[int(merge_index[p]), float(z[p]), float(b[0]), int(b[1])]
                                       for p, b in zip(noisy, before, strict=True)]
         survived = set(survivors)
-        reasons.update({int(merge_index[p]): Reason.VALIDATION
-                        for p in range(merge_index.size) if p not in survived})
+        turned = [p for p in range(merge_index.size) if p not in survived]
+        held: set[int] = set()
+        if self.held_back and turned:  # 5c. scaled slack alone keeps out, does not penalise
+            scaled = [p for p in turned if slack[p] < self.tolerance]
+            margins = held_back_margins(scaled, survivors, deltas, at, factors,
+                                        rnd.num_samples[merge_index], score, g, baseline,
+                                        self.tolerance)
+            measured["held_back"] = [[int(merge_index[p]), float(slack[p]), float(m)]
+                                     for p, m in zip(scaled, margins, strict=True)]
+            held = {p for p, m in zip(scaled, margins, strict=True) if m >= 0}
+        reasons.update({int(merge_index[p]): Reason.HELD_BACK if p in held
+                        else Reason.VALIDATION for p in turned})
         gate = tuple(GateStep(tuple(int(merge_index[p]) for p in step.members), step.cluster,
                               tuple(int(merge_index[p]) for p in step.kept), step.value)
                      for step in steps)

@@ -266,6 +266,31 @@ def validation_gate(order: list[Unit], deltas: FloatArray, weights: FloatArray,
     return kept, steps, dropped, rescued
 
 
+def held_back_margins(turned: list[int], kept: list[int], deltas: FloatArray,
+                      rows: NDArray[np.intp], factors: FloatArray, weights: FloatArray,
+                      score: Callable[[FloatArray], Values], global_params: FloatArray,
+                      baseline: Values, tolerance: float) -> FloatArray:
+    """For each update the gate turned away (``turned``, positions into ``rows``, the merged
+    rows of ``deltas``, with their clip ``factors`` and sample ``weights``), its
+    :func:`paired_margin` at the **full** ``tolerance``: the accepted aggregate (``kept``;
+    none: the current model, whose scores are ``baseline``) with the update added, against
+    the same aggregate without it, at the scale each is averaged at. A margin ``>= 0`` means
+    the update's harm is within the tolerance the gate gives an update that points the
+    round's way (FairFL's ``held_back``, step 5c). One score call per update."""
+    by_row = np.zeros(len(deltas))
+    by_row[rows] = weights * factors
+    total = add_weighted_rows(None, deltas, by_row, [int(rows[p]) for p in kept]) \
+        if kept else None
+    scale = float(weights[kept].sum()) if kept else 0.0
+    current = baseline if total is None else score(global_params + total / scale)
+    margins = np.zeros(len(turned))
+    for k, p in enumerate(turned):
+        grown = add_weighted_rows(total, deltas, by_row, [int(rows[p])])
+        candidate = score(global_params + grown / (scale + float(weights[p])))
+        margins[k] = paired_margin(candidate, current, tolerance)
+    return margins
+
+
 def strict_requirements(strict: NDArray[np.bool_], deltas: FloatArray, rows: NDArray[np.intp],
                         factors: FloatArray, weights: FloatArray,
                         score: Callable[[FloatArray], Values], global_params: FloatArray,

@@ -53,7 +53,8 @@ class PurchaseStatus(IntEnum):
 class RejectReason(IntEnum):
     """Why an aggregator rejected an update (``RoundResult.reasons``, spec section 6).
 
-    The ledger records these codes without interpreting them.
+    The ledger records these codes without interpreting them; the registry interprets one,
+    :attr:`HELD_BACK`, which it records without counting it towards a ban.
     """
 
     OTHER = 0
@@ -69,6 +70,9 @@ class RejectReason(IntEnum):
     OUTLIER_CLUSTER = 10
     NOT_SELECTED = 11
     ZERO_TRUST = 12
+    #: Left out of the aggregate without evidence of harm: the registry neither counts it
+    #: towards the blacklist nor moves the sender's reputation (ParticipantRegistry.HELD_BACK).
+    HELD_BACK = 13
 
 
 _MODE_ALIASES = {"prune": "pruning", "he": "homomorphic"}

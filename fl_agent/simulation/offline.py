@@ -10,7 +10,8 @@ decide_round` with each validation example's loss as the gate, or another
 Workload balancing is the aggregator's (:func:`~fl_agent.learning.workload.assign_steps`)
 on the times the simulated devices report (:attr:`Client.speed`). What is left out:
 encryption, the chain and reputation. Blacklisting follows the registry's rule when
-``blacklist`` is on: ``max_rejections`` rejections within a tumbling window of
+``blacklist`` is on: ``max_rejections`` rejections (not those held back, which the registry
+does not count) within a tumbling window of
 ``window_rounds * (clients + 4)`` blocks that opens at a rejection, counted in the blocks an
 auto-mining chain spends (each round: its start, one submission per participant, its
 finalization), as the simulation deploys the registry.
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from fl_agent.aggregation.base import Strategy
+from fl_agent.aggregation.base import Reason, Strategy
 from fl_agent.aggregation.rounds import RoundDecision, decide_round
 from fl_agent.aggregation.trigger_screen import trigger_window
 from fl_agent.learning.data import DatasetSplits, load_dataset, split_dataset
@@ -234,8 +235,10 @@ def run_offline(fed: Federation, clients: Sequence[Client] | None = None, *,
         params = np.asarray(decision.params, dtype=np.float32)
         block += len(submitted) + 2  # startRound, the submissions, finalizeRound
         accepted = {submitted[j] for j in decision.accepted}
+        held = {submitted[j] for j, reason in decision.reasons.items()
+                if reason == Reason.HELD_BACK}  # ParticipantRegistry does not count these
         for i in submitted:
-            if i not in accepted:
+            if i not in accepted and i not in held:
                 start, count = opened.get(i, (block, 0))
                 if count == 0 or block >= start + window:  # ParticipantRegistry's window
                     start, count = block, 0

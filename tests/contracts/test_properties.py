@@ -66,6 +66,8 @@ PPM = 1_000_000
 #: What a reported round names as its evidence, and the reason code of its rejections.
 CID_EVIDENCE_OF_ROUND = "bafkreidrkzxzmxsbyyv5mfuvblzpn4kzsdgbmpbkvaz5gvdfgm5bzfkdrq"
 REASON_VALIDATION = 9
+#: ParticipantRegistry.HELD_BACK: recorded, neither counted towards a ban nor penalised.
+REASON_HELD_BACK = 13
 MAX_UINT16 = 2**16 - 1
 MAX_UINT32 = 2**32 - 1
 MAX_UINT64 = 2**64 - 1
@@ -1258,12 +1260,16 @@ def reputation_plans(draw):
                 if draw(st.integers(0, 24)) == 0:  # rarely, an out-of-range outcome
                     outcome = draw(st.integers(MAX_BPS + 1, MAX_UINT16))
                 accepted.append((t, outcome))
-            elif kind == "rejected":
-                rejected.append(t)
+            elif kind == "rejected":  # now and then held back: recorded, not counted
+                rejected.append((t, draw(st.sampled_from([REASON_VALIDATION] * 3
+                                                         + [REASON_HELD_BACK]))))
         gap = draw(st.one_of(st.integers(0, 12), st.sampled_from([window - 2, window - 1])))
         strict = draw(st.sampled_from([False] * 4 + [True]))
         rounds.append((accepted, rejected, max(gap, 0), strict))
     return policy, rounds
+
+
+V, H = REASON_VALIDATION, REASON_HELD_BACK
 
 
 def test_reputation_follows_integer_ewma_within_bounds_and_rejections_blacklist(
@@ -1277,10 +1283,16 @@ def test_reputation_follows_integer_ewma_within_bounds_and_rejections_blacklist(
     @given(reputation_plans())
     # A 5-block window: trainer 0 rejected at blocks b, b+4, b+5 and at b, b+5, b+9; the
     # rejection at b+5 is the first one outside the window opened at b.
-    @example(((2_000, 3, 5), [([], [0], 0, False), ([], [0], 3, False), ([], [0], 0, False)]))
-    @example(((2_000, 3, 5), [([], [0], 0, False), ([], [0], 4, False), ([], [0], 3, False)]))
+    @example(((2_000, 3, 5), [([], [(0, V)], 0, False), ([], [(0, V)], 3, False),
+                              ([], [(0, V)], 0, False)]))
+    @example(((2_000, 3, 5), [([], [(0, V)], 0, False), ([], [(0, V)], 4, False),
+                              ([], [(0, V)], 3, False)]))
+    # A held-back update between two rejections neither counts nor moves the reputation.
+    @example(((2_000, 2, 5), [([], [(0, V)], 0, False), ([], [(0, H), (0, H)], 0, False),
+                              ([], [(0, V)], 0, False)]))
     # Both ends of the range: alpha = 100% moves a reputation straight to the outcome.
-    @example(((MAX_BPS, 4, 1), [([(0, MAX_BPS), (1, 0)], [], 0, False), ([(0, 0)], [1], 0, False)]))
+    @example(((MAX_BPS, 4, 1), [([(0, MAX_BPS), (1, 0)], [], 0, False),
+                                ([(0, 0)], [(1, V)], 0, False)]))
     def check(plan):
         (alpha, max_rejections, window), rounds = plan
         with isolated(chain):
@@ -1298,8 +1310,8 @@ def test_reputation_follows_integer_ewma_within_bounds_and_rejections_blacklist(
                     "evidenceCid": CID_EVIDENCE_OF_ROUND,
                     "accepted": [addr(trainers[t]) for t, _ in accepted],
                     "outcomesBps": [o for _, o in accepted],
-                    "rejected": [addr(trainers[t]) for t in rejected],
-                    "reasons": [REASON_VALIDATION] * len(rejected),
+                    "rejected": [addr(trainers[t]) for t, _ in rejected],
+                    "reasons": [reason for _, reason in rejected],
                 },)
                 failure = None
                 for t, outcome in accepted:
@@ -1325,9 +1337,12 @@ def test_reputation_follows_integer_ewma_within_bounds_and_rejections_blacklist(
                     for t, outcome in accepted:
                         models[t].acceptedUpdates += 1
                         moves.append((addr(trainers[t]), outcome, *models[t].move(outcome, alpha)))
-                    for t in rejected:
+                    for t, reason in rejected:
                         m = models[t]
                         m.rejectedUpdates += 1
+                        if reason == REASON_HELD_BACK:
+                            counted.append((addr(trainers[t]), m.rejectionsInWindow, reason))
+                            continue
                         moves.append((addr(trainers[t]), 0, *m.move(0, alpha)))
                         if (
                             m.rejectionsInWindow == 0
@@ -1337,7 +1352,7 @@ def test_reputation_follows_integer_ewma_within_bounds_and_rejections_blacklist(
                             m.rejectionsInWindow = 1
                         else:
                             m.rejectionsInWindow += 1
-                        counted.append((addr(trainers[t]), m.rejectionsInWindow))
+                        counted.append((addr(trainers[t]), m.rejectionsInWindow, reason))
                         if not m.blacklisted and m.rejectionsInWindow >= max_rejections:
                             m.blacklisted = True
                             blacklisted.append((addr(trainers[t]), True))
@@ -1346,7 +1361,7 @@ def test_reputation_follows_integer_ewma_within_bounds_and_rejections_blacklist(
                         for e in tx.decode_logs(registry.ReputationUpdated)
                     ]
                     assert counted == [
-                        (e.account, e.rejectionsInWindow)
+                        (e.account, e.rejectionsInWindow, e.reason)
                         for e in tx.decode_logs(registry.UpdateRejected)
                     ]
                     assert blacklisted == [
@@ -1357,7 +1372,7 @@ def test_reputation_follows_integer_ewma_within_bounds_and_rejections_blacklist(
                               *tx.decode_logs(registry.Blacklisted)]:
                         assert (e.taskId, e.round, e.evidenceCid) == (7, number,
                                                                       CID_EVIDENCE_OF_ROUND)
-                    assert all(e.aggregator == addr(aggregator) and e.reason == REASON_VALIDATION
+                    assert all(e.aggregator == addr(aggregator)
                                for e in tx.decode_logs(registry.UpdateRejected))
                     assert all(e.by == addr(aggregator)
                                for e in tx.decode_logs(registry.Blacklisted))

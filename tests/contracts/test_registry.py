@@ -393,6 +393,46 @@ def test_third_rejection_in_window_blacklists_automatically(registry, record, ag
     assert p.reputationBps == 2_560  # 5000 -> 4000 -> 3200 -> 2560
 
 
+HELD_BACK = 13  # ParticipantRegistry.HELD_BACK
+
+
+def test_held_back_updates_are_recorded_but_neither_counted_nor_penalised(
+        registry, reporter, aggregator, alice):
+    assert registry.HELD_BACK() == HELD_BACK
+    record = round_record(rejected=[alice] * (MAX_REJECTIONS + 1), aggregator=aggregator,
+                          reasons=[HELD_BACK] * (MAX_REJECTIONS + 1))
+    tx = registry.recordRound(record, sender=reporter)
+
+    assert emitted(tx, registry.UpdateRejected) == [
+        {"account": alice.address, "taskId": 1, "round": 1, "aggregator": aggregator.address,
+         "reason": HELD_BACK, "rejectionsInWindow": 0, "evidenceCid": CID_ROUND_EVIDENCE}
+    ] * (MAX_REJECTIONS + 1)
+    assert emitted(tx, registry.ReputationUpdated) == []
+    assert emitted(tx, registry.Blacklisted) == []
+    assert not registry.isBlacklisted(alice)
+    assert registry.reputationOf(alice) == 5_000
+    p = registry.participant(alice)
+    assert (p.rejectedUpdates, p.rejectionsInWindow, p.windowStartBlock) == (
+        MAX_REJECTIONS + 1, 0, 0)
+
+
+def test_held_back_leaves_an_open_window_as_it_is(registry, reporter, aggregator, record,
+                                                  alice):
+    first = record(rejected=[alice], round_number=1)
+    second = record(rejected=[alice], round_number=2)
+    held = registry.recordRound(round_record(rejected=[alice], round_number=3,
+                                             aggregator=aggregator, reasons=[HELD_BACK]),
+                                sender=reporter)
+    assert emitted(held, registry.UpdateRejected)[0]["rejectionsInWindow"] == 2
+    p = registry.participant(alice)
+    assert (p.rejectionsInWindow, p.windowStartBlock) == (2, first.block_number)
+    assert registry.reputationOf(alice) == 3_200  # 5000 -> 4000 -> 3200, not moved by 3
+    assert not registry.isBlacklisted(alice)
+    third = record(rejected=[alice], round_number=4)  # the next counted rejection bans
+    assert len(emitted(third, registry.Blacklisted)) == 1
+    assert second.block_number < third.block_number
+
+
 def test_repeated_rejection_in_one_round_blacklists(registry, record, reporter, alice):
     tx = record(rejected=[alice] * MAX_REJECTIONS)
     assert [e["rejectionsInWindow"] for e in emitted(tx, registry.UpdateRejected)] == [1, 2, 3]
