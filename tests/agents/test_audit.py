@@ -264,7 +264,6 @@ def _fairfl_round(seed: int, input_layer=None, updates=None, **options) -> Round
     the true weights, free riders, a scaled update, noise and reversed updates), as the
     aggregator would record it: after an unreadable update at position 0, through JSON.
     ``updates``: another round, decided the same way."""
-    from fl_agent.agents.evidence import renumbered, rule_parameters
     from fl_agent.aggregation.fairfl import FairFL
 
     rng = np.random.default_rng(seed)
@@ -281,9 +280,17 @@ def _fairfl_round(seed: int, input_layer=None, updates=None, **options) -> Round
         updates = list(chosen)
     elif input_layer is not None:  # a "trigger": one input feature's column pushed hard
         updates.append(g + 0.3 * truth + 1.5 * (np.arange(d) % 8 == 0))
-    rule = FairFL(input_layer=input_layer, **options)
+    return _decided(FairFL(input_layer=input_layer, **options), g, updates,
+                    lambda w: -(X @ w - y) ** 2)
+
+
+def _decided(rule, g, updates, evaluate) -> RoundEvidence:
+    """``rule``'s decision on ``updates`` (50 samples each) as the aggregator would record
+    it: after an unreadable update at position 0, through JSON."""
+    from fl_agent.agents.evidence import renumbered, rule_parameters
+
     result = rule.aggregate(g, np.stack(updates), np.full(len(updates), 50.0),
-                            evaluate=lambda w: -(X @ w - y) ** 2)
+                            evaluate=evaluate)
     unreadable = VerdictRecord(participant="0xff", update="bafy-x", samples=50,
                                training_millis=1, accepted=False,
                                reason="invalid_update: not a safetensors document", code=1)
@@ -355,6 +362,55 @@ def test_the_replay_gives_copies_one_vote_in_the_similarity_test():
     problems = _problems(evidence, rule=every_copy, dimension=64)
     assert any(p.startswith("the evidence names the rule") for p in problems)
     assert sum(p.endswith("the evidence says dissimilar") for p in problems) == 8, problems
+
+
+def _a_round_that_holds_back() -> RoundEvidence:
+    """A converged linear-regression round (noisy labels) with ten honest updates and two
+    identical small updates that point nowhere in particular: the gate turns the two away
+    for lack of slack, and their cost is within the full tolerance, so they are held back."""
+    from fl_agent.aggregation.fairfl import FairFL
+
+    rng = np.random.default_rng(2)
+    d, m = 64, 200
+    X = rng.normal(size=(m, d))
+    truth = rng.normal(size=d)
+    y = X @ truth + 2.0 * rng.normal(size=m)
+    g = truth + 0.05 * rng.normal(size=d)
+    honest = [g + 0.2 * (truth - g) + 0.01 * rng.normal(size=d) for _ in range(10)]
+    odd = g + 0.005 * rng.normal(size=d)
+    return _decided(FairFL(held_back=True, similarity_z=100.0), g, [*honest, odd, odd],
+                    lambda w: -(X @ w - y) ** 2)
+
+
+def test_a_round_that_holds_back_is_replayed_and_a_forged_hold_back_is_named():
+    evidence = _a_round_that_holds_back()
+    assert [v.reason for v in evidence.verdicts[11:]] == ["held_back"] * 2
+    rows = evidence.rule_figures["held_back"]
+    assert [row[0] for row in rows] == [11, 12] and all(row[2] >= 0 for row in rows)
+    assert replay_screens(evidence, evidence.rule, 64) == ([], len(evidence.verdicts) - 1)
+    # A margin recorded as failing: the figures say validation.
+    failing = _with(evidence, held_back=[[i, slack, -1.0] for i, slack, _ in rows])
+    assert any(p.endswith("the figures say validation, the evidence says held_back")
+               for p in _problems(failing, rule=evidence.rule, dimension=64))
+    # A slack the similarities do not give (the full one: nothing to hold back).
+    full = _with(evidence, held_back=[[i, 2.0, margin] for i, _, margin in rows])
+    assert any("the similarities give a slack of" in p
+               for p in _problems(full, rule=evidence.rule, dimension=64))
+    # Untested: turned away with less than the full slack, and no row.
+    untested = _with(evidence, held_back=[])
+    assert any("not tested for holding back" in p
+               for p in _problems(untested, rule=evidence.rule, dimension=64))
+    # A row for an update the gate let in.
+    accepted = next(i for i, v in enumerate(evidence.verdicts) if v.accepted)
+    extra = _with(evidence, held_back=[*rows, [accepted, 0.0, 1.0]])
+    assert any("the gate did not turn them away" in p
+               for p in _problems(extra, rule=evidence.rule, dimension=64))
+    # Under a rule without the option, the same round is two validation rejections.
+    without = {**evidence.rule, "options": {**evidence.rule["options"], "held_back": False}}
+    problems = _problems(evidence, rule=without, dimension=64)
+    assert any("which the task's rule does not do" in p for p in problems)
+    assert sum(p.endswith("the figures say validation, the evidence says held_back")
+               for p in problems) == 2, problems
 
 
 def _with(evidence: RoundEvidence, **figures) -> RoundEvidence:

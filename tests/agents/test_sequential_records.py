@@ -189,7 +189,8 @@ def test_a_record_made_before_the_option_names_the_same_rule():
     assert not same_rule({**older, "name": "fedavg"}, rule)
 
 
-@pytest.mark.parametrize("option, chosen", [("min_tolerance", 1.5), ("copies_once", True)])
+@pytest.mark.parametrize("option, chosen", [("min_tolerance", 1.5), ("copies_once", True),
+                                            ("held_back", True)])
 def test_a_record_made_before_a_later_option_names_the_rule_at_its_old_value(option, chosen):
     from fl_agent.agents.evidence import same_rule
 

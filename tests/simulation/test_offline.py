@@ -146,6 +146,24 @@ def test_blacklisting_counts_blocks_as_the_registry_does(window_rounds, blacklis
     assert len(run.rounds[-1].submitted) == 4 - len(blacklisted)
 
 
+def test_held_back_updates_do_not_count_towards_a_ban():
+    """Client 0 is turned away every round: as ``validation`` three rejections ban it, as
+    ``held_back`` none does (ParticipantRegistry does not count them either)."""
+    from types import MappingProxyType
+
+    from fl_agent.aggregation.rounds import RoundDecision
+
+    for reason, blacklisted in (("validation", (0,)), ("held_back", ())):
+        def decide(strategy, global_params, updates, claims, *, reason=reason, **_):
+            return RoundDecision(global_params, tuple(range(1, len(updates))),
+                                 MappingProxyType({0: reason}), np.zeros(len(updates)),
+                                 (0,) * len(updates))
+
+        fed = federation(SimulationConfig(clients=4, attack="none", seed=1, rounds=5, steps=1))
+        run = run_offline(fed, decide=decide, strategy=aggregator_strategy(fed))
+        assert run.blacklisted == blacklisted
+
+
 def test_a_run_goes_on_when_every_client_is_blacklisted():
     """A rule can reject everyone (FLAME and Multi-Krum did, in the sweep), and the
     blacklist then takes everyone: the rounds after that have no submissions and leave the
