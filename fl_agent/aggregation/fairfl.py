@@ -172,8 +172,8 @@ similarity to the global model itself is ~1 for everyone and says nothing).
    after round caught, noise-like ones not, those with a record of good rounds less
    (docs/privacy-dp.md).
 
-5c. **Held back** (``held_back``, rule R50; off in this class, and refused with the noise
-   control). The similarity scaling above may keep an update out, but not, on its own,
+5c. **Held back** (``held_back``, rule R50: recorded on by every new task without the noise
+   control since 2026-12-06; off in this class, and refused with the noise control). The similarity scaling above may keep an update out, but not, on its own,
    get its sender penalised: each update the gate turned away whose slack was below the
    full ``tolerance`` is tested once more (:func:`held_back_margins`): the accepted
    aggregate with it against the aggregate without it, at the full ``tolerance``. If that

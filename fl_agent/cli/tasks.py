@@ -106,7 +106,12 @@ def task() -> None:
               "count once in the round's direction (copies_once, default true since "
               "2026-12-06, docs/held-out.md: fewer honest clients banned under ALIE and "
               "min-max, whose colluders submit one update; colluders who add even 1 % of "
-              "noise of their own are not copies and are not stopped by it).")
+              "noise of their own are not copies and are not stopped by it). In every new "
+              "FairFL task without the dp noise control, unless set off, an update the gate "
+              "turns away only because the similarity scaling took its slack, and whose cost "
+              "is within the full tolerance, is held back (held_back, default true since "
+              "2026-12-06, docs/held-out.md): not aggregated and not paid, but not counted "
+              "towards a ban either; such a sender may try again without penalty.")
 @click.option("--metric", default="accuracy", show_default=True,
               help="Task metric for scoring (accuracy, f1_macro, ...).")
 @click.option("--aggregator", "aggregator_alias", required=True, metavar="ALIAS",

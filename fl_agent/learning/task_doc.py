@@ -164,7 +164,14 @@ class TaskDocument(Document):
         direction and one value of its similarity medians, so that colluders who submit one
         crafted update (ALIE, min-max) do not vote once per account. Colluders who add even
         1 % of noise of their own are not copies and are not stopped by it (docs/held-out.md).
-        A document made before carries none and keeps every copy's vote."""
+        A document made before carries none and keeps every copy's vote.
+
+        Every new FairFL task without the DP noise control records ``held_back: true`` unless
+        its options set it (rule R50, 2026-12-06): an update the gate turns away only because
+        the similarity scaling took its slack, and whose cost is within the full tolerance, is
+        held back, which the registry does not count towards a ban. A DP task with the noise
+        control cannot run it (its verdicts are the control's); asking for both is an error
+        here. A document made before carries none and keeps counting every rejection."""
         try:
             document = cls(**fields)
         except ValidationError as err:
@@ -173,6 +180,14 @@ class TaskDocument(Document):
         privacy = document.privacy
         if document.aggregation.strategy == "fairfl":
             options.setdefault("copies_once", True)
+            controlled = privacy is not None and privacy.dp is not None \
+                and privacy.dp.level == "example" and options.get("noise_control", True)
+            if controlled and options.get("held_back"):
+                raise ConfigError("held_back does not apply to a task with example-level DP "
+                                  "and the gate's noise control (its verdicts are the "
+                                  "control's): drop the option, or set noise_control false")
+            if not controlled:
+                options.setdefault("held_back", True)
         if document.aggregation.strategy == "fairfl" and privacy is not None:
             if privacy.watermark is not None and "chance_z" not in options:
                 from fl_agent.aggregation.clustering import chance_z_off

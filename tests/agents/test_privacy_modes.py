@@ -18,12 +18,15 @@ import numpy as np
 import pytest
 
 from fl_agent.chain.records import RoundResult, TaskStatus, TrainingMode
+from fl_agent.errors import ConfigError
 from fl_agent.learning.models import param_count
 from fl_agent.privacy.plan import PrivacyReceipt, build_plan
 from fl_agent.privacy.watermark import commitment
 
 #: What every new FairFL task records since rule R49 (2026-12-06).
 NEW = {"copies_once": True}
+#: ... and, without the DP noise control, rule R50's (2026-12-06).
+NEW_PLAIN = {**NEW, "held_back": True}
 
 
 def private_task(world, mode: str, rounds: int = 2, **settings) -> int:
@@ -493,7 +496,10 @@ def test_fairfl_does_not_run_its_noise_check_on_dp_sgd_updates(world):
     d = param_count(world.document.model)
     X, y = world.splits.validation.X, world.splits.validation.y
     plain = task_strategy(world.document, X, y)
-    dp = task_strategy(world.document.model_copy(update={
+    unheld = world.document.model_copy(update={  # held_back is refused with the control
+        "aggregation": world.document.aggregation.model_copy(update={"options": {
+            k: v for k, v in world.document.aggregation.options.items() if k != "held_back"}})})
+    dp = task_strategy(unheld.model_copy(update={
         "privacy": build_plan(TrainingMode.DP, epsilon=8)}), X, y)
     sparse = task_strategy(world.document.model_copy(update={
         "privacy": build_plan(TrainingMode.PRUNING, prune_ratio=0.9)}), X, y)
@@ -501,7 +507,7 @@ def test_fairfl_does_not_run_its_noise_check_on_dp_sgd_updates(world):
     assert chance_similarity(d, sparse.chance_z) == chance_similarity(d, plain.chance_z)
     assert chance_similarity(d, dp.chance_z) == 1.0  # nothing is beyond a chance level of 1
     assert dp.noise_control and not plain.noise_control and not sparse.noise_control
-    dp_document = world.document.model_copy(update={
+    dp_document = unheld.model_copy(update={
         "privacy": build_plan(TrainingMode.DP, epsilon=8)})
     chosen = dp_document.model_copy(update={"aggregation": dp_document.aggregation.model_copy(
         update={"options": {**dp_document.aggregation.options, "noise_control": False}})})
@@ -550,11 +556,19 @@ def test_a_new_example_dp_task_records_the_sequential_test_and_an_older_one_keep
     assert built(dp, sequential=True).aggregation.options == {
         **NEW, "sequential": True, "max_norm_ratio": None}
     assert not task_strategy(built(dp, sequential=False), X, y).sequential
-    assert built(dp, noise_control=False).aggregation.options == {**NEW, "noise_control": False}
+    assert built(dp, noise_control=False).aggregation.options == {**NEW_PLAIN,
+                                                                  "noise_control": False}
     assert "sequential" not in built(build_plan(TrainingMode.DP, epsilon=8,
                                                 dp_level="participant")).aggregation.options
-    assert built(None).aggregation.options == NEW  # a plain task: rule R49's option alone
-    older = world.document.model_copy(update={"privacy": dp})  # as read from the store
+    assert built(None).aggregation.options == NEW_PLAIN  # a plain task: rules R49 and R50
+    assert task_strategy(built(None), X, y).held_back
+    assert not rule.held_back  # the noise control's verdicts are its own
+    with pytest.raises(ConfigError, match="held_back does not apply"):
+        built(dp, held_back=True)
+    assert built(dp, held_back=False).aggregation.options["held_back"] is False
+    older = world.document.model_copy(update={  # as read from the store
+        "privacy": dp, "aggregation": world.document.aggregation.model_copy(update={
+            "options": {"copies_once": True}})})
     old_rule = task_strategy(older, X, y)
     assert not old_rule.sequential and old_rule.noise_control and old_rule.max_norm_ratio == 3.0
     assert rule.copies_once
