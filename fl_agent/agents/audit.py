@@ -202,13 +202,14 @@ def replay_screens(evidence: RoundEvidence, rule: dict[str, Any] | None = None,
 
 def _held_back(evidence: RoundEvidence, figures: dict[str, Any], options: dict[str, Any],
                expected: dict[int, str], reached: list[int], reference: dict[int, float],
-               voters: list[int], labels: dict[int, int]) -> list[str]:
+               voters: list[int]) -> list[str]:
     """Step 5c of FairFL's replay: moves the ``validation`` verdicts in ``expected`` that the
     recorded ``held_back`` rows hold back, and names rows that do not fit the rule (a
-    slack the recorded similarities do not give, an update not tested that had to be)."""
+    slack the recorded similarities do not give, an update not tested that had to be).
+    The margins themselves need the validation data: a rerun checks them."""
     import numpy as np
 
-    from fl_agent.aggregation.gate import gate_tolerances, strict_noise
+    from fl_agent.aggregation.gate import gate_tolerances
 
     rows = {int(row[0]): row for row in figures.get("held_back") or []}
     if not options.get("held_back"):
@@ -224,9 +225,7 @@ def _held_back(evidence: RoundEvidence, figures: dict[str, Any], options: dict[s
     sims = np.array([reference[i] for i in turned])
     slack = gate_tolerances(sims, median, tolerance, options["full_tolerance_at"],
                             options.get("min_tolerance", 0.0))
-    strict = strict_noise(np.array([labels[i] for i in turned], dtype=np.intp), sims, median,
-                          options["strict_noise_at"])
-    for i, given, lone in zip(turned, slack, strict, strict=True):
+    for i, given in zip(turned, slack, strict=True):
         row = rows.get(i)
         if row is None:
             if given < tolerance:
@@ -235,7 +234,7 @@ def _held_back(evidence: RoundEvidence, figures: dict[str, Any], options: dict[s
                                 "for holding back")
             continue
         recorded, margin = float(row[1]), float(row[2])
-        if not (_close(recorded, float(given)) or (lone and recorded == 0.0)):
+        if not _close(recorded, float(given)):
             problems.append(f"{evidence.verdicts[i].participant}: the similarities give a slack "
                             f"of {given:.4g}, the evidence says {recorded}")
         if recorded < tolerance and margin >= 0:
@@ -386,9 +385,7 @@ def _replay(evidence: RoundEvidence, figures: dict[str, Any], options: dict[str,
             # the full tolerance (the margin only a rerun with the validation data checks).
             problems += _held_back(evidence, figures, options, expected, reached,
                                    {candidates[k]: float(reference[k]) for k in range(len(
-                                       candidates))}, [candidates[k] for k in voters],
-                                   dict(zip((candidates[k] for k in pool), labels,
-                                            strict=True)))
+                                       candidates))}, [candidates[k] for k in voters])
     for i in indices:
         actual = reasons.get(i)
         if actual != expected.get(i):

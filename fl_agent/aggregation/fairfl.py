@@ -172,17 +172,21 @@ similarity to the global model itself is ~1 for everyone and says nothing).
    after round caught, noise-like ones not, those with a record of good rounds less
    (docs/privacy-dp.md).
 
-5c. **Held back** (``held_back``, rule R50: recorded on by every new task without the noise
-   control since 2026-12-06; off in this class, and refused with the noise control). The similarity scaling above may keep an update out, but not, on its own,
-   get its sender penalised: each update the gate turned away whose slack was below the
-   full ``tolerance`` is tested once more (:func:`held_back_margins`): the accepted
-   aggregate with it against the aggregate without it, at the full ``tolerance``. If that
-   holds, its reason is ``held_back`` instead of ``validation``: it is still not
-   aggregated and not paid, but the registry counts it neither towards a ban nor in the
-   sender's reputation. The figures record ``[index, slack, margin]`` for each update
-   tested. What it gives up: a sender whose updates are held back may submit again
-   without losing anything, so it can probe round after round for an update the gate
-   lets in (docs/held-out.md, R50).
+5c. **Held back** (``held_back``, rules R50 and R50a: recorded on by every new task without
+   the noise control since 2026-12-06; off in this class, and refused with the noise
+   control). The similarity scaling above may keep an update out, but not, on its own,
+   get its sender penalised: each update the gate turned away whose slack from the scaling
+   was below the full ``tolerance`` (before the strict rule: a lone update held to a gain
+   is turned away for that, not for its direction) is tested once more
+   (:func:`held_back_margins`): the accepted aggregate with it, counted at no less than
+   the median weight (a small claim must not shrink its harm), against the aggregate
+   without it, at the full ``tolerance``. If that holds, its reason is ``held_back``
+   instead of ``validation``: it is still not aggregated and not paid, but the registry
+   counts it neither towards a ban nor in the sender's reputation. The figures record
+   ``[index, slack from the scaling, margin]`` for each update tested. What it gives up:
+   a sender whose updates are held back may submit again without losing anything, so it
+   can probe round after round for an update the gate lets in, and while it submits it is
+   one of the round's candidates (docs/held-out.md, R50).
 
 6. **Combination rule** (:func:`fairfl_combine`, also used to value subsets for contribution
    scoring): clip the accepted deltas to ``clip_ratio`` times their median norm and take the
@@ -651,6 +655,7 @@ class FairFL(Strategy):
         measured["median_similarity"] = median_sim  # what the gate's slack is scaled by
         slack = gate_tolerances(reference_sim[kept], median_sim, self.tolerance,
                                 self.full_tolerance_at, self.min_tolerance)
+        scaled_slack = slack  # before the strict rule: what the similarity scaling left
         strict = strict_noise(labels[~dissimilar], reference_sim[kept], median_sim,
                               self.strict_noise_at)
         required = np.zeros(kept.size)
@@ -682,11 +687,11 @@ class FairFL(Strategy):
         turned = [p for p in range(merge_index.size) if p not in survived]
         held: set[int] = set()
         if self.held_back and turned:  # 5c. scaled slack alone keeps out, does not penalise
-            scaled = [p for p in turned if slack[p] < self.tolerance]
+            scaled = [p for p in turned if scaled_slack[p] < self.tolerance]
             margins = held_back_margins(scaled, survivors, deltas, at, factors,
                                         rnd.num_samples[merge_index], score, g, baseline,
                                         self.tolerance)
-            measured["held_back"] = [[int(merge_index[p]), float(slack[p]), float(m)]
+            measured["held_back"] = [[int(merge_index[p]), float(scaled_slack[p]), float(m)]
                                      for p, m in zip(scaled, margins, strict=True)]
             held = {p for p, m in zip(scaled, margins, strict=True) if m >= 0}
         reasons.update({int(merge_index[p]): Reason.HELD_BACK if p in held

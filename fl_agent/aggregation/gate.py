@@ -274,11 +274,17 @@ def held_back_margins(turned: list[int], kept: list[int], deltas: FloatArray,
     rows of ``deltas``, with their clip ``factors`` and sample ``weights``), its
     :func:`paired_margin` at the **full** ``tolerance``: the accepted aggregate (``kept``;
     none: the current model, whose scores are ``baseline``) with the update added, against
-    the same aggregate without it, at the scale each is averaged at. A margin ``>= 0`` means
-    the update's harm is within the tolerance the gate gives an update that points the
-    round's way (FairFL's ``held_back``, step 5c). One score call per update."""
+    the same aggregate without it, at the scale each is averaged at. The update counts with
+    the weight ``max(w_i, median of the kept updates' weights)`` (of all, if none was
+    kept): its weight is its sender's claim, and a small claim must not make its harm look
+    small, nor can the claims of updates turned away lower the median (rule R50a). A
+    margin ``>= 0`` means the
+    update's harm is within the tolerance the gate gives an update that points the round's
+    way (FairFL's ``held_back``, step 5c). One score call per update."""
+    floor = float(np.median(weights[kept] if kept else weights))
     by_row = np.zeros(len(deltas))
-    by_row[rows] = weights * factors
+    by_row[rows] = np.maximum(weights, floor) * factors
+    by_row[rows[kept]] = weights[kept] * factors[kept]  # the aggregate's own weights
     total = add_weighted_rows(None, deltas, by_row, [int(rows[p]) for p in kept]) \
         if kept else None
     scale = float(weights[kept].sum()) if kept else 0.0
@@ -286,7 +292,7 @@ def held_back_margins(turned: list[int], kept: list[int], deltas: FloatArray,
     margins = np.zeros(len(turned))
     for k, p in enumerate(turned):
         grown = add_weighted_rows(total, deltas, by_row, [int(rows[p])])
-        candidate = score(global_params + grown / (scale + float(weights[p])))
+        candidate = score(global_params + grown / (scale + max(float(weights[p]), floor)))
         margins[k] = paired_margin(candidate, current, tolerance)
     return margins
 

@@ -405,6 +405,15 @@ def test_a_round_that_holds_back_is_replayed_and_a_forged_hold_back_is_named():
     extra = _with(evidence, held_back=[*rows, [accepted, 0.0, 1.0]])
     assert any("the gate did not turn them away" in p
                for p in _problems(extra, rule=evidence.rule, dimension=64))
+    # A row whose slack is the full one, as the similarities give it under a rule without
+    # the scaling: nothing to hold back, whatever the margin.
+    unscaled = {**evidence.rule, "options": {**evidence.rule["options"],
+                                             "full_tolerance_at": 0.0}}
+    flat = _with(evidence, held_back=[[i, 2.0, margin] for i, _, margin in rows])
+    problems = _problems(flat, rule=unscaled, dimension=64)
+    assert not any("the similarities give a slack of" in p for p in problems), problems
+    assert sum(p.endswith("the figures say validation, the evidence says held_back")
+               for p in problems) == 2, problems
     # Under a rule without the option, the same round is two validation rejections.
     without = {**evidence.rule, "options": {**evidence.rule["options"], "held_back": False}}
     problems = _problems(evidence, rule=without, dimension=64)
