@@ -11,7 +11,7 @@ import pandas as pd
 import chain_data as data
 from fl_agent.agents.evidence import reason_name
 from fl_agent.chain import history
-from fl_agent.chain.records import TrainingMode
+from fl_agent.chain.records import RejectReason, TrainingMode
 from ui import short
 
 
@@ -210,13 +210,14 @@ def reputation_history(views: data.Views, addresses: list[str]) -> pd.DataFrame:
 
 def blacklist(views: data.Views) -> pd.DataFrame:
     """Every blacklisting with its evidence: governance's evidence CID, or the rejected
-    updates (round, reason) that counted toward the automatic one."""
+    updates (round, reason) that counted toward the automatic one (not those held back,
+    which the registry does not count)."""
     rows = []
     for person in views.participants.values():
         for entry in person.blacklist:
             if entry.automatic:
                 counted = [f"task {t} round {r}: {reason_name(c)}"
-                           for t, r, c in person.rejections]
+                           for t, r, c in person.rejections if c != RejectReason.HELD_BACK]
                 evidence = "; ".join(counted[-3:]) or "rejected updates"
             else:
                 evidence = f"governance evidence {entry.evidence_cid}"

@@ -193,13 +193,17 @@ def trace_run(seed: int, attack: str, rounds: int,
             updates[client] = {**numbers, "attacker": attacker[client]}
         rejected = {row.submitted[j] for j in range(len(row.submitted))
                     if j not in set(row.decision.accepted)}
+        held = {row.submitted[j] for j, why in row.decision.reasons.items()
+                if why == Reason.HELD_BACK}  # rejected, but not counted towards a ban
         per_round.append({"round": row.round, "median_s": traced.get("median_s"),
                           "aggregate_gap": traced.get("aggregate_gap"),
-                          "rejected": sorted(rejected), "updates": updates,
+                          "rejected": sorted(rejected), "held_back": sorted(held),
+                          "updates": updates,
                           "test_accuracy": row.test_accuracy})
 
     run = run_offline(fed, strategy=strategy, on_round=on_round, blacklist=False)
-    banned = would_blacklist([set(r["rejected"]) for r in per_round], config.clients,
+    banned = would_blacklist([set(r["rejected"]) - set(r["held_back"]) for r in per_round],
+                             config.clients,
                              config.window_rounds, config.max_rejections,
                              BLOCKS_PER_ROUND_SLACK)
     return {"seed": seed, "attack": attack, "rounds": rounds,

@@ -71,7 +71,7 @@ def same_rounds(config: SimulationConfig, resamples: int = RESAMPLES) -> dict[st
                                        rnd.valid)
         loss = set(decision.accepted)
         gated = [i for i in range(len(updates))
-                 if decision.reasons.get(i) in (None, "validation")]
+                 if decision.reasons.get(i) in (None, "validation", "held_back")]
         verdicts += len(gated)
 
         def changed(gate):  # noqa: ANN001, ANN202

@@ -158,9 +158,11 @@ def would_blacklist(run: Any, clients: int, window_rounds: int, max_rejections: 
     block, out = 0, set()
     for r in run.rounds:
         block += len(r.submitted) + 2
-        accepted = {r.submitted[j] for j in r.decision.accepted}
+        uncounted = {r.submitted[j] for j in r.decision.accepted}
+        uncounted |= {r.submitted[j] for j, why in r.decision.reasons.items()
+                      if why == "held_back"}  # the registry does not count these either
         for i in r.submitted:
-            if i not in accepted:
+            if i not in uncounted:
                 start, count = opened.get(i, (block, 0))
                 if count == 0 or block >= start + window:
                     start, count = block, 0

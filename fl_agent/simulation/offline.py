@@ -121,8 +121,12 @@ def aggregator_strategy(fed: Federation, privacy: Any = None) -> Strategy:
     from fl_agent.agents.task_rule import task_strategy
 
     document = task_document(fed.config, fed.spec, fed.data)
-    if privacy is not None:  # built as a new task's document is (its recorded options too)
-        document = type(document).build(**{**dict(document), "privacy": privacy})
+    if privacy is not None:  # built as a new task's document is (its recorded options too,
+        # from the options asked for, not those the plain task's document recorded)
+        aggregation = document.aggregation.model_copy(
+            update={"options": dict(fed.config.rule_options)})
+        document = type(document).build(**{**dict(document), "aggregation": aggregation,
+                                           "privacy": privacy})
     return task_strategy(document, fed.data.standardize(fed.splits.validation.X),
                          np.asarray(fed.splits.validation.y, dtype=np.int64))
 
