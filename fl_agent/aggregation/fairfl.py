@@ -179,10 +179,11 @@ similarity to the global model itself is ~1 for everyone and says nothing).
    was below the full ``tolerance`` (before the strict rule: a lone update held to a gain
    is turned away for that, not for its direction) is tested once more
    (:func:`held_back_margins`): the accepted aggregate with it, counted at no less than
-   the median weight (a small claim must not shrink its harm), against the aggregate
-   without it, at the full ``tolerance``. If that holds, its reason is ``held_back``
-   instead of ``validation``: it is still not aggregated and not paid, but the registry
-   counts it neither towards a ban nor in the sender's reputation. The figures record
+   the accepted updates' median weight (a small claim must not shrink its harm), against
+   the aggregate without it, at the full ``tolerance``. If that holds, its reason is
+   ``held_back`` instead of ``validation``: it is still not aggregated and not paid, but
+   the registry counts it neither towards a ban nor in the sender's reputation. The
+   figures record
    ``[index, slack from the scaling, margin]`` for each update tested. What it gives up:
    a sender whose updates are held back may submit again without losing anything, so it
    can probe round after round for an update the gate lets in, and while it submits it is

@@ -278,9 +278,9 @@ def held_back_margins(turned: list[int], kept: list[int], deltas: FloatArray,
     the weight ``max(w_i, median of the kept updates' weights)`` (of all, if none was
     kept): its weight is its sender's claim, and a small claim must not make its harm look
     small, nor can the claims of updates turned away lower the median (rule R50a). A
-    margin ``>= 0`` means the
-    update's harm is within the tolerance the gate gives an update that points the round's
-    way (FairFL's ``held_back``, step 5c). One score call per update."""
+    margin ``>= 0`` means the update's harm is within the tolerance the gate gives an
+    update that points the round's way (FairFL's ``held_back``, step 5c). One score call
+    per update."""
     floor = float(np.median(weights[kept] if kept else weights))
     by_row = np.zeros(len(deltas))
     by_row[rows] = np.maximum(weights, floor) * factors
