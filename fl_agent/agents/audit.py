@@ -41,6 +41,12 @@ Limits:
 - Only the aggregator that opened a round can rerun it (the updates are sealed to its key,
   and ``AggregatorAgent`` runs only as the task's current aggregator): after a replacement
   the old rounds can be checked against the chain only.
+- A held-back update (FairFL's ``held_back``, registry code 13: not counted towards a
+  ban) is replayed from its recorded slack, which must be what the recorded similarities
+  give, and its recorded margin, which only the rerun checks: until then an aggregator
+  could hold back a colluder whose harm was beyond the tolerance. (It could spare one a
+  ban before as well, by judging its update with evidence that leaves it out:
+  :func:`unjudged` lists such a submission, as it lists one mined too late.)
 - An update rejected as out of reach may be reachable at the rerun (its sender provided it
   late): that shows as a difference, which the rejection's own message explains.
 - The rerun is exact on the same software and machine. Elsewhere the floating-point
