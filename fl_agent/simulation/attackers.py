@@ -199,3 +199,68 @@ class Intermittent:
         attacked = self.poison(global_vector, trained)
         return attacked if number >= self.first and (number - self.first) % self.every == 0 \
             else np.asarray(trained, dtype=np.float32)
+
+
+class Probing:
+    """An attacker that knows the rule and reads its verdicts (every verdict is public on
+    chain): it sends its honest update plus ``strength`` times the attack's deviation from
+    it (``poison``'s output minus the honest update), from round ``first`` on, and adapts:
+
+    * accepted: ``strength`` times ``up`` (at most 1: the full attack);
+    * turned away (held back or rejected): ``strength`` times ``down``;
+    * a rejection the registry counts is a strike: while one more strike would ban it
+      (``max_rejections - 1`` strikes within ``window_rounds`` rounds of the first), it
+      sends its honest update instead, so its own attacks never ban it.
+
+    Under FairFL's ``held_back`` a held-back update is no strike, so it may probe every
+    round; without it, every turned-away attack is a strike and costs it rounds. The
+    offline harness (:func:`~fl_agent.simulation.offline.run_offline`) calls
+    :meth:`observe` after each round."""
+
+    def __init__(self, poison: Poison, first: int, *, up: float, down: float,
+                 max_rejections: int, window_rounds: int) -> None:
+        if not (up >= 1.0 and 0.0 < down < 1.0):
+            raise ConfigError(f"up must be >= 1 and down in (0, 1), got {up!r} and {down!r}")
+        if first < 1 or max_rejections < 1 or window_rounds < 1:
+            raise ConfigError("first, max_rejections and window_rounds must be >= 1")
+        self.poison, self.first, self.up, self.down = poison, first, up, down
+        self.max_rejections, self.window_rounds = max_rejections, window_rounds
+        self.strength = 1.0
+        self.strikes: list[int] = []  # rounds of the rejections the registry counted
+        #: Each attack it sent: [round, strength, verdict] (verdict None until observed).
+        self.sent: list[list[Any]] = []
+        self._rounds, self._round, self._attacked = RoundCounter(), 0, False
+
+    def _window_open(self, number: int) -> list[int]:
+        """The strikes in the registry's window as the attacker estimates it: those within
+        ``window_rounds`` rounds after the window's first strike."""
+        start = None
+        for strike in self.strikes:
+            if start is None or strike > start + self.window_rounds:
+                start = strike
+        if start is None or number > start + self.window_rounds:
+            return []
+        return [s for s in self.strikes if s >= start]
+
+    def __call__(self, global_vector: np.ndarray, trained: np.ndarray) -> np.ndarray:
+        number = self._round = self._rounds(global_vector)
+        honest = np.asarray(trained, dtype=np.float64)
+        attack = np.asarray(self.poison(global_vector, trained), dtype=np.float64)
+        self._attacked = number >= self.first and \
+            len(self._window_open(number)) + 1 < self.max_rejections
+        if not self._attacked:
+            return honest.astype(np.float32)
+        self.sent.append([number, self.strength, None])
+        return (honest + self.strength * (attack - honest)).astype(np.float32)
+
+    def observe(self, verdict: str) -> None:
+        """The verdict on what it sent this round: ``accepted``, ``held_back`` (turned away,
+        not counted) or ``rejected`` (counted towards a ban)."""
+        if verdict not in ("accepted", "held_back", "rejected"):
+            raise ConfigError(f"unknown verdict {verdict!r}")
+        if verdict == "rejected":
+            self.strikes.append(self._round)
+        if self._attacked:
+            self.sent[-1][2] = verdict
+            self.strength = min(1.0, self.strength * self.up) if verdict == "accepted" \
+                else self.strength * self.down

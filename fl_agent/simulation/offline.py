@@ -14,7 +14,9 @@ encryption, the chain and reputation. Blacklisting follows the registry's rule w
 does not count) within a tumbling window of
 ``window_rounds * (clients + 4)`` blocks that opens at a rejection, counted in the blocks an
 auto-mining chain spends (each round: its start, one submission per participant, its
-finalization), as the simulation deploys the registry.
+finalization), as the simulation deploys the registry. An attacker whose hook has an
+``observe`` method (:class:`~fl_agent.simulation.attackers.Probing`) is told its verdict
+after each round, as the chain tells everyone.
 
 Experiments change the federation through :class:`Client` (its data, its seed, its
 attack) rather than through options here: a client that lies about its sample count, or
@@ -242,6 +244,10 @@ def run_offline(fed: Federation, clients: Sequence[Client] | None = None, *,
         held = {submitted[j] for j, reason in decision.reasons.items()
                 if reason == Reason.HELD_BACK}  # ParticipantRegistry does not count these
         for i in submitted:
+            observe = getattr(members[i].poison, "observe", None)
+            if observe is not None:  # an attacker that reads its verdict (public on chain)
+                observe("accepted" if i in accepted else
+                        "held_back" if i in held else "rejected")
             if i not in accepted and i not in held:
                 start, count = opened.get(i, (block, 0))
                 if count == 0 or block >= start + window:  # ParticipantRegistry's window

@@ -8,7 +8,7 @@ import pytest
 
 from fl_agent.aggregation.rounds import EXACT_COPIES, close_groups, copy_groups
 from fl_agent.errors import ConfigError
-from fl_agent.simulation.attackers import Intermittent, backdoor_trigger, client_data
+from fl_agent.simulation.attackers import Intermittent, Probing, backdoor_trigger, client_data
 from fl_agent.simulation.attacks import Trigger
 from fl_agent.simulation.config import SimulationConfig, attack_settings, plan_clients
 from fl_agent.simulation.offline import federation
@@ -269,3 +269,71 @@ def test_a_little_noise_escapes_exact_copies_but_not_the_weights_rule():
 def test_only_colluders_jitter():
     with pytest.raises(ConfigError, match="collusion_jitter"):
         SimulationConfig.build(attack="sign_flip", collusion_jitter=0.5)
+
+
+def _global(number: int) -> np.ndarray:
+    """Round ``number``'s global model (a new model, a new round, as hooks count them)."""
+    return np.full(3, float(number), dtype=np.float32)
+
+
+def _probe(**options) -> Probing:
+    """An attacker whose attack adds 10 to every coordinate, from round 2."""
+    settings = {"up": 2.0, "down": 0.5, "max_rejections": 3, "window_rounds": 4, **options}
+    return Probing(lambda g, trained: trained + 10.0, 2, **settings)
+
+
+def test_a_probing_attacker_is_honest_before_its_first_round_then_sends_the_attack():
+    probe = _probe()
+    trained = np.array([1.0, 2.0, 3.0], dtype=np.float32)
+    np.testing.assert_array_equal(probe(_global(1), trained), trained)
+    probe.observe("accepted")  # an honest round's verdict moves nothing
+    assert probe.strength == 1.0 and probe.sent == []
+    np.testing.assert_allclose(probe(_global(2), trained), trained + 10.0)
+    assert probe.sent == [[2, 1.0, None]]
+
+
+def test_a_probing_attacker_weakens_when_turned_away_and_strengthens_when_accepted():
+    probe = _probe()
+    trained = np.zeros(3, dtype=np.float32)
+    probe(_global(1), trained)
+    probe.observe("accepted")
+    probe(_global(2), trained)
+    probe.observe("held_back")  # turned away: half as strong, and no strike
+    assert probe.strength == 0.5 and probe.strikes == []
+    np.testing.assert_allclose(probe(_global(3), trained), 5.0)  # half-way to the attack
+    probe.observe("accepted")
+    assert probe.strength == 1.0  # doubled, and never past the full attack
+    probe(_global(4), trained)
+    probe.observe("accepted")
+    assert probe.strength == 1.0
+    assert [s[2] for s in probe.sent] == ["held_back", "accepted", "accepted"]
+
+
+def test_a_probing_attacker_sends_its_honest_update_while_one_more_strike_would_ban_it():
+    """Three counted rejections within the window ban; with two on record it stays honest
+    until the window has passed, while held-back verdicts never stop it."""
+    probe = _probe(window_rounds=2)
+    trained = np.zeros(3, dtype=np.float32)
+    verdicts = {2: "rejected", 3: "rejected"}
+    sent = []
+    for number in range(1, 9):
+        out = probe(_global(number), trained)
+        sent.append(bool(out.any()))
+        probe.observe(verdicts.get(number, "held_back") if out.any() else "accepted")
+    # strikes in rounds 2 and 3; the window of rounds 2-4 then keeps it honest in 4; it
+    # attacks again from round 5, held back every time without a strike
+    assert sent == [False, True, True, False, True, True, True, True]
+    assert probe.strikes == [2, 3]
+    # a rejected honest update is a strike too
+    probe(_global(9), trained)
+    probe.observe("rejected")
+    assert probe.strikes == [2, 3, 9]
+
+
+def test_a_probing_attacker_refuses_bad_settings_and_verdicts():
+    with pytest.raises(ConfigError, match="down"):
+        _probe(down=1.0)
+    with pytest.raises(ConfigError, match="up"):
+        _probe(up=0.5)
+    with pytest.raises(ConfigError, match="verdict"):
+        _probe().observe("maybe")

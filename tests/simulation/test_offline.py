@@ -164,6 +164,39 @@ def test_held_back_updates_do_not_count_towards_a_ban():
         assert run.blacklisted == blacklisted
 
 
+def test_an_attacker_that_reads_its_verdicts_is_told_each_round():
+    """run_offline tells a hook with ``observe`` its verdict, as the chain tells everyone:
+    accepted, held back (not counted) or rejected."""
+    from dataclasses import replace
+    from types import MappingProxyType
+
+    from fl_agent.aggregation.rounds import RoundDecision
+
+    told: list[str] = []
+
+    class Listener:
+        def __call__(self, global_vector, trained):
+            return trained
+
+        def observe(self, verdict):
+            told.append(verdict)
+
+    verdicts = {1: (), 2: (0,), 3: (0,)}  # client 0 accepted, then turned away twice
+    reasons = {2: "held_back", 3: "validation"}
+
+    def decide(strategy, global_params, updates, claims, *, round_number, **_):
+        turned = verdicts[round_number]
+        return RoundDecision(global_params, tuple(j for j in range(len(updates))
+                                                  if j not in turned),
+                             MappingProxyType({j: reasons[round_number] for j in turned}),
+                             np.zeros(len(updates)), (0,) * len(updates))
+
+    fed = federation(SimulationConfig(clients=4, attack="none", seed=1, rounds=3, steps=1))
+    clients = [replace(fed.clients[0], poison=Listener()), *fed.clients[1:]]
+    run_offline(fed, clients, decide=decide, strategy=aggregator_strategy(fed))
+    assert told == ["accepted", "held_back", "rejected"]
+
+
 def test_a_run_goes_on_when_every_client_is_blacklisted():
     """A rule can reject everyone (FLAME and Multi-Krum did, in the sweep), and the
     blacklist then takes everyone: the rounds after that have no submissions and leave the
