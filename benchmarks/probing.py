@@ -20,6 +20,7 @@ sum of the strengths of the accepted attack updates, in full attack updates).
 
     python -m benchmarks.probing --seeds 1,2,3,4,5 --held-back true \\
         --json reports/bench/probing_tuning.json           # the attacker's best response
+    python -m benchmarks.probing --choose reports/bench/probing_tuning.json
     python -m benchmarks.probing --seeds 11,12,13,14,15 --held-back true,false \\
         --variants plain,1.5/0.5
 """
@@ -27,6 +28,7 @@ sum of the strengths of the accepted attack updates, in full attack updates).
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -168,6 +170,29 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def best_response(rows: list[dict[str, Any]]) -> dict[tuple[str, bool], str]:
+    """R51's choice of the probing attacker, per attack and rule (plain rows aside): for an
+    attack with an attack success (the backdoor), the highest median success, then the
+    lowest median accuracy ratio; for the others, the lowest median accuracy ratio; ties
+    then by the larger total attack that got in."""
+    chosen = {}
+    for key in dict.fromkeys((r["attack"], r["held_back"]) for r in rows):
+        ranked = []
+        for variant in dict.fromkeys(r["attacker"] for r in rows if r["attacker"] != "plain"):
+            got = [r for r in rows if (r["attack"], r["held_back"]) == key
+                   and r["attacker"] == variant]
+            if not got:
+                continue
+            ratio = float(np.median([r["ratio"] for r in got]))
+            asr = [r["asr"] for r in got if r["asr"] is not None]
+            attack_in = sum(r["attack_in"] for r in got)
+            ranked.append(((-float(np.median(asr)),) if asr else ()) + (ratio, -attack_in)
+                          + (variant,))
+        if ranked:
+            chosen[key] = min(ranked)[-1]
+    return chosen
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -186,7 +211,15 @@ def main(argv: list[str] | None = None) -> None:
                              "multiplied by UP when accepted and by DOWN when turned away")
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--json", type=Path, default=Path("reports/bench/probing.json"))
+    parser.add_argument("--choose", type=Path, nargs="+", default=None, metavar="JSON",
+                        help="run nothing: print R51's best-response attacker per attack and "
+                             "rule from these files' rows (the tuning runs)")
     args = parser.parse_args(argv)
+    if args.choose:
+        rows = [r for path in args.choose for r in json.loads(path.read_text())["rows"]]
+        for (attack, held_back), variant in best_response(rows).items():
+            print(f"{attack} held_back={str(held_back).lower()}: {variant}")
+        return
     attacks = args.attacks.split(",")
     variants = args.variants.split(",")
     rules = [value == "true" for value in args.held_back.split(",")]

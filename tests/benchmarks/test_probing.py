@@ -64,3 +64,24 @@ def test_bad_settings_stop_before_any_run(args, message, capsys, monkeypatch):
         main([*args, "--json", str(Path("/nonexistent/never.json"))])
     assert stop.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def _row(attack, held_back, attacker, ratio, asr=None, attack_in=1.0):
+    return {"attack": attack, "held_back": held_back, "attacker": attacker, "ratio": ratio,
+            "asr": asr, "attack_in": attack_in}
+
+
+def test_the_best_response_is_the_most_harmful_probing_attacker_per_attack_and_rule():
+    from benchmarks.probing import best_response
+
+    rows = [  # plain is never chosen, however harmful
+        _row("flip", True, "plain", 0.5), _row("flip", True, "a", 0.99),
+        _row("flip", True, "a", 0.97), _row("flip", True, "b", 0.98),
+        _row("flip", True, "b", 0.98),  # medians: a 0.98, b 0.98: tie, by attack in
+        _row("flip", False, "a", 0.99, attack_in=5), _row("flip", False, "b", 0.995,
+                                                          attack_in=9),
+        _row("door", True, "a", 0.90, asr=0.1), _row("door", True, "b", 0.99, asr=0.3),
+        _row("door", False, "a", 0.99, asr=0.0), _row("door", False, "b", 0.98, asr=0.0)]
+    rows[3]["attack_in"] = rows[4]["attack_in"] = 3.0
+    assert best_response(rows) == {("flip", True): "b", ("flip", False): "a",
+                                   ("door", True): "b", ("door", False): "b"}
