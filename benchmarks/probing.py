@@ -1,28 +1,30 @@
 """Rule R50's probing attacker: what a sender that knows the rule gains from held-back
-updates being free.
+updates being free (rules R51 and R51a, [docs/held-out.md](../docs/held-out.md#r51)).
 
-Under FairFL's ``held_back`` (rule R50, [docs/held-out.md](../docs/held-out.md#r50)), an
-update the gate turns away only because the similarity scaling cut its slack, with a harm
-within the full tolerance, is held back: not aggregated, not paid, and not counted towards
-a ban. An attacker can then probe: send a weakened attack, read its verdict on chain,
-strengthen it when accepted and weaken it when turned away, at no cost when held back.
-:class:`~fl_agent.simulation.attackers.Probing` is that attacker: it also sends its honest
-update whenever one more counted rejection would ban it, so its own attacks never do.
+Under FairFL's ``held_back`` (rule R50), an update the gate turns away only because the
+similarity scaling cut its slack, with a harm within the full tolerance, is held back: not
+aggregated, not paid, and not counted towards a ban. An attacker can then probe: read its
+verdict on chain, strengthen its attack when accepted and change it when turned away, at no
+cost when held back. :class:`~fl_agent.simulation.attackers.Probing` is that attacker
+(R51a's; R51's, which blended its honest update with the attack and was capped at the plain
+attack, is at commit 0f8b89b): it also sends its honest update whenever one more counted
+rejection would ban it, so its own attacks never do.
 
-Each run: digits, MLP, 20 clients, 30 % attackers, Dirichlet α = 0.5, offline
+Each run: digits, MLP, 20 clients, 30 % attackers, Dirichlet α = 0.5, 60 rounds, offline
 (:mod:`fl_agent.simulation.offline`), FairFL as a new task records it, with ``held_back``
 on (R50) or off (the rule before). ``--variants`` lists the attackers: ``plain`` (the attack
-as the held-out table runs it) and ``UP/DOWN`` (probing with those factors). Per run: final
-accuracy and its ratio to clean FedAvg, the backdoor's attack success, the attackers'
-share of the rewards, who was banned, and what the attackers sent from their first attack
-round on: attack updates accepted, held back and rejected, and the attack that got in (the
-sum of the strengths of the accepted attack updates, in full attack updates).
+as the held-out table runs it) and ``UP/DOWN/HELD`` (probing: its strength times UP when
+accepted, DOWN when rejected, HELD when held back). Per run: final accuracy, its loss
+against the same seed and rule without attackers, the attack's success (the targeted flip:
+the share of test 1s put in 7), the attackers' share of the rewards, who was banned, and
+what the attackers sent from their first attack round on: attack updates accepted, held
+back and rejected, their strengths, and the attack that got in (the sum of the accepted
+attack updates' strengths, in plain attack updates).
 
-    python -m benchmarks.probing --seeds 1,2,3,4,5 --held-back true \\
+    python -m benchmarks.probing --seeds 1,2,3,4,5 \\
         --json reports/bench/probing_tuning.json           # the attacker's best response
     python -m benchmarks.probing --choose reports/bench/probing_tuning.json
-    python -m benchmarks.probing --seeds 11,12,13,14,15 --held-back true,false \\
-        --variants plain,1.5/0.5
+    python -m benchmarks.probing --seeds 11,12,13,14,15 --variants plain,1.25/0.8/1
 """
 
 from __future__ import annotations
@@ -49,63 +51,65 @@ from fl_agent.simulation.offline import (
     run_offline,
 )
 
-#: Late attacks of a 60-round task, where R50 holds updates back.
-ATTACKS = ("sign_flip-from-41", "backdoor-centre-20%-from-41")
-#: The probing attackers tried for the attacker's best response (UP/DOWN).
-VARIANTS = ("plain", "1.5/0.5", "1.25/0.8", "1.1/0.9")
+#: Late attacks of a 60-round task, where R50 holds updates back: sign flips, and the
+#: targeted flip (class 1 relabelled as 7), whose success is measured.
+ATTACKS = ("sign_flip-from-41", "targeted_flip-from-41")
+#: The probing attackers tried for the attacker's best response (UP/DOWN/HELD).
+VARIANTS = ("plain", "1.25/0.8/1", "1.25/0.8/0.8", "1.5/0.5/1", "1.5/0.5/0.5")
 
 
-def parse_variant(name: str) -> tuple[float, float] | None:
-    """``plain`` -> None; ``UP/DOWN`` -> (up, down), checked as :class:`Probing` does."""
+def parse_variant(name: str) -> tuple[float, float, float] | None:
+    """``plain`` -> None; ``UP/DOWN/HELD`` -> (up, down, held), checked as :class:`Probing`
+    does."""
     if name == "plain":
         return None
     try:
-        up, down = (float(x) for x in name.split("/"))
+        up, down, held = (float(x) for x in name.split("/"))
     except ValueError:
-        raise ConfigError(f"attacker {name!r}: use plain or UP/DOWN, as 1.5/0.5") from None
-    if not (up >= 1.0 and 0.0 < down < 1.0):
-        raise ConfigError(f"attacker {name!r}: UP must be >= 1 and DOWN in (0, 1)")
-    return up, down
+        raise ConfigError(f"attacker {name!r}: use plain or UP/DOWN/HELD, as 1.25/0.8/1") \
+            from None
+    if not (up >= 1.0 and 0.0 < down < 1.0 and 0.0 < held <= 1.0):
+        raise ConfigError(f"attacker {name!r}: UP must be >= 1, DOWN in (0, 1) and HELD in "
+                          f"(0, 1]")
+    return up, down, held
 
 
-def probing_clients(fed: Federation, up: float, down: float) -> list[Client]:
-    """The federation's clients with every attacker probing. The attacker estimates the
-    registry's window as one round longer than ``window_rounds`` (a round's blocks are
-    fewer than the window's per-round allowance), so that it errs on the side of no ban."""
-    config = fed.config
-    return [replace(c, poison=Probing(c.poison, config.attack_from, up=up, down=down,
-                                      max_rejections=config.max_rejections,
-                                      window_rounds=config.window_rounds + 1))
+def probing_clients(fed: Federation, up: float, down: float, held: float) -> list[Client]:
+    """The federation's clients with every attacker probing from its first attack round."""
+    first = fed.config.attack_from
+    return [replace(c, poison=Probing(c.poison, first, up=up, down=down, held=held))
             if c.malicious and c.poison is not None else c for c in fed.clients]
 
 
+def _counts(sends: list[list[Any]]) -> dict[str, Any]:
+    """Attack updates by verdict, the attack that got in, and every send."""
+    return {"attacks_sent": len(sends),
+            **{f"attacks_{v}": sum(1 for s in sends if s[2] == v)
+               for v in ("accepted", "held_back", "rejected")},
+            "attack_in": round(sum(s[1] for s in sends if s[2] == "accepted"), 4),
+            "sends": sends}
+
+
 def sent_by_attackers(clients: list[Client]) -> dict[str, Any]:
-    """What the probing attackers sent: attack updates by verdict, the attack that got in
-    and the mean strength of what they sent."""
-    sent = [s for c in clients if isinstance(c.poison, Probing) for s in c.poison.sent]
-    verdicts = {v: sum(1 for s in sent if s[2] == v)
-                for v in ("accepted", "held_back", "rejected")}
-    return {"attacks_sent": len(sent), **{f"attacks_{v}": n for v, n in verdicts.items()},
-            "attack_in": round(sum(s[1] for s in sent if s[2] == "accepted"), 4),
-            "strength_mean": round(float(np.mean([s[1] for s in sent])), 4) if sent else None}
+    """What the probing attackers sent: :attr:`Probing.sent`'s [round, strength, verdict],
+    each with the sender's index after it."""
+    return _counts([[*s, i] for i, c in enumerate(clients) if isinstance(c.poison, Probing)
+                    for s in c.poison.sent])
 
 
 def plain_sent(fed: Federation, run: Any) -> dict[str, Any]:
-    """The same counts for the plain attack (every update from the first attack round on is
-    a full attack; it has no held-back verdict to read, but the rule records one)."""
+    """The same for the plain attack: every attacker's update in an attack round is a full
+    attack (strength 1); the verdict is the one the rule recorded."""
     bad = {i for i, c in enumerate(fed.clients) if c.malicious}
-    counts = {"accepted": 0, "held_back": 0, "rejected": 0}
+    sends = []
     for r in run.rounds:
         if not fed.config.attacks_in(r.round):
             continue
         accepted = {r.submitted[j] for j in r.decision.accepted}
         held = {r.submitted[j] for j, why in r.decision.reasons.items() if why == "held_back"}
-        for i in set(r.submitted) & bad:
-            counts["accepted" if i in accepted else "held_back" if i in held
-                   else "rejected"] += 1
-    return {"attacks_sent": sum(counts.values()),
-            **{f"attacks_{v}": n for v, n in counts.items()},
-            "attack_in": float(counts["accepted"]), "strength_mean": 1.0}
+        sends += [[r.round, 1.0, "accepted" if i in accepted else "held_back" if i in held
+                   else "rejected", i] for i in sorted(set(r.submitted) & bad)]
+    return _counts(sends)
 
 
 def measure(seeds: list[int], attacks: list[str], rules: list[bool], variants: list[str],
@@ -114,6 +118,13 @@ def measure(seeds: list[int], attacks: list[str], rules: list[bool], variants: l
     for seed in seeds:
         base = clean_fedavg(seed, rounds, SimulationConfig().device_spread)
         print(f"seed {seed} clean fedavg accuracy {base:.4f}", flush=True)
+        calm = {}  # the same seed and rule without attackers
+        for held_back in rules:
+            fed = federation(SimulationConfig(seed=seed, rounds=rounds, attack="none"))
+            calm[held_back] = run_offline(fed, strategy=replace(
+                aggregator_strategy(fed), held_back=held_back)).test_accuracy
+            print(f"seed {seed} held_back={held_back} without attackers: accuracy "
+                  f"{calm[held_back]:.4f}", flush=True)
         for name in attacks:
             for held_back in rules:
                 for variant in variants:
@@ -129,36 +140,40 @@ def measure(seeds: list[int], attacks: list[str], rules: list[bool], variants: l
                     found = detection(fed, run)
                     row = {"seed": seed, "attack": name, "held_back": held_back,
                            "attacker": variant, "accuracy": run.test_accuracy, "clean": base,
-                           "ratio": run.test_accuracy / base, "asr": attack_rate(fed, run),
+                           "ratio": run.test_accuracy / base,
+                           "without_attackers": calm[held_back],
+                           "loss": calm[held_back] - run.test_accuracy,
+                           "test_size": len(fed.splits.test.y), "asr": attack_rate(fed, run),
                            "malicious_reward": found["malicious_reward"],
                            "benign_blacklisted": found["benign_blacklisted"],
                            "malicious_blacklisted": found["malicious_blacklisted"],
                            "honest_reasons": honest_reasons(fed, run), **sent}
                     rows.append(row)
-                    asr = "" if row["asr"] is None else f" ASR {row['asr']:.3f}"
-                    print(f"seed {seed} {name} held_back={held_back} {variant:>8}: accuracy "
-                          f"{row['accuracy']:.4f}{asr} attack in {row['attack_in']:.2f} "
-                          f"({row['attacks_accepted']}/{row['attacks_held_back']}/"
-                          f"{row['attacks_rejected']} of {row['attacks_sent']}) banned "
-                          f"{row['benign_blacklisted']}/{row['malicious_blacklisted']}",
+                    asr = "" if row["asr"] is None else f" success {row['asr']:.3f}"
+                    print(f"seed {seed} {name} held_back={held_back} {variant:>12}: accuracy "
+                          f"{row['accuracy']:.4f} (loss {row['loss']:+.4f}){asr} attack in "
+                          f"{row['attack_in']:.2f} ({row['attacks_accepted']}/"
+                          f"{row['attacks_held_back']}/{row['attacks_rejected']} of "
+                          f"{row['attacks_sent']}) rewards {row['malicious_reward']:.1%} "
+                          f"banned {row['benign_blacklisted']}/{row['malicious_blacklisted']}",
                           flush=True)
     return rows
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| attack | held_back | attacker | accuracy × clean FedAvg (median, range) | "
-             "attack success (median) | attack in (total) | accepted / held back / rejected "
-             "| attackers' rewards (median) | banned honest / attackers |",
+    lines = ["| attack | held_back | attacker | accuracy loss without → with attackers "
+             "(median, range) | attack success (median) | attack in (total) | accepted / "
+             "held back / rejected | attackers' rewards (median) | banned honest / attackers |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     keys = dict.fromkeys((r["attack"], r["held_back"], r["attacker"]) for r in rows)
     for attack, held_back, variant in keys:
         got = [r for r in rows if (r["attack"], r["held_back"], r["attacker"])
                == (attack, held_back, variant)]
-        ratio = [r["ratio"] for r in got]
+        loss = [r["loss"] for r in got]
         asr = [r["asr"] for r in got if r["asr"] is not None]
         lines.append(
-            f"| {attack} | {held_back} | {variant} | {np.median(ratio):.3f} "
-            f"({min(ratio):.3f}-{max(ratio):.3f}) | "
+            f"| {attack} | {held_back} | {variant} | {np.median(loss):+.4f} "
+            f"({min(loss):+.4f} to {max(loss):+.4f}) | "
             f"{f'{np.median(asr):.3f}' if asr else '–'} | "
             f"{sum(r['attack_in'] for r in got):.1f} | "
             f"{sum(r['attacks_accepted'] for r in got)} / "
@@ -171,10 +186,10 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def best_response(rows: list[dict[str, Any]]) -> dict[tuple[str, bool], str]:
-    """R51's choice of the probing attacker, per attack and rule (plain rows aside): for an
-    attack with an attack success (the backdoor), the highest median success, then the
-    lowest median accuracy ratio; for the others, the lowest median accuracy ratio; ties
-    then by the larger total attack that got in."""
+    """R51a's choice of the probing attacker, per attack and rule (plain rows aside): for an
+    attack with a success measure (the targeted flip), the highest median success (to 0.01),
+    then the largest median accuracy loss (in test examples); for the others, the largest
+    median loss; ties then by the larger total attack that got in, last by name."""
     chosen = {}
     for key in dict.fromkeys((r["attack"], r["held_back"]) for r in rows):
         ranked = []
@@ -183,11 +198,11 @@ def best_response(rows: list[dict[str, Any]]) -> dict[tuple[str, bool], str]:
                    and r["attacker"] == variant]
             if not got:
                 continue
-            ratio = float(np.median([r["ratio"] for r in got]))
+            examples = round(float(np.median([r["loss"] * r["test_size"] for r in got])))
             asr = [r["asr"] for r in got if r["asr"] is not None]
             attack_in = sum(r["attack_in"] for r in got)
-            ranked.append(((-float(np.median(asr)),) if asr else ()) + (ratio, -attack_in)
-                          + (variant,))
+            ranked.append(((-round(float(np.median(asr)), 2),) if asr else ())
+                          + (-examples, -attack_in, variant))
         if ranked:
             chosen[key] = min(ranked)[-1]
     return chosen
@@ -200,19 +215,20 @@ def main(argv: list[str] | None = None) -> None:
                         help="comma-separated seeds (default: the evaluation seeds)")
     parser.add_argument("--attacks", default=",".join(ATTACKS),
                         help="comma-separated attacks, as the held-out table names them "
-                             "(default: late sign flips and late centre triggers on 20 %% of "
-                             "examples, from round 41 of 60)")
+                             "(default: late sign flips and late targeted flips, from round "
+                             "41 of 60)")
     parser.add_argument("--held-back", default="true,false",
                         help="FairFL's held_back to run: true (rule R50), false (the rule "
                              "before) or both, comma-separated")
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help="the attackers: plain (the attack as the held-out table runs "
-                             "it) or UP/DOWN, a probing attacker whose attack strength is "
-                             "multiplied by UP when accepted and by DOWN when turned away")
+                             "it) or UP/DOWN/HELD, a probing attacker whose attack strength "
+                             "is multiplied by UP when accepted, DOWN when rejected and HELD "
+                             "when held back")
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--json", type=Path, default=Path("reports/bench/probing.json"))
     parser.add_argument("--choose", type=Path, nargs="+", default=None, metavar="JSON",
-                        help="run nothing: print R51's best-response attacker per attack and "
+                        help="run nothing: print R51a's best-response attacker per attack and "
                              "rule from these files' rows (the tuning runs)")
     args = parser.parse_args(argv)
     if args.choose:

@@ -202,65 +202,56 @@ class Intermittent:
 
 
 class Probing:
-    """An attacker that knows the rule and reads its verdicts (every verdict is public on
-    chain): it sends its honest update plus ``strength`` times the attack's deviation from
-    it (``poison``'s output minus the honest update), from round ``first`` on, and adapts:
+    """An attacker that knows the rule and reads its standing on chain (every verdict, and
+    the registry's rejection count and window, are public): from round ``first`` on it sends
+    the global model plus ``strength`` times the attack's delta (``poison``'s output minus
+    the global model: for sign flips, ``-strength`` times its honest delta; for a data
+    attack, its poisoned update boosted or shrunk), and adapts to each verdict:
 
-    * accepted: ``strength`` times ``up`` (at most 1: the full attack);
-    * turned away (held back or rejected): ``strength`` times ``down``;
-    * a rejection the registry counts is a strike: while one more strike would ban it
-      (``max_rejections - 1`` strikes within ``window_rounds`` rounds of the first), it
-      sends its honest update instead, so its own attacks never ban it.
+    * accepted: ``strength`` times ``up`` (no ceiling: it probes above the plain attack);
+    * held back (turned away, not counted): ``strength`` times ``held``;
+    * rejected (counted towards a ban): ``strength`` times ``down``;
 
-    Under FairFL's ``held_back`` a held-back update is no strike, so it may probe every
-    round; without it, every turned-away attack is a strike and costs it rounds. The
-    offline harness (:func:`~fl_agent.simulation.offline.run_offline`) calls
-    :meth:`observe` after each round."""
+    never below ``floor``. While one more counted rejection would ban it
+    (:meth:`observe`'s ``ban_next``), it sends its honest update instead, so its own attacks
+    never ban it. Rounds are counted by the global models it is shown (a round that accepts
+    nothing repeats the model and is counted once with the next). The offline harness
+    (:func:`~fl_agent.simulation.offline.run_offline`) calls :meth:`observe` after each
+    round. Rule R51a (docs/held-out.md) measures what it gains from FairFL's
+    ``held_back``."""
 
-    def __init__(self, poison: Poison, first: int, *, up: float, down: float,
-                 max_rejections: int, window_rounds: int) -> None:
-        if not (up >= 1.0 and 0.0 < down < 1.0):
-            raise ConfigError(f"up must be >= 1 and down in (0, 1), got {up!r} and {down!r}")
-        if first < 1 or max_rejections < 1 or window_rounds < 1:
-            raise ConfigError("first, max_rejections and window_rounds must be >= 1")
-        self.poison, self.first, self.up, self.down = poison, first, up, down
-        self.max_rejections, self.window_rounds = max_rejections, window_rounds
+    def __init__(self, poison: Poison, first: int, *, up: float, down: float, held: float,
+                 floor: float = 0.2) -> None:
+        if not (up >= 1.0 and 0.0 < down < 1.0 and 0.0 < held <= 1.0 and 0.0 < floor <= 1.0):
+            raise ConfigError(f"up must be >= 1, down in (0, 1), held and floor in (0, 1], "
+                              f"got {up!r}, {down!r}, {held!r} and {floor!r}")
+        if first < 1:
+            raise ConfigError(f"first must be >= 1, got {first!r}")
+        self.poison, self.first = poison, first
+        self.up, self.down, self.held, self.floor = up, down, held, floor
         self.strength = 1.0
-        self.strikes: list[int] = []  # rounds of the rejections the registry counted
         #: Each attack it sent: [round, strength, verdict] (verdict None until observed).
         self.sent: list[list[Any]] = []
-        self._rounds, self._round, self._attacked = RoundCounter(), 0, False
-
-    def _window_open(self, number: int) -> list[int]:
-        """The strikes in the registry's window as the attacker estimates it: those within
-        ``window_rounds`` rounds after the window's first strike."""
-        start = None
-        for strike in self.strikes:
-            if start is None or strike > start + self.window_rounds:
-                start = strike
-        if start is None or number > start + self.window_rounds:
-            return []
-        return [s for s in self.strikes if s >= start]
+        self._rounds, self._round = RoundCounter(), 0
+        self._attacked = self._guarded = False
 
     def __call__(self, global_vector: np.ndarray, trained: np.ndarray) -> np.ndarray:
         number = self._round = self._rounds(global_vector)
-        honest = np.asarray(trained, dtype=np.float64)
+        base = np.asarray(global_vector, dtype=np.float64)
         attack = np.asarray(self.poison(global_vector, trained), dtype=np.float64)
-        self._attacked = number >= self.first and \
-            len(self._window_open(number)) + 1 < self.max_rejections
+        self._attacked = number >= self.first and not self._guarded
         if not self._attacked:
-            return honest.astype(np.float32)
+            return np.asarray(trained, dtype=np.float32)
         self.sent.append([number, self.strength, None])
-        return (honest + self.strength * (attack - honest)).astype(np.float32)
+        return (base + self.strength * (attack - base)).astype(np.float32)
 
-    def observe(self, verdict: str) -> None:
-        """The verdict on what it sent this round: ``accepted``, ``held_back`` (turned away,
-        not counted) or ``rejected`` (counted towards a ban)."""
-        if verdict not in ("accepted", "held_back", "rejected"):
+    def observe(self, verdict: str, *, ban_next: bool) -> None:
+        """The verdict on what it sent this round (``accepted``, ``held_back`` or
+        ``rejected``), and whether one more counted rejection next round would ban it."""
+        factor = {"accepted": self.up, "held_back": self.held, "rejected": self.down}
+        if verdict not in factor:
             raise ConfigError(f"unknown verdict {verdict!r}")
-        if verdict == "rejected":
-            self.strikes.append(self._round)
+        self._guarded = ban_next
         if self._attacked:
             self.sent[-1][2] = verdict
-            self.strength = min(1.0, self.strength * self.up) if verdict == "accepted" \
-                else self.strength * self.down
+            self.strength = max(self.floor, self.strength * factor[verdict])

@@ -16,7 +16,7 @@ does not count) within a tumbling window of
 auto-mining chain spends (each round: its start, one submission per participant, its
 finalization), as the simulation deploys the registry. An attacker whose hook has an
 ``observe`` method (:class:`~fl_agent.simulation.attackers.Probing`) is told its verdict
-after each round, as the chain tells everyone.
+after each round and whether one more rejection would ban it, as the chain tells everyone.
 
 Experiments change the federation through :class:`Client` (its data, its seed, its
 attack) rather than through options here: a client that lies about its sample count, or
@@ -244,10 +244,6 @@ def run_offline(fed: Federation, clients: Sequence[Client] | None = None, *,
         held = {submitted[j] for j, reason in decision.reasons.items()
                 if reason == Reason.HELD_BACK}  # ParticipantRegistry does not count these
         for i in submitted:
-            observe = getattr(members[i].poison, "observe", None)
-            if observe is not None:  # an attacker that reads its verdict (public on chain)
-                observe("accepted" if i in accepted else
-                        "held_back" if i in held else "rejected")
             if i not in accepted and i not in held:
                 start, count = opened.get(i, (block, 0))
                 if count == 0 or block >= start + window:  # ParticipantRegistry's window
@@ -255,6 +251,17 @@ def run_offline(fed: Federation, clients: Sequence[Client] | None = None, *,
                 opened[i] = (start, count + 1)
                 if blacklist and count + 1 >= config.max_rejections:
                     blacklisted.add(i)
+        # An attacker that reads its standing (public on chain: its verdict, and the
+        # registry's count and window) learns whether one more rejection would ban it.
+        next_block = block + len(members) - len(blacklisted) + 2
+        for i in submitted:
+            observe = getattr(members[i].poison, "observe", None)
+            if observe is not None and i not in blacklisted:
+                start, count = opened.get(i, (0, 0))
+                observe("accepted" if i in accepted else
+                        "held_back" if i in held else "rejected",
+                        ban_next=count + 1 >= config.max_rejections
+                        and next_block < start + window)
         row = OfflineRound(number, submitted, decision,
                            evaluate(spec, params, X_test, y_test, "accuracy"))
         rounds.append(row)

@@ -1,5 +1,5 @@
-"""The probing attacker's harness (benchmarks/probing.py): its attackers, its counts and
-its refusals. Its figures are in docs/held-out.md (R51)."""
+"""The probing attacker's harness (benchmarks/probing.py): its attackers, its counts, its
+choice of attacker and its refusals. Its figures are in docs/held-out.md (R51, R51a)."""
 
 from __future__ import annotations
 
@@ -9,17 +9,23 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.probing import main, parse_variant, probing_clients, sent_by_attackers
+from benchmarks.probing import (
+    main,
+    parse_variant,
+    plain_sent,
+    probing_clients,
+    sent_by_attackers,
+)
 from fl_agent.errors import ConfigError
 from fl_agent.simulation.attackers import Probing
 from fl_agent.simulation.config import SimulationConfig, attack_settings
 from fl_agent.simulation.offline import federation
 
 
-def test_variants_are_plain_or_up_over_down():
+def test_variants_are_plain_or_up_down_held():
     assert parse_variant("plain") is None
-    assert parse_variant("1.5/0.5") == (1.5, 0.5)
-    for bad in ("1.5", "0.9/0.5", "1.5/1", "x/y"):
+    assert parse_variant("1.25/0.8/1") == (1.25, 0.8, 1.0)
+    for bad in ("1.5/0.5", "0.9/0.5/1", "1.5/1/1", "1.5/0.5/0", "x/y/z"):
         with pytest.raises(ConfigError):
             parse_variant(bad)
 
@@ -27,35 +33,61 @@ def test_variants_are_plain_or_up_over_down():
 def test_only_the_attackers_probe_and_their_sends_are_counted_by_verdict():
     fed = federation(SimulationConfig(clients=8, seed=3, rounds=4,
                                       **attack_settings("sign_flip-from-3")))
-    clients = probing_clients(fed, 1.5, 0.5)
-    probes = [c.poison for c in clients if isinstance(c.poison, Probing)]
-    assert len(probes) == sum(c.malicious for c in fed.clients) > 0
-    assert all(p.first == 3 and p.window_rounds == fed.config.window_rounds + 1
-               for p in probes)
-    probes[0].sent[:] = [[3, 1.0, "held_back"], [4, 0.5, "accepted"]]
-    probes[1].sent[:] = [[3, 1.0, "rejected"]]
+    clients = probing_clients(fed, 1.5, 0.5, 1.0)
+    probes = {i: c.poison for i, c in enumerate(clients) if isinstance(c.poison, Probing)}
+    assert sorted(probes) == [i for i, c in enumerate(fed.clients) if c.malicious] != []
+    assert all(p.first == 3 and (p.up, p.down, p.held) == (1.5, 0.5, 1.0)
+               for p in probes.values())
+    first, second = sorted(probes)[:2]
+    probes[first].sent[:] = [[3, 1.0, "held_back"], [4, 0.5, "accepted"]]
+    probes[second].sent[:] = [[3, 1.5, "rejected"]]
     counts = sent_by_attackers(clients)
     assert counts == {"attacks_sent": 3, "attacks_accepted": 1, "attacks_held_back": 1,
                       "attacks_rejected": 1, "attack_in": 0.5,
-                      "strength_mean": pytest.approx(0.8333, abs=1e-4)}
+                      "sends": [[3, 1.0, "held_back", first], [4, 0.5, "accepted", first],
+                                [3, 1.5, "rejected", second]]}
+
+
+def test_the_plain_attack_is_counted_from_the_rules_verdicts_in_attack_rounds_only():
+    from types import MappingProxyType, SimpleNamespace
+
+    fed = federation(SimulationConfig(clients=8, seed=3, rounds=4,
+                                      **attack_settings("sign_flip-from-3")))
+    bad = [i for i, c in enumerate(fed.clients) if c.malicious]
+    assert len(bad) == 2
+    everyone = tuple(range(8))
+
+    def row(number, reasons):
+        decision = SimpleNamespace(accepted=tuple(j for j in everyone if j not in reasons),
+                                   reasons=MappingProxyType(reasons))
+        return SimpleNamespace(round=number, submitted=everyone, decision=decision)
+
+    run = SimpleNamespace(rounds=[row(2, {bad[0]: "validation"}),  # before the attack
+                                  row(3, {bad[0]: "held_back", bad[1]: "validation"}),
+                                  row(4, {bad[1]: "free_rider"})])
+    counts = plain_sent(fed, run)
+    assert counts["sends"] == [[3, 1.0, "held_back", bad[0]], [3, 1.0, "rejected", bad[1]],
+                               [4, 1.0, "accepted", bad[0]], [4, 1.0, "rejected", bad[1]]]
+    assert (counts["attacks_accepted"], counts["attacks_held_back"],
+            counts["attacks_rejected"], counts["attack_in"]) == (1, 1, 2, 1.0)
 
 
 def test_the_harness_runs_both_rules_and_both_attackers(tmp_path, capsys):
     out = tmp_path / "probing.json"
     main(["--seeds", "3", "--attacks", "sign_flip-from-2", "--rounds", "3",
-          "--held-back", "true,false", "--variants", "plain,1.5/0.5", "--json", str(out)])
+          "--held-back", "true,false", "--variants", "plain,1.5/0.5/1", "--json", str(out)])
     rows = json.loads(out.read_text())["rows"]
     assert [(r["held_back"], r["attacker"]) for r in rows] == [
-        (True, "plain"), (True, "1.5/0.5"), (False, "plain"), (False, "1.5/0.5")]
+        (True, "plain"), (True, "1.5/0.5/1"), (False, "plain"), (False, "1.5/0.5/1")]
     for r in rows:  # six attackers of 20, in rounds 2 and 3 (unless banned)
-        assert 0 < r["attacks_sent"] <= 12
-        assert r["attacks_sent"] == r["attacks_accepted"] + r["attacks_held_back"] \
-            + r["attacks_rejected"]
-    assert "| sign_flip-from-2 | True | 1.5/0.5 |" in capsys.readouterr().out
+        assert 6 <= r["attacks_sent"] <= 12
+        assert r["loss"] == pytest.approx(r["without_attackers"] - r["accuracy"])
+        assert r["test_size"] == 360
+    assert "| sign_flip-from-2 | True | 1.5/0.5/1 |" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--variants", "2"], "UP/DOWN"), (["--held-back", "maybe"], "true, false"),
+    (["--variants", "2"], "UP/DOWN/HELD"), (["--held-back", "maybe"], "true, false"),
     (["--attacks", "none"], "needs an attack"), (["--attacks", "sign_flip-from-99"],
                                                   "never attack")])
 def test_bad_settings_stop_before_any_run(args, message, capsys, monkeypatch):
@@ -66,22 +98,20 @@ def test_bad_settings_stop_before_any_run(args, message, capsys, monkeypatch):
     assert message in capsys.readouterr().err
 
 
-def _row(attack, held_back, attacker, ratio, asr=None, attack_in=1.0):
-    return {"attack": attack, "held_back": held_back, "attacker": attacker, "ratio": ratio,
-            "asr": asr, "attack_in": attack_in}
-
-
 def test_the_best_response_is_the_most_harmful_probing_attacker_per_attack_and_rule():
     from benchmarks.probing import best_response
 
+    def row(attack, held_back, attacker, loss, asr=None, attack_in=1.0):
+        return {"attack": attack, "held_back": held_back, "attacker": attacker,
+                "loss": loss, "test_size": 360, "asr": asr, "attack_in": attack_in}
+
     rows = [  # plain is never chosen, however harmful
-        _row("flip", True, "plain", 0.5), _row("flip", True, "a", 0.99),
-        _row("flip", True, "a", 0.97), _row("flip", True, "b", 0.98),
-        _row("flip", True, "b", 0.98),  # medians: a 0.98, b 0.98: tie, by attack in
-        _row("flip", False, "a", 0.99, attack_in=5), _row("flip", False, "b", 0.995,
-                                                          attack_in=9),
-        _row("door", True, "a", 0.90, asr=0.1), _row("door", True, "b", 0.99, asr=0.3),
-        _row("door", False, "a", 0.99, asr=0.0), _row("door", False, "b", 0.98, asr=0.0)]
-    rows[3]["attack_in"] = rows[4]["attack_in"] = 3.0
+        row("flip", True, "plain", 0.5),
+        row("flip", True, "a", 0.0), row("flip", True, "a", 0.02),  # median 3.6 -> 4
+        row("flip", True, "b", 0.011, attack_in=3),  # 3.96 -> 4: a tie, broken by attack in
+        row("flip", True, "c", 0.0083, attack_in=9),  # 2.99 -> 3
+        row("flip", False, "a", 0.01, attack_in=5), row("flip", False, "b", 0.005, attack_in=9),
+        row("door", True, "a", 0.05, asr=0.1), row("door", True, "b", 0.0, asr=0.3),
+        row("door", False, "a", 0.0, asr=0.004), row("door", False, "b", 0.01, asr=0.0)]
     assert best_response(rows) == {("flip", True): "b", ("flip", False): "a",
                                    ("door", True): "b", ("door", False): "b"}

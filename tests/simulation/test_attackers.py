@@ -277,57 +277,53 @@ def _global(number: int) -> np.ndarray:
 
 
 def _probe(**options) -> Probing:
-    """An attacker whose attack adds 10 to every coordinate, from round 2."""
-    settings = {"up": 2.0, "down": 0.5, "max_rejections": 3, "window_rounds": 4, **options}
-    return Probing(lambda g, trained: trained + 10.0, 2, **settings)
+    """An attacker whose attack update is the global model plus 10, from round 2."""
+    settings = {"up": 2.0, "down": 0.5, "held": 0.75, **options}
+    return Probing(lambda g, trained: g + 10.0, 2, **settings)
 
 
 def test_a_probing_attacker_is_honest_before_its_first_round_then_sends_the_attack():
     probe = _probe()
     trained = np.array([1.0, 2.0, 3.0], dtype=np.float32)
     np.testing.assert_array_equal(probe(_global(1), trained), trained)
-    probe.observe("accepted")  # an honest round's verdict moves nothing
+    probe.observe("accepted", ban_next=False)  # an honest round's verdict moves nothing
     assert probe.strength == 1.0 and probe.sent == []
-    np.testing.assert_allclose(probe(_global(2), trained), trained + 10.0)
+    np.testing.assert_allclose(probe(_global(2), trained), _global(2) + 10.0)
     assert probe.sent == [[2, 1.0, None]]
 
 
-def test_a_probing_attacker_weakens_when_turned_away_and_strengthens_when_accepted():
+def test_a_probing_attacker_scales_its_attack_by_each_verdict_without_a_ceiling():
     probe = _probe()
     trained = np.zeros(3, dtype=np.float32)
     probe(_global(1), trained)
-    probe.observe("accepted")
-    probe(_global(2), trained)
-    probe.observe("held_back")  # turned away: half as strong, and no strike
-    assert probe.strength == 0.5 and probe.strikes == []
-    np.testing.assert_allclose(probe(_global(3), trained), 5.0)  # half-way to the attack
-    probe.observe("accepted")
-    assert probe.strength == 1.0  # doubled, and never past the full attack
-    probe(_global(4), trained)
-    probe.observe("accepted")
-    assert probe.strength == 1.0
-    assert [s[2] for s in probe.sent] == ["held_back", "accepted", "accepted"]
-
-
-def test_a_probing_attacker_sends_its_honest_update_while_one_more_strike_would_ban_it():
-    """Three counted rejections within the window ban; with two on record it stays honest
-    until the window has passed, while held-back verdicts never stop it."""
-    probe = _probe(window_rounds=2)
-    trained = np.zeros(3, dtype=np.float32)
-    verdicts = {2: "rejected", 3: "rejected"}
-    sent = []
-    for number in range(1, 9):
+    probe.observe("accepted", ban_next=False)
+    steps = []
+    for number, verdict in zip(range(2, 8), ["accepted", "accepted", "held_back",
+                                             "rejected", "rejected", "rejected"], strict=True):
         out = probe(_global(number), trained)
-        sent.append(bool(out.any()))
-        probe.observe(verdicts.get(number, "held_back") if out.any() else "accepted")
-    # strikes in rounds 2 and 3; the window of rounds 2-4 then keeps it honest in 4; it
-    # attacks again from round 5, held back every time without a strike
-    assert sent == [False, True, True, False, True, True, True, True]
-    assert probe.strikes == [2, 3]
-    # a rejected honest update is a strike too
-    probe(_global(9), trained)
-    probe.observe("rejected")
-    assert probe.strikes == [2, 3, 9]
+        steps.append(float(out[0] - number))  # strength times the attack's delta of 10
+        probe.observe(verdict, ban_next=False)
+    # accepted doubles it past the plain attack, held back takes 3/4, rejected halves it,
+    # and it never falls below the floor of 0.2
+    assert steps == pytest.approx([10.0, 20.0, 40.0, 30.0, 15.0, 7.5])
+    assert probe.strength == pytest.approx(0.375)
+    probe(_global(8), trained)
+    probe.observe("rejected", ban_next=False)
+    assert probe.strength == pytest.approx(0.2)
+    assert [s[2] for s in probe.sent][:4] == ["accepted", "accepted", "held_back", "rejected"]
+
+
+def test_a_probing_attacker_sends_its_honest_update_while_one_more_rejection_would_ban_it():
+    probe = _probe()
+    trained = np.ones(3, dtype=np.float32)
+    probe(_global(1), trained)
+    probe.observe("accepted", ban_next=False)
+    probe(_global(2), trained)
+    probe.observe("rejected", ban_next=True)
+    np.testing.assert_array_equal(probe(_global(3), trained), trained)  # guarded: honest
+    probe.observe("accepted", ban_next=False)  # an honest update's verdict moves nothing
+    assert probe.strength == 0.5 and len(probe.sent) == 1
+    np.testing.assert_allclose(probe(_global(4), trained), _global(4) + 5.0)
 
 
 def test_a_probing_attacker_refuses_bad_settings_and_verdicts():
@@ -335,5 +331,7 @@ def test_a_probing_attacker_refuses_bad_settings_and_verdicts():
         _probe(down=1.0)
     with pytest.raises(ConfigError, match="up"):
         _probe(up=0.5)
+    with pytest.raises(ConfigError, match="held"):
+        _probe(held=0.0)
     with pytest.raises(ConfigError, match="verdict"):
-        _probe().observe("maybe")
+        _probe().observe("maybe", ban_next=False)

@@ -164,37 +164,44 @@ def test_held_back_updates_do_not_count_towards_a_ban():
         assert run.blacklisted == blacklisted
 
 
-def test_an_attacker_that_reads_its_verdicts_is_told_each_round():
-    """run_offline tells a hook with ``observe`` its verdict, as the chain tells everyone:
-    accepted, held back (not counted) or rejected."""
+def test_an_attacker_that_reads_its_standing_is_told_it_as_the_registry_keeps_it():
+    """run_offline tells a hook with ``observe`` its verdict (accepted, held back, or
+    rejected for any counted reason) and whether one more rejection would ban it. Client 1
+    is rejected in rounds 1-3 and banned, so rounds spend 5 blocks from round 4 on. Client 0
+    is rejected in rounds 3 (block 18, which opens its window of 4 x (4 + 4) = 32 blocks)
+    and 4: a third rejection bans it while the next round's block (its round's + 5) is
+    below 50, so up to round 8 (block 43); round 9's (48 + 5) is past it."""
     from dataclasses import replace
     from types import MappingProxyType
 
     from fl_agent.aggregation.rounds import RoundDecision
 
-    told: list[str] = []
+    told: list[tuple[str, bool]] = []
 
     class Listener:
         def __call__(self, global_vector, trained):
             return trained
 
-        def observe(self, verdict):
-            told.append(verdict)
+        def observe(self, verdict, *, ban_next):
+            told.append((verdict, ban_next))
 
-    verdicts = {1: (), 2: (0,), 3: (0,)}  # client 0 accepted, then turned away twice
-    reasons = {2: "held_back", 3: "validation"}
+    turned = {2: {0: "held_back"}, 3: {0: "validation"}, 4: {0: "free_rider"}}
 
     def decide(strategy, global_params, updates, claims, *, round_number, **_):
-        turned = verdicts[round_number]
+        reasons = dict(turned.get(round_number, {}))
+        if round_number <= 3:
+            reasons[1] = "validation"
         return RoundDecision(global_params, tuple(j for j in range(len(updates))
-                                                  if j not in turned),
-                             MappingProxyType({j: reasons[round_number] for j in turned}),
-                             np.zeros(len(updates)), (0,) * len(updates))
+                                                  if j not in reasons),
+                             MappingProxyType(reasons), np.zeros(len(updates)),
+                             (0,) * len(updates))
 
-    fed = federation(SimulationConfig(clients=4, attack="none", seed=1, rounds=3, steps=1))
+    fed = federation(SimulationConfig(clients=4, attack="none", seed=1, rounds=9, steps=1))
     clients = [replace(fed.clients[0], poison=Listener()), *fed.clients[1:]]
-    run_offline(fed, clients, decide=decide, strategy=aggregator_strategy(fed))
-    assert told == ["accepted", "held_back", "rejected"]
+    run = run_offline(fed, clients, decide=decide, strategy=aggregator_strategy(fed))
+    assert run.blacklisted == (1,)
+    assert told == [("accepted", False), ("held_back", False), ("rejected", False),
+                    ("rejected", True), *[("accepted", True)] * 4, ("accepted", False)]
 
 
 def test_a_run_goes_on_when_every_client_is_blacklisted():
