@@ -71,10 +71,12 @@ bench: bench-sim bench-held-out bench-gate bench-market bench-app bench-app-load
 bench-sim: setup ## Every attack and variant in the target setting on seed $(BENCH_SEEDS), each run on its own anvil; table in docs/benchmarks.md
 	@fl-agent bench --seeds $(BENCH_SEEDS)
 
-bench-held-out: setup ## FairFL on evaluation seeds 11-15, every attack and variant, offline with blacklisting, on Dirichlet and on equal (IID) shards (docs/held-out.md)
+bench-held-out: setup ## FairFL on evaluation seeds 11-15, every attack and variant, offline with blacklisting, on Dirichlet and on equal (IID) shards, and the probing attacker against rule R50 (docs/held-out.md)
 	@python -m benchmarks.held_out
 	@python -m benchmarks.held_out --partition iid --json reports/bench/held_out_iid.json
 	@python -m benchmarks.ban_null
+	@python -m benchmarks.probing --attacks sign_flip-from-41 --variants plain,1.5/0.5/1,1.25/0.8/0.8 --json reports/bench/probing_sign_flip.json
+	@python -m benchmarks.probing --attacks targeted_flip-from-41 --variants plain,1.5/0.5/1,1.5/0.5/0.5 --json reports/bench/probing_targeted_flip.json
 
 bench-gate: setup ## Does the gate's verdict depend on the unit of its score? Loss, expected accuracy, soft macro-F1 on the same rounds, seeds 11-15 (docs/held-out.md)
 	@python -m benchmarks.gate_units
