@@ -147,7 +147,12 @@ def measure(seeds: list[int], attacks: list[str], rules: list[bool], variants: l
                            "malicious_reward": found["malicious_reward"],
                            "benign_blacklisted": found["benign_blacklisted"],
                            "malicious_blacklisted": found["malicious_blacklisted"],
-                           "honest_reasons": honest_reasons(fed, run), **sent}
+                           "honest_reasons": honest_reasons(fed, run),
+                           # rounds that accepted nothing keep the model, which the hooks
+                           # count as one round with the next (plain rows count real rounds)
+                           "stalled_rounds": [r.round for r in run.rounds
+                                              if not r.decision.accepted],
+                           **sent}
                     rows.append(row)
                     asr = "" if row["asr"] is None else f" success {row['asr']:.3f}"
                     print(f"seed {seed} {name} held_back={held_back} {variant:>12}: accuracy "
@@ -189,7 +194,8 @@ def best_response(rows: list[dict[str, Any]]) -> dict[tuple[str, bool], str]:
     """R51a's choice of the probing attacker, per attack and rule (plain rows aside): for an
     attack with a success measure (the targeted flip), the highest median success (to 0.01),
     then the largest median accuracy loss (in test examples); for the others, the largest
-    median loss; ties then by the larger total attack that got in, last by name."""
+    median loss; ties then by the larger total attack that got in, last by the name that
+    sorts first. Every variant of an attack must have a success or none."""
     chosen = {}
     for key in dict.fromkeys((r["attack"], r["held_back"]) for r in rows):
         ranked = []
@@ -200,12 +206,19 @@ def best_response(rows: list[dict[str, Any]]) -> dict[tuple[str, bool], str]:
                 continue
             examples = round(float(np.median([r["loss"] * r["test_size"] for r in got])))
             asr = [r["asr"] for r in got if r["asr"] is not None]
+            if asr and len(asr) != len(got):
+                raise ConfigError(f"{key}: some rows of {variant} have an attack success and "
+                                  f"some not")
             attack_in = sum(r["attack_in"] for r in got)
             ranked.append(((-round(float(np.median(asr)), 2),) if asr else ())
                           + (-examples, -attack_in, variant))
         if ranked:
             chosen[key] = min(ranked)[-1]
     return chosen
+
+
+#: R51a compares the five evaluation seeds.
+SEEDS_COMPARED = 5
 
 
 def material_gain(rows: list[dict[str, Any]], chosen: dict[tuple[str, bool], str]
@@ -216,10 +229,16 @@ def material_gain(rows: list[dict[str, Any]], chosen: dict[tuple[str, bool], str
     for attack in dict.fromkeys(r["attack"] for r in rows):
         side = {}
         for held_back in (True, False):
+            if (attack, held_back) not in chosen:
+                raise ConfigError(f"no best response for {attack} with held_back "
+                                  f"{held_back}: give the tuning rows of that attack and rule")
             got = sorted((r for r in rows if r["attack"] == attack
                           and r["held_back"] == held_back
                           and r["attacker"] == chosen[(attack, held_back)]),
                          key=lambda r: r["seed"])
+            if not got:
+                raise ConfigError(f"{attack}, held_back {held_back}: the evaluation has no "
+                                  f"row of the best response {chosen[(attack, held_back)]}")
             asr = [r["asr"] for r in got if r["asr"] is not None]
             side[held_back] = {
                 "attacker": chosen[(attack, held_back)], "seeds": [r["seed"] for r in got],
@@ -232,16 +251,22 @@ def material_gain(rows: list[dict[str, Any]], chosen: dict[tuple[str, bool], str
         r50, b = side[True], side[False]
         if r50["seeds"] != b["seeds"]:
             raise ConfigError(f"{attack}: the rules ran on different seeds")
+        if len(set(r50["seeds"])) != len(r50["seeds"]) or len(r50["seeds"]) != SEEDS_COMPARED:
+            raise ConfigError(f"{attack}: R51a compares {SEEDS_COMPARED} distinct seeds, got "
+                              f"{r50['seeds']}")
         gains = []
-        if (r50["loss_median"] - b["loss_median"]) * r50["test_size"] > 2 or all(
+        # losses in whole test examples; shares to 1e-9, so that a difference of exactly
+        # the threshold is not one by a rounding error
+        if np.median(r50["loss_examples"]) - np.median(b["loss_examples"]) > 2 or all(
                 x > y for x, y in zip(r50["loss_examples"], b["loss_examples"], strict=True)):
             gains.append("loss")
-        if r50["asr_median"] is not None and b["asr_median"] is not None \
-                and r50["asr_median"] - b["asr_median"] > 0.05:
+        if attack.startswith("targeted_flip") and r50["asr_median"] is not None \
+                and b["asr_median"] is not None \
+                and round(r50["asr_median"] - b["asr_median"], 9) > 0.05:
             gains.append("success")
         if r50["attack_in"] > 1.25 * b["attack_in"]:
             gains.append("attack in")
-        if r50["reward_median"] - b["reward_median"] > 0.02:
+        if round(r50["reward_median"] - b["reward_median"], 9) > 0.02:
             gains.append("rewards")
         out[attack] = {"r50": r50, "b": b, "material_gain": gains}
     return out
@@ -272,10 +297,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--verdict", type=Path, nargs=2, default=None,
                         metavar=("TUNING", "EVALUATION"),
                         help="run nothing: R51a's verdict, R50 against B on the evaluation "
-                             "rows, each against its best response chosen on the tuning rows")
+                             "rows, each against its best response chosen on the tuning rows "
+                             "(each a JSON file or several, comma-separated)")
     args = parser.parse_args(argv)
     if args.verdict:
-        tuning, evaluation = (json.loads(path.read_text())["rows"] for path in args.verdict)
+        tuning, evaluation = ([r for path in str(paths).split(",")
+                               for r in json.loads(Path(path).read_text())["rows"]]
+                              for paths in args.verdict)
         print(json.dumps(material_gain(evaluation, best_response(tuning)), indent=2))
         return
     if args.choose:

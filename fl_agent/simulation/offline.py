@@ -258,10 +258,10 @@ def run_offline(fed: Federation, clients: Sequence[Client] | None = None, *,
             observe = getattr(members[i].poison, "observe", None)
             if observe is not None and i not in blacklisted:
                 start, count = opened.get(i, (0, 0))
+                count = count if next_block < start + window else 0  # the window will close
                 observe("accepted" if i in accepted else
                         "held_back" if i in held else "rejected",
-                        ban_next=count + 1 >= config.max_rejections
-                        and next_block < start + window)
+                        ban_next=blacklist and count + 1 >= config.max_rejections)
         row = OfflineRound(number, submitted, decision,
                            evaluate(spec, params, X_test, y_test, "accuracy"))
         rounds.append(row)

@@ -117,30 +117,88 @@ def test_the_best_response_is_the_most_harmful_probing_attacker_per_attack_and_r
                                    ("door", True): "b", ("door", False): "b"}
 
 
+def _verdict_row(attack, held_back, seed, lost, *, success=None, attack_in=10.0,
+                 reward=100_000):
+    """A row whose accuracy fell by ``lost`` of 360 test examples (from 345 of 360, as
+    float arithmetic makes it), with a success of ``success`` of 36 test 1s and a reward
+    share of ``reward`` parts per million."""
+    calm, accuracy = 345 / 360, (345 - lost) / 360
+    return {"attack": attack, "held_back": held_back, "attacker": "x", "seed": seed,
+            "loss": calm - accuracy, "test_size": 360,
+            "asr": None if success is None else success / 36, "attack_in": attack_in,
+            "malicious_reward": reward / 1e6}
+
+
 def test_the_verdict_names_each_criterion_r50_fails_against_b():
+    import random
+
     from benchmarks.probing import material_gain
 
-    def row(attack, held_back, seed, loss, asr=None, attack_in=10.0, reward=0.1):
-        return {"attack": attack, "held_back": held_back, "attacker": "x", "seed": seed,
-                "loss": loss, "test_size": 360, "asr": asr, "attack_in": attack_in,
-                "malicious_reward": reward}
-
-    chosen = {(a, h): "x" for a in ("same", "worse", "edge") for h in (True, False)}
+    seeds = (11, 12, 13, 14, 15)
+    b_lost = (-1, 0, 0, 1, -1)  # median 0
     rows = []
-    for seed, b_loss in zip((11, 12, 13), (0.0, 1 / 360, 2 / 360), strict=True):
-        rows += [row("same", True, seed, b_loss, asr=0.1), row("same", False, seed, b_loss,
-                                                                asr=0.1),
-                 # worse: one example more on every seed, success +0.06, attack in +30 %,
-                 # rewards +3 points
-                 row("worse", True, seed, b_loss + 1 / 360, asr=0.16, attack_in=13,
-                     reward=0.13),
-                 row("worse", False, seed, b_loss, asr=0.1),
-                 # edge: exactly at every threshold, and not worse on every seed
-                 row("edge", True, seed, b_loss + (2 / 360 if seed == 12 else 0), asr=0.15,
-                     attack_in=12.5, reward=0.12),
-                 row("edge", False, seed, b_loss, asr=0.1)]
+    for seed, lost in zip(seeds, b_lost, strict=True):
+        for attack in ("targeted_flip-same", "targeted_flip-edge", "targeted_flip-past"):
+            rows.append(_verdict_row(attack, False, seed, lost, success=2, attack_in=40,
+                                     reward=200_000))
+        rows.append(_verdict_row("sign_flip-every", False, seed, lost))
+    # edge: exactly at every threshold (median loss +2 examples and not more on every
+    # seed, success +0.05, attack in x1.25, rewards +2 points); past: just beyond each
+    edge = dict(zip(seeds, (-1, 2, 2, 2, 2), strict=True))
+    for seed, lost in zip(seeds, b_lost, strict=True):
+        rows.append(_verdict_row("targeted_flip-same", True, seed, lost, success=2,
+                                 attack_in=40, reward=200_000))
+        rows.append(_verdict_row("targeted_flip-edge", True, seed, edge[seed], success=2,
+                                 attack_in=50, reward=220_000))
+        rows.append(_verdict_row("targeted_flip-past", True, seed, edge[seed] + 1, success=4,
+                                 attack_in=50.1, reward=220_001))
+        rows.append(_verdict_row("sign_flip-every", True, seed, lost + 1))  # more on each
+    for row in rows:  # +0.05 is no whole count of 36: set the edge's success onto it
+        if row["attack"] == "targeted_flip-edge" and row["held_back"]:
+            row["asr"] = 2 / 36 + 0.05
+    random.Random(0).shuffle(rows)
+    chosen = {(r["attack"], r["held_back"]): "x" for r in rows}
     verdict = material_gain(rows, chosen)
-    assert verdict["same"]["material_gain"] == []
-    assert verdict["worse"]["material_gain"] == ["loss", "success", "attack in", "rewards"]
-    assert verdict["edge"]["material_gain"] == []
-    assert verdict["worse"]["r50"]["loss_examples"] == [1, 2, 3]
+    assert verdict["targeted_flip-same"]["material_gain"] == []
+    assert verdict["targeted_flip-edge"]["material_gain"] == []
+    assert verdict["targeted_flip-past"]["material_gain"] == ["loss", "success", "attack in",
+                                                              "rewards"]
+    assert verdict["sign_flip-every"]["material_gain"] == ["loss"]
+    assert verdict["targeted_flip-edge"]["r50"]["loss_examples"] == [-1, 2, 2, 2, 2]
+    assert verdict["targeted_flip-edge"]["r50"]["seeds"] == list(seeds)
+
+
+def test_the_verdict_needs_five_distinct_seeds_and_the_best_responses_rows():
+    from benchmarks.probing import material_gain
+
+    chosen = {("sign_flip", True): "x", ("sign_flip", False): "x"}
+    one = [_verdict_row("sign_flip", h, 11, 0) for h in (True, False)]
+    with pytest.raises(ConfigError, match="5 distinct seeds"):
+        material_gain(one, chosen)
+    twice = [_verdict_row("sign_flip", h, s, 0) for h in (True, False)
+             for s in (11, 11, 12, 13, 14)]
+    with pytest.raises(ConfigError, match="5 distinct seeds"):
+        material_gain(twice, chosen)
+    with pytest.raises(ConfigError, match="no row of the best response y"):
+        material_gain(one, {**chosen, ("sign_flip", True): "y"})
+    with pytest.raises(ConfigError, match="no best response"):
+        material_gain(one, {("sign_flip", True): "x"})
+
+
+def test_best_response_ties_go_by_whole_examples_then_attack_in_then_name():
+    from benchmarks.probing import best_response
+
+    def row(attacker, loss, attack_in, asr=None):
+        return {"attack": "flip", "held_back": True, "attacker": attacker, "loss": loss,
+                "test_size": 360, "asr": asr, "attack_in": attack_in}
+
+    # 2.4 and 1.6 examples are both 2: the larger attack in wins, though it lost less
+    assert best_response([row("a", 2.4 / 360, 1), row("b", 1.6 / 360, 2)]) == {
+        ("flip", True): "b"}
+    # a full tie goes to the name that sorts first, whatever the order of the rows
+    assert best_response([row("b", 0.0, 1), row("a", 0.0, 1)]) == {("flip", True): "a"}
+    # success counts to 0.01: 0.104 and 0.096 tie, and the loss decides
+    assert best_response([row("a", 0.0, 1, asr=0.104), row("b", 3 / 360, 1, asr=0.096)]) \
+        == {("flip", True): "b"}
+    with pytest.raises(ConfigError, match="some not"):
+        best_response([row("a", 0.0, 1, asr=0.1), row("a", 0.0, 1)])

@@ -326,6 +326,17 @@ def test_a_probing_attacker_sends_its_honest_update_while_one_more_rejection_wou
     np.testing.assert_allclose(probe(_global(4), trained), _global(4) + 5.0)
 
 
+def test_a_probing_attacker_counts_rounds_by_the_models_it_is_shown():
+    """A round that accepted nothing keeps the global model: the attacker sees the same
+    model again and counts it as the same round (it labels its sends by that count)."""
+    probe = _probe()
+    trained = np.zeros(3, dtype=np.float32)
+    for model in (1, 2, 2, 3):
+        probe(_global(model), trained)
+        probe.observe("held_back", ban_next=False)
+    assert [s[0] for s in probe.sent] == [2, 2, 3]
+
+
 def test_a_probing_attacker_refuses_bad_settings_and_verdicts():
     with pytest.raises(ConfigError, match="down"):
         _probe(down=1.0)

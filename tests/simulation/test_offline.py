@@ -202,6 +202,111 @@ def test_an_attacker_that_reads_its_standing_is_told_it_as_the_registry_keeps_it
     assert run.blacklisted == (1,)
     assert told == [("accepted", False), ("held_back", False), ("rejected", False),
                     ("rejected", True), *[("accepted", True)] * 4, ("accepted", False)]
+    told.clear()  # without blacklisting nothing bans, and nobody is told otherwise
+    run = run_offline(fed, clients, decide=decide, strategy=aggregator_strategy(fed),
+                      blacklist=False)
+    assert run.blacklisted == () and len(told) == 9 and not any(b for _, b in told)
+
+
+@pytest.mark.parametrize("clients, max_rejections, window_rounds, seed", [
+    (6, 2, 1, 0), (6, 2, 2, 1), (6, 3, 1, 2), (5, 3, 2, 3), (7, 2, 1, 4), (4, 1, 1, 5)])
+def test_the_standing_an_attacker_is_told_predicts_the_ban_its_next_rejection_brings(
+        clients, max_rejections, window_rounds, seed):
+    """Whenever client 0 is rejected in the round after one, it is banned exactly when it
+    was told that one more rejection would ban it: clients are rejected at random (so
+    others are banned in the same rounds, and windows close on either side of a round)."""
+    from dataclasses import replace
+    from types import MappingProxyType
+
+    from fl_agent.aggregation.rounds import RoundDecision
+
+    told: list[bool] = []
+
+    class Listener:
+        def __call__(self, global_vector, trained):
+            return trained
+
+        def observe(self, verdict, *, ban_next):
+            told.append(ban_next)
+
+    rejected_in: dict[int, set[int]] = {}
+    run_seed = [0]
+
+    def decide(strategy, global_params, updates, claims, *, round_number, **_):
+        rng = np.random.default_rng(1000 * run_seed[0] + round_number)
+        turned = {j for j in range(len(updates)) if rng.random() < 0.45}
+        rejected_in[round_number] = turned  # the listener, while it submits, is row 0
+        return RoundDecision(global_params, tuple(j for j in range(len(updates))
+                                                  if j not in turned),
+                             MappingProxyType({j: "validation" for j in turned}),
+                             np.zeros(len(updates)), (0,) * len(updates))
+
+    checked = 0
+    for run_seed[0] in range(10 * seed, 10 * seed + 6):
+        fed = federation(SimulationConfig(clients=clients, attack="none", seed=seed,
+                                          rounds=12, steps=1, max_rejections=max_rejections,
+                                          window_rounds=window_rounds))
+        told.clear()
+        members = [replace(fed.clients[0], poison=Listener()), *fed.clients[1:]]
+        run = run_offline(fed, members, decide=decide, strategy=aggregator_strategy(fed))
+        rounds = [r.round for r in run.rounds if 0 in r.submitted]
+        banned = 0 in run.blacklisted
+        assert len(told) == len(rounds) - banned  # not told in the round it is banned
+        for number, ban_next in zip(rounds, told, strict=False):
+            following = number + 1
+            if following > fed.config.rounds or 0 not in rejected_in[following]:
+                continue  # no rejection next round: nothing to predict
+            assert (banned and rounds[-1] == following) == ban_next, (run_seed, number)
+            checked += 1
+    assert checked >= 4
+
+
+def test_the_standing_counts_the_next_rounds_blocks_after_this_rounds_bans():
+    """5 clients, a window of 2 x (5 + 4) = 18 blocks, a ban at 2 rejections; client 1
+    is banned in round 3 (7 blocks a round before, 6 after) and client 3 in round 9 (5
+    after). Client 0, the listener, is rejected in round 3 (block 21: its window's last
+    block is 38) and in round 7 (block 45: to 62). Told after round 5 (block 33): the next
+    round's block is 39, past the window, so one more rejection would not ban it. Told after
+    round 9 (block 57, client 3 banned in it): the next round's is 57 + 3 + 2 = 62, inside,
+    so it would. Counting the next round's blocks before this round's bans, ignoring bans,
+    or keeping a window open one block too long each tells a different story."""
+    from dataclasses import replace
+    from types import MappingProxyType
+
+    from fl_agent.aggregation.rounds import RoundDecision
+
+    told: list[bool] = []
+
+    class Listener:
+        def __call__(self, global_vector, trained):
+            return trained
+
+        def observe(self, verdict, *, ban_next):
+            told.append(ban_next)
+
+    rejected = {1: {2}, 2: {1}, 3: {0, 1}, 4: {4}, 7: {0}, 8: {3}, 9: {3}, 10: {2}}
+
+    def decide(strategy, global_params, updates, claims, *, round_number, **_):
+        turned = [j for j, i in enumerate(submitted_in[round_number])
+                  if i in rejected.get(round_number, ())]
+        return RoundDecision(global_params, tuple(j for j in range(len(updates))
+                                                  if j not in turned),
+                             MappingProxyType({j: "validation" for j in turned}),
+                             np.zeros(len(updates)), (0,) * len(updates))
+
+    fed = federation(SimulationConfig(clients=5, attack="none", seed=1, rounds=10, steps=1,
+                                      max_rejections=2, window_rounds=2))
+    banned_by = {3: {1}, 9: {3}}
+    gone: set[int] = set()
+    submitted_in = {}
+    for number in range(1, 11):
+        submitted_in[number] = [i for i in range(5) if i not in gone]
+        gone |= banned_by.get(number, set())
+    members = [replace(fed.clients[0], poison=Listener()), *fed.clients[1:]]
+    run = run_offline(fed, members, decide=decide, strategy=aggregator_strategy(fed))
+    assert run.blacklisted == (1, 3)
+    assert [r.submitted for r in run.rounds] == [tuple(submitted_in[n]) for n in range(1, 11)]
+    assert told == [False, False, True, True, False, False, True, True, True, False]
 
 
 def test_a_run_goes_on_when_every_client_is_blacklisted():
