@@ -392,6 +392,13 @@ def test_a_round_that_holds_back_is_replayed_and_a_forged_hold_back_is_named():
     failing = _with(evidence, held_back=[[i, slack, -1.0] for i, slack, _ in rows])
     assert any(p.endswith("the figures say validation, the evidence says held_back")
                for p in _problems(failing, rule=evidence.rule, dimension=64))
+    # The boundary: a margin of exactly 0 is within the tolerance (held back), as FairFL
+    # decides it; one a hair below is not.
+    at_zero = _with(evidence, held_back=[[i, slack, 0.0] for i, slack, _ in rows])
+    assert replay_screens(at_zero, evidence.rule, 64) == ([], len(evidence.verdicts) - 1)
+    below = _with(evidence, held_back=[[i, slack, -1e-12] for i, slack, _ in rows])
+    assert any(p.endswith("the figures say validation, the evidence says held_back")
+               for p in _problems(below, rule=evidence.rule, dimension=64))
     # A slack the similarities do not give (the full one: nothing to hold back).
     full = _with(evidence, held_back=[[i, 2.0, margin] for i, _, margin in rows])
     assert any("the similarities give a slack of" in p

@@ -218,3 +218,22 @@ def test_held_back_is_a_true_or_false_option_and_not_one_for_the_noise_control()
     with pytest.raises(ConfigError, match="noise_control"):
         FairFL(held_back=True, noise_control=True)
     assert FairFL().held_back is False
+
+
+@pytest.mark.parametrize("margin, held", [(0.0, True), (-1e-12, False)])
+def test_a_margin_of_exactly_zero_is_within_the_tolerance(monkeypatch, margin, held):
+    """The rule's boundary: a harm exactly at the full tolerance (margin 0) is held back,
+    one a hair beyond is not. The margins are set by hand; everything else is the rule's."""
+    import fl_agent.aggregation.fairfl as fairfl
+
+    monkeypatch.setattr(fairfl, "held_back_margins",
+                        lambda turned, *args: np.full(len(turned), margin))
+    tested = 0
+    for r, options in _rounds():
+        report = FairFL(**CRAFTED, **options, held_back=True).report(
+            r.global_params, r.updates, r.num_samples, r.gate_scores).result
+        for row in report.figures.get("held_back", []):
+            assert row[2] == margin
+            assert (report.reasons[row[0]] == Reason.HELD_BACK) is held
+            tested += 1
+    assert tested > 0
