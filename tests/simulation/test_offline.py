@@ -164,6 +164,25 @@ def test_held_back_updates_do_not_count_towards_a_ban():
         assert run.blacklisted == blacklisted
 
 
+class _Listener:
+    """A hook that sends its honest update and keeps what run_offline tells it: ``told``,
+    each round's (verdict, ban_next)."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[str, bool]] = []
+
+    def __call__(self, global_vector, trained):
+        return trained
+
+    def observe(self, verdict, *, ban_next):
+        self.told.append((verdict, ban_next))
+
+    @property
+    def standing(self) -> list[bool]:
+        """Each round's ban_next alone."""
+        return [ban_next for _, ban_next in self.told]
+
+
 def test_an_attacker_that_reads_its_standing_is_told_it_as_the_registry_keeps_it():
     """run_offline tells a hook with ``observe`` its verdict (accepted, held back, or
     rejected for any counted reason) and whether one more rejection would ban it. Client 1
@@ -176,14 +195,8 @@ def test_an_attacker_that_reads_its_standing_is_told_it_as_the_registry_keeps_it
 
     from fl_agent.aggregation.rounds import RoundDecision
 
-    told: list[tuple[str, bool]] = []
-
-    class Listener:
-        def __call__(self, global_vector, trained):
-            return trained
-
-        def observe(self, verdict, *, ban_next):
-            told.append((verdict, ban_next))
+    listener = _Listener()
+    told = listener.told
 
     turned = {2: {0: "held_back"}, 3: {0: "validation"}, 4: {0: "free_rider"}}
 
@@ -197,7 +210,7 @@ def test_an_attacker_that_reads_its_standing_is_told_it_as_the_registry_keeps_it
                              (0,) * len(updates))
 
     fed = federation(SimulationConfig(clients=4, attack="none", seed=1, rounds=9, steps=1))
-    clients = [replace(fed.clients[0], poison=Listener()), *fed.clients[1:]]
+    clients = [replace(fed.clients[0], poison=listener), *fed.clients[1:]]
     run = run_offline(fed, clients, decide=decide, strategy=aggregator_strategy(fed))
     assert run.blacklisted == (1,)
     assert told == [("accepted", False), ("held_back", False), ("rejected", False),
@@ -220,15 +233,7 @@ def test_the_standing_an_attacker_is_told_predicts_the_ban_its_next_rejection_br
 
     from fl_agent.aggregation.rounds import RoundDecision
 
-    told: list[bool] = []
-
-    class Listener:
-        def __call__(self, global_vector, trained):
-            return trained
-
-        def observe(self, verdict, *, ban_next):
-            told.append(ban_next)
-
+    listener = _Listener()
     rejected_in: dict[int, set[int]] = {}
     run_seed = [0]
 
@@ -246,9 +251,10 @@ def test_the_standing_an_attacker_is_told_predicts_the_ban_its_next_rejection_br
         fed = federation(SimulationConfig(clients=clients, attack="none", seed=seed,
                                           rounds=12, steps=1, max_rejections=max_rejections,
                                           window_rounds=window_rounds))
-        told.clear()
-        members = [replace(fed.clients[0], poison=Listener()), *fed.clients[1:]]
+        listener.told.clear()
+        members = [replace(fed.clients[0], poison=listener), *fed.clients[1:]]
         run = run_offline(fed, members, decide=decide, strategy=aggregator_strategy(fed))
+        told = listener.standing
         rounds = [r.round for r in run.rounds if 0 in r.submitted]
         banned = 0 in run.blacklisted
         assert len(told) == len(rounds) - banned  # not told in the round it is banned
@@ -275,15 +281,7 @@ def test_the_standing_counts_the_next_rounds_blocks_after_this_rounds_bans():
 
     from fl_agent.aggregation.rounds import RoundDecision
 
-    told: list[bool] = []
-
-    class Listener:
-        def __call__(self, global_vector, trained):
-            return trained
-
-        def observe(self, verdict, *, ban_next):
-            told.append(ban_next)
-
+    listener = _Listener()
     rejected = {1: {2}, 2: {1}, 3: {0, 1}, 4: {4}, 7: {0}, 8: {3}, 9: {3}, 10: {2}}
 
     def decide(strategy, global_params, updates, claims, *, round_number, **_):
@@ -302,11 +300,12 @@ def test_the_standing_counts_the_next_rounds_blocks_after_this_rounds_bans():
     for number in range(1, 11):
         submitted_in[number] = [i for i in range(5) if i not in gone]
         gone |= banned_by.get(number, set())
-    members = [replace(fed.clients[0], poison=Listener()), *fed.clients[1:]]
+    members = [replace(fed.clients[0], poison=listener), *fed.clients[1:]]
     run = run_offline(fed, members, decide=decide, strategy=aggregator_strategy(fed))
     assert run.blacklisted == (1, 3)
     assert [r.submitted for r in run.rounds] == [tuple(submitted_in[n]) for n in range(1, 11)]
-    assert told == [False, False, True, True, False, False, True, True, True, False]
+    assert listener.standing == [False, False, True, True, False, False, True, True, True,
+                                 False]
 
 
 def test_a_run_goes_on_when_every_client_is_blacklisted():
