@@ -174,7 +174,8 @@ def would_blacklist(run: Any, clients: int, window_rounds: int, max_rejections: 
 
 def measure_run(seed: int, method: str, ratio: float, strategy_name: str, *, clients: int,
                 rounds: int, attack: str, blacklist: bool = False,
-                trigger_rounds: int | None = None) -> dict[str, Any]:
+                trigger_rounds: int | None = None, noise_rounds: int | None = None
+                ) -> dict[str, Any]:
     import dataclasses
 
     from benchmarks.rule_alone import attack_rate
@@ -207,6 +208,8 @@ def measure_run(seed: int, method: str, ratio: float, strategy_name: str, *, cli
         strategy = aggregator_strategy(fed, plan)  # imports the agents: only when needed
         if trigger_rounds is not None:
             strategy = dataclasses.replace(strategy, trigger_rounds=trigger_rounds)
+        if noise_rounds is not None:
+            strategy = dataclasses.replace(strategy, noise_rounds=noise_rounds)
         screened = strategy.input_layer
     else:
         strategy = get_strategy(strategy_name)
@@ -237,6 +240,7 @@ def measure_run(seed: int, method: str, ratio: float, strategy_name: str, *, cli
     reasons: Counter[str] = Counter()
     by_round, rejected_honest = [], []
     honest = flagged = attacks = caught = 0
+    attack_rounds = caught_in_them = 0  # the attackers' submissions in their attack rounds
     below_chance: Counter[int] = Counter()  # window -> honest updates the NOISE check hits
     piled: Counter[int] = Counter()  # window -> honest updates the trigger screen hits
     bad_below: Counter[int] = Counter()  # the same for the attackers' updates
@@ -253,6 +257,9 @@ def measure_run(seed: int, method: str, ratio: float, strategy_name: str, *, cli
             if i in bad:
                 attacks += 1
                 caught += i not in accepted
+                if config.attacks_in(r.round):
+                    attack_rounds += 1
+                    caught_in_them += i not in accepted
                 continue
             honest += 1
             if i not in accepted:
@@ -276,6 +283,10 @@ def measure_run(seed: int, method: str, ratio: float, strategy_name: str, *, cli
         "params": param_count(spec),
         "fpr": flagged / honest if honest else 0.0, "honest_submissions": honest,
         "tpr": caught / attacks if attacks else None,
+        # The same over the rounds the attackers attack in (all of them unless the attack
+        # is intermittent: -every-N, -from-F).
+        "tpr_attack_rounds": caught_in_them / attack_rounds if attack_rounds else None,
+        "noise_rounds": getattr(strategy, "noise_rounds", None),
         "attack_success": attack_rate(fed, run),
         "rejections_by_reason": dict(sorted(reasons.items())),
         "honest_rejections_by_round": by_round,
@@ -444,13 +455,16 @@ def _help(text: str) -> str:
 @click.option("--trigger-rounds", type=click.IntRange(1, 20), default=None,
               help="rounds FairFL's trigger screen adds up (default: what the aggregator uses, "
                    "2 for a task that prunes, 1 for the dense baseline)")
+@click.option("--noise-rounds", type=click.IntRange(1, 20), default=None,
+              help="rounds FairFL's NOISE check adds up (default: what the aggregator uses; "
+                   "above 1 it must equal the trigger screen's when that is above 1)")
 @click.option("--json", "json_path", type=click.Path(path_type=Path),
               default=Path("reports/bench/privacy_sparse.json"), show_default=True)
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path),
               default=Path("docs/plots/privacy_sparse.png"), show_default=True)
 def main(seeds: str, ratios: str, methods: list[str], strategies: list[str], clients: int,
          rounds: int, attack: str, blacklist: bool, trigger_rounds: int | None,
-         json_path: Path, plot_path: Path) -> None:
+         noise_rounds: int | None, json_path: Path, plot_path: Path) -> None:
     import torch
 
     from fl_agent.errors import ConfigError
@@ -479,7 +493,8 @@ def main(seeds: str, ratios: str, methods: list[str], strategies: list[str], cli
         for seed, method, ratio, strategy in plan:
             progress.update(task, description=f"seed {seed} {method} {ratio:g} {strategy}")
             row = measure_run(seed, method, ratio, strategy, clients=clients, rounds=rounds,
-                              attack=attack, blacklist=blacklist, trigger_rounds=trigger_rounds)
+                              attack=attack, blacklist=blacklist, trigger_rounds=trigger_rounds,
+                              noise_rounds=noise_rounds)
             rows.append(row)
             progress.console.print(
                 f"seed {seed} {row['method']:11} {ratio:<4g} {strategy:6} accuracy "
@@ -489,7 +504,7 @@ def main(seeds: str, ratios: str, methods: list[str], strategies: list[str], cli
     result = {"settings": {"seeds": seed_list, "ratios": ratio_list, "methods": methods,
                            "strategies": strategies, "clients": clients, "rounds": rounds,
                            "attack": attack, "scoring": "loo", "blacklist": blacklist,
-                           "trigger_rounds": trigger_rounds},
+                           "trigger_rounds": trigger_rounds, "noise_rounds": noise_rounds},
               "machine": about, "wall_s": round(time.time() - started, 1), "runs": rows}
     publish(result, json_path, markdown(rows))
     plot(rows, plot_path)

@@ -143,7 +143,7 @@ class AggregatorAgent:
         self.rounds = task.rounds
         self._dp_noise: float | None = None  # participant-level DP, calibrated on first use
         self.keys.recover(latest_keyring(self.fairfl, self.store, self.task_id))
-        #: The input-layer deltas of earlier rounds, for a trigger screen over several rounds.
+        #: The deltas of earlier rounds, for screens over several rounds.
         self.inputs = EarlierInputs(self)
         #: The senders' earlier z-scores, for FairFL's sequential test (from the evidence).
         self.records = SequentialRecords(
@@ -323,6 +323,10 @@ class AggregatorAgent:
             if history is not None and trigger is not None:  # which updates each sum holds
                 trigger["earlier_cids"] = [history[1][usable.index(i)]
                                            for i in trigger["indices"]]
+            noise = judgement.figures.get("noise")
+            if history is not None and noise is not None:
+                judgement.figures["noise"] = {**noise, "earlier_cids": [
+                    history[1][usable.index(i)] for i in judgement.figures["candidates"]]}
             for j, i in enumerate(usable):
                 judgement.scores[i] = float(decision.scores[j])
                 judgement.shares[i] = decision.shares[j]
@@ -330,8 +334,8 @@ class AggregatorAgent:
 
     def earlier(self, round_number: int, logs: list[Any]
                 ) -> tuple[np.ndarray, list[list[str]]] | None:
-        """What each of ``logs``' senders sent in its earlier rounds, for the trigger
-        screen (:meth:`fl_agent.agents.earlier_inputs.EarlierInputs.sums`)."""
+        """What each of ``logs``' senders sent in its earlier rounds, for the screens over
+        rounds (:meth:`fl_agent.agents.earlier_inputs.EarlierInputs.sums`)."""
         return self.inputs.sums(round_number, logs)
 
     def verdicts(self, judgement: Judgement, params: np.ndarray) -> tuple[Verdict, ...]:

@@ -329,7 +329,17 @@ def _replay(evidence: RoundEvidence, figures: dict[str, Any], options: dict[str,
                                 f"the evidence says {chance}")
             chance = derived
         if len(candidates) > 1 and chance <= _MAX_CHANCE:
-            correlated = (similarity - 3.0 * np.eye(len(candidates))).max(axis=1) > chance
+            tested = similarity
+            noise = figures.get("noise")
+            if int(options.get("noise_rounds", 1)) > 1 and evidence.round > 1 and noise is None:
+                problems.append(f"the rule tests noise over {options['noise_rounds']} rounds, "
+                                "but the evidence records no sums' cosines for it")
+            if noise is not None:  # over several rounds: the sums' cosines, checked alike
+                tested = np.asarray(noise["similarity"], dtype=float)
+                if tested.shape != similarity.shape or not np.allclose(tested, tested.T):
+                    raise ValueError("the noise test's cosines are not a symmetric matrix of "
+                                     f"shape {similarity.shape}")
+            correlated = (tested - 3.0 * np.eye(len(candidates))).max(axis=1) > chance
         else:
             correlated = np.ones(len(candidates), dtype=bool)
         expected.update({candidates[k]: "noise" for k in np.flatnonzero(~correlated)})

@@ -1,12 +1,13 @@
-"""The aggregator's memory of earlier rounds for a trigger screen over several rounds.
+"""The aggregator's memory of earlier rounds for screens over several rounds.
 
-Wiring only (the screen itself: :mod:`fl_agent.aggregation.fairfl`, step 1b, with
-``FairFL.trigger_rounds``; the round's input: :attr:`fl_agent.aggregation.base.Round.earlier`).
-A pruning task screens what each sender sent over its last rounds added up
-(docs/privacy-sparse.md). :class:`EarlierInputs` keeps the input-layer deltas the aggregator
-decoded when it judged a round, under its ``state_dir``, and sums each sender's earlier ones
-for the next rounds; an update judged elsewhere (before this aggregator took the task over)
-is read back from the chain and the store.
+Wiring only (the screens themselves: :mod:`fl_agent.aggregation.fairfl`, step 1b with
+``FairFL.trigger_rounds`` and step 2's chance test with ``FairFL.noise_rounds``; the round's
+input: :attr:`fl_agent.aggregation.base.Round.earlier`). A pruning task screens what each
+sender sent over its last rounds added up (docs/privacy-sparse.md). :class:`EarlierInputs`
+keeps the deltas the aggregator decoded when it judged a round (the input layer's for the
+trigger screen alone, whole for the NOISE check), under its ``state_dir``, and sums each
+sender's earlier ones for the next rounds; an update judged elsewhere (before this
+aggregator took the task over) is read back from the chain and the store.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fl_agent.aggregation.trigger_screen import trigger_window
+from fl_agent.aggregation.base import earlier_window
 from fl_agent.crypto.envelopes import decrypt_model, open_update
 from fl_agent.errors import FairFLError
+from fl_agent.learning.models import param_count
 from fl_agent.learning.weights import decode_weights
 from fl_agent.storage.store import NodeUnavailableError
 
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class EarlierInputs:
-    """The earlier rounds' input-layer deltas of one aggregator (module docstring)."""
+    """The earlier rounds' deltas of one aggregator (module docstring)."""
 
     agent: AggregatorAgent
     _unreachable: set[str] = field(default_factory=set, init=False, repr=False)
@@ -37,8 +39,9 @@ class EarlierInputs:
     def sums(self, round_number: int, logs: list[Any]
              ) -> tuple[np.ndarray, list[list[str]]] | None:
         """What each of ``logs``' senders sent in its earlier rounds within the rule's window
-        (``FairFL.trigger_rounds``), its deltas summed, input layer only (the round's
-        :attr:`~fl_agent.aggregation.base.Round.earlier`), and for each sender the CIDs of
+        (``FairFL.trigger_rounds``, ``noise_rounds``), its deltas summed, as wide as the rule
+        reads them (the round's :attr:`~fl_agent.aggregation.base.Round.earlier`), and for
+        each sender the CIDs of
         the updates in that sum, which the evidence records. None when the rule screens the
         update alone, or in round 1.
 
@@ -51,7 +54,7 @@ class EarlierInputs:
         replaced), one or a model nobody provides while the store serves this round's model
         (tried once per process: it must not hold this round up). Only a store that is down
         raises."""
-        layout = trigger_window(self.agent.strategy)
+        layout = self._window()
         if layout is None or round_number <= 1:
             return None
         window, width = layout
@@ -75,7 +78,7 @@ class EarlierInputs:
                     delta = self._read(number, log, before, width, current)
                 if delta is None:
                     agent.log(f"[yellow]round {round_number}: {who}'s update of round {number} "
-                              "is left out of its trigger screen (it cannot be had)[/]")
+                              "is left out of its screens over rounds (it cannot be had)[/]")
                     continue
                 sums[senders.index(who)] += delta
                 sources[senders.index(who)].append(cid)
@@ -89,11 +92,16 @@ class EarlierInputs:
     def _path(self, number: int, cid: str) -> Path:
         return self.folder / f"r{number}-{cid}.npy"
 
+    def _window(self) -> tuple[int, int] | None:
+        """(rounds, width) of what the rule reads (:func:`earlier_window`), or None."""
+        return earlier_window(self.agent.strategy, param_count(self.agent.document.model))
+
     def keep(self, number: int, logs: list[Any], usable: list[int],
              vectors: list[np.ndarray], global_vector: np.ndarray) -> None:
-        """Keeps the input-layer deltas of round ``number``'s decoded updates for the trigger
-        screen of the rounds after it (:meth:`sums`), and drops those out of its window."""
-        layout = trigger_window(self.agent.strategy)
+        """Keeps the deltas (as wide as the rule reads them) of round ``number``'s decoded
+        updates for the screens of the rounds after it (:meth:`sums`), and drops those out
+        of its window."""
+        layout = self._window()
         if layout is None:
             return
         window, width = layout
@@ -109,8 +117,8 @@ class EarlierInputs:
                 old.unlink(missing_ok=True)
 
     def _kept(self, number: int, cid: str, width: int) -> np.ndarray | None:
-        """What :meth:`keep` kept of that update, or None (not kept, or not of this rule's
-        input layer)."""
+        """What :meth:`keep` kept of that update, or None (not kept, or not as wide as this
+        rule reads)."""
         try:
             kept = np.load(self._path(number, cid), allow_pickle=False)
         except (OSError, ValueError):
@@ -132,8 +140,8 @@ class EarlierInputs:
 
     def _read(self, number: int, log: Any, before: np.ndarray, width: int,
               current: str) -> np.ndarray | None:
-        """An earlier update's input-layer delta read back from the store, or None when it
-        cannot be had (see :meth:`sums`)."""
+        """An earlier update's delta (its first ``width`` values) read back from the store,
+        or None when it cannot be had (see :meth:`sums`)."""
         agent = self.agent
         cid = str(log.updateCid)
         if cid in self._unreachable:

@@ -95,11 +95,11 @@ def rule_parameters(strategy: Any) -> dict[str, Any]:
 
 #: Options a rule gained after evidence began to record its parameters, with the value every
 #: round before ran at: a record without one names the same rule as one with that value
-#: (FairFL's ``sequential`` 2026-12-05, ``min_tolerance``, ``copies_once`` and
-#: ``held_back`` 2026-12-06).
+#: (FairFL's ``sequential`` 2026-12-05, ``min_tolerance``, ``copies_once``, ``held_back``
+#: and ``noise_rounds`` 2026-12-06).
 LATER_OPTIONS: dict[str, dict[str, Any]] = {
     "fairfl": {"sequential": False, "min_tolerance": 0.0, "copies_once": False,
-               "held_back": False}}
+               "held_back": False, "noise_rounds": 1}}
 
 
 def same_rule(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> bool:

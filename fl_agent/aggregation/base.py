@@ -119,8 +119,9 @@ class Round:
     reasons: Mapping[int, Reason]
     dtype: np.dtype
     #: ``(n, c)`` or None: for each update, what its sender sent in its earlier rounds within
-    #: the rule's window (their deltas summed), first ``c`` parameters only; FairFL's trigger
-    #: screen reads it (``FairFL.trigger_rounds``), the other rules ignore it.
+    #: the rule's window (their deltas summed), first ``c`` parameters only
+    #: (:func:`earlier_window`); FairFL's trigger screen reads it (``FairFL.trigger_rounds``)
+    #: and, whole, its NOISE check (``FairFL.noise_rounds``); the other rules ignore it.
     earlier: FloatArray | None = None
     #: ``(n, 2)`` or None: for each update, its sender's evidence from earlier rounds of a DP
     #: task (the sum of its noise-control z-scores and their count); FairFL's sequential
@@ -260,6 +261,24 @@ def _as_num_samples(num_samples: ArrayLike, n: int) -> FloatArray:
     return counts
 
 
+def earlier_window(strategy: Strategy, size: int) -> tuple[int, int] | None:
+    """``(rounds, width)`` when ``strategy`` reads what each sender sent over its latest
+    ``rounds`` rounds (FairFL's ``trigger_rounds`` above 1 with an input layer, or its
+    ``noise_rounds`` above 1): its caller then keeps the first ``width`` values of every
+    delta of ``size`` values (the input layer's, or all of them for the NOISE check) and
+    gives their sums as :attr:`Round.earlier`. None for any other rule."""
+    trigger = int(getattr(strategy, "trigger_rounds", 1))
+    layer = getattr(strategy, "input_layer", None)
+    noise = int(getattr(strategy, "noise_rounds", 1))
+    if layer is None or float(getattr(strategy, "trigger_share", 1.0)) <= 0:
+        trigger = 1
+    if noise > 1:
+        return max(noise, trigger), size
+    if trigger > 1:
+        return trigger, layer[0] + layer[1] * layer[2]
+    return None
+
+
 def prepare_round(global_params: ArrayLike, updates: UpdatesLike,
                   num_samples: ArrayLike, earlier: ArrayLike | None = None,
                   evidence: ArrayLike | None = None) -> Round:
@@ -361,5 +380,6 @@ def similarity_scores(global_params: FloatArray, updates: FloatArray, new_params
 
 __all__ = ["BLOCK_VALUES", "AggregationResult", "DeltaRows", "Evaluate", "FloatArray", "Reason",
            "Round", "Strategy", "UpdatesLike", "add_weighted_rows", "clip_factors", "clip_norms",
-           "column_median", "cosine_to", "delta_gram", "gram_cosines", "median_norm_clip",
-           "prepare_round", "row_norms", "scaled_row", "similarity_scores", "weighted_mean"]
+           "column_median", "cosine_to", "delta_gram", "earlier_window", "gram_cosines",
+           "median_norm_clip", "prepare_round", "row_norms", "scaled_row", "similarity_scores",
+           "weighted_mean"]

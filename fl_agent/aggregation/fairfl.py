@@ -65,7 +65,14 @@ similarity to the global model itself is ~1 for everyone and says nothing).
    participant's data pulls in its direction (Gaussian-noise attacks; benign updates of
    even very non-IID clients share some direction with somebody). The test needs
    ``d >= 4 * chance_z**2`` (64 by default); in fewer dimensions random directions are not
-   reliably near-orthogonal and it is skipped.
+   reliably near-orthogonal and it is skipped. With ``noise_rounds`` above 1 (every task that
+   prunes made since rule R52, 2026-12-06) the test reads, for each update, the sum of its
+   delta and what its sender sent in its previous rounds (:attr:`Round.earlier`, the window
+   the trigger screen reads too), against the other updates' sums: a sparse update is
+   mostly its sender's own residual, on coordinates nobody else sends, and by error feedback
+   its sum over rounds is close to the sender's dense step, which shares a direction with
+   the others; noise summed stays noise (docs/privacy-sparse.md). Only this test reads the
+   sums; the steps after it read the updates alone.
 
 3. **DBSCAN** (scikit-learn, ``metric="precomputed"`` on ``1 - S``) labels each remaining
    update as a member of a cluster or as noise, without a number of clusters. ``eps`` is
@@ -324,7 +331,6 @@ from fl_agent.aggregation.rounds import EXACT_COPIES, close_groups, first_of_gro
 from fl_agent.aggregation.trigger_screen import (
     input_feature_shares,
     trigger_excess,
-    trigger_window,
 )
 from fl_agent.errors import ConfigError
 
@@ -365,7 +371,9 @@ class FairFL(Strategy):
     :func:`fl_agent.learning.input_layer`; None skips the step), ``trigger_share`` (0 skips
     it), ``trigger_rounds`` (how many of a sender's latest rounds the screen adds up, from
     what the round gives in :attr:`~fl_agent.aggregation.base.Round.earlier`; 1: the update
-    alone); ``noise_control`` (step 5 for DP-SGD updates, see the module docstring),
+    alone); ``noise_rounds`` (the same for step 2's chance test; above 1 it must equal
+    ``trigger_rounds`` when that is above 1, the round carrying one sum per sender);
+    ``noise_control`` (step 5 for DP-SGD updates, see the module docstring),
     ``sequential`` (step 5 with the control: senders judged over their rounds, from what the
     round gives in :attr:`~fl_agent.aggregation.base.Round.evidence`); ``copies_once`` (steps
     2, 4 and 5: exact copies count once); ``held_back`` (step 5c)."""
@@ -387,6 +395,7 @@ class FairFL(Strategy):
     input_layer: tuple[int, int, int] | None = None
     trigger_share: float = 0.2
     trigger_rounds: int = 1
+    noise_rounds: int = 1
     noise_control: bool = False
     sequential: bool = False
     copies_once: bool = False
@@ -449,6 +458,14 @@ class FairFL(Strategy):
                 or self.trigger_rounds < 1:
             raise ConfigError(f"trigger_rounds must be an integer >= 1, got "
                               f"{self.trigger_rounds!r}")
+        if isinstance(self.noise_rounds, bool) or not isinstance(self.noise_rounds, int) \
+                or self.noise_rounds < 1:
+            raise ConfigError(f"noise_rounds must be an integer >= 1, got {self.noise_rounds!r}")
+        if self.noise_rounds > 1 and self.trigger_rounds > 1 \
+                and self.noise_rounds != self.trigger_rounds:
+            raise ConfigError(f"noise_rounds ({self.noise_rounds}) and trigger_rounds "
+                              f"({self.trigger_rounds}) read one window of a sender's rounds: "
+                              "set them equal, or one of them to 1")
         if self.input_layer is not None:
             layer = self.input_layer
             if (isinstance(layer, str | bytes) or not hasattr(layer, "__len__")
@@ -608,7 +625,18 @@ class FairFL(Strategy):
         reference = _by_index(candidates, reference_sim)
         chance = chance_similarity(g.size, self.chance_z)
         if candidates.size > 1 and chance <= _MAX_CHANCE:
-            others = similarity - 3.0 * np.eye(candidates.size)
+            tested = similarity
+            if self.noise_rounds > 1 and rnd.earlier is not None:
+                # Each candidate's delta plus what its sender sent in its earlier rounds of
+                # the window, against the others' sums (only this test reads them).
+                if rnd.earlier.shape[1] != g.size:
+                    raise ConfigError(f"earlier holds {rnd.earlier.shape[1]} values per "
+                                      f"update; the NOISE check over rounds reads all {g.size}")
+                summed = deltas[rows] + rnd.earlier[candidates]
+                tested = gram_cosines(summed @ summed.T)
+                measured["noise"] = {"rounds": self.noise_rounds,
+                                     "similarity": tested.tolist()}
+            others = tested - 3.0 * np.eye(candidates.size)
             correlated = others.max(axis=1) > chance
         else:
             correlated = np.ones(candidates.size, dtype=bool)
@@ -736,6 +764,5 @@ __all__ = [
     "strict_noise",
     "strict_requirements",
     "trigger_excess",
-    "trigger_window",
     "validation_gate",
 ]

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fl_agent.aggregation.base import FloatArray, Strategy
+from fl_agent.aggregation.base import FloatArray
 
 
 def input_feature_shares(deltas: FloatArray,
@@ -63,18 +63,6 @@ def input_feature_shares(deltas: FloatArray,
     return np.divide(energy, total, out=np.zeros_like(energy), where=total > 0)
 
 
-def trigger_window(strategy: Strategy) -> tuple[int, int] | None:
-    """``(rounds, width)`` when ``strategy`` screens each sender's latest ``rounds`` rounds
-    added up (``FairFL.trigger_rounds`` above 1, with an input layer): its caller then keeps
-    the first ``width`` values of every delta for :attr:`~fl_agent.aggregation.base.Round.
-    earlier`. None for any other rule."""
-    rounds = int(getattr(strategy, "trigger_rounds", 1))
-    layer = getattr(strategy, "input_layer", None)
-    if rounds <= 1 or layer is None:
-        return None
-    return rounds, layer[0] + layer[1] * layer[2]
-
-
 def trigger_excess(deltas: FloatArray, input_layer: tuple[int, int, int]) -> FloatArray:
     """Step 1b's statistic: for each delta, the largest excess of an input feature's share
     (:func:`input_feature_shares`) over that feature's median share in the round."""
@@ -84,4 +72,4 @@ def trigger_excess(deltas: FloatArray, input_layer: tuple[int, int, int]) -> Flo
     return (shares - np.median(shares, axis=0)).max(axis=1)
 
 
-__all__ = ["input_feature_shares", "trigger_excess", "trigger_window"]
+__all__ = ["input_feature_shares", "trigger_excess"]

@@ -11,7 +11,7 @@ DEFAULT_DEVICE_SPREAD = 4.0
 
 #: What ``fl-agent bench`` runs by default: every attack, then the named variants
 #: (``config.ATTACK_VARIANTS``) but ``alie-jitter`` and ``alie-jitter-1%``, rule R49's
-#: adaptive attackers.
+#: adaptive attackers, and ``gaussian-every-2``, rule R52's (a task that prunes).
 BENCH_ATTACKS = ("none", "label_flip", "sign_flip", "scaling", "gaussian", "backdoor",
                  "free_rider", "noisy_free_rider", "targeted_flip", "alie", "ipm", "minmax",
                  "backdoor-centre", "backdoor-out-of-range", "backdoor-centre-10%",

@@ -209,8 +209,10 @@ def client_seed(config: SimulationConfig, plan: ClientPlan) -> int:
 
 #: Named variants of the attacks (benchmarks run them by these names): the backdoor's
 #: trigger moved to where digits really have ink, set out of range, or stamped on fewer
-#: examples; attackers that attack every other round to stay under the blacklist; ALIE's
-#: colluders each adding their own noise, so that their copies no longer look alike.
+#: examples; attackers that attack every other round to stay under the blacklist (or, with
+#: Gaussian noise, to have an honest round added to each noise round by a screen that sums a
+#: sender's last two); ALIE's colluders each adding their own noise, so that their copies no
+#: longer look alike.
 ATTACK_VARIANTS: dict[str, dict[str, Any]] = {
     "backdoor-centre": {"attack": "backdoor", "trigger_position": "centre"},
     "backdoor-out-of-range": {"attack": "backdoor", "trigger_value": "out_of_range"},
@@ -221,6 +223,7 @@ ATTACK_VARIANTS: dict[str, dict[str, Any]] = {
     "label_flip-every-2": {"attack": "label_flip", "attack_every": 2},
     "sign_flip-every-2": {"attack": "sign_flip", "attack_every": 2},
     "alie-every-2": {"attack": "alie", "attack_every": 2},
+    "gaussian-every-2": {"attack": "gaussian", "attack_every": 2},
     "alie-jitter": {"attack": "alie", "collusion_jitter": 0.5},
     "alie-jitter-1%": {"attack": "alie", "collusion_jitter": 0.01},
 }

@@ -32,9 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from fl_agent.aggregation.base import Reason, Strategy
+from fl_agent.aggregation.base import Reason, Strategy, earlier_window
 from fl_agent.aggregation.rounds import RoundDecision, decide_round
-from fl_agent.aggregation.trigger_screen import trigger_window
 from fl_agent.learning.data import DatasetSplits, load_dataset, split_dataset
 from fl_agent.learning.models import ModelSpec, init_params
 from fl_agent.learning.task_doc import AggregationPlan, DataSpec
@@ -198,9 +197,10 @@ def run_offline(fed: Federation, clients: Sequence[Client] | None = None, *,
     measured: dict[str, Measurement] = {}
     rounds = []
     # What each client sent in its latest rounds, for a rule that screens them together
-    # (FairFL's trigger_rounds; the aggregator agent reads the same back from the chain).
-    screened, width = trigger_window(strategy) or (1, 0)
-    sent: dict[int, list[tuple[int, np.ndarray]]] = {}  # client -> (round, input-layer delta)
+    # (FairFL's trigger_rounds and noise_rounds; the aggregator agent reads the same back
+    # from the chain).
+    screened, width = earlier_window(strategy, params.size) or (1, 0)
+    sent: dict[int, list[tuple[int, np.ndarray]]] = {}  # client -> (round, kept delta)
     for number in range(1, config.rounds + 1):
         submitted = tuple(i for i in range(len(members)) if i not in blacklisted)
         if not submitted:  # everyone is blacklisted: nobody submits, the model stays
