@@ -600,11 +600,14 @@ def test_simulate_publishes_a_dp_task_with_the_sequential_test_unless_told_other
 
 def test_a_task_that_prunes_screens_each_senders_last_two_rounds_on_chain(world):
     """Under FairFL a task that prunes screens, for the trigger, each update alone and plus
-    what its sender sent the round before. The aggregator keeps what it decoded (a restart,
-    or a store that loses the update, changes nothing) and reads from the chain and the store
-    what it did not; the evidence records both statistics and which updates each sum holds,
-    and anyone's replay and the rerun agree with it. A member sending junk first in round 2
-    makes the rule's indices differ from the verdicts' positions."""
+    what its sender sent the round before, and (``noise_rounds``, rule R52) tests each
+    update's sum over those rounds for noise. The aggregator keeps what it decoded, whole (a
+    restart, or a store that loses the update, changes nothing) and reads from the chain and
+    the store what it did not; the evidence records the statistics and which updates each
+    sum holds, and anyone's replay and the rerun agree with it. A member sending junk first
+    in round 2 makes the rule's indices differ from the verdicts' positions."""
+    from sklearn.metrics.pairwise import cosine_similarity
+
     from fl_agent.agents.audit import compare_rerun, replay_screens, rerun_round
     from fl_agent.agents.evidence import RoundEvidence
     from fl_agent.aggregation.trigger_screen import trigger_excess
@@ -613,13 +616,14 @@ def test_a_task_that_prunes_screens_each_senders_last_two_rounds_on_chain(world)
     from fl_agent.storage.base import ContentNotFoundError
 
     document = world.document.model_copy(update={
-        "aggregation": AggregationPlan(strategy="fairfl", scoring="loo"),
+        "aggregation": AggregationPlan(strategy="fairfl", scoring="loo",
+                                       options={"noise_rounds": 2}),
         "privacy": build_plan(TrainingMode.PRUNING, prune_ratio=0.9)})
     task_id = world.create_task(rounds=2, window=60, document=document)
     people = [world.participant(task_id, i) for i in range(4)]
     junk = world.bare_members(task_id, world.accounts[6:7])
     aggregator = world.aggregator_agent(task_id)
-    assert aggregator.strategy.trigger_rounds == 2
+    assert aggregator.strategy.trigger_rounds == aggregator.strategy.noise_rounds == 2
     outcomes = []
     for number in (1, 2):
         _, _, workload = aggregator.step()
@@ -638,8 +642,8 @@ def test_a_task_that_prunes_screens_each_senders_last_two_rounds_on_chain(world)
     layer = restarted.strategy.input_layer
     width = layer[0] + layer[1] * layer[2]
     sent = {str(first.logs[i].participant).lower():
-            first.vectors[k][:width].astype(np.float64) - first.global_vector[:width]
-            for k, i in enumerate(first.usable)}
+            first.vectors[k].astype(np.float64) - first.global_vector
+            for k, i in enumerate(first.usable)}  # whole: the NOISE check reads them all
     cids = {str(log.participant).lower(): str(log.updateCid) for log in first.logs}
     logs = [second.logs[i] for i in second.usable]
     expected = [sent[str(log.participant).lower()] for log in logs]
@@ -666,17 +670,36 @@ def test_a_task_that_prunes_screens_each_senders_last_two_rounds_on_chain(world)
     evidence = RoundEvidence.from_json(world.store.get(outcomes[1].evidence_cid))
     trigger = evidence.rule_figures["trigger"]
     assert trigger["rounds"] == 2 and evidence.rule["options"]["trigger_rounds"] == 2
-    own = np.array([second.vectors[k][:width].astype(np.float64)
-                    - second.global_vector[:width] for k in range(len(logs))])
+    own = np.array([second.vectors[k].astype(np.float64) - second.global_vector
+                    for k in range(len(logs))])
     order = [second.usable.index(i) for i in trigger["indices"]]
-    np.testing.assert_allclose(trigger["alone"], trigger_excess(own[order], layer), rtol=1e-9)
-    np.testing.assert_allclose(trigger["summed"], trigger_excess((own + earlier)[order], layer),
+    np.testing.assert_allclose(trigger["alone"], trigger_excess(own[order, :width], layer),
                                rtol=1e-9)
+    np.testing.assert_allclose(trigger["summed"],
+                               trigger_excess((own + earlier)[order, :width], layer), rtol=1e-9)
     assert trigger["earlier_cids"] == [sources[k] for k in order]
+    noise = evidence.rule_figures["noise"]
+    assert noise["rounds"] == 2 and evidence.rule["options"]["noise_rounds"] == 2
+    order = [second.usable.index(i) for i in evidence.rule_figures["candidates"]]
+    np.testing.assert_allclose(noise["similarity"], cosine_similarity((own + earlier)[order]),
+                               atol=1e-9)
+    assert noise["earlier_cids"] == [sources[k] for k in order]
     first_evidence = RoundEvidence.from_json(world.store.get(outcomes[0].evidence_cid))
     assert "rounds" not in first_evidence.rule_figures["trigger"]  # round 1: alone
+    assert "noise" not in first_evidence.rule_figures
     assert replay_screens(evidence)[0] == []
     assert compare_rerun(evidence, rerun_round(restarted, evidence)) == []
+    # Sums' cosines that put an update's sum within chance of every other: anyone's replay
+    # names the verdict they contradict; and evidence that leaves the sums out is named too.
+    cosines = np.array(noise["similarity"])
+    cosines[0, 1:] = cosines[1:, 0] = 0.0
+    forged = evidence.model_copy(update={"rule_figures": {
+        **evidence.rule_figures, "noise": dict(noise, similarity=cosines.tolist())}})
+    who = evidence.verdicts[evidence.rule_figures["candidates"][0]].participant
+    assert f"{who}: the figures say noise" in " ".join(replay_screens(forged)[0])
+    bare = evidence.model_copy(update={"rule_figures": {
+        k: v for k, v in evidence.rule_figures.items() if k != "noise"}})
+    assert any("records no sums' cosines" in p for p in replay_screens(bare)[0])
     # An excess that is not the larger of the two statistics is named by anyone's replay.
     forged = dict(trigger, excess=[x / 2 for x in trigger["excess"]])
     lied = evidence.model_copy(update={"rule_figures": {**evidence.rule_figures,

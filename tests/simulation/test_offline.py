@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -388,6 +390,15 @@ def test_a_task_that_prunes_screens_each_senders_latest_two_rounds():
         expected = np.array([sent.get(i, np.zeros(width)) for i in now.submitted])
         np.testing.assert_allclose(earlier, expected, rtol=0, atol=1e-12)
         assert np.abs(earlier).sum() > 0
+    # With the NOISE check over two rounds (rule R52) the harness keeps whole deltas.
+    whole = []
+    run = run_offline(fed, strategy=dataclasses.replace(strategy, noise_rounds=2),
+                      decide=lambda s, g, u, c, **o: whole.append((np.array(g), np.array(u),
+                                                                   o["earlier"]))
+                      or decide_as_on_chain(s, g, u, c, **o))
+    (g, updates, _), (_, _, earlier) = whole[0], whole[1]
+    assert earlier.shape == updates.shape and run.rounds[0].submitted == run.rounds[1].submitted
+    np.testing.assert_allclose(earlier, updates.astype(np.float64) - g, rtol=0, atol=1e-12)
     # A plain task's rule is never given earlier rounds.
     plain = []
     run_offline(federation(SimulationConfig(clients=5, seed=3, rounds=2, steps=5)),
