@@ -172,6 +172,23 @@ def would_blacklist(run: Any, clients: int, window_rounds: int, max_rejections: 
     return sorted(out)
 
 
+def attack_round_tpr(rounds: Any, bad: set[int], attacks_in: Callable[[int], bool]
+                     ) -> float | None:
+    """The share of the attackers' (``bad``) submissions turned away, over the rounds they
+    attack in (``attacks_in``: all of them unless the attack is intermittent, -every-N or
+    -from-F); None without any."""
+    sent = turned_away = 0
+    for r in rounds:
+        if not attacks_in(r.round):
+            continue
+        accepted = {r.submitted[j] for j in r.decision.accepted}
+        for i in r.submitted:
+            if i in bad:
+                sent += 1
+                turned_away += i not in accepted
+    return turned_away / sent if sent else None
+
+
 def measure_run(seed: int, method: str, ratio: float, strategy_name: str, *, clients: int,
                 rounds: int, attack: str, blacklist: bool = False,
                 trigger_rounds: int | None = None, noise_rounds: int | None = None
@@ -240,7 +257,6 @@ def measure_run(seed: int, method: str, ratio: float, strategy_name: str, *, cli
     reasons: Counter[str] = Counter()
     by_round, rejected_honest = [], []
     honest = flagged = attacks = caught = 0
-    attack_rounds = caught_in_them = 0  # the attackers' submissions in their attack rounds
     below_chance: Counter[int] = Counter()  # window -> honest updates the NOISE check hits
     piled: Counter[int] = Counter()  # window -> honest updates the trigger screen hits
     bad_below: Counter[int] = Counter()  # the same for the attackers' updates
@@ -257,9 +273,6 @@ def measure_run(seed: int, method: str, ratio: float, strategy_name: str, *, cli
             if i in bad:
                 attacks += 1
                 caught += i not in accepted
-                if config.attacks_in(r.round):
-                    attack_rounds += 1
-                    caught_in_them += i not in accepted
                 continue
             honest += 1
             if i not in accepted:
@@ -285,7 +298,7 @@ def measure_run(seed: int, method: str, ratio: float, strategy_name: str, *, cli
         "tpr": caught / attacks if attacks else None,
         # The same over the rounds the attackers attack in (all of them unless the attack
         # is intermittent: -every-N, -from-F).
-        "tpr_attack_rounds": caught_in_them / attack_rounds if attack_rounds else None,
+        "tpr_attack_rounds": attack_round_tpr(run.rounds, bad, config.attacks_in),
         "noise_rounds": getattr(strategy, "noise_rounds", None),
         "attack_success": attack_rate(fed, run),
         "rejections_by_reason": dict(sorted(reasons.items())),

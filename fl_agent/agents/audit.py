@@ -331,14 +331,26 @@ def _replay(evidence: RoundEvidence, figures: dict[str, Any], options: dict[str,
         if len(candidates) > 1 and chance <= _MAX_CHANCE:
             tested = similarity
             noise = figures.get("noise")
-            if int(options.get("noise_rounds", 1)) > 1 and evidence.round > 1 and noise is None:
-                problems.append(f"the rule tests noise over {options['noise_rounds']} rounds, "
-                                "but the evidence records no sums' cosines for it")
-            if noise is not None:  # over several rounds: the sums' cosines, checked alike
+            rounds = int(options.get("noise_rounds", 1))
+            if rounds > 1 and evidence.round > 1 and noise is None:
+                problems.append(f"the rule tests noise over {rounds} rounds, but the evidence "
+                                "records no sums' cosines for it")
+            elif noise is not None and (rounds <= 1 or evidence.round <= 1
+                                        or noise.get("rounds") != rounds):
+                problems.append("the figures hold a noise test over "
+                                f"{noise.get('rounds')} rounds, which the task's rule does not "
+                                f"run in round {evidence.round}; replayed without it")
+            elif noise is not None:  # over several rounds: the sums' cosines, checked alike
                 tested = np.asarray(noise["similarity"], dtype=float)
-                if tested.shape != similarity.shape or not np.allclose(tested, tested.T):
+                diagonal = np.diag(tested) if tested.ndim == 2 else tested
+                if tested.shape != similarity.shape or not np.allclose(tested, tested.T) \
+                        or not np.all(np.isclose(diagonal, 1.0) | np.isclose(diagonal, 0.0)):
                     raise ValueError("the noise test's cosines are not a symmetric matrix of "
-                                     f"shape {similarity.shape}")
+                                     f"cosines of shape {similarity.shape}")
+                if len(noise.get("earlier_cids", candidates)) != len(candidates):
+                    problems.append("the noise test's sums name the earlier updates of "
+                                    f"{len(noise['earlier_cids'])} updates, not of the "
+                                    f"{len(candidates)} it tested")
             correlated = (tested - 3.0 * np.eye(len(candidates))).max(axis=1) > chance
         else:
             correlated = np.ones(len(candidates), dtype=bool)

@@ -264,7 +264,8 @@ def _as_num_samples(num_samples: ArrayLike, n: int) -> FloatArray:
 def earlier_window(strategy: Strategy, size: int) -> tuple[int, int] | None:
     """``(rounds, width)`` when ``strategy`` reads what each sender sent over its latest
     ``rounds`` rounds (FairFL's ``trigger_rounds`` above 1 with an input layer, or its
-    ``noise_rounds`` above 1): its caller then keeps the first ``width`` values of every
+    ``noise_rounds`` above 1, where its chance test runs): its caller then keeps the first
+    ``width`` values of every
     delta of ``size`` values (the input layer's, or all of them for the NOISE check) and
     gives their sums as :attr:`Round.earlier`. None for any other rule."""
     trigger = int(getattr(strategy, "trigger_rounds", 1))
@@ -272,6 +273,8 @@ def earlier_window(strategy: Strategy, size: int) -> tuple[int, int] | None:
     noise = int(getattr(strategy, "noise_rounds", 1))
     if layer is None or float(getattr(strategy, "trigger_share", 1.0)) <= 0:
         trigger = 1
+    if float(getattr(strategy, "chance_z", 4.0)) > 0.5 * np.sqrt(size):
+        noise = 1  # the chance test does not run (a chance level above 0.5: DP, watermarks)
     if noise > 1:
         return max(noise, trigger), size
     if trigger > 1:

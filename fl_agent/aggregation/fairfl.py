@@ -65,14 +65,19 @@ similarity to the global model itself is ~1 for everyone and says nothing).
    participant's data pulls in its direction (Gaussian-noise attacks; benign updates of
    even very non-IID clients share some direction with somebody). The test needs
    ``d >= 4 * chance_z**2`` (64 by default); in fewer dimensions random directions are not
-   reliably near-orthogonal and it is skipped. With ``noise_rounds`` above 1 (every task that
-   prunes made since rule R52, 2026-12-06) the test reads, for each update, the sum of its
+   reliably near-orthogonal and it is skipped. With ``noise_rounds`` above 1 (an option of a
+   task's rule, not a default: rule R52 measured it and did not adopt it, docs/privacy-sparse.md)
+   the test reads, for each update, the sum of its
    delta and what its sender sent in its previous rounds (:attr:`Round.earlier`, the window
    the trigger screen reads too), against the other updates' sums: a sparse update is
    mostly its sender's own residual, on coordinates nobody else sends, and by error feedback
    its sum over rounds is close to the sender's dense step, which shares a direction with
-   the others; noise summed stays noise (docs/privacy-sparse.md). Only this test reads the
-   sums; the steps after it read the updates alone.
+   the others; noise summed stays noise. But a sender's own earlier round vouches for this
+   one: noise sent after an honest round shares the honest direction in the sum (an attacker
+   sending noise every other round got through more often), and the sums are not clipped and
+   hold earlier updates whatever their verdict, so a long earlier update can vouch for any
+   noise after it (not measured). Only this test reads the sums; the steps after it read the
+   updates alone.
 
 3. **DBSCAN** (scikit-learn, ``metric="precomputed"`` on ``1 - S``) labels each remaining
    update as a member of a cluster or as noise, without a number of clusters. ``eps`` is
@@ -372,7 +377,8 @@ class FairFL(Strategy):
     it), ``trigger_rounds`` (how many of a sender's latest rounds the screen adds up, from
     what the round gives in :attr:`~fl_agent.aggregation.base.Round.earlier`; 1: the update
     alone); ``noise_rounds`` (the same for step 2's chance test; above 1 it must equal
-    ``trigger_rounds`` when that is above 1, the round carrying one sum per sender);
+    ``trigger_rounds`` when that screen runs over rounds too, the round carrying one sum per
+    sender);
     ``noise_control`` (step 5 for DP-SGD updates, see the module docstring),
     ``sequential`` (step 5 with the control: senders judged over their rounds, from what the
     round gives in :attr:`~fl_agent.aggregation.base.Round.evidence`); ``copies_once`` (steps
@@ -462,6 +468,7 @@ class FairFL(Strategy):
                 or self.noise_rounds < 1:
             raise ConfigError(f"noise_rounds must be an integer >= 1, got {self.noise_rounds!r}")
         if self.noise_rounds > 1 and self.trigger_rounds > 1 \
+                and self.input_layer is not None and self.trigger_share > 0 \
                 and self.noise_rounds != self.trigger_rounds:
             raise ConfigError(f"noise_rounds ({self.noise_rounds}) and trigger_rounds "
                               f"({self.trigger_rounds}) read one window of a sender's rounds: "

@@ -130,7 +130,8 @@ def simulate(dataset: str, model: str | None, clients: int, malicious: float, at
         raise click.BadParameter(str(err), param_hint="--mode") from None
     options = rule_options_of(aggregator, rule_options,
                               example_dp=TrainingMode.DP in modes and dp_level == "example",
-                              watermark=TrainingMode.WATERMARK in modes)
+                              watermark=TrainingMode.WATERMARK in modes,
+                              prune=TrainingMode.PRUNING in modes)
     config = SimulationConfig.build(
         dataset=dataset, model=model, clients=clients, malicious=malicious, attack=attack,
         partition=partition, alpha=alpha, rounds=rounds, aggregator=aggregator, steps=steps,

@@ -187,7 +187,8 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
                           "or use multikrum")
     options = rule_options_of(strategy, rule_options, example_dp=TrainingMode.DP in training_mode
                               and dp_level == "example",
-                              watermark=TrainingMode.WATERMARK in training_mode)
+                              watermark=TrainingMode.WATERMARK in training_mode,
+                              prune=TrainingMode.PRUNING in training_mode)
     if (key_holder_alias is not None or he_context_cid is not None) and not he:
         raise FairFLError("--key-holder and --he-context are for --mode he only")
     if he_context_cid is not None and key_holder_alias is None:
@@ -272,14 +273,15 @@ def public_context_plan(store: Any, cid: str, key_holder: str,
         raise FairFLError(f"--he-attestation: {problem}") from err
 
 
-def rule_options_of(strategy: str, pairs: tuple[str, ...], *,
-                    example_dp: bool = False, watermark: bool = False) -> dict[str, Any]:
+def rule_options_of(strategy: str, pairs: tuple[str, ...], *, example_dp: bool = False,
+                    watermark: bool = False, prune: bool = False) -> dict[str, Any]:
     """``--rule-option KEY=VALUE`` pairs as the task document's rule options. Only the rule's
     numeric and true/false options can be set this way (not those the aggregator derives:
     FLTrust's server update, FairFL's input layer, nor, in a task with example-level DP or
     watermarks, FairFL's NOISE check level ``chance_z``, which it switches off); each VALUE
     is read as JSON, must be finite and of the option's type, and the rule is then built
-    with them, so that what the task records is what its aggregator will run."""
+    with them, so that what the task records is what its aggregator will run (in a task that
+    prunes, ``prune``, with the trigger screen's window the aggregator sets)."""
     import dataclasses
 
     from fl_agent.aggregation import STRATEGIES, get_strategy
@@ -331,6 +333,16 @@ def rule_options_of(strategy: str, pairs: tuple[str, ...], *,
                           "against noise of their size over the rounds; it needs a task with "
                           "example-level DP (--mode dp) and its noise control (leave "
                           "noise_control unset)")
+    if prune and strategy == "fairfl":
+        from fl_agent.agents.task_rule import PRUNE_TRIGGER_ROUNDS
+
+        trigger = options.get("trigger_rounds", PRUNE_TRIGGER_ROUNDS)
+        noise = options.get("noise_rounds", 1)
+        if noise > 1 and trigger > 1 and noise != trigger:
+            raise FairFLError(f"--rule-option noise_rounds={noise}: a task that prunes screens "
+                              f"for triggers over {trigger} rounds, and both screens read one "
+                              f"window of a sender's rounds; give noise_rounds={trigger}, or "
+                              f"trigger_rounds={noise} too")
     try:  # (FLTrust, which needs the aggregator's server update, has no option to set)
         get_strategy(strategy, **options)
     except (FairFLError, TypeError, ValueError) as err:

@@ -437,6 +437,31 @@ def _problems(evidence: RoundEvidence, **kwargs) -> list[str]:
     return replay_screens(evidence, **kwargs)[0]
 
 
+def test_a_noise_test_over_rounds_is_replayed_only_where_the_rule_runs_it():
+    """Sums' cosines (rule R52's ``noise_rounds``) in the evidence of a rule that tests the
+    update alone, or of another window, are named and not replayed: forged ones could
+    otherwise pass noise as agreement. A rule over two rounds records none in round 1, and
+    must from round 2."""
+    plain = _fairfl_round(0)
+    figures = plain.rule_figures
+    noisy = [k for k, i in enumerate(figures["candidates"])
+             if plain.verdicts[i].reason == "noise"]
+    assert noisy
+    forged = np.array(figures["similarity"])
+    forged[noisy, :] = forged[:, noisy] = 0.9
+    np.fill_diagonal(forged, 1.0)
+    problems = _problems(_with(plain, noise={"rounds": 2, "similarity": forged.tolist()}))
+    assert any("which the task's rule does not run in round 2" in p for p in problems)
+    assert not any("the figures say" in p for p in problems), problems
+    two = _fairfl_round(0, noise_rounds=2)  # decided without history: no sums recorded
+    assert "noise" not in two.rule_figures
+    assert _problems(two.model_copy(update={"round": 1})) == []
+    assert any("records no sums' cosines" in p for p in _problems(two))
+    other = _with(two, noise={"rounds": 3, "similarity": figures["similarity"]})
+    assert any("over 3 rounds, which the task's rule does not run" in p
+               for p in _problems(other))
+
+
 def test_a_verdict_its_figures_do_not_give_is_named():
     evidence = _fairfl_round(0)
     figures = evidence.rule_figures

@@ -151,6 +151,13 @@ def test_rule_options_are_read_as_json_and_checked_against_the_rule():
                            (("input_layer=[0,1,2]",), "takes no option 'input_layer'")]:
         with pytest.raises(FairFLError, match=message):
             rule_options_of("fairfl", pairs)
+    # A task that prunes screens triggers over two rounds: the NOISE check's window is that one.
+    assert rule_options_of("fairfl", ("noise_rounds=2",), prune=True) == {"noise_rounds": 2}
+    assert rule_options_of("fairfl", ("noise_rounds=3", "trigger_rounds=3"), prune=True) == {
+        "noise_rounds": 3, "trigger_rounds": 3}
+    assert rule_options_of("fairfl", ("noise_rounds=3",)) == {"noise_rounds": 3}
+    with pytest.raises(FairFLError, match="give noise_rounds=2, or trigger_rounds=3 too"):
+        rule_options_of("fairfl", ("noise_rounds=3",), prune=True)
 
 
 @pytest.mark.parametrize("command", ["train", "aggregate", "simulate", "bench", "task create"])

@@ -75,7 +75,6 @@ def test_a_sparse_update_is_judged_with_its_senders_round_before_and_noise_stays
     figures = two.result.figures
     assert figures["noise"]["rounds"] == 2
     candidates = figures["candidates"]
-    assert 0 not in candidates or not junk_first
     expected = cosine_similarity((deltas + earlier)[candidates])
     np.testing.assert_allclose(figures["noise"]["similarity"], expected, atol=1e-12)
     # The steps after the test read the updates alone, as before.
@@ -111,6 +110,9 @@ def test_both_screens_read_one_window():
     FairFL(input_layer=LAYER, trigger_rounds=2, noise_rounds=2)
     FairFL(input_layer=LAYER, trigger_rounds=3, noise_rounds=1)
     FairFL(input_layer=LAYER, trigger_rounds=1, noise_rounds=3)
+    # Where no trigger screen runs (tabular data, or a share of 0) its window is moot.
+    FairFL(trigger_rounds=2, noise_rounds=3)
+    FairFL(input_layer=LAYER, trigger_share=0.0, trigger_rounds=2, noise_rounds=3)
 
 
 @pytest.mark.parametrize(("strategy", "window"), [
@@ -122,6 +124,11 @@ def test_both_screens_read_one_window():
     (FairFL(noise_rounds=2), (2, D)),
     (FairFL(input_layer=LAYER, trigger_rounds=2, noise_rounds=2), (2, D)),
     (FairFL(input_layer=LAYER, noise_rounds=3), (3, D)),
+    # No chance test (a chance level above 0.5, as DP and watermark tasks set): no window.
+    (FairFL(noise_rounds=2, chance_z=0.5 * np.sqrt(D) + 1e-9), None),
+    (FairFL(noise_rounds=2, chance_z=0.5 * np.sqrt(D)), (2, D)),
+    (FairFL(input_layer=LAYER, trigger_rounds=2, noise_rounds=2, chance_z=np.sqrt(D)),
+     (2, 256)),
 ])
 def test_the_window_a_caller_keeps(strategy, window):
     assert earlier_window(strategy, D) == window

@@ -430,6 +430,28 @@ def test_bad_vectors_are_refused():
 # ------------------------------------------------------------------------------ benchmark
 
 
+def test_the_attackers_tpr_counts_only_the_rounds_they_attack_in():
+    from types import SimpleNamespace
+
+    from benchmarks.privacy_sparse import attack_round_tpr
+    from fl_agent.simulation.config import SimulationConfig
+
+    def rnd(number, submitted, accepted):
+        return SimpleNamespace(round=number, submitted=submitted, decision=SimpleNamespace(
+            accepted=[submitted.index(i) for i in accepted]))
+
+    # clients 0-3, attackers 2 and 3; attacker 3 is blacklisted after round 2
+    rounds = [rnd(1, (0, 1, 2, 3), (0, 1)), rnd(2, (0, 1, 2, 3), (0, 1, 2, 3)),
+              rnd(3, (0, 1, 2), (0, 1, 2)), rnd(4, (0, 1, 2), (0, 1))]
+    every_2 = SimulationConfig(attack="gaussian", attack_every=2, rounds=4)
+    assert attack_round_tpr(rounds, {2, 3}, every_2.attacks_in) == 2 / 3  # rounds 1, 3
+    every = SimulationConfig(attack="gaussian", rounds=4)
+    assert attack_round_tpr(rounds, {2, 3}, every.attacks_in) == 3 / 6
+    late = SimulationConfig(attack="gaussian", attack_from=4, rounds=4)
+    assert attack_round_tpr(rounds, {2, 3}, late.attacks_in) == 1.0
+    assert attack_round_tpr(rounds, set(), every.attacks_in) is None
+
+
 def test_the_benchmark_runs_on_tiny_settings(tmp_path):
     from benchmarks.privacy_sparse import main
 

@@ -66,6 +66,8 @@ def test_a_rule_that_halves_the_honest_noise_rejections_and_changes_nothing_else
     ({("none", 0.9, "accuracy"): 0.895}, True),
     ({("none", 0.9, "accuracy"): 0.8949}, False),
     ({("gaussian", 0.5, "accuracy"): 0.89}, True),
+    ({("gaussian", 0.5, "accuracy"): 0.8899}, False),
+    ({("gaussian-every-2", 0.5, "accuracy"): 0.89}, True),
     ({("gaussian-every-2", 0.5, "accuracy"): 0.8899}, False),
 ])
 def test_each_criterion_at_and_just_past_its_margin(changes, ok):
