@@ -41,9 +41,8 @@ class EarlierInputs:
         """What each of ``logs``' senders sent in its earlier rounds within the rule's window
         (``FairFL.trigger_rounds``, ``noise_rounds``), its deltas summed, as wide as the rule
         reads them (the round's :attr:`~fl_agent.aggregation.base.Round.earlier`), and for
-        each sender the CIDs of
-        the updates in that sum, which the evidence records. None when the rule screens the
-        update alone, or in round 1.
+        each sender the CIDs of the updates in that sum, which the evidence records. None
+        when the rule screens the update alone, or in round 1.
 
         Each earlier update is what this aggregator decoded when it judged that round, kept
         under ``state_dir`` (:meth:`keep`): an update its sender stops providing, or that

@@ -265,9 +265,9 @@ def earlier_window(strategy: Strategy, size: int) -> tuple[int, int] | None:
     """``(rounds, width)`` when ``strategy`` reads what each sender sent over its latest
     ``rounds`` rounds (FairFL's ``trigger_rounds`` above 1 with an input layer, or its
     ``noise_rounds`` above 1, where its chance test runs): its caller then keeps the first
-    ``width`` values of every
-    delta of ``size`` values (the input layer's, or all of them for the NOISE check) and
-    gives their sums as :attr:`Round.earlier`. None for any other rule."""
+    ``width`` values of every delta of ``size`` values (the input layer's, or all of them
+    for the NOISE check) and gives their sums as :attr:`Round.earlier`. None for any other
+    rule."""
     trigger = int(getattr(strategy, "trigger_rounds", 1))
     layer = getattr(strategy, "input_layer", None)
     noise = int(getattr(strategy, "noise_rounds", 1))

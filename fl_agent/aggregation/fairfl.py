@@ -66,10 +66,10 @@ similarity to the global model itself is ~1 for everyone and says nothing).
    even very non-IID clients share some direction with somebody). The test needs
    ``d >= 4 * chance_z**2`` (64 by default); in fewer dimensions random directions are not
    reliably near-orthogonal and it is skipped. With ``noise_rounds`` above 1 (an option of a
-   task's rule, not a default: rule R52 measured it and did not adopt it, docs/privacy-sparse.md)
-   the test reads, for each update, the sum of its
-   delta and what its sender sent in its previous rounds (:attr:`Round.earlier`, the window
-   the trigger screen reads too), against the other updates' sums: a sparse update is
+   task's rule, not a default: rule R52 measured it and did not adopt it,
+   docs/privacy-sparse.md) the test reads, for each update, the sum of its delta and what its
+   sender sent in its previous rounds (:attr:`Round.earlier`, the window the trigger screen
+   reads too), against the other updates' sums: a sparse update is
    mostly its sender's own residual, on coordinates nobody else sends, and by error feedback
    its sum over rounds is close to the sender's dense step, which shares a direction with
    the others; noise summed stays noise. But a sender's own earlier round vouches for this
@@ -378,8 +378,7 @@ class FairFL(Strategy):
     what the round gives in :attr:`~fl_agent.aggregation.base.Round.earlier`; 1: the update
     alone); ``noise_rounds`` (the same for step 2's chance test; above 1 it must equal
     ``trigger_rounds`` when that screen runs over rounds too, the round carrying one sum per
-    sender);
-    ``noise_control`` (step 5 for DP-SGD updates, see the module docstring),
+    sender); ``noise_control`` (step 5 for DP-SGD updates, see the module docstring),
     ``sequential`` (step 5 with the control: senders judged over their rounds, from what the
     round gives in :attr:`~fl_agent.aggregation.base.Round.evidence`); ``copies_once`` (steps
     2, 4 and 5: exact copies count once); ``held_back`` (step 5c)."""
