@@ -256,7 +256,7 @@ def measure_run(seed: int, method: str, ratio: float, strategy_name: str, *, cli
     trigger_share = 0.2  # FairFL's default, which the aggregator uses
     reasons: Counter[str] = Counter()
     by_round, rejected_honest = [], []
-    honest = flagged = attacks = caught = 0
+    honest = flagged = attacks = 0
     below_chance: Counter[int] = Counter()  # window -> honest updates the NOISE check hits
     piled: Counter[int] = Counter()  # window -> honest updates the trigger screen hits
     bad_below: Counter[int] = Counter()  # the same for the attackers' updates
@@ -272,7 +272,6 @@ def measure_run(seed: int, method: str, ratio: float, strategy_name: str, *, cli
                 (bad_piled if i in bad else piled)[w] += pile
             if i in bad:
                 attacks += 1
-                caught += i not in accepted
                 continue
             honest += 1
             if i not in accepted:
@@ -295,7 +294,7 @@ def measure_run(seed: int, method: str, ratio: float, strategy_name: str, *, cli
             spec, np.zeros(param_count(spec), dtype=np.float32))),
         "params": param_count(spec),
         "fpr": flagged / honest if honest else 0.0, "honest_submissions": honest,
-        "tpr": caught / attacks if attacks else None,
+        "tpr": attack_round_tpr(run.rounds, bad, lambda _: True),
         # The same over the rounds the attackers attack in (all of them unless the attack
         # is intermittent: -every-N, -from-F).
         "tpr_attack_rounds": attack_round_tpr(run.rounds, bad, config.attacks_in),

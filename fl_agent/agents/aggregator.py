@@ -319,14 +319,13 @@ class AggregatorAgent:
             judgement.accepted = {usable[j] for j in decision.accepted}
             judgement.reasons.update({usable[j]: why for j, why in decision.reasons.items()})
             judgement.figures = renumbered(decision.figures, usable)
-            trigger = judgement.figures.get("trigger")
-            if history is not None and trigger is not None:  # which updates each sum holds
-                trigger["earlier_cids"] = [history[1][usable.index(i)]
-                                           for i in trigger["indices"]]
-            noise = judgement.figures.get("noise")
-            if history is not None and noise is not None:
-                judgement.figures["noise"] = {**noise, "earlier_cids": [
-                    history[1][usable.index(i)] for i in judgement.figures["candidates"]]}
+            figures = judgement.figures
+            if history is not None:  # which updates each screen's sums hold
+                for key, indices in (("trigger", "indices"), ("noise", None)):
+                    if key in figures:
+                        rows = figures[key][indices] if indices else figures["candidates"]
+                        figures[key] = {**figures[key], "earlier_cids": [
+                            history[1][usable.index(i)] for i in rows]}
             for j, i in enumerate(usable):
                 judgement.scores[i] = float(decision.scores[j])
                 judgement.shares[i] = decision.shares[j]

@@ -316,11 +316,7 @@ def _replay(evidence: RoundEvidence, figures: dict[str, Any], options: dict[str,
                         f"{passed} passed the norm and trigger screens")
     elif candidates:
         # 2. Agreement beyond chance with some other update.
-        similarity = np.asarray(figures["similarity"], dtype=float)
-        if similarity.shape != (len(candidates),) * 2 or not np.allclose(
-                similarity, similarity.T) or not np.allclose(np.diag(similarity), 1.0):
-            raise ValueError("the similarity matrix is not a symmetric one of cosines with "
-                             f"1 on its diagonal, of shape {(len(candidates),) * 2}")
+        similarity = _cosines(figures["similarity"], len(candidates), "the similarity matrix")
         chance = float(figures["chance"])
         if dimension is not None:
             derived = chance_similarity(dimension, options["chance_z"])
@@ -341,12 +337,9 @@ def _replay(evidence: RoundEvidence, figures: dict[str, Any], options: dict[str,
                                 f"{noise.get('rounds')} rounds, which the task's rule does not "
                                 f"run in round {evidence.round}; replayed without it")
             elif noise is not None:  # over several rounds: the sums' cosines, checked alike
-                tested = np.asarray(noise["similarity"], dtype=float)
-                diagonal = np.diag(tested) if tested.ndim == 2 else tested
-                if tested.shape != similarity.shape or not np.allclose(tested, tested.T) \
-                        or not np.all(np.isclose(diagonal, 1.0) | np.isclose(diagonal, 0.0)):
-                    raise ValueError("the noise test's cosines are not a symmetric matrix of "
-                                     f"cosines of shape {similarity.shape}")
+                # (a sum of length 0 has cosine 0 with itself: gram_cosines)
+                tested = _cosines(noise["similarity"], len(candidates), "the noise test's "
+                                  "cosines", zero_diagonal=True)
                 if len(noise.get("earlier_cids", candidates)) != len(candidates):
                     problems.append("the noise test's sums name the earlier updates of "
                                     f"{len(noise['earlier_cids'])} updates, not of the "
@@ -421,6 +414,20 @@ def _replay(evidence: RoundEvidence, figures: dict[str, Any], options: dict[str,
                             f"{expected.get(i) or 'accepted'}, the evidence says "
                             f"{actual or 'accepted'}")
     return problems, len(indices)
+
+
+def _cosines(values: Any, n: int, what: str, zero_diagonal: bool = False) -> Any:
+    """A recorded ``n x n`` matrix of cosines: symmetric, 1 on its diagonal (or 0, for a
+    vector of length 0, with ``zero_diagonal``); raises ValueError naming ``what``."""
+    import numpy as np
+
+    matrix = np.asarray(values, dtype=float)
+    diagonal = np.diag(matrix) if matrix.shape == (n, n) else np.zeros(0)
+    ones = np.isclose(diagonal, 1.0) | (zero_diagonal & np.isclose(diagonal, 0.0))
+    if matrix.shape != (n, n) or not np.allclose(matrix, matrix.T) or not ones.all():
+        raise ValueError(f"{what} is not a symmetric matrix of cosines with 1 on its "
+                         f"diagonal, of shape {(n, n)}")
+    return matrix
 
 
 def changed_commitments(workloads: Sequence[Workload]) -> list[str]:
