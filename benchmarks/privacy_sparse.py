@@ -81,10 +81,15 @@ def _sparsifier(method: str, ratio: float, spec: Any) -> Any:
     return Sparsifier(ratio, method="magnitude")
 
 
-def _on_the_wire(client: Any, spec: Any, sparsifier: Any, sizes: list[int]) -> Any:
+def _on_the_wire(client: Any, spec: Any, sparsifier: Any, sizes: list[int],
+                 take_back: bool = False) -> Any:
     """``client`` sending its update as a sparse delta: the participant's side (sparsify,
     residual kept as bytes, encode) and the aggregator's (decode, densify). An attacker's
-    poison runs first: it sparsifies like everyone else."""
+    poison runs first: it sparsifies like everyone else. With ``take_back`` an honest client
+    that learns its update was not used (rejected or held back) adds it back into its
+    residual (:func:`~fl_agent.privacy.sparse.take_back`); an attacker keeps what it did.
+    The run tells each client its verdict through ``observe``, forwarded to a poison that
+    listens for it."""
     from fl_agent.privacy.sparse import (
         decode_sparse,
         decode_state,
@@ -92,9 +97,11 @@ def _on_the_wire(client: Any, spec: Any, sparsifier: Any, sizes: list[int]) -> A
         encode_delta,
         encode_state,
     )
+    from fl_agent.privacy.sparse import take_back as take_back_into
 
-    kept: dict[str, bytes | None] = {"state": None}
+    kept: dict[str, bytes | None] = {"state": None, "sent": None}
     poison = client.poison
+    restores = take_back and not client.malicious and sparsifier.keeps_state
 
     def send(global_params: np.ndarray, trained: np.ndarray) -> np.ndarray:
         if poison is not None:
@@ -103,9 +110,21 @@ def _on_the_wire(client: Any, spec: Any, sparsifier: Any, sizes: list[int]) -> A
         delta, state = sparsifier.sparsify(global_params, trained, state)
         kept["state"] = None if state is None else encode_state(spec, state)
         data = encode_delta(spec, delta)
+        kept["sent"] = data
         sizes.append(len(data))
         return densify(decode_sparse(data, spec), global_params)
 
+    def observe(verdict: str, *, ban_next: bool) -> None:
+        listens = getattr(poison, "observe", None)
+        if listens is not None:
+            listens(verdict, ban_next=ban_next)
+        if restores and verdict != "accepted" and kept["sent"] is not None:
+            state = decode_state(kept["state"], spec) if kept["state"] is not None else None
+            kept["state"] = encode_state(spec, take_back_into(
+                state, decode_sparse(kept["sent"], spec)))
+        kept["sent"] = None
+
+    send.observe = observe  # type: ignore[attr-defined]
     return replace(client, poison=send)
 
 
@@ -191,8 +210,8 @@ def attack_round_tpr(rounds: Any, bad: set[int], attacks_in: Callable[[int], boo
 
 def measure_run(seed: int, method: str, ratio: float, strategy_name: str, *, clients: int,
                 rounds: int, attack: str, blacklist: bool = False,
-                trigger_rounds: int | None = None, noise_rounds: int | None = None
-                ) -> dict[str, Any]:
+                trigger_rounds: int | None = None, noise_rounds: int | None = None,
+                take_back: bool = False) -> dict[str, Any]:
     import dataclasses
 
     from benchmarks.rule_alone import attack_rate
@@ -235,7 +254,7 @@ def measure_run(seed: int, method: str, ratio: float, strategy_name: str, *, cli
     members = list(fed.clients)
     if ratio > 0:
         sparsifier = _sparsifier(method, ratio, spec)
-        members = [_on_the_wire(c, spec, sparsifier, sizes) for c in members]
+        members = [_on_the_wire(c, spec, sparsifier, sizes, take_back) for c in members]
     statistics: list[dict[int, dict[str, list[float]]]] = []
     windows = Windows(WINDOWS)
 
@@ -299,6 +318,7 @@ def measure_run(seed: int, method: str, ratio: float, strategy_name: str, *, cli
         # is intermittent: -every-N, -from-F).
         "tpr_attack_rounds": attack_round_tpr(run.rounds, bad, config.attacks_in),
         "noise_rounds": getattr(strategy, "noise_rounds", None),
+        "take_back": take_back,
         "attack_success": attack_rate(fed, run),
         "rejections_by_reason": dict(sorted(reasons.items())),
         "honest_rejections_by_round": by_round,
@@ -470,13 +490,17 @@ def _help(text: str) -> str:
 @click.option("--noise-rounds", type=click.IntRange(1, 20), default=None,
               help="rounds FairFL's NOISE check adds up (default: what the aggregator uses; "
                    "above 1 it must equal the trigger screen's when that is above 1)")
+@click.option("--take-back/--no-take-back", default=False, show_default=True,
+              help="honest clients add an update the aggregator did not use (rejected or "
+                   "held back) back into their residual, to send it again later (top-k)")
 @click.option("--json", "json_path", type=click.Path(path_type=Path),
               default=Path("reports/bench/privacy_sparse.json"), show_default=True)
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path),
               default=Path("docs/plots/privacy_sparse.png"), show_default=True)
 def main(seeds: str, ratios: str, methods: list[str], strategies: list[str], clients: int,
          rounds: int, attack: str, blacklist: bool, trigger_rounds: int | None,
-         noise_rounds: int | None, json_path: Path, plot_path: Path) -> None:
+         noise_rounds: int | None, take_back: bool, json_path: Path, plot_path: Path
+         ) -> None:
     import torch
 
     from fl_agent.errors import ConfigError
@@ -506,7 +530,7 @@ def main(seeds: str, ratios: str, methods: list[str], strategies: list[str], cli
             progress.update(task, description=f"seed {seed} {method} {ratio:g} {strategy}")
             row = measure_run(seed, method, ratio, strategy, clients=clients, rounds=rounds,
                               attack=attack, blacklist=blacklist, trigger_rounds=trigger_rounds,
-                              noise_rounds=noise_rounds)
+                              noise_rounds=noise_rounds, take_back=take_back)
             rows.append(row)
             progress.console.print(
                 f"seed {seed} {row['method']:11} {ratio:<4g} {strategy:6} accuracy "
@@ -516,7 +540,8 @@ def main(seeds: str, ratios: str, methods: list[str], strategies: list[str], cli
     result = {"settings": {"seeds": seed_list, "ratios": ratio_list, "methods": methods,
                            "strategies": strategies, "clients": clients, "rounds": rounds,
                            "attack": attack, "scoring": "loo", "blacklist": blacklist,
-                           "trigger_rounds": trigger_rounds, "noise_rounds": noise_rounds},
+                           "trigger_rounds": trigger_rounds, "noise_rounds": noise_rounds,
+                           "take_back": take_back},
               "machine": about, "wall_s": round(time.time() - started, 1), "runs": rows}
     publish(result, json_path, markdown(rows))
     plot(rows, plot_path)

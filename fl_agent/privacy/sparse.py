@@ -141,6 +141,27 @@ def top_k(global_params: ArrayLike, local_params: ArrayLike, ratio: float,
     return (SparseDelta(chosen, values, g.size, "global"), ErrorFeedbackState(remaining))
 
 
+def take_back(state: ErrorFeedbackState | None, delta: SparseDelta) -> ErrorFeedbackState:
+    """The residual with an update the aggregator did not use added back into it.
+
+    Error feedback keeps what a participant has not sent yet; once an update is sent, its
+    entries leave the residual. If the aggregator then does not use that update (rejected,
+    held back, or the round closed without a model), its entries reached nobody: taken back
+    into the residual, they are sent again in a later round instead of being lost. After
+    this, what the aggregator used plus the residual is again the sum of the participant's
+    true deltas. ``delta`` must be a top-k delta (``base="global"``) of the residual's
+    length; ``state`` None is an empty residual. Written by hand: no library keeps this."""
+    if delta.base != "global":
+        raise ConfigError("only a top-k delta (base 'global') can be taken back into a "
+                          "residual; magnitude pruning keeps none")
+    residual = np.zeros(delta.length) if state is None else state.residual.copy()
+    if residual.size != delta.length:
+        raise ConfigError(f"the residual has length {residual.size}, the delta "
+                          f"{delta.length}")
+    residual[delta.indices] += delta.values.astype(np.float64)
+    return ErrorFeedbackState(residual)
+
+
 def magnitude_prune(local_params: ArrayLike, ratio: float, spec: ModelSpec | None = None
                     ) -> SparseDelta:
     """The local model with its ``ratio`` smallest-magnitude weights zeroed (over the whole
@@ -295,5 +316,6 @@ __all__ = [
     "magnitude_prune",
     "max_sparse_bytes",
     "max_state_bytes",
+    "take_back",
     "top_k",
 ]

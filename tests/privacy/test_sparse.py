@@ -35,6 +35,7 @@ from fl_agent.privacy.sparse import (
     magnitude_prune,
     max_kept,
     max_sparse_bytes,
+    take_back,
     top_k,
 )
 
@@ -174,6 +175,45 @@ def test_the_residual_is_added_before_choosing():
     delta, state = top_k(global_params, np.array([1.0, 0.0, 0.0, 2.0]), 0.75, state)
     assert delta.indices.tolist() == [2] and delta.values.tolist() == [5.0]
     assert state.residual.tolist() == [1.0, 0.0, 0.0, 2.0]
+
+
+def test_an_update_taken_back_is_sent_again_and_mass_is_conserved():
+    """An update the aggregator did not use goes back into the residual: what was used plus
+    the residual is again the sum of the true deltas, and the entries go out again."""
+    rng = np.random.default_rng(3)
+    d = param_count(DIGITS)
+    sparsifier = Sparsifier(0.99, scope="tensor", spec=DIGITS)
+    global_params = rng.normal(size=d).astype(np.float32)
+    state, used, true = None, np.zeros(d), np.zeros(d)
+    for round_number in range(8):
+        local = global_params + rng.normal(scale=0.05, size=d).astype(np.float32)
+        delta, state = sparsifier.sparsify(global_params, local, state)
+        true += local.astype(np.float64) - global_params.astype(np.float64)
+        if round_number % 3 == 1:  # not used: taken back, the model stays
+            before = state.residual.copy()
+            state = take_back(state, decode_sparse(encode_delta(DIGITS, delta), DIGITS))
+            changed = np.flatnonzero(state.residual != before)
+            assert np.array_equal(changed, delta.indices)
+            again, _ = sparsifier.sparsify(global_params, global_params, state)
+            assert np.array_equal(again.indices, delta.indices)  # sent again next time
+            assert np.array_equal(again.values, delta.values)
+        else:
+            used += delta.to_dense().astype(np.float64)
+            global_params = densify(delta, global_params)
+        assert np.abs(used + state.residual - true).max() <= 1e-12 * (round_number + 1)
+
+
+def test_only_a_top_k_delta_of_the_residuals_length_is_taken_back():
+    delta = SparseDelta(np.array([1], np.uint32), np.array([2.0], np.float32), 4, "global")
+    assert take_back(None, delta).residual.tolist() == [0.0, 2.0, 0.0, 0.0]
+    state = ErrorFeedbackState(np.array([1.0, 1.0, 1.0, 1.0]))
+    assert take_back(state, delta).residual.tolist() == [1.0, 3.0, 1.0, 1.0]
+    assert state.residual.tolist() == [1.0, 1.0, 1.0, 1.0]  # the saved state is not changed
+    with pytest.raises(ConfigError, match="magnitude pruning keeps none"):
+        take_back(state, SparseDelta(np.array([1], np.uint32), np.array([2.0], np.float32),
+                                     4, "zero"))
+    with pytest.raises(ConfigError, match="length 5, the delta 4"):
+        take_back(ErrorFeedbackState(np.zeros(5)), delta)
 
 
 # ------------------------------------------------------------------------ magnitude pruning
@@ -450,6 +490,44 @@ def test_the_attackers_tpr_counts_only_the_rounds_they_attack_in():
     late = SimulationConfig(attack="gaussian", attack_from=4, rounds=4)
     assert attack_round_tpr(rounds, {2, 3}, late.attacks_in) == 1.0
     assert attack_round_tpr(rounds, set(), every.attacks_in) is None
+
+
+def test_the_benchmark_takes_back_only_an_honest_clients_unused_update():
+    """On the wire, an honest client told its update was not used sends it again next round
+    (on an unchanged model, exactly it); an accepted one is gone; an attacker keeps what it
+    did; a poison's own ``observe`` still hears every verdict."""
+    from benchmarks.privacy_sparse import _on_the_wire
+    from fl_agent.simulation.offline import Client
+
+    heard = []
+
+    def poison(global_params, trained):
+        return trained
+
+    poison.observe = lambda verdict, *, ban_next: heard.append(verdict)
+    rng = np.random.default_rng(5)
+    d = param_count(DIGITS)
+    g = rng.normal(size=d).astype(np.float32)
+    local = g + rng.normal(scale=0.05, size=d).astype(np.float32)
+    sparsifier = Sparsifier(0.99, scope="tensor", spec=DIGITS)
+    empty = np.zeros(0)
+
+    def wire(take_back, **client):
+        return _on_the_wire(Client(empty, empty, 1, **client), DIGITS, sparsifier, [],
+                            take_back).poison
+
+    for verdict, again in (("rejected", True), ("held_back", True), ("accepted", False)):
+        send = wire(True)
+        first = send(g, local) - g
+        send.observe(verdict, ban_next=False)
+        second = send(g, g) - g  # nothing new trained: only the residual goes out
+        assert np.array_equal(second, first) == again, verdict
+    for client, take in (({"malicious": True, "poison": poison}, True), ({}, False)):
+        send = wire(take, **client)
+        first = send(g, local) - g
+        send.observe("rejected", ban_next=False)
+        assert not np.array_equal(send(g, g) - g, first)
+    assert heard == ["rejected"]
 
 
 def test_the_benchmark_runs_on_tiny_settings(tmp_path):
