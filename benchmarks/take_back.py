@@ -1,0 +1,114 @@
+"""Rule R53's decision: honest participants who take back an update the aggregator did not
+use (``--take-back``, B) against today's error feedback (A), in a task that prunes, from
+``benchmarks.privacy_sparse`` runs (docs/data/sparse_take_back_rules_2026-12-06.md, written
+before the runs).
+
+Reads ``<dir>/<tag>_<attack>_<A|B>.json`` for the attacks ``none``, ``gaussian`` and
+``gaussian-every-2`` (each made by ``python -m benchmarks.privacy_sparse --methods topk-tensor
+--strategies fairfl --ratios 0.5,0.9,0.99 --attack ATTACK [--take-back]``), prints the
+figures each criterion reads and the verdict:
+
+    python -m benchmarks.take_back docs/data --tag sparse_take_back_tuning_2026-12-06
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks.noise_rounds import ATTACKS, Rows, _by_ratio, _honest, _mean
+
+#: The criteria's margins, fixed in the rule file before the runs.
+CLEAN_ACCURACY_MARGIN = 0.003
+ATTACKED_ACCURACY_MARGIN = 0.005
+TPR_MARGIN = 0.02
+
+
+def figures(runs: Mapping[str, tuple[Rows, Rows]]) -> dict[str, Any]:
+    """What each criterion reads, per attack and ratio, for A and B (``runs``: attack ->
+    (A's rows, B's rows))."""
+    out: dict[str, Any] = {}
+    for attack, (a_rows, b_rows) in runs.items():
+        a, b = _by_ratio(a_rows), _by_ratio(b_rows)
+        if sorted(a) != sorted(b):
+            raise ValueError(f"{attack}: A ran ratios {sorted(a)}, B {sorted(b)}")
+        for ratio in sorted(a):
+            seeds = sorted(int(r["seed"]) for r in a[ratio])
+            if seeds != sorted(int(r["seed"]) for r in b[ratio]):
+                raise ValueError(f"{attack} at {ratio}: A and B ran different seeds")
+            out.setdefault(attack, {})[ratio] = {
+                side: {"seeds": seeds, "accuracy": _mean(rows, "accuracy"),
+                       "honest_rejections": _honest(rows),
+                       "would_blacklist": sum(len(r["honest_would_be_blacklisted"])
+                                              for r in rows),
+                       "tpr_attack_rounds": _mean(rows, "tpr_attack_rounds")
+                       if attack != "none" else None}
+                for side, rows in (("A", a[ratio]), ("B", b[ratio]))}
+    return out
+
+
+def verdict(measured: Mapping[str, Any]) -> tuple[bool, list[str]]:
+    """Whether B meets every criterion of the rule, and a line per criterion and ratio."""
+    lines, ok = [], True
+
+    def check(passed: bool, text: str) -> None:
+        nonlocal ok
+        ok &= passed
+        lines.append(f"{'pass' if passed else 'FAIL'}  {text}")
+
+    for ratio, sides in measured["none"].items():
+        a, b = sides["A"], sides["B"]
+        check(b["honest_rejections"] <= a["honest_rejections"],
+              f"1. clean {ratio:g}: honest rejections {b['honest_rejections']} (B) against "
+              f"{a['honest_rejections']} (A)")
+        check(b["would_blacklist"] <= a["would_blacklist"],
+              f"1. clean {ratio:g}: honest clients the registry would blacklist "
+              f"{b['would_blacklist']} (B) against {a['would_blacklist']} (A)")
+        check(b["accuracy"] >= a["accuracy"] - CLEAN_ACCURACY_MARGIN - 1e-12,
+              f"2. clean {ratio:g}: mean accuracy {b['accuracy']:.4f} (B) against "
+              f"{a['accuracy']:.4f} (A)")
+    for attack in ATTACKS[1:]:
+        for ratio, sides in measured[attack].items():
+            a, b = sides["A"], sides["B"]
+            check(b["tpr_attack_rounds"] >= a["tpr_attack_rounds"] - TPR_MARGIN - 1e-12,
+                  f"3. {attack} {ratio:g}: TPR in its attack rounds "
+                  f"{b['tpr_attack_rounds']:.4f} (B) against {a['tpr_attack_rounds']:.4f} (A)")
+            check(b["accuracy"] >= a["accuracy"] - ATTACKED_ACCURACY_MARGIN - 1e-12,
+                  f"3. {attack} {ratio:g}: mean accuracy {b['accuracy']:.4f} (B) against "
+                  f"{a['accuracy']:.4f} (A)")
+    return ok, lines
+
+
+def load(folder: Path, tag: str) -> dict[str, tuple[Rows, Rows]]:
+    """The runs of ``folder``/``tag``_<attack>_<A|B>.json (module docstring)."""
+    def rows(attack: str, side: str) -> Rows:
+        path = folder / f"{tag}_{attack}_{side}.json"
+        runs: Rows = json.loads(path.read_text())["runs"]
+        if any(bool(r.get("take_back")) != (side == "B") for r in runs):
+            raise ValueError(f"{path} holds runs that {'do not ' if side == 'B' else ''}"
+                             "take back unused updates")
+        return runs
+    return {attack: (rows(attack, "A"), rows(attack, "B")) for attack in ATTACKS}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", type=Path, help="where the runs' JSON files are")
+    parser.add_argument("--tag", required=True, help="the files' common prefix")
+    args = parser.parse_args(argv)
+    try:
+        measured = figures(load(args.folder, args.tag))
+    except (OSError, ValueError, KeyError) as err:
+        parser.error(f"cannot read the runs: {err}")
+    ok, lines = verdict(measured)
+    print("\n".join(lines))
+    print(f"\nB (take back unused updates) {'meets' if ok else 'does not meet'} rule R53's "
+          "criteria")
+
+
+if __name__ == "__main__":
+    main()
