@@ -82,14 +82,16 @@ def _sparsifier(method: str, ratio: float, spec: Any) -> Any:
 
 
 def _on_the_wire(client: Any, spec: Any, sparsifier: Any, sizes: list[int],
-                 take_back: bool = False) -> Any:
+                 take_back: bool = False, bare_attacks: bool = False) -> Any:
     """``client`` sending its update as a sparse delta: the participant's side (sparsify,
     residual kept as bytes, encode) and the aggregator's (decode, densify). An attacker's
     poison runs first: it sparsifies like everyone else. With ``take_back`` an honest client
     that learns its update was not used (rejected or held back) adds it back into its
     residual (:func:`~fl_agent.privacy.sparse.take_back`); an attacker keeps what it did.
     The run tells each client its verdict through ``observe``, forwarded to a poison that
-    listens for it."""
+    listens for it. With ``bare_attacks`` an attacker's poisoned rounds (those whose poison
+    changed the trained vector) are sparsified alone: no residual goes out with them, and
+    none of them stays behind in the residual, which carries its honest rounds only."""
     from fl_agent.privacy.sparse import (
         decode_sparse,
         decode_state,
@@ -104,11 +106,13 @@ def _on_the_wire(client: Any, spec: Any, sparsifier: Any, sizes: list[int],
     restores = take_back and not client.malicious and sparsifier.keeps_state
 
     def send(global_params: np.ndarray, trained: np.ndarray) -> np.ndarray:
-        if poison is not None:
-            trained = poison(global_params, trained)
-        state = None if kept["state"] is None else decode_state(kept["state"], spec)
-        delta, state = sparsifier.sparsify(global_params, trained, state)
-        kept["state"] = None if state is None else encode_state(spec, state)
+        poisoned = trained if poison is None else poison(global_params, trained)
+        if bare_attacks and not np.array_equal(poisoned, trained):
+            delta, _ = sparsifier.sparsify(global_params, poisoned, None)
+        else:
+            state = None if kept["state"] is None else decode_state(kept["state"], spec)
+            delta, state = sparsifier.sparsify(global_params, poisoned, state)
+            kept["state"] = None if state is None else encode_state(spec, state)
         data = encode_delta(spec, delta)
         kept["sent"] = data
         sizes.append(len(data))
@@ -211,7 +215,7 @@ def attack_round_tpr(rounds: Any, bad: set[int], attacks_in: Callable[[int], boo
 def measure_run(seed: int, method: str, ratio: float, strategy_name: str, *, clients: int,
                 rounds: int, attack: str, blacklist: bool = False,
                 trigger_rounds: int | None = None, noise_rounds: int | None = None,
-                take_back: bool = False) -> dict[str, Any]:
+                take_back: bool = False, bare_attacks: bool = False) -> dict[str, Any]:
     import dataclasses
 
     from benchmarks.rule_alone import attack_rate
@@ -254,7 +258,8 @@ def measure_run(seed: int, method: str, ratio: float, strategy_name: str, *, cli
     members = list(fed.clients)
     if ratio > 0:
         sparsifier = _sparsifier(method, ratio, spec)
-        members = [_on_the_wire(c, spec, sparsifier, sizes, take_back) for c in members]
+        members = [_on_the_wire(c, spec, sparsifier, sizes, take_back, bare_attacks)
+                   for c in members]
     statistics: list[dict[int, dict[str, list[float]]]] = []
     windows = Windows(WINDOWS)
 
@@ -319,6 +324,7 @@ def measure_run(seed: int, method: str, ratio: float, strategy_name: str, *, cli
         "tpr_attack_rounds": attack_round_tpr(run.rounds, bad, config.attacks_in),
         "noise_rounds": getattr(strategy, "noise_rounds", None),
         "take_back": take_back,
+        "bare_attacks": bare_attacks,
         "attack_success": attack_rate(fed, run),
         "rejections_by_reason": dict(sorted(reasons.items())),
         "honest_rejections_by_round": by_round,
@@ -493,14 +499,18 @@ def _help(text: str) -> str:
 @click.option("--take-back/--no-take-back", default=False, show_default=True,
               help="honest clients add an update the aggregator did not use (rejected or "
                    "held back) back into their residual, to send it again later (top-k)")
+@click.option("--bare-attacks/--attacks-with-residual", default=False, show_default=True,
+              help="an attacker's poisoned rounds go out sparsified alone, without its "
+                   "residual and leaving none behind (default: through the same error "
+                   "feedback as its honest rounds)")
 @click.option("--json", "json_path", type=click.Path(path_type=Path),
               default=Path("reports/bench/privacy_sparse.json"), show_default=True)
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path),
               default=Path("docs/plots/privacy_sparse.png"), show_default=True)
 def main(seeds: str, ratios: str, methods: list[str], strategies: list[str], clients: int,
          rounds: int, attack: str, blacklist: bool, trigger_rounds: int | None,
-         noise_rounds: int | None, take_back: bool, json_path: Path, plot_path: Path
-         ) -> None:
+         noise_rounds: int | None, take_back: bool, bare_attacks: bool, json_path: Path,
+         plot_path: Path) -> None:
     import torch
 
     from fl_agent.errors import ConfigError
@@ -530,7 +540,8 @@ def main(seeds: str, ratios: str, methods: list[str], strategies: list[str], cli
             progress.update(task, description=f"seed {seed} {method} {ratio:g} {strategy}")
             row = measure_run(seed, method, ratio, strategy, clients=clients, rounds=rounds,
                               attack=attack, blacklist=blacklist, trigger_rounds=trigger_rounds,
-                              noise_rounds=noise_rounds, take_back=take_back)
+                              noise_rounds=noise_rounds, take_back=take_back,
+                              bare_attacks=bare_attacks)
             rows.append(row)
             progress.console.print(
                 f"seed {seed} {row['method']:11} {ratio:<4g} {strategy:6} accuracy "
@@ -541,7 +552,7 @@ def main(seeds: str, ratios: str, methods: list[str], strategies: list[str], cli
                            "strategies": strategies, "clients": clients, "rounds": rounds,
                            "attack": attack, "scoring": "loo", "blacklist": blacklist,
                            "trigger_rounds": trigger_rounds, "noise_rounds": noise_rounds,
-                           "take_back": take_back},
+                           "take_back": take_back, "bare_attacks": bare_attacks},
               "machine": about, "wall_s": round(time.time() - started, 1), "runs": rows}
     publish(result, json_path, markdown(rows))
     plot(rows, plot_path)

@@ -530,6 +530,38 @@ def test_the_benchmark_takes_back_only_an_honest_clients_unused_update():
     assert heard == ["rejected"]
 
 
+def test_a_bare_attack_round_neither_carries_nor_leaves_a_residual():
+    """With ``bare_attacks`` a poisoned round goes out as the top-k of the poison alone, and
+    the residual of the attacker's honest rounds is what it was before that round."""
+    from benchmarks.privacy_sparse import _on_the_wire
+    from fl_agent.privacy.sparse import top_k
+    from fl_agent.simulation.offline import Client
+
+    rng = np.random.default_rng(8)
+    d = param_count(DIGITS)
+    g = rng.normal(size=d).astype(np.float32)
+    honest = g + rng.normal(scale=0.05, size=d).astype(np.float32)
+    noise = g + rng.normal(scale=0.05, size=d).astype(np.float32)
+    sparsifier = Sparsifier(0.99, scope="tensor", spec=DIGITS)
+    empty = np.zeros(0)
+    outputs = {}
+    for bare in (True, False):
+        rounds = iter((False, True, False))  # honest, attack, honest
+        send = _on_the_wire(Client(empty, empty, 1, malicious=True,
+                                   poison=lambda _, t, rounds=rounds:
+                                   noise if next(rounds) else t),
+                            DIGITS, sparsifier, [], bare_attacks=bare).poison
+        outputs[bare] = [send(g, honest) - g, send(g, honest) - g, send(g, g) - g]
+    first, attack, after = outputs[True]
+    alone, _ = top_k(g, noise, 0.99, None, DIGITS)
+    assert np.array_equal(attack, densify(alone, g) - g)
+    _, residual = top_k(g, honest, 0.99, None, DIGITS)  # what the honest round left behind
+    resent, _ = top_k(g, g, 0.99, residual, DIGITS)
+    assert np.array_equal(after, densify(resent, g) - g)
+    assert not np.array_equal(outputs[False][1], attack)  # with its residual: another update
+    assert not np.array_equal(outputs[False][2], after)
+
+
 def test_the_benchmark_runs_on_tiny_settings(tmp_path):
     from benchmarks.privacy_sparse import main
 
