@@ -21,6 +21,11 @@ Strategies: ``fairfl`` configured as the aggregator agent does for a task that p
 over each sender's last two rounds; over the update alone for the dense baseline, a plain
 task; ``--trigger-rounds`` sets it) and ``fedavg``.
 
+Two variants of what clients do, each measured once and written up in the docs:
+``--take-back`` (rule R53, not adopted): an honest client told that its update was not used
+adds it back into its residual; ``--bare-attacks``: an attacker's poisoned rounds go out
+sparsified alone, without its residual, which they leave untouched.
+
 Per run: bytes per update (mean of the encoded documents), final test accuracy, the honest
 false-positive rate (rejected honest submissions over honest submissions) with the
 rejections by reason and round, and the honest clients the registry would have blacklisted
