@@ -507,7 +507,7 @@ def _help(text: str) -> str:
 @click.option("--bare-attacks/--attacks-with-residual", default=False, show_default=True,
               help="an attacker's poisoned rounds go out sparsified alone, without its "
                    "residual and leaving none behind (default: through the same error "
-                   "feedback as its honest rounds)")
+                   "feedback as its honest rounds); for attacks that poison the update")
 @click.option("--json", "json_path", type=click.Path(path_type=Path),
               default=Path("reports/bench/privacy_sparse.json"), show_default=True)
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path),
@@ -519,6 +519,7 @@ def main(seeds: str, ratios: str, methods: list[str], strategies: list[str], cli
     import torch
 
     from fl_agent.errors import ConfigError
+    from fl_agent.simulation.attacks import COLLUDING_ATTACKS, MODEL_ATTACKS
     from fl_agent.simulation.config import attack_settings
 
     torch.set_num_threads(1)
@@ -531,9 +532,16 @@ def main(seeds: str, ratios: str, methods: list[str], strategies: list[str], cli
         raise click.BadParameter("need seeds, and ratios in [0, 1)")
     if attack != "none":
         try:
-            attack_settings(attack)
+            settings = attack_settings(attack)
         except ConfigError as err:
             raise click.BadParameter(str(err), param_hint="--attack") from err
+        if bare_attacks and settings["attack"] not in MODEL_ATTACKS | COLLUDING_ATTACKS:
+            raise click.BadParameter(
+                f"{attack} poisons the attackers' data, not their update, so there is no "
+                "poisoned round to send bare", param_hint="--bare-attacks")
+    elif bare_attacks:
+        raise click.BadParameter("needs an --attack whose attackers poison their update",
+                                 param_hint="--bare-attacks")
     plan = [(seed, method, ratio, strategy) for seed in seed_list for ratio in ratio_list
             for method in (["dense"] if ratio == 0 else methods) for strategy in strategies]
     started = time.time()

@@ -25,6 +25,8 @@ from benchmarks.noise_rounds import ATTACKS, Rows, _by_ratio, _honest, _mean
 CLEAN_ACCURACY_MARGIN = 0.003
 ATTACKED_ACCURACY_MARGIN = 0.005
 TPR_MARGIN = 0.02
+#: What A and B must share (beyond the seeds and ratios, which :func:`figures` pairs).
+SAME = ("method", "trigger_rounds", "noise_rounds")
 
 
 def figures(runs: Mapping[str, tuple[Rows, Rows]]) -> dict[str, Any]:
@@ -90,8 +92,19 @@ def load(folder: Path, tag: str) -> dict[str, tuple[Rows, Rows]]:
         if any(bool(r.get("take_back")) != (side == "B") for r in runs):
             raise ValueError(f"{path} holds runs that {'do not ' if side == 'B' else ''}"
                              "take back unused updates")
+        for row in runs:
+            if row.get("attack") != attack or row.get("strategy") != "fairfl" \
+                    or row.get("bare_attacks"):
+                raise ValueError(f"{path} holds a run other than FairFL under {attack} with "
+                                 "attackers sending through their residual")
         return runs
-    return {attack: (rows(attack, "A"), rows(attack, "B")) for attack in ATTACKS}
+
+    out = {attack: (rows(attack, "A"), rows(attack, "B")) for attack in ATTACKS}
+    for attack, (a, b) in out.items():
+        settings = {tuple(r.get(key) for key in SAME) for r in (*a, *b)}
+        if len(settings) > 1:
+            raise ValueError(f"{attack}: A and B ran different settings {sorted(settings)}")
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -19,6 +19,8 @@ def _runs():
         sides = []
         for side in ("A", "B"):
             sides.append([{"seed": seed, "ratio": ratio, "take_back": side == "B",
+                           "attack": attack, "strategy": "fairfl", "method": "topk-tensor",
+                           "trigger_rounds": 2, "noise_rounds": 1,
                            "accuracy": 0.9, "rejections_by_reason": {"trigger": 2},
                            "honest_would_be_blacklisted": [3],
                            "tpr_attack_rounds": None if attack == "none" else 0.5}
@@ -66,8 +68,12 @@ def test_files_are_read_by_side_and_a_mislabelled_run_is_refused(tmp_path, capsy
             (tmp_path / f"t_{attack}_{side}.json").write_text(json.dumps({"runs": rows}))
     r53.main([str(tmp_path), "--tag", "t"])
     assert "meets rule R53's criteria" in capsys.readouterr().out
-    _, b = _runs()["none"]
-    (tmp_path / "t_none_A.json").write_text(json.dumps({"runs": b}))
-    with pytest.raises(SystemExit):
-        r53.main([str(tmp_path), "--tag", "t"])
-    assert "take back unused updates" in capsys.readouterr().err
+    a, b = _runs()["none"]
+    for rows, message in ((b, "take back unused updates"),
+                          ([{**r, "bare_attacks": True} for r in a], "through their residual"),
+                          (_runs()["gaussian"][0], "other than FairFL under none"),
+                          ([{**r, "noise_rounds": 2} for r in a], "different settings")):
+        (tmp_path / "t_none_A.json").write_text(json.dumps({"runs": rows}))
+        with pytest.raises(SystemExit):
+            r53.main([str(tmp_path), "--tag", "t"])
+        assert message in capsys.readouterr().err

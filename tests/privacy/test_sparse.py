@@ -562,6 +562,46 @@ def test_a_bare_attack_round_neither_carries_nor_leaves_a_residual():
     assert not np.array_equal(outputs[False][2], after)
 
 
+def test_every_client_on_the_wire_hears_its_verdict_each_round(tmp_path):
+    """run_offline tells each client sending through the wire its verdict after each round
+    (what --take-back reads), and the flags reach the rows; --bare-attacks is refused where
+    there is no poisoned round."""
+    from dataclasses import replace
+
+    from benchmarks.privacy_sparse import _on_the_wire, main
+    from fl_agent.simulation.config import SimulationConfig
+    from fl_agent.simulation.offline import federation, run_offline
+
+    fed = federation(SimulationConfig(seed=1, rounds=2, clients=3, scoring="loo"))
+    sparsifier = Sparsifier(0.9, scope="tensor", spec=fed.spec)
+    heard = []
+    members = []
+    for i, client in enumerate(fed.clients):
+        send = _on_the_wire(client, fed.spec, sparsifier, [], take_back=True).poison
+        forward = send.observe
+
+        def observe(verdict, *, ban_next, i=i, forward=forward):
+            heard.append((i, verdict))
+            forward(verdict, ban_next=ban_next)
+
+        send.observe = observe
+        members.append(replace(client, poison=send))
+    run = run_offline(fed, members, strategy=get_strategy("fedavg"))
+    assert sorted(heard) == sorted((i, "accepted") for i in range(3) for _ in run.rounds)
+    out, png = tmp_path / "s.json", tmp_path / "s.png"
+    common = ["--seeds", "1", "--ratios", "0.9", "--methods", "topk-tensor", "--strategies",
+              "fedavg", "--clients", "4", "--rounds", "1", "--json", str(out), "--plot",
+              str(png)]
+    done = CliRunner().invoke(main, [*common, "--attack", "gaussian", "--take-back",
+                                     "--bare-attacks"])
+    assert done.exit_code == 0, done.output
+    row = json.loads(out.read_text())["runs"][0]
+    assert row["take_back"] is True and row["bare_attacks"] is True
+    for attack in ("label_flip", "none"):
+        refused = CliRunner().invoke(main, [*common, "--attack", attack, "--bare-attacks"])
+        assert refused.exit_code == 2 and "--bare-attacks" in refused.output
+
+
 def test_the_benchmark_runs_on_tiny_settings(tmp_path):
     from benchmarks.privacy_sparse import main
 
