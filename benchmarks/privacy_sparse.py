@@ -86,13 +86,21 @@ def _sparsifier(method: str, ratio: float, spec: Any) -> Any:
     return Sparsifier(ratio, method="magnitude")
 
 
+#: What ``--take-back-after`` can name: any update not used, or only those the NOISE check
+#: refused or the gate held back (rule R53b; the trigger screen refuses a taken-back update
+#: again, rule R53).
+TAKE_BACK_AFTER = {"any": None, "noise": frozenset({"noise", "held_back"})}
+
+
 def _on_the_wire(client: Any, spec: Any, sparsifier: Any, sizes: list[int],
-                 take_back: bool = False, bare_attacks: bool = False) -> Any:
+                 take_back: bool = False, bare_attacks: bool = False,
+                 take_back_after: str = "any") -> Any:
     """``client`` sending its update as a sparse delta: the participant's side (sparsify,
     residual kept as bytes, encode) and the aggregator's (decode, densify). An attacker's
     poison runs first: it sparsifies like everyone else. With ``take_back`` an honest client
-    that learns its update was not used (rejected or held back) adds it back into its
-    residual (:func:`~fl_agent.privacy.sparse.take_back`); an attacker keeps what it did.
+    that learns its update was not used (rejected or held back; with ``take_back_after``
+    "noise", only for those reasons, :data:`TAKE_BACK_AFTER`) adds it back into its residual
+    (:func:`~fl_agent.privacy.sparse.take_back`); an attacker keeps what it did.
     The run tells each client its verdict through ``observe``, forwarded to a poison that
     listens for it. With ``bare_attacks`` an attacker's poisoned rounds (those whose poison
     changed the trained vector) are sparsified alone: no residual goes out with them, and
@@ -109,6 +117,7 @@ def _on_the_wire(client: Any, spec: Any, sparsifier: Any, sizes: list[int],
     kept: dict[str, bytes | None] = {"state": None, "sent": None}
     poison = client.poison
     restores = take_back and not client.malicious and sparsifier.keeps_state
+    reasons = TAKE_BACK_AFTER[take_back_after]
 
     def send(global_params: np.ndarray, trained: np.ndarray) -> np.ndarray:
         poisoned = trained if poison is None else poison(global_params, trained)
@@ -123,11 +132,12 @@ def _on_the_wire(client: Any, spec: Any, sparsifier: Any, sizes: list[int],
         sizes.append(len(data))
         return densify(decode_sparse(data, spec), global_params)
 
-    def observe(verdict: str, *, ban_next: bool) -> None:
+    def observe(verdict: str, *, ban_next: bool, reason: str | None = None) -> None:
         listens = getattr(poison, "observe", None)
         if listens is not None:
-            listens(verdict, ban_next=ban_next)
-        if restores and verdict != "accepted" and kept["sent"] is not None:
+            listens(verdict, ban_next=ban_next, reason=reason)
+        if restores and verdict != "accepted" and kept["sent"] is not None \
+                and (reasons is None or reason in reasons):
             state = decode_state(kept["state"], spec) if kept["state"] is not None else None
             kept["state"] = encode_state(spec, take_back_into(
                 state, decode_sparse(kept["sent"], spec)))
@@ -220,7 +230,8 @@ def attack_round_tpr(rounds: Any, bad: set[int], attacks_in: Callable[[int], boo
 def measure_run(seed: int, method: str, ratio: float, strategy_name: str, *, clients: int,
                 rounds: int, attack: str, blacklist: bool = False,
                 trigger_rounds: int | None = None, noise_rounds: int | None = None,
-                take_back: bool = False, bare_attacks: bool = False) -> dict[str, Any]:
+                take_back: bool = False, bare_attacks: bool = False,
+                take_back_after: str = "any") -> dict[str, Any]:
     import dataclasses
 
     from benchmarks.rule_alone import attack_rate
@@ -263,8 +274,8 @@ def measure_run(seed: int, method: str, ratio: float, strategy_name: str, *, cli
     members = list(fed.clients)
     if ratio > 0:
         sparsifier = _sparsifier(method, ratio, spec)
-        members = [_on_the_wire(c, spec, sparsifier, sizes, take_back, bare_attacks)
-                   for c in members]
+        members = [_on_the_wire(c, spec, sparsifier, sizes, take_back, bare_attacks,
+                                take_back_after) for c in members]
     statistics: list[dict[int, dict[str, list[float]]]] = []
     windows = Windows(WINDOWS)
 
@@ -329,6 +340,7 @@ def measure_run(seed: int, method: str, ratio: float, strategy_name: str, *, cli
         "tpr_attack_rounds": attack_round_tpr(run.rounds, bad, config.attacks_in),
         "noise_rounds": getattr(strategy, "noise_rounds", None),
         "take_back": take_back,
+        "take_back_after": take_back_after if take_back else None,
         "bare_attacks": bare_attacks,
         "attack_success": attack_rate(fed, run),
         "rejections_by_reason": dict(sorted(reasons.items())),
@@ -504,6 +516,10 @@ def _help(text: str) -> str:
 @click.option("--take-back/--no-take-back", default=False, show_default=True,
               help="honest clients add an update the aggregator did not use (rejected or "
                    "held back) back into their residual, to send it again later (top-k)")
+@click.option("--take-back-after", type=click.Choice(sorted(TAKE_BACK_AFTER)), default="any",
+              show_default=True,
+              help="with --take-back: take back any update not used, or only those the NOISE "
+                   "check refused or the gate held back")
 @click.option("--bare-attacks/--attacks-with-residual", default=False, show_default=True,
               help="an attacker's poisoned rounds go out sparsified alone, without its "
                    "residual and leaving none behind (default: through the same error "
@@ -514,8 +530,8 @@ def _help(text: str) -> str:
               default=Path("docs/plots/privacy_sparse.png"), show_default=True)
 def main(seeds: str, ratios: str, methods: list[str], strategies: list[str], clients: int,
          rounds: int, attack: str, blacklist: bool, trigger_rounds: int | None,
-         noise_rounds: int | None, take_back: bool, bare_attacks: bool, json_path: Path,
-         plot_path: Path) -> None:
+         noise_rounds: int | None, take_back: bool, take_back_after: str, bare_attacks: bool,
+         json_path: Path, plot_path: Path) -> None:
     import torch
 
     from fl_agent.errors import ConfigError
@@ -554,7 +570,7 @@ def main(seeds: str, ratios: str, methods: list[str], strategies: list[str], cli
             row = measure_run(seed, method, ratio, strategy, clients=clients, rounds=rounds,
                               attack=attack, blacklist=blacklist, trigger_rounds=trigger_rounds,
                               noise_rounds=noise_rounds, take_back=take_back,
-                              bare_attacks=bare_attacks)
+                              bare_attacks=bare_attacks, take_back_after=take_back_after)
             rows.append(row)
             progress.console.print(
                 f"seed {seed} {row['method']:11} {ratio:<4g} {strategy:6} accuracy "
@@ -565,7 +581,8 @@ def main(seeds: str, ratios: str, methods: list[str], strategies: list[str], cli
                            "strategies": strategies, "clients": clients, "rounds": rounds,
                            "attack": attack, "scoring": "loo", "blacklist": blacklist,
                            "trigger_rounds": trigger_rounds, "noise_rounds": noise_rounds,
-                           "take_back": take_back, "bare_attacks": bare_attacks},
+                           "take_back": take_back, "take_back_after": take_back_after,
+                           "bare_attacks": bare_attacks},
               "machine": about, "wall_s": round(time.time() - started, 1), "runs": rows}
     publish(result, json_path, markdown(rows))
     plot(rows, plot_path)

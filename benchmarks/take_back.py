@@ -1,7 +1,8 @@
-"""Rule R53's decision: honest participants who take back an update the aggregator did not
-use (``--take-back``, B) against today's error feedback (A), in a task that prunes, from
-``benchmarks.privacy_sparse`` runs (docs/data/sparse_take_back_rules_2026-12-06.md, written
-before the runs).
+"""Rules R53 and R53b's decisions: honest participants who take back an update the
+aggregator did not use (``--take-back``, B; R53b: only after a NOISE refusal or a hold-back,
+``--take-back-after noise``) against today's error feedback (A), in a task that prunes, from
+``benchmarks.privacy_sparse`` runs (docs/data/sparse_take_back_rules_2026-12-06.md and
+sparse_take_back_noise_rules_2026-12-07.md, each written before its runs).
 
 Reads ``<dir>/<tag>_<attack>_<A|B>.json`` for the attacks ``none``, ``gaussian`` and
 ``gaussian-every-2`` (each made by ``python -m benchmarks.privacy_sparse --methods topk-tensor
@@ -9,6 +10,8 @@ Reads ``<dir>/<tag>_<attack>_<A|B>.json`` for the attacks ``none``, ``gaussian``
 figures each criterion reads and the verdict:
 
     python -m benchmarks.take_back docs/data --tag sparse_take_back_tuning_2026-12-06
+    python -m benchmarks.take_back docs/data --tag sparse_take_back_noise_tuning_2026-12-07 \
+        --after noise
 """
 
 from __future__ import annotations
@@ -84,14 +87,19 @@ def verdict(measured: Mapping[str, Any]) -> tuple[bool, list[str]]:
     return ok, lines
 
 
-def load(folder: Path, tag: str) -> dict[str, tuple[Rows, Rows]]:
-    """The runs of ``folder``/``tag``_<attack>_<A|B>.json (module docstring)."""
+def load(folder: Path, tag: str, after: str = "any") -> dict[str, tuple[Rows, Rows]]:
+    """The runs of ``folder``/``tag``_<attack>_<A|B>.json (module docstring); B's must take
+    back after ``after`` ("any": whatever was not used, rule R53; "noise": only NOISE
+    refusals and hold-backs, rule R53b)."""
     def rows(attack: str, side: str) -> Rows:
         path = folder / f"{tag}_{attack}_{side}.json"
         runs: Rows = json.loads(path.read_text())["runs"]
         if any(bool(r.get("take_back")) != (side == "B") for r in runs):
             raise ValueError(f"{path} holds runs that {'do not ' if side == 'B' else ''}"
                              "take back unused updates")
+        if side == "B" and any(r.get("take_back_after", "any") != after for r in runs):
+            raise ValueError(f"{path} holds runs that take back after another verdict than "
+                             f"{after!r}")
         for row in runs:
             if row.get("attack") != attack or row.get("strategy") != "fairfl" \
                     or row.get("bare_attacks"):
@@ -112,15 +120,19 @@ def main(argv: Sequence[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path, help="where the runs' JSON files are")
     parser.add_argument("--tag", required=True, help="the files' common prefix")
+    parser.add_argument("--after", choices=("any", "noise"), default="any",
+                        help="what B takes back after: any verdict but accepted (R53), or "
+                             "only NOISE refusals and hold-backs (R53b)")
     args = parser.parse_args(argv)
     try:
-        measured = figures(load(args.folder, args.tag))
+        measured = figures(load(args.folder, args.tag, args.after))
     except (OSError, ValueError, KeyError) as err:
         parser.error(f"cannot read the runs: {err}")
     ok, lines = verdict(measured)
     print("\n".join(lines))
-    print(f"\nB (take back unused updates) {'meets' if ok else 'does not meet'} rule R53's "
-          "criteria")
+    rule = "R53" if args.after == "any" else "R53b"
+    print(f"\nB (take back unused updates, after {args.after}) "
+          f"{'meets' if ok else 'does not meet'} rule {rule}'s criteria")
 
 
 if __name__ == "__main__":

@@ -245,9 +245,10 @@ class Probing:
         self.sent.append([number, self.strength, None])
         return (base + self.strength * (attack - base)).astype(np.float32)
 
-    def observe(self, verdict: str, *, ban_next: bool) -> None:
+    def observe(self, verdict: str, *, ban_next: bool, reason: str | None = None) -> None:
         """The verdict on what it sent this round (``accepted``, ``held_back`` or
-        ``rejected``), and whether one more counted rejection next round would ban it."""
+        ``rejected``), and whether one more counted rejection next round would ban it
+        (``reason``, the rule's code for a turned-away update, is not used)."""
         factor = {"accepted": self.up, "held_back": self.held, "rejected": self.down}
         if verdict not in factor:
             raise ConfigError(f"unknown verdict {verdict!r}")

@@ -259,9 +259,11 @@ def run_offline(fed: Federation, clients: Sequence[Client] | None = None, *,
             if observe is not None and i not in blacklisted:
                 start, count = opened.get(i, (0, 0))
                 count = count if next_block < start + window else 0  # the window will close
+                j = submitted.index(i)
                 observe("accepted" if i in accepted else
                         "held_back" if i in held else "rejected",
-                        ban_next=blacklist and count + 1 >= config.max_rejections)
+                        ban_next=blacklist and count + 1 >= config.max_rejections,
+                        reason=None if i in accepted else str(decision.reasons[j]))
         row = OfflineRound(number, submitted, decision,
                            evaluate(spec, params, X_test, y_test, "accuracy"))
         rounds.append(row)

@@ -68,6 +68,9 @@ def test_files_are_read_by_side_and_a_mislabelled_run_is_refused(tmp_path, capsy
             (tmp_path / f"t_{attack}_{side}.json").write_text(json.dumps({"runs": rows}))
     r53.main([str(tmp_path), "--tag", "t"])
     assert "meets rule R53's criteria" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # B took back after any verdict, not only noise
+        r53.main([str(tmp_path), "--tag", "t", "--after", "noise"])
+    assert "another verdict than 'noise'" in capsys.readouterr().err
     a, b = _runs()["none"]
     for rows, message in ((b, "take back unused updates"),
                           ([{**r, "bare_attacks": True} for r in a], "through their residual"),

@@ -504,7 +504,7 @@ def test_the_benchmark_takes_back_only_an_honest_clients_unused_update():
     def poison(global_params, trained):
         return trained
 
-    poison.observe = lambda verdict, *, ban_next: heard.append(verdict)
+    poison.observe = lambda verdict, *, ban_next, reason: heard.append((verdict, reason))
     rng = np.random.default_rng(5)
     d = param_count(DIGITS)
     g = rng.normal(size=d).astype(np.float32)
@@ -516,18 +516,23 @@ def test_the_benchmark_takes_back_only_an_honest_clients_unused_update():
         return _on_the_wire(Client(empty, empty, 1, **client), DIGITS, sparsifier, [],
                             take_back).poison
 
-    for verdict, again in (("rejected", True), ("held_back", True), ("accepted", False)):
-        send = wire(True)
+    for verdict, reason, after, again in (
+            ("rejected", "trigger", "any", True), ("held_back", "held_back", "any", True),
+            ("accepted", None, "any", False), ("rejected", "noise", "noise", True),
+            ("held_back", "held_back", "noise", True), ("rejected", "trigger", "noise", False),
+            ("rejected", "norm_outlier", "noise", False)):
+        send = _on_the_wire(Client(empty, empty, 1), DIGITS, sparsifier, [], True,
+                            take_back_after=after).poison
         first = send(g, local) - g
-        send.observe(verdict, ban_next=False)
+        send.observe(verdict, ban_next=False, reason=reason)
         second = send(g, g) - g  # nothing new trained: only the residual goes out
-        assert np.array_equal(second, first) == again, verdict
+        assert np.array_equal(second, first) == again, (verdict, reason, after)
     for client, take in (({"malicious": True, "poison": poison}, True), ({}, False)):
         send = wire(take, **client)
         first = send(g, local) - g
-        send.observe("rejected", ban_next=False)
+        send.observe("rejected", ban_next=False, reason="noise")
         assert not np.array_equal(send(g, g) - g, first)
-    assert heard == ["rejected"]
+    assert heard == [("rejected", "noise")]
 
 
 def test_a_bare_attack_round_neither_carries_nor_leaves_a_residual():
@@ -580,23 +585,24 @@ def test_every_client_on_the_wire_hears_its_verdict_each_round(tmp_path):
         send = _on_the_wire(client, fed.spec, sparsifier, [], take_back=True).poison
         forward = send.observe
 
-        def observe(verdict, *, ban_next, i=i, forward=forward):
-            heard.append((i, verdict))
-            forward(verdict, ban_next=ban_next)
+        def observe(verdict, *, ban_next, reason, i=i, forward=forward):
+            heard.append((i, verdict, reason))
+            forward(verdict, ban_next=ban_next, reason=reason)
 
         send.observe = observe
         members.append(replace(client, poison=send))
     run = run_offline(fed, members, strategy=get_strategy("fedavg"))
-    assert sorted(heard) == sorted((i, "accepted") for i in range(3) for _ in run.rounds)
+    assert sorted(heard) == sorted((i, "accepted", None) for i in range(3) for _ in run.rounds)
     out, png = tmp_path / "s.json", tmp_path / "s.png"
     common = ["--seeds", "1", "--ratios", "0.9", "--methods", "topk-tensor", "--strategies",
               "fedavg", "--clients", "4", "--rounds", "1", "--json", str(out), "--plot",
               str(png)]
     done = CliRunner().invoke(main, [*common, "--attack", "gaussian", "--take-back",
-                                     "--bare-attacks"])
+                                     "--take-back-after", "noise", "--bare-attacks"])
     assert done.exit_code == 0, done.output
     row = json.loads(out.read_text())["runs"][0]
     assert row["take_back"] is True and row["bare_attacks"] is True
+    assert row["take_back_after"] == "noise"
     for attack in ("label_flip", "none"):
         refused = CliRunner().invoke(main, [*common, "--attack", attack, "--bare-attacks"])
         assert refused.exit_code == 2 and "--bare-attacks" in refused.output
