@@ -11,7 +11,7 @@ figures each criterion reads and the verdict:
 
     python -m benchmarks.take_back docs/data --tag sparse_take_back_tuning_2026-12-06
     python -m benchmarks.take_back docs/data --tag sparse_take_back_noise_tuning_2026-12-07 \
-        --after noise
+        --after noise --a-tag sparse_take_back_tuning_2026-12-06
 """
 
 from __future__ import annotations
@@ -87,12 +87,13 @@ def verdict(measured: Mapping[str, Any]) -> tuple[bool, list[str]]:
     return ok, lines
 
 
-def load(folder: Path, tag: str, after: str = "any") -> dict[str, tuple[Rows, Rows]]:
+def load(folder: Path, tag: str, after: str = "any", a_tag: str | None = None
+         ) -> dict[str, tuple[Rows, Rows]]:
     """The runs of ``folder``/``tag``_<attack>_<A|B>.json (module docstring); B's must take
     back after ``after`` ("any": whatever was not used, rule R53; "noise": only NOISE
-    refusals and hold-backs, rule R53b)."""
+    refusals and hold-backs, rule R53b); A's are read under ``a_tag`` when given."""
     def rows(attack: str, side: str) -> Rows:
-        path = folder / f"{tag}_{attack}_{side}.json"
+        path = folder / f"{a_tag or tag if side == 'A' else tag}_{attack}_{side}.json"
         runs: Rows = json.loads(path.read_text())["runs"]
         if any(bool(r.get("take_back")) != (side == "B") for r in runs):
             raise ValueError(f"{path} holds runs that {'do not ' if side == 'B' else ''}"
@@ -120,12 +121,13 @@ def main(argv: Sequence[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path, help="where the runs' JSON files are")
     parser.add_argument("--tag", required=True, help="the files' common prefix")
+    parser.add_argument("--a-tag", help="the A files' prefix, when it is not --tag's")
     parser.add_argument("--after", choices=("any", "noise"), default="any",
                         help="what B takes back after: any verdict but accepted (R53), or "
                              "only NOISE refusals and hold-backs (R53b)")
     args = parser.parse_args(argv)
     try:
-        measured = figures(load(args.folder, args.tag, args.after))
+        measured = figures(load(args.folder, args.tag, args.after, args.a_tag))
     except (OSError, ValueError, KeyError) as err:
         parser.error(f"cannot read the runs: {err}")
     ok, lines = verdict(measured)

@@ -68,15 +68,20 @@ def test_files_are_read_by_side_and_a_mislabelled_run_is_refused(tmp_path, capsy
             (tmp_path / f"t_{attack}_{side}.json").write_text(json.dumps({"runs": rows}))
     r53.main([str(tmp_path), "--tag", "t"])
     assert "meets rule R53's criteria" in capsys.readouterr().out
+    for attack, (a, _) in _runs().items():  # A's files under another prefix
+        (tmp_path / f"old_{attack}_A.json").write_text(json.dumps({"runs": a}))
+        (tmp_path / f"t_{attack}_A.json").unlink()
+    r53.main([str(tmp_path), "--tag", "t", "--a-tag", "old"])
+    assert "meets rule R53's criteria" in capsys.readouterr().out
     with pytest.raises(SystemExit):  # B took back after any verdict, not only noise
-        r53.main([str(tmp_path), "--tag", "t", "--after", "noise"])
+        r53.main([str(tmp_path), "--tag", "t", "--a-tag", "old", "--after", "noise"])
     assert "another verdict than 'noise'" in capsys.readouterr().err
     a, b = _runs()["none"]
     for rows, message in ((b, "take back unused updates"),
                           ([{**r, "bare_attacks": True} for r in a], "through their residual"),
                           (_runs()["gaussian"][0], "other than FairFL under none"),
                           ([{**r, "noise_rounds": 2} for r in a], "different settings")):
-        (tmp_path / "t_none_A.json").write_text(json.dumps({"runs": rows}))
+        (tmp_path / "old_none_A.json").write_text(json.dumps({"runs": rows}))
         with pytest.raises(SystemExit):
-            r53.main([str(tmp_path), "--tag", "t"])
+            r53.main([str(tmp_path), "--tag", "t", "--a-tag", "old"])
         assert message in capsys.readouterr().err
