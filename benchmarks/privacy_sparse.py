@@ -23,7 +23,8 @@ task; ``--trigger-rounds`` sets it) and ``fedavg``.
 
 Two variants of what clients do, each measured once and written up in the docs:
 ``--take-back`` (rule R53, not adopted): an honest client told that its update was not used
-adds it back into its residual; ``--bare-attacks``: an attacker's poisoned rounds go out
+adds it back into its residual (``--take-back-after noise``, rule R53b, not shipped: only
+after a NOISE refusal or a hold-back); ``--bare-attacks``: an attacker's poisoned rounds go out
 sparsified alone, without its residual, which they leave untouched.
 
 Per run: bytes per update (mean of the encoded documents), final test accuracy, the honest

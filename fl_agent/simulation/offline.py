@@ -16,7 +16,8 @@ does not count) within a tumbling window of
 auto-mining chain spends (each round: its start, one submission per participant, its
 finalization), as the simulation deploys the registry. An attacker whose hook has an
 ``observe`` method (:class:`~fl_agent.simulation.attackers.Probing`) is told its verdict
-after each round and whether one more rejection would ban it, as the chain tells everyone.
+after each round, the rule's reason when it was turned away, and whether one more rejection
+would ban it, as the chain tells everyone.
 
 Experiments change the federation through :class:`Client` (its data, its seed, its
 attack) rather than through options here: a client that lies about its sample count, or

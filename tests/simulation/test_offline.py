@@ -168,16 +168,18 @@ def test_held_back_updates_do_not_count_towards_a_ban():
 
 class _Listener:
     """A hook that sends its honest update and keeps what run_offline tells it: ``told``,
-    each round's (verdict, ban_next)."""
+    each round's (verdict, ban_next), and ``reasons``, each round's reason (None: used)."""
 
     def __init__(self) -> None:
         self.told: list[tuple[str, bool]] = []
+        self.reasons: list[str | None] = []
 
     def __call__(self, global_vector, trained):
         return trained
 
-    def observe(self, verdict, *, ban_next):
+    def observe(self, verdict, *, ban_next, reason):
         self.told.append((verdict, ban_next))
+        self.reasons.append(reason)
 
     @property
     def standing(self) -> list[bool]:
@@ -217,6 +219,7 @@ def test_an_attacker_that_reads_its_standing_is_told_it_as_the_registry_keeps_it
     assert run.blacklisted == (1,)
     assert told == [("accepted", False), ("held_back", False), ("rejected", False),
                     ("rejected", True), *[("accepted", True)] * 4, ("accepted", False)]
+    assert listener.reasons == [None, "held_back", "validation", "free_rider", *[None] * 5]
     told.clear()  # without blacklisting nothing bans, and nobody is told otherwise
     run = run_offline(fed, clients, decide=decide, strategy=aggregator_strategy(fed),
                       blacklist=False)
