@@ -150,7 +150,10 @@ def take_back(state: ErrorFeedbackState | None, delta: SparseDelta) -> ErrorFeed
     into the residual, they are sent again in a later round instead of being lost. After
     this, what the aggregator used plus the residual is again the sum of the participant's
     true deltas. ``delta`` must be a top-k delta (``base="global"``) of the residual's
-    length; ``state`` None is an empty residual. Written by hand: no library keeps this."""
+    length; ``state`` None is an empty residual. The participant agent does not call it:
+    rules R53 and R53b measured taking refused updates back (all of them, then only those
+    refused as noise or held back) and adopted neither (docs/privacy-sparse.md); the
+    benchmark's ``--take-back`` does. Written by hand: no library keeps this."""
     if delta.base != "global":
         raise ConfigError("only a top-k delta (base 'global') can be taken back into a "
                           "residual; magnitude pruning keeps none")
