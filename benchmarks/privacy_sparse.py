@@ -559,6 +559,9 @@ def main(seeds: str, ratios: str, methods: list[str], strategies: list[str], cli
     elif bare_attacks:
         raise click.BadParameter("needs an --attack whose attackers poison their update",
                                  param_hint="--bare-attacks")
+    if take_back_after != "any" and not take_back:
+        raise click.BadParameter("says what --take-back takes back: add --take-back",
+                                 param_hint="--take-back-after")
     plan = [(seed, method, ratio, strategy) for seed in seed_list for ratio in ratio_list
             for method in (["dense"] if ratio == 0 else methods) for strategy in strategies]
     started = time.time()

@@ -606,6 +606,8 @@ def test_every_client_on_the_wire_hears_its_verdict_each_round(tmp_path):
     for attack in ("label_flip", "none"):
         refused = CliRunner().invoke(main, [*common, "--attack", attack, "--bare-attacks"])
         assert refused.exit_code == 2 and "--bare-attacks" in refused.output
+    refused = CliRunner().invoke(main, [*common, "--take-back-after", "noise"])
+    assert refused.exit_code == 2 and "add --take-back" in refused.output
 
 
 def test_the_benchmark_runs_on_tiny_settings(tmp_path):
