@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +48,10 @@ def _honest(rows: Rows, reason: str | None = None) -> int:
                if reason is None or why == reason)
 
 
-def figures(runs: Mapping[str, tuple[Rows, Rows]]) -> dict[str, Any]:
-    """What each criterion reads, per attack and ratio, for A and B (``runs``: attack ->
-    (A's rows, B's rows))."""
+def paired(runs: Mapping[str, tuple[Rows, Rows]],
+           side: Callable[[str, Rows], dict[str, Any]]) -> dict[str, Any]:
+    """``side(attack, rows)`` for A's and B's rows of each attack and ratio (``runs``: attack
+    -> (A's rows, B's rows)), with the seeds; refuses runs whose ratios or seeds differ."""
     out: dict[str, Any] = {}
     for attack, (a_rows, b_rows) in runs.items():
         a, b = _by_ratio(a_rows), _by_ratio(b_rows)
@@ -61,14 +62,19 @@ def figures(runs: Mapping[str, tuple[Rows, Rows]]) -> dict[str, Any]:
             if seeds != sorted(int(r["seed"]) for r in b[ratio]):
                 raise ValueError(f"{attack} at {ratio}: A and B ran different seeds")
             out.setdefault(attack, {})[ratio] = {
-                side: {"seeds": seeds, "accuracy": _mean(rows, "accuracy"),
-                       "honest_rejections": _honest(rows),
-                       "honest_noise": _honest(rows, "noise"),
-                       "tpr": _mean(rows, "tpr") if attack != "none" else None,
-                       "tpr_attack_rounds": _mean(rows, "tpr_attack_rounds")
-                       if attack != "none" else None}
-                for side, rows in (("A", a[ratio]), ("B", b[ratio]))}
+                name: {"seeds": seeds, **side(attack, rows)}
+                for name, rows in (("A", a[ratio]), ("B", b[ratio]))}
     return out
+
+
+def figures(runs: Mapping[str, tuple[Rows, Rows]]) -> dict[str, Any]:
+    """What each criterion reads, per attack and ratio, for A and B (``runs``: attack ->
+    (A's rows, B's rows))."""
+    return paired(runs, lambda attack, rows: {
+        "accuracy": _mean(rows, "accuracy"), "honest_rejections": _honest(rows),
+        "honest_noise": _honest(rows, "noise"),
+        "tpr": _mean(rows, "tpr") if attack != "none" else None,
+        "tpr_attack_rounds": _mean(rows, "tpr_attack_rounds") if attack != "none" else None})
 
 
 def verdict(measured: Mapping[str, Any]) -> tuple[bool, list[str]]:

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.noise_rounds import ATTACKS, Rows, _by_ratio, _honest, _mean
+from benchmarks.noise_rounds import ATTACKS, Rows, _honest, _mean, paired
 
 #: The criteria's margins, fixed in the rule file before the runs.
 CLEAN_ACCURACY_MARGIN = 0.003
@@ -35,24 +35,10 @@ SAME = ("method", "trigger_rounds", "noise_rounds")
 def figures(runs: Mapping[str, tuple[Rows, Rows]]) -> dict[str, Any]:
     """What each criterion reads, per attack and ratio, for A and B (``runs``: attack ->
     (A's rows, B's rows))."""
-    out: dict[str, Any] = {}
-    for attack, (a_rows, b_rows) in runs.items():
-        a, b = _by_ratio(a_rows), _by_ratio(b_rows)
-        if sorted(a) != sorted(b):
-            raise ValueError(f"{attack}: A ran ratios {sorted(a)}, B {sorted(b)}")
-        for ratio in sorted(a):
-            seeds = sorted(int(r["seed"]) for r in a[ratio])
-            if seeds != sorted(int(r["seed"]) for r in b[ratio]):
-                raise ValueError(f"{attack} at {ratio}: A and B ran different seeds")
-            out.setdefault(attack, {})[ratio] = {
-                side: {"seeds": seeds, "accuracy": _mean(rows, "accuracy"),
-                       "honest_rejections": _honest(rows),
-                       "would_blacklist": sum(len(r["honest_would_be_blacklisted"])
-                                              for r in rows),
-                       "tpr_attack_rounds": _mean(rows, "tpr_attack_rounds")
-                       if attack != "none" else None}
-                for side, rows in (("A", a[ratio]), ("B", b[ratio]))}
-    return out
+    return paired(runs, lambda attack, rows: {
+        "accuracy": _mean(rows, "accuracy"), "honest_rejections": _honest(rows),
+        "would_blacklist": sum(len(r["honest_would_be_blacklisted"]) for r in rows),
+        "tpr_attack_rounds": _mean(rows, "tpr_attack_rounds") if attack != "none" else None})
 
 
 def verdict(measured: Mapping[str, Any]) -> tuple[bool, list[str]]:
