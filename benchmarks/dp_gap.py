@@ -1,0 +1,139 @@
+"""The DP goal over many seeds (rule R54, docs/data/dp_gap_rules_2026-12-07.md, written
+before its runs): how far below no DP a task at ε = 8 lands, seed by seed, from
+``benchmarks.privacy_dp`` runs.
+
+The issue's goal is "at ε = 8, within 5 points of no DP". On three evaluation seeds it was
+met by the median and missed on one seed; three seeds say little about a fourth. This reads
+any number of ``privacy_dp`` JSON files made with the same settings, pairs each strategy's
+ε = 8 run with its own no-DP run on the same seed, and prints per seed the gap in points,
+then the median, the mean with its one-sided 95 % upper bound (Student's t over the seeds)
+and how many seeds are within the goal:
+
+    python -m benchmarks.dp_gap docs/data/dp_gap_evaluation_2026-12-07_*.json
+
+The verdict per strategy (fixed in the rule file): **met with confidence** if the upper
+bound of the mean gap is within the goal, **met by the mean** if only the mean is, **not
+met** otherwise; "every seed" is said separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from scipy import stats
+
+#: The issue's goal, in accuracy (5 points), and the level it names.
+GOAL = 0.05
+EPSILON = 8.0
+#: One-sided confidence of the bound on the mean gap.
+CONFIDENCE = 0.95
+#: Settings every file must share (the seeds and strategies may differ).
+SAME = ("clients", "rounds", "steps", "batch_size", "lr", "dp_lr", "clip", "momentum",
+        "accountant", "delta", "model", "scoring", "blacklist", "attack", "malicious",
+        "partition", "alpha")
+
+
+def load(paths: Iterable[Path]) -> list[dict[str, Any]]:
+    """Every run of the files, refusing files whose settings differ or a (seed, strategy,
+    level) measured twice."""
+    runs: list[dict[str, Any]] = []
+    first: dict[str, Any] | None = None
+    seen: set[tuple[int, str, str]] = set()
+    for path in paths:
+        document = json.loads(Path(path).read_text())
+        settings = {key: document["settings"].get(key) for key in SAME}
+        if first is None:
+            first = settings
+        elif settings != first:
+            differ = sorted(k for k in SAME if settings[k] != first[k])
+            raise ValueError(f"{path}: settings differ from the first file's in {differ}")
+        for run in document["runs"]:
+            key = (run["seed"], run["strategy"], run["level"])
+            if key in seen:
+                raise ValueError(f"{path}: seed {key[0]}, {key[1]}, {key[2]} measured twice")
+            seen.add(key)
+            runs.append(run)
+    return runs
+
+
+def gaps(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[int, float]]:
+    """Per strategy, per seed: no-DP accuracy minus ε = 8 accuracy (the same strategy and
+    seed). A seed with only one of the two is left out."""
+    base: dict[tuple[str, int], float] = {}
+    at: dict[tuple[str, int], float] = {}
+    for run in runs:
+        key = (run["strategy"], run["seed"])
+        if run["epsilon"] is None and run["level"] == "no DP":
+            base[key] = run["accuracy"]
+        elif run["epsilon"] is not None and math.isclose(run["epsilon"], EPSILON):
+            at[key] = run["accuracy"]
+    out: dict[str, dict[int, float]] = {}
+    for strategy, seed in sorted(base.keys() & at.keys()):
+        out.setdefault(strategy, {})[seed] = base[strategy, seed] - at[strategy, seed]
+    return out
+
+
+def summary(per_seed: Mapping[int, float]) -> dict[str, Any]:
+    """The figures the verdict reads, over one strategy's seeds (at least two)."""
+    values = list(per_seed.values())
+    if len(values) < 2:
+        raise ValueError("the bound on the mean needs at least two seeds")
+    mean = statistics.fmean(values)
+    sem = statistics.stdev(values) / math.sqrt(len(values))
+    upper = mean + stats.t.ppf(CONFIDENCE, len(values) - 1) * sem
+    within = sum(v <= GOAL + 1e-12 for v in values)
+    if upper <= GOAL:
+        verdict = "met with confidence"
+    elif mean <= GOAL:
+        verdict = "met by the mean"
+    else:
+        verdict = "not met"
+    return {"seeds": len(values), "median": statistics.median(values), "mean": mean,
+            "upper": upper, "worst": max(values), "within": within,
+            "every_seed": within == len(values), "verdict": verdict}
+
+
+def report(per_strategy: Mapping[str, Mapping[int, float]]) -> str:
+    """The per-seed gaps and each strategy's summary, as text."""
+    lines = []
+    for strategy, per_seed in per_strategy.items():
+        lines.append(f"{strategy}: gap at ε = {EPSILON:g} per seed (points): " + ", ".join(
+            f"{seed} {100 * gap:.1f}" for seed, gap in sorted(per_seed.items())))
+        if len(per_seed) < 2:
+            lines.append("  one seed: no bound on the mean, no verdict")
+            continue
+        figures = summary(per_seed)
+        lines.append(
+            f"  {figures['seeds']} seeds: median {100 * figures['median']:.2f}, mean "
+            f"{100 * figures['mean']:.2f} (one-sided {CONFIDENCE:.0%} upper bound "
+            f"{100 * figures['upper']:.2f}), worst {100 * figures['worst']:.2f}; within "
+            f"{100 * GOAL:g} points on {figures['within']} of {figures['seeds']} seeds")
+        lines.append(f"  goal (within {100 * GOAL:g} points of no DP): {figures['verdict']}"
+                     f"; every seed: {'yes' if figures['every_seed'] else 'no'}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.dp_gap", description=(
+        "The ε = 8 goal over many seeds: each strategy's gap below its own no-DP run, per "
+        "seed, with the mean's one-sided 95 % upper bound (rule R54)."))
+    parser.add_argument("files", nargs="+", type=Path,
+                        help="benchmarks.privacy_dp JSON files made with the same settings")
+    args = parser.parse_args(argv)
+    try:
+        per_strategy = gaps(load(args.files))
+        if not per_strategy:
+            raise ValueError("no strategy has both a no-DP and an ε = 8 run on any seed")
+        print(report(per_strategy))
+    except (ValueError, KeyError, OSError) as error:
+        parser.exit(2, f"error: {error}\n")
+
+
+if __name__ == "__main__":
+    main()

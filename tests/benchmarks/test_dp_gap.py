@@ -1,0 +1,84 @@
+"""Rule R54's judge (benchmarks.dp_gap): pairs, bounds and verdicts on hand-made rows."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from benchmarks import dp_gap
+
+
+def _run(seed: int, accuracy: float, epsilon: float | None, strategy: str = "fedavg") -> dict:
+    level = "no DP" if epsilon is None else f"ε = {epsilon:g}"
+    return {"seed": seed, "strategy": strategy, "level": level, "epsilon": epsilon,
+            "accuracy": accuracy}
+
+
+def _file(tmp_path, name: str, runs: list[dict], **settings) -> object:
+    base = {key: None for key in dp_gap.SAME} | {"clients": 10, "rounds": 20} | settings
+    path = tmp_path / name
+    path.write_text(json.dumps({"settings": base, "runs": runs}))
+    return path
+
+
+def test_gap_pairs_each_strategy_with_its_own_no_dp_run_on_the_same_seed():
+    runs = [_run(1, 0.95, None), _run(1, 0.91, 8.0), _run(2, 0.96, None), _run(2, 0.90, 8.0),
+            _run(1, 0.80, None, "fairfl"), _run(1, 0.79, 8.0, "fairfl"),
+            _run(3, 0.97, None), _run(3, 0.50, 4.0)]  # seed 3 has no ε = 8: left out
+    got = dp_gap.gaps(runs)
+    assert set(got) == {"fedavg", "fairfl"}
+    assert got["fedavg"] == pytest.approx({1: 0.04, 2: 0.06})
+    assert got["fairfl"] == pytest.approx({1: 0.01})
+
+
+@pytest.mark.parametrize(("values", "verdict"), [
+    ([0.040, 0.042, 0.044, 0.046], "met with confidence"),
+    ([0.02, 0.07, 0.03, 0.06], "met by the mean"),      # mean 0.045, bound above 0.05
+    ([0.050, 0.052, 0.054, 0.056], "not met"),
+])
+def test_verdict_reads_the_mean_and_its_one_sided_bound(values, verdict):
+    figures = dp_gap.summary(dict(enumerate(values)))
+    assert figures["verdict"] == verdict
+    mean = sum(values) / len(values)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    # t(0.95, 3 degrees of freedom) = 2.3534, from a printed table
+    assert figures["upper"] == pytest.approx(mean + 2.3534 * sd / 2, abs=1e-4)
+
+
+def test_a_gap_of_exactly_five_points_is_within_the_goal_and_just_above_is_not():
+    exact = dp_gap.summary({1: 0.97 - 0.92, 2: 0.04})
+    assert exact["within"] == 2 and exact["every_seed"]
+    above = dp_gap.summary({1: 0.0501, 2: 0.04})
+    assert above["within"] == 1 and not above["every_seed"]
+
+
+def test_one_seed_gives_no_bound():
+    with pytest.raises(ValueError, match="two seeds"):
+        dp_gap.summary({1: 0.04})
+    assert "no verdict" in dp_gap.report({"fedavg": {1: 0.04}})
+
+
+def test_files_with_other_settings_or_a_run_measured_twice_are_refused(tmp_path):
+    a = _file(tmp_path, "a.json", [_run(1, 0.95, None), _run(1, 0.91, 8.0)])
+    other = _file(tmp_path, "b.json", [_run(2, 0.95, None)], rounds=30)
+    with pytest.raises(ValueError, match="rounds"):
+        dp_gap.load([a, other])
+    again = _file(tmp_path, "c.json", [_run(1, 0.95, None)])
+    with pytest.raises(ValueError, match="twice"):
+        dp_gap.load([a, again])
+
+
+def test_the_cli_reads_several_files_and_prints_the_verdict(tmp_path, capsys):
+    a = _file(tmp_path, "a.json", [_run(1, 0.95, None), _run(1, 0.91, 8.0)])
+    b = _file(tmp_path, "b.json", [_run(2, 0.96, None), _run(2, 0.92, 8.0)])
+    dp_gap.main([str(a), str(b)])
+    out = capsys.readouterr().out
+    assert "fedavg: gap at ε = 8 per seed (points): 1 4.0, 2 4.0" in out
+    assert "met with confidence; every seed: yes" in out
+
+
+def test_the_goal_is_the_benchmarks():
+    from benchmarks.privacy_dp import GAP_AT_8_MAX
+    assert dp_gap.GOAL == GAP_AT_8_MAX
