@@ -9,7 +9,8 @@ any number of ``privacy_dp`` JSON files made with the same settings, pairs each 
 then the median, the mean with its one-sided 95 % upper bound (Student's t over the seeds)
 and how many seeds are within the goal:
 
-    python -m benchmarks.dp_gap docs/data/dp_gap_evaluation_2026-12-07_*.json
+    python -m benchmarks.dp_gap docs/data/dp_gap_evaluation_2026-12-07_*.json \\
+        --plot docs/plots/dp_gap.png
 
 The verdict per strategy (fixed in the rule file): **met with confidence** if the upper
 bound of the mean gap is within the goal, **met by the mean** if only the mean is, **not
@@ -119,18 +120,54 @@ def report(per_strategy: Mapping[str, Mapping[int, float]]) -> str:
     return "\n".join(lines)
 
 
+def plot(per_strategy: Mapping[str, Mapping[int, float]], path: Path) -> None:
+    """Each strategy's per-seed gaps (points) as a strip, its mean with the one-sided bound,
+    and the goal's line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.9 * len(per_strategy)))
+    for row, per_seed in enumerate(per_strategy.values()):
+        values = [100 * v for v in per_seed.values()]
+        offsets = [0.15 * ((i % 5) - 2) / 2 for i in range(len(values))]
+        ax.scatter(values, [row + o for o in offsets], s=18, alpha=0.7)
+        if len(values) >= 2:
+            figures = summary(per_seed)
+            ax.errorbar([100 * figures["mean"]], [row - 0.3],
+                        xerr=[[0], [100 * (figures["upper"] - figures["mean"])]],
+                        fmt="D", color="black", capsize=4)
+    ax.axvline(100 * GOAL, color="crimson", ls="--", lw=1)
+    ax.text(100 * GOAL, len(per_strategy) - 0.45, f" goal: {100 * GOAL:g} points", color="crimson",
+            va="bottom", fontsize=8)
+    ax.set_yticks(range(len(per_strategy)), list(per_strategy))
+    ax.set_ylim(-0.7, len(per_strategy) - 0.2)
+    ax.set_xlabel(f"accuracy points below no DP at ε = {EPSILON:g}")
+    ax.set_title(f"one dot per seed; diamond: the mean, bar to its one-sided {CONFIDENCE:.0%} "
+                 "upper bound", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.dp_gap", description=(
         "The ε = 8 goal over many seeds: each strategy's gap below its own no-DP run, per "
         "seed, with the mean's one-sided 95 % upper bound (rule R54)."))
     parser.add_argument("files", nargs="+", type=Path,
                         help="benchmarks.privacy_dp JSON files made with the same settings")
+    parser.add_argument("--plot", type=Path, help="also draw the per-seed gaps into this PNG")
     args = parser.parse_args(argv)
     try:
         per_strategy = gaps(load(args.files))
         if not per_strategy:
             raise ValueError("no strategy has both a no-DP and an ε = 8 run on any seed")
         print(report(per_strategy))
+        if args.plot:
+            plot(per_strategy, args.plot)
+            print(f"plot: {args.plot}")
     except (ValueError, KeyError, OSError) as error:
         parser.exit(2, f"error: {error}\n")
 

@@ -73,10 +73,12 @@ def test_files_with_other_settings_or_a_run_measured_twice_are_refused(tmp_path)
 def test_the_cli_reads_several_files_and_prints_the_verdict(tmp_path, capsys):
     a = _file(tmp_path, "a.json", [_run(1, 0.95, None), _run(1, 0.91, 8.0)])
     b = _file(tmp_path, "b.json", [_run(2, 0.96, None), _run(2, 0.92, 8.0)])
-    dp_gap.main([str(a), str(b)])
+    picture = tmp_path / "gaps.png"
+    dp_gap.main([str(a), str(b), "--plot", str(picture)])
     out = capsys.readouterr().out
     assert "fedavg: gap at ε = 8 per seed (points): 1 4.0, 2 4.0" in out
     assert "met with confidence; every seed: yes" in out
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_the_goal_is_the_benchmarks():
