@@ -37,7 +37,7 @@ CONFIDENCE = 0.95
 #: Settings every file must share (the seeds and strategies may differ).
 SAME = ("clients", "rounds", "steps", "batch_size", "lr", "dp_lr", "clip", "momentum",
         "accountant", "delta", "model", "scoring", "blacklist", "attack", "malicious",
-        "partition", "alpha")
+        "partition", "alpha", "pad", "pad_to", "fit", "flip_scale", "schedule")
 
 
 def load(paths: Iterable[Path]) -> list[dict[str, Any]]:
@@ -71,9 +71,14 @@ def gaps(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[int, float]]:
     for run in runs:
         key = (run["strategy"], run["seed"])
         if run["epsilon"] is None and run["level"] == "no DP":
-            base[key] = run["accuracy"]
+            side = base
         elif run["epsilon"] is not None and math.isclose(run["epsilon"], EPSILON):
-            at[key] = run["accuracy"]
+            side = at
+        else:  # σ = 0 (clipping alone) and the other budgets
+            continue
+        if key in side:
+            raise ValueError(f"seed {key[1]}, {key[0]}, {run['level']} measured twice")
+        side[key] = run["accuracy"]
     out: dict[str, dict[int, float]] = {}
     for strategy, seed in sorted(base.keys() & at.keys()):
         out.setdefault(strategy, {})[seed] = base[strategy, seed] - at[strategy, seed]

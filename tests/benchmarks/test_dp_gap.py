@@ -10,8 +10,9 @@ import pytest
 from benchmarks import dp_gap
 
 
-def _run(seed: int, accuracy: float, epsilon: float | None, strategy: str = "fedavg") -> dict:
-    level = "no DP" if epsilon is None else f"ε = {epsilon:g}"
+def _run(seed: int, accuracy: float, epsilon: float | None, strategy: str = "fedavg",
+         level: str | None = None) -> dict:
+    level = level or ("no DP" if epsilon is None else f"ε = {epsilon:g}")
     return {"seed": seed, "strategy": strategy, "level": level, "epsilon": epsilon,
             "accuracy": accuracy}
 
@@ -26,29 +27,43 @@ def _file(tmp_path, name: str, runs: list[dict], **settings) -> object:
 def test_gap_pairs_each_strategy_with_its_own_no_dp_run_on_the_same_seed():
     runs = [_run(1, 0.95, None), _run(1, 0.91, 8.0), _run(2, 0.96, None), _run(2, 0.90, 8.0),
             _run(1, 0.80, None, "fairfl"), _run(1, 0.79, 8.0, "fairfl"),
-            _run(3, 0.97, None), _run(3, 0.50, 4.0)]  # seed 3 has no ε = 8: left out
+            _run(3, 0.97, None), _run(3, 0.50, 4.0),  # seed 3 has no ε = 8: left out
+            _run(1, 0.20, None, level="σ = 0"), _run(2, 0.30, None, level="σ = 0")]
     got = dp_gap.gaps(runs)
     assert set(got) == {"fedavg", "fairfl"}
+    # clipping alone (σ = 0, no ε either) is not the baseline
     assert got["fedavg"] == pytest.approx({1: 0.04, 2: 0.06})
     assert got["fairfl"] == pytest.approx({1: 0.01})
+
+
+def test_a_run_given_twice_is_refused_not_overwritten():
+    with pytest.raises(ValueError, match="twice"):
+        dp_gap.gaps([_run(1, 0.95, None), _run(1, 0.91, 8.0), _run(1, 0.93, 8.0)])
 
 
 @pytest.mark.parametrize(("values", "verdict"), [
     ([0.040, 0.042, 0.044, 0.046], "met with confidence"),
     ([0.02, 0.07, 0.03, 0.06], "met by the mean"),      # mean 0.045, bound above 0.05
     ([0.050, 0.052, 0.054, 0.056], "not met"),
-])
+    ([0.030, 0.031, 0.032, 0.080], "met by the mean"),  # mean 0.04325, median 0.0315
+    ([0.040, 0.052, 0.053, 0.054], "met by the mean"),  # mean 0.04975, median 0.0525
+    ([0.055, 0.056, 0.057, 0.010], "met by the mean"),  # median 0.0555, mean 0.0445:
+    ([0.045, 0.046, 0.047, 0.090], "not met"),          # median 0.0465, mean 0.057
+])                                                      # the mean decides, not the median
 def test_verdict_reads_the_mean_and_its_one_sided_bound(values, verdict):
     figures = dp_gap.summary(dict(enumerate(values)))
     assert figures["verdict"] == verdict
     mean = sum(values) / len(values)
+    assert figures["mean"] == pytest.approx(mean)
+    assert figures["median"] == pytest.approx(sorted(values)[1] / 2 + sorted(values)[2] / 2)
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
     # t(0.95, 3 degrees of freedom) = 2.3534, from a printed table
     assert figures["upper"] == pytest.approx(mean + 2.3534 * sd / 2, abs=1e-4)
 
 
 def test_a_gap_of_exactly_five_points_is_within_the_goal_and_just_above_is_not():
-    exact = dp_gap.summary({1: 0.97 - 0.92, 2: 0.04})
+    assert 345 / 360 - 327 / 360 > 0.05  # 18 test examples of 360, a float just above 0.05
+    exact = dp_gap.summary({1: 345 / 360 - 327 / 360, 2: 0.04})
     assert exact["within"] == 2 and exact["every_seed"]
     above = dp_gap.summary({1: 0.0501, 2: 0.04})
     assert above["within"] == 1 and not above["every_seed"]
@@ -60,11 +75,18 @@ def test_one_seed_gives_no_bound():
     assert "no verdict" in dp_gap.report({"fedavg": {1: 0.04}})
 
 
-def test_files_with_other_settings_or_a_run_measured_twice_are_refused(tmp_path):
+@pytest.mark.parametrize(("key", "value"), [
+    ("rounds", 30), ("dp_lr", 0.3), ("clip", 2.0), ("accountant", "rdp"), ("model", "logreg"),
+    ("attack", "sign_flip"), ("alpha", 0.1), ("pad", True), ("flip_scale", 10.0)])
+def test_files_with_other_settings_are_refused(tmp_path, key, value):
     a = _file(tmp_path, "a.json", [_run(1, 0.95, None), _run(1, 0.91, 8.0)])
-    other = _file(tmp_path, "b.json", [_run(2, 0.95, None)], rounds=30)
-    with pytest.raises(ValueError, match="rounds"):
+    other = _file(tmp_path, "b.json", [_run(2, 0.95, None)], **{key: value})
+    with pytest.raises(ValueError, match=key):
         dp_gap.load([a, other])
+
+
+def test_a_run_measured_twice_across_files_is_refused(tmp_path):
+    a = _file(tmp_path, "a.json", [_run(1, 0.95, None), _run(1, 0.91, 8.0)])
     again = _file(tmp_path, "c.json", [_run(1, 0.95, None)])
     with pytest.raises(ValueError, match="twice"):
         dp_gap.load([a, again])
