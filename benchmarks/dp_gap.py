@@ -1,6 +1,6 @@
-"""The DP goal over many seeds (rule R54, docs/data/dp_gap_rules_2026-12-07.md, written
-before its runs): how far below no DP a task at ε = 8 lands, seed by seed, from
-``benchmarks.privacy_dp`` runs.
+"""The DP goal over many seeds (rules R54 and R54b, docs/data/dp_gap_rules_2026-12-07.md and
+dp_gap_logreg_rules_2026-12-07.md, each written before its runs): how far below no DP a task
+at ε = 8 lands, seed by seed, from ``benchmarks.privacy_dp`` runs.
 
 The issue's goal is "at ε = 8, within 5 points of no DP". On three evaluation seeds it was
 met by the median and missed on one seed; three seeds say little about a fourth. This reads
