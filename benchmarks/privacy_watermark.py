@@ -73,6 +73,7 @@ class Settings:
     layer: str | None = None
     reach: float | None = None
     share_cap: float | None = None
+    length_cap: float | None = None
     rounds: int = 20
     fine_tune_steps: int = 300
     prune: float = 0.5
@@ -282,7 +283,8 @@ class Seed:
             return [embed_hook(self.spec, key, settings.strength, settings.margin,
                                reach_for(settings.reach, len(client.y), mean,
                                          settings.share_cap),
-                               lr=None if settings.reach is None else self.fed.config.lr)
+                               lr=None if settings.reach is None else self.fed.config.lr,
+                               length_cap=settings.length_cap)
                     for key, client in zip(self.keys(settings), self.fed.clients, strict=True)]
 
         return federated_run(self.fed, strategy, hooks, self.rounds, self.advance)
@@ -408,18 +410,20 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def tuning_markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| bits | margin γ | strength λ | layer | reach | share cap | "
+    lines = ["| bits | margin γ | strength λ | layer | reach | share cap | length cap | "
              "verified (FedAvg, per seed) | "
              "after fine-tuning | after pruning | accuracy cost (points) | FairFL FPR "
              "(without: " + " / ".join(f"{r['fairfl_without']['fpr']:.3f}" for r in rows)
              + ") | clients rejected ≥ 3 times | verified on FairFL's model |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
+             "| --- |"]
     for k, first in enumerate(rows[0]["grid"]):
         s = first["settings"]
         cells = [r["grid"][k] for r in rows]
         lines.append(
             f"| {s['bits']} | {s['margin']} | {s['strength']} | {s['layer'] or 'default'} | "
             f"{s.get('reach') or 'none'} | {s.get('share_cap') or 'none'} | "
+            f"{s.get('length_cap') or 'none'} | "
             + " / ".join(str(c["trained"]["verified"]) for c in cells) + " | "
             + " / ".join(str(c["fine_tuned"]["verified"]) for c in cells) + " | "
             + " / ".join(str(c["pruned"]["verified"]) for c in cells) + " | "
@@ -519,6 +523,10 @@ def _numbers(kind: type, text: str) -> list[Any]:
               "the round's mean weight pushes (at most this many times the reach; see "
               "reach_for), comma-separated; 'none' (the default): no further, as the task "
               "does")
+@click.option("--length-caps", default=None,
+              help="the mark's moves in a round at most this many times the rest of the "
+              "update's (embed_hook's length_cap), comma-separated; 'none': no cap (default: "
+              "the module's DEFAULT_LENGTH_CAP)")
 @click.option("--rounds", type=click.IntRange(1), default=20, show_default=True)
 @click.option("--fine-tune-steps", type=click.IntRange(1), default=300, show_default=True)
 @click.option("--wrong-keys", type=click.IntRange(1), default=20, show_default=True)
@@ -534,7 +542,8 @@ def _numbers(kind: type, text: str) -> list[Any]:
               default=Path("docs/plots/privacy_watermark.png"), show_default=True,
               help="the evaluation's plot (not drawn with --tune)")
 def main(seeds: str, bits_text: str, tune: bool, margins: str | None, strengths: str | None,
-         layers: str, reaches: str | None, share_caps: str | None, rounds: int,
+         layers: str, reaches: str | None, share_caps: str | None,
+         length_caps: str | None, rounds: int,
          fine_tune_steps: int, wrong_keys: int,
          partition: str, fairfl: bool, json_path: Path | None, plot_path: Path) -> None:
     import torch
@@ -562,14 +571,24 @@ def main(seeds: str, bits_text: str, tune: bool, margins: str | None, strengths:
     if any(c is not None and c < 1 for c in cap_list):
         raise click.BadParameter("share caps must be at least 1 or 'none'",
                                  param_hint="--share-caps")
+    length_cap_list = [None if part.strip() == "none" else _numbers(float, part)[0]
+                       for part in length_caps.split(",")] if length_caps \
+        else [watermark.DEFAULT_LENGTH_CAP]
+    if any(c is not None and not 0 < c < float("inf") for c in length_cap_list):
+        raise click.BadParameter("length caps must be positive or 'none'",
+                                 param_hint="--length-caps")
+    if any(c is not None for c in length_cap_list) and None in reach_list:
+        raise click.BadParameter("a length cap needs a reach (not 'none')",
+                                 param_hint="--length-caps")
     common = {"rounds": rounds, "fine_tune_steps": fine_tune_steps, "wrong_keys": wrong_keys}
-    grid = [Settings(bits, margin, strength, layer, reach, cap, **common)
+    grid = [Settings(bits, margin, strength, layer, reach, cap, length_cap=length_cap, **common)
             for bits in bits_list for margin in margin_list for strength in strength_list
-            for layer in layer_list for reach in reach_list for cap in cap_list]
+            for layer in layer_list for reach in reach_list for cap in cap_list
+            for length_cap in length_cap_list]
     # FairFL's runs mark with the default bit count if the sweep has it, else its largest
     base = Settings(watermark.DEFAULT_BITS if watermark.DEFAULT_BITS in bits_list
                     else max(bits_list), margin_list[0], strength_list[0], layer_list[0],
-                    reach_list[0], cap_list[0], **common)
+                    reach_list[0], cap_list[0], length_cap=length_cap_list[0], **common)
     runs = 2 + 2 * len(grid) if tune else 1 + len(bits_list) + 3 * fairfl
     about = machine()
     rows = []

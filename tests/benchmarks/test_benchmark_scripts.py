@@ -571,9 +571,13 @@ def test_the_privacy_benchmarks_run_on_tiny_settings(tmp_path):
         "--json", str(wm))
     grid = json.loads(wm.read_text())["rows"][0]["grid"]
     assert [g["settings"]["reach"] for g in grid] == [None, 0.25]
+    assert [g["settings"]["length_cap"] for g in grid] == [None, None]  # the default: none
     assert all(0 <= g["fairfl"]["verified"] <= 20 for g in grid)
     assert "--reaches" in run_fails("benchmarks.privacy_watermark", "--reaches", "-1")
     assert "--share-caps" in run_fails("benchmarks.privacy_watermark", "--share-caps", "0.5")
+    assert "--length-caps" in run_fails("benchmarks.privacy_watermark", "--length-caps", "0")
+    assert "needs a reach" in run_fails("benchmarks.privacy_watermark", "--reaches", "none",
+                                        "--length-caps", "1")
 
 
 def test_a_dp_runs_figures_do_not_depend_on_the_other_runs_of_the_command(tmp_path):
