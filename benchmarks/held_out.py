@@ -176,7 +176,7 @@ class ShareScaledMarks:
                 current[0] = embed_hook(self.fed.spec, self.keys[i], mark.strength,
                                         mark.margin, reach_for(mark.reach, len(client.y),
                                                                self.mean, self.share_cap),
-                                        lr=self.lr, length_cap=mark.length_cap)
+                                        lr=self.lr)
             current[0](step, parameters)
 
         return hook
@@ -207,8 +207,7 @@ def honest_marks(fed: Federation, hinge: str = "reach", reach: float | None = No
         scaled = ShareScaledMarks(fed, keys, mark, lr, share_cap)
         return keys, [scaled.hook(i) if i in keys else None
                       for i in range(len(fed.clients))], scaled.on_round
-    hooks = [embed_hook(fed.spec, keys[i], mark.strength, mark.margin, mark.reach, lr=lr,
-                        length_cap=mark.length_cap)
+    hooks = [embed_hook(fed.spec, keys[i], mark.strength, mark.margin, mark.reach, lr=lr)
              if i in keys else None for i in range(len(fed.clients))]
     return keys, hooks, None
 

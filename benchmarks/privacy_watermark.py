@@ -524,9 +524,9 @@ def _numbers(kind: type, text: str) -> list[Any]:
               "reach_for), comma-separated; 'none' (the default): no further, as the task "
               "does")
 @click.option("--length-caps", default=None,
-              help="the mark's moves in a round at most this many times the rest of the "
-              "update's (embed_hook's length_cap), comma-separated; 'none': no cap (default: "
-              "the module's DEFAULT_LENGTH_CAP)")
+              help="rule R55's candidate, not adopted: the mark's moves in a round at most "
+              "this many times the rest of the update's (embed_hook's length_cap), "
+              "comma-separated; 'none' (the default): no cap, as the task does")
 @click.option("--rounds", type=click.IntRange(1), default=20, show_default=True)
 @click.option("--fine-tune-steps", type=click.IntRange(1), default=300, show_default=True)
 @click.option("--wrong-keys", type=click.IntRange(1), default=20, show_default=True)
@@ -573,7 +573,7 @@ def main(seeds: str, bits_text: str, tune: bool, margins: str | None, strengths:
                                  param_hint="--share-caps")
     length_cap_list = [None if part.strip() == "none" else _numbers(float, part)[0]
                        for part in length_caps.split(",")] if length_caps \
-        else [watermark.DEFAULT_LENGTH_CAP]
+        else [None]
     if any(c is not None and not 0 < c < float("inf") for c in length_cap_list):
         raise click.BadParameter("length caps must be positive or 'none'",
                                  param_hint="--length-caps")

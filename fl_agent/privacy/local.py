@@ -102,17 +102,15 @@ class LocalPrivacy:
 
     def mark_hook(self, lr: float) -> GradientHook | None:
         """The watermark's gradient hook for one round's training at ``lr`` (None without a
-        watermark): with the plan's reach, each bit stops at its target (and the plan's length
-        cap, if any, bounds the mark's moves); a plan from before the reach runs FedIPR's
-        hinge as it always did."""
+        watermark): with the plan's reach, each bit stops at its target; a plan from before
+        the reach runs FedIPR's hinge as it always did."""
         mark = self.plan.watermark
         if mark is None:
             return None
         from fl_agent.privacy.watermark import embed_hook
 
         return embed_hook(self.spec, self.watermark_key, mark.strength, mark.margin,
-                          mark.reach, lr=None if mark.reach is None else lr,
-                          length_cap=mark.length_cap)
+                          mark.reach, lr=None if mark.reach is None else lr)
 
     # -- state ----------------------------------------------------------------------
     def state(self) -> dict[str, bytes]:

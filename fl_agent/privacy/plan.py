@@ -118,9 +118,7 @@ class WatermarkPlan(BaseModel):
     """Ownership watermarks: each participant embeds ``bits`` signature bits, pushed with
     ``strength`` to ``margin`` and, with a ``reach``, that far past the global model's margin
     (see :func:`fl_agent.privacy.watermark.embed_hook`). A plan written before 2026-12-05
-    names no margin or reach: it meant FedIPR's hinge to 0.1, which the defaults keep. With a
-    ``length_cap`` (only with a reach), the mark moves the weights in a round at most that
-    many times as far as the rest of the training does; a plan without one has no cap."""
+    names no margin or reach: it meant FedIPR's hinge to 0.1, which the defaults keep."""
 
     model_config = _FROZEN
 
@@ -128,14 +126,6 @@ class WatermarkPlan(BaseModel):
     strength: float = Field(gt=0)
     margin: float = Field(0.1, gt=0)
     reach: float | None = Field(None, gt=0)
-    length_cap: float | None = Field(None, gt=0, allow_inf_nan=False)
-
-    @model_validator(mode="after")
-    def _cap_with_reach(self) -> WatermarkPlan:
-        if self.length_cap is not None and self.reach is None:
-            raise ValueError("a watermark's length_cap needs a reach (FedIPR's hinge runs "
-                             "without the learning rate the cap is measured with)")
-        return self
 
 
 class PrivacyPlan(BaseModel):
@@ -205,10 +195,9 @@ def build_plan(mode: TrainingMode, *, epsilon: float | None = None, delta: float
                dp_length_check: bool = False) -> PrivacyPlan | None:
     """The plan for ``mode`` (None for plain): ``epsilon`` is needed with dp,
     ``prune_ratio`` with pruning and ``he`` (the key holder's context) with homomorphic; the
-    watermark's bits, strength, margin, reach and length cap are the module's defaults
-    chosen on tuning seeds (:mod:`fl_agent.privacy.watermark`); ``dp_length_check`` sets
-    :attr:`DPPlan.length_check` (plain example-level dp only). Raises
-    :class:`ConfigError` for what is missing."""
+    watermark's bits, strength, margin and reach are the defaults chosen on tuning seeds
+    (:mod:`fl_agent.privacy.watermark`); ``dp_length_check`` sets :attr:`DPPlan.length_check`
+    (plain example-level dp only). Raises :class:`ConfigError` for what is missing."""
     from pydantic import ValidationError
 
     from fl_agent.errors import ConfigError
@@ -243,15 +232,13 @@ def build_plan(mode: TrainingMode, *, epsilon: float | None = None, delta: float
         if TrainingMode.WATERMARK in mode:
             from fl_agent.privacy.watermark import (
                 DEFAULT_BITS,
-                DEFAULT_LENGTH_CAP,
                 DEFAULT_MARGIN,
                 DEFAULT_REACH,
                 DEFAULT_STRENGTH,
             )
 
             parts["watermark"] = WatermarkPlan(bits=DEFAULT_BITS, strength=DEFAULT_STRENGTH,
-                                               margin=DEFAULT_MARGIN, reach=DEFAULT_REACH,
-                                               length_cap=DEFAULT_LENGTH_CAP)
+                                               margin=DEFAULT_MARGIN, reach=DEFAULT_REACH)
         return PrivacyPlan(**parts) if parts else None
     except ValidationError as err:
         raise ConfigError(f"invalid privacy settings: {err}") from err

@@ -576,6 +576,14 @@ def test_the_privacy_benchmarks_run_on_tiny_settings(tmp_path):
     assert "--reaches" in run_fails("benchmarks.privacy_watermark", "--reaches", "-1")
     assert "--share-caps" in run_fails("benchmarks.privacy_watermark", "--share-caps", "0.5")
     assert "--length-caps" in run_fails("benchmarks.privacy_watermark", "--length-caps", "0")
+    trace = tmp_path / "trace.json"
+    out = run("benchmarks.watermark_trace", "--seed", "1", "--rounds", "1", "--length-cap",
+              "1", "--json", str(trace))
+    traced = json.loads(trace.read_text())
+    assert traced["length_cap"] == 1.0 and len(traced["rows"]) == 20
+    assert all(r["submitted"] > 0 and r["unmarked"] > 0 and r["mark"] > 0
+               for r in traced["rows"])
+    assert f"refused {sum(1 for r in traced['rows'] if r['reason'])} of 20" in out
     assert "needs a reach" in run_fails("benchmarks.privacy_watermark", "--reaches", "none",
                                         "--length-caps", "1")
 

@@ -13,7 +13,6 @@ from fl_agent.learning.models import ModelSpec, init_params, param_count
 from fl_agent.learning.weights import decode_weights, encode_weights
 from fl_agent.privacy.local import BudgetExhausted, LocalPrivacy
 from fl_agent.privacy.plan import PrivacyPlan, PrivacyReceipt, build_plan
-from fl_agent.privacy.watermark import WatermarkKey
 
 torch.set_num_threads(1)
 
@@ -141,26 +140,6 @@ def test_the_receipt_says_what_was_applied_and_spent(digits):
     assert again.delta == 1e-5 and again.accountant == "prv"
     assert again.steps == 10 and again.sample_rate == pytest.approx(32 / 200)
     assert again.watermark_commitment == "0x" + "01" * 32
-
-
-def test_a_watermark_plans_length_cap_reaches_the_hook_and_needs_a_reach(digits):
-    """The plan's cap bounds the mark's moves in the participant's training: from a start
-    whose bits are far from the key's, the capped update is shorter than the uncapped one,
-    and a cap without a reach is refused (it is measured with the reach's learning rate)."""
-    spec, X, y = digits
-    plan = build_plan(TrainingMode.WATERMARK)
-    capped = plan.model_copy(update={"watermark": plan.watermark.model_copy(
-        update={"length_cap": 0.5})})
-    start = init_params(spec, seed=0)
-    mark = WatermarkKey(bytes([5]) * 32, plan.watermark.bits)
-    lengths = [float(np.linalg.norm(train(LocalPrivacy(chosen, spec, rounds=2, steps=10,
-                                                       watermark_key=mark),
-                                          spec, X[:40], y[:40], start).vector - start))
-               for chosen in (plan, capped)]
-    assert lengths[1] < 0.9 * lengths[0]
-    assert PrivacyPlan.model_validate_json(capped.model_dump_json()) == capped
-    with pytest.raises(ValueError, match="needs a reach"):
-        PrivacyPlan(watermark={"bits": 40, "strength": 2.0, "length_cap": 1.0})
 
 
 def test_a_plan_that_cannot_work_is_refused():
