@@ -196,8 +196,10 @@ def embed_hook(spec: ModelSpec, key: WatermarkKey, strength: float = DEFAULT_STR
     pushes every one of them the full reach every round, while the others' updates shrink as
     the model converges, until FairFL's norm screen refuses its update as three times the
     round's median length; refused, its bits do not move and the next round's push is as
-    long (traced on tuning seed 1: a client with 1.5 % of the data refused in each of rounds
-    30-60, its update 1.1 long, 1.08 of it the mark, against a median of 0.16-0.33). With a
+    long (``benchmarks.watermark_trace`` on tuning seed 1: a client with 1.5 % of the data
+    refused in 30 of the 31 rounds from 30 to 60, its update 1.05-1.15 long, 1.03-1.14 of it
+    the mark's part, where its update without the mark would be 0.14-0.23 and the round's
+    median was 0.16-0.33). With a
     cap, an update is at most ``sqrt(1 + length_cap**2)`` times as long as it would be without
     its mark (if the two are orthogonal), whatever the round. **Tried on the tuning seeds
     and not adopted** (rule R55, docs/privacy-watermark.md): caps of 1 and 2 ended the norm
