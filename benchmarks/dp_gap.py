@@ -40,6 +40,10 @@ SAME = ("clients", "rounds", "steps", "batch_size", "lr", "dp_lr", "clip", "mome
         "partition", "alpha", "pad", "pad_to", "fit", "flip_scale", "schedule")
 
 
+#: What :func:`gaps` reads of each run.
+RUN_FIELDS = ("seed", "strategy", "level", "epsilon", "accuracy")
+
+
 def load(paths: Iterable[Path]) -> list[dict[str, Any]]:
     """Every run of the files, refusing files whose settings differ or a (seed, strategy,
     level) measured twice."""
@@ -47,14 +51,22 @@ def load(paths: Iterable[Path]) -> list[dict[str, Any]]:
     first: dict[str, Any] | None = None
     seen: set[tuple[int, str, str]] = set()
     for path in paths:
-        document = json.loads(Path(path).read_text())
-        settings = {key: document["settings"].get(key) for key in SAME}
+        try:
+            document = json.loads(Path(path).read_text())
+            settings = {key: document["settings"].get(key) for key in SAME}
+            document_runs = list(document["runs"])
+            for run in document_runs:
+                if missing := [field for field in RUN_FIELDS if field not in run]:
+                    raise KeyError(f"a run without {', '.join(missing)}")
+        except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{path}: not a benchmarks.privacy_dp JSON file (its "
+                             f"--json output); missing or malformed: {err}") from err
         if first is None:
             first = settings
         elif settings != first:
             differ = sorted(k for k in SAME if settings[k] != first[k])
             raise ValueError(f"{path}: settings differ from the first file's in {differ}")
-        for run in document["runs"]:
+        for run in document_runs:
             key = (run["seed"], run["strategy"], run["level"])
             if key in seen:
                 raise ValueError(f"{path}: seed {key[0]}, {key[1]}, {key[2]} measured twice")
@@ -160,7 +172,8 @@ def plot(per_strategy: Mapping[str, Mapping[int, float]], path: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.dp_gap", description=(
         "The ε = 8 goal over many seeds: each strategy's gap below its own no-DP run, per "
-        "seed, with the mean's one-sided 95 % upper bound (rule R54)."))
+        "seed, with the mean's one-sided 95 % upper bound (rules R54 and R54b, "
+        "docs/privacy-dp.md)."))
     parser.add_argument("files", nargs="+", type=Path,
                         help="benchmarks.privacy_dp JSON files made with the same settings")
     parser.add_argument("--plot", type=Path, help="also draw the per-seed gaps into this PNG")

@@ -103,6 +103,21 @@ def test_the_cli_reads_several_files_and_prints_the_verdict(tmp_path, capsys):
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.parametrize("text", ["not json", json.dumps({"rows": []}),
+                                  json.dumps({"settings": {}, "runs": [{"seed": 1}]}),
+                                  json.dumps({"settings": [], "runs": []})])
+def test_a_file_that_is_not_the_benchmarks_output_is_refused_with_its_name(tmp_path, text,
+                                                                         capsys):
+    good = _file(tmp_path, "a.json", [_run(1, 0.95, None), _run(1, 0.91, 8.0)])
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(text)
+    with pytest.raises(SystemExit) as stop:
+        dp_gap.main([str(good), str(wrong)])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "wrong.json: not a benchmarks.privacy_dp JSON file" in err
+
+
 def test_the_goal_is_the_benchmarks():
     from benchmarks.privacy_dp import GAP_AT_8_MAX
     assert dp_gap.GOAL == GAP_AT_8_MAX
