@@ -159,9 +159,9 @@ class ShareScaledMarks:
     decision, as a participant would from the chain)."""
 
     def __init__(self, fed: Federation, keys: dict[int, Any], mark: Any, lr: float | None,
-                 share_cap: float) -> None:
+                 share_cap: float, length_cap: float | None = None) -> None:
         self.fed, self.keys, self.mark, self.lr = fed, keys, mark, lr
-        self.share_cap = share_cap
+        self.share_cap, self.length_cap = share_cap, length_cap
         self.mean: float | None = None
 
     def hook(self, i: int) -> Any:
@@ -176,7 +176,7 @@ class ShareScaledMarks:
                 current[0] = embed_hook(self.fed.spec, self.keys[i], mark.strength,
                                         mark.margin, reach_for(mark.reach, len(client.y),
                                                                self.mean, self.share_cap),
-                                        lr=self.lr)
+                                        lr=self.lr, length_cap=self.length_cap)
             current[0](step, parameters)
 
         return hook
@@ -190,12 +190,14 @@ class ShareScaledMarks:
 
 
 def honest_marks(fed: Federation, hinge: str = "reach", reach: float | None = None,
-                 bits: int | None = None, share_cap: float | None = None
+                 bits: int | None = None, share_cap: float | None = None,
+                 length_cap: float | None = None
                  ) -> tuple[dict[int, Any], list[Any], Callable[[Any], None] | None]:
     """Each honest client's key (``benchmarks.privacy_watermark.bench_key``), every client's
     gradient hook (the task's watermark for the honest, none for attackers, whose marks are
     not what is measured) and, with a ``share_cap`` (:class:`ShareScaledMarks`), the
-    callback the run must call after each round."""
+    callback the run must call after each round. ``length_cap``: rule R55's candidate, not
+    adopted (:func:`~fl_agent.privacy.watermark.embed_hook`'s ``length_cap``)."""
     from benchmarks.privacy_watermark import bench_key
     from fl_agent.privacy.watermark import embed_hook
 
@@ -204,10 +206,11 @@ def honest_marks(fed: Federation, hinge: str = "reach", reach: float | None = No
             for i, c in enumerate(fed.clients) if not c.malicious}
     lr = None if mark.reach is None else fed.config.lr  # as the participant agent passes it
     if share_cap is not None:
-        scaled = ShareScaledMarks(fed, keys, mark, lr, share_cap)
+        scaled = ShareScaledMarks(fed, keys, mark, lr, share_cap, length_cap)
         return keys, [scaled.hook(i) if i in keys else None
                       for i in range(len(fed.clients))], scaled.on_round
-    hooks = [embed_hook(fed.spec, keys[i], mark.strength, mark.margin, mark.reach, lr=lr)
+    hooks = [embed_hook(fed.spec, keys[i], mark.strength, mark.margin, mark.reach, lr=lr,
+                        length_cap=length_cap)
              if i in keys else None for i in range(len(fed.clients))]
     return keys, hooks, None
 
@@ -233,7 +236,8 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
             full_tolerance_at: float | None = None,
             min_tolerance: float | None = None,
             copies_once: bool | None = None,
-            held_back: bool | None = None) -> list[dict[str, Any]]:
+            held_back: bool | None = None,
+            length_cap: float | None = None) -> list[dict[str, Any]]:
     rows = []
     for seed in seeds:
         base = clean_fedavg(seed, rounds, device_spread, partition)
@@ -257,8 +261,8 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
             if not noise_check:  # a chance level of 1: what DP and watermark tasks run
                 strategy = replace(strategy, chance_z=chance_z_off(param_count(fed.spec)))
             plan = watermark_plan(watermark, reach, bits) if watermark else None
-            keys, hooks, after = honest_marks(fed, watermark, reach, bits, share_cap) \
-                if watermark else ({}, None, None)
+            keys, hooks, after = honest_marks(fed, watermark, reach, bits, share_cap,
+                                              length_cap) if watermark else ({}, None, None)
             run = run_offline(fed, decide=decide, strategy=strategy, hooks=hooks,
                               on_round=after)
             row = {"seed": seed, "attack": name, "partition": partition,
@@ -267,6 +271,7 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
                    "reach": plan.watermark.reach if plan else None,
                    "bits": plan.watermark.bits if plan else None,
                    "share_cap": share_cap if plan else None,
+                   "length_cap": length_cap if plan else None,
                    # the rule that ran (rows from before 2026-12-06 ran it off)
                    "copies_once": getattr(strategy, "copies_once", None),
                    "held_back": getattr(strategy, "held_back", None),
@@ -394,6 +399,10 @@ def main(argv: list[str] | None = None) -> None:
                              "participant below the round's mean weight pushes up to this "
                              "many times the reach (1: the same reach for all, as the task "
                              "does; benchmarks.privacy_watermark.reach_for; tuning seeds)")
+    parser.add_argument("--length-cap", type=float, default=None,
+                        help="with --watermark reach: rule R55's candidate, not adopted: the "
+                             "mark's moves in a round at most this many times the rest of "
+                             "the update's (embed_hook's length_cap; tuning seeds)")
     parser.add_argument("--json", type=Path, default=Path("reports/bench/held_out.json"))
     args = parser.parse_args(argv)
     if args.bits is not None and (args.watermark is None or args.bits < 1):
@@ -407,6 +416,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--min-tolerance needs a number from 0 to the gate's tolerance ({ceiling})")
     if args.share_cap is not None and (args.watermark != "reach" or args.share_cap < 1):
         parser.error("--share-cap needs --watermark reach and a number of at least 1")
+    if args.length_cap is not None and (args.watermark != "reach" or not
+                                        0 < args.length_cap < float("inf")):
+        parser.error("--length-cap needs --watermark reach and a positive number")
     attacks = args.attacks.split(",")
     for name in attacks:
         try:
@@ -419,7 +431,8 @@ def main(argv: list[str] | None = None) -> None:
                    args.noise_check, args.watermark, args.reach, args.bits, args.share_cap,
                    args.full_tolerance_at, args.min_tolerance,
                    None if args.copies_once is None else args.copies_once == "true",
-                   None if args.held_back is None else args.held_back == "true")
+                   None if args.held_back is None else args.held_back == "true",
+                   length_cap=args.length_cap)
     settings = {key: str(value) if isinstance(value, Path) else value
                 for key, value in vars(args).items()}
     publish({"settings": settings, "machine": about, "rows": rows}, args.json, markdown(rows))

@@ -312,8 +312,9 @@ def test_the_held_out_benchmark_scores_every_run_against_the_targets(tmp_path):
     [row] = json.loads(out.read_text())["rows"]
     assert row["partition"] == "iid" and row["noise_check"] is False
     table = run("benchmarks.held_out", "--seeds", "101", "--rounds", "1", "--attacks",
-                "sign_flip", "--watermark", "--json", str(out))
+                "sign_flip", "--watermark", "--length-cap", "2", "--json", str(out))
     [row] = json.loads(out.read_text())["rows"]
+    assert row["length_cap"] == 2.0
     marks = row["watermarks"]  # 6 of the 20 attack, the other 14 embed their keys
     assert row["watermark"] and marks["honest"] == 14 and "honest keys verified" in table
     assert row["noise_check"] is False  # a watermark task runs without the NOISE check
@@ -323,6 +324,8 @@ def test_the_held_out_benchmark_scores_every_run_against_the_targets(tmp_path):
                                                                 "--share-cap", "2")
     assert "--reach needs --watermark reach" in run_fails("benchmarks.held_out", "--reach",
                                                           "0.3")
+    assert "--length-cap needs --watermark reach" in run_fails("benchmarks.held_out",
+                                                               "--length-cap", "1")
     bad = run_fails("benchmarks.held_out", "--attacks", "no_such_attack")
     assert "unknown attack 'no_such_attack'" in bad
     assert "would never attack" in run_fails("benchmarks.held_out", "--rounds", "3",
