@@ -105,6 +105,7 @@ def epsilon_spent(history: Sequence[PrivacyStep], delta: float,
         return math.inf
     entries = tuple((float(s.noise_multiplier), float(s.sample_rate), int(s.steps))
                     for s in history)
+    delta = float(delta)  # the memo's key: a numpy float32 must not stand for a float
     bound = _epsilon("rdp", entries, delta)
     if accountant == "rdp" or bound > PRV_RANGE:
         return bound
@@ -161,20 +162,20 @@ def noise_for_budget(target_epsilon: float, delta: float, sample_rate: float, to
     if epsilon_tolerance >= target_epsilon:
         raise ConfigError(f"epsilon_tolerance ({epsilon_tolerance}) must be below "
                           f"target_epsilon ({target_epsilon})")
+    # the memo's key, as plain numbers (a numpy float32 hashes like the float it equals)
+    key = (float(target_epsilon), float(delta), float(sample_rate), int(total_steps))
+    tolerance = float(epsilon_tolerance)
     if accountant == "prv":
         # epsilon_spent reports the RDP bound where RDP exceeds PRV_RANGE, so the noise must
         # be calibrated by the rule that will check it: by PRV unless that noise is in the
         # RDP range, then by RDP (calibrating PRV there would also take minutes and GBs).
         if target_epsilon <= PRV_RANGE:
-            sigma = _noise_for(target_epsilon, delta, sample_rate, total_steps, "prv",
-                               epsilon_tolerance)
+            sigma = _noise_for(*key, "prv", tolerance)
             step = PrivacyStep.build(sigma, sample_rate, total_steps)
             if epsilon_spent([step], delta, "prv") <= target_epsilon:
                 return sigma
-        return _noise_for(target_epsilon, delta, sample_rate, total_steps, "rdp",
-                          epsilon_tolerance)
-    return _noise_for(target_epsilon, delta, sample_rate, total_steps, accountant,
-                      epsilon_tolerance)
+        return _noise_for(*key, "rdp", tolerance)
+    return _noise_for(*key, accountant, tolerance)
 
 
 @lru_cache(maxsize=256)

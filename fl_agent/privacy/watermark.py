@@ -188,25 +188,19 @@ def embed_hook(spec: ModelSpec, key: WatermarkKey, strength: float = DEFAULT_STR
     none.
 
     With a ``length_cap`` (and ``lr``), the mark moves the weights at most ``length_cap``
-    times as far as
-    the rest of the training does: after each step, the sum of the mark's moves so far
-    (``lr * strength * push`` per step, exact for plain SGD) is kept within ``cap`` times the
-    length of everything else the weights moved since step 0, and a step's push is cut to
-    fit. Without it, a participant whose bits the global model never holds at the margin
-    pushes every one of them the full reach every round, while the others' updates shrink as
-    the model converges, until FairFL's norm screen refuses its update as three times the
-    round's median length; refused, its bits do not move and the next round's push is as
-    long (``benchmarks.watermark_trace`` on tuning seed 1: a client with 1.5 % of the data
-    refused in 30 of the 31 rounds from 30 to 60, its update 1.05-1.15 long, 1.03-1.14 of it
-    the mark's part, where its update without the mark would be 0.14-0.23 and the round's
-    median was 0.16-0.33). With a
-    cap, an update is at most ``sqrt(1 + length_cap**2)`` times as long as it would be without
-    its mark (if the two are orthogonal), whatever the round. **Tried on the tuning seeds
-    and not adopted** (rule R55, docs/privacy-watermark.md): caps of 1 and 2 ended the norm
-    screen's refusals (61 on seeds 1-5 at 60 rounds, none with either cap) but the small
-    participants' marks then stayed out of the model (FedAvg's, after 50 % pruning: 94 and
-    84 keys of 100 verified, against 99). A participant's task (its plan) never sets it; the
-    benchmark does (``--length-caps``)."""
+    times as far as the rest of the training does: after each step, the sum of the mark's
+    moves so far (``lr * strength * push`` per step, exact for plain SGD) is kept within
+    ``length_cap`` times the length of everything else the weights moved since step 0, and
+    the step's push is cut to fit. The update is then at most ``1 + length_cap`` times as
+    long as its part other than the mark. Why one would: a participant whose bits the global
+    model never holds at the margin pushes them the full reach every round, and once the
+    others' updates shrink, FairFL's norm screen refuses its update as more than three
+    times the round's median (``benchmarks.watermark_trace``, tuning seed 1: a client with
+    1.5 % of the data refused in 30 of the 31 rounds from 30 to 60, the mark's part 1.03-1.14
+    long, the round's median 0.16-0.33). **Not adopted** (rule R55,
+    docs/privacy-watermark.md): on the tuning seeds caps of 1 and 2 ended those refusals but
+    kept marks out of FedAvg's model (84 and 94 keys of 100 after 50 % pruning, against 99);
+    rule R55b measures it with bans. A task never sets it; the benchmarks do."""
     for name, value in (("strength", strength), ("margin", margin), ("reach", reach),
                         ("lr", lr), ("length_cap", length_cap)):
         if name in ("reach", "lr", "length_cap") and value is None:
@@ -268,7 +262,9 @@ def _others(parameters: Sequence[nn.Parameter], start: Sequence[torch.Tensor], i
 
 
 def _room(cap: float, moved: torch.Tensor, step: torch.Tensor, others: float) -> float:
-    """The largest ``a`` in [0, 1] with ``|moved + a * step| <= cap * others``."""
+    """The largest ``a`` in [0, 1] with ``|moved + a * step| <= cap * others``, or 0 if the
+    mark's moves are already at or past the cap (then 0 even where a step pointing back
+    would fit)."""
     limit = (cap * others) ** 2
     a2, b, c = float(torch.sum(step * step)), float(torch.sum(moved * step)), \
         float(torch.sum(moved * moved)) - limit

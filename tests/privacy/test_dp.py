@@ -176,6 +176,27 @@ def test_a_calibrated_task_spends_its_whole_budget_and_one_more_round_would_exce
     assert budget.spent(1e-3) < budget.spent()  # a looser δ costs less ε
 
 
+def test_a_remembered_answer_is_the_answer_to_the_same_numbers_whatever_was_asked_first():
+    """The accountant's answers are memoised. Opacus computes with a numpy float32 δ in
+    float32, and 0.25 as a float32 hashes and compares like the float 0.25: the memo must
+    give each the answer to the number, whichever was asked first."""
+    from fl_agent.privacy import accounting
+
+    history = [PrivacyStep.build(1.3, 0.2, 40)]
+    asked = [np.float32(0.25), 0.25]
+
+    def answers(order):
+        accounting._epsilon.cache_clear()
+        accounting._noise_for.cache_clear()
+        got = {id(d): (epsilon_spent(history, d), noise_for_budget(4.0, d, 0.2, 40))
+               for d in order}
+        return [got[id(d)] for d in asked]
+
+    first = answers(asked)
+    assert first == answers(asked[::-1])
+    assert first[0] == first[1]  # the same number, the same answer
+
+
 def test_epsilon_grows_with_every_step_and_without_noise_it_is_infinite():
     budget = PrivacyBudget.build(8.0, DELTA)
     assert budget.spent() == 0.0 and budget.remaining() == 8.0

@@ -257,6 +257,9 @@ def test_a_length_cap_keeps_the_marks_moves_within_cap_times_the_rest(trained, d
                               embed_hook(MLP, other, lr=lr, length_cap=cap), lr)
     assert mark <= cap * rest * (1 + 1e-4)
     assert mark >= 0.8 * cap * rest  # it binds: the mark takes the room it has
+    hook = embed_hook(MLP, other, lr=lr, length_cap=cap)  # one hook, round after round:
+    first = _marks_moves(MLP, plain, X, y, 20, hook, lr)
+    assert _marks_moves(MLP, plain, X, y, 20, hook, lr) == first == (rest, mark)  # anew
     with pytest.raises(ConfigError, match="needs the optimizer's lr"):
         embed_hook(MLP, other, length_cap=cap)
     for bad in (0.0, -1.0, math.inf, True):
