@@ -166,17 +166,17 @@ class ShareScaledMarks:
 
     def hook(self, i: int) -> Any:
         from benchmarks.privacy_watermark import reach_for
-        from fl_agent.privacy.watermark import embed_hook
+        from benchmarks.watermark_cap import marking
 
         client, mark = self.fed.clients[i], self.mark
         current: list[Any] = [None]
 
         def hook(step: int, parameters: Any) -> None:
             if step == 0:
-                current[0] = embed_hook(self.fed.spec, self.keys[i], mark.strength,
-                                        mark.margin, reach_for(mark.reach, len(client.y),
-                                                               self.mean, self.share_cap),
-                                        lr=self.lr, length_cap=self.length_cap)
+                current[0] = marking(self.fed.spec, self.keys[i], mark.strength,
+                                     mark.margin, reach_for(mark.reach, len(client.y),
+                                                            self.mean, self.share_cap),
+                                     self.lr, self.length_cap)
             current[0](step, parameters)
 
         return hook
@@ -197,9 +197,9 @@ def honest_marks(fed: Federation, hinge: str = "reach", reach: float | None = No
     gradient hook (the task's watermark for the honest, none for attackers, whose marks are
     not what is measured) and, with a ``share_cap`` (:class:`ShareScaledMarks`), the
     callback the run must call after each round. ``length_cap``: rule R55's candidate, not
-    adopted (:func:`~fl_agent.privacy.watermark.embed_hook`'s ``length_cap``)."""
+    adopted (:mod:`benchmarks.watermark_cap`)."""
     from benchmarks.privacy_watermark import bench_key
-    from fl_agent.privacy.watermark import embed_hook
+    from benchmarks.watermark_cap import marking
 
     mark = watermark_plan(hinge, reach, bits).watermark
     keys = {i: bench_key(fed.config.seed, i, mark.bits, None)
@@ -209,8 +209,8 @@ def honest_marks(fed: Federation, hinge: str = "reach", reach: float | None = No
         scaled = ShareScaledMarks(fed, keys, mark, lr, share_cap, length_cap)
         return keys, [scaled.hook(i) if i in keys else None
                       for i in range(len(fed.clients))], scaled.on_round
-    hooks = [embed_hook(fed.spec, keys[i], mark.strength, mark.margin, mark.reach, lr=lr,
-                        length_cap=length_cap)
+    hooks = [marking(fed.spec, keys[i], mark.strength, mark.margin, mark.reach, lr,
+                     length_cap)
              if i in keys else None for i in range(len(fed.clients))]
     return keys, hooks, None
 
@@ -402,7 +402,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--length-cap", type=float, default=None,
                         help="with --watermark reach: rule R55's candidate, not adopted: the "
                              "mark's moves in a round at most this many times the rest of "
-                             "the update's (embed_hook's length_cap; tuning seeds)")
+                             "the update's (benchmarks.watermark_cap; tuning seeds)")
     parser.add_argument("--json", type=Path, default=Path("reports/bench/held_out.json"))
     args = parser.parse_args(argv)
     if args.bits is not None and (args.watermark is None or args.bits < 1):

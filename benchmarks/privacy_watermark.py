@@ -275,16 +275,15 @@ class Seed:
         self.fairfl_marked = aggregator_strategy(self.fed, build_plan(TrainingMode.WATERMARK))
 
     def run(self, strategy: Any, settings: Settings | None) -> tuple[np.ndarray, list[Any]]:
-        from fl_agent.privacy.watermark import embed_hook
+        from benchmarks.watermark_cap import marking
 
         def hooks(mean: float | None) -> list[Any]:
             if settings is None:
                 return [None] * self.n
-            return [embed_hook(self.spec, key, settings.strength, settings.margin,
-                               reach_for(settings.reach, len(client.y), mean,
-                                         settings.share_cap),
-                               lr=None if settings.reach is None else self.fed.config.lr,
-                               length_cap=settings.length_cap)
+            return [marking(self.spec, key, settings.strength, settings.margin,
+                            reach_for(settings.reach, len(client.y), mean, settings.share_cap),
+                            None if settings.reach is None else self.fed.config.lr,
+                            settings.length_cap)
                     for key, client in zip(self.keys(settings), self.fed.clients, strict=True)]
 
         return federated_run(self.fed, strategy, hooks, self.rounds, self.advance)
@@ -525,7 +524,7 @@ def _numbers(kind: type, text: str) -> list[Any]:
               "does")
 @click.option("--length-caps", default=None,
               help="rule R55's candidate, not adopted: the mark's moves in a round at most "
-              "this many times the rest of the update's (embed_hook's length_cap), "
+              "this many times the rest of the update's (benchmarks.watermark_cap), "
               "comma-separated; 'none' (the default): no cap, as the task does")
 @click.option("--rounds", type=click.IntRange(1), default=20, show_default=True)
 @click.option("--fine-tune-steps", type=click.IntRange(1), default=300, show_default=True)

@@ -29,6 +29,7 @@ import numpy as np
 def trace(seed_number: int, rounds: int, length_cap: float | None) -> list[dict]:
     """One row per client and round (see the module docstring)."""
     from benchmarks.privacy_watermark import Seed, Settings
+    from benchmarks.watermark_cap import marking
     from fl_agent.learning.models import init_params
     from fl_agent.learning.training import evaluate, round_seed, train_local, validation_scores
     from fl_agent.privacy import watermark
@@ -50,8 +51,8 @@ def trace(seed_number: int, rounds: int, length_cap: float | None) -> list[dict]
     for number in range(1, rounds + 1):
         marked, plain = [], []
         for client, (X, y), key in zip(fed.clients, shards, keys, strict=True):
-            hook = watermark.embed_hook(spec, key, settings.strength, settings.margin,
-                                        settings.reach, lr=config.lr, length_cap=length_cap)
+            hook = marking(spec, key, settings.strength, settings.margin, settings.reach,
+                           config.lr, length_cap)
             same = {"seed": round_seed(client.seed, number), "batch_size": config.batch_size,
                     "lr": config.lr}
             marked.append(train_local(spec, params, X, y, config.steps, gradient_hook=hook,
@@ -81,7 +82,8 @@ def trace(seed_number: int, rounds: int, length_cap: float | None) -> list[dict]
 @click.option("--seed", "seed_number", type=int, default=1, show_default=True)
 @click.option("--rounds", type=click.IntRange(1), default=60, show_default=True)
 @click.option("--length-cap", type=click.FloatRange(0, min_open=True), default=None,
-              help="embed_hook's length_cap (default: none)")
+              help="rule R55's candidate, not adopted (benchmarks.watermark_cap; default: "
+              "none)")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("reports/bench/watermark_trace.json"), show_default=True)
 def main(seed_number: int, rounds: int, length_cap: float | None, json_path: Path) -> None:

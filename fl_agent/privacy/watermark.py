@@ -168,7 +168,7 @@ def derive(spec: ModelSpec, key: WatermarkKey) -> Watermark:
 
 def embed_hook(spec: ModelSpec, key: WatermarkKey, strength: float = DEFAULT_STRENGTH,
                margin: float = DEFAULT_MARGIN, reach: float | None = DEFAULT_REACH, *,
-               lr: float | None = None, length_cap: float | None = None) -> GradientHook:
+               lr: float | None = None) -> GradientHook:
     """A ``gradient_hook`` for :func:`~fl_agent.learning.training.train_local` that adds the
     gradient of ``strength * sum_i max(0, t_i - b_i (E w)_i)`` to the carrier's grad.
 
@@ -185,40 +185,19 @@ def embed_hook(spec: ModelSpec, key: WatermarkKey, strength: float = DEFAULT_STR
     (nearly, not exactly, orthogonal) and the task's own loss move it: the move per round is
     then about the reach whatever the task's steps or learning rate. With momentum the
     optimizer's velocity can still carry a bit past its target; the task default has
-    none.
-
-    With a ``length_cap`` (and ``lr``), the mark moves the weights at most ``length_cap``
-    times as far as the rest of the training does: after each step, the sum of the mark's
-    moves so far (``lr * strength * push`` per step, exact for plain SGD) is kept within
-    ``length_cap`` times the length of everything else the weights moved since step 0, and
-    the step's push is cut to fit. The update is then at most ``1 + length_cap`` times as
-    long as its part other than the mark. Why one would: a participant whose bits the global
-    model never holds at the margin pushes them the full reach every round, and once the
-    others' updates shrink, FairFL's norm screen refuses its update as more than three
-    times the round's median (``benchmarks.watermark_trace``, tuning seed 1: a client with
-    1.5 % of the data refused in 30 of the 31 rounds from 30 to 60, the mark's part 1.03-1.14
-    long, the round's median 0.16-0.33). **Not adopted** (rule R55,
-    docs/privacy-watermark.md): on the tuning seeds caps of 1 and 2 ended those refusals but
-    kept marks out of FedAvg's model (84 and 94 keys of 100 after 50 % pruning, against 99);
-    rule R55b measures it with bans. A task never sets it; the benchmarks do."""
+    none."""
     for name, value in (("strength", strength), ("margin", margin), ("reach", reach),
-                        ("lr", lr), ("length_cap", length_cap)):
-        if name in ("reach", "lr", "length_cap") and value is None:
+                        ("lr", lr)):
+        if name in ("reach", "lr") and value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int | float) \
                 or not 0 < value < math.inf:
             raise ConfigError(f"{name} must be a positive finite number, got {value!r}")
-    if length_cap is not None and lr is None:
-        raise ConfigError("a length_cap on the mark's moves needs the optimizer's lr to "
-                          "know them")
     mark = derive(spec, key)
     projection = torch.from_numpy(mark.projection)
     signed = torch.from_numpy(mark.signature.astype(np.float32))
     shape = mark.slot.shape
     targets = torch.full((key.bits,), float(margin))
-    #: With a cap: the weights at step 0, and the sum of the mark's moves since.
-    start: list[torch.Tensor] = []
-    moved = torch.zeros(shape)
 
     def hook(step: int, parameters: Sequence[nn.Parameter]) -> None:
         weight = parameters[mark.index]
@@ -226,9 +205,6 @@ def embed_hook(spec: ModelSpec, key: WatermarkKey, strength: float = DEFAULT_STR
             raise ConfigError(f"the watermark's carrier {mark.slot.name} has shape {shape}, "
                               f"the model's parameter {mark.index} {tuple(weight.shape)}")
         with torch.no_grad():
-            if length_cap is not None and step == 0:
-                start[:] = [p.detach().clone() for p in parameters]
-                moved.zero_()
             margins = signed * (projection @ weight.detach().reshape(-1))
             if step == 0 and reach is not None:
                 targets.copy_(torch.where(margins < margin,
@@ -238,41 +214,11 @@ def embed_hook(spec: ModelSpec, key: WatermarkKey, strength: float = DEFAULT_STR
             if lr is not None:  # no more than brings the bit to its target this step
                 force = torch.clamp((targets - margins) / (lr * strength), min=0.0, max=1.0)
             push = ((signed * force) @ projection).reshape(shape)
-            if length_cap is not None:
-                push = push * _room(length_cap, moved, lr * strength * push,
-                                    _others(parameters, start, mark.index, moved))
-                moved.add_(push, alpha=lr * strength)
             if weight.grad is None:  # a model that left this weight out of its loss
                 weight.grad = torch.zeros_like(weight)
             weight.grad.add_(push, alpha=-float(strength))
 
     return hook
-
-
-def _others(parameters: Sequence[nn.Parameter], start: Sequence[torch.Tensor], index: int,
-            moved: torch.Tensor) -> float:
-    """How far the weights moved since step 0 other than by the mark's ``moved``."""
-    total = 0.0
-    for i, (p, p0) in enumerate(zip(parameters, start, strict=True)):
-        change = p.detach() - p0
-        if i == index:
-            change = change - moved
-        total += float(torch.sum(change * change))
-    return math.sqrt(total)
-
-
-def _room(cap: float, moved: torch.Tensor, step: torch.Tensor, others: float) -> float:
-    """The largest ``a`` in [0, 1] with ``|moved + a * step| <= cap * others``, or 0 if the
-    mark's moves are already at or past the cap (then 0 even where a step pointing back
-    would fit)."""
-    limit = (cap * others) ** 2
-    a2, b, c = float(torch.sum(step * step)), float(torch.sum(moved * step)), \
-        float(torch.sum(moved * moved)) - limit
-    if a2 == 0.0 or c + 2 * b + a2 <= 0.0:  # the whole step fits
-        return 1.0
-    if c >= 0.0:  # already at (or past) the cap: the others' moves shrank
-        return 0.0
-    return max(0.0, min(1.0, (-b + math.sqrt(b * b - a2 * c)) / a2))
 
 
 def read_bits(spec: ModelSpec, vector: np.ndarray, key: WatermarkKey) -> np.ndarray:

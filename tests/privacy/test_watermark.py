@@ -11,7 +11,6 @@ import pytest
 import torch
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
-from torch.nn.utils import parameters_to_vector
 
 from fl_agent.errors import ConfigError
 from fl_agent.learning.data import load_dataset, split_dataset
@@ -215,56 +214,6 @@ def test_given_the_learning_rate_a_bit_is_pushed_no_further_than_its_target():
         optimizer2.step()
     overshot = b * (E @ list(model2.parameters())[0].detach().reshape(-1).double())
     assert (overshot[short] - target[short]).max() > 0.3  # lr 0.5 without the cut: far past
-
-
-def _marks_moves(spec, start, X, y, steps, hook, lr):
-    """Plain SGD from ``start`` with ``hook``; returns how far the weights moved in all, and
-    how far the hook's own gradients moved them (read off the grads before and after it, so
-    the sum does not come from the hook's own bookkeeping)."""
-    model = model_from_vector(spec, start)
-    parameters = list(model.parameters())
-    optimizer = torch.optim.SGD(parameters, lr=lr)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    X = torch.tensor(np.asarray(X), dtype=torch.float32)
-    y = torch.tensor(np.asarray(y), dtype=torch.int64)
-    rng = np.random.default_rng(0)
-    by_hook = [torch.zeros_like(p) for p in parameters]
-    for step in range(steps):
-        batch = rng.choice(len(y), size=min(32, len(y)), replace=False)
-        optimizer.zero_grad(set_to_none=False)
-        loss_fn(model(X[batch]), y[batch]).backward()
-        before = [p.grad.detach().clone() for p in parameters]
-        hook(step, parameters)
-        for total, p, b in zip(by_hook, parameters, before, strict=True):
-            total.add_(p.grad.detach() - b, alpha=-lr)
-        optimizer.step()
-    moved = parameters_to_vector(parameters).detach() - torch.tensor(np.asarray(start))
-    mark = parameters_to_vector(by_hook)
-    return float(torch.linalg.norm(moved - mark)), float(torch.linalg.norm(mark))
-
-
-@pytest.mark.parametrize("cap", [0.5, 1.0, 2.0])
-def test_a_length_cap_keeps_the_marks_moves_within_cap_times_the_rest(trained, digits, cap):
-    """A converged model, a small shard, and a key whose bits the model does not hold: without
-    a cap the mark is most of the update (the round that FairFL's norm screen refuses); with
-    one, the mark's moves stay within ``cap`` times everything else's, and still move it."""
-    _, plain, _ = trained
-    X, y, lr = digits.train.X[:40], digits.train.y[:40], 0.05
-    other = key(9, DEFAULT_BITS)
-    rest, mark = _marks_moves(MLP, plain, X, y, 20, embed_hook(MLP, other, lr=lr), lr)
-    assert mark > 3 * rest  # uncapped: the mark dwarfs the training's own moves
-    rest, mark = _marks_moves(MLP, plain, X, y, 20,
-                              embed_hook(MLP, other, lr=lr, length_cap=cap), lr)
-    assert mark <= cap * rest * (1 + 1e-4)
-    assert mark >= 0.8 * cap * rest  # it binds: the mark takes the room it has
-    hook = embed_hook(MLP, other, lr=lr, length_cap=cap)  # one hook, round after round:
-    first = _marks_moves(MLP, plain, X, y, 20, hook, lr)
-    assert _marks_moves(MLP, plain, X, y, 20, hook, lr) == first == (rest, mark)  # anew
-    with pytest.raises(ConfigError, match="needs the optimizer's lr"):
-        embed_hook(MLP, other, length_cap=cap)
-    for bad in (0.0, -1.0, math.inf, True):
-        with pytest.raises(ConfigError, match="length_cap"):
-            embed_hook(MLP, other, lr=lr, length_cap=bad)
 
 
 def test_embedding_raises_the_match_rate_to_verified(trained, digits):
