@@ -18,8 +18,10 @@ Why it was not adopted: on the tuning seeds caps of 1 and 2 ended those refusals
 marks out of the model (R55), and with the registry's bans a cap of 2 banned 1 honest member
 against 4 but verified 97 keys against 98 (R55b). A task never uses it; the benchmarks do
 (`privacy_watermark --length-caps`, `held_out --length-cap`, `watermark_trace --length-cap`).
-The runs of both rules were made with the same computation inside `embed_hook` (commits
-0cab71c and d5e737c), moved here afterwards so that the product keeps no untaken option.
+The runs of both rules were made with the cap computed inside `embed_hook` (commits 0cab71c
+and d5e737c), moved here afterwards so that the product keeps no untaken option: equal in
+exact arithmetic, but the float32 rounding differs, so a capped rerun here may not
+reproduce the published figures bit for bit (check out d5e737c for that).
 
 Written here by hand: the bookkeeping and the largest step that fits, which no library does.
 """

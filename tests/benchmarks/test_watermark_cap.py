@@ -1,6 +1,7 @@
 """Rules R55 and R55b's candidate (benchmarks.watermark_cap), which the benchmarks can still
-run to reproduce the published negative result: the mark's moves stay within the cap, the
-cap binds, each round starts anew, and the largest step that fits."""
+run (the published runs computed it inside embed_hook; see the module): the mark's moves
+stay within the cap, the cap binds, each round starts anew, and the largest step that
+fits."""
 
 from __future__ import annotations
 
@@ -96,6 +97,8 @@ def test_a_length_cap_keeps_the_marks_moves_within_cap_times_the_rest(plain, dig
     for bad in (0.0, -1.0, math.inf, True):
         with pytest.raises(ConfigError, match="length_cap"):
             capped(embed_hook(MLP, other, lr=lr), lr, bad)
+        with pytest.raises(ConfigError, match="lr"):
+            capped(embed_hook(MLP, other, lr=lr), bad, cap)
 
 
 def test_room_is_the_largest_step_that_fits():
@@ -103,6 +106,7 @@ def test_room_is_the_largest_step_that_fits():
     assert room(5.0, moved, step) == pytest.approx(1.0)  # |(3, 4)| = 5 fits exactly
     assert room(4.0, moved, step) == pytest.approx(math.sqrt(7) / 4)  # 9 + 16 a^2 = 16
     assert room(3.0, moved, step) == 0.0  # already at the cap
+    assert room(2.0, moved, step) == 0.0  # past it (the others' moves shrank)
     assert room(1.0, [torch.zeros(2)], [torch.zeros(2)]) == 1.0  # nothing to move
 
 
