@@ -499,6 +499,14 @@ def _numbers(kind: type, text: str) -> list[Any]:
     return values
 
 
+def _numbers_or_none(text: str | None, default: float | None) -> list[float | None]:
+    """Comma-separated numbers, each of which may be 'none'; ``[default]`` if not given."""
+    if not text:
+        return [default]
+    return [None if part.strip() == "none" else _numbers(float, part)[0]
+            for part in text.split(",")]
+
+
 @click.command(help="\n\n".join("\b\n" + paragraph  # \b: click keeps the lines as written
                                   for paragraph in __doc__.replace("``", "`").split("\n\n")))
 @click.option("--seeds", default=",".join(map(str, EVALUATION_SEEDS)), show_default=True,
@@ -560,19 +568,14 @@ def main(seeds: str, bits_text: str, tune: bool, margins: str | None, strengths:
     if min(margin_list) <= 0 or min(strength_list) <= 0:
         raise click.BadParameter("margins and strengths must be positive")
     layer_list = [None if name == "default" else name for name in layers.split(",")]
-    reach_list = [None if part.strip() == "none" else _numbers(float, part)[0]
-                  for part in reaches.split(",")] if reaches else [watermark.DEFAULT_REACH]
+    reach_list = _numbers_or_none(reaches, watermark.DEFAULT_REACH)
     if any(r is not None and r <= 0 for r in reach_list):
         raise click.BadParameter("reaches must be positive or 'none'", param_hint="--reaches")
-    cap_list = [None if part.strip() == "none" else _numbers(float, part)[0]
-                for part in share_caps.split(",")] if share_caps \
-        else [None]
+    cap_list = _numbers_or_none(share_caps, None)
     if any(c is not None and c < 1 for c in cap_list):
         raise click.BadParameter("share caps must be at least 1 or 'none'",
                                  param_hint="--share-caps")
-    length_cap_list = [None if part.strip() == "none" else _numbers(float, part)[0]
-                       for part in length_caps.split(",")] if length_caps \
-        else [None]
+    length_cap_list = _numbers_or_none(length_caps, None)
     if any(c is not None and not 0 < c < float("inf") for c in length_cap_list):
         raise click.BadParameter("length caps must be positive or 'none'",
                                  param_hint="--length-caps")
