@@ -122,6 +122,7 @@ class Setting:
     accountant: str = "prv"  # the task default (DPPlan); chosen on seeds 1-3 against "rdp"
     delta: float = DELTA
     model: str = "mlp"  # the simulation's digits model; "logreg": 650 parameters, not 4,810
+    hidden: tuple[int, ...] = ()  # the MLP's hidden widths; empty: the architecture's (64,)
 
 
 @dataclass(frozen=True)
@@ -167,11 +168,18 @@ def honest_federation(seed: int, setting: Setting, attack: str = "none",
     from fl_agent.simulation.offline import federation
 
     check_schedule(attack, schedule)
-    return federation(SimulationConfig(
+    fed = federation(SimulationConfig(
         seed=seed, clients=setting.clients, rounds=setting.rounds, steps=setting.steps,
         attack=attack, malicious=malicious, batch_size=setting.batch_size, lr=setting.lr,
         scoring="loo", device_spread=1.0, model=setting.model,
         attack_every=schedule.every, attack_from=schedule.first, flip_scale=flip_scale))
+    if not setting.hidden:
+        return fed
+    from fl_agent.learning.models import ModelSpec
+
+    return replace(fed, spec=ModelSpec(name="mlp", input_shape=fed.spec.input_shape,
+                                       num_classes=fed.spec.num_classes,
+                                       hidden=setting.hidden))
 
 
 def check_schedule(attack: str, schedule: Schedule) -> None:
@@ -570,6 +578,10 @@ def _help(text: str) -> str:
     return re.sub(r":\w+:`~?([^`]+)`", r"\1", text).replace("``", "").replace("\\\n", "\n")
 
 
+def _widths(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    return None if value is None else _numbers(int)(ctx, param, value)
+
+
 DEFAULT = Setting()
 
 
@@ -617,6 +629,9 @@ def federation_options(command: Callable[..., Any]) -> Callable[..., Any]:
               type=click.Choice(["mlp", "logreg"]),
               help="the digits model: the MLP (4,810 parameters) or multinomial logistic "
                    "regression (650); DP noise grows with the parameter count")
+@click.option("--hidden", default=None, callback=_widths,
+              help="the MLP's hidden widths, comma-separated (default: 64, the simulation's; "
+                   "16 gives 1,210 parameters); only with --model mlp")
 @click.option("--attack", default="none", show_default=True,
               type=click.Choice(["none", *DP_ATTACKS]),
               help="an attack by a --malicious share of the clients (FPR is then over the "
@@ -653,13 +668,15 @@ def federation_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no_dp: bool,
          with_clip_only: bool, clients: int, rounds: int, steps: int, batch_size: int,
          lr: float, dp_lr: float, clip: float, momentum: float, accountant: str, model: str,
-         attack: str, pad: bool, attack_every: int, attack_from: int, noiseless_credit: bool,
-         fit: bool, flip_scale: float, malicious: float, json_path: Path,
-         plot_path: Path) -> None:
+         hidden: list[int] | None, attack: str, pad: bool, attack_every: int,
+         attack_from: int, noiseless_credit: bool, fit: bool, flip_scale: float,
+         malicious: float, json_path: Path, plot_path: Path) -> None:
     import torch
 
     from fl_agent.errors import ConfigError
 
+    if hidden and model != "mlp":
+        raise click.UsageError("--hidden sets the MLP's hidden widths: use it with --model mlp")
     if pad and attack == "none":
         raise click.UsageError("--pad pads the attackers' updates: name an --attack")
     if fit and (pad or attack == "none" or flip_scale != 1.0):
@@ -676,7 +693,7 @@ def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no
     torch.set_num_threads(1)
     setting = Setting(clients=clients, rounds=rounds, steps=steps, batch_size=batch_size,
                       lr=lr, dp_lr=dp_lr, clip=clip, momentum=momentum,
-                      accountant=accountant, model=model)
+                      accountant=accountant, model=model, hidden=tuple(hidden or ()))
     levels = ([NO_DP] if with_no_dp else []) + ([CLIP_ONLY] if with_clip_only else []) \
         + [f"ε = {e:g}" for e in sorted(epsilons, reverse=True)]
     plan = [(seed, level, strategy) for seed in seeds for level in levels
