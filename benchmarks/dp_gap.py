@@ -15,6 +15,12 @@ and how many seeds are within the goal:
 The verdict per strategy (fixed in the rule file): **met with confidence** if the upper
 bound of the mean gap is within the goal, **met by the mean** if only the mean is, **not
 met** otherwise; "every seed" is said separately.
+
+``--baseline FILE...`` takes the no-DP accuracy from other runs instead (rule R56,
+dp_narrow_mlp_rules_2026-12-07.md): another model's, such as the 64-unit MLP's below a
+narrower MLP's ε = 8 run, paired by strategy and seed. The baseline files must share the
+federation (clients, rounds, data, attack) but may differ in the model and its learning
+rates; only their no-DP runs are read, and the main files' own no-DP runs are then ignored.
 """
 
 from __future__ import annotations
@@ -37,11 +43,20 @@ CONFIDENCE = 0.95
 #: Settings every file must share (the seeds and strategies may differ).
 SAME = ("clients", "rounds", "steps", "batch_size", "lr", "dp_lr", "clip", "momentum",
         "accountant", "delta", "model", "scoring", "blacklist", "attack", "malicious",
-        "partition", "alpha", "pad", "pad_to", "fit", "flip_scale", "schedule")
+        "partition", "alpha", "pad", "pad_to", "fit", "flip_scale", "schedule", "hidden")
+#: Settings a ``--baseline`` file may change: the model and how it is trained.
+MODEL = ("model", "hidden", "lr", "dp_lr")
 
 
 #: What :func:`gaps` reads of each run.
 RUN_FIELDS = ("seed", "strategy", "level", "epsilon", "accuracy")
+
+
+def settings_of(path: Path) -> dict[str, Any]:
+    """The settings of a ``privacy_dp`` file that :data:`SAME` names (``hidden`` left out of
+    files made before it existed reads as the default, empty)."""
+    settings = {key: json.loads(Path(path).read_text())["settings"].get(key) for key in SAME}
+    return {**settings, "hidden": list(settings["hidden"] or [])}
 
 
 def load(paths: Iterable[Path]) -> list[dict[str, Any]]:
@@ -53,7 +68,7 @@ def load(paths: Iterable[Path]) -> list[dict[str, Any]]:
     for path in paths:
         try:
             document = json.loads(Path(path).read_text())
-            settings = {key: document["settings"].get(key) for key in SAME}
+            settings = settings_of(path)
             document_runs = list(document["runs"])
             for run in document_runs:
                 if missing := [field for field in RUN_FIELDS if field not in run]:
@@ -75,18 +90,21 @@ def load(paths: Iterable[Path]) -> list[dict[str, Any]]:
     return runs
 
 
-def gaps(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[int, float]]:
+def gaps(runs: Sequence[Mapping[str, Any]],
+         baseline: Sequence[Mapping[str, Any]] | None = None) -> dict[str, dict[int, float]]:
     """Per strategy, per seed: no-DP accuracy minus ε = 8 accuracy (the same strategy and
-    seed). A seed with only one of the two is left out."""
+    seed), the no-DP accuracy taken from ``baseline``'s runs when given (``runs``' own no-DP
+    runs are then ignored). A seed with only one of the two is left out."""
     base: dict[tuple[str, int], float] = {}
     at: dict[tuple[str, int], float] = {}
-    for run in runs:
+    for run, own in [*((run, True) for run in runs),
+                     *((run, False) for run in baseline or ())]:
         key = (run["strategy"], run["seed"])
-        if run["epsilon"] is None and run["level"] == "no DP":
+        if run["epsilon"] is None and run["level"] == "no DP" and own == (baseline is None):
             side = base
-        elif run["epsilon"] is not None and math.isclose(run["epsilon"], EPSILON):
+        elif own and run["epsilon"] is not None and math.isclose(run["epsilon"], EPSILON):
             side = at
-        else:  # σ = 0 (clipping alone) and the other budgets
+        else:  # σ = 0 (clipping alone), the other budgets, the baseline's DP runs
             continue
         if key in side:
             raise ValueError(f"seed {key[1]}, {key[0]}, {run['level']} measured twice")
@@ -117,8 +135,9 @@ def summary(per_seed: Mapping[int, float]) -> dict[str, Any]:
             "every_seed": within == len(values), "verdict": verdict}
 
 
-def report(per_strategy: Mapping[str, Mapping[int, float]]) -> str:
-    """The per-seed gaps and each strategy's summary, as text."""
+def report(per_strategy: Mapping[str, Mapping[int, float]], below: str = "no DP") -> str:
+    """The per-seed gaps and each strategy's summary, as text (``below``: what the gap is
+    measured from)."""
     lines = []
     for strategy, per_seed in per_strategy.items():
         lines.append(f"{strategy}: gap at ε = {EPSILON:g} per seed (points): " + ", ".join(
@@ -132,12 +151,13 @@ def report(per_strategy: Mapping[str, Mapping[int, float]]) -> str:
             f"{100 * figures['mean']:.2f} (one-sided {CONFIDENCE:.0%} upper bound "
             f"{100 * figures['upper']:.2f}), worst {100 * figures['worst']:.2f}; within "
             f"{100 * GOAL:g} points on {figures['within']} of {figures['seeds']} seeds")
-        lines.append(f"  goal (within {100 * GOAL:g} points of no DP): {figures['verdict']}"
+        lines.append(f"  goal (within {100 * GOAL:g} points of {below}): {figures['verdict']}"
                      f"; every seed: {'yes' if figures['every_seed'] else 'no'}")
     return "\n".join(lines)
 
 
-def plot(per_strategy: Mapping[str, Mapping[int, float]], path: Path) -> None:
+def plot(per_strategy: Mapping[str, Mapping[int, float]], path: Path,
+         below: str = "no DP") -> None:
     """Each strategy's per-seed gaps (points) as a strip, its mean with the one-sided bound,
     and the goal's line."""
     import matplotlib
@@ -160,7 +180,7 @@ def plot(per_strategy: Mapping[str, Mapping[int, float]], path: Path) -> None:
             va="bottom", fontsize=8)
     ax.set_yticks(range(len(per_strategy)), list(per_strategy))
     ax.set_ylim(-0.7, len(per_strategy) - 0.2)
-    ax.set_xlabel(f"accuracy points below no DP at ε = {EPSILON:g}")
+    ax.set_xlabel(f"accuracy points at ε = {EPSILON:g} below {below}")
     ax.set_title(f"one dot per seed; diamond: the mean, bar to its one-sided {CONFIDENCE:.0%} "
                  "upper bound", fontsize=9)
     fig.tight_layout()
@@ -176,15 +196,27 @@ def main(argv: Sequence[str] | None = None) -> None:
         "docs/privacy-dp.md)."))
     parser.add_argument("files", nargs="+", type=Path,
                         help="benchmarks.privacy_dp JSON files made with the same settings")
+    parser.add_argument("--baseline", nargs="+", type=Path, metavar="FILE",
+                        help="take the no-DP accuracy from these files' runs (another "
+                             "model's, the same federation), not the files' own")
     parser.add_argument("--plot", type=Path, help="also draw the per-seed gaps into this PNG")
     args = parser.parse_args(argv)
     try:
-        per_strategy = gaps(load(args.files))
+        runs = load(args.files)
+        baseline = None
+        if args.baseline:
+            baseline = load(args.baseline)
+            ours, theirs = settings_of(args.files[0]), settings_of(args.baseline[0])
+            if differ := sorted(k for k in SAME if k not in MODEL and ours[k] != theirs[k]):
+                raise ValueError(f"{args.baseline[0]}: a baseline must share the federation; "
+                                 f"its settings differ in {differ}")
+        per_strategy = gaps(runs, baseline)
         if not per_strategy:
             raise ValueError("no strategy has both a no-DP and an ε = 8 run on any seed")
-        print(report(per_strategy))
+        below = "no DP" if baseline is None else "the baseline's no DP"
+        print(report(per_strategy, below))
         if args.plot:
-            plot(per_strategy, args.plot)
+            plot(per_strategy, args.plot, below)
             print(f"plot: {args.plot}")
     except (ValueError, KeyError, OSError) as error:
         parser.exit(2, f"error: {error}\n")

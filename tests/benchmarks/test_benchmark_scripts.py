@@ -903,3 +903,19 @@ def test_the_registrys_ban_of_independent_rejections_matches_its_arithmetic(tmp_
     assert "banned within 10 rounds" in table
     assert [r["rounds"] for r in json.loads(out.read_text())["rows"]] == [5, 10]
     assert "rates between 0 and 1" in run_fails("benchmarks.ban_null", "--rates", "1.5")
+
+
+def test_hidden_sets_the_dp_benchmarks_mlp_width_and_nothing_else():
+    """R56's narrower MLPs: the federation (shards, clients) is the simulation's; only the
+    model's hidden widths change, and only an MLP has them."""
+    from benchmarks.privacy_dp import Setting, honest_federation
+    from fl_agent.learning.models import param_count
+
+    wide = honest_federation(1, Setting(clients=4, rounds=1, steps=1))
+    narrow = honest_federation(1, Setting(clients=4, rounds=1, steps=1, hidden=(16,)))
+    assert (wide.spec.hidden, narrow.spec.hidden) == ((64,), (16,))
+    assert param_count(narrow.spec) == 64 * 16 + 16 + 16 * 10 + 10
+    assert narrow.spec.input_shape == wide.spec.input_shape
+    assert [c.y.tolist() for c in narrow.clients] == [c.y.tolist() for c in wide.clients]
+    assert "with --model mlp" in run_fails("benchmarks.privacy_dp", "--model", "logreg",
+                                           "--hidden", "16")

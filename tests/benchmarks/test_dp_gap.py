@@ -121,3 +121,46 @@ def test_a_file_that_is_not_the_benchmarks_output_is_refused_with_its_name(tmp_p
 def test_the_goal_is_the_benchmarks():
     from benchmarks.privacy_dp import GAP_AT_8_MAX
     assert dp_gap.GOAL == GAP_AT_8_MAX
+
+
+def test_a_baseline_replaces_the_files_own_no_dp_runs(tmp_path):
+    narrow = [_run(1, 0.99, None), _run(1, 0.93, 8.0), _run(2, 0.99, None), _run(2, 0.92, 8.0),
+              _run(1, 0.99, None, "fairfl"), _run(1, 0.90, 8.0, "fairfl")]
+    # the baseline's ε = 8 runs are not read, nor a strategy the main files lack
+    wide = [_run(1, 0.96, None), _run(1, 0.10, 8.0), _run(2, 0.97, None),
+            _run(1, 0.95, None, "fairfl"), _run(1, 0.95, None, "krum")]
+    got = dp_gap.gaps(narrow, wide)
+    assert got == {"fedavg": pytest.approx({1: 0.03, 2: 0.05}),
+                   "fairfl": pytest.approx({1: 0.05})}
+    assert dp_gap.gaps(narrow)["fedavg"] == pytest.approx({1: 0.06, 2: 0.07})
+
+
+def test_the_cli_takes_a_baseline_of_another_model_but_not_of_another_federation(tmp_path,
+                                                                                 capsys):
+    narrow = _file(tmp_path, "narrow.json", [_run(1, 0.99, None), _run(1, 0.93, 8.0),
+                                             _run(2, 0.99, None), _run(2, 0.92, 8.0)],
+                   hidden=[16], lr=0.4, dp_lr=0.3)
+    wide = _file(tmp_path, "wide.json", [_run(1, 0.96, None), _run(2, 0.97, None)],
+                 lr=0.2, dp_lr=0.15)
+    dp_gap.main([str(narrow), "--baseline", str(wide)])
+    out = capsys.readouterr().out
+    assert "fedavg: gap at ε = 8 per seed (points): 1 3.0, 2 5.0" in out
+    assert "goal (within 5 points of the baseline's no DP)" in out
+    other = _file(tmp_path, "other.json", [_run(1, 0.96, None), _run(2, 0.97, None)],
+                  clients=20)
+    with pytest.raises(SystemExit) as stop:
+        dp_gap.main([str(narrow), "--baseline", str(other)])
+    assert stop.value.code == 2
+    assert "other.json: a baseline must share the federation" in capsys.readouterr().err
+
+
+def test_a_file_made_before_hidden_existed_reads_as_the_default_width(tmp_path):
+    old = tmp_path / "old.json"
+    before = {key: None for key in dp_gap.SAME if key != "hidden"} | {"clients": 10,
+                                                                      "rounds": 20}
+    old.write_text(json.dumps({"settings": before, "runs": [_run(1, 0.95, None)]}))
+    new = _file(tmp_path, "new.json", [_run(2, 0.95, None)], hidden=[])
+    assert len(dp_gap.load([old, new])) == 2
+    wider = _file(tmp_path, "wider.json", [_run(3, 0.95, None)], hidden=[16])
+    with pytest.raises(ValueError, match="hidden"):
+        dp_gap.load([old, wider])
