@@ -46,6 +46,9 @@ SAME = ("clients", "rounds", "steps", "batch_size", "lr", "dp_lr", "clip", "mome
         "partition", "alpha", "pad", "pad_to", "fit", "flip_scale", "schedule", "hidden")
 #: Settings a ``--baseline`` file may change: the model and how it is trained.
 MODEL = ("model", "hidden", "lr", "dp_lr")
+#: The hidden widths a file that records none trained (``fl_agent.learning.models``'s
+#: defaults; a file made before ``--hidden`` or ``--model`` existed trained the MLP).
+DEFAULT_WIDTHS = {"mlp": [64], "logreg": []}
 
 
 #: What :func:`gaps` reads of each run.
@@ -53,10 +56,12 @@ RUN_FIELDS = ("seed", "strategy", "level", "epsilon", "accuracy")
 
 
 def settings_of(path: Path) -> dict[str, Any]:
-    """The settings of a ``privacy_dp`` file that :data:`SAME` names (``hidden`` left out of
-    files made before it existed reads as the default, empty)."""
+    """The settings of a ``privacy_dp`` file that :data:`SAME` names, with the hidden widths
+    the model really had (a file records none for the model's default)."""
     settings = {key: json.loads(Path(path).read_text())["settings"].get(key) for key in SAME}
-    return {**settings, "hidden": list(settings["hidden"] or [])}
+    model = settings["model"] or "mlp"
+    return {**settings, "model": model,
+            "hidden": list(settings["hidden"] or DEFAULT_WIDTHS.get(model, []))}
 
 
 def load(paths: Iterable[Path]) -> list[dict[str, Any]]:
@@ -94,7 +99,9 @@ def gaps(runs: Sequence[Mapping[str, Any]],
          baseline: Sequence[Mapping[str, Any]] | None = None) -> dict[str, dict[int, float]]:
     """Per strategy, per seed: no-DP accuracy minus ε = 8 accuracy (the same strategy and
     seed), the no-DP accuracy taken from ``baseline``'s runs when given (``runs``' own no-DP
-    runs are then ignored). A seed with only one of the two is left out."""
+    runs are then ignored). Without a baseline, a seed with only one of the two is left out;
+    with one, an ε = 8 run the baseline has no no-DP run for is refused, so that a baseline
+    file left off cannot shrink the seeds a verdict is read on."""
     base: dict[tuple[str, int], float] = {}
     at: dict[tuple[str, int], float] = {}
     for run, own in [*((run, True) for run in runs),
@@ -109,6 +116,9 @@ def gaps(runs: Sequence[Mapping[str, Any]],
         if key in side:
             raise ValueError(f"seed {key[1]}, {key[0]}, {run['level']} measured twice")
         side[key] = run["accuracy"]
+    if baseline is not None and (missing := sorted(at.keys() - base.keys())):
+        raise ValueError("the baseline has no no-DP run for " + ", ".join(
+            f"{strategy} seed {seed}" for strategy, seed in missing))
     out: dict[str, dict[int, float]] = {}
     for strategy, seed in sorted(base.keys() & at.keys()):
         out.setdefault(strategy, {})[seed] = base[strategy, seed] - at[strategy, seed]

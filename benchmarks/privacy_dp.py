@@ -124,6 +124,11 @@ class Setting:
     model: str = "mlp"  # the simulation's digits model; "logreg": 650 parameters, not 4,810
     hidden: tuple[int, ...] = ()  # the MLP's hidden widths; empty: the architecture's (64,)
 
+    def __post_init__(self) -> None:
+        if self.hidden and self.model != "mlp":
+            raise ValueError(f"hidden widths {self.hidden} are an MLP's; the model is "
+                             f"{self.model!r}")
+
 
 @dataclass(frozen=True)
 class Schedule:

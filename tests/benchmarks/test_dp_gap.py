@@ -135,23 +135,48 @@ def test_a_baseline_replaces_the_files_own_no_dp_runs(tmp_path):
     assert dp_gap.gaps(narrow)["fedavg"] == pytest.approx({1: 0.06, 2: 0.07})
 
 
-def test_the_cli_takes_a_baseline_of_another_model_but_not_of_another_federation(tmp_path,
-                                                                                 capsys):
-    narrow = _file(tmp_path, "narrow.json", [_run(1, 0.99, None), _run(1, 0.93, 8.0),
-                                             _run(2, 0.99, None), _run(2, 0.92, 8.0)],
-                   hidden=[16], lr=0.4, dp_lr=0.3)
-    wide = _file(tmp_path, "wide.json", [_run(1, 0.96, None), _run(2, 0.97, None)],
-                 lr=0.2, dp_lr=0.15)
-    dp_gap.main([str(narrow), "--baseline", str(wide)])
+@pytest.mark.parametrize("model", [{"hidden": [16], "lr": 0.4, "dp_lr": 0.3},
+                                   {"model": "logreg", "lr": 0.4, "dp_lr": 0.2}])
+def test_the_cli_takes_a_baseline_of_another_model(tmp_path, capsys, model):
+    other = _file(tmp_path, "other.json", [_run(1, 0.99, None), _run(1, 0.93, 8.0),
+                                           _run(2, 0.99, None), _run(2, 0.92, 8.0)], **model)
+    mlp = _file(tmp_path, "mlp.json", [_run(1, 0.96, None), _run(2, 0.97, None)],
+                model="mlp", lr=0.2, dp_lr=0.15)
+    dp_gap.main([str(other), "--baseline", str(mlp)])
     out = capsys.readouterr().out
     assert "fedavg: gap at ε = 8 per seed (points): 1 3.0, 2 5.0" in out
     assert "goal (within 5 points of the baseline's no DP)" in out
-    other = _file(tmp_path, "other.json", [_run(1, 0.96, None), _run(2, 0.97, None)],
-                  clients=20)
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("clients", 20), ("steps", 10), ("attack", "sign_flip"), ("malicious", 0.3),
+    ("partition", "iid"), ("accountant", "rdp")])
+def test_a_baseline_of_another_federation_is_refused(tmp_path, capsys, key, value):
+    narrow = _file(tmp_path, "narrow.json", [_run(1, 0.99, None), _run(1, 0.93, 8.0)],
+                   hidden=[16])
+    other = _file(tmp_path, "other.json", [_run(1, 0.96, None)], **{key: value})
     with pytest.raises(SystemExit) as stop:
         dp_gap.main([str(narrow), "--baseline", str(other)])
     assert stop.value.code == 2
-    assert "other.json: a baseline must share the federation" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "other.json: a baseline must share the federation" in err and key in err
+
+
+def test_a_baseline_missing_a_seed_is_refused_not_read_on_fewer_seeds(tmp_path, capsys):
+    narrow = [_file(tmp_path, f"n{seed}.json", [_run(seed, 0.99, None), _run(seed, 0.93, 8.0)],
+                    hidden=[16]) for seed in (1, 2, 3)]
+    half = _file(tmp_path, "half.json", [_run(1, 0.96, None), _run(2, 0.97, None)])
+    with pytest.raises(SystemExit) as stop:
+        dp_gap.main([*map(str, narrow), "--baseline", str(half)])
+    assert stop.value.code == 2
+    assert "the baseline has no no-DP run for fedavg seed 3" in capsys.readouterr().err
+
+
+def test_the_default_widths_are_the_models():
+    from fl_agent.learning.models import ModelSpec
+
+    for name, widths in dp_gap.DEFAULT_WIDTHS.items():
+        assert list(ModelSpec.for_features(name, (64,), 10).hidden) == widths
 
 
 def test_a_file_made_before_hidden_existed_reads_as_the_default_width(tmp_path):
@@ -160,7 +185,8 @@ def test_a_file_made_before_hidden_existed_reads_as_the_default_width(tmp_path):
                                                                       "rounds": 20}
     old.write_text(json.dumps({"settings": before, "runs": [_run(1, 0.95, None)]}))
     new = _file(tmp_path, "new.json", [_run(2, 0.95, None)], hidden=[])
-    assert len(dp_gap.load([old, new])) == 2
+    named = _file(tmp_path, "named.json", [_run(4, 0.95, None)], model="mlp", hidden=[64])
+    assert len(dp_gap.load([old, new, named])) == 3  # the MLP's 64 units, however recorded
     wider = _file(tmp_path, "wider.json", [_run(3, 0.95, None)], hidden=[16])
     with pytest.raises(ValueError, match="hidden"):
         dp_gap.load([old, wider])
