@@ -3,11 +3,15 @@ reproduced. Their numbers are not checked here: timings belong in the benchmarks
 
 from __future__ import annotations
 
+import importlib
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import traceback
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import click
@@ -18,10 +22,69 @@ REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 
 
+#: Offline benchmarks (no chain, no browser, no worker processes), run inside the test's own
+#: process: a fresh interpreter spends about 5-6 s of CPU importing torch, Opacus,
+#: scikit-learn and SciPy before a tiny run starts, and this file starts some fifty. The
+#: others (a chain, Chromium, a process pool, timed threads) run as ``python -m``.
+IN_PROCESS = frozenset({
+    "benchmarks.ablation", "benchmarks.ban_null", "benchmarks.chance_exact",
+    "benchmarks.claims", "benchmarks.fidelity", "benchmarks.held_out",
+    "benchmarks.privacy_dp", "benchmarks.privacy_dp_explore", "benchmarks.privacy_dp_fedavg",
+    "benchmarks.privacy_he", "benchmarks.privacy_he_wrap", "benchmarks.privacy_watermark",
+    "benchmarks.round_reasons", "benchmarks.rule_alone", "benchmarks.trigger_piles",
+    "benchmarks.watermark_trace"})
+
+
 def _call(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    if module in IN_PROCESS:
+        return _call_here(module, *args)
     return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True,
                           text=True, timeout=600,
                           env={"PATH": str(Path(sys.executable).parent), "HOME": str(Path.home())})
+
+
+@pytest.mark.parametrize("module", sorted(IN_PROCESS))
+def test_each_benchmark_run_in_process_also_starts_as_python_m(module):
+    """The tests below call these modules' ``main()`` in this process; ``python -m`` still
+    starts each of them (its ``--help`` is cheap: the heavy imports are inside ``main``)."""
+    done = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120,
+                          env={"PATH": str(Path(sys.executable).parent),
+                               "HOME": str(Path.home())})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "usage" in done.stdout.lower()
+
+
+def _call_here(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m module args`` in this process: the module's ``main()`` with ``sys.argv``
+    set, from the repository, without FairFL's environment variables, its exit status read
+    from ``SystemExit`` (an uncaught exception: 1, its traceback on stderr, as Python
+    would). Torch's thread count, which the benchmarks pin to 1, is put back."""
+    import torch
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = (sys.argv, os.getcwd(), torch.get_num_threads(),
+             {k: os.environ.pop(k) for k in [k for k in os.environ if k.startswith("FAIRFL_")]})
+    sys.argv = [module, *args]
+    os.chdir(REPO)
+    code = 0
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                importlib.import_module(module).main()
+            except SystemExit as stop:
+                if isinstance(stop.code, str):
+                    print(stop.code, file=sys.stderr)
+                code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+            except Exception:  # noqa: BLE001 - reported as the interpreter would
+                traceback.print_exc()
+                code = 1
+    finally:
+        sys.argv, cwd, threads, environment = saved
+        os.chdir(cwd)
+        torch.set_num_threads(threads)
+        os.environ.update(environment)
+    return subprocess.CompletedProcess([module, *args], code, out.getvalue(), err.getvalue())
 
 
 def run(module: str, *args: str) -> str:
@@ -919,3 +982,5 @@ def test_hidden_sets_the_dp_benchmarks_mlp_width_and_nothing_else():
     assert [c.y.tolist() for c in narrow.clients] == [c.y.tolist() for c in wide.clients]
     assert "with --model mlp" in run_fails("benchmarks.privacy_dp", "--model", "logreg",
                                            "--hidden", "16")
+    with pytest.raises(ValueError, match="an MLP's"):
+        Setting(model="logreg", hidden=(16,))
