@@ -16,8 +16,9 @@ The verdict per strategy (fixed in the rule file): **met with confidence** if th
 bound of the mean gap is within the goal, **met by the mean** if only the mean is, **not
 met** otherwise; "every seed" is said separately.
 
-``--baseline FILE...`` takes the no-DP accuracy from other runs instead (rule R56,
-dp_narrow_mlp_rules_2026-12-07.md): another model's, such as the 64-unit MLP's below a
+``--baseline FILE...`` takes the no-DP accuracy from other runs instead (written for rule
+R56, dp_narrow_mlp_rules_2026-12-07.md, and used by R57,
+dp_logreg_default_rules_2026-12-07.md): another model's, such as the 64-unit MLP's below a
 narrower MLP's ε = 8 run, paired by strategy and seed. The baseline files must share the
 federation (clients, rounds, data, attack) but may differ in the model and its learning
 rates; only their no-DP runs are read, and the main files' own no-DP runs are then ignored.
@@ -202,8 +203,8 @@ def plot(per_strategy: Mapping[str, Mapping[int, float]], path: Path,
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.dp_gap", description=(
         "The ε = 8 goal over many seeds: each strategy's gap below its own no-DP run, per "
-        "seed, with the mean's one-sided 95 % upper bound (rules R54 and R54b, "
-        "docs/privacy-dp.md)."))
+        "seed, with the mean's one-sided 95 % upper bound (rules R54, R54b and, with "
+        "--baseline, R57; docs/privacy-dp.md)."))
     parser.add_argument("files", nargs="+", type=Path,
                         help="benchmarks.privacy_dp JSON files made with the same settings")
     parser.add_argument("--baseline", nargs="+", type=Path, metavar="FILE",
