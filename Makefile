@@ -24,7 +24,7 @@ compile: setup ## Compile the contracts with solc 0.8.37
 
 # Three runs share the 2 cores, two at a time, their output kept apart: the contract suite
 # and the Python suite without the benchmark scripts' tests start together, and those tests
-# (about a third of the Python suite's time) take the core the contract suite frees. Each
+# (about 30 % of the Python suite's time) take the core the contract suite frees. Each
 # lists its slowest tests at the end.
 PYTEST := python -m pytest -q -p no:ape_test
 test: setup ## Run every test: contracts (ape test on anvil), Python, app in Chromium
