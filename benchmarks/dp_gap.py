@@ -56,10 +56,10 @@ DEFAULT_WIDTHS = {"mlp": [64], "logreg": []}
 RUN_FIELDS = ("seed", "strategy", "level", "epsilon", "accuracy")
 
 
-def settings_of(path: Path) -> dict[str, Any]:
-    """The settings of a ``privacy_dp`` file that :data:`SAME` names, with the hidden widths
-    the model really had (a file records none for the model's default)."""
-    settings = {key: json.loads(Path(path).read_text())["settings"].get(key) for key in SAME}
+def settings_of(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings of a ``privacy_dp`` file's ``document`` that :data:`SAME` names, with the
+    hidden widths the model really had (a file records none for the model's default)."""
+    settings = {key: document["settings"].get(key) for key in SAME}
     model = settings["model"] or "mlp"
     return {**settings, "model": model,
             "hidden": list(settings["hidden"] or DEFAULT_WIDTHS.get(model, []))}
@@ -68,13 +68,18 @@ def settings_of(path: Path) -> dict[str, Any]:
 def load(paths: Iterable[Path]) -> list[dict[str, Any]]:
     """Every run of the files, refusing files whose settings differ or a (seed, strategy,
     level) measured twice."""
+    return load_with_settings(paths)[0]
+
+
+def load_with_settings(paths: Iterable[Path]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """:func:`load`'s runs, and the settings the files share (:func:`settings_of`)."""
     runs: list[dict[str, Any]] = []
     first: dict[str, Any] | None = None
     seen: set[tuple[int, str, str]] = set()
     for path in paths:
         try:
             document = json.loads(Path(path).read_text())
-            settings = settings_of(path)
+            settings = settings_of(document)
             document_runs = list(document["runs"])
             for run in document_runs:
                 if missing := [field for field in RUN_FIELDS if field not in run]:
@@ -93,7 +98,7 @@ def load(paths: Iterable[Path]) -> list[dict[str, Any]]:
                 raise ValueError(f"{path}: seed {key[0]}, {key[1]}, {key[2]} measured twice")
             seen.add(key)
             runs.append(run)
-    return runs
+    return runs, first or {}
 
 
 def gaps(runs: Sequence[Mapping[str, Any]],
@@ -213,11 +218,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--plot", type=Path, help="also draw the per-seed gaps into this PNG")
     args = parser.parse_args(argv)
     try:
-        runs = load(args.files)
+        runs, ours = load_with_settings(args.files)
         baseline = None
         if args.baseline:
-            baseline = load(args.baseline)
-            ours, theirs = settings_of(args.files[0]), settings_of(args.baseline[0])
+            baseline, theirs = load_with_settings(args.baseline)
             if differ := sorted(k for k in SAME if k not in MODEL and ours[k] != theirs[k]):
                 raise ValueError(f"{args.baseline[0]}: a baseline must share the federation; "
                                  f"its settings differ in {differ}")

@@ -53,10 +53,7 @@ def _call(module: str, *args: str, fresh: bool = False) -> subprocess.CompletedP
 def test_each_benchmark_run_in_process_also_starts_as_python_m(module):
     """The tests below call these modules' ``main()`` in this process; ``python -m`` still
     starts each of them."""
-    done = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO,
-                          capture_output=True, text=True, timeout=120,
-                          env={"PATH": str(Path(sys.executable).parent),
-                               "HOME": str(Path.home())})
+    done = _call(module, "--help", fresh=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "usage" in done.stdout.lower()
 
