@@ -49,7 +49,7 @@ SAME = ("clients", "rounds", "steps", "batch_size", "lr", "dp_lr", "clip", "mome
 MODEL = ("model", "hidden", "lr", "dp_lr")
 #: The hidden widths a file that records none trained (``fl_agent.learning.models``'s
 #: defaults; a file made before ``--hidden`` or ``--model`` existed trained the MLP).
-DEFAULT_WIDTHS = {"mlp": [64], "logreg": []}
+DEFAULT_WIDTHS = {"mlp": [64], "mlp_tanh": [64], "logreg": []}
 
 
 #: What :func:`gaps` reads of each run.

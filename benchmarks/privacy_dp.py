@@ -4,7 +4,8 @@ updates FairFL's rule turns away once they carry DP noise.
 
 Offline, on the simulation's federation (:func:`fl_agent.simulation.offline.federation`:
 its split, standardisation, Dirichlet α = 0.5 shards, seeds and model, the digits MLP or,
-with ``--model logreg``, logistic regression), every
+with ``--model logreg``, logistic regression, or with ``--model mlp_tanh`` the MLP with tanh
+in place of ReLU), every
 client honest, leave-one-out scoring (the reward shares play no part here), blacklisting off
 so that every client submits in every round and each round counts (the honest clients the
 registry would have blacklisted are replayed from the record). FairFL is configured as the
@@ -105,6 +106,8 @@ DP_ATTACKS = ("label_flip", "sign_flip", "gaussian", "scaling", "free_rider",
 #: rule without one): just under it, so step 1 keeps it whole and the noise control's
 #: allowance, which grows with the length, is as large as an update can get.
 PAD_SHARE_OF_CLIP = 0.95
+#: The models ``--hidden`` applies to.
+MLPS = ("mlp", "mlp_tanh")
 
 
 @dataclass(frozen=True)
@@ -121,11 +124,12 @@ class Setting:
     momentum: float = 0.0
     accountant: str = "prv"  # the task default (DPPlan); chosen on seeds 1-3 against "rdp"
     delta: float = DELTA
-    model: str = "mlp"  # the simulation's digits model; "logreg": 650 parameters, not 4,810
+    model: str = "mlp"  # the simulation's digits model; "logreg": 650 parameters, not 4,810;
+    # "mlp_tanh": the MLP with tanh activations
     hidden: tuple[int, ...] = ()  # the MLP's hidden widths; empty: the architecture's (64,)
 
     def __post_init__(self) -> None:
-        if self.hidden and self.model != "mlp":
+        if self.hidden and self.model not in MLPS:
             raise ValueError(f"hidden widths {self.hidden} are an MLP's; the model is "
                              f"{self.model!r}")
 
@@ -182,7 +186,7 @@ def honest_federation(seed: int, setting: Setting, attack: str = "none",
         return fed
     from fl_agent.learning.models import ModelSpec
 
-    return replace(fed, spec=ModelSpec(name="mlp", input_shape=fed.spec.input_shape,
+    return replace(fed, spec=ModelSpec(name=setting.model, input_shape=fed.spec.input_shape,
                                        num_classes=fed.spec.num_classes,
                                        hidden=setting.hidden))
 
@@ -631,12 +635,13 @@ def federation_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--accountant", default=DEFAULT.accountant, show_default=True,
               type=click.Choice(["rdp", "prv"]))
 @click.option("--model", default=DEFAULT.model, show_default=True,
-              type=click.Choice(["mlp", "logreg"]),
-              help="the digits model: the MLP (4,810 parameters) or multinomial logistic "
-                   "regression (650); DP noise grows with the parameter count")
+              type=click.Choice(["mlp", "mlp_tanh", "logreg"]),
+              help="the digits model: the MLP (4,810 parameters), the MLP with tanh in place "
+                   "of ReLU (mlp_tanh) or multinomial logistic regression (650); DP noise "
+                   "grows with the parameter count")
 @click.option("--hidden", default=None, callback=_widths,
               help="the MLP's hidden widths, comma-separated (default: 64, the simulation's; "
-                   "16 gives 1,210 parameters); only with --model mlp")
+                   "16 gives 1,210 parameters); only with --model mlp or mlp_tanh")
 @click.option("--attack", default="none", show_default=True,
               type=click.Choice(["none", *DP_ATTACKS]),
               help="an attack by a --malicious share of the clients (FPR is then over the "
@@ -680,8 +685,9 @@ def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no
 
     from fl_agent.errors import ConfigError
 
-    if hidden and model != "mlp":
-        raise click.UsageError("--hidden sets the MLP's hidden widths: use it with --model mlp")
+    if hidden and model not in MLPS:
+        raise click.UsageError("--hidden sets the MLP's hidden widths: use it with --model mlp "
+                               "or mlp_tanh")
     if pad and attack == "none":
         raise click.UsageError("--pad pads the attackers' updates: name an --attack")
     if fit and (pad or attack == "none" or flip_scale != 1.0):

@@ -31,7 +31,7 @@ class SimulationConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     dataset: str = "digits"
-    model: Literal["mlp", "cnn", "logreg"] | None = None
+    model: Literal["mlp", "mlp_tanh", "cnn", "logreg"] | None = None
     clients: int = Field(20, ge=2, le=200)
     malicious: float = Field(0.3, ge=0.0, lt=1.0)
     attack: str = "label_flip"

@@ -1005,3 +1005,18 @@ def test_hidden_sets_the_dp_benchmarks_mlp_width_and_nothing_else():
                                            "--hidden", "16")
     with pytest.raises(ValueError, match="an MLP's"):
         Setting(model="logreg", hidden=(16,))
+
+
+def test_the_dp_benchmarks_tanh_mlp_trains_on_the_same_shards():
+    """R59's tanh MLP: the simulation's federation with the model named ``mlp_tanh``, with
+    and without ``--hidden``."""
+    from benchmarks.privacy_dp import Setting, honest_federation
+
+    relu = honest_federation(1, Setting(clients=4, rounds=1, steps=1))
+    tanh = honest_federation(1, Setting(clients=4, rounds=1, steps=1, model="mlp_tanh"))
+    narrow = honest_federation(1, Setting(clients=4, rounds=1, steps=1, model="mlp_tanh",
+                                          hidden=(16,)))
+    assert (tanh.spec.name, tanh.spec.hidden) == ("mlp_tanh", (64,))
+    assert (narrow.spec.name, narrow.spec.hidden) == ("mlp_tanh", (16,))
+    for fed in (tanh, narrow):
+        assert [c.y.tolist() for c in fed.clients] == [c.y.tolist() for c in relu.clients]

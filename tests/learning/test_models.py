@@ -27,9 +27,10 @@ from fl_agent.learning.models import (
 )
 
 MLP = ModelSpec(name="mlp", input_shape=(64,), num_classes=10, hidden=(64,))
+TANH = ModelSpec(name="mlp_tanh", input_shape=(64,), num_classes=10, hidden=(64,))
 CNN = ModelSpec(name="cnn", input_shape=(1, 8, 8), num_classes=10)
 LOGREG = ModelSpec(name="logreg", input_shape=(30,), num_classes=2)
-SPECS = [MLP, CNN, LOGREG]
+SPECS = [MLP, TANH, CNN, LOGREG]
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
@@ -51,6 +52,7 @@ def test_json_is_canonical_and_hash_names_the_spec():
 
 def test_hidden_defaults_per_architecture():
     assert ModelSpec(name="mlp", input_shape=(4,), num_classes=2).hidden == (64,)
+    assert ModelSpec(name="mlp_tanh", input_shape=(4,), num_classes=2).hidden == (64,)
     assert CNN.hidden == (16, 32)
     assert LOGREG.hidden == ()
 
@@ -60,6 +62,7 @@ def test_hidden_defaults_per_architecture():
     {"name": "mlp", "input_shape": (64,), "num_classes": 1},
     {"name": "mlp", "input_shape": (64,), "num_classes": True},
     {"name": "mlp", "input_shape": (64,), "num_classes": 10, "hidden": ()},
+    {"name": "mlp_tanh", "input_shape": (64,), "num_classes": 10, "hidden": ()},
     {"name": "mlp", "input_shape": (), "num_classes": 10},
     {"name": "mlp", "input_shape": (0,), "num_classes": 10},
     {"name": "mlp", "input_shape": (64,), "num_classes": 10, "hidden": (0,)},
@@ -99,6 +102,25 @@ def test_param_count_matches_the_architecture():
     assert param_count(LOGREG) == 30 * 2 + 2
     conv = (1 * 9 + 1) * 16 + (16 * 9 + 1) * 32
     assert param_count(CNN) == conv + 32 * 4 * 4 * 10 + 10
+
+
+def test_the_tanh_mlp_is_the_mlp_with_tanh_in_place_of_relu():
+    """Same layers, parameters, layout and initialisation; only the activation differs, so
+    that the same vector gives other outputs exactly where a pre-activation is negative."""
+    assert param_layout(TANH) == param_layout(MLP)
+    assert np.array_equal(init_params(TANH, seed=5), init_params(MLP, seed=5))
+    assert TANH.sha256() != MLP.sha256()
+    tanh, relu = build_model(TANH, seed=5), build_model(MLP, seed=5)
+    assert [type(m) for m in tanh] == [nn.Flatten, nn.Linear, nn.Tanh, nn.Linear]
+    assert [type(m) for m in relu] == [nn.Flatten, nn.Linear, nn.ReLU, nn.Linear]
+    x = torch.randn(7, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        hidden = tanh.fc1(x)
+        expected = tanh.out(torch.tanh(hidden))
+        assert torch.allclose(tanh(x), expected)
+        assert not torch.allclose(tanh(x), relu(x))
+        # bounded: a huge input moves each hidden unit by at most 2
+        assert torch.all(torch.tanh(tanh.fc1(1e6 * x)).abs() <= 1)
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
@@ -146,6 +168,9 @@ def _torch_default(spec):
     if spec.name == "mlp":
         return nn.Sequential(OrderedDict(flatten=nn.Flatten(), fc1=nn.Linear(64, 64),
                                          relu1=nn.ReLU(), out=nn.Linear(64, 10)))
+    if spec.name == "mlp_tanh":
+        return nn.Sequential(OrderedDict(flatten=nn.Flatten(), fc1=nn.Linear(64, 64),
+                                         tanh1=nn.Tanh(), out=nn.Linear(64, 10)))
     return nn.Sequential(OrderedDict(
         conv1=nn.Conv2d(1, spec.hidden[0], 3, padding=1), relu1=nn.ReLU(),
         conv2=nn.Conv2d(spec.hidden[0], spec.hidden[1], 3, padding=1), relu2=nn.ReLU(),
