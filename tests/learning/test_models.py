@@ -106,7 +106,7 @@ def test_param_count_matches_the_architecture():
 
 def test_the_tanh_mlp_is_the_mlp_with_tanh_in_place_of_relu():
     """Same layers, parameters, layout and initialisation; only the activation differs, so
-    that the same vector gives other outputs exactly where a pre-activation is negative."""
+    the same vector gives other outputs."""
     assert param_layout(TANH) == param_layout(MLP)
     assert np.array_equal(init_params(TANH, seed=5), init_params(MLP, seed=5))
     assert TANH.sha256() != MLP.sha256()
@@ -119,8 +119,6 @@ def test_the_tanh_mlp_is_the_mlp_with_tanh_in_place_of_relu():
         expected = tanh.out(torch.tanh(hidden))
         assert torch.allclose(tanh(x), expected)
         assert not torch.allclose(tanh(x), relu(x))
-        # bounded: a huge input moves each hidden unit by at most 2
-        assert torch.all(torch.tanh(tanh.fc1(1e6 * x)).abs() <= 1)
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
