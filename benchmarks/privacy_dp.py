@@ -218,7 +218,8 @@ def calibrate(sizes: list[int], setting: Setting, epsilon: float) -> Calibration
         q = min(setting.batch_size, n) / n
         sigma = noise_for_budget(epsilon, setting.delta, q, total, setting.accountant)
         budget = PrivacyBudget.build(epsilon, setting.delta, setting.accountant)
-        budget = budget.record(sigma, q, total - setting.steps)
+        if setting.rounds > 1:  # the rounds before the last (none in a one-round task)
+            budget = budget.record(sigma, q, total - setting.steps)
         fits &= not budget.would_exceed(sigma, q, setting.steps)
         budget = budget.record(sigma, q, setting.steps)
         exceeds &= budget.would_exceed(sigma, q, setting.steps)

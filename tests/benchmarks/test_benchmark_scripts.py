@@ -1007,9 +1007,9 @@ def test_hidden_sets_the_dp_benchmarks_mlp_width_and_nothing_else():
         Setting(model="logreg", hidden=(16,))
 
 
-def test_the_dp_benchmarks_tanh_mlp_trains_on_the_same_shards():
+def test_the_dp_benchmarks_tanh_mlp_trains_on_the_same_shards(tmp_path):
     """R59's tanh MLP: the simulation's federation with the model named ``mlp_tanh``, with
-    and without ``--hidden``."""
+    and without ``--hidden``, and from the command line."""
     from benchmarks.privacy_dp import Setting, honest_federation
 
     relu = honest_federation(1, Setting(clients=4, rounds=1, steps=1))
@@ -1020,3 +1020,10 @@ def test_the_dp_benchmarks_tanh_mlp_trains_on_the_same_shards():
     assert (narrow.spec.name, narrow.spec.hidden) == ("mlp_tanh", (16,))
     for fed in (tanh, narrow):
         assert [c.y.tolist() for c in fed.clients] == [c.y.tolist() for c in relu.clients]
+    out = tmp_path / "tanh.json"
+    run("benchmarks.privacy_dp", "--seeds", "1", "--epsilons", "8", "--clients", "3",
+        "--rounds", "1", "--steps", "2", "--strategies", "fedavg", "--skip-clip-only",
+        "--accountant", "rdp", "--model", "mlp_tanh", "--hidden", "8", "--json", str(out),
+        "--plot", str(tmp_path / "tanh.png"))
+    settings = json.loads(out.read_text())["settings"]
+    assert (settings["model"], settings["hidden"]) == ("mlp_tanh", [8])
