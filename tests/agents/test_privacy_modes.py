@@ -9,10 +9,8 @@ with fedavg so that the plumbing is tested apart from that.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
+from typing import Any
 
 import numpy as np
 import pytest
@@ -369,8 +367,7 @@ def test_participant_level_dp_noises_the_aggregate_and_nothing_on_the_participan
     assert sigma > 0.5 and 0.8 * expected < distance < 1.2 * expected
 
 
-def test_watermarks_verify_then_claimed_are_listed_on_the_model_for_sale(world, tmp_path,
-                                                                          anvil_url):
+def test_watermarks_verify_then_claimed_are_listed_on_the_model_for_sale(world, tmp_path):
     """``watermark verify`` confirms the owner and refuses a stranger; ``watermark claim``
     reveals the owner's key once, refuses another member's claim on it, and ``market show``
     lists the claim (re-checked on the weights when given them)."""
@@ -390,58 +387,52 @@ def test_watermarks_verify_then_claimed_are_listed_on_the_model_for_sale(world, 
     key_file = owner._privacy_dir() / "watermark-key.json"
     assert key_file.stat().st_mode & 0o077 == 0  # the secret is the owner's alone
 
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        from fl_agent.chain.deployment import save_deployment
+    def cli(*args: str) -> Any:
+        # in this process (each `python -m fl_agent.cli` cost 6-9 s of imports); 80 columns,
+        # a pipe's width, so that `market show` folds its cells as a terminal user sees
+        return world.cli(*args, columns=80)
 
-        deployments = tmp_path / "deployments"
-        save_deployment(world.fairfl.deployment, deployments)
-        env = {"FAIRFL_HOME": str(world.tmp), "FAIRFL_DEPLOYMENTS": str(deployments),
-               "FAIRFL_NETWORK": anvil_url}
-        return subprocess.run([sys.executable, "-m", "fl_agent.cli", *args],
-                              capture_output=True, text=True, env={**os.environ, **env},
-                              timeout=120)
-
-    def verify(*args: str) -> subprocess.CompletedProcess[str]:
+    def verify(*args: str) -> Any:
         return cli("watermark", "verify", "--task", str(task_id), *args)
 
-    def claim(*args: str) -> subprocess.CompletedProcess[str]:
+    def claim(*args: str) -> Any:
         return cli("watermark", "claim", "--task", str(task_id), "--yes", *args)
 
     mine = verify("--key", str(key_file), "--account", "TEST::2")
-    assert mine.returncode == 0, mine.stdout + mine.stderr
+    assert mine.exit_code == 0, mine.output
     assert "commitment: matches" in mine.stdout and "verified" in mine.stdout
     # The same key claimed by another member: the model may carry it, the commitment is not
     # that member's.
     other = verify("--key", str(key_file), "--account", "TEST::3")
-    assert other.returncode == 1 and "does not match" in other.stdout
+    assert other.exit_code == 1 and "does not match" in other.stdout
     from fl_agent.privacy.watermark import WatermarkKey
 
     stranger = tmp_path / "stranger.json"
     WatermarkKey.generate(owner.privacy.watermark_key.bits).save(stranger)
     refused = verify("--key", str(stranger), "--account", "TEST::2")
-    assert refused.returncode == 1 and "not verified" in refused.stdout
+    assert refused.exit_code == 1 and "not verified" in refused.stdout
 
     # Claims: another member cannot claim the owner's key, a stranger key claims nothing,
     # the owner claims once.
     ledger = world.fairfl.ledger
     theft = claim("--key", str(key_file), "--account", "TEST::3")
-    assert theft.returncode == 1 and "is not the key" in theft.stdout, theft.stdout
+    assert theft.exit_code == 1 and "is not the key" in theft.stdout, theft.stdout
     assert not ledger.watermark_commitment(task_id, people[1].address).claimed
     assert ledger.watermark_claims(task_id) == []
     mine = claim("--key", str(key_file), "--account", "TEST::2")
-    assert mine.returncode == 0 and "claimed" in mine.stdout, mine.stdout + mine.stderr
+    assert mine.exit_code == 0 and "claimed" in mine.stdout, mine.output
     (event,) = ledger.watermark_claims(task_id)
     assert event.account == owner.address
     assert event.commitment == commitment(owner.privacy.watermark_key, owner.address, task_id)
     assert ledger.watermark_commitment(task_id, owner.address).claimed
     again = claim("--key", str(key_file), "--account", "TEST::2")
-    assert again.returncode == 1 and "already claimed" in again.stdout
+    assert again.exit_code == 1 and "already claimed" in again.stdout
 
     # The model for sale lists the claim; with the weights, the bits are re-checked.
     listed = list_task_model(world.fairfl, world.store, task_id, 10**18, seller=seller,
                              keys_dir=world.tmp / "keys")
     shown = cli("market", "show", str(listed.model_id))
-    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert shown.exit_code == 0, shown.output
     row = [line for line in shown.stdout.splitlines() if owner.address in line][-1]  # not payees
     assert "claimed: key matches its" in row and re.search(r"\b(3[6-9]|40)/40\b", row), \
         shown.stdout  # verified: at least 90 % of the task's 40 bits
@@ -451,11 +442,11 @@ def test_watermarks_verify_then_claimed_are_listed_on_the_model_for_sale(world, 
         world.fairfl, world.store, task_id, seller.address, member_key(world.fairfl, seller),
         load_task_document(world.store, ledger.task(task_id).spec_cid)))
     rechecked = cli("market", "show", str(listed.model_id), "--model", str(weights))
-    assert rechecked.returncode == 0, rechecked.stdout + rechecked.stderr
+    assert rechecked.exit_code == 0, rechecked.output
     assert "verified on the weights given" in rechecked.stdout
     weights.write_bytes(weights.read_bytes() + b" ")
     wrong = cli("market", "show", str(listed.model_id), "--model", str(weights))
-    assert wrong.returncode == 1 and "not this model's plaintext" in wrong.stdout
+    assert wrong.exit_code == 1 and "not this model's plaintext" in wrong.stdout
 
 
 def test_a_member_joining_after_round_one_trains_without_a_claimable_watermark(world):
