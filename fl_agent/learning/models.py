@@ -12,7 +12,8 @@ Architectures (all classifiers; their output is ``num_classes`` logits):
   activation, which Papernot et al. (AAAI 2021) found loses less under DP-SGD's clipping
   and noise. Default hidden ``(64,)``; the same parameters as ``"mlp"``. At the DP
   benchmark's rate it did not here (rule R59); at a task's default rate it was more
-  accurate but banned one client more (rule R60; docs/privacy-dp.md). No CLI offers it;
+  accurate but banned one honest client more and one attacker fewer (rule R60;
+  docs/privacy-dp.md). No CLI offers it;
   ``benchmarks.privacy_dp --model mlp_tanh`` reruns both rules.
 * ``"cnn"``    — input ``(C, H, W)``; (3×3 conv, padding 1 → ReLU) per channel count in
   ``hidden`` → 2×2 max-pool → flatten → linear. Default hidden ``(16, 32)``.

@@ -113,27 +113,26 @@ class World:
             "privacy": PrivacyPlan(he=plan)})
         return self.create_task(rounds=rounds, min_participants=min_participants, window=30)
 
-    def cli_env(self, network: str, columns: int = 200) -> dict[str, str]:
+    def cli_env(self, network: str) -> dict[str, str]:
         """The environment in which ``fl-agent`` runs on this world's deployment and store,
-        on the node at ``network``, its tables ``columns`` wide."""
+        on the node at ``network``."""
         from fl_agent.chain.deployment import save_deployment
 
         deployments = self.tmp / "deployments"
         if not deployments.exists():
             save_deployment(self.fairfl.deployment, deployments)
         return {"FAIRFL_HOME": str(self.tmp), "FAIRFL_DEPLOYMENTS": str(deployments),
-                "FAIRFL_NETWORK": network, "COLUMNS": str(columns)}
+                "FAIRFL_NETWORK": network, "COLUMNS": "200"}
 
-    def cli(self, *args: str, columns: int = 200) -> Any:
-        """``fl-agent ARGS`` run in this process (click's runner) on this world's deployment,
-        its tables ``columns`` wide; its result (``exit_code``, ``output``)."""
+    def cli(self, *args: str) -> Any:
+        """``fl-agent ARGS`` run in this process (click's runner) on this world's deployment;
+        its result (``exit_code``, ``output``)."""
         from ape import chain
         from click.testing import CliRunner
 
         from fl_agent.cli import main
 
-        return CliRunner().invoke(main, list(args),
-                                  env=self.cli_env(chain.provider.uri, columns))
+        return CliRunner().invoke(main, list(args), env=self.cli_env(chain.provider.uri))
 
     def key_holder_agent(self, task_id: int) -> Any:
         """The key holder agent of a task made by :meth:`he_task`."""

@@ -388,9 +388,9 @@ def test_watermarks_verify_then_claimed_are_listed_on_the_model_for_sale(world, 
     assert key_file.stat().st_mode & 0o077 == 0  # the secret is the owner's alone
 
     def cli(*args: str) -> Any:
-        # in this process (each `python -m fl_agent.cli` cost 6-9 s of imports); 80 columns,
-        # a pipe's width, so that `market show` folds its cells as a terminal user sees
-        return world.cli(*args, columns=80)
+        # in this process: each `python -m fl_agent.cli` cost 6-9 s of imports. Off a
+        # terminal the console is 160 columns wide (fl_agent/cli/common.py), in a pipe as here
+        return world.cli(*args)
 
     def verify(*args: str) -> Any:
         return cli("watermark", "verify", "--task", str(task_id), *args)

@@ -1020,10 +1020,12 @@ def test_the_dp_benchmarks_tanh_mlp_trains_on_the_same_shards(tmp_path):
     assert (narrow.spec.name, narrow.spec.hidden) == ("mlp_tanh", (16,))
     for fed in (tanh, narrow):
         assert [c.y.tolist() for c in fed.clients] == [c.y.tolist() for c in relu.clients]
-    out = tmp_path / "tanh.json"
+    out = tmp_path / "tanh.json"  # one round: its budget has no rounds before the last
     run("benchmarks.privacy_dp", "--seeds", "1", "--epsilons", "8", "--clients", "3",
         "--rounds", "1", "--steps", "2", "--strategies", "fedavg", "--skip-clip-only",
         "--accountant", "rdp", "--model", "mlp_tanh", "--hidden", "8", "--json", str(out),
         "--plot", str(tmp_path / "tanh.png"))
-    settings = json.loads(out.read_text())["settings"]
-    assert (settings["model"], settings["hidden"]) == ("mlp_tanh", [8])
+    made = json.loads(out.read_text())
+    assert (made["settings"]["model"], made["settings"]["hidden"]) == ("mlp_tanh", [8])
+    (calibration,) = made["calibrations"]
+    assert calibration["last_round_fits"] and calibration["one_more_exceeds"]
