@@ -7,6 +7,7 @@ chain or the store, never the code under test's own view of them.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from functools import partial
@@ -263,7 +264,8 @@ def test_the_market_commands_walk_the_whole_sale(shop, tmp_path):
     """`fl-agent market` as a person would use it, each command its own process."""
     env = {"FAIRFL_HOME": str(shop.home), "FAIRFL_DEPLOYMENTS": str(shop.home / "deployments"),
            "FAIRFL_NETWORK": shop.url, "PATH": str(Path(sys.executable).parent),
-           "HOME": str(Path.home())}
+           "HOME": str(Path.home()),  # and make test's ape data folder, if it gives one
+           **{key: value for key, value in os.environ.items() if key == "APE_DATA_FOLDER"}}
     shop.buyer(226)
 
     def run(*args: str) -> str:

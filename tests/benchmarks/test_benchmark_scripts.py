@@ -41,12 +41,18 @@ IN_PROCESS = frozenset({
 TIMEOUT_S = 600
 
 
+#: The ape data folder ``make test`` gives this run, passed on to the scripts started with a
+#: bare environment, so that they cache their contracts there and not in ``~/.ape``.
+APE_HOME = {key: value for key, value in os.environ.items() if key == "APE_DATA_FOLDER"}
+
+
 def _call(module: str, *args: str, fresh: bool = False) -> subprocess.CompletedProcess[str]:
     if module in IN_PROCESS and not fresh:
         return _call_here(module, *args)
     return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True,
                           text=True, timeout=TIMEOUT_S,
-                          env={"PATH": str(Path(sys.executable).parent), "HOME": str(Path.home())})
+                          env={"PATH": str(Path(sys.executable).parent), "HOME": str(Path.home()),
+                               **APE_HOME})
 
 
 @pytest.mark.parametrize("module", sorted(IN_PROCESS))
@@ -908,7 +914,8 @@ def test_gas_by_function_names_every_transaction_and_adds_up_to_the_run(tmp_path
         [sys.executable, "-m", "benchmarks.gas_by_function", "HEAD", "--clients", "3",
          "--rounds", "1", "--attack", "none", "--json", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=600,
-        env={"PATH": f"{Path(sys.executable).parent}:{os.defpath}", "HOME": str(Path.home())})
+        env={"PATH": f"{Path(sys.executable).parent}:{os.defpath}", "HOME": str(Path.home()),
+             **APE_HOME})
     # The script itself stops if the transactions it reads back are not the run's (their
     # count and gas differ from the simulation's own report).
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
