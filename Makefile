@@ -36,15 +36,15 @@ test: setup ## Run every test: contracts (ape test on anvil), Python, app in Chr
 test-contracts: setup
 	ape test tests/contracts -q --durations=15
 
-test-python: setup ## Run the Python suite alone (agents, app, benchmark scripts, the rest)
-	$(APE_SCRATCH) $(PYTEST) tests --ignore=tests/contracts --durations=25
-
 # Each Python lane runs with its own ape data folder, removed after it: ape caches every
 # contract deployed on a local node there, and in ~/.ape that cache only grew with each run
 # (20,850 entries and 40 MB after a day of runs here), each run rewriting it more slowly.
 # The dependency packages `ape compile` installed are shared, not copied.
 APE_SCRATCH = d=$$(mktemp -d) && ln -s "$${APE_DATA_FOLDER:-$$HOME/.ape}/packages" "$$d/packages" \
 	&& trap 'rm -rf "$$d"' EXIT && APE_DATA_FOLDER="$$d"
+
+test-python: setup ## Run the Python suite alone (agents, app, benchmark scripts, the rest)
+	$(APE_SCRATCH) $(PYTEST) tests --ignore=tests/contracts --durations=25
 
 test-python-main: setup
 	$(APE_SCRATCH) $(PYTEST) tests --ignore=tests/contracts --ignore=tests/benchmarks --durations=20

@@ -106,7 +106,8 @@ DP_ATTACKS = ("label_flip", "sign_flip", "gaussian", "scaling", "free_rider",
 #: rule without one): just under it, so step 1 keeps it whole and the noise control's
 #: allowance, which grows with the length, is as large as an update can get.
 PAD_SHARE_OF_CLIP = 0.95
-#: The models ``--hidden`` applies to.
+#: The models ``--hidden`` applies to: ``fl_agent.learning.models.MLP_ARCHITECTURES``, not
+#: imported here, which would load torch before ``--help``.
 MLPS = ("mlp", "mlp_tanh")
 
 

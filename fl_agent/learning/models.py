@@ -51,6 +51,8 @@ ArchitectureName = Literal["mlp", "mlp_tanh", "cnn", "logreg"]
 
 #: The architectures a spec may name.
 ARCHITECTURES: tuple[str, ...] = ("mlp", "mlp_tanh", "cnn", "logreg")
+#: The architectures whose ``hidden`` is their hidden layers' widths.
+MLP_ARCHITECTURES: tuple[str, ...] = ("mlp", "mlp_tanh")
 
 _DEFAULT_HIDDEN: dict[str, tuple[int, ...]] = {"mlp": (64,), "mlp_tanh": (64,),
                                                 "cnn": (16, 32), "logreg": ()}
@@ -82,7 +84,7 @@ class ModelSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check_architecture(self) -> ModelSpec:
-        if self.name in ("mlp", "mlp_tanh") and not self.hidden:
+        if self.name in MLP_ARCHITECTURES and not self.hidden:
             raise ValueError("an mlp needs at least one hidden width (use 'logreg' for none)")
         if self.name == "logreg" and self.hidden:
             raise ValueError(f"logreg has no hidden layers, got hidden={self.hidden}")
@@ -191,7 +193,7 @@ def _logreg(spec: ModelSpec) -> nn.Module:
                                      linear=nn.Linear(spec.num_features, spec.num_classes)))
 
 
-_BUILDERS = {"mlp": _mlp, "mlp_tanh": _mlp, "cnn": _cnn, "logreg": _logreg}
+_BUILDERS = {**dict.fromkeys(MLP_ARCHITECTURES, _mlp), "cnn": _cnn, "logreg": _logreg}
 
 
 def check_seed(seed: int) -> int:

@@ -1027,6 +1027,10 @@ def test_the_dp_benchmarks_tanh_mlp_trains_on_the_same_shards(tmp_path):
     assert (narrow.spec.name, narrow.spec.hidden) == ("mlp_tanh", (16,))
     for fed in (tanh, narrow):
         assert [c.y.tolist() for c in fed.clients] == [c.y.tolist() for c in relu.clients]
+    from benchmarks.privacy_dp import MLPS
+    from fl_agent.learning.models import MLP_ARCHITECTURES
+
+    assert MLPS == MLP_ARCHITECTURES  # kept apart only so that --help does not load torch
     out = tmp_path / "tanh.json"  # one round: its budget has no rounds before the last
     run("benchmarks.privacy_dp", "--seeds", "1", "--epsilons", "8", "--clients", "3",
         "--rounds", "1", "--steps", "2", "--strategies", "fedavg", "--skip-clip-only",
