@@ -89,10 +89,9 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from test_properties import (  # noqa: F401  (_no_trace_output: an autouse fixture)
+from test_properties import (
     Views,
     _named,
-    _no_trace_output,
     addr,
     isolated,
     scores_within_budget,

@@ -36,10 +36,8 @@ import types
 from dataclasses import dataclass, field
 
 import ape
-import ape_ethereum.trace
 import eth_abi
 import pytest
-from ape.api.transactions import ReceiptAPI
 from conftest import (
     CID_MODEL,
     CID_NEW_MODEL,
@@ -100,19 +98,6 @@ def isolated(chain):
         yield
     finally:
         chain.restore(snapshot)
-
-
-@pytest.fixture(autouse=True)
-def _no_trace_output(monkeypatch):
-    """Stops ape from fetching call traces only to print them.
-
-    ape-foundry fetches and prints the call trace of every reverted transaction, and ape
-    fetches the trace of every successful one to print ``console.log`` output (the contracts
-    have none). That triples the cost of a revert; these tests expect hundreds. Error decoding,
-    and so ``ape.reverts``, does not depend on either.
-    """
-    monkeypatch.setattr(ape_ethereum.trace.Trace, "show", lambda self, *args, **kwargs: None)
-    monkeypatch.setattr(ReceiptAPI, "show_debug_logs", lambda self: None)
 
 
 @pytest.fixture
