@@ -177,7 +177,7 @@ def world(connected: str, tmp_path: Path) -> World:
     return build_world(tmp_path)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def world_builder() -> Callable[[Path], World]:
     """:func:`build_world`, for a test that runs its own node."""
     return build_world

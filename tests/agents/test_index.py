@@ -8,6 +8,8 @@ reset local chain or a reorganisation would, and the index must notice and rebui
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from fl_agent.chain import history
@@ -16,11 +18,31 @@ from fl_agent.chain.records import PurchaseStatus
 FLT = 10**18
 
 
+@pytest.fixture(scope="module")
+def sale(anvil_url, tmp_path_factory, world_builder):
+    """A 2-round task of 3 participants, listed, bought twice (one purchase delivered): made
+    once for the module, each test starting from it (:func:`sold`)."""
+    from ape import chain, networks
+
+    with networks.parse_network_choice(anvil_url):
+        yield _sell(world_builder(tmp_path_factory.mktemp("sale")), chain)
+
+
 @pytest.fixture
-def sold(world):
-    """A 2-round task of 3 participants, listed, bought twice (one purchase delivered)."""
+def sold(sale, connected, tmp_path):
+    """The module's sale, its world's files in this test's ``tmp_path``; what the test does
+    on chain is reverted after it."""
     from ape import chain
 
+    world, *rest = sale
+    snapshot = chain.provider.make_request("evm_snapshot", [])  # (ape's node provider has
+    try:                                                        # no chain.snapshot())
+        yield dataclasses.replace(world, tmp=tmp_path), *rest
+    finally:
+        chain.provider.make_request("evm_revert", [snapshot])
+
+
+def _sell(world, chain):
     from fl_agent.agents.access import member_key
     from fl_agent.chain.node import dev_account
     from fl_agent.crypto.sealing import public_bytes
