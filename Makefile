@@ -24,10 +24,8 @@ compile: setup ## Compile the contracts with solc 0.8.37
 
 # Three runs share the 2 cores, two at a time, their output kept apart: the contract suite
 # and the Python suite without the benchmark scripts' tests start together, and those tests
-# (about 30 % of the Python suite's time) take the core the contract suite frees, with the
-# DP accounting's tests, moved there so that the two chains take about as long (contracts
-# 9 min, then benchmark scripts 10.5 and these 1, beside the rest of Python's 21 on
-# 2026-12-07). Each lists its slowest tests at the end.
+# (about 30 % of the Python suite's time) take the core the contract suite frees. Each
+# lists its slowest tests at the end.
 PYTEST := python -m pytest -q -p no:ape_test
 test: setup ## Run every test: contracts (ape test on anvil), Python, app in Chromium
 	@FAIRFL_WITH_BROWSER=1 ./toolchain/setup.sh
@@ -48,13 +46,11 @@ APE_SCRATCH = d=$$(mktemp -d) && ln -s "$${APE_DATA_FOLDER:-$$HOME/.ape}/package
 test-python: setup ## Run the Python suite alone (agents, app, benchmark scripts, the rest)
 	$(APE_SCRATCH) $(PYTEST) tests --ignore=tests/contracts --durations=25
 
-SECOND_CHAIN := tests/privacy/test_dp.py tests/privacy/test_receipts.py
 test-python-main: setup
-	$(APE_SCRATCH) $(PYTEST) tests --ignore=tests/contracts --ignore=tests/benchmarks \
-		$(addprefix --ignore=,$(SECOND_CHAIN)) --durations=20
+	$(APE_SCRATCH) $(PYTEST) tests --ignore=tests/contracts --ignore=tests/benchmarks --durations=20
 
 test-python-benchmarks: setup
-	$(APE_SCRATCH) $(PYTEST) tests/benchmarks $(SECOND_CHAIN) --durations=10
+	$(APE_SCRATCH) $(PYTEST) tests/benchmarks --durations=10
 
 gas: setup ## Gas used by every contract function (table also in docs/gas.md)
 	FAIRFL_GAS_REPORT=docs/gas.md ape test tests/contracts -q --ignore=tests/contracts/test_properties.py --ignore=tests/contracts/test_lifecycle_fuzz.py
