@@ -109,6 +109,14 @@ PAD_SHARE_OF_CLIP = 0.95
 #: The models ``--hidden`` applies to: ``fl_agent.learning.models.MLP_ARCHITECTURES``, not
 #: imported here, which would load torch before ``--help``.
 MLPS = ("mlp", "mlp_tanh")
+#: Where the standardisation's mean and scale come from (rule R61): the training split, the
+#: union of the clients' shards, as the simulation does (a statistic of their data that no
+#: accountant covers); the validation split, which the aggregator holds, per feature as
+#: :meth:`~fl_agent.learning.task_doc.DataSpec.describe` does; or that split's one mean and
+#: one scale pooled over every feature.
+STATISTICS = {"train": "the training split, per feature (the simulation's)",
+              "validation": "the validation split, per feature",
+              "validation-pooled": "the validation split, one mean and scale for all features"}
 
 
 @dataclass(frozen=True)
@@ -128,11 +136,15 @@ class Setting:
     model: str = "mlp"  # the simulation's digits model; "logreg": 650 parameters, not 4,810;
     # "mlp_tanh": the MLP with tanh activations
     hidden: tuple[int, ...] = ()  # the MLP's hidden widths; empty: the architecture's (64,)
+    statistics: str = "train"  # where the standardisation's mean and scale come from (STATISTICS)
 
     def __post_init__(self) -> None:
         if self.hidden and self.model not in MLPS:
             raise ValueError(f"hidden widths {self.hidden} are an MLP's; the model is "
                              f"{self.model!r}")
+        if self.statistics not in STATISTICS:
+            raise ValueError(f"statistics must be one of {sorted(STATISTICS)}, got "
+                             f"{self.statistics!r}")
 
 
 @dataclass(frozen=True)
@@ -178,11 +190,14 @@ def honest_federation(seed: int, setting: Setting, attack: str = "none",
     from fl_agent.simulation.offline import federation
 
     check_schedule(attack, schedule)
+    check_statistics(attack, setting.statistics)
     fed = federation(SimulationConfig(
         seed=seed, clients=setting.clients, rounds=setting.rounds, steps=setting.steps,
         attack=attack, malicious=malicious, batch_size=setting.batch_size, lr=setting.lr,
         scoring="loo", device_spread=1.0, model=setting.model,
         attack_every=schedule.every, attack_from=schedule.first, flip_scale=flip_scale))
+    if setting.statistics != "train":
+        fed = replace(fed, data=described(fed, setting.statistics))
     if not setting.hidden:
         return fed
     from fl_agent.learning.models import ModelSpec
@@ -190,6 +205,34 @@ def honest_federation(seed: int, setting: Setting, attack: str = "none",
     return replace(fed, spec=ModelSpec(name=setting.model, input_shape=fed.spec.input_shape,
                                        num_classes=fed.spec.num_classes,
                                        hidden=setting.hidden))
+
+
+def described(fed: Any, statistics: str) -> Any:
+    """``fed``'s data spec with the mean and scale of its validation split (``statistics``:
+    ``"validation"`` per feature, ``"validation-pooled"`` one of each for every feature)."""
+    from fl_agent.learning.task_doc import DataSpec
+
+    validation = fed.splits.validation
+    if statistics == "validation":
+        spec = DataSpec.describe(validation, validation.X)
+        return fed.data.model_copy(update={"mean": spec.mean, "scale": spec.scale})
+    X = np.asarray(validation.X, dtype=np.float64)
+    scale = float(X.std()) or 1.0
+    return fed.data.model_copy(update={"mean": (float(X.mean()),) * X.shape[1],
+                                       "scale": (scale,) * X.shape[1]})
+
+
+def check_statistics(attack: str, statistics: str) -> None:
+    """Raises :class:`ConfigError` if ``attack``'s attackers would train with another
+    standardisation than ``statistics``: colluders train through a trainer the simulation
+    builds with its own (the training split's). (So would a data attacker on a schedule,
+    which :func:`check_schedule` refuses.)"""
+    from fl_agent.errors import ConfigError
+    from fl_agent.simulation.attacks import COLLUDING_ATTACKS
+
+    if statistics != "train" and attack in COLLUDING_ATTACKS:
+        raise ConfigError(f"{attack} attackers train with the simulation's standardisation: "
+                          "use them with --statistics train")
 
 
 def check_schedule(attack: str, schedule: Schedule) -> None:
@@ -641,6 +684,10 @@ def federation_options(command: Callable[..., Any]) -> Callable[..., Any]:
               help="the digits model: the MLP (4,810 parameters), the MLP with tanh in place "
                    "of ReLU (mlp_tanh) or multinomial logistic regression (650); DP noise "
                    "grows with the parameter count")
+@click.option("--statistics", default=DEFAULT.statistics, show_default=True,
+              type=click.Choice(list(STATISTICS)),
+              help="where the standardisation's mean and scale come from: " + "; ".join(
+                  f"{name}: {what}" for name, what in STATISTICS.items()))
 @click.option("--hidden", default=None, callback=_widths,
               help="the MLP's hidden widths, comma-separated (default: 64, the simulation's; "
                    "16 gives 1,210 parameters); only with --model mlp or mlp_tanh")
@@ -680,7 +727,7 @@ def federation_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no_dp: bool,
          with_clip_only: bool, clients: int, rounds: int, steps: int, batch_size: int,
          lr: float, dp_lr: float, clip: float, momentum: float, accountant: str, model: str,
-         hidden: list[int] | None, attack: str, pad: bool, attack_every: int,
+         statistics: str, hidden: list[int] | None, attack: str, pad: bool, attack_every: int,
          attack_from: int, noiseless_credit: bool, fit: bool, flip_scale: float,
          malicious: float, json_path: Path, plot_path: Path) -> None:
     import torch
@@ -706,7 +753,8 @@ def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no
     torch.set_num_threads(1)
     setting = Setting(clients=clients, rounds=rounds, steps=steps, batch_size=batch_size,
                       lr=lr, dp_lr=dp_lr, clip=clip, momentum=momentum,
-                      accountant=accountant, model=model, hidden=tuple(hidden or ()))
+                      accountant=accountant, model=model, hidden=tuple(hidden or ()),
+                      statistics=statistics)
     levels = ([NO_DP] if with_no_dp else []) + ([CLIP_ONLY] if with_clip_only else []) \
         + [f"ε = {e:g}" for e in sorted(epsilons, reverse=True)]
     plan = [(seed, level, strategy) for seed in seeds for level in levels

@@ -1040,3 +1040,44 @@ def test_the_dp_benchmarks_tanh_mlp_trains_on_the_same_shards(tmp_path):
     assert (made["settings"]["model"], made["settings"]["hidden"]) == ("mlp_tanh", [8])
     (calibration,) = made["calibrations"]
     assert calibration["last_round_fits"] and calibration["one_more_exceeds"]
+
+
+def test_the_dp_benchmark_standardises_with_the_validation_splits_statistics(tmp_path):
+    """R61's ``--statistics``: the mean and scale come from the validation split (per feature,
+    or one of each pooled over all features), the shards and everything else staying the
+    simulation's; attackers that train through the simulation's own standardisation are
+    refused."""
+    from benchmarks.privacy_dp import Setting, honest_federation
+    from fl_agent.errors import ConfigError
+
+    small = {"clients": 4, "rounds": 1, "steps": 1}
+    train = honest_federation(1, Setting(**small))
+    per_feature = honest_federation(1, Setting(**small, statistics="validation"))
+    pooled = honest_federation(1, Setting(**small, statistics="validation-pooled"))
+    validation = np.asarray(train.splits.validation.X, dtype=np.float64)
+    assert np.allclose(per_feature.data.mean, validation.mean(axis=0))
+    std = validation.std(axis=0)
+    assert np.allclose(per_feature.data.scale, np.where(std == 0, 1.0, std))
+    assert np.allclose(pooled.data.mean, validation.mean())
+    assert np.allclose(pooled.data.scale, validation.std())
+    assert len(pooled.data.scale) == validation.shape[1] == train.data.num_features
+    z = pooled.data.standardize(validation)  # pooled: the split's values, mean 0 and sd 1
+    assert abs(float(z.mean())) < 1e-5 and abs(float(z.std()) - 1) < 1e-5
+    assert not np.allclose(train.data.mean, per_feature.data.mean)  # another sample
+    for fed in (per_feature, pooled):
+        assert [c.y.tolist() for c in fed.clients] == [c.y.tolist() for c in train.clients]
+        assert fed.data.model_copy(update={"mean": None, "scale": None}) == \
+            train.data.model_copy(update={"mean": None, "scale": None})
+    with pytest.raises(ConfigError, match="--statistics train"):
+        honest_federation(1, Setting(**small, statistics="validation"), "alie", 0.3)
+    flipped = honest_federation(1, Setting(**small, statistics="validation"), "label_flip",
+                                0.5)  # poisoned labels, standardised as everyone's
+    assert flipped.data == per_feature.data
+    with pytest.raises(ValueError, match="statistics must be one of"):
+        Setting(statistics="test")
+    out = tmp_path / "pooled.json"
+    run("benchmarks.privacy_dp", "--seeds", "1", "--epsilons", "8", "--clients", "3",
+        "--rounds", "1", "--steps", "2", "--strategies", "fedavg", "--skip-clip-only",
+        "--accountant", "rdp", "--statistics", "validation-pooled", "--json", str(out),
+        "--plot", str(tmp_path / "pooled.png"))
+    assert json.loads(out.read_text())["settings"]["statistics"] == "validation-pooled"
