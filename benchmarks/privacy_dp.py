@@ -3,18 +3,15 @@ against no DP, with FedAvg and with FairFL's rule, the training time it costs, a
 updates FairFL's rule turns away once they carry DP noise.
 
 Offline, on the simulation's federation (:func:`fl_agent.simulation.offline.federation`:
-its split, Dirichlet α = 0.5 shards, seeds and model, the digits MLP or,
+its split, standardisation, Dirichlet α = 0.5 shards, seeds and model, the digits MLP or,
 with ``--model logreg``, logistic regression, or with ``--model mlp_tanh`` the MLP with tanh
-in place of ReLU), standardised as a DP task is, with the mean and scale of the
-validation split, which the aggregator holds (rule R61; ``--statistics train`` takes the
-training split's, the clients' own, as every run before R61 did, and as the other DP
-benchmarks built on :class:`Setting` still do, so that their published figures rerun),
-every client honest, leave-one-out scoring (the reward shares play no part here),
-blacklisting off so that every client submits in every round and each round counts (the
-honest clients the registry would have blacklisted are replayed from the record). FairFL is
-configured as the aggregator agent does
-(:func:`~fl_agent.simulation.offline.aggregator_strategy`: validation gate on each example's
-loss, trigger screen); the round is decided as on chain
+in place of ReLU; ``--statistics`` takes the standardisation's mean and scale from
+elsewhere than the simulation's training split, rule R61), every client honest,
+leave-one-out scoring (the reward shares play no part here), blacklisting off so that every
+client submits in every round and each round counts (the honest clients the registry would
+have blacklisted are replayed from the record). FairFL is configured as the aggregator agent
+does (:func:`~fl_agent.simulation.offline.aggregator_strategy`: validation
+gate on each example's loss, trigger screen); the round is decided as on chain
 (:func:`~fl_agent.simulation.offline.decide_as_on_chain`).
 
 The loop is written here rather than taken from :func:`~fl_agent.simulation.offline.
@@ -39,9 +36,9 @@ time per local step. The table shows the median over the seeds and the range.
 
 The constants (the DP learning rate and clip norm, steps, rounds, clients) were chosen on
 seeds 1-3 (``--seeds 1,2,3``); the table in docs/privacy-dp.md is on seeds 11-13, used for
-nothing else, and was made with ``--statistics train``.
+nothing else.
 
-    python -m benchmarks.privacy_dp --statistics train     # seeds 11-13, the published table
+    python -m benchmarks.privacy_dp                        # seeds 11-13, the published table
     python -m benchmarks.privacy_dp --seeds 1,2,3 --json reports/bench/privacy_dp_tuning.json \\
         --plot reports/bench/privacy_dp_tuning.png          # the tuning runs
     python -m benchmarks.privacy_dp --seeds 1 --epsilons 8 --rounds 2 --clients 4   # a check
@@ -113,14 +110,14 @@ PAD_SHARE_OF_CLIP = 0.95
 #: The models ``--hidden`` applies to: ``fl_agent.learning.models.MLP_ARCHITECTURES``, not
 #: imported here, which would load torch before ``--help``.
 MLPS = ("mlp", "mlp_tanh")
-#: Where the standardisation's mean and scale come from (rule R61): the training split, the
-#: union of the clients' shards, as every run before R61 and every non-DP simulation (a
-#: statistic of the clients' data that no accountant covers); the validation split, which
-#: the aggregator holds, per feature, as a DP task is described
-#: (:meth:`~fl_agent.learning.task_doc.DataSpec.for_splits`, chosen by R61); or that
-#: split's one mean and one scale pooled over every feature (tried by R61, not chosen).
-STATISTICS = {"train": "the training split, per feature (before R61)",
-              "validation": "the validation split, per feature (a DP task's)",
+#: Where the standardisation's mean and scale come from (rule R61, docs/privacy-dp.md): the
+#: training split, the union of the clients' shards, as the simulation does (a statistic of
+#: their data that no accountant covers); the validation split, which the aggregator holds,
+#: per feature as :meth:`~fl_agent.learning.task_doc.DataSpec.describe` does (chosen on the
+#: tuning seeds, then not adopted: its trigger screen refused up to 22 % of honest updates
+#: without DP noise); or that split's one mean and one scale pooled over every feature.
+STATISTICS = {"train": "the training split, per feature (the simulation's)",
+              "validation": "the validation split, per feature",
               "validation-pooled": "the validation split, one mean and scale for all features"}
 
 
@@ -141,8 +138,7 @@ class Setting:
     model: str = "mlp"  # the simulation's digits model; "logreg": 650 parameters, not 4,810;
     # "mlp_tanh": the MLP with tanh activations
     hidden: tuple[int, ...] = ()  # the MLP's hidden widths; empty: the architecture's (64,)
-    statistics: str = "train"  # where the mean and scale come from (STATISTICS); this
-    # command's default is "validation"
+    statistics: str = "train"  # where the standardisation's mean and scale come from (STATISTICS)
 
     def __post_init__(self) -> None:
         if self.hidden and self.model not in MLPS:
@@ -219,8 +215,8 @@ def described(fed: Any, statistics: str) -> Any:
     from fl_agent.learning.task_doc import DataSpec
 
     validation = fed.splits.validation
-    if statistics == "validation":  # as a DP task is described
-        spec = DataSpec.for_splits(validation, fed.splits, private=True)
+    if statistics == "validation":
+        spec = DataSpec.describe(validation, validation.X)
         return fed.data.model_copy(update={"mean": spec.mean, "scale": spec.scale})
     X = np.asarray(validation.X, dtype=np.float64)
     scale = float(X.std()) or 1.0
@@ -690,7 +686,7 @@ def federation_options(command: Callable[..., Any]) -> Callable[..., Any]:
               help="the digits model: the MLP (4,810 parameters), the MLP with tanh in place "
                    "of ReLU (mlp_tanh) or multinomial logistic regression (650); DP noise "
                    "grows with the parameter count")
-@click.option("--statistics", default="validation", show_default=True,
+@click.option("--statistics", default=DEFAULT.statistics, show_default=True,
               type=click.Choice(list(STATISTICS)),
               help="where the standardisation's mean and scale come from: " + "; ".join(
                   f"{name}: {what}" for name, what in STATISTICS.items()))

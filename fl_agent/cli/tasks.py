@@ -51,21 +51,6 @@ def shard_data(data: str, shard: str | None, partition_scheme: str, alpha: float
     return dataset.X, dataset.y
 
 
-def described(data: Any, name: str, dp: bool) -> Any:
-    """The task document's description of ``data`` (the ``--dataset`` called ``name``): the
-    creator's whole dataset, except in a ``dp`` task on a built-in dataset, whose
-    participants train on shards of its training split: that one is described from the
-    validation split ``aggregate --validation`` loads by default (split seed 0), as
-    ``simulate`` does, so that the document carries no statistic of the participants' data
-    (rule R61)."""
-    from fl_agent.learning.data import BUILTIN_DATASETS, split_dataset
-    from fl_agent.learning.task_doc import DataSpec
-
-    if dp and name in BUILTIN_DATASETS:
-        return DataSpec.for_splits(data, split_dataset(data, standardize=False), private=True)
-    return DataSpec.describe(data)
-
-
 @click.group()
 def task() -> None:
     """Create tasks and keep them moving (close a round, replace an aggregator, cancel)."""
@@ -76,9 +61,7 @@ def task() -> None:
               default="mlp", show_default=True, help="Named architecture to train.")
 @click.option("--dataset", default="digits", show_default=True,
               help="digits, breast_cancer, wine, or a CSV/NPZ file: fixes the input shape, "
-              "the classes and the standardisation participants apply (its mean and scale; "
-              "a dp task on a built-in dataset takes them from the validation split, not "
-              "from the data its participants train on).")
+              "the classes and the standardisation participants apply.")
 @click.option("--rounds", type=click.IntRange(1, UINT32_MAX), default=10, show_default=True)
 @click.option("--min-participants", type=click.IntRange(1, UINT32_MAX), default=3,
               show_default=True,
@@ -181,6 +164,7 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
     from fl_agent.learning.task_doc import (
         AccessPlan,
         AggregationPlan,
+        DataSpec,
         TaskDocument,
     )
     from fl_agent.learning.weights import encode_weights
@@ -225,7 +209,7 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
 
     privacy = None if he else plan()  # he: once the key holder's context exists, below
     document = TaskDocument.build(
-        model=spec, data=described(data, dataset, TrainingMode.DP in training_mode),
+        model=spec, data=DataSpec.describe(data),
         training={"steps": steps, "batch_size": batch_size, "lr": lr},  # checked by build
         aggregation=AggregationPlan(strategy=strategy, scoring=scoring, options=options),
         privacy=privacy)

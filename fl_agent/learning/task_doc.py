@@ -66,16 +66,6 @@ class DataSpec(BaseModel):
                    mean=tuple(float(v) for v in X.mean(axis=0)),
                    scale=tuple(float(v) for v in scale))
 
-    @classmethod
-    def for_splits(cls, dataset: Any, splits: Any, private: bool) -> DataSpec:
-        """The spec of a task whose participants train on ``splits.train`` of ``dataset`` and
-        whose aggregator holds ``splits.validation``, described from the training split or,
-        in a differentially ``private`` task, from the validation split: there the training
-        split's mean and scale, published in the task document without noise, would be a
-        statistic of the participants' data that no accountant covers (rule R61,
-        docs/privacy-dp.md)."""
-        return cls.describe(dataset, (splits.validation if private else splits.train).X)
-
     def standardize(self, X: np.ndarray) -> np.ndarray:
         """``(X - mean) / scale`` when the task publishes them, else ``X`` as float32."""
         array = np.asarray(X, dtype=np.float32)

@@ -35,7 +35,6 @@ import numpy as np
 
 from fl_agent.aggregation.base import Reason, Strategy, earlier_window
 from fl_agent.aggregation.rounds import RoundDecision, decide_round
-from fl_agent.chain.records import TrainingMode
 from fl_agent.learning.data import DatasetSplits, load_dataset, split_dataset
 from fl_agent.learning.models import ModelSpec, init_params
 from fl_agent.learning.task_doc import AggregationPlan, DataSpec
@@ -105,7 +104,7 @@ def federation(config: SimulationConfig) -> Federation:
                            standardize=False)
     spec = ModelSpec.for_features(config.model_name, dataset.feature_shape, dataset.num_classes)
     trigger = backdoor_trigger(config, dataset.feature_shape, splits.train.X)
-    data = DataSpec.for_splits(dataset, splits, TrainingMode.DP in config.training_mode)
+    data = DataSpec.describe(dataset, splits.train.X)
     plans = plan_clients(config, splits.train.y)
     speeds = device_speeds(config)
     clients = [Client(X, y, client_seed(config, plan), plan.malicious, poison=poison,

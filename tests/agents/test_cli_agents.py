@@ -225,26 +225,3 @@ def test_an_unknown_account_alias_says_how_to_add_one():
         resolve_account("nobody-here")
     with pytest.raises(FairFLError, match="TEST::<number>"):
         resolve_account("TEST::two")
-
-
-def test_task_create_describes_a_dp_task_on_a_built_in_dataset_from_its_validation_split(
-        tmp_path):
-    """R61: `task create --mode dp` on digits publishes the mean and scale of the validation
-    split `aggregate --validation digits` loads by default, not of the data the participants'
-    shards come from; a plain task, and a DP task on the creator's own file, describe the
-    whole dataset as before."""
-    import numpy as np
-
-    from fl_agent.cli.tasks import described
-    from fl_agent.learning.data import load_dataset, split_dataset
-
-    digits = load_dataset("digits")
-    validation = split_dataset(digits, standardize=False).validation.X  # seed 0, as aggregate's
-    dp = described(digits, "digits", dp=True)
-    assert np.allclose(dp.mean, validation.mean(axis=0))
-    assert np.allclose(described(digits, "digits", dp=False).mean, digits.X.mean(axis=0))
-    path = tmp_path / "mine.csv"
-    np.savetxt(path, np.column_stack([digits.X[:100], digits.y[:100]]), delimiter=",",
-               header=",".join([f"f{i}" for i in range(64)] + ["label"]), comments="")
-    mine = load_dataset(str(path))
-    assert np.allclose(described(mine, str(path), dp=True).mean, mine.X.mean(axis=0))

@@ -58,22 +58,3 @@ def test_data_spec_checks_its_statistics():
         DataSpec(name="x", num_features=2, num_classes=2, mean=(0.0,) * 3, scale=(1.0,) * 3)
     plain = DataSpec(name="x", num_features=2, num_classes=2)
     assert plain.standardize(np.ones((1, 2), np.float64)).dtype == np.float32
-
-
-def test_a_private_task_is_described_from_the_validation_split_not_the_participants(digits):
-    """R61: a DP task's mean and scale come from the data the aggregator holds, so that the
-    document carries no statistic of the participants' training data; any other task's from
-    the training split, as before."""
-    from fl_agent.learning.data import split_dataset
-
-    splits = split_dataset(digits, seed=2, standardize=False)
-    private = DataSpec.for_splits(digits, splits, private=True)
-    plain = DataSpec.for_splits(digits, splits, private=False)
-    assert np.allclose(private.mean, splits.validation.X.mean(axis=0))
-    assert np.allclose(plain.mean, splits.train.X.mean(axis=0))
-    assert not np.allclose(private.scale, plain.scale)
-    varying = splits.validation.X.std(axis=0) > 0
-    assert np.allclose(np.asarray(private.scale)[varying],
-                       splits.validation.X.std(axis=0)[varying])
-    assert private.model_copy(update={"mean": None, "scale": None}) == \
-        plain.model_copy(update={"mean": None, "scale": None})  # the same data, described

@@ -408,14 +408,3 @@ def test_a_task_that_prunes_screens_each_senders_latest_two_rounds():
                 decide=lambda s, g, u, c, **o: plain.append("earlier" in o)
                 or decide_as_on_chain(s, g, u, c, **o))
     assert plain == [False, False]
-
-
-def test_a_dp_federation_is_standardised_with_the_aggregators_split_only():
-    """R61: the simulation describes a task whose mode includes dp from the validation split
-    (the aggregator's data), any other from the training split (the clients' union)."""
-    plain = federation(SimulationConfig(clients=4, attack="none", seed=5, rounds=1))
-    dp = federation(SimulationConfig(clients=4, attack="none", seed=5, rounds=1,
-                                     mode="dp+prune", epsilon=8))
-    assert np.allclose(plain.data.mean, plain.splits.train.X.mean(axis=0))
-    assert np.allclose(dp.data.mean, dp.splits.validation.X.mean(axis=0))
-    assert [c.y.tolist() for c in dp.clients] == [c.y.tolist() for c in plain.clients]
