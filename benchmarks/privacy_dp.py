@@ -114,8 +114,9 @@ MLPS = ("mlp", "mlp_tanh")
 #: training split, the union of the clients' shards, as the simulation does (a statistic of
 #: their data that no accountant covers); the validation split, which the aggregator holds,
 #: per feature as :meth:`~fl_agent.learning.task_doc.DataSpec.describe` does (chosen on the
-#: tuning seeds, then not adopted: its trigger screen refused up to 22 % of honest updates
-#: without DP noise); or that split's one mean and one scale pooled over every feature.
+#: tuning seeds; then, against R61's advance decision to adopt it, not adopted: with it the
+#: trigger screen refused up to 22 % of honest updates without DP noise); or that split's
+#: one mean and one scale pooled over every feature.
 STATISTICS = {"train": "the training split, per feature (the simulation's)",
               "validation": "the validation split, per feature",
               "validation-pooled": "the validation split, one mean and scale for all features"}
