@@ -44,9 +44,11 @@ CONFIDENCE = 0.95
 #: Settings every file must share (the seeds and strategies may differ).
 SAME = ("clients", "rounds", "steps", "batch_size", "lr", "dp_lr", "clip", "momentum",
         "accountant", "delta", "model", "scoring", "blacklist", "attack", "malicious",
-        "partition", "alpha", "pad", "pad_to", "fit", "flip_scale", "schedule", "hidden")
-#: Settings a ``--baseline`` file may change: the model and how it is trained.
-MODEL = ("model", "hidden", "lr", "dp_lr")
+        "partition", "alpha", "pad", "pad_to", "fit", "flip_scale", "schedule", "hidden",
+        "statistics")
+#: Settings a ``--baseline`` file may change: the model, how it is trained and where the
+#: standardisation's mean and scale come from (rule R61).
+MODEL = ("model", "hidden", "lr", "dp_lr", "statistics")
 #: The hidden widths a file that records none trained (``fl_agent.learning.models``'s
 #: defaults; a file made before ``--hidden`` or ``--model`` existed trained the MLP).
 DEFAULT_WIDTHS = {"mlp": [64], "mlp_tanh": [64], "logreg": []}
@@ -61,7 +63,7 @@ def settings_of(document: Mapping[str, Any]) -> dict[str, Any]:
     hidden widths the model really had (a file records none for the model's default)."""
     settings = {key: document["settings"].get(key) for key in SAME}
     model = settings["model"] or "mlp"
-    return {**settings, "model": model,
+    return {**settings, "model": model, "statistics": settings["statistics"] or "train",
             "hidden": list(settings["hidden"] or DEFAULT_WIDTHS.get(model, []))}
 
 

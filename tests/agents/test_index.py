@@ -30,8 +30,9 @@ def sale(anvil_url, tmp_path_factory, world_builder):
 
 @pytest.fixture
 def sold(sale, connected, tmp_path):
-    """The module's sale, its world's files in this test's ``tmp_path``; what the test does
-    on chain is reverted after it."""
+    """The module's sale, the world's working folder (``tmp``: deployments, index files)
+    this test's ``tmp_path`` (its store and the sale's keys stay the module's, which no test
+    here writes to); what the test does on chain is reverted after it."""
     from ape import chain
 
     world, *rest = sale
@@ -39,7 +40,8 @@ def sold(sale, connected, tmp_path):
     try:                                                        # no chain.snapshot())
         yield dataclasses.replace(world, tmp=tmp_path), *rest
     finally:
-        chain.provider.make_request("evm_revert", [snapshot])
+        assert chain.provider.make_request("evm_revert", [snapshot]) is True, \
+            "the sale's snapshot is gone: the next test would start from this one's chain"
 
 
 def _sell(world, chain):

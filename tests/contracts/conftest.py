@@ -154,8 +154,8 @@ def _no_trace_output(monkeypatch):
 
     ape-foundry fetches and prints the call trace of every reverted transaction, and ape
     fetches the trace of every successful one to print ``console.log`` output (the contracts
-    have none). That made a test of ``test_ledger.py`` take about 1.8 times as long (153 s
-    against 85 s for the file). Error decoding, and so ``ape.reverts``, does not depend on
+    have none). That made ``test_ledger.py`` take about 1.8 times as long (153 s against
+    85 s). Error decoding, and so ``ape.reverts``, does not depend on
     either. To see traces while debugging a test, comment this fixture out.
     """
     monkeypatch.setattr(ape_ethereum.trace.Trace, "show", lambda self, *args, **kwargs: None)
