@@ -217,12 +217,12 @@ def described(fed: Any, statistics: str) -> Any:
 
     validation = fed.splits.validation
     if statistics == "validation":
-        spec = DataSpec.describe(validation, validation.X)
-        return fed.data.model_copy(update={"mean": spec.mean, "scale": spec.scale})
-    X = np.asarray(validation.X, dtype=np.float64)
-    scale = float(X.std()) or 1.0
-    return fed.data.model_copy(update={"mean": (float(X.mean()),) * X.shape[1],
-                                       "scale": (scale,) * X.shape[1]})
+        spec = DataSpec.describe(validation)
+        mean, scale = spec.mean, spec.scale
+    else:
+        X = np.asarray(validation.X, dtype=np.float64)
+        mean, scale = (float(X.mean()),) * X.shape[1], (float(X.std()) or 1.0,) * X.shape[1]
+    return fed.data.model_copy(update={"mean": mean, "scale": scale})
 
 
 def check_statistics(attack: str, statistics: str) -> None:
