@@ -45,10 +45,10 @@ CONFIDENCE = 0.95
 SAME = ("clients", "rounds", "steps", "batch_size", "lr", "dp_lr", "clip", "momentum",
         "accountant", "delta", "model", "scoring", "blacklist", "attack", "malicious",
         "partition", "alpha", "pad", "pad_to", "fit", "flip_scale", "schedule", "hidden",
-        "statistics")
+        "statistics", "warm_start")
 #: Settings a ``--baseline`` file may change: the model, how it is trained and where the
-#: standardisation's mean and scale come from (rule R61).
-MODEL = ("model", "hidden", "lr", "dp_lr", "statistics")
+#: standardisation's mean and scale come from (rule R61), and where the task starts (R62).
+MODEL = ("model", "hidden", "lr", "dp_lr", "statistics", "warm_start")
 #: The hidden widths a file that records none trained (``fl_agent.learning.models``'s
 #: defaults; a file made before ``--hidden`` or ``--model`` existed trained the MLP).
 DEFAULT_WIDTHS = {"mlp": [64], "mlp_tanh": [64], "logreg": []}
@@ -64,6 +64,7 @@ def settings_of(document: Mapping[str, Any]) -> dict[str, Any]:
     settings = {key: document["settings"].get(key) for key in SAME}
     model = settings["model"] or "mlp"
     return {**settings, "model": model, "statistics": settings["statistics"] or "train",
+            "warm_start": settings["warm_start"] or 0,
             "hidden": list(settings["hidden"] or DEFAULT_WIDTHS.get(model, []))}
 
 

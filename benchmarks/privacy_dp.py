@@ -6,7 +6,8 @@ Offline, on the simulation's federation (:func:`fl_agent.simulation.offline.fede
 its split, standardisation, Dirichlet α = 0.5 shards, seeds and model, the digits MLP or,
 with ``--model logreg``, logistic regression, or with ``--model mlp_tanh`` the MLP with tanh
 in place of ReLU; ``--statistics`` takes the standardisation's mean and scale from
-elsewhere than the simulation's training split, rule R61), every client honest,
+elsewhere than the simulation's training split, rule R61; ``--warm-start`` starts the task
+from a model trained on the aggregator's validation split, rule R62), every client honest,
 leave-one-out scoring (the reward shares play no part here), blacklisting off so that every
 client submits in every round and each round counts (the honest clients the registry would
 have blacklisted are replayed from the record). FairFL is configured as the aggregator agent
@@ -140,11 +141,14 @@ class Setting:
     # "mlp_tanh": the MLP with tanh activations
     hidden: tuple[int, ...] = ()  # the MLP's hidden widths; empty: the architecture's (64,)
     statistics: str = "train"  # where the standardisation's mean and scale come from (STATISTICS)
+    warm_start: int = 0  # steps of plain SGD on the validation split before round 1 (rule R62)
 
     def __post_init__(self) -> None:
         if self.hidden and self.model not in MLPS:
             raise ValueError(f"hidden widths {self.hidden} are an MLP's; the model is "
                              f"{self.model!r}")
+        if self.warm_start < 0:
+            raise ValueError(f"warm_start is a number of steps, got {self.warm_start}")
         if self.statistics not in STATISTICS:
             raise ValueError(f"statistics must be one of {sorted(STATISTICS)}, got "
                              f"{self.statistics!r}")
@@ -455,7 +459,9 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
     def score(vector: np.ndarray) -> float:
         return evaluate(spec, vector, X_val, y_val, "accuracy")
 
-    params = init_params(spec, config.seed)
+    params = warm_started(spec, init_params(spec, config.seed), X_val, y_val, setting,
+                          config.seed)
+    start_accuracy = evaluate(spec, params, X_test, y_test, "accuracy")
     curve, rejected, reasons, closest = [], [], Counter(), []
     history: list[np.ndarray] = []  # the last max(tails) global models
     train_millis = local_steps = 0
@@ -547,6 +553,7 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
         "seed": config.seed, "strategy": strategy_name, "level": level,
         "epsilon": None if calibration is None else calibration.epsilon,
         "accuracy": curve[-1], "curve": curve,
+        **({"start_accuracy": start_accuracy} if setting.warm_start else {}),
         **({"tail_accuracy": tail_accuracy} if tails else {}),
         "fpr": flagged / submissions, "rejections_by_reason": dict(reasons),
         **({"evidence": evidence.tolist()} if evidence[:, 1].any() else {}),
@@ -569,6 +576,21 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
            if receipt_check else {}),
         "chance": chance_similarity(d, FairFL.chance_z),
     }
+
+
+def warm_started(spec: Any, params: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,
+                 setting: Setting, seed: int) -> np.ndarray:
+    """The task's initial model: ``params`` after ``setting.warm_start`` steps of plain SGD
+    (the no-DP learning rate and batch) on the validation split, the data the aggregator
+    holds in the clear and no participant's (rule R62: a creator's own model as the start,
+    which costs the participants no privacy); ``params`` itself if ``warm_start`` is 0."""
+    if not setting.warm_start:
+        return params
+    from fl_agent.learning.training import train_local
+
+    result = train_local(spec, params, X_val, y_val, setting.warm_start, seed=seed,
+                         batch_size=setting.batch_size, lr=setting.lr)
+    return np.asarray(result.vector, dtype=np.float32)
 
 
 def receipt_band(setting: Setting, calibration: Calibration, client: int, samples: int,
@@ -691,6 +713,12 @@ def federation_options(command: Callable[..., Any]) -> Callable[..., Any]:
               type=click.Choice(list(STATISTICS)),
               help="where the standardisation's mean and scale come from: " + "; ".join(
                   f"{name}: {what}" for name, what in STATISTICS.items()))
+@click.option("--warm-start", default=DEFAULT.warm_start, show_default=True,
+              type=click.IntRange(0),
+              help="start the task from a model trained this many steps (plain SGD, the "
+                   "no-DP --lr and --batch-size) on the validation split, which the "
+                   "aggregator holds and no participant's data is in (rule R62); 0: the "
+                   "seeded random start")
 @click.option("--hidden", default=None, callback=_widths,
               help="the MLP's hidden widths, comma-separated (default: 64, the simulation's; "
                    "16 gives 1,210 parameters); only with --model mlp or mlp_tanh")
@@ -730,7 +758,8 @@ def federation_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no_dp: bool,
          with_clip_only: bool, clients: int, rounds: int, steps: int, batch_size: int,
          lr: float, dp_lr: float, clip: float, momentum: float, accountant: str, model: str,
-         statistics: str, hidden: list[int] | None, attack: str, pad: bool, attack_every: int,
+         statistics: str, warm_start: int, hidden: list[int] | None, attack: str, pad: bool,
+         attack_every: int,
          attack_from: int, noiseless_credit: bool, fit: bool, flip_scale: float,
          malicious: float, json_path: Path, plot_path: Path) -> None:
     import torch
@@ -757,7 +786,7 @@ def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no
     setting = Setting(clients=clients, rounds=rounds, steps=steps, batch_size=batch_size,
                       lr=lr, dp_lr=dp_lr, clip=clip, momentum=momentum,
                       accountant=accountant, model=model, hidden=tuple(hidden or ()),
-                      statistics=statistics)
+                      statistics=statistics, warm_start=warm_start)
     levels = ([NO_DP] if with_no_dp else []) + ([CLIP_ONLY] if with_clip_only else []) \
         + [f"ε = {e:g}" for e in sorted(epsilons, reverse=True)]
     plan = [(seed, level, strategy) for seed in seeds for level in levels

@@ -1081,3 +1081,43 @@ def test_the_dp_benchmark_standardises_with_the_validation_splits_statistics(tmp
         "--accountant", "rdp", "--statistics", "validation-pooled", "--json", str(out),
         "--plot", str(tmp_path / "pooled.png"))
     assert json.loads(out.read_text())["settings"]["statistics"] == "validation-pooled"
+
+
+def test_the_dp_benchmarks_warm_start_learns_from_the_validation_split_alone(tmp_path):
+    """R62's ``--warm-start``: the task starts from a model trained on the validation split,
+    the aggregator's, so it is the same however the participants' data is sharded, fits
+    that split better than the seeded start, and 0 steps leave the seeded start as it is."""
+    from benchmarks.privacy_dp import Setting, honest_federation, standardized, warm_started
+    from fl_agent.learning.models import init_params
+    from fl_agent.learning.training import evaluate, validation_scores
+
+    def start(clients: int, steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        setting = Setting(clients=clients, rounds=1, steps=1, warm_start=steps)
+        fed = honest_federation(3, setting)
+        X_val, y_val, *_ = standardized(fed)
+        seeded = init_params(fed.spec, 3)
+        return seeded, warm_started(fed.spec, seeded, X_val, y_val, setting, 3), fed
+
+    seeded, unchanged, _ = start(4, 0)
+    assert unchanged is seeded
+    _, four, fed = start(4, 50)
+    _, six, other = start(6, 50)
+    assert [len(c.y) for c in fed.clients] != [len(c.y) for c in other.clients]
+    assert np.array_equal(four, six)  # no participant's shard went into it
+    X_val, y_val, X_test, y_test, *_ = standardized(fed)
+    def loss(vector: np.ndarray) -> float:
+        return -float(np.mean(validation_scores(fed.spec, vector, X_val, y_val, "loss")))
+
+    assert loss(four) < 0.5 * loss(seeded)
+    assert evaluate(fed.spec, four, X_test, y_test, "accuracy") > 0.5  # ten classes
+    with pytest.raises(ValueError, match="number of steps"):
+        Setting(warm_start=-1)
+    out = tmp_path / "warm.json"
+    run("benchmarks.privacy_dp", "--seeds", "1", "--epsilons", "8", "--clients", "3",
+        "--rounds", "1", "--steps", "2", "--strategies", "fedavg", "--skip-clip-only",
+        "--accountant", "rdp", "--warm-start", "5", "--json", str(out),
+        "--plot", str(tmp_path / "warm.png"))
+    made = json.loads(out.read_text())
+    assert made["settings"]["warm_start"] == 5
+    assert {r["level"] for r in made["runs"]} == {"no DP", "ε = 8"}
+    assert all(0 < r["start_accuracy"] <= 1 for r in made["runs"])

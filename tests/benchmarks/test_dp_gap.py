@@ -78,7 +78,7 @@ def test_one_seed_gives_no_bound():
 @pytest.mark.parametrize(("key", "value"), [
     ("rounds", 30), ("dp_lr", 0.3), ("clip", 2.0), ("accountant", "rdp"), ("model", "logreg"),
     ("attack", "sign_flip"), ("alpha", 0.1), ("pad", True), ("flip_scale", 10.0),
-    ("statistics", "validation")])
+    ("statistics", "validation"), ("warm_start", 100)])
 def test_files_with_other_settings_are_refused(tmp_path, key, value):
     a = _file(tmp_path, "a.json", [_run(1, 0.95, None), _run(1, 0.91, 8.0)])
     other = _file(tmp_path, "b.json", [_run(2, 0.95, None)], **{key: value})
@@ -138,7 +138,8 @@ def test_a_baseline_replaces_the_files_own_no_dp_runs(tmp_path):
 
 @pytest.mark.parametrize("model", [{"hidden": [16], "lr": 0.4, "dp_lr": 0.3},
                                    {"model": "logreg", "lr": 0.4, "dp_lr": 0.2},
-                                   {"statistics": "validation"}])  # R61
+                                   {"statistics": "validation"},  # R61
+                                   {"warm_start": 100}])  # R62
 def test_the_cli_takes_a_baseline_of_another_model(tmp_path, capsys, model):
     other = _file(tmp_path, "other.json", [_run(1, 0.99, None), _run(1, 0.93, 8.0),
                                            _run(2, 0.99, None), _run(2, 0.92, 8.0)], **model)
@@ -191,6 +192,8 @@ def test_a_file_made_before_hidden_existed_reads_as_the_default_width(tmp_path):
     assert len(dp_gap.load([old, new, named])) == 3  # the MLP's 64 units, however recorded
     trained = _file(tmp_path, "trained.json", [_run(5, 0.95, None)], statistics="train")
     assert len(dp_gap.load([old, trained])) == 2  # made before R61: the training split's
+    cold = _file(tmp_path, "cold.json", [_run(6, 0.95, None)], warm_start=0)
+    assert len(dp_gap.load([old, cold])) == 2  # made before R62: the seeded start
     wider = _file(tmp_path, "wider.json", [_run(3, 0.95, None)], hidden=[16])
     with pytest.raises(ValueError, match="hidden"):
         dp_gap.load([old, wider])
