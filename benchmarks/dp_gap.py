@@ -22,6 +22,11 @@ dp_logreg_default_rules_2026-12-07.md): another model's, such as the 64-unit MLP
 narrower MLP's ε = 8 run, paired by strategy and seed. The baseline files must share the
 federation (clients, rounds, data, attack) but may differ in the model and its learning
 rates; only their no-DP runs are read, and the main files' own no-DP runs are then ignored.
+
+Runs that started from a trained model (``privacy_dp --warm-start``, rule R62,
+dp_warm_start_rules_2026-12-07.md) also print what ε = 8 adds to that start, per seed, with
+the mean's one-sided 95 % lower bound: a gap within the goal means little if the start alone
+was as accurate.
 """
 
 from __future__ import annotations
@@ -134,6 +139,39 @@ def gaps(runs: Sequence[Mapping[str, Any]],
     return out
 
 
+def gains_over_start(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[int, float]]:
+    """Per strategy, per seed: ε = 8 accuracy minus the accuracy of the model the task started
+    from, for runs that record it (``start_accuracy``: a warm start, rule R62). A DP task
+    from a good start can end below it: then its federation took accuracy away."""
+    out: dict[str, dict[int, float]] = {}
+    for run in runs:
+        if run.get("start_accuracy") is None or run["epsilon"] is None \
+                or not math.isclose(run["epsilon"], EPSILON):
+            continue
+        out.setdefault(run["strategy"], {})[run["seed"]] = run["accuracy"] - run["start_accuracy"]
+    return out
+
+
+def gain_report(per_strategy: Mapping[str, Mapping[int, float]]) -> str:
+    """Each strategy's gain over its start at ε = 8: per seed, then the mean with its
+    one-sided 95 % lower bound (R62's clause 3 asks that bound to be above 0)."""
+    lines = []
+    for strategy, per_seed in per_strategy.items():
+        values = list(per_seed.values())
+        lines.append(f"{strategy}: ε = {EPSILON:g} accuracy minus its start's, per seed "
+                     "(points): " + ", ".join(f"{seed} {100 * gain:+.1f}"
+                                              for seed, gain in sorted(per_seed.items())))
+        if len(values) < 2:
+            continue
+        mean = statistics.fmean(values)
+        lower = mean - stats.t.ppf(CONFIDENCE, len(values) - 1) * statistics.stdev(values) \
+            / math.sqrt(len(values))
+        lines.append(f"  {len(values)} seeds: mean {100 * mean:+.2f} (one-sided "
+                     f"{CONFIDENCE:.0%} lower bound {100 * lower:+.2f}); above the start on "
+                     f"{sum(v > 0 for v in values)} of {len(values)} seeds")
+    return "\n".join(lines)
+
+
 def summary(per_seed: Mapping[int, float]) -> dict[str, Any]:
     """The figures the verdict reads, over one strategy's seeds (at least two)."""
     values = list(per_seed.values())
@@ -233,6 +271,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise ValueError("no strategy has both a no-DP and an ε = 8 run on any seed")
         below = "no DP" if baseline is None else "the baseline's no DP"
         print(report(per_strategy, below))
+        if gains := gains_over_start(runs):
+            print("what the federation adds to the model it started from (R62):")
+            print(gain_report(gains))
         if args.plot:
             plot(per_strategy, args.plot, below)
             print(f"plot: {args.plot}")

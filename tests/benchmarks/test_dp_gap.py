@@ -197,3 +197,31 @@ def test_a_file_made_before_hidden_existed_reads_as_the_default_width(tmp_path):
     wider = _file(tmp_path, "wider.json", [_run(3, 0.95, None)], hidden=[16])
     with pytest.raises(ValueError, match="hidden"):
         dp_gap.load([old, wider])
+
+
+def test_the_gain_over_a_warm_start_is_reported_with_its_lower_bound(tmp_path, capsys):
+    """R62's clause 3: ε = 8 accuracy minus the start's, per seed; the lower bound by hand
+    (mean 2 points, sd 1 point over three seeds, t at 95 % with 2 degrees of freedom
+    2.919986): 2 - 2.919986 / sqrt(3) = 0.3141 points."""
+    def warm(seed: int, accuracy: float, epsilon: float | None, start: float) -> dict:
+        return _run(seed, accuracy, epsilon) | {"start_accuracy": start}
+
+    runs = [warm(1, 0.95, None, 0.90), warm(1, 0.91, 8.0, 0.90),
+            warm(2, 0.96, None, 0.90), warm(2, 0.92, 8.0, 0.90),
+            warm(3, 0.97, None, 0.90), warm(3, 0.93, 8.0, 0.90)]
+    got = dp_gap.gains_over_start(runs)
+    assert list(got) == ["fedavg"]
+    assert got["fedavg"] == pytest.approx({1: 0.01, 2: 0.02, 3: 0.03})
+    assert dp_gap.gains_over_start([_run(1, 0.91, 8.0)]) == {}  # a seeded start: nothing
+    path = _file(tmp_path, "warm.json", runs, warm_start=100)
+    dp_gap.main([str(path)])
+    out = capsys.readouterr().out
+    assert "per seed (points): 1 +1.0, 2 +2.0, 3 +3.0" in out
+    assert "mean +2.00 (one-sided 95% lower bound +0.31); above the start on 3 of 3" in out
+    below = _file(tmp_path, "below.json", [warm(1, 0.95, None, 0.9), warm(1, 0.89, 8.0, 0.9),
+                                           warm(2, 0.95, None, 0.9), warm(2, 0.91, 8.0, 0.9)])
+    dp_gap.main([str(below)])
+    assert "above the start on 1 of 2 seeds" in capsys.readouterr().out
+    cold = _file(tmp_path, "cold.json", [_run(1, 0.95, None), _run(1, 0.91, 8.0)])
+    dp_gap.main([str(cold)])
+    assert "what the federation adds" not in capsys.readouterr().out
