@@ -7,7 +7,8 @@ its split, standardisation, Dirichlet α = 0.5 shards, seeds and model, the digi
 with ``--model logreg``, logistic regression, or with ``--model mlp_tanh`` the MLP with tanh
 in place of ReLU; ``--statistics`` takes the standardisation's mean and scale from
 elsewhere than the simulation's training split, rule R61; ``--warm-start`` starts the task
-from a model trained on the aggregator's validation split, rule R62), every client honest,
+from a model trained on the aggregator's validation split, rule R62, and ``--gate-data half``
+keeps the half it trains on away from the gate, R62b), every client honest,
 leave-one-out scoring (the reward shares play no part here), blacklisting off so that every
 client submits in every round and each round counts (the honest clients the registry would
 have blacklisted are replayed from the record). FairFL is configured as the aggregator agent
@@ -122,6 +123,12 @@ STATISTICS = {"train": "the training split, per feature (the simulation's)",
               "validation": "the validation split, per feature",
               "validation-pooled": "the validation split, one mean and scale for all features"}
 
+#: What the aggregator's validation split is used for (rule R62b): all of it for the gate,
+#: the score and a warm start, or a seeded, stratified half for the gate and the score and
+#: the other half for the warm start, so that the gate never scores on the start's own data.
+GATE_DATA = {"all": "the whole validation split (the warm start too, if any)",
+             "half": "a seeded, stratified half of it; the other half trains the warm start"}
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -142,11 +149,15 @@ class Setting:
     hidden: tuple[int, ...] = ()  # the MLP's hidden widths; empty: the architecture's (64,)
     statistics: str = "train"  # where the standardisation's mean and scale come from (STATISTICS)
     warm_start: int = 0  # steps of plain SGD on the validation split before round 1 (rule R62)
+    gate_data: str = "all"  # "half": the gate and score read half the validation split (R62b)
 
     def __post_init__(self) -> None:
         if self.hidden and self.model not in MLPS:
             raise ValueError(f"hidden widths {self.hidden} are an MLP's; the model is "
                              f"{self.model!r}")
+        if self.gate_data not in GATE_DATA:
+            raise ValueError(f"gate_data must be one of {sorted(GATE_DATA)}, got "
+                             f"{self.gate_data!r}")
         if self.warm_start < 0:
             raise ValueError(f"warm_start is a number of steps, got {self.warm_start}")
         if self.statistics not in STATISTICS:
@@ -452,6 +463,9 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
     config, spec = fed.config, fed.spec
     strategy = strategy_for(fed, strategy_name)
     X_val, y_val, X_test, y_test, shards, claims = standardized(fed)
+    X_start, y_start = X_val, y_val  # what a warm start trains on
+    if setting.gate_data == "half":  # R62b: never the data the gate and the score read
+        (X_start, y_start), (X_val, y_val) = halves(X_val, y_val, config.seed)
 
     def gate(vector: np.ndarray) -> np.ndarray:
         return validation_scores(spec, vector, X_val, y_val, "loss")
@@ -459,7 +473,7 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
     def score(vector: np.ndarray) -> float:
         return evaluate(spec, vector, X_val, y_val, "accuracy")
 
-    params = warm_started(spec, init_params(spec, config.seed), X_val, y_val, setting,
+    params = warm_started(spec, init_params(spec, config.seed), X_start, y_start, setting,
                           config.seed)
     start_accuracy = evaluate(spec, params, X_test, y_test, "accuracy")
     curve, rejected, reasons, closest = [], [], Counter(), []
@@ -576,6 +590,18 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
            if receipt_check else {}),
         "chance": chance_similarity(d, FairFL.chance_z),
     }
+
+
+def halves(X: np.ndarray, y: np.ndarray, seed: int) -> tuple[tuple[np.ndarray, np.ndarray],
+                                                             tuple[np.ndarray, np.ndarray]]:
+    """``(X, y)`` split in two seeded, stratified halves (rule R62b): the first trains a warm
+    start, the second is all the gate and the score read."""
+    from sklearn.model_selection import train_test_split
+
+    start, gate = train_test_split(np.arange(len(y)), test_size=0.5, stratify=y,
+                                   random_state=seed)
+    start, gate = np.sort(start), np.sort(gate)
+    return (X[start], y[start]), (X[gate], y[gate])
 
 
 def warm_started(spec: Any, params: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,
@@ -719,6 +745,10 @@ def federation_options(command: Callable[..., Any]) -> Callable[..., Any]:
                    "no-DP --lr and --batch-size) on the validation split, which the "
                    "aggregator holds and no participant's data is in (rule R62); 0: the "
                    "seeded random start")
+@click.option("--gate-data", default=DEFAULT.gate_data, show_default=True,
+              type=click.Choice(list(GATE_DATA)),
+              help="what of the validation split the gate and the score read (rule R62b): "
+                   + "; ".join(f"{name}: {what}" for name, what in GATE_DATA.items()))
 @click.option("--hidden", default=None, callback=_widths,
               help="the MLP's hidden widths, comma-separated (default: 64, the simulation's; "
                    "16 gives 1,210 parameters); only with --model mlp or mlp_tanh")
@@ -758,8 +788,8 @@ def federation_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no_dp: bool,
          with_clip_only: bool, clients: int, rounds: int, steps: int, batch_size: int,
          lr: float, dp_lr: float, clip: float, momentum: float, accountant: str, model: str,
-         statistics: str, warm_start: int, hidden: list[int] | None, attack: str, pad: bool,
-         attack_every: int,
+         statistics: str, warm_start: int, gate_data: str, hidden: list[int] | None,
+         attack: str, pad: bool, attack_every: int,
          attack_from: int, noiseless_credit: bool, fit: bool, flip_scale: float,
          malicious: float, json_path: Path, plot_path: Path) -> None:
     import torch
@@ -786,7 +816,8 @@ def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no
     setting = Setting(clients=clients, rounds=rounds, steps=steps, batch_size=batch_size,
                       lr=lr, dp_lr=dp_lr, clip=clip, momentum=momentum,
                       accountant=accountant, model=model, hidden=tuple(hidden or ()),
-                      statistics=statistics, warm_start=warm_start)
+                      statistics=statistics, warm_start=warm_start,
+                      gate_data=gate_data)
     levels = ([NO_DP] if with_no_dp else []) + ([CLIP_ONLY] if with_clip_only else []) \
         + [f"ε = {e:g}" for e in sorted(epsilons, reverse=True)]
     plan = [(seed, level, strategy) for seed in seeds for level in levels

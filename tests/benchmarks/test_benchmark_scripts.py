@@ -1121,3 +1121,30 @@ def test_the_dp_benchmarks_warm_start_learns_from_the_validation_split_alone(tmp
     assert made["settings"]["warm_start"] == 5
     assert {r["level"] for r in made["runs"]} == {"no DP", "ε = 8"}
     assert all(0 < r["start_accuracy"] <= 1 for r in made["runs"])
+
+
+def test_the_dp_benchmark_can_keep_the_warm_starts_data_away_from_the_gate(tmp_path):
+    """R62b's ``--gate-data half``: the validation split in two seeded, stratified halves
+    that share no example and together are the whole split; the start trains on one."""
+    from benchmarks.privacy_dp import Setting, halves, honest_federation, standardized
+
+    fed = honest_federation(2, Setting(clients=4, rounds=1, steps=1))
+    X_val, y_val, *_ = standardized(fed)
+    (X_start, y_start), (X_gate, y_gate) = halves(X_val, y_val, 2)
+    assert abs(len(y_start) - len(y_gate)) <= 1 and len(y_start) + len(y_gate) == len(y_val)
+    rows = {row.tobytes() for row in X_val}
+    start_rows, gate_rows = ({r.tobytes() for r in X} for X in (X_start, X_gate))
+    assert start_rows | gate_rows == rows and not start_rows & gate_rows
+    assert np.all(np.abs(np.bincount(y_start, minlength=10)
+                         - np.bincount(y_gate, minlength=10)) <= 1)  # stratified
+    again = halves(X_val, y_val, 2)
+    assert np.array_equal(again[0][0], X_start) and np.array_equal(again[1][0], X_gate)
+    assert not np.array_equal(halves(X_val, y_val, 3)[0][0], X_start)
+    with pytest.raises(ValueError, match="gate_data must be one of"):
+        Setting(gate_data="test")
+    out = tmp_path / "half.json"
+    run("benchmarks.privacy_dp", "--seeds", "1", "--epsilons", "8", "--clients", "3",
+        "--rounds", "1", "--steps", "2", "--strategies", "fedavg", "--skip-clip-only",
+        "--accountant", "rdp", "--warm-start", "5", "--gate-data", "half", "--json", str(out),
+        "--plot", str(tmp_path / "half.png"))
+    assert json.loads(out.read_text())["settings"]["gate_data"] == "half"

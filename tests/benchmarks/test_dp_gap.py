@@ -78,7 +78,8 @@ def test_one_seed_gives_no_bound():
 @pytest.mark.parametrize(("key", "value"), [
     ("rounds", 30), ("dp_lr", 0.3), ("clip", 2.0), ("accountant", "rdp"), ("model", "logreg"),
     ("attack", "sign_flip"), ("alpha", 0.1), ("pad", True), ("flip_scale", 10.0),
-    ("statistics", "validation"), ("warm_start", 100)])
+    ("statistics", "validation"), ("warm_start", 100),
+    ("gate_data", "half")])
 def test_files_with_other_settings_are_refused(tmp_path, key, value):
     a = _file(tmp_path, "a.json", [_run(1, 0.95, None), _run(1, 0.91, 8.0)])
     other = _file(tmp_path, "b.json", [_run(2, 0.95, None)], **{key: value})
