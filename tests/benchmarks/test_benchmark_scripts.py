@@ -1148,3 +1148,26 @@ def test_the_dp_benchmark_can_keep_the_warm_starts_data_away_from_the_gate(tmp_p
         "--accountant", "rdp", "--warm-start", "5", "--gate-data", "half", "--json", str(out),
         "--plot", str(tmp_path / "half.png"))
     assert json.loads(out.read_text())["settings"]["gate_data"] == "half"
+
+
+def test_the_start_trigger_trace_names_each_updates_pile(tmp_path):
+    """``benchmarks.start_trigger_trace``: a row per client and start, the pile's feature
+    with its scale and the client's own values on it, read back from the shards."""
+    from benchmarks.privacy_dp import Setting, honest_federation, standardized
+
+    out = tmp_path / "trace.json"
+    run("benchmarks.start_trigger_trace", "--seeds", "1", "--starts", "0,5", "--clients",
+        "3", "--json", str(out))
+    made = json.loads(out.read_text())
+    assert [(r["warm_start"], r["client"]) for r in made["rows"]] == \
+        [(0, 0), (0, 1), (0, 2), (5, 0), (5, 1), (5, 2)]
+    fed = honest_federation(1, Setting(clients=3))
+    shards = standardized(fed)[4]
+    for row in made["rows"]:
+        X = shards[row["client"]][0][:, row["feature"]]
+        assert row["examples"] == len(X)
+        assert row["largest_value"] == pytest.approx(float(np.abs(X).max()))
+        assert row["feature_scale"] == pytest.approx(fed.data.scale[row["feature"]])
+        assert 0 <= row["excess"] <= 1
+    assert "numbers of steps, 0 or more" in run_fails("benchmarks.start_trigger_trace",
+                                                    "--starts", "-1")
