@@ -743,8 +743,9 @@ def federation_options(command: Callable[..., Any]) -> Callable[..., Any]:
               type=click.IntRange(0),
               help="start the task from a model trained this many steps (plain SGD, the "
                    "no-DP --lr and --batch-size) on the validation split, which the "
-                   "aggregator holds and no participant's data is in (rule R62); 0: the "
-                   "seeded random start")
+                   "aggregator holds and no participant's data is in (rule R62; its inputs "
+                   "standardised as everyone's, see --statistics); 0: the seeded random "
+                   "start")
 @click.option("--gate-data", default=DEFAULT.gate_data, show_default=True,
               type=click.Choice(list(GATE_DATA)),
               help="what of the validation split the gate and the score read (rule R62b): "

@@ -195,6 +195,8 @@ def test_a_file_made_before_hidden_existed_reads_as_the_default_width(tmp_path):
     assert len(dp_gap.load([old, trained])) == 2  # made before R61: the training split's
     cold = _file(tmp_path, "cold.json", [_run(6, 0.95, None)], warm_start=0)
     assert len(dp_gap.load([old, cold])) == 2  # made before R62: the seeded start
+    whole = _file(tmp_path, "whole.json", [_run(7, 0.95, None)], gate_data="all")
+    assert len(dp_gap.load([old, whole])) == 2  # made before R62b: the gate read it all
     wider = _file(tmp_path, "wider.json", [_run(3, 0.95, None)], hidden=[16])
     with pytest.raises(ValueError, match="hidden"):
         dp_gap.load([old, wider])
