@@ -1083,7 +1083,7 @@ def test_the_dp_benchmark_standardises_with_the_validation_splits_statistics(tmp
     assert json.loads(out.read_text())["settings"]["statistics"] == "validation-pooled"
 
 
-def test_the_dp_benchmarks_warm_start_learns_from_the_validation_split_alone(tmp_path):
+def test_the_dp_benchmarks_warm_start_fits_the_split_it_trains_on():
     """R62's ``--warm-start``: the start fits the split it trains on far better than the
     seeded start, and 0 steps leave the seeded start as it is. Which rows a run hands it is
     :func:`test_a_dp_run_trains_its_start_and_gates_on_the_rows_its_setting_names`."""
@@ -1091,17 +1091,18 @@ def test_the_dp_benchmarks_warm_start_learns_from_the_validation_split_alone(tmp
     from fl_agent.learning.models import init_params
     from fl_agent.learning.training import evaluate, validation_scores
 
-    def start(clients: int, steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        setting = Setting(clients=clients, rounds=1, steps=1, warm_start=steps)
+    def start(steps: int) -> tuple[np.ndarray, np.ndarray, object]:
+        setting = Setting(clients=4, rounds=1, steps=1, warm_start=steps)
         fed = honest_federation(3, setting)
         X_val, y_val, *_ = standardized(fed)
         seeded = init_params(fed.spec, 3)
         return seeded, warm_started(fed.spec, seeded, X_val, y_val, setting, 3), fed
 
-    seeded, unchanged, _ = start(4, 0)
+    seeded, unchanged, _ = start(0)
     assert unchanged is seeded
-    _, four, fed = start(4, 50)
+    _, four, fed = start(50)
     X_val, y_val, X_test, y_test, *_ = standardized(fed)
+
     def loss(vector: np.ndarray) -> float:
         return -float(np.mean(validation_scores(fed.spec, vector, X_val, y_val, "loss")))
 
@@ -1109,15 +1110,6 @@ def test_the_dp_benchmarks_warm_start_learns_from_the_validation_split_alone(tmp
     assert evaluate(fed.spec, four, X_test, y_test, "accuracy") > 0.5  # ten classes
     with pytest.raises(ValueError, match="number of steps"):
         Setting(warm_start=-1)
-    out = tmp_path / "warm.json"
-    run("benchmarks.privacy_dp", "--seeds", "1", "--epsilons", "8", "--clients", "3",
-        "--rounds", "1", "--steps", "2", "--strategies", "fedavg", "--skip-clip-only",
-        "--accountant", "rdp", "--warm-start", "5", "--json", str(out),
-        "--plot", str(tmp_path / "warm.png"))
-    made = json.loads(out.read_text())
-    assert made["settings"]["warm_start"] == 5
-    assert {r["level"] for r in made["runs"]} == {"no DP", "ε = 8"}
-    assert all(0 < r["start_accuracy"] <= 1 for r in made["runs"])
 
 
 def test_the_dp_benchmark_can_keep_the_warm_starts_data_away_from_the_gate(tmp_path):
@@ -1139,12 +1131,15 @@ def test_the_dp_benchmark_can_keep_the_warm_starts_data_away_from_the_gate(tmp_p
     assert not np.array_equal(halves(X_val, y_val, 3)[0][0], X_start)
     with pytest.raises(ValueError, match="gate_data must be one of"):
         Setting(gate_data="test")
-    out = tmp_path / "half.json"
+    out = tmp_path / "half.json"  # both options from the command line, in one run
     run("benchmarks.privacy_dp", "--seeds", "1", "--epsilons", "8", "--clients", "3",
         "--rounds", "1", "--steps", "2", "--strategies", "fedavg", "--skip-clip-only",
         "--accountant", "rdp", "--warm-start", "5", "--gate-data", "half", "--json", str(out),
         "--plot", str(tmp_path / "half.png"))
-    assert json.loads(out.read_text())["settings"]["gate_data"] == "half"
+    made = json.loads(out.read_text())
+    assert (made["settings"]["warm_start"], made["settings"]["gate_data"]) == (5, "half")
+    assert {r["level"] for r in made["runs"]} == {"no DP", "ε = 8"}
+    assert all(0 < r["start_accuracy"] <= 1 for r in made["runs"])
 
 
 def test_the_start_trigger_trace_names_each_updates_pile(tmp_path):
