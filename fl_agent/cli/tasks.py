@@ -158,7 +158,7 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
     from fl_agent.aggregation import STRATEGIES
     from fl_agent.chain.records import TaskSpec, TrainingMode
     from fl_agent.crypto.sealing import public_bytes
-    from fl_agent.learning.data import load_dataset
+    from fl_agent.learning.data import BUILTIN_DATASETS, load_dataset
     from fl_agent.learning.metrics import get_metric
     from fl_agent.learning.models import ModelSpec, init_params
     from fl_agent.learning.task_doc import (
@@ -202,6 +202,13 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
     get_metric(metric)
     data = load_dataset(dataset)
     spec = ModelSpec.for_features(model_name, data.feature_shape, data.num_classes)
+    if TrainingMode.DP in training_mode and dataset in BUILTIN_DATASETS:
+        console.print(f"[yellow]warning:[/] the task's standardisation (each feature's mean and "
+                      f"scale) is computed from the whole built-in dataset {dataset!r}, whose "
+                      "training split the participants train on: a statistic of their data "
+                      "that their DP budgets do not cover. Fine for trying dp out; for a real "
+                      "dp task give --dataset a CSV or NPZ file of your own data "
+                      "(docs/privacy-dp.md, rule R61).")
     def plan(he_plan: Any = None) -> Any:
         return build_plan(training_mode, epsilon=epsilon, delta=delta, dp_level=dp_level,
                           prune_ratio=prune_ratio, he=he_plan,

@@ -114,6 +114,27 @@ def test_bad_command_lines_say_what_is_wrong(args, message, tmp_path):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(("mode", "dataset", "warned"), [
+    ("dp", "digits", True), ("dp+prune", "wine", True), ("dp", "own.csv", False),
+    ("plain", "digits", False)])
+def test_a_dp_task_described_from_a_built_in_dataset_is_warned_of_the_leak(
+        mode, dataset, warned, tmp_path):
+    """A built-in dataset's description covers the training split its participants train
+    on (rule R61's leak); a creator's own file does not. The warning comes before anything
+    is stored or sent (the network here does not exist)."""
+    rows = "\n".join(f"{i % 3},{(i * 7) % 5},{i % 2}" for i in range(12))
+    (tmp_path / "own.csv").write_text("a,b,label\n" + rows + "\n")
+    epsilon = ["--epsilon", "8"] + (["--prune-ratio", "0.9"] if "prune" in mode else [])
+    result = CliRunner().invoke(main, [
+        "task", "create", "--mode", mode, *(epsilon if "dp" in mode else []),
+        "--dataset", str(tmp_path / dataset) if dataset.endswith(".csv") else dataset,
+        "--account", "TEST::0", "--aggregator", "TEST::1", "--network", "nowhere"],
+        env={"FAIRFL_HOME": str(tmp_path), "FAIRFL_DEPLOYMENTS": str(tmp_path),
+             "COLUMNS": "200"})
+    assert ("DP budgets do not cover" in result.output) == warned, result.output
+    assert "Traceback" not in result.output
+
+
 @pytest.mark.parametrize("args", [["--mode", "he"], ["--strategy", "fltrust"]])
 def test_a_task_without_rule_options_is_not_checked_for_them(args, tmp_path):
     """FLTrust needs the aggregator's root-data update, which no option gives: building the
