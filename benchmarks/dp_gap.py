@@ -50,7 +50,7 @@ CONFIDENCE = 0.95
 SAME = ("clients", "rounds", "steps", "batch_size", "lr", "dp_lr", "clip", "momentum",
         "accountant", "delta", "model", "scoring", "blacklist", "attack", "malicious",
         "partition", "alpha", "pad", "pad_to", "fit", "flip_scale", "schedule", "hidden",
-        "statistics", "warm_start", "gate_data")
+        "statistics", "warm_start", "gate_data", "scale_floor")
 #: Settings a ``--baseline`` file may change: the model, how it is trained and where the
 #: standardisation's mean and scale come from (rule R61), and where the task starts (R62).
 MODEL = ("model", "hidden", "lr", "dp_lr", "statistics", "warm_start")
@@ -71,6 +71,7 @@ def settings_of(document: Mapping[str, Any]) -> dict[str, Any]:
     return {**settings, "model": model, "statistics": settings["statistics"] or "train",
             "warm_start": settings["warm_start"] or 0,
             "gate_data": settings["gate_data"] or "all",
+            "scale_floor": settings["scale_floor"] or 0.0,
             "hidden": list(settings["hidden"] or DEFAULT_WIDTHS.get(model, []))}
 
 

@@ -73,11 +73,11 @@ EVALUATION_SEEDS = (11, 12, 13, 14, 15)
 
 
 def clean_fedavg(seed: int, rounds: int, device_spread: float,
-                 partition: str = "dirichlet") -> float:
+                 partition: str = "dirichlet", scale_floor: float = 0.0) -> float:
     """Clean FedAvg's final accuracy: no attackers, plain FedAvg, as ``fl-agent bench``."""
     fed = federation(SimulationConfig(attack="none", malicious=0.0, aggregator="fedavg",
                                       seed=seed, rounds=rounds, device_spread=device_spread,
-                                      partition=partition))
+                                      partition=partition, scale_floor=scale_floor))
     return run_offline(fed, strategy=get_strategy("fedavg")).test_accuracy
 
 
@@ -237,14 +237,16 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
             min_tolerance: float | None = None,
             copies_once: bool | None = None,
             held_back: bool | None = None,
-            length_cap: float | None = None) -> list[dict[str, Any]]:
+            length_cap: float | None = None,
+            scale_floor: float = 0.0) -> list[dict[str, Any]]:
     rows = []
     for seed in seeds:
-        base = clean_fedavg(seed, rounds, device_spread, partition)
+        base = clean_fedavg(seed, rounds, device_spread, partition, scale_floor)
         print(f"seed {seed} clean fedavg accuracy {base:.4f}", flush=True)
         for name in attacks:
             config = SimulationConfig(seed=seed, rounds=rounds, device_spread=device_spread,
-                                      partition=partition, **attack_settings(name))
+                                      partition=partition, scale_floor=scale_floor,
+                                      **attack_settings(name))
             fed = federation(config)
             strategy = aggregator_strategy(fed, watermark_plan(watermark) if watermark
                                            else None)
@@ -266,6 +268,7 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
             run = run_offline(fed, decide=decide, strategy=strategy, hooks=hooks,
                               on_round=after)
             row = {"seed": seed, "attack": name, "partition": partition,
+                   "smallest_scale": float(min(fed.data.scale)),  # with --scale-floor, R63
                    # a watermark task's document switches the check off (TaskDocument.build)
                    "noise_check": noise_check and not watermark, "watermark": watermark,
                    "reach": plan.watermark.reach if plan else None,
@@ -403,12 +406,18 @@ def main(argv: list[str] | None = None) -> None:
                         help="with --watermark reach: rule R55's candidate, not adopted: the "
                              "mark's moves in a round at most this many times the rest of "
                              "the update's (benchmarks.watermark_cap; tuning seeds)")
+    parser.add_argument("--scale-floor", type=float, default=0.0,
+                        help="no feature's standardisation scale below this share of the "
+                             "median scale, for every client and the clean baseline alike "
+                             "(rule R63; 0, the default: the training split's scales)")
     parser.add_argument("--json", type=Path, default=Path("reports/bench/held_out.json"))
     args = parser.parse_args(argv)
     if args.bits is not None and (args.watermark is None or args.bits < 1):
         parser.error("--bits needs --watermark and a positive number")
     if args.reach is not None and (args.watermark != "reach" or args.reach <= 0):
         parser.error("--reach needs --watermark reach and a positive number")
+    if not 0 <= args.scale_floor <= 1:
+        parser.error("--scale-floor needs a share from 0 to 1")
     if args.full_tolerance_at is not None and args.full_tolerance_at < 0:
         parser.error("--full-tolerance-at needs a number of at least 0")
     ceiling = FairFL.tolerance if args.tolerance is None else args.tolerance
@@ -432,7 +441,7 @@ def main(argv: list[str] | None = None) -> None:
                    args.full_tolerance_at, args.min_tolerance,
                    None if args.copies_once is None else args.copies_once == "true",
                    None if args.held_back is None else args.held_back == "true",
-                   length_cap=args.length_cap)
+                   length_cap=args.length_cap, scale_floor=args.scale_floor)
     settings = {key: str(value) if isinstance(value, Path) else value
                 for key, value in vars(args).items()}
     publish({"settings": settings, "machine": about, "rows": rows}, args.json, markdown(rows))

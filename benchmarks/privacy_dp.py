@@ -150,6 +150,7 @@ class Setting:
     statistics: str = "train"  # where the standardisation's mean and scale come from (STATISTICS)
     warm_start: int = 0  # steps of plain SGD on the validation split before round 1 (rule R62)
     gate_data: str = "all"  # "half": the gate and score read half the validation split (R62b)
+    scale_floor: float = 0.0  # the standardisation's floor, a share of the median scale (R63)
 
     def __post_init__(self) -> None:
         if self.hidden and self.model not in MLPS:
@@ -158,6 +159,11 @@ class Setting:
         if self.gate_data not in GATE_DATA:
             raise ValueError(f"gate_data must be one of {sorted(GATE_DATA)}, got "
                              f"{self.gate_data!r}")
+        if not 0.0 <= self.scale_floor <= 1.0:
+            raise ValueError(f"scale_floor must be a share from 0 to 1, got {self.scale_floor}")
+        if self.scale_floor and self.statistics != "train":
+            raise ValueError("scale_floor floors the training split's scales: use it with "
+                             "statistics 'train'")
         if self.warm_start < 0:
             raise ValueError(f"warm_start is a number of steps, got {self.warm_start}")
         if self.statistics not in STATISTICS:
@@ -212,7 +218,7 @@ def honest_federation(seed: int, setting: Setting, attack: str = "none",
     fed = federation(SimulationConfig(
         seed=seed, clients=setting.clients, rounds=setting.rounds, steps=setting.steps,
         attack=attack, malicious=malicious, batch_size=setting.batch_size, lr=setting.lr,
-        scoring="loo", device_spread=1.0, model=setting.model,
+        scoring="loo", device_spread=1.0, model=setting.model, scale_floor=setting.scale_floor,
         attack_every=schedule.every, attack_from=schedule.first, flip_scale=flip_scale))
     if setting.statistics != "train":
         fed = replace(fed, data=described(fed, setting.statistics))
@@ -746,6 +752,10 @@ def federation_options(command: Callable[..., Any]) -> Callable[..., Any]:
                    "aggregator holds and no participant's data is in (rule R62; its inputs "
                    "standardised as everyone's, see --statistics); 0: the seeded random "
                    "start")
+@click.option("--scale-floor", default=DEFAULT.scale_floor, show_default=True,
+              type=click.FloatRange(0, 1),
+              help="no feature's standardisation scale below this share of the median "
+                   "scale (rule R63; 0: the training split's scales as they are)")
 @click.option("--gate-data", default=DEFAULT.gate_data, show_default=True,
               type=click.Choice(list(GATE_DATA)),
               help="what of the validation split the gate and the score read (rule R62b): "
@@ -789,8 +799,8 @@ def federation_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no_dp: bool,
          with_clip_only: bool, clients: int, rounds: int, steps: int, batch_size: int,
          lr: float, dp_lr: float, clip: float, momentum: float, accountant: str, model: str,
-         statistics: str, warm_start: int, gate_data: str, hidden: list[int] | None,
-         attack: str, pad: bool, attack_every: int,
+         statistics: str, warm_start: int, gate_data: str, scale_floor: float,
+         hidden: list[int] | None, attack: str, pad: bool, attack_every: int,
          attack_from: int, noiseless_credit: bool, fit: bool, flip_scale: float,
          malicious: float, json_path: Path, plot_path: Path) -> None:
     import torch
@@ -818,7 +828,7 @@ def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no
                       lr=lr, dp_lr=dp_lr, clip=clip, momentum=momentum,
                       accountant=accountant, model=model, hidden=tuple(hidden or ()),
                       statistics=statistics, warm_start=warm_start,
-                      gate_data=gate_data)
+                      gate_data=gate_data, scale_floor=scale_floor)
     levels = ([NO_DP] if with_no_dp else []) + ([CLIP_ONLY] if with_clip_only else []) \
         + [f"ε = {e:g}" for e in sorted(epsilons, reverse=True)]
     plan = [(seed, level, strategy) for seed in seeds for level in levels

@@ -395,10 +395,15 @@ def test_the_held_out_benchmark_scores_every_run_against_the_targets(tmp_path):
         <= set(rows["none"])
     assert "sign_flip-every-2" in table and rows["none"]["partition"] == "dirichlet"
     assert rows["none"]["noise_check"] and isinstance(rows["none"]["honest_reasons"], dict)
+    assert rows["none"]["smallest_scale"] < 0.2  # digits: pixels nearly always blank
     run("benchmarks.held_out", "--seeds", "101", "--rounds", "1", "--attacks", "none",
-        "--partition", "iid", "--no-noise-check", "--json", str(out))
+        "--partition", "iid", "--no-noise-check", "--scale-floor", "0.25", "--json", str(out))
     [row] = json.loads(out.read_text())["rows"]
     assert row["partition"] == "iid" and row["noise_check"] is False
+    assert row["smallest_scale"] >= 1.0  # R63's floor: a quarter of the median scale (about
+    # 4.3 on digits), and a constant pixel's scale of 1
+    assert "--scale-floor needs a share" in run_fails("benchmarks.held_out", "--scale-floor",
+                                                      "2")
     table = run("benchmarks.held_out", "--seeds", "101", "--rounds", "1", "--attacks",
                 "sign_flip", "--watermark", "--length-cap", "2", "--json", str(out))
     [row] = json.loads(out.read_text())["rows"]
@@ -1131,13 +1136,20 @@ def test_the_dp_benchmark_can_keep_the_warm_starts_data_away_from_the_gate(tmp_p
     assert not np.array_equal(halves(X_val, y_val, 3)[0][0], X_start)
     with pytest.raises(ValueError, match="gate_data must be one of"):
         Setting(gate_data="test")
+    with pytest.raises(ValueError, match="statistics 'train'"):  # R63 floors the simulation's
+        Setting(scale_floor=0.25, statistics="validation")
+    with pytest.raises(ValueError, match="scale_floor must be a share"):
+        Setting(scale_floor=1.5)
+    assert honest_federation(2, Setting(clients=4, scale_floor=0.25)).data.scale != \
+        fed.data.scale
     out = tmp_path / "half.json"  # both options from the command line, in one run
     run("benchmarks.privacy_dp", "--seeds", "1", "--epsilons", "8", "--clients", "3",
         "--rounds", "1", "--steps", "2", "--strategies", "fedavg", "--skip-clip-only",
-        "--accountant", "rdp", "--warm-start", "5", "--gate-data", "half", "--json", str(out),
-        "--plot", str(tmp_path / "half.png"))
+        "--accountant", "rdp", "--warm-start", "5", "--gate-data", "half", "--scale-floor",
+        "0.25", "--json", str(out), "--plot", str(tmp_path / "half.png"))
     made = json.loads(out.read_text())
     assert (made["settings"]["warm_start"], made["settings"]["gate_data"]) == (5, "half")
+    assert made["settings"]["scale_floor"] == 0.25  # R63's option, from the command line too
     assert {r["level"] for r in made["runs"]} == {"no DP", "ε = 8"}
     assert all(0 < r["start_accuracy"] <= 1 for r in made["runs"])
 

@@ -408,3 +408,22 @@ def test_a_task_that_prunes_screens_each_senders_latest_two_rounds():
                 decide=lambda s, g, u, c, **o: plain.append("earlier" in o)
                 or decide_as_on_chain(s, g, u, c, **o))
     assert plain == [False, False]
+
+
+def test_a_scale_floor_changes_only_the_standardisation_of_the_federation():
+    """R63's ``scale_floor``: the same shards, attackers and trigger, the same means, and
+    no scale below a quarter of the median; the default leaves the training split's."""
+    from fl_agent.simulation.config import SimulationConfig
+    from fl_agent.simulation.offline import federation
+
+    plain = federation(SimulationConfig(seed=4, clients=6, attack="backdoor", malicious=0.3))
+    floored = federation(SimulationConfig(seed=4, clients=6, attack="backdoor", malicious=0.3,
+                                          scale_floor=0.25))
+    scale, lifted = np.array(plain.data.scale), np.array(floored.data.scale)
+    median = float(np.median(np.asarray(plain.splits.train.X).std(axis=0)[
+        np.asarray(plain.splits.train.X).std(axis=0) > 0]))
+    assert scale.min() < 0.1 and lifted.min() >= min(1.0, 0.25 * median) - 1e-9
+    assert np.array_equal(lifted[scale >= 0.25 * median], scale[scale >= 0.25 * median])
+    assert floored.data.mean == plain.data.mean and floored.trigger == plain.trigger
+    for a, b in zip(plain.clients, floored.clients, strict=True):
+        assert np.array_equal(a.X, b.X) and a.malicious == b.malicious
