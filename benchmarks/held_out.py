@@ -72,6 +72,14 @@ from fl_agent.simulation.offline import (
 EVALUATION_SEEDS = (11, 12, 13, 14, 15)
 
 
+def smallest_scale(fed: Any) -> float:
+    """The smallest standardisation scale of a feature that varies in the training split
+    (a constant feature's scale is 1 whatever the floor): with ``--scale-floor f``, the
+    floor itself on data with features that rarely move (rule R63)."""
+    varies = np.asarray(fed.splits.train.X, dtype=np.float64).std(axis=0) > 0
+    return float(np.asarray(fed.data.scale)[varies].min())
+
+
 def clean_fedavg(seed: int, rounds: int, device_spread: float,
                  partition: str = "dirichlet", scale_floor: float = 0.0) -> float:
     """Clean FedAvg's final accuracy: no attackers, plain FedAvg, as ``fl-agent bench``."""
@@ -268,7 +276,7 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
             run = run_offline(fed, decide=decide, strategy=strategy, hooks=hooks,
                               on_round=after)
             row = {"seed": seed, "attack": name, "partition": partition,
-                   "smallest_scale": float(min(fed.data.scale)),  # with --scale-floor, R63
+                   "smallest_scale": smallest_scale(fed),  # with --scale-floor, R63
                    # a watermark task's document switches the check off (TaskDocument.build)
                    "noise_check": noise_check and not watermark, "watermark": watermark,
                    "reach": plan.watermark.reach if plan else None,

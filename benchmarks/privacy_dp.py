@@ -755,7 +755,8 @@ def federation_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--scale-floor", default=DEFAULT.scale_floor, show_default=True,
               type=click.FloatRange(0, 1),
               help="no feature's standardisation scale below this share of the median "
-                   "scale (rule R63; 0: the training split's scales as they are)")
+                   "scale (rule R63; with --statistics train; 0: the training split's "
+                   "scales as they are)")
 @click.option("--gate-data", default=DEFAULT.gate_data, show_default=True,
               type=click.Choice(list(GATE_DATA)),
               help="what of the validation split the gate and the score read (rule R62b): "
@@ -823,6 +824,9 @@ def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no
         check_schedule(attack, schedule)
     except ConfigError as err:
         raise click.UsageError(str(err)) from None
+    if scale_floor and statistics != "train":
+        raise click.UsageError("--scale-floor floors the training split's scales: use it "
+                               "with --statistics train")
     torch.set_num_threads(1)
     setting = Setting(clients=clients, rounds=rounds, steps=steps, batch_size=batch_size,
                       lr=lr, dp_lr=dp_lr, clip=clip, momentum=momentum,

@@ -113,7 +113,7 @@ def same_rule(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
 
 
 #: The entries of a rule's figures that hold update indices (FairFL's; see
-#: :func:`fl_agent.agents.audit.replay_screens`).
+#: :func:`fl_agent.agents.screen_replay.replay_screens`).
 _INDEX_LISTS = ("indices", "candidates", "pool", "voters", "dropped", "rescued")
 
 
@@ -198,7 +198,7 @@ class RoundEvidence(Document):
     validation_sha256: str = ""
     #: What the rule measured to decide, indices being positions in ``verdicts``
     #: (:func:`renumbered`; FairFL's norms, trigger excess, similarities, clusters and gate
-    #: steps, which :func:`fl_agent.agents.audit.replay_screens` decides again); empty for
+    #: steps, which :func:`fl_agent.agents.screen_replay.replay_screens` decides again); empty for
     #: other rules and before version 4.
     rule_figures: dict[str, Any] = Field(default_factory=dict)
     #: Participant-level DP (a ``dp`` plan at level ``participant``): what the round's

@@ -17,8 +17,9 @@ from typing import Any
 
 from fl_agent.agents.evidence import RoundEvidence, same_rule
 
-#: Relative tolerance for floats a rerun recomputes (scores, figures, validation): the
-#: same code on the same inputs, but BLAS may sum in another order on another machine.
+#: Relative tolerance for floats recomputed from the figures here, and by a rerun
+#: (:mod:`fl_agent.agents.audit`: scores, figures, validation): the same code on the same
+#: inputs, but BLAS may sum in another order on another machine.
 RTOL = 1e-6
 
 
@@ -42,7 +43,8 @@ def replay_screens(evidence: RoundEvidence, rule: dict[str, Any] | None = None,
     What this shows is that the verdicts follow from the figures under the task's rule.
     That the figures are what the updates and the validation data give (each update's
     norm, trigger excess, similarity to the others and to the round's median direction, the
-    gate's per-example scores) is what only the rerun checks (:func:`compare_rerun`)."""
+    gate's per-example scores) is what only the rerun checks
+    (:func:`fl_agent.agents.audit.compare_rerun`)."""
     if evidence.rule.get("name") != "fairfl" and (rule or {}).get("name") != "fairfl":
         return [], 0
     problems: list[str] = []

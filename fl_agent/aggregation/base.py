@@ -96,7 +96,8 @@ class AggregationResult:
     scores: FloatArray
     reasons: Mapping[int, Reason] = field(default_factory=lambda: MappingProxyType({}))
     #: What the rule measured to decide (JSON values; indices are round indices), for the
-    #: round's evidence; FairFL's is described in :func:`fl_agent.agents.audit.replay_screens`.
+    #: round's evidence; FairFL's is described in
+    #: :func:`fl_agent.agents.screen_replay.replay_screens`.
     figures: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     @property

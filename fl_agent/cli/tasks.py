@@ -202,13 +202,6 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
     get_metric(metric)
     data = load_dataset(dataset)
     spec = ModelSpec.for_features(model_name, data.feature_shape, data.num_classes)
-    if TrainingMode.DP in training_mode and dataset in BUILTIN_DATASETS:
-        console.print(f"[yellow]warning:[/] the task's standardisation (each feature's mean and "
-                      f"scale) is computed from the whole built-in dataset {dataset!r}, whose "
-                      "training split the participants train on: a statistic of their data "
-                      "that their DP budgets do not cover. Fine for trying dp out; for a real "
-                      "dp task give --dataset a CSV or NPZ file of your own data "
-                      "(docs/privacy-dp.md, rule R61).")
     def plan(he_plan: Any = None) -> Any:
         return build_plan(training_mode, epsilon=epsilon, delta=delta, dp_level=dp_level,
                           prune_ratio=prune_ratio, he=he_plan,
@@ -220,6 +213,13 @@ def task_create(model_name: str, dataset: str, rounds: int, min_participants: in
         training={"steps": steps, "batch_size": batch_size, "lr": lr},  # checked by build
         aggregation=AggregationPlan(strategy=strategy, scoring=scoring, options=options),
         privacy=privacy)
+    if TrainingMode.DP in training_mode and dataset in BUILTIN_DATASETS:
+        console.print(f"[yellow]warning:[/] the task's standardisation (each feature's mean and "
+                      f"scale) is computed from the whole built-in dataset {dataset!r}, whose "
+                      "training split the participants train on: a statistic of their data "
+                      "that the task's DP guarantee does not cover. Fine for trying dp out; "
+                      "for a real dp task give --dataset a CSV or NPZ file of your own data "
+                      "(docs/privacy-dp.md, rule R61).")
     store = open_store(ipfs)  # only once the arguments are known to be good
     with deployed(network) as (settings, fairfl):
         creator = resolve_account(account)

@@ -58,10 +58,12 @@ class DataSpec(BaseModel):
         """The spec of ``dataset`` (a :class:`~fl_agent.learning.data.Dataset`), with the
         mean and scale of ``reference`` features (default: the dataset's own); a constant
         feature gets scale 1. ``scale_floor`` (rule R63, an option measured in
-        docs/privacy-dp.md; 0 leaves every scale as it is): no scale below that share of the
-        median scale of the non-constant features, so that a feature the data hardly ever
-        moves does not put one example's value tens of standard deviations out."""
-        if not (isinstance(scale_floor, int | float) and 0.0 <= scale_floor <= 1.0):
+        docs/privacy-dp.md; 0 leaves every scale as it is): no feature that varies gets a
+        scale below that share of the median scale of the features that vary (a constant one
+        keeps 1), so that a feature the data hardly ever moves does not put one example's
+        value tens of standard deviations out."""
+        if isinstance(scale_floor, bool) or not (isinstance(scale_floor, int | float)
+                                                 and 0.0 <= scale_floor <= 1.0):
             raise ConfigError(f"scale_floor must be a share from 0 to 1, got {scale_floor!r}")
         X = np.asarray(dataset.X if reference is None else reference, dtype=np.float64)
         scale = X.std(axis=0)

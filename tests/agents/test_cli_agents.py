@@ -131,7 +131,7 @@ def test_a_dp_task_described_from_a_built_in_dataset_is_warned_of_the_leak(
         "--account", "TEST::0", "--aggregator", "TEST::1", "--network", "nowhere"],
         env={"FAIRFL_HOME": str(tmp_path), "FAIRFL_DEPLOYMENTS": str(tmp_path),
              "COLUMNS": "200"})
-    assert ("DP budgets do not cover" in result.output) == warned, result.output
+    assert ("DP guarantee does not cover" in result.output) == warned, result.output
     assert "Traceback" not in result.output
 
 

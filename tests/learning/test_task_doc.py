@@ -74,6 +74,6 @@ def test_a_scale_floor_lifts_only_the_scales_below_it():
     assert floored.scale == pytest.approx((0.5, 2.0, 4.0, 1.0))
     assert floored.mean == plain.mean
     assert DataSpec.describe(Data(), scale_floor=0.0) == plain
-    for bad in (-0.1, 1.5, float("nan"), "0.2"):
+    for bad in (-0.1, 1.5, float("nan"), "0.2", True):
         with pytest.raises(ConfigError, match="scale_floor must be a share"):
             DataSpec.describe(Data(), scale_floor=bad)
