@@ -41,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,6 +210,18 @@ def _stop(procs: Sequence[subprocess.Popen]) -> None:
             proc.wait()
 
 
+def worker_ports(workers: int, listen: int | None,
+                 pick: Callable[[], int] = free_port) -> list[int]:
+    """``workers`` distinct loopback ports for the app servers, however the OS hands them
+    out, none of them nginx's ``listen`` port: that one is not bound until nginx starts, so
+    the OS may hand it out again, and a server started on it would keep nginx from binding."""
+    ports: list[int] = []
+    while len(ports) < workers:
+        if (candidate := pick()) not in ports and candidate != listen:
+            ports.append(candidate)
+    return ports
+
+
 @contextmanager
 def app_servers(workers: int, *, address: str = "127.0.0.1", port: int | None = None,
                 streamlit_args: Sequence[str] = (), env: dict[str, str] | None = None,
@@ -234,10 +246,7 @@ def app_servers(workers: int, *, address: str = "127.0.0.1", port: int | None = 
         procs: list[subprocess.Popen] = []
         started: AppServers | None = None
         try:
-            ports: list[int] = []
-            while len(ports) < workers:  # distinct, however the OS hands them out
-                if (candidate := free_port()) not in ports:
-                    ports.append(candidate)
+            ports = worker_ports(workers, port)
             for k, p in enumerate(ports):
                 procs.append(start_streamlit(p, folder / f"streamlit-{k}.log", env,
                                              streamlit_args))

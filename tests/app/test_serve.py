@@ -132,6 +132,16 @@ def test_what_cannot_work_is_refused_with_what_to_do(serve):
 
 
 
+def test_no_app_server_is_given_nginxs_port(serve):
+    """The port nginx will listen on is not bound while the servers start, so the OS may
+    hand it out again: a server on it kept nginx from binding (a fresh clone's run of the
+    test below, 2026-12-07). The picker here hands it out first and again in between."""
+    handed = iter([5000, 6001, 5000, 6001, 6002, 6003])
+    assert serve.worker_ports(3, 5000, lambda: next(handed)) == [6001, 6002, 6003]
+    handed = iter([5000, 6001])
+    assert serve.worker_ports(2, None, lambda: next(handed)) == [5000, 6001]
+
+
 def test_a_terminated_launcher_stops_every_server_and_nginx(test_chain, tmp_path):
     """SIGTERM (a closed terminal's SIGHUP too) must not leave servers running: they are in
     sessions of their own, so only the launcher can stop them."""
