@@ -45,6 +45,7 @@ import numpy as np
 from benchmarks import machine, publish
 from benchmarks.claims import RULES
 from benchmarks.rule_alone import attack_rate
+from benchmarks.scale_floor import with_scale_floor
 from fl_agent.aggregation import get_strategy
 from fl_agent.aggregation.clustering import chance_z_off
 from fl_agent.aggregation.fairfl import FairFL
@@ -83,9 +84,9 @@ def smallest_scale(fed: Any) -> float:
 def clean_fedavg(seed: int, rounds: int, device_spread: float,
                  partition: str = "dirichlet", scale_floor: float = 0.0) -> float:
     """Clean FedAvg's final accuracy: no attackers, plain FedAvg, as ``fl-agent bench``."""
-    fed = federation(SimulationConfig(attack="none", malicious=0.0, aggregator="fedavg",
-                                      seed=seed, rounds=rounds, device_spread=device_spread,
-                                      partition=partition, scale_floor=scale_floor))
+    fed = with_scale_floor(federation(SimulationConfig(
+        attack="none", malicious=0.0, aggregator="fedavg", seed=seed, rounds=rounds,
+        device_spread=device_spread, partition=partition)), scale_floor)
     return run_offline(fed, strategy=get_strategy("fedavg")).test_accuracy
 
 
@@ -253,9 +254,8 @@ def measure(seeds: list[int], attacks: list[str], rounds: int,
         print(f"seed {seed} clean fedavg accuracy {base:.4f}", flush=True)
         for name in attacks:
             config = SimulationConfig(seed=seed, rounds=rounds, device_spread=device_spread,
-                                      partition=partition, scale_floor=scale_floor,
-                                      **attack_settings(name))
-            fed = federation(config)
+                                      partition=partition, **attack_settings(name))
+            fed = with_scale_floor(federation(config), scale_floor)
             strategy = aggregator_strategy(fed, watermark_plan(watermark) if watermark
                                            else None)
             if tolerance is not None:

@@ -53,23 +53,12 @@ class DataSpec(BaseModel):
         return self
 
     @classmethod
-    def describe(cls, dataset: Any, reference: np.ndarray | None = None,
-                 scale_floor: float = 0.0) -> DataSpec:
+    def describe(cls, dataset: Any, reference: np.ndarray | None = None) -> DataSpec:
         """The spec of ``dataset`` (a :class:`~fl_agent.learning.data.Dataset`), with the
         mean and scale of ``reference`` features (default: the dataset's own); a constant
-        feature gets scale 1. ``scale_floor`` (rule R63, an option measured in
-        docs/privacy-dp.md; 0 leaves every scale as it is): no feature that varies gets a
-        scale below that share of the median scale of the features that vary (a constant one
-        keeps 1), so that a feature the data hardly ever moves does not put one example's
-        value tens of standard deviations out."""
-        if isinstance(scale_floor, bool) or not (isinstance(scale_floor, int | float)
-                                                 and 0.0 <= scale_floor <= 1.0):
-            raise ConfigError(f"scale_floor must be a share from 0 to 1, got {scale_floor!r}")
+        feature gets scale 1."""
         X = np.asarray(dataset.X if reference is None else reference, dtype=np.float64)
         scale = X.std(axis=0)
-        if scale_floor > 0 and (scale > 0).any():
-            scale = np.where(scale > 0, np.maximum(scale, scale_floor
-                                                   * float(np.median(scale[scale > 0]))), 0.0)
         scale[scale == 0] = 1.0
         return cls(name=dataset.name, num_features=dataset.num_features,
                    num_classes=dataset.num_classes, feature_shape=dataset.feature_shape,

@@ -62,10 +62,6 @@ class SimulationConfig(BaseModel):
     #: largest value it takes anywhere (``out_of_range``).
     trigger_position: Literal["corner", "centre"] = "corner"
     trigger_value: Literal["in_range", "out_of_range"] = "in_range"
-    #: The standardisation's floor under each feature's scale, as a share of the median
-    #: scale (:meth:`~fl_agent.learning.task_doc.DataSpec.describe`; rule R63, an option,
-    #: measured in docs/privacy-dp.md); 0: every scale as the training split has it.
-    scale_floor: float = Field(0.0, ge=0.0, le=1.0)
     #: Share of a backdoor attacker's examples that carry the trigger.
     poison_fraction: float = Field(0.5, gt=0.0, le=1.0)
     #: How many times its own (honest) delta a ``sign_flip`` attacker sends, reversed: 1

@@ -104,7 +104,7 @@ def federation(config: SimulationConfig) -> Federation:
                            standardize=False)
     spec = ModelSpec.for_features(config.model_name, dataset.feature_shape, dataset.num_classes)
     trigger = backdoor_trigger(config, dataset.feature_shape, splits.train.X)
-    data = DataSpec.describe(dataset, splits.train.X, config.scale_floor)
+    data = DataSpec.describe(dataset, splits.train.X)
     plans = plan_clients(config, splits.train.y)
     speeds = device_speeds(config)
     clients = [Client(X, y, client_seed(config, plan), plan.malicious, poison=poison,

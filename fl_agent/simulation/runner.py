@@ -124,7 +124,7 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
                            test_fraction=config.test_fraction, seed=config.seed,
                            standardize=False)
     spec = ModelSpec.for_features(config.model_name, dataset.feature_shape, dataset.num_classes)
-    data_spec = DataSpec.describe(dataset, splits.train.X, config.scale_floor)
+    data_spec = DataSpec.describe(dataset, splits.train.X)
     # Checked before any chain work; an he plan exists only once its keys are made, below.
     document = None if he else task_document(config, spec, data_spec)
     clients = plan_clients(config, splits.train.y)

@@ -58,22 +58,3 @@ def test_data_spec_checks_its_statistics():
         DataSpec(name="x", num_features=2, num_classes=2, mean=(0.0,) * 3, scale=(1.0,) * 3)
     plain = DataSpec(name="x", num_features=2, num_classes=2)
     assert plain.standardize(np.ones((1, 2), np.float64)).dtype == np.float32
-
-
-def test_a_scale_floor_lifts_only_the_scales_below_it():
-    """R63: no scale below ``scale_floor`` times the median scale of the features that
-    vary (here 2: scales 0.01, 2 and 4, one constant feature), a constant feature keeping
-    scale 1, the means untouched; 0 leaves every scale as the data has it."""
-    class Data:
-        name, num_features, num_classes, feature_shape, class_names = "x", 4, 2, (4,), ("a", "b")
-        X = np.array([[0.0, -2.0, -4.0, 7.0], [0.02, 2.0, 4.0, 7.0]])
-
-    plain = DataSpec.describe(Data())
-    floored = DataSpec.describe(Data(), scale_floor=0.25)
-    assert plain.scale == pytest.approx((0.01, 2.0, 4.0, 1.0))
-    assert floored.scale == pytest.approx((0.5, 2.0, 4.0, 1.0))
-    assert floored.mean == plain.mean
-    assert DataSpec.describe(Data(), scale_floor=0.0) == plain
-    for bad in (-0.1, 1.5, float("nan"), "0.2", True):
-        with pytest.raises(ConfigError, match="scale_floor must be a share"):
-            DataSpec.describe(Data(), scale_floor=bad)

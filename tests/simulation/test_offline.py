@@ -408,23 +408,3 @@ def test_a_task_that_prunes_screens_each_senders_latest_two_rounds():
                 decide=lambda s, g, u, c, **o: plain.append("earlier" in o)
                 or decide_as_on_chain(s, g, u, c, **o))
     assert plain == [False, False]
-
-
-def test_a_scale_floor_changes_only_the_standardisation_of_the_federation():
-    """R63's ``scale_floor``: the same shards, attackers and trigger, the same means, and
-    no scale below a quarter of the median; the default leaves the training split's."""
-    from fl_agent.simulation.config import SimulationConfig
-    from fl_agent.simulation.offline import federation
-
-    plain = federation(SimulationConfig(seed=4, clients=6, attack="backdoor", malicious=0.3))
-    floored = federation(SimulationConfig(seed=4, clients=6, attack="backdoor", malicious=0.3,
-                                          scale_floor=0.25))
-    scale, lifted = np.array(plain.data.scale), np.array(floored.data.scale)
-    std = np.asarray(plain.splits.train.X, dtype=np.float64).std(axis=0)
-    varies, floor = std > 0, 0.25 * float(np.median(std[std > 0]))
-    assert scale.min() < 0.1 and floor > 1.0  # digits: pixels nearly always blank
-    assert np.allclose(lifted[varies], np.maximum(std[varies], floor))
-    assert np.array_equal(lifted[~varies], scale[~varies])  # constant pixels keep 1
-    assert floored.data.mean == plain.data.mean and floored.trigger == plain.trigger
-    for a, b in zip(plain.clients, floored.clients, strict=True):
-        assert np.array_equal(a.X, b.X) and a.malicious == b.malicious
