@@ -23,6 +23,11 @@ narrower MLP's ε = 8 run, paired by strategy and seed. The baseline files must 
 federation (clients, rounds, data, attack) but may differ in the model and its learning
 rates; only their no-DP runs are read, and the main files' own no-DP runs are then ignored.
 
+``--best`` measures every strategy against the most accurate no-DP run of any strategy on
+the same seed, in the files and in the ``--baseline`` files together (rule R64,
+dp_warm_start_best_rules_2026-12-07.md): no rule is measured against a no-DP run that its
+own refusals made weaker, and a warm start is measured against the seeded start's no DP too.
+
 Runs that started from a trained model (``privacy_dp --warm-start``, rule R62,
 dp_warm_start_rules_2026-12-07.md) also print what ε = 8 adds to that start, per seed, with
 the mean's one-sided 95 % lower bound: a gap within the goal means little if the start alone
@@ -44,6 +49,8 @@ from scipy import stats
 #: The issue's goal, in accuracy (5 points), and the level it names.
 GOAL = 0.05
 EPSILON = 8.0
+#: The honest FPR a dp task's rule may not exceed (the issue's "FPR <= 0.05").
+FPR_CEILING = 0.05
 #: One-sided confidence of the bound on the mean gap.
 CONFIDENCE = 0.95
 #: Settings every file must share (the seeds and strategies may differ).
@@ -141,6 +148,29 @@ def gaps(runs: Sequence[Mapping[str, Any]],
     return out
 
 
+def best_gaps(runs: Sequence[Mapping[str, Any]],
+              baseline: Sequence[Mapping[str, Any]] = ()) -> dict[str, dict[int, float]]:
+    """Per strategy, per seed: the highest no-DP accuracy of any strategy on that seed, in
+    ``runs`` and ``baseline`` together, minus the strategy's ε = 8 accuracy. An ε = 8 run
+    whose seed has no no-DP run anywhere is refused."""
+    best: dict[int, float] = {}
+    for run in [*runs, *baseline]:
+        if run["epsilon"] is None and run["level"] == "no DP":
+            best[run["seed"]] = max(best.get(run["seed"], -math.inf), run["accuracy"])
+    out: dict[str, dict[int, float]] = {}
+    for run in runs:
+        if run["epsilon"] is None or not math.isclose(run["epsilon"], EPSILON):
+            continue
+        if run["seed"] not in best:
+            raise ValueError(f"no no-DP run for seed {run['seed']} in any file")
+        if run["seed"] in out.get(run["strategy"], {}):
+            raise ValueError(f"seed {run['seed']}, {run['strategy']}, {run['level']} "
+                             "measured twice")
+        out.setdefault(run["strategy"], {})[run["seed"]] = best[run["seed"]] - run["accuracy"]
+    return {strategy: dict(sorted(per_seed.items())) for strategy, per_seed in
+            sorted(out.items())}
+
+
 def gains_over_start(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[int, float]]:
     """Per strategy, per seed: ε = 8 accuracy minus the accuracy of the model the task started
     from, for runs that record it (``start_accuracy``: a warm start, rule R62). A DP task
@@ -172,6 +202,27 @@ def gain_report(per_strategy: Mapping[str, Mapping[int, float]]) -> str:
                      f"{CONFIDENCE:.0%} lower bound {100 * lower:+.2f}); above the start on "
                      f"{sum(v > 0 for v in values)} of {len(values)} seeds")
     return "\n".join(lines)
+
+
+def honest_record(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per strategy, over its ε = 8 runs that record them: the highest honest FPR, the seeds
+    above 0.05 (the issue's ceiling for a dp task's rule) and the honest clients the
+    registry's replayed rule would have banned, summed over the seeds (R62's and R64's
+    clauses on the rule)."""
+    out: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        if "fpr" not in run or run["epsilon"] is None \
+                or not math.isclose(run["epsilon"], EPSILON):
+            continue
+        record = out.setdefault(run["strategy"], {"seeds": 0, "highest_fpr": 0.0,
+                                                  "above": [], "banned": 0})
+        bad = set(run.get("malicious", ()))
+        record["seeds"] += 1
+        record["highest_fpr"] = max(record["highest_fpr"], run["fpr"])
+        if run["fpr"] > FPR_CEILING:
+            record["above"].append(run["seed"])
+        record["banned"] += len(set(run.get("would_blacklist", ())) - bad)
+    return dict(sorted(out.items()))
 
 
 def summary(per_seed: Mapping[int, float]) -> dict[str, Any]:
@@ -258,6 +309,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--baseline", nargs="+", type=Path, metavar="FILE",
                         help="take the no-DP accuracy from these files' runs (another "
                              "model's, the same federation), not the files' own")
+    parser.add_argument("--best", action="store_true",
+                        help="measure every strategy against the most accurate no-DP run "
+                             "of any strategy on the same seed, in the files and the "
+                             "--baseline files together (rule R64)")
     parser.add_argument("--plot", type=Path, help="also draw the per-seed gaps into this PNG")
     args = parser.parse_args(argv)
     try:
@@ -268,11 +323,18 @@ def main(argv: Sequence[str] | None = None) -> None:
             if differ := sorted(k for k in SAME if k not in MODEL and ours[k] != theirs[k]):
                 raise ValueError(f"{args.baseline[0]}: a baseline must share the federation; "
                                  f"its settings differ in {differ}")
-        per_strategy = gaps(runs, baseline)
+        per_strategy = best_gaps(runs, baseline or ()) if args.best else gaps(runs, baseline)
         if not per_strategy:
             raise ValueError("no strategy has both a no-DP and an ε = 8 run on any seed")
-        below = "no DP" if baseline is None else "the baseline's no DP"
+        below = ("the best no DP of any strategy" + ("" if baseline is None else
+                                                      " and baseline") if args.best else
+                 "no DP" if baseline is None else "the baseline's no DP")
         print(report(per_strategy, below))
+        for strategy, record in honest_record(runs).items():
+            print(f"{strategy} at ε = {EPSILON:g}, honest updates: highest FPR "
+                  f"{record['highest_fpr']:.3f} over {record['seeds']} seeds, above "
+                  f"{FPR_CEILING:g} on seeds {record['above'] or 'none'}; honest clients the "
+                  f"registry would ban, summed: {record['banned']}")
         if gains := gains_over_start(runs):
             print("what the federation adds to the model it started from (R62):")
             print(gain_report(gains))

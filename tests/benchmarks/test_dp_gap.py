@@ -228,3 +228,46 @@ def test_the_gain_over_a_warm_start_is_reported_with_its_lower_bound(tmp_path, c
     cold = _file(tmp_path, "cold.json", [_run(1, 0.95, None), _run(1, 0.91, 8.0)])
     dp_gap.main([str(cold)])
     assert "what the federation adds" not in capsys.readouterr().out
+
+
+def test_best_measures_every_strategy_against_the_most_accurate_no_dp_run_of_its_seed():
+    """R64: the no-DP accuracy is the highest of any strategy on the seed, in the files and
+    the baseline together; the baseline's ε = 8 runs are not read."""
+    warm = [_run(1, 0.96, None), _run(1, 0.93, 8.0), _run(2, 0.97, None), _run(2, 0.94, 8.0),
+            _run(1, 0.95, None, "fairfl"), _run(1, 0.92, 8.0, "fairfl"),
+            _run(2, 0.99, None, "fairfl"), _run(2, 0.95, 8.0, "fairfl")]
+    seeded = [_run(1, 0.98, None, "fairfl"), _run(1, 0.10, 8.0), _run(2, 0.96, None)]
+    got = dp_gap.best_gaps(warm, seeded)
+    assert got == {"fairfl": pytest.approx({1: 0.06, 2: 0.04}),  # 0.98 (seeded), 0.99 (own)
+                   "fedavg": pytest.approx({1: 0.05, 2: 0.05})}  # 0.98 (seeded), 0.99 (fairfl)
+    assert dp_gap.best_gaps(warm) == {"fairfl": pytest.approx({1: 0.04, 2: 0.04}),
+                                      "fedavg": pytest.approx({1: 0.03, 2: 0.05})}
+    with pytest.raises(ValueError, match="no no-DP run for seed 3"):
+        dp_gap.best_gaps([*warm, _run(3, 0.9, 8.0)], seeded)
+    with pytest.raises(ValueError, match="twice"):
+        dp_gap.best_gaps([*warm, _run(1, 0.9, 8.0)])
+
+
+def test_the_cli_measures_against_the_best_no_dp_run_with_a_baseline(tmp_path, capsys):
+    warm = _file(tmp_path, "warm.json", [_run(1, 0.96, None), _run(1, 0.93, 8.0),
+                                         _run(2, 0.97, None), _run(2, 0.94, 8.0)],
+                 warm_start=100)
+    seeded = _file(tmp_path, "seeded.json", [_run(1, 0.99, None), _run(2, 0.96, None)])
+    dp_gap.main([str(warm), "--baseline", str(seeded), "--best"])
+    out = capsys.readouterr().out
+    assert "fedavg: gap at ε = 8 per seed (points): 1 6.0, 2 3.0" in out
+    assert "of the best no DP of any strategy and baseline" in out
+
+
+def test_the_honest_record_at_eps_8_reads_fpr_and_bans_of_honest_clients_only():
+    def judged(seed, fpr, banned, strategy="fairfl", epsilon=8.0, malicious=()):
+        return _run(seed, 0.9, epsilon, strategy) | {
+            "fpr": fpr, "would_blacklist": banned,
+            **({"malicious": list(malicious)} if malicious else {})}
+
+    runs = [judged(1, 0.0, []), judged(2, 0.051, [3]), judged(3, 0.05, [1, 2], malicious=[2]),
+            judged(1, 0.9, [0, 1, 2], epsilon=None),  # no DP: not read
+            judged(1, 0.01, [], "fedavg"), _run(2, 0.9, 8.0)]  # a run without the fields
+    got = dp_gap.honest_record(runs)
+    assert got == {"fairfl": {"seeds": 3, "highest_fpr": 0.051, "above": [2], "banned": 2},
+                   "fedavg": {"seeds": 1, "highest_fpr": 0.01, "above": [], "banned": 0}}
