@@ -149,20 +149,29 @@ def gaps(runs: Sequence[Mapping[str, Any]],
 
 
 def best_gaps(runs: Sequence[Mapping[str, Any]],
-              baseline: Sequence[Mapping[str, Any]] = ()) -> dict[str, dict[int, float]]:
+              baseline: Sequence[Mapping[str, Any]] | None = None) -> dict[str, dict[int, float]]:
     """Per strategy, per seed: the highest no-DP accuracy of any strategy on that seed, in
     ``runs`` and ``baseline`` together, minus the strategy's ε = 8 accuracy. An ε = 8 run
-    whose seed has no no-DP run anywhere is refused."""
+    whose seed has no no-DP run in ``runs``, or (given a baseline) none in ``baseline``,
+    is refused: a baseline file left off cannot lower the best."""
     best: dict[int, float] = {}
-    for run in [*runs, *baseline]:
+    in_baseline: set[int] = set()
+    for run, own in [*((run, True) for run in runs),
+                     *((run, False) for run in baseline or ())]:
         if run["epsilon"] is None and run["level"] == "no DP":
             best[run["seed"]] = max(best.get(run["seed"], -math.inf), run["accuracy"])
+            if not own:
+                in_baseline.add(run["seed"])
+    own_seeds = {run["seed"] for run in runs if run["epsilon"] is None
+                 and run["level"] == "no DP"}
     out: dict[str, dict[int, float]] = {}
     for run in runs:
         if run["epsilon"] is None or not math.isclose(run["epsilon"], EPSILON):
             continue
-        if run["seed"] not in best:
-            raise ValueError(f"no no-DP run for seed {run['seed']} in any file")
+        if run["seed"] not in own_seeds:
+            raise ValueError(f"no no-DP run for seed {run['seed']} in the files")
+        if baseline is not None and run["seed"] not in in_baseline:
+            raise ValueError(f"the baseline has no no-DP run for seed {run['seed']}")
         if run["seed"] in out.get(run["strategy"], {}):
             raise ValueError(f"seed {run['seed']}, {run['strategy']}, {run['level']} "
                              "measured twice")
@@ -323,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             if differ := sorted(k for k in SAME if k not in MODEL and ours[k] != theirs[k]):
                 raise ValueError(f"{args.baseline[0]}: a baseline must share the federation; "
                                  f"its settings differ in {differ}")
-        per_strategy = best_gaps(runs, baseline or ()) if args.best else gaps(runs, baseline)
+        per_strategy = best_gaps(runs, baseline) if args.best else gaps(runs, baseline)
         if not per_strategy:
             raise ValueError("no strategy has both a no-DP and an ε = 8 run on any seed")
         below = ("the best no DP of any strategy" + ("" if baseline is None else

@@ -242,8 +242,10 @@ def test_best_measures_every_strategy_against_the_most_accurate_no_dp_run_of_its
                    "fedavg": pytest.approx({1: 0.05, 2: 0.05})}  # 0.98 (seeded), 0.99 (fairfl)
     assert dp_gap.best_gaps(warm) == {"fairfl": pytest.approx({1: 0.04, 2: 0.04}),
                                       "fedavg": pytest.approx({1: 0.03, 2: 0.05})}
-    with pytest.raises(ValueError, match="no no-DP run for seed 3"):
-        dp_gap.best_gaps([*warm, _run(3, 0.9, 8.0)], seeded)
+    with pytest.raises(ValueError, match="no no-DP run for seed 3 in the files"):
+        dp_gap.best_gaps([*warm, _run(3, 0.9, 8.0)], [*seeded, _run(3, 0.99, None)])
+    with pytest.raises(ValueError, match="the baseline has no no-DP run for seed 2"):
+        dp_gap.best_gaps(warm, seeded[:2])  # one baseline file left off: refused, not read
     with pytest.raises(ValueError, match="twice"):
         dp_gap.best_gaps([*warm, _run(1, 0.9, 8.0)])
 
