@@ -409,7 +409,11 @@ def sequential_out(sums: FloatArray, counts: FloatArray, z: FloatArray,
     ``(sum + z) / sqrt(count + 1)`` is below ``-tolerance``. For an honest sender each z is
     about N(mu, 1) with mu >= 0 (its signal beats noise of its size, on average), so the
     statistic stays about N(>= 0, 1) however many rounds it spans; a sender whose updates
-    cost the score round after round drifts down as ``sqrt(rounds)``."""
+    cost the score round after round drifts down as ``sqrt(rounds)``. Measured limit (rule
+    R64, docs/privacy-dp.md): from a start that is already good, mu falls near 0 for honest
+    senders (median statistic 0.87 at the task's end, against 6.47 from seeded weights, on
+    16 fresh seeds at epsilon 8) and below 0 for some, so honest senders are turned away
+    and banned; a task starts from seeded weights."""
     statistic = (np.asarray(sums, dtype=float) + np.asarray(z, dtype=float)) \
         / np.sqrt(np.asarray(counts, dtype=float) + 1)
     return statistic < -tolerance
