@@ -93,8 +93,11 @@ DP_NO_OUTLIERS = "fairfl-dp-seq-no-outliers"
 #: tasks since rule R44, docs/data/dp_receipt_length_rules_2026-12-06.md, kept it out of
 #: the default).
 DP_RECEIPT = "fairfl-dp-receipt"
+#: ``fairfl-dp-seq-no-outliers`` whose sequential test also asks a sender's record to be an
+#: outlier among the round's (:mod:`benchmarks.relative_sequential`, rule R65's candidate).
+DP_RELATIVE = "fairfl-dp-seq-relative"
 STRATEGIES = ("fedavg", "fairfl", NO_NOISE_CHECK, DP_GATE, DP_MEDIAN_CLIP, DP_SEQUENTIAL,
-              DP_NO_OUTLIERS, DP_RECEIPT)
+              DP_NO_OUTLIERS, DP_RECEIPT, DP_RELATIVE)
 DELTA = 1e-5
 #: The issue's goals: at ε = 8 within 5 points of no DP; FairFL's FPR on honest updates.
 GAP_AT_8_MAX = 0.05
@@ -397,6 +400,10 @@ def strategy_for(fed: Any, name: str) -> Any:
     from fl_agent.privacy.plan import build_plan
     from fl_agent.simulation.offline import aggregator_strategy
 
+    if name == DP_RELATIVE:
+        from benchmarks.relative_sequential import relative
+
+        return relative(strategy_for(fed, DP_NO_OUTLIERS))
     if name in (DP_GATE, DP_MEDIAN_CLIP, DP_SEQUENTIAL, DP_NO_OUTLIERS, DP_RECEIPT):  # DP
         strategy = aggregator_strategy(fed, build_plan(TrainingMode.DP, epsilon=8.0))
         return replace(strategy, sequential=name in (DP_SEQUENTIAL, DP_NO_OUTLIERS, DP_RECEIPT),

@@ -20,6 +20,7 @@ from benchmarks.privacy_dp import (
     DP_MEDIAN_CLIP,
     DP_NO_OUTLIERS,
     DP_RECEIPT,
+    DP_RELATIVE,
     DP_SEQUENTIAL,
     FPR_MAX,
     GAP_AT_8_MAX,
@@ -167,7 +168,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4))
     colours = {"fedavg": "#1f77b4", "fairfl": "#d62728", NO_NOISE_CHECK: "#ff7f0e",
                DP_GATE: "#2ca02c", DP_MEDIAN_CLIP: "#9467bd", DP_SEQUENTIAL: "#e377c2",
-               DP_NO_OUTLIERS: "#17becf", DP_RECEIPT: "#8c564b"}
+               DP_NO_OUTLIERS: "#17becf", DP_RECEIPT: "#8c564b", DP_RELATIVE: "#bcbd22"}
     for strategy in STRATEGIES:
         mine = [r for r in rows if r["strategy"] == strategy]
         if not mine:

@@ -182,7 +182,9 @@ similarity to the global model itself is ~1 for everyone and says nothing).
    figures record each z-score with the sum it was judged with. Honest FPR at most 0.015 on the
    evaluation seeds, honest or under attackers who attack every round; those who hurt round
    after round caught, noise-like ones not, those with a record of good rounds less
-   (docs/privacy-dp.md).
+   (docs/privacy-dp.md). From seeded weights only: from a start already trained, honest
+   senders' records fall near 0 and some below (rule R64: FPR up to 0.090 at epsilon 8 and 5
+   honest bans on 16 fresh seeds, none from seeded weights).
 
 5c. **Held back** (``held_back``, rules R50 and R50a: recorded on by every new task without
    the noise control since 2026-12-06; off in this class, and refused with the noise
@@ -495,6 +497,14 @@ class FairFL(Strategy):
         return rnd.global_params + clipped_mean(deltas, row_norms(deltas), num_samples,
                                                 self.clip_ratio)
 
+    def sequential_verdicts(self, sums: FloatArray, counts: FloatArray,
+                            z: FloatArray) -> NDArray[np.bool_]:
+        """Step 5b's verdict on the round's scored updates, given their senders' earlier
+        z-scores (``sums`` over ``counts`` rounds) and this round's ``z``: which to turn away
+        (:func:`sequential_out` at the gate's tolerance). A separate method so that a
+        benchmark can try another verdict on the same evidence (rule R65)."""
+        return sequential_out(sums, counts, z, self.tolerance)
+
     def mean_clip_ratio(self) -> float | None:
         return self.clip_ratio
 
@@ -713,8 +723,8 @@ class FairFL(Strategy):
             noisy = np.flatnonzero(np.isfinite(z))
             prior = np.zeros((rnd.n, 2)) if rnd.evidence is None else rnd.evidence
             before = prior[merge_index[noisy]]
-            out = set(noisy[sequential_out(before[:, 0], before[:, 1], z[noisy],
-                                           self.tolerance)].tolist())
+            out = set(noisy[self.sequential_verdicts(before[:, 0], before[:, 1],
+                                                     z[noisy])].tolist())
             survivors = [p for p in survivors if p not in out]
             measured["sequential"] = [[int(merge_index[p]), float(z[p]), float(b[0]), int(b[1])]
                                       for p, b in zip(noisy, before, strict=True)]
