@@ -456,6 +456,12 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
     they know both checks, and the rule clips what the band lets through); the row's
     ``refused_by_length_check`` counts the honest and attack updates it refused.
 
+    A rule with the sequential test: the row's ``refused_by_sequential`` counts the honest
+    and attack updates whose sender's record that test found below its line
+    (:func:`sequential_refusals`, from the round's figures), whether or not the gate's own
+    round test had turned them away too. Both are ``validation`` in the reasons, so the
+    ``validation`` refusals less these are the ones the round test alone made.
+
     For ``benchmarks.privacy_dp_explore`` (ideas tried on the tuning seeds):
     ``lr_factor(round)`` scales the DP learning rate in that round (1-based), and for each
     ``K`` in ``tails`` the row's ``tail_accuracy`` holds the test accuracy of the mean of the
@@ -497,6 +503,7 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
     evidence = np.zeros((len(fed.clients), 2))  # each client's z-scores: sum and count
     over_noise: dict[str, list[float]] = {"honest": [], "attack": []}
     by_check = Counter()  # updates the receipt's length check refused, honest and attack
+    by_sequential = Counter()  # updates the sequential test turned away, honest and attack
     d = param_count(spec)
     receipt_check = strategy_name == DP_RECEIPT and calibration is not None
     for number in range(1, setting.rounds + 1):
@@ -561,6 +568,8 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
                                         if getattr(strategy, "sequential", False) else {}))
             for j, z, _, _ in decision.figures.get("sequential", ()):
                 evidence[kept[j]] += (z, 1)
+            for j in sequential_refusals(strategy, decision.figures.get("sequential", ())):
+                by_sequential["attack" if fed.clients[kept[j]].malicious else "honest"] += 1
             params = np.asarray(decision.params, dtype=np.float32)
             refused.update({kept[j]: why for j, why in decision.reasons.items()})
         if tails:
@@ -600,11 +609,26 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
         "closest_cosine": statistics.median(closest),
         **({"length_over_noise": {k: quantiles(v) for k, v in over_noise.items() if v}}
            if calibration is not None else {}),
+        **({"refused_by_sequential": {"honest": by_sequential["honest"],
+                                      "attack": by_sequential["attack"]}}
+           if getattr(strategy, "sequential", False) else {}),
         **({"refused_by_length_check": {"honest": by_check["honest"],
                                         "attack": by_check["attack"]}}
            if receipt_check else {}),
         "chance": chance_similarity(d, FairFL.chance_z),
     }
+
+
+def sequential_refusals(strategy: Any, figures: Sequence[Sequence[float]]) -> list[int]:
+    """The positions (in the round's candidates) that the sequential test turned away,
+    from the round's ``figures["sequential"]`` rows ``[position, z, earlier sum, earlier
+    count]``: the strategy's own verdict (:meth:`~fl_agent.aggregation.FairFL.
+    sequential_verdicts`) on the very arrays it judged."""
+    if not figures:
+        return []
+    rows = np.asarray(figures, dtype=float)
+    out = strategy.sequential_verdicts(rows[:, 2], rows[:, 3], rows[:, 1])
+    return [int(p) for p, o in zip(rows[:, 0], out, strict=True) if o]
 
 
 def halves(X: np.ndarray, y: np.ndarray, seed: int) -> tuple[tuple[np.ndarray, np.ndarray],

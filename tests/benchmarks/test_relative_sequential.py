@@ -69,3 +69,18 @@ def test_the_candidate_keeps_every_option_of_the_rule_it_is_made_from():
     assert not made.sequential_verdicts(sums, counts, z).any()
     with pytest.raises(AttributeError):
         made.tolerance = 1.0  # frozen, as FairFL is
+
+
+def test_the_benchmark_counts_the_sequential_tests_refusals_from_the_rounds_figures():
+    """privacy_dp's attribution: the strategy's own verdict on the figures' rows
+    ``[position, z, earlier sum, earlier count]``, so today's test and the candidate are
+    each counted as they decided."""
+    from benchmarks.privacy_dp import sequential_refusals
+
+    t = [2.44, -1.91, 0.76, 2.03, 4.72, 0.16, -2.11, -2.81, 2.19, 3.30]
+    sums, counts, z = _records(t)
+    figures = [[10 + i, z[i], sums[i], counts[i]] for i in range(len(t))]  # positions 10-19
+    today = FairFL(tolerance=2.0, sequential=True, max_norm_ratio=None, chance_z=100.0)
+    assert sequential_refusals(today, figures) == [16, 17]
+    assert sequential_refusals(relative(today), figures) == []
+    assert sequential_refusals(today, []) == []
