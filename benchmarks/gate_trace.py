@@ -150,7 +150,11 @@ class TracingFairFL(FairFL):
 def label_distances(fed: Any) -> list[float]:
     """Each client's label mix against the federation's: the total variation distance
     between the two label distributions (0: the same mix, 1: no label in common)."""
-    labels = [np.asarray(c.y, dtype=np.int64) for c in fed.clients]
+    return label_mix_distances([np.asarray(c.y, dtype=np.int64) for c in fed.clients])
+
+
+def label_mix_distances(labels: list[np.ndarray]) -> list[float]:
+    """:func:`label_distances` for the clients' ``labels`` (one integer array each)."""
     k = 1 + max(int(y.max()) for y in labels if y.size)
     pooled = np.bincount(np.concatenate(labels), minlength=k) / sum(y.size for y in labels)
     return [float(0.5 * np.abs(np.bincount(y, minlength=k) / y.size - pooled).sum())

@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 from fl_agent.aggregation import FairFL
 from fl_agent.aggregation.base import FloatArray
-from fl_agent.aggregation.gate import sequential_out
+from fl_agent.aggregation.gate import sequential_out, sequential_statistic
 
 #: Scales a median absolute deviation to a normal distribution's standard deviation.
 MAD_TO_SD = 1.4826
@@ -35,8 +35,7 @@ def relative_sequential_out(sums: FloatArray, counts: FloatArray, z: FloatArray,
     """Which updates to turn away: those :func:`sequential_out` turns away whose record is
     also below the round's median record by more than ``tolerance`` spreads (the records'
     ``MAD_TO_SD * MAD``, at least 1)."""
-    statistic = (np.asarray(sums, dtype=float) + np.asarray(z, dtype=float)) \
-        / np.sqrt(np.asarray(counts, dtype=float) + 1)
+    statistic = sequential_statistic(sums, counts, z)
     absolute = sequential_out(sums, counts, z, tolerance)
     if statistic.size == 0:
         return absolute

@@ -39,30 +39,21 @@ from numpy.typing import NDArray
 TOLERANCE = 2.0
 
 
-def label_distance(labels: NDArray[np.integer], everyone: NDArray[np.integer],
-                   classes: int) -> float:
-    """Total variation distance between the label mix of ``labels`` and that of
-    ``everyone``."""
-    own = np.bincount(labels, minlength=classes) / labels.size
-    whole = np.bincount(everyone, minlength=classes) / everyone.size
-    return float(0.5 * np.abs(own - whole).sum())
-
-
 def client_rows(seed: int, evidence: Sequence[Sequence[float]],
                 labels: Sequence[NDArray[np.integer]], banned: Sequence[int]
                 ) -> list[dict[str, Any]]:
     """One row per client: its ``T`` (``None`` if it was never scored), its examples, its
-    label distance and whether it would have been banned."""
-    everyone = np.concatenate(labels)
-    classes = int(everyone.max()) + 1
-    rows = []
-    for client, ((total, count), y) in enumerate(zip(evidence, labels, strict=True)):
-        rows.append({"seed": seed, "client": client,
-                     "T": total / math.sqrt(count) if count else None,
-                     "examples": int(y.size),
-                     "label_distance": label_distance(y, everyone, classes),
-                     "banned": client in set(banned)})
-    return rows
+    label distance (:func:`benchmarks.gate_trace.label_mix_distances`) and whether it would
+    have been banned."""
+    from benchmarks.gate_trace import label_mix_distances
+
+    distances = label_mix_distances([np.asarray(y, dtype=np.int64) for y in labels])
+    return [{"seed": seed, "client": client,
+             "T": total / math.sqrt(count) if count else None,
+             "examples": int(y.size), "label_distance": distance,
+             "banned": client in set(banned)}
+            for client, ((total, count), y, distance)
+            in enumerate(zip(evidence, labels, distances, strict=True))]
 
 
 def summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -414,9 +414,14 @@ def sequential_out(sums: FloatArray, counts: FloatArray, z: FloatArray,
     senders (median statistic 0.87 at the task's end, against 6.47 from seeded weights, on
     16 fresh seeds at epsilon 8) and below 0 for some, so honest senders are turned away
     and banned; a task starts from seeded weights."""
-    statistic = (np.asarray(sums, dtype=float) + np.asarray(z, dtype=float)) \
+    return sequential_statistic(sums, counts, z) < -tolerance
+
+
+def sequential_statistic(sums: FloatArray, counts: FloatArray, z: FloatArray) -> FloatArray:
+    """Each sender's record as :func:`sequential_out` reads it: ``(sum + z) / sqrt(count +
+    1)``."""
+    return (np.asarray(sums, dtype=float) + np.asarray(z, dtype=float)) \
         / np.sqrt(np.asarray(counts, dtype=float) + 1)
-    return statistic < -tolerance
 
 
 def noise_control(rng: np.random.Generator, scales: list[float], dimension: int) -> FloatArray:
@@ -443,5 +448,5 @@ def update_noise(deltas: FloatArray, lengths: FloatArray | None = None) -> Float
 
 __all__ = ["GateStep", "SEQUENTIAL_DRAWS", "STRICT_RESOLUTION", "Unit", "Values", "Z_CAP",
            "gate_tolerances", "noise_control", "noise_evidence", "noise_margin", "sequential_out",
-           "paired_margin", "standard_error", "strict_noise", "strict_requirements",
-           "update_noise", "validation_gate"]
+           "paired_margin", "sequential_statistic", "standard_error", "strict_noise",
+           "strict_requirements", "update_noise", "validation_gate"]

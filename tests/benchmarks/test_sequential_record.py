@@ -14,10 +14,16 @@ from benchmarks import sequential_record as sr
 
 
 def test_label_distance_is_the_total_variation_between_label_mixes():
-    everyone = np.array([0, 0, 1, 1])  # half and half
-    assert sr.label_distance(np.array([0, 0]), everyone, 2) == pytest.approx(0.5)
-    assert sr.label_distance(np.array([0, 1]), everyone, 2) == pytest.approx(0.0)
-    assert sr.label_distance(np.array([2]), everyone, 3) == pytest.approx(1.0)
+    from benchmarks.gate_trace import label_mix_distances
+
+    # the federation's mix is the clients' pooled: here half and half
+    assert label_mix_distances([np.array([0, 0]), np.array([1, 1])]) == pytest.approx(
+        [0.5, 0.5])
+    assert label_mix_distances([np.array([0, 1]), np.array([0, 1])]) == pytest.approx(
+        [0.0, 0.0])
+    # five 0s and three 1s pooled: (5/8, 3/8)
+    assert label_mix_distances([np.array([0, 0, 0, 0]), np.array([0, 1]),
+                                np.array([1, 1])]) == pytest.approx([3 / 8, 1 / 8, 5 / 8])
 
 
 def test_client_rows_read_each_senders_statistic_size_mix_and_ban():
