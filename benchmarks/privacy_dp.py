@@ -96,8 +96,11 @@ DP_RECEIPT = "fairfl-dp-receipt"
 #: ``fairfl-dp-seq-no-outliers`` whose sequential test also asks a sender's record to be an
 #: outlier among the round's (:mod:`benchmarks.relative_sequential`, rule R65's candidate).
 DP_RELATIVE = "fairfl-dp-seq-relative"
+#: ``fairfl-dp-seq-no-outliers`` whose sequential test allows each sender a margin a round
+#: (``--sequential-margin``; :mod:`benchmarks.margin_sequential`, rule R66's candidate).
+DP_MARGIN = "fairfl-dp-seq-margin"
 STRATEGIES = ("fedavg", "fairfl", NO_NOISE_CHECK, DP_GATE, DP_MEDIAN_CLIP, DP_SEQUENTIAL,
-              DP_NO_OUTLIERS, DP_RECEIPT, DP_RELATIVE)
+              DP_NO_OUTLIERS, DP_RECEIPT, DP_RELATIVE, DP_MARGIN)
 DELTA = 1e-5
 #: The issue's goals: at ε = 8 within 5 points of no DP; FairFL's FPR on honest updates.
 GAP_AT_8_MAX = 0.05
@@ -154,6 +157,7 @@ class Setting:
     warm_start: int = 0  # steps of plain SGD on the validation split before round 1 (rule R62)
     gate_data: str = "all"  # "half": the gate and score read half the validation split (R62b)
     scale_floor: float = 0.0  # the standardisation's floor, a share of the median scale (R63)
+    sequential_margin: float = 0.5  # DP_MARGIN's margin, z-scores a round (rule R66)
 
     def __post_init__(self) -> None:
         if self.hidden and self.model not in MLPS:
@@ -388,11 +392,12 @@ def standardized(fed: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     return X_val, y_val, X_test, y_test, shards, claims
 
 
-def strategy_for(fed: Any, name: str) -> Any:
+def strategy_for(fed: Any, name: str, margin: float = 0.5) -> Any:
     """The rule ``name`` names (:data:`STRATEGIES`) as the aggregator of ``fed``'s task runs
     it. The DP variants are built as a DP task's aggregator builds its rule and then pinned
     in what tells them apart (the sequential test, length outliers, the clip), so that what
-    a new task's document records by default does not change a published row."""
+    a new task's document records by default does not change a published row. ``margin``:
+    :data:`DP_MARGIN`'s."""
     from fl_agent.aggregation import FairFL, get_strategy
     from fl_agent.aggregation.clustering import chance_z_off
     from fl_agent.chain.records import TrainingMode
@@ -404,6 +409,10 @@ def strategy_for(fed: Any, name: str) -> Any:
         from benchmarks.relative_sequential import relative
 
         return relative(strategy_for(fed, DP_NO_OUTLIERS))
+    if name == DP_MARGIN:
+        from benchmarks.margin_sequential import with_margin
+
+        return with_margin(strategy_for(fed, DP_NO_OUTLIERS), margin)
     if name in (DP_GATE, DP_MEDIAN_CLIP, DP_SEQUENTIAL, DP_NO_OUTLIERS, DP_RECEIPT):  # DP
         strategy = aggregator_strategy(fed, build_plan(TrainingMode.DP, epsilon=8.0))
         return replace(strategy, sequential=name in (DP_SEQUENTIAL, DP_NO_OUTLIERS, DP_RECEIPT),
@@ -482,7 +491,7 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
     from fl_agent.simulation.offline import decide_as_on_chain
 
     config, spec = fed.config, fed.spec
-    strategy = strategy_for(fed, strategy_name)
+    strategy = strategy_for(fed, strategy_name, setting.sequential_margin)
     X_val, y_val, X_test, y_test, shards, claims = standardized(fed)
     X_start, y_start = X_val, y_val  # what a warm start trains on
     if setting.gate_data == "half":  # R62b: never the data the gate and the score read
@@ -504,6 +513,7 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
     over_noise: dict[str, list[float]] = {"honest": [], "attack": []}
     by_check = Counter()  # updates the receipt's length check refused, honest and attack
     by_sequential = Counter()  # updates the sequential test turned away, honest and attack
+    trace: list[dict[str, Any]] = []  # with the sequential test: each round's z and verdicts
     d = param_count(spec)
     receipt_check = strategy_name == DP_RECEIPT and calibration is not None
     for number in range(1, setting.rounds + 1):
@@ -558,6 +568,8 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
         closest.extend(similar.max(axis=1).tolist())
         kept = [i for i, length in enumerate(lengths) if not bands or bands[i].holds(length)]
         refused = {i: "receipt" for i in range(len(updates)) if i not in kept}
+        figures: Sequence[Sequence[float]] = ()
+        out: list[int] = []
         for i in refused:
             by_check["attack" if fed.clients[i].malicious else "honest"] += 1
         if kept:
@@ -566,12 +578,18 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
                 gate=gate, score=score, scoring="loo", permutations=config.permutations,
                 round_number=number, **({"evidence": evidence[kept].copy()}
                                         if getattr(strategy, "sequential", False) else {}))
-            for j, z, _, _ in decision.figures.get("sequential", ()):
+            figures = decision.figures.get("sequential", ())  # [position, z, sum, count]
+            for j, z, _, _ in figures:
                 evidence[kept[j]] += (z, 1)
-            for j in sequential_refusals(strategy, decision.figures.get("sequential", ())):
-                by_sequential["attack" if fed.clients[kept[j]].malicious else "honest"] += 1
+            out = [kept[j] for j in sequential_refusals(strategy, figures)]
+            for i in out:
+                by_sequential["attack" if fed.clients[i].malicious else "honest"] += 1
             params = np.asarray(decision.params, dtype=np.float32)
             refused.update({kept[j]: why for j, why in decision.reasons.items()})
+        if getattr(strategy, "sequential", False):
+            trace.append({"z": {int(kept[int(j)]): float(z) for j, z, _, _ in figures},
+                          "sequential_out": out,
+                          "refused": {int(i): why for i, why in sorted(refused.items())}})
         if tails:
             history = (history + [params])[-max(tails):]
         rejected.append(set(refused))
@@ -612,6 +630,7 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
         **({"refused_by_sequential": {"honest": by_sequential["honest"],
                                       "attack": by_sequential["attack"]}}
            if getattr(strategy, "sequential", False) else {}),
+        **({"sequential_trace": trace} if trace else {}),
         **({"refused_by_length_check": {"honest": by_check["honest"],
                                         "attack": by_check["attack"]}}
            if receipt_check else {}),
@@ -790,6 +809,10 @@ def federation_options(command: Callable[..., Any]) -> Callable[..., Any]:
               help="no feature's standardisation scale below this share of the median "
                    "scale (rule R63; with --statistics train; 0: the training split's "
                    "scales as they are)")
+@click.option("--sequential-margin", default=DEFAULT.sequential_margin, show_default=True,
+              type=click.FloatRange(0),
+              help="with --strategies fairfl-dp-seq-margin: the margin a round, in z-scores, "
+                   "that its sequential test allows each sender (rule R66's candidate)")
 @click.option("--gate-data", default=DEFAULT.gate_data, show_default=True,
               type=click.Choice(list(GATE_DATA)),
               help="what of the validation split the gate and the score read (rule R62b): "
@@ -834,8 +857,9 @@ def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no
          with_clip_only: bool, clients: int, rounds: int, steps: int, batch_size: int,
          lr: float, dp_lr: float, clip: float, momentum: float, accountant: str, model: str,
          statistics: str, warm_start: int, gate_data: str, scale_floor: float,
-         hidden: list[int] | None, attack: str, pad: bool, attack_every: int,
-         attack_from: int, noiseless_credit: bool, fit: bool, flip_scale: float,
+         sequential_margin: float, hidden: list[int] | None, attack: str, pad: bool,
+         attack_every: int, attack_from: int, noiseless_credit: bool, fit: bool,
+         flip_scale: float,
          malicious: float, json_path: Path, plot_path: Path) -> None:
     import torch
 
@@ -865,7 +889,8 @@ def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no
                       lr=lr, dp_lr=dp_lr, clip=clip, momentum=momentum,
                       accountant=accountant, model=model, hidden=tuple(hidden or ()),
                       statistics=statistics, warm_start=warm_start,
-                      gate_data=gate_data, scale_floor=scale_floor)
+                      gate_data=gate_data, scale_floor=scale_floor,
+                      sequential_margin=sequential_margin)
     levels = ([NO_DP] if with_no_dp else []) + ([CLIP_ONLY] if with_clip_only else []) \
         + [f"ε = {e:g}" for e in sorted(epsilons, reverse=True)]
     plan = [(seed, level, strategy) for seed in seeds for level in levels
