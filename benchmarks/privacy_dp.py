@@ -157,7 +157,7 @@ class Setting:
     warm_start: int = 0  # steps of plain SGD on the validation split before round 1 (rule R62)
     gate_data: str = "all"  # "half": the gate and score read half the validation split (R62b)
     scale_floor: float = 0.0  # the standardisation's floor, a share of the median scale (R63)
-    sequential_margin: float = 0.5  # DP_MARGIN's margin, z-scores a round (rule R66)
+    sequential_margin: float | None = None  # DP_MARGIN's margin, z-scores a round (R66)
 
     def __post_init__(self) -> None:
         if self.hidden and self.model not in MLPS:
@@ -392,12 +392,12 @@ def standardized(fed: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     return X_val, y_val, X_test, y_test, shards, claims
 
 
-def strategy_for(fed: Any, name: str, margin: float = 0.5) -> Any:
+def strategy_for(fed: Any, name: str, margin: float | None = None) -> Any:
     """The rule ``name`` names (:data:`STRATEGIES`) as the aggregator of ``fed``'s task runs
     it. The DP variants are built as a DP task's aggregator builds its rule and then pinned
     in what tells them apart (the sequential test, length outliers, the clip), so that what
     a new task's document records by default does not change a published row. ``margin``:
-    :data:`DP_MARGIN`'s."""
+    :data:`DP_MARGIN`'s, which it needs."""
     from fl_agent.aggregation import FairFL, get_strategy
     from fl_agent.aggregation.clustering import chance_z_off
     from fl_agent.chain.records import TrainingMode
@@ -412,6 +412,8 @@ def strategy_for(fed: Any, name: str, margin: float = 0.5) -> Any:
     if name == DP_MARGIN:
         from benchmarks.margin_sequential import with_margin
 
+        if margin is None:
+            raise ValueError(f"{DP_MARGIN} needs a margin (--sequential-margin)")
         return with_margin(strategy_for(fed, DP_NO_OUTLIERS), margin)
     if name in (DP_GATE, DP_MEDIAN_CLIP, DP_SEQUENTIAL, DP_NO_OUTLIERS, DP_RECEIPT):  # DP
         strategy = aggregator_strategy(fed, build_plan(TrainingMode.DP, epsilon=8.0))
@@ -811,8 +813,9 @@ def federation_options(command: Callable[..., Any]) -> Callable[..., Any]:
                    "scales as they are)")
 @click.option("--sequential-margin", default=DEFAULT.sequential_margin, show_default=True,
               type=click.FloatRange(0),
-              help="with --strategies fairfl-dp-seq-margin: the margin a round, in z-scores, "
-                   "that its sequential test allows each sender (rule R66's candidate)")
+              help="the margin a round, in z-scores, that the sequential test of "
+                   "fairfl-dp-seq-margin allows each sender (rule R66's candidate); needed "
+                   "with it and only with it")
 @click.option("--gate-data", default=DEFAULT.gate_data, show_default=True,
               type=click.Choice(list(GATE_DATA)),
               help="what of the validation split the gate and the score read (rule R62b): "
@@ -881,6 +884,9 @@ def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no
         check_schedule(attack, schedule)
     except ConfigError as err:
         raise click.UsageError(str(err)) from None
+    if (sequential_margin is None) == (DP_MARGIN in strategies):
+        raise click.UsageError(f"--sequential-margin goes with --strategies {DP_MARGIN}, "
+                               "and that rule needs it")
     if scale_floor and statistics != "train":
         raise click.UsageError("--scale-floor floors the training split's scales: use it "
                                "with --statistics train")

@@ -88,6 +88,7 @@ def test_replay_with_a_margin_spares_a_slow_sender_keeps_the_round_tests_refusal
     rows = table([_trace_run()], [0.0, 0.5, 3.0])
     assert [r["honest_refused"] for r in rows] == [2, 1, 1]
     assert [r["tpr"] for r in rows] == [1.0, 0.75, 0.0]
+    assert [r["median_tpr"] for r in rows] == [1.0, 0.75, 0.0]
     assert [r["attackers_banned"] for r in rows] == [1, 1, 0]
     assert rows[0]["highest_fpr"] == pytest.approx(0.25) and rows[0]["honest_banned"] == 0
 
@@ -130,3 +131,26 @@ def test_a_dp_run_records_the_trace_that_replays_to_its_own_verdicts():
         assert candidate[key] == today[key]
     lenient = run(DP_MARGIN, 1e6)
     assert lenient["refused_by_sequential"] == {"honest": 0, "attack": 0}
+
+
+def test_the_candidate_rule_needs_its_margin_named():
+    """No default margin: a run of the candidate says which margin it used, and a run of
+    another rule does not carry one."""
+    from click.testing import CliRunner
+
+    from benchmarks.privacy_dp import (
+        DP_MARGIN,
+        Setting,
+        honest_federation,
+        main,
+        strategy_for,
+    )
+
+    fed = honest_federation(1, Setting(clients=3, rounds=1, steps=1))
+    with pytest.raises(ValueError, match="needs a margin"):
+        strategy_for(fed, DP_MARGIN)
+    assert strategy_for(fed, DP_MARGIN, 0.25).margin == 0.25
+    for args in (["--strategies", DP_MARGIN], ["--strategies", "fedavg",
+                                               "--sequential-margin", "0.5"]):
+        done = CliRunner().invoke(main, args)
+        assert done.exit_code == 2 and "--sequential-margin goes with" in done.output
