@@ -158,6 +158,31 @@ def table(runs: Sequence[dict[str, Any]], margins: Sequence[float]) -> list[dict
     return rows
 
 
+def honest_z(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The honest senders' z-scores in the runs' traces: each sender's variance over its
+    rounds (a unit-variance null gives 1), and each round's median over the senders."""
+    variances, by_round = [], []
+    for run in runs:
+        bad = set(run.get("malicious", ()))
+        own: dict[int, list[float]] = {}
+        for number, step in enumerate(run["sequential_trace"]):
+            for i, z in step["z"].items():
+                if int(i) not in bad:
+                    own.setdefault(int(i), []).append(float(z))
+                    while len(by_round) <= number:
+                        by_round.append([])
+                    by_round[number].append(float(z))
+        variances += [float(np.var(v, ddof=1)) for v in own.values() if len(v) > 1]
+    if not variances:
+        return {"senders": 0}
+    return {"senders": len(variances),
+            "variance": {"median": float(np.median(variances)),
+                         "p10": float(np.percentile(variances, 10)),
+                         "p90": float(np.percentile(variances, 90)),
+                         "max": float(np.max(variances))},
+            "median_z_by_round": [round(float(np.median(r)), 3) for r in by_round]}
+
+
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--margins", default="0,0.25,0.5,0.75,1,1.5", show_default=True,
@@ -169,7 +194,7 @@ def main(files: tuple[str, ...], margins: str, strategy: str, epsilon: float) ->
     """Replay benchmarks.privacy_dp runs (FILES, with ``sequential_trace``) as if the
     sequential test had a margin (rule R66's candidate; first order: see the module), and
     print, per margin, the honest refusals, the highest honest FPR of a run, the bans and
-    the attackers' TPR."""
+    the attackers' TPR; then the honest senders' z-scores (:func:`honest_z`)."""
     try:
         chosen = [float(m) for m in margins.split(",")]
     except ValueError as error:
@@ -187,10 +212,11 @@ def main(files: tuple[str, ...], margins: str, strategy: str, epsilon: float) ->
         click.echo(f"| {row['margin']:g} | {row['runs']} | {row['honest_refused']} | "
                    f"{row['highest_fpr']:.3f} | {row['honest_banned']} | "
                    f"{row['attackers_banned']} of {row['attackers']} | {tpr} |")
+    click.echo(f"honest senders' z-scores: {json.dumps(honest_z(runs))}")
 
 
 if __name__ == "__main__":
     main()
 
-__all__ = ["MarginSequentialFairFL", "Replayed", "margin_sequential_out",
+__all__ = ["MarginSequentialFairFL", "Replayed", "honest_z", "margin_sequential_out",
            "replay", "table", "with_margin"]
