@@ -185,8 +185,8 @@ def honest_z(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--margins", default="0,0.25,0.5,0.75,1,1.5", show_default=True,
-              help="comma-separated margins, z-scores a round")
+@click.option("--margins", default="0,0.25,0.5,0.75", show_default=True,
+              help="comma-separated margins, z-scores a round (rule R66's grid)")
 @click.option("--strategy", default="fairfl-dp-seq-no-outliers", show_default=True,
               help="the rows to replay: a rule with the sequential test")
 @click.option("--epsilon", default=8.0, show_default=True, type=float)

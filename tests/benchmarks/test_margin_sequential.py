@@ -161,39 +161,3 @@ def test_the_candidate_rule_needs_its_margin_named():
         done = CliRunner().invoke(main, args)
         assert done.exit_code == 2 and "--sequential-margin goes with" in done.output
 
-
-def _row(seed, accuracy, fpr=0.0, tpr=None, banned=(), malicious=(), start=0.9):
-    return {"seed": seed, "accuracy": accuracy, "fpr": fpr, "would_blacklist": list(banned),
-            "start_accuracy": start, **({"tpr": tpr, "malicious": list(malicious)}
-                                        if malicious else {})}
-
-
-def test_the_judge_holds_each_clause_to_the_bounds_the_rule_fixed():
-    from benchmarks.margin_judge import Pair, judge
-
-    honest = Pair("honest_1-2", {1: _row(1, 0.95), 2: _row(2, 0.94)},
-                  {1: _row(1, 0.95, fpr=0.02), 2: _row(2, 0.935, banned=[4])})
-    flips = Pair("sign_flip", {1: _row(1, 0.93, tpr=0.9, banned=[8, 9], malicious=[8, 9]),
-                               2: _row(2, 0.92, tpr=0.8, banned=[9], malicious=[8, 9])},
-                 {1: _row(1, 0.93, tpr=0.85, banned=[8], malicious=[8, 9]),
-                  2: _row(2, 0.92, tpr=0.8, banned=[9], malicious=[8, 9])})
-    got = judge([honest], [flips], (honest.today, honest.candidate))
-    assert got["C1"]["highest_fpr"] == 0.02 and got["C1"]["honest_bans"] == 1
-    assert got["C1"]["median_accuracy_difference"] == pytest.approx(-0.0025)
-    assert got["C1"]["holds"]
-    c2 = got["C2"]["sign_flip"]
-    assert c2["median_accuracy_difference"] == pytest.approx(0.0)
-    assert c2["worst_accuracy_difference"] == pytest.approx(0.0)
-    assert c2["median_tpr_difference"] == pytest.approx(-0.025)
-    assert c2["attackers_banned"] == [3, 2] and c2["holds"]
-    assert got["C3"]["holds"] and got["C3"]["seeds_below_start"] == {"sign_flip": []}
-    # One seed 4 points down fails C2's worst case; one below its start fails C3.
-    worse = Pair("sign_flip", flips.today,
-                 {**flips.candidate, 2: _row(2, 0.88, tpr=0.8, banned=[9], malicious=[8, 9],
-                                             start=0.89)})
-    got = judge([honest], [worse], (honest.today, honest.candidate))
-    assert not got["C2"]["sign_flip"]["holds"]
-    assert got["C3"]["seeds_below_start"] == {"sign_flip": [2]} and not got["C3"]["holds"]
-    assert got["C3"]["pairs_below_own_honest"] == {"today": 0, "candidate": 1}
-    with pytest.raises(Exception, match="pairs the same seeds"):
-        Pair("x", {1: _row(1, 0.9)}, {2: _row(2, 0.9)})
