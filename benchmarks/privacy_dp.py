@@ -860,7 +860,7 @@ def main(seeds: list[int], epsilons: list[float], strategies: list[str], with_no
          with_clip_only: bool, clients: int, rounds: int, steps: int, batch_size: int,
          lr: float, dp_lr: float, clip: float, momentum: float, accountant: str, model: str,
          statistics: str, warm_start: int, gate_data: str, scale_floor: float,
-         sequential_margin: float, hidden: list[int] | None, attack: str, pad: bool,
+         sequential_margin: float | None, hidden: list[int] | None, attack: str, pad: bool,
          attack_every: int, attack_from: int, noiseless_credit: bool, fit: bool,
          flip_scale: float,
          malicious: float, json_path: Path, plot_path: Path) -> None:
