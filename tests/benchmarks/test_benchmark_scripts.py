@@ -697,9 +697,13 @@ def test_a_dp_runs_figures_do_not_depend_on_the_other_runs_of_the_command(tmp_pa
             fresh=strategies == "fairfl-dp")
         rows[strategies] = next(r for r in json.loads(out.read_text())["runs"]
                                 if r["strategy"] == "fairfl-dp")
-    # the closest cosines are the updates' own, the attacker's too, whether kept or not
-    for key in ("curve", "closest_cosine"):
-        assert rows["fedavg,fairfl-dp"][key] == rows["fairfl-dp"][key]
+    # the closest cosines are the updates' own, the attacker's too, whether kept or not. A
+    # draw left over by an earlier run changes them in the second or third digit; BLAS may
+    # round the last bit differently in another process (seen once on a fresh clone:
+    # 0.006590166003938506 against ...055), which is not what this test is about.
+    assert rows["fedavg,fairfl-dp"]["curve"] == rows["fairfl-dp"]["curve"]
+    assert rows["fedavg,fairfl-dp"]["closest_cosine"] == pytest.approx(
+        rows["fairfl-dp"]["closest_cosine"], rel=1e-9, abs=0)
 
 
 def test_the_dp_benchmark_schedules_attackers_that_build_credit_first(tmp_path):
