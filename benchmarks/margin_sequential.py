@@ -29,7 +29,9 @@ today's test turned away counts as kept under a margin that spares it, although 
 round test may have turned it away too (the trace does not say; the attribution of rule
 R64 found it did so for 3 of 40 honest refusals alone).
 
-Lives in the benchmarks, not in ``fl_agent``: no task uses it unless a rule adopts it.
+Lives in the benchmarks, not in ``fl_agent``: no task uses it unless a rule adopts it. R66
+stopped at its tuning step: no margin from 0.05 to 0.75 kept the honest senders' FPR and
+the flippers' detection both within the rule (the rule file's outcome).
 """
 
 from __future__ import annotations
