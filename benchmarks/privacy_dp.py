@@ -515,6 +515,7 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
     over_noise: dict[str, list[float]] = {"honest": [], "attack": []}
     by_check = Counter()  # updates the receipt's length check refused, honest and attack
     by_sequential = Counter()  # updates the sequential test turned away, honest and attack
+    sequential = getattr(strategy, "sequential", False)  # FairFL's test over the rounds
     trace: list[dict[str, Any]] = []  # with the sequential test: each round's z and verdicts
     d = param_count(spec)
     receipt_check = strategy_name == DP_RECEIPT and calibration is not None
@@ -579,7 +580,7 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
                 strategy, params, np.stack([updates[i] for i in kept]), claims[kept],
                 gate=gate, score=score, scoring="loo", permutations=config.permutations,
                 round_number=number, **({"evidence": evidence[kept].copy()}
-                                        if getattr(strategy, "sequential", False) else {}))
+                                        if sequential else {}))
             figures = decision.figures.get("sequential", ())  # [position, z, sum, count]
             for j, z, _, _ in figures:
                 evidence[kept[j]] += (z, 1)
@@ -588,7 +589,7 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
                 by_sequential["attack" if fed.clients[i].malicious else "honest"] += 1
             params = np.asarray(decision.params, dtype=np.float32)
             refused.update({kept[j]: why for j, why in decision.reasons.items()})
-        if getattr(strategy, "sequential", False):
+        if sequential:
             trace.append({"z": {int(kept[int(j)]): float(z) for j, z, _, _ in figures},
                           "sequential_out": out,
                           "refused": {int(i): why for i, why in sorted(refused.items())}})
@@ -631,7 +632,7 @@ def measure_run(fed: Any, strategy_name: str, level: str, setting: Setting,
            if calibration is not None else {}),
         **({"refused_by_sequential": {"honest": by_sequential["honest"],
                                       "attack": by_sequential["attack"]}}
-           if getattr(strategy, "sequential", False) else {}),
+           if sequential else {}),
         **({"sequential_trace": trace} if trace else {}),
         **({"refused_by_length_check": {"honest": by_check["honest"],
                                         "attack": by_check["attack"]}}
