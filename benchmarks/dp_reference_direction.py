@@ -29,14 +29,16 @@ flipper who trained like it is caught once that sender's running ``T`` is above 
 is a first-order reading: with the flippers in the aggregate the global model and the
 references move, which only a run with attackers measures.
 
-The aggregate is FedAvg's (every update kept), so that the records do not depend on a
-rule's verdicts. Written here, not taken from :mod:`benchmarks.privacy_dp`, because that
+The aggregate is FedAvg's as the DP benchmark decides it (every update kept, each
+weighted by its claim capped as on chain), so that the records do not depend on a rule's
+verdicts. Written here, not taken from :mod:`benchmarks.privacy_dp`, because that
 loop judges updates and does not train a reference; the federation, calibration, start
 and DP training are that module's.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from functools import lru_cache
@@ -50,6 +52,10 @@ from benchmarks import comma_numbers, machine, progress_bar, publish
 
 #: The line on a sender's record that FairFL's sequential test uses (its gate tolerance).
 LINE = 2.0
+#: Caps on one round's z-score the amended rule reads the records at (None: uncapped): a
+#: sender whose records are summed can bank credit in one round (a round trained without
+#: noise scores about cos * sqrt(d), tens), and a cap bounds what one round can buy.
+CAPS: tuple[float | None, ...] = (None, 2.0, 1.0)
 
 
 def direction_z(delta: np.ndarray, reference: np.ndarray) -> float:
@@ -98,6 +104,39 @@ def calibration_for(seed: int, epsilon: float, rounds: int, clients: int) -> Any
     return calibrate([len(c.y) for c in fed.clients], setting, epsilon)
 
 
+def capped_trade(z: np.ndarray, cap: float | None, line: float = LINE) -> dict[str, Any]:
+    """What a line at ``-line`` does when each round's z-score is capped at ``cap``: the
+    honest records ``running_records(min(z, cap))`` and the flippers' ``running_records(
+    min(-z, cap))`` (no longer each other's mirror once capped). A sender is turned away in
+    each round its record is below ``-line``; the registry's bans are replayed on those
+    rounds (:func:`benchmarks.privacy_dp.would_blacklist`, the simulation's window and
+    count; each side replayed alone, as if it were the only one turned away)."""
+    from benchmarks.privacy_dp import would_blacklist
+    from fl_agent.simulation.config import BLOCKS_PER_ROUND_SLACK, SimulationConfig
+
+    z = np.asarray(z, dtype=np.float64)
+    limit = np.inf if cap is None else cap
+    config = SimulationConfig()
+
+    def side(values: np.ndarray) -> dict[str, Any]:
+        below = running_records(np.minimum(values, limit)) < -line
+        turned = [set(np.flatnonzero(row).tolist()) for row in below]
+        return {"ever": int(below.any(axis=0).sum()), "rounds": int(below.sum()),
+                "at_end": int(below[-1].sum()),
+                "banned": len(would_blacklist(turned, values.shape[1], config.window_rounds,
+                                              config.max_rejections, BLOCKS_PER_ROUND_SLACK))}
+
+    return {"cap": cap, "honest": side(z), "flippers": side(-z), "senders": int(z.shape[1])}
+
+
+def per_round(runs: list[dict[str, Any]], start: str) -> dict[str, list[float]]:
+    """Over the seeds' honest senders of ``start``, each round's median z and the share of
+    updates with z <= 0 (which FLTrust's ReLU trust gives no weight)."""
+    z = np.concatenate([np.asarray(r["z"]) for r in runs if r["start"] == start], axis=1)
+    return {"median_z": np.median(z, axis=1).round(3).tolist(),
+            "share_not_positive": (z <= 0).mean(axis=1).round(3).tolist()}
+
+
 def measure(seed: int, start: str, epsilon: float, reference_steps: int,
             warm_steps: int, on_round: Any = lambda: None, *, rounds: int = 20,
             clients: int = 10) -> dict[str, Any]:
@@ -108,11 +147,13 @@ def measure(seed: int, start: str, epsilon: float, reference_steps: int,
         halves,
         honest_federation,
         standardized,
+        strategy_for,
         warm_started,
     )
     from fl_agent.learning.models import init_params
-    from fl_agent.learning.training import evaluate, round_seed, train_local
+    from fl_agent.learning.training import evaluate, round_seed, train_local, validation_scores
     from fl_agent.privacy.dp import train_local_dp
+    from fl_agent.simulation.offline import decide_as_on_chain
 
     setting = Setting(warm_start=warm_steps if start == "warm" else 0, gate_data="half",
                       rounds=rounds, clients=clients)
@@ -124,7 +165,13 @@ def measure(seed: int, start: str, epsilon: float, reference_steps: int,
     spec = fed.spec
     params = warm_started(spec, init_params(spec, seed), X_start, y_start, setting, seed)
     start_accuracy = evaluate(spec, params, X_test, y_test, "accuracy")
-    weights = claims / claims.sum()
+    fedavg = strategy_for(fed, "fedavg")
+
+    def gate(vector: np.ndarray) -> np.ndarray:  # as the DP benchmark's run has them
+        return validation_scores(spec, vector, X_gate, y_gate, "loss")
+
+    def score(vector: np.ndarray) -> float:
+        return evaluate(spec, vector, X_gate, y_gate, "accuracy")
     z_rows = []
     for number in range(1, setting.rounds + 1):
         reference = np.asarray(train_local(
@@ -140,8 +187,11 @@ def measure(seed: int, start: str, epsilon: float, reference_steps: int,
                                     max_grad_norm=setting.clip)
             deltas.append(np.asarray(result.vector, dtype=np.float64) - params)
         z_rows.append([direction_z(delta, reference) for delta in deltas])
-        params = (params + sum(w * d for w, d in zip(weights, deltas, strict=True))
-                  ).astype(np.float32)
+        decision = decide_as_on_chain(  # FedAvg as the DP benchmark decides it (claims capped)
+            fedavg, params, np.stack([(params + d).astype(np.float32) for d in deltas]),
+            claims, gate=gate, score=score, scoring="loo",
+            permutations=fed.config.permutations, round_number=number)
+        params = np.asarray(decision.params, dtype=np.float32)
         on_round()
     z = np.asarray(z_rows)
     records = running_records(z)
@@ -150,6 +200,42 @@ def measure(seed: int, start: str, epsilon: float, reference_steps: int,
             "accuracy": evaluate(spec, params, X_test, y_test, "accuracy"),
             "z": z.round(4).tolist(), "final_records": records[-1].round(4).tolist(),
             "trade": line_trade(records)}
+
+
+def clauses(runs: list[dict[str, Any]]) -> str:
+    """The rule's two clauses per start and cap (summed over the seeds), the per-seed counts
+    from the warm start, and each round's honest z."""
+    lines = ["| start | cap on a round's z | honest senders ever below −2 (rounds; replayed "
+             "bans) | flippers below −2 at the end (ever; replayed bans) |",
+             "| --- | --- | --- | --- |"]
+    for start in ("warm", "seeded"):
+        rows = [r for r in runs if r["start"] == start]
+        for cap in CAPS:
+            trades = [capped_trade(np.asarray(r["z"]), cap) for r in rows]
+            if not trades:
+                continue
+            senders = sum(t["senders"] for t in trades)
+
+            def total(who: str, key: str, trades: list[dict[str, Any]] = trades) -> int:
+                return sum(t[who][key] for t in trades)
+
+            lines.append(f"| {start} | {'none' if cap is None else cap:} | "
+                         f"{total('honest', 'ever')} of {senders} "
+                         f"({total('honest', 'rounds')}; {total('honest', 'banned')}) | "
+                         f"{total('flippers', 'at_end')} of {senders} "
+                         f"({total('flippers', 'ever')}; {total('flippers', 'banned')}) |")
+    warm = [r for r in runs if r["start"] == "warm"]
+    if warm:
+        lines += ["", "warm start, per seed (uncapped): honest ever below −2 / mirrored "
+                  "flippers below −2 at the end, of each seed's senders: " + ", ".join(
+                      f"{r['seed']}: {t['honest']['ever']} / {t['flippers']['at_end']}"
+                      for r in warm for t in [capped_trade(np.asarray(r["z"]), None)])]
+        rounds = per_round(runs, "warm")
+        lines += ["warm start, each round's median honest z: "
+                  + " ".join(f"{v:.2f}" for v in rounds["median_z"]),
+                  "warm start, each round's share of honest updates with z <= 0: "
+                  + " ".join(f"{v:.2f}" for v in rounds["share_not_positive"])]
+    return "\n".join(lines)
 
 
 def summary(runs: list[dict[str, Any]]) -> str:
@@ -212,8 +298,8 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
 
 
 @click.command(help=__doc__)
-@click.option("--seeds", callback=comma_numbers(int, lambda s: s >= 0), default="106,107,108",
-              show_default=True, help="comma-separated seeds")
+@click.option("--seeds", callback=comma_numbers(int, lambda s: s >= 0), default="1,2",
+              show_default=True, help="comma-separated seeds (R67's evaluation: 106-121)")
 @click.option("--starts", type=click.Choice(["both", "warm", "seeded"]), default="both",
               show_default=True)
 @click.option("--epsilon", type=click.FloatRange(min=0, min_open=True), default=8.0,
@@ -230,9 +316,15 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
               default=Path("reports/bench/dp_reference_direction.json"), show_default=True)
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path),
               default=Path("reports/bench/dp_reference_direction.png"), show_default=True)
+@click.option("--files", "files", multiple=True, type=click.Path(exists=True, path_type=Path),
+              help="print the tables of these runs' JSON files (no run); repeatable")
 def main(seeds: list[int], starts: str, epsilon: float, reference_steps: int,
          warm_steps: int, rounds: int, clients: int, json_path: Path,
-         plot_path: Path) -> None:
+         plot_path: Path, files: tuple[Path, ...]) -> None:
+    if files:
+        runs = [run for path in files for run in json.loads(path.read_text())["runs"]]
+        print(summary(runs) + "\n\n" + clauses(runs))
+        return
     import torch
 
     torch.set_num_threads(1)
@@ -253,7 +345,7 @@ def main(seeds: list[int], starts: str, epsilon: float, reference_steps: int,
                            "line": LINE, "aggregate": "fedavg", "clients": clients,
                            "rounds": rounds},
               "machine": about, "wall_s": round(time.time() - started, 1), "runs": runs}
-    publish(result, json_path, summary(runs))
+    publish(result, json_path, summary(runs) + "\n\n" + clauses(runs))
     plot(runs, plot_path)
     print(f"plot: {plot_path}")
 
