@@ -276,7 +276,7 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = plt.subplots(figsize=(7, 4.4))
     for row, start in enumerate(("seeded", "warm")):
         finals = np.concatenate([r["final_records"] for r in runs if r["start"] == start]
                                 or [np.zeros(0)])
@@ -290,7 +290,7 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
     ax.set_yticks([0, 1], ["seeded start", "warm start"])
     ax.set_xlabel("sender's record T = sum(z) / sqrt(rounds), z = cos(update, reference) √d")
     ax.set_title("Direction evidence at the task's end, DP-SGD ε = 8, FedAvg")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -317,13 +317,16 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path),
               default=Path("reports/bench/dp_reference_direction.png"), show_default=True)
 @click.option("--files", "files", multiple=True, type=click.Path(exists=True, path_type=Path),
-              help="print the tables of these runs' JSON files (no run); repeatable")
+              help="print the tables of these runs' JSON files and plot them (no run); "
+              "repeatable")
 def main(seeds: list[int], starts: str, epsilon: float, reference_steps: int,
          warm_steps: int, rounds: int, clients: int, json_path: Path,
          plot_path: Path, files: tuple[Path, ...]) -> None:
     if files:
         runs = [run for path in files for run in json.loads(path.read_text())["runs"]]
         print(summary(runs) + "\n\n" + clauses(runs))
+        plot(runs, plot_path)
+        print(f"plot: {plot_path}")
         return
     import torch
 
