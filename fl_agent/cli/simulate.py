@@ -143,12 +143,17 @@ def simulate(dataset: str, model: str | None, clients: int, malicious: float, at
         dp_level=dp_level, dp_length_check=dp_length_check, prune_ratio=prune_ratio,
         rule_options=options,
         list_price=None if list_price is None else int(list_price * FLT))
-    folder = Path(out or f"reports/{attack}-{aggregator}-seed{seed}")
+    # mode he aggregates ciphertexts, where only FLTrust's rule runs (the runner switches to
+    # it): the banner and the default folder name the rule that runs
+    rule = "fltrust" if TrainingMode.HOMOMORPHIC in modes else aggregator
+    folder = Path(out or f"reports/{attack}-{rule}-seed{seed}")
     settings = get_settings()
     store = open_store(ipfs) if (ipfs or network) else None
     quiet_ape()
     console.print(f"[bold]simulating[/] {config.clients} clients ({config.num_malicious} "
-                  f"attacking with {attack}) x {rounds} rounds, {aggregator} on {dataset}")
+                  f"attacking with {attack}) x {rounds} rounds, {rule} on {dataset}"
+                  + (" (mode he: FLTrust's rule on ciphertexts)"
+                     if rule != aggregator else ""))
     columns = (TextColumn("[bold]round"), MofNCompleteColumn(), BarColumn(),
                TextColumn("{task.fields[status]}"), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:

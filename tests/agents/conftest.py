@@ -98,19 +98,22 @@ class World:
                                self.splits.validation.X, self.splits.validation.y,
                                self.tmp / "agents", **kwargs)
 
-    def he_task(self, holder: Any, rounds: int, min_participants: int) -> int:
+    def he_task(self, holder: Any, rounds: int, min_participants: int,
+                epsilon: float | None = None) -> int:
         """A homomorphic FLTrust task under ``holder``'s key pair (its secret context in
-        ``tmp/keys``), created by accounts[0], which holds the key; the world's document
+        ``tmp/keys``), created by accounts[0], which holds the key; with ``epsilon`` a
+        ``dp+he`` task (DP-SGD at that budget, then encryption); the world's document
         becomes the task's."""
         from fl_agent.agents.keyholder import create_context
         from fl_agent.learning.task_doc import AggregationPlan
-        from fl_agent.privacy.plan import PrivacyPlan
+        from fl_agent.privacy.plan import DPPlan, PrivacyPlan
 
         plan = create_context(self.store, self.tmp / "keys", self.accounts[0].address,
                               holder=holder)
         self.document = self.document.model_copy(update={
             "aggregation": AggregationPlan(strategy="fltrust"),
-            "privacy": PrivacyPlan(he=plan)})
+            "privacy": PrivacyPlan(he=plan, dp=None if epsilon is None
+                                   else DPPlan(epsilon=epsilon))})
         return self.create_task(rounds=rounds, min_participants=min_participants, window=30)
 
     def cli_env(self, network: str) -> dict[str, str]:

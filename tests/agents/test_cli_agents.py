@@ -246,3 +246,23 @@ def test_an_unknown_account_alias_says_how_to_add_one():
         resolve_account("nobody-here")
     with pytest.raises(FairFLError, match="TEST::<number>"):
         resolve_account("TEST::two")
+
+
+@pytest.mark.parametrize(("mode", "says"), [
+    ("he", "fltrust on digits (mode he: FLTrust's rule on ciphertexts)"),
+    ("dp+he", "fltrust on digits (mode he"), ("plain", "fairfl on digits\n")])
+def test_simulate_names_the_rule_that_runs(mode, says, tmp_path, monkeypatch):
+    """Mode he aggregates ciphertexts with FLTrust's rule whatever --aggregator says (the
+    runner switches to it); the banner said the flag's fairfl. Stopped right after it."""
+    import fl_agent.simulation.runner as runner
+    from fl_agent.errors import FairFLError
+
+    def stop(*args, **kwargs):
+        raise FairFLError("stopped after the banner")
+
+    monkeypatch.setattr(runner, "run_simulation", stop)
+    result = CliRunner().invoke(main, ["simulate", "--mode", mode, "--epsilon", "8"]
+                                if "dp" in mode else ["simulate", "--mode", mode],
+                                env={"FAIRFL_HOME": str(tmp_path), "COLUMNS": "200"})
+    assert "stopped after the banner" in result.output, result.output
+    assert says in result.output, result.output

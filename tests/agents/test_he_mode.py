@@ -181,6 +181,45 @@ def test_an_encrypted_fltrust_task_runs_to_completion_and_matches_plaintext_fltr
     assert not world.store.has(compute_cid(holder.secret_context))  # never in the store
 
 
+def test_dp_and_he_combine_dp_sgd_updates_are_encrypted_and_aggregated_by_fltrust(
+        world, holder):
+    """``dp+he``: each participant trains with DP-SGD, then encrypts; the aggregator runs
+    FLTrust on the ciphertexts, reads every receipt (its ε and the context), and the new
+    model is plaintext FLTrust's on the DP updates the participants encrypted."""
+    task_id = world.he_task(holder, rounds=1, min_participants=2, epsilon=8.0)
+    assert world.fairfl.ledger.task(task_id).training_mode.label() == "dp+homomorphic"
+    captured: dict[str, np.ndarray] = {}
+
+    def capture(index: int):
+        def hook(global_vector, result):
+            captured[world.accounts[2 + index].address] = np.asarray(result.vector, np.float64)
+            return result.vector
+        return hook
+
+    people = [world.participant(task_id, i, update_hook=capture(i)) for i in range(3)]
+    aggregator = world.aggregator_agent(task_id)
+    keyholder = world.key_holder_agent(task_id)
+    aggregator.step()
+    for agent in people:
+        submitted, skipped = agent.step()
+        assert len(submitted) == 1 and not skipped
+    assert isinstance(aggregator.step(), HERequest)
+    keyholder.step()
+    assert isinstance(aggregator.step(), HERequest)
+    keyholder.step()
+    outcome = aggregator.step()
+    assert isinstance(outcome, RoundOutcome), outcome
+
+    receipts = [PrivacyReceipt.from_json(world.store.get(str(log.privacyCid)))
+                for log in world.fairfl.ledger.events("UpdateSubmitted", taskId=task_id)]
+    assert len(receipts) == 3 and {r.he_fingerprint for r in receipts} == {holder.fingerprint}
+    assert all(r.mode == "dp+homomorphic" and 0 < r.epsilon_spent <= 8.0
+               and r.noise_multiplier > 0 and r.steps > 0 for r in receipts)
+    expected = plaintext_fltrust(world, init_params(world.document.model, 0),
+                                 [captured[p.address] for p in people])
+    assert np.max(np.abs(outcome.params - expected)) < 1e-3
+
+
 def test_bad_ciphertexts_are_rejected_with_a_reason_and_the_round_goes_on(world, holder):
     task_id = world.he_task(holder, rounds=1, min_participants=1)
     honest = world.participant(task_id, 0)
