@@ -77,10 +77,10 @@ def test_one_small_run_records_every_round_of_every_sender(tmp_path):
 
 def test_a_cap_on_a_rounds_z_bounds_the_credit_one_round_buys():
     """A sender with one round at z = 30 (a round trained without noise) and then z = -2.5
-    for five rounds: uncapped its record stays above -2 (30 - 12.5 = 17.5 over sqrt 6), so
-    as a flipper mirrored it would... and as an honest record it is never turned away; capped
-    at 2, the flipper side's record (min(-z, 2)) falls below -2 and the honest side's
-    min(z, 2) record is (2 - 12.5) / sqrt 6 = -4.29: turned away, and banned after three."""
+    for five rounds: uncapped, its record stays above -2 (17.5 / sqrt 6 at the end), so it
+    is never turned away; capped at 2 the credit is gone, (2 - 12.5) / sqrt 6 = -4.29 at
+    the end: turned away, and banned after three rounds below the line. The flipper side
+    reads min(-z, 2): -30, then +2 a round."""
     z = np.array([[30.0]] + [[-2.5]] * 5)
     uncapped, capped = capped_trade(z, None), capped_trade(z, 2.0)
     assert uncapped["honest"]["ever"] == 0
