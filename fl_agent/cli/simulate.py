@@ -143,9 +143,7 @@ def simulate(dataset: str, model: str | None, clients: int, malicious: float, at
         dp_level=dp_level, dp_length_check=dp_length_check, prune_ratio=prune_ratio,
         rule_options=options,
         list_price=None if list_price is None else int(list_price * FLT))
-    # mode he aggregates ciphertexts, where only FLTrust's rule runs (the runner switches to
-    # it): the banner and the default folder name the rule that runs
-    rule = "fltrust" if TrainingMode.HOMOMORPHIC in modes else aggregator
+    rule = config.rule  # the banner and the default folder name the rule that runs
     folder = Path(out or f"reports/{attack}-{rule}-seed{seed}")
     settings = get_settings()
     store = open_store(ipfs) if (ipfs or network) else None

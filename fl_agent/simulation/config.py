@@ -117,6 +117,14 @@ class SimulationConfig(BaseModel):
         return self
 
     @property
+    def rule(self) -> str:
+        """The aggregation rule that runs: FLTrust's under mode he (the only rule on
+        ciphertexts, whatever :attr:`aggregator` says), else :attr:`aggregator`."""
+        from fl_agent.chain.records import TrainingMode
+
+        return "fltrust" if TrainingMode.HOMOMORPHIC in self.training_mode else self.aggregator
+
+    @property
     def training_mode(self) -> Any:
         """:attr:`mode` as the ledger's ``TrainingMode`` bitmask."""
         from fl_agent.chain.records import TrainingMode

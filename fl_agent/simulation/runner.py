@@ -108,9 +108,9 @@ def run_simulation(config: SimulationConfig, *, workdir: Path, network: str | No
 
     torch.set_num_threads(1)
     he = TrainingMode.HOMOMORPHIC in config.training_mode
-    if he and config.aggregator != "fltrust":
+    if config.rule != config.aggregator:
         log(f"mode he aggregates ciphertexts with FLTrust's rule, not {config.aggregator}")
-        config = config.model_copy(update={"aggregator": "fltrust"})
+        config = config.model_copy(update={"aggregator": config.rule})
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     # The agents' event cursors belong to the chain of one run; a rerun starts afresh.
